@@ -1,0 +1,49 @@
+"""Process-wide TensorFlow settings that must be made before TensorFlow starts its thread pools."""
+from __future__ import annotations
+
+import os
+
+_configured = False
+
+
+def configure(threads: int | None = None) -> None:
+    """Quiet TensorFlow's start-up logs and cap its thread pools (default: all cores)."""
+    global _configured
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if _configured:
+        return
+    tf = _import_tensorflow_quietly()
+
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+        except RuntimeError:  # already initialized by the caller; their settings stand
+            pass
+    _configured = True
+
+
+def _import_tensorflow_quietly():
+    """Import TensorFlow with the process's stderr closed: its C++ start-up notices bypass Python logging."""
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        try:
+            import tensorflow as tf
+            import keras  # noqa: F401  (its backend start-up prints too)
+        except Exception:
+            tf = None
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    if tf is None:  # import again with stderr open, so the real error is seen
+        import tensorflow as tf
+    return tf

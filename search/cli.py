@@ -1,0 +1,120 @@
+"""The ``search`` command: argument parsing, and turning user errors into one clear paragraph."""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from search.errors import UserError
+
+DEFAULT_HOME = "mlruns"
+
+
+def parse_duration(text: str) -> float:
+    """``8h``, ``90m``, ``1h30m``, ``45s`` or plain seconds."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([dhms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
+        raise argparse.ArgumentTypeError(f"expected a duration like 8h, 90m, 1h30m or 3600; found {text!r}")
+    scale = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--home", default=os.environ.get("SEARCH_HOME", DEFAULT_HOME),
+                   help="folder for the default stores, artifacts and checkpoints (default: mlruns)")
+    p.add_argument("--storage", default=os.environ.get("SEARCH_STORAGE"),
+                   help="Optuna storage URL (default: sqlite:///<home>/optuna.db)")
+    p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
+                   help="MLflow tracking URI (default: sqlite:///<home>/mlflow.db)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="search", description="Hyperparameter search and honest validation "
+                                     "for Keras models, on Optuna, scikit-learn and MLflow.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start or continue the study a space file describes")
+    run.add_argument("space", type=Path, help="the space file (YAML)")
+    run.add_argument("--study-name", help="override study.name from the file")
+    _store_args(run)
+    run.add_argument("--n-trials", type=int, help="run at most this many trials now (the file's n_trials is "
+                     "the study's total budget)")
+    run.add_argument("--timeout", type=parse_duration, help="stop starting trials after this long (8h, 90m)")
+    run.add_argument("--threads", type=int, help="TensorFlow threads (default: all cores)")
+    run.add_argument("--quiet", action="store_true", help="no progress lines, only the final table")
+
+    status = sub.add_parser("status", help="trial counts and the top trials of a study, from storage")
+    status.add_argument("study", help="study name")
+    status.add_argument("--top", type=int, default=10)
+    _store_args(status)
+
+    ui = sub.add_parser("ui", help="start the MLflow UI on this project's tracking store")
+    _store_args(ui)
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--host", default="127.0.0.1")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Set before anything imports TensorFlow: its C++ start-up chatter is not for our users.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    args = build_parser().parse_args(argv)
+    try:
+        return {"run": _run, "status": _status, "ui": _ui}[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted.", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from search import session, space as spaces
+
+    space = spaces.load(args.space, study_name=args.study_name)
+    prepared = session.prepare(space)
+    options = session.RunOptions(home=Path(args.home), storage=args.storage, tracking_uri=args.tracking_uri,
+                                 n_trials=args.n_trials, timeout=args.timeout, threads=args.threads,
+                                 quiet=args.quiet)
+    session.run(prepared, options, args.space.read_text())
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import optuna
+
+    from search import study as studies
+    from search.display import format_counts, format_table, trial_rows
+    from search.errors import StudyError
+
+    storage = studies.make_storage(args.storage or studies.default_storage(Path(args.home)))
+    try:
+        study = optuna.load_study(study_name=args.study, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise StudyError(f"no study named '{args.study}' in this storage", field="STUDY",
+                         expected="one of " + (", ".join(names) or "(none yet)")) from None
+    budget = study.user_attrs.get("budget")
+    print(f"study {args.study}: " + format_counts(studies.trials_by_state(study), budget))
+    print(studies.timing_text(study, budget))
+    print(format_table(trial_rows(study, args.top)))
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from search.tracking import default_tracking_uri
+
+    uri = args.tracking_uri or default_tracking_uri(Path(args.home))
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
+           "--port", str(args.port)]
+    print(f"MLflow UI on http://{args.host}:{args.port} (store: {uri}); Ctrl-C to stop", file=sys.stderr)
+    return subprocess.call(cmd)

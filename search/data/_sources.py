@@ -1,0 +1,127 @@
+"""Where rows come from: scikit-learn's bundled sets, CSV files and NumPy ``.npz`` archives.
+
+Each reader returns raw arrays (features, target, optional groups and order) and a description; task
+detection, de-duplication and fingerprints happen once, in ``search.data``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search.errors import DataError
+
+SKLEARN_SETS = ("digits", "breast_cancer", "wine", "iris", "diabetes")
+
+
+@dataclass
+class Raw:
+    X: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray | None = None
+    order: np.ndarray | None = None
+    feature_names: list[str] | None = None
+    declared_task: str | None = None  # what the source itself knows (sklearn sets)
+
+
+def read(source: str, section: Any, base_dirs: list[Path], where: str) -> Raw:
+    kind, sep, rest = source.partition(":")
+    if not sep or kind not in ("sklearn", "csv", "npz"):
+        raise DataError("unknown data source", source=where, field="data.source",
+                        expected="'sklearn:<name>', 'csv:<path>' or 'npz:<path>'", found=source)
+    if kind == "sklearn":
+        return _sklearn(rest, where)
+    path = _find(rest, base_dirs, where)
+    return _csv(path, section, where) if kind == "csv" else _npz(path, section, where)
+
+
+def _find(name: str, base_dirs: list[Path], where: str) -> Path:
+    tried = []
+    for base in base_dirs:
+        candidate = (base / name).resolve()
+        if candidate.is_file():
+            return candidate
+        tried.append(str(candidate))
+    raise DataError("the data file does not exist", source=where, field="data.source",
+                    expected="an existing file (looked at " + " and ".join(dict.fromkeys(tried)) + ")",
+                    found=name)
+
+
+def _sklearn(name: str, where: str) -> Raw:
+    if name not in SKLEARN_SETS:
+        raise DataError("unknown scikit-learn data set", source=where, field="data.source",
+                        expected="sklearn:" + " | sklearn:".join(SKLEARN_SETS), found=f"sklearn:{name}")
+    import sklearn.datasets as ds
+
+    bunch = getattr(ds, f"load_{name}")()
+    task = "regression" if name == "diabetes" else "classification"
+    return Raw(np.asarray(bunch.data), np.asarray(bunch.target), feature_names=list(bunch.feature_names)
+               if hasattr(bunch, "feature_names") else None, declared_task=task)
+
+
+def _csv(path: Path, section: Any, where: str) -> Raw:
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot parse CSV file {path} ({str(exc).strip()})", source=where,
+                        field="data.source") from None
+    if section.target is None:
+        raise DataError("a CSV source needs the name of its target column", source=where,
+                        field="data.target", expected="one of " + ", ".join(map(str, frame.columns)))
+    named = {"data.target": section.target, "data.group": section.group, "data.order": section.order}
+    for field, column in named.items():
+        if column is not None and column not in frame.columns:
+            raise DataError(f"no such column in {path}", source=where, field=field,
+                            expected="one of " + ", ".join(map(str, frame.columns)), found=column)
+    special = [c for c in named.values() if c is not None]
+    features = frame.drop(columns=special)
+    if features.shape[1] == 0:
+        raise DataError(f"{path} has no feature columns besides target/group/order", source=where,
+                        field="data.source")
+    for column in features.columns:
+        if not pd.api.types.is_numeric_dtype(features[column]) or pd.api.types.is_bool_dtype(features[column]):
+            if pd.api.types.is_bool_dtype(features[column]):
+                continue
+            sample = features[column].dropna().iloc[0] if features[column].notna().any() else None
+            raise DataError(f"column '{column}' of {path} is not numeric; encode it as numbers first",
+                            source=where, field="data.source", expected="numbers", found=sample)
+    for column in [*features.columns, section.target]:
+        missing = int(frame[column].isna().sum())
+        if missing:
+            raise DataError(f"column '{column}' of {path} has {missing} missing value(s); fill or drop "
+                            f"them first", source=where, field="data.source")
+    return Raw(features.to_numpy(dtype=np.float64), frame[section.target].to_numpy(),
+               groups=frame[section.group].to_numpy() if section.group else None,
+               order=frame[section.order].to_numpy() if section.order else None,
+               feature_names=[str(c) for c in features.columns])
+
+
+def _npz(path: Path, section: Any, where: str) -> Raw:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path} as a NumPy .npz archive ({exc})", source=where,
+                        field="data.source") from None
+    keys = set(archive.files)
+    x_key = next((k for k in ("X", "x", "features") if k in keys), None)
+    y_key = section.target or next((k for k in ("y", "target", "labels") if k in keys), None)
+    if x_key is None or y_key not in keys:
+        raise DataError(f"{path} must hold arrays 'X' (features) and 'y' (target)", source=where,
+                        field="data.source", expected="arrays named X and y", found=sorted(keys))
+    X, y = archive[x_key], archive[y_key]
+    if len(X) != len(y):
+        raise DataError(f"{path}: X has {len(X)} rows but y has {len(y)}", source=where, field="data.source")
+    if not np.issubdtype(X.dtype, np.number):
+        raise DataError(f"{path}: X must be numeric", source=where, field="data.source", found=str(X.dtype))
+    extra = {}
+    for field, key in (("group", section.group), ("order", section.order)):
+        if key is not None:
+            if key not in keys:
+                raise DataError(f"{path} has no array '{key}'", source=where, field=f"data.{field}",
+                                expected="one of " + ", ".join(sorted(keys)), found=key)
+            extra[field + ("s" if field == "group" else "")] = archive[key]
+    return Raw(np.asarray(X, dtype=np.float64), np.asarray(y), **extra)

@@ -1,0 +1,134 @@
+"""What the terminal shows: live progress during a run and tables of trials read from storage."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, TextIO
+
+from search.results import SplitResult, TrialListener, TrialOutcome
+
+
+class Progress(TrialListener):
+    """One live status line on a terminal; one line per split and per trial otherwise (logs, CI)."""
+
+    def __init__(self, budget: int, stream: TextIO | None = None, quiet: bool = False) -> None:
+        self.budget, self.stream, self.quiet = budget, stream or sys.stderr, quiet
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.best: tuple[float, int] | None = None
+        self.trial, self.split, self.n_splits, self.done = -1, 0, 0, 0
+        self._last_draw = 0.0
+
+    def seed_from(self, study: Any) -> None:
+        from search.study import finished_count
+
+        self.done = finished_count(study)
+        try:
+            self.best = (study.best_value, study.best_trial.number)
+        except ValueError:
+            self.best = None
+
+    def on_trial_start(self, trial: Any, settings: dict[str, dict[str, Any]]) -> None:
+        self.trial = trial.number
+
+    def on_split_start(self, trial: Any, split: int, n_splits: int) -> None:
+        self.split, self.n_splits = split, n_splits
+
+    def on_epoch(self, trial: Any, split: int, epoch: int, logs: dict[str, float]) -> None:
+        if self.live and not self.quiet and time.monotonic() - self._last_draw > 0.2:
+            self._last_draw = time.monotonic()
+            line = (f"trial {self.done + 1}/{self.budget} (#{self.trial})  split {split + 1}/{self.n_splits}  "
+                    f"epoch {epoch}  val_loss {logs.get('val_loss', math.nan):.4g}  best {self._best_text()}")
+            self.stream.write("\r\033[K" + line)
+            self.stream.flush()
+
+    def on_split_end(self, trial: Any, result: SplitResult) -> None:
+        if not self.live and not self.quiet:
+            self._print(f"  trial #{trial.number} split {result.split + 1}/{self.n_splits}: best val_loss "
+                        f"{result.best_val_loss:.4g} at epoch {result.best_epoch}/{result.epochs_run}")
+
+    def on_trial_end(self, trial: Any, outcome: TrialOutcome) -> None:
+        mark = ""
+        if outcome.state == "complete":
+            self.done += 1
+            if self.best is None or outcome.value < self.best[0]:
+                self.best, mark = (outcome.value, trial.number), "  ← best so far"
+            text = f"val_loss {outcome.value:.4g} ± {outcome.value_std:.2g}, {outcome.metric_name} " \
+                   f"{outcome.metric_mean:.4g}"
+        elif outcome.state == "pruned":
+            self.done += 1
+            text = outcome.reason
+        else:
+            text = outcome.reason
+        if not self.quiet:
+            self._print(f"trial {self.done}/{self.budget} (#{trial.number}) {outcome.state}: {text}{mark}")
+
+    def _best_text(self) -> str:
+        return "-" if self.best is None else f"{self.best[0]:.4g} (#{self.best[1]})"
+
+    def _print(self, line: str) -> None:
+        if self.live:
+            self.stream.write("\r\033[K")
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def trial_rows(study: Any, top: int = 10) -> list[dict[str, Any]]:
+    """The best completed trials, plus the baseline when it is not among them."""
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.value is not None]
+    trials.sort(key=lambda t: t.value)
+    chosen = trials[:top]
+    baseline = next((t for t in trials if t.user_attrs.get("baseline")), None)
+    if baseline is not None and baseline not in chosen:
+        chosen.append(baseline)
+    rows = []
+    for rank, t in enumerate(chosen, start=1):
+        metric_key = next((k for k in t.user_attrs if k.startswith("val_") and k.endswith("_mean")
+                           and k != "val_loss_mean"), None)
+        rows.append({"rank": trials.index(t) + 1, "trial": t.number, "value": t.value,
+                     "std": t.user_attrs.get("val_loss_std", math.nan),
+                     "metric": (metric_key[4:-5] if metric_key else "metric"),
+                     "metric_value": t.user_attrs.get(metric_key, math.nan) if metric_key else math.nan,
+                     "baseline": bool(t.user_attrs.get("baseline")), "params": dict(t.params)})
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no completed trials yet"
+    metric = rows[0]["metric"]
+    param_names = sorted({k for r in rows for k in r["params"] if not k.endswith(".on")})
+    header = ["rank", "trial", "val_loss", "± std", metric] + [_short(p) for p in param_names]
+    lines = [header]
+    for r in rows:
+        label = f"{r['trial']}" + (" (baseline)" if r["baseline"] else "")
+        params = [_fmt(r["params"].get(p, "off" if f"{p}.on" in r["params"] else "")) for p in param_names]
+        lines.append([str(r["rank"]), label, f"{r['value']:.4g}", f"{r['std']:.2g}",
+                      f"{r['metric_value']:.4g}"] + params)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    best, base = rows[0], next((r for r in rows if r["baseline"]), None)
+    if base is not None and best is not base:
+        gain = (base["value"] - best["value"]) / base["value"] * 100 if base["value"] else math.nan
+        out.append(f"\nbest trial {best['trial']} vs the unregularized baseline (trial {base['trial']}): "
+                   f"val_loss {best['value']:.4g} vs {base['value']:.4g} ({gain:.1f}% lower), "
+                   f"{metric} {best['metric_value']:.4g} vs {base['metric_value']:.4g}")
+    return "\n".join(out)
+
+
+def format_counts(counts: dict[str, int], budget: int | None = None) -> str:
+    parts = [f"{state} {n}" for state, n in sorted(counts.items())]
+    done = counts.get("complete", 0) + counts.get("pruned", 0)
+    head = f"{done}/{budget} finished" if budget else f"{done} finished"
+    return head + ("  (" + ", ".join(parts) + ")" if parts else "")
+
+
+def _short(name: str) -> str:
+    return name.split(".", 1)[1] if "." in name else name
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)

@@ -1,0 +1,42 @@
+"""The output layer, loss and metric that follow from the task."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Head:
+    """Output of a network for a task.
+
+    For regression the Dense output is rescaled by the training part's target mean and std (fixed
+    constants, not weights), so the network learns in unit scale while losses stay in the target's units.
+    """
+
+    task: str  # "binary" | "multiclass" | "regression"
+    n_outputs: int
+    target_mean: float = 0.0
+    target_std: float = 1.0
+
+    @property
+    def loss(self) -> str:
+        return {"binary": "binary_crossentropy", "multiclass": "sparse_categorical_crossentropy",
+                "regression": "mse"}[self.task]
+
+    @property
+    def metric(self) -> str:
+        return "mae" if self.task == "regression" else "accuracy"
+
+    @property
+    def metric_higher_is_better(self) -> bool:
+        return self.task != "regression"
+
+    def layer(self, x: Any) -> Any:
+        from keras import layers
+
+        if self.task == "binary":
+            return layers.Dense(1, activation="sigmoid", name="output")(x)
+        if self.task == "multiclass":
+            return layers.Dense(self.n_outputs, activation="softmax", name="output")(x)
+        x = layers.Dense(1, name="output_unit")(x)
+        return layers.Rescaling(scale=self.target_std, offset=self.target_mean, name="output")(x)

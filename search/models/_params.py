@@ -1,0 +1,70 @@
+"""What a model family or the training section accepts, declared without importing TensorFlow.
+
+The space file validator reads these specs to check fixed values and distributions before any
+training starts; the builders read the resolved values.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Param:
+    """One setting: its type, its valid range, and (for regularizers) the value that turns it off."""
+
+    kind: str  # "float" | "int" | "bool" | "str"
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    high_open: bool = False
+    choices: tuple[Any, ...] | None = None
+    off: Any = None  # set for regularizers: the value meaning "not applied"
+    doc: str = ""
+
+    @property
+    def is_regularizer(self) -> bool:
+        return self.off is not None
+
+    def check(self, value: Any) -> str | None:
+        """Return what is wrong with a fixed value, or None when it is acceptable."""
+        if self.kind == "bool":
+            return None if isinstance(value, bool) else "true or false"
+        if self.kind == "str":
+            if not isinstance(value, str):
+                return "a string"
+            if self.choices and value not in self.choices:
+                return "one of " + ", ".join(map(str, self.choices))
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"a number ({self.kind})"
+        if self.kind == "int" and not float(value).is_integer():
+            return "a whole number"
+        return self._range_problem(float(value))
+
+    def range_text(self) -> str:
+        lo = "-inf" if self.low is None else f"{self.low:g}"
+        hi = "inf" if self.high is None else f"{self.high:g}"
+        return f"a {self.kind} in [{lo}, {hi}{')' if self.high_open else ']'}"
+
+    def _range_problem(self, v: float) -> str | None:
+        if self.low is not None and v < self.low:
+            return self.range_text()
+        if self.high is not None and (v > self.high or (self.high_open and v >= self.high)):
+            return self.range_text()
+        return None
+
+
+ACTIVATIONS = ("relu", "elu", "selu", "gelu", "tanh", "sigmoid", "swish", "leaky_relu")
+
+TRAIN_PARAMS: dict[str, Param] = {
+    "optimizer": Param("str", "adam", choices=("adam", "adamw", "sgd", "rmsprop")),
+    "learning_rate": Param("float", 1e-3, low=1e-7, high=10.0),
+    "weight_decay": Param("float", 0.0, low=0.0, high=1.0, off=0.0,
+                          doc="decoupled weight decay, used by adamw"),
+    "momentum": Param("float", 0.0, low=0.0, high=1.0, high_open=True, doc="used by sgd"),
+    "batch_size": Param("int", 32, low=1, high=1_000_000),
+    "epochs": Param("int", 50, low=1, high=100_000),
+    "early_stopping": Param("int", 10, low=0, high=100_000,
+                            doc="patience in epochs without a better validation loss; 0 turns it off"),
+}

@@ -1,0 +1,119 @@
+"""One Optuna trial: sample settings, train a fresh model per split, report, prune, aggregate.
+
+Intermediate values are reported at step ``split * STEP_STRIDE + epoch`` (epoch 1-based): split ``k``
+holds the same rows in every trial, so a pruner only ever compares the same epoch of the same split.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from search import checkpoints, models, preprocess
+from search.data import Dataset
+from search.results import SplitResult, TrialListener, TrialOutcome
+from search.space import Space, flatten
+from search.splits import Split
+
+STEP_STRIDE = 10_000
+PRUNE_WARMUP_EPOCHS = 5
+
+
+class NonFiniteLoss(Exception):
+    """Training produced NaN or infinity: the settings diverge."""
+
+
+@dataclass
+class Objective:
+    space: Space
+    dataset: Dataset
+    splits: Sequence[Split]
+    home: Path
+    listeners: Sequence[TrialListener] = ()
+
+    def __call__(self, trial: Any) -> float:
+        import optuna
+
+        settings = self.space.sample(trial)
+        outcome = TrialOutcome(trial.number, "complete", settings, metric_name=self._head().metric)
+        self._emit("on_trial_start", trial, settings)
+        try:
+            for split in self.splits:
+                self._emit("on_split_start", trial, split.index, len(self.splits))
+                result = self._fit(trial, settings, split)
+                outcome.splits.append(result)
+                trial.set_user_attr("splits", [s.summary() for s in outcome.splits])
+                self._emit("on_split_end", trial, result)
+                if result.diverged:
+                    raise optuna.TrialPruned(f"non-finite loss in split {split.index} at epoch "
+                                             f"{result.epochs_run}: these settings diverge")
+                if result.stop_reason == "stopped":
+                    raise optuna.TrialPruned(f"pruned in split {split.index} at epoch {result.epochs_run}")
+            for key, value in outcome.metrics().items():
+                trial.set_user_attr(key, value)
+            self._emit("on_trial_end", trial, outcome)
+            return outcome.value
+        except optuna.TrialPruned as exc:
+            outcome.state, outcome.reason = "pruned", str(exc)
+            trial.set_user_attr("reason", outcome.reason)
+            self._emit("on_trial_end", trial, outcome)
+            raise
+        except Exception as exc:
+            outcome.state, outcome.reason = "failed", f"{type(exc).__name__}: {exc}"
+            trial.set_user_attr("reason", outcome.reason[:2000])
+            self._emit("on_trial_end", trial, outcome)
+            raise
+
+    def _head(self, y_train: np.ndarray | None = None) -> models.Head:
+        ds = self.dataset
+        if ds.task == "regression" and y_train is not None:
+            std = float(np.std(y_train)) or 1.0
+            return models.Head(ds.task, 1, float(np.mean(y_train)), std)
+        return models.Head(ds.task, ds.n_outputs)
+
+    def _fit(self, trial: Any, settings: dict[str, dict[str, Any]], split: Split) -> SplitResult:
+        from search import training
+
+        study = self.space.study
+        seed = training.derive_seed(study.seed, trial.number if study.seed_trial is None else study.seed_trial,
+                                    split.index)
+        ds = self.dataset
+        X_train, X_val = preprocess.fit_transform(self.space.data.preprocess, ds.X[split.train], ds.X[split.val])
+        y_train, y_val = ds.y[split.train], ds.y[split.val]
+        head = self._head(y_train)
+        import keras
+
+        keras.backend.clear_session()  # keeps memory flat over hundreds of trials
+        training.set_seed(seed)
+        model = models.build(settings["model"], ds.input_shape, head,
+                             self.space.path.parent if self.space.path else None)
+        training.compile_model(model, settings["train"], head)
+
+        def on_epoch(epoch: int, logs: dict[str, float]) -> bool:
+            self._emit("on_epoch", trial, split.index, epoch, logs)
+            val_loss = float(logs.get("val_loss", math.nan))
+            if not math.isfinite(val_loss):
+                return False
+            trial.report(val_loss, split.index * STEP_STRIDE + epoch)
+            return epoch >= PRUNE_WARMUP_EPOCHS and trial.should_prune()
+
+        result = training.fit_split(model, X_train, y_train, X_val, y_val, settings["train"], head,
+                                    split=split.index, on_epoch=on_epoch)
+        result.seed = seed
+        if math.isfinite(result.best_val_loss):
+            path = checkpoints.split_path(self.home, trial.study.study_name, trial.number, split.index)
+            result.checkpoint = checkpoints.save_atomic(model, path)
+        del model
+        return result
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for listener in self.listeners:
+            getattr(listener, event)(*args)
+
+
+def trial_params(settings: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Every setting, sampled or fixed, by its dotted name."""
+    return flatten(settings)

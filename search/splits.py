@@ -1,0 +1,114 @@
+"""Validation schemes as scikit-learn splitters over the development rows.
+
+The plan is made once per study from the study seed, so split ``k`` holds the same rows in every
+trial: trials are compared on identical data, and per-split values are comparable across trials.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from search.data import Dataset, fingerprint_indices
+from search.errors import ValidationSchemeError
+
+
+@dataclass(frozen=True)
+class Split:
+    index: int
+    train: np.ndarray  # absolute row indices into the dataset
+    val: np.ndarray
+    repeat: int = 0
+
+
+def should_stratify(validation: Any, dataset: Dataset) -> bool:
+    if validation.stratify is None:
+        return dataset.is_classification and validation.scheme != "time_series"
+    if validation.stratify and not dataset.is_classification:
+        return False  # nothing to stratify on; regression targets are continuous
+    return bool(validation.stratify)
+
+
+def make_splitter(validation: Any, dataset: Dataset, seed: int) -> Any:
+    """The scikit-learn splitter for a validation section (not yet checked for feasibility)."""
+    from sklearn import model_selection as ms
+
+    scheme, k = validation.scheme, validation.k
+    stratified = should_stratify(validation, dataset)
+    shuffle = validation.shuffle if validation.shuffle is not None else scheme != "time_series"
+    if scheme == "holdout":
+        cls = ms.StratifiedShuffleSplit if stratified else ms.ShuffleSplit
+        return cls(n_splits=1, test_size=validation.fraction, random_state=seed)
+    if scheme == "kfold":
+        cls = ms.StratifiedKFold if stratified else ms.KFold
+        return cls(n_splits=k, shuffle=shuffle, random_state=seed if shuffle else None)
+    if scheme == "iterated_kfold":
+        cls = ms.RepeatedStratifiedKFold if stratified else ms.RepeatedKFold
+        return cls(n_splits=k, n_repeats=validation.repeats, random_state=seed)
+    if scheme == "group_kfold":
+        if stratified:
+            return ms.StratifiedGroupKFold(n_splits=k, shuffle=shuffle, random_state=seed if shuffle else None)
+        return ms.GroupKFold(n_splits=k, shuffle=shuffle, random_state=seed if shuffle else None)
+    return ms.TimeSeriesSplit(n_splits=k)
+
+
+def plan(validation: Any, dataset: Dataset, dev_idx: np.ndarray, seed: int,
+         where: str = "<space>") -> list[Split]:
+    """All (train, val) splits of the development rows; impossible schemes fail here, before training."""
+    _check_feasible(validation, dataset, dev_idx, where)
+    splitter = make_splitter(validation, dataset, seed)
+    y = dataset.y[dev_idx]
+    groups = dataset.groups[dev_idx] if dataset.groups is not None else None
+    stratify_on = y if should_stratify(validation, dataset) else None
+    try:
+        pairs = list(splitter.split(dataset.X[dev_idx], stratify_on, groups))
+    except ValueError as exc:
+        raise ValidationSchemeError(f"scikit-learn cannot make these splits: {exc}", source=where,
+                                    field="validation") from None
+    k = validation.k if validation.scheme == "iterated_kfold" else len(pairs)
+    return [Split(index=i, train=dev_idx[tr], val=dev_idx[va], repeat=i // k) for i, (tr, va) in enumerate(pairs)]
+
+
+def fingerprint(splits: list[Split]) -> str:
+    return fingerprint_indices(np.concatenate([np.concatenate([s.train, [-1], s.val, [-2]]) for s in splits]))
+
+
+def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, where: str) -> None:
+    n, scheme, k = len(dev_idx), validation.scheme, validation.k
+
+    def fail(message: str, field: str = "validation.k", **kw: Any) -> None:
+        raise ValidationSchemeError(message, source=where, field=field, **kw)
+
+    if validation.scheme == "iterated_kfold" and validation.shuffle is False:
+        fail("iterated k-fold reshuffles every repeat, so shuffle cannot be false", "validation.shuffle")
+    if scheme == "holdout":
+        n_val = int(np.ceil(n * validation.fraction))
+        if n_val < 1 or n - n_val < 1:
+            fail(f"a validation fraction of {validation.fraction} of {n} development rows leaves an empty side",
+                 "validation.fraction")
+        if should_stratify(validation, dataset):
+            counts = np.bincount(dataset.y[dev_idx], minlength=len(dataset.classes))
+            if counts.min() < 2 or n_val < len(dataset.classes):
+                fail(f"a stratified hold-out needs every class at least twice in the development rows and a "
+                     f"validation part of at least {len(dataset.classes)} rows; found {int(counts.min())} of the "
+                     f"smallest class and {n_val} validation rows", "validation.fraction",
+                     expected="a larger fraction, or stratify: false")
+        return
+    needed = k + 1 if scheme == "time_series" else k
+    if n < needed:
+        fail(f"{k} folds need at least {needed} development rows; there are {n}", expected=f"k <= {n}", found=k)
+    if scheme == "group_kfold":
+        if dataset.groups is None:
+            fail("group_kfold needs a group column", "data.group", expected="data.group: <column name>")
+        n_groups = len(np.unique(dataset.groups[dev_idx]))
+        if n_groups < k:
+            fail(f"group_kfold with k={k} needs at least {k} groups; the development rows have {n_groups}",
+                 expected=f"k <= {n_groups}", found=k)
+    if should_stratify(validation, dataset) and scheme != "group_kfold":
+        counts = np.bincount(dataset.y[dev_idx], minlength=len(dataset.classes))
+        smallest = int(counts.min())
+        if smallest < k:
+            label = dataset.classes[int(counts.argmin())]
+            fail(f"stratified {k}-fold needs at least {k} rows of every class; class {label!r} has {smallest} "
+                 f"in the development rows", expected=f"k <= {smallest}, or stratify: false", found=k)

@@ -1,0 +1,165 @@
+"""The Optuna side: storage, sampler, pruner, the study's budget and its provenance attributes."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from search.errors import StudyError
+from search.space import Space
+
+FINISHED_STATES = ("COMPLETE", "PRUNED")
+
+
+def default_storage(home: Path) -> str:
+    return f"sqlite:///{(Path(home) / 'optuna.db').resolve()}"
+
+
+def make_storage(url: str) -> Any:
+    """An RDB storage with heartbeats, so a killed worker's trial is marked failed and retried once."""
+    import warnings
+
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    try:
+        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=30, grace_period=120,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+    except (ImportError, ModuleNotFoundError) as exc:
+        raise StudyError(f"the storage needs a database driver that is not installed ({exc})",
+                         field="--storage") from None
+    except Exception as exc:  # SQLAlchemy: unreachable server, bad URL
+        raise StudyError(f"cannot open the Optuna storage ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0]})", field="--storage") from None
+    finally:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def make_sampler(space: Space, n_existing: int = 0) -> Any:
+    """The study's sampler, seeded from the study seed and the number of trials already stored.
+
+    A continued study must not replay the suggestions it made the first time, and the same stored
+    state must always give the same suggestions.
+    """
+    import numpy as np
+    import optuna.samplers as s
+
+    name = space.study.sampler
+    seed = space.study.seed if not n_existing else int(
+        np.random.SeedSequence([space.study.seed, n_existing]).generate_state(1)[0] % (2**31 - 1))
+    if name == "tpe":
+        return s.TPESampler(seed=seed)
+    if name == "random":
+        return s.RandomSampler(seed=seed)
+    if name == "grid":
+        return s.GridSampler(space.grid(), seed=seed)
+    if name == "cmaes":
+        return s.CmaEsSampler(seed=seed)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise StudyError("the gp sampler needs PyTorch, which is not installed: pip install torch, or "
+                         "choose tpe", field="study.sampler", found="gp") from None
+    return s.GPSampler(seed=seed)
+
+
+def make_pruner(space: Space) -> Any:
+    import optuna.pruners as p
+
+    name = space.study.pruner
+    if name == "median":
+        return p.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    if name == "percentile":
+        return p.PercentilePruner(25.0, n_startup_trials=5)
+    if name == "hyperband":
+        return p.HyperbandPruner(min_resource=5, reduction_factor=3)
+    if name == "successive_halving":
+        return p.SuccessiveHalvingPruner(min_resource=5, reduction_factor=3)
+    return p.NopPruner()
+
+
+def open_study(space: Space, storage: Any, attrs: dict[str, Any]) -> Any:
+    """Create or load the study named in the space; refuse to continue it on different data.
+
+    ``attrs`` (data fingerprint, test rows, split plan) are stored on a new study and compared on a
+    continued one: a study's trials are only comparable if they saw the same rows.
+    """
+    import optuna
+
+    study = optuna.create_study(study_name=space.study.name, storage=storage, load_if_exists=True,
+                                sampler=make_sampler(space), pruner=make_pruner(space), direction="minimize")
+    if study.trials:
+        study.sampler = make_sampler(space, len(study.trials))
+    stored = study.user_attrs
+    for key, value in attrs.items():
+        if key in stored and stored[key] != value and key.endswith("fingerprint"):
+            raise StudyError(f"study '{space.study.name}' was started with different data or splits "
+                             f"({key} is {stored[key]}, now {value}); start a new study with --study-name, "
+                             f"or restore the original data", field="data.source")
+    for key, value in attrs.items():
+        if key not in stored:
+            study.set_user_attr(key, value)
+    if space.study.baseline and not study.trials:
+        study.enqueue_trial(space.baseline_params(), user_attrs={"baseline": True})
+    return study
+
+
+def finished_count(study: Any) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED_STATES)
+
+
+def trials_by_state(study: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    return counts
+
+
+class Budget:
+    """Optuna callback: stop when the study has ``total`` finished trials, or after a run of failures."""
+
+    def __init__(self, total: int, max_consecutive_failures: int) -> None:
+        self.total, self.max_failures = total, max_consecutive_failures
+        self.consecutive_failures = 0
+        self.gave_up = False
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        if trial.state.name == "FAIL":
+            self.consecutive_failures += 1
+            if self.consecutive_failures >= self.max_failures:
+                self.gave_up = True
+                study.stop()
+                return
+        else:
+            self.consecutive_failures = 0
+        if finished_count(study) >= self.total:
+            study.stop()
+
+
+def timing_text(study: Any, budget: int | None) -> str:
+    """Elapsed time since the first trial started, and the time left at the mean pace so far."""
+    trials = study.get_trials(deepcopy=False)
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t for t in trials if t.datetime_complete and t.state.name in FINISHED_STATES]
+    if not starts:
+        return "no trial started yet"
+    last = max([t.datetime_complete for t in ends] or starts)
+    elapsed = (last - min(starts)).total_seconds()
+    text = f"elapsed {_hms(elapsed)}"
+    running = sum(1 for t in trials if t.state.name == "RUNNING")
+    if running:
+        text += f", {running} running"
+    if ends and budget:
+        pace = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in ends) / len(ends)
+        left = max(0, budget - len(ends))
+        text += f", about {_hms(pace * left)} left at {_hms(pace)} per trial" if left else ", budget reached"
+    return text
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"

@@ -1,0 +1,95 @@
+"""Fitting one model on one split and keeping its best-validation-loss epoch.
+
+Knows Keras, nothing of Optuna or MLflow: callers pass ``on_epoch`` to watch (and stop) training.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import keras
+import numpy as np
+
+from search.models import Head
+from search.results import SplitResult
+
+# on_epoch(epoch, logs) -> True to stop training after this epoch (pruning, a stop request).
+EpochHook = Callable[[int, dict[str, float]], bool]
+
+
+def make_optimizer(train: dict[str, Any]) -> Any:
+    name, lr = train["optimizer"], float(train["learning_rate"])
+    decay = float(train.get("weight_decay") or 0.0) or None
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=lr, weight_decay=decay)
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=decay or 0.0)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=float(train["momentum"]), weight_decay=decay)
+    return keras.optimizers.RMSprop(learning_rate=lr, momentum=float(train["momentum"]), weight_decay=decay)
+
+
+def compile_model(model: Any, train: dict[str, Any], head: Head) -> None:
+    model.compile(optimizer=make_optimizer(train), loss=head.loss, metrics=[head.metric])
+
+
+def fit_split(model: Any, X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
+              train: dict[str, Any], head: Head, split: int = 0, on_epoch: EpochHook | None = None) -> SplitResult:
+    """Train a compiled model; on return it holds the weights of its best validation-loss epoch."""
+    keeper = _BestEpoch(patience=int(train["early_stopping"]), on_epoch=on_epoch)
+    model.fit(X_train, y_train, validation_data=(X_val, y_val), batch_size=int(train["batch_size"]),
+              epochs=int(train["epochs"]), shuffle=True, verbose=0, callbacks=[keeper])
+    history = {k: [float(v) for v in vals] for k, vals in keeper.history.items()}
+    metric = head.metric
+    if keeper.best_weights is None:  # not one finite validation loss
+        return SplitResult(split, 0, math.inf, math.nan, len(history.get("loss", [])), history,
+                           keeper.stop_reason or "non_finite_loss")
+    model.set_weights(keeper.best_weights)
+    best = keeper.best_epoch
+    return SplitResult(split, best + 1, keeper.best, history[f"val_{metric}"][best],
+                       len(history["loss"]), history, keeper.stop_reason)
+
+
+def derive_seed(study_seed: int, trial: int, split: int) -> int:
+    """One seed per (study, trial, split); the same triple always gives the same seed."""
+    return int(np.random.SeedSequence([study_seed, trial, split]).generate_state(1)[0] % (2**31 - 1))
+
+
+def set_seed(seed: int) -> None:
+    keras.utils.set_random_seed(seed)
+
+
+class _BestEpoch(keras.callbacks.Callback):
+    """Keeps the best epoch's weights in memory, stops on patience, on a non-finite loss, or on request.
+
+    Written instead of Keras' EarlyStopping because it must always restore the best epoch (also when
+    training runs to the last epoch), record why it stopped, and let the caller stop it.
+    """
+
+    def __init__(self, patience: int, on_epoch: EpochHook | None) -> None:
+        super().__init__()
+        self.patience, self.on_epoch = patience, on_epoch
+        self.best, self.best_epoch, self.best_weights = math.inf, -1, None
+        self.history: dict[str, list[float]] = {}
+        self.stop_reason = ""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        if self._should_stop(epoch, logs or {}):
+            self.model.stop_training = True
+
+    def _should_stop(self, epoch: int, logs: dict[str, float]) -> bool:
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))
+        loss, val_loss = float(logs.get("loss", math.nan)), float(logs.get("val_loss", math.nan))
+        if not (math.isfinite(loss) and math.isfinite(val_loss)):
+            self.stop_reason = "non_finite_loss"
+            return True
+        if val_loss < self.best:
+            self.best, self.best_epoch, self.best_weights = val_loss, epoch, self.model.get_weights()
+        if self.on_epoch is not None and self.on_epoch(epoch + 1, dict(logs)):
+            self.stop_reason = "stopped"
+            return True
+        if self.patience and epoch - self.best_epoch >= self.patience:
+            self.stop_reason = "early_stopping"
+            return True
+        return False
