@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
 from search.errors import SpaceError
 from search.models import CUSTOM_PREFIX, FAMILIES, TRAIN_PARAMS, Param, family_params
@@ -58,13 +58,20 @@ class ValidationSection(_Strict):
     stratify: bool | None = None  # None: stratify when the task is classification
     shuffle: bool | None = None   # None: shuffle unless the scheme is time_series
 
-    @model_validator(mode="after")
-    def _time_series_never_shuffles(self) -> "ValidationSection":
-        if self.scheme == "time_series" and self.shuffle:
+    # Field validators (not one model validator), so that a message names validation.shuffle itself.
+    @field_validator("shuffle")
+    @classmethod
+    def _time_series_never_shuffles(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        if value and info.data.get("scheme") == "time_series":
             raise ValueError("time_series validation keeps time order, so shuffle must be false or absent")
-        if self.scheme == "time_series" and self.stratify:
+        return value
+
+    @field_validator("stratify")
+    @classmethod
+    def _time_series_never_stratifies(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        if value and info.data.get("scheme") == "time_series":
             raise ValueError("time_series validation cannot be stratified; remove 'stratify'")
-        return self
+        return value
 
 
 class Space(_Strict):
@@ -252,10 +259,23 @@ def _from_pydantic(exc: ValidationError, source: str) -> SpaceError:
     if err["type"] == "missing":
         return SpaceError("this required field is missing", source=source, field=field)
     if err["type"] == "extra_forbidden":
-        return SpaceError("unknown field (check its spelling and section)", source=source, field=field)
+        allowed = _fields_at(err["loc"][:-1])
+        return SpaceError("unknown field (check its spelling and section)", source=source, field=field,
+                          expected="one of " + ", ".join(allowed) if allowed else None)
     msg = err["msg"].removeprefix("Value error, ")
     more = f" ({len(exc.errors()) - 1} more problem(s) after this one)" if len(exc.errors()) > 1 else ""
     return SpaceError(msg + more, source=source, field=field, found=err.get("input"))
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """The field names a section of the space file accepts (``()`` is the top level)."""
+    cls: Any = Space
+    for part in loc:
+        info = cls.model_fields.get(part) if isinstance(part, str) else None
+        cls = info.annotation if info is not None else None
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            return []
+    return list(cls.model_fields)
 
 
 def _check_leaves(space: Space, source: str) -> None:

@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny space files, a private store folder per test, TensorFlow kept to one thread."""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("SEARCH_STORAGE", None)
+
+# A study on iris that finishes in seconds: 3 folds, 3 epochs, 8 units.
+TINY: dict[str, Any] = {
+    "study": {"name": "tiny", "seed": 0, "n_trials": 2},
+    "data": {"source": "sklearn:iris", "test_size": 0.2},
+    "validation": {"scheme": "kfold", "k": 3},
+    "model": {"family": "mlp", "layers": 1, "units": 8, "dropout": {"float": [0.0, 0.5]}},
+    "train": {"epochs": 3, "batch_size": 32, "early_stopping": 0, "learning_rate": 0.01},
+}
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``overrides`` into a copy of ``base``; a value of None removes the key."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict) and not _is_dist(value):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _is_dist(value: dict[str, Any]) -> bool:
+    return any(k in value for k in ("float", "int", "choice"))
+
+
+@pytest.fixture
+def write_space(tmp_path: Path):
+    """``write_space(overrides, name="space.yaml")`` → path of a space file based on TINY."""
+
+    def _write(overrides: dict[str, Any] | None = None, name: str = "space.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(merge(TINY, overrides or {}), sort_keys=False))
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A private stores folder (Optuna SQLite, MLflow SQLite, artifacts, checkpoints)."""
+    return tmp_path / "mlruns"
+
+
+def run_cli(*args: str) -> int:
+    from search.cli import main
+
+    return main([str(a) for a in args])

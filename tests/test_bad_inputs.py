@@ -1,0 +1,219 @@
+"""Bad inputs through the real CLI: one clear ``error:`` paragraph, exit code 2, and nothing stored lost.
+
+A module-level fixture runs one real tiny study (1 trial) into a shared ``--home``; every bad input
+below then runs against that same home, and each test checks afterwards that the Optuna and MLflow
+SQLite files are byte-identical and that no file under home appeared or disappeared.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import TINY, merge, run_cli
+
+STUDY = "stored"
+
+
+def _snapshot(home: Path) -> dict[str, Any]:
+    files = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
+    hashes = {name: hashlib.sha256((home / name).read_bytes()).hexdigest() for name in ("optuna.db", "mlflow.db")}
+    return {"files": files, "hashes": hashes}
+
+
+def _frame(n_per_class: tuple[int, ...] = (20, 20, 20), seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(n_per_class)), n_per_class)
+    return pd.DataFrame({"a": rng.normal(size=len(labels)), "b": rng.normal(size=len(labels)), "label": labels})
+
+
+def _write_space(folder: Path, overrides: dict[str, Any], name: str = "space.yaml") -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(merge(TINY, overrides), sort_keys=False))
+    return path
+
+
+@dataclass
+class Store:
+    folder: Path       # holds the stored study's data and space file
+    home: Path
+    csv: Path
+    space: Path
+    before: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    folder = tmp_path_factory.mktemp("stored")
+    csv = folder / "data.csv"
+    _frame().to_csv(csv, index=False)
+    space = _write_space(folder, {"study": {"name": STUDY},
+                                  "data": {"source": f"csv:{csv}", "target": "label"},
+                                  "train": {"epochs": 1}})
+    home = folder / "home"
+    assert run_cli("run", space, "--home", home, "--n-trials", "1", "--quiet") == 0
+    before = _snapshot(home)
+    assert {"optuna.db", "mlflow.db"} <= set(before["files"])
+    assert any(f.endswith(".keras") for f in before["files"])  # the trial really trained and stored
+    return Store(folder, home, csv, space, before)
+
+
+# ---------------------------------------------------------------------------------------------
+# The cases: each builds a bad space file (and its data) in ``tmp`` and returns its path.
+
+Builder = Callable[[Path, Store], Path]
+
+
+def _space(overrides: dict[str, Any]) -> Builder:
+    return lambda tmp, store: _write_space(tmp, overrides)
+
+
+def _csv_space(frame: pd.DataFrame, data: dict[str, Any], other: dict[str, Any] | None = None) -> Builder:
+    def build(tmp: Path, store: Store) -> Path:
+        csv = tmp / "bad.csv"
+        frame.to_csv(csv, index=False)
+        return _write_space(tmp, merge({"data": {"source": f"csv:{csv}", **data}}, other or {}))
+
+    return build
+
+
+def _text(text: str) -> Builder:
+    def build(tmp: Path, store: Store) -> Path:
+        path = tmp / "space.yaml"
+        path.write_text(text)
+        return path
+
+    return build
+
+
+def _missing_file(tmp: Path, store: Store) -> Path:
+    return tmp / "no_such_space.yaml"
+
+
+def _npz_without_y(tmp: Path, store: Store) -> Path:
+    npz = tmp / "bad.npz"
+    np.savez(npz, X=np.zeros((10, 3)), answers=np.zeros(10))
+    return _write_space(tmp, {"data": {"source": f"npz:{npz}"}})
+
+
+def _changed_data(tmp: Path, store: Store) -> Path:
+    frame = pd.read_csv(store.csv)
+    frame.loc[0, "a"] += 1.0  # one value in one row: a different data set
+    csv = tmp / "data.csv"
+    frame.to_csv(csv, index=False)
+    text = store.space.read_text().replace(str(store.csv), str(csv))
+    assert str(csv) in text
+    path = tmp / "space.yaml"
+    path.write_text(text)
+    return path
+
+
+def _with_string_column() -> pd.DataFrame:
+    frame = _frame()
+    frame["colour"] = ["red", "green", "blue"] * 20
+    return frame
+
+
+def _with_missing_value() -> pd.DataFrame:
+    frame = _frame()
+    frame.loc[7, "b"] = np.nan
+    return frame
+
+
+def _regression_rows(n: int) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "y": rng.normal(size=n)})
+
+
+# (id, builder, field or None, substrings the message must hold)
+CASES: list[tuple[str, Builder, str | None, list[str]]] = [
+    ("missing-space-file", _missing_file, None, ["does not exist"]),
+    ("invalid-yaml", _text("study:\n  name: x\n data: [\n"), None, ["not valid YAML", "line"]),
+    ("yaml-list", _text("- study\n- data\n"), None, ["must be a mapping", "found 'list'"]),
+    ("missing-study-name", _space({"study": {"name": None}}), "study.name", ["required", "missing"]),
+    ("unknown-section", _space({"training": {"epochs": 3}}), "training",
+     ["unknown field", "expected one of study, data, validation, model, train"]),
+    ("unknown-model-setting", _space({"model": {"dropuot": 0.1}}), "model.dropuot",
+     ["unknown setting", "dropout", "found 'dropuot'"]),
+    ("fixed-dropout-1.5", _space({"model": {"dropout": 1.5}}), "model.dropout",
+     ["expected a float in [0, 1)", "found 1.5"]),
+    ("low-above-high", _space({"model": {"dropout": {"float": [0.5, 0.1]}}}), "model.dropout",
+     ["low is above high", "found [0.5, 0.1]"]),
+    ("log-range-low-0", _space({"model": {"l1": {"float": [0.0, 0.1], "log": True}}}), "model.l1",
+     ["log-scaled range needs low > 0", "found [0.0, 0.1]"]),
+    ("regularizer-cannot-switch-off", _space({"model": {"l2": {"float": [1e-5, 1e-1], "log": True}}}),
+     "model.l2", ["must be able to switch off", "or_off: true"]),
+    ("unknown-family", _space({"model": {"family": "transformer"}}), "model.family",
+     ["unknown model family", "expected one of mlp", "found 'transformer'"]),
+    ("custom-family-no-module", _space({"model": {"family": "python:nosuchmodule:build"}}), "model.family",
+     ["cannot import module 'nosuchmodule'"]),
+    ("test-size-1.5", _space({"data": {"test_size": 1.5}}), "data.test_size", ["less than 1", "found 1.5"]),
+    ("holdout-fraction-0", _space({"validation": {"scheme": "holdout", "fraction": 0}}), "validation.fraction",
+     ["greater than 0", "found 0"]),
+    ("time-series-shuffle", _space({"validation": {"scheme": "time_series", "shuffle": True}}),
+     "validation.shuffle", ["keeps time order", "found True"]),
+    ("stratified-k-above-smallest-class",
+     _csv_space(_frame((20, 20, 2)), {"target": "label"}, {"validation": {"scheme": "kfold", "k": 3}}),
+     "validation.k", ["stratified 3-fold", "class 2", "expected k <= ", "found 3"]),
+    ("fewer-rows-than-folds", _csv_space(_regression_rows(10), {"target": "y"}, {"validation": {"k": 20}}),
+     "validation.k", ["20 folds need at least 20 development rows; there are 8", "expected k <= 8", "found 20"]),
+    ("group-kfold-without-group", _space({"validation": {"scheme": "group_kfold", "k": 3}}), "data.group",
+     ["group_kfold needs a group column", "expected data.group"]),
+    ("csv-without-target", _csv_space(_frame(), {}), "data.target",
+     ["needs the name of its target column", "expected one of a, b, label"]),
+    ("csv-target-not-a-column", _csv_space(_frame(), {"target": "species"}), "data.target",
+     ["no such column", "expected one of a, b, label", "found 'species'"]),
+    ("csv-non-numeric-feature", _csv_space(_with_string_column(), {"target": "label"}), "data.source",
+     ["column 'colour'", "not numeric", "expected numbers", "found 'red'"]),
+    ("csv-missing-values", _csv_space(_with_missing_value(), {"target": "label"}), "data.source",
+     ["column 'b'", "1 missing value"]),
+    ("npz-without-y", _npz_without_y, "data.source", ["arrays named X and y", "found ['X', 'answers']"]),
+    ("unknown-sklearn-set", _space({"data": {"source": "sklearn:mnist"}}), "data.source",
+     ["unknown scikit-learn data set", "sklearn:iris", "found 'sklearn:mnist'"]),
+    ("grid-float-without-step", _space({"study": {"sampler": "grid"}}), "model.dropout",
+     ["grid sampler needs a finite grid", "'step'"]),
+    ("continued-on-changed-data", _changed_data, "data.source",
+     [f"study '{STUDY}' was started with different data", "data_fingerprint"]),
+]
+
+
+@pytest.mark.parametrize("build, field, needles", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_clear_error_and_stores_nothing(build: Builder, field: str | None, needles: list[str],
+                                                         store: Store, tmp_path: Path, capsys) -> None:
+    space = build(tmp_path, store)
+    capsys.readouterr()
+    code = run_cli("run", space, "--home", store.home, "--n-trials", "1", "--quiet")
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    assert err.startswith("error: "), err
+    assert str(space) in err, err
+    if field is not None:
+        assert f"field '{field}'" in err, err
+    for needle in needles:
+        assert needle in err, f"{needle!r} not in {err!r}"
+    assert "Traceback" not in err + out
+    assert len(err.strip().splitlines()) == 1, err  # one paragraph, nothing else on stderr
+    assert _snapshot(store.home) == store.before
+
+
+def test_stored_study_survives_all_bad_inputs(store: Store) -> None:
+    """After the bad inputs, the stored study still loads, with its one trial and its fingerprints."""
+    import optuna
+
+    from search import study as studies
+
+    assert _snapshot(store.home) == store.before
+    storage = studies.make_storage(studies.default_storage(store.home))
+    loaded = optuna.load_study(study_name=STUDY, storage=storage)
+    assert [t.state.name for t in loaded.trials] == ["COMPLETE"]
+    assert "data_fingerprint" in loaded.user_attrs and "splits_fingerprint" in loaded.user_attrs
+
+
+def test_cases_cover_at_least_twenty_bad_inputs() -> None:
+    assert len({c[0] for c in CASES}) == len(CASES) >= 20

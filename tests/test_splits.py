@@ -1,0 +1,235 @@
+"""The validation plan: split counts, no overlap, no test rows, time order, groups, seeds, stratification;
+and scalers fitted on training rows only (directly, and spied on inside a real short study)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import TINY, merge, run_cli
+from search.data import Dataset, load, split_test
+from search.space import validate
+from search.splits import Split, plan
+
+FEATURES = ["a", "b", "gid", "stamp"]  # feature columns, in file order (g, t and label are not features)
+
+
+def _frame(n_per_class: tuple[int, ...] = (30, 30, 30), n_groups: int = 15, seed: int = 0) -> pd.DataFrame:
+    """Rows with unique features; ``gid`` repeats the group and ``stamp`` the time, so both can be read
+    back from the feature matrix the pipeline produced. The file is in random time order."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(n_per_class)), n_per_class)
+    n = len(labels)
+    groups = rng.permutation(np.arange(n) % n_groups)
+    times = rng.permutation(n) * 10 + 5
+    return pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "gid": groups.astype(float),
+                         "stamp": times.astype(float), "label": rng.permutation(labels), "g": groups, "t": times})
+
+
+def _prepare(tmp_path: Path, frame: pd.DataFrame, data: dict[str, Any] | None = None,
+             validation: dict[str, Any] | None = None, seed: int = 0, plan_seed: int | None = None
+             ) -> tuple[Dataset, np.ndarray, np.ndarray, list[Split]]:
+    csv = tmp_path / "data.csv"
+    frame.to_csv(csv, index=False)
+    space = validate(merge(TINY, {"study": {"seed": seed},
+                                  "data": {"source": f"csv:{csv}", "target": "label", **(data or {})},
+                                  "validation": validation or {}}))
+    dataset = load(space.data)
+    time_ordered = space.validation.scheme == "time_series" or dataset.has_order
+    dev, test = split_test(dataset, space.data.test_size, seed, time_ordered)
+    return dataset, dev, test, plan(space.validation, dataset, dev, seed if plan_seed is None else plan_seed)
+
+
+def _col(dataset: Dataset, name: str) -> np.ndarray:
+    return dataset.X[:, FEATURES.index(name)]
+
+
+SCHEMES = {
+    "holdout": ({"scheme": "holdout", "fraction": 0.25}, {}, 1),
+    "kfold": ({"scheme": "kfold", "k": 4}, {}, 4),
+    "iterated_kfold": ({"scheme": "iterated_kfold", "k": 3, "repeats": 2}, {}, 6),
+    "group_kfold": ({"scheme": "group_kfold", "k": 3}, {"group": "g"}, 3),
+    "time_series": ({"scheme": "time_series", "k": 4}, {"order": "t"}, 4),
+}
+
+
+@pytest.mark.parametrize("scheme", list(SCHEMES))
+def test_each_scheme_gives_its_splits_without_overlap_or_test_rows(scheme: str, tmp_path: Path) -> None:
+    validation, data, n_splits = SCHEMES[scheme]
+    dataset, dev, test, splits = _prepare(tmp_path, _frame(), data, validation)
+    n = len(dataset.X)
+    assert n == 90
+    assert len(splits) == n_splits
+    assert [s.index for s in splits] == list(range(n_splits))
+    # dev and test partition the rows
+    assert len(np.intersect1d(dev, test)) == 0 and len(dev) + len(test) == n and len(test) == 18
+    for s in splits:
+        assert len(s.train) > 0 and len(s.val) > 0
+        assert len(np.intersect1d(s.train, s.val)) == 0
+        assert len(np.intersect1d(s.train, test)) == 0 and len(np.intersect1d(s.val, test)) == 0
+        assert set(s.train) | set(s.val) <= set(dev)
+    if scheme == "iterated_kfold":
+        assert [s.repeat for s in splits] == [0, 0, 0, 1, 1, 1]
+
+
+def test_kfold_validation_folds_partition_the_development_rows(tmp_path: Path) -> None:
+    _, dev, test, splits = _prepare(tmp_path, _frame(), validation={"scheme": "kfold", "k": 4})
+    vals = np.concatenate([s.val for s in splits])
+    assert len(vals) == len(np.unique(vals))  # folds are disjoint
+    assert np.array_equal(np.sort(vals), dev)
+    for s in splits:  # each fold trains on every other development row
+        assert np.array_equal(np.sort(np.concatenate([s.train, s.val])), dev)
+
+
+def test_time_series_sorts_by_order_looks_forward_and_tests_on_the_latest_rows(tmp_path: Path) -> None:
+    frame = _frame()
+    assert not frame["t"].is_monotonic_increasing  # the file is out of time order, so the sort matters
+    dataset, dev, test, splits = _prepare(tmp_path, frame, {"order": "t"}, {"scheme": "time_series", "k": 4})
+    stamps = _col(dataset, "stamp")
+    assert dataset.has_order
+    assert np.all(np.diff(stamps) > 0)  # rows are in time order
+    assert np.array_equal(test, np.arange(len(dev), len(dataset.X)))
+    assert stamps[test].min() > stamps[dev].max()  # the test rows are the latest
+    assert np.array_equal(np.sort(stamps[test]), np.sort(frame["stamp"].to_numpy())[-len(test):])
+    for s in splits:
+        assert s.train.max() < s.val.min()
+        assert stamps[s.train].max() < stamps[s.val].min()
+    # an expanding window: every later split trains on more of the past
+    assert all(len(a.train) < len(b.train) for a, b in zip(splits, splits[1:]))
+
+
+def test_group_kfold_keeps_groups_whole_and_the_test_split_holds_out_whole_groups(tmp_path: Path) -> None:
+    dataset, dev, test, splits = _prepare(tmp_path, _frame(), {"group": "g"}, {"scheme": "group_kfold", "k": 3})
+    gid = _col(dataset, "gid")  # the group as read back from the rows themselves
+    assert np.array_equal(gid, dataset.groups.astype(float))
+    assert not set(gid[test]) & set(gid[dev])
+    assert len(set(gid[test])) >= 2
+    for s in splits:
+        assert not set(gid[s.train]) & set(gid[s.val])
+    seen = np.concatenate([s.val for s in splits])
+    assert np.array_equal(np.sort(seen), dev)
+
+
+def test_iterated_kfold_reshuffles_every_repeat(tmp_path: Path) -> None:
+    _, dev, _, splits = _prepare(tmp_path, _frame(), validation={"scheme": "iterated_kfold", "k": 3, "repeats": 2})
+    by_repeat = [[frozenset(s.val.tolist()) for s in splits if s.repeat == r] for r in (0, 1)]
+    for folds in by_repeat:  # each repeat is a full k-fold of the development rows
+        assert sorted(i for f in folds for i in f) == dev.tolist()
+    assert not set(by_repeat[0]) & set(by_repeat[1])
+
+
+def _same(a: list[Split], b: list[Split]) -> bool:
+    return len(a) == len(b) and all(np.array_equal(x.train, y.train) and np.array_equal(x.val, y.val)
+                                    for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("scheme", ["holdout", "kfold", "iterated_kfold", "group_kfold"])
+def test_same_seed_same_splits_other_seed_other_splits(scheme: str, tmp_path: Path) -> None:
+    validation, data, _ = SCHEMES[scheme]
+    frame = _frame()
+    _, dev0, test0, first = _prepare(tmp_path, frame, data, validation, seed=0)
+    _, dev0b, test0b, again = _prepare(tmp_path, frame, data, validation, seed=0)
+    _, dev1, test1, other = _prepare(tmp_path, frame, data, validation, seed=1)
+    assert np.array_equal(test0, test0b) and np.array_equal(dev0, dev0b) and _same(first, again)
+    assert not np.array_equal(test0, test1)
+    assert not _same(first, other)
+    # the plan itself follows the seed, also over the same development rows
+    _, dev_same, _, replanned = _prepare(tmp_path, frame, data, validation, seed=0, plan_seed=1)
+    assert np.array_equal(dev_same, dev0) and not _same(first, replanned)
+
+
+def test_time_series_splits_do_not_depend_on_the_seed(tmp_path: Path) -> None:
+    validation, data, _ = SCHEMES["time_series"]
+    _, _, test0, first = _prepare(tmp_path, _frame(), data, validation, seed=0)
+    _, _, test1, other = _prepare(tmp_path, _frame(), data, validation, seed=1)
+    assert np.array_equal(test0, test1) and _same(first, other)
+
+
+def _worst_deviation(dataset: Dataset, dev: np.ndarray, splits: list[Split]) -> float:
+    """Largest gap, in rows, between a fold's class count and the class's share of the development rows."""
+    k = len(splits)
+    dev_counts = np.bincount(dataset.y[dev], minlength=len(dataset.classes))
+    return max(float(np.abs(np.bincount(dataset.y[s.val], minlength=len(dataset.classes)) - dev_counts / k).max())
+               for s in splits)
+
+
+def test_stratified_kfold_keeps_class_proportions_within_one_row(tmp_path: Path) -> None:
+    frame = _frame((50, 30, 10))
+    dataset, dev, _, splits = _prepare(tmp_path, frame, validation={"scheme": "kfold", "k": 4})
+    assert _worst_deviation(dataset, dev, splits) <= 1.0
+    # the test rows are stratified too
+    _, _, test, _ = _prepare(tmp_path, frame, validation={"scheme": "kfold", "k": 4})
+    assert abs(np.bincount(dataset.y[test]) - np.array([50, 30, 10]) * len(test) / 90).max() <= 1.0
+    # the check has teeth: the same data, unstratified, misses it
+    dataset, dev, _, plain = _prepare(tmp_path, frame, validation={"scheme": "kfold", "k": 4, "stratify": False})
+    assert _worst_deviation(dataset, dev, plain) > 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Leakage: a scaler sees only the training rows of its split.
+
+
+def test_fit_transform_standardizes_on_the_training_rows_only() -> None:
+    from search.preprocess import fit_transform
+
+    rng = np.random.default_rng(3)
+    X_train = rng.normal(5.0, 3.0, size=(40, 3))
+    X_val = rng.normal(5.0, 3.0, size=(10, 3))
+    X_val[:, 0] += 1000.0  # far away: fitting on all rows would shift and stretch the training part
+    Xt, Xv = fit_transform("standardize", X_train, X_val)
+    np.testing.assert_allclose(Xt.mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(Xt.std(axis=0), 1.0, atol=1e-5)
+    assert Xv[:, 0].min() > 100  # the validation rows were transformed with the training statistics
+    everything = np.concatenate([X_train, X_val])
+    leaked = (X_train - everything.mean(axis=0)) / everything.std(axis=0)
+    assert abs(leaked[:, 0].mean()) > 0.1  # what a leaking fit would have produced instead
+
+    Mt, Mv = fit_transform("minmax", X_train, X_val)
+    assert np.allclose(Mt.min(axis=0), 0.0) and np.allclose(Mt.max(axis=0), 1.0)
+    assert Mv[:, 0].min() > 10
+
+
+def test_scalers_in_a_real_study_fit_only_training_rows(tmp_path: Path, home: Path, monkeypatch) -> None:
+    from sklearn.preprocessing import StandardScaler
+
+    from search import session, space as spaces
+
+    fitted: list[np.ndarray] = []
+    real_fit = StandardScaler.fit
+
+    def spy(self, X, *args, **kwargs):
+        fitted.append(np.array(X, copy=True))
+        return real_fit(self, X, *args, **kwargs)
+
+    monkeypatch.setattr(StandardScaler, "fit", spy)
+    frame = _frame((15, 15, 15)).drop(columns=["g", "t"])
+    csv = tmp_path / "leak.csv"
+    frame.to_csv(csv, index=False)
+    path = tmp_path / "leak.yaml"
+    path.write_text(yaml.safe_dump(merge(TINY, {"study": {"name": "leak"},
+                                                "data": {"source": f"csv:{csv}", "target": "label"},
+                                                "validation": {"scheme": "kfold", "k": 3},
+                                                "train": {"epochs": 2}})))
+    assert run_cli("run", path, "--home", home, "--n-trials", "1", "--quiet") == 0
+
+    prepared = session.prepare(spaces.load(path))
+    X = prepared.dataset.X
+    splits, test = prepared.splits, prepared.test_idx
+    assert len(fitted) == len(splits) == 3  # one fit per split of the one trial, and nothing else
+
+    def rows(a: np.ndarray) -> set[bytes]:
+        return {r.tobytes() for r in np.ascontiguousarray(a, dtype=np.float32)}
+
+    matched = set()
+    for matrix in fitted:
+        hits = [s.index for s in splits if matrix.shape == X[s.train].shape and np.array_equal(matrix, X[s.train])]
+        assert len(hits) == 1, "a scaler was fitted on rows that are not one split's training rows"
+        matched.add(hits[0])
+        split = splits[hits[0]]
+        assert not rows(matrix) & rows(X[split.val])
+        assert not rows(matrix) & rows(X[test])
+    assert matched == {s.index for s in splits}
