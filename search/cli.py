@@ -85,15 +85,7 @@ def _run(args: argparse.Namespace) -> int:
     options = session.RunOptions(home=Path(args.home), storage=args.storage, tracking_uri=args.tracking_uri,
                                  n_trials=args.n_trials, timeout=args.timeout, threads=args.threads,
                                  quiet=args.quiet)
-    try:
-        session.run(prepared, options, args.space.read_text())
-    except UserError as exc:
-        # Errors from opening the study (a continuation on changed data, the sampler) are about this
-        # space file, but are raised without it; name it, as every other space-file error does.
-        if exc.source is None and not (exc.field or "").startswith("--"):
-            exc.source = str(args.space)
-            exc.args = (f"{args.space}: {exc}",)
-        raise
+    session.run(prepared, options, args.space.read_text())
     return 0
 
 

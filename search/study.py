@@ -39,6 +39,10 @@ def make_storage(url: str) -> Any:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def _where(space: Space) -> str | None:
+    return str(space.path) if space.path else None
+
+
 def make_sampler(space: Space, n_existing: int = 0) -> Any:
     """The study's sampler, seeded from the study seed and the number of trials already stored.
 
@@ -63,7 +67,7 @@ def make_sampler(space: Space, n_existing: int = 0) -> Any:
         import torch  # noqa: F401
     except ImportError:
         raise StudyError("the gp sampler needs PyTorch, which is not installed: pip install torch, or "
-                         "choose tpe", field="study.sampler", found="gp") from None
+                         "choose tpe", source=_where(space), field="study.sampler", found="gp") from None
     return s.GPSampler(seed=seed)
 
 
@@ -99,7 +103,7 @@ def open_study(space: Space, storage: Any, attrs: dict[str, Any]) -> Any:
         if key in stored and stored[key] != value and key.endswith("fingerprint"):
             raise StudyError(f"study '{space.study.name}' was started with different data or splits "
                              f"({key} is {stored[key]}, now {value}); start a new study with --study-name, "
-                             f"or restore the original data", field="data.source")
+                             f"or restore the original data", source=_where(space), field="data.source")
     for key, value in attrs.items():
         if key not in stored:
             study.set_user_attr(key, value)

@@ -1,0 +1,123 @@
+"""Trials beyond the happy path: other tasks, a user's own builder, divergence, failures."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import run_cli
+from search.cli import parse_duration
+
+
+def _study(home, name):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{home / 'optuna.db'}")
+
+
+def _runs(home, name):
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(name)
+    return {int(r.data.tags["optuna.trial_number"]): r
+            for r in client.search_runs([exp.experiment_id], "tags.`search.kind` = 'trial'")}
+
+
+def test_regression_holdout_reports_mae(write_space, home):
+    path = write_space({"study": {"name": "reg", "n_trials": 1},
+                        "data": {"source": "sklearn:diabetes"},
+                        "validation": {"scheme": "holdout", "fraction": 0.25, "k": None}})
+    assert run_cli("run", path, "--home", home, "--quiet") == 0
+    trial = _study(home, "reg").trials[0]
+    assert trial.state.name == "COMPLETE"
+    assert len(trial.user_attrs["splits"]) == 1
+    # Losses are in the target's own units (MSE of a target around 150), the metric is MAE.
+    assert trial.value > 100
+    assert 0 < trial.user_attrs["val_mae_mean"] < 200
+    assert "split_0/val_mae" in _runs(home, "reg")[0].data.metrics
+
+
+def test_binary_task_uses_a_sigmoid_output(write_space, home):
+    import keras
+
+    path = write_space({"study": {"name": "bin", "n_trials": 1}, "data": {"source": "sklearn:breast_cancer"}})
+    assert run_cli("run", path, "--home", home, "--quiet") == 0
+    trial = _study(home, "bin").trials[0]
+    assert trial.state.name == "COMPLETE" and "val_accuracy_mean" in trial.user_attrs
+    model = keras.models.load_model(home / "checkpoints" / "bin" / "trial_00000" / "split_00.keras")
+    assert model.output_shape == (None, 1)
+    assert model.layers[-1].get_config()["activation"] == "sigmoid"
+
+
+def test_custom_builder_receives_settings_shape_and_outputs(write_space, home, tmp_path):
+    (tmp_path / "my_models.py").write_text(textwrap.dedent("""
+        import keras
+        SEEN = []
+
+        def build(settings, input_shape, n_outputs):
+            SEEN.append((dict(settings), input_shape, n_outputs))
+            inputs = keras.Input(input_shape)
+            x = keras.layers.Dense(settings["width"], activation="relu")(inputs)
+            return keras.Model(inputs, keras.layers.Dense(n_outputs, activation="softmax")(x))
+    """))
+    path = write_space({"study": {"name": "custom", "n_trials": 2},
+                        "model": {"family": "python:my_models:build", "width": {"int": [3, 6]},
+                                  "layers": None, "units": None, "dropout": None}})
+    assert run_cli("run", path, "--home", home, "--quiet") == 0
+    import my_models
+
+    assert len(my_models.SEEN) == 2 * 3  # two trials, three folds
+    settings, shape, n_out = my_models.SEEN[0]
+    assert shape == (4,) and n_out == 3 and 3 <= settings["width"] <= 6
+    study = _study(home, "custom")
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    assert _runs(home, "custom")[1].data.params["model.width"] == str(study.trials[1].params["model.width"])
+
+
+def test_diverging_trial_is_pruned_with_its_reason(write_space, home):
+    path = write_space({"study": {"name": "nan", "n_trials": 1, "baseline": False},
+                        "data": {"source": "sklearn:diabetes"},
+                        "train": {"optimizer": "sgd", "learning_rate": 10.0, "epochs": 5}})
+    assert run_cli("run", path, "--home", home, "--quiet") == 0
+    trial = _study(home, "nan").trials[0]
+    assert trial.state.name == "PRUNED"
+    assert "non-finite" in trial.user_attrs["reason"]
+    run = _runs(home, "nan")[0]
+    assert run.info.status == "KILLED"
+    assert "non-finite" in run.data.tags["reason"] and run.data.tags["optuna.state"] == "PRUNED"
+
+
+def test_repeated_failures_stop_the_run_with_a_clear_error(write_space, home, tmp_path, capsys):
+    (tmp_path / "broken.py").write_text("def build(settings, input_shape, n_outputs):\n"
+                                        "    raise RuntimeError('this architecture is broken')\n")
+    path = write_space({"study": {"name": "broken", "n_trials": 5, "max_consecutive_failures": 2},
+                        "model": {"family": "python:broken:build", "layers": None, "units": None,
+                                  "dropout": None}})
+    assert run_cli("run", path, "--home", home, "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "2 consecutive failed trials" in err and "this architecture is broken" in err
+    assert "Traceback" not in err
+    study = _study(home, "broken")
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
+    runs = _runs(home, "broken")
+    assert {r.info.status for r in runs.values()} == {"FAILED"}
+    assert "this architecture is broken" in runs[0].data.tags["reason"]
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run([sys.executable, "-m", "search", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "run" in out.stdout and "status" in out.stdout
+
+
+@pytest.mark.parametrize("text,seconds", [("8h", 28800), ("90m", 5400), ("1h30m", 5400), ("45s", 45),
+                                          ("3600", 3600)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+def test_bad_duration_is_refused():
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_duration("8 hours")
