@@ -30,3 +30,18 @@ def save_atomic(model: Any, path: Path) -> Path:
 
 def remove_trial(home: Path, study: str, trial: int) -> None:
     shutil.rmtree(trial_dir(home, study, trial), ignore_errors=True)
+
+
+def trials_on_disk(home: Path, study: str) -> list[int]:
+    root = Path(home) / "checkpoints" / study
+    if not root.is_dir():
+        return []
+    return sorted(int(p.name.removeprefix("trial_")) for p in root.glob("trial_*") if p.name[6:].isdigit())
+
+
+def keep_only(home: Path, study: str, keep: set[int], removable: set[int]) -> list[int]:
+    """Delete the checkpoints of trials in ``removable`` that are not in ``keep``; return their numbers."""
+    removed = [n for n in trials_on_disk(home, study) if n in removable and n not in keep]
+    for number in removed:
+        remove_trial(home, study, number)
+    return removed

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=parse_duration, help="stop starting trials after this long (8h, 90m)")
     run.add_argument("--threads", type=int, help="TensorFlow threads (default: all cores)")
     run.add_argument("--quiet", action="store_true", help="no progress lines, only the final table")
+    run.add_argument("--workers", type=int, default=1, help="run N worker processes on this study; "
+                     "TensorFlow threads per worker = cores / N")
+    run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
 
     status = sub.add_parser("status", help="trial counts and the top trials of a study, from storage")
     status.add_argument("study", help="study name")
@@ -84,9 +87,40 @@ def _run(args: argparse.Namespace) -> int:
     prepared = session.prepare(space)
     options = session.RunOptions(home=Path(args.home), storage=args.storage, tracking_uri=args.tracking_uri,
                                  n_trials=args.n_trials, timeout=args.timeout, threads=args.threads,
-                                 quiet=args.quiet)
+                                 quiet=args.quiet, worker_index=args.worker_index,
+                                 continue_command=_continue_command(args))
+    if args.workers > 1:
+        from search import workers
+
+        return workers.run_workers(prepared, options, args.workers, _worker_argv(args), args.space.read_text())
     session.run(prepared, options, args.space.read_text())
     return 0
+
+
+def _continue_command(args: argparse.Namespace) -> str:
+    """The command that continues this study: the same one, without per-invocation limits."""
+    from search.tracking import redact
+
+    parts = ["search", "run", str(args.space)]
+    for flag, value in (("--study-name", args.study_name), ("--storage", args.storage),
+                        ("--tracking-uri", args.tracking_uri)):
+        if value:
+            parts += [flag, redact(value)]
+    if args.home != DEFAULT_HOME:
+        parts += ["--home", str(args.home)]
+    if args.workers > 1:
+        parts += ["--workers", str(args.workers)]
+    return " ".join(parts)
+
+
+def _worker_argv(args: argparse.Namespace) -> list[str]:
+    """Arguments every worker process shares (each adds its own --worker-index and --threads)."""
+    argv = ["run", str(args.space), "--home", str(args.home), "--quiet"]
+    for flag, value in (("--study-name", args.study_name), ("--storage", args.storage),
+                        ("--tracking-uri", args.tracking_uri), ("--timeout", args.timeout)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
 
 
 def _status(args: argparse.Namespace) -> int:

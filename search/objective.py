@@ -6,6 +6,8 @@ holds the same rows in every trial, so a pruner only ever compares the same epoc
 from __future__ import annotations
 
 import math
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,15 +17,16 @@ import numpy as np
 from search import checkpoints, models, preprocess
 from search.data import Dataset
 from search.results import SplitResult, TrialListener, TrialOutcome
-from search.space import Space, flatten
+from search.space import Space
 from search.splits import Split
+from search.stopping import StopRequest, TrialInterrupted
 
 STEP_STRIDE = 10_000
 PRUNE_WARMUP_EPOCHS = 5
 
 
-class NonFiniteLoss(Exception):
-    """Training produced NaN or infinity: the settings diverge."""
+class OverBudget(Exception):
+    """Other workers already hold the study's remaining budget; this trial does not train."""
 
 
 @dataclass
@@ -33,10 +36,17 @@ class Objective:
     splits: Sequence[Split]
     home: Path
     listeners: Sequence[TrialListener] = ()
+    stop: StopRequest | None = None
+    budget: int | None = None  # the study's total of finished trials, shared by all workers
 
     def __call__(self, trial: Any) -> float:
         import optuna
 
+        # Lets a restarted run on this host tell a trial whose process died from one still running.
+        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+        if self.budget is not None and _over_budget(trial, self.budget):
+            trial.set_user_attr("reason", "over budget: other workers hold the remaining trials")
+            raise OverBudget(f"trial {trial.number} is over the study's budget of {self.budget}")
         settings = self.space.sample(trial)
         outcome = TrialOutcome(trial.number, "complete", settings, metric_name=self._head().metric)
         self._emit("on_trial_start", trial, settings)
@@ -50,12 +60,20 @@ class Objective:
                 if result.diverged:
                     raise optuna.TrialPruned(f"non-finite loss in split {split.index} at epoch "
                                              f"{result.epochs_run}: these settings diverge")
+                if self.stop is not None and self.stop.requested:
+                    raise TrialInterrupted(f"stopped by {self.stop.reason} in split {split.index} at epoch "
+                                           f"{result.epochs_run}; queued to run again")
                 if result.stop_reason == "stopped":
                     raise optuna.TrialPruned(f"pruned in split {split.index} at epoch {result.epochs_run}")
             for key, value in outcome.metrics().items():
                 trial.set_user_attr(key, value)
             self._emit("on_trial_end", trial, outcome)
             return outcome.value
+        except TrialInterrupted as exc:
+            outcome.state, outcome.reason = "interrupted", str(exc)
+            trial.set_user_attr("reason", outcome.reason)
+            self._emit("on_trial_end", trial, outcome)
+            raise
         except optuna.TrialPruned as exc:
             outcome.state, outcome.reason = "pruned", str(exc)
             trial.set_user_attr("reason", outcome.reason)
@@ -94,6 +112,8 @@ class Objective:
 
         def on_epoch(epoch: int, logs: dict[str, float]) -> bool:
             self._emit("on_epoch", trial, split.index, epoch, logs)
+            if self.stop is not None and self.stop.requested:
+                return True
             val_loss = float(logs.get("val_loss", math.nan))
             if not math.isfinite(val_loss):
                 return False
@@ -114,6 +134,15 @@ class Objective:
             getattr(listener, event)(*args)
 
 
-def trial_params(settings: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Every setting, sampled or fixed, by its dotted name."""
-    return flatten(settings)
+def _over_budget(trial: Any, budget: int) -> bool:
+    """Finished trials plus running ones that started earlier already fill the budget.
+
+    Workers cannot take a budget slot atomically from Optuna, so at most (workers - 1) trials can be
+    created past the budget; this check closes them before they train, lowest trial number first.
+    """
+    from optuna.trial import TrialState
+
+    trials = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                            TrialState.RUNNING))
+    taken = sum(1 for t in trials if t.state != TrialState.RUNNING or t.number < trial.number)
+    return taken >= budget

@@ -37,7 +37,7 @@ class SplitResult:
 @dataclass
 class TrialOutcome:
     number: int
-    state: str                        # "complete" | "pruned" | "failed"
+    state: str                        # "complete" | "pruned" | "failed" | "interrupted"
     settings: dict[str, dict[str, Any]]
     splits: list[SplitResult] = field(default_factory=list)
     reason: str = ""

@@ -14,6 +14,7 @@ import numpy as np
 
 from search import data, splits
 from search.data import Dataset
+from search.results import TrialListener
 from search.space import Space
 from search.splits import Split
 
@@ -45,6 +46,8 @@ class RunOptions:
     timeout: float | None = None     # seconds
     threads: int | None = None
     quiet: bool = False
+    worker_index: int = 0
+    continue_command: str = "search run <space file>"
     extra_listeners: list[Any] = field(default_factory=list)
 
 
@@ -58,50 +61,151 @@ def prepare(space: Space) -> Prepared:
 
 
 def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO = sys.stdout) -> Any:
-    """Optimize until the study's budget, ``options.n_trials`` or ``options.timeout`` is reached."""
-    from search import _runtime, provenance, study as studies, tracking
+    """Optimize until the study's budget, ``options.n_trials``, ``options.timeout`` or a stop signal."""
+    from search import _runtime, study as studies
     from search.display import Progress, format_counts, format_table, trial_rows
     from search.objective import Objective
+    from search.stopping import StopRequest
 
     space = prepared.space
     home = Path(options.home)
     home.mkdir(parents=True, exist_ok=True)
     storage_url = options.storage or studies.default_storage(home)
-    storage = studies.make_storage(storage_url)
-    study = studies.open_study(space, storage, prepared.attrs())
+    study = studies.open_study(space, studies.make_storage(storage_url), prepared.attrs(),
+                               worker=options.worker_index)
     budget = space.study.n_trials
+    recovered = studies.recover_orphans(study)
+    if recovered:
+        print(f"trial(s) {', '.join(map(str, recovered))} lost their process; marked failed and queued "
+              f"to run again.", file=out)
     if studies.finished_count(study) >= budget:
         print(f"study '{space.study.name}' already has its {budget} finished trials; raise study.n_trials "
               f"to continue it.", file=out)
         print(format_table(trial_rows(study)), file=out)
         return study
     _runtime.configure(options.threads)
-    tags = {"storage": tracking.redact(storage_url), **provenance.record(space.path.parent if space.path else None),
-            **prepared.attrs()}
-    tracker = tracking.MlflowTracker(options.tracking_uri or tracking.default_tracking_uri(home), home, space,
-                                     space_text, tags)
+    tracker = make_tracker(prepared, options, space_text, storage_url)
     tracker.start(study)
     progress = Progress(budget, quiet=options.quiet)
     progress.seed_from(study)
+    stop = StopRequest().install()
+    retention = CheckpointRetention(home, space.study.keep_checkpoints)
     objective = Objective(space, prepared.dataset, prepared.splits, home,
-                          [tracker, progress, *options.extra_listeners])
-    stopper = studies.Budget(budget, space.study.max_consecutive_failures)
+                          [tracker, progress, retention, *options.extra_listeners], stop=stop, budget=budget)
+    loop = _Loop(study, objective, budget, space.study.max_consecutive_failures, options, stop)
     status = "FINISHED"
     try:
-        study.optimize(objective, n_trials=options.n_trials, timeout=options.timeout, callbacks=[stopper],
-                       catch=(Exception,), gc_after_trial=True)
+        loop.run()
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        tracker.finish(status)
-    print("\n" + format_counts(studies.trials_by_state(study), budget), file=out)
-    print(format_table(trial_rows(study)), file=out)
-    if stopper.gave_up:
+        stop.uninstall()
+        if options.worker_index == 0:  # the process that started the workers closes the parent run
+            tracker.finish(status if not stop.requested else "KILLED")
+    if options.worker_index == 0:  # workers leave the summary to the process that started them
+        print("\n" + format_counts(studies.trials_by_state(study), budget), file=out)
+        print(format_table(trial_rows(study)), file=out)
+    if stop.requested and options.worker_index == 0:
+        print(f"\nstopped by {stop.reason}; the interrupted trial is queued again. Continue the study with:\n"
+              f"  {options.continue_command}", file=out)
+    if loop.gave_up:
         from search.errors import StudyError
 
-        last = study.trials[-1].user_attrs.get("reason", "unknown")
-        raise StudyError(f"stopped after {stopper.consecutive_failures} consecutive failed trials; this is a "
-                         f"configuration problem, not bad luck. Last failure: {last}",
+        raise StudyError(f"stopped after {loop.consecutive_failures} consecutive failed trials; this is a "
+                         f"configuration problem, not bad luck. Last failure: {loop.last_failure}",
                          source=str(space.path) if space.path else None)
     return study
+
+
+def make_tracker(prepared: Prepared, options: RunOptions, space_text: str, storage_url: str) -> Any:
+    from search import provenance, tracking
+
+    space = prepared.space
+    tags = {"storage": tracking.redact(storage_url), **provenance.record(space.path.parent if space.path else None),
+            **prepared.attrs()}
+    return tracking.MlflowTracker(options.tracking_uri or tracking.default_tracking_uri(options.home),
+                                  Path(options.home), space, space_text, tags)
+
+
+class _Loop:
+    """Runs trials one at a time, so every limit is checked between trials.
+
+    Each ``study.optimize(n_trials=1)`` call keeps what Optuna does per trial (heartbeats, failing
+    stale trials, catching exceptions); the loop adds the study-wide budget, the run's limits, the stop
+    request and the consecutive-failure rule.
+    """
+
+    def __init__(self, study: Any, objective: Any, budget: int, max_failures: int, options: "RunOptions",
+                 stop: Any) -> None:
+        self.study, self.objective, self.budget, self.max_failures = study, objective, budget, max_failures
+        self.options, self.stop = options, stop
+        self.consecutive_failures, self.gave_up, self.last_failure = 0, False, ""
+
+    def run(self) -> None:
+        import time
+
+        from search import study as studies
+        from search.objective import OverBudget
+        from search.stopping import TrialInterrupted
+
+        deadline = time.monotonic() + self.options.timeout if self.options.timeout else None
+        started = 0
+        while not self.stop.requested:
+            if studies.finished_count(self.study) >= self.budget:
+                return
+            if self.options.n_trials is not None and started >= self.options.n_trials:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            self.study.optimize(self.objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+            started += 1
+            last = _own_last_trial(self.study)
+            if last is None or last.state.name != "FAIL":
+                self.consecutive_failures = 0
+                continue
+            reason = last.user_attrs.get("reason", "")
+            if reason.startswith("over budget"):
+                return
+            if self.stop.requested or "queued to run again" in reason:
+                studies.requeue(self.study, last, max_retries=None)
+                return
+            self.consecutive_failures += 1
+            self.last_failure = reason or "unknown"
+            if self.consecutive_failures >= self.max_failures:
+                self.gave_up = True
+                return
+
+
+def _own_last_trial(study: Any) -> Any:
+    """The most recent trial this process ran (other workers may have added trials since)."""
+    import os
+    import socket
+
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    for t in reversed(study.get_trials(deepcopy=False)):
+        if t.user_attrs.get("worker") == me:
+            return t
+    return None
+
+
+class CheckpointRetention(TrialListener):
+    """Keeps the split checkpoints of the best ``keep`` finished trials only; others go as they fall out.
+
+    The current best trial's model is also in MLflow, so disk holds at most ``keep`` trials' splits.
+    """
+
+    def __init__(self, home: Path, keep: int) -> None:
+        self.home, self.keep = Path(home), keep
+
+    def on_trial_end(self, trial: Any, outcome: Any) -> None:
+        from search import checkpoints
+
+        finished = [t for t in trial.study.get_trials(deepcopy=False) if t.state.name in ("COMPLETE", "PRUNED",
+                                                                                           "FAIL")]
+        scored = [(t.value, t.number) for t in finished if t.state.name == "COMPLETE" and t.value is not None]
+        if outcome.state == "complete":
+            scored.append((outcome.value, trial.number))
+        keep = {n for _, n in sorted(scored)[: self.keep]}
+        removable = {t.number for t in finished} | {trial.number}
+        checkpoints.keep_only(self.home, trial.study.study_name, keep, removable)

@@ -34,6 +34,7 @@ class StudySection(_Strict):
     pruner: Literal["median", "percentile", "hyperband", "successive_halving", "none"] = "median"
     baseline: bool = True
     max_consecutive_failures: int = Field(5, ge=1)
+    keep_checkpoints: int = Field(5, ge=1)  # split checkpoints are kept for the best K trials only
     # Set in exported configs: seeds are derived as if this were the trial number, so a replay
     # of trial N in a new study trains with trial N's seeds.
     seed_trial: int | None = Field(None, ge=0)

@@ -27,8 +27,14 @@ def make_storage(url: str) -> Any:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=30, grace_period=120,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+        for attempt in range(3):
+            try:
+                return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=30, grace_period=120,
+                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+            except Exception as exc:  # two workers creating the schema at once: the loser retries
+                if attempt == 2 or "UNIQUE constraint" not in str(exc) and "already exists" not in str(exc):
+                    raise
+        raise AssertionError("unreachable")
     except (ImportError, ModuleNotFoundError) as exc:
         raise StudyError(f"the storage needs a database driver that is not installed ({exc})",
                          field="--storage") from None
@@ -36,25 +42,26 @@ def make_storage(url: str) -> Any:
         raise StudyError(f"cannot open the Optuna storage ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0]})", field="--storage") from None
     finally:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # Failed trials are reported by our progress lines, in one line, not as Optuna's tracebacks.
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
 def _where(space: Space) -> str | None:
     return str(space.path) if space.path else None
 
 
-def make_sampler(space: Space, n_existing: int = 0) -> Any:
-    """The study's sampler, seeded from the study seed and the number of trials already stored.
+def make_sampler(space: Space, n_existing: int = 0, worker: int = 0) -> Any:
+    """The study's sampler, seeded from the study seed, the trials already stored and the worker.
 
-    A continued study must not replay the suggestions it made the first time, and the same stored
-    state must always give the same suggestions.
+    A continued study must not replay the suggestions it made the first time, parallel workers must not
+    make the same suggestions, and the same stored state must always give the same suggestions.
     """
     import numpy as np
     import optuna.samplers as s
 
     name = space.study.sampler
-    seed = space.study.seed if not n_existing else int(
-        np.random.SeedSequence([space.study.seed, n_existing]).generate_state(1)[0] % (2**31 - 1))
+    seed = space.study.seed if not (n_existing or worker) else int(
+        np.random.SeedSequence([space.study.seed, n_existing, worker]).generate_state(1)[0] % (2**31 - 1))
     if name == "tpe":
         return s.TPESampler(seed=seed)
     if name == "random":
@@ -86,7 +93,7 @@ def make_pruner(space: Space) -> Any:
     return p.NopPruner()
 
 
-def open_study(space: Space, storage: Any, attrs: dict[str, Any]) -> Any:
+def open_study(space: Space, storage: Any, attrs: dict[str, Any], worker: int = 0) -> Any:
     """Create or load the study named in the space; refuse to continue it on different data.
 
     ``attrs`` (data fingerprint, test rows, split plan) are stored on a new study and compared on a
@@ -94,10 +101,14 @@ def open_study(space: Space, storage: Any, attrs: dict[str, Any]) -> Any:
     """
     import optuna
 
-    study = optuna.create_study(study_name=space.study.name, storage=storage, load_if_exists=True,
-                                sampler=make_sampler(space), pruner=make_pruner(space), direction="minimize")
-    if study.trials:
-        study.sampler = make_sampler(space, len(study.trials))
+    try:
+        study = optuna.create_study(study_name=space.study.name, storage=storage, load_if_exists=True,
+                                    sampler=make_sampler(space), pruner=make_pruner(space), direction="minimize")
+    except optuna.exceptions.DuplicatedStudyError:  # another worker created it a moment ago
+        study = optuna.load_study(study_name=space.study.name, storage=storage, sampler=make_sampler(space),
+                                  pruner=make_pruner(space))
+    if study.trials or worker:
+        study.sampler = make_sampler(space, len(study.trials), worker)
     stored = study.user_attrs
     for key, value in attrs.items():
         if key in stored and stored[key] != value and key.endswith("fingerprint"):
@@ -108,7 +119,7 @@ def open_study(space: Space, storage: Any, attrs: dict[str, Any]) -> Any:
         if key not in stored:
             study.set_user_attr(key, value)
     if space.study.baseline and not study.trials:
-        study.enqueue_trial(space.baseline_params(), user_attrs={"baseline": True})
+        study.enqueue_trial(space.baseline_params(), user_attrs={"baseline": True}, skip_if_exists=True)
     return study
 
 
@@ -123,25 +134,58 @@ def trials_by_state(study: Any) -> dict[str, int]:
     return counts
 
 
-class Budget:
-    """Optuna callback: stop when the study has ``total`` finished trials, or after a run of failures."""
+def requeue(study: Any, trial: Any, max_retries: int | None = 1) -> bool:
+    """Queue a failed trial's settings to run again (at most ``max_retries`` times along its chain)."""
+    retries = int(trial.user_attrs.get("retry_count", 0))
+    if max_retries is not None and retries >= max_retries:
+        return False
+    attrs = {"retry_of": trial.number, "retry_count": retries + 1}
+    if trial.user_attrs.get("baseline"):
+        attrs["baseline"] = True
+    study.enqueue_trial(trial.params, user_attrs=attrs, skip_if_exists=False)
+    return True
 
-    def __init__(self, total: int, max_consecutive_failures: int) -> None:
-        self.total, self.max_failures = total, max_consecutive_failures
-        self.consecutive_failures = 0
-        self.gave_up = False
 
-    def __call__(self, study: Any, trial: Any) -> None:
-        if trial.state.name == "FAIL":
-            self.consecutive_failures += 1
-            if self.consecutive_failures >= self.max_failures:
-                self.gave_up = True
-                study.stop()
-                return
-        else:
-            self.consecutive_failures = 0
-        if finished_count(study) >= self.total:
-            study.stop()
+def recover_orphans(study: Any) -> list[int]:
+    """Fail and requeue RUNNING trials whose process on this host is gone (killed, crashed).
+
+    Heartbeats catch a dead worker on any host, but only after their grace period; a run restarted on
+    the same machine knows at once, from the process id each trial records.
+    """
+    import socket
+
+    from optuna.trial import TrialState
+
+    host, recovered = socket.gethostname(), []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker") or {}
+        if worker.get("host") != host or _alive(int(worker.get("pid", -1))):
+            continue
+        storage = study._storage  # Optuna has no public call to fail another process's trial
+        storage.set_trial_user_attr(t._trial_id, "reason", f"its process {worker.get('pid')} died")
+        if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+            requeue(study, t)
+            recovered.append(t.number)
+    return recovered
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (a killed child not yet reaped) still answers kill(0): read its state where we can.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def timing_text(study: Any, budget: int | None) -> str:

@@ -19,7 +19,7 @@ from search.space import Space, flatten
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 RUN_ID_ATTR = "mlflow_run_id"
-_MLFLOW_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
+_MLFLOW_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
 
 
 def default_tracking_uri(home: Path) -> str:
@@ -62,7 +62,29 @@ class MlflowTracker(TrialListener):
             study.set_user_attr(PARENT_RUN_ATTR, parent)
             self._log_study(parent)
         self.parent_run_id = parent
+        self.close_orphans(study)
         return parent
+
+    def close_orphans(self, study: Any) -> list[int]:
+        """End the runs of trials that Optuna no longer counts as running (their process died)."""
+        runs = self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING' and "
+                                       "tags.`search.kind` = 'trial'", max_results=1000)
+        if not runs:
+            return []
+        states = {t.number: t for t in study.get_trials(deepcopy=False)}
+        closed = []
+        for run in runs:
+            number = int(run.data.tags.get("optuna.trial_number", -1))
+            trial = states.get(number)
+            if trial is None or trial.state.name == "RUNNING" or number in self._runs:
+                continue
+            reason = trial.user_attrs.get("reason") or "its worker stopped without closing it"
+            self.client.set_tag(run.info.run_id, "reason", redact(str(reason))[:5000])
+            self.client.set_tag(run.info.run_id, "optuna.state", trial.state.name)
+            self.client.set_terminated(run.info.run_id, status="FINISHED" if trial.state.name == "COMPLETE"
+                                       else "KILLED" if trial.state.name == "PRUNED" else "FAILED")
+            closed.append(number)
+        return closed
 
     def finish(self, status: str = "FINISHED") -> None:
         if self.parent_run_id:
@@ -144,6 +166,7 @@ class MlflowTracker(TrialListener):
         if outcome.state == "complete" and self._is_new_best(trial, outcome.value):
             self._log_best_model(trial, run_id, outcome)
         self.client.set_terminated(run_id, status=_MLFLOW_STATUS[outcome.state])
+        self.close_orphans(trial.study)
 
     def _is_new_best(self, trial: Any, value: float) -> bool:
         try:

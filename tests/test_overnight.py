@@ -1,0 +1,181 @@
+"""Overnight safety with real processes and real stores: SIGKILL, SIGTERM, faults, workers, disk."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Trials long enough (a few seconds) to be caught mid-way by a signal.
+SLOW = {"study": {"name": "slow", "n_trials": 2, "baseline": False},
+        "model": {"units": 16, "dropout": {"float": [0.0, 0.5]}},
+        "train": {"epochs": 20, "batch_size": 8}}
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    return env
+
+
+def _start(space: Path, home: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "search", "run", str(space), "--home", str(home), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+
+
+def _study(home: Path, name: str):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{home / 'optuna.db'}")
+
+
+def _wait_for_running_trial(home: Path, name: str, proc: subprocess.Popen, timeout: float = 120):
+    """Block until the child is inside a trial that has finished at least one split."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if (home / "mlflow.db").exists():  # created after the study: the child's stores are ready
+            running = _study(home, name).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+            if running and running[0].user_attrs.get("splits"):
+                return running[0]
+        time.sleep(0.3)
+    raise AssertionError("the child never reached a running trial")
+
+
+def _trial_runs(home: Path, name: str):
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(name)
+    return client.search_runs([exp.experiment_id], "tags.`search.kind` = 'trial'")
+
+
+def test_sigkill_then_rerun_loses_and_repeats_nothing(write_space, home):
+    space = write_space(SLOW)
+    proc = _start(space, home)
+    victim = _wait_for_running_trial(home, "slow", proc)
+    proc.kill()
+    proc.wait()
+    assert _study(home, "slow").trials[victim.number].state.name == "RUNNING"
+
+    rerun = _start(space, home)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert f"trial(s) {victim.number} lost their process" in out
+    study = _study(home, "slow")
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") == 2 and states.count("FAIL") == 1, states
+    assert study.trials[victim.number].state.name == "FAIL"
+    retry = [t for t in study.trials if t.user_attrs.get("retry_of") == victim.number]
+    assert len(retry) == 1 and retry[0].params == victim.params and retry[0].state.name == "COMPLETE"
+
+    runs = _trial_runs(home, "slow")
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    by_trial = {}
+    for r in runs:
+        by_trial.setdefault(int(r.data.tags["optuna.trial_number"]), []).append(r)
+    assert all(len(v) == 1 for v in by_trial.values()), "a trial was logged twice"
+    assert by_trial[victim.number][0].info.status in ("FAILED", "KILLED")
+    finished = [n for n, (r,) in by_trial.items() if r.info.status == "FINISHED"]
+    assert sorted(finished) == sorted(t.number for t in study.trials if t.state.name == "COMPLETE")
+
+
+def test_sigterm_stops_at_the_end_of_an_epoch_and_says_how_to_continue(write_space, home):
+    space = write_space(SLOW)
+    proc = _start(space, home)
+    victim = _wait_for_running_trial(home, "slow", proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "stopped by SIGTERM" in out and f"search run {space}" in out
+    assert "Traceback" not in err
+    study = _study(home, "slow")
+    stopped = study.trials[victim.number]
+    assert stopped.state.name == "FAIL" and "stopped by SIGTERM" in stopped.user_attrs["reason"]
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [stopped.params]
+    run = next(r for r in _trial_runs(home, "slow") if r.data.tags["optuna.trial_number"] == str(victim.number))
+    assert run.info.status == "KILLED"
+    # The study continues where it stopped, starting with the interrupted settings.
+    assert run_cli("run", space, "--home", home, "--quiet") == 0
+    study = _study(home, "slow")
+    assert [t.state.name for t in study.trials].count("COMPLETE") == 2
+    assert any(t.user_attrs.get("retry_of") == victim.number and t.state.name == "COMPLETE" for t in study.trials)
+
+
+def test_faulty_settings_are_recorded_and_the_budget_is_still_met(write_space, home, tmp_path):
+    (tmp_path / "fragile.py").write_text(textwrap.dedent("""
+        import keras
+
+        def build(settings, input_shape, n_outputs):
+            if settings["width"] > 4:
+                raise ValueError(f"width {settings['width']} is not supported")
+            inputs = keras.Input(input_shape)
+            x = keras.layers.Dense(settings["width"], activation="relu")(inputs)
+            return keras.Model(inputs, keras.layers.Dense(n_outputs)(x))
+    """))
+    space = write_space({"study": {"name": "faults", "n_trials": 3, "baseline": False, "seed": 1,
+                                   "sampler": "random", "max_consecutive_failures": 10},
+                         "data": {"source": "sklearn:diabetes"},
+                         "model": {"family": "python:fragile:build", "width": {"choice": [3, 5]},
+                                   "layers": None, "units": None, "dropout": None},
+                         "train": {"optimizer": "sgd", "learning_rate": {"choice": [0.001, 10.0]}}})
+    assert run_cli("run", space, "--home", home, "--quiet") == 0
+    study = _study(home, "faults")
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") + states.count("PRUNED") == 3
+    failed = [t for t in study.trials if t.state.name == "FAIL"]
+    assert failed and all("width 5 is not supported" in t.user_attrs["reason"] for t in failed)
+    runs = {int(r.data.tags["optuna.trial_number"]): r for r in _trial_runs(home, "faults")}
+    assert all(runs[t.number].info.status == "FAILED" for t in failed)
+    for t in study.trials:
+        if t.state.name == "PRUNED":
+            assert "non-finite" in t.user_attrs["reason"] and runs[t.number].info.status == "KILLED"
+
+
+def test_two_workers_finish_exactly_the_budget_without_duplicates(write_space, home):
+    space = write_space({"study": {"name": "pair", "n_trials": 6}, "model": {"units": {"int": [4, 64]}},
+                         "validation": {"scheme": "holdout"}})
+    proc = _start(space, home, "--workers", "2")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "database is locked" not in out + err
+    study = _study(home, "pair")
+    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 6
+    assert len({tuple(sorted(t.params.items())) for t in finished}) == 6, "two trials ran the same settings"
+    assert len([t for t in study.trials if t.user_attrs.get("baseline")]) == 1
+    workers = {t.user_attrs["worker"]["pid"] for t in finished}
+    assert len(workers) == 2, "both workers should have run trials"
+    runs = _trial_runs(home, "pair")
+    assert sorted(int(r.data.tags["optuna.trial_number"]) for r in runs if r.info.status == "FINISHED") == \
+        sorted(t.number for t in study.trials if t.state.name == "COMPLETE")
+
+
+def test_only_the_best_k_trials_keep_checkpoints(write_space, home):
+    space = write_space({"study": {"name": "disk", "n_trials": 5, "keep_checkpoints": 2},
+                         "validation": {"scheme": "holdout"}})
+    assert run_cli("run", space, "--home", home, "--quiet") == 0
+    study = _study(home, "disk")
+    best_two = {t.number for t in sorted(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)),
+                                         key=lambda t: t.value)[:2]}
+    on_disk = {int(p.name.removeprefix("trial_")) for p in (home / "checkpoints" / "disk").iterdir()}
+    assert on_disk == best_two
+    assert study.best_trial.number in on_disk
+
+
+@pytest.mark.parametrize("argv", [["--timeout", "1s"]])
+def test_timeout_ends_the_run_between_trials(write_space, home, argv):
+    space = write_space({"study": {"name": "timed", "n_trials": 50}, "validation": {"scheme": "holdout"}})
+    assert run_cli("run", space, "--home", home, "--quiet", *argv) == 0
+    study = _study(home, "timed")
+    assert 1 <= len(study.trials) < 50
+    assert all(t.state.name != "RUNNING" for t in study.trials)
