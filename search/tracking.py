@@ -41,7 +41,10 @@ class MlflowTracker(TrialListener):
                  study_tags: dict[str, Any]) -> None:
         from mlflow.tracking import MlflowClient
 
+        from search import _sqlite
+
         _quiet_mlflow()
+        _sqlite.prepare(tracking_uri)
         self.uri, self.home, self.space = tracking_uri, Path(home), space
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.space_text, self.study_tags = space_text, study_tags

@@ -1,0 +1,60 @@
+"""Memory over a long unattended run: RSS growth across many small sequential trials in one process.
+
+    python benchmarks/memory.py [--trials 200]
+
+Runs tiny trials (iris, hold-out, 2 epochs) through the whole harness (Optuna SQLite, MLflow SQLite,
+checkpoints with retention) and prints RSS after a warm-up and at the end. Target: growth < 100 MB.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+SPACE = {
+    "study": {"name": "memory", "seed": 0, "n_trials": 100000, "baseline": False, "pruner": "none"},
+    "data": {"source": "sklearn:iris", "test_size": 0.2},
+    "validation": {"scheme": "holdout", "fraction": 0.25},
+    "model": {"family": "mlp", "layers": {"int": [1, 2]}, "units": {"int": [4, 32]},
+              "dropout": {"float": [0.0, 0.5]}},
+    "train": {"epochs": 2, "batch_size": 16, "early_stopping": 0},
+}
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from search import session, space as spaces
+
+    home = Path(tempfile.mkdtemp(prefix="memory-"))
+    prepared = session.prepare(spaces.validate(SPACE))
+    options = session.RunOptions(home=home, n_trials=args.warmup, quiet=True, threads=1)
+    start = time.perf_counter()
+    session.run(prepared, options, "", out=open(os.devnull, "w"))
+    warm = rss_mb()
+    print(f"after {args.warmup} warm-up trials: RSS {warm:.0f} MB")
+    options.n_trials = args.trials
+    session.run(prepared, options, "", out=open(os.devnull, "w"))
+    end = rss_mb()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"after {args.trials} more trials: RSS {end:.0f} MB (peak {peak:.0f} MB), "
+          f"{time.perf_counter() - start:.0f} s in all")
+    print(f"RSS growth over {args.trials} trials = {end - warm:.1f} MB   target < 100 MB")
+
+
+if __name__ == "__main__":
+    main()

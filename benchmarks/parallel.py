@@ -1,0 +1,65 @@
+"""Throughput of local parallel workers: trials per hour with 1 and with 2 worker processes.
+
+    python benchmarks/parallel.py [--seconds 120]
+
+Each setting runs `search run --workers N --timeout S` on the same small space in a fresh store (one
+after the other, same machine), counts finished trials, and prints trials per hour and the ratio.
+TensorFlow threads per worker = cores / N, so both settings use the whole machine.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE = {
+    "study": {"name": "parallel", "seed": 0, "n_trials": 100000, "pruner": "none"},
+    "data": {"source": "sklearn:breast_cancer", "test_size": 0.2},
+    "validation": {"scheme": "kfold", "k": 3},
+    "model": {"family": "mlp", "layers": {"int": [1, 2]}, "units": {"int": [8, 64], "log": True},
+              "dropout": {"float": [0.0, 0.5]}},
+    "train": {"epochs": 10, "batch_size": 32, "early_stopping": 0},
+}
+
+
+def finished_trials(home: Path) -> int:
+    import optuna
+
+    study = optuna.load_study(study_name="parallel", storage=f"sqlite:///{home / 'optuna.db'}")
+    return sum(1 for t in study.trials if t.state.name in ("COMPLETE", "PRUNED"))
+
+
+def measure(workers: int, seconds: int) -> float:
+    tmp = Path(tempfile.mkdtemp(prefix=f"parallel-{workers}-"))
+    space = tmp / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "search", "run", str(space), "--home", str(tmp / "mlruns"),
+                    "--workers", str(workers), "--timeout", f"{seconds}s", "--quiet"], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - start
+    n = finished_trials(tmp / "mlruns")
+    per_hour = n / elapsed * 3600
+    print(f"{workers} worker(s): {n} trials in {elapsed:.0f} s = {per_hour:.0f} trials/hour")
+    return per_hour
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=120)
+    args = parser.parse_args()
+    one = measure(1, args.seconds)
+    two = measure(2, args.seconds)
+    print(f"2 workers / 1 worker = {two / one:.2f}x trials per hour on {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()
