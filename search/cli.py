@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=1, help="run N worker processes on this study; "
                      "TensorFlow threads per worker = cores / N")
     run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    run.add_argument("--heartbeat", type=int, default=30, help="seconds between a running trial's heartbeats; "
+                     "a trial silent for 3 heartbeats is failed and retried by another worker (default 30)")
 
     status = sub.add_parser("status", help="trial counts and the top trials of a study, from storage")
     status.add_argument("study", help="study name")
@@ -73,7 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return {"run": _run, "status": _status, "ui": _ui}[args.command](args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from search._redact import redact
+
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("\ninterrupted.", file=sys.stderr)
@@ -87,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
     prepared = session.prepare(space)
     options = session.RunOptions(home=Path(args.home), storage=args.storage, tracking_uri=args.tracking_uri,
                                  n_trials=args.n_trials, timeout=args.timeout, threads=args.threads,
-                                 quiet=args.quiet, worker_index=args.worker_index,
+                                 quiet=args.quiet, worker_index=args.worker_index, heartbeat=args.heartbeat,
                                  continue_command=_continue_command(args))
     if args.workers > 1:
         from search import workers
@@ -99,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _continue_command(args: argparse.Namespace) -> str:
     """The command that continues this study: the same one, without per-invocation limits."""
-    from search.tracking import redact
+    from search._redact import redact
 
     parts = ["search", "run", str(args.space)]
     for flag, value in (("--study-name", args.study_name), ("--storage", args.storage),
@@ -115,7 +119,7 @@ def _continue_command(args: argparse.Namespace) -> str:
 
 def _worker_argv(args: argparse.Namespace) -> list[str]:
     """Arguments every worker process shares (each adds its own --worker-index and --threads)."""
-    argv = ["run", str(args.space), "--home", str(args.home), "--quiet"]
+    argv = ["run", str(args.space), "--home", str(args.home), "--quiet", "--heartbeat", str(args.heartbeat)]
     for flag, value in (("--study-name", args.study_name), ("--storage", args.storage),
                         ("--tracking-uri", args.tracking_uri), ("--timeout", args.timeout)):
         if value is not None:

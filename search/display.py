@@ -61,7 +61,9 @@ class Progress(TrialListener):
         else:
             text = outcome.reason
         if not self.quiet:
-            self._print(f"trial {self.done}/{self.budget} (#{trial.number}) {outcome.state}: {text}{mark}")
+            from search._redact import redact
+
+            self._print(redact(f"trial {self.done}/{self.budget} (#{trial.number}) {outcome.state}: {text}{mark}"))
 
     def _best_text(self) -> str:
         return "-" if self.best is None else f"{self.best[0]:.4g} (#{self.best[1]})"

@@ -6,8 +6,6 @@ holds the same rows in every trial, so a pruner only ever compares the same epoc
 from __future__ import annotations
 
 import math
-import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from search import checkpoints, models, preprocess
+from search._identity import worker_identity
 from search.data import Dataset
 from search.results import SplitResult, TrialListener, TrialOutcome
 from search.space import Space
@@ -43,7 +42,7 @@ class Objective:
         import optuna
 
         # Lets a restarted run on this host tell a trial whose process died from one still running.
-        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+        trial.set_user_attr("worker", worker_identity())
         if self.budget is not None and _over_budget(trial, self.budget):
             trial.set_user_attr("reason", "over budget: other workers hold the remaining trials")
             raise OverBudget(f"trial {trial.number} is over the study's budget of {self.budget}")

@@ -34,7 +34,7 @@ class Prepared:
                 "splits_fingerprint": splits.fingerprint(self.splits), "task": ds.task,
                 "rows": int(len(ds.X)), "test_rows": int(len(self.test_idx)), "n_splits": len(self.splits),
                 "duplicates_dropped": ds.duplicates_dropped, "seed": self.space.study.seed,
-                "budget": self.space.study.n_trials, "metric": "mae" if ds.task == "regression" else "accuracy"}
+                "metric": "mae" if ds.task == "regression" else "accuracy"}
 
 
 @dataclass
@@ -47,6 +47,7 @@ class RunOptions:
     threads: int | None = None
     quiet: bool = False
     worker_index: int = 0
+    heartbeat: int = 30              # seconds between a running trial's heartbeats
     continue_command: str = "search run <space file>"
     extra_listeners: list[Any] = field(default_factory=list)
 
@@ -71,9 +72,9 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO = 
     home = Path(options.home)
     home.mkdir(parents=True, exist_ok=True)
     storage_url = options.storage or studies.default_storage(home)
-    study = studies.open_study(space, studies.make_storage(storage_url), prepared.attrs(),
+    study = studies.open_study(space, studies.make_storage(storage_url, options.heartbeat), prepared.attrs(),
                                worker=options.worker_index)
-    budget = space.study.n_trials
+    budget = studies.budget_of(space)
     recovered = studies.recover_orphans(study)
     if recovered:
         print(f"trial(s) {', '.join(map(str, recovered))} lost their process; marked failed and queued "
@@ -120,9 +121,10 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO = 
 
 def make_tracker(prepared: Prepared, options: RunOptions, space_text: str, storage_url: str) -> Any:
     from search import provenance, tracking
+    from search._redact import redact
 
     space = prepared.space
-    tags = {"storage": tracking.redact(storage_url), **provenance.record(space.path.parent if space.path else None),
+    tags = {"storage": redact(storage_url), **provenance.record(space.path.parent if space.path else None),
             **prepared.attrs()}
     return tracking.MlflowTracker(options.tracking_uri or tracking.default_tracking_uri(options.home),
                                   Path(options.home), space, space_text, tags)
@@ -151,9 +153,13 @@ class _Loop:
 
         deadline = time.monotonic() + self.options.timeout if self.options.timeout else None
         started = 0
+        grid = self.objective.space.study.sampler == "grid"
         while not self.stop.requested:
+            studies.recover_orphans(self.study)
             if studies.finished_count(self.study) >= self.budget:
                 return
+            if grid and studies.waiting_count(self.study) == 0:
+                return  # every grid point is taken; the workers running the last ones finish them
             if self.options.n_trials is not None and started >= self.options.n_trials:
                 return
             if deadline is not None and time.monotonic() >= deadline:
@@ -179,10 +185,9 @@ class _Loop:
 
 def _own_last_trial(study: Any) -> Any:
     """The most recent trial this process ran (other workers may have added trials since)."""
-    import os
-    import socket
+    from search._identity import worker_identity
 
-    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    me = worker_identity()
     for t in reversed(study.get_trials(deepcopy=False)):
         if t.user_attrs.get("worker") == me:
             return t

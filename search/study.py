@@ -14,7 +14,7 @@ def default_storage(home: Path) -> str:
     return f"sqlite:///{(Path(home) / 'optuna.db').resolve()}"
 
 
-def make_storage(url: str) -> Any:
+def make_storage(url: str, heartbeat: int = 30) -> Any:
     """An RDB storage with heartbeats, so a killed worker's trial is marked failed and retried once."""
     import warnings
 
@@ -30,7 +30,8 @@ def make_storage(url: str) -> Any:
     try:
         for attempt in range(3):
             try:
-                return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=30, grace_period=120,
+                return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
+                                  grace_period=3 * heartbeat,
                                   heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
             except Exception as exc:  # two workers creating the schema at once: the loser retries
                 if attempt == 2 or "UNIQUE constraint" not in str(exc) and "already exists" not in str(exc):
@@ -98,30 +99,87 @@ def open_study(space: Space, storage: Any, attrs: dict[str, Any], worker: int = 
     """Create or load the study named in the space; refuse to continue it on different data.
 
     ``attrs`` (data fingerprint, test rows, split plan) are stored on a new study and compared on a
-    continued one: a study's trials are only comparable if they saw the same rows.
+    continued one: a study's trials are only comparable if they saw the same rows. Of several workers
+    starting at once, exactly one creates the study and fills its queue (the baseline, or the whole
+    grid); the others wait until it says the study is ready.
     """
     import optuna
 
     try:
-        study = optuna.create_study(study_name=space.study.name, storage=storage, load_if_exists=True,
+        study = optuna.create_study(study_name=space.study.name, storage=storage, load_if_exists=False,
                                     sampler=make_sampler(space), pruner=make_pruner(space), direction="minimize")
-    except optuna.exceptions.DuplicatedStudyError:  # another worker created it a moment ago
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=space.study.name, storage=storage, sampler=make_sampler(space),
                                   pruner=make_pruner(space))
-    if study.trials or worker:
-        study.sampler = make_sampler(space, len(study.trials), worker)
+        created = False
+    if created:
+        for key, value in attrs.items():
+            study.set_user_attr(key, value)
+        study.set_user_attr("budget", budget_of(space))
+        _fill_queue(study, space)
+        study.set_user_attr("ready", True)
+    else:
+        _wait_until_ready(study)
     stored = study.user_attrs
     for key, value in attrs.items():
         if key in stored and stored[key] != value and key.endswith("fingerprint"):
             raise StudyError(f"study '{space.study.name}' was started with different data or splits "
                              f"({key} is {stored[key]}, now {value}); start a new study with --study-name, "
                              f"or restore the original data", source=_where(space), field="data.source")
-    for key, value in attrs.items():
-        if key not in stored:
-            study.set_user_attr(key, value)
-    if space.study.baseline and not study.trials:
-        study.enqueue_trial(space.baseline_params(), user_attrs={"baseline": True}, skip_if_exists=True)
+    if stored.get("budget") != budget_of(space):
+        study.set_user_attr("budget", budget_of(space))  # a raised n_trials continues the study
+    if study.trials or worker:
+        study.sampler = make_sampler(space, len(study.trials), worker)
     return study
+
+
+def budget_of(space: Space) -> int:
+    """Finished trials the study aims for: ``n_trials``, or fewer when a grid has fewer points."""
+    if space.study.sampler == "grid":
+        return min(space.study.n_trials, len(_grid_points(space)))
+    return space.study.n_trials
+
+
+def _grid_points(space: Space) -> list[dict[str, Any]]:
+    import itertools
+
+    grid = space.grid()
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
+def _fill_queue(study: Any, space: Space) -> None:
+    """Queue the baseline first; for a grid, then every other point once, in a seeded order.
+
+    Queued trials are handed to exactly one worker each by the storage, so a grid shared by many
+    workers is covered once, which Optuna's GridSampler alone does not promise under concurrency.
+    """
+    import numpy as np
+
+    baseline = space.baseline_params() if space.study.baseline else None
+    if baseline is not None:
+        study.enqueue_trial(baseline, user_attrs={"baseline": True})
+    if space.study.sampler != "grid":
+        return
+    points = _grid_points(space)
+    order = np.random.default_rng(space.study.seed).permutation(len(points))
+    for i in order[: budget_of(space) - (1 if baseline is not None else 0)]:
+        if baseline is None or points[i] != {k: baseline.get(k) for k in points[i]}:
+            study.enqueue_trial(points[i])
+
+
+def _wait_until_ready(study: Any, timeout: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not study.user_attrs.get("ready") and not study.trials and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def waiting_count(study: Any) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def finished_count(study: Any) -> int:
@@ -153,11 +211,11 @@ def recover_orphans(study: Any) -> list[int]:
     Heartbeats catch a dead worker on any host, but only after their grace period; a run restarted on
     the same machine knows at once, from the process id each trial records.
     """
-    import socket
-
     from optuna.trial import TrialState
 
-    host, recovered = socket.gethostname(), []
+    from search._identity import worker_identity
+
+    host, recovered = worker_identity()["host"], []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.user_attrs.get("worker") or {}
         if worker.get("host") != host or _alive(int(worker.get("pid", -1))):

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import time
 from pathlib import Path
 from typing import Any
 
+from search._redact import redact
 from search.results import SplitResult, TrialListener, TrialOutcome
 from search.space import Space, flatten
 
@@ -24,11 +24,6 @@ _MLFLOW_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"
 
 def default_tracking_uri(home: Path) -> str:
     return f"sqlite:///{(Path(home) / 'mlflow.db').resolve()}"
-
-
-def redact(text: str) -> str:
-    """Hide the password in ``scheme://user:password@host`` URLs."""
-    return re.sub(r"(//[^/:@\s]+):([^@/\s]+)@", r"\1:***@", str(text))
 
 
 def _quiet_mlflow() -> None:

@@ -28,7 +28,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
 
     space = prepared.space
     options.home.mkdir(parents=True, exist_ok=True)
-    storage = studies.make_storage(options.storage or studies.default_storage(options.home))
+    storage = studies.make_storage(options.storage or studies.default_storage(options.home), options.heartbeat)
     storage_url = options.storage or studies.default_storage(options.home)
     study = studies.open_study(space, storage, prepared.attrs())
     # Create the tracking store, experiment and parent run here, once, before workers race to do it.
@@ -61,7 +61,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
         tracker.close_orphans(study)
         tracker.finish("KILLED" if stopped else "FINISHED")
     study = studies.open_study(space, storage, prepared.attrs())
-    print("\n" + format_counts(studies.trials_by_state(study), space.study.n_trials))
+    print("\n" + format_counts(studies.trials_by_state(study), studies.budget_of(space)))
     print(format_table(trial_rows(study)))
     if stopped:
         print(f"\nstopped by {stopped[0]}; interrupted trials are queued again. Continue the study with:\n"
