@@ -30,3 +30,12 @@ def save_atomic(model: Any, path: Path) -> Path:
 
 def remove_trial(home: Path, study: str, trial: int) -> None:
     shutil.rmtree(trial_dir(home, study, trial), ignore_errors=True)
+
+
+def load_model(path: Path) -> Any:
+    """Load a saved split or final model; the harness's own layers are registered first."""
+    import keras
+
+    from search.models import layers  # noqa: F401  (registration happens at import)
+
+    return keras.models.load_model(path)

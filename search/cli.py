@@ -82,6 +82,9 @@ def _run(args: argparse.Namespace) -> int:
 
     space = spaces.load(args.space, study_name=args.study_name)
     prepared = session.prepare(space)
+    if skipped := prepared.dataset.images_skipped:
+        print(f"note: skipped {len(skipped)} unreadable image(s) (data.skip_bad_images), e.g. {skipped[0]}",
+              file=sys.stderr)
     options = session.RunOptions(home=Path(args.home), storage=args.storage, tracking_uri=args.tracking_uri,
                                  n_trials=args.n_trials, timeout=args.timeout, threads=args.threads,
                                  quiet=args.quiet)
