@@ -35,6 +35,7 @@ PARAMS: dict[str, Param] = {
     "unfreeze": Param("int", 0, low=0, high=100_000,
                       doc="train the last N weighted layers of the (cut) backbone, BatchNorm excepted"),
     "pool": Param("str", "average", choices=("average", "max", "flatten")),
+    "batchnorm": Param("bool", False, off=False, doc="BatchNormalization of the pooled features"),
     "dense_units": Param("int", 128, low=0, high=65_536, doc="units of the hidden head layer; 0: none"),
     "activation": Param("str", "relu", choices=ACTIVATIONS),
     "dropout": Param("float", 0.0, low=0.0, high=1.0, high_open=True, off=0.0),
@@ -70,6 +71,8 @@ def build(settings: dict[str, Any], input_shape: tuple[int, ...], head: Any, sea
     x = backbone(x, training=False)
     x = {"average": layers.GlobalAveragePooling2D, "max": layers.GlobalMaxPooling2D,
          "flatten": layers.Flatten}[settings["pool"]]()(x)
+    if settings["batchnorm"]:  # features of a cut backbone can sit on any scale
+        x = layers.BatchNormalization()(x)
     regularizer = keras.regularizers.L2(settings["l2"]) if settings["l2"] else None
     if int(settings["dense_units"]) > 0:
         x = dense(int(settings["dense_units"]), settings["dropconnect"], activation=settings["activation"],
