@@ -184,7 +184,7 @@ def cnn_study(tmp_path_factory):
     home, path = tmp / "mlruns", tmp / "cnn.yaml"
     path.write_text(yaml.safe_dump({
         "study": {"name": "digits-cnn", "seed": 1, "n_trials": 2},
-        "data": {"source": "sklearn:digits", "as_images": True, "test_size": 0.2},
+        "data": {"source": "sklearn:digits", "as_images": True, "test_size": 0.5},
         "validation": {"scheme": "kfold", "k": 2},
         "model": {"family": "cnn", "blocks": 2, "filters": 8, "dense_units": 16,
                   "dropconnect": {"float": [0.0, 0.3]}, "augment_rotation": {"float": [0.0, 15.0]},
