@@ -81,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     from search import session, space as spaces
 
     space = spaces.load(args.space, study_name=args.study_name)
-    prepared = session.prepare(space)
+    prepared = session.prepare(space, threads=args.threads)
     if skipped := prepared.dataset.images_skipped:
         print(f"note: skipped {len(skipped)} unreadable image(s) (data.skip_bad_images), e.g. {skipped[0]}",
               file=sys.stderr)

@@ -49,11 +49,16 @@ class RunOptions:
     extra_listeners: list[Any] = field(default_factory=list)
 
 
-def prepare(space: Space) -> Prepared:
+def prepare(space: Space, threads: int | None = None) -> Prepared:
     where = str(space.path) if space.path else "<space>"
     dataset = data.load(space.data, space.path)
     from search import models
 
+    if getattr(models.FAMILIES.get(space.family), "USES_FILES", False):
+        # Its preflight builds the backbone, so TensorFlow starts here and must get its thread settings now.
+        from search import _runtime
+
+        _runtime.configure(threads)
     models.preflight(space.model, dataset.input_shape, space.data.preprocess,
                      space.path.parent if space.path else None, where)
     time_ordered = space.validation.scheme == "time_series" or dataset.has_order

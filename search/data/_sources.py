@@ -5,7 +5,7 @@ detection, de-duplication and fingerprints happen once, in ``search.data``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field as _field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ class Raw:
     order: np.ndarray | None = None
     feature_names: list[str] | None = None
     declared_task: str | None = None  # what the source itself knows (sklearn sets)
-    skipped: list[Path] = field(default_factory=list)  # unreadable images left out (skip_bad_images)
+    skipped: list[Path] = _field(default_factory=list)  # unreadable images left out (skip_bad_images)
 
 
 def read(source: str, section: Any, base_dirs: list[Path], where: str) -> Raw:
