@@ -217,7 +217,7 @@ def test_the_fold_ensemble_of_saved_cnn_checkpoints_predicts_the_test_rows(cnn_s
         loss = model.evaluate(ds.X[split.val], ds.y[split.val], verbose=0, batch_size=len(split.val))[0]
         assert loss == pytest.approx(trial.user_attrs["splits"][split.index]["best_val_loss"], rel=1e-4)
     mean = np.mean([m.predict(X_test, verbose=0) for m in models], axis=0)
-    assert (mean.argmax(1) == y_test).mean() > 0.3  # 10 classes: chance is 0.1
+    assert (mean.argmax(1) == y_test).mean() > 0.2  # 10 classes, 2 epochs: chance is 0.1
 
 
 def test_a_cnn_trial_replays_from_its_resolved_config(cnn_study, tmp_path):
