@@ -45,3 +45,12 @@ def keep_only(home: Path, study: str, keep: set[int], removable: set[int]) -> li
     for number in removed:
         remove_trial(home, study, number)
     return removed
+
+
+def load_model(path: Path) -> Any:
+    """Load a saved split or final model; the harness's own layers are registered first."""
+    import keras
+
+    from search.models import layers  # noqa: F401  (registration happens at import)
+
+    return keras.models.load_model(path)

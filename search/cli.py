@@ -88,7 +88,10 @@ def _run(args: argparse.Namespace) -> int:
     from search import session, space as spaces
 
     space = spaces.load(args.space, study_name=args.study_name)
-    prepared = session.prepare(space)
+    prepared = session.prepare(space, threads=args.threads)
+    if skipped := prepared.dataset.images_skipped:
+        print(f"note: skipped {len(skipped)} unreadable image(s) (data.skip_bad_images), e.g. {skipped[0]}",
+              file=sys.stderr)
     options = session.RunOptions(home=Path(args.home), storage=args.storage, tracking_uri=args.tracking_uri,
                                  n_trials=args.n_trials, timeout=args.timeout, threads=args.threads,
                                  quiet=args.quiet, worker_index=args.worker_index, heartbeat=args.heartbeat,

@@ -34,7 +34,8 @@ class Prepared:
                 "splits_fingerprint": splits.fingerprint(self.splits), "task": ds.task,
                 "rows": int(len(ds.X)), "test_rows": int(len(self.test_idx)), "n_splits": len(self.splits),
                 "duplicates_dropped": ds.duplicates_dropped, "seed": self.space.study.seed,
-                "metric": "mae" if ds.task == "regression" else "accuracy"}
+                "metric": "mae" if ds.task == "regression" else "accuracy",
+                **({"images_skipped": len(ds.images_skipped)} if ds.images_skipped else {})}
 
 
 @dataclass
@@ -52,9 +53,18 @@ class RunOptions:
     extra_listeners: list[Any] = field(default_factory=list)
 
 
-def prepare(space: Space) -> Prepared:
+def prepare(space: Space, threads: int | None = None) -> Prepared:
     where = str(space.path) if space.path else "<space>"
     dataset = data.load(space.data, space.path)
+    from search import models
+
+    if getattr(models.FAMILIES.get(space.family), "USES_FILES", False):
+        # Its preflight builds the backbone, so TensorFlow starts here and must get its thread settings now.
+        from search import _runtime
+
+        _runtime.configure(threads)
+    models.preflight(space.model, dataset.input_shape, space.data.preprocess,
+                     space.path.parent if space.path else None, where)
     time_ordered = space.validation.scheme == "time_series" or dataset.has_order
     dev_idx, test_idx = data.split_test(dataset, space.data.test_size, space.study.seed, time_ordered, where)
     plan = splits.plan(space.validation, dataset, dev_idx, space.study.seed, where)

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from search.errors import SpaceError
 from search.models import CUSTOM_PREFIX, FAMILIES, TRAIN_PARAMS, Param, family_params
@@ -47,8 +48,34 @@ class DataSection(_Strict):
     order: str | None = None
     task: Literal["auto", "classification", "regression"] = "auto"
     test_size: float = Field(0.2, gt=0.0, lt=1.0)
-    preprocess: Literal["standardize", "minmax", "none"] = "standardize"
+    preprocess: Literal["standardize", "minmax", "none"] = "standardize"  # "none" for image data
     duplicates: Literal["drop", "keep"] = "drop"
+    # Image data (pixels arrive in [0, 1]): sklearn:digits / npz:<path> as (n, h, w, c) arrays, and the
+    # decoding of images:<dir> folders.
+    as_images: bool = False
+    image_size: tuple[int, int] | None = None  # [height, width]; every image is resized to it
+    color_mode: Literal["rgb", "grayscale", "rgba"] = "rgb"
+    skip_bad_images: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _images_keep_their_pixels(cls, data: Any) -> Any:
+        # Pixels are already in [0, 1]; per-pixel standardization would only be an odd default.
+        if isinstance(data, dict) and "preprocess" not in data and (
+                data.get("as_images") is True or str(data.get("source", "")).startswith("images:")):
+            data = {**data, "preprocess": "none"}
+        return data
+
+    @field_validator("image_size")
+    @classmethod
+    def _positive_size(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and min(value) < 1:
+            raise ValueError("image_size is [height, width], both at least 1")
+        return value
+
+    @property
+    def is_images(self) -> bool:
+        return self.as_images or self.source.startswith("images:")
 
 
 class ValidationSection(_Strict):

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from search.models import Head
+from search.models import layers as _custom_layers  # noqa: F401  registers them, so checkpoints load
 from search.results import SplitResult
 
 # on_epoch(epoch, logs) -> True to stop training after this epoch (pruning, a stop request).

@@ -32,6 +32,7 @@ class Dataset:
     duplicates_dropped: int = 0
     fingerprint: str = ""
     source: str = ""
+    images_skipped: list[str] = field(default_factory=list)  # unreadable files left out (skip_bad_images)
 
     @property
     def n_outputs(self) -> int:
@@ -48,7 +49,8 @@ class Dataset:
     def summary(self) -> dict[str, Any]:
         return {"source": self.source, "rows": int(len(self.X)), "features": int(np.prod(self.input_shape)),
                 "task": self.task, "classes": len(self.classes), "duplicates_dropped": self.duplicates_dropped,
-                "fingerprint": self.fingerprint}
+                "fingerprint": self.fingerprint, "input_shape": list(self.input_shape),
+                "images_skipped": len(self.images_skipped)}
 
 
 def load(section: Any, space_path: Path | None = None) -> Dataset:
@@ -83,7 +85,8 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
         digest.update(np.ascontiguousarray(part).tobytes() if part.dtype != object else repr(part.tolist()).encode())
     return Dataset(X=X, y=y_coded, task=task, classes=classes, groups=groups, has_order=order is not None,
                    feature_names=raw.feature_names, duplicates_dropped=dropped,
-                   fingerprint=digest.hexdigest()[:16], source=section.source)
+                   fingerprint=digest.hexdigest()[:16], source=section.source,
+                   images_skipped=[str(p) for p in raw.skipped])
 
 
 def _task(y: np.ndarray, declared: str, known: str | None, where: str) -> tuple[str, np.ndarray, list[Any]]:

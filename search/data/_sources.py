@@ -5,7 +5,7 @@ detection, de-duplication and fingerprints happen once, in ``search.data``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field as _field
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +24,18 @@ class Raw:
     order: np.ndarray | None = None
     feature_names: list[str] | None = None
     declared_task: str | None = None  # what the source itself knows (sklearn sets)
+    skipped: list[Path] = _field(default_factory=list)  # unreadable images left out (skip_bad_images)
 
 
 def read(source: str, section: Any, base_dirs: list[Path], where: str) -> Raw:
     kind, sep, rest = source.partition(":")
-    if not sep or kind not in ("sklearn", "csv", "npz"):
+    if not sep or kind not in ("sklearn", "csv", "npz", "images"):
         raise DataError("unknown data source", source=where, field="data.source",
-                        expected="'sklearn:<name>', 'csv:<path>' or 'npz:<path>'", found=source)
+                        expected="'sklearn:<name>', 'csv:<path>', 'npz:<path>' or 'images:<dir>'", found=source)
     if kind == "sklearn":
-        return _sklearn(rest, where)
+        return _sklearn(rest, where, getattr(section, "as_images", False))
+    if kind == "images":
+        return _images(rest, section, base_dirs, where)
     path = _find(rest, base_dirs, where)
     return _csv(path, section, where) if kind == "csv" else _npz(path, section, where)
 
@@ -49,13 +52,19 @@ def _find(name: str, base_dirs: list[Path], where: str) -> Path:
                     found=name)
 
 
-def _sklearn(name: str, where: str) -> Raw:
+def _sklearn(name: str, where: str, as_images: bool = False) -> Raw:
     if name not in SKLEARN_SETS:
         raise DataError("unknown scikit-learn data set", source=where, field="data.source",
                         expected="sklearn:" + " | sklearn:".join(SKLEARN_SETS), found=f"sklearn:{name}")
+    if as_images and name != "digits":
+        raise DataError("only sklearn:digits has images", source=where, field="data.as_images",
+                        expected="false, or source sklearn:digits", found=True)
     import sklearn.datasets as ds
 
     bunch = getattr(ds, f"load_{name}")()
+    if as_images:  # 8×8 grey images with 17 levels (0–16), as pixels in [0, 1]
+        return Raw(np.asarray(bunch.images, dtype=np.float64)[..., None] / 16.0, np.asarray(bunch.target),
+                   declared_task="classification")
     task = "regression" if name == "diabetes" else "classification"
     return Raw(np.asarray(bunch.data), np.asarray(bunch.target), feature_names=list(bunch.feature_names)
                if hasattr(bunch, "feature_names") else None, declared_task=task)
@@ -124,4 +133,31 @@ def _npz(path: Path, section: Any, where: str) -> Raw:
                 raise DataError(f"{path} has no array '{key}'", source=where, field=f"data.{field}",
                                 expected="one of " + ", ".join(sorted(keys)), found=key)
             extra[field + ("s" if field == "group" else "")] = archive[key]
+    if getattr(section, "as_images", False):
+        X = _npz_images(X, path, where)
     return Raw(np.asarray(X, dtype=np.float64), np.asarray(y), **extra)
+
+
+def _npz_images(X: np.ndarray, path: Path, where: str) -> np.ndarray:
+    """(n, h, w) or (n, h, w, c) image arrays; unsigned integer pixels are scaled to [0, 1]."""
+    if X.ndim not in (3, 4) or (X.ndim == 4 and X.shape[-1] not in (1, 3, 4)):
+        raise DataError(f"{path}: with as_images, X must be (n, height, width) or (n, height, width, channels) "
+                        f"with 1, 3 or 4 channels", source=where, field="data.as_images", found=list(X.shape))
+    scale = float(np.iinfo(X.dtype).max) if np.issubdtype(X.dtype, np.unsignedinteger) else 1.0
+    X = np.asarray(X, dtype=np.float64) / scale  # float pixels are taken as given, expected in [0, 1]
+    return X[..., None] if X.ndim == 3 else X
+
+
+def _images(name: str, section: Any, base_dirs: list[Path], where: str) -> Raw:
+    from search.data._images import read_folder
+
+    tried = []
+    for base in base_dirs:
+        candidate = (base / name).resolve()
+        if candidate.is_dir():
+            X, y, skipped = read_folder(candidate, section, where)
+            return Raw(X, y, declared_task="classification", skipped=skipped)
+        tried.append(str(candidate))
+    raise DataError("the image folder does not exist", source=where, field="data.source",
+                    expected="an existing folder with one subfolder per class (looked at "
+                    + " and ".join(dict.fromkeys(tried)) + ")", found=name)

@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from search.errors import SpaceError
-from search.models import mlp
+from search.models import cnn, mlp, transfer
 from search.models._head import Head
 from search.models._params import TRAIN_PARAMS, Param
 
-FAMILIES = {"mlp": mlp}
+FAMILIES = {"mlp": mlp, "cnn": cnn, "transfer": transfer}
 CUSTOM_PREFIX = "python:"
 
-__all__ = ["FAMILIES", "Head", "Param", "TRAIN_PARAMS", "build", "family_params", "load_custom_builder"]
+__all__ = ["FAMILIES", "Head", "Param", "TRAIN_PARAMS", "build", "family_params", "load_custom_builder",
+           "preflight"]
 
 
 def family_params(family: str) -> dict[str, Param] | None:
@@ -64,4 +65,22 @@ def build(model_settings: dict[str, Any], input_shape: tuple[int, ...], head: He
                              field="model.family")
         return model
     params = {k: v for k, v in model_settings.items() if k != "family"}
-    return FAMILIES[family].build(params, tuple(input_shape), head)
+    module = FAMILIES[family]
+    extra = {"search_dir": search_dir} if getattr(module, "USES_FILES", False) else {}
+    return module.build(params, tuple(input_shape), head, **extra)
+
+
+def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: str,
+              search_dir: Path | None = None, source: str | None = None) -> None:
+    """Checks that need the data's shape (or files the family reads), run once before any trial."""
+    family = model.get("family", "mlp")
+    if family.startswith(CUSTOM_PREFIX):
+        return
+    module = FAMILIES[family]
+    if getattr(module, "IMAGE_INPUT", False) and len(input_shape) != 3:
+        raise SpaceError(f"the {family} family needs images (height, width, channels)", source=source,
+                         field="model.family", expected="data from images:<dir>, an npz X of shape "
+                         "(n, h, w) or (n, h, w, c), or sklearn:digits with data.as_images: true",
+                         found=f"rows of shape {tuple(input_shape)}")
+    if hasattr(module, "preflight"):
+        module.preflight(model, tuple(input_shape), preprocess, search_dir, source)

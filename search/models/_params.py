@@ -68,3 +68,32 @@ TRAIN_PARAMS: dict[str, Param] = {
     "early_stopping": Param("int", 10, low=0, high=100_000,
                             doc="patience in epochs without a better validation loss; 0 turns it off"),
 }
+
+FILL_MODES = ("nearest", "reflect", "constant", "wrap")
+
+# Training-time augmentation, shared by the image families. Every one is a regularizer whose off value
+# leaves the images untouched, so the baseline trial trains on the plain images.
+AUGMENT_PARAMS: dict[str, Param] = {
+    "augment_rotation": Param("float", 0.0, low=0.0, high=180.0, off=0.0,
+                              doc="largest rotation, in degrees either way"),
+    "augment_width_shift": Param("float", 0.0, low=0.0, high=1.0, off=0.0,
+                                 doc="largest horizontal shift, as a fraction of the width"),
+    "augment_height_shift": Param("float", 0.0, low=0.0, high=1.0, off=0.0,
+                                  doc="largest vertical shift, as a fraction of the height"),
+    "augment_shear": Param("float", 0.0, low=0.0, high=80.0, off=0.0,
+                           doc="largest shear angle, in degrees either way, about the image centre"),
+    "augment_zoom": Param("float", 0.0, low=0.0, high=1.0, high_open=True, off=0.0,
+                          doc="largest zoom in or out, as a fraction"),
+    "augment_flip": Param("bool", False, off=False, doc="random horizontal flips"),
+    "augment_contrast": Param("float", 0.0, low=0.0, high=1.0, high_open=True, off=0.0,
+                              doc="contrast factor drawn from [1 - c, 1 + c]"),
+    "augment_fill": Param("str", "nearest", choices=FILL_MODES,
+                          doc="how pixels moved in from outside the image are filled"),
+}
+
+
+def augment_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The ``augment_*`` settings as keyword arguments of ``search.models.layers.Augment``."""
+    out = {key.removeprefix("augment_"): settings[key] for key in AUGMENT_PARAMS}
+    out["fill_mode"] = out.pop("fill")
+    return out

@@ -13,6 +13,8 @@ PARAMS: dict[str, Param] = {
     "l1": Param("float", 0.0, low=0.0, high=10.0, off=0.0),
     "l2": Param("float", 0.0, low=0.0, high=10.0, off=0.0),
     "batchnorm": Param("bool", False, off=False),
+    "dropconnect": Param("float", 0.0, low=0.0, high=1.0, high_open=True, off=0.0,
+                         doc="DropConnect rate: hidden-layer weights dropped while training"),
 }
 
 
@@ -21,6 +23,8 @@ def build(settings: dict[str, Any], input_shape: tuple[int, ...], head: Any) -> 
     import keras
     from keras import layers
 
+    from search.models.layers import dense
+
     regularizer = None
     if settings["l1"] or settings["l2"]:
         regularizer = keras.regularizers.L1L2(l1=settings["l1"], l2=settings["l2"])
@@ -28,8 +32,8 @@ def build(settings: dict[str, Any], input_shape: tuple[int, ...], head: Any) -> 
     x = layers.Flatten()(inputs) if len(input_shape) > 1 else inputs
     for _ in range(int(settings["layers"])):
         # Batch norm sits between the affine map and the non-linearity, so the Dense bias is redundant.
-        x = layers.Dense(int(settings["units"]), kernel_regularizer=regularizer,
-                         use_bias=not settings["batchnorm"])(x)
+        x = dense(int(settings["units"]), settings["dropconnect"], kernel_regularizer=regularizer,
+                  use_bias=not settings["batchnorm"])(x)
         if settings["batchnorm"]:
             x = layers.BatchNormalization()(x)
         x = layers.Activation(settings["activation"])(x)

@@ -1,0 +1,170 @@
+"""Transfer learning: a ``keras.applications`` backbone, cut at a layer, frozen, with a new dense head.
+
+The backbone's weights come only from a local file the space file names (``model.weights``); nothing is
+ever downloaded. Its own ``preprocess_input`` runs inside the model, and its BatchNormalization layers
+always run in inference mode with frozen statistics (Keras' fine-tuning advice: a few small batches
+would wreck statistics learned on a million images).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from search.errors import SpaceError
+from search.models._params import ACTIVATIONS, AUGMENT_PARAMS, Param, augment_settings
+
+IMAGE_INPUT = True
+USES_FILES = True  # build() receives the space file's folder to find the weights file
+
+# keras.applications constructor → the module whose preprocess_input it expects.
+BACKBONES: dict[str, str] = {
+    "MobileNet": "mobilenet", "MobileNetV2": "mobilenet_v2", "MobileNetV3Small": "mobilenet_v3",
+    "MobileNetV3Large": "mobilenet_v3", "EfficientNetB0": "efficientnet", "EfficientNetV2B0": "efficientnet_v2",
+    "ResNet50": "resnet50", "ResNet50V2": "resnet_v2", "InceptionV3": "inception_v3", "Xception": "xception",
+    "VGG16": "vgg16", "VGG19": "vgg19", "DenseNet121": "densenet", "NASNetMobile": "nasnet",
+    "ConvNeXtTiny": "convnext",
+}
+WITH_ALPHA = ("MobileNet", "MobileNetV2", "MobileNetV3Small", "MobileNetV3Large")
+
+PARAMS: dict[str, Param] = {
+    "backbone": Param("str", "MobileNetV2", choices=tuple(BACKBONES), doc="a keras.applications model"),
+    "weights": Param("str", "", doc="path of the backbone's weights file (.weights.h5 or a no-top .h5)"),
+    "alpha": Param("float", 1.0, low=0.1, high=2.0, doc="width multiplier of the MobileNets"),
+    "cut_at": Param("str", "", doc="name of the backbone layer whose output feeds the head; '': the last"),
+    "resize": Param("int", 0, low=0, high=2048, doc="resize images to this square size first; 0: keep"),
+    "unfreeze": Param("int", 0, low=0, high=100_000,
+                      doc="train the last N weighted layers of the (cut) backbone, BatchNorm excepted"),
+    "pool": Param("str", "average", choices=("average", "max", "flatten")),
+    "batchnorm": Param("bool", False, off=False, doc="BatchNormalization of the pooled features"),
+    "dense_units": Param("int", 128, low=0, high=65_536, doc="units of the hidden head layer; 0: none"),
+    "activation": Param("str", "relu", choices=ACTIVATIONS),
+    "dropout": Param("float", 0.0, low=0.0, high=1.0, high_open=True, off=0.0),
+    "dropconnect": Param("float", 0.0, low=0.0, high=1.0, high_open=True, off=0.0),
+    "l2": Param("float", 0.0, low=0.0, high=10.0, off=0.0, doc="L2 on the head's kernels"),
+    **AUGMENT_PARAMS,
+}
+
+HOW_TO_GET_WEIGHTS = (
+    "Nothing is downloaded at run time. On a machine with network access, save the backbone's weights once, "
+    "e.g. python -c \"import keras; keras.applications.{name}(include_top=False, weights='imagenet'{alpha})"
+    ".save_weights('{stem}.weights.h5')\", copy the file here and name it in model.weights (the no-top .h5 "
+    "files of github.com/fchollet/deep-learning-models/releases load too)")
+
+
+def build(settings: dict[str, Any], input_shape: tuple[int, ...], head: Any, search_dir: Path | None = None) -> Any:
+    """augment → (resize) → the backbone's preprocessing → frozen backbone → pool → dense → dropout → head."""
+    import keras
+    from keras import layers
+
+    from search.models.layers import Augment, BackbonePreprocess, dense
+
+    size = int(settings["resize"])
+    image_hw = (size, size) if size else tuple(input_shape[:2])
+    backbone = load_backbone(settings, image_hw, search_dir)
+    freeze(backbone, int(settings["unfreeze"]))
+    inputs = keras.Input(shape=input_shape)
+    x = Augment(**augment_settings(settings), name="augment")(inputs)
+    if size:
+        x = layers.Resizing(size, size)(x)
+    x = BackbonePreprocess(BACKBONES[settings["backbone"]], name="backbone_preprocess")(x)
+    # training=False keeps BatchNorm in inference mode even for unfrozen layers.
+    x = backbone(x, training=False)
+    x = {"average": layers.GlobalAveragePooling2D, "max": layers.GlobalMaxPooling2D,
+         "flatten": layers.Flatten}[settings["pool"]]()(x)
+    if settings["batchnorm"]:  # features of a cut backbone can sit on any scale
+        x = layers.BatchNormalization()(x)
+    regularizer = keras.regularizers.L2(settings["l2"]) if settings["l2"] else None
+    if int(settings["dense_units"]) > 0:
+        x = dense(int(settings["dense_units"]), settings["dropconnect"], activation=settings["activation"],
+                  kernel_regularizer=regularizer)(x)
+    if settings["dropout"] > 0:
+        x = layers.Dropout(settings["dropout"])(x)
+    return keras.Model(inputs, head.layer(x), name="transfer")
+
+
+def load_backbone(settings: dict[str, Any], image_hw: tuple[int, int], search_dir: Path | None = None,
+                  source: str | None = None) -> Any:
+    """The backbone with the file's weights, cut at ``cut_at``, as a model named ``backbone``."""
+    import keras
+
+    name = settings["backbone"]
+    path = weights_path(settings, search_dir, source)
+    kwargs: dict[str, Any] = {"include_top": False, "weights": None, "input_shape": (*image_hw, 3)}
+    if name in WITH_ALPHA:
+        kwargs["alpha"] = float(settings["alpha"])
+    elif float(settings["alpha"]) != 1.0:
+        raise SpaceError(f"alpha applies only to {', '.join(WITH_ALPHA)}", source=source, field="model.alpha",
+                         found=settings["alpha"])
+    try:
+        base = getattr(keras.applications, name)(**kwargs)
+    except ValueError as exc:  # input too small, an alpha the architecture lacks, ...
+        raise SpaceError(f"cannot build {name} for {image_hw[0]}×{image_hw[1]} images ({exc}); "
+                         f"'model.resize' can enlarge them", source=source, field="model.backbone") from None
+    try:
+        base.load_weights(str(path))
+    except Exception as exc:  # wrong architecture, alpha or format: Keras raises several types
+        raise SpaceError(f"cannot load {path} into {name} ({type(exc).__name__}: {str(exc)[:300]})",
+                         source=source, field="model.weights",
+                         expected=f"weights saved from keras.applications.{name}(include_top=False"
+                         f"{', alpha=' + str(settings['alpha']) if name in WITH_ALPHA else ''})") from None
+    cut = settings["cut_at"]
+    if cut:
+        names = [layer.name for layer in base.layers]
+        if cut not in names:
+            raise SpaceError(f"{name} has no layer named '{cut}'", source=source, field="model.cut_at",
+                             expected=f"a layer name such as {', '.join(names[-6:])} "
+                                      f"(list them with keras.applications.{name}().summary())", found=cut)
+        return keras.Model(base.input, base.get_layer(cut).output, name="backbone")
+    return keras.Model(base.input, base.output, name="backbone")
+
+
+def freeze(backbone: Any, unfreeze: int) -> list[str]:
+    """Freeze the backbone but its last ``unfreeze`` weighted non-BatchNorm layers; return their names."""
+    import keras
+
+    candidates = [layer for layer in backbone.layers
+                  if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)]
+    chosen = candidates[len(candidates) - unfreeze:] if unfreeze > 0 else []
+    for layer in backbone.layers:
+        layer.trainable = False
+    for layer in chosen:
+        layer.trainable = True
+    return [layer.name for layer in chosen]
+
+
+def weights_path(settings: dict[str, Any], search_dir: Path | None, source: str | None = None) -> Path:
+    """The weights file, looked up from the working folder, then the space file's folder."""
+    name, given = settings["backbone"], settings["weights"]
+    alpha = f", alpha={settings['alpha']}" if name in WITH_ALPHA and float(settings["alpha"]) != 1.0 else ""
+    how = HOW_TO_GET_WEIGHTS.format(name=name, alpha=alpha, stem=BACKBONES[name])
+    if not given:
+        raise SpaceError("the transfer family needs the backbone's weights file. " + how, source=source,
+                         field="model.weights", expected="a path to a local weights file")
+    tried = []
+    for base in [Path.cwd(), *([search_dir] if search_dir else [])]:
+        candidate = (base / given).resolve()
+        if candidate.is_file():
+            return candidate
+        tried.append(str(candidate))
+    raise SpaceError("the backbone weights file does not exist (looked at " + " and ".join(dict.fromkeys(tried))
+                     + "). " + how, source=source, field="model.weights", found=given)
+
+
+def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: str, search_dir: Path | None,
+              source: str | None) -> None:
+    """Check the weights file, the cut layer and the input size once, before any trial trains."""
+    from search.space import is_distribution
+
+    if preprocess != "none":
+        raise SpaceError("the transfer family applies the backbone's own preprocessing to pixels in [0, 1]; "
+                         "do not rescale them again", source=source, field="data.preprocess",
+                         expected="none (the default for image data)", found=preprocess)
+    fixed = {key: (model.get(key, spec.default)) for key, spec in PARAMS.items()}
+    cuts = fixed["cut_at"]["choice"] if is_distribution(fixed["cut_at"]) and "choice" in fixed["cut_at"] else None
+    if any(is_distribution(fixed[k]) for k in ("backbone", "weights", "alpha", "resize")) or (
+            is_distribution(fixed["cut_at"]) and cuts is None):
+        return  # searched over; each trial's build checks its own combination
+    size = int(fixed["resize"])
+    for cut in cuts or [fixed["cut_at"]]:
+        load_backbone({**fixed, "cut_at": cut}, (size, size) if size else tuple(input_shape[:2]), search_dir,
+                      source)

@@ -1,0 +1,232 @@
+"""Image data, the cnn family, augmentation and DropConnect, with real Keras layers and a real study."""
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import run_cli
+from search import checkpoints, data, session, space as spaces
+from search.demo_data import write_shapes
+from search.errors import DataError
+
+AUGMENTATIONS = {"augment_rotation": 30.0, "augment_width_shift": 0.2, "augment_height_shift": 0.2,
+                 "augment_shear": 20.0, "augment_zoom": 0.2, "augment_flip": True, "augment_contrast": 0.5}
+
+
+def _images(n: int = 4, size: int = 9, channels: int = 1, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 1, (n, size, size, channels)).astype(np.float32)
+
+
+@pytest.mark.parametrize("setting", sorted(AUGMENTATIONS))
+def test_augmentation_changes_training_inputs_and_leaves_inference_inputs_bit_identical(setting):
+    from search.models.layers import Augment
+    from search.models._params import augment_settings, AUGMENT_PARAMS
+
+    import keras
+
+    keras.utils.set_random_seed(0)
+    settings = {key: spec.default for key, spec in AUGMENT_PARAMS.items()} | {setting: AUGMENTATIONS[setting]}
+    layer = Augment(**augment_settings(settings))
+    x = _images(16)
+    assert not np.allclose(np.asarray(layer(x, training=True)), x), f"{setting} did not change training inputs"
+    for inference in (layer(x, training=False), layer(x)):  # a bare call (no flag) is inference too
+        assert np.array_equal(np.asarray(inference), x)
+
+
+def test_the_cnn_model_augments_only_while_training():
+    import keras
+
+    from search.models import Head, build
+
+    keras.utils.set_random_seed(0)
+    model = build({"family": "cnn", **_cnn_settings(AUGMENTATIONS)}, (9, 9, 1), Head("multiclass", 3))
+    plain = build({"family": "cnn", **_cnn_settings({})}, (9, 9, 1), Head("multiclass", 3))
+    plain.set_weights(model.get_weights())
+    x = _images(8)
+    # Inference: exactly the un-augmented network's predictions, however the model is called.
+    assert np.array_equal(model.predict(x, verbose=0), plain.predict(x, verbose=0))
+    assert np.array_equal(np.asarray(model(x)), np.asarray(plain(x)))
+    probe = keras.Model(model.input, model.get_layer("augment").output)
+    assert not np.allclose(np.asarray(probe(x, training=True)), x)
+
+
+def _cnn_settings(overrides):
+    from search.models import cnn
+
+    return {key: spec.default for key, spec in cnn.PARAMS.items()} | {"blocks": 1, "filters": 4,
+                                                                      "dense_units": 8} | overrides
+
+
+def test_centered_shear_keeps_the_middle_row_and_slides_the_others():
+    from search.models.layers import RandomCenteredShear
+
+    x = np.zeros((1, 9, 9, 1), np.float32)
+    x[0, :, 3:6, 0] = 1.0  # a vertical bar through the centre
+    out = np.asarray(RandomCenteredShear(30.0, fill_mode="constant", seed=1)(np.repeat(x, 16, 0), training=True))
+    assert np.array_equal(out[:, 4], np.repeat(x, 16, 0)[:, 4]), "the centre row moved"
+    assert not np.allclose(out[:, 0], x[:, 0]) and not np.allclose(out[:, 8], x[:, 8])
+    # Top and bottom rows slide in opposite directions: a shear, not a shift.
+    cols = np.arange(9)
+    top = (out[:, 0, :, 0] * cols).sum(1) / out[:, 0, :, 0].sum(1)
+    bottom = (out[:, 8, :, 0] * cols).sum(1) / out[:, 8, :, 0].sum(1)
+    assert np.allclose(top - 4, -(bottom - 4), atol=0.3)
+
+
+def test_dropconnect_masks_weights_in_training_and_uses_full_weights_at_inference():
+    import keras
+
+    from search.models.layers import DropConnectDense
+
+    keras.utils.set_random_seed(0)
+    rate, n_in, n_out = 0.4, 30, 40
+    layer = DropConnectDense(n_out, rate=rate)
+    eye = np.eye(n_in, dtype=np.float32)  # row i of the output is row i of the (masked) kernel, plus bias
+    layer(eye)
+    layer.bias.assign(np.linspace(-1, 1, n_out).astype(np.float32))
+    kernel, bias = np.asarray(layer.kernel), np.asarray(layer.bias)
+    assert np.array_equal(np.asarray(layer(eye)), eye @ kernel + bias)
+    assert np.array_equal(np.asarray(layer(eye, training=False)), eye @ kernel + bias)
+    seen = []
+    for _ in range(2):
+        effective = np.asarray(layer(eye, training=True)) - bias
+        dropped = np.isclose(effective, 0.0, atol=1e-7)
+        # Every weight is either dropped or kept and scaled by 1 / (1 - rate).
+        np.testing.assert_allclose(effective[~dropped], kernel[~dropped] / (1 - rate), rtol=1e-5, atol=1e-6)
+        assert abs(dropped.mean() - rate) < 0.06
+        seen.append(dropped)
+    assert not np.array_equal(*seen), "the same mask was drawn twice"
+
+
+# ---------------------------------------------------------------------------------------------
+# Image folders
+
+
+def _section(tmp_path, folder, **extra):
+    space = spaces.validate({"study": {"name": "x"}, "data": {"source": f"images:{folder}", **extra}},
+                            source=str(tmp_path / "space.yaml"))
+    return space.data
+
+
+def test_an_image_folder_loads_as_pixels_in_unit_range(tmp_path):
+    write_shapes(tmp_path / "shapes", per_class=4, size=12)
+    section = _section(tmp_path, tmp_path / "shapes")
+    assert section.preprocess == "none"  # images are not standardized unless the file says so
+    ds = data.load(section)
+    assert ds.X.shape == (12, 12, 12, 3) and ds.X.dtype == np.float32
+    assert 0.0 <= ds.X.min() and ds.X.max() <= 1.0 and ds.X.max() > 0.4
+    assert ds.classes == ["circle", "square", "triangle"] and np.bincount(ds.y).tolist() == [4, 4, 4]
+    grey = data.load(_section(tmp_path, tmp_path / "shapes", color_mode="grayscale"))
+    assert grey.X.shape == (12, 12, 12, 1)
+
+
+def test_mixed_sizes_are_refused_unless_an_image_size_is_given(tmp_path):
+    write_shapes(tmp_path / "mixed", per_class=3, sizes=(16, 20))
+    with pytest.raises(DataError) as err:
+        data.load(_section(tmp_path, tmp_path / "mixed"))
+    assert err.value.field == "data.image_size" and "_001.png" in str(err.value)
+    ds = data.load(_section(tmp_path, tmp_path / "mixed", image_size=[10, 14]))
+    assert ds.X.shape == (9, 10, 14, 3)
+
+
+def test_a_corrupt_image_is_named_or_skipped_with_a_count(tmp_path, capsys):
+    write_shapes(tmp_path / "shapes", per_class=4, size=12)
+    bad = tmp_path / "shapes" / "square" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 10)
+    with pytest.raises(DataError) as err:
+        data.load(_section(tmp_path, tmp_path / "shapes"))
+    assert str(bad) in str(err.value) and "skip_bad_images" in str(err.value)
+    ds = data.load(_section(tmp_path, tmp_path / "shapes", skip_bad_images=True))
+    assert len(ds.X) == 12 and ds.images_skipped == [str(bad)]
+    assert ds.summary()["images_skipped"] == 1
+
+
+def test_an_empty_class_folder_is_refused_and_the_cli_exits_2_before_any_store(tmp_path, home, capsys):
+    write_shapes(tmp_path / "shapes", per_class=3, size=12)
+    (tmp_path / "shapes" / "hexagon").mkdir()
+    with pytest.raises(DataError) as err:
+        data.load(_section(tmp_path, tmp_path / "shapes"))
+    assert "hexagon" in str(err.value)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"study": {"name": "empty"}, "data": {"source": f"images:{tmp_path / 'shapes'}"},
+                                    "model": {"family": "cnn"}}))
+    assert run_cli("run", path, "--home", home) == 2
+    assert "hexagon" in capsys.readouterr().err and not home.exists()
+
+
+def test_npz_images_and_digits_as_images(tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 6, 5), dtype=np.uint8)
+    np.savez(tmp_path / "im.npz", X=pixels, y=np.arange(20) % 2)
+    space = spaces.validate({"study": {"name": "x"}, "data": {"source": f"npz:{tmp_path / 'im.npz'}",
+                                                              "as_images": True}})
+    ds = data.load(space.data)
+    assert ds.X.shape == (20, 6, 5, 1) and np.allclose(ds.X[..., 0], pixels / 255.0)
+    digits = spaces.validate({"study": {"name": "x"}, "data": {"source": "sklearn:digits", "as_images": True}})
+    assert data.load(digits.data, None).X.shape[1:] == (8, 8, 1)
+
+
+def test_a_cnn_on_flat_rows_is_refused_before_training(write_space, home, capsys):
+    path = write_space({"model": {"family": "cnn", "dropout": None, "layers": None, "units": None}})
+    assert run_cli("run", path, "--home", home) == 2
+    err = capsys.readouterr().err
+    assert "model.family" in err and "as_images" in err and not home.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# A cnn study end to end
+
+
+@pytest.fixture(scope="module")
+def cnn_study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cnn")
+    home, path = tmp / "mlruns", tmp / "cnn.yaml"
+    path.write_text(yaml.safe_dump({
+        "study": {"name": "digits-cnn", "seed": 1, "n_trials": 2},
+        "data": {"source": "sklearn:digits", "as_images": True, "test_size": 0.5},
+        "validation": {"scheme": "kfold", "k": 2},
+        "model": {"family": "cnn", "blocks": 2, "filters": 8, "dense_units": 16,
+                  "dropconnect": {"float": [0.0, 0.3]}, "augment_rotation": {"float": [0.0, 15.0]},
+                  "augment_shear": {"float": [5.0, 15.0], "or_off": True}, "augment_flip": {"choice": [False, True]}},
+        "train": {"epochs": 2, "batch_size": 64, "early_stopping": 0, "learning_rate": 0.01},
+    }))
+    assert run_cli("run", path, "--home", home, "--quiet") == 0
+    return {"home": home, "path": path,
+            "study": optuna.load_study(study_name="digits-cnn", storage=f"sqlite:///{home / 'optuna.db'}")}
+
+
+def test_a_cnn_study_runs_with_the_augmentation_free_baseline_first(cnn_study):
+    trials = cnn_study["study"].trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    base = trials[0].params
+    assert base["model.augment_rotation"] == 0 and base["model.augment_shear.on"] is False
+    assert base["model.augment_flip"] is False and base["model.dropconnect"] == 0
+
+
+def test_the_fold_ensemble_of_saved_cnn_checkpoints_predicts_the_test_rows(cnn_study):
+    """What `reproduce` does with a trial's split models: load each .keras file, average predictions."""
+    space = spaces.load(cnn_study["path"])
+    prepared = session.prepare(space)
+    ds, trial = prepared.dataset, cnn_study["study"].best_trial
+    folder = cnn_study["home"] / "checkpoints" / "digits-cnn" / f"trial_{trial.number:05d}"
+    models = [checkpoints.load_model(p) for p in sorted(folder.glob("split_*.keras"))]
+    assert len(models) == 2
+    X_test, y_test = ds.X[prepared.test_idx], ds.y[prepared.test_idx]
+    for model, split in zip(models, prepared.splits):
+        loss = model.evaluate(ds.X[split.val], ds.y[split.val], verbose=0, batch_size=len(split.val))[0]
+        assert loss == pytest.approx(trial.user_attrs["splits"][split.index]["best_val_loss"], rel=1e-4)
+    mean = np.mean([m.predict(X_test, verbose=0) for m in models], axis=0)
+    assert (mean.argmax(1) == y_test).mean() > 0.2  # 10 classes, 2 epochs: chance is 0.1
+
+
+def test_a_cnn_trial_replays_from_its_resolved_config(cnn_study, tmp_path):
+    study, home = cnn_study["study"], cnn_study["home"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    run_id = study.trials[1].user_attrs["mlflow_run_id"]
+    local = client.download_artifacts(run_id, "config/resolved.yaml", str(tmp_path))
+    assert run_cli("run", local, "--home", tmp_path / "replay", "--quiet") == 0
+    replay = optuna.load_study(study_name=spaces.load(local).study.name,
+                               storage=f"sqlite:///{tmp_path / 'replay' / 'optuna.db'}")
+    # Same settings, seeds and rows, augmentation and DropConnect masks included: the same losses.
+    assert replay.trials[0].value == pytest.approx(study.trials[1].value, rel=1e-5)

@@ -1,0 +1,137 @@
+"""The transfer family on a generated shapes folder and a backbone's seeded initial weights in a local file."""
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import run_cli
+from search import checkpoints, data, session, space as spaces
+from search.demo_data import write_backbone_weights, write_shapes
+from search.errors import SpaceError
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("transfer")
+    shapes = write_shapes(tmp / "shapes", per_class=12, size=32)
+    weights = write_backbone_weights(tmp / "mnv2.weights.h5", "MobileNetV2", alpha=0.35, seed=0,
+                                     calibrate_on=shapes)
+    return {"tmp": tmp, "shapes": shapes, "weights": weights}
+
+
+def _settings(files, **overrides):
+    from search.models import transfer
+
+    base = {key: spec.default for key, spec in transfer.PARAMS.items()}
+    return base | {"backbone": "MobileNetV2", "alpha": 0.35, "weights": str(files["weights"]),
+                   "cut_at": "block_2_add", "dense_units": 8} | overrides
+
+
+def _weights_by_layer(model):
+    return {layer.name: [np.array(w) for w in layer.get_weights()] for layer in model.layers if layer.weights}
+
+
+def _changed(before, after):
+    return {name for name in before if any(not np.array_equal(a, b) for a, b in zip(before[name], after[name]))}
+
+
+@pytest.mark.parametrize("unfreeze", [0, 3])
+def test_frozen_backbone_weights_stay_and_exactly_the_unfrozen_layers_change(files, unfreeze):
+    import keras
+
+    from search.models import Head, build, transfer
+
+    keras.utils.set_random_seed(0)
+    ds = data.load(spaces.validate({"study": {"name": "x"}, "data": {"source": f"images:{files['shapes']}"}}).data)
+    model = build({"family": "transfer", **_settings(files, unfreeze=unfreeze)}, ds.input_shape,
+                  Head("multiclass", 3))
+    backbone = model.get_layer("backbone")
+    expected = set(transfer.freeze(backbone, unfreeze))  # the same choice build made
+    assert len(expected) == unfreeze
+    before, head_before = _weights_by_layer(backbone), np.array(model.get_layer("output").get_weights()[0])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    model.fit(ds.X, ds.y, epochs=1, batch_size=12, verbose=0)
+    assert _changed(before, _weights_by_layer(backbone)) == expected
+    assert not np.array_equal(head_before, model.get_layer("output").get_weights()[0]), "the head did not train"
+    # The file's weights were loaded: a layer untouched by training equals the saved backbone's layer.
+    reference = transfer.load_backbone(_settings(files), (32, 32))
+    frozen = next(name for name in before if name not in expected)
+    assert all(np.array_equal(a, b) for a, b in zip(before[frozen], reference.get_layer(frozen).get_weights()))
+
+
+def test_a_missing_weights_file_says_how_to_obtain_one(files, tmp_path, home, capsys):
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump({"study": {"name": "nofile"}, "data": {"source": f"images:{files['shapes']}"},
+                                    "model": {"family": "transfer", "backbone": "MobileNetV2", "alpha": 0.35,
+                                              "weights": "nowhere/mnv2.weights.h5"}}))
+    assert run_cli("run", path, "--home", home) == 2
+    err = capsys.readouterr().err
+    assert "model.weights" in err and "nowhere/mnv2.weights.h5" in err
+    assert "weights='imagenet', alpha=0.35).save_weights(" in err and "Nothing is downloaded" in err
+    assert not home.exists()
+
+
+def test_an_unknown_cut_layer_is_refused_before_training(files, tmp_path, home, capsys):
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump({"study": {"name": "badcut"}, "data": {"source": f"images:{files['shapes']}"},
+                                    "model": {"family": "transfer", "backbone": "MobileNetV2", "alpha": 0.35,
+                                              "weights": str(files["weights"]), "cut_at": "mixed7"}}))
+    assert run_cli("run", path, "--home", home) == 2
+    err = capsys.readouterr().err
+    assert "model.cut_at" in err and "mixed7" in err and not home.exists()
+    with pytest.raises(SpaceError, match="alpha"):  # weights of another width do not load silently
+        from search.models import transfer
+
+        transfer.load_backbone(_settings(files, alpha=0.5), (32, 32))
+
+
+@pytest.fixture(scope="module")
+def transfer_study(files):
+    tmp = files["tmp"]
+    home, path = tmp / "mlruns", tmp / "transfer.yaml"
+    path.write_text(yaml.safe_dump({
+        "study": {"name": "shapes-transfer", "seed": 0, "n_trials": 2},
+        "data": {"source": f"images:{files['shapes']}", "test_size": 0.25},
+        "validation": {"scheme": "holdout", "fraction": 0.33},
+        "model": {"family": "transfer", "backbone": "MobileNetV2", "alpha": 0.35, "weights": str(files["weights"]),
+                  "cut_at": "block_2_add", "dense_units": 8, "unfreeze": {"int": [0, 2], "default": 0},
+                  "dropout": {"float": [0.0, 0.5]}, "dropconnect": {"float": [0.0, 0.5]},
+                  "augment_width_shift": {"float": [0.0, 0.2]}},
+        "train": {"epochs": 2, "batch_size": 9, "early_stopping": 0, "learning_rate": 0.01},
+    }))
+    assert run_cli("run", path, "--home", home, "--quiet") == 0
+    return {"home": home, "path": path,
+            "study": optuna.load_study(study_name="shapes-transfer", storage=f"sqlite:///{home / 'optuna.db'}")}
+
+
+def test_a_transfer_study_runs_and_its_checkpoints_load_without_the_weights_file(transfer_study, files, tmp_path):
+    study = transfer_study["study"]
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert study.trials[0].params["model.unfreeze"] == 0 and study.trials[0].params["model.dropout"] == 0
+    prepared = session.prepare(spaces.load(transfer_study["path"]))
+    ds, trial = prepared.dataset, study.best_trial
+    folder = transfer_study["home"] / "checkpoints" / "shapes-transfer" / f"trial_{trial.number:05d}"
+    moved = files["weights"].rename(tmp_path / "elsewhere.weights.h5")  # the saved model holds its weights
+    try:
+        models = [checkpoints.load_model(p) for p in sorted(folder.glob("split_*.keras"))]
+    finally:
+        moved.rename(files["weights"])
+    for model, split in zip(models, prepared.splits):
+        loss = model.evaluate(ds.X[split.val], ds.y[split.val], verbose=0, batch_size=len(split.val))[0]
+        assert loss == pytest.approx(trial.user_attrs["splits"][split.index]["best_val_loss"], rel=1e-4)
+    ensemble = np.mean([m.predict(ds.X[prepared.test_idx], verbose=0) for m in models], axis=0)
+    assert ensemble.shape == (len(prepared.test_idx), 3) and np.allclose(ensemble.sum(1), 1, atol=1e-5)
+
+
+def test_a_transfer_trial_replays_from_its_resolved_config(transfer_study, tmp_path):
+    study, home = transfer_study["study"], transfer_study["home"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    local = client.download_artifacts(study.trials[1].user_attrs["mlflow_run_id"], "config/resolved.yaml",
+                                      str(tmp_path))
+    assert run_cli("run", local, "--home", tmp_path / "replay", "--quiet") == 0
+    replay = optuna.load_study(study_name=spaces.load(local).study.name,
+                               storage=f"sqlite:///{tmp_path / 'replay' / 'optuna.db'}")
+    assert replay.trials[0].value == pytest.approx(study.trials[1].value, rel=1e-5)
