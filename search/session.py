@@ -137,7 +137,8 @@ def make_tracker(prepared: Prepared, options: RunOptions, space_text: str, stora
     tags = {"storage": redact(storage_url), **provenance.record(space.path.parent if space.path else None),
             **prepared.attrs()}
     return tracking.MlflowTracker(options.tracking_uri or tracking.default_tracking_uri(options.home),
-                                  Path(options.home), space, space_text, tags)
+                                  Path(options.home), space, space_text, tags,
+                                  keep_checkpoints=space.study.keep_checkpoints)
 
 
 class _Loop:
@@ -214,13 +215,10 @@ class CheckpointRetention(TrialListener):
         self.home, self.keep = Path(home), keep
 
     def on_trial_end(self, trial: Any, outcome: Any) -> None:
-        from search import checkpoints
+        from search import checkpoints, study as studies
 
-        finished = [t for t in trial.study.get_trials(deepcopy=False) if t.state.name in ("COMPLETE", "PRUNED",
-                                                                                           "FAIL")]
-        scored = [(t.value, t.number) for t in finished if t.state.name == "COMPLETE" and t.value is not None]
-        if outcome.state == "complete":
-            scored.append((outcome.value, trial.number))
-        keep = {n for _, n in sorted(scored)[: self.keep]}
-        removable = {t.number for t in finished} | {trial.number}
+        pending = (trial.number, outcome.value) if outcome.state == "complete" else None
+        keep = studies.top_trials(trial.study, self.keep, pending)
+        removable = {t.number for t in trial.study.get_trials(deepcopy=False)
+                     if t.state.name in ("COMPLETE", "PRUNED", "FAIL")} | {trial.number}
         checkpoints.keep_only(self.home, trial.study.study_name, keep, removable)

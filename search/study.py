@@ -186,6 +186,19 @@ def finished_count(study: Any) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED_STATES)
 
 
+def top_trials(study: Any, k: int, pending: tuple[int, float] | None = None) -> set[int]:
+    """Numbers of the ``k`` best completed trials, counting ``pending`` (number, value) as completed.
+
+    ``pending`` is the trial whose objective is returning right now: storage does not call it
+    complete yet, but it competes for a place already.
+    """
+    scored = [(t.value, t.number) for t in study.get_trials(deepcopy=False)
+              if t.state.name == "COMPLETE" and t.value is not None]
+    if pending is not None:
+        scored.append((pending[1], pending[0]))
+    return {n for _, n in sorted(scored)[:k]}
+
+
 def trials_by_state(study: Any) -> dict[str, int]:
     counts: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):

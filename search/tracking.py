@@ -18,12 +18,17 @@ from search.results import SplitResult, TrialListener, TrialOutcome
 from search.space import Space, flatten
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
+CHECKPOINT_ARTIFACTS = "checkpoints"
 RUN_ID_ATTR = "mlflow_run_id"
 _MLFLOW_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
 
 
 def default_tracking_uri(home: Path) -> str:
     return f"sqlite:///{(Path(home) / 'mlflow.db').resolve()}"
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
 
 
 def _quiet_mlflow() -> None:
@@ -33,7 +38,7 @@ def _quiet_mlflow() -> None:
 
 class MlflowTracker(TrialListener):
     def __init__(self, tracking_uri: str, home: Path, space: Space, space_text: str,
-                 study_tags: dict[str, Any]) -> None:
+                 study_tags: dict[str, Any], keep_checkpoints: int = 5) -> None:
         from mlflow.tracking import MlflowClient
 
         from search import _sqlite
@@ -45,6 +50,9 @@ class MlflowTracker(TrialListener):
         self.space_text, self.study_tags = space_text, study_tags
         self.experiment_id = ""
         self.parent_run_id = ""
+        # With a tracking server, split checkpoints live in its artifact store, so any machine can use them.
+        self.remote = is_server(tracking_uri)
+        self.keep_checkpoints = keep_checkpoints
         self._runs: dict[int, str] = {}
 
     # -- study level -----------------------------------------------------------------------
@@ -95,7 +103,7 @@ class MlflowTracker(TrialListener):
                 self.client.restore_experiment(exp.experiment_id)
             return exp.experiment_id
         location = None
-        if not self.uri.startswith(("http://", "https://", "databricks")):
+        if not is_server(self.uri) and not self.uri.startswith("databricks"):
             location = (self.home / "artifacts").resolve().as_uri()
         return self.client.create_experiment(name, artifact_location=location)
 
@@ -163,8 +171,34 @@ class MlflowTracker(TrialListener):
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         if outcome.state == "complete" and self._is_new_best(trial, outcome.value):
             self._log_best_model(trial, run_id, outcome)
+        if self.remote:
+            self._store_checkpoints(trial, run_id, outcome)
         self.client.set_terminated(run_id, status=_MLFLOW_STATUS[outcome.state])
         self.close_orphans(trial.study)
+
+    def _store_checkpoints(self, trial: Any, run_id: str, outcome: TrialOutcome) -> None:
+        """Upload a top-K trial's split models; delete those of trials that fell out of the top K."""
+        from search import study as studies
+
+        pending = (trial.number, outcome.value) if outcome.state == "complete" else None
+        keep = studies.top_trials(trial.study, self.keep_checkpoints, pending)
+        paths = [s.checkpoint for s in outcome.splits if s.checkpoint is not None and Path(s.checkpoint).exists()]
+        if trial.number in keep and paths:
+            for path in paths:
+                self.client.log_artifact(run_id, str(path), CHECKPOINT_ARTIFACTS)
+            self.client.set_tag(run_id, "search.checkpoints", "stored")
+        stored = self.client.search_runs([self.experiment_id], "tags.`search.checkpoints` = 'stored'",
+                                         max_results=1000)
+        for run in stored:
+            if int(run.data.tags.get("optuna.trial_number", -1)) in keep:
+                continue
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            try:
+                get_artifact_repository(run.info.artifact_uri).delete_artifacts(CHECKPOINT_ARTIFACTS)
+            except Exception as exc:  # a store without deletion: keep going, say so on the run
+                self.client.set_tag(run.info.run_id, "search.checkpoints_note", f"not deleted: {exc}"[:500])
+            self.client.set_tag(run.info.run_id, "search.checkpoints", "removed")
 
     def _is_new_best(self, trial: Any, value: float) -> bool:
         try:

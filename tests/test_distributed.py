@@ -1,0 +1,211 @@
+"""Many workers, one study: real PostgreSQL storage and a real `mlflow server` on loopback.
+
+PostgreSQL comes from $SEARCH_TEST_POSTGRES_URL (set by .ci/run); without it these tests skip.
+Each worker acts as a separate host through SEARCH_HOSTNAME, so a dead one is only found by heartbeat.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_URL = os.environ.get("SEARCH_TEST_POSTGRES_URL")
+PASSWORD = f"pw-{uuid.uuid4().hex[:12]}"  # trust auth accepts it; it must never show up anywhere
+
+pytestmark = pytest.mark.skipif(not PG_URL, reason="SEARCH_TEST_POSTGRES_URL is not set (CI sets it; see README)")
+
+
+def _database_url(name: str, password: str | None = None) -> str:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(PG_URL).set(database=name)
+    if password:
+        url = url.set(password=password)
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="module")
+def databases():
+    import psycopg
+
+    names = {"optuna": f"search_optuna_{uuid.uuid4().hex[:8]}", "mlflow": f"search_mlflow_{uuid.uuid4().hex[:8]}"}
+    admin = psycopg.connect(PG_URL, autocommit=True)
+    with admin.cursor() as cur:
+        for name in names.values():
+            cur.execute(f'CREATE DATABASE "{name}"')
+    yield {k: _database_url(v) for k, v in names.items()} | {"optuna_pw": _database_url(names["optuna"], PASSWORD)}
+    with admin.cursor() as cur:
+        for name in names.values():
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(databases, tmp_path_factory):
+    artifacts = tmp_path_factory.mktemp("server-artifacts")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path_factory.mktemp("server-log") / "mlflow.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", databases["mlflow"],
+                             "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1"], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+        time.sleep(0.5)
+    yield {"url": url, "artifacts": artifacts}
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def _env(host: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(PYTHONPATH=str(ROOT), SEARCH_HOSTNAME=host, TF_NUM_INTRAOP_THREADS="1",
+               TF_NUM_INTEROP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def _worker(space: Path, host: str, storage: str, tracking: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "search", "run", str(space), "--storage", storage,
+                             "--tracking-uri", tracking, "--home", str(space.parent / f"home-{host}"), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(host))
+
+
+def _space(tmp_path: Path, name: str, **study) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({
+        "study": {"name": name, "seed": 0, **study},
+        "data": {"source": "sklearn:iris"},
+        "validation": {"scheme": "holdout", "fraction": 0.3},
+        "model": {"family": "mlp", "layers": 1, "units": {"int": [4, 32]}, "dropout": {"float": [0.0, 0.5]}},
+        "train": {"epochs": 3, "batch_size": 16, "early_stopping": 0},
+    }))
+    return path
+
+
+def _runs(tracking: str, name: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking)
+    exp = client.get_experiment_by_name(name)
+    return client, client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def test_four_workers_on_two_hosts_share_one_study(databases, mlflow_server, tmp_path):
+    space = _space(tmp_path, "fleet", n_trials=6, keep_checkpoints=2)
+    storage, tracking = databases["optuna_pw"], mlflow_server["url"]
+    hosts = [_worker(space, host, storage, tracking, "--workers", "2") for host in ("host-a", "host-b")]
+    outputs = [p.communicate(timeout=400) for p in hosts]
+    for p, (out, err) in zip(hosts, outputs):
+        assert p.returncode == 0, err
+
+    study = optuna.load_study(study_name="fleet", storage=databases["optuna"])
+    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 6
+    assert len({t.number for t in study.trials}) == len(study.trials)
+    assert len({tuple(sorted(t.params.items())) for t in finished}) == 6
+    assert {t.user_attrs["worker"]["host"] for t in finished} == {"host-a", "host-b"}
+
+    client, runs = _runs(tracking, "fleet")
+    trial_runs = {int(r.data.tags["optuna.trial_number"]): r for r in runs if r.data.tags.get("search.kind") == "trial"}
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    for t in finished:
+        assert trial_runs[t.number].info.status == ("FINISHED" if t.state.name == "COMPLETE" else "KILLED")
+
+    # The best trials' split models sit in the server's artifact store and come back through it.
+    best = study.best_trial
+    local = client.download_artifacts(trial_runs[best.number].info.run_id, "checkpoints", str(tmp_path / "dl"))
+    assert sorted(p.name for p in Path(local).iterdir()) == ["split_00.keras"]
+    stored = [r for r in runs if r.data.tags.get("search.checkpoints") == "stored"]
+    assert len(stored) == 2, "only the best keep_checkpoints trials keep models on the server"
+
+    # The password never reaches MLflow or any output.
+    texts = [out + err for out, err in outputs]
+    for r in runs:
+        texts += list(r.data.params.values()) + list(r.data.tags.values())
+        for artifact in ("space.yaml", "config/resolved.yaml"):
+            try:
+                texts.append(Path(client.download_artifacts(r.info.run_id, artifact, str(tmp_path / "a"))).read_text())
+            except Exception:
+                pass
+    assert any("***@" in t for t in texts), "the redacted storage URL should be recorded"
+    assert not [t for t in texts if PASSWORD in t]
+
+
+def test_a_killed_worker_is_failed_by_heartbeat_and_its_trial_retried(databases, mlflow_server, tmp_path):
+    space = _space(tmp_path, "heartbeat", n_trials=3, baseline=False)
+    storage, tracking = databases["optuna"], mlflow_server["url"]
+    slow = yaml.safe_load(space.read_text())
+    slow["train"]["epochs"] = 200  # so the first worker is surely mid-trial when it dies
+    slow["validation"] = {"scheme": "kfold", "k": 3}
+    space.write_text(yaml.safe_dump(slow))
+    victim_proc = _worker(space, "host-a", storage, tracking, "--heartbeat", "2")
+    deadline = time.monotonic() + 180
+    victim = None
+    while victim is None:
+        assert time.monotonic() < deadline and victim_proc.poll() is None
+        try:
+            running = optuna.load_study(study_name="heartbeat", storage=storage).get_trials(
+                states=(optuna.trial.TrialState.RUNNING,))
+            victim = running[0] if running else None
+        except KeyError:
+            pass
+        time.sleep(0.5)
+    victim_proc.send_signal(signal.SIGKILL)
+    victim_proc.wait()
+
+    fixed = yaml.safe_load(space.read_text())
+    fixed["train"]["epochs"] = 3
+    fixed_path = tmp_path / "heartbeat-b.yaml"
+    fixed_path.write_text(yaml.safe_dump(fixed))
+    rescuer = _worker(fixed_path, "host-b", storage, tracking, "--heartbeat", "2")
+    out, err = rescuer.communicate(timeout=300)
+    assert rescuer.returncode == 0, err
+
+    study = optuna.load_study(study_name="heartbeat", storage=storage)
+    assert study.trials[victim.number].state.name == "FAIL"
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retried) == 1 and retried[0].params == victim.params
+    assert retried[0].state.name == "COMPLETE" and retried[0].user_attrs["worker"]["host"] == "host-b"
+    _, runs = _runs(tracking, "heartbeat")
+    victim_run = [r for r in runs if r.data.tags.get("optuna.trial_number") == str(victim.number)]
+    assert victim_run and victim_run[0].info.status == "FAILED"
+
+
+def test_a_worker_with_different_data_is_refused(databases, mlflow_server, tmp_path):
+    rows = "a,b,label\n" + "".join(f"{i},{i % 7},{i % 2}\n" for i in range(60))
+    (tmp_path / "rows.csv").write_text(rows)
+    space = tmp_path / "drift.yaml"
+    space.write_text(yaml.safe_dump({
+        "study": {"name": "drift", "n_trials": 1}, "data": {"source": f"csv:{tmp_path / 'rows.csv'}",
+                                                            "target": "label"},
+        "validation": {"scheme": "holdout"}, "model": {"family": "mlp", "units": 4},
+        "train": {"epochs": 1}}))
+    first = _worker(space, "host-a", databases["optuna"], mlflow_server["url"])
+    assert first.wait(timeout=300) == 0
+    (tmp_path / "rows.csv").write_text(rows.replace("\n5,5,1\n", "\n5,6,1\n"))
+    second = _worker(space, "host-b", databases["optuna"], mlflow_server["url"])
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 2
+    assert "data_fingerprint" in err and "different data" in err and "Traceback" not in err
