@@ -69,6 +69,9 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO = 
     storage_url = options.storage or studies.default_storage(home)
     storage = studies.make_storage(storage_url)
     study = studies.open_study(space, storage, prepared.attrs())
+    # What `search best --export` and `search reproduce` rebuild a trial's config from, without MLflow.
+    study.set_user_attr("space_yaml", space.to_yaml())
+    study.set_user_attr("space_path", str(space.path.resolve()) if space.path else "")
     budget = space.study.n_trials
     if studies.finished_count(study) >= budget:
         print(f"study '{space.study.name}' already has its {budget} finished trials; raise study.n_trials "
