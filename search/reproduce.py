@@ -189,11 +189,29 @@ def _mlflow_text(tracking_uri: str, run_id: str, path: str) -> str | None:
 
     _quiet_mlflow()
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with _no_progress_bar(), tempfile.TemporaryDirectory() as tmp:
             local = MlflowClient(tracking_uri=tracking_uri).download_artifacts(run_id, path, tmp)
             return Path(local).read_text()
     except Exception:  # not in this store, or the artifact is gone: the caller falls back
         return None
+
+
+class _no_progress_bar:
+    """MLflow draws a download progress bar on stderr; ours is a command line tool with its own output."""
+
+    def __enter__(self) -> None:
+        import os
+
+        self._was = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+
+    def __exit__(self, *exc: Any) -> None:
+        import os
+
+        if self._was is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = self._was
 
 
 def _space_from_text(text: str, where: Path | None, source: str) -> Space:
@@ -224,12 +242,12 @@ def reproduce(target: Target, options: Options, out: TextIO = sys.stdout) -> Rep
     from search import overfit, verify  # noqa: E402  (TensorFlow loads from here on)
 
     settings = nest(space.leaves())
-    scores: dict[int, _SplitScore] = {}
+    scores: dict[int, SplitScore] = {}
     checks = None
     if options.verify:
         relative = verify.RELATIVE_TOLERANCE if options.tolerance is None else options.tolerance
         checks = verify.run(space, settings, prepared.dataset, prepared.splits, stored, target.seed_trial,
-                            relative, keep=lambda k, m: scores.__setitem__(k, _score(m, prepared, k)))
+                            relative, keep=lambda k, m: scores.__setitem__(k, score_split(m, prepared, k)))
     split_models = _split_models(target, prepared, settings, stored, scores, options.home, out)
     alarm = overfit.check([float(s["best_val_loss"]) for s in stored], [scores[s["split"]].val_rows for s in stored],
                           [scores[s["split"]].test_loss for s in stored],
@@ -267,28 +285,33 @@ def final_epochs(stored: list[dict[str, Any]], splits: list[Any], n_rows: int, b
 
 
 @dataclass
-class _SplitScore:
+class SplitScore:
     test_loss: float          # model.evaluate on the test rows, penalties included like the stored val_loss
     test_pred: np.ndarray
     test_rows: np.ndarray     # per-row test losses
     val_rows: np.ndarray      # per-row losses on the split's own validation rows
 
 
-def _score(model: Any, prepared: session.Prepared, k: int) -> _SplitScore:
+def score_split(model: Any, prepared: session.Prepared, k: int) -> SplitScore:
     """A split model sees rows scaled with its own split's scaler, as in training."""
     ds, split = prepared.dataset, prepared.splits[k]
     scaler = preprocess.fit(prepared.space.data.preprocess, ds.X[split.train])
     X_val, X_test = preprocess.apply(scaler, ds.X[split.val]), preprocess.apply(scaler, ds.X[prepared.test_idx])
     y_test = ds.y[prepared.test_idx]
-    test_pred = model.predict(X_test, batch_size=4096, verbose=0)
-    val_pred = model.predict(X_val, batch_size=4096, verbose=0)
+    test_pred, val_pred = _predict(model, X_test), _predict(model, X_val)
     test_loss = float(np.atleast_1d(model.evaluate(X_test, y_test, batch_size=4096, verbose=0))[0])
-    return _SplitScore(test_loss, test_pred, scoring.row_losses(ds.task, y_test, test_pred),
+    return SplitScore(test_loss, test_pred, scoring.row_losses(ds.task, y_test, test_pred),
                        scoring.row_losses(ds.task, ds.y[split.val], val_pred))
 
 
+def _predict(model: Any, X: np.ndarray) -> np.ndarray:
+    # Calling the model directly: `predict` traces a new function per model and input shape, and TensorFlow
+    # warns about the retracing.
+    return np.concatenate([np.asarray(model(X[i:i + 4096], training=False)) for i in range(0, len(X), 4096)])
+
+
 def _split_models(target: Target, prepared: session.Prepared, settings: dict[str, dict[str, Any]],
-                  stored: list[dict[str, Any]], scores: dict[int, _SplitScore], home: Path, out: TextIO) -> str:
+                  stored: list[dict[str, Any]], scores: dict[int, SplitScore], home: Path, out: TextIO) -> str:
     """Score every split model: already re-trained by --verify, loaded from its checkpoint, or re-trained."""
     import keras
 
@@ -301,12 +324,12 @@ def _split_models(target: Target, prepared: session.Prepared, settings: dict[str
             continue
         path = checkpoints.split_path(home, target.study.study_name, target.trial.number, k)
         if path.is_file():
-            scores[k] = _score(keras.models.load_model(path), prepared, k)
+            scores[k] = score_split(keras.models.load_model(path), prepared, k)
             loaded.append(k)
             continue
         seed = training.derive_seed(target.space.study.seed, target.seed_trial, k)
         model, _ = training.train_on_split(target.space, settings, prepared.dataset, prepared.splits[k], seed)
-        scores[k] = _score(model, prepared, k)
+        scores[k] = score_split(model, prepared, k)
         retrained.append(k)
     if retrained:
         print(f"  the checkpoints of split(s) {', '.join(map(str, retrained))} are missing (removed?); "
