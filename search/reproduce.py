@@ -220,8 +220,10 @@ def _space_from_text(text: str, where: Path | None, source: str) -> Space:
 
 
 # -- reproducing ------------------------------------------------------------------------------------
-def reproduce(target: Target, options: Options, out: TextIO = sys.stdout) -> Report:
-    from search import _runtime, tracking
+def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Report:
+    from search import _runtime
+
+    out = out or sys.stdout
 
     space, trial, study = target.space, target.trial, target.study
     prepared = session.prepare(space)
