@@ -170,38 +170,37 @@ def test_changed_data_is_refused_unless_allowed(write_space, home, tmp_path, cap
 
 
 def test_alarm_fires_on_a_constructed_validation_overfit(tmp_path):
-    """Pure-noise labels, 6 validation rows, 24 candidate configs, keep the one with the lowest validation loss.
+    """Pure-noise labels, 4 validation rows, 8 candidate configs, keep the one with the lowest validation loss.
 
     Built from the same pieces a study and `reproduce` use (training.train_on_split for every candidate,
-    reproduce.score_split and overfit.check for the winner), with a loop choosing the lowest validation
-    loss where a study would use Optuna: for the rule, a study is exactly that choice, so this is the case
-    the issue names at a fraction of the cost. Nothing can be learnt from random labels, so any validation
-    advantage of the winner is selection on the validation rows; the first candidate, chosen by nobody,
-    must leave the alarm quiet on the same data.
+    with its best epoch chosen on the validation rows; reproduce.score_split and overfit.check for the
+    winner), with a loop choosing the lowest validation loss where a study would use Optuna: for the rule,
+    a study is exactly that choice, so this is the case the issue names at a fraction of the cost. Nothing
+    can be learnt from random labels, so any validation advantage is selection on the validation rows.
+    (The healthy case is the iris study above, whose reproduce runs must carry overfit_alarm=false.)
     """
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "noise.npz", X=rng.normal(size=(400, 5)), y=rng.integers(0, 2, 400))
     space = spaces.validate({
         "study": {"name": "noise", "seed": 0},
         "data": {"source": "npz:noise.npz", "test_size": 0.5},
-        "validation": {"scheme": "holdout", "fraction": 0.03},
+        "validation": {"scheme": "holdout", "fraction": 0.02},
         "model": {"family": "mlp", "layers": 1, "units": 32},
-        "train": {"epochs": 10, "batch_size": 32, "early_stopping": 0, "learning_rate": 0.03},
+        "train": {"epochs": 4, "batch_size": 32, "early_stopping": 0, "learning_rate": 0.03},
     }, path=tmp_path / "space.yaml")
     prepared = session.prepare(space)
-    assert len(prepared.splits[0].val) == 6
-    checks = []
-    for candidate, lr in enumerate(np.geomspace(0.01, 0.1, 24)):
+    assert len(prepared.splits[0].val) == 4
+    candidates = []
+    for seed, lr in enumerate(np.geomspace(0.01, 0.1, 8)):
         settings = nest(space.leaves())
         settings["train"]["learning_rate"] = float(lr)
-        model, result = training.train_on_split(space, settings, prepared.dataset, prepared.splits[0], candidate)
-        scored = score_split(model, prepared, 0)
-        checks.append((result.best_val_loss, overfit.check([result.best_val_loss], [scored.val_rows],
-                                                           [scored.test_loss], [scored.test_rows])))
-    chosen = min(checks, key=lambda c: c[0])[1]
-    assert chosen.fired, chosen.summary()
-    assert "iterated k-fold" in chosen.warning()
-    assert not checks[0][1].fired, checks[0][1].summary()
+        model, result = training.train_on_split(space, settings, prepared.dataset, prepared.splits[0], seed)
+        candidates.append((result.best_val_loss, score_split(model, prepared, 0)))
+    best_loss, scored = min(candidates, key=lambda c: c[0])
+    check = overfit.check([best_loss], [scored.val_rows], [scored.test_loss], [scored.test_rows])
+    assert check.fired, check.summary()
+    assert check.test_loss > 0.69 > check.cv_mean  # worse than guessing on the test rows, better on validation
+    assert "iterated k-fold" in check.warning()
 
 
 def test_alarm_arithmetic():
