@@ -60,6 +60,30 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--top", type=int, default=10)
     _store_args(status)
 
+    best = sub.add_parser("best", help="the best trials of a study; --export writes the best one's fixed config")
+    best.add_argument("study", help="study name")
+    best.add_argument("--top", type=int, default=10)
+    best.add_argument("--export", type=Path, metavar="FILE", help="write the best trial's config, every value "
+                      "fixed, which `search run` accepts and which repeats the trial")
+    _store_args(best)
+
+    rep = sub.add_parser("reproduce", help="retrain a trial's config on all non-test data, test it once, "
+                         "ensemble its split models, log a reproduce run")
+    rep.add_argument("study", help="study name")
+    which = rep.add_mutually_exclusive_group()
+    which.add_argument("--trial", type=int, help="trial number (default: the best trial)")
+    which.add_argument("--run-id", help="the MLflow run id of a trial")
+    which.add_argument("--config", type=Path, metavar="FILE", help="a fixed config, as `search best --export` "
+                       "writes it")
+    rep.add_argument("--verify", action="store_true", help="first re-run the trial's validation with op "
+                     "determinism and the stored seeds, and compare each split's best validation loss")
+    rep.add_argument("--tolerance", type=float, help="relative tolerance of --verify (default 1e-4)")
+    rep.add_argument("--allow-data-change", action="store_true", help="go on when the data differs from the "
+                     "study's (by fingerprint)")
+    rep.add_argument("--epochs", type=int, help="train the final model this many epochs instead of the epoch rule")
+    rep.add_argument("--threads", type=int, help="TensorFlow threads (default: all cores)")
+    _store_args(rep)
+
     ui = sub.add_parser("ui", help="start the MLflow UI on this project's tracking store")
     _store_args(ui)
     ui.add_argument("--port", type=int, default=5000)
@@ -71,9 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Set before anything imports TensorFlow: its C++ start-up chatter is not for our users.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # nothing may reach the network
     args = build_parser().parse_args(argv)
     try:
-        return {"run": _run, "status": _status, "ui": _ui}[args.command](args)
+        return {"run": _run, "status": _status, "ui": _ui, "best": _best,
+                "reproduce": _reproduce}[args.command](args)
     except UserError as exc:
         from search._redact import redact
 
@@ -159,3 +185,38 @@ def _ui(args: argparse.Namespace) -> int:
            "--port", str(args.port)]
     print(f"MLflow UI on http://{args.host}:{args.port} (store: {uri}); Ctrl-C to stop", file=sys.stderr)
     return subprocess.call(cmd)
+
+
+def _stores(args: argparse.Namespace) -> tuple[str, str]:
+    from search import study as studies
+    from search.tracking import default_tracking_uri
+
+    home = Path(args.home)
+    return (args.storage or studies.default_storage(home), args.tracking_uri or default_tracking_uri(home))
+
+
+def _best(args: argparse.Namespace) -> int:
+    from search import reproduce
+    from search.display import format_table, trial_rows
+
+    storage, tracking_uri = _stores(args)
+    study = reproduce.load_study(storage, args.study)
+    print(format_table(trial_rows(study, args.top)))
+    if args.export:
+        target = reproduce.locate(study, tracking_uri)
+        reproduce.export(target, args.export)
+        print(f"\nwrote trial {target.trial.number}'s config (from {target.origin}) to {args.export}")
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from search import reproduce
+
+    storage, tracking_uri = _stores(args)
+    study = reproduce.load_study(storage, args.study)
+    target = reproduce.locate(study, tracking_uri, trial=args.trial, run_id=args.run_id, config=args.config)
+    options = reproduce.Options(home=Path(args.home), tracking_uri=tracking_uri, verify=args.verify,
+                                tolerance=args.tolerance, allow_data_change=args.allow_data_change,
+                                epochs=args.epochs, threads=args.threads)
+    report = reproduce.reproduce(target, options)
+    return 1 if report.verified is False else 0

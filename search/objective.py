@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from search import checkpoints, models, preprocess
+from search import checkpoints, models
 from search._identity import worker_identity
 from search.data import Dataset
 from search.results import SplitResult, TrialListener, TrialOutcome
@@ -85,11 +85,7 @@ class Objective:
             raise
 
     def _head(self, y_train: np.ndarray | None = None) -> models.Head:
-        ds = self.dataset
-        if ds.task == "regression" and y_train is not None:
-            std = float(np.std(y_train)) or 1.0
-            return models.Head(ds.task, 1, float(np.mean(y_train)), std)
-        return models.Head(ds.task, ds.n_outputs)
+        return models.Head.for_rows(self.dataset.task, self.dataset.n_outputs, y_train)
 
     def _fit(self, trial: Any, settings: dict[str, dict[str, Any]], split: Split) -> SplitResult:
         from search import training
@@ -97,17 +93,6 @@ class Objective:
         study = self.space.study
         seed = training.derive_seed(study.seed, trial.number if study.seed_trial is None else study.seed_trial,
                                     split.index)
-        ds = self.dataset
-        X_train, X_val = preprocess.fit_transform(self.space.data.preprocess, ds.X[split.train], ds.X[split.val])
-        y_train, y_val = ds.y[split.train], ds.y[split.val]
-        head = self._head(y_train)
-        import keras
-
-        keras.backend.clear_session()  # keeps memory flat over hundreds of trials
-        training.set_seed(seed)
-        model = models.build(settings["model"], ds.input_shape, head,
-                             self.space.path.parent if self.space.path else None)
-        training.compile_model(model, settings["train"], head)
 
         def on_epoch(epoch: int, logs: dict[str, float]) -> bool:
             self._emit("on_epoch", trial, split.index, epoch, logs)
@@ -119,9 +104,7 @@ class Objective:
             trial.report(val_loss, split.index * STEP_STRIDE + epoch)
             return epoch >= PRUNE_WARMUP_EPOCHS and trial.should_prune()
 
-        result = training.fit_split(model, X_train, y_train, X_val, y_val, settings["train"], head,
-                                    split=split.index, on_epoch=on_epoch)
-        result.seed = seed
+        model, result = training.train_on_split(self.space, settings, self.dataset, split, seed, on_epoch)
         if math.isfinite(result.best_val_loss):
             path = checkpoints.split_path(self.home, trial.study.study_name, trial.number, split.index)
             result.checkpoint = checkpoints.save_atomic(model, path)

@@ -89,6 +89,9 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO = 
     if recovered:
         print(f"trial(s) {', '.join(map(str, recovered))} lost their process; marked failed and queued "
               f"to run again.", file=out)
+    # What `search best --export` and `search reproduce` rebuild a trial's config from, without MLflow.
+    study.set_user_attr("space_yaml", space.to_yaml())
+    study.set_user_attr("space_path", str(space.path.resolve()) if space.path else "")
     if studies.finished_count(study) >= budget:
         print(f"study '{space.study.name}' already has its {budget} finished trials; raise study.n_trials "
               f"to continue it.", file=out)

@@ -31,6 +31,19 @@ def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
+def experiment_id(client: Any, uri: str, home: Path, name: str) -> str:
+    """The study's experiment, created (artifacts under ``<home>/artifacts`` for a local store) or restored."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    location = None
+    if not is_server(uri) and not uri.startswith("databricks"):
+        location = (Path(home) / "artifacts").resolve().as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
 def _quiet_mlflow() -> None:
     for name in ("mlflow", "alembic", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -97,15 +110,7 @@ class MlflowTracker(TrialListener):
             self.client.set_terminated(self.parent_run_id, status=status)
 
     def _experiment(self, name: str) -> str:
-        exp = self.client.get_experiment_by_name(name)
-        if exp is not None:
-            if exp.lifecycle_stage == "deleted":
-                self.client.restore_experiment(exp.experiment_id)
-            return exp.experiment_id
-        location = None
-        if not is_server(self.uri) and not self.uri.startswith("databricks"):
-            location = (self.home / "artifacts").resolve().as_uri()
-        return self.client.create_experiment(name, artifact_location=location)
+        return experiment_id(self.client, self.uri, self.home, name)
 
     def _exists(self, run_id: str) -> bool:
         try:
@@ -220,3 +225,72 @@ class MlflowTracker(TrialListener):
 def _param_text(value: Any) -> str:
     text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
     return redact(text)[:6000]
+
+
+# -- reproduce runs ----------------------------------------------------------------------------
+def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name: str, parent_run_id: str | None,
+                     tags: dict[str, Any], params: dict[str, Any], metrics: dict[str, float],
+                     texts: dict[str, str], model: Any) -> str:
+    """One finished ``reproduce`` run in the study's experiment, nested under the study's run when it exists.
+
+    Holds the test metrics, the final model as an MLflow Keras model (``model/``, loadable with
+    ``mlflow.keras.load_model("runs:/<id>/model")``) and as a plain ``final_model.keras`` file.
+    """
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    _quiet_mlflow()
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = experiment_id(client, tracking_uri, home, study_name)
+    run_tags = {"search.kind": "reproduce", "optuna.study_name": study_name, **tags}
+    if parent_run_id and _run_is_active(client, parent_run_id):
+        run_tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(experiment, run_name=run_name,
+                            tags={k: redact(str(v))[:5000] for k, v in run_tags.items()})
+    run_id = run.info.run_id
+    try:
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, params=[Param(k, _param_text(v)) for k, v in params.items()],
+                         metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)])
+        for name, text in texts.items():
+            client.log_text(run_id, redact(text), name)
+        _log_keras_model(client, run_id, model)
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+    return run_id
+
+
+def _run_is_active(client: Any, run_id: str) -> bool:
+    try:
+        return client.get_run(run_id).info.lifecycle_stage == "active"
+    except Exception:  # MlflowException: not in this tracking store
+        return False
+
+
+def _log_keras_model(client: Any, run_id: str, model: Any) -> None:
+    """Saved locally with the Keras flavour, then uploaded with the client: no global MLflow state, and
+    explicit requirements, so MLflow never loads the model again to infer them."""
+    import tempfile
+
+    import mlflow.keras
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    from search.provenance import versions
+
+    installed = versions()
+    requirements = [f"{name}=={installed[name]}" for name in ("keras", "tensorflow", "tensorflow-cpu")
+                    if name in installed]
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *model.input_shape[1:]))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *model.output_shape[1:]))]))
+    with tempfile.TemporaryDirectory() as tmp:
+        keras_file = Path(tmp) / "final_model.keras"
+        model.save(keras_file)
+        client.log_artifact(run_id, str(keras_file))
+        mlflow.keras.save_model(model, str(Path(tmp) / "model"), signature=signature,
+                                pip_requirements=requirements)
+        client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")

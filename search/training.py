@@ -5,14 +5,20 @@ Knows Keras, nothing of Optuna or MLflow: callers pass ``on_epoch`` to watch (an
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import keras
 import numpy as np
 
+from search import models, preprocess
 from search.models import Head
 from search.models import layers as _custom_layers  # noqa: F401  registers them, so checkpoints load
 from search.results import SplitResult
+
+if TYPE_CHECKING:
+    from search.data import Dataset
+    from search.space import Space
+    from search.splits import Split
 
 # on_epoch(epoch, logs) -> True to stop training after this epoch (pruning, a stop request).
 EpochHook = Callable[[int, dict[str, float]], bool]
@@ -49,6 +55,39 @@ def fit_split(model: Any, X_train: np.ndarray, y_train: np.ndarray, X_val: np.nd
     best = keeper.best_epoch
     return SplitResult(split, best + 1, keeper.best, history[f"val_{metric}"][best],
                        len(history["loss"]), history, keeper.stop_reason)
+
+
+def fresh_model(space: "Space", settings: dict[str, dict[str, Any]], input_shape: tuple[int, ...], head: Head,
+                seed: int) -> Any:
+    """A compiled model whose initial weights (and later shuffles, dropout masks) follow from ``seed`` alone."""
+    keras.backend.clear_session()  # keeps memory flat over hundreds of trials
+    set_seed(seed)
+    model = models.build(settings["model"], input_shape, head, space.path.parent if space.path else None)
+    compile_model(model, settings["train"], head)
+    return model
+
+
+def train_on_split(space: "Space", settings: dict[str, dict[str, Any]], dataset: "Dataset", split: "Split",
+                   seed: int, on_epoch: EpochHook | None = None) -> tuple[Any, SplitResult]:
+    """Train one split as a trial does: scaler fit on the split's training rows, best epoch kept.
+
+    The search, ``reproduce --verify`` and the re-training of removed checkpoints all go through here,
+    so that the same settings, rows and seed give the same model.
+    """
+    X_train, X_val = preprocess.fit_transform(space.data.preprocess, dataset.X[split.train], dataset.X[split.val])
+    y_train, y_val = dataset.y[split.train], dataset.y[split.val]
+    head = Head.for_rows(dataset.task, dataset.n_outputs, y_train)
+    model = fresh_model(space, settings, dataset.input_shape, head, seed)
+    result = fit_split(model, X_train, y_train, X_val, y_val, settings["train"], head, split=split.index,
+                       on_epoch=on_epoch)
+    result.seed = seed
+    return model, result
+
+
+def fit_epochs(model: Any, X: np.ndarray, y: np.ndarray, train: dict[str, Any], epochs: int) -> dict[str, list[float]]:
+    """Train a compiled model for exactly ``epochs`` epochs, no validation rows, no early stopping."""
+    history = model.fit(X, y, batch_size=int(train["batch_size"]), epochs=int(epochs), shuffle=True, verbose=0)
+    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
 def derive_seed(study_seed: int, trial: int, split: int) -> int:

@@ -18,6 +18,16 @@ class Head:
     target_mean: float = 0.0
     target_std: float = 1.0
 
+    @classmethod
+    def for_rows(cls, task: str, n_outputs: int, y_train: Any = None) -> "Head":
+        """The head for a task; a regression head takes its scale from the training rows' target."""
+        if task == "regression" and y_train is not None:
+            import numpy as np
+
+            std = float(np.std(y_train)) or 1.0
+            return cls(task, 1, float(np.mean(y_train)), std)
+        return cls(task, n_outputs)
+
     @property
     def loss(self) -> str:
         return {"binary": "binary_crossentropy", "multiclass": "sparse_categorical_crossentropy",

@@ -1,0 +1,436 @@
+"""Find a trial's fixed config again (``search best``), and rebuild and judge it (``search reproduce``).
+
+Reproducing a trial:
+
+1. its config is rebuilt with every value fixed and the data, test rows and split plan are checked
+   against the study's fingerprints (changed data is refused unless allowed);
+2. optionally (``--verify``) its validation is re-run split by split with op determinism (search.verify);
+3. its split models (checkpoints, or re-trained from their seeds when the checkpoints were removed) are
+   scored on the test rows: singly for the validation-overfit alarm (search.overfit), and averaged as an
+   ensemble;
+4. a final model is trained on all development rows for the number of epochs the epoch rule gives, with
+   the scaler fit on those rows baked in, and evaluated once on the test rows;
+5. everything is logged as a ``reproduce`` run in MLflow (search.tracking.log_reproduction).
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import yaml
+
+from search import checkpoints, preprocess, scoring, session, space as spaces
+from search.errors import DataError, SpaceError, StudyError
+from search.space import Space, flatten, nest
+
+# The final model's seed is derive_seed(study seed, trial, FINAL_SEED_SPLIT): a split index no plan reaches.
+FINAL_SEED_SPLIT = 1_000_000
+_FINGERPRINTS = ("data_fingerprint", "test_fingerprint", "splits_fingerprint")
+
+
+@dataclass
+class Target:
+    """What to reproduce: a completed trial of a study and its config with every value fixed."""
+
+    study: Any
+    trial: Any
+    space: Space
+    origin: str  # where the config came from, for the report
+
+    @property
+    def seed_trial(self) -> int:
+        return self.trial.number if self.space.study.seed_trial is None else self.space.study.seed_trial
+
+
+@dataclass
+class Options:
+    home: Path = Path("mlruns")
+    tracking_uri: str | None = None
+    verify: bool = False
+    tolerance: float | None = None     # relative; default search.verify.RELATIVE_TOLERANCE
+    allow_data_change: bool = False
+    epochs: int | None = None          # overrides the epoch rule
+    threads: int | None = None
+
+
+@dataclass
+class Report:
+    trial: int
+    epochs: int
+    epoch_rule: str
+    test_loss: float
+    test_metric: float
+    ensemble_loss: float
+    ensemble_metric: float
+    metric_name: str
+    alarm: Any                               # search.overfit.OverfitCheck
+    split_models: str                        # "checkpoints" | "retrained" | "partly retrained"
+    checks: list[Any] | None = None          # search.verify.SplitCheck, when verified
+    data_changes: list[str] = field(default_factory=list)
+    run_id: str = ""
+
+    @property
+    def verified(self) -> bool | None:
+        return None if self.checks is None else all(c.matches for c in self.checks)
+
+
+# -- finding the study, the trial and its config --------------------------------------------------
+def load_study(storage_url: str, name: str) -> Any:
+    import optuna
+
+    from search import study as studies
+
+    storage = studies.make_storage(storage_url)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise StudyError(f"no study named '{name}' in this storage", field="STUDY",
+                         expected="one of " + (", ".join(names) or "(none yet)")) from None
+
+
+def locate(study: Any, tracking_uri: str, trial: int | None = None, run_id: str | None = None,
+           config: Path | None = None) -> Target:
+    """The trial to reproduce: by number, by its MLflow run id, from a fixed config file, or the best one."""
+    if config is not None:
+        space = spaces.load(config)
+        if space.distributions():
+            raise SpaceError("a config to reproduce must fix every value; `search best --export FILE` writes "
+                             "one", source=str(config), field=next(iter(space.distributions())))
+        if space.study.seed_trial is None:
+            raise SpaceError("the config does not say which trial it repeats", source=str(config),
+                             field="study.seed_trial", expected=f"the number of a completed trial of "
+                             f"'{study.study_name}' (`search best --export` writes it)")
+        return Target(study, _completed(study, space.study.seed_trial, f"{config}: study.seed_trial"), space,
+                      f"the file {config}")
+    if run_id is not None:
+        number = _trial_of_run(study, tracking_uri, run_id)
+        frozen = _completed(study, number, "--run-id")
+    elif trial is not None:
+        frozen = _completed(study, trial, "--trial")
+    else:
+        try:
+            frozen = study.best_trial
+        except ValueError:
+            raise StudyError(f"study '{study.study_name}' has no completed trial yet", field="STUDY") from None
+    space, origin = trial_config(study, frozen, tracking_uri)
+    return Target(study, frozen, space, origin)
+
+
+def trial_config(study: Any, trial: Any, tracking_uri: str | None) -> tuple[Space, str]:
+    """A trial's config with every value fixed, as ``search run`` accepts it.
+
+    The trial's own MLflow record (``config/resolved.yaml``) is exact even when the space file changed
+    between runs of the study; without it (another tracking store, a deleted run) the config is rebuilt
+    from the study's stored space and the trial's parameters, the same way the record was made.
+    """
+    where = Path(study.user_attrs["space_path"]) if study.user_attrs.get("space_path") else None
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    if run_id and tracking_uri:
+        text = _mlflow_text(tracking_uri, run_id, "config/resolved.yaml")
+        if text is not None:
+            return _space_from_text(text, where, f"MLflow run {run_id}"), f"MLflow run {run_id}"
+    stored = study.user_attrs.get("space_yaml")
+    if stored is None:
+        raise StudyError(f"cannot rebuild trial {trial.number}'s config: its MLflow run is not in this tracking "
+                         f"store and the study holds no space (it predates `search best`)", field="--tracking-uri")
+    import optuna
+
+    space = _space_from_text(stored, where, f"study '{study.study_name}'")
+    settings = space.sample(optuna.trial.FixedTrial(trial.params, trial.number))
+    resolved = space.resolve(settings, name=f"{space.study.name}-t{trial.number:03d}", n_trials=1,
+                             baseline=False, seed_trial=trial.number)
+    return resolved, f"the study's space and trial {trial.number}'s parameters"
+
+
+def export(target: Target, path: Path) -> None:
+    header = (f"# Trial {target.trial.number} of study '{target.study.study_name}' with every value fixed "
+              f"(value {target.trial.value:.6g}).\n# `search run` on this file repeats the trial; "
+              f"`search reproduce {target.study.study_name} --config` retrains and tests it.\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + target.space.to_yaml())
+
+
+def _completed(study: Any, number: int, field_name: str) -> Any:
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    found = trials.get(number)
+    if found is None or found.state.name != "COMPLETE" or not found.user_attrs.get("splits"):
+        done = [n for n, t in trials.items() if t.state.name == "COMPLETE"]
+        state = "does not exist" if found is None else f"is {found.state.name.lower()}"
+        raise StudyError(f"trial {number} of study '{study.study_name}' {state}", field=field_name,
+                         expected="a completed trial: " + (", ".join(map(str, done)) or "(none yet)"))
+    return found
+
+
+def _trial_of_run(study: Any, tracking_uri: str, run_id: str) -> int:
+    from mlflow.tracking import MlflowClient
+
+    try:
+        run = MlflowClient(tracking_uri=tracking_uri).get_run(run_id)
+    except Exception:  # MlflowException: unknown run id
+        raise StudyError("no such MLflow run in this tracking store", field="--run-id", found=run_id) from None
+    tags = run.data.tags
+    if tags.get("search.kind") != "trial" or tags.get("optuna.study_name") != study.study_name:
+        raise StudyError(f"this MLflow run is not a trial of study '{study.study_name}'", field="--run-id",
+                         found=f"{run_id} ({tags.get('search.kind', '?')} of {tags.get('optuna.study_name', '?')})")
+    return int(tags["optuna.trial_number"])
+
+
+def _mlflow_text(tracking_uri: str, run_id: str, path: str) -> str | None:
+    from mlflow.tracking import MlflowClient
+
+    from search.tracking import _quiet_mlflow
+
+    _quiet_mlflow()
+    try:
+        with _no_progress_bar(), tempfile.TemporaryDirectory() as tmp:
+            local = MlflowClient(tracking_uri=tracking_uri).download_artifacts(run_id, path, tmp)
+            return Path(local).read_text()
+    except Exception:  # not in this store, or the artifact is gone: the caller falls back
+        return None
+
+
+class _no_progress_bar:
+    """MLflow draws a download progress bar on stderr; ours is a command line tool with its own output."""
+
+    def __enter__(self) -> None:
+        import os
+
+        self._was = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+
+    def __exit__(self, *exc: Any) -> None:
+        import os
+
+        if self._was is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = self._was
+
+
+def _space_from_text(text: str, where: Path | None, source: str) -> Space:
+    # `where` is the original space file, so relative data paths and builder modules resolve as they did.
+    return spaces.validate(yaml.safe_load(text), source=source, path=where)
+
+
+# -- reproducing ------------------------------------------------------------------------------------
+def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Report:
+    from search import _runtime
+
+    out = out or sys.stdout
+
+    space, trial, study = target.space, target.trial, target.study
+    prepared = session.prepare(space)
+    changes = _data_changes(study.user_attrs, prepared.attrs())
+    if changes and not options.allow_data_change:
+        raise DataError(f"the data differs from the data study '{study.study_name}' was run on ("
+                        + "; ".join(changes) + "): its trials, checkpoints and test rows belong to the old data. "
+                        "Restore the data, or pass --allow-data-change to judge the config on the new data",
+                        source=str(space.path) if space.path else None, field="data.source")
+    stored = list(trial.user_attrs["splits"])
+    if any(s["split"] >= len(prepared.splits) for s in stored):
+        raise StudyError(f"trial {trial.number} has {len(stored)} splits but the plan now has "
+                         f"{len(prepared.splits)}", field="validation")
+    print(f"reproducing trial {trial.number} of study '{study.study_name}' (config from {target.origin})", file=out)
+    if changes:
+        print("  the data changed (" + "; ".join(changes) + "); going on as --allow-data-change asks", file=out)
+    _runtime.configure(options.threads)
+    from search import overfit, verify  # noqa: E402  (TensorFlow loads from here on)
+
+    settings = nest(space.leaves())
+    scores: dict[int, SplitScore] = {}
+    checks = None
+    if options.verify:
+        relative = verify.RELATIVE_TOLERANCE if options.tolerance is None else options.tolerance
+        checks = verify.run(space, settings, prepared.dataset, prepared.splits, stored, target.seed_trial,
+                            relative, keep=lambda k, m: scores.__setitem__(k, score_split(m, prepared, k)))
+    split_models = _split_models(target, prepared, settings, stored, scores, options.home, out)
+    alarm = overfit.check([float(s["best_val_loss"]) for s in stored], [scores[s["split"]].val_rows for s in stored],
+                          [scores[s["split"]].test_loss for s in stored],
+                          [scores[s["split"]].test_rows for s in stored])
+    ensemble = np.mean([scores[s["split"]].test_pred for s in stored], axis=0)
+    y_test = prepared.dataset.y[prepared.test_idx]
+    task = prepared.dataset.task
+    epochs, rule = (options.epochs, "given with --epochs") if options.epochs else final_epochs(
+        stored, prepared.splits, len(prepared.dev_idx), int(settings["train"]["batch_size"]))
+    final, test_loss, test_metric, history = _final_model(target, prepared, settings, epochs)
+    report = Report(trial.number, epochs, rule, test_loss, test_metric,
+                    float(np.mean(scoring.row_losses(task, y_test, ensemble))),
+                    scoring.metric(task, y_test, ensemble), study.user_attrs.get("metric", "accuracy"), alarm,
+                    split_models, checks, changes)
+    looks = _record_test_look(study, trial.number)
+    report.run_id = _log(target, options, report, prepared, settings, final, history, looks)
+    _print(report, looks, out)
+    return report
+
+
+def final_epochs(stored: list[dict[str, Any]], splits: list[Any], n_rows: int, batch_size: int) -> tuple[int, str]:
+    """The epoch rule: as many optimizer updates as the median split needed to reach its best validation loss.
+
+    A split's best epoch counts passes over that split's training rows; all development rows hold more
+    rows, so each epoch makes more updates, and the number of epochs shrinks in proportion (Goodfellow et
+    al., Deep Learning, algorithm 7.2: retrain on all the data for the same number of steps).
+    """
+    steps = [int(s["best_epoch"]) * math.ceil(len(splits[s["split"]].train) / batch_size) for s in stored]
+    median = float(np.median(steps))
+    per_epoch = math.ceil(n_rows / batch_size)
+    epochs = max(1, int(math.floor(median / per_epoch + 0.5)))
+    best = sorted(int(s["best_epoch"]) for s in stored)
+    return epochs, (f"median {median:g} updates to the best epoch over {len(stored)} split(s) (best epochs "
+                    f"{', '.join(map(str, best))}) / {per_epoch} updates per epoch on {n_rows} rows")
+
+
+@dataclass
+class SplitScore:
+    test_loss: float          # model.evaluate on the test rows, penalties included like the stored val_loss
+    test_pred: np.ndarray
+    test_rows: np.ndarray     # per-row test losses
+    val_rows: np.ndarray      # per-row losses on the split's own validation rows
+
+
+def score_split(model: Any, prepared: session.Prepared, k: int) -> SplitScore:
+    """A split model sees rows scaled with its own split's scaler, as in training."""
+    ds, split = prepared.dataset, prepared.splits[k]
+    scaler = preprocess.fit(prepared.space.data.preprocess, ds.X[split.train])
+    X_val, X_test = preprocess.apply(scaler, ds.X[split.val]), preprocess.apply(scaler, ds.X[prepared.test_idx])
+    y_test = ds.y[prepared.test_idx]
+    test_pred, val_pred = _predict(model, X_test), _predict(model, X_val)
+    test_loss = float(np.atleast_1d(model.evaluate(X_test, y_test, batch_size=4096, verbose=0))[0])
+    return SplitScore(test_loss, test_pred, scoring.row_losses(ds.task, y_test, test_pred),
+                       scoring.row_losses(ds.task, ds.y[split.val], val_pred))
+
+
+def _predict(model: Any, X: np.ndarray) -> np.ndarray:
+    # Calling the model directly: `predict` traces a new function per model and input shape, and TensorFlow
+    # warns about the retracing.
+    return np.concatenate([np.asarray(model(X[i:i + 4096], training=False)) for i in range(0, len(X), 4096)])
+
+
+def _split_models(target: Target, prepared: session.Prepared, settings: dict[str, dict[str, Any]],
+                  stored: list[dict[str, Any]], scores: dict[int, SplitScore], home: Path, out: TextIO) -> str:
+    """Score every split model: already re-trained by --verify, loaded from its checkpoint, or re-trained."""
+    import keras
+
+    from search import training
+
+    retrained, loaded = [], []
+    for record in stored:
+        k = record["split"]
+        if k in scores:
+            continue
+        path = checkpoints.split_path(home, target.study.study_name, target.trial.number, k)
+        if path.is_file():
+            scores[k] = score_split(keras.models.load_model(path), prepared, k)
+            loaded.append(k)
+            continue
+        seed = training.derive_seed(target.space.study.seed, target.seed_trial, k)
+        model, _ = training.train_on_split(target.space, settings, prepared.dataset, prepared.splits[k], seed)
+        scores[k] = score_split(model, prepared, k)
+        retrained.append(k)
+    if retrained:
+        print(f"  the checkpoints of split(s) {', '.join(map(str, retrained))} are missing (removed?); "
+              f"re-trained them from their seeds", file=out)
+    if len(loaded) == len(stored):
+        return "checkpoints"
+    return "partly retrained" if loaded else "retrained"
+
+
+def _final_model(target: Target, prepared: session.Prepared, settings: dict[str, dict[str, Any]],
+                 epochs: int) -> tuple[Any, float, float, dict[str, list[float]]]:
+    """Train on all development rows, bake the scaler in, and look at the test rows once."""
+    import keras
+
+    from search import training
+    from search.models import Head
+
+    ds, dev, test = prepared.dataset, prepared.dev_idx, prepared.test_idx
+    scaler = preprocess.fit(target.space.data.preprocess, ds.X[dev])
+    head = Head.for_rows(ds.task, ds.n_outputs, ds.y[dev])
+    seed = training.derive_seed(target.space.study.seed, target.seed_trial, FINAL_SEED_SPLIT)
+    core = training.fresh_model(target.space, settings, ds.input_shape, head, seed)
+    history = training.fit_epochs(core, preprocess.apply(scaler, ds.X[dev]), ds.y[dev], settings["train"], epochs)
+    inputs = keras.Input(shape=ds.input_shape, name="features")
+    x = inputs
+    for layer in preprocess.as_layers(scaler, ds.input_shape):
+        x = layer(x)
+    final = keras.Model(inputs, core(x), name="final_model")
+    training.compile_model(final, settings["train"], head)
+    loss, metric = np.atleast_1d(final.evaluate(ds.X[test], ds.y[test], batch_size=4096, verbose=0))[:2]
+    return final, float(loss), float(metric), history
+
+
+def _data_changes(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    names = {"data_fingerprint": "data", "test_fingerprint": "test rows", "splits_fingerprint": "split plan"}
+    return [f"{names[k]} fingerprint {stored[k]} → {now[k]}" for k in _FINGERPRINTS
+            if k in stored and stored[k] != now[k]]
+
+
+def _record_test_look(study: Any, trial: int) -> list[int]:
+    """Which trials have been judged on the test rows: every extra config judged there makes it less of a test."""
+    looks = list(study.user_attrs.get("test_looks", []))
+    looks.append(trial)
+    study.set_user_attr("test_looks", looks)
+    return looks
+
+
+def _log(target: Target, options: Options, report: Report, prepared: session.Prepared,
+         settings: dict[str, dict[str, Any]], final: Any, history: dict[str, list[float]], looks: list[int]) -> str:
+    from search import provenance, tracking
+
+    study, trial, metric = target.study, target.trial, report.metric_name
+    uri = options.tracking_uri or tracking.default_tracking_uri(options.home)
+    tags = {**provenance.record(target.space.path.parent if target.space.path else None),
+            **{k: v for k, v in prepared.attrs().items() if k.endswith("fingerprint")},
+            "search.source_run_id": trial.user_attrs.get("mlflow_run_id", ""),
+            "optuna.trial_number": trial.number, "search.config_from": target.origin,
+            "data_changed": str(bool(report.data_changes)).lower(), "split_models": report.split_models,
+            "epoch_rule": report.epoch_rule, "overfit_alarm": str(report.alarm.fired).lower(),
+            "test_looks": len(looks),
+            "verify": {None: "not run", True: "passed", False: "failed"}[report.verified]}
+    if report.alarm.fired:
+        tags["overfit_warning"] = report.alarm.warning()
+    metrics = {"test_loss": report.test_loss, f"test_{metric}": report.test_metric,
+               "ensemble_test_loss": report.ensemble_loss, f"ensemble_test_{metric}": report.ensemble_metric,
+               "final_epochs": float(report.epochs), **report.alarm.metrics()}
+    if history.get("loss"):
+        metrics["final_train_loss"] = history["loss"][-1]
+    if report.checks:
+        metrics["verify_max_abs_diff"] = max(abs(c.loss - c.stored_loss) for c in report.checks)
+    summary = {"trial": trial.number, "epochs": report.epochs, "epoch_rule": report.epoch_rule,
+               "metrics": metrics, "split_models": report.split_models, "data_changes": report.data_changes,
+               "verify": None if report.checks is None else [vars(c) for c in report.checks]}
+    params = {**flatten(settings), "final.epochs": report.epochs, "final.seed_trial": target.seed_trial}
+    return tracking.log_reproduction(
+        uri, options.home, study.study_name, run_name=f"reproduce t{trial.number:03d}",
+        parent_run_id=study.user_attrs.get(tracking.PARENT_RUN_ATTR), tags=tags, params=params, metrics=metrics,
+        texts={"config/resolved.yaml": target.space.to_yaml(),
+               "reproduce.json": json.dumps(summary, indent=2, default=float)}, model=final)
+
+
+def _print(report: Report, looks: list[int], out: TextIO) -> None:
+    m = report.metric_name
+    lines = [f"  final model: all development rows, {report.epochs} epoch(s) ({report.epoch_rule})",
+             f"  test set (one look): loss {report.test_loss:.4g}, {m} {report.test_metric:.4g}",
+             f"  ensemble of the split models (averaged predictions): loss {report.ensemble_loss:.4g}, "
+             f"{m} {report.ensemble_metric:.4g}",
+             "  " + report.alarm.summary()]
+    if report.checks is not None:
+        from search.verify import tolerance_text
+
+        lines.append(f"  verify (op determinism, stored seeds; match when {tolerance_text()}):")
+        lines += [c.line() for c in report.checks]
+        lines.append("  verify: " + ("every split matches" if report.verified else "MISMATCH: the setup no "
+                                     "longer gives the stored validation losses"))
+    if len(set(looks)) > 1:
+        lines.append(f"  note: {len(set(looks))} different trials have now been judged on this study's test rows; "
+                     f"choosing among them by test score would make the test set a second validation set")
+    if report.alarm.fired:
+        lines.append("warning: " + report.alarm.warning())
+    lines.append(f"  MLflow run {report.run_id}: model at runs:/{report.run_id}/model, file final_model.keras")
+    print("\n".join(lines), file=out)

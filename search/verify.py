@@ -1,0 +1,87 @@
+"""``reproduce --verify``: re-run a trial's validation deterministically and compare with what was stored.
+
+Each split is trained again through the same code as the search (``training.train_on_split``), with the
+seed derived from (study seed, trial, split) and TensorFlow's op determinism on, so that any difference
+comes from the setup (settings, data, rows, library versions), not from thread scheduling.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+# A split matches when |loss - stored| <= RELATIVE_TOLERANCE * |stored| + ABSOLUTE_TOLERANCE.
+RELATIVE_TOLERANCE = 1e-4
+ABSOLUTE_TOLERANCE = 1e-6
+
+
+@dataclass
+class SplitCheck:
+    split: int
+    stored_loss: float
+    loss: float
+    stored_epoch: int
+    epoch: int
+    stored_seed: int | None
+    seed: int
+    tolerance: float
+
+    @property
+    def matches(self) -> bool:
+        return math.isfinite(self.loss) and abs(self.loss - self.stored_loss) <= self.tolerance
+
+    def line(self) -> str:
+        verdict = "match" if self.matches else "MISMATCH"
+        seed = "" if self.stored_seed in (None, self.seed) else f" (seed {self.seed}, stored {self.stored_seed})"
+        return (f"  split {self.split}: best val_loss {self.loss:.6g} at epoch {self.epoch}, stored "
+                f"{self.stored_loss:.6g} at epoch {self.stored_epoch}, |diff| {abs(self.loss - self.stored_loss):.2g} "
+                f"(tolerance {self.tolerance:.2g}): {verdict}{seed}")
+
+
+def tolerance_text(relative: float = RELATIVE_TOLERANCE) -> str:
+    return f"|loss - stored| <= {relative:g} x |stored| + {ABSOLUTE_TOLERANCE:g}"
+
+
+def run(space: Any, settings: dict[str, dict[str, Any]], dataset: Any, splits: Sequence[Any],
+        stored: Sequence[dict[str, Any]], seed_trial: int, relative: float = RELATIVE_TOLERANCE,
+        keep: Callable[[int, Any], None] | None = None) -> list[SplitCheck]:
+    """Train every stored split again; ``keep(split, model)`` sees each model before the next one starts."""
+    from search import training
+
+    checks = []
+    with deterministic_ops():
+        for record in stored:
+            split = splits[record["split"]]
+            seed = training.derive_seed(space.study.seed, seed_trial, split.index)
+            model, result = training.train_on_split(space, settings, dataset, split, seed)
+            stored_loss = float(record["best_val_loss"])
+            checks.append(SplitCheck(split.index, stored_loss, result.best_val_loss, int(record["best_epoch"]),
+                                     result.best_epoch, record.get("seed"), seed,
+                                     relative * abs(stored_loss) + ABSOLUTE_TOLERANCE))
+            if keep is not None:
+                keep(split.index, model)
+    return checks
+
+
+class deterministic_ops:
+    """TensorFlow op determinism for the duration of a block, restored afterwards where TensorFlow allows."""
+
+    def __enter__(self) -> "deterministic_ops":
+        import tensorflow as tf
+
+        self._was = _private_config("is_op_determinism_enabled", lambda: False)()
+        tf.config.experimental.enable_op_determinism()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if not self._was:
+            # Only enabling is public; without the private switch determinism stays on in this process.
+            _private_config("disable_op_determinism", lambda: None)()
+
+
+def _private_config(name: str, default: Callable[[], Any]) -> Callable[[], Any]:
+    try:
+        from tensorflow.python.framework import config as tf_config
+    except ImportError:
+        return default
+    return getattr(tf_config, name, default)
