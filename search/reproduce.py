@@ -250,7 +250,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
         relative = verify.RELATIVE_TOLERANCE if options.tolerance is None else options.tolerance
         checks = verify.run(space, settings, prepared.dataset, prepared.splits, stored, target.seed_trial,
                             relative, keep=lambda k, m: scores.__setitem__(k, score_split(m, prepared, k)))
-    split_models = _split_models(target, prepared, settings, stored, scores, options.home, out)
+    split_models = _split_models(target, prepared, settings, stored, scores, options, out)
     alarm = overfit.check([float(s["best_val_loss"]) for s in stored], [scores[s["split"]].val_rows for s in stored],
                           [scores[s["split"]].test_loss for s in stored],
                           [scores[s["split"]].test_rows for s in stored])
@@ -313,11 +313,12 @@ def _predict(model: Any, X: np.ndarray) -> np.ndarray:
 
 
 def _split_models(target: Target, prepared: session.Prepared, settings: dict[str, dict[str, Any]],
-                  stored: list[dict[str, Any]], scores: dict[int, SplitScore], home: Path, out: TextIO) -> str:
-    """Score every split model: already re-trained by --verify, loaded from its checkpoint, or re-trained."""
-    import keras
+                  stored: list[dict[str, Any]], scores: dict[int, SplitScore], options: Options, out: TextIO) -> str:
+    """Score every split model: already re-trained by --verify, loaded from its checkpoint (on this disk or
+    in the tracking server's artifact store), or re-trained."""
+    from search import training, tracking
 
-    from search import training
+    home, run_id = options.home, target.trial.user_attrs.get("mlflow_run_id")
 
     retrained, loaded = [], []
     for record in stored:
@@ -325,8 +326,10 @@ def _split_models(target: Target, prepared: session.Prepared, settings: dict[str
         if k in scores:
             continue
         path = checkpoints.split_path(home, target.study.study_name, target.trial.number, k)
+        if not path.is_file() and run_id and options.tracking_uri and tracking.is_server(options.tracking_uri):
+            tracking.fetch_checkpoint(options.tracking_uri, run_id, path)
         if path.is_file():
-            scores[k] = score_split(keras.models.load_model(path), prepared, k)
+            scores[k] = score_split(checkpoints.load_model(path), prepared, k)
             loaded.append(k)
             continue
         seed = training.derive_seed(target.space.study.seed, target.seed_trial, k)

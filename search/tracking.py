@@ -44,6 +44,25 @@ def experiment_id(client: Any, uri: str, home: Path, name: str) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
+def fetch_checkpoint(tracking_uri: str, run_id: str, dest: Path) -> bool:
+    """Download one split model a worker stored on the tracking server to ``dest``; False if it has none."""
+    import shutil
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    _quiet_mlflow()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = MlflowClient(tracking_uri=tracking_uri).download_artifacts(
+                run_id, f"{CHECKPOINT_ARTIFACTS}/{dest.name}", tmp)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(local, dest)
+        return True
+    except Exception:  # not stored (fell out of the top K) or unreachable: the caller retrains
+        return False
+
+
 def _quiet_mlflow() -> None:
     for name in ("mlflow", "alembic", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(logging.WARNING)
