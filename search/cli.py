@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--threads", type=int, help="TensorFlow threads (default: all cores)")
     _store_args(rep)
 
+    proxy = sub.add_parser("storage-proxy", help="serve the Optuna storage to many workers over gRPC "
+                           "(workers then use --storage grpc://HOST:PORT)")
+    _store_args(proxy)
+    proxy.add_argument("--host", default="0.0.0.0")
+    proxy.add_argument("--port", type=int, default=13000)
+
     ui = sub.add_parser("ui", help="start the MLflow UI on this project's tracking store")
     _store_args(ui)
     ui.add_argument("--port", type=int, default=5000)
@@ -99,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"run": _run, "status": _status, "ui": _ui, "best": _best,
-                "reproduce": _reproduce}[args.command](args)
+                "reproduce": _reproduce, "storage-proxy": _storage_proxy}[args.command](args)
     except UserError as exc:
         from search._redact import redact
 
@@ -220,3 +226,17 @@ def _reproduce(args: argparse.Namespace) -> int:
                                 epochs=args.epochs, threads=args.threads)
     report = reproduce.reproduce(target, options)
     return 1 if report.verified is False else 0
+
+
+def _storage_proxy(args: argparse.Namespace) -> int:
+    from optuna.storages import run_grpc_proxy_server
+
+    from search import study as studies
+    from search._redact import redact
+
+    url = args.storage or studies.default_storage(Path(args.home))
+    storage = studies.make_storage(url)
+    print(f"Optuna storage {redact(url)} served on grpc://{args.host}:{args.port}; Ctrl-C to stop",
+          file=sys.stderr)
+    run_grpc_proxy_server(storage, host=args.host, port=args.port)
+    return 0

@@ -25,6 +25,13 @@ def make_storage(url: str, heartbeat: int = 30) -> Any:
 
     from search import _sqlite
 
+    if url.startswith("grpc://"):  # Optuna's storage proxy, for hundreds of workers
+        from urllib.parse import urlsplit
+
+        from optuna.storages import GrpcStorageProxy
+
+        parts = urlsplit(url)
+        return GrpcStorageProxy(host=parts.hostname or "localhost", port=parts.port or 13000)
     _sqlite.prepare(url)
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:
