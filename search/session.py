@@ -60,7 +60,7 @@ def prepare(space: Space) -> Prepared:
 def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO = sys.stdout) -> Any:
     """Optimize until the study's budget, ``options.n_trials`` or ``options.timeout`` is reached."""
     from search import _runtime, provenance, study as studies, tracking
-    from search.display import Progress, format_counts, format_table, trial_rows
+    from search.display import Progress, format_counts, summary_table
     from search.objective import Objective
 
     space = prepared.space
@@ -73,7 +73,7 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO = 
     if studies.finished_count(study) >= budget:
         print(f"study '{space.study.name}' already has its {budget} finished trials; raise study.n_trials "
               f"to continue it.", file=out)
-        print(format_table(trial_rows(study)), file=out)
+        print(summary_table(study), file=out)
         return study
     _runtime.configure(options.threads)
     tags = {"storage": tracking.redact(storage_url), **provenance.record(space.path.parent if space.path else None),
@@ -96,7 +96,7 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO = 
     finally:
         tracker.finish(status)
     print("\n" + format_counts(studies.trials_by_state(study), budget), file=out)
-    print(format_table(trial_rows(study)), file=out)
+    print(summary_table(study), file=out)
     if stopper.gave_up:
         from search.errors import StudyError
 

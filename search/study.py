@@ -1,6 +1,7 @@
 """The Optuna side: storage, sampler, pruner, the study's budget and its provenance attributes."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,8 @@ def make_sampler(space: Space, n_existing: int = 0) -> Any:
     """The study's sampler, seeded from the study seed and the number of trials already stored.
 
     A continued study must not replay the suggestions it made the first time, and the same stored
-    state must always give the same suggestions.
+    state must always give the same suggestions. The grid is the exception: its order is fixed by the
+    study seed alone, because every worker must agree on it (search/_grid.py).
     """
     import numpy as np
     import optuna.samplers as s
@@ -60,7 +62,10 @@ def make_sampler(space: Space, n_existing: int = 0) -> Any:
     if name == "random":
         return s.RandomSampler(seed=seed)
     if name == "grid":
-        return s.GridSampler(space.grid(), seed=seed)
+        from search._grid import BaselineFirstGrid
+
+        return BaselineFirstGrid(space.grid(), seed=space.study.seed,
+                                 first=space.baseline_params() if space.study.baseline else None)
     if name == "cmaes":
         return s.CmaEsSampler(seed=seed)
     try:
@@ -71,19 +76,52 @@ def make_sampler(space: Space, n_existing: int = 0) -> Any:
     return s.GPSampler(seed=seed)
 
 
-def make_pruner(space: Space) -> Any:
+def make_pruner(space: Space, n_splits: int | None = None) -> Any:
+    """The study's pruner: the file's ``pruner`` inside a split, ``split_pruner`` across splits.
+
+    Steps are ``split * 10000 + epoch`` for epochs and ``split * 10000`` for finished splits
+    (search/pruning.py). Median and percentile compare the same epoch of the same split in every split.
+    Successive halving and Hyperband count epochs as their resource, so they judge the first split only
+    (rungs at 5, 15, 45 ... epochs); Hyperband's ``max_resource`` is the largest epoch count, which its
+    "auto" setting would misread from the step numbers.
+    """
     import optuna.pruners as p
 
-    name = space.study.pruner
+    from search import pruning
+
+    if space.study.multi_objective:
+        return p.NopPruner()  # Optuna cannot report or prune in a multi-objective study
+    name, warmup = space.study.pruner, pruning.PRUNE_WARMUP_EPOCHS
+    within: Any = None
     if name == "median":
-        return p.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
-    if name == "percentile":
-        return p.PercentilePruner(25.0, n_startup_trials=5)
-    if name == "hyperband":
-        return p.HyperbandPruner(min_resource=5, reduction_factor=3)
-    if name == "successive_halving":
-        return p.SuccessiveHalvingPruner(min_resource=5, reduction_factor=3)
-    return p.NopPruner()
+        within = p.MedianPruner(n_startup_trials=PRUNE_STARTUP_TRIALS, n_warmup_steps=0)
+    elif name == "percentile":
+        within = p.PercentilePruner(25.0, n_startup_trials=PRUNE_STARTUP_TRIALS)
+    elif name == "hyperband":
+        within = p.HyperbandPruner(min_resource=warmup, max_resource=max(_max_epochs(space), warmup),
+                                   reduction_factor=3)
+    elif name == "successive_halving":
+        within = p.SuccessiveHalvingPruner(min_resource=warmup, reduction_factor=3)
+    across: Any = None
+    if space.study.split_pruner == "paired":
+        across = pruning.PairedSplitRule(min_splits=2)
+    elif space.study.split_pruner == "wilcoxon":
+        across = pruning.WilcoxonSplitRule(p_threshold=0.1, min_splits=2)
+    return pruning.SplitPruner(within, across, first_split_only=name in ("hyperband", "successive_halving"),
+                               n_splits=n_splits)
+
+
+# Complete trials a median/percentile pruner waits for before it judges a curve (the baseline counts).
+PRUNE_STARTUP_TRIALS = 5
+
+
+def _max_epochs(space: Space) -> int:
+    from search.space import is_distribution
+
+    epochs = space.train.get("epochs", 50)
+    if is_distribution(epochs):
+        return int(max(epochs.get("choice") or epochs.get("int") or [50]))
+    return int(epochs)
 
 
 def open_study(space: Space, storage: Any, attrs: dict[str, Any]) -> Any:
@@ -94,10 +132,18 @@ def open_study(space: Space, storage: Any, attrs: dict[str, Any]) -> Any:
     """
     import optuna
 
+    directions = ["minimize"] * len(space.study.objectives)
     study = optuna.create_study(study_name=space.study.name, storage=storage, load_if_exists=True,
-                                sampler=make_sampler(space), pruner=make_pruner(space), direction="minimize")
+                                sampler=make_sampler(space), pruner=make_pruner(space, attrs.get("n_splits")),
+                                directions=directions)
+    stored_objectives = study.user_attrs.get("objectives", ["val_loss"])
+    if len(study.directions) != len(directions) or (study.trials and stored_objectives != space.study.objectives):
+        raise StudyError(f"study '{space.study.name}' was started with objectives {stored_objectives}; start "
+                         f"a new study with --study-name to change them", source=_where(space),
+                         field="study.objectives", found=space.study.objectives)
     if study.trials:
         study.sampler = make_sampler(space, len(study.trials))
+    attrs = {**attrs, "objectives": list(space.study.objectives)}
     stored = study.user_attrs
     for key, value in attrs.items():
         if key in stored and stored[key] != value and key.endswith("fingerprint"):
@@ -167,3 +213,61 @@ def timing_text(study: Any, budget: int | None) -> str:
 def _hms(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+# ---------------------------------------------------------------------------------------------
+# Picking one trial
+
+
+PICK_RULES = ("auto", "best", "one_se")
+
+
+def pick_trial(study: Any, rule: str | int = "auto") -> Any:
+    """The one complete trial to report, reproduce or deploy, chosen by a documented rule.
+
+    ``rule``:
+
+    - a trial number (int, or digits): that trial, which must be complete;
+    - ``"best"``: the lowest mean validation loss;
+    - ``"one_se"``: the one-standard-error rule (Hastie, Tibshirani & Friedman, ESL 7.10). Let ``b`` be the
+      trial with the lowest mean validation loss over its ``k`` splits, with split standard deviation
+      ``s``; of the trials whose mean loss is at most ``b + s / sqrt(k)``, take the smallest model: the
+      lowest second objective (parameter count or latency) in a multi-objective study, else the lowest
+      parameter count. Ties go to the lower loss, then the lower trial number. The pick is always on the
+      Pareto front: a trial that beats it on both counts would also be within the bound, and smaller;
+    - ``"auto"``: ``one_se`` in a multi-objective study, ``best`` otherwise.
+    """
+    from optuna.trial import TrialState
+
+    complete = sorted((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values),
+                      key=lambda t: (t.values[0], t.number))
+    if not complete:
+        raise StudyError(f"study '{study.study_name}' has no complete trial yet", field="trial")
+    if isinstance(rule, int) or (isinstance(rule, str) and rule.isdigit()):
+        chosen = next((t for t in complete if t.number == int(rule)), None)
+        if chosen is None:
+            states = {t.number: t.state.name.lower() for t in study.get_trials(deepcopy=False)}
+            raise StudyError("no such complete trial in the study", field="trial", found=rule,
+                             expected=f"a complete trial ({states[int(rule)]} trials have no value)"
+                             if int(rule) in states else f"a trial number below {len(states)}")
+        return chosen
+    if rule not in PICK_RULES:
+        raise StudyError("unknown rule for picking a trial", field="rule", found=rule,
+                         expected="a trial number or one of " + ", ".join(PICK_RULES))
+    multi = len(study.directions) > 1
+    if rule == "auto":
+        rule = "one_se" if multi else "best"
+    best = complete[0]
+    if rule == "best":
+        return best
+    size = (lambda t: t.values[1]) if multi else (lambda t: t.user_attrs.get("n_params", math.inf))
+    bound = best.values[0] + standard_error(best)
+    within = [t for t in complete if t.values[0] <= bound]
+    return min(within, key=lambda t: (size(t), t.values[0], t.number))
+
+
+def standard_error(trial: Any) -> float:
+    """Standard error of a trial's mean validation loss: split std / sqrt(number of splits)."""
+    std = trial.user_attrs.get("val_loss_std", 0.0) or 0.0
+    n = trial.user_attrs.get("splits_done") or len(trial.user_attrs.get("splits", [])) or 1
+    return float(std) / math.sqrt(float(n))
