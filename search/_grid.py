@@ -39,9 +39,17 @@ class BaselineFirstGrid(GridSampler):
         fixed = "grid_id" in trial.system_attrs or "fixed_params" in trial.system_attrs
         if not fixed and trial.number >= self._n_min_trials and not self._unclaimed(study):
             study._storage.set_trial_user_attr(trial._trial_id, SURPLUS_ATTR, True)
+            trial.user_attrs[SURPLUS_ATTR] = True  # the running Trial reads this very object
             study.stop()
             return
         super().before_trial(study, trial)
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        # Optuna's version reads the trial's grid id, which a surplus or non-grid enqueued trial lacks.
+        if "grid_id" in study._storage.get_trial_system_attrs(trial._trial_id):
+            super().after_trial(study, trial, state, values)
+        elif not self._unclaimed(study):
+            study.stop()
 
     def _unclaimed(self, study: Any) -> set[int]:
         """Grid points no trial has finished or is running (Optuna's own list falls back to running ones)."""
