@@ -112,7 +112,7 @@ def make_pruner(space: Space, n_splits: int | None = None) -> Any:
 
 
 # Complete trials a median/percentile pruner waits for before it judges a curve (the baseline counts).
-PRUNE_STARTUP_TRIALS = 5
+PRUNE_STARTUP_TRIALS = 3
 
 
 def _max_epochs(space: Space) -> int:
