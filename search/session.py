@@ -57,8 +57,9 @@ def prepare(space: Space) -> Prepared:
     return Prepared(space, dataset, dev_idx, test_idx, plan)
 
 
-def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO = sys.stdout) -> Any:
+def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | None = None) -> Any:
     """Optimize until the study's budget, ``options.n_trials`` or ``options.timeout`` is reached."""
+    out = out or sys.stdout  # looked up per call: a default bound at import misses redirected output
     from search import _runtime, provenance, study as studies, tracking
     from search.display import Progress, format_counts, summary_table
     from search.objective import Objective

@@ -29,7 +29,7 @@ def _runs(home, name):
 
 def test_absurd_learning_rate_is_pruned_and_keeps_what_it_measured(write_space, home):
     overrides = {"study": {"name": "absurd", "n_trials": 1, "pruner": "none"},
-                 "train": {"epochs": 8, "learning_rate": {"choice": [0.05, 1.0e-6]}}}
+                 "train": {"epochs": 6, "learning_rate": {"choice": [0.05, 1.0e-6]}}}
     path = write_space(overrides)
     assert run_cli("run", path, "--home", home, "--quiet") == 0  # trial 0: the baseline, lr 0.05
     _study(home, "absurd").enqueue_trial({"train.learning_rate": 1.0e-6, "model.dropout": 0.0})
@@ -43,7 +43,7 @@ def test_absurd_learning_rate_is_pruned_and_keeps_what_it_measured(write_space, 
     measured = [s["best_val_loss"] for s in absurd.user_attrs["splits"]]
     assert len(measured) == 2
     assert [absurd.intermediate_values[split_step(k)] for k in (0, 1)] == pytest.approx(measured)
-    assert all(epoch_step(k, e) in absurd.intermediate_values for k in (0, 1) for e in range(1, 9))
+    assert all(epoch_step(k, e) in absurd.intermediate_values for k in (0, 1) for e in range(1, 7))
     assert split_step(2) not in absurd.intermediate_values
     assert absurd.user_attrs["splits_done"] == 2
     assert absurd.user_attrs["val_loss_mean"] == pytest.approx(np.mean(measured))
@@ -55,7 +55,7 @@ def test_absurd_learning_rate_is_pruned_and_keeps_what_it_measured(write_space, 
     assert run.data.metrics["splits_done"] == 2
     assert run.data.metrics["val_loss_mean"] == pytest.approx(np.mean(measured))
     curve = client.get_metric_history(run.info.run_id, "split_1/val_loss")
-    assert sorted(m.step for m in curve) == list(range(1, 9))
+    assert sorted(m.step for m in curve) == list(range(1, 7))
     assert "split_2/val_loss" not in run.data.metrics
     assert runs[0].info.status == "FINISHED"
 
