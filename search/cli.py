@@ -166,7 +166,7 @@ def _status(args: argparse.Namespace) -> int:
     import optuna
 
     from search import study as studies
-    from search.display import format_counts, format_table, trial_rows
+    from search.display import format_counts, summary_table
     from search.errors import StudyError
 
     storage = studies.make_storage(args.storage or studies.default_storage(Path(args.home)))
@@ -179,7 +179,7 @@ def _status(args: argparse.Namespace) -> int:
     budget = study.user_attrs.get("budget")
     print(f"study {args.study}: " + format_counts(studies.trials_by_state(study), budget))
     print(studies.timing_text(study, budget))
-    print(format_table(trial_rows(study, args.top)))
+    print(summary_table(study, args.top))
     return 0
 
 

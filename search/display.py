@@ -23,10 +23,11 @@ class Progress(TrialListener):
         from search.study import finished_count
 
         self.done = finished_count(study)
-        try:
-            self.best = (study.best_value, study.best_trial.number)
-        except ValueError:
-            self.best = None
+        from optuna.trial import TrialState
+
+        complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+        best = min(complete, key=lambda t: t.values[0], default=None)
+        self.best = None if best is None else (best.values[0], best.number)
 
     def on_trial_start(self, trial: Any, settings: dict[str, dict[str, Any]]) -> None:
         self.trial = trial.number
@@ -73,6 +74,42 @@ class Progress(TrialListener):
             self.stream.write("\r\033[K")
         self.stream.write(line + "\n")
         self.stream.flush()
+
+
+def summary_table(study: Any, top: int = 10) -> str:
+    """The best trials against the baseline; for a multi-objective study, its Pareto front."""
+    if len(study.directions) > 1:
+        return format_pareto(study)
+    return format_table(trial_rows(study, top))
+
+
+def format_pareto(study: Any) -> str:
+    """The Pareto front (no other trial has both a lower loss and a lower second objective), by loss."""
+    from search.errors import StudyError
+    from search.study import pick_trial
+
+    front = sorted(study.best_trials, key=lambda t: (t.values[0], t.number))
+    if not front:
+        return "no completed trials yet"
+    second = study.user_attrs.get("objectives", ["val_loss", "second"])[-1]
+    try:
+        picked = pick_trial(study, "one_se").number
+    except StudyError:
+        picked = None
+    lines = [["trial", "val_loss", "± std", second, "splits"]]
+    for t in front:
+        label = f"{t.number}" + (" (baseline)" if t.user_attrs.get("baseline") else "") + \
+            ("  ← one_se pick" if t.number == picked else "")
+        lines.append([label, f"{t.values[0]:.4g}", f"{t.user_attrs.get('val_loss_std', math.nan):.2g}",
+                      _fmt(int(t.values[1]) if second == "params" else float(t.values[1])),
+                      f"{int(t.user_attrs.get('splits_done', 0))}"])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    out.insert(0, f"Pareto front of val_loss and {second} ({len(front)} of "
+                  f"{sum(1 for t in study.get_trials(deepcopy=False) if t.state.name == 'COMPLETE')} complete "
+                  f"trials); one_se pick: the smallest {second} within one standard error of the lowest loss")
+    return "\n".join(out)
 
 
 def trial_rows(study: Any, top: int = 10) -> list[dict[str, Any]]:

@@ -1,18 +1,21 @@
 """One Optuna trial: sample settings, train a fresh model per split, report, prune, aggregate.
 
-Intermediate values are reported at step ``split * STEP_STRIDE + epoch`` (epoch 1-based): split ``k``
-holds the same rows in every trial, so a pruner only ever compares the same epoch of the same split.
+Intermediate values are reported at step ``split * STEP_STRIDE + epoch`` (epoch 1-based), and a
+finished split's best validation loss at ``split * STEP_STRIDE``: split ``k`` holds the same rows in
+every trial, and search/pruning.py keeps the two levels apart, so a pruner only ever compares the same
+epoch of the same split, or the same finished split.
 """
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from search import checkpoints, models
+from search import checkpoints, models, pruning
 from search._identity import worker_identity
 from search.data import Dataset
 from search.results import SplitResult, TrialListener, TrialOutcome
@@ -20,8 +23,8 @@ from search.space import Space
 from search.splits import Split
 from search.stopping import StopRequest, TrialInterrupted
 
-STEP_STRIDE = 10_000
-PRUNE_WARMUP_EPOCHS = 5
+STEP_STRIDE = pruning.STEP_STRIDE
+PRUNE_WARMUP_EPOCHS = pruning.PRUNE_WARMUP_EPOCHS
 
 
 class OverBudget(Exception):
@@ -38,7 +41,7 @@ class Objective:
     stop: StopRequest | None = None
     budget: int | None = None  # the study's total of finished trials, shared by all workers
 
-    def __call__(self, trial: Any) -> float:
+    def __call__(self, trial: Any) -> float | tuple[float, float]:
         import optuna
 
         # Lets a restarted run on this host tell a trial whose process died from one still running.
@@ -64,10 +67,11 @@ class Objective:
                                            f"{result.epochs_run}; queued to run again")
                 if result.stop_reason == "stopped":
                     raise optuna.TrialPruned(f"pruned in split {split.index} at epoch {result.epochs_run}")
+                self._judge_split(trial, result, len(outcome.splits))
             for key, value in outcome.metrics().items():
                 trial.set_user_attr(key, value)
             self._emit("on_trial_end", trial, outcome)
-            return outcome.value
+            return self._values(outcome)
         except TrialInterrupted as exc:
             outcome.state, outcome.reason = "interrupted", str(exc)
             trial.set_user_attr("reason", outcome.reason)
@@ -76,6 +80,8 @@ class Objective:
         except optuna.TrialPruned as exc:
             outcome.state, outcome.reason = "pruned", str(exc)
             trial.set_user_attr("reason", outcome.reason)
+            for key, value in outcome.metrics().items():  # what the finished splits measured
+                trial.set_user_attr(key, value)
             self._emit("on_trial_end", trial, outcome)
             raise
         except Exception as exc:
@@ -83,6 +89,23 @@ class Objective:
             trial.set_user_attr("reason", outcome.reason[:2000])
             self._emit("on_trial_end", trial, outcome)
             raise
+
+    def _judge_split(self, trial: Any, result: SplitResult, n_done: int) -> None:
+        """Report a finished split's score; before the last split, let the across-split rule stop the trial."""
+        import optuna
+
+        if self.space.study.multi_objective:  # Optuna has no intermediate values for several objectives
+            return
+        trial.report(result.best_val_loss, pruning.split_step(result.split))
+        if n_done < len(self.splits) and trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after split {n_done} of {len(self.splits)}: worse than the best "
+                                     f"trial on every finished split")
+
+    def _values(self, outcome: TrialOutcome) -> float | tuple[float, float]:
+        objectives = self.space.study.objectives
+        if len(objectives) == 1:
+            return outcome.value
+        return outcome.value, float(outcome.n_params if objectives[1] == "params" else outcome.latency_ms)
 
     def _head(self, y_train: np.ndarray | None = None) -> models.Head:
         return models.Head.for_rows(self.dataset.task, self.dataset.n_outputs, y_train)
@@ -94,17 +117,23 @@ class Objective:
         seed = training.derive_seed(study.seed, trial.number if study.seed_trial is None else study.seed_trial,
                                     split.index)
 
+        multi_objective = self.space.study.multi_objective
+
         def on_epoch(epoch: int, logs: dict[str, float]) -> bool:
             self._emit("on_epoch", trial, split.index, epoch, logs)
             if self.stop is not None and self.stop.requested:
                 return True
             val_loss = float(logs.get("val_loss", math.nan))
-            if not math.isfinite(val_loss):
+            if not math.isfinite(val_loss) or multi_objective:
                 return False
-            trial.report(val_loss, split.index * STEP_STRIDE + epoch)
+            trial.report(val_loss, pruning.epoch_step(split.index, epoch))
             return epoch >= PRUNE_WARMUP_EPOCHS and trial.should_prune()
 
         model, result = training.train_on_split(self.space, settings, self.dataset, split, seed, on_epoch)
+        result.n_params = int(model.count_params())
+        if "latency" in self.space.study.objectives and math.isfinite(result.best_val_loss):
+            # Forward-pass time does not depend on the values, so unscaled rows measure it as well.
+            result.latency_ms = _latency_ms(model, self.dataset.X[split.val])
         if math.isfinite(result.best_val_loss):
             path = checkpoints.split_path(self.home, trial.study.study_name, trial.number, split.index)
             result.checkpoint = checkpoints.save_atomic(model, path)
@@ -114,6 +143,21 @@ class Objective:
     def _emit(self, event: str, *args: Any) -> None:
         for listener in self.listeners:
             getattr(listener, event)(*args)
+
+
+def _latency_ms(model: Any, X: np.ndarray, rows: int = 256, repeats: int = 7) -> float:
+    """Median wall time of one forward pass over a batch of validation rows, in milliseconds.
+
+    A batch, not one row: a single row measures Python call overhead, not the model.
+    """
+    batch = X[:rows]
+    model(batch, training=False)  # the first call traces the graph
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(batch, training=False)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
 
 
 def _over_budget(trial: Any, budget: int) -> bool:

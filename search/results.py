@@ -23,6 +23,13 @@ class SplitResult:
     stop_reason: str = ""      # "" (ran all epochs) | "early_stopping" | "non_finite_loss" | "stopped"
     seed: int = 0
     checkpoint: Path | None = None
+    n_params: int = 0                 # the model's parameter count (trainable and not)
+    latency_ms: float = math.nan      # measured only when it is an objective
+
+    @property
+    def finished(self) -> bool:
+        """Trained to its end (all epochs or early stopping), not cut short by pruning or divergence."""
+        return self.stop_reason in ("", "early_stopping")
 
     @property
     def diverged(self) -> bool:
@@ -31,7 +38,7 @@ class SplitResult:
     def summary(self) -> dict[str, Any]:
         return {"split": self.split, "best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss,
                 "best_val_metric": self.best_val_metric, "epochs_run": self.epochs_run,
-                "stop_reason": self.stop_reason, "seed": self.seed}
+                "stop_reason": self.stop_reason, "seed": self.seed, "n_params": self.n_params}
 
 
 @dataclass
@@ -44,30 +51,49 @@ class TrialOutcome:
     metric_name: str = "accuracy"
 
     @property
+    def finished(self) -> list[SplitResult]:
+        """The splits that trained to their end; a split cut short by pruning is not a score."""
+        return [s for s in self.splits if s.finished]
+
+    @property
     def losses(self) -> list[float]:
-        return [s.best_val_loss for s in self.splits]
+        return [s.best_val_loss for s in self.finished]
 
     @property
     def value(self) -> float:
-        return float(np.mean(self.losses)) if self.splits else math.nan
+        return float(np.mean(self.losses)) if self.finished else math.nan
 
     @property
     def value_std(self) -> float:
-        return float(np.std(self.losses, ddof=1)) if len(self.splits) > 1 else 0.0
+        return float(np.std(self.losses, ddof=1)) if len(self.finished) > 1 else 0.0
 
     @property
     def metric_mean(self) -> float:
-        return float(np.mean([s.best_val_metric for s in self.splits])) if self.splits else math.nan
+        return float(np.mean([s.best_val_metric for s in self.finished])) if self.finished else math.nan
+
+    @property
+    def n_params(self) -> int:
+        return max((s.n_params for s in self.splits), default=0)
+
+    @property
+    def latency_ms(self) -> float:
+        measured = [s.latency_ms for s in self.splits if math.isfinite(s.latency_ms)]
+        return float(np.median(measured)) if measured else math.nan
 
     def metrics(self) -> dict[str, float]:
-        """Summary metrics by name, for storage and display."""
-        if not self.splits:
-            return {}
+        """Summary metrics by name, over the finished splits (all of them unless the trial was pruned)."""
+        done = self.finished
+        out = {"splits_done": float(len(done))}
+        if self.n_params:
+            out["n_params"] = float(self.n_params)
+        if math.isfinite(self.latency_ms):
+            out["latency_ms"] = self.latency_ms
+        if not done:
+            return out
         return {"val_loss_mean": self.value, "val_loss_std": self.value_std,
                 f"val_{self.metric_name}_mean": self.metric_mean,
-                f"val_{self.metric_name}_std": float(np.std([s.best_val_metric for s in self.splits])),
-                "best_epoch_mean": float(np.mean([s.best_epoch for s in self.splits])),
-                "splits_done": float(len(self.splits))}
+                f"val_{self.metric_name}_std": float(np.std([s.best_val_metric for s in done])),
+                "best_epoch_mean": float(np.mean([s.best_epoch for s in done])), **out}
 
 
 class TrialListener:

@@ -71,10 +71,11 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
     return Prepared(space, dataset, dev_idx, test_idx, plan)
 
 
-def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO = sys.stdout) -> Any:
+def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | None = None) -> Any:
     """Optimize until the study's budget, ``options.n_trials``, ``options.timeout`` or a stop signal."""
+    out = out or sys.stdout  # looked up per call: a default bound at import misses redirected output
     from search import _runtime, study as studies
-    from search.display import Progress, format_counts, format_table, trial_rows
+    from search.display import Progress, format_counts, summary_table
     from search.objective import Objective
     from search.stopping import StopRequest
 
@@ -82,8 +83,7 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO = 
     home = Path(options.home)
     home.mkdir(parents=True, exist_ok=True)
     storage_url = options.storage or studies.default_storage(home)
-    study = studies.open_study(space, studies.make_storage(storage_url, options.heartbeat), prepared.attrs(),
-                               worker=options.worker_index)
+    study = studies.open_study(space, studies.make_storage(storage_url, options.heartbeat), prepared.attrs())
     budget = studies.budget_of(space)
     recovered = studies.recover_orphans(study)
     if recovered:
@@ -95,7 +95,7 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO = 
     if studies.finished_count(study) >= budget:
         print(f"study '{space.study.name}' already has its {budget} finished trials; raise study.n_trials "
               f"to continue it.", file=out)
-        print(format_table(trial_rows(study)), file=out)
+        print(summary_table(study), file=out)
         return study
     _runtime.configure(options.threads)
     tracker = make_tracker(prepared, options, space_text, storage_url)
@@ -119,7 +119,7 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO = 
             tracker.finish(status if not stop.requested else "KILLED")
     if options.worker_index == 0:  # workers leave the summary to the process that started them
         print("\n" + format_counts(studies.trials_by_state(study), budget), file=out)
-        print(format_table(trial_rows(study)), file=out)
+        print(summary_table(study), file=out)
     if stop.requested and options.worker_index == 0:
         print(f"\nstopped by {stop.reason}; the interrupted trial is queued again. Continue the study with:\n"
               f"  {options.continue_command}", file=out)

@@ -36,9 +36,29 @@ class StudySection(_Strict):
     baseline: bool = True
     max_consecutive_failures: int = Field(5, ge=1)
     keep_checkpoints: int = Field(5, ge=1)  # split checkpoints are kept for the best K trials only
+    # Across-split pruning (search/pruning.py): "paired" stops a trial that is worse than the best one
+    # on every finished split by more than the best trial's split spread.
+    split_pruner: Literal["paired", "wilcoxon", "none"] = "paired"
+    # [val_loss] or [val_loss, params|latency]: a second, minimized objective makes a Pareto study.
+    objectives: list[Literal["val_loss", "params", "latency"]] = Field(default_factory=lambda: ["val_loss"])
     # Set in exported configs: seeds are derived as if this were the trial number, so a replay
     # of trial N in a new study trains with trial N's seeds.
     seed_trial: int | None = Field(None, ge=0)
+
+
+    @field_validator("objectives")
+    @classmethod
+    def _loss_first(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if not value or value[0] != "val_loss" or len(value) > 2 or len(set(value)) != len(value):
+            raise ValueError("objectives is [val_loss] or [val_loss, params] or [val_loss, latency]")
+        if len(value) > 1 and info.data.get("sampler") == "cmaes":
+            raise ValueError("the cmaes sampler optimizes one objective; use tpe, random, grid or gp "
+                             "with a second objective")
+        return value
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
 
 class DataSection(_Strict):

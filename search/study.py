@@ -1,6 +1,7 @@
 """The Optuna side: storage, sampler, pruner, the study's budget and its provenance attributes."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -59,50 +60,86 @@ def _where(space: Space) -> str | None:
     return str(space.path) if space.path else None
 
 
-def make_sampler(space: Space, n_existing: int = 0, worker: int = 0) -> Any:
-    """The study's sampler, seeded from the study seed, the trials already stored and the worker.
+def make_sampler(space: Space) -> Any:
+    """The study's sampler, seeded from the study seed.
 
-    A continued study must not replay the suggestions it made the first time, parallel workers must not
-    make the same suggestions, and the same stored state must always give the same suggestions.
+    Every random stream in the sampler is reseeded from (study seed, trial number) before each trial
+    (search/_seeding.py): a continued study does not replay its first suggestions, parallel workers on
+    any host do not propose the same settings, and one worker's sequence is a function of the seed.
+    A grid needs no randomness: its points are queued once, in a seeded order, when the study is created.
     """
-    import numpy as np
     import optuna.samplers as s
 
-    name = space.study.sampler
-    seed = space.study.seed if not (n_existing or worker) else int(
-        np.random.SeedSequence([space.study.seed, n_existing, worker]).generate_state(1)[0] % (2**31 - 1))
-    if name == "tpe":
-        return s.TPESampler(seed=seed)
-    if name == "random":
-        return s.RandomSampler(seed=seed)
+    from search._seeding import TrialSeededSampler
+
+    name, seed = space.study.sampler, space.study.seed
     if name == "grid":
         return s.GridSampler(space.grid(), seed=seed)
-    if name == "cmaes":
-        return s.CmaEsSampler(seed=seed)
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise StudyError("the gp sampler needs PyTorch, which is not installed: pip install torch, or "
-                         "choose tpe", source=_where(space), field="study.sampler", found="gp") from None
-    return s.GPSampler(seed=seed)
+    if name == "tpe":
+        base = s.TPESampler(seed=seed)
+    elif name == "random":
+        base = s.RandomSampler(seed=seed)
+    elif name == "cmaes":
+        base = s.CmaEsSampler(seed=seed)
+    else:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise StudyError("the gp sampler needs PyTorch, which is not installed: pip install torch, or "
+                             "choose tpe", source=_where(space), field="study.sampler", found="gp") from None
+        base = s.GPSampler(seed=seed)
+    return TrialSeededSampler(base, seed)
 
 
-def make_pruner(space: Space) -> Any:
+def make_pruner(space: Space, n_splits: int | None = None) -> Any:
+    """The study's pruner: the file's ``pruner`` inside a split, ``split_pruner`` across splits.
+
+    Steps are ``split * 10000 + epoch`` for epochs and ``split * 10000`` for finished splits
+    (search/pruning.py). Median and percentile compare the same epoch of the same split in every split.
+    Successive halving and Hyperband count epochs as their resource, so they judge the first split only
+    (rungs at 5, 15, 45 ... epochs); Hyperband's ``max_resource`` is the largest epoch count, which its
+    "auto" setting would misread from the step numbers.
+    """
     import optuna.pruners as p
 
-    name = space.study.pruner
+    from search import pruning
+
+    if space.study.multi_objective:
+        return p.NopPruner()  # Optuna cannot report or prune in a multi-objective study
+    name, warmup = space.study.pruner, pruning.PRUNE_WARMUP_EPOCHS
+    within: Any = None
     if name == "median":
-        return p.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
-    if name == "percentile":
-        return p.PercentilePruner(25.0, n_startup_trials=5)
-    if name == "hyperband":
-        return p.HyperbandPruner(min_resource=5, reduction_factor=3)
-    if name == "successive_halving":
-        return p.SuccessiveHalvingPruner(min_resource=5, reduction_factor=3)
-    return p.NopPruner()
+        within = p.MedianPruner(n_startup_trials=PRUNE_STARTUP_TRIALS, n_warmup_steps=0)
+    elif name == "percentile":
+        within = p.PercentilePruner(25.0, n_startup_trials=PRUNE_STARTUP_TRIALS)
+    elif name == "hyperband":
+        within = p.HyperbandPruner(min_resource=warmup, max_resource=max(_max_epochs(space), warmup),
+                                   reduction_factor=3)
+    elif name == "successive_halving":
+        within = p.SuccessiveHalvingPruner(min_resource=warmup, reduction_factor=3)
+    across: Any = None
+    if space.study.split_pruner == "paired":
+        across = pruning.PairedSplitRule(min_splits=2)
+    elif space.study.split_pruner == "wilcoxon":
+        across = pruning.WilcoxonSplitRule(p_threshold=0.1, min_splits=2)
+    return pruning.SplitPruner(within, across, first_split_only=name in ("hyperband", "successive_halving"),
+                               n_splits=n_splits)
 
 
-def open_study(space: Space, storage: Any, attrs: dict[str, Any], worker: int = 0) -> Any:
+# Complete trials a median/percentile pruner waits for before it judges a curve (the baseline counts).
+PRUNE_STARTUP_TRIALS = 3
+
+
+def _max_epochs(space: Space) -> int:
+    from search.space import is_distribution
+
+    epochs = space.train.get("epochs", 50)
+    if is_distribution(epochs):
+        return int(max(epochs.get("choice") or epochs.get("int") or [50]))
+    return int(epochs)
+
+
+def open_study(space: Space, storage: Any, attrs: dict[str, Any]) -> Any:
     """Create or load the study named in the space; refuse to continue it on different data.
 
     ``attrs`` (data fingerprint, test rows, split plan) are stored on a new study and compared on a
@@ -112,14 +149,17 @@ def open_study(space: Space, storage: Any, attrs: dict[str, Any], worker: int = 
     """
     import optuna
 
+    directions = ["minimize"] * len(space.study.objectives)
     try:
         study = optuna.create_study(study_name=space.study.name, storage=storage, load_if_exists=False,
-                                    sampler=make_sampler(space), pruner=make_pruner(space), direction="minimize")
+                                    sampler=make_sampler(space), pruner=make_pruner(space, attrs.get("n_splits")),
+                                    directions=directions)
         created = True
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=space.study.name, storage=storage, sampler=make_sampler(space),
-                                  pruner=make_pruner(space))
+                                  pruner=make_pruner(space, attrs.get("n_splits")))
         created = False
+    attrs = {**attrs, "objectives": list(space.study.objectives)}
     if created:
         for key, value in attrs.items():
             study.set_user_attr(key, value)
@@ -128,6 +168,11 @@ def open_study(space: Space, storage: Any, attrs: dict[str, Any], worker: int = 
         study.set_user_attr("ready", True)
     else:
         _wait_until_ready(study)
+    stored_objectives = study.user_attrs.get("objectives", ["val_loss"])
+    if len(study.directions) != len(directions) or stored_objectives != space.study.objectives:
+        raise StudyError(f"study '{space.study.name}' was started with objectives {stored_objectives}; start "
+                         f"a new study with --study-name to change them", source=_where(space),
+                         field="study.objectives", found=space.study.objectives)
     stored = study.user_attrs
     for key, value in attrs.items():
         if key in stored and stored[key] != value and key.endswith("fingerprint"):
@@ -136,8 +181,6 @@ def open_study(space: Space, storage: Any, attrs: dict[str, Any], worker: int = 
                              f"or restore the original data", source=_where(space), field="data.source")
     if stored.get("budget") != budget_of(space):
         study.set_user_attr("budget", budget_of(space))  # a raised n_trials continues the study
-    if study.trials or worker:
-        study.sampler = make_sampler(space, len(study.trials), worker)
     return study
 
 
@@ -290,3 +333,61 @@ def timing_text(study: Any, budget: int | None) -> str:
 def _hms(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+# ---------------------------------------------------------------------------------------------
+# Picking one trial
+
+
+PICK_RULES = ("auto", "best", "one_se")
+
+
+def pick_trial(study: Any, rule: str | int = "auto") -> Any:
+    """The one complete trial to report, reproduce or deploy, chosen by a documented rule.
+
+    ``rule``:
+
+    - a trial number (int, or digits): that trial, which must be complete;
+    - ``"best"``: the lowest mean validation loss;
+    - ``"one_se"``: the one-standard-error rule (Hastie, Tibshirani & Friedman, ESL 7.10). Let ``b`` be the
+      trial with the lowest mean validation loss over its ``k`` splits, with split standard deviation
+      ``s``; of the trials whose mean loss is at most ``b + s / sqrt(k)``, take the smallest model: the
+      lowest second objective (parameter count or latency) in a multi-objective study, else the lowest
+      parameter count. Ties go to the lower loss, then the lower trial number. The pick is always on the
+      Pareto front: a trial that beats it on both counts would also be within the bound, and smaller;
+    - ``"auto"``: ``one_se`` in a multi-objective study, ``best`` otherwise.
+    """
+    from optuna.trial import TrialState
+
+    complete = sorted((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values),
+                      key=lambda t: (t.values[0], t.number))
+    if not complete:
+        raise StudyError(f"study '{study.study_name}' has no complete trial yet", field="trial")
+    if isinstance(rule, int) or (isinstance(rule, str) and rule.isdigit()):
+        chosen = next((t for t in complete if t.number == int(rule)), None)
+        if chosen is None:
+            states = {t.number: t.state.name.lower() for t in study.get_trials(deepcopy=False)}
+            raise StudyError("no such complete trial in the study", field="trial", found=rule,
+                             expected=f"a complete trial ({states[int(rule)]} trials have no value)"
+                             if int(rule) in states else f"a trial number below {len(states)}")
+        return chosen
+    if rule not in PICK_RULES:
+        raise StudyError("unknown rule for picking a trial", field="rule", found=rule,
+                         expected="a trial number or one of " + ", ".join(PICK_RULES))
+    multi = len(study.directions) > 1
+    if rule == "auto":
+        rule = "one_se" if multi else "best"
+    best = complete[0]
+    if rule == "best":
+        return best
+    size = (lambda t: t.values[1]) if multi else (lambda t: t.user_attrs.get("n_params", math.inf))
+    bound = best.values[0] + standard_error(best)
+    within = [t for t in complete if t.values[0] <= bound]
+    return min(within, key=lambda t: (size(t), t.values[0], t.number))
+
+
+def standard_error(trial: Any) -> float:
+    """Standard error of a trial's mean validation loss: split std / sqrt(number of splits)."""
+    std = trial.user_attrs.get("val_loss_std", 0.0) or 0.0
+    n = trial.user_attrs.get("splits_done") or len(trial.user_attrs.get("splits", [])) or 1
+    return float(std) / math.sqrt(float(n))

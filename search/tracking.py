@@ -225,10 +225,12 @@ class MlflowTracker(TrialListener):
             self.client.set_tag(run.info.run_id, "search.checkpoints", "removed")
 
     def _is_new_best(self, trial: Any, value: float) -> bool:
-        try:
-            return value < trial.study.best_value
-        except ValueError:  # no completed trial yet
-            return True
+        """Lowest validation loss so far (the first objective, also in a multi-objective study)."""
+        from optuna.trial import TrialState
+
+        losses = [t.values[0] for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                  if t.values]
+        return not losses or value < min(losses)
 
     def _log_best_model(self, trial: Any, run_id: str, outcome: TrialOutcome) -> None:
         from mlflow.entities import Metric, RunTag

@@ -24,7 +24,7 @@ def cores() -> int:
 
 def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str], space_text: str) -> int:
     from search import study as studies
-    from search.display import format_counts, format_table, trial_rows
+    from search.display import format_counts, summary_table
 
     space = prepared.space
     options.home.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
         tracker.finish("KILLED" if stopped else "FINISHED")
     study = studies.open_study(space, storage, prepared.attrs())
     print("\n" + format_counts(studies.trials_by_state(study), studies.budget_of(space)))
-    print(format_table(trial_rows(study)))
+    print(summary_table(study))
     if stopped:
         print(f"\nstopped by {stopped[0]}; interrupted trials are queued again. Continue the study with:\n"
               f"  {options.continue_command}")

@@ -23,7 +23,8 @@ def study_run(tmp_path_factory):
     home = tmp / "mlruns"
     path = tmp / "iris.yaml"
     path.write_text(yaml.safe_dump({
-        "study": {"name": "iris-e2e", "seed": 3, "n_trials": 3},
+        # Across-split pruning off: every trial here must complete (tests/test_pruning.py covers pruning).
+        "study": {"name": "iris-e2e", "seed": 3, "n_trials": 3, "split_pruner": "none"},
         "data": {"source": "sklearn:iris", "test_size": 0.2},
         "validation": {"scheme": "kfold", "k": 3},
         "model": {"family": "mlp", "layers": 1, "units": {"int": [4, 16]}, "dropout": {"float": [0.0, 0.5]},

@@ -1,0 +1,156 @@
+"""Pruning at two levels, inside a split's epoch curve and across finished splits, as one Optuna pruner.
+
+A study has one pruner, but a cross-validated trial produces two kinds of numbers that must never be
+compared with each other: the running validation loss of one epoch of one split, and the best
+validation loss of a finished split. Both are reported as intermediate values of the trial, on disjoint
+steps (``STEP_STRIDE`` is 10 000, so epochs are 1..9 999):
+
+======================  ========================  =============================================
+what                    step                      judged by
+======================  ========================  =============================================
+epoch ``e`` of split k  ``k * STEP_STRIDE + e``   the ``within`` pruner (median, percentile, ...)
+split ``k`` finished    ``k * STEP_STRIDE``       the ``across`` rule (paired, wilcoxon)
+======================  ========================  =============================================
+
+:class:`SplitPruner` sends each ``should_prune()`` to one level, and shows that level only its own
+steps: the within pruner sees the current split's epochs (Optuna's median pruner would otherwise take
+the trial's best value over *all* steps, i.e. an earlier, easier split), and the across rule sees only
+finished-split scores. Split ``k`` holds the same rows in every trial, so both levels compare like with
+like.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+
+STEP_STRIDE = 10_000
+# The first epochs of every split are never judged: all curves start high and cross.
+PRUNE_WARMUP_EPOCHS = 5
+
+
+def epoch_step(split: int, epoch: int) -> int:
+    """The step of a 1-based epoch of a split."""
+    return split * STEP_STRIDE + epoch
+
+
+def split_step(split: int) -> int:
+    """The step of a finished split's score (its best validation loss): the split's epoch-0 slot."""
+    return split * STEP_STRIDE
+
+
+def split_scores(trial: Any) -> dict[int, float]:
+    """``{split: best validation loss}`` of the trial's finished splits, from its intermediate values."""
+    return {step // STEP_STRIDE: value for step, value in trial.intermediate_values.items()
+            if step % STEP_STRIDE == 0}
+
+
+def _view(trial: Any, steps: dict[int, float]) -> Any:
+    """A copy of a frozen trial that shows only ``steps``: what one level of pruning may compare."""
+    view = copy.copy(trial)
+    view.intermediate_values = dict(steps)
+    return view
+
+
+class PairedSplitRule:
+    """Across splits: prune a trial that is clearly worse than the best trial on the same splits.
+
+    After ``min_splits`` finished splits (and before the last), let ``d_k`` be the trial's loss on split
+    ``k`` minus the best complete trial's loss on split ``k``. Prune when the trial is worse on *every*
+    finished split by more than ``margin`` times the best trial's split-to-split standard deviation.
+
+    Why not Optuna's WilcoxonPruner: an exact signed-rank test on two pairs cannot give p < 0.25, so after
+    two of five splits (or before the end of a 3-fold plan) it can never prune at a sane threshold. Why
+    this rule is safe: the pairing removes split difficulty (split k has the same rows in every trial); to
+    still end up ahead, the remaining splits would each have to beat the best trial by more than
+    ``margin * std * n_done / n_left``, a gap larger than the spread of the best trial's own splits.
+    It only ever stops trials; the value of a trial that completes is the mean of all its splits, as
+    without pruning.
+    """
+
+    def __init__(self, min_splits: int = 2, margin: float = 1.0) -> None:
+        self.min_splits, self.margin = min_splits, margin
+
+    def prune(self, study: Any, trial: Any, n_splits: int | None = None) -> bool:
+        mine = split_scores(trial)
+        if len(mine) < self.min_splits or (n_splits is not None and len(mine) >= n_splits):
+            return False
+        best = _best_complete(study)
+        if best is None:
+            return False
+        theirs = split_scores(best)
+        shared = sorted(set(mine) & set(theirs))
+        if len(shared) < self.min_splits:
+            return False
+        diffs = np.array([mine[k] - theirs[k] for k in shared])
+        if not np.all(np.isfinite(diffs)):
+            return False
+        all_best = np.array(list(theirs.values()))
+        spread = float(np.std(all_best, ddof=1)) if len(all_best) > 1 else 0.0
+        # A floor keeps a best trial whose splits happen to agree exactly from making the rule hair-trigger.
+        tolerance = self.margin * max(spread, 0.01 * float(np.mean(np.abs(all_best))))
+        return bool(np.all(diffs > tolerance))
+
+
+class WilcoxonSplitRule:
+    """Across splits: Optuna's Wilcoxon signed-rank rule, on finished-split scores only.
+
+    Needs more splits than the paired rule to act (p >= 0.25 with two pairs, >= 0.125 with three).
+    """
+
+    def __init__(self, p_threshold: float = 0.1, min_splits: int = 2) -> None:
+        self.p_threshold, self.min_splits = p_threshold, min_splits
+
+    def prune(self, study: Any, trial: Any, n_splits: int | None = None) -> bool:
+        import scipy.stats as ss
+
+        mine = split_scores(trial)
+        if len(mine) < self.min_splits or (n_splits is not None and len(mine) >= n_splits):
+            return False
+        best = _best_complete(study)
+        theirs = split_scores(best) if best is not None else {}
+        shared = sorted(set(mine) & set(theirs))
+        if len(shared) < max(2, self.min_splits):
+            return False
+        diffs = np.array([mine[k] - theirs[k] for k in shared])
+        if not np.all(np.isfinite(diffs)) or np.mean(diffs) <= 0:
+            return False
+        p = ss.wilcoxon(diffs, alternative="greater", zero_method="zsplit").pvalue
+        return bool(p < self.p_threshold)
+
+
+class SplitPruner:
+    """The study's pruner: an Optuna pruner inside a split, a split rule across splits.
+
+    ``within`` is any Optuna pruner (or None). ``first_split_only`` is set for resource-based pruners
+    (successive halving, Hyperband): their rungs are epoch counts, and a later split's epoch 15 is not
+    the same resource as the first split's epoch 15 of another trial, so they judge only split 0.
+    """
+
+    def __init__(self, within: Any = None, across: Any = None, first_split_only: bool = False,
+                 n_splits: int | None = None) -> None:
+        self.within, self.across = within, across
+        self.first_split_only, self.n_splits = first_split_only, n_splits
+
+    def prune(self, study: Any, trial: Any) -> bool:
+        step = trial.last_step
+        if step is None:
+            return False
+        split = step // STEP_STRIDE
+        if split_step(split) in trial.intermediate_values:  # split ``split`` just finished
+            if self.across is None:
+                return False
+            return self.across.prune(study, _view(trial, {s: v for s, v in trial.intermediate_values.items()
+                                                          if s % STEP_STRIDE == 0}), self.n_splits)
+        if self.within is None or (self.first_split_only and split > 0):
+            return False
+        curve = {s: v for s, v in trial.intermediate_values.items() if s // STEP_STRIDE == split}
+        return bool(self.within.prune(study, _view(trial, curve)))
+
+
+def _best_complete(study: Any) -> Any:
+    try:
+        return study.best_trial
+    except (ValueError, RuntimeError):  # no complete trial yet; a multi-objective study
+        return None

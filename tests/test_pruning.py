@@ -1,0 +1,149 @@
+"""Pruning inside a split and across splits, what a pruned trial keeps, and the baseline trial 0."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import run_cli
+from search import pruning, space as spaces, study as studies
+from search.pruning import PairedSplitRule, SplitPruner, epoch_step, split_step
+
+
+def _study(home, name):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{home / 'optuna.db'}")
+
+
+def _runs(home, name):
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(name)
+    return client, {int(r.data.tags["optuna.trial_number"]): r
+                    for r in client.search_runs([exp.experiment_id], "tags.`search.kind` = 'trial'")}
+
+
+# -- real training -----------------------------------------------------------------------------
+
+
+def test_absurd_learning_rate_is_pruned_and_keeps_what_it_measured(write_space, home):
+    overrides = {"study": {"name": "absurd", "n_trials": 1, "pruner": "none"},
+                 "train": {"epochs": 6, "learning_rate": {"choice": [0.05, 1.0e-6]}}}
+    path = write_space(overrides)
+    assert run_cli("run", path, "--home", home, "--quiet") == 0  # trial 0: the baseline, lr 0.05
+    _study(home, "absurd").enqueue_trial({"train.learning_rate": 1.0e-6, "model.dropout": 0.0})
+    path = write_space({**overrides, "study": {**overrides["study"], "n_trials": 2}})
+    assert run_cli("run", path, "--home", home, "--quiet") == 0
+
+    good, absurd = _study(home, "absurd").trials
+    assert good.state.name == "COMPLETE" and absurd.state.name == "PRUNED"
+    assert "after split 2 of 3" in absurd.user_attrs["reason"]
+    # Optuna keeps the finished splits: their scores at the split steps, their curves at the epoch steps.
+    measured = [s["best_val_loss"] for s in absurd.user_attrs["splits"]]
+    assert len(measured) == 2
+    assert [absurd.intermediate_values[split_step(k)] for k in (0, 1)] == pytest.approx(measured)
+    assert all(epoch_step(k, e) in absurd.intermediate_values for k in (0, 1) for e in range(1, 7))
+    assert split_step(2) not in absurd.intermediate_values
+    assert absurd.user_attrs["splits_done"] == 2
+    assert absurd.user_attrs["val_loss_mean"] == pytest.approx(np.mean(measured))
+    assert all(m > g + 0.1 for m, g in zip(measured, [s["best_val_loss"] for s in good.user_attrs["splits"]]))
+
+    client, runs = _runs(home, "absurd")
+    run = runs[1]
+    assert run.info.status == "KILLED" and run.data.tags["optuna.state"] == "PRUNED"
+    assert run.data.metrics["splits_done"] == 2
+    assert run.data.metrics["val_loss_mean"] == pytest.approx(np.mean(measured))
+    curve = client.get_metric_history(run.info.run_id, "split_1/val_loss")
+    assert sorted(m.step for m in curve) == list(range(1, 7))
+    assert "split_2/val_loss" not in run.data.metrics
+    assert runs[0].info.status == "FINISHED"
+
+
+def test_trial_zero_is_the_baseline_with_every_regularizer_off(write_space, home):
+    import keras
+
+    path = write_space({"study": {"name": "base", "n_trials": 1},
+                        "model": {"units": {"int": [4, 16], "default": 8}, "dropout": {"float": [0.0, 0.5]},
+                                  "l1": {"float": [0.0, 0.01]},
+                                  "l2": {"float": [1.0e-5, 1.0e-2], "log": True, "or_off": True},
+                                  "batchnorm": {"choice": [True, False]}},
+                        "train": {"optimizer": "adamw", "weight_decay": {"float": [0.0, 0.01]},
+                                  "learning_rate": {"float": [1.0e-3, 1.0e-1], "log": True}}})
+    assert run_cli("run", path, "--home", home, "--quiet") == 0
+    trial = _study(home, "base").trials[0]
+    assert trial.number == 0 and trial.user_attrs["baseline"] is True and trial.state.name == "COMPLETE"
+    assert trial.params == {"model.units": 8, "model.dropout": 0.0, "model.l1": 0.0, "model.l2.on": False,
+                            "model.batchnorm": False, "train.weight_decay": 0.0,
+                            "train.learning_rate": pytest.approx(math.sqrt(1e-3 * 1e-1))}
+    _, runs = _runs(home, "base")
+    assert runs[0].data.tags["search.baseline"] == "true" and runs[0].data.params["model.l2"] == "0.0"
+    # The trained model itself carries no regularizer.
+    model = keras.models.load_model(home / "checkpoints" / "base" / "trial_00000" / "split_00.keras")
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert "Dropout" not in kinds and "BatchNormalization" not in kinds
+    assert all(layer.get_config().get("kernel_regularizer") is None for layer in model.layers)
+
+
+# -- the pruner on stored values (real Optuna storage, no training) ------------------------------
+
+
+def _storage(tmp_path):
+    return f"sqlite:///{tmp_path / 'optuna.db'}"
+
+
+def _add_complete(study, curves: list[list[float]], scores: list[float]) -> None:
+    values = {epoch_step(k, e): v for k, curve in enumerate(curves) for e, v in enumerate(curve, start=1)}
+    values.update({split_step(k): s for k, s in enumerate(scores)})
+    study.add_trial(optuna.trial.create_trial(value=float(np.mean(scores)), intermediate_values=values))
+
+
+def _running(study, values: dict[int, float]):
+    trial = study.ask()
+    for step, value in values.items():
+        trial.report(value, step)
+    return study._storage.get_trial(trial._trial_id)
+
+
+def test_within_split_pruner_compares_only_the_current_split(tmp_path):
+    study = optuna.create_study(storage=_storage(tmp_path))
+    _add_complete(study, [[1.0] * 6, [1.0] * 6, [1.0] * 6], [1.0, 1.0, 1.0])
+    # Split 0 went very well, then split 1 is far worse than the other trial's split 1.
+    trial = _running(study, {**{epoch_step(0, e): 0.1 for e in range(1, 7)}, split_step(0): 0.1,
+                             **{epoch_step(1, e): 5.0 for e in range(1, 7)}})
+    median = optuna.pruners.MedianPruner(n_startup_trials=1)
+    assert SplitPruner(median, None).prune(study, trial)
+    # Optuna's median pruner alone takes the best value over every step, split 0's 0.1, and keeps it.
+    assert not median.prune(study, trial)
+    # Resource-based pruners judge split 0 only.
+    assert not SplitPruner(median, None, first_split_only=True).prune(study, trial)
+
+
+def test_across_split_rule_stops_only_a_trial_worse_on_every_finished_split(tmp_path):
+    study = optuna.create_study(storage=_storage(tmp_path))
+    _add_complete(study, [[0.5], [0.5], [0.5]], [0.30, 0.34, 0.32])
+    pruner = SplitPruner(None, PairedSplitRule(min_splits=2), n_splits=3)
+
+    def judge(scores):
+        return pruner.prune(study, _running(study, {split_step(k): s for k, s in enumerate(scores)}))
+
+    assert judge([0.60, 0.65])            # worse on both splits by far more than the best trial's spread
+    assert not judge([0.60])              # one split is not evidence
+    assert not judge([0.60, 0.33])        # as good as the best on split 1
+    assert not judge([0.31, 0.35])        # worse, but within the best trial's split-to-split spread
+    assert not judge([0.9, 0.9, 0.9])     # the last split: nothing left to save
+    # An epoch step never reaches the across rule, a split step never reaches the within rule.
+    assert not pruner.prune(study, _running(study, {split_step(0): 0.9, split_step(1): 0.9,
+                                                    epoch_step(2, 1): 0.9}))
+
+
+def test_make_pruner_gives_resource_pruners_epochs_of_the_first_split(write_space):
+    space = spaces.load(write_space({"study": {"pruner": "hyperband"}, "train": {"epochs": 30}}))
+    pruner = studies.make_pruner(space, n_splits=3)
+    assert isinstance(pruner, SplitPruner) and pruner.first_split_only and pruner.n_splits == 3
+    assert pruner.within._min_resource == pruning.PRUNE_WARMUP_EPOCHS
+    assert pruner.within._max_resource == 30  # not the 20030 that "auto" would read from the steps
+    median = studies.make_pruner(spaces.load(write_space({"study": {"pruner": "median"}})), n_splits=3)
+    assert not median.first_split_only and isinstance(median.across, PairedSplitRule)
+    multi = spaces.load(write_space({"study": {"objectives": ["val_loss", "params"]}}))
+    assert isinstance(studies.make_pruner(multi), optuna.pruners.NopPruner)
