@@ -17,3 +17,23 @@ def prepare(url: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(path, timeout=60) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
+
+
+def serialize_transactions(engine: "object") -> None:
+    """Make every transaction on a SQLite engine take the write lock when it begins.
+
+    SQLite has no SELECT ... FOR UPDATE: two workers can both read a queued trial as WAITING and both
+    claim it. ``BEGIN IMMEDIATE`` makes read-then-write atomic (SQLAlchemy's documented recipe for
+    SQLite), so each queued trial goes to exactly one worker, as row locks ensure on PostgreSQL.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection: object, record: object) -> None:
+        dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: object) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # type: ignore[attr-defined]
+
+    engine.dispose()  # type: ignore[attr-defined]  # pooled connections predate the listeners

@@ -38,9 +38,12 @@ def make_storage(url: str, heartbeat: int = 30) -> Any:
     try:
         for attempt in range(3):
             try:
-                return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
-                                  grace_period=3 * heartbeat,
-                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+                storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
+                                     grace_period=3 * heartbeat,
+                                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+                if url.startswith("sqlite"):
+                    _sqlite.serialize_transactions(storage.engine)
+                return storage
             except Exception as exc:  # two workers creating the schema at once: the loser retries
                 if attempt == 2 or "UNIQUE constraint" not in str(exc) and "already exists" not in str(exc):
                     raise
@@ -212,10 +215,11 @@ def _fill_queue(study: Any, space: Space) -> None:
     if space.study.sampler != "grid":
         return
     points = _grid_points(space)
-    order = np.random.default_rng(space.study.seed).permutation(len(points))
-    for i in order[: budget_of(space) - (1 if baseline is not None else 0)]:
-        if baseline is None or points[i] != {k: baseline.get(k) for k in points[i]}:
-            study.enqueue_trial(points[i])
+    order = [points[i] for i in np.random.default_rng(space.study.seed).permutation(len(points))]
+    if baseline is not None:  # the baseline is its own grid point when it lies on the grid
+        order = [p for p in order if p != {k: baseline.get(k) for k in p}]
+    for point in order[: budget_of(space) - (1 if baseline is not None else 0)]:
+        study.enqueue_trial(point)
 
 
 def _wait_until_ready(study: Any, timeout: float = 60.0) -> None:
@@ -242,8 +246,8 @@ def top_trials(study: Any, k: int, pending: tuple[int, float] | None = None) -> 
     ``pending`` is the trial whose objective is returning right now: storage does not call it
     complete yet, but it competes for a place already.
     """
-    scored = [(t.value, t.number) for t in study.get_trials(deepcopy=False)
-              if t.state.name == "COMPLETE" and t.value is not None]
+    scored = [(t.values[0], t.number) for t in study.get_trials(deepcopy=False)
+              if t.state.name == "COMPLETE" and t.values]  # the loss: the first objective
     if pending is not None:
         scored.append((pending[1], pending[0]))
     return {n for _, n in sorted(scored)[:k]}

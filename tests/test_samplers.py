@@ -39,7 +39,7 @@ def _suggestions(tmp_path: Path, raw: dict, name: str, n: int, rounds: int = 1) 
     for _ in range(rounds):
         study = studies.open_study(space, storage, {"n_splits": 3})
         study.optimize(_objective(space), n_trials=n)
-    return [t.params for t in study.trials]
+    return [t.params for t in study.trials if t.state.name == "COMPLETE"]
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "grid"])
