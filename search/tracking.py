@@ -213,8 +213,10 @@ class MlflowTracker(TrialListener):
             self.client.set_tag(run_id, "search.checkpoints", "stored")
         stored = self.client.search_runs([self.experiment_id], "tags.`search.checkpoints` = 'stored'",
                                          max_results=1000)
+        finished = {t.number for t in trial.study.get_trials(deepcopy=False) if t.state.is_finished()}
         for run in stored:
-            if int(run.data.tags.get("optuna.trial_number", -1)) in keep:
+            number = int(run.data.tags.get("optuna.trial_number", -1))
+            if number in keep or number not in finished:  # a running trial is still competing
                 continue
             from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 

@@ -138,7 +138,9 @@ def test_four_workers_on_two_hosts_share_one_study(databases, mlflow_server, tmp
     local = client.download_artifacts(trial_runs[best.number].info.run_id, "checkpoints", str(tmp_path / "dl"))
     assert sorted(p.name for p in Path(local).iterdir()) == ["split_00.keras"]
     stored = [r for r in runs if r.data.tags.get("search.checkpoints") == "stored"]
-    assert len(stored) == 2, "only the best keep_checkpoints trials keep models on the server"
+    table = sorted((t.number, t.state.name, t.values, trial_runs[t.number].data.tags.get("search.checkpoints"),
+                    trial_runs[t.number].data.tags.get("search.checkpoints_note")) for t in finished)
+    assert len(stored) == 2, f"only the best keep_checkpoints trials keep models on the server: {table}"
 
     # The password never reaches MLflow or any output.
     texts = [out + err for out, err in outputs]
