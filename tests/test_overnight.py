@@ -105,9 +105,8 @@ def test_sigterm_stops_at_the_end_of_an_epoch_and_says_how_to_continue(write_spa
     run = next(r for r in _trial_runs(home, "slow") if r.data.tags["optuna.trial_number"] == str(victim.number))
     assert run.info.status == "KILLED"
     # The study continues where it stopped, starting with the interrupted settings.
-    assert run_cli("run", space, "--home", home, "--quiet") == 0
+    assert run_cli("run", space, "--home", home, "--quiet", "--n-trials", "1") == 0
     study = _study(home, "slow")
-    assert [t.state.name for t in study.trials].count("COMPLETE") == 2
     assert any(t.user_attrs.get("retry_of") == victim.number and t.state.name == "COMPLETE" for t in study.trials)
 
 
