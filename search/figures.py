@@ -30,9 +30,11 @@ def _figure(width: float = 6.4, height: float = 4.0) -> Any:
     return fig
 
 
-def _png(fig: Any) -> bytes:
+def _png(fig: Any, tight: bool = False) -> bytes:
+    # A tight bounding box costs a second layout pass (twice the time): our own figures are laid out to
+    # fit their fixed size instead, and only Optuna's, drawn rarely, get it.
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight" if tight else None)
     return buf.getvalue()
 
 
@@ -126,20 +128,19 @@ def optuna_pngs(study: Any, seed: int = 0) -> dict[str, bytes]:
 
     out: dict[str, bytes] = {}
     for name, args in _optuna_calls(study, seed):
-        with warnings.catch_warnings():
+        # rc_context: Optuna switches matplotlib to its "ggplot" style, which must not outlive the call.
+        with warnings.catch_warnings(), matplotlib.rc_context():
             warnings.simplefilter("ignore")  # ExperimentalWarning, and "no trials" notices
             try:
                 axes = getattr(ovm, f"plot_{name}")(study, **args)
             except (ValueError, RuntimeError, ZeroDivisionError):
                 continue  # e.g. too few trials for importances
-        fig = np.atleast_1d(axes).flat[0].figure
-        try:
-            if not fig.axes or not any(ax.has_data() for ax in fig.axes):
-                continue
-            fig.set_dpi(DPI)
-            out[name] = _png(fig)
-        finally:
-            plt.close(fig)
+            fig = np.atleast_1d(axes).flat[0].figure
+            try:
+                if fig.axes and any(ax.has_data() for ax in fig.axes):
+                    out[name] = _png(fig, tight=True)
+            finally:
+                plt.close(fig)
     return out
 
 
