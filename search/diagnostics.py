@@ -58,7 +58,7 @@ class TrialDiagnosis:
     def attrs(self) -> dict[str, object]:
         """What a study keeps per trial (Optuna user attributes) for tables and reports."""
         return {"fit": self.fit, "gap_mean": self.gap if math.isfinite(self.gap) else None,
-                "overfit_onset": self.onset, "split_fits": [s.fit for s in self.splits]}
+                "overfit_onset": self.onset}
 
 
 def overfit_onset(loss: Sequence[float], val_loss: Sequence[float], patience: int = DEFAULT_PATIENCE,

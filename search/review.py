@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from search import diagnostics
 
 CURVES_ATTR = "curves"                 # trial: {"0": {"loss": [...], "val_loss": [...]}, ...}
+PATIENCE_ATTR = "fit_patience"         # trial: the patience its overfit onset was found with
 DESCRIPTION_ATTR = "description"       # study: [[label, text], ...]
 REFERENCE_ATTR = "reference_loss"      # study: chance-level loss of the development rows
 _CURVE_KEYS = ("loss", "val_loss")
@@ -219,27 +220,28 @@ def build(trials: Sequence[Any], title: str, description: Sequence[Sequence[str]
     review = Review(title, [tuple(x) for x in description], rows, _metrics(trials, study))
     complete = sorted((t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"),
                       key=lambda t: t.value)
-    if complete:
-        best = complete[0]
-        base = next((t for t in complete if is_baseline(t)), None)
+    # Trials from before curves were kept have none: they are left out of the curve figures.
+    curved = [t for t in complete if t.user_attrs.get(CURVES_ATTR)]
+    if curved:
+        base = next((t for t in curved if is_baseline(t)), None)
         review.figures["before_after"] = figures.before_after(
-            _curves_and_diagnosis(best, reference),
+            _curves_and_diagnosis(curved[0], reference),
             _curves_and_diagnosis(base, reference) if base is not None else None)
     review.figures.update(figures.optuna_pngs(study, seed))
     if html:
         review.html = figures.optuna_html(study, seed)
-    chosen = complete[:trial_figures]
-    chosen += [t for t in complete if is_baseline(t) and t not in chosen] if trial_figures else []
+    chosen = curved[:trial_figures]
+    chosen += [t for t in curved if is_baseline(t) and t not in chosen] if trial_figures else []
     for t in chosen:
         name, curves, diagnosis = _curves_and_diagnosis(t, reference)
-        if curves:
-            review.trial_figures[name] = figures.learning_curves(curves, diagnosis, name)
+        review.trial_figures[name] = figures.learning_curves(curves, diagnosis, name)
     return review
 
 
 def _curves_and_diagnosis(trial: Any, reference: float | None) -> tuple[str, Any, Any]:
     curves = curves_of(trial)
-    return label_of(trial), curves, diagnostics.diagnose_trial(curves, reference)
+    patience = int(trial.user_attrs.get(PATIENCE_ATTR, diagnostics.DEFAULT_PATIENCE))
+    return label_of(trial), curves, diagnostics.diagnose_trial(curves, reference, patience)
 
 
 def _row(study: Any, row: dict[str, Any]) -> dict[str, Any]:

@@ -239,7 +239,9 @@ class MlflowTracker(TrialListener):
         early = int(outcome.settings.get("train", {}).get("early_stopping") or 0)
         patience = min(diagnostics.DEFAULT_PATIENCE, early) if early else diagnostics.DEFAULT_PATIENCE
         diagnosis = diagnostics.diagnose_trial(histories, self.reference_loss, patience)
-        for key, value in {**diagnosis.attrs(), review.CURVES_ATTR: review.compact_curves(histories)}.items():
+        kept = {**diagnosis.attrs(), review.PATIENCE_ATTR: patience,
+                review.CURVES_ATTR: review.compact_curves(histories)}
+        for key, value in kept.items():
             trial.set_user_attr(key, value)
         return diagnosis
 
