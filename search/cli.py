@@ -130,7 +130,7 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
-def _load_study(args: argparse.Namespace):
+def _load_study(args: argparse.Namespace) -> "optuna.Study":  # noqa: F821 (imported lazily)
     import optuna
 
     from search import study as studies
