@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--host", default="0.0.0.0")
     proxy.add_argument("--port", type=int, default=13000)
 
+    report = sub.add_parser("report", help="write the study's review (figures, diagnostics, top trials) as "
+                            "one self-contained HTML file")
+    report.add_argument("study", help="study name")
+    report.add_argument("--out", type=Path, help="the HTML file to write (default: <study>-report.html)")
+    report.add_argument("--top", type=int, default=10, help="rows of the top-trials table")
+    _store_args(report)
+
     ui = sub.add_parser("ui", help="start the MLflow UI on this project's tracking store")
     _store_args(ui)
     ui.add_argument("--port", type=int, default=5000)
@@ -104,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # nothing may reach the network
     args = build_parser().parse_args(argv)
     try:
-        return {"run": _run, "status": _status, "ui": _ui, "best": _best,
+        return {"run": _run, "status": _status, "report": _report, "ui": _ui, "best": _best,
                 "reproduce": _reproduce, "storage-proxy": _storage_proxy}[args.command](args)
     except UserError as exc:
         from search._redact import redact
@@ -162,24 +169,39 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
-def _status(args: argparse.Namespace) -> int:
+def _load_study(args: argparse.Namespace) -> "optuna.Study":  # noqa: F821 (imported lazily)
     import optuna
 
     from search import study as studies
-    from search.display import format_counts, summary_table
     from search.errors import StudyError
 
     storage = studies.make_storage(args.storage or studies.default_storage(Path(args.home)))
     try:
-        study = optuna.load_study(study_name=args.study, storage=storage)
+        return optuna.load_study(study_name=args.study, storage=storage)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         raise StudyError(f"no study named '{args.study}' in this storage", field="STUDY",
                          expected="one of " + (", ".join(names) or "(none yet)")) from None
+
+
+def _status(args: argparse.Namespace) -> int:
+    from search import study as studies
+    from search.display import format_counts, summary_table
+
+    study = _load_study(args)
     budget = study.user_attrs.get("budget")
     print(f"study {args.study}: " + format_counts(studies.trials_by_state(study), budget))
     print(studies.timing_text(study, budget))
     print(summary_table(study, args.top))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from search import report
+
+    study = _load_study(args)
+    out = report.write(study, args.out or Path(f"{args.study}-report.html"), top=args.top)
+    print(f"wrote {out}")
     return 0
 
 

@@ -139,9 +139,13 @@ def make_tracker(prepared: Prepared, options: RunOptions, space_text: str, stora
     space = prepared.space
     tags = {"storage": redact(storage_url), **provenance.record(space.path.parent if space.path else None),
             **prepared.attrs()}
+    from search.diagnostics import chance_loss
+
+    ds = prepared.dataset
     return tracking.MlflowTracker(options.tracking_uri or tracking.default_tracking_uri(options.home),
                                   Path(options.home), space, space_text, tags,
-                                  keep_checkpoints=space.study.keep_checkpoints)
+                                  keep_checkpoints=space.study.keep_checkpoints,
+                                  reference_loss=chance_loss(ds.y[prepared.dev_idx], ds.task))
 
 
 class _Loop:

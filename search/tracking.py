@@ -6,13 +6,17 @@ into a user's own code.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
+import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from search import review
 from search._redact import redact
 from search.results import SplitResult, TrialListener, TrialOutcome
 from search.space import Space, flatten
@@ -21,6 +25,13 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"
 CHECKPOINT_ARTIFACTS = "checkpoints"
 RUN_ID_ATTR = "mlflow_run_id"
 _MLFLOW_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
+# Study figures are redrawn when a better trial arrives or every REFRESH_EVERY finished trials, but
+# never so often that drawing them takes more than REVIEW_SHARE of the run's wall time; the end of a
+# run always redraws them.
+REVIEW_SHARE = 0.05
+REFRESH_EVERY = 10
+TRIAL_FIGURE = "figures/learning_curves.png"
+_log = logging.getLogger("search")
 
 
 def default_tracking_uri(home: Path) -> str:
@@ -70,7 +81,8 @@ def _quiet_mlflow() -> None:
 
 class MlflowTracker(TrialListener):
     def __init__(self, tracking_uri: str, home: Path, space: Space, space_text: str,
-                 study_tags: dict[str, Any], keep_checkpoints: int = 5) -> None:
+                 study_tags: dict[str, Any], keep_checkpoints: int = 5,
+                 reference_loss: float | None = None) -> None:
         from mlflow.tracking import MlflowClient
 
         from search import _sqlite
@@ -86,6 +98,11 @@ class MlflowTracker(TrialListener):
         self.remote = is_server(tracking_uri)
         self.keep_checkpoints = keep_checkpoints
         self._runs: dict[int, str] = {}
+        self.reference_loss = reference_loss  # chance-level loss, for the underfit rule
+        self.review_share, self.refresh_every = REVIEW_SHARE, REFRESH_EVERY
+        self._study: Any = None
+        self._clock_start, self._review_spent, self._review_cost = time.monotonic(), 0.0, 1.0
+        self._best_pending, self._since_refresh = False, 0
 
     # -- study level -----------------------------------------------------------------------
     def start(self, study: Any) -> str:
@@ -100,6 +117,8 @@ class MlflowTracker(TrialListener):
             study.set_user_attr(PARENT_RUN_ATTR, parent)
             self._log_study(parent)
         self.parent_run_id = parent
+        self._study = study
+        self._describe(study)
         self.close_orphans(study)
         return parent
 
@@ -126,6 +145,8 @@ class MlflowTracker(TrialListener):
 
     def finish(self, status: str = "FINISHED") -> None:
         if self.parent_run_id:
+            if self._study is not None:
+                self.refresh_study(self._study.get_trials(deepcopy=False))
             self.client.set_terminated(self.parent_run_id, status=status)
 
     def _experiment(self, name: str) -> str:
@@ -155,7 +176,7 @@ class MlflowTracker(TrialListener):
 
         is_baseline = bool(trial.user_attrs.get("baseline"))
         run = self.client.create_run(
-            self.experiment_id, run_name=f"t{trial.number:03d}" + (" baseline" if is_baseline else ""),
+            self.experiment_id, run_name=review.trial_label(trial.number, trial.params, is_baseline),
             tags={"mlflow.parentRunId": self.parent_run_id, "search.kind": "trial",
                   "optuna.trial_number": str(trial.number), "optuna.study_name": trial.study.study_name,
                   "search.baseline": str(is_baseline).lower()})
@@ -188,17 +209,29 @@ class MlflowTracker(TrialListener):
         if run_id is None:
             return
         now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, 0) for k, v in outcome.metrics().items() if math.isfinite(v)]
+        summary = outcome.metrics()
         tags = [RunTag("optuna.state", outcome.state.upper())]
+        diagnosis = self._diagnose(trial, outcome)
+        if diagnosis is not None:
+            summary.update(diagnosis.metrics())
+            tags.append(RunTag("fit", diagnosis.fit))
+        metrics = [Metric(k, v, now, 0) for k, v in summary.items() if math.isfinite(v)]
         if outcome.reason:
             tags.append(RunTag("reason", redact(outcome.reason)[:5000]))
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
-        if outcome.state == "complete" and self._is_new_best(trial, outcome.value):
+        if diagnosis is not None:
+            self._log_trial_figure(trial, run_id, outcome, diagnosis)
+        new_best = outcome.state == "complete" and self._is_new_best(trial, outcome.value)
+        if new_best:
             self._log_best_model(trial, run_id, outcome)
         if self.remote:
             self._store_checkpoints(trial, run_id, outcome)
         self.client.set_terminated(run_id, status=_MLFLOW_STATUS[outcome.state])
         self.close_orphans(trial.study)
+        if outcome.state in ("complete", "pruned"):
+            self._since_refresh += 1
+            self._best_pending |= new_best
+            self._maybe_refresh(trial, outcome)
 
     def _store_checkpoints(self, trial: Any, run_id: str, outcome: TrialOutcome) -> None:
         """Upload a top-K trial's split models; delete those of trials that fell out of the top K."""
@@ -243,6 +276,88 @@ class MlflowTracker(TrialListener):
         self.client.log_batch(self.parent_run_id, metrics=[
             Metric("best_value", outcome.value, int(time.time() * 1000), trial.number)], tags=[
             RunTag("best_trial", str(trial.number)), RunTag("best_run_id", run_id)])
+
+    # -- review: diagnostics, figures, the study's description ---------------------------------------------
+    # What they compute and draw lives in search.diagnostics, search.figures and search.review; here it
+    # only meets MLflow.
+    def _describe(self, study: Any) -> None:
+        lines = review.describe(self.space, self.study_tags)
+        study.set_user_attr(review.DESCRIPTION_ATTR, [list(x) for x in lines])
+        if self.reference_loss is not None:
+            study.set_user_attr(review.REFERENCE_ATTR, self.reference_loss)
+        self.client.set_tag(self.parent_run_id, "mlflow.note.content",
+                            redact(review.description_markdown(study.study_name, lines))[:50000])
+
+    def _diagnose(self, trial: Any, outcome: TrialOutcome) -> Any:
+        from search import diagnostics
+
+        histories = {s.split: s.history for s in outcome.splits if s.history}
+        if not histories:
+            return None
+        early = int(outcome.settings.get("train", {}).get("early_stopping") or 0)
+        patience = min(diagnostics.DEFAULT_PATIENCE, early) if early else diagnostics.DEFAULT_PATIENCE
+        diagnosis = diagnostics.diagnose_trial(histories, self.reference_loss, patience)
+        kept = {**diagnosis.attrs(), review.PATIENCE_ATTR: patience,
+                review.CURVES_ATTR: review.compact_curves(histories)}
+        for key, value in kept.items():
+            trial.set_user_attr(key, value)
+        return diagnosis
+
+    def _log_trial_figure(self, trial: Any, run_id: str, outcome: TrialOutcome, diagnosis: Any) -> None:
+        from search import figures
+
+        try:
+            name = review.trial_label(trial.number, trial.params, bool(trial.user_attrs.get("baseline")))
+            png = figures.learning_curves({s.split: s.history for s in outcome.splits}, diagnosis, name)
+            with tempfile.TemporaryDirectory(prefix="search-fig-") as tmp:
+                path = Path(tmp) / Path(TRIAL_FIGURE).name
+                path.write_bytes(png)
+                self.client.log_artifact(run_id, str(path), str(Path(TRIAL_FIGURE).parent))
+        except Exception as exc:  # a figure is never worth a trial
+            _log.warning("could not draw trial %s's learning curves: %s", trial.number, exc)
+
+    def _maybe_refresh(self, trial: Any, outcome: TrialOutcome) -> None:
+        if not (self._best_pending or self._since_refresh >= self.refresh_every):
+            return
+        elapsed = time.monotonic() - self._clock_start
+        if self._review_spent + self._review_cost > self.review_share * elapsed:
+            return  # drawing now would cost more than our share of the run: a later trial end will
+        self.refresh_study(_with_outcome(trial, outcome))
+
+    def refresh_study(self, trials: list[Any]) -> None:
+        """Redraw the study figures and tables on the parent run, and log the study metrics."""
+        from mlflow.entities import Metric, RunTag
+
+        started = time.perf_counter()
+        try:
+            study_name = self._study.study_name if self._study is not None else self.space.study.name
+            attrs = self._study.user_attrs if self._study is not None else {}
+            result = review.build(trials, study_name, attrs.get(review.DESCRIPTION_ATTR, ()),
+                                  seed=self.space.study.seed, reference=self.reference_loss)
+            with tempfile.TemporaryDirectory(prefix="search-review-") as tmp:
+                folder = Path(tmp) / "study"
+                folder.mkdir()
+                for name, png in result.figures.items():
+                    (folder / f"{name}.png").write_bytes(png)
+                if result.html:
+                    (folder / "optuna.html").write_text(result.html, encoding="utf-8")
+                (folder / "top_trials.csv").write_text(result.csv(), encoding="utf-8")
+                (folder / "top_trials.md").write_text(result.markdown(), encoding="utf-8")
+                self.client.log_artifacts(self.parent_run_id, tmp)
+            finished = int(result.metrics.get("trials_complete", 0) + result.metrics.get("trials_pruned", 0))
+            now = int(time.time() * 1000)
+            metrics = [Metric(k, v, now, finished) for k, v in result.metrics.items()
+                       if k not in ("best_value", "best_trial") and math.isfinite(v)]
+            tags = [RunTag("review.trials", str(finished))]
+            if "best_trial" in result.metrics:
+                tags.append(RunTag("review.best_trial", str(int(result.metrics["best_trial"]))))
+            self.client.log_batch(self.parent_run_id, metrics=metrics, tags=tags)
+            self._best_pending, self._since_refresh = False, 0
+        except Exception as exc:  # the study goes on without fresh figures
+            _log.warning("could not refresh the study figures: %s: %s", type(exc).__name__, exc)
+        finally:
+            self._review_cost = time.perf_counter() - started
+            self._review_spent += self._review_cost
 
 
 def _param_text(value: Any) -> str:
@@ -317,3 +432,19 @@ def _log_keras_model(client: Any, run_id: str, model: Any) -> None:
         mlflow.keras.save_model(model, str(Path(tmp) / "model"), signature=signature,
                                 pip_requirements=requirements)
         client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
+
+
+def _with_outcome(trial: Any, outcome: TrialOutcome) -> list[Any]:
+    """The study's trials with the one in flight as Optuna will store it a moment later."""
+    from optuna.trial import TrialState
+
+    out = []
+    for t in trial.study.get_trials(deepcopy=False):
+        if t.number == trial.number:
+            t = copy.deepcopy(t)
+            t.state = TrialState.COMPLETE if outcome.state == "complete" else TrialState.PRUNED
+            if len(trial.study.directions) == 1:  # a Pareto study's second value is not known here
+                t.value = outcome.value if outcome.state == "complete" else None
+            t.datetime_complete = datetime.now()
+        out.append(t)
+    return out

@@ -1,0 +1,160 @@
+"""Overfitting diagnostics of learning curves: pure functions on per-epoch loss histories.
+
+No Keras, Optuna or MLflow here, so every rule can be tested on constructed curves. The rule for the
+``fit`` tag is the one README.md states ("Reading a trial's fit"); change both together.
+
+Epochs are 1-based throughout, as in the rest of the harness.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+# Validation loss must rise for this many epochs in a row (see overfit_onset) to mark an onset.
+DEFAULT_PATIENCE = 3
+# ... and end the window at least this much (relative) above the onset epoch's value, so that noise
+# on a plateau does not count as a rise.
+RISE_TOLERANCE = 0.02
+# A split whose best losses stay at or above this share of the chance-level loss learned too little.
+UNDERFIT_RATIO = 0.7
+# Ties between splits are broken toward the more serious diagnosis.
+_SEVERITY = ("overfit", "underfit", "good")
+
+
+@dataclass(frozen=True)
+class SplitDiagnosis:
+    split: int
+    best_epoch: int           # epoch of the lowest validation loss (0 when there is none)
+    best_val_loss: float
+    train_loss_at_best: float
+    gap: float                # validation minus training loss at the best epoch
+    onset: int | None         # overfit onset epoch, or None
+    fit: str                  # "underfit" | "good" | "overfit"
+
+
+@dataclass(frozen=True)
+class TrialDiagnosis:
+    splits: tuple[SplitDiagnosis, ...]
+    fit: str
+    gap: float                # mean over splits
+    onset: int | None         # median onset of the overfitting splits, when the trial is overfit
+    overfit_splits: int
+
+    def metrics(self) -> dict[str, float]:
+        """Trial-level and per-split numbers, by MLflow metric name."""
+        out: dict[str, float] = {"gap_mean": self.gap, "overfit_splits": float(self.overfit_splits)}
+        if self.onset is not None:
+            out["overfit_onset"] = float(self.onset)
+        for s in self.splits:
+            out[f"split_{s.split}/gap"] = s.gap
+            if s.onset is not None:
+                out[f"split_{s.split}/overfit_onset"] = float(s.onset)
+        return {k: v for k, v in out.items() if math.isfinite(v)}
+
+    def attrs(self) -> dict[str, object]:
+        """What a study keeps per trial (Optuna user attributes) for tables and reports."""
+        return {"fit": self.fit, "gap_mean": self.gap if math.isfinite(self.gap) else None,
+                "overfit_onset": self.onset}
+
+
+def overfit_onset(loss: Sequence[float], val_loss: Sequence[float], patience: int = DEFAULT_PATIENCE,
+                  tolerance: float = RISE_TOLERANCE) -> int | None:
+    """The first epoch *e* after which validation loss rises for ``patience`` epochs while training
+    loss keeps falling.
+
+    Precisely: every validation loss of epochs e+1 … e+P is above epoch e's, the one at e+P is at least
+    ``tolerance`` (relative) above it, and the training loss at e+P is below the one at e.
+    """
+    n = min(len(loss), len(val_loss))
+    for e in range(n - patience):
+        v0, l0 = val_loss[e], loss[e]
+        window = val_loss[e + 1:e + 1 + patience]
+        if not (math.isfinite(v0) and math.isfinite(l0) and all(math.isfinite(v) for v in window)):
+            continue
+        rises = all(v > v0 for v in window) and window[-1] >= v0 + tolerance * abs(v0)
+        if rises and loss[e + patience] < l0:
+            return e + 1
+    return None
+
+
+def diagnose_split(loss: Sequence[float], val_loss: Sequence[float], reference: float | None = None,
+                   patience: int = DEFAULT_PATIENCE, split: int = 0) -> SplitDiagnosis:
+    """Best epoch, gap and onset of one split's curves, and its fit (see README for the rule).
+
+    ``reference`` is the chance-level loss (see :func:`chance_loss`); without it a split is never
+    called underfit.
+    """
+    loss, val_loss = [float(v) for v in loss], [float(v) for v in val_loss]
+    finite = [i for i, v in enumerate(val_loss) if math.isfinite(v)]
+    if not finite:
+        return SplitDiagnosis(split, 0, math.nan, math.nan, math.nan, None, "underfit")
+    best = min(finite, key=lambda i: val_loss[i])  # the first of equal minima, as training keeps it
+    train = loss[best] if best < len(loss) else math.nan
+    onset = overfit_onset(loss, val_loss, patience)
+    if onset is not None:
+        fit = "overfit"
+    elif reference is not None and reference > 0 and _learned_too_little(train, val_loss[best], reference):
+        fit = "underfit"
+    else:
+        fit = "good"
+    return SplitDiagnosis(split, best + 1, val_loss[best], train, val_loss[best] - train, onset, fit)
+
+
+def _learned_too_little(train: float, val: float, reference: float) -> bool:
+    # The better of the two: dropout inflates the training loss Keras reports, so a high training loss
+    # alone does not mean the network cannot fit its rows.
+    candidates = [v for v in (train, val) if math.isfinite(v)]
+    return not candidates or min(candidates) >= UNDERFIT_RATIO * reference
+
+
+def diagnose_trial(histories: Mapping[int, Mapping[str, Sequence[float]]], reference: float | None = None,
+                   patience: int = DEFAULT_PATIENCE) -> TrialDiagnosis:
+    """Every split's diagnosis (``histories``: split → {"loss": [...], "val_loss": [...]}) and the trial's.
+
+    The trial's fit is the most common split fit, ties going to overfit, then underfit.
+    """
+    splits = tuple(diagnose_split(h.get("loss", []), h.get("val_loss", []), reference, patience, split=k)
+                   for k, h in sorted(histories.items()))
+    if not splits:
+        return TrialDiagnosis((), "good", math.nan, None, 0)
+    counts = Counter(s.fit for s in splits)
+    fit = max(_SEVERITY, key=lambda f: (counts[f], -_SEVERITY.index(f)))
+    onsets = sorted(s.onset for s in splits if s.onset is not None)
+    onset = int(np.median(onsets) // 1) if fit == "overfit" and onsets else None
+    gaps = [s.gap for s in splits if math.isfinite(s.gap)]
+    return TrialDiagnosis(splits, fit, float(np.mean(gaps)) if gaps else math.nan, onset, len(onsets))
+
+
+def chance_loss(y: np.ndarray, task: str) -> float:
+    """The loss of always predicting the training prior: what a network that learned nothing scores.
+
+    Cross-entropy of the class frequencies for classification (binary or multiclass), the variance of
+    the target for regression (mean squared error of predicting its mean).
+    """
+    y = np.asarray(y)
+    if task == "regression":
+        return float(np.var(y.astype(float)))
+    _, counts = np.unique(y, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def mean_curve(histories: Mapping[int, Mapping[str, Sequence[float]]], key: str) -> list[float]:
+    """Per-epoch mean over splits, up to the last epoch at least half of the splits reached.
+
+    Early stopping ends splits at different epochs; beyond that point a mean of few splits would jump.
+    """
+    series = [list(h.get(key, [])) for h in histories.values() if h.get(key)]
+    if not series:
+        return []
+    lengths = sorted((len(s) for s in series), reverse=True)
+    last = lengths[(len(lengths) - 1) // 2]
+    out = []
+    for e in range(last):
+        values = [s[e] for s in series if e < len(s) and s[e] is not None and math.isfinite(s[e])]
+        out.append(float(np.mean(values)) if values else math.nan)
+    return out

@@ -1,0 +1,104 @@
+"""``search report STUDY``: the study's review as one self-contained HTML file, for sharing outside MLflow.
+
+Figures are embedded as base64 PNGs and the page carries no script; its Content-Security-Policy
+forbids every load but inline images and styles, so the file opens the same offline, from a mail
+attachment or a file share, and can never reach the network.
+"""
+from __future__ import annotations
+
+import base64
+import html
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from search import review
+
+TRIAL_FIGURES = 5   # learning curves of the top trials shown (the baseline is added)
+_CAPTIONS = {
+    "before_after": "Before/after: the best trial's training (solid) and validation (dashed) loss against the "
+                    "unregularized baseline's, mean over splits; dots mark the best epoch, dotted lines where "
+                    "validation loss turned up.",
+    "optimization_history": "Optuna: the objective of every trial and the best so far.",
+    "param_importances": "Optuna: how much of the objective's variation each setting explains (fANOVA).",
+    "parallel_coordinate": "Optuna: every complete trial's settings and objective.",
+    "slice": "Optuna: the objective against each setting.",
+}
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left}th{background:#f4f4f4}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color:#555}
+dl{display:grid;grid-template-columns:max-content auto;gap:.3em 1em}dt{font-weight:bold}dd{margin:0}
+.fit-overfit{color:#b00}.fit-underfit{color:#a60}.fit-good{color:#070}
+"""
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+def write(study: Any, out: Path, top: int = 10) -> Path:
+    """Build the study's review from its storage and write the HTML file; returns its path."""
+    attrs = study.user_attrs
+    result = review.build(study.get_trials(deepcopy=False), study.study_name,
+                          attrs.get(review.DESCRIPTION_ATTR, ()), seed=int(attrs.get("seed", 0)),
+                          reference=attrs.get(review.REFERENCE_ATTR), top=top, html=False,
+                          trial_figures=TRIAL_FIGURES)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(result), encoding="utf-8")
+    return out
+
+
+def render(result: review.Review) -> str:
+    e = html.escape
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+             f"<meta http-equiv='Content-Security-Policy' content=\"{_CSP}\">"
+             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+             f"<title>Study {e(result.title)}</title><style>{_STYLE}</style></head><body>",
+             f"<h1>Study {e(result.title)}</h1>",
+             f"<p>Report written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by <code>search report</code>.</p>"]
+    if result.description:
+        parts.append("<h2>What was searched, and how it was validated</h2><dl>" +
+                     "".join(f"<dt>{e(label)}</dt><dd>{e(text)}</dd>" for label, text in result.description)
+                     + "</dl>")
+    parts.append("<h2>Study</h2>" + _metrics_table(result.metrics))
+    if result.figures:
+        parts.append("<h2>Figures</h2>")
+        for name, png in result.figures.items():
+            parts.append(_figure(name, png, _CAPTIONS.get(name, name.replace("_", " "))))
+    parts.append("<h2>Top trials</h2>" + _trials_table(result))
+    if result.trial_figures:
+        parts.append("<h2>Learning curves of the top trials</h2><p>Training loss solid, validation loss "
+                     "dashed, one colour per split; dots mark each split's best epoch, dotted lines its "
+                     "overfit onset.</p>")
+        for name, png in result.trial_figures.items():
+            parts.append(_figure(name, png, name))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _figure(name: str, png: bytes, caption: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return (f"<figure data-figure='{html.escape(name, quote=True)}'><img alt='{html.escape(caption, quote=True)}' "
+            f"src='data:image/png;base64,{data}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _metrics_table(metrics: dict[str, float]) -> str:
+    rows = "".join(f"<tr><th>{html.escape(k.replace('_', ' '))}</th><td>{_number(v)}</td></tr>"
+                   for k, v in metrics.items())
+    return f"<table>{rows}</table>"
+
+
+def _trials_table(result: review.Review) -> str:
+    if not result.rows:
+        return "<p>No completed trials yet.</p>"
+    header, *rows = result.table()
+    fit = header.index("fit")
+    body = ["<tr>" + "".join(f"<td class='fit-{html.escape(c)}'>{html.escape(c)}</td>" if i == fit and c
+                             else f"<td>{html.escape(c)}</td>" for i, c in enumerate(row)) + "</tr>"
+            for row in rows]
+    return "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in header) + "</tr>" + "".join(body) + "</table>"
+
+
+def _number(value: float) -> str:
+    return f"{int(value)}" if float(value).is_integer() else f"{value:.4g}"

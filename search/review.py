@@ -1,0 +1,272 @@
+"""What a reviewer sees of a study: readable trial names, the study's description, the top-trials table,
+study metrics and the study figures.
+
+Built from Optuna trials alone (each trial keeps its loss curves and diagnosis as user attributes), so
+the MLflow parent run and ``search report`` show the same content, and a report needs no MLflow.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from search import diagnostics
+
+CURVES_ATTR = "curves"                 # trial: {"0": {"loss": [...], "val_loss": [...]}, ...}
+PATIENCE_ATTR = "fit_patience"         # trial: the patience its overfit onset was found with
+DESCRIPTION_ATTR = "description"       # study: [[label, text], ...]
+REFERENCE_ATTR = "reference_loss"      # study: chance-level loss of the development rows
+_CURVE_KEYS = ("loss", "val_loss")
+_NAME_LIMIT = 200
+
+
+# -- names --------------------------------------------------------------------------------------------
+def trial_label(number: int, params: Mapping[str, Any], baseline: bool = False) -> str:
+    """``t007 dropout=0.31 l2=3e-4``: the trial number and what was sampled, short enough to scan.
+
+    ``params`` are Optuna's (dotted space names); a switched-off ``or_off`` setting shows as ``=off``.
+    """
+    head = f"t{number:03d}"
+    if baseline:
+        return head + " baseline"
+    values: dict[str, str] = {}
+    for name, value in params.items():
+        if name.endswith(".on"):
+            if not value:
+                values[name[:-3]] = "off"
+            continue
+        values.setdefault(name, format_value(value))
+    shorts = [n.rsplit(".", 1)[-1] for n in values]
+    parts = [f"{s if shorts.count(s) == 1 else n}={v}" for (n, v), s in zip(values.items(), shorts)]
+    label = " ".join([head, *parts])
+    return label if len(label) <= _NAME_LIMIT else label[:_NAME_LIMIT - 1] + "…"
+
+
+def format_value(value: Any) -> str:
+    """Two significant digits, exponents without padding: 0.31, 3e-4, 128, true."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value == 0 or not math.isfinite(value):
+            return f"{value:g}"
+        if 1e-2 <= abs(value) < 100:
+            return f"{value:.2g}"
+        if 100 <= abs(value) < 1e5:
+            return f"{value:.0f}"
+        mantissa, exponent = f"{value:.1e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return str(value)
+
+
+# -- the study's description ---------------------------------------------------------------------------
+def describe(space: Any, attrs: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What the study searched and how it validated, as (label, text) lines."""
+    from search.space import is_distribution
+
+    searched, fixed = [], []
+    for name, value in space.leaves().items():
+        if is_distribution(value):
+            searched.append(f"{name} {_distribution_text(value)}")
+        else:
+            fixed.append(f"{name}={format_value(value)}")
+    v, d, s = space.validation, space.data, space.study
+    task = attrs.get("task", d.task)
+    classification = task in ("binary", "multiclass", "classification")
+    scheme = {"holdout": f"hold-out ({v.fraction:g} of the development rows validate)",
+              "kfold": f"{v.k}-fold cross-validation",
+              "iterated_kfold": f"iterated {v.k}-fold cross-validation, {v.repeats} repeats reshuffled",
+              "group_kfold": f"group {v.k}-fold cross-validation (groups from '{d.group}' never split)",
+              "time_series": f"time-series {v.k}-fold (train on the past, validate on the next block)"}[v.scheme]
+    stratify = v.stratify if v.stratify is not None else classification and v.scheme != "time_series"
+    shuffle = v.shuffle if v.shuffle is not None else v.scheme != "time_series"
+    how = ", ".join(x for x in ("stratified" if stratify else "", "shuffled" if shuffle else "") if x)
+    rows = attrs.get("rows")
+    test = attrs.get("test_rows")
+    dev = f" on {int(rows) - int(test)} development rows" if rows is not None and test is not None else ""
+    lines = [
+        ("Searched", "; ".join(searched) or "nothing (every setting fixed)"),
+        ("Fixed", ", ".join(fixed)),
+        ("Validation", f"{scheme}{f' ({how})' if how else ''}{dev}; "
+                       f"{attrs.get('n_splits', '?')} splits, the same rows in every trial"),
+        ("Test rows", f"{test if test is not None else f'{d.test_size:g} of the rows'} held out "
+                      f"(test_size {d.test_size:g}), never seen by any trial"),
+        ("Data", f"{d.source}, task {task}, preprocess {d.preprocess}"),
+        ("Objective", "minimize the mean over splits of each split's best validation loss"),
+        ("Study", f"sampler {s.sampler} (seed {s.seed}), pruner {s.pruner}, budget {s.n_trials} trials"
+                  + ("; trial 0 is the unregularized baseline" if s.baseline else "")),
+    ]
+    return lines
+
+
+def description_markdown(title: str, lines: Sequence[Sequence[str]]) -> str:
+    return f"**Study {title}**\n\n" + "\n".join(f"- **{label}**: {text}" for label, text in lines)
+
+
+def _distribution_text(dist: Mapping[str, Any]) -> str:
+    if "choice" in dist:
+        return "in {" + ", ".join(format_value(c) for c in dist["choice"]) + "}"
+    kind = "int" if "int" in dist else "float"
+    lo, hi = dist[kind]
+    text = f"{'log-' if dist.get('log') else ''}{kind} [{format_value(lo)}, {format_value(hi)}]"
+    if dist.get("step"):
+        text += f" step {format_value(dist['step'])}"
+    return text + (" or off" if dist.get("or_off") else "")
+
+
+# -- curves kept with each trial -------------------------------------------------------------------------
+def compact_curves(histories: Mapping[int, Mapping[str, Sequence[float]]]) -> dict[str, dict[str, list]]:
+    """Training and validation loss per split, 5 significant digits, JSON-safe (None for NaN)."""
+    return {str(k): {key: [float(f"{v:.5g}") if math.isfinite(v) else None for v in h.get(key, [])]
+                     for key in _CURVE_KEYS}
+            for k, h in histories.items()}
+
+
+def curves_of(trial: Any) -> dict[int, dict[str, list[float]]]:
+    stored = trial.user_attrs.get(CURVES_ATTR) or {}
+    return {int(k): {key: [math.nan if v is None else float(v) for v in h.get(key, [])] for key in _CURVE_KEYS}
+            for k, h in stored.items()}
+
+
+def is_baseline(trial: Any) -> bool:
+    return bool(trial.user_attrs.get("baseline"))
+
+
+def label_of(trial: Any) -> str:
+    return trial_label(trial.number, trial.params, is_baseline(trial))
+
+
+# -- the study review -----------------------------------------------------------------------------------
+@dataclass
+class Review:
+    title: str
+    description: list[tuple[str, str]]
+    rows: list[dict[str, Any]]
+    metrics: dict[str, float]
+    figures: dict[str, bytes] = field(default_factory=dict)        # study figures: name -> PNG
+    html: str | None = None                                        # Optuna's interactive plots
+    trial_figures: dict[str, bytes] = field(default_factory=dict)  # run name -> learning curves PNG
+
+    def table(self, raw: bool = False) -> list[list[str]]:
+        """Header and rows of the top-trials table; ``raw`` keeps full float precision."""
+        columns = _columns(self.rows)
+        return [columns] + [[_cell(r, c, raw) for c in columns] for r in self.rows]
+
+    def csv(self) -> str:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(self.table(raw=True))
+        return buf.getvalue()
+
+    def markdown(self) -> str:
+        if not self.rows:
+            return "no completed trials yet\n"
+        header, *rows = self.table()
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        return "\n".join(lines) + "\n"
+
+
+_FIXED_COLUMNS = ("rank", "trial", "name", "val_loss", "val_loss_std", "metric", "fit", "gap", "overfit_onset",
+                  "best_epoch")
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    params = sorted({k for r in rows for k in r["params"]})
+    metric = f"val_{rows[0]['metric_name']}" if rows else "metric"
+    return [metric if c == "metric" else c for c in _FIXED_COLUMNS] + params
+
+
+def _cell(row: Mapping[str, Any], column: str, raw: bool = False) -> str:
+    if column in row["params"]:
+        value = row["params"][column]
+    elif column.startswith("val_") and column not in row:  # the task metric's column
+        value = row["metric"]
+    else:
+        value = row.get(column)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and not raw:
+        return f"{value:.4g}"
+    return str(value)
+
+
+def snapshot(trials: Iterable[Any]) -> Any:
+    """An in-memory study holding copies of the finished trials, for Optuna's plotting functions.
+
+    The tracker passes the trial in flight as complete already, so a refresh shows it.
+    """
+    import optuna
+
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=0))
+    keep = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL")]
+    study.add_trials(keep)
+    return study
+
+
+def build(trials: Sequence[Any], title: str, description: Sequence[Sequence[str]] = (), seed: int = 0,
+          reference: float | None = None, top: int = 10, html: bool = True, trial_figures: int = 0) -> Review:
+    """The review of a study whose trials (Optuna ``FrozenTrial``s) are given.
+
+    ``trial_figures``: also draw the learning curves of this many top trials (and the baseline).
+    """
+    from search import figures
+    from search.display import trial_rows
+
+    study = snapshot(trials)
+    rows = [_row(study, r) for r in trial_rows(study, top)]
+    review = Review(title, [tuple(x) for x in description], rows, _metrics(trials, study))
+    complete = sorted((t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"),
+                      key=lambda t: t.value)
+    # Trials from before curves were kept have none: they are left out of the curve figures.
+    curved = [t for t in complete if t.user_attrs.get(CURVES_ATTR)]
+    if curved:
+        base = next((t for t in curved if is_baseline(t)), None)
+        review.figures["before_after"] = figures.before_after(
+            _curves_and_diagnosis(curved[0], reference),
+            _curves_and_diagnosis(base, reference) if base is not None else None)
+    review.figures.update(figures.optuna_pngs(study, seed))
+    if html:
+        review.html = figures.optuna_html(study, seed)
+    chosen = curved[:trial_figures]
+    chosen += [t for t in curved if is_baseline(t) and t not in chosen] if trial_figures else []
+    for t in chosen:
+        name, curves, diagnosis = _curves_and_diagnosis(t, reference)
+        review.trial_figures[name] = figures.learning_curves(curves, diagnosis, name)
+    return review
+
+
+def _curves_and_diagnosis(trial: Any, reference: float | None) -> tuple[str, Any, Any]:
+    curves = curves_of(trial)
+    patience = int(trial.user_attrs.get(PATIENCE_ATTR, diagnostics.DEFAULT_PATIENCE))
+    return label_of(trial), curves, diagnostics.diagnose_trial(curves, reference, patience)
+
+
+def _row(study: Any, row: dict[str, Any]) -> dict[str, Any]:
+    t = next(t for t in study.get_trials(deepcopy=False) if t.number == row["trial"])
+    attrs = t.user_attrs
+    return {"rank": row["rank"], "trial": t.number, "name": label_of(t), "val_loss": row["value"],
+            "val_loss_std": row["std"], "metric": row["metric_value"], "metric_name": row["metric"],
+            "fit": attrs.get("fit", ""), "gap": attrs.get("gap_mean"), "overfit_onset": attrs.get("overfit_onset"),
+            "best_epoch": attrs.get("best_epoch_mean"), "baseline": row["baseline"], "params": row["params"]}
+
+
+def _metrics(trials: Sequence[Any], study: Any) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for state, name in (("COMPLETE", "complete"), ("PRUNED", "pruned"), ("FAIL", "failed"), ("RUNNING", "running")):
+        out[f"trials_{name}"] = float(sum(1 for t in trials if t.state.name == state))
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    if complete:
+        best = min(complete, key=lambda t: t.value)
+        out["best_value"], out["best_trial"] = float(best.value), float(best.number)
+        base = next((t for t in complete if is_baseline(t)), None)
+        if base is not None:
+            out["baseline_value"] = float(base.value)
+            if base.value:
+                out["improvement_vs_baseline_pct"] = (base.value - best.value) / base.value * 100
+        fits = [t.user_attrs.get("fit") for t in complete]
+        for fit in ("underfit", "good", "overfit"):
+            out[f"fit_{fit}"] = float(fits.count(fit))
+    return out

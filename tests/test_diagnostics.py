@@ -1,0 +1,125 @@
+"""The overfitting diagnostics on constructed learning curves: gap, best epoch, onset, and the fit rule."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from search import diagnostics as dx
+from search import review
+
+EPOCHS = 30
+CHANCE = math.log(3)  # three balanced classes
+
+
+def _overfits_at(onset: int, epochs: int = EPOCHS, seed: int = 0) -> dict[str, list[float]]:
+    """Training loss falls all along; validation loss falls to `onset`, then climbs."""
+    rng = np.random.default_rng(seed)
+    e = np.arange(1, epochs + 1)
+    loss = 1.0 * np.exp(-0.12 * e) + 0.02
+    falling = 0.30 + 0.6 * np.exp(-0.3 * e)
+    val = np.where(e <= onset, falling, falling[onset - 1] + 0.01 * (e - onset))
+    # A wobble too small to move the minimum away from `onset`, as in a real run.
+    val = val + rng.uniform(-0.001, 0.001, epochs) * (e < onset - 3)
+    return {"loss": loss.tolist(), "val_loss": val.tolist()}
+
+
+def _flat_high(epochs: int = EPOCHS) -> dict[str, list[float]]:
+    e = np.arange(1, epochs + 1)
+    return {"loss": (CHANCE + 0.02 * np.exp(-0.1 * e)).tolist(),
+            "val_loss": (CHANCE + 0.01 + 0.01 * np.exp(-0.1 * e)).tolist()}
+
+
+def _healthy(epochs: int = EPOCHS, seed: int = 0) -> dict[str, list[float]]:
+    """Both losses fall and level off; validation wobbles a little on its plateau but never climbs."""
+    rng = np.random.default_rng(seed)
+    e = np.arange(1, epochs + 1)
+    loss = 0.9 * np.exp(-0.2 * e) + 0.10
+    val = (0.9 * np.exp(-0.2 * e) + 0.16) * (1 + rng.uniform(-0.005, 0.005, epochs))
+    return {"loss": loss.tolist(), "val_loss": val.tolist()}
+
+
+def test_a_curve_that_overfits_at_epoch_12_is_tagged_overfit_with_onset_12():
+    h = _overfits_at(12)
+    d = dx.diagnose_split(h["loss"], h["val_loss"], reference=CHANCE)
+    assert d.fit == "overfit"
+    assert d.onset == 12
+    assert d.best_epoch == 12
+    assert d.gap == pytest.approx(h["val_loss"][11] - h["loss"][11])
+    trial = dx.diagnose_trial({0: h}, reference=CHANCE)
+    assert (trial.fit, trial.onset, trial.overfit_splits) == ("overfit", 12, 1)
+    assert trial.metrics()["overfit_onset"] == 12 and trial.metrics()["split_0/overfit_onset"] == 12
+
+
+def test_a_flat_high_curve_is_underfit():
+    h = _flat_high()
+    d = dx.diagnose_split(h["loss"], h["val_loss"], reference=CHANCE)
+    assert (d.fit, d.onset) == ("underfit", None)
+    assert dx.diagnose_trial({0: h, 1: _flat_high()}, reference=CHANCE).fit == "underfit"
+
+
+def test_a_healthy_curve_is_good():
+    for seed in range(5):
+        h = _healthy(seed=seed)
+        d = dx.diagnose_split(h["loss"], h["val_loss"], reference=CHANCE)
+        assert (d.fit, d.onset) == ("good", None), seed
+        assert d.gap > 0
+
+
+def test_onset_needs_patience_epochs_of_rise_while_training_loss_falls():
+    h = _overfits_at(12)
+    # The rise is cut short: two rising epochs, then validation comes back below epoch 12's value.
+    blip = list(h["val_loss"][:14]) + [h["val_loss"][11] - 0.001 * i for i in range(1, EPOCHS - 13)]
+    assert dx.overfit_onset(h["loss"], blip, patience=3) is None
+    assert dx.overfit_onset(h["loss"], blip, patience=2) == 12
+    # Validation climbs but so does training loss: divergence, not overfitting.
+    rising_train = list(h["loss"][:12]) + [h["loss"][11] + 0.05 * i for i in range(1, EPOCHS - 11)]
+    assert dx.overfit_onset(rising_train, h["val_loss"]) is None
+    # A rise smaller than the tolerance on a plateau is noise.
+    plateau = [0.5] * 10 + [0.5 + 0.001 * i for i in range(1, 6)]
+    assert dx.overfit_onset([1.0 - 0.01 * i for i in range(15)], plateau) is None
+
+
+def test_without_a_reference_nothing_is_called_underfit():
+    h = _flat_high()
+    assert dx.diagnose_split(h["loss"], h["val_loss"], reference=None).fit == "good"
+
+
+def test_the_trial_takes_the_most_common_split_fit_and_ties_go_to_overfit():
+    trial = dx.diagnose_trial({0: _overfits_at(10), 1: _overfits_at(14), 2: _healthy()}, reference=CHANCE)
+    assert trial.fit == "overfit" and trial.onset == 12 and trial.overfit_splits == 2
+    assert [s.fit for s in trial.splits] == ["overfit", "overfit", "good"]
+    tie = dx.diagnose_trial({0: _overfits_at(10), 1: _healthy()}, reference=CHANCE)
+    assert tie.fit == "overfit"
+    mostly_good = dx.diagnose_trial({0: _overfits_at(10), 1: _healthy(), 2: _healthy(seed=1)}, reference=CHANCE)
+    assert mostly_good.fit == "good" and mostly_good.onset is None and mostly_good.overfit_splits == 1
+
+
+def test_a_curve_with_no_finite_validation_loss_is_underfit():
+    d = dx.diagnose_split([math.nan] * 3, [math.inf] * 3, reference=CHANCE)
+    assert d.fit == "underfit" and d.best_epoch == 0
+
+
+def test_chance_loss_is_the_prior_cross_entropy_or_the_target_variance():
+    assert dx.chance_loss(np.array([0, 1, 2] * 10), "multiclass") == pytest.approx(math.log(3))
+    assert dx.chance_loss(np.array([0, 0, 0, 1]), "binary") == pytest.approx(
+        -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+    assert dx.chance_loss(np.array([1.0, 3.0]), "regression") == pytest.approx(1.0)
+
+
+def test_mean_curve_stops_where_fewer_than_half_the_splits_ran():
+    curves = {0: {"loss": [3.0, 2.0, 1.0, 0.5]}, 1: {"loss": [1.0, 1.0]}, 2: {"loss": [2.0, 0.0, 1.0]}}
+    assert dx.mean_curve(curves, "loss") == pytest.approx([2.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("params, baseline, name", [
+    ({"model.dropout": 0.3111, "model.l2.on": True, "model.l2": 0.000312, "train.learning_rate": 0.0042},
+     False, "t007 dropout=0.31 l2=3.1e-4 learning_rate=4.2e-3"),
+    ({"model.dropout": 0.25, "model.l2.on": False, "model.units": 128, "model.batchnorm": True},
+     False, "t007 dropout=0.25 l2=off units=128 batchnorm=true"),
+    ({"model.dropout": 0.0}, True, "t007 baseline"),
+    ({"model.l2": 0.01, "train.l2": 0.5}, False, "t007 model.l2=0.01 train.l2=0.5"),
+])
+def test_run_names_say_what_differs(params, baseline, name):
+    assert review.trial_label(7, params, baseline) == name

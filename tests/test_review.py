@@ -1,0 +1,296 @@
+"""Reviewing a study: per-trial learning curves and diagnostics, study figures refreshed as better trials
+arrive, the parent run's description, the HTML report rendered in headless Chromium, and the runs and
+figures seen through a real `mlflow server` on loopback.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from _browser import Page, find_chromium
+from conftest import run_cli
+from search import review, session, space as spaces, study as studies
+from search.objective import Objective
+
+PNG = b"\x89PNG\r\n\x1a\n"
+STUDY_FIGURES = {"before_after", "optimization_history", "param_importances", "parallel_coordinate", "slice"}
+EPOCHS = 8
+# Trial 0, the baseline, learns slowly at the default learning rate; trial 1 is queued to be clearly
+# better, trial 2 clearly worse than trial 1.
+SPACE = {
+    "study": {"name": "review", "seed": 0, "n_trials": 3},
+    "data": {"source": "sklearn:iris", "test_size": 0.2},
+    "validation": {"scheme": "kfold", "k": 2},
+    "model": {"family": "mlp", "layers": 1, "units": 8, "dropout": {"float": [0.0, 0.5]}},
+    "train": {"epochs": EPOCHS, "batch_size": 16, "early_stopping": 0,
+              "learning_rate": {"float": [1e-3, 5e-2], "log": True, "default": 1e-3}},
+}
+BETTER = {"model.dropout": 0.1, "train.learning_rate": 0.05}
+WORSE = {"model.dropout": 0.5, "train.learning_rate": 0.001}
+
+
+def _parent_state(client, run_id: str, folder: Path) -> dict:
+    """The parent run's review tags and a fingerprint of its before/after figure, as they are now."""
+    run = client.get_run(run_id)
+    state = {"trials": run.data.tags.get("review.trials"), "best": run.data.tags.get("review.best_trial"),
+             "figure": None}
+    if any(a.path == "study/before_after.png" for a in client.list_artifacts(run_id, "study")):
+        folder.mkdir(parents=True)
+        local = client.download_artifacts(run_id, "study/before_after.png", str(folder))
+        state["figure"] = hashlib.sha256(Path(local).read_bytes()).hexdigest()
+    return state
+
+
+@pytest.fixture(scope="module")
+def reviewed(tmp_path_factory):
+    """Three trials run one at a time through the real tracker, the parent run read after each."""
+    tmp = tmp_path_factory.mktemp("review")
+    home, path = tmp / "mlruns", tmp / "review.yaml"
+    path.write_text(yaml.safe_dump(SPACE, sort_keys=False))
+    space = spaces.load(path)
+    prepared = session.prepare(space)
+    storage_url = studies.default_storage(home)
+    study = studies.open_study(space, studies.make_storage(storage_url), prepared.attrs())
+    tracker = session.make_tracker(prepared, session.RunOptions(home=home), path.read_text(), storage_url)
+    # Redraw on every better trial whatever it costs, and never merely because N trials went by.
+    tracker.review_share, tracker.refresh_every = 1.0, 1000
+    parent = tracker.start(study)
+    study.enqueue_trial(BETTER)
+    study.enqueue_trial(WORSE)
+    objective = Objective(space, prepared.dataset, prepared.splits, home, [tracker])
+    after = []
+    for i in range(3):
+        study.optimize(objective, n_trials=1)
+        after.append(_parent_state(tracker.client, parent, tmp / f"after{i}"))
+    tracker.finish()
+    return {"home": home, "study": study, "client": tracker.client, "parent": parent, "after": after,
+            "final": _parent_state(tracker.client, parent, tmp / "final"), "tmp": tmp}
+
+
+def _trial_runs(client, parent: str) -> dict[int, object]:
+    exp = client.get_run(parent).info.experiment_id
+    runs = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent}'")
+    return {int(r.data.tags["optuna.trial_number"]): r for r in runs}
+
+
+def test_every_finished_trial_has_learning_curves_diagnostics_and_a_readable_name(reviewed):
+    client, study = reviewed["client"], reviewed["study"]
+    runs = _trial_runs(client, reviewed["parent"])
+    assert sorted(runs) == [0, 1, 2]
+    for t in study.trials:
+        run = runs[t.number]
+        assert [a.path for a in client.list_artifacts(run.info.run_id, "figures")] == ["figures/learning_curves.png"]
+        local = client.download_artifacts(run.info.run_id, "figures/learning_curves.png",
+                                          str(reviewed["tmp"] / f"curves{t.number}"))
+        assert Path(local).read_bytes()[:8] == PNG
+        assert run.data.tags["fit"] == t.user_attrs["fit"] in ("underfit", "good", "overfit")
+        for name in ("gap_mean", "split_0/gap", "split_1/gap", "split_0/best_epoch", "overfit_splits"):
+            assert name in run.data.metrics, name
+        curves = t.user_attrs[review.CURVES_ATTR]
+        assert sorted(curves) == ["0", "1"] and all(len(c["val_loss"]) == EPOCHS for c in curves.values())
+        best_epoch = run.data.metrics["split_0/best_epoch"]
+        val, loss = curves["0"]["val_loss"], curves["0"]["loss"]
+        assert run.data.metrics["split_0/gap"] == pytest.approx(val[int(best_epoch) - 1] - loss[int(best_epoch) - 1],
+                                                                rel=1e-3, abs=1e-4)
+    assert runs[0].info.run_name == "t000 baseline"
+    assert runs[1].info.run_name == "t001 dropout=0.1 learning_rate=0.05"
+    assert runs[2].info.run_name == "t002 dropout=0.5 learning_rate=1e-3"
+    # The baseline barely moves from chance level in 8 epochs at its learning rate: the rule says so.
+    assert runs[0].data.tags["fit"] == "underfit"
+
+
+def test_study_figures_are_drawn_and_refreshed_when_a_better_trial_arrives(reviewed):
+    first, better, worse = reviewed["after"]
+    assert reviewed["study"].best_trial.number == 1
+    assert (first["trials"], first["best"]) == ("1", "0") and first["figure"]
+    assert (better["trials"], better["best"]) == ("2", "1")
+    assert better["figure"] != first["figure"], "the before/after figure was not redrawn for the better trial"
+    # A worse trial is not worth a redraw; the end of the run redraws once more with every trial.
+    assert worse == better
+    final = reviewed["final"]
+    assert (final["trials"], final["best"]) == ("3", "1")
+    client, parent = reviewed["client"], reviewed["parent"]
+    names = {a.path for a in client.list_artifacts(parent, "study")}
+    assert {f"study/{n}.png" for n in STUDY_FIGURES} <= names
+    assert {"study/optuna.html", "study/top_trials.csv", "study/top_trials.md"} <= names
+    folder = reviewed["tmp"] / "table"
+    folder.mkdir()
+    table = Path(client.download_artifacts(parent, "study/top_trials.csv", str(folder))).read_text().splitlines()
+    assert table[0].startswith("rank,trial,name,val_loss,val_loss_std,val_accuracy,fit,gap,overfit_onset")
+    ranked = [row.split(",")[1] for row in table[1:]]
+    assert ranked[0] == "1" and sorted(ranked) == ["0", "1", "2"]
+    html = Path(client.download_artifacts(parent, "study/optuna.html", str(folder))).read_text()
+    assert "Plotly.newPlot" in html and "<script src=" not in html  # plotly.js inline: opens offline
+
+
+def test_parent_run_describes_the_study_and_carries_study_metrics(reviewed):
+    run = reviewed["client"].get_run(reviewed["parent"])
+    note = run.data.tags["mlflow.note.content"]
+    for text in ("Searched", "model.dropout float [0, 0.5]", "train.learning_rate log-float [1e-3, 0.05]",
+                 "2-fold cross-validation (stratified, shuffled)", "held out", "trial 0 is the unregularized baseline"):
+        assert text in note, text
+    m = run.data.metrics
+    assert m["trials_complete"] == 3 and m["trials_pruned"] == 0 and m["trials_failed"] == 0
+    study = reviewed["study"]
+    assert m["best_value"] == pytest.approx(study.best_value)
+    assert m["baseline_value"] == pytest.approx(study.trials[0].value)
+    assert m["improvement_vs_baseline_pct"] == pytest.approx(
+        (study.trials[0].value - study.best_value) / study.trials[0].value * 100)
+
+
+@pytest.fixture(scope="module")
+def report(reviewed):
+    out = reviewed["tmp"] / "shared" / "review.html"
+    assert run_cli("report", "review", "--home", reviewed["home"], "--out", out) == 0
+    return out
+
+
+def test_report_is_one_self_contained_file(report):
+    text = report.read_text()
+    assert text.count("<img ") == text.count("src='data:image/png;base64,")
+    assert "http://" not in text and "https://" not in text and "<script" not in text
+    assert "default-src 'none'" in text
+    for name in STUDY_FIGURES:
+        assert f"data-figure='{name}'" in text
+    assert "t001 dropout=0.1 learning_rate=0.05" in text and "Top trials" in text
+
+
+def test_report_for_an_unknown_study_is_a_user_error(reviewed, capsys):
+    assert run_cli("report", "nope", "--home", reviewed["home"], "--out", reviewed["tmp"] / "x.html") == 2
+    assert "no study named 'nope'" in capsys.readouterr().err
+    assert not (reviewed["tmp"] / "x.html").exists()
+
+
+# -- in a real browser ----------------------------------------------------------------------------------
+CHROMIUM = find_chromium()
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="the chromium binary is not installed (Debian: "
+                                    "apt-get install chromium; .ci/run installs it)")
+_FIGURES_JS = """Array.from(document.querySelectorAll('figure')).map(f => {
+  const img = f.querySelector('img'); const box = img ? img.getBoundingClientRect() : {width: 0, height: 0};
+  return {name: f.dataset.figure, loaded: !!img && img.complete && img.naturalWidth > 0,
+          width: box.width, height: box.height, visible: !!img && getComputedStyle(img).visibility === 'visible'};
+})"""
+
+
+def _render(path: Path, profile: Path) -> tuple[list[dict], list[str], list[str]]:
+    page = Page(CHROMIUM, profile)
+    try:
+        page.open(path.resolve().as_uri())
+        figures = page.evaluate(_FIGURES_JS)
+        return figures, page.problems(), page.requested_urls()
+    finally:
+        page.close()
+
+
+@needs_chromium
+def test_report_renders_in_chromium_with_every_figure_and_no_console_error(report, tmp_path):
+    figures, problems, urls = _render(report, tmp_path / "profile")
+    assert problems == []
+    assert all(u.startswith(("file:", "data:")) for u in urls), [u[:80] for u in urls]
+    names = [f["name"] for f in figures]
+    assert STUDY_FIGURES <= set(names)
+    assert "t001 dropout=0.1 learning_rate=0.05" in names and "t000 baseline" in names
+    assert len(figures) == report.read_text().count("<figure")
+    broken = [f for f in figures if not (f["loaded"] and f["width"] > 100 and f["height"] > 100 and f["visible"])]
+    assert broken == []
+
+
+@needs_chromium
+def test_the_browser_check_catches_a_broken_figure_and_a_blocked_load(report, tmp_path):
+    """The render test above can fail: a corrupt image and an external script are both reported."""
+    text = report.read_text()
+    start = text.index("data:image/png;base64,") + len("data:image/png;base64,")
+    broken = text[:start] + "AAAA" + text[start + 4000:]
+    broken = broken.replace("</body>", "<script src='http://127.0.0.1:9/x.js'></script></body>")
+    bad = tmp_path / "bad.html"
+    bad.write_text(broken)
+    figures, problems, _ = _render(bad, tmp_path / "profile")
+    assert not figures[0]["loaded"]
+    assert problems, "a script blocked by the page's security policy left no console error"
+
+
+# -- through a real MLflow server -----------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = _free_port()
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                             f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
+                             str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/health", timeout=5).status == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("mlflow server did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and the workers it started, nothing else
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def _rest(url: str, endpoint: str, body: dict | None = None, **query: str) -> dict:
+    full = f"{url}{endpoint}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(full, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_mlflow_server_lists_the_nested_trial_runs_and_their_figures(mlflow_server, write_space, home):
+    path = write_space({"study": {"name": "served", "n_trials": 2}, "validation": {"k": 2}})
+    assert run_cli("run", path, "--home", home, "--tracking-uri", mlflow_server, "--quiet") == 0
+    exp = _rest(mlflow_server, "/api/2.0/mlflow/experiments/get-by-name", experiment_name="served")["experiment"]
+    search = "/api/2.0/mlflow/runs/search"
+    parents = _rest(mlflow_server, search, {"experiment_ids": [exp["experiment_id"]],
+                                            "filter": "tags.`search.kind` = 'study'"})["runs"]
+    assert len(parents) == 1
+    parent = parents[0]["info"]
+    children = _rest(mlflow_server, search, {"experiment_ids": [exp["experiment_id"]],
+                                             "filter": f"tags.mlflow.parentRunId = '{parent['run_id']}'"})["runs"]
+    assert sorted(r["info"]["run_name"].split()[0] for r in children) == ["t000", "t001"]
+    study = optuna.load_study(study_name="served", storage=f"sqlite:///{home / 'optuna.db'}")
+    assert {r["info"]["run_id"] for r in children} == {t.user_attrs["mlflow_run_id"] for t in study.trials}
+    listing = "/api/2.0/mlflow/artifacts/list"
+    for child in children:
+        files = _rest(mlflow_server, listing, run_id=child["info"]["run_id"], path="figures").get("files", [])
+        assert [f["path"] for f in files] == ["figures/learning_curves.png"]
+        assert any(t["key"] == "fit" for t in child["data"]["tags"])
+    files = {f["path"] for f in _rest(mlflow_server, listing, run_id=parent["run_id"], path="study")["files"]}
+    assert {f"study/{n}.png" for n in STUDY_FIGURES} <= files
+    # And the figure itself comes back through the server's artifact proxy.
+    root = parent["artifact_uri"].removeprefix("mlflow-artifacts:")
+    with urllib.request.urlopen(f"{mlflow_server}/api/2.0/mlflow-artifacts/artifacts{root}/study/before_after.png",
+                                timeout=30) as response:
+        assert response.read()[:8] == PNG
