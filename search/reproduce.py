@@ -10,7 +10,7 @@ Reproducing a trial:
    ensemble;
 4. a final model is trained on all development rows for the number of epochs the epoch rule gives, with
    the scaler fit on those rows baked in, and evaluated once on the test rows;
-5. everything is logged as a ``reproduce`` run in MLflow (search.tracking.log_reproduction).
+5. everything is logged as a ``reproduce`` run in MLflow (search.reproduce_runs.log_reproduction).
 """
 from __future__ import annotations
 
@@ -384,7 +384,7 @@ def _record_test_look(study: Any, trial: int) -> list[int]:
 
 def _log(target: Target, options: Options, report: Report, prepared: session.Prepared,
          settings: dict[str, dict[str, Any]], final: Any, history: dict[str, list[float]], looks: list[int]) -> str:
-    from search import provenance, tracking
+    from search import provenance, reproduce_runs, tracking
 
     study, trial, metric = target.study, target.trial, report.metric_name
     uri = options.tracking_uri or tracking.default_tracking_uri(options.home)
@@ -409,7 +409,7 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
                "metrics": metrics, "split_models": report.split_models, "data_changes": report.data_changes,
                "verify": None if report.checks is None else [vars(c) for c in report.checks]}
     params = {**flatten(settings), "final.epochs": report.epochs, "final.seed_trial": target.seed_trial}
-    return tracking.log_reproduction(
+    return reproduce_runs.log_reproduction(
         uri, options.home, study.study_name, run_name=f"reproduce t{trial.number:03d}",
         parent_run_id=study.user_attrs.get(tracking.PARENT_RUN_ATTR), tags=tags, params=params, metrics=metrics,
         texts={"config/resolved.yaml": target.space.to_yaml(),

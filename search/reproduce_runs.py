@@ -1,0 +1,81 @@
+"""MLflow runs of `search reproduce`: test metrics, provenance and the final model in two forms.
+
+Kept apart from the study tracker: a reproduce run is written once, at the end, by a different command.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from search._redact import redact
+from search.tracking import _param_text, _quiet_mlflow, experiment_id
+
+
+def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name: str, parent_run_id: str | None,
+                     tags: dict[str, Any], params: dict[str, Any], metrics: dict[str, float],
+                     texts: dict[str, str], model: Any) -> str:
+    """One finished ``reproduce`` run in the study's experiment, nested under the study's run when it exists.
+
+    Holds the test metrics, the final model as an MLflow Keras model (``model/``, loadable with
+    ``mlflow.keras.load_model("runs:/<id>/model")``) and as a plain ``final_model.keras`` file.
+    """
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    _quiet_mlflow()
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = experiment_id(client, tracking_uri, home, study_name)
+    run_tags = {"search.kind": "reproduce", "optuna.study_name": study_name, **tags}
+    if parent_run_id and _run_is_active(client, parent_run_id):
+        run_tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(experiment, run_name=run_name,
+                            tags={k: redact(str(v))[:5000] for k, v in run_tags.items()})
+    run_id = run.info.run_id
+    try:
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, params=[Param(k, _param_text(v)) for k, v in params.items()],
+                         metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)])
+        for name, text in texts.items():
+            client.log_text(run_id, redact(text), name)
+        _log_keras_model(client, run_id, model)
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+    return run_id
+
+
+def _run_is_active(client: Any, run_id: str) -> bool:
+    try:
+        return client.get_run(run_id).info.lifecycle_stage == "active"
+    except Exception:  # MlflowException: not in this tracking store
+        return False
+
+
+def _log_keras_model(client: Any, run_id: str, model: Any) -> None:
+    """Saved locally with the Keras flavour, then uploaded with the client: no global MLflow state, and
+    explicit requirements, so MLflow never loads the model again to infer them."""
+    import tempfile
+
+    import mlflow.keras
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    from search.provenance import versions
+
+    installed = versions()
+    requirements = [f"{name}=={installed[name]}" for name in ("keras", "tensorflow", "tensorflow-cpu")
+                    if name in installed]
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *model.input_shape[1:]))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *model.output_shape[1:]))]))
+    with tempfile.TemporaryDirectory() as tmp:
+        keras_file = Path(tmp) / "final_model.keras"
+        model.save(keras_file)
+        client.log_artifact(run_id, str(keras_file))
+        mlflow.keras.save_model(model, str(Path(tmp) / "model"), signature=signature,
+                                pip_requirements=requirements)
+        client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
