@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=1, help="run N worker processes on this study; "
                      "TensorFlow threads per worker = cores / N")
     run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    run.add_argument("--recycle-after", type=int, default=None, metavar="N",
+                     help="run trials in a child process replaced every N trials, so memory that TensorFlow "
+                     "does not give back is returned (default: 50 with --workers, off otherwise)")
     run.add_argument("--heartbeat", type=int, default=30, help="seconds between a running trial's heartbeats; "
                      "a trial silent for 3 heartbeats is failed and retried by another worker (default 30)")
 
@@ -135,10 +138,12 @@ def _run(args: argparse.Namespace) -> int:
                                  n_trials=args.n_trials, timeout=args.timeout, threads=args.threads,
                                  quiet=args.quiet, worker_index=args.worker_index, heartbeat=args.heartbeat,
                                  continue_command=_continue_command(args))
-    if args.workers > 1:
+    recycle = args.recycle_after if args.recycle_after is not None else (50 if args.workers > 1 else 0)
+    if args.workers > 1 or recycle:
         from search import workers
 
-        return workers.run_workers(prepared, options, args.workers, _worker_argv(args), args.space.read_text())
+        return workers.run_workers(prepared, options, args.workers, _worker_argv(args), args.space.read_text(),
+                                   recycle_after=recycle)
     session.run(prepared, options, args.space.read_text())
     return 0
 

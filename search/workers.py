@@ -2,6 +2,10 @@
 
 The parent opens the study first (so exactly one creates it and queues the baseline), then starts
 the workers, forwards SIGINT/SIGTERM to them, and prints the table when they are done.
+
+With ``recycle_after`` R, a worker process exits after R trials and the parent starts a fresh one in
+its slot. TensorFlow 2.21 keeps a few MB per traced training function that ``clear_session`` does not
+return (measured in benchmarks/memory.py), so only a fresh process keeps memory flat over a night.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from typing import Any
 
 from search.session import Prepared, RunOptions, make_tracker
@@ -22,7 +27,8 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str], space_text: str) -> int:
+def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str], space_text: str,
+                recycle_after: int = 0) -> int:
     from search import study as studies
     from search.display import format_counts, summary_table
 
@@ -35,26 +41,49 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     tracker = make_tracker(prepared, options, space_text, storage_url)
     tracker.start(study)
     threads = options.threads or max(1, cores() // n)
-    per_worker = None if options.n_trials is None else math.ceil(options.n_trials / n)
-    procs = []
-    for i in range(n):
-        cmd = [sys.executable, "-m", "search", *argv, "--worker-index", str(i + 1), "--threads", str(threads)]
-        if per_worker is not None:
-            cmd += ["--n-trials", str(per_worker)]
-        procs.append(subprocess.Popen(cmd))
-    print(f"{n} workers on study '{space.study.name}', {threads} TensorFlow thread(s) each", file=sys.stderr)
-
+    left = [None if options.n_trials is None else math.ceil(options.n_trials / n) for _ in range(n)]
     stopped: list[str] = []
+    procs: list[subprocess.Popen | None] = [None] * n
+
+    def start(i: int) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "search", *argv, "--worker-index", str(i + 1), "--threads", str(threads)]
+        quota = [q for q in (left[i], recycle_after or None) if q is not None]
+        if quota:
+            cmd += ["--n-trials", str(min(quota))]
+            if left[i] is not None:
+                left[i] -= min(quota)
+        return subprocess.Popen(cmd)
 
     def forward(signum: int, frame: Any) -> None:
         stopped.append(signal.Signals(signum).name)
         for p in procs:
-            if p.poll() is None:
+            if p is not None and p.poll() is None:
                 p.send_signal(signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    codes: list[int] = []
     try:
-        codes = [p.wait() for p in procs]
+        procs[:] = [start(i) for i in range(n)]
+        print(f"{n} worker(s) on study '{space.study.name}', {threads} TensorFlow thread(s) each"
+              + (f", each process recycled after {recycle_after} trials" if recycle_after else ""),
+              file=sys.stderr)
+        running = set(range(n))
+        while running:
+            for i in sorted(running):
+                p = procs[i]
+                assert p is not None
+                code = p.wait() if len(running) == 1 else p.poll()
+                if code is None:
+                    continue
+                again = (code == 0 and recycle_after and not stopped and left[i] != 0
+                         and studies.finished_count(study) < studies.budget_of(space))
+                if again:
+                    procs[i] = start(i)
+                else:
+                    codes.append(code)
+                    running.discard(i)
+            if running:
+                time.sleep(0.5)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
