@@ -168,7 +168,7 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
     """Arguments every worker process shares (each adds its own --worker-index and --threads)."""
     argv = ["run", str(args.space), "--home", str(args.home), "--quiet", "--heartbeat", str(args.heartbeat)]
     for flag, value in (("--study-name", args.study_name), ("--storage", args.storage),
-                        ("--tracking-uri", args.tracking_uri), ("--timeout", args.timeout)):
+                        ("--tracking-uri", args.tracking_uri)):
         if value is not None:
             argv += [flag, str(value)]
     return argv

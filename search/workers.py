@@ -45,8 +45,12 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     stopped: list[str] = []
     procs: list[subprocess.Popen | None] = [None] * n
 
+    deadline = time.monotonic() + options.timeout if options.timeout else None
+
     def start(i: int) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "search", *argv, "--worker-index", str(i + 1), "--threads", str(threads)]
+        if deadline is not None:  # a recycled worker gets what is left of the run's time, not all of it
+            cmd += ["--timeout", f"{max(1.0, deadline - time.monotonic()):.0f}"]
         quota = [q for q in (left[i], recycle_after or None) if q is not None]
         if quota:
             cmd += ["--n-trials", str(min(quota))]
@@ -76,6 +80,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
                 if code is None:
                     continue
                 again = (code == 0 and recycle_after and not stopped and left[i] != 0
+                         and (deadline is None or time.monotonic() < deadline)
                          and studies.finished_count(study) < studies.budget_of(space))
                 if again:
                     procs[i] = start(i)
