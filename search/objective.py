@@ -50,7 +50,7 @@ class Objective:
             trial.set_user_attr("reason", "over budget: other workers hold the remaining trials")
             raise OverBudget(f"trial {trial.number} is over the study's budget of {self.budget}")
         settings = self.space.sample(trial)
-        outcome = TrialOutcome(trial.number, "complete", settings, metric_name=self._head().metric)
+        outcome = TrialOutcome(trial.number, "complete", settings, metric_name=models.Head(self.dataset.task, self.dataset.n_outputs).metric)
         self._emit("on_trial_start", trial, settings)
         try:
             for split in self.splits:
@@ -106,9 +106,6 @@ class Objective:
         if len(objectives) == 1:
             return outcome.value
         return outcome.value, float(outcome.n_params if objectives[1] == "params" else outcome.latency_ms)
-
-    def _head(self, y_train: np.ndarray | None = None) -> models.Head:
-        return models.Head.for_rows(self.dataset.task, self.dataset.n_outputs, y_train)
 
     def _fit(self, trial: Any, settings: dict[str, dict[str, Any]], split: Split) -> SplitResult:
         from search import training
