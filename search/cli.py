@@ -53,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "TensorFlow threads per worker = cores / N")
     run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     run.add_argument("--recycle-after", type=int, default=None, metavar="N",
-                     help="run trials in a child process replaced every N trials, so memory that TensorFlow "
-                     "does not give back is returned (default: 50 with --workers, off otherwise)")
+                     help="run trials in a child process replaced every N trials, so memory that a custom "
+                     "builder or library keeps is returned (default: 50 with --workers, off otherwise)")
     run.add_argument("--heartbeat", type=int, default=30, help="seconds between a running trial's heartbeats; "
                      "a trial silent for 3 heartbeats is failed and retried by another worker (default 30)")
 
@@ -229,25 +229,25 @@ def _stores(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _best(args: argparse.Namespace) -> int:
-    from search import reproduce
+    from search import targets
     from search.display import format_table, trial_rows
 
     storage, tracking_uri = _stores(args)
-    study = reproduce.load_study(storage, args.study)
+    study = targets.load_study(storage, args.study)
     print(format_table(trial_rows(study, args.top)))
     if args.export:
-        target = reproduce.locate(study, tracking_uri)
-        reproduce.export(target, args.export)
+        target = targets.locate(study, tracking_uri)
+        targets.export(target, args.export)
         print(f"\nwrote trial {target.trial.number}'s config (from {target.origin}) to {args.export}")
     return 0
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from search import reproduce
+    from search import reproduce, targets
 
     storage, tracking_uri = _stores(args)
-    study = reproduce.load_study(storage, args.study)
-    target = reproduce.locate(study, tracking_uri, trial=args.trial, run_id=args.run_id, config=args.config)
+    study = targets.load_study(storage, args.study)
+    target = targets.locate(study, tracking_uri, trial=args.trial, run_id=args.run_id, config=args.config)
     options = reproduce.Options(home=Path(args.home), tracking_uri=tracking_uri, verify=args.verify,
                                 tolerance=args.tolerance, allow_data_change=args.allow_data_change,
                                 epochs=args.epochs, threads=args.threads)

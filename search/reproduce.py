@@ -1,4 +1,4 @@
-"""Find a trial's fixed config again (``search best``), and rebuild and judge it (``search reproduce``).
+"""Rebuild and judge a trial (``search reproduce``); search.targets finds it and its fixed config.
 
 Reproducing a trial:
 
@@ -17,35 +17,20 @@ from __future__ import annotations
 import json
 import math
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
-import yaml
 
-from search import checkpoints, preprocess, scoring, session, space as spaces
-from search.errors import DataError, SpaceError, StudyError
-from search.space import Space, flatten, nest
+from search import checkpoints, preprocess, scoring, session
+from search.errors import DataError, StudyError
+from search.space import flatten, nest
+from search.targets import Target
 
 # The final model's seed is derive_seed(study seed, trial, FINAL_SEED_SPLIT): a split index no plan reaches.
 FINAL_SEED_SPLIT = 1_000_000
 _FINGERPRINTS = ("data_fingerprint", "test_fingerprint", "splits_fingerprint")
-
-
-@dataclass
-class Target:
-    """What to reproduce: a completed trial of a study and its config with every value fixed."""
-
-    study: Any
-    trial: Any
-    space: Space
-    origin: str  # where the config came from, for the report
-
-    @property
-    def seed_trial(self) -> int:
-        return self.trial.number if self.space.study.seed_trial is None else self.space.study.seed_trial
 
 
 @dataclass
@@ -78,145 +63,6 @@ class Report:
     @property
     def verified(self) -> bool | None:
         return None if self.checks is None else all(c.matches for c in self.checks)
-
-
-# -- finding the study, the trial and its config --------------------------------------------------
-def load_study(storage_url: str, name: str) -> Any:
-    import optuna
-
-    from search import study as studies
-
-    storage = studies.make_storage(storage_url)
-    try:
-        return optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise StudyError(f"no study named '{name}' in this storage", field="STUDY",
-                         expected="one of " + (", ".join(names) or "(none yet)")) from None
-
-
-def locate(study: Any, tracking_uri: str, trial: int | None = None, run_id: str | None = None,
-           config: Path | None = None) -> Target:
-    """The trial to reproduce: by number, by its MLflow run id, from a fixed config file, or the best one."""
-    if config is not None:
-        space = spaces.load(config)
-        if space.distributions():
-            raise SpaceError("a config to reproduce must fix every value; `search best --export FILE` writes "
-                             "one", source=str(config), field=next(iter(space.distributions())))
-        if space.study.seed_trial is None:
-            raise SpaceError("the config does not say which trial it repeats", source=str(config),
-                             field="study.seed_trial", expected=f"the number of a completed trial of "
-                             f"'{study.study_name}' (`search best --export` writes it)")
-        return Target(study, _completed(study, space.study.seed_trial, f"{config}: study.seed_trial"), space,
-                      f"the file {config}")
-    if run_id is not None:
-        number = _trial_of_run(study, tracking_uri, run_id)
-        frozen = _completed(study, number, "--run-id")
-    elif trial is not None:
-        frozen = _completed(study, trial, "--trial")
-    else:
-        try:
-            frozen = study.best_trial
-        except ValueError:
-            raise StudyError(f"study '{study.study_name}' has no completed trial yet", field="STUDY") from None
-    space, origin = trial_config(study, frozen, tracking_uri)
-    return Target(study, frozen, space, origin)
-
-
-def trial_config(study: Any, trial: Any, tracking_uri: str | None) -> tuple[Space, str]:
-    """A trial's config with every value fixed, as ``search run`` accepts it.
-
-    The trial's own MLflow record (``config/resolved.yaml``) is exact even when the space file changed
-    between runs of the study; without it (another tracking store, a deleted run) the config is rebuilt
-    from the study's stored space and the trial's parameters, the same way the record was made.
-    """
-    where = Path(study.user_attrs["space_path"]) if study.user_attrs.get("space_path") else None
-    run_id = trial.user_attrs.get("mlflow_run_id")
-    if run_id and tracking_uri:
-        text = _mlflow_text(tracking_uri, run_id, "config/resolved.yaml")
-        if text is not None:
-            return _space_from_text(text, where, f"MLflow run {run_id}"), f"MLflow run {run_id}"
-    stored = study.user_attrs.get("space_yaml")
-    if stored is None:
-        raise StudyError(f"cannot rebuild trial {trial.number}'s config: its MLflow run is not in this tracking "
-                         f"store and the study holds no space (it predates `search best`)", field="--tracking-uri")
-    import optuna
-
-    space = _space_from_text(stored, where, f"study '{study.study_name}'")
-    settings = space.sample(optuna.trial.FixedTrial(trial.params, trial.number))
-    resolved = space.resolve(settings, name=f"{space.study.name}-t{trial.number:03d}", n_trials=1,
-                             baseline=False, seed_trial=trial.number)
-    return resolved, f"the study's space and trial {trial.number}'s parameters"
-
-
-def export(target: Target, path: Path) -> None:
-    header = (f"# Trial {target.trial.number} of study '{target.study.study_name}' with every value fixed "
-              f"(value {target.trial.value:.6g}).\n# `search run` on this file repeats the trial; "
-              f"`search reproduce {target.study.study_name} --config` retrains and tests it.\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + target.space.to_yaml())
-
-
-def _completed(study: Any, number: int, field_name: str) -> Any:
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    found = trials.get(number)
-    if found is None or found.state.name != "COMPLETE" or not found.user_attrs.get("splits"):
-        done = [n for n, t in trials.items() if t.state.name == "COMPLETE"]
-        state = "does not exist" if found is None else f"is {found.state.name.lower()}"
-        raise StudyError(f"trial {number} of study '{study.study_name}' {state}", field=field_name,
-                         expected="a completed trial: " + (", ".join(map(str, done)) or "(none yet)"))
-    return found
-
-
-def _trial_of_run(study: Any, tracking_uri: str, run_id: str) -> int:
-    from mlflow.tracking import MlflowClient
-
-    try:
-        run = MlflowClient(tracking_uri=tracking_uri).get_run(run_id)
-    except Exception:  # MlflowException: unknown run id
-        raise StudyError("no such MLflow run in this tracking store", field="--run-id", found=run_id) from None
-    tags = run.data.tags
-    if tags.get("search.kind") != "trial" or tags.get("optuna.study_name") != study.study_name:
-        raise StudyError(f"this MLflow run is not a trial of study '{study.study_name}'", field="--run-id",
-                         found=f"{run_id} ({tags.get('search.kind', '?')} of {tags.get('optuna.study_name', '?')})")
-    return int(tags["optuna.trial_number"])
-
-
-def _mlflow_text(tracking_uri: str, run_id: str, path: str) -> str | None:
-    from mlflow.tracking import MlflowClient
-
-    from search.tracking import _quiet_mlflow
-
-    _quiet_mlflow()
-    try:
-        with _no_progress_bar(), tempfile.TemporaryDirectory() as tmp:
-            local = MlflowClient(tracking_uri=tracking_uri).download_artifacts(run_id, path, tmp)
-            return Path(local).read_text()
-    except Exception:  # not in this store, or the artifact is gone: the caller falls back
-        return None
-
-
-class _no_progress_bar:
-    """MLflow draws a download progress bar on stderr; ours is a command line tool with its own output."""
-
-    def __enter__(self) -> None:
-        import os
-
-        self._was = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-
-    def __exit__(self, *exc: Any) -> None:
-        import os
-
-        if self._was is None:
-            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
-        else:
-            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = self._was
-
-
-def _space_from_text(text: str, where: Path | None, source: str) -> Space:
-    # `where` is the original space file, so relative data paths and builder modules resolve as they did.
-    return spaces.validate(yaml.safe_load(text), source=source, path=where)
 
 
 # -- reproducing ------------------------------------------------------------------------------------

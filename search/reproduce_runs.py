@@ -21,7 +21,7 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
     Holds the test metrics, the final model as an MLflow Keras model (``model/``, loadable with
     ``mlflow.keras.load_model("runs:/<id>/model")``) and as a plain ``final_model.keras`` file.
     """
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
     _quiet_mlflow()

@@ -1,10 +1,4 @@
-"""The space file: schema, distributions, sampling and resolution to a fixed config.
-
-One rule keeps space files small: any value under ``model`` or ``train`` may be a distribution
-(``{float: [lo, hi]}``, ``{int: [lo, hi]}``, ``{choice: [...]}``) instead of a fixed value. Its Optuna
-
-
-"""
+"""The schema of a space file and what a trial does with it: sample, resolve, baseline, grid."""
 from __future__ import annotations
 
 import copy
@@ -13,11 +7,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator,
                       model_validator)
 
-from search.errors import SpaceError
-from search.models import CUSTOM_PREFIX, FAMILIES, TRAIN_PARAMS, Param, family_params
+from search.models import TRAIN_PARAMS, Param, family_params
 
 DIST_KEYS = ("float", "int", "choice")
 SECTIONS_WITH_DISTRIBUTIONS = ("model", "train")
@@ -258,164 +251,3 @@ def _default_of(dist: dict[str, Any]) -> Any:
     if step:
         mid = lo + round((mid - lo) / step) * step
     return int(round(mid)) if kind == "int" else float(mid)
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading and checking
-
-
-def load(path: str | Path, study_name: str | None = None) -> Space:
-    """Read and validate a space file. Every problem is a :class:`SpaceError` naming file and field."""
-    path = Path(path)
-    source = str(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SpaceError("the space file does not exist", source=source) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpaceError(f"cannot read the space file ({exc})", source=source) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpaceError(f"is not valid YAML{where}: {problem}", source=source) from None
-    if not isinstance(raw, dict):
-        raise SpaceError("the space file must be a mapping with sections study, data, validation, "
-                         "model, train", source=source, found=type(raw).__name__)
-    if study_name:
-        raw.setdefault("study", {})
-        if isinstance(raw["study"], dict):
-            raw["study"]["name"] = study_name
-    return validate(raw, source=source, path=path)
-
-
-def validate(raw: dict[str, Any], source: str = "<space>", path: Path | None = None) -> Space:
-    try:
-        space = Space.model_validate(raw)
-    except ValidationError as exc:
-        raise _from_pydantic(exc, source) from None
-    space._path = path
-    _check_leaves(space, source)
-    return space
-
-
-def _from_pydantic(exc: ValidationError, source: str) -> SpaceError:
-    err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]) or None
-    if err["type"] == "missing":
-        return SpaceError("this required field is missing", source=source, field=field)
-    if err["type"] == "extra_forbidden":
-        allowed = _fields_at(err["loc"][:-1])
-        return SpaceError("unknown field (check its spelling and section)", source=source, field=field,
-                          expected="one of " + ", ".join(allowed) if allowed else None)
-    msg = err["msg"].removeprefix("Value error, ")
-    more = f" ({len(exc.errors()) - 1} more problem(s) after this one)" if len(exc.errors()) > 1 else ""
-    return SpaceError(msg + more, source=source, field=field, found=err.get("input"))
-
-
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    """The field names a section of the space file accepts (``()`` is the top level)."""
-    cls: Any = Space
-    for part in loc:
-        info = cls.model_fields.get(part) if isinstance(part, str) else None
-        cls = info.annotation if info is not None else None
-        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
-            return []
-    return list(cls.model_fields)
-
-
-def _check_leaves(space: Space, source: str) -> None:
-    family = space.family
-    if not isinstance(family, str) or not (family in FAMILIES or family.startswith(CUSTOM_PREFIX)):
-        raise SpaceError("unknown model family", source=source, field="model.family",
-                         expected="one of " + ", ".join(FAMILIES) + " or python:<module>:<function>",
-                         found=family)
-    if family.startswith(CUSTOM_PREFIX):
-        from search.models import load_custom_builder
-
-        load_custom_builder(family, space.path.parent if space.path else None, source)
-    for section in SECTIONS_WITH_DISTRIBUTIONS:
-        specs = space.params_of(section)
-        for key, value in getattr(space, section).items():
-            if key == "family":
-                continue
-            field = f"{section}.{key}"
-            spec = None if specs is None else specs.get(key)
-            if specs is not None and spec is None:
-                raise SpaceError("unknown setting", source=source, field=field,
-                                 expected="one of " + ", ".join(specs), found=key)
-            if is_distribution(value):
-                _check_distribution(value, spec, source, field, space.study.sampler)
-            elif isinstance(value, dict):
-                raise SpaceError("a distribution must have one of the keys float, int, choice",
-                                 source=source, field=field, found=value)
-            elif spec is not None and (problem := spec.check(value)):
-                raise SpaceError("bad value", source=source, field=field, expected=problem, found=value)
-
-
-_DIST_FIELDS = {"float": {"float", "log", "step", "or_off", "default"},
-                "int": {"int", "log", "step", "or_off", "default"},
-                "choice": {"choice", "default"}}
-
-
-def _check_distribution(dist: dict[str, Any], spec: Param | None, source: str, field: str,
-                        sampler: str) -> None:
-    kinds = [k for k in DIST_KEYS if k in dist]
-    if len(kinds) != 1:
-        raise SpaceError("a distribution has exactly one of float, int, choice", source=source,
-                         field=field, found=dist)
-    kind = kinds[0]
-    if extra := set(dist) - _DIST_FIELDS[kind]:
-        raise SpaceError(f"unknown key(s) {sorted(extra)} in a {kind} distribution", source=source,
-                         field=field, expected="keys among " + ", ".join(sorted(_DIST_FIELDS[kind])))
-    if kind == "choice":
-        choices = dist["choice"]
-        if not isinstance(choices, list) or not choices:
-            raise SpaceError("'choice' takes a non-empty list", source=source, field=field, found=choices)
-        for c in choices:
-            if not isinstance(c, (bool, int, float, str)) or (spec and spec.check(c)):
-                raise SpaceError("bad choice", source=source, field=field,
-                                 expected=spec.check(c) if spec and spec.check(c) else
-                                 "numbers, strings or booleans", found=c)
-        if spec is not None and spec.is_regularizer and spec.off not in choices:
-            raise _cannot_be_off(source, field, spec)
-        return
-    bounds = dist[kind]
-    if (not isinstance(bounds, list) or len(bounds) != 2
-            or any(isinstance(b, bool) or not isinstance(b, (int, float)) for b in bounds)):
-        raise SpaceError(f"'{kind}' takes [low, high]", source=source, field=field, found=bounds)
-    lo, hi = bounds
-    if lo > hi:
-        raise SpaceError("low is above high", source=source, field=field, found=bounds)
-    if spec is not None:
-        if spec.kind != kind:
-            raise SpaceError(f"this setting is a {spec.kind}, not a {kind} distribution", source=source,
-                             field=field, expected=f"{{{spec.kind}: [low, high]}} or {{choice: [...]}}"
-                             if spec.kind in ("int", "float") else "{choice: [...]}", found=dist)
-        for b in bounds:
-            if problem := spec.check(b):
-                raise SpaceError("bound out of range", source=source, field=field, expected=problem, found=b)
-    if dist.get("log") and lo <= 0:
-        raise SpaceError("a log-scaled range needs low > 0 (add 'or_off: true' to also allow 0)",
-                         source=source, field=field, found=bounds)
-    step = dist.get("step")
-    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
-        raise SpaceError("step must be a positive number", source=source, field=field, found=step)
-    if step is not None and dist.get("log"):
-        raise SpaceError("a distribution cannot have both 'log' and 'step'", source=source, field=field)
-    if sampler == "grid" and kind == "float" and step is None:
-        raise SpaceError("the grid sampler needs a finite grid: give this float range a 'step' or use "
-                         "'choice'", source=source, field=field, found=dist)
-    if sampler == "grid" and dist.get("or_off"):
-        raise SpaceError("the grid sampler cannot use 'or_off: true'; list the values with 'choice', "
-                         "including 0", source=source, field=field, found=dist)
-    if spec is not None and spec.is_regularizer and not dist.get("or_off") and not lo <= spec.off <= hi:
-        raise _cannot_be_off(source, field, spec)
-
-
-def _cannot_be_off(source: str, field: str, spec: Param) -> SpaceError:
-    return SpaceError(f"a searched regularizer must be able to switch off, so that the unregularized "
-                      f"baseline lies inside the space: include {spec.off!r} in the range or the choices, "
-                      f"or add 'or_off: true'", source=source, field=field)

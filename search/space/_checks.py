@@ -1,0 +1,103 @@
+"""Checks pydantic cannot express: known settings per model family, and well-formed distributions."""
+from __future__ import annotations
+
+from typing import Any
+
+from search.errors import SpaceError
+from search.models import CUSTOM_PREFIX, FAMILIES, Param
+from search.space._schema import DIST_KEYS, SECTIONS_WITH_DISTRIBUTIONS, Space, is_distribution
+
+
+def check_leaves(space: Space, source: str) -> None:
+    family = space.family
+    if not isinstance(family, str) or not (family in FAMILIES or family.startswith(CUSTOM_PREFIX)):
+        raise SpaceError("unknown model family", source=source, field="model.family",
+                         expected="one of " + ", ".join(FAMILIES) + " or python:<module>:<function>",
+                         found=family)
+    if family.startswith(CUSTOM_PREFIX):
+        from search.models import load_custom_builder
+
+        load_custom_builder(family, space.path.parent if space.path else None, source)
+    for section in SECTIONS_WITH_DISTRIBUTIONS:
+        specs = space.params_of(section)
+        for key, value in getattr(space, section).items():
+            if key == "family":
+                continue
+            field = f"{section}.{key}"
+            spec = None if specs is None else specs.get(key)
+            if specs is not None and spec is None:
+                raise SpaceError("unknown setting", source=source, field=field,
+                                 expected="one of " + ", ".join(specs), found=key)
+            if is_distribution(value):
+                _check_distribution(value, spec, source, field, space.study.sampler)
+            elif isinstance(value, dict):
+                raise SpaceError("a distribution must have one of the keys float, int, choice",
+                                 source=source, field=field, found=value)
+            elif spec is not None and (problem := spec.check(value)):
+                raise SpaceError("bad value", source=source, field=field, expected=problem, found=value)
+
+
+_DIST_FIELDS = {"float": {"float", "log", "step", "or_off", "default"},
+                "int": {"int", "log", "step", "or_off", "default"},
+                "choice": {"choice", "default"}}
+
+
+def _check_distribution(dist: dict[str, Any], spec: Param | None, source: str, field: str,
+                        sampler: str) -> None:
+    kinds = [k for k in DIST_KEYS if k in dist]
+    if len(kinds) != 1:
+        raise SpaceError("a distribution has exactly one of float, int, choice", source=source,
+                         field=field, found=dist)
+    kind = kinds[0]
+    if extra := set(dist) - _DIST_FIELDS[kind]:
+        raise SpaceError(f"unknown key(s) {sorted(extra)} in a {kind} distribution", source=source,
+                         field=field, expected="keys among " + ", ".join(sorted(_DIST_FIELDS[kind])))
+    if kind == "choice":
+        choices = dist["choice"]
+        if not isinstance(choices, list) or not choices:
+            raise SpaceError("'choice' takes a non-empty list", source=source, field=field, found=choices)
+        for c in choices:
+            if not isinstance(c, (bool, int, float, str)) or (spec and spec.check(c)):
+                raise SpaceError("bad choice", source=source, field=field,
+                                 expected=spec.check(c) if spec and spec.check(c) else
+                                 "numbers, strings or booleans", found=c)
+        if spec is not None and spec.is_regularizer and spec.off not in choices:
+            raise _cannot_be_off(source, field, spec)
+        return
+    bounds = dist[kind]
+    if (not isinstance(bounds, list) or len(bounds) != 2
+            or any(isinstance(b, bool) or not isinstance(b, (int, float)) for b in bounds)):
+        raise SpaceError(f"'{kind}' takes [low, high]", source=source, field=field, found=bounds)
+    lo, hi = bounds
+    if lo > hi:
+        raise SpaceError("low is above high", source=source, field=field, found=bounds)
+    if spec is not None:
+        if spec.kind != kind:
+            raise SpaceError(f"this setting is a {spec.kind}, not a {kind} distribution", source=source,
+                             field=field, expected=f"{{{spec.kind}: [low, high]}} or {{choice: [...]}}"
+                             if spec.kind in ("int", "float") else "{choice: [...]}", found=dist)
+        for b in bounds:
+            if problem := spec.check(b):
+                raise SpaceError("bound out of range", source=source, field=field, expected=problem, found=b)
+    if dist.get("log") and lo <= 0:
+        raise SpaceError("a log-scaled range needs low > 0 (add 'or_off: true' to also allow 0)",
+                         source=source, field=field, found=bounds)
+    step = dist.get("step")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
+        raise SpaceError("step must be a positive number", source=source, field=field, found=step)
+    if step is not None and dist.get("log"):
+        raise SpaceError("a distribution cannot have both 'log' and 'step'", source=source, field=field)
+    if sampler == "grid" and kind == "float" and step is None:
+        raise SpaceError("the grid sampler needs a finite grid: give this float range a 'step' or use "
+                         "'choice'", source=source, field=field, found=dist)
+    if sampler == "grid" and dist.get("or_off"):
+        raise SpaceError("the grid sampler cannot use 'or_off: true'; list the values with 'choice', "
+                         "including 0", source=source, field=field, found=dist)
+    if spec is not None and spec.is_regularizer and not dist.get("or_off") and not lo <= spec.off <= hi:
+        raise _cannot_be_off(source, field, spec)
+
+
+def _cannot_be_off(source: str, field: str, spec: Param) -> SpaceError:
+    return SpaceError(f"a searched regularizer must be able to switch off, so that the unregularized "
+                      f"baseline lies inside the space: include {spec.off!r} in the range or the choices, "
+                      f"or add 'or_off: true'", source=source, field=field)
