@@ -85,6 +85,8 @@ def build(settings: dict[str, Any], input_shape: tuple[int, ...], head: Any, sea
 def load_backbone(settings: dict[str, Any], image_hw: tuple[int, int], search_dir: Path | None = None,
                   source: str | None = None) -> Any:
     """The backbone with the file's weights, cut at ``cut_at``, as a model named ``backbone``."""
+    import warnings
+
     import keras
 
     name = settings["backbone"]
@@ -101,7 +103,12 @@ def load_backbone(settings: dict[str, Any], image_hw: tuple[int, int], search_di
         raise SpaceError(f"cannot build {name} for {image_hw[0]}×{image_hw[1]} images ({exc}); "
                          f"'model.resize' can enlarge them", source=source, field="model.backbone") from None
     try:
-        base.load_weights(str(path))
+        with warnings.catch_warnings(record=True) as caught:  # our error below says it better
+            warnings.simplefilter("always")
+            base.load_weights(str(path))
+        skipped = [str(w.message) for w in caught if "freshly-initialized" in str(w.message)]
+        if skipped:  # a partial load would train on random features without a word
+            raise ValueError(f"{len(skipped)} parts of the model found no weights in the file: {skipped[0]}")
     except Exception as exc:  # wrong architecture, alpha or format: Keras raises several types
         raise SpaceError(f"cannot load {path} into {name} ({type(exc).__name__}: {str(exc)[:300]})",
                          source=source, field="model.weights",
