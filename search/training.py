@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import keras
 import numpy as np
 
-from search import models, preprocess
+from search import _runtime, models, preprocess
 from search.models import Head
 from search.models import layers as _custom_layers  # noqa: F401  registers them, so checkpoints load
 from search.results import SplitResult
@@ -60,7 +60,7 @@ def fit_split(model: Any, X_train: np.ndarray, y_train: np.ndarray, X_val: np.nd
 def fresh_model(space: "Space", settings: dict[str, dict[str, Any]], input_shape: tuple[int, ...], head: Head,
                 seed: int) -> Any:
     """A compiled model whose initial weights (and later shuffles, dropout masks) follow from ``seed`` alone."""
-    keras.backend.clear_session()  # keeps memory flat over hundreds of trials
+    _runtime.reset_keras()
     set_seed(seed)
     model = models.build(settings["model"], input_shape, head, space.path.parent if space.path else None)
     compile_model(model, settings["train"], head)

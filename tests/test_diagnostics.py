@@ -123,3 +123,20 @@ def test_mean_curve_stops_where_fewer_than_half_the_splits_ran():
 ])
 def test_run_names_say_what_differs(params, baseline, name):
     assert review.trial_label(7, params, baseline) == name
+
+
+def test_importance_figures_leave_no_fanova_forest_behind():
+    """Optuna's fANOVA trees memoize in class-level caches; a figure refresh per trial must not pile them up."""
+    import gc
+
+    import optuna
+    from optuna.importance._fanova._tree import _FanovaTree
+
+    from search import figures
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("a", 0, 1) ** 2 + 0.1 * t.suggest_float("b", 0, 1), n_trials=12)
+    pngs = figures.optuna_pngs(study)
+    assert "param_importances" in pngs and pngs["param_importances"].startswith(b"\x89PNG")
+    gc.collect()
+    assert not [o for o in gc.get_objects() if isinstance(o, _FanovaTree)]
