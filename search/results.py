@@ -108,3 +108,6 @@ class TrialListener:
     def on_split_end(self, trial: Any, result: SplitResult) -> None: ...
 
     def on_trial_end(self, trial: Any, outcome: TrialOutcome) -> None: ...
+
+    def on_run_end(self, study: Any) -> None:
+        """After this process's last trial has been told to the study (so it counts as finished)."""

@@ -83,7 +83,11 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
     home = Path(options.home)
     home.mkdir(parents=True, exist_ok=True)
     storage_url = options.storage or studies.default_storage(home)
-    study = studies.open_study(space, studies.make_storage(storage_url, options.heartbeat), prepared.attrs())
+    tracker = make_tracker(prepared, options, space_text, storage_url)
+    # The process that creates the study also creates the MLflow experiment and parent run, before
+    # workers on other hosts are let in: otherwise two of them could each make one.
+    study = studies.open_study(space, studies.make_storage(storage_url, options.heartbeat), prepared.attrs(),
+                               on_create=tracker.start)
     budget = studies.budget_of(space)
     recovered = studies.recover_orphans(study)
     if recovered:
@@ -98,7 +102,6 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
         print(summary_table(study), file=out)
         return study
     _runtime.configure(options.threads)
-    tracker = make_tracker(prepared, options, space_text, storage_url)
     tracker.start(study)
     progress = Progress(budget, quiet=options.quiet)
     progress.seed_from(study)
@@ -115,6 +118,7 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
         raise
     finally:
         stop.uninstall()
+        _run_end(objective.listeners, study)
         if options.worker_index == 0:  # the process that started the workers closes the parent run
             tracker.finish(status if not stop.requested else "KILLED")
     if options.worker_index == 0:  # workers leave the summary to the process that started them
@@ -166,8 +170,6 @@ class _Loop:
         import time
 
         from search import study as studies
-        from search.objective import OverBudget
-        from search.stopping import TrialInterrupted
 
         deadline = time.monotonic() + self.options.timeout if self.options.timeout else None
         started = 0
@@ -212,6 +214,20 @@ def _own_last_trial(study: Any) -> Any:
     return None
 
 
+def _run_end(listeners: Any, study: Any) -> None:
+    """Tell listeners the run is over; a failure here must not hide why the run ended."""
+    from search._redact import redact
+
+    for listener in listeners:
+        hook = getattr(listener, "on_run_end", None)
+        if hook is None:
+            continue
+        try:
+            hook(study)
+        except Exception as exc:  # e.g. the tracking server went away: the trials are safe in storage
+            print(f"warning: {type(listener).__name__} could not finish ({redact(str(exc))[:300]})", file=sys.stderr)
+
+
 class CheckpointRetention(TrialListener):
     """Keeps the split checkpoints of the best ``keep`` finished trials only; others go as they fall out.
 
@@ -222,10 +238,18 @@ class CheckpointRetention(TrialListener):
         self.home, self.keep = Path(home), keep
 
     def on_trial_end(self, trial: Any, outcome: Any) -> None:
+        pending = (trial.number, outcome.value) if outcome.state == "complete" else None
+        self._sweep(trial.study, pending, also=trial.number)
+
+    def on_run_end(self, study: Any) -> None:
+        # Two workers finishing together each see the other's trial as running and keep it: K + 1.
+        # Once told, every trial is finished, so a sweep now settles on exactly K.
+        self._sweep(study, None)
+
+    def _sweep(self, study: Any, pending: tuple[int, float] | None, also: int | None = None) -> None:
         from search import checkpoints, study as studies
 
-        pending = (trial.number, outcome.value) if outcome.state == "complete" else None
-        keep = studies.top_trials(trial.study, self.keep, pending)
-        removable = {t.number for t in trial.study.get_trials(deepcopy=False)
-                     if t.state.name in ("COMPLETE", "PRUNED", "FAIL")} | {trial.number}
-        checkpoints.keep_only(self.home, trial.study.study_name, keep, removable)
+        keep = studies.top_trials(study, self.keep, pending)
+        removable = {t.number for t in study.get_trials(deepcopy=False)
+                     if t.state.name in ("COMPLETE", "PRUNED", "FAIL")} | ({also} if also is not None else set())
+        checkpoints.keep_only(self.home, study.study_name, keep, removable)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from search.errors import StudyError
 from search.space import Space
@@ -142,13 +142,15 @@ def _max_epochs(space: Space) -> int:
     return int(epochs)
 
 
-def open_study(space: Space, storage: Any, attrs: dict[str, Any]) -> Any:
+def open_study(space: Space, storage: Any, attrs: dict[str, Any],
+               on_create: Callable[[Any], None] | None = None) -> Any:
     """Create or load the study named in the space; refuse to continue it on different data.
 
     ``attrs`` (data fingerprint, test rows, split plan) are stored on a new study and compared on a
     continued one: a study's trials are only comparable if they saw the same rows. Of several workers
     starting at once, exactly one creates the study and fills its queue (the baseline, or the whole
-    grid); the others wait until it says the study is ready.
+    grid); the others wait until it says the study is ready. ``on_create`` runs in that one process
+    before the others go on, for what must exist exactly once (the MLflow experiment and parent run).
     """
     import optuna
 
@@ -168,7 +170,11 @@ def open_study(space: Space, storage: Any, attrs: dict[str, Any]) -> Any:
             study.set_user_attr(key, value)
         study.set_user_attr("budget", budget_of(space))
         _fill_queue(study, space)
-        study.set_user_attr("ready", True)
+        try:
+            if on_create is not None:
+                on_create(study)
+        finally:  # a failed hook ends this process; the others must not wait for it
+            study.set_user_attr("ready", True)
     else:
         _wait_until_ready(study)
     stored_objectives = study.user_attrs.get("objectives", ["val_loss"])
@@ -223,10 +229,15 @@ def _fill_queue(study: Any, space: Space) -> None:
 
 
 def _wait_until_ready(study: Any, timeout: float = 60.0) -> None:
+    """Wait for the creator to mark the study ready; a creator killed half-way is waited for ``timeout``.
+
+    Trials do not mean ready: the creator queues the baseline before it makes the parent run, and a
+    worker let in on that would make a second one.
+    """
     import time
 
     deadline = time.monotonic() + timeout
-    while not study.user_attrs.get("ready") and not study.trials and time.monotonic() < deadline:
+    while not study.user_attrs.get("ready") and time.monotonic() < deadline:
         time.sleep(0.5)
 
 

@@ -52,7 +52,13 @@ def experiment_id(client: Any, uri: str, home: Path, name: str) -> str:
     location = None
     if not is_server(uri) and not uri.startswith("databricks"):
         location = (Path(home) / "artifacts").resolve().as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # another process created it a moment ago (RESOURCE_ALREADY_EXISTS)
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 def fetch_checkpoint(tracking_uri: str, run_id: str, dest: Path) -> bool:
@@ -106,6 +112,9 @@ class MlflowTracker(TrialListener):
 
     # -- study level -----------------------------------------------------------------------
     def start(self, study: Any) -> str:
+        """Open (or create) the study's experiment and parent run; again for the same study: no-op."""
+        if self.parent_run_id and self._study is not None and self._study.study_name == study.study_name:
+            return self.parent_run_id
         self.experiment_id = self._experiment(study.study_name)
         parent = study.user_attrs.get(PARENT_RUN_ATTR)
         if parent and self._exists(parent):
@@ -227,6 +236,7 @@ class MlflowTracker(TrialListener):
         if self.remote:
             self._store_checkpoints(trial, run_id, outcome)
         self.client.set_terminated(run_id, status=_MLFLOW_STATUS[outcome.state])
+        _forget_artifact_repo(run_id)
         self.close_orphans(trial.study)
         if outcome.state in ("complete", "pruned"):
             self._since_refresh += 1
@@ -244,9 +254,19 @@ class MlflowTracker(TrialListener):
             for path in paths:
                 self.client.log_artifact(run_id, str(path), CHECKPOINT_ARTIFACTS)
             self.client.set_tag(run_id, "search.checkpoints", "stored")
+        self._drop_checkpoints(trial.study, keep)
+
+    def on_run_end(self, study: Any) -> None:
+        if self.remote:  # see CheckpointRetention.on_run_end: concurrent finishes can leave K + 1
+            from search import study as studies
+
+            self._drop_checkpoints(study, studies.top_trials(study, self.keep_checkpoints))
+
+    def _drop_checkpoints(self, study: Any, keep: set[int]) -> None:
+        """Delete the uploaded split models of finished trials outside ``keep``."""
         stored = self.client.search_runs([self.experiment_id], "tags.`search.checkpoints` = 'stored'",
                                          max_results=1000)
-        finished = {t.number for t in trial.study.get_trials(deepcopy=False) if t.state.is_finished()}
+        finished = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
         for run in stored:
             number = int(run.data.tags.get("optuna.trial_number", -1))
             if number in keep or number not in finished:  # a running trial is still competing
@@ -379,3 +399,18 @@ def _with_outcome(trial: Any, outcome: TrialOutcome) -> list[Any]:
             t.datetime_complete = datetime.now()
         out.append(t)
     return out
+
+
+def _forget_artifact_repo(run_id: str) -> None:
+    """Drop MLflow's cached artifact repository of a finished trial run.
+
+    MLflow keeps one per run (up to 1024, each with its own upload queue and thread pool); a finished
+    trial's run gets no more artifacts in the usual case, and MLflow makes a new one if it does.
+    """
+    try:
+        from mlflow.tracking._tracking_service import utils
+    except ImportError:
+        return
+    cache = getattr(utils, "_artifact_repos_cache", None)
+    if isinstance(cache, dict):
+        cache.pop(run_id, None)

@@ -4,8 +4,8 @@ The parent opens the study first (so exactly one creates it and queues the basel
 the workers, forwards SIGINT/SIGTERM to them, and prints the table when they are done.
 
 With ``recycle_after`` R, a worker process exits after R trials and the parent starts a fresh one in
-its slot. TensorFlow 2.21 keeps a few MB per traced training function that ``clear_session`` does not
-return (measured in benchmarks/memory.py), so only a fresh process keeps memory flat over a night.
+its slot. Our own trials keep memory flat in one process (``_runtime.reset_keras``); recycling is the
+safety valve for what we cannot clean up, such as a user's model builder that keeps references.
 """
 from __future__ import annotations
 
@@ -36,9 +36,10 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     options.home.mkdir(parents=True, exist_ok=True)
     storage = studies.make_storage(options.storage or studies.default_storage(options.home), options.heartbeat)
     storage_url = options.storage or studies.default_storage(options.home)
-    study = studies.open_study(space, storage, prepared.attrs())
-    # Create the tracking store, experiment and parent run here, once, before workers race to do it.
+    # The tracking store, experiment and parent run are made here, once, before the workers start
+    # (by the study's creator, if another host is starting the same study right now).
     tracker = make_tracker(prepared, options, space_text, storage_url)
+    study = studies.open_study(space, storage, prepared.attrs(), on_create=tracker.start)
     tracker.start(study)
     threads = options.threads or max(1, cores() // n)
     left = [None if options.n_trials is None else math.ceil(options.n_trials / n) for _ in range(n)]

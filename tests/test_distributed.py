@@ -130,6 +130,9 @@ def test_four_workers_on_two_hosts_share_one_study(databases, mlflow_server, tmp
     client, runs = _runs(tracking, "fleet")
     trial_runs = {int(r.data.tags["optuna.trial_number"]): r for r in runs if r.data.tags.get("search.kind") == "trial"}
     assert not [r for r in runs if r.info.status == "RUNNING"]
+    parents = [r for r in runs if r.data.tags.get("search.kind") == "study"]
+    assert len(parents) == 1, "two hosts starting at once must share one parent run"
+    assert {r.data.tags.get("mlflow.parentRunId") for r in trial_runs.values()} == {parents[0].info.run_id}
     for t in finished:
         assert trial_runs[t.number].info.status == ("FINISHED" if t.state.name == "COMPLETE" else "KILLED")
 

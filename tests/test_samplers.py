@@ -94,3 +94,40 @@ def test_grid_is_covered_exactly_once_by_two_workers(tmp_path):
     assert complete[0].params["model.dropout"] == 0.0
     # A trial started while the last point was still running was closed before it evaluated anything.
     assert all(t.state.name == "FAIL" for t in trials if t.state.name != "COMPLETE")
+
+
+def test_a_joining_worker_waits_until_the_creator_has_made_what_must_exist_once(tmp_path):
+    """The creator queues the baseline before its ``on_create`` hook (the MLflow parent run) is done; a
+    worker joining in between must wait for the hook, or it makes a second parent run of its own."""
+    import threading
+
+    space = spaces.validate(SPACE)
+    url = f"sqlite:///{tmp_path / 'join.db'}"
+    in_hook, release, events = threading.Event(), threading.Event(), []
+
+    def slow_hook(study):
+        in_hook.set()
+        release.wait(timeout=30)
+        study.set_user_attr("parent", "made-once")
+        events.append("hook done")
+
+    creator = threading.Thread(target=studies.open_study,
+                               args=(space, studies.make_storage(url), {"n_splits": 3}, slow_hook))
+    creator.start()
+    assert in_hook.wait(timeout=30)
+    joined = {}
+
+    def join():
+        joined["study"] = studies.open_study(space, studies.make_storage(url), {"n_splits": 3})
+        events.append("joined")
+
+    joiner = threading.Thread(target=join)
+    joiner.start()
+    joiner.join(timeout=2.0)
+    assert joiner.is_alive(), "the joiner went on while the creator's hook was still running"
+    assert studies.waiting_count(optuna.load_study(study_name="s", storage=url)) == 1  # the queued baseline
+    release.set()
+    creator.join(timeout=30)
+    joiner.join(timeout=30)
+    assert events == ["hook done", "joined"]
+    assert joined["study"].user_attrs["parent"] == "made-once"
