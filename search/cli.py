@@ -26,6 +26,33 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * scale[u] for n, u in parts)
 
 
+def positive_duration(text: str) -> float:
+    """A duration above zero: ``--timeout 0`` would otherwise read as no limit at all."""
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"expected a duration above zero, like 8h or 90m; found {text!r}")
+    return seconds
+
+
+def _counting(low: int):
+    """An argparse type for whole numbers of at least ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number; found {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {low}; found {text!r}")
+        return value
+
+    parse.__name__ = "whole number"  # what argparse names in "invalid <type> value"
+    return parse
+
+
+positive_int, non_negative_int = _counting(1), _counting(0)
+
+
 def _store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--home", default=os.environ.get("SEARCH_HOME", DEFAULT_HOME),
                    help="folder for the default stores, artifacts and checkpoints (default: mlruns)")
@@ -44,28 +71,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("space", type=Path, help="the space file (YAML)")
     run.add_argument("--study-name", help="override study.name from the file")
     _store_args(run)
-    run.add_argument("--n-trials", type=int, help="run at most this many trials now (the file's n_trials is "
+    run.add_argument("--n-trials", type=positive_int, help="run at most this many trials now (the file's n_trials is "
                      "the study's total budget)")
-    run.add_argument("--timeout", type=parse_duration, help="stop starting trials after this long (8h, 90m)")
-    run.add_argument("--threads", type=int, help="TensorFlow threads (default: all cores)")
+    run.add_argument("--timeout", type=positive_duration, help="stop starting trials after this long (8h, 90m)")
+    run.add_argument("--threads", type=positive_int, help="TensorFlow threads (default: all cores)")
     run.add_argument("--quiet", action="store_true", help="no progress lines, only the final table")
-    run.add_argument("--workers", type=int, default=1, help="run N worker processes on this study; "
+    run.add_argument("--workers", type=positive_int, default=1, help="run N worker processes on this study; "
                      "TensorFlow threads per worker = cores / N")
     run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
-    run.add_argument("--recycle-after", type=int, default=None, metavar="N",
+    run.add_argument("--recycle-after", type=non_negative_int, default=None, metavar="N",
                      help="run trials in a child process replaced every N trials, so memory that a custom "
                      "builder or library keeps is returned (default: 50 with --workers, off otherwise)")
-    run.add_argument("--heartbeat", type=int, default=30, help="seconds between a running trial's heartbeats; "
+    run.add_argument("--heartbeat", type=positive_int, default=30, help="seconds between a running trial's heartbeats; "
                      "a trial silent for 3 heartbeats is failed and retried by another worker (default 30)")
 
     status = sub.add_parser("status", help="trial counts and the top trials of a study, from storage")
     status.add_argument("study", help="study name")
-    status.add_argument("--top", type=int, default=10)
+    status.add_argument("--top", type=positive_int, default=10)
     _store_args(status)
 
     best = sub.add_parser("best", help="the best trials of a study; --export writes the best one's fixed config")
     best.add_argument("study", help="study name")
-    best.add_argument("--top", type=int, default=10)
+    best.add_argument("--top", type=positive_int, default=10)
     best.add_argument("--export", type=Path, metavar="FILE", help="write the best trial's config, every value "
                       "fixed, which `search run` accepts and which repeats the trial")
     _store_args(best)
@@ -83,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--tolerance", type=float, help="relative tolerance of --verify (default 1e-4)")
     rep.add_argument("--allow-data-change", action="store_true", help="go on when the data differs from the "
                      "study's (by fingerprint)")
-    rep.add_argument("--epochs", type=int, help="train the final model this many epochs instead of the epoch rule")
-    rep.add_argument("--threads", type=int, help="TensorFlow threads (default: all cores)")
+    rep.add_argument("--epochs", type=positive_int, help="train the final model this many epochs instead of the epoch rule")
+    rep.add_argument("--threads", type=positive_int, help="TensorFlow threads (default: all cores)")
     _store_args(rep)
 
     proxy = sub.add_parser("storage-proxy", help="serve the Optuna storage to many workers over gRPC "
@@ -97,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "one self-contained HTML file")
     report.add_argument("study", help="study name")
     report.add_argument("--out", type=Path, help="the HTML file to write (default: <study>-report.html)")
-    report.add_argument("--top", type=int, default=10, help="rows of the top-trials table")
+    report.add_argument("--top", type=positive_int, default=10, help="rows of the top-trials table")
     _store_args(report)
 
     ui = sub.add_parser("ui", help="start the MLflow UI on this project's tracking store")
@@ -129,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from search import session, space as spaces
 
+    if args.worker_index:
+        from search.workers import follow_parent
+
+        follow_parent()
     space = spaces.load(args.space, study_name=args.study_name)
     prepared = session.prepare(space, threads=args.threads)
     if skipped := prepared.dataset.images_skipped:

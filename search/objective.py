@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,6 +40,7 @@ class Objective:
     listeners: Sequence[TrialListener] = ()
     stop: StopRequest | None = None
     budget: int | None = None  # the study's total of finished trials, shared by all workers
+    _warned: set[tuple[str, str]] = field(default_factory=set, init=False, repr=False)
 
     def __call__(self, trial: Any) -> float | tuple[float, float]:
         import optuna
@@ -49,10 +50,11 @@ class Objective:
         if self.budget is not None and _over_budget(trial, self.budget):
             trial.set_user_attr("reason", "over budget: other workers hold the remaining trials")
             raise OverBudget(f"trial {trial.number} is over the study's budget of {self.budget}")
-        settings = self.space.sample(trial)
-        outcome = TrialOutcome(trial.number, "complete", settings, metric_name=models.Head(self.dataset.task, self.dataset.n_outputs).metric)
-        self._emit("on_trial_start", trial, settings)
+        outcome = TrialOutcome(trial.number, "complete", {},
+                               metric_name=models.Head(self.dataset.task, self.dataset.n_outputs).metric)
         try:
+            settings = outcome.settings = self.space.sample(trial)
+            self._emit("on_trial_start", trial, settings)
             for split in self.splits:
                 self._emit("on_split_start", trial, split.index, len(self.splits))
                 result = self._fit(trial, settings, split)
@@ -74,6 +76,11 @@ class Objective:
             return self._values(outcome)
         except TrialInterrupted as exc:
             outcome.state, outcome.reason = "interrupted", str(exc)
+            trial.set_user_attr("reason", outcome.reason)
+            self._emit("on_trial_end", trial, outcome)
+            raise
+        except KeyboardInterrupt:  # a second Ctrl-C: stop now, but leave the trial queued and its run closed
+            outcome.state, outcome.reason = "interrupted", "interrupted at once by a second Ctrl-C; queued to run again"
             trial.set_user_attr("reason", outcome.reason)
             self._emit("on_trial_end", trial, outcome)
             raise
@@ -138,8 +145,28 @@ class Objective:
         return result
 
     def _emit(self, event: str, *args: Any) -> None:
+        """Tell every listener; one that fails (MLflow unreachable, disk full) is warned about, not fatal.
+
+        Listeners are side channels: the trial's result lives in Optuna's storage, so a tracking error
+        must neither fail the trial nor count toward the consecutive-failure stop.
+        """
         for listener in self.listeners:
-            getattr(listener, event)(*args)
+            try:
+                getattr(listener, event)(*args)
+            except Exception as exc:
+                self._warn_once(listener, event, exc)
+
+    def _warn_once(self, listener: Any, event: str, exc: Exception) -> None:
+        import sys
+
+        from search._redact import redact
+
+        key = (type(listener).__name__, event)
+        if key in self._warned:  # a dead server fails every call after the first
+            return
+        self._warned.add(key)
+        print(f"warning: {key[0]}.{event} failed ({type(exc).__name__}: {redact(str(exc))[:300]}); the trial "
+              f"goes on and its result is kept in the Optuna storage", file=sys.stderr)
 
 
 def _latency_ms(model: Any, X: np.ndarray, rows: int = 256, repeats: int = 7) -> float:

@@ -115,12 +115,15 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
         loop.run()
     except KeyboardInterrupt:
         status = "KILLED"
+        if options.worker_index == 0:
+            print(f"\ninterrupted; the running trial is queued again. Continue the study with:\n"
+                  f"  {options.continue_command}", file=out)
         raise
     finally:
         stop.uninstall()
         _run_end(objective.listeners, study)
         if options.worker_index == 0:  # the process that started the workers closes the parent run
-            tracker.finish(status if not stop.requested else "KILLED")
+            tolerate(tracker.finish, status if not stop.requested else "KILLED")
     if options.worker_index == 0:  # workers leave the summary to the process that started them
         print("\n" + format_counts(studies.trials_by_state(study), budget), file=out)
         print(summary_table(study), file=out)
@@ -184,7 +187,14 @@ class _Loop:
                 return
             if deadline is not None and time.monotonic() >= deadline:
                 return
-            self.study.optimize(self.objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+            try:
+                self.study.optimize(self.objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+            except KeyboardInterrupt:
+                last = _own_last_trial(self.study)
+                if last is not None and last.state.name == "FAIL" and "queued to run again" in \
+                        last.user_attrs.get("reason", ""):
+                    studies.requeue(self.study, last, max_retries=None, counts_as_retry=False)
+                raise
             started += 1
             last = _own_last_trial(self.study)
             if last is None or last.state.name != "FAIL":
@@ -194,7 +204,7 @@ class _Loop:
             if reason.startswith("over budget"):
                 return
             if self.stop.requested or "queued to run again" in reason:
-                studies.requeue(self.study, last, max_retries=None)
+                studies.requeue(self.study, last, max_retries=None, counts_as_retry=False)
                 return
             self.consecutive_failures += 1
             self.last_failure = reason or "unknown"
@@ -216,16 +226,26 @@ def _own_last_trial(study: Any) -> Any:
 
 def _run_end(listeners: Any, study: Any) -> None:
     """Tell listeners the run is over; a failure here must not hide why the run ended."""
-    from search._redact import redact
-
     for listener in listeners:
         hook = getattr(listener, "on_run_end", None)
-        if hook is None:
-            continue
-        try:
-            hook(study)
-        except Exception as exc:  # e.g. the tracking server went away: the trials are safe in storage
-            print(f"warning: {type(listener).__name__} could not finish ({redact(str(exc))[:300]})", file=sys.stderr)
+        if hook is not None:
+            tolerate(hook, study)
+
+
+def tolerate(action: Any, *args: Any) -> None:
+    """Call a side-channel action (MLflow, checkpoint sweeps) that must not hide how the run ended.
+
+    The trials are safe in the Optuna storage, so when the tracking server went away the summary and
+    the continue command still matter more than a traceback.
+    """
+    from search._redact import redact
+
+    try:
+        action(*args)
+    except Exception as exc:
+        owner = getattr(action, "__self__", None)
+        name = f"{type(owner).__name__}.{action.__name__}" if owner is not None else getattr(action, "__name__", "?")
+        print(f"warning: {name} failed ({type(exc).__name__}: {redact(str(exc))[:300]})", file=sys.stderr)
 
 
 class CheckpointRetention(TrialListener):

@@ -271,12 +271,16 @@ def trials_by_state(study: Any) -> dict[str, int]:
     return counts
 
 
-def requeue(study: Any, trial: Any, max_retries: int | None = 1) -> bool:
-    """Queue a failed trial's settings to run again (at most ``max_retries`` times along its chain)."""
+def requeue(study: Any, trial: Any, max_retries: int | None = 1, *, counts_as_retry: bool = True) -> bool:
+    """Queue a failed trial's settings to run again (at most ``max_retries`` times along its chain).
+
+    A trial the user stopped (``counts_as_retry=False``) keeps its retry count: being stopped is not a
+    crash, and must not use up the one retry a later crash is owed.
+    """
     retries = int(trial.user_attrs.get("retry_count", 0))
     if max_retries is not None and retries >= max_retries:
         return False
-    attrs = {"retry_of": trial.number, "retry_count": retries + 1}
+    attrs = {"retry_of": trial.number, "retry_count": retries + int(counts_as_retry)}
     if trial.user_attrs.get("baseline"):
         attrs["baseline"] = True
     study.enqueue_trial(trial.params, user_attrs=attrs, skip_if_exists=False)
@@ -289,6 +293,7 @@ def recover_orphans(study: Any) -> list[int]:
     Heartbeats catch a dead worker on any host, but only after their grace period; a run restarted on
     the same machine knows at once, from the process id each trial records.
     """
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     from search._identity import worker_identity
@@ -299,8 +304,13 @@ def recover_orphans(study: Any) -> list[int]:
         if worker.get("host") != host or _alive(int(worker.get("pid", -1))):
             continue
         storage = study._storage  # Optuna has no public call to fail another process's trial
-        storage.set_trial_user_attr(t._trial_id, "reason", f"its process {worker.get('pid')} died")
-        if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+        try:
+            storage.set_trial_user_attr(t._trial_id, "reason", f"its process {worker.get('pid')} died")
+            changed = storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            # Another worker (or Optuna's heartbeat check) finished it first, and queued the retry.
+            continue
+        if changed:
             requeue(study, t)
             recovered.append(t.number)
     return recovered

@@ -17,7 +17,29 @@ import sys
 import time
 from typing import Any
 
-from search.session import Prepared, RunOptions, make_tracker
+from search.session import Prepared, RunOptions, make_tracker, tolerate
+
+
+PARENT_ENV = "SEARCH_PARENT_PID"
+
+
+def follow_parent() -> None:
+    """In a worker: be sent SIGTERM (a graceful stop) when the parent dies, however it dies.
+
+    Workers sit in sessions of their own, so nothing else would stop them if the parent were killed.
+    """
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):  # the parent died before the request above was in place
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def cores() -> int:
@@ -57,7 +79,10 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
             cmd += ["--n-trials", str(min(quota))]
             if left[i] is not None:
                 left[i] -= min(quota)
-        return subprocess.Popen(cmd)
+        # Its own session: a Ctrl-C at the terminal reaches the parent only, which forwards it once. In
+        # the terminal's process group each worker would get it twice, and a second SIGINT means "now".
+        env = {**os.environ, PARENT_ENV: str(os.getpid())}
+        return subprocess.Popen(cmd, start_new_session=True, env=env)
 
     def forward(signum: int, frame: Any) -> None:
         stopped.append(signal.Signals(signum).name)
@@ -93,8 +118,8 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        tracker.close_orphans(study)
-        tracker.finish("KILLED" if stopped else "FINISHED")
+        tolerate(tracker.close_orphans, study)
+        tolerate(tracker.finish, "KILLED" if stopped else "FINISHED")
     study = studies.open_study(space, storage, prepared.attrs())
     print("\n" + format_counts(studies.trials_by_state(study), studies.budget_of(space)))
     print(summary_table(study))

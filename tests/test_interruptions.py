@@ -1,0 +1,185 @@
+"""What an unattended night can throw at a run besides a crash: a terminal's Ctrl-C reaching every
+process, a parent killed outright, workers racing to recover the same orphan, a tracking store that
+breaks mid-run, and limits given as zero."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from conftest import run_cli
+from test_overnight import ROOT, SLOW, _env, _study
+from search import session, space as spaces, study as studies
+from search._identity import worker_identity
+from search.results import TrialListener
+
+LONG = {**SLOW, "train": {"epochs": 200, "batch_size": 8}}
+
+
+def _start_in_own_group(space: Path, home: Path, *extra: str) -> subprocess.Popen:
+    """As a shell starts a foreground job: the command leads a process group a terminal signals as one."""
+    return subprocess.Popen([sys.executable, "-m", "search", "run", str(space), "--home", str(home), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            cwd=ROOT, start_new_session=True)
+
+
+def _wait_for_running_trials(home: Path, name: str, proc: subprocess.Popen, n: int, timeout: float = 180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            running = _study(home, name).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        except Exception:  # the study or its schema is not there yet
+            running = []
+        started = [t for t in running if t.user_attrs.get("splits")]
+        if len(started) >= n:
+            return started
+        time.sleep(0.3)
+    raise AssertionError(f"never saw {n} running trials")
+
+
+def _alive(pid: int) -> bool:
+    return studies._alive(pid)
+
+
+def test_ctrl_c_at_the_terminal_stops_every_worker_gracefully(write_space, home):
+    """A terminal's Ctrl-C goes to the whole foreground group. Each worker must see one SIGINT (the
+    parent's), not two: a second one means "stop now" and would lose the graceful stop."""
+    space = write_space({**LONG, "study": {"name": "ctrlc", "n_trials": 6, "baseline": False}})
+    proc = _start_in_own_group(space, home, "--workers", "2")
+    try:
+        victims = _wait_for_running_trials(home, "ctrlc", proc, 2)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "stopped by SIGINT" in out and f"search run {space}" in out
+    study = _study(home, "ctrlc")
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    for victim in victims:
+        stopped = study.trials[victim.number]
+        assert stopped.state.name == "FAIL"
+        assert "stopped by SIGINT" in stopped.user_attrs["reason"], stopped.user_attrs["reason"]
+        assert "retry_count" not in stopped.user_attrs or stopped.user_attrs["retry_count"] == 0
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert sorted(t.user_attrs["retry_of"] for t in waiting) == sorted(v.number for v in victims)
+    # Being stopped is not a crash: the requeued settings still have their one crash retry.
+    assert all(t.user_attrs["retry_count"] == 0 for t in waiting)
+
+
+def test_workers_stop_gracefully_when_their_parent_is_killed_outright(write_space, home):
+    space = write_space({**LONG, "study": {"name": "orphaned", "n_trials": 6, "baseline": False}})
+    proc = _start_in_own_group(space, home, "--workers", "2")
+    try:
+        victims = _wait_for_running_trials(home, "orphaned", proc, 2)
+        proc.kill()
+        proc.communicate(timeout=30)
+        pids = {v.user_attrs["worker"]["pid"] for v in victims}
+        deadline = time.monotonic() + 120
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert not any(_alive(p) for p in pids), "workers outlived their parent"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    study = _study(home, "orphaned")
+    for victim in victims:
+        stopped = study.trials[victim.number]
+        assert stopped.state.name == "FAIL" and "stopped by SIGTERM" in stopped.user_attrs["reason"]
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert sorted(t.user_attrs["retry_of"] for t in waiting) == sorted(v.number for v in victims)
+
+
+def test_workers_recovering_the_same_orphans_at_once_each_requeue_it_once(tmp_path):
+    """Every worker checks for dead processes' trials between its own; several see the same one."""
+    space = spaces.validate({"study": {"name": "race", "seed": 0, "n_trials": 10, "baseline": False},
+                             "data": {"source": "sklearn:iris"},
+                             "model": {"family": "mlp", "units": {"int": [4, 64]}}})
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    study = studies.open_study(space, studies.make_storage(url), {"n_splits": 3})
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphans = []
+    for _ in range(10):
+        trial = study.ask()
+        trial.suggest_int("units", 4, 64)
+        trial.set_user_attr("worker", {"host": worker_identity()["host"], "pid": dead.pid})
+        orphans.append(trial.number)
+
+    barrier, recovered, errors = threading.Barrier(8), [], []
+
+    def recover():
+        mine = optuna.load_study(study_name="race", storage=studies.make_storage(url))
+        barrier.wait()
+        try:
+            recovered.extend(studies.recover_orphans(mine))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=recover) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert sorted(recovered) == orphans, "each orphan is recovered by exactly one worker"
+    study = optuna.load_study(study_name="race", storage=url)
+    assert [t.state.name for t in study.trials[:10]] == ["FAIL"] * 10
+    assert sorted(t.user_attrs["retry_of"] for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))) \
+        == orphans
+
+
+class _BreakTrackingStore(TrialListener):
+    """Drops MLflow's metric tables once trial 1 has started: the store fails from then on, for real."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+
+    def on_trial_start(self, trial, settings) -> None:
+        if trial.number == 1:
+            with sqlite3.connect(self.db) as con:
+                con.execute("DROP TABLE latest_metrics")
+                con.execute("DROP TABLE metrics")
+
+
+def test_a_tracking_store_that_breaks_mid_run_costs_no_trial(write_space, home, capsys):
+    space_file = write_space({"study": {"name": "untracked", "n_trials": 3, "baseline": False,
+                                        "max_consecutive_failures": 1},
+                              "validation": {"scheme": "holdout"}})
+    prepared = session.prepare(spaces.load(space_file))
+    options = session.RunOptions(home=home, quiet=True, threads=1,
+                                 extra_listeners=[_BreakTrackingStore(home / "mlflow.db")])
+    out = io.StringIO()
+    session.run(prepared, options, space_file.read_text(), out=out)
+    study = _study(home, "untracked")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    err = capsys.readouterr().err
+    assert "warning: MlflowTracker.on_split_end failed" in err
+    assert err.count("MlflowTracker.on_split_end failed") == 1, "one warning per listener and event"
+    assert "3/3 finished" in out.getvalue()
+
+
+@pytest.mark.parametrize("flag, value", [("--timeout", "0"), ("--timeout", "0s"), ("--n-trials", "0"),
+                                         ("--workers", "0"), ("--threads", "-1")])
+def test_limits_of_zero_are_refused_not_read_as_no_limit(write_space, home, capsys, flag, value):
+    space = write_space()
+    with pytest.raises(SystemExit) as exit_:
+        run_cli("run", space, "--home", home, flag, value)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and repr(value) in err
+    assert not (home / "optuna.db").exists()
