@@ -7,6 +7,7 @@ epoch of the same split, or the same finished split.
 """
 from __future__ import annotations
 
+import errno
 import math
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,10 @@ PRUNE_WARMUP_EPOCHS = pruning.PRUNE_WARMUP_EPOCHS
 
 class OverBudget(Exception):
     """Other workers already hold the study's remaining budget; this trial does not train."""
+
+
+class DiskFull(Exception):
+    """A checkpoint could not be written: no trial can succeed until space is freed."""
 
 
 @dataclass
@@ -140,7 +145,13 @@ class Objective:
             result.latency_ms = _latency_ms(model, self.dataset.X[split.val])
         if math.isfinite(result.best_val_loss):
             path = checkpoints.split_path(self.home, trial.study.study_name, trial.number, split.index)
-            result.checkpoint = checkpoints.save_atomic(model, path)
+            try:
+                result.checkpoint = checkpoints.save_atomic(model, path)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                raise DiskFull(f"no space left on the device under {path.parent} while saving split "
+                               f"{split.index}'s checkpoint") from None
         del model
         return result
 

@@ -130,9 +130,13 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
     if stop.requested and options.worker_index == 0:
         print(f"\nstopped by {stop.reason}; the interrupted trial is queued again. Continue the study with:\n"
               f"  {options.continue_command}", file=out)
-    if loop.gave_up:
-        from search.errors import StudyError
+    from search.errors import StudyError
 
+    if loop.disk_full:
+        raise StudyError(f"stopped: {loop.disk_full}. The trial is queued again. Free some space (or lower "
+                         f"study.keep_checkpoints, or point --home at a larger disk), then continue the study "
+                         f"with: {options.continue_command}", source=str(space.path) if space.path else None)
+    if loop.gave_up:
         raise StudyError(f"stopped after {loop.consecutive_failures} consecutive failed trials; this is a "
                          f"configuration problem, not bad luck. Last failure: {loop.last_failure}",
                          source=str(space.path) if space.path else None)
@@ -168,6 +172,7 @@ class _Loop:
         self.study, self.objective, self.budget, self.max_failures = study, objective, budget, max_failures
         self.options, self.stop = options, stop
         self.consecutive_failures, self.gave_up, self.last_failure = 0, False, ""
+        self.disk_full = ""
 
     def run(self) -> None:
         import time
@@ -202,6 +207,10 @@ class _Loop:
                 continue
             reason = last.user_attrs.get("reason", "")
             if reason.startswith("over budget"):
+                return
+            if reason.startswith("DiskFull"):  # not these settings' fault: they run again once there is room
+                studies.requeue(self.study, last, max_retries=None, counts_as_retry=False)
+                self.disk_full = reason.removeprefix("DiskFull: ")
                 return
             if self.stop.requested or "queued to run again" in reason:
                 studies.requeue(self.study, last, max_retries=None, counts_as_retry=False)

@@ -336,22 +336,35 @@ def _alive(pid: int) -> bool:
 
 
 def timing_text(study: Any, budget: int | None) -> str:
-    """Elapsed time since the first trial started, and the time left at the mean pace so far."""
+    """Elapsed time since the first trial started, and the time left at the pace so far.
+
+    While trials run, the clock runs to now; the time left divides the remaining trials among the
+    workers running now, since each finishes trials at the mean per-trial pace.
+    """
+    from datetime import datetime
+
     trials = study.get_trials(deepcopy=False)
     starts = [t.datetime_start for t in trials if t.datetime_start]
     ends = [t for t in trials if t.datetime_complete and t.state.name in FINISHED_STATES]
     if not starts:
         return "no trial started yet"
-    last = max([t.datetime_complete for t in ends] or starts)
-    elapsed = (last - min(starts)).total_seconds()
-    text = f"elapsed {_hms(elapsed)}"
     running = sum(1 for t in trials if t.state.name == "RUNNING")
+    # Optuna stores naive local times, from datetime.now().
+    last = datetime.now() if running else max([t.datetime_complete for t in ends] or starts)
+    text = f"elapsed {_hms((last - min(starts)).total_seconds())}"
     if running:
         text += f", {running} running"
     if ends and budget:
         pace = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in ends) / len(ends)
-        left = max(0, budget - len(ends))
-        text += f", about {_hms(pace * left)} left at {_hms(pace)} per trial" if left else ", budget reached"
+        left = max(0, budget - len(ends) - running)
+        workers = max(1, running)
+        if budget - len(ends) <= 0:
+            text += ", budget reached"
+        else:
+            # The running trials are about half done on average; the rest are shared among the workers.
+            eta = pace * (left + running / 2) / workers
+            text += f", about {_hms(eta)} left at {_hms(pace)} per trial" + \
+                (f" with {workers} workers" if workers > 1 else "")
     return text
 
 

@@ -183,3 +183,28 @@ def test_limits_of_zero_are_refused_not_read_as_no_limit(write_space, home, caps
     err = capsys.readouterr().err
     assert flag in err and repr(value) in err
     assert not (home / "optuna.db").exists()
+
+
+def test_a_full_disk_stops_the_run_and_queues_the_trial_again(write_space, home):
+    """Writing a checkpoint into /dev/full fails as a full disk does (ENOSPC). That is no fault of the
+    settings: the run stops at once, says so, and the trial runs again once there is room."""
+    from search import checkpoints
+    from search.errors import StudyError
+
+    space_file = write_space({"study": {"name": "full", "n_trials": 3, "baseline": False,
+                                        "max_consecutive_failures": 10},
+                              "validation": {"scheme": "holdout"}})
+    target = checkpoints.split_path(home, "full", 1, 0)
+    target.parent.mkdir(parents=True)
+    target.with_name(f".{target.stem}.tmp-{os.getpid()}.keras").symlink_to("/dev/full")
+    prepared = session.prepare(spaces.load(space_file))
+    options = session.RunOptions(home=home, quiet=True, threads=1, continue_command="search run again")
+    with pytest.raises(StudyError) as error:
+        session.run(prepared, options, space_file.read_text(), out=io.StringIO())
+    message = str(error.value)
+    assert "no space left on the device" in message and "search run again" in message
+    assert "consecutive" not in message
+    study = _study(home, "full")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "WAITING"]
+    assert study.trials[2].user_attrs["retry_of"] == 1 and study.trials[2].user_attrs["retry_count"] == 0
+    assert not target.parent.exists() or not list(target.parent.iterdir()), "no half-written checkpoint is left"

@@ -212,3 +212,28 @@ def test_trials_in_one_process_leave_no_traced_graphs_behind(write_space, home):
     options.n_trials = 6
     session.run(prepared, options, "", out=io.StringIO())
     assert _live_graphs() <= after_two
+
+
+def test_status_time_left_counts_the_workers_running_now(tmp_path):
+    """Four 60-second trials finished two at a time, two running now: 6 of 10 to go, shared by 2 workers."""
+    from datetime import datetime, timedelta
+
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import FrozenTrial, TrialState
+
+    from search import study as studies
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'eta.db'}", study_name="eta")
+    now, dist = datetime.now(), {"x": FloatDistribution(0, 1)}
+    for i in range(6):
+        start = now - timedelta(seconds=125 - 60 * (i // 2)) if i < 4 else now - timedelta(seconds=5)
+        done = i < 4
+        study.add_trial(FrozenTrial(number=i, state=TrialState.COMPLETE if done else TrialState.RUNNING,
+                                    value=0.5 if done else None, values=None, datetime_start=start,
+                                    datetime_complete=start + timedelta(seconds=60) if done else None,
+                                    params={"x": 0.5}, distributions=dist, user_attrs={}, system_attrs={},
+                                    intermediate_values={}, trial_id=i))
+    text = studies.timing_text(optuna.load_study(study_name="eta", storage=f"sqlite:///{tmp_path / 'eta.db'}"), 10)
+    assert text.startswith("elapsed 2m0"), text  # up to now, not to the last finished trial (1m05s)
+    # 4 not started plus 2 half done, at 60 s each, on 2 workers: 150 s; one worker's view would say 360 s.
+    assert "2 running" in text and "about 2m30s left at 1m00s per trial with 2 workers" in text, text
