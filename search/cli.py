@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=positive_int, default=1, help="run N worker processes on this study; "
                      "TensorFlow threads per worker = cores / N")
     run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    run.add_argument("--run-started", type=float, default=None, help=argparse.SUPPRESS)
     run.add_argument("--recycle-after", type=non_negative_int, default=None, metavar="N",
                      help="run trials in a child process replaced every N trials, so memory that a custom "
                      "builder or library keeps is returned (default: 50 with --workers, off otherwise)")
@@ -169,6 +170,8 @@ def _run(args: argparse.Namespace) -> int:
                                  n_trials=args.n_trials, timeout=args.timeout, threads=args.threads,
                                  quiet=args.quiet, worker_index=args.worker_index, heartbeat=args.heartbeat,
                                  continue_command=_continue_command(args))
+    if args.run_started is not None:
+        options.run_started = args.run_started
     recycle = args.recycle_after if args.recycle_after is not None else (50 if args.workers > 1 else 0)
     if args.workers > 1 or recycle:
         from search import workers

@@ -6,6 +6,7 @@ written, so a bad space file never costs a stored study anything.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -50,6 +51,7 @@ class RunOptions:
     worker_index: int = 0
     heartbeat: int = 30              # seconds between a running trial's heartbeats
     continue_command: str = "search run <space file>"
+    run_started: float = field(default_factory=time.time)  # workers get their parent's, so recycling keeps it
     extra_listeners: list[Any] = field(default_factory=list)
 
 
@@ -175,8 +177,6 @@ class _Loop:
         self.disk_full = ""
 
     def run(self) -> None:
-        import time
-
         from search import study as studies
 
         deadline = time.monotonic() + self.options.timeout if self.options.timeout else None
@@ -215,7 +215,8 @@ class _Loop:
             if self.stop.requested or "queued to run again" in reason:
                 studies.requeue(self.study, last, max_retries=None, counts_as_retry=False)
                 return
-            self.consecutive_failures += 1
+            self.consecutive_failures = max(self.consecutive_failures + 1,
+                                            studies.failure_streak(self.study, self.options.run_started))
             self.last_failure = reason or "unknown"
             if self.consecutive_failures >= self.max_failures:
                 self.gave_up = True

@@ -287,6 +287,34 @@ def requeue(study: Any, trial: Any, max_retries: int | None = 1, *, counts_as_re
     return True
 
 
+def failure_streak(study: Any, since: float | None = None) -> int:
+    """Failed trials in a row at the end of the study, across every worker and process, by finish time.
+
+    Only trials started at or after ``since`` (a Unix time: when this run began) count, so a run that
+    follows a fix is not stopped by the failures of the run before it. Failures that are no fault of
+    the settings (stopped, over budget, a dead or silent process, a full disk) neither count nor break
+    the streak. A per-process count alone would restart at zero in every recycled worker, and a broken
+    space would then fail trials all night.
+    """
+    from datetime import datetime
+
+    start = datetime.fromtimestamp(since) if since is not None else None  # Optuna stores naive local times
+    finished = sorted((t for t in study.get_trials(deepcopy=False)
+                       if t.state.name in ("COMPLETE", "PRUNED", "FAIL") and t.datetime_complete
+                       and (start is None or (t.datetime_start and t.datetime_start >= start))),
+                      key=lambda t: t.datetime_complete)
+    streak = 0
+    for t in reversed(finished):
+        if t.state.name != "FAIL":
+            break
+        reason = str(t.user_attrs.get("reason", ""))
+        # No reason: failed by Optuna's heartbeat check, for a worker that went silent, not by these settings.
+        if reason and not (reason.startswith(("over budget", "DiskFull", "its process"))
+                           or "queued to run again" in reason):
+            streak += 1
+    return streak
+
+
 def recover_orphans(study: Any) -> list[int]:
     """Fail and requeue RUNNING trials whose process on this host is gone (killed, crashed).
 

@@ -71,7 +71,8 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     deadline = time.monotonic() + options.timeout if options.timeout else None
 
     def start(i: int) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "search", *argv, "--worker-index", str(i + 1), "--threads", str(threads)]
+        cmd = [sys.executable, "-m", "search", *argv, "--worker-index", str(i + 1), "--threads", str(threads),
+               "--run-started", repr(options.run_started)]
         if deadline is not None:  # a recycled worker gets what is left of the run's time, not all of it
             cmd += ["--timeout", f"{max(1.0, deadline - time.monotonic()):.0f}"]
         quota = [q for q in (left[i], recycle_after or None) if q is not None]

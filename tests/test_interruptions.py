@@ -208,3 +208,25 @@ def test_a_full_disk_stops_the_run_and_queues_the_trial_again(write_space, home)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "WAITING"]
     assert study.trials[2].user_attrs["retry_of"] == 1 and study.trials[2].user_attrs["retry_count"] == 0
     assert not target.parent.exists() or not list(target.parent.iterdir()), "no half-written checkpoint is left"
+
+
+def test_recycled_workers_still_stop_a_space_that_always_fails(write_space, home, tmp_path):
+    """Every process runs one trial (--recycle-after 1), so no process alone sees three failures in a
+    row; the study-wide streak since the run began must stop it, or it fails trials all night."""
+    (tmp_path / "broken.py").write_text("def build(settings, input_shape, n_outputs):\n"
+                                        "    raise RuntimeError('this builder is broken')\n")
+    space = write_space({"study": {"name": "broken", "n_trials": 30, "baseline": False,
+                                   "max_consecutive_failures": 3},
+                         "model": {"family": "python:broken:build", "width": {"choice": [3, 5]},
+                                   "layers": None, "units": None, "dropout": None}})
+    proc = _start_in_own_group(space, home, "--recycle-after", "1")
+    try:
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0
+    assert "3 consecutive failed trials" in err and "this builder is broken" in err
+    assert "Traceback" not in err
+    states = [t.state.name for t in _study(home, "broken").trials]
+    assert states == ["FAIL"] * 3, states
