@@ -76,7 +76,7 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
 def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | None = None) -> Any:
     """Optimize until the study's budget, ``options.n_trials``, ``options.timeout`` or a stop signal."""
     out = out or sys.stdout  # looked up per call: a default bound at import misses redirected output
-    from search import _runtime, study as studies
+    from search import _runtime, recovery, study as studies
     from search.display import Progress, format_counts, summary_table
     from search.objective import Objective
     from search.stopping import StopRequest
@@ -91,7 +91,7 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
     study = studies.open_study(space, studies.make_storage(storage_url, options.heartbeat), prepared.attrs(),
                                on_create=tracker.start)
     budget = studies.budget_of(space)
-    recovered = studies.recover_orphans(study)
+    recovered = recovery.recover_orphans(study)
     if recovered:
         print(f"trial(s) {', '.join(map(str, recovered))} lost their process; marked failed and queued "
               f"to run again.", file=out)
@@ -177,13 +177,13 @@ class _Loop:
         self.disk_full = ""
 
     def run(self) -> None:
-        from search import study as studies
+        from search import recovery, study as studies
 
         deadline = time.monotonic() + self.options.timeout if self.options.timeout else None
         started = 0
         grid = self.objective.space.study.sampler == "grid"
         while not self.stop.requested:
-            studies.recover_orphans(self.study)
+            recovery.recover_orphans(self.study)
             if studies.finished_count(self.study) >= self.budget:
                 return
             if grid and studies.waiting_count(self.study) == 0:
@@ -198,7 +198,7 @@ class _Loop:
                 last = _own_last_trial(self.study)
                 if last is not None and last.state.name == "FAIL" and "queued to run again" in \
                         last.user_attrs.get("reason", ""):
-                    studies.requeue(self.study, last, max_retries=None, counts_as_retry=False)
+                    recovery.requeue(self.study, last, max_retries=None, counts_as_retry=False)
                 raise
             started += 1
             last = _own_last_trial(self.study)
@@ -209,14 +209,14 @@ class _Loop:
             if reason.startswith("over budget"):
                 return
             if reason.startswith("DiskFull"):  # not these settings' fault: they run again once there is room
-                studies.requeue(self.study, last, max_retries=None, counts_as_retry=False)
+                recovery.requeue(self.study, last, max_retries=None, counts_as_retry=False)
                 self.disk_full = reason.removeprefix("DiskFull: ")
                 return
             if self.stop.requested or "queued to run again" in reason:
-                studies.requeue(self.study, last, max_retries=None, counts_as_retry=False)
+                recovery.requeue(self.study, last, max_retries=None, counts_as_retry=False)
                 return
             self.consecutive_failures = max(self.consecutive_failures + 1,
-                                            studies.failure_streak(self.study, self.options.run_started))
+                                            recovery.failure_streak(self.study, self.options.run_started))
             self.last_failure = reason or "unknown"
             if self.consecutive_failures >= self.max_failures:
                 self.gave_up = True

@@ -94,11 +94,14 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     codes: list[int] = []
     try:
-        procs[:] = [start(i) for i in range(n)]
+        for i in range(n):  # one at a time: a stop that arrives meanwhile reaches those started, and no more start
+            if stopped:
+                break
+            procs[i] = start(i)
         print(f"{n} worker(s) on study '{space.study.name}', {threads} TensorFlow thread(s) each"
               + (f", each process recycled after {recycle_after} trials" if recycle_after else ""),
               file=sys.stderr)
-        running = set(range(n))
+        running = {i for i in range(n) if procs[i] is not None}
         while running:
             for i in sorted(running):
                 p = procs[i]

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import run_cli
 from test_overnight import ROOT, SLOW, _env, _study
-from search import session, space as spaces, study as studies
+from search import recovery, session, space as spaces, study as studies
 from search._identity import worker_identity
 from search.results import TrialListener
 
@@ -48,7 +48,7 @@ def _wait_for_running_trials(home: Path, name: str, proc: subprocess.Popen, n: i
 
 
 def _alive(pid: int) -> bool:
-    return studies._alive(pid)
+    return recovery.process_alive(pid)
 
 
 def test_ctrl_c_at_the_terminal_stops_every_worker_gracefully(write_space, home):
@@ -126,7 +126,7 @@ def test_workers_recovering_the_same_orphans_at_once_each_requeue_it_once(tmp_pa
         mine = optuna.load_study(study_name="race", storage=studies.make_storage(url))
         barrier.wait()
         try:
-            recovered.extend(studies.recover_orphans(mine))
+            recovered.extend(recovery.recover_orphans(mine))
         except Exception as exc:
             errors.append(exc)
 

@@ -61,13 +61,17 @@ def _trial_runs(home: Path, name: str):
     return client.search_runs([exp.experiment_id], "tags.`search.kind` = 'trial'")
 
 
-def test_sigkill_then_rerun_loses_and_repeats_nothing(write_space, home):
+def test_sigkill_then_rerun_loses_and_repeats_nothing(write_space, home, capsys):
     space = write_space(SLOW)
     proc = _start(space, home)
     victim = _wait_for_running_trial(home, "slow", proc)
     proc.kill()
     proc.wait()
     assert _study(home, "slow").trials[victim.number].state.name == "RUNNING"
+    capsys.readouterr()
+    assert run_cli("status", "slow", "--home", home) == 0
+    status = capsys.readouterr().out
+    assert "1 marked running whose process on this host is gone" in status and ", 1 running" not in status
 
     rerun = _start(space, home)
     out, err = rerun.communicate(timeout=300)

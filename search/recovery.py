@@ -1,0 +1,110 @@
+"""Trials that lost their process, retries, and the run of failures that means a broken space.
+
+Optuna's heartbeat fails a silent worker's trial on any host after its grace period; a run restarted
+on the same machine knows at once, from the host and process id each trial records.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def requeue(study: Any, trial: Any, max_retries: int | None = 1, *, counts_as_retry: bool = True) -> bool:
+    """Queue a failed trial's settings to run again (at most ``max_retries`` times along its chain).
+
+    A trial the user stopped (``counts_as_retry=False``) keeps its retry count: being stopped is not a
+    crash, and must not use up the one retry a later crash is owed.
+    """
+    retries = int(trial.user_attrs.get("retry_count", 0))
+    if max_retries is not None and retries >= max_retries:
+        return False
+    attrs = {"retry_of": trial.number, "retry_count": retries + int(counts_as_retry)}
+    if trial.user_attrs.get("baseline"):
+        attrs["baseline"] = True
+    study.enqueue_trial(trial.params, user_attrs=attrs, skip_if_exists=False)
+    return True
+
+
+def failure_streak(study: Any, since: float | None = None) -> int:
+    """Failed trials in a row at the end of the study, across every worker and process, by finish time.
+
+    Only trials started at or after ``since`` (a Unix time: when this run began) count, so a run that
+    follows a fix is not stopped by the failures of the run before it. Failures that are no fault of
+    the settings (stopped, over budget, a dead or silent process, a full disk) neither count nor break
+    the streak. A per-process count alone would restart at zero in every recycled worker, and a broken
+    space would then fail trials all night.
+    """
+    from datetime import datetime
+
+    start = datetime.fromtimestamp(since) if since is not None else None  # Optuna stores naive local times
+    finished = sorted((t for t in study.get_trials(deepcopy=False)
+                       if t.state.name in ("COMPLETE", "PRUNED", "FAIL") and t.datetime_complete
+                       and (start is None or (t.datetime_start and t.datetime_start >= start))),
+                      key=lambda t: t.datetime_complete)
+    streak = 0
+    for t in reversed(finished):
+        if t.state.name != "FAIL":
+            break
+        reason = str(t.user_attrs.get("reason", ""))
+        # No reason: failed by Optuna's heartbeat check, for a worker that went silent, not by these settings.
+        if reason and not (reason.startswith(("over budget", "DiskFull", "its process"))
+                           or "queued to run again" in reason):
+            streak += 1
+    return streak
+
+
+def recover_orphans(study: Any) -> list[int]:
+    """Fail and requeue RUNNING trials whose process on this host is gone (killed, crashed).
+
+    Heartbeats catch a dead worker on any host, but only after their grace period; a run restarted on
+    the same machine knows at once, from the process id each trial records.
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    recovered = []
+    for t in orphans(study):
+        worker = t.user_attrs.get("worker") or {}
+        storage = study._storage  # Optuna has no public call to fail another process's trial
+        try:
+            storage.set_trial_user_attr(t._trial_id, "reason", f"its process {worker.get('pid')} died")
+            changed = storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            # Another worker (or Optuna's heartbeat check) finished it first, and queued the retry.
+            continue
+        if changed:
+            requeue(study, t)
+            recovered.append(t.number)
+    return recovered
+
+
+def orphans(study: Any) -> list[Any]:
+    """RUNNING trials whose process, on this host, is gone."""
+    from optuna.trial import TrialState
+
+    from search._identity import worker_identity
+
+    host, found = worker_identity()["host"], []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker") or {}
+        if worker.get("host") == host and not process_alive(int(worker.get("pid", -1))):
+            found.append(t)
+    return found
+
+
+def process_alive(pid: int) -> bool:
+    import os
+
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (a killed child not yet reaped) still answers kill(0): read its state where we can.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
