@@ -26,6 +26,7 @@ from search.stopping import StopRequest, TrialInterrupted
 
 STEP_STRIDE = pruning.STEP_STRIDE
 PRUNE_WARMUP_EPOCHS = pruning.PRUNE_WARMUP_EPOCHS
+LISTENER_STRIKES = 3  # trials in a row in which a listener failed before it is turned off for the run
 
 
 class OverBudget(Exception):
@@ -46,6 +47,9 @@ class Objective:
     stop: StopRequest | None = None
     budget: int | None = None  # the study's total of finished trials, shared by all workers
     _warned: set[tuple[str, str]] = field(default_factory=set, init=False, repr=False)
+    _muted: set[int] = field(default_factory=set, init=False, repr=False)       # for the rest of this trial
+    _off: set[int] = field(default_factory=set, init=False, repr=False)         # for the rest of the run
+    _failing: dict[int, int] = field(default_factory=dict, init=False, repr=False)  # trials in a row
 
     def __call__(self, trial: Any) -> float | tuple[float, float]:
         import optuna
@@ -70,6 +74,7 @@ class Objective:
                     raise optuna.TrialPruned(f"non-finite loss in split {split.index} at epoch "
                                              f"{result.epochs_run}: these settings diverge")
                 if self.stop is not None and self.stop.requested:
+                    self.stop.raise_if_urgent()
                     raise TrialInterrupted(f"stopped by {self.stop.reason} in split {split.index} at epoch "
                                            f"{result.epochs_run}; queued to run again")
                 if result.stop_reason == "stopped":
@@ -77,8 +82,6 @@ class Objective:
                 self._judge_split(trial, result, len(outcome.splits))
             for key, value in outcome.metrics().items():
                 trial.set_user_attr(key, value)
-            self._emit("on_trial_end", trial, outcome)
-            return self._values(outcome)
         except TrialInterrupted as exc:
             outcome.state, outcome.reason = "interrupted", str(exc)
             trial.set_user_attr("reason", outcome.reason)
@@ -101,6 +104,9 @@ class Objective:
             trial.set_user_attr("reason", outcome.reason[:2000])
             self._emit("on_trial_end", trial, outcome)
             raise
+        # Outside the try: a Ctrl-C while listeners hear of a finished trial must not fail it too.
+        self._emit("on_trial_end", trial, outcome)
+        return self._values(outcome)
 
     def _judge_split(self, trial: Any, result: SplitResult, n_done: int) -> None:
         """Report a finished split's score; before the last split, let the across-split rule stop the trial."""
@@ -131,6 +137,7 @@ class Objective:
         def on_epoch(epoch: int, logs: dict[str, float]) -> bool:
             self._emit("on_epoch", trial, split.index, epoch, logs)
             if self.stop is not None and self.stop.requested:
+                self.stop.raise_if_urgent()
                 return True
             val_loss = float(logs.get("val_loss", math.nan))
             if not math.isfinite(val_loss) or multi_objective:
@@ -138,7 +145,9 @@ class Objective:
             trial.report(val_loss, pruning.epoch_step(split.index, epoch))
             return epoch >= PRUNE_WARMUP_EPOCHS and trial.should_prune()
 
-        model, result = training.train_on_split(self.space, settings, self.dataset, split, seed, on_epoch)
+        on_batch = self.stop.raise_if_urgent if self.stop is not None else None
+        model, result = training.train_on_split(self.space, settings, self.dataset, split, seed, on_epoch,
+                                                on_batch)
         result.n_params = int(model.count_params())
         if "latency" in self.space.study.objectives and math.isfinite(result.best_val_loss):
             # Forward-pass time does not depend on the values, so unscaled rows measure it as well.
@@ -148,9 +157,9 @@ class Objective:
             try:
                 result.checkpoint = checkpoints.save_atomic(model, path)
             except OSError as exc:
-                if exc.errno != errno.ENOSPC:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                     raise
-                raise DiskFull(f"no space left on the device under {path.parent} while saving split "
+                raise DiskFull(f"no space left (disk full or over quota) under {path.parent} while saving split "
                                f"{split.index}'s checkpoint") from None
         del model
         return result
@@ -159,13 +168,35 @@ class Objective:
         """Tell every listener; one that fails (MLflow unreachable, disk full) is warned about, not fatal.
 
         Listeners are side channels: the trial's result lives in Optuna's storage, so a tracking error
-        must neither fail the trial nor count toward the consecutive-failure stop.
+        must neither fail the trial nor count toward the consecutive-failure stop. A call to a dead
+        server can take minutes (MLflow retries with backoff), so a listener that failed is not called
+        again in that trial except to close it, and one that failed in ``LISTENER_STRIKES`` trials in a
+        row is off for the rest of the run.
         """
+        if event == "on_trial_start":
+            self._muted.clear()
         for listener in self.listeners:
+            key = id(listener)
+            if key in self._off or (key in self._muted and event != "on_trial_end"):
+                continue
             try:
                 getattr(listener, event)(*args)
             except Exception as exc:
+                self._muted.add(key)
                 self._warn_once(listener, event, exc)
+            if event == "on_trial_end":
+                self._count_strike(listener, failed=key in self._muted)
+
+    def _count_strike(self, listener: Any, failed: bool) -> None:
+        import sys
+
+        key = id(listener)
+        self._failing[key] = self._failing.get(key, 0) + 1 if failed else 0
+        if self._failing[key] >= LISTENER_STRIKES:
+            self._off.add(key)
+            print(f"warning: {type(listener).__name__} failed in {LISTENER_STRIKES} trials in a row and is off "
+                  f"for the rest of this run; the trials go on and are kept in the Optuna storage",
+                  file=sys.stderr)
 
     def _warn_once(self, listener: Any, event: str, exc: Exception) -> None:
         import sys
@@ -177,7 +208,8 @@ class Objective:
             return
         self._warned.add(key)
         print(f"warning: {key[0]}.{event} failed ({type(exc).__name__}: {redact(str(exc))[:300]}); the trial "
-              f"goes on and its result is kept in the Optuna storage", file=sys.stderr)
+              f"goes on and its result is kept in the Optuna storage (further failures of this kind are not "
+              f"shown)", file=sys.stderr)
 
 
 def _latency_ms(model: Any, X: np.ndarray, rows: int = 256, repeats: int = 7) -> float:

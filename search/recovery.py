@@ -17,6 +17,8 @@ def requeue(study: Any, trial: Any, max_retries: int | None = 1, *, counts_as_re
     retries = int(trial.user_attrs.get("retry_count", 0))
     if max_retries is not None and retries >= max_retries:
         return False
+    if any(t.user_attrs.get("retry_of") == trial.number for t in study.get_trials(deepcopy=False)):
+        return False  # queued already (an interrupt can land between two places that requeue)
     attrs = {"retry_of": trial.number, "retry_count": retries + int(counts_as_retry)}
     if trial.user_attrs.get("baseline"):
         attrs["baseline"] = True

@@ -107,7 +107,7 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
     tracker.start(study)
     progress = Progress(budget, quiet=options.quiet)
     progress.seed_from(study)
-    stop = StopRequest().install()
+    stop = StopRequest(announce=options.worker_index == 0).install()
     retention = CheckpointRetention(home, space.study.keep_checkpoints)
     objective = Objective(space, prepared.dataset, prepared.splits, home,
                           [tracker, progress, retention, *options.extra_listeners], stop=stop, budget=budget)
@@ -118,14 +118,18 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
     except KeyboardInterrupt:
         status = "KILLED"
         if options.worker_index == 0:
-            print(f"\ninterrupted; the running trial is queued again. Continue the study with:\n"
-                  f"  {options.continue_command}", file=out)
+            queued = "; the running trial is queued again" if loop.requeued else ""
+            print(f"\ninterrupted{queued}. Continue the study with:\n  {options.continue_command}", file=out)
         raise
     finally:
         stop.uninstall()
         _run_end(objective.listeners, study)
+        if stop.requested:
+            status = "KILLED"
+        elif loop.gave_up or loop.disk_full:
+            status = "FAILED"
         if options.worker_index == 0:  # the process that started the workers closes the parent run
-            tolerate(tracker.finish, status if not stop.requested else "KILLED")
+            tolerate(tracker.finish, status)
     if options.worker_index == 0:  # workers leave the summary to the process that started them
         print("\n" + format_counts(studies.trials_by_state(study), budget), file=out)
         print(summary_table(study), file=out)
@@ -174,9 +178,31 @@ class _Loop:
         self.study, self.objective, self.budget, self.max_failures = study, objective, budget, max_failures
         self.options, self.stop = options, stop
         self.consecutive_failures, self.gave_up, self.last_failure = 0, False, ""
-        self.disk_full = ""
+        self.disk_full, self.requeued = "", False
 
     def run(self) -> None:
+        try:
+            self._run()
+            self.stop.raise_if_urgent()
+        except KeyboardInterrupt:  # a second Ctrl-C, wherever in the loop it lands
+            self.requeued = self._requeue_interrupted()
+            raise
+
+    def _requeue_interrupted(self) -> bool:
+        """Queue this process's last trial again if the interrupt cut it short, unless that is done."""
+        from search import recovery
+
+        last = _own_last_trial(self.study)
+        if last is None or last.state.name != "FAIL":
+            return False
+        reason = last.user_attrs.get("reason", "")
+        # No reason: the interrupt landed before the trial could record one.
+        if reason and "queued to run again" not in reason and not reason.startswith("DiskFull"):
+            return False
+        recovery.requeue(self.study, last, max_retries=None, counts_as_retry=False)
+        return True
+
+    def _run(self) -> None:
         from search import recovery, study as studies
 
         deadline = time.monotonic() + self.options.timeout if self.options.timeout else None
@@ -192,14 +218,7 @@ class _Loop:
                 return
             if deadline is not None and time.monotonic() >= deadline:
                 return
-            try:
-                self.study.optimize(self.objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
-            except KeyboardInterrupt:
-                last = _own_last_trial(self.study)
-                if last is not None and last.state.name == "FAIL" and "queued to run again" in \
-                        last.user_attrs.get("reason", ""):
-                    recovery.requeue(self.study, last, max_retries=None, counts_as_retry=False)
-                raise
+            self.study.optimize(self.objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
             started += 1
             last = _own_last_trial(self.study)
             if last is None or last.state.name != "FAIL":

@@ -5,14 +5,35 @@ interrupts at once (KeyboardInterrupt), for the user who really means it.
 """
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from typing import Any
 
 
+def announce(signum: int) -> None:
+    """Say at once that the signal was heard, so nobody presses Ctrl-C again by mistake.
+
+    ``os.write`` rather than ``print``: a signal handler may run while the main thread is inside a
+    print to the same stream, and a buffered stream refuses that reentrant call.
+    """
+    again = " (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""
+    try:
+        os.write(sys.stderr.fileno(), f"\n{signal.Signals(signum).name}: stopping at the end of the current "
+                                      f"epoch{again}\n".encode())
+    except (OSError, ValueError, AttributeError):  # no usable stderr (closed, or replaced by a test)
+        pass
+
+
 class StopRequest:
-    def __init__(self) -> None:
+    """``announce``: say so on stderr when the first signal comes (the process the user talks to does)."""
+
+    def __init__(self, announce: bool = False) -> None:
         self.reason: str | None = None
+        self.urgent = False  # a second Ctrl-C came
+        self.announce = announce
         self._previous: dict[int, Any] = {}
+        self._unraisable_hook: Any = None
 
     @property
     def requested(self) -> bool:
@@ -22,22 +43,45 @@ class StopRequest:
         if self.reason is None:
             self.reason = reason
 
+    def raise_if_urgent(self) -> None:
+        """Raise the second Ctrl-C's KeyboardInterrupt again where it cannot be lost.
+
+        Python drops an exception raised while a finalizer (``__del__``) runs, and TensorFlow's
+        finalizers run at any moment during training, so the handler's own raise may come to nothing.
+        """
+        if self.urgent:
+            raise KeyboardInterrupt
+
     def install(self) -> "StopRequest":
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread: signals stay with the caller
                 pass
+        if self._previous:
+            self._unraisable_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         return self
 
     def uninstall(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        if self._unraisable_hook is not None:
+            sys.unraisablehook, self._unraisable_hook = self._unraisable_hook, None
+
+    def _unraisable(self, unraisable: Any) -> None:
+        # The second Ctrl-C dropped inside a finalizer: raise_if_urgent() raises it again, so the
+        # traceback Python would print for it is noise.
+        if self.urgent and unraisable.exc_type is KeyboardInterrupt:
+            return
+        self._unraisable_hook(unraisable)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested and signum == signal.SIGINT:
+            self.urgent = True
             raise KeyboardInterrupt
+        if self.announce and not self.requested:
+            announce(signum)
         self.request(signal.Signals(signum).name)
 
 

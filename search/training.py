@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 # on_epoch(epoch, logs) -> True to stop training after this epoch (pruning, a stop request).
 EpochHook = Callable[[int, dict[str, float]], bool]
+# on_batch() after each batch; it may raise to abandon training at once (a second Ctrl-C).
+BatchHook = Callable[[], None]
 
 
 def make_optimizer(train: dict[str, Any]) -> Any:
@@ -41,9 +43,10 @@ def compile_model(model: Any, train: dict[str, Any], head: Head) -> None:
 
 
 def fit_split(model: Any, X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
-              train: dict[str, Any], head: Head, split: int = 0, on_epoch: EpochHook | None = None) -> SplitResult:
+              train: dict[str, Any], head: Head, split: int = 0, on_epoch: EpochHook | None = None,
+              on_batch: BatchHook | None = None) -> SplitResult:
     """Train a compiled model; on return it holds the weights of its best validation-loss epoch."""
-    keeper = _BestEpoch(patience=int(train["early_stopping"]), on_epoch=on_epoch)
+    keeper = _BestEpoch(patience=int(train["early_stopping"]), on_epoch=on_epoch, on_batch=on_batch)
     model.fit(X_train, y_train, validation_data=(X_val, y_val), batch_size=int(train["batch_size"]),
               epochs=int(train["epochs"]), shuffle=True, verbose=0, callbacks=[keeper])
     history = {k: [float(v) for v in vals] for k, vals in keeper.history.items()}
@@ -68,7 +71,8 @@ def fresh_model(space: "Space", settings: dict[str, dict[str, Any]], input_shape
 
 
 def train_on_split(space: "Space", settings: dict[str, dict[str, Any]], dataset: "Dataset", split: "Split",
-                   seed: int, on_epoch: EpochHook | None = None) -> tuple[Any, SplitResult]:
+                   seed: int, on_epoch: EpochHook | None = None,
+                   on_batch: BatchHook | None = None) -> tuple[Any, SplitResult]:
     """Train one split as a trial does: scaler fit on the split's training rows, best epoch kept.
 
     The search, ``reproduce --verify`` and the re-training of removed checkpoints all go through here,
@@ -79,7 +83,7 @@ def train_on_split(space: "Space", settings: dict[str, dict[str, Any]], dataset:
     head = Head.for_rows(dataset.task, dataset.n_outputs, y_train)
     model = fresh_model(space, settings, dataset.input_shape, head, seed)
     result = fit_split(model, X_train, y_train, X_val, y_val, settings["train"], head, split=split.index,
-                       on_epoch=on_epoch)
+                       on_epoch=on_epoch, on_batch=on_batch)
     result.seed = seed
     return model, result
 
@@ -106,12 +110,16 @@ class _BestEpoch(keras.callbacks.Callback):
     training runs to the last epoch), record why it stopped, and let the caller stop it.
     """
 
-    def __init__(self, patience: int, on_epoch: EpochHook | None) -> None:
+    def __init__(self, patience: int, on_epoch: EpochHook | None, on_batch: BatchHook | None = None) -> None:
         super().__init__()
-        self.patience, self.on_epoch = patience, on_epoch
+        self.patience, self.on_epoch, self.on_batch = patience, on_epoch, on_batch
         self.best, self.best_epoch, self.best_weights = math.inf, -1, None
         self.history: dict[str, list[float]] = {}
         self.stop_reason = ""
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.on_batch is not None:
+            self.on_batch()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         if self._should_stop(epoch, logs or {}):

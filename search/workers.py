@@ -18,28 +18,30 @@ import time
 from typing import Any
 
 from search.session import Prepared, RunOptions, make_tracker, tolerate
+from search.stopping import announce
 
 
 PARENT_ENV = "SEARCH_PARENT_PID"
 
 
 def follow_parent() -> None:
-    """In a worker: be sent SIGTERM (a graceful stop) when the parent dies, however it dies.
+    """In a worker: stop gracefully (SIGTERM to itself) when the parent dies, however it dies.
 
     Workers sit in sessions of their own, so nothing else would stop them if the parent were killed.
+    Polling the parent id works on every POSIX system, unlike Linux's PR_SET_PDEATHSIG.
     """
-    parent = os.environ.get(PARENT_ENV)
-    if not parent or not sys.platform.startswith("linux"):
-        return
-    import ctypes
+    import threading
 
-    pr_set_pdeathsig = 1
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    except (OSError, AttributeError):
+    parent = os.environ.get(PARENT_ENV)
+    if not parent:
         return
-    if os.getppid() != int(parent):  # the parent died before the request above was in place
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(1.0)
         os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="follow-parent", daemon=True).start()
 
 
 def cores() -> int:
@@ -85,20 +87,41 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
         env = {**os.environ, PARENT_ENV: str(os.getpid())}
         return subprocess.Popen(cmd, start_new_session=True, env=env)
 
-    def forward(signum: int, frame: Any) -> None:
-        stopped.append(signal.Signals(signum).name)
-        for p in procs:
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
+    def live() -> list[subprocess.Popen]:
+        return [p for p in procs if p is not None and p.poll() is None]
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def forward(signum: int, frame: Any) -> None:
+        if not stopped:
+            announce(signum)
+        stopped.append(signal.Signals(signum).name)
+        for p in live():
+            p.send_signal(signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
+
+    def launch(i: int) -> None:
+        procs[i] = start(i)
+        if stopped:  # the stop came while it was starting, before forward() could reach it
+            procs[i].send_signal(signal.SIGTERM if stopped[-1] == "SIGTERM" else signal.SIGINT)
+
+    # Ctrl-Z and fg/bg reach the parent only (workers have sessions of their own): pass them on.
+    def suspend(signum: int, frame: Any) -> None:
+        for p in live():
+            p.send_signal(signal.SIGSTOP)
+        os.kill(os.getpid(), signal.SIGSTOP)  # the parent stops here until SIGCONT
+
+    def resume(signum: int, frame: Any) -> None:
+        for p in live():
+            p.send_signal(signal.SIGCONT)
+
+    handlers = {signal.SIGINT: forward, signal.SIGTERM: forward, signal.SIGTSTP: suspend, signal.SIGCONT: resume}
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     codes: list[int] = []
     try:
-        for i in range(n):  # one at a time: a stop that arrives meanwhile reaches those started, and no more start
+        for i in range(n):  # one at a time: once a stop has come, no more start
             if stopped:
                 break
-            procs[i] = start(i)
-        print(f"{n} worker(s) on study '{space.study.name}', {threads} TensorFlow thread(s) each"
+            launch(i)
+        print(f"{sum(p is not None for p in procs)} worker(s) on study '{space.study.name}', {threads} "
+              f"TensorFlow thread(s) each"
               + (f", each process recycled after {recycle_after} trials" if recycle_after else ""),
               file=sys.stderr)
         running = {i for i in range(n) if procs[i] is not None}
@@ -113,7 +136,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
                          and (deadline is None or time.monotonic() < deadline)
                          and studies.finished_count(study) < studies.budget_of(space))
                 if again:
-                    procs[i] = start(i)
+                    launch(i)
                 else:
                     codes.append(code)
                     running.discard(i)
@@ -123,7 +146,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         tolerate(tracker.close_orphans, study)
-        tolerate(tracker.finish, "KILLED" if stopped else "FINISHED")
+        tolerate(tracker.finish, "KILLED" if stopped else "FAILED" if any(codes) else "FINISHED")
     study = studies.open_study(space, storage, prepared.attrs())
     print("\n" + format_counts(studies.trials_by_state(study), studies.budget_of(space)))
     print(summary_table(study))
