@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,8 +189,6 @@ class Objective:
                 self._count_strike(listener, failed=key in self._muted)
 
     def _count_strike(self, listener: Any, failed: bool) -> None:
-        import sys
-
         key = id(listener)
         self._failing[key] = self._failing.get(key, 0) + 1 if failed else 0
         if self._failing[key] >= LISTENER_STRIKES:
@@ -199,8 +198,6 @@ class Objective:
                   file=sys.stderr)
 
     def _warn_once(self, listener: Any, event: str, exc: Exception) -> None:
-        import sys
-
         from search._redact import redact
 
         key = (type(listener).__name__, event)

@@ -67,7 +67,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     tracker.start(study)
     threads = options.threads or max(1, cores() // n)
     left = [None if options.n_trials is None else math.ceil(options.n_trials / n) for _ in range(n)]
-    stopped: list[str] = []
+    stopped: list[signal.Signals] = []  # the stop signals received, passed on as they came
     procs: list[subprocess.Popen | None] = [None] * n
 
     deadline = time.monotonic() + options.timeout if options.timeout else None
@@ -93,14 +93,14 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     def forward(signum: int, frame: Any) -> None:
         if not stopped:
             announce(signum)
-        stopped.append(signal.Signals(signum).name)
+        stopped.append(signal.Signals(signum))
         for p in live():
-            p.send_signal(signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
+            p.send_signal(signum)
 
     def launch(i: int) -> None:
         procs[i] = start(i)
         if stopped:  # the stop came while it was starting, before forward() could reach it
-            procs[i].send_signal(signal.SIGTERM if stopped[-1] == "SIGTERM" else signal.SIGINT)
+            procs[i].send_signal(stopped[-1])
 
     # Ctrl-Z and fg/bg reach the parent only (workers have sessions of their own): pass them on.
     def suspend(signum: int, frame: Any) -> None:
@@ -151,7 +151,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     print("\n" + format_counts(studies.trials_by_state(study), studies.budget_of(space)))
     print(summary_table(study))
     if stopped:
-        print(f"\nstopped by {stopped[0]}; interrupted trials are queued again. Continue the study with:\n"
+        print(f"\nstopped by {stopped[0].name}; interrupted trials are queued again. Continue the study with:\n"
               f"  {options.continue_command}")
     bad = [c for c in codes if c != 0]
     return bad[0] if bad else 0
