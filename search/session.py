@@ -298,7 +298,8 @@ class CheckpointRetention(TrialListener):
     def _sweep(self, study: Any, pending: tuple[int, float] | None, also: int | None = None) -> None:
         from search import checkpoints, study as studies
 
-        keep = studies.top_trials(study, self.keep, pending)
-        removable = {t.number for t in study.get_trials(deepcopy=False)
+        trials = study.get_trials(deepcopy=False)
+        keep = studies.top_trials(trials, self.keep, pending)
+        removable = {t.number for t in trials
                      if t.state.name in ("COMPLETE", "PRUNED", "FAIL")} | ({also} if also is not None else set())
         checkpoints.keep_only(self.home, study.study_name, keep, removable)

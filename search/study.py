@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from search.errors import StudyError
 from search.space import Space
@@ -251,13 +251,15 @@ def finished_count(study: Any) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED_STATES)
 
 
-def top_trials(study: Any, k: int, pending: tuple[int, float] | None = None) -> set[int]:
-    """Numbers of the ``k`` best completed trials, counting ``pending`` (number, value) as completed.
+def top_trials(trials: Sequence[Any], k: int, pending: tuple[int, float] | None = None) -> set[int]:
+    """Numbers of the ``k`` best completed ``trials``, counting ``pending`` (number, value) as completed.
 
     ``pending`` is the trial whose objective is returning right now: storage does not call it
-    complete yet, but it competes for a place already.
+    complete yet, but it competes for a place already. Callers that then delete the checkpoints of
+    finished trials outside the top judge "finished" from the same list: read twice, a trial that
+    completes in between would be finished in the second read without having competed in the first.
     """
-    scored = [(t.values[0], t.number) for t in study.get_trials(deepcopy=False)
+    scored = [(t.values[0], t.number) for t in trials
               if t.state.name == "COMPLETE" and t.values]  # the loss: the first objective
     if pending is not None:
         scored.append((pending[1], pending[0]))

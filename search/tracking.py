@@ -248,25 +248,27 @@ class MlflowTracker(TrialListener):
         from search import study as studies
 
         pending = (trial.number, outcome.value) if outcome.state == "complete" else None
-        keep = studies.top_trials(trial.study, self.keep_checkpoints, pending)
+        trials = trial.study.get_trials(deepcopy=False)
+        keep = studies.top_trials(trials, self.keep_checkpoints, pending)
         paths = [s.checkpoint for s in outcome.splits if s.checkpoint is not None and Path(s.checkpoint).exists()]
         if trial.number in keep and paths:
             for path in paths:
                 self.client.log_artifact(run_id, str(path), CHECKPOINT_ARTIFACTS)
             self.client.set_tag(run_id, "search.checkpoints", "stored")
-        self._drop_checkpoints(trial.study, keep)
+        self._drop_checkpoints(trials, keep)
 
     def on_run_end(self, study: Any) -> None:
         if self.remote:  # see CheckpointRetention.on_run_end: concurrent finishes can leave K + 1
             from search import study as studies
 
-            self._drop_checkpoints(study, studies.top_trials(study, self.keep_checkpoints))
+            trials = study.get_trials(deepcopy=False)
+            self._drop_checkpoints(trials, studies.top_trials(trials, self.keep_checkpoints))
 
-    def _drop_checkpoints(self, study: Any, keep: set[int]) -> None:
-        """Delete the uploaded split models of finished trials outside ``keep``."""
+    def _drop_checkpoints(self, trials: list[Any], keep: set[int]) -> None:
+        """Delete the uploaded split models of finished ``trials`` outside ``keep`` (from the same read)."""
         stored = self.client.search_runs([self.experiment_id], "tags.`search.checkpoints` = 'stored'",
                                          max_results=1000)
-        finished = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+        finished = {t.number for t in trials if t.state.is_finished()}
         for run in stored:
             number = int(run.data.tags.get("optuna.trial_number", -1))
             if number in keep or number not in finished:  # a running trial is still competing
@@ -274,7 +276,10 @@ class MlflowTracker(TrialListener):
             from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
             try:
-                get_artifact_repository(run.info.artifact_uri).delete_artifacts(CHECKPOINT_ARTIFACTS)
+                # The tracking URI too: an mlflow-artifacts:/ location is resolved through the server,
+                # and this process never sets MLflow's global tracking URI.
+                get_artifact_repository(run.info.artifact_uri, tracking_uri=self.uri).delete_artifacts(
+                    CHECKPOINT_ARTIFACTS)
             except Exception as exc:  # a store without deletion: keep going, say so on the run
                 self.client.set_tag(run.info.run_id, "search.checkpoints_note", f"not deleted: {exc}"[:500])
             self.client.set_tag(run.info.run_id, "search.checkpoints", "removed")

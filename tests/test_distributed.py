@@ -144,6 +144,13 @@ def test_four_workers_on_two_hosts_share_one_study(databases, mlflow_server, tmp
     table = sorted((t.number, t.state.name, t.values, trial_runs[t.number].data.tags.get("search.checkpoints"),
                     trial_runs[t.number].data.tags.get("search.checkpoints_note")) for t in finished)
     assert len(stored) == 2, f"only the best keep_checkpoints trials keep models on the server: {table}"
+    assert {int(r.data.tags["optuna.trial_number"]) for r in stored} == \
+        {t.number for t in sorted((t for t in finished if t.state.name == "COMPLETE"), key=lambda t: t.values[0])[:2]}, \
+        table
+    for number, run in trial_runs.items():  # "removed" means gone from the server's store, not only tagged
+        if run.data.tags.get("search.checkpoints") == "removed":
+            assert "search.checkpoints_note" not in run.data.tags, table
+            assert client.list_artifacts(run.info.run_id, "checkpoints") == [], number
 
     # The password never reaches MLflow or any output.
     texts = [out + err for out, err in outputs]
@@ -173,7 +180,8 @@ def test_a_killed_worker_is_failed_by_heartbeat_and_its_trial_retried(databases,
         try:
             running = optuna.load_study(study_name="heartbeat", storage=storage).get_trials(
                 states=(optuna.trial.TrialState.RUNNING,))
-            victim = running[0] if running else None
+            # Sampled already: killed before it has settings, a trial has nothing to retry.
+            victim = next((t for t in running if t.params), None)
         except KeyError:
             pass
         time.sleep(0.5)
@@ -191,7 +199,7 @@ def test_a_killed_worker_is_failed_by_heartbeat_and_its_trial_retried(databases,
     study = optuna.load_study(study_name="heartbeat", storage=storage)
     assert study.trials[victim.number].state.name == "FAIL"
     retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
-    assert len(retried) == 1 and retried[0].params == victim.params
+    assert len(retried) == 1 and retried[0].params == study.trials[victim.number].params != {}
     assert retried[0].state.name == "COMPLETE" and retried[0].user_attrs["worker"]["host"] == "host-b"
     _, runs = _runs(tracking, "heartbeat")
     victim_run = [r for r in runs if r.data.tags.get("optuna.trial_number") == str(victim.number)]
