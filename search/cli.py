@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--heartbeat", type=positive_int, default=30, help="seconds between a running trial's heartbeats; "
                      "a trial silent for 3 heartbeats is failed and retried by another worker (default 30)")
 
+    abl = sub.add_parser("ablate", help="what the regularizers of the best (or a given) trial bought: the same "
+                         "config with them switched off, on the same splits and seeds")
+    abl.add_argument("study", help="study name")
+    abl.add_argument("--trial", type=int, help="trial number (default: the best trial)")
+    abl.add_argument("--threads", type=positive_int, help="TensorFlow threads (default: all cores)")
+    _store_args(abl)
+
     status = sub.add_parser("status", help="trial counts and the top trials of a study, from storage")
     status.add_argument("study", help="study name")
     status.add_argument("--top", type=positive_int, default=10)
@@ -112,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--allow-data-change", action="store_true", help="go on when the data differs from the "
                      "study's (by fingerprint)")
     rep.add_argument("--epochs", type=positive_int, help="train the final model this many epochs instead of the epoch rule")
+    rep.add_argument("--ensemble", type=positive_int, default=1, metavar="N",
+                     help="also train the final models of the top N trials and score their averaged predictions "
+                     "in the same look at the test rows")
     rep.add_argument("--threads", type=positive_int, help="TensorFlow threads (default: all cores)")
     _store_args(rep)
 
@@ -142,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # nothing may reach the network
     args = build_parser().parse_args(argv)
     try:
-        return {"run": _run, "status": _status, "report": _report, "ui": _ui, "best": _best,
+        return {"run": _run, "ablate": _ablate, "status": _status, "report": _report, "ui": _ui, "best": _best,
                 "reproduce": _reproduce, "storage-proxy": _storage_proxy}[args.command](args)
     except UserError as exc:
         from search._redact import redact
@@ -176,10 +186,36 @@ def _run(args: argparse.Namespace) -> int:
     if args.workers > 1 or recycle:
         from search import workers
 
-        return workers.run_workers(prepared, options, args.workers, _worker_argv(args), args.space.read_text(),
+        code = workers.run_workers(prepared, options, args.workers, _worker_argv(args), args.space.read_text(),
                                    recycle_after=recycle)
+        if code == 0 and not args.worker_index:
+            _ablate_when_done(space, options)
+        return code
     session.run(prepared, options, args.space.read_text())
+    if not args.worker_index:
+        _ablate_when_done(space, options)
     return 0
+
+
+def _ablate_when_done(space: "Space", options: "RunOptions") -> None:  # noqa: F821 (imported lazily)
+    """Once the budget is spent, what regularization bought: the best trial's ablation (study.ablation)."""
+    from search import ablation, study as studies, targets
+    from search.tracking import default_tracking_uri
+
+    if not space.study.ablation or space.study.multi_objective:
+        return
+    study = targets.load_study(options.storage or studies.default_storage(options.home), space.study.name)
+    if studies.finished_count(study) < studies.budget_of(space):
+        return  # stopped early: the ablation waits for the finished search
+    try:
+        best = study.best_trial
+    except ValueError:
+        return
+    done, rows = ablation.stored_rows(study)
+    if done == best.number:
+        return
+    resolved, _ = targets.trial_config(study, best, options.tracking_uri or default_tracking_uri(options.home))
+    ablation.run(study, best, resolved, options)
 
 
 def _continue_command(args: argparse.Namespace) -> str:
@@ -221,6 +257,19 @@ def _load_study(args: argparse.Namespace) -> "optuna.Study":  # noqa: F821 (impo
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         raise StudyError(f"no study named '{args.study}' in this storage", field="STUDY",
                          expected="one of " + (", ".join(names) or "(none yet)")) from None
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from search import ablation, session, targets
+
+    storage, tracking_uri = _stores(args)
+    study = targets.load_study(storage, args.study)
+    target = targets.locate(study, tracking_uri, trial=args.trial)
+    options = session.RunOptions(home=Path(args.home), storage=storage, tracking_uri=tracking_uri,
+                                 threads=args.threads)
+    resolved, _ = targets.trial_config(study, target.trial, tracking_uri)
+    ablation.run(study, target.trial, resolved, options)
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -284,7 +333,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     target = targets.locate(study, tracking_uri, trial=args.trial, run_id=args.run_id, config=args.config)
     options = reproduce.Options(home=Path(args.home), tracking_uri=tracking_uri, verify=args.verify,
                                 tolerance=args.tolerance, allow_data_change=args.allow_data_change,
-                                epochs=args.epochs, threads=args.threads)
+                                epochs=args.epochs, threads=args.threads, ensemble=args.ensemble)
     report = reproduce.reproduce(target, options)
     return 1 if report.verified is False else 0
 

@@ -128,7 +128,8 @@ def trial_rows(study: Any, top: int = 10) -> list[dict[str, Any]]:
                      "std": t.user_attrs.get("val_loss_std", math.nan),
                      "metric": (metric_key[4:-5] if metric_key else "metric"),
                      "metric_value": t.user_attrs.get(metric_key, math.nan) if metric_key else math.nan,
-                     "baseline": bool(t.user_attrs.get("baseline")), "params": dict(t.params)})
+                     "baseline": bool(t.user_attrs.get("baseline")), "params": dict(t.params),
+                     "unregularized": bool(t.user_attrs.get("unregularized", True))})
     return rows
 
 
@@ -150,7 +151,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     best, base = rows[0], next((r for r in rows if r["baseline"]), None)
     if base is not None and best is not base:
         gain = (base["value"] - best["value"]) / base["value"] * 100 if base["value"] else math.nan
-        out.append(f"\nbest trial {best['trial']} vs the unregularized baseline (trial {base['trial']}): "
+        what = "the unregularized baseline" if base.get("unregularized", True) else \
+            "the baseline (middle values: this custom family declares no regularizers in model.regularizers)"
+        out.append(f"\nbest trial {best['trial']} vs {what} (trial {base['trial']}): "
                    f"val_loss {best['value']:.4g} vs {base['value']:.4g} ({gain:.1f}% lower), "
                    f"{metric} {best['metric_value']:.4g} vs {base['metric_value']:.4g}")
     return "\n".join(out)

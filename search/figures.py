@@ -102,9 +102,9 @@ def before_after(best: tuple[str, Histories, diagnostics.TrialDiagnosis],
     if baseline is None:
         title = "best trial (no finished baseline to compare with)"
     elif same:
-        title = "the unregularized baseline is the best trial so far"
+        title = "the baseline (trial 0) is the best trial so far"
     else:
-        title = "best trial vs the unregularized baseline (mean over splits)"
+        title = "best trial vs the baseline (mean over splits)"
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
@@ -217,3 +217,19 @@ def _optuna_calls(study: Any, seed: int) -> list[tuple[str, dict[str, Any]]]:
         calls.append(("parallel_coordinate", {}))
         calls.append(("slice", {}))
     return calls
+
+
+def ablation_bars(labels: Sequence[str], bought: Sequence[float], errors: Sequence[float], title: str) -> bytes:
+    """What each regularizer bought: the rise of the validation loss when it is switched off, ± its error."""
+    fig = _figure(7.0, 0.6 * len(labels) + 1.6)
+    ax = fig.add_subplot()
+    y = list(range(len(labels)))
+    errs = [e if math.isfinite(e) else 0.0 for e in errors]
+    ax.barh(y, bought, xerr=errs, color=[_BEST_COLOR if b > 0 else _BASELINE_COLOR for b in bought], capsize=4)
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.axvline(0.0, color="black", lw=0.8)
+    ax.set_xlabel("validation loss bought (switched off − on), mean over splits")
+    ax.set_title(title, fontsize=10)
+    fig.subplots_adjust(left=0.3, right=0.97, bottom=0.6 / (0.6 * len(labels) + 1.6) + 0.15, top=0.85)
+    return _png(fig)

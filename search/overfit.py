@@ -9,10 +9,19 @@ make up the estimate) are scored on the test rows, and the mean of those test lo
 the mean of their validation losses. Two sources of honest noise separate them:
 
 - the cross-validation estimate's own error, the larger of the spread of the splits (standard deviation
-  over splits / sqrt(K)) and the row-sampling error of the validation rows (per-row loss standard
-  deviations, sqrt(sum_k sd_k² / n_k) / K); the second is a floor, so that a hold-out (one split) or
-  three folds that agree by chance do not make the estimate look exact;
+  over splits / sqrt(splits per repeat)) and the row-sampling error of the validation rows; the second
+  is a floor, so that a hold-out (one split) or three folds that agree by chance do not make the
+  estimate look exact. Under iterated k-fold every row is validated once per repeat, so the k x R split
+  losses are not independent: the row-sampling error is computed from each row's loss *averaged over
+  the repeats* (standard deviation of those means / sqrt(rows)), never from k x R splits as if they
+  were fresh data, which would shrink it by about sqrt(R);
 - the test loss's row-sampling error: standard deviation of the per-row test losses / sqrt(n_test).
+
+The estimate itself is optimistic for a reason that is not the search: each split's score is the
+*minimum* of its validation curve over the epochs (epoch selection). That optimism is measured, as
+the mean over splits of the validation loss at the epoch the final model's epoch rule uses minus the
+split's minimum, shown, and added to the estimate before the comparison, so the alarm blames only
+what epoch selection cannot explain.
 
 The alarm fires when the test loss exceeds the estimate by more than ``Z_ALARM`` times their combined
 error (one-sided, about a 2% false-alarm rate when nothing is wrong).
@@ -28,9 +37,11 @@ import numpy as np
 Z_ALARM = 2.0
 
 REMEDY = ("the search has overfit its validation data: its best trials were chosen partly for suiting the "
-          "validation rows. Use iterated k-fold (validation: {scheme: iterated_kfold, k: 5, repeats: 3}) so "
-          "that every trial is judged on more, reshuffled validation rows, use fewer trials per validation "
-          "row, and quote the test score, not the validation score")
+          "validation rows, so the cross-validation score of the picked trial is biased low. Quote the test "
+          "score, not the validation score. For an unbiased estimate of the whole search, use nested "
+          "cross-validation (an outer split around the whole search) or judge the pick once on a fresh "
+          "hold-out set; more repeats of k-fold reduce noise but do not remove this selection bias. Fewer "
+          "trials, or a smaller space, also reduce it")
 
 
 @dataclass
@@ -41,7 +52,8 @@ class OverfitCheck:
     cv_error: float       # the estimate's standard error (see the module docstring)
     test_loss: float      # mean over the split models of their test loss
     test_error: float     # the test loss's row-sampling standard error
-    z: float              # (test_loss - cv_mean) / sqrt(cv_error² + test_error²)
+    z: float              # (test_loss - (cv_mean + optimism)) / sqrt(cv_error² + test_error²)
+    optimism: float = 0.0  # epoch-selection optimism: loss at the epoch rule's epoch minus the minimum
 
     @property
     def fired(self) -> bool:
@@ -49,7 +61,8 @@ class OverfitCheck:
 
     def summary(self) -> str:
         return (f"split models: test loss {self.test_loss:.4g} vs cross-validation {self.cv_mean:.4g} "
-                f"± {self.cv_std:.2g} over {self.n_splits} split(s); gap {self.test_loss - self.cv_mean:+.3g} "
+                f"± {self.cv_std:.2g} over {self.n_splits} split(s), of which {self.optimism:.2g} is epoch-selection "
+                f"optimism; gap {self.test_loss - self.cv_mean - self.optimism:+.3g} "
                 f"= {self.z:.1f} standard errors (alarm above {Z_ALARM:g})")
 
     def warning(self) -> str:
@@ -60,26 +73,64 @@ class OverfitCheck:
     def metrics(self) -> dict[str, float]:
         return {"overfit_z": self.z, "cv_val_loss_mean": self.cv_mean, "cv_val_loss_std": self.cv_std,
                 "cv_val_loss_error": self.cv_error, "split_models_test_loss_mean": self.test_loss,
-                "split_models_test_loss_error": self.test_error}
+                "split_models_test_loss_error": self.test_error, "epoch_selection_optimism": self.optimism}
 
 
 def check(val_losses: Sequence[float], val_row_losses: Sequence[np.ndarray], test_losses: Sequence[float],
-          test_row_losses: Sequence[np.ndarray]) -> OverfitCheck:
+          test_row_losses: Sequence[np.ndarray], val_row_index: Sequence[np.ndarray] | None = None,
+          repeats: int = 1, optimism: float = 0.0) -> OverfitCheck:
     """Compare split models on test rows with their validation losses.
 
     ``val_losses[k]`` is split k's stored best validation loss, ``val_row_losses[k]`` its model's per-row
-    losses on its validation rows, ``test_losses[k]`` the same model's test loss (computed like the
-    validation loss, penalties included) and ``test_row_losses[k]`` its per-row test losses.
+    losses on its validation rows (``val_row_index[k]`` their row numbers, so that a row validated in
+    several repeats counts once), ``test_losses[k]`` the same model's test loss and ``test_row_losses[k]``
+    its per-row test losses, all data losses without weight penalties. ``repeats`` is the number of
+    reshuffled repeats of the plan, ``optimism`` the measured epoch-selection optimism.
     """
     k = len(val_losses)
     cv_mean = float(np.mean(val_losses))
     cv_std = float(np.std(val_losses, ddof=1)) if k > 1 else 0.0
-    row_error = math.sqrt(sum(float(np.var(r, ddof=1)) / len(r) for r in val_row_losses if len(r) > 1)) / k
-    cv_error = max(cv_std / math.sqrt(k), row_error)
+    rows = _row_means(val_row_losses, val_row_index)
+    row_error = float(np.std(rows, ddof=1) / math.sqrt(len(rows))) if len(rows) > 1 else 0.0
+    independent = max(1, k // max(1, repeats))  # the folds of one repeat share no validation rows
+    cv_error = max(cv_std / math.sqrt(independent), row_error)
     test_rows = np.mean(np.stack(test_row_losses), axis=0)
     test_error = float(np.std(test_rows, ddof=1) / math.sqrt(len(test_rows))) if len(test_rows) > 1 else 0.0
     test_loss = float(np.mean(test_losses))
     scale = math.hypot(cv_error, test_error)
-    gap = test_loss - cv_mean
+    gap = test_loss - cv_mean - max(0.0, optimism)
     z = gap / scale if scale > 0 else (math.inf if gap > 0 else 0.0)
-    return OverfitCheck(cv_mean, cv_std, k, cv_error, test_loss, test_error, float(z))
+    return OverfitCheck(cv_mean, cv_std, k, cv_error, test_loss, test_error, float(z), max(0.0, optimism))
+
+
+def _row_means(losses: Sequence[np.ndarray], index: Sequence[np.ndarray] | None) -> np.ndarray:
+    """Each validation row's loss, averaged over the splits (repeats) that validated it."""
+    if index is None:
+        return np.concatenate([np.asarray(r, dtype=np.float64) for r in losses]) if losses else np.zeros(0)
+    total: dict[int, float] = {}
+    count: dict[int, int] = {}
+    for rows, values in zip(index, losses):
+        for i, v in zip(np.asarray(rows).tolist(), np.asarray(values, dtype=np.float64).tolist()):
+            total[i] = total.get(i, 0.0) + v
+            count[i] = count.get(i, 0) + 1
+    return np.array([total[i] / count[i] for i in total])
+
+
+def epoch_selection_optimism(curves: dict[int, Sequence[float]], best_epochs: dict[int, int]) -> float:
+    """Mean over splits of (validation loss at the median best epoch - the split's minimum).
+
+    The final model trains for the epoch rule's epochs (the median best epoch, in updates), not for each
+    split's lucky minimum; the difference is how much picking the minimum flattered the estimate.
+    """
+    if not curves or not best_epochs:
+        return 0.0
+    rule = int(round(float(np.median(list(best_epochs.values())))))
+    gaps = []
+    for k, curve in curves.items():
+        values = [v for v in curve if v is not None and math.isfinite(v)]
+        if not values:
+            continue
+        at = curve[min(max(rule, 1), len(curve)) - 1]
+        if at is not None and math.isfinite(at):
+            gaps.append(float(at) - min(values))
+    return float(np.mean(gaps)) if gaps else 0.0

@@ -12,12 +12,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from search import review
+from search import figures, review
 
 TRIAL_FIGURES = 5   # learning curves of the top trials shown (the baseline is added)
 _CAPTIONS = {
     "before_after": "Before/after: the best trial's training (solid) and validation (dashed) loss against the "
-                    "unregularized baseline's, mean over splits; dots mark the best epoch, dotted lines where "
+                    "baseline's (trial 0: every searched regularizer off), mean over splits; dots mark the best epoch, dotted lines where "
                     "validation loss turned up.",
     "optimization_history": "Optuna: the objective of every trial and the best so far.",
     "param_importances": "Optuna: how much of the objective's variation each setting explains (fANOVA).",
@@ -31,7 +31,7 @@ table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
 td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left}th{background:#f4f4f4}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color:#555}
 dl{display:grid;grid-template-columns:max-content auto;gap:.3em 1em}dt{font-weight:bold}dd{margin:0}
-.fit-overfit{color:#b00}.fit-underfit{color:#a60}.fit-good{color:#070}
+.scroll{overflow-x:auto;max-width:100%}.fit-overfit{color:#b00}.fit-underfit{color:#a60}.fit-good{color:#070}
 """
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -45,11 +45,36 @@ def write(study: Any, out: Path, top: int = 10) -> Path:
                           trial_figures=TRIAL_FIGURES)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(result), encoding="utf-8")
+    out.write_text(render(result, _ablation_section(study)), encoding="utf-8")
     return out
 
 
-def render(result: review.Review) -> str:
+def _ablation_section(study: Any) -> str:
+    """What regularization bought, from the table stored with the study (search/ablation.py)."""
+    from search import ablation
+
+    picked, rows = ablation.stored_rows(study)
+    if picked is None:
+        return ("<h2>What regularization bought</h2><p>No ablation yet: <code>search ablate "
+                f"{html.escape(study.study_name)}</code> runs it.</p>")
+    e = html.escape
+    head = ("<h2>What regularization bought</h2><p>Trial " + str(picked) + "'s config with its regularizers "
+            "switched off (all, then each alone), trained on the same splits with the same seeds. "
+            "<em>Bought</em> is the rise of the validation loss when switched off, mean over splits ± the "
+            "paired standard error; capacity, learning rate and epochs stay as picked.</p>")
+    if not rows:
+        return head + "<p>The trial uses no regularizer: nothing to ablate.</p>"
+    body = "".join(f"<tr><td>{e(r.label)}</td><td>{r.val_loss:.4g}</td><td>{r.bought:+.4g}</td>"
+                   f"<td>{_number(r.bought_se) if r.bought_se == r.bought_se else 'n/a'}</td><td>{r.n_splits}</td></tr>"
+                   for r in rows)
+    figure = _figure("ablation", figures.ablation_bars([r.label for r in rows], [r.bought for r in rows],
+                                                       [r.bought_se for r in rows], f"trial {picked}"),
+                     "Validation loss bought by each regularizer (switched off − on), ± paired standard error.")
+    return (head + "<div class='scroll'><table><tr><th>switched off</th><th>val loss</th><th>bought</th>"
+            "<th>± se</th><th>splits</th></tr>" + body + "</table></div>" + figure)
+
+
+def render(result: review.Review, extra: str = "") -> str:
     e = html.escape
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
              f"<meta http-equiv='Content-Security-Policy' content=\"{_CSP}\">"
@@ -66,7 +91,9 @@ def render(result: review.Review) -> str:
         parts.append("<h2>Figures</h2>")
         for name, png in result.figures.items():
             parts.append(_figure(name, png, _CAPTIONS.get(name, name.replace("_", " "))))
-    parts.append("<h2>Top trials</h2>" + _trials_table(result))
+    parts.append("<h2>Top trials</h2><div class='scroll'>" + _trials_table(result) + "</div>")
+    if extra:
+        parts.append(extra)
     if result.trial_figures:
         parts.append("<h2>Learning curves of the top trials</h2><p>Training loss solid, validation loss "
                      "dashed, one colour per split; dots mark each split's best epoch, dotted lines its "

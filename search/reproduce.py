@@ -41,6 +41,7 @@ class Options:
     tolerance: float | None = None     # relative; default search.verify.RELATIVE_TOLERANCE
     allow_data_change: bool = False
     epochs: int | None = None          # overrides the epoch rule
+    ensemble: int = 1                  # also average the final models of the top N trials (N > 1)
     threads: int | None = None
 
 
@@ -59,6 +60,9 @@ class Report:
     checks: list[Any] | None = None          # search.verify.SplitCheck, when verified
     data_changes: list[str] = field(default_factory=list)
     run_id: str = ""
+    ensemble_trials: list[int] = field(default_factory=list)   # --ensemble N: the members, this trial first
+    top_ensemble_loss: float = math.nan
+    top_ensemble_metric: float = math.nan
 
     @property
     def verified(self) -> bool | None:
@@ -79,7 +83,8 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
                         + "; ".join(changes) + "): its trials, checkpoints and test rows belong to the old data. "
                         "Restore the data, or pass --allow-data-change to judge the config on the new data",
                         source=str(space.path) if space.path else None, field="data.source")
-    stored = list(trial.user_attrs["splits"])
+    # Copies: a new configuration (--config with changed values) replaces them with its own split results.
+    stored = [dict(s) for s in trial.user_attrs["splits"]]
     if any(s["split"] >= len(prepared.splits) for s in stored):
         raise StudyError(f"trial {trial.number} has {len(stored)} splits but the plan now has "
                          f"{len(prepared.splits)}", field="validation")
@@ -97,23 +102,62 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
         checks = verify.run(space, settings, prepared.dataset, prepared.splits, stored, target.seed_trial,
                             relative, keep=lambda k, m: scores.__setitem__(k, score_split(m, prepared, k)))
     split_models = _split_models(target, prepared, settings, stored, scores, options, out)
+    from search.review import curves_of
+
+    curves = {k: h.get("val_loss", []) for k, h in curves_of(trial).items()} if not target.changed else {}
     alarm = overfit.check([float(s["best_val_loss"]) for s in stored], [scores[s["split"]].val_rows for s in stored],
                           [scores[s["split"]].test_loss for s in stored],
-                          [scores[s["split"]].test_rows for s in stored])
+                          [scores[s["split"]].test_rows for s in stored],
+                          val_row_index=[prepared.splits[s["split"]].val for s in stored],
+                          repeats=space.validation.repeats if space.validation.scheme == "iterated_kfold" else 1,
+                          optimism=overfit.epoch_selection_optimism(
+                              curves, {int(s["split"]): int(s["best_epoch"]) for s in stored}))
     ensemble = np.mean([scores[s["split"]].test_pred for s in stored], axis=0)
     y_test = prepared.dataset.y[prepared.test_idx]
     task = prepared.dataset.task
     epochs, rule = (options.epochs, "given with --epochs") if options.epochs else final_epochs(
         stored, prepared.splits, len(prepared.dev_idx), int(settings["train"]["batch_size"]))
-    final, test_loss, test_metric, history = _final_model(target, prepared, settings, epochs)
+    final, test_loss, test_metric, history, pred = _final_model(target, prepared, settings, epochs)
     report = Report(trial.number, epochs, rule, test_loss, test_metric,
                     float(np.mean(scoring.row_losses(task, y_test, ensemble))),
                     scoring.metric(task, y_test, ensemble), study.user_attrs.get("metric", "accuracy"), alarm,
                     split_models, checks, changes)
-    looks = _record_test_look(study, trial.number)
+    if options.ensemble > 1:
+        members, preds = _top_ensemble(target, prepared, options, out)
+        averaged = np.mean([pred, *preds], axis=0)
+        report.ensemble_trials = [trial.number, *members]
+        report.top_ensemble_loss = float(np.mean(scoring.row_losses(task, y_test, averaged)))
+        report.top_ensemble_metric = scoring.metric(task, y_test, averaged)
+    looks = _record_test_look(study, trial.number, settings, epochs, ensemble=len(report.ensemble_trials) or 1)
     report.run_id = _log(target, options, report, prepared, settings, final, history, looks)
     _print(report, looks, out)
     return report
+
+
+def _top_ensemble(target: Target, prepared: session.Prepared, options: Options,
+                  out: TextIO) -> tuple[list[int], list[np.ndarray]]:
+    """Final models of the next best complete trials (their own configs and epoch rules), for averaging."""
+    from search import targets, tracking
+
+    study = target.study
+    ranked = sorted((t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"
+                     and t.values is not None and t.number != target.trial.number and t.user_attrs.get("splits")),
+                    key=lambda t: t.values[0])
+    members, preds = [], []
+    uri = options.tracking_uri or tracking.default_tracking_uri(options.home)
+    for t in ranked[: options.ensemble - 1]:
+        space, origin = targets.trial_config(study, t, uri)
+        settings = nest(space.leaves())
+        epochs, _ = final_epochs(list(t.user_attrs["splits"]), prepared.splits, len(prepared.dev_idx),
+                                 int(settings["train"]["batch_size"]))
+        member = Target(study, t, space, origin)
+        *_, pred = _final_model(member, prepared, settings, epochs)
+        members.append(t.number)
+        preds.append(pred)
+    if len(members) < options.ensemble - 1:
+        print(f"  --ensemble {options.ensemble}: the study has only {len(members) + 1} complete trial(s) to "
+              f"average", file=out)
+    return members, preds
 
 
 def final_epochs(stored: list[dict[str, Any]], splits: list[Any], n_rows: int, batch_size: int) -> tuple[int, str]:
@@ -134,7 +178,7 @@ def final_epochs(stored: list[dict[str, Any]], splits: list[Any], n_rows: int, b
 
 @dataclass
 class SplitScore:
-    test_loss: float          # model.evaluate on the test rows, penalties included like the stored val_loss
+    test_loss: float          # the data loss on the test rows (no weight penalty), like the stored val_loss
     test_pred: np.ndarray
     test_rows: np.ndarray     # per-row test losses
     val_rows: np.ndarray      # per-row losses on the split's own validation rows
@@ -147,9 +191,9 @@ def score_split(model: Any, prepared: session.Prepared, k: int) -> SplitScore:
     X_val, X_test = preprocess.apply(scaler, ds.X[split.val]), preprocess.apply(scaler, ds.X[prepared.test_idx])
     y_test = ds.y[prepared.test_idx]
     test_pred, val_pred = _predict(model, X_test), _predict(model, X_val)
-    test_loss = float(np.atleast_1d(model.evaluate(X_test, y_test, batch_size=4096, verbose=0))[0])
-    return SplitScore(test_loss, test_pred, scoring.row_losses(ds.task, y_test, test_pred),
-                       scoring.row_losses(ds.task, ds.y[split.val], val_pred))
+    test_rows = scoring.row_losses(ds.task, y_test, test_pred)
+    return SplitScore(float(np.mean(test_rows)), test_pred, test_rows,
+                      scoring.row_losses(ds.task, ds.y[split.val], val_pred))
 
 
 def _predict(model: Any, X: np.ndarray) -> np.ndarray:
@@ -171,6 +215,13 @@ def _split_models(target: Target, prepared: session.Prepared, settings: dict[str
         k = record["split"]
         if k in scores:
             continue
+        if target.changed:  # a new configuration: trial N's checkpoints are not its models
+            seed = training.derive_seed(target.space.study.seed, target.seed_trial, k)
+            model, result = training.train_on_split(target.space, settings, prepared.dataset, prepared.splits[k], seed)
+            record.update(best_val_loss=result.best_val_loss, best_epoch=result.best_epoch)
+            scores[k] = score_split(model, prepared, k)
+            retrained.append(k)
+            continue
         path = checkpoints.split_path(home, target.study.study_name, target.trial.number, k)
         if not path.is_file() and run_id and options.tracking_uri and tracking.is_server(options.tracking_uri):
             tracking.fetch_checkpoint(options.tracking_uri, run_id, path)
@@ -182,7 +233,10 @@ def _split_models(target: Target, prepared: session.Prepared, settings: dict[str
         model, _ = training.train_on_split(target.space, settings, prepared.dataset, prepared.splits[k], seed)
         scores[k] = score_split(model, prepared, k)
         retrained.append(k)
-    if retrained:
+    if target.changed:
+        print(f"  a new configuration: trained its {len(retrained)} split model(s) from trial "
+              f"{target.trial.number}'s seeds", file=out)
+    elif retrained:
         print(f"  the checkpoints of split(s) {', '.join(map(str, retrained))} are missing (removed?); "
               f"re-trained them from their seeds", file=out)
     if len(loaded) == len(stored):
@@ -191,7 +245,7 @@ def _split_models(target: Target, prepared: session.Prepared, settings: dict[str
 
 
 def _final_model(target: Target, prepared: session.Prepared, settings: dict[str, dict[str, Any]],
-                 epochs: int) -> tuple[Any, float, float, dict[str, list[float]]]:
+                 epochs: int) -> tuple[Any, float, float, dict[str, list[float]], np.ndarray]:
     """Train on all development rows, bake the scaler in, and look at the test rows once."""
     import keras
 
@@ -210,8 +264,10 @@ def _final_model(target: Target, prepared: session.Prepared, settings: dict[str,
         x = layer(x)
     final = keras.Model(inputs, core(x), name="final_model")
     training.compile_model(final, settings["train"], head)
-    loss, metric = np.atleast_1d(final.evaluate(ds.X[test], ds.y[test], batch_size=4096, verbose=0))[:2]
-    return final, float(loss), float(metric), history
+    # The data loss of the predictions, as every validation loss of the search: no weight penalty.
+    pred = _predict(final, ds.X[test])
+    loss = float(np.mean(scoring.row_losses(ds.task, ds.y[test], pred)))
+    return final, loss, scoring.metric(ds.task, ds.y[test], pred), history, pred
 
 
 def _data_changes(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -220,16 +276,49 @@ def _data_changes(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
             if k in stored and stored[k] != now[k]]
 
 
-def _record_test_look(study: Any, trial: int) -> list[int]:
-    """Which trials have been judged on the test rows: every extra config judged there makes it less of a test."""
-    looks = list(study.user_attrs.get("test_looks", []))
-    looks.append(trial)
+def config_hash(settings: dict[str, dict[str, Any]]) -> str:
+    """A short fingerprint of a fixed config's model and training settings."""
+    import hashlib
+
+    text = json.dumps({k: settings[k] for k in ("model", "train")}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _record_test_look(study: Any, trial: int, settings: dict[str, dict[str, Any]], epochs: int,
+                      ensemble: int = 1) -> list[dict[str, Any]]:
+    """Record this look at the test rows (trial, config hash, epochs); return every look so far.
+
+    Every look after the first, and every extra config judged there, makes the test set less of a test:
+    the records let the report count them.
+    """
+    import time
+
+    looks = [look if isinstance(look, dict) else {"trial": look, "config": "", "epochs": 0}
+             for look in study.user_attrs.get("test_looks", [])]
+    looks.append({"trial": trial, "config": config_hash(settings), "epochs": int(epochs), "ensemble": ensemble,
+                  "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     study.set_user_attr("test_looks", looks)
     return looks
 
 
+def looks_text(looks: list[dict[str, Any]]) -> list[str]:
+    """What the record of test looks says about the one just made."""
+    if len(looks) <= 1:
+        return []
+    last = looks[-1]
+    same = sum(1 for look in looks if look["config"] and look["config"] == last["config"])
+    configs = len({look["config"] or f"t{look['trial']}" for look in looks})
+    out = [f"  note: this is look {len(looks)} at this study's test rows ({configs} different config(s) judged "
+           f"there); only the first look is an unbiased test, and choosing among looks by test score makes "
+           f"the test set a second validation set"]
+    if same > 1:
+        out.append(f"  note: this config (hash {last['config']}) has now been judged on the test rows {same} times")
+    return out
+
+
 def _log(target: Target, options: Options, report: Report, prepared: session.Prepared,
-         settings: dict[str, dict[str, Any]], final: Any, history: dict[str, list[float]], looks: list[int]) -> str:
+         settings: dict[str, dict[str, Any]], final: Any, history: dict[str, list[float]],
+         looks: list[dict[str, Any]]) -> str:
     from search import provenance, reproduce_runs, tracking
 
     study, trial, metric = target.study, target.trial, report.metric_name
@@ -240,7 +329,7 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
             "optuna.trial_number": trial.number, "search.config_from": target.origin,
             "data_changed": str(bool(report.data_changes)).lower(), "split_models": report.split_models,
             "epoch_rule": report.epoch_rule, "overfit_alarm": str(report.alarm.fired).lower(),
-            "test_looks": len(looks),
+            "test_looks": len(looks), "config_hash": looks[-1]["config"],
             "verify": {None: "not run", True: "passed", False: "failed"}[report.verified]}
     if report.alarm.fired:
         tags["overfit_warning"] = report.alarm.warning()
@@ -249,6 +338,12 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
                "final_epochs": float(report.epochs), **report.alarm.metrics()}
     if history.get("loss"):
         metrics["final_train_loss"] = history["loss"][-1]
+    if history.get("penalty"):
+        metrics["final_train_penalty"] = history["penalty"][-1]
+    if report.ensemble_trials:
+        metrics[f"top{len(report.ensemble_trials)}_ensemble_test_loss"] = report.top_ensemble_loss
+        metrics[f"top{len(report.ensemble_trials)}_ensemble_test_{metric}"] = report.top_ensemble_metric
+        tags["ensemble_trials"] = ",".join(map(str, report.ensemble_trials))
     if report.checks:
         metrics["verify_max_abs_diff"] = max(abs(c.loss - c.stored_loss) for c in report.checks)
     summary = {"trial": trial.number, "epochs": report.epochs, "epoch_rule": report.epoch_rule,
@@ -262,13 +357,17 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
                "reproduce.json": json.dumps(summary, indent=2, default=float)}, model=final)
 
 
-def _print(report: Report, looks: list[int], out: TextIO) -> None:
+def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:
     m = report.metric_name
     lines = [f"  final model: all development rows, {report.epochs} epoch(s) ({report.epoch_rule})",
              f"  test set (one look): loss {report.test_loss:.4g}, {m} {report.test_metric:.4g}",
              f"  ensemble of the split models (averaged predictions): loss {report.ensemble_loss:.4g}, "
              f"{m} {report.ensemble_metric:.4g}",
              "  " + report.alarm.summary()]
+    if report.ensemble_trials:
+        lines.insert(3, f"  ensemble of the final models of trials {', '.join(map(str, report.ensemble_trials))} "
+                        f"(averaged predictions, the same look): loss {report.top_ensemble_loss:.4g}, "
+                        f"{m} {report.top_ensemble_metric:.4g}")
     if report.checks is not None:
         from search.verify import tolerance_text
 
@@ -276,9 +375,7 @@ def _print(report: Report, looks: list[int], out: TextIO) -> None:
         lines += [c.line() for c in report.checks]
         lines.append("  verify: " + ("every split matches" if report.verified else "MISMATCH: the setup no "
                                      "longer gives the stored validation losses"))
-    if len(set(looks)) > 1:
-        lines.append(f"  note: {len(set(looks))} different trials have now been judged on this study's test rows; "
-                     f"choosing among them by test score would make the test set a second validation set")
+    lines += looks_text(looks)
     if report.alarm.fired:
         lines.append("warning: " + report.alarm.warning())
     lines.append(f"  MLflow run {report.run_id}: model at runs:/{report.run_id}/model, file final_model.keras")

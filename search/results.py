@@ -35,10 +35,20 @@ class SplitResult:
     def diverged(self) -> bool:
         return self.stop_reason == "non_finite_loss"
 
+    @property
+    def best_penalty(self) -> float:
+        """The weight penalty Keras added to the training loss at the best epoch (0 for an unpenalized model).
+
+        Recorded beside the scores, never in them: ``best_val_loss`` is the data loss alone.
+        """
+        curve = self.history.get("penalty", [])
+        return float(curve[self.best_epoch - 1]) if 0 < self.best_epoch <= len(curve) else 0.0
+
     def summary(self) -> dict[str, Any]:
         return {"split": self.split, "best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss,
                 "best_val_metric": self.best_val_metric, "epochs_run": self.epochs_run,
-                "stop_reason": self.stop_reason, "seed": self.seed, "n_params": self.n_params}
+                "stop_reason": self.stop_reason, "seed": self.seed, "n_params": self.n_params,
+                "penalty": self.best_penalty}
 
 
 @dataclass
@@ -93,7 +103,8 @@ class TrialOutcome:
         return {"val_loss_mean": self.value, "val_loss_std": self.value_std,
                 f"val_{self.metric_name}_mean": self.metric_mean,
                 f"val_{self.metric_name}_std": float(np.std([s.best_val_metric for s in done])),
-                "best_epoch_mean": float(np.mean([s.best_epoch for s in done])), **out}
+                "best_epoch_mean": float(np.mean([s.best_epoch for s in done])),
+                "penalty_mean": float(np.mean([s.best_penalty for s in done])), **out}
 
 
 class TrialListener:

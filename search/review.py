@@ -97,7 +97,9 @@ def describe(space: Any, attrs: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Data", f"{d.source}, task {task}, preprocess {d.preprocess}"),
         ("Objective", "minimize the mean over splits of each split's best validation loss"),
         ("Study", f"sampler {s.sampler} (seed {s.seed}), pruner {s.pruner}, budget {s.n_trials} trials"
-                  + ("; trial 0 is the unregularized baseline" if s.baseline else "")),
+                  + (("; trial 0 is the unregularized baseline" if space.declares_regularizers else
+                      "; trial 0 is the baseline at the middle values (the custom family declares no "
+                      "regularizers)") if s.baseline else "")),
     ]
     return lines
 

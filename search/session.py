@@ -53,6 +53,9 @@ class RunOptions:
     continue_command: str = "search run <space file>"
     run_started: float = field(default_factory=time.time)  # workers get their parent's, so recycling keeps it
     extra_listeners: list[Any] = field(default_factory=list)
+    # Trials queued when the study is created: (params, user attributes), e.g. the ablation's variants.
+    queue: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    summary: bool = True             # print the counts and the top-trials table at the end
 
 
 def prepare(space: Space, threads: int | None = None) -> Prepared:
@@ -88,8 +91,13 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
     tracker = make_tracker(prepared, options, space_text, storage_url)
     # The process that creates the study also creates the MLflow experiment and parent run, before
     # workers on other hosts are let in: otherwise two of them could each make one.
+    def on_create(study: Any) -> None:
+        for params, user_attrs in options.queue:
+            study.enqueue_trial(params, user_attrs=user_attrs)
+        tracker.start(study)
+
     study = studies.open_study(space, studies.make_storage(storage_url, options.heartbeat), prepared.attrs(),
-                               on_create=tracker.start)
+                               on_create=on_create)
     budget = studies.budget_of(space)
     recovered = recovery.recover_orphans(study)
     if recovered:
@@ -130,7 +138,7 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
             status = "FAILED"
         if options.worker_index == 0:  # the process that started the workers closes the parent run
             tolerate(tracker.finish, status)
-    if options.worker_index == 0:  # workers leave the summary to the process that started them
+    if options.worker_index == 0 and options.summary:  # workers leave the summary to their parent
         print("\n" + format_counts(studies.trials_by_state(study), budget), file=out)
         print(summary_table(study), file=out)
     if stop.requested and options.worker_index == 0:

@@ -80,6 +80,16 @@ def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, wher
     def fail(message: str, field: str = "validation.k", **kw: Any) -> None:
         raise ValidationSchemeError(message, source=where, field=field, **kw)
 
+    # A column the scheme cannot honour would be accepted and ignored: rows of one group on both sides of a
+    # split, or validation rows from before the training rows. Refused, with the scheme that honours it.
+    if dataset.groups is not None and scheme != "group_kfold":
+        fail(f"data.group names groups, but validation.scheme {scheme} splits rows, not groups, so rows of one "
+             f"group would land in both the training and the validation part", "validation.scheme",
+             expected="scheme: group_kfold (or remove data.group)", found=scheme)
+    if dataset.has_order and scheme != "time_series":
+        fail(f"data.order gives the rows a time order, but validation.scheme {scheme} ignores it, so validation "
+             f"rows would come before training rows in time", "validation.scheme",
+             expected="scheme: time_series (or remove data.order)", found=scheme)
     if validation.scheme == "iterated_kfold" and validation.shuffle is False:
         fail("iterated k-fold reshuffles every repeat, so shuffle cannot be false", "validation.shuffle")
     if scheme == "holdout":

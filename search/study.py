@@ -112,9 +112,9 @@ def make_pruner(space: Space, n_splits: int | None = None) -> Any:
     name, warmup = space.study.pruner, pruning.PRUNE_WARMUP_EPOCHS
     within: Any = None
     if name == "median":
-        within = p.MedianPruner(n_startup_trials=PRUNE_STARTUP_TRIALS, n_warmup_steps=0)
+        within = pruning.LateMedianRule(space.study.prune_startup, space.study.prune_warmup)
     elif name == "percentile":
-        within = p.PercentilePruner(25.0, n_startup_trials=PRUNE_STARTUP_TRIALS)
+        within = pruning.LateMedianRule(space.study.prune_startup, space.study.prune_warmup, percentile=25.0)
     elif name == "hyperband":
         within = p.HyperbandPruner(min_resource=warmup, max_resource=max(_max_epochs(space), warmup),
                                    reduction_factor=3)
@@ -127,10 +127,6 @@ def make_pruner(space: Space, n_splits: int | None = None) -> Any:
         across = pruning.WilcoxonSplitRule(p_threshold=0.1, min_splits=2)
     return pruning.SplitPruner(within, across, first_split_only=name in ("hyperband", "successive_halving"),
                                n_splits=n_splits)
-
-
-# Complete trials a median/percentile pruner waits for before it judges a curve (the baseline counts).
-PRUNE_STARTUP_TRIALS = 3
 
 
 def _max_epochs(space: Space) -> int:
@@ -217,7 +213,10 @@ def _fill_queue(study: Any, space: Space) -> None:
 
     baseline = space.baseline_params() if space.study.baseline else None
     if baseline is not None:
-        study.enqueue_trial(baseline, user_attrs={"baseline": True})
+        # A custom builder that names no regularizers has a baseline at its settings' middles, not an
+        # unregularized one, and nothing may call it that.
+        study.enqueue_trial(baseline, user_attrs={"baseline": True,
+                                                  "unregularized": space.declares_regularizers})
     if space.study.sampler != "grid":
         return
     points = _grid_points(space)

@@ -7,7 +7,7 @@ from the space stored with the study and the trial's parameters.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,9 @@ class Target:
     trial: Any
     space: Space
     origin: str  # where the config came from, for the report
+    # Settings in which a --config file differs from its seed_trial's own config: then it is a new
+    # configuration, judged on its own split models, never passed off as that trial.
+    changed: list[str] = field(default_factory=list)
 
     @property
     def seed_trial(self) -> int:
@@ -59,8 +62,13 @@ def locate(study: Any, tracking_uri: str, trial: int | None = None, run_id: str 
             raise SpaceError("the config does not say which trial it repeats", source=str(config),
                              field="study.seed_trial", expected=f"the number of a completed trial of "
                              f"'{study.study_name}' (`search best --export` writes it)")
-        return Target(study, _completed(study, space.study.seed_trial, f"{config}: study.seed_trial"), space,
-                      f"the file {config}")
+        frozen = _completed(study, space.study.seed_trial, f"{config}: study.seed_trial")
+        own, _ = trial_config(study, frozen, tracking_uri)
+        mine, theirs = space.leaves(), own.leaves()
+        changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        origin = f"the file {config}" + (f", a NEW configuration: it differs from trial {frozen.number} in "
+                                         + ", ".join(changed) if changed else "")
+        return Target(study, frozen, space, origin, changed)
     if run_id is not None:
         number = _trial_of_run(study, tracking_uri, run_id)
         frozen = _completed(study, number, "--run-id")

@@ -38,8 +38,50 @@ def make_optimizer(train: dict[str, Any]) -> Any:
     return keras.optimizers.RMSprop(learning_rate=lr, momentum=float(train["momentum"]), weight_decay=decay)
 
 
+# Keras adds every weight penalty (``model.losses``) to ``loss`` and ``val_loss``. The search judges a model
+# by its data loss alone, so a penalized model also tracks the plain loss as a metric under this name, and
+# ``data_logs`` puts it back under ``loss``/``val_loss`` with the penalty beside it.
+DATA_LOSS = "data_loss"
+PENALTY = "penalty"
+
+
 def compile_model(model: Any, train: dict[str, Any], head: Head) -> None:
-    model.compile(optimizer=make_optimizer(train), loss=head.loss, metrics=[head.metric])
+    metrics: list[Any] = [head.metric]
+    if is_penalized(model):
+        metrics.append(_data_loss_metric(head))
+    model.compile(optimizer=make_optimizer(train), loss=head.loss, metrics=metrics)
+
+
+def is_penalized(model: Any) -> bool:
+    """Whether Keras will add a penalty to this model's loss: a regularizer on any layer, or an added loss."""
+    if model.losses:
+        return True
+    layers = model._flatten_layers(include_self=True, recursive=True)
+    return any(value is not None for layer in layers for key, value in vars(layer).items()
+               if key.endswith("_regularizer"))
+
+
+def _data_loss_metric(head: Head) -> Any:
+    cls = {"binary": keras.metrics.BinaryCrossentropy, "multiclass": keras.metrics.SparseCategoricalCrossentropy,
+           "regression": keras.metrics.MeanSquaredError}[head.task]
+    return cls(name=DATA_LOSS)
+
+
+def data_logs(logs: dict[str, Any]) -> dict[str, float]:
+    """Keras logs with ``loss``/``val_loss`` as the unpenalized data loss and the penalty as ``penalty``.
+
+    Logs of an unpenalized model are returned as they are (their losses hold no penalty).
+    """
+    out = {k: float(v) for k, v in logs.items()}
+    if DATA_LOSS not in out:
+        return out
+    total = out.pop("loss", math.nan)
+    out["loss"] = out.pop(DATA_LOSS)
+    out[PENALTY] = total - out["loss"]
+    if f"val_{DATA_LOSS}" in out:
+        out.pop("val_loss", None)
+        out["val_loss"] = out.pop(f"val_{DATA_LOSS}")
+    return out
 
 
 def fit_split(model: Any, X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
@@ -91,7 +133,9 @@ def train_on_split(space: "Space", settings: dict[str, dict[str, Any]], dataset:
 def fit_epochs(model: Any, X: np.ndarray, y: np.ndarray, train: dict[str, Any], epochs: int) -> dict[str, list[float]]:
     """Train a compiled model for exactly ``epochs`` epochs, no validation rows, no early stopping."""
     history = model.fit(X, y, batch_size=int(train["batch_size"]), epochs=int(epochs), shuffle=True, verbose=0)
-    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    raw = history.history
+    per_epoch = [data_logs({k: vals[e] for k, vals in raw.items()}) for e in range(len(raw.get("loss", [])))]
+    return {k: [logs[k] for logs in per_epoch] for k in (per_epoch[0] if per_epoch else {})}
 
 
 def derive_seed(study_seed: int, trial: int, split: int) -> int:
@@ -126,6 +170,7 @@ class _BestEpoch(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def _should_stop(self, epoch: int, logs: dict[str, float]) -> bool:
+        logs = data_logs(logs)
         for key, value in logs.items():
             self.history.setdefault(key, []).append(float(value))
         loss, val_loss = float(logs.get("loss", math.nan)), float(logs.get("val_loss", math.nan))

@@ -19,7 +19,7 @@ os.environ.pop("SEARCH_STORAGE", None)
 
 # A study on iris that finishes in seconds: 3 folds, 3 epochs, 8 units.
 TINY: dict[str, Any] = {
-    "study": {"name": "tiny", "seed": 0, "n_trials": 2},
+    "study": {"name": "tiny", "seed": 0, "n_trials": 2, "ablation": False},
     "data": {"source": "sklearn:iris", "test_size": 0.2},
     "validation": {"scheme": "kfold", "k": 3},
     "model": {"family": "mlp", "layers": 1, "units": 8, "dropout": {"float": [0.0, 0.5]}},

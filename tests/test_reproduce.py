@@ -204,7 +204,7 @@ def test_alarm_fires_on_a_constructed_validation_overfit(tmp_path):
     check = overfit.check([best_loss], [scored.val_rows], [scored.test_loss], [scored.test_rows])
     assert check.fired, check.summary()
     assert check.test_loss > 0.69 > check.cv_mean  # worse than guessing on the test rows, better on validation
-    assert "iterated k-fold" in check.warning()
+    assert "nested cross-validation" in check.warning()
 
 
 def test_alarm_arithmetic():

@@ -18,10 +18,11 @@ def check_leaves(space: Space, source: str) -> None:
         from search.models import load_custom_builder
 
         load_custom_builder(family, space.path.parent if space.path else None, source)
+    _check_declared_regularizers(space, source)
     for section in SECTIONS_WITH_DISTRIBUTIONS:
         specs = space.params_of(section)
         for key, value in getattr(space, section).items():
-            if key == "family":
+            if key == "family" or (key == "regularizers" and section == "model" and space.is_custom):
                 continue
             field = f"{section}.{key}"
             spec = None if specs is None else specs.get(key)
@@ -35,6 +36,38 @@ def check_leaves(space: Space, source: str) -> None:
                                  source=source, field=field, found=value)
             elif spec is not None and (problem := spec.check(value)):
                 raise SpaceError("bad value", source=source, field=field, expected=problem, found=value)
+
+
+def _check_declared_regularizers(space: Space, source: str) -> None:
+    """``model.regularizers`` of a custom builder names settings the file has, each able to switch off."""
+    declared = space.model.get("regularizers")
+    if declared is None:
+        return
+    if not space.is_custom:
+        raise SpaceError("model.regularizers declares a custom builder's regularizers; a built-in family "
+                         "knows its own", source=source, field="model.regularizers",
+                         expected="no model.regularizers with family " + space.family, found=declared)
+    if not isinstance(declared, (list, dict)) or not all(isinstance(k, str) for k in declared):
+        raise SpaceError("model.regularizers is a list of the builder's settings, or a mapping of each to the "
+                         "value that switches it off", source=source, field="model.regularizers",
+                         expected="e.g. [dropout, l2] or {dropout: 0.0, l2: 0.0}", found=declared)
+    leaves = space.leaves()
+    regularizers = space.regularizers()
+    for key in declared:
+        name = key if "." in key else f"model.{key}"
+        if name not in leaves:
+            raise SpaceError(f"model.regularizers names '{key}', which is not a setting in this file",
+                             source=source, field="model.regularizers",
+                             expected="names among " + ", ".join(k for k in leaves if k != "model.family"),
+                             found=key)
+        dist, off = leaves[name], regularizers[name]
+        if not is_distribution(dist) or dist.get("or_off"):
+            continue
+        bounds = dist.get("float") or dist.get("int")
+        if not (off in dist["choice"] if "choice" in dist else bounds[0] <= off <= bounds[1]):
+            raise SpaceError(f"a searched regularizer must be able to switch off, so that the unregularized "
+                             f"baseline lies inside the space: include {off!r} in the range or the choices, "
+                             f"or add 'or_off: true'", source=source, field=name)
 
 
 _DIST_FIELDS = {"float": {"float", "log", "step", "or_off", "default"},

@@ -32,6 +32,14 @@ class StudySection(_Strict):
     # Across-split pruning (search/pruning.py): "paired" stops a trial that is worse than the best one
     # on every finished split by more than the best trial's split spread.
     split_pruner: Literal["paired", "wilcoxon", "none"] = "paired"
+    # The median/percentile rule within a split (search/pruning.py LateMedianRule): complete trials,
+    # the baseline not counted, before any curve is judged; and the warm-up as a fraction of the epoch at
+    # which complete trials reached their best. Defaults measured by benchmarks/fairness.py.
+    # After the budget is spent, ablate the best trial (search/ablation.py): its config with its
+    # regularizers switched off, all and one at a time, on the same splits and seeds.
+    ablation: bool = True
+    prune_startup: int = Field(5, ge=0)
+    prune_warmup: float = Field(0.5, ge=0.0, le=10.0)
     # [val_loss] or [val_loss, params|latency]: a second, minimized objective makes a Pareto study.
     objectives: list[Literal["val_loss", "params", "latency"]] = Field(default_factory=lambda: ["val_loss"])
     # Set in exported configs: seeds are derived as if this were the trial number, so a replay
@@ -138,12 +146,44 @@ class Space(_Strict):
     def params_of(self, section: str) -> dict[str, Param] | None:
         return TRAIN_PARAMS if section == "train" else family_params(self.family)
 
+    @property
+    def is_custom(self) -> bool:
+        return self.family.startswith("python:")
+
+    def regularizers(self) -> dict[str, Any]:
+        """Every regularizer setting by dotted name, with the value that switches it off.
+
+        Built-in families declare theirs (``Param.off``); a custom builder's come from the space file's
+        ``model.regularizers``: a list of its settings (off is 0, or false for a boolean) or a mapping
+        of setting to its off value.
+        """
+        out: dict[str, Any] = {}
+        for name in self.leaves():
+            spec = self._spec(name)
+            if spec is not None and spec.is_regularizer:
+                out[name] = spec.off
+        declared = self.model.get("regularizers") if self.is_custom else None
+        if isinstance(declared, list):
+            declared = {key: None for key in declared}
+        for key, off in (declared or {}).items():
+            name = key if "." in key else f"model.{key}"
+            out[name] = off if off is not None else _natural_off(self.leaves().get(name))
+        return out
+
+    @property
+    def declares_regularizers(self) -> bool:
+        """Whether the baseline is really unregularized: true of built-in families, and of a custom one
+        whose space file names its regularizers."""
+        return not self.is_custom or bool(self.model.get("regularizers"))
+
     def leaves(self) -> dict[str, Any]:
         """Every setting (fixed or distribution) by dotted name, defaults filled in."""
         out: dict[str, Any] = {"model.family": self.family}
         for section in SECTIONS_WITH_DISTRIBUTIONS:
             values = dict(getattr(self, section))
             values.pop("family", None)
+            if section == "model" and self.is_custom:
+                values.pop("regularizers", None)  # a declaration, not a setting of the builder
             specs = self.params_of(section) or {}
             for key, spec in specs.items():
                 out[f"{section}.{key}"] = values.pop(key, spec.default)
@@ -163,13 +203,13 @@ class Space(_Strict):
     def baseline_params(self) -> dict[str, Any]:
         """Optuna params of the unregularized baseline: searched regularizers off, the rest at defaults."""
         params: dict[str, Any] = {}
+        regularizers = self.regularizers()
         for name, dist in self.distributions().items():
-            spec = self._spec(name)
-            if spec is not None and spec.is_regularizer:
+            if name in regularizers:
                 if dist.get("or_off"):
                     params[f"{name}.on"] = False
                 else:
-                    params[name] = spec.off
+                    params[name] = regularizers[name]
                 continue
             if dist.get("or_off"):
                 params[f"{name}.on"] = True
@@ -181,6 +221,8 @@ class Space(_Strict):
         data = self.model_dump(mode="json")
         for section in SECTIONS_WITH_DISTRIBUTIONS:
             data[section] = copy.deepcopy(settings[section])
+        if self.is_custom and "regularizers" in self.model:  # a declaration, kept with the config
+            data["model"].setdefault("regularizers", copy.deepcopy(self.model["regularizers"]))
         data["study"].update(study_overrides)
         data["study"]["sampler"] = "tpe"
         resolved = Space.model_validate(data)
@@ -208,6 +250,17 @@ class Space(_Strict):
     def _spec(self, name: str) -> Param | None:
         section, _, key = name.partition(".")
         return (self.params_of(section) or {}).get(key)
+
+
+def _natural_off(value: Any) -> Any:
+    """The off value of a declared regularizer given without one: false for a boolean, else 0."""
+    if is_distribution(value):
+        sample, is_float = (value.get("choice") or value.get("float") or value.get("int"))[0], "float" in value
+    else:
+        sample, is_float = value, isinstance(value, float)
+    if isinstance(sample, bool):
+        return False
+    return 0.0 if is_float else 0
 
 
 def is_distribution(value: Any) -> bool:

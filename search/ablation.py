@@ -1,0 +1,190 @@
+"""What each regularizer of the picked trial bought: the same config with its regularizers switched off.
+
+The picked trial differs from the baseline in capacity and learning rate as much as in its regularizers,
+so "x % lower than the baseline" does not say what regularization bought. The ablation holds everything
+else fixed: the picked config with *all* its regularizers off, and with each one off alone, trained on the
+same splits with the same seeds (``study.seed_trial`` is the picked trial), so the difference on split k
+is paired and split difficulty cancels. Augmentation settings are switched off together, as one
+regularizer. The variants run as trials of a study of their own, ``<study>.ablation``, in the same
+storage: resumable like any study, logged to MLflow like any trial, and costing at most
+(regularizers + 1) trials. The table is copied to the main study's user attributes, so the report
+needs no MLflow.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from search.space import Space, nest
+
+SUFFIX = ".ablation"
+ATTR = "ablation"         # the table, on the main study
+ALL_OFF = "all regularizers"
+
+
+@dataclass
+class Variant:
+    label: str                 # what is switched off: a setting, "augmentation", or ALL_OFF
+    params: dict[str, Any]     # the ablation study's parameters for it
+
+
+@dataclass
+class AblationRow:
+    label: str
+    val_loss: float            # the variant's mean over splits
+    bought: float              # mean over splits of (variant - picked): the validation loss it bought
+    bought_se: float           # standard error of that paired mean (nan with one split)
+    n_splits: int
+    trial: int                 # the ablation study's trial
+
+    def line(self) -> str:
+        spread = f" ± {self.bought_se:.2g}" if math.isfinite(self.bought_se) else " (one split: no spread)"
+        return f"  {self.label:<24} off: val_loss {self.val_loss:.4g}, bought {self.bought:+.4g}{spread}"
+
+
+def _group(name: str) -> str:
+    key = name.split(".", 1)[1]
+    return "augmentation" if key.startswith("augment_") else key
+
+
+def plan(resolved: Space, picked_number: int, study_name: str) -> tuple[Space, list[Variant]]:
+    """The ablation study's space and its variants, from the picked trial's fully resolved config.
+
+    Each regularizer the picked config uses becomes a two-valued choice (its value, its off value);
+    everything else stays fixed. Nothing to ablate gives no variants.
+    """
+    leaves = resolved.leaves()
+    offs = {name: off for name, off in resolved.regularizers().items() if name in leaves and leaves[name] != off
+            and not (isinstance(leaves[name], (int, float)) and not isinstance(leaves[name], bool)
+                     and isinstance(off, (int, float)) and float(leaves[name]) == float(off))}
+    groups: dict[str, list[str]] = {}
+    for name in offs:
+        groups.setdefault(_group(name), []).append(name)
+    settings = nest({k: v for k, v in leaves.items()})
+    for name, off in offs.items():
+        section, _, key = name.partition(".")
+        settings[section][key] = {"choice": [leaves[name], off]}
+    if resolved.is_custom and resolved.model.get("regularizers") is not None:
+        settings["model"]["regularizers"] = resolved.model["regularizers"]
+    on = {name: leaves[name] for name in offs}
+    variants = []
+    if groups:
+        variants.append(Variant(ALL_OFF, {name: offs[name] for name in offs}))
+    if len(groups) > 1:
+        for label, names in groups.items():
+            variants.append(Variant(label, {**on, **{n: offs[n] for n in names}}))
+    space = resolved.resolve(settings, name=study_name + SUFFIX, n_trials=max(1, len(variants)), baseline=False,
+                             seed_trial=picked_number, pruner="none", split_pruner="none",
+                             keep_checkpoints=1, ablation=False)
+    return space, variants
+
+
+def table(picked: Any, ablation_study: Any) -> list[AblationRow]:
+    """Paired differences per split between each finished variant and the picked trial."""
+    mine = {s["split"]: float(s["best_val_loss"]) for s in picked.user_attrs.get("splits", [])}
+    rows = []
+    for t in ablation_study.get_trials(deepcopy=False):
+        if t.state.name != "COMPLETE" or "ablation" not in t.user_attrs:
+            continue
+        theirs = {s["split"]: float(s["best_val_loss"]) for s in t.user_attrs.get("splits", [])}
+        shared = sorted(set(mine) & set(theirs))
+        if not shared:
+            continue
+        diffs = np.array([theirs[k] - mine[k] for k in shared])
+        se = float(np.std(diffs, ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else math.nan
+        rows.append(AblationRow(t.user_attrs["ablation"], float(np.mean([theirs[k] for k in shared])),
+                                float(np.mean(diffs)), se, len(shared), t.number))
+    rows.sort(key=lambda r: (r.label != ALL_OFF, -r.bought))
+    return rows
+
+
+def format_table(picked: Any, rows: list[AblationRow]) -> str:
+    if not rows:
+        return f"ablation of trial {picked.number}: nothing to ablate (it uses no regularizer)"
+    head = (f"what regularization bought (trial {picked.number}, val_loss {picked.value:.4g}; the same config "
+            f"with regularizers switched off, same splits and seeds; bought = val_loss off - val_loss on, "
+            f"mean over splits ± its paired standard error):")
+    return "\n".join([head] + [r.line() for r in rows])
+
+
+def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | None = None) -> list[AblationRow]:
+    """Run (or continue) the ablation of ``picked``; store and return the table.
+
+    ``options`` is a :class:`search.session.RunOptions` for the same stores as the study.
+    """
+    from search import session
+
+    out = out or sys.stdout
+    space, variants = plan(resolved, picked.number, study.study_name)
+    if not variants:
+        print(format_table(picked, []), file=out)
+        study.set_user_attr(ATTR, {"trial": picked.number, "rows": []})
+        return []
+    prepared = session.prepare(space, threads=options.threads)
+    for key in ("data_fingerprint", "test_fingerprint", "splits_fingerprint"):
+        if study.user_attrs.get(key) not in (None, prepared.attrs()[key]):
+            from search.errors import StudyError
+
+            raise StudyError(f"cannot ablate trial {picked.number}: the data or splits differ from the study's "
+                             f"({key})", field="data.source")
+    print(f"\nablation of trial {picked.number}: {len(variants)} variant(s) with regularizers switched off, "
+          f"as study '{space.study.name}'", file=out)
+    queue = [(v.params, {"ablation": v.label}) for v in variants]
+    run_options = session.RunOptions(home=options.home, storage=options.storage, tracking_uri=options.tracking_uri,
+                                     threads=options.threads, quiet=True, heartbeat=options.heartbeat,
+                                     continue_command=f"search ablate {study.study_name}", queue=queue,
+                                     summary=False)
+    ablation_study = session.run(prepared, run_options, space.to_yaml(), out=out)
+    rows = table(picked, ablation_study)
+    study.set_user_attr(ATTR, {"trial": picked.number, "study": ablation_study.study_name,
+                               "rows": [asdict(r) for r in rows]})
+    print(format_table(picked, rows), file=out)
+    _log(study, picked, rows, options)
+    return rows
+
+
+def _log(study: Any, picked: Any, rows: list[AblationRow], options: Any) -> None:
+    """The table, its metrics and a figure on the study's MLflow parent run; a side channel, never fatal."""
+    from search import figures, tracking
+
+    parent = study.user_attrs.get(tracking.PARENT_RUN_ATTR)
+    if not parent or not rows:
+        return
+    try:
+        import tempfile
+
+        from mlflow.entities import Metric
+        from mlflow.tracking import MlflowClient
+
+        tracking._quiet_mlflow()
+        client = MlflowClient(tracking_uri=options.tracking_uri or tracking.default_tracking_uri(options.home))
+        now = int(time.time() * 1000)
+        metrics = []
+        for r in rows:
+            key = "ablation_" + r.label.replace(" ", "_")
+            metrics.append(Metric(f"{key}_bought", r.bought, now, picked.number))
+            if math.isfinite(r.bought_se):
+                metrics.append(Metric(f"{key}_bought_se", r.bought_se, now, picked.number))
+        client.log_batch(parent, metrics=metrics)
+        png = figures.ablation_bars([r.label for r in rows], [r.bought for r in rows], [r.bought_se for r in rows],
+                                    f"what regularization bought (trial {picked.number})")
+        with tempfile.TemporaryDirectory(prefix="search-ablation-") as tmp:
+            (Path(tmp) / "ablation.png").write_bytes(png)
+            (Path(tmp) / "ablation.txt").write_text(format_table(picked, rows) + "\n", encoding="utf-8")
+            client.log_artifacts(parent, tmp, "study")
+    except Exception as exc:  # the table is in the Optuna storage already
+        print(f"warning: could not log the ablation to MLflow ({type(exc).__name__}: {str(exc)[:200]})",
+              file=sys.stderr)
+
+
+def stored_rows(study: Any) -> tuple[int | None, list[AblationRow]]:
+    """The table last stored with the study: (picked trial, rows)."""
+    stored = study.user_attrs.get(ATTR) or {}
+    return stored.get("trial"), [AblationRow(**r) for r in stored.get("rows", [])]
+

@@ -1,0 +1,259 @@
+"""The search finds regularization instead of punishing it: data-loss scores, fair pruning, ablation, guard rails."""
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+
+from conftest import run_cli
+from search import checkpoints, overfit, preprocess, pruning, scoring, session, space as spaces
+
+
+def _study(home, name):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{home / 'optuna.db'}")
+
+
+# -- 1. one honest score: the data loss ---------------------------------------------------------------
+def test_an_l2_heavy_trial_is_scored_by_its_data_loss_not_its_penalty(write_space, home):
+    """The stored validation loss of a heavily L2-penalized model equals the loss of its predictions."""
+    path = write_space({"study": {"name": "l2", "n_trials": 1, "baseline": False},
+                        "validation": {"scheme": "kfold", "k": 2},
+                        "model": {"units": 16, "dropout": 0.0, "l2": 0.05}})
+    assert run_cli("run", path, "--home", home, "--quiet", "--threads", "1") == 0
+    trial = _study(home, "l2").trials[0]
+    prepared = session.prepare(spaces.load(path))
+    for record in trial.user_attrs["splits"]:
+        k = record["split"]
+        model = checkpoints.load_model(checkpoints.split_path(home, "l2", trial.number, k))
+        split = prepared.splits[k]
+        scaler = preprocess.fit("standardize", prepared.dataset.X[split.train])
+        pred = np.asarray(model(preprocess.apply(scaler, prepared.dataset.X[split.val]), training=False))
+        data_loss = float(np.mean(scoring.row_losses("multiclass", prepared.dataset.y[split.val], pred)))
+        assert record["best_val_loss"] == pytest.approx(data_loss, rel=1e-4, abs=1e-5)
+        assert record["penalty"] > 0.05 * record["best_val_loss"], "the penalty is recorded beside the score"
+    assert trial.value == pytest.approx(np.mean([s["best_val_loss"] for s in trial.user_attrs["splits"]]))
+    assert trial.user_attrs["penalty_mean"] > 0
+
+
+# -- 2. pruning that is fair to slow starters ------------------------------------------------------------
+def _frozen(number, curve, state=optuna.trial.TrialState.COMPLETE, baseline=False, best_epoch=None):
+    attrs = {"baseline": True} if baseline else {}
+    if best_epoch is not None:
+        attrs["best_epoch_mean"] = best_epoch
+    return optuna.trial.create_trial(state=state, value=min(curve.values()) if state.name == "COMPLETE" else None,
+                                     intermediate_values=curve, user_attrs=attrs,
+                                     params={}, distributions={})
+
+
+def test_the_median_rule_waits_for_non_baseline_trials_and_for_the_epoch_complete_trials_peaked():
+    study = optuna.create_study()
+    fast = {pruning.epoch_step(0, e): 1.0 / e for e in range(1, 21)}
+    study.add_trial(_frozen(0, fast, baseline=True, best_epoch=20))
+    rule = pruning.LateMedianRule(startup=2, warmup_fraction=0.5)
+    slow = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                     intermediate_values={pruning.epoch_step(0, e): 2.0 for e in range(1, 12)})
+    assert not rule.prune(study, slow), "the baseline alone does not start the rule"
+    for n in (1, 2):
+        study.add_trial(_frozen(n, fast, best_epoch=20))
+    # Complete trials peaked at epoch 20, so nothing is judged before epoch 10; at epoch 11 it is.
+    early = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                      intermediate_values={pruning.epoch_step(0, e): 2.0 for e in range(1, 10)})
+    assert not rule.prune(study, early)
+    assert rule.prune(study, slow)
+    assert rule.warmup(study.trials[1:]) == 10
+
+
+# -- 4. what the search bought -------------------------------------------------------------------------------
+def test_ablation_of_the_best_trial_is_stored_resumable_and_in_the_report(write_space, home, tmp_path, capsys):
+    path = write_space({"study": {"name": "abl", "n_trials": 2, "ablation": True},
+                        "model": {"dropout": 0.2, "l2": {"float": [1e-3, 1e-2], "or_off": True},
+                                  "batchnorm": True}})
+    assert run_cli("run", path, "--home", home, "--quiet", "--threads", "1") == 0
+    out = capsys.readouterr().out
+    assert "what regularization bought" in out
+    study = _study(home, "abl")
+    stored = study.user_attrs["ablation"]
+    assert stored["trial"] == study.best_trial.number
+    ablation = _study(home, "abl.ablation")
+    used = 2 + (1 if study.best_trial.params.get("model.l2.on") else 0)  # dropout and batchnorm fixed on
+    assert len(ablation.trials) <= used + 1, "at most (regularizers + 1) trials"
+    labels = {row["label"] for row in stored["rows"]}
+    assert "all regularizers" in labels and {"dropout", "batchnorm"} <= labels
+    for row in stored["rows"]:
+        trial = ablation.trials[row["trial"]]
+        assert trial.state.name == "COMPLETE"
+        # Same seeds as the picked trial: its splits are paired with the picked trial's.
+        assert [s["seed"] for s in trial.user_attrs["splits"]] == \
+            [s["seed"] for s in study.best_trial.user_attrs["splits"]]
+        assert np.isfinite(row["bought"]) and np.isfinite(row["bought_se"])
+    all_off = next(t for t in ablation.trials if t.user_attrs["ablation"] == "all regularizers")
+    assert all_off.params["model.dropout"] == 0.0 and all_off.params["model.batchnorm"] is False
+    # Resumable: asked again, nothing is trained twice.
+    n = len(ablation.trials)
+    assert run_cli("ablate", "abl", "--home", home, "--threads", "1") == 0
+    assert len(_study(home, "abl.ablation").trials) == n
+    report = tmp_path / "r.html"
+    assert run_cli("report", "abl", "--home", home, "--out", report) == 0
+    assert "What regularization bought" in report.read_text() and "all regularizers" in report.read_text()
+
+
+# -- 5. ensembles, and 7. test looks and new configs -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ens")
+    home, path = tmp / "mlruns", tmp / "iris.yaml"
+    path.write_text(yaml.safe_dump({
+        "study": {"name": "ens", "seed": 1, "n_trials": 3, "ablation": False},
+        "data": {"source": "sklearn:iris", "test_size": 0.2},
+        "validation": {"scheme": "kfold", "k": 2},
+        "model": {"family": "mlp", "layers": 1, "units": 8, "dropout": {"float": [0.0, 0.3]}},
+        "train": {"epochs": 3, "batch_size": 16, "early_stopping": 0, "learning_rate": 0.02},
+    }))
+    assert run_cli("run", path, "--home", home, "--quiet", "--threads", "1") == 0
+    return {"home": home, "path": path, "tmp": tmp}
+
+
+def test_reproduce_with_an_ensemble_of_the_top_trials_in_the_same_look(small_study, capsys):
+    home = small_study["home"]
+    capsys.readouterr()
+    assert run_cli("reproduce", "ens", "--home", home, "--ensemble", "2", "--epochs", "2") == 0
+    out = capsys.readouterr().out
+    assert "ensemble of the final models of trials" in out
+    looks = _study(home, "ens").user_attrs["test_looks"]
+    assert looks[-1]["ensemble"] == 2 and looks[-1]["config"]
+
+
+def test_every_look_at_the_test_rows_is_recorded_and_a_repeat_is_counted(small_study, capsys):
+    home = small_study["home"]
+    study = _study(home, "ens")
+    before = len(study.user_attrs.get("test_looks", []))
+    trial = study.best_trial.number
+    for _ in range(2):
+        assert run_cli("reproduce", "ens", "--home", home, "--trial", trial, "--epochs", "2") == 0
+    out = capsys.readouterr().out
+    looks = _study(home, "ens").user_attrs["test_looks"]
+    assert len(looks) == before + 2
+    assert looks[-1]["trial"] == trial and looks[-1]["epochs"] == 2
+    assert "has now been judged on the test rows" in out and "only the first look is an unbiased test" in out
+
+
+def test_a_config_with_edited_values_is_reported_as_a_new_configuration(small_study, capsys):
+    home, tmp = small_study["home"], small_study["tmp"]
+    exported = tmp / "best.yaml"
+    assert run_cli("best", "ens", "--home", home, "--export", exported) == 0
+    config = yaml.safe_load(exported.read_text())
+    config["model"]["units"] = 12
+    exported.write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert run_cli("reproduce", "ens", "--home", home, "--config", exported, "--epochs", "2") == 0
+    out = capsys.readouterr().out
+    assert "NEW configuration" in out and "model.units" in out
+    assert "trained its 2 split model(s)" in out
+
+
+# -- 6. honest alarm ---------------------------------------------------------------------------------------
+def test_iterated_kfold_row_error_counts_each_row_once_and_optimism_is_shown():
+    rng = np.random.default_rng(0)
+    n, k, repeats = 60, 3, 4
+    row_loss = rng.gamma(2.0, 0.3, size=n)
+    index, losses, vals = [], [], []
+    for r in range(repeats):
+        perm = rng.permutation(n)
+        for fold in np.array_split(perm, k):
+            index.append(fold)
+            losses.append(row_loss[fold])
+            vals.append(float(row_loss[fold].mean()))
+    test = [np.full(50, row_loss.mean())] * len(vals)
+    honest = overfit.check(vals, losses, [row_loss.mean()] * len(vals), test, val_row_index=index, repeats=repeats)
+    naive = overfit.check(vals, losses, [row_loss.mean()] * len(vals), test)
+    assert honest.cv_error == pytest.approx(np.std(row_loss, ddof=1) / np.sqrt(n), rel=0.05)
+    assert honest.cv_error > 1.5 * naive.cv_error, "k x R splits are not k x R times the data"
+    shifted = overfit.check(vals, losses, [row_loss.mean() + 0.05] * len(vals), test, val_row_index=index,
+                            repeats=repeats, optimism=0.05)
+    assert shifted.z == pytest.approx(0.0, abs=1e-6) and "epoch-selection optimism" in shifted.summary()
+    assert "nested cross-validation" in shifted.warning() and "fresh hold-out" in shifted.warning()
+    assert overfit.epoch_selection_optimism({0: [1.0, 0.5, 0.7], 1: [1.0, 0.6, 0.6]}, {0: 3, 1: 3}) == \
+        pytest.approx(((0.7 - 0.5) + (0.6 - 0.6)) / 2)
+
+
+# -- 7. guard rails --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("column, scheme, expected", [("group", "kfold", "group_kfold"),
+                                                      ("group", "holdout", "group_kfold"),
+                                                      ("order", "kfold", "time_series"),
+                                                      ("order", "iterated_kfold", "time_series")])
+def test_a_column_the_scheme_cannot_honour_is_refused(write_space, home, tmp_path, capsys, column, scheme, expected):
+    rng = np.random.default_rng(0)
+    frame = "a,b,g,t,label\n" + "\n".join(f"{rng.normal():.3f},{rng.normal():.3f},{i % 8},{i},{i % 2}"
+                                        for i in range(80))
+    (tmp_path / "d.csv").write_text(frame)
+    path = write_space({"study": {"name": "guard"}, "data": {"source": f"csv:{tmp_path / 'd.csv'}",
+                                                             "target": "label", column: "g" if column == "group" else "t"},
+                        "validation": {"scheme": scheme, "k": 3}})
+    assert run_cli("run", path, "--home", home) == 2
+    err = capsys.readouterr().err
+    assert "validation.scheme" in err and expected in err and "Traceback" not in err
+    assert not (home / "optuna.db").exists(), "refused before anything is stored"
+
+
+_BUILDER = textwrap.dedent("""
+    import keras
+
+    SEEN = []
+
+    def build(settings, input_shape, n_outputs):
+        SEEN.append(dict(settings))
+        inputs = keras.Input(input_shape)
+        x = keras.layers.Dense(8, activation="relu",
+                               kernel_regularizer=keras.regularizers.L2(settings["l2"]) if settings["l2"] else None)(inputs)
+        x = keras.layers.Dropout(settings["drop"])(x)
+        return keras.Model(inputs, keras.layers.Dense(n_outputs, activation="softmax")(x))
+""")
+
+
+def test_a_custom_family_baseline_switches_its_declared_regularizers_off(write_space, home, tmp_path, capsys):
+    (tmp_path / "reg_builder.py").write_text(_BUILDER)
+    path = write_space({"study": {"name": "custom-reg", "n_trials": 2},
+                        "model": {"family": "python:reg_builder:build", "layers": None, "units": None,
+                                  "dropout": None, "drop": {"float": [0.0, 0.5]},
+                                  "l2": {"float": [1e-4, 1e-2], "log": True, "or_off": True},
+                                  "regularizers": ["drop", "l2"]}})
+    assert run_cli("run", path, "--home", home, "--quiet", "--threads", "1") == 0
+    baseline = _study(home, "custom-reg").trials[0]
+    assert baseline.params["model.drop"] == 0.0 and baseline.params["model.l2.on"] is False
+    assert baseline.user_attrs["unregularized"] is True
+    assert run_cli("report", "custom-reg", "--home", home, "--out", tmp_path / "r.html") == 0
+    assert "trial 0 is the unregularized baseline" in (tmp_path / "r.html").read_text()
+
+
+def test_a_custom_family_without_declared_regularizers_is_not_called_unregularized(write_space, home, tmp_path,
+                                                                                   capsys):
+    (tmp_path / "reg_builder2.py").write_text(_BUILDER)
+    path = write_space({"study": {"name": "custom-undeclared", "n_trials": 2},
+                        "model": {"family": "python:reg_builder2:build", "layers": None, "units": None,
+                                  "dropout": None, "drop": {"float": [0.1, 0.5]},
+                                  "l2": {"float": [1e-4, 1e-2], "log": True, "or_off": True}}})
+    assert run_cli("run", path, "--home", home, "--quiet", "--threads", "1") == 0
+    study = _study(home, "custom-undeclared")
+    assert study.trials[0].user_attrs["unregularized"] is False
+    assert run_cli("report", "custom-undeclared", "--home", home, "--out", tmp_path / "r.html") == 0
+    text = (tmp_path / "r.html").read_text()
+    assert "unregularized baseline" not in text and "declares no regularizers" in text
+    from search.display import format_table, trial_rows
+
+    rows = trial_rows(study)
+    base = next(r for r in rows if r["baseline"])
+    rows = [dict(base, baseline=False, trial=99, value=base["value"] / 2)] + rows  # a best that is not the baseline
+    table = format_table(rows)
+    assert "unregularized baseline" not in table and "declares no regularizers" in table
+
+
+def test_declared_regularizers_must_be_settings_of_the_file(write_space, home, tmp_path, capsys):
+    (tmp_path / "reg_builder3.py").write_text(_BUILDER)
+    path = write_space({"model": {"family": "python:reg_builder3:build", "layers": None, "units": None,
+                                  "dropout": None, "drop": 0.1, "l2": 0.0, "regularizers": ["drop", "dropuot"]}})
+    assert run_cli("run", path, "--home", home) == 2
+    err = capsys.readouterr().err
+    assert "model.regularizers" in err and "dropuot" in err and "Traceback" not in err
