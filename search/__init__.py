@@ -1,11 +1,52 @@
-"""search: hyperparameter search and honest validation for Keras models.
+"""search: hyperparameter search and honest validation for Keras models, on Optuna, scikit-learn and MLflow.
 
-The public surface is small; the ``search`` command is the main way in.
+The ``search`` command is a thin layer over this API::
+
+    import search
+
+    result = search.run("spaces/digits_mlp.yaml", n_trials=5)   # or x=..., y=..., builder=...
+    picked = search.best("digits-mlp")                           # TrialResult: value, config, split_models()
+    test = search.reproduce("digits-mlp")                        # one look at the test rows
+    rows = search.ablate("digits-mlp")                           # what each regularizer bought
+    search.report("digits-mlp", "digits.html")
+
+Names are imported on first use, so ``import search`` stays cheap and never starts TensorFlow.
 """
-from search.errors import DataError, SpaceError, StudyError, UserError, ValidationSchemeError
-from search.space import Space, load as load_space
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["DataError", "Space", "SpaceError", "StudyError", "UserError", "ValidationSchemeError",
-           "load_space", "__version__"]
+__version__ = "0.2.0"
+
+# name -> module that defines it
+_EXPORTS = {
+    "run": "search.api", "best": "search.api", "reproduce": "search.api", "ablate": "search.api",
+    "report": "search.api", "RunResult": "search.api", "TrialResult": "search.api",
+    "AblationRow": "search.ablation", "Report": "search.reproduce",
+    "Space": "search.space", "load_space": "search.space",
+    "UserError": "search.errors", "SpaceError": "search.errors", "DataError": "search.errors",
+    "StudyError": "search.errors", "ValidationSchemeError": "search.errors",
+}
+_RENAMED = {"load_space": "load"}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+if TYPE_CHECKING:
+    from search.ablation import AblationRow
+    from search.api import RunResult, TrialResult, ablate, best, report, reproduce, run
+    from search.errors import DataError, SpaceError, StudyError, UserError, ValidationSchemeError
+    from search.reproduce import Report
+    from search.space import Space, load as load_space
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'search' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), _RENAMED.get(name, name))
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

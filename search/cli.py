@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from search import session, space as spaces
+    from search import api, session, space as spaces
 
     if args.worker_index:
         from search.workers import follow_parent
@@ -189,33 +189,12 @@ def _run(args: argparse.Namespace) -> int:
         code = workers.run_workers(prepared, options, args.workers, _worker_argv(args), args.space.read_text(),
                                    recycle_after=recycle)
         if code == 0 and not args.worker_index:
-            _ablate_when_done(space, options)
+            api.ablate_when_done(space, options)
         return code
     session.run(prepared, options, args.space.read_text())
     if not args.worker_index:
-        _ablate_when_done(space, options)
+        api.ablate_when_done(space, options)
     return 0
-
-
-def _ablate_when_done(space: "Space", options: "RunOptions") -> None:  # noqa: F821 (imported lazily)
-    """Once the budget is spent, what regularization bought: the best trial's ablation (study.ablation)."""
-    from search import ablation, study as studies, targets
-    from search.tracking import default_tracking_uri
-
-    if not space.study.ablation or space.study.multi_objective:
-        return
-    study = targets.load_study(options.storage or studies.default_storage(options.home), space.study.name)
-    if studies.finished_count(study) < studies.budget_of(space):
-        return  # stopped early: the ablation waits for the finished search
-    try:
-        best = study.best_trial
-    except ValueError:
-        return
-    done, rows = ablation.stored_rows(study)
-    if done == best.number:
-        return
-    resolved, _ = targets.trial_config(study, best, options.tracking_uri or default_tracking_uri(options.home))
-    ablation.run(study, best, resolved, options)
 
 
 def _continue_command(args: argparse.Namespace) -> str:
@@ -260,15 +239,10 @@ def _load_study(args: argparse.Namespace) -> "optuna.Study":  # noqa: F821 (impo
 
 
 def _ablate(args: argparse.Namespace) -> int:
-    from search import ablation, session, targets
+    from search import api
 
-    storage, tracking_uri = _stores(args)
-    study = targets.load_study(storage, args.study)
-    target = targets.locate(study, tracking_uri, trial=args.trial)
-    options = session.RunOptions(home=Path(args.home), storage=storage, tracking_uri=tracking_uri,
-                                 threads=args.threads)
-    resolved, _ = targets.trial_config(study, target.trial, tracking_uri)
-    ablation.run(study, target.trial, resolved, options)
+    api.ablate(args.study, trial=args.trial, home=args.home, storage=args.storage, tracking_uri=args.tracking_uri,
+               threads=args.threads)
     return 0
 
 

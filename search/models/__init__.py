@@ -20,7 +20,7 @@ FAMILIES = {"mlp": mlp, "cnn": cnn, "transfer": transfer}
 CUSTOM_PREFIX = "python:"
 
 __all__ = ["FAMILIES", "Head", "Param", "TRAIN_PARAMS", "build", "family_params", "load_custom_builder",
-           "preflight"]
+           "preflight", "register_builder"]
 
 
 def family_params(family: str) -> dict[str, Param] | None:
@@ -30,9 +30,26 @@ def family_params(family: str) -> dict[str, Param] | None:
     return FAMILIES[family].PARAMS
 
 
+# Builder functions handed over in this process (``search.run(..., builder=f)``), by their family name.
+_REGISTERED: dict[str, Callable[..., Any]] = {}
+
+
+def register_builder(builder: Callable[..., Any]) -> str:
+    """Make a function usable as ``model.family`` in this process; returns its family name."""
+    if not callable(builder):
+        raise SpaceError("a builder must be a function (settings, input_shape, n_outputs) -> keras.Model",
+                         field="builder", found=type(builder).__name__)
+    name = f"{CUSTOM_PREFIX}{getattr(builder, '__module__', None) or 'builder'}:" \
+           f"{getattr(builder, '__qualname__', None) or 'build'}"
+    _REGISTERED[name] = builder
+    return name
+
+
 def load_custom_builder(family: str, search_dir: Path | None = None,
                         source: str | None = None) -> Callable[..., Any]:
     """Import ``python:module:function``; the space file's folder is searched first."""
+    if family in _REGISTERED:
+        return _REGISTERED[family]
     spec = family[len(CUSTOM_PREFIX):]
     module_name, _, func_name = spec.rpartition(":")
     if not module_name or not func_name:

@@ -1,0 +1,285 @@
+"""The Python API: run a study, get its picked trial and models, reproduce, ablate, report.
+
+The ``search`` command is a thin layer over these functions; a notebook calls them directly::
+
+    import search
+
+    result = search.run("spaces/digits_mlp.yaml", n_trials=5)
+    best = search.best("digits-mlp")
+    models = best.split_models()
+    report = search.reproduce("digits-mlp")
+
+Every function takes the same store arguments as the command (``home``, ``storage``, ``tracking_uri``)
+and raises a :class:`search.UserError` subclass for a user's mistake, before anything is stored.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, TextIO
+
+import numpy as np
+
+from search.errors import SpaceError, StudyError
+from search.space import Space
+
+if TYPE_CHECKING:
+    import keras
+    import optuna
+
+    from search.ablation import AblationRow
+    from search.reproduce import Report
+
+__all__ = ["RunResult", "TrialResult", "ablate", "best", "reproduce", "report", "run"]
+
+PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """A completed trial: its score, its config with every value fixed, and where its models are."""
+
+    study: "optuna.Study"
+    number: int
+    value: float                 # mean over splits of the best validation (data) loss
+    value_std: float
+    params: dict[str, Any]
+    config: Space                # the trial's config, every value fixed, as `search best --export` writes
+    home: Path
+
+    def split_models(self) -> list["keras.Model"]:
+        """The trial's split models (best-epoch weights), loaded from their checkpoints.
+
+        Raises:
+            StudyError: a checkpoint was removed (only the best ``keep_checkpoints`` trials keep theirs).
+        """
+        from search import checkpoints
+
+        out = []
+        for record in self.study.trials[self.number].user_attrs.get("splits", []):
+            path = checkpoints.split_path(self.home, self.study.study_name, self.number, int(record["split"]))
+            if not path.is_file():
+                raise StudyError(f"the checkpoint of trial {self.number}'s split {record['split']} is not on this "
+                                 f"disk (only the best study.keep_checkpoints trials keep theirs); `search reproduce "
+                                 f"{self.study.study_name} --trial {self.number}` retrains them", found=str(path))
+            out.append(checkpoints.load_model(path))
+        return out
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`run` leaves: the Optuna study, its picked trial, and the ablation table when it ran."""
+
+    study: "optuna.Study"
+    best: TrialResult | None
+    ablation: list["AblationRow"] = field(default_factory=list)
+
+
+def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray | None = None,
+        x_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
+        builder: Callable[..., "keras.Model"] | None = None, study_name: str | None = None,
+        home: PathLike = "mlruns", storage: str | None = None, tracking_uri: str | None = None,
+        n_trials: int | None = None, timeout: float | None = None, threads: int | None = None,
+        quiet: bool = True, out: TextIO | None = None) -> RunResult:
+    """Start or continue the study a space describes, and ablate its picked trial when the budget is spent.
+
+    Args:
+        space: a space file's path, or a :class:`Space` (``search.load_space``).
+        x, y: in-memory rows and targets instead of ``data.source``; they are saved under
+            ``<home>/data/`` so the study can be continued and reproduced later, also from the command.
+        x_test, y_test: provided test rows (needs both); otherwise the test rows are drawn as
+            ``data.test_size`` says.
+        builder: a function ``builder(settings, input_shape, n_outputs) -> keras.Model`` used as the
+            model family (``model.family`` is set to it); its settings are the file's other model keys.
+        study_name: overrides ``study.name``.
+        home, storage, tracking_uri: the stores, as the command's ``--home``, ``--storage``,
+            ``--tracking-uri``.
+        n_trials: run at most this many trials now (``study.n_trials`` stays the study's budget).
+        timeout: stop starting trials after this many seconds.
+        threads: TensorFlow threads.
+        quiet: no per-trial progress lines.
+        out: where the summary goes (default: standard output).
+
+    Returns:
+        A :class:`RunResult`.
+
+    Raises:
+        SpaceError, DataError, ValidationSchemeError: a mistake in the space or the data, before anything
+            is stored.
+        StudyError: the study cannot be continued as asked (other data, other objectives).
+    """
+    from search import ablation, session, space as spaces
+
+    home = Path(home)
+    loaded = spaces.load(space, study_name=study_name) if not isinstance(space, Space) else space
+    raw = loaded.model_dump(mode="json")
+    if study_name:
+        raw["study"]["name"] = study_name
+    if (x is None) != (y is None):
+        raise SpaceError("in-memory data needs both x and y", field="x, y")
+    if (x_test is None) != (y_test is None):
+        raise SpaceError("provided test rows need both x_test and y_test", field="x_test, y_test")
+    if x is not None:
+        raw["data"]["source"] = "npz:" + str(_save_arrays(home, raw["study"]["name"], x, y))
+        raw["data"]["target"] = None
+    if x_test is not None:
+        if "test" not in type(loaded.data).model_fields:
+            raise SpaceError("provided test rows are not supported by this version", field="x_test")
+        raw["data"]["test"] = "npz:" + str(_save_arrays(home, raw["study"]["name"] + "-test", x_test, y_test))
+    if builder is not None:
+        from search import models
+
+        raw["model"]["family"] = models.register_builder(builder)
+    resolved = spaces.validate(raw, source=str(loaded.path) if loaded.path else "<space>", path=loaded.path)
+    prepared = session.prepare(resolved, threads=threads)
+    options = session.RunOptions(home=home, storage=storage, tracking_uri=tracking_uri, n_trials=n_trials,
+                                 timeout=timeout, threads=threads, quiet=quiet)
+    sink = out or sys.stdout
+    study = session.run(prepared, options, resolved.to_yaml(), out=sink)
+    rows = ablate_when_done(resolved, options, out=sink)
+    return RunResult(study, _best_or_none(study, options), rows or (ablation.stored_rows(study)[1]))
+
+
+def ablate_when_done(space: Space, options: Any, out: TextIO | None = None) -> list["AblationRow"] | None:
+    """After a finished budget, the picked trial's ablation (``study.ablation``); None when it does not run."""
+    from search import ablation, study as studies, targets
+    from search.tracking import default_tracking_uri
+
+    if not space.study.ablation or space.study.multi_objective:
+        return None
+    study = targets.load_study(options.storage or studies.default_storage(Path(options.home)), space.study.name)
+    if studies.finished_count(study) < studies.budget_of(space):
+        return None  # stopped early: the ablation waits for the finished search
+    try:
+        picked = study.best_trial
+    except ValueError:
+        return None
+    done, rows = ablation.stored_rows(study)
+    if done == picked.number:
+        return rows
+    uri = options.tracking_uri or default_tracking_uri(Path(options.home))
+    resolved, _ = targets.trial_config(study, picked, uri)
+    return ablation.run(study, picked, resolved, options, out=out)
+
+
+def best(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns", storage: str | None = None,
+         tracking_uri: str | None = None) -> TrialResult:
+    """The study's picked trial (or trial ``trial``) with its fixed config.
+
+    Raises:
+        StudyError: no such study, or no such completed trial.
+    """
+    from search import targets
+
+    home = Path(home)
+    storage_url, uri = _stores(home, storage, tracking_uri)
+    study = targets.load_study(storage_url, study_name)
+    target = targets.locate(study, uri, trial=trial)
+    return _trial_result(study, target.trial, target.space, home)
+
+
+def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | None = None,
+              home: PathLike = "mlruns", storage: str | None = None, tracking_uri: str | None = None,
+              epochs: int | None = None, ensemble: int = 1, verify: bool = False, threads: int | None = None,
+              allow_data_change: bool = False, out: TextIO | None = None) -> "Report":
+    """Retrain the picked trial on all development rows and look at the test rows once.
+
+    Args:
+        study_name: the study.
+        trial: a completed trial's number (default: the picked trial).
+        config: a fixed config file (``search best --export``) instead of ``trial``.
+        epochs: train the final model this many epochs instead of the epoch rule.
+        ensemble: also average the final models of the top ``ensemble`` trials.
+        verify: first re-run the trial's validation with op determinism.
+
+    Returns:
+        The :class:`search.reproduce.Report` (test loss and metric, the alarm, the ensembles, the MLflow run).
+    """
+    from search import reproduce as reproducing, targets
+
+    home = Path(home)
+    storage_url, uri = _stores(home, storage, tracking_uri)
+    study = targets.load_study(storage_url, study_name)
+    target = targets.locate(study, uri, trial=trial, config=Path(config) if config is not None else None)
+    options = reproducing.Options(home=home, tracking_uri=uri, verify=verify, allow_data_change=allow_data_change,
+                                  epochs=epochs, threads=threads, ensemble=ensemble)
+    return reproducing.reproduce(target, options, out=out)
+
+
+def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns", storage: str | None = None,
+           tracking_uri: str | None = None, threads: int | None = None,
+           out: TextIO | None = None) -> list["AblationRow"]:
+    """What the regularizers of the picked trial (or ``trial``) bought: its config with them switched off.
+
+    Returns:
+        One :class:`search.ablation.AblationRow` per variant (all off, then each off alone).
+    """
+    from search import ablation, session, targets
+
+    home = Path(home)
+    storage_url, uri = _stores(home, storage, tracking_uri)
+    study = targets.load_study(storage_url, study_name)
+    target = targets.locate(study, uri, trial=trial)
+    options = session.RunOptions(home=home, storage=storage_url, tracking_uri=uri, threads=threads)
+    resolved, _ = targets.trial_config(study, target.trial, uri)
+    return ablation.run(study, target.trial, resolved, options, out=out)
+
+
+def report(study_name: str, out: PathLike | None = None, *, home: PathLike = "mlruns", storage: str | None = None,
+           top: int = 10) -> Path:
+    """Write the study's review as one self-contained HTML file; returns its path."""
+    from search import report as reporting, targets
+
+    storage_url, _ = _stores(Path(home), storage, None)
+    study = targets.load_study(storage_url, study_name)
+    return reporting.write(study, Path(out) if out is not None else Path(f"{study_name}-report.html"), top=top)
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+def _stores(home: Path, storage: str | None, tracking_uri: str | None) -> tuple[str, str]:
+    from search import study as studies
+    from search.tracking import default_tracking_uri
+
+    return storage or studies.default_storage(home), tracking_uri or default_tracking_uri(home)
+
+
+def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray) -> Path:
+    """In-memory rows as an npz under ``<home>/data``, named by their content: the same arrays, the same file."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.dtype == object or y.dtype == object:
+        raise SpaceError("in-memory data must be numeric or string arrays, not Python objects", field="x, y",
+                         found=f"x {x.dtype}, y {y.dtype}")
+    buffer = io.BytesIO()
+    np.savez(buffer, X=x, y=y)
+    digest = hashlib.sha256(buffer.getvalue()).hexdigest()[:12]
+    path = (home / "data" / f"{name}-{digest}.npz").resolve()
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(buffer.getvalue())
+        tmp.replace(path)
+    return path
+
+
+def _trial_result(study: Any, trial: Any, config: Space, home: Path) -> TrialResult:
+    return TrialResult(study, trial.number, float(trial.values[0]), float(trial.user_attrs.get("val_loss_std", 0.0)),
+                       dict(trial.params), config, home)
+
+
+def _best_or_none(study: Any, options: Any) -> TrialResult | None:
+    from search import targets
+    from search.tracking import default_tracking_uri
+
+    if len(study.directions) > 1:
+        return None
+    try:
+        picked = study.best_trial
+    except ValueError:
+        return None
+    uri = options.tracking_uri or default_tracking_uri(Path(options.home))
+    config, _ = targets.trial_config(study, picked, uri)
+    return _trial_result(study, picked, config, Path(options.home))

@@ -1,0 +1,52 @@
+"""The Python API: the documented notebook session runs as written; typed results; errors before storing."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import search
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
+
+
+def test_the_documented_notebook_session_runs_as_written(tmp_path, capsys):
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+    assert len(blocks) >= 2
+    namespace = {"home": tmp_path / "mlruns"}
+    for block in blocks:
+        exec(compile(block, str(DOC), "exec"), namespace)
+    result, final = namespace["result"], namespace["final"]
+    assert isinstance(result, search.RunResult) and isinstance(result.best, search.TrialResult)
+    assert result.study.study_name == "notebook" and len(result.study.trials) == 3
+    assert result.best.config.study.seed_trial == result.best.number
+    assert [row.label for row in result.ablation] == ["all regularizers"] or result.ablation == [] \
+        or result.best.params.get("model.dropout") == 0.0
+    assert isinstance(final, search.Report) and np.isfinite(final.test_loss)
+    # The arrays were saved under home, so the command can continue from the same store.
+    saved = list((tmp_path / "mlruns" / "data").glob("notebook-*.npz"))
+    assert len(saved) == 1
+
+
+def test_public_names_and_a_cheap_import():
+    code = ("import sys, search; assert 'tensorflow' not in sys.modules and 'optuna' not in sys.modules; "
+            "print(sorted(search.__all__))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for name in ("run", "best", "reproduce", "ablate", "report", "Space", "load_space", "RunResult",
+                 "TrialResult", "UserError", "__version__"):
+        assert name in out
+    for name in search.__all__:
+        assert getattr(search, name) is not None
+
+
+def test_api_errors_are_user_errors_and_store_nothing(tmp_path):
+    space = search.load_space(Path(__file__).resolve().parents[1] / "spaces" / "digits_mlp.yaml")
+    with pytest.raises(search.SpaceError, match="x and y"):
+        search.run(space, x=np.zeros((10, 2)), home=tmp_path / "h")
+    with pytest.raises(search.StudyError, match="no study named"):
+        search.best("nope", home=tmp_path / "h2")
+    assert not (tmp_path / "h").exists()
