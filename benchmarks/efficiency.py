@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_arm(space_path: Path, seed: int, pruning: bool, budget: float, threads: int | None) -> dict:
-    from search import session, space as spaces
+    from search import space as spaces
+    from search.runner import session as session
 
     name = f"eff-{'on' if pruning else 'off'}-{seed}"
     space = spaces.load(space_path, study_name=name)

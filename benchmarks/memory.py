@@ -44,7 +44,8 @@ def main() -> None:
     parser.add_argument("--in-process-only", action="store_true", help="skip the recycled run")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from search import session, space as spaces
+    from search import space as spaces
+    from search.runner import session as session
 
     # Recycled first: a child forked from a process that already holds TensorFlow would count its memory.
     recycled_peak = None if args.in_process_only else run_recycled(args.warmup + args.trials, args.recycle_after)

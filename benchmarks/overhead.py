@@ -62,8 +62,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from search import _runtime, session, space as spaces, study as studies, tracking
-    from search.objective import Objective
+    from search import space as spaces, tracking
+    from search.runner import _runtime as _runtime
+    from search.runner import session as session
+    from search.studies import lifecycle as studies
+    from search.runner.objective import Objective
 
     _runtime.configure()
     home = Path(tempfile.mkdtemp(prefix="overhead-"))

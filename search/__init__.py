@@ -23,7 +23,7 @@ __version__ = "0.2.0"
 _EXPORTS = {
     "run": "search.api", "best": "search.api", "reproduce": "search.api", "ablate": "search.api",
     "report": "search.api", "RunResult": "search.api", "TrialResult": "search.api",
-    "AblationRow": "search.ablation", "Report": "search.reproduce",
+    "AblationRow": "search.reproduction.ablation", "Report": "search.reproduction.final",
     "Space": "search.space", "load_space": "search.space",
     "UserError": "search.errors", "SpaceError": "search.errors", "DataError": "search.errors",
     "StudyError": "search.errors", "ValidationSchemeError": "search.errors",
@@ -33,10 +33,10 @@ _RENAMED = {"load_space": "load"}
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:
-    from search.ablation import AblationRow
+    from search.reproduction.ablation import AblationRow
     from search.api import RunResult, TrialResult, ablate, best, report, reproduce, run
     from search.errors import DataError, SpaceError, StudyError, UserError, ValidationSchemeError
-    from search.reproduce import Report
+    from search.reproduction.final import Report
     from search.space import Space, load as load_space
 
 

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     import keras
     import optuna
 
-    from search.ablation import AblationRow
-    from search.reproduce import Report
+    from search.reproduction.ablation import AblationRow
+    from search.reproduction.final import Report
 
 __all__ = ["RunResult", "TrialResult", "ablate", "best", "reproduce", "report", "run"]
 
@@ -57,7 +57,7 @@ class TrialResult:
         Raises:
             StudyError: a checkpoint was removed (only the best ``keep_checkpoints`` trials keep theirs).
         """
-        from search import checkpoints
+        from search.runner import checkpoints as checkpoints
 
         out = []
         for record in self.study.trials[self.number].user_attrs.get("splits", []):
@@ -112,7 +112,9 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
             is stored.
         StudyError: the study cannot be continued as asked (other data, other objectives).
     """
-    from search import ablation, session, space as spaces
+    from search import space as spaces
+    from search.reproduction import ablation as ablation
+    from search.runner import session as session
 
     home = Path(home)
     loaded = spaces.load(space, study_name=study_name) if not isinstance(space, Space) else space
@@ -146,7 +148,9 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
 
 def ablate_when_done(space: Space, options: Any, out: TextIO | None = None) -> list["AblationRow"] | None:
     """After a finished budget, the picked trial's ablation (``study.ablation``); None when it does not run."""
-    from search import ablation, study as studies, targets
+    from search.reproduction import ablation as ablation
+    from search.studies import lifecycle as studies
+    from search.reproduction import targets as targets
     from search.tracking import default_tracking_uri
 
     if not space.study.ablation or space.study.multi_objective:
@@ -173,7 +177,7 @@ def best(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns"
     Raises:
         StudyError: no such study, or no such completed trial.
     """
-    from search import targets
+    from search.reproduction import targets as targets
 
     home = Path(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
@@ -199,7 +203,8 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
     Returns:
         The :class:`search.reproduce.Report` (test loss and metric, the alarm, the ensembles, the MLflow run).
     """
-    from search import reproduce as reproducing, targets
+    from search.reproduction import final as reproducing
+    from search.reproduction import targets as targets
 
     home = Path(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
@@ -218,7 +223,9 @@ def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlrun
     Returns:
         One :class:`search.ablation.AblationRow` per variant (all off, then each off alone).
     """
-    from search import ablation, session, targets
+    from search.reproduction import ablation as ablation
+    from search.runner import session as session
+    from search.reproduction import targets as targets
 
     home = Path(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
@@ -232,7 +239,8 @@ def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlrun
 def report(study_name: str, out: PathLike | None = None, *, home: PathLike = "mlruns", storage: str | None = None,
            top: int = 10) -> Path:
     """Write the study's review as one self-contained HTML file; returns its path."""
-    from search import report as reporting, targets
+    from search.review import report as reporting
+    from search.reproduction import targets as targets
 
     storage_url, _ = _stores(Path(home), storage, None)
     study = targets.load_study(storage_url, study_name)
@@ -241,7 +249,7 @@ def report(study_name: str, out: PathLike | None = None, *, home: PathLike = "ml
 
 # -- helpers -------------------------------------------------------------------------------------------------
 def _stores(home: Path, storage: str | None, tracking_uri: str | None) -> tuple[str, str]:
-    from search import study as studies
+    from search.studies import lifecycle as studies
     from search.tracking import default_tracking_uri
 
     return storage or studies.default_storage(home), tracking_uri or default_tracking_uri(home)
@@ -271,7 +279,7 @@ def _trial_result(study: Any, trial: Any, config: Space, home: Path) -> TrialRes
 
 
 def _best_or_none(study: Any, options: Any) -> TrialResult | None:
-    from search import targets
+    from search.reproduction import targets as targets
     from search.tracking import default_tracking_uri
 
     if len(study.directions) > 1:

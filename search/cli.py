@@ -165,10 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from search import api, session, space as spaces
+    from search import api, space as spaces
+    from search.runner import session as session
 
     if args.worker_index:
-        from search.workers import follow_parent
+        from search.runner.workers import follow_parent
 
         follow_parent()
     space = spaces.load(args.space, study_name=args.study_name)
@@ -184,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
         options.run_started = args.run_started
     recycle = args.recycle_after if args.recycle_after is not None else (50 if args.workers > 1 else 0)
     if args.workers > 1 or recycle:
-        from search import workers
+        from search.runner import workers as workers
 
         code = workers.run_workers(prepared, options, args.workers, _worker_argv(args), args.space.read_text(),
                                    recycle_after=recycle)
@@ -226,7 +227,7 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
 def _load_study(args: argparse.Namespace) -> "optuna.Study":  # noqa: F821 (imported lazily)
     import optuna
 
-    from search import study as studies
+    from search.studies import lifecycle as studies
     from search.errors import StudyError
 
     storage = studies.make_storage(args.storage or studies.default_storage(Path(args.home)))
@@ -247,8 +248,8 @@ def _ablate(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from search import study as studies
-    from search.display import format_counts, summary_table
+    from search.studies import lifecycle as studies
+    from search.review.display import format_counts, summary_table
 
     study = _load_study(args)
     budget = study.user_attrs.get("budget")
@@ -259,7 +260,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from search import report
+    from search.review import report as report
 
     study = _load_study(args)
     out = report.write(study, args.out or Path(f"{args.study}-report.html"), top=args.top)
@@ -278,7 +279,7 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _stores(args: argparse.Namespace) -> tuple[str, str]:
-    from search import study as studies
+    from search.studies import lifecycle as studies
     from search.tracking import default_tracking_uri
 
     home = Path(args.home)
@@ -286,8 +287,8 @@ def _stores(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _best(args: argparse.Namespace) -> int:
-    from search import targets
-    from search.display import format_table, trial_rows
+    from search.reproduction import targets as targets
+    from search.review.display import format_table, trial_rows
 
     storage, tracking_uri = _stores(args)
     study = targets.load_study(storage, args.study)
@@ -300,7 +301,8 @@ def _best(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from search import reproduce, targets
+    from search.reproduction import final as reproduce
+    from search.reproduction import targets as targets
 
     storage, tracking_uri = _stores(args)
     study = targets.load_study(storage, args.study)
@@ -315,7 +317,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 def _storage_proxy(args: argparse.Namespace) -> int:
     from optuna.storages import run_grpc_proxy_server
 
-    from search import study as studies
+    from search.studies import lifecycle as studies
     from search._redact import redact
 
     url = args.storage or studies.default_storage(Path(args.home))

@@ -206,7 +206,7 @@ def test_stored_study_survives_all_bad_inputs(store: Store) -> None:
     """After the bad inputs, the stored study still loads, with its one trial and its fingerprints."""
     import optuna
 
-    from search import study as studies
+    from search.studies import lifecycle as studies
 
     assert _snapshot(store.home) == store.before
     storage = studies.make_storage(studies.default_storage(store.home))

@@ -10,7 +10,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import run_cli
-from search import data, preprocess, session, space as spaces, splits
+from search import data, preprocess, space as spaces, splits
+from search.runner import session as session
 
 EPOCHS = 4
 

@@ -9,7 +9,12 @@ import pytest
 import yaml
 
 from conftest import run_cli
-from search import checkpoints, overfit, preprocess, pruning, scoring, session, space as spaces
+from search import preprocess, space as spaces
+from search.runner import checkpoints as checkpoints
+from search.reproduction import overfit as overfit
+from search.studies import pruning as pruning
+from search.reproduction import scoring as scoring
+from search.runner import session as session
 
 
 def _study(home, name):
@@ -241,7 +246,7 @@ def test_a_custom_family_without_declared_regularizers_is_not_called_unregulariz
     assert run_cli("report", "custom-undeclared", "--home", home, "--out", tmp_path / "r.html") == 0
     text = (tmp_path / "r.html").read_text()
     assert "unregularized baseline" not in text and "declares no regularizers" in text
-    from search.display import format_table, trial_rows
+    from search.review.display import format_table, trial_rows
 
     rows = trial_rows(study)
     base = next(r for r in rows if r["baseline"])

@@ -18,9 +18,12 @@ import pytest
 
 from conftest import run_cli
 from test_overnight import ROOT, SLOW, _env, _study
-from search import recovery, session, space as spaces, study as studies
-from search._identity import worker_identity
-from search.results import TrialListener
+from search import space as spaces
+from search.runner import recovery as recovery
+from search.runner import session as session
+from search.studies import lifecycle as studies
+from search.runner._identity import worker_identity
+from search.runner.results import TrialListener
 
 LONG = {**SLOW, "train": {"epochs": 200, "batch_size": 8}}
 
@@ -252,7 +255,7 @@ def test_limits_of_zero_are_refused_not_read_as_no_limit(write_space, home, caps
 def test_a_full_disk_stops_the_run_and_queues_the_trial_again(write_space, home):
     """Writing a checkpoint into /dev/full fails as a full disk does (ENOSPC). That is no fault of the
     settings: the run stops at once, says so, and the trial runs again once there is room."""
-    from search import checkpoints
+    from search.runner import checkpoints as checkpoints
     from search.errors import StudyError
 
     space_file = write_space({"study": {"name": "full", "n_trials": 3, "baseline": False,

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import run_cli
 from search.errors import StudyError
-from search.study import pick_trial
+from search.studies.lifecycle import pick_trial
 
 
 def _study(home, name):

@@ -205,7 +205,8 @@ def test_trials_in_one_process_leave_no_traced_graphs_behind(write_space, home):
     """The cause of RSS growth per trial is a traced graph kept alive; count them instead of timing RSS."""
     import io
 
-    from search import session, space as spaces
+    from search import space as spaces
+    from search.runner import session as session
 
     space_file = write_space({"study": {"name": "flat", "n_trials": 100, "baseline": False},
                               "validation": {"scheme": "holdout"},
@@ -226,7 +227,7 @@ def test_status_time_left_counts_the_workers_running_now(tmp_path):
     from optuna.distributions import FloatDistribution
     from optuna.trial import FrozenTrial, TrialState
 
-    from search import study as studies
+    from search.studies import lifecycle as studies
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'eta.db'}", study_name="eta")
     now, dist = datetime.now(), {"x": FloatDistribution(0, 1)}

@@ -9,8 +9,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import run_cli
-from search import pruning, space as spaces, study as studies
-from search.pruning import PairedSplitRule, SplitPruner, epoch_step, split_step
+from search import space as spaces
+from search.studies import pruning as pruning
+from search.studies import lifecycle as studies
+from search.studies.pruning import PairedSplitRule, SplitPruner, epoch_step, split_step
 
 
 def _study(home, name):

@@ -10,8 +10,12 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import run_cli
-from search import checkpoints, overfit, session, space as spaces, training
-from search.reproduce import score_split
+from search import space as spaces
+from search.runner import checkpoints as checkpoints
+from search.reproduction import overfit as overfit
+from search.runner import session as session
+from search.runner import training as training
+from search.reproduction.final import score_split
 from search.space import nest
 
 NAME = "iris-rep"

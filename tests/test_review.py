@@ -22,8 +22,10 @@ import yaml
 
 from _browser import Page, find_chromium
 from conftest import run_cli
-from search import review, session, space as spaces, study as studies
-from search.objective import Objective
+from search import review, space as spaces
+from search.runner import session as session
+from search.studies import lifecycle as studies
+from search.runner.objective import Objective
 
 PNG = b"\x89PNG\r\n\x1a\n"
 STUDY_FIGURES = {"before_after", "optimization_history", "param_importances", "parallel_coordinate", "slice"}

@@ -11,7 +11,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search import space as spaces, study as studies
+from search import space as spaces
+from search.studies import lifecycle as studies
 
 SPACE = {"study": {"name": "s", "seed": 3, "n_trials": 14},
          "data": {"source": "sklearn:iris"},
@@ -63,12 +64,13 @@ def test_grid_is_covered_exactly_once_by_two_workers(tmp_path):
     worker = textwrap.dedent(f"""
         import time, sys
         sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
-        from search import space as spaces, study as studies
+        from search import space as spaces
+        from search.studies import lifecycle as studies
         space = spaces.load({str(tmp_path / 'grid.yaml')!r})
         study = studies.open_study(space, studies.make_storage({f'sqlite:///{tmp_path / "g.db"}'!r}),
                                    {{"n_splits": 3}})
 
-        from search.objective import _over_budget
+        from search.runner.objective import _over_budget
 
         def objective(trial):
             if _over_budget(trial, studies.budget_of(space)):  # the harness's own check
@@ -77,7 +79,7 @@ def test_grid_is_covered_exactly_once_by_two_workers(tmp_path):
             time.sleep(0.05)
             return 0.0
 
-        # As search/session.py's loop: one trial at a time while queued grid points remain.
+        # As search/runner/session.py's loop: one trial at a time while queued grid points remain.
         while studies.waiting_count(study):
             study.optimize(objective, n_trials=1, catch=(RuntimeError,))
     """)

@@ -196,7 +196,8 @@ def test_fit_transform_standardizes_on_the_training_rows_only() -> None:
 def test_scalers_in_a_real_study_fit_only_training_rows(tmp_path: Path, home: Path, monkeypatch) -> None:
     from sklearn.preprocessing import StandardScaler
 
-    from search import session, space as spaces
+    from search import space as spaces
+    from search.runner import session as session
 
     fitted: list[np.ndarray] = []
     real_fit = StandardScaler.fit

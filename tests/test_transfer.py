@@ -8,7 +8,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import run_cli
-from search import checkpoints, data, session, space as spaces
+from search import data, space as spaces
+from search.runner import checkpoints as checkpoints
+from search.runner import session as session
 from search.demo_data import write_backbone_weights, write_shapes
 from search.errors import SpaceError
 

@@ -9,6 +9,15 @@ from dataclasses import dataclass
 from typing import Any
 
 
+# The keys that make a value a distribution (``{float: [lo, hi]}``, ...). Declared here, beside the
+# settings, so that a family can tell a searched value from a fixed one without importing the space.
+DIST_KEYS = ("float", "int", "choice")
+
+
+def is_distribution(value: Any) -> bool:
+    return isinstance(value, dict) and any(k in value for k in DIST_KEYS)
+
+
 @dataclass(frozen=True)
 class Param:
     """One setting: its type, its valid range, and (for regularizers) the value that turns it off."""

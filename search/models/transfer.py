@@ -160,7 +160,7 @@ def weights_path(settings: dict[str, Any], search_dir: Path | None, source: str 
 def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: str, search_dir: Path | None,
               source: str | None) -> None:
     """Check the weights file, the cut layer and the input size once, before any trial trains."""
-    from search.space import is_distribution
+    from search.models._params import is_distribution
 
     if preprocess != "none":
         raise SpaceError("the transfer family applies the backbone's own preprocessing to pixels in [0, 1]; "

@@ -11,8 +11,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo,
                       model_validator)
 
 from search.models import TRAIN_PARAMS, Param, family_params
-
-DIST_KEYS = ("float", "int", "choice")
+from search.models._params import DIST_KEYS, is_distribution
 SECTIONS_WITH_DISTRIBUTIONS = ("model", "train")
 
 
@@ -29,13 +28,13 @@ class StudySection(_Strict):
     baseline: bool = True
     max_consecutive_failures: int = Field(5, ge=1)
     keep_checkpoints: int = Field(5, ge=1)  # split checkpoints are kept for the best K trials only
-    # Across-split pruning (search/pruning.py): "paired" stops a trial that is worse than the best one
+    # Across-split pruning (search/studies/pruning.py): "paired" stops a trial that is worse than the best one
     # on every finished split by more than the best trial's split spread.
     split_pruner: Literal["paired", "wilcoxon", "none"] = "paired"
-    # The median/percentile rule within a split (search/pruning.py LateMedianRule): complete trials,
+    # The median/percentile rule within a split (search/studies/pruning.py LateMedianRule): complete trials,
     # the baseline not counted, before any curve is judged; and the warm-up as a fraction of the epoch at
     # which complete trials reached their best. Defaults measured by benchmarks/fairness.py.
-    # After the budget is spent, ablate the best trial (search/ablation.py): its config with its
+    # After the budget is spent, ablate the best trial (search/reproduction/ablation.py): its config with its
     # regularizers switched off, all and one at a time, on the same splits and seeds.
     ablation: bool = True
     prune_startup: int = Field(5, ge=0)
@@ -261,10 +260,6 @@ def _natural_off(value: Any) -> Any:
     if isinstance(sample, bool):
         return False
     return 0.0 if is_float else 0
-
-
-def is_distribution(value: Any) -> bool:
-    return isinstance(value, dict) and any(k in value for k in DIST_KEYS)
 
 
 def nest(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:

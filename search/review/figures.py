@@ -11,7 +11,7 @@ import math
 import warnings
 from typing import Any, Mapping, Sequence
 
-from search import diagnostics
+from search.review import diagnostics as diagnostics
 
 Histories = Mapping[int, Mapping[str, Sequence[float]]]
 

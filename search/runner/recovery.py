@@ -83,7 +83,7 @@ def orphans(study: Any) -> list[Any]:
     """RUNNING trials whose process, on this host, is gone."""
     from optuna.trial import TrialState
 
-    from search._identity import worker_identity
+    from search.runner._identity import worker_identity
 
     host, found = worker_identity()["host"], []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

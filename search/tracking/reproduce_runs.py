@@ -64,7 +64,7 @@ def _log_keras_model(client: Any, run_id: str, model: Any) -> None:
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Schema, TensorSpec
 
-    from search.provenance import versions
+    from search.runner.provenance import versions
 
     installed = versions()
     requirements = [f"{name}=={installed[name]}" for name in ("keras", "tensorflow", "tensorflow-cpu")

@@ -18,7 +18,7 @@ from typing import Any
 
 from search import review
 from search._redact import redact
-from search.results import SplitResult, TrialListener, TrialOutcome
+from search.runner.results import SplitResult, TrialListener, TrialOutcome
 from search.space import Space, flatten
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
@@ -91,7 +91,7 @@ class MlflowTracker(TrialListener):
                  reference_loss: float | None = None) -> None:
         from mlflow.tracking import MlflowClient
 
-        from search import _sqlite
+        from search.studies import _sqlite as _sqlite
 
         _quiet_mlflow()
         _sqlite.prepare(tracking_uri)
@@ -245,7 +245,7 @@ class MlflowTracker(TrialListener):
 
     def _store_checkpoints(self, trial: Any, run_id: str, outcome: TrialOutcome) -> None:
         """Upload a top-K trial's split models; delete those of trials that fell out of the top K."""
-        from search import study as studies
+        from search.studies import lifecycle as studies
 
         pending = (trial.number, outcome.value) if outcome.state == "complete" else None
         trials = trial.study.get_trials(deepcopy=False)
@@ -259,7 +259,7 @@ class MlflowTracker(TrialListener):
 
     def on_run_end(self, study: Any) -> None:
         if self.remote:  # see CheckpointRetention.on_run_end: concurrent finishes can leave K + 1
-            from search import study as studies
+            from search.studies import lifecycle as studies
 
             trials = study.get_trials(deepcopy=False)
             self._drop_checkpoints(trials, studies.top_trials(trials, self.keep_checkpoints))
@@ -314,7 +314,7 @@ class MlflowTracker(TrialListener):
                             redact(review.description_markdown(study.study_name, lines))[:50000])
 
     def _diagnose(self, trial: Any, outcome: TrialOutcome) -> Any:
-        from search import diagnostics
+        from search.review import diagnostics as diagnostics
 
         histories = {s.split: s.history for s in outcome.splits if s.history}
         if not histories:
@@ -329,7 +329,7 @@ class MlflowTracker(TrialListener):
         return diagnosis
 
     def _log_trial_figure(self, trial: Any, run_id: str, outcome: TrialOutcome, diagnosis: Any) -> None:
-        from search import figures
+        from search.review import figures as figures
 
         try:
             name = review.trial_label(trial.number, trial.params, bool(trial.user_attrs.get("baseline")))

@@ -118,7 +118,7 @@ def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | No
 
     ``options`` is a :class:`search.session.RunOptions` for the same stores as the study.
     """
-    from search import session
+    from search.runner import session as session
 
     out = out or sys.stdout
     space, variants = plan(resolved, picked.number, study.study_name)
@@ -151,7 +151,8 @@ def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | No
 
 def _log(study: Any, picked: Any, rows: list[AblationRow], options: Any) -> None:
     """The table, its metrics and a figure on the study's MLflow parent run; a side channel, never fatal."""
-    from search import figures, tracking
+    from search import tracking
+    from search.review import figures as figures
 
     parent = study.user_attrs.get(tracking.PARENT_RUN_ATTR)
     if not parent or not rows:

@@ -24,7 +24,7 @@ def make_storage(url: str, heartbeat: int = 30) -> Any:
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-    from search import _sqlite
+    from search.studies import _sqlite as _sqlite
 
     if url.startswith("grpc://"):  # Optuna's storage proxy, for hundreds of workers
         from urllib.parse import urlsplit
@@ -67,13 +67,13 @@ def make_sampler(space: Space) -> Any:
     """The study's sampler, seeded from the study seed.
 
     Every random stream in the sampler is reseeded from (study seed, trial number) before each trial
-    (search/_seeding.py): a continued study does not replay its first suggestions, parallel workers on
+    (search/studies/_seeding.py): a continued study does not replay its first suggestions, parallel workers on
     any host do not propose the same settings, and one worker's sequence is a function of the seed.
     A grid needs no randomness: its points are queued once, in a seeded order, when the study is created.
     """
     import optuna.samplers as s
 
-    from search._seeding import TrialSeededSampler
+    from search.studies._seeding import TrialSeededSampler
 
     name, seed = space.study.sampler, space.study.seed
     if name == "grid":
@@ -98,14 +98,14 @@ def make_pruner(space: Space, n_splits: int | None = None) -> Any:
     """The study's pruner: the file's ``pruner`` inside a split, ``split_pruner`` across splits.
 
     Steps are ``split * 10000 + epoch`` for epochs and ``split * 10000`` for finished splits
-    (search/pruning.py). Median and percentile compare the same epoch of the same split in every split.
+    (search/studies/pruning.py). Median and percentile compare the same epoch of the same split in every split.
     Successive halving and Hyperband count epochs as their resource, so they judge the first split only
     (rungs at 5, 15, 45 ... epochs); Hyperband's ``max_resource`` is the largest epoch count, which its
     "auto" setting would misread from the step numbers.
     """
     import optuna.pruners as p
 
-    from search import pruning
+    from search.studies import pruning as pruning
 
     if space.study.multi_objective:
         return p.NopPruner()  # Optuna cannot report or prune in a multi-objective study
@@ -285,7 +285,7 @@ def timing_text(study: Any, budget: int | None) -> str:
     ends = [t for t in trials if t.datetime_complete and t.state.name in FINISHED_STATES]
     if not starts:
         return "no trial started yet"
-    from search.recovery import orphans
+    from search.runner.recovery import orphans
 
     lost = len(orphans(study))
     running = sum(1 for t in trials if t.state.name == "RUNNING") - lost

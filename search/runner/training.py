@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any, Callable
 import keras
 import numpy as np
 
-from search import _runtime, models, preprocess
+from search import models, preprocess
+from search.runner import _runtime as _runtime
 from search.models import Head
 from search.models import layers as _custom_layers  # noqa: F401  registers them, so checkpoints load
-from search.results import SplitResult
+from search.runner.results import SplitResult
 
 if TYPE_CHECKING:
     from search.data import Dataset

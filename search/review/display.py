@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from search.results import SplitResult, TrialListener, TrialOutcome
+from search.runner.results import SplitResult, TrialListener, TrialOutcome
 
 
 class Progress(TrialListener):
@@ -20,7 +20,7 @@ class Progress(TrialListener):
         self._last_draw = 0.0
 
     def seed_from(self, study: Any) -> None:
-        from search.study import finished_count
+        from search.studies.lifecycle import finished_count
 
         self.done = finished_count(study)
         from optuna.trial import TrialState
@@ -86,7 +86,7 @@ def summary_table(study: Any, top: int = 10) -> str:
 def format_pareto(study: Any) -> str:
     """The Pareto front (no other trial has both a lower loss and a lower second objective), by loss."""
     from search.errors import StudyError
-    from search.study import pick_trial
+    from search.studies.lifecycle import pick_trial
 
     front = sorted(study.best_trials, key=lambda t: (t.values[0], t.number))
     if not front:

@@ -2,7 +2,7 @@
 
 Intermediate values are reported at step ``split * STEP_STRIDE + epoch`` (epoch 1-based), and a
 finished split's best validation loss at ``split * STEP_STRIDE``: split ``k`` holds the same rows in
-every trial, and search/pruning.py keeps the two levels apart, so a pruner only ever compares the same
+every trial, and search/studies/pruning.py keeps the two levels apart, so a pruner only ever compares the same
 epoch of the same split, or the same finished split.
 """
 from __future__ import annotations
@@ -17,13 +17,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from search import checkpoints, models, pruning
-from search._identity import worker_identity
+from search import models
+from search.runner import checkpoints as checkpoints
+from search.studies import pruning as pruning
+from search.runner._identity import worker_identity
 from search.data import Dataset
-from search.results import SplitResult, TrialListener, TrialOutcome
+from search.runner.results import SplitResult, TrialListener, TrialOutcome
 from search.space import Space
 from search.splits import Split
-from search.stopping import StopRequest, TrialInterrupted
+from search.runner.stopping import StopRequest, TrialInterrupted
 
 STEP_STRIDE = pruning.STEP_STRIDE
 PRUNE_WARMUP_EPOCHS = pruning.PRUNE_WARMUP_EPOCHS
@@ -127,7 +129,7 @@ class Objective:
         return outcome.value, float(outcome.n_params if objectives[1] == "params" else outcome.latency_ms)
 
     def _fit(self, trial: Any, settings: dict[str, dict[str, Any]], split: Split) -> SplitResult:
-        from search import training
+        from search.runner import training as training
 
         study = self.space.study
         seed = training.derive_seed(study.seed, trial.number if study.seed_trial is None else study.seed_trial,

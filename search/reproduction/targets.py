@@ -39,7 +39,7 @@ class Target:
 def load_study(storage_url: str, name: str) -> Any:
     import optuna
 
-    from search import study as studies
+    from search.studies import lifecycle as studies
 
     storage = studies.make_storage(storage_url)
     try:

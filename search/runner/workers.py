@@ -17,8 +17,8 @@ import sys
 import time
 from typing import Any
 
-from search.session import Prepared, RunOptions, make_tracker, tolerate
-from search.stopping import announce
+from search.runner.session import Prepared, RunOptions, make_tracker, tolerate
+from search.runner.stopping import announce
 
 
 PARENT_ENV = "SEARCH_PARENT_PID"
@@ -53,8 +53,8 @@ def cores() -> int:
 
 def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str], space_text: str,
                 recycle_after: int = 0) -> int:
-    from search import study as studies
-    from search.display import format_counts, summary_table
+    from search.studies import lifecycle as studies
+    from search.review.display import format_counts, summary_table
 
     space = prepared.space
     options.home.mkdir(parents=True, exist_ok=True)

@@ -23,10 +23,13 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from search import checkpoints, preprocess, scoring, session
+from search import preprocess
+from search.runner import checkpoints as checkpoints
+from search.reproduction import scoring as scoring
+from search.runner import session as session
 from search.errors import DataError, StudyError
 from search.space import flatten, nest
-from search.targets import Target
+from search.reproduction.targets import Target
 
 # The final model's seed is derive_seed(study seed, trial, FINAL_SEED_SPLIT): a split index no plan reaches.
 FINAL_SEED_SPLIT = 1_000_000
@@ -71,7 +74,7 @@ class Report:
 
 # -- reproducing ------------------------------------------------------------------------------------
 def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Report:
-    from search import _runtime
+    from search.runner import _runtime as _runtime
 
     out = out or sys.stdout
 
@@ -92,7 +95,8 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
     if changes:
         print("  the data changed (" + "; ".join(changes) + "); going on as --allow-data-change asks", file=out)
     _runtime.configure(options.threads)
-    from search import overfit, verify  # noqa: E402  (TensorFlow loads from here on)
+    from search.reproduction import overfit as overfit  # noqa: E402  (TensorFlow loads from here on)
+    from search.reproduction import verify as verify
 
     settings = nest(space.leaves())
     scores: dict[int, SplitScore] = {}
@@ -137,7 +141,8 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
 def _top_ensemble(target: Target, prepared: session.Prepared, options: Options,
                   out: TextIO) -> tuple[list[int], list[np.ndarray]]:
     """Final models of the next best complete trials (their own configs and epoch rules), for averaging."""
-    from search import targets, tracking
+    from search import tracking
+    from search.reproduction import targets as targets
 
     study = target.study
     ranked = sorted((t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"
@@ -206,7 +211,8 @@ def _split_models(target: Target, prepared: session.Prepared, settings: dict[str
                   stored: list[dict[str, Any]], scores: dict[int, SplitScore], options: Options, out: TextIO) -> str:
     """Score every split model: already re-trained by --verify, loaded from its checkpoint (on this disk or
     in the tracking server's artifact store), or re-trained."""
-    from search import training, tracking
+    from search import tracking
+    from search.runner import training as training
 
     home, run_id = options.home, target.trial.user_attrs.get("mlflow_run_id")
 
@@ -249,7 +255,7 @@ def _final_model(target: Target, prepared: session.Prepared, settings: dict[str,
     """Train on all development rows, bake the scaler in, and look at the test rows once."""
     import keras
 
-    from search import training
+    from search.runner import training as training
     from search.models import Head
 
     ds, dev, test = prepared.dataset, prepared.dev_idx, prepared.test_idx
@@ -319,7 +325,9 @@ def looks_text(looks: list[dict[str, Any]]) -> list[str]:
 def _log(target: Target, options: Options, report: Report, prepared: session.Prepared,
          settings: dict[str, dict[str, Any]], final: Any, history: dict[str, list[float]],
          looks: list[dict[str, Any]]) -> str:
-    from search import provenance, reproduce_runs, tracking
+    from search import tracking
+    from search.runner import provenance as provenance
+    from search.tracking import reproduce_runs as reproduce_runs
 
     study, trial, metric = target.study, target.trial, report.metric_name
     uri = options.tracking_uri or tracking.default_tracking_uri(options.home)
@@ -369,7 +377,7 @@ def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:
                         f"(averaged predictions, the same look): loss {report.top_ensemble_loss:.4g}, "
                         f"{m} {report.top_ensemble_metric:.4g}")
     if report.checks is not None:
-        from search.verify import tolerance_text
+        from search.reproduction.verify import tolerance_text
 
         lines.append(f"  verify (op determinism, stored seeds; match when {tolerance_text()}):")
         lines += [c.line() for c in report.checks]

@@ -15,7 +15,7 @@ import numpy as np
 
 from search import data, splits
 from search.data import Dataset
-from search.results import TrialListener
+from search.runner.results import TrialListener
 from search.space import Space
 from search.splits import Split
 
@@ -65,7 +65,7 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
 
     if getattr(models.FAMILIES.get(space.family), "USES_FILES", False):
         # Its preflight builds the backbone, so TensorFlow starts here and must get its thread settings now.
-        from search import _runtime
+        from search.runner import _runtime as _runtime
 
         _runtime.configure(threads)
     models.preflight(space.model, dataset.input_shape, space.data.preprocess,
@@ -79,10 +79,12 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
 def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | None = None) -> Any:
     """Optimize until the study's budget, ``options.n_trials``, ``options.timeout`` or a stop signal."""
     out = out or sys.stdout  # looked up per call: a default bound at import misses redirected output
-    from search import _runtime, recovery, study as studies
-    from search.display import Progress, format_counts, summary_table
-    from search.objective import Objective
-    from search.stopping import StopRequest
+    from search.runner import _runtime as _runtime
+    from search.runner import recovery as recovery
+    from search.studies import lifecycle as studies
+    from search.review.display import Progress, format_counts, summary_table
+    from search.runner.objective import Objective
+    from search.runner.stopping import StopRequest
 
     space = prepared.space
     home = Path(options.home)
@@ -158,13 +160,14 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
 
 
 def make_tracker(prepared: Prepared, options: RunOptions, space_text: str, storage_url: str) -> Any:
-    from search import provenance, tracking
+    from search import tracking
+    from search.runner import provenance as provenance
     from search._redact import redact
 
     space = prepared.space
     tags = {"storage": redact(storage_url), **provenance.record(space.path.parent if space.path else None),
             **prepared.attrs()}
-    from search.diagnostics import chance_loss
+    from search.review.diagnostics import chance_loss
 
     ds = prepared.dataset
     return tracking.MlflowTracker(options.tracking_uri or tracking.default_tracking_uri(options.home),
@@ -198,7 +201,7 @@ class _Loop:
 
     def _requeue_interrupted(self) -> bool:
         """Queue this process's last trial again if the interrupt cut it short, unless that is done."""
-        from search import recovery
+        from search.runner import recovery as recovery
 
         last = _own_last_trial(self.study)
         if last is None or last.state.name != "FAIL":
@@ -211,7 +214,8 @@ class _Loop:
         return True
 
     def _run(self) -> None:
-        from search import recovery, study as studies
+        from search.runner import recovery as recovery
+        from search.studies import lifecycle as studies
 
         deadline = time.monotonic() + self.options.timeout if self.options.timeout else None
         started = 0
@@ -252,7 +256,7 @@ class _Loop:
 
 def _own_last_trial(study: Any) -> Any:
     """The most recent trial this process ran (other workers may have added trials since)."""
-    from search._identity import worker_identity
+    from search.runner._identity import worker_identity
 
     me = worker_identity()
     for t in reversed(study.get_trials(deepcopy=False)):
@@ -304,7 +308,8 @@ class CheckpointRetention(TrialListener):
         self._sweep(study, None)
 
     def _sweep(self, study: Any, pending: tuple[int, float] | None, also: int | None = None) -> None:
-        from search import checkpoints, study as studies
+        from search.runner import checkpoints as checkpoints
+        from search.studies import lifecycle as studies
 
         trials = study.get_trials(deepcopy=False)
         keep = studies.top_trials(trials, self.keep, pending)

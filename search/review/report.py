@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from search import figures, review
+from search import review
+from search.review import figures as figures
 
 TRIAL_FIGURES = 5   # learning curves of the top trials shown (the baseline is added)
 _CAPTIONS = {
@@ -50,8 +51,8 @@ def write(study: Any, out: Path, top: int = 10) -> Path:
 
 
 def _ablation_section(study: Any) -> str:
-    """What regularization bought, from the table stored with the study (search/ablation.py)."""
-    from search import ablation
+    """What regularization bought, from the table stored with the study (search/reproduction/ablation.py)."""
+    from search.reproduction import ablation as ablation
 
     picked, rows = ablation.stored_rows(study)
     if picked is None:
