@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_arm(space_path: Path, seed: int, pruning: bool, budget: float, threads: int | None) -> dict:
-    from search import space as spaces
-    from search.runner import session as session
+    from search import api, space as spaces
+    from search.runner import session
 
     name = f"eff-{'on' if pruning else 'off'}-{seed}"
     space = spaces.load(space_path, study_name=name)
@@ -38,8 +38,8 @@ def run_arm(space_path: Path, seed: int, pruning: bool, budget: float, threads: 
     prepared = session.prepare(space)
     home = Path(tempfile.mkdtemp(prefix=f"{name}-"))
     start = time.time()
-    study = session.run(prepared, session.RunOptions(home=home, timeout=budget, threads=threads, quiet=True),
-                        space_path.read_text(), out=io.StringIO())
+    study = api.run_prepared(prepared, session.RunOptions(home=home, timeout=budget, threads=threads, quiet=True),
+                             space_path.read_text(), out=io.StringIO()).study
     deadline = start + budget
     done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED") and t.datetime_complete
             and t.datetime_complete.timestamp() <= deadline]

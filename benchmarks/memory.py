@@ -44,8 +44,8 @@ def main() -> None:
     parser.add_argument("--in-process-only", action="store_true", help="skip the recycled run")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from search import space as spaces
-    from search.runner import session as session
+    from search import api, space as spaces
+    from search.runner import session
 
     # Recycled first: a child forked from a process that already holds TensorFlow would count its memory.
     recycled_peak = None if args.in_process_only else run_recycled(args.warmup + args.trials, args.recycle_after)
@@ -53,13 +53,13 @@ def main() -> None:
     prepared = session.prepare(spaces.validate(SPACE))
     options = session.RunOptions(home=home, n_trials=args.warmup, quiet=True, threads=1)
     start = time.perf_counter()
-    session.run(prepared, options, "", out=open(os.devnull, "w"))
+    api.run_prepared(prepared, options, "", out=open(os.devnull, "w"))
     warm = rss_mb()
     print(f"after {args.warmup} warm-up trials: RSS {warm:.0f} MB", flush=True)
     done = 0
     while done < args.trials:  # session.run's n_trials counts this invocation's trials
         options.n_trials = min(args.every, args.trials - done)
-        session.run(prepared, options, "", out=open(os.devnull, "w"))
+        api.run_prepared(prepared, options, "", out=open(os.devnull, "w"))
         done += options.n_trials
         print(f"  after {done} more trials: RSS {rss_mb():.0f} MB (+{rss_mb() - warm:.1f})", flush=True)
     end = rss_mb()

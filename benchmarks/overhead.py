@@ -63,8 +63,8 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from search import space as spaces, tracking
-    from search.runner import _runtime as _runtime
-    from search.runner import session as session
+    from search.runner import _runtime
+    from search.runner import session
     from search.studies import lifecycle as studies
     from search.runner.objective import Objective
 

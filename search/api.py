@@ -31,10 +31,12 @@ if TYPE_CHECKING:
     import keras
     import optuna
 
+    from search.runner import session
+
     from search.reproduction.ablation import AblationRow
     from search.reproduction.final import Report
 
-__all__ = ["RunResult", "TrialResult", "ablate", "best", "reproduce", "report", "run"]
+__all__ = ["RunResult", "TrialResult", "ablate", "ablate_when_done", "best", "reproduce", "report", "run", "run_prepared"]
 
 PathLike = str | os.PathLike
 
@@ -57,7 +59,7 @@ class TrialResult:
         Raises:
             StudyError: a checkpoint was removed (only the best ``keep_checkpoints`` trials keep theirs).
         """
-        from search.runner import checkpoints as checkpoints
+        from search.runner import checkpoints
 
         out = []
         for record in self.study.trials[self.number].user_attrs.get("splits", []):
@@ -113,8 +115,8 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         StudyError: the study cannot be continued as asked (other data, other objectives).
     """
     from search import space as spaces
-    from search.reproduction import ablation as ablation
-    from search.runner import session as session
+    from search.reproduction import ablation
+    from search.runner import session
 
     home = Path(home)
     loaded = spaces.load(space, study_name=study_name) if not isinstance(space, Space) else space
@@ -141,16 +143,51 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     options = session.RunOptions(home=home, storage=storage, tracking_uri=tracking_uri, n_trials=n_trials,
                                  timeout=timeout, threads=threads, quiet=quiet)
     sink = out or sys.stdout
-    study = session.run(prepared, options, resolved.to_yaml(), out=sink)
+    outcome = run_prepared(prepared, options, resolved.to_yaml(), out=sink)
     rows = ablate_when_done(resolved, options, out=sink)
+    study = outcome.study
     return RunResult(study, _best_or_none(study, options), rows or (ablation.stored_rows(study)[1]))
+
+
+def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", space_text: str, *,
+                 workers: int = 1, worker_argv: list[str] | None = None, recycle_after: int = 0,
+                 out: TextIO | None = None) -> "session.RunOutcome":
+    """The one start-up path of a run, in one process or with worker processes: its listeners (MLflow and
+    the terminal), the run, then the summary, the stop message and any error the run ended with.
+
+    Raises:
+        StudyError: the run stopped on a full disk or on consecutive failures (after the summary).
+    """
+    from search import tracking
+    from search.review.display import Progress, format_counts, summary_table
+    from search.runner import session, workers as processes
+    from search.studies.lifecycle import budget_of, trials_by_state
+
+    out = out or sys.stdout
+    listeners = [tracking.make_tracker(prepared, options, space_text),
+                 Progress(budget_of(prepared.space), quiet=options.quiet)]
+    if workers > 1 or recycle_after:
+        outcome = processes.run_workers(prepared, options, workers, worker_argv or [], listeners,
+                                        recycle_after=recycle_after)
+    else:
+        outcome = session.run(prepared, options, listeners, out=out)
+    if options.worker_index == 0:  # workers leave the summary to the process that started them
+        if not outcome.already_done:
+            print("\n" + format_counts(trials_by_state(outcome.study), budget_of(prepared.space)), file=out)
+        print(summary_table(outcome.study), file=out)
+        if outcome.stopped_by:
+            print(f"\nstopped by {outcome.stopped_by}; interrupted trials are queued again. Continue the study "
+                  f"with:\n  {options.continue_command}", file=out)
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome
 
 
 def ablate_when_done(space: Space, options: Any, out: TextIO | None = None) -> list["AblationRow"] | None:
     """After a finished budget, the picked trial's ablation (``study.ablation``); None when it does not run."""
-    from search.reproduction import ablation as ablation
+    from search.reproduction import ablation
     from search.studies import lifecycle as studies
-    from search.reproduction import targets as targets
+    from search.reproduction import targets
     from search.tracking import default_tracking_uri
 
     if not space.study.ablation or space.study.multi_objective:
@@ -177,7 +214,7 @@ def best(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns"
     Raises:
         StudyError: no such study, or no such completed trial.
     """
-    from search.reproduction import targets as targets
+    from search.reproduction import targets
 
     home = Path(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
@@ -204,7 +241,7 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
         The :class:`search.reproduce.Report` (test loss and metric, the alarm, the ensembles, the MLflow run).
     """
     from search.reproduction import final as reproducing
-    from search.reproduction import targets as targets
+    from search.reproduction import targets
 
     home = Path(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
@@ -223,9 +260,9 @@ def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlrun
     Returns:
         One :class:`search.ablation.AblationRow` per variant (all off, then each off alone).
     """
-    from search.reproduction import ablation as ablation
-    from search.runner import session as session
-    from search.reproduction import targets as targets
+    from search.reproduction import ablation
+    from search.runner import session
+    from search.reproduction import targets
 
     home = Path(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
@@ -240,7 +277,7 @@ def report(study_name: str, out: PathLike | None = None, *, home: PathLike = "ml
            top: int = 10) -> Path:
     """Write the study's review as one self-contained HTML file; returns its path."""
     from search.review import report as reporting
-    from search.reproduction import targets as targets
+    from search.reproduction import targets
 
     storage_url, _ = _stores(Path(home), storage, None)
     study = targets.load_study(storage_url, study_name)
@@ -279,7 +316,7 @@ def _trial_result(study: Any, trial: Any, config: Space, home: Path) -> TrialRes
 
 
 def _best_or_none(study: Any, options: Any) -> TrialResult | None:
-    from search.reproduction import targets as targets
+    from search.reproduction import targets
     from search.tracking import default_tracking_uri
 
     if len(study.directions) > 1:

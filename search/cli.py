@@ -65,7 +65,10 @@ def _store_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="search", description="Hyperparameter search and honest validation "
                                      "for Keras models, on Optuna, scikit-learn and MLflow.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from search import __version__
+
+    parser.add_argument("--version", action="version", version=f"search {__version__}")
+    sub = parser.add_subparsers(dest="command")
 
     run = sub.add_parser("run", help="start or continue the study a space file describes")
     run.add_argument("space", type=Path, help="the space file (YAML)")
@@ -150,7 +153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # nothing may reach the network
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare `search`: what it can do, not an error
+        parser.print_help()
+        return 0
     try:
         return {"run": _run, "ablate": _ablate, "status": _status, "report": _report, "ui": _ui, "best": _best,
                 "reproduce": _reproduce, "storage-proxy": _storage_proxy}[args.command](args)
@@ -166,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from search import api, space as spaces
-    from search.runner import session as session
+    from search.runner import session
 
     if args.worker_index:
         from search.runner.workers import follow_parent
@@ -184,18 +191,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.run_started is not None:
         options.run_started = args.run_started
     recycle = args.recycle_after if args.recycle_after is not None else (50 if args.workers > 1 else 0)
-    if args.workers > 1 or recycle:
-        from search.runner import workers as workers
-
-        code = workers.run_workers(prepared, options, args.workers, _worker_argv(args), args.space.read_text(),
-                                   recycle_after=recycle)
-        if code == 0 and not args.worker_index:
-            api.ablate_when_done(space, options)
-        return code
-    session.run(prepared, options, args.space.read_text())
-    if not args.worker_index:
+    outcome = api.run_prepared(prepared, options, args.space.read_text(), workers=args.workers,
+                               worker_argv=_worker_argv(args), recycle_after=recycle)
+    if outcome.exit_code == 0 and not args.worker_index:
         api.ablate_when_done(space, options)
-    return 0
+    return outcome.exit_code
 
 
 def _continue_command(args: argparse.Namespace) -> str:
@@ -260,7 +260,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from search.review import report as report
+    from search.review import report
 
     study = _load_study(args)
     out = report.write(study, args.out or Path(f"{args.study}-report.html"), top=args.top)
@@ -287,7 +287,7 @@ def _stores(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _best(args: argparse.Namespace) -> int:
-    from search.reproduction import targets as targets
+    from search.reproduction import targets
     from search.review.display import format_table, trial_rows
 
     storage, tracking_uri = _stores(args)
@@ -302,7 +302,7 @@ def _best(args: argparse.Namespace) -> int:
 
 def _reproduce(args: argparse.Namespace) -> int:
     from search.reproduction import final as reproduce
-    from search.reproduction import targets as targets
+    from search.reproduction import targets
 
     storage, tracking_uri = _stores(args)
     study = targets.load_study(storage, args.study)

@@ -6,6 +6,9 @@ never a traceback.
 """
 from __future__ import annotations
 
+from enum import Enum
+from typing import Any
+
 
 class UserError(Exception):
     """A mistake in the user's input, reported as one clear paragraph."""
@@ -43,3 +46,48 @@ class ValidationSchemeError(UserError):
 
 class StudyError(UserError):
     """The study cannot be opened or continued as asked."""
+
+
+class FailureKind(str, Enum):
+    """Why a trial ended in Optuna's FAIL state, recorded as the trial's ``failure`` user attribute.
+
+    Set where the exception is caught, and read everywhere else (the run loop, the consecutive-failure
+    rule, recovery), so no one parses the ``reason`` text again.
+    """
+
+    BAD_SETTINGS = "bad_settings"    # the settings failed (a builder error, an impossible shape): counts
+    OVER_BUDGET = "over_budget"      # other workers already hold the study's remaining trials
+    DISK_FULL = "disk_full"          # a checkpoint could not be written; runs again once there is room
+    INTERRUPTED = "interrupted"      # a stop signal cut it short; queued to run again
+    LOST_PROCESS = "lost_process"    # its process died; queued to run again
+    SILENT = "silent"                # failed by Optuna's heartbeat check: its worker went silent
+
+    @property
+    def counts(self) -> bool:
+        """Whether it counts toward ``study.max_consecutive_failures``: only the settings' own failures."""
+        return self is FailureKind.BAD_SETTINGS
+
+    @classmethod
+    def of(cls, trial: Any) -> "FailureKind":
+        stored = trial.user_attrs.get(FAILURE_ATTR)
+        if stored in cls._value2member_map_:
+            return cls(stored)
+        return _from_older_reason(str(trial.user_attrs.get("reason", "")))
+
+
+FAILURE_ATTR = "failure"
+
+
+def _from_older_reason(reason: str) -> FailureKind:
+    """Studies written before the ``failure`` attribute existed said it only in words."""
+    if not reason:
+        return FailureKind.SILENT
+    if reason.startswith("over budget"):
+        return FailureKind.OVER_BUDGET
+    if reason.startswith("DiskFull"):
+        return FailureKind.DISK_FULL
+    if reason.startswith("its process"):
+        return FailureKind.LOST_PROCESS
+    if "queued to run again" in reason:
+        return FailureKind.INTERRUPTED
+    return FailureKind.BAD_SETTINGS

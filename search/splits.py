@@ -6,7 +6,7 @@ trial: trials are compared on identical data, and per-split values are comparabl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -30,27 +30,52 @@ def should_stratify(validation: Any, dataset: Dataset) -> bool:
     return bool(validation.stratify)
 
 
-def make_splitter(validation: Any, dataset: Dataset, seed: int) -> Any:
-    """The scikit-learn splitter for a validation section (not yet checked for feasibility)."""
+def _holdout(validation: Any, stratified: bool, shuffle: bool, seed: int) -> Any:
     from sklearn import model_selection as ms
 
-    scheme, k = validation.scheme, validation.k
-    stratified = should_stratify(validation, dataset)
-    shuffle = validation.shuffle if validation.shuffle is not None else scheme != "time_series"
-    if scheme == "holdout":
-        cls = ms.StratifiedShuffleSplit if stratified else ms.ShuffleSplit
-        return cls(n_splits=1, test_size=validation.fraction, random_state=seed)
-    if scheme == "kfold":
-        cls = ms.StratifiedKFold if stratified else ms.KFold
-        return cls(n_splits=k, shuffle=shuffle, random_state=seed if shuffle else None)
-    if scheme == "iterated_kfold":
-        cls = ms.RepeatedStratifiedKFold if stratified else ms.RepeatedKFold
-        return cls(n_splits=k, n_repeats=validation.repeats, random_state=seed)
-    if scheme == "group_kfold":
-        if stratified:
-            return ms.StratifiedGroupKFold(n_splits=k, shuffle=shuffle, random_state=seed if shuffle else None)
-        return ms.GroupKFold(n_splits=k, shuffle=shuffle, random_state=seed if shuffle else None)
-    return ms.TimeSeriesSplit(n_splits=k)
+    cls = ms.StratifiedShuffleSplit if stratified else ms.ShuffleSplit
+    return cls(n_splits=1, test_size=validation.fraction, random_state=seed)
+
+
+def _kfold(validation: Any, stratified: bool, shuffle: bool, seed: int) -> Any:
+    from sklearn import model_selection as ms
+
+    cls = ms.StratifiedKFold if stratified else ms.KFold
+    return cls(n_splits=validation.k, shuffle=shuffle, random_state=seed if shuffle else None)
+
+
+def _iterated_kfold(validation: Any, stratified: bool, shuffle: bool, seed: int) -> Any:
+    from sklearn import model_selection as ms
+
+    cls = ms.RepeatedStratifiedKFold if stratified else ms.RepeatedKFold
+    return cls(n_splits=validation.k, n_repeats=validation.repeats, random_state=seed)
+
+
+def _group_kfold(validation: Any, stratified: bool, shuffle: bool, seed: int) -> Any:
+    from sklearn import model_selection as ms
+
+    cls = ms.StratifiedGroupKFold if stratified else ms.GroupKFold
+    return cls(n_splits=validation.k, shuffle=shuffle, random_state=seed if shuffle else None)
+
+
+def _time_series(validation: Any, stratified: bool, shuffle: bool, seed: int) -> Any:
+    from sklearn import model_selection as ms
+
+    return ms.TimeSeriesSplit(n_splits=validation.k)
+
+
+# validation.scheme -> factory(section, stratified, shuffle, seed): a scikit-learn splitter. Adding a
+# scheme is one entry here (and its feasibility rules in _check_feasible).
+SPLITTERS: dict[str, Callable[[Any, bool, bool, int], Any]] = {
+    "holdout": _holdout, "kfold": _kfold, "iterated_kfold": _iterated_kfold, "group_kfold": _group_kfold,
+    "time_series": _time_series,
+}
+
+
+def make_splitter(validation: Any, dataset: Dataset, seed: int) -> Any:
+    """The scikit-learn splitter for a validation section (not yet checked for feasibility)."""
+    shuffle = validation.shuffle if validation.shuffle is not None else validation.scheme != "time_series"
+    return SPLITTERS[validation.scheme](validation, should_stratify(validation, dataset), shuffle, seed)
 
 
 def plan(validation: Any, dataset: Dataset, dev_idx: np.ndarray, seed: int,

@@ -132,7 +132,7 @@ def test_importance_figures_leave_no_fanova_forest_behind():
     import optuna
     from optuna.importance._fanova._tree import _FanovaTree
 
-    from search.review import figures as figures
+    from search.review import figures
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(lambda t: t.suggest_float("a", 0, 1) ** 2 + 0.1 * t.suggest_float("b", 0, 1), n_trials=12)

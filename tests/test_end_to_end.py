@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import run_cli
 from search import data, preprocess, space as spaces, splits
-from search.runner import session as session
+from search.runner import session
 
 EPOCHS = 4
 

@@ -10,11 +10,11 @@ import yaml
 
 from conftest import run_cli
 from search import preprocess, space as spaces
-from search.runner import checkpoints as checkpoints
-from search.reproduction import overfit as overfit
-from search.studies import pruning as pruning
-from search.reproduction import scoring as scoring
-from search.runner import session as session
+from search.runner import checkpoints
+from search.reproduction import overfit
+from search.studies import pruning
+from search.reproduction import scoring
+from search.runner import session
 
 
 def _study(home, name):

@@ -18,11 +18,11 @@ import pytest
 
 from conftest import run_cli
 from test_overnight import ROOT, SLOW, _env, _study
-from search import space as spaces
-from search.runner import recovery as recovery
-from search.runner import session as session
+from search import api, space as spaces
+from search.runner import recovery
+from search.runner import session
 from search.studies import lifecycle as studies
-from search.runner._identity import worker_identity
+from search.studies._identity import process_alive, worker_identity
 from search.runner.results import TrialListener
 
 LONG = {**SLOW, "train": {"epochs": 200, "batch_size": 8}}
@@ -51,7 +51,7 @@ def _wait_for_running_trials(home: Path, name: str, proc: subprocess.Popen, n: i
 
 
 def _alive(pid: int) -> bool:
-    return recovery.process_alive(pid)
+    return process_alive(pid)
 
 
 def _wait_for_states(pids: list[int], ok, timeout: float = 30) -> None:
@@ -226,7 +226,7 @@ def test_a_tracking_store_that_breaks_mid_run_costs_no_trial(write_space, home, 
     options = session.RunOptions(home=home, quiet=True, threads=1,
                                  extra_listeners=[_BreakTrackingStore(home / "mlflow.db")])
     out = io.StringIO()
-    session.run(prepared, options, space_file.read_text(), out=out)
+    api.run_prepared(prepared, options, space_file.read_text(), out=out)
     study = _study(home, "untracked")
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 5
     err = capsys.readouterr().err
@@ -255,7 +255,7 @@ def test_limits_of_zero_are_refused_not_read_as_no_limit(write_space, home, caps
 def test_a_full_disk_stops_the_run_and_queues_the_trial_again(write_space, home):
     """Writing a checkpoint into /dev/full fails as a full disk does (ENOSPC). That is no fault of the
     settings: the run stops at once, says so, and the trial runs again once there is room."""
-    from search.runner import checkpoints as checkpoints
+    from search.runner import checkpoints
     from search.errors import StudyError
 
     space_file = write_space({"study": {"name": "full", "n_trials": 3, "baseline": False,
@@ -267,7 +267,7 @@ def test_a_full_disk_stops_the_run_and_queues_the_trial_again(write_space, home)
     prepared = session.prepare(spaces.load(space_file))
     options = session.RunOptions(home=home, quiet=True, threads=1, continue_command="search run again")
     with pytest.raises(StudyError) as error:
-        session.run(prepared, options, space_file.read_text(), out=io.StringIO())
+        api.run_prepared(prepared, options, space_file.read_text(), out=io.StringIO())
     message = str(error.value)
     assert "no space left" in message and "search run again" in message
     assert "consecutive" not in message

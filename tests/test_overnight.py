@@ -205,18 +205,18 @@ def test_trials_in_one_process_leave_no_traced_graphs_behind(write_space, home):
     """The cause of RSS growth per trial is a traced graph kept alive; count them instead of timing RSS."""
     import io
 
-    from search import space as spaces
-    from search.runner import session as session
+    from search import api, space as spaces
+    from search.runner import session
 
     space_file = write_space({"study": {"name": "flat", "n_trials": 100, "baseline": False},
                               "validation": {"scheme": "holdout"},
                               "model": {"units": {"int": [4, 16]}}, "train": {"epochs": 2}})
     prepared = session.prepare(spaces.load(space_file))
     options = session.RunOptions(home=home, n_trials=2, quiet=True, threads=1)
-    session.run(prepared, options, "", out=io.StringIO())
+    api.run_prepared(prepared, options, "", out=io.StringIO())
     after_two = _live_graphs()
     options.n_trials = 6
-    session.run(prepared, options, "", out=io.StringIO())
+    api.run_prepared(prepared, options, "", out=io.StringIO())
     assert _live_graphs() <= after_two
 
 

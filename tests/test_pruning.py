@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import run_cli
 from search import space as spaces
-from search.studies import pruning as pruning
+from search.studies import pruning
 from search.studies import lifecycle as studies
 from search.studies.pruning import PairedSplitRule, SplitPruner, epoch_step, split_step
 

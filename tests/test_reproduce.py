@@ -11,10 +11,10 @@ from mlflow.tracking import MlflowClient
 
 from conftest import run_cli
 from search import space as spaces
-from search.runner import checkpoints as checkpoints
-from search.reproduction import overfit as overfit
-from search.runner import session as session
-from search.runner import training as training
+from search.runner import checkpoints
+from search.reproduction import overfit
+from search.runner import session
+from search.runner import training
 from search.reproduction.final import score_split
 from search.space import nest
 

@@ -22,8 +22,8 @@ import yaml
 
 from _browser import Page, find_chromium
 from conftest import run_cli
-from search import review, space as spaces
-from search.runner import session as session
+from search import review, space as spaces, tracking
+from search.runner import session
 from search.studies import lifecycle as studies
 from search.runner.objective import Objective
 
@@ -66,7 +66,7 @@ def reviewed(tmp_path_factory):
     prepared = session.prepare(space)
     storage_url = studies.default_storage(home)
     study = studies.open_study(space, studies.make_storage(storage_url), prepared.attrs())
-    tracker = session.make_tracker(prepared, session.RunOptions(home=home), path.read_text(), storage_url)
+    tracker = tracking.make_tracker(prepared, session.RunOptions(home=home, storage=storage_url), path.read_text())
     # Redraw on every better trial whatever it costs, and never merely because N trials went by.
     tracker.review_share, tracker.refresh_every = 1.0, 1000
     parent = tracker.start(study)

@@ -197,7 +197,7 @@ def test_scalers_in_a_real_study_fit_only_training_rows(tmp_path: Path, home: Pa
     from sklearn.preprocessing import StandardScaler
 
     from search import space as spaces
-    from search.runner import session as session
+    from search.runner import session
 
     fitted: list[np.ndarray] = []
     real_fit = StandardScaler.fit

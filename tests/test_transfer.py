@@ -9,8 +9,8 @@ from mlflow.tracking import MlflowClient
 
 from conftest import run_cli
 from search import data, space as spaces
-from search.runner import checkpoints as checkpoints
-from search.runner import session as session
+from search.runner import checkpoints
+from search.runner import session
 from search.demo_data import write_backbone_weights, write_shapes
 from search.errors import SpaceError
 

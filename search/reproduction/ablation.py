@@ -118,7 +118,8 @@ def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | No
 
     ``options`` is a :class:`search.session.RunOptions` for the same stores as the study.
     """
-    from search.runner import session as session
+    from search import tracking
+    from search.runner import session
 
     out = out or sys.stdout
     space, variants = plan(resolved, picked.number, study.study_name)
@@ -138,9 +139,12 @@ def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | No
     queue = [(v.params, {"ablation": v.label}) for v in variants]
     run_options = session.RunOptions(home=options.home, storage=options.storage, tracking_uri=options.tracking_uri,
                                      threads=options.threads, quiet=True, heartbeat=options.heartbeat,
-                                     continue_command=f"search ablate {study.study_name}", queue=queue,
-                                     summary=False)
-    ablation_study = session.run(prepared, run_options, space.to_yaml(), out=out)
+                                     continue_command=f"search ablate {study.study_name}", queue=queue)
+    outcome = session.run(prepared, run_options, [tracking.make_tracker(prepared, run_options, space.to_yaml())],
+                          out=out)
+    if outcome.error is not None:
+        raise outcome.error
+    ablation_study = outcome.study
     rows = table(picked, ablation_study)
     study.set_user_attr(ATTR, {"trial": picked.number, "study": ablation_study.study_name,
                                "rows": [asdict(r) for r in rows]})
@@ -152,7 +156,7 @@ def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | No
 def _log(study: Any, picked: Any, rows: list[AblationRow], options: Any) -> None:
     """The table, its metrics and a figure on the study's MLflow parent run; a side channel, never fatal."""
     from search import tracking
-    from search.review import figures as figures
+    from search.review import figures
 
     parent = study.user_attrs.get(tracking.PARENT_RUN_ATTR)
     if not parent or not rows:

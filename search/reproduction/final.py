@@ -24,9 +24,9 @@ from typing import Any, TextIO
 import numpy as np
 
 from search import preprocess
-from search.runner import checkpoints as checkpoints
-from search.reproduction import scoring as scoring
-from search.runner import session as session
+from search.runner import checkpoints
+from search.reproduction import scoring
+from search.runner import session
 from search.errors import DataError, StudyError
 from search.space import flatten, nest
 from search.reproduction.targets import Target
@@ -74,7 +74,7 @@ class Report:
 
 # -- reproducing ------------------------------------------------------------------------------------
 def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Report:
-    from search.runner import _runtime as _runtime
+    from search.runner import _runtime
 
     out = out or sys.stdout
 
@@ -96,7 +96,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
         print("  the data changed (" + "; ".join(changes) + "); going on as --allow-data-change asks", file=out)
     _runtime.configure(options.threads)
     from search.reproduction import overfit as overfit  # noqa: E402  (TensorFlow loads from here on)
-    from search.reproduction import verify as verify
+    from search.reproduction import verify
 
     settings = nest(space.leaves())
     scores: dict[int, SplitScore] = {}
@@ -142,7 +142,7 @@ def _top_ensemble(target: Target, prepared: session.Prepared, options: Options,
                   out: TextIO) -> tuple[list[int], list[np.ndarray]]:
     """Final models of the next best complete trials (their own configs and epoch rules), for averaging."""
     from search import tracking
-    from search.reproduction import targets as targets
+    from search.reproduction import targets
 
     study = target.study
     ranked = sorted((t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"
@@ -212,7 +212,7 @@ def _split_models(target: Target, prepared: session.Prepared, settings: dict[str
     """Score every split model: already re-trained by --verify, loaded from its checkpoint (on this disk or
     in the tracking server's artifact store), or re-trained."""
     from search import tracking
-    from search.runner import training as training
+    from search.runner import training
 
     home, run_id = options.home, target.trial.user_attrs.get("mlflow_run_id")
 
@@ -255,7 +255,7 @@ def _final_model(target: Target, prepared: session.Prepared, settings: dict[str,
     """Train on all development rows, bake the scaler in, and look at the test rows once."""
     import keras
 
-    from search.runner import training as training
+    from search.runner import training
     from search.models import Head
 
     ds, dev, test = prepared.dataset, prepared.dev_idx, prepared.test_idx
@@ -326,8 +326,8 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
          settings: dict[str, dict[str, Any]], final: Any, history: dict[str, list[float]],
          looks: list[dict[str, Any]]) -> str:
     from search import tracking
-    from search.runner import provenance as provenance
-    from search.tracking import reproduce_runs as reproduce_runs
+    from search.runner import provenance
+    from search.tracking import reproduce_runs
 
     study, trial, metric = target.study, target.trial, report.metric_name
     uri = options.tracking_uri or tracking.default_tracking_uri(options.home)

@@ -46,7 +46,7 @@ def run(space: Any, settings: dict[str, dict[str, Any]], dataset: Any, splits: S
         stored: Sequence[dict[str, Any]], seed_trial: int, relative: float = RELATIVE_TOLERANCE,
         keep: Callable[[int, Any], None] | None = None) -> list[SplitCheck]:
     """Train every stored split again; ``keep(split, model)`` sees each model before the next one starts."""
-    from search.runner import training as training
+    from search.runner import training
 
     checks = []
     with deterministic_ops():

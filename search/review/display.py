@@ -19,6 +19,9 @@ class Progress(TrialListener):
         self.trial, self.split, self.n_splits, self.done = -1, 0, 0, 0
         self._last_draw = 0.0
 
+    def on_study_open(self, study: Any) -> None:
+        self.seed_from(study)
+
     def seed_from(self, study: Any) -> None:
         from search.studies.lifecycle import finished_count
 

@@ -11,7 +11,7 @@ import math
 import warnings
 from typing import Any, Mapping, Sequence
 
-from search.review import diagnostics as diagnostics
+from search.review import diagnostics
 
 Histories = Mapping[int, Mapping[str, Sequence[float]]]
 

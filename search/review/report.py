@@ -10,10 +10,11 @@ import base64
 import html
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from search import review
-from search.review import figures as figures
+from search.review import figures
 
 TRIAL_FIGURES = 5   # learning curves of the top trials shown (the baseline is added)
 _CAPTIONS = {
@@ -52,9 +53,9 @@ def write(study: Any, out: Path, top: int = 10) -> Path:
 
 def _ablation_section(study: Any) -> str:
     """What regularization bought, from the table stored with the study (search/reproduction/ablation.py)."""
-    from search.reproduction import ablation as ablation
-
-    picked, rows = ablation.stored_rows(study)
+    # Read as stored (search/reproduction/ablation.py writes it): the review never imports the reproduction.
+    stored = study.user_attrs.get("ablation") or {}
+    picked, rows = stored.get("trial"), [SimpleNamespace(**r) for r in stored.get("rows", [])]
     if picked is None:
         return ("<h2>What regularization bought</h2><p>No ablation yet: <code>search ablate "
                 f"{html.escape(study.study_name)}</code> runs it.</p>")

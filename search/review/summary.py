@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from search.review import diagnostics as diagnostics
+from search.review import diagnostics
 
 CURVES_ATTR = "curves"                 # trial: {"0": {"loss": [...], "val_loss": [...]}, ...}
 PATIENCE_ATTR = "fit_patience"         # trial: the patience its overfit onset was found with
@@ -214,7 +214,7 @@ def build(trials: Sequence[Any], title: str, description: Sequence[Sequence[str]
 
     ``trial_figures``: also draw the learning curves of this many top trials (and the baseline).
     """
-    from search.review import figures as figures
+    from search.review import figures
     from search.review.display import trial_rows
 
     study = snapshot(trials)

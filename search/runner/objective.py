@@ -17,10 +17,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from search.errors import FAILURE_ATTR, FailureKind
+
 from search import models
-from search.runner import checkpoints as checkpoints
-from search.studies import pruning as pruning
-from search.runner._identity import worker_identity
+from search.runner import checkpoints
+from search.studies import pruning
+from search.studies._identity import worker_identity
 from search.data import Dataset
 from search.runner.results import SplitResult, TrialListener, TrialOutcome
 from search.space import Space
@@ -61,6 +63,7 @@ class Objective:
         trial.set_user_attr("worker", worker_identity())
         if self.budget is not None and _over_budget(trial, self.budget):
             trial.set_user_attr("reason", "over budget: other workers hold the remaining trials")
+            trial.set_user_attr(FAILURE_ATTR, FailureKind.OVER_BUDGET.value)
             raise OverBudget(f"trial {trial.number} is over the study's budget of {self.budget}")
         outcome = TrialOutcome(trial.number, "complete", {},
                                metric_name=models.Head(self.dataset.task, self.dataset.n_outputs).metric)
@@ -88,11 +91,13 @@ class Objective:
         except TrialInterrupted as exc:
             outcome.state, outcome.reason = "interrupted", str(exc)
             trial.set_user_attr("reason", outcome.reason)
+            trial.set_user_attr(FAILURE_ATTR, FailureKind.INTERRUPTED.value)
             self._emit("on_trial_end", trial, outcome)
             raise
         except KeyboardInterrupt:  # a second Ctrl-C: stop now, but leave the trial queued and its run closed
             outcome.state, outcome.reason = "interrupted", "interrupted at once by a second Ctrl-C; queued to run again"
             trial.set_user_attr("reason", outcome.reason)
+            trial.set_user_attr(FAILURE_ATTR, FailureKind.INTERRUPTED.value)
             self._emit("on_trial_end", trial, outcome)
             raise
         except optuna.TrialPruned as exc:
@@ -105,6 +110,8 @@ class Objective:
         except Exception as exc:
             outcome.state, outcome.reason = "failed", f"{type(exc).__name__}: {exc}"
             trial.set_user_attr("reason", outcome.reason[:2000])
+            kind = FailureKind.DISK_FULL if isinstance(exc, DiskFull) else FailureKind.BAD_SETTINGS
+            trial.set_user_attr(FAILURE_ATTR, kind.value)
             self._emit("on_trial_end", trial, outcome)
             raise
         # Outside the try: a Ctrl-C while listeners hear of a finished trial must not fail it too.
@@ -129,7 +136,7 @@ class Objective:
         return outcome.value, float(outcome.n_params if objectives[1] == "params" else outcome.latency_ms)
 
     def _fit(self, trial: Any, settings: dict[str, dict[str, Any]], split: Split) -> SplitResult:
-        from search.runner import training as training
+        from search.runner import training
 
         study = self.space.study
         seed = training.derive_seed(study.seed, trial.number if study.seed_trial is None else study.seed_trial,

@@ -7,7 +7,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "optuna", "optuna-integration", "mlflow", "mlflow-skinny",
+PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "optuna", "mlflow", "mlflow-skinny",
             "scikit-learn", "numpy", "pandas", "pydantic")
 
 

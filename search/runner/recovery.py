@@ -7,6 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from search.errors import FAILURE_ATTR, FailureKind
+from search.studies._identity import orphans
+
+
+# User attributes given when a trial was queued, which a retry of it must carry too.
+QUEUED_ATTRS = ("baseline", "unregularized", "ablation")
+
 
 def requeue(study: Any, trial: Any, max_retries: int | None = 1, *, counts_as_retry: bool = True) -> bool:
     """Queue a failed trial's settings to run again (at most ``max_retries`` times along its chain).
@@ -20,8 +27,8 @@ def requeue(study: Any, trial: Any, max_retries: int | None = 1, *, counts_as_re
     if any(t.user_attrs.get("retry_of") == trial.number for t in study.get_trials(deepcopy=False)):
         return False  # queued already (an interrupt can land between two places that requeue)
     attrs = {"retry_of": trial.number, "retry_count": retries + int(counts_as_retry)}
-    if trial.user_attrs.get("baseline"):
-        attrs["baseline"] = True
+    # What the queue said about the trial (the baseline, an ablation variant) goes with its retry.
+    attrs.update({key: trial.user_attrs[key] for key in QUEUED_ATTRS if key in trial.user_attrs})
     study.enqueue_trial(trial.params, user_attrs=attrs, skip_if_exists=False)
     return True
 
@@ -46,10 +53,7 @@ def failure_streak(study: Any, since: float | None = None) -> int:
     for t in reversed(finished):
         if t.state.name != "FAIL":
             break
-        reason = str(t.user_attrs.get("reason", ""))
-        # No reason: failed by Optuna's heartbeat check, for a worker that went silent, not by these settings.
-        if reason and not (reason.startswith(("over budget", "DiskFull", "its process"))
-                           or "queued to run again" in reason):
+        if FailureKind.of(t).counts:
             streak += 1
     return streak
 
@@ -69,6 +73,7 @@ def recover_orphans(study: Any) -> list[int]:
         storage = study._storage  # Optuna has no public call to fail another process's trial
         try:
             storage.set_trial_user_attr(t._trial_id, "reason", f"its process {worker.get('pid')} died")
+            storage.set_trial_user_attr(t._trial_id, FAILURE_ATTR, FailureKind.LOST_PROCESS.value)
             changed = storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         except UpdateFinishedTrialError:
             # Another worker (or Optuna's heartbeat check) finished it first, and queued the retry.
@@ -77,36 +82,3 @@ def recover_orphans(study: Any) -> list[int]:
             requeue(study, t)
             recovered.append(t.number)
     return recovered
-
-
-def orphans(study: Any) -> list[Any]:
-    """RUNNING trials whose process, on this host, is gone."""
-    from optuna.trial import TrialState
-
-    from search.runner._identity import worker_identity
-
-    host, found = worker_identity()["host"], []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.user_attrs.get("worker") or {}
-        if worker.get("host") == host and not process_alive(int(worker.get("pid", -1))):
-            found.append(t)
-    return found
-
-
-def process_alive(pid: int) -> bool:
-    import os
-
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (a killed child not yet reaped) still answers kill(0): read its state where we can.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True

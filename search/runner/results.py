@@ -108,7 +108,17 @@ class TrialOutcome:
 
 
 class TrialListener:
-    """Hooks called by the objective; every method is optional. Tracking and progress implement it."""
+    """Hooks called by the run and the objective; every method is optional. Tracking and progress implement it.
+
+    The run knows its listeners only through these calls, so it never depends on MLflow or the terminal.
+    """
+
+    def on_study_open(self, study: Any) -> None:
+        """The study is open (called in the process that creates it before others are let in, and again
+        in every process once it is open: must be idempotent)."""
+
+    def on_run_finish(self, study: Any, status: str) -> None:
+        """The run is over (called once, by the process that started it): FINISHED, KILLED or FAILED."""
 
     def on_trial_start(self, trial: Any, settings: dict[str, dict[str, Any]]) -> None: ...
 

@@ -9,11 +9,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Sequence, TextIO
 
 import numpy as np
 
 from search import data, splits
+from search.errors import FailureKind
 from search.data import Dataset
 from search.runner.results import TrialListener
 from search.space import Space
@@ -55,7 +56,6 @@ class RunOptions:
     extra_listeners: list[Any] = field(default_factory=list)
     # Trials queued when the study is created: (params, user attributes), e.g. the ablation's variants.
     queue: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
-    summary: bool = True             # print the counts and the top-trials table at the end
 
 
 def prepare(space: Space, threads: int | None = None) -> Prepared:
@@ -65,7 +65,7 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
 
     if getattr(models.FAMILIES.get(space.family), "USES_FILES", False):
         # Its preflight builds the backbone, so TensorFlow starts here and must get its thread settings now.
-        from search.runner import _runtime as _runtime
+        from search.runner import _runtime
 
         _runtime.configure(threads)
     models.preflight(space.model, dataset.input_shape, space.data.preprocess,
@@ -76,27 +76,43 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
     return Prepared(space, dataset, dev_idx, test_idx, plan)
 
 
-def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | None = None) -> Any:
-    """Optimize until the study's budget, ``options.n_trials``, ``options.timeout`` or a stop signal."""
+@dataclass
+class RunOutcome:
+    """How a run ended, for the caller to report: the study, the status, and what stopped it."""
+
+    study: Any                          # optuna.Study
+    status: str = "FINISHED"            # FINISHED | KILLED | FAILED
+    stopped_by: str = ""                # the stop signal's name, when one stopped the run
+    error: Exception | None = None      # a StudyError to raise once the summary is out (disk full, failures)
+    already_done: bool = False          # the budget was spent before this run started
+    exit_code: int = 0                  # of workers, when they ran
+
+
+def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListener] = (),
+        out: TextIO | None = None) -> RunOutcome:
+    """Optimize until the study's budget, ``options.n_trials``, ``options.timeout`` or a stop signal.
+
+    ``listeners`` hear of the study opening, every trial's progress, and the end (search.api wires the
+    MLflow tracker and the terminal progress; the run knows neither).
+    """
     out = out or sys.stdout  # looked up per call: a default bound at import misses redirected output
-    from search.runner import _runtime as _runtime
-    from search.runner import recovery as recovery
-    from search.studies import lifecycle as studies
-    from search.review.display import Progress, format_counts, summary_table
+    from search.errors import StudyError
+    from search.runner import _runtime, recovery
     from search.runner.objective import Objective
     from search.runner.stopping import StopRequest
+    from search.studies import lifecycle as studies
 
     space = prepared.space
     home = Path(options.home)
     home.mkdir(parents=True, exist_ok=True)
     storage_url = options.storage or studies.default_storage(home)
-    tracker = make_tracker(prepared, options, space_text, storage_url)
-    # The process that creates the study also creates the MLflow experiment and parent run, before
-    # workers on other hosts are let in: otherwise two of them could each make one.
+
+    # The process that creates the study also tells the listeners (the MLflow experiment and parent run)
+    # before workers on other hosts are let in: otherwise two of them could each make one.
     def on_create(study: Any) -> None:
         for params, user_attrs in options.queue:
             study.enqueue_trial(params, user_attrs=user_attrs)
-        tracker.start(study)
+        emit(listeners, "on_study_open", study, strict=True)
 
     study = studies.open_study(space, studies.make_storage(storage_url, options.heartbeat), prepared.attrs(),
                                on_create=on_create)
@@ -111,22 +127,19 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
     if studies.finished_count(study) >= budget:
         print(f"study '{space.study.name}' already has its {budget} finished trials; raise study.n_trials "
               f"to continue it.", file=out)
-        print(summary_table(study), file=out)
-        return study
+        return RunOutcome(study, already_done=True)
     _runtime.configure(options.threads)
-    tracker.start(study)
-    progress = Progress(budget, quiet=options.quiet)
-    progress.seed_from(study)
+    emit(listeners, "on_study_open", study, strict=True)
     stop = StopRequest(announce=options.worker_index == 0).install()
     retention = CheckpointRetention(home, space.study.keep_checkpoints)
     objective = Objective(space, prepared.dataset, prepared.splits, home,
-                          [tracker, progress, retention, *options.extra_listeners], stop=stop, budget=budget)
+                          [*listeners, retention, *options.extra_listeners], stop=stop, budget=budget)
     loop = _Loop(study, objective, budget, space.study.max_consecutive_failures, options, stop)
-    status = "FINISHED"
+    outcome = RunOutcome(study)
     try:
         loop.run()
     except KeyboardInterrupt:
-        status = "KILLED"
+        outcome.status = "KILLED"
         if options.worker_index == 0:
             queued = "; the running trial is queued again" if loop.requeued else ""
             print(f"\ninterrupted{queued}. Continue the study with:\n  {options.continue_command}", file=out)
@@ -135,45 +148,34 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
         stop.uninstall()
         _run_end(objective.listeners, study)
         if stop.requested:
-            status = "KILLED"
+            outcome.status, outcome.stopped_by = "KILLED", stop.reason
         elif loop.gave_up or loop.disk_full:
-            status = "FAILED"
-        if options.worker_index == 0:  # the process that started the workers closes the parent run
-            tolerate(tracker.finish, status)
-    if options.worker_index == 0 and options.summary:  # workers leave the summary to their parent
-        print("\n" + format_counts(studies.trials_by_state(study), budget), file=out)
-        print(summary_table(study), file=out)
-    if stop.requested and options.worker_index == 0:
-        print(f"\nstopped by {stop.reason}; the interrupted trial is queued again. Continue the study with:\n"
-              f"  {options.continue_command}", file=out)
-    from search.errors import StudyError
-
+            outcome.status = "FAILED"
+        if options.worker_index == 0:  # the process that started the workers closes the run
+            emit(listeners, "on_run_finish", study, outcome.status)
+    where = str(space.path) if space.path else None
     if loop.disk_full:
-        raise StudyError(f"stopped: {loop.disk_full}. The trial is queued again. Free some space (or lower "
-                         f"study.keep_checkpoints, or point --home at a larger disk), then continue the study "
-                         f"with: {options.continue_command}", source=str(space.path) if space.path else None)
-    if loop.gave_up:
-        raise StudyError(f"stopped after {loop.consecutive_failures} consecutive failed trials; this is a "
-                         f"configuration problem, not bad luck. Last failure: {loop.last_failure}",
-                         source=str(space.path) if space.path else None)
-    return study
+        outcome.error = StudyError(f"stopped: {loop.disk_full}. The trial is queued again. Free some space (or "
+                                   f"lower study.keep_checkpoints, or point --home at a larger disk), then continue "
+                                   f"the study with: {options.continue_command}", source=where)
+    elif loop.gave_up:
+        outcome.error = StudyError(f"stopped after {loop.consecutive_failures} consecutive failed trials; this is a "
+                                   f"configuration problem, not bad luck. Last failure: {loop.last_failure}",
+                                   source=where)
+    return outcome
 
 
-def make_tracker(prepared: Prepared, options: RunOptions, space_text: str, storage_url: str) -> Any:
-    from search import tracking
-    from search.runner import provenance as provenance
-    from search._redact import redact
-
-    space = prepared.space
-    tags = {"storage": redact(storage_url), **provenance.record(space.path.parent if space.path else None),
-            **prepared.attrs()}
-    from search.review.diagnostics import chance_loss
-
-    ds = prepared.dataset
-    return tracking.MlflowTracker(options.tracking_uri or tracking.default_tracking_uri(options.home),
-                                  Path(options.home), space, space_text, tags,
-                                  keep_checkpoints=space.study.keep_checkpoints,
-                                  reference_loss=chance_loss(ds.y[prepared.dev_idx], ds.task))
+def emit(listeners: Sequence[TrialListener], event: str, *args: Any, strict: bool = False) -> None:
+    """Tell every listener of a run-level event. ``strict``: a failure propagates (the study's creator must
+    not let workers in on a half-made experiment); otherwise it is a warning."""
+    for listener in listeners:
+        hook = getattr(listener, event, None)
+        if hook is None:
+            continue
+        if strict:
+            hook(*args)
+        else:
+            tolerate(hook, *args)
 
 
 class _Loop:
@@ -201,20 +203,19 @@ class _Loop:
 
     def _requeue_interrupted(self) -> bool:
         """Queue this process's last trial again if the interrupt cut it short, unless that is done."""
-        from search.runner import recovery as recovery
+        from search.runner import recovery
 
         last = _own_last_trial(self.study)
         if last is None or last.state.name != "FAIL":
             return False
-        reason = last.user_attrs.get("reason", "")
-        # No reason: the interrupt landed before the trial could record one.
-        if reason and "queued to run again" not in reason and not reason.startswith("DiskFull"):
+        # SILENT (no reason recorded): the interrupt landed before the trial could record one.
+        if FailureKind.of(last) not in (FailureKind.INTERRUPTED, FailureKind.DISK_FULL, FailureKind.SILENT):
             return False
         recovery.requeue(self.study, last, max_retries=None, counts_as_retry=False)
         return True
 
     def _run(self) -> None:
-        from search.runner import recovery as recovery
+        from search.runner import recovery
         from search.studies import lifecycle as studies
 
         deadline = time.monotonic() + self.options.timeout if self.options.timeout else None
@@ -236,14 +237,14 @@ class _Loop:
             if last is None or last.state.name != "FAIL":
                 self.consecutive_failures = 0
                 continue
-            reason = last.user_attrs.get("reason", "")
-            if reason.startswith("over budget"):
+            reason, kind = last.user_attrs.get("reason", ""), FailureKind.of(last)
+            if kind is FailureKind.OVER_BUDGET:
                 return
-            if reason.startswith("DiskFull"):  # not these settings' fault: they run again once there is room
+            if kind is FailureKind.DISK_FULL:  # not these settings' fault: they run again once there is room
                 recovery.requeue(self.study, last, max_retries=None, counts_as_retry=False)
-                self.disk_full = reason.removeprefix("DiskFull: ")
+                self.disk_full = reason.partition(": ")[2] or reason
                 return
-            if self.stop.requested or "queued to run again" in reason:
+            if self.stop.requested or kind is FailureKind.INTERRUPTED:
                 recovery.requeue(self.study, last, max_retries=None, counts_as_retry=False)
                 return
             self.consecutive_failures = max(self.consecutive_failures + 1,
@@ -256,7 +257,7 @@ class _Loop:
 
 def _own_last_trial(study: Any) -> Any:
     """The most recent trial this process ran (other workers may have added trials since)."""
-    from search.runner._identity import worker_identity
+    from search.studies._identity import worker_identity
 
     me = worker_identity()
     for t in reversed(study.get_trials(deepcopy=False)):
@@ -308,7 +309,7 @@ class CheckpointRetention(TrialListener):
         self._sweep(study, None)
 
     def _sweep(self, study: Any, pending: tuple[int, float] | None, also: int | None = None) -> None:
-        from search.runner import checkpoints as checkpoints
+        from search.runner import checkpoints
         from search.studies import lifecycle as studies
 
         trials = study.get_trials(deepcopy=False)

@@ -17,7 +17,8 @@ import sys
 import time
 from typing import Any
 
-from search.runner.session import Prepared, RunOptions, make_tracker, tolerate
+from search.runner.results import TrialListener
+from search.runner.session import Prepared, RunOptions, RunOutcome, emit
 from search.runner.stopping import announce
 
 
@@ -51,20 +52,22 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str], space_text: str,
-                recycle_after: int = 0) -> int:
+def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str],
+                listeners: list[TrialListener] | tuple[TrialListener, ...] = (), recycle_after: int = 0) -> RunOutcome:
+    """Run ``n`` worker processes (``argv`` is their shared command line) until they are done.
+
+    The listeners hear of the study opening here, once, before the workers start (the MLflow experiment
+    and parent run are made by the study's creator, if another host is starting the same study right
+    now), and of the end; the workers have listeners of their own for their trials.
+    """
     from search.studies import lifecycle as studies
-    from search.review.display import format_counts, summary_table
 
     space = prepared.space
     options.home.mkdir(parents=True, exist_ok=True)
     storage = studies.make_storage(options.storage or studies.default_storage(options.home), options.heartbeat)
-    storage_url = options.storage or studies.default_storage(options.home)
-    # The tracking store, experiment and parent run are made here, once, before the workers start
-    # (by the study's creator, if another host is starting the same study right now).
-    tracker = make_tracker(prepared, options, space_text, storage_url)
-    study = studies.open_study(space, storage, prepared.attrs(), on_create=tracker.start)
-    tracker.start(study)
+    study = studies.open_study(space, storage, prepared.attrs(),
+                               on_create=lambda created: emit(listeners, "on_study_open", created, strict=True))
+    emit(listeners, "on_study_open", study, strict=True)
     threads = options.threads or max(1, cores() // n)
     left = [None if options.n_trials is None else math.ceil(options.n_trials / n) for _ in range(n)]
     stopped: list[signal.Signals] = []  # the stop signals received, passed on as they came
@@ -145,13 +148,8 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        tolerate(tracker.close_orphans, study)
-        tolerate(tracker.finish, "KILLED" if stopped else "FAILED" if any(codes) else "FINISHED")
+        status = "KILLED" if stopped else "FAILED" if any(codes) else "FINISHED"
+        emit(listeners, "on_run_finish", study, status)
     study = studies.open_study(space, storage, prepared.attrs())
-    print("\n" + format_counts(studies.trials_by_state(study), studies.budget_of(space)))
-    print(summary_table(study))
-    if stopped:
-        print(f"\nstopped by {stopped[0].name}; interrupted trials are queued again. Continue the study with:\n"
-              f"  {options.continue_command}")
     bad = [c for c in codes if c != 0]
-    return bad[0] if bad else 0
+    return RunOutcome(study, status, stopped_by=stopped[0].name if stopped else "", exit_code=bad[0] if bad else 0)

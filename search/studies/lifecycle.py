@@ -1,4 +1,4 @@
-"""The Optuna side: storage, sampler, pruner, the study's budget and its provenance attributes."""
+"""The Optuna side: storage, the study's life cycle, queue and budget, and queries over its trials."""
 from __future__ import annotations
 
 import math
@@ -7,6 +7,8 @@ from typing import Any, Callable, Sequence
 
 from search.errors import StudyError
 from search.space import Space
+from search.studies.pruners import make_pruner
+from search.studies.samplers import make_sampler
 
 FINISHED_STATES = ("COMPLETE", "PRUNED")
 
@@ -24,7 +26,7 @@ def make_storage(url: str, heartbeat: int = 30) -> Any:
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-    from search.studies import _sqlite as _sqlite
+    from search.studies import _sqlite
 
     if url.startswith("grpc://"):  # Optuna's storage proxy, for hundreds of workers
         from urllib.parse import urlsplit
@@ -59,83 +61,9 @@ def make_storage(url: str, heartbeat: int = 30) -> Any:
         optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
+
 def _where(space: Space) -> str | None:
     return str(space.path) if space.path else None
-
-
-def make_sampler(space: Space) -> Any:
-    """The study's sampler, seeded from the study seed.
-
-    Every random stream in the sampler is reseeded from (study seed, trial number) before each trial
-    (search/studies/_seeding.py): a continued study does not replay its first suggestions, parallel workers on
-    any host do not propose the same settings, and one worker's sequence is a function of the seed.
-    A grid needs no randomness: its points are queued once, in a seeded order, when the study is created.
-    """
-    import optuna.samplers as s
-
-    from search.studies._seeding import TrialSeededSampler
-
-    name, seed = space.study.sampler, space.study.seed
-    if name == "grid":
-        return s.GridSampler(space.grid(), seed=seed)
-    if name == "tpe":
-        base = s.TPESampler(seed=seed)
-    elif name == "random":
-        base = s.RandomSampler(seed=seed)
-    elif name == "cmaes":
-        base = s.CmaEsSampler(seed=seed)
-    else:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            raise StudyError("the gp sampler needs PyTorch, which is not installed: pip install torch, or "
-                             "choose tpe", source=_where(space), field="study.sampler", found="gp") from None
-        base = s.GPSampler(seed=seed)
-    return TrialSeededSampler(base, seed)
-
-
-def make_pruner(space: Space, n_splits: int | None = None) -> Any:
-    """The study's pruner: the file's ``pruner`` inside a split, ``split_pruner`` across splits.
-
-    Steps are ``split * 10000 + epoch`` for epochs and ``split * 10000`` for finished splits
-    (search/studies/pruning.py). Median and percentile compare the same epoch of the same split in every split.
-    Successive halving and Hyperband count epochs as their resource, so they judge the first split only
-    (rungs at 5, 15, 45 ... epochs); Hyperband's ``max_resource`` is the largest epoch count, which its
-    "auto" setting would misread from the step numbers.
-    """
-    import optuna.pruners as p
-
-    from search.studies import pruning as pruning
-
-    if space.study.multi_objective:
-        return p.NopPruner()  # Optuna cannot report or prune in a multi-objective study
-    name, warmup = space.study.pruner, pruning.PRUNE_WARMUP_EPOCHS
-    within: Any = None
-    if name == "median":
-        within = pruning.LateMedianRule(space.study.prune_startup, space.study.prune_warmup)
-    elif name == "percentile":
-        within = pruning.LateMedianRule(space.study.prune_startup, space.study.prune_warmup, percentile=25.0)
-    elif name == "hyperband":
-        within = p.HyperbandPruner(min_resource=warmup, max_resource=max(_max_epochs(space), warmup),
-                                   reduction_factor=3)
-    elif name == "successive_halving":
-        within = p.SuccessiveHalvingPruner(min_resource=warmup, reduction_factor=3)
-    across: Any = None
-    if space.study.split_pruner == "paired":
-        across = pruning.PairedSplitRule(min_splits=2)
-    elif space.study.split_pruner == "wilcoxon":
-        across = pruning.WilcoxonSplitRule(p_threshold=0.1, min_splits=2)
-    return pruning.SplitPruner(within, across, first_split_only=name in ("hyperband", "successive_halving"),
-                               n_splits=n_splits)
-
-
-def _max_epochs(space: Space) -> int:
-    from search.space import is_distribution
-
-    epochs = space.train.get("epochs", 50)
-    if is_distribution(epochs):
-        return int(max(epochs.get("choice") or epochs.get("int") or [50]))
-    return int(epochs)
 
 
 def open_study(space: Space, storage: Any, attrs: dict[str, Any],
@@ -285,7 +213,7 @@ def timing_text(study: Any, budget: int | None) -> str:
     ends = [t for t in trials if t.datetime_complete and t.state.name in FINISHED_STATES]
     if not starts:
         return "no trial started yet"
-    from search.runner.recovery import orphans
+    from search.studies._identity import orphans
 
     lost = len(orphans(study))
     running = sum(1 for t in trials if t.state.name == "RUNNING") - lost

@@ -85,13 +85,30 @@ def _quiet_mlflow() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def make_tracker(prepared: Any, options: Any, space_text: str) -> "MlflowTracker":
+    """The study's tracker, for a ``search.runner.session.Prepared`` and its ``RunOptions``."""
+    from search._redact import redact as hide
+    from search.review.diagnostics import chance_loss
+    from search.runner import provenance
+    from search.studies.lifecycle import default_storage
+
+    space = prepared.space
+    storage_url = options.storage or default_storage(Path(options.home))
+    tags = {"storage": hide(storage_url), **provenance.record(space.path.parent if space.path else None),
+            **prepared.attrs()}
+    ds = prepared.dataset
+    return MlflowTracker(options.tracking_uri or default_tracking_uri(Path(options.home)), Path(options.home), space,
+                         space_text, tags, keep_checkpoints=space.study.keep_checkpoints,
+                         reference_loss=chance_loss(ds.y[prepared.dev_idx], ds.task))
+
+
 class MlflowTracker(TrialListener):
     def __init__(self, tracking_uri: str, home: Path, space: Space, space_text: str,
                  study_tags: dict[str, Any], keep_checkpoints: int = 5,
                  reference_loss: float | None = None) -> None:
         from mlflow.tracking import MlflowClient
 
-        from search.studies import _sqlite as _sqlite
+        from search.studies import _sqlite
 
         _quiet_mlflow()
         _sqlite.prepare(tracking_uri)
@@ -151,6 +168,15 @@ class MlflowTracker(TrialListener):
                                        else "KILLED" if trial.state.name == "PRUNED" else "FAILED")
             closed.append(number)
         return closed
+
+    def on_study_open(self, study: Any) -> None:
+        self.start(study)
+
+    def on_run_finish(self, study: Any, status: str) -> None:
+        try:
+            self.close_orphans(study)
+        finally:
+            self.finish(status)
 
     def finish(self, status: str = "FINISHED") -> None:
         if self.parent_run_id:
@@ -314,7 +340,7 @@ class MlflowTracker(TrialListener):
                             redact(review.description_markdown(study.study_name, lines))[:50000])
 
     def _diagnose(self, trial: Any, outcome: TrialOutcome) -> Any:
-        from search.review import diagnostics as diagnostics
+        from search.review import diagnostics
 
         histories = {s.split: s.history for s in outcome.splits if s.history}
         if not histories:
@@ -329,7 +355,7 @@ class MlflowTracker(TrialListener):
         return diagnosis
 
     def _log_trial_figure(self, trial: Any, run_id: str, outcome: TrialOutcome, diagnosis: Any) -> None:
-        from search.review import figures as figures
+        from search.review import figures
 
         try:
             name = review.trial_label(trial.number, trial.params, bool(trial.user_attrs.get("baseline")))

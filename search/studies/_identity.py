@@ -1,0 +1,40 @@
+"""Which process runs a trial: lets a restarted run tell a dead worker's trial from a live one."""
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+
+def worker_identity() -> dict[str, object]:
+    # SEARCH_HOSTNAME names the host where containers share one hostname (and lets tests act as one).
+    return {"host": os.environ.get("SEARCH_HOSTNAME") or socket.gethostname(), "pid": os.getpid()}
+
+
+def orphans(study: Any) -> list[Any]:
+    """RUNNING trials whose process, on this host, is gone."""
+    from optuna.trial import TrialState
+
+    host, found = worker_identity()["host"], []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker") or {}
+        if worker.get("host") == host and not process_alive(int(worker.get("pid", -1))):
+            found.append(t)
+    return found
+
+
+def process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (a killed child not yet reaped) still answers kill(0): read its state where we can.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
