@@ -64,7 +64,8 @@ def main() -> None:
         rows.append((seed, result[False], result[True]))
         off, on = result[False], result[True]
         print(f"seed {seed}: off {off['finished']:3d} trials, best {off['best']:.4f} | on {on['finished']:3d} "
-              f"trials ({on['pruned']} pruned), best {on['best']:.4f} | trials x{on['finished'] / max(off['finished'], 1):.2f}",
+              f"trials ({on['pruned']} pruned), best {on['best']:.4f} | "
+              f"trials x{on['finished'] / max(off['finished'], 1):.2f}",
               flush=True)
     off_n = statistics.mean(r[1]["finished"] for r in rows)
     on_n = statistics.mean(r[2]["finished"] for r in rows)

@@ -30,7 +30,9 @@ _EXPORTS = {
 }
 _RENAMED = {"load_space": "load"}
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = ["AblationRow", "DataError", "Report", "RunResult", "Space", "SpaceError", "StudyError", "TrialResult",
+           "UserError", "ValidationSchemeError", "__version__", "ablate", "best", "load_space", "report", "reproduce",
+           "run"]
 
 if TYPE_CHECKING:
     from search.reproduction.ablation import AblationRow

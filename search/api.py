@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from search.reproduction.ablation import AblationRow
     from search.reproduction.final import Report
 
-__all__ = ["RunResult", "TrialResult", "ablate", "ablate_when_done", "best", "reproduce", "report", "run", "run_prepared"]
+__all__ = ["RunResult", "TrialResult", "ablate", "ablate_when_done", "best", "reproduce", "report", "run",
+           "run_prepared"]
 
 PathLike = str | os.PathLike
 
@@ -119,7 +120,7 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     from search.runner import session
 
     home = Path(home)
-    loaded = spaces.load(space, study_name=study_name) if not isinstance(space, Space) else space
+    loaded = spaces.load(Path(space), study_name=study_name) if not isinstance(space, Space) else space
     raw = loaded.model_dump(mode="json")
     if study_name:
         raw["study"]["name"] = study_name
@@ -127,10 +128,10 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         raise SpaceError("in-memory data needs both x and y", field="x, y")
     if (x_test is None) != (y_test is None):
         raise SpaceError("provided test rows need both x_test and y_test", field="x_test, y_test")
-    if x is not None:
+    if x is not None and y is not None:
         raw["data"]["source"] = "npz:" + str(_save_arrays(home, raw["study"]["name"], x, y))
         raw["data"]["target"] = None
-    if x_test is not None:
+    if x_test is not None and y_test is not None:
         if "test" not in type(loaded.data).model_fields:
             raise SpaceError("provided test rows are not supported by this version", field="x_test")
         raw["data"]["test"] = "npz:" + str(_save_arrays(home, raw["study"]["name"] + "-test", x_test, y_test))

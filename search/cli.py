@@ -7,9 +7,12 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from search.errors import UserError
+
+if TYPE_CHECKING:
+    import optuna
 
 DEFAULT_HOME = "mlruns"
 
@@ -121,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--tolerance", type=float, help="relative tolerance of --verify (default 1e-4)")
     rep.add_argument("--allow-data-change", action="store_true", help="go on when the data differs from the "
                      "study's (by fingerprint)")
-    rep.add_argument("--epochs", type=positive_int, help="train the final model this many epochs instead of the epoch rule")
+    rep.add_argument("--epochs", type=positive_int,
+                     help="train the final model this many epochs instead of the epoch rule")
     rep.add_argument("--ensemble", type=positive_int, default=1, metavar="N",
                      help="also train the final models of the top N trials and score their averaged predictions "
                      "in the same look at the test rows")
@@ -224,7 +228,7 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
-def _load_study(args: argparse.Namespace) -> "optuna.Study":  # noqa: F821 (imported lazily)
+def _load_study(args: argparse.Namespace) -> "optuna.Study":
     import optuna
 
     from search.studies import lifecycle as studies

@@ -8,6 +8,7 @@ transfer family offline; for real transfer learning save ImageNet weights as the
 from __future__ import annotations
 
 import sys
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,7 @@ def write_backbone_weights(path: Path, backbone: str = "MobileNetV2", alpha: flo
     return Path(path)
 
 
-def _calibrate(model: object, backbone: str, folder: Path) -> None:
+def _calibrate(model: Any, backbone: str, folder: Path) -> None:
     import keras
     from PIL import Image
 

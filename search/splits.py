@@ -6,7 +6,7 @@ trial: trials are compared on identical data, and per-split values are comparabl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import numpy as np
 
@@ -102,7 +102,7 @@ def fingerprint(splits: list[Split]) -> str:
 def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, where: str) -> None:
     n, scheme, k = len(dev_idx), validation.scheme, validation.k
 
-    def fail(message: str, field: str = "validation.k", **kw: Any) -> None:
+    def fail(message: str, field: str = "validation.k", **kw: Any) -> NoReturn:
         raise ValidationSchemeError(message, source=where, field=field, **kw)
 
     # A column the scheme cannot honour would be accepted and ignored: rows of one group on both sides of a

@@ -145,7 +145,8 @@ def test_four_workers_on_two_hosts_share_one_study(databases, mlflow_server, tmp
                     trial_runs[t.number].data.tags.get("search.checkpoints_note")) for t in finished)
     assert len(stored) == 2, f"only the best keep_checkpoints trials keep models on the server: {table}"
     assert {int(r.data.tags["optuna.trial_number"]) for r in stored} == \
-        {t.number for t in sorted((t for t in finished if t.state.name == "COMPLETE"), key=lambda t: t.values[0])[:2]}, \
+        {t.number for t in sorted((t for t in finished if t.state.name == "COMPLETE"),
+                                  key=lambda t: t.values[0])[:2]}, \
         table
     for number, run in trial_runs.items():  # "removed" means gone from the server's store, not only tagged
         if run.data.tags.get("search.checkpoints") == "removed":

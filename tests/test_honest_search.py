@@ -194,8 +194,8 @@ def test_a_column_the_scheme_cannot_honour_is_refused(write_space, home, tmp_pat
     frame = "a,b,g,t,label\n" + "\n".join(f"{rng.normal():.3f},{rng.normal():.3f},{i % 8},{i},{i % 2}"
                                         for i in range(80))
     (tmp_path / "d.csv").write_text(frame)
-    path = write_space({"study": {"name": "guard"}, "data": {"source": f"csv:{tmp_path / 'd.csv'}",
-                                                             "target": "label", column: "g" if column == "group" else "t"},
+    data = {"source": f"csv:{tmp_path / 'd.csv'}", "target": "label", column: "g" if column == "group" else "t"}
+    path = write_space({"study": {"name": "guard"}, "data": data,
                         "validation": {"scheme": scheme, "k": 3}})
     assert run_cli("run", path, "--home", home) == 2
     err = capsys.readouterr().err
@@ -211,8 +211,8 @@ _BUILDER = textwrap.dedent("""
     def build(settings, input_shape, n_outputs):
         SEEN.append(dict(settings))
         inputs = keras.Input(input_shape)
-        x = keras.layers.Dense(8, activation="relu",
-                               kernel_regularizer=keras.regularizers.L2(settings["l2"]) if settings["l2"] else None)(inputs)
+        penalty = keras.regularizers.L2(settings["l2"]) if settings["l2"] else None
+        x = keras.layers.Dense(8, activation="relu", kernel_regularizer=penalty)(inputs)
         x = keras.layers.Dropout(settings["drop"])(x)
         return keras.Model(inputs, keras.layers.Dense(n_outputs, activation="softmax")(x))
 """)

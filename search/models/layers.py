@@ -94,7 +94,7 @@ class Augment(keras.layers.Layer):
                  shear: float = 0.0, zoom: float = 0.0, flip: bool = False, contrast: float = 0.0,
                  fill_mode: str = "nearest", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.settings = {"rotation": float(rotation), "width_shift": float(width_shift),
+        self.settings: dict[str, Any] = {"rotation": float(rotation), "width_shift": float(width_shift),
                          "height_shift": float(height_shift), "shear": float(shear), "zoom": float(zoom),
                          "flip": bool(flip), "contrast": float(contrast), "fill_mode": fill_mode}
         self.steps = _augmentation_steps(**self.settings)

@@ -59,7 +59,7 @@ def build(settings: dict[str, Any], input_shape: tuple[int, ...], head: Any, sea
     from search.models.layers import Augment, BackbonePreprocess, dense
 
     size = int(settings["resize"])
-    image_hw = (size, size) if size else tuple(input_shape[:2])
+    image_hw = (size, size) if size else (int(input_shape[0]), int(input_shape[1]))
     backbone = load_backbone(settings, image_hw, search_dir)
     freeze(backbone, int(settings["unfreeze"]))
     inputs = keras.Input(shape=input_shape)
@@ -173,5 +173,5 @@ def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: s
         return  # searched over; each trial's build checks its own combination
     size = int(fixed["resize"])
     for cut in cuts or [fixed["cut_at"]]:
-        load_backbone({**fixed, "cut_at": cut}, (size, size) if size else tuple(input_shape[:2]), search_dir,
-                      source)
+        load_backbone({**fixed, "cut_at": cut}, (size, size) if size else (int(input_shape[0]), int(input_shape[1])),
+                      search_dir, source)

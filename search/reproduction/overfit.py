@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -116,7 +116,7 @@ def _row_means(losses: Sequence[np.ndarray], index: Sequence[np.ndarray] | None)
     return np.array([total[i] / count[i] for i in total])
 
 
-def epoch_selection_optimism(curves: dict[int, Sequence[float]], best_epochs: dict[int, int]) -> float:
+def epoch_selection_optimism(curves: Mapping[int, Sequence[float]], best_epochs: Mapping[int, int]) -> float:
     """Mean over splits of (validation loss at the median best epoch - the split's minimum).
 
     The final model trains for the epoch rule's epochs (the median best epoch, in updates), not for each

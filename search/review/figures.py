@@ -200,8 +200,9 @@ def _forget_fanova_caches() -> None:
         return
     for attr in vars(_FanovaTree).values():
         target = attr.fget if isinstance(attr, property) else attr
-        if hasattr(target, "cache_clear"):
-            target.cache_clear()
+        clear = getattr(target, "cache_clear", None)
+        if clear is not None:
+            clear()
 
 
 def _optuna_calls(study: Any, seed: int) -> list[tuple[str, dict[str, Any]]]:

@@ -19,7 +19,8 @@ from search.review import figures
 TRIAL_FIGURES = 5   # learning curves of the top trials shown (the baseline is added)
 _CAPTIONS = {
     "before_after": "Before/after: the best trial's training (solid) and validation (dashed) loss against the "
-                    "baseline's (trial 0: every searched regularizer off), mean over splits; dots mark the best epoch, dotted lines where "
+                    "baseline's (trial 0: every searched regularizer off), mean over splits; dots mark the best epoch, "
+                    "dotted lines where "
                     "validation loss turned up.",
     "optimization_history": "Optuna: the objective of every trial and the best so far.",
     "param_importances": "Optuna: how much of the objective's variation each setting explains (fANOVA).",

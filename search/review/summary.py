@@ -219,7 +219,7 @@ def build(trials: Sequence[Any], title: str, description: Sequence[Sequence[str]
 
     study = snapshot(trials)
     rows = [_row(study, r) for r in trial_rows(study, top)]
-    review = Review(title, [tuple(x) for x in description], rows, _metrics(trials, study))
+    review = Review(title, [(str(x[0]), str(x[1])) for x in description], rows, _metrics(trials, study))
     complete = sorted((t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"),
                       key=lambda t: t.value)
     # Trials from before curves were kept have none: they are left out of the curve figures.

@@ -148,7 +148,7 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
         stop.uninstall()
         _run_end(objective.listeners, study)
         if stop.requested:
-            outcome.status, outcome.stopped_by = "KILLED", stop.reason
+            outcome.status, outcome.stopped_by = "KILLED", stop.reason or "a stop signal"
         elif loop.gave_up or loop.disk_full:
             outcome.status = "FAILED"
         if options.worker_index == 0:  # the process that started the workers closes the run

@@ -83,8 +83,9 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
         quota = [q for q in (left[i], recycle_after or None) if q is not None]
         if quota:
             cmd += ["--n-trials", str(min(quota))]
-            if left[i] is not None:
-                left[i] -= min(quota)
+            remaining = left[i]
+            if remaining is not None:
+                left[i] = remaining - min(quota)
         # Its own session: a Ctrl-C at the terminal reaches the parent only, which forwards it once. In
         # the terminal's process group each worker would get it twice, and a second SIGINT means "now".
         env = {**os.environ, PARENT_ENV: str(os.getpid())}
@@ -101,9 +102,9 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
             p.send_signal(signum)
 
     def launch(i: int) -> None:
-        procs[i] = start(i)
+        proc = procs[i] = start(i)
         if stopped:  # the stop came while it was starting, before forward() could reach it
-            procs[i].send_signal(stopped[-1])
+            proc.send_signal(stopped[-1])
 
     # Ctrl-Z and fg/bg reach the parent only (workers have sessions of their own): pass them on.
     def suspend(signum: int, frame: Any) -> None:

@@ -11,12 +11,15 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo,
                       model_validator)
 
 from search.models import TRAIN_PARAMS, Param, family_params
-from search.models._params import DIST_KEYS, is_distribution
+from search.models._params import DIST_KEYS as DIST_KEYS, is_distribution
 SECTIONS_WITH_DISTRIBUTIONS = ("model", "train")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+Objective = Literal["val_loss", "params", "latency"]
 
 
 class StudySection(_Strict):
@@ -40,7 +43,7 @@ class StudySection(_Strict):
     prune_startup: int = Field(5, ge=0)
     prune_warmup: float = Field(0.5, ge=0.0, le=10.0)
     # [val_loss] or [val_loss, params|latency]: a second, minimized objective makes a Pareto study.
-    objectives: list[Literal["val_loss", "params", "latency"]] = Field(default_factory=lambda: ["val_loss"])
+    objectives: list[Objective] = Field(default_factory=lambda: list[Objective](["val_loss"]))
     # Set in exported configs: seeds are derived as if this were the trial number, so a replay
     # of trial N in a new study trains with trial N's seeds.
     seed_trial: int | None = Field(None, ge=0)

@@ -78,7 +78,7 @@ def open_study(space: Space, storage: Any, attrs: dict[str, Any],
     """
     import optuna
 
-    directions = ["minimize"] * len(space.study.objectives)
+    directions = [optuna.study.StudyDirection.MINIMIZE] * len(space.study.objectives)
     try:
         study = optuna.create_study(study_name=space.study.name, storage=storage, load_if_exists=False,
                                     sampler=make_sampler(space), pruner=make_pruner(space, attrs.get("n_splits")),

@@ -24,6 +24,7 @@ import copy
 from typing import Any
 
 import numpy as np
+from optuna.pruners import BasePruner
 
 STEP_STRIDE = 10_000
 # The first epochs of every split are never judged: all curves start high and cross.
@@ -166,7 +167,7 @@ class WilcoxonSplitRule:
         return bool(p < self.p_threshold)
 
 
-class SplitPruner:
+class SplitPruner(BasePruner):
     """The study's pruner: an Optuna pruner inside a split, a split rule across splits.
 
     ``within`` is any Optuna pruner (or None). ``first_split_only`` is set for resource-based pruners

@@ -1,7 +1,7 @@
 """Samplers by name: one entry per sampler, each seeded from the study seed and reseeded per trial."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from search.errors import StudyError
 
