@@ -224,18 +224,10 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
 
 
 def _load_study(args: argparse.Namespace) -> "optuna.Study":  # noqa: F821 (imported lazily)
-    import optuna
+    from search import study as studies, targets
 
-    from search import study as studies
-    from search.errors import StudyError
-
-    storage = studies.make_storage(args.storage or studies.default_storage(Path(args.home)))
-    try:
-        return optuna.load_study(study_name=args.study, storage=storage)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise StudyError(f"no study named '{args.study}' in this storage", field="STUDY",
-                         expected="one of " + (", ".join(names) or "(none yet)")) from None
+    return targets.load_study(args.storage or studies.default_storage(Path(args.home)), args.study,
+                              flag=_storage_flag(args))
 
 
 def _ablate(args: argparse.Namespace) -> int:
@@ -285,12 +277,17 @@ def _stores(args: argparse.Namespace) -> tuple[str, str]:
     return (args.storage or studies.default_storage(home), args.tracking_uri or default_tracking_uri(home))
 
 
+def _storage_flag(args: argparse.Namespace) -> str:
+    """The option to name in an error about the Optuna storage: the one the user gave."""
+    return "--storage" if args.storage else "--home"
+
+
 def _best(args: argparse.Namespace) -> int:
     from search import targets
     from search.display import format_table, trial_rows
 
     storage, tracking_uri = _stores(args)
-    study = targets.load_study(storage, args.study)
+    study = targets.load_study(storage, args.study, flag=_storage_flag(args))
     print(format_table(trial_rows(study, args.top)))
     if args.export:
         target = targets.locate(study, tracking_uri)
@@ -302,8 +299,12 @@ def _best(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     from search import reproduce, targets
 
+    from search import stores
+
     storage, tracking_uri = _stores(args)
-    study = targets.load_study(storage, args.study)
+    stores.check_url(tracking_uri, "--tracking-uri", stores.TRACKING)
+    study = targets.load_study(storage, args.study, writes="records its look at the test set in the study",
+                               flag=_storage_flag(args))
     target = targets.locate(study, tracking_uri, trial=args.trial, run_id=args.run_id, config=args.config)
     options = reproduce.Options(home=Path(args.home), tracking_uri=tracking_uri, verify=args.verify,
                                 tolerance=args.tolerance, allow_data_change=args.allow_data_change,

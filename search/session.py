@@ -86,9 +86,7 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
 
     space = prepared.space
     home = Path(options.home)
-    home.mkdir(parents=True, exist_ok=True)
-    storage_url = options.storage or studies.default_storage(home)
-    tracker = make_tracker(prepared, options, space_text, storage_url)
+    storage, tracker = open_stores(prepared, options, space_text)
     # The process that creates the study also creates the MLflow experiment and parent run, before
     # workers on other hosts are let in: otherwise two of them could each make one.
     def on_create(study: Any) -> None:
@@ -96,8 +94,7 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
             study.enqueue_trial(params, user_attrs=user_attrs)
         tracker.start(study)
 
-    study = studies.open_study(space, studies.make_storage(storage_url, options.heartbeat), prepared.attrs(),
-                               on_create=on_create)
+    study = studies.open_study(space, storage, prepared.attrs(), on_create=on_create)
     budget = studies.budget_of(space)
     recovered = recovery.recover_orphans(study)
     if recovered:
@@ -155,6 +152,26 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
                          f"configuration problem, not bad luck. Last failure: {loop.last_failure}",
                          source=str(space.path) if space.path else None)
     return study
+
+
+def open_stores(prepared: Prepared, options: RunOptions, space_text: str) -> tuple[Any, Any]:
+    """The Optuna storage and the MLflow tracker of a run, each checked before anything is created.
+
+    A bad URL or a server that is down leaves no folder, database or study behind; two runs started
+    at once on a fresh home take turns creating the schemas.
+    """
+    from search import stores, study as studies, tracking
+
+    home = Path(options.home)
+    storage_url = options.storage or studies.default_storage(home)
+    stores.check_url(storage_url, "--storage", stores.STORAGE)
+    stores.check_url(options.tracking_uri or tracking.default_tracking_uri(home), "--tracking-uri",
+                     stores.TRACKING)
+    stores.prepare_home(home)
+    with stores.home_lock(home):
+        storage = studies.make_storage(storage_url, options.heartbeat)
+        tracker = make_tracker(prepared, options, space_text, storage_url)
+    return storage, tracker
 
 
 def make_tracker(prepared: Prepared, options: RunOptions, space_text: str, storage_url: str) -> Any:

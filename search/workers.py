@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from search.session import Prepared, RunOptions, make_tracker, tolerate
+from search.session import Prepared, RunOptions, open_stores, tolerate
 from search.stopping import announce
 
 
@@ -57,12 +57,9 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     from search.display import format_counts, summary_table
 
     space = prepared.space
-    options.home.mkdir(parents=True, exist_ok=True)
-    storage = studies.make_storage(options.storage or studies.default_storage(options.home), options.heartbeat)
-    storage_url = options.storage or studies.default_storage(options.home)
     # The tracking store, experiment and parent run are made here, once, before the workers start
     # (by the study's creator, if another host is starting the same study right now).
-    tracker = make_tracker(prepared, options, space_text, storage_url)
+    storage, tracker = open_stores(prepared, options, space_text)
     study = studies.open_study(space, storage, prepared.attrs(), on_create=tracker.start)
     tracker.start(study)
     threads = options.threads or max(1, cores() // n)
