@@ -10,8 +10,14 @@ is also remembered for the life of the process, so it is hidden where it appears
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
+import sys
+import traceback
+import warnings
+from typing import Any, Iterator
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 MASK = "***"
@@ -133,3 +139,67 @@ def _environment_secrets() -> set[str]:
         if _SECRET_VARIABLE.search(name) and len(value) >= _MIN_GLOBAL:
             out.add(value)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Every message that leaves the process: our prints, warnings, log records and tracebacks.
+
+
+class _RedactingStream:
+    """A text stream that hides credentials in what is written through it (stdout, stderr)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        self._inner.write(redact(text))
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:  # flush, fileno, isatty, encoding, buffer ...
+        return getattr(self._inner, name)
+
+
+@contextlib.contextmanager
+def guarded() -> Iterator[None]:
+    """Redact everything this process prints, warns or logs while the ``search`` command runs.
+
+    Streams, the warning printer and the log record factory are put back afterwards, so a program
+    (or a test) that calls ``main()`` gets its own objects back.
+    """
+    saved = sys.stdout, sys.stderr, warnings.showwarning, logging.getLogRecordFactory()
+    shown, make_record = warnings.showwarning, logging.getLogRecordFactory()
+
+    def showwarning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+                    line: str | None = None) -> None:
+        shown(redact(message), category, filename, lineno, file, line)
+
+    def record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        # Handlers made before now (MLflow's, absl's) hold the raw stream, so records are cleaned at birth.
+        record = make_record(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: logging reports it itself
+            return record
+        if (clean := redact(message)) != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[0] is not None:
+            record.exc_text = redact("".join(traceback.format_exception(*record.exc_info))).rstrip("\n")
+        return record
+
+    sys.stdout, sys.stderr = _RedactingStream(sys.stdout), _RedactingStream(sys.stderr)
+    warnings.showwarning = showwarning
+    logging.setLogRecordFactory(record_factory)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr, warnings.showwarning = saved[:3]
+        logging.setLogRecordFactory(saved[3])
+
+
+def format_exception(exc: BaseException) -> str:
+    """The traceback of ``exc``, redacted (for --debug)."""
+    return redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))

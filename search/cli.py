@@ -65,6 +65,7 @@ def _store_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="search", description="Hyperparameter search and honest validation "
                                      "for Keras models, on Optuna, scikit-learn and MLflow.")
+    parser.add_argument("--debug", action="store_true", help="show the (redacted) traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="start or continue the study a space file describes")
@@ -142,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(ui)
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--host", default="127.0.0.1")
+    for command in sub.choices.values():  # also after the command: `search run x.yaml --debug`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show the (redacted) traceback of an error")
     return parser
 
 
@@ -150,18 +154,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # nothing may reach the network
-    args = build_parser().parse_args(argv)
-    try:
-        return {"run": _run, "ablate": _ablate, "status": _status, "report": _report, "ui": _ui, "best": _best,
-                "reproduce": _reproduce, "storage-proxy": _storage_proxy}[args.command](args)
-    except UserError as exc:
-        from search._redact import redact
+    from search import _redact
 
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("\ninterrupted.", file=sys.stderr)
-        return 130
+    args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("SEARCH_DEBUG", "") not in ("", "0")
+    # The URLs' credentials are hidden wherever they appear, also without their URL (a driver's error).
+    _redact.remember(getattr(args, "storage", None), getattr(args, "tracking_uri", None))
+    with _redact.guarded():
+        try:
+            return {"run": _run, "ablate": _ablate, "status": _status, "report": _report, "ui": _ui,
+                    "best": _best, "reproduce": _reproduce, "storage-proxy": _storage_proxy}[args.command](args)
+        except UserError as exc:
+            if debug:
+                print(_redact.format_exception(exc), file=sys.stderr)
+            print(f"error: {_redact.redact(str(exc))}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("\ninterrupted.", file=sys.stderr)
+            return 130
+        except Exception as exc:  # the net under every command: a short paragraph, never a raw traceback
+            if debug:
+                print(_redact.format_exception(exc), file=sys.stderr)
+            print(f"error: {UNEXPECTED} in `search {args.command}`: {type(exc).__name__}: "
+                  f"{_redact.redact(_one_paragraph(exc))}. "
+                  + ("The traceback is above. " if debug else "Run the same command with --debug for the "
+                     "traceback. ") + "Nothing you gave was found wrong before this; please report it with the "
+                  "traceback if it persists.", file=sys.stderr)
+            return 1
+
+
+# The net's own words: a specific error never says them (tests/test_env_corpus.py checks).
+UNEXPECTED = "unexpected failure"
+
+
+def _one_paragraph(exc: BaseException, limit: int = 400) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -216,6 +244,8 @@ def _continue_command(args: argparse.Namespace) -> str:
 def _worker_argv(args: argparse.Namespace) -> list[str]:
     """Arguments every worker process shares (each adds its own --worker-index and --threads)."""
     argv = ["run", str(args.space), "--home", str(args.home), "--quiet", "--heartbeat", str(args.heartbeat)]
+    if getattr(args, "debug", False):
+        argv.append("--debug")
     for flag, value in (("--study-name", args.study_name), ("--storage", args.storage),
                         ("--tracking-uri", args.tracking_uri)):
         if value is not None:

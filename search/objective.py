@@ -19,6 +19,7 @@ import numpy as np
 
 from search import checkpoints, models, pruning
 from search._identity import worker_identity
+from search._redact import redact
 from search.data import Dataset
 from search.results import SplitResult, TrialListener, TrialOutcome
 from search.space import Space
@@ -85,24 +86,24 @@ class Objective:
                 trial.set_user_attr(key, value)
         except TrialInterrupted as exc:
             outcome.state, outcome.reason = "interrupted", str(exc)
-            trial.set_user_attr("reason", outcome.reason)
+            trial.set_user_attr("reason", redact(outcome.reason))
             self._emit("on_trial_end", trial, outcome)
             raise
         except KeyboardInterrupt:  # a second Ctrl-C: stop now, but leave the trial queued and its run closed
             outcome.state, outcome.reason = "interrupted", "interrupted at once by a second Ctrl-C; queued to run again"
-            trial.set_user_attr("reason", outcome.reason)
+            trial.set_user_attr("reason", redact(outcome.reason))
             self._emit("on_trial_end", trial, outcome)
             raise
         except optuna.TrialPruned as exc:
             outcome.state, outcome.reason = "pruned", str(exc)
-            trial.set_user_attr("reason", outcome.reason)
+            trial.set_user_attr("reason", redact(outcome.reason))
             for key, value in outcome.metrics().items():  # what the finished splits measured
                 trial.set_user_attr(key, value)
             self._emit("on_trial_end", trial, outcome)
             raise
         except Exception as exc:
             outcome.state, outcome.reason = "failed", f"{type(exc).__name__}: {exc}"
-            trial.set_user_attr("reason", outcome.reason[:2000])
+            trial.set_user_attr("reason", redact(outcome.reason)[:2000])
             self._emit("on_trial_end", trial, outcome)
             raise
         # Outside the try: a Ctrl-C while listeners hear of a finished trial must not fail it too.

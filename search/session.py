@@ -80,6 +80,7 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
     """Optimize until the study's budget, ``options.n_trials``, ``options.timeout`` or a stop signal."""
     out = out or sys.stdout  # looked up per call: a default bound at import misses redirected output
     from search import _runtime, recovery, study as studies
+    from search._redact import redact
     from search.display import Progress, format_counts, summary_table
     from search.objective import Objective
     from search.stopping import StopRequest
@@ -101,7 +102,7 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
         print(f"trial(s) {', '.join(map(str, recovered))} lost their process; marked failed and queued "
               f"to run again.", file=out)
     # What `search best --export` and `search reproduce` rebuild a trial's config from, without MLflow.
-    study.set_user_attr("space_yaml", space.to_yaml())
+    study.set_user_attr("space_yaml", redact(space.to_yaml()))
     study.set_user_attr("space_path", str(space.path.resolve()) if space.path else "")
     if studies.finished_count(study) >= budget:
         print(f"study '{space.study.name}' already has its {budget} finished trials; raise study.n_trials "

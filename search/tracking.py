@@ -195,7 +195,7 @@ class MlflowTracker(TrialListener):
         self.client.log_batch(run_id, params=[Param(k, _param_text(v)) for k, v in flatten(settings).items()])
         resolved = self.space.resolve(settings, name=f"{self.space.study.name}-t{trial.number:03d}",
                                       n_trials=1, baseline=False, seed_trial=trial.number)
-        self.client.log_text(run_id, resolved.to_yaml(), "config/resolved.yaml")
+        self.client.log_text(run_id, redact(resolved.to_yaml()), "config/resolved.yaml")
 
     def on_split_end(self, trial: Any, result: SplitResult) -> None:
         from mlflow.entities import Metric
