@@ -292,7 +292,15 @@ def _report(args: argparse.Namespace) -> int:
 def _ui(args: argparse.Namespace) -> int:
     from search.tracking import default_tracking_uri
 
+    from search import stores
+    from search.errors import StudyError
+
     uri = args.tracking_uri or default_tracking_uri(Path(args.home))
+    path = stores.sqlite_path(uri)
+    if path is not None and not path.is_file():  # `mlflow ui` would create an empty store
+        raise StudyError(f"no MLflow store at {path}; check --home (or --tracking-uri), or run a study first",
+                         field="--tracking-uri" if args.tracking_uri else "--home")
+    stores.check_url(uri, "--tracking-uri", stores.TRACKING)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
            "--port", str(args.port)]
     print(f"MLflow UI on http://{args.host}:{args.port} (store: {uri}); Ctrl-C to stop", file=sys.stderr)
@@ -349,7 +357,10 @@ def _storage_proxy(args: argparse.Namespace) -> int:
     from search import study as studies
     from search._redact import redact
 
+    from search import stores
+
     url = args.storage or studies.default_storage(Path(args.home))
+    stores.check_url(url, "--storage", stores.STORAGE)
     storage = studies.make_storage(url)
     print(f"Optuna storage {redact(url)} served on grpc://{args.host}:{args.port}; Ctrl-C to stop",
           file=sys.stderr)

@@ -185,10 +185,17 @@ def is_read_only(url: str) -> bool:
 def tracking_readable(uri: str | None) -> bool:
     """Whether MLflow may open ``uri`` to read from it without creating or migrating a file.
 
-    MLflow's SQLite store creates a missing file and writes its schema on first use; a reader skips
-    MLflow then (the trial's config is rebuilt from the study instead).
+    MLflow's SQLite store creates a missing file and writes its schema on first use, and a server
+    that is down costs minutes of retries; a reader skips MLflow then (the trial's config is rebuilt
+    from the study instead).
     """
     if not uri:
         return False
     path = sqlite_path(uri)
-    return path is None or (path.is_file() and writable(path))
+    if path is not None:
+        return path.is_file() and writable(path)
+    try:  # a server that is down would cost minutes of MLflow's retries for something we can rebuild
+        check_url(uri, "--tracking-uri", TRACKING)
+    except StudyError:
+        return False
+    return True

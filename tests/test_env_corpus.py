@@ -118,6 +118,12 @@ CASES = [
     Case("status with a sqlite storage file that does not exist",
          lambda s, t: ["status", "one", "--storage", f"sqlite:///{t}/none/optuna.db"], 2,
          ("no study store", "--storage"), lambda s, t: [t / "none"]),
+    Case("ui with a mistyped home", lambda s, t: ["ui", "--home", t / "typo"], 2,
+         ("no MLflow store", "--home"), lambda s, t: [t / "typo"]),
+    Case("best --export with the tracking server down rebuilds the config from the study",
+         lambda s, t: ["best", "one", "--home", s.home, "--tracking-uri", f"http://127.0.0.1:{P}",
+                       "--export", t / "one.yaml"], 0, ("wrote trial 0's config", "from the study's space"),
+         fast=20),
     Case("reproduce a trial that does not exist", lambda s, t: ["reproduce", "one", "--home", s.home, "--trial", "99"],
          2, ("trial 99", "does not exist", "--trial")),
     # -- bad storage URLs: refused before anything is created ----------------------------------------
