@@ -203,7 +203,7 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
 
     home = Path(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
-    study = targets.load_study(storage_url, study_name)
+    study = targets.load_study(storage_url, study_name, writes="records its look at the test set in the study")
     target = targets.locate(study, uri, trial=trial, config=Path(config) if config is not None else None)
     options = reproducing.Options(home=home, tracking_uri=uri, verify=verify, allow_data_change=allow_data_change,
                                   epochs=epochs, threads=threads, ensemble=ensemble)
@@ -222,7 +222,7 @@ def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlrun
 
     home = Path(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
-    study = targets.load_study(storage_url, study_name)
+    study = targets.load_study(storage_url, study_name, writes="stores the ablation with the study")
     target = targets.locate(study, uri, trial=trial)
     options = session.RunOptions(home=home, storage=storage_url, tracking_uri=uri, threads=threads)
     resolved, _ = targets.trial_config(study, target.trial, uri)

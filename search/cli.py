@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import subprocess
@@ -281,7 +282,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from search import report
+    # By module path: `from search import report` would get the API function of that name (search/__init__).
+    report = importlib.import_module("search.report")
 
     study = _load_study(args)
     out = report.write(study, args.out or Path(f"{args.study}-report.html"), top=args.top)
@@ -290,10 +292,9 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from search.tracking import default_tracking_uri
-
     from search import stores
     from search.errors import StudyError
+    from search.tracking import default_tracking_uri
 
     uri = args.tracking_uri or default_tracking_uri(Path(args.home))
     path = stores.sqlite_path(uri)
@@ -335,9 +336,9 @@ def _best(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from search import reproduce, targets
+    from search import stores, targets
 
-    from search import stores
+    reproduce = importlib.import_module("search.reproduce")  # not the API function (see _report)
 
     storage, tracking_uri = _stores(args)
     stores.check_url(tracking_uri, "--tracking-uri", stores.TRACKING)

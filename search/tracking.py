@@ -399,8 +399,8 @@ def _with_outcome(trial: Any, outcome: TrialOutcome) -> list[Any]:
         if t.number == trial.number:
             t = copy.deepcopy(t)
             t.state = TrialState.COMPLETE if outcome.state == "complete" else TrialState.PRUNED
-            if len(trial.study.directions) == 1:  # a Pareto study's second value is not known here
-                t.value = outcome.value if outcome.state == "complete" else None
+            # A Pareto study's second value is not known here; the review reads the loss alone.
+            t.values = [outcome.value] if outcome.state == "complete" else None
             t.datetime_complete = datetime.now()
         out.append(t)
     return out

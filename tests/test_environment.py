@@ -109,13 +109,16 @@ def test_every_command_works_on_a_two_objective_study(tmp_path: Path, capsys: py
     picked = pick_trial(study, "auto")
     capsys.readouterr()
     for argv in (["status", "pair"], ["best", "pair"], ["best", "pair", "--export", tmp_path / "pick.yaml"],
-                 ["report", "pair", "--out", tmp_path / "pair.html"], ["reproduce", "pair", "--epochs", "1"]):
+                 ["report", "pair", "--out", tmp_path / "pair.html"], ["reproduce", "pair", "--epochs", "1"],
+                 ["ablate", "pair"]):
         code = run_cli(*argv, "--home", home)
         out, err = capsys.readouterr()
         assert code == 0, (argv, out, err)
         assert "Traceback" not in out + err and UNEXPECTED not in out + err
-        if argv[0] == "reproduce":
+        if argv[0] == "reproduce":  # the study's own pick, not Optuna's best_trial
             assert f"reproducing trial {picked.number} of study 'pair'" in out
+        if argv[0] == "ablate":
+            assert f"ablation of trial {picked.number}" in out or f"(trial {picked.number}, val_loss" in out
     exported = (tmp_path / "pick.yaml").read_text()
     assert f"# Trial {picked.number} of study 'pair'" in exported
     assert yaml.safe_load(exported)["study"]["seed_trial"] == picked.number
