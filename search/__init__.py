@@ -10,7 +10,10 @@ The ``search`` command is a thin layer over this API::
     rows = search.ablate("digits-mlp")                           # what each regularizer bought
     search.report("digits-mlp", "digits.html")
 
-Names are imported on first use, so ``import search`` stays cheap and never starts TensorFlow.
+Names are imported on first use, so ``import search`` stays cheap and never starts TensorFlow, and
+imports nothing third-party: ``python -m search`` imports this package while the working folder is still
+first on ``sys.path`` (search/__main__.py then removes it), so a ``yaml.py`` or ``numpy.py`` there would
+otherwise be run in place of the library.
 """
 from __future__ import annotations
 

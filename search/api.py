@@ -164,14 +164,19 @@ def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", sp
     from search.runner import session, workers as processes
     from search.studies.lifecycle import budget_of, trials_by_state
 
+    from search import stores
+
     out = out or sys.stdout
-    listeners = [tracking.make_tracker(prepared, options, space_text),
-                 Progress(budget_of(prepared.space), quiet=options.quiet)]
+    # Both stores are checked before anything is created; a fresh home's schemas are made under one lock.
+    stores.check_url(options.tracking_uri or tracking.default_tracking_uri(Path(options.home)), "--tracking-uri",
+                     stores.TRACKING)
+    storage, tracker = session.open_storage(options, also=lambda: tracking.make_tracker(prepared, options, space_text))
+    listeners = [tracker, Progress(budget_of(prepared.space), quiet=options.quiet)]
     if workers > 1 or recycle_after:
         outcome = processes.run_workers(prepared, options, workers, worker_argv or [], listeners,
-                                        recycle_after=recycle_after)
+                                        recycle_after=recycle_after, storage=storage)
     else:
-        outcome = session.run(prepared, options, listeners, out=out)
+        outcome = session.run(prepared, options, listeners, out=out, storage=storage)
     if options.worker_index == 0:  # workers leave the summary to the process that started them
         if not outcome.already_done:
             print("\n" + format_counts(trials_by_state(outcome.study), budget_of(prepared.space)), file=out)
@@ -246,7 +251,7 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
 
     home = Path(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
-    study = targets.load_study(storage_url, study_name)
+    study = targets.load_study(storage_url, study_name, writes="records its look at the test set in the study")
     target = targets.locate(study, uri, trial=trial, config=Path(config) if config is not None else None)
     options = reproducing.Options(home=home, tracking_uri=uri, verify=verify, allow_data_change=allow_data_change,
                                   epochs=epochs, threads=threads, ensemble=ensemble)
@@ -267,7 +272,7 @@ def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlrun
 
     home = Path(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
-    study = targets.load_study(storage_url, study_name)
+    study = targets.load_study(storage_url, study_name, writes="stores the ablation with the study")
     target = targets.locate(study, uri, trial=trial)
     options = session.RunOptions(home=home, storage=storage_url, tracking_uri=uri, threads=threads)
     resolved, _ = targets.trial_config(study, target.trial, uri)

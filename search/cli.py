@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     from search import __version__
 
     parser.add_argument("--version", action="version", version=f"search {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the (redacted) traceback of an error")
     sub = parser.add_subparsers(dest="command")
 
     run = sub.add_parser("run", help="start or continue the study a space file describes")
@@ -149,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(ui)
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--host", default="127.0.0.1")
+    for command in sub.choices.values():  # also after the command: `search run x.yaml --debug`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show the (redacted) traceback of an error")
     return parser
 
 
@@ -157,22 +161,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # nothing may reach the network
+    from search import _redact
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:  # bare `search`: what it can do, not an error
         parser.print_help()
         return 0
-    try:
-        return {"run": _run, "ablate": _ablate, "status": _status, "report": _report, "ui": _ui, "best": _best,
-                "reproduce": _reproduce, "storage-proxy": _storage_proxy}[args.command](args)
-    except UserError as exc:
-        from search._redact import redact
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("SEARCH_DEBUG", "") not in ("", "0")
+    # The URLs' credentials are hidden wherever they appear, also without their URL (a driver's error).
+    _redact.remember(getattr(args, "storage", None), getattr(args, "tracking_uri", None))
+    with _redact.guarded():
+        try:
+            return {"run": _run, "ablate": _ablate, "status": _status, "report": _report, "ui": _ui,
+                    "best": _best, "reproduce": _reproduce, "storage-proxy": _storage_proxy}[args.command](args)
+        except UserError as exc:
+            if debug:
+                print(_redact.format_exception(exc), file=sys.stderr)
+            print(f"error: {_redact.redact(str(exc))}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("\ninterrupted.", file=sys.stderr)
+            return 130
+        except Exception as exc:  # the net under every command: a short paragraph, never a raw traceback
+            if debug:
+                print(_redact.format_exception(exc), file=sys.stderr)
+            print(f"error: {UNEXPECTED} in `search {args.command}`: {type(exc).__name__}: "
+                  f"{_redact.redact(_one_paragraph(exc))}. "
+                  + ("The traceback is above. " if debug else "Run the same command with --debug for the "
+                     "traceback. ") + "Nothing you gave was found wrong before this; please report it with the "
+                  "traceback if it persists.", file=sys.stderr)
+            return 1
 
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("\ninterrupted.", file=sys.stderr)
-        return 130
+
+# The net's own words: a specific error never says them (tests/test_env_corpus.py checks).
+UNEXPECTED = "unexpected failure"
+
+
+def _one_paragraph(exc: BaseException, limit: int = 400) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -221,6 +249,8 @@ def _continue_command(args: argparse.Namespace) -> str:
 def _worker_argv(args: argparse.Namespace) -> list[str]:
     """Arguments every worker process shares (each adds its own --worker-index and --threads)."""
     argv = ["run", str(args.space), "--home", str(args.home), "--quiet", "--heartbeat", str(args.heartbeat)]
+    if getattr(args, "debug", False):
+        argv.append("--debug")
     for flag, value in (("--study-name", args.study_name), ("--storage", args.storage),
                         ("--tracking-uri", args.tracking_uri)):
         if value is not None:
@@ -229,18 +259,11 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
 
 
 def _load_study(args: argparse.Namespace) -> "optuna.Study":
-    import optuna
-
+    from search.reproduction import targets
     from search.studies import lifecycle as studies
-    from search.errors import StudyError
 
-    storage = studies.make_storage(args.storage or studies.default_storage(Path(args.home)))
-    try:
-        return optuna.load_study(study_name=args.study, storage=storage)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise StudyError(f"no study named '{args.study}' in this storage", field="STUDY",
-                         expected="one of " + (", ".join(names) or "(none yet)")) from None
+    return targets.load_study(args.storage or studies.default_storage(Path(args.home)), args.study,
+                              flag=_storage_flag(args))
 
 
 def _ablate(args: argparse.Namespace) -> int:
@@ -273,9 +296,16 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
+    from search import stores
+    from search.errors import StudyError
     from search.tracking import default_tracking_uri
 
     uri = args.tracking_uri or default_tracking_uri(Path(args.home))
+    path = stores.sqlite_path(uri)
+    if path is not None and not path.is_file():  # `mlflow ui` would create an empty store
+        raise StudyError(f"no MLflow store at {path}; check --home (or --tracking-uri), or run a study first",
+                         field="--tracking-uri" if args.tracking_uri else "--home")
+    stores.check_url(uri, "--tracking-uri", stores.TRACKING)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
            "--port", str(args.port)]
     print(f"MLflow UI on http://{args.host}:{args.port} (store: {uri}); Ctrl-C to stop", file=sys.stderr)
@@ -290,12 +320,17 @@ def _stores(args: argparse.Namespace) -> tuple[str, str]:
     return (args.storage or studies.default_storage(home), args.tracking_uri or default_tracking_uri(home))
 
 
+def _storage_flag(args: argparse.Namespace) -> str:
+    """The option to name in an error about the Optuna storage: the one the user gave."""
+    return "--storage" if args.storage else "--home"
+
+
 def _best(args: argparse.Namespace) -> int:
     from search.reproduction import targets
     from search.review.display import format_table, trial_rows
 
     storage, tracking_uri = _stores(args)
-    study = targets.load_study(storage, args.study)
+    study = targets.load_study(storage, args.study, flag=_storage_flag(args))
     print(format_table(trial_rows(study, args.top)))
     if args.export:
         target = targets.locate(study, tracking_uri)
@@ -305,11 +340,14 @@ def _best(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
+    from search import stores
     from search.reproduction import final as reproduce
     from search.reproduction import targets
 
     storage, tracking_uri = _stores(args)
-    study = targets.load_study(storage, args.study)
+    stores.check_url(tracking_uri, "--tracking-uri", stores.TRACKING)
+    study = targets.load_study(storage, args.study, writes="records its look at the test set in the study",
+                               flag=_storage_flag(args))
     target = targets.locate(study, tracking_uri, trial=args.trial, run_id=args.run_id, config=args.config)
     options = reproduce.Options(home=Path(args.home), tracking_uri=tracking_uri, verify=args.verify,
                                 tolerance=args.tolerance, allow_data_change=args.allow_data_change,
@@ -324,7 +362,10 @@ def _storage_proxy(args: argparse.Namespace) -> int:
     from search.studies import lifecycle as studies
     from search._redact import redact
 
+    from search import stores
+
     url = args.storage or studies.default_storage(Path(args.home))
+    stores.check_url(url, "--storage", stores.STORAGE)
     storage = studies.make_storage(url)
     print(f"Optuna storage {redact(url)} served on grpc://{args.host}:{args.port}; Ctrl-C to stop",
           file=sys.stderr)

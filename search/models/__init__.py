@@ -47,7 +47,13 @@ def register_builder(builder: Callable[..., Any]) -> str:
 
 def load_custom_builder(family: str, search_dir: Path | None = None,
                         source: str | None = None) -> Callable[..., Any]:
-    """Import ``python:module:function``; the space file's folder is searched first."""
+    """The function of ``python:<module or file>:<function>``.
+
+    A module found as a file in the space file's folder (``my_models`` → ``my_models.py``, or a path such
+    as ``lib/models.py``) is loaded from that file, as a module of its own under a private name; no folder
+    is ever put on ``sys.path``, so a ``pandas.py`` or ``numpy.py`` beside the space file is never
+    imported in place of the library. Anything else is imported as an installed module.
+    """
     if family in _REGISTERED:
         return _REGISTERED[family]
     spec = family[len(CUSTOM_PREFIX):]
@@ -55,18 +61,63 @@ def load_custom_builder(family: str, search_dir: Path | None = None,
     if not module_name or not func_name:
         raise SpaceError("a custom builder is written python:<module>:<function>", source=source,
                          field="model.family", expected="e.g. 'python:my_models:build'", found=family)
-    if search_dir is not None and str(search_dir) not in sys.path:
-        sys.path.insert(0, str(search_dir))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise SpaceError(f"cannot import module '{module_name}' ({exc})", source=source,
-                         field="model.family") from None
+    path = _builder_file(module_name, search_dir)
+    if path is not None:
+        module = _load_file(path, module_name, source)
+    elif module_name.endswith(".py") or "/" in module_name:
+        raise SpaceError(f"no builder file {module_name} in {search_dir or Path.cwd()}", source=source,
+                         field="model.family", found=family)
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise SpaceError(f"cannot import module '{module_name}' ({exc}); a builder of your own is a file "
+                             f"beside the space file ({module_name.replace('.', '/')}.py) or an installed "
+                             f"module", source=source, field="model.family") from None
     func = getattr(module, func_name, None)
     if not callable(func):
         raise SpaceError(f"module '{module_name}' has no function '{func_name}'", source=source,
                          field="model.family", found=family) from None
     return func
+
+
+def _builder_file(module_name: str, search_dir: Path | None) -> Path | None:
+    base = Path(search_dir) if search_dir is not None else Path.cwd()
+    if module_name.endswith(".py") or "/" in module_name:
+        candidates = [base / module_name]
+    else:
+        relative = Path(*module_name.split("."))
+        candidates = [base / relative.with_suffix(".py"), base / relative / "__init__.py"]
+    return next((c.resolve() for c in candidates if c.is_file()), None)
+
+
+def _load_file(path: Path, module_name: str, source: str | None) -> Any:
+    """Execute ``path`` once per process as the module ``_search_user_builder_<hash of path>``.
+
+    Registered in ``sys.modules`` before it runs, so the builder's own references to its module
+    (``sys.modules[build.__module__]``, dataclasses, pickling) resolve.
+    """
+    import hashlib
+    import importlib.util
+
+    private = "_search_user_builder_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    if private in sys.modules:
+        return sys.modules[private]
+    locations = [str(path.parent)] if path.name == "__init__.py" else None
+    spec = importlib.util.spec_from_file_location(private, path, submodule_search_locations=locations)
+    if spec is None or spec.loader is None:
+        raise SpaceError(f"cannot load {path} as a Python module", source=source, field="model.family")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[private] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[private]
+        hint = (" (the builder's folder is not on sys.path: put helpers in the same file, or install them)"
+                if isinstance(exc, ImportError) else "")
+        raise SpaceError(f"running the builder file {path} failed: {type(exc).__name__}: {exc}{hint}",
+                         source=source, field="model.family") from None
+    return module
 
 
 def build(model_settings: dict[str, Any], input_shape: tuple[int, ...], head: Head,

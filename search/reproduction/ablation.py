@@ -107,7 +107,7 @@ def table(picked: Any, ablation_study: Any) -> list[AblationRow]:
 def format_table(picked: Any, rows: list[AblationRow]) -> str:
     if not rows:
         return f"ablation of trial {picked.number}: nothing to ablate (it uses no regularizer)"
-    head = (f"what regularization bought (trial {picked.number}, val_loss {picked.value:.4g}; the same config "
+    head = (f"what regularization bought (trial {picked.number}, val_loss {picked.values[0]:.4g}; the same config "
             f"with regularizers switched off, same splits and seeds; bought = val_loss off - val_loss on, "
             f"mean over splits ± its paired standard error):")
     return "\n".join([head] + [r.line() for r in rows])
@@ -116,7 +116,7 @@ def format_table(picked: Any, rows: list[AblationRow]) -> str:
 def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | None = None) -> list[AblationRow]:
     """Run (or continue) the ablation of ``picked``; store and return the table.
 
-    ``options`` is a :class:`search.session.RunOptions` for the same stores as the study.
+    ``options`` is a :class:`search.runner.session.RunOptions` for the same stores as the study.
     """
     from search import tracking
     from search.runner import session

@@ -36,12 +36,15 @@ class Target:
 
 
 
-def load_study(storage_url: str, name: str) -> Any:
+def load_study(storage_url: str, name: str, writes: str | None = None, flag: str = "--storage") -> Any:
+    """Open study ``name`` of an existing store, creating nothing; ``writes`` says what the caller writes
+    (then a read-only store is refused), None when it only reads."""
     import optuna
 
+    from search import stores
     from search.studies import lifecycle as studies
 
-    storage = studies.make_storage(storage_url)
+    storage = studies.make_storage(stores.reading_url(storage_url, flag, writes=writes))
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
@@ -75,10 +78,11 @@ def locate(study: Any, tracking_uri: str, trial: int | None = None, run_id: str 
     elif trial is not None:
         frozen = _completed(study, trial, "--trial")
     else:
-        try:
-            frozen = study.best_trial
-        except ValueError:
-            raise StudyError(f"study '{study.study_name}' has no completed trial yet", field="STUDY") from None
+        # The project's rule, not study.best_trial, which a two-objective study does not have: the
+        # lowest loss, or the one-standard-error pick on the Pareto front (search.studies.lifecycle.pick_trial).
+        from search.studies.lifecycle import pick_trial
+
+        frozen = _completed(study, pick_trial(study, "auto").number, "--trial")
     space, origin = trial_config(study, frozen, tracking_uri)
     return Target(study, frozen, space, origin)
 
@@ -110,11 +114,17 @@ def trial_config(study: Any, trial: Any, tracking_uri: str | None) -> tuple[Spac
 
 
 def export(target: Target, path: Path) -> None:
+    from search._redact import redact
+
+    values = ", ".join(f"{v:.6g}" for v in target.trial.values)
     header = (f"# Trial {target.trial.number} of study '{target.study.study_name}' with every value fixed "
-              f"(value {target.trial.value:.6g}).\n# `search run` on this file repeats the trial; "
+              f"(value {values}).\n# `search run` on this file repeats the trial; "
               f"`search reproduce {target.study.study_name} --config` retrains and tests it.\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + target.space.to_yaml())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(redact(header + target.space.to_yaml()))
+    except OSError as exc:
+        raise StudyError(f"cannot write {path} ({exc.strerror or exc})", field="--export") from None
 
 
 def _completed(study: Any, number: int, field_name: str) -> Any:
@@ -145,8 +155,11 @@ def _trial_of_run(study: Any, tracking_uri: str, run_id: str) -> int:
 def _mlflow_text(tracking_uri: str, run_id: str, path: str) -> str | None:
     from mlflow.tracking import MlflowClient
 
+    from search.stores import tracking_readable
     from search.tracking import _quiet_mlflow
 
+    if not tracking_readable(tracking_uri):
+        return None
     _quiet_mlflow()
     try:
         with _no_progress_bar(), tempfile.TemporaryDirectory() as tmp:

@@ -117,8 +117,9 @@ def format_pareto(study: Any) -> str:
 
 def trial_rows(study: Any, top: int = 10) -> list[dict[str, Any]]:
     """The best completed trials, plus the baseline when it is not among them."""
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.value is not None]
-    trials.sort(key=lambda t: t.value)
+    # values[0], the loss: a two-objective study's trials have no single .value.
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.values]
+    trials.sort(key=lambda t: t.values[0])
     chosen = trials[:top]
     baseline = next((t for t in trials if t.user_attrs.get("baseline")), None)
     if baseline is not None and baseline not in chosen:
@@ -127,7 +128,7 @@ def trial_rows(study: Any, top: int = 10) -> list[dict[str, Any]]:
     for rank, t in enumerate(chosen, start=1):
         metric_key = next((k for k in t.user_attrs if k.startswith("val_") and k.endswith("_mean")
                            and k != "val_loss_mean"), None)
-        rows.append({"rank": trials.index(t) + 1, "trial": t.number, "value": t.value,
+        rows.append({"rank": trials.index(t) + 1, "trial": t.number, "value": t.values[0],
                      "std": t.user_attrs.get("val_loss_std", math.nan),
                      "metric": (metric_key[4:-5] if metric_key else "metric"),
                      "metric_value": t.user_attrs.get(metric_key, math.nan) if metric_key else math.nan,

@@ -14,6 +14,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from search import review
+from search._redact import redact
+from search.errors import StudyError
 from search.review import figures
 
 TRIAL_FIGURES = 5   # learning curves of the top trials shown (the baseline is added)
@@ -47,8 +49,12 @@ def write(study: Any, out: Path, top: int = 10) -> Path:
                           reference=attrs.get(review.REFERENCE_ATTR), top=top, html=False,
                           trial_figures=TRIAL_FIGURES)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(result, _ablation_section(study)), encoding="utf-8")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(redact(render(result, _ablation_section(study))), encoding="utf-8")
+    except OSError as exc:  # a read-only working folder, say: the store itself was only read
+        raise StudyError(f"cannot write the report {out} ({exc.strerror or exc}); choose another place with "
+                         f"--out", field="--out") from None
     return out
 
 

@@ -17,9 +17,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from search.errors import FAILURE_ATTR, FailureKind
-
 from search import models
+from search._redact import redact
+from search.errors import FAILURE_ATTR, FailureKind
 from search.runner import checkpoints
 from search.studies import pruning
 from search.studies._identity import worker_identity
@@ -90,26 +90,26 @@ class Objective:
                 trial.set_user_attr(key, value)
         except TrialInterrupted as exc:
             outcome.state, outcome.reason = "interrupted", str(exc)
-            trial.set_user_attr("reason", outcome.reason)
+            trial.set_user_attr("reason", redact(outcome.reason))
             trial.set_user_attr(FAILURE_ATTR, FailureKind.INTERRUPTED.value)
             self._emit("on_trial_end", trial, outcome)
             raise
         except KeyboardInterrupt:  # a second Ctrl-C: stop now, but leave the trial queued and its run closed
             outcome.state, outcome.reason = "interrupted", "interrupted at once by a second Ctrl-C; queued to run again"
-            trial.set_user_attr("reason", outcome.reason)
+            trial.set_user_attr("reason", redact(outcome.reason))
             trial.set_user_attr(FAILURE_ATTR, FailureKind.INTERRUPTED.value)
             self._emit("on_trial_end", trial, outcome)
             raise
         except optuna.TrialPruned as exc:
             outcome.state, outcome.reason = "pruned", str(exc)
-            trial.set_user_attr("reason", outcome.reason)
+            trial.set_user_attr("reason", redact(outcome.reason))
             for key, value in outcome.metrics().items():  # what the finished splits measured
                 trial.set_user_attr(key, value)
             self._emit("on_trial_end", trial, outcome)
             raise
         except Exception as exc:
             outcome.state, outcome.reason = "failed", f"{type(exc).__name__}: {exc}"
-            trial.set_user_attr("reason", outcome.reason[:2000])
+            trial.set_user_attr("reason", redact(outcome.reason)[:2000])
             kind = FailureKind.DISK_FULL if isinstance(exc, DiskFull) else FailureKind.BAD_SETTINGS
             trial.set_user_attr(FAILURE_ATTR, kind.value)
             self._emit("on_trial_end", trial, outcome)

@@ -89,13 +89,15 @@ class RunOutcome:
 
 
 def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListener] = (),
-        out: TextIO | None = None) -> RunOutcome:
+        out: TextIO | None = None, storage: Any = None) -> RunOutcome:
     """Optimize until the study's budget, ``options.n_trials``, ``options.timeout`` or a stop signal.
 
     ``listeners`` hear of the study opening, every trial's progress, and the end (search.api wires the
-    MLflow tracker and the terminal progress; the run knows neither).
+    MLflow tracker and the terminal progress; the run knows neither). ``storage``: the Optuna storage
+    when the caller opened it (see :func:`open_storage`).
     """
     out = out or sys.stdout  # looked up per call: a default bound at import misses redirected output
+    from search._redact import redact
     from search.errors import StudyError
     from search.runner import _runtime, recovery
     from search.runner.objective import Objective
@@ -104,8 +106,8 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
 
     space = prepared.space
     home = Path(options.home)
-    home.mkdir(parents=True, exist_ok=True)
-    storage_url = options.storage or studies.default_storage(home)
+    if storage is None:
+        storage = open_storage(options)
 
     # The process that creates the study also tells the listeners (the MLflow experiment and parent run)
     # before workers on other hosts are let in: otherwise two of them could each make one.
@@ -114,15 +116,14 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
             study.enqueue_trial(params, user_attrs=user_attrs)
         emit(listeners, "on_study_open", study, strict=True)
 
-    study = studies.open_study(space, studies.make_storage(storage_url, options.heartbeat), prepared.attrs(),
-                               on_create=on_create)
+    study = studies.open_study(space, storage, prepared.attrs(), on_create=on_create)
     budget = studies.budget_of(space)
     recovered = recovery.recover_orphans(study)
     if recovered:
         print(f"trial(s) {', '.join(map(str, recovered))} lost their process; marked failed and queued "
               f"to run again.", file=out)
     # What `search best --export` and `search reproduce` rebuild a trial's config from, without MLflow.
-    study.set_user_attr("space_yaml", space.to_yaml())
+    study.set_user_attr("space_yaml", redact(space.to_yaml()))
     study.set_user_attr("space_path", str(space.path.resolve()) if space.path else "")
     if studies.finished_count(study) >= budget:
         print(f"study '{space.study.name}' already has its {budget} finished trials; raise study.n_trials "
@@ -176,6 +177,25 @@ def emit(listeners: Sequence[TrialListener], event: str, *args: Any, strict: boo
             hook(*args)
         else:
             tolerate(hook, *args)
+
+
+def open_storage(options: RunOptions, also: Any = None) -> Any:
+    """The run's Optuna storage, its URL checked before anything is created.
+
+    A bad URL or a server that is down leaves no folder, database or study behind; two runs started at
+    once on a fresh home take turns creating the schemas (``also``, a callable, runs under the same lock:
+    the caller's tracking store). Returns the storage, or ``(storage, also())`` when ``also`` is given.
+    """
+    from search import stores
+    from search.studies import lifecycle as studies
+
+    home = Path(options.home)
+    storage_url = options.storage or studies.default_storage(home)
+    stores.check_url(storage_url, "--storage", stores.STORAGE)
+    stores.prepare_home(home)
+    with stores.home_lock(home):
+        storage = studies.make_storage(storage_url, options.heartbeat)
+        return storage if also is None else (storage, also())
 
 
 class _Loop:

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from search.runner.results import TrialListener
-from search.runner.session import Prepared, RunOptions, RunOutcome, emit
+from search.runner.session import Prepared, RunOptions, RunOutcome, emit, open_storage
 from search.runner.stopping import announce
 
 
@@ -53,7 +53,8 @@ def cores() -> int:
 
 
 def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str],
-                listeners: list[TrialListener] | tuple[TrialListener, ...] = (), recycle_after: int = 0) -> RunOutcome:
+                listeners: list[TrialListener] | tuple[TrialListener, ...] = (), recycle_after: int = 0,
+                storage: Any = None) -> RunOutcome:
     """Run ``n`` worker processes (``argv`` is their shared command line) until they are done.
 
     The listeners hear of the study opening here, once, before the workers start (the MLflow experiment
@@ -63,8 +64,8 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     from search.studies import lifecycle as studies
 
     space = prepared.space
-    options.home.mkdir(parents=True, exist_ok=True)
-    storage = studies.make_storage(options.storage or studies.default_storage(options.home), options.heartbeat)
+    if storage is None:
+        storage = open_storage(options)
     study = studies.open_study(space, storage, prepared.attrs(),
                                on_create=lambda created: emit(listeners, "on_study_open", created, strict=True))
     emit(listeners, "on_study_open", study, strict=True)

@@ -1,8 +1,8 @@
 """SQLite files shared by several local processes."""
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from pathlib import Path
 
 
 def prepare(url: str) -> None:
@@ -11,12 +11,19 @@ def prepare(url: str) -> None:
     WAL lets readers (``search status``, the MLflow UI, other workers) work while one process writes,
     which the default rollback journal does not; the mode is stored in the file, so once is enough.
     """
-    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
+    from search.errors import StudyError
+    from search.stores import is_read_only, sqlite_path
+
+    path = sqlite_path(url)
+    if path is None or is_read_only(url):  # a reader neither creates the file nor changes its mode
         return
-    path = Path(url.removeprefix("sqlite:///"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(path, timeout=60) as conn:
-        conn.execute("PRAGMA journal_mode=WAL")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(path, timeout=60)) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+    except (OSError, sqlite3.Error) as exc:
+        raise StudyError(f"cannot open or create the SQLite store {path} ({exc}); the folder must be writable "
+                         f"for a command that writes (search run, search reproduce)", field="--home") from None
 
 
 def serialize_transactions(engine: "object") -> None:

@@ -35,15 +35,19 @@ def make_storage(url: str, heartbeat: int = 30) -> Any:
 
         parts = urlsplit(url)
         return GrpcStorageProxy(host=parts.hostname or "localhost", port=parts.port or 13000)
+    from search import stores
+
     _sqlite.prepare(url)
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    # BEGIN IMMEDIATE takes the write lock, which a read-only file refuses even to a reader.
+    serialize = url.startswith("sqlite") and not stores.is_read_only(url)
     try:
         for attempt in range(3):
             try:
                 storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
                                      grace_period=3 * heartbeat,
                                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
-                if url.startswith("sqlite"):
+                if serialize:
                     _sqlite.serialize_transactions(storage.engine)
                 return storage
             except Exception as exc:  # two workers creating the schema at once: the loser retries
@@ -51,11 +55,13 @@ def make_storage(url: str, heartbeat: int = 30) -> Any:
                     raise
         raise AssertionError("unreachable")
     except (ImportError, ModuleNotFoundError) as exc:
-        raise StudyError(f"the storage needs a database driver that is not installed ({exc})",
-                         field="--storage") from None
-    except Exception as exc:  # SQLAlchemy: unreachable server, bad URL
-        raise StudyError(f"cannot open the Optuna storage ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0]})", field="--storage") from None
+        raise StudyError(f"the storage needs a database driver that is not installed ({exc}); for "
+                         f"PostgreSQL: pip install '.[postgres]'", field="--storage") from None
+    except Exception as exc:  # SQLAlchemy: unreachable server, bad URL, refused login
+        from search._redact import redact
+
+        raise StudyError(f"cannot open the Optuna storage {redact(url)} ({type(exc).__name__}: "
+                         f"{redact(str(exc).splitlines()[0] if str(exc) else '')})", field="--storage") from None
     finally:
         # Failed trials are reported by our progress lines, in one line, not as Optuna's tracebacks.
         optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -221,7 +221,7 @@ class MlflowTracker(TrialListener):
         self.client.log_batch(run_id, params=[Param(k, _param_text(v)) for k, v in flatten(settings).items()])
         resolved = self.space.resolve(settings, name=f"{self.space.study.name}-t{trial.number:03d}",
                                       n_trials=1, baseline=False, seed_trial=trial.number)
-        self.client.log_text(run_id, resolved.to_yaml(), "config/resolved.yaml")
+        self.client.log_text(run_id, redact(resolved.to_yaml()), "config/resolved.yaml")
 
     def on_split_end(self, trial: Any, result: SplitResult) -> None:
         from mlflow.entities import Metric
@@ -425,8 +425,8 @@ def _with_outcome(trial: Any, outcome: TrialOutcome) -> list[Any]:
         if t.number == trial.number:
             t = copy.deepcopy(t)
             t.state = TrialState.COMPLETE if outcome.state == "complete" else TrialState.PRUNED
-            if len(trial.study.directions) == 1:  # a Pareto study's second value is not known here
-                t.value = outcome.value if outcome.state == "complete" else None
+            # A Pareto study's second value is not known here; the review reads the loss alone.
+            t.values = [outcome.value] if outcome.state == "complete" else None
             t.datetime_complete = datetime.now()
         out.append(t)
     return out
