@@ -5,6 +5,7 @@ written, so a bad space file never costs a stored study anything.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import numpy as np
 
 from search import data, splits
 from search.data import Dataset
+from search.data._summary import DataSummary
 from search.results import TrialListener
 from search.space import Space
 from search.splits import Split
@@ -28,6 +30,10 @@ class Prepared:
     test_idx: np.ndarray
     splits: list[Split]
 
+    @property
+    def summary(self) -> DataSummary:
+        return DataSummary.of(self)
+
     def attrs(self) -> dict[str, Any]:
         """Stored with the study; the fingerprints guard continuation and reproduction."""
         ds = self.dataset
@@ -36,7 +42,9 @@ class Prepared:
                 "rows": int(len(ds.X)), "test_rows": int(len(self.test_idx)), "n_splits": len(self.splits),
                 "duplicates_dropped": ds.duplicates_dropped, "seed": self.space.study.seed,
                 "metric": "mae" if ds.task == "regression" else "accuracy",
-                **({"images_skipped": len(ds.images_skipped)} if ds.images_skipped else {})}
+                **({"images_skipped": len(ds.images_skipped)} if ds.images_skipped else {}),
+                **({"test_source": ds.test_source} if ds.test_source else {}),
+                "data_summary": self.summary.to_dict()}
 
 
 @dataclass
@@ -71,7 +79,7 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
     models.preflight(space.model, dataset.input_shape, space.data.preprocess,
                      space.path.parent if space.path else None, where)
     time_ordered = space.validation.scheme == "time_series" or dataset.has_order
-    dev_idx, test_idx = data.split_test(dataset, space.data.test_size, space.study.seed, time_ordered, where)
+    dev_idx, test_idx = data.split_test(dataset, space.data.test_fraction, space.study.seed, time_ordered, where)
     plan = splits.plan(space.validation, dataset, dev_idx, space.study.seed, where)
     return Prepared(space, dataset, dev_idx, test_idx, plan)
 
@@ -162,15 +170,19 @@ def make_tracker(prepared: Prepared, options: RunOptions, space_text: str, stora
     from search._redact import redact
 
     space = prepared.space
+    attrs = prepared.attrs()
+    summary = attrs.pop("data_summary")  # logged as a file of its own, not squeezed into a tag
     tags = {"storage": redact(storage_url), **provenance.record(space.path.parent if space.path else None),
-            **prepared.attrs()}
+            **attrs}
     from search.diagnostics import chance_loss
 
     ds = prepared.dataset
     return tracking.MlflowTracker(options.tracking_uri or tracking.default_tracking_uri(options.home),
                                   Path(options.home), space, space_text, tags,
                                   keep_checkpoints=space.study.keep_checkpoints,
-                                  reference_loss=chance_loss(ds.y[prepared.dev_idx], ds.task))
+                                  reference_loss=chance_loss(ds.y[prepared.dev_idx], ds.task),
+                                  texts={"data_summary.json": json.dumps(summary, indent=2),
+                                         "data_summary.txt": prepared.summary.text()})
 
 
 class _Loop:

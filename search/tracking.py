@@ -88,7 +88,7 @@ def _quiet_mlflow() -> None:
 class MlflowTracker(TrialListener):
     def __init__(self, tracking_uri: str, home: Path, space: Space, space_text: str,
                  study_tags: dict[str, Any], keep_checkpoints: int = 5,
-                 reference_loss: float | None = None) -> None:
+                 reference_loss: float | None = None, texts: dict[str, str] | None = None) -> None:
         from mlflow.tracking import MlflowClient
 
         from search import _sqlite
@@ -98,6 +98,7 @@ class MlflowTracker(TrialListener):
         self.uri, self.home, self.space = tracking_uri, Path(home), space
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.space_text, self.study_tags = space_text, study_tags
+        self.texts = dict(texts or {})  # more files for the parent run (the data summary)
         self.experiment_id = ""
         self.parent_run_id = ""
         # With a tracking server, split checkpoints live in its artifact store, so any machine can use them.
@@ -178,6 +179,8 @@ class MlflowTracker(TrialListener):
         self.client.log_batch(run_id, params=[Param(k, _param_text(v)) for k, v in params.items()],
                               tags=[RunTag(k, redact(str(v))[:5000]) for k, v in self.study_tags.items()])
         self.client.log_text(run_id, redact(self.space_text), "space.yaml")
+        for name, text in self.texts.items():
+            self.client.log_text(run_id, redact(text), name)
 
     # -- trial level -----------------------------------------------------------------------
     def on_trial_start(self, trial: Any, settings: dict[str, dict[str, Any]]) -> None:
