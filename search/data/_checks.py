@@ -7,6 +7,7 @@ such as two label spellings) are returned as text for the data summary to print.
 from __future__ import annotations
 
 import csv
+import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
@@ -49,7 +50,7 @@ def npz_member(archive: Any, key: str, path: Path, where: str, field: str) -> np
         raise DataError(f"array '{key}' of {path} holds Python objects (an object array), which are never "
                         f"unpickled; save it with a numeric or string dtype, e.g. np.asarray(a, dtype=float)",
                         source=where, field=field) from None
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"cannot read array '{key}' of {path} ({exc})", source=where, field=field) from None
     if not isinstance(value, np.ndarray):
         raise DataError(f"member '{key}' of {path} is not a NumPy array (no .npy header); write the archive "
@@ -194,9 +195,11 @@ def duplicates(X: np.ndarray, y: np.ndarray, mode: str, regression: bool, what: 
     if mode == "refuse" and (n_exact or n_conflict_rows):
         example = int(np.argmax(counts > 1))
         rows = np.nonzero(inverse == example)[0][:3].tolist()
-        raise DataError(f"{what} has rows with identical features: {n_exact} repeated copies with the same label "
-                        f"and {n_conflict_rows} rows whose copies disagree on the label (e.g. rows "
-                        f"{', '.join(map(str, rows))}); data.duplicates: refuse asks to stop here", source=where,
+        found = [f"{n_exact} repeated copies with the same label" if n_exact else "",
+                 f"{n_conflict_rows} rows in {int(conflicting.sum())} group(s) whose copies disagree on the label"
+                 if n_conflict_rows else ""]
+        raise DataError(f"{what} has rows with identical features: {' and '.join(x for x in found if x)} (e.g. "
+                        f"rows {', '.join(map(str, rows))}); data.duplicates: refuse asks to stop here", source=where,
                         field="data.duplicates", expected="no duplicated rows, or duplicates: drop")
     dropped: dict[str, int] = {}
     warnings: list[str] = []

@@ -5,6 +5,7 @@ detection, de-duplication and fingerprints happen once, in ``search.data``.
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field as _field
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,7 @@ def _npz(path: Path, section: Any, where: str, split_column: str | None = None) 
                         expected="a NumPy .npz archive")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"cannot read {path} as a NumPy .npz archive ({exc})", source=where,
                         field="data.source") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):  # a plain .npy: one array, no names
