@@ -149,6 +149,9 @@ def _npz(path: Path, section: Any, where: str, split_column: str | None = None) 
     keys = set(archive.files)
     x_key = next((k for k in ("X", "x", "features") if k in keys), None)
     y_key = section.target or next((k for k in ("y", "target", "labels") if k in keys), None)
+    if section.target is not None and section.target not in keys:
+        raise DataError(f"{path} has no array '{section.target}'", source=where, field="data.target",
+                        expected="one of " + ", ".join(sorted(keys)), found=section.target)
     if x_key is None or y_key not in keys:
         raise DataError(f"{path} must hold arrays 'X' (features) and 'y' (target)", source=where,
                         field="data.source", expected="arrays named X and y", found=sorted(keys))
