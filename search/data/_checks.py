@@ -113,31 +113,43 @@ def _one_per_row(values: np.ndarray, key: str, path: Path, where: str, field: st
 
 # -- values -------------------------------------------------------------------------------------------
 def features_finite(X: np.ndarray, names: Sequence[str] | None, what: str, where: str) -> None:
-    """Finite in float64 and still finite as float32, the precision the model trains in."""
+    """Finite in float64 and still finite as float32, the precision the model trains in.
+
+    Integers always fit float32's range; float arrays are scanned with reductions first, so a large
+    image set costs no float64 copy when it is clean.
+    """
     flat = X.reshape(len(X), -1)
-    for problem, bad in (("NaN or infinite values", lambda a: ~np.isfinite(a)),
-                         (f"values beyond ±{FLOAT32_MAX:.3g}, which become infinite as float32",
-                          lambda a: np.abs(a) > FLOAT32_MAX)):
-        with np.errstate(invalid="ignore", over="ignore"):
-            hits = bad(flat.astype(np.float64)) if flat.dtype.kind == "f" else np.zeros(flat.shape, bool)
-        if hits.any():
-            rows, cols = np.nonzero(hits)
-            column = int(cols[0])
-            name = f"column '{names[column]}'" if names and len(names) == flat.shape[1] else f"feature {column}"
-            raise DataError(f"{name} of {what} has {problem} ({int(hits[:, column].sum())} row(s), first at row "
-                            f"{int(rows[0])}); fix or drop those rows, or rescale the column", source=where,
-                            field="data.source", expected="finite numbers", found=flat[rows[0], column].item())
+    if flat.dtype.kind != "f" or flat.size == 0:
+        return
+    if not np.isfinite(flat).all():
+        _bad_feature(flat, ~np.isfinite(flat), "NaN or infinite values", names, what, where)
+    if flat.max() > FLOAT32_MAX or flat.min() < -FLOAT32_MAX:
+        _bad_feature(flat, (flat > FLOAT32_MAX) | (flat < -FLOAT32_MAX),
+                     f"values beyond ±{FLOAT32_MAX:.3g}, which become infinite as float32", names, what, where)
+
+
+def _bad_feature(flat: np.ndarray, hits: np.ndarray, problem: str, names: Sequence[str] | None, what: str,
+                 where: str) -> None:
+    rows, cols = np.nonzero(hits)
+    column = int(cols[0])
+    name = f"column '{names[column]}'" if names and len(names) == flat.shape[1] else f"feature {column}"
+    raise DataError(f"{name} of {what} has {problem} ({int(hits[:, column].sum())} row(s), first in data "
+                    f"row {int(rows[0])}, counting from 0); fix or drop those rows, or rescale the column", source=where,
+                    field="data.source", expected="finite numbers", found=flat[rows[0], column].item())
 
 
 def target_finite(y: np.ndarray, column: str, what: str, where: str) -> np.ndarray:
     """A regression target as float32; non-finite and float32-overflowing values are refused."""
+    if y.dtype.kind not in "biuf":
+        raise DataError(f"the target '{column}' of {what} is not numeric, but the task is regression", source=where,
+                        field="data.target", expected="numbers", found=y[:3].tolist())
     values = y.astype(np.float64)
     for problem, bad in (("NaN or infinite values", ~np.isfinite(values)),
                          (f"values beyond ±{FLOAT32_MAX:.3g}, which become infinite as float32",
                           np.abs(np.nan_to_num(values)) > FLOAT32_MAX)):
         if bad.any():
-            raise DataError(f"the target '{column}' of {what} has {problem} ({int(bad.sum())} row(s), first at "
-                            f"row {int(np.argmax(bad))}); a regression target must be finite in float32",
+            raise DataError(f"the target '{column}' of {what} has {problem} ({int(bad.sum())} row(s), first in "
+                            f"data row {int(np.argmax(bad))}, counting from 0); a regression target must be finite in float32",
                             source=where, field="data.target", found=values[np.argmax(bad)].item())
     return values.astype(np.float32)
 

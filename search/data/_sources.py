@@ -116,7 +116,7 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
             sample = features[column].dropna().iloc[0] if features[column].notna().any() else None
             raise DataError(f"column '{column}' of {path} is not numeric; encode it as numbers first",
                             source=where, field="data.source", expected="numbers", found=sample)
-    for column in [*features.columns, section.target]:
+    for column in [*features.columns, *(c for c in (section.target, section.group, section.order) if c)]:
         missing = int(frame[column].isna().sum())
         if missing:
             raise DataError(f"column '{column}' of {path} has {missing} missing value(s); fill or drop "
