@@ -104,6 +104,9 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
         prefix = "test rows: " if part is test else ""
         dropped.update({prefix + k: v for k, v in removed.items()})
         warnings += warned
+    if test is not None and len(test.X) == 0:
+        raise DataError(f"{test_label} has no rows left after de-duplication ({', '.join(dropped)})",
+                        source=where, field="data.duplicates")
     if test is not None:
         _keep_test_out(raw, test, section.duplicates, kind, label, test_label, dropped, warnings, where)
     y_dev, classes, task = _code(raw.y, kind, where)
