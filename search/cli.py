@@ -14,6 +14,8 @@ from search.errors import UserError
 if TYPE_CHECKING:
     import optuna
 
+    from search.runner.session import Prepared
+
 DEFAULT_HOME = "mlruns"
 
 
@@ -100,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     abl.add_argument("--threads", type=positive_int, help="TensorFlow threads (default: all cores)")
     _store_args(abl)
 
+    check = sub.add_parser("check", help="load the space file and its data, run every check, print the data "
+                           "summary and the split plan; trains nothing and writes nothing")
+    check.add_argument("space", type=Path, help="the space file (YAML)")
+
     status = sub.add_parser("status", help="trial counts and the top trials of a study, from storage")
     status.add_argument("study", help="study name")
     status.add_argument("--top", type=positive_int, default=10)
@@ -173,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _redact.remember(getattr(args, "storage", None), getattr(args, "tracking_uri", None))
     with _redact.guarded():
         try:
-            return {"run": _run, "ablate": _ablate, "status": _status, "report": _report, "ui": _ui,
+            return {"run": _run, "check": _check, "ablate": _ablate, "status": _status, "report": _report, "ui": _ui,
                     "best": _best, "reproduce": _reproduce, "storage-proxy": _storage_proxy}[args.command](args)
         except UserError as exc:
             if debug:
@@ -213,9 +219,8 @@ def _run(args: argparse.Namespace) -> int:
         follow_parent()
     space = spaces.load(args.space, study_name=args.study_name)
     prepared = session.prepare(space, threads=args.threads)
-    if skipped := prepared.dataset.images_skipped:
-        print(f"note: skipped {len(skipped)} unreadable image(s) (data.skip_bad_images), e.g. {skipped[0]}",
-              file=sys.stderr)
+    if not args.worker_index:  # workers share their parent's data; it speaks for them
+        _announce(prepared, quiet=args.quiet)
     options = session.RunOptions(home=Path(args.home), storage=args.storage, tracking_uri=args.tracking_uri,
                                  n_trials=args.n_trials, timeout=args.timeout, threads=args.threads,
                                  quiet=args.quiet, worker_index=args.worker_index, heartbeat=args.heartbeat,
@@ -228,6 +233,28 @@ def _run(args: argparse.Namespace) -> int:
     if outcome.exit_code == 0 and not args.worker_index:
         api.ablate_when_done(space, options)
     return outcome.exit_code
+
+
+def _check(args: argparse.Namespace) -> int:
+    from search import space as spaces
+    from search.runner import session
+
+    prepared = session.prepare(spaces.load(args.space))
+    _announce(prepared)
+    print(f"{args.space}: the space and its data pass every check; nothing was trained or stored.")
+    return 0
+
+
+def _announce(prepared: "Prepared", quiet: bool = False) -> None:
+    """The data summary on stdout; warnings, each one paragraph, on stderr."""
+    if skipped := prepared.dataset.images_skipped:
+        print(f"note: skipped {len(skipped)} unreadable image(s) (data.skip_bad_images), e.g. {skipped[0]}",
+              file=sys.stderr)
+    summary = prepared.summary
+    for warning in summary.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not quiet:
+        print(summary.text(), flush=True)
 
 
 def _continue_command(args: argparse.Namespace) -> str:

@@ -6,13 +6,15 @@ search only ever sees the *development* rows (``dev_idx``).
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from search.data._sources import SKLEARN_SETS, read
+from search.data import _checks
+from search.data._sources import SKLEARN_SETS, Raw, read
 from search.errors import DataError
 
 __all__ = ["Dataset", "SKLEARN_SETS", "load", "split_test", "fingerprint_indices"]
@@ -33,6 +35,12 @@ class Dataset:
     fingerprint: str = ""
     source: str = ""
     images_skipped: list[str] = field(default_factory=list)  # unreadable files left out (skip_bad_images)
+    rows_read: int = 0                                       # before any cleaning, test rows included
+    dropped: dict[str, int] = field(default_factory=dict)    # rows left out, by reason
+    warnings: list[str] = field(default_factory=list)        # things that may be meant, printed at start
+    notes: list[str] = field(default_factory=list)           # how the data was read
+    test_mask: np.ndarray | None = None                      # the provided test rows (data.test/split_column)
+    test_source: str = ""                                    # where they came from, for the summary
 
     @property
     def n_outputs(self) -> int:
@@ -54,58 +62,180 @@ class Dataset:
 
 
 def load(section: Any, space_path: Path | None = None) -> Dataset:
-    """Read ``data.source`` and return a de-duplicated, typed :class:`Dataset` with its fingerprint."""
+    """Read ``data.source`` (and the provided test rows), check and clean them, and return a typed
+    :class:`Dataset` with its fingerprint. Every refusal happens here, before anything is stored."""
     where = str(space_path) if space_path else "<space>"
     bases = [Path.cwd()] + ([space_path.parent] if space_path else [])
-    raw = read(section.source, section, bases, where)
-    X, y, groups, order = raw.X, raw.y, raw.groups, raw.order
-    if len(X) == 0:
-        raise DataError("the data set has no rows", source=where, field="data.source")
-    if np.issubdtype(X.dtype, np.floating) and not np.isfinite(X).all():
-        raise DataError("the features contain NaN or infinite values", source=where, field="data.source")
-    if order is not None:
-        # Stable sort, so rows with equal timestamps keep file order.
-        perm = np.argsort(order, kind="stable")
-        X, y = X[perm], y[perm]
-        groups = groups[perm] if groups is not None else None
-    dropped = 0
-    if section.duplicates == "drop":
-        flat = np.ascontiguousarray(X.reshape(len(X), -1))
-        _, first = np.unique(flat.view(np.dtype((np.void, flat.dtype.itemsize * flat.shape[1]))),
-                             return_index=True)
-        keep = np.sort(first)
-        dropped = len(X) - len(keep)
-        X, y = X[keep], y[keep]
-        groups = groups[keep] if groups is not None else None
-    task, y_coded, classes = _task(y, section.task, raw.declared_task, where)
-    X = X.astype(np.float32)
+    raw = read(section.source, section, bases, where, "data.source", section.split_column)
+    label = raw.label or section.source
+    test: Raw | None = None
+    if section.test is not None:
+        test = read(section.test, section, bases, where, "data.test")
+        test_label = test.label or section.test
+        _conform(test, raw, test_label, label, where)
+    elif raw.test_mask is not None:
+        raw, test = _divide(raw, raw.test_mask, label, section.split_column, where)
+        test_label = f"the test rows of {label}"
+    parts = [(raw, label)] + ([(test, test_label)] if test is not None else [])
+    for part, what in parts:
+        if len(part.X) == 0:
+            raise DataError(f"{what} has no rows", source=where, field="data.source")
+        _checks.features_finite(part.X, part.feature_names, what, where)
+        if part.order is not None:  # stable, so rows with equal timestamps keep file order
+            _take(part, np.argsort(part.order, kind="stable"))
+    rows_read = sum(len(p.X) + len(p.skipped) for p, _ in parts)
+    warnings = [w for w in [_checks.label_spellings(np.concatenate([p.y for p, _ in parts]),
+                                                    label if test is None else f"{label} and {test_label}")] if w]
+    kind = _kind(raw.y, section.task, raw.declared_task, where)
+    dropped: dict[str, int] = {}
+    if raw.skipped or (test is not None and test.skipped):
+        dropped["unreadable images"] = sum(len(p.skipped) for p, _ in parts)
+    for part, what in parts:
+        if kind == "regression":
+            part.y = _checks.target_finite(part.y, section.target or "y", what, where)
+        elif part.y.dtype.kind == "f" and not np.isfinite(part.y).all():
+            raise DataError(f"the target of {what} has NaN or infinite values", source=where, field="data.target")
+        before = part.y
+        keep, part.y, removed, warned = _checks.duplicates(part.X, part.y, section.duplicates,
+                                                           kind == "regression", what, where)
+        _take(part, keep, y=False)
+        if part is raw and kind != "regression":
+            _checks.vanished_classes(before, part.y, "de-duplication", what, where)
+        prefix = "test rows: " if part is test else ""
+        dropped.update({prefix + k: v for k, v in removed.items()})
+        warnings += warned
+    if test is not None and len(test.X) == 0:
+        raise DataError(f"{test_label} has no rows left after de-duplication ({', '.join(dropped)})",
+                        source=where, field="data.duplicates")
+    if test is not None:
+        _keep_test_out(raw, test, section.duplicates, kind, label, test_label, dropped, warnings, where)
+    y_dev, classes, task = _code(raw.y, kind, where)
+    y_test = _code_test(test.y, classes, kind, test_label, label, where) if test is not None else None
+    X = np.concatenate([p.X for p, _ in parts]).astype(np.float32)
+    y = y_dev if y_test is None else np.concatenate([y_dev, y_test])
+    groups = None if raw.groups is None else np.concatenate([p.groups for p, _ in parts])
+    mask = None if test is None else np.arange(len(X)) >= len(raw.X)
+    shared: set[Any] = set()
+    if groups is not None and mask is not None:
+        shared = set(groups[~mask].tolist()) & set(groups[mask].tolist())
+    if shared:
+        warnings.append(f"{len(shared)} group(s) of data.group have rows in both the development and the test rows "
+                        f"(e.g. {sorted(shared, key=str)[:3]}); the test score may be optimistic")
     digest = hashlib.sha256()
-    for part in (X, y_coded, groups if groups is not None else np.zeros(0)):
-        digest.update(str(part.shape).encode() + str(part.dtype).encode())
-        digest.update(np.ascontiguousarray(part).tobytes() if part.dtype != object else repr(part.tolist()).encode())
-    return Dataset(X=X, y=y_coded, task=task, classes=classes, groups=groups, has_order=order is not None,
-                   feature_names=raw.feature_names, duplicates_dropped=dropped,
-                   fingerprint=digest.hexdigest()[:16], source=section.source,
-                   images_skipped=[str(p) for p in raw.skipped])
+    hashed = [X, y, groups if groups is not None else np.zeros(0)] + ([mask] if mask is not None else [])
+    for array in hashed:
+        digest.update(str(array.shape).encode() + str(array.dtype).encode())
+        digest.update(np.ascontiguousarray(array).tobytes() if array.dtype != object else repr(array.tolist()).encode())
+    skipped = [str(f) for p, _ in parts for f in p.skipped]
+    return Dataset(X=X, y=y, task=task, classes=classes, groups=groups, has_order=raw.order is not None,
+                   feature_names=raw.feature_names,
+                   duplicates_dropped=sum(v for k, v in dropped.items() if k != "unreadable images"),
+                   fingerprint=digest.hexdigest()[:16], source=section.source, images_skipped=skipped,
+                   rows_read=rows_read, dropped=dropped, warnings=warnings,
+                   notes=[n for p, _ in parts for n in p.notes], test_mask=mask,
+                   test_source=(f"data.test {section.test}" if section.test else
+                                f"data.split_column '{section.split_column}'" if section.split_column else ""))
 
 
-def _task(y: np.ndarray, declared: str, known: str | None, where: str) -> tuple[str, np.ndarray, list[Any]]:
+def _take(part: Raw, idx: np.ndarray, y: bool = True) -> None:
+    """Keep the rows ``idx`` of every per-row array of ``part`` (``y`` too, unless already taken)."""
+    part.X = part.X[idx]
+    if y:
+        part.y = part.y[idx]
+    for name in ("groups", "order", "test_mask"):
+        if getattr(part, name) is not None:
+            setattr(part, name, getattr(part, name)[idx])
+
+
+def _divide(raw: Raw, mask: np.ndarray, label: str, column: str, where: str) -> tuple[Raw, Raw]:
+    if mask.all() or not mask.any():
+        raise DataError(f"split column '{column}' of {label} marks {'every' if mask.all() else 'no'} row as test",
+                        source=where, field="data.split_column",
+                        expected="some rows marked test and some train")
+    test = Raw(raw.X, raw.y, raw.groups, raw.order, raw.feature_names, raw.declared_task, label=raw.label)
+    _take(test, np.nonzero(mask)[0])
+    _take(raw, np.nonzero(~mask)[0])
+    raw.test_mask = test.test_mask = None
+    return raw, test
+
+
+def _conform(test: Raw, dev: Raw, test_label: str, label: str, where: str) -> None:
+    """The test rows must have the development rows' features, in the same order."""
+    if dev.feature_names is not None and test.feature_names is not None and test.feature_names != dev.feature_names:
+        missing = [c for c in dev.feature_names if c not in test.feature_names]
+        extra = [c for c in test.feature_names if c not in dev.feature_names]
+        if missing or extra:
+            raise DataError(f"the columns of {test_label} differ from those of {label}: "
+                            + "; ".join(x for x in (f"missing {missing}" if missing else "",
+                                                    f"extra {extra}" if extra else "") if x),
+                            source=where, field="data.test", expected="the same feature columns")
+        test.X = test.X[:, [test.feature_names.index(c) for c in dev.feature_names]]
+        test.feature_names = list(dev.feature_names)
+    if test.X.shape[1:] != dev.X.shape[1:]:
+        raise DataError(f"the rows of {test_label} have shape {list(test.X.shape[1:])} but those of {label} "
+                        f"have {list(dev.X.shape[1:])}", source=where, field="data.test",
+                        expected="the same features per row (for images, set data.image_size)")
+    for name in ("groups", "order"):
+        if (getattr(dev, name) is None) != (getattr(test, name) is None):
+            raise DataError(f"{test_label} and {label} differ in having a {name} column", source=where,
+                            field="data.test")
+
+
+def _keep_test_out(dev: Raw, test: Raw, mode: str, kind: str, label: str, test_label: str,
+                   dropped: dict[str, int], warnings: list[str], where: str) -> None:
+    """A development row equal to a test row would let training see a test row: its dev copy goes."""
+    repeats = _checks.repeats_of(dev.X, test.X)
+    n = int(repeats.sum())
+    if not n:
+        return
+    if mode == "refuse":
+        raise DataError(f"{n} row(s) of {label} have the same features as a test row of {test_label}; "
+                        f"data.duplicates: refuse asks to stop here", source=where, field="data.duplicates",
+                        expected="no row in both the development and the test data")
+    if mode == "keep":
+        warnings.append(f"{n} development row(s) repeat a test row (data.duplicates: keep); the test score "
+                        f"may be optimistic")
+        return
+    before = dev.y
+    _take(dev, np.nonzero(~repeats)[0])
+    if kind != "regression":
+        _checks.vanished_classes(before, dev.y, "the removal of rows that repeat test rows", label, where)
+    dropped["development rows repeating a test row"] = n
+
+
+def _kind(y: np.ndarray, declared: str, known: str | None, where: str) -> str:
     numeric = np.issubdtype(y.dtype, np.number) or y.dtype == bool
     if declared == "auto":
         declared = known or _detect(y, numeric)
-    if declared == "regression":
-        if not numeric:
-            raise DataError("the task is regression but the target is not numeric", source=where,
-                            field="data.task", expected="numbers or task: classification", found=y[:3].tolist())
-        if not np.isfinite(y.astype(np.float64)).all():
-            raise DataError("the target contains NaN or infinite values", source=where, field="data.target")
-        return "regression", y.astype(np.float32), []
+    if declared == "regression" and not numeric:
+        raise DataError("the task is regression but the target is not numeric", source=where,
+                        field="data.task", expected="numbers or task: classification", found=y[:3].tolist())
+    return declared
+
+
+def _code(y: np.ndarray, kind: str, where: str) -> tuple[np.ndarray, list[Any], str]:
+    if kind == "regression":
+        return y.astype(np.float32), [], "regression"
     classes, codes = np.unique(y, return_inverse=True)
     if len(classes) < 2:
         raise DataError("a classification target needs at least two classes", source=where,
                         field="data.target", found=classes.tolist())
     task = "binary" if len(classes) == 2 else "multiclass"
-    return task, codes.astype(np.int32), [c.item() if hasattr(c, "item") else c for c in classes]
+    return codes.ravel().astype(np.int32), [c.item() if hasattr(c, "item") else c for c in classes], task
+
+
+def _code_test(y: np.ndarray, classes: list[Any], kind: str, test_label: str, label: str, where: str) -> np.ndarray:
+    if kind == "regression":
+        return y.astype(np.float32)
+    known = np.asarray(classes, dtype=object)
+    present = np.isin(y.astype(object), known)
+    if not present.all():
+        unseen = Counter(y[~present].tolist())
+        raise DataError(f"test label(s) {', '.join(f'{k!r} ({n} rows)' for k, n in sorted(unseen.items(), key=str))} "
+                        f"of {test_label} never occur in {label}; a model cannot learn a class it never sees",
+                        source=where, field="data.test", expected="labels among " + ", ".join(map(repr, classes)))
+    lookup = {c: i for i, c in enumerate(classes)}
+    return np.asarray([lookup[v.item() if hasattr(v, "item") else v] for v in y], dtype=np.int32)
 
 
 def _detect(y: np.ndarray, numeric: bool) -> str:
@@ -120,11 +250,18 @@ def split_test(dataset: Dataset, test_size: float, seed: int, time_ordered: bool
                where: str = "<space>") -> tuple[np.ndarray, np.ndarray]:
     """Return sorted ``(dev_idx, test_idx)``.
 
-    Time-ordered data holds out its *last* rows (the future); grouped data holds out whole groups;
-    classification is stratified. The same seed always gives the same rows.
+    Provided test rows are the test set as given. Otherwise time-ordered data holds out its *last* rows
+    (the future); grouped data holds out whole groups; classification is stratified. The same seed
+    always gives the same rows.
     """
     from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
+    if dataset.test_mask is not None:
+        dev, test = np.nonzero(~dataset.test_mask)[0], np.nonzero(dataset.test_mask)[0]
+        if len(dev) < 2:
+            raise DataError(f"only {len(dev)} development row(s) are left besides the {len(test)} provided test "
+                            f"rows", source=where, field="data.source", expected="at least 2 development rows")
+        return dev, test
     n = len(dataset.X)
     n_test = int(np.ceil(n * test_size))
     if n_test < 1 or n - n_test < 2:

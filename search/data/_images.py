@@ -16,15 +16,17 @@ SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", "
 MODES = {"rgb": "RGB", "grayscale": "L", "rgba": "RGBA"}
 
 
-def read_folder(root: Path, section: Any, where: str) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
+                field: str = "data.source") -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """Return ``(X, class names, skipped files)``; a bad image is an error unless ``skip_bad_images``."""
     from PIL import Image
 
     classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if len(classes) < 2:
-        raise DataError(f"{root} must hold one subfolder per class, at least two", source=where,
-                        field="data.source", expected="<dir>/<class>/<image files>",
+    if len(classes) < min_classes:
+        raise DataError(f"{root} must hold one subfolder per class, at least {min_classes}", source=where,
+                        field=field, expected="<dir>/<class>/<image files>",
                         found=[d.name for d in classes])
+    _distinct_folders(classes, where, field)
     size = tuple(section.image_size) if section.image_size else None
     pixels: list[np.ndarray] = []
     labels: list[str] = []
@@ -59,6 +61,22 @@ def read_folder(root: Path, section: Any, where: str) -> tuple[np.ndarray, np.nd
                             source=where, field="data.source")
     X = np.stack(pixels).astype(np.float32) / 255.0
     return X, np.asarray(labels), skipped
+
+
+def _distinct_folders(classes: list[Path], where: str, field: str) -> None:
+    """Two class names for one folder (a symlink, or one class inside another) would read the same images
+    under two labels, and de-duplication would then drop them all: refused, naming both."""
+    seen: dict[Path, Path] = {}
+    for folder in classes:
+        real = folder.resolve()
+        for other_real, other in seen.items():
+            if real == other_real or other_real in real.parents or real in other_real.parents:
+                link = folder if folder.is_symlink() else other
+                raise DataError(f"the class folders {other} and {folder} are the same images under two class "
+                                f"names ({link} is {'a symlink to' if link.is_symlink() else 'inside'} "
+                                f"{real if link is folder else other_real}); each class needs a folder of its own",
+                                source=where, field=field)
+        seen[real] = folder
 
 
 def _decode(image_module: Any, file: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:

@@ -5,12 +5,14 @@ detection, de-duplication and fingerprints happen once, in ``search.data``.
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field as _field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from search.data import _checks
 from search.errors import DataError
 
 SKLEARN_SETS = ("digits", "breast_cancer", "wine", "iris", "diabetes")
@@ -25,29 +27,40 @@ class Raw:
     feature_names: list[str] | None = None
     declared_task: str | None = None  # what the source itself knows (sklearn sets)
     skipped: list[Path] = _field(default_factory=list)  # unreadable images left out (skip_bad_images)
+    test_mask: np.ndarray | None = None  # from data.split_column: True for the provided test rows
+    notes: list[str] = _field(default_factory=list)      # how the data was read, for the summary
+    label: str = ""                                       # the file or folder, for messages
 
 
-def read(source: str, section: Any, base_dirs: list[Path], where: str) -> Raw:
+def read(source: str, section: Any, base_dirs: list[Path], where: str, field: str = "data.source",
+         split_column: str | None = None) -> Raw:
+    """Read one source; ``field`` is the space field that named it (``data.source`` or ``data.test``)."""
     kind, sep, rest = source.partition(":")
     if not sep or kind not in ("sklearn", "csv", "npz", "images"):
-        raise DataError("unknown data source", source=where, field="data.source",
+        raise DataError("unknown data source", source=where, field=field,
                         expected="'sklearn:<name>', 'csv:<path>', 'npz:<path>' or 'images:<dir>'", found=source)
+    if split_column is not None and kind not in ("csv", "npz"):
+        raise DataError(f"a split column needs a csv or npz source, not {kind}", source=where,
+                        field="data.split_column", expected="data.test: <a second source> for this kind of data")
+    if field == "data.test" and kind == "sklearn":
+        raise DataError("scikit-learn's bundled sets have no separate test rows", source=where, field=field,
+                        expected="a csv:, npz: or images: source", found=source)
     if kind == "sklearn":
         return _sklearn(rest, where, getattr(section, "as_images", False))
     if kind == "images":
-        return _images(rest, section, base_dirs, where)
-    path = _find(rest, base_dirs, where)
-    return _csv(path, section, where) if kind == "csv" else _npz(path, section, where)
+        return _images(rest, section, base_dirs, where, field)
+    path = _find(rest, base_dirs, where, field)
+    return _csv(path, section, where, split_column) if kind == "csv" else _npz(path, section, where, split_column)
 
 
-def _find(name: str, base_dirs: list[Path], where: str) -> Path:
+def _find(name: str, base_dirs: list[Path], where: str, field: str) -> Path:
     tried = []
     for base in base_dirs:
         candidate = (base / name).resolve()
         if candidate.is_file():
             return candidate
         tried.append(str(candidate))
-    raise DataError("the data file does not exist", source=where, field="data.source",
+    raise DataError("the data file does not exist", source=where, field=field,
                     expected="an existing file (looked at " + " and ".join(dict.fromkeys(tried)) + ")",
                     found=name)
 
@@ -70,9 +83,10 @@ def _sklearn(name: str, where: str, as_images: bool = False) -> Raw:
                if hasattr(bunch, "feature_names") else None, declared_task=task)
 
 
-def _csv(path: Path, section: Any, where: str) -> Raw:
+def _csv(path: Path, section: Any, where: str, split_column: str | None = None) -> Raw:
     import pandas as pd
 
+    _checks.csv_header(path, where)
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -81,7 +95,11 @@ def _csv(path: Path, section: Any, where: str) -> Raw:
     if section.target is None:
         raise DataError("a CSV source needs the name of its target column", source=where,
                         field="data.target", expected="one of " + ", ".join(map(str, frame.columns)))
-    named = {"data.target": section.target, "data.group": section.group, "data.order": section.order}
+    if len(frame) == 0:
+        raise DataError(f"the CSV file {path} has a header but no data rows", source=where, field="data.source",
+                        expected="at least one row below the header")
+    named = {"data.target": section.target, "data.group": section.group, "data.order": section.order,
+             "data.split_column": split_column}
     for field, column in named.items():
         if column is not None and column not in frame.columns:
             raise DataError(f"no such column in {path}", source=where, field=field,
@@ -98,44 +116,60 @@ def _csv(path: Path, section: Any, where: str) -> Raw:
             sample = features[column].dropna().iloc[0] if features[column].notna().any() else None
             raise DataError(f"column '{column}' of {path} is not numeric; encode it as numbers first",
                             source=where, field="data.source", expected="numbers", found=sample)
-    for column in [*features.columns, section.target]:
+    for column in [*features.columns, *(c for c in (section.target, section.group, section.order) if c)]:
         missing = int(frame[column].isna().sum())
         if missing:
             raise DataError(f"column '{column}' of {path} has {missing} missing value(s); fill or drop "
                             f"them first", source=where, field="data.source")
+    if split_column is not None:
+        missing = int(frame[split_column].isna().sum())
+        if missing:
+            raise DataError(f"split column '{split_column}' of {path} has {missing} empty value(s)", source=where,
+                            field="data.split_column", expected="test/train, 1/0 or true/false in every row")
     return Raw(features.to_numpy(dtype=np.float64), frame[section.target].to_numpy(),
                groups=frame[section.group].to_numpy() if section.group else None,
                order=frame[section.order].to_numpy() if section.order else None,
-               feature_names=[str(c) for c in features.columns])
+               feature_names=[str(c) for c in features.columns],
+               test_mask=_checks.split_marks(frame[split_column].to_numpy(), split_column, path, where)
+               if split_column is not None else None, label=str(path))
 
 
-def _npz(path: Path, section: Any, where: str) -> Raw:
+def _npz(path: Path, section: Any, where: str, split_column: str | None = None) -> Raw:
+    if path.stat().st_size == 0:
+        raise DataError(f"the file {path} is empty (0 bytes)", source=where, field="data.source",
+                        expected="a NumPy .npz archive")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"cannot read {path} as a NumPy .npz archive ({exc})", source=where,
                         field="data.source") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):  # a plain .npy: one array, no names
+        raise DataError(f"{path} is a single .npy array, not an .npz archive", source=where, field="data.source",
+                        expected="np.savez(path, X=features, y=target)")
     keys = set(archive.files)
     x_key = next((k for k in ("X", "x", "features") if k in keys), None)
     y_key = section.target or next((k for k in ("y", "target", "labels") if k in keys), None)
+    if section.target is not None and section.target not in keys:
+        raise DataError(f"{path} has no array '{section.target}'", source=where, field="data.target",
+                        expected="one of " + ", ".join(sorted(keys)), found=section.target)
     if x_key is None or y_key not in keys:
         raise DataError(f"{path} must hold arrays 'X' (features) and 'y' (target)", source=where,
                         field="data.source", expected="arrays named X and y", found=sorted(keys))
-    X, y = archive[x_key], archive[y_key]
-    if len(X) != len(y):
-        raise DataError(f"{path}: X has {len(X)} rows but y has {len(y)}", source=where, field="data.source")
-    if not np.issubdtype(X.dtype, np.number):
-        raise DataError(f"{path}: X must be numeric", source=where, field="data.source", found=str(X.dtype))
+    X = _checks.npz_member(archive, x_key, path, where, "data.source")
+    y = _checks.npz_member(archive, y_key, path, where, "data.target")
     extra = {}
-    for field, key in (("group", section.group), ("order", section.order)):
+    for role, key in (("group", section.group), ("order", section.order), ("split_column", split_column)):
         if key is not None:
             if key not in keys:
-                raise DataError(f"{path} has no array '{key}'", source=where, field=f"data.{field}",
+                raise DataError(f"{path} has no array '{key}'", source=where, field=f"data.{role}",
                                 expected="one of " + ", ".join(sorted(keys)), found=key)
-            extra[field + ("s" if field == "group" else "")] = archive[key]
+            extra[role] = (key, _checks.npz_member(archive, key, path, where, f"data.{role}"))
+    X, y, more, notes = _checks.npz_arrays(X, y, extra, path, where, (x_key, y_key))
     if getattr(section, "as_images", False):
         X = _npz_images(X, path, where)
-    return Raw(np.asarray(X, dtype=np.float64), np.asarray(y), **extra)
+    mask = _checks.split_marks(more["split_column"], split_column, path, where) if split_column else None
+    return Raw(np.asarray(X, dtype=np.float64), y, groups=more.get("group"), order=more.get("order"),
+               test_mask=mask, notes=notes, label=str(path))
 
 
 def _npz_images(X: np.ndarray, path: Path, where: str) -> np.ndarray:
@@ -148,16 +182,16 @@ def _npz_images(X: np.ndarray, path: Path, where: str) -> np.ndarray:
     return X[..., None] if X.ndim == 3 else X
 
 
-def _images(name: str, section: Any, base_dirs: list[Path], where: str) -> Raw:
+def _images(name: str, section: Any, base_dirs: list[Path], where: str, field: str) -> Raw:
     from search.data._images import read_folder
 
     tried = []
     for base in base_dirs:
         candidate = (base / name).resolve()
         if candidate.is_dir():
-            X, y, skipped = read_folder(candidate, section, where)
-            return Raw(X, y, declared_task="classification", skipped=skipped)
+            X, y, skipped = read_folder(candidate, section, where, 1 if field == "data.test" else 2, field)
+            return Raw(X, y, declared_task="classification", skipped=skipped, label=str(candidate))
         tried.append(str(candidate))
-    raise DataError("the image folder does not exist", source=where, field="data.source",
+    raise DataError("the image folder does not exist", source=where, field=field,
                     expected="an existing folder with one subfolder per class (looked at "
                     + " and ".join(dict.fromkeys(tried)) + ")", found=name)

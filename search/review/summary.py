@@ -92,8 +92,11 @@ def describe(space: Any, attrs: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Fixed", ", ".join(fixed)),
         ("Validation", f"{scheme}{f' ({how})' if how else ''}{dev}; "
                        f"{attrs.get('n_splits', '?')} splits, the same rows in every trial"),
-        ("Test rows", f"{test if test is not None else f'{d.test_size:g} of the rows'} held out "
-                      f"(test_size {d.test_size:g}), never seen by any trial"),
+        ("Test rows", (f"{test if test is not None else '?'} provided by "
+                       + (f"data.test {d.test}" if d.test else f"data.split_column '{d.split_column}'")
+                       + ", never seen by any trial") if d.provided_test else
+                      f"{test if test is not None else f'{d.test_fraction:g} of the rows'} held out "
+                      f"(test_size {d.test_fraction:g}), never seen by any trial"),
         ("Data", f"{d.source}, task {task}, preprocess {d.preprocess}"),
         ("Objective", "minimize the mean over splits of each split's best validation loss"),
         ("Study", f"sampler {s.sampler} (seed {s.seed}), pruner {s.pruner}, budget {s.n_trials} trials"

@@ -16,6 +16,7 @@ import numpy as np
 from search import data, splits
 from search.errors import FailureKind
 from search.data import Dataset
+from search.data._summary import DataSummary
 from search.runner.results import TrialListener
 from search.space import Space
 from search.splits import Split
@@ -29,6 +30,10 @@ class Prepared:
     test_idx: np.ndarray
     splits: list[Split]
 
+    @property
+    def summary(self) -> DataSummary:
+        return DataSummary.of(self)
+
     def attrs(self) -> dict[str, Any]:
         """Stored with the study; the fingerprints guard continuation and reproduction."""
         ds = self.dataset
@@ -37,7 +42,9 @@ class Prepared:
                 "rows": int(len(ds.X)), "test_rows": int(len(self.test_idx)), "n_splits": len(self.splits),
                 "duplicates_dropped": ds.duplicates_dropped, "seed": self.space.study.seed,
                 "metric": "mae" if ds.task == "regression" else "accuracy",
-                **({"images_skipped": len(ds.images_skipped)} if ds.images_skipped else {})}
+                **({"images_skipped": len(ds.images_skipped)} if ds.images_skipped else {}),
+                **({"test_source": ds.test_source} if ds.test_source else {}),
+                "data_summary": self.summary.to_dict()}
 
 
 @dataclass
@@ -71,7 +78,7 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
     models.preflight(space.model, dataset.input_shape, space.data.preprocess,
                      space.path.parent if space.path else None, where)
     time_ordered = space.validation.scheme == "time_series" or dataset.has_order
-    dev_idx, test_idx = data.split_test(dataset, space.data.test_size, space.study.seed, time_ordered, where)
+    dev_idx, test_idx = data.split_test(dataset, space.data.test_fraction, space.study.seed, time_ordered, where)
     plan = splits.plan(space.validation, dataset, dev_idx, space.study.seed, where)
     return Prepared(space, dataset, dev_idx, test_idx, plan)
 

@@ -70,9 +70,15 @@ class DataSection(_Strict):
     group: str | None = None
     order: str | None = None
     task: Literal["auto", "classification", "regression"] = "auto"
-    test_size: float = Field(0.2, gt=0.0, lt=1.0)
+    # Provided test rows: a second source of the same kind, or a column marking each row test/train.
+    test: str | None = None
+    split_column: str | None = None
+    # None: 0.2 of the rows are held out, unless the test rows are provided (``test``/``split_column``).
+    test_size: float | None = Field(None, gt=0.0, lt=1.0)
     preprocess: Literal["standardize", "minmax", "none"] = "standardize"  # "none" for image data
-    duplicates: Literal["drop", "keep"] = "drop"
+    # Rows with identical features: drop (one copy kept; all copies when their labels disagree),
+    # keep, or refuse the data.
+    duplicates: Literal["drop", "keep", "refuse"] = "drop"
     # Image data (pixels arrive in [0, 1]): sklearn:digits / npz:<path> as (n, h, w, c) arrays, and the
     # decoding of images:<dir> folders.
     as_images: bool = False
@@ -88,6 +94,30 @@ class DataSection(_Strict):
                 data.get("as_images") is True or str(data.get("source", "")).startswith("images:")):
             data = {**data, "preprocess": "none"}
         return data
+
+    @field_validator("split_column")
+    @classmethod
+    def _one_way_to_give_test_rows(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("test") is not None:
+            raise ValueError("give the test rows one way: data.test (a source) or data.split_column, not both")
+        return value
+
+    @field_validator("test_size")
+    @classmethod
+    def _test_size_or_provided_rows(cls, value: float | None, info: ValidationInfo) -> float | None:
+        # Refused rather than ignored: someone who wrote test_size expects it to decide the test rows.
+        if value is not None and (info.data.get("test") is not None or info.data.get("split_column") is not None):
+            raise ValueError("test_size has no effect when the test rows are provided (data.test or "
+                             "data.split_column); remove test_size")
+        return value
+
+    @property
+    def provided_test(self) -> bool:
+        return self.test is not None or self.split_column is not None
+
+    @property
+    def test_fraction(self) -> float:
+        return 0.2 if self.test_size is None else self.test_size
 
     @field_validator("image_size")
     @classmethod

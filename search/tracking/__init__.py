@@ -94,18 +94,21 @@ def make_tracker(prepared: Any, options: Any, space_text: str) -> "MlflowTracker
 
     space = prepared.space
     storage_url = options.storage or default_storage(Path(options.home))
-    tags = {"storage": hide(storage_url), **provenance.record(space.path.parent if space.path else None),
-            **prepared.attrs()}
+    attrs = prepared.attrs()
+    summary = attrs.pop("data_summary", None)  # logged as a file of its own, not squeezed into a tag
+    tags = {"storage": hide(storage_url), **provenance.record(space.path.parent if space.path else None), **attrs}
+    texts = {} if summary is None else {"data_summary.json": json.dumps(summary, indent=2),
+                                        "data_summary.txt": prepared.summary.text()}
     ds = prepared.dataset
     return MlflowTracker(options.tracking_uri or default_tracking_uri(Path(options.home)), Path(options.home), space,
                          space_text, tags, keep_checkpoints=space.study.keep_checkpoints,
-                         reference_loss=chance_loss(ds.y[prepared.dev_idx], ds.task))
+                         reference_loss=chance_loss(ds.y[prepared.dev_idx], ds.task), texts=texts)
 
 
 class MlflowTracker(TrialListener):
     def __init__(self, tracking_uri: str, home: Path, space: Space, space_text: str,
                  study_tags: dict[str, Any], keep_checkpoints: int = 5,
-                 reference_loss: float | None = None) -> None:
+                 reference_loss: float | None = None, texts: dict[str, str] | None = None) -> None:
         from mlflow.tracking import MlflowClient
 
         from search.studies import _sqlite
@@ -115,6 +118,7 @@ class MlflowTracker(TrialListener):
         self.uri, self.home, self.space = tracking_uri, Path(home), space
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.space_text, self.study_tags = space_text, study_tags
+        self.texts = dict(texts or {})  # more files for the parent run (the data summary)
         self.experiment_id = ""
         self.parent_run_id = ""
         # With a tracking server, split checkpoints live in its artifact store, so any machine can use them.
@@ -204,6 +208,8 @@ class MlflowTracker(TrialListener):
         self.client.log_batch(run_id, params=[Param(k, _param_text(v)) for k, v in params.items()],
                               tags=[RunTag(k, redact(str(v))[:5000]) for k, v in self.study_tags.items()])
         self.client.log_text(run_id, redact(self.space_text), "space.yaml")
+        for name, text in self.texts.items():
+            self.client.log_text(run_id, redact(text), name)
 
     # -- trial level -----------------------------------------------------------------------
     def on_trial_start(self, trial: Any, settings: dict[str, dict[str, Any]]) -> None:

@@ -1,0 +1,254 @@
+"""Checks on the rows a user brings, run before anything is stored.
+
+Each check either returns cleaned arrays or raises one :class:`DataError` paragraph that names the
+file, the column or array, what was expected and what was found. Warnings (things that may be meant,
+such as two label spellings) are returned as text for the data summary to print.
+"""
+from __future__ import annotations
+
+import csv
+import zipfile
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from search.errors import DataError
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Values of a split column that mark a test row, and those that mark a development row.
+TEST_MARKS = {"test", "1", "true", "yes"}
+DEV_MARKS = {"train", "dev", "development", "0", "false", "no"}
+
+
+# -- files --------------------------------------------------------------------------------------------
+def csv_header(path: Path, where: str) -> list[str]:
+    """The header as written: pandas renames a second ``label`` to ``label.1``, which would hide it."""
+    if path.stat().st_size == 0:
+        raise DataError(f"the CSV file {path} is empty (0 bytes)", source=where, field="data.source",
+                        expected="a header line and at least one data row")
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        header = next(csv.reader(handle), [])
+    if not any(name.strip() for name in header):
+        raise DataError(f"the CSV file {path} has no header line", source=where, field="data.source",
+                        expected="column names on the first line")
+    repeated = sorted(name for name, n in Counter(header).items() if n > 1)
+    if repeated:
+        raise DataError(f"the CSV file {path} has duplicated column name(s) "
+                        + ", ".join(f"'{name}' ({header.count(name)} times)" for name in repeated)
+                        + "; rename them so each column has one meaning", source=where, field="data.source",
+                        expected="unique column names")
+    return header
+
+
+def npz_member(archive: Any, key: str, path: Path, where: str, field: str) -> np.ndarray:
+    """An array of an archive, never unpickled; object arrays and non-array members are refused."""
+    try:
+        value = archive[key]
+    except ValueError:  # numpy refuses object arrays under allow_pickle=False
+        raise DataError(f"array '{key}' of {path} holds Python objects (an object array), which are never "
+                        f"unpickled; save it with a numeric or string dtype, e.g. np.asarray(a, dtype=float)",
+                        source=where, field=field) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"cannot read array '{key}' of {path} ({exc})", source=where, field=field) from None
+    if not isinstance(value, np.ndarray):
+        raise DataError(f"member '{key}' of {path} is not a NumPy array (no .npy header); write the archive "
+                        f"with np.savez", source=where, field=field, found=type(value).__name__)
+    return value
+
+
+def npz_arrays(X: np.ndarray, y: np.ndarray, extra: dict[str, tuple[str, np.ndarray]], path: Path,
+               where: str, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], list[str]]:
+    """Shapes, lengths and dtypes of X, y and the one-per-row arrays; returns them with notes."""
+    x_key, y_key = names
+    notes: list[str] = []
+    if X.ndim == 0:
+        raise DataError(f"array '{x_key}' of {path} is a single value, not rows of features", source=where,
+                        field="data.source", expected="shape (rows, features)", found=f"shape {X.shape}")
+    if X.ndim == 1:
+        raise DataError(f"array '{x_key}' of {path} is 1-D: one value per row, or one row of values? Reshape "
+                        f"it to (n, 1) for a single feature (X.reshape(-1, 1)) or to (1, n) for a single row",
+                        source=where, field="data.source", expected="shape (rows, features)",
+                        found=f"shape {X.shape}")
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"array '{x_key}' of {path} is not numeric", source=where, field="data.source",
+                        expected="integer, float or bool values", found=f"dtype {X.dtype}")
+    y = _one_per_row(y, y_key, path, where, "data.target", notes)
+    if y.dtype.kind == "S":
+        try:
+            y = y.astype(str)
+        except UnicodeDecodeError:
+            raise DataError(f"array '{y_key}' of {path} holds bytes that are not text", source=where,
+                            field="data.target", expected="numbers or text labels") from None
+    if y.dtype.kind not in "biufU":
+        raise DataError(f"array '{y_key}' of {path} cannot be a target", source=where, field="data.target",
+                        expected="numbers, bools or text labels", found=f"dtype {y.dtype}")
+    lengths = {x_key: len(X), y_key: len(y)}
+    out: dict[str, np.ndarray] = {}
+    for role, (key, values) in extra.items():
+        values = _one_per_row(values, key, path, where, f"data.{role}", notes)
+        if values.dtype.kind not in "biufUS":
+            raise DataError(f"array '{key}' of {path} cannot mark rows", source=where, field=f"data.{role}",
+                            expected="numbers or text", found=f"dtype {values.dtype}")
+        lengths[key] = len(values)
+        out[role] = values
+    if len(set(lengths.values())) > 1:
+        raise DataError(f"the arrays of {path} have different numbers of rows: "
+                        + ", ".join(f"'{k}' {n}" for k, n in lengths.items()), source=where, field="data.source",
+                        expected="one entry per row in every array")
+    return X, y, out, notes
+
+
+def _one_per_row(values: np.ndarray, key: str, path: Path, where: str, field: str, notes: list[str]) -> np.ndarray:
+    if values.ndim == 2 and values.shape[1] == 1:
+        notes.append(f"array '{key}' of {path} has shape {values.shape}; read as one value per row")
+        return values.ravel()
+    if values.ndim != 1:
+        hint = " (one-hot or several targets? give one label or one number per row)" if values.ndim == 2 else ""
+        raise DataError(f"array '{key}' of {path} must hold one value per row{hint}", source=where, field=field,
+                        expected="shape (rows,) or (rows, 1)", found=f"shape {values.shape}")
+    return values
+
+
+# -- values -------------------------------------------------------------------------------------------
+def features_finite(X: np.ndarray, names: Sequence[str] | None, what: str, where: str) -> None:
+    """Finite in float64 and still finite as float32, the precision the model trains in.
+
+    Integers always fit float32's range; float arrays are scanned with reductions first, so a large
+    image set costs no float64 copy when it is clean.
+    """
+    flat = X.reshape(len(X), -1)
+    if flat.dtype.kind != "f" or flat.size == 0:
+        return
+    if not np.isfinite(flat).all():
+        _bad_feature(flat, ~np.isfinite(flat), "NaN or infinite values", names, what, where)
+    if flat.max() > FLOAT32_MAX or flat.min() < -FLOAT32_MAX:
+        _bad_feature(flat, (flat > FLOAT32_MAX) | (flat < -FLOAT32_MAX),
+                     f"values beyond ±{FLOAT32_MAX:.3g}, which become infinite as float32", names, what, where)
+
+
+def _bad_feature(flat: np.ndarray, hits: np.ndarray, problem: str, names: Sequence[str] | None, what: str,
+                 where: str) -> None:
+    rows, cols = np.nonzero(hits)
+    column = int(cols[0])
+    name = f"column '{names[column]}'" if names and len(names) == flat.shape[1] else f"feature {column}"
+    raise DataError(f"{name} of {what} has {problem} ({int(hits[:, column].sum())} row(s), first in data "
+                    f"row {int(rows[0])}, counting from 0); fix or drop those rows, or rescale the column",
+                    source=where, field="data.source", expected="finite numbers", found=flat[rows[0], column].item())
+
+
+def target_finite(y: np.ndarray, column: str, what: str, where: str) -> np.ndarray:
+    """A regression target as float32; non-finite and float32-overflowing values are refused."""
+    if y.dtype.kind not in "biuf":
+        raise DataError(f"the target '{column}' of {what} is not numeric, but the task is regression", source=where,
+                        field="data.target", expected="numbers", found=y[:3].tolist())
+    values = y.astype(np.float64)
+    for problem, bad in (("NaN or infinite values", ~np.isfinite(values)),
+                         (f"values beyond ±{FLOAT32_MAX:.3g}, which become infinite as float32",
+                          np.abs(np.nan_to_num(values)) > FLOAT32_MAX)):
+        if bad.any():
+            raise DataError(f"the target '{column}' of {what} has {problem} ({int(bad.sum())} row(s), first in "
+                            f"data row {int(np.argmax(bad))}, counting from 0); a regression target must be finite "
+                            f"in float32",
+                            source=where, field="data.target", found=values[np.argmax(bad)].item())
+    return values.astype(np.float32)
+
+
+def label_spellings(y: np.ndarray, what: str) -> str | None:
+    """Text labels that differ only by surrounding spaces or case: a warning, never merged silently."""
+    if y.dtype.kind not in "UO":
+        return None
+    counts = Counter(str(v) for v in y)
+    families: dict[str, list[str]] = {}
+    for label in counts:
+        families.setdefault(label.strip().casefold(), []).append(label)
+    clashes = [sorted(group) for group in families.values() if len(group) > 1]
+    if not clashes:
+        return None
+    text = "; ".join(", ".join(f"{label!r} ({counts[label]} rows)" for label in group) for group in clashes)
+    return (f"labels of {what} differ only by surrounding spaces or case: {text}. They are kept as "
+            f"separate classes; if they mean the same class, fix their spelling in the data")
+
+
+def split_marks(values: np.ndarray, column: str, path: Path, where: str) -> np.ndarray:
+    """A split column's values as a test mask: test/train (dev), 1/0, true/false, yes/no."""
+    text = np.char.lower(np.char.strip(np.asarray(values).astype(str)))
+    text = np.where(np.isin(text, ["1.0"]), "1", np.where(np.isin(text, ["0.0"]), "0", text))
+    unknown = sorted(set(text.tolist()) - TEST_MARKS - DEV_MARKS)
+    if unknown:
+        raise DataError(f"split column '{column}' of {path} has values that mark neither test nor development "
+                        f"rows", source=where, field="data.split_column",
+                        expected="test/train, 1/0 or true/false", found=unknown[:5])
+    return np.isin(text, list(TEST_MARKS))
+
+
+# -- cleaning -----------------------------------------------------------------------------------------
+def duplicates(X: np.ndarray, y: np.ndarray, mode: str, regression: bool, what: str,
+               where: str) -> tuple[np.ndarray, np.ndarray, dict[str, int], list[str]]:
+    """Return ``(kept row indices, y for those rows, dropped counts by reason, warnings)``.
+
+    Identical features with one label: one copy kept. With different labels (classification) no copy
+    can be trusted, so all are dropped; a regression target is averaged over the copies instead, which
+    is what a model trained on all of them would aim for under squared error.
+    """
+    n = len(X)
+    if mode == "keep" or n == 0:
+        return np.arange(n), y, {}, []
+    flat = np.ascontiguousarray(X.reshape(n, -1))
+    keys = flat.view(np.dtype((np.void, flat.dtype.itemsize * flat.shape[1]))).ravel()
+    _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    _, y_codes = np.unique(y, return_inverse=True)
+    pairs = np.unique(np.stack([inverse, y_codes.ravel()], axis=1), axis=0)
+    labels_per_group = np.bincount(pairs[:, 0], minlength=len(first))
+    conflicting = labels_per_group > 1
+    n_conflict_rows = int(counts[conflicting].sum())
+    n_exact = int((counts[~conflicting] - 1).sum())
+    if mode == "refuse" and (n_exact or n_conflict_rows):
+        example = int(np.argmax(counts > 1))
+        rows = np.nonzero(inverse == example)[0][:3].tolist()
+        found = [f"{n_exact} repeated copies with the same label" if n_exact else "",
+                 f"{n_conflict_rows} rows in {int(conflicting.sum())} group(s) whose copies disagree on the label"
+                 if n_conflict_rows else ""]
+        raise DataError(f"{what} has rows with identical features: {' and '.join(x for x in found if x)} (e.g. "
+                        f"rows {', '.join(map(str, rows))}); data.duplicates: refuse asks to stop here", source=where,
+                        field="data.duplicates", expected="no duplicated rows, or duplicates: drop")
+    dropped: dict[str, int] = {}
+    warnings: list[str] = []
+    if n_exact:
+        dropped["exact duplicates"] = n_exact
+    if regression:
+        means = np.bincount(inverse, weights=y.astype(np.float64)) / counts
+        keep = np.sort(first)
+        if conflicting.any():
+            dropped["duplicates with different targets (averaged into one row)"] = \
+                int((counts[conflicting] - 1).sum())
+        return keep, means[inverse[keep]].astype(y.dtype), dropped, warnings
+    keep = np.sort(first[~conflicting])
+    if n_conflict_rows:
+        dropped["conflicting duplicates"] = n_conflict_rows
+        warnings.append(f"{what} has {int(conflicting.sum())} feature row(s) that appear with different labels "
+                        f"({n_conflict_rows} rows in all); they are ambiguous, so every copy is dropped "
+                        f"(data.duplicates: refuse stops instead)")
+    return keep, y[keep], dropped, warnings
+
+
+def vanished_classes(before: np.ndarray, after: np.ndarray, why: str, what: str, where: str) -> None:
+    """A class that cleaning removed entirely would silently turn the task into another one."""
+    lost = sorted(set(before.tolist()) - set(after.tolist()), key=str)
+    if lost:
+        counts = Counter(before.tolist())
+        raise DataError(f"class(es) {', '.join(f'{c!r} ({counts[c]} rows)' for c in lost)} of {what} lose every "
+                        f"row to {why}: their features all repeat rows of other classes (two class folders "
+                        f"holding the same images, say). Fix the data, or set data.duplicates: keep",
+                        source=where, field="data.duplicates")
+
+
+def repeats_of(X_dev: np.ndarray, X_test: np.ndarray) -> np.ndarray:
+    """A mask of development rows whose features are also a test row's."""
+    if len(X_dev) == 0 or len(X_test) == 0:
+        return np.zeros(len(X_dev), bool)
+    both = np.ascontiguousarray(np.concatenate([X_dev, X_test]).reshape(len(X_dev) + len(X_test), -1))
+    keys = both.view(np.dtype((np.void, both.dtype.itemsize * both.shape[1]))).ravel()
+    return np.isin(keys[: len(X_dev)], keys[len(X_dev):])

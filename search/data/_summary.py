@@ -1,0 +1,87 @@
+"""What a run is about to train on, said before it starts and stored with the study and its MLflow run."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class DataSummary:
+    source: str
+    rows_read: int                         # before any cleaning, test rows included
+    dropped: dict[str, int]                # rows left out, by reason
+    rows: int                              # after cleaning
+    features: int
+    input_shape: list[int]
+    task: str
+    dev_rows: int
+    test_rows: int
+    test_plan: str                         # how the test rows were chosen
+    split_plan: str                        # the validation splits of the development rows
+    classes: dict[str, list[int]] = field(default_factory=dict)   # class → [development, test] rows
+    target: dict[str, float] = field(default_factory=dict)        # regression: min, max, mean
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, prepared: Any) -> "DataSummary":
+        space, ds = prepared.space, prepared.dataset
+        dev, test = prepared.dev_idx, prepared.test_idx
+        classes: dict[str, list[int]] = {}
+        target: dict[str, float] = {}
+        if ds.is_classification:
+            n_dev = np.bincount(ds.y[dev], minlength=len(ds.classes))
+            n_test = np.bincount(ds.y[test], minlength=len(ds.classes))
+            classes = {str(c): [int(a), int(b)] for c, a, b in zip(ds.classes, n_dev, n_test)}
+        else:
+            target = {"min": float(ds.y.min()), "max": float(ds.y.max()), "mean": float(ds.y.mean())}
+        return cls(source=ds.source, rows_read=ds.rows_read or len(ds.X), dropped=dict(ds.dropped), rows=len(ds.X),
+                   features=int(np.prod(ds.input_shape)), input_shape=list(ds.input_shape), task=ds.task,
+                   dev_rows=len(dev), test_rows=len(test), test_plan=_test_plan(space, ds),
+                   split_plan=_split_plan(space, prepared.splits), classes=classes, target=target,
+                   warnings=list(ds.warnings), notes=list(ds.notes))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        dropped = ", ".join(f"{n} {why}" for why, n in self.dropped.items()) or "none"
+        shape = "×".join(map(str, self.input_shape))
+        out = [f"data: {self.source}",
+               f"  rows: {self.rows_read} read, {self.rows_read - self.rows} dropped ({dropped}), {self.rows} kept",
+               f"  features: {self.features}" + (f" (shape {shape})" if len(self.input_shape) > 1 else ""),
+               f"  task: {self.task}"]
+        if self.classes:
+            out.append(f"  classes ({len(self.classes)}, development/test rows): "
+                       + ", ".join(f"{c} {a}/{b}" for c, a, b in ((c, *n) for c, n in self.classes.items())))
+        else:
+            out.append(f"  target: min {self.target['min']:.4g}, max {self.target['max']:.4g}, "
+                       f"mean {self.target['mean']:.4g}")
+        out += [f"  test rows: {self.test_rows} ({self.test_plan}); development rows: {self.dev_rows}",
+                f"  splits: {self.split_plan}"]
+        out += [f"  note: {n}" for n in self.notes]
+        return out
+
+    def text(self) -> str:
+        return "\n".join(self.lines())
+
+
+def _test_plan(space: Any, ds: Any) -> str:
+    d = space.data
+    if ds.test_mask is not None:
+        return f"provided by {ds.test_source}; test_size does not apply"
+    how = ("the last rows in time order" if space.validation.scheme == "time_series" or ds.has_order
+           else "whole groups" if ds.groups is not None
+           else "stratified by class" if ds.is_classification else "random")
+    return f"held out: test_size {d.test_fraction:g}, {how}, seed {space.study.seed}"
+
+
+def _split_plan(space: Any, plan: list[Any]) -> str:
+    v = space.validation
+    train = sorted(len(s.train) for s in plan)
+    val = sorted(len(s.val) for s in plan)
+    rows = (f"{train[0]}" if train[0] == train[-1] else f"{train[0]}–{train[-1]}") + " train / " + \
+           (f"{val[0]}" if val[0] == val[-1] else f"{val[0]}–{val[-1]}") + " validation rows each"
+    return f"{v.scheme}, {len(plan)} split(s), {rows}"

@@ -1,0 +1,342 @@
+"""A corpus of bad data a user may bring (CSV, npz, image folders, provided test rows).
+
+Each refused case goes through the real CLI's ``run`` (in-process, so the corpus stays fast): exit code
+2, one ``error:`` paragraph naming the file and the column or array, no traceback, and no home folder
+created. Each warning case goes through ``search check``: exit 0, the warning on stderr, nothing written.
+A few cases also run as real subprocesses, so the ``python -m search`` entry point is covered too.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import TINY, merge, run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+Build = Callable[[Path], Path]  # writes data and a space file into a folder, returns the space file
+
+
+def _space(folder: Path, data: dict[str, Any], other: dict[str, Any] | None = None) -> Path:
+    path = folder / "space.yaml"
+    if "test" in data or "split_column" in data:  # TINY's test_size would be refused next to provided rows
+        data = {"test_size": None, **data}
+    path.write_text(yaml.safe_dump(merge(TINY, merge({"data": data}, other or {})), sort_keys=False))
+    return path
+
+
+def _frame(n: int = 30, classes: int = 3, seed: int = 0, target: str = "label") -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "c": rng.normal(size=n),
+                         target: np.arange(n) % classes})
+
+
+def _regression(n: int = 30) -> pd.DataFrame:
+    return _frame(n, target="y").assign(y=np.linspace(0.0, 1.0, n))
+
+
+def csv(text_or_frame: Any, data: dict[str, Any] | None = None, name: str = "bad.csv",
+        test: Any = None, other: dict[str, Any] | None = None) -> Build:
+    """A CSV source (a frame or raw text), optionally a second CSV as data.test."""
+    def build(folder: Path) -> Path:
+        for file, content in ((name, text_or_frame), ("test.csv", test)):
+            if isinstance(content, pd.DataFrame):
+                content.to_csv(folder / file, index=False)
+            elif content is not None:
+                (folder / file).write_text(content)
+        extra = {"test": "csv:test.csv"} if test is not None else {}
+        return _space(folder, {"source": f"csv:{name}", "target": "label", **extra, **(data or {})}, other)
+
+    return build
+
+
+def npz(data: dict[str, Any] | None = None, **arrays: Any) -> Build:
+    def build(folder: Path) -> Path:
+        np.savez(folder / "bad.npz", **arrays)
+        return _space(folder, {"source": "npz:bad.npz", **(data or {})})
+
+    return build
+
+
+def raw_file(name: str, content: bytes, source: str) -> Build:
+    def build(folder: Path) -> Path:
+        (folder / name).write_bytes(content)
+        return _space(folder, {"source": source})
+
+    return build
+
+
+def _npz_with_raw_member(folder: Path) -> Path:
+    np.savez(folder / "bad.npz", X=np.zeros((10, 2)))
+    with zipfile.ZipFile(folder / "bad.npz", "a") as archive:
+        archive.writestr("y", b"not an array")  # no .npy header: numpy hands back bytes
+    return _space(folder, {"source": "npz:bad.npz"})
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _image_folder(root: Path, classes: dict[str, int], size: int = 8, seed: int = 0) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for name, count in classes.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+def images(layout: Callable[[Path], None], data: dict[str, Any] | None = None) -> Build:
+    def build(folder: Path) -> Path:
+        layout(folder)
+        return _space(folder, {"source": "images:pics", **(data or {})},
+                      {"model": {"family": "cnn", "dropout": None, "layers": None, "units": None}})
+
+    return build
+
+
+def _symlinked_class(folder: Path) -> None:
+    _image_folder(folder / "pics", {"cat": 4, "dog": 4})
+    os.symlink(folder / "pics" / "cat", folder / "pics" / "tiger")
+
+
+def _copied_class(folder: Path) -> None:
+    import shutil
+
+    _image_folder(folder / "pics", {"cat": 4, "dog": 4})
+    shutil.copytree(folder / "pics" / "cat", folder / "pics" / "lion")
+
+
+def _unseen_test_class(folder: Path) -> None:
+    _image_folder(folder / "pics", {"cat": 4, "dog": 4})
+    _image_folder(folder / "test", {"cat": 2, "horse": 2}, seed=1)
+
+
+def _smaller_test_images(folder: Path) -> None:
+    _image_folder(folder / "pics", {"cat": 4, "dog": 4})
+    _image_folder(folder / "test", {"cat": 2, "dog": 2}, size=6, seed=1)
+
+
+def _with(frame: pd.DataFrame, **changes: Any) -> pd.DataFrame:
+    frame = frame.copy()
+    for key, value in changes.items():
+        column, _, row = key.rpartition("_")
+        frame[column] = frame[column].astype(object if isinstance(value, str) else frame[column].dtype)
+        frame.loc[int(row), column] = value
+    return frame
+
+
+def _conflicts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows 0–5 copied with another label."""
+    copies = frame.iloc[:6].copy()
+    copies["label"] = (copies["label"] + 1) % 3
+    return pd.concat([frame, copies], ignore_index=True)
+
+
+def _class_only_in_conflicts() -> pd.DataFrame:
+    frame = _frame()
+    twins = frame[frame.label == 0].assign(label="ghost")  # class 'ghost' repeats class 0's rows
+    return pd.concat([frame, twins], ignore_index=True)
+
+
+_SPLIT = _frame().assign(part=["test" if i % 5 == 0 else "train" for i in range(30)])
+_X, _Y = np.random.default_rng(0).normal(size=(12, 3)), np.arange(12) % 2
+DUP_HEADER = "f1,f2,f3,label,label\n" + "".join(f"{i},{i + 1},{i + 2},{i % 2},{i % 3}\n" for i in range(12))
+
+# (id, build, field or None, words the message must hold)
+REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
+    ("csv-empty-file", csv(""), "data.source", ["bad.csv", "is empty (0 bytes)"]),
+    ("csv-blank-lines", csv("\n\n"), "data.source", ["bad.csv", "has no header line"]),
+    ("csv-header-only", csv("a,b,label\n"), "data.source", ["bad.csv", "has a header but no data rows"]),
+    ("csv-duplicated-target", csv(DUP_HEADER), "data.source",
+     ["bad.csv", "duplicated column name", "'label' (2 times)"]),
+    ("csv-duplicated-feature", csv("f1,f1,label\n1,2,0\n3,4,1\n"), "data.source", ["'f1' (2 times)"]),
+    ("csv-feature-overflow", csv(_with(_frame(), b_4=1e300)), "data.source",
+     ["column 'b'", "bad.csv", "become infinite as float32", "row 4"]),
+    ("csv-feature-negative-overflow", csv(_with(_frame(), c_2=-1e39)), "data.source", ["column 'c'", "float32"]),
+    ("csv-feature-inf", csv(_with(_frame(), a_3=np.inf)), "data.source", ["column 'a'", "NaN or infinite"]),
+    ("csv-regression-target-overflow", csv(_with(_regression(), y_7=1e300), {"target": "y"}), "data.target",
+     ["target 'y'", "bad.csv", "become infinite as float32"]),
+    ("csv-regression-target-inf", csv(_with(_regression(), y_1=-np.inf), {"target": "y"}), "data.target",
+     ["target 'y'", "NaN or infinite"]),
+    ("csv-conflicts-refused", csv(_conflicts(_frame()), {"duplicates": "refuse"}), "data.duplicates",
+     ["bad.csv", "identical features", "12 rows in 6 group(s) whose copies disagree", "rows 0, 30"]),
+    ("csv-exact-duplicates-refused", csv(pd.concat([_frame(), _frame().iloc[:2]]), {"duplicates": "refuse"}),
+     "data.duplicates", ["2 repeated copies"]),
+    ("csv-class-lost-to-dedup", csv(_class_only_in_conflicts()), "data.duplicates",
+     ["class(es) '0' (10 rows), 'ghost' (10 rows)", "lose every row", "de-duplication"]),
+    ("csv-split-column-bad-values", csv(_SPLIT.assign(part=["maybe"] + ["train"] * 29), {"split_column": "part"}),
+     "data.split_column", ["split column 'part'", "bad.csv", "found ['maybe']"]),
+    ("csv-split-column-missing", csv(_frame(), {"split_column": "part"}), "data.split_column",
+     ["no such column", "found 'part'"]),
+    ("csv-split-column-all-test", csv(_SPLIT.assign(part="test"), {"split_column": "part"}),
+     "data.split_column", ["marks every row as test"]),
+    ("csv-split-column-no-test", csv(_SPLIT.assign(part=0), {"split_column": "part"}), "data.split_column",
+     ["marks no row as test"]),
+    ("csv-split-column-empty-value", csv(_with(_SPLIT, part_3=np.nan), {"split_column": "part"}),
+     "data.split_column", ["1 empty value"]),
+    ("csv-group-missing-value", csv(_with(_frame().assign(g=np.arange(30) % 5), g_3=np.nan), {"group": "g"}),
+     "data.source", ["column 'g'", "1 missing value"]),
+    ("test-size-with-test", csv(_frame(), {"test_size": 0.3}, test=_frame(9, seed=2)), "data.test_size",
+     ["no effect when the test rows are provided"]),
+    ("test-and-split-column", csv(_SPLIT, {"split_column": "part"}, test=_frame(9, seed=2)),
+     "data.split_column", ["one way"]),
+    ("test-file-missing", csv(_frame(), {"test": "csv:nowhere.csv"}), "data.test",
+     ["does not exist", "nowhere.csv"]),
+    ("test-columns-differ", csv(_frame(), test=_frame(9, seed=2).drop(columns="b")), "data.test",
+     ["test.csv", "missing ['b']"]),
+    ("test-unseen-label", csv(_frame(), test=_frame(9, seed=2).assign(label=[0] * 8 + [7])), "data.test",
+     ["test label(s) 7 (1 rows)", "test.csv", "never occur"]),
+    ("test-header-only", csv(_frame(), test="a,b,c,label\n"), "data.source",
+     ["test.csv", "has a header but no data rows"]),
+    ("test-duplicated-columns", csv(_frame(), test="a,b,c,label,label\n1,2,3,0,1\n"), "data.source",
+     ["test.csv", "'label' (2 times)"]),
+    ("test-overflow", csv(_frame(), test=_with(_frame(9, seed=2), a_0=3e38 * 10)), "data.source",
+     ["column 'a'", "test.csv", "float32"]),
+    ("test-rows-all-conflicting", csv(_frame(), test=_conflicts(_frame(6, seed=2))), "data.duplicates",
+     ["test.csv", "no rows left after de-duplication", "test rows: conflicting duplicates"]),
+    ("dev-rows-all-in-test", csv(_frame(), test=_frame(30)), "data.duplicates",
+     ["lose every row", "repeat test rows"]),
+    ("split-column-on-sklearn", lambda f: _space(f, {"source": "sklearn:iris", "split_column": "part"}),
+     "data.split_column", ["needs a csv or npz source, not sklearn"]),
+    ("test-regression-target-text", csv(_regression(), {"target": "y"}, test=_regression(9).assign(y="high")),
+     "data.target", ["target 'y'", "test.csv", "not numeric"]),
+    ("test-from-sklearn", csv(_frame(), {"test": "sklearn:iris"}), "data.test", ["no separate test rows"]),
+    ("npz-object-X", npz(X=_objects([[1, 2]] * 10), y=np.arange(10) % 2), "data.source",
+     ["array 'X'", "bad.npz", "object array", "never unpickled"]),
+    ("npz-object-y", npz(X=_X, y=_objects(["a", 1] * 6)), "data.target", ["array 'y'", "object array"]),
+    ("npz-object-group", npz({"group": "g"}, X=_X, y=_Y, g=_objects([None] * 12)), "data.group",
+     ["array 'g'", "object array"]),
+    ("npz-member-not-an-array", _npz_with_raw_member, "data.target", ["member 'y'", "not a NumPy array"]),
+    ("npz-y-two-columns", npz(X=_X, y=np.eye(2)[_Y]), "data.target",
+     ["array 'y'", "one value per row", "one-hot", "shape (12, 2)"]),
+    ("npz-y-3d", npz(X=_X, y=np.zeros((12, 1, 1))), "data.target", ["array 'y'", "shape (12, 1, 1)"]),
+    ("npz-scalar-X", npz(X=np.float64(3.0), y=_Y), "data.source", ["array 'X'", "single value"]),
+    ("npz-1d-X", npz(X=np.arange(12.0), y=_Y), "data.source", ["array 'X'", "is 1-D", "(n, 1)"]),
+    ("npz-length-mismatch", npz(X=_X, y=_Y[:9]), "data.source", ["different numbers of rows", "'X' 12", "'y' 9"]),
+    ("npz-group-length-mismatch", npz({"group": "g"}, X=_X, y=_Y, g=np.arange(5)), "data.source",
+     ["'g' 5", "'X' 12"]),
+    ("npz-string-X", npz(X=np.array([["a", "b"]] * 12), y=_Y), "data.source", ["array 'X'", "not numeric", "<U1"]),
+    ("npz-complex-X", npz(X=_X.astype(complex), y=_Y), "data.source", ["not numeric", "complex128"]),
+    ("npz-feature-overflow", npz(X=np.where(np.eye(12, 3, -2) > 0, 1e300, _X), y=_Y), "data.source",
+     ["feature 0", "bad.npz", "become infinite as float32"]),
+    ("npz-regression-overflow", npz({"task": "regression"}, X=_X, y=np.r_[np.linspace(0, 1, 11), 1e39]),
+     "data.target", ["target 'y'", "become infinite as float32", "row 11"]),
+    ("npz-empty-file", raw_file("bad.npz", b"", "npz:bad.npz"), "data.source", ["bad.npz", "is empty (0 bytes)"]),
+    ("npz-not-an-archive", raw_file("bad.npz", b"PK\x03\x04 garbage", "npz:bad.npz"), "data.source",
+     ["cannot read", "bad.npz"]),
+    ("npz-plain-npy", lambda f: (np.save(f / "x.npy", _X), _space(f, {"source": "npz:x.npy"}))[1], "data.source",
+     ["x.npy", "single .npy array"]),
+    ("npz-zero-rows", npz(X=np.zeros((0, 3)), y=np.zeros(0)), "data.source", ["bad.npz", "has no rows"]),
+    ("images-symlinked-class", images(_symlinked_class), "data.source",
+     ["class folders", "cat", "tiger", "same images under two class names", "symlink"]),
+    ("images-copied-class", images(_copied_class), "data.duplicates",
+     ["class(es)", "'cat' (4 rows)", "'lion' (4 rows)", "lose every row"]),
+    ("images-test-unseen-class", images(_unseen_test_class, {"test": "images:test"}), "data.test",
+     ["'horse' (2 rows)", "never occur"]),
+    ("images-test-other-size", images(_smaller_test_images, {"test": "images:test"}), "data.test",
+     ["have shape [6, 6, 3]", "[8, 8, 3]", "data.image_size"]),
+    ("images-split-column", images(lambda f: _image_folder(f / "pics", {"a": 3, "b": 3}), {"split_column": "x"}),
+     "data.split_column", ["needs a csv or npz source, not images"]),
+]
+
+
+@pytest.mark.parametrize("build, field, needles", [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
+def test_bad_data_is_refused_before_anything_is_stored(build: Build, field: str | None, needles: list[str],
+                                                       tmp_path: Path, capsys) -> None:
+    space = build(tmp_path)
+    home = tmp_path / "home"
+    capsys.readouterr()
+    code = run_cli("run", space, "--home", home, "--quiet")
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    assert "Traceback" not in out + err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    if field is not None:
+        assert f"field '{field}'" in err, err
+    for needle in needles:
+        assert needle in err, f"{needle!r} not in {err!r}"
+    assert not home.exists(), "a refused run must not create its home folder"
+
+
+def _mixed_spellings() -> pd.DataFrame:
+    frame = _frame(36, classes=2).assign(label=["yes", "no"] * 18)
+    frame.loc[[1, 3], "label"] = "no"
+    frame.loc[[0, 2, 8, 10], "label"] = "yes "
+    frame.loc[[4, 6, 12, 14], "label"] = "Yes"
+    return frame
+
+
+def _y_column(folder: Path) -> Path:
+    np.savez(folder / "col.npz", X=np.random.default_rng(0).normal(size=(30, 3)), y=(np.arange(30) % 2)[:, None])
+    return _space(folder, {"source": "npz:col.npz"})
+
+
+# (id, build, words on stderr, words on stdout)
+WARNED: list[tuple[str, Build, list[str], list[str]]] = [
+    ("labels-differ-by-space-or-case", csv(_mixed_spellings()),
+     ["warning: labels of", "'yes' (", "'yes ' (4 rows)", "'Yes' (4 rows)", "separate classes"],
+     ["classes (4"]),
+    ("conflicting-duplicates-dropped", csv(_conflicts(_frame())),
+     ["warning:", "6 feature row(s) that appear with different labels", "12 rows in all", "every copy is dropped"],
+     ["36 read", "12 conflicting duplicates", "24 kept"]),
+    ("y-with-one-column", _y_column, [], ["note: array 'y'", "shape (30, 1)", "one value per row"]),
+    ("dev-row-repeats-test-row", csv(_frame(), test=_frame(30).iloc[:3]), [],
+     ["3 development rows repeating a test row", "test rows: 3 (provided by data.test csv:test.csv"]),
+    ("dev-row-repeats-test-row-kept", csv(_frame(), {"duplicates": "keep"}, test=_frame(30).iloc[:3]),
+     ["warning: 3 development row(s) repeat a test row", "data.duplicates: keep"], ["33 kept"]),
+    ("split-column-marks", csv(_SPLIT.assign(part=[" Test" if i % 5 == 0 else "TRAIN" for i in range(30)]),
+                               {"split_column": "part"}), [],
+     ["test rows: 6 (provided by data.split_column 'part'; test_size does not apply)", "development rows: 24"]),
+]
+
+
+@pytest.mark.parametrize("build, err_words, out_words", [c[1:] for c in WARNED], ids=[c[0] for c in WARNED])
+def test_doubtful_data_is_checked_with_a_warning_or_note(build: Build, err_words: list[str], out_words: list[str],
+                                                         tmp_path: Path, capsys) -> None:
+    space = build(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    capsys.readouterr()
+    assert run_cli("check", space) == 0
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    for word in err_words:
+        assert word in err, f"{word!r} not in {err!r}"
+    if not err_words:
+        assert err == ""
+    for word in out_words:
+        assert word in out, f"{word!r} not in {out!r}"
+    assert "pass every check; nothing was trained or stored" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == before, "check must write nothing"
+
+
+@pytest.mark.parametrize("case", ["csv-duplicated-target", "npz-object-y", "images-symlinked-class",
+                                  "csv-split-column-bad-values"])
+def test_refusals_through_the_real_entry_point(case: str, tmp_path: Path) -> None:
+    _, build, field, needles = next(c for c in REFUSED if c[0] == case)
+    space = build(tmp_path)
+    home = tmp_path / "home"
+    done = subprocess.run([sys.executable, "-m", "search", "run", str(space), "--home", str(home)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert f"field '{field}'" in done.stderr and all(n in done.stderr for n in needles), done.stderr
+    assert not home.exists()
+
+
+def test_the_corpus_has_at_least_forty_bad_inputs() -> None:
+    names = [c[0] for c in REFUSED] + [c[0] for c in WARNED]
+    assert len(set(names)) == len(names) and len(REFUSED) >= 40
