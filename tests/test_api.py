@@ -47,6 +47,6 @@ def test_api_errors_are_user_errors_and_store_nothing(tmp_path):
     space = search.load_space(Path(__file__).resolve().parents[1] / "spaces" / "digits_mlp.yaml")
     with pytest.raises(search.SpaceError, match="x and y"):
         search.run(space, x=np.zeros((10, 2)), home=tmp_path / "h")
-    with pytest.raises(search.StudyError, match="no study named"):
+    with pytest.raises(search.StudyError, match="no study store"):
         search.best("nope", home=tmp_path / "h2")
     assert not (tmp_path / "h").exists()
