@@ -190,11 +190,22 @@ def _run(args: argparse.Namespace) -> int:
                                    recycle_after=recycle)
         if code == 0 and not args.worker_index:
             _ablate_when_done(space, options)
+            _workflow_answer(space, options)
         return code
     session.run(prepared, options, args.space.read_text())
     if not args.worker_index:
         _ablate_when_done(space, options)
+        _workflow_answer(space, options)
     return 0
+
+
+def _workflow_answer(space: "Space", options: "RunOptions") -> None:  # noqa: F821 (imported lazily)
+    """The phased workflow's answer in its own words (search/workflow_answer.py), also after a partial run."""
+    from search import study as studies, targets, workflow_answer
+
+    if space.study.workflow == "phased":
+        study = targets.load_study(options.storage or studies.default_storage(options.home), space.study.name)
+        workflow_answer.report_run(study, options)
 
 
 def _ablate_when_done(space: "Space", options: "RunOptions") -> None:  # noqa: F821 (imported lazily)

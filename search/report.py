@@ -45,7 +45,9 @@ def write(study: Any, out: Path, top: int = 10) -> Path:
                           trial_figures=TRIAL_FIGURES)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(result, _ablation_section(study)), encoding="utf-8")
+    from search.workflow_answer import html_section
+
+    out.write_text(render(result, _ablation_section(study) + html_section(study)), encoding="utf-8")
     return out
 
 

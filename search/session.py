@@ -117,8 +117,15 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
     progress.seed_from(study)
     stop = StopRequest(announce=options.worker_index == 0).install()
     retention = CheckpointRetention(home, space.study.keep_checkpoints)
+    phased = None
+    if space.study.workflow == "phased":  # phase 0 now, then each trial's phase as it starts
+        from search.workflow import Phased
+
+        phased = Phased(prepared, out)
+        phased.start(study)
     objective = Objective(space, prepared.dataset, prepared.splits, home,
-                          [tracker, progress, retention, *options.extra_listeners], stop=stop, budget=budget)
+                          [tracker, progress, retention, *options.extra_listeners, *([phased] if phased else [])],
+                          stop=stop, budget=budget, space_for=phased.space_for if phased else None)
     loop = _Loop(study, objective, budget, space.study.max_consecutive_failures, options, stop)
     status = "FINISHED"
     try:
