@@ -182,3 +182,12 @@ def test_a_custom_builder_names_its_capacity(write_space, tmp_path):
     assert space.capacity() == ["model.width"] and workflow.searched_capacity(space) == ["model.width"]
     assert "model.capacity" not in space.leaves(), "a declaration, not a setting of the builder"
     assert workflow.regularizers_off(space) == {"model.drop": 0.0}
+
+
+def test_the_shipped_phased_space_searches_capacity_then_regularizers():
+    from pathlib import Path
+
+    space = spaces.load(Path(__file__).resolve().parents[1] / "spaces" / "digits_phased.yaml")
+    assert space.study.workflow == "phased"
+    assert workflow.searched_capacity(space) == ["model.layers", "model.units"]
+    assert set(workflow.regularizers_off(space)) == {"model.dropout", "model.l2", "model.batchnorm"}
