@@ -121,7 +121,7 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
     if space.study.workflow == "phased":  # phase 0 now, then each trial's phase as it starts
         from search.workflow import Phased
 
-        phased = Phased(prepared, out)
+        phased = Phased(prepared, out, announce=options.worker_index == 0)
         phased.start(study)
     objective = Objective(space, prepared.dataset, prepared.splits, home,
                           [tracker, progress, retention, *options.extra_listeners, *([phased] if phased else [])],

@@ -65,6 +65,10 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     tracker = make_tracker(prepared, options, space_text, storage_url)
     study = studies.open_study(space, storage, prepared.attrs(), on_create=tracker.start)
     tracker.start(study)
+    if space.study.workflow == "phased":  # phase 0 once, and the opening lines, before the workers
+        from search.workflow import Phased
+
+        Phased(prepared).start(study)
     threads = options.threads or max(1, cores() // n)
     left = [None if options.n_trials is None else math.ceil(options.n_trials / n) for _ in range(n)]
     stopped: list[signal.Signals] = []  # the stop signals received, passed on as they came

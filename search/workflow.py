@@ -174,10 +174,11 @@ class Phased(TrialListener):
     trial's own curves so that the phase decision never depends on a side channel being up.
     """
 
-    def __init__(self, prepared: Any, out: TextIO | None = None) -> None:
+    def __init__(self, prepared: Any, out: TextIO | None = None, announce: bool = True) -> None:
         from search.diagnostics import chance_loss
 
         self.prepared, self.space, self.out = prepared, prepared.space, out or sys.stdout
+        self.announce = announce  # worker processes leave the opening lines to their parent
         ds = prepared.dataset
         self.reference = chance_loss(ds.y[prepared.dev_idx], ds.task)
 
@@ -189,6 +190,8 @@ class Phased(TrialListener):
         if stored is None:
             stored = common_sense.losses(self.prepared)
             study.set_user_attr(PHASE0_ATTR, stored)
+        if not self.announce:
+            return
         self._say(f"phase 0, baseline to beat (no network, same {stored['n_splits']} splits, {stored['loss']} mean "
                   f"over splits): {common_sense.text(stored)}" + (f" ({stored['note']})" if stored.get("note") else ""))
         if not searched_capacity(self.space):
