@@ -96,12 +96,16 @@ def lines(answer: Answer) -> list[tuple[str, str]]:
         if math.isfinite(versus):
             against = (f", {100 * (1 - value / versus):.0f} % below the better baseline ({versus:.4g})"
                        if value < versus else f": it does NOT beat the better baseline ({versus:.4g})")
-        out.append(("best network", f"trial {answer.best.number} (phase {answer.best.user_attrs.get(PHASE_ATTR, '?')}), "
-                                    f"validation loss {value:.4g}{against}"))
+        phase = answer.best.user_attrs.get(PHASE_ATTR, "?")
+        out.append(("best network", f"trial {answer.best.number} (phase {phase}), validation loss "
+                                    f"{value:.4g}{against}"))
     out.append(("what regularization bought", _bought(answer)))
     if answer.look is not None and "test_loss" in answer.look:
         out.append(("final test", f"trial {answer.look['trial']} retrained and tested once: test loss "
                                   f"{answer.look['test_loss']:.4g} (look {answer.n_looks} at the test rows)"))
+    elif answer.look is not None:  # recorded before looks kept their loss: it is on the reproduce run in MLflow
+        out.append(("final test", f"trial {answer.look['trial']} was tested (look {answer.n_looks} at the test "
+                                  f"rows); its test loss is on its reproduce run in MLflow"))
     else:
         out.append(("final test", f"none yet: `search reproduce {answer.study}` retrains the pick and tests it once"))
     return out

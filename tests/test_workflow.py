@@ -57,10 +57,15 @@ def test_phases_follow_each_other_and_a_study_stopped_mid_phase_resumes_in_it(wr
         leaves = targets.trial_config(study, t, None)[0].leaves()
         assert {n: leaves[n] for n in pick["capacity"]} == pick["capacity"]
     assert "the universal workflow, study 'ph'" in second and "smallest capacity that overfits: none found" in second
+    # The final test, once reproduced, is part of the answer.
+    assert run_cli("reproduce", "ph", "--home", home, "--threads", "1") == 0
+    loss = float(capsys.readouterr().out.split("test set (one look): loss ")[1].split()[0].rstrip(","))
+    assert _study(home, "ph").user_attrs["test_looks"][-1]["test_loss"] == pytest.approx(loss, rel=1e-3)
     report = tmp_path / "r.html"
     assert run_cli("report", "ph", "--home", home, "--out", report) == 0
     page = report.read_text()
     assert "The universal workflow" in page and "data-figure='workflow'" in page
+    assert f"retrained and tested once: test loss {loss:.4g}" in page
 
 
 def test_phase_0_scores_the_prior_and_a_linear_model_on_the_studys_splits(write_space):
