@@ -171,12 +171,19 @@ def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", sp
     stores.check_url(options.tracking_uri or tracking.default_tracking_uri(Path(options.home)), "--tracking-uri",
                      stores.TRACKING)
     storage, tracker = session.open_storage(options, also=lambda: tracking.make_tracker(prepared, options, space_text))
-    listeners = [tracker, Progress(budget_of(prepared.space), quiet=options.quiet)]
+    listeners: list[Any] = [tracker, Progress(budget_of(prepared.space), quiet=options.quiet)]
+    phased = None
+    if prepared.space.study.workflow == "phased":  # phase 0 once, then each trial's phase as it starts
+        from search.workflow.phases import Phased
+
+        phased = Phased(prepared, out, announce=options.worker_index == 0)
+        listeners.append(phased)
     if workers > 1 or recycle_after:
         outcome = processes.run_workers(prepared, options, workers, worker_argv or [], listeners,
                                         recycle_after=recycle_after, storage=storage)
     else:
-        outcome = session.run(prepared, options, listeners, out=out, storage=storage)
+        outcome = session.run(prepared, options, listeners, out=out, storage=storage,
+                              space_for=phased.space_for if phased is not None else None)
     if options.worker_index == 0:  # workers leave the summary to the process that started them
         if not outcome.already_done:
             print("\n" + format_counts(trials_by_state(outcome.study), budget_of(prepared.space)), file=out)
@@ -211,6 +218,16 @@ def ablate_when_done(space: Space, options: Any, out: TextIO | None = None) -> l
     uri = options.tracking_uri or default_tracking_uri(Path(options.home))
     resolved, _ = targets.trial_config(study, picked, uri)
     return ablation.run(study, picked, resolved, options, out=out)
+
+
+def workflow_answer(space: Space, options: Any) -> None:
+    """The phased workflow's answer in its own words (search/reproduction/workflow_answer.py), after a run."""
+    from search.reproduction import targets, workflow_answer as answer
+    from search.studies import lifecycle as studies
+
+    if space.study.workflow == "phased":
+        study = targets.load_study(options.storage or studies.default_storage(Path(options.home)), space.study.name)
+        answer.report_run(study, options)
 
 
 def best(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns", storage: str | None = None,
@@ -282,12 +299,14 @@ def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlrun
 def report(study_name: str, out: PathLike | None = None, *, home: PathLike = "mlruns", storage: str | None = None,
            top: int = 10) -> Path:
     """Write the study's review as one self-contained HTML file; returns its path."""
-    from search.review import report as reporting
     from search.reproduction import targets
+    from search.reproduction.workflow_answer import html_section
+    from search.review import report as reporting
 
     storage_url, _ = _stores(Path(home), storage, None)
     study = targets.load_study(storage_url, study_name)
-    return reporting.write(study, Path(out) if out is not None else Path(f"{study_name}-report.html"), top=top)
+    return reporting.write(study, Path(out) if out is not None else Path(f"{study_name}-report.html"), top=top,
+                           extra=html_section(study))
 
 
 # -- helpers -------------------------------------------------------------------------------------------------

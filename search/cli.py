@@ -232,6 +232,7 @@ def _run(args: argparse.Namespace) -> int:
                                worker_argv=_worker_argv(args), recycle_after=recycle)
     if outcome.exit_code == 0 and not args.worker_index:
         api.ablate_when_done(space, options)
+        api.workflow_answer(space, options)
     return outcome.exit_code
 
 
@@ -314,10 +315,11 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from search.reproduction.workflow_answer import html_section
     from search.review import report
 
     study = _load_study(args)
-    out = report.write(study, args.out or Path(f"{args.study}-report.html"), top=args.top)
+    out = report.write(study, args.out or Path(f"{args.study}-report.html"), top=args.top, extra=html_section(study))
     print(f"wrote {out}")
     return 0
 

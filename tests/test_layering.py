@@ -11,11 +11,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # Each room may import rooms of a lower level only (and itself). Inner rooms know nothing of outer ones.
 LEVELS = {
     "errors": 0, "_redact": 0,
-    "models": 1, "data": 1, "stores": 1,
+    "models": 1, "data": 1, "stores": 1, "scoring": 1,
     "space": 2, "splits": 2, "preprocess": 2,
     "studies": 3,
     "runner": 4,
     "review": 5,
+    "workflow": 6,
     "tracking": 6,
     "reproduction": 7,
     "api": 8, "demo_data": 8,

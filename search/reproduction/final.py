@@ -25,7 +25,7 @@ import numpy as np
 
 from search import preprocess
 from search.runner import checkpoints
-from search.reproduction import scoring
+from search import scoring as scoring
 from search.runner import session
 from search.errors import DataError, StudyError
 from search.space import flatten, nest
@@ -132,7 +132,8 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
         report.ensemble_trials = [trial.number, *members]
         report.top_ensemble_loss = float(np.mean(scoring.row_losses(task, y_test, averaged)))
         report.top_ensemble_metric = scoring.metric(task, y_test, averaged)
-    looks = _record_test_look(study, trial.number, settings, epochs, ensemble=len(report.ensemble_trials) or 1)
+    looks = _record_test_look(study, trial.number, settings, epochs, ensemble=len(report.ensemble_trials) or 1,
+                              test_loss=report.test_loss)
     report.run_id = _log(target, options, report, prepared, settings, final, history, looks)
     _print(report, looks, out)
     return report
@@ -291,7 +292,7 @@ def config_hash(settings: dict[str, dict[str, Any]]) -> str:
 
 
 def _record_test_look(study: Any, trial: int, settings: dict[str, dict[str, Any]], epochs: int,
-                      ensemble: int = 1) -> list[dict[str, Any]]:
+                      ensemble: int = 1, test_loss: float | None = None) -> list[dict[str, Any]]:
     """Record this look at the test rows (trial, config hash, epochs); return every look so far.
 
     Every look after the first, and every extra config judged there, makes the test set less of a test:
@@ -302,7 +303,8 @@ def _record_test_look(study: Any, trial: int, settings: dict[str, dict[str, Any]
     looks = [look if isinstance(look, dict) else {"trial": look, "config": "", "epochs": 0}
              for look in study.user_attrs.get("test_looks", [])]
     looks.append({"trial": trial, "config": config_hash(settings), "epochs": int(epochs), "ensemble": ensemble,
-                  "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                  "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  **({"test_loss": float(test_loss)} if test_loss is not None and np.isfinite(test_loss) else {})})
     study.set_user_attr("test_looks", looks)
     return looks
 

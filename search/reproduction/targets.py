@@ -106,8 +106,11 @@ def trial_config(study: Any, trial: Any, tracking_uri: str | None) -> tuple[Spac
                          f"store and the study holds no space (it predates `search best`)", field="--tracking-uri")
     import optuna
 
+    from search.workflow.phases import space_of_trial
+
     space = _space_from_text(stored, where, f"study '{study.study_name}'")
-    settings = space.sample(optuna.trial.FixedTrial(trial.params, trial.number))
+    # A phased trial did not search what its phase held fixed: those values are its own attributes.
+    settings = space_of_trial(space, trial).sample(optuna.trial.FixedTrial(trial.params, trial.number))
     resolved = space.resolve(settings, name=f"{space.study.name}-t{trial.number:03d}", n_trials=1,
                              baseline=False, seed_trial=trial.number)
     return resolved, f"the study's space and trial {trial.number}'s parameters"

@@ -41,8 +41,10 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.3em 1em}dt{font-weig
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
-def write(study: Any, out: Path, top: int = 10) -> Path:
-    """Build the study's review from its storage and write the HTML file; returns its path."""
+def write(study: Any, out: Path, top: int = 10, extra: str = "") -> Path:
+    """Build the study's review from its storage and write the HTML file; returns its path.
+
+    ``extra``: more HTML sections, made by outer rooms (the phased workflow's answer)."""
     attrs = study.user_attrs
     result = review.build(study.get_trials(deepcopy=False), study.study_name,
                           attrs.get(review.DESCRIPTION_ATTR, ()), seed=int(attrs.get("seed", 0)),
@@ -51,7 +53,7 @@ def write(study: Any, out: Path, top: int = 10) -> Path:
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(redact(render(result, _ablation_section(study))), encoding="utf-8")
+        out.write_text(redact(render(result, _ablation_section(study) + extra)), encoding="utf-8")
     except OSError as exc:  # a read-only working folder, say: the store itself was only read
         raise StudyError(f"cannot write the report {out} ({exc.strerror or exc}); choose another place with "
                          f"--out", field="--out") from None

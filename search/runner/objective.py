@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -51,6 +51,8 @@ class Objective:
     listeners: Sequence[TrialListener] = ()
     stop: StopRequest | None = None
     budget: int | None = None  # the study's total of finished trials, shared by all workers
+    # The space a trial samples from, when it changes between trials (the phased workflow, search/workflow/phases.py).
+    space_for: Callable[[Any], Space] | None = None
     _warned: set[tuple[str, str]] = field(default_factory=set, init=False, repr=False)
     _muted: set[int] = field(default_factory=set, init=False, repr=False)       # for the rest of this trial
     _off: set[int] = field(default_factory=set, init=False, repr=False)         # for the rest of the run
@@ -68,7 +70,8 @@ class Objective:
         outcome = TrialOutcome(trial.number, "complete", {},
                                metric_name=models.Head(self.dataset.task, self.dataset.n_outputs).metric)
         try:
-            settings = outcome.settings = self.space.sample(trial)
+            space = self.space_for(trial) if self.space_for is not None else self.space
+            settings = outcome.settings = space.sample(trial)
             self._emit("on_trial_start", trial, settings)
             for split in self.splits:
                 self._emit("on_split_start", trial, split.index, len(self.splits))

@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 import numpy as np
 
@@ -96,12 +96,14 @@ class RunOutcome:
 
 
 def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListener] = (),
-        out: TextIO | None = None, storage: Any = None) -> RunOutcome:
+        out: TextIO | None = None, storage: Any = None,
+        space_for: Callable[[Any], Space] | None = None) -> RunOutcome:
     """Optimize until the study's budget, ``options.n_trials``, ``options.timeout`` or a stop signal.
 
     ``listeners`` hear of the study opening, every trial's progress, and the end (search.api wires the
     MLflow tracker and the terminal progress; the run knows neither). ``storage``: the Optuna storage
-    when the caller opened it (see :func:`open_storage`).
+    when the caller opened it (see :func:`open_storage`); ``space_for``: the space each trial samples from,
+    when it changes between trials (the phased workflow).
     """
     out = out or sys.stdout  # looked up per call: a default bound at import misses redirected output
     from search._redact import redact
@@ -141,7 +143,8 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
     stop = StopRequest(announce=options.worker_index == 0).install()
     retention = CheckpointRetention(home, space.study.keep_checkpoints)
     objective = Objective(space, prepared.dataset, prepared.splits, home,
-                          [*listeners, retention, *options.extra_listeners], stop=stop, budget=budget)
+                          [*listeners, retention, *options.extra_listeners], stop=stop, budget=budget,
+                          space_for=space_for)
     loop = _Loop(study, objective, budget, space.study.max_consecutive_failures, options, stop)
     outcome = RunOutcome(study)
     try:

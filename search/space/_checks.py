@@ -5,7 +5,7 @@ from typing import Any
 
 from search.errors import SpaceError
 from search.models import CUSTOM_PREFIX, FAMILIES, Param
-from search.space._schema import DIST_KEYS, SECTIONS_WITH_DISTRIBUTIONS, Space, is_distribution
+from search.space._schema import DECLARATIONS, DIST_KEYS, SECTIONS_WITH_DISTRIBUTIONS, Space, is_distribution
 
 
 def check_leaves(space: Space, source: str) -> None:
@@ -19,10 +19,11 @@ def check_leaves(space: Space, source: str) -> None:
 
         load_custom_builder(family, space.path.parent if space.path else None, source)
     _check_declared_regularizers(space, source)
+    _check_declared_capacity(space, source)
     for section in SECTIONS_WITH_DISTRIBUTIONS:
         specs = space.params_of(section)
         for key, value in getattr(space, section).items():
-            if key == "family" or (key == "regularizers" and section == "model" and space.is_custom):
+            if key == "family" or (key in DECLARATIONS and section == "model" and space.is_custom):
                 continue
             field = f"{section}.{key}"
             spec = None if specs is None else specs.get(key)
@@ -68,6 +69,32 @@ def _check_declared_regularizers(space: Space, source: str) -> None:
             raise SpaceError(f"a searched regularizer must be able to switch off, so that the unregularized "
                              f"baseline lies inside the space: include {off!r} in the range or the choices, "
                              f"or add 'or_off: true'", source=source, field=name)
+
+
+def _check_declared_capacity(space: Space, source: str) -> None:
+    """``model.capacity`` of a custom builder: a list of the file's settings that size the network."""
+    declared = space.model.get("capacity")
+    if declared is None:
+        return
+    if not space.is_custom:
+        raise SpaceError("model.capacity declares a custom builder's capacity settings; a built-in family's are "
+                         "known by name (" + ", ".join(space.capacity()) + ")", source=source,
+                         field="model.capacity", expected="no model.capacity with family " + space.family,
+                         found=declared)
+    if not isinstance(declared, list) or not all(isinstance(k, str) for k in declared):
+        raise SpaceError("model.capacity is a list of the builder's settings that size the network",
+                         source=source, field="model.capacity", expected="e.g. [layers, width]", found=declared)
+    leaves, regularizers = space.leaves(), space.regularizers()
+    for key in declared:
+        name = key if "." in key else f"model.{key}"
+        if name not in leaves:
+            raise SpaceError(f"model.capacity names '{key}', which is not a setting in this file", source=source,
+                             field="model.capacity",
+                             expected="names among " + ", ".join(k for k in leaves if k != "model.family"), found=key)
+        if name in regularizers:
+            raise SpaceError(f"'{key}' is declared both a capacity setting and a regularizer; the phased workflow "
+                             f"scales the one and switches the other off, so it cannot be both", source=source,
+                             field="model.capacity", found=key)
 
 
 _DIST_FIELDS = {"float": {"float", "log", "step", "or_off", "default"},

@@ -13,6 +13,11 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo,
 from search.models import TRAIN_PARAMS, Param, family_params
 from search.models._params import DIST_KEYS as DIST_KEYS, is_distribution
 SECTIONS_WITH_DISTRIBUTIONS = ("model", "train")
+# Settings that size the network, by name: what phase 1 of the phased workflow (search/workflow/phases.py) scales.
+# A custom builder may name its own with ``model.capacity``.
+CAPACITY_KEYS = ("layers", "units", "filters", "blocks", "convs_per_block", "dense_units", "kernel_size")
+# Declarations about a custom builder's settings, kept beside them under ``model`` but not passed as settings.
+DECLARATIONS = ("regularizers", "capacity")
 
 
 class _Strict(BaseModel):
@@ -20,6 +25,16 @@ class _Strict(BaseModel):
 
 
 Objective = Literal["val_loss", "params", "latency"]
+
+
+class PhasesSection(_Strict):
+    """How the phased workflow shares the budget (search/workflow/phases.py)."""
+
+    capacity: float = Field(0.4, gt=0.0, lt=1.0)  # share of n_trials for phase 1 (capacity, regularizers off)
+    # Phase 1 ends early once a trial clearly overfits, but not before this many phase-1 trials completed.
+    min_trials: int = Field(3, ge=1)
+    # Phase 2 holds capacity at phase 1's pick, or searches this many grid steps either side of it.
+    neighbourhood: int = Field(0, ge=0, le=100)
 
 
 class StudySection(_Strict):
@@ -47,7 +62,18 @@ class StudySection(_Strict):
     # Set in exported configs: seeds are derived as if this were the trial number, so a replay
     # of trial N in a new study trains with trial N's seeds.
     seed_trial: int | None = Field(None, ge=0)
+    # "joint": every setting searched at once. "phased": Chollet's universal workflow in one study: a
+    # no-network baseline, capacity with regularizers off until a model overfits, then regularizers.
+    workflow: Literal["joint", "phased"] = "joint"
+    phases: PhasesSection = PhasesSection()
 
+    @field_validator("workflow")
+    @classmethod
+    def _phases_need_a_proposing_sampler(cls, value: str, info: ValidationInfo) -> str:
+        if value == "phased" and info.data.get("sampler") == "grid":
+            raise ValueError("the phased workflow changes what is searched between phases, which a grid "
+                             "fixed in advance cannot do; use tpe, random, cmaes or gp, or workflow: joint")
+        return value
 
     @field_validator("objectives")
     @classmethod
@@ -208,6 +234,14 @@ class Space(_Strict):
         whose space file names its regularizers."""
         return not self.is_custom or bool(self.model.get("regularizers"))
 
+    def capacity(self) -> list[str]:
+        """The settings that size the network, by dotted name: ``model.capacity`` of a custom builder, else
+        the settings named like :data:`CAPACITY_KEYS` that this file's family has."""
+        declared = self.model.get("capacity") if self.is_custom else None
+        keys = declared if isinstance(declared, list) else CAPACITY_KEYS
+        leaves = self.leaves()
+        return [name for name in (k if "." in k else f"model.{k}" for k in keys) if name in leaves]
+
     def leaves(self) -> dict[str, Any]:
         """Every setting (fixed or distribution) by dotted name, defaults filled in."""
         out: dict[str, Any] = {"model.family": self.family}
@@ -215,7 +249,8 @@ class Space(_Strict):
             values = dict(getattr(self, section))
             values.pop("family", None)
             if section == "model" and self.is_custom:
-                values.pop("regularizers", None)  # a declaration, not a setting of the builder
+                for key in DECLARATIONS:  # declarations, not settings of the builder
+                    values.pop(key, None)
             specs = self.params_of(section) or {}
             for key, spec in specs.items():
                 out[f"{section}.{key}"] = values.pop(key, spec.default)
@@ -253,10 +288,12 @@ class Space(_Strict):
         data = self.model_dump(mode="json")
         for section in SECTIONS_WITH_DISTRIBUTIONS:
             data[section] = copy.deepcopy(settings[section])
-        if self.is_custom and "regularizers" in self.model:  # a declaration, kept with the config
-            data["model"].setdefault("regularizers", copy.deepcopy(self.model["regularizers"]))
+        for key in (DECLARATIONS if self.is_custom else ()):  # declarations, kept with the config
+            if key in self.model:
+                data["model"].setdefault(key, copy.deepcopy(self.model[key]))
         data["study"].update(study_overrides)
         data["study"]["sampler"] = "tpe"
+        data["study"]["workflow"] = "joint"  # nothing is left to search in phases
         resolved = Space.model_validate(data)
         resolved._path = self._path
         return resolved

@@ -220,7 +220,8 @@ class MlflowTracker(TrialListener):
             self.experiment_id, run_name=review.trial_label(trial.number, trial.params, is_baseline),
             tags={"mlflow.parentRunId": self.parent_run_id, "search.kind": "trial",
                   "optuna.trial_number": str(trial.number), "optuna.study_name": trial.study.study_name,
-                  "search.baseline": str(is_baseline).lower()})
+                  "search.baseline": str(is_baseline).lower(),
+                  **({"search.phase": str(phase)} if (phase := trial.user_attrs.get("phase")) else {})})
         run_id = run.info.run_id
         self._runs[trial.number] = run_id
         trial.set_user_attr(RUN_ID_ATTR, run_id)
