@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -42,6 +43,42 @@ def trial_label(number: int, params: Mapping[str, Any], baseline: bool = False) 
     parts = [f"{s if shorts.count(s) == 1 else n}={v}" for (n, v), s in zip(values.items(), shorts)]
     label = " ".join([head, *parts])
     return label if len(label) <= _NAME_LIMIT else label[:_NAME_LIMIT - 1] + "…"
+
+
+def outcome_label(number: int, params: Mapping[str, Any], baseline: bool, state: str, value: float = math.nan,
+                  reason: str = "", best: bool = False) -> str:
+    """A finished trial's run name, outcome first so that a cut-off name still tells it:
+    ``t016 ★ 0.0626 dropout=0.3``, ``t004 pruned s0e5 dropout=0.1``, ``t007 failed …``."""
+    head, _, rest = trial_label(number, params, baseline).partition(" ")
+    if state == "complete":
+        outcome = ("★ " if best else "") + (f"{value:.4g}" if math.isfinite(value) else "complete")
+    elif state == "pruned":
+        kind, _, _, short = prune_where(reason)
+        outcome = short if kind == "diverged" else f"pruned {short}".strip()
+    else:
+        outcome = {"failed": "failed", "interrupted": "stopped"}.get(state, state)
+    label = " ".join(x for x in (head, outcome, rest) if x)
+    return label if len(label) <= _NAME_LIMIT else label[:_NAME_LIMIT - 1] + "…"
+
+
+_PRUNE_PATTERNS = (("within", re.compile(r"pruned in split (\d+) at epoch (\d+)")),
+                   ("across", re.compile(r"pruned after split (\d+) of (\d+)")),
+                   ("diverged", re.compile(r"non-finite loss in split (\d+) at epoch (\d+)")))
+
+
+def prune_where(reason: str) -> tuple[str, int, int, str]:
+    """Where a trial was pruned, read from its ``reason``: (kind, split, epoch, short text).
+
+    kind is "within" (a split's curve, at split/epoch), "across" (after ``split`` finished splits of
+    ``epoch``), "diverged" (non-finite loss at split/epoch) or "" when the reason says neither.
+    """
+    for kind, pattern in _PRUNE_PATTERNS:
+        match = pattern.search(reason or "")
+        if match:
+            a, b = int(match.group(1)), int(match.group(2))
+            short = {"within": f"s{a}e{b}", "across": f"after {a}/{b} splits", "diverged": f"diverged s{a}e{b}"}[kind]
+            return kind, a, b, short
+    return "", -1, -1, ""
 
 
 def format_value(value: Any) -> str:

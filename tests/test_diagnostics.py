@@ -140,3 +140,17 @@ def test_importance_figures_leave_no_fanova_forest_behind():
     assert "param_importances" in pngs and pngs["param_importances"].startswith(b"\x89PNG")
     gc.collect()
     assert not [o for o in gc.get_objects() if isinstance(o, _FanovaTree)]
+
+
+@pytest.mark.parametrize("state, value, reason, best, name", [
+    ("complete", 0.06261, "", True, "t016 ★ 0.06261 dropout=0.3"),
+    ("complete", 0.07, "", False, "t016 0.07 dropout=0.3"),
+    ("pruned", math.nan, "pruned in split 0 at epoch 5", False, "t016 pruned s0e5 dropout=0.3"),
+    ("pruned", math.nan, "pruned after split 2 of 3: worse than the best trial on every finished split", False,
+     "t016 pruned after 2/3 splits dropout=0.3"),
+    ("pruned", math.nan, "non-finite loss in split 1 at epoch 2: these settings diverge", False,
+     "t016 diverged s1e2 dropout=0.3"),
+    ("failed", math.nan, "ValueError: boom", False, "t016 failed dropout=0.3"),
+])
+def test_finished_run_names_lead_with_the_outcome(state, value, reason, best, name):
+    assert review.outcome_label(16, {"model.dropout": 0.3}, False, state, value, reason, best) == name

@@ -145,7 +145,7 @@ def test_faulty_settings_are_recorded_and_the_budget_is_still_met(write_space, h
     assert all(runs[t.number].info.status == "FAILED" for t in failed)
     for t in study.trials:
         if t.state.name == "PRUNED":
-            assert "non-finite" in t.user_attrs["reason"] and runs[t.number].info.status == "KILLED"
+            assert "non-finite" in t.user_attrs["reason"] and runs[t.number].info.status == "FINISHED"
 
 
 def test_two_workers_finish_exactly_the_budget_without_duplicates(write_space, home):

@@ -51,7 +51,10 @@ def test_absurd_learning_rate_is_pruned_and_keeps_what_it_measured(write_space, 
 
     client, runs = _runs(home, "absurd")
     run = runs[1]
-    assert run.info.status == "KILLED" and run.data.tags["optuna.state"] == "PRUNED"
+    assert run.info.status == "FINISHED" and run.data.tags["optuna.state"] == "PRUNED"
+    assert run.data.tags["pruned"] == "true" and run.data.tags["best"] == "false"
+    assert run.info.run_name.startswith("t001 pruned after 2/3 splits")
+    assert runs[0].info.run_name.startswith("t000 ★ ") and runs[0].data.tags["best"] == "true"
     assert run.data.metrics["splits_done"] == 2
     assert run.data.metrics["val_loss_mean"] == pytest.approx(np.mean(measured))
     curve = client.get_metric_history(run.info.run_id, "split_1/val_loss")

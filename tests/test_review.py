@@ -105,9 +105,16 @@ def test_every_finished_trial_has_learning_curves_diagnostics_and_a_readable_nam
         val, loss = curves["0"]["val_loss"], curves["0"]["loss"]
         assert run.data.metrics["split_0/gap"] == pytest.approx(val[int(best_epoch) - 1] - loss[int(best_epoch) - 1],
                                                                 rel=1e-3, abs=1e-4)
-    assert runs[0].info.run_name == "t000 baseline"
-    assert runs[1].info.run_name == "t001 dropout=0.1 learning_rate=0.05"
-    assert runs[2].info.run_name == "t002 dropout=0.5 learning_rate=1e-3"
+    # Names lead with the outcome; the ★ and the best tag moved from trial 0 to trial 1 when it won.
+    values = {t.number: f"{t.value:.4g}" for t in study.trials}
+    assert runs[0].info.run_name == f"t000 {values[0]} baseline"
+    assert runs[1].info.run_name == f"t001 ★ {values[1]} dropout=0.1 learning_rate=0.05"
+    assert runs[2].info.run_name == f"t002 {values[2]} dropout=0.5 learning_rate=1e-3"
+    assert [runs[n].data.tags["best"] for n in (0, 1, 2)] == ["false", "true", "false"]
+    for run in runs.values():
+        assert run.info.status == "FINISHED" and run.data.tags["pruned"] == "false"
+        for name in ("val_loss_mean", "val_loss_std", "val_accuracy_mean", "penalty_mean"):
+            assert name in run.data.metrics, name
     # The baseline barely moves from chance level in 8 epochs at its learning rate: the rule says so.
     assert runs[0].data.tags["fit"] == "underfit"
 
@@ -142,6 +149,14 @@ def test_parent_run_describes_the_study_and_carries_study_metrics(reviewed):
     for text in ("Searched", "model.dropout float [0, 0.5]", "train.learning_rate log-float [1e-3, 0.05]",
                  "2-fold cross-validation (stratified, shuffled)", "held out", "trial 0 is the unregularized baseline"):
         assert text in note, text
+    # Settings that apply to a k-fold study only, and no "None" strings.
+    params = run.data.params
+    assert params["validation.k"] == "2" and params["validation.stratify"] == "True"
+    assert "validation.repeats" not in params and "validation.fraction" not in params
+    assert "None" not in params.values()
+    # MLflow 3's UI opens this experiment as model training, not as a GenAI app.
+    experiment = reviewed["client"].get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     m = run.data.metrics
     assert m["trials_complete"] == 3 and m["trials_pruned"] == 0 and m["trials_failed"] == 0
     study = reviewed["study"]
