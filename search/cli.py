@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -138,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--top", type=positive_int, default=10, help="rows of the top-trials table")
     _store_args(report)
 
-    ui = sub.add_parser("ui", help="start the MLflow UI on this project's tracking store")
+    ui = sub.add_parser("ui", help="start the MLflow UI on this project's tracking store and print the URL of "
+                        "a study's runs once it answers")
+    ui.add_argument("study", nargs="?", help="study whose runs to open (default: the most recent)")
     _store_args(ui)
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--host", default="127.0.0.1")
@@ -294,13 +295,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
+    from search import ui
     from search.tracking import default_tracking_uri
 
     uri = args.tracking_uri or default_tracking_uri(Path(args.home))
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
-           "--port", str(args.port)]
-    print(f"MLflow UI on http://{args.host}:{args.port} (store: {uri}); Ctrl-C to stop", file=sys.stderr)
-    return subprocess.call(cmd)
+    return ui.serve(uri, args.host, args.port, args.study)
 
 
 def _stores(args: argparse.Namespace) -> tuple[str, str]:
