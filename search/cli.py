@@ -275,12 +275,14 @@ def _ablate(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from search import study as studies
-    from search.display import format_counts, summary_table
+    from search.display import format_counts, pruned_summary, summary_table
 
     study = _load_study(args)
     budget = study.user_attrs.get("budget")
     print(f"study {args.study}: " + format_counts(studies.trials_by_state(study), budget))
     print(studies.timing_text(study, budget))
+    if pruned := pruned_summary(study):
+        print(pruned)
     print(summary_table(study, args.top))
     return 0
 
@@ -312,10 +314,14 @@ def _stores(args: argparse.Namespace) -> tuple[str, str]:
 
 def _best(args: argparse.Namespace) -> int:
     from search import targets
-    from search.display import format_table, trial_rows
+    from search import study as studies
+    from search.display import format_counts, format_table, pruned_summary, trial_rows
 
     storage, tracking_uri = _stores(args)
     study = targets.load_study(storage, args.study)
+    print(format_counts(studies.trials_by_state(study), study.user_attrs.get("budget")))
+    if pruned := pruned_summary(study):
+        print(pruned)
     print(format_table(trial_rows(study, args.top)))
     if args.export:
         target = targets.locate(study, tracking_uri)

@@ -166,6 +166,44 @@ def format_counts(counts: dict[str, int], budget: int | None = None) -> str:
     return head + ("  (" + ", ".join(parts) + ")" if parts else "")
 
 
+def pruned_summary(study: Any) -> str:
+    """Why trials were pruned, from their reasons: ``7 pruned: 5 within split 0 at epochs 5-8, 2 across splits``.
+
+    Empty when none was. A pruned trial's val_loss covers the splits it finished only, so it is never
+    ranked with the complete trials; this line is where it is accounted for.
+    """
+    from search.review import prune_where
+
+    pruned = [t for t in study.get_trials(deepcopy=False) if t.state.name == "PRUNED"]
+    if not pruned:
+        return ""
+    within: dict[int, list[int]] = {}
+    across, diverged, other = [], [], 0
+    for t in pruned:
+        kind, split, epoch, _ = prune_where(str(t.user_attrs.get("reason", "")))
+        if kind == "within":
+            within.setdefault(split, []).append(epoch)
+        elif kind == "across":
+            across.append(split)
+        elif kind == "diverged":
+            diverged.append(split)
+        else:
+            other += 1
+    parts = []
+    for split, epochs in sorted(within.items()):
+        lo, hi = min(epochs), max(epochs)
+        parts.append(f"{len(epochs)} within split {split} at epoch{'s' if lo != hi else ''} "
+                     f"{lo if lo == hi else f'{lo}-{hi}'}")
+    if across:
+        parts.append(f"{len(across)} across splits (after {'/'.join(str(n) for n in sorted(set(across)))} "
+                     f"finished split{'s' if max(across) > 1 else ''}, worse than the best trial on each)")
+    if diverged:
+        parts.append(f"{len(diverged)} diverged (non-finite loss)")
+    if other:
+        parts.append(f"{other} for other reasons")
+    return f"{len(pruned)} pruned: " + ", ".join(parts)
+
+
 def _short(name: str) -> str:
     return name.split(".", 1)[1] if "." in name else name
 

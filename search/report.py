@@ -38,9 +38,14 @@ _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 def write(study: Any, out: Path, top: int = 10) -> Path:
     """Build the study's review from its storage and write the HTML file; returns its path."""
+    from search.display import pruned_summary
+
     attrs = study.user_attrs
+    description = list(attrs.get(review.DESCRIPTION_ATTR, ()))
+    if pruned := pruned_summary(study):  # pruned trials are not in the top-trials table: say why here
+        description.append(["Pruned", pruned])
     result = review.build(study.get_trials(deepcopy=False), study.study_name,
-                          attrs.get(review.DESCRIPTION_ATTR, ()), seed=int(attrs.get("seed", 0)),
+                          description, seed=int(attrs.get("seed", 0)),
                           reference=attrs.get(review.REFERENCE_ATTR), top=top, html=False,
                           trial_figures=TRIAL_FIGURES)
     out = Path(out)

@@ -80,7 +80,7 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
     """Optimize until the study's budget, ``options.n_trials``, ``options.timeout`` or a stop signal."""
     out = out or sys.stdout  # looked up per call: a default bound at import misses redirected output
     from search import _runtime, recovery, study as studies
-    from search.display import Progress, format_counts, summary_table
+    from search.display import Progress, format_counts, pruned_summary, summary_table
     from search.objective import Objective
     from search.stopping import StopRequest
 
@@ -140,6 +140,8 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
             tolerate(tracker.finish, status)
     if options.worker_index == 0 and options.summary:  # workers leave the summary to their parent
         print("\n" + format_counts(studies.trials_by_state(study), budget), file=out)
+        if pruned := pruned_summary(study):
+            print(pruned, file=out)
         print(summary_table(study), file=out)
     if stop.requested and options.worker_index == 0:
         print(f"\nstopped by {stop.reason}; the interrupted trial is queued again. Continue the study with:\n"

@@ -154,3 +154,40 @@ def test_importance_figures_leave_no_fanova_forest_behind():
 ])
 def test_finished_run_names_lead_with_the_outcome(state, value, reason, best, name):
     assert review.outcome_label(16, {"model.dropout": 0.3}, False, state, value, reason, best) == name
+
+
+def test_early_stopping_doing_its_job_is_not_overfitting():
+    """The best trial of the issue: a small gap, and the 3 rising epochs early stopping waits before it stops."""
+    e = np.arange(1, 11)
+    loss = (0.9 * np.exp(-0.3 * e) + 0.25).tolist()
+    val = (0.9 * np.exp(-0.3 * e) + 0.29).tolist()
+    val += [val[-1] * 1.01, val[-1] * 1.02, val[-1] * 1.03]  # 3 % up: the old onset rule fired here
+    loss += [loss[-1] - 0.005 * i for i in (1, 2, 3)]
+    assert dx.overfit_onset(loss, val, patience=3) == 10
+    d = dx.diagnose_split(loss, val, reference=CHANCE, patience=3)
+    assert (d.fit, d.onset, d.best_epoch) == ("good", None, 10)
+    assert d.gap == pytest.approx(0.04, abs=1e-9) and 0 < d.rise < dx.OVERFIT_CHANCE_SHARE * CHANCE
+
+
+def test_a_large_gap_with_validation_drifting_up_through_noise_is_overfit():
+    """The baseline of the issue: gap 0.13 at the best epoch, then validation loss climbs, noisily."""
+    rng = np.random.default_rng(3)
+    e = np.arange(1, 31)
+    loss = 0.8 * np.exp(-0.2 * e) + 0.05
+    val = np.where(e <= 10, 0.8 * np.exp(-0.2 * e) + 0.15, 0.8 * np.exp(-2.0) + 0.15 + 0.006 * (e - 10))
+    val = val + np.where(e > 10, rng.uniform(-0.01, 0.01, 30), 0.0)
+    val[9] -= 0.03  # a clear best at epoch 10
+    d = dx.diagnose_split(loss.tolist(), val.tolist(), reference=CHANCE)
+    assert d.best_epoch == 10 and d.gap == pytest.approx(0.07, abs=1e-6)
+    assert (d.fit, d.onset) == ("overfit", 10) and d.rise > max(0.5 * d.gap, 0.05 * CHANCE)
+
+
+def test_a_pruned_trial_is_not_judged():
+    from search.results import SplitResult, TrialOutcome
+    from search.tracking import trial_fit
+
+    h = _overfits_at(12)
+    diagnosis = dx.diagnose_trial({0: h}, reference=CHANCE)
+    split = SplitResult(0, 12, 0.3, 0.9, 20, history=h, stop_reason="stopped")
+    assert trial_fit(TrialOutcome(1, "pruned", {}, [split]), diagnosis) == "n/a"
+    assert trial_fit(TrialOutcome(1, "complete", {}, [split]), diagnosis) == "overfit"
