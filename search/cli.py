@@ -66,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "for Keras models, on Optuna, scikit-learn and MLflow.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="start or continue the study a space file describes")
+    run = sub.add_parser("run", help="start or continue the study a space file describes",
+                         description="Start or continue the study a space file describes. Exit status: 0 when "
+                         "the run ended normally (budget spent, --n-trials or --timeout reached), 2 for a "
+                         "mistake in the input, 3 when SIGINT/SIGTERM stopped it gracefully (continue it with "
+                         "the same command), 130 after a second Ctrl-C.")
     run.add_argument("space", type=Path, help="the space file (YAML)")
     run.add_argument("--study-name", help="override study.name from the file")
     _store_args(run)
@@ -193,6 +197,10 @@ def _run(args: argparse.Namespace) -> int:
             _ablate_when_done(space, options)
         return code
     session.run(prepared, options, args.space.read_text())
+    if options.stopped_by is not None:
+        from search.stopping import STOPPED_EXIT_CODE
+
+        return STOPPED_EXIT_CODE  # a wrapper can tell a stopped run from a finished one
     if not args.worker_index:
         _ablate_when_done(space, options)
     return 0

@@ -18,11 +18,17 @@ class Progress(TrialListener):
         self.best: tuple[float, int] | None = None
         self.trial, self.split, self.n_splits, self.done = -1, 0, 0, 0
         self._last_draw = 0.0
+        self._started, self._done_at_start = time.monotonic(), 0
+
+    def header(self, lines: list[str]) -> None:
+        """The run's plan, before the first trial line."""
+        self._print("\n".join(lines) + "\n")
 
     def seed_from(self, study: Any) -> None:
         from search.study import finished_count
 
-        self.done = finished_count(study)
+        self.done = self._done_at_start = finished_count(study)
+        self._started = time.monotonic()
         from optuna.trial import TrialState
 
         complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
@@ -64,7 +70,17 @@ class Progress(TrialListener):
         if not self.quiet:
             from search._redact import redact
 
-            self._print(redact(f"trial {self.done}/{self.budget} (#{trial.number}) {outcome.state}: {text}{mark}"))
+            self._print(redact(f"[{time.strftime('%H:%M:%S')}] trial {self.done}/{self.budget} (#{trial.number}) "
+                               f"{outcome.state}: {text}{mark}  ({self._clock()})"))
+
+    def _clock(self) -> str:
+        """Elapsed in this run, and the time left at this run's pace (this process's trials only)."""
+        elapsed = time.monotonic() - self._started
+        done, left = self.done - self._done_at_start, max(self.budget - self.done, 0)
+        text = f"elapsed {_duration(elapsed)}"
+        if done and left:
+            text += f", ~{_duration(elapsed / done * left)} left for {left} trial{'s' if left > 1 else ''}"
+        return text
 
     def _best_text(self) -> str:
         return "-" if self.best is None else f"{self.best[0]:.4g} (#{self.best[1]})"
@@ -202,6 +218,13 @@ def pruned_summary(study: Any) -> str:
     if other:
         parts.append(f"{other} for other reasons")
     return f"{len(pruned)} pruned: " + ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
 def _short(name: str) -> str:

@@ -186,7 +186,7 @@ class Review:
     rows: list[dict[str, Any]]
     metrics: dict[str, float]
     figures: dict[str, bytes] = field(default_factory=dict)        # study figures: name -> PNG
-    html: str | None = None                                        # Optuna's interactive plots
+    notes: list[str] = field(default_factory=list)                 # why a figure is missing
     trial_figures: dict[str, bytes] = field(default_factory=dict)  # run name -> learning curves PNG
 
     def table(self, raw: bool = False) -> list[list[str]]:
@@ -239,14 +239,17 @@ def snapshot(trials: Iterable[Any]) -> Any:
     """
     import optuna
 
+    from search import figures
+
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.set_metric_names([figures.OBJECTIVE_NAME])  # Optuna's axes then say what the value is
     keep = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL")]
     study.add_trials(keep)
     return study
 
 
 def build(trials: Sequence[Any], title: str, description: Sequence[Sequence[str]] = (), seed: int = 0,
-          reference: float | None = None, top: int = 10, html: bool = True, trial_figures: int = 0) -> Review:
+          reference: float | None = None, top: int = 10, trial_figures: int = 0) -> Review:
     """The review of a study whose trials (Optuna ``FrozenTrial``s) are given.
 
     ``trial_figures``: also draw the learning curves of this many top trials (and the baseline).
@@ -267,8 +270,18 @@ def build(trials: Sequence[Any], title: str, description: Sequence[Sequence[str]
             _curves_and_diagnosis(curved[0], reference),
             _curves_and_diagnosis(base, reference) if base is not None else None)
     review.figures.update(figures.optuna_pngs(study, seed))
-    if html:
-        review.html = figures.optuna_html(study, seed)
+    if len(complete) < figures.MIN_TRIALS_FOR_IMPORTANCES:
+        review.notes.append(f"No parameter importances yet: {len(complete)} complete trial(s), and fANOVA on "
+                            f"fewer than {figures.MIN_TRIALS_FOR_IMPORTANCES} ranks noise.")
+    split0 = [(t, curves_of(t).get(0, {}).get("val_loss", []))
+              for t in study.get_trials(deepcopy=False) if t.state.name in ("COMPLETE", "PRUNED")]
+    split0 = [(t, c) for t, c in split0 if c]
+    if split0:
+        best_number = complete[0].number if complete else -1
+        review.figures["intermediate_values"] = figures.intermediate_values(
+            [(label_of(t).split(" ", 1)[0] + (" (best)" if t.number == best_number else " (baseline)"),
+              "best" if t.number == best_number else "baseline" if is_baseline(t) else t.state.name.lower(), c)
+             for t, c in split0])
     chosen = curved[:trial_figures]
     chosen += [t for t in curved if is_baseline(t) and t not in chosen] if trial_figures else []
     for t in chosen:

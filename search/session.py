@@ -56,6 +56,7 @@ class RunOptions:
     # Trials queued when the study is created: (params, user attributes), e.g. the ablation's variants.
     queue: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     summary: bool = True             # print the counts and the top-trials table at the end
+    stopped_by: str | None = None    # set by run(): the signal that stopped it gracefully, if any
 
 
 def prepare(space: Space, threads: int | None = None) -> Prepared:
@@ -114,6 +115,9 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
     _runtime.configure(options.threads)
     tracker.start(study)
     progress = Progress(budget, quiet=options.quiet)
+    if options.worker_index == 0 and not options.quiet:
+        progress.header(header_lines(prepared, options, storage_url, tracker.uri, studies.finished_count(study),
+                                     budget))
     progress.seed_from(study)
     stop = StopRequest(announce=options.worker_index == 0).install()
     retention = CheckpointRetention(home, space.study.keep_checkpoints)
@@ -143,9 +147,13 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
         if pruned := pruned_summary(study):
             print(pruned, file=out)
         print(summary_table(study), file=out)
+    if stop.requested:
+        options.stopped_by = stop.reason
     if stop.requested and options.worker_index == 0:
         print(f"\nstopped by {stop.reason}; the interrupted trial is queued again. Continue the study with:\n"
               f"  {options.continue_command}", file=out)
+    elif options.worker_index == 0 and options.summary and not (loop.gave_up or loop.disk_full):
+        print("\n" + next_steps(space.study.name, options), file=out)
     from search.errors import StudyError
 
     if loop.disk_full:
@@ -157,6 +165,51 @@ def run(prepared: Prepared, options: RunOptions, space_text: str, out: TextIO | 
                          f"configuration problem, not bad luck. Last failure: {loop.last_failure}",
                          source=str(space.path) if space.path else None)
     return study
+
+
+def header_lines(prepared: Prepared, options: RunOptions, storage_url: str, tracking_uri: str, finished: int,
+                 budget: int) -> list[str]:
+    """What a run is about to do, and where its results go (passwords redacted)."""
+    from search import review
+    from search._redact import redact
+    from search.display import _duration
+
+    space, attrs = prepared.space, prepared.attrs()
+    validation = dict(review.describe(space, attrs))["Validation"]
+    limits = [f"{budget} trials in all, {finished} finished"]
+    if options.n_trials:
+        limits.append(f"at most {options.n_trials} now")
+    if options.timeout:
+        limits.append(f"no new trial after {_duration(options.timeout)}")
+    return [f"study       {space.study.name}  (sampler {space.study.sampler}, pruner {space.study.pruner}, "
+            f"seed {space.study.seed})",
+            f"data        {space.data.source}: {attrs['rows']} rows, task {attrs['task']}, {attrs['test_rows']} "
+            f"held out for the final test",
+            f"validation  {validation}",
+            f"budget      {', '.join(limits)}",
+            f"storage     {redact(storage_url)}",
+            f"results     {Path(options.home).resolve()}  (MLflow: {redact(tracking_uri)})",
+            f"watch       {_command('ui', space.study.name, options)}"]
+
+
+def next_steps(study: str, options: RunOptions) -> str:
+    return ("next steps:\n"
+            f"  {_command('ui', study, options)}          the MLflow UI on the study's runs\n"
+            f"  {_command('report', study, options)}      the review as one HTML file\n"
+            f"  {_command('reproduce', study, options)}   retrain the best config, test it once")
+
+
+def _command(verb: str, study: str, options: RunOptions) -> str:
+    from search._redact import redact
+
+    parts = ["search", verb, study]
+    if str(options.home) != "mlruns":
+        parts += ["--home", str(options.home)]
+    if options.storage and verb != "ui":
+        parts += ["--storage", redact(options.storage)]
+    if options.tracking_uri:
+        parts += ["--tracking-uri", redact(options.tracking_uri)]
+    return " ".join(parts)
 
 
 def make_tracker(prepared: Prepared, options: RunOptions, space_text: str, storage_url: str) -> Any:

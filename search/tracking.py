@@ -381,7 +381,8 @@ class MlflowTracker(TrialListener):
 
         try:
             name = review.trial_label(trial.number, trial.params, bool(trial.user_attrs.get("baseline")))
-            png = figures.learning_curves({s.split: s.history for s in outcome.splits}, diagnosis, name)
+            png = figures.learning_curves({s.split: s.history for s in outcome.splits}, diagnosis, name,
+                                          fit=trial_fit(outcome, diagnosis))
             with tempfile.TemporaryDirectory(prefix="search-fig-") as tmp:
                 path = Path(tmp) / Path(TRIAL_FIGURE).name
                 path.write_bytes(png)
@@ -412,8 +413,8 @@ class MlflowTracker(TrialListener):
                 folder.mkdir()
                 for name, png in result.figures.items():
                     (folder / f"{name}.png").write_bytes(png)
-                if result.html:
-                    (folder / "optuna.html").write_text(result.html, encoding="utf-8")
+                if result.notes:
+                    (folder / "notes.md").write_text("\n\n".join(result.notes) + "\n", encoding="utf-8")
                 (folder / "top_trials.csv").write_text(result.csv(), encoding="utf-8")
                 (folder / "top_trials.md").write_text(result.markdown(), encoding="utf-8")
                 self.client.log_artifacts(self.parent_run_id, tmp)

@@ -153,5 +153,11 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     if stopped:
         print(f"\nstopped by {stopped[0].name}; interrupted trials are queued again. Continue the study with:\n"
               f"  {options.continue_command}")
-    bad = [c for c in codes if c != 0]
-    return bad[0] if bad else 0
+    elif not any(c not in (0,) for c in codes):
+        from search.session import next_steps
+
+        print("\n" + next_steps(space.study.name, options))
+    from search.stopping import STOPPED_EXIT_CODE
+
+    bad = [c for c in codes if c not in (0, STOPPED_EXIT_CODE)]
+    return bad[0] if bad else STOPPED_EXIT_CODE if stopped else 0

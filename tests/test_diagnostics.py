@@ -191,3 +191,44 @@ def test_a_pruned_trial_is_not_judged():
     split = SplitResult(0, 12, 0.3, 0.9, 20, history=h, stop_reason="stopped")
     assert trial_fit(TrialOutcome(1, "pruned", {}, [split]), diagnosis) == "n/a"
     assert trial_fit(TrialOutcome(1, "complete", {}, [split]), diagnosis) == "overfit"
+
+
+def test_figures_are_large_with_integer_epochs_a_legend_outside_and_a_log_axis_for_decades():
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from search import figures
+
+    h = _overfits_at(12)
+    d = dx.diagnose_trial({0: h}, reference=CHANCE)
+    captured = {}
+    original = Figure.savefig
+
+    def keep(fig, *args, **kwargs):  # read the real figure as it is saved
+        captured["fig"] = fig
+        return original(fig, *args, **kwargs)
+
+    Figure.savefig = keep
+    try:
+        png = figures.before_after(("t016 dropout=0.3", {0: h}, d), ("t000 baseline", {0: _healthy()}, d))
+        fig = captured["fig"]
+        ax = fig.axes[0]
+        legend = ax.get_legend()
+        labels = [t.get_text() for t in legend.get_texts()]
+        assert "t016 (best): training" in labels and "t000 (baseline): validation" in labels
+        fig.canvas.draw()
+        box, plot = legend.get_window_extent(), ax.get_window_extent()
+        assert box.x0 >= plot.x1, "the legend covers the curves"
+        assert all(float(t).is_integer() for t in ax.get_xticks())
+        assert ax.get_yscale() == "linear"
+        decades = {0: {"loss": [10.0 ** -i for i in range(6)], "val_loss": [10.0 ** -i + 0.001 for i in range(6)]}}
+        figures.learning_curves(decades, dx.diagnose_trial(decades), "t001")
+        assert captured["fig"].axes[0].get_yscale() == "log"
+    finally:
+        Figure.savefig = original
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (1000, 600) and io.BytesIO(png).read(8) == b"\x89PNG\r\n\x1a\n"
