@@ -10,6 +10,7 @@ import csv
 import io
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -242,7 +243,9 @@ def snapshot(trials: Iterable[Any]) -> Any:
     from search import figures
 
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=0))
-    study.set_metric_names([figures.OBJECTIVE_NAME])  # Optuna's axes then say what the value is
+    with warnings.catch_warnings():  # ExperimentalWarning: a stable name since Optuna 3.2
+        warnings.simplefilter("ignore")
+        study.set_metric_names([figures.OBJECTIVE_NAME])  # Optuna's axes then say what the value is
     keep = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL")]
     study.add_trials(keep)
     return study
