@@ -160,18 +160,24 @@ def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", sp
         StudyError: the run stopped on a full disk or on consecutive failures (after the summary).
     """
     from search import tracking
-    from search.review.display import Progress, format_counts, summary_table
+    from search.review.display import Progress, format_counts, header_lines, next_steps, pruned_summary, summary_table
     from search.runner import session, workers as processes
-    from search.studies.lifecycle import budget_of, trials_by_state
+    from search.studies.lifecycle import budget_of, default_storage, finished_count, trials_by_state
 
     from search import stores
 
     out = out or sys.stdout
+    storage_url = options.storage or default_storage(Path(options.home))
     # Both stores are checked before anything is created; a fresh home's schemas are made under one lock.
     stores.check_url(options.tracking_uri or tracking.default_tracking_uri(Path(options.home)), "--tracking-uri",
                      stores.TRACKING)
     storage, tracker = session.open_storage(options, also=lambda: tracking.make_tracker(prepared, options, space_text))
-    listeners: list[Any] = [tracker, Progress(budget_of(prepared.space), quiet=options.quiet)]
+    budget = budget_of(prepared.space)
+    plan = None
+    if options.worker_index == 0 and not options.quiet:
+        def plan(study: Any) -> list[str]:
+            return header_lines(prepared, options, storage_url, tracker.uri, finished_count(study), budget)
+    listeners: list[Any] = [tracker, Progress(budget, quiet=options.quiet, header=plan)]
     phased = None
     if prepared.space.study.workflow == "phased":  # phase 0 once, then each trial's phase as it starts
         from search.workflow.phases import Phased
@@ -186,11 +192,15 @@ def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", sp
                               space_for=phased.space_for if phased is not None else None)
     if options.worker_index == 0:  # workers leave the summary to the process that started them
         if not outcome.already_done:
-            print("\n" + format_counts(trials_by_state(outcome.study), budget_of(prepared.space)), file=out)
+            print("\n" + format_counts(trials_by_state(outcome.study), budget), file=out)
+            if pruned := pruned_summary(outcome.study):
+                print(pruned, file=out)
         print(summary_table(outcome.study), file=out)
         if outcome.stopped_by:
             print(f"\nstopped by {outcome.stopped_by}; interrupted trials are queued again. Continue the study "
                   f"with:\n  {options.continue_command}", file=out)
+        elif outcome.error is None and outcome.exit_code == 0:
+            print("\n" + next_steps(prepared.space.study.name, options), file=out)
     if outcome.error is not None:
         raise outcome.error
     return outcome

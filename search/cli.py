@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -76,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the (redacted) traceback of an error")
     sub = parser.add_subparsers(dest="command")
 
-    run = sub.add_parser("run", help="start or continue the study a space file describes")
+    run = sub.add_parser("run", help="start or continue the study a space file describes",
+                         description="Start or continue the study a space file describes. Exit status: 0 when "
+                         "the run ended normally (budget spent, --n-trials or --timeout reached), 2 for a "
+                         "mistake in the input, 3 when SIGINT/SIGTERM stopped it gracefully (continue it with "
+                         "the same command), 130 after a second Ctrl-C.")
     run.add_argument("space", type=Path, help="the space file (YAML)")
     run.add_argument("--study-name", help="override study.name from the file")
     _store_args(run)
@@ -152,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--top", type=positive_int, default=10, help="rows of the top-trials table")
     _store_args(report)
 
-    ui = sub.add_parser("ui", help="start the MLflow UI on this project's tracking store")
+    ui = sub.add_parser("ui", help="start the MLflow UI on this project's tracking store and print the URL of "
+                        "a study's runs once it answers")
+    ui.add_argument("study", nargs="?", help="study whose runs to open (default: the most recent)")
     _store_args(ui)
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--host", default="127.0.0.1")
@@ -230,6 +235,10 @@ def _run(args: argparse.Namespace) -> int:
     recycle = args.recycle_after if args.recycle_after is not None else (50 if args.workers > 1 else 0)
     outcome = api.run_prepared(prepared, options, args.space.read_text(), workers=args.workers,
                                worker_argv=_worker_argv(args), recycle_after=recycle)
+    if outcome.stopped_by:
+        from search.runner.stopping import STOPPED_EXIT_CODE
+
+        return STOPPED_EXIT_CODE  # a wrapper can tell a stopped run from a finished one
     if outcome.exit_code == 0 and not args.worker_index:
         api.ablate_when_done(space, options)
         api.workflow_answer(space, options)
@@ -303,13 +312,15 @@ def _ablate(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from search.review.display import format_counts, pruned_summary, summary_table
     from search.studies import lifecycle as studies
-    from search.review.display import format_counts, summary_table
 
     study = _load_study(args)
     budget = study.user_attrs.get("budget")
     print(f"study {args.study}: " + format_counts(studies.trials_by_state(study), budget))
     print(studies.timing_text(study, budget))
+    if pruned := pruned_summary(study):
+        print(pruned)
     print(summary_table(study, args.top))
     return 0
 
@@ -325,7 +336,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from search import stores
+    from search import stores, ui
     from search.errors import StudyError
     from search.tracking import default_tracking_uri
 
@@ -335,10 +346,7 @@ def _ui(args: argparse.Namespace) -> int:
         raise StudyError(f"no MLflow store at {path}; check --home (or --tracking-uri), or run a study first",
                          field="--tracking-uri" if args.tracking_uri else "--home")
     stores.check_url(uri, "--tracking-uri", stores.TRACKING)
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
-           "--port", str(args.port)]
-    print(f"MLflow UI on http://{args.host}:{args.port} (store: {uri}); Ctrl-C to stop", file=sys.stderr)
-    return subprocess.call(cmd)
+    return ui.serve(uri, args.host, args.port, args.study)
 
 
 def _stores(args: argparse.Namespace) -> tuple[str, str]:
@@ -356,10 +364,14 @@ def _storage_flag(args: argparse.Namespace) -> str:
 
 def _best(args: argparse.Namespace) -> int:
     from search.reproduction import targets
-    from search.review.display import format_table, trial_rows
+    from search.review.display import format_counts, format_table, pruned_summary, trial_rows
+    from search.studies import lifecycle as studies
 
     storage, tracking_uri = _stores(args)
     study = targets.load_study(storage, args.study, flag=_storage_flag(args))
+    print(format_counts(studies.trials_by_state(study), study.user_attrs.get("budget")))
+    if pruned := pruned_summary(study):
+        print(pruned)
     print(format_table(trial_rows(study, args.top)))
     if args.export:
         target = targets.locate(study, tracking_uri)

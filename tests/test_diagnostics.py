@@ -140,3 +140,95 @@ def test_importance_figures_leave_no_fanova_forest_behind():
     assert "param_importances" in pngs and pngs["param_importances"].startswith(b"\x89PNG")
     gc.collect()
     assert not [o for o in gc.get_objects() if isinstance(o, _FanovaTree)]
+
+
+@pytest.mark.parametrize("state, value, reason, best, name", [
+    ("complete", 0.06261, "", True, "t016 ★ 0.06261 dropout=0.3"),
+    ("complete", 0.07, "", False, "t016 0.07 dropout=0.3"),
+    ("pruned", math.nan, "pruned in split 0 at epoch 5", False, "t016 pruned s0e5 dropout=0.3"),
+    ("pruned", math.nan, "pruned after split 2 of 3: worse than the best trial on every finished split", False,
+     "t016 pruned after 2/3 splits dropout=0.3"),
+    ("pruned", math.nan, "non-finite loss in split 1 at epoch 2: these settings diverge", False,
+     "t016 diverged s1e2 dropout=0.3"),
+    ("failed", math.nan, "ValueError: boom", False, "t016 failed dropout=0.3"),
+])
+def test_finished_run_names_lead_with_the_outcome(state, value, reason, best, name):
+    assert review.outcome_label(16, {"model.dropout": 0.3}, False, state, value, reason, best) == name
+
+
+def test_early_stopping_doing_its_job_is_not_overfitting():
+    """The best trial of the issue: a small gap, and the 3 rising epochs early stopping waits before it stops."""
+    e = np.arange(1, 11)
+    loss = (0.9 * np.exp(-0.3 * e) + 0.25).tolist()
+    val = (0.9 * np.exp(-0.3 * e) + 0.29).tolist()
+    val += [val[-1] * 1.01, val[-1] * 1.02, val[-1] * 1.03]  # 3 % up: the old onset rule fired here
+    loss += [loss[-1] - 0.005 * i for i in (1, 2, 3)]
+    assert dx.overfit_onset(loss, val, patience=3) == 10
+    d = dx.diagnose_split(loss, val, reference=CHANCE, patience=3)
+    assert (d.fit, d.onset, d.best_epoch) == ("good", None, 10)
+    assert d.gap == pytest.approx(0.04, abs=1e-9) and 0 < d.rise < dx.OVERFIT_CHANCE_SHARE * CHANCE
+
+
+def test_a_large_gap_with_validation_drifting_up_through_noise_is_overfit():
+    """The baseline of the issue: gap 0.13 at the best epoch, then validation loss climbs, noisily."""
+    rng = np.random.default_rng(3)
+    e = np.arange(1, 31)
+    loss = 0.8 * np.exp(-0.2 * e) + 0.05
+    val = np.where(e <= 10, 0.8 * np.exp(-0.2 * e) + 0.15, 0.8 * np.exp(-2.0) + 0.15 + 0.006 * (e - 10))
+    val = val + np.where(e > 10, rng.uniform(-0.01, 0.01, 30), 0.0)
+    val[9] -= 0.03  # a clear best at epoch 10
+    d = dx.diagnose_split(loss.tolist(), val.tolist(), reference=CHANCE)
+    assert d.best_epoch == 10 and d.gap == pytest.approx(0.07, abs=1e-6)
+    assert (d.fit, d.onset) == ("overfit", 10) and d.rise > max(0.5 * d.gap, 0.05 * CHANCE)
+
+
+def test_a_pruned_trial_is_not_judged():
+    from search.runner.results import SplitResult, TrialOutcome
+    from search.tracking import trial_fit
+
+    h = _overfits_at(12)
+    diagnosis = dx.diagnose_trial({0: h}, reference=CHANCE)
+    split = SplitResult(0, 12, 0.3, 0.9, 20, history=h, stop_reason="stopped")
+    assert trial_fit(TrialOutcome(1, "pruned", {}, [split]), diagnosis) == "n/a"
+    assert trial_fit(TrialOutcome(1, "complete", {}, [split]), diagnosis) == "overfit"
+
+
+def test_figures_are_large_with_integer_epochs_a_legend_outside_and_a_log_axis_for_decades():
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from search.review import figures
+
+    h = _overfits_at(12)
+    d = dx.diagnose_trial({0: h}, reference=CHANCE)
+    captured = {}
+    original = Figure.savefig
+
+    def keep(fig, *args, **kwargs):  # read the real figure as it is saved
+        captured["fig"] = fig
+        return original(fig, *args, **kwargs)
+
+    Figure.savefig = keep
+    try:
+        png = figures.before_after(("t016 dropout=0.3", {0: h}, d), ("t000 baseline", {0: _healthy()}, d))
+        fig = captured["fig"]
+        ax = fig.axes[0]
+        legend = ax.get_legend()
+        labels = [t.get_text() for t in legend.get_texts()]
+        assert "t016 (best): training" in labels and "t000 (baseline): validation" in labels
+        fig.canvas.draw()
+        box, plot = legend.get_window_extent(), ax.get_window_extent()
+        assert box.x0 >= plot.x1, "the legend covers the curves"
+        assert all(float(t).is_integer() for t in ax.get_xticks())
+        assert ax.get_yscale() == "linear"
+        decades = {0: {"loss": [10.0 ** -i for i in range(6)], "val_loss": [10.0 ** -i + 0.001 for i in range(6)]}}
+        figures.learning_curves(decades, dx.diagnose_trial(decades), "t001")
+        assert captured["fig"].axes[0].get_yscale() == "log"
+    finally:
+        Figure.savefig = original
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (1000, 600) and io.BytesIO(png).read(8) == b"\x89PNG\r\n\x1a\n"

@@ -13,7 +13,7 @@ from search import preprocess, space as spaces
 from search.runner import checkpoints
 from search.reproduction import overfit
 from search.studies import pruning
-from search import scoring as scoring
+from search import scoring
 from search.runner import session
 
 

@@ -19,7 +19,7 @@ LEVELS = {
     "workflow": 6,
     "tracking": 6,
     "reproduction": 7,
-    "api": 8, "demo_data": 8,
+    "api": 8, "demo_data": 8, "ui": 8,
     "cli": 9, "search": 9, "__main__": 10,
 }
 

@@ -10,8 +10,9 @@ from mlflow.tracking import MlflowClient
 
 from conftest import run_cli
 from search import space as spaces
-from search.studies import pruning
+from search.review.display import pruned_summary
 from search.studies import lifecycle as studies
+from search.studies import pruning
 from search.studies.pruning import PairedSplitRule, SplitPruner, epoch_step, split_step
 
 
@@ -29,7 +30,7 @@ def _runs(home, name):
 # -- real training -----------------------------------------------------------------------------
 
 
-def test_absurd_learning_rate_is_pruned_and_keeps_what_it_measured(write_space, home):
+def test_absurd_learning_rate_is_pruned_and_keeps_what_it_measured(write_space, home, capsys):
     overrides = {"study": {"name": "absurd", "n_trials": 1, "pruner": "none"},
                  "train": {"epochs": 6, "learning_rate": {"choice": [0.05, 1.0e-6]}}}
     path = write_space(overrides)
@@ -53,7 +54,16 @@ def test_absurd_learning_rate_is_pruned_and_keeps_what_it_measured(write_space, 
 
     client, runs = _runs(home, "absurd")
     run = runs[1]
-    assert run.info.status == "KILLED" and run.data.tags["optuna.state"] == "PRUNED"
+    assert run.info.status == "FINISHED" and run.data.tags["optuna.state"] == "PRUNED"
+    assert run.data.tags["pruned"] == "true" and run.data.tags["best"] == "false"
+    assert run.info.run_name.startswith("t001 pruned after 2/3 splits")
+    assert runs[0].info.run_name.startswith("t000 ★ ") and runs[0].data.tags["best"] == "true"
+    # search status and search best account for it, and say why.
+    capsys.readouterr()
+    assert run_cli("status", "absurd", "--home", home) == 0
+    assert run_cli("best", "absurd", "--home", home) == 0
+    out = capsys.readouterr().out
+    assert out.count("1 pruned: 1 across splits (after 2 finished splits, worse than the best trial on each)") == 2
     assert run.data.metrics["splits_done"] == 2
     assert run.data.metrics["val_loss_mean"] == pytest.approx(np.mean(measured))
     curve = client.get_metric_history(run.info.run_id, "split_1/val_loss")
@@ -149,3 +159,17 @@ def test_make_pruner_gives_resource_pruners_epochs_of_the_first_split(write_spac
     assert not median.first_split_only and isinstance(median.across, PairedSplitRule)
     multi = spaces.load(write_space({"study": {"objectives": ["val_loss", "params"]}}))
     assert isinstance(studies.make_pruner(multi), optuna.pruners.NopPruner)
+
+
+def test_pruned_trials_are_summed_up_by_where_they_were_pruned():
+    study = optuna.create_study()
+    reasons = ["pruned in split 0 at epoch 5", "pruned in split 0 at epoch 8", "pruned in split 0 at epoch 6",
+               "pruned in split 1 at epoch 7", "pruned after split 2 of 3: worse than the best trial",
+               "non-finite loss in split 0 at epoch 2: these settings diverge"]
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    for reason in reasons:
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, user_attrs={"reason": reason}))
+    assert pruned_summary(study) == ("6 pruned: 3 within split 0 at epochs 5-8, 1 within split 1 at epoch 7, "
+                                     "1 across splits (after 2 finished splits, worse than the best trial on each), "
+                                     "1 diverged (non-finite loss)")
+    assert pruned_summary(optuna.create_study()) == ""

@@ -28,7 +28,8 @@ from search.studies import lifecycle as studies
 from search.runner.objective import Objective
 
 PNG = b"\x89PNG\r\n\x1a\n"
-STUDY_FIGURES = {"before_after", "optimization_history", "param_importances", "parallel_coordinate", "slice"}
+# Three complete trials: too few for parameter importances (the study says so in study/notes.md instead).
+STUDY_FIGURES = {"before_after", "optimization_history", "intermediate_values", "parallel_coordinate", "slice"}
 EPOCHS = 8
 # Trial 0, the baseline, learns slowly at the default learning rate; trial 1 is queued to be clearly
 # better, trial 2 clearly worse than trial 1.
@@ -107,9 +108,16 @@ def test_every_finished_trial_has_learning_curves_diagnostics_and_a_readable_nam
         val, loss = curves["0"]["val_loss"], curves["0"]["loss"]
         assert run.data.metrics["split_0/gap"] == pytest.approx(val[int(best_epoch) - 1] - loss[int(best_epoch) - 1],
                                                                 rel=1e-3, abs=1e-4)
-    assert runs[0].info.run_name == "t000 baseline"
-    assert runs[1].info.run_name == "t001 dropout=0.1 learning_rate=0.05"
-    assert runs[2].info.run_name == "t002 dropout=0.5 learning_rate=1e-3"
+    # Names lead with the outcome; the ★ and the best tag moved from trial 0 to trial 1 when it won.
+    values = {t.number: f"{t.value:.4g}" for t in study.trials}
+    assert runs[0].info.run_name == f"t000 {values[0]} baseline"
+    assert runs[1].info.run_name == f"t001 ★ {values[1]} dropout=0.1 learning_rate=0.05"
+    assert runs[2].info.run_name == f"t002 {values[2]} dropout=0.5 learning_rate=1e-3"
+    assert [runs[n].data.tags["best"] for n in (0, 1, 2)] == ["false", "true", "false"]
+    for run in runs.values():
+        assert run.info.status == "FINISHED" and run.data.tags["pruned"] == "false"
+        for name in ("val_loss_mean", "val_loss_std", "val_accuracy_mean", "penalty_mean"):
+            assert name in run.data.metrics, name
     # The baseline barely moves from chance level in 8 epochs at its learning rate: the rule says so.
     assert runs[0].data.tags["fit"] == "underfit"
 
@@ -127,15 +135,22 @@ def test_study_figures_are_drawn_and_refreshed_when_a_better_trial_arrives(revie
     client, parent = reviewed["client"], reviewed["parent"]
     names = {a.path for a in client.list_artifacts(parent, "study")}
     assert {f"study/{n}.png" for n in STUDY_FIGURES} <= names
-    assert {"study/optuna.html", "study/top_trials.csv", "study/top_trials.md"} <= names
+    assert {"study/notes.md", "study/top_trials.csv", "study/top_trials.md"} <= names
+    # No 4.6 MB optuna.html; no importances from 3 trials, and a sentence saying why.
+    assert "study/optuna.html" not in names and "study/param_importances.png" not in names
     folder = reviewed["tmp"] / "table"
     folder.mkdir()
     table = Path(client.download_artifacts(parent, "study/top_trials.csv", str(folder))).read_text().splitlines()
     assert table[0].startswith("rank,trial,name,val_loss,val_loss_std,val_accuracy,fit,gap,overfit_onset")
     ranked = [row.split(",")[1] for row in table[1:]]
     assert ranked[0] == "1" and sorted(ranked) == ["0", "1", "2"]
-    html = Path(client.download_artifacts(parent, "study/optuna.html", str(folder))).read_text()
-    assert "Plotly.newPlot" in html and "<script src=" not in html  # plotly.js inline: opens offline
+    notes = Path(client.download_artifacts(parent, "study/notes.md", str(folder))).read_text()
+    assert "No parameter importances yet: 3 complete trial(s)" in notes
+    # Readable: at least 1000 x 600 px (the PNG header's width and height).
+    for name in STUDY_FIGURES:
+        png = Path(client.download_artifacts(parent, f"study/{name}.png", str(folder))).read_bytes()
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        assert width >= 1000 and height >= 600, (name, width, height)
 
 
 def test_parent_run_describes_the_study_and_carries_study_metrics(reviewed):
@@ -144,6 +159,14 @@ def test_parent_run_describes_the_study_and_carries_study_metrics(reviewed):
     for text in ("Searched", "model.dropout float [0, 0.5]", "train.learning_rate log-float [1e-3, 0.05]",
                  "2-fold cross-validation (stratified, shuffled)", "held out", "trial 0 is the unregularized baseline"):
         assert text in note, text
+    # Settings that apply to a k-fold study only, and no "None" strings.
+    params = run.data.params
+    assert params["validation.k"] == "2" and params["validation.stratify"] == "True"
+    assert "validation.repeats" not in params and "validation.fraction" not in params
+    assert "None" not in params.values()
+    # MLflow 3's UI opens this experiment as model training, not as a GenAI app.
+    experiment = reviewed["client"].get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     m = run.data.metrics
     assert m["trials_complete"] == 3 and m["trials_pruned"] == 0 and m["trials_failed"] == 0
     study = reviewed["study"]

@@ -84,8 +84,10 @@ def test_diverging_trial_is_pruned_with_its_reason(write_space, home):
     assert trial.state.name == "PRUNED"
     assert "non-finite" in trial.user_attrs["reason"]
     run = _runs(home, "nan")[0]
-    assert run.info.status == "KILLED"
+    # Pruned, not crashed: FINISHED with the pruned tag, and the name says how it ended.
+    assert run.info.status == "FINISHED" and run.data.tags["pruned"] == "true"
     assert "non-finite" in run.data.tags["reason"] and run.data.tags["optuna.state"] == "PRUNED"
+    assert run.info.run_name.startswith("t000 diverged s0e") and run.data.tags["fit"] == "n/a"
 
 
 def test_repeated_failures_stop_the_run_with_a_clear_error(write_space, home, tmp_path, capsys):

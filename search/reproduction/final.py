@@ -25,7 +25,7 @@ import numpy as np
 
 from search import preprocess
 from search.runner import checkpoints
-from search import scoring as scoring
+from search import scoring
 from search.runner import session
 from search.errors import DataError, StudyError
 from search.space import flatten, nest

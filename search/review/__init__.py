@@ -6,8 +6,9 @@ Nothing here trains a model.
 """
 from search.review.summary import (CURVES_ATTR, DESCRIPTION_ATTR, PATIENCE_ATTR, REFERENCE_ATTR, Review, build,
                                    compact_curves, curves_of, describe, description_markdown, format_value,
-                                   is_baseline, label_of, snapshot, trial_label)
+                                   is_baseline, label_of, outcome_label, prune_where, snapshot,
+                                   trial_label)
 
 __all__ = ["CURVES_ATTR", "DESCRIPTION_ATTR", "PATIENCE_ATTR", "REFERENCE_ATTR", "Review", "build",
-           "compact_curves", "curves_of", "describe", "description_markdown", "format_value", "is_baseline",
-           "label_of", "snapshot", "trial_label"]
+           "compact_curves", "curves_of", "describe", "description_markdown", "format_value",
+           "is_baseline", "label_of", "outcome_label", "prune_where", "snapshot", "trial_label"]

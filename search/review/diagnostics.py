@@ -21,6 +21,13 @@ DEFAULT_PATIENCE = 3
 RISE_TOLERANCE = 0.02
 # A split whose best losses stay at or above this share of the chance-level loss learned too little.
 UNDERFIT_RATIO = 0.7
+# The fit rule's overfitting: after the best epoch the validation loss ends (mean of its last RISE_TAIL
+# epochs) above its best by at least OVERFIT_GAP_SHARE of the generalization gap at the best epoch and
+# at least OVERFIT_CHANCE_SHARE of the chance-level loss. A few rising epochs before early stopping
+# ends a split are the rule doing its job and stay under these margins.
+OVERFIT_GAP_SHARE = 0.5
+OVERFIT_CHANCE_SHARE = 0.05
+RISE_TAIL = 3
 # Ties between splits are broken toward the more serious diagnosis.
 _SEVERITY = ("overfit", "underfit", "good")
 
@@ -32,8 +39,9 @@ class SplitDiagnosis:
     best_val_loss: float
     train_loss_at_best: float
     gap: float                # validation minus training loss at the best epoch
-    onset: int | None         # overfit onset epoch, or None
+    onset: int | None         # the epoch after which validation loss turned up, when overfit; else None
     fit: str                  # "underfit" | "good" | "overfit"
+    rise: float = 0.0         # how far validation loss ended above its best (see OVERFIT_GAP_SHARE)
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,9 @@ def diagnose_split(loss: Sequence[float], val_loss: Sequence[float], reference: 
     """Best epoch, gap and onset of one split's curves, and its fit (see README for the rule).
 
     ``reference`` is the chance-level loss (see :func:`chance_loss`); without it a split is never
-    called underfit.
+    called underfit, and the overfitting margin is a share of the best validation loss instead.
+    ``patience`` is kept for callers; the rule no longer counts rising epochs (early stopping's own
+    patience window would always count as an onset).
     """
     loss, val_loss = [float(v) for v in loss], [float(v) for v in val_loss]
     finite = [i for i, v in enumerate(val_loss) if math.isfinite(v)]
@@ -94,14 +104,19 @@ def diagnose_split(loss: Sequence[float], val_loss: Sequence[float], reference: 
         return SplitDiagnosis(split, 0, math.nan, math.nan, math.nan, None, "underfit")
     best = min(finite, key=lambda i: val_loss[i])  # the first of equal minima, as training keeps it
     train = loss[best] if best < len(loss) else math.nan
-    onset = overfit_onset(loss, val_loss, patience)
-    if onset is not None:
-        fit = "overfit"
+    gap = val_loss[best] - train
+    after = [v for v in val_loss[best + 1:] if math.isfinite(v)]
+    rise = float(np.mean(after[-RISE_TAIL:])) - val_loss[best] if after else 0.0
+    scale = reference if reference is not None and reference > 0 else abs(val_loss[best])
+    margin = max(OVERFIT_GAP_SHARE * gap if math.isfinite(gap) else 0.0, OVERFIT_CHANCE_SHARE * scale)
+    onset = None
+    if after and rise >= margin:
+        fit, onset = "overfit", best + 1
     elif reference is not None and reference > 0 and _learned_too_little(train, val_loss[best], reference):
         fit = "underfit"
     else:
         fit = "good"
-    return SplitDiagnosis(split, best + 1, val_loss[best], train, val_loss[best] - train, onset, fit)
+    return SplitDiagnosis(split, best + 1, val_loss[best], train, gap, onset, fit, rise)
 
 
 def _learned_too_little(train: float, val: float, reference: float) -> bool:

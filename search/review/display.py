@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from search.runner.results import SplitResult, TrialListener, TrialOutcome
 
@@ -12,20 +12,32 @@ from search.runner.results import SplitResult, TrialListener, TrialOutcome
 class Progress(TrialListener):
     """One live status line on a terminal; one line per split and per trial otherwise (logs, CI)."""
 
-    def __init__(self, budget: int, stream: TextIO | None = None, quiet: bool = False) -> None:
+    def __init__(self, budget: int, stream: TextIO | None = None, quiet: bool = False,
+                 header: Callable[[Any], list[str]] | None = None) -> None:
         self.budget, self.stream, self.quiet = budget, stream or sys.stderr, quiet
+        self._header = header  # the run's plan, printed when the study opens (``header_lines``)
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
         self.best: tuple[float, int] | None = None
         self.trial, self.split, self.n_splits, self.done = -1, 0, 0, 0
         self._last_draw = 0.0
+        self._started, self._done_at_start = time.monotonic(), 0
+
+    def header(self, lines: list[str]) -> None:
+        """The run's plan, before the first trial line."""
+        self._print("\n".join(lines) + "\n")
 
     def on_study_open(self, study: Any) -> None:
+        first = self._header is not None
         self.seed_from(study)
+        if first and self._header is not None:  # told twice by the study's creator; the plan once
+            lines, self._header = self._header(study), None
+            self.header(lines)
 
     def seed_from(self, study: Any) -> None:
         from search.studies.lifecycle import finished_count
 
-        self.done = finished_count(study)
+        self.done = self._done_at_start = finished_count(study)
+        self._started = time.monotonic()
         from optuna.trial import TrialState
 
         complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
@@ -67,7 +79,17 @@ class Progress(TrialListener):
         if not self.quiet:
             from search._redact import redact
 
-            self._print(redact(f"trial {self.done}/{self.budget} (#{trial.number}) {outcome.state}: {text}{mark}"))
+            self._print(redact(f"[{time.strftime('%H:%M:%S')}] trial {self.done}/{self.budget} (#{trial.number}) "
+                               f"{outcome.state}: {text}{mark}  ({self._clock()})"))
+
+    def _clock(self) -> str:
+        """Elapsed in this run, and the time left at this run's pace (this process's trials only)."""
+        elapsed = time.monotonic() - self._started
+        done, left = self.done - self._done_at_start, max(self.budget - self.done, 0)
+        text = f"elapsed {_duration(elapsed)}"
+        if done and left:
+            text += f", ~{_duration(elapsed / done * left)} left for {left} trial{'s' if left > 1 else ''}"
+        return text
 
     def _best_text(self) -> str:
         return "-" if self.best is None else f"{self.best[0]:.4g} (#{self.best[1]})"
@@ -170,6 +192,51 @@ def format_counts(counts: dict[str, int], budget: int | None = None) -> str:
     return head + ("  (" + ", ".join(parts) + ")" if parts else "")
 
 
+def pruned_summary(study: Any) -> str:
+    """Why trials were pruned, from their reasons: ``7 pruned: 5 within split 0 at epochs 5-8, 2 across splits``.
+
+    Empty when none was. A pruned trial's val_loss covers the splits it finished only, so it is never
+    ranked with the complete trials; this line is where it is accounted for.
+    """
+    from search.review import prune_where
+
+    pruned = [t for t in study.get_trials(deepcopy=False) if t.state.name == "PRUNED"]
+    if not pruned:
+        return ""
+    within: dict[int, list[int]] = {}
+    across, diverged, other = [], [], 0
+    for t in pruned:
+        kind, split, epoch, _ = prune_where(str(t.user_attrs.get("reason", "")))
+        if kind == "within":
+            within.setdefault(split, []).append(epoch)
+        elif kind == "across":
+            across.append(split)
+        elif kind == "diverged":
+            diverged.append(split)
+        else:
+            other += 1
+    parts = []
+    for split, epochs in sorted(within.items()):
+        lo, hi = min(epochs), max(epochs)
+        parts.append(f"{len(epochs)} within split {split} at epoch{'s' if lo != hi else ''} "
+                     f"{lo if lo == hi else f'{lo}-{hi}'}")
+    if across:
+        parts.append(f"{len(across)} across splits (after {'/'.join(str(n) for n in sorted(set(across)))} "
+                     f"finished split{'s' if max(across) > 1 else ''}, worse than the best trial on each)")
+    if diverged:
+        parts.append(f"{len(diverged)} diverged (non-finite loss)")
+    if other:
+        parts.append(f"{other} for other reasons")
+    return f"{len(pruned)} pruned: " + ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
 def _short(name: str) -> str:
     return name.split(".", 1)[1] if "." in name else name
 
@@ -178,3 +245,50 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)
+
+
+def header_lines(prepared: Any, options: Any, storage_url: str, tracking_uri: str, finished: int,
+                 budget: int) -> list[str]:
+    """What a run is about to do, and where its results go (passwords redacted)."""
+    from pathlib import Path
+
+    from search import review
+    from search._redact import redact
+
+    space, attrs = prepared.space, prepared.attrs()
+    validation = dict(review.describe(space, attrs))["Validation"]
+    limits = [f"{budget} trials in all, {finished} finished"]
+    if options.n_trials:
+        limits.append(f"at most {options.n_trials} now")
+    if options.timeout:
+        limits.append(f"no new trial after {_duration(options.timeout)}")
+    return [f"study       {space.study.name}  (sampler {space.study.sampler}, pruner {space.study.pruner}, "
+            f"seed {space.study.seed})",
+            f"data        {space.data.source}: {attrs['rows']} rows, task {attrs['task']}, {attrs['test_rows']} "
+            f"held out for the final test",
+            f"validation  {validation}",
+            f"budget      {', '.join(limits)}",
+            f"storage     {redact(storage_url)}",
+            f"results     {Path(options.home).resolve()}  (MLflow: {redact(tracking_uri)})",
+            f"watch       {command('ui', space.study.name, options)}"]
+
+
+def next_steps(study: str, options: Any) -> str:
+    return ("next steps:\n"
+            f"  {command('ui', study, options)}          the MLflow UI on the study's runs\n"
+            f"  {command('report', study, options)}      the review as one HTML file\n"
+            f"  {command('reproduce', study, options)}   retrain the best config, test it once")
+
+
+def command(verb: str, study: str, options: Any) -> str:
+    """The ``search`` command line for a verb on this study's stores (credentials hidden)."""
+    from search._redact import redact
+
+    parts = ["search", verb, study]
+    if str(options.home) != "mlruns":
+        parts += ["--home", str(options.home)]
+    if options.storage and verb != "ui":
+        parts += ["--storage", redact(options.storage)]
+    if options.tracking_uri:
+        parts += ["--tracking-uri", redact(options.tracking_uri)]
+    return " ".join(parts)

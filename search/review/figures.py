@@ -1,6 +1,6 @@
 """Figures for reviewing a study: learning curves, the before/after picture, Optuna's plots.
 
-Every function returns PNG bytes (or HTML text), so the MLflow tracker and the HTML report share
+Every function returns PNG bytes, so the MLflow tracker and the HTML report share
 them. Matplotlib is imported lazily with the Agg backend (no display, no GUI toolkit); learning curves
 use ``Figure`` directly rather than pyplot, which is faster and keeps no global state between trials.
 """
@@ -15,19 +15,50 @@ from search.review import diagnostics
 
 Histories = Mapping[int, Mapping[str, Sequence[float]]]
 
-DPI = 80
+# 10 x 6 inches at 100 DPI: 1000 x 600 px, fonts of 11-13 pt stay legible when MLflow shows a figure
+# inline at its column width.
+DPI = 100
+WIDTH, HEIGHT = 10.0, 6.0
+FONT = 11
+# Complete trials needed before parameter importances mean anything (fANOVA on fewer is noise).
+MIN_TRIALS_FOR_IMPORTANCES = 5
+OBJECTIVE_NAME = "validation loss (mean over splits)"
+# A loss axis turns logarithmic when its values span more than this ratio.
+_LOG_SPAN = 30.0
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
 _BASELINE_COLOR, _BEST_COLOR = "#d62728", "#1f77b4"
 
 
-def _figure(width: float = 6.4, height: float = 4.0) -> Any:
+def _figure(width: float = WIDTH, height: float = HEIGHT) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
     return fig
+
+
+def _loss_axes(fig: Any, title: str) -> Any:
+    """Axes for losses per epoch: integer epoch ticks, room on the right for a legend outside the curves."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig.subplots_adjust(left=0.08, right=0.74, top=0.91, bottom=0.1)
+    ax = fig.add_subplot()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch", fontsize=FONT)
+    ax.set_ylabel("loss", fontsize=FONT)
+    ax.set_title(title, fontsize=FONT + 2)
+    ax.tick_params(labelsize=FONT - 1)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def _finish_loss_axes(ax: Any, values: Sequence[float], **legend: Any) -> None:
+    finite = [v for v in values if math.isfinite(v) and v > 0]
+    if finite and max(finite) / min(finite) > _LOG_SPAN:
+        ax.set_yscale("log")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=FONT - 1, **legend)
 
 
 def _png(fig: Any, tight: bool = False) -> bytes:
@@ -46,16 +77,22 @@ def _clean(values: Sequence[float | None]) -> list[float]:
     return [math.nan if v is None else float(v) for v in values]
 
 
-def learning_curves(histories: Histories, diagnosis: diagnostics.TrialDiagnosis, title: str) -> bytes:
-    """Training (solid) and validation (dashed) loss per split; best epoch dotted, overfit onset marked."""
+def learning_curves(histories: Histories, diagnosis: diagnostics.TrialDiagnosis, title: str,
+                    fit: str | None = None) -> bytes:
+    """Training (solid) and validation (dashed) loss per split; best epoch dotted, overfit onset marked.
+
+    ``fit``: the trial's label when it differs from the curves' diagnosis (``n/a`` for a pruned trial).
+    """
     from matplotlib.lines import Line2D
 
     fig = _figure()
-    ax = fig.add_subplot()
+    ax = _loss_axes(fig, f"{title}  [fit: {fit or diagnosis.fit}]")
+    values: list[float] = []
     by_split = {s.split: s for s in diagnosis.splits}
     for i, (k, h) in enumerate(sorted(histories.items())):
         color = _COLORS[i % len(_COLORS)]
         loss, val = _clean(h.get("loss", [])), _clean(h.get("val_loss", []))
+        values += loss + val
         ax.plot(_epochs(loss), loss, color=color, lw=1.2)
         ax.plot(_epochs(val), val, color=color, lw=1.2, ls="--")
         d = by_split.get(k)
@@ -68,12 +105,8 @@ def learning_curves(histories: Histories, diagnosis: diagnostics.TrialDiagnosis,
                Line2D([], [], color="k", marker="o", ls="", label="best epoch"),
                Line2D([], [], color="k", ls=":", label="overfit onset")]
     handles += [Line2D([], [], color=_COLORS[i % len(_COLORS)], lw=3, label=f"split {k}")
-                for i, k in enumerate(sorted(histories))][:6]
-    ax.legend(handles=handles, fontsize=7, ncol=2, loc="upper right")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_title(f"{title}  [fit: {diagnosis.fit}]", fontsize=9)
-    ax.grid(alpha=0.3)
+                for i, k in enumerate(sorted(histories))][:10]
+    _finish_loss_axes(ax, values, handles=handles)
     return _png(fig)
 
 
@@ -81,35 +114,58 @@ def before_after(best: tuple[str, Histories, diagnostics.TrialDiagnosis],
                  baseline: tuple[str, Histories, diagnostics.TrialDiagnosis] | None) -> bytes:
     """The best trial's mean curves against the unregularized baseline's: how far regularization moved
     the point where validation loss turns up."""
-    fig = _figure(7.0, 4.4)
-    ax = fig.add_subplot()
+    if baseline is None:
+        title = "best trial (no finished baseline to compare with)"
+    elif baseline[0] == best[0]:
+        title = "the baseline (trial 0) is the best trial so far"
+    else:
+        title = "best trial vs the baseline (mean over splits)"
+    fig = _figure()
+    ax = _loss_axes(fig, title)
+    values: list[float] = []
     same = baseline is not None and baseline[0] == best[0]
     runs = [(best, _BEST_COLOR)]
     if baseline is not None and not same:
         runs.insert(0, (baseline, _BASELINE_COLOR))
     for (name, histories, diagnosis), color in runs:
+        short = name.split(" ", 1)[0] + (" (best)" if color == _BEST_COLOR else " (baseline)")
         loss = diagnostics.mean_curve(histories, "loss")
         val = diagnostics.mean_curve(histories, "val_loss")
-        ax.plot(_epochs(loss), loss, color=color, lw=1.5, label=f"{name}: training")
-        ax.plot(_epochs(val), val, color=color, lw=1.5, ls="--", label=f"{name}: validation")
+        values += loss + val
+        ax.plot(_epochs(loss), loss, color=color, lw=1.8, label=f"{short}: training")
+        ax.plot(_epochs(val), val, color=color, lw=1.8, ls="--", label=f"{short}: validation")
         finite = [(v, e) for e, v in enumerate(val, start=1) if math.isfinite(v)]
         if finite:
             v, e = min(finite)
             ax.plot([e], [v], "o", color=color, ms=7)
         if diagnosis.onset is not None:
             ax.axvline(diagnosis.onset, color=color, ls=":", lw=1.2,
-                       label=f"{name}: overfit onset (epoch {diagnosis.onset})")
-    if baseline is None:
-        title = "best trial (no finished baseline to compare with)"
-    elif same:
-        title = "the baseline (trial 0) is the best trial so far"
-    else:
-        title = "best trial vs the baseline (mean over splits)"
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+                       label=f"{short}: overfit onset (epoch {diagnosis.onset})")
+    _finish_loss_axes(ax, values)
+    return _png(fig)
+
+
+def intermediate_values(curves: Sequence[tuple[str, str, Sequence[float]]], split: int = 0) -> bytes:
+    """Every trial's validation loss per epoch on one split (the same rows in every trial), by outcome.
+
+    ``curves``: (trial label, state, values). What Optuna's intermediate-values plot would show, per
+    epoch: the objective reports ``split * 10000 + epoch`` steps, which squash Optuna's own plot.
+    """
+    fig = _figure()
+    ax = _loss_axes(fig, f"validation loss per epoch, split {split}, every trial")
+    values: list[float] = []
+    styles = {"best": dict(color=_BEST_COLOR, lw=2.4, zorder=3), "complete": dict(color="#2ca02c", lw=1.0, alpha=0.7),
+              "pruned": dict(color="#7f7f7f", lw=1.0, alpha=0.6, ls="--"),
+              "baseline": dict(color=_BASELINE_COLOR, lw=1.8, zorder=2)}
+    shown: set[str] = set()
+    for label, state, curve in curves:
+        curve = _clean(curve)
+        values += curve
+        kind = state if state in styles else "complete"
+        name = label if kind in ("best", "baseline") else kind
+        ax.plot(_epochs(curve), curve, label=None if name in shown else name, **styles[kind])
+        shown.add(name)
+    _finish_loss_axes(ax, values)
     return _png(fig)
 
 
@@ -143,48 +199,19 @@ def _optuna_pngs(study: Any, seed: int) -> dict[str, bytes]:
             except (ValueError, RuntimeError, ZeroDivisionError):
                 continue  # e.g. too few trials for importances
             fig = np.atleast_1d(axes).flat[0].figure
+            fig.set_size_inches(WIDTH, HEIGHT)
+            for ax in fig.axes:
+                ax.title.set_fontsize(FONT + 2)
+                ax.xaxis.label.set_fontsize(FONT)
+                ax.yaxis.label.set_fontsize(FONT)
+                ax.tick_params(labelsize=FONT - 1)
             try:
                 if fig.axes and any(ax.has_data() for ax in fig.axes):
-                    out[name] = _png(fig, tight=True)
+                    fig.tight_layout()  # within the full size: a tight bounding box would crop it smaller
+                    out[name] = _png(fig)
             finally:
                 plt.close(fig)
     return out
-
-
-def optuna_html(study: Any, seed: int = 0) -> str | None:
-    """The same plots as Optuna's interactive plotly figures, in one self-contained HTML page (plotly.js
-    is embedded: it opens offline). None when plotly is not installed."""
-    try:
-        import plotly  # noqa: F401
-    except ImportError:
-        return None
-    try:
-        return _optuna_html(study, seed)
-    finally:
-        _forget_fanova_caches()
-
-
-def _optuna_html(study: Any, seed: int) -> str | None:
-    import optuna.visualization as ov
-
-    parts = []
-    first = True
-    for name, args in _optuna_calls(study, seed):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                fig = getattr(ov, f"plot_{name}")(study, **args)
-            except (ValueError, RuntimeError, ZeroDivisionError):
-                continue
-        if not fig.data:
-            continue
-        parts.append(f"<h2>{name.replace('_', ' ')}</h2>" +
-                     fig.to_html(full_html=False, include_plotlyjs=True if first else False))
-        first = False
-    if not parts:
-        return None
-    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Optuna</title></head><body>"
-            + "".join(parts) + "</body></html>")
 
 
 def _forget_fanova_caches() -> None:
@@ -210,13 +237,15 @@ def _optuna_calls(study: Any, seed: int) -> list[tuple[str, dict[str, Any]]]:
     from optuna.trial import TrialState
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    calls: list[tuple[str, dict[str, Any]]] = [("optimization_history", {})]
+    named = {"target_name": OBJECTIVE_NAME}  # not Optuna's "Objective Value"
+    calls: list[tuple[str, dict[str, Any]]] = [("optimization_history", dict(named))]
     searched = {name for t in complete for name in t.params}
-    if len(complete) >= 2 and searched:
+    if len(complete) >= MIN_TRIALS_FOR_IMPORTANCES and searched:
         # Seeded, so the same study always shows the same importances.
-        calls.append(("param_importances", {"evaluator": FanovaImportanceEvaluator(seed=seed)}))
-        calls.append(("parallel_coordinate", {}))
-        calls.append(("slice", {}))
+        calls.append(("param_importances", {"evaluator": FanovaImportanceEvaluator(seed=seed), **named}))
+    if len(complete) >= 2 and searched:
+        calls.append(("parallel_coordinate", dict(named)))
+        calls.append(("slice", dict(named)))
     return calls
 
 

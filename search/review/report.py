@@ -28,6 +28,8 @@ _CAPTIONS = {
     "param_importances": "Optuna: how much of the objective's variation each setting explains (fANOVA).",
     "parallel_coordinate": "Optuna: every complete trial's settings and objective.",
     "slice": "Optuna: the objective against each setting.",
+    "intermediate_values": "Every trial's validation loss per epoch on split 0 (the same rows in every trial): "
+                           "pruned trials dashed grey, where the pruner stopped them.",
 }
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -45,10 +47,15 @@ def write(study: Any, out: Path, top: int = 10, extra: str = "") -> Path:
     """Build the study's review from its storage and write the HTML file; returns its path.
 
     ``extra``: more HTML sections, made by outer rooms (the phased workflow's answer)."""
+    from search.review.display import pruned_summary
+
     attrs = study.user_attrs
+    description = list(attrs.get(review.DESCRIPTION_ATTR, ()))
+    if pruned := pruned_summary(study):  # pruned trials are not in the top-trials table: say why here
+        description.append(["Pruned", pruned])
     result = review.build(study.get_trials(deepcopy=False), study.study_name,
-                          attrs.get(review.DESCRIPTION_ATTR, ()), seed=int(attrs.get("seed", 0)),
-                          reference=attrs.get(review.REFERENCE_ATTR), top=top, html=False,
+                          description, seed=int(attrs.get("seed", 0)),
+                          reference=attrs.get(review.REFERENCE_ATTR), top=top,
                           trial_figures=TRIAL_FIGURES)
     out = Path(out)
     try:
@@ -102,6 +109,7 @@ def render(result: review.Review, extra: str = "") -> str:
         parts.append("<h2>Figures</h2>")
         for name, png in result.figures.items():
             parts.append(_figure(name, png, _CAPTIONS.get(name, name.replace("_", " "))))
+    parts += [f"<p class='note'>{e(note)}</p>" for note in result.notes]
     parts.append("<h2>Top trials</h2><div class='scroll'>" + _trials_table(result) + "</div>")
     if extra:
         parts.append(extra)

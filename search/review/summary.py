@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -42,6 +44,42 @@ def trial_label(number: int, params: Mapping[str, Any], baseline: bool = False) 
     parts = [f"{s if shorts.count(s) == 1 else n}={v}" for (n, v), s in zip(values.items(), shorts)]
     label = " ".join([head, *parts])
     return label if len(label) <= _NAME_LIMIT else label[:_NAME_LIMIT - 1] + "…"
+
+
+def outcome_label(number: int, params: Mapping[str, Any], baseline: bool, state: str, value: float = math.nan,
+                  reason: str = "", best: bool = False) -> str:
+    """A finished trial's run name, outcome first so that a cut-off name still tells it:
+    ``t016 ★ 0.0626 dropout=0.3``, ``t004 pruned s0e5 dropout=0.1``, ``t007 failed …``."""
+    head, _, rest = trial_label(number, params, baseline).partition(" ")
+    if state == "complete":
+        outcome = ("★ " if best else "") + (f"{value:.4g}" if math.isfinite(value) else "complete")
+    elif state == "pruned":
+        kind, _, _, short = prune_where(reason)
+        outcome = short if kind == "diverged" else f"pruned {short}".strip()
+    else:
+        outcome = {"failed": "failed", "interrupted": "stopped"}.get(state, state)
+    label = " ".join(x for x in (head, outcome, rest) if x)
+    return label if len(label) <= _NAME_LIMIT else label[:_NAME_LIMIT - 1] + "…"
+
+
+_PRUNE_PATTERNS = (("within", re.compile(r"pruned in split (\d+) at epoch (\d+)")),
+                   ("across", re.compile(r"pruned after split (\d+) of (\d+)")),
+                   ("diverged", re.compile(r"non-finite loss in split (\d+) at epoch (\d+)")))
+
+
+def prune_where(reason: str) -> tuple[str, int, int, str]:
+    """Where a trial was pruned, read from its ``reason``: (kind, split, epoch, short text).
+
+    kind is "within" (a split's curve, at split/epoch), "across" (after ``split`` finished splits of
+    ``epoch``), "diverged" (non-finite loss at split/epoch) or "" when the reason says neither.
+    """
+    for kind, pattern in _PRUNE_PATTERNS:
+        match = pattern.search(reason or "")
+        if match:
+            a, b = int(match.group(1)), int(match.group(2))
+            short = {"within": f"s{a}e{b}", "across": f"after {a}/{b} splits", "diverged": f"diverged s{a}e{b}"}[kind]
+            return kind, a, b, short
+    return "", -1, -1, ""
 
 
 def format_value(value: Any) -> str:
@@ -152,7 +190,7 @@ class Review:
     rows: list[dict[str, Any]]
     metrics: dict[str, float]
     figures: dict[str, bytes] = field(default_factory=dict)        # study figures: name -> PNG
-    html: str | None = None                                        # Optuna's interactive plots
+    notes: list[str] = field(default_factory=list)                 # why a figure is missing
     trial_figures: dict[str, bytes] = field(default_factory=dict)  # run name -> learning curves PNG
 
     def table(self, raw: bool = False) -> list[list[str]]:
@@ -205,7 +243,12 @@ def snapshot(trials: Iterable[Any]) -> Any:
     """
     import optuna
 
+    from search.review import figures
+
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=0))
+    with warnings.catch_warnings():  # ExperimentalWarning: a stable name since Optuna 3.2
+        warnings.simplefilter("ignore")
+        study.set_metric_names([figures.OBJECTIVE_NAME])  # Optuna's axes then say what the value is
     keep = [_loss_only(t) for t in trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL")]
     study.add_trials(keep)
     return study
@@ -223,7 +266,7 @@ def _loss_only(trial: Any) -> Any:
 
 
 def build(trials: Sequence[Any], title: str, description: Sequence[Sequence[str]] = (), seed: int = 0,
-          reference: float | None = None, top: int = 10, html: bool = True, trial_figures: int = 0) -> Review:
+          reference: float | None = None, top: int = 10, trial_figures: int = 0) -> Review:
     """The review of a study whose trials (Optuna ``FrozenTrial``s) are given.
 
     ``trial_figures``: also draw the learning curves of this many top trials (and the baseline).
@@ -244,8 +287,18 @@ def build(trials: Sequence[Any], title: str, description: Sequence[Sequence[str]
             _curves_and_diagnosis(curved[0], reference),
             _curves_and_diagnosis(base, reference) if base is not None else None)
     review.figures.update(figures.optuna_pngs(study, seed))
-    if html:
-        review.html = figures.optuna_html(study, seed)
+    if len(complete) < figures.MIN_TRIALS_FOR_IMPORTANCES:
+        review.notes.append(f"No parameter importances yet: {len(complete)} complete trial(s), and fANOVA on "
+                            f"fewer than {figures.MIN_TRIALS_FOR_IMPORTANCES} ranks noise.")
+    split0 = [(t, curves_of(t).get(0, {}).get("val_loss", []))
+              for t in study.get_trials(deepcopy=False) if t.state.name in ("COMPLETE", "PRUNED")]
+    split0 = [(t, c) for t, c in split0 if c]
+    if split0:
+        best_number = complete[0].number if complete else -1
+        review.figures["intermediate_values"] = figures.intermediate_values(
+            [(label_of(t).split(" ", 1)[0] + (" (best)" if t.number == best_number else " (baseline)"),
+              "best" if t.number == best_number else "baseline" if is_baseline(t) else t.state.name.lower(), c)
+             for t, c in split0])
     chosen = curved[:trial_figures]
     chosen += [t for t in curved if is_baseline(t) and t not in chosen] if trial_figures else []
     for t in chosen:

@@ -74,4 +74,15 @@ def _import_tensorflow_quietly():
         os.close(devnull)
     if tf is None:  # import again with stderr open, so the real error is seen
         import tensorflow as tf
+    # Its Python-side warnings (e.g. "triggered tf.function retracing") are about TensorFlow's internals,
+    # not about anything a user of `search` can act on.
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:
+        pass
     return tf

@@ -10,6 +10,10 @@ import signal
 import sys
 from typing import Any
 
+# `search run`'s exit status after a graceful stop (SIGINT/SIGTERM): the study is intact and can be
+# continued, but it did not finish what was asked. A --timeout or --n-trials limit is a normal end (0).
+STOPPED_EXIT_CODE = 3
+
 
 def announce(signum: int) -> None:
     """Say at once that the signal was heard, so nobody presses Ctrl-C again by mistake.

@@ -153,5 +153,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
         status = "KILLED" if stopped else "FAILED" if any(codes) else "FINISHED"
         emit(listeners, "on_run_finish", study, status)
     study = studies.open_study(space, storage, prepared.attrs())
-    bad = [c for c in codes if c != 0]
+    from search.runner.stopping import STOPPED_EXIT_CODE
+
+    bad = [c for c in codes if c not in (0, STOPPED_EXIT_CODE)]
     return RunOutcome(study, status, stopped_by=stopped[0].name if stopped else "", exit_code=bad[0] if bad else 0)

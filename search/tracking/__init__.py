@@ -24,7 +24,25 @@ from search.space import Space, flatten
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 CHECKPOINT_ARTIFACTS = "checkpoints"
 RUN_ID_ATTR = "mlflow_run_id"
-_MLFLOW_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
+# A pruned trial did what the pruner asked: it ends FINISHED (with a `pruned` tag), not with the red
+# cross MLflow draws for KILLED and FAILED, which is kept for crashes and stops.
+_MLFLOW_STATUS = {"complete": "FINISHED", "pruned": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
+# MLflow 3's UI opens an experiment in GenAI mode (traces) unless it is marked as model training.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+BEST_TAG = "best"
+# A view of the runs table stored with the experiment (MLflow's "shared view"): `search ui` opens it,
+# so trials come ranked by validation loss with the reviewer's columns shown, without configuration.
+VIEW_KEY = "search"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+
+
+def review_view(metric: str) -> str:
+    """The runs-table view: sorted by ``val_loss_mean``, the columns a reviewer reads first."""
+    columns = [f"metrics.`{m}`" for m in ("val_loss_mean", "val_loss_std", f"val_{metric}_mean", "penalty_mean",
+                                          "gap_mean")]
+    columns += ["tags.`fit`", "tags.`pruned`", "attributes.`Duration`"]
+    return json.dumps({"orderByKey": "metrics.`val_loss_mean`", "orderByAsc": True, "selectedColumns": columns,
+                       "columnOrder": columns})
 # Study figures are redrawn when a better trial arrives or every REFRESH_EVERY finished trials, but
 # never so often that drawing them takes more than REVIEW_SHARE of the run's wall time; the end of a
 # run always redraws them.
@@ -48,12 +66,15 @@ def experiment_id(client: Any, uri: str, home: Path, name: str) -> str:
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
+        if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # made by an older version
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     location = None
     if not is_server(uri) and not uri.startswith("databricks"):
         location = (Path(home) / "artifacts").resolve().as_uri()
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location,
+                                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except Exception:  # another process created it a moment ago (RESOURCE_ALREADY_EXISTS)
         exp = client.get_experiment_by_name(name)
         if exp is None:
@@ -137,6 +158,8 @@ class MlflowTracker(TrialListener):
         if self.parent_run_id and self._study is not None and self._study.study_name == study.study_name:
             return self.parent_run_id
         self.experiment_id = self._experiment(study.study_name)
+        self.client.set_experiment_tag(self.experiment_id, VIEW_TAG,
+                                       review_view(str(self.study_tags.get("metric", "accuracy"))))
         parent = study.user_attrs.get(PARENT_RUN_ATTR)
         if parent and self._exists(parent):
             self.client.update_run(parent, status="RUNNING")
@@ -168,8 +191,9 @@ class MlflowTracker(TrialListener):
             reason = trial.user_attrs.get("reason") or "its worker stopped without closing it"
             self.client.set_tag(run.info.run_id, "reason", redact(str(reason))[:5000])
             self.client.set_tag(run.info.run_id, "optuna.state", trial.state.name)
-            self.client.set_terminated(run.info.run_id, status="FINISHED" if trial.state.name == "COMPLETE"
-                                       else "KILLED" if trial.state.name == "PRUNED" else "FAILED")
+            self.client.set_tag(run.info.run_id, "pruned", str(trial.state.name == "PRUNED").lower())
+            self.client.set_terminated(run.info.run_id, status="FINISHED" if trial.state.name in
+                                       ("COMPLETE", "PRUNED") else "FAILED")
             closed.append(number)
         return closed
 
@@ -203,9 +227,10 @@ class MlflowTracker(TrialListener):
         space = self.space
         params = {f"study.{k}": v for k, v in space.study.model_dump().items()}
         params.update({f"data.{k}": v for k, v in space.data.model_dump().items()})
-        params.update({f"validation.{k}": v for k, v in space.validation.model_dump().items()})
+        params.update({f"validation.{k}": v for k, v in _validation_settings(space, self.study_tags).items()})
         params.update(space.leaves())
-        self.client.log_batch(run_id, params=[Param(k, _param_text(v)) for k, v in params.items()],
+        # An unset optional setting is absent, not the string "None".
+        self.client.log_batch(run_id, params=[Param(k, _param_text(v)) for k, v in params.items() if v is not None],
                               tags=[RunTag(k, redact(str(v))[:5000]) for k, v in self.study_tags.items()])
         self.client.log_text(run_id, redact(self.space_text), "space.yaml")
         for name, text in self.texts.items():
@@ -252,22 +277,29 @@ class MlflowTracker(TrialListener):
             return
         now = int(time.time() * 1000)
         summary = outcome.metrics()
-        tags = [RunTag("optuna.state", outcome.state.upper())]
+        new_best = outcome.state == "complete" and self._is_new_best(trial, outcome.value)
+        tags = [RunTag("optuna.state", outcome.state.upper()),
+                RunTag("pruned", str(outcome.state == "pruned").lower()), RunTag(BEST_TAG, str(new_best).lower())]
         diagnosis = self._diagnose(trial, outcome)
         if diagnosis is not None:
             summary.update(diagnosis.metrics())
-            tags.append(RunTag("fit", diagnosis.fit))
+        if diagnosis is not None or outcome.state == "pruned":
+            tags.append(RunTag("fit", trial_fit(outcome, diagnosis)))
         metrics = [Metric(k, v, now, 0) for k, v in summary.items() if math.isfinite(v)]
         if outcome.reason:
             tags.append(RunTag("reason", redact(outcome.reason)[:5000]))
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         if diagnosis is not None:
             self._log_trial_figure(trial, run_id, outcome, diagnosis)
-        new_best = outcome.state == "complete" and self._is_new_best(trial, outcome.value)
         if new_best:
             self._log_best_model(trial, run_id, outcome)
         if self.remote:
             self._store_checkpoints(trial, run_id, outcome)
+        self.client.update_run(run_id, name=review.outcome_label(
+            trial.number, trial.params, bool(trial.user_attrs.get("baseline")), outcome.state, outcome.value,
+            outcome.reason, best=new_best))
+        if new_best:
+            self._move_best(run_id, outcome.value)
         self.client.set_terminated(run_id, status=_MLFLOW_STATUS[outcome.state])
         _forget_artifact_repo(run_id)
         self.close_orphans(trial.study)
@@ -325,6 +357,22 @@ class MlflowTracker(TrialListener):
                   if t.values]
         return not losses or value < min(losses)
 
+    def _move_best(self, run_id: str, value: float) -> None:
+        """Take the ★ and the ``best`` tag from the runs this one beats.
+
+        Two workers can each think their trial is the new best; the lower loss keeps the mark.
+        """
+        marked = self.client.search_runs([self.experiment_id], f"tags.`{BEST_TAG}` = 'true' and "
+                                         "tags.`search.kind` = 'trial'", max_results=1000)
+        for run in marked:
+            if run.info.run_id == run_id:
+                continue
+            other = run.data.metrics.get("val_loss_mean", math.inf)
+            loser = run.info.run_id if other >= value else run_id
+            name = run.info.run_name if loser != run_id else self.client.get_run(run_id).info.run_name
+            self.client.set_tag(loser, BEST_TAG, "false")
+            self.client.update_run(loser, name=name.replace(" ★ ", " ", 1))
+
     def _log_best_model(self, trial: Any, run_id: str, outcome: TrialOutcome) -> None:
         from mlflow.entities import Metric, RunTag
 
@@ -355,7 +403,7 @@ class MlflowTracker(TrialListener):
         early = int(outcome.settings.get("train", {}).get("early_stopping") or 0)
         patience = min(diagnostics.DEFAULT_PATIENCE, early) if early else diagnostics.DEFAULT_PATIENCE
         diagnosis = diagnostics.diagnose_trial(histories, self.reference_loss, patience)
-        kept = {**diagnosis.attrs(), review.PATIENCE_ATTR: patience,
+        kept = {**diagnosis.attrs(), "fit": trial_fit(outcome, diagnosis), review.PATIENCE_ATTR: patience,
                 review.CURVES_ATTR: review.compact_curves(histories)}
         for key, value in kept.items():
             trial.set_user_attr(key, value)
@@ -366,7 +414,8 @@ class MlflowTracker(TrialListener):
 
         try:
             name = review.trial_label(trial.number, trial.params, bool(trial.user_attrs.get("baseline")))
-            png = figures.learning_curves({s.split: s.history for s in outcome.splits}, diagnosis, name)
+            png = figures.learning_curves({s.split: s.history for s in outcome.splits}, diagnosis, name,
+                                          fit=trial_fit(outcome, diagnosis))
             with tempfile.TemporaryDirectory(prefix="search-fig-") as tmp:
                 path = Path(tmp) / Path(TRIAL_FIGURE).name
                 path.write_bytes(png)
@@ -397,8 +446,8 @@ class MlflowTracker(TrialListener):
                 folder.mkdir()
                 for name, png in result.figures.items():
                     (folder / f"{name}.png").write_bytes(png)
-                if result.html:
-                    (folder / "optuna.html").write_text(result.html, encoding="utf-8")
+                if result.notes:
+                    (folder / "notes.md").write_text("\n\n".join(result.notes) + "\n", encoding="utf-8")
                 (folder / "top_trials.csv").write_text(result.csv(), encoding="utf-8")
                 (folder / "top_trials.md").write_text(result.markdown(), encoding="utf-8")
                 self.client.log_artifacts(self.parent_run_id, tmp)
@@ -416,6 +465,22 @@ class MlflowTracker(TrialListener):
         finally:
             self._review_cost = time.perf_counter() - started
             self._review_spent += self._review_cost
+
+
+def trial_fit(outcome: TrialOutcome, diagnosis: Any) -> str:
+    """The ``fit`` label of a finished trial: a pruned (or failed) trial's cut curves are not judged."""
+    return diagnosis.fit if outcome.state == "complete" and diagnosis is not None else "n/a"
+
+
+def _validation_settings(space: Space, attrs: dict[str, Any]) -> dict[str, Any]:
+    """The validation settings that apply to the study's scheme, with stratify/shuffle as decided."""
+    v = space.validation
+    keep = {"holdout": ("fraction",), "iterated_kfold": ("k", "repeats")}.get(v.scheme, ("k",))
+    task = attrs.get("task", space.data.task)
+    classification = task in ("binary", "multiclass", "classification")
+    return {"scheme": v.scheme, **{name: getattr(v, name) for name in keep},
+            "stratify": v.stratify if v.stratify is not None else classification and v.scheme != "time_series",
+            "shuffle": v.shuffle if v.shuffle is not None else v.scheme != "time_series"}
 
 
 def _param_text(value: Any) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from search import preprocess
-from search import scoring as scoring
+from search import scoring
 
 # A linear model on more cells than this (rows x features of a split's training rows) would cost more than
 # the trials it is meant to frame, e.g. on large images; it is left out with a note.

@@ -1,0 +1,144 @@
+"""``search ui``: the MLflow UI on the project's tracking store, opened on a study's runs.
+
+The server runs as a child in its own process group, so that a signal to ``search ui`` reaches the
+server and every worker it started, and nothing is left serving once ``search ui`` has returned.
+The direct URL is printed only once the server answers: a URL that does not load yet looks broken.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any, TextIO
+
+from search.errors import StudyError
+from search.tracking import VIEW_KEY
+
+# MLflow 3.17's UI picks GenAI or model-training mode from this URL parameter (else from what the
+# browser last used, GenAI by default); the experiment's mlflow.experimentKind tag is not consulted.
+_MODE = "workflowType=machine_learning"
+# The view `search run` stores with the experiment: trials ranked by validation loss, its columns shown.
+_VIEW = f"viewStateShareKey={VIEW_KEY}"
+START_TIMEOUT = 180.0   # seconds; a cold `mlflow server` imports a lot before it listens
+STOP_TIMEOUT = 15.0     # then SIGKILL for the group
+
+
+def experiment_url(base: str, experiment_id: str | None) -> str:
+    """The page of the experiment's runs, in model-training mode, ranked by validation loss."""
+    if experiment_id is None:
+        return f"{base}/#/experiments?{_MODE}"
+    return f"{base}/#/experiments/{experiment_id}/runs?{_MODE}&{_VIEW}"
+
+
+def find_experiment(tracking_uri: str, study: str | None) -> str | None:
+    """The id of ``study``'s experiment, or with no study the most recently created one (None: no study yet)."""
+    from mlflow.tracking import MlflowClient
+
+    from search.tracking import _quiet_mlflow
+
+    _quiet_mlflow()
+    client = MlflowClient(tracking_uri=tracking_uri)
+    if study is not None:
+        exp = client.get_experiment_by_name(study)
+        if exp is None or exp.lifecycle_stage != "active":
+            names = [e.name for e in client.search_experiments() if e.name != "Default"]
+            raise StudyError(f"no MLflow experiment named '{study}' in this tracking store", field="STUDY",
+                             expected="one of " + (", ".join(names) or "(none yet: run `search run` first)"))
+        return exp.experiment_id
+    ours = [e for e in client.search_experiments(order_by=["creation_time DESC"]) if e.name != "Default"]
+    return ours[0].experiment_id if ours else None
+
+
+def serve(tracking_uri: str, host: str, port: int, study: str | None = None, out: TextIO | None = None,
+          err: TextIO | None = None, start_timeout: float = START_TIMEOUT) -> int:
+    """Start the UI, print the study's URL once it answers, and return when the server ends."""
+    out, err = out or sys.stdout, err or sys.stderr
+    experiment = find_experiment(tracking_uri, study) if _store_exists(tracking_uri) else None
+    if study is not None and experiment is None:
+        raise StudyError(f"no tracking store at {tracking_uri} yet", field="--home",
+                         expected="the folder `search run` wrote to (or --tracking-uri)")
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", host,
+           "--port", str(port), "--workers", "1"]
+    probe = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
+    print(f"starting the MLflow UI on {host}:{port} (store: {tracking_uri})…", file=err, flush=True)
+    child = subprocess.Popen(cmd, start_new_session=True)
+    previous = {s: signal.signal(s, _forward(child)) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        if not _wait_until_ready(probe, child, start_timeout):
+            if child.poll() is None:
+                print(f"error: the MLflow UI did not answer within {start_timeout:.0f} s; stopping it.",
+                      file=err, flush=True)
+                _stop(child, signal.SIGTERM)
+                return 1
+            print(f"error: the MLflow UI exited with status {child.returncode} before answering "
+                  f"(is port {port} taken? try --port)", file=err, flush=True)
+            return 1
+        base = f"http://{host}:{port}" if host not in ("0.0.0.0", "::") else probe
+        print(f"MLflow UI ready: {experiment_url(base, experiment)}", file=out, flush=True)
+        print("Ctrl-C stops it.", file=err, flush=True)
+        return _wait(child)
+    finally:
+        if child.poll() is None:  # an exception on our side: never leave the server behind
+            _stop(child, signal.SIGTERM)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _store_exists(uri: str) -> bool:
+    if uri.startswith("sqlite:///"):
+        return os.path.exists(uri.removeprefix("sqlite:///"))
+    return True
+
+
+def _forward(child: subprocess.Popen) -> Any:
+    def handler(signum: int, frame: Any) -> None:
+        try:
+            os.killpg(child.pid, signum)  # the server and its workers: its own group, nothing else
+        except ProcessLookupError:
+            pass
+
+    return handler
+
+
+def _wait_until_ready(url: str, child: subprocess.Popen, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def _wait(child: subprocess.Popen) -> int:
+    """Wait for the server; after it ends, sweep any worker of its group that outlived it."""
+    code = child.wait()
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    # The server stopping because it was told to is the normal end of `search ui`.
+    return 0 if code in (0, -signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGINT, 128 + signal.SIGTERM) else code
+
+
+def _stop(child: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(child.pid, signum)
+        child.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    except ProcessLookupError:
+        child.wait()
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,43 @@
+"""What the terminal says during and after a run: a header with the plan and the stores, time-stamped trial
+lines with the time left, the next steps at the end; a stop exits with its own status (see test_overnight)."""
+from __future__ import annotations
+
+import re
+
+from conftest import run_cli
+from search import space as spaces
+from search.review import display
+from search.runner import session
+
+
+def test_a_run_says_what_it_does_where_results_go_and_what_to_do_next(write_space, home, capsys):
+    path = write_space({"study": {"name": "told", "n_trials": 2}})
+    assert run_cli("run", path, "--home", home) == 0
+    captured = capsys.readouterr()
+    err, out = captured.err, captured.out
+    head = err[:err.index("trial 1/2")]
+    for text in ("study       told", "data        sklearn:iris: 149 rows, task multiclass, 30 held out",
+                 "validation  3-fold cross-validation (stratified, shuffled)",
+                 "budget      2 trials in all, 0 finished",
+                 f"storage     sqlite:///{home.resolve()}", f"results     {home.resolve()}",
+                 f"watch       search ui told --home {home}"):
+        assert text in head, (text, head)
+    lines = [line for line in err.splitlines() if re.search(r"trial \d/2 \(#\d\) complete", line)]
+    assert len(lines) == 2, err
+    assert re.match(r"\[\d\d:\d\d:\d\d\] trial 1/2 \(#0\) complete: .*\(elapsed \d+s, ~\d+s left for 1 trial\)$",
+                    lines[0]), lines[0]
+    assert re.search(r"\(elapsed \d+s\)$", lines[1]), lines[1]  # nothing left
+    steps = out[out.index("next steps:"):]
+    for verb in ("ui", "report", "reproduce"):
+        assert f"search {verb} told --home {home}" in steps
+
+
+def test_the_header_never_shows_a_database_password(write_space, home):
+    space = spaces.load(write_space())
+    prepared = session.prepare(space)
+    options = session.RunOptions(home=home, storage="postgresql://search:hunter2@db.example/optuna",
+                                 tracking_uri="http://mlflow:hunter2@tracker:5000", timeout=5400, n_trials=3)
+    text = "\n".join(display.header_lines(prepared, options, options.storage, options.tracking_uri, 4, 20))
+    assert "hunter2" not in text and "postgresql://search:" in text
+    assert "budget      20 trials in all, 4 finished, at most 3 now, no new trial after 1h30m" in text
+    assert "hunter2" not in display.next_steps("tiny", options)

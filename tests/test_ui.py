@@ -1,0 +1,206 @@
+"""``search ui``: it prints the study's URL only once the server answers, the URL loads, and a signal to
+``search ui`` leaves no server or worker behind; the MLflow UI itself, read in headless Chromium, lands
+on the runs table of trials in model-training mode.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from _browser import Page, find_chromium
+from conftest import run_cli
+
+URL = re.compile(r"MLflow UI ready: (http://\S+)")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A tiny finished study: its home holds the Optuna and MLflow stores."""
+    import yaml
+
+    from conftest import TINY, merge
+
+    tmp = tmp_path_factory.mktemp("ui")
+    path, home = tmp / "space.yaml", tmp / "mlruns"
+    path.write_text(yaml.safe_dump(merge(TINY, {"study": {"name": "viewed", "n_trials": 2}}), sort_keys=False))
+    assert run_cli("run", path, "--home", home, "--quiet") == 0
+    return home
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    """Nothing listens there: a new server could bind it (a closed connection's TIME_WAIT aside)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen()
+            return True
+        except OSError:
+            return False
+
+
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """pid → (parent pid, process group, state) of every live process, from /proc."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            out[int(entry.name)] = (int(fields[1]), int(fields[2]), fields[0])
+    return out
+
+
+def _descendants(pid: int) -> set[int]:
+    procs, found, frontier = _processes(), set(), {pid}
+    while frontier:
+        frontier = {p for p, (parent, _, _) in procs.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+class _UI:
+    """`search ui` started as a user would, its output read line by line until the URL appears."""
+
+    def __init__(self, home: Path, *args: str) -> None:
+        self.port = _free_port()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "search", "ui", *args, "--home", str(home),
+                                      "--port", str(self.port)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, env=env)
+        self.lines: list[str] = []
+
+    def url(self, timeout: float = 240) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                pytest.fail("search ui ended before printing its URL:\n" + "".join(self.lines))
+            self.lines.append(line)
+            match = URL.search(line)
+            if match:
+                return match.group(1)
+        pytest.fail("search ui printed no URL in time:\n" + "".join(self.lines))
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=60)
+        finally:
+            self.proc.stdout.close()
+
+
+def test_ui_prints_the_study_url_once_it_answers_and_leaves_nothing_behind(finished):
+    ui = _UI(finished, "viewed")
+    try:
+        url = ui.url()
+        # Printed only when the server answers: no retry needed for the page or the study's experiment.
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200 and b"<html" in response.read().lower()
+        experiment = re.search(r"#/experiments/(\d+)/runs\?workflowType=machine_learning", url)
+        assert experiment, url
+        assert any("starting the MLflow UI" in line for line in ui.lines)
+        server = _descendants(ui.proc.pid)
+        assert server, "search ui started no server process"
+        groups = {_processes()[p][1] for p in server if p in _processes()}
+    except BaseException:
+        ui.proc.kill()
+        raise
+    assert ui.stop() == 0
+    # Give the init process a moment to reap what the server's group left; then none may be alive.
+    deadline = time.monotonic() + 10
+    while True:
+        alive = {p: v for p, v in _processes().items() if (p in server or v[1] in groups) and v[2] != "Z"}
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert alive == {}, f"left behind: {alive}"
+    assert _port_free(ui.port)
+
+
+def test_ui_without_a_study_opens_the_most_recent_and_an_unknown_study_is_a_user_error(finished, capsys):
+    from search import ui
+    from search.tracking import default_tracking_uri
+
+    uri = default_tracking_uri(finished)
+    assert ui.find_experiment(uri, None) == ui.find_experiment(uri, "viewed") != "0"
+    assert ui.experiment_url("http://h:1", "7") == ("http://h:1/#/experiments/7/runs?workflowType=machine_learning"
+                                                   "&viewStateShareKey=search")
+    assert run_cli("ui", "nope", "--home", finished, "--port", str(_free_port())) == 2
+    err = capsys.readouterr().err
+    assert "no MLflow experiment named 'nope'" in err and "viewed" in err and "Traceback" not in err
+
+
+# -- in a real browser ----------------------------------------------------------------------------------
+CHROMIUM = find_chromium()
+_TABLE_JS = """(() => {
+  const headers = Array.from(document.querySelectorAll('[role=columnheader]')).map(e => e.innerText.trim());
+  const rows = Array.from(document.querySelectorAll('[role=row]')).map(e => e.innerText.replace(/\\n/g, ' '));
+  return {headers, rows, href: location.href, text: document.body.innerText};
+})()"""
+
+
+def _read_runs_page(url: str, profile: Path, expect: str, timeout: float = 60) -> dict:
+    """The runs page as the DOM has it once ``expect`` shows (or the wait runs out), in a wide window."""
+    page = Page(CHROMIUM, profile)
+    try:
+        page.call("Emulation.setDeviceMetricsOverride", width=2400, height=1000, deviceScaleFactor=1, mobile=False)
+        page.open(url)
+        deadline = time.monotonic() + timeout
+        while True:
+            state = page.evaluate(_TABLE_JS)
+            if expect in state["text"] or time.monotonic() > deadline:
+                return state
+            time.sleep(0.5)
+    finally:
+        page.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="the chromium binary is not installed (Debian: apt-get install "
+                    "chromium)")
+def test_the_mlflow_ui_lands_on_the_ranked_trials_in_model_training_mode(finished, tmp_path):
+    import optuna
+
+    study = optuna.load_study(study_name="viewed", storage=f"sqlite:///{finished / 'optuna.db'}")
+    best = study.best_trial
+    starred = f"t{best.number:03d} ★ {best.value:.4g}"
+    ui = _UI(finished, "viewed")
+    try:
+        url = ui.url()
+        state = _read_runs_page(url, tmp_path / "profile", starred)
+        # The same page in GenAI mode, MLflow's default: the check below must tell the two apart.
+        genai = _read_runs_page(url.replace("machine_learning", "genai"), tmp_path / "profile-genai", starred,
+                                timeout=15)
+    finally:
+        assert ui.stop() == 0
+    assert "/runs" in state["href"], state["href"]
+    assert starred in state["text"], state["text"][:2000]
+    # Every trial is listed by its outcome name, ranked by validation loss (the parent run, with no loss, last).
+    ranked = sorted((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
+    positions = [state["text"].index(f"t{t.number:03d} ") for t in ranked]
+    assert positions == sorted(positions)
+    for column in ("val_loss_mean", "val_loss_std", "val_accuracy_mean", "penalty_mean", "pruned"):
+        assert column in state["headers"], state["headers"]
+    # Model-training mode: the experiment's menu is Runs / Models / Traces, without GenAI's sections (which
+    # the same page shows when asked for GenAI mode, MLflow's default: the check can tell them apart).
+    genai_menu = ("Observability", "Judges", "Sessions")
+    assert all(f"\n{item}\n" in genai["text"] for item in genai_menu), genai["text"][:500]
+    assert not any(f"\n{item}\n" in state["text"] for item in genai_menu), state["text"][:500]
+    assert "\nRuns\nModels\n" in state["text"]
