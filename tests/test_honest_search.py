@@ -262,3 +262,28 @@ def test_declared_regularizers_must_be_settings_of_the_file(write_space, home, t
     assert run_cli("run", path, "--home", home) == 2
     err = capsys.readouterr().err
     assert "model.regularizers" in err and "dropuot" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_the_data_loss_of_a_penalized_binary_or_regression_model_is_its_predictions_loss(task):
+    """A (n,) target against an (n, 1) output: the metric must neither refuse the ranks nor broadcast."""
+    import keras
+    from sklearn.datasets import load_breast_cancer, load_diabetes
+
+    from search.models import Head
+    from search.runner import training
+
+    X, y = (load_breast_cancer if task == "binary" else load_diabetes)(return_X_y=True)
+    X = ((X - X.mean(0)) / X.std(0)).astype("float32")
+    y = y.astype("int32" if task == "binary" else "float32")
+    head = Head.for_rows(task, 1, y[:300])
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((X.shape[1],))
+    hidden = keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(0.05))(inputs)
+    model = keras.Model(inputs, head.layer(hidden))
+    train = {"optimizer": "adam", "learning_rate": 1e-2, "batch_size": 32, "epochs": 2, "early_stopping": 0}
+    training.compile_model(model, train, head)
+    result = training.fit_split(model, X[:300], y[:300], X[300:], y[300:], train, head)
+    pred = np.asarray(model(X[300:], training=False))
+    assert result.best_val_loss == pytest.approx(float(np.mean(scoring.row_losses(task, y[300:], pred))), rel=1e-4)
+    assert result.best_penalty > 0
