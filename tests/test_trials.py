@@ -65,8 +65,11 @@ def test_custom_builder_receives_settings_shape_and_outputs(write_space, home, t
                         "model": {"family": "python:my_models:build", "width": {"int": [3, 6]},
                                   "layers": None, "units": None, "dropout": None}})
     assert run_cli("run", path, "--home", home, "--quiet") == 0
-    import my_models
+    # The builder's module is loaded from its file under a private name (nothing is put on sys.path);
+    # the same module object, run once per process, is what the trials called.
+    from search.models import load_custom_builder
 
+    my_models = sys.modules[load_custom_builder("python:my_models:build", path.parent).__module__]
     assert len(my_models.SEEN) == 2 * 3  # two trials, three folds
     settings, shape, n_out = my_models.SEEN[0]
     assert shape == (4,) and n_out == 3 and 3 <= settings["width"] <= 6
