@@ -215,3 +215,31 @@ class BackbonePreprocess(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "module": self.module, "channels": self.channels}
+
+
+@keras.saving.register_keras_serializable(package="search")
+class DataLoss(keras.metrics.Mean):
+    """The task's plain loss (no weight penalty) as a metric, with the target shaped like the output.
+
+    A binary or regression target arrives as (n,) and the output as (n, 1): Keras' loss squeezes them to
+    the same rank, its metric classes do not (a binary cross-entropy refuses the ranks; a squared error
+    would broadcast to n x n). Registered, so checkpoints and final models that carry it load again.
+    """
+
+    def __init__(self, task: str = "multiclass", name: str = "data_loss", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.task = task
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        from keras import ops
+
+        if self.task == "multiclass":
+            values = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+        else:
+            y_true = ops.reshape(ops.cast(y_true, y_pred.dtype), ops.shape(y_pred))
+            loss = keras.losses.binary_crossentropy if self.task == "binary" else keras.losses.mean_squared_error
+            values = loss(y_true, y_pred)
+        return super().update_state(values, sample_weight=sample_weight)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "task": self.task}

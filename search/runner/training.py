@@ -67,22 +67,7 @@ def is_penalized(model: Any) -> bool:
 
 
 def _data_loss_metric(head: Head) -> Any:
-    """The task's plain loss as a metric, with the target shaped like the output.
-
-    A binary or regression target arrives as (n,) and the output as (n, 1): Keras' loss squeezes them to the
-    same rank, its metric classes do not (a binary cross-entropy refuses the ranks; a squared error would
-    broadcast to n x n), so the target is reshaped here.
-    """
-    from keras import ops
-
-    base = keras.losses.get(head.loss)
-
-    def data_loss(y_true: Any, y_pred: Any) -> Any:
-        if head.task != "multiclass":
-            y_true = ops.reshape(ops.cast(y_true, y_pred.dtype), ops.shape(y_pred))
-        return base(y_true, y_pred)
-
-    return keras.metrics.MeanMetricWrapper(data_loss, name=DATA_LOSS)
+    return _custom_layers.DataLoss(head.task, name=DATA_LOSS)
 
 
 def data_logs(logs: dict[str, Any]) -> dict[str, float]:
