@@ -42,11 +42,15 @@ class Head:
         return self.task != "regression"
 
     def layer(self, x: Any) -> Any:
+        import keras
         from keras import layers
 
+        # Under mixed precision the output stays float32: a float16 softmax or rescaled target loses digits.
+        mixed = keras.mixed_precision.global_policy().name.startswith("mixed")
+        dtype = {"dtype": "float32"} if mixed else {}
         if self.task == "binary":
-            return layers.Dense(1, activation="sigmoid", name="output")(x)
+            return layers.Dense(1, activation="sigmoid", name="output", **dtype)(x)
         if self.task == "multiclass":
-            return layers.Dense(self.n_outputs, activation="softmax", name="output")(x)
-        x = layers.Dense(1, name="output_unit")(x)
-        return layers.Rescaling(scale=self.target_std, offset=self.target_mean, name="output")(x)
+            return layers.Dense(self.n_outputs, activation="softmax", name="output", **dtype)(x)
+        x = layers.Dense(1, name="output_unit", **dtype)(x)
+        return layers.Rescaling(scale=self.target_std, offset=self.target_mean, name="output", **dtype)(x)

@@ -76,6 +76,10 @@ TRAIN_PARAMS: dict[str, Param] = {
     "epochs": Param("int", 50, low=1, high=100_000),
     "early_stopping": Param("int", 10, low=0, high=100_000,
                             doc="patience in epochs without a better validation loss; 0 turns it off"),
+    "fuse_splits": Param("bool", True, doc="train a trial's splits together as branches of one graph "
+                                           "(docs/performance.md); false trains them one after another"),
+    "mixed_precision": Param("bool", False, doc="float16 compute with float32 weights (fast on GPUs with "
+                                                "tensor cores, slow on CPUs)"),
 }
 
 FILL_MODES = ("nearest", "reflect", "constant", "wrap")

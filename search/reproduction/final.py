@@ -217,17 +217,13 @@ def _split_models(target: Target, prepared: session.Prepared, settings: dict[str
 
     home, run_id = options.home, target.trial.user_attrs.get("mlflow_run_id")
 
-    retrained, loaded = [], []
+    retrained, loaded, to_train = [], [], []
     for record in stored:
         k = record["split"]
         if k in scores:
             continue
         if target.changed:  # a new configuration: trial N's checkpoints are not its models
-            seed = training.derive_seed(target.space.study.seed, target.seed_trial, k)
-            model, result = training.train_on_split(target.space, settings, prepared.dataset, prepared.splits[k], seed)
-            record.update(best_val_loss=result.best_val_loss, best_epoch=result.best_epoch)
-            scores[k] = score_split(model, prepared, k)
-            retrained.append(k)
+            to_train.append(record)
             continue
         path = checkpoints.split_path(home, target.study.study_name, target.trial.number, k)
         if not path.is_file() and run_id and options.tracking_uri and tracking.is_server(options.tracking_uri):
@@ -236,10 +232,17 @@ def _split_models(target: Target, prepared: session.Prepared, settings: dict[str
             scores[k] = score_split(checkpoints.load_model(path), prepared, k)
             loaded.append(k)
             continue
-        seed = training.derive_seed(target.space.study.seed, target.seed_trial, k)
-        model, _ = training.train_on_split(target.space, settings, prepared.dataset, prepared.splits[k], seed)
-        scores[k] = score_split(model, prepared, k)
-        retrained.append(k)
+        to_train.append(record)
+    if to_train:  # together, as the search trained them (a fused branch does not depend on its neighbours)
+        chosen = [prepared.splits[record["split"]] for record in to_train]
+        seeds = [training.derive_seed(target.space.study.seed, target.seed_trial, split.index) for split in chosen]
+        for record, (model, result) in zip(to_train, training.train_splits(target.space, settings,
+                                                                           prepared.dataset, chosen, seeds)):
+            k = record["split"]
+            if target.changed:
+                record.update(best_val_loss=result.best_val_loss, best_epoch=result.best_epoch)
+            scores[k] = score_split(model, prepared, k)
+            retrained.append(k)
     if target.changed:
         print(f"  a new configuration: trained its {len(retrained)} split model(s) from trial "
               f"{target.trial.number}'s seeds", file=out)

@@ -1,6 +1,7 @@
 """``reproduce --verify``: re-run a trial's validation deterministically and compare with what was stored.
 
-Each split is trained again through the same code as the search (``training.train_on_split``), with the
+Each split is trained again through the same code as the search (``training.train_splits``: fused or
+one by one, as the search trained it), with the
 seed derived from (study seed, trial, split) and TensorFlow's op determinism on, so that any difference
 comes from the setup (settings, data, rows, library versions), not from thread scheduling.
 """
@@ -45,21 +46,21 @@ def tolerance_text(relative: float = RELATIVE_TOLERANCE) -> str:
 def run(space: Any, settings: dict[str, dict[str, Any]], dataset: Any, splits: Sequence[Any],
         stored: Sequence[dict[str, Any]], seed_trial: int, relative: float = RELATIVE_TOLERANCE,
         keep: Callable[[int, Any], None] | None = None) -> list[SplitCheck]:
-    """Train every stored split again; ``keep(split, model)`` sees each model before the next one starts."""
+    """Train every stored split again (together, when the search fused them); ``keep(split, model)`` sees each."""
     from search.runner import training
 
     checks = []
+    chosen = [splits[record["split"]] for record in stored]
+    seeds = [training.derive_seed(space.study.seed, seed_trial, split.index) for split in chosen]
     with deterministic_ops():
-        for record in stored:
-            split = splits[record["split"]]
-            seed = training.derive_seed(space.study.seed, seed_trial, split.index)
-            model, result = training.train_on_split(space, settings, dataset, split, seed)
-            stored_loss = float(record["best_val_loss"])
-            checks.append(SplitCheck(split.index, stored_loss, result.best_val_loss, int(record["best_epoch"]),
-                                     result.best_epoch, record.get("seed"), seed,
-                                     relative * abs(stored_loss) + ABSOLUTE_TOLERANCE))
-            if keep is not None:
-                keep(split.index, model)
+        trained = training.train_splits(space, settings, dataset, chosen, seeds)
+    for record, split, seed, (model, result) in zip(stored, chosen, seeds, trained):
+        stored_loss = float(record["best_val_loss"])
+        checks.append(SplitCheck(split.index, stored_loss, result.best_val_loss, int(record["best_epoch"]),
+                                 result.best_epoch, record.get("seed"), seed,
+                                 relative * abs(stored_loss) + ABSOLUTE_TOLERANCE))
+        if keep is not None:
+            keep(split.index, model)
     return checks
 
 

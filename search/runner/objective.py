@@ -73,22 +73,8 @@ class Objective:
             space = self.space_for(trial) if self.space_for is not None else self.space
             settings = outcome.settings = space.sample(trial)
             self._emit("on_trial_start", trial, settings)
-            for split in self.splits:
-                self._emit("on_split_start", trial, split.index, len(self.splits))
-                result = self._fit(trial, settings, split)
-                outcome.splits.append(result)
-                trial.set_user_attr("splits", [s.summary() for s in outcome.splits])
-                self._emit("on_split_end", trial, result)
-                if result.diverged:
-                    raise optuna.TrialPruned(f"non-finite loss in split {split.index} at epoch "
-                                             f"{result.epochs_run}: these settings diverge")
-                if self.stop is not None and self.stop.requested:
-                    self.stop.raise_if_urgent()
-                    raise TrialInterrupted(f"stopped by {self.stop.reason} in split {split.index} at epoch "
-                                           f"{result.epochs_run}; queued to run again")
-                if result.stop_reason == "stopped":
-                    raise optuna.TrialPruned(f"pruned in split {split.index} at epoch {result.epochs_run}")
-                self._judge_split(trial, result, len(outcome.splits))
+            if not self._fit_fused(trial, settings, outcome):
+                self._fit_one_by_one(trial, settings, outcome)
             for key, value in outcome.metrics().items():
                 trial.set_user_attr(key, value)
         except TrialInterrupted as exc:
@@ -121,6 +107,84 @@ class Objective:
         self._emit("on_trial_end", trial, outcome)
         return self._values(outcome)
 
+    def _fit_one_by_one(self, trial: Any, settings: dict[str, dict[str, Any]], outcome: TrialOutcome) -> None:
+        """The sequential path: split after split, each judged by both pruning levels as it goes."""
+        for split in self.splits:
+            self._emit("on_split_start", trial, split.index, len(self.splits))
+            result = self._fit(trial, settings, split)
+            self._split_done(trial, outcome, result)
+            self._check(result)
+            self._judge_split(trial, result, len(outcome.splits))
+
+    def _fit_fused(self, trial: Any, settings: dict[str, dict[str, Any]], outcome: TrialOutcome) -> bool:
+        """The fused path (search/runner/fused.py): all splits at once; False where it cannot be taken.
+
+        Within-split pruning judges, each epoch, the curve of the highest split still training (the
+        first split for resource-based pruners); the across-split rule has nothing left to save when
+        all splits finish together, so their scores are only reported.
+        """
+
+        from search.runner import fused, training
+
+        if not training.fuses(settings):
+            return False
+        seeds = [self._seed(trial, split) for split in self.splits]
+        for split in self.splits:
+            self._emit("on_split_start", trial, split.index, len(self.splits))
+        multi_objective = self.space.study.multi_objective
+
+        def on_epoch(epoch: int, logs_by_split: dict[int, dict[str, float]]) -> bool:
+            for k, logs in logs_by_split.items():
+                self._emit("on_epoch", trial, k, epoch, logs)
+            if self.stop is not None and self.stop.requested:
+                self.stop.raise_if_urgent()
+                return True
+            if multi_objective:
+                return False
+            reported = False
+            for k, logs in sorted(logs_by_split.items()):
+                val_loss = float(logs.get("val_loss", math.nan))
+                if math.isfinite(val_loss):
+                    trial.report(val_loss, pruning.epoch_step(k, epoch))
+                    reported = True
+            return reported and epoch >= PRUNE_WARMUP_EPOCHS and trial.should_prune()
+
+        on_batch = self.stop.raise_if_urgent if self.stop is not None else None
+        try:
+            pairs = fused.train(self.space, settings, self.dataset, self.splits, seeds, on_epoch, on_batch)
+        except fused.NotFusable as exc:
+            training.say_not_fused(settings, str(exc))
+            return False
+        results = [self._keep(trial, model, result, split) for (model, result), split in zip(pairs, self.splits)]
+        del pairs
+        for result in results:
+            self._split_done(trial, outcome, result)
+        for result in results:
+            self._check(result)
+        if not multi_objective:
+            for result in results:
+                trial.report(result.best_val_loss, pruning.split_step(result.split))
+        return True
+
+    def _split_done(self, trial: Any, outcome: TrialOutcome, result: SplitResult) -> None:
+        outcome.splits.append(result)
+        trial.set_user_attr("splits", [s.summary() for s in outcome.splits])
+        self._emit("on_split_end", trial, result)
+
+    def _check(self, result: SplitResult) -> None:
+        """End the trial after a split that diverged, was stopped by a request, or was pruned."""
+        import optuna
+
+        if result.diverged:
+            raise optuna.TrialPruned(f"non-finite loss in split {result.split} at epoch {result.epochs_run}: "
+                                     f"these settings diverge")
+        if self.stop is not None and self.stop.requested:
+            self.stop.raise_if_urgent()
+            raise TrialInterrupted(f"stopped by {self.stop.reason} in split {result.split} at epoch "
+                                   f"{result.epochs_run}; queued to run again")
+        if result.stop_reason == "stopped":
+            raise optuna.TrialPruned(f"pruned in split {result.split} at epoch {result.epochs_run}")
+
     def _judge_split(self, trial: Any, result: SplitResult, n_done: int) -> None:
         """Report a finished split's score; before the last split, let the across-split rule stop the trial."""
         import optuna
@@ -138,12 +202,15 @@ class Objective:
             return outcome.value
         return outcome.value, float(outcome.n_params if objectives[1] == "params" else outcome.latency_ms)
 
-    def _fit(self, trial: Any, settings: dict[str, dict[str, Any]], split: Split) -> SplitResult:
+    def _seed(self, trial: Any, split: Split) -> int:
         from search.runner import training
 
         study = self.space.study
-        seed = training.derive_seed(study.seed, trial.number if study.seed_trial is None else study.seed_trial,
+        return training.derive_seed(study.seed, trial.number if study.seed_trial is None else study.seed_trial,
                                     split.index)
+
+    def _fit(self, trial: Any, settings: dict[str, dict[str, Any]], split: Split) -> SplitResult:
+        from search.runner import training
 
         multi_objective = self.space.study.multi_objective
 
@@ -159,8 +226,12 @@ class Objective:
             return epoch >= PRUNE_WARMUP_EPOCHS and trial.should_prune()
 
         on_batch = self.stop.raise_if_urgent if self.stop is not None else None
-        model, result = training.train_on_split(self.space, settings, self.dataset, split, seed, on_epoch,
-                                                on_batch)
+        model, result = training.train_on_split(self.space, settings, self.dataset, split, self._seed(trial, split),
+                                                on_epoch, on_batch)
+        return self._keep(trial, model, result, split)
+
+    def _keep(self, trial: Any, model: Any, result: SplitResult, split: Split) -> SplitResult:
+        """Measure a trained split model (size, latency) and write its checkpoint."""
         result.n_params = int(model.count_params())
         if "latency" in self.space.study.objectives and math.isfinite(result.best_val_loss):
             # Forward-pass time does not depend on the values, so unscaled rows measure it as well.
@@ -174,7 +245,6 @@ class Objective:
                     raise
                 raise DiskFull(f"no space left (disk full or over quota) under {path.parent} while saving split "
                                f"{split.index}'s checkpoint") from None
-        del model
         return result
 
     def _emit(self, event: str, *args: Any) -> None:

@@ -5,7 +5,7 @@ Knows Keras, nothing of Optuna or MLflow: callers pass ``on_epoch`` to watch (an
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import keras
 import numpy as np
@@ -109,6 +109,7 @@ def fresh_model(space: "Space", settings: dict[str, dict[str, Any]], input_shape
                 seed: int) -> Any:
     """A compiled model whose initial weights (and later shuffles, dropout masks) follow from ``seed`` alone."""
     _runtime.reset_keras()
+    set_precision(settings["train"])
     set_seed(seed)
     model = models.build(settings["model"], input_shape, head, space.path.parent if space.path else None)
     compile_model(model, settings["train"], head)
@@ -131,6 +132,47 @@ def train_on_split(space: "Space", settings: dict[str, dict[str, Any]], dataset:
                        on_epoch=on_epoch, on_batch=on_batch)
     result.seed = seed
     return model, result
+
+
+def train_splits(space: "Space", settings: dict[str, dict[str, Any]], dataset: "Dataset",
+                 splits: Sequence["Split"], seeds: Sequence[int]) -> list[tuple[Any, SplitResult]]:
+    """Train several splits of one trial the way the search trained them: fused unless it was not.
+
+    ``reproduce --verify`` and the re-training of missing checkpoints come through here; a fused branch
+    does not depend on the branches beside it, so any subset of a trial's splits gives the same models.
+    """
+    from search.runner import fused
+
+    if fuses(settings):
+        try:
+            return fused.train(space, settings, dataset, splits, seeds)
+        except fused.NotFusable as exc:
+            say_not_fused(settings, str(exc))
+    return [train_on_split(space, settings, dataset, split, seed) for split, seed in zip(splits, seeds)]
+
+
+def fuses(settings: dict[str, dict[str, Any]]) -> bool:
+    """Whether these settings ask for fused splits (the default); a builder may still refuse them."""
+    return bool(settings["train"].get("fuse_splits", True))
+
+
+_SAID: set[str] = set()
+
+
+def say_not_fused(settings: dict[str, dict[str, Any]], reason: str) -> None:
+    """Print once per process and family why its splits are trained one after another."""
+    import sys
+
+    family = str(settings["model"].get("family"))
+    if family not in _SAID:
+        _SAID.add(family)
+        print(f"note: the splits of {family} are trained one after another, not fused: {reason} "
+              f"(set train.fuse_splits: false to say so and silence this)", file=sys.stderr)
+
+
+def set_precision(train: dict[str, Any]) -> None:
+    """Keras' global dtype policy for the next model: mixed float16 when ``train.mixed_precision`` asks."""
+    keras.mixed_precision.set_global_policy("mixed_float16" if train.get("mixed_precision") else "float32")
 
 
 def fit_epochs(model: Any, X: np.ndarray, y: np.ndarray, train: dict[str, Any], epochs: int) -> dict[str, list[float]]:

@@ -190,8 +190,14 @@ class SplitPruner(BasePruner):
                 return False
             return self.across.prune(study, _view(trial, {s: v for s, v in trial.intermediate_values.items()
                                                           if s % STEP_STRIDE == 0}), self.n_splits)
-        if self.within is None or (self.first_split_only and split > 0):
+        if self.within is None:
             return False
+        if self.first_split_only and split > 0:
+            # One after another: split 0 has finished, nothing more to judge. Fused (all splits at once):
+            # judge split 0's curve, the only one these rungs were set for.
+            if split_step(0) in trial.intermediate_values or epoch_step(0, 1) not in trial.intermediate_values:
+                return False
+            split = 0
         curve = {s: v for s, v in trial.intermediate_values.items() if s // STEP_STRIDE == split}
         return bool(self.within.prune(study, _view(trial, curve)))
 

@@ -1,0 +1,159 @@
+"""Fused splits (search/runner/fused.py): the k split models of a trial trained side by side in one graph.
+
+Compared with the sequential path (``train.fuse_splits: false``) on the same splits and seeds: the same
+rows, the same best-epoch rule, results within the noise of different shuffles.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+
+from search import space as spaces
+from search.runner import fused, session, training
+from search.runner.checkpoints import load_model, split_path
+
+from conftest import TINY, merge
+
+SPACE = merge(TINY, {"data": {"source": "sklearn:breast_cancer"}, "validation": {"k": 3},
+                     "model": {"layers": 1, "units": 16, "dropout": 0.1, "l2": 1e-3},
+                     "train": {"epochs": 12, "batch_size": 32, "early_stopping": 0, "learning_rate": 0.003}})
+
+
+def _prepared(overrides: dict | None = None):
+    space = spaces.validate(merge(SPACE, overrides or {}))
+    return space, session.prepare(space), space.sample(optuna.trial.FixedTrial({}))
+
+
+def _seeds(prepared, trial: int = 1) -> list[int]:
+    return [training.derive_seed(0, trial, split.index) for split in prepared.splits]
+
+
+def test_fused_splits_match_the_sequential_path_within_seed_noise():
+    space, prepared, settings = _prepared()
+    seeds = _seeds(prepared)
+    fused_results = [r for _, r in fused.train(space, settings, prepared.dataset, prepared.splits, seeds)]
+    one_by_one = [training.train_on_split(space, settings, prepared.dataset, split, seed)[1]
+                  for split, seed in zip(prepared.splits, seeds)]
+    for a, b in zip(fused_results, one_by_one):
+        assert a.split == b.split and a.epochs_run == b.epochs_run == 12
+        assert sorted(a.history) == sorted(b.history)  # loss, penalty, accuracy and their val_ twins
+        # Same rows, same initial weights: the losses differ only by the order of the shuffles.
+        assert abs(a.best_val_loss - b.best_val_loss) < 0.25 * b.best_val_loss + 0.02
+        # The penalty is recorded beside the data loss, never in it, on both paths.
+        assert a.history["penalty"][0] == pytest.approx(b.history["penalty"][0], rel=0.05)
+    mean_fused = np.mean([r.best_val_loss for r in fused_results])
+    mean_seq = np.mean([r.best_val_loss for r in one_by_one])
+    assert abs(mean_fused - mean_seq) < 0.15 * mean_seq
+
+
+def test_a_branch_holds_its_best_epoch_and_stops_on_its_own_clock():
+    space, prepared, settings = _prepared({"train": {"epochs": 40, "early_stopping": 2, "learning_rate": 0.05}})
+    pairs = fused.train(space, settings, prepared.dataset, prepared.splits, _seeds(prepared))
+    stopped_at = set()
+    for (model, result), split in zip(pairs, prepared.splits):
+        ds = prepared.dataset
+        from search import preprocess
+
+        _, X_val = preprocess.fit_transform(space.data.preprocess, ds.X[split.train], ds.X[split.val])
+        pred = np.asarray(model(X_val, training=False)).reshape(-1)
+        y = ds.y[split.val].astype(np.float64)
+        p = np.clip(pred.astype(np.float64), 1e-7, 1 - 1e-7)
+        recomputed = float(np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p))))
+        # The returned model is the best epoch's, and its recorded value is its plain data loss.
+        assert recomputed == pytest.approx(result.best_val_loss, rel=2e-3, abs=2e-4)
+        assert result.best_val_loss == pytest.approx(min(result.history["val_loss"]))
+        if result.stop_reason == "early_stopping":
+            assert result.epochs_run == result.best_epoch + 2
+        stopped_at.add(result.epochs_run)
+    assert any(r.stop_reason == "early_stopping" for _, r in pairs)
+
+
+def test_unequal_splits_keep_every_row():
+    space, prepared, settings = _prepared({"validation": {"k": 4}})
+    sizes = {len(s.train) for s in prepared.splits}
+    assert len(sizes) > 1, "the test needs splits of unequal size"
+    seen: dict[int, int] = {}
+    real_trace = fused._trace_train
+
+    def counting(group, batch_size):
+        for b in group:
+            seen[b.split] = b.n_train
+        return real_trace(group, batch_size)
+
+    fused._trace_train = counting
+    try:
+        pairs = fused.train(space, settings, prepared.dataset, prepared.splits, _seeds(prepared))
+    finally:
+        fused._trace_train = real_trace
+    assert seen == {s.index: len(s.train) for s in prepared.splits}
+    assert all(math.isfinite(r.best_val_loss) for _, r in pairs)
+
+
+def test_a_branch_does_not_depend_on_its_neighbours():
+    """``--verify`` and re-training a missing checkpoint train some splits alone: they must get the same model."""
+    from search.reproduction.verify import deterministic_ops
+
+    space, prepared, settings = _prepared({"train": {"epochs": 5}})
+    seeds = _seeds(prepared)
+    with deterministic_ops():
+        together = fused.train(space, settings, prepared.dataset, prepared.splits, seeds)
+        alone = fused.train(space, settings, prepared.dataset, prepared.splits[2:], seeds[2:])
+    assert alone[0][1].best_val_loss == pytest.approx(together[2][1].best_val_loss, rel=1e-5)
+
+
+def test_a_study_runs_fused_and_stores_a_checkpoint_per_split(write_space, home):
+    from search import api
+
+    path = write_space({"train": {"epochs": 4}})
+    api.run(path, home=home, quiet=True)
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{home / 'optuna.db'}")
+    trial = study.trials[-1]
+    assert trial.state.name == "COMPLETE"
+    assert {s["split"] for s in trial.user_attrs["splits"]} == {0, 1, 2}
+    for k in range(3):
+        saved = load_model(split_path(home, "tiny", trial.number, k))
+        assert saved.count_params() > 0
+    # Both pruning levels' steps are reported: every epoch of every split, and each split's score.
+    steps = set(trial.intermediate_values)
+    assert {0, 10_000, 20_000} <= steps and {1, 10_004, 20_004} <= steps
+
+
+def test_a_builder_that_cannot_be_fused_falls_back_with_a_reason(write_space, home, tmp_path, capsys):
+    (tmp_path / "own_step.py").write_text(
+        "import keras\n"
+        "class OwnStep(keras.Model):\n"
+        "    def train_step(self, data):\n"
+        "        return super().train_step(data)\n"
+        "def build(settings, input_shape, n_outputs):\n"
+        "    inputs = keras.Input(input_shape)\n"
+        "    outputs = keras.layers.Dense(n_outputs, activation='softmax')(keras.layers.Dense(4)(inputs))\n"
+        "    return OwnStep(inputs, outputs)\n")
+    from search import api
+
+    path = write_space({"model": {"family": "python:own_step:build", "dropout": None}, "train": {"epochs": 2}})
+    api.run(path, home=home, quiet=True)
+    err = capsys.readouterr().err
+    assert "trained one after another, not fused" in err and "defines its own train_step" in err
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{home / 'optuna.db'}")
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+
+
+def test_fuse_splits_false_takes_the_sequential_path(write_space, home):
+    from search import api
+
+    calls = []
+    real = training.train_on_split
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    training.train_on_split = spy
+    try:
+        api.run(write_space({"study": {"n_trials": 1}, "train": {"fuse_splits": False}}), home=home, quiet=True)
+    finally:
+        training.train_on_split = real
+    assert len(calls) == 3
