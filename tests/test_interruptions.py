@@ -25,7 +25,8 @@ from search.studies import lifecycle as studies
 from search.studies._identity import process_alive, worker_identity
 from search.runner.results import TrialListener
 
-LONG = {**SLOW, "train": {"epochs": 200, "batch_size": 8}}
+# Long enough that signals land mid-trial also on the fused path, which trains a trial's splits at once.
+LONG = {**SLOW, "train": {"epochs": 2000, "batch_size": 8}}
 
 
 def _start_in_own_group(space: Path, home: Path, *extra: str) -> subprocess.Popen:
@@ -43,7 +44,8 @@ def _wait_for_running_trials(home: Path, name: str, proc: subprocess.Popen, n: i
             running = _study(home, name).get_trials(states=(optuna.trial.TrialState.RUNNING,))
         except Exception:  # the study or its schema is not there yet
             running = []
-        started = [t for t in running if t.user_attrs.get("splits")]
+        # Training has begun: a split has finished, or an epoch was reported (fused splits finish together).
+        started = [t for t in running if t.user_attrs.get("splits") or t.intermediate_values]
         if len(started) >= n:
             return started
         time.sleep(0.3)
@@ -103,8 +105,10 @@ def test_ctrl_c_at_the_terminal_stops_every_worker_gracefully(write_space, home)
 def test_a_second_ctrl_c_stops_at_once_and_still_queues_the_trial(write_space, home):
     # One row per step over digits makes an epoch last a second or more, so the second Ctrl-C, sent as
     # soon as the run says it heard the first, lands inside the epoch the first one is waiting out.
+    # A wide network keeps each step slow enough for that on the fused path too.
     space = write_space({**LONG, "study": {"name": "twice", "n_trials": 3, "baseline": False},
-                         "data": {"source": "sklearn:digits"}, "train": {"epochs": 3, "batch_size": 1}})
+                         "data": {"source": "sklearn:digits"}, "train": {"epochs": 3, "batch_size": 1},
+                         "model": {"layers": 3, "units": 1024, "dropout": 0.0}})
     proc = _start_in_own_group(space, home)
     heard, err_lines = threading.Event(), []
 

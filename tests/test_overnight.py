@@ -50,7 +50,7 @@ def _wait_for_running_trial(home: Path, name: str, proc: subprocess.Popen, timeo
                 running = _study(home, name).get_trials(states=(optuna.trial.TrialState.RUNNING,))
             except Exception:  # KeyError or a half-made schema: the child has not created the study yet
                 running = []
-            if running and running[0].user_attrs.get("splits"):
+            if running and (running[0].user_attrs.get("splits") or running[0].intermediate_values):
                 return running[0]
         time.sleep(0.3)
     raise AssertionError("the child never reached a running trial")

@@ -15,6 +15,13 @@ def configure(threads: int | None = None) -> None:
         return
     tf = _import_tensorflow_quietly()
 
+    # GPU memory grows on demand: TensorFlow would otherwise take a whole card for an 8 x 8 digit model,
+    # and a second worker on the same card could not start.
+    try:
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except (RuntimeError, ValueError, AttributeError):  # already initialized, or no GPU support built in
+        pass
     if threads:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)

@@ -84,9 +84,12 @@ class StopRequest:
         if self.requested and signum == signal.SIGINT:
             self.urgent = True
             raise KeyboardInterrupt
-        if self.announce and not self.requested:
-            announce(signum)
+        first = not self.requested
+        # Recorded before it is announced: a second Ctrl-C sent on seeing the announcement can land while this
+        # handler still runs, and must find the first one already there.
         self.request(signal.Signals(signum).name)
+        if self.announce and first:
+            announce(signum)
 
 
 class TrialInterrupted(Exception):

@@ -45,6 +45,27 @@ def follow_parent() -> None:
     threading.Thread(target=watch, name="follow-parent", daemon=True).start()
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, by index, read without starting TensorFlow (``nvidia-smi -L``).
+
+    ``CUDA_VISIBLE_DEVICES`` narrows them (and ``""`` hides all); without nvidia-smi there are none.
+    """
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+def gpu_env(worker: int, gpus: list[str] | None = None) -> dict[str, str]:
+    """Worker ``worker``'s share of the GPUs: one of its own, round robin (two workers on one GPU share it)."""
+    gpus = visible_gpus() if gpus is None else gpus
+    return {"CUDA_VISIBLE_DEVICES": gpus[worker % len(gpus)]} if gpus else {}
+
+
 def cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -89,7 +110,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
                 left[i] = remaining - min(quota)
         # Its own session: a Ctrl-C at the terminal reaches the parent only, which forwards it once. In
         # the terminal's process group each worker would get it twice, and a second SIGINT means "now".
-        env = {**os.environ, PARENT_ENV: str(os.getpid())}
+        env = {**os.environ, PARENT_ENV: str(os.getpid()), **gpu_env(i)}
         return subprocess.Popen(cmd, start_new_session=True, env=env)
 
     def live() -> list[subprocess.Popen]:
