@@ -38,6 +38,10 @@ def serialize_transactions(engine: "object") -> None:
     @event.listens_for(engine, "connect")
     def _no_implicit_begin(dbapi_connection: object, record: object) -> None:
         dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+        # With write-ahead logging, NORMAL syncs at checkpoints instead of at every commit: a crash of the
+        # process loses nothing, a power cut at most the last reports; the file is never corrupted. A
+        # fused trial reports every split's every epoch, and a sync per report cost more than the step.
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")  # type: ignore[attr-defined]
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(connection: object) -> None:

@@ -151,6 +151,7 @@ class MlflowTracker(TrialListener):
         self._study: Any = None
         self._clock_start, self._review_spent, self._review_cost = time.monotonic(), 0.0, 1.0
         self._best_pending, self._since_refresh = False, 0
+        self._later = _Later()  # draws and uploads trial figures off the training thread
 
     # -- study level -----------------------------------------------------------------------
     def start(self, study: Any) -> str:
@@ -207,6 +208,7 @@ class MlflowTracker(TrialListener):
             self.finish(status)
 
     def finish(self, status: str = "FINISHED") -> None:
+        self._later.drain()
         if self.parent_run_id:
             if self._study is not None:
                 self.refresh_study(self._study.get_trials(deepcopy=False))
@@ -323,6 +325,7 @@ class MlflowTracker(TrialListener):
         self._drop_checkpoints(trials, keep)
 
     def on_run_end(self, study: Any) -> None:
+        self._later.drain()
         if self.remote:  # see CheckpointRetention.on_run_end: concurrent finishes can leave K + 1
             from search.studies import lifecycle as studies
 
@@ -410,18 +413,24 @@ class MlflowTracker(TrialListener):
         return diagnosis
 
     def _log_trial_figure(self, trial: Any, run_id: str, outcome: TrialOutcome, diagnosis: Any) -> None:
+        """Hand the trial's learning-curve figure to the drawing thread: the next trial need not wait for it."""
+        name = review.trial_label(trial.number, trial.params, bool(trial.user_attrs.get("baseline")))
+        histories = {s.split: s.history for s in outcome.splits}
+        self._later.submit(self._draw_trial_figure, trial.number, run_id, name, histories, diagnosis,
+                           trial_fit(outcome, diagnosis))
+
+    def _draw_trial_figure(self, number: int, run_id: str, name: str, histories: dict[int, Any], diagnosis: Any,
+                           fit: str) -> None:
         from search.review import figures
 
         try:
-            name = review.trial_label(trial.number, trial.params, bool(trial.user_attrs.get("baseline")))
-            png = figures.learning_curves({s.split: s.history for s in outcome.splits}, diagnosis, name,
-                                          fit=trial_fit(outcome, diagnosis))
+            png = figures.learning_curves(histories, diagnosis, name, fit=fit)
             with tempfile.TemporaryDirectory(prefix="search-fig-") as tmp:
                 path = Path(tmp) / Path(TRIAL_FIGURE).name
                 path.write_bytes(png)
                 self.client.log_artifact(run_id, str(path), str(Path(TRIAL_FIGURE).parent))
         except Exception as exc:  # a figure is never worth a trial
-            _log.warning("could not draw trial %s's learning curves: %s", trial.number, exc)
+            _log.warning("could not draw trial %s's learning curves: %s", number, exc)
 
     def _maybe_refresh(self, trial: Any, outcome: TrialOutcome) -> None:
         if not (self._best_pending or self._since_refresh >= self.refresh_every):
@@ -517,3 +526,39 @@ def _forget_artifact_repo(run_id: str) -> None:
     cache = getattr(utils, "_artifact_repos_cache", None)
     if isinstance(cache, dict):
         cache.pop(run_id, None)
+
+
+class _Later:
+    """One daemon thread that runs, in order, side work no trial waits for; ``drain`` waits for all of it.
+
+    Only work that swallows its own errors belongs here (a figure is never worth a trial): a failure in
+    this thread cannot reach the listener's failure accounting, which runs on the training thread.
+    """
+
+    def __init__(self) -> None:
+        import queue
+
+        self._queue: Any = queue.Queue()
+        self._thread: Any = None
+
+    def submit(self, fn: Any, *args: Any) -> None:
+        import threading
+
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._work, name="search-figures", daemon=True)
+            self._thread.start()
+        self._queue.put((fn, args))
+
+    def drain(self) -> None:
+        if self._thread is not None:
+            self._queue.join()
+
+    def _work(self) -> None:
+        while True:
+            fn, args = self._queue.get()
+            try:
+                fn(*args)
+            except Exception as exc:  # noqa: BLE001  (the work is meant to catch its own; this is the net)
+                _log.warning("background tracking work failed: %s", exc)
+            finally:
+                self._queue.task_done()
