@@ -5,8 +5,9 @@
 For every data set and seed, three studies of the same space run *at the same time* (one TensorFlow
 thread each, so machine load hits all alike), each with ``--timeout SECONDS``:
 
-- ``shipped``: the shipped pruning defaults (median rule after 5 non-baseline complete trials, from half
-  the epoch at which complete trials peaked; the paired rule across splits);
+- ``shipped``: the shipped pruning defaults (median rule against complete trials with alike regularizers,
+  once 5 of them are complete, baseline left out, from half the epoch at which complete trials peaked;
+  the paired rule across splits);
 - ``old``: the previous defaults, Optuna's median pruner as usually configured (3 complete trials, the
   baseline among them; every epoch from the 5th judged);
 - ``off``: ``pruner: none`` and ``split_pruner: none``.
@@ -74,7 +75,8 @@ def space_for(name: str, seed: int, arm: str) -> dict[str, Any]:
     if arm == "off":
         study.update(pruner="none", split_pruner="none")
     elif arm == "old":
-        study.update(prune_startup=2, prune_warmup=0.0)  # 2 + the baseline = 3 complete; epoch 5 on
+        # 2 + the baseline = 3 complete; epoch 5 on; every complete trial is a yardstick
+        study.update(prune_startup=2, prune_warmup=0.0, prune_compare="all")
     return {"study": study, "validation": {"scheme": "kfold", "k": 3}, **spec}
 
 

@@ -71,6 +71,41 @@ def test_the_median_rule_waits_for_non_baseline_trials_and_for_the_epoch_complet
     assert rule.warmup(study.trials[1:]) == 10
 
 
+def test_a_regularized_curve_is_judged_only_against_alike_regularized_trials():
+    from search import space as spaces
+
+    space = spaces.validate({"study": {"name": "alike"}, "data": {"source": "sklearn:iris"},
+                             "model": {"family": "mlp", "dropout": {"float": [0.0, 0.6]},
+                                       "l2": {"float": [1e-5, 1e-2], "log": True, "or_off": True},
+                                       "units": {"int": [8, 64]}}})
+    profile = pruning.RegularizationProfile.of_space(space)
+    assert set(profile.searched) == {"model.dropout", "model.l2"}, "capacity is not a regularizer"
+    light = {"model.dropout": 0.05, "model.l2.on": False, "model.units": 64}
+    heavy = {"model.dropout": 0.5, "model.l2.on": True, "model.l2": 1e-2, "model.units": 8}
+    assert profile.alike(light, {**light, "model.units": 8}) and not profile.alike(light, heavy)
+    assert not profile.alike(heavy, {**heavy, "model.l2.on": False}), "on and off are never alike"
+    assert profile.alike(heavy, {**heavy, "model.l2": 5e-3}), "a quarter of the log range apart at most"
+
+    def trial(params, curve, state=optuna.trial.TrialState.COMPLETE):
+        dists = {k: optuna.distributions.CategoricalDistribution([v]) for k, v in params.items()}
+        return optuna.trial.create_trial(state=state, params=params, distributions=dists,
+                                         value=min(curve.values()) if state.name == "COMPLETE" else None,
+                                         intermediate_values=curve, user_attrs={"best_epoch_mean": 10})
+
+    fast = {pruning.epoch_step(0, e): 1.0 / e for e in range(1, 11)}
+    study = optuna.create_study()
+    for _ in range(3):
+        study.add_trial(trial(light, fast))
+    slow_heavy = trial(heavy, {pruning.epoch_step(0, e): 2.0 / e for e in range(1, 8)},
+                       optuna.trial.TrialState.RUNNING)
+    alike, everyone = pruning.LateMedianRule(startup=2, profile=profile), pruning.LateMedianRule(startup=2)
+    assert everyone.prune(study, slow_heavy), "the median of all complete trials cuts the slow starter"
+    assert not alike.prune(study, slow_heavy), "no heavily regularized trial is complete: nothing to judge by"
+    for _ in range(2):
+        study.add_trial(trial(heavy, {pruning.epoch_step(0, e): 1.0 / e for e in range(1, 11)}))
+    assert alike.prune(study, slow_heavy), "worse than the alike trials' median: cut"
+
+
 # -- 4. what the search bought -------------------------------------------------------------------------------
 def test_ablation_of_the_best_trial_is_stored_resumable_and_in_the_report(write_space, home, tmp_path, capsys):
     path = write_space({"study": {"name": "abl", "n_trials": 2, "ablation": True},

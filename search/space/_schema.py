@@ -57,6 +57,8 @@ class StudySection(_Strict):
     ablation: bool = True
     prune_startup: int = Field(5, ge=0)
     prune_warmup: float = Field(0.5, ge=0.0, le=10.0)
+    # Which complete trials a curve is judged against: those with alike regularizers (docs/pruning.md), or all.
+    prune_compare: Literal["alike", "all"] = "alike"
     # [val_loss] or [val_loss, params|latency]: a second, minimized objective makes a Pareto study.
     objectives: list[Objective] = Field(default_factory=lambda: list[Objective](["val_loss"]))
     # Set in exported configs: seeds are derived as if this were the trial number, so a replay

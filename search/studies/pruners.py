@@ -19,11 +19,18 @@ if TYPE_CHECKING:
 
 
 def _median(space: "Space") -> Any:
-    return pruning.LateMedianRule(space.study.prune_startup, space.study.prune_warmup)
+    return pruning.LateMedianRule(space.study.prune_startup, space.study.prune_warmup, profile=_profile(space))
 
 
 def _percentile(space: "Space") -> Any:
-    return pruning.LateMedianRule(space.study.prune_startup, space.study.prune_warmup, percentile=25.0)
+    return pruning.LateMedianRule(space.study.prune_startup, space.study.prune_warmup, percentile=25.0,
+                                  profile=_profile(space))
+
+
+def _profile(space: "Space") -> Any:
+    if space.study.prune_compare == "all":
+        return None
+    return pruning.RegularizationProfile.of_space(space)
 
 
 def _hyperband(space: "Space") -> Any:

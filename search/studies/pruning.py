@@ -59,6 +59,58 @@ def _view(trial: Any, steps: dict[int, float]) -> Any:
     return view
 
 
+class RegularizationProfile:
+    """Where a trial's searched regularizers sit: off (-1), or on at a position in their searched range (0..1).
+
+    Two trials are *alike* when every regularizer both sampled is off in both, or on in both within
+    ``radius`` of its range (on the sampling scale: log for a log range). Booleans and choices must
+    match. Settings other than regularizers (capacity, learning rate) do not count.
+    """
+
+    def __init__(self, searched: dict[str, dict[str, Any]], off: dict[str, Any], radius: float = 0.25) -> None:
+        self.searched, self.off, self.radius = searched, off, radius
+
+    @classmethod
+    def of_space(cls, space: Any, radius: float = 0.25) -> "RegularizationProfile":
+        from search.space import is_distribution
+
+        off = space.regularizers()
+        searched = {name: dist for name, dist in space.leaves().items() if name in off and is_distribution(dist)}
+        return cls(searched, off, radius)
+
+    def coordinates(self, params: dict[str, Any]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, dist in self.searched.items():
+            if dist.get("or_off") and params.get(f"{name}.on") is False:
+                out[name] = -1.0
+                continue
+            if name not in params:
+                continue
+            value = params[name]
+            if "choice" in dist:
+                choices = list(dist["choice"])
+                on = [c for c in choices if c != self.off[name]]
+                out[name] = -1.0 if value == self.off[name] or value not in on else \
+                    (on.index(value) / (len(on) - 1) if len(on) > 1 else 1.0)
+                continue
+            lo, hi = (float(v) for v in dist.get("float", dist.get("int")))
+            if not dist.get("or_off") and value == self.off[name]:
+                out[name] = -1.0
+                continue
+            if dist.get("log") and lo > 0 and float(value) > 0:
+                lo, hi, value = np.log(lo), np.log(hi), np.log(float(value))
+            out[name] = float(np.clip((float(value) - lo) / (hi - lo), 0.0, 1.0)) if hi > lo else 0.0
+        return out
+
+    def alike(self, a: dict[str, Any], b: dict[str, Any]) -> bool:
+        ca, cb = self.coordinates(a), self.coordinates(b)
+        for name in ca.keys() & cb.keys():
+            x, y = ca[name], cb[name]
+            if (x < 0) != (y < 0) or (x >= 0 and abs(x - y) > self.radius + 1e-9):
+                return False
+        return True
+
+
 class LateMedianRule:
     """Within a split: stop a curve whose best value so far is worse than the complete trials' median.
 
@@ -68,12 +120,16 @@ class LateMedianRule:
     ``warmup_fraction`` of the median epoch at which complete trials reached their best validation loss
     (never less than ``PRUNE_WARMUP_EPOCHS``). Dropout, L2 and augmentation slow the first epochs down and
     win later; a curve is judged only once the trials that finished had done most of their learning.
-    ``percentile`` 50 is the median; 25 keeps only curves in the best quarter.
+    With a ``profile`` (the default, ``study.prune_compare: alike``), a curve is judged only against
+    complete trials whose regularizers are alike (:class:`RegularizationProfile`), and only once
+    ``startup`` of those exist: a heavily regularized curve is never cut for starting slower than
+    unregularized ones. ``percentile`` 50 is the median; 25 keeps only curves in the best quarter.
     """
 
     def __init__(self, startup: int = PRUNE_STARTUP_TRIALS, warmup_fraction: float = PRUNE_WARMUP_FRACTION,
-                 percentile: float = 50.0) -> None:
+                 percentile: float = 50.0, profile: RegularizationProfile | None = None) -> None:
         self.startup, self.warmup_fraction, self.percentile = startup, warmup_fraction, percentile
+        self.profile = profile  # when set, a curve is judged only against alike-regularized complete trials
 
     def warmup(self, complete: list[Any]) -> int:
         """The first epoch this rule may judge, given the complete trials."""
@@ -90,7 +146,11 @@ class LateMedianRule:
             return False
         complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                     if not t.user_attrs.get("baseline") and t.number != trial.number]
-        if len(complete) < self.startup or step % STEP_STRIDE < self.warmup(complete):
+        if step % STEP_STRIDE < self.warmup(complete):
+            return False
+        if self.profile is not None:
+            complete = [t for t in complete if self.profile.alike(t.params, trial.params)]
+        if len(complete) < self.startup:
             return False
         others = [t.intermediate_values[step] for t in complete if step in t.intermediate_values]
         others = [v for v in others if np.isfinite(v)]
