@@ -41,6 +41,9 @@ STEPS_PER_CALL = 32
 VAL_CHUNK = 2048
 
 
+last_loop: "_Loop | None" = None
+
+
 class NotFusable(Exception):
     """The builder's model cannot be trained by the fused loop; the message says why."""
 
@@ -116,6 +119,8 @@ def train(space: "Space", settings: dict[str, dict[str, Any]], dataset: "Dataset
     if reason is not None:
         raise NotFusable(reason)
     loop = _Loop(batch_size)
+    global last_loop
+    last_loop = loop  # what the last call saw (rows per branch), for the tests
     for epoch in range(int(train_settings["epochs"])):
         live = [b for b in branches if b.live]
         if not live:
@@ -168,6 +173,7 @@ class _Loop:
 
     def __init__(self, batch_size: int) -> None:
         self.batch_size = batch_size
+        self.rows_seen: dict[int, int] = {}
         self._train: dict[tuple[int, ...], Any] = {}
         self._eval: dict[tuple[int, ...], Any] = {}
 
@@ -176,7 +182,7 @@ class _Loop:
         import tensorflow as tf
 
         perms = {b.split: tf.constant(b.rng.permutation(b.n_train).astype(np.int32)) for b in live}
-        sums = {b.split: np.zeros(3) for b in live}
+        sums = {b.split: np.zeros(4) for b in live}
         steps = {b.split: b.steps(self.batch_size) for b in live}
         step = 0
         while step < max(steps.values()):
@@ -191,7 +197,8 @@ class _Loop:
         val = self._evaluate(live)
         logs = {}
         for b in live:
-            loss_sum, penalty_sum, metric_sum = sums[b.split]
+            loss_sum, penalty_sum, metric_sum, rows = sums[b.split]
+            self.rows_seen[b.split] = int(rows)  # every training row once an epoch: kept for the tests
             out = {"loss": loss_sum / b.n_train, b.head.metric: metric_sum / b.n_train}
             if b.penalized:
                 out["penalty"] = penalty_sum / b.n_train
@@ -225,14 +232,14 @@ class _Loop:
 def _trace_train(group: list[_Branch], batch_size: int) -> Any:
     """A graph that runs steps [start, end) of every branch in ``group``; returns per-branch row sums.
 
-    Sums, not means, of (data loss, penalty, metric) over the rows each step saw, so the epoch's means
-    weigh a partial last batch by its rows, as ``model.fit``'s logs do.
+    Sums, not means, of (data loss, penalty, metric, rows) over the rows each step saw, so the epoch's
+    means weigh a partial last batch by its rows, as ``model.fit``'s logs do.
     """
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True)
     def run(perms: tuple[Any, ...], start: Any, end: Any) -> Any:
-        sums = tf.zeros((len(group), 3), tf.float32)
+        sums = tf.zeros((len(group), 4), tf.float32)
         for step in tf.range(start, end):
             rows = []
             for b, perm in zip(group, perms):
@@ -259,7 +266,7 @@ def _train_step(b: _Branch, x: Any, y: Any) -> Any:
     weights = model.trainable_variables
     optimizer.apply_gradients(zip(tape.gradient(scaled, weights), weights))
     n = tf.cast(tf.shape(x)[0], tf.float32)
-    return tf.stack([data * n, penalty * n, tf.reduce_sum(_metric(b.head.task, y, pred))])
+    return tf.stack([data * n, penalty * n, tf.reduce_sum(_metric(b.head.task, y, pred)), n])
 
 
 def _trace_eval(group: list[_Branch]) -> Any:

@@ -282,7 +282,7 @@ class Objective:
     def _warn_once(self, listener: Any, event: str, exc: Exception) -> None:
         from search._redact import redact
 
-        key = (type(listener).__name__, event)
+        key = (type(listener).__name__, getattr(exc, "event", event))  # a deferred write names its own event
         if key in self._warned:  # a dead server fails every call after the first
             return
         self._warned.add(key)

@@ -151,7 +151,9 @@ class MlflowTracker(TrialListener):
         self._study: Any = None
         self._clock_start, self._review_spent, self._review_cost = time.monotonic(), 0.0, 1.0
         self._best_pending, self._since_refresh = False, 0
-        self._later = _Later()  # draws and uploads trial figures off the training thread
+        self._later = _Later()  # MLflow writes and figures, off the training thread
+        self._closing: set[int] = set()  # trials whose run the side thread has yet to close
+        self._ticket = 0
 
     # -- study level -----------------------------------------------------------------------
     def start(self, study: Any) -> str:
@@ -187,7 +189,7 @@ class MlflowTracker(TrialListener):
         for run in runs:
             number = int(run.data.tags.get("optuna.trial_number", -1))
             trial = states.get(number)
-            if trial is None or trial.state.name == "RUNNING" or number in self._runs:
+            if trial is None or trial.state.name == "RUNNING" or number in self._runs or number in self._closing:
                 continue
             reason = trial.user_attrs.get("reason") or "its worker stopped without closing it"
             self.client.set_tag(run.info.run_id, "reason", redact(str(reason))[:5000])
@@ -242,6 +244,7 @@ class MlflowTracker(TrialListener):
     def on_trial_start(self, trial: Any, settings: dict[str, dict[str, Any]]) -> None:
         from mlflow.entities import Param
 
+        self._ticket = self._later.ticket()  # everything before this trial: checked at its end
         is_baseline = bool(trial.user_attrs.get("baseline"))
         run = self.client.create_run(
             self.experiment_id, run_name=review.trial_label(trial.number, trial.params, is_baseline),
@@ -252,10 +255,14 @@ class MlflowTracker(TrialListener):
         run_id = run.info.run_id
         self._runs[trial.number] = run_id
         trial.set_user_attr(RUN_ID_ATTR, run_id)
-        self.client.log_batch(run_id, params=[Param(k, _param_text(v)) for k, v in flatten(settings).items()])
+        params = [Param(k, _param_text(v)) for k, v in flatten(settings).items()]
         resolved = self.space.resolve(settings, name=f"{self.space.study.name}-t{trial.number:03d}",
                                       n_trials=1, baseline=False, seed_trial=trial.number)
-        self.client.log_text(run_id, redact(resolved.to_yaml()), "config/resolved.yaml")
+        self._later.submit(self._log_start, run_id, params, redact(resolved.to_yaml()), event="on_trial_start")
+
+    def _log_start(self, run_id: str, params: list[Any], resolved: str) -> None:
+        self.client.log_batch(run_id, params=params)
+        self.client.log_text(run_id, resolved, "config/resolved.yaml")
 
     def on_split_end(self, trial: Any, result: SplitResult) -> None:
         from mlflow.entities import Metric
@@ -268,6 +275,9 @@ class MlflowTracker(TrialListener):
                             ("best_val_metric", result.best_val_metric)):
             if math.isfinite(value):
                 metrics.append(Metric(f"split_{k}/{name}", float(value), now, 0))
+        self._later.submit(self._log_metrics, run_id, metrics, event="on_split_end")
+
+    def _log_metrics(self, run_id: str, metrics: list[Any]) -> None:
         for start in range(0, len(metrics), 900):  # MLflow's batch limit is 1000 metrics
             self.client.log_batch(run_id, metrics=metrics[start:start + 900])
 
@@ -277,12 +287,16 @@ class MlflowTracker(TrialListener):
         run_id = self._runs.pop(trial.number, None)
         if run_id is None:
             return
+        # The previous trial's writes had this whole trial's training to finish; one that failed is raised
+        # here, so a failing store is counted trial by trial (one trial late), as if it had failed in place.
+        self._later.wait(self._ticket)
+        self._later.raise_failure(self._ticket)
         now = int(time.time() * 1000)
         summary = outcome.metrics()
         new_best = outcome.state == "complete" and self._is_new_best(trial, outcome.value)
         tags = [RunTag("optuna.state", outcome.state.upper()),
                 RunTag("pruned", str(outcome.state == "pruned").lower()), RunTag(BEST_TAG, str(new_best).lower())]
-        diagnosis = self._diagnose(trial, outcome)
+        diagnosis = self._diagnose(trial, outcome)  # Optuna attributes: before the trial is finished
         if diagnosis is not None:
             summary.update(diagnosis.metrics())
         if diagnosis is not None or outcome.state == "pruned":
@@ -290,25 +304,41 @@ class MlflowTracker(TrialListener):
         metrics = [Metric(k, v, now, 0) for k, v in summary.items() if math.isfinite(v)]
         if outcome.reason:
             tags.append(RunTag("reason", redact(outcome.reason)[:5000]))
-        self.client.log_batch(run_id, metrics=metrics, tags=tags)
         if diagnosis is not None:
             self._log_trial_figure(trial, run_id, outcome, diagnosis)
-        if new_best:
-            self._log_best_model(trial, run_id, outcome)
-        if self.remote:
+        if self.remote:  # before the retention listener may delete the files
             self._store_checkpoints(trial, run_id, outcome)
-        self.client.update_run(run_id, name=review.outcome_label(
-            trial.number, trial.params, bool(trial.user_attrs.get("baseline")), outcome.state, outcome.value,
-            outcome.reason, best=new_best))
-        if new_best:
-            self._move_best(run_id, outcome.value)
-        self.client.set_terminated(run_id, status=_MLFLOW_STATUS[outcome.state])
-        _forget_artifact_repo(run_id)
-        self.close_orphans(trial.study)
-        if outcome.state in ("complete", "pruned"):
+        name = review.outcome_label(trial.number, trial.params, bool(trial.user_attrs.get("baseline")),
+                                    outcome.state, outcome.value, outcome.reason, best=new_best)
+        best_path = self._best_checkpoint(outcome) if new_best else None
+        trials = _with_outcome(trial, outcome) if outcome.state in ("complete", "pruned") else None
+        # MLflow's writes go to the side thread: the next trial starts while they are made.
+        self._closing.add(trial.number)
+        self._later.submit(self._finish_trial, trial.study, trial.number, run_id, metrics, tags, name, new_best,
+                           outcome.value, outcome.state, best_path, trials, event="on_trial_end")
+
+    def _finish_trial(self, study: Any, number: int, run_id: str, metrics: list[Any], tags: list[Any], name: str,
+                      new_best: bool, value: float, state: str, best_path: Path | None, trials: Any) -> None:
+        try:
+            self._close_trial_run(study, number, run_id, metrics, tags, name, new_best, value, state, best_path)
+        finally:
+            self._closing.discard(number)
+        if trials is not None:
             self._since_refresh += 1
             self._best_pending |= new_best
-            self._maybe_refresh(trial, outcome)
+            self._maybe_refresh_with(trials)
+
+    def _close_trial_run(self, study: Any, number: int, run_id: str, metrics: list[Any], tags: list[Any], name: str,
+                         new_best: bool, value: float, state: str, best_path: Path | None) -> None:
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        if new_best:
+            self._log_best_model(number, run_id, value, best_path)
+        self.client.update_run(run_id, name=name)
+        if new_best:
+            self._move_best(run_id, value)
+        self.client.set_terminated(run_id, status=_MLFLOW_STATUS[state])
+        _forget_artifact_repo(run_id)
+        self.close_orphans(study)
 
     def _store_checkpoints(self, trial: Any, run_id: str, outcome: TrialOutcome) -> None:
         """Upload a top-K trial's split models; delete those of trials that fell out of the top K."""
@@ -376,15 +406,19 @@ class MlflowTracker(TrialListener):
             self.client.set_tag(loser, BEST_TAG, "false")
             self.client.update_run(loser, name=name.replace(" ★ ", " ", 1))
 
-    def _log_best_model(self, trial: Any, run_id: str, outcome: TrialOutcome) -> None:
+    @staticmethod
+    def _best_checkpoint(outcome: TrialOutcome) -> Path | None:
+        best = min(outcome.splits, key=lambda s: s.best_val_loss)
+        return Path(best.checkpoint) if best.checkpoint is not None and Path(best.checkpoint).exists() else None
+
+    def _log_best_model(self, number: int, run_id: str, value: float, path: Path | None) -> None:
         from mlflow.entities import Metric, RunTag
 
-        best = min(outcome.splits, key=lambda s: s.best_val_loss)
-        if best.checkpoint is not None and Path(best.checkpoint).exists():
-            self.client.log_artifact(run_id, str(best.checkpoint), "best_model")
+        if path is not None and path.exists():
+            self.client.log_artifact(run_id, str(path), "best_model")
         self.client.log_batch(self.parent_run_id, metrics=[
-            Metric("best_value", outcome.value, int(time.time() * 1000), trial.number)], tags=[
-            RunTag("best_trial", str(trial.number)), RunTag("best_run_id", run_id)])
+            Metric("best_value", value, int(time.time() * 1000), number)], tags=[
+            RunTag("best_trial", str(number)), RunTag("best_run_id", run_id)])
 
     # -- review: diagnostics, figures, the study's description ---------------------------------------------
     # What they compute and draw lives in search.diagnostics, search.figures and search.review; here it
@@ -432,13 +466,13 @@ class MlflowTracker(TrialListener):
         except Exception as exc:  # a figure is never worth a trial
             _log.warning("could not draw trial %s's learning curves: %s", number, exc)
 
-    def _maybe_refresh(self, trial: Any, outcome: TrialOutcome) -> None:
+    def _maybe_refresh_with(self, trials: list[Any]) -> None:
         if not (self._best_pending or self._since_refresh >= self.refresh_every):
             return
         elapsed = time.monotonic() - self._clock_start
         if self._review_spent + self._review_cost > self.review_share * elapsed:
             return  # drawing now would cost more than our share of the run: a later trial end will
-        self.refresh_study(_with_outcome(trial, outcome))
+        self.refresh_study(trials)
 
     def refresh_study(self, trials: list[Any]) -> None:
         """Redraw the study figures and tables on the parent run, and log the study metrics."""
@@ -528,37 +562,73 @@ def _forget_artifact_repo(run_id: str) -> None:
         cache.pop(run_id, None)
 
 
-class _Later:
-    """One daemon thread that runs, in order, side work no trial waits for; ``drain`` waits for all of it.
+class DeferredFailure(Exception):
+    """A tracking write made on the side thread failed; raised at the listener's next call, named by its event."""
 
-    Only work that swallows its own errors belongs here (a figure is never worth a trial): a failure in
-    this thread cannot reach the listener's failure accounting, which runs on the training thread.
+    def __init__(self, event: str, error: Exception) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.event, self.error = event, error
+
+
+class _Later:
+    """One daemon thread that makes the tracker's writes, in order, while training goes on.
+
+    Work with an ``event`` that fails is kept and raised (as :class:`DeferredFailure`) at the tracker's
+    next call on the training thread, so the run's listener accounting (warn once, off after failing in
+    several trials in a row) sees it; work without one only logs its failure (a figure is never worth a
+    trial). ``drain`` waits for everything submitted so far.
     """
 
     def __init__(self) -> None:
         import queue
+        import threading
 
         self._queue: Any = queue.Queue()
         self._thread: Any = None
+        self._failures: list[tuple[int, DeferredFailure]] = []  # (item number, failure), oldest first
+        self._submitted = self._done = 0
+        self._progress = threading.Condition()
 
-    def submit(self, fn: Any, *args: Any) -> None:
+    def ticket(self) -> int:
+        """The work submitted so far; ``wait(ticket)`` returns once all of it is done."""
+        return self._submitted
+
+    def wait(self, ticket: int) -> None:
+        with self._progress:
+            self._progress.wait_for(lambda: self._done >= ticket)
+
+    def submit(self, fn: Any, *args: Any, event: str | None = None) -> None:
         import threading
 
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._work, name="search-figures", daemon=True)
+            self._thread = threading.Thread(target=self._work, name="search-tracking", daemon=True)
             self._thread.start()
-        self._queue.put((fn, args))
+        self._queue.put((self._submitted, fn, args, event))
+        self._submitted += 1
 
     def drain(self) -> None:
         if self._thread is not None:
             self._queue.join()
 
+    def raise_failure(self, before: int) -> None:
+        """Raise the first failure among items submitted before ticket ``before`` (dropping the rest of them)."""
+        due = [f for n, f in self._failures if n < before]
+        self._failures = [(n, f) for n, f in self._failures if n >= before]
+        if due:
+            raise due[0]
+
     def _work(self) -> None:
         while True:
-            fn, args = self._queue.get()
+            number, fn, args, event = self._queue.get()
             try:
                 fn(*args)
-            except Exception as exc:  # noqa: BLE001  (the work is meant to catch its own; this is the net)
-                _log.warning("background tracking work failed: %s", exc)
+            except Exception as exc:  # noqa: BLE001  (handed back to the training thread, or logged)
+                if event is None:
+                    _log.warning("background tracking work failed: %s", exc)
+                else:
+                    self._failures.append((number, DeferredFailure(event, exc)))
             finally:
+                with self._progress:
+                    self._done += 1
+                    self._progress.notify_all()
                 self._queue.task_done()
