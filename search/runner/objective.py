@@ -286,7 +286,8 @@ class Objective:
         if key in self._warned:  # a dead server fails every call after the first
             return
         self._warned.add(key)
-        print(f"warning: {key[0]}.{event} failed ({type(exc).__name__}: {redact(str(exc))[:300]}); the trial "
+        shown = getattr(exc, "error", exc)
+        print(f"warning: {key[0]}.{key[1]} failed ({type(shown).__name__}: {redact(str(shown))[:300]}); the trial "
               f"goes on and its result is kept in the Optuna storage (further failures of this kind are not "
               f"shown)", file=sys.stderr)
 
