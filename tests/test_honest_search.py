@@ -290,6 +290,18 @@ def test_a_custom_family_without_declared_regularizers_is_not_called_unregulariz
     assert "unregularized baseline" not in table and "declares no regularizers" in table
 
 
+def test_a_builder_module_can_declare_its_regularizers(write_space, home, tmp_path):
+    (tmp_path / "reg_builder4.py").write_text(_BUILDER + "\nREGULARIZERS = ['drop', 'l2']\n")
+    path = write_space({"study": {"name": "module-reg", "n_trials": 1},
+                        "model": {"family": "python:reg_builder4:build", "layers": None, "units": None,
+                                  "dropout": None, "drop": {"float": [0.1, 0.5], "or_off": True},
+                                  "l2": {"float": [1e-4, 1e-2], "log": True, "or_off": True}}})
+    assert run_cli("run", path, "--home", home, "--quiet", "--threads", "1") == 0
+    baseline = _study(home, "module-reg").trials[0]
+    assert baseline.params["model.drop.on"] is False and baseline.params["model.l2.on"] is False
+    assert baseline.user_attrs["unregularized"] is True
+
+
 def test_declared_regularizers_must_be_settings_of_the_file(write_space, home, tmp_path, capsys):
     (tmp_path / "reg_builder3.py").write_text(_BUILDER)
     path = write_space({"model": {"family": "python:reg_builder3:build", "layers": None, "units": None,

@@ -222,19 +222,39 @@ class Space(_Strict):
             spec = self._spec(name)
             if spec is not None and spec.is_regularizer:
                 out[name] = spec.off
-        declared = self.model.get("regularizers") if self.is_custom else None
+        declared = self._declared_regularizers()
         if isinstance(declared, list):
             declared = {key: None for key in declared}
+        leaves = self.leaves()
         for key, off in (declared or {}).items():
             name = key if "." in key else f"model.{key}"
-            out[name] = off if off is not None else _natural_off(self.leaves().get(name))
+            if name in leaves:
+                out[name] = off if off is not None else _natural_off(leaves.get(name))
         return out
+
+    def _declared_regularizers(self) -> Any:
+        """A custom builder's regularizers: the space file's ``model.regularizers``, else the builder
+        module's ``REGULARIZERS`` (a list of its settings, or a mapping of each to its off value)."""
+        if not self.is_custom:
+            return None
+        if self.model.get("regularizers"):
+            return self.model.get("regularizers")
+        import sys
+
+        from search.models import load_custom_builder
+
+        try:
+            builder = load_custom_builder(self.family, self.path.parent if self.path else None)
+        except Exception:  # reported where the builder is used; here it only declares nothing
+            return None
+        declared = getattr(sys.modules.get(getattr(builder, "__module__", "") or ""), "REGULARIZERS", None)
+        return declared if isinstance(declared, (list, tuple, dict)) else None
 
     @property
     def declares_regularizers(self) -> bool:
         """Whether the baseline is really unregularized: true of built-in families, and of a custom one
-        whose space file names its regularizers."""
-        return not self.is_custom or bool(self.model.get("regularizers"))
+        whose space file or builder module names its regularizers."""
+        return not self.is_custom or bool(self._declared_regularizers())
 
     def capacity(self) -> list[str]:
         """The settings that size the network, by dotted name: ``model.capacity`` of a custom builder, else
