@@ -93,7 +93,7 @@ class RegularizationProfile:
                 out[name] = -1.0 if value == self.off[name] or value not in on else \
                     (on.index(value) / (len(on) - 1) if len(on) > 1 else 1.0)
                 continue
-            lo, hi = (float(v) for v in dist.get("float", dist.get("int")))
+            lo, hi = (float(v) for v in (dist.get("float") or dist.get("int") or (0.0, 1.0)))
             if not dist.get("or_off") and value == self.off[name]:
                 out[name] = -1.0
                 continue
