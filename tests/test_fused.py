@@ -148,3 +148,27 @@ def test_fuse_splits_false_takes_the_sequential_path(write_space, home):
     finally:
         training.train_on_split = real
     assert len(calls) == 3
+
+
+def test_mixed_precision_trains_in_float16_and_scores_in_float32():
+    space, prepared, settings = _prepared({"train": {"epochs": 3, "mixed_precision": True}})
+    try:
+        pairs = fused.train(space, settings, prepared.dataset, prepared.splits[:1], _seeds(prepared)[:1])
+        model, result = pairs[0]
+        assert model.layers[1].compute_dtype == "float16"      # a hidden layer computes in float16 ...
+        assert model.layers[-1].compute_dtype == "float32"     # ... the output stays float32
+        assert math.isfinite(result.best_val_loss) and result.best_val_loss < 1.0
+    finally:
+        training.set_precision({"mixed_precision": False})
+
+
+def test_each_worker_gets_its_own_gpu_round_robin(monkeypatch):
+    from search.runner import workers
+
+    assert [workers.gpu_env(i, ["0", "1"]) for i in range(3)] == [
+        {"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}, {"CUDA_VISIBLE_DEVICES": "0"}]
+    assert workers.gpu_env(0, []) == {}, "no GPU: the environment is left alone"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert workers.visible_gpus() == ["2", "3"], "only the GPUs this process may use are shared out"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert workers.visible_gpus() == []
