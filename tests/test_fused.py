@@ -172,3 +172,17 @@ def test_each_worker_gets_its_own_gpu_round_robin(monkeypatch):
     assert workers.visible_gpus() == ["2", "3"], "only the GPUs this process may use are shared out"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert workers.visible_gpus() == []
+
+
+def test_a_fused_trial_pruned_mid_training_says_so_in_the_summary():
+    from search.review import prune_where
+    from search.review.display import pruned_summary
+
+    reason = "pruned at epoch 7 of 3 splits trained together"
+    assert prune_where(reason) == ("fused", 3, 7, "e7")
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    for epoch in (6, 9):
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED,
+                                                  user_attrs={"reason": reason.replace("7", str(epoch))}))
+    assert pruned_summary(study) == "2 pruned: 2 within all splits trained together at epochs 6-9"

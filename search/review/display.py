@@ -204,11 +204,13 @@ def pruned_summary(study: Any) -> str:
     if not pruned:
         return ""
     within: dict[int, list[int]] = {}
-    across, diverged, other = [], [], 0
+    across, diverged, fused, other = [], [], [], 0
     for t in pruned:
         kind, split, epoch, _ = prune_where(str(t.user_attrs.get("reason", "")))
         if kind == "within":
             within.setdefault(split, []).append(epoch)
+        elif kind == "fused":  # every split at once: "split" holds how many
+            fused.append(epoch)
         elif kind == "across":
             across.append(split)
         elif kind == "diverged":
@@ -219,6 +221,10 @@ def pruned_summary(study: Any) -> str:
     for split, epochs in sorted(within.items()):
         lo, hi = min(epochs), max(epochs)
         parts.append(f"{len(epochs)} within split {split} at epoch{'s' if lo != hi else ''} "
+                     f"{lo if lo == hi else f'{lo}-{hi}'}")
+    if fused:
+        lo, hi = min(fused), max(fused)
+        parts.append(f"{len(fused)} within all splits trained together at epoch{'s' if lo != hi else ''} "
                      f"{lo if lo == hi else f'{lo}-{hi}'}")
     if across:
         parts.append(f"{len(across)} across splits (after {'/'.join(str(n) for n in sorted(set(across)))} "

@@ -63,6 +63,7 @@ def outcome_label(number: int, params: Mapping[str, Any], baseline: bool, state:
 
 
 _PRUNE_PATTERNS = (("within", re.compile(r"pruned in split (\d+) at epoch (\d+)")),
+                   ("fused", re.compile(r"pruned at epoch (\d+) of (\d+) splits trained together")),
                    ("across", re.compile(r"pruned after split (\d+) of (\d+)")),
                    ("diverged", re.compile(r"non-finite loss in split (\d+) at epoch (\d+)")))
 
@@ -70,15 +71,17 @@ _PRUNE_PATTERNS = (("within", re.compile(r"pruned in split (\d+) at epoch (\d+)"
 def prune_where(reason: str) -> tuple[str, int, int, str]:
     """Where a trial was pruned, read from its ``reason``: (kind, split, epoch, short text).
 
-    kind is "within" (a split's curve, at split/epoch), "across" (after ``split`` finished splits of
+    kind is "within" (a split's curve, at split/epoch), "fused" (every split's curve at once, at
+    epoch/number of splits, given in that order), "across" (after ``split`` finished splits of
     ``epoch``), "diverged" (non-finite loss at split/epoch) or "" when the reason says neither.
     """
     for kind, pattern in _PRUNE_PATTERNS:
         match = pattern.search(reason or "")
         if match:
             a, b = int(match.group(1)), int(match.group(2))
-            short = {"within": f"s{a}e{b}", "across": f"after {a}/{b} splits", "diverged": f"diverged s{a}e{b}"}[kind]
-            return kind, a, b, short
+            short = {"within": f"s{a}e{b}", "fused": f"e{a}", "across": f"after {a}/{b} splits",
+                     "diverged": f"diverged s{a}e{b}"}[kind]
+            return (kind, b, a, short) if kind == "fused" else (kind, a, b, short)
     return "", -1, -1, ""
 
 

@@ -124,6 +124,8 @@ class Objective:
         all splits finish together, so their scores are only reported.
         """
 
+        import optuna
+
         from search.runner import fused, training
 
         if not training.fuses(settings):
@@ -160,6 +162,9 @@ class Objective:
         for result in results:
             self._split_done(trial, outcome, result)
         for result in results:
+            if result.stop_reason == "stopped" and not result.diverged and not (self.stop and self.stop.requested):
+                raise optuna.TrialPruned(f"pruned at epoch {result.epochs_run} of {len(results)} splits trained "
+                                         f"together")
             self._check(result)
         if not multi_objective:
             for result in results:
