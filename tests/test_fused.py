@@ -186,3 +186,12 @@ def test_a_fused_trial_pruned_mid_training_says_so_in_the_summary():
         study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED,
                                                   user_attrs={"reason": reason.replace("7", str(epoch))}))
     assert pruned_summary(study) == "2 pruned: 2 within all splits trained together at epochs 6-9"
+
+
+def test_splits_too_large_to_hold_together_are_trained_one_after_another(monkeypatch):
+    space, prepared, settings = _prepared({"train": {"epochs": 1}})
+    monkeypatch.setattr(fused, "MEMORY_LIMIT", 1000)
+    with pytest.raises(fused.NotFusable, match="scaled rows would take"):
+        fused.train(space, settings, prepared.dataset, prepared.splits, _seeds(prepared))
+    pairs = training.train_splits(space, settings, prepared.dataset, prepared.splits, _seeds(prepared))
+    assert [r.split for _, r in pairs] == [0, 1, 2] and all(r.epochs_run == 1 for _, r in pairs)

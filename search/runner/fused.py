@@ -39,6 +39,9 @@ FusedEpochHook = Callable[[int, dict[int, dict[str, float]]], bool]
 STEPS_PER_CALL = 32
 # Validation rows one call predicts per branch: bounds the activations held at once for large images.
 VAL_CHUNK = 2048
+# Every branch holds its own scaled copy of its rows; past this many bytes for all of them together the
+# splits are trained one after another, one copy at a time (large image sets).
+MEMORY_LIMIT = 2 * 1024**3
 
 
 last_loop: "_Loop | None" = None
@@ -110,6 +113,11 @@ def train(space: "Space", settings: dict[str, dict[str, Any]], dataset: "Dataset
     """
     from search.runner import training
 
+    row_bytes = 4 * int(np.prod(dataset.input_shape))
+    needed = sum(len(split.train) + len(split.val) for split in splits) * row_bytes
+    if needed > MEMORY_LIMIT:
+        raise NotFusable(f"the {len(splits)} splits' scaled rows would take {needed / 1024**3:.1f} GiB together "
+                         f"(more than {MEMORY_LIMIT / 1024**3:.0f} GiB)")
     train_settings = settings["train"]
     batch_size, patience = int(train_settings["batch_size"]), int(train_settings["early_stopping"])
     _runtime.reset_keras()
