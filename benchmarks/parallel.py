@@ -4,7 +4,8 @@
 
 Each setting runs `search run --workers N --timeout S` on the same small space in a fresh store (one
 after the other, same machine), counts finished trials, and prints trials per hour and the ratio.
-TensorFlow threads per worker = cores / N, so both settings use the whole machine.
+TensorFlow threads per worker = cores / N, so both settings use the whole machine; a third run, one
+worker at one thread, shows how close two processes come to two copies of one.
 """
 from __future__ import annotations
 
@@ -36,19 +37,21 @@ def finished_trials(home: Path) -> int:
     return sum(1 for t in study.trials if t.state.name in ("COMPLETE", "PRUNED"))
 
 
-def measure(workers: int, seconds: int) -> float:
+def measure(workers: int, seconds: int, threads: int | None = None) -> float:
     tmp = Path(tempfile.mkdtemp(prefix=f"parallel-{workers}-"))
     space = tmp / "space.yaml"
     space.write_text(yaml.safe_dump(SPACE))
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "search", "run", str(space), "--home", str(tmp / "mlruns"),
-                    "--workers", str(workers), "--timeout", f"{seconds}s", "--quiet"], env=env, check=True,
+                    "--workers", str(workers), "--timeout", f"{seconds}s", "--quiet",
+                    *(["--threads", str(threads)] if threads else [])], env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     elapsed = time.perf_counter() - start
     n = finished_trials(tmp / "mlruns")
     per_hour = n / elapsed * 3600
-    print(f"{workers} worker(s): {n} trials in {elapsed:.0f} s = {per_hour:.0f} trials/hour")
+    print(f"{workers} worker(s){f', {threads} thread(s) each' if threads else ''}: {n} trials in {elapsed:.0f} s "
+          f"= {per_hour:.0f} trials/hour")
     return per_hour
 
 
@@ -58,7 +61,10 @@ def main() -> None:
     args = parser.parse_args()
     one = measure(1, args.seconds)
     two = measure(2, args.seconds)
+    single_thread = measure(1, args.seconds, threads=1)
     print(f"2 workers / 1 worker = {two / one:.2f}x trials per hour on {os.cpu_count()} cores")
+    # How far a second process is from a second copy of the first: both at one TensorFlow thread.
+    print(f"2 workers / 1 worker at 1 thread = {two / single_thread:.2f}x (2.00 = perfect scaling per core)")
 
 
 if __name__ == "__main__":
