@@ -77,6 +77,7 @@ def reviewed(tmp_path_factory):
     after = []
     for i in range(3):
         study.optimize(objective, n_trials=1)
+        tracker.flush()  # MLflow's writes are made on a side thread while the next trial trains
         after.append(_parent_state(tracker.client, parent, tmp / f"after{i}"))
     tracker.finish()
     return {"home": home, "study": study, "client": tracker.client, "parent": parent, "after": after,

@@ -209,6 +209,10 @@ class MlflowTracker(TrialListener):
         finally:
             self.finish(status)
 
+    def flush(self) -> None:
+        """Wait until every MLflow write handed to the side thread so far is made (a reader needs them)."""
+        self._later.drain()
+
     def finish(self, status: str = "FINISHED") -> None:
         self._later.drain()
         if self.parent_run_id:
