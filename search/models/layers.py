@@ -217,6 +217,20 @@ class BackbonePreprocess(keras.layers.Layer):
         return {**super().get_config(), "module": self.module, "channels": self.channels}
 
 
+def row_data_loss(task: str, y_true: Any, y_pred: Any) -> Any:
+    """Each row's loss of the task, without any weight penalty, with the target shaped like the output.
+
+    A binary or regression target arrives as (n,) and the output as (n, 1): Keras' loss functions do not
+    squeeze them to the same rank (a binary cross-entropy refuses the ranks; a squared error would
+    broadcast to n x n).
+    """
+    if task == "multiclass":
+        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+    y_true = ops.reshape(ops.cast(y_true, y_pred.dtype), ops.shape(y_pred))
+    loss = keras.losses.binary_crossentropy if task == "binary" else keras.losses.mean_squared_error
+    return loss(y_true, y_pred)
+
+
 @keras.saving.register_keras_serializable(package="search")
 class DataLoss(keras.metrics.Mean):
     """The task's plain loss (no weight penalty) as a metric, with the target shaped like the output.
@@ -231,15 +245,7 @@ class DataLoss(keras.metrics.Mean):
         self.task = task
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
-        from keras import ops
-
-        if self.task == "multiclass":
-            values = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
-        else:
-            y_true = ops.reshape(ops.cast(y_true, y_pred.dtype), ops.shape(y_pred))
-            loss = keras.losses.binary_crossentropy if self.task == "binary" else keras.losses.mean_squared_error
-            values = loss(y_true, y_pred)
-        return super().update_state(values, sample_weight=sample_weight)
+        return super().update_state(row_data_loss(self.task, y_true, y_pred), sample_weight=sample_weight)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "task": self.task}

@@ -25,6 +25,7 @@ import numpy as np
 
 from search import models, preprocess
 from search.models import Head
+from search.models.layers import row_data_loss
 from search.runner import _runtime
 from search.runner.results import SplitResult
 
@@ -42,9 +43,6 @@ VAL_CHUNK = 2048
 # Every branch holds its own scaled copy of its rows; past this many bytes for all of them together the
 # splits are trained one after another, one copy at a time (large image sets).
 MEMORY_LIMIT = 2 * 1024**3
-
-
-last_loop: "_Loop | None" = None
 
 
 class NotFusable(Exception):
@@ -122,13 +120,13 @@ def train(space: "Space", settings: dict[str, dict[str, Any]], dataset: "Dataset
     batch_size, patience = int(train_settings["batch_size"]), int(train_settings["early_stopping"])
     _runtime.reset_keras()
     training.set_precision(train_settings)
-    branches = [_branch(space, settings, dataset, split, seed) for split, seed in zip(splits, seeds)]
-    reason = why_not_fusable(branches[0].model)
-    if reason is not None:
+    first = _branch(space, settings, dataset, splits[0], seeds[0])
+    reason = why_not_fusable(first.model)
+    if reason is not None:  # before the other models are built for nothing
         raise NotFusable(reason)
+    branches = [first] + [_branch(space, settings, dataset, split, seed)
+                          for split, seed in zip(splits[1:], seeds[1:])]
     loop = _Loop(batch_size)
-    global last_loop
-    last_loop = loop  # what the last call saw (rows per branch), for the tests
     for epoch in range(int(train_settings["epochs"])):
         live = [b for b in branches if b.live]
         if not live:
@@ -206,7 +204,7 @@ class _Loop:
         logs = {}
         for b in live:
             loss_sum, penalty_sum, metric_sum, rows = sums[b.split]
-            self.rows_seen[b.split] = int(rows)  # every training row once an epoch: kept for the tests
+            self.rows_seen[b.split] = int(rows)  # every training row once an epoch (tests read it)
             out = {"loss": loss_sum / b.n_train, b.head.metric: metric_sum / b.n_train}
             if b.penalized:
                 out["penalty"] = penalty_sum / b.n_train
@@ -267,7 +265,7 @@ def _train_step(b: _Branch, x: Any, y: Any) -> Any:
     model, optimizer = b.model, b.model.optimizer
     with tf.GradientTape() as tape:
         pred = tf.cast(model(x, training=True), tf.float32)
-        per_row = _data_loss(b.head.task, y, pred)
+        per_row = row_data_loss(b.head.task, y, pred)
         data = tf.reduce_mean(per_row)
         penalty = tf.add_n([tf.cast(v, tf.float32) for v in model.losses]) if b.penalized else tf.constant(0.0)
         scaled = optimizer.scale_loss(data + penalty)
@@ -286,23 +284,11 @@ def _trace_eval(group: list[_Branch]) -> Any:
         for b in group:
             x, y = b.data[2][start:end], b.data[3][start:end]
             pred = tf.cast(b.model(x, training=False), tf.float32)
-            rows.append(tf.stack([tf.reduce_sum(_data_loss(b.head.task, y, pred)),
+            rows.append(tf.stack([tf.reduce_sum(row_data_loss(b.head.task, y, pred)),
                                   tf.reduce_sum(_metric(b.head.task, y, pred))]))
         return tf.stack(rows)
 
     return run
-
-
-def _data_loss(task: str, y: Any, pred: Any) -> Any:
-    """Per-row loss of the task, without any weight penalty (the same numbers as ``layers.DataLoss``)."""
-    import keras
-    import tensorflow as tf
-
-    if task == "multiclass":
-        return keras.losses.sparse_categorical_crossentropy(y, pred)
-    y = tf.reshape(tf.cast(y, pred.dtype), tf.shape(pred))
-    loss = keras.losses.binary_crossentropy if task == "binary" else keras.losses.mean_squared_error
-    return loss(y, pred)
 
 
 def _metric(task: str, y: Any, pred: Any) -> Any:

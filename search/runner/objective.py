@@ -136,20 +136,7 @@ class Objective:
         multi_objective = self.space.study.multi_objective
 
         def on_epoch(epoch: int, logs_by_split: dict[int, dict[str, float]]) -> bool:
-            for k, logs in logs_by_split.items():
-                self._emit("on_epoch", trial, k, epoch, logs)
-            if self.stop is not None and self.stop.requested:
-                self.stop.raise_if_urgent()
-                return True
-            if multi_objective:
-                return False
-            reported = False
-            for k, logs in sorted(logs_by_split.items()):
-                val_loss = float(logs.get("val_loss", math.nan))
-                if math.isfinite(val_loss):
-                    trial.report(val_loss, pruning.epoch_step(k, epoch))
-                    reported = True
-            return reported and epoch >= PRUNE_WARMUP_EPOCHS and trial.should_prune()
+            return self._watch_epoch(trial, epoch, logs_by_split)
 
         on_batch = self.stop.raise_if_urgent if self.stop is not None else None
         try:
@@ -161,8 +148,9 @@ class Objective:
         del pairs
         for result in results:
             self._split_done(trial, outcome, result)
-        for result in results:
-            if result.stop_reason == "stopped" and not result.diverged and not (self.stop and self.stop.requested):
+        # A split that diverged stopped the others: its reason comes first, then a stop request, then pruning.
+        for result in sorted(results, key=lambda r: not r.diverged):
+            if result.stop_reason == "stopped" and not (self.stop and self.stop.requested):
                 raise optuna.TrialPruned(f"pruned at epoch {result.epochs_run} of {len(results)} splits trained "
                                          f"together")
             self._check(result)
@@ -217,23 +205,34 @@ class Objective:
     def _fit(self, trial: Any, settings: dict[str, dict[str, Any]], split: Split) -> SplitResult:
         from search.runner import training
 
-        multi_objective = self.space.study.multi_objective
-
         def on_epoch(epoch: int, logs: dict[str, float]) -> bool:
-            self._emit("on_epoch", trial, split.index, epoch, logs)
-            if self.stop is not None and self.stop.requested:
-                self.stop.raise_if_urgent()
-                return True
-            val_loss = float(logs.get("val_loss", math.nan))
-            if not math.isfinite(val_loss) or multi_objective:
-                return False
-            trial.report(val_loss, pruning.epoch_step(split.index, epoch))
-            return epoch >= PRUNE_WARMUP_EPOCHS and trial.should_prune()
+            return self._watch_epoch(trial, epoch, {split.index: logs})
 
         on_batch = self.stop.raise_if_urgent if self.stop is not None else None
         model, result = training.train_on_split(self.space, settings, self.dataset, split, self._seed(trial, split),
                                                 on_epoch, on_batch)
         return self._keep(trial, model, result, split)
+
+    def _watch_epoch(self, trial: Any, epoch: int, logs_by_split: dict[int, dict[str, float]]) -> bool:
+        """After an epoch of one split or of all (fused): tell listeners, report, and say whether to stop.
+
+        Stop on a stop request, or when the pruner says so once the first epochs are past. Each split's
+        value is reported at its own step; the pruner judges the highest split reported.
+        """
+        for k, logs in logs_by_split.items():
+            self._emit("on_epoch", trial, k, epoch, logs)
+        if self.stop is not None and self.stop.requested:
+            self.stop.raise_if_urgent()
+            return True
+        if self.space.study.multi_objective:  # Optuna has no intermediate values for several objectives
+            return False
+        reported = False
+        for k, logs in sorted(logs_by_split.items()):
+            val_loss = float(logs.get("val_loss", math.nan))
+            if math.isfinite(val_loss):
+                trial.report(val_loss, pruning.epoch_step(k, epoch))
+                reported = True
+        return reported and epoch >= PRUNE_WARMUP_EPOCHS and trial.should_prune()
 
     def _keep(self, trial: Any, model: Any, result: SplitResult, split: Split) -> SplitResult:
         """Measure a trained split model (size, latency) and write its checkpoint."""

@@ -94,6 +94,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     left = [None if options.n_trials is None else math.ceil(options.n_trials / n) for _ in range(n)]
     stopped: list[signal.Signals] = []  # the stop signals received, passed on as they came
     procs: list[subprocess.Popen | None] = [None] * n
+    gpus = visible_gpus()  # asked once: nvidia-smi is not free, and recycled workers keep their slot's GPU
 
     deadline = time.monotonic() + options.timeout if options.timeout else None
 
@@ -110,7 +111,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
                 left[i] = remaining - min(quota)
         # Its own session: a Ctrl-C at the terminal reaches the parent only, which forwards it once. In
         # the terminal's process group each worker would get it twice, and a second SIGINT means "now".
-        env = {**os.environ, PARENT_ENV: str(os.getpid()), **gpu_env(i)}
+        env = {**os.environ, PARENT_ENV: str(os.getpid()), **gpu_env(i, gpus)}
         return subprocess.Popen(cmd, start_new_session=True, env=env)
 
     def live() -> list[subprocess.Popen]:

@@ -616,8 +616,9 @@ class _Later:
 
     def raise_failure(self, before: int) -> None:
         """Raise the first failure among items submitted before ticket ``before`` (dropping the rest of them)."""
-        due = [f for n, f in self._failures if n < before]
-        self._failures = [(n, f) for n, f in self._failures if n >= before]
+        with self._progress:  # the side thread appends to the same list
+            due = [f for n, f in self._failures if n < before]
+            self._failures = [(n, f) for n, f in self._failures if n >= before]
         if due:
             raise due[0]
 
@@ -630,7 +631,8 @@ class _Later:
                 if event is None:
                     _log.warning("background tracking work failed: %s", exc)
                 else:
-                    self._failures.append((number, DeferredFailure(event, exc)))
+                    with self._progress:
+                        self._failures.append((number, DeferredFailure(event, exc)))
             finally:
                 with self._progress:
                     self._done += 1
