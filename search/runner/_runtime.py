@@ -1,7 +1,9 @@
 """Process-wide TensorFlow settings that must be made before TensorFlow starts its thread pools."""
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Iterator
 
 _configured = False
 
@@ -29,6 +31,26 @@ def configure(threads: int | None = None) -> None:
         except RuntimeError:  # already initialized by the caller; their settings stand
             pass
     _configured = True
+
+
+@contextlib.contextmanager
+def live_objects_frozen() -> Iterator[None]:
+    """Keep every object alive now out of the garbage collector's sight while the block runs.
+
+    ``reset_keras`` collects garbage before each model, and a full collection walks every tracked object:
+    with TensorFlow, Keras, MLflow and SQLAlchemy loaded that is some 650,000 objects and 350 ms per model
+    on a 2-core machine, 15 % of a 2-second trial. The modules, the data and the stores outlive the trials,
+    so they are set aside for the run (each model's garbage is still collected) and given back after it,
+    so a caller that runs several studies in one process leaks nothing.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def reset_keras() -> None:

@@ -21,7 +21,7 @@ from search import models
 from search._redact import redact
 from search.errors import FAILURE_ATTR, FailureKind
 from search.runner import checkpoints
-from search.studies import pruning
+from search.studies import pruning, writes
 from search.studies._identity import worker_identity
 from search.data import Dataset
 from search.runner.results import SplitResult, TrialListener, TrialOutcome
@@ -57,8 +57,19 @@ class Objective:
     _muted: set[int] = field(default_factory=set, init=False, repr=False)       # for the rest of this trial
     _off: set[int] = field(default_factory=set, init=False, repr=False)         # for the rest of the run
     _failing: dict[int, int] = field(default_factory=dict, init=False, repr=False)  # trials in a row
+    _writes: writes.StorageWriter = field(default_factory=writes.StorageWriter, init=False, repr=False)
 
     def __call__(self, trial: Any) -> float | tuple[float, float]:
+        trial = writes.TrialWritesBehind(trial, self._writes)
+        try:
+            values = self._run(trial)
+        except BaseException:
+            self._writes.wait(raise_failure=False)  # the trial already failed for its own reason
+            raise
+        self._writes.wait()  # Optuna refuses writes to a finished trial: all are made before it is told
+        return values
+
+    def _run(self, trial: Any) -> float | tuple[float, float]:
         import optuna
 
         # Lets a restarted run on this host tell a trial whose process died from one still running.

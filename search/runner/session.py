@@ -148,7 +148,8 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
     loop = _Loop(study, objective, budget, space.study.max_consecutive_failures, options, stop)
     outcome = RunOutcome(study)
     try:
-        loop.run()
+        with _runtime.live_objects_frozen():
+            loop.run()
     except KeyboardInterrupt:
         outcome.status = "KILLED"
         if options.worker_index == 0:
@@ -261,7 +262,8 @@ class _Loop:
                 return
             if deadline is not None and time.monotonic() >= deadline:
                 return
-            self.study.optimize(self.objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+            # No collection after the trial: the next model's reset_keras makes one, and each costs.
+            self.study.optimize(self.objective, n_trials=1, catch=(Exception,))
             started += 1
             last = _own_last_trial(self.study)
             if last is None or last.state.name != "FAIL":

@@ -543,6 +543,12 @@ def _with_outcome(trial: Any, outcome: TrialOutcome) -> list[Any]:
     for t in trial.study.get_trials(deepcopy=False):
         if t.number == trial.number:
             t = copy.deepcopy(t)
+            # Its last reports and attributes may still be on their way to the storage
+            # (search/studies/writes.py); the trial's own view has them all.
+            t.user_attrs = trial.user_attrs
+            view = getattr(getattr(trial, "unwrapped", trial), "_cached_frozen_trial", None)
+            if view is not None:
+                t.intermediate_values = dict(view.intermediate_values)
             t.state = TrialState.COMPLETE if outcome.state == "complete" else TrialState.PRUNED
             # A Pareto study's second value is not known here; the review reads the loss alone.
             t.values = [outcome.value] if outcome.state == "complete" else None

@@ -1,0 +1,62 @@
+"""A running trial's storage writes made on a side thread: seen at once by the trial, all stored before it ends."""
+from __future__ import annotations
+
+import gc
+
+import optuna
+import pytest
+
+from search.runner import _runtime
+from search.studies.writes import StorageWriter, TrialWritesBehind
+
+
+@pytest.fixture
+def study(tmp_path):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(storage=f"sqlite:///{tmp_path / 'o.db'}", study_name="w",
+                               pruner=optuna.pruners.MedianPruner(n_startup_trials=0, n_warmup_steps=0))
+
+
+def test_reports_and_attributes_are_seen_at_once_and_stored_before_the_trial_ends(study):
+    writer = StorageWriter()
+    study.optimize(lambda t: 0.0, n_trials=1)  # a finished trial for the pruner to compare with
+    real = study.ask()
+    trial = TrialWritesBehind(real, writer)
+    for step in range(50):
+        trial.report(10.0 + step, step)
+    trial.report(-1.0, 3)  # a step reported twice: the first value stands, as in Optuna
+    trial.set_user_attr("splits", [{"split": 0}])
+    # The pruner reads the trial's own view, which already has every report.
+    assert real._cached_frozen_trial.intermediate_values[49] == 59.0
+    assert trial.user_attrs["splits"] == [{"split": 0}]
+    trial.should_prune()
+    writer.wait()
+    stored = study._storage.get_trial(real._trial_id)
+    assert stored.intermediate_values == {s: 10.0 + s for s in range(50)}
+    assert stored.user_attrs["splits"] == [{"split": 0}]
+    study.tell(real, 1.0)
+
+
+def test_a_failed_write_is_raised_by_the_wait_that_follows(study):
+    writer = StorageWriter()
+    real = study.ask()
+    study.tell(real, 1.0)  # Optuna refuses writes to a finished trial
+    trial = TrialWritesBehind(real, writer)
+    trial.set_user_attr("late", 1)
+    with pytest.raises(Exception, match="finished|update|state"):
+        writer.wait()
+    writer.wait()  # raised once: the next trial starts clean
+
+
+def test_a_fixed_trial_writes_in_place():
+    trial = TrialWritesBehind(optuna.trial.FixedTrial({"x": 1}), StorageWriter())
+    trial.set_user_attr("a", 1)
+    trial.report(1.0, 0)
+    assert trial.user_attrs == {"a": 1} and trial.suggest_int("x", 0, 2) == 1
+
+
+def test_live_objects_are_set_aside_for_the_run_and_given_back_after():
+    before = gc.get_freeze_count()
+    with _runtime.live_objects_frozen():
+        assert gc.get_freeze_count() > before
+    assert gc.get_freeze_count() == 0
