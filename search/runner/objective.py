@@ -155,7 +155,10 @@ class Objective:
         except fused.NotFusable as exc:
             training.say_not_fused(settings, str(exc))
             return False
-        results = [self._keep(trial, model, result, split) for (model, result), split in zip(pairs, self.splits)]
+        # A trial that ends here (pruned, diverged, stopped) keeps no checkpoint: retention would delete it.
+        ending = any(r.diverged or r.stop_reason == "stopped" for _, r in pairs)
+        results = [self._keep(trial, model, result, split, save=not ending)
+                   for (model, result), split in zip(pairs, self.splits)]
         del pairs
         for result in results:
             self._split_done(trial, outcome, result)
@@ -245,13 +248,13 @@ class Objective:
                 reported = True
         return reported and epoch >= PRUNE_WARMUP_EPOCHS and trial.should_prune()
 
-    def _keep(self, trial: Any, model: Any, result: SplitResult, split: Split) -> SplitResult:
+    def _keep(self, trial: Any, model: Any, result: SplitResult, split: Split, save: bool = True) -> SplitResult:
         """Measure a trained split model (size, latency) and write its checkpoint."""
         result.n_params = int(model.count_params())
         if "latency" in self.space.study.objectives and math.isfinite(result.best_val_loss):
             # Forward-pass time does not depend on the values, so unscaled rows measure it as well.
             result.latency_ms = _latency_ms(model, self.dataset.X[split.val])
-        if math.isfinite(result.best_val_loss):
+        if save and math.isfinite(result.best_val_loss):
             path = checkpoints.split_path(self.home, trial.study.study_name, trial.number, split.index)
             try:
                 result.checkpoint = checkpoints.save_atomic(model, path)
