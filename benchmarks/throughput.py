@@ -41,7 +41,7 @@ def part_a(rounds: int) -> None:
     import optuna
 
     from search import space as spaces
-    from search.runner import fused, session, training
+    from search.runner import _runtime, fused, session, training
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     print("(a) one trial's wall time, fused vs one split after another (10 epochs, early stopping off)")
@@ -69,11 +69,12 @@ def part_a(rounds: int) -> None:
                     training.train_on_split(space, settings, prepared.dataset, split, seed)
                 return time.perf_counter() - start
 
-            run_fused()  # warm-up: the first graph of a process pays for TensorFlow's start
             times: dict[str, list[float]] = {"fused": [], "sequential": []}
-            for _ in range(rounds):
-                times["fused"].append(run_fused())
-                times["sequential"].append(run_sequential())
+            with _runtime.live_objects_frozen():  # as `search run` does around its trials
+                run_fused()  # warm-up: the first graph of a process pays for TensorFlow's start
+                for _ in range(rounds):
+                    times["fused"].append(run_fused())
+                    times["sequential"].append(run_sequential())
             f, s = statistics.median(times["fused"]), statistics.median(times["sequential"])
             print(f"{name:<6} {label:<14} {f:>8.2f} {s:>13.2f} {f / s:>7.2f}", flush=True)
 
