@@ -60,3 +60,16 @@ def test_live_objects_are_set_aside_for_the_run_and_given_back_after():
     with _runtime.live_objects_frozen():
         assert gc.get_freeze_count() > before
     assert gc.get_freeze_count() == 0
+
+
+def test_a_storage_without_sql_gets_each_write_through_the_public_api():
+    study = optuna.create_study()  # in memory: no transactions to share
+    writer = StorageWriter()
+    real = study.ask()
+    trial = TrialWritesBehind(real, writer)
+    for step in range(5):
+        trial.report(float(step), step)
+    trial.set_user_attr("k", "v")
+    writer.wait()
+    stored = study._storage.get_trial(real._trial_id)
+    assert stored.intermediate_values == {s: float(s) for s in range(5)} and stored.user_attrs == {"k": "v"}

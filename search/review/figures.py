@@ -65,7 +65,9 @@ def _png(fig: Any, tight: bool = False) -> bytes:
     # A tight bounding box costs a second layout pass (twice the time): our own figures are laid out to
     # fit their fixed size instead, and only Optuna's, drawn rarely, get it.
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight" if tight else None)
+    # Fast zlib level: a line plot's PNG grows by a few kB and encodes in a fifth of the time.
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight" if tight else None,
+                pil_kwargs={"compress_level": 1})
     return buf.getvalue()
 
 
