@@ -57,16 +57,18 @@ class Objective:
     _muted: set[int] = field(default_factory=set, init=False, repr=False)       # for the rest of this trial
     _off: set[int] = field(default_factory=set, init=False, repr=False)         # for the rest of the run
     _failing: dict[int, int] = field(default_factory=dict, init=False, repr=False)  # trials in a row
-    _writes: writes.StorageWriter = field(default_factory=writes.StorageWriter, init=False, repr=False)
 
     def __call__(self, trial: Any) -> float | tuple[float, float]:
-        trial = writes.TrialWritesBehind(trial, self._writes)
+        trial = writes.TrialWithBatchedWrites(trial)
         try:
             values = self._run(trial)
         except BaseException:
-            self._writes.wait(raise_failure=False)  # the trial already failed for its own reason
+            try:
+                trial.flush()
+            except Exception:  # the trial already failed for its own reason, which is the one to keep
+                pass
             raise
-        self._writes.wait()  # Optuna refuses writes to a finished trial: all are made before it is told
+        trial.flush()  # Optuna refuses writes to a finished trial: all are made before it is told
         return values
 
     def _run(self, trial: Any) -> float | tuple[float, float]:

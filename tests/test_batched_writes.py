@@ -1,4 +1,4 @@
-"""A running trial's storage writes made on a side thread: seen at once by the trial, all stored before it ends."""
+"""A running trial's storage writes in batches: seen at once by the trial, all stored before it ends."""
 from __future__ import annotations
 
 import gc
@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from search.runner import _runtime
-from search.studies.writes import StorageWriter, TrialWritesBehind
+from search.studies.writes import TrialWithBatchedWrites
 
 
 @pytest.fixture
@@ -17,42 +17,67 @@ def study(tmp_path):
                                pruner=optuna.pruners.MedianPruner(n_startup_trials=0, n_warmup_steps=0))
 
 
-def test_reports_and_attributes_are_seen_at_once_and_stored_before_the_trial_ends(study):
-    writer = StorageWriter()
+def _stored(study, real):
+    return study._storage.get_trial(real._trial_id)
+
+
+def test_reports_and_attributes_are_seen_at_once_and_stored_by_the_flush(study):
     study.optimize(lambda t: 0.0, n_trials=1)  # a finished trial for the pruner to compare with
     real = study.ask()
-    trial = TrialWritesBehind(real, writer)
+    trial = TrialWithBatchedWrites(real, every=3600)
+    trial.set_user_attr("worker", "me")  # a trial's first write is made at once: it shows the trial running
+    assert _stored(study, real).user_attrs == {"worker": "me"}
     for step in range(50):
         trial.report(10.0 + step, step)
     trial.report(-1.0, 3)  # a step reported twice: the first value stands, as in Optuna
     trial.set_user_attr("splits", [{"split": 0}])
-    # The pruner reads the trial's own view, which already has every report.
+    # The pruner reads the trial's own view, which already has every report; the storage has none yet.
     assert real._cached_frozen_trial.intermediate_values[49] == 59.0
     assert trial.user_attrs["splits"] == [{"split": 0}]
+    assert _stored(study, real).intermediate_values == {}
     trial.should_prune()
-    writer.wait()
-    stored = study._storage.get_trial(real._trial_id)
+    trial.flush()
+    stored = _stored(study, real)
     assert stored.intermediate_values == {s: 10.0 + s for s in range(50)}
-    assert stored.user_attrs["splits"] == [{"split": 0}]
+    assert stored.user_attrs == {"worker": "me", "splits": [{"split": 0}]}
     study.tell(real, 1.0)
 
 
-def test_a_failed_write_is_raised_by_the_wait_that_follows(study):
-    writer = StorageWriter()
+def test_reports_reach_the_storage_while_the_trial_runs(study):
     real = study.ask()
+    trial = TrialWithBatchedWrites(real, every=0.0)
+    trial.report(1.0, 0)
+    trial.report(2.0, 1)
+    assert _stored(study, real).intermediate_values == {0: 1.0, 1: 2.0}
+
+
+def test_a_failed_write_is_raised_by_the_flush(study):
+    real = study.ask()
+    trial = TrialWithBatchedWrites(real, every=3600)
+    trial.set_user_attr("first", 1)
     study.tell(real, 1.0)  # Optuna refuses writes to a finished trial
-    trial = TrialWritesBehind(real, writer)
     trial.set_user_attr("late", 1)
     with pytest.raises(Exception, match="finished|update|state"):
-        writer.wait()
-    writer.wait()  # raised once: the next trial starts clean
+        trial.flush()
 
 
 def test_a_fixed_trial_writes_in_place():
-    trial = TrialWritesBehind(optuna.trial.FixedTrial({"x": 1}), StorageWriter())
+    trial = TrialWithBatchedWrites(optuna.trial.FixedTrial({"x": 1}))
     trial.set_user_attr("a", 1)
     trial.report(1.0, 0)
     assert trial.user_attrs == {"a": 1} and trial.suggest_int("x", 0, 2) == 1
+
+
+def test_a_storage_without_sql_gets_each_write_through_the_public_api():
+    study = optuna.create_study()  # in memory: no transactions to share
+    real = study.ask()
+    trial = TrialWithBatchedWrites(real, every=3600)
+    for step in range(5):
+        trial.report(float(step), step)
+    trial.set_user_attr("k", "v")
+    trial.flush()
+    stored = study._storage.get_trial(real._trial_id)
+    assert stored.intermediate_values == {s: float(s) for s in range(5)} and stored.user_attrs == {"k": "v"}
 
 
 def test_live_objects_are_set_aside_for_the_run_and_given_back_after():
@@ -60,16 +85,3 @@ def test_live_objects_are_set_aside_for_the_run_and_given_back_after():
     with _runtime.live_objects_frozen():
         assert gc.get_freeze_count() > before
     assert gc.get_freeze_count() == 0
-
-
-def test_a_storage_without_sql_gets_each_write_through_the_public_api():
-    study = optuna.create_study()  # in memory: no transactions to share
-    writer = StorageWriter()
-    real = study.ask()
-    trial = TrialWritesBehind(real, writer)
-    for step in range(5):
-        trial.report(float(step), step)
-    trial.set_user_attr("k", "v")
-    writer.wait()
-    stored = study._storage.get_trial(real._trial_id)
-    assert stored.intermediate_values == {s: float(s) for s in range(5)} and stored.user_attrs == {"k": "v"}
