@@ -12,6 +12,9 @@ seconds) and the trials per CPU-minute. One worker already keeps more than one c
 MLflow writes, figures, storage rows; TensorFlow's own threads), so two workers on two cores can gain
 at most cores / (cores one worker keeps busy): the ceiling is printed with the ratio. Trials per
 CPU-minute falling with two workers is the cost of sharing (SQLite's write lock, memory bandwidth).
+Last, the machine itself: the same CPU-bound kernel (small float32 matrix products, one thread, as a
+small network's steps are) run as one process and as two at once; two copies finishing in the time of
+one is 2.00x, and whatever the machine gives, a search's workers cannot beat.
 """
 from __future__ import annotations
 
@@ -72,6 +75,32 @@ def measure(workers: int, seconds: int, threads: int | None = None) -> tuple[flo
     return per_hour, n / window * 3600, cpu / elapsed
 
 
+_KERNEL = """
+import time, numpy as np
+a = np.random.default_rng(0).random((96, 96), dtype=np.float32)
+start = time.perf_counter()
+for _ in range(60000):
+    a = np.tanh(a @ a * 0.01)
+print(time.perf_counter() - start)
+"""
+
+
+def machine_scaling() -> float:
+    """Two copies of a one-thread CPU-bound kernel at once, against one copy: work per second, as a ratio."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+    def run(copies: int) -> float:
+        start = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", _KERNEL], env=env, stdout=subprocess.DEVNULL)
+                 for _ in range(copies)]
+        for proc in procs:
+            proc.wait()
+        return time.perf_counter() - start
+
+    one, two = run(1), run(2)
+    return 2 * one / two
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=120)
@@ -85,6 +114,8 @@ def main() -> None:
           f"one worker = {min(2.0, cores / busy_one):.2f}x")
     # How far a second process is from a second copy of the first: both at one TensorFlow thread.
     print(f"2 workers / 1 worker at 1 thread = {two / single_thread:.2f}x (2.00 = perfect scaling per core)")
+    print(f"the machine: 2 copies of a one-thread CPU-bound kernel at once = {machine_scaling():.2f}x the work per "
+          f"second of 1 copy (2.00 = two independent cores)")
 
 
 if __name__ == "__main__":
