@@ -18,11 +18,11 @@ from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Trials long enough (a few seconds even with the splits fused) to be caught mid-way by a signal: at 20
+# Trials long enough (a second or more even with the splits fused) to be caught mid-way by a signal: at 20
 # epochs a fused trial could end between the poll that saw it running and the signal.
 SLOW = {"study": {"name": "slow", "n_trials": 2, "baseline": False},
         "model": {"units": 16, "dropout": {"float": [0.0, 0.5]}},
-        "train": {"epochs": 150, "batch_size": 8}}
+        "train": {"epochs": 80, "batch_size": 8}}
 
 
 def _env() -> dict[str, str]:
