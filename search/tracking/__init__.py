@@ -543,8 +543,8 @@ def _with_outcome(trial: Any, outcome: TrialOutcome) -> list[Any]:
     for t in trial.study.get_trials(deepcopy=False):
         if t.number == trial.number:
             t = copy.deepcopy(t)
-            # Its last reports and attributes may still be on their way to the storage
-            # (search/studies/writes.py); the trial's own view has them all.
+            # Its last reports and attributes may not be written yet (they go in batches:
+            # search/studies/writes.py); the trial's own view has them all.
             t.user_attrs = trial.user_attrs
             view = getattr(getattr(trial, "unwrapped", trial), "_cached_frozen_trial", None)
             if view is not None:
