@@ -37,9 +37,9 @@ def find_experiment(tracking_uri: str, study: str | None) -> str | None:
     """The id of ``study``'s experiment, or with no study the most recently created one (None: no study yet)."""
     from mlflow.tracking import MlflowClient
 
-    from search.tracking import _quiet_mlflow
+    from search.tracking import quiet_mlflow
 
-    _quiet_mlflow()
+    quiet_mlflow()
     client = MlflowClient(tracking_uri=tracking_uri)
     if study is not None:
         exp = client.get_experiment_by_name(study)

@@ -167,7 +167,7 @@ def _log(study: Any, picked: Any, rows: list[AblationRow], options: Any) -> None
         from mlflow.entities import Metric
         from mlflow.tracking import MlflowClient
 
-        tracking._quiet_mlflow()
+        tracking.quiet_mlflow()
         client = MlflowClient(tracking_uri=options.tracking_uri or tracking.default_tracking_uri(options.home))
         now = int(time.time() * 1000)
         metrics = []

@@ -159,11 +159,11 @@ def _mlflow_text(tracking_uri: str, run_id: str, path: str) -> str | None:
     from mlflow.tracking import MlflowClient
 
     from search.stores import tracking_readable
-    from search.tracking import _quiet_mlflow
+    from search.tracking import quiet_mlflow
 
     if not tracking_readable(tracking_uri):
         return None
-    _quiet_mlflow()
+    quiet_mlflow()
     try:
         with _no_progress_bar(), tempfile.TemporaryDirectory() as tmp:
             local = MlflowClient(tracking_uri=tracking_uri).download_artifacts(run_id, path, tmp)

@@ -232,7 +232,7 @@ def _log(study: Any, options: Any) -> None:
 
         from mlflow.tracking import MlflowClient
 
-        tracking._quiet_mlflow()
+        tracking.quiet_mlflow()
         client = MlflowClient(tracking_uri=options.tracking_uri or tracking.default_tracking_uri(options.home))
         with tempfile.TemporaryDirectory(prefix="search-workflow-") as tmp:
             (Path(tmp) / "workflow.txt").write_text(text(study) + "\n", encoding="utf-8")

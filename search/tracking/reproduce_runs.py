@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from search._redact import redact
-from search.tracking import _param_text, _quiet_mlflow, experiment_id
+from search.tracking import param_text, quiet_mlflow, experiment_id
 
 
 def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name: str, parent_run_id: str | None,
@@ -24,7 +24,7 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    _quiet_mlflow()
+    quiet_mlflow()
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment = experiment_id(client, tracking_uri, home, study_name)
     run_tags = {"search.kind": "reproduce", "optuna.study_name": study_name, **tags}
@@ -35,7 +35,7 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
     run_id = run.info.run_id
     try:
         now = int(time.time() * 1000)
-        client.log_batch(run_id, params=[Param(k, _param_text(v)) for k, v in params.items()],
+        client.log_batch(run_id, params=[Param(k, param_text(v)) for k, v in params.items()],
                          metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)])
         for name, text in texts.items():
             client.log_text(run_id, redact(text), name)

@@ -1,0 +1,55 @@
+"""What a trial's records say: its fit label, the validation settings logged, parameter text, the trial
+as Optuna will store it."""
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime
+from typing import Any
+
+from search._redact import redact
+from search.runner.results import TrialOutcome
+from search.space import Space
+
+
+def trial_fit(outcome: TrialOutcome, diagnosis: Any) -> str:
+    """The ``fit`` label of a finished trial: a pruned (or failed) trial's cut curves are not judged."""
+    return diagnosis.fit if outcome.state == "complete" and diagnosis is not None else "n/a"
+
+
+def validation_settings(space: Space, attrs: dict[str, Any]) -> dict[str, Any]:
+    """The validation settings that apply to the study's scheme, with stratify/shuffle as decided."""
+    v = space.validation
+    keep = {"holdout": ("fraction",), "iterated_kfold": ("k", "repeats")}.get(v.scheme, ("k",))
+    task = attrs.get("task", space.data.task)
+    classification = task in ("binary", "multiclass", "classification")
+    return {"scheme": v.scheme, **{name: getattr(v, name) for name in keep},
+            "stratify": v.stratify if v.stratify is not None else classification and v.scheme != "time_series",
+            "shuffle": v.shuffle if v.shuffle is not None else v.scheme != "time_series"}
+
+
+def param_text(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    return redact(text)[:6000]
+
+
+def with_outcome(trial: Any, outcome: TrialOutcome) -> list[Any]:
+    """The study's trials with the one in flight as Optuna will store it a moment later."""
+    from optuna.trial import TrialState
+
+    out = []
+    for t in trial.study.get_trials(deepcopy=False):
+        if t.number == trial.number:
+            t = copy.deepcopy(t)
+            # Its last reports and attributes may not be written yet (they go in batches:
+            # search/studies/writes.py); the trial's own view has them all.
+            t.user_attrs = trial.user_attrs
+            view = getattr(getattr(trial, "unwrapped", trial), "_cached_frozen_trial", None)
+            if view is not None:
+                t.intermediate_values = dict(view.intermediate_values)
+            t.state = TrialState.COMPLETE if outcome.state == "complete" else TrialState.PRUNED
+            # A Pareto study's second value is not known here; the review reads the loss alone.
+            t.values = [outcome.value] if outcome.state == "complete" else None
+            t.datetime_complete = datetime.now()
+        out.append(t)
+    return out

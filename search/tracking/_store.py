@@ -1,0 +1,99 @@
+"""Where MLflow keeps a study: the tracking URI, the experiment, stored checkpoints, MLflow's own noise."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+CHECKPOINT_ARTIFACTS = "checkpoints"
+RUN_ID_ATTR = "mlflow_run_id"
+# MLflow 3's UI opens an experiment in GenAI mode (traces) unless it is marked as model training.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+# A view of the runs table stored with the experiment (MLflow's "shared view"): `search ui` opens it,
+# so trials come ranked by validation loss with the reviewer's columns shown, without configuration.
+VIEW_KEY = "search"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+
+
+def review_view(metric: str) -> str:
+    """The runs-table view: sorted by ``val_loss_mean``, the columns a reviewer reads first."""
+    columns = [f"metrics.`{m}`" for m in ("val_loss_mean", "val_loss_std", f"val_{metric}_mean", "penalty_mean",
+                                          "gap_mean")]
+    columns += ["tags.`fit`", "tags.`pruned`", "attributes.`Duration`"]
+    return json.dumps({"orderByKey": "metrics.`val_loss_mean`", "orderByAsc": True, "selectedColumns": columns,
+                       "columnOrder": columns})
+
+
+def default_tracking_uri(home: Path) -> str:
+    return f"sqlite:///{(Path(home) / 'mlflow.db').resolve()}"
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def experiment_id(client: Any, uri: str, home: Path, name: str) -> str:
+    """The study's experiment, created (artifacts under ``<home>/artifacts`` for a local store) or restored."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # made by an older version
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        return exp.experiment_id
+    location = None
+    if not is_server(uri) and not uri.startswith("databricks"):
+        location = (Path(home) / "artifacts").resolve().as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location,
+                                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+    except Exception:  # another process created it a moment ago (RESOURCE_ALREADY_EXISTS)
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def fetch_checkpoint(tracking_uri: str, run_id: str, dest: Path) -> bool:
+    """Download one split model a worker stored on the tracking server to ``dest``; False if it has none."""
+    import shutil
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    quiet_mlflow()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = MlflowClient(tracking_uri=tracking_uri).download_artifacts(
+                run_id, f"{CHECKPOINT_ARTIFACTS}/{dest.name}", tmp)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(local, dest)
+        return True
+    except Exception:  # not stored (fell out of the top K) or unreachable: the caller retrains
+        return False
+
+
+
+
+def quiet_mlflow() -> None:
+    for name in ("mlflow", "alembic", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+
+def forget_artifact_repo(run_id: str) -> None:
+    """Drop MLflow's cached artifact repository of a finished trial run.
+
+    MLflow keeps one per run (up to 1024, each with its own upload queue and thread pool); a finished
+    trial's run gets no more artifacts in the usual case, and MLflow makes a new one if it does.
+    """
+    try:
+        from mlflow.tracking._tracking_service import utils
+    except ImportError:
+        return
+    cache = getattr(utils, "_artifact_repos_cache", None)
+    if isinstance(cache, dict):
+        cache.pop(run_id, None)
+

@@ -1,0 +1,446 @@
+"""Everything MLflow: one experiment and one parent run per study, one nested run per trial.
+
+A side channel: it listens to the objective's events and never steers training. Uses
+``MlflowClient`` rather than the fluent API, so no global "active run" state leaks between trials or
+into a user's own code.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from search import review
+from search._redact import redact
+from search.runner.results import SplitResult, TrialListener, TrialOutcome
+from search.space import Space, flatten
+from search.tracking._later import Later
+from search.tracking._records import param_text, trial_fit, validation_settings, with_outcome
+from search.tracking._store import (CHECKPOINT_ARTIFACTS, PARENT_RUN_ATTR,
+                                    RUN_ID_ATTR, VIEW_TAG, default_tracking_uri, experiment_id,
+                                    forget_artifact_repo, is_server, quiet_mlflow, review_view)
+
+# A pruned trial did what the pruner asked: it ends FINISHED (with a `pruned` tag), not with the red
+# cross MLflow draws for KILLED and FAILED, which is kept for crashes and stops.
+_MLFLOW_STATUS = {"complete": "FINISHED", "pruned": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
+BEST_TAG = "best"
+# Study figures are redrawn when a better trial arrives or every REFRESH_EVERY finished trials, but
+# never so often that drawing them takes more than REVIEW_SHARE of the run's wall time; the end of a
+# run always redraws them.
+REVIEW_SHARE = 0.05
+REFRESH_EVERY = 10
+TRIAL_FIGURE = "figures/learning_curves.png"
+_log = logging.getLogger("search")
+
+
+
+def make_tracker(prepared: Any, options: Any, space_text: str) -> "MlflowTracker":
+    """The study's tracker, for a ``search.runner.session.Prepared`` and its ``RunOptions``."""
+    from search._redact import redact as hide
+    from search.review.diagnostics import chance_loss
+    from search.runner import provenance
+    from search.studies.lifecycle import default_storage
+
+    space = prepared.space
+    storage_url = options.storage or default_storage(Path(options.home))
+    attrs = prepared.attrs()
+    summary = attrs.pop("data_summary", None)  # logged as a file of its own, not squeezed into a tag
+    tags = {"storage": hide(storage_url), **provenance.record(space.path.parent if space.path else None), **attrs}
+    texts = {} if summary is None else {"data_summary.json": json.dumps(summary, indent=2),
+                                        "data_summary.txt": prepared.summary.text()}
+    ds = prepared.dataset
+    return MlflowTracker(options.tracking_uri or default_tracking_uri(Path(options.home)), Path(options.home), space,
+                         space_text, tags, keep_checkpoints=space.study.keep_checkpoints,
+                         reference_loss=chance_loss(ds.y[prepared.dev_idx], ds.task), texts=texts)
+
+
+class MlflowTracker(TrialListener):
+    def __init__(self, tracking_uri: str, home: Path, space: Space, space_text: str,
+                 study_tags: dict[str, Any], keep_checkpoints: int = 5,
+                 reference_loss: float | None = None, texts: dict[str, str] | None = None) -> None:
+        from mlflow.tracking import MlflowClient
+
+        from search.studies import _sqlite
+
+        quiet_mlflow()
+        _sqlite.prepare(tracking_uri)
+        self.uri, self.home, self.space = tracking_uri, Path(home), space
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.space_text, self.study_tags = space_text, study_tags
+        self.texts = dict(texts or {})  # more files for the parent run (the data summary)
+        self.experiment_id = ""
+        self.parent_run_id = ""
+        # With a tracking server, split checkpoints live in its artifact store, so any machine can use them.
+        self.remote = is_server(tracking_uri)
+        self.keep_checkpoints = keep_checkpoints
+        self._runs: dict[int, str] = {}
+        self.reference_loss = reference_loss  # chance-level loss, for the underfit rule
+        self.review_share, self.refresh_every = REVIEW_SHARE, REFRESH_EVERY
+        self._study: Any = None
+        self._clock_start, self._review_spent, self._review_cost = time.monotonic(), 0.0, 1.0
+        self._best_pending, self._since_refresh = False, 0
+        self._later = Later()  # MLflow writes and figures, off the training thread
+        self._closing: set[int] = set()  # trials whose run the side thread has yet to close
+        self._ticket = 0
+
+    # -- study level -----------------------------------------------------------------------
+    def start(self, study: Any) -> str:
+        """Open (or create) the study's experiment and parent run; again for the same study: no-op."""
+        if self.parent_run_id and self._study is not None and self._study.study_name == study.study_name:
+            return self.parent_run_id
+        self.experiment_id = self._experiment(study.study_name)
+        self.client.set_experiment_tag(self.experiment_id, VIEW_TAG,
+                                       review_view(str(self.study_tags.get("metric", "accuracy"))))
+        parent = study.user_attrs.get(PARENT_RUN_ATTR)
+        if parent and self._exists(parent):
+            self.client.update_run(parent, status="RUNNING")
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=study.study_name,
+                                         tags={"search.kind": "study", "optuna.study_name": study.study_name})
+            parent = run.info.run_id
+            study.set_user_attr(PARENT_RUN_ATTR, parent)
+            self._log_study(parent)
+        self.parent_run_id = parent
+        self._study = study
+        self._describe(study)
+        self.close_orphans(study)
+        return parent
+
+    def close_orphans(self, study: Any) -> list[int]:
+        """End the runs of trials that Optuna no longer counts as running (their process died)."""
+        runs = self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING' and "
+                                       "tags.`search.kind` = 'trial'", max_results=1000)
+        if not runs:
+            return []
+        states = {t.number: t for t in study.get_trials(deepcopy=False)}
+        closed = []
+        for run in runs:
+            number = int(run.data.tags.get("optuna.trial_number", -1))
+            trial = states.get(number)
+            if trial is None or trial.state.name == "RUNNING" or number in self._runs or number in self._closing:
+                continue
+            reason = trial.user_attrs.get("reason") or "its worker stopped without closing it"
+            self.client.set_tag(run.info.run_id, "reason", redact(str(reason))[:5000])
+            self.client.set_tag(run.info.run_id, "optuna.state", trial.state.name)
+            self.client.set_tag(run.info.run_id, "pruned", str(trial.state.name == "PRUNED").lower())
+            self.client.set_terminated(run.info.run_id, status="FINISHED" if trial.state.name in
+                                       ("COMPLETE", "PRUNED") else "FAILED")
+            closed.append(number)
+        return closed
+
+    def on_study_open(self, study: Any) -> None:
+        self.start(study)
+
+    def on_run_finish(self, study: Any, status: str) -> None:
+        try:
+            self.close_orphans(study)
+        finally:
+            self.finish(status)
+
+    def flush(self) -> None:
+        """Wait until every MLflow write handed to the side thread so far is made (a reader needs them)."""
+        self._later.drain()
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self._later.drain()
+        if self.parent_run_id:
+            if self._study is not None:
+                self.refresh_study(self._study.get_trials(deepcopy=False))
+            self.client.set_terminated(self.parent_run_id, status=status)
+
+    def _experiment(self, name: str) -> str:
+        return experiment_id(self.client, self.uri, self.home, name)
+
+    def _exists(self, run_id: str) -> bool:
+        try:
+            return self.client.get_run(run_id).info.lifecycle_stage == "active"
+        except Exception:  # MlflowException: not in this tracking store
+            return False
+
+    def _log_study(self, run_id: str) -> None:
+        from mlflow.entities import Param, RunTag
+
+        space = self.space
+        params = {f"study.{k}": v for k, v in space.study.model_dump().items()}
+        params.update({f"data.{k}": v for k, v in space.data.model_dump().items()})
+        params.update({f"validation.{k}": v for k, v in validation_settings(space, self.study_tags).items()})
+        params.update(space.leaves())
+        # An unset optional setting is absent, not the string "None".
+        self.client.log_batch(run_id, params=[Param(k, param_text(v)) for k, v in params.items() if v is not None],
+                              tags=[RunTag(k, redact(str(v))[:5000]) for k, v in self.study_tags.items()])
+        self.client.log_text(run_id, redact(self.space_text), "space.yaml")
+        for name, text in self.texts.items():
+            self.client.log_text(run_id, redact(text), name)
+
+    # -- trial level -----------------------------------------------------------------------
+    def on_trial_start(self, trial: Any, settings: dict[str, dict[str, Any]]) -> None:
+        from mlflow.entities import Param
+
+        self._ticket = self._later.ticket()  # everything before this trial: checked at its end
+        is_baseline = bool(trial.user_attrs.get("baseline"))
+        run = self.client.create_run(
+            self.experiment_id, run_name=review.trial_label(trial.number, trial.params, is_baseline),
+            tags={"mlflow.parentRunId": self.parent_run_id, "search.kind": "trial",
+                  "optuna.trial_number": str(trial.number), "optuna.study_name": trial.study.study_name,
+                  "search.baseline": str(is_baseline).lower(),
+                  **({"search.phase": str(phase)} if (phase := trial.user_attrs.get("phase")) else {})})
+        run_id = run.info.run_id
+        self._runs[trial.number] = run_id
+        trial.set_user_attr(RUN_ID_ATTR, run_id)
+        params = [Param(k, param_text(v)) for k, v in flatten(settings).items()]
+        resolved = self.space.resolve(settings, name=f"{self.space.study.name}-t{trial.number:03d}",
+                                      n_trials=1, baseline=False, seed_trial=trial.number)
+        self._later.submit(self._log_start, run_id, params, redact(resolved.to_yaml()), event="on_trial_start")
+
+    def _log_start(self, run_id: str, params: list[Any], resolved: str) -> None:
+        self.client.log_batch(run_id, params=params)
+        self.client.log_text(run_id, resolved, "config/resolved.yaml")
+
+    def on_split_end(self, trial: Any, result: SplitResult) -> None:
+        from mlflow.entities import Metric
+
+        run_id, now, k = self._runs[trial.number], int(time.time() * 1000), result.split
+        metrics = [Metric(f"split_{k}/{name}", value, now, epoch)
+                   for name, values in result.history.items()
+                   for epoch, value in enumerate(values, start=1) if math.isfinite(value)]
+        for name, value in (("best_val_loss", result.best_val_loss), ("best_epoch", result.best_epoch),
+                            ("best_val_metric", result.best_val_metric)):
+            if math.isfinite(value):
+                metrics.append(Metric(f"split_{k}/{name}", float(value), now, 0))
+        self._later.submit(self._log_metrics, run_id, metrics, event="on_split_end")
+
+    def _log_metrics(self, run_id: str, metrics: list[Any]) -> None:
+        for start in range(0, len(metrics), 900):  # MLflow's batch limit is 1000 metrics
+            self.client.log_batch(run_id, metrics=metrics[start:start + 900])
+
+    def on_trial_end(self, trial: Any, outcome: TrialOutcome) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        run_id = self._runs.pop(trial.number, None)
+        if run_id is None:
+            return
+        # The previous trial's writes had this whole trial's training to finish; one that failed is raised
+        # here, so a failing store is counted trial by trial (one trial late), as if it had failed in place.
+        self._later.wait(self._ticket)
+        self._later.raise_failure(self._ticket)
+        now = int(time.time() * 1000)
+        summary = outcome.metrics()
+        new_best = outcome.state == "complete" and self._is_new_best(trial, outcome.value)
+        tags = [RunTag("optuna.state", outcome.state.upper()),
+                RunTag("pruned", str(outcome.state == "pruned").lower()), RunTag(BEST_TAG, str(new_best).lower())]
+        diagnosis = self._diagnose(trial, outcome)  # Optuna attributes: before the trial is finished
+        if diagnosis is not None:
+            summary.update(diagnosis.metrics())
+        if diagnosis is not None or outcome.state == "pruned":
+            tags.append(RunTag("fit", trial_fit(outcome, diagnosis)))
+        metrics = [Metric(k, v, now, 0) for k, v in summary.items() if math.isfinite(v)]
+        if outcome.reason:
+            tags.append(RunTag("reason", redact(outcome.reason)[:5000]))
+        if diagnosis is not None:
+            self._log_trial_figure(trial, run_id, outcome, diagnosis)
+        if self.remote:  # before the retention listener may delete the files
+            self._store_checkpoints(trial, run_id, outcome)
+        name = review.outcome_label(trial.number, trial.params, bool(trial.user_attrs.get("baseline")),
+                                    outcome.state, outcome.value, outcome.reason, best=new_best)
+        best_path = self._best_checkpoint(outcome) if new_best else None
+        trials = with_outcome(trial, outcome) if outcome.state in ("complete", "pruned") else None
+        # MLflow's writes go to the side thread: the next trial starts while they are made.
+        self._closing.add(trial.number)
+        self._later.submit(self._finish_trial, trial.study, trial.number, run_id, metrics, tags, name, new_best,
+                           outcome.value, outcome.state, best_path, trials, event="on_trial_end")
+
+    def _finish_trial(self, study: Any, number: int, run_id: str, metrics: list[Any], tags: list[Any], name: str,
+                      new_best: bool, value: float, state: str, best_path: Path | None, trials: Any) -> None:
+        try:
+            self._close_trial_run(study, number, run_id, metrics, tags, name, new_best, value, state, best_path)
+        finally:
+            self._closing.discard(number)
+        if trials is not None:
+            self._since_refresh += 1
+            self._best_pending |= new_best
+            self._maybe_refresh_with(trials)
+
+    def _close_trial_run(self, study: Any, number: int, run_id: str, metrics: list[Any], tags: list[Any], name: str,
+                         new_best: bool, value: float, state: str, best_path: Path | None) -> None:
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        if new_best:
+            self._log_best_model(number, run_id, value, best_path)
+        self.client.update_run(run_id, name=name)
+        if new_best:
+            self._move_best(run_id, value)
+        self.client.set_terminated(run_id, status=_MLFLOW_STATUS[state])
+        forget_artifact_repo(run_id)
+        self.close_orphans(study)
+
+    def _store_checkpoints(self, trial: Any, run_id: str, outcome: TrialOutcome) -> None:
+        """Upload a top-K trial's split models; delete those of trials that fell out of the top K."""
+        from search.studies import lifecycle as studies
+
+        pending = (trial.number, outcome.value) if outcome.state == "complete" else None
+        trials = trial.study.get_trials(deepcopy=False)
+        keep = studies.top_trials(trials, self.keep_checkpoints, pending)
+        paths = [s.checkpoint for s in outcome.splits if s.checkpoint is not None and Path(s.checkpoint).exists()]
+        if trial.number in keep and paths:
+            for path in paths:
+                self.client.log_artifact(run_id, str(path), CHECKPOINT_ARTIFACTS)
+            self.client.set_tag(run_id, "search.checkpoints", "stored")
+        self._drop_checkpoints(trials, keep)
+
+    def on_run_end(self, study: Any) -> None:
+        self._later.drain()
+        if self.remote:  # see CheckpointRetention.on_run_end: concurrent finishes can leave K + 1
+            from search.studies import lifecycle as studies
+
+            trials = study.get_trials(deepcopy=False)
+            self._drop_checkpoints(trials, studies.top_trials(trials, self.keep_checkpoints))
+
+    def _drop_checkpoints(self, trials: list[Any], keep: set[int]) -> None:
+        """Delete the uploaded split models of finished ``trials`` outside ``keep`` (from the same read)."""
+        stored = self.client.search_runs([self.experiment_id], "tags.`search.checkpoints` = 'stored'",
+                                         max_results=1000)
+        finished = {t.number for t in trials if t.state.is_finished()}
+        for run in stored:
+            number = int(run.data.tags.get("optuna.trial_number", -1))
+            if number in keep or number not in finished:  # a running trial is still competing
+                continue
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            try:
+                # The tracking URI too: an mlflow-artifacts:/ location is resolved through the server,
+                # and this process never sets MLflow's global tracking URI.
+                get_artifact_repository(run.info.artifact_uri, tracking_uri=self.uri).delete_artifacts(
+                    CHECKPOINT_ARTIFACTS)
+            except Exception as exc:  # a store without deletion: keep going, say so on the run
+                self.client.set_tag(run.info.run_id, "search.checkpoints_note", f"not deleted: {exc}"[:500])
+            self.client.set_tag(run.info.run_id, "search.checkpoints", "removed")
+
+    def _is_new_best(self, trial: Any, value: float) -> bool:
+        """Lowest validation loss so far (the first objective, also in a multi-objective study)."""
+        from optuna.trial import TrialState
+
+        losses = [t.values[0] for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                  if t.values]
+        return not losses or value < min(losses)
+
+    def _move_best(self, run_id: str, value: float) -> None:
+        """Take the ★ and the ``best`` tag from the runs this one beats.
+
+        Two workers can each think their trial is the new best; the lower loss keeps the mark.
+        """
+        marked = self.client.search_runs([self.experiment_id], f"tags.`{BEST_TAG}` = 'true' and "
+                                         "tags.`search.kind` = 'trial'", max_results=1000)
+        for run in marked:
+            if run.info.run_id == run_id:
+                continue
+            other = run.data.metrics.get("val_loss_mean", math.inf)
+            loser = run.info.run_id if other >= value else run_id
+            name = run.info.run_name if loser != run_id else self.client.get_run(run_id).info.run_name
+            self.client.set_tag(loser, BEST_TAG, "false")
+            self.client.update_run(loser, name=name.replace(" ★ ", " ", 1))
+
+    @staticmethod
+    def _best_checkpoint(outcome: TrialOutcome) -> Path | None:
+        best = min(outcome.splits, key=lambda s: s.best_val_loss)
+        return Path(best.checkpoint) if best.checkpoint is not None and Path(best.checkpoint).exists() else None
+
+    def _log_best_model(self, number: int, run_id: str, value: float, path: Path | None) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        if path is not None and path.exists():
+            self.client.log_artifact(run_id, str(path), "best_model")
+        self.client.log_batch(self.parent_run_id, metrics=[
+            Metric("best_value", value, int(time.time() * 1000), number)], tags=[
+            RunTag("best_trial", str(number)), RunTag("best_run_id", run_id)])
+
+    # -- review: diagnostics, figures, the study's description ---------------------------------------------
+    # What they compute and draw lives in search.diagnostics, search.figures and search.review; here it
+    # only meets MLflow.
+    def _describe(self, study: Any) -> None:
+        lines = review.describe(self.space, self.study_tags)
+        study.set_user_attr(review.DESCRIPTION_ATTR, [list(x) for x in lines])
+        if self.reference_loss is not None:
+            study.set_user_attr(review.REFERENCE_ATTR, self.reference_loss)
+        self.client.set_tag(self.parent_run_id, "mlflow.note.content",
+                            redact(review.description_markdown(study.study_name, lines))[:50000])
+
+    def _diagnose(self, trial: Any, outcome: TrialOutcome) -> Any:
+        from search.review import diagnostics
+
+        histories = {s.split: s.history for s in outcome.splits if s.history}
+        if not histories:
+            return None
+        early = int(outcome.settings.get("train", {}).get("early_stopping") or 0)
+        patience = min(diagnostics.DEFAULT_PATIENCE, early) if early else diagnostics.DEFAULT_PATIENCE
+        diagnosis = diagnostics.diagnose_trial(histories, self.reference_loss, patience)
+        kept = {**diagnosis.attrs(), "fit": trial_fit(outcome, diagnosis), review.PATIENCE_ATTR: patience,
+                review.CURVES_ATTR: review.compact_curves(histories)}
+        for key, value in kept.items():
+            trial.set_user_attr(key, value)
+        return diagnosis
+
+    def _log_trial_figure(self, trial: Any, run_id: str, outcome: TrialOutcome, diagnosis: Any) -> None:
+        """Hand the trial's learning-curve figure to the drawing thread: the next trial need not wait for it."""
+        name = review.trial_label(trial.number, trial.params, bool(trial.user_attrs.get("baseline")))
+        histories = {s.split: s.history for s in outcome.splits}
+        self._later.submit(self._draw_trial_figure, trial.number, run_id, name, histories, diagnosis,
+                           trial_fit(outcome, diagnosis))
+
+    def _draw_trial_figure(self, number: int, run_id: str, name: str, histories: dict[int, Any], diagnosis: Any,
+                           fit: str) -> None:
+        from search.review import figures
+
+        try:
+            png = figures.learning_curves(histories, diagnosis, name, fit=fit)
+            with tempfile.TemporaryDirectory(prefix="search-fig-") as tmp:
+                path = Path(tmp) / Path(TRIAL_FIGURE).name
+                path.write_bytes(png)
+                self.client.log_artifact(run_id, str(path), str(Path(TRIAL_FIGURE).parent))
+        except Exception as exc:  # a figure is never worth a trial
+            _log.warning("could not draw trial %s's learning curves: %s", number, exc)
+
+    def _maybe_refresh_with(self, trials: list[Any]) -> None:
+        if not (self._best_pending or self._since_refresh >= self.refresh_every):
+            return
+        elapsed = time.monotonic() - self._clock_start
+        if self._review_spent + self._review_cost > self.review_share * elapsed:
+            return  # drawing now would cost more than our share of the run: a later trial end will
+        self.refresh_study(trials)
+
+    def refresh_study(self, trials: list[Any]) -> None:
+        """Redraw the study figures and tables on the parent run, and log the study metrics."""
+        from mlflow.entities import Metric, RunTag
+
+        started = time.perf_counter()
+        try:
+            study_name = self._study.study_name if self._study is not None else self.space.study.name
+            attrs = self._study.user_attrs if self._study is not None else {}
+            result = review.build(trials, study_name, attrs.get(review.DESCRIPTION_ATTR, ()),
+                                  seed=self.space.study.seed, reference=self.reference_loss)
+            with tempfile.TemporaryDirectory(prefix="search-review-") as tmp:
+                folder = Path(tmp) / "study"
+                folder.mkdir()
+                for name, png in result.figures.items():
+                    (folder / f"{name}.png").write_bytes(png)
+                if result.notes:
+                    (folder / "notes.md").write_text("\n\n".join(result.notes) + "\n", encoding="utf-8")
+                (folder / "top_trials.csv").write_text(result.csv(), encoding="utf-8")
+                (folder / "top_trials.md").write_text(result.markdown(), encoding="utf-8")
+                self.client.log_artifacts(self.parent_run_id, tmp)
+            finished = int(result.metrics.get("trials_complete", 0) + result.metrics.get("trials_pruned", 0))
+            now = int(time.time() * 1000)
+            metrics = [Metric(k, v, now, finished) for k, v in result.metrics.items()
+                       if k not in ("best_value", "best_trial") and math.isfinite(v)]
+            tags = [RunTag("review.trials", str(finished))]
+            if "best_trial" in result.metrics:
+                tags.append(RunTag("review.best_trial", str(int(result.metrics["best_trial"]))))
+            self.client.log_batch(self.parent_run_id, metrics=metrics, tags=tags)
+            self._best_pending, self._since_refresh = False, 0
+        except Exception as exc:  # the study goes on without fresh figures
+            _log.warning("could not refresh the study figures: %s: %s", type(exc).__name__, exc)
+        finally:
+            self._review_cost = time.perf_counter() - started
+            self._review_spent += self._review_cost
