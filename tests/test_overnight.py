@@ -1,6 +1,7 @@
 """Overnight safety with real processes and real stores: SIGKILL, SIGTERM, faults, workers, disk."""
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import run_cli
+from search.runner.results import TrialListener
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -182,6 +184,38 @@ def test_only_the_best_k_trials_keep_checkpoints(write_space, home):
     on_disk = {int(p.name.removeprefix("trial_")) for p in (home / "checkpoints" / "disk").iterdir()}
     assert on_disk == best_two
     assert study.best_trial.number in on_disk
+
+
+class _SavedCheckpoints(TrialListener):
+    """Which split checkpoints each trial wrote, seen when it ends (before retention's sweep)."""
+
+    def __init__(self) -> None:
+        self.saved: dict[int, list[bool]] = {}
+        self.kept: dict[int, bool] = {}
+
+    def on_trial_end(self, trial, outcome) -> None:
+        from search.studies import lifecycle
+
+        self.saved[trial.number] = [s.checkpoint is not None for s in outcome.splits]
+        if outcome.state == "complete":
+            self.kept[trial.number] = trial.number in lifecycle.top_trials(
+                trial.study.get_trials(deepcopy=False), 1, (trial.number, outcome.value))
+
+
+def test_a_trial_outside_the_best_k_writes_no_checkpoint(write_space, home):
+    """With fused splits a trial that would not survive retention never writes its files."""
+    from search import api, space as spaces
+    from search.runner import session
+
+    space_file = write_space({"study": {"name": "lean", "n_trials": 5, "keep_checkpoints": 1, "baseline": False},
+                              "validation": {"scheme": "kfold", "k": 2}, "model": {"units": {"int": [4, 32]}}})
+    seen = _SavedCheckpoints()
+    options = session.RunOptions(home=home, quiet=True, threads=1, extra_listeners=[seen])
+    api.run_prepared(session.prepare(spaces.load(space_file)), options, space_file.read_text(), out=io.StringIO())
+    assert set(seen.kept) == set(range(5)), seen.saved
+    assert any(seen.kept.values()) and not all(seen.kept.values()), "the draw must give both kinds of trial"
+    for number, kept in seen.kept.items():
+        assert seen.saved[number] == [kept, kept], (number, seen.saved)
 
 
 @pytest.mark.parametrize("argv", [["--timeout", "1s"]])

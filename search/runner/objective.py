@@ -157,9 +157,11 @@ class Objective:
         except fused.NotFusable as exc:
             training.say_not_fused(settings, str(exc))
             return False
-        # A trial that ends here (pruned, diverged, stopped) keeps no checkpoint: retention would delete it.
+        # Checkpoints only where retention keeps them: a trial that ends here (pruned, diverged, stopped), or
+        # one outside the best keep_checkpoints, would have its files deleted as soon as it is told.
         ending = any(r.diverged or r.stop_reason == "stopped" for _, r in pairs)
-        results = [self._keep(trial, model, result, split, save=not ending)
+        save = not ending and self._ranks_among_kept(trial, [r for _, r in pairs])
+        results = [self._keep(trial, model, result, split, save=save)
                    for (model, result), split in zip(pairs, self.splits)]
         del pairs
         for result in results:
@@ -174,6 +176,21 @@ class Objective:
             for result in results:
                 trial.report(result.best_val_loss, pruning.split_step(result.split))
         return True
+
+    def _ranks_among_kept(self, trial: Any, results: Sequence[SplitResult]) -> bool:
+        """Whether a trial with these split results ranks among the best ``study.keep_checkpoints``.
+
+        The same rule as the retention listener (search/runner/session.py), read a moment earlier: a
+        trial another worker finishes in between is settled by retention's sweep, as before.
+        """
+        from search.studies import lifecycle as studies
+
+        losses = [r.best_val_loss for r in results]
+        if not all(math.isfinite(v) for v in losses):
+            return True  # not a score: _keep decides per split, as on the sequential path
+        kept = studies.top_trials(trial.study.get_trials(deepcopy=False), self.space.study.keep_checkpoints,
+                                  (trial.number, float(np.mean(losses))))
+        return trial.number in kept
 
     def _split_done(self, trial: Any, outcome: TrialOutcome, result: SplitResult) -> None:
         outcome.splits.append(result)
