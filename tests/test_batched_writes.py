@@ -43,6 +43,34 @@ def test_reports_and_attributes_are_seen_at_once_and_stored_by_the_flush(study):
     study.tell(real, 1.0)
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_attributes_set_again_store_their_last_value_and_overwrite_stored_ones(tmp_path, database):
+    import os
+
+    if database == "sqlite":
+        url = f"sqlite:///{tmp_path / 'o.db'}"
+    else:
+        url = os.environ.get("SEARCH_TEST_POSTGRES_URL")
+        if not url:
+            pytest.skip("SEARCH_TEST_POSTGRES_URL is not set (a PostgreSQL database for the tests)")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    name = f"attrs-{tmp_path.name}"
+    study = optuna.create_study(storage=url, study_name=name)
+    try:
+        real = study.ask()
+        trial = TrialWithBatchedWrites(real, every=3600)
+        trial.set_user_attr("splits", [])  # the first write is made at once: a stored row to overwrite
+        for k in range(3):
+            trial.set_user_attr("splits", [{"split": s} for s in range(k + 1)])
+            trial.set_user_attr(f"split_{k}", k)
+        trial.flush()
+        assert _stored(study, real).user_attrs == {"splits": [{"split": 0}, {"split": 1}, {"split": 2}],
+                                                   "split_0": 0, "split_1": 1, "split_2": 2}
+        study.tell(real, 1.0)
+    finally:
+        optuna.delete_study(study_name=name, storage=url)
+
+
 def test_reports_reach_the_storage_while_the_trial_runs(study):
     real = study.ask()
     trial = TrialWithBatchedWrites(real, every=0.0)

@@ -194,3 +194,50 @@ def test_splits_too_large_to_hold_together_are_trained_one_after_another(monkeyp
         fused.train(space, settings, prepared.dataset, prepared.splits, _seeds(prepared))
     pairs = training.train_splits(space, settings, prepared.dataset, prepared.splits, _seeds(prepared))
     assert [r.split for _, r in pairs] == [0, 1, 2] and all(r.epochs_run == 1 for _, r in pairs)
+
+
+def test_a_checkpoint_saved_with_the_skip_sets_set_aside_is_the_one_keras_writes(tmp_path):
+    """checkpoints.save_atomic gives Keras its per-type skip sets computed once; the file must not change."""
+    import re
+    import zipfile
+
+    import h5py
+    import keras
+    import numpy as np
+
+    from search.runner import _runtime, checkpoints
+    from search.models import layers  # noqa: F401  (the data-loss metric, registered)
+
+    def build():  # after a reset, so layer names and seeds are the same each time
+        _runtime.reset_keras()
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4,))
+        x = keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(1e-3))(inputs)
+        x = keras.layers.BatchNormalization()(keras.layers.Dropout(0.2)(x))
+        model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+        model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(np.ones((16, 4)), np.arange(16) % 3, epochs=1, verbose=0)
+        return model
+
+    def contents(path):
+        with zipfile.ZipFile(path) as z:  # objects shared between layers are named by their id() in memory
+            config = re.sub(rb'"shared_object_id": [0-9]+', b"", z.read("config.json"))
+            z.extract("model.weights.h5", tmp_path / path.stem)
+        with h5py.File(tmp_path / path.stem / "model.weights.h5") as h5:
+            arrays = {}
+            h5.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset)
+                          else None)
+        return config, arrays
+
+    build().save(tmp_path / "keras.keras")  # Keras alone
+    checkpoints.save_atomic(build(), tmp_path / "primed.keras")
+    checkpoints.save_atomic(build(), tmp_path / "again.keras")  # the skip sets now come from the process cache
+    expected_config, expected = contents(tmp_path / "keras.keras")
+    for name in ("primed.keras", "again.keras"):
+        config, arrays = contents(tmp_path / name)
+        assert config == expected_config
+        assert arrays.keys() == expected.keys() and len(arrays) > 10
+        assert all(np.array_equal(arrays[k], expected[k]) for k in arrays)
+    assert checkpoints._skipsets, "the skip sets were set aside"
+    loaded = checkpoints.load_model(tmp_path / "again.keras")
+    assert loaded.evaluate(np.ones((4, 4)), np.arange(4) % 3, verbose=0)

@@ -107,9 +107,32 @@ def _make(batch: list[_Write]) -> None:
             # One statement for all: each step is new (the trial's view refused repeats), and Optuna's
             # per-value helper costs two queries a row.
             session.execute(sqlalchemy.insert(values), rows)
-        for kind, _, trial_id, key, value in batch:
-            if kind == "attr":
+        # An attribute set several times since the last flush (a trial's `splits`, split after split) is
+        # written once, with its last value.
+        attrs = {(trial_id, key): value for kind, _, trial_id, key, value in batch if kind == "attr"}
+        if attrs and not _upsert_attrs(session, rdb, models.TrialUserAttributeModel, attrs):
+            for (trial_id, key), value in attrs.items():
                 rdb._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, key, value)
+
+
+def _upsert_attrs(session: Any, rdb: Any, model: Any, attrs: dict[tuple[int, str], Any]) -> bool:
+    """All attributes in one INSERT ... ON CONFLICT DO UPDATE, as Optuna writes each one on SQLite and
+    PostgreSQL (there it first reads the trial again, per attribute); False on other databases."""
+    import json
+    import sqlite3
+
+    name = rdb.engine.name
+    if name == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
+        from sqlalchemy.dialects.sqlite import insert
+    elif name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+    else:
+        return False
+    stmt = insert(model).values([{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                                 for (trial_id, key), value in attrs.items()])
+    session.execute(stmt.on_conflict_do_update(index_elements=[model.trial_id, model.key],
+                                               set_={"value_json": stmt.excluded.value_json}))
+    return True
 
 
 def _sql_storage(storage: Any) -> Any:

@@ -33,12 +33,13 @@ def param_text(value: Any) -> str:
     return redact(text)[:6000]
 
 
-def with_outcome(trial: Any, outcome: TrialOutcome) -> list[Any]:
-    """The study's trials with the one in flight as Optuna will store it a moment later."""
+def with_outcome(trial: Any, outcome: TrialOutcome, stored: list[Any]) -> list[Any]:
+    """The study's trials (``stored``, as just read) with the one in flight as Optuna will store it a
+    moment later."""
     from optuna.trial import TrialState
 
     out = []
-    for t in trial.study.get_trials(deepcopy=False):
+    for t in stored:
         if t.number == trial.number:
             t = copy.deepcopy(t)
             # Its last reports and attributes may not be written yet (they go in batches:

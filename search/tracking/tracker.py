@@ -229,7 +229,8 @@ class MlflowTracker(TrialListener):
         self._later.raise_failure(self._ticket)
         now = int(time.time() * 1000)
         summary = outcome.metrics()
-        new_best = outcome.state == "complete" and self._is_new_best(trial, outcome.value)
+        stored = trial.study.get_trials(deepcopy=False)  # read once for both uses below
+        new_best = outcome.state == "complete" and self._is_new_best(stored, trial.number, outcome.value)
         tags = [RunTag("optuna.state", outcome.state.upper()),
                 RunTag("pruned", str(outcome.state == "pruned").lower()), RunTag(BEST_TAG, str(new_best).lower())]
         diagnosis = self._diagnose(trial, outcome)  # Optuna attributes: before the trial is finished
@@ -247,7 +248,7 @@ class MlflowTracker(TrialListener):
         name = review.outcome_label(trial.number, trial.params, bool(trial.user_attrs.get("baseline")),
                                     outcome.state, outcome.value, outcome.reason, best=new_best)
         best_path = self._best_checkpoint(outcome) if new_best else None
-        trials = with_outcome(trial, outcome) if outcome.state in ("complete", "pruned") else None
+        trials = with_outcome(trial, outcome, stored) if outcome.state in ("complete", "pruned") else None
         # MLflow's writes go to the side thread: the next trial starts while they are made.
         self._closing.add(trial.number)
         self._later.submit(self._finish_trial, trial.study, trial.number, run_id, metrics, tags, name, new_best,
@@ -318,12 +319,10 @@ class MlflowTracker(TrialListener):
                 self.client.set_tag(run.info.run_id, "search.checkpoints_note", f"not deleted: {exc}"[:500])
             self.client.set_tag(run.info.run_id, "search.checkpoints", "removed")
 
-    def _is_new_best(self, trial: Any, value: float) -> bool:
+    @staticmethod
+    def _is_new_best(trials: list[Any], number: int, value: float) -> bool:
         """Lowest validation loss so far (the first objective, also in a multi-objective study)."""
-        from optuna.trial import TrialState
-
-        losses = [t.values[0] for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                  if t.values]
+        losses = [t.values[0] for t in trials if t.state.name == "COMPLETE" and t.values and t.number != number]
         return not losses or value < min(losses)
 
     def _move_best(self, run_id: str, value: float) -> None:
