@@ -1,9 +1,5 @@
-"""Everything MLflow: one experiment and one parent run per study, one nested run per trial.
-
-A side channel: it listens to the objective's events and never steers training. Uses
-``MlflowClient`` rather than the fluent API, so no global "active run" state leaks between trials or
-into a user's own code.
-"""
+"""The run's MLflow listener: it opens the study's experiment and parent run, one nested run per trial,
+and hands its writes and figures to a side thread (``_later``)."""
 from __future__ import annotations
 
 import json
