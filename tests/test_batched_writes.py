@@ -113,3 +113,35 @@ def test_live_objects_are_set_aside_for_the_run_and_given_back_after():
     with _runtime.live_objects_frozen():
         assert gc.get_freeze_count() > before
     assert gc.get_freeze_count() == before
+
+
+def test_a_trials_mlflow_run_is_made_off_the_training_thread_and_named_on_the_trial(write_space, home,
+                                                                                    monkeypatch):
+    import io
+    import threading
+
+    from mlflow.tracking import MlflowClient
+
+    from search import api, space as spaces
+    from search.runner import session
+
+    made_on = []
+    real_create_run = MlflowClient.create_run
+
+    def create_run(self, *args, **kwargs):
+        made_on.append((threading.current_thread().name, kwargs.get("tags", {}).get("search.kind")))
+        return real_create_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "create_run", create_run)
+    space_file = write_space({"study": {"name": "offthread", "n_trials": 3}})
+    options = session.RunOptions(home=home, quiet=True, threads=1)
+    api.run_prepared(session.prepare(spaces.load(space_file)), options, space_file.read_text(), out=io.StringIO())
+    trial_runs = [thread for thread, kind in made_on if kind == "trial"]
+    assert trial_runs == ["search-tracking"] * 3
+    study = optuna.load_study(study_name="offthread", storage=f"sqlite:///{home / 'optuna.db'}")
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    for trial in study.trials:
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.data.tags["optuna.trial_number"] == str(trial.number)
+        assert run.info.status == "FINISHED"
+        assert any(key.startswith("split_0/") for key in run.data.metrics)

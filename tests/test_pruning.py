@@ -175,3 +175,31 @@ def test_pruned_trials_are_summed_up_by_where_they_were_pruned():
                                      "1 across splits (after 2 finished splits, worse than the best trial on each), "
                                      "1 diverged (non-finite loss)")
     assert pruned_summary(optuna.create_study()) == ""
+
+
+def test_the_late_median_rule_reads_the_study_once_a_second_per_trial_not_every_epoch(tmp_path, monkeypatch):
+    from search.studies import pruning
+
+    study = optuna.create_study(storage=_storage(tmp_path))
+    for loss in (1.0, 1.1, 1.2, 1.3, 1.4):
+        _add_complete(study, [[loss] * 8], [loss])
+    reads = []
+    real_get_trials = study.get_trials
+    monkeypatch.setattr(study, "get_trials", lambda *a, **k: reads.append(1) or real_get_trials(*a, **k))
+    clock = [1000.0]
+    monkeypatch.setattr(pruning.time, "monotonic", lambda: clock[0])
+    rule = pruning.LateMedianRule(startup=5, warmup_fraction=0.0)
+
+    def judge(trial, epoch, value):
+        return rule.prune(study, pruning._view(trial, {epoch_step(0, epoch): value}))
+
+    first = _running(study, {})
+    assert [judge(first, epoch, 1.12) for epoch in (5, 6, 7)] == [False] * 3  # below the median, 1.2
+    assert len(reads) == 1                                                   # three epochs, one read
+    for _ in range(3):  # another worker completes three much better trials: the median falls to 1.05
+        _add_complete(study, [[0.1] * 8], [0.1])
+    assert not judge(first, 8, 1.12) and len(reads) == 1  # not seen within the second ...
+    clock[0] += pruning.REREAD_SECONDS
+    assert judge(first, 8, 1.12) and len(reads) == 2      # ... counted from the next read on
+    second = _running(study, {})
+    assert judge(second, 5, 1.12) and len(reads) == 3     # a new trial reads at once

@@ -160,7 +160,7 @@ class Objective:
         # Checkpoints only where retention keeps them: a trial that ends here (pruned, diverged, stopped), or
         # one outside the best keep_checkpoints, would have its files deleted as soon as it is told.
         ending = any(r.diverged or r.stop_reason == "stopped" for _, r in pairs)
-        save = not ending and self._ranks_among_kept(trial, [r for _, r in pairs])
+        save = not ending and self._ranks_among_kept(trial, [r for _, r in pairs], outcome)
         results = [self._keep(trial, model, result, split, save=save)
                    for (model, result), split in zip(pairs, self.splits)]
         del pairs
@@ -177,7 +177,7 @@ class Objective:
                 trial.report(result.best_val_loss, pruning.split_step(result.split))
         return True
 
-    def _ranks_among_kept(self, trial: Any, results: Sequence[SplitResult]) -> bool:
+    def _ranks_among_kept(self, trial: Any, results: Sequence[SplitResult], outcome: TrialOutcome) -> bool:
         """Whether a trial with these split results ranks among the best ``study.keep_checkpoints``.
 
         The same rule as the retention listener (search/runner/session.py), read a moment earlier: a
@@ -188,7 +188,7 @@ class Objective:
         losses = [r.best_val_loss for r in results]
         if not all(math.isfinite(v) for v in losses):
             return True  # not a score: _keep decides per split, as on the sequential path
-        kept = studies.top_trials(trial.study.get_trials(deepcopy=False), self.space.study.keep_checkpoints,
+        kept = studies.top_trials(outcome.stored_trials(trial.study), self.space.study.keep_checkpoints,
                                   (trial.number, float(np.mean(losses))))
         return trial.number in kept
 

@@ -5,7 +5,7 @@ on the same machine knows at once, from the host and process id each trial recor
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from search.errors import FAILURE_ATTR, FailureKind
 from search.studies._identity import orphans
@@ -58,17 +58,18 @@ def failure_streak(study: Any, since: float | None = None) -> int:
     return streak
 
 
-def recover_orphans(study: Any) -> list[int]:
+def recover_orphans(study: Any, trials: Sequence[Any] | None = None) -> list[int]:
     """Fail and requeue RUNNING trials whose process on this host is gone (killed, crashed).
 
     Heartbeats catch a dead worker on any host, but only after their grace period; a run restarted on
-    the same machine knows at once, from the process id each trial records.
+    the same machine knows at once, from the process id each trial records. ``trials``: the study's
+    trials as the caller just read them (read here when not given).
     """
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     recovered = []
-    for t in orphans(study):
+    for t in orphans(study, trials):
         worker = t.user_attrs.get("worker") or {}
         storage = study._storage  # Optuna has no public call to fail another process's trial
         try:

@@ -59,6 +59,17 @@ class TrialOutcome:
     splits: list[SplitResult] = field(default_factory=list)
     reason: str = ""
     metric_name: str = "accuracy"
+    _stored: list[Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def stored_trials(self, study: Any) -> list[Any]:
+        """The study's trials as stored when this trial ended, read once for everyone who asks.
+
+        The checkpoint writer and the listeners (retention, tracker) each rank the trial among the
+        others; one read serves them all, and they judge from the same list.
+        """
+        if self._stored is None:
+            self._stored = study.get_trials(deepcopy=False)
+        return self._stored
 
     @property
     def finished(self) -> list[SplitResult]:

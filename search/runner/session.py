@@ -253,15 +253,18 @@ class _Loop:
         started = 0
         grid = self.objective.space.study.sampler == "grid"
         while not self.stop.requested:
-            recovery.recover_orphans(self.study)
-            if studies.finished_count(self.study) >= self.budget:
-                return
-            if grid and studies.waiting_count(self.study) == 0:
-                return  # every grid point is taken; the workers running the last ones finish them
+            # The run's own limits first: they need no read of the study.
             if self.options.n_trials is not None and started >= self.options.n_trials:
                 return
             if deadline is not None and time.monotonic() >= deadline:
                 return
+            trials = self.study.get_trials(deepcopy=False)
+            if recovery.recover_orphans(self.study, trials):
+                trials = self.study.get_trials(deepcopy=False)  # they were failed and queued again
+            if studies.count_finished(trials) >= self.budget:
+                return
+            if grid and not any(t.state.name == "WAITING" for t in trials):
+                return  # every grid point is taken; the workers running the last ones finish them
             # No collection after the trial: the next model's reset_keras makes one, and each costs.
             self.study.optimize(self.objective, n_trials=1, catch=(Exception,))
             started += 1
@@ -333,19 +336,19 @@ class CheckpointRetention(TrialListener):
 
     def on_trial_end(self, trial: Any, outcome: Any) -> None:
         pending = (trial.number, outcome.value) if outcome.state == "complete" else None
-        self._sweep(trial.study, pending, also=trial.number)
+        self._sweep(outcome.stored_trials(trial.study), trial.study.study_name, pending, also=trial.number)
 
     def on_run_end(self, study: Any) -> None:
         # Two workers finishing together each see the other's trial as running and keep it: K + 1.
         # Once told, every trial is finished, so a sweep now settles on exactly K.
-        self._sweep(study, None)
+        self._sweep(study.get_trials(deepcopy=False), study.study_name, None)
 
-    def _sweep(self, study: Any, pending: tuple[int, float] | None, also: int | None = None) -> None:
+    def _sweep(self, trials: list[Any], study_name: str, pending: tuple[int, float] | None,
+               also: int | None = None) -> None:
         from search.runner import checkpoints
         from search.studies import lifecycle as studies
 
-        trials = study.get_trials(deepcopy=False)
         keep = studies.top_trials(trials, self.keep, pending)
         removable = {t.number for t in trials
                      if t.state.name in ("COMPLETE", "PRUNED", "FAIL")} | ({also} if also is not None else set())
-        checkpoints.keep_only(self.home, study.study_name, keep, removable)
+        checkpoints.keep_only(self.home, study_name, keep, removable)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from typing import Any, Sequence
 
 
 def worker_identity() -> dict[str, object]:
@@ -11,12 +11,12 @@ def worker_identity() -> dict[str, object]:
     return {"host": os.environ.get("SEARCH_HOSTNAME") or socket.gethostname(), "pid": os.getpid()}
 
 
-def orphans(study: Any) -> list[Any]:
-    """RUNNING trials whose process, on this host, is gone."""
-    from optuna.trial import TrialState
-
+def orphans(study: Any, trials: Sequence[Any] | None = None) -> list[Any]:
+    """RUNNING trials whose process, on this host, is gone (among ``trials``, read here when not given)."""
     host, found = worker_identity()["host"], []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for t in study.get_trials(deepcopy=False) if trials is None else trials:
+        if t.state.name != "RUNNING":
+            continue
         worker = t.user_attrs.get("worker") or {}
         if worker.get("host") == host and not process_alive(int(worker.get("pid", -1))):
             found.append(t)

@@ -181,7 +181,11 @@ def waiting_count(study: Any) -> int:
 
 
 def finished_count(study: Any) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED_STATES)
+    return count_finished(study.get_trials(deepcopy=False))
+
+
+def count_finished(trials: Sequence[Any]) -> int:
+    return sum(1 for t in trials if t.state.name in FINISHED_STATES)
 
 
 def top_trials(trials: Sequence[Any], k: int, pending: tuple[int, float] | None = None) -> set[int]:

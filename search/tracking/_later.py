@@ -24,9 +24,11 @@ class Later:
     trial). ``drain`` waits for everything submitted so far.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "search-tracking") -> None:
         import queue
         import threading
+
+        self.name = name
 
         self._queue: Any = queue.Queue()
         self._thread: Any = None
@@ -46,7 +48,7 @@ class Later:
         import threading
 
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._work, name="search-tracking", daemon=True)
+            self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
             self._thread.start()
         self._queue.put((self._submitted, fn, args, event))
         self._submitted += 1

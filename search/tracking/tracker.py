@@ -1,5 +1,6 @@
 """The run's MLflow listener: it opens the study's experiment and parent run, one nested run per trial,
-and hands its writes and figures to a side thread (``_later``)."""
+and hands its writes to a side thread (``_later``) and its figures to another (``_drawing``), which has them
+drawn in a helper process (search/review/_drawing.py)."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,8 @@ from search import review
 from search._redact import redact
 from search.runner.results import SplitResult, TrialListener, TrialOutcome
 from search.space import Space, flatten
-from search.tracking._later import Later
+from search.review._drawing import Drawer
+from search.tracking._later import DeferredFailure, Later
 from search.tracking._records import param_text, trial_fit, validation_settings, with_outcome
 from search.tracking._store import (CHECKPOINT_ARTIFACTS, PARENT_RUN_ATTR,
                                     RUN_ID_ATTR, VIEW_TAG, default_tracking_uri, experiment_id,
@@ -73,15 +75,20 @@ class MlflowTracker(TrialListener):
         # With a tracking server, split checkpoints live in its artifact store, so any machine can use them.
         self.remote = is_server(tracking_uri)
         self.keep_checkpoints = keep_checkpoints
-        self._runs: dict[int, str] = {}
+        self._runs: dict[int, str] = {}  # trial number -> its MLflow run, once the side thread made it
+        self._started: dict[int, int] = {}  # trial number -> the ticket after its run's creation
         self.reference_loss = reference_loss  # chance-level loss, for the underfit rule
         self.review_share, self.refresh_every = REVIEW_SHARE, REFRESH_EVERY
         self._study: Any = None
         self._clock_start, self._review_spent, self._review_cost = time.monotonic(), 0.0, 1.0
         self._best_pending, self._since_refresh = False, 0
-        self._later = Later()  # MLflow writes and figures, off the training thread
+        self._later = Later()  # MLflow writes, off the training thread
+        # Figures on a thread of their own, so a study figure refresh (seconds) never holds up a trial's
+        # writes, and drawn in another process, off the training thread's Python lock.
+        self._drawing = Later("search-drawing")
+        self._drawer = Drawer()
+        self._latest_trials: Any = None  # the newest trials a study refresh may draw; None: none asked
         self._closing: set[int] = set()  # trials whose run the side thread has yet to close
-        self._ticket = 0
 
     # -- study level -----------------------------------------------------------------------
     def start(self, study: Any) -> str:
@@ -138,15 +145,19 @@ class MlflowTracker(TrialListener):
             self.finish(status)
 
     def flush(self) -> None:
-        """Wait until every MLflow write handed to the side thread so far is made (a reader needs them)."""
+        """Wait until every MLflow write and figure handed to the side threads so far is made (a reader needs them)."""
         self._later.drain()
+        self._drawing.drain()
 
     def finish(self, status: str = "FINISHED") -> None:
-        self._later.drain()
-        if self.parent_run_id:
-            if self._study is not None:
-                self.refresh_study(self._study.get_trials(deepcopy=False))
-            self.client.set_terminated(self.parent_run_id, status=status)
+        self.flush()
+        try:
+            if self.parent_run_id:
+                if self._study is not None:
+                    self.refresh_study(self._study.get_trials(deepcopy=False))
+                self.client.set_terminated(self.parent_run_id, status=status)
+        finally:
+            self._drawer.close()
 
     def _experiment(self, name: str) -> str:
         return experiment_id(self.client, self.uri, self.home, name)
@@ -176,30 +187,31 @@ class MlflowTracker(TrialListener):
     def on_trial_start(self, trial: Any, settings: dict[str, dict[str, Any]]) -> None:
         from mlflow.entities import Param
 
-        self._ticket = self._later.ticket()  # everything before this trial: checked at its end
         is_baseline = bool(trial.user_attrs.get("baseline"))
-        run = self.client.create_run(
-            self.experiment_id, run_name=review.trial_label(trial.number, trial.params, is_baseline),
-            tags={"mlflow.parentRunId": self.parent_run_id, "search.kind": "trial",
-                  "optuna.trial_number": str(trial.number), "optuna.study_name": trial.study.study_name,
-                  "search.baseline": str(is_baseline).lower(),
-                  **({"search.phase": str(phase)} if (phase := trial.user_attrs.get("phase")) else {})})
-        run_id = run.info.run_id
-        self._runs[trial.number] = run_id
-        trial.set_user_attr(RUN_ID_ATTR, run_id)
+        name = review.trial_label(trial.number, trial.params, is_baseline)
+        tags = {"mlflow.parentRunId": self.parent_run_id, "search.kind": "trial",
+                "optuna.trial_number": str(trial.number), "optuna.study_name": trial.study.study_name,
+                "search.baseline": str(is_baseline).lower(),
+                **({"search.phase": str(phase)} if (phase := trial.user_attrs.get("phase")) else {})}
         params = [Param(k, param_text(v)) for k, v in flatten(settings).items()]
-        resolved = self.space.resolve(settings, name=f"{self.space.study.name}-t{trial.number:03d}",
-                                      n_trials=1, baseline=False, seed_trial=trial.number)
-        self._later.submit(self._log_start, run_id, params, redact(resolved.to_yaml()), event="on_trial_start")
+        # Creating the run is a round trip to the store (10 ms on SQLite, more to a server): the side
+        # thread makes it while the trial trains, and the trial's end waits for it (long done by then).
+        self._started[trial.number] = self._later.ticket() + 1
+        self._later.submit(self._open_run, trial.number, name, tags, params, settings, event="on_trial_start")
 
-    def _log_start(self, run_id: str, params: list[Any], resolved: str) -> None:
+    def _open_run(self, number: int, name: str, tags: dict[str, str], params: list[Any],
+                  settings: dict[str, dict[str, Any]]) -> None:
+        run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+        self._runs[number] = run_id
+        resolved = self.space.resolve(settings, name=f"{self.space.study.name}-t{number:03d}",
+                                      n_trials=1, baseline=False, seed_trial=number)
         self.client.log_batch(run_id, params=params)
-        self.client.log_text(run_id, resolved, "config/resolved.yaml")
+        self.client.log_text(run_id, redact(resolved.to_yaml()), "config/resolved.yaml")
 
     def on_split_end(self, trial: Any, result: SplitResult) -> None:
         from mlflow.entities import Metric
 
-        run_id, now, k = self._runs[trial.number], int(time.time() * 1000), result.split
+        now, k = int(time.time() * 1000), result.split
         metrics = [Metric(f"split_{k}/{name}", value, now, epoch)
                    for name, values in result.history.items()
                    for epoch, value in enumerate(values, start=1) if math.isfinite(value)]
@@ -207,25 +219,36 @@ class MlflowTracker(TrialListener):
                             ("best_val_metric", result.best_val_metric)):
             if math.isfinite(value):
                 metrics.append(Metric(f"split_{k}/{name}", float(value), now, 0))
-        self._later.submit(self._log_metrics, run_id, metrics, event="on_split_end")
+        self._later.submit(self._log_metrics, trial.number, metrics, event="on_split_end")
 
-    def _log_metrics(self, run_id: str, metrics: list[Any]) -> None:
+    def _log_metrics(self, number: int, metrics: list[Any]) -> None:
+        run_id = self._runs.get(number)
+        if run_id is None:  # its run could not be made: that failure is the one reported
+            return
         for start in range(0, len(metrics), 900):  # MLflow's batch limit is 1000 metrics
             self.client.log_batch(run_id, metrics=metrics[start:start + 900])
 
     def on_trial_end(self, trial: Any, outcome: TrialOutcome) -> None:
         from mlflow.entities import Metric, RunTag
 
-        run_id = self._runs.pop(trial.number, None)
+        started = self._started.pop(trial.number, None)
+        if started is None:
+            return
+        # The previous trial's writes and this trial's run had this whole trial's training to finish; one
+        # that failed is raised here, so a failing store is counted trial by trial (a write one trial late).
+        self._later.wait(started)
+        run_id = self._runs.get(trial.number)  # the side thread forgets it once the run is closed
+        try:
+            self._later.raise_failure(started)
+        except DeferredFailure:
+            self._runs.pop(trial.number, None)  # left open: closed as an orphan later
+            raise
         if run_id is None:
             return
-        # The previous trial's writes had this whole trial's training to finish; one that failed is raised
-        # here, so a failing store is counted trial by trial (one trial late), as if it had failed in place.
-        self._later.wait(self._ticket)
-        self._later.raise_failure(self._ticket)
+        trial.set_user_attr(RUN_ID_ATTR, run_id)
         now = int(time.time() * 1000)
         summary = outcome.metrics()
-        stored = trial.study.get_trials(deepcopy=False)  # read once for both uses below
+        stored = outcome.stored_trials(trial.study)  # one read, shared with the other listeners
         new_best = outcome.state == "complete" and self._is_new_best(stored, trial.number, outcome.value)
         tags = [RunTag("optuna.state", outcome.state.upper()),
                 RunTag("pruned", str(outcome.state == "pruned").lower()), RunTag(BEST_TAG, str(new_best).lower())]
@@ -255,10 +278,19 @@ class MlflowTracker(TrialListener):
         try:
             self._close_trial_run(study, number, run_id, metrics, tags, name, new_best, value, state, best_path)
         finally:
+            self._runs.pop(number, None)
             self._closing.discard(number)
         if trials is not None:
             self._since_refresh += 1
             self._best_pending |= new_best
+            # Only the newest trials are worth drawing: a refresh still waiting takes these instead.
+            waiting, self._latest_trials = self._latest_trials is not None, trials
+            if not waiting:
+                self._drawing.submit(self._refresh_latest)
+
+    def _refresh_latest(self) -> None:
+        trials, self._latest_trials = self._latest_trials, None
+        if trials is not None:
             self._maybe_refresh_with(trials)
 
     def _close_trial_run(self, study: Any, number: int, run_id: str, metrics: list[Any], tags: list[Any], name: str,
@@ -278,7 +310,7 @@ class MlflowTracker(TrialListener):
         from search.studies import lifecycle as studies
 
         pending = (trial.number, outcome.value) if outcome.state == "complete" else None
-        trials = trial.study.get_trials(deepcopy=False)
+        trials = outcome.stored_trials(trial.study)
         keep = studies.top_trials(trials, self.keep_checkpoints, pending)
         paths = [s.checkpoint for s in outcome.splits if s.checkpoint is not None and Path(s.checkpoint).exists()]
         if trial.number in keep and paths:
@@ -288,7 +320,7 @@ class MlflowTracker(TrialListener):
         self._drop_checkpoints(trials, keep)
 
     def on_run_end(self, study: Any) -> None:
-        self._later.drain()
+        self.flush()
         if self.remote:  # see CheckpointRetention.on_run_end: concurrent finishes can leave K + 1
             from search.studies import lifecycle as studies
 
@@ -381,7 +413,7 @@ class MlflowTracker(TrialListener):
         """Hand the trial's learning-curve figure to the drawing thread: the next trial need not wait for it."""
         name = review.trial_label(trial.number, trial.params, bool(trial.user_attrs.get("baseline")))
         histories = {s.split: s.history for s in outcome.splits}
-        self._later.submit(self._draw_trial_figure, trial.number, run_id, name, histories, diagnosis,
+        self._drawing.submit(self._draw_trial_figure, trial.number, run_id, name, histories, diagnosis,
                            trial_fit(outcome, diagnosis))
 
     def _draw_trial_figure(self, number: int, run_id: str, name: str, histories: dict[int, Any], diagnosis: Any,
@@ -389,11 +421,12 @@ class MlflowTracker(TrialListener):
         from search.review import figures
 
         try:
-            png = figures.learning_curves(histories, diagnosis, name, fit=fit)
+            png = self._drawer.call(figures.learning_curves, histories, diagnosis, name, fit=fit)
             with tempfile.TemporaryDirectory(prefix="search-fig-") as tmp:
                 path = Path(tmp) / Path(TRIAL_FIGURE).name
                 path.write_bytes(png)
                 self.client.log_artifact(run_id, str(path), str(Path(TRIAL_FIGURE).parent))
+            forget_artifact_repo(run_id)  # the figure may come after the run closed (and forgot its repository)
         except Exception as exc:  # a figure is never worth a trial
             _log.warning("could not draw trial %s's learning curves: %s", number, exc)
 
@@ -413,8 +446,8 @@ class MlflowTracker(TrialListener):
         try:
             study_name = self._study.study_name if self._study is not None else self.space.study.name
             attrs = self._study.user_attrs if self._study is not None else {}
-            result = review.build(trials, study_name, attrs.get(review.DESCRIPTION_ATTR, ()),
-                                  seed=self.space.study.seed, reference=self.reference_loss)
+            result = self._drawer.call(review.build, trials, study_name, attrs.get(review.DESCRIPTION_ATTR, ()),
+                                       seed=self.space.study.seed, reference=self.reference_loss)
             with tempfile.TemporaryDirectory(prefix="search-review-") as tmp:
                 folder = Path(tmp) / "study"
                 folder.mkdir()

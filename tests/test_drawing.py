@@ -1,0 +1,57 @@
+"""Figures are drawn in a helper process, so drawing never takes Python's lock from the training thread."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from search.review import diagnostics, figures
+from search.review._drawing import Drawer, DrawingFailed
+
+
+def _histories() -> dict[int, dict[str, list[float]]]:
+    return {k: {"loss": [1 / (e + 1) for e in range(8)], "val_loss": [1 / (e + 1) + 0.02 * e for e in range(8)]}
+            for k in range(3)}
+
+
+def test_a_figure_is_drawn_in_another_process_and_is_the_same_png():
+    drawer = Drawer()
+    try:
+        assert drawer.call(os.getpid) != os.getpid()
+        histories = _histories()
+        diagnosis = diagnostics.diagnose_trial(histories, 2.3, 5)
+        png = drawer.call(figures.learning_curves, histories, diagnosis, "trial 3", fit="good")
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert len(png) == len(figures.learning_curves(histories, diagnosis, "trial 3", fit="good"))
+    finally:
+        drawer.close()
+
+
+def test_an_error_in_the_helper_is_raised_here_with_its_message_and_the_helper_goes_on():
+    drawer = Drawer()
+    try:
+        with pytest.raises(DrawingFailed, match="FileNotFoundError"):
+            drawer.call(os.stat, "/no/such/file/here")
+        assert drawer.call(os.getpid) != os.getpid()  # the same helper still answers
+    finally:
+        drawer.close()
+
+
+def test_when_the_helper_dies_the_drawing_is_done_in_this_process():
+    drawer = Drawer()
+    try:
+        helper = drawer.call(os.getpid)
+        os.kill(helper, 9)
+        drawer._proc.wait(timeout=10)
+        assert drawer.call(os.getpid) == os.getpid()  # no figure is lost, none is drawn twice
+        assert drawer._proc is None
+    finally:
+        drawer.close()
+
+
+def test_closing_ends_the_helper():
+    drawer = Drawer()
+    drawer.call(os.getpid)
+    proc = drawer._proc
+    drawer.close()
+    assert proc.poll() is not None
