@@ -133,7 +133,8 @@ class LateMedianRule:
                  percentile: float = 50.0, profile: RegularizationProfile | None = None) -> None:
         self.startup, self.warmup_fraction, self.percentile = startup, warmup_fraction, percentile
         self.profile = profile  # when set, a curve is judged only against alike-regularized complete trials
-        self._read: tuple[tuple[int, int], float, list[Any]] | None = None  # ((study, trial), when, complete)
+        # ((study id, trial number), when read, (warm-up epoch, complete trials compared with))
+        self._read: tuple[tuple[int, int], float, tuple[int, list[Any]]] | None = None
 
     def warmup(self, complete: list[Any]) -> int:
         """The first epoch this rule may judge, given the complete trials."""
@@ -142,13 +143,14 @@ class LateMedianRule:
         median = float(np.median(best_epochs)) if best_epochs else 0.0
         return max(PRUNE_WARMUP_EPOCHS, int(np.ceil(self.warmup_fraction * median)))
 
-    def _complete(self, study: Any, trial: Any) -> list[Any]:
-        """The complete trials a curve is judged against, read at most every ``REREAD_SECONDS`` per trial.
+    def _compared(self, study: Any, trial: Any) -> tuple[int, list[Any]]:
+        """The first epoch to judge, and the complete trials a curve is judged against (the alike ones
+        under a profile), read at most every ``REREAD_SECONDS`` per trial.
 
-        A read of the study costs about as much as a short epoch; judged every epoch, it was the largest
-        part of the harness's cost per trial. One worker's study gains no complete trial while one of its
-        trials trains, so the decisions are the same; with several, a trial another worker completed in
-        the last second is counted from the next read on.
+        A read of the study costs about as much as a short epoch, and sorting out the alike trials grows
+        with the study; done every epoch, they were the largest part of the harness's cost per trial. One
+        worker's study gains no complete trial while one of its trials trains, so the decisions are the
+        same; with several, a trial another worker completed in the last second counts from the next read.
         """
         from optuna.trial import TrialState
 
@@ -157,19 +159,18 @@ class LateMedianRule:
             return self._read[2]
         complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                     if not t.user_attrs.get("baseline") and t.number != trial.number]
-        self._read = (key, now, complete)
-        return complete
+        warmup = self.warmup(complete)
+        if self.profile is not None:
+            complete = [t for t in complete if self.profile.alike(t.params, trial.params)]
+        self._read = (key, now, (warmup, complete))
+        return warmup, complete
 
     def prune(self, study: Any, trial: Any) -> bool:
         step = trial.last_step
         if step is None:
             return False
-        complete = self._complete(study, trial)
-        if step % STEP_STRIDE < self.warmup(complete):
-            return False
-        if self.profile is not None:
-            complete = [t for t in complete if self.profile.alike(t.params, trial.params)]
-        if len(complete) < self.startup:
+        warmup, complete = self._compared(study, trial)
+        if step % STEP_STRIDE < warmup or len(complete) < self.startup:
             return False
         others = [t.intermediate_values[step] for t in complete if step in t.intermediate_values]
         others = [v for v in others if np.isfinite(v)]
