@@ -155,7 +155,9 @@ class LateMedianRule:
         from optuna.trial import TrialState
 
         key, now = (id(study), trial.number), time.monotonic()
-        if self._read is not None and self._read[0] == key and now - self._read[1] < REREAD_SECONDS:
+        # A trial outside a study (number -1, made by ``create_trial``) has nothing to key on: read afresh.
+        if (trial.number >= 0 and self._read is not None and self._read[0] == key
+                and now - self._read[1] < REREAD_SECONDS):
             return self._read[2]
         complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                     if not t.user_attrs.get("baseline") and t.number != trial.number]
