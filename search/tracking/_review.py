@@ -1,0 +1,154 @@
+"""The tracker's review side: the study's description, each trial's diagnosis and learning curves, and
+the study figures, drawn by a helper process (search/review/_drawing.py) and logged from a thread of
+their own, so neither a figure nor a study refresh holds up training or a trial's MLflow writes."""
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from search import review
+from search._redact import redact
+from search.review._drawing import Drawer
+from search.runner.results import TrialOutcome
+from search.space import Space
+from search.tracking._later import Later
+from search.tracking._records import trial_fit
+from search.tracking._store import forget_artifact_repo
+
+TRIAL_FIGURE = "figures/learning_curves.png"
+_log = logging.getLogger("search")
+
+
+class ReviewLogging:
+    """Mixed into the MLflow tracker, which sets these attributes up."""
+
+    client: Any
+    space: Space
+    study_tags: dict[str, Any]
+    parent_run_id: str
+    reference_loss: float | None
+    review_share: float
+    refresh_every: int
+    _study: Any
+    _clock_start: float
+    _review_spent: float
+    _review_cost: float
+    _best_pending: bool
+    _since_refresh: int
+    _drawing: Later
+    _drawer: Drawer
+    _latest_trials: Any
+    _refresh_queued: bool
+    _refresh_lock: threading.Lock
+
+    def _ask_refresh(self, trials: list[Any], new_best: bool) -> None:
+        """Count a finished trial toward a study refresh; only the newest trials are worth drawing, so a
+        refresh still waiting takes these instead."""
+        self._since_refresh += 1
+        self._best_pending |= new_best
+        with self._refresh_lock:
+            self._latest_trials = trials
+            if self._refresh_queued:
+                return
+            self._refresh_queued = True
+        self._drawing.submit(self._refresh_latest)
+
+    def _refresh_latest(self) -> None:
+        with self._refresh_lock:
+            trials, self._latest_trials, self._refresh_queued = self._latest_trials, None, False
+        if trials is not None:
+            self._maybe_refresh_with(trials)
+
+    # What they compute and draw lives in search.diagnostics, search.figures and search.review; here it
+    # only meets MLflow.
+    def _describe(self, study: Any) -> None:
+        lines = review.describe(self.space, self.study_tags)
+        study.set_user_attr(review.DESCRIPTION_ATTR, [list(x) for x in lines])
+        if self.reference_loss is not None:
+            study.set_user_attr(review.REFERENCE_ATTR, self.reference_loss)
+        self.client.set_tag(self.parent_run_id, "mlflow.note.content",
+                            redact(review.description_markdown(study.study_name, lines))[:50000])
+
+    def _diagnose(self, trial: Any, outcome: TrialOutcome) -> Any:
+        from search.review import diagnostics
+
+        histories = {s.split: s.history for s in outcome.splits if s.history}
+        if not histories:
+            return None
+        early = int(outcome.settings.get("train", {}).get("early_stopping") or 0)
+        patience = min(diagnostics.DEFAULT_PATIENCE, early) if early else diagnostics.DEFAULT_PATIENCE
+        diagnosis = diagnostics.diagnose_trial(histories, self.reference_loss, patience)
+        kept = {**diagnosis.attrs(), "fit": trial_fit(outcome, diagnosis), review.PATIENCE_ATTR: patience,
+                review.CURVES_ATTR: review.compact_curves(histories)}
+        for key, value in kept.items():
+            trial.set_user_attr(key, value)
+        return diagnosis
+
+    def _log_trial_figure(self, trial: Any, run_id: str, outcome: TrialOutcome, diagnosis: Any) -> None:
+        """Hand the trial's learning-curve figure to the drawing thread: the next trial need not wait for it."""
+        name = review.trial_label(trial.number, trial.params, bool(trial.user_attrs.get("baseline")))
+        histories = {s.split: s.history for s in outcome.splits}
+        self._drawing.submit(self._draw_trial_figure, trial.number, run_id, name, histories, diagnosis,
+                           trial_fit(outcome, diagnosis))
+
+    def _draw_trial_figure(self, number: int, run_id: str, name: str, histories: dict[int, Any], diagnosis: Any,
+                           fit: str) -> None:
+        from search.review import figures
+
+        try:
+            png = self._drawer.call(figures.learning_curves, histories, diagnosis, name, fit=fit)
+            with tempfile.TemporaryDirectory(prefix="search-fig-") as tmp:
+                path = Path(tmp) / Path(TRIAL_FIGURE).name
+                path.write_bytes(png)
+                self.client.log_artifact(run_id, str(path), str(Path(TRIAL_FIGURE).parent))
+            forget_artifact_repo(run_id)  # the figure may come after the run closed (and forgot its repository)
+        except Exception as exc:  # a figure is never worth a trial
+            _log.warning("could not draw trial %s's learning curves: %s", number, exc)
+
+    def _maybe_refresh_with(self, trials: list[Any]) -> None:
+        if not (self._best_pending or self._since_refresh >= self.refresh_every):
+            return
+        elapsed = time.monotonic() - self._clock_start
+        if self._review_spent + self._review_cost > self.review_share * elapsed:
+            return  # drawing now would cost more than our share of the run: a later trial end will
+        self.refresh_study(trials)
+
+    def refresh_study(self, trials: list[Any]) -> None:
+        """Redraw the study figures and tables on the parent run, and log the study metrics."""
+        from mlflow.entities import Metric, RunTag
+
+        started = time.perf_counter()
+        try:
+            study_name = self._study.study_name if self._study is not None else self.space.study.name
+            attrs = self._study.user_attrs if self._study is not None else {}
+            result = self._drawer.call(review.build, trials, study_name, attrs.get(review.DESCRIPTION_ATTR, ()),
+                                       seed=self.space.study.seed, reference=self.reference_loss)
+            with tempfile.TemporaryDirectory(prefix="search-review-") as tmp:
+                folder = Path(tmp) / "study"
+                folder.mkdir()
+                for name, png in result.figures.items():
+                    (folder / f"{name}.png").write_bytes(png)
+                if result.notes:
+                    (folder / "notes.md").write_text("\n\n".join(result.notes) + "\n", encoding="utf-8")
+                (folder / "top_trials.csv").write_text(result.csv(), encoding="utf-8")
+                (folder / "top_trials.md").write_text(result.markdown(), encoding="utf-8")
+                self.client.log_artifacts(self.parent_run_id, tmp)
+            finished = int(result.metrics.get("trials_complete", 0) + result.metrics.get("trials_pruned", 0))
+            now = int(time.time() * 1000)
+            metrics = [Metric(k, v, now, finished) for k, v in result.metrics.items()
+                       if k not in ("best_value", "best_trial") and math.isfinite(v)]
+            tags = [RunTag("review.trials", str(finished))]
+            if "best_trial" in result.metrics:
+                tags.append(RunTag("review.best_trial", str(int(result.metrics["best_trial"]))))
+            self.client.log_batch(self.parent_run_id, metrics=metrics, tags=tags)
+            self._best_pending, self._since_refresh = False, 0
+        except Exception as exc:  # the study goes on without fresh figures
+            _log.warning("could not refresh the study figures: %s: %s", type(exc).__name__, exc)
+        finally:
+            self._review_cost = time.perf_counter() - started
+            self._review_spent += self._review_cost
