@@ -29,7 +29,6 @@ class Later:
         import threading
 
         self.name = name
-
         self._queue: Any = queue.Queue()
         self._thread: Any = None
         self._failures: list[tuple[int, DeferredFailure]] = []  # (item number, failure), oldest first

@@ -21,30 +21,36 @@ from search.tracking._records import trial_fit
 from search.tracking._store import forget_artifact_repo
 
 TRIAL_FIGURE = "figures/learning_curves.png"
+# Study figures are redrawn when a better trial arrives or every REFRESH_EVERY finished trials, but
+# never so often that drawing them takes more than REVIEW_SHARE of the run's wall time; the end of a
+# run always redraws them.
+REVIEW_SHARE = 0.05
+REFRESH_EVERY = 10
 _log = logging.getLogger("search")
 
 
 class ReviewLogging:
-    """Mixed into the MLflow tracker, which sets these attributes up."""
+    """Mixed into the MLflow tracker, which owns the attributes annotated here. What is computed and
+    drawn lives in search.review; here it only meets MLflow."""
 
     client: Any
     space: Space
     study_tags: dict[str, Any]
     parent_run_id: str
     reference_loss: float | None
-    review_share: float
-    refresh_every: int
     _study: Any
-    _clock_start: float
-    _review_spent: float
-    _review_cost: float
-    _best_pending: bool
-    _since_refresh: int
-    _drawing: Later
-    _drawer: Drawer
-    _latest_trials: Any
-    _refresh_queued: bool
-    _refresh_lock: threading.Lock
+
+    def _start_review(self) -> None:
+        self.review_share, self.refresh_every = REVIEW_SHARE, REFRESH_EVERY
+        self._clock_start, self._review_spent, self._review_cost = time.monotonic(), 0.0, 1.0
+        self._best_pending, self._since_refresh = False, 0
+        # Figures on a thread of their own, so a study refresh (seconds) never holds up a trial's MLflow
+        # writes, and drawn in another process, off the training thread's Python lock.
+        self._drawing = Later("search-drawing")
+        self._drawer = Drawer()
+        self._latest_trials: Any = None  # the newest trials a study refresh may draw
+        self._refresh_queued = False  # a refresh is waiting on the drawing thread
+        self._refresh_lock = threading.Lock()  # the writes thread asks, the drawing thread takes
 
     def _ask_refresh(self, trials: list[Any], new_best: bool) -> None:
         """Count a finished trial toward a study refresh; only the newest trials are worth drawing, so a
@@ -64,8 +70,6 @@ class ReviewLogging:
         if trials is not None:
             self._maybe_refresh_with(trials)
 
-    # What they compute and draw lives in search.diagnostics, search.figures and search.review; here it
-    # only meets MLflow.
     def _describe(self, study: Any) -> None:
         lines = review.describe(self.space, self.study_tags)
         study.set_user_attr(review.DESCRIPTION_ATTR, [list(x) for x in lines])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ from search import review
 from search._redact import redact
 from search.runner.results import SplitResult, TrialListener, TrialOutcome
 from search.space import Space, flatten
-from search.review._drawing import Drawer
 from search.tracking._later import DeferredFailure, Later
 from search.tracking._review import ReviewLogging
 from search.tracking._records import param_text, trial_fit, validation_settings, with_outcome
@@ -26,11 +24,6 @@ from search.tracking._store import (CHECKPOINT_ARTIFACTS, PARENT_RUN_ATTR,
 # cross MLflow draws for KILLED and FAILED, which is kept for crashes and stops.
 _MLFLOW_STATUS = {"complete": "FINISHED", "pruned": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
 BEST_TAG = "best"
-# Study figures are redrawn when a better trial arrives or every REFRESH_EVERY finished trials, but
-# never so often that drawing them takes more than REVIEW_SHARE of the run's wall time; the end of a
-# run always redraws them.
-REVIEW_SHARE = 0.05
-REFRESH_EVERY = 10
 
 
 
@@ -76,18 +69,9 @@ class MlflowTracker(ReviewLogging, TrialListener):
         self._runs: dict[int, str] = {}  # trial number -> its MLflow run, once the side thread made it
         self._started: dict[int, int] = {}  # trial number -> the ticket after its run's creation
         self.reference_loss = reference_loss  # chance-level loss, for the underfit rule
-        self.review_share, self.refresh_every = REVIEW_SHARE, REFRESH_EVERY
         self._study: Any = None
-        self._clock_start, self._review_spent, self._review_cost = time.monotonic(), 0.0, 1.0
-        self._best_pending, self._since_refresh = False, 0
         self._later = Later()  # MLflow writes, off the training thread
-        # Figures on a thread of their own, so a study figure refresh (seconds) never holds up a trial's
-        # writes, and drawn in another process, off the training thread's Python lock.
-        self._drawing = Later("search-drawing")
-        self._drawer = Drawer()
-        self._latest_trials: Any = None  # the newest trials a study refresh may draw
-        self._refresh_queued = False  # a refresh is waiting on the drawing thread
-        self._refresh_lock = threading.Lock()  # the writes thread asks, the drawing thread takes
+        self._start_review()
         self._closing: set[int] = set()  # trials whose run the side thread has yet to close
 
     # -- study level -----------------------------------------------------------------------
