@@ -57,6 +57,7 @@ class RunOptions:
     threads: int | None = None
     quiet: bool = False
     worker_index: int = 0
+    local_workers: int = 1           # worker processes of this run on this machine (they share its cores)
     heartbeat: int = 30              # seconds between a running trial's heartbeats
     continue_command: str = "search run <space file>"
     run_started: float = field(default_factory=time.time)  # workers get their parent's, so recycling keeps it
@@ -266,9 +267,12 @@ class _Loop:
             if grid and not any(t.state.name == "WAITING" for t in trials):
                 return  # every grid point is taken; the workers running the last ones finish them
             # No collection after the trial: the next model's reset_keras makes one, and each costs.
-            self.study.optimize(self.objective, n_trials=1, catch=(Exception,))
+            # Optuna hands the finished trial to a callback from its cache: no read of the whole study.
+            finished: list[Any] = []
+            self.study.optimize(self.objective, n_trials=1, catch=(Exception,),
+                                callbacks=[lambda _study, trial: finished.append(trial)])
             started += 1
-            last = _own_last_trial(self.study)
+            last = finished[-1] if finished else _own_last_trial(self.study)
             if last is None or last.state.name != "FAIL":
                 self.consecutive_failures = 0
                 continue
