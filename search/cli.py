@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "TensorFlow threads per worker = cores / N")
     run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     run.add_argument("--run-started", type=float, default=None, help=argparse.SUPPRESS)
+    run.add_argument("--local-workers", type=int, default=1, help=argparse.SUPPRESS)
     run.add_argument("--recycle-after", type=non_negative_int, default=None, metavar="N",
                      help="run trials in a child process replaced every N trials, so memory that a custom "
                      "builder or library keeps is returned (default: 50 with --workers, off otherwise)")
@@ -229,6 +230,7 @@ def _run(args: argparse.Namespace) -> int:
     options = session.RunOptions(home=Path(args.home), storage=args.storage, tracking_uri=args.tracking_uri,
                                  n_trials=args.n_trials, timeout=args.timeout, threads=args.threads,
                                  quiet=args.quiet, worker_index=args.worker_index, heartbeat=args.heartbeat,
+                                 local_workers=max(1, args.local_workers),
                                  continue_command=_continue_command(args))
     if args.run_started is not None:
         options.run_started = args.run_started

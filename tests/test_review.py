@@ -320,3 +320,14 @@ def test_mlflow_server_lists_the_nested_trial_runs_and_their_figures(mlflow_serv
     with urllib.request.urlopen(f"{mlflow_server}/api/2.0/mlflow-artifacts/artifacts{root}/study/before_after.png",
                                 timeout=30) as response:
         assert response.read()[:8] == PNG
+
+
+def test_workers_on_one_machine_split_the_time_for_study_figures(tmp_path):
+    """Each of N local workers redraws the same study figures: each gets 1/N of the review's share."""
+    path = tmp_path / "share.yaml"
+    path.write_text(yaml.safe_dump(SPACE, sort_keys=False))
+    prepared = session.prepare(spaces.load(path))
+    alone = tracking.make_tracker(prepared, session.RunOptions(home=tmp_path / "mlruns"), "")
+    four = tracking.make_tracker(prepared, session.RunOptions(home=tmp_path / "mlruns", local_workers=4), "")
+    assert alone.review_share > 0
+    assert four.review_share == pytest.approx(alone.review_share / 4)

@@ -22,8 +22,8 @@ from search.tracking._store import forget_artifact_repo
 
 TRIAL_FIGURE = "figures/learning_curves.png"
 # Study figures are redrawn when a better trial arrives or every REFRESH_EVERY finished trials, but
-# never so often that drawing them takes more than REVIEW_SHARE of the run's wall time; the end of a
-# run always redraws them.
+# never so often that drawing them takes more than REVIEW_SHARE of the run's wall time (split among
+# the workers of one machine, see make_tracker); the end of a run always redraws them.
 REVIEW_SHARE = 0.05
 REFRESH_EVERY = 10
 _log = logging.getLogger("search")

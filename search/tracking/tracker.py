@@ -42,9 +42,13 @@ def make_tracker(prepared: Any, options: Any, space_text: str) -> "MlflowTracker
     texts = {} if summary is None else {"data_summary.json": json.dumps(summary, indent=2),
                                         "data_summary.txt": prepared.summary.text()}
     ds = prepared.dataset
-    return MlflowTracker(options.tracking_uri or default_tracking_uri(Path(options.home)), Path(options.home), space,
-                         space_text, tags, keep_checkpoints=space.study.keep_checkpoints,
-                         reference_loss=chance_loss(ds.y[prepared.dev_idx], ds.task), texts=texts)
+    tracker = MlflowTracker(options.tracking_uri or default_tracking_uri(Path(options.home)), Path(options.home),
+                            space, space_text, tags, keep_checkpoints=space.study.keep_checkpoints,
+                            reference_loss=chance_loss(ds.y[prepared.dev_idx], ds.task), texts=texts)
+    # Workers on one machine share its cores, and each redraws the same study figures: together they
+    # spend the review's share of the machine, not each of them.
+    tracker.review_share /= max(1, options.local_workers)
+    return tracker
 
 
 class MlflowTracker(ReviewLogging, TrialListener):
