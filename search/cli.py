@@ -13,7 +13,7 @@ from search.errors import UserError
 if TYPE_CHECKING:
     import optuna
 
-    from search.runner.session import Prepared
+    from search.runner.session import Prepared, RunOptions
 
 DEFAULT_HOME = "mlruns"
 
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "TensorFlow threads per worker = cores / N")
     run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     run.add_argument("--run-started", type=float, default=None, help=argparse.SUPPRESS)
-    run.add_argument("--local-workers", type=int, default=1, help=argparse.SUPPRESS)
+    run.add_argument("--local-workers", type=positive_int, default=1, help=argparse.SUPPRESS)
     run.add_argument("--recycle-after", type=non_negative_int, default=None, metavar="N",
                      help="run trials in a child process replaced every N trials, so memory that a custom "
                      "builder or library keeps is returned (default: 50 with --workers, off otherwise)")
@@ -227,13 +227,7 @@ def _run(args: argparse.Namespace) -> int:
     prepared = session.prepare(space, threads=args.threads)
     if not args.worker_index:  # workers share their parent's data; it speaks for them
         _announce(prepared, quiet=args.quiet)
-    options = session.RunOptions(home=Path(args.home), storage=args.storage, tracking_uri=args.tracking_uri,
-                                 n_trials=args.n_trials, timeout=args.timeout, threads=args.threads,
-                                 quiet=args.quiet, worker_index=args.worker_index, heartbeat=args.heartbeat,
-                                 local_workers=max(1, args.local_workers),
-                                 continue_command=_continue_command(args))
-    if args.run_started is not None:
-        options.run_started = args.run_started
+    options = _run_options(args)
     recycle = args.recycle_after if args.recycle_after is not None else (50 if args.workers > 1 else 0)
     outcome = api.run_prepared(prepared, options, args.space.read_text(), workers=args.workers,
                                worker_argv=_worker_argv(args), recycle_after=recycle)
@@ -285,9 +279,22 @@ def _continue_command(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
+def _run_options(args: argparse.Namespace) -> "RunOptions":
+    from search.runner import session
+
+    options = session.RunOptions(home=Path(args.home), storage=args.storage, tracking_uri=args.tracking_uri,
+                                 n_trials=args.n_trials, timeout=args.timeout, threads=args.threads,
+                                 quiet=args.quiet, worker_index=args.worker_index, heartbeat=args.heartbeat,
+                                 local_workers=args.local_workers, continue_command=_continue_command(args))
+    if args.run_started is not None:
+        options.run_started = args.run_started
+    return options
+
+
 def _worker_argv(args: argparse.Namespace) -> list[str]:
     """Arguments every worker process shares (each adds its own --worker-index and --threads)."""
-    argv = ["run", str(args.space), "--home", str(args.home), "--quiet", "--heartbeat", str(args.heartbeat)]
+    argv = ["run", str(args.space), "--home", str(args.home), "--quiet", "--heartbeat", str(args.heartbeat),
+            "--local-workers", str(args.workers)]  # they share this machine's cores (and its review time)
     if getattr(args, "debug", False):
         argv.append("--debug")
     for flag, value in (("--study-name", args.study_name), ("--storage", args.storage),

@@ -272,7 +272,7 @@ class _Loop:
             self.study.optimize(self.objective, n_trials=1, catch=(Exception,),
                                 callbacks=[lambda _study, trial: finished.append(trial)])
             started += 1
-            last = finished[-1] if finished else _own_last_trial(self.study)
+            last = finished[-1] if finished else None  # none: no trial ran
             if last is None or last.state.name != "FAIL":
                 self.consecutive_failures = 0
                 continue

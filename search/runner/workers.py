@@ -100,7 +100,6 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
 
     def start(i: int) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "search", *argv, "--worker-index", str(i + 1), "--threads", str(threads),
-               "--local-workers", str(n),
                "--run-started", repr(options.run_started)]
         if deadline is not None:  # a recycled worker gets what is left of the run's time, not all of it
             cmd += ["--timeout", f"{max(1.0, deadline - time.monotonic()):.0f}"]
