@@ -55,3 +55,21 @@ def test_closing_ends_the_helper():
     proc = drawer._proc
     drawer.close()
     assert proc.poll() is not None
+
+
+def test_the_reused_learning_curve_figure_draws_each_trial_as_a_fresh_figure_would(monkeypatch):
+    """One figure serves every trial; nothing of the trial drawn before (log axis, more splits, onset
+    lines, limits, title) may show in the next."""
+    small = _histories()
+    large = {k: {"loss": [500 * 0.8 ** e for e in range(40)], "val_loss": [600 * 0.8 ** e + 0.05 * e for e in range(40)]}
+             for k in range(5)}
+    d_small, d_large = diagnostics.diagnose_trial(small, 2.3, 5), diagnostics.diagnose_trial(large, 2.3, 5)
+    fresh = {}
+    for name, histories, diagnosis in (("small", small, d_small), ("large", large, d_large)):
+        monkeypatch.setattr(figures, "_curves", None)  # a new figure
+        fresh[name] = figures.learning_curves(histories, diagnosis, f"trial {name}", fit="good")
+    assert fresh["small"] != fresh["large"]
+    # Each drawn again right after the other one, on the figure that other one used.
+    assert figures.learning_curves(small, d_small, "trial small", fit="good") == fresh["small"]
+    assert figures.learning_curves(large, d_large, "trial large", fit="good") == fresh["large"]
+    assert figures.learning_curves(small, d_small, "trial small", fit="good") == fresh["small"]

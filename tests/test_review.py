@@ -336,3 +336,47 @@ def test_workers_on_one_machine_split_the_time_for_study_figures(tmp_path):
     four = tracking.make_tracker(prepared, cli._run_options(worker), "")
     assert alone.review_share > 0
     assert four.review_share == pytest.approx(alone.review_share / 4)
+
+
+def test_split_curves_reach_mlflow_as_the_next_split_starts_and_all_of_them_with_the_trials_end(tmp_path):
+    """One split after another, a long trial shows each finished split's curves while the next trains;
+    trained together, every split's curves go in the trial's closing batch. Either way all are there."""
+    from search.runner.results import TrialListener
+
+    class Peek(TrialListener):  # told after the tracker, as the run orders its listeners
+        def __init__(self, tracker) -> None:
+            self.tracker, self.at_split_1 = tracker, None
+
+        def on_split_start(self, trial, split, n_splits) -> None:
+            if split == 1:
+                self.tracker.flush()
+                run = self.tracker.client.get_run(self.tracker._runs[trial.number])
+                self.at_split_1 = (run.info.status, set(run.data.metrics))
+
+    for fused in (False, True):
+        spec = {**SPACE, "study": {**SPACE["study"], "name": f"curves-{fused}", "n_trials": 1},
+                "train": {**SPACE["train"], "fuse_splits": fused}}
+        path = tmp_path / f"{fused}.yaml"
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        space = spaces.load(path)
+        prepared = session.prepare(space)
+        home = tmp_path / "mlruns"
+        study = studies.open_study(space, studies.make_storage(studies.default_storage(home)), prepared.attrs())
+        tracker = tracking.make_tracker(prepared, session.RunOptions(home=home), "")
+        parent = tracker.start(study)
+        peek = Peek(tracker)
+        study.optimize(Objective(space, prepared.dataset, prepared.splits, home, [tracker, peek]), n_trials=1)
+        tracker.finish()
+        status, during = peek.at_split_1
+        assert status == "RUNNING"
+        curves = {f"split_0/{name}" for name in ("loss", "val_loss", "best_val_loss")}
+        if fused:
+            assert not during & curves  # no split has finished when all start together
+        else:
+            assert curves <= during and not any(k.startswith("split_1/") for k in during)
+        run = _trial_runs(tracker.client, parent)[0]
+        assert run.info.status == "FINISHED" and run.info.end_time and run.info.run_name.startswith("t000")
+        for k in (0, 1):
+            history = tracker.client.get_metric_history(run.info.run_id, f"split_{k}/val_loss")
+            assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
+        assert "val_loss_mean" in run.data.metrics

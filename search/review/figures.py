@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 import warnings
 from typing import Any, Mapping, Sequence
 
@@ -87,29 +88,53 @@ def learning_curves(histories: Histories, diagnosis: diagnostics.TrialDiagnosis,
     """
     from matplotlib.lines import Line2D
 
-    fig = _figure()
-    ax = _loss_axes(fig, f"{title}  [fit: {fit or diagnosis.fit}]")
-    values: list[float] = []
-    by_split = {s.split: s for s in diagnosis.splits}
-    for i, (k, h) in enumerate(sorted(histories.items())):
-        color = _COLORS[i % len(_COLORS)]
-        loss, val = _clean(h.get("loss", [])), _clean(h.get("val_loss", []))
-        values += loss + val
-        ax.plot(_epochs(loss), loss, color=color, lw=1.2)
-        ax.plot(_epochs(val), val, color=color, lw=1.2, ls="--")
-        d = by_split.get(k)
-        if d is not None and d.best_epoch:
-            ax.plot([d.best_epoch], [d.best_val_loss], "o", color=color, ms=6)
-        if d is not None and d.onset is not None:
-            ax.axvline(d.onset, color=color, ls=":", lw=1)
-    handles = [Line2D([], [], color="k", lw=1.2, label="training"),
-               Line2D([], [], color="k", lw=1.2, ls="--", label="validation"),
-               Line2D([], [], color="k", marker="o", ls="", label="best epoch"),
-               Line2D([], [], color="k", ls=":", label="overfit onset")]
-    handles += [Line2D([], [], color=_COLORS[i % len(_COLORS)], lw=3, label=f"split {k}")
-                for i, k in enumerate(sorted(histories))][:10]
-    _finish_loss_axes(ax, values, handles=handles)
-    return _png(fig)
+    with _CURVES_LOCK:
+        fig, ax = _curves_axes(f"{title}  [fit: {fit or diagnosis.fit}]")
+        values: list[float] = []
+        by_split = {s.split: s for s in diagnosis.splits}
+        for i, (k, h) in enumerate(sorted(histories.items())):
+            color = _COLORS[i % len(_COLORS)]
+            loss, val = _clean(h.get("loss", [])), _clean(h.get("val_loss", []))
+            values += loss + val
+            ax.plot(_epochs(loss), loss, color=color, lw=1.2)
+            ax.plot(_epochs(val), val, color=color, lw=1.2, ls="--")
+            d = by_split.get(k)
+            if d is not None and d.best_epoch:
+                ax.plot([d.best_epoch], [d.best_val_loss], "o", color=color, ms=6)
+            if d is not None and d.onset is not None:
+                ax.axvline(d.onset, color=color, ls=":", lw=1)
+        handles = [Line2D([], [], color="k", lw=1.2, label="training"),
+                   Line2D([], [], color="k", lw=1.2, ls="--", label="validation"),
+                   Line2D([], [], color="k", marker="o", ls="", label="best epoch"),
+                   Line2D([], [], color="k", ls=":", label="overfit onset")]
+        handles += [Line2D([], [], color=_COLORS[i % len(_COLORS)], lw=3, label=f"split {k}")
+                    for i, k in enumerate(sorted(histories))][:10]
+        _finish_loss_axes(ax, values, handles=handles)
+        return _png(fig)
+
+
+# One figure for every trial's learning curves, its curves replaced each time: building a figure and
+# its axes (ticks, spines, labels) was half the cost of drawing one, and one is drawn per trial.
+_CURVES_LOCK = threading.Lock()
+_curves: tuple[Any, Any] | None = None
+
+
+def _curves_axes(title: str) -> tuple[Any, Any]:
+    """The learning-curve figure and axes, emptied of the previous trial's curves, with this title."""
+    global _curves
+    if _curves is None:
+        fig = _figure()
+        _curves = fig, _loss_axes(fig, title)
+        return _curves
+    fig, ax = _curves
+    for artist in [*ax.lines, *ax.collections, *ax.patches, *ax.texts]:
+        artist.remove()
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    ax.set_yscale("linear")
+    ax.relim()  # the previous trial's data limits must not widen this one's axes
+    ax.set_title(title, fontsize=FONT + 2)
+    return fig, ax
 
 
 def before_after(best: tuple[str, Histories, diagnostics.TrialDiagnosis],

@@ -17,14 +17,18 @@ from search.tracking._later import DeferredFailure, Later
 from search.tracking._review import ReviewLogging
 from search.tracking._records import param_text, trial_fit, validation_settings, with_outcome
 from search.tracking._store import (CHECKPOINT_ARTIFACTS, PARENT_RUN_ATTR,
-                                    RUN_ID_ATTR, VIEW_TAG, default_tracking_uri, experiment_id,
+                                    RUN_ID_ATTR, VIEW_TAG, default_tracking_uri, end_run, experiment_id,
                                     forget_artifact_repo, is_server, quiet_mlflow, review_view)
 
 # A pruned trial did what the pruner asked: it ends FINISHED (with a `pruned` tag), not with the red
 # cross MLflow draws for KILLED and FAILED, which is kept for crashes and stops.
 _MLFLOW_STATUS = {"complete": "FINISHED", "pruned": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
 BEST_TAG = "best"
-
+# Runs left open by a worker that died are closed at a run's start and end, and in between at most this
+# often: a search of the store after every trial cost more than the trial's own writes.
+ORPHAN_SWEEP_SECONDS = 60.0
+# MLflow takes at most 1000 metrics in one batch.
+BATCH_METRICS = 900
 
 
 def make_tracker(prepared: Any, options: Any, space_text: str) -> "MlflowTracker":
@@ -72,6 +76,9 @@ class MlflowTracker(ReviewLogging, TrialListener):
         self.keep_checkpoints = keep_checkpoints
         self._runs: dict[int, str] = {}  # trial number -> its MLflow run, once the side thread made it
         self._started: dict[int, int] = {}  # trial number -> the ticket after its run's creation
+        # trial number -> its finished splits' curves not yet handed to the side thread
+        self._split_metrics: dict[int, list[Any]] = {}
+        self._orphans_swept = time.monotonic()
         self.reference_loss = reference_loss  # chance-level loss, for the underfit rule
         self._study: Any = None
         self._later = Later()  # MLflow writes, off the training thread
@@ -196,6 +203,13 @@ class MlflowTracker(ReviewLogging, TrialListener):
         self.client.log_batch(run_id, params=params)
         self.client.log_text(run_id, redact(resolved.to_yaml()), "config/resolved.yaml")
 
+    def on_split_start(self, trial: Any, split: int, n_splits: int) -> None:
+        # One split after another: the finished split's curves go out now, so a long trial shows them.
+        # Trained together, every split starts before any ends and their curves go with the trial's end.
+        pending = self._split_metrics.pop(trial.number, None)
+        if pending:
+            self._later.submit(self._log_metrics, trial.number, pending, event="on_split_end")
+
     def on_split_end(self, trial: Any, result: SplitResult) -> None:
         from mlflow.entities import Metric
 
@@ -207,19 +221,20 @@ class MlflowTracker(ReviewLogging, TrialListener):
                             ("best_val_metric", result.best_val_metric)):
             if math.isfinite(value):
                 metrics.append(Metric(f"split_{k}/{name}", float(value), now, 0))
-        self._later.submit(self._log_metrics, trial.number, metrics, event="on_split_end")
+        self._split_metrics.setdefault(trial.number, []).extend(metrics)
 
     def _log_metrics(self, number: int, metrics: list[Any]) -> None:
         run_id = self._runs.get(number)
         if run_id is None:  # its run could not be made: that failure is the one reported
             return
-        for start in range(0, len(metrics), 900):  # MLflow's batch limit is 1000 metrics
-            self.client.log_batch(run_id, metrics=metrics[start:start + 900])
+        for start in range(0, len(metrics), BATCH_METRICS):
+            self.client.log_batch(run_id, metrics=metrics[start:start + BATCH_METRICS])
 
     def on_trial_end(self, trial: Any, outcome: TrialOutcome) -> None:
         from mlflow.entities import Metric, RunTag
 
         started = self._started.pop(trial.number, None)
+        curves = self._split_metrics.pop(trial.number, [])
         if started is None:
             return
         # The previous trial's writes and this trial's run had this whole trial's training to finish; one
@@ -245,7 +260,7 @@ class MlflowTracker(ReviewLogging, TrialListener):
             summary.update(diagnosis.metrics())
         if diagnosis is not None or outcome.state == "pruned":
             tags.append(RunTag("fit", trial_fit(outcome, diagnosis)))
-        metrics = [Metric(k, v, now, 0) for k, v in summary.items() if math.isfinite(v)]
+        metrics = curves + [Metric(k, v, now, 0) for k, v in summary.items() if math.isfinite(v)]
         if outcome.reason:
             tags.append(RunTag("reason", redact(outcome.reason)[:5000]))
         if diagnosis is not None:
@@ -273,15 +288,19 @@ class MlflowTracker(ReviewLogging, TrialListener):
 
     def _close_trial_run(self, study: Any, number: int, run_id: str, metrics: list[Any], tags: list[Any], name: str,
                          new_best: bool, value: float, state: str, best_path: Path | None) -> None:
-        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        # The splits' curves and the trial's summary in as few batches as MLflow takes.
+        for start in range(0, max(1, len(metrics)), BATCH_METRICS):
+            self.client.log_batch(run_id, metrics=metrics[start:start + BATCH_METRICS],
+                                  tags=tags if start == 0 else ())
         if new_best:
             self._log_best_model(number, run_id, value, best_path)
-        self.client.update_run(run_id, name=name)
-        if new_best:
+        end_run(self.client, run_id, _MLFLOW_STATUS[state], name)
+        if new_best:  # after its name is written: a worker's better trial may take the ★ from it
             self._move_best(run_id, value)
-        self.client.set_terminated(run_id, status=_MLFLOW_STATUS[state])
         forget_artifact_repo(run_id)
-        self.close_orphans(study)
+        if time.monotonic() - self._orphans_swept >= ORPHAN_SWEEP_SECONDS:
+            self._orphans_swept = time.monotonic()
+            self.close_orphans(study)
 
     def _store_checkpoints(self, trial: Any, run_id: str, outcome: TrialOutcome) -> None:
         """Upload a top-K trial's split models; delete those of trials that fell out of the top K."""
