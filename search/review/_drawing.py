@@ -148,4 +148,9 @@ def _serve() -> None:
 
 
 if __name__ == "__main__":
-    _serve()
+    try:
+        from search._stack import call_with_room
+    except ImportError:  # started without the package on its path: plain calls
+        _serve()
+    else:
+        call_with_room(_serve)  # matplotlib draws deep (search/_stack.py)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from search import models, preprocess
+from search._stack import call_with_room
 from search.models import Head
 from search.models.layers import row_data_loss
 from search.runner import _runtime
@@ -109,6 +110,13 @@ def train(space: "Space", settings: dict[str, dict[str, Any]], dataset: "Dataset
 
     Raises :class:`NotFusable` (before any training) when the builder's model cannot be a branch.
     """
+    # Tracing the graphs goes hundreds of frames deep: the same speed from any caller (search/_stack.py).
+    return call_with_room(_train, space, settings, dataset, splits, seeds, on_epoch, on_batch)
+
+
+def _train(space: "Space", settings: dict[str, dict[str, Any]], dataset: "Dataset", splits: Sequence["Split"],
+           seeds: Sequence[int], on_epoch: FusedEpochHook | None,
+           on_batch: Callable[[], None] | None) -> list[tuple[Any, SplitResult]]:
     from search.runner import training
 
     row_bytes = 4 * int(np.prod(dataset.input_shape))

@@ -226,8 +226,11 @@ class _Loop:
         self.disk_full, self.requeued = "", False
 
     def run(self) -> None:
+        from search._stack import call_with_room
+
         try:
-            self._run()
+            # Optuna's and MLflow's calls between trials run deep too (search/_stack.py).
+            call_with_room(self._run)
             self.stop.raise_if_urgent()
         except KeyboardInterrupt:  # a second Ctrl-C, wherever in the loop it lands
             self.requeued = self._requeue_interrupted()

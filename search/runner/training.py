@@ -124,6 +124,14 @@ def train_on_split(space: "Space", settings: dict[str, dict[str, Any]], dataset:
     The search, ``reproduce --verify`` and the re-training of removed checkpoints all go through here,
     so that the same settings, rows and seed give the same model.
     """
+    from search._stack import call_with_room
+
+    # Tracing the graphs goes hundreds of frames deep: the same speed from any caller (search/_stack.py).
+    return call_with_room(_train_on_split, space, settings, dataset, split, seed, on_epoch, on_batch)
+
+
+def _train_on_split(space: "Space", settings: dict[str, dict[str, Any]], dataset: "Dataset", split: "Split",
+                    seed: int, on_epoch: EpochHook | None, on_batch: BatchHook | None) -> tuple[Any, SplitResult]:
     X_train, X_val = preprocess.fit_transform(space.data.preprocess, dataset.X[split.train], dataset.X[split.val])
     y_train, y_val = dataset.y[split.train], dataset.y[split.val]
     head = Head.for_rows(dataset.task, dataset.n_outputs, y_train)

@@ -47,7 +47,10 @@ class Later:
         import threading
 
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
+            from search._stack import call_with_room
+
+            # SQLAlchemy's and MLflow's calls go deep; a frame stack that maps no memory (search/_stack.py).
+            self._thread = threading.Thread(target=call_with_room, args=(self._work,), name=self.name, daemon=True)
             self._thread.start()
         self._queue.put((self._submitted, fn, args, event))
         self._submitted += 1
