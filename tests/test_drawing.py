@@ -61,8 +61,8 @@ def test_the_reused_learning_curve_figure_draws_each_trial_as_a_fresh_figure_wou
     """One figure serves every trial; nothing of the trial drawn before (log axis, more splits, onset
     lines, limits, title) may show in the next."""
     small = _histories()
-    large = {k: {"loss": [500 * 0.8 ** e for e in range(40)], "val_loss": [600 * 0.8 ** e + 0.05 * e for e in range(40)]}
-             for k in range(5)}
+    large = {k: {"loss": [500 * 0.8 ** e for e in range(40)],
+                 "val_loss": [600 * 0.8 ** e + 0.05 * e for e in range(40)]} for k in range(5)}
     d_small, d_large = diagnostics.diagnose_trial(small, 2.3, 5), diagnostics.diagnose_trial(large, 2.3, 5)
     fresh = {}
     for name, histories, diagnosis in (("small", small, d_small), ("large", large, d_large)):
