@@ -380,3 +380,50 @@ def test_split_curves_reach_mlflow_as_the_next_split_starts_and_all_of_them_with
             history = tracker.client.get_metric_history(run.info.run_id, f"split_{k}/val_loss")
             assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
         assert "val_loss_mean" in run.data.metrics
+
+
+def test_a_trials_summary_goes_with_its_tags_and_refused_curves_do_not_keep_its_run_open(tmp_path):
+    """Another worker moving the ★ reads a run's `best` tag and `val_loss_mean` together, so they go in
+    one batch; the curves follow in batches MLflow takes (at most 1000 metrics); a store that refuses
+    them still gets the run renamed and closed."""
+    from mlflow.entities import Metric, RunTag
+    from mlflow.exceptions import MlflowException
+
+    path = tmp_path / "close.yaml"
+    path.write_text(yaml.safe_dump({**SPACE, "study": {**SPACE["study"], "name": "close"}}, sort_keys=False))
+    space = spaces.load(path)
+    prepared = session.prepare(space)
+    home = tmp_path / "mlruns"
+    study = studies.open_study(space, studies.make_storage(studies.default_storage(home)), prepared.attrs())
+    tracker = tracking.make_tracker(prepared, session.RunOptions(home=home), "")
+    tracker.start(study)
+    now = int(time.time() * 1000)
+    curves = [Metric(f"split_{k}/val_loss", 1 / e, now, e) for k in range(3) for e in range(1, 401)]
+    calls, refuse = [], []
+    real = tracker.client.log_batch
+
+    def observed(run_id, metrics=(), params=(), tags=(), **kwargs):
+        calls.append(([m.key for m in metrics], [t.key for t in tags]))
+        if refuse and any(m.key.startswith("split_") for m in metrics):
+            raise MlflowException("the store refused these metrics")
+        return real(run_id, metrics=metrics, params=params, tags=tags, **kwargs)
+
+    tracker.client.log_batch = observed
+    for refused in (False, True):
+        refuse[:] = [True] if refused else []
+        calls.clear()
+        run_id = tracker.client.create_run(tracker.experiment_id).info.run_id
+        close = (study, 0, run_id, [Metric("val_loss_mean", 0.5, now, 0)], curves, [RunTag("best", "false")],
+                 f"t000 closed {refused}", False, 0.5, "complete", None)
+        if refused:
+            with pytest.raises(MlflowException):
+                tracker._close_trial_run(*close)
+        else:
+            tracker._close_trial_run(*close)
+            assert sum(len(keys) for keys, _ in calls[1:]) == 1200
+        assert calls[0] == (["val_loss_mean"], ["best"])
+        assert all(len(keys) <= 1000 for keys, _ in calls)
+        run = tracker.client.get_run(run_id)
+        assert run.info.status == "FINISHED" and run.info.end_time and run.info.run_name == f"t000 closed {refused}"
+        assert run.data.metrics["val_loss_mean"] == 0.5 and run.data.tags["best"] == "false"
+    tracker.finish()

@@ -1,12 +1,13 @@
 """Calls made with room on CPython's frame stack map no memory however deep they go (search/_stack.py)."""
 from __future__ import annotations
 
-import resource
 import sys
 
 import pytest
 
 from search._stack import call_with_room
+
+resource = pytest.importorskip("resource")  # page-fault counts: POSIX only
 
 pytestmark = pytest.mark.skipif(sys.implementation.name != "cpython" or sys.version_info < (3, 11),
                                 reason="frames are kept in stack chunks from CPython 3.11 on")

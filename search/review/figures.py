@@ -2,7 +2,8 @@
 
 Every function returns PNG bytes, so the MLflow tracker and the HTML report share
 them. Matplotlib is imported lazily with the Agg backend (no display, no GUI toolkit); learning curves
-use ``Figure`` directly rather than pyplot, which is faster and keeps no global state between trials.
+use ``Figure`` directly rather than pyplot, which is faster; one such figure is kept and redrawn for
+every trial (see ``_curves_axes``).
 """
 from __future__ import annotations
 

@@ -227,6 +227,9 @@ class MlflowTracker(ReviewLogging, TrialListener):
         run_id = self._runs.get(number)
         if run_id is None:  # its run could not be made: that failure is the one reported
             return
+        self._log_batches(run_id, metrics)
+
+    def _log_batches(self, run_id: str, metrics: list[Any]) -> None:
         for start in range(0, len(metrics), BATCH_METRICS):
             self.client.log_batch(run_id, metrics=metrics[start:start + BATCH_METRICS])
 
@@ -245,6 +248,8 @@ class MlflowTracker(ReviewLogging, TrialListener):
             self._later.raise_failure(started)
         except DeferredFailure:
             self._runs.pop(trial.number, None)  # left open: closed as an orphan later
+            if run_id is not None and curves:  # the failure was an earlier write's: these still have a run
+                self._later.submit(self._log_batches, run_id, curves)
             raise
         if run_id is None:
             return
@@ -260,7 +265,7 @@ class MlflowTracker(ReviewLogging, TrialListener):
             summary.update(diagnosis.metrics())
         if diagnosis is not None or outcome.state == "pruned":
             tags.append(RunTag("fit", trial_fit(outcome, diagnosis)))
-        metrics = curves + [Metric(k, v, now, 0) for k, v in summary.items() if math.isfinite(v)]
+        metrics = [Metric(k, v, now, 0) for k, v in summary.items() if math.isfinite(v)]
         if outcome.reason:
             tags.append(RunTag("reason", redact(outcome.reason)[:5000]))
         if diagnosis is not None:
@@ -273,31 +278,37 @@ class MlflowTracker(ReviewLogging, TrialListener):
         trials = with_outcome(trial, outcome, stored) if outcome.state in ("complete", "pruned") else None
         # MLflow's writes go to the side thread: the next trial starts while they are made.
         self._closing.add(trial.number)
-        self._later.submit(self._finish_trial, trial.study, trial.number, run_id, metrics, tags, name, new_best,
-                           outcome.value, outcome.state, best_path, trials, event="on_trial_end")
+        self._later.submit(self._finish_trial, trial.study, trial.number, run_id, metrics, curves, tags, name,
+                           new_best, outcome.value, outcome.state, best_path, trials, event="on_trial_end")
 
-    def _finish_trial(self, study: Any, number: int, run_id: str, metrics: list[Any], tags: list[Any], name: str,
-                      new_best: bool, value: float, state: str, best_path: Path | None, trials: Any) -> None:
+    def _finish_trial(self, study: Any, number: int, run_id: str, metrics: list[Any], curves: list[Any],
+                      tags: list[Any], name: str, new_best: bool, value: float, state: str, best_path: Path | None,
+                      trials: Any) -> None:
         try:
-            self._close_trial_run(study, number, run_id, metrics, tags, name, new_best, value, state, best_path)
+            self._close_trial_run(study, number, run_id, metrics, curves, tags, name, new_best, value, state,
+                                  best_path)
         finally:
             self._runs.pop(number, None)
             self._closing.discard(number)
         if trials is not None:
             self._ask_refresh(trials, new_best)
 
-    def _close_trial_run(self, study: Any, number: int, run_id: str, metrics: list[Any], tags: list[Any], name: str,
-                         new_best: bool, value: float, state: str, best_path: Path | None) -> None:
-        # The splits' curves and the trial's summary in as few batches as MLflow takes.
-        for start in range(0, max(1, len(metrics)), BATCH_METRICS):
-            self.client.log_batch(run_id, metrics=metrics[start:start + BATCH_METRICS],
-                                  tags=tags if start == 0 else ())
-        if new_best:
-            self._log_best_model(number, run_id, value, best_path)
-        end_run(self.client, run_id, _MLFLOW_STATUS[state], name)
-        if new_best:  # after its name is written: a worker's better trial may take the ★ from it
-            self._move_best(run_id, value)
-        forget_artifact_repo(run_id)
+    def _close_trial_run(self, study: Any, number: int, run_id: str, metrics: list[Any], curves: list[Any],
+                         tags: list[Any], name: str, new_best: bool, value: float, state: str,
+                         best_path: Path | None) -> None:
+        # The summary with the tags, in one batch: another worker deciding who holds the ★ reads a run's
+        # `best` tag and its `val_loss_mean` together.
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        try:
+            # Every split's curves in as few batches as MLflow takes (one per split before).
+            self._log_batches(run_id, curves)
+        finally:  # curves the store refused do not keep the run open
+            if new_best:
+                self._log_best_model(number, run_id, value, best_path)
+            end_run(self.client, run_id, _MLFLOW_STATUS[state], name)
+            if new_best:  # after its name is written: a worker's better trial may take the ★ from it
+                self._move_best(run_id, value)
+            forget_artifact_repo(run_id)
         if time.monotonic() - self._orphans_swept >= ORPHAN_SWEEP_SECONDS:
             self._orphans_swept = time.monotonic()
             self.close_orphans(study)
