@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from search import models, preprocess
+from search._stack import call_with_room
 from search.runner import _runtime
 from search.models import Head
 from search.models import layers as _custom_layers  # noqa: F401  registers them, so checkpoints load
@@ -124,8 +125,6 @@ def train_on_split(space: "Space", settings: dict[str, dict[str, Any]], dataset:
     The search, ``reproduce --verify`` and the re-training of removed checkpoints all go through here,
     so that the same settings, rows and seed give the same model.
     """
-    from search._stack import call_with_room
-
     # Tracing the graphs goes hundreds of frames deep: the same speed from any caller (search/_stack.py).
     return call_with_room(_train_on_split, space, settings, dataset, split, seed, on_epoch, on_batch)
 

@@ -27,7 +27,7 @@ BEST_TAG = "best"
 # Runs left open by a worker that died are closed at a run's start and end, and in between at most this
 # often: a search of the store after every trial cost more than the trial's own writes.
 ORPHAN_SWEEP_SECONDS = 60.0
-# MLflow takes at most 1000 metrics in one batch.
+# Metrics per `log_batch`: MLflow refuses more than 1000 in one call.
 BATCH_METRICS = 900
 
 
