@@ -73,3 +73,13 @@ def test_the_reused_learning_curve_figure_draws_each_trial_as_a_fresh_figure_wou
     assert figures.learning_curves(small, d_small, "trial small", fit="good") == fresh["small"]
     assert figures.learning_curves(large, d_large, "trial large", fit="good") == fresh["large"]
     assert figures.learning_curves(small, d_small, "trial small", fit="good") == fresh["small"]
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="no process niceness on this platform")
+def test_the_helper_draws_at_the_lowest_priority_so_training_keeps_its_cores():
+    drawer = Drawer()
+    try:
+        assert drawer.call(os.nice, 0) == 19
+        assert os.nice(0) < 19  # this process keeps its own priority
+    finally:
+        drawer.close()

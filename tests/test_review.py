@@ -427,3 +427,59 @@ def test_a_trials_summary_goes_with_its_tags_and_refused_curves_do_not_keep_its_
         assert run.info.status == "FINISHED" and run.info.end_time and run.info.run_name == f"t000 closed {refused}"
         assert run.data.metrics["val_loss_mean"] == 0.5 and run.data.tags["best"] == "false"
     tracker.finish()
+
+
+def test_a_trials_end_waits_for_a_drawing_process_that_fell_behind_but_not_for_one_that_stopped(tmp_path,
+                                                                                                monkeypatch):
+    """The drawing process runs at the lowest priority; where training keeps every core busy its figures
+    pile up. With MAX_FIGURES_WAITING waiting a trial's end waits for one, so figures never lag by hours, but no
+    longer than FIGURES_PATIENCE, so a drawing process that stopped answering holds up no trial."""
+    import threading
+
+    from search.review import diagnostics
+    from search.runner.results import SplitResult, TrialOutcome
+    from search.tracking import _review
+
+    path = tmp_path / "behind.yaml"
+    path.write_text(yaml.safe_dump({**SPACE, "study": {**SPACE["study"], "name": "behind"}}, sort_keys=False))
+    space = spaces.load(path)
+    prepared = session.prepare(space)
+    home = tmp_path / "mlruns"
+    study = studies.open_study(space, studies.make_storage(studies.default_storage(home)), prepared.attrs())
+    tracker = tracking.make_tracker(prepared, session.RunOptions(home=home), "")
+    tracker.start(study)
+    trial = study.ask()
+    run_id = tracker.client.create_run(tracker.experiment_id).info.run_id
+    histories = {k: {"loss": [1 / (e + 1) for e in range(EPOCHS)], "val_loss": [1.1 / (e + 1) for e in range(EPOCHS)]}
+                 for k in range(2)}
+    splits = [SplitResult(k, EPOCHS, h["val_loss"][-1], 0.9, EPOCHS, h) for k, h in histories.items()]
+    outcome = TrialOutcome(trial.number, "complete", {}, splits=splits, metric_name="accuracy")
+    diagnosis = diagnostics.diagnose_trial(histories, 1.1, 5)
+    monkeypatch.setattr(_review, "MAX_FIGURES_WAITING", 2)
+    gate = threading.Event()
+    tracker._drawing.submit(gate.wait)  # the drawing thread is busy until the gate opens
+    tracker._log_trial_figure(trial, run_id, outcome, diagnosis)  # one waiting: the trial goes on at once
+    ended = threading.Event()
+
+    def third_trials_end() -> None:
+        tracker._log_trial_figure(trial, run_id, outcome, diagnosis)
+        ended.set()
+
+    waiter = threading.Thread(target=third_trials_end)
+    waiter.start()
+    assert not ended.wait(2.0)  # held while the figures before it are not drawn
+    gate.set()
+    assert ended.wait(60)
+    waiter.join()
+    tracker.flush()
+    assert [f.path for f in tracker.client.list_artifacts(run_id, "figures")] == [_review.TRIAL_FIGURE]
+
+    monkeypatch.setattr(_review, "FIGURES_PATIENCE", 0.5)
+    stuck = threading.Event()
+    tracker._drawing.submit(stuck.wait)
+    tracker._drawing.submit(stuck.wait)
+    started = time.monotonic()
+    tracker._log_trial_figure(trial, run_id, outcome, diagnosis)  # waits 0.5 s, then goes on
+    assert 0.4 < time.monotonic() - started < 10
+    stuck.set()
+    tracker.finish()

@@ -30,6 +30,11 @@ import weakref
 from typing import IO, Any, Callable
 
 _log = logging.getLogger("search")
+# The helper runs at the lowest CPU priority, so it draws only on cores that training leaves idle: at the
+# training's priority (and at 10) it took CPU from training whenever both cores were busy, 10-15 % of a
+# 100-epoch trial (docs/performance.md). Where training keeps every core busy, the tracker bounds the
+# figures left waiting (search/tracking/_review.py).
+NICENESS = 19
 _HEADER = struct.Struct("<Q")
 
 
@@ -122,6 +127,10 @@ def _serve() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        os.nice(NICENESS)
+    except (AttributeError, OSError):  # no niceness here (Windows): drawn at the usual priority
+        pass
     try:  # a review's in-memory study is not news
         import optuna
 

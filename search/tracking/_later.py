@@ -39,9 +39,10 @@ class Later:
         """The work submitted so far; ``wait(ticket)`` returns once all of it is done."""
         return self._submitted
 
-    def wait(self, ticket: int) -> None:
+    def wait(self, ticket: int, timeout: float | None = None) -> bool:
+        """Wait until the work before ``ticket`` is done, or ``timeout`` seconds; True if it is done."""
         with self._progress:
-            self._progress.wait_for(lambda: self._done >= ticket)
+            return self._progress.wait_for(lambda: self._done >= ticket, timeout)
 
     def submit(self, fn: Any, *args: Any, event: str | None = None) -> None:
         import threading

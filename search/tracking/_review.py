@@ -26,6 +26,12 @@ TRIAL_FIGURE = "figures/learning_curves.png"
 # the workers of one machine, see make_tracker); the end of a run always redraws them.
 REVIEW_SHARE = 0.05
 REFRESH_EVERY = 10
+# The drawing process runs at the lowest priority (search/review/_drawing.py): where several workers keep
+# every core busy it can fall behind. With this many figures waiting, a trial's end waits for one to be
+# drawn, so the review in MLflow lags by minutes, not hours, and the end of a run never waits long for it.
+# A drawing process that stopped answering altogether holds up no trial for longer than FIGURES_PATIENCE.
+MAX_FIGURES_WAITING = 8
+FIGURES_PATIENCE = 60.0
 _log = logging.getLogger("search")
 
 
@@ -97,6 +103,7 @@ class ReviewLogging:
         """Hand the trial's learning-curve figure to the drawing thread: the next trial need not wait for it."""
         name = review.trial_label(trial.number, trial.params, bool(trial.user_attrs.get("baseline")))
         histories = {s.split: s.history for s in outcome.splits}
+        self._drawing.wait(self._drawing.ticket() + 1 - MAX_FIGURES_WAITING, FIGURES_PATIENCE)
         self._drawing.submit(self._draw_trial_figure, trial.number, run_id, name, histories, diagnosis,
                            trial_fit(outcome, diagnosis))
 
