@@ -77,9 +77,10 @@ def test_the_reused_learning_curve_figure_draws_each_trial_as_a_fresh_figure_wou
 
 @pytest.mark.skipif(not hasattr(os, "nice"), reason="no process niceness on this platform")
 def test_the_helper_draws_at_the_lowest_priority_so_training_keeps_its_cores():
-    drawer = Drawer()
+    drawers = [Drawer(), Drawer(niceness=0)]  # the second as benchmarks/drawing_priority.py compares with
     try:
-        assert drawer.call(os.nice, 0) == 19
-        assert os.nice(0) < 19  # this process keeps its own priority
+        assert drawers[0].call(os.nice, 0) == 19
+        assert drawers[1].call(os.nice, 0) == os.nice(0) < 19  # this process keeps its own priority
     finally:
-        drawer.close()
+        for drawer in drawers:
+            drawer.close()

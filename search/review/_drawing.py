@@ -49,7 +49,8 @@ class _Unavailable(Exception):
 class Drawer:
     """Calls module-level functions in one helper process, one call at a time, from any thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, niceness: int = NICENESS) -> None:
+        self.niceness = niceness  # added to the helper's priority when it starts
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._in_process = False  # the helper failed once: draw here for the rest of the run
@@ -88,8 +89,8 @@ class Drawer:
     def _start(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         try:
-            proc = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    env=env, start_new_session=True)
+            proc = subprocess.Popen([sys.executable, __file__, str(self.niceness)], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, env=env, start_new_session=True)
         except OSError as exc:
             raise _Unavailable(f"cannot start {sys.executable} ({exc})") from None
         self._proc = proc
@@ -122,13 +123,14 @@ def _receive(stream: IO[bytes]) -> bytes:
     return data
 
 
-def _serve() -> None:
+def _serve(niceness: int = NICENESS) -> None:
     """The helper's loop: read a call, run it, answer (result or error text), until the pipe closes."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        os.nice(NICENESS)
+        if niceness:
+            os.nice(niceness)
     except (AttributeError, OSError):  # no niceness here (Windows): drawn at the usual priority
         pass
     try:  # a review's in-memory study is not news
@@ -157,9 +159,10 @@ def _serve() -> None:
 
 
 if __name__ == "__main__":
+    _niceness = int(sys.argv[1]) if len(sys.argv) > 1 else NICENESS
     try:
         from search._stack import call_with_room
     except ImportError:  # started without the package on its path: plain calls
-        _serve()
+        _serve(_niceness)
     else:
-        call_with_room(_serve)  # matplotlib draws deep (search/_stack.py)
+        call_with_room(_serve, _niceness)  # matplotlib draws deep (search/_stack.py)
