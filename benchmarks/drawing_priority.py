@@ -1,14 +1,13 @@
-"""The drawing helper's CPU priority: harness trials with the helper at the usual priority against the
-lowest (its default), alternating in one process, each against the bare fits they wrap.
+"""The drawing helper's CPU priority: harness trials with the helper at the training's own priority (its
+default) against the lowest, alternating in one process, each against the bare fits they wrap.
 
-    python benchmarks/drawing_priority.py [--epochs 100] [--rounds 6] [--block 3]
+    python benchmarks/drawing_priority.py [--epochs 100] [--rounds 6] [--block 3] [--niceness 19]
 
 The same trial loop, store and tracker as `benchmarks/overhead.py`; the tracker draws through one of
-two helper processes, switched between blocks of ``--block`` trials: one at niceness 0 (the training's
-own priority), one at ``search.review._drawing.NICENESS``. Each round times a block with each helper (in
-turns, so neither always goes first) and the bare fits after each block; the side work is waited for,
-untimed, before each bare block, as in the overhead benchmark. Prints the ratio of each arm's median to
-the bare fits' median.
+two helper processes, switched between blocks of ``--block`` trials: one at niceness 0, one at
+``--niceness``. Each round times a block with each helper (in turns, so neither always goes first) and
+the bare fits after each block; the side work is waited for, untimed, before each bare block, as in the
+overhead benchmark. Prints the ratio of each arm's median to the bare fits' median.
 """
 from __future__ import annotations
 
@@ -30,9 +29,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--block", type=int, default=3)
+    parser.add_argument("--niceness", type=int, default=19)
     args = parser.parse_args()
     from search import space as spaces, tracking
-    from search.review._drawing import NICENESS, Drawer
+    from search.review._drawing import Drawer
     from search.runner import _runtime, session
     from search.runner.objective import Objective
     from search.runner.stopping import StopRequest
@@ -51,7 +51,7 @@ def main() -> None:
                           budget=studies.budget_of(space))
     loop = session._Loop(study, objective, studies.budget_of(space), space.study.max_consecutive_failures,
                          session.RunOptions(home=home, n_trials=1, quiet=True), stop)
-    drawers = {0: Drawer(niceness=0), NICENESS: Drawer(niceness=NICENESS)}
+    drawers = {0: Drawer(niceness=0), args.niceness: Drawer(niceness=args.niceness)}
     times: dict[int, list[float]] = {n: [] for n in drawers}
     bare: list[float] = []
     print(f"-- {args.epochs} epochs, {len(prepared.splits)} splits, {args.block} trials per arm and round", flush=True)

@@ -431,8 +431,8 @@ def test_a_trials_summary_goes_with_its_tags_and_refused_curves_do_not_keep_its_
 
 def test_a_trials_end_waits_for_a_drawing_process_that_fell_behind_but_not_for_one_that_stopped(tmp_path,
                                                                                                 monkeypatch):
-    """The drawing process runs at the lowest priority; where training keeps every core busy its figures
-    pile up. With MAX_FIGURES_WAITING waiting a trial's end waits for one, so figures never lag by hours, but no
+    """Where more workers than cores keep every core busy, a drawing process's figures can pile up. With
+    MAX_FIGURES_WAITING waiting, a trial's end waits for one, so figures never lag by hours, but for no
     longer than FIGURES_PATIENCE, so a drawing process that stopped answering holds up no trial."""
     import threading
 

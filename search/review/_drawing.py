@@ -30,11 +30,11 @@ import weakref
 from typing import IO, Any, Callable
 
 _log = logging.getLogger("search")
-# The helper runs at the lowest CPU priority, so it draws only on cores that training leaves idle: at the
-# training's priority (and at 10) it took CPU from training whenever both cores were busy, 10-15 % of a
-# 100-epoch trial (docs/performance.md). Where training keeps every core busy, the tracker bounds the
-# figures left waiting (search/tracking/_review.py).
-NICENESS = 19
+# The helper's niceness (added to the run's). It draws at the training's own priority: at the lowest (19)
+# it should only take cores training leaves idle, but side by side in one process it measured no faster
+# (100-epoch trials 1.12x and 1.15x their bare fit at 0 and 19; benchmarks/drawing_priority.py and
+# docs/performance.md), while its figures would wait whenever training kept every core busy.
+NICENESS = 0
 _HEADER = struct.Struct("<Q")
 
 

@@ -26,10 +26,10 @@ TRIAL_FIGURE = "figures/learning_curves.png"
 # the workers of one machine, see make_tracker); the end of a run always redraws them.
 REVIEW_SHARE = 0.05
 REFRESH_EVERY = 10
-# The drawing process runs at the lowest priority (search/review/_drawing.py): where several workers keep
-# every core busy it can fall behind. With this many figures waiting, a trial's end waits for one to be
-# drawn, so the review in MLflow lags by minutes, not hours, and the end of a run never waits long for it.
-# A drawing process that stopped answering altogether holds up no trial for longer than FIGURES_PATIENCE.
+# Where more workers than cores keep every core busy, a worker's drawing process can fall behind. With
+# this many figures waiting, a trial's end waits for one to be drawn, so the review in MLflow lags by
+# minutes, not hours, and the end of a run never waits long for it. A drawing process that stopped
+# answering altogether holds up no trial for longer than FIGURES_PATIENCE.
 MAX_FIGURES_WAITING = 8
 FIGURES_PATIENCE = 60.0
 _log = logging.getLogger("search")
