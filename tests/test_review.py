@@ -382,6 +382,19 @@ def test_split_curves_reach_mlflow_as_the_next_split_starts_and_all_of_them_with
         assert "val_loss_mean" in run.data.metrics
 
 
+def _started_tracker(tmp_path: Path, name: str):
+    """A study of SPACE named ``name`` under tmp_path and its started MLflow tracker."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({**SPACE, "study": {**SPACE["study"], "name": name}}, sort_keys=False))
+    space = spaces.load(path)
+    prepared = session.prepare(space)
+    home = tmp_path / "mlruns"
+    study = studies.open_study(space, studies.make_storage(studies.default_storage(home)), prepared.attrs())
+    tracker = tracking.make_tracker(prepared, session.RunOptions(home=home), "")
+    tracker.start(study)
+    return study, tracker
+
+
 def test_a_trials_summary_goes_with_its_tags_and_refused_curves_do_not_keep_its_run_open(tmp_path):
     """Another worker moving the ★ reads a run's `best` tag and `val_loss_mean` together, so they go in
     one batch; the curves follow in batches MLflow takes (at most 1000 metrics); a store that refuses
@@ -389,14 +402,7 @@ def test_a_trials_summary_goes_with_its_tags_and_refused_curves_do_not_keep_its_
     from mlflow.entities import Metric, RunTag
     from mlflow.exceptions import MlflowException
 
-    path = tmp_path / "close.yaml"
-    path.write_text(yaml.safe_dump({**SPACE, "study": {**SPACE["study"], "name": "close"}}, sort_keys=False))
-    space = spaces.load(path)
-    prepared = session.prepare(space)
-    home = tmp_path / "mlruns"
-    study = studies.open_study(space, studies.make_storage(studies.default_storage(home)), prepared.attrs())
-    tracker = tracking.make_tracker(prepared, session.RunOptions(home=home), "")
-    tracker.start(study)
+    study, tracker = _started_tracker(tmp_path, "close")
     now = int(time.time() * 1000)
     curves = [Metric(f"split_{k}/val_loss", 1 / e, now, e) for k in range(3) for e in range(1, 401)]
     calls, refuse = [], []
@@ -440,14 +446,7 @@ def test_a_trials_end_waits_for_a_drawing_process_that_fell_behind_but_not_for_o
     from search.runner.results import SplitResult, TrialOutcome
     from search.tracking import _review
 
-    path = tmp_path / "behind.yaml"
-    path.write_text(yaml.safe_dump({**SPACE, "study": {**SPACE["study"], "name": "behind"}}, sort_keys=False))
-    space = spaces.load(path)
-    prepared = session.prepare(space)
-    home = tmp_path / "mlruns"
-    study = studies.open_study(space, studies.make_storage(studies.default_storage(home)), prepared.attrs())
-    tracker = tracking.make_tracker(prepared, session.RunOptions(home=home), "")
-    tracker.start(study)
+    study, tracker = _started_tracker(tmp_path, "behind")
     trial = study.ask()
     run_id = tracker.client.create_run(tracker.experiment_id).info.run_id
     histories = {k: {"loss": [1 / (e + 1) for e in range(EPOCHS)], "val_loss": [1.1 / (e + 1) for e in range(EPOCHS)]}

@@ -128,11 +128,11 @@ def _serve(niceness: int = NICENESS) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        if niceness:
+    if niceness:
+        try:
             os.nice(niceness)
-    except (AttributeError, OSError):  # no niceness here (Windows): drawn at the usual priority
-        pass
+        except (AttributeError, OSError):  # no niceness here (Windows): drawn at the usual priority
+            pass
     try:  # a review's in-memory study is not news
         import optuna
 

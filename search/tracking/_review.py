@@ -100,7 +100,8 @@ class ReviewLogging:
         return diagnosis
 
     def _log_trial_figure(self, trial: Any, run_id: str, outcome: TrialOutcome, diagnosis: Any) -> None:
-        """Hand the trial's learning-curve figure to the drawing thread: the next trial need not wait for it."""
+        """Hand the trial's learning-curve figure to the drawing thread: the next trial need not wait for it,
+        unless MAX_FIGURES_WAITING figures are already waiting."""
         name = review.trial_label(trial.number, trial.params, bool(trial.user_attrs.get("baseline")))
         histories = {s.split: s.history for s in outcome.splits}
         self._drawing.wait(self._drawing.ticket() + 1 - MAX_FIGURES_WAITING, FIGURES_PATIENCE)
