@@ -18,9 +18,15 @@ otherwise be run in place of the library.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
+
+# MLflow 3 starts a usage reporter on import that sends to MLflow's servers; nothing of a search may reach
+# the network. Set before any of our modules imports MLflow, in the CLI and in a script that uses the API;
+# a user who sets the variable themselves is obeyed.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 # name -> module that defines it
 _EXPORTS = {

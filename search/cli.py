@@ -172,7 +172,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Set before anything imports TensorFlow: its C++ start-up chatter is not for our users.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # nothing may reach the network
     from search import _redact
 
     parser = build_parser()

@@ -171,3 +171,29 @@ def test_a_database_password_reaches_no_store_and_no_file(tmp_path: Path, capsys
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+_REPORTER = """
+import sys
+if sys.argv[1] == "mlflow-first":
+    import mlflow
+    from mlflow.telemetry.client import get_telemetry_client
+    assert get_telemetry_client() is not None, "premise: MLflow starts its reporter on import"
+    from search import tracking
+    tracking.quiet_mlflow()  # what every tracker does when it is made
+else:
+    import search, mlflow
+    from mlflow.telemetry.client import get_telemetry_client
+print("reporter:", get_telemetry_client())
+"""
+
+
+@pytest.mark.parametrize("order", ["search-first", "mlflow-first"])
+def test_mlflow_usage_reporting_is_off_in_a_script_that_uses_the_api(order: str) -> None:
+    """MLflow 3 sends usage records to its servers unless told not to; a search must not reach the network."""
+    quiet = ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS")
+    env = {k: v for k, v in os.environ.items() if k not in quiet}  # as on a user's machine
+    done = subprocess.run([sys.executable, "-c", _REPORTER, order], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "reporter: None" in done.stdout, done.stdout

@@ -99,6 +99,19 @@ def end_run(client: Any, run_id: str, status: str, name: str) -> None:
 def quiet_mlflow() -> None:
     for name in ("mlflow", "alembic", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    _no_telemetry()
+
+
+def _no_telemetry() -> None:
+    """Drop MLflow's usage reporter where MLflow was imported before ``search`` turned it off (search/__init__.py)."""
+    try:
+        from mlflow.telemetry.client import get_telemetry_client, set_telemetry_client
+        from mlflow.telemetry.utils import is_telemetry_disabled
+    except ImportError:  # an MLflow without one
+        return
+    # A user who set MLFLOW_DISABLE_TELEMETRY=false keeps the reporter they asked for.
+    if get_telemetry_client() is not None and is_telemetry_disabled():
+        set_telemetry_client()  # with the variable set, it drops the reporter
 
 
 
