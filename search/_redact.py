@@ -67,7 +67,18 @@ def _redact_url(candidate: str) -> str:
     at, colon = _userinfo_end(body, start), body.find(":", start)
     if at is not None and start <= colon < at:
         body = body[:colon + 1] + MASK + body[at:]
+    elif (token := _bare_token(body, start)) is not None:
+        body = body[:start] + MASK + body[start + len(token):]
     return _redact_query(body) + candidate[len(candidate.rstrip(_TRAILING)):]
+
+
+def _bare_token(url: str, start: int) -> str | None:
+    """The user part of ``https://TOKEN@host``: HTTP clients send it as credentials (a GitHub or MLflow token)."""
+    if url[:start - 3].lower() not in ("http", "https", "grpc", "grpcs"):
+        return None  # a database user name (postgresql://postgres@host) is not a secret
+    head = re.split(r"[/?#]", url[start:], maxsplit=1)[0]
+    user = head.rpartition("@")[0] if "@" in head else ""
+    return user if user and ":" not in user else None
 
 
 def _userinfo_end(url: str, start: int) -> int | None:
@@ -129,6 +140,8 @@ def _url_secrets(url: str) -> set[str]:
         if at is not None and ":" in url[start:at]:
             password = url[start:at].split(":", 1)[1]
             found.update([password, unquote(password)])
+        elif (token := _bare_token(url, start)) is not None:
+            found.update([token, unquote(token)])
     return {s for s in found if s}
 
 

@@ -14,13 +14,14 @@ and raises a :class:`search.UserError` subclass for a user's mistake, before any
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO, TypeVar, cast
 
 import numpy as np
 
@@ -82,6 +83,23 @@ class RunResult:
     ablation: list["AblationRow"] = field(default_factory=list)
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _hides_credentials(fn: _F) -> _F:
+    """The URLs' passwords are hidden in whatever the call prints or logs later, also where they appear alone."""
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        from search import _redact
+
+        _redact.remember(kwargs.get("storage"), kwargs.get("tracking_uri"), os.environ.get("SEARCH_STORAGE"),
+                         os.environ.get("MLFLOW_TRACKING_URI"))
+        return fn(*args, **kwargs)
+
+    return cast(_F, call)
+
+
+@_hides_credentials
 def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray | None = None,
         x_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
         builder: Callable[..., "keras.Model"] | None = None, study_name: str | None = None,
@@ -240,6 +258,7 @@ def workflow_answer(space: Space, options: Any) -> None:
         answer.report_run(study, options)
 
 
+@_hides_credentials
 def best(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns", storage: str | None = None,
          tracking_uri: str | None = None) -> TrialResult:
     """The study's picked trial (or trial ``trial``) with its fixed config.
@@ -256,6 +275,7 @@ def best(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns"
     return _trial_result(study, target.trial, target.space, home)
 
 
+@_hides_credentials
 def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | None = None,
               home: PathLike = "mlruns", storage: str | None = None, tracking_uri: str | None = None,
               epochs: int | None = None, ensemble: int = 1, verify: bool = False, threads: int | None = None,
@@ -285,6 +305,7 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
     return reproducing.reproduce(target, options, out=out)
 
 
+@_hides_credentials
 def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns", storage: str | None = None,
            tracking_uri: str | None = None, threads: int | None = None,
            out: TextIO | None = None) -> list["AblationRow"]:
@@ -306,6 +327,7 @@ def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlrun
     return ablation.run(study, target.trial, resolved, options, out=out)
 
 
+@_hides_credentials
 def report(study_name: str, out: PathLike | None = None, *, home: PathLike = "mlruns", storage: str | None = None,
            top: int = 10) -> Path:
     """Write the study's review as one self-contained HTML file; returns its path."""

@@ -210,7 +210,10 @@ UNEXPECTED = "unexpected failure"
 
 
 def _one_paragraph(exc: BaseException, limit: int = 400) -> str:
-    text = " ".join(str(exc).split())
+    from search._redact import redact
+
+    # Redacted before it is cut: a password cut in half is no longer recognised as one.
+    text = " ".join(redact(str(exc)).split())
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
@@ -296,11 +299,9 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
             "--local-workers", str(args.workers)]  # they share this machine's cores (and its review time)
     if getattr(args, "debug", False):
         argv.append("--debug")
-    for flag, value in (("--study-name", args.study_name), ("--storage", args.storage),
-                        ("--tracking-uri", args.tracking_uri)):
-        if value is not None:
-            argv += [flag, str(value)]
-    return argv
+    if args.study_name is not None:
+        argv += ["--study-name", str(args.study_name)]
+    return argv  # the storage and tracking URLs go by the environment (search/runner/workers.py)
 
 
 def _load_study(args: argparse.Namespace) -> "optuna.Study":

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from typing import Any, TextIO
 
+from search._redact import redact
 from search.errors import StudyError
 from search.tracking import VIEW_KEY
 
@@ -22,6 +23,11 @@ from search.tracking import VIEW_KEY
 _MODE = "workflowType=machine_learning"
 # The view `search run` stores with the experiment: trials ranked by validation loss, its columns shown.
 _VIEW = f"viewStateShareKey={VIEW_KEY}"
+# The server's own outbound calls, off: its AI gateway fetches a model catalog from github.com when the
+# UI asks for it, its job runner schedules online scoring, and it reports usage unless told not to.
+# Nothing a search does may reach the network; a user who set one of these themselves is obeyed.
+_OFFLINE = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_MODEL_CATALOG_URI": "", "MLFLOW_ENABLE_AI_GATEWAY": "false",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 START_TIMEOUT = 180.0   # seconds; a cold `mlflow server` imports a lot before it listens
 STOP_TIMEOUT = 15.0     # then SIGKILL for the group
 
@@ -60,11 +66,12 @@ def serve(tracking_uri: str, host: str, port: int, study: str | None = None, out
     if study is not None and experiment is None:
         raise StudyError(f"no tracking store at {tracking_uri} yet", field="--home",
                          expected="the folder `search run` wrote to (or --tracking-uri)")
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", host,
-           "--port", str(port), "--workers", "1"]
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port), "--workers", "1"]
+    # The store's URL goes by the environment: on the command line any user of the machine reads its password.
+    env = {**_OFFLINE, **os.environ, "MLFLOW_BACKEND_STORE_URI": tracking_uri}
     probe = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
-    print(f"starting the MLflow UI on {host}:{port} (store: {tracking_uri})…", file=err, flush=True)
-    child = subprocess.Popen(cmd, start_new_session=True)
+    print(f"starting the MLflow UI on {host}:{port} (store: {redact(tracking_uri)})…", file=err, flush=True)
+    child = subprocess.Popen(cmd, start_new_session=True, env=env)
     previous = {s: signal.signal(s, _forward(child)) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         if not _wait_until_ready(probe, child, start_timeout):
@@ -104,12 +111,14 @@ def _forward(child: subprocess.Popen) -> Any:
 
 
 def _wait_until_ready(url: str, child: subprocess.Popen, timeout: float) -> bool:
+    # Straight to the server: an http_proxy in the environment would send the probe out through the proxy.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child.poll() is not None:
             return False
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            with opener.open(f"{url}/health", timeout=2) as response:
                 if response.status == 200:
                     return True
         except OSError:

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -92,6 +93,26 @@ def _worker(space: Path, host: str, storage: str, tracking: str, *extra: str) ->
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(host))
 
 
+def _command_lines_while(procs: list[subprocess.Popen]) -> dict[int, str]:
+    """pid → command line of every process started under ``procs``, read from /proc until they all end."""
+    seen: dict[int, str] = {}
+
+    def watch() -> None:
+        while any(p.poll() is None for p in procs):
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit() and int(entry.name) not in seen:
+                    try:
+                        line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    except OSError:
+                        continue
+                    if " -m search " in line:
+                        seen[int(entry.name)] = line
+            time.sleep(0.2)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return seen
+
+
 def _space(tmp_path: Path, name: str, **study) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump({
@@ -116,6 +137,7 @@ def test_four_workers_on_two_hosts_share_one_study(databases, mlflow_server, tmp
     space = _space(tmp_path, "fleet", n_trials=6, keep_checkpoints=2)
     storage, tracking = databases["optuna_pw"], mlflow_server["url"]
     hosts = [_worker(space, host, storage, tracking, "--workers", "2") for host in ("host-a", "host-b")]
+    seen = _command_lines_while(hosts)
     outputs = [p.communicate(timeout=400) for p in hosts]
     for p, (out, err) in zip(hosts, outputs):
         assert p.returncode == 0, err
@@ -165,6 +187,9 @@ def test_four_workers_on_two_hosts_share_one_study(databases, mlflow_server, tmp
                 pass
     assert any("***@" in t for t in texts), "the redacted storage URL should be recorded"
     assert not [t for t in texts if PASSWORD in t]
+    # Nor a worker's command line, which any user of the machine reads (the hosts' own are the test's doing).
+    workers = {pid: line for pid, line in seen.items() if "--worker-index" in line}
+    assert len(workers) >= 4 and not [line for line in workers.values() if PASSWORD in line], workers
 
 
 def test_a_killed_worker_is_failed_by_heartbeat_and_its_trial_retried(databases, mlflow_server, tmp_path):

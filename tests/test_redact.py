@@ -34,6 +34,7 @@ SHAPES = [
     ("question mark in password", "postgresql://u:what?pw9@host/db", "what?pw9", "@host/db"),
     ("env style assignment", "MLFLOW_TRACKING_TOKEN=envtok-1 search run x.yaml", "envtok-1", "search run x.yaml"),
     ("dict repr", "connect args {'password': 'dict-pw-1', 'host': 'h'}", "dict-pw-1", "'host': 'h'"),
+    ("token as the user", "https://ghp_tok3n99@mlflow.example.com/api", "ghp_tok3n99", "@mlflow.example.com/api"),
 ]
 
 
@@ -48,6 +49,14 @@ def test_urls_without_credentials_are_left_alone() -> None:
     for text in ("postgresql://postgres@127.0.0.1:5432/test", "http://[::1]:5000/", "sqlite:////tmp/a/optuna.db",
                  "see http://host:8080/path.", "file:///tmp/x", "12:30 at noon", "max_tokens: 5"):
         assert redact(text) == text
+
+
+def test_a_password_is_hidden_before_a_long_message_is_cut_short() -> None:
+    """Cut first, ``postgresql://alice:VeryLongSe`` has no ``@`` left to show where the password ends."""
+    from search.cli import _one_paragraph
+
+    text = "x" * 370 + " postgresql://alice:VeryLongSecret-77@db.example/optuna was refused"
+    assert "VeryLong" not in _one_paragraph(RuntimeError(text))
 
 
 def test_a_secret_seen_in_a_url_is_hidden_where_it_appears_alone() -> None:
@@ -108,3 +117,14 @@ def test_the_net_prints_one_redacted_paragraph_and_debug_the_redacted_traceback(
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and "net-pw-77" not in err
     assert 'raise RuntimeError("lost postgresql://u:net-pw-77' not in err  # the source line is redacted too
+
+
+def test_the_python_api_hides_a_storage_password_in_what_it_says_later() -> None:
+    """A notebook calls the API, not the CLI: every entry point remembers the URLs' passwords, as the CLI does."""
+    import search
+    from search.api import _hides_credentials
+
+    entry_points = ("run", "best", "reproduce", "ablate", "report")
+    assert all(hasattr(getattr(search, name), "__wrapped__") for name in entry_points)
+    _hides_credentials(lambda **kwargs: None)(storage="postgresql://u:api-secret-93@db.example/x")
+    assert redact('FATAL: password "api-secret-93" rejected') == 'FATAL: password "***" rejected'

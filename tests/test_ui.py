@@ -119,6 +119,13 @@ def test_ui_prints_the_study_url_once_it_answers_and_leaves_nothing_behind(finis
         assert any("starting the MLflow UI" in line for line in ui.lines)
         server = _descendants(ui.proc.pid)
         assert server, "search ui started no server process"
+        # The store's URL is not on a command line (any user reads those), and the server calls nothing outside.
+        root = next(p for p in server if _processes().get(p, (0,))[0] == ui.proc.pid)
+        assert "--backend-store-uri" not in Path(f"/proc/{root}/cmdline").read_bytes().decode(errors="replace")
+        env = dict(v.split("=", 1) for v in Path(f"/proc/{root}/environ").read_bytes().decode().split("\0") if "=" in v)
+        assert env["MLFLOW_BACKEND_STORE_URI"].endswith("mlflow.db")
+        assert (env["MLFLOW_MODEL_CATALOG_URI"], env["MLFLOW_ENABLE_AI_GATEWAY"]) == ("", "false")
+        assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"
         groups = {_processes()[p][1] for p in server if p in _processes()}
     except BaseException:
         ui.proc.kill()
@@ -200,7 +207,7 @@ def test_the_mlflow_ui_lands_on_the_ranked_trials_in_model_training_mode(finishe
         assert column in state["headers"], state["headers"]
     # Model-training mode: the experiment's menu is Runs / Models / Traces, without GenAI's sections (which
     # the same page shows when asked for GenAI mode, MLflow's default: the check can tell them apart).
-    genai_menu = ("Observability", "Judges", "Sessions")
+    genai_menu = ("Observability", "Sessions", "Prompts")  # not "Judges": `search ui` turns the AI gateway off
     assert all(f"\n{item}\n" in genai["text"] for item in genai_menu), genai["text"][:500]
     assert not any(f"\n{item}\n" in state["text"] for item in genai_menu), state["text"][:500]
     assert "\nRuns\nModels\n" in state["text"]

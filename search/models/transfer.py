@@ -12,6 +12,7 @@ from typing import Any
 
 from search.errors import SpaceError
 from search.models._params import ACTIVATIONS, AUGMENT_PARAMS, Param, augment_settings
+from search._redact import redact
 
 IMAGE_INPUT = True
 USES_FILES = True  # build() receives the space file's folder to find the weights file
@@ -110,7 +111,7 @@ def load_backbone(settings: dict[str, Any], image_hw: tuple[int, int], search_di
         if skipped:  # a partial load would train on random features without a word
             raise ValueError(f"{len(skipped)} parts of the model found no weights in the file: {skipped[0]}")
     except Exception as exc:  # wrong architecture, alpha or format: Keras raises several types
-        raise SpaceError(f"cannot load {path} into {name} ({type(exc).__name__}: {str(exc)[:300]})",
+        raise SpaceError(f"cannot load {path} into {name} ({type(exc).__name__}: {redact(str(exc))[:300]})",
                          source=source, field="model.weights",
                          expected=f"weights saved from keras.applications.{name}(include_top=False"
                          f"{', alpha=' + str(settings['alpha']) if name in WITH_ALPHA else ''})") from None
@@ -120,7 +121,8 @@ def load_backbone(settings: dict[str, Any], image_hw: tuple[int, int], search_di
         if cut not in names:
             raise SpaceError(f"{name} has no layer named '{cut}'", source=source, field="model.cut_at",
                              expected=f"a layer name such as {', '.join(names[-6:])} "
-                                      f"(list them with keras.applications.{name}().summary())", found=cut)
+                                      f"(list them with keras.applications.{name}(include_top=False, "
+                                      "weights=None).summary())", found=cut)
         return keras.Model(base.input, base.get_layer(cut).output, name="backbone")
     return keras.Model(base.input, base.output, name="backbone")
 

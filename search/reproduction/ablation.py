@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from search.space import Space, nest
+from search._redact import redact
 
 SUFFIX = ".ablation"
 ATTR = "ablation"         # the table, on the main study
@@ -184,7 +185,7 @@ def _log(study: Any, picked: Any, rows: list[AblationRow], options: Any) -> None
             (Path(tmp) / "ablation.txt").write_text(format_table(picked, rows) + "\n", encoding="utf-8")
             client.log_artifacts(parent, tmp, "study")
     except Exception as exc:  # the table is in the Optuna storage already
-        print(f"warning: could not log the ablation to MLflow ({type(exc).__name__}: {str(exc)[:200]})",
+        print(f"warning: could not log the ablation to MLflow ({type(exc).__name__}: {redact(str(exc))[:200]})",
               file=sys.stderr)
 
 

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from search.workflow import common_sense
 from search.workflow.phases import PHASE0_ATTR, PHASE_ATTR, PICK_ATTR, settings_text
+from search._redact import redact
 
 _PHASE_COLORS = {1: "#1f77b4", 2: "#ff7f0e"}
 
@@ -240,5 +241,5 @@ def _log(study: Any, options: Any) -> None:
                 (Path(tmp) / "workflow.png").write_bytes(png)
             client.log_artifacts(parent, tmp, "study")
     except Exception as exc:  # a side channel: the answer is in the Optuna storage and on the terminal
-        print(f"warning: could not log the workflow's answer to MLflow ({type(exc).__name__}: {str(exc)[:200]})",
-              file=sys.stderr)
+        print(f"warning: could not log the workflow's answer to MLflow "
+              f"({type(exc).__name__}: {redact(str(exc))[:200]})", file=sys.stderr)

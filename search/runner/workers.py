@@ -97,6 +97,10 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     gpus = visible_gpus()  # asked once: nvidia-smi is not free, and recycled workers keep their slot's GPU
 
     deadline = time.monotonic() + options.timeout if options.timeout else None
+    # By the environment, which the worker's --storage and --tracking-uri default to: on a command line any
+    # user of the machine reads a password (ps, /proc/<pid>/cmdline).
+    urls = {name: str(value) for name, value in (("SEARCH_STORAGE", options.storage),
+                                                 ("MLFLOW_TRACKING_URI", options.tracking_uri)) if value}
 
     def start(i: int) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "search", *argv, "--worker-index", str(i + 1), "--threads", str(threads),
@@ -111,7 +115,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
                 left[i] = remaining - min(quota)
         # Its own session: a Ctrl-C at the terminal reaches the parent only, which forwards it once. In
         # the terminal's process group each worker would get it twice, and a second SIGINT means "now".
-        env = {**os.environ, PARENT_ENV: str(os.getpid()), **gpu_env(i, gpus)}
+        env = {**os.environ, PARENT_ENV: str(os.getpid()), **gpu_env(i, gpus), **urls}
         return subprocess.Popen(cmd, start_new_session=True, env=env)
 
     def live() -> list[subprocess.Popen]:

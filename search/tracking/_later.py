@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from search._redact import redact
+
 _log = logging.getLogger("search")
 
 
@@ -75,7 +77,7 @@ class Later:
                 fn(*args)
             except Exception as exc:  # noqa: BLE001  (handed back to the training thread, or logged)
                 if event is None:
-                    _log.warning("background tracking work failed: %s", exc)
+                    _log.warning("background tracking work failed: %s", redact(exc))
                 else:
                     with self._progress:
                         self._failures.append((number, DeferredFailure(event, exc)))

@@ -120,7 +120,7 @@ class ReviewLogging:
                 self.client.log_artifact(run_id, str(path), str(Path(TRIAL_FIGURE).parent))
             forget_artifact_repo(run_id)  # the figure may come after the run closed (and forgot its repository)
         except Exception as exc:  # a figure is never worth a trial
-            _log.warning("could not draw trial %s's learning curves: %s", number, exc)
+            _log.warning("could not draw trial %s's learning curves: %s", number, redact(exc))
 
     def _maybe_refresh_with(self, trials: list[Any]) -> None:
         if not (self._best_pending or self._since_refresh >= self.refresh_every):
@@ -160,7 +160,7 @@ class ReviewLogging:
             self.client.log_batch(self.parent_run_id, metrics=metrics, tags=tags)
             self._best_pending, self._since_refresh = False, 0
         except Exception as exc:  # the study goes on without fresh figures
-            _log.warning("could not refresh the study figures: %s: %s", type(exc).__name__, exc)
+            _log.warning("could not refresh the study figures: %s: %s", type(exc).__name__, redact(exc))
         finally:
             self._review_cost = time.perf_counter() - started
             self._review_spent += self._review_cost

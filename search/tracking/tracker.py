@@ -352,7 +352,7 @@ class MlflowTracker(ReviewLogging, TrialListener):
                 get_artifact_repository(run.info.artifact_uri, tracking_uri=self.uri).delete_artifacts(
                     CHECKPOINT_ARTIFACTS)
             except Exception as exc:  # a store without deletion: keep going, say so on the run
-                self.client.set_tag(run.info.run_id, "search.checkpoints_note", f"not deleted: {exc}"[:500])
+                self.client.set_tag(run.info.run_id, "search.checkpoints_note", redact(f"not deleted: {exc}")[:500])
             self.client.set_tag(run.info.run_id, "search.checkpoints", "removed")
 
     @staticmethod
