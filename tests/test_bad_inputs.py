@@ -136,6 +136,8 @@ CASES: list[tuple[str, Builder, str | None, list[str]]] = [
     ("missing-space-file", _missing_file, None, ["does not exist"]),
     ("invalid-yaml", _text("study:\n  name: x\n data: [\n"), None, ["not valid YAML", "line"]),
     ("yaml-list", _text("- study\n- data\n"), None, ["must be a mapping", "found 'list'"]),
+    ("yaml-key-twice", _text("study:\n  name: x\ntrain:\n  epochs: 1\n  epochs: 500\n"), None,
+     ["not valid YAML at line 5", "the key 'epochs' is given twice"]),
     ("missing-study-name", _space({"study": {"name": None}}), "study.name", ["required", "missing"]),
     ("unknown-section", _space({"training": {"epochs": 3}}), "training",
      ["unknown field", "expected one of study, data, validation, model, train"]),
@@ -200,6 +202,19 @@ def test_bad_input_is_one_clear_error_and_stores_nothing(build: Builder, field: 
     assert "Traceback" not in err + out
     assert len(err.strip().splitlines()) == 1, err  # one paragraph, nothing else on stderr
     assert _snapshot(store.home) == store.before
+
+
+def test_numbers_written_without_a_dot_are_numbers(tmp_path: Path) -> None:
+    """YAML 1.1 reads ``1e-3`` as a string; everyone writing a learning rate means the number."""
+    from search import space as spaces
+
+    path = tmp_path / "space.yaml"
+    path.write_text("study: {name: dotless}\ndata: {source: 'sklearn:iris'}\n"
+                    "model: {family: mlp, l1: {float: [1e-5, 1E-2], log: true, or_off: true}}\n"
+                    "train: {learning_rate: 1e-3, epochs: 1}\n")
+    space = spaces.load(path)
+    assert space.train["learning_rate"] == 0.001
+    assert space.model["l1"]["float"] == [1e-5, 1e-2]
 
 
 def test_stored_study_survives_all_bad_inputs(store: Store) -> None:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from search import space as spaces
 from search.errors import SpaceError, StudyError
@@ -192,4 +191,4 @@ class _no_progress_bar:
 
 def _space_from_text(text: str, where: Path | None, source: str) -> Space:
     # `where` is the original space file, so relative data paths and builder modules resolve as they did.
-    return spaces.validate(yaml.safe_load(text), source=source, path=where)
+    return spaces.validate(spaces.parse_yaml(text), source=source, path=where)
