@@ -102,6 +102,19 @@ def test_time_series_sorts_by_order_looks_forward_and_tests_on_the_latest_rows(t
     assert all(len(a.train) < len(b.train) for a, b in zip(splits, splits[1:]))
 
 
+def test_dates_written_as_text_are_put_in_time_order_not_alphabetical_order(tmp_path: Path) -> None:
+    """``12/31/2022`` sorts after ``01/05/2024`` as text: the held-out rows must still be the latest."""
+    frame = _frame()
+    days = pd.Timestamp("2022-01-01") + pd.to_timedelta(frame["t"] * 3, unit="D")  # about 2022 to 2024
+    frame["t"] = days.dt.strftime("%m/%d/%Y")
+    assert not frame.sort_values("t")["stamp"].is_monotonic_increasing  # alphabetical order is not time order
+    dataset, dev, test, splits = _prepare(tmp_path, frame, {"order": "t"}, {"scheme": "time_series", "k": 4})
+    stamps = _col(dataset, "stamp")
+    assert np.all(np.diff(stamps) > 0)
+    assert stamps[test].min() > stamps[dev].max()
+    assert any("read as dates (%m/%d/%Y)" in note for note in dataset.notes)
+
+
 def test_group_kfold_keeps_groups_whole_and_the_test_split_holds_out_whole_groups(tmp_path: Path) -> None:
     dataset, dev, test, splits = _prepare(tmp_path, _frame(), {"group": "g"}, {"scheme": "group_kfold", "k": 3})
     gid = _col(dataset, "gid")  # the group as read back from the rows themselves

@@ -171,6 +171,36 @@ def label_spellings(y: np.ndarray, what: str) -> str | None:
             f"separate classes; if they mean the same class, fix their spelling in the data")
 
 
+def time_order(values: np.ndarray, column: str, what: str, where: str, notes: list[str]) -> np.ndarray:
+    """Values that sort in time: numbers and timestamps as they are, dates written as text parsed.
+
+    Text sorts by its characters, so ``12/31/2022`` would come after ``01/05/2024``: held-out rows and
+    validation folds would no longer be the later ones. Text that is not dates in one format is refused.
+    """
+    import pandas as pd
+
+    values = np.asarray(values)
+    if values.dtype.kind in "iufmM":
+        return values
+    text = pd.Series(values).astype(str).str.strip()
+    fmt = pd.tseries.api.guess_datetime_format(text.iloc[0]) if len(text) else None
+    expected = "numbers, or dates written in one format in every row (such as 2024-01-31)"
+    if fmt is None:
+        raise DataError(f"the order column '{column}' of {what} holds text that is not a date, so its rows "
+                        "cannot be put in time order", source=where, field="data.order", expected=expected,
+                        found=text.iloc[0])
+    try:
+        stamps = pd.to_datetime(text, format=fmt)
+    except (ValueError, TypeError):
+        parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+        bad = text[parsed.isna()].iloc[0]
+        raise DataError(f"the order column '{column}' of {what} mixes '{text.iloc[0]}' with values in another form, "
+                        "so its rows cannot be put in time order", source=where, field="data.order",
+                        expected=expected, found=bad) from None
+    notes.append(f"order column '{column}' of {what} read as dates ({fmt})")
+    return stamps.to_numpy()
+
+
 def split_marks(values: np.ndarray, column: str, path: Path, where: str) -> np.ndarray:
     """A split column's values as a test mask: test/train (dev), 1/0, true/false, yes/no."""
     text = np.char.lower(np.char.strip(np.asarray(values).astype(str)))
