@@ -92,6 +92,8 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot parse CSV file {path} ({str(exc).strip()})", source=where,
                         field="data.source") from None
+    notes: list[str] = []
+    frame = _without_unnamed(frame, path, notes)
     if section.target is None:
         raise DataError("a CSV source needs the name of its target column", source=where,
                         field="data.target", expected="one of " + ", ".join(map(str, frame.columns)))
@@ -131,7 +133,31 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
                order=frame[section.order].to_numpy() if section.order else None,
                feature_names=[str(c) for c in features.columns],
                test_mask=_checks.split_marks(frame[split_column].to_numpy(), split_column, path, where)
-               if split_column is not None else None, label=str(path))
+               if split_column is not None else None, label=str(path), notes=notes)
+
+
+def _without_unnamed(frame: Any, path: Path, notes: list[str]) -> Any:
+    """Drop the columns a CSV writer left without a header: a row index, or the empty one of a trailing comma.
+
+    ``DataFrame.to_csv`` writes the index first with an empty name (pandas reads it back as ``Unnamed: 0``).
+    As a feature it is the row number: after a sort by class or by time, a give-away of the target.
+    """
+    import pandas as pd
+
+    for position, column in enumerate(list(frame.columns)):
+        if not (isinstance(column, str) and column.startswith("Unnamed: ")):
+            continue
+        values = frame[column]
+        if values.isna().all():
+            notes.append(f"column {position + 1} of {path} has neither a name nor values (a trailing comma?): "
+                         "ignored")
+        elif position == 0 and pd.api.types.is_integer_dtype(values) and values.is_unique:
+            notes.append(f"the first column of {path} has no name and holds unique whole numbers: a row index "
+                         "(as DataFrame.to_csv writes it), not used as a feature")
+        else:
+            continue
+        frame = frame.drop(columns=[column])
+    return frame
 
 
 def _npz(path: Path, section: Any, where: str, split_column: str | None = None) -> Raw:
