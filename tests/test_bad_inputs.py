@@ -114,6 +114,17 @@ def _changed_data(tmp: Path, store: Store) -> Path:
     return path
 
 
+def _builder(body: str) -> Builder:
+    """A space whose model is ``python:mynet:build``, the function below (iris: 3 classes, 4 features)."""
+    def build(tmp: Path, store: Store) -> Path:
+        (tmp / "mynet.py").write_text("import keras\n\n\ndef build(settings, input_shape, n_outputs):\n"
+                                      + "".join(f"    {line}\n" for line in body.splitlines()))
+        return _write_space(tmp, {"model": {"family": "python:mynet:build", "dropout": None,
+                                            "units": {"int": [4, 8]}}})
+
+    return build
+
+
 def _with_string_column() -> pd.DataFrame:
     frame = _frame()
     frame["colour"] = ["red", "green", "blue"] * 20
@@ -155,6 +166,12 @@ CASES: list[tuple[str, Builder, str | None, list[str]]] = [
      ["unknown model family", "expected one of mlp", "found 'transformer'"]),
     ("custom-family-no-module", _space({"model": {"family": "python:nosuchmodule:build"}}), "model.family",
      ["cannot import module 'nosuchmodule'"]),
+    ("builder-output-misfits-task",
+     _builder("i = keras.Input(input_shape)\nreturn keras.Model(i, keras.layers.Dense(1)(i))"),
+     "model.family", ["does not fit this multiclass task", "3 outputs (a softmax", "found 'output shape (1,)'"]),
+    ("builder-reads-a-misspelt-setting", _builder("return settings['unts']"), "model.family",
+     ["the builder python:mynet:build failed", "'units': 6", "KeyError: 'unts'"]),
+    ("builder-returns-none", _builder("return None"), "model.family", ["returned NoneType, not a keras.Model"]),
     ("test-size-1.5", _space({"data": {"test_size": 1.5}}), "data.test_size", ["less than 1", "found 1.5"]),
     ("holdout-fraction-0", _space({"validation": {"scheme": "holdout", "fraction": 0}}), "validation.fraction",
      ["greater than 0", "found 0"]),

@@ -288,8 +288,13 @@ def test_a_full_disk_stops_the_run_and_queues_the_trial_again(write_space, home)
 def test_recycled_workers_still_stop_a_space_that_always_fails(write_space, home, tmp_path):
     """Every process runs one trial (--recycle-after 1), so no process alone sees three failures in a
     row; the study-wide streak since the run began must stop it, or it fails trials all night."""
-    (tmp_path / "broken.py").write_text("def build(settings, input_shape, n_outputs):\n"
-                                        "    raise RuntimeError('this builder is broken')\n")
+    (tmp_path / "broken.py").write_text(
+        "import keras\nCALLS = []\n\n\ndef build(settings, input_shape, n_outputs):\n"
+        "    CALLS.append(settings)\n"
+        "    if len(CALLS) > 1:  # each process checks it once before its trial; the trial fails\n"
+        "        raise RuntimeError('this builder is broken')\n"
+        "    inputs = keras.Input(input_shape)\n"
+        "    return keras.Model(inputs, keras.layers.Dense(n_outputs, activation='softmax')(inputs))\n")
     space = write_space({"study": {"name": "broken", "n_trials": 30, "baseline": False,
                                    "max_consecutive_failures": 3},
                          "model": {"family": "python:broken:build", "width": {"choice": [3, 5]},

@@ -70,8 +70,8 @@ def test_custom_builder_receives_settings_shape_and_outputs(write_space, home, t
     from search.models import load_custom_builder
 
     my_models = sys.modules[load_custom_builder("python:my_models:build", path.parent).__module__]
-    assert len(my_models.SEEN) == 2 * 3  # two trials, three folds
-    settings, shape, n_out = my_models.SEEN[0]
+    assert len(my_models.SEEN) == 1 + 2 * 3  # the check before any trial, then two trials of three folds
+    settings, shape, n_out = my_models.SEEN[1]
     assert shape == (4,) and n_out == 3 and 3 <= settings["width"] <= 6
     study = _study(home, "custom")
     assert all(t.state.name == "COMPLETE" for t in study.trials)
@@ -94,8 +94,17 @@ def test_diverging_trial_is_pruned_with_its_reason(write_space, home):
 
 
 def test_repeated_failures_stop_the_run_with_a_clear_error(write_space, home, tmp_path, capsys):
-    (tmp_path / "broken.py").write_text("def build(settings, input_shape, n_outputs):\n"
-                                        "    raise RuntimeError('this architecture is broken')\n")
+    (tmp_path / "broken.py").write_text(textwrap.dedent("""
+        import keras
+        CALLS = []
+
+        def build(settings, input_shape, n_outputs):
+            CALLS.append(settings)
+            if len(CALLS) > 1:  # the check before the trials builds it once; every trial then fails
+                raise RuntimeError('this architecture is broken')
+            inputs = keras.Input(input_shape)
+            return keras.Model(inputs, keras.layers.Dense(n_outputs, activation="softmax")(inputs))
+    """))
     path = write_space({"study": {"name": "broken", "n_trials": 5, "max_consecutive_failures": 2},
                         "model": {"family": "python:broken:build", "layers": None, "units": None,
                                   "dropout": None}})

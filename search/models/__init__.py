@@ -19,8 +19,8 @@ from search.models._params import TRAIN_PARAMS, Param
 FAMILIES = {"mlp": mlp, "cnn": cnn, "transfer": transfer}
 CUSTOM_PREFIX = "python:"
 
-__all__ = ["FAMILIES", "Head", "Param", "TRAIN_PARAMS", "build", "family_params", "load_custom_builder",
-           "preflight", "register_builder"]
+__all__ = ["FAMILIES", "Head", "Param", "TRAIN_PARAMS", "build", "check_custom_builder", "family_params",
+           "load_custom_builder", "preflight", "register_builder"]
 
 
 def family_params(family: str) -> dict[str, Param] | None:
@@ -109,6 +109,9 @@ def _load_file(path: Path, module_name: str, source: str | None) -> Any:
         raise SpaceError(f"cannot load {path} as a Python module", source=source, field="model.family")
     module = importlib.util.module_from_spec(spec)
     sys.modules[private] = module
+    from search._tensorflow import import_quietly
+
+    import_quietly()  # before the builder's own `import keras` prints TensorFlow's start-up notices
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
@@ -152,3 +155,31 @@ def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: s
                          found=f"rows of shape {tuple(input_shape)}")
     if hasattr(module, "preflight"):
         module.preflight(model, tuple(input_shape), preprocess, search_dir, source)
+
+
+def check_custom_builder(model_settings: dict[str, Any], input_shape: tuple[int, ...], head: Head,
+                         search_dir: Path | None = None, source: str | None = None) -> None:
+    """Build the user's model once, on one trial's settings, before any trial: a builder that fails or
+    whose output does not fit the task would otherwise fail every trial, each with TensorFlow's words."""
+    import numpy as np
+
+    family = model_settings["family"]
+    shown = {k: v for k, v in model_settings.items() if k != "family"}
+    try:
+        model = build(model_settings, input_shape, head, search_dir)
+        out = model(np.zeros((2, *input_shape), dtype="float32"), training=False)
+    except SpaceError as exc:
+        raise SpaceError(str(exc).removeprefix("field 'model.family': "), source=source, field="model.family") from None
+    except Exception as exc:  # noqa: BLE001  (the user's code: whatever it raises is a mistake in it)
+        raise SpaceError(f"the builder {family} failed when called with the settings {shown}, input shape "
+                         f"{tuple(input_shape)} and {head.n_outputs} output(s): {type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:300]}", source=source, field="model.family") from None
+    outputs = out if isinstance(out, (list, tuple)) else list(out.values()) if isinstance(out, dict) else [out]
+    shape = tuple(outputs[0].shape) if len(outputs) == 1 else None
+    if shape is None or len(shape) != 2 or shape[-1] != head.n_outputs:
+        what = {"binary": "1 output (a sigmoid, for two classes)", "regression": "1 output (linear, for a "
+                "regression target)"}.get(head.task, f"{head.n_outputs} outputs (a softmax over the classes)")
+        found = f"{len(outputs)} outputs" if shape is None else f"output shape {shape[1:]}"
+        raise SpaceError(f"the model of the builder {family} does not fit this {head.task} task", source=source,
+                         field="model.family", expected=f"one output layer of {what}, shape (batch, "
+                         f"{head.n_outputs})", found=found)

@@ -5,6 +5,8 @@ import contextlib
 import os
 from typing import Iterator
 
+from search._tensorflow import import_quietly
+
 _configured = False
 
 
@@ -15,7 +17,7 @@ def configure(threads: int | None = None) -> None:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     if _configured:
         return
-    tf = _import_tensorflow_quietly()
+    tf = import_quietly()
 
     # GPU memory grows on demand: TensorFlow would otherwise take a whole card for an 8 x 8 digit model,
     # and a second worker on the same card could not start.
@@ -79,39 +81,3 @@ def _gradient_registry() -> dict | None:
     except (ImportError, AttributeError):  # a TensorFlow whose internals moved: nothing to drop
         return None
     return registry if isinstance(registry, dict) else None
-
-
-def _import_tensorflow_quietly():
-    """Import TensorFlow with the process's stderr closed: its C++ start-up notices bypass Python logging."""
-    import sys
-
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        try:
-            import tensorflow as tf
-            import keras  # noqa: F401  (its backend start-up prints too)
-        except Exception:
-            tf = None
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-    if tf is None:  # import again with stderr open, so the real error is seen
-        import tensorflow as tf
-    # Its Python-side warnings (e.g. "triggered tf.function retracing") are about TensorFlow's internals,
-    # not about anything a user of `search` can act on.
-    import logging
-
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    try:
-        from absl import logging as absl_logging
-
-        absl_logging.set_verbosity(absl_logging.ERROR)
-    except ImportError:
-        pass
-    return tf

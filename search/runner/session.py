@@ -78,10 +78,29 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
         _runtime.configure(threads)
     models.preflight(space.model, dataset.input_shape, space.data.preprocess,
                      space.path.parent if space.path else None, where)
+    if space.is_custom:
+        _check_builder(space, dataset, threads, where)
     time_ordered = space.validation.scheme == "time_series" or dataset.has_order
     dev_idx, test_idx = data.split_test(dataset, space.data.test_fraction, space.study.seed, time_ordered, where)
     plan = splits.plan(space.validation, dataset, dev_idx, space.study.seed, where)
     return Prepared(space, dataset, dev_idx, test_idx, plan)
+
+
+def _check_builder(space: Space, dataset: Any, threads: int | None, where: str) -> None:
+    """The user's builder, built once on the baseline trial's settings (the one a study starts with)."""
+    import optuna
+
+    from search import models
+    from search.runner import _runtime
+
+    _runtime.configure(threads)
+    settings = space.sample(optuna.trial.FixedTrial(space.baseline_params()))
+    head = models.Head(dataset.task, dataset.n_outputs)
+    try:
+        models.check_custom_builder(settings["model"], dataset.input_shape, head,
+                                    space.path.parent if space.path else None, where)
+    finally:
+        _runtime.reset_keras()
 
 
 @dataclass

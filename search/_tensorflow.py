@@ -1,0 +1,41 @@
+"""TensorFlow imported without its start-up chatter, wherever the first import happens."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def import_quietly() -> Any:
+    """Import TensorFlow with the process's stderr closed: its C++ start-up notices bypass Python logging."""
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        try:
+            import tensorflow as tf
+            import keras  # noqa: F401  (its backend start-up prints too)
+        except Exception:
+            tf = None
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    if tf is None:  # import again with stderr open, so the real error is seen
+        import tensorflow as tf
+    # Its Python-side warnings (e.g. "triggered tf.function retracing") are about TensorFlow's internals,
+    # not about anything a user of `search` can act on.
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:
+        pass
+    return tf
