@@ -38,23 +38,35 @@ def positive_duration(text: str) -> float:
     return seconds
 
 
-def _counting(low: int):
-    """An argparse type for whole numbers of at least ``low``."""
+def _counting(low: int, high: int | None = None):
+    """An argparse type for whole numbers of at least ``low`` (and at most ``high``)."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a whole number; found {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected a whole number of at least {low}; found {text!r}")
+        if value < low or (high is not None and value > high):
+            bounds = f"at least {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"expected a whole number {bounds}; found {text!r}")
         return value
 
     parse.__name__ = "whole number"  # what argparse names in "invalid <type> value"
     return parse
 
 
-positive_int, non_negative_int = _counting(1), _counting(0)
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number; found {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0; found {text!r}")
+    return value
+
+
+_positive_float.__name__ = "number"
+positive_int, non_negative_int, port_number = _counting(1), _counting(0), _counting(1, 65535)
 
 
 def _store_args(p: argparse.ArgumentParser) -> None:
@@ -132,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "writes it")
     rep.add_argument("--verify", action="store_true", help="first re-run the trial's validation with op "
                      "determinism and the stored seeds, and compare each split's best validation loss")
-    rep.add_argument("--tolerance", type=float, help="relative tolerance of --verify (default 1e-4)")
+    rep.add_argument("--tolerance", type=_positive_float, help="relative tolerance of --verify (default 1e-4)")
     rep.add_argument("--allow-data-change", action="store_true", help="go on when the data differs from the "
                      "study's (by fingerprint)")
     rep.add_argument("--epochs", type=positive_int,
@@ -147,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "(workers then use --storage grpc://HOST:PORT)")
     _store_args(proxy)
     proxy.add_argument("--host", default="0.0.0.0")
-    proxy.add_argument("--port", type=int, default=13000)
+    proxy.add_argument("--port", type=port_number, default=13000)
 
     report = sub.add_parser("report", help="write the study's review (figures, diagnostics, top trials) as "
                             "one self-contained HTML file")
@@ -160,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "a study's runs once it answers")
     ui.add_argument("study", nargs="?", help="study whose runs to open (default: the most recent)")
     _store_args(ui)
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=port_number, default=5000)
     ui.add_argument("--host", default="127.0.0.1")
     for command in sub.choices.values():  # also after the command: `search run x.yaml --debug`
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -194,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("\ninterrupted.", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # `search check x.yaml | head`: the reader has all it wanted
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's last flush does not fail again
+            return 0
         except Exception as exc:  # the net under every command: a short paragraph, never a raw traceback
             if debug:
                 print(_redact.format_exception(exc), file=sys.stderr)

@@ -132,7 +132,8 @@ def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, wher
         return
     needed = k + 1 if scheme == "time_series" else k
     if n < needed:
-        fail(f"{k} folds need at least {needed} development rows; there are {n}", expected=f"k <= {n}", found=k)
+        fail(f"{k} folds need at least {needed} development rows; there are {n}", expected=f"k <= {n - (needed - k)}",
+             found=k)
     if scheme == "group_kfold":
         if dataset.groups is None:
             fail("group_kfold needs a group column", "data.group", expected="data.group: <column name>")

@@ -124,10 +124,29 @@ def test_python_dash_m_entry_point():
     assert out.returncode == 0 and "run" in out.stdout and "status" in out.stdout
 
 
+def test_output_piped_into_a_reader_that_stops_early_is_not_an_error(write_space):
+    """`search check x.yaml | head -1`: the reader closing the pipe ends the command quietly."""
+    proc = subprocess.Popen([sys.executable, "-m", "search", "check", str(write_space({}))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before anything is written
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, err
+    assert "unexpected failure" not in err and "Traceback" not in err, err
+
+
 @pytest.mark.parametrize("text,seconds", [("8h", 28800), ("90m", 5400), ("1h30m", 5400), ("45s", 45),
                                           ("3600", 3600)])
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("argv, words", [(["ui", "--port", "99999"], "from 1 to 65535; found '99999'"),
+                                         (["reproduce", "s", "--tolerance", "-1"], "above 0; found '-1'")])
+def test_out_of_range_command_line_numbers_are_refused_by_name(argv, words, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(*argv)
+    assert stopped.value.code == 2
+    assert words in capsys.readouterr().err
 
 
 def test_bad_duration_is_refused():
