@@ -9,7 +9,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import run_cli
+from conftest import merge, run_cli
 from search.cli import parse_duration
 
 
@@ -117,6 +117,21 @@ def test_repeated_failures_stop_the_run_with_a_clear_error(write_space, home, tm
     runs = _runs(home, "broken")
     assert {r.info.status for r in runs.values()} == {"FAILED"}
     assert "this architecture is broken" in runs[0].data.tags["reason"]
+
+
+def test_continuing_a_study_with_changed_settings_says_so(write_space, home, capsys):
+    """Its earlier trials keep the settings they trained with; the new ones are ranked beside them."""
+    fast = {"study": {"name": "moved", "n_trials": 1, "baseline": False}, "validation": {"k": 2},
+            "train": {"epochs": 1}}
+    assert run_cli("run", write_space(fast), "--home", home, "--quiet") == 0
+    capsys.readouterr()
+    assert run_cli("run", write_space(merge(fast, {"study": {"n_trials": 2}})), "--home", home, "--quiet") == 0
+    assert "warning: study" not in capsys.readouterr().err  # a raised budget changes no trial's settings
+    changed = merge(fast, {"study": {"n_trials": 3}, "model": {"units": 16}, "train": {"batch_size": 8}})
+    assert run_cli("run", write_space(changed), "--home", home, "--quiet") == 0
+    err = capsys.readouterr().err
+    assert "warning: study 'moved' continues with model/train settings changed" in err
+    assert "model.units: 8 -> 16; train.batch_size: 32 -> 8" in err
 
 
 def test_python_dash_m_entry_point():

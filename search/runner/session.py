@@ -86,6 +86,25 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
     return Prepared(space, dataset, dev_idx, test_idx, plan)
 
 
+def _changed_settings(before: str | None, space: Space) -> list[str]:
+    """The model and train settings (fixed values and ranges) that differ from the study's stored space."""
+    from search import space as spaces
+
+    if not before:
+        return []
+    try:
+        old = spaces.validate(spaces.parse_yaml(before)).leaves()
+    except Exception:  # a space stored by an older version that no longer validates: nothing to compare
+        return []
+    new = space.leaves()
+    keys = sorted(k for k in set(old) | set(new) if k.split(".")[0] in ("model", "train") and old.get(k) != new.get(k))
+    return [f"{k}: {_shown(old.get(k))} -> {_shown(new.get(k))}" for k in keys]
+
+
+def _shown(value: Any) -> str:
+    return "(unset)" if value is None else str(value)
+
+
 def _check_builder(space: Space, dataset: Any, threads: int | None, where: str) -> None:
     """The user's builder, built once on the baseline trial's settings (the one a study starts with)."""
     import optuna
@@ -151,6 +170,12 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
     if recovered:
         print(f"trial(s) {', '.join(map(str, recovered))} lost their process; marked failed and queued "
               f"to run again.", file=out)
+    changed = _changed_settings(study.user_attrs.get("space_yaml"), space) if studies.finished_count(study) else []
+    if changed and options.worker_index <= 1:  # one of several workers says it
+        print(f"warning: study '{space.study.name}' continues with model/train settings changed since its "
+              f"earlier trials ({'; '.join(changed[:6])}{'; ...' if len(changed) > 6 else ''}); those trials "
+              f"keep their old settings and are ranked with the new ones (--study-name starts a separate "
+              f"study)", file=sys.stderr)
     # What `search best --export` and `search reproduce` rebuild a trial's config from, without MLflow.
     study.set_user_attr("space_yaml", redact(space.to_yaml()))
     study.set_user_attr("space_path", str(space.path.resolve()) if space.path else "")
