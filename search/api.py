@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, TextIO, TypeVar, cast
 
 import numpy as np
 
-from search.errors import SpaceError, StudyError
+from search.errors import DataError, SpaceError, StudyError, UserError
 from search.space import Space
 
 if TYPE_CHECKING:
@@ -146,19 +146,30 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         raise SpaceError("in-memory data needs both x and y", field="x, y")
     if (x_test is None) != (y_test is None):
         raise SpaceError("provided test rows need both x_test and y_test", field="x_test, y_test")
-    if x is not None and y is not None:
-        raw["data"]["source"] = "npz:" + str(_save_arrays(home, raw["study"]["name"], x, y))
-        raw["data"]["target"] = None
-    if x_test is not None and y_test is not None:
-        if "test" not in type(loaded.data).model_fields:
-            raise SpaceError("provided test rows are not supported by this version", field="x_test")
-        raw["data"]["test"] = "npz:" + str(_save_arrays(home, raw["study"]["name"] + "-test", x_test, y_test))
-    if builder is not None:
-        from search import models
+    made: list[Path] = []  # array files this call wrote: removed again if the data is refused
+    fresh_home = not home.exists()
+    try:
+        if x is not None and y is not None:
+            raw["data"]["source"] = "npz:" + str(_save_arrays(home, raw["study"]["name"], x, y, ("x", "y"), made))
+            raw["data"]["target"] = None
+        if x_test is not None and y_test is not None:
+            if "test" not in type(loaded.data).model_fields:
+                raise SpaceError("provided test rows are not supported by this version", field="x_test")
+            raw["data"]["test"] = "npz:" + str(_save_arrays(home, raw["study"]["name"] + "-test", x_test, y_test,
+                                                            ("x_test", "y_test"), made))
+        if builder is not None:
+            from search import models
 
-        raw["model"]["family"] = models.register_builder(builder)
-    resolved = spaces.validate(raw, source=str(loaded.path) if loaded.path else "<space>", path=loaded.path)
-    prepared = session.prepare(resolved, threads=threads)
+            raw["model"]["family"] = models.register_builder(builder)
+        resolved = spaces.validate(raw, source=str(loaded.path) if loaded.path else "<space>", path=loaded.path)
+        prepared = session.prepare(resolved, threads=threads)
+    except UserError:
+        for path in made:
+            path.unlink(missing_ok=True)
+        for folder in [p.parent for p in made[:1]] + ([home] if fresh_home else []):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
     options = session.RunOptions(home=home, storage=storage, tracking_uri=tracking_uri, n_trials=n_trials,
                                  timeout=timeout, threads=threads, quiet=quiet)
     sink = out or sys.stdout
@@ -349,12 +360,19 @@ def _stores(home: Path, storage: str | None, tracking_uri: str | None) -> tuple[
     return storage or studies.default_storage(home), tracking_uri or default_tracking_uri(home)
 
 
-def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray) -> Path:
+def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tuple[str, str],
+                 made: list[Path]) -> Path:
     """In-memory rows as an npz under ``<home>/data``, named by their content: the same arrays, the same file."""
     x, y = np.asarray(x), np.asarray(y)
     if x.dtype == object or y.dtype == object:
-        raise SpaceError("in-memory data must be numeric or string arrays, not Python objects", field="x, y",
-                         found=f"x {x.dtype}, y {y.dtype}")
+        raise SpaceError("in-memory data must be numeric or string arrays, not Python objects",
+                         field=", ".join(names), found=f"{names[0]} {x.dtype}, {names[1]} {y.dtype}")
+    for array, label in ((x, names[0]), (y, names[1])):  # named as the caller passed them, not as a file
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            bad = np.argwhere(~np.isfinite(array))
+            raise DataError(f"{label} has {len(bad)} missing (NaN) or infinite value(s), the first at index "
+                            f"{tuple(int(i) for i in bad[0])}; fill or drop those rows first", field=label,
+                            expected="finite numbers", found=array[tuple(bad[0])])
     buffer = io.BytesIO()
     np.savez(buffer, X=x, y=y)
     digest = hashlib.sha256(buffer.getvalue()).hexdigest()[:12]
@@ -364,6 +382,7 @@ def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray) -> Path:
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(buffer.getvalue())
         tmp.replace(path)
+        made.append(path)
     return path
 
 

@@ -52,3 +52,15 @@ def test_api_errors_are_user_errors_and_store_nothing(tmp_path):
     with pytest.raises(search.StudyError, match="no study store"):
         search.best("nope", home=tmp_path / "h2")
     assert not (tmp_path / "h").exists()
+    x, y = np.random.default_rng(0).normal(size=(40, 3)), np.arange(40) % 2
+    x[5, 1] = np.nan
+    with pytest.raises(search.DataError, match=r"x has 1 missing \(NaN\) or infinite value\(s\), the first at index "
+                                               r"\(5, 1\)") as caught:
+        search.run(space, x=x, y=y, home=tmp_path / "h3")
+    assert "field 'x'" in str(caught.value) and ".npz" not in str(caught.value)
+    with pytest.raises(search.DataError, match="field 'y'"):
+        search.run(space, x=np.nan_to_num(x), y=np.where(np.arange(40) == 3, np.nan, y), home=tmp_path / "h3")
+    # Refused after the arrays were written (too few rows for the folds): they are taken back.
+    with pytest.raises(search.UserError):
+        search.run(space, x=np.nan_to_num(x)[:4], y=y[:4], home=tmp_path / "h3")
+    assert not (tmp_path / "h3").exists()
