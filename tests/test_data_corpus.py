@@ -295,7 +295,8 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
      ["36 read", "12 conflicting duplicates", "24 kept"]),
     ("y-with-one-column", _y_column, [], ["note: array 'y'", "shape (30, 1)", "one value per row"]),
     ("pandas-index-column", csv(_frame().sample(frac=1, random_state=0).to_csv()), [],
-     ["features: 3", "no name and holds unique whole numbers: a row index"]),
+     ["features: 3", "no name and holds unique whole numbers: a row index",
+      "note: data.source csv:bad.csv is the file "]),  # found relative to a folder: which file it was
     ("trailing-commas", csv(_frame().to_csv(index=False).replace("\n", ",\n")), [],
      ["features: 3", "column 5 of", "neither a name nor values (a trailing comma?): ignored"]),
     ("dev-row-repeats-test-row", csv(_frame(), test=_frame(30).iloc[:3]), [],

@@ -68,6 +68,10 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
     bases = [Path.cwd()] + ([space_path.parent] if space_path else [])
     raw = read(section.source, section, bases, where, "data.source", section.split_column)
     label = raw.label or section.source
+    if raw.label and not Path(section.source.partition(":")[2]).expanduser().is_absolute():
+        # Found from the working folder or the space file's: the same command in another folder may read
+        # another file, so the summary says which one this was.
+        raw.notes.insert(0, f"data.source {section.source} is the file {raw.label}")
     test: Raw | None = None
     if section.test is not None:
         test = read(section.test, section, bases, where, "data.test")
