@@ -190,6 +190,9 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
      "data.split_column", ["1 empty value"]),
     ("csv-group-missing-value", csv(_with(_frame().assign(g=np.arange(30) % 5), g_3=np.nan), {"group": "g"}),
      "data.source", ["column 'g'", "1 missing value"]),
+    ("csv-numeric-target-with-na-words",
+     csv(_frame().to_csv(index=False).replace(",2\n", ",NA\n", 2).replace(",1\n", ",\n", 1)), "data.source",
+     ["column 'label'", "3 missing value(s) (as written: 'NA' (2), empty cells (1))"]),
     ("test-size-with-test", csv(_frame(), {"test_size": 0.3}, test=_frame(9, seed=2)), "data.test_size",
      ["no effect when the test rows are provided"]),
     ("test-and-split-column", csv(_SPLIT, {"split_column": "part"}, test=_frame(9, seed=2)),
@@ -297,6 +300,8 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
     ("pandas-index-column", csv(_frame().sample(frac=1, random_state=0).to_csv()), [],
      ["features: 3", "no name and holds unique whole numbers: a row index",
       "note: data.source csv:bad.csv is the file "]),  # found relative to a folder: which file it was
+    ("labels-that-pandas-reads-as-missing", csv(_frame(30, classes=2).assign(label=["NA", "None"] * 15)), [],
+     ["classes (2", "NA ", "None ", "the label(s) 'NA', 'None' kept as written"]),
     ("trailing-commas", csv(_frame().to_csv(index=False).replace("\n", ",\n")), [],
      ["features: 3", "column 5 of", "neither a name nor values (a trailing comma?): ignored"]),
     ("dev-row-repeats-test-row", csv(_frame(), test=_frame(30).iloc[:3]), [],

@@ -118,11 +118,18 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
             sample = features[column].dropna().iloc[0] if features[column].notna().any() else None
             raise DataError(f"column '{column}' of {path} is not numeric; encode it as numbers first",
                             source=where, field="data.source", expected="numbers", found=sample)
+    target_text = _as_written(path, section.target, frame[section.target])
+    if target_text is not None:
+        words = ", ".join(map(repr, sorted(set(target_text[frame[section.target].isna()]))))
+        frame[section.target] = target_text
+        notes.append(f"target '{section.target}' of {path}: the label(s) {words} kept as written, not read as "
+                     "missing values")
     for column in [*features.columns, *(c for c in (section.target, section.group, section.order) if c)]:
         missing = int(frame[column].isna().sum())
         if missing:
-            raise DataError(f"column '{column}' of {path} has {missing} missing value(s); fill or drop "
-                            f"them first", source=where, field="data.source")
+            raise DataError(f"column '{column}' of {path} has {missing} missing value(s)"
+                            f"{_missing_as_written(path, column, frame[column])}; fill or drop them first",
+                            source=where, field="data.source")
     if split_column is not None:
         missing = int(frame[split_column].isna().sum())
         if missing:
@@ -134,6 +141,40 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
                feature_names=[str(c) for c in features.columns],
                test_mask=_checks.split_marks(frame[split_column].to_numpy(), split_column, path, where)
                if split_column is not None else None, label=str(path), notes=notes)
+
+
+def _raw_text(path: Path, column: Any) -> Any:
+    """``column`` as the file spells it (pandas reads NA, N/A, null, None, NaN and empty cells as missing)."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, usecols=[column], dtype=str, keep_default_na=False)[column]
+    except Exception:  # a header pandas reads differently this way: no finer message, the check still stands
+        return None
+
+
+def _as_written(path: Path, column: str, values: Any) -> Any:
+    """A text target whose "missing" cells all hold words (``NA`` for North America, ``None`` as a class)."""
+    import pandas as pd
+
+    present = values.dropna()
+    if not values.isna().any() or (len(present) and pd.api.types.is_numeric_dtype(present.infer_objects())):
+        return None  # nothing missing, or a numeric target, where NA does mean a missing value
+    text = _raw_text(path, column)
+    if text is None or len(text) != len(values) or (text[values.isna()].str.strip() == "").any():
+        return None  # a truly empty cell is missing, and is refused as such
+    return text.str.strip().where(values.isna(), values)
+
+
+def _missing_as_written(path: Path, column: Any, values: Any) -> str:
+    from collections import Counter
+
+    text = _raw_text(path, column)
+    if text is None or len(text) != len(values):
+        return ""
+    counts = Counter(text[values.isna()].str.strip())
+    shown = ", ".join(f"{'empty cells' if t == '' else repr(t)} ({n})" for t, n in counts.most_common(4))
+    return f" (as written: {shown})"
 
 
 def _without_unnamed(frame: Any, path: Path, notes: list[str]) -> Any:
