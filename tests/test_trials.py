@@ -5,11 +5,14 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import optuna
+import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import merge, run_cli
+from conftest import TINY, merge, run_cli
 from search.cli import parse_duration
 
 
@@ -132,6 +135,40 @@ def test_continuing_a_study_with_changed_settings_says_so(write_space, home, cap
     err = capsys.readouterr().err
     assert "warning: study 'moved' continues with model/train settings changed" in err
     assert "model.units: 8 -> 16; train.batch_size: 32 -> 8" in err
+
+
+def test_an_exported_config_runs_from_any_folder(tmp_path, home, capsys):
+    """Data and builder named relative to the space file are written with their full paths."""
+    from search.reproduction import targets
+    from search.tracking import default_tracking_uri
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    (project / "nets.py").write_text(textwrap.dedent("""
+        import keras
+
+        def build(settings, input_shape, n_outputs):
+            inputs = keras.Input(input_shape)
+            return keras.Model(inputs, keras.layers.Dense(n_outputs, activation="softmax")(inputs))
+    """))
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40), "label": np.arange(40) % 2}).to_csv(
+        project / "rows.csv", index=False)
+    space = project / "space.yaml"
+    space.write_text(yaml.safe_dump(merge(TINY, {
+        "study": {"name": "portable", "n_trials": 1, "baseline": False}, "validation": {"k": 2},
+        "data": {"source": "csv:rows.csv", "target": "label"}, "train": {"epochs": 1},
+        "model": {"family": "python:nets:build", "layers": None, "units": None, "dropout": None}})))
+    assert run_cli("run", space, "--home", home, "--quiet") == 0
+    assert run_cli("best", "portable", "--home", home, "--export", elsewhere / "best.yaml") == 0
+    exported = yaml.safe_load((elsewhere / "best.yaml").read_text())
+    assert exported["data"]["source"] == f"csv:{(project / 'rows.csv').resolve()}"
+    assert exported["model"]["family"] == f"python:{(project / 'nets.py').resolve()}:build"
+    capsys.readouterr()
+    assert run_cli("check", elsewhere / "best.yaml") == 0, capsys.readouterr().err
+    study = optuna.load_study(study_name="portable", storage=f"sqlite:///{home / 'optuna.db'}")
+    target = targets.locate(study, default_tracking_uri(home), config=elsewhere / "best.yaml")
+    assert target.changed == [], target.origin  # the same files, by another name: the same trial
 
 
 def test_python_dash_m_entry_point():

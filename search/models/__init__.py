@@ -19,8 +19,8 @@ from search.models._params import TRAIN_PARAMS, Param
 FAMILIES = {"mlp": mlp, "cnn": cnn, "transfer": transfer}
 CUSTOM_PREFIX = "python:"
 
-__all__ = ["FAMILIES", "Head", "Param", "TRAIN_PARAMS", "build", "check_custom_builder", "family_params",
-           "load_custom_builder", "preflight", "register_builder"]
+__all__ = ["FAMILIES", "Head", "Param", "TRAIN_PARAMS", "build", "builder_by_path", "check_custom_builder",
+           "family_params", "load_custom_builder", "preflight", "register_builder"]
 
 
 def family_params(family: str) -> dict[str, Param] | None:
@@ -79,6 +79,16 @@ def load_custom_builder(family: str, search_dir: Path | None = None,
         raise SpaceError(f"module '{module_name}' has no function '{func_name}'", source=source,
                          field="model.family", found=family) from None
     return func
+
+
+def builder_by_path(family: str, search_dir: Path | None = None) -> str:
+    """``python:my_models:build`` as ``python:/abs/path/my_models.py:build`` when it is a file found from
+    ``search_dir``, so that a config naming it runs from any folder; any other family as it is."""
+    if not family.startswith(CUSTOM_PREFIX) or family in _REGISTERED:
+        return family
+    module_name, _, function = family[len(CUSTOM_PREFIX):].rpartition(":")
+    path = _builder_file(module_name, search_dir) if module_name else None
+    return family if path is None else f"{CUSTOM_PREFIX}{path}:{function}"
 
 
 def _builder_file(module_name: str, search_dir: Path | None) -> Path | None:

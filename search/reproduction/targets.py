@@ -67,6 +67,9 @@ def locate(study: Any, tracking_uri: str, trial: int | None = None, run_id: str 
         frozen = _completed(study, space.study.seed_trial, f"{config}: study.seed_trial")
         own, _ = trial_config(study, frozen, tracking_uri)
         mine, theirs = space.leaves(), own.leaves()
+        # The exported file names the builder by its full path: the same file is the same builder.
+        mine["model.family"], theirs["model.family"] = _anywhere(space)["model"]["family"], \
+            _anywhere(own)["model"]["family"]
         changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         origin = f"the file {config}" + (f", a NEW configuration: it differs from trial {frozen.number} in "
                                          + ", ".join(changed) if changed else "")
@@ -115,7 +118,27 @@ def trial_config(study: Any, trial: Any, tracking_uri: str | None) -> tuple[Spac
     return resolved, f"the study's space and trial {trial.number}'s parameters"
 
 
+def _anywhere(space: Space) -> dict[str, Any]:
+    """The space as data, with the files it names by a relative path (data, test rows, the builder's
+    module) given as the absolute paths they were found at, so that the config runs from any folder."""
+    from search import models
+
+    raw = space.model_dump(mode="json", exclude_none=True)
+    bases = [Path.cwd()] + ([space.path.parent] if space.path else [])
+    for key in ("source", "test"):
+        kind, sep, rest = str(raw["data"].get(key) or "").partition(":")
+        if sep and kind in ("csv", "npz", "images") and not Path(rest).expanduser().is_absolute():
+            found = next((b / rest for b in bases if (b / rest).exists()), None)
+            if found is not None:
+                raw["data"][key] = f"{kind}:{found.resolve()}"
+    raw["model"]["family"] = models.builder_by_path(raw["model"].get("family", ""),
+                                                    space.path.parent if space.path else None)
+    return raw
+
+
 def export(target: Target, path: Path) -> None:
+    import yaml
+
     from search._redact import redact
 
     values = ", ".join(f"{v:.6g}" for v in target.trial.values)
@@ -124,7 +147,8 @@ def export(target: Target, path: Path) -> None:
               f"`search reproduce {target.study.study_name} --config` retrains and tests it.\n")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(redact(header + target.space.to_yaml()))
+        text = yaml.safe_dump(_anywhere(target.space), sort_keys=False)
+        path.write_text(redact(header + text))
     except OSError as exc:
         raise StudyError(f"cannot write {path} ({exc.strerror or exc})", field="--export") from None
 
