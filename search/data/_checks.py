@@ -16,6 +16,7 @@ import numpy as np
 
 from search.errors import DataError
 
+SQUARED_MAX = 1e18  # a margin under sqrt(3.4e38) = 1.8e19 for mean and spread
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Values of a split column that mark a test row, and those that mark a development row.
 TEST_MARKS = {"test", "1", "true", "yes"}
@@ -144,9 +145,12 @@ def target_finite(y: np.ndarray, column: str, what: str, where: str) -> np.ndarr
         raise DataError(f"the target '{column}' of {what} is not numeric, but the task is regression", source=where,
                         field="data.target", expected="numbers", found=y[:3].tolist())
     values = y.astype(np.float64)
+    # Losses are squared errors in the target's units: past the square root of float32's largest value they
+    # overflow to infinity, every trial looks diverged and is pruned, and no trial completes.
     for problem, bad in (("NaN or infinite values", ~np.isfinite(values)),
-                         (f"values beyond ±{FLOAT32_MAX:.3g}, which become infinite as float32",
-                          np.abs(np.nan_to_num(values)) > FLOAT32_MAX)):
+                         (f"values beyond ±{SQUARED_MAX:.3g}, whose squared errors overflow float32 (rescale the "
+                          "target, e.g. divide it by a power of ten or take its logarithm)",
+                          np.abs(np.nan_to_num(values)) > SQUARED_MAX)):
         if bad.any():
             raise DataError(f"the target '{column}' of {what} has {problem} ({int(bad.sum())} row(s), first in "
                             f"data row {int(np.argmax(bad))}, counting from 0); a regression target must be finite "
