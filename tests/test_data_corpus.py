@@ -164,6 +164,8 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     ("csv-duplicated-target", csv(DUP_HEADER), "data.source",
      ["bad.csv", "duplicated column name", "'label' (2 times)"]),
     ("csv-duplicated-feature", csv("f1,f1,label\n1,2,0\n3,4,1\n"), "data.source", ["'f1' (2 times)"]),
+    ("csv-separated-by-semicolons", csv(_frame().to_csv(index=False, sep=";")), "data.target",
+     ["no such column", "one column holding semicolons: the file must be comma-separated", "found 'label'"]),
     ("csv-feature-overflow", csv(_with(_frame(), b_4=1e300)), "data.source",
      ["column 'b'", "bad.csv", "become infinite as float32", "row 4"]),
     ("csv-feature-negative-overflow", csv(_with(_frame(), c_2=-1e39)), "data.source", ["column 'c'", "float32"]),
@@ -304,6 +306,7 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
       "note: data.source csv:bad.csv is the file "]),  # found relative to a folder: which file it was
     ("labels-that-pandas-reads-as-missing", csv(_frame(30, classes=2).assign(label=["NA", "None"] * 15)), [],
      ["classes (2", "NA ", "None ", "the label(s) 'NA', 'None' kept as written"]),
+    ("spaces-after-the-commas", csv(_frame().to_csv(index=False).replace(",", ", ")), [], ["features: 3"]),
     ("trailing-commas", csv(_frame().to_csv(index=False).replace("\n", ",\n")), [],
      ["features: 3", "column 5 of", "neither a name nor values (a trailing comma?): ignored"]),
     ("dev-row-repeats-test-row", csv(_frame(), test=_frame(30).iloc[:3]), [],

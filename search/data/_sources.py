@@ -93,6 +93,8 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
         raise DataError(f"cannot parse CSV file {path} ({str(exc).strip()})", source=where,
                         field="data.source") from None
     notes: list[str] = []
+    # `a, b, label`: the names are a, b and label (pandas would keep the spaces: ' b', ' label').
+    frame.columns = [c.strip() if isinstance(c, str) else c for c in frame.columns]
     frame = _without_unnamed(frame, path, notes)
     if section.target is None:
         raise DataError("a CSV source needs the name of its target column", source=where,
@@ -104,7 +106,11 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
              "data.split_column": split_column}
     for field, column in named.items():
         if column is not None and column not in frame.columns:
-            raise DataError(f"no such column in {path}", source=where, field=field,
+            header = ",".join(map(str, frame.columns))
+            other = next((name for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars"))
+                          if len(frame.columns) == 1 and sep in header), None)
+            hint = f" (its header is one column holding {other}: the file must be comma-separated)" if other else ""
+            raise DataError(f"no such column in {path}{hint}", source=where, field=field,
                             expected="one of " + ", ".join(map(str, frame.columns)), found=column)
     special = [c for c in named.values() if c is not None]
     features = frame.drop(columns=special)
