@@ -164,6 +164,8 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     ("csv-duplicated-target", csv(DUP_HEADER), "data.source",
      ["bad.csv", "duplicated column name", "'label' (2 times)"]),
     ("csv-duplicated-feature", csv("f1,f1,label\n1,2,0\n3,4,1\n"), "data.source", ["'f1' (2 times)"]),
+    ("csv-target-is-also-the-group", csv(_frame(), {"group": "label"}, other={"validation": {"scheme": "group_kfold"}}),
+     "data.group", ["column 'label'", "named as data.target and as data.group", "one column has one role"]),
     ("csv-separated-by-semicolons", csv(_frame().to_csv(index=False, sep=";")), "data.target",
      ["no such column", "one column holding semicolons: the file must be comma-separated", "found 'label'"]),
     ("csv-feature-overflow", csv(_with(_frame(), b_4=1e300)), "data.source",

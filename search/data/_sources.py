@@ -112,6 +112,13 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
             hint = f" (its header is one column holding {other}: the file must be comma-separated)" if other else ""
             raise DataError(f"no such column in {path}{hint}", source=where, field=field,
                             expected="one of " + ", ".join(map(str, frame.columns)), found=column)
+    roles = [(field, column) for field, column in named.items() if column is not None]
+    for i, (field, column) in enumerate(roles):
+        for other, same in roles[i + 1:]:
+            if same == column:
+                raise DataError(f"column '{column}' of {path} is named as {field} and as {other}; one column has "
+                                "one role", source=where, field=other, expected=f"a column other than '{column}'",
+                                found=column)
     special = [c for c in named.values() if c is not None]
     features = frame.drop(columns=special)
     if features.shape[1] == 0:
