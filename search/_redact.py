@@ -73,7 +73,11 @@ def _redact_url(candidate: str) -> str:
 
 
 def _bare_token(url: str, start: int) -> str | None:
-    """The user part of ``https://TOKEN@host``: HTTP clients send it as credentials (a GitHub or MLflow token)."""
+    """The user part of ``https://TOKEN@host``: HTTP clients send it as credentials (a GitHub or MLflow token).
+
+    Hidden inside its URL only, never remembered: it may as well be a user name (``https://alice@host``),
+    which must not vanish from every path (``/home/alice``) printed later.
+    """
     if url[:start - 3].lower() not in ("http", "https", "grpc", "grpcs"):
         return None  # a database user name (postgresql://postgres@host) is not a secret
     head = re.split(r"[/?#]", url[start:], maxsplit=1)[0]
@@ -140,8 +144,7 @@ def _url_secrets(url: str) -> set[str]:
         if at is not None and ":" in url[start:at]:
             password = url[start:at].split(":", 1)[1]
             found.update([password, unquote(password)])
-        elif (token := _bare_token(url, start)) is not None:
-            found.update([token, unquote(token)])
+
     return {s for s in found if s}
 
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from conftest import TINY, merge, run_cli
+from search.errors import SpaceError
 
 STUDY = "stored"
 
@@ -238,6 +239,29 @@ def test_numbers_written_without_a_dot_are_numbers(tmp_path: Path) -> None:
     space = spaces.load(path)
     assert space.train["learning_rate"] == 0.001
     assert space.model["l1"]["float"] == [1e-5, 1e-2]
+    # A string that looks like such a number is written quoted, so it reads back as the string it was.
+    named = spaces.validate({**spaces.parse_yaml(path.read_text()), "study": {"name": "1e5"}})
+    assert spaces.validate(spaces.parse_yaml(named.to_yaml())).study.name == "1e5"
+    # Keys a merge brings in may be overridden; a key that is not hashable is YAML's own error.
+    assert spaces.parse_yaml("base: &b {x: 1}\nother:\n  <<: *b\n  x: 2\n")["other"] == {"x": 2}
+    with pytest.raises(yaml.YAMLError, match="unhashable"):
+        spaces.parse_yaml("? [a, b]\n: 1\n")
+
+
+def test_a_builder_whose_one_output_has_no_last_axis_is_accepted() -> None:
+    """(batch,) for a regression or two-class model is scored as (batch, 1), as it was trained before."""
+    import keras
+
+    from search import models
+
+    def flat(settings, input_shape, n_outputs):
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, keras.layers.Reshape(())(keras.layers.Dense(1)(inputs)))
+
+    family = models.register_builder(flat)
+    models.check_custom_builder({"family": family}, (4,), models.Head("regression", 1))
+    with pytest.raises(SpaceError, match="does not fit this multiclass task"):
+        models.check_custom_builder({"family": family}, (4,), models.Head("multiclass", 3))
 
 
 def test_stored_study_survives_all_bad_inputs(store: Store) -> None:

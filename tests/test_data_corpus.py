@@ -166,6 +166,7 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     ("csv-duplicated-feature", csv("f1,f1,label\n1,2,0\n3,4,1\n"), "data.source", ["'f1' (2 times)"]),
     ("csv-target-is-also-the-group", csv(_frame(), {"group": "label"}, other={"validation": {"scheme": "group_kfold"}}),
      "data.group", ["column 'label'", "named as data.target and as data.group", "one column has one role"]),
+    ("csv-names-repeated-once-spaces-go", csv("a,a ,label\n1,2,0\n3,4,1\n"), "data.source", ["'a' (2 times)"]),
     ("csv-separated-by-semicolons", csv(_frame().to_csv(index=False, sep=";")), "data.target",
      ["no such column", "one column holding semicolons: the file must be comma-separated", "found 'label'"]),
     ("csv-feature-overflow", csv(_with(_frame(), b_4=1e300)), "data.source",
@@ -308,6 +309,9 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
       "note: data.source csv:bad.csv is the file "]),  # found relative to a folder: which file it was
     ("labels-that-pandas-reads-as-missing", csv(_frame(30, classes=2).assign(label=["NA", "None"] * 15)), [],
      ["classes (2", "NA ", "None ", "the label(s) 'NA', 'None' kept as written"]),
+    ("na-labels-under-a-spaced-header",
+     csv(_frame(30, classes=2).assign(label=["NA", "EU"] * 15).to_csv(index=False).replace(",", ", ", 3)), [],
+     ["classes (2", "the label(s) 'NA' kept as written"]),
     ("spaces-after-the-commas", csv(_frame().to_csv(index=False).replace(",", ", ")), [], ["features: 3"]),
     ("trailing-commas", csv(_frame().to_csv(index=False).replace("\n", ",\n")), [],
      ["features: 3", "column 5 of", "neither a name nor values (a trailing comma?): ignored"]),

@@ -128,3 +128,10 @@ def test_the_python_api_hides_a_storage_password_in_what_it_says_later() -> None
     assert all(hasattr(getattr(search, name), "__wrapped__") for name in entry_points)
     _hides_credentials(lambda **kwargs: None)(storage="postgresql://u:api-secret-93@db.example/x")
     assert redact('FATAL: password "api-secret-93" rejected') == 'FATAL: password "***" rejected'
+
+
+def test_a_user_name_hidden_in_its_url_is_not_hidden_everywhere_else() -> None:
+    """``https://name@host`` may carry a token or a user name: masked in its URL, never in a path."""
+    _redact.remember("https://alice-example@mlflow.example.com")
+    assert redact("https://alice-example@mlflow.example.com/x") == "https://***@mlflow.example.com/x"
+    assert redact("source: csv:/home/alice-example/data.csv") == "source: csv:/home/alice-example/data.csv"

@@ -34,10 +34,11 @@ def csv_header(path: Path, where: str) -> list[str]:
     if not any(name.strip() for name in header):
         raise DataError(f"the CSV file {path} has no header line", source=where, field="data.source",
                         expected="column names on the first line")
-    repeated = sorted(name for name, n in Counter(header).items() if n > 1)
+    names = [name.strip() for name in header]  # read without the spaces around them (`a, b, label`)
+    repeated = sorted(name for name, n in Counter(names).items() if n > 1)
     if repeated:
         raise DataError(f"the CSV file {path} has duplicated column name(s) "
-                        + ", ".join(f"'{name}' ({header.count(name)} times)" for name in repeated)
+                        + ", ".join(f"'{name}' ({names.count(name)} times)" for name in repeated)
                         + "; rename them so each column has one meaning", source=where, field="data.source",
                         expected="unique column names")
     return header
@@ -183,26 +184,45 @@ def time_order(values: np.ndarray, column: str, what: str, where: str, notes: li
     """
     import pandas as pd
 
+    import warnings
+
     values = np.asarray(values)
-    if values.dtype.kind in "iufmM":
+    if values.dtype.kind in "biufmM":
         return values
     text = pd.Series(values).astype(str).str.strip()
-    fmt = pd.tseries.api.guess_datetime_format(text.iloc[0]) if len(text) else None
+    numbers = pd.to_numeric(text, errors="coerce")
+    if len(text) and numbers.notna().all():  # numbers written as text (an npz of strings): their order
+        return numbers.to_numpy()
+    fmt = _date_format(text.iloc[0]) if len(text) else None
     expected = "numbers, or dates written in one format in every row (such as 2024-01-31)"
     if fmt is None:
         raise DataError(f"the order column '{column}' of {what} holds text that is not a date, so its rows "
                         "cannot be put in time order", source=where, field="data.order", expected=expected,
                         found=text.iloc[0])
-    try:
-        stamps = pd.to_datetime(text, format=fmt)
-    except (ValueError, TypeError):
-        parsed = pd.to_datetime(text, format=fmt, errors="coerce")
-        bad = text[parsed.isna()].iloc[0]
+    with warnings.catch_warnings():  # pandas' guesses about day-first formats: the format is said below
+        warnings.simplefilter("ignore")
+        # Offsets (+01:00, Z) may differ between rows: compared in UTC, the instants keep their order.
+        parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc="%z" in fmt or "Z" in fmt)
+    if parsed.isna().any():
         raise DataError(f"the order column '{column}' of {what} mixes '{text.iloc[0]}' with values in another form, "
                         "so its rows cannot be put in time order", source=where, field="data.order",
-                        expected=expected, found=bad) from None
+                        expected=expected, found=text[parsed.isna()].iloc[0])
     notes.append(f"order column '{column}' of {what} read as dates ({fmt})")
-    return stamps.to_numpy()
+    if parsed.dt.tz is not None:
+        parsed = parsed.dt.tz_convert(None)  # UTC instants as plain timestamps
+    return parsed.to_numpy()
+
+
+def _date_format(text: str) -> str | None:
+    import warnings
+
+    try:
+        from pandas.tseries.api import guess_datetime_format  # public from pandas 2.2
+    except ImportError:
+        from pandas._libs.tslibs.parsing import guess_datetime_format
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return guess_datetime_format(text)
 
 
 def split_marks(values: np.ndarray, column: str, path: Path, where: str) -> np.ndarray:

@@ -161,7 +161,8 @@ def _raw_text(path: Path, column: Any) -> Any:
     import pandas as pd
 
     try:
-        return pd.read_csv(path, usecols=[column], dtype=str, keep_default_na=False)[column]
+        text = pd.read_csv(path, usecols=lambda name: str(name).strip() == column, dtype=str, keep_default_na=False)
+        return text.iloc[:, 0] if text.shape[1] == 1 else None
     except Exception:  # a header pandas reads differently this way: no finer message, the check still stands
         return None
 
@@ -199,8 +200,8 @@ def _without_unnamed(frame: Any, path: Path, notes: list[str]) -> Any:
     import pandas as pd
 
     for position, column in enumerate(list(frame.columns)):
-        if not (isinstance(column, str) and column.startswith("Unnamed: ")):
-            continue
+        if not (isinstance(column, str) and (column.startswith("Unnamed: ") or column == "")):
+            continue  # pandas names an empty header cell "Unnamed: <n>"; a blank one is "" once stripped
         values = frame[column]
         if values.isna().all():
             notes.append(f"column {position + 1} of {path} has neither a name nor values (a trailing comma?): "

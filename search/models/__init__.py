@@ -186,7 +186,8 @@ def check_custom_builder(model_settings: dict[str, Any], input_shape: tuple[int,
                          f"{' '.join(str(exc).split())[:300]}", source=source, field="model.family") from None
     outputs = out if isinstance(out, (list, tuple)) else list(out.values()) if isinstance(out, dict) else [out]
     shape = tuple(outputs[0].shape) if len(outputs) == 1 else None
-    if shape is None or len(shape) != 2 or shape[-1] != head.n_outputs:
+    one_unit = shape is not None and head.n_outputs == 1 and len(shape) == 1  # (batch,): scored as (batch, 1)
+    if not one_unit and (shape is None or len(shape) != 2 or shape[-1] != head.n_outputs):
         what = {"binary": "1 output (a sigmoid, for two classes)", "regression": "1 output (linear, for a "
                 "regression target)"}.get(head.task, f"{head.n_outputs} outputs (a softmax over the classes)")
         found = f"{len(outputs)} outputs" if shape is None else f"output shape {shape[1:]}"

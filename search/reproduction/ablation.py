@@ -140,7 +140,8 @@ def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | No
     queue = [(v.params, {"ablation": v.label}) for v in variants]
     run_options = session.RunOptions(home=options.home, storage=options.storage, tracking_uri=options.tracking_uri,
                                      threads=options.threads, quiet=True, heartbeat=options.heartbeat,
-                                     continue_command=f"search ablate {study.study_name}", queue=queue)
+                                     continue_command=f"search ablate {study.study_name}", queue=queue,
+                                     warn_changed_settings=False)
     outcome = session.run(prepared, run_options, [tracking.make_tracker(prepared, run_options, space.to_yaml())],
                           out=out)
     if outcome.error is not None:

@@ -137,8 +137,6 @@ def _anywhere(space: Space) -> dict[str, Any]:
 
 
 def export(target: Target, path: Path) -> None:
-    import yaml
-
     from search._redact import redact
 
     values = ", ".join(f"{v:.6g}" for v in target.trial.values)
@@ -147,7 +145,7 @@ def export(target: Target, path: Path) -> None:
               f"`search reproduce {target.study.study_name} --config` retrains and tests it.\n")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(_anywhere(target.space), sort_keys=False)
+        text = spaces.dump_yaml(_anywhere(target.space))
         path.write_text(redact(header + text))
     except OSError as exc:
         raise StudyError(f"cannot write {path} ({exc.strerror or exc})", field="--export") from None

@@ -62,6 +62,9 @@ class RunOptions:
     continue_command: str = "search run <space file>"
     run_started: float = field(default_factory=time.time)  # workers get their parent's, so recycling keeps it
     extra_listeners: list[Any] = field(default_factory=list)
+    # Say when a continued study's model/train settings changed (off where the caller changes them on purpose,
+    # as an ablation of another picked trial does).
+    warn_changed_settings: bool = True
     # Trials queued when the study is created: (params, user attributes), e.g. the ablation's variants.
     queue: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
 
@@ -93,7 +96,7 @@ def _changed_settings(before: str | None, space: Space) -> list[str]:
     if not before:
         return []
     try:
-        old = spaces.validate(spaces.parse_yaml(before)).leaves()
+        old = spaces.validate(spaces.parse_yaml(before), path=space.path).leaves()  # its builder found as before
     except Exception:  # a space stored by an older version that no longer validates: nothing to compare
         return []
     new = space.leaves()
@@ -170,7 +173,8 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
     if recovered:
         print(f"trial(s) {', '.join(map(str, recovered))} lost their process; marked failed and queued "
               f"to run again.", file=out)
-    changed = _changed_settings(study.user_attrs.get("space_yaml"), space) if studies.finished_count(study) else []
+    changed = (_changed_settings(study.user_attrs.get("space_yaml"), space)
+               if options.warn_changed_settings and studies.finished_count(study) else [])
     if changed and options.worker_index <= 1:  # one of several workers says it
         print(f"warning: study '{space.study.name}' continues with model/train settings changed since its "
               f"earlier trials ({'; '.join(changed[:6])}{'; ...' if len(changed) > 6 else ''}); those trials "

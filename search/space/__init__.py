@@ -7,7 +7,6 @@ space to one fixed config that can be exported and replayed.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -15,43 +14,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from search.errors import SpaceError
+from search.space._yaml import dump_yaml, parse_yaml
 from search.space._checks import check_leaves
 from search.space._schema import (DIST_KEYS, SECTIONS_WITH_DISTRIBUTIONS, DataSection, Space, StudySection,
                                   ValidationSection, flatten, is_distribution, nest)
 
 __all__ = ["DIST_KEYS", "SECTIONS_WITH_DISTRIBUTIONS", "DataSection", "Space", "StudySection",
-           "ValidationSection", "flatten", "is_distribution", "load", "nest", "parse_yaml", "validate"]
-
-
-class _SpaceLoader(yaml.SafeLoader):
-    """YAML as a space file's author means it: ``1e-3`` is a number, a key given twice is a mistake.
-
-    PyYAML follows YAML 1.1, where a float needs a dot (``1e-3`` is the string "1e-3"), and it lets the
-    last of two equal keys win without a word: a second ``train:`` section silently replaced the first.
-    """
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"the key '{key}' is given twice in the same section (the second would silently "
-                    "replace the first); keep one", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-_SpaceLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."))
-
-
-def parse_yaml(text: str) -> Any:
-    """A space file's YAML (raises ``yaml.YAMLError``)."""
-    return yaml.load(text, Loader=_SpaceLoader)  # noqa: S506  (a SafeLoader)
+           "ValidationSection", "dump_yaml", "flatten", "is_distribution", "load", "nest", "parse_yaml", "validate"]
 
 
 def load(path: str | Path, study_name: str | None = None) -> Space:

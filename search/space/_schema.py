@@ -6,12 +6,13 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator,
                       model_validator)
 
 from search.models import TRAIN_PARAMS, Param, family_params
 from search.models._params import DIST_KEYS as DIST_KEYS, is_distribution
+from search.space._yaml import dump_yaml
+
 SECTIONS_WITH_DISTRIBUTIONS = ("model", "train")
 # Settings that size the network, by name: what phase 1 of the phased workflow (search/workflow/phases.py) scales.
 # A custom builder may name its own with ``model.capacity``.
@@ -321,7 +322,7 @@ class Space(_Strict):
         return resolved
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+        return dump_yaml(self.model_dump(mode="json", exclude_none=True))
 
     def grid(self) -> dict[str, list[Any]]:
         """The search space for Optuna's GridSampler; every distribution must be finite."""
