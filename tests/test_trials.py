@@ -126,11 +126,15 @@ def test_continuing_a_study_with_changed_settings_says_so(write_space, home, cap
     """Its earlier trials keep the settings they trained with; the new ones are ranked beside them."""
     fast = {"study": {"name": "moved", "n_trials": 1, "baseline": False}, "validation": {"k": 2},
             "train": {"epochs": 1}}
+    from search import space as spaces
+    from search.runner.session import _changed_settings
+
     assert run_cli("run", write_space(fast), "--home", home, "--quiet") == 0
+    stored = _study(home, "moved").user_attrs["space_yaml"]
+    raised = spaces.load(write_space(merge(fast, {"study": {"n_trials": 2}}), name="raised.yaml"))
+    assert _changed_settings(stored, raised) == []  # a raised budget changes no trial's settings
     capsys.readouterr()
-    assert run_cli("run", write_space(merge(fast, {"study": {"n_trials": 2}})), "--home", home, "--quiet") == 0
-    assert "warning: study" not in capsys.readouterr().err  # a raised budget changes no trial's settings
-    changed = merge(fast, {"study": {"n_trials": 3}, "model": {"units": 16}, "train": {"batch_size": 8}})
+    changed = merge(fast, {"study": {"n_trials": 2}, "model": {"units": 16}, "train": {"batch_size": 8}})
     assert run_cli("run", write_space(changed), "--home", home, "--quiet") == 0
     err = capsys.readouterr().err
     assert "warning: study 'moved' continues with model/train settings changed" in err
