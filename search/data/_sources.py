@@ -110,6 +110,10 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
             other = next((name for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars"))
                           if len(frame.columns) == 1 and sep in header), None)
             hint = f" (its header is one column holding {other}: the file must be comma-separated)" if other else ""
+            if not other and all(_is_number(name) for name in frame.columns):
+                hint = " (its first line holds numbers: the file needs a header line of column names)"
+            elif not other and str(frame.columns[0]).startswith("#"):
+                hint = " (its first line is a comment: the first line must be the column names)"
             raise DataError(f"no such column in {path}{hint}", source=where, field=field,
                             expected="one of " + ", ".join(map(str, frame.columns)), found=column)
     roles = [(field, column) for field, column in named.items() if column is not None]
@@ -154,6 +158,14 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
                feature_names=[str(c) for c in features.columns],
                test_mask=_checks.split_marks(frame[split_column].to_numpy(), split_column, path, where)
                if split_column is not None else None, label=str(path), notes=notes)
+
+
+def _is_number(name: Any) -> bool:
+    try:
+        float(str(name))
+    except ValueError:
+        return False
+    return True
 
 
 def _raw_text(path: Path, column: Any) -> Any:
