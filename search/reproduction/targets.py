@@ -67,9 +67,11 @@ def locate(study: Any, tracking_uri: str, trial: int | None = None, run_id: str 
         frozen = _completed(study, space.study.seed_trial, f"{config}: study.seed_trial")
         own, _ = trial_config(study, frozen, tracking_uri)
         mine, theirs = space.leaves(), own.leaves()
-        # The exported file names the builder by its full path: the same file is the same builder.
-        mine["model.family"], theirs["model.family"] = _anywhere(space)["model"]["family"], \
-            _anywhere(own)["model"]["family"]
+        # The exported file names the builder and the weights by their full paths: the same files.
+        for key in ("family", "weights"):
+            if f"model.{key}" in mine or f"model.{key}" in theirs:
+                mine[f"model.{key}"] = _anywhere(space)["model"].get(key)
+                theirs[f"model.{key}"] = _anywhere(own)["model"].get(key)
         changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         origin = f"the file {config}" + (f", a NEW configuration: it differs from trial {frozen.number} in "
                                          + ", ".join(changed) if changed else "")
@@ -133,6 +135,11 @@ def _anywhere(space: Space) -> dict[str, Any]:
                 raw["data"][key] = f"{kind}:{found.resolve()}"
     raw["model"]["family"] = models.builder_by_path(raw["model"].get("family", ""),
                                                     space.path.parent if space.path else None)
+    weights = raw["model"].get("weights")
+    if isinstance(weights, str) and weights and not Path(weights).expanduser().is_absolute():
+        found = next((b / weights for b in bases if (b / weights).is_file()), None)  # as the transfer family looks
+        if found is not None:
+            raw["model"]["weights"] = str(found.resolve())
     return raw
 
 
@@ -142,7 +149,7 @@ def export(target: Target, path: Path) -> None:
     values = ", ".join(f"{v:.6g}" for v in target.trial.values)
     header = (f"# Trial {target.trial.number} of study '{target.study.study_name}' with every value fixed "
               f"(value {values}).\n# `search run` on this file repeats the trial; "
-              f"`search reproduce {target.study.study_name} --config` retrains and tests it.\n")
+              f"`search reproduce {target.study.study_name} --config {path}` retrains and tests it.\n")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         text = spaces.dump_yaml(_anywhere(target.space))
