@@ -242,14 +242,14 @@ def ablate_when_done(space: Space, options: Any, out: TextIO | None = None) -> l
     from search.reproduction import targets
     from search.tracking import default_tracking_uri
 
-    if not space.study.ablation or space.study.multi_objective:
+    if not space.study.ablation:
         return None
     study = targets.load_study(options.storage or studies.default_storage(Path(options.home)), space.study.name)
     if studies.finished_count(study) < studies.budget_of(space):
         return None  # stopped early: the ablation waits for the finished search
     try:
-        picked = study.best_trial
-    except ValueError:
+        picked = studies.pick_trial(study, "auto")  # a two-objective study's one_se pick, as reproduce takes
+    except StudyError:
         return None
     done, rows = ablation.stored_rows(study)
     if done == picked.number:
@@ -395,11 +395,12 @@ def _best_or_none(study: Any, options: Any) -> TrialResult | None:
     from search.reproduction import targets
     from search.tracking import default_tracking_uri
 
-    if len(study.directions) > 1:
-        return None
+    from search.errors import StudyError
+    from search.studies.lifecycle import pick_trial
+
     try:
-        picked = study.best_trial
-    except ValueError:
+        picked = pick_trial(study, "auto")  # the one_se pick of a two-objective study, as `search best` marks
+    except StudyError:
         return None
     uri = options.tracking_uri or default_tracking_uri(Path(options.home))
     config, _ = targets.trial_config(study, picked, uri)

@@ -389,7 +389,7 @@ def _storage_flag(args: argparse.Namespace) -> str:
 
 def _best(args: argparse.Namespace) -> int:
     from search.reproduction import targets
-    from search.review.display import format_counts, format_table, pruned_summary, trial_rows
+    from search.review.display import format_counts, pruned_summary, summary_table
     from search.studies import lifecycle as studies
 
     storage, tracking_uri = _stores(args)
@@ -397,11 +397,13 @@ def _best(args: argparse.Namespace) -> int:
     print(format_counts(studies.trials_by_state(study), study.user_attrs.get("budget")))
     if pruned := pruned_summary(study):
         print(pruned)
-    print(format_table(trial_rows(study, args.top)))
+    # A two-objective study has no single best: its Pareto front, the pick that --export writes marked.
+    print(summary_table(study, args.top))
     if args.export:
         target = targets.locate(study, tracking_uri)
         targets.export(target, args.export)
-        print(f"\nwrote trial {target.trial.number}'s config (from {target.origin}) to {args.export}")
+        which = " (the one_se pick)" if len(study.directions) > 1 else ""
+        print(f"\nwrote trial {target.trial.number}'s config{which} (from {target.origin}) to {args.export}")
     return 0
 
 

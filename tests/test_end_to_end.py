@@ -130,6 +130,14 @@ def test_resolved_config_is_runnable_and_fixed(study_run, tmp_path):
     replay = optuna.load_study(study_name=resolved.study.name, storage=f"sqlite:///{home / 'optuna.db'}")
     # Same settings, same seeds, same rows: the same validation losses.
     assert replay.trials[0].value == pytest.approx(study.best_trial.value, rel=1e-5)
+    # Its record says so, and what starts from it (reproduce, ablation) trains with the same seeds.
+    from search.reproduction import ablation, targets
+    from search.tracking import default_tracking_uri
+
+    again, _ = targets.trial_config(replay, replay.trials[0], default_tracking_uri(home))
+    assert again.study.seed_trial == study.best_trial.number
+    assert targets.locate(replay, default_tracking_uri(home)).seed_trial == study.best_trial.number
+    assert ablation.plan(again, 0, "replay")[0].study.seed_trial == study.best_trial.number
 
 
 def test_continuing_reuses_the_study_and_parent_run(study_run, tmp_path):

@@ -5,6 +5,9 @@ import math
 
 import optuna
 import pytest
+import yaml
+
+import search
 
 from conftest import run_cli
 from search.errors import StudyError
@@ -16,7 +19,7 @@ def _study(home, name):
 
 
 def test_multi_objective_study_has_a_pareto_front_and_picks_by_the_rule(write_space, home, capsys):
-    path = write_space({"study": {"name": "mo", "n_trials": 3, "objectives": ["val_loss", "params"]},
+    path = write_space({"study": {"name": "mo", "n_trials": 3, "objectives": ["val_loss", "params"], "ablation": True},
                         "validation": {"scheme": "holdout", "fraction": 0.3, "k": None},
                         "model": {"units": {"int": [2, 32], "log": True}}})
     assert run_cli("run", path, "--home", home) == 0
@@ -36,10 +39,26 @@ def test_multi_objective_study_has_a_pareto_front_and_picks_by_the_rule(write_sp
     assert picked.number == min((t for t in complete if t.values[0] <= bound),
                                 key=lambda t: (t.values[1], t.values[0])).number
     assert picked.number in front
-    for out in (capsys.readouterr().out, _status_output(home, capsys)):
+    for out in (capsys.readouterr().out, _status_output(home, capsys), _best_output(home, capsys)):
         assert "Pareto front of val_loss and params" in out
         marked = [line for line in out.splitlines() if "← one_se pick" in line]
         assert len(marked) == 1 and marked[0].split()[0] == str(picked.number)
+    # What `search best` marks is what it exports, what reproduce retrains and what the API returns.
+    assert yaml.safe_load((home / "picked.yaml").read_text())["study"]["seed_trial"] == picked.number
+    assert search.best("mo", home=home).number == picked.number
+    assert search.run(path, home=home).best.number == picked.number  # budget spent: nothing trains
+    assert study.user_attrs["ablation"]["trial"] == picked.number  # the pick's regularizers were ablated
+
+
+def _best_output(home, capsys):
+    assert run_cli("best", "mo", "--home", home, "--export", home / "picked.yaml") == 0
+    out = capsys.readouterr().out
+    assert f"wrote trial {picked_number(out)}'s config (the one_se pick)" in out
+    return out
+
+
+def picked_number(out):
+    return next(line.split()[0] for line in out.splitlines() if "← one_se pick" in line)
 
 
 def _status_output(home, capsys):

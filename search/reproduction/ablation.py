@@ -81,7 +81,7 @@ def plan(resolved: Space, picked_number: int, study_name: str) -> tuple[Space, l
         for label, names in groups.items():
             variants.append(Variant(label, {**on, **{n: offs[n] for n in names}}))
     space = resolved.resolve(settings, name=study_name + SUFFIX, n_trials=max(1, len(variants)), baseline=False,
-                             seed_trial=picked_number, pruner="none", split_pruner="none",
+                             seed_trial=resolved.study.seeds_of(picked_number), pruner="none", split_pruner="none",
                              keep_checkpoints=1, ablation=False)
     return space, variants
 

@@ -92,6 +92,10 @@ class StudySection(_Strict):
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
 
+    def seeds_of(self, trial_number: int) -> int:
+        """The trial number a trial's seeds are derived from: ``seed_trial`` where set, else its own."""
+        return trial_number if self.seed_trial is None else self.seed_trial
+
 
 class DataSection(_Strict):
     source: str

@@ -199,7 +199,8 @@ class MlflowTracker(ReviewLogging, TrialListener):
         run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
         self._runs[number] = run_id
         resolved = self.space.resolve(settings, name=f"{self.space.study.name}-t{number:03d}",
-                                      n_trials=1, baseline=False, seed_trial=number)
+                                      n_trials=1, baseline=False,
+                                      seed_trial=self.space.study.seeds_of(number))
         self.client.log_batch(run_id, params=params)
         self.client.log_text(run_id, redact(resolved.to_yaml()), "config/resolved.yaml")
 
