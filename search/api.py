@@ -188,7 +188,7 @@ def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", sp
     Raises:
         StudyError: the run stopped on a full disk or on consecutive failures (after the summary).
     """
-    from search import tracking
+    from search import models, tracking
     from search.review.display import Progress, format_counts, header_lines, next_steps, pruned_summary, summary_table
     from search.runner import session, workers as processes
     from search.studies.lifecycle import budget_of, default_storage, finished_count, trials_by_state
@@ -229,7 +229,8 @@ def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", sp
             print(f"\nstopped by {outcome.stopped_by}; interrupted trials are queued again. Continue the study "
                   f"with:\n  {options.continue_command}", file=out)
         elif outcome.error is None and outcome.exit_code == 0:
-            print("\n" + next_steps(prepared.space.study.name, options), file=out)
+            here = models.only_in_this_process(str(prepared.space.model.get("family", "")))
+            print("\n" + next_steps(prepared.space.study.name, options, builder_here=here), file=out)
     if outcome.error is not None:
         raise outcome.error
     return outcome

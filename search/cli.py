@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from search.errors import UserError
+from search.errors import StudyError, UserError
 
 if TYPE_CHECKING:
     import optuna
@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="load the space file and its data, run every check, print the data "
                            "summary and the split plan; trains nothing and writes nothing")
     check.add_argument("space", type=Path, help="the space file (YAML)")
+    check.add_argument("--study-name", help="as `search run`'s: the study whose continuation is checked")
+    _store_args(check)
 
     status = sub.add_parser("status", help="trial counts and the top trials of a study, from storage")
     status.add_argument("study", help="study name")
@@ -263,10 +265,39 @@ def _check(args: argparse.Namespace) -> int:
     from search import space as spaces
     from search.runner import session
 
-    prepared = session.prepare(spaces.load(args.space))
+    prepared = session.prepare(spaces.load(args.space, study_name=args.study_name))
     _announce(prepared)
+    print(_study_to_run(prepared, args))
     print(f"{args.space}: the space and its data pass every check; nothing was trained or stored.")
     return 0
+
+
+def _study_to_run(prepared: "Prepared", args: argparse.Namespace) -> str:
+    """Whether `search run` with these stores starts the study or continues it, checked as the run
+    would check it (same objectives, data and splits), reading the store and creating nothing."""
+    from search import stores
+    from search._redact import redact
+    from search.reproduction import targets
+    from search.runner import session
+    from search.studies import lifecycle as studies
+
+    storage, _ = _stores(args)
+    name = prepared.space.study.name
+    path = stores.sqlite_path(storage)
+    if path is not None and not path.is_file():
+        return f"study '{name}': a new study (no store yet at {path})"
+    try:
+        study = targets.load_study(storage, name, flag=_storage_flag(args))
+    except StudyError as exc:
+        if exc.field != "STUDY":  # the store itself cannot be read: the run would stop there too
+            raise
+        return f"study '{name}': a new study in {redact(storage)}"
+    studies.check_continuable(study, prepared.space, prepared.attrs())
+    for change in session.changed_settings(study.user_attrs.get("space_yaml"), prepared.space):
+        print(f"warning: study '{name}' would continue with a setting changed since its earlier trials: {change}",
+              file=sys.stderr)
+    return (f"study '{name}': continues the study in {redact(storage)}, "
+            f"{studies.finished_count(study)} of {studies.budget_of(prepared.space)} trials finished")
 
 
 def _announce(prepared: "Prepared", quiet: bool = False) -> None:

@@ -81,8 +81,18 @@ def _calibrate(model: Any, backbone: str, folder: Path) -> None:
     model(getattr(keras.applications, BACKBONES[backbone]).preprocess_input(images), training=True)
 
 
-if __name__ == "__main__":
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "data")
+def _main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m search.demo_data", description=__doc__.split("\n\n")[0])
+    parser.add_argument("dir", nargs="?", default="data", type=Path,
+                        help="where to write shapes/ and the weights file (default: data)")
+    out = parser.parse_args(argv).dir
     write_shapes(out / "shapes")
     write_backbone_weights(out / "mobilenet_v2_035.weights.h5", calibrate_on=out / "shapes")
     print(f"wrote {out / 'shapes'} and {out / 'mobilenet_v2_035.weights.h5'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -64,3 +64,35 @@ def test_api_errors_are_user_errors_and_store_nothing(tmp_path):
     with pytest.raises(search.UserError):
         search.run(space, x=np.nan_to_num(x)[:4], y=y[:4], home=tmp_path / "h3")
     assert not (tmp_path / "h3").exists()
+
+
+def test_a_builder_handed_over_in_a_notebook_runs_and_reproduces_from_python(tmp_path):
+    """A function defined in the session: the command cannot import it, so the next step named is Python's."""
+    import io
+
+    import keras
+
+    from search import models
+
+    def build(settings, input_shape, n_outputs):
+        inputs = keras.Input(input_shape)
+        hidden = keras.layers.Dense(int(settings["width"]), activation="relu")(inputs)
+        return keras.Model(inputs, keras.layers.Dense(n_outputs, activation="softmax")(hidden))
+
+    space = search.load_space(Path(__file__).resolve().parents[1] / "spaces" / "digits_mlp.yaml")
+    raw = space.model_dump(mode="json")
+    raw["data"] = {"source": "sklearn:iris", "test_size": 0.2}
+    raw["study"].update(name="own", n_trials=1, baseline=False, ablation=False)
+    raw["validation"] = {"scheme": "holdout", "fraction": 0.3}
+    raw["model"] = {"family": "mlp", "width": {"int": [4, 8]}}
+    raw["train"] = {"epochs": 2, "batch_size": 32}
+    out = io.StringIO()
+    result = search.run(search.Space.model_validate(raw), builder=build, home=tmp_path / "h", out=out)
+    assert result.best is not None and result.best.config.model["width"] in range(4, 9)
+    assert models.only_in_this_process(result.best.config.model["family"])
+    assert not models.only_in_this_process(models.register_builder(np.mean))  # importable by its name
+    steps = out.getvalue().split("next steps:")[1]
+    assert f"search.reproduce('own', home='{tmp_path / 'h'}')   in Python where build is defined" in steps
+    assert "search reproduce" not in steps
+    report = search.reproduce("own", home=tmp_path / "h", out=io.StringIO())
+    assert np.isfinite(report.test_loss)

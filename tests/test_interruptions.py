@@ -102,6 +102,26 @@ def test_ctrl_c_at_the_terminal_stops_every_worker_gracefully(write_space, home)
     assert all(t.user_attrs["retry_count"] == 0 for t in waiting)
 
 
+def test_ctrl_c_as_soon_as_the_plan_is_printed_is_a_graceful_stop(write_space, home):
+    """Between the printed plan and the first trial the study is being made: a Ctrl-C there waits for it."""
+    space = write_space({**LONG, "study": {"name": "early", "n_trials": 2, "baseline": False}})
+    proc = _start_in_own_group(space, home)
+    try:
+        line = ""
+        while not line.startswith("study       early"):  # the plan's first line, on stderr with the progress
+            line = proc.stderr.readline()
+            assert line, proc.communicate()
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 3, err
+    assert "Traceback" not in err and "stopped by SIGINT" in out
+    study = _study(home, "early")  # made whole: it continues with the same command
+    assert study.user_attrs["ready"] and not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+
+
 def test_a_second_ctrl_c_stops_at_once_and_still_queues_the_trial(write_space, home):
     # One row per step over digits makes an epoch last a second or more, so the second Ctrl-C, sent as
     # soon as the run says it heard the first, lands inside the epoch the first one is waiting out.
@@ -286,7 +306,7 @@ def test_a_full_disk_stops_the_run_and_queues_the_trial_again(write_space, home)
 
 
 def test_recycled_workers_still_stop_a_space_that_always_fails(write_space, home, tmp_path):
-    """Every process runs one trial (--recycle-after 1), so no process alone sees three failures in a
+    """Every process runs one trial (--recycle-after 1), so no process alone sees two failures in a
     row; the study-wide streak since the run began must stop it, or it fails trials all night."""
     (tmp_path / "broken.py").write_text(
         "import keras\nCALLS = []\n\n\ndef build(settings, input_shape, n_outputs):\n"
@@ -296,7 +316,7 @@ def test_recycled_workers_still_stop_a_space_that_always_fails(write_space, home
         "    inputs = keras.Input(input_shape)\n"
         "    return keras.Model(inputs, keras.layers.Dense(n_outputs, activation='softmax')(inputs))\n")
     space = write_space({"study": {"name": "broken", "n_trials": 30, "baseline": False,
-                                   "max_consecutive_failures": 3},
+                                   "max_consecutive_failures": 2},
                          "model": {"family": "python:broken:build", "width": {"choice": [3, 5]},
                                    "layers": None, "units": None, "dropout": None}})
     proc = _start_in_own_group(space, home, "--recycle-after", "1")
@@ -306,7 +326,7 @@ def test_recycled_workers_still_stop_a_space_that_always_fails(write_space, home
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode != 0
-    assert "3 consecutive failed trials" in err and "this builder is broken" in err
+    assert "2 consecutive failed trials" in err and "this builder is broken" in err
     assert "Traceback" not in err
     states = [t.state.name for t in _study(home, "broken").trials]
-    assert states == ["FAIL"] * 3, states
+    assert states == ["FAIL"] * 2, states

@@ -250,7 +250,7 @@ def test_trials_in_one_process_leave_no_traced_graphs_behind(write_space, home):
     options = session.RunOptions(home=home, n_trials=2, quiet=True, threads=1)
     api.run_prepared(prepared, options, "", out=io.StringIO())
     after_two = _live_graphs()
-    options.n_trials = 6
+    options.n_trials = 3
     api.run_prepared(prepared, options, "", out=io.StringIO())
     assert _live_graphs() <= after_two
 

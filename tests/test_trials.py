@@ -127,14 +127,24 @@ def test_continuing_a_study_with_changed_settings_says_so(write_space, home, cap
     fast = {"study": {"name": "moved", "n_trials": 1, "baseline": False}, "validation": {"k": 2},
             "train": {"epochs": 1}}
     from search import space as spaces
-    from search.runner.session import _changed_settings
+    from search.runner.session import changed_settings
 
     assert run_cli("run", write_space(fast), "--home", home, "--quiet") == 0
     stored = _study(home, "moved").user_attrs["space_yaml"]
     raised = spaces.load(write_space(merge(fast, {"study": {"n_trials": 2}}), name="raised.yaml"))
-    assert _changed_settings(stored, raised) == []  # a raised budget changes no trial's settings
+    assert changed_settings(stored, raised) == []  # a raised budget changes no trial's settings
     capsys.readouterr()
     changed = merge(fast, {"study": {"n_trials": 2}, "model": {"units": 16}, "train": {"batch_size": 8}})
+    # `search check` with the run's stores says what the run will do, creating nothing.
+    assert run_cli("check", write_space(changed), "--home", home) == 0
+    out, err = capsys.readouterr()
+    assert f"study 'moved': continues the study in sqlite:///{home}" in out and "1 of 2 trials finished" in out
+    assert "would continue with a setting changed since its earlier trials: model.units: 8 -> 16" in err
+    assert run_cli("check", write_space(changed), "--home", home / "fresh", "--study-name", "other") == 0
+    assert "study 'other': a new study (no store yet at" in capsys.readouterr().out
+    assert not (home / "fresh").exists()
+    assert run_cli("check", write_space(merge(changed, {"data": {"test_size": 0.3}})), "--home", home) == 2
+    assert "was started with different data or splits" in capsys.readouterr().err
     assert run_cli("run", write_space(changed), "--home", home, "--quiet") == 0
     err = capsys.readouterr().err
     assert "warning: study 'moved' continues with model/train settings changed" in err

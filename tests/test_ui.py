@@ -107,39 +107,37 @@ class _UI:
             self.proc.stdout.close()
 
 
-def test_ui_prints_the_study_url_once_it_answers_and_leaves_nothing_behind(finished):
+@pytest.fixture(scope="module")
+def served(finished):
+    """One `search ui` for the module (a server start costs a worker 20 s); the last test stops it."""
     ui = _UI(finished, "viewed")
     try:
-        url = ui.url()
-        # Printed only when the server answers: no retry needed for the page or the study's experiment.
-        with urllib.request.urlopen(url, timeout=10) as response:
-            assert response.status == 200 and b"<html" in response.read().lower()
-        experiment = re.search(r"#/experiments/(\d+)/runs\?workflowType=machine_learning", url)
-        assert experiment, url
-        assert any("starting the MLflow UI" in line for line in ui.lines)
-        server = _descendants(ui.proc.pid)
-        assert server, "search ui started no server process"
-        # The store's URL is not on a command line (any user reads those), and the server calls nothing outside.
-        root = next(p for p in server if _processes().get(p, (0,))[0] == ui.proc.pid)
-        assert "--backend-store-uri" not in Path(f"/proc/{root}/cmdline").read_bytes().decode(errors="replace")
-        env = dict(v.split("=", 1) for v in Path(f"/proc/{root}/environ").read_bytes().decode().split("\0") if "=" in v)
-        assert env["MLFLOW_BACKEND_STORE_URI"].endswith("mlflow.db")
-        assert (env["MLFLOW_MODEL_CATALOG_URI"], env["MLFLOW_ENABLE_AI_GATEWAY"]) == ("", "false")
-        assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"
-        groups = {_processes()[p][1] for p in server if p in _processes()}
-    except BaseException:
-        ui.proc.kill()
-        raise
-    assert ui.stop() == 0
-    # Give the init process a moment to reap what the server's group left; then none may be alive.
-    deadline = time.monotonic() + 10
-    while True:
-        alive = {p: v for p, v in _processes().items() if (p in server or v[1] in groups) and v[2] != "Z"}
-        if not alive or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert alive == {}, f"left behind: {alive}"
-    assert _port_free(ui.port)
+        ui.url_seen = ui.url()
+        yield ui
+    finally:
+        if ui.proc.poll() is None:
+            ui.proc.kill()
+            ui.proc.wait(timeout=60)
+
+
+def test_ui_prints_the_study_url_once_it_answers(served):
+    ui = served
+    url = ui.url_seen
+    # Printed only when the server answers: no retry needed for the page or the study's experiment.
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200 and b"<html" in response.read().lower()
+    experiment = re.search(r"#/experiments/(\d+)/runs\?workflowType=machine_learning", url)
+    assert experiment, url
+    assert any("starting the MLflow UI" in line for line in ui.lines)
+    server = _descendants(ui.proc.pid)
+    assert server, "search ui started no server process"
+    # The store's URL is not on a command line (any user reads those), and the server calls nothing outside.
+    root = next(p for p in server if _processes().get(p, (0,))[0] == ui.proc.pid)
+    assert "--backend-store-uri" not in Path(f"/proc/{root}/cmdline").read_bytes().decode(errors="replace")
+    env = dict(v.split("=", 1) for v in Path(f"/proc/{root}/environ").read_bytes().decode().split("\0") if "=" in v)
+    assert env["MLFLOW_BACKEND_STORE_URI"].endswith("mlflow.db")
+    assert (env["MLFLOW_MODEL_CATALOG_URI"], env["MLFLOW_ENABLE_AI_GATEWAY"]) == ("", "false")
+    assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"
 
 
 def test_ui_without_a_study_opens_the_most_recent_and_an_unknown_study_is_a_user_error(finished, capsys):
@@ -182,21 +180,17 @@ def _read_runs_page(url: str, profile: Path, expect: str, timeout: float = 60) -
 
 @pytest.mark.skipif(CHROMIUM is None, reason="the chromium binary is not installed (Debian: apt-get install "
                     "chromium)")
-def test_the_mlflow_ui_lands_on_the_ranked_trials_in_model_training_mode(finished, tmp_path):
+def test_the_mlflow_ui_lands_on_the_ranked_trials_in_model_training_mode(finished, served, tmp_path):
     import optuna
 
     study = optuna.load_study(study_name="viewed", storage=f"sqlite:///{finished / 'optuna.db'}")
     best = study.best_trial
     starred = f"t{best.number:03d} ★ {best.value:.4g}"
-    ui = _UI(finished, "viewed")
-    try:
-        url = ui.url()
-        state = _read_runs_page(url, tmp_path / "profile", starred)
-        # The same page in GenAI mode, MLflow's default: the check below must tell the two apart.
-        genai = _read_runs_page(url.replace("machine_learning", "genai"), tmp_path / "profile-genai", starred,
-                                timeout=15)
-    finally:
-        assert ui.stop() == 0
+    url = served.url_seen
+    state = _read_runs_page(url, tmp_path / "profile", starred)
+    # The same page in GenAI mode, MLflow's default: the check below must tell the two apart.
+    genai = _read_runs_page(url.replace("machine_learning", "genai"), tmp_path / "profile-genai", starred,
+                            timeout=15)
     assert "/runs" in state["href"], state["href"]
     assert starred in state["text"], state["text"][:2000]
     # Every trial is listed by its outcome name, ranked by validation loss (the parent run, with no loss, last).
@@ -211,3 +205,21 @@ def test_the_mlflow_ui_lands_on_the_ranked_trials_in_model_training_mode(finishe
     assert all(f"\n{item}\n" in genai["text"] for item in genai_menu), genai["text"][:500]
     assert not any(f"\n{item}\n" in state["text"] for item in genai_menu), state["text"][:500]
     assert "\nRuns\nModels\n" in state["text"]
+
+
+def test_a_signal_to_search_ui_leaves_no_server_or_worker_behind(served):
+    """Last in the module: it stops the shared `search ui`."""
+    ui = served
+    server = _descendants(ui.proc.pid)
+    assert server, "search ui started no server process"
+    groups = {_processes()[p][1] for p in server if p in _processes()}
+    assert ui.stop() == 0
+    # Give the init process a moment to reap what the server's group left; then none may be alive.
+    deadline = time.monotonic() + 10
+    while True:
+        alive = {p: v for p, v in _processes().items() if (p in server or v[1] in groups) and v[2] != "Z"}
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert alive == {}, f"left behind: {alive}"
+    assert _port_free(ui.port)

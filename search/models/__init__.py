@@ -20,7 +20,8 @@ FAMILIES = {"mlp": mlp, "cnn": cnn, "transfer": transfer}
 CUSTOM_PREFIX = "python:"
 
 __all__ = ["FAMILIES", "Head", "Param", "TRAIN_PARAMS", "build", "builder_by_path", "check_custom_builder",
-           "family_params", "load_custom_builder", "preflight", "register_builder"]
+           "family_params", "load_custom_builder", "only_in_this_process", "preflight",
+           "register_builder"]
 
 
 def family_params(family: str) -> dict[str, Param] | None:
@@ -43,6 +44,19 @@ def register_builder(builder: Callable[..., Any]) -> str:
            f"{getattr(builder, '__qualname__', None) or 'build'}"
     _REGISTERED[name] = builder
     return name
+
+
+def only_in_this_process(family: str) -> str | None:
+    """The name of a builder handed over in this process that no other process can import by its name (one
+    defined in a script, a notebook or inside a function), else None. The command line cannot reproduce
+    its study; Python can, where the function is defined."""
+    builder = _REGISTERED.get(family)
+    if builder is None:
+        return None
+    if getattr(builder, "__module__", None) in (None, "__main__") or \
+            "<locals>" in getattr(builder, "__qualname__", "<locals>"):
+        return str(getattr(builder, "__name__", "the builder"))
+    return None
 
 
 def load_custom_builder(family: str, search_dir: Path | None = None,

@@ -63,7 +63,7 @@ class OverfitCheck:
         return (f"split models: test loss {self.test_loss:.4g} vs cross-validation {self.cv_mean:.4g} "
                 f"± {self.cv_std:.2g} over {self.n_splits} split(s), of which {self.optimism:.2g} is epoch-selection "
                 f"optimism; gap {self.test_loss - self.cv_mean - self.optimism:+.3g} "
-                f"= {self.z:.1f} standard errors (alarm above {Z_ALARM:g})")
+                f"= {round(self.z, 1) + 0.0:+.1f} standard errors (alarm above {Z_ALARM:g})")
 
     def warning(self) -> str:
         return (f"validation overfit: the test loss {self.test_loss:.4g} is worse than the cross-validation "

@@ -279,11 +279,27 @@ def header_lines(prepared: Any, options: Any, storage_url: str, tracking_uri: st
             f"watch       {command('ui', space.study.name, options)}"]
 
 
-def next_steps(study: str, options: Any) -> str:
+def next_steps(study: str, options: Any, builder_here: str | None = None) -> str:
+    """What to do after a run. ``builder_here``: the model is a function only this process has (a notebook's),
+    which the command cannot import, so the Python call reproduces it."""
+    again = f"{command('reproduce', study, options)}   retrain the best config, test it once"
+    if builder_here:
+        stores = ", ".join(f"{key}={str(value)!r}" for key, value in (
+            ("home", options.home if str(options.home) != "mlruns" else None),
+            ("storage", _hidden(options.storage)), ("tracking_uri", _hidden(options.tracking_uri))) if value)
+        again = (f"search.reproduce({study!r}{', ' + stores if stores else ''})   in Python where "
+                 f"{builder_here} is defined: retrain the best config, test it once (the command cannot "
+                 f"import a builder defined in a notebook, a script or a function)")
     return ("next steps:\n"
             f"  {command('ui', study, options)}          the MLflow UI on the study's runs\n"
             f"  {command('report', study, options)}      the review as one HTML file\n"
-            f"  {command('reproduce', study, options)}   retrain the best config, test it once")
+            f"  {again}")
+
+
+def _hidden(url: str | None) -> str | None:
+    from search._redact import redact
+
+    return redact(url) if url else None
 
 
 def command(verb: str, study: str, options: Any) -> str:

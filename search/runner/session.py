@@ -89,7 +89,7 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
     return Prepared(space, dataset, dev_idx, test_idx, plan)
 
 
-def _changed_settings(before: str | None, space: Space) -> list[str]:
+def changed_settings(before: str | None, space: Space) -> list[str]:
     """The model and train settings (fixed values and ranges) that differ from the study's stored space."""
     from search import space as spaces
 
@@ -167,29 +167,36 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
             study.enqueue_trial(params, user_attrs=user_attrs)
         emit(listeners, "on_study_open", study, strict=True)
 
-    study = studies.open_study(space, storage, prepared.attrs(), on_create=on_create)
-    budget = studies.budget_of(space)
-    recovered = recovery.recover_orphans(study)
-    if recovered:
-        print(f"trial(s) {', '.join(map(str, recovered))} lost their process; marked failed and queued "
-              f"to run again.", file=out)
-    changed = (_changed_settings(study.user_attrs.get("space_yaml"), space)
-               if options.warn_changed_settings and studies.finished_count(study) else [])
-    if changed and options.worker_index <= 1:  # one of several workers says it
-        print(f"warning: study '{space.study.name}' continues with model/train settings changed since its "
-              f"earlier trials ({'; '.join(changed[:6])}{'; ...' if len(changed) > 6 else ''}); those trials "
-              f"keep their old settings and are ranked with the new ones (--study-name starts a separate "
-              f"study)", file=sys.stderr)
-    # What `search best --export` and `search reproduce` rebuild a trial's config from, without MLflow.
-    study.set_user_attr("space_yaml", redact(space.to_yaml()))
-    study.set_user_attr("space_path", str(space.path.resolve()) if space.path else "")
-    if studies.finished_count(study) >= budget:
-        print(f"study '{space.study.name}' already has its {budget} finished trials; raise study.n_trials "
-              f"to continue it.", file=out)
-        return RunOutcome(study, already_done=True)
-    _runtime.configure(options.threads)
-    emit(listeners, "on_study_open", study, strict=True)
+    # Heard from before the study opens: a Ctrl-C once the plan is printed stops the run gracefully (exit 3),
+    # never halfway through making the study.
     stop = StopRequest(announce=options.worker_index == 0).install()
+    try:
+        study = studies.open_study(space, storage, prepared.attrs(), on_create=on_create)
+        budget = studies.budget_of(space)
+        recovered = recovery.recover_orphans(study)
+        if recovered:
+            print(f"trial(s) {', '.join(map(str, recovered))} lost their process; marked failed and queued "
+                  f"to run again.", file=out)
+        changed = (changed_settings(study.user_attrs.get("space_yaml"), space)
+                   if options.warn_changed_settings and studies.finished_count(study) else [])
+        if changed and options.worker_index <= 1:  # one of several workers says it
+            print(f"warning: study '{space.study.name}' continues with model/train settings changed since its "
+                  f"earlier trials ({'; '.join(changed[:6])}{'; ...' if len(changed) > 6 else ''}); those trials "
+                  f"keep their old settings and are ranked with the new ones (--study-name starts a separate "
+                  f"study)", file=sys.stderr)
+        # What `search best --export` and `search reproduce` rebuild a trial's config from, without MLflow.
+        study.set_user_attr("space_yaml", redact(space.to_yaml()))
+        study.set_user_attr("space_path", str(space.path.resolve()) if space.path else "")
+        if studies.finished_count(study) >= budget:
+            print(f"study '{space.study.name}' already has its {budget} finished trials; raise study.n_trials "
+                  f"to continue it.", file=out)
+            stop.uninstall()
+            return RunOutcome(study, already_done=True)
+        _runtime.configure(options.threads)
+        emit(listeners, "on_study_open", study, strict=True)
+    except BaseException:
+        stop.uninstall()
+        raise
     retention = CheckpointRetention(home, space.study.keep_checkpoints)
     objective = Objective(space, prepared.dataset, prepared.splits, home,
                           [*listeners, retention, *options.extra_listeners], stop=stop, budget=budget,

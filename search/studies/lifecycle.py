@@ -107,8 +107,16 @@ def open_study(space: Space, storage: Any, attrs: dict[str, Any],
             study.set_user_attr("ready", True)
     else:
         _wait_until_ready(study)
+    check_continuable(study, space, attrs)
+    if study.user_attrs.get("budget") != budget_of(space):
+        study.set_user_attr("budget", budget_of(space))  # a raised n_trials continues the study
+    return study
+
+
+def check_continuable(study: Any, space: Space, attrs: dict[str, Any]) -> None:
+    """Refuse to continue ``study`` with other objectives, or on data or splits other than ``attrs`` say."""
     stored_objectives = study.user_attrs.get("objectives", ["val_loss"])
-    if len(study.directions) != len(directions) or stored_objectives != space.study.objectives:
+    if len(study.directions) != len(space.study.objectives) or stored_objectives != space.study.objectives:
         raise StudyError(f"study '{space.study.name}' was started with objectives {stored_objectives}; start "
                          f"a new study with --study-name to change them", source=_where(space),
                          field="study.objectives", found=space.study.objectives)
@@ -118,9 +126,6 @@ def open_study(space: Space, storage: Any, attrs: dict[str, Any],
             raise StudyError(f"study '{space.study.name}' was started with different data or splits "
                              f"({key} is {stored[key]}, now {value}); start a new study with --study-name, "
                              f"or restore the original data", source=_where(space), field="data.source")
-    if stored.get("budget") != budget_of(space):
-        study.set_user_attr("budget", budget_of(space))  # a raised n_trials continues the study
-    return study
 
 
 def budget_of(space: Space) -> int:
