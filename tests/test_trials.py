@@ -151,8 +151,9 @@ def test_continuing_a_study_with_changed_settings_says_so(write_space, home, cap
     assert "model.units: 8 -> 16; train.batch_size: 32 -> 8" in err
 
 
-def test_an_exported_config_runs_from_any_folder(tmp_path, home, capsys):
-    """Data and builder named relative to the space file are written with their full paths."""
+def test_an_exported_config_runs_from_any_folder(tmp_path, home, capsys, monkeypatch):
+    """Data and builder named relative to the space file are written with their full paths: the files the
+    study read, even where the folder the export runs in holds a file of the same name."""
     from search.reproduction import targets
     from search.tracking import default_tracking_uri
 
@@ -174,6 +175,9 @@ def test_an_exported_config_runs_from_any_folder(tmp_path, home, capsys):
         "data": {"source": "csv:rows.csv", "target": "label"}, "train": {"epochs": 1},
         "model": {"family": "python:nets:build", "layers": None, "units": None, "dropout": None}})))
     assert run_cli("run", space, "--home", home, "--quiet") == 0
+    elsewhere.mkdir()
+    (elsewhere / "rows.csv").write_text("other,file\n1,2\n")
+    monkeypatch.chdir(elsewhere)
     assert run_cli("best", "portable", "--home", home, "--export", elsewhere / "best.yaml") == 0
     exported = yaml.safe_load((elsewhere / "best.yaml").read_text())
     assert exported["data"]["source"] == f"csv:{(project / 'rows.csv').resolve()}"

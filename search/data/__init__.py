@@ -41,6 +41,9 @@ class Dataset:
     notes: list[str] = field(default_factory=list)           # how the data was read
     test_mask: np.ndarray | None = None                      # the provided test rows (data.test/split_column)
     test_source: str = ""                                    # where they came from, for the summary
+    # data.source / data.test given by a relative path: the file each was found as (from the working
+    # folder or the space file's), so an export names the file the study read, wherever it is written.
+    files: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_outputs(self) -> int:
@@ -80,6 +83,9 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
     elif raw.test_mask is not None:
         raw, test = _divide(raw, raw.test_mask, label, section.split_column, where)
         test_label = f"the test rows of {label}"
+    files = {key: str(Path(part.label).resolve()) for key, part, given in
+             (("source", raw, section.source), ("test", test, section.test)) if part is not None and part.label
+             and given and not Path(given.partition(":")[2]).expanduser().is_absolute()}
     parts = [(raw, label)] + ([(test, test_label)] if test is not None else [])
     for part, what in parts:
         if len(part.X) == 0:
@@ -139,7 +145,8 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
                    rows_read=rows_read, dropped=dropped, warnings=warnings,
                    notes=[n for p, _ in parts for n in p.notes], test_mask=mask,
                    test_source=(f"data.test {section.test}" if section.test else
-                                f"data.split_column '{section.split_column}'" if section.split_column else ""))
+                                f"data.split_column '{section.split_column}'" if section.split_column else ""),
+                   files=files)
 
 
 def _take(part: Raw, idx: np.ndarray, y: bool = True) -> None:

@@ -120,9 +120,11 @@ def trial_config(study: Any, trial: Any, tracking_uri: str | None) -> tuple[Spac
     return resolved, f"the study's space and trial {trial.number}'s parameters"
 
 
-def _anywhere(space: Space) -> dict[str, Any]:
+def _anywhere(space: Space, read: dict[str, str] | None = None) -> dict[str, Any]:
     """The space as data, with the files it names by a relative path (data, test rows, the builder's
-    module) given as the absolute paths they were found at, so that the config runs from any folder."""
+    module) given as the absolute paths they were found at, so that the config runs from any folder.
+    ``read``: the data files the study recorded reading (``data_files``), which win over a search from
+    this process's working folder, where a file of the same name may be another one."""
     from search import models
 
     raw = space.model_dump(mode="json", exclude_none=True)
@@ -130,7 +132,8 @@ def _anywhere(space: Space) -> dict[str, Any]:
     for key in ("source", "test"):
         kind, sep, rest = str(raw["data"].get(key) or "").partition(":")
         if sep and kind in ("csv", "npz", "images") and not Path(rest).expanduser().is_absolute():
-            found = next((b / rest for b in bases if (b / rest).exists()), None)
+            recorded = [Path(read[key])] if read and read.get(key) else []
+            found = next((p for p in [*recorded, *(b / rest for b in bases)] if p.exists()), None)
             if found is not None:
                 raw["data"][key] = f"{kind}:{found.resolve()}"
     raw["model"]["family"] = models.builder_by_path(raw["model"].get("family", ""),
@@ -152,7 +155,7 @@ def export(target: Target, path: Path) -> None:
               f"`search reproduce {target.study.study_name} --config {path}` retrains and tests it.\n")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = spaces.dump_yaml(_anywhere(target.space))
+        text = spaces.dump_yaml(_anywhere(target.space, target.study.user_attrs.get("data_files")))
         path.write_text(redact(header + text))
     except OSError as exc:
         raise StudyError(f"cannot write {path} ({exc.strerror or exc})", field="--export") from None

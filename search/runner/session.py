@@ -44,6 +44,7 @@ class Prepared:
                 "metric": "mae" if ds.task == "regression" else "accuracy",
                 **({"images_skipped": len(ds.images_skipped)} if ds.images_skipped else {}),
                 **({"test_source": ds.test_source} if ds.test_source else {}),
+                **({"data_files": ds.files} if ds.files else {}),
                 "data_summary": self.summary.to_dict()}
 
 
