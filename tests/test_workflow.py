@@ -33,6 +33,8 @@ def test_phases_follow_each_other_and_a_study_stopped_mid_phase_resumes_in_it(wr
     assert run_cli("run", path, "--home", home, "--quiet", "--threads", "1", "--n-trials", "1") == 0
     first = capsys.readouterr().out
     assert "phase 0, baseline to beat" in first and "phase 1: capacity (layers, units)" in first
+    # 2 phase-1 trials cannot end early once phases.min_trials (3) have completed: it does not say they can.
+    assert "; 2 trial(s)." in first and "ending early" not in first
     study = _study(home, "ph")
     assert [t.user_attrs["phase"] for t in study.trials] == [1] and PICK_ATTR not in study.user_attrs
     # ... and continued: one more phase-1 trial, then phase 2 at phase 1's pick.

@@ -210,10 +210,12 @@ class Phased(TrialListener):
                       f"({settings_text(pick['capacity'])}).")
         else:
             off = ", ".join(n.split(".", 1)[1] for n in regularizers_off(self.space)) or "none in this space"
+            budget, least = phase1_budget(self.space), self.space.study.phases.min_trials
+            # It can only end early with trials to spare after phases.min_trials have completed.
+            length = (f"up to {budget} trial(s), ending early once a trial clearly overfits after at least "
+                      f"{least} completed" if least < budget else f"{budget} trial(s)")
             self._say(f"phase 1: capacity ({', '.join(n.split('.', 1)[1] for n in searched_capacity(self.space))}) "
-                      f"and optimizer settings with every regularizer off ({off}); up to "
-                      f"{phase1_budget(self.space)} trial(s), ending early once a trial clearly overfits after "
-                      f"at least {self.space.study.phases.min_trials} completed.")
+                      f"and optimizer settings with every regularizer off ({off}); {length}.")
         if not any(is_distribution(self.space.leaves()[n]) for n in self.space.regularizers()):
             self._say("note: the space searches no regularizer, so phase 2 tunes the other settings only.")
 
