@@ -87,16 +87,50 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _hides_credentials(fn: _F) -> _F:
-    """The URLs' passwords are hidden in whatever the call prints or logs later, also where they appear alone."""
+    """The URLs' passwords are hidden in whatever the call prints or logs later, also where they appear alone,
+    and in the message of an exception it raises (a notebook shows it whole, with its chain)."""
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
         from search import _redact
 
         _redact.remember(kwargs.get("storage"), kwargs.get("tracking_uri"), os.environ.get("SEARCH_STORAGE"),
                          os.environ.get("MLFLOW_TRACKING_URI"))
-        return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            _redact_exception(exc)
+            raise
 
     return cast(_F, call)
+
+
+def _redact_exception(exc: BaseException) -> None:
+    """Rewrite in place the messages of ``exc`` and of the exceptions chained to it that show a secret
+    (SQLAlchemy's and MLflow's errors repeat the URL they were given); a message its own ``args`` do not
+    make is replaced whole, and a chain that cannot be cleaned is cut."""
+    from search import _redact
+
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        text = str(link)
+        if _redact.redact(text) != text:
+            link.args = tuple(_redact.redact(a) if isinstance(a, str) else a for a in link.args)
+            if _redact.redact(str(link)) != str(link):  # its __str__ reads other fields (SQLAlchemy's do)
+                _show_instead(link, _redact.redact(text))
+        link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
+
+
+def _show_instead(exc: BaseException, text: str) -> None:
+    """Make ``exc`` print as ``text``: its class swapped for a subclass of the same name with that ``__str__``
+    (``except`` clauses for the original class still catch it)."""
+    cls = type(exc)
+    try:
+        exc.__class__ = type(cls.__name__, (cls,), {"__str__": lambda self: text, "__module__": cls.__module__,
+                                                   "__qualname__": cls.__qualname__})
+    except TypeError:  # a class whose layout forbids it: keep its name, drop the message
+        exc.args = (text,)
 
 
 @_hides_credentials

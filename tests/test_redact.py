@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 import warnings
 
 import pytest
@@ -135,3 +136,29 @@ def test_a_user_name_hidden_in_its_url_is_not_hidden_everywhere_else() -> None:
     _redact.remember("https://alice-example@mlflow.example.com")
     assert redact("https://alice-example@mlflow.example.com/x") == "https://***@mlflow.example.com/x"
     assert redact("source: csv:/home/alice-example/data.csv") == "source: csv:/home/alice-example/data.csv"
+
+
+def test_an_exception_raised_through_the_python_api_shows_no_password() -> None:
+    """SQLAlchemy's and MLflow's errors repeat the URL they were given; the notebook shows them whole."""
+    import sqlalchemy.exc
+
+    from search.api import _hides_credentials
+
+    url = "postgresql://u:api-raised-57@db.example/x"
+
+    def fails(**kwargs):
+        try:
+            raise ValueError(f"cannot reach {url}")
+        except ValueError as inner:
+            raise sqlalchemy.exc.OperationalError(f"connect {url}", {"u": url}, inner) from inner
+
+    with pytest.raises(sqlalchemy.exc.OperationalError) as caught:
+        _hides_credentials(fails)(storage=url)
+    shown = "".join(traceback.format_exception(caught.value))
+    assert "api-raised-57" not in shown and "***" in shown and "OperationalError" in shown, shown
+
+    def plain(**kwargs):
+        raise RuntimeError("mlflow: https://user:tok-3321xyz@mlflow.example/api failed")
+
+    with pytest.raises(RuntimeError, match=r"https://user:\*\*\*@mlflow.example/api failed"):
+        _hides_credentials(plain)(tracking_uri="https://user:tok-3321xyz@mlflow.example")
