@@ -132,8 +132,8 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
         report.ensemble_trials = [trial.number, *members]
         report.top_ensemble_loss = float(np.mean(scoring.row_losses(task, y_test, averaged)))
         report.top_ensemble_metric = scoring.metric(task, y_test, averaged)
-    looks = _record_test_look(study, trial.number, settings, epochs, ensemble=len(report.ensemble_trials) or 1,
-                              test_loss=report.test_loss)
+    looks = _record_test_look(study, trial.number, _by_full_paths(target, settings), epochs,
+                              ensemble=len(report.ensemble_trials) or 1, test_loss=report.test_loss)
     report.run_id = _log(target, options, report, prepared, settings, final, history, looks)
     _print(report, looks, out)
     return report
@@ -284,6 +284,17 @@ def _data_changes(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
     names = {"data_fingerprint": "data", "test_fingerprint": "test rows", "splits_fingerprint": "split plan"}
     return [f"{names[k]} fingerprint {stored[k]} → {now[k]}" for k in _FINGERPRINTS
             if k in stored and stored[k] != now[k]]
+
+
+def _by_full_paths(target: Target, settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The settings with the builder and the weights file named by their full paths, as an exported config
+    names them: the same config judged again by its exported file counts as the same config."""
+    from search.reproduction.targets import with_full_paths
+
+    full = with_full_paths(target.space)["model"]
+    model = {**settings["model"], **{key: full[key] for key in ("family", "weights") if key in settings["model"]
+                                      and key in full}}
+    return {**settings, "model": model}
 
 
 def config_hash(settings: dict[str, dict[str, Any]]) -> str:

@@ -70,8 +70,8 @@ def locate(study: Any, tracking_uri: str, trial: int | None = None, run_id: str 
         # The exported file names the builder and the weights by their full paths: the same files.
         for key in ("family", "weights"):
             if f"model.{key}" in mine or f"model.{key}" in theirs:
-                mine[f"model.{key}"] = _anywhere(space)["model"].get(key)
-                theirs[f"model.{key}"] = _anywhere(own)["model"].get(key)
+                mine[f"model.{key}"] = with_full_paths(space)["model"].get(key)
+                theirs[f"model.{key}"] = with_full_paths(own)["model"].get(key)
         changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         origin = f"the file {config}" + (f", a NEW configuration: it differs from trial {frozen.number} in "
                                          + ", ".join(changed) if changed else "")
@@ -120,7 +120,7 @@ def trial_config(study: Any, trial: Any, tracking_uri: str | None) -> tuple[Spac
     return resolved, f"the study's space and trial {trial.number}'s parameters"
 
 
-def _anywhere(space: Space, read: dict[str, str] | None = None) -> dict[str, Any]:
+def with_full_paths(space: Space, read: dict[str, str] | None = None) -> dict[str, Any]:
     """The space as data, with the files it names by a relative path (data, test rows, the builder's
     module) given as the absolute paths they were found at, so that the config runs from any folder.
     ``read``: the data files the study recorded reading (``data_files``), which win over a search from
@@ -155,7 +155,7 @@ def export(target: Target, path: Path) -> None:
               f"`search reproduce {target.study.study_name} --config {path}` retrains and tests it.\n")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = spaces.dump_yaml(_anywhere(target.space, target.study.user_attrs.get("data_files")))
+        text = spaces.dump_yaml(with_full_paths(target.space, target.study.user_attrs.get("data_files")))
         path.write_text(redact(header + text))
     except OSError as exc:
         raise StudyError(f"cannot write {path} ({exc.strerror or exc})", field="--export") from None
