@@ -167,7 +167,7 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
             is stored.
         StudyError: the study cannot be continued as asked (other data, other objectives).
     """
-    from search import space as spaces
+    from search import models, space as spaces
     from search.reproduction import ablation
     from search.runner import session
 
@@ -192,8 +192,6 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
             raw["data"]["test"] = "npz:" + str(_save_arrays(home, raw["study"]["name"] + "-test", x_test, y_test,
                                                             ("x_test", "y_test"), made))
         if builder is not None:
-            from search import models
-
             raw["model"]["family"] = models.register_builder(builder)
         resolved = spaces.validate(raw, source=str(loaded.path) if loaded.path else "<space>", path=loaded.path)
         prepared = session.prepare(resolved, threads=threads)
@@ -206,9 +204,13 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         raise
     options = session.RunOptions(home=home, storage=storage, tracking_uri=tracking_uri, n_trials=n_trials,
                                  timeout=timeout, threads=threads, quiet=quiet)
+    if builder is not None and (name := models.only_in_this_process(resolved.model["family"])):
+        # The command cannot import a notebook's function: the study continues from Python.
+        where = repr(str(loaded.path)) if loaded.path else "space"
+        options.continue_command = f"search.run({where}, builder={name}, home={str(home)!r}, ...) in Python"
     sink = out or sys.stdout
     outcome = run_prepared(prepared, options, resolved.to_yaml(), out=sink)
-    rows = ablate_when_done(resolved, options, out=sink)
+    rows = None if outcome.stopped_by else ablate_when_done(resolved, options, out=sink)
     study = outcome.study
     return RunResult(study, _best_or_none(study, options), rows or (ablation.stored_rows(study)[1]))
 

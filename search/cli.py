@@ -129,11 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--top", type=positive_int, default=10)
     _store_args(status)
 
-    best = sub.add_parser("best", help="the best trials of a study; --export writes the best one's fixed config")
+    best = sub.add_parser("best", help="the best trials of a study (of a two-objective study, its Pareto front); "
+                          "--export writes the picked trial's fixed config")
     best.add_argument("study", help="study name")
     best.add_argument("--top", type=positive_int, default=10)
-    best.add_argument("--export", type=Path, metavar="FILE", help="write the best trial's config, every value "
-                      "fixed, which `search run` accepts and which repeats the trial")
+    best.add_argument("--export", type=Path, metavar="FILE", help="write the picked trial's config (the lowest "
+                      "loss; of two objectives, the one_se pick), every value fixed, which `search run` accepts "
+                      "and which repeats the trial")
     _store_args(best)
 
     rep = sub.add_parser("reproduce", help="retrain a trial's config on all non-test data, test it once, "
@@ -284,20 +286,29 @@ def _study_to_run(prepared: "Prepared", args: argparse.Namespace) -> str:
     storage, _ = _stores(args)
     name = prepared.space.study.name
     path = stores.sqlite_path(storage)
-    if path is not None and not path.is_file():
+    if path is None:  # opening a server's database may create Optuna's tables in it, or wait on the network
+        return (f"study '{name}': stored in {redact(storage)}, which `search check` does not open; the run checks "
+                f"there whether it starts or continues the study")
+    if not path.is_file():
         return f"study '{name}': a new study (no store yet at {path})"
+    if not stores.writable(path):
+        raise StudyError(f"the store {path} is read-only: `search run` cannot record trials in it; choose a "
+                         f"writable folder with --home (or a copy of this one)", field=_storage_flag(args))
     try:
         study = targets.load_study(storage, name, flag=_storage_flag(args))
     except StudyError as exc:
-        if exc.field != "STUDY":  # the store itself cannot be read: the run would stop there too
+        if exc.field != "STUDY":  # not a store the run could use either
             raise
-        return f"study '{name}': a new study in {redact(storage)}"
+        return f"study '{name}': a new study in {path}"
     studies.check_continuable(study, prepared.space, prepared.attrs())
+    finished, budget = studies.finished_count(study), studies.budget_of(prepared.space)
+    if finished >= budget:
+        return (f"study '{name}' already has its {budget} finished trials: `search run` would train nothing "
+                f"(raise study.n_trials to continue it)")
     for change in session.changed_settings(study.user_attrs.get("space_yaml"), prepared.space):
         print(f"warning: study '{name}' would continue with a setting changed since its earlier trials: {change}",
               file=sys.stderr)
-    return (f"study '{name}': continues the study in {redact(storage)}, "
-            f"{studies.finished_count(study)} of {studies.budget_of(prepared.space)} trials finished")
+    return f"study '{name}': continues the study in {path}, {finished} of {budget} trials finished"
 
 
 def _announce(prepared: "Prepared", quiet: bool = False) -> None:

@@ -84,7 +84,7 @@ def _calibrate(model: Any, backbone: str, folder: Path) -> None:
 def _main(argv: list[str]) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m search.demo_data", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m search.demo_data", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("dir", nargs="?", default="data", type=Path,
                         help="where to write shapes/ and the weights file (default: data)")
     out = parser.parse_args(argv).dir

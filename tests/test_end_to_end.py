@@ -138,6 +138,12 @@ def test_resolved_config_is_runnable_and_fixed(study_run, tmp_path):
     assert again.study.seed_trial == study.best_trial.number
     assert targets.locate(replay, default_tracking_uri(home)).seed_trial == study.best_trial.number
     assert ablation.plan(again, 0, "replay")[0].study.seed_trial == study.best_trial.number
+    # Its own export names those seeds, and reproduce --config finds the replay's trial by them.
+    exported = tmp_path / "again.yaml"
+    targets.export(targets.locate(replay, default_tracking_uri(home)), exported)
+    assert yaml.safe_load(exported.read_text())["study"]["seed_trial"] == study.best_trial.number
+    by_file = targets.locate(replay, default_tracking_uri(home), config=exported)
+    assert (by_file.trial.number, by_file.seed_trial, by_file.changed) == (0, study.best_trial.number, [])
 
 
 def test_continuing_reuses_the_study_and_parent_run(study_run, tmp_path):

@@ -83,6 +83,12 @@ def test_one_standard_error_rule_takes_the_smallest_model_near_the_best(tmp_path
     assert pick_trial(study).number == 1
     assert pick_trial(study, "best").number == 0
     assert pick_trial(study, 3).number == 3 and pick_trial(study, "3").number == 3
+    # `search best --top 1`: the lowest-loss point, and the pick wherever it stands.
+    from search.review.display import format_pareto
+
+    rows = [line.split()[0] for line in format_pareto(study, top=1).splitlines()[3:] if line[:1].isdigit()]
+    assert rows == ["0", "1"] and "(2 of the front's 3 trials shown" in format_pareto(study, top=1)
+    assert "shown" not in format_pareto(study, top=3)
     with pytest.raises(StudyError):
         pick_trial(study, 42)
     with pytest.raises(StudyError):

@@ -138,13 +138,18 @@ def test_continuing_a_study_with_changed_settings_says_so(write_space, home, cap
     # `search check` with the run's stores says what the run will do, creating nothing.
     assert run_cli("check", write_space(changed), "--home", home) == 0
     out, err = capsys.readouterr()
-    assert f"study 'moved': continues the study in sqlite:///{home}" in out and "1 of 2 trials finished" in out
+    assert f"study 'moved': continues the study in {home / 'optuna.db'}, 1 of 2 trials finished" in out
     assert "would continue with a setting changed since its earlier trials: model.units: 8 -> 16" in err
     assert run_cli("check", write_space(changed), "--home", home / "fresh", "--study-name", "other") == 0
     assert "study 'other': a new study (no store yet at" in capsys.readouterr().out
     assert not (home / "fresh").exists()
     assert run_cli("check", write_space(merge(changed, {"data": {"test_size": 0.3}})), "--home", home) == 2
     assert "was started with different data or splits" in capsys.readouterr().err
+    assert run_cli("check", write_space(fast), "--home", home) == 0  # its budget of 1 is spent
+    assert "study 'moved' already has its 1 finished trials: `search run` would train nothing" in \
+        capsys.readouterr().out
+    assert run_cli("check", write_space(fast), "--storage", "postgresql://u@127.0.0.1:9/x") == 0
+    assert "which `search check` does not open" in capsys.readouterr().out
     assert run_cli("run", write_space(changed), "--home", home, "--quiet") == 0
     err = capsys.readouterr().err
     assert "warning: study 'moved' continues with model/train settings changed" in err

@@ -114,10 +114,9 @@ def served(finished):
     try:
         ui.url_seen = ui.url()
         yield ui
-    finally:
+    finally:  # the last test stopped it, unless it was not selected: stop it as that test does
         if ui.proc.poll() is None:
-            ui.proc.kill()
-            ui.proc.wait(timeout=60)
+            ui.stop()
 
 
 def test_ui_prints_the_study_url_once_it_answers(served):

@@ -64,7 +64,7 @@ def locate(study: Any, tracking_uri: str, trial: int | None = None, run_id: str 
             raise SpaceError("the config does not say which trial it repeats", source=str(config),
                              field="study.seed_trial", expected=f"the number of a completed trial of "
                              f"'{study.study_name}' (`search best --export` writes it)")
-        frozen = _completed(study, space.study.seed_trial, f"{config}: study.seed_trial")
+        frozen = _config_trial(study, space.study.seed_trial, config)
         own, _ = trial_config(study, frozen, tracking_uri)
         mine, theirs = space.leaves(), own.leaves()
         # The exported file names the builder and the weights by their full paths: the same files.
@@ -103,7 +103,13 @@ def trial_config(study: Any, trial: Any, tracking_uri: str | None) -> tuple[Spac
     if run_id and tracking_uri:
         text = _mlflow_text(tracking_uri, run_id, "config/resolved.yaml")
         if text is not None:
-            return _space_from_text(text, where, f"MLflow run {run_id}"), f"MLflow run {run_id}"
+            recorded = _space_from_text(text, where, f"MLflow run {run_id}")
+            # Records written before seeds_of named the trial's own number even where the study replays
+            # another trial's seeds: the study's own space says which seeds its trials trained with.
+            replays = replayed_trial(study)
+            if replays is not None:
+                recorded.study.seed_trial = replays
+            return recorded, f"MLflow run {run_id}"
     stored = study.user_attrs.get("space_yaml")
     if stored is None:
         raise StudyError(f"cannot rebuild trial {trial.number}'s config: its MLflow run is not in this tracking "
@@ -118,6 +124,19 @@ def trial_config(study: Any, trial: Any, tracking_uri: str | None) -> tuple[Spac
     resolved = space.resolve(settings, name=f"{space.study.name}-t{trial.number:03d}", n_trials=1,
                              baseline=False, seed_trial=space.study.seeds_of(trial.number))
     return resolved, f"the study's space and trial {trial.number}'s parameters"
+
+
+def replayed_trial(study: Any) -> int | None:
+    """The trial whose seeds every trial of ``study`` trains with, when the study was started from an
+    exported config (its space's ``study.seed_trial``); None for a study that searched."""
+    stored = study.user_attrs.get("space_yaml")
+    if not stored:
+        return None
+    try:
+        value = (spaces.parse_yaml(stored).get("study") or {}).get("seed_trial")
+    except Exception:  # a space stored by an older version: it searched
+        return None
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def with_full_paths(space: Space, read: dict[str, str] | None = None) -> dict[str, Any]:
@@ -159,6 +178,17 @@ def export(target: Target, path: Path) -> None:
         path.write_text(redact(header + text))
     except OSError as exc:
         raise StudyError(f"cannot write {path} ({exc.strerror or exc})", field="--export") from None
+
+
+def _config_trial(study: Any, seed_trial: int, config: Path) -> Any:
+    """The trial of ``study`` an exported config repeats. Its ``seed_trial`` names the seeds, which is the
+    trial's number, except in a study that replays a trial of another (started from an exported config):
+    there every trial trains with the replayed trial's seeds, so the config names it by those."""
+    if seed_trial == replayed_trial(study):
+        complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+        if complete:
+            return complete[0]
+    return _completed(study, seed_trial, f"{config}: study.seed_trial")
 
 
 def _completed(study: Any, number: int, field_name: str) -> Any:

@@ -104,12 +104,13 @@ class Progress(TrialListener):
 def summary_table(study: Any, top: int = 10) -> str:
     """The best trials against the baseline; for a multi-objective study, its Pareto front."""
     if len(study.directions) > 1:
-        return format_pareto(study)
+        return format_pareto(study, top)
     return format_table(trial_rows(study, top))
 
 
-def format_pareto(study: Any) -> str:
-    """The Pareto front (no other trial has both a lower loss and a lower second objective), by loss."""
+def format_pareto(study: Any, top: int | None = None) -> str:
+    """The Pareto front (no other trial has both a lower loss and a lower second objective), by loss: its
+    ``top`` lowest-loss points and the pick, wherever it stands."""
     from search.errors import StudyError
     from search.studies.lifecycle import pick_trial
 
@@ -122,7 +123,8 @@ def format_pareto(study: Any) -> str:
     except StudyError:
         picked = None
     lines = [["trial", "val_loss", "± std", second, "splits"]]
-    for t in front:
+    shown = front if top is None else [t for i, t in enumerate(front) if i < top or t.number == picked]
+    for t in shown:
         label = f"{t.number}" + (" (baseline)" if t.user_attrs.get("baseline") else "") + \
             ("  ← one_se pick" if t.number == picked else "")
         lines.append([label, f"{t.values[0]:.4g}", f"{t.user_attrs.get('val_loss_std', math.nan):.2g}",
@@ -131,6 +133,8 @@ def format_pareto(study: Any) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
+    if len(shown) < len(front):
+        out.append(f"({len(shown)} of the front's {len(front)} trials shown; --top shows more)")
     out.insert(0, f"Pareto front of val_loss and {second} ({len(front)} of "
                   f"{sum(1 for t in study.get_trials(deepcopy=False) if t.state.name == 'COMPLETE')} complete "
                   f"trials); one_se pick: the smallest {second} within one standard error of the lowest loss")

@@ -192,6 +192,8 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
             print(f"study '{space.study.name}' already has its {budget} finished trials; raise study.n_trials "
                   f"to continue it.", file=out)
             stop.uninstall()
+            if stop.requested:  # heard while the study opened: a stop all the same, and nothing after it runs
+                return RunOutcome(study, "KILLED", already_done=True, stopped_by=stop.reason or "a stop signal")
             return RunOutcome(study, already_done=True)
         _runtime.configure(options.threads)
         emit(listeners, "on_study_open", study, strict=True)

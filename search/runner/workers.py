@@ -87,13 +87,43 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     space = prepared.space
     if storage is None:
         storage = open_storage(options)
-    study = studies.open_study(space, storage, prepared.attrs(),
-                               on_create=lambda created: emit(listeners, "on_study_open", created, strict=True))
-    emit(listeners, "on_study_open", study, strict=True)
-    threads = options.threads or max(1, cores() // n)
-    left = [None if options.n_trials is None else math.ceil(options.n_trials / n) for _ in range(n)]
     stopped: list[signal.Signals] = []  # the stop signals received, passed on as they came
     procs: list[subprocess.Popen | None] = [None] * n
+
+    def live() -> list[subprocess.Popen]:
+        return [p for p in procs if p is not None and p.poll() is None]
+
+    def forward(signum: int, frame: Any) -> None:
+        if not stopped:
+            announce(signum)
+        stopped.append(signal.Signals(signum))
+        for p in live():
+            p.send_signal(signum)
+
+    # Ctrl-Z and fg/bg reach the parent only (workers have sessions of their own): pass them on.
+    def suspend(signum: int, frame: Any) -> None:
+        for p in live():
+            p.send_signal(signal.SIGSTOP)
+        os.kill(os.getpid(), signal.SIGSTOP)  # the parent stops here until SIGCONT
+
+    def resume(signum: int, frame: Any) -> None:
+        for p in live():
+            p.send_signal(signal.SIGCONT)
+
+    # Heard from before the study opens (the plan is printed then): a stop that comes while the study is
+    # made lets it be made whole, and then no worker starts.
+    handlers = {signal.SIGINT: forward, signal.SIGTERM: forward, signal.SIGTSTP: suspend, signal.SIGCONT: resume}
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    try:
+        study = studies.open_study(space, storage, prepared.attrs(),
+                                   on_create=lambda created: emit(listeners, "on_study_open", created, strict=True))
+        emit(listeners, "on_study_open", study, strict=True)
+    except BaseException:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        raise
+    threads = options.threads or max(1, cores() // n)
+    left = [None if options.n_trials is None else math.ceil(options.n_trials / n) for _ in range(n)]
     gpus = visible_gpus()  # asked once: nvidia-smi is not free, and recycled workers keep their slot's GPU
 
     deadline = time.monotonic() + options.timeout if options.timeout else None
@@ -118,33 +148,11 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
         env = {**os.environ, PARENT_ENV: str(os.getpid()), **gpu_env(i, gpus), **urls}
         return subprocess.Popen(cmd, start_new_session=True, env=env)
 
-    def live() -> list[subprocess.Popen]:
-        return [p for p in procs if p is not None and p.poll() is None]
-
-    def forward(signum: int, frame: Any) -> None:
-        if not stopped:
-            announce(signum)
-        stopped.append(signal.Signals(signum))
-        for p in live():
-            p.send_signal(signum)
-
     def launch(i: int) -> None:
         proc = procs[i] = start(i)
         if stopped:  # the stop came while it was starting, before forward() could reach it
             proc.send_signal(stopped[-1])
 
-    # Ctrl-Z and fg/bg reach the parent only (workers have sessions of their own): pass them on.
-    def suspend(signum: int, frame: Any) -> None:
-        for p in live():
-            p.send_signal(signal.SIGSTOP)
-        os.kill(os.getpid(), signal.SIGSTOP)  # the parent stops here until SIGCONT
-
-    def resume(signum: int, frame: Any) -> None:
-        for p in live():
-            p.send_signal(signal.SIGCONT)
-
-    handlers = {signal.SIGINT: forward, signal.SIGTERM: forward, signal.SIGTSTP: suspend, signal.SIGCONT: resume}
-    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     codes: list[int] = []
     try:
         for i in range(n):  # one at a time: once a stop has come, no more start
