@@ -184,13 +184,15 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     fresh_home = not home.exists()
     try:
         if x is not None and y is not None:
-            raw["data"]["source"] = "npz:" + str(_save_arrays(home, raw["study"]["name"], x, y, ("x", "y"), made))
+            raw["data"]["source"] = "npz:" + str(_save_arrays(home, raw["study"]["name"], x, y, ("x", "y"), made,
+                                                               raw["data"].get("missing", "refuse") != "refuse"))
             raw["data"]["target"] = None
         if x_test is not None and y_test is not None:
             if "test" not in type(loaded.data).model_fields:
                 raise SpaceError("provided test rows are not supported by this version", field="x_test")
             raw["data"]["test"] = "npz:" + str(_save_arrays(home, raw["study"]["name"] + "-test", x_test, y_test,
-                                                            ("x_test", "y_test"), made))
+                                                            ("x_test", "y_test"), made,
+                                                            raw["data"].get("missing", "refuse") != "refuse"))
         if builder is not None:
             raw["model"]["family"] = models.register_builder(builder)
         resolved = spaces.validate(raw, source=str(loaded.path) if loaded.path else "<space>", path=loaded.path)
@@ -398,17 +400,22 @@ def _stores(home: Path, storage: str | None, tracking_uri: str | None) -> tuple[
 
 
 def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tuple[str, str],
-                 made: list[Path]) -> Path:
+                 made: list[Path], fills: bool = False) -> Path:
     """In-memory rows as an npz under ``<home>/data``, named by their content: the same arrays, the same file."""
     x, y = np.asarray(x), np.asarray(y)
     if x.dtype == object or y.dtype == object:
         raise SpaceError("in-memory data must be numeric or string arrays, not Python objects",
                          field=", ".join(names), found=f"{names[0]} {x.dtype}, {names[1]} {y.dtype}")
     for array, label in ((x, names[0]), (y, names[1])):  # named as the caller passed them, not as a file
-        if array.dtype.kind in "fc" and not np.isfinite(array).all():
-            bad = np.argwhere(~np.isfinite(array))
+        # Features may miss values where data.missing fills them: the data checks count them then.
+        if array.dtype.kind not in "fc":
+            continue
+        bad_cells = np.isinf(array) if label == names[0] and fills else ~np.isfinite(array)
+        if bad_cells.any():
+            bad = np.argwhere(bad_cells)
+            hint = "; or set data.missing: median (or mean)" if label == names[0] and np.isnan(array).any() else ""
             raise DataError(f"{label} has {len(bad)} missing (NaN) or infinite value(s), the first at index "
-                            f"{tuple(int(i) for i in bad[0])}; fill or drop those rows first", field=label,
+                            f"{tuple(int(i) for i in bad[0])}; fill or drop those rows first{hint}", field=label,
                             expected="finite numbers", found=array[tuple(bad[0])])
     buffer = io.BytesIO()
     np.savez(buffer, X=x, y=y)

@@ -1,4 +1,5 @@
-"""Feature scaling fit on a split's training rows only, so nothing of the validation rows leaks in."""
+"""Feature scaling, and filling of missing values, fit on a split's training rows only, so nothing of the
+validation rows leaks in."""
 from __future__ import annotations
 
 from typing import Any
@@ -14,25 +15,56 @@ class Identity:
         return X
 
 
-def make(kind: str) -> Any:
-    """A fresh, unfitted scaler: ``standardize``, ``minmax`` or ``none``."""
+class Filled:
+    """Missing values (NaN) replaced by a per-column value learnt from the training rows, then scaled.
+
+    A column with no value in the training rows is filled with 0 (it carries nothing to learn from).
+    """
+
+    def __init__(self, strategy: str, scaler: Any) -> None:
+        self.strategy, self.scaler = strategy, scaler
+        self.fill_: np.ndarray | None = None
+
+    def fit(self, X: np.ndarray) -> "Filled":
+        import warnings
+
+        with warnings.catch_warnings():  # an all-NaN column: numpy warns, and it is filled with 0
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fill = np.nanmedian(X, axis=0) if self.strategy == "median" else np.nanmean(X, axis=0)
+        self.fill_ = np.where(np.isfinite(fill), fill, 0.0)
+        self.scaler.fit(self._filled(X))
+        return self
+
+    def _filled(self, X: np.ndarray) -> np.ndarray:
+        assert self.fill_ is not None, "fit first"
+        return np.where(np.isnan(X), self.fill_, X)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return self.scaler.transform(self._filled(X))
+
+
+def make(kind: str, missing: str = "refuse") -> Any:
+    """A fresh, unfitted scaler: ``standardize``, ``minmax`` or ``none``; with ``missing`` ``mean`` or
+    ``median``, missing values are filled first."""
     from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-    return {"standardize": StandardScaler, "minmax": MinMaxScaler, "none": Identity}[kind]()
+    scaler = {"standardize": StandardScaler, "minmax": MinMaxScaler, "none": Identity}[kind]()
+    return scaler if missing == "refuse" else Filled(missing, scaler)
 
 
-def fit(kind: str, X_train: np.ndarray) -> Any:
+def fit(kind: str, X_train: np.ndarray, missing: str = "refuse") -> Any:
     """A scaler of ``kind`` fit on ``X_train`` (flattened per row, as every array it later transforms)."""
-    return make(kind).fit(X_train.reshape(len(X_train), -1))
+    return make(kind, missing).fit(X_train.reshape(len(X_train), -1))
 
 
 def apply(scaler: Any, X: np.ndarray) -> np.ndarray:
     return scaler.transform(X.reshape(len(X), -1)).reshape(X.shape).astype(np.float32)
 
 
-def fit_transform(kind: str, X_train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
+def fit_transform(kind: str, X_train: np.ndarray, *others: np.ndarray,
+                  missing: str = "refuse") -> tuple[np.ndarray, ...]:
     """Fit on ``X_train`` and transform it and every array in ``others`` with the same statistics."""
-    scaler = fit(kind, X_train)
+    scaler = fit(kind, X_train, missing)
     return tuple(apply(scaler, a) for a in (X_train, *others))
 
 
@@ -45,6 +77,14 @@ def as_layers(scaler: Any, input_shape: tuple[int, ...]) -> list[Any]:
     """
     from keras import layers
 
+    if isinstance(scaler, Filled):
+        from search.models.layers import FillMissing
+
+        assert scaler.fill_ is not None, "fit first"
+        fill = FillMissing(scaler.fill_.astype(np.float32).tolist(), name="fill_missing")
+        rest = as_layers(scaler.scaler, input_shape)
+        return [fill, *rest] if len(input_shape) == 1 else [layers.Flatten(), fill, layers.Reshape(
+            tuple(input_shape)), *rest]
     if isinstance(scaler, Identity):
         return []
     if hasattr(scaler, "mean_"):  # StandardScaler

@@ -58,6 +58,15 @@ def test_api_errors_are_user_errors_and_store_nothing(tmp_path):
                                                r"\(5, 1\)") as caught:
         search.run(space, x=x, y=y, home=tmp_path / "h3")
     assert "field 'x'" in str(caught.value) and ".npz" not in str(caught.value)
+    assert "or set data.missing: median" in str(caught.value)
+    from search import api  # where data.missing fills them, missing features are the data checks' to count
+    made: list[Path] = []
+    assert api._save_arrays(tmp_path / "h4", "filled", x, y, ("x", "y"), made, fills=True).is_file()
+    x_inf = np.nan_to_num(x)
+    x_inf[2, 0] = np.inf
+    with pytest.raises(search.DataError, match=r"x has 1 missing \(NaN\) or infinite value\(s\), the first at index "
+                                               r"\(2, 0\)"):
+        api._save_arrays(tmp_path / "h4", "inf", x_inf, y, ("x", "y"), made, fills=True)
     with pytest.raises(search.DataError, match="field 'y'"):
         search.run(space, x=np.nan_to_num(x), y=np.where(np.arange(40) == 3, np.nan, y), home=tmp_path / "h3")
     # Refused after the arrays were written (too few rows for the folds): they are taken back.

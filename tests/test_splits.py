@@ -206,6 +206,47 @@ def test_fit_transform_standardizes_on_the_training_rows_only() -> None:
     assert Mv[:, 0].min() > 10
 
 
+def test_missing_values_are_filled_from_the_training_rows_and_the_saved_layers_do_the_same(tmp_path: Path) -> None:
+    """data.missing: each split fills with its training rows' median; a saved model fills raw rows alike."""
+    import keras
+
+    from search.preprocess import apply, as_layers, fit, fit_transform
+    from search.runner import checkpoints
+
+    X_train = np.array([[1.0, np.nan], [2.0, 10.0], [np.nan, 30.0], [100.0, 20.0]])
+    X_val = np.array([[np.nan, np.nan], [-500.0, 1000.0]])  # its own values must not move the fill
+    Tt, Tv = fit_transform("none", X_train, X_val, missing="median")
+    assert Tv[0].tolist() == [2.0, 20.0]  # the training rows' medians, not the validation rows'
+    assert not np.isnan(Tt).any() and Tt[2, 0] == 2.0
+    assert fit_transform("none", X_train, X_val, missing="mean")[1][0].tolist() == pytest.approx([103 / 3, 20.0])
+    scaler = fit("standardize", X_train, "median")
+    expected = apply(scaler, X_val)
+    inputs = keras.Input((2,))
+    x = inputs
+    for layer in as_layers(scaler, (2,)):
+        x = layer(x)
+    keras.Model(inputs, x).save(tmp_path / "m.keras")
+    loaded = checkpoints.load_model(tmp_path / "m.keras")
+    assert np.allclose(loaded.predict(X_val.astype(np.float32), verbose=0), expected, atol=1e-5)
+
+
+def test_a_study_on_rows_with_missing_values_trains_on_filled_rows(tmp_path: Path, home: Path) -> None:
+    import optuna
+
+    frame = _frame((15, 15, 15)).drop(columns=["g", "t"])
+    frame.loc[::4, frame.columns[0]] = np.nan
+    frame.to_csv(tmp_path / "holes.csv", index=False)
+    path = tmp_path / "holes.yaml"
+    path.write_text(yaml.safe_dump(merge(TINY, {"study": {"name": "holes", "n_trials": 1},
+                                                "data": {"source": "csv:holes.csv", "target": "label",
+                                                         "missing": "median"},
+                                                "validation": {"scheme": "kfold", "k": 2}, "train": {"epochs": 2}})))
+    assert run_cli("run", path, "--home", home, "--quiet") == 0
+    trial = optuna.load_study(study_name="holes", storage=f"sqlite:///{home / 'optuna.db'}").trials[0]
+    assert trial.state.name == "COMPLETE" and np.isfinite(trial.value)
+    assert all(np.isfinite(s["best_val_loss"]) for s in trial.user_attrs["splits"])
+
+
 def test_scalers_in_a_real_study_fit_only_training_rows(tmp_path: Path, home: Path, monkeypatch) -> None:
     from sklearn.preprocessing import StandardScaler
 

@@ -90,7 +90,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
     for part, what in parts:
         if len(part.X) == 0:
             raise DataError(f"{what} has no rows", source=where, field="data.source")
-        _checks.features_finite(part.X, part.feature_names, what, where)
+        _checks.features_finite(part.X, part.feature_names, what, where, section.missing, part.notes)
         if part.order is not None:  # stable, so rows with equal timestamps keep file order
             part.order = _checks.time_order(part.order, section.order or "order", what, where, part.notes)
             _take(part, np.argsort(part.order, kind="stable"))

@@ -114,8 +114,11 @@ def _one_per_row(values: np.ndarray, key: str, path: Path, where: str, field: st
 
 
 # -- values -------------------------------------------------------------------------------------------
-def features_finite(X: np.ndarray, names: Sequence[str] | None, what: str, where: str) -> None:
-    """Finite in float64 and still finite as float32, the precision the model trains in.
+def features_finite(X: np.ndarray, names: Sequence[str] | None, what: str, where: str,
+                    missing: str = "refuse", notes: list[str] | None = None) -> None:
+    """Finite in float64 and still finite as float32, the precision the model trains in. With ``missing``
+    ``mean`` or ``median`` (``data.missing``), NaN is a missing value that each split fills: counted in
+    ``notes``, refused only in a column that has no value at all.
 
     Integers always fit float32's range; float arrays are scanned with reductions first, so a large
     image set costs no float64 copy when it is clean.
@@ -124,19 +127,44 @@ def features_finite(X: np.ndarray, names: Sequence[str] | None, what: str, where
     if flat.dtype.kind != "f" or flat.size == 0:
         return
     if not np.isfinite(flat).all():
-        _bad_feature(flat, ~np.isfinite(flat), "NaN or infinite values", names, what, where)
-    if flat.max() > FLOAT32_MAX or flat.min() < -FLOAT32_MAX:
+        if missing == "refuse":
+            hint = "; or set data.missing: median (or mean) to fill them per split from its training rows" \
+                if np.isnan(flat).any() else ""
+            _bad_feature(flat, ~np.isfinite(flat), "NaN or infinite values", names, what, where, hint)
+        if np.isinf(flat).any():
+            _bad_feature(flat, np.isinf(flat), "infinite values", names, what, where)
+        _note_missing(flat, names, what, where, missing, notes)
+    if np.nanmax(flat) > FLOAT32_MAX or np.nanmin(flat) < -FLOAT32_MAX:
         _bad_feature(flat, (flat > FLOAT32_MAX) | (flat < -FLOAT32_MAX),
                      f"values beyond ±{FLOAT32_MAX:.3g}, which become infinite as float32", names, what, where)
 
 
+def _note_missing(flat: np.ndarray, names: Sequence[str] | None, what: str, where: str, missing: str,
+                  notes: list[str] | None) -> None:
+    counts = np.isnan(flat).sum(axis=0)
+
+    def name(column: int) -> str:
+        return f"'{names[column]}'" if names and len(names) == flat.shape[1] else f"feature {column}"
+
+    empty = np.flatnonzero(counts == len(flat))
+    if len(empty):
+        raise DataError(f"column {name(int(empty[0]))} of {what} has no value in any row: nothing to fill it "
+                        f"from; drop the column", source=where, field="data.missing", found="all missing")
+    if notes is not None:
+        columns = np.flatnonzero(counts)
+        listed = ", ".join(f"{name(int(c))} ({int(counts[c])})" for c in columns[:8]) + (
+            f" and {len(columns) - 8} more" if len(columns) > 8 else "")
+        notes.append(f"{int(counts.sum())} missing value(s) in {what}, in {listed}: each split fills them with "
+                     f"the {missing} of its training rows (data.missing: {missing})")
+
+
 def _bad_feature(flat: np.ndarray, hits: np.ndarray, problem: str, names: Sequence[str] | None, what: str,
-                 where: str) -> None:
+                 where: str, hint: str = "") -> None:
     rows, cols = np.nonzero(hits)
     column = int(cols[0])
     name = f"column '{names[column]}'" if names and len(names) == flat.shape[1] else f"feature {column}"
     raise DataError(f"{name} of {what} has {problem} ({int(hits[:, column].sum())} row(s), first in data "
-                    f"row {int(rows[0])}, counting from 0); fix or drop those rows, or rescale the column",
+                    f"row {int(rows[0])}, counting from 0); fix or drop those rows, or rescale the column{hint}",
                     source=where, field="data.source", expected="finite numbers", found=flat[rows[0], column].item())
 
 

@@ -133,7 +133,8 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
             if pd.api.types.is_bool_dtype(features[column]):
                 continue
             sample = features[column].dropna().iloc[0] if features[column].notna().any() else None
-            raise DataError(f"column '{column}' of {path} is not numeric; encode it as numbers first",
+            raise DataError(f"column '{column}' of {path} is not numeric; encode it as numbers first (a "
+                            f"category as one 0/1 column per value: pandas.get_dummies(frame, columns=['{column}']))",
                             source=where, field="data.source", expected="numbers", found=sample)
     target_text = _as_written(path, section.target, frame[section.target])
     if target_text is not None:
@@ -141,11 +142,15 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
         frame[section.target] = target_text
         notes.append(f"target '{section.target}' of {path}: the label(s) {words} kept as written, not read as "
                      "missing values")
-    for column in [*features.columns, *(c for c in (section.target, section.group, section.order) if c)]:
+    fills = getattr(section, "missing", "refuse") != "refuse"  # feature cells each split fills (data.missing)
+    for column in [*([] if fills else features.columns),
+                   *(c for c in (section.target, section.group, section.order) if c)]:
         missing = int(frame[column].isna().sum())
         if missing:
+            hint = ("; or set data.missing: median (or mean) to fill them per split from its training rows"
+                    if column in features.columns else "; data.missing fills feature columns only" if fills else "")
             raise DataError(f"column '{column}' of {path} has {missing} missing value(s)"
-                            f"{_missing_as_written(path, column, frame[column])}; fill or drop them first",
+                            f"{_missing_as_written(path, column, frame[column])}; fill or drop them first{hint}",
                             source=where, field="data.source")
     if split_column is not None:
         missing = int(frame[split_column].isna().sum())

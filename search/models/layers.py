@@ -249,3 +249,19 @@ class DataLoss(keras.metrics.Mean):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "task": self.task}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FillMissing(keras.layers.Layer):
+    """Replaces NaN in each feature by that feature's fill value (learnt from the training rows), so a saved
+    model takes raw rows with missing values, as the search saw them (``data.missing``)."""
+
+    def __init__(self, values: list[float], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.values = [float(v) for v in values]
+
+    def call(self, inputs: Any) -> Any:
+        return ops.where(ops.isnan(inputs), ops.convert_to_tensor(self.values, dtype=inputs.dtype), inputs)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "values": self.values}

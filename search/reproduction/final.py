@@ -193,7 +193,7 @@ class SplitScore:
 def score_split(model: Any, prepared: session.Prepared, k: int) -> SplitScore:
     """A split model sees rows scaled with its own split's scaler, as in training."""
     ds, split = prepared.dataset, prepared.splits[k]
-    scaler = preprocess.fit(prepared.space.data.preprocess, ds.X[split.train])
+    scaler = preprocess.fit(prepared.space.data.preprocess, ds.X[split.train], prepared.space.data.missing)
     X_val, X_test = preprocess.apply(scaler, ds.X[split.val]), preprocess.apply(scaler, ds.X[prepared.test_idx])
     y_test = ds.y[prepared.test_idx]
     test_pred, val_pred = _predict(model, X_test), _predict(model, X_val)
@@ -263,7 +263,7 @@ def _final_model(target: Target, prepared: session.Prepared, settings: dict[str,
     from search.models import Head
 
     ds, dev, test = prepared.dataset, prepared.dev_idx, prepared.test_idx
-    scaler = preprocess.fit(target.space.data.preprocess, ds.X[dev])
+    scaler = preprocess.fit(target.space.data.preprocess, ds.X[dev], target.space.data.missing)
     head = Head.for_rows(ds.task, ds.n_outputs, ds.y[dev])
     seed = training.derive_seed(target.space.study.seed, target.seed_trial, FINAL_SEED_SPLIT)
     core = training.fresh_model(target.space, settings, ds.input_shape, head, seed)
@@ -292,8 +292,8 @@ def _by_full_paths(target: Target, settings: dict[str, dict[str, Any]]) -> dict[
     from search.reproduction.targets import with_full_paths
 
     full = with_full_paths(target.space)["model"]
-    model = {**settings["model"], **{key: full[key] for key in ("family", "weights") if key in settings["model"]
-                                      and key in full}}
+    model: dict[str, Any] = dict(settings["model"])
+    model.update({key: full[key] for key in ("family", "weights") if key in model and key in full})
     return {**settings, "model": model}
 
 

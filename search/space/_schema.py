@@ -109,6 +109,9 @@ class DataSection(_Strict):
     # None: 0.2 of the rows are held out, unless the test rows are provided (``test``/``split_column``).
     test_size: float | None = Field(None, gt=0.0, lt=1.0)
     preprocess: Literal["standardize", "minmax", "none"] = "standardize"  # "none" for image data
+    # Missing feature values (empty cells, NaN): refuse the data, or fill each column per split with the
+    # mean or median of that split's training rows (never of its validation or test rows).
+    missing: Literal["refuse", "mean", "median"] = "refuse"
     # Rows with identical features: drop (one copy kept; all copies when their labels disagree),
     # keep, or refuse the data.
     duplicates: Literal["drop", "keep", "refuse"] = "drop"
