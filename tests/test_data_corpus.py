@@ -39,6 +39,13 @@ def _frame(n: int = 30, classes: int = 3, seed: int = 0, target: str = "label") 
                          target: np.arange(n) % classes})
 
 
+def _windows_csv(folder: Path) -> Path:
+    """Excel on Windows saves CSV as cp1252: 'Café' is one byte 0xE9 there, invalid as UTF-8."""
+    frame = _frame().assign(label=["Café", "Crème", "Thé"] * 10)
+    (folder / "bad.csv").write_bytes(frame.to_csv(index=False).encode("cp1252"))
+    return _space(folder, {"source": "csv:bad.csv", "target": "label"})
+
+
 def _regression(n: int = 30) -> pd.DataFrame:
     return _frame(n, target="y").assign(y=np.linspace(0.0, 1.0, n))
 
@@ -325,6 +332,7 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
      csv(_frame(30, classes=2).assign(label=["NA", "EU"] * 15).to_csv(index=False).replace(",", ", ", 3)), [],
      ["classes (2", "the label(s) 'NA' kept as written"]),
     ("spaces-after-the-commas", csv(_frame().to_csv(index=False).replace(",", ", ")), [], ["features: 3"]),
+    ("windows-1252-text", _windows_csv, [], ["classes (3", "Café", "Crème", "is not UTF-8 text: read as cp1252"]),
     ("missing-feature-values-filled", csv(_with(_with(_frame(), b_4=np.nan), a_9=np.nan), {"missing": "median"}),
      [], ["note: 2 missing value(s) in", "'a' (1), 'b' (1): each split fills them with the median of its "
           "training rows (data.missing: median)"]),

@@ -87,12 +87,16 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
     import pandas as pd
 
     _checks.csv_header(path, where)
+    notes: list[str] = []
+    encoding = text_encoding(path)
+    if encoding != "utf-8":
+        notes.append(f"{path} is not UTF-8 text: read as {encoding} (Excel's CSV on Windows); save it as UTF-8 "
+                     f"if its accented letters look wrong")
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, encoding=encoding)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot parse CSV file {path} ({str(exc).strip()})", source=where,
                         field="data.source") from None
-    notes: list[str] = []
     # `a, b, label`: the names are a, b and label (pandas would keep the spaces: ' b', ' label').
     frame.columns = [c.strip() if isinstance(c, str) else c for c in frame.columns]
     frame = _without_unnamed(frame, path, notes)
@@ -165,6 +169,24 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
                if split_column is not None else None, label=str(path), notes=notes)
 
 
+def text_encoding(path: Path) -> str:
+    """``utf-8`` (a byte-order mark is dropped), else Windows' ``cp1252``, else ``latin-1``, which reads any
+    bytes: a CSV saved by Excel on Windows is cp1252, and refusing it helps nobody."""
+    import codecs
+
+    for encoding in ("utf-8", "cp1252"):
+        decoder = codecs.getincrementaldecoder(encoding)()
+        try:
+            with open(path, "rb") as handle:
+                while chunk := handle.read(1 << 20):  # a large file is never held whole
+                    decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+            return encoding
+        except UnicodeDecodeError:
+            continue
+    return "latin-1"
+
+
 def _is_number(name: Any) -> bool:
     try:
         float(str(name))
@@ -178,7 +200,8 @@ def _raw_text(path: Path, column: Any) -> Any:
     import pandas as pd
 
     try:
-        text = pd.read_csv(path, usecols=lambda name: str(name).strip() == column, dtype=str, keep_default_na=False)
+        text = pd.read_csv(path, usecols=lambda name: str(name).strip() == column, dtype=str, keep_default_na=False,
+                           encoding=text_encoding(path))
         return text.iloc[:, 0] if text.shape[1] == 1 else None
     except Exception:  # a header pandas reads differently this way: no finer message, the check still stands
         return None
