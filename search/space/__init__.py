@@ -67,11 +67,35 @@ def _from_pydantic(exc: ValidationError, source: str) -> SpaceError:
         return SpaceError("this required field is missing", source=source, field=field)
     if err["type"] == "extra_forbidden":
         allowed = _fields_at(err["loc"][:-1])
-        return SpaceError("unknown field (check its spelling and section)", source=source, field=field,
-                          expected="one of " + ", ".join(allowed) if allowed else None)
+        return SpaceError("unknown field (check its spelling and section)" + did_you_mean(err["loc"][-1], allowed),
+                          source=source, field=field, expected="one of " + ", ".join(allowed) if allowed else None)
     msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "literal_error":
+        msg += did_you_mean(err.get("input"), [str(v) for v in (err.get("ctx") or {}).get("expected", "").replace(
+            "'", "").replace(" or ", ", ").split(", ") if v])
     more = f" ({len(exc.errors()) - 1} more problem(s) after this one)" if len(exc.errors()) > 1 else ""
     return SpaceError(msg + more, source=source, field=field, found=err.get("input"))
+
+
+# What other libraries call our validation schemes (scikit-learn's splitter names, spelled several ways).
+_ALIASES = {"stratifiedkfold": "kfold", "repeatedkfold": "iterated_kfold", "repeatedstratifiedkfold": "iterated_kfold",
+            "groupkfold": "group_kfold", "stratifiedgroupkfold": "group_kfold", "timeseriessplit": "time_series",
+            "timeseries": "time_series", "traintestsplit": "holdout", "holdout": "holdout"}
+
+
+def did_you_mean(found: Any, options: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for a near miss among ``options``, else nothing."""
+    import difflib
+
+    if not isinstance(found, str) or not options:
+        return ""
+    squeezed = "".join(ch for ch in found.lower() if ch.isalnum())
+    alias = _ALIASES.get(squeezed)
+    if alias in options:
+        return f" (did you mean '{alias}'?)"
+    close = difflib.get_close_matches(found, options, n=1, cutoff=0.75) or [
+        o for o in options if "".join(ch for ch in o.lower() if ch.isalnum()) == squeezed]
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:

@@ -28,7 +28,9 @@ def check_leaves(space: Space, source: str) -> None:
             field = f"{section}.{key}"
             spec = None if specs is None else specs.get(key)
             if specs is not None and spec is None:
-                raise SpaceError("unknown setting", source=source, field=field,
+                from search.space import did_you_mean
+
+                raise SpaceError("unknown setting" + did_you_mean(key, list(specs)), source=source, field=field,
                                  expected="one of " + ", ".join(specs), found=key)
             if is_distribution(value):
                 _check_distribution(value, spec, source, field, space.study.sampler)
