@@ -123,6 +123,8 @@ def test_every_command_works_on_a_two_objective_study(tmp_path: Path, capsys: py
     assert f"# Trial {picked.number} of study 'pair'" in exported
     assert yaml.safe_load(exported)["study"]["seed_trial"] == picked.number
     assert (tmp_path / "pair.html").stat().st_size > 1000
+    page = (tmp_path / "pair.html").read_text()
+    assert "<h2>Pareto front</h2>" in page and f"{picked.number}  " in page and "← one_se pick" in page
 
 
 PG_URL = os.environ.get("SEARCH_TEST_POSTGRES_URL")

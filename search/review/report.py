@@ -60,11 +60,24 @@ def write(study: Any, out: Path, top: int = 10, extra: str = "") -> Path:
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(redact(render(result, _ablation_section(study) + extra)), encoding="utf-8")
+        out.write_text(redact(render(result, _pareto_section(study, top) + _ablation_section(study) + extra)),
+                       encoding="utf-8")
     except OSError as exc:  # a read-only working folder, say: the store itself was only read
         raise StudyError(f"cannot write the report {out} ({exc.strerror or exc}); choose another place with "
                          f"--out", field="--out") from None
     return out
+
+
+def _pareto_section(study: Any, top: int) -> str:
+    """A two-objective study's Pareto front with the one_se pick marked, as `search best` shows it."""
+    from search.review.display import format_pareto
+
+    if len(study.directions) < 2:
+        return ""
+    return ("<h2>Pareto front</h2><p>No other trial has both a lower validation loss and a lower second "
+            "objective than these; <code>search best --export</code> and <code>search reproduce</code> take "
+            "the marked one_se pick.</p><div class='scroll'><pre>" + html.escape(format_pareto(study, top))
+            + "</pre></div>")
 
 
 def _ablation_section(study: Any) -> str:
