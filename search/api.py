@@ -329,7 +329,7 @@ def best(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns"
 def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | None = None,
               home: PathLike = "mlruns", storage: str | None = None, tracking_uri: str | None = None,
               epochs: int | None = None, ensemble: int = 1, verify: bool = False, threads: int | None = None,
-              allow_data_change: bool = False, out: TextIO | None = None) -> "Report":
+              allow_data_change: bool = False, register: str | None = None, out: TextIO | None = None) -> "Report":
     """Retrain the picked trial on all development rows and look at the test rows once.
 
     Args:
@@ -339,6 +339,7 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
         epochs: train the final model this many epochs instead of the epoch rule.
         ensemble: also average the final models of the top ``ensemble`` trials.
         verify: first re-run the trial's validation with op determinism.
+        register: also register the final model in MLflow's model registry as the next version of this name.
 
     Returns:
         The :class:`search.reproduce.Report` (test loss and metric, the alarm, the ensembles, the MLflow run).
@@ -351,7 +352,7 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
     study = targets.load_study(storage_url, study_name, writes="records its look at the test set in the study")
     target = targets.locate(study, uri, trial=trial, config=Path(config) if config is not None else None)
     options = reproducing.Options(home=home, tracking_uri=uri, verify=verify, allow_data_change=allow_data_change,
-                                  epochs=epochs, threads=threads, ensemble=ensemble)
+                                  epochs=epochs, threads=threads, ensemble=ensemble, register=register)
     return reproducing.reproduce(target, options, out=out)
 
 

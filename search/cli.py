@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also train the final models of the top N trials and score their averaged predictions "
                      "in the same look at the test rows")
     rep.add_argument("--threads", type=positive_int, help="TensorFlow threads (default: all cores)")
+    rep.add_argument("--register", metavar="NAME", help="also register the final model in MLflow's model registry "
+                     "as the next version of NAME (created if new)")
     _store_args(rep)
 
     proxy = sub.add_parser("storage-proxy", help="serve the Optuna storage to many workers over gRPC "
@@ -461,7 +463,8 @@ def _reproduce(args: argparse.Namespace) -> int:
     target = targets.locate(study, tracking_uri, trial=args.trial, run_id=args.run_id, config=args.config)
     options = reproduce.Options(home=Path(args.home), tracking_uri=tracking_uri, verify=args.verify,
                                 tolerance=args.tolerance, allow_data_change=args.allow_data_change,
-                                epochs=args.epochs, threads=args.threads, ensemble=args.ensemble)
+                                epochs=args.epochs, threads=args.threads, ensemble=args.ensemble,
+                                register=args.register)
     report = reproduce.reproduce(target, options)
     return 1 if report.verified is False else 0
 

@@ -87,7 +87,9 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     out = capsys.readouterr().out
     assert "verify: every split matches" in out and "test set (one look)" in out
     assert run_cli("reproduce", NAME, "--run-id", best.user_attrs["mlflow_run_id"], "--home", home) == 0
-    assert run_cli("reproduce", NAME, "--config", path, "--home", home) == 0
+    assert run_cli("reproduce", NAME, "--config", path, "--home", home, "--register", "iris-final") == 0
+    assert "registered as iris-final version 1 in MLflow's model registry (models:/iris-final/1)" in \
+        capsys.readouterr().out
     runs = _reproduce_runs(client)[before:]
     assert len(runs) == 3
     for run in runs:
@@ -115,6 +117,15 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
         mlflow.set_tracking_uri(None)
     accuracy = float(np.mean(np.argmax(model.predict(X_test, verbose=0), axis=1) == y_test))
     assert accuracy == pytest.approx(run.data.metrics["test_accuracy"])
+    # Registered with --register: the same model, by its registry name.
+    version = client.get_model_version("iris-final", "1")
+    assert version.run_id == run.info.run_id and version.source.endswith("/model")
+    mlflow.set_tracking_uri(study_run["uri"])
+    try:
+        registered = mlflow.keras.load_model("models:/iris-final/1")
+    finally:
+        mlflow.set_tracking_uri(None)
+    np.testing.assert_allclose(registered.predict(X_test, verbose=0), model.predict(X_test, verbose=0), rtol=1e-6)
     local = client.download_artifacts(run.info.run_id, "final_model.keras", str(tmp_path))
     plain = keras.models.load_model(local)
     np.testing.assert_allclose(plain.predict(X_test, verbose=0), model.predict(X_test, verbose=0), rtol=1e-6)

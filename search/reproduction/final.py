@@ -46,6 +46,7 @@ class Options:
     epochs: int | None = None          # overrides the epoch rule
     ensemble: int = 1                  # also average the final models of the top N trials (N > 1)
     threads: int | None = None
+    register: str | None = None        # a name in MLflow's model registry: the final model becomes its next version
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Report:
     checks: list[Any] | None = None          # search.verify.SplitCheck, when verified
     data_changes: list[str] = field(default_factory=list)
     run_id: str = ""
+    registered: str = ""                     # "<name> version <n>" with --register
     ensemble_trials: list[int] = field(default_factory=list)   # --ensemble N: the members, this trial first
     top_ensemble_loss: float = math.nan
     top_ensemble_metric: float = math.nan
@@ -135,6 +137,13 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
     looks = _record_test_look(study, trial.number, _by_full_paths(target, settings), epochs,
                               ensemble=len(report.ensemble_trials) or 1, test_loss=report.test_loss)
     report.run_id = _log(target, options, report, prepared, settings, final, history, looks)
+    if options.register:
+        from search import tracking
+        from search.tracking import reproduce_runs
+
+        report.registered = reproduce_runs.register(
+            options.tracking_uri or tracking.default_tracking_uri(options.home), report.run_id, options.register,
+            f"study '{study.study_name}', trial {trial.number}, test loss {report.test_loss:.4g}")
     _print(report, looks, out)
     return report
 
@@ -403,4 +412,7 @@ def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:
     if report.alarm.fired:
         lines.append("warning: " + report.alarm.warning())
     lines.append(f"  MLflow run {report.run_id}: model at runs:/{report.run_id}/model, file final_model.keras")
+    if report.registered:
+        lines.append(f"  registered as {report.registered} in MLflow's model registry "
+                     f"(models:/{report.registered.replace(' version ', '/')})")
     print("\n".join(lines), file=out)

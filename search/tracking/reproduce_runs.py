@@ -47,6 +47,30 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
     return run_id
 
 
+def register(tracking_uri: str, run_id: str, name: str, description: str) -> str:
+    """The run's ``model/`` as the next version of registered model ``name`` (made if new); "<name> version <n>".
+
+    After the run is logged: a refusal leaves the run and its model in place, and says so.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from search.errors import StudyError
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        try:
+            client.get_registered_model(name)
+        except MlflowException:
+            client.create_registered_model(name, description="Final models of `search reproduce`.")
+        source = f"{client.get_run(run_id).info.artifact_uri}/model"
+        version = client.create_model_version(name, source, run_id=run_id, description=description)
+    except MlflowException as exc:
+        raise StudyError(f"the final model was logged (MLflow run {run_id}) but MLflow refused to register it as "
+                         f"'{name}': {redact(exc.message)[:300]}", field="--register", found=name) from None
+    return f"{name} version {version.version}"
+
+
 def _run_is_active(client: Any, run_id: str) -> bool:
     try:
         return client.get_run(run_id).info.lifecycle_stage == "active"
