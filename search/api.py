@@ -400,10 +400,41 @@ def _stores(home: Path, storage: str | None, tracking_uri: str | None) -> tuple[
     return storage or studies.default_storage(home), tracking_uri or default_tracking_uri(home)
 
 
+def _plain(values: Any, name: str) -> np.ndarray:
+    """A NumPy array from what a notebook holds: pandas frames and series (bool, nullable ``Int64``/``Float64``
+    and ``category`` columns included; ``pd.NA`` becomes NaN), lists, or arrays; text stays text."""
+    if hasattr(values, "to_numpy") and hasattr(values, "dtypes" if hasattr(values, "columns") else "dtype"):
+        import pandas as pd
+
+        frame = values.to_frame() if isinstance(values, pd.Series) else values
+        columns, text = [], []
+        for column in frame.columns:
+            data = frame[column]
+            if isinstance(data.dtype, pd.CategoricalDtype):
+                data = data.astype(data.cat.categories.dtype)
+            if pd.api.types.is_bool_dtype(data) or pd.api.types.is_numeric_dtype(data):
+                columns.append(data.to_numpy(dtype=np.float64, na_value=np.nan))
+            else:
+                columns.append(data.astype(object).to_numpy())
+                text.append(str(column))
+        if isinstance(values, pd.Series):
+            single = columns[0]
+            return single.astype(str) if text and all(isinstance(v, str) for v in single) else single
+        if text:
+            raise SpaceError(f"{name}'s column(s) {', '.join(map(repr, text[:5]))} are not numeric; encode them as "
+                             f"numbers first (a category as one 0/1 column per value: pandas.get_dummies)",
+                             field=name, expected="numeric, boolean or categorical-number columns")
+        return np.column_stack(columns) if columns else np.zeros((len(frame), 0))
+    array = np.asarray(values)
+    if array.dtype == object and array.size and all(isinstance(v, str) for v in array.ravel()):
+        return array.astype(str)
+    return array
+
+
 def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tuple[str, str],
                  made: list[Path], fills: bool = False) -> Path:
     """In-memory rows as an npz under ``<home>/data``, named by their content: the same arrays, the same file."""
-    x, y = np.asarray(x), np.asarray(y)
+    x, y = _plain(x, names[0]), _plain(y, names[1])
     if x.dtype == object or y.dtype == object:
         raise SpaceError("in-memory data must be numeric or string arrays, not Python objects",
                          field=", ".join(names), found=f"{names[0]} {x.dtype}, {names[1]} {y.dtype}")

@@ -105,3 +105,27 @@ def test_a_builder_handed_over_in_a_notebook_runs_and_reproduces_from_python(tmp
     assert "search reproduce" not in steps
     report = search.reproduce("own", home=tmp_path / "h", out=io.StringIO())
     assert np.isfinite(report.test_loss)
+
+
+def test_pandas_frames_and_series_are_taken_as_a_notebook_holds_them(tmp_path):
+    """get_dummies' bool columns, nullable integers, category and string labels: numbers and labels, as in a CSV."""
+    import pandas as pd
+
+    from search import api
+    from search.runner import session
+
+    rng = np.random.default_rng(0)
+    raw = pd.DataFrame({"size": pd.array(rng.integers(0, 9, 60), dtype="Int64"),
+                        "colour": rng.choice(["red", "green", "blue"], 60),
+                        "label": pd.Series(rng.choice(["yes", "no"], 60)).astype("category")})
+    x = pd.get_dummies(raw[["size", "colour"]])
+    path = api._save_arrays(tmp_path, "frame", x, raw["label"], ("x", "y"), [])
+    with np.load(path) as saved:
+        assert saved["X"].dtype == np.float64 and saved["X"].shape == (60, 4)
+        assert saved["y"].tolist() == raw["label"].astype(str).tolist()
+    space = search.load_space(Path(__file__).resolve().parents[1] / "spaces" / "digits_mlp.yaml").model_dump()
+    space["data"] = {"source": f"npz:{path}", "test_size": 0.2}
+    prepared = session.prepare(search.Space.model_validate(space))
+    assert prepared.dataset.task == "binary" and prepared.dataset.input_shape == (4,)
+    with pytest.raises(search.SpaceError, match=r"x's column\(s\) 'colour' are not numeric.*get_dummies"):
+        api._save_arrays(tmp_path, "text", raw[["size", "colour"]], raw["label"], ("x", "y"), [])
