@@ -132,19 +132,21 @@ def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, wher
         return
     needed = k + 1 if scheme == "time_series" else k
     if n < needed:
-        fail(f"{k} folds need at least {needed} development rows; there are {n}", expected=f"k <= {n - (needed - k)}",
-             found=k)
+        fail(f"{k} folds need at least {needed} development rows; there are {n}", expected=f"k <= {n - (needed - k)}"
+             if n - (needed - k) >= 2 else "more rows, or a smaller data.test_size", found=k)
     if scheme == "group_kfold":
         if dataset.groups is None:
             fail("group_kfold needs a group column", "data.group", expected="data.group: <column name>")
         n_groups = len(np.unique(dataset.groups[dev_idx]))
         if n_groups < k:
             fail(f"group_kfold with k={k} needs at least {k} groups; the development rows have {n_groups}",
-                 expected=f"k <= {n_groups}", found=k)
+                 expected=f"k <= {n_groups}" if n_groups >= 2 else "more groups in the development rows (a "
+                 "smaller data.test_size holds fewer out)", found=k)
     if should_stratify(validation, dataset) and scheme != "group_kfold":
         counts = np.bincount(dataset.y[dev_idx], minlength=len(dataset.classes))
         smallest = int(counts.min())
         if smallest < k:
             label = dataset.classes[int(counts.argmin())]
             fail(f"stratified {k}-fold needs at least {k} rows of every class; class {label!r} has {smallest} "
-                 f"in the development rows", expected=f"k <= {smallest}, or stratify: false", found=k)
+                 f"in the development rows", expected=f"k <= {smallest}, or stratify: false" if smallest >= 2
+                 else "stratify: false, or more rows of that class", found=k)

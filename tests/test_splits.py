@@ -247,6 +247,23 @@ def test_a_study_on_rows_with_missing_values_trains_on_filled_rows(tmp_path: Pat
     assert all(np.isfinite(s["best_val_loss"]) for s in trial.user_attrs["splits"])
 
 
+def test_held_out_groups_are_a_share_of_the_rows_not_of_the_groups() -> None:
+    """One group of 180 rows and ten of 2: test_size 0.2 held out 184 rows by a share of the groups."""
+    from search.data import Dataset, split_test
+
+    groups = np.r_[np.zeros(180, int), np.arange(1, 11).repeat(2), np.arange(11, 31).repeat(3)]
+    n = len(groups)
+    dataset = Dataset(X=np.zeros((n, 2)), y=np.zeros(n, np.float32), task="regression", groups=groups)
+    for seed in range(6):
+        dev, test = split_test(dataset, 0.2, seed, time_ordered=False)
+        assert abs(len(test) - 0.2 * n) <= 3, (seed, len(test))  # 50 of 260, within one small group
+        assert not set(groups[dev]) & set(groups[test])  # whole groups
+    lopsided = Dataset(X=np.zeros((200, 2)), y=np.zeros(200, np.float32), task="regression",
+                       groups=np.r_[np.zeros(180, int), np.arange(1, 11).repeat(2)])
+    dev, test = split_test(lopsided, 0.2, 0, time_ordered=False)
+    assert len(test) == 20 and "the held-out test rows are 10% of the rows, not test_size 0.2" in lopsided.warnings[0]
+
+
 def test_scalers_in_a_real_study_fit_only_training_rows(tmp_path: Path, home: Path, monkeypatch) -> None:
     from sklearn.preprocessing import StandardScaler
 

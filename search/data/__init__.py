@@ -227,11 +227,20 @@ def _kind(y: np.ndarray, declared: str, known: str | None, where: str) -> str:
 
 def _code(y: np.ndarray, kind: str, where: str) -> tuple[np.ndarray, list[Any], str]:
     if kind == "regression":
+        if len(y) > 1 and np.all(y == y[0]):
+            raise DataError(f"the regression target is {y[0].item()!r} in every row: there is nothing to learn",
+                            source=where, field="data.target", expected="a target that varies")
         return y.astype(np.float32), [], "regression"
     classes, codes = np.unique(y, return_inverse=True)
     if len(classes) < 2:
         raise DataError("a classification target needs at least two classes", source=where,
                         field="data.target", found=classes.tolist())
+    if classes.dtype.kind == "f" and len(classes) > MAX_CLASSES_DETECTED and \
+            not np.all(classes == np.round(classes)):
+        raise DataError(f"the task is classification, but the target holds {len(classes)} different numbers, not "
+                        f"all whole (e.g. {classes[0].item():g}, {classes[len(classes) // 2].item():g}): each would "
+                        f"be a class of its own", source=where, field="data.task",
+                        expected="task: regression, or a target of class labels", found="classification")
     task = "binary" if len(classes) == 2 else "multiclass"
     return codes.ravel().astype(np.int32), [c.item() if hasattr(c, "item") else c for c in classes], task
 
@@ -266,7 +275,7 @@ def split_test(dataset: Dataset, test_size: float, seed: int, time_ordered: bool
     (the future); grouped data holds out whole groups; classification is stratified. The same seed
     always gives the same rows.
     """
-    from sklearn.model_selection import GroupShuffleSplit, train_test_split
+    from sklearn.model_selection import train_test_split
 
     if dataset.test_mask is not None:
         dev, test = np.nonzero(~dataset.test_mask)[0], np.nonzero(dataset.test_mask)[0]
@@ -281,12 +290,13 @@ def split_test(dataset: Dataset, test_size: float, seed: int, time_ordered: bool
                         f"out of {n}", source=where, field="data.test_size",
                         expected="at least 1 test row and 2 development rows")
     idx = np.arange(n)
-    if time_ordered:
-        return idx[: n - n_test], idx[n - n_test:]
-    if dataset.groups is not None:
-        splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
-        dev, test = next(splitter.split(dataset.X, groups=dataset.groups))
-        return np.sort(dev), np.sort(test)
+    if time_ordered or dataset.groups is not None:
+        if time_ordered:
+            dev, test = idx[: n - n_test], idx[n - n_test:]
+        else:
+            dev, test = _group_holdout(dataset, n_test, test_size, seed, where)
+        _classes_in_development(dataset, dev, test, "the latest rows" if time_ordered else "whole groups", where)
+        return dev, test
     stratify = dataset.y if dataset.is_classification else None
     if stratify is not None:
         counts = np.bincount(dataset.y)
@@ -300,6 +310,50 @@ def split_test(dataset: Dataset, test_size: float, seed: int, time_ordered: bool
         raise DataError(f"cannot hold out a stratified test set ({exc})", source=where,
                         field="data.test_size", found=test_size) from None
     return np.sort(dev), np.sort(test)
+
+
+def _group_holdout(dataset: Dataset, n_test: int, test_size: float, seed: int,
+                   where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Whole groups, drawn in a seeded order, as many as bring the held-out rows closest to ``n_test``: a
+    share of the *rows*, as everywhere else (a share of the groups held out 184 of 200 rows where one group
+    was most of the data). A group is skipped when taking it would move further from ``n_test``."""
+    names, inverse, counts = np.unique(dataset.groups.astype(str), return_inverse=True, return_counts=True)
+    if len(names) < 2:
+        raise DataError(f"every row is in group {names[0]!r}: no whole group can be held out for the test",
+                        source=where, field="data.group", expected="at least 2 groups")
+    chosen: list[int] = []
+    total = 0
+    for g in np.random.default_rng(seed).permutation(len(names)):
+        if abs(total + counts[g] - n_test) < abs(total - n_test) and len(chosen) < len(names) - 1:
+            chosen.append(int(g))
+            total += int(counts[g])
+    if not chosen:  # every group alone is more than twice the target: the smallest one
+        chosen = [int(np.argmin(counts))]
+    held = np.isin(inverse.ravel(), chosen)
+    dev, test = np.nonzero(~held)[0], np.nonzero(held)[0]
+    if len(dev) < 2:
+        raise DataError(f"holding out whole groups leaves {len(dev)} development row(s)", source=where,
+                        field="data.test_size", expected="groups small enough to leave 2 development rows")
+    share = len(test) / len(inverse)
+    if abs(share - test_size) > 0.3 * test_size:  # 30 % off the share asked for
+        dataset.warnings.append(f"the held-out test rows are {share:.0%} of the rows, not test_size {test_size:g}: "
+                                f"whole groups of uneven sizes ({len(chosen)} of {len(names)} groups, the largest "
+                                f"{int(counts.max())} rows) cannot come closer")
+    return dev, test
+
+
+def _classes_in_development(dataset: Dataset, dev: np.ndarray, test: np.ndarray, how: str, where: str) -> None:
+    """A class the held-out rows have and the development rows lack cannot be learnt, only failed on."""
+    if not dataset.is_classification:
+        return
+    lacking = sorted(set(np.unique(dataset.y[test]).tolist()) - set(np.unique(dataset.y[dev]).tolist()))
+    if lacking:
+        names = ", ".join(repr(dataset.classes[c]) for c in lacking[:5])
+        rows = int(np.isin(dataset.y[test], lacking).sum())
+        raise DataError(f"class(es) {names} occur only in the held-out test rows ({how}; {rows} row(s)): a model "
+                        f"cannot learn a class it never sees", source=where, field="data.test_size",
+                        expected="every class among the development rows (more data, another test_size, or "
+                                 "without those rows)")
 
 
 def fingerprint_indices(idx: np.ndarray) -> str:
