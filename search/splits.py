@@ -24,17 +24,50 @@ class Split:
 
 def should_stratify(validation: Any, dataset: Dataset) -> bool:
     if validation.stratify is None:
-        return dataset.is_classification and validation.scheme != "time_series"
+        # A hold-out that keeps the file's order takes its last rows: there is nothing to stratify.
+        unshuffled_holdout = validation.scheme == "holdout" and validation.shuffle is False
+        return dataset.is_classification and validation.scheme != "time_series" and not unshuffled_holdout
     if validation.stratify and not dataset.is_classification:
         return False  # nothing to stratify on; regression targets are continuous
     return bool(validation.stratify)
 
 
+class _LastRows:
+    """A hold-out that keeps the rows' order: the last ``fraction`` of them validate (``shuffle: false``)."""
+
+    def __init__(self, fraction: float) -> None:
+        self.fraction = fraction
+
+    def split(self, X: Any, y: Any = None, groups: Any = None) -> Any:
+        n = len(X)
+        n_val = int(np.ceil(n * self.fraction))
+        yield np.arange(n - n_val), np.arange(n - n_val, n)
+
+
 def _holdout(validation: Any, stratified: bool, shuffle: bool, seed: int) -> Any:
     from sklearn import model_selection as ms
 
+    if not shuffle:
+        return _LastRows(validation.fraction)
     cls = ms.StratifiedShuffleSplit if stratified else ms.ShuffleSplit
     return cls(n_splits=1, test_size=validation.fraction, random_state=seed)
+
+
+# Settings each scheme reads; another one set to other than its default is ignored, and says so.
+_READS = {"holdout": {"fraction", "stratify", "shuffle"}, "kfold": {"k", "stratify", "shuffle"},
+          "iterated_kfold": {"k", "repeats", "stratify", "shuffle"}, "group_kfold": {"k", "stratify", "shuffle"},
+          "time_series": {"k", "stratify", "shuffle"}}
+
+
+def ignored_settings(validation: Any, dataset: Dataset) -> list[str]:
+    """Warnings for validation settings that this scheme (or this task) does not use."""
+    defaults = type(validation)()
+    out = [f"validation.{name} = {getattr(validation, name)} is not used by scheme {validation.scheme}: ignored"
+           for name in ("k", "repeats", "fraction") if name not in _READS[validation.scheme]
+           and getattr(validation, name) != getattr(defaults, name)]
+    if validation.stratify and not dataset.is_classification:
+        out.append("validation.stratify is true, but a regression target has no classes to stratify on: ignored")
+    return out
 
 
 def _kfold(validation: Any, stratified: bool, shuffle: bool, seed: int) -> Any:
@@ -82,6 +115,7 @@ def plan(validation: Any, dataset: Dataset, dev_idx: np.ndarray, seed: int,
          where: str = "<space>") -> list[Split]:
     """All (train, val) splits of the development rows; impossible schemes fail here, before training."""
     _check_feasible(validation, dataset, dev_idx, where)
+    dataset.warnings.extend(w for w in ignored_settings(validation, dataset) if w not in dataset.warnings)
     splitter = make_splitter(validation, dataset, seed)
     y = dataset.y[dev_idx]
     groups = dataset.groups[dev_idx] if dataset.groups is not None else None

@@ -247,6 +247,24 @@ def test_a_study_on_rows_with_missing_values_trains_on_filled_rows(tmp_path: Pat
     assert all(np.isfinite(s["best_val_loss"]) for s in trial.user_attrs["splits"])
 
 
+def test_settings_a_scheme_does_not_read_are_named_and_an_ordered_holdout_takes_the_last_rows() -> None:
+    from search.errors import SpaceError
+
+    n = 40
+    dataset = Dataset(X=np.arange(n, dtype=float).reshape(-1, 1), y=np.arange(n) % 2, task="binary",
+                      classes=[0, 1])
+    base = {"study": {"name": "s"}, "data": {"source": "sklearn:iris"}}
+    ordered = validate({**base, "validation": {"scheme": "holdout", "fraction": 0.25, "shuffle": False}})
+    (split,) = plan(ordered.validation, dataset, np.arange(n), seed=0)
+    assert split.val.tolist() == list(range(30, 40)) and split.train.tolist() == list(range(30))
+    with pytest.raises(SpaceError, match="cannot be stratified"):
+        validate({**base, "validation": {"scheme": "holdout", "shuffle": False, "stratify": True}})
+    extra = validate({**base, "validation": {"scheme": "holdout", "k": 10, "repeats": 4}})
+    plan(extra.validation, dataset, np.arange(n), seed=0)
+    assert dataset.warnings == ["validation.k = 10 is not used by scheme holdout: ignored",
+                                "validation.repeats = 4 is not used by scheme holdout: ignored"]
+
+
 def test_held_out_groups_are_a_share_of_the_rows_not_of_the_groups() -> None:
     """One group of 180 rows and ten of 2: test_size 0.2 held out 184 rows by a share of the groups."""
     from search.data import Dataset, split_test

@@ -190,6 +190,14 @@ class ValidationSection(_Strict):
             raise ValueError("time_series validation cannot be stratified; remove 'stratify'")
         return value
 
+    @field_validator("shuffle")
+    @classmethod
+    def _an_ordered_holdout_is_not_stratified(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        if value is False and info.data.get("scheme") == "holdout" and info.data.get("stratify"):
+            raise ValueError("a hold-out with shuffle: false validates on the last rows as they are ordered, which "
+                             "cannot be stratified; remove 'stratify' or 'shuffle'")
+        return value
+
 
 class Space(_Strict):
     """A validated space file. ``model`` and ``train`` hold fixed values or distributions."""
