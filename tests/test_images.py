@@ -232,3 +232,58 @@ def test_a_cnn_trial_replays_from_its_resolved_config(cnn_study, tmp_path):
                                storage=f"sqlite:///{tmp_path / 'replay' / 'optuna.db'}")
     # Same settings, seeds and rows, augmentation and DropConnect masks included: the same losses.
     assert replay.trials[0].value == pytest.approx(study.trials[1].value, rel=1e-5)
+
+
+def _folder_space(tmp_path, source, **data_settings):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({"study": {"name": "pictures"}, "data": {"source": source, **data_settings},
+                                    "validation": {"scheme": "holdout"}, "model": {"family": "cnn"}}))
+    return spaces.load(path)
+
+
+def test_image_files_as_cameras_and_archives_leave_them(tmp_path):
+    """16-bit greys keep their depth, phone photos stand upright, macOS names and zip leftovers are no class."""
+    import unicodedata
+
+    from PIL import Image
+
+    root = tmp_path / "pics"
+    for label in ("cat", unicodedata.normalize("NFD", "café")):
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            deep = np.full((6, 4), 1000 * (i + 1) + (20000 if label == "cat" else 0), np.uint16)
+            Image.fromarray(deep).save(root / label / f"{i}.png")
+    (root / "__MACOSX").mkdir()
+    (root / "__MACOSX" / "._0.png").write_bytes(b"\0\5\26\7")
+    Image.fromarray(np.zeros((6, 4, 3), np.uint8)).save(root / "cat" / "3.jfif", format="JPEG")
+    phone = Image.fromarray(np.full((4, 6, 3), 90, np.uint8))  # stored 6 wide, 4 high, tagged "rotate 90"
+    exif = phone.getexif()
+    exif[0x0112] = 6
+    phone.save(root / "cat" / "phone.jpg", exif=exif)
+    dataset = data.load(_folder_space(tmp_path, f"images:{root}", color_mode="grayscale").data)
+    assert sorted(dataset.classes) == ["café", "cat"]  # one name, however the file system spelt it
+    assert dataset.X.shape == (8, 6, 4, 1)  # the .jfif and the upright phone photo are read
+    greys = sorted({round(float(v), 4) for v in dataset.X[:, 0, 0, 0]})
+    for value in (1000, 3000, 21000, 23000):  # every 16-bit grey at its depth, none clipped to white
+        assert any(abs(g - value / 65535) < 1e-4 for g in greys), (value, greys)
+
+
+def test_a_folder_of_splits_arrays_of_0_255_and_mixed_kinds_are_refused(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for label in ("cat", "dog"):
+            (tmp_path / "ds" / split / label).mkdir(parents=True)
+            Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "ds" / split / label / "0.png")
+    with pytest.raises(DataError, match="each hold the same class folders .cat, dog.: they are splits"):
+        data.load(_folder_space(tmp_path, f"images:{tmp_path / 'ds'}").data)
+    bright = tmp_path / "bright.npz"
+    np.savez(bright, X=np.full((6, 4, 4), 200.0), y=np.arange(6) % 2)
+    with pytest.raises(DataError, match=r"runs from 200 to 200.*X / 255.0"):
+        data.load(_folder_space(tmp_path, f"npz:{bright}", as_images=True).data)
+    ints = tmp_path / "ints.npz"
+    np.savez(ints, X=np.arange(6 * 16, dtype=np.int64).reshape(6, 4, 4) + 150, y=np.arange(6) % 2)
+    scaled = data.load(_folder_space(tmp_path, f"npz:{ints}", as_images=True).data).X  # int64 0-255: 8-bit
+    assert scaled.min() == pytest.approx(150 / 255) and scaled.max() == pytest.approx(245 / 255)
+    with pytest.raises(DataError, match="data.test is a npz: source, data.source a images: one"):
+        data.load(_folder_space(tmp_path, f"images:{tmp_path / 'ds' / 'train'}", test=f"npz:{ints}").data)

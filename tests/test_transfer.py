@@ -137,3 +137,12 @@ def test_a_transfer_trial_replays_from_its_resolved_config(transfer_study, tmp_p
     replay = optuna.load_study(study_name=spaces.load(local).study.name,
                                storage=f"sqlite:///{tmp_path / 'replay' / 'optuna.db'}")
     assert replay.trials[0].value == pytest.approx(study.trials[1].value, rel=1e-5)
+
+
+def test_a_backbone_is_not_handed_four_channel_images():
+    """color_mode: rgba passed the check, then every trial failed inside the backbone."""
+    from search.errors import SpaceError
+    from search.models import transfer
+
+    with pytest.raises(SpaceError, match=r"backbone takes colour images.*\(32, 32, 4\)"):
+        transfer.preflight({"family": "transfer"}, (32, 32, 4), "none", None, None)

@@ -5,6 +5,7 @@ the subfolder an image sits in (at any depth below it).
 """
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,12 @@ import numpy as np
 
 from search.errors import DataError
 
-SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 MODES = {"rgb": "RGB", "grayscale": "L", "rgba": "RGBA"}
+# Folders a zip or a file manager leaves beside the classes: never a class.
+NOT_CLASSES = {"__MACOSX", "@eaDir", "$RECYCLE.BIN", "System Volume Information"}
+# Pillow's modes of more than 8 bits per pixel, and the value that is full white in each.
+_DEEP = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
 
 
 def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
@@ -21,12 +26,14 @@ def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
     """Return ``(X, class names, skipped files)``; a bad image is an error unless ``skip_bad_images``."""
     from PIL import Image
 
-    classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+                     and d.name not in NOT_CLASSES)
     if len(classes) < min_classes:
         raise DataError(f"{root} must hold one subfolder per class, at least {min_classes}", source=where,
                         field=field, expected="<dir>/<class>/<image files>",
                         found=[d.name for d in classes])
     _distinct_folders(classes, where, field)
+    _not_a_split_folder(root, classes, where, field)
     size = tuple(section.image_size) if section.image_size else None
     pixels: list[np.ndarray] = []
     labels: list[str] = []
@@ -53,13 +60,13 @@ def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
                                 f"{_hw(array.shape)}", source=where, field="data.image_size",
                                 expected="[height, width] to resize every image to")
             pixels.append(array)
-            labels.append(folder.name)
+            labels.append(unicodedata.normalize("NFC", folder.name))  # macOS writes names decomposed
             decoded += 1
         if decoded == 0:
             what = "readable images" if files else "images (" + ", ".join(sorted(SUFFIXES)) + ")"
             raise DataError(f"the class folder {folder} holds no {what}; remove the folder or add images",
                             source=where, field="data.source")
-    X = np.stack(pixels).astype(np.float32) / 255.0
+    X = np.stack(pixels)
     return X, np.asarray(labels), skipped
 
 
@@ -79,13 +86,45 @@ def _distinct_folders(classes: list[Path], where: str, field: str) -> None:
         seen[real] = folder
 
 
+def _not_a_split_folder(root: Path, classes: list[Path], where: str, field: str) -> None:
+    """``<dir>/train/<class>`` and ``<dir>/val/<class>``: read as classes "train" and "val", every label wrong."""
+    inner = [{d.name for d in c.iterdir() if d.is_dir()} for c in classes]
+    direct = [any(f.is_file() and f.suffix.lower() in SUFFIXES for f in c.iterdir()) for c in classes]
+    shared = set.intersection(*inner) if inner else set()
+    if len(classes) >= 2 and not any(direct) and len(shared) >= 2:
+        raise DataError(f"the folders {', '.join(c.name for c in classes)} of {root} each hold the same class "
+                        f"folders ({', '.join(sorted(shared)[:5])}): they are splits of the data, not classes",
+                        source=where, field=field, expected=f"data.source: images:{root / classes[0].name} "
+                        f"(and data.test: images:<the test folder>, or leave the test rows to test_size)")
+
+
 def _decode(image_module: Any, file: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
+    """One image as float32 in [0, 1], (height, width, channels); upright as its EXIF tag says (phones store
+    photos sideways and tag them), 16-bit and float images scaled by their own range, not clipped at 255."""
+    from PIL import ImageOps
+
     with image_module.open(file) as image:
         image.load()  # decodes now, so a truncated file fails here and is named
-        image = image.convert(mode)
+        image = ImageOps.exif_transpose(image)
+        depth = image.mode
+        full = _DEEP.get(depth)
+        if full is None:
+            image = image.convert(mode)
+        else:
+            image = image.convert("F")  # one channel of 32-bit floats: resized without losing depth
         if size is not None and image.size != (size[1], size[0]):
             image = image.resize((size[1], size[0]), image_module.Resampling.BILINEAR)
-        array = np.asarray(image, dtype=np.uint8)
+        array = np.asarray(image, dtype=np.float32) / (255.0 if full is None else full)
+    if full is not None:
+        if float(array.min(initial=0.0)) < 0.0 or float(array.max(initial=0.0)) > 1.0:
+            raise ValueError(f"its {depth} pixels run from {array.min():g} to {array.max():g}, "
+                             f"outside the range of {'[0, 1]' if full == 1.0 else '16-bit images'}")
+        array = array[..., None]
+        if mode != "L":  # a deep grey image, in the colour mode asked for
+            array = np.repeat(array, 3, axis=-1)
+            if mode == "RGBA":
+                array = np.concatenate([array, np.ones_like(array[..., :1])], axis=-1)
+        return array
     return array[..., None] if array.ndim == 2 else array
 
 

@@ -294,12 +294,25 @@ def _npz(path: Path, section: Any, where: str, split_column: str | None = None) 
 
 
 def _npz_images(X: np.ndarray, path: Path, where: str) -> np.ndarray:
-    """(n, h, w) or (n, h, w, c) image arrays; unsigned integer pixels are scaled to [0, 1]."""
+    """(n, h, w) or (n, h, w, c) image arrays; integer pixels are scaled to [0, 1], and pixels outside it
+    refused (0-255 values stored as floats would reach the model 255 times too bright)."""
+    dtype_name = str(X.dtype)
     if X.ndim not in (3, 4) or (X.ndim == 4 and X.shape[-1] not in (1, 3, 4)):
         raise DataError(f"{path}: with as_images, X must be (n, height, width) or (n, height, width, channels) "
                         f"with 1, 3 or 4 channels", source=where, field="data.as_images", found=list(X.shape))
-    scale = float(np.iinfo(X.dtype).max) if np.issubdtype(X.dtype, np.unsignedinteger) else 1.0
-    X = np.asarray(X, dtype=np.float64) / scale  # float pixels are taken as given, expected in [0, 1]
+    if np.issubdtype(X.dtype, np.unsignedinteger):
+        scale = float(np.iinfo(X.dtype).max)
+    elif np.issubdtype(X.dtype, np.integer) and X.size and 0 <= X.min() and X.max() <= 255:
+        scale = 255.0  # `np.array` of Python ints is int64: 8-bit pixels all the same
+    else:
+        scale = 1.0  # float pixels are taken as given, in [0, 1]
+    X = np.asarray(X, dtype=np.float64) / scale
+    low, high = (float(X.min()), float(X.max())) if X.size else (0.0, 0.0)
+    if low < 0.0 or high > 1.0:
+        raise DataError(f"{path}: with as_images, pixels must lie in [0, 1] (or be unsigned integers, scaled by "
+                        f"their type's maximum); X ({dtype_name}) runs from {low:g} to {high:g}", source=where,
+                        field="data.as_images", expected="X / 255.0 for 8-bit values stored as floats",
+                        found=f"{low:g}..{high:g}")
     return X[..., None] if X.ndim == 3 else X
 
 

@@ -168,6 +168,10 @@ def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: s
         raise SpaceError("the transfer family applies the backbone's own preprocessing to pixels in [0, 1]; "
                          "do not rescale them again", source=source, field="data.preprocess",
                          expected="none (the default for image data)", found=preprocess)
+    if len(input_shape) != 3 or input_shape[-1] not in (1, 3):
+        raise SpaceError(f"the backbone takes colour images (height, width, 3 channels; grey ones are repeated to "
+                         f"3), but the rows are {tuple(input_shape)}", source=source, field="data.color_mode",
+                         expected="rgb or grayscale images", found=tuple(input_shape))
     fixed = {key: (model.get(key, spec.default)) for key, spec in PARAMS.items()}
     cuts = fixed["cut_at"]["choice"] if is_distribution(fixed["cut_at"]) and "choice" in fixed["cut_at"] else None
     if any(is_distribution(fixed[k]) for k in ("backbone", "weights", "alpha", "resize")) or (
