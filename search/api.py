@@ -171,7 +171,7 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     from search.reproduction import ablation
     from search.runner import session
 
-    home = Path(home)
+    home = Path(home).expanduser()
     loaded = spaces.load(Path(space), study_name=study_name) if not isinstance(space, Space) else space
     raw = loaded.model_dump(mode="json")
     if study_name:
@@ -318,7 +318,7 @@ def best(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns"
     """
     from search.reproduction import targets
 
-    home = Path(home)
+    home = Path(home).expanduser()
     storage_url, uri = _stores(home, storage, tracking_uri)
     study = targets.load_study(storage_url, study_name)
     target = targets.locate(study, uri, trial=trial)
@@ -347,7 +347,7 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
     from search.reproduction import final as reproducing
     from search.reproduction import targets
 
-    home = Path(home)
+    home = Path(home).expanduser()
     storage_url, uri = _stores(home, storage, tracking_uri)
     study = targets.load_study(storage_url, study_name, writes="records its look at the test set in the study")
     target = targets.locate(study, uri, trial=trial, config=Path(config) if config is not None else None)
@@ -369,7 +369,7 @@ def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlrun
     from search.runner import session
     from search.reproduction import targets
 
-    home = Path(home)
+    home = Path(home).expanduser()
     storage_url, uri = _stores(home, storage, tracking_uri)
     study = targets.load_study(storage_url, study_name, writes="stores the ablation with the study")
     target = targets.locate(study, uri, trial=trial)
@@ -386,7 +386,7 @@ def report(study_name: str, out: PathLike | None = None, *, home: PathLike = "ml
     from search.reproduction.workflow_answer import html_section
     from search.review import report as reporting
 
-    storage_url, _ = _stores(Path(home), storage, None)
+    storage_url, _ = _stores(Path(home).expanduser(), storage, None)
     study = targets.load_study(storage_url, study_name)
     return reporting.write(study, Path(out) if out is not None else Path(f"{study_name}-report.html"), top=top,
                            extra=html_section(study))

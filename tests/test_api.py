@@ -51,6 +51,8 @@ def test_api_errors_are_user_errors_and_store_nothing(tmp_path):
         search.run(space, x=np.zeros((10, 2)), home=tmp_path / "h")
     with pytest.raises(search.StudyError, match="no study store"):
         search.best("nope", home=tmp_path / "h2")
+    with pytest.raises(search.StudyError, match=f"no study store at {Path.home()}/search-nowhere-"):
+        search.best("nope", home="~/search-nowhere-4711")  # a notebook's "~" is the home folder, as in a shell
     assert not (tmp_path / "h").exists()
     x, y = np.random.default_rng(0).normal(size=(40, 3)), np.arange(40) % 2
     x[5, 1] = np.nan

@@ -191,7 +191,9 @@ def _config_trial(study: Any, seed_trial: int, config: Path) -> Any:
     return _completed(study, seed_trial, f"{config}: study.seed_trial")
 
 
-def _completed(study: Any, number: int, field_name: str) -> Any:
+def _completed(study: Any, number: Any, field_name: str) -> Any:
+    if isinstance(number, str) and number.strip().isdigit():  # "3" from a notebook, as the command takes it
+        number = int(number)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     found = trials.get(number)
     if found is None or found.state.name != "COMPLETE" or not found.user_attrs.get("splits"):
