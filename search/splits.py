@@ -97,6 +97,21 @@ def _time_series(validation: Any, stratified: bool, shuffle: bool, seed: int) ->
     return ms.TimeSeriesSplit(n_splits=validation.k)
 
 
+class _ByTime:
+    """TimeSeriesSplit over the distinct times of ``data.order`` rather than over rows: rows that share a time
+    are never split between training and validation. Without ties it is TimeSeriesSplit over the rows."""
+
+    def __init__(self, k: int, periods: np.ndarray) -> None:
+        self.k, self.periods = k, periods
+
+    def split(self, X: Any, y: Any = None, groups: Any = None) -> Any:
+        from sklearn.model_selection import TimeSeriesSplit
+
+        times = np.unique(self.periods)
+        for train, val in TimeSeriesSplit(n_splits=self.k).split(times):
+            yield np.nonzero(np.isin(self.periods, times[train]))[0], np.nonzero(np.isin(self.periods, times[val]))[0]
+
+
 # validation.scheme -> factory(section, stratified, shuffle, seed): a scikit-learn splitter. Adding a
 # scheme is one entry here (and its feasibility rules in _check_feasible).
 SPLITTERS: dict[str, Callable[[Any, bool, bool, int], Any]] = {
@@ -117,6 +132,8 @@ def plan(validation: Any, dataset: Dataset, dev_idx: np.ndarray, seed: int,
     _check_feasible(validation, dataset, dev_idx, where)
     dataset.warnings.extend(w for w in ignored_settings(validation, dataset) if w not in dataset.warnings)
     splitter = make_splitter(validation, dataset, seed)
+    if validation.scheme == "time_series" and dataset.periods is not None:
+        splitter = _ByTime(validation.k, dataset.periods[dev_idx])
     y = dataset.y[dev_idx]
     groups = dataset.groups[dev_idx] if dataset.groups is not None else None
     stratify_on = y if should_stratify(validation, dataset) else None
@@ -165,6 +182,12 @@ def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, wher
                      expected="a larger fraction, or stratify: false")
         return
     needed = k + 1 if scheme == "time_series" else k
+    if scheme == "time_series" and dataset.periods is not None:
+        times = len(np.unique(dataset.periods[dev_idx]))
+        if times < needed:
+            fail(f"time_series with k={k} needs at least {needed} distinct times of data.order in the development "
+                 f"rows; there are {times} (rows sharing a time stay together)",
+                 expected=f"k <= {times - 1}" if times >= 3 else "rows at more distinct times", found=k)
     if n < needed:
         fail(f"{k} folds need at least {needed} development rows; there are {n}", expected=f"k <= {n - (needed - k)}"
              if n - (needed - k) >= 2 else "more rows, or a smaller data.test_size", found=k)

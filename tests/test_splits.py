@@ -265,6 +265,35 @@ def test_settings_a_scheme_does_not_read_are_named_and_an_ordered_holdout_takes_
                                 "validation.repeats = 4 is not used by scheme holdout: ignored"]
 
 
+def test_rows_sharing_a_time_are_never_split_between_sides(tmp_path: Path) -> None:
+    """20 rows a day for 10 days: the test rows and every validation fold begin on a new day."""
+    from search.runner import session
+
+    n = 200
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"a": rng.normal(size=n), "day": np.repeat(np.arange(10), 20)[rng.permutation(n)],
+                  "y": rng.normal(size=n)}).to_csv(tmp_path / "days.csv", index=False)
+    path = tmp_path / "days.yaml"
+    path.write_text(yaml.safe_dump({"study": {"name": "days"}, "validation": {"scheme": "time_series", "k": 4},
+                                    "data": {"source": f"csv:{tmp_path / 'days.csv'}", "target": "y",
+                                             "order": "day", "test_size": 0.25}}))
+    from search import space as spaces
+
+    prepared = session.prepare(spaces.load(path))
+    days = prepared.dataset.periods
+    assert not set(days[prepared.dev_idx]) & set(days[prepared.test_idx])
+    assert len(prepared.test_idx) == 60 and "the test rows are the latest 60 instead of 50" in prepared.summary.text()
+    for split in prepared.splits:
+        assert not set(days[split.train]) & set(days[split.val]) and days[split.train].max() < days[split.val].min()
+    from search.errors import ValidationSchemeError
+
+    more_folds = yaml.safe_load(path.read_text())
+    more_folds["validation"]["k"] = 8
+    path.write_text(yaml.safe_dump(more_folds))
+    with pytest.raises(ValidationSchemeError, match="needs at least 9 distinct times"):
+        session.prepare(spaces.load(path))
+
+
 def test_held_out_groups_are_a_share_of_the_rows_not_of_the_groups() -> None:
     """One group of 180 rows and ten of 2: test_size 0.2 held out 184 rows by a share of the groups."""
     from search.data import Dataset, split_test

@@ -30,6 +30,9 @@ class Dataset:
     classes: list[Any] = field(default_factory=list)
     groups: np.ndarray | None = None
     has_order: bool = False
+    # With data.order: per row, the rank of its time among the development source's distinct times (equal
+    # times, equal rank; rows sorted by it). Cuts in time fall between ranks, never inside a tie.
+    periods: np.ndarray | None = None
     feature_names: list[str] | None = None
     duplicates_dropped: int = 0
     fingerprint: str = ""
@@ -146,7 +149,12 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
         digest.update(str(array.shape).encode() + str(array.dtype).encode())
         digest.update(np.ascontiguousarray(array).tobytes() if array.dtype != object else repr(array.tolist()).encode())
     skipped = [str(f) for p, _ in parts for f in p.skipped]
+    periods = None
+    if raw.order is not None:
+        ranks = np.unique(raw.order, return_inverse=True)[1].ravel()
+        periods = ranks if test is None else np.concatenate([ranks, np.full(len(test.X), ranks.max() + 1)])
     return Dataset(X=X, y=y, task=task, classes=classes, groups=groups, has_order=raw.order is not None,
+                   periods=periods,
                    feature_names=raw.feature_names,
                    duplicates_dropped=sum(v for k, v in dropped.items() if k != "unreadable images"),
                    fingerprint=digest.hexdigest()[:16], source=section.source, images_skipped=skipped,
@@ -300,7 +308,8 @@ def split_test(dataset: Dataset, test_size: float, seed: int, time_ordered: bool
     idx = np.arange(n)
     if time_ordered or dataset.groups is not None:
         if time_ordered:
-            dev, test = idx[: n - n_test], idx[n - n_test:]
+            cut = _time_cut(dataset, n - n_test, where)
+            dev, test = idx[:cut], idx[cut:]
         else:
             dev, test = _group_holdout(dataset, n_test, test_size, seed, where)
         _classes_in_development(dataset, dev, test, "the latest rows" if time_ordered else "whole groups", where)
@@ -318,6 +327,23 @@ def split_test(dataset: Dataset, test_size: float, seed: int, time_ordered: bool
         raise DataError(f"cannot hold out a stratified test set ({exc})", source=where,
                         field="data.test_size", found=test_size) from None
     return np.sort(dev), np.sort(test)
+
+
+def _time_cut(dataset: Dataset, cut: int, where: str) -> int:
+    """Where the latest rows begin: at ``cut``, or where the time at ``cut`` begins when rows before it share
+    that time (so a moment is never both development and test); past it where that leaves too few rows."""
+    periods = dataset.periods
+    if periods is None or periods[cut - 1] != periods[cut]:
+        return cut
+    start = int(np.searchsorted(periods, periods[cut], "left"))
+    end = int(np.searchsorted(periods, periods[cut], "right"))
+    moved = start if start >= 2 else end
+    if moved >= len(periods):
+        raise DataError("every row shares one time of data.order: no later rows can be held out", source=where,
+                        field="data.order", expected="rows at two or more times")
+    dataset.notes.append(f"rows sharing a time stay on one side: the test rows are the latest "
+                         f"{len(periods) - moved} instead of {len(periods) - cut}")
+    return moved
 
 
 def _group_holdout(dataset: Dataset, n_test: int, test_size: float, seed: int,
