@@ -351,6 +351,7 @@ def _group_holdout(dataset: Dataset, n_test: int, test_size: float, seed: int,
     """Whole groups, drawn in a seeded order, as many as bring the held-out rows closest to ``n_test``: a
     share of the *rows*, as everywhere else (a share of the groups held out 184 of 200 rows where one group
     was most of the data). A group is skipped when taking it would move further from ``n_test``."""
+    assert dataset.groups is not None, "grouped data only"
     names, inverse, counts = np.unique(dataset.groups.astype(str), return_inverse=True, return_counts=True)
     if len(names) < 2:
         raise DataError(f"every row is in group {names[0]!r}: no whole group can be held out for the test",
