@@ -182,17 +182,15 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         raise SpaceError("provided test rows need both x_test and y_test", field="x_test, y_test")
     made: list[Path] = []  # array files this call wrote: removed again if the data is refused
     fresh_home = not home.exists()
+    fills = loaded.data.missing != "refuse"  # missing features are then the data checks' to count
     try:
         if x is not None and y is not None:
             raw["data"]["source"] = "npz:" + str(_save_arrays(home, raw["study"]["name"], x, y, ("x", "y"), made,
-                                                               raw["data"].get("missing", "refuse") != "refuse"))
+                                                               fills))
             raw["data"]["target"] = None
         if x_test is not None and y_test is not None:
-            if "test" not in type(loaded.data).model_fields:
-                raise SpaceError("provided test rows are not supported by this version", field="x_test")
             raw["data"]["test"] = "npz:" + str(_save_arrays(home, raw["study"]["name"] + "-test", x_test, y_test,
-                                                            ("x_test", "y_test"), made,
-                                                            raw["data"].get("missing", "refuse") != "refuse"))
+                                                            ("x_test", "y_test"), made, fills))
         if builder is not None:
             raw["model"]["family"] = models.register_builder(builder)
         resolved = spaces.validate(raw, source=str(loaded.path) if loaded.path else "<space>", path=loaded.path)
@@ -403,9 +401,8 @@ def _stores(home: Path, storage: str | None, tracking_uri: str | None) -> tuple[
 def _plain(values: Any, name: str) -> np.ndarray:
     """A NumPy array from what a notebook holds: pandas frames and series (bool, nullable ``Int64``/``Float64``
     and ``category`` columns included; ``pd.NA`` becomes NaN), lists, or arrays; text stays text."""
-    if hasattr(values, "to_numpy") and hasattr(values, "dtypes" if hasattr(values, "columns") else "dtype"):
-        import pandas as pd
-
+    pd = sys.modules.get("pandas")  # a pandas object exists only where pandas was imported
+    if pd is not None and isinstance(values, (pd.DataFrame, pd.Series)):
         frame = values.to_frame() if isinstance(values, pd.Series) else values
         columns, text = [], []
         for column in frame.columns:
@@ -471,7 +468,6 @@ def _best_or_none(study: Any, options: Any) -> TrialResult | None:
     from search.reproduction import targets
     from search.tracking import default_tracking_uri
 
-    from search.errors import StudyError
     from search.studies.lifecycle import pick_trial
 
     try:

@@ -140,7 +140,7 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
             raise DataError(f"column '{column}' of {path} is not numeric; encode it as numbers first (a "
                             f"category as one 0/1 column per value: pandas.get_dummies(frame, columns=['{column}']))",
                             source=where, field="data.source", expected="numbers", found=sample)
-    target_text = _as_written(path, section.target, frame[section.target])
+    target_text = _as_written(path, encoding, section.target, frame[section.target])
     if target_text is not None:
         words = ", ".join(map(repr, sorted(set(target_text[frame[section.target].isna()]))))
         frame[section.target] = target_text
@@ -153,9 +153,9 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
         if missing:
             hint = ("; or set data.missing: median (or mean) to fill them per split from its training rows"
                     if column in features.columns else "; data.missing fills feature columns only" if fills else "")
-            raise DataError(f"column '{column}' of {path} has {missing} missing value(s)"
-                            f"{_missing_as_written(path, column, frame[column])}; fill or drop them first{hint}",
-                            source=where, field="data.source")
+            written = _missing_as_written(path, encoding, column, frame[column])
+            raise DataError(f"column '{column}' of {path} has {missing} missing value(s){written}; fill or drop "
+                            f"them first{hint}", source=where, field="data.source")
     if split_column is not None:
         missing = int(frame[split_column].isna().sum())
         if missing:
@@ -195,35 +195,35 @@ def _is_number(name: Any) -> bool:
     return True
 
 
-def _raw_text(path: Path, column: Any) -> Any:
+def _raw_text(path: Path, encoding: str, column: Any) -> Any:
     """``column`` as the file spells it (pandas reads NA, N/A, null, None, NaN and empty cells as missing)."""
     import pandas as pd
 
     try:
         text = pd.read_csv(path, usecols=lambda name: str(name).strip() == column, dtype=str, keep_default_na=False,
-                           encoding=text_encoding(path))
+                           encoding=encoding)
         return text.iloc[:, 0] if text.shape[1] == 1 else None
     except Exception:  # a header pandas reads differently this way: no finer message, the check still stands
         return None
 
 
-def _as_written(path: Path, column: str, values: Any) -> Any:
+def _as_written(path: Path, encoding: str, column: str, values: Any) -> Any:
     """A text target whose "missing" cells all hold words (``NA`` for North America, ``None`` as a class)."""
     import pandas as pd
 
     present = values.dropna()
     if not values.isna().any() or (len(present) and pd.api.types.is_numeric_dtype(present.infer_objects())):
         return None  # nothing missing, or a numeric target, where NA does mean a missing value
-    text = _raw_text(path, column)
+    text = _raw_text(path, encoding, column)
     if text is None or len(text) != len(values) or (text[values.isna()].str.strip() == "").any():
         return None  # a truly empty cell is missing, and is refused as such
     return text.str.strip().where(values.isna(), values)
 
 
-def _missing_as_written(path: Path, column: Any, values: Any) -> str:
+def _missing_as_written(path: Path, encoding: str, column: Any, values: Any) -> str:
     from collections import Counter
 
-    text = _raw_text(path, column)
+    text = _raw_text(path, encoding, column)
     if text is None or len(text) != len(values):
         return ""
     counts = Counter(text[values.isna()].str.strip())

@@ -148,16 +148,16 @@ def _load_file(path: Path, module_name: str, source: str | None) -> Any:
 
 
 def build(model_settings: dict[str, Any], input_shape: tuple[int, ...], head: Head,
-          search_dir: Path | None = None) -> Any:
+          search_dir: Path | None = None, source: str | None = None) -> Any:
     family = model_settings["family"]
     if family.startswith(CUSTOM_PREFIX):
         import keras
 
-        builder = load_custom_builder(family, search_dir)
+        builder = load_custom_builder(family, search_dir, source)
         model = builder(dict(model_settings), tuple(input_shape), head.n_outputs)
         if not isinstance(model, keras.Model):
             raise SpaceError(f"the builder {family} returned {type(model).__name__}, not a keras.Model",
-                             field="model.family")
+                             source=source, field="model.family")
         return model
     params = {k: v for k, v in model_settings.items() if k != "family"}
     module = FAMILIES[family]
@@ -190,10 +190,10 @@ def check_custom_builder(model_settings: dict[str, Any], input_shape: tuple[int,
     family = model_settings["family"]
     shown = {k: v for k, v in model_settings.items() if k != "family"}
     try:
-        model = build(model_settings, input_shape, head, search_dir)
+        model = build(model_settings, input_shape, head, search_dir, source)
         out = model(np.zeros((2, *input_shape), dtype="float32"), training=False)
-    except SpaceError as exc:
-        raise SpaceError(str(exc).removeprefix("field 'model.family': "), source=source, field="model.family") from None
+    except SpaceError:  # already names the space file and the field
+        raise
     except Exception as exc:  # noqa: BLE001  (the user's code: whatever it raises is a mistake in it)
         raise SpaceError(f"the builder {family} failed when called with the settings {shown}, input shape "
                          f"{tuple(input_shape)} and {head.n_outputs} output(s): {type(exc).__name__}: "

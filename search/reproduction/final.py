@@ -298,12 +298,10 @@ def _data_changes(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
 def _by_full_paths(target: Target, settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The settings with the builder and the weights file named by their full paths, as an exported config
     names them: the same config judged again by its exported file counts as the same config."""
-    from search.reproduction.targets import with_full_paths
+    from search.reproduction.targets import model_files
 
-    full = with_full_paths(target.space)["model"]
-    model: dict[str, Any] = dict(settings["model"])
-    model.update({key: full[key] for key in ("family", "weights") if key in model and key in full})
-    return {**settings, "model": model}
+    files = {key: value for key, value in model_files(target.space).items() if key in settings["model"]}
+    return {**settings, "model": {**settings["model"], **files}}
 
 
 def config_hash(settings: dict[str, dict[str, Any]]) -> str:

@@ -68,10 +68,8 @@ def locate(study: Any, tracking_uri: str, trial: int | None = None, run_id: str 
         own, _ = trial_config(study, frozen, tracking_uri)
         mine, theirs = space.leaves(), own.leaves()
         # The exported file names the builder and the weights by their full paths: the same files.
-        for key in ("family", "weights"):
-            if f"model.{key}" in mine or f"model.{key}" in theirs:
-                mine[f"model.{key}"] = with_full_paths(space)["model"].get(key)
-                theirs[f"model.{key}"] = with_full_paths(own)["model"].get(key)
+        mine.update({f"model.{key}": value for key, value in model_files(space).items()})
+        theirs.update({f"model.{key}": value for key, value in model_files(own).items()})
         changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         origin = f"the file {config}" + (f", a NEW configuration: it differs from trial {frozen.number} in "
                                          + ", ".join(changed) if changed else "")
@@ -163,6 +161,13 @@ def with_full_paths(space: Space, read: dict[str, str] | None = None) -> dict[st
         if found is not None:
             raw["model"]["weights"] = str(found.resolve())
     return raw
+
+
+def model_files(space: Space) -> dict[str, Any]:
+    """The model settings that name a file (the builder, the weights), by their full paths: how an exported
+    config names them, so one config is recognised whether it came from the study or from its export."""
+    full = with_full_paths(space)["model"]
+    return {key: full[key] for key in ("family", "weights") if key in full}
 
 
 def export(target: Target, path: Path) -> None:
