@@ -94,19 +94,21 @@ def _worker(space: Path, host: str, storage: str, tracking: str, *extra: str) ->
 
 
 def _command_lines_while(procs: list[subprocess.Popen]) -> dict[int, str]:
-    """pid → command line of every process started under ``procs``, read from /proc until they all end."""
+    """pid → command lines (one per line) of every process started under ``procs``, read from /proc until they all
+    end. Read again each pass: a worker just forked still shows its parent's line until it execs its own."""
     seen: dict[int, str] = {}
 
     def watch() -> None:
         while any(p.poll() is None for p in procs):
             for entry in Path("/proc").iterdir():
-                if entry.name.isdigit() and int(entry.name) not in seen:
+                if entry.name.isdigit():
                     try:
                         line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                     except OSError:
                         continue
-                    if " -m search " in line:
-                        seen[int(entry.name)] = line
+                    pid = int(entry.name)
+                    if " -m search " in line and line not in seen.get(pid, ""):
+                        seen[pid] = seen.get(pid, "") + line + "\n"
             time.sleep(0.2)
 
     threading.Thread(target=watch, daemon=True).start()
@@ -188,8 +190,11 @@ def test_four_workers_on_two_hosts_share_one_study(databases, mlflow_server, tmp
     assert any("***@" in t for t in texts), "the redacted storage URL should be recorded"
     assert not [t for t in texts if PASSWORD in t]
     # Nor a worker's command line, which any user of the machine reads (the hosts' own are the test's doing).
-    workers = {pid: line for pid, line in seen.items() if "--worker-index" in line}
-    assert len(workers) >= 4 and not [line for line in workers.values() if PASSWORD in line], workers
+    # (A worker's pid first shows its host's line, between fork and exec: only its own lines are its.)
+    workers = {pid: [line for line in lines.splitlines() if "--worker-index" in line] for pid, lines in seen.items()}
+    workers = {pid: lines for pid, lines in workers.items() if lines}
+    assert len(workers) >= 4 and not [line for lines in workers.values() for line in lines if PASSWORD in line], \
+        workers
 
 
 def test_a_killed_worker_is_failed_by_heartbeat_and_its_trial_retried(databases, mlflow_server, tmp_path):
