@@ -18,6 +18,7 @@ import functools
 import hashlib
 import io
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,8 +69,8 @@ class TrialResult:
             path = checkpoints.split_path(self.home, self.study.study_name, self.number, int(record["split"]))
             if not path.is_file():
                 raise StudyError(f"the checkpoint of trial {self.number}'s split {record['split']} is not on this "
-                                 f"disk (only the best study.keep_checkpoints trials keep theirs); `search reproduce "
-                                 f"{self.study.study_name} --trial {self.number}` retrains them", found=str(path))
+                                 f"disk (only the best study.keep_checkpoints trials keep theirs); search.reproduce("
+                                 f"{self.study.study_name!r}, trial={self.number}) retrains them", found=str(path))
             out.append(checkpoints.load_model(path))
         return out
 
@@ -99,9 +100,37 @@ def _hides_credentials(fn: _F) -> _F:
             return fn(*args, **kwargs)
         except Exception as exc:
             _redact_exception(exc)
+            if isinstance(exc, UserError):
+                _in_python_terms(exc)
             raise
 
     return cast(_F, call)
+
+
+# The command's options that name a keyword argument of these functions: an error raised by the code both
+# share says ``home=`` to a notebook, not ``--home``. Commands quoted in backticks are left as they are.
+_FLAG = re.compile(r"--(home|storage|tracking-uri|study-name|trial|config|epochs|ensemble|verify|threads|"
+                   r"allow-data-change|register|n-trials|timeout)\b")
+
+
+def _in_python_terms(exc: UserError) -> None:
+    def keywords(text: str) -> str:
+        parts = text.split("`")
+        parts[::2] = [_FLAG.sub(lambda m: m.group(1).replace("-", "_") + "=", part) for part in parts[::2]]
+        return "`".join(parts)
+
+    field = exc.field
+    named = _FLAG.fullmatch(field or "")
+    argument = "study_name" if field == "STUDY" else named.group(1).replace("-", "_") if named else None
+
+    def rewrite(text: str) -> str:
+        if argument is not None:
+            text = text.replace(f"field '{field}':", f"argument '{argument}':", 1)
+        return keywords(text)
+
+    exc.args = tuple(rewrite(a) if isinstance(a, str) else a for a in exc.args)
+    if argument is not None:
+        exc.field = argument
 
 
 def _redact_exception(exc: BaseException) -> None:

@@ -49,8 +49,11 @@ def test_api_errors_are_user_errors_and_store_nothing(tmp_path):
     space = search.load_space(Path(__file__).resolve().parents[1] / "spaces" / "digits_mlp.yaml")
     with pytest.raises(search.SpaceError, match="x and y"):
         search.run(space, x=np.zeros((10, 2)), home=tmp_path / "h")
-    with pytest.raises(search.StudyError, match="no study store"):
+    with pytest.raises(search.StudyError, match="no study store") as caught:
         search.best("nope", home=tmp_path / "h2")
+    # Named as the call's keyword arguments, not as the command's options.
+    assert "argument 'storage'" in str(caught.value) and "check home= (or storage=)" in str(caught.value)
+    assert "--" not in str(caught.value) and caught.value.field == "storage"
     with pytest.raises(search.StudyError, match=f"no study store at {Path.home()}/search-nowhere-"):
         search.best("nope", home="~/search-nowhere-4711")  # a notebook's "~" is the home folder, as in a shell
     assert not (tmp_path / "h").exists()
