@@ -287,3 +287,28 @@ def test_a_folder_of_splits_arrays_of_0_255_and_mixed_kinds_are_refused(tmp_path
     assert scaled.min() == pytest.approx(150 / 255) and scaled.max() == pytest.approx(245 / 255)
     with pytest.raises(DataError, match="data.test is a npz: source, data.source a images: one"):
         data.load(_folder_space(tmp_path, f"images:{tmp_path / 'ds' / 'train'}", test=f"npz:{ints}").data)
+
+
+def test_images_past_pillows_bomb_guard_are_named_and_a_folder_too_large_for_memory_is_refused(tmp_path,
+                                                                                               monkeypatch):
+    from PIL import Image
+
+    from search.data import _images
+
+    write_shapes(tmp_path / "shapes", per_class=3, size=24)  # 576 pixels each
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 400)  # warns past 400, refuses past 800
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("error")  # Pillow's own warning, which names no file, is not shown
+        dataset = data.load(_section(tmp_path, tmp_path / "shapes"))
+    assert dataset.X.shape == (9, 24, 24, 3)
+    (note,) = [n for n in dataset.notes if "decompression" in n]
+    assert "9 image(s)" in note and "_00" in note and "576 pixels" in note
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    needed = 9 * 24 * 24 * 3 * 4
+    monkeypatch.setattr(_images, "available_memory", lambda: needed - 1)
+    with pytest.raises(DataError) as err:
+        data.load(_section(tmp_path, tmp_path / "shapes"))
+    assert err.value.field == "data.image_size" and "9 images" in str(err.value)
+    assert "24×24×3 each" in str(err.value) and "e.g. [16, 16]" in str(err.value)
+    # Shrunk as they are read, they fit.
+    assert data.load(_section(tmp_path, tmp_path / "shapes", image_size=[16, 16])).X.shape == (9, 16, 16, 3)

@@ -5,7 +5,10 @@ the subfolder an image sits in (at any depth below it).
 """
 from __future__ import annotations
 
+import math
+import os
 import unicodedata
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +25,8 @@ _DEEP = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, 
 
 
 def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
-                field: str = "data.source") -> tuple[np.ndarray, np.ndarray, list[Path]]:
-    """Return ``(X, class names, skipped files)``; a bad image is an error unless ``skip_bad_images``."""
+                field: str = "data.source") -> tuple[np.ndarray, np.ndarray, list[Path], list[str]]:
+    """Return ``(X, class names, skipped files, notes)``; a bad image is an error unless ``skip_bad_images``."""
     from PIL import Image
 
     classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
@@ -35,17 +38,19 @@ def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
     _distinct_folders(classes, where, field)
     _not_a_split_folder(root, classes, where, field)
     size = tuple(section.image_size) if section.image_size else None
-    pixels: list[np.ndarray] = []
+    listing = [(folder, _image_files(folder)) for folder in classes]
+    _fits_in_memory(root, listing, size, section.color_mode, where)
+    X: np.ndarray | None = None  # filled in place: the pixels are held once, never as a list and a stack
+    count = 0
     labels: list[str] = []
     skipped: list[Path] = []
+    large: list[tuple[int, Path]] = []
     first: tuple[Path, tuple[int, ...]] | None = None
-    for folder in classes:
-        files = sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES
-                       and not any(part.startswith(".") for part in f.relative_to(folder).parts))
+    for folder, files in listing:
         decoded = 0
         for file in files:
             try:
-                array = _decode(Image, file, MODES[section.color_mode], size)
+                array = _decode(Image, file, MODES[section.color_mode], size, large)
             except (OSError, ValueError, Image.DecompressionBombError) as exc:
                 if section.skip_bad_images:
                     skipped.append(file)
@@ -53,21 +58,83 @@ def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
                 raise DataError(f"cannot read the image {file} ({exc}); fix or remove it, or set "
                                 f"data.skip_bad_images: true to skip unreadable files", source=where,
                                 field="data.source") from None
-            if first is None:
+            if first is None or X is None:
                 first = (file, array.shape)
+                X = np.empty((sum(len(f) for _, f in listing), *array.shape), np.float32)
             elif array.shape != first[1]:
                 raise DataError(f"images differ in size: {first[0]} is {_hw(first[1])} but {file} is "
                                 f"{_hw(array.shape)}", source=where, field="data.image_size",
                                 expected="[height, width] to resize every image to")
-            pixels.append(array)
+            X[count] = array
+            count += 1
             labels.append(unicodedata.normalize("NFC", folder.name))  # macOS writes names decomposed
             decoded += 1
         if decoded == 0:
             what = "readable images" if files else "images (" + ", ".join(sorted(SUFFIXES)) + ")"
             raise DataError(f"the class folder {folder} holds no {what}; remove the folder or add images",
                             source=where, field="data.source")
-    X = np.stack(pixels)
-    return X, np.asarray(labels), skipped
+    assert X is not None  # every class decoded at least one image
+    notes = []
+    if large:
+        pixels, biggest = max(large)
+        notes.append(f"{len(large)} image(s) of {root} have more pixels than Pillow's guard against decompression "
+                     f"bombs ({Image.MAX_IMAGE_PIXELS:,}); the largest is {biggest} ({pixels:,} pixels). Each is "
+                     f"decoded whole{' before it is resized to data.image_size' if size else ''}")
+    return (X if count == len(X) else X[:count].copy()), np.asarray(labels), skipped, notes
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES
+                  and not any(part.startswith(".") for part in f.relative_to(folder).parts))
+
+
+def _fits_in_memory(root: Path, listing: list[tuple[Path, list[Path]]], size: tuple[int, ...] | None,
+                    color_mode: str, where: str) -> None:
+    """Refuse, before decoding, a folder whose pixels (float32) could not be held in the memory free now:
+    the alternative is the system killing the run minutes later, after most images were decoded."""
+    from PIL import Image
+
+    files = [f for _, names in listing for f in names]
+    free = available_memory()
+    if not files or free is None:
+        return
+    if size is None:
+        try:
+            with Image.open(files[0]) as image:  # reads the header only
+                width, height = image.size
+        except Exception:  # decoding names it properly
+            return
+    else:
+        height, width = int(size[0]), int(size[1])
+    channels = {"rgb": 3, "grayscale": 1, "rgba": 4}[color_mode]
+    needed = len(files) * height * width * channels * 4
+    if needed <= free:
+        return
+    side = int(math.sqrt(free / 2 / (len(files) * channels * 4)))
+    hint = f"[{side}, {side}]" if side >= 8 else "a smaller image size or fewer images"
+    raise DataError(f"the {len(files)} images of {root} would take {_bytes(needed)} as float32 pixels "
+                    f"({height}×{width}×{channels} each, as {files[0].name} is), more than the "
+                    f"{_bytes(free)} of memory free on this machine", source=where,
+                    field="data.image_size", expected=f"a size to shrink every image to as it is read, e.g. {hint}")
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.1f} MiB"
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free for new allocations (Linux's MemAvailable), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _distinct_folders(classes: list[Path], where: str, field: str) -> None:
@@ -98,12 +165,19 @@ def _not_a_split_folder(root: Path, classes: list[Path], where: str, field: str)
                         f"(and data.test: images:<the test folder>, or leave the test rows to test_size)")
 
 
-def _decode(image_module: Any, file: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
+def _decode(image_module: Any, file: Path, mode: str, size: tuple[int, ...] | None,
+            large: list[tuple[int, Path]]) -> np.ndarray:
     """One image as float32 in [0, 1], (height, width, channels); upright as its EXIF tag says (phones store
-    photos sideways and tag them), 16-bit and float images scaled by their own range, not clipped at 255."""
+    photos sideways and tag them), 16-bit and float images scaled by their own range, not clipped at 255.
+    An image past Pillow's decompression-bomb warning is added to ``large`` (its warning names no file)."""
     from PIL import ImageOps
 
-    with image_module.open(file) as image:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", image_module.DecompressionBombWarning)
+        opened = image_module.open(file)
+    if any(issubclass(w.category, image_module.DecompressionBombWarning) for w in caught):
+        large.append((opened.size[0] * opened.size[1], file))
+    with opened as image:
         image.load()  # decodes now, so a truncated file fails here and is named
         image = ImageOps.exif_transpose(image)
         depth = image.mode

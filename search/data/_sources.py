@@ -323,8 +323,8 @@ def _images(name: str, section: Any, base_dirs: list[Path], where: str, field: s
     for base in base_dirs:
         candidate = (base / name).resolve()
         if candidate.is_dir():
-            X, y, skipped = read_folder(candidate, section, where, 1 if field == "data.test" else 2, field)
-            return Raw(X, y, declared_task="classification", skipped=skipped, label=str(candidate))
+            X, y, skipped, notes = read_folder(candidate, section, where, 1 if field == "data.test" else 2, field)
+            return Raw(X, y, declared_task="classification", skipped=skipped, label=str(candidate), notes=notes)
         tried.append(str(candidate))
     raise DataError("the image folder does not exist", source=where, field=field,
                     expected="an existing folder with one subfolder per class (looked at "
