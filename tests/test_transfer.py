@@ -90,6 +90,21 @@ def test_an_unknown_cut_layer_is_refused_before_training(files, tmp_path, home, 
         transfer.load_backbone(_settings(files, alpha=0.5), (32, 32))
 
 
+def test_a_weights_file_renamed_to_h5_still_loads(files, tmp_path):
+    """Keras reads a name ending in .h5 (not .weights.h5) as Keras 2's format: it found "0 saved layers"."""
+    import shutil
+
+    from search.models import transfer
+
+    renamed = shutil.copy(files["weights"], tmp_path / "mnv2.h5")
+    by_name = transfer.load_backbone(_settings(files, weights=str(renamed)), (32, 32))
+    reference = transfer.load_backbone(_settings(files), (32, 32))
+    assert all(np.array_equal(a, b) for a, b in zip(by_name.get_weights(), reference.get_weights()))
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5 at all")
+    with pytest.raises(SpaceError, match="cannot load .*junk.h5"):
+        transfer.load_backbone(_settings(files, weights=str(tmp_path / "junk.h5")), (32, 32))
+
+
 @pytest.fixture(scope="module")
 def transfer_study(files):
     tmp = files["tmp"]

@@ -106,7 +106,7 @@ def load_backbone(settings: dict[str, Any], image_hw: tuple[int, int], search_di
     try:
         with warnings.catch_warnings(record=True) as caught:  # our error below says it better
             warnings.simplefilter("always")
-            base.load_weights(str(path))
+            _load_weights(base, path)
         skipped = [str(w.message) for w in caught if "freshly-initialized" in str(w.message)]
         if skipped:  # a partial load would train on random features without a word
             raise ValueError(f"{len(skipped)} parts of the model found no weights in the file: {skipped[0]}")
@@ -125,6 +125,33 @@ def load_backbone(settings: dict[str, Any], image_hw: tuple[int, int], search_di
                                       "weights=None).summary())", found=cut)
         return keras.Model(base.input, base.get_layer(cut).output, name="backbone")
     return keras.Model(base.input, base.output, name="backbone")
+
+
+def _load_weights(model: Any, path: Path) -> None:
+    """Keras picks the reader by the name's ending: a Keras 3 weights file renamed from ``.weights.h5`` to
+    ``.h5`` would go to the Keras 2 reader and fail with "found 0 saved layers". Such a file is read
+    through a link with the ending its format needs."""
+    import tempfile
+
+    name = path.name.lower()
+    if name.endswith((".h5", ".hdf5")) and not name.endswith(".weights.h5") and _keras3_weights(path):
+        with tempfile.TemporaryDirectory(prefix="search-weights-") as folder:
+            link = Path(folder) / f"{path.stem}.weights.h5"
+            link.symlink_to(path)
+            model.load_weights(str(link))
+        return
+    model.load_weights(str(path))
+
+
+def _keras3_weights(path: Path) -> bool:
+    """Whether an HDF5 file is in Keras 3's weights layout (groups ``layers``/``vars``, no ``layer_names``)."""
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as fh:
+            return "layer_names" not in fh.attrs and ("layers" in fh or "vars" in fh)
+    except Exception:  # not HDF5 at all: Keras' own reader says so
+        return False
 
 
 def freeze(backbone: Any, unfreeze: int) -> list[str]:
