@@ -67,7 +67,18 @@ def ignored_settings(validation: Any, dataset: Dataset) -> list[str]:
            and getattr(validation, name) != getattr(defaults, name)]
     if validation.stratify and not dataset.is_classification:
         out.append("validation.stratify is true, but a regression target has no classes to stratify on: ignored")
+    n = validation.k * validation.repeats if validation.scheme == "iterated_kfold" else 0
+    if n > MANY_SPLITS:
+        out.append(f"validation.k × repeats = {validation.k} × {validation.repeats}: every trial trains {n} models, "
+                   f"about {n // validation.k} times a {validation.k}-fold trial; the estimate's spread shrinks "
+                   f"only with the square root of the repeats (3 to 10 are usual), so a few repeats and more "
+                   f"trials usually buy more")
     return out
+
+
+# An iterated k-fold past this many splits per trial is named in a warning: most likely a typo or a
+# misreading of "repeats" (the whole k-fold is repeated), and every trial would take that many fits.
+MANY_SPLITS = 100
 
 
 def _kfold(validation: Any, stratified: bool, shuffle: bool, seed: int) -> Any:

@@ -263,6 +263,15 @@ def test_settings_a_scheme_does_not_read_are_named_and_an_ordered_holdout_takes_
     plan(extra.validation, dataset, np.arange(n), seed=0)
     assert dataset.warnings == ["validation.k = 10 is not used by scheme holdout: ignored",
                                 "validation.repeats = 4 is not used by scheme holdout: ignored"]
+    many = validate({**base, "validation": {"scheme": "iterated_kfold", "k": 5, "repeats": 200}})
+    dataset.warnings.clear()
+    assert len(plan(many.validation, dataset, np.arange(n), seed=0)) == 1000
+    (warning,) = dataset.warnings
+    assert "5 × 200: every trial trains 1000 models" in warning
+    dataset.warnings.clear()
+    plan(validate({**base, "validation": {"scheme": "iterated_kfold", "k": 5, "repeats": 10}}).validation, dataset,
+         np.arange(n), seed=0)
+    assert dataset.warnings == []
 
 
 def test_rows_sharing_a_time_are_never_split_between_sides(tmp_path: Path) -> None:
