@@ -210,6 +210,39 @@ CASES: list[tuple[str, Builder, str | None, list[str]]] = [
      ["unknown setting (did you mean 'dropout'?)"]),
     ("grid-float-without-step", _space({"study": {"sampler": "grid"}}), "model.dropout",
      ["grid sampler needs a finite grid", "'step'"]),
+    # What a stranger's space file says that would otherwise mean something else once trials run.
+    ("or-off-on-a-setting-that-cannot-be-0",
+     _space({"train": {"batch_size": {"int": [16, 64], "or_off": True}}}), "train.batch_size.or_off",
+     ["switch this setting off, to 0, which it cannot be", "an int in [1, 1e+06]"]),
+    ("default-not-among-the-choices",
+     _space({"train": {"optimizer": {"choice": ["adam", "sgd"], "default": "rmsprop"}}}),
+     "train.optimizer.default", ["not one of the choices", "found 'rmsprop'"]),
+    ("default-outside-the-range", _space({"train": {"learning_rate": {"float": [1e-4, 1e-2], "default": 5}}}),
+     "train.learning_rate.default", ["outside the range", "found 5"]),
+    ("nan-bound", _text("study: {name: x}\ndata: {source: 'sklearn:iris'}\n"
+                        "train: {learning_rate: {float: [.nan, 0.1]}}\n"), "train.learning_rate",
+     ["two finite numbers"]),
+    ("nan-value", _text("study: {name: x}\ndata: {source: 'sklearn:iris'}\ntrain: {learning_rate: .nan}\n"),
+     "train.learning_rate", ["a finite number", "found nan"]),
+    ("fractional-int-step", _space({"model": {"units": {"int": [4, 8], "step": 0.5}}}), "model.units.step",
+     ["whole number", "found 0.5"]),
+    ("step-wider-than-range", _space({"model": {"dropout": {"float": [0.0, 0.5], "step": 2}}}), "model.dropout.step",
+     ["wider than the range", "at most 0.5"]),
+    ("log-as-text", _space({"train": {"learning_rate": {"float": [1e-4, 1e-2], "log": "false"}}}),
+     "train.learning_rate.log", ["expected true or false", "found 'false'"]),
+    ("negative-seed", _space({"study": {"seed": -1}}), "study.seed", ["greater than or equal to 0", "found -1"]),
+    ("yes-as-a-count", _text("study: {name: x, n_trials: yes}\ndata: {source: 'sklearn:iris'}\n"),
+     "study.n_trials", ["yes, no, on and off", "found True"]),
+    ("octal-looking-batch-size-is-decimal-and-base-60-is-text",
+     _text("study: {name: x}\ndata: {source: 'sklearn:iris'}\ntrain: {epochs: 010, batch_size: 1:04}\n"),
+     "train.batch_size", ["found '1:04'"]),
+    ("number-as-study-name", _text("study: {name: 2024}\ndata: {source: 'sklearn:iris'}\n"), "study.name",
+     ["quote it (name: '2024')"]),
+    ("study-name-with-a-space", _space({"study": {"name": "my study"}}), "study.name",
+     ["letters, digits", "found 'my study'"]),
+    ("empty-file", _text("# nothing here yet\n"), None, ["the space file is empty"]),
+    ("null-setting", _text("study: {name: x}\ndata: {source: 'sklearn:iris'}\ntrain: {learning_rate: ~}\n"),
+     "train.learning_rate", ["empty (YAML's null)", "default (0.001)"]),
     ("continued-on-changed-data", _changed_data, "data.source",
      [f"study '{STUDY}' was started with different data", "data_fingerprint"]),
 ]
@@ -234,6 +267,15 @@ def test_bad_input_is_one_clear_error_and_stores_nothing(build: Builder, field: 
     assert _snapshot(store.home) == store.before
 
 
+@pytest.mark.parametrize("name", ["../elsewhere", ""])
+def test_a_study_name_given_on_the_command_line_is_named_as_the_option(name: str, store: Store, capsys) -> None:
+    capsys.readouterr()
+    assert run_cli("run", store.space, "--home", store.home, "--study-name", name, "--quiet") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: field '--study-name': a study name is") and f"found {name!r}" in err, err
+    assert _snapshot(store.home) == store.before
+
+
 def test_numbers_written_without_a_dot_are_numbers(tmp_path: Path) -> None:
     """YAML 1.1 reads ``1e-3`` as a string; everyone writing a learning rate means the number."""
     from search import space as spaces
@@ -248,6 +290,12 @@ def test_numbers_written_without_a_dot_are_numbers(tmp_path: Path) -> None:
     # A string that looks like such a number is written quoted, so it reads back as the string it was.
     named = spaces.validate({**spaces.parse_yaml(path.read_text()), "study": {"name": "1e5"}})
     assert spaces.validate(spaces.parse_yaml(named.to_yaml())).study.name == "1e5"
+    # YAML 1.2's integers: a leading zero is decimal (YAML 1.1 read 010 as eight).
+    assert spaces.parse_yaml("a: 010\nb: 0o17\nc: 0x10\nd: 1_000\n") == {"a": 10, "b": 15, "c": 16, "d": 1000}
+    # An empty section is the section's defaults, as if it were left out.
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("study: {name: bare}\ndata: {source: 'sklearn:iris'}\ntrain:\n#  epochs: 2\nmodel:\n")
+    assert spaces.load(empty).train == {} and spaces.load(empty).family == "mlp"
     # Keys a merge brings in may be overridden; a key that is not hashable is YAML's own error.
     assert spaces.parse_yaml("base: &b {x: 1}\nother:\n  <<: *b\n  x: 2\n")["other"] == {"x": 2}
     with pytest.raises(yaml.YAMLError, match="unhashable"):

@@ -5,6 +5,7 @@ training starts; the builders read the resolved values.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,10 @@ from typing import Any
 # The keys that make a value a distribution (``{float: [lo, hi]}``, ...). Declared here, beside the
 # settings, so that a family can tell a searched value from a fixed one without importing the space.
 DIST_KEYS = ("float", "int", "choice")
+
+
+def article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def is_distribution(value: Any) -> bool:
@@ -47,6 +52,8 @@ class Param:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"a number ({self.kind})"
+        if not math.isfinite(value):
+            return f"a finite number: {self.range_text()}"
         if self.kind == "int" and not float(value).is_integer():
             return "a whole number"
         return self._range_problem(float(value))
@@ -54,7 +61,7 @@ class Param:
     def range_text(self) -> str:
         lo = "-inf" if self.low is None else f"{self.low:g}"
         hi = "inf" if self.high is None else f"{self.high:g}"
-        return f"a {self.kind} in [{lo}, {hi}{')' if self.high_open else ']'}"
+        return f"{article(self.kind)} {self.kind} in [{lo}, {hi}{')' if self.high_open else ']'}"
 
     def _range_problem(self, v: float) -> str | None:
         if self.low is not None and v < self.low:

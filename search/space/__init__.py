@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from search.errors import SpaceError
 from search.space._yaml import dump_yaml, parse_yaml
 from search.space._checks import check_leaves
-from search.space._schema import (DIST_KEYS, SECTIONS_WITH_DISTRIBUTIONS, DataSection, Space, StudySection,
+from search.space._schema import (DIST_KEYS, NAME, SECTIONS_WITH_DISTRIBUTIONS, DataSection, Space, StudySection,
                                   ValidationSection, flatten, is_distribution, nest)
 
 __all__ = ["DIST_KEYS", "SECTIONS_WITH_DISTRIBUTIONS", "DataSection", "Space", "StudySection",
@@ -40,11 +40,18 @@ def load(path: str | Path, study_name: str | None = None) -> Space:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpaceError(f"is not valid YAML{where}: {problem}", source=source) from None
+    if raw is None:
+        raise SpaceError("the space file is empty (or only comments)", source=source,
+                         expected="a mapping with sections study, data and optionally validation, model, train")
     if not isinstance(raw, dict):
         raise SpaceError("the space file must be a mapping with sections study, data, validation, "
                          "model, train", source=source, found=type(raw).__name__)
-    if study_name:
-        raw.setdefault("study", {})
+    if study_name is not None:
+        if not NAME.fullmatch(study_name) or len(study_name) > 100:
+            raise SpaceError("a study name is up to 100 letters, digits, '_', '.' and '-', starting with a letter or "
+                             "digit (it names folders under --home)", field="--study-name", found=study_name)
+        if raw.get("study") is None:
+            raw["study"] = {}
         if isinstance(raw["study"], dict):
             raw["study"]["name"] = study_name
     return validate(raw, source=source, path=path)
@@ -73,6 +80,8 @@ def _from_pydantic(exc: ValidationError, source: str) -> SpaceError:
     if err["type"] == "literal_error":
         msg += did_you_mean(err.get("input"), [str(v) for v in (err.get("ctx") or {}).get("expected", "").replace(
             "'", "").replace(" or ", ", ").split(", ") if v])
+    if "input" in err and err["input"] is None:
+        msg += " (found an empty value, YAML's null)"
     more = f" ({len(exc.errors()) - 1} more problem(s) after this one)" if len(exc.errors()) > 1 else ""
     return SpaceError(msg + more, source=source, field=field, found=err.get("input"))
 

@@ -1,10 +1,12 @@
 """Checks pydantic cannot express: known settings per model family, and well-formed distributions."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from search.errors import SpaceError
 from search.models import CUSTOM_PREFIX, FAMILIES, Param
+from search.models._params import article
 from search.space._schema import DECLARATIONS, DIST_KEYS, SECTIONS_WITH_DISTRIBUTIONS, Space, is_distribution
 
 
@@ -32,6 +34,10 @@ def check_leaves(space: Space, source: str) -> None:
 
                 raise SpaceError("unknown setting" + did_you_mean(key, list(specs)), source=source, field=field,
                                  expected="one of " + ", ".join(specs), found=key)
+            if value is None:
+                raise SpaceError("the value is empty (YAML's null); give one, or remove the line to use the "
+                                 f"default{f' ({spec.default!r})' if spec is not None else ''}", source=source,
+                                 field=field, expected=spec.check(None) if spec is not None else "a value")
             if is_distribution(value):
                 _check_distribution(value, spec, source, field, space.study.sampler)
             elif isinstance(value, dict):
@@ -114,49 +120,94 @@ def _check_distribution(dist: dict[str, Any], spec: Param | None, source: str, f
     if extra := set(dist) - _DIST_FIELDS[kind]:
         raise SpaceError(f"unknown key(s) {sorted(extra)} in a {kind} distribution", source=source,
                          field=field, expected="keys among " + ", ".join(sorted(_DIST_FIELDS[kind])))
+    for key in ("log", "or_off"):
+        if key in dist and not isinstance(dist[key], bool):
+            raise SpaceError(f"'{key}' is a switch", source=source, field=f"{field}.{key}", expected="true or false",
+                             found=dist[key])
     if kind == "choice":
         choices = dist["choice"]
         if not isinstance(choices, list) or not choices:
             raise SpaceError("'choice' takes a non-empty list", source=source, field=field, found=choices)
         for c in choices:
-            if not isinstance(c, (bool, int, float, str)) or (spec and spec.check(c)):
+            if not isinstance(c, (bool, int, float, str)) or (spec and spec.check(c)) or not _finite(c):
                 raise SpaceError("bad choice", source=source, field=field,
-                                 expected=spec.check(c) if spec and spec.check(c) else
-                                 "numbers, strings or booleans", found=c)
+                                 expected=spec.check(c) if spec and spec.check(c) else "finite numbers"
+                                 if not _finite(c) else "numbers, strings or booleans", found=c)
         if spec is not None and spec.is_regularizer and spec.off not in choices:
             raise _cannot_be_off(source, field, spec)
+        if "default" in dist and dist["default"] not in choices:
+            raise SpaceError("the default (the value the baseline trial takes) is not one of the choices",
+                             source=source, field=f"{field}.default", expected="one of " + ", ".join(map(str, choices)),
+                             found=dist["default"])
         return
     bounds = dist[kind]
     if (not isinstance(bounds, list) or len(bounds) != 2
             or any(isinstance(b, bool) or not isinstance(b, (int, float)) for b in bounds)):
         raise SpaceError(f"'{kind}' takes [low, high]", source=source, field=field, found=bounds)
+    if not all(_finite(b) for b in bounds):
+        raise SpaceError(f"'{kind}' takes two finite numbers", source=source, field=field, found=bounds)
     lo, hi = bounds
     if lo > hi:
         raise SpaceError("low is above high", source=source, field=field, found=bounds)
     if spec is not None:
         if spec.kind != kind:
-            raise SpaceError(f"this setting is a {spec.kind}, not a {kind} distribution", source=source,
+            raise SpaceError(f"this setting is {article(spec.kind)} {spec.kind}, not {article(kind)} {kind} "
+                             f"distribution", source=source,
                              field=field, expected=f"{{{spec.kind}: [low, high]}} or {{choice: [...]}}"
                              if spec.kind in ("int", "float") else "{choice: [...]}", found=dist)
         for b in bounds:
             if problem := spec.check(b):
                 raise SpaceError("bound out of range", source=source, field=field, expected=problem, found=b)
     if dist.get("log") and lo <= 0:
-        raise SpaceError("a log-scaled range needs low > 0 (add 'or_off: true' to also allow 0)",
-                         source=source, field=field, found=bounds)
-    step = dist.get("step")
-    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
-        raise SpaceError("step must be a positive number", source=source, field=field, found=step)
-    if step is not None and dist.get("log"):
-        raise SpaceError("a distribution cannot have both 'log' and 'step'", source=source, field=field)
-    if sampler == "grid" and kind == "float" and step is None:
+        raise SpaceError("a log-scaled range needs low > 0" + ("" if dist.get("or_off") else
+                         " (add 'or_off: true' to also allow 0)"), source=source, field=field, found=bounds)
+    _check_step(dist, kind, lo, hi, source, field)
+    if sampler == "grid" and kind == "float" and dist.get("step") is None:
         raise SpaceError("the grid sampler needs a finite grid: give this float range a 'step' or use "
                          "'choice'", source=source, field=field, found=dist)
     if sampler == "grid" and dist.get("or_off"):
         raise SpaceError("the grid sampler cannot use 'or_off: true'; list the values with 'choice', "
                          "including 0", source=source, field=field, found=dist)
+    if dist.get("or_off") and spec is not None and (problem := spec.check(0 if kind == "int" else 0.0)):
+        raise SpaceError("'or_off: true' lets trials switch this setting off, to 0, which it cannot be",
+                         source=source, field=f"{field}.or_off", expected=f"{problem} (remove 'or_off')", found=True)
     if spec is not None and spec.is_regularizer and not dist.get("or_off") and not lo <= spec.off <= hi:
         raise _cannot_be_off(source, field, spec)
+    if "default" in dist:
+        _check_default(dist["default"], kind, lo, hi, spec, source, f"{field}.default")
+
+
+def _finite(value: Any) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def _check_step(dist: dict[str, Any], kind: str, lo: float, hi: float, source: str, field: str) -> None:
+    step = dist.get("step")
+    if step is None:
+        return
+    if isinstance(step, bool) or not isinstance(step, (int, float)) or not _finite(step) or step <= 0:
+        raise SpaceError("step must be a positive number", source=source, field=f"{field}.step", found=step)
+    if kind == "int" and not float(step).is_integer():
+        raise SpaceError("the step of an int range is a whole number", source=source, field=f"{field}.step",
+                         expected="1, 2, ...", found=step)
+    if dist.get("log"):
+        raise SpaceError("a distribution cannot have both 'log' and 'step'", source=source, field=field)
+    if hi > lo and step > hi - lo:
+        raise SpaceError(f"the step is wider than the range [{lo:g}, {hi:g}], so only {lo:g} could ever be tried",
+                         source=source, field=f"{field}.step", expected=f"at most {hi - lo:g}", found=step)
+
+
+def _check_default(default: Any, kind: str, lo: float, hi: float, spec: Param | None, source: str,
+                   field: str) -> None:
+    """The value the baseline trial takes: a value the range itself could give."""
+    if isinstance(default, bool) or not isinstance(default, (int, float)) or not _finite(default):
+        raise SpaceError("the default (the value the baseline trial takes) must be a number", source=source,
+                         field=field, expected=f"{article(kind)} {kind} in [{lo:g}, {hi:g}]", found=default)
+    if kind == "int" and not float(default).is_integer():
+        raise SpaceError("the default of an int range is a whole number", source=source, field=field, found=default)
+    if not lo <= default <= hi:
+        raise SpaceError("the default (the value the baseline trial takes) is outside the range", source=source,
+                         field=field, expected=f"{article(kind)} {kind} in [{lo:g}, {hi:g}]", found=default)
 
 
 def _cannot_be_off(source: str, field: str, spec: Param) -> SpaceError:

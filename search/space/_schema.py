@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,10 +20,20 @@ SECTIONS_WITH_DISTRIBUTIONS = ("model", "train")
 CAPACITY_KEYS = ("layers", "units", "filters", "blocks", "convs_per_block", "dense_units", "kernel_size")
 # Declarations about a custom builder's settings, kept beside them under ``model`` but not passed as settings.
 DECLARATIONS = ("regularizers", "capacity")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_switch_for_a_count(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML reads yes/no/on/off as true/false, and pydantic would take true as 1: ``n_trials: yes``."""
+        annotation = cls.model_fields[info.field_name].annotation if info.field_name else None
+        if isinstance(value, bool) and annotation in (int, float, int | None, float | None):
+            raise ValueError("expected a number (YAML reads yes, no, on and off as true and false)")
+        return value
 
 
 Objective = Literal["val_loss", "params", "latency"]
@@ -39,8 +50,8 @@ class PhasesSection(_Strict):
 
 
 class StudySection(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
-    seed: int = 0
+    name: str = Field(max_length=100)
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # NumPy's and scikit-learn's random_state range
     n_trials: int = Field(20, ge=1)
     sampler: Literal["tpe", "random", "grid", "cmaes", "gp"] = "tpe"
     pruner: Literal["median", "percentile", "hyperband", "successive_halving", "none"] = "median"
@@ -69,6 +80,16 @@ class StudySection(_Strict):
     # no-network baseline, capacity with regularizers off until a model overfits, then regularizers.
     workflow: Literal["joint", "phased"] = "joint"
     phases: PhasesSection = PhasesSection()
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _a_name_is_text(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError(f"a study name is text; quote it (name: '{value}'), as YAML reads it as a number")
+        if isinstance(value, str) and not NAME.fullmatch(value):
+            raise ValueError("a study name is letters, digits, '_', '.' and '-', starting with a letter or digit "
+                             "(it names folders under --home)")
+        return value
 
     @field_validator("workflow")
     @classmethod
@@ -210,6 +231,16 @@ class Space(_Strict):
 
     # Not part of the file: where it came from, for messages and for finding a user's builder module.
     _path: Path | None = PrivateAttr(None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections_take_their_defaults(cls, data: Any) -> Any:
+        """``train:`` with every line commented out is YAML's null: the section's defaults, as if left out."""
+        if isinstance(data, dict):
+            data = {key: ({} if key in ("study", "data") else None) if value is None else value
+                    for key, value in data.items()}
+            data = {key: value for key, value in data.items() if value is not None}
+        return data
 
     @property
     def path(self) -> Path | None:
