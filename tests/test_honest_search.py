@@ -117,7 +117,8 @@ def test_ablation_of_the_best_trial_is_stored_resumable_and_in_the_report(write_
     study = _study(home, "abl")
     stored = study.user_attrs["ablation"]
     assert stored["trial"] == study.best_trial.number
-    ablation = _study(home, "abl.ablation")
+    # One ablation study per ablated trial: a later pick (a continued study) gets its own, never this one's rows.
+    ablation = _study(home, f"abl.ablation.t{study.best_trial.number:05d}")
     used = 2 + (1 if study.best_trial.params.get("model.l2.on") else 0)  # dropout and batchnorm fixed on
     assert len(ablation.trials) <= used + 1, "at most (regularizers + 1) trials"
     labels = {row["label"] for row in stored["rows"]}
@@ -134,7 +135,7 @@ def test_ablation_of_the_best_trial_is_stored_resumable_and_in_the_report(write_
     # Resumable: asked again, nothing is trained twice.
     n = len(ablation.trials)
     assert run_cli("ablate", "abl", "--home", home, "--threads", "1") == 0
-    assert len(_study(home, "abl.ablation").trials) == n
+    assert len(_study(home, ablation.study_name).trials) == n
     report = tmp_path / "r.html"
     assert run_cli("report", "abl", "--home", home, "--out", report) == 0
     assert "What regularization bought" in report.read_text() and "all regularizers" in report.read_text()

@@ -5,8 +5,9 @@ so "x % lower than the baseline" does not say what regularization bought. The ab
 else fixed: the picked config with *all* its regularizers off, and with each one off alone, trained on the
 same splits with the same seeds (``study.seed_trial`` is the picked trial), so the difference on split k
 is paired and split difficulty cancels. Augmentation settings are switched off together, as one
-regularizer. The variants run as trials of a study of their own, ``<study>.ablation``, in the same
-storage: resumable like any study, logged to MLflow like any trial, and costing at most
+regularizer. The variants run as trials of a study of their own, ``<study>.ablation.t<trial>``, in the
+same storage (one per ablated trial: a study continued later may pick another, whose variants are other
+configs): resumable like any study, logged to MLflow like any trial, and costing at most
 (regularizers + 1) trials. The table is copied to the main study's user attributes, so the report
 needs no MLflow.
 """
@@ -80,10 +81,23 @@ def plan(resolved: Space, picked_number: int, study_name: str) -> tuple[Space, l
     if len(groups) > 1:
         for label, names in groups.items():
             variants.append(Variant(label, {**on, **{n: offs[n] for n in names}}))
-    space = resolved.resolve(settings, name=study_name + SUFFIX, n_trials=max(1, len(variants)), baseline=False,
+    space = resolved.resolve(settings, name=study_name_for(study_name, picked_number), n_trials=max(1, len(variants)),
+                             baseline=False,
                              seed_trial=resolved.study.seeds_of(picked_number), pruner="none", split_pruner="none",
                              keep_checkpoints=1, ablation=False)
     return space, variants
+
+
+def study_name_for(study_name: str, picked_number: int) -> str:
+    """The ablation study of one trial; a name past the 100 characters a study name may have is shortened,
+    and a digest of the whole name keeps it apart from others."""
+    import hashlib
+
+    name = f"{study_name}{SUFFIX}.t{picked_number:05d}"
+    if len(name) <= 100:
+        return name
+    digest = hashlib.sha256(study_name.encode()).hexdigest()[:8]
+    return f"{study_name[:100 - len(name) + len(study_name) - 9]}-{digest}{SUFFIX}.t{picked_number:05d}"
 
 
 def table(picked: Any, ablation_study: Any) -> list[AblationRow]:
@@ -137,6 +151,10 @@ def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | No
                              f"({key})", field="data.source")
     print(f"\nablation of trial {picked.number}: {len(variants)} variant(s) with regularizers switched off, "
           f"as study '{space.study.name}'", file=out)
+    done = _finished(study, space.study.name)
+    if done is not None and {v.label for v in variants} <= {t.user_attrs.get("ablation") for t in done.trials
+                                                           if t.state.name == "COMPLETE"}:
+        return _stored(study, picked, done, options, out)  # asked again: nothing to train
     queue = [(v.params, {"ablation": v.label}) for v in variants]
     run_options = session.RunOptions(home=options.home, storage=options.storage, tracking_uri=options.tracking_uri,
                                      threads=options.threads, quiet=True, heartbeat=options.heartbeat,
@@ -146,13 +164,26 @@ def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | No
                           out=out)
     if outcome.error is not None:
         raise outcome.error
-    ablation_study = outcome.study
+    return _stored(study, picked, outcome.study, options, out)
+
+
+def _stored(study: Any, picked: Any, ablation_study: Any, options: Any, out: TextIO) -> list[AblationRow]:
     rows = table(picked, ablation_study)
     study.set_user_attr(ATTR, {"trial": picked.number, "study": ablation_study.study_name,
                                "rows": [asdict(r) for r in rows]})
     print(format_table(picked, rows), file=out)
     _log(study, picked, rows, options)
     return rows
+
+
+def _finished(study: Any, name: str) -> Any:
+    """The ablation study of that name in the main study's storage, or None when there is none yet."""
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=study._storage)
+    except KeyError:
+        return None
 
 
 def _log(study: Any, picked: Any, rows: list[AblationRow], options: Any) -> None:
