@@ -14,6 +14,8 @@ and raises a :class:`search.UserError` subclass for a user's mistake, before any
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import hashlib
 import io
@@ -22,7 +24,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TextIO, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TextIO, TypeVar, cast
 
 import numpy as np
 
@@ -100,11 +102,24 @@ def _hides_credentials(fn: _F) -> _F:
             return fn(*args, **kwargs)
         except Exception as exc:
             _redact_exception(exc)
-            if isinstance(exc, UserError):
+            if isinstance(exc, UserError) and not _AS_COMMAND.get():
                 _in_python_terms(exc)
             raise
 
     return cast(_F, call)
+
+
+_AS_COMMAND: contextvars.ContextVar[bool] = contextvars.ContextVar("search_as_command", default=False)
+
+
+@contextlib.contextmanager
+def as_command() -> Iterator[None]:
+    """Calls made by the command line: their errors keep naming its options (``--home``)."""
+    token = _AS_COMMAND.set(True)
+    try:
+        yield
+    finally:
+        _AS_COMMAND.reset(token)
 
 
 # The command's options that name a keyword argument of these functions: an error raised by the code both
@@ -200,6 +215,9 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     from search.reproduction import ablation
     from search.runner import session
 
+    _arguments(n_trials=(n_trials, 1), threads=(threads, 1))
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
+        raise UserError("timeout is a number of seconds above 0", field="timeout", found=timeout)
     home = Path(home).expanduser()
     loaded = spaces.load(Path(space), study_name=study_name) if not isinstance(space, Space) else space
     raw = loaded.model_dump(mode="json")
@@ -345,6 +363,7 @@ def best(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns"
     """
     from search.reproduction import targets
 
+    _arguments(trial=(trial, 0))
     home = Path(home).expanduser()
     storage_url, uri = _stores(home, storage, tracking_uri)
     study = targets.load_study(storage_url, study_name)
@@ -374,6 +393,7 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
     from search.reproduction import final as reproducing
     from search.reproduction import targets
 
+    _arguments(trial=(trial, 0), epochs=(epochs, 1), ensemble=(ensemble, 1), threads=(threads, 1))
     home = Path(home).expanduser()
     storage_url, uri = _stores(home, storage, tracking_uri)
     study = targets.load_study(storage_url, study_name, writes="records its look at the test set in the study")
@@ -396,6 +416,7 @@ def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlrun
     from search.runner import session
     from search.reproduction import targets
 
+    _arguments(trial=(trial, 0), threads=(threads, 1))
     home = Path(home).expanduser()
     storage_url, uri = _stores(home, storage, tracking_uri)
     study = targets.load_study(storage_url, study_name, writes="stores the ablation with the study")
@@ -420,6 +441,19 @@ def report(study_name: str, out: PathLike | None = None, *, home: PathLike = "ml
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
+def _arguments(**given: tuple[Any, int]) -> None:
+    """Whole-number arguments (None: not given) at least their lowest value, checked before anything runs:
+    the command's parser refuses the same values (``--epochs 0``), and a reproduce spends a test-set look."""
+    for name, (value, lowest) in given.items():
+        if value is None:
+            continue
+        if isinstance(value, str) and value.strip().isdigit():  # a trial number as a notebook's widget gives it
+            value = int(value)
+        whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+        if not whole or value < lowest:
+            raise UserError(f"{name} is a whole number, at least {lowest}", field=name, found=value)
+
+
 def _stores(home: Path, storage: str | None, tracking_uri: str | None) -> tuple[str, str]:
     from search.studies import lifecycle as studies
     from search.tracking import default_tracking_uri

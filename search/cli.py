@@ -375,8 +375,9 @@ def _load_study(args: argparse.Namespace) -> "optuna.Study":
 def _ablate(args: argparse.Namespace) -> int:
     from search import api
 
-    api.ablate(args.study, trial=args.trial, home=args.home, storage=args.storage, tracking_uri=args.tracking_uri,
-               threads=args.threads)
+    with api.as_command():  # its errors name the command's options, not the function's arguments
+        api.ablate(args.study, trial=args.trial, home=args.home, storage=args.storage, tracking_uri=args.tracking_uri,
+                   threads=args.threads)
     return 0
 
 

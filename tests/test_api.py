@@ -45,7 +45,7 @@ def test_public_names_and_a_cheap_import():
         assert getattr(search, name) is not None
 
 
-def test_api_errors_are_user_errors_and_store_nothing(tmp_path):
+def test_api_errors_are_user_errors_and_store_nothing(tmp_path, capsys):
     space = search.load_space(Path(__file__).resolve().parents[1] / "spaces" / "digits_mlp.yaml")
     with pytest.raises(search.SpaceError, match="x and y"):
         search.run(space, x=np.zeros((10, 2)), home=tmp_path / "h")
@@ -54,6 +54,18 @@ def test_api_errors_are_user_errors_and_store_nothing(tmp_path):
     # Named as the call's keyword arguments, not as the command's options.
     assert "argument 'storage'" in str(caught.value) and "check home= (or storage=)" in str(caught.value)
     assert "--" not in str(caught.value) and caught.value.field == "storage"
+    # The command keeps its own words for the same mistake, also where it goes through this API (ablate).
+    from conftest import run_cli
+
+    capsys.readouterr()
+    assert run_cli("ablate", "nope", "--home", tmp_path / "h2") == 2
+    assert "check --home (or --storage)" in capsys.readouterr().err
+    # Arguments the command's parser would refuse are refused before a test-set look is spent.
+    for kwargs in ({"epochs": 0}, {"ensemble": 0}, {"trial": -1}, {"threads": 0}):
+        with pytest.raises(search.UserError, match=f"field '{next(iter(kwargs))}'"):
+            search.reproduce("nope", home=tmp_path / "h2", **kwargs)
+    with pytest.raises(search.UserError, match="field 'timeout'"):
+        search.run(space, timeout=-5, home=tmp_path / "h")
     with pytest.raises(search.StudyError, match=f"no study store at {Path.home()}/search-nowhere-"):
         search.best("nope", home="~/search-nowhere-4711")  # a notebook's "~" is the home folder, as in a shell
     assert not (tmp_path / "h").exists()
