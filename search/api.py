@@ -71,8 +71,8 @@ class TrialResult:
             path = checkpoints.split_path(self.home, self.study.study_name, self.number, int(record["split"]))
             if not path.is_file():
                 raise StudyError(f"the checkpoint of trial {self.number}'s split {record['split']} is not on this "
-                                 f"disk (only the best study.keep_checkpoints trials keep theirs); search.reproduce("
-                                 f"{self.study.study_name!r}, trial={self.number}) retrains them", found=str(path))
+                                 f"disk ({path}: only the best study.keep_checkpoints trials keep theirs); "
+                                 f"search.reproduce({self.study.study_name!r}, trial={self.number}) retrains them")
             out.append(checkpoints.load_model(path))
         return out
 
@@ -272,7 +272,7 @@ def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", sp
         StudyError: the run stopped on a full disk or on consecutive failures (after the summary).
     """
     from search import models, tracking
-    from search.review.display import Progress, format_counts, header_lines, next_steps, pruned_summary, summary_table
+    from search.review.display import Progress, format_counts, header_lines, next_steps, summary_table, why_ended
     from search.runner import session, workers as processes
     from search.studies.lifecycle import budget_of, default_storage, finished_count, trials_by_state
 
@@ -305,12 +305,17 @@ def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", sp
     if options.worker_index == 0:  # workers leave the summary to the process that started them
         if not outcome.already_done:
             print("\n" + format_counts(trials_by_state(outcome.study), budget), file=out)
-            if pruned := pruned_summary(outcome.study):
-                print(pruned, file=out)
+            for line in why_ended(outcome.study):
+                print(line, file=out)
         print(summary_table(outcome.study), file=out)
+        complete = any(t.state.name == "COMPLETE" for t in outcome.study.get_trials(deepcopy=False))
         if outcome.stopped_by:
             print(f"\nstopped by {outcome.stopped_by}; interrupted trials are queued again. Continue the study "
                   f"with:\n  {options.continue_command}", file=out)
+        elif outcome.error is None and outcome.exit_code == 0 and not complete:
+            print("\nno trial completed, so there is nothing to reproduce: the lines above say why. Change the "
+                  "settings that fail (or a range that diverges) and run a new study (--study-name), or raise "
+                  "study.n_trials to try more of this one", file=out)
         elif outcome.error is None and outcome.exit_code == 0:
             here = models.only_in_this_process(str(prepared.space.model.get("family", "")))
             print("\n" + next_steps(prepared.space.study.name, options, builder_here=here), file=out)

@@ -382,15 +382,15 @@ def _ablate(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from search.review.display import format_counts, pruned_summary, summary_table
+    from search.review.display import format_counts, summary_table, why_ended
     from search.studies import lifecycle as studies
 
     study = _load_study(args)
     budget = study.user_attrs.get("budget")
     print(f"study {args.study}: " + format_counts(studies.trials_by_state(study), budget))
     print(studies.timing_text(study, budget))
-    if pruned := pruned_summary(study):
-        print(pruned)
+    for line in why_ended(study):
+        print(line)
     print(summary_table(study, args.top))
     return 0
 
@@ -434,14 +434,14 @@ def _storage_flag(args: argparse.Namespace) -> str:
 
 def _best(args: argparse.Namespace) -> int:
     from search.reproduction import targets
-    from search.review.display import format_counts, pruned_summary, summary_table
+    from search.review.display import format_counts, summary_table, why_ended
     from search.studies import lifecycle as studies
 
     storage, tracking_uri = _stores(args)
     study = targets.load_study(storage, args.study, flag=_storage_flag(args))
     print(format_counts(studies.trials_by_state(study), study.user_attrs.get("budget")))
-    if pruned := pruned_summary(study):
-        print(pruned)
+    for line in why_ended(study):
+        print(line)
     # A two-objective study has no single best: its Pareto front, the pick that --export writes marked.
     print(summary_table(study, args.top))
     if args.export:

@@ -109,6 +109,9 @@ def sqlite_path(url: str) -> Path | None:
 
 def prepare_home(home: Path) -> None:
     """Create ``home`` if needed and make sure this process can write there (``search run``)."""
+    if home.exists() and not home.is_dir():
+        raise StudyError(f"{home} is a file, not a folder; `search run` stores its study, runs and checkpoints in "
+                         f"a folder. Choose another --home", field="--home")
     try:
         home.mkdir(parents=True, exist_ok=True)
         with open(home / LOCK_NAME, "a"):
@@ -153,8 +156,10 @@ def reading_url(url: str, flag: str = "--storage", writes: str | None = None) ->
         check_url(url, flag, STORAGE)
         return url
     if not path.is_file():
-        where = f"the folder {path.parent} does not exist" if not path.parent.is_dir() else \
-            f"the folder {path.parent} holds no {path.name}"
+        where = (f"{path.parent} is a file, not a folder" if path.parent.is_file() else
+                 f"the folder {path.parent} does not exist" if not path.parent.is_dir() else
+                 f"{path} is a folder, not a database file" if path.is_dir() else
+                 f"the folder {path.parent} holds no {path.name}")
         raise StudyError(f"no study store at {path}: {where}. Nothing was created; check --home (or "
                          f"--storage), or start the study with `search run`", field=flag)
     if writable(path):

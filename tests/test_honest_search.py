@@ -179,6 +179,7 @@ def test_every_look_at_the_test_rows_is_recorded_and_a_repeat_is_counted(small_s
     assert len(looks) == before + 2
     assert looks[-1]["trial"] == trial and looks[-1]["epochs"] == 2
     assert "has now been judged on the test rows" in out and "only the first look is an unbiased test" in out
+    assert f"test set (look {before + 2})" in out
 
 
 def test_a_config_with_edited_values_is_reported_as_a_new_configuration(small_study, capsys):
@@ -193,6 +194,15 @@ def test_a_config_with_edited_values_is_reported_as_a_new_configuration(small_st
     out = capsys.readouterr().out
     assert "NEW configuration" in out and "model.units" in out
     assert "trained its 2 split model(s)" in out
+    # Another study's config (another seed: other test rows and splits) is named as such, not as changed data.
+    config["study"]["seed"] = 7
+    other = tmp / "other.yaml"
+    other.write_text("# Trial 0 of study 'elsewhere' with every value fixed\n" + yaml.safe_dump(config))
+    looks = len(_study(home, "ens").user_attrs.get("test_looks", []))
+    assert run_cli("reproduce", "ens", "--home", home, "--config", other) == 2
+    err = capsys.readouterr().err
+    assert "field 'study.seed': the config is not one of study 'ens' (it was exported from study 'elsewhere')" in err
+    assert len(_study(home, "ens").user_attrs.get("test_looks", [])) == looks
 
 
 # -- 6. honest alarm ---------------------------------------------------------------------------------------

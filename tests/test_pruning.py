@@ -177,6 +177,26 @@ def test_pruned_trials_are_summed_up_by_where_they_were_pruned():
     assert pruned_summary(optuna.create_study()) == ""
 
 
+def test_failed_trials_are_summed_up_by_their_reasons_and_a_failed_baseline_is_named():
+    from search.review.display import failed_summary, why_ended
+
+    study = optuna.create_study()
+    fail = optuna.trial.TrialState.FAIL
+    study.add_trial(optuna.trial.create_trial(state=fail, user_attrs={
+        "baseline": True, "failure": "bad_settings", "reason": "ValueError: dropout 0 is not allowed\nmore"}))
+    for _ in range(3):
+        study.add_trial(optuna.trial.create_trial(state=fail, user_attrs={
+            "failure": "bad_settings", "reason": "ZeroDivisionError: division by zero"}))
+    study.add_trial(optuna.trial.create_trial(state=fail, user_attrs={
+        "failure": "interrupted", "reason": "stopped by SIGINT in split 0 at epoch 3; queued to run again"}))
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    assert failed_summary(study) == ("5 failed: 3 × ZeroDivisionError: division by zero; 1 × ValueError: dropout 0 "
+                                     "is not allowed; 1 stopped (queued again)")
+    assert why_ended(study)[-1] == ("the baseline (trial 0, every regularizer off) failed: ValueError: dropout 0 is "
+                                    "not allowed; the table has no unregularized trial to compare with")
+    assert failed_summary(optuna.create_study()) == "" and why_ended(optuna.create_study()) == []
+
+
 def test_the_late_median_rule_reads_the_study_once_a_second_per_trial_not_every_epoch(tmp_path, monkeypatch):
     from search.studies import pruning
 

@@ -41,3 +41,24 @@ def test_the_header_never_shows_a_database_password(write_space, home):
     assert "hunter2" not in text and "postgresql://search:" in text
     assert "budget      20 trials in all, 4 finished, at most 3 now, no new trial after 1h30m" in text
     assert "hunter2" not in display.next_steps("tiny", options)
+
+
+def test_a_run_where_no_trial_completes_says_why_and_offers_no_reproduce(write_space, home, tmp_path, capsys):
+    """Every trial diverges (the model's output is NaN): the budget is spent, but there is nothing to retrain."""
+    (tmp_path / "nanet.py").write_text(
+        "import keras\n\n\ndef build(settings, input_shape, n_outputs):\n"
+        "    inputs = keras.Input(input_shape)\n"
+        "    x = keras.layers.Dense(n_outputs, activation='softmax')(inputs)\n"
+        "    return keras.Model(inputs, keras.layers.Lambda(lambda t: t * float('nan'))(x))\n")
+    path = write_space({"study": {"name": "lost", "n_trials": 1, "baseline": False},
+                        "model": {"family": "python:nanet:build", "layers": None, "units": None,
+                                  "dropout": {"float": [0.0, 0.5]}, "regularizers": ["dropout"]},
+                        "train": {"epochs": 1}})
+    assert run_cli("run", path, "--home", home) == 0
+    out = capsys.readouterr().out
+    assert "1 pruned: 1 diverged (non-finite loss)" in out
+    assert "no trial completed, so there is nothing to reproduce" in out
+    assert "search reproduce" not in out and "next steps" not in out
+    capsys.readouterr()
+    assert run_cli("reproduce", "lost", "--home", home) == 2
+    assert "study 'lost' has no completed trial" in capsys.readouterr().err

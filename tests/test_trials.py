@@ -154,6 +154,12 @@ def test_continuing_a_study_with_changed_settings_says_so(write_space, home, cap
     err = capsys.readouterr().err
     assert "warning: study 'moved' continues with model/train settings changed" in err
     assert "model.units: 8 -> 16; train.batch_size: 32 -> 8" in err
+    assert "already holds runs of a study named" not in err
+    # The Optuna store lost (deleted) while MLflow's remains: the two records would disagree, so it is said.
+    (home / "optuna.db").unlink()
+    assert run_cli("run", write_space(fast), "--home", home, "--quiet") == 0
+    assert "the MLflow store already holds runs of a study named 'moved' that this Optuna store does not know" in \
+        capsys.readouterr().err
 
 
 def test_an_exported_config_runs_from_any_folder(tmp_path, home, capsys, monkeypatch):

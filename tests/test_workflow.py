@@ -65,7 +65,7 @@ def test_phases_follow_each_other_and_a_study_stopped_mid_phase_resumes_in_it(wr
     assert "the universal workflow, study 'ph'" in second and "smallest capacity that overfits: none found" in second
     # The final test, once reproduced, is part of the answer.
     assert run_cli("reproduce", "ph", "--home", home, "--threads", "1") == 0
-    loss = float(capsys.readouterr().out.split("test set (one look): loss ")[1].split()[0].rstrip(","))
+    loss = float(capsys.readouterr().out.split("test set (one look): loss ")[1].split()[0].rstrip(","))  # the first
     assert _study(home, "ph").user_attrs["test_looks"][-1]["test_loss"] == pytest.approx(loss, rel=1e-3)
     report = tmp_path / "r.html"
     assert run_cli("report", "ph", "--home", home, "--out", report) == 0

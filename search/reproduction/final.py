@@ -337,9 +337,9 @@ def looks_text(looks: list[dict[str, Any]]) -> list[str]:
     last = looks[-1]
     same = sum(1 for look in looks if look["config"] and look["config"] == last["config"])
     configs = len({look["config"] or f"t{look['trial']}" for look in looks})
-    out = [f"  note: this is look {len(looks)} at this study's test rows ({configs} different config(s) judged "
-           f"there); only the first look is an unbiased test, and choosing among looks by test score makes "
-           f"the test set a second validation set"]
+    judged = "the same config each time" if configs == 1 else f"{configs} different configs judged there"
+    out = [f"  note: this is look {len(looks)} at this study's test rows ({judged}); only the first look is an "
+           f"unbiased test, and choosing among looks by test score makes the test set a second validation set"]
     if same > 1:
         out.append(f"  note: this config (hash {last['config']}) has now been judged on the test rows {same} times")
     return out
@@ -390,8 +390,9 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
 
 def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:
     m = report.metric_name
+    look = "one look" if len(looks) <= 1 else f"look {len(looks)}"
     lines = [f"  final model: all development rows, {report.epochs} epoch(s) ({report.epoch_rule})",
-             f"  test set (one look): loss {report.test_loss:.4g}, {m} {report.test_metric:.4g}",
+             f"  test set ({look}): loss {report.test_loss:.4g}, {m} {report.test_metric:.4g}",
              f"  ensemble of the split models (averaged predictions): loss {report.ensemble_loss:.4g}, "
              f"{m} {report.ensemble_metric:.4g}",
              "  " + report.alarm.summary()]

@@ -60,6 +60,17 @@ def locate(study: Any, tracking_uri: str, trial: int | None = None, run_id: str 
         if space.distributions():
             raise SpaceError("a config to reproduce must fix every value; `search best --export FILE` writes "
                              "one", source=str(config), field=next(iter(space.distributions())))
+        seed = study.user_attrs.get("seed")
+        if isinstance(seed, int) and space.study.seed != seed:
+            import re
+
+            head = re.match(r"# Trial \d+ of study '([^']+)'", Path(config).read_text(errors="replace"))
+            made = f" (it was exported from study '{head.group(1)}')" if head else ""
+            raise SpaceError(f"the config is not one of study '{study.study_name}'{made}: its study seed is "
+                             f"{space.study.seed}, the study's {seed}, and the seed chooses the held-out test rows and "
+                             f"the splits", source=str(config), field="study.seed",
+                             expected=f"a config exported from '{study.study_name}' (`search best "
+                             f"{study.study_name} --export FILE`), or reproduce the study it came from")
         if space.study.seed_trial is None:
             raise SpaceError("the config does not say which trial it repeats", source=str(config),
                              field="study.seed_trial", expected=f"the number of a completed trial of "
@@ -203,9 +214,14 @@ def _completed(study: Any, number: Any, field_name: str) -> Any:
     found = trials.get(number)
     if found is None or found.state.name != "COMPLETE" or not found.user_attrs.get("splits"):
         done = [n for n, t in trials.items() if t.state.name == "COMPLETE"]
-        state = "does not exist" if found is None else f"is {found.state.name.lower()}"
+        state = "does not exist" if found is None else {"FAIL": "failed", "RUNNING": "still running",
+                                                          "WAITING": "waiting to run"}.get(
+            found.state.name, f"{found.state.name.lower()}")
+        if not done:
+            raise StudyError(f"study '{study.study_name}' has no completed trial (trial {number} {state}); "
+                             f"`search status {study.study_name}` shows why its trials ended", field=field_name)
         raise StudyError(f"trial {number} of study '{study.study_name}' {state}", field=field_name,
-                         expected="a completed trial: " + (", ".join(map(str, done)) or "(none yet)"))
+                         expected="a completed trial: " + ", ".join(map(str, done)))
     return found
 
 

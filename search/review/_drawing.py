@@ -133,10 +133,10 @@ def _serve(niceness: int = NICENESS) -> None:
             os.nice(niceness)
         except (AttributeError, OSError):  # no niceness here (Windows): drawn at the usual priority
             pass
-    try:  # a review's in-memory study is not news
+    try:  # a review's in-memory study is not news, nor a figure with no complete trial to draw
         import optuna
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
     except ImportError:
         pass
     answers = os.fdopen(os.dup(1), "wb")

@@ -60,8 +60,13 @@ class Progress(TrialListener):
 
     def on_split_end(self, trial: Any, result: SplitResult) -> None:
         if not self.live and not self.quiet:
-            self._print(f"  trial #{trial.number} split {result.split + 1}/{self.n_splits}: best val_loss "
-                        f"{result.best_val_loss:.4g} at epoch {result.best_epoch}/{result.epochs_run}")
+            where = f"split {result.split + 1}/{self.n_splits}"
+            if result.diverged or not math.isfinite(result.best_val_loss):
+                self._print(f"  trial #{trial.number} {where}: no finite validation loss (diverged at epoch "
+                            f"{result.epochs_run})")
+                return
+            self._print(f"  trial #{trial.number} {where}: best val_loss {result.best_val_loss:.4g} at epoch "
+                        f"{result.best_epoch}/{result.epochs_run}")
 
     def on_trial_end(self, trial: Any, outcome: TrialOutcome) -> None:
         mark = ""
@@ -238,6 +243,57 @@ def pruned_summary(study: Any) -> str:
     if other:
         parts.append(f"{other} for other reasons")
     return f"{len(pruned)} pruned: " + ", ".join(parts)
+
+
+def why_ended(study: Any) -> list[str]:
+    """The lines that say why trials did not complete: pruned, failed (with their reasons), the baseline."""
+    lines = [line for line in (pruned_summary(study), failed_summary(study)) if line]
+    trials = study.get_trials(deepcopy=False)
+    baselines = [t for t in trials if t.user_attrs.get("baseline")]
+    if baselines and not any(t.state.name == "COMPLETE" for t in baselines) and \
+            all(t.state.name in ("FAIL", "PRUNED") for t in baselines):
+        t = baselines[-1]
+        ended = "failed" if t.state.name == "FAIL" else "was pruned"
+        reason = _first_line(t.user_attrs.get("reason", "no reason recorded"))
+        lines.append(f"the baseline (trial {t.number}, every regularizer off) {ended}: {reason}; the table has no "
+                     f"unregularized trial to compare with")
+    return lines
+
+
+# Failures that are not the settings' own, in words: the trial is closed or queued again, not wrong.
+_NOT_THE_SETTINGS = {"over_budget": "over the budget (closed before training)", "disk_full": "disk full (queued again)",
+                     "interrupted": "stopped (queued again)", "lost_process": "lost their process (queued again)",
+                     "silent": "went silent (heartbeat; queued again)"}
+
+
+def failed_summary(study: Any) -> str:
+    """Why trials failed: ``5 failed: 4 × ValueError: ..., 1 stopped (queued again)``; empty when none did."""
+    from collections import Counter
+
+    from search.errors import FailureKind
+
+    failed = [t for t in study.get_trials(deepcopy=False) if t.state.name == "FAIL"]
+    if not failed:
+        return ""
+    reasons: Counter[str] = Counter()
+    others: Counter[str] = Counter()
+    for t in failed:
+        kind = FailureKind.of(t)
+        if kind is FailureKind.BAD_SETTINGS:
+            reasons[_first_line(t.user_attrs.get("reason", "no reason recorded"))] += 1
+        else:
+            others[_NOT_THE_SETTINGS.get(kind.value, kind.value)] += 1
+    parts = [f"{n} × {reason}" for reason, n in reasons.most_common(3)]
+    rest = sum(reasons.values()) - sum(n for _, n in reasons.most_common(3))
+    if rest:
+        parts.append(f"{rest} for {len(reasons) - 3} other reason(s)")
+    parts += [f"{n} {words}" for words, n in others.items()]
+    return f"{len(failed)} failed: " + "; ".join(parts)
+
+
+def _first_line(text: str, limit: int = 160) -> str:
+    line = str(text).strip().splitlines()[0] if str(text).strip() else "no reason recorded"
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def _duration(seconds: float) -> str:

@@ -47,12 +47,14 @@ def write(study: Any, out: Path, top: int = 10, extra: str = "") -> Path:
     """Build the study's review from its storage and write the HTML file; returns its path.
 
     ``extra``: more HTML sections, made by outer rooms (the phased workflow's answer)."""
-    from search.review.display import pruned_summary
+    from search.review.display import failed_summary, pruned_summary
 
     attrs = study.user_attrs
     description = list(attrs.get(review.DESCRIPTION_ATTR, ()))
-    if pruned := pruned_summary(study):  # pruned trials are not in the top-trials table: say why here
-        description.append(["Pruned", pruned])
+    # Pruned and failed trials are not in the top-trials table: say why here.
+    for label, line in (("Pruned", pruned_summary(study)), ("Failed", failed_summary(study))):
+        if line:
+            description.append([label, line])
     result = review.build(study.get_trials(deepcopy=False), study.study_name,
                           description, seed=int(attrs.get("seed", 0)),
                           reference=attrs.get(review.REFERENCE_ATTR), top=top,

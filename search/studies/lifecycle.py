@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -285,7 +286,10 @@ def pick_trial(study: Any, rule: str | int = "auto") -> Any:
     complete = sorted((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values),
                       key=lambda t: (t.values[0], t.number))
     if not complete:
-        raise StudyError(f"study '{study.study_name}' has no complete trial yet", field="trial")
+        ended = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(ended.items())) or "no trials yet"
+        raise StudyError(f"study '{study.study_name}' has no completed trial ({counts}); `search status "
+                         f"{study.study_name}` shows why its trials ended")
     if isinstance(rule, int) or (isinstance(rule, str) and rule.isdigit()):
         chosen = next((t for t in complete if t.number == int(rule)), None)
         if chosen is None:

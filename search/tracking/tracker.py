@@ -97,6 +97,7 @@ class MlflowTracker(ReviewLogging, TrialListener):
         if parent and self._exists(parent):
             self.client.update_run(parent, status="RUNNING")
         else:
+            self._warn_of_earlier_runs(study)
             run = self.client.create_run(self.experiment_id, run_name=study.study_name,
                                          tags={"search.kind": "study", "optuna.study_name": study.study_name})
             parent = run.info.run_id
@@ -107,6 +108,18 @@ class MlflowTracker(ReviewLogging, TrialListener):
         self._describe(study)
         self.close_orphans(study)
         return parent
+
+    def _warn_of_earlier_runs(self, study: Any) -> None:
+        """A study this Optuna store has no parent run for, in an experiment that holds one: the store was
+        deleted or replaced (or another one is used), so the two records of the study now disagree."""
+        import sys
+
+        earlier = self.client.search_runs([self.experiment_id], "tags.`search.kind` = 'study'", max_results=1)
+        if earlier:
+            print(f"warning: the MLflow store already holds runs of a study named '{study.study_name}' that this "
+                  f"Optuna store does not know (its database was deleted or replaced, or another one is used): the "
+                  f"new runs are added beside them, and test-set looks recorded there are not counted. Use "
+                  f"--study-name for a separate study", file=sys.stderr)
 
     def close_orphans(self, study: Any) -> list[int]:
         """End the runs of trials that Optuna no longer counts as running (their process died)."""
