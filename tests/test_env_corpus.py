@@ -174,7 +174,7 @@ CASES = [
     # -- homes that cannot be written ------------------------------------------------------------------
     Case("run with a home that is a file",
          lambda s, t: ["run", s.space, "--home", _file(t / "afile")], 2,
-         ("cannot write to the store folder", "--home", "read a read-only copy")),
+         ("afile is a file, not a folder", "--home", "Choose another --home")),
     Case("run with a home inside a file",
          lambda s, t: ["run", s.space, "--home", _file(t / "afile") / "sub"], 2,
          ("cannot write to the store folder",)),

@@ -137,9 +137,10 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
             if pd.api.types.is_bool_dtype(features[column]):
                 continue
             sample = features[column].dropna().iloc[0] if features[column].notna().any() else None
-            raise DataError(f"column '{column}' of {path} is not numeric; encode it as numbers first (a "
-                            f"category as one 0/1 column per value: pandas.get_dummies(frame, columns=['{column}']))",
-                            source=where, field="data.source", expected="numbers", found=sample)
+            hint = _text_column_hint(features[column], column)
+            raise DataError(f"column '{column}' of {path} is not numeric; {hint}", source=where, field="data.source",
+                            expected="numbers", found=sample)
+    notes += _row_counters(features, path)
     target_text = _as_written(path, encoding, section.target, frame[section.target])
     if target_text is not None:
         words = ", ".join(map(repr, sorted(set(target_text[frame[section.target].isna()]))))
@@ -185,6 +186,45 @@ def text_encoding(path: Path) -> str:
         except UnicodeDecodeError:
             continue
     return "latin-1"
+
+
+def _row_counters(features: Any, path: Path) -> list[str]:
+    """Feature columns that count the rows (1, 2, 3, ... in file order): most likely an identifier."""
+    out = []
+    for column in features.columns:
+        values = features[column].to_numpy()
+        if len(values) >= 10 and values.dtype.kind in "iu" and bool(np.all(np.diff(values) == 1)):
+            out.append(f"column '{column}' of {path} counts the rows ({values[0]}, {values[1]}, {values[2]}, ...) and "
+                       f"is used as a feature; if it only names the rows, drop it (it carries no signal, or a leak "
+                       f"where the rows are sorted by the target or by time)")
+    return out
+
+
+def _text_column_hint(values: Any, column: Any) -> str:
+    """What to do with a text feature column, by what its cells look like."""
+    import re
+
+    from search.data._checks import _date_format
+
+    text = values.dropna().astype(str).str.strip()
+    if text.empty:
+        return "encode it as numbers first"
+    numeric = text.str.replace(r"[,\s$€£%]", "", regex=True)
+    if (numeric.str.fullmatch(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?") | (numeric == "")).mean() > 0.9:
+        stray = next((v for v, n in zip(text, numeric) if not re.fullmatch(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", n)),
+                     None)
+        how = "thousands separators, currency or percent signs" if stray is None else f"cells such as {stray!r}"
+        return (f"its numbers are written with {how}: remove them (or make them empty cells and set data.missing) "
+                f"so the column reads as numbers")
+    if _date_format(text.iloc[0]) is not None:
+        return ("it holds dates: turn them into numbers first (days since a start, day of week, month), or name "
+                "the column in data.order if it orders the rows in time")
+    distinct = text.nunique()
+    if distinct > max(20, len(text) // 2):
+        return (f"it holds {distinct} different texts in {len(text)} rows (names, identifiers or free text), which "
+                f"a network cannot use as they are: drop the column, or encode it as numbers first")
+    return (f"encode it as numbers first: a category ({distinct} values) as one 0/1 column per value, "
+            f"pandas.get_dummies(frame, columns=['{column}'])")
 
 
 def _is_number(name: Any) -> bool:
