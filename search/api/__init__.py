@@ -14,21 +14,17 @@ and raises a :class:`search.UserError` subclass for a user's mistake, before any
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import functools
-import hashlib
-import io
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, TextIO, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 import numpy as np
 
-from search.errors import DataError, SpaceError, StudyError, UserError
+from search.api._arrays import _save_arrays
+from search.api._errors import _arguments, _hides_credentials, as_command as as_command
+from search.errors import SpaceError, StudyError, UserError
 from search.space import Space
 
 if TYPE_CHECKING:
@@ -84,97 +80,6 @@ class RunResult:
     study: "optuna.Study"
     best: TrialResult | None
     ablation: list["AblationRow"] = field(default_factory=list)
-
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _hides_credentials(fn: _F) -> _F:
-    """The URLs' passwords are hidden in whatever the call prints or logs later, also where they appear alone,
-    and in the message of an exception it raises (a notebook shows it whole, with its chain)."""
-    @functools.wraps(fn)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        from search import _redact
-
-        _redact.remember(kwargs.get("storage"), kwargs.get("tracking_uri"), os.environ.get("SEARCH_STORAGE"),
-                         os.environ.get("MLFLOW_TRACKING_URI"))
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            _redact_exception(exc)
-            if isinstance(exc, UserError) and not _AS_COMMAND.get():
-                _in_python_terms(exc)
-            raise
-
-    return cast(_F, call)
-
-
-_AS_COMMAND: contextvars.ContextVar[bool] = contextvars.ContextVar("search_as_command", default=False)
-
-
-@contextlib.contextmanager
-def as_command() -> Iterator[None]:
-    """Calls made by the command line: their errors keep naming its options (``--home``)."""
-    token = _AS_COMMAND.set(True)
-    try:
-        yield
-    finally:
-        _AS_COMMAND.reset(token)
-
-
-# The command's options that name a keyword argument of these functions: an error raised by the code both
-# share says ``home=`` to a notebook, not ``--home``. Commands quoted in backticks are left as they are.
-_FLAG = re.compile(r"--(home|storage|tracking-uri|study-name|trial|config|epochs|ensemble|verify|threads|"
-                   r"allow-data-change|register|n-trials|timeout)\b")
-
-
-def _in_python_terms(exc: UserError) -> None:
-    def keywords(text: str) -> str:
-        parts = text.split("`")
-        parts[::2] = [_FLAG.sub(lambda m: m.group(1).replace("-", "_") + "=", part) for part in parts[::2]]
-        return "`".join(parts)
-
-    field = exc.field
-    named = _FLAG.fullmatch(field or "")
-    argument = "study_name" if field == "STUDY" else named.group(1).replace("-", "_") if named else None
-
-    def rewrite(text: str) -> str:
-        if argument is not None:
-            text = text.replace(f"field '{field}':", f"argument '{argument}':", 1)
-        return keywords(text)
-
-    exc.args = tuple(rewrite(a) if isinstance(a, str) else a for a in exc.args)
-    if argument is not None:
-        exc.field = argument
-
-
-def _redact_exception(exc: BaseException) -> None:
-    """Rewrite in place the messages of ``exc`` and of the exceptions chained to it that show a secret
-    (SQLAlchemy's and MLflow's errors repeat the URL they were given); a message its own ``args`` do not
-    make is replaced whole, and a chain that cannot be cleaned is cut."""
-    from search import _redact
-
-    seen: set[int] = set()
-    link: BaseException | None = exc
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
-        text = str(link)
-        if _redact.redact(text) != text:
-            link.args = tuple(_redact.redact(a) if isinstance(a, str) else a for a in link.args)
-            if _redact.redact(str(link)) != str(link):  # its __str__ reads other fields (SQLAlchemy's do)
-                _show_instead(link, _redact.redact(text))
-        link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
-
-
-def _show_instead(exc: BaseException, text: str) -> None:
-    """Make ``exc`` print as ``text``: its class swapped for a subclass of the same name with that ``__str__``
-    (``except`` clauses for the original class still catch it)."""
-    cls = type(exc)
-    try:
-        exc.__class__ = type(cls.__name__, (cls,), {"__str__": lambda self: text, "__module__": cls.__module__,
-                                                   "__qualname__": cls.__qualname__})
-    except TypeError:  # a class whose layout forbids it: keep its name, drop the message
-        exc.args = (text,)
 
 
 @_hides_credentials
@@ -446,85 +351,11 @@ def report(study_name: str, out: PathLike | None = None, *, home: PathLike = "ml
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
-def _arguments(**given: tuple[Any, int]) -> None:
-    """Whole-number arguments (None: not given) at least their lowest value, checked before anything runs:
-    the command's parser refuses the same values (``--epochs 0``), and a reproduce spends a test-set look."""
-    for name, (value, lowest) in given.items():
-        if value is None:
-            continue
-        if isinstance(value, str) and value.strip().isdigit():  # a trial number as a notebook's widget gives it
-            value = int(value)
-        whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-        if not whole or value < lowest:
-            raise UserError(f"{name} is a whole number, at least {lowest}", field=name, found=value)
-
-
 def _stores(home: Path, storage: str | None, tracking_uri: str | None) -> tuple[str, str]:
     from search.studies import lifecycle as studies
     from search.tracking import default_tracking_uri
 
     return storage or studies.default_storage(home), tracking_uri or default_tracking_uri(home)
-
-
-def _plain(values: Any, name: str) -> np.ndarray:
-    """A NumPy array from what a notebook holds: pandas frames and series (bool, nullable ``Int64``/``Float64``
-    and ``category`` columns included; ``pd.NA`` becomes NaN), lists, or arrays; text stays text."""
-    pd = sys.modules.get("pandas")  # a pandas object exists only where pandas was imported
-    if pd is not None and isinstance(values, (pd.DataFrame, pd.Series)):
-        frame = values.to_frame() if isinstance(values, pd.Series) else values
-        columns, text = [], []
-        for column in frame.columns:
-            data = frame[column]
-            if isinstance(data.dtype, pd.CategoricalDtype):
-                data = data.astype(data.cat.categories.dtype)
-            if pd.api.types.is_bool_dtype(data) or pd.api.types.is_numeric_dtype(data):
-                columns.append(data.to_numpy(dtype=np.float64, na_value=np.nan))
-            else:
-                columns.append(data.astype(object).to_numpy())
-                text.append(str(column))
-        if isinstance(values, pd.Series):
-            single = columns[0]
-            return single.astype(str) if text and all(isinstance(v, str) for v in single) else single
-        if text:
-            raise SpaceError(f"{name}'s column(s) {', '.join(map(repr, text[:5]))} are not numeric; encode them as "
-                             f"numbers first (a category as one 0/1 column per value: pandas.get_dummies)",
-                             field=name, expected="numeric, boolean or categorical-number columns")
-        return np.column_stack(columns) if columns else np.zeros((len(frame), 0))
-    array = np.asarray(values)
-    if array.dtype == object and array.size and all(isinstance(v, str) for v in array.ravel()):
-        return array.astype(str)
-    return array
-
-
-def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tuple[str, str],
-                 made: list[Path], fills: bool = False) -> Path:
-    """In-memory rows as an npz under ``<home>/data``, named by their content: the same arrays, the same file."""
-    x, y = _plain(x, names[0]), _plain(y, names[1])
-    if x.dtype == object or y.dtype == object:
-        raise SpaceError("in-memory data must be numeric or string arrays, not Python objects",
-                         field=", ".join(names), found=f"{names[0]} {x.dtype}, {names[1]} {y.dtype}")
-    for array, label in ((x, names[0]), (y, names[1])):  # named as the caller passed them, not as a file
-        # Features may miss values where data.missing fills them: the data checks count them then.
-        if array.dtype.kind not in "fc":
-            continue
-        bad_cells = np.isinf(array) if label == names[0] and fills else ~np.isfinite(array)
-        if bad_cells.any():
-            bad = np.argwhere(bad_cells)
-            hint = "; or set data.missing: median (or mean)" if label == names[0] and np.isnan(array).any() else ""
-            raise DataError(f"{label} has {len(bad)} missing (NaN) or infinite value(s), the first at index "
-                            f"{tuple(int(i) for i in bad[0])}; fill or drop those rows first{hint}", field=label,
-                            expected="finite numbers", found=array[tuple(bad[0])])
-    buffer = io.BytesIO()
-    np.savez(buffer, X=x, y=y)
-    digest = hashlib.sha256(buffer.getvalue()).hexdigest()[:12]
-    path = (home / "data" / f"{name}-{digest}.npz").resolve()
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(buffer.getvalue())
-        tmp.replace(path)
-        made.append(path)
-    return path
 
 
 def _trial_result(study: Any, trial: Any, config: Space, home: Path) -> TrialResult:

@@ -1,0 +1,73 @@
+"""In-memory rows handed to the API (NumPy arrays, lists, pandas frames), checked and saved under the home
+folder, so that the study can be continued and reproduced later, also from the command."""
+from __future__ import annotations
+
+import hashlib
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search.errors import DataError, SpaceError
+
+def _plain(values: Any, name: str) -> np.ndarray:
+    """A NumPy array from what a notebook holds: pandas frames and series (bool, nullable ``Int64``/``Float64``
+    and ``category`` columns included; ``pd.NA`` becomes NaN), lists, or arrays; text stays text."""
+    pd = sys.modules.get("pandas")  # a pandas object exists only where pandas was imported
+    if pd is not None and isinstance(values, (pd.DataFrame, pd.Series)):
+        frame = values.to_frame() if isinstance(values, pd.Series) else values
+        columns, text = [], []
+        for column in frame.columns:
+            data = frame[column]
+            if isinstance(data.dtype, pd.CategoricalDtype):
+                data = data.astype(data.cat.categories.dtype)
+            if pd.api.types.is_bool_dtype(data) or pd.api.types.is_numeric_dtype(data):
+                columns.append(data.to_numpy(dtype=np.float64, na_value=np.nan))
+            else:
+                columns.append(data.astype(object).to_numpy())
+                text.append(str(column))
+        if isinstance(values, pd.Series):
+            single = columns[0]
+            return single.astype(str) if text and all(isinstance(v, str) for v in single) else single
+        if text:
+            raise SpaceError(f"{name}'s column(s) {', '.join(map(repr, text[:5]))} are not numeric; encode them as "
+                             f"numbers first (a category as one 0/1 column per value: pandas.get_dummies)",
+                             field=name, expected="numeric, boolean or categorical-number columns")
+        return np.column_stack(columns) if columns else np.zeros((len(frame), 0))
+    array = np.asarray(values)
+    if array.dtype == object and array.size and all(isinstance(v, str) for v in array.ravel()):
+        return array.astype(str)
+    return array
+
+
+def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tuple[str, str],
+                 made: list[Path], fills: bool = False) -> Path:
+    """In-memory rows as an npz under ``<home>/data``, named by their content: the same arrays, the same file."""
+    x, y = _plain(x, names[0]), _plain(y, names[1])
+    if x.dtype == object or y.dtype == object:
+        raise SpaceError("in-memory data must be numeric or string arrays, not Python objects",
+                         field=", ".join(names), found=f"{names[0]} {x.dtype}, {names[1]} {y.dtype}")
+    for array, label in ((x, names[0]), (y, names[1])):  # named as the caller passed them, not as a file
+        # Features may miss values where data.missing fills them: the data checks count them then.
+        if array.dtype.kind not in "fc":
+            continue
+        bad_cells = np.isinf(array) if label == names[0] and fills else ~np.isfinite(array)
+        if bad_cells.any():
+            bad = np.argwhere(bad_cells)
+            hint = "; or set data.missing: median (or mean)" if label == names[0] and np.isnan(array).any() else ""
+            raise DataError(f"{label} has {len(bad)} missing (NaN) or infinite value(s), the first at index "
+                            f"{tuple(int(i) for i in bad[0])}; fill or drop those rows first{hint}", field=label,
+                            expected="finite numbers", found=array[tuple(bad[0])])
+    buffer = io.BytesIO()
+    np.savez(buffer, X=x, y=y)
+    digest = hashlib.sha256(buffer.getvalue()).hexdigest()[:12]
+    path = (home / "data" / f"{name}-{digest}.npz").resolve()
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(buffer.getvalue())
+        tmp.replace(path)
+        made.append(path)
+    return path

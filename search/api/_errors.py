@@ -1,0 +1,117 @@
+"""How the Python API's calls fail: as the package's own errors, with no password in them, in the words of
+the call (``home=``), not of the command that shares its code (``--home``)."""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import os
+import re
+from typing import Any, Callable, Iterator, TypeVar, cast
+
+import numpy as np
+
+from search.errors import UserError
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _hides_credentials(fn: _F) -> _F:
+    """The URLs' passwords are hidden in whatever the call prints or logs later, also where they appear alone,
+    and in the message of an exception it raises (a notebook shows it whole, with its chain)."""
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        from search import _redact
+
+        _redact.remember(kwargs.get("storage"), kwargs.get("tracking_uri"), os.environ.get("SEARCH_STORAGE"),
+                         os.environ.get("MLFLOW_TRACKING_URI"))
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            _redact_exception(exc)
+            if isinstance(exc, UserError) and not _AS_COMMAND.get():
+                _in_python_terms(exc)
+            raise
+
+    return cast(_F, call)
+
+
+_AS_COMMAND: contextvars.ContextVar[bool] = contextvars.ContextVar("search_as_command", default=False)
+
+
+@contextlib.contextmanager
+def as_command() -> Iterator[None]:
+    """Calls made by the command line: their errors keep naming its options (``--home``)."""
+    token = _AS_COMMAND.set(True)
+    try:
+        yield
+    finally:
+        _AS_COMMAND.reset(token)
+
+
+# The command's options that name a keyword argument of these functions: an error raised by the code both
+# share says ``home=`` to a notebook, not ``--home``. Commands quoted in backticks are left as they are.
+_FLAG = re.compile(r"--(home|storage|tracking-uri|study-name|trial|config|epochs|ensemble|verify|threads|"
+                   r"allow-data-change|register|n-trials|timeout)\b")
+
+
+def _in_python_terms(exc: UserError) -> None:
+    def keywords(text: str) -> str:
+        parts = text.split("`")
+        parts[::2] = [_FLAG.sub(lambda m: m.group(1).replace("-", "_") + "=", part) for part in parts[::2]]
+        return "`".join(parts)
+
+    field = exc.field
+    named = _FLAG.fullmatch(field or "")
+    argument = "study_name" if field == "STUDY" else named.group(1).replace("-", "_") if named else None
+
+    def rewrite(text: str) -> str:
+        if argument is not None:
+            text = text.replace(f"field '{field}':", f"argument '{argument}':", 1)
+        return keywords(text)
+
+    exc.args = tuple(rewrite(a) if isinstance(a, str) else a for a in exc.args)
+    if argument is not None:
+        exc.field = argument
+
+
+def _redact_exception(exc: BaseException) -> None:
+    """Rewrite in place the messages of ``exc`` and of the exceptions chained to it that show a secret
+    (SQLAlchemy's and MLflow's errors repeat the URL they were given); a message its own ``args`` do not
+    make is replaced whole, and a chain that cannot be cleaned is cut."""
+    from search import _redact
+
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        text = str(link)
+        if _redact.redact(text) != text:
+            link.args = tuple(_redact.redact(a) if isinstance(a, str) else a for a in link.args)
+            if _redact.redact(str(link)) != str(link):  # its __str__ reads other fields (SQLAlchemy's do)
+                _show_instead(link, _redact.redact(text))
+        link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
+
+
+def _show_instead(exc: BaseException, text: str) -> None:
+    """Make ``exc`` print as ``text``: its class swapped for a subclass of the same name with that ``__str__``
+    (``except`` clauses for the original class still catch it)."""
+    cls = type(exc)
+    try:
+        exc.__class__ = type(cls.__name__, (cls,), {"__str__": lambda self: text, "__module__": cls.__module__,
+                                                   "__qualname__": cls.__qualname__})
+    except TypeError:  # a class whose layout forbids it: keep its name, drop the message
+        exc.args = (text,)
+
+
+def _arguments(**given: tuple[Any, int]) -> None:
+    """Whole-number arguments (None: not given) at least their lowest value, checked before anything runs:
+    the command's parser refuses the same values (``--epochs 0``), and a reproduce spends a test-set look."""
+    for name, (value, lowest) in given.items():
+        if value is None:
+            continue
+        if isinstance(value, str) and value.strip().isdigit():  # a trial number as a notebook's widget gives it
+            value = int(value)
+        whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+        if not whole or value < lowest:
+            raise UserError(f"{name} is a whole number, at least {lowest}", field=name, found=value)
