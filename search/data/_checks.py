@@ -106,11 +106,22 @@ def _one_per_row(values: np.ndarray, key: str, path: Path, where: str, field: st
     if values.ndim == 2 and values.shape[1] == 1:
         notes.append(f"array '{key}' of {path} has shape {values.shape}; read as one value per row")
         return values.ravel()
+    if field == "data.target" and _one_hot(values):
+        notes.append(f"array '{key}' of {path} is one-hot ({values.shape[1]} columns, one 1 per row): read as the "
+                     f"class of each row, 0 to {values.shape[1] - 1}")
+        return np.argmax(values, axis=1)
     if values.ndim != 1:
-        hint = " (one-hot or several targets? give one label or one number per row)" if values.ndim == 2 else ""
+        hint = " (several targets? give one label or one number per row)" if values.ndim == 2 else ""
         raise DataError(f"array '{key}' of {path} must hold one value per row{hint}", source=where, field=field,
                         expected="shape (rows,) or (rows, 1)", found=f"shape {values.shape}")
     return values
+
+
+def _one_hot(values: np.ndarray) -> bool:
+    """Keras' categorical labels: (rows, classes) of 0 and 1 with exactly one 1 in every row."""
+    if values.ndim != 2 or values.shape[1] < 2 or values.dtype.kind not in "biuf" or not len(values):
+        return False
+    return bool(np.isin(values, (0, 1)).all() and (values.sum(axis=1) == 1).all())
 
 
 # -- values -------------------------------------------------------------------------------------------

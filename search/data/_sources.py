@@ -97,6 +97,7 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot parse CSV file {path} ({str(exc).strip()})", source=where,
                         field="data.source") from None
+    frame = _other_separator(frame, path, encoding, notes)
     # `a, b, label`: the names are a, b and label (pandas would keep the spaces: ' b', ' label').
     frame.columns = [c.strip() if isinstance(c, str) else c for c in frame.columns]
     frame = _without_unnamed(frame, path, notes)
@@ -186,6 +187,37 @@ def text_encoding(path: Path) -> str:
         except UnicodeDecodeError:
             continue
     return "latin-1"
+
+
+_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "bars"}
+
+
+def _other_separator(frame: Any, path: Path, encoding: str, notes: list[str]) -> Any:
+    """A CSV separated by semicolons (Excel where the comma is the decimal mark), tabs or bars: read with it.
+
+    Only a header that pandas read as one column holding the separator is taken that way, so a comma CSV
+    is never re-read; a semicolon file with a column of numbers written ``1,5`` gets the decimal comma.
+    """
+    import pandas as pd
+
+    if len(frame.columns) != 1:
+        return frame
+    header = str(frame.columns[0])
+    sep = next((c for c in _SEPARATORS if c in header), None)
+    if sep is None:
+        return frame
+    try:
+        again = pd.read_csv(path, encoding=encoding, sep=sep)
+        words = ""
+        texts = [c for c in again.columns if not pd.api.types.is_numeric_dtype(again[c])]
+        if sep == ";" and texts and any(again[c].dropna().astype(str).str.fullmatch(r"[-+]?\d*,\d+").all()
+                                        for c in texts if again[c].notna().any()):
+            again = pd.read_csv(path, encoding=encoding, sep=sep, decimal=",")
+            words = ", with decimal commas (1,5 is one and a half)"
+    except (pd.errors.ParserError, ValueError):
+        return frame  # the one-column frame: its error names the separator
+    notes.append(f"{path} is separated by {_SEPARATORS[sep]}, not commas{words}: read that way")
+    return again
 
 
 def _row_counters(features: Any, path: Path) -> list[str]:
