@@ -73,6 +73,9 @@ def npz_arrays(X: np.ndarray, y: np.ndarray, extra: dict[str, tuple[str, np.ndar
                         f"it to (n, 1) for a single feature (X.reshape(-1, 1)) or to (1, n) for a single row",
                         source=where, field="data.source", expected="shape (rows, features)",
                         found=f"shape {X.shape}")
+    if X.size == 0 and len(X):
+        raise DataError(f"array '{x_key}' of {path} has no feature columns", source=where, field="data.source",
+                        expected="shape (rows, features) with at least one feature", found=f"shape {X.shape}")
     if X.dtype.kind not in "biuf":
         raise DataError(f"array '{x_key}' of {path} is not numeric", source=where, field="data.source",
                         expected="integer, float or bool values", found=f"dtype {X.dtype}")
@@ -93,6 +96,10 @@ def npz_arrays(X: np.ndarray, y: np.ndarray, extra: dict[str, tuple[str, np.ndar
         if values.dtype.kind not in "biufUS":
             raise DataError(f"array '{key}' of {path} cannot mark rows", source=where, field=f"data.{role}",
                             expected="numbers or text", found=f"dtype {values.dtype}")
+        if values.dtype.kind == "f" and np.isnan(values).any():
+            raise DataError(f"array '{key}' of {path} has {int(np.isnan(values).sum())} missing (NaN) value(s), the "
+                            f"first at row {int(np.flatnonzero(np.isnan(values))[0])}; every row needs its "
+                            f"{'time' if role == 'order' else 'group'}", source=where, field=f"data.{role}")
         lengths[key] = len(values)
         out[role] = values
     if len(set(lengths.values())) > 1:

@@ -93,7 +93,7 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
         notes.append(f"{path} is not UTF-8 text: read as {encoding} (Excel's CSV on Windows); save it as UTF-8 "
                      f"if its accented letters look wrong")
     try:
-        frame = pd.read_csv(path, encoding=encoding)
+        frame = pd.read_csv(path, encoding=encoding, sep=_header_separator(path, encoding))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot parse CSV file {path} ({str(exc).strip()})", source=where,
                         field="data.source") from None
@@ -192,30 +192,37 @@ def text_encoding(path: Path) -> str:
 _SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "bars"}
 
 
-def _other_separator(frame: Any, path: Path, encoding: str, notes: list[str]) -> Any:
-    """A CSV separated by semicolons (Excel where the comma is the decimal mark), tabs or bars: read with it.
+def _header_separator(path: Path, encoding: str) -> str:
+    """The separator the header line uses most (commas unless another one outnumbers them): a semicolon file
+    whose cells hold decimal commas would otherwise break pandas' comma reading with a field-count error."""
+    try:
+        with open(path, encoding=encoding, errors="replace") as fh:
+            header = fh.readline()
+    except OSError:
+        return ","
+    counts = {sep: header.count(sep) for sep in (",", *_SEPARATORS)}
+    best = max(counts, key=lambda sep: counts[sep])
+    return best if counts[best] > counts[","] else ","
 
-    Only a header that pandas read as one column holding the separator is taken that way, so a comma CSV
-    is never re-read; a semicolon file with a column of numbers written ``1,5`` gets the decimal comma.
-    """
+
+def _other_separator(frame: Any, path: Path, encoding: str, notes: list[str]) -> Any:
+    """A CSV separated by semicolons (Excel where the comma is the decimal mark), tabs or bars: said in a
+    note, and a column of numbers written ``1,5`` (whole numbers among them) read with the decimal comma."""
     import pandas as pd
 
-    if len(frame.columns) != 1:
-        return frame
-    header = str(frame.columns[0])
-    sep = next((c for c in _SEPARATORS if c in header), None)
-    if sep is None:
+    sep = _header_separator(path, encoding)
+    if sep == ",":
         return frame
     try:
-        again = pd.read_csv(path, encoding=encoding, sep=sep)
+        again = frame
         words = ""
         texts = [c for c in again.columns if not pd.api.types.is_numeric_dtype(again[c])]
-        if sep == ";" and texts and any(again[c].dropna().astype(str).str.fullmatch(r"[-+]?\d*,\d+").all()
-                                        for c in texts if again[c].notna().any()):
+        decimal = [again[c].dropna().astype(str).str.strip() for c in texts if again[c].notna().any()]
+        if any(v.str.fullmatch(r"[-+]?\d+(?:,\d+)?").all() and v.str.contains(",").any() for v in decimal):
             again = pd.read_csv(path, encoding=encoding, sep=sep, decimal=",")
             words = ", with decimal commas (1,5 is one and a half)"
     except (pd.errors.ParserError, ValueError):
-        return frame  # the one-column frame: its error names the separator
+        return frame  # as read: its columns' errors say what is wrong
     notes.append(f"{path} is separated by {_SEPARATORS[sep]}, not commas{words}: read that way")
     return again
 
