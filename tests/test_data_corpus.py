@@ -358,6 +358,9 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
       "note: data.source csv:bad.csv is the file "]),  # found relative to a folder: which file it was
     ("labels-that-pandas-reads-as-missing", csv(_frame(30, classes=2).assign(label=["NA", "None"] * 15)), [],
      ["classes (2", "NA ", "None ", "the label(s) 'NA', 'None' kept as written"]),
+    ("labels-read-as-missing-in-a-semicolon-file",
+     csv(_frame(30, classes=2).assign(label=["NA", "EU"] * 15).to_csv(index=False, sep=";", decimal=",")), [],
+     ["classes (2", "with decimal commas", "the label(s) 'NA' kept as written"]),
     ("na-labels-under-a-spaced-header",
      csv(_frame(30, classes=2).assign(label=["NA", "EU"] * 15).to_csv(index=False).replace(",", ", ", 3)), [],
      ["classes (2", "the label(s) 'NA' kept as written"]),

@@ -93,11 +93,13 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
         notes.append(f"{path} is not UTF-8 text: read as {encoding} (Excel's CSV on Windows); save it as UTF-8 "
                      f"if its accented letters look wrong")
     try:
-        frame = pd.read_csv(path, encoding=encoding, sep=_header_separator(path, encoding))
+        sep = _header_separator(path, encoding)
+        frame = pd.read_csv(path, encoding=encoding, sep=sep)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot parse CSV file {path} ({str(exc).strip()})", source=where,
                         field="data.source") from None
-    frame = _other_separator(frame, path, encoding, notes)
+    if sep != ",":
+        frame = _with_decimal_commas(frame, path, encoding, sep, notes)
     # `a, b, label`: the names are a, b and label (pandas would keep the spaces: ' b', ' label').
     frame.columns = [c.strip() if isinstance(c, str) else c for c in frame.columns]
     frame = _without_unnamed(frame, path, notes)
@@ -205,26 +207,22 @@ def _header_separator(path: Path, encoding: str) -> str:
     return best if counts[best] > counts[","] else ","
 
 
-def _other_separator(frame: Any, path: Path, encoding: str, notes: list[str]) -> Any:
+def _with_decimal_commas(frame: Any, path: Path, encoding: str, sep: str, notes: list[str]) -> Any:
     """A CSV separated by semicolons (Excel where the comma is the decimal mark), tabs or bars: said in a
-    note, and a column of numbers written ``1,5`` (whole numbers among them) read with the decimal comma."""
+    note, and read again with the decimal comma where a column holds numbers written ``1,5``."""
     import pandas as pd
 
-    sep = _header_separator(path, encoding)
-    if sep == ",":
-        return frame
-    try:
-        again = frame
-        words = ""
-        texts = [c for c in again.columns if not pd.api.types.is_numeric_dtype(again[c])]
-        decimal = [again[c].dropna().astype(str).str.strip() for c in texts if again[c].notna().any()]
-        if any(v.str.fullmatch(r"[-+]?\d+(?:,\d+)?").all() and v.str.contains(",").any() for v in decimal):
-            again = pd.read_csv(path, encoding=encoding, sep=sep, decimal=",")
+    words = ""
+    texts = [frame[c].dropna().astype(str).str.strip() for c in frame.columns
+             if not pd.api.types.is_numeric_dtype(frame[c]) and frame[c].notna().any()]
+    if any(v.str.fullmatch(r"[-+]?\d+(?:,\d+)?").all() and v.str.contains(",").any() for v in texts):
+        try:
+            frame = pd.read_csv(path, encoding=encoding, sep=sep, decimal=",")
             words = ", with decimal commas (1,5 is one and a half)"
-    except (pd.errors.ParserError, ValueError):
-        return frame  # as read: its columns' errors say what is wrong
+        except (pd.errors.ParserError, ValueError):
+            pass  # as first read: its columns' errors say what is wrong
     notes.append(f"{path} is separated by {_SEPARATORS[sep]}, not commas{words}: read that way")
-    return again
+    return frame
 
 
 def _row_counters(features: Any, path: Path) -> list[str]:
@@ -280,7 +278,7 @@ def _raw_text(path: Path, encoding: str, column: Any) -> Any:
 
     try:
         text = pd.read_csv(path, usecols=lambda name: str(name).strip() == column, dtype=str, keep_default_na=False,
-                           encoding=encoding)
+                           encoding=encoding, sep=_header_separator(path, encoding))
         return text.iloc[:, 0] if text.shape[1] == 1 else None
     except Exception:  # a header pandas reads differently this way: no finer message, the check still stands
         return None

@@ -93,11 +93,11 @@ def study_name_for(study_name: str, picked_number: int) -> str:
     and a digest of the whole name keeps it apart from others."""
     import hashlib
 
-    name = f"{study_name}{SUFFIX}.t{picked_number:05d}"
-    if len(name) <= 100:
-        return name
+    suffix = f"{SUFFIX}.t{picked_number:05d}"
+    if len(study_name) + len(suffix) <= 100:
+        return study_name + suffix
     digest = hashlib.sha256(study_name.encode()).hexdigest()[:8]
-    return f"{study_name[:100 - len(name) + len(study_name) - 9]}-{digest}{SUFFIX}.t{picked_number:05d}"
+    return f"{study_name[:100 - len(suffix) - 9]}-{digest}{suffix}"  # 100 characters
 
 
 def table(picked: Any, ablation_study: Any) -> list[AblationRow]:

@@ -214,9 +214,8 @@ def _completed(study: Any, number: Any, field_name: str) -> Any:
     found = trials.get(number)
     if found is None or found.state.name != "COMPLETE" or not found.user_attrs.get("splits"):
         done = [n for n, t in trials.items() if t.state.name == "COMPLETE"]
-        state = "does not exist" if found is None else {"FAIL": "failed", "RUNNING": "still running",
-                                                          "WAITING": "waiting to run"}.get(
-            found.state.name, f"{found.state.name.lower()}")
+        words = {"FAIL": "failed", "RUNNING": "still running", "WAITING": "waiting to run"}
+        state = "does not exist" if found is None else words.get(found.state.name, found.state.name.lower())
         if not done:
             raise StudyError(f"study '{study.study_name}' has no completed trial (trial {number} {state}); "
                              f"`search status {study.study_name}` shows why its trials ended", field=field_name)
