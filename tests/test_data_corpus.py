@@ -39,6 +39,14 @@ def _frame(n: int = 30, classes: int = 3, seed: int = 0, target: str = "label") 
                          target: np.arange(n) % classes})
 
 
+def _dated(n: int = 30, fmt: str = "%d/%m/%Y", start: str = "2024-01-01", seed: int = 0) -> pd.DataFrame:
+    days = pd.date_range(start, periods=n, freq="D")
+    return _frame(n, classes=2, seed=seed).assign(t=days.strftime(fmt))
+
+
+TIME_SERIES = {"validation": {"scheme": "time_series", "k": 3}}
+
+
 def _windows_csv(folder: Path) -> Path:
     """Excel on Windows saves CSV as cp1252: 'Café' is one byte 0xE9 there, invalid as UTF-8."""
     frame = _frame().assign(label=["Café", "Crème", "Thé"] * 10)
@@ -65,10 +73,10 @@ def csv(text_or_frame: Any, data: dict[str, Any] | None = None, name: str = "bad
     return build
 
 
-def npz(data: dict[str, Any] | None = None, **arrays: Any) -> Build:
+def npz(data: dict[str, Any] | None = None, other: dict[str, Any] | None = None, **arrays: Any) -> Build:
     def build(folder: Path) -> Path:
         np.savez(folder / "bad.npz", **arrays)
-        return _space(folder, {"source": "npz:bad.npz", **(data or {})})
+        return _space(folder, {"source": "npz:bad.npz", **(data or {})}, other)
 
     return build
 
@@ -235,11 +243,11 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
      ["test.csv", "missing ['b']"]),
     ("test-unseen-label", csv(_frame(), test=_frame(9, seed=2).assign(label=[0] * 8 + [7])), "data.test",
      ["test label(s) 7 (1 rows)", "test.csv", "never occur"]),
-    ("test-header-only", csv(_frame(), test="a,b,c,label\n"), "data.source",
+    ("test-header-only", csv(_frame(), test="a,b,c,label\n"), "data.test",
      ["test.csv", "has a header but no data rows"]),
-    ("test-duplicated-columns", csv(_frame(), test="a,b,c,label,label\n1,2,3,0,1\n"), "data.source",
+    ("test-duplicated-columns", csv(_frame(), test="a,b,c,label,label\n1,2,3,0,1\n"), "data.test",
      ["test.csv", "'label' (2 times)"]),
-    ("test-overflow", csv(_frame(), test=_with(_frame(9, seed=2), a_0=3e38 * 10)), "data.source",
+    ("test-overflow", csv(_frame(), test=_with(_frame(9, seed=2), a_0=3e38 * 10)), "data.test",
      ["column 'a'", "test.csv", "float32"]),
     ("test-rows-all-conflicting", csv(_frame(), test=_conflicts(_frame(6, seed=2))), "data.duplicates",
      ["test.csv", "no rows left after de-duplication", "test rows: conflicting duplicates"]),
@@ -262,6 +270,22 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     ("npz-order-with-nan", npz({"order": "t"}, X=_X, y=_Y, t=np.where(np.arange(12) == 3, np.nan, np.arange(12.0))),
      "data.order", ["array 't'", "1 missing (NaN)", "first at row 3"]),
     ("npz-y-3d", npz(X=_X, y=np.zeros((12, 1, 1))), "data.target", ["array 'y'", "shape (12, 1, 1)"]),
+    ("npz-order-with-nat", npz({"order": "t"}, X=_X, y=_Y,
+                               t=np.where(np.arange(12) == 4, np.datetime64("NaT"), np.datetime64("2024-01-01")
+                                          + np.arange(12).astype("timedelta64[D]"))),
+     "data.order", ["array 't'", "1 missing (NaT)", "first at row 4"]),
+    # Every day is the 12th or earlier, and reading them day-first or month-first orders the rows differently.
+    ("dates-that-read-both-ways", csv(_frame(12, classes=2).assign(
+        t=[f"{d:02d}/{m:02d}/2024" for m, d in zip([1, 2, 3] * 4, range(1, 13))]), {"order": "t"}, other=TIME_SERIES),
+     "data.order", ["read as %m/%d/%Y and as %d/%m/%Y", "different orders", "year first"]),
+    ("test-order-numbers-against-dates", csv(_dated(), {"order": "t"}, test=_dated(9, seed=2).assign(t=range(9)),
+                                             other=TIME_SERIES),
+     "data.order", ["holds numbers but that of", "dates"]),
+    ("target-constant-in-float32", csv(_regression().assign(y=1e9 + np.arange(30) % 7),
+                                       {"target": "y", "task": "regression"}),
+     "data.target", ["varies only past float32's precision", "subtract a constant"]),
+    ("identifier-column-merged-in-float32", csv(_frame(30, classes=2).assign(a=2**60 + np.arange(30), b=0.0, c=0.0)),
+     "data.duplicates", ["lose every row to de-duplication", "column 'a'", "if it identifies the rows, drop it"]),
     ("npz-scalar-X", npz(X=np.float64(3.0), y=_Y), "data.source", ["array 'X'", "single value"]),
     ("npz-1d-X", npz(X=np.arange(12.0), y=_Y), "data.source", ["array 'X'", "is 1-D", "(n, 1)"]),
     ("npz-length-mismatch", npz(X=_X, y=_Y[:9]), "data.source", ["different numbers of rows", "'X' 12", "'y' 9"]),
@@ -358,6 +382,21 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
       "note: data.source csv:bad.csv is the file "]),  # found relative to a folder: which file it was
     ("labels-that-pandas-reads-as-missing", csv(_frame(30, classes=2).assign(label=["NA", "None"] * 15)), [],
      ["classes (2", "NA ", "None ", "the label(s) 'NA', 'None' kept as written"]),
+    ("dates-written-day-first", csv(_dated(30, "%d/%m/%Y", "2024-01-05"), {"order": "t"}, other=TIME_SERIES), [],
+     ["read as dates (%d/%m/%Y)"]),
+    ("iso-times-with-and-without-fractions",
+     csv(_frame(12, classes=2).assign(t=[f"2024-01-01T10:00:{s:02d}" + (".5" if s % 2 else "") for s in range(12)]),
+         {"order": "t"}, other=TIME_SERIES), [], ["read as dates (ISO8601)"]),
+    ("npz-order-datetime64", npz({"order": "t"}, other=TIME_SERIES, X=np.random.default_rng(0).normal(size=(30, 3)),
+                                 y=np.arange(30) % 2, t=np.datetime64("2024-01-01") + np.arange(30)[::-1]
+                                 .astype("timedelta64[D]")), [], ["development rows: "]),
+    ("test-rows-earlier-than-development-rows",
+     csv(_dated(30, "%Y-%m-%d"), {"order": "t"}, test=_dated(9, "%Y-%m-%d", "2024-01-20", seed=2), other=TIME_SERIES),
+     ["warning: 9 of the 9 test rows", "not later in time than the latest development row (t 2024-01-30"], []),
+    ("dates-as-whole-numbers-merged-in-float32", csv(_frame(31, classes=2).assign(a=20240101 + np.arange(31))),
+     ["warning: column 'a'", "31 distinct values are 17 in float32", "subtract a constant"], []),
+    ("labels-01-and-1", csv(_frame(30, classes=2).assign(label=["01", "1", "2"] * 10)), [],
+     ["classes (2", "labels written differently are read as the same number", "'01' and '1'"]),
     ("labels-read-as-missing-in-a-semicolon-file",
      csv(_frame(30, classes=2).assign(label=["NA", "EU"] * 15).to_csv(index=False, sep=";", decimal=",")), [],
      ["classes (2", "with decimal commas", "the label(s) 'NA' kept as written"]),

@@ -99,15 +99,19 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
              and given and not Path(given.partition(":")[2]).expanduser().is_absolute()}
     parts = [(raw, label)] + ([(test, test_label)] if test is not None else [])
     for part, what in parts:
+        field = "data.test" if part is test and section.test is not None else "data.source"
         if len(part.X) == 0:
-            raise DataError(f"{what} has no rows", source=where, field="data.source")
-        _checks.features_finite(part.X, part.feature_names, what, where, section.missing, part.notes)
+            raise DataError(f"{what} has no rows", source=where, field=field)
+        _checks.features_finite(part.X, part.feature_names, what, where, section.missing, part.notes, field)
         if part.order is not None:  # stable, so rows with equal timestamps keep file order
             part.order = _checks.time_order(part.order, section.order or "order", what, where, part.notes)
             _take(part, np.argsort(part.order, kind="stable"))
     rows_read = sum(len(p.X) + len(p.skipped) for p, _ in parts)
     warnings = [w for w in [_checks.label_spellings(np.concatenate([p.y for p, _ in parts]),
                                                     label if test is None else f"{label} and {test_label}")] if w]
+    warnings += [w for part, _ in parts for w in part.warnings]
+    if test is not None and raw.order is not None and test.order is not None:
+        warnings += _test_not_later(raw, test, section.order or "order", label, test_label, where)
     kind = _kind(raw.y, section.task, raw.declared_task, where)
     dropped: dict[str, int] = {}
     if raw.skipped or (test is not None and test.skipped):
@@ -122,7 +126,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
                                                            kind == "regression", what, where)
         _take(part, keep, y=False)
         if part is raw and kind != "regression":
-            _checks.vanished_classes(before, part.y, "de-duplication", what, where)
+            _checks.vanished_classes(before, part.y, "de-duplication", what, where, part.warnings)
         prefix = "test rows: " if part is test else ""
         dropped.update({prefix + k: v for k, v in removed.items()})
         warnings += warned
@@ -207,6 +211,28 @@ def _conform(test: Raw, dev: Raw, test_label: str, label: str, where: str) -> No
         if (getattr(dev, name) is None) != (getattr(test, name) is None):
             raise DataError(f"{test_label} and {label} differ in having a {name} column", source=where,
                             field="data.test")
+
+
+def _test_not_later(dev: Raw, test: Raw, column: str, label: str, test_label: str, where: str) -> list[str]:
+    """Time-ordered test rows that do not come after every development row: the model would be tested on
+    a past it may have learned the future of."""
+    assert dev.order is not None and test.order is not None
+    dates = [order.dtype.kind == "M" for order in (dev.order, test.order)]
+    if dates[0] != dates[1]:
+        kinds = ["dates" if d else "numbers" for d in dates]
+        raise DataError(f"the order column '{column}' of {test_label} holds {kinds[1]} but that of {label} "
+                        f"{kinds[0]}; their rows cannot be put in one time order", source=where, field="data.order",
+                        expected=f"{kinds[0]} in both")
+    latest = dev.order.max()
+    early = int((test.order <= latest).sum())
+    if not early:
+        return []
+    import pandas as pd
+
+    shown = str(pd.Timestamp(latest)) if dates[0] else f"{latest:g}"
+    return [f"{early} of the {len(test.order)} test rows of {test_label} are not later in time than the latest "
+            f"development row ({column} {shown}); a model tested on times it trained after learns the 'future' "
+            f"of its test rows, so the test score may be optimistic"]
 
 
 def _keep_test_out(dev: Raw, test: Raw, mode: str, kind: str, label: str, test_label: str,

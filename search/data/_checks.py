@@ -24,22 +24,22 @@ DEV_MARKS = {"train", "dev", "development", "0", "false", "no"}
 
 
 # -- files --------------------------------------------------------------------------------------------
-def csv_header(path: Path, where: str) -> list[str]:
+def csv_header(path: Path, where: str, field: str = "data.source") -> list[str]:
     """The header as written: pandas renames a second ``label`` to ``label.1``, which would hide it."""
     if path.stat().st_size == 0:
-        raise DataError(f"the CSV file {path} is empty (0 bytes)", source=where, field="data.source",
+        raise DataError(f"the CSV file {path} is empty (0 bytes)", source=where, field=field,
                         expected="a header line and at least one data row")
     with open(path, newline="", encoding="utf-8", errors="replace") as handle:
         header = next(csv.reader(handle), [])
     if not any(name.strip() for name in header):
-        raise DataError(f"the CSV file {path} has no header line", source=where, field="data.source",
+        raise DataError(f"the CSV file {path} has no header line", source=where, field=field,
                         expected="column names on the first line")
     names = [name.strip() for name in header]  # read without the spaces around them (`a, b, label`)
     repeated = sorted(name for name, n in Counter(names).items() if n > 1)
     if repeated:
         raise DataError(f"the CSV file {path} has duplicated column name(s) "
                         + ", ".join(f"'{name}' ({names.count(name)} times)" for name in repeated)
-                        + "; rename them so each column has one meaning", source=where, field="data.source",
+                        + "; rename them so each column has one meaning", source=where, field=field,
                         expected="unique column names")
     return header
 
@@ -61,23 +61,24 @@ def npz_member(archive: Any, key: str, path: Path, where: str, field: str) -> np
 
 
 def npz_arrays(X: np.ndarray, y: np.ndarray, extra: dict[str, tuple[str, np.ndarray]], path: Path,
-               where: str, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], list[str]]:
+               where: str, names: tuple[str, str], field: str = "data.source"
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], list[str]]:
     """Shapes, lengths and dtypes of X, y and the one-per-row arrays; returns them with notes."""
     x_key, y_key = names
     notes: list[str] = []
     if X.ndim == 0:
         raise DataError(f"array '{x_key}' of {path} is a single value, not rows of features", source=where,
-                        field="data.source", expected="shape (rows, features)", found=f"shape {X.shape}")
+                        field=field, expected="shape (rows, features)", found=f"shape {X.shape}")
     if X.ndim == 1:
         raise DataError(f"array '{x_key}' of {path} is 1-D: one value per row, or one row of values? Reshape "
                         f"it to (n, 1) for a single feature (X.reshape(-1, 1)) or to (1, n) for a single row",
-                        source=where, field="data.source", expected="shape (rows, features)",
+                        source=where, field=field, expected="shape (rows, features)",
                         found=f"shape {X.shape}")
     if X.size == 0 and len(X):
-        raise DataError(f"array '{x_key}' of {path} has no feature columns", source=where, field="data.source",
+        raise DataError(f"array '{x_key}' of {path} has no feature columns", source=where, field=field,
                         expected="shape (rows, features) with at least one feature", found=f"shape {X.shape}")
     if X.dtype.kind not in "biuf":
-        raise DataError(f"array '{x_key}' of {path} is not numeric", source=where, field="data.source",
+        raise DataError(f"array '{x_key}' of {path} is not numeric", source=where, field=field,
                         expected="integer, float or bool values", found=f"dtype {X.dtype}")
     y = _one_per_row(y, y_key, path, where, "data.target", notes)
     if y.dtype.kind == "S":
@@ -93,18 +94,21 @@ def npz_arrays(X: np.ndarray, y: np.ndarray, extra: dict[str, tuple[str, np.ndar
     out: dict[str, np.ndarray] = {}
     for role, (key, values) in extra.items():
         values = _one_per_row(values, key, path, where, f"data.{role}", notes)
-        if values.dtype.kind not in "biufUS":
+        times = "M" if role == "order" else ""  # datetime64: times, not marks of a group
+        if values.dtype.kind not in "biufUS" + times:
             raise DataError(f"array '{key}' of {path} cannot mark rows", source=where, field=f"data.{role}",
-                            expected="numbers or text", found=f"dtype {values.dtype}")
-        if values.dtype.kind == "f" and np.isnan(values).any():
-            raise DataError(f"array '{key}' of {path} has {int(np.isnan(values).sum())} missing (NaN) value(s), the "
+                            expected=f"numbers or text{' or datetime64 times' if times else ''}",
+                            found=f"dtype {values.dtype}")
+        if values.dtype.kind in "fM" and np.isnan(values).any():
+            kind = "NaN" if values.dtype.kind == "f" else "NaT"
+            raise DataError(f"array '{key}' of {path} has {int(np.isnan(values).sum())} missing ({kind}) value(s), the "
                             f"first at row {int(np.flatnonzero(np.isnan(values))[0])}; every row needs its "
                             f"{'time' if role == 'order' else 'group'}", source=where, field=f"data.{role}")
         lengths[key] = len(values)
         out[role] = values
     if len(set(lengths.values())) > 1:
         raise DataError(f"the arrays of {path} have different numbers of rows: "
-                        + ", ".join(f"'{k}' {n}" for k, n in lengths.items()), source=where, field="data.source",
+                        + ", ".join(f"'{k}' {n}" for k, n in lengths.items()), source=where, field=field,
                         expected="one entry per row in every array")
     return X, y, out, notes
 
@@ -133,7 +137,7 @@ def _one_hot(values: np.ndarray) -> bool:
 
 # -- values -------------------------------------------------------------------------------------------
 def features_finite(X: np.ndarray, names: Sequence[str] | None, what: str, where: str,
-                    missing: str = "refuse", notes: list[str] | None = None) -> None:
+                    missing: str = "refuse", notes: list[str] | None = None, field: str = "data.source") -> None:
     """Finite in float64 and still finite as float32, the precision the model trains in. With ``missing``
     ``mean`` or ``median`` (``data.missing``), NaN is a missing value that each split fills: counted in
     ``notes``, refused only in a column that has no value at all.
@@ -148,13 +152,14 @@ def features_finite(X: np.ndarray, names: Sequence[str] | None, what: str, where
         if missing == "refuse":
             hint = "; or set data.missing: median (or mean) to fill them per split from its training rows" \
                 if np.isnan(flat).any() else ""
-            _bad_feature(flat, ~np.isfinite(flat), "NaN or infinite values", names, what, where, hint)
+            _bad_feature(flat, ~np.isfinite(flat), "NaN or infinite values", names, what, where, hint, field)
         if np.isinf(flat).any():
-            _bad_feature(flat, np.isinf(flat), "infinite values", names, what, where)
+            _bad_feature(flat, np.isinf(flat), "infinite values", names, what, where, field=field)
         _note_missing(flat, names, what, where, missing, notes)
     if np.nanmax(flat) > FLOAT32_MAX or np.nanmin(flat) < -FLOAT32_MAX:
         _bad_feature(flat, (flat > FLOAT32_MAX) | (flat < -FLOAT32_MAX),
-                     f"values beyond ±{FLOAT32_MAX:.3g}, which become infinite as float32", names, what, where)
+                     f"values beyond ±{FLOAT32_MAX:.3g}, which become infinite as float32", names, what, where,
+                     field=field)
 
 
 def _note_missing(flat: np.ndarray, names: Sequence[str] | None, what: str, where: str, missing: str,
@@ -177,13 +182,49 @@ def _note_missing(flat: np.ndarray, names: Sequence[str] | None, what: str, wher
 
 
 def _bad_feature(flat: np.ndarray, hits: np.ndarray, problem: str, names: Sequence[str] | None, what: str,
-                 where: str, hint: str = "") -> None:
+                 where: str, hint: str = "", field: str = "data.source") -> None:
     rows, cols = np.nonzero(hits)
     column = int(cols[0])
     name = f"column '{names[column]}'" if names and len(names) == flat.shape[1] else f"feature {column}"
     raise DataError(f"{name} of {what} has {problem} ({int(hits[:, column].sum())} row(s), first in data "
                     f"row {int(rows[0])}, counting from 0); fix or drop those rows, or rescale the column{hint}",
-                    source=where, field="data.source", expected="finite numbers", found=flat[rows[0], column].item())
+                    source=where, field=field, expected="finite numbers", found=flat[rows[0], column].item())
+
+
+# Whole numbers past 2**24 are no longer all apart in float32, the precision the model trains in.
+FLOAT32_WHOLE = 2 ** 24
+# Past this many cells, float columns are not searched for values float32 merges (only whole numbers are).
+PRECISION_CELLS = 5_000_000
+
+
+def float32_merges(columns: Sequence[tuple[str, np.ndarray]], what: str) -> list[str]:
+    """Warnings for columns whose distinct values float32 (or float64, for whole numbers past 2**53)
+    merges: 20240131-style dates, epoch milliseconds, identifiers. Each merged pair reaches the model as
+    one value, and rows that differ only there become duplicates."""
+    warnings = []
+    cells = sum(len(values) for _, values in columns)
+    for name, values in columns:
+        values = np.asarray(values)
+        if values.dtype.kind not in "iuf" or not len(values):
+            continue
+        if values.dtype.kind in "iu":
+            if int(np.abs(values).max()) < FLOAT32_WHOLE:
+                continue
+        elif cells > PRECISION_CELLS or not np.isfinite(values).any():
+            continue
+        kept = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+        distinct = len(np.unique(kept))
+        merged = len(np.unique(kept.astype(np.float32)))
+        if merged == distinct:
+            continue
+        scale = float(np.median(np.abs(kept.astype(np.float64))))
+        step = float(np.spacing(np.float32(scale)))
+        kind = "subtract a constant first (such as its smallest value, or count days from a start date)"
+        if distinct == len(kept):
+            kind = f"if it identifies the rows, drop it; otherwise {kind}"
+        warnings.append(f"column '{name}' of {what}: its {distinct} distinct values are {merged} in float32, the "
+                        f"precision the model trains in (values near {scale:.4g} lie {step:g} apart there); {kind}")
+    return warnings
 
 
 def target_finite(y: np.ndarray, column: str, what: str, where: str) -> np.ndarray:
@@ -203,7 +244,13 @@ def target_finite(y: np.ndarray, column: str, what: str, where: str) -> np.ndarr
                             f"data row {int(np.argmax(bad))}, counting from 0); a regression target must be finite "
                             f"in float32",
                             source=where, field="data.target", found=values[np.argmax(bad)].item())
-    return values.astype(np.float32)
+    single = values.astype(np.float32)
+    if len(values) > 1 and np.all(single == single[0]) and not np.all(values == values[0]):
+        raise DataError(f"the target '{column}' of {what} varies only past float32's precision, the precision the "
+                        f"model trains in: its values ({values.min():.10g} to {values.max():.10g}) are all "
+                        f"{float(single[0]):.10g} there; subtract a constant first (such as {values.min():.10g})",
+                        source=where, field="data.target", expected="a target that varies in float32")
+    return single
 
 
 def label_spellings(y: np.ndarray, what: str) -> str | None:
@@ -230,8 +277,6 @@ def time_order(values: np.ndarray, column: str, what: str, where: str, notes: li
     """
     import pandas as pd
 
-    import warnings
-
     values = np.asarray(values)
     if values.dtype.kind in "biufmM":
         return values
@@ -239,27 +284,58 @@ def time_order(values: np.ndarray, column: str, what: str, where: str, notes: li
     numbers = pd.to_numeric(text, errors="coerce")
     if len(text) and numbers.notna().all():  # numbers written as text (an npz of strings): their order
         return numbers.to_numpy()
-    fmt = _date_format(text.iloc[0]) if len(text) else None
     expected = "numbers, or dates written in one format in every row (such as 2024-01-31)"
-    if fmt is None:
+    formats = _date_formats(text.iloc[0]) if len(text) else []
+    if not formats:
         raise DataError(f"the order column '{column}' of {what} holds text that is not a date, so its rows "
                         "cannot be put in time order", source=where, field="data.order", expected=expected,
                         found=text.iloc[0])
-    with warnings.catch_warnings():  # pandas' guesses about day-first formats: the format is said below
-        warnings.simplefilter("ignore")
-        # Offsets (+01:00, Z) may differ between rows: compared in UTC, the instants keep their order.
-        parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc="%z" in fmt or "Z" in fmt)
-    if parsed.isna().any():
+    readings = {fmt: _parsed(text, fmt) for fmt in formats}
+    fits = {fmt: parsed for fmt, parsed in readings.items() if not parsed.isna().any()}
+    if not fits:
+        parsed = readings[formats[0]]
         raise DataError(f"the order column '{column}' of {what} mixes '{text.iloc[0]}' with values in another form, "
                         "so its rows cannot be put in time order", source=where, field="data.order",
                         expected=expected, found=text[parsed.isna()].iloc[0])
+    (fmt, parsed), *others = fits.items()
+    for other, again in others:
+        # 03/04/2024 is March 4th month-first and April 3rd day-first: where every day is 12 or less, both
+        # read every row, and only the writer knows which is meant. Refused when the two orders differ.
+        if not np.array_equal(np.argsort(parsed.to_numpy(), kind="stable"),
+                              np.argsort(again.to_numpy(), kind="stable")):
+            raise DataError(f"the order column '{column}' of {what} holds dates such as '{text.iloc[0]}' that read "
+                            f"as {fmt} and as {other} (no day past the 12th tells which), and the two put the "
+                            f"rows in different orders; write them year first (2024-03-04)", source=where,
+                            field="data.order", expected=expected, found=text.iloc[0])
     notes.append(f"order column '{column}' of {what} read as dates ({fmt})")
     if parsed.dt.tz is not None:
         parsed = parsed.dt.tz_convert(None)  # UTC instants as plain timestamps
     return parsed.to_numpy()
 
 
-def _date_format(text: str) -> str | None:
+def _parsed(text: Any, fmt: str) -> Any:
+    import warnings
+
+    import pandas as pd
+
+    with warnings.catch_warnings():  # pandas' guesses about day-first formats: the format is said in a note
+        warnings.simplefilter("ignore")
+        # Offsets (+01:00, Z) may differ between rows: compared in UTC, the instants keep their order.
+        utc = "%z" in fmt or "Z" in fmt
+        if fmt == "ISO8601":
+            aware = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$")
+            if aware.any() and not aware.all():  # a time without its offset is no one instant: not guessed
+                return pd.to_datetime(text.where(aware), format=fmt, errors="coerce", utc=True)
+            utc = bool(aware.any())
+        try:
+            return pd.to_datetime(text, format=fmt, errors="coerce", utc=utc)
+        except ValueError:  # times with and without offsets
+            return pd.Series(pd.NaT, index=text.index)
+
+
+def _date_formats(text: str) -> list[str]:
+    """The formats the first value can be written in: month-first, then day-first where they differ,
+    and ISO 8601 in any precision (a second with or without its fraction) for year-first timestamps."""
     import warnings
 
     try:
@@ -268,7 +344,11 @@ def _date_format(text: str) -> str | None:
         from pandas._libs.tslibs.parsing import guess_datetime_format
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return guess_datetime_format(text)
+        guesses = [guess_datetime_format(text), guess_datetime_format(text, dayfirst=True)]
+    formats = list(dict.fromkeys(g for g in guesses if g))
+    if formats and formats[0].startswith("%Y-%m-%d"):
+        formats.append("ISO8601")
+    return formats
 
 
 def split_marks(values: np.ndarray, column: str, path: Path, where: str) -> np.ndarray:
@@ -334,15 +414,18 @@ def duplicates(X: np.ndarray, y: np.ndarray, mode: str, regression: bool, what: 
     return keep, y[keep], dropped, warnings
 
 
-def vanished_classes(before: np.ndarray, after: np.ndarray, why: str, what: str, where: str) -> None:
-    """A class that cleaning removed entirely would silently turn the task into another one."""
+def vanished_classes(before: np.ndarray, after: np.ndarray, why: str, what: str, where: str,
+                     merged: Sequence[str] = ()) -> None:
+    """A class that cleaning removed entirely would silently turn the task into another one. ``merged``:
+    the warnings of :func:`float32_merges`, which explain repeats the file does not hold as written."""
     lost = sorted(set(before.tolist()) - set(after.tolist()), key=str)
     if lost:
         counts = Counter(before.tolist())
+        cause = (f" ({'; '.join(merged)})" if merged else
+                 " (two class folders holding the same images, say)")
         raise DataError(f"class(es) {', '.join(f'{c!r} ({counts[c]} rows)' for c in lost)} of {what} lose every "
-                        f"row to {why}: their features all repeat rows of other classes (two class folders "
-                        f"holding the same images, say). Fix the data, or set data.duplicates: keep",
-                        source=where, field="data.duplicates")
+                        f"row to {why}: their features all repeat rows of other classes{cause}. Fix the data, or "
+                        f"set data.duplicates: keep", source=where, field="data.duplicates")
 
 
 def repeats_of(X_dev: np.ndarray, X_test: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ class Raw:
     skipped: list[Path] = _field(default_factory=list)  # unreadable images left out (skip_bad_images)
     test_mask: np.ndarray | None = None  # from data.split_column: True for the provided test rows
     notes: list[str] = _field(default_factory=list)      # how the data was read, for the summary
+    warnings: list[str] = _field(default_factory=list)   # what may distort the results, said louder
     label: str = ""                                       # the file or folder, for messages
 
 
@@ -50,7 +51,8 @@ def read(source: str, section: Any, base_dirs: list[Path], where: str, field: st
     if kind == "images":
         return _images(rest, section, base_dirs, where, field)
     path = _find(rest, base_dirs, where, field)
-    return _csv(path, section, where, split_column) if kind == "csv" else _npz(path, section, where, split_column)
+    reader = _csv if kind == "csv" else _npz
+    return reader(path, section, where, split_column, field)
 
 
 def _find(name: str, base_dirs: list[Path], where: str, field: str) -> Path:
@@ -83,10 +85,11 @@ def _sklearn(name: str, where: str, as_images: bool = False) -> Raw:
                if hasattr(bunch, "feature_names") else None, declared_task=task)
 
 
-def _csv(path: Path, section: Any, where: str, split_column: str | None = None) -> Raw:
+def _csv(path: Path, section: Any, where: str, split_column: str | None = None,
+         field: str = "data.source") -> Raw:
     import pandas as pd
 
-    _checks.csv_header(path, where)
+    _checks.csv_header(path, where, field)
     notes: list[str] = []
     encoding = text_encoding(path)
     if encoding != "utf-8":
@@ -97,7 +100,7 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
         frame = pd.read_csv(path, encoding=encoding, sep=sep)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot parse CSV file {path} ({str(exc).strip()})", source=where,
-                        field="data.source") from None
+                        field=field) from None
     if sep != ",":
         frame = _with_decimal_commas(frame, path, encoding, sep, notes)
     # `a, b, label`: the names are a, b and label (pandas would keep the spaces: ' b', ' label').
@@ -107,11 +110,11 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
         raise DataError("a CSV source needs the name of its target column", source=where,
                         field="data.target", expected="one of " + ", ".join(map(str, frame.columns)))
     if len(frame) == 0:
-        raise DataError(f"the CSV file {path} has a header but no data rows", source=where, field="data.source",
+        raise DataError(f"the CSV file {path} has a header but no data rows", source=where, field=field,
                         expected="at least one row below the header")
     named = {"data.target": section.target, "data.group": section.group, "data.order": section.order,
              "data.split_column": split_column}
-    for field, column in named.items():
+    for role, column in named.items():
         if column is not None and column not in frame.columns:
             header = ",".join(map(str, frame.columns))
             other = next((name for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars"))
@@ -121,35 +124,38 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
                 hint = " (its first line holds numbers: the file needs a header line of column names)"
             elif not other and str(frame.columns[0]).startswith("#"):
                 hint = " (its first line is a comment: the first line must be the column names)"
-            raise DataError(f"no such column in {path}{hint}", source=where, field=field,
+            raise DataError(f"no such column in {path}{hint}", source=where, field=role,
                             expected="one of " + ", ".join(map(str, frame.columns)), found=column)
-    roles = [(field, column) for field, column in named.items() if column is not None]
-    for i, (field, column) in enumerate(roles):
+    roles = [(role, column) for role, column in named.items() if column is not None]
+    for i, (role, column) in enumerate(roles):
         for other, same in roles[i + 1:]:
             if same == column:
-                raise DataError(f"column '{column}' of {path} is named as {field} and as {other}; one column has "
+                raise DataError(f"column '{column}' of {path} is named as {role} and as {other}; one column has "
                                 "one role", source=where, field=other, expected=f"a column other than '{column}'",
                                 found=column)
     special = [c for c in named.values() if c is not None]
     features = frame.drop(columns=special)
     if features.shape[1] == 0:
         raise DataError(f"{path} has no feature columns besides target/group/order", source=where,
-                        field="data.source")
+                        field=field)
     for column in features.columns:
         if not pd.api.types.is_numeric_dtype(features[column]) or pd.api.types.is_bool_dtype(features[column]):
             if pd.api.types.is_bool_dtype(features[column]):
                 continue
             sample = features[column].dropna().iloc[0] if features[column].notna().any() else None
             hint = _text_column_hint(features[column], column)
-            raise DataError(f"column '{column}' of {path} is not numeric; {hint}", source=where, field="data.source",
+            raise DataError(f"column '{column}' of {path} is not numeric; {hint}", source=where, field=field,
                             expected="numbers", found=sample)
     notes += _row_counters(features, path)
+    merges = _checks.float32_merges([(str(c), features[c].to_numpy()) for c in features.columns
+                                     if not pd.api.types.is_bool_dtype(features[c])], str(path))
     target_text = _as_written(path, encoding, section.target, frame[section.target])
     if target_text is not None:
         words = ", ".join(map(repr, sorted(set(target_text[frame[section.target].isna()]))))
         frame[section.target] = target_text
         notes.append(f"target '{section.target}' of {path}: the label(s) {words} kept as written, not read as "
                      "missing values")
+    notes += _merged_spellings(path, encoding, section.target, frame[section.target])
     fills = getattr(section, "missing", "refuse") != "refuse"  # feature cells each split fills (data.missing)
     for column in [*([] if fills else features.columns),
                    *(c for c in (section.target, section.group, section.order) if c)]:
@@ -159,7 +165,7 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
                     if column in features.columns else "; data.missing fills feature columns only" if fills else "")
             written = _missing_as_written(path, encoding, column, frame[column])
             raise DataError(f"column '{column}' of {path} has {missing} missing value(s){written}; fill or drop "
-                            f"them first{hint}", source=where, field="data.source")
+                            f"them first{hint}", source=where, field=field)
     if split_column is not None:
         missing = int(frame[split_column].isna().sum())
         if missing:
@@ -170,7 +176,7 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None) 
                order=frame[section.order].to_numpy() if section.order else None,
                feature_names=[str(c) for c in features.columns],
                test_mask=_checks.split_marks(frame[split_column].to_numpy(), split_column, path, where)
-               if split_column is not None else None, label=str(path), notes=notes)
+               if split_column is not None else None, label=str(path), notes=notes, warnings=merges)
 
 
 def text_encoding(path: Path) -> str:
@@ -241,7 +247,7 @@ def _text_column_hint(values: Any, column: Any) -> str:
     """What to do with a text feature column, by what its cells look like."""
     import re
 
-    from search.data._checks import _date_format
+    from search.data._checks import _date_formats
 
     text = values.dropna().astype(str).str.strip()
     if text.empty:
@@ -253,7 +259,7 @@ def _text_column_hint(values: Any, column: Any) -> str:
         how = "thousands separators, currency or percent signs" if stray is None else f"cells such as {stray!r}"
         return (f"its numbers are written with {how}: remove them (or make them empty cells and set data.missing) "
                 f"so the column reads as numbers")
-    if _date_format(text.iloc[0]) is not None:
+    if _date_formats(text.iloc[0]):
         return ("it holds dates: turn them into numbers first (days since a start, day of week, month), or name "
                 "the column in data.order if it orders the rows in time")
     distinct = text.nunique()
@@ -297,6 +303,27 @@ def _as_written(path: Path, encoding: str, column: str, values: Any) -> Any:
     return text.str.strip().where(values.isna(), values)
 
 
+def _merged_spellings(path: Path, encoding: str, column: str, values: Any, most: int = 50) -> list[str]:
+    """A note where a numeric target's labels are written several ways (``01`` and ``1``, ``2.0`` and ``2``):
+    read as numbers they are one class, which codes such as ZIP or product codes are not."""
+    import pandas as pd
+
+    if not pd.api.types.is_numeric_dtype(values) or values.nunique() > most or path.stat().st_size > 100 * 2**20:
+        return []
+    text = _raw_text(path, encoding, column)
+    if text is None or len(text) != len(values):
+        return []
+    spellings = pd.DataFrame({"value": values.to_numpy(), "text": text.str.strip().to_numpy()}).dropna()
+    ways = spellings.groupby("value")["text"].unique()
+    merged = [sorted(w) for w in ways if len(w) > 1]
+    if not merged:
+        return []
+    shown = "; ".join(" and ".join(repr(t) for t in w[:3]) for w in merged[:3])
+    more = "; ..." if len(merged) > 3 else ""
+    return [f"target '{column}' of {path}: labels written differently are read as the same number, so as one "
+            f"class ({shown}{more}); if they are codes that differ, write them with a letter (c01, c1)"]
+
+
 def _missing_as_written(path: Path, encoding: str, column: Any, values: Any) -> str:
     from collections import Counter
 
@@ -332,17 +359,18 @@ def _without_unnamed(frame: Any, path: Path, notes: list[str]) -> Any:
     return frame
 
 
-def _npz(path: Path, section: Any, where: str, split_column: str | None = None) -> Raw:
+def _npz(path: Path, section: Any, where: str, split_column: str | None = None,
+         field: str = "data.source") -> Raw:
     if path.stat().st_size == 0:
-        raise DataError(f"the file {path} is empty (0 bytes)", source=where, field="data.source",
+        raise DataError(f"the file {path} is empty (0 bytes)", source=where, field=field,
                         expected="a NumPy .npz archive")
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"cannot read {path} as a NumPy .npz archive ({exc})", source=where,
-                        field="data.source") from None
+                        field=field) from None
     if not isinstance(archive, np.lib.npyio.NpzFile):  # a plain .npy: one array, no names
-        raise DataError(f"{path} is a single .npy array, not an .npz archive", source=where, field="data.source",
+        raise DataError(f"{path} is a single .npy array, not an .npz archive", source=where, field=field,
                         expected="np.savez(path, X=features, y=target)")
     keys = set(archive.files)
     x_key = next((k for k in ("X", "x", "features") if k in keys), None)
@@ -352,8 +380,8 @@ def _npz(path: Path, section: Any, where: str, split_column: str | None = None) 
                         expected="one of " + ", ".join(sorted(keys)), found=section.target)
     if x_key is None or y_key not in keys:
         raise DataError(f"{path} must hold arrays 'X' (features) and 'y' (target)", source=where,
-                        field="data.source", expected="arrays named X and y", found=sorted(keys))
-    X = _checks.npz_member(archive, x_key, path, where, "data.source")
+                        field=field, expected="arrays named X and y", found=sorted(keys))
+    X = _checks.npz_member(archive, x_key, path, where, field)
     y = _checks.npz_member(archive, y_key, path, where, "data.target")
     extra = {}
     for role, key in (("group", section.group), ("order", section.order), ("split_column", split_column)):
@@ -362,12 +390,14 @@ def _npz(path: Path, section: Any, where: str, split_column: str | None = None) 
                 raise DataError(f"{path} has no array '{key}'", source=where, field=f"data.{role}",
                                 expected="one of " + ", ".join(sorted(keys)), found=key)
             extra[role] = (key, _checks.npz_member(archive, key, path, where, f"data.{role}"))
-    X, y, more, notes = _checks.npz_arrays(X, y, extra, path, where, (x_key, y_key))
+    X, y, more, notes = _checks.npz_arrays(X, y, extra, path, where, (x_key, y_key), field)
+    merges = [] if getattr(section, "as_images", False) or X.ndim != 2 else \
+        _checks.float32_merges([(f"{x_key}[:, {j}]", X[:, j]) for j in range(X.shape[1])], str(path))
     if getattr(section, "as_images", False):
         X = _npz_images(X, path, where)
     mask = _checks.split_marks(more["split_column"], split_column, path, where) if split_column else None
     return Raw(np.asarray(X, dtype=np.float64), y, groups=more.get("group"), order=more.get("order"),
-               test_mask=mask, notes=notes, label=str(path))
+               test_mask=mask, notes=notes, warnings=merges, label=str(path))
 
 
 def _npz_images(X: np.ndarray, path: Path, where: str) -> np.ndarray:
