@@ -270,6 +270,13 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     ("npz-order-with-nan", npz({"order": "t"}, X=_X, y=_Y, t=np.where(np.arange(12) == 3, np.nan, np.arange(12.0))),
      "data.order", ["array 't'", "1 missing (NaN)", "first at row 3"]),
     ("npz-y-3d", npz(X=_X, y=np.zeros((12, 1, 1))), "data.target", ["array 'y'", "shape (12, 1, 1)"]),
+    ("npz-that-is-a-csv", raw_file("bad.npz", b"a,b,label\n1,2,0\n", "npz:bad.npz"), "data.source",
+     ["is not a NumPy .npz archive", "starts with 'a,b,label'", "csv:<path>"]),
+    ("npz-one-group-of-text", npz({"group": "g"}, {"validation": {"scheme": "group_kfold", "k": 2}}, X=_X, y=_Y,
+                                  g=np.array(["x"] * 12)), "data.group", ["every row is in group 'x':"]),
+    ("csv-header-repeated-as-a-row", csv(_frame().to_csv(index=False) + "a,b,c,label\n" + _frame(4, seed=3)
+                                         .to_csv(index=False, header=False)), "data.source",
+     ["repeats its header line as a data row", "line(s) 32", "delete those lines"]),
     ("npz-order-with-nat", npz({"order": "t"}, X=_X, y=_Y,
                                t=np.where(np.arange(12) == 4, np.datetime64("NaT"), np.datetime64("2024-01-01")
                                           + np.arange(12).astype("timedelta64[D]"))),

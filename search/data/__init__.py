@@ -126,7 +126,8 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
                                                            kind == "regression", what, where)
         _take(part, keep, y=False)
         if part is raw and kind != "regression":
-            _checks.vanished_classes(before, part.y, "de-duplication", what, where, part.warnings)
+            _checks.vanished_classes(before, part.y, "de-duplication", what, where, part.warnings,
+                                     images=section.is_images)
         prefix = "test rows: " if part is test else ""
         dropped.update({prefix + k: v for k, v in removed.items()})
         warnings += warned
@@ -134,7 +135,8 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
         raise DataError(f"{test_label} has no rows left after de-duplication ({', '.join(dropped)})",
                         source=where, field="data.duplicates")
     if test is not None:
-        _keep_test_out(raw, test, section.duplicates, kind, label, test_label, dropped, warnings, where)
+        _keep_test_out(raw, test, section.duplicates, kind, label, test_label, dropped, warnings, where,
+                       images=section.is_images)
     y_dev, classes, task = _code(raw.y, kind, where)
     y_test = _code_test(test.y, classes, kind, test_label, label, where) if test is not None else None
     X = np.concatenate([p.X for p, _ in parts]).astype(np.float32)
@@ -236,7 +238,7 @@ def _test_not_later(dev: Raw, test: Raw, column: str, label: str, test_label: st
 
 
 def _keep_test_out(dev: Raw, test: Raw, mode: str, kind: str, label: str, test_label: str,
-                   dropped: dict[str, int], warnings: list[str], where: str) -> None:
+                   dropped: dict[str, int], warnings: list[str], where: str, images: bool = False) -> None:
     """A development row equal to a test row would let training see a test row: its dev copy goes."""
     repeats = _checks.repeats_of(dev.X, test.X)
     n = int(repeats.sum())
@@ -253,7 +255,8 @@ def _keep_test_out(dev: Raw, test: Raw, mode: str, kind: str, label: str, test_l
     before = dev.y
     _take(dev, np.nonzero(~repeats)[0])
     if kind != "regression":
-        _checks.vanished_classes(before, dev.y, "the removal of rows that repeat test rows", label, where)
+        _checks.vanished_classes(before, dev.y, "the removal of rows that repeat test rows", label, where,
+                                 images=images)
     dropped["development rows repeating a test row"] = n
 
 
@@ -380,7 +383,7 @@ def _group_holdout(dataset: Dataset, n_test: int, test_size: float, seed: int,
     assert dataset.groups is not None, "grouped data only"
     names, inverse, counts = np.unique(dataset.groups.astype(str), return_inverse=True, return_counts=True)
     if len(names) < 2:
-        raise DataError(f"every row is in group {names[0]!r}: no whole group can be held out for the test",
+        raise DataError(f"every row is in group {str(names[0])!r}: no whole group can be held out for the test",
                         source=where, field="data.group", expected="at least 2 groups")
     chosen: list[int] = []
     total = 0

@@ -415,14 +415,14 @@ def duplicates(X: np.ndarray, y: np.ndarray, mode: str, regression: bool, what: 
 
 
 def vanished_classes(before: np.ndarray, after: np.ndarray, why: str, what: str, where: str,
-                     merged: Sequence[str] = ()) -> None:
+                     merged: Sequence[str] = (), images: bool = False) -> None:
     """A class that cleaning removed entirely would silently turn the task into another one. ``merged``:
     the warnings of :func:`float32_merges`, which explain repeats the file does not hold as written."""
     lost = sorted(set(before.tolist()) - set(after.tolist()), key=str)
     if lost:
         counts = Counter(before.tolist())
         cause = (f" ({'; '.join(merged)})" if merged else
-                 " (two class folders holding the same images, say)")
+                 " (two class folders holding the same images, say)" if images else "")
         raise DataError(f"class(es) {', '.join(f'{c!r} ({counts[c]} rows)' for c in lost)} of {what} lose every "
                         f"row to {why}: their features all repeat rows of other classes{cause}. Fix the data, or "
                         f"set data.duplicates: keep", source=where, field="data.duplicates")

@@ -138,6 +138,7 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None,
     if features.shape[1] == 0:
         raise DataError(f"{path} has no feature columns besides target/group/order", source=where,
                         field=field)
+    _no_header_rows(frame, path, where, field)
     for column in features.columns:
         if not pd.api.types.is_numeric_dtype(features[column]) or pd.api.types.is_bool_dtype(features[column]):
             if pd.api.types.is_bool_dtype(features[column]):
@@ -229,6 +230,22 @@ def _with_decimal_commas(frame: Any, path: Path, encoding: str, sep: str, notes:
             pass  # as first read: its columns' errors say what is wrong
     notes.append(f"{path} is separated by {_SEPARATORS[sep]}, not commas{words}: read that way")
     return frame
+
+
+def _no_header_rows(frame: Any, path: Path, where: str, field: str) -> None:
+    """A data row that repeats the header (files joined with ``cat``) would make every column text."""
+    import pandas as pd
+
+    names = [str(c) for c in frame.columns]
+    if len(frame) == 0 or all(pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns):
+        return
+    same = (frame.astype(str).apply(lambda col: col.str.strip()) == names).all(axis=1).to_numpy()
+    if same.any():
+        rows = np.flatnonzero(same)
+        lines = ", ".join(str(int(r) + 2) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
+        raise DataError(f"{path} repeats its header line as a data row ({len(rows)} time(s), at line(s) {lines}), "
+                        f"as files joined end to end do; delete those lines", source=where, field=field,
+                        expected="one header line", found=",".join(names))
 
 
 def _row_counters(features: Any, path: Path) -> list[str]:
@@ -364,6 +381,14 @@ def _npz(path: Path, section: Any, where: str, split_column: str | None = None,
     if path.stat().st_size == 0:
         raise DataError(f"the file {path} is empty (0 bytes)", source=where, field=field,
                         expected="a NumPy .npz archive")
+    with open(path, "rb") as handle:
+        start = handle.read(64)
+    if not start.startswith((b"PK", b"\x93NUMPY")):  # neither a zip (npz) nor a .npy: numpy's guess is pickle
+        text = start.decode("utf-8", errors="replace").splitlines()[0][:40] if start.strip() else ""
+        kind = f" (it starts with {text!r}: a text file; a CSV is read with csv:<path>)" if text.isprintable() \
+            and text else ""
+        raise DataError(f"{path} is not a NumPy .npz archive{kind}", source=where, field=field,
+                        expected="a file written by np.savez(path, X=features, y=target)")
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
