@@ -43,6 +43,10 @@ def read(source: str, section: Any, base_dirs: list[Path], where: str, field: st
     if split_column is not None and kind not in ("csv", "npz"):
         raise DataError(f"a split column needs a csv or npz source, not {kind}", source=where,
                         field="data.split_column", expected="data.test: <a second source> for this kind of data")
+    if getattr(section, "drop", None) and kind != "csv":
+        raise DataError(f"data.drop leaves out columns of a CSV file; a {kind}: source has no named columns (leave "
+                        f"the features out of X before saving it)", source=where, field="data.drop",
+                        expected="a csv: source, or no data.drop", found=list(section.drop))
     if field == "data.test" and kind == "sklearn":
         raise DataError("scikit-learn's bundled sets have no separate test rows", source=where, field=field,
                         expected="a csv:, npz: or images: source", found=source)
@@ -134,19 +138,22 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None,
                                 "one role", source=where, field=other, expected=f"a column other than '{column}'",
                                 found=column)
     special = [c for c in named.values() if c is not None]
-    features = frame.drop(columns=special)
+    features = frame.drop(columns=special + _dropped(section, frame, path, where, named))
     if features.shape[1] == 0:
         raise DataError(f"{path} has no feature columns besides target/group/order", source=where,
                         field=field)
     _no_header_rows(frame, path, where, field)
-    for column in features.columns:
-        if not pd.api.types.is_numeric_dtype(features[column]) or pd.api.types.is_bool_dtype(features[column]):
-            if pd.api.types.is_bool_dtype(features[column]):
-                continue
-            sample = features[column].dropna().iloc[0] if features[column].notna().any() else None
-            hint = _text_column_hint(features[column], column)
-            raise DataError(f"column '{column}' of {path} is not numeric; {hint}", source=where, field=field,
-                            expected="numbers", found=sample)
+    texts = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
+             and not pd.api.types.is_bool_dtype(features[c])]
+    if texts:
+        column = texts[0]
+        sample = features[column].dropna().iloc[0] if features[column].notna().any() else None
+        if len(texts) == 1:
+            message = f"column '{column}' of {path} is not numeric; {_text_column_hint(features[column], column)}"
+        else:  # all of them at once: one edit of the file, not one run per column
+            message = (f"{len(texts)} columns of {path} are not numeric: "
+                       + "; ".join(f"'{c}': {_text_column_hint(features[c], c)}" for c in texts))
+        raise DataError(message, source=where, field=field, expected="numbers", found=sample)
     notes += _row_counters(features, path)
     merges = _checks.float32_merges([(str(c), features[c].to_numpy()) for c in features.columns
                                      if not pd.api.types.is_bool_dtype(features[c])], str(path))
@@ -232,6 +239,20 @@ def _with_decimal_commas(frame: Any, path: Path, encoding: str, sep: str, notes:
     return frame
 
 
+def _dropped(section: Any, frame: Any, path: Path, where: str, named: dict[str, Any]) -> list[str]:
+    """The columns ``data.drop`` names, each checked to exist and to have no other role."""
+    drop = list(getattr(section, "drop", None) or [])
+    for column in drop:
+        if column not in frame.columns:
+            raise DataError(f"data.drop names a column that {path} does not have", source=where, field="data.drop",
+                            expected="one of " + ", ".join(map(str, frame.columns)), found=column)
+        role = next((r for r, c in named.items() if c == column), None)
+        if role is not None:
+            raise DataError(f"column '{column}' of {path} is {role}, so it cannot also be dropped", source=where,
+                            field="data.drop", expected=f"a column other than {role}", found=column)
+    return drop
+
+
 def _no_header_rows(frame: Any, path: Path, where: str, field: str) -> None:
     """A data row that repeats the header (files joined with ``cat``) would make every column text."""
     import pandas as pd
@@ -282,7 +303,8 @@ def _text_column_hint(values: Any, column: Any) -> str:
     distinct = text.nunique()
     if distinct > max(20, len(text) // 2):
         return (f"it holds {distinct} different texts in {len(text)} rows (names, identifiers or free text), which "
-                f"a network cannot use as they are: drop the column, or encode it as numbers first")
+                f"a network cannot use as they are: leave it out (data.drop: [{column}]), or encode it as numbers "
+                f"first")
     return (f"encode it as numbers first: a category ({distinct} values) as one 0/1 column per value, "
             f"pandas.get_dummies(frame, columns=['{column}'])")
 

@@ -127,6 +127,8 @@ class DataSection(_Strict):
     # Provided test rows: a second source of the same kind, or a column marking each row test/train.
     test: str | None = None
     split_column: str | None = None
+    # CSV columns left out of the features (identifiers, free text, leaky columns), in data.test too.
+    drop: list[str] = Field(default_factory=list)
     # None: 0.2 of the rows are held out, unless the test rows are provided (``test``/``split_column``).
     test_size: float | None = Field(None, gt=0.0, lt=1.0)
     preprocess: Literal["standardize", "minmax", "none"] = "standardize"  # "none" for image data
