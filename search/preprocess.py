@@ -68,8 +68,19 @@ def fit_transform(kind: str, X_train: np.ndarray, *others: np.ndarray,
     return tuple(apply(scaler, a) for a in (X_train, *others))
 
 
+def _fill_missing(values: np.ndarray) -> Any:
+    """NaN in each feature replaced by its fill value, as Keras operations rather than a layer of ours, so
+    a saved model loads with plain ``keras.models.load_model`` where this package is not installed."""
+    from keras import ops
+
+    def fill(x: Any) -> Any:
+        return ops.where(ops.isnan(x), ops.convert_to_tensor(values), x)
+
+    return fill
+
+
 def as_layers(scaler: Any, input_shape: tuple[int, ...]) -> list[Any]:
-    """Keras layers that apply a fitted scaler, so a saved model takes the raw feature rows.
+    """Keras layers (and operations) that apply a fitted scaler, so a saved model takes the raw feature rows.
 
     Both scalers are an affine map ``x * a + b`` per feature; ``Normalization`` computes
     ``(x - mean) / sqrt(variance)``, so ``mean = -b / a`` and ``variance = 1 / a**2``. The scalers already
@@ -78,10 +89,8 @@ def as_layers(scaler: Any, input_shape: tuple[int, ...]) -> list[Any]:
     from keras import layers
 
     if isinstance(scaler, Filled):
-        from search.models.layers import FillMissing
-
         assert scaler.fill_ is not None, "fit first"
-        fill = FillMissing(scaler.fill_.astype(np.float32).tolist(), name="fill_missing")
+        fill = _fill_missing(scaler.fill_.astype(np.float32))
         rest = as_layers(scaler.scaler, input_shape)
         return [fill, *rest] if len(input_shape) == 1 else [layers.Flatten(), fill, layers.Reshape(
             tuple(input_shape)), *rest]

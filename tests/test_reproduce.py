@@ -87,6 +87,7 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     assert run_cli("reproduce", NAME, "--trial", best.number, "--home", home, "--threads", "1", "--verify") == 0
     out = capsys.readouterr().out
     assert "verify: every split matches" in out and re.search(r"test set \((one look|look \d+)\)", out)
+    assert "the model takes 4 raw feature columns and gives 3 probabilities, one per class" in out
     assert run_cli("reproduce", NAME, "--run-id", best.user_attrs["mlflow_run_id"], "--home", home) == 0
     assert run_cli("reproduce", NAME, "--config", path, "--home", home, "--register", "iris-final") == 0
     assert "registered as iris-final version 1 in MLflow's model registry (models:/iris-final/1)" in \

@@ -2,6 +2,7 @@
 and scalers fitted on training rows only (directly, and spied on inside a real short study)."""
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +229,24 @@ def test_missing_values_are_filled_from_the_training_rows_and_the_saved_layers_d
     keras.Model(inputs, x).save(tmp_path / "m.keras")
     loaded = checkpoints.load_model(tmp_path / "m.keras")
     assert np.allclose(loaded.predict(X_val.astype(np.float32), verbose=0), expected, atol=1e-5)
+    # Nothing of this package in the file: it loads with plain keras where `search` is not installed.
+    with zipfile.ZipFile(tmp_path / "m.keras") as archive:
+        config = archive.read("config.json").decode()
+    assert "search" not in config, config
+
+
+def test_the_final_model_says_what_it_takes_and_what_its_output_means() -> None:
+    from search.reproduction.final import model_io
+
+    binary = Dataset(X=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]), task="binary", classes=["benign", "malignant"],
+                     feature_names=["radius", "texture"])
+    io = model_io(binary, "diagnosis")
+    assert io["inputs"]["features"] == ["radius", "texture"] and io["classes"] == ["benign", "malignant"]
+    assert "the probability of class 'malignant'" in io["output"]
+    multi = Dataset(X=np.zeros((3, 2)), y=np.array([0, 1, 2]), task="multiclass", classes=[np.int64(3), 5, 7])
+    assert model_io(multi, None)["classes"] == [3, 5, 7] and "3 probabilities" in model_io(multi, None)["output"]
+    regression = Dataset(X=np.zeros((3, 2)), y=np.zeros(3), task="regression")
+    assert "the target 'price' in its own units" in model_io(regression, "price")["output"]
 
 
 def test_a_study_on_rows_with_missing_values_trains_on_filled_rows(tmp_path: Path, home: Path) -> None:

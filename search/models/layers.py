@@ -254,7 +254,8 @@ class DataLoss(keras.metrics.Mean):
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class FillMissing(keras.layers.Layer):
     """Replaces NaN in each feature by that feature's fill value (learnt from the training rows), so a saved
-    model takes raw rows with missing values, as the search saw them (``data.missing``)."""
+    model takes raw rows with missing values, as the search saw them (``data.missing``). Final models are
+    now saved with Keras operations in its place (search/preprocess.py); kept so earlier ones load."""
 
     def __init__(self, values: list[float], **kwargs: Any) -> None:
         super().__init__(**kwargs)

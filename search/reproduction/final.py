@@ -68,6 +68,7 @@ class Report:
     ensemble_trials: list[int] = field(default_factory=list)   # --ensemble N: the members, this trial first
     top_ensemble_loss: float = math.nan
     top_ensemble_metric: float = math.nan
+    model_io: dict[str, Any] = field(default_factory=dict)  # what the final model takes and gives (model_io)
 
     @property
     def verified(self) -> bool | None:
@@ -128,6 +129,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
                     float(np.mean(scoring.row_losses(task, y_test, ensemble))),
                     scoring.metric(task, y_test, ensemble), study.user_attrs.get("metric", "accuracy"), alarm,
                     split_models, checks, changes)
+    report.model_io = model_io(prepared.dataset, space.data.target)
     if options.ensemble > 1:
         members, preds = _top_ensemble(target, prepared, options, out)
         averaged = np.mean([pred, *preds], axis=0)
@@ -173,6 +175,29 @@ def _top_ensemble(target: Target, prepared: session.Prepared, options: Options,
         print(f"  --ensemble {options.ensemble}: the study has only {len(members) + 1} complete trial(s) to "
               f"average", file=out)
     return members, preds
+
+
+def model_io(ds: Any, target_name: str | None) -> dict[str, Any]:
+    """What the saved final model takes (raw feature rows, in this column order) and what each output means,
+    so that a prediction can be read without this package: which class a sigmoid is the probability of,
+    the order of a softmax's classes."""
+    if ds.feature_names:
+        inputs: dict[str, Any] = {"features": list(ds.feature_names), "as": "raw rows (the scaler and any fill of "
+                                  "missing values are in the model), columns in this order"}
+    else:
+        inputs = {"shape": list(ds.input_shape), "as": "raw rows as the data source holds them (image pixels "
+                  "in [0, 1])" if len(ds.input_shape) > 1 else "raw rows, columns in the source's order"}
+    classes = [c.item() if hasattr(c, "item") else c for c in ds.classes]
+    if ds.task == "binary":
+        output = {"task": "binary", "classes": classes,
+                  "output": f"one value: the probability of class {classes[1]!r} (1 - it is that of {classes[0]!r})"}
+    elif ds.task == "multiclass":
+        output = {"task": "multiclass", "classes": classes,
+                  "output": f"{len(classes)} probabilities, one per class in the order of 'classes'"}
+    else:
+        output = {"task": "regression", "output": f"one value: the target{f' {target_name!r}' if target_name else ''} "
+                                                  f"in its own units"}
+    return {"inputs": inputs, **output}
 
 
 def final_epochs(stored: list[dict[str, Any]], splits: list[Any], n_rows: int, batch_size: int) -> tuple[int, str]:
@@ -283,6 +308,9 @@ def _final_model(target: Target, prepared: session.Prepared, settings: dict[str,
         x = layer(x)
     final = keras.Model(inputs, core(x), name="final_model")
     training.compile_model(final, settings["train"], head)
+    # Its optimizer's slots made now, so that loading the saved file finds the variables it makes itself
+    # (Keras warns of "skipping variable loading for optimizer" otherwise).
+    final.optimizer.build(final.trainable_variables)
     # The data loss of the predictions, as every validation loss of the search: no weight penalty.
     pred = _predict(final, ds.X[test])
     loss = float(np.mean(scoring.row_losses(ds.task, ds.y[test], pred)))
@@ -379,7 +407,8 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
         metrics["verify_max_abs_diff"] = max(abs(c.loss - c.stored_loss) for c in report.checks)
     summary = {"trial": trial.number, "epochs": report.epochs, "epoch_rule": report.epoch_rule,
                "metrics": metrics, "split_models": report.split_models, "data_changes": report.data_changes,
-               "verify": None if report.checks is None else [vars(c) for c in report.checks]}
+               "verify": None if report.checks is None else [vars(c) for c in report.checks],
+               "model": report.model_io}
     params = {**flatten(settings), "final.epochs": report.epochs, "final.seed_trial": target.seed_trial}
     return reproduce_runs.log_reproduction(
         uri, options.home, study.study_name, run_name=f"reproduce t{trial.number:03d}",
@@ -411,6 +440,12 @@ def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:
     if report.alarm.fired:
         lines.append("warning: " + report.alarm.warning())
     lines.append(f"  MLflow run {report.run_id}: model at runs:/{report.run_id}/model, file final_model.keras")
+    if report.model_io:
+        io = report.model_io
+        taken = (f"{len(io['inputs']['features'])} raw feature columns" if "features" in io["inputs"] else
+                 f"raw rows of shape {io['inputs']['shape']}")
+        lines.append(f"  the model takes {taken} and gives {io['output']} (reproduce.json, 'model', has the "
+                     f"column order{' and the classes' if 'classes' in io else ''})")
     if report.registered:
         lines.append(f"  registered as {report.registered} in MLflow's model registry "
                      f"(models:/{report.registered.replace(' version ', '/')})")
