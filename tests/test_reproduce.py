@@ -5,6 +5,7 @@ import re
 import shutil
 
 import numpy as np
+import pandas as pd
 import optuna
 import pytest
 import yaml
@@ -115,9 +116,13 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     mlflow.set_tracking_uri(study_run["uri"])
     try:
         model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
+        served = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")  # as `mlflow models serve` does
     finally:
         mlflow.set_tracking_uri(None)
     accuracy = float(np.mean(np.argmax(model.predict(X_test, verbose=0), axis=1) == y_test))
+    # A frame of raw rows as pandas reads them (float64) is what the generic flavour takes.
+    frame = pd.DataFrame(X_test.astype(np.float64), columns=prepared.dataset.feature_names)
+    np.testing.assert_allclose(np.asarray(served.predict(frame)), model.predict(X_test, verbose=0), rtol=1e-5)
     assert accuracy == pytest.approx(run.data.metrics["test_accuracy"])
     # Registered with --register: the same model, by its registry name.
     version = client.get_model_version("iris-final", "1")

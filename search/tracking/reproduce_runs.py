@@ -19,7 +19,9 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
     """One finished ``reproduce`` run in the study's experiment, nested under the study's run when it exists.
 
     Holds the test metrics, the final model as an MLflow Keras model (``model/``, loadable with
-    ``mlflow.keras.load_model("runs:/<id>/model")``) and as a plain ``final_model.keras`` file.
+    ``mlflow.keras.load_model("runs:/<id>/model")``) and as a plain ``final_model.keras`` file. A table's
+    model takes float64 rows, so that ``mlflow.pyfunc.load_model(...).predict(frame)`` takes a pandas
+    DataFrame of raw rows as read.
     """
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
@@ -93,8 +95,12 @@ def _log_keras_model(client: Any, run_id: str, model: Any) -> None:
     installed = versions()
     requirements = [f"{name}=={installed[name]}" for name in ("keras", "tensorflow", "tensorflow-cpu")
                     if name in installed]
+    # Rows of a CSV (a pandas frame, or its .to_numpy()) are float64, which a float32 signature refuses;
+    # the model casts them to float32 itself. Image pixels keep float32. (MLflow's Keras flavour takes
+    # tensor signatures only, so the columns cannot be named in it: reproduce.json names them.)
+    dtype = np.float64 if len(model.input_shape) == 2 else np.float32
     signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *model.input_shape[1:]))]),
+        inputs=Schema([TensorSpec(np.dtype(dtype), (-1, *model.input_shape[1:]))]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *model.output_shape[1:]))]))
     with tempfile.TemporaryDirectory() as tmp:
         keras_file = Path(tmp) / "final_model.keras"
