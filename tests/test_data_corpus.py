@@ -295,6 +295,8 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     ("test-order-numbers-against-dates", csv(_dated(), {"order": "t"}, test=_dated(9, seed=2).assign(t=range(9)),
                                              other=TIME_SERIES),
      "data.order", ["holds numbers but that of", "dates"]),
+    ("quantity-read-as-classes", csv(_regression().assign(y=1e9 + np.arange(30) % 16), {"target": "y"}),
+     "data.target", ["has only 1 row(s)", "16 whole numbers are read as classes", "data.task: regression"]),
     ("target-constant-in-float32", csv(_regression().assign(y=1e9 + np.arange(30) % 7),
                                        {"target": "y", "task": "regression"}),
      "data.target", ["varies only past float32's precision", "subtract a constant"]),

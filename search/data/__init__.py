@@ -347,8 +347,11 @@ def split_test(dataset: Dataset, test_size: float, seed: int, time_ordered: bool
     if stratify is not None:
         counts = np.bincount(dataset.y)
         if counts.min() < 2:
+            numbers = all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in dataset.classes)
+            hint = (f" (the target's {len(dataset.classes)} whole numbers are read as classes: set data.task: "
+                    f"regression if it is a quantity)" if numbers else "")
             raise DataError(f"class {dataset.classes[int(counts.argmin())]!r} has only {counts.min()} row(s); a "
-                            f"stratified test split needs at least 2 per class", source=where,
+                            f"stratified test split needs at least 2 per class{hint}", source=where,
                             field="data.target")
     try:
         dev, test = train_test_split(idx, test_size=test_size, random_state=seed, stratify=stratify)
