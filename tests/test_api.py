@@ -78,7 +78,7 @@ def test_api_errors_are_user_errors_and_store_nothing(tmp_path, capsys):
     assert "or set data.missing: median" in str(caught.value)
     from search import api  # where data.missing fills them, missing features are the data checks' to count
     made: list[Path] = []
-    assert api._save_arrays(tmp_path / "h4", "filled", x, y, ("x", "y"), made, fills=True).is_file()
+    assert api._save_arrays(tmp_path / "h4", "filled", x, y, ("x", "y"), made, fills=True)[0].is_file()
     x_inf = np.nan_to_num(x)
     x_inf[2, 0] = np.inf
     with pytest.raises(search.DataError, match=r"x has 1 missing \(NaN\) or infinite value\(s\), the first at index "
@@ -86,6 +86,14 @@ def test_api_errors_are_user_errors_and_store_nothing(tmp_path, capsys):
         api._save_arrays(tmp_path / "h4", "inf", x_inf, y, ("x", "y"), made, fills=True)
     with pytest.raises(search.DataError, match="field 'y'"):
         search.run(space, x=np.nan_to_num(x), y=np.where(np.arange(40) == 3, np.nan, y), home=tmp_path / "h3")
+    # Rows that do not match are named by the arguments, not by the files they would have gone to.
+    with pytest.raises(search.DataError, match="x has 40 rows but y has 39") as caught:
+        search.run(space, x=np.nan_to_num(x), y=y[:-1], home=tmp_path / "h3")
+    assert "field 'y'" in str(caught.value) and ".npz" not in str(caught.value)
+    with pytest.raises(search.DataError, match=r"the rows of x_test have shape \[2\] but those of x have \[3\]") \
+            as caught:
+        search.run(space, x=np.nan_to_num(x), y=y, x_test=x[:5, :2], y_test=y[:5], home=tmp_path / "h3")
+    assert "field 'x_test'" in str(caught.value) and ".npz" not in str(caught.value)
     # Refused after the arrays were written (too few rows for the folds): they are taken back.
     with pytest.raises(search.UserError):
         search.run(space, x=np.nan_to_num(x)[:4], y=y[:4], home=tmp_path / "h3")
@@ -136,7 +144,7 @@ def test_pandas_frames_and_series_are_taken_as_a_notebook_holds_them(tmp_path):
                         "colour": rng.choice(["red", "green", "blue"], 60),
                         "label": pd.Series(rng.choice(["yes", "no"], 60)).astype("category")})
     x = pd.get_dummies(raw[["size", "colour"]])
-    path = api._save_arrays(tmp_path, "frame", x, raw["label"], ("x", "y"), [])
+    path, _ = api._save_arrays(tmp_path, "frame", x, raw["label"], ("x", "y"), [])
     with np.load(path) as saved:
         assert saved["X"].dtype == np.float64 and saved["X"].shape == (60, 4)
         assert saved["y"].tolist() == raw["label"].astype(str).tolist()

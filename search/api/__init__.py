@@ -136,13 +136,14 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     fresh_home = not home.exists()
     fills = loaded.data.missing != "refuse"  # missing features are then the data checks' to count
     try:
+        row_shape = None
         if x is not None and y is not None:
-            raw["data"]["source"] = "npz:" + str(_save_arrays(home, raw["study"]["name"], x, y, ("x", "y"), made,
-                                                               fills))
-            raw["data"]["target"] = None
+            source, row_shape = _save_arrays(home, raw["study"]["name"], x, y, ("x", "y"), made, fills)
+            raw["data"]["source"], raw["data"]["target"] = f"npz:{source}", None
         if x_test is not None and y_test is not None:
-            raw["data"]["test"] = "npz:" + str(_save_arrays(home, raw["study"]["name"] + "-test", x_test, y_test,
-                                                            ("x_test", "y_test"), made, fills))
+            test, _ = _save_arrays(home, raw["study"]["name"] + "-test", x_test, y_test, ("x_test", "y_test"), made,
+                                   fills, row_shape)
+            raw["data"]["test"] = f"npz:{test}"
         if builder is not None:
             raw["model"]["family"] = models.register_builder(builder)
         resolved = spaces.validate(raw, source=str(loaded.path) if loaded.path else "<space>", path=loaded.path)

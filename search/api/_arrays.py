@@ -43,12 +43,21 @@ def _plain(values: Any, name: str) -> np.ndarray:
 
 
 def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tuple[str, str],
-                 made: list[Path], fills: bool = False) -> Path:
-    """In-memory rows as an npz under ``<home>/data``, named by their content: the same arrays, the same file."""
+                 made: list[Path], fills: bool = False,
+                 row_shape: tuple[int, ...] | None = None) -> tuple[Path, tuple[int, ...]]:
+    """In-memory rows as an npz under ``<home>/data``, named by their content: the same arrays, the same file.
+    Returns the file and the shape of one row of ``x``; ``row_shape``: the shape the development rows have
+    (for test rows), checked here so that the message names the arguments, not the files they went to."""
     x, y = _plain(x, names[0]), _plain(y, names[1])
     if x.dtype == object or y.dtype == object:
         raise SpaceError("in-memory data must be numeric or string arrays, not Python objects",
                          field=", ".join(names), found=f"{names[0]} {x.dtype}, {names[1]} {y.dtype}")
+    if x.ndim and y.ndim and len(x) != len(y):
+        raise DataError(f"{names[0]} has {len(x)} rows but {names[1]} has {len(y)}", field=names[1],
+                        expected=f"one {names[1]} value per row of {names[0]}", found=f"{len(y)} values")
+    if row_shape is not None and x.ndim and tuple(x.shape[1:]) != tuple(row_shape):
+        raise DataError(f"the rows of {names[0]} have shape {list(x.shape[1:])} but those of x have "
+                        f"{list(row_shape)}", field=names[0], expected="the same features per row as x")
     for array, label in ((x, names[0]), (y, names[1])):  # named as the caller passed them, not as a file
         # Features may miss values where data.missing fills them: the data checks count them then.
         if array.dtype.kind not in "fc":
@@ -59,7 +68,7 @@ def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tup
             hint = "; or set data.missing: median (or mean)" if label == names[0] and np.isnan(array).any() else ""
             raise DataError(f"{label} has {len(bad)} missing (NaN) or infinite value(s), the first at index "
                             f"{tuple(int(i) for i in bad[0])}; fill or drop those rows first{hint}", field=label,
-                            expected="finite numbers", found=array[tuple(bad[0])])
+                            expected="finite numbers", found=array[tuple(bad[0])].item())
     buffer = io.BytesIO()
     np.savez(buffer, X=x, y=y)
     digest = hashlib.sha256(buffer.getvalue()).hexdigest()[:12]
@@ -70,4 +79,4 @@ def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tup
         tmp.write_bytes(buffer.getvalue())
         tmp.replace(path)
         made.append(path)
-    return path
+    return path, tuple(x.shape[1:])
