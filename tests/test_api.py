@@ -152,5 +152,7 @@ def test_pandas_frames_and_series_are_taken_as_a_notebook_holds_them(tmp_path):
     space["data"] = {"source": f"npz:{path}", "test_size": 0.2}
     prepared = session.prepare(search.Space.model_validate(space))
     assert prepared.dataset.task == "binary" and prepared.dataset.input_shape == (4,)
+    # The frame's column names travel with the rows: the final model's reproduce.json names its inputs.
+    assert prepared.dataset.feature_names == list(x.columns)
     with pytest.raises(search.SpaceError, match=r"x's column\(s\) 'colour' are not numeric.*get_dummies"):
         api._save_arrays(tmp_path, "text", raw[["size", "colour"]], raw["label"], ("x", "y"), [])

@@ -277,6 +277,8 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     ("drop-the-target", csv(_frame(), {"drop": ["label"]}), "data.drop",
      ["column 'label'", "is data.target, so it cannot also be dropped"]),
     ("drop-on-an-npz", npz({"drop": ["a"]}, X=_X, y=_Y), "data.drop", ["a npz: source has no named columns"]),
+    ("npz-feature-names-of-another-length", npz(X=_X, y=_Y, feature_names=np.array(["a"])), "data.source",
+     ["array 'feature_names'", "must name each column of X once"]),
     ("npz-that-is-a-csv", raw_file("bad.npz", b"a,b,label\n1,2,0\n", "npz:bad.npz"), "data.source",
      ["is not a NumPy .npz archive", "starts with 'a,b,label'", "csv:<path>"]),
     ("npz-one-group-of-text", npz({"group": "g"}, {"validation": {"scheme": "group_kfold", "k": 2}}, X=_X, y=_Y,

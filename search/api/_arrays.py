@@ -48,6 +48,7 @@ def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tup
     """In-memory rows as an npz under ``<home>/data``, named by their content: the same arrays, the same file.
     Returns the file and the shape of one row of ``x``; ``row_shape``: the shape the development rows have
     (for test rows), checked here so that the message names the arguments, not the files they went to."""
+    columns = getattr(x, "columns", None)  # a pandas frame's column names, kept for the summary and the model
     x, y = _plain(x, names[0]), _plain(y, names[1])
     if x.dtype == object or y.dtype == object:
         raise SpaceError("in-memory data must be numeric or string arrays, not Python objects",
@@ -70,7 +71,10 @@ def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tup
                             f"{tuple(int(i) for i in bad[0])}; fill or drop those rows first{hint}", field=label,
                             expected="finite numbers", found=array[tuple(bad[0])].item())
     buffer = io.BytesIO()
-    np.savez(buffer, X=x, y=y)
+    if columns is not None and x.ndim == 2 and len(columns) == x.shape[1]:
+        np.savez(buffer, X=x, y=y, feature_names=np.asarray([str(c) for c in columns]))
+    else:
+        np.savez(buffer, X=x, y=y)
     digest = hashlib.sha256(buffer.getvalue()).hexdigest()[:12]
     path = (home / "data" / f"{name}-{digest}.npz").resolve()
     if not path.is_file():

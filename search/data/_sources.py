@@ -444,7 +444,21 @@ def _npz(path: Path, section: Any, where: str, split_column: str | None = None,
         X = _npz_images(X, path, where)
     mask = _checks.split_marks(more["split_column"], split_column, path, where) if split_column else None
     return Raw(np.asarray(X, dtype=np.float64), y, groups=more.get("group"), order=more.get("order"),
-               test_mask=mask, notes=notes, warnings=merges, label=str(path))
+               feature_names=_npz_feature_names(archive, keys, X, path, where, field), test_mask=mask, notes=notes,
+               warnings=merges, label=str(path))
+
+
+def _npz_feature_names(archive: Any, keys: set[str], X: np.ndarray, path: Path, where: str,
+                       field: str) -> list[str] | None:
+    """The columns' names from an optional ``feature_names`` array (the API saves a frame's columns there)."""
+    if "feature_names" not in keys:
+        return None
+    names = _checks.npz_member(archive, "feature_names", path, where, field)
+    if X.ndim != 2 or names.ndim != 1 or len(names) != X.shape[1] or names.dtype.kind not in "US":
+        raise DataError(f"array 'feature_names' of {path} must name each column of X once", source=where,
+                        field=field, expected=f"{X.shape[1] if X.ndim == 2 else 'one'} names, as text",
+                        found=f"shape {names.shape}, dtype {names.dtype}")
+    return [str(n) for n in names.astype(str)]
 
 
 def _npz_images(X: np.ndarray, path: Path, where: str) -> np.ndarray:
