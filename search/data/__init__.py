@@ -73,6 +73,8 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
     where = str(space_path) if space_path else "<space>"
     bases = [Path.cwd()] + ([space_path.parent] if space_path else [])
     raw = read(section.source, section, bases, where, "data.source", section.split_column)
+    vocabulary = {name: sorted(set(values.tolist())) for name, values in raw.categories.items()}
+    _one_hot(raw, vocabulary)
     label = raw.label or section.source
     if raw.label and not Path(section.source.partition(":")[2]).expanduser().is_absolute():
         # Found from the working folder or the space file's: the same command in another folder may read
@@ -89,6 +91,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
                         found=section.test)
     if section.test is not None:
         test = read(section.test, section, bases, where, "data.test")
+        _one_hot(test, vocabulary)
         test_label = test.label or section.test
         _conform(test, raw, test_label, label, where)
     elif raw.test_mask is not None:
@@ -169,6 +172,28 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
                    test_source=(f"data.test {section.test}" if section.test else
                                 f"data.split_column '{section.split_column}'" if section.split_column else ""),
                    files=files)
+
+
+def _one_hot(part: Raw, vocabulary: dict[str, list[str]]) -> None:
+    """``data.categorical: one_hot``: each category column as one 0/1 column per value of the source's rows,
+    named ``column=value`` and put after the numeric columns. A value the source never shows (in data.test)
+    is all zeros. The values are a vocabulary, not a statistic of the rows, so the whole source gives them."""
+    if not part.categories:
+        return
+    blocks, names = [part.X], list(part.feature_names or [])
+    for name, values in part.categories.items():
+        known = vocabulary.get(name, [])
+        blocks.append((values[:, None] == np.asarray(known, dtype=str)[None, :]).astype(np.float64))
+        names += [f"{name}={value if value else '(empty)'}" for value in known]
+        unseen = sorted(set(values.tolist()) - set(known))
+        if unseen:
+            part.notes.append(f"column '{name}' of {part.label}: value(s) {', '.join(map(repr, unseen[:5]))} never "
+                              f"occur in the development source, so their rows have 0 in every {name}= column")
+    part.notes.append(f"{part.label}: " + ", ".join(f"'{n}' ({len(vocabulary.get(n, []))} values)"
+                                                     for n in part.categories)
+                      + " one-hot encoded as 0/1 columns named column=value (data.categorical: one_hot); the final "
+                      "model takes them so encoded")
+    part.X, part.feature_names, part.categories = np.concatenate(blocks, axis=1), names, {}
 
 
 def _take(part: Raw, idx: np.ndarray, y: bool = True) -> None:

@@ -30,6 +30,9 @@ class Raw:
     test_mask: np.ndarray | None = None  # from data.split_column: True for the provided test rows
     notes: list[str] = _field(default_factory=list)      # how the data was read, for the summary
     warnings: list[str] = _field(default_factory=list)   # what may distort the results, said louder
+    # data.categorical: one_hot: a CSV's category columns as text, one-hot encoded by search.data with the
+    # development rows' values (so that data.test gets the same columns); emptied once encoded.
+    categories: dict[str, np.ndarray] = _field(default_factory=dict)
     label: str = ""                                       # the file or folder, for messages
 
 
@@ -145,6 +148,14 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None,
     _no_header_rows(frame, path, where, field)
     texts = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
              and not pd.api.types.is_bool_dtype(features[c])]
+    categories: dict[str, np.ndarray] = {}
+    if getattr(section, "categorical", "refuse") == "one_hot":
+        for c in [c for c in texts if _is_category(features[c])]:
+            raw_text = _raw_text(path, encoding, c)  # NA or None are values of a category, not missing ones
+            values = raw_text if raw_text is not None and len(raw_text) == len(features) else features[c]
+            categories[str(c)] = values.fillna("").astype(str).str.strip().to_numpy()
+        texts = [c for c in texts if str(c) not in categories]
+        features = features.drop(columns=[c for c in features.columns if str(c) in categories])
     if texts:
         column = texts[0]
         sample = features[column].dropna().iloc[0] if features[column].notna().any() else None
@@ -184,7 +195,8 @@ def _csv(path: Path, section: Any, where: str, split_column: str | None = None,
                order=frame[section.order].to_numpy() if section.order else None,
                feature_names=[str(c) for c in features.columns],
                test_mask=_checks.split_marks(frame[split_column].to_numpy(), split_column, path, where)
-               if split_column is not None else None, label=str(path), notes=notes, warnings=merges)
+               if split_column is not None else None, label=str(path), notes=notes, warnings=merges,
+               categories=categories)
 
 
 def text_encoding(path: Path) -> str:
@@ -281,6 +293,12 @@ def _row_counters(features: Any, path: Path) -> list[str]:
     return out
 
 
+def _is_category(values: Any) -> bool:
+    """A text column of few distinct values that are neither numbers with separators nor dates."""
+    hint = _text_column_hint(values, "")
+    return hint.startswith("encode it as numbers first: a category")
+
+
 def _text_column_hint(values: Any, column: Any) -> str:
     """What to do with a text feature column, by what its cells look like."""
     import re
@@ -306,7 +324,7 @@ def _text_column_hint(values: Any, column: Any) -> str:
                 f"a network cannot use as they are: leave it out (data.drop: [{column}]), or encode it as numbers "
                 f"first")
     return (f"encode it as numbers first: a category ({distinct} values) as one 0/1 column per value, "
-            f"pandas.get_dummies(frame, columns=['{column}'])")
+            f"pandas.get_dummies(frame, columns=['{column}']), or set data.categorical: one_hot")
 
 
 def _is_number(name: Any) -> bool:

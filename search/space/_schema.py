@@ -135,6 +135,8 @@ class DataSection(_Strict):
     # Missing feature values (empty cells, NaN): refuse the data, or fill each column per split with the
     # mean or median of that split's training rows (never of its validation or test rows).
     missing: Literal["refuse", "mean", "median"] = "refuse"
+    # Text columns of a CSV that hold a category (few distinct values): refused, or one 0/1 column per value.
+    categorical: Literal["refuse", "one_hot"] = "refuse"
     # Rows with identical features: drop (one copy kept; all copies when their labels disagree),
     # keep, or refuse the data.
     duplicates: Literal["drop", "keep", "refuse"] = "drop"
