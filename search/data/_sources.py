@@ -1,4 +1,5 @@
-"""Where rows come from: scikit-learn's bundled sets, CSV files and NumPy ``.npz`` archives.
+"""Where rows come from: scikit-learn's bundled sets, CSV files (search/data/_csv.py) and NumPy ``.npz``
+archives.
 
 Each reader returns raw arrays (features, target, optional groups and order) and a description; task
 detection, de-duplication and fingerprints happen once, in ``search.data``.
@@ -6,34 +7,19 @@ detection, de-duplication and fingerprints happen once, in ``search.data``.
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass, field as _field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from search.data import _checks
+from search.data._csv import read_csv
+from search.data._raw import Raw
 from search.errors import DataError
 
+__all__ = ["SKLEARN_SETS", "Raw", "read"]
+
 SKLEARN_SETS = ("digits", "breast_cancer", "wine", "iris", "diabetes")
-
-
-@dataclass
-class Raw:
-    X: np.ndarray
-    y: np.ndarray
-    groups: np.ndarray | None = None
-    order: np.ndarray | None = None
-    feature_names: list[str] | None = None
-    declared_task: str | None = None  # what the source itself knows (sklearn sets)
-    skipped: list[Path] = _field(default_factory=list)  # unreadable images left out (skip_bad_images)
-    test_mask: np.ndarray | None = None  # from data.split_column: True for the provided test rows
-    notes: list[str] = _field(default_factory=list)      # how the data was read, for the summary
-    warnings: list[str] = _field(default_factory=list)   # what may distort the results, said louder
-    # data.categorical: one_hot: a CSV's category columns as text, one-hot encoded by search.data with the
-    # development rows' values (so that data.test gets the same columns); emptied once encoded.
-    categories: dict[str, np.ndarray] = _field(default_factory=dict)
-    label: str = ""                                       # the file or folder, for messages
 
 
 def read(source: str, section: Any, base_dirs: list[Path], where: str, field: str = "data.source",
@@ -58,7 +44,7 @@ def read(source: str, section: Any, base_dirs: list[Path], where: str, field: st
     if kind == "images":
         return _images(rest, section, base_dirs, where, field)
     path = _find(rest, base_dirs, where, field)
-    reader = _csv if kind == "csv" else _npz
+    reader = read_csv if kind == "csv" else _npz
     return reader(path, section, where, split_column, field)
 
 
@@ -90,330 +76,6 @@ def _sklearn(name: str, where: str, as_images: bool = False) -> Raw:
     task = "regression" if name == "diabetes" else "classification"
     return Raw(np.asarray(bunch.data), np.asarray(bunch.target), feature_names=list(bunch.feature_names)
                if hasattr(bunch, "feature_names") else None, declared_task=task)
-
-
-def _csv(path: Path, section: Any, where: str, split_column: str | None = None,
-         field: str = "data.source") -> Raw:
-    import pandas as pd
-
-    _checks.csv_header(path, where, field)
-    notes: list[str] = []
-    encoding = text_encoding(path)
-    if encoding != "utf-8":
-        notes.append(f"{path} is not UTF-8 text: read as {encoding} (Excel's CSV on Windows); save it as UTF-8 "
-                     f"if its accented letters look wrong")
-    try:
-        sep = _header_separator(path, encoding)
-        frame = pd.read_csv(path, encoding=encoding, sep=sep)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot parse CSV file {path} ({str(exc).strip()})", source=where,
-                        field=field) from None
-    if sep != ",":
-        frame = _with_decimal_commas(frame, path, encoding, sep, notes)
-    # `a, b, label`: the names are a, b and label (pandas would keep the spaces: ' b', ' label').
-    frame.columns = [c.strip() if isinstance(c, str) else c for c in frame.columns]
-    frame = _without_unnamed(frame, path, notes)
-    if section.target is None:
-        raise DataError("a CSV source needs the name of its target column", source=where,
-                        field="data.target", expected="one of " + ", ".join(map(str, frame.columns)))
-    if len(frame) == 0:
-        raise DataError(f"the CSV file {path} has a header but no data rows", source=where, field=field,
-                        expected="at least one row below the header")
-    named = {"data.target": section.target, "data.group": section.group, "data.order": section.order,
-             "data.split_column": split_column}
-    for role, column in named.items():
-        if column is not None and column not in frame.columns:
-            header = ",".join(map(str, frame.columns))
-            other = next((name for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars"))
-                          if len(frame.columns) == 1 and sep in header), None)
-            hint = f" (its header is one column holding {other}: the file must be comma-separated)" if other else ""
-            if not other and all(_is_number(name) for name in frame.columns):
-                hint = " (its first line holds numbers: the file needs a header line of column names)"
-            elif not other and str(frame.columns[0]).startswith("#"):
-                hint = " (its first line is a comment: the first line must be the column names)"
-            raise DataError(f"no such column in {path}{hint}", source=where, field=role,
-                            expected="one of " + ", ".join(map(str, frame.columns)), found=column)
-    roles = [(role, column) for role, column in named.items() if column is not None]
-    for i, (role, column) in enumerate(roles):
-        for other, same in roles[i + 1:]:
-            if same == column:
-                raise DataError(f"column '{column}' of {path} is named as {role} and as {other}; one column has "
-                                "one role", source=where, field=other, expected=f"a column other than '{column}'",
-                                found=column)
-    special = [c for c in named.values() if c is not None]
-    features = frame.drop(columns=special + _dropped(section, frame, path, where, named))
-    if features.shape[1] == 0:
-        raise DataError(f"{path} has no feature columns besides target/group/order", source=where,
-                        field=field)
-    _no_header_rows(frame, path, where, field)
-    texts = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
-             and not pd.api.types.is_bool_dtype(features[c])]
-    categories: dict[str, np.ndarray] = {}
-    if getattr(section, "categorical", "refuse") == "one_hot":
-        for c in [c for c in texts if _is_category(features[c])]:
-            raw_text = _raw_text(path, encoding, c)  # NA or None are values of a category, not missing ones
-            values = raw_text if raw_text is not None and len(raw_text) == len(features) else features[c]
-            categories[str(c)] = values.fillna("").astype(str).str.strip().to_numpy()
-        texts = [c for c in texts if str(c) not in categories]
-        features = features.drop(columns=[c for c in features.columns if str(c) in categories])
-    if texts:
-        column = texts[0]
-        sample = features[column].dropna().iloc[0] if features[column].notna().any() else None
-        if len(texts) == 1:
-            message = f"column '{column}' of {path} is not numeric; {_text_column_hint(features[column], column)}"
-        else:  # all of them at once: one edit of the file, not one run per column
-            message = (f"{len(texts)} columns of {path} are not numeric: "
-                       + "; ".join(f"'{c}': {_text_column_hint(features[c], c)}" for c in texts))
-        raise DataError(message, source=where, field=field, expected="numbers", found=sample)
-    notes += _row_counters(features, path)
-    merges = _checks.float32_merges([(str(c), features[c].to_numpy()) for c in features.columns
-                                     if not pd.api.types.is_bool_dtype(features[c])], str(path))
-    target_text = _as_written(path, encoding, section.target, frame[section.target])
-    if target_text is not None:
-        words = ", ".join(map(repr, sorted(set(target_text[frame[section.target].isna()]))))
-        frame[section.target] = target_text
-        notes.append(f"target '{section.target}' of {path}: the label(s) {words} kept as written, not read as "
-                     "missing values")
-    notes += _merged_spellings(path, encoding, section.target, frame[section.target])
-    fills = getattr(section, "missing", "refuse") != "refuse"  # feature cells each split fills (data.missing)
-    for column in [*([] if fills else features.columns),
-                   *(c for c in (section.target, section.group, section.order) if c)]:
-        missing = int(frame[column].isna().sum())
-        if missing:
-            hint = ("; or set data.missing: median (or mean) to fill them per split from its training rows"
-                    if column in features.columns else "; data.missing fills feature columns only" if fills else "")
-            written = _missing_as_written(path, encoding, column, frame[column])
-            raise DataError(f"column '{column}' of {path} has {missing} missing value(s){written}; fill or drop "
-                            f"them first{hint}", source=where, field=field)
-    if split_column is not None:
-        missing = int(frame[split_column].isna().sum())
-        if missing:
-            raise DataError(f"split column '{split_column}' of {path} has {missing} empty value(s)", source=where,
-                            field="data.split_column", expected="test/train, 1/0 or true/false in every row")
-    return Raw(features.to_numpy(dtype=np.float64), frame[section.target].to_numpy(),
-               groups=frame[section.group].to_numpy() if section.group else None,
-               order=frame[section.order].to_numpy() if section.order else None,
-               feature_names=[str(c) for c in features.columns],
-               test_mask=_checks.split_marks(frame[split_column].to_numpy(), split_column, path, where)
-               if split_column is not None else None, label=str(path), notes=notes, warnings=merges,
-               categories=categories)
-
-
-def text_encoding(path: Path) -> str:
-    """``utf-8`` (a byte-order mark is dropped), else Windows' ``cp1252``, else ``latin-1``, which reads any
-    bytes: a CSV saved by Excel on Windows is cp1252, and refusing it helps nobody."""
-    import codecs
-
-    for encoding in ("utf-8", "cp1252"):
-        decoder = codecs.getincrementaldecoder(encoding)()
-        try:
-            with open(path, "rb") as handle:
-                while chunk := handle.read(1 << 20):  # a large file is never held whole
-                    decoder.decode(chunk)
-            decoder.decode(b"", final=True)
-            return encoding
-        except UnicodeDecodeError:
-            continue
-    return "latin-1"
-
-
-_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "bars"}
-
-
-def _header_separator(path: Path, encoding: str) -> str:
-    """The separator the header line uses most (commas unless another one outnumbers them): a semicolon file
-    whose cells hold decimal commas would otherwise break pandas' comma reading with a field-count error."""
-    try:
-        with open(path, encoding=encoding, errors="replace") as fh:
-            header = fh.readline()
-    except OSError:
-        return ","
-    counts = {sep: header.count(sep) for sep in (",", *_SEPARATORS)}
-    best = max(counts, key=lambda sep: counts[sep])
-    return best if counts[best] > counts[","] else ","
-
-
-def _with_decimal_commas(frame: Any, path: Path, encoding: str, sep: str, notes: list[str]) -> Any:
-    """A CSV separated by semicolons (Excel where the comma is the decimal mark), tabs or bars: said in a
-    note, and read again with the decimal comma where a column holds numbers written ``1,5``."""
-    import pandas as pd
-
-    words = ""
-    texts = [frame[c].dropna().astype(str).str.strip() for c in frame.columns
-             if not pd.api.types.is_numeric_dtype(frame[c]) and frame[c].notna().any()]
-    if any(v.str.fullmatch(r"[-+]?\d+(?:,\d+)?").all() and v.str.contains(",").any() for v in texts):
-        try:
-            frame = pd.read_csv(path, encoding=encoding, sep=sep, decimal=",")
-            words = ", with decimal commas (1,5 is one and a half)"
-        except (pd.errors.ParserError, ValueError):
-            pass  # as first read: its columns' errors say what is wrong
-    notes.append(f"{path} is separated by {_SEPARATORS[sep]}, not commas{words}: read that way")
-    return frame
-
-
-def _dropped(section: Any, frame: Any, path: Path, where: str, named: dict[str, Any]) -> list[str]:
-    """The columns ``data.drop`` names, each checked to exist and to have no other role."""
-    drop = list(getattr(section, "drop", None) or [])
-    for column in drop:
-        if column not in frame.columns:
-            raise DataError(f"data.drop names a column that {path} does not have", source=where, field="data.drop",
-                            expected="one of " + ", ".join(map(str, frame.columns)), found=column)
-        role = next((r for r, c in named.items() if c == column), None)
-        if role is not None:
-            raise DataError(f"column '{column}' of {path} is {role}, so it cannot also be dropped", source=where,
-                            field="data.drop", expected=f"a column other than {role}", found=column)
-    return drop
-
-
-def _no_header_rows(frame: Any, path: Path, where: str, field: str) -> None:
-    """A data row that repeats the header (files joined with ``cat``) would make every column text."""
-    import pandas as pd
-
-    names = [str(c) for c in frame.columns]
-    if len(frame) == 0 or all(pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns):
-        return
-    same = (frame.astype(str).apply(lambda col: col.str.strip()) == names).all(axis=1).to_numpy()
-    if same.any():
-        rows = np.flatnonzero(same)
-        lines = ", ".join(str(int(r) + 2) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
-        raise DataError(f"{path} repeats its header line as a data row ({len(rows)} time(s), at line(s) {lines}), "
-                        f"as files joined end to end do; delete those lines", source=where, field=field,
-                        expected="one header line", found=",".join(names))
-
-
-def _row_counters(features: Any, path: Path) -> list[str]:
-    """Feature columns that count the rows (1, 2, 3, ... in file order): most likely an identifier."""
-    out = []
-    for column in features.columns:
-        values = features[column].to_numpy()
-        if len(values) >= 10 and values.dtype.kind in "iu" and bool(np.all(np.diff(values) == 1)):
-            out.append(f"column '{column}' of {path} counts the rows ({values[0]}, {values[1]}, {values[2]}, ...) and "
-                       f"is used as a feature; if it only names the rows, drop it (it carries no signal, or a leak "
-                       f"where the rows are sorted by the target or by time)")
-    return out
-
-
-def _is_category(values: Any) -> bool:
-    """A text column of few distinct values that are neither numbers with separators nor dates."""
-    hint = _text_column_hint(values, "")
-    return hint.startswith("encode it as numbers first: a category")
-
-
-def _text_column_hint(values: Any, column: Any) -> str:
-    """What to do with a text feature column, by what its cells look like."""
-    import re
-
-    from search.data._checks import _date_formats
-
-    text = values.dropna().astype(str).str.strip()
-    if text.empty:
-        return "encode it as numbers first"
-    numeric = text.str.replace(r"[,\s$€£%]", "", regex=True)
-    if (numeric.str.fullmatch(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?") | (numeric == "")).mean() > 0.9:
-        stray = next((v for v, n in zip(text, numeric) if not re.fullmatch(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", n)),
-                     None)
-        how = "thousands separators, currency or percent signs" if stray is None else f"cells such as {stray!r}"
-        return (f"its numbers are written with {how}: remove them (or make them empty cells and set data.missing) "
-                f"so the column reads as numbers")
-    if _date_formats(text.iloc[0]):
-        return ("it holds dates: turn them into numbers first (days since a start, day of week, month), or name "
-                "the column in data.order if it orders the rows in time")
-    distinct = text.nunique()
-    if distinct > max(20, len(text) // 2):
-        return (f"it holds {distinct} different texts in {len(text)} rows (names, identifiers or free text), which "
-                f"a network cannot use as they are: leave it out (data.drop: [{column}]), or encode it as numbers "
-                f"first")
-    return (f"encode it as numbers first: a category ({distinct} values) as one 0/1 column per value, "
-            f"pandas.get_dummies(frame, columns=['{column}']), or set data.categorical: one_hot")
-
-
-def _is_number(name: Any) -> bool:
-    try:
-        float(str(name))
-    except ValueError:
-        return False
-    return True
-
-
-def _raw_text(path: Path, encoding: str, column: Any) -> Any:
-    """``column`` as the file spells it (pandas reads NA, N/A, null, None, NaN and empty cells as missing)."""
-    import pandas as pd
-
-    try:
-        text = pd.read_csv(path, usecols=lambda name: str(name).strip() == column, dtype=str, keep_default_na=False,
-                           encoding=encoding, sep=_header_separator(path, encoding))
-        return text.iloc[:, 0] if text.shape[1] == 1 else None
-    except Exception:  # a header pandas reads differently this way: no finer message, the check still stands
-        return None
-
-
-def _as_written(path: Path, encoding: str, column: str, values: Any) -> Any:
-    """A text target whose "missing" cells all hold words (``NA`` for North America, ``None`` as a class)."""
-    import pandas as pd
-
-    present = values.dropna()
-    if not values.isna().any() or (len(present) and pd.api.types.is_numeric_dtype(present.infer_objects())):
-        return None  # nothing missing, or a numeric target, where NA does mean a missing value
-    text = _raw_text(path, encoding, column)
-    if text is None or len(text) != len(values) or (text[values.isna()].str.strip() == "").any():
-        return None  # a truly empty cell is missing, and is refused as such
-    return text.str.strip().where(values.isna(), values)
-
-
-def _merged_spellings(path: Path, encoding: str, column: str, values: Any, most: int = 50) -> list[str]:
-    """A note where a numeric target's labels are written several ways (``01`` and ``1``, ``2.0`` and ``2``):
-    read as numbers they are one class, which codes such as ZIP or product codes are not."""
-    import pandas as pd
-
-    if not pd.api.types.is_numeric_dtype(values) or values.nunique() > most or path.stat().st_size > 100 * 2**20:
-        return []
-    text = _raw_text(path, encoding, column)
-    if text is None or len(text) != len(values):
-        return []
-    spellings = pd.DataFrame({"value": values.to_numpy(), "text": text.str.strip().to_numpy()}).dropna()
-    ways = spellings.groupby("value")["text"].unique()
-    merged = [sorted(w) for w in ways if len(w) > 1]
-    if not merged:
-        return []
-    shown = "; ".join(" and ".join(repr(t) for t in w[:3]) for w in merged[:3])
-    more = "; ..." if len(merged) > 3 else ""
-    return [f"target '{column}' of {path}: labels written differently are read as the same number, so as one "
-            f"class ({shown}{more}); if they are codes that differ, write them with a letter (c01, c1)"]
-
-
-def _missing_as_written(path: Path, encoding: str, column: Any, values: Any) -> str:
-    from collections import Counter
-
-    text = _raw_text(path, encoding, column)
-    if text is None or len(text) != len(values):
-        return ""
-    counts = Counter(text[values.isna()].str.strip())
-    shown = ", ".join(f"{'empty cells' if t == '' else repr(t)} ({n})" for t, n in counts.most_common(4))
-    return f" (as written: {shown})"
-
-
-def _without_unnamed(frame: Any, path: Path, notes: list[str]) -> Any:
-    """Drop the columns a CSV writer left without a header: a row index, or the empty one of a trailing comma.
-
-    ``DataFrame.to_csv`` writes the index first with an empty name (pandas reads it back as ``Unnamed: 0``).
-    As a feature it is the row number: after a sort by class or by time, a give-away of the target.
-    """
-    import pandas as pd
-
-    for position, column in enumerate(list(frame.columns)):
-        if not (isinstance(column, str) and (column.startswith("Unnamed: ") or column == "")):
-            continue  # pandas names an empty header cell "Unnamed: <n>"; a blank one is "" once stripped
-        values = frame[column]
-        if values.isna().all():
-            notes.append(f"column {position + 1} of {path} has neither a name nor values (a trailing comma?): "
-                         "ignored")
-        elif position == 0 and pd.api.types.is_integer_dtype(values) and values.is_unique:
-            notes.append(f"the first column of {path} has no name and holds unique whole numbers: a row index "
-                         "(as DataFrame.to_csv writes it), not used as a feature")
-        else:
-            continue
-        frame = frame.drop(columns=[column])
-    return frame
 
 
 def _npz(path: Path, section: Any, where: str, split_column: str | None = None,
