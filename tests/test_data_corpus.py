@@ -278,6 +278,8 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     ("drop-the-target", csv(_frame(), {"drop": ["label"]}), "data.drop",
      ["column 'label'", "is data.target, so it cannot also be dropped"]),
     ("drop-on-an-npz", npz({"drop": ["a"]}, X=_X, y=_Y), "data.drop", ["a npz: source has no named columns"]),
+    ("categorical-on-an-npz", npz({"categorical": "one_hot"}, X=_X, y=_Y), "data.categorical",
+     ["a npz: source has none"]),
     ("npz-feature-names-of-another-length", npz(X=_X, y=_Y, feature_names=np.array(["a"])), "data.source",
      ["array 'feature_names'", "must name each column of X once"]),
     ("free-text-with-one-hot-categories", csv(_frame().assign(name=[f"p{i}" for i in range(30)]),

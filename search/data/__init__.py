@@ -74,7 +74,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
     bases = [Path.cwd()] + ([space_path.parent] if space_path else [])
     raw = read(section.source, section, bases, where, "data.source", section.split_column)
     vocabulary = {name: sorted(set(values.tolist())) for name, values in raw.categories.items()}
-    _one_hot(raw, vocabulary)
+    _encode_categories(raw, vocabulary)
     label = raw.label or section.source
     if raw.label and not Path(section.source.partition(":")[2]).expanduser().is_absolute():
         # Found from the working folder or the space file's: the same command in another folder may read
@@ -91,7 +91,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
                         found=section.test)
     if section.test is not None:
         test = read(section.test, section, bases, where, "data.test")
-        _one_hot(test, vocabulary)
+        _encode_categories(test, vocabulary)
         test_label = test.label or section.test
         _conform(test, raw, test_label, label, where)
     elif raw.test_mask is not None:
@@ -174,7 +174,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
                    files=files)
 
 
-def _one_hot(part: Raw, vocabulary: dict[str, list[str]]) -> None:
+def _encode_categories(part: Raw, vocabulary: dict[str, list[str]]) -> None:
     """``data.categorical: one_hot``: each category column as one 0/1 column per value of the source's rows,
     named ``column=value`` and put after the numeric columns. A value the source never shows (in data.test)
     is all zeros. The values are a vocabulary, not a statistic of the rows, so the whole source gives them."""

@@ -69,13 +69,15 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
     texts = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
              and not pd.api.types.is_bool_dtype(features[c])]
     categories: dict[str, np.ndarray] = {}
-    if getattr(section, "categorical", "refuse") == "one_hot":
-        for c in [c for c in texts if _is_category(features[c])]:
-            raw_text = _raw_text(path, encoding, c)  # NA or None are values of a category, not missing ones
-            values = raw_text if raw_text is not None and len(raw_text) == len(features) else features[c]
-            categories[str(c)] = values.fillna("").astype(str).str.strip().to_numpy()
-        texts = [c for c in texts if str(c) not in categories]
-        features = features.drop(columns=[c for c in features.columns if str(c) in categories])
+    one_hot = [c for c in texts if _is_category(features[c])] \
+        if getattr(section, "categorical", "refuse") == "one_hot" else []
+    spelled = _AsSpelled(path, encoding, sep, [section.target, *one_hot])
+    for c in one_hot:
+        raw_text = spelled(c)  # NA or None are values of a category, not missing ones
+        values = raw_text if raw_text is not None and len(raw_text) == len(features) else features[c]
+        categories[str(c)] = values.fillna("").astype(str).str.strip().to_numpy()
+    texts = [c for c in texts if c not in one_hot]
+    features = features.drop(columns=one_hot)
     if texts:
         column = texts[0]
         sample = features[column].dropna().iloc[0] if features[column].notna().any() else None
@@ -88,13 +90,13 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
     notes += _row_counters(features, path)
     merges = _checks.float32_merges([(str(c), features[c].to_numpy()) for c in features.columns
                                      if not pd.api.types.is_bool_dtype(features[c])], str(path))
-    target_text = _as_written(path, encoding, section.target, frame[section.target])
+    target_text = _as_written(spelled, section.target, frame[section.target])
     if target_text is not None:
         words = ", ".join(map(repr, sorted(set(target_text[frame[section.target].isna()]))))
         frame[section.target] = target_text
         notes.append(f"target '{section.target}' of {path}: the label(s) {words} kept as written, not read as "
                      "missing values")
-    notes += _merged_spellings(path, encoding, section.target, frame[section.target])
+    notes += _merged_spellings(spelled, section.target, frame[section.target])
     fills = getattr(section, "missing", "refuse") != "refuse"  # feature cells each split fills (data.missing)
     for column in [*([] if fills else features.columns),
                    *(c for c in (section.target, section.group, section.order) if c)]:
@@ -102,7 +104,7 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
         if missing:
             hint = ("; or set data.missing: median (or mean) to fill them per split from its training rows"
                     if column in features.columns else "; data.missing fills feature columns only" if fills else "")
-            written = _missing_as_written(path, encoding, column, frame[column])
+            written = _missing_as_written(spelled, column, frame[column])
             raise DataError(f"column '{column}' of {path} has {missing} missing value(s){written}; fill or drop "
                             f"them first{hint}", source=where, field=field)
     if split_column is not None:
@@ -208,8 +210,8 @@ def _row_counters(features: Any, path: Path) -> list[str]:
         values = features[column].to_numpy()
         if len(values) >= 10 and values.dtype.kind in "iu" and bool(np.all(np.diff(values) == 1)):
             out.append(f"column '{column}' of {path} counts the rows ({values[0]}, {values[1]}, {values[2]}, ...) and "
-                       f"is used as a feature; if it only names the rows, drop it (it carries no signal, or a leak "
-                       f"where the rows are sorted by the target or by time)")
+                       f"is used as a feature; if it only names the rows, drop it (data.drop: [{column}]; it carries "
+                       f"no signal, or a leak where the rows are sorted by the target or by time)")
     return out
 
 
@@ -255,39 +257,55 @@ def _is_number(name: Any) -> bool:
     return True
 
 
-def _raw_text(path: Path, encoding: str, column: Any) -> Any:
-    """``column`` as the file spells it (pandas reads NA, N/A, null, None, NaN and empty cells as missing)."""
-    import pandas as pd
+class _AsSpelled:
+    """Columns as the file spells them (pandas reads NA, N/A, null, None, NaN and empty cells as missing). The
+    columns named up front are read together in one pass over the file, the first time one is asked for."""
 
-    try:
-        text = pd.read_csv(path, usecols=lambda name: str(name).strip() == column, dtype=str, keep_default_na=False,
-                           encoding=encoding, sep=_header_separator(path, encoding))
-        return text.iloc[:, 0] if text.shape[1] == 1 else None
-    except Exception:  # a header pandas reads differently this way: no finer message, the check still stands
-        return None
+    def __init__(self, path: Path, encoding: str, sep: str, columns: list[Any]) -> None:
+        self.path, self.encoding, self.sep = path, encoding, sep
+        self.wanted = {str(c) for c in columns if c is not None}
+        self.read: dict[str, Any] = {}
+
+    def __call__(self, column: Any) -> Any:
+        column = str(column)
+        if column not in self.read:
+            self.read.update(self._load({column} | (self.wanted - set(self.read))))
+        return self.read[column]
+
+    def _load(self, names: set[str]) -> dict[str, Any]:
+        import pandas as pd
+
+        try:
+            text = pd.read_csv(self.path, usecols=lambda name: str(name).strip() in names, dtype=str,
+                               keep_default_na=False, encoding=self.encoding, sep=self.sep)
+        except Exception:  # a header pandas reads differently this way: no finer message, the checks still stand
+            return dict.fromkeys(names)
+        found = {str(c).strip(): text[c] for c in text.columns}
+        return {name: found.get(name) for name in names}
 
 
-def _as_written(path: Path, encoding: str, column: str, values: Any) -> Any:
+def _as_written(spelled: _AsSpelled, column: str, values: Any) -> Any:
     """A text target whose "missing" cells all hold words (``NA`` for North America, ``None`` as a class)."""
     import pandas as pd
 
     present = values.dropna()
     if not values.isna().any() or (len(present) and pd.api.types.is_numeric_dtype(present.infer_objects())):
         return None  # nothing missing, or a numeric target, where NA does mean a missing value
-    text = _raw_text(path, encoding, column)
+    text = spelled(column)
     if text is None or len(text) != len(values) or (text[values.isna()].str.strip() == "").any():
         return None  # a truly empty cell is missing, and is refused as such
     return text.str.strip().where(values.isna(), values)
 
 
-def _merged_spellings(path: Path, encoding: str, column: str, values: Any, most: int = 50) -> list[str]:
+def _merged_spellings(spelled: _AsSpelled, column: str, values: Any, most: int = 50) -> list[str]:
     """A note where a numeric target's labels are written several ways (``01`` and ``1``, ``2.0`` and ``2``):
     read as numbers they are one class, which codes such as ZIP or product codes are not."""
     import pandas as pd
 
+    path = spelled.path
     if not pd.api.types.is_numeric_dtype(values) or values.nunique() > most or path.stat().st_size > 100 * 2**20:
         return []
-    text = _raw_text(path, encoding, column)
+    text = spelled(column)
     if text is None or len(text) != len(values):
         return []
     spellings = pd.DataFrame({"value": values.to_numpy(), "text": text.str.strip().to_numpy()}).dropna()
@@ -301,10 +319,10 @@ def _merged_spellings(path: Path, encoding: str, column: str, values: Any, most:
             f"class ({shown}{more}); if they are codes that differ, write them with a letter (c01, c1)"]
 
 
-def _missing_as_written(path: Path, encoding: str, column: Any, values: Any) -> str:
+def _missing_as_written(spelled: _AsSpelled, column: Any, values: Any) -> str:
     from collections import Counter
 
-    text = _raw_text(path, encoding, column)
+    text = spelled(column)
     if text is None or len(text) != len(values):
         return ""
     counts = Counter(text[values.isna()].str.strip())

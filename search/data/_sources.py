@@ -36,6 +36,10 @@ def read(source: str, section: Any, base_dirs: list[Path], where: str, field: st
         raise DataError(f"data.drop leaves out columns of a CSV file; a {kind}: source has no named columns (leave "
                         f"the features out of X before saving it)", source=where, field="data.drop",
                         expected="a csv: source, or no data.drop", found=list(section.drop))
+    if getattr(section, "categorical", "refuse") != "refuse" and kind != "csv":
+        raise DataError(f"data.categorical encodes the text columns of a CSV file; a {kind}: source has none",
+                        source=where, field="data.categorical", expected="a csv: source, or categorical: refuse",
+                        found=section.categorical)
     if field == "data.test" and kind == "sklearn":
         raise DataError("scikit-learn's bundled sets have no separate test rows", source=where, field=field,
                         expected="a csv:, npz: or images: source", found=source)
@@ -118,14 +122,14 @@ def _npz(path: Path, section: Any, where: str, split_column: str | None = None,
                                 expected="one of " + ", ".join(sorted(keys)), found=key)
             extra[role] = (key, _checks.npz_member(archive, key, path, where, f"data.{role}"))
     X, y, more, notes = _checks.npz_arrays(X, y, extra, path, where, (x_key, y_key), field)
-    merges = [] if getattr(section, "as_images", False) or X.ndim != 2 else \
-        _checks.float32_merges([(f"{x_key}[:, {j}]", X[:, j]) for j in range(X.shape[1])], str(path))
+    names = _npz_feature_names(archive, keys, X, path, where, field)
+    merges = [] if getattr(section, "as_images", False) or X.ndim != 2 else _checks.float32_merges(
+        [(names[j] if names else f"{x_key}[:, {j}]", X[:, j]) for j in range(X.shape[1])], str(path))
     if getattr(section, "as_images", False):
         X = _npz_images(X, path, where)
     mask = _checks.split_marks(more["split_column"], split_column, path, where) if split_column else None
     return Raw(np.asarray(X, dtype=np.float64), y, groups=more.get("group"), order=more.get("order"),
-               feature_names=_npz_feature_names(archive, keys, X, path, where, field), test_mask=mask, notes=notes,
-               warnings=merges, label=str(path))
+               feature_names=names, test_mask=mask, notes=notes, warnings=merges, label=str(path))
 
 
 def _npz_feature_names(archive: Any, keys: set[str], X: np.ndarray, path: Path, where: str,
