@@ -328,6 +328,9 @@ def header_lines(prepared: Any, options: Any, storage_url: str, tracking_uri: st
         limits.append(f"at most {options.n_trials} now")
     if options.timeout:
         limits.append(f"no new trial after {_duration(options.timeout)}")
+    if space.study.enqueue:
+        limits.append(f"{len(space.study.enqueue)} config(s) from study.enqueue tried first"
+                      + (", after the baseline" if space.study.baseline else ""))
     return [f"study       {space.study.name}  (sampler {space.study.sampler}, pruner {space.study.pruner}, "
             f"seed {space.study.seed})",
             f"data        {space.data.source}: {attrs['rows']} rows, task {attrs['task']}, {attrs['test_rows']} "

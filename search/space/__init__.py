@@ -16,11 +16,13 @@ from pydantic import BaseModel, ValidationError
 from search.errors import SpaceError
 from search.space._yaml import dump_yaml, parse_yaml
 from search.space._checks import check_leaves
+from search.space._enqueue import enqueued_params
 from search.space._schema import (DIST_KEYS, NAME, SECTIONS_WITH_DISTRIBUTIONS, DataSection, Space, StudySection,
                                   ValidationSection, flatten, is_distribution, nest)
 
 __all__ = ["DIST_KEYS", "SECTIONS_WITH_DISTRIBUTIONS", "DataSection", "Space", "StudySection",
-           "ValidationSection", "dump_yaml", "flatten", "is_distribution", "load", "nest", "parse_yaml", "validate"]
+           "ValidationSection", "dump_yaml", "enqueued_params", "flatten", "is_distribution", "load", "nest",
+           "parse_yaml", "validate"]
 
 
 def load(path: str | Path, study_name: str | None = None) -> Space:
@@ -64,6 +66,7 @@ def validate(raw: dict[str, Any], source: str = "<space>", path: Path | None = N
         raise _from_pydantic(exc, source) from None
     space._path = path
     check_leaves(space, source)
+    enqueued_params(space, source)
     return space
 
 

@@ -80,6 +80,9 @@ class StudySection(_Strict):
     # no-network baseline, capacity with regularizers off until a model overfits, then regularizers.
     workflow: Literal["joint", "phased"] = "joint"
     phases: PhasesSection = PhasesSection()
+    # Configs to try first, after the baseline: each a mapping of searched settings to values
+    # (search/space/_enqueue.py); the sampler fills in the settings an entry leaves out.
+    enqueue: list[Any] = Field(default_factory=list)
 
     @field_validator("name", mode="before")
     @classmethod
@@ -90,6 +93,11 @@ class StudySection(_Strict):
             raise ValueError("a study name is letters, digits, '_', '.' and '-', starting with a letter or digit "
                              "(it names folders under --home)")
         return value
+
+    @field_validator("enqueue", mode="before")
+    @classmethod
+    def _one_entry_is_a_list_of_one(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
 
     @field_validator("workflow")
     @classmethod
@@ -367,6 +375,7 @@ class Space(_Strict):
         data["study"].update(study_overrides)
         data["study"]["sampler"] = "tpe"
         data["study"]["workflow"] = "joint"  # nothing is left to search in phases
+        data["study"]["enqueue"] = []  # nor configs to try first
         resolved = Space.model_validate(data)
         resolved._path = self._path
         return resolved

@@ -109,6 +109,8 @@ def open_study(space: Space, storage: Any, attrs: dict[str, Any],
     else:
         _wait_until_ready(study)
     check_continuable(study, space, attrs)
+    if not created:
+        _queue_user_points(study, space)  # entries added to study.enqueue since the study started
     if study.user_attrs.get("budget") != budget_of(space):
         study.set_user_attr("budget", budget_of(space))  # a raised n_trials continues the study
     return study
@@ -144,7 +146,8 @@ def _grid_points(space: Space) -> list[dict[str, Any]]:
 
 
 def _fill_queue(study: Any, space: Space) -> None:
-    """Queue the baseline first; for a grid, then every other point once, in a seeded order.
+    """Queue the baseline first, then the `study.enqueue` entries; for a grid, every other point once, in a
+    seeded order.
 
     Queued trials are handed to exactly one worker each by the storage, so a grid shared by many
     workers is covered once, which Optuna's GridSampler alone does not promise under concurrency.
@@ -157,6 +160,7 @@ def _fill_queue(study: Any, space: Space) -> None:
         # unregularized one, and nothing may call it that.
         study.enqueue_trial(baseline, user_attrs={"baseline": True,
                                                   "unregularized": space.declares_regularizers})
+    _queue_user_points(study, space)
     if space.study.sampler != "grid":
         return
     points = _grid_points(space)
@@ -165,6 +169,20 @@ def _fill_queue(study: Any, space: Space) -> None:
         order = [p for p in order if p != {k: baseline.get(k) for k in p}]
     for point in order[: budget_of(space) - (1 if baseline is not None else 0)]:
         study.enqueue_trial(point)
+
+
+def _queue_user_points(study: Any, space: Space) -> None:
+    """Queue the ``study.enqueue`` entries not queued before (the study remembers them, so a continued run
+    queues only what the file added)."""
+    from search.space import enqueued_params
+
+    points = enqueued_params(space)
+    queued = list(study.user_attrs.get("enqueued", []))
+    new = [(i, p) for i, p in enumerate(points) if p not in queued]
+    for index, params in new:
+        study.enqueue_trial(params, user_attrs={"enqueued": index}, skip_if_exists=False)
+    if new:
+        study.set_user_attr("enqueued", queued + [p for _, p in new])
 
 
 def _wait_until_ready(study: Any, timeout: float = 60.0) -> None:
