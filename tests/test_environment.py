@@ -67,7 +67,7 @@ def build(settings, input_shape, n_outputs):
     assert np.__file__.endswith("__init__.py") and hasattr(pd, "DataFrame") and hasattr(sklearn, "__version__")
     inputs = keras.Input(shape=input_shape)
     x = keras.layers.Dense(int(settings.get("width", 4)), activation="relu")(inputs)
-    return keras.Model(inputs, keras.layers.Dense(n_outputs)(x))
+    return keras.Model(inputs, keras.layers.Dense(n_outputs, activation="softmax")(x))
 '''
 
 

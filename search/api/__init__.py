@@ -92,11 +92,12 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     """Start or continue the study a space describes, and ablate its picked trial when the budget is spent.
 
     Args:
-        space: a space file's path, or a :class:`Space` (``search.load_space``).
+        space: a space file's path, a dict of its sections (as the file would read), or a :class:`Space`
+            (``search.load_space``).
         x, y: in-memory rows and targets instead of ``data.source``; they are saved under
             ``<home>/data/`` so the study can be continued and reproduced later, also from the command.
-        x_test, y_test: provided test rows (needs both); otherwise the test rows are drawn as
-            ``data.test_size`` says.
+        x_test, y_test: provided test rows (needs both; ``data.test_size`` is then not used); otherwise the
+            test rows are drawn as ``data.test_size`` says.
         builder: a function ``builder(settings, input_shape, n_outputs) -> keras.Model`` used as the
             model family (``model.family`` is set to it); its settings are the file's other model keys.
         study_name: overrides ``study.name``.
@@ -123,8 +124,8 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     _arguments(n_trials=(n_trials, 1), threads=(threads, 1))
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
         raise UserError("timeout is a number of seconds above 0", field="timeout", found=timeout)
-    home = Path(home).expanduser()
-    loaded = spaces.load(Path(space), study_name=study_name) if not isinstance(space, Space) else space
+    home = _folder(home)
+    loaded = _space_argument(space, study_name)
     raw = loaded.model_dump(mode="json")
     if study_name:
         raw["study"]["name"] = study_name
@@ -133,6 +134,7 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     if (x_test is None) != (y_test is None):
         raise SpaceError("provided test rows need both x_test and y_test", field="x_test, y_test")
     made: list[Path] = []  # array files this call wrote: removed again if the data is refused
+    named: dict[str, str] = {}  # the files the arrays went to, by the arguments they came from
     fresh_home = not home.exists()
     fills = loaded.data.missing != "refuse"  # missing features are then the data checks' to count
     try:
@@ -140,15 +142,19 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         if x is not None and y is not None:
             source, row_shape = _save_arrays(home, raw["study"]["name"], x, y, ("x", "y"), made, fills)
             raw["data"]["source"], raw["data"]["target"] = f"npz:{source}", None
+            named[str(source)] = "the arrays x and y"
         if x_test is not None and y_test is not None:
             test, _ = _save_arrays(home, raw["study"]["name"] + "-test", x_test, y_test, ("x_test", "y_test"), made,
                                    fills, row_shape)
             raw["data"]["test"] = f"npz:{test}"
+            named[str(test)] = "the arrays x_test and y_test"
+            raw["data"]["test_size"] = None  # the rows given are the test rows: nothing is drawn
         if builder is not None:
             raw["model"]["family"] = models.register_builder(builder)
         resolved = spaces.validate(raw, source=str(loaded.path) if loaded.path else "<space>", path=loaded.path)
         prepared = session.prepare(resolved, threads=threads)
-    except UserError:
+    except UserError as exc:
+        _named_by_arguments(exc, named)
         for path in made:
             path.unlink(missing_ok=True)
         for folder in [p.parent for p in made[:1]] + ([home] if fresh_home else []):
@@ -162,6 +168,11 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         where = repr(str(loaded.path)) if loaded.path else "space"
         options.continue_command = f"search.run({where}, builder={name}, home={str(home)!r}, ...) in Python"
     sink = out or sys.stdout
+    summary = prepared.summary  # as the command says them: warnings on stderr, the summary unless quiet
+    for warning in summary.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not quiet:
+        print(summary.text(), file=sink)
     outcome = run_prepared(prepared, options, resolved.to_yaml(), out=sink)
     rows = None if outcome.stopped_by else ablate_when_done(resolved, options, out=sink)
     study = outcome.study
@@ -266,19 +277,24 @@ def workflow_answer(space: Space, options: Any) -> None:
 
 @_hides_credentials
 def best(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns", storage: str | None = None,
-         tracking_uri: str | None = None) -> TrialResult:
+         tracking_uri: str | None = None, builder: Callable[..., "keras.Model"] | None = None) -> TrialResult:
     """The study's picked trial (or trial ``trial``) with its fixed config.
+
+    A study whose builder was a notebook's function is read without it (its split models are files);
+    ``builder`` is needed only to train that config again from the returned ``config``.
 
     Raises:
         StudyError: no such study, or no such completed trial.
     """
+    from search import models
     from search.reproduction import targets
 
     _arguments(trial=(trial, 0))
-    home = Path(home).expanduser()
+    home = _folder(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
     study = targets.load_study(storage_url, study_name)
-    target = targets.locate(study, uri, trial=trial)
+    with models.handed_over(builder or _builder_not_here):
+        target = targets.locate(study, uri, trial=trial)
     return _trial_result(study, target.trial, target.space, home)
 
 
@@ -286,7 +302,8 @@ def best(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns"
 def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | None = None,
               home: PathLike = "mlruns", storage: str | None = None, tracking_uri: str | None = None,
               epochs: int | None = None, ensemble: int = 1, verify: bool = False, threads: int | None = None,
-              allow_data_change: bool = False, register: str | None = None, out: TextIO | None = None) -> "Report":
+              allow_data_change: bool = False, register: str | None = None, out: TextIO | None = None,
+              builder: Callable[..., "keras.Model"] | None = None) -> "Report":
     """Retrain the picked trial on all development rows and look at the test rows once.
 
     Args:
@@ -297,61 +314,119 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
         ensemble: also average the final models of the top ``ensemble`` trials.
         verify: first re-run the trial's validation with op determinism.
         register: also register the final model in MLflow's model registry as the next version of this name.
+        builder: the builder function of a study that a notebook or script ran with ``builder=`` (its name
+            cannot be imported in another process).
 
     Returns:
         The :class:`search.reproduce.Report` (test loss and metric, the alarm, the ensembles, the MLflow run).
     """
+    from search import models
     from search.reproduction import final as reproducing
     from search.reproduction import targets
 
     _arguments(trial=(trial, 0), epochs=(epochs, 1), ensemble=(ensemble, 1), threads=(threads, 1))
-    home = Path(home).expanduser()
+    home = _folder(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
     study = targets.load_study(storage_url, study_name, writes="records its look at the test set in the study")
-    target = targets.locate(study, uri, trial=trial, config=Path(config) if config is not None else None)
-    options = reproducing.Options(home=home, tracking_uri=uri, verify=verify, allow_data_change=allow_data_change,
-                                  epochs=epochs, threads=threads, ensemble=ensemble, register=register)
-    return reproducing.reproduce(target, options, out=out)
+    with models.handed_over(builder):
+        target = targets.locate(study, uri, trial=trial, config=Path(config) if config is not None else None)
+        options = reproducing.Options(home=home, tracking_uri=uri, verify=verify, allow_data_change=allow_data_change,
+                                      epochs=epochs, threads=threads, ensemble=ensemble, register=register)
+        return reproducing.reproduce(target, options, out=out)
 
 
 @_hides_credentials
 def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns", storage: str | None = None,
-           tracking_uri: str | None = None, threads: int | None = None,
-           out: TextIO | None = None) -> list["AblationRow"]:
-    """What the regularizers of the picked trial (or ``trial``) bought: its config with them switched off.
+           tracking_uri: str | None = None, threads: int | None = None, out: TextIO | None = None,
+           builder: Callable[..., "keras.Model"] | None = None) -> list["AblationRow"]:
+    """What the regularizers of the picked trial (or ``trial``) bought: its config with them switched off
+    (``builder``: as for :func:`reproduce`).
 
     Returns:
         One :class:`search.ablation.AblationRow` per variant (all off, then each off alone).
     """
+    from search import models
     from search.reproduction import ablation
     from search.runner import session
     from search.reproduction import targets
 
     _arguments(trial=(trial, 0), threads=(threads, 1))
-    home = Path(home).expanduser()
+    home = _folder(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
     study = targets.load_study(storage_url, study_name, writes="stores the ablation with the study")
-    target = targets.locate(study, uri, trial=trial)
-    options = session.RunOptions(home=home, storage=storage_url, tracking_uri=uri, threads=threads)
-    resolved, _ = targets.trial_config(study, target.trial, uri)
-    return ablation.run(study, target.trial, resolved, options, out=out)
+    with models.handed_over(builder):
+        target = targets.locate(study, uri, trial=trial)
+        options = session.RunOptions(home=home, storage=storage_url, tracking_uri=uri, threads=threads)
+        resolved, _ = targets.trial_config(study, target.trial, uri)
+        return ablation.run(study, target.trial, resolved, options, out=out)
 
 
 @_hides_credentials
 def report(study_name: str, out: PathLike | None = None, *, home: PathLike = "mlruns", storage: str | None = None,
-           top: int = 10) -> Path:
-    """Write the study's review as one self-contained HTML file; returns its path."""
+           tracking_uri: str | None = None, top: int = 10) -> Path:
+    """Write the study's review as one self-contained HTML file; returns its path.
+
+    The review is read from the study's storage alone; ``tracking_uri`` is taken, as every function here
+    takes the three stores, and not needed.
+    """
     from search.reproduction import targets
     from search.reproduction.workflow_answer import html_section
     from search.review import report as reporting
 
-    storage_url, _ = _stores(Path(home).expanduser(), storage, None)
+    _arguments(top=(top, 1))
+    storage_url, _ = _stores(_folder(home), storage, tracking_uri)
     study = targets.load_study(storage_url, study_name)
     return reporting.write(study, Path(out) if out is not None else Path(f"{study_name}-report.html"), top=top,
                            extra=html_section(study))
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
+def _space_argument(space: Any, study_name: str | None) -> Space:
+    """``space`` as :func:`run` takes it: a Space, a file's path, or a mapping of the file's sections."""
+    from collections.abc import Mapping
+
+    from search import space as spaces
+
+    if study_name is not None and not isinstance(study_name, str):
+        raise SpaceError("a study name is text", field="study_name",
+                         found=f"{type(study_name).__name__} {study_name!r}")
+    if isinstance(space, Space):
+        return space
+    if isinstance(space, Mapping):  # the builder, x and y may still be missing: the full checks come after
+        raw = dict(space)
+        if study_name:
+            raw["study"] = {**(raw.get("study") or {}), "name": study_name}
+        return spaces.parse(raw)
+    if isinstance(space, (str, os.PathLike)):
+        return spaces.load(Path(space), study_name=study_name)
+    raise SpaceError("space is a space file's path, a dict of its sections (study, data, validation, model, "
+                     "train), or a search.Space", field="space", expected="a str, pathlib.Path, dict or Space",
+                     found=type(space).__name__)
+
+
+def _named_by_arguments(exc: UserError, named: dict[str, str]) -> None:
+    """The data checks name the npz files the arrays were saved to; the caller passed arguments."""
+    text = str(exc)
+    for path, words in named.items():
+        text = text.replace(f"array 'X' of {path}", words.replace("arrays ", "").split(" and ")[0])
+        text = text.replace(f"array 'y' of {path}", words.replace("arrays ", "").split(" and ")[1])
+        text = text.replace(path, words)
+    exc.args = (text,)
+
+
+def _builder_not_here(settings: Any, input_shape: Any, n_outputs: Any) -> Any:
+    """What :func:`best` reads a notebook-built study's config with: the config is read, never trained."""
+    raise SpaceError("this config's builder was a function of the process that ran the study; pass it as "
+                     "builder= to train it", field="builder")
+
+
+def _folder(home: Any) -> Path:
+    if isinstance(home, bool) or not isinstance(home, (str, os.PathLike)):
+        raise UserError("home is the folder of the stores", field="home", expected="a str or pathlib.Path",
+                        found=f"{type(home).__name__} {home!r}"[:80])
+    return Path(home).expanduser()
+
+
 def _stores(home: Path, storage: str | None, tracking_uri: str | None) -> tuple[str, str]:
     from search.studies import lifecycle as studies
     from search.tracking import default_tracking_uri

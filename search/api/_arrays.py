@@ -10,11 +10,14 @@ from typing import Any
 
 import numpy as np
 
+from search.data import _checks
 from search.errors import DataError, SpaceError
 
-def _plain(values: Any, name: str) -> np.ndarray:
+def _plain(values: Any, name: str, labels: bool = False) -> np.ndarray:
     """A NumPy array from what a notebook holds: pandas frames and series (bool, nullable ``Int64``/``Float64``
-    and ``category`` columns included; ``pd.NA`` becomes NaN), lists, or arrays; text stays text."""
+    and ``category`` columns included; ``pd.NA`` becomes NaN), lists, or arrays; text stays text. ``labels``:
+    a single column of booleans or integers without gaps keeps its type, so a pandas ``y`` names its classes
+    as the same NumPy array would (``True``, not ``1.0``)."""
     pd = sys.modules.get("pandas")  # a pandas object exists only where pandas was imported
     if pd is not None and isinstance(values, (pd.DataFrame, pd.Series)):
         frame = values.to_frame() if isinstance(values, pd.Series) else values
@@ -23,7 +26,11 @@ def _plain(values: Any, name: str) -> np.ndarray:
             data = frame[column]
             if isinstance(data.dtype, pd.CategoricalDtype):
                 data = data.astype(data.cat.categories.dtype)
-            if pd.api.types.is_bool_dtype(data) or pd.api.types.is_numeric_dtype(data):
+            kept = next((t for t, is_kind in ((bool, pd.api.types.is_bool_dtype),
+                                                (np.int64, pd.api.types.is_integer_dtype)) if is_kind(data)), None)
+            if labels and frame.shape[1] == 1 and kept is not None and not data.isna().any():
+                columns.append(data.to_numpy(dtype=kept))
+            elif pd.api.types.is_bool_dtype(data) or pd.api.types.is_numeric_dtype(data):
                 columns.append(data.to_numpy(dtype=np.float64, na_value=np.nan))
             else:
                 columns.append(data.astype(object).to_numpy())
@@ -49,10 +56,12 @@ def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tup
     Returns the file and the shape of one row of ``x``; ``row_shape``: the shape the development rows have
     (for test rows), checked here so that the message names the arguments, not the files they went to."""
     columns = getattr(x, "columns", None)  # a pandas frame's column names, kept for the summary and the model
-    x, y = _plain(x, names[0]), _plain(y, names[1])
+    given = x
+    x, y = _plain(x, names[0]), _plain(y, names[1], labels=True)
     if x.dtype == object or y.dtype == object:
         raise SpaceError("in-memory data must be numeric or string arrays, not Python objects",
                          field=", ".join(names), found=f"{names[0]} {x.dtype}, {names[1]} {y.dtype}")
+    _shaped_as_rows(x, y, names, given)
     if x.ndim and y.ndim and len(x) != len(y):
         raise DataError(f"{names[0]} has {len(x)} rows but {names[1]} has {len(y)}", field=names[1],
                         expected=f"one {names[1]} value per row of {names[0]}", found=f"{len(y)} values")
@@ -84,3 +93,27 @@ def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tup
         tmp.replace(path)
         made.append(path)
     return path, tuple(x.shape[1:])
+
+
+def _shaped_as_rows(x: np.ndarray, y: np.ndarray, names: tuple[str, str], given: Any) -> None:
+    """Shapes the data checks would refuse, refused here in the words of the call (they would name the npz)."""
+    if x.ndim == 0:
+        kind = "npz" if str(given).endswith(".npz") else "images" if Path(str(given)).is_dir() else "csv"
+        hint = (f"; to read a file, name it in the space (data.source: {kind}:{given}) and leave out x and y"
+                if isinstance(given, (str, Path)) else "")
+        raise DataError(f"{names[0]} is a single value, not rows of features{hint}", field=names[0],
+                        expected="an array of shape (rows, features), a list of rows or a pandas DataFrame",
+                        found=f"{type(given).__name__} {given!r}"[:80])
+    if x.ndim == 1:
+        raise DataError(f"{names[0]} is 1-D (shape {x.shape}): rows of one feature are {names[0]}.reshape(-1, 1)",
+                        field=names[0], expected="shape (rows, features), or (rows, height, width[, channels]) "
+                        "for images", found=f"shape {x.shape}")
+    if len(x) == 0:
+        raise DataError(f"{names[0]} has no rows", field=names[0], found=f"shape {x.shape}")
+    if y.ndim == 0 or y.ndim > 2:
+        raise DataError(f"{names[1]} must hold one label or value per row", field=names[1],
+                        expected=f"shape ({len(x)},), or ({len(x)}, classes) one-hot", found=f"shape {y.shape}")
+    if y.ndim == 2 and y.shape[1] > 1 and not _checks._one_hot(y):
+        raise DataError(f"{names[1]} has {y.shape[1]} columns but is not one-hot (one 1 per row, the rest 0); "
+                        f"a model here predicts one target", field=names[1],
+                        expected=f"shape ({len(y)},), ({len(y)}, 1), or one-hot", found=f"shape {y.shape}")

@@ -116,6 +116,8 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
     if test is not None and raw.order is not None and test.order is not None:
         warnings += _test_not_later(raw, test, section.order or "order", label, test_label, where)
     kind = _kind(raw.y, section.task, raw.declared_task, where)
+    if section.task == "auto" and raw.declared_task is None and kind == "regression":
+        warnings += _many_whole_numbers(raw.y, section.target or "y")
     dropped: dict[str, int] = {}
     if raw.skipped or (test is not None and test.skipped):
         dropped["unreadable images"] = sum(len(p.skipped) for p, _ in parts)
@@ -327,6 +329,21 @@ def _code_test(y: np.ndarray, classes: list[Any], kind: str, test_label: str, la
                         source=where, field="data.test", expected="labels among " + ", ".join(map(repr, classes)))
     lookup = {c: i for i, c in enumerate(classes)}
     return np.asarray([lookup[v.item() if hasattr(v, "item") else v] for v in y], dtype=np.int32)
+
+
+def _many_whole_numbers(y: np.ndarray, name: str) -> list[str]:
+    """Said where ``task: auto`` read whole numbers as a quantity only because there are more than 20 of them:
+    class labels 0-29 would otherwise be scored as a regression without a word."""
+    values = y.astype(np.float64)
+    distinct = np.unique(values)
+    # Labels look like 0..K-1 or 1..K with several rows each; a quantity such as ages 18-90 does not.
+    codes = (np.all(values == np.round(values)) and distinct[0] in (0, 1) and len(distinct) <= 200
+             and distinct[-1] - distinct[0] == len(distinct) - 1 and len(distinct) * 5 <= len(values))
+    if not codes:
+        return []
+    return [f"the target '{name}' holds {len(distinct)} different whole numbers, more than the "
+            f"{MAX_CLASSES_DETECTED} that task: auto reads as classes, so it is read as a quantity (regression); "
+            f"if they are class labels, set data.task: classification"]
 
 
 def _detect(y: np.ndarray, numeric: bool) -> str:

@@ -6,10 +6,12 @@ builder, called as ``function(settings, input_shape, n_outputs)``.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from search.errors import SpaceError
 from search.models import cnn, mlp, transfer
@@ -20,8 +22,8 @@ FAMILIES = {"mlp": mlp, "cnn": cnn, "transfer": transfer}
 CUSTOM_PREFIX = "python:"
 
 __all__ = ["FAMILIES", "Head", "Param", "TRAIN_PARAMS", "build", "builder_by_path", "check_custom_builder",
-           "family_params", "load_custom_builder", "only_in_this_process", "preflight",
-           "register_builder"]
+           "family_params", "handed_over", "load_custom_builder", "named_only_there",
+           "only_in_this_process", "preflight", "register_builder"]
 
 
 def family_params(family: str) -> dict[str, Param] | None:
@@ -40,10 +42,31 @@ def register_builder(builder: Callable[..., Any]) -> str:
     if not callable(builder):
         raise SpaceError("a builder must be a function (settings, input_shape, n_outputs) -> keras.Model",
                          field="builder", found=type(builder).__name__)
-    name = f"{CUSTOM_PREFIX}{getattr(builder, '__module__', None) or 'builder'}:" \
+    base = f"{CUSTOM_PREFIX}{getattr(builder, '__module__', None) or 'builder'}:" \
            f"{getattr(builder, '__qualname__', None) or 'build'}"
+    # Functions made by one factory (make_builder(3), make_builder(0)), lambdas and a notebook cell run
+    # again share a name; a study's family must go on naming the function it ran with, so a different one
+    # gets a name of its own, and the same code with the same captured values keeps the name.
+    name, n = base, 1
+    while name in _REGISTERED and not _same_function(_REGISTERED[name], builder):
+        n += 1
+        name = f"{base}~{n}"
     _REGISTERED[name] = builder
     return name
+
+
+def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    if a is b:
+        return True
+    code = getattr(a, "__code__", None)
+    if code is None or code != getattr(b, "__code__", None):
+        return False
+    try:
+        cells = [tuple(c.cell_contents for c in (f.__closure__ or ())) for f in (a, b)]
+        return bool(cells[0] == cells[1] and a.__defaults__ == b.__defaults__
+                    and a.__kwdefaults__ == b.__kwdefaults__)
+    except Exception:  # captured values that cannot be compared (arrays): taken as different
+        return False
 
 
 def only_in_this_process(family: str) -> str | None:
@@ -70,11 +93,18 @@ def load_custom_builder(family: str, search_dir: Path | None = None,
     """
     if family in _REGISTERED:
         return _REGISTERED[family]
+    stand_in = _HANDED_OVER.get()
+    if stand_in is not None and named_only_there(family):
+        return stand_in
     spec = family[len(CUSTOM_PREFIX):]
     module_name, _, func_name = spec.rpartition(":")
     if not module_name or not func_name:
         raise SpaceError("a custom builder is written python:<module>:<function>", source=source,
                          field="model.family", expected="e.g. 'python:my_models:build'", found=family)
+    short = func_name.split(".")[-1].split("~")[0]
+    hint = (f"; a function defined in a notebook, a script or another function exists only in the process "
+            f"that handed it over: pass it again (search.reproduce(..., builder={short})), or move it to a "
+            f"module file and name it python:my_models:{short}" if named_only_there(family) else "")
     path = _builder_file(module_name, search_dir)
     if path is not None:
         module = _load_file(path, module_name, source)
@@ -85,14 +115,41 @@ def load_custom_builder(family: str, search_dir: Path | None = None,
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise SpaceError(f"cannot import module '{module_name}' ({exc}); a builder of your own is a file "
-                             f"beside the space file ({module_name.replace('.', '/')}.py) or an installed "
-                             f"module", source=source, field="model.family") from None
+            raise SpaceError(f"cannot import module '{module_name}' ({exc})" + (hint or (
+                             f"; a builder of your own is a file beside the space file "
+                             f"({module_name.replace('.', '/')}.py) or an installed module")), source=source,
+                             field="model.family") from None
     func = getattr(module, func_name, None)
     if not callable(func):
-        raise SpaceError(f"module '{module_name}' has no function '{func_name}'", source=source,
+        raise SpaceError(f"module '{module_name}' has no function '{func_name}'{hint}", source=source,
                          field="model.family", found=family) from None
     return func
+
+
+# A builder handed to one call (``search.reproduce(..., builder=f)``) for the family of a study that a notebook
+# ran: its name (``python:__main__:build``) cannot be imported in another process.
+_HANDED_OVER: contextvars.ContextVar[Callable[..., Any] | None] = contextvars.ContextVar("search_builder",
+                                                                                        default=None)
+
+
+@contextlib.contextmanager
+def handed_over(builder: Callable[..., Any] | None) -> Iterator[None]:
+    """Within the block, ``builder`` stands for any family that only the process that ran the study could name."""
+    if builder is not None and not callable(builder):
+        raise SpaceError("a builder must be a function (settings, input_shape, n_outputs) -> keras.Model",
+                         field="builder", found=type(builder).__name__)
+    token = _HANDED_OVER.set(builder)
+    try:
+        yield
+    finally:
+        _HANDED_OVER.reset(token)
+
+
+def named_only_there(family: str) -> bool:
+    """A family naming a function of ``__main__``, one made inside another function, or a second function
+    handed over under one name (``~2``): no other process can import it by that name."""
+    module, _, function = family[len(CUSTOM_PREFIX):].rpartition(":")
+    return family.startswith(CUSTOM_PREFIX) and (module == "__main__" or "<locals>" in function or "~" in function)
 
 
 def builder_by_path(family: str, search_dir: Path | None = None) -> str:
@@ -158,6 +215,8 @@ def build(model_settings: dict[str, Any], input_shape: tuple[int, ...], head: He
         if not isinstance(model, keras.Model):
             raise SpaceError(f"the builder {family} returned {type(model).__name__}, not a keras.Model",
                              source=source, field="model.family")
+        if not model.built:  # a Sequential without keras.Input: its weights exist only once it is built
+            model.build((None, *input_shape))
         return model
     params = {k: v for k, v in model_settings.items() if k != "family"}
     module = FAMILIES[family]
@@ -208,3 +267,25 @@ def check_custom_builder(model_settings: dict[str, Any], input_shape: tuple[int,
         raise SpaceError(f"the model of the builder {family} does not fit this {head.task} task", source=source,
                          field="model.family", expected=f"one output layer of {what}, shape (batch, "
                          f"{head.n_outputs})", found=found)
+    if head.task != "regression":
+        _outputs_probabilities(model, input_shape, head, family, source)
+
+
+def _outputs_probabilities(model: Any, input_shape: tuple[int, ...], head: Head, family: str,
+                           source: str | None) -> None:
+    """The loss is cross-entropy on probabilities: a builder that ends in logits (a Dense without an
+    activation) would train and be scored on numbers that mean nothing, without an error anywhere."""
+    import numpy as np
+
+    rows = np.random.default_rng(0).normal(0.0, 3.0, size=(16, *input_shape)).astype("float32")
+    out = np.asarray(model(rows, training=False), dtype=np.float64).reshape(len(rows), -1)
+    in_range = bool(np.all((out >= -1e-6) & (out <= 1 + 1e-6)))
+    sums_to_one = head.task == "binary" or bool(np.allclose(out.sum(axis=1), 1.0, atol=1e-3))
+    if not (in_range and sums_to_one):
+        last = "a sigmoid (activation='sigmoid')" if head.task == "binary" else "a softmax (activation='softmax')"
+        raise SpaceError(f"the model of the builder {family} does not output probabilities (its outputs on random "
+                         f"rows range from {out.min():.3g} to {out.max():.3g}"
+                         f"{'' if sums_to_one else ' and its rows do not sum to 1'}); the loss here is "
+                         f"cross-entropy on probabilities, so end the model with {last}", source=source,
+                         field="model.family", expected=f"{head.n_outputs} output(s) in [0, 1]"
+                         + ("" if head.task == "binary" else " summing to 1 per row"), found="logits or scores")

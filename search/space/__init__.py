@@ -7,6 +7,9 @@ space to one fixed config that can be exported and replayed.
 """
 from __future__ import annotations
 
+import copy
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +25,20 @@ from search.space._schema import (DIST_KEYS, NAME, SECTIONS_WITH_DISTRIBUTIONS, 
 
 __all__ = ["DIST_KEYS", "SECTIONS_WITH_DISTRIBUTIONS", "DataSection", "Space", "StudySection",
            "ValidationSection", "dump_yaml", "enqueued_params", "flatten", "is_distribution", "load", "nest",
-           "parse_yaml", "validate"]
+           "parse", "parse_yaml", "validate"]
 
 
-def load(path: str | Path, study_name: str | None = None) -> Space:
-    """Read and validate a space file. Every problem is a :class:`SpaceError` naming file and field."""
+def load(path: str | Path | Mapping[str, Any], study_name: str | None = None) -> Space:
+    """Read and validate a space file (or a mapping of its sections, as the file would read). Every problem
+    is a :class:`SpaceError` naming file and field."""
+    if isinstance(path, Mapping):
+        raw = copy.deepcopy(dict(path))
+        if study_name is not None:
+            _rename(raw, study_name)
+        return validate(raw)
+    if not isinstance(path, (str, os.PathLike)):
+        raise SpaceError("a space is a space file's path or a mapping of its sections", field="space",
+                         expected="a str or pathlib.Path, or a dict", found=type(path).__name__)
     path = Path(path)
     source = str(path)
     try:
@@ -49,21 +61,32 @@ def load(path: str | Path, study_name: str | None = None) -> Space:
         raise SpaceError("the space file must be a mapping with sections study, data, validation, "
                          "model, train", source=source, found=type(raw).__name__)
     if study_name is not None:
-        if not NAME.fullmatch(study_name) or len(study_name) > 100:
-            raise SpaceError("a study name is up to 100 letters, digits, '_', '.' and '-', starting with a letter or "
-                             "digit (it names folders under --home)", field="--study-name", found=study_name)
-        if raw.get("study") is None:
-            raw["study"] = {}
-        if isinstance(raw["study"], dict):
-            raw["study"]["name"] = study_name
+        _rename(raw, study_name)
     return validate(raw, source=source, path=path)
 
 
-def validate(raw: dict[str, Any], source: str = "<space>", path: Path | None = None) -> Space:
+def _rename(raw: dict[str, Any], study_name: str) -> None:
+    if not isinstance(study_name, str) or not NAME.fullmatch(study_name) or len(study_name) > 100:
+        raise SpaceError("a study name is up to 100 letters, digits, '_', '.' and '-', starting with a letter or "
+                         "digit (it names folders under --home)", field="--study-name", found=study_name)
+    if raw.get("study") is None:
+        raw["study"] = {}
+    if isinstance(raw["study"], dict):
+        raw["study"]["name"] = study_name
+
+
+def parse(raw: Mapping[str, Any], source: str = "<space>") -> Space:
+    """The sections and their types checked, as :func:`validate` does first, with the same errors; the checks
+    that need the model family (its settings, a builder) are left to :func:`validate`, for a space whose
+    builder is handed over later (``search.run(..., builder=f)``)."""
     try:
-        space = Space.model_validate(raw)
+        return Space.model_validate(dict(raw))
     except ValidationError as exc:
         raise _from_pydantic(exc, source) from None
+
+
+def validate(raw: dict[str, Any], source: str = "<space>", path: Path | None = None) -> Space:
+    space = parse(raw, source)
     space._path = path
     check_leaves(space, source)
     enqueued_params(space, source)

@@ -123,12 +123,39 @@ def check_continuable(study: Any, space: Space, attrs: dict[str, Any]) -> None:
         raise StudyError(f"study '{space.study.name}' was started with objectives {stored_objectives}; start "
                          f"a new study with --study-name to change them", source=_where(space),
                          field="study.objectives", found=space.study.objectives)
+    _same_family(study, space)
     stored = study.user_attrs
     for key, value in attrs.items():
         if key in stored and stored[key] != value and key.endswith("fingerprint"):
             raise StudyError(f"study '{space.study.name}' was started with different data or splits "
                              f"({key} is {stored[key]}, now {value}); start a new study with --study-name, "
                              f"or restore the original data", source=_where(space), field="data.source")
+
+
+def _same_family(study: Any, space: Space) -> None:
+    """Refuse to continue a study with another model family: its trials would be ranked against another kind
+    of model. A builder module found by another path, or under its file's path, is the same family."""
+    from search.space import parse_yaml
+
+    try:
+        before = ((parse_yaml(study.user_attrs.get("space_yaml") or "") or {}).get("model") or {}).get("family")
+    except Exception:  # a space stored by an older version: nothing to compare
+        return
+    if not isinstance(before, str) or _family_key(before) == _family_key(space.family):
+        return
+    builder = before.rpartition(":")[2] if before.startswith("python:") else ""
+    hint = (f"pass the same builder again (search.run(..., builder={builder.split('.')[-1].split('~')[0]})), or "
+            if builder and ("__main__" in before or "<locals>" in before) else "use model.family: " + before + ", or ")
+    raise StudyError(f"study '{space.study.name}' was run with model.family {before}, and this run's is "
+                     f"{space.family}: its trials would be ranked against another kind of model; {hint}start a "
+                     f"new study with --study-name", source=_where(space), field="model.family", found=space.family)
+
+
+def _family_key(family: str) -> tuple[str, str]:
+    if not family.startswith("python:"):
+        return family, ""
+    module, _, function = family[len("python:"):].rpartition(":")
+    return Path(module).stem if module.endswith(".py") else module.rpartition(".")[2], function
 
 
 def budget_of(space: Space) -> int:

@@ -1,0 +1,143 @@
+"""The Python API as users of scikit-learn, KerasTuner and Optuna call it: dicts, factories of builders,
+a new process, shapes of arrays, and the words of every refusal."""
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+
+import search
+from search import models
+
+X, Y = load_iris(return_X_y=True)
+
+
+def _space(name, **study):
+    return {"study": {"name": name, "n_trials": 1, "baseline": False, "ablation": False, **study},
+            "data": {"source": "arrays", "test_size": 0.2},
+            "validation": {"scheme": "holdout", "fraction": 0.3},
+            "model": {"units": {"int": [4, 8]}}, "train": {"epochs": 1, "batch_size": 32}}
+
+
+def _factory(hidden):
+    import keras
+
+    def build(settings, input_shape, n_outputs):
+        x = inputs = keras.Input(input_shape)
+        for _ in range(hidden):
+            x = keras.layers.Dense(int(settings["units"]), activation="relu")(x)
+        return keras.Model(inputs, keras.layers.Dense(n_outputs, activation="softmax")(x))
+
+    return build
+
+
+def test_builders_made_by_one_factory_keep_families_of_their_own():
+    deep, flat = models.register_builder(_factory(3)), models.register_builder(_factory(0))
+    assert deep != flat and flat.startswith(deep + "~")
+    assert models.load_custom_builder(deep).__closure__[0].cell_contents == 3
+    assert models.load_custom_builder(flat).__closure__[0].cell_contents == 0
+    assert models.register_builder(_factory(3)) == deep  # the same code and captured values: the same family
+    assert models.named_only_there(deep) and models.named_only_there(flat)
+
+
+def test_a_logits_builder_is_refused_and_a_sequential_without_input_trains(tmp_path):
+    import keras
+
+    def logits(settings, input_shape, n_outputs):
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, keras.layers.Dense(n_outputs)(inputs))
+
+    with pytest.raises(search.SpaceError, match=r"does not output probabilities.*end the model with a softmax"):
+        search.run(_space("logits"), x=X, y=Y, builder=logits, home=tmp_path / "h")
+    assert not (tmp_path / "h" / "optuna.db").exists()  # refused before anything was stored
+
+    def sequential(settings, input_shape, n_outputs):  # KerasTuner's usual shape: no keras.Input
+        return keras.Sequential([keras.layers.Dense(int(settings["units"]), activation="relu"),
+                                 keras.layers.Dense(n_outputs, activation="softmax")])
+
+    result = search.run(_space("seq"), x=X, y=Y, builder=sequential, home=tmp_path / "h", out=io.StringIO())
+    assert result.best is not None and np.isfinite(result.best.value)
+
+
+def test_a_notebook_study_is_read_and_reproduced_in_a_new_process_and_not_continued_with_another_model(tmp_path):
+    home = tmp_path / "h"
+    build = _factory(1)
+    search.run(_space("nb"), x=X, y=Y, builder=build, home=home, out=io.StringIO())
+    with pytest.raises(search.StudyError, match=r"was run with model\.family python:.*this run's is mlp.*"
+                                                r"pass the same builder again"):
+        search.run(_space("nb", n_trials=2), x=X, y=Y, home=home)  # the builder forgotten: not a silent MLP
+
+    script = textwrap.dedent(f"""
+        import io, keras, numpy as np, search
+        def build(settings, input_shape, n_outputs):
+            x = inputs = keras.Input(input_shape)
+            x = keras.layers.Dense(int(settings["units"]), activation="relu")(x)
+            return keras.Model(inputs, keras.layers.Dense(n_outputs, activation="softmax")(x))
+        picked = search.best("nb", home={str(home)!r})             # no builder needed to read it
+        assert len(picked.split_models()) == 1
+        try:
+            search.reproduce("nb", home={str(home)!r}, out=io.StringIO())
+        except search.SpaceError as exc:
+            assert "search.reproduce(..., builder=build)" in str(exc), exc
+        else:
+            raise AssertionError("reproduced without the builder")
+        report = search.reproduce("nb", home={str(home)!r}, builder=build, epochs=1, out=io.StringIO())
+        print("test loss", np.isfinite(report.test_loss))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "test loss True" in done.stdout
+
+
+@pytest.mark.parametrize(("call", "field", "words"), [
+    (lambda h: search.run(None, x=X, y=Y, home=h), "space", "a dict of its sections"),
+    (lambda h: search.run(_space("a"), x=X, y=Y, home=123), "home", "folder of the stores"),
+    (lambda h: search.run(_space("a"), x=X, y=Y, home=h, study_name=5), "study_name", "a study name is text"),
+    (lambda h: search.run(_space("a"), x="rows.csv", y=Y, home=h), "x", "data.source: csv:rows.csv"),
+    (lambda h: search.run(_space("a"), x=X[:, 0], y=Y, home=h), "x", "reshape(-1, 1)"),
+    (lambda h: search.run(_space("a"), x=X[:0], y=Y[:0], home=h), "x", "has no rows"),
+    (lambda h: search.run(_space("a"), x=X, y=np.c_[Y, Y], home=h), "y", "not one-hot"),
+    (lambda h: search.load_space({"study": {"name": "a", "n_trial": 3}, "data": {"source": "sklearn:iris"}}),
+     "study.n_trial", "did you mean 'n_trials'"),
+    (lambda h: search.report("a", home=h, top=0), "top", "at least 1"),
+])
+def test_a_wrong_argument_is_named_as_the_call_spelled_it(tmp_path, call, field, words):
+    with pytest.raises(search.UserError) as err:
+        call(tmp_path / "h")
+    assert err.value.field == field and words in str(err.value)
+    assert ".npz" not in str(err.value)
+    assert not (tmp_path / "h").exists()
+
+
+def test_data_errors_name_the_arrays_and_test_rows_replace_test_size(tmp_path):
+    with pytest.raises(search.DataError) as err:
+        search.run(_space("t"), x=X[:100], y=Y[:100], x_test=X[100:], y_test=Y[100:], home=tmp_path / "h")
+    assert "of the arrays x_test and y_test never occur in the arrays x and y" in str(err.value)
+    assert ".npz" not in str(err.value)
+    # data.test_size in the space (0.2) is not a contradiction once the test rows are handed over.
+    result = search.run(_space("t"), x=X[::2], y=Y[::2], x_test=X[1::2], y_test=Y[1::2], home=tmp_path / "h",
+                        out=io.StringIO())
+    assert result.study.user_attrs["test_rows"] == 75
+
+
+def test_pandas_labels_keep_their_type_and_many_whole_numbers_are_said_to_be_a_quantity(tmp_path, capsys):
+    import pandas as pd
+
+    from search.api import _arrays
+
+    assert _arrays._plain(pd.Series([True, False, True]), "y", labels=True).dtype == bool
+    assert _arrays._plain(pd.Series([3, 1, 2]), "y", labels=True).dtype == np.int64
+    assert _arrays._plain(pd.Series([3, None, 2], dtype="Int64"), "y", labels=True).dtype == np.float64
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(300, 3)), np.arange(300) % 30  # 30 class labels, 10 rows each
+    search.run(_space("many", n_trials=1), x=x, y=y, home=tmp_path / "h", out=io.StringIO())
+    said = capsys.readouterr().err
+    assert "30 different whole numbers" in said and "set data.task: classification" in said
+    stored = search.best("many", home=tmp_path / "h").study.user_attrs["data_summary"]["warnings"]
+    assert any("30 different whole numbers" in w for w in stored)
