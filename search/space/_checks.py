@@ -44,7 +44,12 @@ def check_leaves(space: Space, source: str) -> None:
                 raise SpaceError("a distribution must have one of the keys float, int, choice",
                                  source=source, field=field, found=value)
             elif spec is not None and (problem := spec.check(value)):
-                raise SpaceError("bad value", source=source, field=field, expected=problem, found=value)
+                hint = ""
+                if isinstance(value, list):  # GridSearchCV's and KerasTuner's habit
+                    hint = (f" (a list is not a search: to try these values write {{choice: {value}}}"
+                            + (f", to search a range {{{spec.kind}: [low, high]}}" if spec.kind in ("int", "float")
+                               else "") + ")")
+                raise SpaceError("bad value" + hint, source=source, field=field, expected=problem, found=value)
 
 
 def _check_declared_regularizers(space: Space, source: str) -> None:
