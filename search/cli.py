@@ -269,7 +269,10 @@ def _check(args: argparse.Namespace) -> int:
     from search import space as spaces
     from search.runner import session
 
+    from search.studies.samplers import make_sampler
+
     prepared = session.prepare(spaces.load(args.space, study_name=args.study_name))
+    make_sampler(prepared.space)  # what the sampler needs installed (gp: PyTorch), as the run would find
     _announce(prepared)
     print(_study_to_run(prepared, args))
     print(f"{args.space}: the space and its data pass every check; nothing was trained or stored.")

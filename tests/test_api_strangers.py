@@ -62,6 +62,8 @@ def test_a_logits_builder_is_refused_and_a_sequential_without_input_trains(tmp_p
 
     result = search.run(_space("seq"), x=X, y=Y, builder=sequential, home=tmp_path / "h", out=io.StringIO())
     assert result.best is not None and np.isfinite(result.best.value)
+    metrics = result.best.metrics  # the table's columns, as numbers
+    assert metrics["val_loss_mean"] == pytest.approx(result.best.value) and 0 <= metrics["val_accuracy_mean"] <= 1
 
 
 def test_a_notebook_study_is_read_and_reproduced_in_a_new_process_and_not_continued_with_another_model(tmp_path):
@@ -88,6 +90,8 @@ def test_a_notebook_study_is_read_and_reproduced_in_a_new_process_and_not_contin
             raise AssertionError("reproduced without the builder")
         report = search.reproduce("nb", home={str(home)!r}, builder=build, epochs=1, out=io.StringIO())
         print("test loss", np.isfinite(report.test_loss))
+        probabilities = report.model.predict(np.zeros((2, 4)), verbose=0)   # the final model, in hand
+        assert probabilities.shape == (2, 3) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -152,7 +152,7 @@ def test_continuing_a_study_with_changed_settings_says_so(write_space, home, cap
     assert "which `search check` does not open" in capsys.readouterr().out
     assert run_cli("run", write_space(changed), "--home", home, "--quiet") == 0
     err = capsys.readouterr().err
-    assert "warning: study 'moved' continues with model/train settings changed" in err
+    assert "warning: study 'moved' continues with settings changed" in err
     assert "model.units: 8 -> 16; train.batch_size: 32 -> 8" in err
     assert "already holds runs of a study named" not in err
     # The Optuna store lost (deleted) while MLflow's remains: the two records would disagree, so it is said.

@@ -40,6 +40,7 @@ __all__ = ["RunResult", "TrialResult", "ablate", "ablate_when_done", "best", "re
            "run_prepared"]
 
 PathLike = str | os.PathLike
+_SUMMARY_KEYS = ("best_epoch_mean", "penalty_mean", "n_params", "latency_ms")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,14 @@ class TrialResult:
     params: dict[str, Any]
     config: Space                # the trial's config, every value fixed, as `search best --export` writes
     home: Path
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Its summary over the splits, by name: ``val_loss_mean``/``_std``, the task metric's
+        (``val_accuracy_mean`` or ``val_mae_mean``, and ``_std``), ``best_epoch_mean``, ``penalty_mean``."""
+        attrs = self.study.trials[self.number].user_attrs
+        return {key: float(value) for key, value in attrs.items() if isinstance(value, (int, float))
+                and not isinstance(value, bool) and (key.startswith("val_") or key in _SUMMARY_KEYS)}
 
     def split_models(self) -> list["keras.Model"]:
         """The trial's split models (best-epoch weights), loaded from their checkpoints.

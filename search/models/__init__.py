@@ -279,6 +279,9 @@ def _outputs_probabilities(model: Any, input_shape: tuple[int, ...], head: Head,
 
     rows = np.random.default_rng(0).normal(0.0, 3.0, size=(16, *input_shape)).astype("float32")
     out = np.asarray(model(rows, training=False), dtype=np.float64).reshape(len(rows), -1)
+    out = out[np.isfinite(out).all(axis=1)]  # a model that diverges is the trials' to find, as such
+    if not len(out):
+        return
     in_range = bool(np.all((out >= -1e-6) & (out <= 1 + 1e-6)))
     sums_to_one = head.task == "binary" or bool(np.allclose(out.sum(axis=1), 1.0, atol=1e-3))
     if not (in_range and sums_to_one):

@@ -69,6 +69,7 @@ class Report:
     top_ensemble_loss: float = math.nan
     top_ensemble_metric: float = math.nan
     model_io: dict[str, Any] = field(default_factory=dict)  # what the final model takes and gives (model_io)
+    model: Any = field(default=None, repr=False, compare=False)  # the final keras.Model, as logged
 
     @property
     def verified(self) -> bool | None:
@@ -130,6 +131,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
                     scoring.metric(task, y_test, ensemble), study.user_attrs.get("metric", "accuracy"), alarm,
                     split_models, checks, changes)
     report.model_io = model_io(prepared.dataset, space.data.target)
+    report.model = final
     if options.ensemble > 1:
         members, preds = _top_ensemble(target, prepared, options, out)
         averaged = np.mean([pred, *preds], axis=0)

@@ -188,12 +188,23 @@ def export(target: Target, path: Path) -> None:
     header = (f"# Trial {target.trial.number} of study '{target.study.study_name}' with every value fixed "
               f"(value {values}).\n# `search run` on this file repeats the trial; "
               f"`search reproduce {target.study.study_name} --config {path}` retrains and tests it.\n")
+    if path.is_file() and not _an_export(path):  # `--export space.yaml` must not cost the user their file
+        raise StudyError(f"{path} exists and is not a config this tool exported; it is left as it is: choose "
+                         f"another name with --export, or delete it first", field="--export", found=str(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         text = spaces.dump_yaml(with_full_paths(target.space, target.study.user_attrs.get("data_files")))
         path.write_text(redact(header + text))
     except OSError as exc:
         raise StudyError(f"cannot write {path} ({exc.strerror or exc})", field="--export") from None
+
+
+def _an_export(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(8) == b"# Trial "
+    except OSError:
+        return False
 
 
 def _config_trial(study: Any, seed_trial: int, config: Path) -> Any:

@@ -60,6 +60,9 @@ def write(study: Any, out: Path, top: int = 10, extra: str = "") -> Path:
                           reference=attrs.get(review.REFERENCE_ATTR), top=top,
                           trial_figures=TRIAL_FIGURES)
     out = Path(out)
+    if out.is_file() and not _a_report(out):  # `--out space.yaml` must not cost the user their file
+        raise StudyError(f"{out} exists and is not a report this tool wrote; it is left as it is: choose another "
+                         f"name with --out, or delete it first", field="--out", found=str(out))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(redact(render(result, _pareto_section(study, top) + _ablation_section(study) + extra)),
@@ -68,6 +71,15 @@ def write(study: Any, out: Path, top: int = 10, extra: str = "") -> Path:
         raise StudyError(f"cannot write the report {out} ({exc.strerror or exc}); choose another place with "
                          f"--out", field="--out") from None
     return out
+
+
+def _a_report(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return False
+    return head.startswith(b"<!DOCTYPE html>") and b"<title>Study " in head
 
 
 def _pareto_section(study: Any, top: int) -> str:

@@ -85,9 +85,27 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
     if space.is_custom:
         _check_builder(space, dataset, threads, where)
     time_ordered = space.validation.scheme == "time_series" or dataset.has_order
+    dataset.warnings += _space_warnings(space, dataset)
     dev_idx, test_idx = data.split_test(dataset, space.data.test_fraction, space.study.seed, time_ordered, where)
     plan = splits.plan(space.validation, dataset, dev_idx, space.study.seed, where)
     return Prepared(space, dataset, dev_idx, test_idx, plan)
+
+
+def _space_warnings(space: Space, dataset: Any) -> list[str]:
+    """What a valid space may still get wrong without a word: a search of nothing, time taken from row order."""
+    out = []
+    # An exported or ablated config fixes every value on purpose (seed_trial says so).
+    if not space.distributions() and space.study.n_trials > 1 and space.study.seed_trial is None \
+            and space.study.workflow == "joint":
+        out.append(f"nothing is searched (no distribution under model or train): all {space.study.n_trials} trials "
+                   f"train the same config and differ only by their seeds, so the best trial and its gain over "
+                   f"the baseline are seed noise; search a setting ({{float: [low, high]}}, {{choice: [...]}}), or "
+                   f"set study.n_trials: 1")
+    if space.validation.scheme == "time_series" and not dataset.has_order:
+        out.append(f"validation.scheme: time_series without data.order takes the rows of {space.data.source} in "
+                   f"the order they are stored as time order (the test rows are the last ones); name the time "
+                   f"column with data.order if the rows are not already in time order")
+    return out
 
 
 def changed_settings(before: str | None, space: Space) -> list[str]:
@@ -97,11 +115,15 @@ def changed_settings(before: str | None, space: Space) -> list[str]:
     if not before:
         return []
     try:
-        old = spaces.validate(spaces.parse_yaml(before), path=space.path).leaves()  # its builder found as before
+        old_space = spaces.validate(spaces.parse_yaml(before), path=space.path)  # its builder found as before
     except Exception:  # a space stored by an older version that no longer validates: nothing to compare
         return []
-    new = space.leaves()
-    keys = sorted(k for k in set(old) | set(new) if k.split(".")[0] in ("model", "train") and old.get(k) != new.get(k))
+    old, new = old_space.leaves(), space.leaves()
+    # How the rows are scaled and filled changes what every later trial trains on, as a train setting does.
+    for key in ("preprocess", "missing"):
+        old[f"data.{key}"], new[f"data.{key}"] = getattr(old_space.data, key), getattr(space.data, key)
+    keys = sorted(k for k in set(old) | set(new)
+                  if k.split(".")[0] in ("model", "train", "data") and old.get(k) != new.get(k))
     return [f"{k}: {_shown(old.get(k))} -> {_shown(new.get(k))}" for k in keys]
 
 
@@ -181,7 +203,7 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
         changed = (changed_settings(study.user_attrs.get("space_yaml"), space)
                    if options.warn_changed_settings and studies.finished_count(study) else [])
         if changed and options.worker_index <= 1:  # one of several workers says it
-            print(f"warning: study '{space.study.name}' continues with model/train settings changed since its "
+            print(f"warning: study '{space.study.name}' continues with settings changed since its "
                   f"earlier trials ({'; '.join(changed[:6])}{'; ...' if len(changed) > 6 else ''}); those trials "
                   f"keep their old settings and are ranked with the new ones (--study-name starts a separate "
                   f"study)", file=sys.stderr)

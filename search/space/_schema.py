@@ -164,6 +164,16 @@ class DataSection(_Strict):
             data = {**data, "preprocess": "none"}
         return data
 
+    @field_validator("target", "group", "order", "split_column")
+    @classmethod
+    def _columns_of_a_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        source = str(info.data.get("source", ""))
+        if value is not None and source.startswith("sklearn:"):
+            raise ValueError(f"{source} is a bundled data set with its own target and no other columns; "
+                             f"data.{info.field_name} names a column of a CSV (or an array of an npz): remove it, "
+                             f"or use csv:<file>")
+        return value
+
     @field_validator("split_column")
     @classmethod
     def _one_way_to_give_test_rows(cls, value: str | None, info: ValidationInfo) -> str | None:

@@ -1,0 +1,73 @@
+"""Continuing a study with an edited space file, and files the commands write: refused where the study or the
+user's files would suffer, named by the setting that changed."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import run_cli
+
+
+@pytest.fixture
+def study(write_space, home):
+    path = write_space({"study": {"name": "kept", "n_trials": 1},
+                        "train": {"epochs": 1, "optimizer": {"choice": ["adam", "sgd"]}}})
+    assert run_cli("run", path, "--home", home, "--quiet") == 0
+    return path
+
+
+@pytest.mark.parametrize(("edit", "field", "words"), [
+    ({"train": {"optimizer": {"choice": ["adam", "sgd", "rmsprop"]}}}, "train.optimizer",
+     "searched train.optimizer as {choice: ['adam', 'sgd']}, and this file searches it as {choice: ['adam', 'sgd', "
+     "'rmsprop']}"),
+    ({"model": {"dropout": {"choice": [0.0, 0.3]}}}, "model.dropout", "Optuna cannot continue a setting whose kind"),
+    ({"validation": {"k": 2}}, "validation.k", "other split rows: validation.k was 3, now 2"),
+    ({"study": {"seed": 7}}, "study.seed", "other test rows: study.seed was 0, now 7"),
+])
+def test_an_edit_optuna_or_the_splits_cannot_continue_is_refused_before_any_trial(study, write_space, home, capsys,
+                                                                                 edit, field, words):
+    import optuna
+
+    overrides = {"study": {"name": "kept", "n_trials": 3, **edit.get("study", {})},
+                 "train": {"epochs": 1, "optimizer": {"choice": ["adam", "sgd"]}, **edit.get("train", {})},
+                 **{k: v for k, v in edit.items() if k not in ("study", "train")}}
+    path = write_space(overrides, name="edited.yaml")
+    capsys.readouterr()
+    for command in ("check", "run"):
+        assert run_cli(command, path, "--home", home) == 2
+        err = capsys.readouterr().err
+        assert f"field '{field}'" in err and words in err and "Traceback" not in err
+    trials = optuna.load_study(study_name="kept", storage=f"sqlite:///{home / 'optuna.db'}").trials
+    assert [t.state.name for t in trials] == ["COMPLETE"]  # no failed trial left behind
+
+
+def test_a_changed_preprocess_is_warned_and_a_range_may_change(study, write_space, home, capsys):
+    path = write_space({"study": {"name": "kept", "n_trials": 2}, "data": {"preprocess": "minmax"},
+                        "model": {"dropout": {"float": [0.0, 0.6]}},
+                        "train": {"epochs": 1, "optimizer": {"choice": ["adam", "sgd"]}}}, name="edited.yaml")
+    assert run_cli("run", path, "--home", home, "--quiet") == 0
+    err = capsys.readouterr().err
+    assert "data.preprocess: standardize -> minmax" in err and "model.dropout" in err
+
+
+def test_export_and_report_never_replace_a_file_they_did_not_write(study, home, tmp_path, capsys):
+    mine = tmp_path / "notes.yaml"
+    mine.write_text("my own notes\n")
+    assert run_cli("best", "kept", "--home", home, "--export", mine) == 2
+    assert run_cli("report", "kept", "--home", home, "--out", mine) == 2
+    assert mine.read_text() == "my own notes\n"
+    assert "exists and is not" in capsys.readouterr().err
+    exported, page = tmp_path / "best.yaml", tmp_path / "kept.html"
+    for _ in range(2):  # their own files they write again
+        assert run_cli("best", "kept", "--home", home, "--export", exported) == 0
+        assert run_cli("report", "kept", "--home", home, "--out", page) == 0
+
+
+def test_columns_named_for_a_bundled_data_set_and_a_search_of_nothing_are_said(write_space, home, capsys):
+    path = write_space({"data": {"group": "g"}, "validation": {"scheme": "group_kfold"}})
+    assert run_cli("check", path, "--home", home) == 2
+    assert "field 'data.group': sklearn:iris is a bundled data set" in capsys.readouterr().err
+    path = write_space({"study": {"n_trials": 3}, "model": {"dropout": 0.1},
+                        "validation": {"scheme": "time_series", "k": 2}})
+    assert run_cli("check", path, "--home", home) == 0
+    err = capsys.readouterr().err
+    assert "nothing is searched" in err and "time_series without data.order" in err
