@@ -1,0 +1,142 @@
+"""Whether a study may go on with the space file as it now reads: the same objectives, model family, searched
+distributions, data, test rows and splits (search/studies/lifecycle.py opens the study and asks here)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from search.errors import StudyError
+from search.space import Space
+
+
+def _where(space: Space) -> str | None:
+    return str(space.path) if space.path else None
+
+
+def check_continuable(study: Any, space: Space, attrs: dict[str, Any]) -> None:
+    """Refuse to continue ``study`` with other objectives, or on data or splits other than ``attrs`` say."""
+    stored_objectives = study.user_attrs.get("objectives", ["val_loss"])
+    if len(study.directions) != len(space.study.objectives) or stored_objectives != space.study.objectives:
+        raise StudyError(f"study '{space.study.name}' was started with objectives {stored_objectives}; start "
+                         f"a new study with --study-name to change them", source=_where(space),
+                         field="study.objectives", found=space.study.objectives)
+    _same_family(study, space)
+    _same_distributions(study, space)
+    stored = study.user_attrs
+    for key, value in attrs.items():
+        if key in stored and stored[key] != value and key.endswith("fingerprint"):
+            changed = _changed_plan(stored.get("space_yaml"), space) if key != "data_fingerprint" else []
+            if changed:
+                rows = "split" if key == "splits_fingerprint" else "test"
+                raise StudyError(f"study '{space.study.name}' was started with other {rows} rows: "
+                                 f"{'; '.join(changed)}; its trials are only comparable on the same rows: restore "
+                                 f"the setting, or start a new study with --study-name", source=_where(space),
+                                 field=changed[0].split(" ")[0])
+            raise StudyError(f"study '{space.study.name}' was started with different data or splits "
+                             f"({key} is {stored[key]}, now {value}); start a new study with --study-name, "
+                             f"or restore the original data", source=_where(space), field="data.source")
+
+
+def _changed_plan(before: str | None, space: Space) -> list[str]:
+    """The settings that choose the test and split rows and differ from the study's stored space."""
+    from search.space import parse_yaml
+
+    try:
+        old = parse_yaml(before or "") or {}
+    except Exception:  # a space stored by an older version: nothing to compare
+        return []
+    now = space.model_dump(mode="json")
+    out = []
+    for section, key in (("study", "seed"), ("data", "test_size"), ("data", "test"), ("data", "split_column"),
+                         ("data", "group"), ("data", "order"), *(("validation", k) for k in now["validation"])):
+        default = now[section].get(key) if section == "validation" else None
+        was, is_now = (old.get(section) or {}).get(key, default), now[section].get(key)
+        if was != is_now:
+            out.append(f"{section}.{key} was {was}, now {is_now}")
+    return out
+
+
+def _same_family(study: Any, space: Space) -> None:
+    """Refuse to continue a study with another model family: its trials would be ranked against another kind
+    of model. A builder module found by another path, or under its file's path, is the same family."""
+    from search.space import parse_yaml
+
+    try:
+        before = ((parse_yaml(study.user_attrs.get("space_yaml") or "") or {}).get("model") or {}).get("family")
+    except Exception:  # a space stored by an older version: nothing to compare
+        return
+    if not isinstance(before, str) or _family_key(before) == _family_key(space.family):
+        return
+    builder = before.rpartition(":")[2] if before.startswith("python:") else ""
+    hint = (f"pass the same builder again (search.run(..., builder={builder.split('.')[-1].split('~')[0]})), or "
+            if builder and ("__main__" in before or "<locals>" in before) else "use model.family: " + before + ", or ")
+    raise StudyError(f"study '{space.study.name}' was run with model.family {before}, and this run's is "
+                     f"{space.family}: its trials would be ranked against another kind of model; {hint}start a "
+                     f"new study with --study-name", source=_where(space), field="model.family", found=space.family)
+
+
+def _same_distributions(study: Any, space: Space) -> None:
+    """Optuna cannot continue a parameter whose kind, log scale or choices changed: every later trial would
+    fail on it. Refused here, naming the setting, before any trial (a range widened or narrowed is fine)."""
+    import optuna
+
+    if space.study.workflow == "phased":  # the phases change what is searched by design
+        return
+    recorder = _Recorder()
+    space.sample(recorder)
+    stored: dict[str, Any] = {}
+    for trial in study.get_trials(deepcopy=False):
+        stored.update(trial.distributions)
+    for name, new in recorder.distributions.items():
+        old = stored.get(name)
+        if old is None:
+            continue
+        try:
+            optuna.distributions.check_distribution_compatibility(old, new)
+        except ValueError:
+            setting = name.removesuffix(".on")
+            raise StudyError(f"study '{space.study.name}' searched {setting} as {_shown(old)}, and this file "
+                             f"searches it as {_shown(new)}: Optuna cannot continue a setting whose kind, log "
+                             f"scale or choices changed (a range may change); restore it, or start a new study "
+                             f"with --study-name", source=_where(space), field=setting) from None
+
+
+class _Recorder:
+    """Stands in for a trial to learn the Optuna distribution of every searched setting."""
+
+    def __init__(self) -> None:
+        self.distributions: dict[str, Any] = {}
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
+        from optuna.distributions import CategoricalDistribution
+
+        self.distributions[name] = CategoricalDistribution(choices)
+        return choices[-1]  # for or_off's switch: True, so the setting's own range is recorded too
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        from optuna.distributions import IntDistribution
+
+        self.distributions[name] = IntDistribution(low, high, log=log, step=step)
+        return low
+
+    def suggest_float(self, name: str, low: float, high: float, step: float | None = None,
+                      log: bool = False) -> float:
+        from optuna.distributions import FloatDistribution
+
+        self.distributions[name] = FloatDistribution(low, high, log=log, step=step)
+        return low
+
+
+def _shown(dist: Any) -> str:
+    choices = getattr(dist, "choices", None)
+    if choices is not None:
+        return "{choice: " + str(list(choices)) + "}"
+    kind = "int" if type(dist).__name__ == "IntDistribution" else "float"
+    return f"{{{kind}: [{dist.low:g}, {dist.high:g}]{', log: true' if dist.log else ''}}}"
+
+
+def _family_key(family: str) -> tuple[str, str]:
+    if not family.startswith("python:"):
+        return family, ""
+    module, _, function = family[len("python:"):].rpartition(":")
+    return Path(module).stem if module.endswith(".py") else module.rpartition(".")[2], function
