@@ -254,7 +254,7 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     ("dev-rows-all-in-test", csv(_frame(), test=_frame(30)), "data.duplicates",
      ["lose every row", "repeat test rows"]),
     ("split-column-on-sklearn", lambda f: _space(f, {"source": "sklearn:iris", "split_column": "part"}),
-     "data.split_column", ["needs a csv or npz source, not sklearn"]),
+     "data.split_column", ["sklearn:iris is a bundled data set", "names a column of a CSV"]),
     ("test-regression-target-text", csv(_regression(), {"target": "y"}, test=_regression(9).assign(y="high")),
      "data.target", ["target 'y'", "test.csv", "not numeric"]),
     ("test-from-sklearn", csv(_frame(), {"test": "sklearn:iris"}), "data.test", ["no separate test rows"]),

@@ -144,7 +144,7 @@ def test_continuing_a_study_with_changed_settings_says_so(write_space, home, cap
     assert "study 'other': a new study (no store yet at" in capsys.readouterr().out
     assert not (home / "fresh").exists()
     assert run_cli("check", write_space(merge(changed, {"data": {"test_size": 0.3}})), "--home", home) == 2
-    assert "was started with different data or splits" in capsys.readouterr().err
+    assert "field 'data.test_size'" in capsys.readouterr().err
     assert run_cli("check", write_space(fast), "--home", home) == 0  # its budget of 1 is spent
     assert "study 'moved' already has its 1 finished trials: `search run` would train nothing" in \
         capsys.readouterr().out
