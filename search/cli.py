@@ -250,7 +250,7 @@ def _run(args: argparse.Namespace) -> int:
     space = spaces.load(args.space, study_name=args.study_name)
     prepared = session.prepare(space, threads=args.threads)
     if not args.worker_index:  # workers share their parent's data; it speaks for them
-        _announce(prepared, quiet=args.quiet)
+        api.announce(prepared, quiet=args.quiet)
     options = _run_options(args)
     recycle = args.recycle_after if args.recycle_after is not None else (50 if args.workers > 1 else 0)
     outcome = api.run_prepared(prepared, options, args.space.read_text(), workers=args.workers,
@@ -266,14 +266,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from search import space as spaces
+    from search import api, space as spaces
     from search.runner import session
-
     from search.studies.samplers import make_sampler
 
     prepared = session.prepare(spaces.load(args.space, study_name=args.study_name))
     make_sampler(prepared.space)  # what the sampler needs installed (gp: PyTorch), as the run would find
-    _announce(prepared)
+    api.announce(prepared)
     print(_study_to_run(prepared, args))
     print(f"{args.space}: the space and its data pass every check; nothing was trained or stored.")
     return 0
@@ -314,18 +313,6 @@ def _study_to_run(prepared: "Prepared", args: argparse.Namespace) -> str:
         print(f"warning: study '{name}' would continue with a setting changed since its earlier trials: {change}",
               file=sys.stderr)
     return f"study '{name}': continues the study in {path}, {finished} of {budget} trials finished"
-
-
-def _announce(prepared: "Prepared", quiet: bool = False) -> None:
-    """The data summary on stdout; warnings, each one paragraph, on stderr."""
-    if skipped := prepared.dataset.images_skipped:
-        print(f"note: skipped {len(skipped)} unreadable image(s) (data.skip_bad_images), e.g. {skipped[0]}",
-              file=sys.stderr)
-    summary = prepared.summary
-    for warning in summary.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    if not quiet:
-        print(summary.text(), flush=True)
 
 
 def _continue_command(args: argparse.Namespace) -> str:

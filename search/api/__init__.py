@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Callable, TextIO
 import numpy as np
 
 from search.api._arrays import _save_arrays
-from search.api._errors import _arguments, _hides_credentials, as_command as as_command
+from search.api._errors import (_arguments, _builder_not_here, _folder, _hides_credentials, _named_by_arguments,
+                               _space_argument, as_command as as_command)
 from search.errors import SpaceError, StudyError, UserError
 from search.space import Space
 
@@ -36,8 +37,8 @@ if TYPE_CHECKING:
     from search.reproduction.ablation import AblationRow
     from search.reproduction.final import Report
 
-__all__ = ["RunResult", "TrialResult", "ablate", "ablate_when_done", "best", "reproduce", "report", "run",
-           "run_prepared"]
+__all__ = ["RunResult", "TrialResult", "ablate", "ablate_when_done", "announce", "best", "reproduce", "report",
+           "run", "run_prepared"]
 
 PathLike = str | os.PathLike
 _SUMMARY_KEYS = ("best_epoch_mean", "penalty_mean", "n_params", "latency_ms")
@@ -143,7 +144,7 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     if (x_test is None) != (y_test is None):
         raise SpaceError("provided test rows need both x_test and y_test", field="x_test, y_test")
     made: list[Path] = []  # array files this call wrote: removed again if the data is refused
-    named: dict[str, str] = {}  # the files the arrays went to, by the arguments they came from
+    named: dict[str, tuple[str, str]] = {}  # the files the arrays went to, by the arguments they came from
     fresh_home = not home.exists()
     fills = loaded.data.missing != "refuse"  # missing features are then the data checks' to count
     try:
@@ -151,12 +152,12 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         if x is not None and y is not None:
             source, row_shape = _save_arrays(home, raw["study"]["name"], x, y, ("x", "y"), made, fills)
             raw["data"]["source"], raw["data"]["target"] = f"npz:{source}", None
-            named[str(source)] = "the arrays x and y"
+            named[str(source)] = ("x", "y")
         if x_test is not None and y_test is not None:
             test, _ = _save_arrays(home, raw["study"]["name"] + "-test", x_test, y_test, ("x_test", "y_test"), made,
                                    fills, row_shape)
             raw["data"]["test"] = f"npz:{test}"
-            named[str(test)] = "the arrays x_test and y_test"
+            named[str(test)] = ("x_test", "y_test")
             raw["data"]["test_size"] = None  # the rows given are the test rows: nothing is drawn
         if builder is not None:
             raw["model"]["family"] = models.register_builder(builder)
@@ -177,15 +178,24 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         where = repr(str(loaded.path)) if loaded.path else "space"
         options.continue_command = f"search.run({where}, builder={name}, home={str(home)!r}, ...) in Python"
     sink = out or sys.stdout
-    summary = prepared.summary  # as the command says them: warnings on stderr, the summary unless quiet
-    for warning in summary.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    if not quiet:
-        print(summary.text(), file=sink)
+    announce(prepared, quiet, out=sink)
     outcome = run_prepared(prepared, options, resolved.to_yaml(), out=sink)
     rows = None if outcome.stopped_by else ablate_when_done(resolved, options, out=sink)
     study = outcome.study
     return RunResult(study, _best_or_none(study, options), rows or (ablation.stored_rows(study)[1]))
+
+
+def announce(prepared: "session.Prepared", quiet: bool = False, out: TextIO | None = None) -> None:
+    """What the data checks found, as `search run` and `search check` say it: the warnings (each one
+    paragraph) on stderr, the data summary on ``out`` unless ``quiet``."""
+    if skipped := prepared.dataset.images_skipped:
+        print(f"note: skipped {len(skipped)} unreadable image(s) (data.skip_bad_images), e.g. {skipped[0]}",
+              file=sys.stderr)
+    summary = prepared.summary
+    for warning in summary.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not quiet:
+        print(summary.text(), file=out or sys.stdout, flush=True)
 
 
 def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", space_text: str, *,
@@ -390,52 +400,6 @@ def report(study_name: str, out: PathLike | None = None, *, home: PathLike = "ml
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
-def _space_argument(space: Any, study_name: str | None) -> Space:
-    """``space`` as :func:`run` takes it: a Space, a file's path, or a mapping of the file's sections."""
-    from collections.abc import Mapping
-
-    from search import space as spaces
-
-    if study_name is not None and not isinstance(study_name, str):
-        raise SpaceError("a study name is text", field="study_name",
-                         found=f"{type(study_name).__name__} {study_name!r}")
-    if isinstance(space, Space):
-        return space
-    if isinstance(space, Mapping):  # the builder, x and y may still be missing: the full checks come after
-        raw = dict(space)
-        if study_name:
-            raw["study"] = {**(raw.get("study") or {}), "name": study_name}
-        return spaces.parse(raw)
-    if isinstance(space, (str, os.PathLike)):
-        return spaces.load(Path(space), study_name=study_name)
-    raise SpaceError("space is a space file's path, a dict of its sections (study, data, validation, model, "
-                     "train), or a search.Space", field="space", expected="a str, pathlib.Path, dict or Space",
-                     found=type(space).__name__)
-
-
-def _named_by_arguments(exc: UserError, named: dict[str, str]) -> None:
-    """The data checks name the npz files the arrays were saved to; the caller passed arguments."""
-    text = str(exc)
-    for path, words in named.items():
-        text = text.replace(f"array 'X' of {path}", words.replace("arrays ", "").split(" and ")[0])
-        text = text.replace(f"array 'y' of {path}", words.replace("arrays ", "").split(" and ")[1])
-        text = text.replace(path, words)
-    exc.args = (text,)
-
-
-def _builder_not_here(settings: Any, input_shape: Any, n_outputs: Any) -> Any:
-    """What :func:`best` reads a notebook-built study's config with: the config is read, never trained."""
-    raise SpaceError("this config's builder was a function of the process that ran the study; pass it as "
-                     "builder= to train it", field="builder")
-
-
-def _folder(home: Any) -> Path:
-    if isinstance(home, bool) or not isinstance(home, (str, os.PathLike)):
-        raise UserError("home is the folder of the stores", field="home", expected="a str or pathlib.Path",
-                        found=f"{type(home).__name__} {home!r}"[:80])
-    return Path(home).expanduser()
-
-
 def _stores(home: Path, storage: str | None, tracking_uri: str | None) -> tuple[str, str]:
     from search.studies import lifecycle as studies
     from search.tracking import default_tracking_uri

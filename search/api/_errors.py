@@ -7,11 +7,15 @@ import contextvars
 import functools
 import os
 import re
-from typing import Any, Callable, Iterator, TypeVar, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar, cast
 
 import numpy as np
 
-from search.errors import UserError
+from search.errors import SpaceError, UserError
+
+if TYPE_CHECKING:
+    from search.space import Space
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -115,3 +119,49 @@ def _arguments(**given: tuple[Any, int]) -> None:
         whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
         if not whole or value < lowest:
             raise UserError(f"{name} is a whole number, at least {lowest}", field=name, found=value)
+
+
+def _space_argument(space: Any, study_name: str | None) -> "Space":
+    """``space`` as :func:`run` takes it: a Space, a file's path, or a mapping of the file's sections."""
+    from collections.abc import Mapping
+
+    from search import space as spaces
+    from search.space import Space
+
+    if study_name is not None and not isinstance(study_name, str):
+        raise SpaceError("a study name is text", field="study_name",
+                         found=f"{type(study_name).__name__} {study_name!r}")
+    if isinstance(space, Space):
+        return space
+    if isinstance(space, Mapping):  # the builder, x and y may still be missing: the full checks come after
+        raw = dict(space)
+        if study_name:
+            raw["study"] = {**(raw.get("study") or {}), "name": study_name}
+        return spaces.parse(raw)
+    if isinstance(space, (str, os.PathLike)):
+        return spaces.load(Path(space), study_name=study_name)
+    raise SpaceError("space is a space file's path, a dict of its sections (study, data, validation, model, "
+                     "train), or a search.Space", field="space", expected="a str, pathlib.Path, dict or Space",
+                     found=type(space).__name__)
+
+
+def _named_by_arguments(exc: UserError, named: dict[str, tuple[str, str]]) -> None:
+    """The data checks name the npz files the arrays were saved to; the caller passed arguments."""
+    text = str(exc)
+    for path, (x, y) in named.items():
+        text = text.replace(f"array 'X' of {path}", x).replace(f"array 'y' of {path}", y)
+        text = text.replace(path, f"the arrays {x} and {y}")
+    exc.args = (text,)
+
+
+def _builder_not_here(settings: Any, input_shape: Any, n_outputs: Any) -> Any:
+    """What :func:`best` reads a notebook-built study's config with: the config is read, never trained."""
+    raise SpaceError("this config's builder was a function of the process that ran the study; pass it as "
+                     "builder= to train it", field="builder")
+
+
+def _folder(home: Any) -> Path:
+    if isinstance(home, bool) or not isinstance(home, (str, os.PathLike)):
+        raise UserError("home is the folder of the stores", field="home", expected="a str or pathlib.Path",
+                        found=f"{type(home).__name__} {home!r}"[:80])
+    return Path(home).expanduser()

@@ -39,9 +39,7 @@ _REGISTERED: dict[str, Callable[..., Any]] = {}
 
 def register_builder(builder: Callable[..., Any]) -> str:
     """Make a function usable as ``model.family`` in this process; returns its family name."""
-    if not callable(builder):
-        raise SpaceError("a builder must be a function (settings, input_shape, n_outputs) -> keras.Model",
-                         field="builder", found=type(builder).__name__)
+    _a_builder(builder)
     base = f"{CUSTOM_PREFIX}{getattr(builder, '__module__', None) or 'builder'}:" \
            f"{getattr(builder, '__qualname__', None) or 'build'}"
     # Functions made by one factory (make_builder(3), make_builder(0)), lambdas and a notebook cell run
@@ -53,6 +51,12 @@ def register_builder(builder: Callable[..., Any]) -> str:
         name = f"{base}~{n}"
     _REGISTERED[name] = builder
     return name
+
+
+def _a_builder(builder: Any) -> None:
+    if not callable(builder):
+        raise SpaceError("a builder must be a function (settings, input_shape, n_outputs) -> keras.Model",
+                         field="builder", found=type(builder).__name__)
 
 
 def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
@@ -74,12 +78,9 @@ def only_in_this_process(family: str) -> str | None:
     defined in a script, a notebook or inside a function), else None. The command line cannot reproduce
     its study; Python can, where the function is defined."""
     builder = _REGISTERED.get(family)
-    if builder is None:
+    if builder is None or not named_only_there(family):
         return None
-    if getattr(builder, "__module__", None) in (None, "__main__") or \
-            "<locals>" in getattr(builder, "__qualname__", "<locals>"):
-        return str(getattr(builder, "__name__", "the builder"))
-    return None
+    return str(getattr(builder, "__name__", "the builder"))
 
 
 def load_custom_builder(family: str, search_dir: Path | None = None,
@@ -135,9 +136,8 @@ _HANDED_OVER: contextvars.ContextVar[Callable[..., Any] | None] = contextvars.Co
 @contextlib.contextmanager
 def handed_over(builder: Callable[..., Any] | None) -> Iterator[None]:
     """Within the block, ``builder`` stands for any family that only the process that ran the study could name."""
-    if builder is not None and not callable(builder):
-        raise SpaceError("a builder must be a function (settings, input_shape, n_outputs) -> keras.Model",
-                         field="builder", found=type(builder).__name__)
+    if builder is not None:
+        _a_builder(builder)
     token = _HANDED_OVER.set(builder)
     try:
         yield
@@ -149,7 +149,8 @@ def named_only_there(family: str) -> bool:
     """A family naming a function of ``__main__``, one made inside another function, or a second function
     handed over under one name (``~2``): no other process can import it by that name."""
     module, _, function = family[len(CUSTOM_PREFIX):].rpartition(":")
-    return family.startswith(CUSTOM_PREFIX) and (module == "__main__" or "<locals>" in function or "~" in function)
+    return family.startswith(CUSTOM_PREFIX) and (module in ("__main__", "builder") or "<locals>" in function
+                                                 or "~" in function)
 
 
 def builder_by_path(family: str, search_dir: Path | None = None) -> str:
