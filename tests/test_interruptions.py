@@ -17,7 +17,7 @@ import optuna
 import pytest
 
 from conftest import run_cli
-from test_overnight import ROOT, SLOW, _env, _study
+from test_overnight import ROOT, SLOW, _env, _running_trials, _study
 from search import api, space as spaces
 from search.runner import recovery
 from search.runner import session
@@ -40,10 +40,7 @@ def _wait_for_running_trials(home: Path, name: str, proc: subprocess.Popen, n: i
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
-        try:
-            running = _study(home, name).get_trials(states=(optuna.trial.TrialState.RUNNING,))
-        except Exception:  # the study or its schema is not there yet
-            running = []
+        running = _running_trials(home, name)
         # Training has begun: a split has finished, or an epoch was reported (fused splits finish together).
         started = [t for t in running if t.user_attrs.get("splits") or t.intermediate_values]
         if len(started) >= n:

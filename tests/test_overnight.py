@@ -16,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import run_cli
+from search import stores
 from search.runner.results import TrialListener
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,16 +44,26 @@ def _study(home: Path, name: str):
     return optuna.load_study(study_name=name, storage=f"sqlite:///{home / 'optuna.db'}")
 
 
+def _running_trials(home: Path, name: str) -> list:
+    """The study's running trials; none while the child has not made the study yet.
+
+    Read under the run's own schema lock: an Optuna reader on a half-made database creates the tables
+    too, and would race the child doing so ("table trial_user_attributes already exists").
+    """
+    try:
+        with stores.home_lock(home):
+            return _study(home, name).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    except Exception:  # no home yet, or KeyError: the child has not created the study yet
+        return []
+
+
 def _wait_for_running_trial(home: Path, name: str, proc: subprocess.Popen, timeout: float = 120):
     """Block until the child is inside a trial that has finished at least one split."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
         if (home / "optuna.db").exists():
-            try:
-                running = _study(home, name).get_trials(states=(optuna.trial.TrialState.RUNNING,))
-            except Exception:  # KeyError or a half-made schema: the child has not created the study yet
-                running = []
+            running = _running_trials(home, name)
             if running and (running[0].user_attrs.get("splits") or running[0].intermediate_values):
                 return running[0]
         time.sleep(0.3)
