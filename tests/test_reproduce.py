@@ -123,6 +123,11 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     # A frame of raw rows as pandas reads them (float64) is what the generic flavour takes.
     frame = pd.DataFrame(X_test.astype(np.float64), columns=prepared.dataset.feature_names)
     np.testing.assert_allclose(np.asarray(served.predict(frame)), model.predict(X_test, verbose=0), rtol=1e-5)
+    # Columns are taken by name: a frame in another order scores the same, one missing a column is refused.
+    np.testing.assert_allclose(np.asarray(served.predict(frame[frame.columns[::-1]])),
+                               model.predict(X_test, verbose=0), rtol=1e-5)
+    with pytest.raises(mlflow.exceptions.MlflowException, match=re.escape(f"missing inputs ['{frame.columns[0]}']")):
+        served.predict(frame[frame.columns[1:]])
     assert accuracy == pytest.approx(run.data.metrics["test_accuracy"])
     # Registered with --register: the same model, by its registry name.
     version = client.get_model_version("iris-final", "1")

@@ -123,7 +123,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
     ensemble = np.mean([scores[s["split"]].test_pred for s in stored], axis=0)
     y_test = prepared.dataset.y[prepared.test_idx]
     task = prepared.dataset.task
-    epochs, rule = (options.epochs, "given with --epochs") if options.epochs else final_epochs(
+    epochs, rule = (options.epochs, "the number asked for") if options.epochs else final_epochs(
         stored, prepared.splits, len(prepared.dev_idx), int(settings["train"]["batch_size"]))
     final, test_loss, test_metric, history, pred = _final_model(target, prepared, settings, epochs)
     report = Report(trial.number, epochs, rule, test_loss, test_metric,
@@ -416,7 +416,8 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
         uri, options.home, study.study_name, run_name=f"reproduce t{trial.number:03d}",
         parent_run_id=study.user_attrs.get(tracking.PARENT_RUN_ATTR), tags=tags, params=params, metrics=metrics,
         texts={"config/resolved.yaml": target.space.to_yaml(),
-               "reproduce.json": json.dumps(summary, indent=2, default=float)}, model=final)
+               "reproduce.json": json.dumps(summary, indent=2, default=float)}, model=final,
+        columns=report.model_io.get("inputs", {}).get("features"))
 
 
 def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:

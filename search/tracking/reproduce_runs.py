@@ -15,13 +15,14 @@ from search.tracking import param_text, quiet_mlflow, experiment_id
 
 def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name: str, parent_run_id: str | None,
                      tags: dict[str, Any], params: dict[str, Any], metrics: dict[str, float],
-                     texts: dict[str, str], model: Any) -> str:
+                     texts: dict[str, str], model: Any, columns: list[str] | None = None) -> str:
     """One finished ``reproduce`` run in the study's experiment, nested under the study's run when it exists.
 
     Holds the test metrics, the final model as an MLflow Keras model (``model/``, loadable with
     ``mlflow.keras.load_model("runs:/<id>/model")``) and as a plain ``final_model.keras`` file. A table's
     model takes float64 rows, so that ``mlflow.pyfunc.load_model(...).predict(frame)`` takes a pandas
-    DataFrame of raw rows as read.
+    DataFrame of raw rows as read; with ``columns`` (the features, in the model's order) it takes them by
+    name, so a frame whose columns come in another order is reordered, and one missing a column refused.
     """
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
@@ -41,7 +42,7 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
                          metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)])
         for name, text in texts.items():
             client.log_text(run_id, redact(text), name)
-        _log_keras_model(client, run_id, model)
+        _log_keras_model(client, run_id, model, columns)
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise
@@ -80,7 +81,7 @@ def _run_is_active(client: Any, run_id: str) -> bool:
         return False
 
 
-def _log_keras_model(client: Any, run_id: str, model: Any) -> None:
+def _log_keras_model(client: Any, run_id: str, model: Any, columns: list[str] | None) -> None:
     """Saved locally with the Keras flavour, then uploaded with the client: no global MLflow state, and
     explicit requirements, so MLflow never loads the model again to infer them."""
     import tempfile
@@ -97,7 +98,7 @@ def _log_keras_model(client: Any, run_id: str, model: Any) -> None:
                     if name in installed]
     # Rows of a CSV (a pandas frame, or its .to_numpy()) are float64, which a float32 signature refuses;
     # the model casts them to float32 itself. Image pixels keep float32. (MLflow's Keras flavour takes
-    # tensor signatures only, so the columns cannot be named in it: reproduce.json names them.)
+    # tensor signatures only: the columns are named after saving, _name_the_columns.)
     dtype = np.float64 if len(model.input_shape) == 2 else np.float32
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(dtype), (-1, *model.input_shape[1:]))]),
@@ -108,4 +109,26 @@ def _log_keras_model(client: Any, run_id: str, model: Any) -> None:
         client.log_artifact(run_id, str(keras_file))
         mlflow.keras.save_model(model, str(Path(tmp) / "model"), signature=signature,
                                 pip_requirements=requirements)
+        _name_the_columns(Path(tmp) / "model", signature, columns, model.input_shape)
         client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
+
+
+def _name_the_columns(folder: Path, signature: Any, columns: list[str] | None, input_shape: tuple) -> None:
+    """Give the saved model's generic (pyfunc) form a signature of named float64 columns.
+
+    MLflow's Keras flavour accepts tensor signatures only, and a tensor signature hands a DataFrame to the
+    model by position: a frame whose columns came in another order was silently scored on the wrong
+    features. With named columns, MLflow's schema check reorders a frame by name and refuses one missing a
+    column before the model sees it. The Keras flavour ignores the signature, so
+    ``mlflow.keras.load_model`` still takes plain arrays.
+    """
+    from mlflow.models import Model, ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    if (not columns or len(input_shape) != 2 or len(columns) != input_shape[1]
+            or len(set(columns)) != len(columns)):
+        return
+    saved = Model.load(str(folder))
+    saved.signature = ModelSignature(inputs=Schema([ColSpec("double", str(c)) for c in columns]),
+                                     outputs=signature.outputs)
+    saved.save(str(folder / "MLmodel"))
