@@ -200,6 +200,9 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
      ["bad.csv", "identical features", "12 rows in 6 group(s) whose copies disagree", "rows 0, 30"]),
     ("csv-exact-duplicates-refused", csv(pd.concat([_frame(), _frame().iloc[:2]]), {"duplicates": "refuse"}),
      "data.duplicates", ["2 repeated copies"]),
+    # A spreadsheet writes a small negative rounded to zero as -0.0: equal to 0.0, so the row is a copy.
+    ("csv-negative-zero-copy-refused", csv(pd.concat([_with(_frame(), a_0=-0.0), _with(_frame(), a_0=0.0).iloc[:1]]),
+                                           {"duplicates": "refuse"}), "data.duplicates", ["1 repeated copies"]),
     ("csv-class-lost-to-dedup", csv(_class_only_in_conflicts()), "data.duplicates",
      ["class(es) '0' (10 rows), 'ghost' (10 rows)", "lose every row", "de-duplication"]),
     ("csv-split-column-bad-values", csv(_SPLIT.assign(part=["maybe"] + ["train"] * 29), {"split_column": "part"}),

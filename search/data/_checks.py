@@ -375,8 +375,7 @@ def duplicates(X: np.ndarray, y: np.ndarray, mode: str, regression: bool, what: 
     n = len(X)
     if mode == "keep" or n == 0:
         return np.arange(n), y, {}, []
-    flat = np.ascontiguousarray(X.reshape(n, -1))
-    keys = flat.view(np.dtype((np.void, flat.dtype.itemsize * flat.shape[1]))).ravel()
+    keys = _row_keys(X.reshape(n, -1))
     _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
     inverse = inverse.ravel()
     _, y_codes = np.unique(y, return_inverse=True)
@@ -432,6 +431,19 @@ def repeats_of(X_dev: np.ndarray, X_test: np.ndarray) -> np.ndarray:
     """A mask of development rows whose features are also a test row's."""
     if len(X_dev) == 0 or len(X_test) == 0:
         return np.zeros(len(X_dev), bool)
-    both = np.ascontiguousarray(np.concatenate([X_dev, X_test]).reshape(len(X_dev) + len(X_test), -1))
-    keys = both.view(np.dtype((np.void, both.dtype.itemsize * both.shape[1]))).ravel()
+    keys = _row_keys(np.concatenate([X_dev, X_test]).reshape(len(X_dev) + len(X_test), -1))
     return np.isin(keys[: len(X_dev)], keys[len(X_dev):])
+
+
+def _row_keys(rows: np.ndarray) -> np.ndarray:
+    """One hashable key per row, equal for rows whose features are equal as numbers.
+
+    Rows are compared by their bytes, and -0.0 (which a spreadsheet writes for a small negative rounded
+    to zero) has other bytes than 0.0; NaNs may differ in payload bits. Both are made one value first,
+    so that copies a model cannot tell apart are one row.
+    """
+    if rows.dtype.kind == "f":
+        rows = rows + rows.dtype.type(0.0)  # -0.0 + 0.0 is 0.0
+        rows[np.isnan(rows)] = np.nan
+    flat = np.ascontiguousarray(rows)
+    return flat.view(np.dtype((np.void, flat.dtype.itemsize * flat.shape[1]))).ravel()
