@@ -54,6 +54,24 @@ def _windows_csv(folder: Path) -> Path:
     return _space(folder, {"source": "csv:bad.csv", "target": "label"})
 
 
+def _encoded(folder: Path, encoding: str, sep: str) -> Path:
+    (folder / "bad.csv").write_bytes(_frame().to_csv(index=False, sep=sep).encode(encoding))
+    return _space(folder, {"source": "csv:bad.csv", "target": "label"})
+
+
+def _compressed(folder: Path, name: str) -> Path:
+    _frame().to_csv(folder / name, index=False)  # pandas compresses by the name's suffix
+    return _space(folder, {"source": f"csv:{name}", "target": "label"})
+
+
+def _written(name: str, content: bytes) -> Build:
+    def build(folder: Path) -> Path:
+        (folder / name).write_bytes(content)
+        return _space(folder, {"source": f"csv:{name}", "target": "label"})
+
+    return build
+
+
 def _regression(n: int = 30) -> pd.DataFrame:
     return _frame(n, target="y").assign(y=np.linspace(0.0, 1.0, n))
 
@@ -200,6 +218,17 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
      ["bad.csv", "identical features", "12 rows in 6 group(s) whose copies disagree", "rows 0, 30"]),
     ("csv-exact-duplicates-refused", csv(pd.concat([_frame(), _frame().iloc[:2]]), {"duplicates": "refuse"}),
      "data.duplicates", ["2 repeated copies"]),
+    ("json-given-as-csv", _written("bad.json", _frame().to_json(orient="records").encode()), "data.source",
+     ["bad.json is JSON text, not CSV text", "pandas.read_json(path).to_csv"]),
+    ("xlsx-given-as-csv", _written("bad.xlsx", b"PK\x03\x04" + bytes(60)), "data.source",
+     ["bad.xlsx is an Excel workbook (.xlsx) or a zip archive, not CSV text", "CSV UTF-8"]),
+    ("parquet-given-as-csv", _written("bad.parquet", b"PAR1" + bytes(60)), "data.source",
+     ["bad.parquet is a Parquet file, not CSV text"]),
+    ("csv-gaps-named-by-row", csv(_with(_with(_with(_frame(), b_4=np.nan), b_9=np.nan), c_2=np.nan)), "data.source",
+     ["column 'b'", "2 missing value(s)", "in rows 4, 9, counting from 0",
+      "other columns with missing values: 'c' (1)"]),
+    ("csv-excel-error-cell", csv(_with(_frame(), b_7="#DIV/0!")), "data.source",
+     ["column 'b'", "cells such as '#DIV/0!'", "first at row 7 of 'b'", "found '#DIV/0!'"]),
     # A spreadsheet writes a small negative rounded to zero as -0.0: equal to 0.0, so the row is a copy.
     ("csv-negative-zero-copy-refused", csv(pd.concat([_with(_frame(), a_0=-0.0), _with(_frame(), a_0=0.0).iloc[:1]]),
                                            {"duplicates": "refuse"}), "data.duplicates", ["1 repeated copies"]),
@@ -407,8 +436,10 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
     ("pandas-index-column", csv(_frame().sample(frac=1, random_state=0).to_csv()), [],
      ["features: 3", "no name and holds unique whole numbers: a row index",
       "note: data.source csv:bad.csv is the file "]),  # found relative to a folder: which file it was
-    ("labels-that-pandas-reads-as-missing", csv(_frame(30, classes=2).assign(label=["NA", "None"] * 15)), [],
-     ["classes (2", "NA ", "None ", "the label(s) 'NA', 'None' kept as written"]),
+    ("labels-that-pandas-reads-as-missing", csv(_frame(30, classes=2).assign(label=["NA", "None"] * 15)),
+     ["warning: target 'label'", "the label(s) 'NA', 'None' (30 rows: rows 0, 1, 2, 3, 4, ...", "classes of their own",
+      "delete them from the file"],
+     ["classes (2", "NA ", "None "]),
     ("dates-written-day-first", csv(_dated(30, "%d/%m/%Y", "2024-01-05"), {"order": "t"}, other=TIME_SERIES), [],
      ["read as dates (%d/%m/%Y)"]),
     ("iso-times-with-and-without-fractions",
@@ -432,11 +463,21 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
     ("labels-01-and-1", csv(_frame(30, classes=2).assign(label=["01", "1", "2"] * 10)), [],
      ["classes (2", "labels written differently are read as the same number", "'01' and '1'"]),
     ("labels-read-as-missing-in-a-semicolon-file",
-     csv(_frame(30, classes=2).assign(label=["NA", "EU"] * 15).to_csv(index=False, sep=";", decimal=",")), [],
-     ["classes (2", "with decimal commas", "the label(s) 'NA' kept as written"]),
+     csv(_frame(30, classes=2).assign(label=["NA", "EU"] * 15).to_csv(index=False, sep=";", decimal=",")),
+     ["the label(s) 'NA' (15 rows"], ["classes (2", "with decimal commas"]),
     ("na-labels-under-a-spaced-header",
-     csv(_frame(30, classes=2).assign(label=["NA", "EU"] * 15).to_csv(index=False).replace(",", ", ", 3)), [],
-     ["classes (2", "the label(s) 'NA' kept as written"]),
+     csv(_frame(30, classes=2).assign(label=["NA", "EU"] * 15).to_csv(index=False).replace(",", ", ", 3)),
+     ["the label(s) 'NA' (15 rows"], ["classes (2"]),
+    ("two-trailing-commas", csv(_frame().to_csv(index=False).replace("\n", ",,\n")), [],
+     ["features: 3", "column 5 of", "column 6 of", "(a trailing comma?): ignored"]),
+    ("empty-rows-below-the-table", csv(_frame().to_csv(index=False) + ",,,\n,,,\n\n"), [],
+     ["features: 3", "2 row(s) with every cell empty (rows 30, 31, counting from 0) left out"]),
+    ("excel-sep-line", csv("sep=;\n" + _frame().to_csv(index=False, sep=";", decimal=",")), [],
+     ["features: 3", "starts with Excel's 'sep=;' line: read as separated by semicolons", "with decimal commas"]),
+    ("utf-16-unicode-text", lambda folder: _encoded(folder, "utf-16", "\t"), [],
+     ["features: 3", "read as utf-16", "classes (3"]),
+    ("gzipped-csv", lambda folder: _compressed(folder, "bad.csv.gz"), [], ["features: 3", "classes (3"]),
+    ("zipped-csv", lambda folder: _compressed(folder, "bad.csv.zip"), [], ["features: 3", "classes (3"]),
     ("spaces-after-the-commas", csv(_frame().to_csv(index=False).replace(",", ", ")), [], ["features: 3"]),
     ("a-column-that-counts-the-rows", csv(_frame().assign(id=np.arange(1, 31))), [],
      ["features: 4", "column 'id' of", "counts the rows (1, 2, 3, ...) and is used as a feature"]),

@@ -6,7 +6,6 @@ such as two label spellings) are returned as text for the data summary to print.
 """
 from __future__ import annotations
 
-import csv
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -24,26 +23,6 @@ DEV_MARKS = {"train", "dev", "development", "0", "false", "no"}
 
 
 # -- files --------------------------------------------------------------------------------------------
-def csv_header(path: Path, where: str, field: str = "data.source") -> list[str]:
-    """The header as written: pandas renames a second ``label`` to ``label.1``, which would hide it."""
-    if path.stat().st_size == 0:
-        raise DataError(f"the CSV file {path} is empty (0 bytes)", source=where, field=field,
-                        expected="a header line and at least one data row")
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-        header = next(csv.reader(handle), [])
-    if not any(name.strip() for name in header):
-        raise DataError(f"the CSV file {path} has no header line", source=where, field=field,
-                        expected="column names on the first line")
-    names = [name.strip() for name in header]  # read without the spaces around them (`a, b, label`)
-    repeated = sorted(name for name, n in Counter(names).items() if n > 1)
-    if repeated:
-        raise DataError(f"the CSV file {path} has duplicated column name(s) "
-                        + ", ".join(f"'{name}' ({names.count(name)} times)" for name in repeated)
-                        + "; rename them so each column has one meaning", source=where, field=field,
-                        expected="unique column names")
-    return header
-
-
 def npz_member(archive: Any, key: str, path: Path, where: str, field: str) -> np.ndarray:
     """An array of an archive, never unpickled; object arrays and non-array members are refused."""
     try:

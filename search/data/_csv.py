@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from search.data import _checks
+from search.data import _checks, _csv_layout
 from search.data._raw import Raw
 from search.errors import DataError
 
@@ -16,23 +16,20 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
              field: str = "data.source") -> Raw:
     import pandas as pd
 
-    _checks.csv_header(path, where, field)
-    notes: list[str] = []
-    encoding = text_encoding(path)
-    if encoding != "utf-8":
-        notes.append(f"{path} is not UTF-8 text: read as {encoding} (Excel's CSV on Windows); save it as UTF-8 "
-                     f"if its accented letters look wrong")
+    shape = _csv_layout.layout(path, where, field)
+    notes: list[str] = list(shape.notes)
+    sep = shape.sep
     try:
-        sep = _header_separator(path, encoding)
-        frame = pd.read_csv(path, encoding=encoding, sep=sep)
+        frame = shape.read(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot parse CSV file {path} ({str(exc).strip()})", source=where,
                         field=field) from None
     if sep != ",":
-        frame = _with_decimal_commas(frame, path, encoding, sep, notes)
+        frame = _with_decimal_commas(frame, path, shape, notes)
     # `a, b, label`: the names are a, b and label (pandas would keep the spaces: ' b', ' label').
     frame.columns = [c.strip() if isinstance(c, str) else c for c in frame.columns]
     frame = _without_unnamed(frame, path, notes)
+    frame = _without_empty_rows(frame, path, notes)
     if section.target is None:
         raise DataError("a CSV source needs the name of its target column", source=where,
                         field="data.target", expected="one of " + ", ".join(map(str, frame.columns)))
@@ -71,7 +68,7 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
     categories: dict[str, np.ndarray] = {}
     one_hot = [c for c in texts if _is_category(features[c])] \
         if getattr(section, "categorical", "refuse") == "one_hot" else []
-    spelled = _AsSpelled(path, encoding, sep, [section.target, *one_hot])
+    spelled = _AsSpelled(path, shape, [section.target, *one_hot], frame.index)
     for c in one_hot:
         raw_text = spelled(c)  # NA or None are values of a category, not missing ones
         values = raw_text if raw_text is not None and len(raw_text) == len(features) else features[c]
@@ -80,33 +77,42 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
     features = features.drop(columns=one_hot)
     if texts:
         column = texts[0]
-        sample = features[column].dropna().iloc[0] if features[column].notna().any() else None
+        sample, row = _first_non_number(features[column])
         if len(texts) == 1:
             message = f"column '{column}' of {path} is not numeric; {_text_column_hint(features[column], column)}"
         else:  # all of them at once: one edit of the file, not one run per column
             message = (f"{len(texts)} columns of {path} are not numeric: "
                        + "; ".join(f"'{c}': {_text_column_hint(features[c], c)}" for c in texts))
-        raise DataError(message, source=where, field=field, expected="numbers", found=sample)
+        where_found = f" (first at row {row} of '{column}', counting from 0)" if row is not None else ""
+        raise DataError(message + where_found, source=where, field=field, expected="numbers", found=sample)
     notes += _row_counters(features, path)
     merges = _checks.float32_merges([(str(c), features[c].to_numpy()) for c in features.columns
                                      if not pd.api.types.is_bool_dtype(features[c])], str(path))
     target_text = _as_written(spelled, section.target, frame[section.target])
     if target_text is not None:
-        words = ", ".join(map(repr, sorted(set(target_text[frame[section.target].isna()]))))
+        unread = frame[section.target].isna()
+        words = ", ".join(map(repr, sorted(set(target_text[unread]))))
         frame[section.target] = target_text
-        notes.append(f"target '{section.target}' of {path}: the label(s) {words} kept as written, not read as "
-                     "missing values")
+        # NA is North America, None a class, or R's missing label: the rows say which only to a person.
+        merges.append(f"target '{section.target}' of {path}: the label(s) {words} ({int(unread.sum())} rows: "
+                      f"{_rows(unread)}) are kept as classes of their own; pandas and R write them for a missing "
+                      f"label, so if these rows have no label, delete them from the file")
     notes += _merged_spellings(spelled, section.target, frame[section.target])
     fills = getattr(section, "missing", "refuse") != "refuse"  # feature cells each split fills (data.missing)
-    for column in [*([] if fills else features.columns),
-                   *(c for c in (section.target, section.group, section.order) if c)]:
+    gaps = [c for c in [*([] if fills else features.columns),
+                        *(c for c in (section.target, section.group, section.order) if c)] if frame[c].isna().any()]
+    if gaps:
+        column = gaps[0]
         missing = int(frame[column].isna().sum())
-        if missing:
-            hint = ("; or set data.missing: median (or mean) to fill them per split from its training rows"
-                    if column in features.columns else "; data.missing fills feature columns only" if fills else "")
-            written = _missing_as_written(spelled, column, frame[column])
-            raise DataError(f"column '{column}' of {path} has {missing} missing value(s){written}; fill or drop "
-                            f"them first{hint}", source=where, field=field)
+        hint = ("; or set data.missing: median (or mean) to fill them per split from its training rows"
+                if column in features.columns else "; data.missing fills feature columns only" if fills else "")
+        written = _missing_as_written(spelled, column, frame[column])
+        also = ("; other columns with missing values: " + ", ".join(f"'{c}' ({int(frame[c].isna().sum())})"
+                                                                     for c in gaps[1:6])
+                + (", ..." if len(gaps) > 6 else "")) if len(gaps) > 1 else ""
+        raise DataError(f"column '{column}' of {path} has {missing} missing value(s){written} in "
+                        f"{_rows(frame[column].isna())}; fill or drop them first{hint}{also}", source=where,
+                        field=field)
     if split_column is not None:
         missing = int(frame[split_column].isna().sum())
         if missing:
@@ -121,41 +127,7 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
                categories=categories)
 
 
-def text_encoding(path: Path) -> str:
-    """``utf-8`` (a byte-order mark is dropped), else Windows' ``cp1252``, else ``latin-1``, which reads any
-    bytes: a CSV saved by Excel on Windows is cp1252, and refusing it helps nobody."""
-    import codecs
-
-    for encoding in ("utf-8", "cp1252"):
-        decoder = codecs.getincrementaldecoder(encoding)()
-        try:
-            with open(path, "rb") as handle:
-                while chunk := handle.read(1 << 20):  # a large file is never held whole
-                    decoder.decode(chunk)
-            decoder.decode(b"", final=True)
-            return encoding
-        except UnicodeDecodeError:
-            continue
-    return "latin-1"
-
-
-_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "bars"}
-
-
-def _header_separator(path: Path, encoding: str) -> str:
-    """The separator the header line uses most (commas unless another one outnumbers them): a semicolon file
-    whose cells hold decimal commas would otherwise break pandas' comma reading with a field-count error."""
-    try:
-        with open(path, encoding=encoding, errors="replace") as fh:
-            header = fh.readline()
-    except OSError:
-        return ","
-    counts = {sep: header.count(sep) for sep in (",", *_SEPARATORS)}
-    best = max(counts, key=lambda sep: counts[sep])
-    return best if counts[best] > counts[","] else ","
-
-
-def _with_decimal_commas(frame: Any, path: Path, encoding: str, sep: str, notes: list[str]) -> Any:
+def _with_decimal_commas(frame: Any, path: Path, shape: _csv_layout.Layout, notes: list[str]) -> Any:
     """A CSV separated by semicolons (Excel where the comma is the decimal mark), tabs or bars: said in a
     note, and read again with the decimal comma where a column holds numbers written ``1,5``."""
     import pandas as pd
@@ -165,11 +137,14 @@ def _with_decimal_commas(frame: Any, path: Path, encoding: str, sep: str, notes:
              if not pd.api.types.is_numeric_dtype(frame[c]) and frame[c].notna().any()]
     if any(v.str.fullmatch(r"[-+]?\d+(?:,\d+)?").all() and v.str.contains(",").any() for v in texts):
         try:
-            frame = pd.read_csv(path, encoding=encoding, sep=sep, decimal=",")
+            frame = shape.read(path, decimal=",")
             words = ", with decimal commas (1,5 is one and a half)"
         except (pd.errors.ParserError, ValueError):
             pass  # as first read: its columns' errors say what is wrong
-    notes.append(f"{path} is separated by {_SEPARATORS[sep]}, not commas{words}: read that way")
+    if not shape.skip:  # else the sep= line's note says it
+        notes.append(f"{path} is separated by {_csv_layout.SEPARATORS[shape.sep]}, not commas{words}: read that way")
+    elif words:
+        notes.append(f"{path}: read {words.removeprefix(', ')}")
     return frame
 
 
@@ -261,8 +236,8 @@ class _AsSpelled:
     """Columns as the file spells them (pandas reads NA, N/A, null, None, NaN and empty cells as missing). The
     columns named up front are read together in one pass over the file, the first time one is asked for."""
 
-    def __init__(self, path: Path, encoding: str, sep: str, columns: list[Any]) -> None:
-        self.path, self.encoding, self.sep = path, encoding, sep
+    def __init__(self, path: Path, shape: _csv_layout.Layout, columns: list[Any], rows: Any) -> None:
+        self.path, self.shape, self.rows = path, shape, rows  # rows: those the frame kept
         self.wanted = {str(c) for c in columns if c is not None}
         self.read: dict[str, Any] = {}
 
@@ -273,14 +248,12 @@ class _AsSpelled:
         return self.read[column]
 
     def _load(self, names: set[str]) -> dict[str, Any]:
-        import pandas as pd
-
         try:
-            text = pd.read_csv(self.path, usecols=lambda name: str(name).strip() in names, dtype=str,
-                               keep_default_na=False, encoding=self.encoding, sep=self.sep)
+            text = self.shape.read(self.path, usecols=lambda name: str(name).strip() in names, dtype=str,
+                                   keep_default_na=False)
+            found = {str(c).strip(): text[c].loc[self.rows] for c in text.columns}
         except Exception:  # a header pandas reads differently this way: no finer message, the checks still stand
             return dict.fromkeys(names)
-        found = {str(c).strip(): text[c] for c in text.columns}
         return {name: found.get(name) for name in names}
 
 
@@ -352,3 +325,31 @@ def _without_unnamed(frame: Any, path: Path, notes: list[str]) -> Any:
             continue
         frame = frame.drop(columns=[column])
     return frame
+
+
+def _without_empty_rows(frame: Any, path: Path, notes: list[str]) -> Any:
+    """Rows with every cell empty (``,,,,`` lines a spreadsheet leaves below its table) hold nothing to keep."""
+    empty = frame.isna().all(axis=1)
+    if not empty.any() or empty.all():
+        return frame
+    notes.append(f"{path}: {int(empty.sum())} row(s) with every cell empty ({_rows(empty)}) left out")
+    return frame[~empty.to_numpy()]
+
+
+def _rows(mask: Any, most: int = 5) -> str:
+    """Where a mask of the frame's rows is true, as data rows counted from 0 (the header is not a row)."""
+    rows = [int(r) for r in np.flatnonzero(np.asarray(mask))]
+    positions = [int(i) for i in np.asarray(mask.index)[rows]] if hasattr(mask, "index") else rows
+    shown = ", ".join(map(str, positions[:most])) + (", ..." if len(positions) > most else "")
+    return f"row{'s' if len(positions) > 1 else ''} {shown}, counting from 0"
+
+
+def _first_non_number(values: Any) -> tuple[Any, int | None]:
+    """The first cell of a text column that does not read as a number, and its row: what to look for."""
+    import pandas as pd
+
+    text = values.dropna().astype(str)
+    bad = pd.to_numeric(text.str.strip(), errors="coerce").isna()
+    if not bad.any():
+        return (text.iloc[0] if len(text) else None), None
+    return text[bad].iloc[0], int(text[bad].index[0])

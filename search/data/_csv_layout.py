@@ -1,0 +1,150 @@
+"""How a CSV file is written, found before pandas reads it: compression, text encoding, separator, Excel's
+``sep=`` line, and files that are not CSV text at all (a workbook, Parquet, JSON)."""
+from __future__ import annotations
+
+import bz2
+import codecs
+import csv
+import gzip
+import io
+import lzma
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from search.errors import DataError
+
+SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "bars"}
+_COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+# What a file's first bytes say it is, when it is not text; and what to do instead.
+_NOT_TEXT = [(b"PAR1", "a Parquet file", "pandas.read_parquet(path).to_csv(csv_path, index=False)"),
+             (b"\xd0\xcf\x11\xe0", "an Excel workbook (.xls)", "save the sheet as 'CSV UTF-8' in Excel"),
+             (b"\x89HDF", "an HDF5 file", "write the table with DataFrame.to_csv"),
+             *((b"\x80" + bytes([v]), "a Python pickle", "write the table with DataFrame.to_csv") for v in range(2, 6)),
+             (b"\x93NUMPY", "a NumPy .npy array", "save X and y together with np.savez and use npz:<path>")]
+
+
+@dataclass
+class Layout:
+    """What pandas needs to read the file as written; ``notes`` say what was not plain UTF-8 with commas."""
+
+    encoding: str
+    sep: str = ","
+    skip: int = 0  # Excel's "sep=;" first line
+    notes: list[str] = field(default_factory=list)
+
+    def read(self, path: Path, **options: Any) -> Any:
+        import pandas as pd
+
+        return pd.read_csv(path, encoding=self.encoding, sep=self.sep, skiprows=self.skip or None, **options)
+
+
+def layout(path: Path, where: str, field: str = "data.source") -> Layout:
+    """The file's layout, after refusing what is not CSV text and checking its header line."""
+    _is_text(path, where, field)
+    encoding = text_encoding(path)
+    found = Layout(encoding)
+    if encoding != "utf-8":
+        found.notes.append(f"{path} is not UTF-8 text: read as {encoding}"
+                           + (" (Excel's CSV on Windows); save it as UTF-8 if its accented letters look wrong"
+                              if encoding != "utf-16" else " (Excel's 'Unicode Text')"))
+    lines = _first_lines(path, encoding, 2)
+    hint = lines[0].lstrip("\ufeff").rstrip("\r\n") if lines else ""
+    if len(hint) == 5 and hint.lower().startswith("sep="):
+        found.sep, found.skip = hint[4], 1
+        found.notes.append(f"{path} starts with Excel's '{hint}' line: read as separated by "
+                           f"{SEPARATORS.get(found.sep, repr(found.sep))}")
+        lines = lines[1:]
+    else:
+        found.sep = _header_separator(lines[0] if lines else "")
+    _header(path, where, field, lines[0] if lines else "", found.sep)
+    return found
+
+
+def open_bytes(path: Path) -> IO[bytes]:
+    """The file's bytes as pandas reads them: ``.gz``, ``.bz2``, ``.xz`` and one-member ``.zip`` unpacked."""
+    suffix = path.suffix.lower()
+    if suffix in _COMPRESSED:
+        return _COMPRESSED[suffix](path, "rb")  # type: ignore[no-any-return, operator]
+    if suffix == ".zip" and zipfile.is_zipfile(path):
+        archive = zipfile.ZipFile(path)
+        members = [m for m in archive.namelist() if not m.endswith("/")]
+        if len(members) == 1:
+            return archive.open(members[0])
+    return open(path, "rb")
+
+
+def text_encoding(path: Path) -> str:
+    """``utf-16`` where a byte-order mark says so, ``utf-8`` (its mark is dropped), else Windows' ``cp1252``,
+    else ``latin-1``, which reads any bytes: a CSV saved by Excel on Windows is cp1252, and refusing it helps
+    nobody."""
+    with open_bytes(path) as handle:
+        if handle.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            return "utf-16"
+    for encoding in ("utf-8", "cp1252"):
+        decoder = codecs.getincrementaldecoder(encoding)()
+        try:
+            with open_bytes(path) as handle:
+                while chunk := handle.read(1 << 20):  # a large file is never held whole
+                    decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+            return encoding
+        except UnicodeDecodeError:
+            continue
+    return "latin-1"
+
+
+def _is_text(path: Path, where: str, field: str) -> None:
+    try:
+        with open_bytes(path) as handle:
+            start = handle.read(8)
+    except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError) as exc:
+        raise DataError(f"cannot read {path} ({exc})", source=where, field=field) from None
+    if not start:
+        raise DataError(f"the CSV file {path} is empty (0 bytes)", source=where, field=field,
+                        expected="a header line and at least one data row")
+    kind = next(((what, fix) for magic, what, fix in _NOT_TEXT if start.startswith(magic)), None)
+    if kind is None and start.startswith(b"PK"):
+        kind = ("an Excel workbook (.xlsx) or a zip archive", "save the sheet as 'CSV UTF-8' in Excel, or unzip "
+                "it (a .zip of one CSV file is read as it is)")
+    if kind is None and (start.lstrip()[:1] == b"{" or start.lstrip()[:2] in (b"[{", b'["', b"[[", b"[\n")):
+        kind = ("JSON text", "pandas.read_json(path).to_csv(csv_path, index=False)")
+    if kind is not None:
+        raise DataError(f"{path} is {kind[0]}, not CSV text; csv:<path> reads comma-separated text with a header "
+                        f"line: {kind[1]}", source=where, field=field, expected="CSV text", found=kind[0])
+
+
+def _first_lines(path: Path, encoding: str, n: int) -> list[str]:
+    with io.TextIOWrapper(open_bytes(path), encoding=encoding, errors="replace", newline="") as text:
+        lines = []
+        for line in text:
+            lines.append(line.lstrip("\ufeff") if not lines else line)
+            if len(lines) == n:
+                break
+    return lines
+
+
+def _header_separator(header: str) -> str:
+    """The separator the header line uses most (commas unless another one outnumbers them): a semicolon file
+    whose cells hold decimal commas would otherwise break pandas' comma reading with a field-count error."""
+    counts = {sep: header.count(sep) for sep in (",", *SEPARATORS)}
+    best = max(counts, key=lambda sep: counts[sep])
+    return best if counts[best] > counts[","] else ","
+
+
+def _header(path: Path, where: str, field: str, line: str, sep: str) -> None:
+    """The header as written: pandas renames a second ``label`` to ``label.1``, which would hide it. Empty
+    names are left to the reader (empty columns of trailing separators are dropped there)."""
+    header = next(csv.reader([line], delimiter=sep), [])
+    if not any(name.strip() for name in header):
+        raise DataError(f"the CSV file {path} has no header line", source=where, field=field,
+                        expected="column names on the first line")
+    names = [name.strip() for name in header]  # read without the spaces around them (`a, b, label`)
+    repeated = sorted(name for name, n in Counter(names).items() if n > 1 and name)
+    if repeated:
+        raise DataError(f"the CSV file {path} has duplicated column name(s) "
+                        + ", ".join(f"'{name}' ({names.count(name)} times)" for name in repeated)
+                        + "; rename them so each column has one meaning", source=where, field=field,
+                        expected="unique column names")
