@@ -232,8 +232,9 @@ def target_finite(y: np.ndarray, column: str, what: str, where: str) -> np.ndarr
     return single
 
 
-def label_spellings(y: np.ndarray, what: str) -> str | None:
-    """Text labels that differ only by surrounding spaces or case: a warning, never merged silently."""
+def label_spellings(y: np.ndarray, what: str, role: str = "labels") -> str | None:
+    """Text labels (or group ids: ``role``) that differ only by surrounding spaces or case: a warning, never
+    merged silently."""
     if y.dtype.kind not in "UO":
         return None
     counts = Counter(str(v) for v in y)
@@ -244,6 +245,10 @@ def label_spellings(y: np.ndarray, what: str) -> str | None:
     if not clashes:
         return None
     text = "; ".join(", ".join(f"{label!r} ({counts[label]} rows)" for label in group) for group in clashes)
+    if role != "labels":  # a group split in two is the leak data.group is there to prevent
+        return (f"{role} of {what} differ only by surrounding spaces or case: {text}. They are kept as separate "
+                f"groups, so rows of one may sit on both sides of a split; if they name the same group, fix their "
+                f"spelling in the data")
     return (f"labels of {what} differ only by surrounding spaces or case: {text}. They are kept as "
             f"separate classes; if they mean the same class, fix their spelling in the data")
 

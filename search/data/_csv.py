@@ -29,7 +29,6 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
     # `a, b, label`: the names are a, b and label (pandas would keep the spaces: ' b', ' label').
     frame.columns = [c.strip() if isinstance(c, str) else c for c in frame.columns]
     frame = _without_unnamed(frame, path, notes)
-    frame = _without_empty_rows(frame, path, notes)
     if section.target is None:
         raise DataError("a CSV source needs the name of its target column", source=where,
                         field="data.target", expected="one of " + ", ".join(map(str, frame.columns)))
@@ -183,10 +182,17 @@ def _row_counters(features: Any, path: Path) -> list[str]:
     out = []
     for column in features.columns:
         values = features[column].to_numpy()
-        if len(values) >= 10 and values.dtype.kind in "iu" and bool(np.all(np.diff(values) == 1)):
-            out.append(f"column '{column}' of {path} counts the rows ({values[0]}, {values[1]}, {values[2]}, ...) and "
-                       f"is used as a feature; if it only names the rows, drop it (data.drop: [{column}]; it carries "
-                       f"no signal, or a leak where the rows are sorted by the target or by time)")
+        if len(values) < 10 or values.dtype.kind not in "iu":
+            continue
+        if bool(np.all(np.diff(values) == 1)):
+            how = f"counts the rows ({values[0]}, {values[1]}, {values[2]}, ...)"
+        elif values.max() - values.min() == len(values) - 1 and len(np.unique(values)) == len(values):
+            how = f"numbers the rows in another order (each of {values.min()} to {values.max()} once)"
+        else:
+            continue
+        out.append(f"column '{column}' of {path} {how} and is used as a feature; if it only names the rows, "
+                   f"drop it (data.drop: [{column}]; it carries no signal, or a leak where the rows were sorted "
+                   f"by the target or by time)")
     return out
 
 
@@ -318,22 +324,15 @@ def _without_unnamed(frame: Any, path: Path, notes: list[str]) -> Any:
         if values.isna().all():
             notes.append(f"column {position + 1} of {path} has neither a name nor values (a trailing comma?): "
                          "ignored")
-        elif position == 0 and pd.api.types.is_integer_dtype(values) and values.is_unique:
-            notes.append(f"the first column of {path} has no name and holds unique whole numbers: a row index "
+        elif pd.api.types.is_integer_dtype(values) and values.is_unique:
+            # Saved by to_csv twice (read back, shuffled, saved again), a frame has two: '' and 'Unnamed: 0'.
+            which = "the first column" if position == 0 else f"column {position + 1} ('{column}')"
+            notes.append(f"{which} of {path} has no name of its own and holds unique whole numbers: a row index "
                          "(as DataFrame.to_csv writes it), not used as a feature")
         else:
             continue
         frame = frame.drop(columns=[column])
     return frame
-
-
-def _without_empty_rows(frame: Any, path: Path, notes: list[str]) -> Any:
-    """Rows with every cell empty (``,,,,`` lines a spreadsheet leaves below its table) hold nothing to keep."""
-    empty = frame.isna().all(axis=1)
-    if not empty.any() or empty.all():
-        return frame
-    notes.append(f"{path}: {int(empty.sum())} row(s) with every cell empty ({_rows(empty)}) left out")
-    return frame[~empty.to_numpy()]
 
 
 def _rows(mask: Any, most: int = 5) -> str:
