@@ -24,6 +24,14 @@ def _space(name, **study):
             "model": {"units": {"int": [4, 8]}}, "train": {"epochs": 1, "batch_size": 32}}
 
 
+def _frame():
+    import pandas as pd
+
+    names = np.array(["setosa", "versicolor", "virginica"])
+    return pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "label": names[Y].astype(object),
+                         "label2": names[Y].astype(object)})
+
+
 def _factory(hidden):
     import keras
 
@@ -109,6 +117,13 @@ def test_a_notebook_study_is_read_and_reproduced_in_a_new_process_and_not_contin
     (lambda h: search.load_space({"study": {"name": "a", "n_trial": 3}, "data": {"source": "sklearn:iris"}}),
      "study.n_trial", "did you mean 'n_trials'"),
     (lambda h: search.report("a", home=h, top=0), "top", "at least 1"),
+    # pandas as notebooks hold it: text labels with gaps, two label columns, numbers with None for a gap.
+    (lambda h: search.run(_space("a"), x=_frame()[["a", "b"]], y=_frame().label.where(_frame().a > 4.5), home=h), "y",
+     "y has 5 missing label(s) (NaN or None), at position(s) 8, 13, 38"),
+    (lambda h: search.run(_space("a"), x=_frame()[["a", "b"]], y=_frame()[["label", "label2"]], home=h), "y",
+     "y has 2 columns ('label', 'label2')"),
+    (lambda h: search.run(_space("a"), x=_frame()[["a", "b"]].astype(object).where(_frame().a > 4.5, None),
+                          y=Y, home=h), "x", "missing (NaN) or infinite value(s)"),
 ])
 def test_a_wrong_argument_is_named_as_the_call_spelled_it(tmp_path, call, field, words):
     with pytest.raises(search.UserError) as err:

@@ -146,6 +146,16 @@ def _symlinked_class(folder: Path) -> None:
     os.symlink(folder / "pics" / "cat", folder / "pics" / "tiger")
 
 
+def _stray_files(folder: Path) -> None:
+    """Photos unzipped a level too high, and an iPhone's .heic beside the PNGs: nothing may vanish unsaid."""
+    import shutil
+
+    _image_folder(folder / "pics", {"cat": 4, "dog": 4})
+    shutil.copy(folder / "pics" / "cat" / "0.png", folder / "pics" / "stray.png")
+    (folder / "pics" / "cat" / "IMG_0001.HEIC").write_bytes(b"\0" * 64)
+    (folder / "pics" / "dog" / "Thumbs.db").write_bytes(b"\0" * 64)
+
+
 def _copied_class(folder: Path) -> None:
     import shutil
 
@@ -359,6 +369,13 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     ("npz-plain-npy", lambda f: (np.save(f / "x.npy", _X), _space(f, {"source": "npz:x.npy"}))[1], "data.source",
      ["x.npy", "single .npy array"]),
     ("npz-zero-rows", npz(X=np.zeros((0, 3)), y=np.zeros(0)), "data.source", ["bad.npz", "has no rows"]),
+    ("csv-names-a-folder", lambda f: (f / "bad.csv").mkdir() or _space(f, {"source": "csv:bad.csv", "target": "y"}),
+     "data.source", ["bad.csv is a folder, not a data file"]),
+    ("images-names-a-file", lambda f: [(f / "pics").write_text("a,b\n"), _space(f, {"source": "images:pics"})][1],
+     "data.source", ["pics is a file, not a folder"]),
+    ("npz-2d-rows-for-a-cnn", npz(other={"model": {"family": "cnn", "dropout": None, "layers": None, "units": None}},
+                                  X=np.random.default_rng(0).random((30, 8, 8)), y=np.arange(30) % 2),
+     "model.family", ["set data.as_images: true to read them as pixels"]),
     # A text feature column: what to do with it depends on what it holds.
     ("text-feature-thousands-separators", csv(_frame().assign(a=[f"{1000 + i:,}" for i in range(30)])), "data.source",
      ["column 'a'", "not numeric", "thousands separators", "found '1,000'"]),
@@ -488,6 +505,9 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
                                                                 for i in range(30)]),
                                        {"group": "patient"}, other={"validation": {"scheme": "group_kfold"}}),
      ["warning: group ids (patient) of", "'P1 ' (1 rows), 'p1' (2 rows)", "rows of one may sit on both sides"], []),
+    ("images-stray-and-unreadable-kinds", images(_stray_files), ["warning: nothing is searched"],
+     ["1 image file(s) directly in", "(stray.png) belong to no class folder: left out",
+      "that are not images this reads were left out (1 .heic)"]),
     ("spaces-after-the-commas", csv(_frame().to_csv(index=False).replace(",", ", ")), [], ["features: 3"]),
     ("a-column-that-counts-the-rows", csv(_frame().assign(id=np.arange(1, 31))), [],
      ["features: 4", "column 'id' of", "counts the rows (1, 2, 3, ...) and is used as a feature"]),

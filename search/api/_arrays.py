@@ -32,9 +32,13 @@ def _plain(values: Any, name: str, labels: bool = False) -> np.ndarray:
                 columns.append(data.to_numpy(dtype=kept))
             elif pd.api.types.is_bool_dtype(data) or pd.api.types.is_numeric_dtype(data):
                 columns.append(data.to_numpy(dtype=np.float64, na_value=np.nan))
+            elif _numbers_with_gaps(pd, data):  # numbers held as objects, None for a gap (JSON, .where)
+                columns.append(pd.to_numeric(data, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
             else:
                 columns.append(data.astype(object).to_numpy())
                 text.append(str(column))
+        if labels and text:
+            _labels_in_one_column(pd, frame, name)
         if isinstance(values, pd.Series):
             single = columns[0]
             return single.astype(str) if text and all(isinstance(v, str) for v in single) else single
@@ -47,6 +51,26 @@ def _plain(values: Any, name: str, labels: bool = False) -> np.ndarray:
     if array.dtype == object and array.size and all(isinstance(v, str) for v in array.ravel()):
         return array.astype(str)
     return array
+
+
+def _numbers_with_gaps(pd: Any, data: Any) -> bool:
+    present = data.dropna()
+    return bool(len(present)) and bool(pd.to_numeric(present, errors="coerce").notna().all()) \
+        and not any(isinstance(v, str) for v in present)
+
+
+def _labels_in_one_column(pd: Any, frame: Any, name: str) -> None:
+    """Text labels as the data checks cannot name them: two columns, or gaps (rows without a label)."""
+    if frame.shape[1] > 1:
+        raise DataError(f"{name} has {frame.shape[1]} columns ({', '.join(map(repr, map(str, frame.columns[:5])))}); "
+                        f"a model here predicts one target", field=name, expected=f"one column: {name}['<column>']",
+                        found=f"shape {frame.shape}")
+    gaps = frame.iloc[:, 0].isna().to_numpy()
+    if gaps.any():
+        rows = ", ".join(map(str, np.flatnonzero(gaps)[:5])) + (", ..." if gaps.sum() > 5 else "")
+        raise DataError(f"{name} has {int(gaps.sum())} missing label(s) (NaN or None), at position(s) {rows}; a row "
+                        f"without a label cannot be trained or scored: drop those rows from x and {name} first",
+                        field=name, expected="a label in every row", found=f"{int(gaps.sum())} missing")
 
 
 def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tuple[str, str],

@@ -193,7 +193,8 @@ def float32_merges(columns: Sequence[tuple[str, np.ndarray]], what: str) -> list
             continue
         kept = values[np.isfinite(values)] if values.dtype.kind == "f" else values
         distinct = len(np.unique(kept))
-        merged = len(np.unique(kept.astype(np.float32)))
+        with np.errstate(over="ignore"):  # past float32's range: refused by name by features_finite
+            merged = len(np.unique(kept.astype(np.float32)))
         if merged == distinct:
             continue
         scale = float(np.median(np.abs(kept.astype(np.float64))))
@@ -223,7 +224,8 @@ def target_finite(y: np.ndarray, column: str, what: str, where: str) -> np.ndarr
                             f"data row {int(np.argmax(bad))}, counting from 0); a regression target must be finite "
                             f"in float32",
                             source=where, field="data.target", found=values[np.argmax(bad)].item())
-    single = values.astype(np.float32)
+    with np.errstate(over="ignore"):
+        single = values.astype(np.float32)
     if len(values) > 1 and np.all(single == single[0]) and not np.all(values == values[0]):
         raise DataError(f"the target '{column}' of {what} varies only past float32's precision, the precision the "
                         f"model trains in: its values ({values.min():.10g} to {values.max():.10g}) are all "

@@ -74,13 +74,38 @@ def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
             raise DataError(f"the class folder {folder} holds no {what}; remove the folder or add images",
                             source=where, field="data.source")
     assert X is not None  # every class decoded at least one image
-    notes = []
+    notes = _left_out(root, classes)
     if large:
         pixels, biggest = max(large)
         notes.append(f"{len(large)} image(s) of {root} have more pixels than Pillow's guard against decompression "
                      f"bombs ({Image.MAX_IMAGE_PIXELS:,}); the largest is {biggest} ({pixels:,} pixels). Each is "
                      f"decoded whole{' before it is resized to data.image_size' if size else ''}")
     return (X if count == len(X) else X[:count].copy()), np.asarray(labels), skipped, notes
+
+
+# Files a camera, a file manager or an OS leaves among photos that are never images.
+_HOUSEKEEPING = {"thumbs.db", "desktop.ini", ".ds_store", "icon\r"}
+
+
+def _left_out(root: Path, classes: list[Path]) -> list[str]:
+    """Notes on files that are not read: images beside the class folders (no class), and files inside them
+    whose kind cannot be decoded (an iPhone's .heic, say), which would otherwise vanish without a word."""
+    notes = []
+    loose = [f.name for f in root.iterdir() if f.is_file() and f.suffix.lower() in SUFFIXES]
+    if loose:
+        notes.append(f"{len(loose)} image file(s) directly in {root} ({', '.join(sorted(loose)[:3])}"
+                     f"{', ...' if len(loose) > 3 else ''}) belong to no class folder: left out")
+    unread: dict[str, int] = {}
+    for folder in classes:
+        for f in folder.rglob("*"):
+            if (f.is_file() and f.suffix.lower() not in SUFFIXES and f.name.lower() not in _HOUSEKEEPING
+                    and not any(part.startswith(".") for part in f.relative_to(folder).parts)):
+                unread[f.suffix.lower() or "(no suffix)"] = unread.get(f.suffix.lower() or "(no suffix)", 0) + 1
+    if unread:
+        kinds = ", ".join(f"{n} {suffix}" for suffix, n in sorted(unread.items()))
+        notes.append(f"files in the class folders of {root} that are not images this reads were left out ({kinds}); "
+                     f"convert photos to PNG or JPEG to use them")
+    return notes
 
 
 def _image_files(folder: Path) -> list[Path]:

@@ -59,6 +59,10 @@ def _find(name: str, base_dirs: list[Path], where: str, field: str) -> Path:
         if candidate.is_file():
             return candidate
         tried.append(str(candidate))
+    folders = [t for t in dict.fromkeys(tried) if Path(t).is_dir()]
+    if folders:
+        raise DataError(f"{folders[0]} is a folder, not a data file (images:<dir> reads a folder of class "
+                        f"subfolders)", source=where, field=field, expected="a file", found=name)
     raise DataError("the data file does not exist", source=where, field=field,
                     expected="an existing file (looked at " + " and ".join(dict.fromkeys(tried)) + ")",
                     found=name)
@@ -178,6 +182,11 @@ def _images(name: str, section: Any, base_dirs: list[Path], where: str, field: s
             X, y, skipped, notes = read_folder(candidate, section, where, 1 if field == "data.test" else 2, field)
             return Raw(X, y, declared_task="classification", skipped=skipped, label=str(candidate), notes=notes)
         tried.append(str(candidate))
+    files = [t for t in dict.fromkeys(tried) if Path(t).is_file()]
+    if files:
+        raise DataError(f"{files[0]} is a file, not a folder; images:<dir> reads a folder with one subfolder per "
+                        f"class (a table of rows is read with csv:<path> or npz:<path>)", source=where, field=field,
+                        expected="a folder", found=name)
     raise DataError("the image folder does not exist", source=where, field=field,
                     expected="an existing folder with one subfolder per class (looked at "
                     + " and ".join(dict.fromkeys(tried)) + ")", found=name)

@@ -233,9 +233,12 @@ def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: s
         return
     module = FAMILIES[family]
     if getattr(module, "IMAGE_INPUT", False) and len(input_shape) != 3:
-        raise SpaceError(f"the {family} family needs images (height, width, channels)", source=source,
-                         field="model.family", expected="data from images:<dir>, an npz X of shape "
-                         "(n, h, w) or (n, h, w, c), or sklearn:digits with data.as_images: true",
+        # An npz X of (n, h, w) reads as rows of (h, w) until data.as_images says they are pixels.
+        hint = (" (the rows are 2-D: if they are images, set data.as_images: true to read them as pixels)"
+                if len(input_shape) == 2 else "")
+        raise SpaceError(f"the {family} family needs images (height, width, channels){hint}", source=source,
+                         field="model.family", expected="data from images:<dir>, or an npz X of shape "
+                         "(n, h, w) or (n, h, w, c) or sklearn:digits with data.as_images: true",
                          found=f"rows of shape {tuple(input_shape)}")
     if hasattr(module, "preflight"):
         module.preflight(model, tuple(input_shape), preprocess, search_dir, source)
