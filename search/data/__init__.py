@@ -113,8 +113,8 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
     warnings = [w for w in [_checks.label_spellings(np.concatenate([p.y for p, _ in parts]),
                                                     label if test is None else f"{label} and {test_label}")] if w]
     if raw.groups is not None:
-        groups = np.concatenate([p.groups for p, _ in parts if p.groups is not None])
-        warnings += [w for w in [_checks.label_spellings(groups, label if test is None else f"{label} and "
+        group_ids = np.concatenate([p.groups for p, _ in parts if p.groups is not None])
+        warnings += [w for w in [_checks.label_spellings(group_ids, label if test is None else f"{label} and "
                                                          f"{test_label}", f"group ids ({section.group or 'groups'})")]
                      if w]
     warnings += [w for part, _ in parts for w in part.warnings]

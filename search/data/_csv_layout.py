@@ -86,7 +86,7 @@ def open_bytes(path: Path) -> IO[bytes]:
     """The file's bytes as pandas reads them: ``.gz``, ``.bz2``, ``.xz`` and one-member ``.zip`` unpacked."""
     suffix = path.suffix.lower()
     if suffix in _COMPRESSED:
-        return _COMPRESSED[suffix](path, "rb")  # type: ignore[no-any-return, operator]
+        return _COMPRESSED[suffix](path, "rb")  # type: ignore[operator]
     if suffix == ".zip" and zipfile.is_zipfile(path):
         archive = zipfile.ZipFile(path)
         members = [m for m in archive.namelist() if not m.endswith("/")]
@@ -137,7 +137,7 @@ def _is_text(path: Path, where: str, field: str) -> None:
 
 def _first_lines(path: Path, encoding: str, n: int) -> list[str]:
     with io.TextIOWrapper(open_bytes(path), encoding=encoding, errors="replace", newline="") as text:
-        lines = []
+        lines: list[str] = []
         for line in text:
             lines.append(line.lstrip("\ufeff") if not lines else line)
             if len(lines) == n:
