@@ -21,11 +21,12 @@ from search.runner.results import TrialListener
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Trials long enough (a second or more even with the splits fused) to be caught mid-way by a signal: at 20
-# epochs a fused trial could end between the poll that saw it running and the signal.
+# Trials long enough (several seconds even with the splits fused) to be caught mid-way by a signal. A trial
+# shows it has started only when its reports reach the store, at most once a second: at 80 epochs (1.5 s) a
+# loaded CI machine saw some trials only as they ended, or not at all.
 SLOW = {"study": {"name": "slow", "n_trials": 2, "baseline": False},
         "model": {"units": 16, "dropout": {"float": [0.0, 0.5]}},
-        "train": {"epochs": 80, "batch_size": 8}}
+        "train": {"epochs": 240, "batch_size": 8}}
 
 
 def _env() -> dict[str, str]:
