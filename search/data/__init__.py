@@ -298,7 +298,7 @@ def _kind(y: np.ndarray, declared: str, known: str | None, where: str) -> str:
         declared = known or _detect(y, numeric)
     if declared == "regression" and not numeric:
         raise DataError("the task is regression but the target is not numeric", source=where,
-                        field="data.task", expected="numbers or task: classification", found=y[:3].tolist())
+                        field="data.task", expected="numbers or task: classification", found=_checks.first_distinct(y))
     return declared
 
 

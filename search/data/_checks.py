@@ -207,11 +207,16 @@ def float32_merges(columns: Sequence[tuple[str, np.ndarray]], what: str) -> list
     return warnings
 
 
+def first_distinct(values: np.ndarray, most: int = 3) -> list[Any]:
+    """The first few different values, in row order: what a message shows as found (not one value thrice)."""
+    return list(dict.fromkeys(values[:1000].tolist()))[:most]
+
+
 def target_finite(y: np.ndarray, column: str, what: str, where: str) -> np.ndarray:
     """A regression target as float32; non-finite and float32-overflowing values are refused."""
     if y.dtype.kind not in "biuf":
         raise DataError(f"the target '{column}' of {what} is not numeric, but the task is regression", source=where,
-                        field="data.target", expected="numbers", found=y[:3].tolist())
+                        field="data.target", expected="numbers", found=first_distinct(y))
     values = y.astype(np.float64)
     # Losses are squared errors in the target's units: past the square root of float32's largest value they
     # overflow to infinity, every trial looks diverged and is pruned, and no trial completes.
