@@ -240,3 +240,31 @@ def test_alarm_arithmetic():
     check = overfit.check([0.5, 0.7], rows, [0.9, 0.9], [np.full(100, 0.9), np.full(100, 0.9)])
     assert check.z == pytest.approx(3.0) and check.fired
     assert not overfit.check([0.5, 0.7], rows, [0.75, 0.75], [np.full(100, 0.75)] * 2).fired
+
+
+def test_a_penalized_model_loads_with_plain_keras_where_this_package_is_not_imported(tmp_path):
+    """The data-loss metric that splits a penalized loss in the logs must not be what a saved file compiles
+    with: MLflow's loaders and `keras.models.load_model` compile, and could not find its class."""
+    import subprocess
+    import sys
+
+    import keras
+
+    from search.models import Head
+
+    head = Head.for_rows("multiclass", 3, np.array([0, 1, 2]))
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax",
+                                                   kernel_regularizer=keras.regularizers.L2(0.01))(inputs))
+    training.compile_model(model, {"optimizer": "adam", "learning_rate": 0.01}, head)
+    assert training.is_penalized(model)
+    history = model.fit(np.random.default_rng(0).random((12, 4)), np.arange(12) % 3, epochs=1, verbose=0)
+    assert "data_loss" in history.history  # the logs still split the penalty off
+    path = checkpoints.save_atomic(model, tmp_path / "split_00.keras")
+    script = ("import sys, keras, numpy as np\n"
+              f"m = keras.models.load_model({str(path)!r})\n"
+              "assert not any(name.startswith('search') for name in sys.modules), 'search was imported'\n"
+              "print(m.predict(np.zeros((2, 4)), verbose=0).shape)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert "(2, 3)" in done.stdout

@@ -56,6 +56,15 @@ def compile_model(model: Any, train: dict[str, Any], head: Head) -> None:
     if is_penalized(model):
         metrics.append(_data_loss_metric(head))
     model.compile(optimizer=make_optimizer(train), loss=head.loss, metrics=metrics)
+    if len(metrics) > 1:
+        # What a saved file says to compile with: Keras' own metric only. The data-loss metric serves the
+        # training logs; in a checkpoint or final model it made plain `keras.models.load_model` (and MLflow's
+        # loaders, which compile) fail without this package imported ("Could not locate class 'DataLoss'").
+        from keras.src.saving import serialization_lib
+
+        saved = getattr(model, "_compile_config", None)
+        if saved is not None:
+            model._compile_config = serialization_lib.SerializableDict(**{**saved.config, "metrics": metrics[:1]})
 
 
 def is_penalized(model: Any) -> bool:
