@@ -268,3 +268,21 @@ def test_a_penalized_model_loads_with_plain_keras_where_this_package_is_not_impo
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-1500:]
     assert "(2, 3)" in done.stdout
+
+
+def test_verify_matches_a_long_trial_exactly(tmp_path, capsys):
+    """Over a hundred epochs the last bits of another kernel grow into a visible loss: verify must train as
+    the search did (op determinism on had given |diff| 0.001 on this trial's first split)."""
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump({
+        "study": {"name": "long", "seed": 0, "n_trials": 1, "ablation": False, "baseline": False},
+        "data": {"source": "sklearn:digits", "test_size": 0.2, "preprocess": "standardize"},
+        "validation": {"scheme": "kfold", "k": 3},
+        "model": {"family": "mlp", "layers": 2, "units": 200, "dropout": 0.3, "l2": 1e-4, "batchnorm": True},
+        "train": {"epochs": 200, "batch_size": 64, "early_stopping": 0, "learning_rate": 1e-3}}))
+    home = tmp_path / "mlruns"
+    assert run_cli("run", path, "--home", home, "--quiet", "--threads", "1") == 0
+    capsys.readouterr()
+    assert run_cli("reproduce", "long", "--home", home, "--threads", "1", "--verify", "--epochs", "1") == 0
+    out = capsys.readouterr().out
+    assert out.count("|diff| 0 (") == 3, out

@@ -4,7 +4,7 @@ Reproducing a trial:
 
 1. its config is rebuilt with every value fixed and the data, test rows and split plan are checked
    against the study's fingerprints (changed data is refused unless allowed);
-2. optionally (``--verify``) its validation is re-run split by split with op determinism (search.verify);
+2. optionally (``--verify``) its validation is re-run as the search ran it (search.verify);
 3. its split models (checkpoints, or re-trained from their seeds when the checkpoints were removed) are
    scored on the test rows: singly for the validation-overfit alarm (search.overfit), and averaged as an
    ensemble;
@@ -435,7 +435,9 @@ def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:
     if report.checks is not None:
         from search.reproduction.verify import tolerance_text
 
-        lines.append(f"  verify (op determinism, stored seeds; match when {tolerance_text()}):")
+        relative = report.checks[0].tolerance_relative if report.checks else None
+        lines.append(f"  verify (trained as the search trained it, stored seeds; match when "
+                     f"{tolerance_text(relative) if relative is not None else tolerance_text()}):")
         lines += [c.line() for c in report.checks]
         lines.append("  verify: " + ("every split matches" if report.verified else "MISMATCH: the setup no "
                                      "longer gives the stored validation losses"))

@@ -1,9 +1,11 @@
 """``reproduce --verify``: re-run a trial's validation deterministically and compare with what was stored.
 
 Each split is trained again through the same code as the search (``training.train_splits``: fused or
-one by one, as the search trained it), with the
-seed derived from (study seed, trial, split) and TensorFlow's op determinism on, so that any difference
-comes from the setup (settings, data, rows, library versions), not from thread scheduling.
+one by one, as the search trained it), with the seed derived from (study seed, trial, split), and with
+TensorFlow's kernels as the search ran them: op determinism, which a search does not turn on, picks other
+kernels, whose last-bit differences grow over a hundred epochs into a false MISMATCH (|diff| 0.001-0.02
+where training the same way gives 0). A difference then comes from the setup (settings, data, rows,
+library versions, thread count), not from the check.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class SplitCheck:
     stored_seed: int | None
     seed: int
     tolerance: float
+    tolerance_relative: float = RELATIVE_TOLERANCE
 
     @property
     def matches(self) -> bool:
@@ -52,37 +55,12 @@ def run(space: Any, settings: dict[str, dict[str, Any]], dataset: Any, splits: S
     checks = []
     chosen = [splits[record["split"]] for record in stored]
     seeds = [training.derive_seed(space.study.seed, seed_trial, split.index) for split in chosen]
-    with deterministic_ops():
-        trained = training.train_splits(space, settings, dataset, chosen, seeds)
+    trained = training.train_splits(space, settings, dataset, chosen, seeds)
     for record, split, seed, (model, result) in zip(stored, chosen, seeds, trained):
         stored_loss = float(record["best_val_loss"])
         checks.append(SplitCheck(split.index, stored_loss, result.best_val_loss, int(record["best_epoch"]),
                                  result.best_epoch, record.get("seed"), seed,
-                                 relative * abs(stored_loss) + ABSOLUTE_TOLERANCE))
+                                 relative * abs(stored_loss) + ABSOLUTE_TOLERANCE, relative))
         if keep is not None:
             keep(split.index, model)
     return checks
-
-
-class deterministic_ops:
-    """TensorFlow op determinism for the duration of a block, restored afterwards where TensorFlow allows."""
-
-    def __enter__(self) -> "deterministic_ops":
-        import tensorflow as tf
-
-        self._was = _private_config("is_op_determinism_enabled", lambda: False)()
-        tf.config.experimental.enable_op_determinism()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if not self._was:
-            # Only enabling is public; without the private switch determinism stays on in this process.
-            _private_config("disable_op_determinism", lambda: None)()
-
-
-def _private_config(name: str, default: Callable[[], Any]) -> Callable[[], Any]:
-    try:
-        from tensorflow.python.framework import config as tf_config
-    except ImportError:
-        return default
-    return getattr(tf_config, name, default)
