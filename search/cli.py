@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -328,7 +329,7 @@ def _continue_command(args: argparse.Namespace) -> str:
         parts += ["--home", str(args.home)]
     if args.workers > 1:
         parts += ["--workers", str(args.workers)]
-    return " ".join(parts)
+    return shlex.join(parts)  # pasted into a shell as printed: a home with spaces
 
 
 def _run_options(args: argparse.Namespace) -> "RunOptions":

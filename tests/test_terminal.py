@@ -62,3 +62,19 @@ def test_a_run_where_no_trial_completes_says_why_and_offers_no_reproduce(write_s
     capsys.readouterr()
     assert run_cli("reproduce", "lost", "--home", home) == 2
     assert "study 'lost' has no completed trial" in capsys.readouterr().err
+
+
+def test_printed_commands_paste_into_a_shell_with_a_home_holding_spaces():
+    import shlex
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from search.cli import _continue_command
+    from search.review import display
+
+    options = SimpleNamespace(home=Path("/data/my runs"), storage=None, tracking_uri=None)
+    assert shlex.split(display.command("reproduce", "q", options)) == ["search", "reproduce", "q", "--home",
+                                                                        "/data/my runs"]
+    args = SimpleNamespace(space=Path("spaces/my space.yaml"), study_name=None, storage=None, tracking_uri=None,
+                           home="/data/my runs", workers=1)
+    assert shlex.split(_continue_command(args)) == ["search", "run", "spaces/my space.yaml", "--home", "/data/my runs"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import shlex
 import sys
 import time
 from typing import Any, Callable, TextIO
@@ -376,4 +377,4 @@ def command(verb: str, study: str, options: Any) -> str:
         parts += ["--storage", redact(options.storage)]
     if options.tracking_uri:
         parts += ["--tracking-uri", redact(options.tracking_uri)]
-    return " ".join(parts)
+    return shlex.join(parts)  # pasted into a shell as printed: a home with spaces

@@ -90,8 +90,8 @@ class StudySection(_Strict):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             raise ValueError(f"a study name is text; quote it (name: '{value}'), as YAML reads it as a number")
         if isinstance(value, str) and not NAME.fullmatch(value):
-            raise ValueError("a study name is letters, digits, '_', '.' and '-', starting with a letter or digit "
-                             "(it names folders under --home)")
+            raise ValueError("a study name is ASCII letters (a-z, A-Z), digits, '_', '.' and '-', starting with a "
+                             "letter or digit: it names folders under --home and is typed on command lines")
         return value
 
     @field_validator("enqueue", mode="before")
