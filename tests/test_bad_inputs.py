@@ -243,7 +243,7 @@ CASES: list[tuple[str, Builder, str | None, list[str]]] = [
     ("number-as-study-name", _text("study: {name: 2024}\ndata: {source: 'sklearn:iris'}\n"), "study.name",
      ["quote it (name: '2024')"]),
     ("study-name-with-a-space", _space({"study": {"name": "my study"}}), "study.name",
-     ["letters, digits", "found 'my study'"]),
+     ["ASCII letters (a-z, A-Z), digits", "found 'my study'"]),
     ("empty-file", _text("# nothing here yet\n"), None, ["the space file is empty"]),
     ("null-setting", _text("study: {name: x}\ndata: {source: 'sklearn:iris'}\ntrain: {learning_rate: ~}\n"),
      "train.learning_rate", ["empty (YAML's null)", "default (0.001)"]),
