@@ -145,8 +145,10 @@ class ReviewLogging:
                 folder.mkdir()
                 for name, png in result.figures.items():
                     (folder / f"{name}.png").write_bytes(png)
-                if result.notes:
-                    (folder / "notes.md").write_text("\n\n".join(result.notes) + "\n", encoding="utf-8")
+                # Written every time: artifacts are only ever replaced, so an earlier "no importances yet"
+                # would otherwise stay beside the figure drawn since.
+                (folder / "notes.md").write_text("\n\n".join(result.notes or ["Every study figure is drawn."])
+                                                 + "\n", encoding="utf-8")
                 (folder / "top_trials.csv").write_text(result.csv(), encoding="utf-8")
                 (folder / "top_trials.md").write_text(result.markdown(), encoding="utf-8")
                 self.client.log_artifacts(self.parent_run_id, tmp)
