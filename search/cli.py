@@ -256,12 +256,17 @@ def _run(args: argparse.Namespace) -> int:
     recycle = args.recycle_after if args.recycle_after is not None else (50 if args.workers > 1 else 0)
     outcome = api.run_prepared(prepared, options, args.space.read_text(), workers=args.workers,
                                worker_argv=_worker_argv(args), recycle_after=recycle)
-    if outcome.stopped_by:
-        from search.runner.stopping import STOPPED_EXIT_CODE
+    from search.runner.stopping import STOPPED_EXIT_CODE
 
+    if outcome.stopped_by:
         return STOPPED_EXIT_CODE  # a wrapper can tell a stopped run from a finished one
     if outcome.exit_code == 0 and not args.worker_index:
-        api.ablate_when_done(space, options)
+        from search.reproduction.ablation import AblationStopped
+
+        try:
+            api.ablate_when_done(space, options)
+        except AblationStopped:
+            return STOPPED_EXIT_CODE
         api.workflow_answer(space, options)
     return outcome.exit_code
 
@@ -366,9 +371,15 @@ def _load_study(args: argparse.Namespace) -> "optuna.Study":
 def _ablate(args: argparse.Namespace) -> int:
     from search import api
 
+    from search.reproduction.ablation import AblationStopped
+    from search.runner.stopping import STOPPED_EXIT_CODE
+
     with api.as_command():  # its errors name the command's options, not the function's arguments
-        api.ablate(args.study, trial=args.trial, home=args.home, storage=args.storage, tracking_uri=args.tracking_uri,
-                   threads=args.threads)
+        try:
+            api.ablate(args.study, trial=args.trial, home=args.home, storage=args.storage,
+                       tracking_uri=args.tracking_uri, threads=args.threads)
+        except AblationStopped:
+            return STOPPED_EXIT_CODE
     return 0
 
 

@@ -119,6 +119,32 @@ def test_ctrl_c_as_soon_as_the_plan_is_printed_is_a_graceful_stop(write_space, h
     assert study.user_attrs["ready"] and not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
 
 
+def test_sigterm_during_the_ablation_is_a_stop_and_the_next_run_finishes_it(write_space, home):
+    """The ablation after the budget is part of the run: a stop there exits 3 and stores no half table."""
+    space = write_space({**SLOW, "study": {"name": "ablated", "n_trials": 1, "baseline": False, "ablation": True},
+                         "model": {"units": 16, "dropout": 0.3, "l2": 1e-4}, "train": {"epochs": 400, "batch_size": 8}})
+    proc = _start_in_own_group(space, home)
+    try:
+        line = ""
+        while not line.startswith("ablation of trial"):
+            line = proc.stdout.readline()
+            assert line, proc.communicate()
+        _wait_for_running_trials(home, "ablated.ablation.t00000", proc, 1)
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 3, out + err
+    assert "Traceback" not in err and "nothing to ablate" not in out
+    assert "stopped by SIGTERM before its variants finished" in out and "search ablate ablated" in out
+    assert "ablation" not in _study(home, "ablated").user_attrs
+    done = subprocess.run([sys.executable, "-m", "search", "run", str(space), "--home", str(home)],
+                          capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert _study(home, "ablated").user_attrs["ablation"]["rows"], done.stdout
+
+
 def test_a_second_ctrl_c_stops_at_once_and_still_queues_the_trial(write_space, home):
     # One row per step over digits makes an epoch last a second or more, so the second Ctrl-C, sent as
     # soon as the run says it heard the first, lands inside the epoch the first one is waiting out.

@@ -180,7 +180,10 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     sink = out or sys.stdout
     announce(prepared, quiet, out=sink)
     outcome = run_prepared(prepared, options, resolved.to_yaml(), out=sink)
-    rows = None if outcome.stopped_by else ablate_when_done(resolved, options, out=sink)
+    try:
+        rows = None if outcome.stopped_by else ablate_when_done(resolved, options, out=sink)
+    except ablation.AblationStopped:  # said on the output; the next run continues it
+        rows = None
     study = outcome.study
     return RunResult(study, _best_or_none(study, options), rows or (ablation.stored_rows(study)[1]))
 

@@ -164,7 +164,15 @@ def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | No
                           out=out)
     if outcome.error is not None:
         raise outcome.error
+    if outcome.stopped_by:  # a table of the variants that happened to finish would read as the answer
+        print(f"ablation of trial {picked.number}: stopped by {outcome.stopped_by} before its variants finished; "
+              f"`search ablate {study.study_name}` (or the same `search run`) continues it", file=out)
+        raise AblationStopped(outcome.stopped_by)
     return _stored(study, picked, outcome.study, options, out)
+
+
+class AblationStopped(Exception):
+    """A stop signal ended the ablation before its variants finished; nothing was stored as its table."""
 
 
 def _stored(study: Any, picked: Any, ablation_study: Any, options: Any, out: TextIO) -> list[AblationRow]:
