@@ -40,7 +40,7 @@ def experiment_url(base: str, experiment_id: str | None) -> str:
 
 
 def find_experiment(tracking_uri: str, study: str | None) -> str | None:
-    """The id of ``study``'s experiment, or with no study the most recently created one (None: no study yet)."""
+    """The id of ``study``'s experiment, or with no study that of the study run last (None: no study yet)."""
     from mlflow.tracking import MlflowClient
 
     from search.tracking import quiet_mlflow
@@ -54,8 +54,15 @@ def find_experiment(tracking_uri: str, study: str | None) -> str | None:
             raise StudyError(f"no MLflow experiment named '{study}' in this tracking store", field="STUDY",
                              expected="one of " + (", ".join(names) or "(none yet: run `search run` first)"))
         return exp.experiment_id
-    ours = [e for e in client.search_experiments(order_by=["creation_time DESC"]) if e.name != "Default"]
-    return ours[0].experiment_id if ours else None
+    # The study last run, not the experiment last made: an ablation is a study of its own, made after its
+    # study's trials, and a continued study keeps the experiment it made first.
+    every = [e for e in client.search_experiments(order_by=["creation_time DESC"]) if e.name != "Default"]
+    ours = [e for e in every if ".ablation." not in e.name] or every
+    if not ours:
+        return None
+    latest = client.search_runs([e.experiment_id for e in ours[:100]], max_results=1,
+                                order_by=["attributes.start_time DESC"])
+    return latest[0].info.experiment_id if latest else ours[0].experiment_id
 
 
 def serve(tracking_uri: str, host: str, port: int, study: str | None = None, out: TextIO | None = None,

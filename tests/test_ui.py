@@ -222,3 +222,24 @@ def test_a_signal_to_search_ui_leaves_no_server_or_worker_behind(served):
         time.sleep(0.2)
     assert alive == {}, f"left behind: {alive}"
     assert _port_free(ui.port)
+
+
+def test_ui_without_a_study_opens_the_study_run_last_never_an_ablation(tmp_path):
+    """A continued study keeps its first experiment, and an ablation makes one of its own after its study."""
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    from search import ui
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    studied = client.create_experiment("studied")
+    client.create_run(studied)
+    time.sleep(0.05)
+    client.create_run(client.create_experiment("studied.ablation.t00001"))
+    time.sleep(0.05)
+    client.create_run(client.create_experiment("other"))
+    time.sleep(0.05)
+    client.create_run(studied)  # continued this morning
+    assert ui.find_experiment(uri, None) == studied
