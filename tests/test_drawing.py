@@ -84,3 +84,21 @@ def test_the_helper_draws_at_the_runs_priority_or_at_the_niceness_it_is_given():
     finally:
         for drawer in drawers:
             drawer.close()
+
+
+def test_the_drawing_helper_leaves_quietly_when_its_run_was_killed():
+    """A run killed outright closes the pipe the helper answers on: no traceback may reach its terminal."""
+    import pickle
+    import subprocess
+    import sys
+
+    from search.review import _drawing
+
+    proc = subprocess.Popen([sys.executable, _drawing.__file__, "0"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _drawing._send(proc.stdin, pickle.dumps(("time", "sleep", (1.0,), {})))
+    proc.stdout.close()  # the run is gone before the answer comes
+    proc.stdin.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

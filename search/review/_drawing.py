@@ -155,7 +155,12 @@ def _serve(niceness: int = NICENESS) -> None:
             answer = pickle.dumps((True, fn(*args, **kwargs)), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # noqa: BLE001  (handed back to the caller)
             answer = pickle.dumps((False, f"{type(exc).__name__}: {exc}"))
-        _send(answers, answer)
+        try:
+            _send(answers, answer)
+        except (BrokenPipeError, ValueError):
+            # The run is gone (killed outright): nobody to answer, and no traceback for the terminal it left,
+            # not even the one a flush of the answers at exit would print.
+            os._exit(0)
 
 
 if __name__ == "__main__":
