@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     best.add_argument("--export", type=Path, metavar="FILE", help="write the picked trial's config (the lowest "
                       "loss; of two objectives, the one_se pick), every value fixed, which `search run` accepts "
                       "and which repeats the trial")
+    best.add_argument("--trial", type=int, metavar="N", help="with --export: write trial N's config instead")
+    best.add_argument("--csv", type=Path, metavar="FILE", help="write every trial (state, settings, scores, each "
+                      "split's best validation loss and epoch) as one CSV table, as scikit-learn's cv_results_")
     _store_args(best)
 
     rep = sub.add_parser("reproduce", help="retrain a trial's config on all non-test data, test it once, "
@@ -446,8 +449,15 @@ def _best(args: argparse.Namespace) -> int:
         print(line)
     # A two-objective study has no single best: its Pareto front, the pick that --export writes marked.
     print(summary_table(study, args.top))
+    if args.csv:
+        from search.review._table import write_csv
+
+        write_csv(study, args.csv)
+        print(f"\nwrote {len(study.trials)} trial(s) to {args.csv}")
+    if args.trial is not None and not args.export:
+        raise UserError("--trial picks the trial --export writes; give --export FILE too", field="--trial")
     if args.export:
-        target = targets.locate(study, tracking_uri)
+        target = targets.locate(study, tracking_uri, trial=args.trial)
         targets.export(target, args.export)
         which = " (the one_se pick)" if len(study.directions) > 1 else ""
         print(f"\nwrote trial {target.trial.number}'s config{which} (from {target.origin}) to {args.export}")

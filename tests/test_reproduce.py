@@ -286,3 +286,22 @@ def test_verify_matches_a_long_trial_exactly(tmp_path, capsys):
     assert run_cli("reproduce", "long", "--home", home, "--threads", "1", "--verify", "--epochs", "1") == 0
     out = capsys.readouterr().out
     assert out.count("|diff| 0 (") == 3, out
+
+
+def test_best_writes_every_trial_as_a_csv_table_and_exports_a_chosen_trial(study_run, tmp_path, capsys):
+    import csv
+
+    home, study = study_run["home"], study_run["study"]
+    table = tmp_path / "trials.csv"
+    assert run_cli("best", NAME, "--home", home, "--csv", table) == 0
+    rows = list(csv.DictReader(table.open()))
+    assert [int(r["trial"]) for r in rows] == [t.number for t in study.trials]
+    first = study.trials[1]
+    assert float(rows[1]["val_loss_mean"]) == pytest.approx(first.user_attrs["val_loss_mean"])
+    assert float(rows[1]["split_2_val_loss"]) == pytest.approx(first.user_attrs["splits"][2]["best_val_loss"])
+    assert float(rows[1]["train.learning_rate"]) == pytest.approx(first.params["train.learning_rate"])
+    assert run_cli("best", NAME, "--home", home, "--csv", study_run["path"]) == 2  # never the user's file
+    assert "dropout" in study_run["path"].read_text()
+    exported = tmp_path / "t0.yaml"
+    assert run_cli("best", NAME, "--home", home, "--trial", "0", "--export", exported) == 0
+    assert exported.read_text().startswith("# Trial 0 ")

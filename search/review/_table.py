@@ -1,0 +1,59 @@
+"""Every trial of a study as one CSV table: what scikit-learn's ``cv_results_`` and Optuna's
+``trials_dataframe`` give, with each split's score beside the mean."""
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+# Summary attributes of a trial, in the order a reader compares them.
+_SUMMARY = ("val_loss_mean", "val_loss_std", "best_epoch_mean", "penalty_mean", "gap_mean", "fit", "n_params")
+HEADER_START = "trial,state,"
+
+
+def trials_csv(study: Any) -> str:
+    """One row per trial (pruned and failed ones too): state, settings, summary, and per split its best
+    validation loss and epoch. Settings are named as in the space file (``model.dropout``)."""
+    trials = study.trials
+    params = sorted({name for t in trials for name in t.params})
+    metrics = sorted({k for t in trials for k in t.user_attrs
+                      if k.startswith("val_") and k not in _SUMMARY and k.endswith(("_mean", "_std"))})
+    n_splits = max((len(t.user_attrs.get("splits", [])) for t in trials), default=0)
+    splits = [f"split_{k}_{what}" for k in range(n_splits) for what in ("val_loss", "best_epoch")]
+    columns = ["trial", "state", "duration_s", *params, *_SUMMARY, *metrics, *splits, "reason"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for t in trials:
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.name, **t.params,
+                               "duration_s": round(t.duration.total_seconds(), 3) if t.duration else "",
+                               "reason": t.user_attrs.get("reason", "")}
+        row.update({k: t.user_attrs[k] for k in (*_SUMMARY, *metrics) if k in t.user_attrs})
+        for record in t.user_attrs.get("splits", []):
+            row[f"split_{record['split']}_val_loss"] = record.get("best_val_loss", "")
+            row[f"split_{record['split']}_best_epoch"] = record.get("best_epoch", "")
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def write_csv(study: Any, path: Any) -> None:
+    """Write :func:`trials_csv` to ``path``; a file there that this did not write is refused, never replaced."""
+    from pathlib import Path
+
+    from search.errors import StudyError
+
+    path = Path(path)
+    if path.is_file():
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                ours = handle.read(len(HEADER_START)) == HEADER_START
+        except OSError:
+            ours = False
+        if not ours:
+            raise StudyError(f"{path} exists and is not a trials table this tool wrote; it is left as it is: choose "
+                             f"another name with --csv, or delete it first", field="--csv", found=str(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(trials_csv(study), encoding="utf-8")
+    except OSError as exc:
+        raise StudyError(f"cannot write {path} ({exc.strerror or exc})", field="--csv") from None
