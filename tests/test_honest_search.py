@@ -165,6 +165,8 @@ def test_reproduce_with_an_ensemble_of_the_top_trials_in_the_same_look(small_stu
     assert "ensemble of the final models of trials" in out
     looks = _study(home, "ens").user_attrs["test_looks"]
     assert looks[-1]["ensemble"] == 2 and looks[-1]["config"]
+    # The other member was judged on the test rows too: counted among the configs judged there.
+    assert len(looks[-1]["members"]) == 1 and looks[-1]["members"][0] != looks[-1]["config"]
 
 
 def test_every_look_at_the_test_rows_is_recorded_and_a_repeat_is_counted(small_study, capsys):

@@ -132,14 +132,16 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
                     split_models, checks, changes)
     report.model_io = model_io(prepared.dataset, space.data.target)
     report.model = final
+    member_configs: list[str] = []
     if options.ensemble > 1:
-        members, preds = _top_ensemble(target, prepared, options, out)
+        members, preds, member_configs = _top_ensemble(target, prepared, options, out)
         averaged = np.mean([pred, *preds], axis=0)
         report.ensemble_trials = [trial.number, *members]
         report.top_ensemble_loss = float(np.mean(scoring.row_losses(task, y_test, averaged)))
         report.top_ensemble_metric = scoring.metric(task, y_test, averaged)
     looks = _record_test_look(study, trial.number, _by_full_paths(target, settings), epochs,
-                              ensemble=len(report.ensemble_trials) or 1, test_loss=report.test_loss)
+                              ensemble=len(report.ensemble_trials) or 1, test_loss=report.test_loss,
+                              members=member_configs)
     report.run_id = _log(target, options, report, prepared, settings, final, history, looks)
     if options.register:
         from search import tracking
@@ -153,7 +155,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
 
 
 def _top_ensemble(target: Target, prepared: session.Prepared, options: Options,
-                  out: TextIO) -> tuple[list[int], list[np.ndarray]]:
+                  out: TextIO) -> tuple[list[int], list[np.ndarray], list[str]]:
     """Final models of the next best complete trials (their own configs and epoch rules), for averaging."""
     from search import tracking
     from search.reproduction import targets
@@ -162,7 +164,7 @@ def _top_ensemble(target: Target, prepared: session.Prepared, options: Options,
     ranked = sorted((t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"
                      and t.values is not None and t.number != target.trial.number and t.user_attrs.get("splits")),
                     key=lambda t: t.values[0])
-    members, preds = [], []
+    members, preds, configs = [], [], []
     uri = options.tracking_uri or tracking.default_tracking_uri(options.home)
     for t in ranked[: options.ensemble - 1]:
         space, origin = targets.trial_config(study, t, uri)
@@ -173,10 +175,11 @@ def _top_ensemble(target: Target, prepared: session.Prepared, options: Options,
         *_, pred = _final_model(member, prepared, settings, epochs)
         members.append(t.number)
         preds.append(pred)
+        configs.append(config_hash(_by_full_paths(member, settings)))  # judged on the test rows too
     if len(members) < options.ensemble - 1:
         print(f"  --ensemble {options.ensemble}: the study has only {len(members) + 1} complete trial(s) to "
               f"average", file=out)
-    return members, preds
+    return members, preds, configs
 
 
 def model_io(ds: Any, target_name: str | None) -> dict[str, Any]:
@@ -343,7 +346,8 @@ def config_hash(settings: dict[str, dict[str, Any]]) -> str:
 
 
 def _record_test_look(study: Any, trial: int, settings: dict[str, dict[str, Any]], epochs: int,
-                      ensemble: int = 1, test_loss: float | None = None) -> list[dict[str, Any]]:
+                      ensemble: int = 1, test_loss: float | None = None,
+                      members: list[str] | None = None) -> list[dict[str, Any]]:
     """Record this look at the test rows (trial, config hash, epochs); return every look so far.
 
     Every look after the first, and every extra config judged there, makes the test set less of a test:
@@ -355,6 +359,7 @@ def _record_test_look(study: Any, trial: int, settings: dict[str, dict[str, Any]
              for look in study.user_attrs.get("test_looks", [])]
     looks.append({"trial": trial, "config": config_hash(settings), "epochs": int(epochs), "ensemble": ensemble,
                   "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  **({"members": list(members)} if members else {}),
                   **({"test_loss": float(test_loss)} if test_loss is not None and np.isfinite(test_loss) else {})})
     study.set_user_attr("test_looks", looks)
     return looks
@@ -366,7 +371,9 @@ def looks_text(looks: list[dict[str, Any]]) -> list[str]:
         return []
     last = looks[-1]
     same = sum(1 for look in looks if look["config"] and look["config"] == last["config"])
-    configs = len({look["config"] or f"t{look['trial']}" for look in looks})
+    # An ensemble's other trials were scored on the test rows as well: each is a config judged there.
+    configs = len({look["config"] or f"t{look['trial']}" for look in looks}
+                  | {m for look in looks for m in look.get("members", [])})
     judged = "the same config each time" if configs == 1 else f"{configs} different configs judged there"
     out = [f"  note: this is look {len(looks)} at this study's test rows ({judged}); only the first look is an "
            f"unbiased test, and choosing among looks by test score makes the test set a second validation set"]
