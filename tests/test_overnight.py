@@ -65,7 +65,9 @@ def _wait_for_running_trial(home: Path, name: str, proc: subprocess.Popen, timeo
         assert proc.poll() is None, proc.communicate()
         if (home / "optuna.db").exists():
             running = _running_trials(home, name)
-            if running and (running[0].user_attrs.get("splits") or running[0].intermediate_values):
+            # Started, and far from its end (epochs of its first split): the signal must land inside it.
+            if running and (running[0].user_attrs.get("splits") or running[0].intermediate_values) and \
+                    max((step % 10_000 for step in running[0].intermediate_values), default=0) < 100:
                 return running[0]
         time.sleep(0.3)
     raise AssertionError("the child never reached a running trial")
@@ -170,6 +172,9 @@ def test_two_workers_finish_exactly_the_budget_without_duplicates(write_space, h
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "database is locked" not in out + err
+    # The workers run quiet; the parent says every finished trial, so several workers show progress too.
+    said = re.findall(r"trial (\d)/6 \(#(\d+)\) (complete|pruned)", err)
+    assert sorted(int(done) for done, _, _ in said) == [1, 2, 3, 4, 5, 6], err
     study = _study(home, "pair")
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(finished) == 6

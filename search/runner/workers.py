@@ -154,6 +154,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
             proc.send_signal(stopped[-1])
 
     codes: list[int] = []
+    progress: _FinishedTrials | None = None
     try:
         for i in range(n):  # one at a time: once a stop has come, no more start
             if stopped:
@@ -164,7 +165,11 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
               + (f", each process recycled after {recycle_after} trials" if recycle_after else ""),
               file=sys.stderr)
         running = {i for i in range(n) if procs[i] is not None}
+        if not options.quiet:
+            progress = _FinishedTrials(study, studies.budget_of(space))
         while running:
+            if progress is not None:
+                progress.say_new()
             for i in sorted(running):
                 p = procs[i]
                 assert p is not None
@@ -182,6 +187,8 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
             if running:
                 time.sleep(0.5)
     finally:
+        if progress is not None:
+            progress.say_new()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         status = "KILLED" if stopped else "FAILED" if any(codes) else "FINISHED"
@@ -191,3 +198,49 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
 
     bad = [c for c in codes if c not in (0, STOPPED_EXIT_CODE)]
     return RunOutcome(study, status, stopped_by=stopped[0].name if stopped else "", exit_code=bad[0] if bad else 0)
+
+
+class _FinishedTrials:
+    """The workers run quiet (their lines would interleave): the parent says each trial as it finishes,
+    read from the study at most every two seconds, so a run of several workers shows live progress too."""
+
+    def __init__(self, study: Any, budget: int) -> None:
+        self.study, self.budget, self._last = study, budget, 0.0
+        self.seen = {t.number for t in self._finished()}
+        self.done = sum(1 for t in self._finished() if t.state.name in ("COMPLETE", "PRUNED"))
+        scores = [t.values[0] for t in self._finished() if t.state.name == "COMPLETE" and t.values]
+        self.best = min(scores, default=math.inf)
+
+    def _finished(self) -> list[Any]:
+        from optuna.trial import TrialState
+
+        return self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                             TrialState.FAIL))
+
+    def say_new(self) -> None:
+        from search._redact import redact
+
+        if time.monotonic() - self._last < 2.0:
+            return
+        self._last = time.monotonic()
+        try:
+            finished = self._finished()
+        except Exception:  # a busy store: the next look says it
+            return
+        for t in sorted((t for t in finished if t.number not in self.seen), key=lambda t: t.number):
+            self.seen.add(t.number)
+            attrs, mark = t.user_attrs, ""
+            if t.state.name == "COMPLETE" and t.values:
+                self.done += 1
+                if t.values[0] < self.best:
+                    self.best, mark = t.values[0], "  ← best so far"
+                metric = next((k for k in attrs if k.startswith("val_") and k.endswith("_mean")
+                               and k != "val_loss_mean"), None)
+                text = (f"val_loss {t.values[0]:.4g} ± {float(attrs.get('val_loss_std', math.nan)):.2g}"
+                        + (f", {metric[4:-5]} {float(attrs[metric]):.4g}" if metric else ""))
+            else:
+                self.done += t.state.name == "PRUNED"
+                text = str(attrs.get("reason", ""))
+            worker = attrs.get("worker", {}).get("pid", "?") if isinstance(attrs.get("worker"), dict) else "?"
+            print(redact(f"[{time.strftime('%H:%M:%S')}] trial {self.done}/{self.budget} (#{t.number}) "
+                         f"{t.state.name.lower()}: {text}{mark}  (worker pid {worker})"), file=sys.stderr, flush=True)
