@@ -406,12 +406,12 @@ def split_test(dataset: Dataset, test_size: float, seed: int, time_ordered: bool
         raise DataError(f"cannot hold out a stratified test set ({exc})", source=where,
                         field="data.test_size", found=test_size) from None
     if stratify is not None:
-        unseen = [dataset.classes[c] for c in sorted(set(range(len(dataset.classes))) - set(dataset.y[test].tolist()))]
-        if unseen:  # a class of very few rows rounds down to none
-            dataset.warnings.append(f"class(es) {', '.join(map(repr, unseen[:5]))} have no test row (a share of "
-                                    f"{test_size} of {int(np.bincount(dataset.y)[dataset.classes.index(unseen[0])])} "
-                                    f"rows rounds to none): the test score cannot measure them; raise "
-                                    f"data.test_size or bring more rows of them")
+        unseen = np.flatnonzero(np.bincount(dataset.y[test], minlength=len(dataset.classes)) == 0)
+        if len(unseen):  # a class of very few rows rounds down to none
+            dataset.warnings.append(f"class(es) {', '.join(repr(dataset.classes[c]) for c in unseen[:5])} have no test "
+                                    f"row (a share of {test_size} of {int(counts[unseen[0]])} rows rounds to none): "
+                                    f"the test score cannot measure them; raise data.test_size or bring more rows "
+                                    f"of them")
     return np.sort(dev), np.sort(test)
 
 

@@ -17,13 +17,15 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
     import pandas as pd
 
     shape = _csv_layout.layout(path, where, field)
-    notes: list[str] = list(shape.notes)
     sep = shape.sep
     try:
         frame = shape.read(path)
+        if len(frame) and frame.isna().all(axis=1).any() and shape.skip_empty_lines(path):
+            frame = shape.read(path)  # rows of empty cells had made every column floats with gaps
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot parse CSV file {path} ({str(exc).strip()})", source=where,
                         field=field) from None
+    notes: list[str] = list(shape.notes)
     if sep != ",":
         frame = _with_decimal_commas(frame, path, shape, notes)
     # `a, b, label`: the names are a, b and label (pandas would keep the spaces: ' b', ' label').
@@ -67,7 +69,7 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
     categories: dict[str, np.ndarray] = {}
     one_hot = [c for c in texts if _is_category(features[c])] \
         if getattr(section, "categorical", "refuse") == "one_hot" else []
-    spelled = _AsSpelled(path, shape, [section.target, *one_hot], frame.index)
+    spelled = _AsSpelled(path, shape, [section.target, *one_hot])
     for c in one_hot:
         raw_text = spelled(c)  # NA or None are values of a category, not missing ones
         values = raw_text if raw_text is not None and len(raw_text) == len(features) else features[c]
@@ -85,7 +87,7 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
         where_found = f" (first at row {row} of '{column}', counting from 0)" if row is not None else ""
         raise DataError(message + where_found, source=where, field=field, expected="numbers", found=sample)
     notes += _row_counters(features, path)
-    merges = _checks.float32_merges([(str(c), features[c].to_numpy()) for c in features.columns
+    warnings = _checks.float32_merges([(str(c), features[c].to_numpy()) for c in features.columns
                                      if not pd.api.types.is_bool_dtype(features[c])], str(path))
     target_text = _as_written(spelled, section.target, frame[section.target])
     if target_text is not None:
@@ -93,7 +95,7 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
         words = ", ".join(map(repr, sorted(set(target_text[unread]))))
         frame[section.target] = target_text
         # NA is North America, None a class, or R's missing label: the rows say which only to a person.
-        merges.append(f"target '{section.target}' of {path}: the label(s) {words} ({int(unread.sum())} rows: "
+        warnings.append(f"target '{section.target}' of {path}: the label(s) {words} ({int(unread.sum())} rows: "
                       f"{_rows(unread)}) are kept as classes of their own; pandas and R write them for a missing "
                       f"label, so if these rows have no label, delete them from the file")
     notes += _merged_spellings(spelled, section.target, frame[section.target])
@@ -122,7 +124,7 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
                order=frame[section.order].to_numpy() if section.order else None,
                feature_names=[str(c) for c in features.columns],
                test_mask=_checks.split_marks(frame[split_column].to_numpy(), split_column, path, where)
-               if split_column is not None else None, label=str(path), notes=notes, warnings=merges,
+               if split_column is not None else None, label=str(path), notes=notes, warnings=warnings,
                categories=categories)
 
 
@@ -242,8 +244,8 @@ class _AsSpelled:
     """Columns as the file spells them (pandas reads NA, N/A, null, None, NaN and empty cells as missing). The
     columns named up front are read together in one pass over the file, the first time one is asked for."""
 
-    def __init__(self, path: Path, shape: _csv_layout.Layout, columns: list[Any], rows: Any) -> None:
-        self.path, self.shape, self.rows = path, shape, rows  # rows: those the frame kept
+    def __init__(self, path: Path, shape: _csv_layout.Layout, columns: list[Any]) -> None:
+        self.path, self.shape = path, shape
         self.wanted = {str(c) for c in columns if c is not None}
         self.read: dict[str, Any] = {}
 
@@ -257,7 +259,7 @@ class _AsSpelled:
         try:
             text = self.shape.read(self.path, usecols=lambda name: str(name).strip() in names, dtype=str,
                                    keep_default_na=False)
-            found = {str(c).strip(): text[c].loc[self.rows] for c in text.columns}
+            found = {str(c).strip(): text[c] for c in text.columns}
         except Exception:  # a header pandas reads differently this way: no finer message, the checks still stand
             return dict.fromkeys(names)
         return {name: found.get(name) for name in names}
@@ -338,9 +340,8 @@ def _without_unnamed(frame: Any, path: Path, notes: list[str]) -> Any:
 def _rows(mask: Any, most: int = 5) -> str:
     """Where a mask of the frame's rows is true, as data rows counted from 0 (the header is not a row)."""
     rows = [int(r) for r in np.flatnonzero(np.asarray(mask))]
-    positions = [int(i) for i in np.asarray(mask.index)[rows]] if hasattr(mask, "index") else rows
-    shown = ", ".join(map(str, positions[:most])) + (", ..." if len(positions) > most else "")
-    return f"row{'s' if len(positions) > 1 else ''} {shown}, counting from 0"
+    shown = ", ".join(map(str, rows[:most])) + (", ..." if len(rows) > most else "")
+    return f"row{'s' if len(rows) > 1 else ''} {shown}, counting from 0"
 
 
 def _first_non_number(values: Any) -> tuple[Any, int | None]:

@@ -36,6 +36,20 @@ class Layout:
     empty: list[int] = field(default_factory=list)  # lines of separators only, counted from 0
     notes: list[str] = field(default_factory=list)
 
+    def skip_empty_lines(self, path: Path) -> bool:
+        """Find lines such as ``,,,,`` after the header, rows without a single value, to skip when read:
+        as rows they turn every column into floats with gaps (labels 0 and 1 into 0.0 and 1.0) and stop the
+        data as missing. Only called where the frame has such a row, so other files are read once."""
+        with io.TextIOWrapper(open_bytes(path), encoding=self.encoding, errors="replace", newline="") as text:
+            self.empty = [number for number, line in enumerate(text) if number > self.skip and self.sep in line
+                          and not line.replace(self.sep, "").replace('"', "").strip()]
+        if self.empty:
+            shown = ", ".join(str(n + 1) for n in self.empty[:5]) + (", ..." if len(self.empty) > 5 else "")
+            self.notes.append(f"{path}: {len(self.empty)} line(s) of empty cells "
+                              f"({'line' if len(self.empty) == 1 else 'lines'} {shown}; a spreadsheet leaves them "
+                              f"below its table) left out")
+        return bool(self.empty)
+
     def read(self, path: Path, **options: Any) -> Any:
         import pandas as pd
 
@@ -62,24 +76,7 @@ def layout(path: Path, where: str, field: str = "data.source") -> Layout:
     else:
         found.sep = _header_separator(lines[0] if lines else "")
     _header(path, where, field, lines[0] if lines else "", found.sep)
-    found.empty = _separators_only(path, encoding, found.sep, found.skip)
-    if found.empty:
-        shown = ", ".join(str(n + 1) for n in found.empty[:5]) + (", ..." if len(found.empty) > 5 else "")
-        lines_word = "line" if len(found.empty) == 1 else "lines"
-        found.notes.append(f"{path}: {len(found.empty)} line(s) of empty cells ({lines_word} {shown}; a "
-                           f"spreadsheet leaves them below its table) left out")
     return found
-
-
-def _separators_only(path: Path, encoding: str, sep: str, start: int) -> list[int]:
-    """Lines such as ``,,,,`` after the header: rows without a single value. Read as rows, they would turn
-    every column into floats with gaps (labels 0 and 1 into 0.0 and 1.0) and stop the data as missing."""
-    empty = []
-    with io.TextIOWrapper(open_bytes(path), encoding=encoding, errors="replace", newline="") as text:
-        for number, line in enumerate(text):
-            if number > start and sep in line and not line.replace(sep, "").replace('"', "").strip():
-                empty.append(number)
-    return empty
 
 
 def open_bytes(path: Path) -> IO[bytes]:

@@ -60,11 +60,9 @@ def compile_model(model: Any, train: dict[str, Any], head: Head) -> None:
         # What a saved file says to compile with: Keras' own metric only. The data-loss metric serves the
         # training logs; in a checkpoint or final model it made plain `keras.models.load_model` (and MLflow's
         # loaders, which compile) fail without this package imported ("Could not locate class 'DataLoss'").
-        from keras.src.saving import serialization_lib
-
         saved = getattr(model, "_compile_config", None)
-        if saved is not None:
-            model._compile_config = serialization_lib.SerializableDict(**{**saved.config, "metrics": metrics[:1]})
+        if saved is not None and isinstance(getattr(saved, "config", None), dict):
+            saved.config = {**saved.config, "metrics": metrics[:1]}  # Keras' SerializableDict holds it
 
 
 def is_penalized(model: Any) -> bool:

@@ -206,10 +206,10 @@ class _FinishedTrials:
 
     def __init__(self, study: Any, budget: int) -> None:
         self.study, self.budget, self._last = study, budget, 0.0
-        self.seen = {t.number for t in self._finished()}
-        self.done = sum(1 for t in self._finished() if t.state.name in ("COMPLETE", "PRUNED"))
-        scores = [t.values[0] for t in self._finished() if t.state.name == "COMPLETE" and t.values]
-        self.best = min(scores, default=math.inf)
+        finished = self._finished()
+        self.seen = {t.number for t in finished}
+        self.done = sum(1 for t in finished if t.state.name in ("COMPLETE", "PRUNED"))
+        self.best = min((t.values[0] for t in finished if t.state.name == "COMPLETE" and t.values), default=math.inf)
 
     def _finished(self) -> list[Any]:
         from optuna.trial import TrialState
