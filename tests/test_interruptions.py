@@ -353,3 +353,110 @@ def test_recycled_workers_still_stop_a_space_that_always_fails(write_space, home
     assert "Traceback" not in err
     states = [t.state.name for t in _study(home, "broken").trials]
     assert states == ["FAIL"] * 2, states
+
+
+_KILLED_AFTER_THE_LAST_TELL = """
+import os, signal, sqlite3, sys, time
+from search.tracking.tracker import MlflowTracker
+
+space, home = sys.argv[1], sys.argv[2]
+real = MlflowTracker._finish_trial
+
+
+def die_once_optuna_has_it(self, study, number, *args):
+    # The side thread's closing writes of the last trial: the process dies once Optuna holds the trial
+    # COMPLETE and before MLflow hears of it, the gap a kill -9 can land in.
+    if number == 1:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with sqlite3.connect(os.path.join(home, "optuna.db")) as con:
+                row = con.execute("SELECT state FROM trials WHERE number = 1").fetchone()
+            if row and row[0] == "COMPLETE":
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(0.05)
+    return real(self, study, number, *args)
+
+
+MlflowTracker._finish_trial = die_once_optuna_has_it
+from search.cli import main
+sys.exit(main(["run", space, "--home", home]))
+"""
+
+
+def test_a_process_killed_after_its_last_trial_is_set_straight_by_the_next_run(write_space, home, capsys):
+    """Optuna hears of a trial's end before MLflow (whose writes go to a side thread): a kill in between
+    left the last trial's run and the parent RUNNING and the ★ on an older trial, and a run with its budget
+    spent repaired nothing."""
+    from mlflow.tracking import MlflowClient
+
+    space = write_space({"study": {"name": "gap", "n_trials": 2, "baseline": False,
+                                   "enqueue": [{"learning_rate": 1e-5}, {"learning_rate": 0.05}]},
+                         "train": {"epochs": 12, "learning_rate": {"float": [1e-5, 0.1], "log": True}}})
+    proc = subprocess.run([sys.executable, "-c", _KILLED_AFTER_THE_LAST_TELL, str(space), str(home)],
+                          capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    study = _study(home, "gap")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert study.best_trial.number == 1, "the enqueued learning rates make the last trial the best"
+    runs = {r.data.tags.get("search.kind") + r.data.tags.get("optuna.trial_number", ""): r
+            for r in client.search_runs([client.get_experiment_by_name("gap").experiment_id])}
+    assert runs["study"].info.status == runs["trial1"].info.status == "RUNNING"  # the gap, as a kill leaves it
+    assert runs["study"].data.tags["best_trial"] == "0"
+
+    assert run_cli("run", space, "--home", home) == 0
+    assert "already has its 2 finished trials" in capsys.readouterr().out
+    runs = {r.data.tags.get("search.kind") + r.data.tags.get("optuna.trial_number", ""): r
+            for r in client.search_runs([client.get_experiment_by_name("gap").experiment_id])}
+    assert {r.info.status for r in runs.values()} == {"FINISHED"}
+    last = runs["trial1"]
+    assert last.data.metrics["val_loss_mean"] == pytest.approx(study.trials[1].value)
+    assert last.data.tags["optuna.state"] == "COMPLETE" and last.data.tags["best"] == "true"
+    assert last.info.run_name.startswith("t001 ★ ")
+    assert runs["trial0"].data.tags["best"] == "false" and "★" not in runs["trial0"].info.run_name
+    assert runs["study"].data.tags["best_trial"] == "1"
+    assert runs["study"].data.metrics["best_value"] == pytest.approx(study.trials[1].value)
+    assert [a.path for a in client.list_artifacts(last.info.run_id, "best_model")]
+    # Once set straight, another run finds nothing to do and changes nothing.
+    assert run_cli("run", space, "--home", home) == 0
+    again = client.get_run(runs["study"].info.run_id)
+    assert again.info.status == "FINISHED" and again.info.end_time == runs["study"].info.end_time
+
+
+def test_a_trial_queued_again_trains_with_the_seeds_of_the_trial_it_repeats(write_space, home, tmp_path):
+    """A study stopped and continued trains what it would have trained uninterrupted: the same settings
+    with the same seeds (they had scored 0.094 uninterrupted and 0.123 after a stop, a new draw of seeds)."""
+    from search.runner import checkpoints
+    from search.errors import StudyError
+    from search.reproduction import targets
+
+    overrides = {"study": {"name": "again", "n_trials": 2, "baseline": False, "max_consecutive_failures": 10},
+                 "validation": {"scheme": "holdout"}}
+    options = dict(quiet=True, threads=1, continue_command="search run again")
+    uninterrupted = tmp_path / "uninterrupted"
+    space_file = write_space(overrides)
+    api.run_prepared(session.prepare(spaces.load(space_file)), session.RunOptions(home=uninterrupted, **options),
+                     space_file.read_text(), out=io.StringIO())
+
+    target = checkpoints.split_path(home, "again", 1, 0)  # trial 1's checkpoint meets a full disk
+    target.parent.mkdir(parents=True)
+    blocker = target.with_name(f".{target.stem}.tmp-{os.getpid()}.keras")
+    blocker.symlink_to("/dev/full")
+    with pytest.raises(StudyError):
+        api.run_prepared(session.prepare(spaces.load(space_file)), session.RunOptions(home=home, **options),
+                         space_file.read_text(), out=io.StringIO())
+    blocker.unlink(missing_ok=True)  # the failed save removed its temporary name already
+    api.run_prepared(session.prepare(spaces.load(space_file)), session.RunOptions(home=home, **options),
+                     space_file.read_text(), out=io.StringIO())
+
+    retry = _study(home, "again").trials[2]
+    first = _study(uninterrupted, "again").trials[1]
+    assert retry.user_attrs["retry_of"] == 1 and retry.state.name == "COMPLETE" and retry.params == first.params
+    assert retry.value == pytest.approx(first.value, rel=1e-6)
+    assert [s["seed"] for s in retry.user_attrs["splits"]] == [s["seed"] for s in first.user_attrs["splits"]]
+    # What reproduces it says so too: its recorded config names trial 1's seeds.
+    study = _study(home, "again")
+    recorded, origin = targets.trial_config(study, retry, f"sqlite:///{home / 'mlflow.db'}")
+    assert origin.startswith("MLflow run") and recorded.study.seed_trial == 1
+    rebuilt, origin = targets.trial_config(study, retry, None)  # without MLflow: from the study's space
+    assert origin.startswith("the study's space") and rebuilt.study.seed_trial == 1

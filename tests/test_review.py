@@ -154,6 +154,34 @@ def test_study_figures_are_drawn_and_refreshed_when_a_better_trial_arrives(revie
         assert width >= 1000 and height >= 600, (name, width, height)
 
 
+def test_the_study_notes_are_rewritten_when_the_importances_arrive(reviewed, tmp_path):
+    """MLflow only ever replaces an artifact: a notes.md written once ("no importances yet") stayed beside
+    the importances figure drawn later, unless every refresh writes it again."""
+    from search.review.figures import MIN_TRIALS_FOR_IMPORTANCES
+
+    home = tmp_path / "mlruns"
+    copy = optuna.create_study(study_name="notes")
+    copy.add_trials(reviewed["study"].trials)
+    tracker = tracking.MlflowTracker(tracking.default_tracking_uri(home), home, spaces.validate(SPACE), "", {})
+    parent = tracker.start(copy)
+
+    def notes(name: str) -> str:
+        return Path(tracker.client.download_artifacts(parent, "study/notes.md", str(tmp_path / name))).read_text()
+
+    tracker.refresh_study(copy.get_trials())
+    assert "No parameter importances yet" in notes("young")
+    first = copy.trials[1]
+    for i in range(MIN_TRIALS_FOR_IMPORTANCES):  # more complete trials, at other settings and losses
+        copy.add_trial(optuna.trial.create_trial(
+            params={"model.dropout": 0.05 * i, "train.learning_rate": 0.002 * (i + 1)},
+            distributions=first.distributions, value=first.value * (1.1 + 0.1 * i), user_attrs=first.user_attrs))
+    tracker.refresh_study(copy.get_trials())
+    tracker.finish()
+    names = {a.path for a in tracker.client.list_artifacts(parent, "study")}
+    assert "study/param_importances.png" in names
+    assert "No parameter importances yet" not in notes("grown")
+
+
 def test_parent_run_describes_the_study_and_carries_study_metrics(reviewed):
     run = reviewed["client"].get_run(reviewed["parent"])
     note = run.data.tags["mlflow.note.content"]

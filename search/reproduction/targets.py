@@ -131,7 +131,7 @@ def trial_config(study: Any, trial: Any, tracking_uri: str | None) -> tuple[Spac
     # A phased trial did not search what its phase held fixed: those values are its own attributes.
     settings = space_of_trial(space, trial).sample(optuna.trial.FixedTrial(trial.params, trial.number))
     resolved = space.resolve(settings, name=f"{space.study.name}-t{trial.number:03d}", n_trials=1,
-                             baseline=False, seed_trial=space.study.seeds_of(trial.number))
+                             baseline=False, seed_trial=space.study.seeds_of(trial.number, trial.user_attrs))
     return resolved, f"the study's space and trial {trial.number}'s parameters"
 
 

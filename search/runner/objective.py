@@ -232,7 +232,7 @@ class Objective:
         from search.runner import training
 
         study = self.space.study
-        return training.derive_seed(study.seed, study.seeds_of(trial.number), split.index)
+        return training.derive_seed(study.seed, study.seeds_of(trial.number, trial.user_attrs), split.index)
 
     def _fit(self, trial: Any, settings: dict[str, dict[str, Any]], split: Split) -> SplitResult:
         from search.runner import training

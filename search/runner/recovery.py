@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from search.errors import FAILURE_ATTR, FailureKind
+from search.space import SEED_TRIAL_ATTR
 from search.studies._identity import orphans
 
 
@@ -26,7 +27,9 @@ def requeue(study: Any, trial: Any, max_retries: int | None = 1, *, counts_as_re
         return False
     if any(t.user_attrs.get("retry_of") == trial.number for t in study.get_trials(deepcopy=False)):
         return False  # queued already (an interrupt can land between two places that requeue)
-    attrs = {"retry_of": trial.number, "retry_count": retries + int(counts_as_retry)}
+    # The same seeds as the trial it repeats: a study stopped and continued trains what it would have.
+    attrs = {"retry_of": trial.number, "retry_count": retries + int(counts_as_retry),
+             SEED_TRIAL_ATTR: trial.user_attrs.get(SEED_TRIAL_ATTR, trial.number)}
     # What the queue said about the trial (the baseline, an ablation variant) goes with its retry.
     attrs.update({key: trial.user_attrs[key] for key in QUEUED_ATTRS if key in trial.user_attrs})
     study.enqueue_trial(trial.params, user_attrs=attrs, skip_if_exists=False)

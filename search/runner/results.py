@@ -128,6 +128,10 @@ class TrialListener:
         """The study is open (called in the process that creates it before others are let in, and again
         in every process once it is open: must be idempotent)."""
 
+    def on_study_repair(self, study: Any) -> None:
+        """The study's budget is spent, so this run trains nothing: set straight what an earlier process
+        left half written (called in every process that finds it so: must be idempotent)."""
+
     def on_run_finish(self, study: Any, status: str) -> None:
         """The run is over (called once, by the process that started it): FINISHED, KILLED or FAILED."""
 

@@ -213,6 +213,7 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
         if studies.finished_count(study) >= budget:
             print(f"study '{space.study.name}' already has its {budget} finished trials; raise study.n_trials "
                   f"to continue it.", file=out)
+            emit(listeners, "on_study_repair", study)  # a process killed after its last trial left MLflow behind
             stop.uninstall()
             if stop.requested:  # heard while the study opened: a stop all the same, and nothing after it runs
                 return RunOutcome(study, "KILLED", already_done=True, stopped_by=stop.reason or "a stop signal")

@@ -5,7 +5,7 @@ import copy
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator,
                       model_validator)
@@ -20,6 +20,8 @@ SECTIONS_WITH_DISTRIBUTIONS = ("model", "train")
 CAPACITY_KEYS = ("layers", "units", "filters", "blocks", "convs_per_block", "dense_units", "kernel_size")
 # Declarations about a custom builder's settings, kept beside them under ``model`` but not passed as settings.
 DECLARATIONS = ("regularizers", "capacity")
+# A trial's attribute naming the trial whose seeds it trains with (set on a trial queued again).
+SEED_TRIAL_ATTR = "seed_trial"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -121,9 +123,13 @@ class StudySection(_Strict):
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
 
-    def seeds_of(self, trial_number: int) -> int:
-        """The trial number a trial's seeds are derived from: ``seed_trial`` where set, else its own."""
-        return trial_number if self.seed_trial is None else self.seed_trial
+    def seeds_of(self, trial_number: int, user_attrs: Mapping[str, Any] | None = None) -> int:
+        """The trial number a trial's seeds are derived from: ``seed_trial`` where set; for a trial queued
+        again after a stop or a crash (its ``user_attrs``), the seeds of the trial it repeats; else its own."""
+        if self.seed_trial is not None:
+            return self.seed_trial
+        carried = (user_attrs or {}).get(SEED_TRIAL_ATTR)
+        return carried if isinstance(carried, int) and not isinstance(carried, bool) else trial_number
 
 
 class DataSection(_Strict):

@@ -13,6 +13,7 @@ from search import review
 from search._redact import redact
 from search.runner.results import SplitResult, TrialListener, TrialOutcome
 from search.space import Space, flatten
+from search.tracking import _repair
 from search.tracking._later import DeferredFailure, Later
 from search.tracking._review import ReviewLogging
 from search.tracking._records import param_text, trial_fit, validation_settings, with_outcome
@@ -122,26 +123,29 @@ class MlflowTracker(ReviewLogging, TrialListener):
                   f"--study-name for a separate study", file=sys.stderr)
 
     def close_orphans(self, study: Any) -> list[int]:
-        """End the runs of trials that Optuna no longer counts as running (their process died)."""
-        runs = self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING' and "
-                                       "tags.`search.kind` = 'trial'", max_results=1000)
-        if not runs:
-            return []
-        states = {t.number: t for t in study.get_trials(deepcopy=False)}
-        closed = []
-        for run in runs:
-            number = int(run.data.tags.get("optuna.trial_number", -1))
-            trial = states.get(number)
-            if trial is None or trial.state.name == "RUNNING" or number in self._runs or number in self._closing:
-                continue
-            reason = trial.user_attrs.get("reason") or "its worker stopped without closing it"
-            self.client.set_tag(run.info.run_id, "reason", redact(str(reason))[:5000])
-            self.client.set_tag(run.info.run_id, "optuna.state", trial.state.name)
-            self.client.set_tag(run.info.run_id, "pruned", str(trial.state.name == "PRUNED").lower())
-            self.client.set_terminated(run.info.run_id, status="FINISHED" if trial.state.name in
-                                       ("COMPLETE", "PRUNED") else "FAILED")
-            closed.append(number)
+        """End the runs of trials that Optuna no longer counts as running (their process died), from
+        Optuna's record of them; where one was the best, move the ★ to it."""
+        trials = study.get_trials(deepcopy=False)
+        closed = _repair.close_orphan_runs(self, study, trials)
+        if closed:
+            _repair.rerank(self, trials)
         return closed
+
+    def on_study_repair(self, study: Any) -> None:
+        """A run that has nothing to train: bring MLflow in line with Optuna after a process that died
+        between the two (the last trial's run and the parent left RUNNING, the ★ on an older trial)."""
+        parent = study.user_attrs.get(PARENT_RUN_ATTR)
+        if not parent or not self._exists(parent):
+            return
+        self.experiment_id = self._experiment(study.study_name)
+        self.parent_run_id, self._study = parent, study
+        trials = study.get_trials(deepcopy=False)
+        closed = _repair.close_orphan_runs(self, study, trials)
+        moved = _repair.rerank(self, trials)
+        if any(t.state.name == "RUNNING" for t in trials):
+            return  # another worker still runs: it closes the parent run
+        if closed or moved is not None or self.client.get_run(parent).info.status == "RUNNING":
+            self.finish("FINISHED")
 
     def on_study_open(self, study: Any) -> None:
         self.start(study)
@@ -205,15 +209,16 @@ class MlflowTracker(ReviewLogging, TrialListener):
         # Creating the run is a round trip to the store (10 ms on SQLite, more to a server): the side
         # thread makes it while the trial trains, and the trial's end waits for it (long done by then).
         self._started[trial.number] = self._later.ticket() + 1
-        self._later.submit(self._open_run, trial.number, name, tags, params, settings, event="on_trial_start")
+        seeds = self.space.study.seeds_of(trial.number, trial.user_attrs)
+        self._later.submit(self._open_run, trial.number, name, tags, params, settings, seeds, event="on_trial_start")
 
     def _open_run(self, number: int, name: str, tags: dict[str, str], params: list[Any],
-                  settings: dict[str, dict[str, Any]]) -> None:
+                  settings: dict[str, dict[str, Any]], seeds: int) -> None:
         run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
         self._runs[number] = run_id
         resolved = self.space.resolve(settings, name=f"{self.space.study.name}-t{number:03d}",
                                       n_trials=1, baseline=False,
-                                      seed_trial=self.space.study.seeds_of(number))
+                                      seed_trial=seeds)
         self.client.log_batch(run_id, params=params)
         self.client.log_text(run_id, redact(resolved.to_yaml()), "config/resolved.yaml")
 
