@@ -32,6 +32,26 @@ def _frame():
                          "label2": names[Y].astype(object)})
 
 
+def _named(columns):
+    import pandas as pd
+
+    return pd.DataFrame(X, columns=columns)
+
+
+def _dates():
+    import pandas as pd
+
+    return pd.date_range("2024-01-01", periods=len(X), freq="D")
+
+
+def _objects(values, where, value):
+    """``values`` as an object array (labels as text), with ``value`` put at ``where``."""
+    names = np.array(["setosa", "versicolor", "virginica"])
+    out = (names[values] if values.ndim == 1 else values).astype(object)
+    out[where] = value
+    return out
+
+
 def _factory(hidden):
     import keras
 
@@ -124,6 +144,19 @@ def test_a_notebook_study_is_read_and_reproduced_in_a_new_process_and_not_contin
      "y has 2 columns ('label', 'label2')"),
     (lambda h: search.run(_space("a"), x=_frame()[["a", "b"]].astype(object).where(_frame().a > 4.5, None),
                           y=Y, home=h), "x", "missing (NaN) or infinite value(s)"),
+    # pandas and object arrays as strangers hand them over (each once a traceback or a silent wrong pairing).
+    (lambda h: search.run(_space("a"), x=_frame()[["a", "b"]], y=_frame().label.sample(frac=1, random_state=1),
+                          home=h), "y", "indexes differ (the same labels in another order"),
+    (lambda h: search.run(_space("a"), x=_named(["a", "a", "b", "c"]), y=Y, home=h), "x",
+     "duplicated column name(s) 'a'"),
+    (lambda h: search.run(_space("a"), x=_frame()[["a"]].assign(when=_dates()), y=Y, home=h), "x",
+     "column 'when' holds dates or durations"),
+    (lambda h: search.run(_space("a"), x=X, y=_objects(Y, 3, None), home=h), "y",
+     "1 missing label(s) (None or NaN), at position(s) 3"),
+    (lambda h: search.run(_space("a"), x=_objects(X, (5, 2), "abc"), y=Y, home=h), "x",
+     "holds str 'abc' at row 5, column 2"),
+    (lambda h: search.run(_space("a"), x=X, y=_objects(Y, 7, 1), home=h), "y",
+     "mixes text ('setosa' at position 0) and other values (1 at position 7)"),
 ])
 def test_a_wrong_argument_is_named_as_the_call_spelled_it(tmp_path, call, field, words):
     with pytest.raises(search.UserError) as err:
@@ -160,3 +193,25 @@ def test_pandas_labels_keep_their_type_and_many_whole_numbers_are_said_to_be_a_q
     assert "30 different whole numbers" in said and "set data.task: classification" in said
     stored = search.best("many", home=tmp_path / "h").study.user_attrs["data_summary"]["warnings"]
     assert any("30 different whole numbers" in w for w in stored)
+
+
+def test_split_models_take_raw_rows_and_a_one_column_frame_of_labels_is_a_label_column(tmp_path):
+    """split_models() had handed back the checkpoints as trained, which take rows scaled by their split's
+    scaler: raw rows scored at chance, without a word."""
+    import pandas as pd
+    from sklearn.preprocessing import StandardScaler
+
+    from search.runner import session
+
+    frame = pd.DataFrame(X * [1, 10, 100, 1000], columns=list("abcd"))  # far from scaled
+    space = {**_space("raw"), "train": {"epochs": 3, "batch_size": 16}}
+    search.run(space, x=frame, y=_frame()[["label"]], home=tmp_path / "h", out=io.StringIO())
+    picked = search.best("raw", home=tmp_path / "h")
+    raw, scaled = picked.split_models(), picked.split_models(scaled_input=True)
+    prepared = session.prepare(picked.config)
+    assert list(prepared.dataset.classes) == ["setosa", "versicolor", "virginica"]
+    rows = prepared.dataset.X[:20]
+    scaler = StandardScaler().fit(prepared.dataset.X[prepared.splits[0].train])
+    np.testing.assert_allclose(raw[0].predict(rows, verbose=0), scaled[0].predict(scaler.transform(rows), verbose=0),
+                               rtol=1e-4, atol=1e-6)
+    assert not np.allclose(raw[0].predict(rows, verbose=0), scaled[0].predict(rows, verbose=0), atol=1e-3)

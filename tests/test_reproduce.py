@@ -128,6 +128,10 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
                                model.predict(X_test, verbose=0), rtol=1e-5)
     with pytest.raises(mlflow.exceptions.MlflowException, match=re.escape(f"missing inputs ['{frame.columns[0]}']")):
         served.predict(frame[frame.columns[1:]])
+    # Whole-number and float32 columns, as pandas reads a CSV of counts, are numbers as well.
+    whole = frame.round().astype({frame.columns[0]: np.int64, frame.columns[1]: np.float32})
+    np.testing.assert_allclose(np.asarray(served.predict(whole)),
+                               model.predict(whole.to_numpy(np.float64), verbose=0), rtol=1e-5)
     assert accuracy == pytest.approx(run.data.metrics["test_accuracy"])
     # Registered with --register: the same model, by its registry name.
     version = client.get_model_version("iris-final", "1")

@@ -64,23 +64,61 @@ class TrialResult:
         return {key: float(value) for key, value in attrs.items() if isinstance(value, (int, float))
                 and not isinstance(value, bool) and (key.startswith("val_") or key in _SUMMARY_KEYS)}
 
-    def split_models(self) -> list["keras.Model"]:
-        """The trial's split models (best-epoch weights), loaded from their checkpoints.
+    def split_models(self, scaled_input: bool = False) -> list["keras.Model"]:
+        """The trial's split models (best-epoch weights), loaded from their checkpoints, in split order.
+
+        Each takes raw rows, as the data holds them: its own split's scaler (fitted on that split's
+        training rows, as in the search) and any fill of missing values are layers in front of it, as
+        in the final model. ``scaled_input=True``: the checkpoints as trained, which take rows already
+        scaled by their split's scaler.
 
         Raises:
             StudyError: a checkpoint was removed (only the best ``keep_checkpoints`` trials keep theirs).
+            DataError: the data is no longer what the study ran on (the scalers would be other ones).
         """
         from search.runner import checkpoints
 
-        out = []
-        for record in self.study.trials[self.number].user_attrs.get("splits", []):
+        records = self.study.trials[self.number].user_attrs.get("splits", [])
+        paths = []
+        for record in records:
             path = checkpoints.split_path(self.home, self.study.study_name, self.number, int(record["split"]))
             if not path.is_file():
                 raise StudyError(f"the checkpoint of trial {self.number}'s split {record['split']} is not on this "
                                  f"disk ({path}: only the best study.keep_checkpoints trials keep theirs); "
                                  f"search.reproduce({self.study.study_name!r}, trial={self.number}) retrains them")
-            out.append(checkpoints.load_model(path))
-        return out
+            paths.append(path)
+        models = [checkpoints.load_model(path) for path in paths]
+        if scaled_input or not models:
+            return models
+        return _taking_raw_rows(self, [int(r["split"]) for r in records], models)
+
+
+def _taking_raw_rows(trial: TrialResult, splits: list[int], models: list["keras.Model"]) -> list["keras.Model"]:
+    """Each split model behind the layers of its own split's scaler, fitted again on the split's
+    training rows (the same rows, so the same scaler, as long as the data is the study's)."""
+    import keras
+
+    from search import preprocess
+    from search.errors import DataError
+    from search.reproduction.final import data_changes
+    from search.runner import session
+
+    prepared = session.prepare_rows(trial.config)
+    changes = data_changes(trial.study.user_attrs, prepared.attrs())
+    if changes:
+        raise DataError(f"the data differs from the data study '{trial.study.study_name}' was run on ("
+                        + "; ".join(changes) + "), so its split scalers cannot be fitted again: restore the data, "
+                        "or pass scaled_input=True for the models as trained", field="data.source")
+    ds, data = prepared.dataset, trial.config.data
+    out = []
+    for k, model in zip(splits, models):
+        scaler = preprocess.fit(data.preprocess, ds.X[prepared.splits[k].train], data.missing)
+        inputs = keras.Input(shape=ds.input_shape, name="features")
+        x = inputs
+        for layer in preprocess.as_layers(scaler, ds.input_shape):
+            x = layer(x)
+        out.append(keras.Model(inputs, model(x), name=f"split_{k}"))
+    return out
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,21 @@ def _plain(values: Any, name: str, labels: bool = False) -> np.ndarray:
     pd = sys.modules.get("pandas")  # a pandas object exists only where pandas was imported
     if pd is not None and isinstance(values, (pd.DataFrame, pd.Series)):
         frame = values.to_frame() if isinstance(values, pd.Series) else values
+        twice = frame.columns[frame.columns.duplicated()]
+        if len(twice):
+            raise DataError(f"{name} has duplicated column name(s) {', '.join(map(repr, map(str, twice[:5])))}; "
+                            f"each feature needs a name of its own (the model's inputs are matched by name)",
+                            field=name, expected="distinct column names", found=f"{len(twice)} repeated")
         columns, text = [], []
-        for column in frame.columns:
-            data = frame[column]
+        for i, column in enumerate(frame.columns):
+            data = frame.iloc[:, i]
             if isinstance(data.dtype, pd.CategoricalDtype):
                 data = data.astype(data.cat.categories.dtype)
+            if pd.api.types.is_datetime64_any_dtype(data) or pd.api.types.is_timedelta64_dtype(data):
+                raise SpaceError(f"{name}'s column {str(column)!r} holds dates or durations, which would go in as "
+                                 f"nanosecond counts (some 1e18); turn them into numbers that mean something "
+                                 f"first (days since a start, day of week, month)", field=name,
+                                 expected="numeric, boolean or categorical-number columns", found=str(data.dtype))
             kept = next((t for t, is_kind in ((bool, pd.api.types.is_bool_dtype),
                                                 (np.int64, pd.api.types.is_integer_dtype)) if is_kind(data)), None)
             if labels and frame.shape[1] == 1 and kept is not None and not data.isna().any():
@@ -39,7 +49,7 @@ def _plain(values: Any, name: str, labels: bool = False) -> np.ndarray:
                 text.append(str(column))
         if labels and text:
             _labels_in_one_column(pd, frame, name)
-        if isinstance(values, pd.Series):
+        if isinstance(values, pd.Series) or (labels and frame.shape[1] == 1):  # y['label'] or y[['label']]
             single = columns[0]
             return single.astype(str) if text and all(isinstance(v, str) for v in single) else single
         if text:
@@ -50,7 +60,38 @@ def _plain(values: Any, name: str, labels: bool = False) -> np.ndarray:
     array = np.asarray(values)
     if array.dtype == object and array.size and all(isinstance(v, str) for v in array.ravel()):
         return array.astype(str)
+    if array.dtype == object and array.size:
+        _objects(array, name, labels)  # refuses all but numbers with gaps
+        return np.array([np.nan if v is None else v for v in array.ravel()], dtype=np.float64).reshape(array.shape)
     return array
+
+
+def _objects(array: np.ndarray, name: str, labels: bool) -> None:
+    """An array of Python objects, in the words of what it holds: labels with gaps, or the first cell that
+    is not a number."""
+    flat = array.ravel()
+    gap = np.array([v is None or (isinstance(v, float) and v != v) for v in flat])
+    if labels and array.ndim == 1 and gap.any() and all(isinstance(v, str) for v in flat[~gap]):
+        rows = ", ".join(map(str, np.flatnonzero(gap)[:5])) + (", ..." if gap.sum() > 5 else "")
+        raise DataError(f"{name} has {int(gap.sum())} missing label(s) (None or NaN), at position(s) {rows}; a row "
+                        f"without a label cannot be trained or scored: drop those rows from x and {name} first",
+                        field=name, expected="a label in every row", found=f"{int(gap.sum())} missing")
+    text = [i for i, v in enumerate(flat) if isinstance(v, str)]
+    if labels and text and len(text) < len(flat):
+        other = next(i for i, v in enumerate(flat) if not isinstance(v, str))
+        raise DataError(f"{name} mixes text ({flat[text[0]]!r} at position {text[0]}) and other values "
+                        f"({flat[other]!r} at position {other}); make every label text ({name}.astype(str)) or "
+                        f"every label a number", field=name, expected="labels of one kind",
+                        found=f"{len(text)} text, {len(flat) - len(text)} other")
+    for index in np.ndindex(array.shape):
+        value = array[index]
+        if value is not None and not isinstance(value, (bool, int, float, np.number)):
+            where = f"row {index[0]}" + (f", column {index[1]}" if len(index) > 1 else "")
+            rule = "labels are numbers or text" if labels else "features must be numbers: encode text first"
+            shown = f"{str(value)[:40]!r} at {where}"
+            raise SpaceError(f"{name} holds {type(value).__name__} {shown}; {rule} (a category as one 0/1 column "
+                             f"per value: pandas.get_dummies)", field=name,
+                             expected="numbers" + (" or text" if labels else ""), found=shown)
 
 
 def _numbers_with_gaps(pd: Any, data: Any) -> bool:
@@ -81,6 +122,7 @@ def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tup
     (for test rows), checked here so that the message names the arguments, not the files they went to."""
     columns = getattr(x, "columns", None)  # a pandas frame's column names, kept for the summary and the model
     given = x
+    _same_rows(x, y, names)
     x, y = _plain(x, names[0]), _plain(y, names[1], labels=True)
     if x.dtype == object or y.dtype == object:
         raise SpaceError("in-memory data must be numeric or string arrays, not Python objects",
@@ -117,6 +159,25 @@ def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tup
         tmp.replace(path)
         made.append(path)
     return path, tuple(x.shape[1:])
+
+
+def _same_rows(x: Any, y: Any, names: tuple[str, str]) -> None:
+    """Two pandas objects are lined up by position here (as scikit-learn does), so their indexes must agree:
+    a ``y`` shuffled or filtered apart from ``x`` would pair rows with other rows' labels without a word."""
+    pd = sys.modules.get("pandas")
+    kinds = () if pd is None else (pd.DataFrame, pd.Series)
+    if not (isinstance(x, kinds) and isinstance(y, kinds)) or len(x) != len(y) or x.index.equals(y.index):
+        return
+    try:
+        reordered = x.index.sort_values().equals(y.index.sort_values())
+    except TypeError:  # labels of types that do not sort together
+        reordered = False
+    how = "the same labels in another order" if reordered else "other labels"
+    raise DataError(f"{names[0]} and {names[1]} are pandas objects whose indexes differ ({how}: {names[0]} starts "
+                    f"{list(x.index[:3])}, {names[1]} {list(y.index[:3])}); rows are paired by position, so this "
+                    f"would pair rows with other rows' labels. Pass {names[1]}.loc[{names[0]}.index] to pair them by "
+                    f"label, or {names[1]}.to_numpy() to pair them by position", field=names[1],
+                    expected=f"the index of {names[0]}", found=how)
 
 
 def _shaped_as_rows(x: np.ndarray, y: np.ndarray, names: tuple[str, str], given: Any) -> None:

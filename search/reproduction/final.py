@@ -84,7 +84,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
 
     space, trial, study = target.space, target.trial, target.study
     prepared = session.prepare(space)
-    changes = _data_changes(study.user_attrs, prepared.attrs())
+    changes = data_changes(study.user_attrs, prepared.attrs())
     if changes and not options.allow_data_change:
         raise DataError(f"the data differs from the data study '{study.study_name}' was run on ("
                         + "; ".join(changes) + "): its trials, checkpoints and test rows belong to the old data. "
@@ -322,7 +322,7 @@ def _final_model(target: Target, prepared: session.Prepared, settings: dict[str,
     return final, loss, scoring.metric(ds.task, ds.y[test], pred), history, pred
 
 
-def _data_changes(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
+def data_changes(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
     names = {"data_fingerprint": "data", "test_fingerprint": "test rows", "splits_fingerprint": "split plan"}
     return [f"{names[k]} fingerprint {stored[k]} → {now[k]}" for k in _FINGERPRINTS
             if k in stored and stored[k] != now[k]]

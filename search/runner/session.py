@@ -84,8 +84,19 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
                      space.path.parent if space.path else None, where)
     if space.is_custom:
         _check_builder(space, dataset, threads, where)
-    time_ordered = space.validation.scheme == "time_series" or dataset.has_order
     dataset.warnings += _space_warnings(space, dataset)
+    return _planned(space, dataset, where)
+
+
+def prepare_rows(space: Space) -> Prepared:
+    """The data, its test rows and the split plan alone, the model left unchecked (a builder defined in a
+    notebook need not be at hand): what a split's scaler is fitted from."""
+    where = str(space.path) if space.path else "<space>"
+    return _planned(space, data.load(space.data, space.path), where)
+
+
+def _planned(space: Space, dataset: Any, where: str) -> Prepared:
+    time_ordered = space.validation.scheme == "time_series" or dataset.has_order
     dev_idx, test_idx = data.split_test(dataset, space.data.test_fraction, space.study.seed, time_ordered, where)
     plan = splits.plan(space.validation, dataset, dev_idx, space.study.seed, where)
     return Prepared(space, dataset, dev_idx, test_idx, plan)

@@ -114,21 +114,23 @@ def _log_keras_model(client: Any, run_id: str, model: Any, columns: list[str] | 
 
 
 def _name_the_columns(folder: Path, signature: Any, columns: list[str] | None, input_shape: tuple) -> None:
-    """Give the saved model's generic (pyfunc) form a signature of named float64 columns.
+    """Give the saved model's generic (pyfunc) form a signature of named columns.
 
     MLflow's Keras flavour accepts tensor signatures only, and a tensor signature hands a DataFrame to the
     model by position: a frame whose columns came in another order was silently scored on the wrong
     features. With named columns, MLflow's schema check reorders a frame by name and refuses one missing a
-    column before the model sees it. The Keras flavour ignores the signature, so
-    ``mlflow.keras.load_model`` still takes plain arrays.
+    column before the model sees it. The columns are of MLflow's "any" type: as "double", a frame of the
+    very CSV the model was trained on was refused for its whole-number columns ("Can not safely convert
+    int64 to float64"); the model itself turns numbers of any type into its float32. The Keras flavour
+    ignores the signature, so ``mlflow.keras.load_model`` still takes plain arrays.
     """
     from mlflow.models import Model, ModelSignature
-    from mlflow.types.schema import ColSpec, Schema
+    from mlflow.types.schema import AnyType, ColSpec, Schema
 
     if (not columns or len(input_shape) != 2 or len(columns) != input_shape[1]
             or len(set(columns)) != len(columns)):
         return
     saved = Model.load(str(folder))
-    saved.signature = ModelSignature(inputs=Schema([ColSpec("double", str(c)) for c in columns]),
+    saved.signature = ModelSignature(inputs=Schema([ColSpec(AnyType(), str(c)) for c in columns]),
                                      outputs=signature.outputs)
     saved.save(str(folder / "MLmodel"))
