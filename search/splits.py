@@ -179,6 +179,10 @@ def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, wher
              expected="scheme: time_series (or remove data.order)", found=scheme)
     if validation.scheme == "iterated_kfold" and validation.shuffle is False:
         fail("iterated k-fold reshuffles every repeat, so shuffle cannot be false", "validation.shuffle")
+    total = len(dataset.y)
+    # Where most rows went to the final test, that (data.test_size), not the scheme, is what to change.
+    held = (f" ({total - n} of the {total} rows are held out for the final test: a smaller data.test_size leaves "
+            f"more)" if total - n > n and not getattr(dataset, "test_source", None) else "")
     if scheme == "holdout":
         n_val = int(np.ceil(n * validation.fraction))
         if n_val < 1 or n - n_val < 1:
@@ -189,7 +193,7 @@ def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, wher
             if counts.min() < 2 or n_val < len(dataset.classes):
                 fail(f"a stratified hold-out needs every class at least twice in the development rows and a "
                      f"validation part of at least {len(dataset.classes)} rows; found {int(counts.min())} of the "
-                     f"smallest class and {n_val} validation rows", "validation.fraction",
+                     f"smallest class and {n_val} validation rows{held}", "validation.fraction",
                      expected="a larger fraction, or stratify: false")
         return
     needed = k + 1 if scheme == "time_series" else k
@@ -200,8 +204,9 @@ def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, wher
                  f"rows; there are {times} (rows sharing a time stay together)",
                  expected=f"k <= {times - 1}" if times >= 3 else "rows at more distinct times", found=k)
     if n < needed:
-        fail(f"{k} folds need at least {needed} development rows; there are {n}", expected=f"k <= {n - (needed - k)}"
-             if n - (needed - k) >= 2 else "more rows, or a smaller data.test_size", found=k)
+        fail(f"{k} folds need at least {needed} development rows; there are {n}{held}",
+             expected=f"k <= {n - (needed - k)}" if n - (needed - k) >= 2 else "more rows, or a smaller data.test_size",
+             found=k)
     if scheme == "group_kfold":
         if dataset.groups is None:
             fail("group_kfold needs a group column", "data.group", expected="data.group: <column name>")
@@ -216,5 +221,5 @@ def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, wher
         if smallest < k:
             label = dataset.classes[int(counts.argmin())]
             fail(f"stratified {k}-fold needs at least {k} rows of every class; class {label!r} has {smallest} "
-                 f"in the development rows", expected=f"k <= {smallest}, or stratify: false" if smallest >= 2
+                 f"in the development rows{held}", expected=f"k <= {smallest}, or stratify: false" if smallest >= 2
                  else "stratify: false, or more rows of that class", found=k)

@@ -93,6 +93,12 @@ def _text(text: str) -> Builder:
     return build
 
 
+def _bytes(tmp: Path, data: bytes) -> Path:
+    path = tmp / "space.yaml"
+    path.write_bytes(data)
+    return path
+
+
 def _missing_file(tmp: Path, store: Store) -> Path:
     return tmp / "no_such_space.yaml"
 
@@ -247,6 +253,16 @@ CASES: list[tuple[str, Builder, str | None, list[str]]] = [
     ("empty-file", _text("# nothing here yet\n"), None, ["the space file is empty"]),
     ("null-setting", _text("study: {name: x}\ndata: {source: 'sklearn:iris'}\ntrain: {learning_rate: ~}\n"),
      "train.learning_rate", ["empty (YAML's null)", "default (0.001)"]),
+    # A stranger's space files (each once a message that named neither the cause nor the fix).
+    ("misspelled-required-section", _text("studdy: {name: x}\ndata: {source: 'sklearn:iris'}\n"), "study",
+     ["required field is missing; the file has 'studdy' there instead (a misspelling of 'study'?)"]),
+    ("capitalized-family", _space({"model": {"Family": "mlp"}}), "model.Family",
+     ["did you mean 'family'?", "expected one of family, layers"]),
+    ("test-size-leaves-too-few-rows", _space({"data": {"test_size": 0.95}}), "validation.k",
+     ["of the 149 rows are held out for the final test: a smaller data.test_size leaves more"]),
+    ("utf16-without-a-mark-is-not-utf8", lambda tmp, store: _bytes(tmp, "study: {name: x}\n".encode("utf-16-le")),
+     None, ["is not UTF-8 text", "save it as UTF-8"]),
+    ("a-folder-as-the-space-file", lambda tmp, store: tmp, None, ["is a folder, not a space file"]),
     ("continued-on-changed-data", _changed_data, "data.source",
      [f"study '{STUDY}' was started with different data", "data_fingerprint"]),
 ]
@@ -337,3 +353,33 @@ def test_stored_study_survives_all_bad_inputs(store: Store) -> None:
 
 def test_cases_cover_at_least_twenty_bad_inputs() -> None:
     assert len({c[0] for c in CASES}) == len(CASES) >= 20
+
+
+def test_space_files_as_strangers_write_them_are_read_and_moot_settings_are_named(tmp_path: Path) -> None:
+    from search import space as spaces
+    from search.runner import session
+
+    text = "study: {name: x}\ndata: {source: 'sklearn:iris'}\nmodel: {units: {int: [8, 64], log: true, step: 1}}\n"
+    path = tmp_path / "notepad.yaml"
+    path.write_bytes(b"\xff\xfe" + text.encode("utf-16-le"))  # Notepad's "Unicode": UTF-16 with its mark
+    assert spaces.load(path).model["units"] == {"int": [8, 64], "log": True, "step": 1}  # step 1 is an int's own
+    with pytest.raises(spaces.SpaceError, match="'log' and a 'step' other than an int range's 1"):
+        spaces.validate({"study": {"name": "x"}, "data": {"source": "sklearn:iris"},
+                         "model": {"units": {"int": [8, 64], "log": True, "step": 2}}})
+    said = session._unused_train_settings({"optimizer": "adam", "momentum": {"float": [0.0, 0.9]},
+                                           "early_stopping": 10, "epochs": 3})
+    assert said[0].startswith("train.momentum searched is not used by optimizer adam (only sgd and rmsprop read it)")
+    assert said[1].startswith("train.early_stopping = 10 is not below train.epochs = 3")
+    assert session._unused_train_settings({"optimizer": {"choice": ["adam", "sgd"]}, "momentum": 0.9,
+                                           "early_stopping": 5, "epochs": 30}) == []
+
+
+def test_status_tells_the_time_between_runs_from_the_time_spent_training() -> None:
+    from datetime import datetime, timedelta
+
+    from search.studies import lifecycle
+
+    t0 = datetime(2026, 12, 1, 22, 0)
+    runs = [(t0, t0 + timedelta(seconds=5)), (t0 + timedelta(seconds=3), t0 + timedelta(seconds=8)),
+            (t0 + timedelta(minutes=19), t0 + timedelta(minutes=19, seconds=4))]
+    assert lifecycle._busy_seconds(runs) == 12.0  # overlapping trials count once; the 19 minutes between, never

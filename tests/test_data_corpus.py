@@ -241,7 +241,7 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
      ["column 'b'", "cells such as '#DIV/0!'", "first at row 7 of 'b'", "found '#DIV/0!'"]),
     # A spreadsheet writes a small negative rounded to zero as -0.0: equal to 0.0, so the row is a copy.
     ("csv-negative-zero-copy-refused", csv(pd.concat([_with(_frame(), a_0=-0.0), _with(_frame(), a_0=0.0).iloc[:1]]),
-                                           {"duplicates": "refuse"}), "data.duplicates", ["1 repeated copies"]),
+                                           {"duplicates": "refuse"}), "data.duplicates", ["1 repeated copy"]),
     ("csv-class-lost-to-dedup", csv(_class_only_in_conflicts()), "data.duplicates",
      ["class(es) '0' (10 rows), 'ghost' (10 rows)", "lose every row", "de-duplication"]),
     ("csv-split-column-bad-values", csv(_SPLIT.assign(part=["maybe"] + ["train"] * 29), {"split_column": "part"}),

@@ -81,14 +81,15 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
         # another file, so the summary says which one this was.
         raw.notes.insert(0, f"data.source {section.source} is the file {raw.label}")
     test: Raw | None = None
+    source_kind = section.source.partition(":")[0]
     if section.test is not None and section.test.partition(":")[0] in ("csv", "npz", "images") and \
-            section.test.partition(":")[0] != section.source.partition(":")[0]:
+            section.test.partition(":")[0] != source_kind:
         # Pixels are scaled by how they are stored (image files, uint8 arrays): a test set of another kind
         # would reach the model on another scale, and a CSV's columns are matched by name, an array's by place.
         raise DataError(f"data.test is a {section.test.partition(':')[0]}: source, data.source a "
-                        f"{section.source.partition(':')[0]}: one; the test rows must be the same kind of data",
-                        source=where, field="data.test", expected=f"{section.source.partition(':')[0]}:<path>",
-                        found=section.test)
+                        f"{source_kind}: one; the test rows must be the same kind of data", source=where,
+                        field="data.test", found=section.test,
+                        expected="sklearn:<name>" if source_kind == "sklearn" else f"{source_kind}:<path>")
     if section.test is not None:
         test = read(section.test, section, bases, where, "data.test")
         _encode_categories(test, vocabulary)

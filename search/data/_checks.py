@@ -378,7 +378,7 @@ def duplicates(X: np.ndarray, y: np.ndarray, mode: str, regression: bool, what: 
     if mode == "refuse" and (n_exact or n_conflict_rows):
         example = int(np.argmax(counts > 1))
         rows = np.nonzero(inverse == example)[0][:3].tolist()
-        found = [f"{n_exact} repeated copies with the same label" if n_exact else "",
+        found = [f"{n_exact} repeated cop{'y' if n_exact == 1 else 'ies'} with the same label" if n_exact else "",
                  f"{n_conflict_rows} rows in {int(conflicting.sum())} group(s) whose copies disagree on the label"
                  if n_conflict_rows else ""]
         raise DataError(f"{what} has rows with identical features: {' and '.join(x for x in found if x)} (e.g. "

@@ -119,10 +119,12 @@ def describe(space: Any, attrs: Mapping[str, Any]) -> list[tuple[str, str]]:
     classification = task in ("binary", "multiclass", "classification")
     scheme = {"holdout": f"hold-out ({v.fraction:g} of the development rows validate)",
               "kfold": f"{v.k}-fold cross-validation",
-              "iterated_kfold": f"iterated {v.k}-fold cross-validation, {v.repeats} repeats reshuffled",
+              "iterated_kfold": f"iterated {v.k}-fold cross-validation, {v.repeats} "
+                                f"repeat{'s' if v.repeats != 1 else ''} reshuffled",
               "group_kfold": f"group {v.k}-fold cross-validation (groups from '{d.group}' never split)",
               "time_series": f"time-series {v.k}-fold (train on the past, validate on the next block)"}[v.scheme]
-    stratify = v.stratify if v.stratify is not None else classification and v.scheme != "time_series"
+    # A regression target has no classes: stratify is ignored there (and warned about), whatever it says.
+    stratify = classification and (v.stratify if v.stratify is not None else v.scheme != "time_series")
     shuffle = v.shuffle if v.shuffle is not None else v.scheme != "time_series"
     how = ", ".join(x for x in ("stratified" if stratify else "", "shuffled" if shuffle else "") if x)
     rows = attrs.get("rows")
@@ -132,7 +134,8 @@ def describe(space: Any, attrs: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Searched", "; ".join(searched) or "nothing (every setting fixed)"),
         ("Fixed", ", ".join(fixed)),
         ("Validation", f"{scheme}{f' ({how})' if how else ''}{dev}; "
-                       f"{attrs.get('n_splits', '?')} splits, the same rows in every trial"),
+                       f"{attrs.get('n_splits', '?')} split{'' if attrs.get('n_splits') == 1 else 's'}, the same rows "
+                       f"in every trial"),
         ("Test rows", (f"{test if test is not None else '?'} provided by "
                        + (f"data.test {d.test}" if d.test else f"data.split_column '{d.split_column}'")
                        + ", never seen by any trial") if d.provided_test else

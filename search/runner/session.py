@@ -116,6 +116,33 @@ def _space_warnings(space: Space, dataset: Any) -> list[str]:
         out.append(f"validation.scheme: time_series without data.order takes the rows of {space.data.source} in "
                    f"the order they are stored as time order (the test rows are the last ones); name the time "
                    f"column with data.order if the rows are not already in time order")
+    return out + _unused_train_settings(space.train)
+
+
+# The optimizers that read train.momentum (search/runner/training.py).
+_WITH_MOMENTUM = ("sgd", "rmsprop")
+
+
+def _unused_train_settings(train: dict[str, Any]) -> list[str]:
+    """Train settings that the rest of the train section makes moot: a momentum no optimizer reads, an
+    early-stopping patience no trial is long enough for."""
+    from search.space import is_distribution
+
+    def options(value: Any) -> list[Any]:
+        return list(value.get("choice", [])) if is_distribution(value) else [value]
+
+    out = []
+    momentum, optimizers = train.get("momentum"), options(train.get("optimizer", "adam"))
+    if momentum not in (None, 0, 0.0) and not any(o in _WITH_MOMENTUM for o in optimizers):
+        searched = "searched" if is_distribution(momentum) else f"= {momentum}"
+        out.append(f"train.momentum {searched} is not used by optimizer {', '.join(map(str, optimizers))} (only "
+                   f"{' and '.join(_WITH_MOMENTUM)} read it): ignored" + (", and a search dimension that changes "
+                   "nothing; remove it, or search optimizer: {choice: [adam, sgd]}" if is_distribution(momentum)
+                   else ""))
+    patience, epochs = train.get("early_stopping"), train.get("epochs")
+    if isinstance(patience, int) and isinstance(epochs, int) and 0 < epochs <= patience:
+        out.append(f"train.early_stopping = {patience} is not below train.epochs = {epochs}: no trial can stop early "
+                   f"(each keeps its best epoch all the same)")
     return out
 
 

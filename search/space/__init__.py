@@ -41,12 +41,21 @@ def load(path: str | Path | Mapping[str, Any], study_name: str | None = None) ->
                          expected="a str or pathlib.Path, or a dict", found=type(path).__name__)
     path = Path(path)
     source = str(path)
+    if path.is_dir():
+        raise SpaceError("is a folder, not a space file; name one of the .yaml files in it", source=source,
+                         found=", ".join(sorted(p.name for p in path.glob("*.y*ml"))[:5]) or "no .yaml file in it")
     try:
-        text = path.read_text()
+        text = _text_of(path.read_bytes())
     except FileNotFoundError:
         raise SpaceError("the space file does not exist", source=source) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise SpaceError(f"is not UTF-8 text (byte {exc.object[exc.start]:#04x} at position {exc.start}); save it as "
+                         f"UTF-8 (in most editors: Save As, encoding UTF-8)", source=source) from None
+    except OSError as exc:
         raise SpaceError(f"cannot read the space file ({exc})", source=source) from None
+    if "\x00" in text:
+        raise SpaceError("is not UTF-8 text (it holds NUL bytes: UTF-16 saved without its byte-order mark, or a "
+                         "binary file); save it as UTF-8 (in most editors: Save As, encoding UTF-8)", source=source)
     try:
         raw = parse_yaml(text)
     except yaml.YAMLError as exc:
@@ -63,6 +72,13 @@ def load(path: str | Path | Mapping[str, Any], study_name: str | None = None) ->
     if study_name is not None:
         _rename(raw, study_name)
     return validate(raw, source=source, path=path)
+
+
+def _text_of(data: bytes) -> str:
+    """UTF-8 (with or without Windows' byte-order mark), or UTF-16 with its mark (Notepad's "Unicode")."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    return data.decode("utf-8-sig")
 
 
 def _rename(raw: dict[str, Any], study_name: str) -> None:
@@ -97,7 +113,14 @@ def _from_pydantic(exc: ValidationError, source: str) -> SpaceError:
     err = exc.errors()[0]
     field = ".".join(str(p) for p in err["loc"]) or None
     if err["type"] == "missing":
-        return SpaceError("this required field is missing", source=source, field=field)
+        # A misspelled required section is missing and unknown at once: name the spelling found.
+        parent, name = tuple(err["loc"][:-1]), str(err["loc"][-1])
+        strays = [str(e["loc"][-1]) for e in exc.errors()
+                  if e["type"] == "extra_forbidden" and tuple(e["loc"][:-1]) == parent]
+        near = next((s for s in strays if did_you_mean(s, [name])), None)
+        hint = (f"; the file has '{near}' there instead (a misspelling of '{name}'?)" if near else
+                f"; the file has unknown field(s) {', '.join(map(repr, strays[:5]))} there" if strays else "")
+        return SpaceError("this required field is missing" + hint, source=source, field=field)
     if err["type"] == "extra_forbidden":
         allowed = _fields_at(err["loc"][:-1])
         return SpaceError("unknown field (check its spelling and section)" + did_you_mean(err["loc"][-1], allowed),

@@ -32,8 +32,9 @@ def check_leaves(space: Space, source: str) -> None:
             if specs is not None and spec is None:
                 from search.space import did_you_mean
 
-                raise SpaceError("unknown setting" + did_you_mean(key, list(specs)), source=source, field=field,
-                                 expected="one of " + ", ".join(specs), found=key)
+                names = [*(["family"] if section == "model" else []), *specs]
+                raise SpaceError("unknown setting" + did_you_mean(key, names), source=source, field=field,
+                                 expected="one of " + ", ".join(names), found=key)
             if value is None:
                 raise SpaceError("the value is empty (YAML's null); give one, or remove the line to use the "
                                  f"default{f' ({spec.default!r})' if spec is not None else ''}", source=source,
@@ -195,8 +196,9 @@ def _check_step(dist: dict[str, Any], kind: str, lo: float, hi: float, source: s
     if kind == "int" and not float(step).is_integer():
         raise SpaceError("the step of an int range is a whole number", source=source, field=f"{field}.step",
                          expected="1, 2, ...", found=step)
-    if dist.get("log"):
-        raise SpaceError("a distribution cannot have both 'log' and 'step'", source=source, field=field)
+    if dist.get("log") and not (kind == "int" and step == 1):  # 1 is an int range's own step, as Optuna takes it
+        raise SpaceError("a distribution cannot have both 'log' and a 'step' other than an int range's 1",
+                         source=source, field=field)
     if hi > lo and step > hi - lo:
         raise SpaceError(f"the step is wider than the range [{lo:g}, {hi:g}], so only {lo:g} could ever be tried",
                          source=source, field=f"{field}.step", expected=f"at most {hi - lo:g}", found=step)

@@ -235,7 +235,11 @@ def timing_text(study: Any, budget: int | None) -> str:
     running = sum(1 for t in trials if t.state.name == "RUNNING") - lost
     # Optuna stores naive local times, from datetime.now().
     last = datetime.now() if running else max([t.datetime_complete for t in ends] or starts)
-    text = f"elapsed {_hms((last - min(starts)).total_seconds())}"
+    span = (last - min(starts)).total_seconds()
+    busy = _busy_seconds([(t.datetime_start, t.datetime_complete or last) for t in trials if t.datetime_start])
+    text = f"elapsed {_hms(span)}"
+    if busy < 0.9 * span - 60:  # a study continued later: the time between its runs is not the search's
+        text += f" ({_hms(busy)} of it with trials running, the rest between runs)"
     if running:
         text += f", {running} running"
     if lost:
@@ -252,6 +256,19 @@ def timing_text(study: Any, budget: int | None) -> str:
             text += f", about {_hms(eta)} left at {_hms(pace)} per trial" + \
                 (f" with {workers} workers" if workers > 1 else "")
     return text
+
+
+def _busy_seconds(intervals: list[tuple[Any, Any]]) -> float:
+    """Seconds covered by at least one of the (start, end) intervals."""
+    total, reach = 0.0, None
+    for start, end in sorted(intervals):
+        if reach is None or start > reach:
+            total += (end - start).total_seconds()
+            reach = end
+        elif end > reach:
+            total += (end - reach).total_seconds()
+            reach = end
+    return total
 
 
 def _hms(seconds: float) -> str:
