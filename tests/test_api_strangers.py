@@ -157,6 +157,9 @@ def test_a_notebook_study_is_read_and_reproduced_in_a_new_process_and_not_contin
      "holds str 'abc' at row 5, column 2"),
     (lambda h: search.run(_space("a"), x=X, y=_objects(Y, 7, 1), home=h), "y",
      "mixes text ('setosa' at position 0) and other values (1 at position 7)"),
+    (lambda h: search.run(_space("a"), x=X, y=np.zeros(len(X)), home=h), "y", "at least two classes"),
+    (lambda h: search.run(_space("a"), x=X[::16], y=Y[::16], home=h), "data.test_size",
+     "test_size 0.2 of 10 rows leaves 2 test rows for 3 classes; expected between 0.3 and 0.7"),
 ])
 def test_a_wrong_argument_is_named_as_the_call_spelled_it(tmp_path, call, field, words):
     with pytest.raises(search.UserError) as err:

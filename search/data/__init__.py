@@ -330,7 +330,8 @@ def _code_test(y: np.ndarray, classes: list[Any], kind: str, test_label: str, la
     present = np.isin(y.astype(object), known)
     if not present.all():
         unseen = Counter(y[~present].tolist())
-        raise DataError(f"test label(s) {', '.join(f'{k!r} ({n} rows)' for k, n in sorted(unseen.items(), key=str))} "
+        counted = ", ".join(f"{k!r} ({n} row{'s' if n != 1 else ''})" for k, n in sorted(unseen.items(), key=str))
+        raise DataError(f"test label(s) {counted} "
                         f"of {test_label} never occur in {label}; a model cannot learn a class it never sees",
                         source=where, field="data.test", expected="labels among " + ", ".join(map(repr, classes)))
     lookup = {c: i for i, c in enumerate(classes)}
@@ -401,6 +402,12 @@ def split_test(dataset: Dataset, test_size: float, seed: int, time_ordered: bool
             raise DataError(f"class {dataset.classes[int(counts.argmin())]!r} has only {counts.min()} row(s); a "
                             f"stratified test split needs at least 2 per class{hint}", source=where,
                             field="data.target")
+    k = len(dataset.classes) if stratify is not None else 0
+    if stratify is not None and (n_test < k or n - n_test < k):
+        short = "test" if n_test < k else "development"
+        raise DataError(f"a stratified test set keeps every class on both sides, but test_size {test_size} of "
+                        f"{n} rows leaves {min(n_test, n - n_test)} {short} rows for {k} classes", source=where,
+                        field="data.test_size", expected=f"between {k / n:.2g} and {1 - k / n:.2g}", found=test_size)
     try:
         dev, test = train_test_split(idx, test_size=test_size, random_state=seed, stratify=stratify)
     except ValueError as exc:
