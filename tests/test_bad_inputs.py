@@ -155,7 +155,7 @@ CASES: list[tuple[str, Builder, str | None, list[str]]] = [
     ("invalid-yaml", _text("study:\n  name: x\n data: [\n"), None, ["not valid YAML", "line"]),
     ("yaml-list", _text("- study\n- data\n"), None, ["must be a mapping", "found 'list'"]),
     ("yaml-key-twice", _text("study:\n  name: x\ntrain:\n  epochs: 1\n  epochs: 500\n"), None,
-     ["not valid YAML at line 5", "the key 'epochs' is given twice"]),
+     ["has a key given twice at line 5", "the key 'epochs' is given twice"]),
     ("missing-study-name", _space({"study": {"name": None}}), "study.name", ["required", "missing"]),
     ("unknown-section", _space({"training": {"epochs": 3}}), "training",
      ["unknown field", "expected one of study, data, validation, model, train"]),
@@ -263,6 +263,9 @@ CASES: list[tuple[str, Builder, str | None, list[str]]] = [
     ("utf16-without-a-mark-is-not-utf8", lambda tmp, store: _bytes(tmp, "study: {name: x}\n".encode("utf-16-le")),
      None, ["is not UTF-8 text", "save it as UTF-8"]),
     ("a-folder-as-the-space-file", lambda tmp, store: tmp, None, ["is a folder, not a space file"]),
+    ("indentation-slip",
+     _text("study:\n  name: x\ndata:\n  source: 'sklearn:iris'\nmodel:\n  units: 8\n dropout: 0.1\n"), None,
+     ["not valid YAML at line 7", "a key indented less or more than the keys beside it"]),
     ("continued-on-changed-data", _changed_data, "data.source",
      [f"study '{STUDY}' was started with different data", "data_fingerprint"]),
 ]

@@ -62,6 +62,12 @@ def load(path: str | Path | Mapping[str, Any], study_name: str | None = None) ->
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        if "is given twice" in problem:  # valid YAML; the rule is ours
+            raise SpaceError(f"has a key given twice{where}: {problem}", source=source) from None
+        if "<block" in problem:  # PyYAML's words for a layout slip
+            problem += " (a key indented less or more than the keys beside it: check that line and the one above)"
+        elif "another document" in problem:
+            problem += " (a second '---' document: a space file is one document)"
         raise SpaceError(f"is not valid YAML{where}: {problem}", source=source) from None
     if raw is None:
         raise SpaceError("the space file is empty (or only comments)", source=source,
