@@ -360,7 +360,7 @@ def test_cases_cover_at_least_twenty_bad_inputs() -> None:
 
 def test_space_files_as_strangers_write_them_are_read_and_moot_settings_are_named(tmp_path: Path) -> None:
     from search import space as spaces
-    from search.runner import session
+    from search.runner import _space_warnings
 
     text = "study: {name: x}\ndata: {source: 'sklearn:iris'}\nmodel: {units: {int: [8, 64], log: true, step: 1}}\n"
     path = tmp_path / "notepad.yaml"
@@ -369,11 +369,11 @@ def test_space_files_as_strangers_write_them_are_read_and_moot_settings_are_name
     with pytest.raises(spaces.SpaceError, match="'log' and a 'step' other than an int range's 1"):
         spaces.validate({"study": {"name": "x"}, "data": {"source": "sklearn:iris"},
                          "model": {"units": {"int": [8, 64], "log": True, "step": 2}}})
-    said = session._unused_train_settings({"optimizer": "adam", "momentum": {"float": [0.0, 0.9]},
+    said = _space_warnings.unused_train_settings({"optimizer": "adam", "momentum": {"float": [0.0, 0.9]},
                                            "early_stopping": 10, "epochs": 3})
     assert said[0].startswith("train.momentum searched is not used by optimizer adam (only sgd and rmsprop read it)")
     assert said[1].startswith("train.early_stopping = 10 is not below train.epochs = 3")
-    assert session._unused_train_settings({"optimizer": {"choice": ["adam", "sgd"]}, "momentum": 0.9,
+    assert _space_warnings.unused_train_settings({"optimizer": {"choice": ["adam", "sgd"]}, "momentum": 0.9,
                                            "early_stopping": 5, "epochs": 30}) == []
 
 

@@ -284,7 +284,7 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     ("test-columns-differ", csv(_frame(), test=_frame(9, seed=2).drop(columns="b")), "data.test",
      ["test.csv", "missing ['b']"]),
     ("test-unseen-label", csv(_frame(), test=_frame(9, seed=2).assign(label=[0] * 8 + [7])), "data.test",
-     ["test label(s) 7 (1 rows)", "test.csv", "never occur"]),
+     ["test label(s) 7 (1 row)", "test.csv", "never occur"]),
     ("test-header-only", csv(_frame(), test="a,b,c,label\n"), "data.test",
      ["test.csv", "has a header but no data rows"]),
     ("test-duplicated-columns", csv(_frame(), test="a,b,c,label,label\n1,2,3,0,1\n"), "data.test",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, TextIO
 import numpy as np
 
 from search.api._arrays import _save_arrays
+from search.api._split_models import taking_raw_rows
 from search.api._errors import (_arguments, _builder_not_here, _folder, _hides_credentials, _named_by_arguments,
                                _space_argument, as_command as as_command)
 from search.errors import SpaceError, StudyError, UserError
@@ -90,35 +91,7 @@ class TrialResult:
         models = [checkpoints.load_model(path) for path in paths]
         if scaled_input or not models:
             return models
-        return _taking_raw_rows(self, [int(r["split"]) for r in records], models)
-
-
-def _taking_raw_rows(trial: TrialResult, splits: list[int], models: list["keras.Model"]) -> list["keras.Model"]:
-    """Each split model behind the layers of its own split's scaler, fitted again on the split's
-    training rows (the same rows, so the same scaler, as long as the data is the study's)."""
-    import keras
-
-    from search import preprocess
-    from search.errors import DataError
-    from search.reproduction.final import data_changes
-    from search.runner import session
-
-    prepared = session.prepare_rows(trial.config)
-    changes = data_changes(trial.study.user_attrs, prepared.attrs())
-    if changes:
-        raise DataError(f"the data differs from the data study '{trial.study.study_name}' was run on ("
-                        + "; ".join(changes) + "), so its split scalers cannot be fitted again: restore the data, "
-                        "or pass scaled_input=True for the models as trained", field="data.source")
-    ds, data = prepared.dataset, trial.config.data
-    out = []
-    for k, model in zip(splits, models):
-        scaler = preprocess.fit(data.preprocess, ds.X[prepared.splits[k].train], data.missing)
-        inputs = keras.Input(shape=ds.input_shape, name="features")
-        x = inputs
-        for layer in preprocess.as_layers(scaler, ds.input_shape):
-            x = layer(x)
-        out.append(keras.Model(inputs, model(x), name=f"split_{k}"))
-    return out
+        return taking_raw_rows(self.study, self.config, [int(r["split"]) for r in records], models)
 
 
 @dataclass(frozen=True)
