@@ -79,6 +79,17 @@ def _fill_missing(values: np.ndarray) -> Any:
     return fill
 
 
+def taking_raw_rows(model: Any, scaler: Any, input_shape: tuple[int, ...], name: str) -> Any:
+    """``model`` behind the layers of its fitted ``scaler``: a Keras model that takes raw feature rows."""
+    import keras
+
+    inputs = keras.Input(shape=input_shape, name="features")
+    x = inputs
+    for layer in as_layers(scaler, input_shape):
+        x = layer(x)
+    return keras.Model(inputs, model(x), name=name)
+
+
 def as_layers(scaler: Any, input_shape: tuple[int, ...]) -> list[Any]:
     """Keras layers (and operations) that apply a fitted scaler, so a saved model takes the raw feature rows.
 

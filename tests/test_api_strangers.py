@@ -152,7 +152,7 @@ def test_a_notebook_study_is_read_and_reproduced_in_a_new_process_and_not_contin
     (lambda h: search.run(_space("a"), x=_frame()[["a"]].assign(when=_dates()), y=Y, home=h), "x",
      "column 'when' holds dates or durations"),
     (lambda h: search.run(_space("a"), x=X, y=_objects(Y, 3, None), home=h), "y",
-     "1 missing label(s) (None or NaN), at position(s) 3"),
+     "1 missing label(s) (NaN or None), at position(s) 3"),
     (lambda h: search.run(_space("a"), x=_objects(X, (5, 2), "abc"), y=Y, home=h), "x",
      "holds str 'abc' at row 5, column 2"),
     (lambda h: search.run(_space("a"), x=X, y=_objects(Y, 7, 1), home=h), "y",

@@ -386,3 +386,15 @@ def test_status_tells_the_time_between_runs_from_the_time_spent_training() -> No
     runs = [(t0, t0 + timedelta(seconds=5)), (t0 + timedelta(seconds=3), t0 + timedelta(seconds=8)),
             (t0 + timedelta(minutes=19), t0 + timedelta(minutes=19, seconds=4))]
     assert lifecycle._busy_seconds(runs) == 12.0  # overlapping trials count once; the 19 minutes between, never
+
+
+def test_a_regression_study_is_not_described_as_stratified() -> None:
+    """The header had said "stratified" right after the warning that stratify is ignored for a quantity."""
+    from search import review, space as spaces
+
+    space = spaces.validate({"study": {"name": "x"}, "data": {"source": "sklearn:diabetes"},
+                             "validation": {"scheme": "kfold", "k": 3, "stratify": True}})
+    described = dict(review.describe(space, {"task": "regression", "rows": 442, "test_rows": 89, "n_splits": 3}))
+    assert described["Validation"].startswith("3-fold cross-validation (shuffled) on 353 development rows")
+    classified = dict(review.describe(space, {"task": "multiclass", "rows": 150, "test_rows": 30, "n_splits": 3}))
+    assert "(stratified, shuffled)" in classified["Validation"]

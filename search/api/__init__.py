@@ -42,7 +42,6 @@ __all__ = ["RunResult", "TrialResult", "ablate", "ablate_when_done", "announce",
            "run", "run_prepared"]
 
 PathLike = str | os.PathLike
-_SUMMARY_KEYS = ("best_epoch_mean", "penalty_mean", "n_params", "latency_ms")
 
 
 @dataclass(frozen=True)
@@ -60,10 +59,13 @@ class TrialResult:
     @property
     def metrics(self) -> dict[str, float]:
         """Its summary over the splits, by name: ``val_loss_mean``/``_std``, the task metric's
-        (``val_accuracy_mean`` or ``val_mae_mean``, and ``_std``), ``best_epoch_mean``, ``penalty_mean``."""
+        (``val_accuracy_mean`` or ``val_mae_mean``, and ``_std``), ``best_epoch_mean``, ``penalty_mean``,
+        ``splits_done``, and ``n_params``/``latency_ms`` where measured."""
+        from search.runner.results import is_summary_metric
+
         attrs = self.study.trials[self.number].user_attrs
         return {key: float(value) for key, value in attrs.items() if isinstance(value, (int, float))
-                and not isinstance(value, bool) and (key.startswith("val_") or key in _SUMMARY_KEYS)}
+                and not isinstance(value, bool) and is_summary_metric(key)}
 
     def split_models(self, scaled_input: bool = False) -> list["keras.Model"]:
         """The trial's split models (best-epoch weights), loaded from their checkpoints, in split order.

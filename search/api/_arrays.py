@@ -71,11 +71,8 @@ def _objects(array: np.ndarray, name: str, labels: bool) -> None:
     is not a number."""
     flat = array.ravel()
     gap = np.array([v is None or (isinstance(v, float) and v != v) for v in flat])
-    if labels and array.ndim == 1 and gap.any() and all(isinstance(v, str) for v in flat[~gap]):
-        rows = ", ".join(map(str, np.flatnonzero(gap)[:5])) + (", ..." if gap.sum() > 5 else "")
-        raise DataError(f"{name} has {int(gap.sum())} missing label(s) (None or NaN), at position(s) {rows}; a row "
-                        f"without a label cannot be trained or scored: drop those rows from x and {name} first",
-                        field=name, expected="a label in every row", found=f"{int(gap.sum())} missing")
+    if labels and array.ndim == 1 and all(isinstance(v, str) for v in flat[~gap]):
+        _no_missing_labels(gap, name)
     text = [i for i, v in enumerate(flat) if isinstance(v, str)]
     if labels and text and len(text) < len(flat):
         other = next(i for i, v in enumerate(flat) if not isinstance(v, str))
@@ -106,7 +103,10 @@ def _labels_in_one_column(pd: Any, frame: Any, name: str) -> None:
         raise DataError(f"{name} has {frame.shape[1]} columns ({', '.join(map(repr, map(str, frame.columns[:5])))}); "
                         f"a model here predicts one target", field=name, expected=f"one column: {name}['<column>']",
                         found=f"shape {frame.shape}")
-    gaps = frame.iloc[:, 0].isna().to_numpy()
+    _no_missing_labels(frame.iloc[:, 0].isna().to_numpy(), name)
+
+
+def _no_missing_labels(gaps: np.ndarray, name: str) -> None:
     if gaps.any():
         rows = ", ".join(map(str, np.flatnonzero(gaps)[:5])) + (", ..." if gaps.sum() > 5 else "")
         raise DataError(f"{name} has {int(gaps.sum())} missing label(s) (NaN or None), at position(s) {rows}; a row "

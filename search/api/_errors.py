@@ -152,11 +152,11 @@ def _named_by_arguments(exc: UserError, named: dict[str, tuple[str, str]]) -> No
         text = text.replace(f"array 'X' of {path}", x).replace(f"array 'y' of {path}", y)
         text = text.replace(path, f"the arrays {x} and {y}")
     # The fields the arrays stand in for, named as the call named them.
-    fields = {"data.target": "y", "data.test": "x_test, y_test"}
-    if exc.field in fields and any(names[0] == ("x" if exc.field == "data.target" else "x_test")
-                                    for names in named.values()):
-        text = text.replace(f"field '{exc.field}'", f"field '{fields[exc.field]}'", 1)
-        exc.field = fields[exc.field]
+    stands_for = {"data.target": (("x", "y"), "y"), "data.test": (("x_test", "y_test"), "x_test, y_test")}
+    arrays, argument = stands_for.get(exc.field or "", ((), ""))
+    if arrays in named.values():
+        text = text.replace(f"field '{exc.field}'", f"field '{argument}'", 1)
+        exc.field = argument
     exc.args = (text,)
 
 

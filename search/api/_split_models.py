@@ -14,8 +14,6 @@ def taking_raw_rows(study: "optuna.Study", config: Space, splits: list[int],
                     models: list["keras.Model"]) -> list["keras.Model"]:
     """Each split model behind the layers of its own split's scaler, fitted again on the split's
     training rows (the same rows, so the same scaler, as long as the data is the study's)."""
-    import keras
-
     from search import preprocess
     from search.errors import DataError
     from search.reproduction.final import data_changes
@@ -28,12 +26,6 @@ def taking_raw_rows(study: "optuna.Study", config: Space, splits: list[int],
                         + "; ".join(changes) + "), so its split scalers cannot be fitted again: restore the data, "
                         "or pass scaled_input=True for the models as trained", field="data.source")
     ds, data = prepared.dataset, config.data
-    out = []
-    for k, model in zip(splits, models):
-        scaler = preprocess.fit(data.preprocess, ds.X[prepared.splits[k].train], data.missing)
-        inputs = keras.Input(shape=ds.input_shape, name="features")
-        x = inputs
-        for layer in preprocess.as_layers(scaler, ds.input_shape):
-            x = layer(x)
-        out.append(keras.Model(inputs, model(x), name=f"split_{k}"))
-    return out
+    return [preprocess.taking_raw_rows(model, preprocess.fit(data.preprocess, ds.X[prepared.splits[k].train],
+                                                              data.missing), ds.input_shape, f"split_{k}")
+            for k, model in zip(splits, models)]

@@ -296,8 +296,6 @@ def _split_models(target: Target, prepared: session.Prepared, settings: dict[str
 def _final_model(target: Target, prepared: session.Prepared, settings: dict[str, dict[str, Any]],
                  epochs: int) -> tuple[Any, float, float, dict[str, list[float]], np.ndarray]:
     """Train on all development rows, bake the scaler in, and look at the test rows once."""
-    import keras
-
     from search.runner import training
     from search.models import Head
 
@@ -307,11 +305,7 @@ def _final_model(target: Target, prepared: session.Prepared, settings: dict[str,
     seed = training.derive_seed(target.space.study.seed, target.seed_trial, FINAL_SEED_SPLIT)
     core = training.fresh_model(target.space, settings, ds.input_shape, head, seed)
     history = training.fit_epochs(core, preprocess.apply(scaler, ds.X[dev]), ds.y[dev], settings["train"], epochs)
-    inputs = keras.Input(shape=ds.input_shape, name="features")
-    x = inputs
-    for layer in preprocess.as_layers(scaler, ds.input_shape):
-        x = layer(x)
-    final = keras.Model(inputs, core(x), name="final_model")
+    final = preprocess.taking_raw_rows(core, scaler, ds.input_shape, "final_model")
     training.compile_model(final, settings["train"], head)
     # Its optimizer's slots made now, so that loading the saved file finds the variables it makes itself
     # (Keras warns of "skipping variable loading for optimizer" otherwise).

@@ -12,6 +12,15 @@ from typing import Any
 import numpy as np
 
 
+# TrialOutcome.metrics' names besides the val_* ones; each is also stored as an attribute of the trial.
+SUMMARY_NAMES = ("best_epoch_mean", "penalty_mean", "n_params", "latency_ms", "splits_done")
+
+
+def is_summary_metric(name: str) -> bool:
+    """Whether a trial attribute of this name is one of its summary metrics."""
+    return name.startswith("val_") or name in SUMMARY_NAMES
+
+
 @dataclass
 class SplitResult:
     split: int

@@ -8,21 +8,18 @@ runs from it and hand the ★ to the trial Optuna ranks first.
 from __future__ import annotations
 
 import math
-import re
 import time
 from typing import Any
 
 from search import review
 from search._redact import redact
+from search.runner.results import is_summary_metric
 from search.tracking._store import RUN_ID_ATTR, end_run
 
-# The trial attributes that are its summary metrics (``TrialOutcome.metrics``), logged to a run that
-# missed its closing batch.
-_SUMMARY = re.compile(r"^(val_\w+_(mean|std)|best_epoch_mean|penalty_mean|splits_done|n_params|latency_ms)$")
 _STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
 
 
-def close_orphan_runs(tracker: Any, study: Any, trials: list[Any]) -> list[int]:
+def close_orphan_runs(tracker: Any, trials: list[Any]) -> list[int]:
     """End the RUNNING runs of trials that Optuna no longer counts as running (their process died),
     with what Optuna holds of them: state, summary metrics, the name a closed run has. Returns their numbers."""
     from mlflow.entities import Metric, RunTag
@@ -44,7 +41,8 @@ def close_orphan_runs(tracker: Any, study: Any, trials: list[Any]) -> list[int]:
                                                      "its worker stopped without closing it")
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, 0) for k, v in trial.user_attrs.items()
-                   if _SUMMARY.match(k) and isinstance(v, (int, float)) and math.isfinite(v)]
+                   if is_summary_metric(k) and isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and math.isfinite(v)]
         tags = [RunTag("optuna.state", trial.state.name), RunTag("pruned", str(state == "pruned").lower())]
         if reason:
             tags.append(RunTag("reason", redact(str(reason))[:5000]))

@@ -126,7 +126,7 @@ class MlflowTracker(ReviewLogging, TrialListener):
         """End the runs of trials that Optuna no longer counts as running (their process died), from
         Optuna's record of them; where one was the best, move the ★ to it."""
         trials = study.get_trials(deepcopy=False)
-        closed = _repair.close_orphan_runs(self, study, trials)
+        closed = _repair.close_orphan_runs(self, trials)
         if closed:
             _repair.rerank(self, trials)
         return closed
@@ -140,7 +140,7 @@ class MlflowTracker(ReviewLogging, TrialListener):
         self.experiment_id = self._experiment(study.study_name)
         self.parent_run_id, self._study = parent, study
         trials = study.get_trials(deepcopy=False)
-        closed = _repair.close_orphan_runs(self, study, trials)
+        closed = _repair.close_orphan_runs(self, trials)
         moved = _repair.rerank(self, trials)
         if any(t.state.name == "RUNNING" for t in trials):
             return  # another worker still runs: it closes the parent run
