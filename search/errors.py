@@ -48,6 +48,11 @@ class StudyError(UserError):
     """The study cannot be opened or continued as asked."""
 
 
+class ContinuationRefused(StudyError):
+    """The stored study cannot go on as the space asks (other data, objectives, family or distributions),
+    said before any trial of this run starts."""
+
+
 class FailureKind(str, Enum):
     """Why a trial ended in Optuna's FAIL state, recorded as the trial's ``failure`` user attribute.
 

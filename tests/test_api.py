@@ -32,6 +32,19 @@ def test_the_documented_notebook_session_runs_as_written(tmp_path, capsys):
     # The arrays were saved under home, so the command can continue from the same store.
     saved = list((tmp_path / "mlruns" / "data").glob("notebook-*.npz"))
     assert len(saved) == 1
+    # The logged model's generic form takes rows of numbers of any type: the arrays have no column names to
+    # check, and a float64 tensor signature had refused int and float32 rows.
+    import mlflow.pyfunc
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    try:
+        served = mlflow.pyfunc.load_model(f"runs:/{final.run_id}/model")
+    finally:
+        mlflow.set_tracking_uri(None)
+    rows = np.round(namespace["X"][:5])
+    expected = final.model.predict(rows, verbose=0)
+    for dtype in (np.int64, np.float32, np.float64):
+        np.testing.assert_allclose(np.asarray(served.predict(rows.astype(dtype))), expected, rtol=1e-5)
 
 
 def test_public_names_and_a_cheap_import():

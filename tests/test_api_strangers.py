@@ -101,6 +101,10 @@ def test_a_notebook_study_is_read_and_reproduced_in_a_new_process_and_not_contin
     with pytest.raises(search.StudyError, match=r"was run with model\.family python:.*this run's is mlp.*"
                                                 r"pass the same builder again"):
         search.run(_space("nb", n_trials=2), x=X, y=Y, home=home)  # the builder forgotten: not a silent MLP
+    saved = sorted((home / "data").iterdir())
+    with pytest.raises(search.StudyError, match="was started with different data"):
+        search.run(_space("nb", n_trials=2), x=X + 1, y=Y, builder=build, home=home, out=io.StringIO())
+    assert sorted((home / "data").iterdir()) == saved  # the refused rows' array file is not left behind
 
     script = textwrap.dedent(f"""
         import io, keras, numpy as np, search

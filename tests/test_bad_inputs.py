@@ -398,3 +398,28 @@ def test_a_regression_study_is_not_described_as_stratified() -> None:
     assert described["Validation"].startswith("3-fold cross-validation (shuffled) on 353 development rows")
     classified = dict(review.describe(space, {"task": "multiclass", "rows": 150, "test_rows": 30, "n_splits": 3}))
     assert "(stratified, shuffled)" in classified["Validation"]
+
+
+def test_a_repeated_choice_a_batch_above_the_rows_and_float16_on_a_cpu_are_warned() -> None:
+    """Each trains without an error and quietly wastes the search: said before anything trains."""
+    from search import space as spaces
+    from search.runner import session
+
+    space = spaces.validate({
+        "study": {"name": "x"}, "data": {"source": "sklearn:iris", "test_size": 0.2},
+        "validation": {"scheme": "kfold", "k": 3},
+        "model": {"units": {"choice": [8, 16, 8]}, "batchnorm": {"choice": [False, True]}},
+        "train": {"batch_size": {"choice": [16, 500]}, "epochs": 2, "mixed_precision": True}})
+    said = session.prepare(space, threads=1).dataset.warnings
+    repeated = [w for w in said if "more than once" in w]
+    assert repeated == ["model.units lists 8 more than once in its choices: the sampler draws it as often as it is "
+                        "listed; list each value once"]
+    # 120 development rows in 3 stratified folds: 79, 79 and 80 training rows.
+    assert any(w.startswith("train.batch_size 500 is more than the 79 training rows of the smallest split")
+               for w in said)
+    gpus = len(__import__("tensorflow").config.list_physical_devices("GPU"))
+    assert any("mixed_precision" in w for w in said) == (gpus == 0)
+    fine = spaces.validate({"study": {"name": "x"}, "data": {"source": "sklearn:iris"},
+                            "model": {"units": {"choice": [8, 16]}}, "train": {"batch_size": 16}})
+    assert not [w for w in session.prepare(fine, threads=1).dataset.warnings
+                if "more than once" in w or "batch_size" in w or "mixed" in w]

@@ -504,7 +504,7 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
     ("group-ids-spelled-two-ways", csv(_frame().assign(patient=[f"p{i % 10}" if i < 20 else f"P{i % 10} "
                                                                 for i in range(30)]),
                                        {"group": "patient"}, other={"validation": {"scheme": "group_kfold"}}),
-     ["warning: group ids (patient) of", "'P1 ' (1 rows), 'p1' (2 rows)", "rows of one may sit on both sides"], []),
+     ["warning: group ids (patient) of", "'P1 ' (1 row), 'p1' (2 rows)", "rows of one may sit on both sides"], []),
     ("images-stray-and-unreadable-kinds", images(_stray_files), ["warning: nothing is searched"],
      ["1 image file(s) directly in", "(stray.png) belong to no class folder: left out",
       "that are not images this reads were left out (1 .heic)"]),

@@ -26,7 +26,7 @@ from search.api._arrays import _save_arrays
 from search.api._split_models import taking_raw_rows
 from search.api._errors import (_arguments, _builder_not_here, _folder, _hides_credentials, _named_by_arguments,
                                _space_argument, as_command as as_command)
-from search.errors import SpaceError, StudyError, UserError
+from search.errors import ContinuationRefused, SpaceError, StudyError, UserError
 from search.space import Space
 
 if TYPE_CHECKING:
@@ -178,11 +178,7 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         prepared = session.prepare(resolved, threads=threads)
     except UserError as exc:
         _named_by_arguments(exc, named)
-        for path in made:
-            path.unlink(missing_ok=True)
-        for folder in [p.parent for p in made[:1]] + ([home] if fresh_home else []):
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+        _remove_saved(made, home if fresh_home else None)
         raise
     options = session.RunOptions(home=home, storage=storage, tracking_uri=tracking_uri, n_trials=n_trials,
                                  timeout=timeout, threads=threads, quiet=quiet)
@@ -192,13 +188,26 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         options.continue_command = f"search.run({where}, builder={name}, home={str(home)!r}, ...) in Python"
     sink = out or sys.stdout
     announce(prepared, quiet, out=sink)
-    outcome = run_prepared(prepared, options, resolved.to_yaml(), out=sink)
+    try:
+        outcome = run_prepared(prepared, options, resolved.to_yaml(), out=sink)
+    except ContinuationRefused:  # no trial ran on the arrays saved for it
+        _remove_saved(made, None)
+        raise
     try:
         rows = None if outcome.stopped_by else ablate_when_done(resolved, options, out=sink)
     except ablation.AblationStopped:  # said on the output; the next run continues it
         rows = None
     study = outcome.study
     return RunResult(study, _best_or_none(study, options), rows or (ablation.stored_rows(study)[1]))
+
+
+def _remove_saved(made: list[Path], fresh_home: Path | None) -> None:
+    """The array files this call wrote for data that was refused, and the folders that held only them."""
+    for path in made:
+        path.unlink(missing_ok=True)
+    for folder in [p.parent for p in made[:1]] + ([fresh_home] if fresh_home else []):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def announce(prepared: "session.Prepared", quiet: bool = False, out: TextIO | None = None) -> None:

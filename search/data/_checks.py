@@ -239,6 +239,10 @@ def target_finite(y: np.ndarray, column: str, what: str, where: str) -> np.ndarr
     return single
 
 
+def _rows(n: int) -> str:
+    return f"{n} row{'s' if n != 1 else ''}"
+
+
 def label_spellings(y: np.ndarray, what: str, role: str = "labels") -> str | None:
     """Text labels (or group ids: ``role``) that differ only by surrounding spaces or case: a warning, never
     merged silently."""
@@ -251,7 +255,7 @@ def label_spellings(y: np.ndarray, what: str, role: str = "labels") -> str | Non
     clashes = [sorted(group) for group in families.values() if len(group) > 1]
     if not clashes:
         return None
-    text = "; ".join(", ".join(f"{label!r} ({counts[label]} rows)" for label in group) for group in clashes)
+    text = "; ".join(", ".join(f"{label!r} ({_rows(counts[label])})" for label in group) for group in clashes)
     if role != "labels":  # a group split in two is the leak data.group is there to prevent
         return (f"{role} of {what} differ only by surrounding spaces or case: {text}. They are kept as separate "
                 f"groups, so rows of one may sit on both sides of a split; if they name the same group, fix their "
@@ -413,7 +417,7 @@ def vanished_classes(before: np.ndarray, after: np.ndarray, why: str, what: str,
         counts = Counter(before.tolist())
         cause = (f" ({'; '.join(merged)})" if merged else
                  " (two class folders holding the same images, say)" if images else "")
-        raise DataError(f"class(es) {', '.join(f'{c!r} ({counts[c]} rows)' for c in lost)} of {what} lose every "
+        raise DataError(f"class(es) {', '.join(f'{c!r} ({_rows(counts[c])})' for c in lost)} of {what} lose every "
                         f"row to {why}: their features all repeat rows of other classes{cause}. Fix the data, or "
                         f"set data.duplicates: keep", source=where, field="data.duplicates")
 

@@ -20,7 +20,54 @@ def space_warnings(space: Space, dataset: Any) -> list[str]:
         out.append(f"validation.scheme: time_series without data.order takes the rows of {space.data.source} in "
                    f"the order they are stored as time order (the test rows are the last ones); name the time "
                    f"column with data.order if the rows are not already in time order")
-    return out + unused_train_settings(space.train)
+    return out + unused_train_settings(space.train) + repeated_choices(space)
+
+
+def repeated_choices(space: Space) -> list[str]:
+    """A value listed twice in one choice: a slip that makes the sampler draw it twice as often."""
+    from search.space import is_distribution
+
+    out = []
+    for name, value in space.leaves().items():
+        if not is_distribution(value) or "choice" not in value:
+            continue
+        seen: list[Any] = []
+        twice: list[Any] = []
+        for v in value["choice"]:  # by type as well: true == 1 in Python, but they are different choices
+            (twice if (type(v), v) in seen else seen).append((type(v), v))
+        if twice:
+            shown = []
+            for _, v in twice:
+                if v not in shown:
+                    shown.append(v)
+            out.append(f"{name} lists {', '.join(map(repr, shown))} more than once in its choices: "
+                       f"the sampler draws it as often as it is listed; list each value once")
+    return out
+
+
+def plan_warnings(space: Space, split_plan: list[Any], gpus: int | None) -> list[str]:
+    """What the split plan and the machine make moot: searched batches larger than a split's training rows, float16
+    on a machine without a GPU (``gpus`` None when TensorFlow was not asked)."""
+    from search.space import is_distribution
+
+    def values(key: str) -> list[Any]:
+        value = space.train.get(key)
+        if is_distribution(value):
+            return list(value.get("choice", [])) or list(value.get("int", value.get("float", [])))[1:]
+        return [value]
+
+    out = []
+    rows = min((len(s.train) for s in split_plan), default=0)
+    # A fixed batch above the rows is a full-batch epoch, asked for; searched ones above the rows are one value.
+    big = [b for b in values("batch_size") if isinstance(b, int) and not isinstance(b, bool) and b > rows > 0]
+    if big and is_distribution(space.train.get("batch_size")):
+        out.append(f"train.batch_size {', '.join(map(str, big))} is more than the {rows} training rows of the "
+                   f"smallest split: each epoch is then one step on all of them, so the searched batch sizes "
+                   f"above {rows} all train alike; search batch sizes up to {rows}")
+    if gpus == 0 and True in values("mixed_precision"):
+        out.append("train.mixed_precision computes in float16, which is fast on GPUs with tensor cores but slower "
+                   "than float32 on a CPU, and TensorFlow sees no GPU here: set it to false on this machine")
+    return out
 
 
 # The optimizers that read train.momentum (search/runner/training.py).

@@ -18,7 +18,7 @@ from search.errors import FailureKind
 from search.data import Dataset
 from search.data._summary import DataSummary
 from search.runner.results import TrialListener
-from search.runner._space_warnings import space_warnings
+from search.runner._space_warnings import plan_warnings, space_warnings
 from search.space import Space
 from search.splits import Split
 
@@ -86,7 +86,20 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
     if space.is_custom:
         _check_builder(space, dataset, threads, where)
     dataset.warnings += space_warnings(space, dataset)
-    return _planned(space, dataset, where)
+    prepared = _planned(space, dataset, where)
+    dataset.warnings += plan_warnings(space, prepared.splits, _gpus(space, threads))
+    return prepared
+
+
+def _gpus(space: Space, threads: int | None) -> int | None:
+    """The GPUs TensorFlow sees, asked only where a setting depends on them (starting TensorFlow takes seconds)."""
+    mixed = space.train.get("mixed_precision")
+    if mixed is not True and not (isinstance(mixed, dict) and True in mixed.get("choice", [])):
+        return None
+    from search.runner import _runtime
+
+    _runtime.configure(threads)
+    return len(_runtime.import_quietly().config.list_physical_devices("GPU"))
 
 
 def prepare_rows(space: Space) -> Prepared:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from search.errors import StudyError
+from search.errors import ContinuationRefused
 from search.space import Space
 
 
@@ -17,7 +17,7 @@ def check_continuable(study: Any, space: Space, attrs: dict[str, Any]) -> None:
     """Refuse to continue ``study`` with other objectives, or on data or splits other than ``attrs`` say."""
     stored_objectives = study.user_attrs.get("objectives", ["val_loss"])
     if len(study.directions) != len(space.study.objectives) or stored_objectives != space.study.objectives:
-        raise StudyError(f"study '{space.study.name}' was started with objectives {stored_objectives}; start "
+        raise ContinuationRefused(f"study '{space.study.name}' was started with objectives {stored_objectives}; start "
                          f"a new study with --study-name to change them", source=_where(space),
                          field="study.objectives", found=space.study.objectives)
     _same_family(study, space)
@@ -28,11 +28,11 @@ def check_continuable(study: Any, space: Space, attrs: dict[str, Any]) -> None:
             changed = _changed_plan(stored.get("space_yaml"), space) if key != "data_fingerprint" else []
             if changed:
                 rows = "split" if key == "splits_fingerprint" else "test"
-                raise StudyError(f"study '{space.study.name}' was started with other {rows} rows: "
+                raise ContinuationRefused(f"study '{space.study.name}' was started with other {rows} rows: "
                                  f"{'; '.join(changed)}; its trials are only comparable on the same rows: restore "
                                  f"the setting, or start a new study with --study-name", source=_where(space),
                                  field=changed[0].split(" ")[0])
-            raise StudyError(f"study '{space.study.name}' was started with different data or splits "
+            raise ContinuationRefused(f"study '{space.study.name}' was started with different data or splits "
                              f"({key} is {stored[key]}, now {value}); start a new study with --study-name, "
                              f"or restore the original data", source=_where(space), field="data.source")
 
@@ -70,7 +70,7 @@ def _same_family(study: Any, space: Space) -> None:
     builder = before.rpartition(":")[2] if before.startswith("python:") else ""
     hint = (f"pass the same builder again (search.run(..., builder={builder.split('.')[-1].split('~')[0]})), or "
             if builder and ("__main__" in before or "<locals>" in before) else "use model.family: " + before + ", or ")
-    raise StudyError(f"study '{space.study.name}' was run with model.family {before}, and this run's is "
+    raise ContinuationRefused(f"study '{space.study.name}' was run with model.family {before}, and this run's is "
                      f"{space.family}: its trials would be ranked against another kind of model; {hint}start a "
                      f"new study with --study-name", source=_where(space), field="model.family", found=space.family)
 
@@ -95,7 +95,7 @@ def _same_distributions(study: Any, space: Space) -> None:
             optuna.distributions.check_distribution_compatibility(old, new)
         except ValueError:
             setting = name.removesuffix(".on")
-            raise StudyError(f"study '{space.study.name}' searched {setting} as {_shown(old)}, and this file "
+            raise ContinuationRefused(f"study '{space.study.name}' searched {setting} as {_shown(old)}, and this file "
                              f"searches it as {_shown(new)}: Optuna cannot continue a setting whose kind, log "
                              f"scale or choices changed (a range may change); restore it, or start a new study "
                              f"with --study-name", source=_where(space), field=setting) from None

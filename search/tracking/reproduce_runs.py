@@ -98,7 +98,7 @@ def _log_keras_model(client: Any, run_id: str, model: Any, columns: list[str] | 
                     if name in installed]
     # Rows of a CSV (a pandas frame, or its .to_numpy()) are float64, which a float32 signature refuses;
     # the model casts them to float32 itself. Image pixels keep float32. (MLflow's Keras flavour takes
-    # tensor signatures only: the columns are named after saving, _name_the_columns.)
+    # tensor signatures only: the pyfunc form's inputs are set after saving, _pyfunc_inputs.)
     dtype = np.float64 if len(model.input_shape) == 2 else np.float32
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(dtype), (-1, *model.input_shape[1:]))]),
@@ -109,28 +109,31 @@ def _log_keras_model(client: Any, run_id: str, model: Any, columns: list[str] | 
         client.log_artifact(run_id, str(keras_file))
         mlflow.keras.save_model(model, str(Path(tmp) / "model"), signature=signature,
                                 pip_requirements=requirements)
-        _name_the_columns(Path(tmp) / "model", signature, columns, model.input_shape)
+        _pyfunc_inputs(Path(tmp) / "model", signature, columns, model.input_shape)
         client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
 
 
-def _name_the_columns(folder: Path, signature: Any, columns: list[str] | None, input_shape: tuple) -> None:
-    """Give the saved model's generic (pyfunc) form a signature of named columns.
+def _pyfunc_inputs(folder: Path, signature: Any, columns: list[str] | None, input_shape: tuple) -> None:
+    """Give the saved model's generic (pyfunc) form a signature of named columns, or none for rows of numbers.
 
     MLflow's Keras flavour accepts tensor signatures only, and a tensor signature hands a DataFrame to the
     model by position: a frame whose columns came in another order was silently scored on the wrong
     features. With named columns, MLflow's schema check reorders a frame by name and refuses one missing a
     column before the model sees it. The columns are of MLflow's "any" type: as "double", a frame of the
     very CSV the model was trained on was refused for its whole-number columns ("Can not safely convert
-    int64 to float64"); the model itself turns numbers of any type into its float32. The Keras flavour
+    int64 to float64"); the model itself turns numbers of any type into its float32. Rows trained from
+    arrays have no names to check, and a float64 tensor signature refused an int or float32 array of them,
+    so their pyfunc form checks no inputs: Keras refuses a row of the wrong width itself. The Keras flavour
     ignores the signature, so ``mlflow.keras.load_model`` still takes plain arrays.
     """
     from mlflow.models import Model, ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, Schema
 
-    if (not columns or len(input_shape) != 2 or len(columns) != input_shape[1]
-            or len(set(columns)) != len(columns)):
-        return
+    if len(input_shape) != 2:
+        return  # images keep their tensor signature
+    named = bool(columns) and len(columns or []) == input_shape[1] and len(set(columns or [])) == len(columns or [])
     saved = Model.load(str(folder))
-    saved.signature = ModelSignature(inputs=Schema([ColSpec(AnyType(), str(c)) for c in columns]),
-                                     outputs=signature.outputs)
+    saved.signature = ModelSignature(
+        inputs=Schema([ColSpec(AnyType(), str(c)) for c in columns or []]) if named else None,
+        outputs=signature.outputs)
     saved.save(str(folder / "MLmodel"))
