@@ -129,8 +129,9 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         n_trials: run at most this many trials now (``study.n_trials`` stays the study's budget).
         timeout: stop starting trials after this many seconds.
         threads: TensorFlow threads.
-        quiet: no per-trial progress lines.
-        out: where the summary goes (default: standard output).
+        quiet: no per-trial progress lines and no data summary; the final table and the next steps still go
+            to ``out``.
+        out: where the summary goes (default: standard output; ``io.StringIO()`` keeps it out of sight).
 
     Returns:
         A :class:`RunResult`.
