@@ -3,6 +3,7 @@ lines with the time left, the next steps at the end; a stop exits with its own s
 from __future__ import annotations
 
 import re
+import shlex
 
 from conftest import run_cli
 from search import space as spaces
@@ -41,6 +42,14 @@ def test_the_header_never_shows_a_database_password(write_space, home):
     assert "hunter2" not in text and "postgresql://search:" in text
     assert "budget      20 trials in all, 4 finished, at most 3 now, no new trial after 1h30m" in text
     assert "hunter2" not in display.next_steps("tiny", options)
+    # The watch line is pasted into a shell as printed: a home holding a space is quoted, the storage
+    # (which `search ui` does not read) left out.
+    options.home = home / "my runs"
+    watch = display.header_lines(prepared, options, options.storage, options.tracking_uri, 4, 20)[-1]
+    assert watch.startswith("watch       search ui ")
+    argv = shlex.split(watch.removeprefix("watch"))
+    assert argv[:2] == ["search", "ui"] and argv[argv.index("--home") + 1] == str(home / "my runs")
+    assert "--storage" not in argv and "hunter2" not in watch
 
 
 def test_a_run_where_no_trial_completes_says_why_and_offers_no_reproduce(write_space, home, tmp_path, capsys):
