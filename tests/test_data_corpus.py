@@ -195,6 +195,47 @@ def _class_only_in_conflicts() -> pd.DataFrame:
     return pd.concat([frame, twins], ignore_index=True)
 
 
+def _amounts(folder: Path) -> Path:
+    """A German export: semicolons, decimal commas, and a target of amounts with thousands dots."""
+    features = _frame(30)[["a", "b", "c"]].to_numpy()
+    rows = [f"{a:.2f};{b:.2f};{c:.2f}".replace(".", ",") + f";{1 + i // 10}.{i % 10}00,00"
+            for i, (a, b, c) in enumerate(features)]
+    (folder / "rent.csv").write_text("\n".join(["a;b;c;Miete", *rows]) + "\n")
+    return _space(folder, {"source": "csv:rent.csv", "target": "Miete"})
+
+
+def _stray_quote(folder: Path) -> Path:
+    frame = _frame(30).assign(note="ok")
+    lines = frame.to_csv(index=False).splitlines()
+    lines[5] = lines[5].rsplit(",", 1)[0] + ',"broken'   # opened here ...
+    lines[15] = lines[15].rsplit(",", 1)[0] + ',fix"ed'  # ... and closed ten lines later
+    (folder / "bad.csv").write_text("\n".join(lines) + "\n")
+    return _space(folder, {"source": "csv:bad.csv", "target": "label", "drop": ["note"]})
+
+
+def _tied_separators(folder: Path) -> Path:
+    frame = _frame(30)
+    rows = [f"{a:.2f};{b:.2f};{label}".replace(".", ",") for a, b, label in frame[["a", "b", "label"]].to_numpy()]
+    (folder / "bad.csv").write_text("\n".join(["Gewicht, kg;Größe, cm;label", *rows]) + "\n")
+    return _space(folder, {"source": "csv:bad.csv", "target": "label"})
+
+
+def _decomposed_header(folder: Path) -> Path:
+    import unicodedata
+
+    _frame().rename(columns={"label": unicodedata.normalize("NFD", "Ergebnis_ä")}).to_csv(folder / "bad.csv",
+                                                                                        index=False)
+    return _space(folder, {"source": "csv:bad.csv", "target": unicodedata.normalize("NFC", "Ergebnis_ä")})
+
+
+def _joined_index(folder: Path) -> Path:
+    frame = _frame()
+    pd.concat([frame.iloc[:20], frame.iloc[20:]]).set_axis(list(range(20)) + list(range(10))).to_csv(
+        folder / "bad.csv")
+    return _space(folder, {"source": "csv:bad.csv", "target": "label"})
+
+
+
 _SPLIT = _frame().assign(part=["test" if i % 5 == 0 else "train" for i in range(30)])
 _X, _Y = np.random.default_rng(0).normal(size=(12, 3)), np.arange(12) % 2
 DUP_HEADER = "f1,f2,f3,label,label\n" + "".join(f"{i},{i + 1},{i + 2},{i % 2},{i % 3}\n" for i in range(12))
@@ -393,6 +434,24 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
      ["'horse' (2 rows)", "never occur"]),
     ("images-test-other-size", images(_smaller_test_images, {"test": "images:test"}), "data.test",
      ["have shape [6, 6, 3]", "[8, 8, 3]", "data.image_size"]),
+    ("target-numbers-with-question-marks",
+     csv(_with(_with(_frame().assign(label=np.arange(30) % 6 + 0.5), label_5="?"), label_6="?")), "data.target",
+     ["target 'label'", "holds numbers, but it is read as text", "cells such as '?' (2 in all, first at row 5",
+      "data.task: classification"]),
+    ("target-amounts-with-thousands-dots", _amounts, "data.target",
+     ["target 'Miete'", "separators or signs such as '1.000,00'", "plain numbers (1600.00)"]),
+    ("target-cells-of-spaces", csv(_with(_with(_frame().assign(label=["x", "y", "z"] * 10), label_7=" "),
+                                        label_8=" ")), "data.source",
+     ["column 'label'", "2 missing value(s)", "rows 7, 8"]),
+    ("a-stray-quote-swallows-rows", _stray_quote, "data.source",
+     ["row 4 of", "column 'note'", "a quote (\") opened in that cell is closed only lines later"]),
+    ("one-hot-names-collide", csv(_frame().assign(**{"Stadt=Berlin": 1.0, "Stadt": ["Berlin", "Köln"] * 15}),
+                                  {"categorical": "one_hot"}), "data.categorical",
+     ["more than one column 'Stadt=Berlin'", "rename that column"]),
+    ("a-column-with-no-value", csv(_frame().assign(e=np.nan)), "data.source",
+     ["column 'e'", "30 missing value(s)", "no value in any row, so leave it out (data.drop: [e])"]),
+    ("utf-16-without-its-mark", _written("bad.csv", _frame().to_csv(index=False).encode("utf-16-le")), "data.source",
+     ["is UTF-16 text without a byte-order mark", "save it as UTF-8"]),
     ("images-split-column", images(lambda f: _image_folder(f / "pics", {"a": 3, "b": 3}), {"split_column": "x"}),
      "data.split_column", ["needs a csv or npz source, not images"]),
 ]
@@ -524,6 +583,17 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
      ["3 development rows repeating a test row", "test rows: 3 (provided by data.test csv:test.csv"]),
     ("dev-row-repeats-test-row-kept", csv(_frame(), {"duplicates": "keep"}, test=_frame(30).iloc[:3]),
      ["warning: 3 development row(s) repeat a test row", "data.duplicates: keep"], ["33 kept"]),
+    ("separators-tied-in-the-header", _tied_separators, [],
+     ["features: 2", "read as separated by semicolons, not commas", "column(s) 'label'"]),
+    ("header-in-decomposed-unicode", _decomposed_header, [], ["features: 3", "classes (3"]),
+    ("an-id-named-column", csv(_frame().assign(customer_no=np.sort(np.random.default_rng(2).choice(
+        np.arange(100000, 999999), 30, replace=False)))), [],
+     ["features: 4", "column 'customer_no' of", "named as an identifier and holds a different whole number"]),
+    ("an-index-of-joined-frames", _joined_index, [],
+     ["features: 3", "whole numbers, some repeated (the index of frames joined with pandas.concat)"]),
+    ("labels-as-numbers-and-words", csv(_frame(40, classes=2).assign(label=["yes", "no"] * 10 + ["1", "0"] * 10)),
+     ["warning: target 'label'", "writes its labels as numbers ('0', '1') and as words ('no', 'yes')",
+      "they are 4 classes"], ["classes (4"]),
     ("split-column-marks", csv(_SPLIT.assign(part=[" Test" if i % 5 == 0 else "TRAIN" for i in range(30)]),
                                {"split_column": "part"}), [],
      ["test rows: 6 (provided by data.split_column 'part'; test_size does not apply)", "development rows: 24"]),

@@ -74,7 +74,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
     bases = [Path.cwd()] + ([space_path.parent] if space_path else [])
     raw = read(section.source, section, bases, where, "data.source", section.split_column)
     vocabulary = {name: sorted(set(values.tolist())) for name, values in raw.categories.items()}
-    _encode_categories(raw, vocabulary)
+    _encode_categories(raw, vocabulary, where)
     label = raw.label or section.source
     if raw.label and not Path(section.source.partition(":")[2]).expanduser().is_absolute():
         # Found from the working folder or the space file's: the same command in another folder may read
@@ -92,7 +92,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
                         expected="sklearn:<name>" if source_kind == "sklearn" else f"{source_kind}:<path>")
     if section.test is not None:
         test = read(section.test, section, bases, where, "data.test")
-        _encode_categories(test, vocabulary)
+        _encode_categories(test, vocabulary, where)
         test_label = test.label or section.test
         _conform(test, raw, test_label, label, where)
     elif raw.test_mask is not None:
@@ -182,7 +182,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
                    files=files)
 
 
-def _encode_categories(part: Raw, vocabulary: dict[str, list[str]]) -> None:
+def _encode_categories(part: Raw, vocabulary: dict[str, list[str]], where: str) -> None:
     """``data.categorical: one_hot``: each category column as one 0/1 column per value of the source's rows,
     named ``column=value`` and put after the numeric columns. A value the source never shows (in data.test)
     is all zeros. The values are a vocabulary, not a statistic of the rows, so the whole source gives them."""
@@ -197,6 +197,12 @@ def _encode_categories(part: Raw, vocabulary: dict[str, list[str]]) -> None:
         if unseen:
             part.notes.append(f"column '{name}' of {part.label}: value(s) {', '.join(map(repr, unseen[:5]))} never "
                               f"occur in the development source, so their rows have 0 in every {name}= column")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # a numeric column named "city=Berlin" beside a category column city holding Berlin
+        raise DataError(f"one-hot encoding {part.label} names more than one column {', '.join(map(repr, twice))} "
+                        f"(a column=value name of data.categorical: one_hot is already a column of the file); "
+                        f"rename that column, so each feature of the final model has one name", source=where,
+                        field="data.categorical", expected="feature names that differ", found=twice[0])
     part.notes.append(f"{part.label}: " + ", ".join(f"'{n}' ({len(vocabulary.get(n, []))} values)"
                                                      for n in part.categories)
                       + " one-hot encoded as 0/1 columns named column=value (data.categorical: one_hot); the final "

@@ -2,12 +2,13 @@
 labels pandas would read as missing, text columns (hints, ``data.drop``, ``data.categorical``)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from search.data import _checks, _csv_layout
+from search.data import _checks, _csv_layout, _csv_target
 from search.data._raw import Raw
 from search.errors import DataError
 
@@ -17,6 +18,7 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
     import pandas as pd
 
     shape = _csv_layout.layout(path, where, field)
+    _csv_layout.separator_naming(shape, path, [section.target, section.group, section.order, split_column])
     sep = shape.sep
     try:
         frame = shape.read(path)
@@ -31,6 +33,8 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
     # `a, b, label`: the names are a, b and label (pandas would keep the spaces: ' b', ' label').
     frame.columns = [c.strip() if isinstance(c, str) else c for c in frame.columns]
     frame = _without_unnamed(frame, path, notes)
+    frame = _csv_layout.as_named(frame, [section.target, section.group, section.order, split_column,
+                              *(getattr(section, "drop", None) or [])])
     if section.target is None:
         raise DataError("a CSV source needs the name of its target column", source=where,
                         field="data.target", expected="one of " + ", ".join(map(str, frame.columns)))
@@ -58,6 +62,7 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
                 raise DataError(f"column '{column}' of {path} is named as {role} and as {other}; one column has "
                                 "one role", source=where, field=other, expected=f"a column other than '{column}'",
                                 found=column)
+    _csv_layout.no_rows_in_one_cell(frame, path, shape.sep, where, field)
     special = [c for c in named.values() if c is not None]
     features = frame.drop(columns=special + _dropped(section, frame, path, where, named))
     if features.shape[1] == 0:
@@ -89,6 +94,7 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
     notes += _row_counters(features, path)
     warnings = _checks.float32_merges([(str(c), features[c].to_numpy()) for c in features.columns
                                      if not pd.api.types.is_bool_dtype(features[c])], str(path))
+    _csv_target.number_target_as_text(frame[section.target], section.target, section.task, path, where)
     target_text = _as_written(spelled, section.target, frame[section.target])
     if target_text is not None:
         unread = frame[section.target].isna()
@@ -99,6 +105,9 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
                       f"{_rows(unread)}) are kept as classes of their own; pandas and R write them for a missing "
                       f"label, so if these rows have no label, delete them from the file")
     notes += _merged_spellings(spelled, section.target, frame[section.target])
+    warnings += _csv_target.mixed_codings(frame[section.target], section.target, path)
+    if _csv_target.holds_text(frame[section.target]):  # a cell of spaces is no label: refused as an empty one
+        frame[section.target] = frame[section.target].mask(frame[section.target].astype(str).str.strip() == "")
     fills = getattr(section, "missing", "refuse") != "refuse"  # feature cells each split fills (data.missing)
     gaps = [c for c in [*([] if fills else features.columns),
                         *(c for c in (section.target, section.group, section.order) if c)] if frame[c].isna().any()]
@@ -107,6 +116,8 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
         missing = int(frame[column].isna().sum())
         hint = ("; or set data.missing: median (or mean) to fill them per split from its training rows"
                 if column in features.columns else "; data.missing fills feature columns only" if fills else "")
+        if column in features.columns and frame[column].isna().all():
+            hint = f"; it has no value in any row, so leave it out (data.drop: [{column}])"
         written = _missing_as_written(spelled, column, frame[column])
         also = ("; other columns with missing values: " + ", ".join(f"'{c}' ({int(frame[c].isna().sum())})"
                                                                      for c in gaps[1:6])
@@ -179,8 +190,14 @@ def _no_header_rows(frame: Any, path: Path, where: str, field: str) -> None:
                         expected="one header line", found=",".join(names))
 
 
+# customer_no, CustomerID, order_nr, patient-id, record number, uuid: names of columns that name the rows.
+_ID_NAME = re.compile(r"(?i:(?:^|[\W_])(?:id|no|nr|num|number|key|uuid)$|^(?:id|uuid|key)(?:[\W_]|$))"
+                      r"|[a-z](?:ID|Id|No|Nr)$")
+
+
 def _row_counters(features: Any, path: Path) -> list[str]:
-    """Feature columns that count the rows (1, 2, 3, ... in file order): most likely an identifier."""
+    """Feature columns that count the rows (1, 2, 3, ... in file order), or that are named and valued as an
+    identifier: most likely names of the rows, not measurements."""
     out = []
     for column in features.columns:
         values = features[column].to_numpy()
@@ -190,6 +207,8 @@ def _row_counters(features: Any, path: Path) -> list[str]:
             how = f"counts the rows ({values[0]}, {values[1]}, {values[2]}, ...)"
         elif values.max() - values.min() == len(values) - 1 and len(np.unique(values)) == len(values):
             how = f"numbers the rows in another order (each of {values.min()} to {values.max()} once)"
+        elif _ID_NAME.search(str(column)) and len(np.unique(values)) == len(values):
+            how = "is named as an identifier and holds a different whole number in every row"
         else:
             continue
         out.append(f"column '{column}' of {path} {how} and is used as a feature; if it only names the rows, "
@@ -326,10 +345,12 @@ def _without_unnamed(frame: Any, path: Path, notes: list[str]) -> Any:
         if values.isna().all():
             notes.append(f"column {position + 1} of {path} has neither a name nor values (a trailing comma?): "
                          "ignored")
-        elif pd.api.types.is_integer_dtype(values) and values.is_unique:
+        elif pd.api.types.is_integer_dtype(values) and (values.is_unique or position == 0):
             # Saved by to_csv twice (read back, shuffled, saved again), a frame has two: '' and 'Unnamed: 0'.
             which = "the first column" if position == 0 else f"column {position + 1} ('{column}')"
-            notes.append(f"{which} of {path} has no name of its own and holds unique whole numbers: a row index "
+            how = ("unique whole numbers" if values.is_unique else
+                   "whole numbers, some repeated (the index of frames joined with pandas.concat)")
+            notes.append(f"{which} of {path} has no name of its own and holds {how}: a row index "
                          "(as DataFrame.to_csv writes it), not used as a feature")
         else:
             continue

@@ -66,7 +66,7 @@ def layout(path: Path, where: str, field: str = "data.source") -> Layout:
         found.notes.append(f"{path} is not UTF-8 text: read as {encoding}"
                            + (" (Excel's CSV on Windows); save it as UTF-8 if its accented letters look wrong"
                               if encoding != "utf-16" else " (Excel's 'Unicode Text')"))
-    lines = _first_lines(path, encoding, 2)
+    lines = first_lines(path, encoding, 2)
     hint = lines[0].lstrip("\ufeff").rstrip("\r\n") if lines else ""
     if len(hint) == 5 and hint.lower().startswith("sep="):
         found.sep, found.skip = hint[4], 1
@@ -115,7 +115,7 @@ def text_encoding(path: Path) -> str:
 def _is_text(path: Path, where: str, field: str) -> None:
     try:
         with open_bytes(path) as handle:
-            start = handle.read(8)
+            start = handle.read(4096)
     except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError) as exc:
         raise DataError(f"cannot read {path} ({exc})", source=where, field=field) from None
     if not start:
@@ -127,12 +127,18 @@ def _is_text(path: Path, where: str, field: str) -> None:
                 "it (a .zip of one CSV file is read as it is)")
     if kind is None and (start.lstrip()[:1] == b"{" or start.lstrip()[:2] in (b"[{", b'["', b"[[", b"[\n")):
         kind = ("JSON text", "pandas.read_json(path).to_csv(csv_path, index=False)")
+    if kind is None and start.count(b"\0") * 4 > len(start) and not start.startswith((codecs.BOM_UTF16_LE,
+                                                                                         codecs.BOM_UTF16_BE)):
+        # Every other byte 0: UTF-16 without its byte-order mark, whose names would print with invisible NULs.
+        kind = ("UTF-16 text without a byte-order mark" if start[1::2].count(b"\0") * 2 > len(start) // 2
+                or start[0::2].count(b"\0") * 2 > len(start) // 2 else "binary data (NUL bytes)",
+                "save it as UTF-8 ('CSV UTF-8' in Excel)")
     if kind is not None:
         raise DataError(f"{path} is {kind[0]}, not CSV text; csv:<path> reads comma-separated text with a header "
                         f"line: {kind[1]}", source=where, field=field, expected="CSV text", found=kind[0])
 
 
-def _first_lines(path: Path, encoding: str, n: int) -> list[str]:
+def first_lines(path: Path, encoding: str, n: int) -> list[str]:
     with io.TextIOWrapper(open_bytes(path), encoding=encoding, errors="replace", newline="") as text:
         lines: list[str] = []
         for line in text:
@@ -164,3 +170,60 @@ def _header(path: Path, where: str, field: str, line: str, sep: str) -> None:
                         + ", ".join(f"'{name}' ({names.count(name)} times)" for name in repeated)
                         + "; rename them so each column has one meaning", source=where, field=field,
                         expected="unique column names")
+
+
+def separator_naming(shape: Layout, path: Path, names: list[str | None]) -> None:
+    """Where the header splits into the named columns only at another separator, read the file at that one:
+    ``Gewicht, kg;Größe, cm;label`` has as many commas as semicolons, and at the commas there is no ``label``."""
+    wanted = [n for n in names if n]
+    lines = first_lines(path, shape.encoding, shape.skip + 1)
+    if not wanted or len(lines) <= shape.skip:
+        return
+    header = lines[shape.skip].rstrip("\r\n")
+
+    def columns(sep: str) -> set[str]:
+        return {c.strip() for c in next(csv.reader([header], delimiter=sep), [])}
+
+    if all(n in columns(shape.sep) for n in wanted):
+        return
+    for sep in (",", *SEPARATORS):
+        if sep != shape.sep and sep in header and all(n in columns(sep) for n in wanted):
+            shape.notes.append(f"{path}: read as separated by {SEPARATORS.get(sep, 'commas')}, not "
+                               f"{SEPARATORS.get(shape.sep, 'commas')}: only so does its header hold the "
+                               f"column(s) {', '.join(map(repr, wanted))} that the space names")
+            shape.sep = sep
+            return
+
+
+def as_named(frame: Any, names: list[str | None]) -> Any:
+    """Header names that are the space's names in another Unicode form (macOS writes ``ä`` as ``a`` and a
+    combining mark): they look the same, so they are the same column."""
+    import unicodedata
+
+    def nfc(name: Any) -> Any:
+        return unicodedata.normalize("NFC", name) if isinstance(name, str) else name
+
+    wanted = {nfc(n): n for n in names if n}
+    renamed = {c: wanted[nfc(c)] for c in frame.columns if nfc(c) in wanted and c != wanted[nfc(c)]}
+    return frame.rename(columns=renamed) if renamed else frame
+
+
+def no_rows_in_one_cell(frame: Any, path: Path, sep: str, where: str, field: str) -> None:
+    """A quote left open (``"broken``) makes the reader take every line up to the next quote as one cell: those
+    rows vanish without a word. A cell holding line breaks that are whole rows of the file is that."""
+    width = len(frame.columns)
+    for column in frame.columns:
+        if frame[column].dtype.kind not in "OT":
+            continue
+        text = frame[column].dropna().astype(str)
+        broken = text[text.str.contains("\n", regex=False)]
+        for row, cell in broken.items():
+            rows = [line for line in cell.splitlines()[1:] if line.count(sep) >= width - 1]
+            if rows:
+                raise DataError(f"row {row} of {path} (counting data rows from 0), column '{column}', holds "
+                                f"{cell.count(chr(10))} line break(s), {len(rows)} of them before whole rows of the "
+                                f"file: a quote (\") opened in that cell is closed only lines later, so those "
+                                f"rows were read as text of one cell; remove the stray quote, or double it (\"\") "
+                                f"inside a quoted cell", source=where, field=field,
+                                expected="one row per line, or quoted cells that close on their line",
+                                found=cell.splitlines()[0][:40])

@@ -55,7 +55,7 @@ def read(source: str, section: Any, base_dirs: list[Path], where: str, field: st
 def _find(name: str, base_dirs: list[Path], where: str, field: str) -> Path:
     tried = []
     for base in base_dirs:
-        candidate = (base / name).resolve()
+        candidate = (base / Path(name).expanduser()).resolve()  # csv:~/data.csv, as a shell reads it
         if candidate.is_file():
             return candidate
         tried.append(str(candidate))
@@ -177,7 +177,7 @@ def _images(name: str, section: Any, base_dirs: list[Path], where: str, field: s
 
     tried = []
     for base in base_dirs:
-        candidate = (base / name).resolve()
+        candidate = (base / Path(name).expanduser()).resolve()
         if candidate.is_dir():
             X, y, skipped, notes = read_folder(candidate, section, where, 1 if field == "data.test" else 2, field)
             return Raw(X, y, declared_task="classification", skipped=skipped, label=str(candidate), notes=notes)

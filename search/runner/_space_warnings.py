@@ -52,8 +52,8 @@ def plan_warnings(space: Space, split_plan: list[Any], gpus: int | None) -> list
 
     def values(key: str) -> list[Any]:
         value = space.train.get(key)
-        if is_distribution(value):
-            return list(value.get("choice", [])) or list(value.get("int", value.get("float", [])))[1:]
+        if isinstance(value, dict) and is_distribution(value):
+            return list(value.get("choice") or []) or list(value.get("int") or value.get("float") or [])[1:]
         return [value]
 
     out = []
