@@ -636,3 +636,12 @@ def test_refusals_through_the_real_entry_point(case: str, tmp_path: Path) -> Non
 def test_the_corpus_has_at_least_forty_bad_inputs() -> None:
     names = [c[0] for c in REFUSED] + [c[0] for c in WARNED]
     assert len(set(names)) == len(names) and len(REFUSED) >= 40
+
+
+def test_a_path_under_the_home_folder_is_read_as_a_shell_reads_it(tmp_path: Path, monkeypatch, capsys) -> None:
+    (tmp_path / "me").mkdir()
+    _frame().to_csv(tmp_path / "me" / "rows.csv", index=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
+    space = _space(tmp_path, {"source": "csv:~/rows.csv", "target": "label"})
+    assert run_cli("check", space) == 0, capsys.readouterr().err
+    assert "features: 3" in capsys.readouterr().out
