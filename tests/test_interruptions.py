@@ -151,7 +151,7 @@ def test_a_second_ctrl_c_stops_at_once_and_still_queues_the_trial(write_space, h
     # A wide network keeps each step slow enough for that on the fused path too.
     space = write_space({**LONG, "study": {"name": "twice", "n_trials": 3, "baseline": False},
                          "data": {"source": "sklearn:digits"}, "train": {"epochs": 3, "batch_size": 1},
-                         "model": {"layers": 3, "units": 1024, "dropout": 0.0}})
+                         "model": {"layers": 3, "units": 256, "dropout": 0.0}})
     proc = _start_in_own_group(space, home)
     heard, err_lines = threading.Event(), []
 
@@ -460,3 +460,9 @@ def test_a_trial_queued_again_trains_with_the_seeds_of_the_trial_it_repeats(writ
     assert origin.startswith("MLflow run") and recorded.study.seed_trial == 1
     rebuilt, origin = targets.trial_config(study, retry, None)  # without MLflow: from the study's space
     assert origin.startswith("the study's space") and rebuilt.study.seed_trial == 1
+    # Its export names those seeds, and the export reproduces the retry (trial 1 itself failed).
+    exported = tmp_path / "retry.yaml"
+    assert run_cli("best", "again", "--home", home, "--export", exported, "--trial", "2") == 0
+    assert spaces.load(exported).study.seed_trial == 1
+    found = targets.locate(study, f"sqlite:///{home / 'mlflow.db'}", config=exported)
+    assert found.trial.number == 2 and found.seed_trial == 1 and not found.changed

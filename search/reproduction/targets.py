@@ -14,7 +14,7 @@ from typing import Any
 
 from search import space as spaces
 from search.errors import SpaceError, StudyError
-from search.space import Space
+from search.space import SEED_TRIAL_ATTR, Space
 
 
 @dataclass
@@ -211,10 +211,15 @@ def _config_trial(study: Any, seed_trial: int, config: Path) -> Any:
     """The trial of ``study`` an exported config repeats. Its ``seed_trial`` names the seeds, which is the
     trial's number, except in a study that replays a trial of another (started from an exported config):
     there every trial trains with the replayed trial's seeds, so the config names it by those."""
-    if seed_trial == replayed_trial(study):
-        complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-        if complete:
-            return complete[0]
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    if seed_trial == replayed_trial(study) and complete:
+        return complete[0]
+    # A trial queued again after a stop or a crash trains with the seeds of the one it repeats, which is
+    # the number its export names; the repeat is the trial that completed.
+    named = next((t for t in complete if t.number == seed_trial), None)
+    repeat = next((t for t in complete if t.user_attrs.get(SEED_TRIAL_ATTR) == seed_trial), None)
+    if named is None and repeat is not None:
+        return repeat
     return _completed(study, seed_trial, f"{config}: study.seed_trial")
 
 
