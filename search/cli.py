@@ -442,8 +442,12 @@ def _best(args: argparse.Namespace) -> int:
     from search.review.display import format_counts, summary_table, why_ended
     from search.studies import lifecycle as studies
 
+    if args.trial is not None and not args.export:
+        raise UserError("--trial picks the trial --export writes; give --export FILE too", field="--trial")
     storage, tracking_uri = _stores(args)
     study = targets.load_study(storage, args.study, flag=_storage_flag(args))
+    # A trial that cannot be exported is said before the table, not after it.
+    target = targets.locate(study, tracking_uri, trial=args.trial) if args.export else None
     print(format_counts(studies.trials_by_state(study), study.user_attrs.get("budget")))
     for line in why_ended(study):
         print(line)
@@ -454,10 +458,7 @@ def _best(args: argparse.Namespace) -> int:
 
         write_csv(study, args.csv)
         print(f"\nwrote {len(study.trials)} trial(s) to {args.csv}")
-    if args.trial is not None and not args.export:
-        raise UserError("--trial picks the trial --export writes; give --export FILE too", field="--trial")
-    if args.export:
-        target = targets.locate(study, tracking_uri, trial=args.trial)
+    if target is not None:
         targets.export(target, args.export)
         which = " (the one_se pick)" if len(study.directions) > 1 else ""
         print(f"\nwrote trial {target.trial.number}'s config{which} (from {target.origin}) to {args.export}")
@@ -469,6 +470,10 @@ def _reproduce(args: argparse.Namespace) -> int:
     from search.reproduction import final as reproduce
     from search.reproduction import targets
 
+    if args.register is not None:
+        from search.tracking import reproduce_runs
+
+        reproduce_runs.check_register_name(args.register)
     storage, tracking_uri = _stores(args)
     stores.check_url(tracking_uri, "--tracking-uri", stores.TRACKING)
     study = targets.load_study(storage, args.study, writes="records its look at the test set in the study",

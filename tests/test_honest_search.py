@@ -207,6 +207,32 @@ def test_a_config_with_edited_values_is_reported_as_a_new_configuration(small_st
     assert len(_study(home, "ens").user_attrs.get("test_looks", [])) == looks
 
 
+def test_a_study_run_from_an_exported_config_counts_the_looks_at_the_same_test_rows(small_study, capsys):
+    """The export's own study holds out the rows its parent does: its first reproduce is not a first look."""
+    home, tmp = small_study["home"], small_study["tmp"]
+    exported = tmp / "again.yaml"
+    assert run_cli("best", "ens", "--home", home, "--export", exported) == 0
+    name = yaml.safe_load(exported.read_text())["study"]["name"]
+    assert run_cli("run", exported, "--home", home, "--quiet", "--threads", "1") == 0
+    assert run_cli("reproduce", "ens", "--home", home, "--epochs", "2") == 0  # at least one look from the parent
+    parent = len(_study(home, "ens").user_attrs["test_looks"])
+    capsys.readouterr()
+    assert run_cli("reproduce", name, "--home", home, "--epochs", "2") == 0
+    out = capsys.readouterr().out
+    assert f"test set (look {parent + 1})" in out
+    assert f"{parent} of them from study 'ens', which holds out the same rows" in out
+    assert len(_study(home, name).user_attrs["test_looks"]) == 1  # each study keeps its own record
+    # A trial that cannot be exported is said at once, without the table before it.
+    capsys.readouterr()
+    assert run_cli("best", name, "--home", home, "--export", tmp / "none.yaml", "--trial", "99") == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "trial 99 of study" in err and not (tmp / "none.yaml").exists()
+    # A registry name MLflow would refuse after training is refused before: no look is spent on it.
+    assert run_cli("reproduce", name, "--home", home, "--register", "team/model") == 2
+    assert "field '--register'" in capsys.readouterr().err
+    assert len(_study(home, name).user_attrs["test_looks"]) == 1
+
+
 # -- 6. honest alarm ---------------------------------------------------------------------------------------
 def test_iterated_kfold_row_error_counts_each_row_once_and_optimism_is_shown():
     rng = np.random.default_rng(0)

@@ -50,6 +50,16 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
     return run_id
 
 
+def check_register_name(name: Any) -> None:
+    """MLflow's rule for a registered model's name, checked before anything trains: a name it refuses after the
+    final model was trained would have cost a look at the test rows for nothing."""
+    from search.errors import UserError
+
+    if not isinstance(name, str) or not name.strip() or "/" in name or ":" in name or name.strip(".") == "":
+        raise UserError("MLflow's model registry takes a name that is not empty and holds no '/' or ':'",
+                        field="--register", expected="a name such as digits-mlp", found=name)
+
+
 def register(tracking_uri: str, run_id: str, name: str, description: str) -> str:
     """The run's ``model/`` as the next version of registered model ``name`` (made if new); "<name> version <n>".
 
