@@ -423,3 +423,30 @@ def test_a_repeated_choice_a_batch_above_the_rows_and_float16_on_a_cpu_are_warne
                             "model": {"units": {"choice": [8, 16]}}, "train": {"batch_size": 16}})
     assert not [w for w in session.prepare(fine, threads=1).dataset.warnings
                 if "more than once" in w or "batch_size" in w or "mixed" in w]
+
+
+def test_status_counts_a_trial_whose_process_was_killed_and_never_a_negative_time() -> None:
+    """A process killed mid-trial leaves it RUNNING with no end; it had made the busy time negative."""
+    from datetime import datetime, timedelta
+
+    import optuna
+
+    from search.studies import lifecycle
+    from search.studies._identity import worker_identity
+
+    t0 = datetime(2026, 12, 1, 22, 0)
+    study = optuna.create_study()
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for start in (t0, t0 + timedelta(seconds=10)):
+        study.add_trial(optuna.trial.FrozenTrial(
+            number=0, trial_id=0, state=optuna.trial.TrialState.COMPLETE, value=0.5, values=None,
+            datetime_start=start, datetime_complete=start + timedelta(seconds=8), params={"x": 0.5},
+            distributions=dist, user_attrs={}, system_attrs={}, intermediate_values={}))
+    killed = {**worker_identity(), "pid": 2**22 + 7}  # this host, a process that is gone
+    study.add_trial(optuna.trial.FrozenTrial(
+        number=0, trial_id=0, state=optuna.trial.TrialState.RUNNING, value=None, values=None,
+        datetime_start=t0 + timedelta(minutes=3), datetime_complete=None, params={"x": 0.5}, distributions=dist,
+        user_attrs={"worker": killed}, system_attrs={}, intermediate_values={}))
+    text = lifecycle.timing_text(study, 5)
+    assert text.startswith("elapsed 3m00s (0m16s of it with trials running, the rest between runs)"), text
+    assert "-" not in text.split(",")[0] and "1 marked running whose process on this host is gone" in text

@@ -234,9 +234,11 @@ def timing_text(study: Any, budget: int | None) -> str:
     lost = len(orphans(study))
     running = sum(1 for t in trials if t.state.name == "RUNNING") - lost
     # Optuna stores naive local times, from datetime.now().
-    last = datetime.now() if running else max([t.datetime_complete for t in ends] or starts)
+    # A trial whose process was killed has a start and no end: the last thing known of the study may be it.
+    last = datetime.now() if running else max([t.datetime_complete for t in trials if t.datetime_complete] + starts)
     span = (last - min(starts)).total_seconds()
-    busy = _busy_seconds([(t.datetime_start, t.datetime_complete or last) for t in trials if t.datetime_start])
+    busy = _busy_seconds([(t.datetime_start, max(t.datetime_start, t.datetime_complete or last)) for t in trials
+                          if t.datetime_start])
     text = f"elapsed {_hms(span)}"
     if busy < 0.9 * span - 60:  # a study continued later: the time between its runs is not the search's
         text += f" ({_hms(busy)} of it with trials running, the rest between runs)"
