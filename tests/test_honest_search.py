@@ -195,6 +195,13 @@ def test_a_config_with_edited_values_is_reported_as_a_new_configuration(small_st
     assert run_cli("reproduce", "ens", "--home", home, "--config", exported, "--epochs", "2") == 0
     out = capsys.readouterr().out
     assert "NEW configuration" in out and "model.units" in out
+    assert out.startswith(f"reproducing an edited config of trial {_study(home, 'ens').best_trial.number} of study")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("ens").experiment_id],
+                                "tags.`search.edited` = 'model.units'")
+    assert run.info.run_name.endswith(" (edited config)")
     assert "trained its 2 split model(s)" in out
     # Another study's config (another seed: other test rows and splits) is named as such, not as changed data.
     config["study"]["seed"] = 7

@@ -95,7 +95,8 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
     if any(s["split"] >= len(prepared.splits) for s in stored):
         raise StudyError(f"trial {trial.number} has {len(stored)} splits but the plan now has "
                          f"{len(prepared.splits)}", field="validation")
-    print(f"reproducing trial {trial.number} of study '{study.study_name}' (config from {target.origin})", file=out)
+    what = f"an edited config of trial {trial.number}" if target.changed else f"trial {trial.number}"
+    print(f"reproducing {what} of study '{study.study_name}' (config from {target.origin})", file=out)
     if changes:
         print("  the data changed (" + "; ".join(changes) + "); going on as --allow-data-change asks", file=out)
     _runtime.configure(options.threads)
@@ -412,6 +413,7 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
             **{k: v for k, v in prepared.attrs().items() if k.endswith("fingerprint")},
             "search.source_run_id": trial.user_attrs.get("mlflow_run_id", ""),
             "optuna.trial_number": trial.number, "search.config_from": target.origin,
+            "search.edited": ", ".join(target.changed) if target.changed else "false",
             "data_changed": str(bool(report.data_changes)).lower(), "split_models": report.split_models,
             "epoch_rule": report.epoch_rule, "overfit_alarm": str(report.alarm.fired).lower(),
             "test_looks": len(looks), "config_hash": looks[-1]["config"],
@@ -436,8 +438,10 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
                "verify": None if report.checks is None else [vars(c) for c in report.checks],
                "model": report.model_io}
     params = {**flatten(settings), "final.epochs": report.epochs, "final.seed_trial": target.seed_trial}
+    # An edited config is not the trial: its run says so by name, and by tag for a search of the runs.
     return reproduce_runs.log_reproduction(
-        uri, options.home, study.study_name, run_name=f"reproduce t{trial.number:03d}",
+        uri, options.home, study.study_name,
+        run_name=f"reproduce t{trial.number:03d}" + (" (edited config)" if target.changed else ""),
         parent_run_id=study.user_attrs.get(tracking.PARENT_RUN_ATTR), tags=tags, params=params, metrics=metrics,
         texts={"config/resolved.yaml": target.space.to_yaml(),
                "reproduce.json": json.dumps(summary, indent=2, default=float)}, model=final,
