@@ -223,3 +223,31 @@ def test_the_late_median_rule_reads_the_study_once_a_second_per_trial_not_every_
     assert judge(first, 8, 1.12) and len(reads) == 2      # ... counted from the next read on
     second = _running(study, {})
     assert judge(second, 5, 1.12) and len(reads) == 3     # a new trial reads at once
+
+
+class _AlwaysPrune(optuna.pruners.BasePruner):
+    """A pruner that says prune at every epoch it is asked about."""
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_trial_is_never_pruned_at_its_last_epoch(write_space, home, fused):
+    """Pruning there saves no training and throws a finished result away (seen: pruned at epoch 6 of 6). One
+    after another, only the last split's last epoch is that: pruning an earlier split saves the later ones."""
+    from search.runner import session
+    from search.runner.objective import Objective
+
+    warm = pruning.PRUNE_WARMUP_EPOCHS
+    states = []
+    for epochs in (warm, warm + 1):  # first judged at the warm-up's end: the last epoch, then one before it
+        space = spaces.load(write_space({"study": {"name": f"last{epochs}", "baseline": False},
+                                         "validation": {"scheme": "kfold", "k": 2} if fused else
+                                         {"scheme": "holdout"},
+                                         "train": {"epochs": epochs, "early_stopping": 0, "fuse_splits": fused}}))
+        prepared = session.prepare(space, threads=1)
+        study = optuna.create_study(pruner=_AlwaysPrune())
+        study.optimize(Objective(space, prepared.dataset, prepared.splits, home), n_trials=1)
+        states.append(study.trials[0].state.name)
+    assert states == ["COMPLETE", "PRUNED"]

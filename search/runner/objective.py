@@ -148,8 +148,10 @@ class Objective:
             self._emit("on_split_start", trial, split.index, len(self.splits))
         multi_objective = self.space.study.multi_objective
 
+        last = int(settings["train"]["epochs"])
+
         def on_epoch(epoch: int, logs_by_split: dict[int, dict[str, float]]) -> bool:
-            return self._watch_epoch(trial, epoch, logs_by_split)
+            return self._watch_epoch(trial, epoch, logs_by_split, final=epoch >= last)
 
         on_batch = self.stop.raise_if_urgent if self.stop is not None else None
         try:
@@ -237,19 +239,25 @@ class Objective:
     def _fit(self, trial: Any, settings: dict[str, dict[str, Any]], split: Split) -> SplitResult:
         from search.runner import training
 
+        last = int(settings["train"]["epochs"])
+        last_split = split.index == self.splits[-1].index
+
         def on_epoch(epoch: int, logs: dict[str, float]) -> bool:
-            return self._watch_epoch(trial, epoch, {split.index: logs})
+            return self._watch_epoch(trial, epoch, {split.index: logs}, final=last_split and epoch >= last)
 
         on_batch = self.stop.raise_if_urgent if self.stop is not None else None
         model, result = training.train_on_split(self.space, settings, self.dataset, split, self._seed(trial, split),
                                                 on_epoch, on_batch)
         return self._keep(trial, model, result, split)
 
-    def _watch_epoch(self, trial: Any, epoch: int, logs_by_split: dict[int, dict[str, float]]) -> bool:
+    def _watch_epoch(self, trial: Any, epoch: int, logs_by_split: dict[int, dict[str, float]],
+                     final: bool = False) -> bool:
         """After an epoch of one split or of all (fused): tell listeners, report, and say whether to stop.
 
         Stop on a stop request, or when the pruner says so once the first epochs are past. Each split's
-        value is reported at its own step; the pruner judges the highest split reported.
+        value is reported at its own step; the pruner judges the highest split reported. The trial's
+        ``final`` epoch is reported but not judged: pruning there saves no training and throws away a
+        finished result, which the sampler learns more from as a complete trial.
         """
         for k, logs in logs_by_split.items():
             self._emit("on_epoch", trial, k, epoch, logs)
@@ -264,7 +272,7 @@ class Objective:
             if math.isfinite(val_loss):
                 trial.report(val_loss, pruning.epoch_step(k, epoch))
                 reported = True
-        return reported and epoch >= PRUNE_WARMUP_EPOCHS and trial.should_prune()
+        return reported and not final and epoch >= PRUNE_WARMUP_EPOCHS and trial.should_prune()
 
     def _keep(self, trial: Any, model: Any, result: SplitResult, split: Split, save: bool = True) -> SplitResult:
         """Measure a trained split model (size, latency) and write its checkpoint."""
