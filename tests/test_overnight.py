@@ -129,6 +129,8 @@ def test_sigterm_stops_at_the_end_of_an_epoch_and_says_how_to_continue(write_spa
     assert [t.system_attrs["fixed_params"] for t in waiting] == [stopped.params]
     run = next(r for r in _trial_runs(home, "slow") if r.data.tags["optuna.trial_number"] == str(victim.number))
     assert run.info.status == "KILLED"
+    # Optuna's name of the state, as every other view gives it; the failure kind tells a stop apart.
+    assert run.data.tags["optuna.state"] == "FAIL" and run.data.tags["failure"] == "interrupted"
     # The study continues where it stopped, starting with the interrupted settings.
     assert run_cli("run", space, "--home", home, "--quiet", "--n-trials", "1") == 0
     study = _study(home, "slow")

@@ -24,6 +24,9 @@ from search.tracking._store import (CHECKPOINT_ARTIFACTS, PARENT_RUN_ATTR,
 # A pruned trial did what the pruner asked: it ends FINISHED (with a `pruned` tag), not with the red
 # cross MLflow draws for KILLED and FAILED, which is kept for crashes and stops.
 _MLFLOW_STATUS = {"complete": "FINISHED", "pruned": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
+# The optuna.state tag holds Optuna's own name of the trial's state, as `search best --csv` and Optuna show it:
+# a trial stopped by a signal is a FAIL there (queued again), told apart by its `failure` tag.
+_OPTUNA_STATE = {"complete": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL", "interrupted": "FAIL"}
 BEST_TAG = "best"
 # Runs left open by a worker that died are closed at a run's start and end, and in between at most this
 # often: a search of the store after every trial cost more than the trial's own writes.
@@ -277,7 +280,8 @@ class MlflowTracker(ReviewLogging, TrialListener):
         summary = outcome.metrics()
         stored = outcome.stored_trials(trial.study)  # one read, shared with the other listeners
         new_best = outcome.state == "complete" and self._is_new_best(stored, trial.number, outcome.value)
-        tags = [RunTag("optuna.state", outcome.state.upper()),
+        tags = [RunTag("optuna.state", _OPTUNA_STATE.get(outcome.state, outcome.state.upper())),
+                *([RunTag("failure", outcome.state)] if outcome.state == "interrupted" else []),
                 RunTag("pruned", str(outcome.state == "pruned").lower()), RunTag(BEST_TAG, str(new_best).lower())]
         diagnosis = self._diagnose(trial, outcome)  # Optuna attributes: before the trial is finished
         if diagnosis is not None:
