@@ -132,6 +132,17 @@ def test_ablation_of_the_best_trial_is_stored_resumable_and_in_the_report(write_
         assert np.isfinite(row["bought"]) and np.isfinite(row["bought_se"])
     all_off = next(t for t in ablation.trials if t.user_attrs["ablation"] == "all regularizers")
     assert all_off.params["model.dropout"] == 0.0 and all_off.params["model.batchnorm"] is False
+    # In MLflow each variant's run says what it switched off, and none takes the ★ of a best trial.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name(ablation.study_name).experiment_id],
+                              "tags.`search.kind` = 'trial'")
+    assert sorted(r.data.tags["search.ablation"] for r in runs) == sorted(t.user_attrs["ablation"]
+                                                                         for t in ablation.trials)
+    for run in runs:
+        assert f"[{run.data.tags['search.ablation']} off]" in run.info.run_name
+        assert "★" not in run.info.run_name and run.data.tags["best"] == "false"
     # Resumable: asked again, nothing is trained twice.
     n = len(ablation.trials)
     assert run_cli("ablate", "abl", "--home", home, "--threads", "1") == 0

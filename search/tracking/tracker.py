@@ -203,8 +203,9 @@ class MlflowTracker(ReviewLogging, TrialListener):
         from mlflow.entities import Param
 
         is_baseline = bool(trial.user_attrs.get("baseline"))
-        name = review.trial_label(trial.number, trial.params, is_baseline)
+        name = _with_variant(review.trial_label(trial.number, trial.params, is_baseline), trial)
         tags = {"mlflow.parentRunId": self.parent_run_id, "search.kind": "trial",
+                **({"search.ablation": str(variant)} if (variant := trial.user_attrs.get("ablation")) else {}),
                 "optuna.trial_number": str(trial.number), "optuna.study_name": trial.study.study_name,
                 "search.baseline": str(is_baseline).lower(),
                 **({"search.phase": str(phase)} if (phase := trial.user_attrs.get("phase")) else {})}
@@ -279,7 +280,9 @@ class MlflowTracker(ReviewLogging, TrialListener):
         now = int(time.time() * 1000)
         summary = outcome.metrics()
         stored = outcome.stored_trials(trial.study)  # one read, shared with the other listeners
-        new_best = outcome.state == "complete" and self._is_new_best(stored, trial.number, outcome.value)
+        # An ablation's variants are the picked trial with regularizers off, measured, not candidates: no ★.
+        new_best = outcome.state == "complete" and not trial.user_attrs.get("ablation") \
+            and self._is_new_best(stored, trial.number, outcome.value)
         tags = [RunTag("optuna.state", _OPTUNA_STATE.get(outcome.state, outcome.state.upper())),
                 *([RunTag("failure", outcome.state)] if outcome.state == "interrupted" else []),
                 RunTag("pruned", str(outcome.state == "pruned").lower()), RunTag(BEST_TAG, str(new_best).lower())]
@@ -295,8 +298,8 @@ class MlflowTracker(ReviewLogging, TrialListener):
             self._log_trial_figure(trial, run_id, outcome, diagnosis)
         if self.remote:  # before the retention listener may delete the files
             self._store_checkpoints(trial, run_id, outcome)
-        name = review.outcome_label(trial.number, trial.params, bool(trial.user_attrs.get("baseline")),
-                                    outcome.state, outcome.value, outcome.reason, best=new_best)
+        name = _with_variant(review.outcome_label(trial.number, trial.params, bool(trial.user_attrs.get("baseline")),
+                                                  outcome.state, outcome.value, outcome.reason, best=new_best), trial)
         best_path = self._best_checkpoint(outcome) if new_best else None
         trials = with_outcome(trial, outcome, stored) if outcome.state in ("complete", "pruned") else None
         # MLflow's writes go to the side thread: the next trial starts while they are made.
@@ -413,3 +416,13 @@ class MlflowTracker(ReviewLogging, TrialListener):
         self.client.log_batch(self.parent_run_id, metrics=[
             Metric("best_value", value, int(time.time() * 1000), number)], tags=[
             RunTag("best_trial", str(number)), RunTag("best_run_id", run_id)])
+
+
+def _with_variant(name: str, trial: Any) -> str:
+    """An ablation variant's run name says which regularizers it switched off, after its number:
+    ``t001 [dropout off] 0.1127 dropout=0 l2=0.0022``."""
+    variant = trial.user_attrs.get("ablation")
+    if not variant:
+        return name
+    head, _, rest = name.partition(" ")
+    return " ".join(x for x in (head, f"[{variant} off]", rest) if x)
