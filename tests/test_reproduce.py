@@ -101,7 +101,7 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
         assert run.data.tags["mlflow.parentRunId"] == study_run["study"].user_attrs["mlflow_parent_run_id"]
         assert run.data.tags["data_fingerprint"] == study_run["study"].user_attrs["data_fingerprint"]
         assert "version.keras" in run.data.tags and "python" in run.data.tags and "platform" in run.data.tags
-        assert run.data.tags["split_models"] == "checkpoints" or run is runs[0]
+        assert run.data.tags["split_models"] == ("retrained by --verify" if run is runs[0] else "checkpoints")
         assert run.data.tags["overfit_alarm"] == "false", "a healthy study raised the validation-overfit alarm"
     # Same config, same seeds: the same numbers whichever way the trial was named.
     for key in ("test_loss", "test_accuracy", "ensemble_test_loss", "split_models_test_loss_mean"):
@@ -160,7 +160,8 @@ def test_removed_checkpoints_are_retrained_to_the_same_models(study_run, capsys)
     try:
         capsys.readouterr()
         assert run_cli("reproduce", NAME, "--trial", best.number, "--home", home) == 0
-        assert "missing" in capsys.readouterr().out
+        said = capsys.readouterr().out
+        assert "no checkpoint of split(s) 0, 1" in said and "is on disk (study.keep_checkpoints keeps" in said
     finally:
         shutil.move(backup, folder)
     with_ckpt, retrained = from_checkpoints[-1], _reproduce_runs(client)[-1]

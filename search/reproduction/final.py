@@ -60,7 +60,7 @@ class Report:
     ensemble_metric: float
     metric_name: str
     alarm: Any                               # search.overfit.OverfitCheck
-    split_models: str                        # "checkpoints" | "retrained" | "partly retrained"
+    split_models: str                        # "checkpoints", "retrained", "partly retrained", "retrained by --verify"
     checks: list[Any] | None = None          # search.verify.SplitCheck, when verified
     data_changes: list[str] = field(default_factory=list)
     run_id: str = ""
@@ -257,6 +257,7 @@ def _split_models(target: Target, prepared: session.Prepared, settings: dict[str
 
     home, run_id = options.home, target.trial.user_attrs.get("mlflow_run_id")
 
+    verified = [record["split"] for record in stored if record["split"] in scores]
     retrained, loaded, to_train = [], [], []
     for record in stored:
         k = record["split"]
@@ -287,10 +288,13 @@ def _split_models(target: Target, prepared: session.Prepared, settings: dict[str
         print(f"  a new configuration: trained its {len(retrained)} split model(s) from trial "
               f"{target.trial.number}'s seeds", file=out)
     elif retrained:
-        print(f"  the checkpoints of split(s) {', '.join(map(str, retrained))} are missing (removed?); "
+        print(f"  no checkpoint of split(s) {', '.join(map(str, retrained))} is on disk (study.keep_checkpoints "
+              f"keeps those of the best {target.space.study.keep_checkpoints} trials, or they were deleted); "
               f"re-trained them from their seeds", file=out)
     if len(loaded) == len(stored):
         return "checkpoints"
+    if len(verified) == len(stored):  # the models --verify trained again and compared with the checkpoints
+        return "retrained by --verify"
     return "partly retrained" if loaded else "retrained"
 
 
