@@ -139,7 +139,8 @@ def test_a_builder_handed_over_in_a_notebook_runs_and_reproduces_from_python(tmp
     assert models.only_in_this_process(result.best.config.model["family"])
     assert not models.only_in_this_process(models.register_builder(np.mean))  # importable by its name
     steps = out.getvalue().split("next steps:")[1]
-    assert f"search.reproduce('own', home='{tmp_path / 'h'}')   in Python where build is defined" in steps
+    call = f"search.reproduce('own', home='{tmp_path / 'h'}', builder=build)"
+    assert f"{call}   in Python where build is defined" in steps
     assert "search reproduce" not in steps
     report = search.reproduce("own", home=tmp_path / "h", out=io.StringIO())
     assert np.isfinite(report.test_loss)

@@ -43,6 +43,9 @@ def load_study(storage_url: str, name: str, writes: str | None = None, flag: str
     from search import stores
     from search.studies import lifecycle as studies
 
+    if not isinstance(name, str) or not name.strip():  # from Python: None, a number, an empty name
+        raise StudyError("a study is named by its name as text (`search status` lists them)", field="study_name",
+                         found=f"{type(name).__name__} {name!r}")
     storage = studies.make_storage(stores.reading_url(storage_url, flag, writes=writes))
     try:
         return optuna.load_study(study_name=name, storage=storage)

@@ -351,7 +351,9 @@ def next_steps(study: str, options: Any, builder_here: str | None = None) -> str
         stores = ", ".join(f"{key}={str(value)!r}" for key, value in (
             ("home", options.home if str(options.home) != "mlruns" else None),
             ("storage", _hidden(options.storage)), ("tracking_uri", _hidden(options.tracking_uri))) if value)
-        again = (f"search.reproduce({study!r}{', ' + stores if stores else ''})   in Python where "
+        # Passed again: another process (a new notebook kernel) has no builder registered under that name.
+        handed = f", builder={builder_here}" if builder_here.isidentifier() else ""
+        again = (f"search.reproduce({study!r}{', ' + stores if stores else ''}{handed})   in Python where "
                  f"{builder_here} is defined: retrain the best config, test it once (the command cannot "
                  f"import a builder defined in a notebook, a script or a function)")
     return ("next steps:\n"
