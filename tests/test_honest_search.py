@@ -171,9 +171,10 @@ def small_study(tmp_path_factory):
 def test_reproduce_with_an_ensemble_of_the_top_trials_in_the_same_look(small_study, capsys):
     home = small_study["home"]
     capsys.readouterr()
-    assert run_cli("reproduce", "ens", "--home", home, "--ensemble", "2", "--epochs", "2") == 0
+    assert run_cli("reproduce", "ens", "--home", home, "--ensemble", "2", "--epochs", "2", "--register", "ens") == 0
     out = capsys.readouterr().out
     assert "ensemble of the final models of trials" in out
+    assert "registered as ens version 1" in out and "alone, not the ensemble of 2 (a version is one model)" in out
     looks = _study(home, "ens").user_attrs["test_looks"]
     assert looks[-1]["ensemble"] == 2 and looks[-1]["config"]
     # The other member was judged on the test rows too: counted among the configs judged there.

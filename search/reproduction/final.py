@@ -485,5 +485,8 @@ def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:
                      f"column order{' and the classes' if 'classes' in io else ''})")
     if report.registered:
         lines.append(f"  registered as {report.registered} in MLflow's model registry "
-                     f"(models:/{report.registered.replace(' version ', '/')})")
+                     f"(models:/{report.registered.replace(' version ', '/')})"
+                     + (f": the final model of trial {report.trial} alone, not the ensemble of "
+                        f"{len(report.ensemble_trials)} (a version is one model)"
+                        if len(report.ensemble_trials) > 1 else ""))
     print("\n".join(lines), file=out)
