@@ -452,6 +452,8 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
      ["column 'e'", "30 missing value(s)", "no value in any row, so leave it out (data.drop: [e])"]),
     ("utf-16-without-its-mark", _written("bad.csv", _frame().to_csv(index=False).encode("utf-16-le")), "data.source",
      ["is UTF-16 text without a byte-order mark", "save it as UTF-8"]),
+    ("a-feature-cell-of-spaces", csv(_with(_frame(), a_3=" ")), "data.source",
+     ["column 'a'", "its numbers are written with cells of spaces only"]),
     ("images-split-column", images(lambda f: _image_folder(f / "pics", {"a": 3, "b": 3}), {"split_column": "x"}),
      "data.split_column", ["needs a csv or npz source, not images"]),
 ]
@@ -594,6 +596,11 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
     ("labels-as-numbers-and-words", csv(_frame(40, classes=2).assign(label=["yes", "no"] * 10 + ["1", "0"] * 10)),
      ["warning: target 'label'", "writes its labels as numbers ('0', '1') and as words ('no', 'yes')",
       "they are 4 classes"], ["classes (4"]),
+    ("whole-number-amounts-read-as-classes", csv(_frame(40).assign(label=[1000 + 50 * (i % 4) for i in range(40)])),
+     [], ["classes (4", "holds 4 different whole numbers (1000 to 1150), read as classes by task: auto",
+          "set data.task: regression"]),
+    ("a-dropped-column-is-named", csv(_frame().assign(note="x"), {"drop": ["note"]}), [],
+     ["features: 3", "column(s) 'note' of", "left out (data.drop)"]),
     ("split-column-marks", csv(_SPLIT.assign(part=[" Test" if i % 5 == 0 else "TRAIN" for i in range(30)]),
                                {"split_column": "part"}), [],
      ["test rows: 6 (provided by data.split_column 'part'; test_size does not apply)", "development rows: 24"]),
@@ -645,3 +652,14 @@ def test_a_path_under_the_home_folder_is_read_as_a_shell_reads_it(tmp_path: Path
     space = _space(tmp_path, {"source": "csv:~/rows.csv", "target": "label"})
     assert run_cli("check", space) == 0, capsys.readouterr().err
     assert "features: 3" in capsys.readouterr().out
+
+
+def test_a_summary_of_many_classes_shows_the_first_ones_and_counts_the_rest() -> None:
+    from search.data._summary import DataSummary
+
+    summary = DataSummary(source="csv:x.csv", rows_read=1500, dropped={}, rows=1500, features=3, input_shape=[3],
+                          task="multiclass", dev_rows=1000, test_rows=500, test_plan="stratified",
+                          split_plan="kfold", classes={f"c{i}": [2, 1] for i in range(500)})
+    line = next(line for line in summary.lines() if "classes (500" in line)
+    assert line.endswith("c29 2/1, ... and 470 more") and len(line) < 400
+

@@ -124,6 +124,8 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
     kind = _kind(raw.y, section.task, raw.declared_task, where)
     if section.task == "auto" and raw.declared_task is None and kind == "regression":
         warnings += _many_whole_numbers(raw.y, section.target or "y")
+    if section.task == "auto" and raw.declared_task is None and kind == "classification":
+        raw.notes += _spaced_whole_numbers(raw.y, section.target or "y")
     dropped: dict[str, int] = {}
     if raw.skipped or (test is not None and test.skipped):
         dropped["unreadable images"] = sum(len(p.skipped) for p, _ in parts)
@@ -359,6 +361,18 @@ def _many_whole_numbers(y: np.ndarray, name: str) -> list[str]:
             f"if they are class labels, set data.task: classification"]
 
 
+def _spaced_whole_numbers(y: np.ndarray, name: str) -> list[str]:
+    """Said where ``task: auto`` read whole numbers as classes that do not look like class codes (rents of
+    1000 to 1700 in steps of 50): a quantity of few distinct values would otherwise be classified unasked."""
+    if not (np.issubdtype(y.dtype, np.number) and not np.issubdtype(y.dtype, np.bool_)):
+        return []
+    distinct = np.unique(y.astype(np.float64))
+    if len(distinct) <= 2 or distinct[-1] - distinct[0] == len(distinct) - 1:
+        return []  # two values, or consecutive codes such as 0..K-1 or 1..K
+    return [f"the target '{name}' holds {len(distinct)} different whole numbers ({distinct[0]:g} to "
+            f"{distinct[-1]:g}), read as classes by task: auto; if they are a quantity, set data.task: regression"]
+
+
 def _detect(y: np.ndarray, numeric: bool) -> str:
     if not numeric:
         return "classification"
@@ -402,7 +416,8 @@ def split_test(dataset: Dataset, test_size: float, seed: int, time_ordered: bool
     if stratify is not None:
         counts = np.bincount(dataset.y)
         if counts.min() < 2:
-            numbers = all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in dataset.classes)
+            numbers = len(dataset.classes) > 2 and all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                                                       for c in dataset.classes)
             hint = (f" (the target's {len(dataset.classes)} whole numbers are read as classes: set data.task: "
                     f"regression if it is a quantity)" if numbers else "")
             raise DataError(f"class {dataset.classes[int(counts.argmin())]!r} has only {counts.min()} row(s); a "

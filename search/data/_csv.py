@@ -64,6 +64,8 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
                                 found=column)
     _csv_layout.no_rows_in_one_cell(frame, path, shape.sep, where, field)
     special = [c for c in named.values() if c is not None]
+    if getattr(section, "drop", None):
+        notes.append(f"column(s) {', '.join(map(repr, section.drop))} of {path} left out (data.drop)")
     features = frame.drop(columns=special + _dropped(section, frame, path, where, named))
     if features.shape[1] == 0:
         raise DataError(f"{path} has no feature columns besides target/group/order", source=where,
@@ -236,7 +238,10 @@ def _text_column_hint(values: Any, column: Any) -> str:
     if (numeric.str.fullmatch(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?") | (numeric == "")).mean() > 0.9:
         stray = next((v for v, n in zip(text, numeric) if not re.fullmatch(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", n)),
                      None)
-        how = "thousands separators, currency or percent signs" if stray is None else f"cells such as {stray!r}"
+        signed = next((v for v, n in zip(text, numeric) if v != n), None)  # a cell that had separators or signs
+        how = ("cells of spaces only" if stray == "" else f"cells such as {stray!r}" if stray is not None else
+               f"thousands separators, currency or percent signs, such as {signed!r}" if signed is not None else
+               "thousands separators, currency or percent signs")
         return (f"its numbers are written with {how}: remove them (or make them empty cells and set data.missing) "
                 f"so the column reads as numbers")
     if _date_formats(text.iloc[0]):

@@ -6,6 +6,9 @@ from typing import Any
 
 import numpy as np
 
+# A summary line of 500 classes ran to 5,000 characters; the first ones say what the classes look like.
+_CLASSES_SHOWN = 30
+
 
 @dataclass
 class DataSummary:
@@ -54,8 +57,11 @@ class DataSummary:
                f"  features: {self.features}" + (f" (shape {shape})" if len(self.input_shape) > 1 else ""),
                f"  task: {self.task}"]
         if self.classes:
+            shown = list(self.classes.items())[:_CLASSES_SHOWN]
+            more = len(self.classes) - len(shown)
             out.append(f"  classes ({len(self.classes)}, development/test rows): "
-                       + ", ".join(f"{c} {a}/{b}" for c, a, b in ((c, *n) for c, n in self.classes.items())))
+                       + ", ".join(f"{c} {a}/{b}" for c, a, b in ((c, *n) for c, n in shown))
+                       + (f", ... and {more} more" if more else ""))
         else:
             out.append(f"  target: min {self.target['min']:.4g}, max {self.target['max']:.4g}, "
                        f"mean {self.target['mean']:.4g}")
