@@ -256,6 +256,9 @@ def label_spellings(y: np.ndarray, what: str, role: str = "labels") -> str | Non
     if not clashes:
         return None
     text = "; ".join(", ".join(f"{label!r} ({_rows(counts[label])})" for label in group) for group in clashes)
+    if role.startswith("values of column"):  # a one-hot category: two 0/1 columns for one value
+        return (f"{role} of {what} differ only by surrounding spaces or case: {text}. Each is one-hot encoded as a "
+                f"column of its own; if they mean the same value, fix their spelling in the data")
     if role != "labels":  # a group split in two is the leak data.group is there to prevent
         return (f"{role} of {what} differ only by surrounding spaces or case: {text}. They are kept as separate "
                 f"groups, so rows of one may sit on both sides of a split; if they name the same group, fix their "

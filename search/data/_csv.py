@@ -77,10 +77,13 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
     one_hot = [c for c in texts if _is_category(features[c])] \
         if getattr(section, "categorical", "refuse") == "one_hot" else []
     spelled = _AsSpelled(path, shape, [section.target, *one_hot])
+    spellings: list[str] = []
     for c in one_hot:
         raw_text = spelled(c)  # NA or None are values of a category, not missing ones
         values = raw_text if raw_text is not None and len(raw_text) == len(features) else features[c]
         categories[str(c)] = values.fillna("").astype(str).str.strip().to_numpy()
+        said = _checks.label_spellings(categories[str(c)], str(path), f"values of column '{c}'")
+        spellings.extend([said] if said else [])
     texts = [c for c in texts if c not in one_hot]
     features = features.drop(columns=one_hot)
     if texts:
@@ -94,8 +97,8 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
         where_found = f" (first at row {row} of '{column}', counting from 0)" if row is not None else ""
         raise DataError(message + where_found, source=where, field=field, expected="numbers", found=sample)
     notes += _row_counters(features, path)
-    warnings = _checks.float32_merges([(str(c), features[c].to_numpy()) for c in features.columns
-                                     if not pd.api.types.is_bool_dtype(features[c])], str(path))
+    warnings = spellings + _checks.float32_merges([(str(c), features[c].to_numpy()) for c in features.columns
+                                                 if not pd.api.types.is_bool_dtype(features[c])], str(path))
     _csv_target.number_target_as_text(frame[section.target], section.target, section.task, path, where)
     target_text = _as_written(spelled, section.target, frame[section.target])
     if target_text is not None:
