@@ -87,3 +87,22 @@ def test_printed_commands_paste_into_a_shell_with_a_home_holding_spaces():
     args = SimpleNamespace(space=Path("spaces/my space.yaml"), study_name=None, storage=None, tracking_uri=None,
                            home="/data/my runs", workers=1)
     assert shlex.split(_continue_command(args)) == ["search", "run", "spaces/my space.yaml", "--home", "/data/my runs"]
+
+
+def test_a_split_line_says_how_many_epochs_were_trained_and_whether_a_stop_cut_it() -> None:
+    """It read 'at epoch 1/1' for a trial of 6 epochs that a stop had cut after one."""
+    import io
+
+    import optuna
+
+    from search.runner.results import SplitResult
+
+    stream = io.StringIO()
+    progress = display.Progress(4, stream=stream)
+    progress.n_splits = 3
+    trial = optuna.trial.FixedTrial({}, number=7)
+    progress.on_split_end(trial, SplitResult(0, 1, 2.069, 0.1, 1, stop_reason="stopped"))
+    progress.on_split_end(trial, SplitResult(1, 4, 0.5, 0.8, 6))
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith("split 1/3: best val_loss 2.069 at epoch 1 of the 1 trained before the stop")
+    assert lines[1].endswith("split 2/3: best val_loss 0.5 at epoch 4 of the 6 trained")

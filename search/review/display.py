@@ -66,8 +66,9 @@ class Progress(TrialListener):
                 self._print(f"  trial #{trial.number} {where}: no finite validation loss (diverged at epoch "
                             f"{result.epochs_run})")
                 return
+            cut = " before the stop" if result.stop_reason == "stopped" else ""
             self._print(f"  trial #{trial.number} {where}: best val_loss {result.best_val_loss:.4g} at epoch "
-                        f"{result.best_epoch}/{result.epochs_run}")
+                        f"{result.best_epoch} of the {result.epochs_run} trained{cut}")
 
     def on_trial_end(self, trial: Any, outcome: TrialOutcome) -> None:
         mark = ""
