@@ -204,6 +204,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", False)) or os.environ.get("SEARCH_DEBUG", "") not in ("", "0")
     # The URLs' credentials are hidden wherever they appear, also without their URL (a driver's error).
     _redact.remember(getattr(args, "storage", None), getattr(args, "tracking_uri", None))
+    try:
+        return _dispatch(args, debug)
+    finally:
+        if argv is None:  # the program itself, not a caller in Python: its work is done
+            import signal
+
+            # A Ctrl-C while the interpreter shuts down (TensorFlow's and MLflow's clean-up) printed a
+            # traceback and left the exit status at 0; the command has finished, so there is nothing to stop.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _dispatch(args: argparse.Namespace, debug: bool) -> int:
+    from search import _redact
+
     with _redact.guarded():
         try:
             return {"run": _run, "check": _check, "ablate": _ablate, "status": _status, "report": _report, "ui": _ui,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 import shlex
+from pathlib import Path
 
 from conftest import run_cli
 from search import space as spaces
 from search.review import display
 from search.runner import session
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_run_says_what_it_does_where_results_go_and_what_to_do_next(write_space, home, capsys):
@@ -106,3 +109,21 @@ def test_a_split_line_says_how_many_epochs_were_trained_and_whether_a_stop_cut_i
     lines = stream.getvalue().splitlines()
     assert lines[0].endswith("split 1/3: best val_loss 2.069 at epoch 1 of the 1 trained before the stop")
     assert lines[1].endswith("split 2/3: best val_loss 0.5 at epoch 4 of the 6 trained")
+
+
+def test_a_ctrl_c_after_the_command_has_finished_is_ignored(write_space, tmp_path):
+    """While the interpreter shuts down (TensorFlow's and MLflow's clean-up) a Ctrl-C printed a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    space = write_space({"study": {"name": "late"}})
+    script = ("import atexit, os, signal, sys\n"
+              f"sys.argv = ['search', 'check', {str(space)!r}]\n"
+              "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), __import__('time').sleep(0.5)))\n"
+              "from search.cli import main\n"
+              "sys.exit(main())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert "KeyboardInterrupt" not in done.stderr and "Traceback" not in done.stderr, done.stderr
