@@ -122,7 +122,7 @@ def test_ctrl_c_as_soon_as_the_plan_is_printed_is_a_graceful_stop(write_space, h
 def test_sigterm_during_the_ablation_is_a_stop_and_the_next_run_finishes_it(write_space, home):
     """The ablation after the budget is part of the run: a stop there exits 3 and stores no half table."""
     space = write_space({**SLOW, "study": {"name": "ablated", "n_trials": 1, "baseline": False, "ablation": True},
-                         "model": {"units": 16, "dropout": 0.3, "l2": 1e-4}, "train": {"epochs": 400, "batch_size": 8}})
+                         "model": {"units": 16, "dropout": 0.3, "l2": 1e-4}, "train": {"epochs": 100, "batch_size": 8}})
     proc = _start_in_own_group(space, home)
     try:
         line = ""
