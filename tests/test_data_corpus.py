@@ -141,6 +141,17 @@ def images(layout: Callable[[Path], None], data: dict[str, Any] | None = None) -
     return build
 
 
+def _split_folders(folder: Path) -> None:
+    for part, seed in (("test", 1), ("train", 2)):
+        _image_folder(folder / "pics" / part, {"cat": 4, "dog": 4}, seed=seed)
+
+
+def _classes_in_batches(folder: Path) -> None:
+    for b, batch in enumerate(("batch1", "batch2")):
+        for c, name in enumerate(("cat", "dog", "owl")):
+            _image_folder(folder / "pics" / name / batch, {"": 3}, seed=10 * c + b)
+
+
 def _symlinked_class(folder: Path) -> None:
     _image_folder(folder / "pics", {"cat": 4, "dog": 4})
     os.symlink(folder / "pics" / "cat", folder / "pics" / "tiger")
@@ -454,6 +465,9 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
      ["is UTF-16 text without a byte-order mark", "save it as UTF-8"]),
     ("a-feature-cell-of-spaces", csv(_with(_frame(), a_3=" ")), "data.source",
      ["column 'a'", "its numbers are written with cells of spaces only"]),
+    ("images-split-folders", images(_split_folders), "data.source",
+     ["the folders test, train of", "splits of the data, not classes", "pics/train (and data.test: images:",
+      "pics/test, or leave"]),
     ("images-split-column", images(lambda f: _image_folder(f / "pics", {"a": 3, "b": 3}), {"split_column": "x"}),
      "data.split_column", ["needs a csv or npz source, not images"]),
 ]
@@ -605,6 +619,8 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
                                           {"categorical": "one_hot"}),
      ["warning: values of column 'city' of", "'Berlin' (10 rows), 'berlin' (10 rows)", "one-hot encoded as a column"],
      ["features: 6"]),
+    ("images-classes-kept-in-batches", images(_classes_in_batches), ["warning: nothing is searched"],
+     ["classes (3", "rows: 18 read", "data.source images:pics is the folder"]),
     ("split-column-marks", csv(_SPLIT.assign(part=[" Test" if i % 5 == 0 else "TRAIN" for i in range(30)]),
                                {"split_column": "part"}), [],
      ["test rows: 6 (provided by data.split_column 'part'; test_size does not apply)", "development rows: 24"]),

@@ -79,7 +79,8 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
     if raw.label and not Path(section.source.partition(":")[2]).expanduser().is_absolute():
         # Found from the working folder or the space file's: the same command in another folder may read
         # another file, so the summary says which one this was.
-        raw.notes.insert(0, f"data.source {section.source} is the file {raw.label}")
+        kind = "folder" if Path(raw.label).is_dir() else "file"
+        raw.notes.insert(0, f"data.source {section.source} is the {kind} {raw.label}")
     test: Raw | None = None
     source_kind = section.source.partition(":")[0]
     if section.test is not None and section.test.partition(":")[0] in ("csv", "npz", "images") and \

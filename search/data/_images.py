@@ -183,11 +183,22 @@ def _not_a_split_folder(root: Path, classes: list[Path], where: str, field: str)
     inner = [{d.name for d in c.iterdir() if d.is_dir()} for c in classes]
     direct = [any(f.is_file() and f.suffix.lower() in SUFFIXES for f in c.iterdir()) for c in classes]
     shared = set.intersection(*inner) if inner else set()
-    if len(classes) >= 2 and not any(direct) and len(shared) >= 2:
+    # circle/batch1, square/batch1 is a class kept in batches: only split-like names on top mean splits.
+    splits = [c for c in classes if c.name.strip().lower() in _SPLIT_NAMES]
+    if len(classes) >= 2 and not any(direct) and len(shared) >= 2 and splits:
+        train = next((c for c in splits if c.name.strip().lower().startswith("train")), None)
+        test = next((c for c in splits if c.name.strip().lower().startswith("test")), None)
         raise DataError(f"the folders {', '.join(c.name for c in classes)} of {root} each hold the same class "
                         f"folders ({', '.join(sorted(shared)[:5])}): they are splits of the data, not classes",
-                        source=where, field=field, expected=f"data.source: images:{root / classes[0].name} "
-                        f"(and data.test: images:<the test folder>, or leave the test rows to test_size)")
+                        source=where, field=field,
+                        expected=f"data.source: images:{root / (train or classes[0]).name} (and data.test: "
+                        + (f"images:{root / test.name}" if test is not None else "images:<the test folder>")
+                        + ", or leave the test rows to test_size)")
+
+
+# Names a data set's split folders go by (train/, val/, test/ each holding every class folder).
+_SPLIT_NAMES = {"train", "training", "test", "testing", "val", "valid", "validation", "dev", "holdout", "eval",
+                "evaluation", "trainval"}
 
 
 def _decode(image_module: Any, file: Path, mode: str, size: tuple[int, ...] | None,
