@@ -397,6 +397,13 @@ def split_test(dataset: Dataset, test_size: float, seed: int, time_ordered: bool
         if len(dev) < 2:
             raise DataError(f"only {len(dev)} development row(s) are left besides the {len(test)} provided test "
                             f"rows", source=where, field="data.source", expected="at least 2 development rows")
+        if dataset.is_classification:
+            absent = np.flatnonzero(np.bincount(dataset.y[test], minlength=len(dataset.classes)) == 0)
+            if len(absent):  # a test folder without one of the class folders, a test file without a label
+                dataset.warnings.append(
+                    f"class(es) {', '.join(repr(dataset.classes[c]) for c in absent[:5])} have no row among the "
+                    f"provided test rows ({dataset.test_source or 'data.test'}): the test score cannot measure "
+                    f"them; add rows of them to the test data")
         return dev, test
     n = len(dataset.X)
     n_test = int(np.ceil(n * test_size))

@@ -40,6 +40,10 @@ def read(source: str, section: Any, base_dirs: list[Path], where: str, field: st
         raise DataError(f"data.categorical encodes the text columns of a CSV file; a {kind}: source has none",
                         source=where, field="data.categorical", expected="a csv: source, or categorical: refuse",
                         found=section.categorical)
+    if kind == "images" and field == "data.source" and getattr(section, "missing", "refuse") != "refuse":
+        raise DataError("data.missing fills missing feature values of a CSV file or an npz; an image folder has "
+                        "none, so it would be ignored", source=where, field="data.missing",
+                        expected="a csv: or npz: source, or no data.missing", found=section.missing)
     if field == "data.test" and kind == "sklearn":
         raise DataError("scikit-learn's bundled sets have no separate test rows", source=where, field=field,
                         expected="a csv:, npz: or images: source", found=source)

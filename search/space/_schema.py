@@ -178,6 +178,13 @@ class DataSection(_Strict):
             raise ValueError(f"{source} is a bundled data set with its own target and no other columns; "
                              f"data.{info.field_name} names a column of a CSV (or an array of an npz): remove it, "
                              f"or use csv:<file>")
+        if value is not None and source.startswith("images:") and info.field_name != "split_column":
+            # Ignored there before: a time-series split "in time order" was then the files' name order.
+            lacks = {"order": "time order", "group": "groups"}.get(info.field_name, "target column")
+            raise ValueError(f"{source} is a folder of class folders, with no columns: data.{info.field_name} "
+                             f"names a column of a CSV (or an array of an npz), and an image folder has no {lacks} "
+                             f"(its files are read in name order): remove it, or save the images as an npz with "
+                             f"that array")
         return value
 
     @field_validator("split_column")
