@@ -247,6 +247,14 @@ def test_the_final_model_says_what_it_takes_and_what_its_output_means() -> None:
     assert model_io(multi, None)["classes"] == [3, 5, 7] and "3 probabilities" in model_io(multi, None)["output"]
     regression = Dataset(X=np.zeros((3, 2)), y=np.zeros(3), task="regression")
     assert "the target 'price' in its own units" in model_io(regression, "price")["output"]
+    # Images: how to prepare them, which the model does not do itself (a uint8 image was classified wrongly).
+    folder = Dataset(X=np.zeros((2, 16, 16, 3)), y=np.array([0, 1]), task="binary", classes=["a", "b"],
+                     source="images:shapes")
+    taken = model_io(folder, None)["inputs"]["as"]
+    assert "16x16 pixels, RGB, pixel values in [0, 1] (8-bit values / 255)" in taken and "image_size" in taken
+    digits = Dataset(X=np.zeros((2, 8, 8, 1)), y=np.array([0, 1]), task="binary", classes=[0, 1],
+                     source="sklearn:digits")
+    assert model_io(digits, None)["inputs"]["as"].endswith("load_digits().images / 16")
 
 
 def test_a_study_on_rows_with_missing_values_trains_on_filled_rows(tmp_path: Path, home: Path) -> None:

@@ -190,9 +190,10 @@ def model_io(ds: Any, target_name: str | None) -> dict[str, Any]:
     if ds.feature_names:
         inputs: dict[str, Any] = {"features": list(ds.feature_names), "as": "raw rows (the scaler and any fill of "
                                   "missing values are in the model), columns in this order"}
+    elif len(ds.input_shape) > 1:
+        inputs = {"shape": list(ds.input_shape), "as": _images_taken(ds)}
     else:
-        inputs = {"shape": list(ds.input_shape), "as": "raw rows as the data source holds them (image pixels "
-                  "in [0, 1])" if len(ds.input_shape) > 1 else "raw rows, columns in the source's order"}
+        inputs = {"shape": list(ds.input_shape), "as": "raw rows, columns in the source's order"}
     classes = [c.item() if hasattr(c, "item") else c for c in ds.classes]
     if ds.task == "binary":
         output = {"task": "binary", "classes": classes,
@@ -204,6 +205,21 @@ def model_io(ds: Any, target_name: str | None) -> dict[str, Any]:
         output = {"task": "regression", "output": f"one value: the target{f' {target_name!r}' if target_name else ''} "
                                                   f"in its own units"}
     return {"inputs": inputs, **output}
+
+
+def _images_taken(ds: Any) -> str:
+    """How the final model's images must be prepared: as the data loader prepared the training images, which
+    the model does not do itself (a uint8 image given as it is was classified with full confidence, wrongly)."""
+    height, width, channels = (list(ds.input_shape) + [1])[:3]
+    mode = {1: "one grey channel", 3: "RGB", 4: "RGBA"}.get(channels, f"{channels} channels")
+    kind = str(ds.source).partition(":")[0]
+    if kind == "images":
+        return (f"float32 images of {height}x{width} pixels, {mode}, pixel values in [0, 1] (8-bit values / 255): "
+                f"each file resized to data.image_size and converted to its colour mode, as the folder was read")
+    if kind == "sklearn":
+        return "float32 8x8 digit images with one channel: sklearn.datasets.load_digits().images / 16"
+    return (f"float32 images of {height}x{width} pixels, {mode}, pixel values in [0, 1]: unsigned integers "
+            f"divided by their type's maximum (uint8 / 255), as data.as_images read the npz")
 
 
 def final_epochs(stored: list[dict[str, Any]], splits: list[Any], n_rows: int, batch_size: int) -> tuple[int, str]:
@@ -479,10 +495,11 @@ def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:
     lines.append(f"  MLflow run {report.run_id}: model at runs:/{report.run_id}/model, file final_model.keras")
     if report.model_io:
         io = report.model_io
+        image = len(io["inputs"].get("shape", [])) > 1
         taken = (f"{len(io['inputs']['features'])} raw feature columns" if "features" in io["inputs"] else
-                 f"raw rows of shape {io['inputs']['shape']}")
+                 io["inputs"]["as"] if image else f"raw rows of shape {io['inputs']['shape']}")
         lines.append(f"  the model takes {taken} and gives {io['output']} (reproduce.json, 'model', has the "
-                     f"column order{' and the classes' if 'classes' in io else ''})")
+                     f"{'input' if image else 'column order'}{' and the classes' if 'classes' in io else ''})")
     if report.registered:
         lines.append(f"  registered as {report.registered} in MLflow's model registry "
                      f"(models:/{report.registered.replace(' version ', '/')})"
