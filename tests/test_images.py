@@ -53,6 +53,10 @@ def test_the_cnn_model_augments_only_while_training():
     assert np.array_equal(np.asarray(model(x)), np.asarray(plain(x)))
     probe = keras.Model(model.input, model.get_layer("augment").output)
     assert not np.allclose(np.asarray(probe(x, training=True)), x)
+    # With augmentation off the layer is left out, so the model holds only Keras' own layers and loads
+    # with plain Keras where this package is not imported.
+    assert "augment" not in [layer.name for layer in plain.layers]
+    assert all(type(layer).__module__.startswith("keras") for layer in plain.layers)
 
 
 def _cnn_settings(overrides):

@@ -38,7 +38,9 @@ def build(settings: dict[str, Any], input_shape: tuple[int, ...], head: Any) -> 
     conv_reg = keras.regularizers.L2(settings["conv_l2"]) if settings["conv_l2"] else None
     dense_reg = keras.regularizers.L2(settings["dense_l2"]) if settings["dense_l2"] else None
     inputs = keras.Input(shape=input_shape)
-    x = Augment(**augment_settings(settings), name="augment")(inputs)
+    augment = Augment(**augment_settings(settings), name="augment")
+    # Left out when off: a model without this package's layers loads with plain Keras (and MLflow).
+    x = augment(inputs) if augment.active else inputs
     size = min(input_shape[0], input_shape[1])
     for block in range(int(settings["blocks"])):
         for _ in range(int(settings["convs_per_block"])):

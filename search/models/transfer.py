@@ -64,7 +64,9 @@ def build(settings: dict[str, Any], input_shape: tuple[int, ...], head: Any, sea
     backbone = load_backbone(settings, image_hw, search_dir)
     freeze(backbone, int(settings["unfreeze"]))
     inputs = keras.Input(shape=input_shape)
-    x = Augment(**augment_settings(settings), name="augment")(inputs)
+    augment = Augment(**augment_settings(settings), name="augment")
+    # Left out when off: a model without this package's layers loads with plain Keras (and MLflow).
+    x = augment(inputs) if augment.active else inputs
     if size:
         x = layers.Resizing(size, size)(x)
     x = BackbonePreprocess(BACKBONES[settings["backbone"]], name="backbone_preprocess")(x)
