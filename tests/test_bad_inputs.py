@@ -375,6 +375,12 @@ def test_space_files_as_strangers_write_them_are_read_and_moot_settings_are_name
     assert said[1].startswith("train.early_stopping = 10 is not below train.epochs = 3")
     assert _space_warnings.unused_train_settings({"optimizer": {"choice": ["adam", "sgd"]}, "momentum": 0.9,
                                            "early_stopping": 5, "epochs": 30}) == []
+    said = _space_warnings.unused_head_settings({"family": "cnn", "dense_units": 0,
+                                                 "dropconnect": {"float": [0.0, 0.5]}, "dense_l2": 1e-4})
+    assert said == ["model.dropconnect, model.dense_l2 apply to the hidden head layer, and model.dense_units: 0 "
+                    "leaves none: ignored, and a search dimension that changes nothing; remove it, or give "
+                    "dense_units some units"]
+    assert _space_warnings.unused_head_settings({"family": "cnn", "dense_units": 8, "dropconnect": 0.2}) == []
 
 
 def test_status_tells_the_time_between_runs_from_the_time_spent_training() -> None:

@@ -20,7 +20,24 @@ def space_warnings(space: Space, dataset: Any) -> list[str]:
         out.append(f"validation.scheme: time_series without data.order takes the rows of {space.data.source} in "
                    f"the order they are stored as time order (the test rows are the last ones); name the time "
                    f"column with data.order if the rows are not already in time order")
-    return out + unused_train_settings(space.train) + repeated_choices(space)
+    return out + unused_train_settings(space.train) + repeated_choices(space) + unused_head_settings(space.model)
+
+
+def unused_head_settings(model: dict[str, Any]) -> list[str]:
+    """Settings of the hidden head layer (cnn, transfer) where ``dense_units: 0`` leaves no such layer."""
+    from search.space import is_distribution
+
+    units = model.get("dense_units")
+    if model.get("family") not in ("cnn", "transfer") or units != 0:
+        return []
+    moot = [key for key in ("dropconnect", "dense_l2") if is_distribution(model.get(key))
+            or model.get(key) not in (None, 0, 0.0)]
+    if not moot:
+        return []
+    return [f"model.{', model.'.join(moot)} {'apply' if len(moot) > 1 else 'applies'} to the hidden head layer, "
+            f"and model.dense_units: 0 leaves none: ignored"
+            + (", and a search dimension that changes nothing" if any(is_distribution(model.get(k)) for k in moot)
+               else "") + "; remove it, or give dense_units some units"]
 
 
 def repeated_choices(space: Space) -> list[str]:
