@@ -105,6 +105,12 @@ def _left_out(root: Path, classes: list[Path]) -> list[str]:
         kinds = ", ".join(f"{n} {suffix}" for suffix, n in sorted(unread.items()))
         notes.append(f"files in the class folders of {root} that are not images this reads were left out ({kinds}); "
                      f"convert photos to PNG or JPEG to use them")
+    # A link to nothing (an image git-annex or DataLad has not fetched, a moved target) is no file at all.
+    broken = sorted(f for folder in classes for f in folder.rglob("*") if f.is_symlink() and not f.exists())
+    if broken:
+        shown = ", ".join(str(f.relative_to(root)) for f in broken[:3]) + (", ..." if len(broken) > 3 else "")
+        notes.append(f"{len(broken)} image link(s) in the class folders of {root} point at nothing and were left "
+                     f"out ({shown}); fetch or restore their files (`git annex get`, `datalad get`) to use them")
     return notes
 
 
