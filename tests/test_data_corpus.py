@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import unicodedata
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -472,6 +473,10 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
      "data.order", ["images:pics is a folder of class folders, with no columns", "has no time order"]),
     ("images-with-data-missing", images(lambda f: _image_folder(f / "pics", {"a": 4, "b": 4}), {"missing": "median"}),
      "data.missing", ["an image folder has none, so it would be ignored"]),
+    ("images-one-name-in-two-unicode-forms",
+     images(lambda f: (_image_folder(f / "pics", {unicodedata.normalize("NFD", "ñandú"): 3, "b": 3}),
+                       _image_folder(f / "pics", {unicodedata.normalize("NFC", "ñandú"): 3}, seed=4))),
+     "data.source", ["one name written in two Unicode forms", "rename one of them"]),
     ("images-split-column", images(lambda f: _image_folder(f / "pics", {"a": 3, "b": 3}), {"split_column": "x"}),
      "data.split_column", ["needs a csv or npz source, not images"]),
 ]

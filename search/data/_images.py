@@ -37,6 +37,7 @@ def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
                         found=[d.name for d in classes])
     _distinct_folders(classes, where, field)
     _not_a_split_folder(root, classes, where, field)
+    _one_folder_per_name(classes, where, field)
     size = tuple(section.image_size) if section.image_size else None
     listing = [(folder, _image_files(folder)) for folder in classes]
     _fits_in_memory(root, listing, size, section.color_mode, where)
@@ -182,6 +183,20 @@ def _distinct_folders(classes: list[Path], where: str, field: str) -> None:
                                 f"{real if link is folder else other_real}); each class needs a folder of its own",
                                 source=where, field=field)
         seen[real] = folder
+
+
+def _one_folder_per_name(classes: list[Path], where: str, field: str) -> None:
+    """Folder names that are one name written two ways (``ñandú`` composed and decomposed, as macOS and
+    Linux may each write it) would be read as one class and mix their images: refused, naming both."""
+    seen: dict[str, Path] = {}
+    for folder in classes:
+        name = unicodedata.normalize("NFC", folder.name)
+        if name in seen:
+            raise DataError(f"the class folders {seen[name]} and {folder} have one name written in two Unicode "
+                            f"forms (composed and decomposed accents), which look the same: their images would be "
+                            f"one class; rename one of them", source=where, field=field,
+                            expected="class folder names that differ", found=name)
+        seen[name] = folder
 
 
 def _not_a_split_folder(root: Path, classes: list[Path], where: str, field: str) -> None:
