@@ -456,3 +456,22 @@ def test_status_counts_a_trial_whose_process_was_killed_and_never_a_negative_tim
     text = lifecycle.timing_text(study, 5)
     assert text.startswith("elapsed 3m00s (0m16s of it with trials running, the rest between runs)"), text
     assert "-" not in text.split(",")[0] and "1 marked running whose process on this host is gone" in text
+
+
+@pytest.mark.parametrize(("data", "words"), [
+    ({"source": "images:pics", "image_size": [True, 16]}, "two whole numbers of at least 1"),
+    ({"source": "images:pics", "image_size": 16}, "([16, 16] for a square)"),
+    ({"source": "images:pics", "image_size": [16]}, "two whole numbers of at least 1"),
+    ({"source": "sklearn:digits", "as_images": True, "image_size": [16, 16]}, "keep their size (it would be ignored)"),
+])
+def test_an_image_size_is_two_whole_numbers_for_an_image_folder(data, words):
+    """A yes/no was taken as 1 pixel, a single number got the schema library's words, and a size given with
+    arrays (which it never resizes) was ignored."""
+    from search import space as spaces
+
+    with pytest.raises(spaces.SpaceError) as err:
+        spaces.validate({"study": {"name": "x"}, "data": data, "model": {"family": "cnn"}})
+    assert err.value.field == "data.image_size" and words in str(err.value)
+    assert spaces.validate({"study": {"name": "x"}, "data": {"source": "images:pics", "image_size": [16, 12]},
+                            "model": {"family": "cnn"}}).data.image_size == (16, 12)
+

@@ -211,12 +211,23 @@ class DataSection(_Strict):
     def test_fraction(self) -> float:
         return 0.2 if self.test_size is None else self.test_size
 
-    @field_validator("image_size")
+    @field_validator("image_size", mode="before")
     @classmethod
-    def _positive_size(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
-        if value is not None and min(value) < 1:
-            raise ValueError("image_size is [height, width], both at least 1")
-        return value
+    def _height_and_width(cls, value: Any, info: ValidationInfo) -> Any:
+        """``[height, width]`` of whole numbers, for an image folder; a yes/no, a single number or a list of one
+        is said plainly (they were taken as 1 pixel, or reported in the words of the schema library)."""
+        if value is None:
+            return None
+        source = str(info.data.get("source", ""))
+        if source and not source.startswith("images:"):
+            raise ValueError(f"image_size resizes the files of an images: folder as they are read; the arrays of "
+                             f"{source} keep their size (it would be ignored): remove it")
+        if isinstance(value, (list, tuple)) and len(value) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
+            return tuple(value)
+        square = f" ([{value}, {value}] for a square)" if isinstance(value, int) and not isinstance(value, bool) \
+            else ""
+        raise ValueError(f"image_size is [height, width], two whole numbers of at least 1{square}")
 
     @property
     def is_images(self) -> bool:
