@@ -161,3 +161,22 @@ def test_a_backbone_is_not_handed_four_channel_images():
 
     with pytest.raises(SpaceError, match=r"backbone takes colour images.*\(32, 32, 4\)"):
         transfer.preflight({"family": "transfer"}, (32, 32, 4), "none", None, None)
+
+
+def test_a_weights_file_replaced_under_its_name_is_not_taken_for_the_same_backbone(transfer_study, files, capsys):
+    """Weights of another seed put at the same path had gone unnoticed: the study continued, and reproduce
+    judged 'the same config' on another backbone."""
+    original = files["weights"].read_bytes()
+    write_backbone_weights(files["weights"], "MobileNetV2", alpha=0.35, seed=1)
+    try:
+        capsys.readouterr()
+        assert run_cli("run", transfer_study["path"], "--home", transfer_study["home"], "--n-trials", "1") == 2
+        err = capsys.readouterr().err
+        assert "field 'model.weights'" in err and "was run with another file at model.weights" in err
+        assert run_cli("reproduce", "shapes-transfer", "--home", transfer_study["home"]) == 2
+        err = capsys.readouterr().err
+        assert "the backbone weights file differs from what study 'shapes-transfer' was run on" in err
+    finally:
+        files["weights"].write_bytes(original)
+    assert len(optuna.load_study(study_name="shapes-transfer",
+                                 storage=f"sqlite:///{transfer_study['home'] / 'optuna.db'}").trials) == 2

@@ -33,7 +33,7 @@ from search.reproduction.targets import Target
 
 # The final model's seed is derive_seed(study seed, trial, FINAL_SEED_SPLIT): a split index no plan reaches.
 FINAL_SEED_SPLIT = 1_000_000
-_FINGERPRINTS = ("data_fingerprint", "test_fingerprint", "splits_fingerprint")
+_FINGERPRINTS = ("data_fingerprint", "test_fingerprint", "splits_fingerprint", "weights_fingerprint")
 
 
 @dataclass
@@ -86,10 +86,13 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
     prepared = session.prepare(space)
     changes = data_changes(study.user_attrs, prepared.attrs())
     if changes and not options.allow_data_change:
-        raise DataError(f"the data differs from the data study '{study.study_name}' was run on ("
-                        + "; ".join(changes) + "): its trials, checkpoints and test rows belong to the old data. "
-                        "Restore the data, or pass --allow-data-change to judge the config on the new data",
-                        source=str(space.path) if space.path else None, field="data.source")
+        weights = all(c.startswith("model.weights") for c in changes)
+        what = "the backbone weights file" if weights else "the data"
+        raise DataError(f"{what} differs from what study '{study.study_name}' was run on ("
+                        + "; ".join(changes) + f"): its trials and checkpoints belong to the old one. Restore "
+                        f"{what}, or pass --allow-data-change to judge the config on the new one",
+                        source=str(space.path) if space.path else None,
+                        field="model.weights" if weights else "data.source")
     # Copies: a new configuration (--config with changed values) replaces them with its own split results.
     stored = [dict(s) for s in trial.user_attrs["splits"]]
     if any(s["split"] >= len(prepared.splits) for s in stored):
@@ -338,9 +341,10 @@ def _final_model(target: Target, prepared: session.Prepared, settings: dict[str,
 
 
 def data_changes(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    names = {"data_fingerprint": "data", "test_fingerprint": "test rows", "splits_fingerprint": "split plan"}
+    names = {"data_fingerprint": "data", "test_fingerprint": "test rows", "splits_fingerprint": "split plan",
+             "weights_fingerprint": "model.weights file"}
     return [f"{names[k]} fingerprint {stored[k]} → {now[k]}" for k in _FINGERPRINTS
-            if k in stored and stored[k] != now[k]]
+            if k in stored and k in now and stored[k] != now[k]]
 
 
 def _by_full_paths(target: Target, settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

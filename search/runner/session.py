@@ -46,6 +46,7 @@ class Prepared:
                 **({"images_skipped": len(ds.images_skipped)} if ds.images_skipped else {}),
                 **({"test_source": ds.test_source} if ds.test_source else {}),
                 **({"data_files": ds.files} if ds.files else {}),
+                **({"weights_fingerprint": weights} if (weights := _weights_fingerprint(self.space)) else {}),
                 "data_summary": self.summary.to_dict()}
 
 
@@ -69,6 +70,25 @@ class RunOptions:
     warn_changed_settings: bool = True
     # Trials queued when the study is created: (params, user attributes), e.g. the ablation's variants.
     queue: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+
+
+def _weights_fingerprint(space: Space) -> str | None:
+    """The content of a backbone weights file (``model.weights``): a file replaced under the same name changes
+    every later trial's model, as other data would."""
+    import hashlib
+
+    given = space.model.get("weights")
+    if not isinstance(given, str) or not given:
+        return None
+    for base in [Path.cwd(), *([space.path.parent] if space.path else [])]:  # as the transfer family looks
+        candidate = (base / Path(given).expanduser()).resolve()
+        if candidate.is_file():
+            digest = hashlib.sha256()
+            with open(candidate, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+            return digest.hexdigest()[:16]
+    return None
 
 
 def prepare(space: Space, threads: int | None = None) -> Prepared:

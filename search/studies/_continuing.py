@@ -25,6 +25,12 @@ def check_continuable(study: Any, space: Space, attrs: dict[str, Any]) -> None:
     stored = study.user_attrs
     for key, value in attrs.items():
         if key in stored and stored[key] != value and key.endswith("fingerprint"):
+            if key == "weights_fingerprint":
+                raise ContinuationRefused(f"study '{space.study.name}' was run with another file at model.weights "
+                                          f"({space.model.get('weights')}: its content was {stored[key]}, now "
+                                          f"{value}): its trials trained on the backbone the file held then; restore "
+                                          f"that file, or start a new study with --study-name", source=_where(space),
+                                          field="model.weights")
             changed = _changed_plan(stored.get("space_yaml"), space) if key != "data_fingerprint" else []
             if changed:
                 rows = "split" if key == "splits_fingerprint" else "test"
