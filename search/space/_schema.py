@@ -180,7 +180,7 @@ class DataSection(_Strict):
                              f"or use csv:<file>")
         if value is not None and source.startswith("images:") and info.field_name != "split_column":
             # Ignored there before: a time-series split "in time order" was then the files' name order.
-            lacks = {"order": "time order", "group": "groups"}.get(info.field_name, "target column")
+            lacks = {"order": "time order", "group": "groups"}.get(info.field_name or "", "target column")
             raise ValueError(f"{source} is a folder of class folders, with no columns: data.{info.field_name} "
                              f"names a column of a CSV (or an array of an npz), and an image folder has no {lacks} "
                              f"(its files are read in name order): remove it, or save the images as an npz with "
