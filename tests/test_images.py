@@ -1,6 +1,8 @@
 """Image data, the cnn family, augmentation and DropConnect, with real Keras layers and a real study."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import optuna
 import pytest
@@ -224,6 +226,24 @@ def test_the_fold_ensemble_of_saved_cnn_checkpoints_predicts_the_test_rows(cnn_s
         assert loss == pytest.approx(trial.user_attrs["splits"][split.index]["best_val_loss"], rel=1e-4)
     mean = np.mean([m.predict(X_test, verbose=0) for m in models], axis=0)
     assert (mean.argmax(1) == y_test).mean() > 0.2  # 10 classes, 2 epochs: chance is 0.1
+
+
+def test_a_reproduced_image_model_is_served_images_of_any_number_type(cnn_study, capsys):
+    """The pyfunc form had a float32 tensor signature that refused an image / 255.0 (float64)."""
+    import mlflow.pyfunc
+
+    home = cnn_study["home"]
+    assert run_cli("reproduce", "digits-cnn", "--home", home, "--trial", "0", "--epochs", "1") == 0
+    run_id = re.search(r"MLflow run (\w+): model at", capsys.readouterr().out).group(1)
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    try:
+        served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    finally:
+        mlflow.set_tracking_uri(None)
+    pixels = np.asarray(__import__("sklearn.datasets").datasets.load_digits().images[:4, :, :, None]) / 16.0
+    expected = np.asarray(served.predict(pixels.astype(np.float32)))
+    assert expected.shape == (4, 10)
+    np.testing.assert_allclose(np.asarray(served.predict(pixels)), expected, rtol=1e-5)
 
 
 def test_a_cnn_trial_replays_from_its_resolved_config(cnn_study, tmp_path):

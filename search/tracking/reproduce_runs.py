@@ -132,16 +132,17 @@ def _pyfunc_inputs(folder: Path, signature: Any, columns: list[str] | None, inpu
     column before the model sees it. The columns are of MLflow's "any" type: as "double", a frame of the
     very CSV the model was trained on was refused for its whole-number columns ("Can not safely convert
     int64 to float64"); the model itself turns numbers of any type into its float32. Rows trained from
-    arrays have no names to check, and a float64 tensor signature refused an int or float32 array of them,
-    so their pyfunc form checks no inputs: Keras refuses a row of the wrong width itself. The Keras flavour
+    arrays and images have no names to check, and a tensor signature refused arrays of another number type,
+    so their pyfunc form checks no inputs: Keras refuses a row of the wrong shape itself. The Keras flavour
     ignores the signature, so ``mlflow.keras.load_model`` still takes plain arrays.
     """
     from mlflow.models import Model, ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, Schema
 
-    if len(input_shape) != 2:
-        return  # images keep their tensor signature
-    named = bool(columns) and len(columns or []) == input_shape[1] and len(set(columns or [])) == len(columns or [])
+    # Images and rows trained from arrays have no names to check; a tensor signature refused them as float64
+    # (an image / 255.0) or int: their pyfunc form checks no inputs, and Keras refuses a wrong shape itself.
+    named = len(input_shape) == 2 and bool(columns) and len(columns or []) == input_shape[1] \
+        and len(set(columns or [])) == len(columns or [])
     saved = Model.load(str(folder))
     saved.signature = ModelSignature(
         inputs=Schema([ColSpec(AnyType(), str(c)) for c in columns or []]) if named else None,
