@@ -475,3 +475,39 @@ def test_an_image_size_is_two_whole_numbers_for_an_image_folder(data, words):
     assert spaces.validate({"study": {"name": "x"}, "data": {"source": "images:pics", "image_size": [16, 12]},
                             "model": {"family": "cnn"}}).data.image_size == (16, 12)
 
+
+
+def test_a_model_keras_cannot_load_again_is_refused_before_training(tmp_path: Path, capsys) -> None:
+    """An unregistered custom layer and a subclassed keras.Model trained every trial; then reproduce and the
+    split models failed to load them. A Lambda layer loads (the checkpoints are the harness's own files)."""
+    (tmp_path / "nets.py").write_text(
+        "import keras\n"
+        "class Scale(keras.layers.Layer):\n"
+        "    def call(self, x):\n"
+        "        return x * 2.0\n"
+        "class Net(keras.Model):\n"
+        "    def __init__(self, n):\n"
+        "        super().__init__()\n"
+        "        self.out = keras.layers.Dense(n, activation='softmax')\n"
+        "    def call(self, x):\n"
+        "        return self.out(x)\n"
+        "def scaled(settings, input_shape, n_outputs):\n"
+        "    inputs = keras.Input(input_shape)\n"
+        "    return keras.Model(inputs, keras.layers.Dense(n_outputs, activation='softmax')(Scale()(inputs)))\n"
+        "def subclassed(settings, input_shape, n_outputs):\n"
+        "    return Net(n_outputs)\n"
+        "def lambda_layer(settings, input_shape, n_outputs):\n"
+        "    inputs = keras.Input(input_shape)\n"
+        "    x = keras.layers.Lambda(lambda t: t * 2.0)(inputs)\n"
+        "    return keras.Model(inputs, keras.layers.Dense(n_outputs, activation='softmax')(x))\n")
+    for name, words in (("scaled", "Keras cannot find its class 'Scale' when loading: register it with "
+                                   "@keras.saving.register_keras_serializable()"),
+                        ("subclassed", "a subclassed keras.Model needs get_config and from_config"),
+                        ("lambda_layer", None)):
+        space = tmp_path / f"{name}.yaml"
+        space.write_text(yaml.safe_dump({"study": {"name": name}, "data": {"source": "sklearn:iris"},
+                                         "model": {"family": f"python:nets.py:{name}"}}))
+        capsys.readouterr()
+        assert run_cli("check", space) == (0 if words is None else 2)
+        err = capsys.readouterr().err
+        assert (words or "") in err and "Traceback" not in err

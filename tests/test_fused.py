@@ -112,6 +112,7 @@ def test_a_study_runs_fused_and_stores_a_checkpoint_per_split(write_space, home)
 def test_a_builder_that_cannot_be_fused_falls_back_with_a_reason(write_space, home, tmp_path, capsys):
     (tmp_path / "own_step.py").write_text(
         "import keras\n"
+        "@keras.saving.register_keras_serializable(package='own_step')\n"  # its checkpoints must load again
         "class OwnStep(keras.Model):\n"
         "    def train_step(self, data):\n"
         "        return super().train_step(data)\n"
