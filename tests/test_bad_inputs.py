@@ -511,3 +511,24 @@ def test_a_model_keras_cannot_load_again_is_refused_before_training(tmp_path: Pa
         assert run_cli("check", space) == (0 if words is None else 2)
         err = capsys.readouterr().err
         assert (words or "") in err and "Traceback" not in err
+
+
+def test_splits_of_rows_sorted_by_class_are_warned_about_and_not_called_stratified() -> None:
+    """iris in file order, unshuffled: every fold validated on a class its training rows never held, and the
+    hold-out on one class only, without a word; the hold-out was described as stratified."""
+    from search import review, space as spaces
+    from search.runner import session
+
+    def said(validation: dict) -> list[str]:
+        space = spaces.validate({"study": {"name": "x"}, "data": {"source": "sklearn:iris"}, "validation": validation})
+        return [w for w in session.prepare(space, threads=1).dataset.warnings if "validat" in w]
+
+    assert said({"scheme": "kfold", "k": 3, "shuffle": False, "stratify": False})[0].startswith(
+        "split 0 trains on no row of class(es) 0, which its validation rows hold (3 of 3 splits are so)")
+    assert said({"scheme": "holdout", "fraction": 0.3, "shuffle": False})[0].startswith(
+        "split 0 validates on rows of class(es) 2 only")
+    assert said({"scheme": "kfold", "k": 3}) == []
+    space = spaces.validate({"study": {"name": "x"}, "data": {"source": "sklearn:iris"},
+                             "validation": {"scheme": "holdout", "fraction": 0.3, "shuffle": False}})
+    described = dict(review.describe(space, {"task": "multiclass", "rows": 150, "test_rows": 30, "n_splits": 1}))
+    assert "stratified" not in described["Validation"]

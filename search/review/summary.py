@@ -124,7 +124,10 @@ def describe(space: Any, attrs: Mapping[str, Any]) -> list[tuple[str, str]]:
               "group_kfold": f"group {v.k}-fold cross-validation (groups from '{d.group}' never split)",
               "time_series": f"time-series {v.k}-fold (train on the past, validate on the next block)"}[v.scheme]
     # A regression target has no classes: stratify is ignored there (and warned about), whatever it says.
-    stratify = classification and (v.stratify if v.stratify is not None else v.scheme != "time_series")
+    # As splits.should_stratify decides: an unshuffled hold-out takes the last rows, with nothing to stratify.
+    unshuffled_holdout = v.scheme == "holdout" and v.shuffle is False
+    stratify = classification and (v.stratify if v.stratify is not None else
+                                   v.scheme != "time_series" and not unshuffled_holdout)
     shuffle = v.shuffle if v.shuffle is not None else v.scheme != "time_series"
     how = ", ".join(x for x in ("stratified" if stratify else "", "shuffled" if shuffle else "") if x)
     rows = attrs.get("rows")

@@ -62,7 +62,7 @@ def repeated_choices(space: Space) -> list[str]:
     return out
 
 
-def plan_warnings(space: Space, split_plan: list[Any], gpus: int | None) -> list[str]:
+def plan_warnings(space: Space, split_plan: list[Any], gpus: int | None, dataset: Any = None) -> list[str]:
     """What the split plan and the machine make moot: searched batches larger than a split's training rows, float16
     on a machine without a GPU (``gpus`` None when TensorFlow was not asked)."""
     from search.space import is_distribution
@@ -81,6 +81,11 @@ def plan_warnings(space: Space, split_plan: list[Any], gpus: int | None) -> list
         out.append(f"train.batch_size {', '.join(map(str, big))} is more than the {rows} training rows of the "
                    f"smallest split: each epoch is then one step on all of them, so the searched batch sizes "
                    f"above {rows} all train alike; search batch sizes up to {rows}")
+    unseen = _classes_only_validated(split_plan, dataset)
+    if unseen:
+        out.append(f"{unseen}: its validation loss does not measure the classes as the task holds them (splits of "
+                   f"rows in the file's order, sorted by class?); set validation.shuffle: true and "
+                   f"validation.stratify: true")
     if gpus == 0 and True in values("mixed_precision"):
         out.append("train.mixed_precision computes in float16, which is fast on GPUs with tensor cores but slower "
                    "than float32 on a CPU, and TensorFlow sees no GPU here: set it to false on this machine")
@@ -112,3 +117,26 @@ def unused_train_settings(train: dict[str, Any]) -> list[str]:
         out.append(f"train.early_stopping = {patience} is not below train.epochs = {epochs}: no trial can stop early "
                    f"(each keeps its best epoch all the same)")
     return out
+
+
+def _classes_only_validated(split_plan: list[Any], dataset: Any) -> str:
+    """The first split whose validation rows hold a class its training rows lack, said as such; "" if none."""
+    import numpy as np
+
+    if dataset is None or not dataset.is_classification:
+        return ""
+    short = [(split, np.setdiff1d(np.unique(dataset.y[split.val]), np.unique(dataset.y[split.train])))
+             for split in split_plan]
+    short = [(split, missing) for split, missing in short if len(missing)]
+    if short:
+        split, missing = short[0]
+        names = ", ".join(repr(dataset.classes[int(c)]) for c in missing[:5])
+        return (f"split {split.index} trains on no row of class(es) {names}, which its validation rows hold"
+                + (f" ({len(short)} of {len(split_plan)} splits are so)" if len(split_plan) > 1 else ""))
+    # The other way round: validation rows of a few classes only (the last rows of a file sorted by class).
+    for split in split_plan:
+        held = np.unique(dataset.y[split.val])
+        if len(dataset.classes) > 2 and 2 * len(held) <= len(dataset.classes) or len(held) == 1 < len(dataset.classes):
+            names = ", ".join(repr(dataset.classes[int(c)]) for c in held[:5])
+            return f"split {split.index} validates on rows of class(es) {names} only"
+    return ""

@@ -107,7 +107,7 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
         _check_builder(space, dataset, threads, where)
     dataset.warnings += space_warnings(space, dataset)
     prepared = _planned(space, dataset, where)
-    dataset.warnings += plan_warnings(space, prepared.splits, _gpus(space, threads))
+    dataset.warnings += plan_warnings(space, prepared.splits, _gpus(space, threads), dataset)
     return prepared
 
 
