@@ -173,10 +173,12 @@ def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, wher
         fail(f"data.group names groups, but validation.scheme {scheme} splits rows, not groups, so rows of one "
              f"group would land in both the training and the validation part", "validation.scheme",
              expected="scheme: group_kfold (or remove data.group)", found=scheme)
-    if dataset.has_order and scheme != "time_series":
+    # An unshuffled hold-out validates on the last rows, which data.order has made the latest.
+    latest_last = scheme == "holdout" and validation.shuffle is False
+    if dataset.has_order and scheme != "time_series" and not latest_last:
         fail(f"data.order gives the rows a time order, but validation.scheme {scheme} ignores it, so validation "
              f"rows would come before training rows in time", "validation.scheme",
-             expected="scheme: time_series (or remove data.order)", found=scheme)
+             expected="scheme: time_series, or holdout with shuffle: false (or remove data.order)", found=scheme)
     if validation.scheme == "iterated_kfold" and validation.shuffle is False:
         fail("iterated k-fold reshuffles every repeat, so shuffle cannot be false", "validation.shuffle")
     total = len(dataset.y)

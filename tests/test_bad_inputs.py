@@ -532,3 +532,24 @@ def test_splits_of_rows_sorted_by_class_are_warned_about_and_not_called_stratifi
                              "validation": {"scheme": "holdout", "fraction": 0.3, "shuffle": False}})
     described = dict(review.describe(space, {"task": "multiclass", "rows": 150, "test_rows": 30, "n_splits": 1}))
     assert "stratified" not in described["Validation"]
+
+
+def test_a_baseline_that_keeps_fixed_regularizers_is_not_called_unregularized() -> None:
+    """dropout: 0.3 and l2: 0.01 fixed in the file stay on in trial 0, which had been called 'the unregularized
+    baseline'; a two-objective study had been described with its (unused) pruner."""
+    from search import review, space as spaces
+    from search.runner import _space_warnings
+
+    space = spaces.validate({"study": {"name": "x", "objectives": ["val_loss", "params"], "pruner": "hyperband"},
+                             "data": {"source": "sklearn:iris"},
+                             "model": {"units": {"int": [4, 16]}, "dropout": 0.3, "l2": 0.01}})
+    assert space.fixed_regularizers() == {"model.dropout": 0.3, "model.l2": 0.01}
+    said = _space_warnings.space_warnings(space, None)
+    assert any(w.startswith("study.pruner: hyperband is not used: a study of two objectives is never pruned")
+               for w in said)
+    assert any("fixes model.dropout = 0.3, model.l2 = 0.01 on: it is no unregularized baseline" in w for w in said)
+    described = dict(review.describe(space, {"task": "multiclass", "rows": 150, "test_rows": 30, "n_splits": 5}))
+    assert "pruner none (a study of two objectives is never pruned)" in described["Study"]
+    assert "baseline with the searched regularizers off (dropout=0.3, l2=0.01 fixed on by the file)" in \
+        described["Study"]
+    assert "and the model's params (two objectives" in described["Objective"]

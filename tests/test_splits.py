@@ -103,6 +103,15 @@ def test_time_series_sorts_by_order_looks_forward_and_tests_on_the_latest_rows(t
     assert all(len(a.train) < len(b.train) for a, b in zip(splits, splits[1:]))
 
 
+def test_an_unshuffled_hold_out_of_time_ordered_rows_validates_on_the_latest(tmp_path: Path) -> None:
+    """It was refused as ignoring data.order; it takes the last rows, which the order makes the latest."""
+    dataset, dev, test, splits = _prepare(tmp_path, _frame(), {"order": "t"},
+                                          {"scheme": "holdout", "fraction": 0.25, "shuffle": False})
+    stamps = _col(dataset, "stamp")
+    (split,) = splits
+    assert stamps[split.train].max() < stamps[split.val].min() < stamps[split.val].max() < stamps[test].min()
+
+
 def test_dates_written_as_text_are_put_in_time_order_not_alphabetical_order(tmp_path: Path) -> None:
     """``12/31/2022`` sorts after ``01/05/2024`` as text: the held-out rows must still be the latest."""
     frame = _frame()

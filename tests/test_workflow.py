@@ -103,7 +103,7 @@ def test_a_space_without_capacity_settings_skips_phase_1_and_says_why(write_spac
                         "model": {"layers": 1, "units": 8, "dropout": {"float": [0.0, 0.5]}}})
     assert run_cli("run", path, "--home", home, "--quiet", "--threads", "1") == 0
     out = capsys.readouterr().out
-    assert "phase 1 skipped: the space searches no capacity setting" in out
+    assert "phase 1 skipped: the space searches no capacity setting (layers, units are fixed)" in out
     study = _study(home, "flat")
     assert [t.user_attrs["phase"] for t in study.trials] == [2]
     assert study.user_attrs[PHASE0_ATTR]["prior"] == pytest.approx(math.log(3), abs=0.02)

@@ -166,7 +166,8 @@ def trial_rows(study: Any, top: int = 10) -> list[dict[str, Any]]:
                      "metric": (metric_key[4:-5] if metric_key else "metric"),
                      "metric_value": t.user_attrs.get(metric_key, math.nan) if metric_key else math.nan,
                      "baseline": bool(t.user_attrs.get("baseline")), "params": dict(t.params),
-                     "unregularized": bool(t.user_attrs.get("unregularized", True))})
+                     "unregularized": bool(t.user_attrs.get("unregularized", True)),
+                     "kept_on": t.user_attrs.get("kept_on")})
     return rows
 
 
@@ -188,8 +189,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     best, base = rows[0], next((r for r in rows if r["baseline"]), None)
     if base is not None and best is not base:
         gain = (base["value"] - best["value"]) / base["value"] * 100 if base["value"] else math.nan
-        what = "the unregularized baseline" if base.get("unregularized", True) else \
-            "the baseline (middle values: this custom family declares no regularizers in model.regularizers)"
+        kept = base.get("kept_on") or {}
+        what = ("the unregularized baseline" if base.get("unregularized", True) else
+                "the baseline (searched regularizers off; fixed on as the file says: "
+                + ", ".join(f"{k.removeprefix('model.')}={_fmt(v)}" for k, v in kept.items()) + ")" if kept else
+                "the baseline (middle values: this custom family declares no regularizers in model.regularizers)")
         out.append(f"\nbest trial {best['trial']} vs {what} (trial {base['trial']}): "
                    f"val_loss {best['value']:.4g} vs {base['value']:.4g} ({gain:.1f}% lower), "
                    f"{metric} {best['metric_value']:.4g} vs {base['metric_value']:.4g}")
@@ -333,7 +337,8 @@ def header_lines(prepared: Any, options: Any, storage_url: str, tracking_uri: st
     if space.study.enqueue:
         limits.append(f"{len(space.study.enqueue)} config(s) from study.enqueue tried first"
                       + (", after the baseline" if space.study.baseline else ""))
-    return [f"study       {space.study.name}  (sampler {space.study.sampler}, pruner {space.study.pruner}, "
+    pruner = "none: two objectives" if space.study.multi_objective else space.study.pruner
+    return [f"study       {space.study.name}  (sampler {space.study.sampler}, pruner {pruner}, "
             f"seed {space.study.seed})",
             f"data        {space.data.source}: {attrs['rows']} rows, task {attrs['task']}, {attrs['test_rows']} "
             f"held out for the final test",

@@ -145,11 +145,12 @@ def describe(space: Any, attrs: Mapping[str, Any]) -> list[tuple[str, str]]:
                       f"{test if test is not None else f'{d.test_fraction:g} of the rows'} held out "
                       f"(test_size {d.test_fraction:g}), never seen by any trial"),
         ("Data", f"{d.source}, task {task}, preprocess {d.preprocess}"),
-        ("Objective", "minimize the mean over splits of each split's best validation loss"),
-        ("Study", f"sampler {s.sampler} (seed {s.seed}), pruner {s.pruner}, budget {s.n_trials} trials"
-                  + (("; trial 0 is the unregularized baseline" if space.declares_regularizers else
-                      "; trial 0 is the baseline at the middle values (the custom family declares no "
-                      "regularizers)") if s.baseline else "")),
+        ("Objective", "minimize the mean over splits of each split's best validation loss"
+                      + (f", and the model's {s.objectives[1]} (two objectives: the Pareto front, the one_se "
+                         f"pick)" if s.multi_objective else "")),
+        ("Study", f"sampler {s.sampler} (seed {s.seed}), pruner "
+                  + ("none (a study of two objectives is never pruned)" if s.multi_objective else s.pruner)
+                  + f", budget {s.n_trials} trials" + (_baseline_text(space) if s.baseline else "")),
     ]
     return lines
 
@@ -348,3 +349,15 @@ def _metrics(trials: Sequence[Any], study: Any) -> dict[str, float]:
         for fit in ("underfit", "good", "overfit"):
             out[f"fit_{fit}"] = float(fits.count(fit))
     return out
+
+
+def _baseline_text(space: Any) -> str:
+    if not space.declares_regularizers:
+        return "; trial 0 is the baseline at the middle values (the custom family declares no regularizers)"
+    kept = space.fixed_regularizers()
+    if kept:
+        return ("; trial 0 is the baseline with the searched regularizers off ("
+                + ", ".join(f"{k.removeprefix('model.')}={format_value(v)}" for k, v in kept.items())
+                + " fixed on by the file)")
+    return "; trial 0 is the unregularized baseline"
+

@@ -20,6 +20,14 @@ def space_warnings(space: Space, dataset: Any) -> list[str]:
         out.append(f"validation.scheme: time_series without data.order takes the rows of {space.data.source} in "
                    f"the order they are stored as time order (the test rows are the last ones); name the time "
                    f"column with data.order if the rows are not already in time order")
+    if space.study.multi_objective and "pruner" in space.study.model_fields_set and space.study.pruner != "none":
+        out.append(f"study.pruner: {space.study.pruner} is not used: a study of two objectives is never pruned "
+                   f"(Optuna keeps no intermediate values for several objectives); remove it")
+    kept = space.fixed_regularizers() if space.study.baseline and space.declares_regularizers else {}
+    if kept:
+        out.append("the baseline (trial 0) switches off the searched regularizers only, and the file fixes "
+                   + ", ".join(f"{k} = {v}" for k, v in kept.items()) + " on: it is no unregularized baseline; "
+                   "search them with or_off (or a range from 0) to measure what they buy")
     return out + unused_train_settings(space.train) + repeated_choices(space) + unused_head_settings(space.model)
 
 

@@ -13,7 +13,7 @@ from search.studies._identity import orphans
 
 
 # User attributes given when a trial was queued, which a retry of it must carry too.
-QUEUED_ATTRS = ("baseline", "unregularized", "ablation", "enqueued")
+QUEUED_ATTRS = ("baseline", "unregularized", "kept_on", "ablation", "enqueued")
 
 
 def requeue(study: Any, trial: Any, max_retries: int | None = 1, *, counts_as_retry: bool = True) -> bool:

@@ -343,6 +343,16 @@ class Space(_Strict):
         declared = getattr(sys.modules.get(getattr(builder, "__module__", "") or ""), "REGULARIZERS", None)
         return declared if isinstance(declared, (list, tuple, dict)) else None
 
+    def fixed_regularizers(self) -> dict[str, Any]:
+        """Regularizers the file fixes on (``dropout: 0.3``): the baseline switches off only searched ones, so
+        it keeps these, and is no unregularized baseline."""
+        leaves, out = self.leaves(), {}
+        for name, off in self.regularizers().items():
+            value = leaves.get(name)
+            if value is not None and not is_distribution(value) and value != off and value not in (0, 0.0, False):
+                out[name] = value
+        return out
+
     @property
     def declares_regularizers(self) -> bool:
         """Whether the baseline is really unregularized: true of built-in families, and of a custom one

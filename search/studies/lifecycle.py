@@ -140,8 +140,10 @@ def _fill_queue(study: Any, space: Space) -> None:
     if baseline is not None:
         # A custom builder that names no regularizers has a baseline at its settings' middles, not an
         # unregularized one, and nothing may call it that.
+        kept = space.fixed_regularizers()  # the file fixes them on: the baseline keeps them
         study.enqueue_trial(baseline, user_attrs={"baseline": True,
-                                                  "unregularized": space.declares_regularizers})
+                                                  "unregularized": space.declares_regularizers and not kept,
+                                                  **({"kept_on": {k: v for k, v in kept.items()}} if kept else {})})
     _queue_user_points(study, space)
     if space.study.sampler != "grid":
         return

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence, TextIO
 
 from search.runner.results import TrialListener, TrialOutcome
-from search.space import Space, flatten, is_distribution
+from search.space import CAPACITY_KEYS, Space, flatten, is_distribution
 
 PHASE_ATTR = "phase"               # per trial: 1 or 2
 FIXED_ATTR = "phase_fixed"         # per trial: {dotted name: value} the phase held fixed
@@ -201,10 +201,12 @@ class Phased(TrialListener):
         self._say(f"phase 0, baseline to beat (no network, same {stored['n_splits']} splits, {stored['loss']} mean "
                   f"over splits): {common_sense.text(stored)}" + (f" ({stored['note']})" if stored.get("note") else ""))
         if not searched_capacity(self.space):
-            self._say("phase 1 skipped: the space searches no capacity setting (by name "
-                      + ", ".join(n.split(".", 1)[1] for n in self.space.capacity()) + " are fixed or absent; "
-                      "a custom builder names its own with model.capacity), so every trial is phase 2: "
-                      "regularizers at the file's capacity.")
+            named = [n.split(".", 1)[1] for n in self.space.capacity()]
+            why = (f"{', '.join(named)} {'is' if len(named) == 1 else 'are'} fixed" if named else
+                   "a custom builder names its capacity settings with model.capacity, and this file names none"
+                   if self.space.is_custom else f"none of {', '.join(CAPACITY_KEYS)} is in the file")
+            self._say(f"phase 1 skipped: the space searches no capacity setting ({why}), so every trial is phase "
+                      f"2: the regularizers searched with everything else as the file has it.")
         elif (pick := study.user_attrs.get(PICK_ATTR)) is not None:
             self._say(f"phase 2 (continued): regularizers at trial {pick['trial']}'s capacity "
                       f"({settings_text(pick['capacity'])}).")
