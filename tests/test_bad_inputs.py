@@ -553,3 +553,35 @@ def test_a_baseline_that_keeps_fixed_regularizers_is_not_called_unregularized() 
     assert "baseline with the searched regularizers off (dropout=0.3, l2=0.01 fixed on by the file)" in \
         described["Study"]
     assert "and the model's params (two objectives" in described["Objective"]
+
+
+def test_a_regression_builder_that_cannot_reach_the_target_is_warned_about() -> None:
+    """Built-in families rescale their output by the target's scale; a builder's model got diabetes' target
+    (25 to 346) as it is, a sigmoid output too, and scored five times worse without a word."""
+    import keras
+
+    from search import models
+
+    y = np.random.default_rng(0).normal(150.0, 77.0, 300)
+
+    def linear(settings, input_shape, n_outputs):
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, keras.layers.Dense(1)(inputs))
+
+    def sigmoid(settings, input_shape, n_outputs):
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(inputs))
+
+    def rescaled(settings, input_shape, n_outputs):
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, keras.layers.Rescaling(77.0, 150.0)(keras.layers.Dense(1)(inputs)))
+
+    head = models.Head("regression", 1)
+    said = {f.__name__: models.check_custom_builder({"family": models.register_builder(f)}, (4,), head, target=y)
+            for f in (linear, sigmoid, rescaled)}
+    assert said["linear"][0].startswith("the regression target has a mean of about 1.5e+02")
+    assert "keras.layers.Rescaling(scale=78, offset=1.5e+02)" in said["linear"][0]
+    assert "outputs values in [0, 1] only (a sigmoid?)" in said["sigmoid"][0]
+    assert said["rescaled"] == []
+    assert models.check_custom_builder({"family": models.register_builder(linear)}, (4,), head,
+                                       target=y / 150.0) == []

@@ -245,9 +245,11 @@ def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: s
 
 
 def check_custom_builder(model_settings: dict[str, Any], input_shape: tuple[int, ...], head: Head,
-                         search_dir: Path | None = None, source: str | None = None) -> None:
+                         search_dir: Path | None = None, source: str | None = None,
+                         target: Any = None) -> list[str]:
     """Build the user's model once, on one trial's settings, before any trial: a builder that fails or
-    whose output does not fit the task would otherwise fail every trial, each with TensorFlow's words."""
+    whose output does not fit the task would otherwise fail every trial, each with TensorFlow's words.
+    Returns warnings: for a regression ``target`` (the training values), an output that cannot reach it."""
     import numpy as np
 
     family = model_settings["family"]
@@ -277,6 +279,36 @@ def check_custom_builder(model_settings: dict[str, Any], input_shape: tuple[int,
     if head.task != "regression":
         _outputs_probabilities(model, input_shape, head, family, source)
     _saves_and_loads(model, family, source)
+    return _reaches_the_target(model, input_shape, family, target) if head.task == "regression" else []
+
+
+def _reaches_the_target(model: Any, input_shape: tuple[int, ...], family: str, target: Any) -> list[str]:
+    """Built-in families rescale their linear output by the training rows' target mean and std; a builder's
+    model gets the target as it is. A target far from unit scale, or an output bounded away from it (a
+    sigmoid on a target of hundreds), trains without an error and scores badly: said before training."""
+    import numpy as np
+
+    if target is None or not len(target):
+        return []
+    y = np.asarray(target, dtype=np.float64)
+    mean, std, low, high = float(y.mean()), float(y.std()), float(y.min()), float(y.max())
+    rows = np.random.default_rng(0).normal(0.0, 3.0, size=(64, *input_shape)).astype("float32")
+    out = np.asarray(model(rows, training=False), dtype=np.float64).ravel()
+    out = out[np.isfinite(out)]
+    if len(out) and out.min() >= -1e-6 and out.max() <= 1 + 1e-6 and (low < -0.5 or high > 1.5):
+        return [f"the model of the builder {family} outputs values in [0, 1] only (a sigmoid?), and the regression "
+                f"target runs from {low:.4g} to {high:.4g}: end the model with a linear unit "
+                f"(activation=None)"]
+    # The builder rescales its output itself: its fresh output is of the target's order of magnitude.
+    already = len(out) and (abs(float(out.mean())) > 0.1 * abs(mean) if abs(mean) > std else
+                            float(out.std()) > 0.1 * std)
+    if not already and (std > 10 or abs(mean) > 10 * max(std, 1e-12)):
+        # Rounded: the numbers come from all rows, test rows included, and are a scale, not a statistic to fit.
+        return [f"the regression target has a mean of about {mean:.2g} and a standard deviation of about {std:.2g}; "
+                f"built-in families rescale their output by the training rows' own, a builder's model gets the "
+                f"target as it is and starts far from it: end it with keras.layers.Rescaling(scale={std:.2g}, "
+                f"offset={mean:.2g}) after its linear unit, or scale the target in the data"]
+    return []
 
 
 def _saves_and_loads(model: Any, family: str, source: str | None) -> None:

@@ -170,8 +170,9 @@ def _check_builder(space: Space, dataset: Any, threads: int | None, where: str) 
     settings = space.sample(optuna.trial.FixedTrial(space.baseline_params()))
     head = models.Head(dataset.task, dataset.n_outputs)
     try:
-        models.check_custom_builder(settings["model"], dataset.input_shape, head,
-                                    space.path.parent if space.path else None, where)
+        dataset.warnings += models.check_custom_builder(settings["model"], dataset.input_shape, head,
+                                                        space.path.parent if space.path else None, where,
+                                                        target=dataset.y if dataset.task == "regression" else None)
     finally:
         _runtime.reset_keras()
 
