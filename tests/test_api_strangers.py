@@ -226,3 +226,30 @@ def test_split_models_take_raw_rows_and_a_one_column_frame_of_labels_is_a_label_
     np.testing.assert_allclose(raw[0].predict(rows, verbose=0), scaled[0].predict(scaler.transform(rows), verbose=0),
                                rtol=1e-4, atol=1e-6)
     assert not np.allclose(raw[0].predict(rows, verbose=0), scaled[0].predict(rows, verbose=0), atol=1e-3)
+
+
+def test_group_and_order_columns_of_a_frame_are_taken_out_of_the_features(tmp_path):
+    """data.group and data.order could not name a column of x: the arrays were looked up in the npz written
+    for x and y, under names that were never saved."""
+    import pandas as pd
+
+    from search.runner import session
+
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"]).assign(
+        patient=[f"p{i % 30:02d}" for i in range(len(X))], when=_dates())
+    grouped = _space("grouped") | {"data": {"source": "arrays", "test_size": 0.2, "group": "patient"},
+                                   "validation": {"scheme": "group_kfold", "k": 3}}
+    result = search.run(grouped, x=frame.drop(columns=["when"]), y=Y, home=tmp_path / "h", out=io.StringIO())
+    assert result.study.user_attrs["data_summary"]["features"] == 4  # the ids are no feature
+    prepared = session.prepare_rows(result.best.config)
+    groups = prepared.dataset.groups
+    for split in prepared.splits:
+        assert not set(groups[split.train]) & set(groups[split.val])
+    assert not set(groups[prepared.dev_idx]) & set(groups[prepared.test_idx])
+    timed = _space("timed") | {"data": {"source": "arrays", "test_size": 0.2, "order": "when"},
+                               "validation": {"scheme": "time_series", "k": 3}}
+    shuffled = frame.drop(columns=["patient"]).sample(frac=1, random_state=0)
+    result = search.run(timed, x=shuffled, y=Y[shuffled.index], home=tmp_path / "h", out=io.StringIO())
+    assert result.study.user_attrs["data_summary"]["features"] == 4
+    with pytest.raises(search.SpaceError, match="x has no named columns; pass x as a pandas DataFrame"):
+        search.run(grouped, x=X, y=Y, home=tmp_path / "h2")

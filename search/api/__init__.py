@@ -163,13 +163,14 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     fills = loaded.data.missing != "refuse"  # missing features are then the data checks' to count
     try:
         row_shape = None
+        roles = {f"data.{key}": raw["data"][key] for key in ("group", "order") if raw["data"].get(key)}
         if x is not None and y is not None:
-            source, row_shape = _save_arrays(home, raw["study"]["name"], x, y, ("x", "y"), made, fills)
+            source, row_shape = _save_arrays(home, raw["study"]["name"], x, y, ("x", "y"), made, fills, roles=roles)
             raw["data"]["source"], raw["data"]["target"] = f"npz:{source}", None
             named[str(source)] = ("x", "y")
         if x_test is not None and y_test is not None:
             test, _ = _save_arrays(home, raw["study"]["name"] + "-test", x_test, y_test, ("x_test", "y_test"), made,
-                                   fills, row_shape)
+                                   fills, row_shape, roles=roles)
             raw["data"]["test"] = f"npz:{test}"
             named[str(test)] = ("x_test", "y_test")
             raw["data"]["test_size"] = None  # the rows given are the test rows: nothing is drawn

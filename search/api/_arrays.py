@@ -115,11 +115,25 @@ def _no_missing_labels(gaps: np.ndarray, name: str) -> None:
 
 
 def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tuple[str, str],
-                 made: list[Path], fills: bool = False,
-                 row_shape: tuple[int, ...] | None = None) -> tuple[Path, tuple[int, ...]]:
+                 made: list[Path], fills: bool = False, row_shape: tuple[int, ...] | None = None,
+                 roles: dict[str, str] | None = None) -> tuple[Path, tuple[int, ...]]:
     """In-memory rows as an npz under ``<home>/data``, named by their content: the same arrays, the same file.
     Returns the file and the shape of one row of ``x``; ``row_shape``: the shape the development rows have
-    (for test rows), checked here so that the message names the arguments, not the files they went to."""
+    (for test rows), checked here so that the message names the arguments, not the files they went to.
+    ``roles``: ``data.group`` / ``data.order`` by the columns of ``x`` they name, which are taken out of the
+    features and saved as the arrays of those names, as the npz reader takes them."""
+    extras: dict[str, np.ndarray] = {}
+    for field, column in (roles or {}).items():
+        if not hasattr(x, "columns"):
+            raise SpaceError(f"{field} names a column of x ({column!r}), and x has no named columns; pass x as a "
+                             f"pandas DataFrame that holds it", field=field, found=column)
+        if column not in x.columns:
+            raise SpaceError(f"{field} names a column that {names[0]} does not have", field=field,
+                             expected="one of " + ", ".join(map(str, x.columns)), found=column)
+        values = x[column].to_numpy()
+        # Text (ids, dates written out) as fixed-width strings: an object array would need pickling.
+        extras[column] = values.astype(str) if values.dtype == object else values
+        x = x.drop(columns=[column])
     columns = getattr(x, "columns", None)  # a pandas frame's column names, kept for the summary and the model
     given = x
     _same_rows(x, y, names)
@@ -147,9 +161,9 @@ def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tup
                             expected="finite numbers", found=array[tuple(bad[0])].item())
     buffer = io.BytesIO()
     if columns is not None and x.ndim == 2 and len(columns) == x.shape[1]:
-        np.savez(buffer, X=x, y=y, feature_names=np.asarray([str(c) for c in columns]))
+        np.savez(buffer, X=x, y=y, feature_names=np.asarray([str(c) for c in columns]), **extras)
     else:
-        np.savez(buffer, X=x, y=y)
+        np.savez(buffer, X=x, y=y, **extras)
     digest = hashlib.sha256(buffer.getvalue()).hexdigest()[:12]
     path = (home / "data" / f"{name}-{digest}.npz").resolve()
     if not path.is_file():
