@@ -585,3 +585,15 @@ def test_a_regression_builder_that_cannot_reach_the_target_is_warned_about() -> 
     assert said["rescaled"] == []
     assert models.check_custom_builder({"family": models.register_builder(linear)}, (4,), head,
                                        target=y / 150.0) == []
+
+
+def test_time_ordered_test_rows_without_a_class_are_warned_about() -> None:
+    """The latest rows of iris in file order are one class: the stratified path warned, this one did not."""
+    from search import space as spaces
+    from search.runner import session
+
+    space = spaces.validate({"study": {"name": "x"}, "data": {"source": "sklearn:iris"},
+                             "validation": {"scheme": "time_series", "k": 3}})
+    said = session.prepare(space, threads=1).dataset.warnings
+    assert any(w.startswith("class(es) 0, 1 have no test row (the test rows are the latest rows") for w in said)
+    assert any("time-series splits keep the rows' order" in w for w in said)

@@ -419,6 +419,13 @@ def split_test(dataset: Dataset, test_size: float, seed: int, time_ordered: bool
         else:
             dev, test = _group_holdout(dataset, n_test, test_size, seed, where)
         _classes_in_development(dataset, dev, test, "the latest rows" if time_ordered else "whole groups", where)
+        if dataset.is_classification:
+            absent = np.flatnonzero(np.bincount(dataset.y[test], minlength=len(dataset.classes)) == 0)
+            if len(absent):
+                dataset.warnings.append(
+                    f"class(es) {', '.join(repr(dataset.classes[c]) for c in absent[:5])} have no test row (the test "
+                    f"rows are {'the latest rows' if time_ordered else 'whole groups'}, which hold none of them): "
+                    f"the test score cannot measure them")
         return dev, test
     stratify = dataset.y if dataset.is_classification else None
     if stratify is not None:

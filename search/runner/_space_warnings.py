@@ -91,9 +91,11 @@ def plan_warnings(space: Space, split_plan: list[Any], gpus: int | None, dataset
                    f"above {rows} all train alike; search batch sizes up to {rows}")
     unseen = _classes_only_validated(split_plan, dataset)
     if unseen:
+        fix = ("time-series splits keep the rows' order, so check that it is the time order (data.order names "
+               "the time column)" if space.validation.scheme == "time_series" else
+               "set validation.shuffle: true and validation.stratify: true")
         out.append(f"{unseen}: its validation loss does not measure the classes as the task holds them (splits of "
-                   f"rows in the file's order, sorted by class?); set validation.shuffle: true and "
-                   f"validation.stratify: true")
+                   f"rows in the file's order, sorted by class?); {fix}")
     if gpus == 0 and True in values("mixed_precision"):
         out.append("train.mixed_precision computes in float16, which is fast on GPUs with tensor cores but slower "
                    "than float32 on a CPU, and TensorFlow sees no GPU here: set it to false on this machine")
