@@ -68,6 +68,10 @@ def ignored_settings(validation: Any, dataset: Dataset) -> list[str]:
     if validation.stratify and not dataset.is_classification:
         out.append("validation.stratify is true, but a regression target has no classes to stratify on: ignored")
     n = validation.k * validation.repeats if validation.scheme == "iterated_kfold" else 0
+    if validation.scheme in ("kfold", "group_kfold", "time_series") and validation.k > MANY_SPLITS:
+        out.append(f"validation.k = {validation.k}: every trial trains {validation.k} models on splits of about "
+                   f"{max(1, len(dataset.y) // validation.k)} validation row(s) each, whose losses are noise; 5 or 10 "
+                   f"folds (or iterated_kfold for a steadier estimate) are usual")
     if n > MANY_SPLITS:
         out.append(f"validation.k × repeats = {validation.k} × {validation.repeats}: every trial trains {n} models, "
                    f"about {n // validation.k} times a {validation.k}-fold trial; the estimate's spread shrinks "

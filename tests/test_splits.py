@@ -408,3 +408,15 @@ def test_order_values_with_offsets_numbers_as_text_or_booleans_sort_as_they_mean
     assert list(np.argsort(stamps, kind="stable")) == [1, 0, 2]  # compared as instants, in UTC
     assert list(_checks.time_order(np.array(["1", "10", "2"]), "t", "rows", "x.yaml", [])) == [1, 10, 2]
     assert _checks.time_order(np.array([True, False]), "t", "rows", "x.yaml", []).dtype == bool
+
+
+def test_a_fold_count_in_the_hundreds_is_warned_about() -> None:
+    """kfold with k: 119 on 150 rows trained 119 models a trial on one-row validation splits without a word."""
+    from search import space as spaces
+    from search.runner import session
+
+    space = spaces.validate({"study": {"name": "x"}, "data": {"source": "sklearn:iris", "test_size": 0.1},
+                             "validation": {"scheme": "kfold", "k": 119, "stratify": False}})
+    said = session.prepare(space, threads=1).dataset.warnings
+    assert any(w.startswith("validation.k = 119: every trial trains 119 models on splits of about 1 validation")
+               for w in said), said

@@ -110,7 +110,7 @@ def load_custom_builder(family: str, search_dir: Path | None = None,
     if path is not None:
         module = _load_file(path, module_name, source)
     elif module_name.endswith(".py") or "/" in module_name:
-        raise SpaceError(f"no builder file {module_name} in {search_dir or Path.cwd()}", source=source,
+        raise SpaceError(f"no builder file {module_name} in {Path(search_dir or Path.cwd()).resolve()}", source=source,
                          field="model.family", found=family)
     else:
         try:
