@@ -22,6 +22,9 @@ def study(write_space, home):
     ({"model": {"dropout": {"choice": [0.0, 0.3]}}}, "model.dropout", "Optuna cannot continue a setting whose kind"),
     ({"validation": {"k": 2}}, "validation.k", "other split rows: validation.k was 3, now 2"),
     ({"study": {"seed": 7}}, "study.seed", "other test rows: study.seed was 0, now 7"),
+    # A key the first file did not write: it had been blamed on the data ("restore the original data").
+    ({"validation": {"stratify": False}}, "validation.stratify",
+     "other split rows: validation.stratify was unset (its default), now False"),
 ])
 def test_an_edit_optuna_or_the_splits_cannot_continue_is_refused_before_any_trial(study, write_space, home, capsys,
                                                                                  edit, field, words):

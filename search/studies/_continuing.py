@@ -51,14 +51,18 @@ def _changed_plan(before: str | None, space: Space) -> list[str]:
         old = parse_yaml(before or "") or {}
     except Exception:  # a space stored by an older version: nothing to compare
         return []
+    from search.space import ValidationSection
+
     now = space.model_dump(mode="json")
+    # A key the stored file did not write had its default then (stratify: unset, not this file's false).
+    defaults = ValidationSection().model_dump(mode="json")
     out = []
     for section, key in (("study", "seed"), ("data", "test_size"), ("data", "test"), ("data", "split_column"),
                          ("data", "group"), ("data", "order"), *(("validation", k) for k in now["validation"])):
-        default = now[section].get(key) if section == "validation" else None
+        default = defaults.get(key) if section == "validation" else None
         was, is_now = (old.get(section) or {}).get(key, default), now[section].get(key)
         if was != is_now:
-            out.append(f"{section}.{key} was {was}, now {is_now}")
+            out.append(f"{section}.{key} was {_value(was)}, now {_value(is_now)}")
     return out
 
 
@@ -146,3 +150,7 @@ def _family_key(family: str) -> tuple[str, str]:
         return family, ""
     module, _, function = family[len("python:"):].rpartition(":")
     return Path(module).stem if module.endswith(".py") else module.rpartition(".")[2], function
+
+
+def _value(value: Any) -> str:
+    return "unset (its default)" if value is None else str(value)
