@@ -155,6 +155,15 @@ def plan(validation: Any, dataset: Dataset, dev_idx: np.ndarray, seed: int,
     try:
         pairs = list(splitter.split(dataset.X[dev_idx], stratify_on, groups))
     except ValueError as exc:
+        if validation.scheme == "holdout" and stratify_on is not None:
+            # A stratified hold-out keeps every class on both sides: say which fractions can, in our words.
+            n, classes = len(y), len(np.unique(y))
+            side = min(round(n * validation.fraction), n - round(n * validation.fraction))
+            raise ValidationSchemeError(
+                f"a stratified hold-out keeps every class on both sides, but validation.fraction "
+                f"{validation.fraction:g} of {n} development rows leaves {side} row{'s' if side != 1 else ''} "
+                f"on one side for {classes} classes", source=where, field="validation.fraction",
+                expected=f"between {classes / n:.2g} and {1 - classes / n:.2g}", found=validation.fraction) from None
         raise ValidationSchemeError(f"scikit-learn cannot make these splits: {exc}", source=where,
                                     field="validation") from None
     k = validation.k if validation.scheme == "iterated_kfold" else len(pairs)

@@ -597,3 +597,17 @@ def test_time_ordered_test_rows_without_a_class_are_warned_about() -> None:
     said = session.prepare(space, threads=1).dataset.warnings
     assert any(w.startswith("class(es) 0, 1 have no test row (the test rows are the latest rows") for w in said)
     assert any("time-series splits keep the rows' order" in w for w in said)
+
+
+def test_a_stratified_hold_out_too_lopsided_for_the_classes_is_said_in_its_own_words() -> None:
+    from search import space as spaces
+    from search.runner import session
+    from search.errors import ValidationSchemeError
+
+    space = spaces.validate({"study": {"name": "x"}, "data": {"source": "sklearn:iris"},
+                             "validation": {"scheme": "holdout", "fraction": 0.99}})
+    with pytest.raises(ValidationSchemeError) as err:
+        session.prepare(space, threads=1)
+    assert err.value.field == "validation.fraction" and "scikit-learn" not in str(err.value)
+    assert "fraction 0.99 of 119 development rows leaves 1 row on one side for 3 classes" in str(err.value)
+
