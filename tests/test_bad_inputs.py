@@ -611,3 +611,13 @@ def test_a_stratified_hold_out_too_lopsided_for_the_classes_is_said_in_its_own_w
     assert err.value.field == "validation.fraction" and "scikit-learn" not in str(err.value)
     assert "fraction 0.99 of 119 development rows leaves 1 row on one side for 3 classes" in str(err.value)
 
+
+def test_a_setting_of_another_family_names_the_families_that_have_it() -> None:
+    from search import space as spaces
+
+    with pytest.raises(spaces.SpaceError) as err:
+        spaces.validate({"study": {"name": "x"}, "data": {"source": "sklearn:iris"},
+                         "model": {"family": "mlp", "augment_flip": True}})
+    assert err.value.field == "model.augment_flip"
+    assert "unknown setting of family mlp; it is a setting of the cnn and transfer families" in str(err.value)
+

@@ -114,7 +114,7 @@ def _no_missing_labels(gaps: np.ndarray, name: str) -> None:
                         field=name, expected="a label in every row", found=f"{int(gaps.sum())} missing")
 
 
-def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tuple[str, str],
+def _save_arrays(home: Path, name: str, x: Any, y: Any, names: tuple[str, str],
                  made: list[Path], fills: bool = False, row_shape: tuple[int, ...] | None = None,
                  roles: dict[str, str] | None = None) -> tuple[Path, tuple[int, ...]]:
     """In-memory rows as an npz under ``<home>/data``, named by their content: the same arrays, the same file.
@@ -122,7 +122,7 @@ def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tup
     (for test rows), checked here so that the message names the arguments, not the files they went to.
     ``roles``: ``data.group`` / ``data.order`` by the columns of ``x`` they name, which are taken out of the
     features and saved as the arrays of those names, as the npz reader takes them."""
-    extras: dict[str, np.ndarray] = {}
+    extras: dict[str, Any] = {}
     for field, column in (roles or {}).items():
         if not hasattr(x, "columns"):
             raise SpaceError(f"{field} names a column of x ({column!r}), and x has no named columns; pass x as a "
@@ -160,10 +160,10 @@ def _save_arrays(home: Path, name: str, x: np.ndarray, y: np.ndarray, names: tup
                             f"{tuple(int(i) for i in bad[0])}; fill or drop those rows first{hint}", field=label,
                             expected="finite numbers", found=array[tuple(bad[0])].item())
     buffer = io.BytesIO()
+    arrays: dict[str, Any] = {"X": x, "y": y}
     if columns is not None and x.ndim == 2 and len(columns) == x.shape[1]:
-        np.savez(buffer, X=x, y=y, feature_names=np.asarray([str(c) for c in columns]), **extras)
-    else:
-        np.savez(buffer, X=x, y=y, **extras)
+        arrays["feature_names"] = np.asarray([str(c) for c in columns])
+    np.savez(buffer, **arrays, **extras)
     digest = hashlib.sha256(buffer.getvalue()).hexdigest()[:12]
     path = (home / "data" / f"{name}-{digest}.npz").resolve()
     if not path.is_file():

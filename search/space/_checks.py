@@ -33,8 +33,11 @@ def check_leaves(space: Space, source: str) -> None:
                 from search.space import did_you_mean
 
                 names = [*(["family"] if section == "model" else []), *specs]
-                raise SpaceError("unknown setting" + did_you_mean(key, names), source=source, field=field,
-                                 expected="one of " + ", ".join(names), found=key)
+                elsewhere = _families_with(key) if section == "model" else []
+                where_it_is = (f" of family {space.family}; it is a setting of the {' and '.join(elsewhere)} "
+                               f"famil{'ies' if len(elsewhere) > 1 else 'y'}" if elsewhere else "")
+                raise SpaceError("unknown setting" + where_it_is + ("" if elsewhere else did_you_mean(key, names)),
+                                 source=source, field=field, expected="one of " + ", ".join(names), found=key)
             if value is None:
                 raise SpaceError("the value is empty (YAML's null); give one, or remove the line to use the "
                                  f"default{f' ({spec.default!r})' if spec is not None else ''}", source=source,
@@ -221,3 +224,11 @@ def _cannot_be_off(source: str, field: str, spec: Param) -> SpaceError:
     return SpaceError(f"a searched regularizer must be able to switch off, so that the unregularized "
                       f"baseline lies inside the space: include {spec.off!r} in the range or the choices, "
                       f"or add 'or_off: true'", source=source, field=field)
+
+
+def _families_with(key: str) -> list[str]:
+    """The built-in families that have a setting ``key`` (augment_flip is the cnn's and the transfer's)."""
+    from search.models import FAMILIES
+
+    return [name for name, family in FAMILIES.items() if key in getattr(family, "PARAMS", {})]
+
