@@ -477,6 +477,9 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
      images(lambda f: (_image_folder(f / "pics", {unicodedata.normalize("NFD", "ñandú"): 3, "b": 3}),
                        _image_folder(f / "pics", {unicodedata.normalize("NFC", "ñandú"): 3}, seed=4))),
      "data.source", ["one name written in two Unicode forms", "rename one of them"]),
+    ("images-without-class-folders", images(lambda f: _image_folder(f, {"pics": 5})), "data.source",
+     ["must hold one subfolder per class, at least 2 (it holds 5 image file(s) directly, e.g. 0.png",
+      "subfolder named after the class"]),
     ("images-split-column", images(lambda f: _image_folder(f / "pics", {"a": 3, "b": 3}), {"split_column": "x"}),
      "data.split_column", ["needs a csv or npz source, not images"]),
 ]

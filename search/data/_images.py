@@ -32,7 +32,11 @@ def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
     classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
                      and d.name not in NOT_CLASSES)
     if len(classes) < min_classes:
-        raise DataError(f"{root} must hold one subfolder per class, at least {min_classes}", source=where,
+        loose = [f.name for f in root.iterdir() if f.is_file() and f.suffix.lower() in SUFFIXES]
+        # Images straight in the folder have no class to learn: the class is the name of their subfolder.
+        also = (f" (it holds {len(loose)} image file(s) directly, e.g. {sorted(loose)[0]}: move each class's "
+                f"images into a subfolder named after the class)" if loose else "")
+        raise DataError(f"{root} must hold one subfolder per class, at least {min_classes}{also}", source=where,
                         field=field, expected="<dir>/<class>/<image files>",
                         found=[d.name for d in classes])
     _distinct_folders(classes, where, field)
