@@ -199,11 +199,11 @@ def test_an_exported_config_runs_from_any_folder(tmp_path, home, capsys, monkeyp
     target = targets.locate(study, default_tracking_uri(home), config=elsewhere / "best.yaml")
     assert target.changed == [], target.origin  # the same files, by another name: the same trial
     # ... and, judged on the test rows, the same config as the trial's own (the record of looks counts them).
-    from search.reproduction import final
+    from search.reproduction import final, looks
     from search.space import nest
 
     own = targets.locate(study, default_tracking_uri(home))
-    hashes = {final.config_hash(final._by_full_paths(t, nest(t.space.leaves()))) for t in (own, target)}
+    hashes = {looks.config_hash(final._by_full_paths(t, nest(t.space.leaves()))) for t in (own, target)}
     assert len(hashes) == 1, hashes
 
 

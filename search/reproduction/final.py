@@ -29,6 +29,7 @@ from search import scoring
 from search.runner import session
 from search.errors import DataError, StudyError
 from search.space import flatten, nest
+from search.reproduction import looks as looks_module
 from search.reproduction.targets import Target
 
 # The final model's seed is derive_seed(study seed, trial, FINAL_SEED_SPLIT): a split index no plan reaches.
@@ -143,7 +144,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
         report.ensemble_trials = [trial.number, *members]
         report.top_ensemble_loss = float(np.mean(scoring.row_losses(task, y_test, averaged)))
         report.top_ensemble_metric = scoring.metric(task, y_test, averaged)
-    looks = _record_test_look(study, trial.number, _by_full_paths(target, settings), epochs,
+    looks = looks_module.record(study, trial.number, _by_full_paths(target, settings), epochs,
                               ensemble=len(report.ensemble_trials) or 1, test_loss=report.test_loss,
                               members=member_configs)
     report.run_id = _log(target, options, report, prepared, settings, final, history, looks)
@@ -179,7 +180,7 @@ def _top_ensemble(target: Target, prepared: session.Prepared, options: Options,
         *_, pred = _final_model(member, prepared, settings, epochs)
         members.append(t.number)
         preds.append(pred)
-        configs.append(config_hash(_by_full_paths(member, settings)))  # judged on the test rows too
+        configs.append(looks_module.config_hash(_by_full_paths(member, settings)))  # judged on the test rows too
     if len(members) < options.ensemble - 1:
         print(f"  --ensemble {options.ensemble}: the study has only {len(members) + 1} complete trial(s) to "
               f"average", file=out)
@@ -356,74 +357,6 @@ def _by_full_paths(target: Target, settings: dict[str, dict[str, Any]]) -> dict[
     return {**settings, "model": {**settings["model"], **files}}
 
 
-def config_hash(settings: dict[str, dict[str, Any]]) -> str:
-    """A short fingerprint of a fixed config's model and training settings."""
-    import hashlib
-
-    text = json.dumps({k: settings[k] for k in ("model", "train")}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _record_test_look(study: Any, trial: int, settings: dict[str, dict[str, Any]], epochs: int,
-                      ensemble: int = 1, test_loss: float | None = None,
-                      members: list[str] | None = None) -> list[dict[str, Any]]:
-    """Record this look at the test rows (trial, config hash, epochs); return every look so far.
-
-    Every look after the first, and every extra config judged there, makes the test set less of a test:
-    the records let the report count them.
-    """
-    import time
-
-    looks = [look if isinstance(look, dict) else {"trial": look, "config": "", "epochs": 0}
-             for look in study.user_attrs.get("test_looks", [])]
-    looks.append({"trial": trial, "config": config_hash(settings), "epochs": int(epochs), "ensemble": ensemble,
-                  "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  **({"members": list(members)} if members else {}),
-                  **({"test_loss": float(test_loss)} if test_loss is not None and np.isfinite(test_loss) else {})})
-    study.set_user_attr("test_looks", looks)
-    elsewhere = _looks_from_other_studies(study)
-    return sorted(elsewhere + looks[:-1], key=lambda look: str(look.get("time", ""))) + looks[-1:]
-
-
-def _looks_from_other_studies(study: Any) -> list[dict[str, Any]]:
-    """Looks that other studies of the store took at the same test rows (the same data and test-row
-    fingerprints): an ablation study, or a study run from an exported config, holds out the rows its parent
-    does, and a look from there is a look at them all the same."""
-    import optuna
-
-    data, test = study.user_attrs.get("data_fingerprint"), study.user_attrs.get("test_fingerprint")
-    if not data or not test:
-        return []
-    out = []
-    for other in optuna.get_all_study_summaries(study._storage, include_best_trial=False):
-        attrs = other.user_attrs
-        if other.study_name != study.study_name and attrs.get("data_fingerprint") == data \
-                and attrs.get("test_fingerprint") == test:
-            out += [{**look, "study": other.study_name} for look in attrs.get("test_looks", [])
-                    if isinstance(look, dict)]
-    return out
-
-
-def looks_text(looks: list[dict[str, Any]]) -> list[str]:
-    """What the record of test looks says about the one just made."""
-    if len(looks) <= 1:
-        return []
-    last = looks[-1]
-    same = sum(1 for look in looks if look["config"] and look["config"] == last["config"])
-    # An ensemble's other trials were scored on the test rows as well: each is a config judged there.
-    configs = len({look["config"] or f"t{look['trial']}" for look in looks}
-                  | {m for look in looks for m in look.get("members", [])})
-    judged = "the same config each time" if configs == 1 else f"{configs} different configs judged there"
-    others = sorted({look["study"] for look in looks if look.get("study")})
-    also = (f", {sum(1 for look in looks if look.get('study'))} of them from study "
-            + ", ".join(f"'{name}'" for name in others) + ", which holds out the same rows") if others else ""
-    out = [f"  note: this is look {len(looks)} at this study's test rows ({judged}{also}); only the first look is "
-           f"an unbiased test, and choosing among looks by test score makes the test set a second validation set"]
-    if same > 1:
-        out.append(f"  note: this config (hash {last['config']}) has now been judged on the test rows {same} times")
-    return out
-
-
 def _log(target: Target, options: Options, report: Report, prepared: session.Prepared,
          settings: dict[str, dict[str, Any]], final: Any, history: dict[str, list[float]],
          looks: list[dict[str, Any]]) -> str:
@@ -493,7 +426,7 @@ def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:
         lines += [c.line() for c in report.checks]
         lines.append("  verify: " + ("every split matches" if report.verified else "MISMATCH: the setup no "
                                      "longer gives the stored validation losses"))
-    lines += looks_text(looks)
+    lines += looks_module.looks_text(looks)
     if report.alarm.fired:
         lines.append("warning: " + report.alarm.warning())
     lines.append(f"  MLflow run {report.run_id}: model at runs:/{report.run_id}/model, file final_model.keras")

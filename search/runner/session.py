@@ -18,6 +18,7 @@ from search.errors import FailureKind
 from search.data import Dataset
 from search.data._summary import DataSummary
 from search.runner.results import TrialListener
+from search.runner import _preflight
 from search.runner._space_warnings import plan_warnings, space_warnings
 from search.space import Space
 from search.splits import Split
@@ -46,7 +47,7 @@ class Prepared:
                 **({"images_skipped": len(ds.images_skipped)} if ds.images_skipped else {}),
                 **({"test_source": ds.test_source} if ds.test_source else {}),
                 **({"data_files": ds.files} if ds.files else {}),
-                **({"weights_fingerprint": weights} if (weights := _weights_fingerprint(self.space)) else {}),
+                **({"weights_fingerprint": weights} if (weights := _preflight.weights_fingerprint(self.space)) else {}),
                 "data_summary": self.summary.to_dict()}
 
 
@@ -72,25 +73,6 @@ class RunOptions:
     queue: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
 
 
-def _weights_fingerprint(space: Space) -> str | None:
-    """The content of a backbone weights file (``model.weights``): a file replaced under the same name changes
-    every later trial's model, as other data would."""
-    import hashlib
-
-    given = space.model.get("weights")
-    if not isinstance(given, str) or not given:
-        return None
-    for base in [Path.cwd(), *([space.path.parent] if space.path else [])]:  # as the transfer family looks
-        candidate = (base / Path(given).expanduser()).resolve()
-        if candidate.is_file():
-            digest = hashlib.sha256()
-            with open(candidate, "rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
-            return digest.hexdigest()[:16]
-    return None
-
-
 def prepare(space: Space, threads: int | None = None) -> Prepared:
     where = str(space.path) if space.path else "<space>"
     dataset = data.load(space.data, space.path)
@@ -104,22 +86,11 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
     models.preflight(space.model, dataset.input_shape, space.data.preprocess,
                      space.path.parent if space.path else None, where)
     if space.is_custom:
-        _check_builder(space, dataset, threads, where)
+        _preflight.check_builder(space, dataset, threads, where)
     dataset.warnings += space_warnings(space, dataset)
     prepared = _planned(space, dataset, where)
-    dataset.warnings += plan_warnings(space, prepared.splits, _gpus(space, threads), dataset)
+    dataset.warnings += plan_warnings(space, prepared.splits, _preflight.gpus(space, threads), dataset)
     return prepared
-
-
-def _gpus(space: Space, threads: int | None) -> int | None:
-    """The GPUs TensorFlow sees, asked only where a setting depends on them (starting TensorFlow takes seconds)."""
-    mixed = space.train.get("mixed_precision")
-    if mixed is not True and not (isinstance(mixed, dict) and True in mixed.get("choice", [])):
-        return None
-    from search.runner import _runtime
-
-    _runtime.configure(threads)
-    return len(_runtime.import_quietly().config.list_physical_devices("GPU"))
 
 
 def prepare_rows(space: Space) -> Prepared:
@@ -157,24 +128,6 @@ def changed_settings(before: str | None, space: Space) -> list[str]:
 
 def _shown(value: Any) -> str:
     return "(unset)" if value is None else str(value)
-
-
-def _check_builder(space: Space, dataset: Any, threads: int | None, where: str) -> None:
-    """The user's builder, built once on the baseline trial's settings (the one a study starts with)."""
-    import optuna
-
-    from search import models
-    from search.runner import _runtime
-
-    _runtime.configure(threads)
-    settings = space.sample(optuna.trial.FixedTrial(space.baseline_params()))
-    head = models.Head(dataset.task, dataset.n_outputs)
-    try:
-        dataset.warnings += models.check_custom_builder(settings["model"], dataset.input_shape, head,
-                                                        space.path.parent if space.path else None, where,
-                                                        target=dataset.y if dataset.task == "regression" else None)
-    finally:
-        _runtime.reset_keras()
 
 
 @dataclass

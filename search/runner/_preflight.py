@@ -1,0 +1,56 @@
+"""What a run checks of the machine and the model files before its first trial: the user's builder built
+once, the GPUs a setting depends on, the content of a backbone weights file."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from search.space import Space
+
+
+def weights_fingerprint(space: Space) -> str | None:
+    """The content of a backbone weights file (``model.weights``): a file replaced under the same name changes
+    every later trial's model, as other data would."""
+    import hashlib
+
+    given = space.model.get("weights")
+    if not isinstance(given, str) or not given:
+        return None
+    for base in [Path.cwd(), *([space.path.parent] if space.path else [])]:  # as the transfer family looks
+        candidate = (base / Path(given).expanduser()).resolve()
+        if candidate.is_file():
+            digest = hashlib.sha256()
+            with open(candidate, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+            return digest.hexdigest()[:16]
+    return None
+
+
+def gpus(space: Space, threads: int | None) -> int | None:
+    """The GPUs TensorFlow sees, asked only where a setting depends on them (starting TensorFlow takes seconds)."""
+    mixed = space.train.get("mixed_precision")
+    if mixed is not True and not (isinstance(mixed, dict) and True in mixed.get("choice", [])):
+        return None
+    from search.runner import _runtime
+
+    _runtime.configure(threads)
+    return len(_runtime.import_quietly().config.list_physical_devices("GPU"))
+
+
+def check_builder(space: Space, dataset: Any, threads: int | None, where: str) -> None:
+    """The user's builder, built once on the baseline trial's settings (the one a study starts with)."""
+    import optuna
+
+    from search import models
+    from search.runner import _runtime
+
+    _runtime.configure(threads)
+    settings = space.sample(optuna.trial.FixedTrial(space.baseline_params()))
+    head = models.Head(dataset.task, dataset.n_outputs)
+    try:
+        dataset.warnings += models.check_custom_builder(settings["model"], dataset.input_shape, head,
+                                                        space.path.parent if space.path else None, where,
+                                                        target=dataset.y if dataset.task == "regression" else None)
+    finally:
+        _runtime.reset_keras()
