@@ -1,6 +1,6 @@
-"""What an unattended night can throw at a run besides a crash: a terminal's Ctrl-C reaching every
-process, a parent killed outright, workers racing to recover the same orphan, a tracking store that
-breaks mid-run, and limits given as zero."""
+"""What an unattended night can throw at a run besides a crash: a Ctrl-C as the plan is printed, a second
+Ctrl-C, a stop during the ablation, a tracking store that breaks mid-run, a full disk, a kill after the last
+trial, and limits given as zero (stops of worker processes: test_worker_stops.py)."""
 from __future__ import annotations
 
 import io
@@ -19,10 +19,8 @@ import pytest
 from conftest import run_cli
 from test_overnight import ROOT, SLOW, _env, _running_trials, _study
 from search import api, space as spaces
-from search.runner import recovery
 from search.runner import session
-from search.studies import lifecycle as studies
-from search.studies._identity import process_alive, worker_identity
+from search.studies._identity import process_alive
 from search.runner.results import TrialListener
 
 # Long enough that signals land mid-trial also on the fused path, which trains a trial's splits at once.
@@ -63,40 +61,6 @@ def _wait_for_states(pids: list[int], ok, timeout: float = 30) -> None:
     while not all(ok(state(p)) for p in pids):
         assert time.monotonic() < deadline, {p: state(p) for p in pids}
         time.sleep(0.1)
-
-
-def test_ctrl_c_at_the_terminal_stops_every_worker_gracefully(write_space, home):
-    """A terminal's Ctrl-C goes to the whole foreground group. Each worker must see one SIGINT (the
-    parent's), not two: a second one means "stop now" and would lose the graceful stop."""
-    space = write_space({**LONG, "study": {"name": "ctrlc", "n_trials": 6, "baseline": False}})
-    proc = _start_in_own_group(space, home, "--workers", "2")
-    try:
-        victims = _wait_for_running_trials(home, "ctrlc", proc, 2)
-        workers = [v.user_attrs["worker"]["pid"] for v in victims]
-        # Ctrl-Z, then fg: the parent passes both on to the workers in their own sessions.
-        os.killpg(proc.pid, signal.SIGTSTP)
-        _wait_for_states([proc.pid, *workers], lambda state: state == "T")
-        os.killpg(proc.pid, signal.SIGCONT)
-        _wait_for_states([proc.pid, *workers], lambda state: state != "T")
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 3, err  # a graceful stop has its own exit status
-    assert "Traceback" not in err
-    assert "stopped by SIGINT" in out and f"search run {space}" in out
-    study = _study(home, "ctrlc")
-    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
-    for victim in victims:
-        stopped = study.trials[victim.number]
-        assert stopped.state.name == "FAIL"
-        assert "stopped by SIGINT" in stopped.user_attrs["reason"], stopped.user_attrs["reason"]
-        assert "retry_count" not in stopped.user_attrs or stopped.user_attrs["retry_count"] == 0
-    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    assert sorted(t.user_attrs["retry_of"] for t in waiting) == sorted(v.number for v in victims)
-    # Being stopped is not a crash: the requeued settings still have their one crash retry.
-    assert all(t.user_attrs["retry_count"] == 0 for t in waiting)
 
 
 def test_ctrl_c_as_soon_as_the_plan_is_printed_is_a_graceful_stop(write_space, home):
@@ -187,71 +151,6 @@ def test_a_second_ctrl_c_stops_at_once_and_still_queues_the_trial(write_space, h
     assert ("RUNNING",) not in statuses, statuses
 
 
-def test_workers_stop_gracefully_when_their_parent_is_killed_outright(write_space, home):
-    space = write_space({**LONG, "study": {"name": "orphaned", "n_trials": 6, "baseline": False}})
-    proc = _start_in_own_group(space, home, "--workers", "2")
-    try:
-        victims = _wait_for_running_trials(home, "orphaned", proc, 2)
-        proc.kill()
-        proc.wait(timeout=30)  # not communicate(): the workers hold its pipes open until they stop
-        pids = {v.user_attrs["worker"]["pid"] for v in victims}
-        deadline = time.monotonic() + 150
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-            time.sleep(0.3)
-        assert not any(_alive(p) for p in pids), "workers outlived their parent"
-        proc.communicate(timeout=30)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    study = _study(home, "orphaned")
-    for victim in victims:
-        stopped = study.trials[victim.number]
-        assert stopped.state.name == "FAIL" and "stopped by SIGTERM" in stopped.user_attrs["reason"]
-    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    assert sorted(t.user_attrs["retry_of"] for t in waiting) == sorted(v.number for v in victims)
-
-
-def test_workers_recovering_the_same_orphans_at_once_each_requeue_it_once(tmp_path):
-    """Every worker checks for dead processes' trials between its own; several see the same one."""
-    space = spaces.validate({"study": {"name": "race", "seed": 0, "n_trials": 10, "baseline": False},
-                             "data": {"source": "sklearn:iris"},
-                             "model": {"family": "mlp", "units": {"int": [4, 64]}}})
-    url = f"sqlite:///{tmp_path / 'race.db'}"
-    study = studies.open_study(space, studies.make_storage(url), {"n_splits": 3})
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    orphans = []
-    for _ in range(10):
-        trial = study.ask()
-        trial.suggest_int("units", 4, 64)
-        trial.set_user_attr("worker", {"host": worker_identity()["host"], "pid": dead.pid})
-        orphans.append(trial.number)
-
-    barrier, recovered, errors = threading.Barrier(8, timeout=60), [], []
-
-    def recover():
-        try:
-            mine = optuna.load_study(study_name="race", storage=studies.make_storage(url))
-            barrier.wait()
-            recovered.extend(recovery.recover_orphans(mine))
-        except Exception as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=recover, daemon=True) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert errors == []
-    assert sorted(recovered) == orphans, "each orphan is recovered by exactly one worker"
-    study = optuna.load_study(study_name="race", storage=url)
-    assert [t.state.name for t in study.trials[:10]] == ["FAIL"] * 10
-    assert sorted(t.user_attrs["retry_of"] for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))) \
-        == orphans
-
-
 class _BreakTrackingStore(TrialListener):
     """Drops MLflow's metric tables once trial 1 has started: the store fails from then on, for real."""
 
@@ -326,33 +225,6 @@ def test_a_full_disk_stops_the_run_and_queues_the_trial_again(write_space, home)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "WAITING"]
     assert study.trials[2].user_attrs["retry_of"] == 1 and study.trials[2].user_attrs["retry_count"] == 0
     assert not target.parent.exists() or not list(target.parent.iterdir()), "no half-written checkpoint is left"
-
-
-def test_recycled_workers_still_stop_a_space_that_always_fails(write_space, home, tmp_path):
-    """Every process runs one trial (--recycle-after 1), so no process alone sees two failures in a
-    row; the study-wide streak since the run began must stop it, or it fails trials all night."""
-    (tmp_path / "broken.py").write_text(
-        "import keras\nCALLS = []\n\n\ndef build(settings, input_shape, n_outputs):\n"
-        "    CALLS.append(settings)\n"
-        "    if len(CALLS) > 1:  # each process checks it once before its trial; the trial fails\n"
-        "        raise RuntimeError('this builder is broken')\n"
-        "    inputs = keras.Input(input_shape)\n"
-        "    return keras.Model(inputs, keras.layers.Dense(n_outputs, activation='softmax')(inputs))\n")
-    space = write_space({"study": {"name": "broken", "n_trials": 30, "baseline": False,
-                                   "max_consecutive_failures": 2},
-                         "model": {"family": "python:broken:build", "width": {"choice": [3, 5]},
-                                   "layers": None, "units": None, "dropout": None}})
-    proc = _start_in_own_group(space, home, "--recycle-after", "1")
-    try:
-        out, err = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode != 0
-    assert "2 consecutive failed trials" in err and "this builder is broken" in err
-    assert "Traceback" not in err
-    states = [t.state.name for t in _study(home, "broken").trials]
-    assert states == ["FAIL"] * 2, states
 
 
 _KILLED_AFTER_THE_LAST_TELL = """

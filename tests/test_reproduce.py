@@ -284,7 +284,7 @@ def test_verify_matches_a_long_trial_exactly(tmp_path, capsys):
         "data": {"source": "sklearn:digits", "test_size": 0.2, "preprocess": "standardize"},
         "validation": {"scheme": "kfold", "k": 3},
         "model": {"family": "mlp", "layers": 2, "units": 200, "dropout": 0.3, "l2": 1e-4, "batchnorm": True},
-        "train": {"epochs": 200, "batch_size": 64, "early_stopping": 0, "learning_rate": 1e-3}}))
+        "train": {"epochs": 120, "batch_size": 64, "early_stopping": 0, "learning_rate": 1e-3}}))
     home = tmp_path / "mlruns"
     assert run_cli("run", path, "--home", home, "--quiet", "--threads", "1") == 0
     capsys.readouterr()
