@@ -621,3 +621,20 @@ def test_a_setting_of_another_family_names_the_families_that_have_it() -> None:
     assert err.value.field == "model.augment_flip"
     assert "unknown setting of family mlp; it is a setting of the cnn and transfer families" in str(err.value)
 
+
+def test_pruning_settings_the_chosen_pruner_does_not_read_are_warned_about() -> None:
+    """prune_startup and prune_warmup given with successive_halving were ignored without a word."""
+    from search import space as spaces
+    from search.runner import _space_warnings
+
+    def said(study: dict) -> list[str]:
+        space = spaces.validate({"study": {"name": "x", **study}, "data": {"source": "sklearn:iris"},
+                                 "model": {"dropout": {"float": [0.0, 0.5]}}})
+        return [w for w in _space_warnings.space_warnings(space, None) if "prune" in w]
+
+    assert said({"pruner": "successive_halving", "prune_startup": 1, "prune_warmup": 0}) == [
+        "study.prune_startup, study.prune_warmup are read by the median and percentile pruners only, and "
+        "study.pruner is successive_halving: ignored"]
+    assert said({"pruner": "median", "prune_startup": 1}) == []
+    assert said({"pruner": "hyperband"}) == []
+

@@ -23,6 +23,12 @@ def space_warnings(space: Space, dataset: Any) -> list[str]:
     if space.study.multi_objective and "pruner" in space.study.model_fields_set and space.study.pruner != "none":
         out.append(f"study.pruner: {space.study.pruner} is not used: a study of two objectives is never pruned "
                    f"(Optuna keeps no intermediate values for several objectives); remove it")
+    defaults = type(space.study).model_fields
+    moot = [f"study.{key}" for key in ("prune_startup", "prune_warmup", "prune_compare")
+            if getattr(space.study, key) != defaults[key].default]
+    if moot and space.study.pruner not in ("median", "percentile") and not space.study.multi_objective:
+        out.append(f"{', '.join(moot)} {'is' if len(moot) == 1 else 'are'} read by the median and percentile pruners "
+                   f"only, and study.pruner is {space.study.pruner}: ignored")
     kept = space.fixed_regularizers() if space.study.baseline and space.declares_regularizers else {}
     if kept:
         out.append("the baseline (trial 0) switches off the searched regularizers only, and the file fixes "
