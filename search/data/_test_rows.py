@@ -3,7 +3,7 @@ time-ordered data, whole groups of grouped data, else a stratified draw; each wa
 cannot measure a class."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -27,13 +27,10 @@ def split_test(dataset: Dataset, test_size: float, seed: int, time_ordered: bool
         if len(dev) < 2:
             raise DataError(f"only {len(dev)} development row(s) are left besides the {len(test)} provided test "
                             f"rows", source=where, field="data.source", expected="at least 2 development rows")
-        if dataset.is_classification:
-            absent = np.flatnonzero(np.bincount(dataset.y[test], minlength=len(dataset.classes)) == 0)
-            if len(absent):  # a test folder without one of the class folders, a test file without a label
-                dataset.warnings.append(
-                    f"class(es) {', '.join(repr(dataset.classes[c]) for c in absent[:5])} have no row among the "
-                    f"provided test rows ({dataset.test_source or 'data.test'}): the test score cannot measure "
-                    f"them; add rows of them to the test data")
+        # A test folder without one of the class folders, a test file without one of the labels.
+        _say_classes_not_tested(dataset, test, lambda absent: f"have no row among the provided test rows "
+                                f"({dataset.test_source or 'data.test'}): the test score cannot measure them; add rows "
+                                f"of them to the test data")
         return dev, test
     n = len(dataset.X)
     n_test = int(np.ceil(n * test_size))
@@ -49,13 +46,9 @@ def split_test(dataset: Dataset, test_size: float, seed: int, time_ordered: bool
         else:
             dev, test = _group_holdout(dataset, n_test, test_size, seed, where)
         _classes_in_development(dataset, dev, test, "the latest rows" if time_ordered else "whole groups", where)
-        if dataset.is_classification:
-            absent = np.flatnonzero(np.bincount(dataset.y[test], minlength=len(dataset.classes)) == 0)
-            if len(absent):
-                dataset.warnings.append(
-                    f"class(es) {', '.join(repr(dataset.classes[c]) for c in absent[:5])} have no test row (the test "
-                    f"rows are {'the latest rows' if time_ordered else 'whole groups'}, which hold none of them): "
-                    f"the test score cannot measure them")
+        how = "the latest rows" if time_ordered else "whole groups"
+        _say_classes_not_tested(dataset, test, lambda absent: f"have no test row (the test rows are {how}, which "
+                                f"hold none of them): the test score cannot measure them")
         return dev, test
     stratify = dataset.y if dataset.is_classification else None
     if stratify is not None:
@@ -79,14 +72,20 @@ def split_test(dataset: Dataset, test_size: float, seed: int, time_ordered: bool
     except ValueError as exc:
         raise DataError(f"cannot hold out a stratified test set ({exc})", source=where,
                         field="data.test_size", found=test_size) from None
-    if stratify is not None:
-        unseen = np.flatnonzero(np.bincount(dataset.y[test], minlength=len(dataset.classes)) == 0)
-        if len(unseen):  # a class of very few rows rounds down to none
-            dataset.warnings.append(f"class(es) {', '.join(repr(dataset.classes[c]) for c in unseen[:5])} have no test "
-                                    f"row (a share of {test_size} of {int(counts[unseen[0]])} rows rounds to none): "
-                                    f"the test score cannot measure them; raise data.test_size or bring more rows "
-                                    f"of them")
+    # A class of very few rows rounds down to none.
+    _say_classes_not_tested(dataset, test, lambda absent: f"have no test row (a share of {test_size} of "
+                            f"{int(counts[absent[0]])} rows rounds to none): the test score cannot measure them; "
+                            f"raise data.test_size or bring more rows of them")
     return np.sort(dev), np.sort(test)
+
+
+def _say_classes_not_tested(dataset: Dataset, test: np.ndarray, why: Callable[[np.ndarray], str]) -> None:
+    """A warning naming the classes without a test row, however the test rows were chosen (``why`` says it)."""
+    if not dataset.is_classification:
+        return
+    absent = np.flatnonzero(np.bincount(dataset.y[test], minlength=len(dataset.classes)) == 0)
+    if len(absent):
+        dataset.warnings.append(f"class(es) {', '.join(repr(dataset.classes[c]) for c in absent[:5])} {why(absent)}")
 
 
 def _time_cut(dataset: Dataset, cut: int, where: str) -> int:

@@ -260,12 +260,9 @@ def check_custom_builder(model_settings: dict[str, Any], input_shape: tuple[int,
     except SpaceError:  # already names the space file and the field
         raise
     except Exception as exc:  # noqa: BLE001  (the user's code: whatever it raises is a mistake in it)
-        import re
-
-        said = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(str(exc).split()))  # Keras' bold, for a terminal
         raise SpaceError(f"the builder {family} failed when called with the settings {shown}, input shape "
                          f"{tuple(input_shape)} and {head.n_outputs} output(s): {type(exc).__name__}: "
-                         f"{said[:300]}", source=source, field="model.family") from None
+                         f"{_one_line(exc)[:300]}", source=source, field="model.family") from None
     outputs = out if isinstance(out, (list, tuple)) else list(out.values()) if isinstance(out, dict) else [out]
     shape = tuple(outputs[0].shape) if len(outputs) == 1 else None
     one_unit = shape is not None and head.n_outputs == 1 and len(shape) == 1  # (batch,): scored as (batch, 1)
@@ -311,6 +308,13 @@ def _reaches_the_target(model: Any, input_shape: tuple[int, ...], family: str, t
     return []
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception's text on one line, without the bold Keras writes for a terminal."""
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", " ".join(str(exc).split()))
+
+
 def _saves_and_loads(model: Any, family: str, source: str | None) -> None:
     """Every split model is saved as a checkpoint and loaded again (reproduce, split models, fused copies): a
     model Keras cannot rebuild from its config (an unregistered custom layer, a subclassed ``keras.Model``
@@ -322,7 +326,7 @@ def _saves_and_loads(model: Any, family: str, source: str | None) -> None:
     try:
         keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model), safe_mode=False)
     except Exception as exc:  # noqa: BLE001  (the user's classes: whatever Keras raises is the reason)
-        reason = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(str(exc).split()))
+        reason = _one_line(exc)
         located = re.search(r"Could not locate (?:class|function) '([^']+)'", reason)
         cause = (f"Keras cannot find its class {located.group(1)!r} when loading: register it with "
                  f"@keras.saving.register_keras_serializable() above the class" if located else

@@ -2,6 +2,8 @@
 once, the GPUs a setting depends on, the content of a backbone weights file."""
 from __future__ import annotations
 
+import functools
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -11,20 +13,25 @@ from search.space import Space
 def weights_fingerprint(space: Space) -> str | None:
     """The content of a backbone weights file (``model.weights``): a file replaced under the same name changes
     every later trial's model, as other data would."""
-    import hashlib
-
     given = space.model.get("weights")
     if not isinstance(given, str) or not given:
         return None
     for base in [Path.cwd(), *([space.path.parent] if space.path else [])]:  # as the transfer family looks
         candidate = (base / Path(given).expanduser()).resolve()
         if candidate.is_file():
-            digest = hashlib.sha256()
-            with open(candidate, "rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
-            return digest.hexdigest()[:16]
+            stat = candidate.stat()
+            return _content_digest(candidate, stat.st_size, stat.st_mtime_ns)
     return None
+
+
+@functools.lru_cache(maxsize=8)
+def _content_digest(path: Path, size: int, mtime_ns: int) -> str:
+    """A file's content, read once per version of it: a study's attributes are asked for several times."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 def gpus(space: Space, threads: int | None) -> int | None:
