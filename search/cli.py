@@ -484,10 +484,6 @@ def _reproduce(args: argparse.Namespace) -> int:
     from search.reproduction import final as reproduce
     from search.reproduction import targets
 
-    if args.register is not None:
-        from search.tracking import reproduce_runs
-
-        reproduce_runs.check_register_name(args.register)
     storage, tracking_uri = _stores(args)
     stores.check_url(tracking_uri, "--tracking-uri", stores.TRACKING)
     study = targets.load_study(storage, args.study, writes="records its look at the test set in the study",

@@ -165,9 +165,8 @@ def test_a_notebook_study_is_read_and_reproduced_in_a_new_process_and_not_contin
     (lambda h: search.run(_space("a"), x=X[::16], y=Y[::16], home=h), "data.test_size",
      "test_size 0.2 of 10 rows leaves 2 test rows for 3 classes; expected between 0.3 and 0.7"),
     (lambda h: search.best(None, home=h), "study_name", "a study is named by its name as text"),
-    # What to reproduce named twice (the trial had been ignored), a registry name MLflow refuses after training.
+    # What to reproduce named twice (the trial had been ignored).
     (lambda h: search.reproduce("a", trial=3, config="best.yaml", home=h), "trial, config", "pass one of them"),
-    (lambda h: search.reproduce("a", register="team/model", home=h), "register", "holds no '/' or ':'"),
 ])
 def test_a_wrong_argument_is_named_as_the_call_spelled_it(tmp_path, call, field, words):
     with pytest.raises(search.UserError) as err:

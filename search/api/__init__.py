@@ -375,10 +375,6 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
         raise UserError("trial and config both name what to reproduce; pass one of them (the config file names "
                         "its trial in study.seed_trial)", field="trial, config", found=f"trial={trial!r}, "
                         f"config={str(config)!r}")
-    if register is not None:
-        from search.tracking import reproduce_runs
-
-        reproduce_runs.check_register_name(register)
     home = _folder(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
     study = targets.load_study(storage_url, study_name, writes="records its look at the test set in the study")

@@ -84,6 +84,10 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
     out = out or sys.stdout
 
     space, trial, study = target.space, target.trial, target.study
+    if options.register is not None:  # a name MLflow refuses after training would have cost a test look
+        from search.tracking import reproduce_runs
+
+        reproduce_runs.check_register_name(options.register)
     prepared = session.prepare(space)
     changes = data_changes(study.user_attrs, prepared.attrs())
     if changes and not options.allow_data_change:
