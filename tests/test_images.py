@@ -1,7 +1,10 @@
 """Image data, the cnn family, augmentation and DropConnect, with real Keras layers and a real study."""
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import optuna
@@ -228,22 +231,35 @@ def test_the_fold_ensemble_of_saved_cnn_checkpoints_predicts_the_test_rows(cnn_s
     assert (mean.argmax(1) == y_test).mean() > 0.2  # 10 classes, 2 epochs: chance is 0.1
 
 
-def test_a_reproduced_image_model_is_served_images_of_any_number_type(cnn_study, capsys):
-    """The pyfunc form had a float32 tensor signature that refused an image / 255.0 (float64)."""
+def test_a_reproduced_image_model_is_served_images_of_any_number_type(cnn_study, capsys, tmp_path):
+    """The pyfunc form had a float32 tensor signature that refused an image / 255.0 (float64), and a model
+    with augmentation or DropConnect loaded only after
+    `import search.models.layers`: its own loader, shipped in the model, imports the layers."""
+    import mlflow.artifacts
     import mlflow.pyfunc
 
     home = cnn_study["home"]
-    assert run_cli("reproduce", "digits-cnn", "--home", home, "--trial", "0", "--epochs", "1") == 0
+    assert cnn_study["study"].trials[1].params["model.augment_rotation"] > 0  # the model holds our layers
+    assert run_cli("reproduce", "digits-cnn", "--home", home, "--trial", "1", "--epochs", "1") == 0
     run_id = re.search(r"MLflow run (\w+): model at", capsys.readouterr().out).group(1)
     mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
     try:
         served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+        local = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=str(tmp_path))
     finally:
         mlflow.set_tracking_uri(None)
     pixels = np.asarray(__import__("sklearn.datasets").datasets.load_digits().images[:4, :, :, None]) / 16.0
     expected = np.asarray(served.predict(pixels.astype(np.float32)))
     assert expected.shape == (4, 10)
     np.testing.assert_allclose(np.asarray(served.predict(pixels)), expected, rtol=1e-5)
+    # Where this package is not installed: the layers come from the model's own code folder.
+    code = ("import sys, json, numpy as np; sys.modules['search'] = None; import mlflow.pyfunc; "
+            f"m = mlflow.pyfunc.load_model({local!r}); "
+            f"print(json.dumps(np.asarray(m.predict(np.load({str(tmp_path / 'x.npy')!r}))).tolist()))")
+    np.save(tmp_path / "x.npy", pixels)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    np.testing.assert_allclose(np.asarray(json.loads(out.stdout.strip().splitlines()[-1])), expected, rtol=1e-5)
 
 
 def test_a_cnn_trial_replays_from_its_resolved_config(cnn_study, tmp_path):

@@ -123,6 +123,8 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     # A frame of raw rows as pandas reads them (float64) is what the generic flavour takes.
     frame = pd.DataFrame(X_test.astype(np.float64), columns=prepared.dataset.feature_names)
     np.testing.assert_allclose(np.asarray(served.predict(frame)), model.predict(X_test, verbose=0), rtol=1e-5)
+    # Its columns are the classes, in the model's order (they were 0..n-1, the names only in reproduce.json).
+    assert list(served.predict(frame).columns) == [str(c) for c in prepared.dataset.classes]
     # Columns are taken by name: a frame in another order scores the same, one missing a column is refused.
     np.testing.assert_allclose(np.asarray(served.predict(frame[frame.columns[::-1]])),
                                model.predict(X_test, verbose=0), rtol=1e-5)

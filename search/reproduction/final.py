@@ -210,8 +210,8 @@ def model_io(ds: Any, target_name: str | None) -> dict[str, Any]:
         output = {"task": "multiclass", "classes": classes,
                   "output": f"{len(classes)} probabilities, one per class in the order of 'classes'"}
     else:
-        output = {"task": "regression", "output": f"one value: the target{f' {target_name!r}' if target_name else ''} "
-                                                  f"in its own units"}
+        output = {"task": "regression", **({"target": target_name} if target_name else {}),
+                  "output": f"one value: the target{f' {target_name!r}' if target_name else ''} in its own units"}
     return {"inputs": inputs, **output}
 
 
@@ -406,7 +406,17 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
         parent_run_id=study.user_attrs.get(tracking.PARENT_RUN_ATTR), tags=tags, params=params, metrics=metrics,
         texts={"config/resolved.yaml": target.space.to_yaml(),
                "reproduce.json": json.dumps(summary, indent=2, default=float)}, model=final,
-        columns=report.model_io.get("inputs", {}).get("features"))
+        columns=report.model_io.get("inputs", {}).get("features"), outputs=_output_names(report.model_io))
+
+
+def _output_names(io: dict[str, Any]) -> list[str]:
+    """The columns of the frame the logged model's pyfunc form gives: a binary model's one value is the
+    probability of its second class, a multiclass model's one per class, a regression model's the target."""
+    if io.get("task") == "binary":
+        return [str(io["classes"][1])]
+    if io.get("task") == "multiclass":
+        return [str(c) for c in io["classes"]]
+    return [str(io.get("target") or "prediction")]
 
 
 def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:

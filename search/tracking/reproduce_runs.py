@@ -15,14 +15,16 @@ from search.tracking import param_text, quiet_mlflow, experiment_id
 
 def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name: str, parent_run_id: str | None,
                      tags: dict[str, Any], params: dict[str, Any], metrics: dict[str, float],
-                     texts: dict[str, str], model: Any, columns: list[str] | None = None) -> str:
+                     texts: dict[str, str], model: Any, columns: list[str] | None = None,
+                     outputs: list[str] | None = None) -> str:
     """One finished ``reproduce`` run in the study's experiment, nested under the study's run when it exists.
 
     Holds the test metrics, the final model as an MLflow Keras model (``model/``, loadable with
     ``mlflow.keras.load_model("runs:/<id>/model")``) and as a plain ``final_model.keras`` file. A table's
     model takes float64 rows, so that ``mlflow.pyfunc.load_model(...).predict(frame)`` takes a pandas
     DataFrame of raw rows as read; with ``columns`` (the features, in the model's order) it takes them by
-    name, so a frame whose columns come in another order is reordered, and one missing a column refused.
+    name, so a frame whose columns come in another order is reordered, and one missing a column refused;
+    ``outputs`` names the columns of the frame it gives (the classes, or the target): _with_own_loader.
     """
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
@@ -42,7 +44,7 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
                          metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)])
         for name, text in texts.items():
             client.log_text(run_id, redact(text), name)
-        _log_keras_model(client, run_id, model, columns)
+        _log_keras_model(client, run_id, model, columns, outputs)
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise
@@ -91,7 +93,8 @@ def _run_is_active(client: Any, run_id: str) -> bool:
         return False
 
 
-def _log_keras_model(client: Any, run_id: str, model: Any, columns: list[str] | None) -> None:
+def _log_keras_model(client: Any, run_id: str, model: Any, columns: list[str] | None,
+                     outputs: list[str] | None) -> None:
     """Saved locally with the Keras flavour, then uploaded with the client: no global MLflow state, and
     explicit requirements, so MLflow never loads the model again to infer them."""
     import tempfile
@@ -120,6 +123,7 @@ def _log_keras_model(client: Any, run_id: str, model: Any, columns: list[str] | 
         mlflow.keras.save_model(model, str(Path(tmp) / "model"), signature=signature,
                                 pip_requirements=requirements)
         _pyfunc_inputs(Path(tmp) / "model", signature, columns, model.input_shape)
+        _with_own_loader(Path(tmp) / "model", outputs if outputs and len(outputs) == model.output_shape[-1] else None)
         client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
 
 
@@ -147,4 +151,33 @@ def _pyfunc_inputs(folder: Path, signature: Any, columns: list[str] | None, inpu
     saved.signature = ModelSignature(
         inputs=Schema([ColSpec(AnyType(), str(c)) for c in columns or []]) if named else None,
         outputs=signature.outputs)
+    saved.save(str(folder / "MLmodel"))
+
+
+def _with_own_loader(folder: Path, outputs: list[str] | None) -> None:
+    """Make the saved model's pyfunc form load through search/tracking/_pyfunc_loader.py, shipped in ``code/``
+    with a copy of this package's layers.
+
+    MLflow's Keras loader could not load a model with augmentation, DropConnect or a backbone unless this
+    package had been imported first (Keras imports only its own packages' layers), and gave a frame of
+    columns 0..n-1, the classes' names only in reproduce.json. The Keras flavour is untouched:
+    ``mlflow.keras.load_model`` loads the same file.
+    """
+    import json
+    import shutil
+
+    from mlflow.models import Model
+
+    from search.models import layers
+    from search.tracking import _pyfunc_loader
+
+    code = folder / "code"
+    code.mkdir()
+    shutil.copyfile(_pyfunc_loader.__file__, code / "search_pyfunc_loader.py")
+    shutil.copyfile(layers.__file__, code / "search_model_layers.py")
+    if outputs:
+        (folder / _pyfunc_loader.OUTPUTS_FILE).write_text(json.dumps({"columns": [str(c) for c in outputs]}),
+                                                          encoding="utf-8")
+    saved = Model.load(str(folder))
+    saved.flavors["python_function"].update(loader_module="search_pyfunc_loader", code="code")
     saved.save(str(folder / "MLmodel"))
