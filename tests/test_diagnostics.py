@@ -148,6 +148,8 @@ def test_importance_figures_leave_no_fanova_forest_behind():
     ("pruned", math.nan, "pruned in split 0 at epoch 5", False, "t016 pruned s0e5 dropout=0.3"),
     ("pruned", math.nan, "pruned after split 2 of 3: worse than the best trial on every finished split", False,
      "t016 pruned after 2/3 splits dropout=0.3"),
+    ("pruned", math.nan, "pruned after 2 of 3 splits: worse than the best trial on every finished split", False,
+     "t016 pruned after 2/3 splits dropout=0.3"),
     ("pruned", math.nan, "non-finite loss in split 1 at epoch 2: these settings diverge", False,
      "t016 diverged s1e2 dropout=0.3"),
     ("failed", math.nan, "ValueError: boom", False, "t016 failed dropout=0.3"),

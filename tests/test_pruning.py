@@ -43,7 +43,7 @@ def test_absurd_learning_rate_is_pruned_and_keeps_what_it_measured(write_space, 
 
     good, absurd = _study(home, "absurd").trials
     assert good.state.name == "COMPLETE" and absurd.state.name == "PRUNED"
-    assert "after split 2 of 3" in absurd.user_attrs["reason"]
+    assert "after 2 of 3 splits" in absurd.user_attrs["reason"]
     # Optuna keeps the finished splits: their scores at the split steps, their curves at the epoch steps.
     measured = [s["best_val_loss"] for s in absurd.user_attrs["splits"]]
     assert len(measured) == 2
@@ -166,7 +166,7 @@ def test_make_pruner_gives_resource_pruners_epochs_of_the_first_split(write_spac
 def test_pruned_trials_are_summed_up_by_where_they_were_pruned():
     study = optuna.create_study()
     reasons = ["pruned in split 0 at epoch 5", "pruned in split 0 at epoch 8", "pruned in split 0 at epoch 6",
-               "pruned in split 1 at epoch 7", "pruned after split 2 of 3: worse than the best trial",
+               "pruned in split 1 at epoch 7", "pruned after 2 of 3 splits: worse than the best trial",
                "non-finite loss in split 0 at epoch 2: these settings diverge"]
     study.add_trial(optuna.trial.create_trial(value=0.5))
     for reason in reasons:

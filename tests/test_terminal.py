@@ -107,8 +107,8 @@ def test_a_split_line_says_how_many_epochs_were_trained_and_whether_a_stop_cut_i
     progress.on_split_end(trial, SplitResult(0, 1, 2.069, 0.1, 1, stop_reason="stopped"))
     progress.on_split_end(trial, SplitResult(1, 4, 0.5, 0.8, 6))
     lines = stream.getvalue().splitlines()
-    assert lines[0].endswith("split 1/3: best val_loss 2.069 at epoch 1 of the 1 trained before the stop")
-    assert lines[1].endswith("split 2/3: best val_loss 0.5 at epoch 4 of the 6 trained")
+    assert lines[0].endswith("split 0 (1/3): best val_loss 2.069 at epoch 1 of the 1 trained before the stop")
+    assert lines[1].endswith("split 1 (2/3): best val_loss 0.5 at epoch 4 of the 6 trained")
 
 
 def test_a_ctrl_c_after_the_command_has_finished_is_ignored(write_space, tmp_path):

@@ -90,6 +90,22 @@ def test_an_unknown_cut_layer_is_refused_before_training(files, tmp_path, home, 
         transfer.load_backbone(_settings(files, alpha=0.5), (32, 32))
 
 
+def test_unfreezing_more_layers_than_the_cut_backbone_holds_is_refused(files, tmp_path, home, capsys):
+    """Every value past the backbone's weighted layers trained the same whole backbone, without a word."""
+    from search.models import transfer
+
+    n = len(transfer._unfreezable(transfer.load_backbone(_settings(files), (32, 32))))
+    model = {"family": "transfer", "backbone": "MobileNetV2", "alpha": 0.35, "weights": str(files["weights"]),
+             "cut_at": "block_2_add", "unfreeze": {"int": [0, 500]}}
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump({"study": {"name": "deep"}, "data": {"source": f"images:{files['shapes']}"},
+                                    "model": model}))
+    assert run_cli("check", path, "--home", home) == 2
+    err = capsys.readouterr().err
+    assert "model.unfreeze" in err and f"at most {n}" in err and "block_2_add" in err and not home.exists()
+    transfer.preflight({**model, "unfreeze": {"choice": [0, n]}}, (32, 32, 3), "none", None, None)  # all: fine
+
+
 def test_a_weights_file_renamed_to_h5_still_loads(files, tmp_path):
     """Keras reads a name ending in .h5 (not .weights.h5) as Keras 2's format: it found "0 saved layers"."""
     import shutil

@@ -158,10 +158,7 @@ def _keras3_weights(path: Path) -> bool:
 
 def freeze(backbone: Any, unfreeze: int) -> list[str]:
     """Freeze the backbone but its last ``unfreeze`` weighted non-BatchNorm layers; return their names."""
-    import keras
-
-    candidates = [layer for layer in backbone.layers
-                  if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)]
+    candidates = _unfreezable(backbone)
     chosen = candidates[len(candidates) - unfreeze:] if unfreeze > 0 else []
     for layer in backbone.layers:
         layer.trainable = False
@@ -207,6 +204,29 @@ def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: s
             is_distribution(fixed["cut_at"]) and cuts is None):
         return  # searched over; each trial's build checks its own combination
     size = int(fixed["resize"])
-    for cut in cuts or [fixed["cut_at"]]:
-        load_backbone({**fixed, "cut_at": cut}, (size, size) if size else (int(input_shape[0]), int(input_shape[1])),
-                      search_dir, source)
+    image_hw = (size, size) if size else (int(input_shape[0]), int(input_shape[1]))
+    counts = {cut: len(_unfreezable(load_backbone({**fixed, "cut_at": cut}, image_hw, search_dir, source)))
+              for cut in cuts or [fixed["cut_at"]]}
+    _check_unfreeze(fixed["unfreeze"], counts, fixed["backbone"], source)
+
+
+def _check_unfreeze(unfreeze: Any, counts: dict[str, int], backbone: str, source: str | None) -> None:
+    """Every value above the backbone's number of weighted layers trains the same whole backbone: a searched
+    range past it spends trials on one model under several names, and a fixed value past it may mean a
+    cut the user did not intend."""
+    values = (unfreeze.get("choice") or unfreeze.get("int")) if isinstance(unfreeze, dict) else [unfreeze]
+    asked = max(int(v) for v in values or [0])
+    cut = max(counts, key=counts.__getitem__)
+    most = counts[cut]
+    if asked > most:
+        where = (" at its largest cut" if len(counts) > 1 else "") + (f" (cut at '{cut}')" if cut else "")
+        raise SpaceError(f"{backbone}{where} has {most} weighted layers besides BatchNorm: every unfreeze above "
+                         f"{most} trains the same whole backbone", source=source, field="model.unfreeze",
+                         expected=f"at most {most} (which trains every weighted layer)", found=unfreeze)
+
+
+def _unfreezable(backbone: Any) -> list[Any]:
+    import keras
+
+    return [layer for layer in backbone.layers
+            if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)]

@@ -54,14 +54,16 @@ class Progress(TrialListener):
     def on_epoch(self, trial: Any, split: int, epoch: int, logs: dict[str, float]) -> None:
         if self.live and not self.quiet and time.monotonic() - self._last_draw > 0.2:
             self._last_draw = time.monotonic()
-            line = (f"trial {self.done + 1}/{self.budget} (#{self.trial})  split {split + 1}/{self.n_splits}  "
-                    f"epoch {epoch}  val_loss {logs.get('val_loss', math.nan):.4g}  best {self._best_text()}")
+            line = (f"trial {self.done + 1}/{self.budget} (#{self.trial})  "
+                    f"split {split} ({split + 1}/{self.n_splits})  epoch {epoch}  "
+                    f"val_loss {logs.get('val_loss', math.nan):.4g}  best {self._best_text()}")
             self.stream.write("\r\033[K" + line)
             self.stream.flush()
 
     def on_split_end(self, trial: Any, result: SplitResult) -> None:
         if not self.live and not self.quiet:
-            where = f"split {result.split + 1}/{self.n_splits}"
+            # Numbered from 0, as the pruning reasons, checkpoints (split_00.keras) and MLflow number them.
+            where = f"split {result.split} ({result.split + 1}/{self.n_splits})"
             if result.diverged or not math.isfinite(result.best_val_loss):
                 self._print(f"  trial #{trial.number} {where}: no finite validation loss (diverged at epoch "
                             f"{result.epochs_run})")

@@ -64,7 +64,7 @@ def outcome_label(number: int, params: Mapping[str, Any], baseline: bool, state:
 
 _PRUNE_PATTERNS = (("within", re.compile(r"pruned in split (\d+) at epoch (\d+)")),
                    ("fused", re.compile(r"pruned at epoch (\d+) of (\d+) splits trained together")),
-                   ("across", re.compile(r"pruned after split (\d+) of (\d+)")),
+                   ("across", re.compile(r"pruned after (?:split )?(\d+) of (\d+)")),
                    ("diverged", re.compile(r"non-finite loss in split (\d+) at epoch (\d+)")))
 
 

@@ -221,7 +221,7 @@ class Objective:
             return
         trial.report(result.best_val_loss, pruning.split_step(result.split))
         if n_done < len(self.splits) and trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after split {n_done} of {len(self.splits)}: worse than the best "
+            raise optuna.TrialPruned(f"pruned after {n_done} of {len(self.splits)} splits: worse than the best "
                                      f"trial on every finished split")
 
     def _values(self, outcome: TrialOutcome) -> float | tuple[float, float]:
