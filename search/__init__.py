@@ -35,18 +35,18 @@ _EXPORTS = {
     "AblationRow": "search.reproduction.ablation", "Report": "search.reproduction.final",
     "Space": "search.space", "load_space": "search.space",
     "UserError": "search.errors", "SpaceError": "search.errors", "DataError": "search.errors",
-    "StudyError": "search.errors", "ValidationSchemeError": "search.errors",
+    "StudyError": "search.errors", "ValidationSchemeError": "search.errors", "VerifyMismatch": "search.errors",
 }
 _RENAMED = {"load_space": "load"}
 
 __all__ = ["AblationRow", "DataError", "Report", "RunResult", "Space", "SpaceError", "StudyError", "TrialResult",
-           "UserError", "ValidationSchemeError", "__version__", "ablate", "best", "load_space", "report", "reproduce",
-           "run"]
+           "UserError", "ValidationSchemeError", "VerifyMismatch", "__version__", "ablate", "best", "load_space",
+           "report", "reproduce", "run"]
 
 if TYPE_CHECKING:
     from search.reproduction.ablation import AblationRow
     from search.api import RunResult, TrialResult, ablate, best, report, reproduce, run
-    from search.errors import DataError, SpaceError, StudyError, UserError, ValidationSchemeError
+    from search.errors import DataError, SpaceError, StudyError, UserError, ValidationSchemeError, VerifyMismatch
     from search.reproduction.final import Report
     from search.space import Space, load as load_space
 

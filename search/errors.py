@@ -48,6 +48,13 @@ class StudyError(UserError):
     """The study cannot be opened or continued as asked."""
 
 
+class VerifyMismatch(StudyError):
+    """``reproduce --verify``: the trial's validation, re-run, did not give the stored losses; said before the
+    test rows are looked at. The command exits with status 1, as a check that fails."""
+
+    exit_code = 1
+
+
 class ContinuationRefused(StudyError):
     """The stored study cannot go on as the space asks (other data, objectives, family or distributions),
     said before any trial of this run starts."""

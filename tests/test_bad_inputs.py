@@ -587,6 +587,22 @@ def test_a_regression_builder_that_cannot_reach_the_target_is_warned_about() -> 
                                        target=y / 150.0) == []
 
 
+def test_a_builder_that_compiles_its_model_is_told_its_compile_is_replaced() -> None:
+    import keras
+
+    from search import models
+
+    def compiled(settings, input_shape, n_outputs):
+        inputs = keras.Input(input_shape)
+        model = keras.Model(inputs, keras.layers.Dense(n_outputs, activation="softmax")(inputs))
+        model.compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
+        return model
+
+    said = models.check_custom_builder({"family": models.register_builder(compiled)}, (4,),
+                                       models.Head("multiclass", 3))
+    assert len(said) == 1 and "compiles its model" in said[0] and "SGD optimizer" in said[0].replace("sgd", "SGD")
+
+
 def test_time_ordered_test_rows_without_a_class_are_warned_about() -> None:
     """The latest rows of iris in file order are one class: the stratified path warned, this one did not."""
     from search import space as spaces

@@ -178,11 +178,17 @@ def test_verify_reports_a_mismatch_when_a_setting_changed(study_run, tmp_path, c
     config["train"]["learning_rate"] *= 3
     path.write_text(yaml.safe_dump(config))
     capsys.readouterr()
+    runs = len(_reproduce_runs(study_run["client"]))
+    storage = f"sqlite:///{study_run['home'] / 'optuna.db'}"
+    looks = optuna.load_study(study_name=NAME, storage=storage).user_attrs.get("test_looks", [])
     assert run_cli("reproduce", NAME, "--config", path, "--home", study_run["home"], "--verify",
                    "--epochs", "1") == 1
-    out = capsys.readouterr().out
-    assert "MISMATCH" in out
-    assert _reproduce_runs(study_run["client"])[-1].data.tags["verify"] == "failed"
+    captured = capsys.readouterr()
+    assert "MISMATCH" in captured.out and "MISMATCH" in captured.err and "were not looked at" in captured.err
+    assert "test set" not in captured.out and "ensemble" not in captured.out
+    # A failed check stops before the test rows: no look recorded, no run logged.
+    assert len(_reproduce_runs(study_run["client"])) == runs
+    assert optuna.load_study(study_name=NAME, storage=storage).user_attrs.get("test_looks", []) == looks
 
 
 def test_changed_data_is_refused_unless_allowed(write_space, home, tmp_path, capsys):

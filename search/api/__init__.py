@@ -358,7 +358,8 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
         config: a fixed config file (``search best --export``) instead of ``trial``.
         epochs: train the final model this many epochs instead of the epoch rule.
         ensemble: also average the final models of the top ``ensemble`` trials.
-        verify: first re-run the trial's validation as the search ran it, and compare every split.
+        verify: first re-run the trial's validation as the search ran it, and compare every split; a mismatch
+            raises :class:`search.VerifyMismatch` before the test rows are looked at.
         register: also register the final model in MLflow's model registry as the next version of this name.
         builder: the builder function of a study that a notebook or script ran with ``builder=`` (its name
             cannot be imported in another process).

@@ -276,7 +276,20 @@ def check_custom_builder(model_settings: dict[str, Any], input_shape: tuple[int,
     if head.task != "regression":
         _outputs_probabilities(model, input_shape, head, family, source)
     _saves_and_loads(model, family, source)
-    return _reaches_the_target(model, input_shape, family, target) if head.task == "regression" else []
+    warnings = _compiled_warning(model, family)
+    return warnings + (_reaches_the_target(model, input_shape, family, target) if head.task == "regression" else [])
+
+
+def _compiled_warning(model: Any, family: str) -> list[str]:
+    """Every trial compiles the model with the file's train settings: a builder's own compile (its optimizer,
+    learning rate, loss, metrics) was replaced without a word."""
+    if not getattr(model, "compiled", False):
+        return []
+    optimizer = getattr(getattr(model, "optimizer", None), "name", None)
+    own = f" (its {optimizer} optimizer among them)" if optimizer else ""
+    return [f"the builder {family} compiles its model; every trial compiles it again with train.optimizer, "
+            f"train.learning_rate and the task's loss, so the builder's own compile settings{own} are not used: "
+            f"return the model uncompiled, and set or search them under train"]
 
 
 def _reaches_the_target(model: Any, input_shape: tuple[int, ...], family: str, target: Any) -> list[str]:
