@@ -152,6 +152,18 @@ def test_a_corrupt_image_is_named_or_skipped_with_a_count(tmp_path, capsys):
     ds = data.load(_section(tmp_path, tmp_path / "shapes", skip_bad_images=True))
     assert len(ds.X) == 12 and ds.images_skipped == [str(bad)]
     assert ds.summary()["images_skipped"] == 1
+    # The terminal names them (five, then how many more), not only their count.
+    for k in range(6):
+        (bad.parent / f"broken_{k}.png").write_bytes(bad.read_bytes())
+    from search.api import announce
+
+    space = spaces.validate({"study": {"name": "bad"}, "data": {"source": f"images:{tmp_path / 'shapes'}",
+                                                                "skip_bad_images": True},
+                             "validation": {"scheme": "holdout", "fraction": 0.5}, "model": {"family": "cnn"}})
+    capsys.readouterr()
+    announce(session.prepare_rows(space), quiet=True)
+    err = capsys.readouterr().err
+    assert "skipped 7 unreadable image(s)" in err and "broken_3.png" in err and "and 2 more" in err
 
 
 def test_an_empty_class_folder_is_refused_and_the_cli_exits_2_before_any_store(tmp_path, home, capsys):
@@ -277,7 +289,7 @@ def test_a_cnn_trial_replays_from_its_resolved_config(cnn_study, tmp_path):
 def _folder_space(tmp_path, source, **data_settings):
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump({"study": {"name": "pictures"}, "data": {"source": source, **data_settings},
-                                    "validation": {"scheme": "holdout"}, "model": {"family": "cnn"}}))
+                                    "validation": {"scheme": "holdout", "fraction": 0.5}, "model": {"family": "cnn"}}))
     return spaces.load(path)
 
 

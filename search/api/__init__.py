@@ -216,8 +216,10 @@ def announce(prepared: "session.Prepared", quiet: bool = False, out: TextIO | No
     """What the data checks found, as `search run` and `search check` say it: the warnings (each one
     paragraph) on stderr, the data summary on ``out`` unless ``quiet``."""
     if skipped := prepared.dataset.images_skipped:
-        print(f"note: skipped {len(skipped)} unreadable image(s) (data.skip_bad_images), e.g. {skipped[0]}",
-              file=sys.stderr)
+        more = f", and {len(skipped) - 5} more (all in skipped_images.txt of the study's MLflow run)" \
+            if len(skipped) > 5 else ""
+        print(f"note: skipped {len(skipped)} unreadable image(s) (data.skip_bad_images): {', '.join(skipped[:5])}"
+              f"{more}", file=sys.stderr)
     summary = prepared.summary
     for warning in summary.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -50,6 +50,8 @@ def make_tracker(prepared: Any, options: Any, space_text: str) -> "MlflowTracker
     texts = {} if summary is None else {"data_summary.json": json.dumps(summary, indent=2),
                                         "data_summary.txt": prepared.summary.text()}
     ds = prepared.dataset
+    if ds.images_skipped:  # the terminal names a few; the study's run keeps them all
+        texts["skipped_images.txt"] = "\n".join(ds.images_skipped) + "\n"
     tracker = MlflowTracker(options.tracking_uri or default_tracking_uri(Path(options.home)), Path(options.home),
                             space, space_text, tags, keep_checkpoints=space.study.keep_checkpoints,
                             reference_loss=chance_loss(ds.y[prepared.dev_idx], ds.task), texts=texts)
