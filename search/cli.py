@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--config", type=Path, metavar="FILE", help="a fixed config, as `search best --export` "
                        "writes it")
     rep.add_argument("--verify", action="store_true", help="first re-run the trial's validation as the "
-                     "search ran it, with the stored seeds, and compare each split's best validation loss")
+                     "search ran it, with the stored seeds, and compare each split's best validation loss; a mismatch "
+                     "exits 1 before the test rows are looked at")
     rep.add_argument("--tolerance", type=_positive_float, help="relative tolerance of --verify (default 1e-4)")
     rep.add_argument("--allow-data-change", action="store_true", help="go on when the data differs from the "
                      "study's (by fingerprint)")

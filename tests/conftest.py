@@ -66,18 +66,3 @@ def run_cli(*args: str) -> int:
     from search.cli import main
 
     return main([str(a) for a in args])
-
-
-# The files that take longest on 2 cores, heaviest first (summed test durations of a full run). With
-# --no-loadscope-reorder (pyproject.toml) xdist hands whole files out in this order, so the long
-# multi-process files start first and the short ones fill the end; ordered by test count, as xdist does by
-# default, the four long tests of a multi-process file came last while the other worker sat idle.
-_HEAVY_FIRST = ("test_distributed.py", "test_overnight.py", "test_interruptions.py", "test_worker_stops.py",
-                "test_reproduce.py", "test_honest_search.py", "test_fused.py", "test_review.py",
-                "test_environment.py", "test_continuing.py", "test_trials.py", "test_transfer.py",
-                "test_end_to_end.py", "test_api_strangers.py", "test_images.py", "test_pruning.py")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(_HEAVY_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its order

@@ -90,20 +90,25 @@ def test_an_unknown_cut_layer_is_refused_before_training(files, tmp_path, home, 
         transfer.load_backbone(_settings(files, alpha=0.5), (32, 32))
 
 
-def test_unfreezing_more_layers_than_the_cut_backbone_holds_is_refused(files, tmp_path, home, capsys):
-    """Every value past the backbone's weighted layers trained the same whole backbone, without a word."""
+def test_unfreezing_more_layers_than_the_cut_backbone_holds_trains_it_whole_and_is_warned_about(files, tmp_path,
+                                                                                                 home, capsys):
+    """A value past the backbone's weighted layers wrapped round (12 of 10 trained the last 2), without a word."""
     from search.models import transfer
 
-    n = len(transfer._unfreezable(transfer.load_backbone(_settings(files), (32, 32))))
+    backbone = transfer.load_backbone(_settings(files), (32, 32))
+    n = len(transfer._unfreezable(backbone))
+    assert len(transfer.freeze(backbone, n + 2)) == n == len(transfer.freeze(backbone, 10 * n))
     model = {"family": "transfer", "backbone": "MobileNetV2", "alpha": 0.35, "weights": str(files["weights"]),
              "cut_at": "block_2_add", "unfreeze": {"int": [0, 500]}}
     path = tmp_path / "t.yaml"
     path.write_text(yaml.safe_dump({"study": {"name": "deep"}, "data": {"source": f"images:{files['shapes']}"},
-                                    "model": model}))
-    assert run_cli("check", path, "--home", home) == 2
+                                    "validation": {"scheme": "holdout"}, "model": model}))
+    assert run_cli("check", path, "--home", home) == 0
     err = capsys.readouterr().err
-    assert "model.unfreeze" in err and f"at most {n}" in err and "block_2_add" in err and not home.exists()
-    transfer.preflight({**model, "unfreeze": {"choice": [0, n]}}, (32, 32, 3), "none", None, None)  # all: fine
+    assert "model.unfreeze reaches 500" in err and f"search at most {n}" in err and "block_2_add" in err
+    # The highest value drawn counts: a step that stops below the count, or a choice up to it, is fine.
+    for fine in ({"int": [0, n + 1], "step": n}, {"choice": [0, n]}, n):
+        assert transfer.preflight({**model, "unfreeze": fine}, (32, 32, 3), "none", None, None) == [], fine
 
 
 def test_a_weights_file_renamed_to_h5_still_loads(files, tmp_path):

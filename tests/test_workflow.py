@@ -1,6 +1,8 @@
 """The phased workflow: phase 0 baselines, phase 1 capacity with regularizers off, phase 2 regularizers at the pick."""
 from __future__ import annotations
 
+import csv
+import io
 import math
 import textwrap
 
@@ -63,6 +65,18 @@ def test_phases_follow_each_other_and_a_study_stopped_mid_phase_resumes_in_it(wr
         leaves = targets.trial_config(study, t, None)[0].leaves()
         assert {n: leaves[n] for n in pick["capacity"]} == pick["capacity"]
     assert "the universal workflow, study 'ph'" in second and "smallest capacity that overfits: none found" in second
+    # The tables show what each phase held fixed (they showed blank cells): regularizers off, the capacity.
+    from search.review import display
+    from search.review._table import trials_csv
+
+    rows = {r["trial"]: r["params"] for r in display.trial_rows(study)}
+    for t in trials:
+        if t.number in rows and t.user_attrs["phase"] == 1:
+            assert rows[t.number]["model.dropout"] == "off" and rows[t.number]["model.l2"] == "off"
+        elif t.number in rows:
+            assert rows[t.number]["model.units"] == pick["capacity"]["model.units"]
+    table = list(csv.DictReader(io.StringIO(trials_csv(study))))
+    assert all(row["model.units"] != "" and row["model.dropout"] != "" for row in table), table
     # The final test, once reproduced, is part of the answer.
     assert run_cli("reproduce", "ph", "--home", home, "--threads", "1") == 0
     loss = float(capsys.readouterr().out.split("test set (one look): loss ")[1].split()[0].rstrip(","))  # the first

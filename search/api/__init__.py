@@ -216,7 +216,7 @@ def announce(prepared: "session.Prepared", quiet: bool = False, out: TextIO | No
     """What the data checks found, as `search run` and `search check` say it: the warnings (each one
     paragraph) on stderr, the data summary on ``out`` unless ``quiet``."""
     if skipped := prepared.dataset.images_skipped:
-        more = f", and {len(skipped) - 5} more (all in skipped_images.txt of the study's MLflow run)" \
+        more = f", and {len(skipped) - 5} more (a new study's MLflow run lists them all in skipped_images.txt)" \
             if len(skipped) > 5 else ""
         print(f"note: skipped {len(skipped)} unreadable image(s) (data.skip_bad_images): {', '.join(skipped[:5])}"
               f"{more}", file=sys.stderr)

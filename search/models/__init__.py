@@ -226,11 +226,12 @@ def build(model_settings: dict[str, Any], input_shape: tuple[int, ...], head: He
 
 
 def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: str,
-              search_dir: Path | None = None, source: str | None = None) -> None:
-    """Checks that need the data's shape (or files the family reads), run once before any trial."""
+              search_dir: Path | None = None, source: str | None = None) -> list[str]:
+    """Checks that need the data's shape (or files the family reads), run once before any trial; returns
+    warnings."""
     family = model.get("family", "mlp")
     if family.startswith(CUSTOM_PREFIX):
-        return
+        return []
     module = FAMILIES[family]
     if getattr(module, "IMAGE_INPUT", False) and len(input_shape) != 3:
         # An npz X of (n, h, w) reads as rows of (h, w) until data.as_images says they are pixels.
@@ -241,7 +242,8 @@ def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: s
                          "(n, h, w) or (n, h, w, c) or sklearn:digits with data.as_images: true",
                          found=f"rows of shape {tuple(input_shape)}")
     if hasattr(module, "preflight"):
-        module.preflight(model, tuple(input_shape), preprocess, search_dir, source)
+        return list(module.preflight(model, tuple(input_shape), preprocess, search_dir, source))
+    return []
 
 
 def check_custom_builder(model_settings: dict[str, Any], input_shape: tuple[int, ...], head: Head,

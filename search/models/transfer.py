@@ -159,7 +159,8 @@ def _keras3_weights(path: Path) -> bool:
 def freeze(backbone: Any, unfreeze: int) -> list[str]:
     """Freeze the backbone but its last ``unfreeze`` weighted non-BatchNorm layers; return their names."""
     candidates = _unfreezable(backbone)
-    chosen = candidates[len(candidates) - unfreeze:] if unfreeze > 0 else []
+    # Clamped: past the count, a negative start wrapped round and trained only the last few layers.
+    chosen = candidates[max(0, len(candidates) - unfreeze):] if unfreeze > 0 else []
     for layer in backbone.layers:
         layer.trainable = False
     for layer in chosen:
@@ -186,8 +187,9 @@ def weights_path(settings: dict[str, Any], search_dir: Path | None, source: str 
 
 
 def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: str, search_dir: Path | None,
-              source: str | None) -> None:
-    """Check the weights file, the cut layer and the input size once, before any trial trains."""
+              source: str | None) -> list[str]:
+    """Check the weights file, the cut layer and the input size once, before any trial trains; returns
+    warnings."""
     from search.models._params import is_distribution
 
     if preprocess != "none":
@@ -202,27 +204,32 @@ def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: s
     cuts = fixed["cut_at"]["choice"] if is_distribution(fixed["cut_at"]) and "choice" in fixed["cut_at"] else None
     if any(is_distribution(fixed[k]) for k in ("backbone", "weights", "alpha", "resize")) or (
             is_distribution(fixed["cut_at"]) and cuts is None):
-        return  # searched over; each trial's build checks its own combination
+        return []  # searched over; each trial's build checks its own combination
     size = int(fixed["resize"])
     image_hw = (size, size) if size else (int(input_shape[0]), int(input_shape[1]))
     counts = {cut: len(_unfreezable(load_backbone({**fixed, "cut_at": cut}, image_hw, search_dir, source)))
               for cut in cuts or [fixed["cut_at"]]}
-    _check_unfreeze(fixed["unfreeze"], counts, fixed["backbone"], source)
+    return _unfreeze_warnings(fixed["unfreeze"], counts, fixed["backbone"])
 
 
-def _check_unfreeze(unfreeze: Any, counts: dict[str, int], backbone: str, source: str | None) -> None:
+def _unfreeze_warnings(unfreeze: Any, counts: dict[str, int], backbone: str) -> list[str]:
     """Every value above the backbone's number of weighted layers trains the same whole backbone: a searched
-    range past it spends trials on one model under several names, and a fixed value past it may mean a
-    cut the user did not intend."""
-    values = (unfreeze.get("choice") or unfreeze.get("int")) if isinstance(unfreeze, dict) else [unfreeze]
-    asked = max(int(v) for v in values or [0])
+    range past it spends trials on one model under several values, and a fixed value past it may mean a
+    cut the user did not intend. (A warning, not a refusal: trials stored with such values still reproduce.)"""
+    if isinstance(unfreeze, dict) and "int" in unfreeze:
+        low, high = (int(v) for v in unfreeze["int"])
+        step = int(unfreeze.get("step") or 1)
+        asked = low + (high - low) // step * step  # the highest value Optuna draws
+    else:
+        values = unfreeze.get("choice", []) if isinstance(unfreeze, dict) else [unfreeze]
+        asked = max((int(v) for v in values if not isinstance(v, bool)), default=0)
     cut = max(counts, key=counts.__getitem__)
     most = counts[cut]
-    if asked > most:
-        where = (" at its largest cut" if len(counts) > 1 else "") + (f" (cut at '{cut}')" if cut else "")
-        raise SpaceError(f"{backbone}{where} has {most} weighted layers besides BatchNorm: every unfreeze above "
-                         f"{most} trains the same whole backbone", source=source, field="model.unfreeze",
-                         expected=f"at most {most} (which trains every weighted layer)", found=unfreeze)
+    if asked <= most:
+        return []
+    where = (" at its largest cut" if len(counts) > 1 else "") + (f" (cut at '{cut}')" if cut else "")
+    return [f"model.unfreeze reaches {asked}, but {backbone}{where} has {most} weighted layers besides BatchNorm: "
+            f"every value from {most} up trains the same whole backbone; search at most {most}"]
 
 
 def _unfreezable(backbone: Any) -> list[Any]:

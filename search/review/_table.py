@@ -6,6 +6,8 @@ import csv
 import io
 from typing import Any
 
+from search.runner.results import settings_of
+
 # Summary attributes of a trial, in the order a reader compares them.
 _SUMMARY = ("val_loss_mean", "val_loss_std", "best_epoch_mean", "penalty_mean", "gap_mean", "fit", "n_params")
 HEADER_START = "trial,state,"
@@ -25,7 +27,7 @@ def trials_csv(study: Any) -> str:
     writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for t in trials:
-        row: dict[str, Any] = {"trial": t.number, "state": t.state.name, **t.params,
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.name, **settings_of(t, set(params), raw=True),
                                "duration_s": round(t.duration.total_seconds(), 3) if t.duration else "",
                                "reason": t.user_attrs.get("reason", "")}
         row.update({k: t.user_attrs[k] for k in (*_SUMMARY, *metrics) if k in t.user_attrs})

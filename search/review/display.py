@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any, Callable, TextIO
 
-from search.runner.results import SplitResult, TrialListener, TrialOutcome
+from search.runner.results import SplitResult, TrialListener, TrialOutcome, settings_of
 
 
 class Progress(TrialListener):
@@ -159,6 +159,7 @@ def trial_rows(study: Any, top: int = 10) -> list[dict[str, Any]]:
     baseline = next((t for t in trials if t.user_attrs.get("baseline")), None)
     if baseline is not None and baseline not in chosen:
         chosen.append(baseline)
+    sampled = {name for t in trials for name in t.params}
     rows = []
     for rank, t in enumerate(chosen, start=1):
         metric_key = next((k for k in t.user_attrs if k.startswith("val_") and k.endswith("_mean")
@@ -167,7 +168,7 @@ def trial_rows(study: Any, top: int = 10) -> list[dict[str, Any]]:
                      "std": t.user_attrs.get("val_loss_std", math.nan),
                      "metric": (metric_key[4:-5] if metric_key else "metric"),
                      "metric_value": t.user_attrs.get(metric_key, math.nan) if metric_key else math.nan,
-                     "baseline": bool(t.user_attrs.get("baseline")), "params": dict(t.params),
+                     "baseline": bool(t.user_attrs.get("baseline")), "params": settings_of(t, sampled),
                      "unregularized": bool(t.user_attrs.get("unregularized", True)),
                      "kept_on": t.user_attrs.get("kept_on")})
     return rows

@@ -21,6 +21,22 @@ def is_summary_metric(name: str) -> bool:
     return name.startswith("val_") or name in SUMMARY_NAMES
 
 
+# A phased study's trial attributes (search/workflow/phases.py): its phase, and the settings that phase held
+# at a value instead of sampling them (so they are not among the trial's params).
+PHASE_ATTR = "phase"
+FIXED_ATTR = "phase_fixed"
+
+
+def settings_of(trial: Any, columns: set[str], raw: bool = False) -> dict[str, Any]:
+    """A trial's settings for a table whose ``columns`` are the study's sampled settings: its params, and in
+    a phased study those its phase held fixed instead (tables showed them as blank cells); phase 1's
+    regularizers read "off" unless ``raw`` (a CSV keeps the number)."""
+    fixed = trial.user_attrs.get(FIXED_ATTR) or {}
+    off = trial.user_attrs.get(PHASE_ATTR) == 1 and not raw
+    held = {name: "off" if off else value for name, value in fixed.items() if name in columns}
+    return {**held, **trial.params}
+
+
 @dataclass
 class SplitResult:
     split: int

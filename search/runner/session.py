@@ -83,8 +83,8 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
         from search.runner import _runtime
 
         _runtime.configure(threads)
-    models.preflight(space.model, dataset.input_shape, space.data.preprocess,
-                     space.path.parent if space.path else None, where)
+    dataset.warnings += models.preflight(space.model, dataset.input_shape, space.data.preprocess,
+                                         space.path.parent if space.path else None, where)
     if space.is_custom:
         _preflight.check_builder(space, dataset, threads, where)
     dataset.warnings += space_warnings(space, dataset)

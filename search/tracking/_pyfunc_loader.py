@@ -47,7 +47,7 @@ class _NamedOutputs:
 
 
 def _load_pyfunc(path: str) -> Any:
-    from mlflow.keras.load import _load_pyfunc as load_keras
+    from mlflow.keras import _load_pyfunc as load_keras  # what models saved with loader_module mlflow.keras call
 
     _import_layers()
     inner = load_keras(path)

@@ -28,11 +28,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Sequence, TextIO
 
-from search.runner.results import TrialListener, TrialOutcome
+from search.runner.results import FIXED_ATTR, PHASE_ATTR, TrialListener, TrialOutcome
 from search.space import CAPACITY_KEYS, Space, flatten, is_distribution
 
-PHASE_ATTR = "phase"               # per trial: 1 or 2
-FIXED_ATTR = "phase_fixed"         # per trial: {dotted name: value} the phase held fixed
+# Per trial: PHASE_ATTR, 1 or 2; FIXED_ATTR, {dotted name: value} the phase held fixed (runner/results.py).
 PICK_ATTR = "workflow_pick"        # per study: phase 1's pick, written once when phase 2 begins
 PHASE0_ATTR = "workflow_baseline"  # per study: phase 0's losses (search/common_sense.py)
 
