@@ -17,8 +17,9 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 def test_the_documented_notebook_session_runs_as_written(tmp_path, capsys):
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
     assert len(blocks) >= 2
-    namespace = {"home": tmp_path / "mlruns"}
-    for block in blocks:
+    namespace: dict = {}
+    for block in blocks:  # as written, but with the stores under the test's folder
+        block = block.replace('home = Path("mlruns")', f'home = Path({str(tmp_path / "mlruns")!r})')
         exec(compile(block, str(DOC), "exec"), namespace)
     result, final = namespace["result"], namespace["final"]
     assert isinstance(result, search.RunResult) and isinstance(result.best, search.TrialResult)
@@ -32,6 +33,9 @@ def test_the_documented_notebook_session_runs_as_written(tmp_path, capsys):
     # The arrays were saved under home, so the command can continue from the same store.
     saved = list((tmp_path / "mlruns" / "data").glob("notebook-*.npz"))
     assert len(saved) == 1
+    # The API names its own argument where the command names its flag.
+    with pytest.raises(search.StudyError, match="field 'out': cannot write the report .*another place with out="):
+        search.report("notebook", tmp_path, home=tmp_path / "mlruns")
     # The logged model's generic form takes rows of numbers of any type: the arrays have no column names to
     # check, and a float64 tensor signature had refused int and float32 rows.
     import mlflow.pyfunc

@@ -130,6 +130,16 @@ def test_a_notebook_study_is_read_and_reproduced_in_a_new_process_and_not_contin
     assert "test loss True" in done.stdout
 
 
+def test_whole_numbers_given_as_digit_text_are_taken_as_numbers() -> None:
+    """n_trials="2" passed the check and then met a number further in: a raw TypeError after the study was stored
+    (ensemble="2", top="5" the same; epochs="2" reached the report as text)."""
+    from search.api._errors import _arguments
+
+    assert _arguments(n_trials=("2", 1), threads=(None, 1), top=(np.int64(3), 1), epochs=(" 4 ", 1)) == [2, None, 3, 4]
+    with pytest.raises(search.UserError, match="ensemble is a whole number, at least 1"):
+        _arguments(ensemble=("2.5", 1))
+
+
 @pytest.mark.parametrize(("call", "field", "words"), [
     (lambda h: search.run(None, x=X, y=Y, home=h), "space", "a dict of its sections"),
     (lambda h: search.run(_space("a"), x=X, y=Y, home=123), "home", "folder of the stores"),
@@ -141,6 +151,7 @@ def test_a_notebook_study_is_read_and_reproduced_in_a_new_process_and_not_contin
     (lambda h: search.load_space({"study": {"name": "a", "n_trial": 3}, "data": {"source": "sklearn:iris"}}),
      "study.n_trial", "did you mean 'n_trials'"),
     (lambda h: search.report("a", home=h, top=0), "top", "at least 1"),
+    (lambda h: search.report("a", home=h, top="x"), "top", "at least 1"),
     # pandas as notebooks hold it: text labels with gaps, two label columns, numbers with None for a gap.
     (lambda h: search.run(_space("a"), x=_frame()[["a", "b"]], y=_frame().label.where(_frame().a > 4.5), home=h), "y",
      "y has 5 missing label(s) (NaN or None), at position(s) 8, 13, 38"),

@@ -254,6 +254,10 @@ DUP_HEADER = "f1,f2,f3,label,label\n" + "".join(f"{i},{i + 1},{i + 2},{i % 2},{i
 
 # (id, build, field or None, words the message must hold)
 REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
+    # A target written 379.702 in a file of decimal commas is text to pandas: the reader crashed on it.
+    ("a-dotted-target-in-a-decimal-comma-file", csv("x;y;price\n" + "".join(
+        f"{i},5;{i % 3},25;{300 + i}.{(7 * i) % 1000:03d}\n" for i in range(30)), {"target": "price"}),
+     "data.target", ["dots ('300.000')", "decimal comma", "300,000 if the dot is a decimal point"]),
     ("csv-empty-file", csv(""), "data.source", ["bad.csv", "is empty (0 bytes)"]),
     ("csv-blank-lines", csv("\n\n"), "data.source", ["bad.csv", "has no header line"]),
     ("csv-header-only", csv("a,b,label\n"), "data.source", ["bad.csv", "has a header but no data rows"]),
@@ -623,8 +627,18 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
      ["warning: target 'label'", "writes its labels as numbers ('0', '1') and as words ('no', 'yes')",
       "they are 4 classes"], ["classes (4"]),
     ("whole-number-amounts-read-as-classes", csv(_frame(40).assign(label=[1000 + 50 * (i % 4) for i in range(40)])),
-     [], ["classes (4", "holds 4 different whole numbers (1000 to 1150), read as classes by task: auto",
-          "set data.task: regression"]),
+     ["warning: the target 'label' holds 4 different whole numbers (1000 to 1150), read as classes by task: auto",
+      "set data.task: regression"], ["classes (4"]),
+    # Days that share their features (weekday, promotion) are separate observations: averaged as duplicates,
+    # 30 days became 2 rows holding every later target.
+    ("time-ordered-rows-with-the-same-features", csv(
+        pd.DataFrame({"t": pd.date_range("2024-01-01", periods=30).strftime("%Y-%m-%d"), "promo": [0, 1] * 15,
+                      "sales": np.arange(30) * 1.5 + 0.25}), {"order": "t", "target": "sales"}, other=TIME_SERIES),
+     [], ["rows: 30 read, 0 dropped", "task: regression"]),
+    ("most-rows-dropped-as-duplicates", csv(pd.DataFrame({"promo": list(range(10)) * 3,
+                                                          "sales": np.arange(30) * 1.5 + 0.25}), {"target": "sales"},
+                                            other={"validation": {"scheme": "holdout"}}),
+     ["20 of 30 rows are dropped as duplicates", "data.duplicates: keep"], ["10 kept"]),
     ("a-dropped-column-is-named", csv(_frame().assign(note="x"), {"drop": ["note"]}), [],
      ["features: 3", "column(s) 'note' of", "left out (data.drop)"]),
     ("one-hot-values-differ-by-case", csv(_frame().assign(city=["Berlin", "berlin", "Köln"] * 10),

@@ -145,7 +145,7 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     from search.reproduction import ablation
     from search.runner import session
 
-    _arguments(n_trials=(n_trials, 1), threads=(threads, 1))
+    n_trials, threads = _arguments(n_trials=(n_trials, 1), threads=(threads, 1))
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
         raise UserError("timeout is a number of seconds above 0", field="timeout", found=timeout)
     home = _folder(home)
@@ -337,7 +337,7 @@ def best(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns"
     from search import models
     from search.reproduction import targets
 
-    _arguments(trial=(trial, 0))
+    (trial,) = _arguments(trial=(trial, 0))
     home = _folder(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
     study = targets.load_study(storage_url, study_name)
@@ -373,7 +373,8 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
     from search.reproduction import final as reproducing
     from search.reproduction import targets
 
-    _arguments(trial=(trial, 0), epochs=(epochs, 1), ensemble=(ensemble, 1), threads=(threads, 1))
+    trial, epochs, ensemble, threads = _arguments(trial=(trial, 0), epochs=(epochs, 1), ensemble=(ensemble, 1),
+                                                threads=(threads, 1))
     if trial is not None and config is not None:  # the command's --trial and --config exclude each other too
         raise UserError("trial and config both name what to reproduce; pass one of them (the config file names "
                         "its trial in study.seed_trial)", field="trial, config", found=f"trial={trial!r}, "
@@ -403,7 +404,7 @@ def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlrun
     from search.runner import session
     from search.reproduction import targets
 
-    _arguments(trial=(trial, 0), threads=(threads, 1))
+    trial, threads = _arguments(trial=(trial, 0), threads=(threads, 1))
     home = _folder(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
     study = targets.load_study(storage_url, study_name, writes="stores the ablation with the study")
@@ -426,11 +427,17 @@ def report(study_name: str, out: PathLike | None = None, *, home: PathLike = "ml
     from search.reproduction.workflow_answer import html_section
     from search.review import report as reporting
 
-    _arguments(top=(top, 1))
+    (top,) = _arguments(top=(top, 1))
     storage_url, _ = _stores(_folder(home), storage, tracking_uri)
     study = targets.load_study(storage_url, study_name)
-    return reporting.write(study, Path(out) if out is not None else Path(f"{study_name}-report.html"), top=top,
-                           extra=html_section(study))
+    try:
+        return reporting.write(study, Path(out) if out is not None else Path(f"{study_name}-report.html"), top=top,
+                               extra=html_section(study))
+    except UserError as exc:  # the report's checks name the command's flag
+        if exc.field == "--out":
+            exc.field = "out"
+            exc.args = (str(exc).replace("field '--out'", "field 'out'").replace("--out", "out="),)
+        raise
 
 
 # -- helpers -------------------------------------------------------------------------------------------------

@@ -108,17 +108,23 @@ def _show_instead(exc: BaseException, text: str) -> None:
         exc.args = (text,)
 
 
-def _arguments(**given: tuple[Any, int]) -> None:
+def _arguments(**given: tuple[Any, int]) -> list[Any]:
     """Whole-number arguments (None: not given) at least their lowest value, checked before anything runs:
-    the command's parser refuses the same values (``--epochs 0``), and a reproduce spends a test-set look."""
+    the command's parser refuses the same values (``--epochs 0``), and a reproduce spends a test-set look.
+    Returns them as ints, in the order given: a digit string (as a notebook's widget gives it) was
+    accepted here and then compared with a number further in, a raw TypeError after the study was stored."""
+    taken: list[Any] = []
     for name, (value, lowest) in given.items():
         if value is None:
+            taken.append(None)
             continue
-        if isinstance(value, str) and value.strip().isdigit():  # a trial number as a notebook's widget gives it
+        if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
         if not whole or value < lowest:
             raise UserError(f"{name} is a whole number, at least {lowest}", field=name, found=value)
+        taken.append(int(value))
+    return taken
 
 
 def _space_argument(space: Any, study_name: str | None) -> "Space":

@@ -127,7 +127,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
     if section.task == "auto" and raw.declared_task is None and kind == "regression":
         warnings += _many_whole_numbers(raw.y, section.target or "y")
     if section.task == "auto" and raw.declared_task is None and kind == "classification":
-        raw.notes += _spaced_whole_numbers(raw.y, section.target or "y")
+        warnings += _spaced_whole_numbers(raw.y, section.target or "y")  # the task itself may be wrong
     dropped: dict[str, int] = {}
     if raw.skipped or (test is not None and test.skipped):
         dropped["unreadable images"] = sum(len(p.skipped) for p, _ in parts)
@@ -138,7 +138,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
             raise DataError(f"the target of {what} has NaN or infinite values", source=where, field="data.target")
         before = part.y
         keep, part.y, removed, warned = _checks.duplicates(part.X, part.y, section.duplicates,
-                                                           kind == "regression", what, where)
+                                                           kind == "regression", what, where, order=part.order)
         _take(part, keep, y=False)
         if part is raw and kind != "regression":
             _checks.vanished_classes(before, part.y, "de-duplication", what, where, part.warnings,

@@ -363,17 +363,24 @@ def split_marks(values: np.ndarray, column: str, path: Path, where: str) -> np.n
 
 # -- cleaning -----------------------------------------------------------------------------------------
 def duplicates(X: np.ndarray, y: np.ndarray, mode: str, regression: bool, what: str,
-               where: str) -> tuple[np.ndarray, np.ndarray, dict[str, int], list[str]]:
+               where: str, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, int], list[str]]:
     """Return ``(kept row indices, y for those rows, dropped counts by reason, warnings)``.
 
     Identical features with one label: one copy kept. With different labels (classification) no copy
     can be trusted, so all are dropped; a regression target is averaged over the copies instead, which
-    is what a model trained on all of them would aim for under squared error.
+    is what a model trained on all of them would aim for under squared error. Rows of time-ordered data
+    (``order``, data.order's values) are copies only at the same time: averaging days that share their
+    features put later targets into earlier rows, and the test rows' into the training rows.
     """
+    import pandas as pd
+
     n = len(X)
     if mode == "keep" or n == 0:
         return np.arange(n), y, {}, []
-    keys = _row_keys(X.reshape(n, -1))
+    flat = X.reshape(n, -1)
+    if order is not None:
+        flat = np.column_stack([flat, pd.factorize(pd.Series(order))[0].astype(flat.dtype)])
+    keys = _row_keys(flat)
     _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
     inverse = inverse.ravel()
     _, y_codes = np.unique(y, return_inverse=True)
@@ -393,6 +400,12 @@ def duplicates(X: np.ndarray, y: np.ndarray, mode: str, regression: bool, what: 
                         field="data.duplicates", expected="no duplicated rows, or duplicates: drop")
     dropped: dict[str, int] = {}
     warnings: list[str] = []
+    lost = n_exact + (int((counts[conflicting] - 1).sum()) if regression else n_conflict_rows)
+    if lost > n / 2:
+        warnings.append(f"{what}: {lost} of {n} rows are dropped as duplicates (identical features"
+                        f"{' at the same time' if order is not None else ''}), leaving {n - lost}: the features "
+                        f"barely tell the rows apart. If the rows are separate observations (repeated "
+                        f"measurements, days with the same features), set data.duplicates: keep")
     if n_exact:
         dropped["exact duplicates"] = n_exact
     if regression:

@@ -37,14 +37,19 @@ def number_target_as_text(values: Any, column: str, task: str, path: Path, where
         how = f"cells such as {shown} ({len(stray)} in all, first at row {int(stray.index[0])}, counting from 0)"
         fix = ("fill or delete those rows (if they mean a missing value), or fix them so the column reads as "
                "numbers")
-    else:
+    elif (~plain).any():
         sample = text[~plain].iloc[0]
         how = f"separators or signs such as {sample!r}"
         fix = "write them as plain numbers (1600.00), so the column reads as numbers"
+    else:  # every cell a plain number with a dot, in a file read with decimal commas
+        sample = text.iloc[0]
+        how = f"dots ({sample!r}) in a file whose other numbers have a decimal comma"
+        fix = (f"write the column as the other columns are written ({sample.replace('.', ',')} if the dot is a "
+               f"decimal point, {sample.replace('.', '')} if it separates thousands)")
     raise DataError(f"target '{column}' of {path} holds numbers, but it is read as text for its {how}: as text, "
                     f"each value would be a class of its own; {fix}; or, if the values are class labels, set "
                     f"data.task: classification", source=where, field="data.target", expected="numbers",
-                    found=(stray.iloc[0] if len(stray) else text[~plain].iloc[0]))
+                    found=stray.iloc[0] if len(stray) else sample)
 
 
 def mixed_codings(values: Any, column: str, path: Path) -> list[str]:
