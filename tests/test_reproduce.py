@@ -88,7 +88,7 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     assert run_cli("reproduce", NAME, "--trial", best.number, "--home", home, "--threads", "1", "--verify") == 0
     out = capsys.readouterr().out
     assert "verify: every split matches" in out and re.search(r"test set \((one look|look \d+)\)", out)
-    assert "the model takes 4 raw feature columns and gives 3 probabilities, one per class" in out
+    assert "the model takes 4 feature columns (raw) and gives 3 probabilities, one per class" in out
     assert run_cli("reproduce", NAME, "--run-id", best.user_attrs["mlflow_run_id"], "--home", home) == 0
     assert run_cli("reproduce", NAME, "--config", path, "--home", home, "--register", "iris-final") == 0
     assert "registered as iris-final version 1 in MLflow's model registry (models:/iris-final/1)" in \
@@ -125,6 +125,16 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     np.testing.assert_allclose(np.asarray(served.predict(frame)), model.predict(X_test, verbose=0), rtol=1e-5)
     # Its columns are the classes, in the model's order (they were 0..n-1, the names only in reproduce.json).
     assert list(served.predict(frame).columns) == [str(c) for c in prepared.dataset.classes]
+    # No rows give no rows (Keras failed on them); a true/false column is numbers (Keras refused it as object);
+    # a text column is named; and no progress bar reaches standard output.
+    assert served.predict(frame.iloc[:0]).shape == (0, 3)
+    flags = frame.assign(**{frame.columns[0]: frame[frame.columns[0]] > 5})
+    capsys.readouterr()
+    np.testing.assert_allclose(np.asarray(served.predict(flags)),
+                               model.predict(flags.to_numpy(np.float64), verbose=0), rtol=1e-5)
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match=re.escape(f"column(s) '{frame.columns[1]}' are not numbers")):
+        served.predict(frame.assign(**{frame.columns[1]: "a"}))
     # Columns are taken by name: a frame in another order scores the same, one missing a column is refused.
     np.testing.assert_allclose(np.asarray(served.predict(frame[frame.columns[::-1]])),
                                model.predict(X_test, verbose=0), rtol=1e-5)
@@ -253,6 +263,14 @@ def test_alarm_arithmetic():
     check = overfit.check([0.5, 0.7], rows, [0.9, 0.9], [np.full(100, 0.9), np.full(100, 0.9)])
     assert check.z == pytest.approx(3.0) and check.fired
     assert not overfit.check([0.5, 0.7], rows, [0.75, 0.75], [np.full(100, 0.75)] * 2).fired
+    # One trial chose nothing, and later test rows may have drifted: the alarm blamed the search for both.
+    check.trials, check.time_ordered = 1, True
+    assert "no selection to overfit" in check.warning() and "drift or trend over time" in check.warning()
+    assert "nested cross-validation" not in check.warning()
+    check.trials = 30
+    assert "nested cross-validation" in check.warning() and "which no selection explains" in check.warning()
+    check.time_ordered = False
+    assert "drift" not in check.warning()
 
 
 def test_a_penalized_model_loads_with_plain_keras_where_this_package_is_not_imported(tmp_path):

@@ -48,6 +48,8 @@ class Dataset:
     # data.source / data.test given by a relative path: the file each was found as (from the working
     # folder or the space file's), so an export names the file the study read, wherever it is written.
     files: dict[str, str] = field(default_factory=dict)
+    # data.categorical: one_hot: each category column and its values, encoded as the features column=value.
+    one_hot: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def n_outputs(self) -> int:
@@ -183,7 +185,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
                    notes=[n for p, _ in parts for n in p.notes], test_mask=mask,
                    test_source=(f"data.test {section.test}" if section.test else
                                 f"data.split_column '{section.split_column}'" if section.split_column else ""),
-                   files=files)
+                   files=files, one_hot=vocabulary)
 
 
 def _encode_categories(part: Raw, vocabulary: dict[str, list[str]], where: str) -> None:

@@ -133,6 +133,9 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
                           repeats=space.validation.repeats if space.validation.scheme == "iterated_kfold" else 1,
                           optimism=overfit.epoch_selection_optimism(
                               curves, {int(s["split"]): int(s["best_epoch"]) for s in stored}))
+    # What else can explain a gap: no choice among trials, or test rows later in time than any validation row.
+    alarm.trials = sum(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False))
+    alarm.time_ordered = space.validation.scheme == "time_series" or prepared.dataset.has_order
     ensemble = np.mean([scores[s["split"]].test_pred for s in stored], axis=0)
     y_test = prepared.dataset.y[prepared.test_idx]
     task = prepared.dataset.task
@@ -199,9 +202,16 @@ def model_io(ds: Any, target_name: str | None) -> dict[str, Any]:
     """What the saved final model takes (raw feature rows, in this column order) and what each output means,
     so that a prediction can be read without this package: which class a sigmoid is the probability of,
     the order of a softmax's classes."""
-    if ds.feature_names:
-        inputs: dict[str, Any] = {"features": list(ds.feature_names), "as": "raw rows (the scaler and any fill of "
-                                  "missing values are in the model), columns in this order"}
+    if ds.feature_names and getattr(ds, "one_hot", None):
+        # The encoder is not in the model: its category columns are given encoded, as data.categorical made them.
+        inputs: dict[str, Any] = {
+            "features": list(ds.feature_names), "one_hot": dict(ds.one_hot),
+            "as": "rows of the numeric columns as read and each category column one-hot encoded into the 0/1 "
+                  "columns column=value ('one_hot' lists the values; a value it lacks is 0 in every column of "
+                  "its category), columns in this order (the scaler and any fill of missing values are in the model)"}
+    elif ds.feature_names:
+        inputs = {"features": list(ds.feature_names), "as": "raw rows (the scaler and any fill of "
+                  "missing values are in the model), columns in this order"}
     elif len(ds.input_shape) > 1:
         inputs = {"shape": list(ds.input_shape), "as": _images_taken(ds)}
     else:
@@ -463,7 +473,8 @@ def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:
     if report.model_io:
         io = report.model_io
         image = len(io["inputs"].get("shape", [])) > 1
-        taken = (f"{len(io['inputs']['features'])} raw feature columns" if "features" in io["inputs"] else
+        encoded = ", category columns one-hot encoded as column=value" if io["inputs"].get("one_hot") else ""
+        taken = (f"{len(io['inputs']['features'])} feature columns (raw{encoded})" if "features" in io["inputs"] else
                  io["inputs"]["as"] if image else f"raw rows of shape {io['inputs']['shape']}")
         lines.append(f"  the model takes {taken} and gives {io['output']} (reproduce.json, 'model', has the "
                      f"{'input' if image else 'column order'}{' and the classes' if 'classes' in io else ''})")

@@ -54,6 +54,8 @@ class OverfitCheck:
     test_error: float     # the test loss's row-sampling standard error
     z: float              # (test_loss - (cv_mean + optimism)) / sqrt(cv_error² + test_error²)
     optimism: float = 0.0  # epoch-selection optimism: loss at the epoch rule's epoch minus the minimum
+    trials: int = 0        # completed trials the pick was chosen among (0: not known)
+    time_ordered: bool = False  # the test rows are the latest rows, after every validation block
 
     @property
     def fired(self) -> bool:
@@ -66,9 +68,17 @@ class OverfitCheck:
                 f"= {round(self.z, 1) + 0.0:+.1f} standard errors (alarm above {Z_ALARM:g})")
 
     def warning(self) -> str:
-        return (f"validation overfit: the test loss {self.test_loss:.4g} is worse than the cross-validation "
-                f"estimate {self.cv_mean:.4g} by {self.z:.1f} standard errors, more than the spread of the "
-                f"splits and the size of the test set explain; " + REMEDY)
+        gap = (f"the test loss {self.test_loss:.4g} is worse than the cross-validation estimate {self.cv_mean:.4g} "
+               f"by {self.z:.1f} standard errors, more than the spread of the splits and the size of the test set "
+               f"explain")
+        drift = ("the test rows are later than every validation block, so a drift or trend over time raises "
+                 "their loss as well")
+        if self.trials == 1:  # nothing was chosen, so nothing was chosen for suiting the validation rows
+            return (f"test rows unlike the validation rows: {gap}. With one trial there was no selection to "
+                    f"overfit: " + (f"{drift}" if self.time_ordered else "the test rows differ from the "
+                                    "development rows (an unrepresentative test set, or data that changed)"))
+        return (f"validation overfit: {gap}; " + REMEDY
+                + (f". Here {drift}, which no selection explains" if self.time_ordered else ""))
 
     def metrics(self) -> dict[str, float]:
         return {"overfit_z": self.z, "cv_val_loss_mean": self.cv_mean, "cv_val_loss_std": self.cv_std,

@@ -28,9 +28,14 @@ def _import_layers() -> None:
 
 
 class _NamedOutputs:
-    """MLflow's Keras pyfunc model, whose frame outputs carry the classes' (or the target's) names."""
+    """MLflow's Keras pyfunc model, whose frame outputs carry the classes' (or the target's) names.
 
-    def __init__(self, inner: Any, columns: list[str]) -> None:
+    Predicts without Keras' progress bar on standard output (a served model's log, a notebook's cell), takes
+    a frame's true/false and whole-number columns as numbers (a bool column met Keras' "Invalid dtype:
+    object"), names a column that is not numbers, and answers an empty frame with an empty one (Keras'
+    predict failed on no rows)."""
+
+    def __init__(self, inner: Any, columns: list[str] | None) -> None:
         self._inner = inner
         self._columns = columns
 
@@ -38,12 +43,28 @@ class _NamedOutputs:
         return self._inner.get_raw_model()
 
     def predict(self, data: Any, params: Any = None) -> Any:
+        import numpy as np
         import pandas as pd
 
-        out = self._inner.predict(data)
-        if isinstance(out, pd.DataFrame) and len(out.columns) == len(self._columns):
-            out.columns = self._columns
-        return out
+        model = self._inner.get_raw_model()
+        if isinstance(data, pd.DataFrame):
+            # MLflow's schema check hands over columns of any type as objects: each read as numbers here.
+            numbers = {c: pd.to_numeric(data[c], errors="coerce") for c in data.columns}
+            text = [str(c) for c in data.columns if (numbers[c].isna() & data[c].notna()).any()]
+            if text:
+                raise ValueError(f"column(s) {', '.join(map(repr, text))} are not numbers: the model takes numbers "
+                                 f"only (a category column one-hot encoded, as reproduce.json's 'model' says)")
+            width = int(model.output_shape[-1])
+            rows = np.column_stack([numbers[c].to_numpy(dtype="float64") for c in data.columns]) if len(data.columns) \
+                else np.zeros((len(data), 0))
+            out = model.predict(rows, verbose=0) if len(data) else \
+                np.zeros((0, width), dtype="float32")
+            columns = self._columns if self._columns and len(self._columns) == width else None
+            return pd.DataFrame(np.asarray(out).reshape(len(data), width), index=data.index, columns=columns)
+        if isinstance(data, np.ndarray):
+            return np.asarray(model.predict(data, verbose=0)) if len(data) else \
+                np.zeros((0, *model.output_shape[1:]), dtype="float32")
+        return self._inner.predict(data)
 
 
 def _load_pyfunc(path: str) -> Any:
@@ -52,8 +73,8 @@ def _load_pyfunc(path: str) -> Any:
     _import_layers()
     inner = load_keras(path)
     outputs_file = os.path.join(path, OUTPUTS_FILE)
-    if not os.path.isfile(outputs_file):
-        return inner
-    with open(outputs_file, encoding="utf-8") as f:
-        columns = [str(c) for c in json.load(f)["columns"]]
+    columns = None
+    if os.path.isfile(outputs_file):
+        with open(outputs_file, encoding="utf-8") as f:
+            columns = [str(c) for c in json.load(f)["columns"]]
     return _NamedOutputs(inner, columns)
