@@ -73,7 +73,7 @@ def test_builders_made_by_one_factory_keep_families_of_their_own():
     assert models.named_only_there(deep) and models.named_only_there(flat)
 
 
-def test_a_logits_builder_is_refused_and_a_sequential_without_input_trains(tmp_path):
+def test_a_logits_builder_is_refused_and_a_sequential_without_input_trains(tmp_path, capsys):
     import keras
 
     def logits(settings, input_shape, n_outputs):
@@ -88,7 +88,12 @@ def test_a_logits_builder_is_refused_and_a_sequential_without_input_trains(tmp_p
         return keras.Sequential([keras.layers.Dense(int(settings["units"]), activation="relu"),
                                  keras.layers.Dense(n_outputs, activation="softmax")])
 
-    result = search.run(_space("seq"), x=X, y=Y, builder=sequential, home=tmp_path / "h", out=io.StringIO())
+    # A space that names data of its own, run on x and y: said (the named data set was silently not read).
+    space = _space("seq")
+    space["data"]["source"] = "sklearn:wine"
+    capsys.readouterr()
+    result = search.run(space, x=X, y=Y, builder=sequential, home=tmp_path / "h", out=io.StringIO())
+    assert "the space's data.source 'sklearn:wine' is not read: x and y are the data" in capsys.readouterr().err
     assert result.best is not None and np.isfinite(result.best.value)
     metrics = result.best.metrics  # the table's columns, as numbers
     assert metrics["val_loss_mean"] == pytest.approx(result.best.value) and 0 <= metrics["val_accuracy_mean"] <= 1

@@ -164,6 +164,7 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     try:
         row_shape = None
         roles = {f"data.{key}": raw["data"][key] for key in ("group", "order") if raw["data"].get(key)}
+        ignored = raw["data"].get("source") if x is not None else None  # a space file's own data, set aside
         if x is not None and y is not None:
             source, row_shape = _save_arrays(home, raw["study"]["name"], x, y, ("x", "y"), made, fills, roles=roles)
             raw["data"]["source"], raw["data"]["target"] = f"npz:{source}", None
@@ -178,6 +179,9 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
             raw["model"]["family"] = models.register_builder(builder)
         resolved = spaces.validate(raw, source=str(loaded.path) if loaded.path else "<space>", path=loaded.path)
         prepared = session.prepare(resolved, threads=threads)
+        if ignored and ignored != "arrays" and not str(ignored).startswith("npz:"):
+            prepared.dataset.warnings.append(f"the space's data.source {ignored!r} is not read: x and y are the data "
+                                             f"(data.source: arrays says so)")
     except UserError as exc:
         _named_by_arguments(exc, named)
         _remove_saved(made, home if fresh_home else None)

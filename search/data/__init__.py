@@ -128,6 +128,8 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
     kind = _kind(raw.y, section.task, raw.declared_task, where)
     if section.task == "auto" and raw.declared_task is None and kind == "regression":
         warnings += _many_whole_numbers(raw.y, section.target or "y")
+    if kind == "regression":
+        warnings += _offset_target(raw.y, section.target or "y")
     if section.task == "auto" and raw.declared_task is None and kind == "classification":
         warnings += _spaced_whole_numbers(raw.y, section.target or "y")  # the task itself may be wrong
     dropped: dict[str, int] = {}
@@ -375,6 +377,23 @@ def _spaced_whole_numbers(y: np.ndarray, name: str) -> list[str]:
         return []  # two values, or consecutive codes such as 0..K-1 or 1..K
     return [f"the target '{name}' holds {len(distinct)} different whole numbers ({distinct[0]:g} to "
             f"{distinct[-1]:g}), read as classes by task: auto; if they are a quantity, set data.task: regression"]
+
+
+def _offset_target(y: np.ndarray, name: str) -> list[str]:
+    """A regression target far from zero that varies little (timestamps, prices of 1e9 ± 700): float32, the
+    precision the model trains and predicts in, moves in steps of about |mean| x 1.2e-7, which rounded a
+    visible share of its spread away without a word."""
+    values = np.asarray(y, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) < 2 or not values.std():
+        return []
+    mean, std = float(values.mean()), float(values.std())
+    step = float(np.spacing(np.float32(abs(mean))))
+    if step < 0.01 * std:
+        return []
+    return [f"the target '{name}' is about {mean:.6g} and varies by a standard deviation of only {std:.3g}: as "
+            f"float32, the precision the model trains and predicts in, it moves in steps of {step:.3g}, "
+            f"{step / std:.0%} of that spread; subtract a constant from it in the data (predict {name} - {mean:.6g})"]
 
 
 def _detect(y: np.ndarray, numeric: bool) -> str:

@@ -129,7 +129,8 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
                 + (", ..." if len(gaps) > 6 else "")) if len(gaps) > 1 else ""
         raise DataError(f"column '{column}' of {path} has {missing} missing value(s){written} in "
                         f"{_rows(frame[column].isna())}; fill or drop them first{hint}{also}", source=where,
-                        field=field)
+                        field={section.target: "data.target", section.group: "data.group",
+                               section.order: "data.order"}.get(column, field) if field == "data.source" else field)
     if split_column is not None:
         missing = int(frame[split_column].isna().sum())
         if missing:

@@ -27,6 +27,8 @@ class DataSummary:
     target: dict[str, float] = field(default_factory=dict)        # regression: min, max, mean
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    feature_names: list[str] = field(default_factory=list)  # a table's columns, in the model's order
+    set_apart: list[str] = field(default_factory=list)      # columns read but not features (data.order, data.group)
 
     @classmethod
     def of(cls, prepared: Any) -> "DataSummary":
@@ -44,7 +46,9 @@ class DataSummary:
                    features=int(np.prod(ds.input_shape)), input_shape=list(ds.input_shape), task=ds.task,
                    dev_rows=len(dev), test_rows=len(test), test_plan=_test_plan(space, ds),
                    split_plan=_split_plan(space, prepared.splits), classes=classes, target=target,
-                   warnings=list(ds.warnings), notes=list(ds.notes))
+                   warnings=list(ds.warnings), notes=list(ds.notes), feature_names=list(ds.feature_names or []),
+                   set_apart=[f"'{column}' (data.{key})" for key, column in
+                              (("order", space.data.order), ("group", space.data.group)) if column])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,7 +58,9 @@ class DataSummary:
         shape = "×".join(map(str, self.input_shape))
         out = [f"data: {self.source}",
                f"  rows: {self.rows_read} read, {self.rows_read - self.rows} dropped ({dropped}), {self.rows} kept",
-               f"  features: {self.features}" + (f" (shape {shape})" if len(self.input_shape) > 1 else ""),
+               f"  features: {self.features}" + (f" (shape {shape})" if len(self.input_shape) > 1 else "")
+               + _names(self.feature_names) + (f"; read but not features: {', '.join(self.set_apart)}"
+                                               if self.set_apart else ""),
                f"  task: {self.task}"]
         if self.classes:
             shown = list(self.classes.items())[:_CLASSES_SHOWN]
@@ -91,3 +97,10 @@ def _split_plan(space: Any, plan: list[Any]) -> str:
     rows = (f"{train[0]}" if train[0] == train[-1] else f"{train[0]}–{train[-1]}") + " train / " + \
            (f"{val[0]}" if val[0] == val[-1] else f"{val[0]}–{val[-1]}") + " validation rows each"
     return f"{v.scheme}, {len(plan)} split(s), {rows}"
+
+
+def _names(names: list[str], shown: int = 8) -> str:
+    """The first feature columns by name: a count alone hid which columns the model takes."""
+    if not names:
+        return ""
+    return " (" + ", ".join(names[:shown]) + (f", ... {len(names) - shown} more" if len(names) > shown else "") + ")"
