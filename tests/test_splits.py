@@ -245,7 +245,7 @@ def test_missing_values_are_filled_from_the_training_rows_and_the_saved_layers_d
 
 
 def test_the_final_model_says_what_it_takes_and_what_its_output_means() -> None:
-    from search.reproduction.final import model_io
+    from search.reproduction.served import model_io
 
     binary = Dataset(X=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]), task="binary", classes=["benign", "malignant"],
                      feature_names=["radius", "texture"])

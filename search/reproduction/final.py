@@ -30,6 +30,7 @@ from search.runner import session
 from search.errors import DataError, StudyError
 from search.space import flatten, nest
 from search.reproduction import looks as looks_module
+from search.reproduction import served
 from search.reproduction.targets import Target
 
 # The final model's seed is derive_seed(study seed, trial, FINAL_SEED_SPLIT): a split index no plan reaches.
@@ -119,7 +120,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
         retrained: dict[int, Any] = {}
         checks = verify.run(space, settings, prepared.dataset, prepared.splits, stored, target.seed_trial,
                             relative, keep=retrained.__setitem__)
-        _say_verified(checks, relative, trial.number, out)
+        verify.say(checks, relative, trial.number, out)
         # Scored on the test rows only once every split matched: a failed check looks at nothing.
         scores.update({k: score_split(m, prepared, k) for k, m in retrained.items()})
     split_models = _split_models(target, prepared, settings, stored, scores, options, out)
@@ -146,7 +147,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
                     float(np.mean(scoring.row_losses(task, y_test, ensemble))),
                     scoring.metric(task, y_test, ensemble), study.user_attrs.get("metric", "accuracy"), alarm,
                     split_models, checks, changes)
-    report.model_io = model_io(prepared.dataset, space.data.target)
+    report.model_io = served.model_io(prepared.dataset, space.data.target)
     report.model = final
     member_configs: list[str] = []
     if options.ensemble > 1:
@@ -196,52 +197,6 @@ def _top_ensemble(target: Target, prepared: session.Prepared, options: Options,
         print(f"  --ensemble {options.ensemble}: the study has only {len(members) + 1} complete trial(s) to "
               f"average", file=out)
     return members, preds, configs
-
-
-def model_io(ds: Any, target_name: str | None) -> dict[str, Any]:
-    """What the saved final model takes (raw feature rows, in this column order) and what each output means,
-    so that a prediction can be read without this package: which class a sigmoid is the probability of,
-    the order of a softmax's classes."""
-    if ds.feature_names and getattr(ds, "one_hot", None):
-        # The encoder is not in the model: its category columns are given encoded, as data.categorical made them.
-        inputs: dict[str, Any] = {
-            "features": list(ds.feature_names), "one_hot": dict(ds.one_hot),
-            "as": "rows of the numeric columns as read and each category column one-hot encoded into the 0/1 "
-                  "columns column=value ('one_hot' lists the values; a value it lacks is 0 in every column of "
-                  "its category), columns in this order (the scaler and any fill of missing values are in the model)"}
-    elif ds.feature_names:
-        inputs = {"features": list(ds.feature_names), "as": "raw rows (the scaler and any fill of "
-                  "missing values are in the model), columns in this order"}
-    elif len(ds.input_shape) > 1:
-        inputs = {"shape": list(ds.input_shape), "as": _images_taken(ds)}
-    else:
-        inputs = {"shape": list(ds.input_shape), "as": "raw rows, columns in the source's order"}
-    classes = [c.item() if hasattr(c, "item") else c for c in ds.classes]
-    if ds.task == "binary":
-        output = {"task": "binary", "classes": classes,
-                  "output": f"one value: the probability of class {classes[1]!r} (1 - it is that of {classes[0]!r})"}
-    elif ds.task == "multiclass":
-        output = {"task": "multiclass", "classes": classes,
-                  "output": f"{len(classes)} probabilities, one per class in the order of 'classes'"}
-    else:
-        output = {"task": "regression", **({"target": target_name} if target_name else {}),
-                  "output": f"one value: the target{f' {target_name!r}' if target_name else ''} in its own units"}
-    return {"inputs": inputs, **output}
-
-
-def _images_taken(ds: Any) -> str:
-    """How the final model's images must be prepared: as the data loader prepared the training images, which
-    the model does not do itself (a uint8 image given as it is was classified with full confidence, wrongly)."""
-    height, width, channels = (list(ds.input_shape) + [1])[:3]
-    mode = {1: "one grey channel", 3: "RGB", 4: "RGBA"}.get(channels, f"{channels} channels")
-    kind = str(ds.source).partition(":")[0]
-    if kind == "images":
-        return (f"float32 images of {height}x{width} pixels, {mode}, pixel values in [0, 1] (8-bit values / 255): "
-                f"each file resized to data.image_size and converted to its colour mode, as the folder was read")
-    if kind == "sklearn":
-        return "float32 8x8 digit images with one channel: sklearn.datasets.load_digits().images / 16"
-    return (f"float32 images of {height}x{width} pixels, {mode}, pixel values in [0, 1]: unsigned integers "
-            f"divided by their type's maximum (uint8 / 255), as data.as_images read the npz")
 
 
 def final_epochs(stored: list[dict[str, Any]], splits: list[Any], n_rows: int, batch_size: int) -> tuple[int, str]:
@@ -420,38 +375,7 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
         parent_run_id=study.user_attrs.get(tracking.PARENT_RUN_ATTR), tags=tags, params=params, metrics=metrics,
         texts={"config/resolved.yaml": target.space.to_yaml(),
                "reproduce.json": json.dumps(summary, indent=2, default=float)}, model=final,
-        columns=report.model_io.get("inputs", {}).get("features"), outputs=_output_names(report.model_io))
-
-
-def _output_names(io: dict[str, Any]) -> list[str]:
-    """The columns of the frame the logged model's pyfunc form gives: a binary model's one value is the
-    probability of its second class, a multiclass model's one per class, a regression model's the target."""
-    if io.get("task") == "binary":
-        return [str(io["classes"][1])]
-    if io.get("task") == "multiclass":
-        return [str(c) for c in io["classes"]]
-    return [str(io.get("target") or "prediction")]
-
-
-def _say_verified(checks: list[Any], relative: float, trial: int, out: TextIO) -> None:
-    """The checks, printed before anything looks at the test rows; a mismatch stops there."""
-    from search.errors import VerifyMismatch
-    from search.reproduction.verify import tolerance_text
-
-    print(f"  verify (trained as the search trained it, stored seeds; match when {tolerance_text(relative)}):",
-          file=out)
-    for check in checks:
-        print(check.line(), file=out)
-    wrong = [c for c in checks if not c.matches]
-    if not wrong:
-        print("  verify: every split matches", file=out)
-        return
-    raise VerifyMismatch(f"MISMATCH: trial {trial}'s validation, run again as the search ran it, does not give "
-                         f"the stored losses ({len(wrong)} of {len(checks)} splits, split {wrong[0].split} first: "
-                         f"{wrong[0].loss:.6g} against {wrong[0].stored_loss:.6g}): the setup differs from the "
-                         f"search's (settings, data, library versions or thread count). The test rows were not "
-                         f"looked at and nothing was logged; find the difference, or run reproduce without --verify "
-                         f"to judge the config as it is now", field="--verify")
+        columns=report.model_io.get("inputs", {}).get("features"), outputs=served.output_names(report.model_io))
 
 
 def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:
@@ -471,13 +395,7 @@ def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:
         lines.append("warning: " + report.alarm.warning())
     lines.append(f"  MLflow run {report.run_id}: model at runs:/{report.run_id}/model, file final_model.keras")
     if report.model_io:
-        io = report.model_io
-        image = len(io["inputs"].get("shape", [])) > 1
-        encoded = ", category columns one-hot encoded as column=value" if io["inputs"].get("one_hot") else ""
-        taken = (f"{len(io['inputs']['features'])} feature columns (raw{encoded})" if "features" in io["inputs"] else
-                 io["inputs"]["as"] if image else f"raw rows of shape {io['inputs']['shape']}")
-        lines.append(f"  the model takes {taken} and gives {io['output']} (reproduce.json, 'model', has the "
-                     f"{'input' if image else 'column order'}{' and the classes' if 'classes' in io else ''})")
+        lines.append(served.line(report.model_io))
     if report.registered:
         lines.append(f"  registered as {report.registered} in MLflow's model registry "
                      f"(models:/{report.registered.replace(' version ', '/')})"

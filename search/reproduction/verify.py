@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TextIO
 
 # A split matches when |loss - stored| <= RELATIVE_TOLERANCE * |stored| + ABSOLUTE_TOLERANCE.
 RELATIVE_TOLERANCE = 1e-4
@@ -64,3 +64,23 @@ def run(space: Any, settings: dict[str, dict[str, Any]], dataset: Any, splits: S
         if keep is not None:
             keep(split.index, model)
     return checks
+
+
+def say(checks: list[Any], relative: float, trial: int, out: TextIO) -> None:
+    """The checks, printed before anything looks at the test rows; a mismatch stops there."""
+    from search.errors import VerifyMismatch
+
+    print(f"  verify (trained as the search trained it, stored seeds; match when {tolerance_text(relative)}):",
+          file=out)
+    for check in checks:
+        print(check.line(), file=out)
+    wrong = [c for c in checks if not c.matches]
+    if not wrong:
+        print("  verify: every split matches", file=out)
+        return
+    raise VerifyMismatch(f"MISMATCH: trial {trial}'s validation, run again as the search ran it, does not give "
+                         f"the stored losses ({len(wrong)} of {len(checks)} splits, split {wrong[0].split} first: "
+                         f"{wrong[0].loss:.6g} against {wrong[0].stored_loss:.6g}): the setup differs from the "
+                         f"search's (settings, data, library versions or thread count). The test rows were not "
+                         f"looked at and nothing was logged; find the difference, or run reproduce without --verify "
+                         f"to judge the config as it is now", field="--verify")

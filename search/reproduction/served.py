@@ -1,0 +1,72 @@
+"""What the final model that `reproduce` logs takes and gives, said so that it can be used without this package:
+its input columns (or image preparation), which class a sigmoid is the probability of, the order of a
+softmax's classes; reproduce.json's ``model`` entry, the printed line, and the pyfunc form's output columns."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def model_io(ds: Any, target_name: str | None) -> dict[str, Any]:
+    """What the saved final model takes (raw feature rows, in this column order) and what each output means,
+    so that a prediction can be read without this package: which class a sigmoid is the probability of,
+    the order of a softmax's classes."""
+    if ds.feature_names and getattr(ds, "one_hot", None):
+        # The encoder is not in the model: its category columns are given encoded, as data.categorical made them.
+        inputs: dict[str, Any] = {
+            "features": list(ds.feature_names), "one_hot": dict(ds.one_hot),
+            "as": "rows of the numeric columns as read and each category column one-hot encoded into the 0/1 "
+                  "columns column=value ('one_hot' lists the values; a value it lacks is 0 in every column of "
+                  "its category), columns in this order (the scaler and any fill of missing values are in the model)"}
+    elif ds.feature_names:
+        inputs = {"features": list(ds.feature_names), "as": "raw rows (the scaler and any fill of "
+                  "missing values are in the model), columns in this order"}
+    elif len(ds.input_shape) > 1:
+        inputs = {"shape": list(ds.input_shape), "as": _images_taken(ds)}
+    else:
+        inputs = {"shape": list(ds.input_shape), "as": "raw rows, columns in the source's order"}
+    classes = [c.item() if hasattr(c, "item") else c for c in ds.classes]
+    if ds.task == "binary":
+        output = {"task": "binary", "classes": classes,
+                  "output": f"one value: the probability of class {classes[1]!r} (1 - it is that of {classes[0]!r})"}
+    elif ds.task == "multiclass":
+        output = {"task": "multiclass", "classes": classes,
+                  "output": f"{len(classes)} probabilities, one per class in the order of 'classes'"}
+    else:
+        output = {"task": "regression", **({"target": target_name} if target_name else {}),
+                  "output": f"one value: the target{f' {target_name!r}' if target_name else ''} in its own units"}
+    return {"inputs": inputs, **output}
+
+
+def _images_taken(ds: Any) -> str:
+    """How the final model's images must be prepared: as the data loader prepared the training images, which
+    the model does not do itself (a uint8 image given as it is was classified with full confidence, wrongly)."""
+    height, width, channels = (list(ds.input_shape) + [1])[:3]
+    mode = {1: "one grey channel", 3: "RGB", 4: "RGBA"}.get(channels, f"{channels} channels")
+    kind = str(ds.source).partition(":")[0]
+    if kind == "images":
+        return (f"float32 images of {height}x{width} pixels, {mode}, pixel values in [0, 1] (8-bit values / 255): "
+                f"each file resized to data.image_size and converted to its colour mode, as the folder was read")
+    if kind == "sklearn":
+        return "float32 8x8 digit images with one channel: sklearn.datasets.load_digits().images / 16"
+    return (f"float32 images of {height}x{width} pixels, {mode}, pixel values in [0, 1]: unsigned integers "
+            f"divided by their type's maximum (uint8 / 255), as data.as_images read the npz")
+
+
+def output_names(io: dict[str, Any]) -> list[str]:
+    """The columns of the frame the logged model's pyfunc form gives: a binary model's one value is the
+    probability of its second class, a multiclass model's one per class, a regression model's the target."""
+    if io.get("task") == "binary":
+        return [str(io["classes"][1])]
+    if io.get("task") == "multiclass":
+        return [str(c) for c in io["classes"]]
+    return [str(io.get("target") or "prediction")]
+
+
+def line(io: dict[str, Any]) -> str:
+    """The printed line: what the model takes and gives, and where the rest is written."""
+    image = len(io["inputs"].get("shape", [])) > 1
+    encoded = ", category columns one-hot encoded as column=value" if io["inputs"].get("one_hot") else ""
+    taken = (f"{len(io['inputs']['features'])} feature columns (raw{encoded})" if "features" in io["inputs"] else
+             io["inputs"]["as"] if image else f"raw rows of shape {io['inputs']['shape']}")
+    return (f"  the model takes {taken} and gives {io['output']} (reproduce.json, 'model', has the "
+            f"{'input' if image else 'column order'}{' and the classes' if 'classes' in io else ''})")
