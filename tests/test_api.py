@@ -34,7 +34,7 @@ def test_the_documented_notebook_session_runs_as_written(tmp_path, capsys):
     saved = list((tmp_path / "mlruns" / "data").glob("notebook-*.npz"))
     assert len(saved) == 1
     # The API names its own argument where the command names its flag.
-    with pytest.raises(search.StudyError, match="field 'out': cannot write the report .*another place with out="):
+    with pytest.raises(search.StudyError, match="field 'out': cannot write the report .*another place with out"):
         search.report("notebook", tmp_path, home=tmp_path / "mlruns")
     # The logged model's generic form takes rows of numbers of any type: the arrays have no column names to
     # check, and a float64 tensor signature had refused int and float32 rows.

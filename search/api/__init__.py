@@ -434,14 +434,8 @@ def report(study_name: str, out: PathLike | None = None, *, home: PathLike = "ml
     (top,) = _arguments(top=(top, 1))
     storage_url, _ = _stores(_folder(home), storage, tracking_uri)
     study = targets.load_study(storage_url, study_name)
-    try:
-        return reporting.write(study, Path(out) if out is not None else Path(f"{study_name}-report.html"), top=top,
-                               extra=html_section(study))
-    except UserError as exc:  # the report's checks name the command's flag
-        if exc.field == "--out":
-            exc.field = "out"
-            exc.args = (str(exc).replace("field '--out'", "field 'out'").replace("--out", "out="),)
-        raise
+    return reporting.write(study, Path(out) if out is not None else Path(f"{study_name}-report.html"), top=top,
+                           extra=html_section(study), flag="out")
 
 
 # -- helpers -------------------------------------------------------------------------------------------------

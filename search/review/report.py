@@ -43,10 +43,11 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.3em 1em}dt{font-weig
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
-def write(study: Any, out: Path, top: int = 10, extra: str = "") -> Path:
+def write(study: Any, out: Path, top: int = 10, extra: str = "", flag: str = "--out") -> Path:
     """Build the study's review from its storage and write the HTML file; returns its path.
 
-    ``extra``: more HTML sections, made by outer rooms (the phased workflow's answer)."""
+    ``extra``: more HTML sections, made by outer rooms (the phased workflow's answer); ``flag``: how the caller
+    names ``out`` in its messages (the command's option, the API's argument)."""
     from search.review.display import failed_summary, pruned_summary
 
     attrs = study.user_attrs
@@ -62,14 +63,14 @@ def write(study: Any, out: Path, top: int = 10, extra: str = "") -> Path:
     out = Path(out)
     if out.is_file() and not _a_report(out):  # `--out space.yaml` must not cost the user their file
         raise StudyError(f"{out} exists and is not a report this tool wrote; it is left as it is: choose another "
-                         f"name with --out, or delete it first", field="--out", found=str(out))
+                         f"name with {flag}, or delete it first", field=flag, found=str(out))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(redact(render(result, _pareto_section(study, top) + _ablation_section(study) + extra)),
                        encoding="utf-8")
     except OSError as exc:  # a read-only working folder, say: the store itself was only read
         raise StudyError(f"cannot write the report {out} ({exc.strerror or exc}); choose another place with "
-                         f"--out", field="--out") from None
+                         f"{flag}", field=flag) from None
     return out
 
 
