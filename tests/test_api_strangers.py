@@ -268,3 +268,13 @@ def test_group_and_order_columns_of_a_frame_are_taken_out_of_the_features(tmp_pa
     assert result.study.user_attrs["data_summary"]["features"] == 4
     with pytest.raises(search.SpaceError, match="x has no named columns; pass x as a pandas DataFrame"):
         search.run(grouped, x=X, y=Y, home=tmp_path / "h2")
+
+
+def test_more_trials_asked_for_than_the_budget_leaves_is_said_and_the_classes_are_named(tmp_path, capsys):
+    """n_trials=3 against study.n_trials: 1 ran one trial without a word; the labels were not on the result."""
+    names = np.array(["setosa", "versicolor", "virginica"])
+    result = search.run(_space("cap"), x=X, y=names[Y], n_trials=3, home=tmp_path / "h", out=io.StringIO())
+    said = capsys.readouterr().err
+    assert "3 trials asked for now, but study.n_trials (1) leaves 1 to run" in said
+    assert len(result.study.trials) == 1
+    assert result.best is not None and result.best.classes == ["setosa", "versicolor", "virginica"]

@@ -16,93 +16,29 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
 
 import numpy as np
 
 from search.api._arrays import _save_arrays
-from search.api._split_models import taking_raw_rows
 from search.api._errors import (_arguments, _builder_not_here, _folder, _hides_credentials, _named_by_arguments,
                                _space_argument, as_command as as_command)
-from search.errors import ContinuationRefused, SpaceError, StudyError, UserError
+from search.api._results import RunResult, TrialResult, best_or_none, trial_result
+from search.api._start import ablate_when_done, announce, run_prepared, workflow_answer
+from search.errors import ContinuationRefused, SpaceError, UserError
 from search.space import Space
 
 if TYPE_CHECKING:
     import keras
-    import optuna
-
-    from search.runner import session
 
     from search.reproduction.ablation import AblationRow
     from search.reproduction.final import Report
 
 __all__ = ["RunResult", "TrialResult", "ablate", "ablate_when_done", "announce", "best", "reproduce", "report",
-           "run", "run_prepared"]
+           "run", "run_prepared", "workflow_answer"]
 
 PathLike = str | os.PathLike
-
-
-@dataclass(frozen=True)
-class TrialResult:
-    """A completed trial: its score, its config with every value fixed, and where its models are."""
-
-    study: "optuna.Study"
-    number: int
-    value: float                 # mean over splits of the best validation (data) loss
-    value_std: float
-    params: dict[str, Any]
-    config: Space                # the trial's config, every value fixed, as `search best --export` writes
-    home: Path
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        """Its summary over the splits, by name: ``val_loss_mean``/``_std``, the task metric's
-        (``val_accuracy_mean`` or ``val_mae_mean``, and ``_std``), ``best_epoch_mean``, ``penalty_mean``,
-        ``splits_done``, and ``n_params``/``latency_ms`` where measured."""
-        from search.runner.results import is_summary_metric
-
-        attrs = self.study.trials[self.number].user_attrs
-        return {key: float(value) for key, value in attrs.items() if isinstance(value, (int, float))
-                and not isinstance(value, bool) and is_summary_metric(key)}
-
-    def split_models(self, scaled_input: bool = False) -> list["keras.Model"]:
-        """The trial's split models (best-epoch weights), loaded from their checkpoints, in split order.
-
-        Each takes raw rows, as the data holds them: its own split's scaler (fitted on that split's
-        training rows, as in the search) and any fill of missing values are layers in front of it, as
-        in the final model. ``scaled_input=True``: the checkpoints as trained, which take rows already
-        scaled by their split's scaler.
-
-        Raises:
-            StudyError: a checkpoint was removed (only the best ``keep_checkpoints`` trials keep theirs).
-            DataError: the data is no longer what the study ran on (the scalers would be other ones).
-        """
-        from search.runner import checkpoints
-
-        records = self.study.trials[self.number].user_attrs.get("splits", [])
-        paths = []
-        for record in records:
-            path = checkpoints.split_path(self.home, self.study.study_name, self.number, int(record["split"]))
-            if not path.is_file():
-                raise StudyError(f"the checkpoint of trial {self.number}'s split {record['split']} is not on this "
-                                 f"disk ({path}: only the best study.keep_checkpoints trials keep theirs); "
-                                 f"search.reproduce({self.study.study_name!r}, trial={self.number}) retrains them")
-            paths.append(path)
-        models = [checkpoints.load_model(path) for path in paths]
-        if scaled_input or not models:
-            return models
-        return taking_raw_rows(self.study, self.config, [int(r["split"]) for r in records], models)
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What :func:`run` leaves: the Optuna study, its picked trial, and the ablation table when it ran."""
-
-    study: "optuna.Study"
-    best: TrialResult | None
-    ablation: list["AblationRow"] = field(default_factory=list)
 
 
 @_hides_credentials
@@ -204,7 +140,7 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     except ablation.AblationStopped:  # said on the output; the next run continues it
         rows = None
     study = outcome.study
-    return RunResult(study, _best_or_none(study, options), rows or (ablation.stored_rows(study)[1]))
+    return RunResult(study, best_or_none(study, options), rows or (ablation.stored_rows(study)[1]))
 
 
 def _remove_saved(made: list[Path], fresh_home: Path | None) -> None:
@@ -214,117 +150,6 @@ def _remove_saved(made: list[Path], fresh_home: Path | None) -> None:
     for folder in [p.parent for p in made[:1]] + ([fresh_home] if fresh_home else []):
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
-
-
-def announce(prepared: "session.Prepared", quiet: bool = False, out: TextIO | None = None) -> None:
-    """What the data checks found, as `search run` and `search check` say it: the warnings (each one
-    paragraph) on stderr, the data summary on ``out`` unless ``quiet``."""
-    if skipped := prepared.dataset.images_skipped:
-        more = f", and {len(skipped) - 5} more (a new study's MLflow run lists them all in skipped_images.txt)" \
-            if len(skipped) > 5 else ""
-        print(f"note: skipped {len(skipped)} unreadable image(s) (data.skip_bad_images): {', '.join(skipped[:5])}"
-              f"{more}", file=sys.stderr)
-    summary = prepared.summary
-    for warning in summary.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    if not quiet:
-        print(summary.text(), file=out or sys.stdout, flush=True)
-
-
-def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", space_text: str, *,
-                 workers: int = 1, worker_argv: list[str] | None = None, recycle_after: int = 0,
-                 out: TextIO | None = None) -> "session.RunOutcome":
-    """The one start-up path of a run, in one process or with worker processes: its listeners (MLflow and
-    the terminal), the run, then the summary, the stop message and any error the run ended with.
-
-    Raises:
-        StudyError: the run stopped on a full disk or on consecutive failures (after the summary).
-    """
-    from search import models, tracking
-    from search.review.display import Progress, format_counts, header_lines, next_steps, summary_table, why_ended
-    from search.runner import session, workers as processes
-    from search.studies.lifecycle import budget_of, default_storage, finished_count, trials_by_state
-
-    from search import stores
-
-    out = out or sys.stdout
-    storage_url = options.storage or default_storage(Path(options.home))
-    # Both stores are checked before anything is created; a fresh home's schemas are made under one lock.
-    stores.check_url(options.tracking_uri or tracking.default_tracking_uri(Path(options.home)), "--tracking-uri",
-                     stores.TRACKING)
-    storage, tracker = session.open_storage(options, also=lambda: tracking.make_tracker(prepared, options, space_text))
-    budget = budget_of(prepared.space)
-    plan = None
-    if options.worker_index == 0 and not options.quiet:
-        def plan(study: Any) -> list[str]:
-            return header_lines(prepared, options, storage_url, tracker.uri, finished_count(study), budget)
-    listeners: list[Any] = [tracker, Progress(budget, quiet=options.quiet, header=plan)]
-    phased = None
-    if prepared.space.study.workflow == "phased":  # phase 0 once, then each trial's phase as it starts
-        from search.workflow.phases import Phased
-
-        phased = Phased(prepared, out, announce=options.worker_index == 0)
-        listeners.append(phased)
-    if workers > 1 or recycle_after:
-        outcome = processes.run_workers(prepared, options, workers, worker_argv or [], listeners,
-                                        recycle_after=recycle_after, storage=storage)
-    else:
-        outcome = session.run(prepared, options, listeners, out=out, storage=storage,
-                              space_for=phased.space_for if phased is not None else None)
-    if options.worker_index == 0:  # workers leave the summary to the process that started them
-        if not outcome.already_done:
-            print("\n" + format_counts(trials_by_state(outcome.study), budget), file=out)
-            for line in why_ended(outcome.study):
-                print(line, file=out)
-        print(summary_table(outcome.study), file=out)
-        complete = any(t.state.name == "COMPLETE" for t in outcome.study.get_trials(deepcopy=False))
-        if outcome.stopped_by:
-            print(f"\nstopped by {outcome.stopped_by}; interrupted trials are queued again. Continue the study "
-                  f"with:\n  {options.continue_command}", file=out)
-        elif outcome.error is None and outcome.exit_code == 0 and not complete:
-            print("\nno trial completed, so there is nothing to reproduce: the lines above say why. Change the "
-                  "settings that fail (or a range that diverges) and run a new study (--study-name), or raise "
-                  "study.n_trials to try more of this one", file=out)
-        elif outcome.error is None and outcome.exit_code == 0:
-            here = models.only_in_this_process(str(prepared.space.model.get("family", "")))
-            print("\n" + next_steps(prepared.space.study.name, options, builder_here=here), file=out)
-    if outcome.error is not None:
-        raise outcome.error
-    return outcome
-
-
-def ablate_when_done(space: Space, options: Any, out: TextIO | None = None) -> list["AblationRow"] | None:
-    """After a finished budget, the picked trial's ablation (``study.ablation``); None when it does not run."""
-    from search.reproduction import ablation
-    from search.studies import lifecycle as studies
-    from search.reproduction import targets
-    from search.tracking import default_tracking_uri
-
-    if not space.study.ablation:
-        return None
-    study = targets.load_study(options.storage or studies.default_storage(Path(options.home)), space.study.name)
-    if studies.finished_count(study) < studies.budget_of(space):
-        return None  # stopped early: the ablation waits for the finished search
-    try:
-        picked = studies.pick_trial(study, "auto")  # a two-objective study's one_se pick, as reproduce takes
-    except StudyError:
-        return None
-    done, rows = ablation.stored_rows(study)
-    if done == picked.number:
-        return rows
-    uri = options.tracking_uri or default_tracking_uri(Path(options.home))
-    resolved, _ = targets.trial_config(study, picked, uri)
-    return ablation.run(study, picked, resolved, options, out=out)
-
-
-def workflow_answer(space: Space, options: Any) -> None:
-    """The phased workflow's answer in its own words (search/reproduction/workflow_answer.py), after a run."""
-    from search.reproduction import targets, workflow_answer as answer
-    from search.studies import lifecycle as studies
-
-    if space.study.workflow == "phased":
-        study = targets.load_study(options.storage or studies.default_storage(Path(options.home)), space.study.name)
-        answer.report_run(study, options)
 
 
 @_hides_credentials
@@ -347,7 +172,7 @@ def best(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns"
     study = targets.load_study(storage_url, study_name)
     with models.handed_over(builder or _builder_not_here):
         target = targets.locate(study, uri, trial=trial)
-    return _trial_result(study, target.trial, target.space, home)
+    return trial_result(study, target.trial, target.space, home)
 
 
 @_hides_credentials
@@ -444,23 +269,3 @@ def _stores(home: Path, storage: str | None, tracking_uri: str | None) -> tuple[
     from search.tracking import default_tracking_uri
 
     return storage or studies.default_storage(home), tracking_uri or default_tracking_uri(home)
-
-
-def _trial_result(study: Any, trial: Any, config: Space, home: Path) -> TrialResult:
-    return TrialResult(study, trial.number, float(trial.values[0]), float(trial.user_attrs.get("val_loss_std", 0.0)),
-                       dict(trial.params), config, home)
-
-
-def _best_or_none(study: Any, options: Any) -> TrialResult | None:
-    from search.reproduction import targets
-    from search.tracking import default_tracking_uri
-
-    from search.studies.lifecycle import pick_trial
-
-    try:
-        picked = pick_trial(study, "auto")  # the one_se pick of a two-objective study, as `search best` marks
-    except StudyError:
-        return None
-    uri = options.tracking_uri or default_tracking_uri(Path(options.home))
-    config, _ = targets.trial_config(study, picked, uri)
-    return _trial_result(study, picked, config, Path(options.home))

@@ -51,6 +51,17 @@ class Prepared:
                 "data_summary": self.summary.to_dict()}
 
 
+def say_budget_cap(study: Any, budget: int, n_trials: int | None) -> None:
+    """Where the trials asked for now are more than the study's budget leaves: the budget wins, and says so
+    (the user would otherwise wonder where the rest went)."""
+    from search.studies.lifecycle import finished_count
+
+    left = budget - finished_count(study)
+    if n_trials is not None and n_trials > left:
+        print(f"note: {n_trials} trials asked for now, but study.n_trials ({budget}) leaves {left} to run, so at "
+              f"most {left} run; raise study.n_trials in the space to run more", file=sys.stderr)
+
+
 @dataclass
 class RunOptions:
     home: Path = Path("mlruns")
@@ -200,6 +211,8 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
             if stop.requested:  # heard while the study opened: a stop all the same, and nothing after it runs
                 return RunOutcome(study, "KILLED", already_done=True, stopped_by=stop.reason or "a stop signal")
             return RunOutcome(study, already_done=True)
+        if options.worker_index == 0:
+            say_budget_cap(study, budget, options.n_trials)
         _runtime.configure(options.threads)
         emit(listeners, "on_study_open", study, strict=True)
     except BaseException:

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from search.runner.results import TrialListener
-from search.runner.session import Prepared, RunOptions, RunOutcome, emit, open_storage
+from search.runner.session import Prepared, RunOptions, RunOutcome, emit, open_storage, say_budget_cap
 from search.runner.stopping import announce
 
 
@@ -118,6 +118,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
         study = studies.open_study(space, storage, prepared.attrs(),
                                    on_create=lambda created: emit(listeners, "on_study_open", created, strict=True))
         emit(listeners, "on_study_open", study, strict=True)
+        say_budget_cap(study, studies.budget_of(space), options.n_trials)
     except BaseException:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -1,0 +1,103 @@
+"""What the API hands back: a completed trial with its fixed config and models, and a run's outcome."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from search.api._split_models import taking_raw_rows
+from search.errors import StudyError
+from search.space import Space
+
+if TYPE_CHECKING:
+    import keras
+    import optuna
+
+    from search.reproduction.ablation import AblationRow
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """A completed trial: its score, its config with every value fixed, and where its models are."""
+
+    study: "optuna.Study"
+    number: int
+    value: float                 # mean over splits of the best validation (data) loss
+    value_std: float
+    params: dict[str, Any]
+    config: Space                # the trial's config, every value fixed, as `search best --export` writes
+    home: Path
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Its summary over the splits, by name: ``val_loss_mean``/``_std``, the task metric's
+        (``val_accuracy_mean`` or ``val_mae_mean``, and ``_std``), ``best_epoch_mean``, ``penalty_mean``,
+        ``splits_done``, and ``n_params``/``latency_ms`` where measured."""
+        from search.runner.results import is_summary_metric
+
+        attrs = self.study.trials[self.number].user_attrs
+        return {key: float(value) for key, value in attrs.items() if isinstance(value, (int, float))
+                and not isinstance(value, bool) and is_summary_metric(key)}
+
+    @property
+    def classes(self) -> list[str]:
+        """The class labels in the order of the split models' outputs (a binary model's one output is the
+        probability of the second), as text; empty for regression."""
+        return list(self.study.user_attrs.get("data_summary", {}).get("classes", {}))
+
+    def split_models(self, scaled_input: bool = False) -> list["keras.Model"]:
+        """The trial's split models (best-epoch weights), loaded from their checkpoints, in split order.
+
+        Each takes raw rows, as the data holds them: its own split's scaler (fitted on that split's
+        training rows, as in the search) and any fill of missing values are layers in front of it, as
+        in the final model. ``scaled_input=True``: the checkpoints as trained, which take rows already
+        scaled by their split's scaler.
+
+        Raises:
+            StudyError: a checkpoint was removed (only the best ``keep_checkpoints`` trials keep theirs).
+            DataError: the data is no longer what the study ran on (the scalers would be other ones).
+        """
+        from search.runner import checkpoints
+
+        records = self.study.trials[self.number].user_attrs.get("splits", [])
+        paths = []
+        for record in records:
+            path = checkpoints.split_path(self.home, self.study.study_name, self.number, int(record["split"]))
+            if not path.is_file():
+                raise StudyError(f"the checkpoint of trial {self.number}'s split {record['split']} is not on this "
+                                 f"disk ({path}: only the best study.keep_checkpoints trials keep theirs); "
+                                 f"search.reproduce({self.study.study_name!r}, trial={self.number}) retrains them")
+            paths.append(path)
+        models = [checkpoints.load_model(path) for path in paths]
+        if scaled_input or not models:
+            return models
+        return taking_raw_rows(self.study, self.config, [int(r["split"]) for r in records], models)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`run` leaves: the Optuna study, its picked trial, and the ablation table when it ran."""
+
+    study: "optuna.Study"
+    best: TrialResult | None
+    ablation: list["AblationRow"] = field(default_factory=list)
+
+
+def trial_result(study: Any, trial: Any, config: Space, home: Path) -> TrialResult:
+    return TrialResult(study, trial.number, float(trial.values[0]), float(trial.user_attrs.get("val_loss_std", 0.0)),
+                       dict(trial.params), config, home)
+
+
+def best_or_none(study: Any, options: Any) -> TrialResult | None:
+    from search.reproduction import targets
+    from search.tracking import default_tracking_uri
+
+    from search.studies.lifecycle import pick_trial
+
+    try:
+        picked = pick_trial(study, "auto")  # the one_se pick of a two-objective study, as `search best` marks
+    except StudyError:
+        return None
+    uri = options.tracking_uri or default_tracking_uri(Path(options.home))
+    config, _ = targets.trial_config(study, picked, uri)
+    return trial_result(study, picked, config, Path(options.home))
