@@ -31,3 +31,39 @@ def metric(task: str, y: np.ndarray, pred: np.ndarray) -> float:
     if task == "binary":
         return float(np.mean((pred.reshape(-1) > 0.5) == (np.asarray(y).reshape(-1) == 1)))
     return float(np.mean(np.abs(np.asarray(y, dtype=np.float64).reshape(-1) - pred.reshape(-1))))
+
+
+def more_scores(task: str, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """The scores a reader of the test look expects beside the loss and the task metric: RMSE and R² for
+    regression (R² against the test rows' own mean), balanced accuracy for classification, and ROC AUC for
+    a binary task whose test rows hold both classes."""
+    import warnings
+
+    pred = np.asarray(pred, dtype=np.float64)
+    if not len(y) or not np.all(np.isfinite(pred)):
+        return {}
+    with warnings.catch_warnings():  # a test set without some class is the reader's to see, not a warning's
+        warnings.simplefilter("ignore")
+        return _more_scores(task, y, pred)
+
+
+def _more_scores(task: str, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    from sklearn import metrics as sk
+
+    if task == "regression":
+        t, p = np.asarray(y, dtype=np.float64).reshape(-1), pred.reshape(-1)
+        out = {"rmse": float(np.sqrt(np.mean((t - p) ** 2)))}
+        if len(t) > 1 and np.var(t) > 0:
+            out["r2"] = float(sk.r2_score(t, p))
+        return out
+    labels = np.argmax(pred, axis=1) if task == "multiclass" else (pred.reshape(-1) > 0.5).astype(np.int64)
+    out = {"balanced_accuracy": float(sk.balanced_accuracy_score(np.asarray(y).reshape(-1), labels))}
+    if task == "binary" and len(np.unique(y)) == 2:
+        out["roc_auc"] = float(sk.roc_auc_score(np.asarray(y).reshape(-1), pred.reshape(-1)))
+    return out
+
+
+def scores_text(scores: dict[str, float]) -> str:
+    """``rmse 0.55, R² 0.81``: the scores of :func:`more_scores` for a line of text."""
+    names = {"rmse": "RMSE", "r2": "R²", "balanced_accuracy": "balanced accuracy", "roc_auc": "ROC AUC"}
+    return ", ".join(f"{names.get(k, k)} {v:.4g}" for k, v in scores.items())

@@ -145,6 +145,10 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     np.testing.assert_allclose(np.asarray(served.predict(whole)),
                                model.predict(whole.to_numpy(np.float64), verbose=0), rtol=1e-5)
     assert accuracy == pytest.approx(run.data.metrics["test_accuracy"])
+    from sklearn.metrics import balanced_accuracy_score  # beside the accuracy, as scikit-learn computes it
+
+    assert run.data.metrics["test_balanced_accuracy"] == pytest.approx(
+        balanced_accuracy_score(y_test, np.argmax(model.predict(X_test, verbose=0), axis=1)))
     # Registered with --register: the same model, by its registry name.
     version = client.get_model_version("iris-final", "1")
     assert version.run_id == run.info.run_id and version.source.endswith("/model")
@@ -336,3 +340,48 @@ def test_best_writes_every_trial_as_a_csv_table_and_exports_a_chosen_trial(study
     exported = tmp_path / "t0.yaml"
     assert run_cli("best", NAME, "--home", home, "--trial", "0", "--export", exported) == 0
     assert exported.read_text().startswith("# Trial 0 ")
+
+
+def test_a_one_hot_model_is_served_rows_as_read_with_their_categories_as_text(write_space, home, tmp_path, capsys):
+    """The pyfunc form of a data.categorical: one_hot model took the encoded 0/1 columns only: a user had to
+    repeat the encoding (names, order, unseen values) by hand. It now takes the rows as the CSV holds them."""
+    import json
+
+    import mlflow.artifacts
+    import mlflow.keras
+    import mlflow.pyfunc
+
+    rng = np.random.default_rng(0)
+    n = 160
+    city = rng.choice(["Berlin", "Paris", "Rome"], n)
+    frame = pd.DataFrame({"size": rng.normal(size=n), "city": city, "floor": rng.integers(0, 5, n)})
+    frame["label"] = np.where((frame["city"] == "Paris") ^ (frame["size"] > 0), "yes", "no")
+    frame.to_csv(tmp_path / "homes.csv", index=False)
+    path = write_space({"study": {"name": "homes", "n_trials": 1, "baseline": False},
+                        "data": {"source": f"csv:{tmp_path / 'homes.csv'}", "target": "label",
+                                 "categorical": "one_hot"},
+                        "validation": {"scheme": "holdout", "fraction": 0.25, "k": None}})
+    assert run_cli("run", path, "--home", home, "--quiet") == 0
+    capsys.readouterr()
+    assert run_cli("reproduce", "homes", "--home", home, "--epochs", "2") == 0
+    said = capsys.readouterr().out
+    assert "takes 3 raw columns in its pyfunc form (1 of categories, as text), 5 with the categories one-hot" in said
+    run_id = re.search(r"MLflow run (\w+): model at", said).group(1)
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    try:
+        served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+        keras_model = mlflow.keras.load_model(f"runs:/{run_id}/model")
+        io = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/reproduce.json"))["model"]
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert io["inputs"]["features"] == ["size", "floor", "city=Berlin", "city=Paris", "city=Rome"]
+    rows = pd.read_csv(tmp_path / "homes.csv").drop(columns=["label"]).head(6)
+    rows.loc[rows.index[4], "city"], rows.loc[rows.index[5], "city"] = "Oslo", None  # never seen; missing
+    cities = [(rows["city"] == c) for c in ("Berlin", "Paris", "Rome")]
+    encoded = np.column_stack([rows["size"], rows["floor"], *cities])
+    expected = keras_model.predict(encoded.astype(np.float64), verbose=0)
+    # By name, in any column order, the category as text; an unseen or missing value is 0 in every column.
+    np.testing.assert_allclose(np.asarray(served.predict(rows[["city", "floor", "size"]])), expected, rtol=1e-5)
+    assert list(served.predict(rows).columns) == ["yes"]
+    with pytest.raises(mlflow.exceptions.MlflowException, match=re.escape("missing inputs ['city']")):
+        served.predict(rows.drop(columns=["city"]))

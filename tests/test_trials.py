@@ -41,6 +41,28 @@ def test_regression_holdout_reports_mae(write_space, home):
     assert "split_0/val_mae" in _runs(home, "reg")[0].data.metrics
 
 
+def test_a_regression_test_look_reports_rmse_and_r2(write_space, home, capsys):
+    """A regression's test look gave the MSE and the MAE only: RMSE and R² are what its readers compare."""
+    from search import space as spaces
+    from search.runner import session
+
+    path = write_space({"study": {"name": "r2", "n_trials": 1, "baseline": False, "ablation": False},
+                        "data": {"source": "sklearn:diabetes"},
+                        "validation": {"scheme": "holdout", "fraction": 0.25, "k": None}})
+    assert run_cli("run", path, "--home", home, "--quiet") == 0
+    capsys.readouterr()
+    assert run_cli("reproduce", "r2", "--home", home, "--epochs", "3") == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "test set (one look)" in x)
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("r2")
+    metrics = client.search_runs([exp.experiment_id], "tags.`search.kind` = 'reproduce'")[0].data.metrics
+    prepared = session.prepare(spaces.load(path))
+    y_test = prepared.dataset.y[prepared.test_idx].astype(np.float64)
+    assert metrics["test_rmse"] == pytest.approx(np.sqrt(metrics["test_loss"]), rel=1e-6)
+    assert metrics["test_r2"] == pytest.approx(1 - metrics["test_loss"] / np.var(y_test), rel=1e-6)
+    assert f"RMSE {metrics['test_rmse']:.4g}, R² {metrics['test_r2']:.4g}" in line
+
+
 def test_binary_task_uses_a_sigmoid_output(write_space, home):
     import keras
 

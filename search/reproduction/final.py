@@ -71,6 +71,7 @@ class Report:
     top_ensemble_loss: float = math.nan
     top_ensemble_metric: float = math.nan
     model_io: dict[str, Any] = field(default_factory=dict)  # what the final model takes and gives (model_io)
+    test_scores: dict[str, float] = field(default_factory=dict)  # RMSE and R², or balanced accuracy and ROC AUC
     model: Any = field(default=None, repr=False, compare=False)  # the final keras.Model, as logged
 
     @property
@@ -149,6 +150,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
                     split_models, checks, changes)
     report.model_io = served.model_io(prepared.dataset, space.data.target)
     report.model = final
+    report.test_scores = scoring.more_scores(task, y_test, pred)
     member_configs: list[str] = []
     if options.ensemble > 1:
         members, preds, member_configs = _top_ensemble(target, prepared, options, out)
@@ -352,7 +354,8 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
         tags["overfit_warning"] = report.alarm.warning()
     metrics = {"test_loss": report.test_loss, f"test_{metric}": report.test_metric,
                "ensemble_test_loss": report.ensemble_loss, f"ensemble_test_{metric}": report.ensemble_metric,
-               "final_epochs": float(report.epochs), **report.alarm.metrics()}
+               "final_epochs": float(report.epochs), **report.alarm.metrics(),
+               **{f"test_{name}": value for name, value in report.test_scores.items()}}
     if history.get("loss"):
         metrics["final_train_loss"] = history["loss"][-1]
     if history.get("penalty"):
@@ -375,14 +378,16 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
         parent_run_id=study.user_attrs.get(tracking.PARENT_RUN_ATTR), tags=tags, params=params, metrics=metrics,
         texts={"config/resolved.yaml": target.space.to_yaml(),
                "reproduce.json": json.dumps(summary, indent=2, default=float)}, model=final,
-        columns=report.model_io.get("inputs", {}).get("features"), outputs=served.output_names(report.model_io))
+        columns=report.model_io.get("inputs", {}).get("features"), outputs=served.output_names(report.model_io),
+        one_hot=report.model_io.get("inputs", {}).get("one_hot"))
 
 
 def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:
     m = report.metric_name
     look = "one look" if len(looks) <= 1 else f"look {len(looks)}"
     lines = [f"  final model: all development rows, {report.epochs} epoch(s) ({report.epoch_rule})",
-             f"  test set ({look}): loss {report.test_loss:.4g}, {m} {report.test_metric:.4g}",
+             f"  test set ({look}): loss {report.test_loss:.4g}, {m} {report.test_metric:.4g}"
+             + (f" ({scoring.scores_text(report.test_scores)})" if report.test_scores else ""),
              f"  ensemble of the split models (averaged predictions): loss {report.ensemble_loss:.4g}, "
              f"{m} {report.ensemble_metric:.4g}",
              "  " + report.alarm.summary()]

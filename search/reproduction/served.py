@@ -11,12 +11,14 @@ def model_io(ds: Any, target_name: str | None) -> dict[str, Any]:
     so that a prediction can be read without this package: which class a sigmoid is the probability of,
     the order of a softmax's classes."""
     if ds.feature_names and getattr(ds, "one_hot", None):
-        # The encoder is not in the model: its category columns are given encoded, as data.categorical made them.
+        # The encoder is not in the Keras model: the pyfunc form's loader encodes (tracking/_pyfunc_loader.py).
         inputs: dict[str, Any] = {
             "features": list(ds.feature_names), "one_hot": dict(ds.one_hot),
-            "as": "rows of the numeric columns as read and each category column one-hot encoded into the 0/1 "
-                  "columns column=value ('one_hot' lists the values; a value it lacks is 0 in every column of "
-                  "its category), columns in this order (the scaler and any fill of missing values are in the model)"}
+            "as": "the pyfunc form (mlflow.pyfunc.load_model, mlflow models serve) takes a frame of raw rows as "
+                  "read, category columns as text, by column name; the Keras model (final_model.keras, "
+                  "mlflow.keras) takes the numeric columns as read and each category column one-hot encoded into "
+                  "the 0/1 columns column=value ('one_hot' lists the values; a value it lacks is 0 in every column "
+                  "of its category), columns in this order (the scaler and any fill of missing values are in it)"}
     elif ds.feature_names:
         inputs = {"features": list(ds.feature_names), "as": "raw rows (the scaler and any fill of "
                   "missing values are in the model), columns in this order"}
@@ -65,8 +67,15 @@ def output_names(io: dict[str, Any]) -> list[str]:
 def line(io: dict[str, Any]) -> str:
     """The printed line: what the model takes and gives, and where the rest is written."""
     image = len(io["inputs"].get("shape", [])) > 1
-    encoded = ", category columns one-hot encoded as column=value" if io["inputs"].get("one_hot") else ""
-    taken = (f"{len(io['inputs']['features'])} feature columns (raw{encoded})" if "features" in io["inputs"] else
-             io["inputs"]["as"] if image else f"raw rows of shape {io['inputs']['shape']}")
+    one_hot = io["inputs"].get("one_hot")
+    if one_hot:
+        numeric = len(io["inputs"]["features"]) - sum(len(v) for v in one_hot.values())
+        taken = (f"{numeric + len(one_hot)} raw columns in its pyfunc form ({len(one_hot)} of categories, as text), "
+                 f"{len(io['inputs']['features'])} with the categories one-hot encoded as column=value in its Keras "
+                 f"form,")
+    elif "features" in io["inputs"]:
+        taken = f"{len(io['inputs']['features'])} feature columns (raw)"
+    else:
+        taken = io["inputs"]["as"] if image else f"raw rows of shape {io['inputs']['shape']}"
     return (f"  the model takes {taken} and gives {io['output']} (reproduce.json, 'model', has the "
             f"{'input' if image else 'column order'}{' and the classes' if 'classes' in io else ''})")

@@ -4,10 +4,11 @@ MLflow copies this file into the model's ``code/`` folder as ``search_pyfunc_loa
 model's ``loader_module``, so ``mlflow.pyfunc.load_model`` and ``mlflow models serve`` run it where this
 package is not installed. It depends on Keras, pandas and MLflow only, for that reason.
 
-Two things MLflow's own Keras loader does not do: it imports the layers of this package (augmentation,
+Three things MLflow's own Keras loader does not do: it imports the layers of this package (augmentation,
 DropConnect, a backbone's preprocessing) that Keras cannot find by itself, the installed package's when
-there is one, else the copy saved beside this file; and it names a frame's output columns by what they
-are (the classes, or the target) where MLflow's gave them 0..n-1.
+there is one, else the copy saved beside this file; it names a frame's output columns by what they are
+(the classes, or the target) where MLflow's gave them 0..n-1; and it one-hot encodes a frame's category
+columns as ``data.categorical: one_hot`` encoded them for training, so the frame is the rows as read.
 """
 from __future__ import annotations
 
@@ -16,6 +17,28 @@ import os
 from typing import Any
 
 OUTPUTS_FILE = "outputs.json"
+
+
+def encoded_names(one_hot: dict[str, list[str]]) -> list[str]:
+    """The 0/1 columns ``column=value`` of each category column, as search.data names them (an empty value is
+    ``(empty)``)."""
+    return [f"{name}={value if value else '(empty)'}" for name, values in one_hot.items() for value in values]
+
+
+def _encode(data: Any, encoding: dict[str, Any]) -> Any:
+    """A frame of raw rows with its category columns one-hot encoded, in the model's column order. A value
+    training never saw is 0 in every column of its category, as it was for test rows; a missing one is the
+    empty value, as the CSV reader read it."""
+    import numpy as np
+    import pandas as pd
+
+    one_hot: dict[str, list[str]] = encoding["one_hot"]
+    columns = {str(c): data[c] for c in data.columns if str(c) not in one_hot}
+    for name, values in one_hot.items():
+        text = data[name].astype(object).where(data[name].notna(), "").astype(str).str.strip()
+        for value, column in zip(values, encoded_names({name: values})):
+            columns[column] = (text == value).astype(np.float64)
+    return pd.DataFrame({c: columns[c] for c in encoding["features"]}, index=data.index)
 
 
 def _import_layers() -> None:
@@ -35,9 +58,10 @@ class _NamedOutputs:
     object"), names a column that is not numbers, and answers an empty frame with an empty one (Keras'
     predict failed on no rows)."""
 
-    def __init__(self, inner: Any, columns: list[str] | None) -> None:
+    def __init__(self, inner: Any, columns: list[str] | None, encoding: dict[str, Any] | None = None) -> None:
         self._inner = inner
         self._columns = columns
+        self._encoding = encoding
 
     def get_raw_model(self) -> Any:
         return self._inner.get_raw_model()
@@ -47,13 +71,16 @@ class _NamedOutputs:
         import pandas as pd
 
         model = self._inner.get_raw_model()
+        if isinstance(data, pd.DataFrame) and self._encoding:
+            data = _encode(data, self._encoding)
         if isinstance(data, pd.DataFrame):
             # MLflow's schema check hands over columns of any type as objects: each read as numbers here.
             numbers = {c: pd.to_numeric(data[c], errors="coerce") for c in data.columns}
             text = [str(c) for c in data.columns if (numbers[c].isna() & data[c].notna()).any()]
             if text:
                 raise ValueError(f"column(s) {', '.join(map(repr, text))} are not numbers: the model takes numbers "
-                                 f"only (a category column one-hot encoded, as reproduce.json's 'model' says)")
+                                 f"in them (only the category columns that reproduce.json's 'model' lists under "
+                                 f"'one_hot' are text)")
             width = int(model.output_shape[-1])
             rows = np.column_stack([numbers[c].to_numpy(dtype="float64") for c in data.columns]) if len(data.columns) \
                 else np.zeros((len(data), 0))
@@ -73,8 +100,9 @@ def _load_pyfunc(path: str) -> Any:
     _import_layers()
     inner = load_keras(path)
     outputs_file = os.path.join(path, OUTPUTS_FILE)
-    columns = None
+    columns, encoding = None, None
     if os.path.isfile(outputs_file):
         with open(outputs_file, encoding="utf-8") as f:
-            columns = [str(c) for c in json.load(f)["columns"]]
-    return _NamedOutputs(inner, columns)
+            saved = json.load(f)
+        columns, encoding = [str(c) for c in saved["columns"]] or None, saved.get("encoding")
+    return _NamedOutputs(inner, columns, encoding)

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from search._redact import redact
-from search.tracking import param_text, quiet_mlflow, experiment_id
+from search.tracking import _pyfunc_loader, param_text, quiet_mlflow, experiment_id
 
 
 def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name: str, parent_run_id: str | None,
                      tags: dict[str, Any], params: dict[str, Any], metrics: dict[str, float],
                      texts: dict[str, str], model: Any, columns: list[str] | None = None,
-                     outputs: list[str] | None = None) -> str:
+                     outputs: list[str] | None = None, one_hot: dict[str, list[str]] | None = None) -> str:
     """One finished ``reproduce`` run in the study's experiment, nested under the study's run when it exists.
 
     Holds the test metrics, the final model as an MLflow Keras model (``model/``, loadable with
@@ -25,6 +25,8 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
     DataFrame of raw rows as read; with ``columns`` (the features, in the model's order) it takes them by
     name, so a frame whose columns come in another order is reordered, and one missing a column refused;
     ``outputs`` names the columns of the frame it gives (the classes, or the target): _with_own_loader.
+    With ``one_hot`` (each category column's values, as data.categorical: one_hot encoded them) the pyfunc
+    form takes the category columns raw and encodes them itself; the Keras form takes them encoded.
     """
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
@@ -44,7 +46,7 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
                          metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)])
         for name, text in texts.items():
             client.log_text(run_id, redact(text), name)
-        _log_keras_model(client, run_id, model, columns, outputs)
+        _log_keras_model(client, run_id, model, columns, outputs, one_hot or {})
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise
@@ -94,7 +96,7 @@ def _run_is_active(client: Any, run_id: str) -> bool:
 
 
 def _log_keras_model(client: Any, run_id: str, model: Any, columns: list[str] | None,
-                     outputs: list[str] | None) -> None:
+                     outputs: list[str] | None, one_hot: dict[str, list[str]]) -> None:
     """Saved locally with the Keras flavour, then uploaded with the client: no global MLflow state, and
     explicit requirements, so MLflow never loads the model again to infer them."""
     import tempfile
@@ -122,13 +124,16 @@ def _log_keras_model(client: Any, run_id: str, model: Any, columns: list[str] | 
         client.log_artifact(run_id, str(keras_file))
         mlflow.keras.save_model(model, str(Path(tmp) / "model"), signature=signature,
                                 pip_requirements=requirements)
-        _pyfunc_inputs(Path(tmp) / "model", signature, columns, model.input_shape)
-        _with_own_loader(Path(tmp) / "model", outputs if outputs and len(outputs) == model.output_shape[-1] else None)
+        named = _pyfunc_inputs(Path(tmp) / "model", signature, columns, model.input_shape, one_hot)
+        _with_own_loader(Path(tmp) / "model", outputs if outputs and len(outputs) == model.output_shape[-1] else None,
+                         {"features": columns, "one_hot": one_hot} if named and one_hot else None)
         client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
 
 
-def _pyfunc_inputs(folder: Path, signature: Any, columns: list[str] | None, input_shape: tuple) -> None:
-    """Give the saved model's generic (pyfunc) form a signature of named columns, or none for rows of numbers.
+def _pyfunc_inputs(folder: Path, signature: Any, columns: list[str] | None, input_shape: tuple,
+                   one_hot: dict[str, list[str]]) -> bool:
+    """Give the saved model's generic (pyfunc) form a signature of named columns, or none for rows of numbers;
+    True where it names them. A one-hot model's pyfunc form names its category columns, not their encoding.
 
     MLflow's Keras flavour accepts tensor signatures only, and a tensor signature hands a DataFrame to the
     model by position: a frame whose columns came in another order was silently scored on the wrong
@@ -147,21 +152,26 @@ def _pyfunc_inputs(folder: Path, signature: Any, columns: list[str] | None, inpu
     # (an image / 255.0) or int: their pyfunc form checks no inputs, and Keras refuses a wrong shape itself.
     named = len(input_shape) == 2 and bool(columns) and len(columns or []) == input_shape[1] \
         and len(set(columns or [])) == len(columns or [])
+    if named and one_hot:
+        encoded = set(_pyfunc_loader.encoded_names(one_hot))
+        columns = [c for c in columns or [] if c not in encoded] + list(one_hot)
     saved = Model.load(str(folder))
     saved.signature = ModelSignature(
         inputs=Schema([ColSpec(AnyType(), str(c)) for c in columns or []]) if named else None,
         outputs=signature.outputs)
     saved.save(str(folder / "MLmodel"))
+    return named
 
 
-def _with_own_loader(folder: Path, outputs: list[str] | None) -> None:
+def _with_own_loader(folder: Path, outputs: list[str] | None, encoding: dict[str, Any] | None = None) -> None:
     """Make the saved model's pyfunc form load through search/tracking/_pyfunc_loader.py, shipped in ``code/``
     with a copy of this package's layers.
 
     MLflow's Keras loader could not load a model with augmentation, DropConnect or a backbone unless this
     package had been imported first (Keras imports only its own packages' layers), and gave a frame of
     columns 0..n-1, the classes' names only in reproduce.json. The Keras flavour is untouched:
-    ``mlflow.keras.load_model`` loads the same file.
+    ``mlflow.keras.load_model`` loads the same file. ``encoding``: the features in the model's order and the
+    one-hot values of each category column, with which the loader encodes raw category columns.
     """
     import json
     import shutil
@@ -169,15 +179,15 @@ def _with_own_loader(folder: Path, outputs: list[str] | None) -> None:
     from mlflow.models import Model
 
     from search.models import layers
-    from search.tracking import _pyfunc_loader
 
     code = folder / "code"
     code.mkdir()
     shutil.copyfile(_pyfunc_loader.__file__, code / "search_pyfunc_loader.py")
     shutil.copyfile(layers.__file__, code / "search_model_layers.py")
-    if outputs:
-        (folder / _pyfunc_loader.OUTPUTS_FILE).write_text(json.dumps({"columns": [str(c) for c in outputs]}),
-                                                          encoding="utf-8")
+    if outputs or encoding:
+        (folder / _pyfunc_loader.OUTPUTS_FILE).write_text(json.dumps(
+            {"columns": [str(c) for c in outputs or []], **({"encoding": encoding} if encoding else {})}),
+            encoding="utf-8")
     saved = Model.load(str(folder))
     saved.flavors["python_function"].update(loader_module="search_pyfunc_loader", code="code")
     saved.save(str(folder / "MLmodel"))
