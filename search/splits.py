@@ -56,14 +56,14 @@ def _holdout(validation: Any, stratified: bool, shuffle: bool, seed: int) -> Any
 # Settings each scheme reads; another one set to other than its default is ignored, and says so.
 _READS = {"holdout": {"fraction", "stratify", "shuffle"}, "kfold": {"k", "stratify", "shuffle"},
           "iterated_kfold": {"k", "repeats", "stratify", "shuffle"}, "group_kfold": {"k", "stratify", "shuffle"},
-          "time_series": {"k", "stratify", "shuffle"}}
+          "time_series": {"k", "gap", "stratify", "shuffle"}}
 
 
 def ignored_settings(validation: Any, dataset: Dataset) -> list[str]:
     """Warnings for validation settings that this scheme (or this task) does not use."""
     defaults = type(validation)()
     out = [f"validation.{name} = {getattr(validation, name)} is not used by scheme {validation.scheme}: ignored"
-           for name in ("k", "repeats", "fraction") if name not in _READS[validation.scheme]
+           for name in ("k", "repeats", "fraction", "gap") if name not in _READS[validation.scheme]
            and getattr(validation, name) != getattr(defaults, name)]
     if validation.stratify and not dataset.is_classification:
         out.append("validation.stratify is true, but a regression target has no classes to stratify on: ignored")
@@ -109,21 +109,22 @@ def _group_kfold(validation: Any, stratified: bool, shuffle: bool, seed: int) ->
 def _time_series(validation: Any, stratified: bool, shuffle: bool, seed: int) -> Any:
     from sklearn import model_selection as ms
 
-    return ms.TimeSeriesSplit(n_splits=validation.k)
+    return ms.TimeSeriesSplit(n_splits=validation.k, gap=validation.gap)
 
 
 class _ByTime:
     """TimeSeriesSplit over the distinct times of ``data.order`` rather than over rows: rows that share a time
-    are never split between training and validation. Without ties it is TimeSeriesSplit over the rows."""
+    are never split between training and validation, and ``gap`` counts times. Without ties it is
+    TimeSeriesSplit over the rows."""
 
-    def __init__(self, k: int, periods: np.ndarray) -> None:
-        self.k, self.periods = k, periods
+    def __init__(self, k: int, periods: np.ndarray, gap: int = 0) -> None:
+        self.k, self.periods, self.gap = k, periods, gap
 
     def split(self, X: Any, y: Any = None, groups: Any = None) -> Any:
         from sklearn.model_selection import TimeSeriesSplit
 
         times = np.unique(self.periods)
-        for train, val in TimeSeriesSplit(n_splits=self.k).split(times):
+        for train, val in TimeSeriesSplit(n_splits=self.k, gap=self.gap).split(times):
             yield np.nonzero(np.isin(self.periods, times[train]))[0], np.nonzero(np.isin(self.periods, times[val]))[0]
 
 
@@ -148,7 +149,7 @@ def plan(validation: Any, dataset: Dataset, dev_idx: np.ndarray, seed: int,
     dataset.warnings.extend(w for w in ignored_settings(validation, dataset) if w not in dataset.warnings)
     splitter = make_splitter(validation, dataset, seed)
     if validation.scheme == "time_series" and dataset.periods is not None:
-        splitter = _ByTime(validation.k, dataset.periods[dev_idx])
+        splitter = _ByTime(validation.k, dataset.periods[dev_idx], validation.gap)
     y = dataset.y[dev_idx]
     groups = dataset.groups[dev_idx] if dataset.groups is not None else None
     stratify_on = y if should_stratify(validation, dataset) else None
@@ -172,6 +173,28 @@ def plan(validation: Any, dataset: Dataset, dev_idx: np.ndarray, seed: int,
 
 def fingerprint(splits: list[Split]) -> str:
     return fingerprint_indices(np.concatenate([np.concatenate([s.train, [-1], s.val, [-2]]) for s in splits]))
+
+
+def _time_series_fits(n: int, k: int, gap: int) -> bool:
+    """Whether TimeSeriesSplit makes k splits of n rows (or times) with ``gap`` left out before each
+    validation block: blocks of n // (k + 1), and a first training part that the gap does not swallow."""
+    return n >= k + 1 and n - gap - (n // (k + 1)) * k > 0
+
+
+def _times_needed(k: int, gap: int) -> int:
+    n = k + 1
+    while not _time_series_fits(n, k, gap):
+        n += 1
+    return n
+
+
+def _fewer(n: int, k: int, gap: int) -> str:
+    """What a time-series plan of ``n`` rows or times can be given instead."""
+    ks = [j for j in range(2, k) if _time_series_fits(n, j, gap)]
+    largest_gap = max((g for g in range(gap) if _time_series_fits(n, k, g)), default=None)
+    options = ([f"k <= {ks[-1]}"] if ks else []) + \
+        ([f"validation.gap <= {largest_gap}"] if gap and largest_gap is not None else [])
+    return " or ".join(options) or "more rows at more distinct times"
 
 
 def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, where: str) -> None:
@@ -211,17 +234,19 @@ def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, wher
                      f"smallest class and {n_val} validation rows{held}", "validation.fraction",
                      expected="a larger fraction, or stratify: false")
         return
-    needed = k + 1 if scheme == "time_series" else k
+    gap = validation.gap if scheme == "time_series" else 0
+    needed = _times_needed(k, gap) if scheme == "time_series" else k
+    with_gap = f" and validation.gap={gap}" if gap else ""
     if scheme == "time_series" and dataset.periods is not None:
         times = len(np.unique(dataset.periods[dev_idx]))
         if times < needed:
-            fail(f"time_series with k={k} needs at least {needed} distinct times of data.order in the development "
-                 f"rows; there are {times} (rows sharing a time stay together)",
-                 expected=f"k <= {times - 1}" if times >= 3 else "rows at more distinct times", found=k)
+            fail(f"time_series with k={k}{with_gap} needs at least {needed} distinct times of data.order in the "
+                 f"development rows; there are {times} (rows sharing a time stay together)",
+                 expected=_fewer(times, k, gap), found=k)
     if n < needed:
-        fail(f"{k} folds need at least {needed} development rows; there are {n}{held}",
-             expected=f"k <= {n - (needed - k)}" if n - (needed - k) >= 2 else "more rows, or a smaller data.test_size",
-             found=k)
+        fail(f"{k} folds{with_gap} need at least {needed} development rows; there are {n}{held}",
+             expected=_fewer(n, k, gap) if scheme == "time_series" else f"k <= {n}" if n >= 2 else
+             "more rows, or a smaller data.test_size", found=k)
     if scheme == "group_kfold":
         if dataset.groups is None:
             fail("group_kfold needs a group column", "data.group", expected="data.group: <column name>")

@@ -420,3 +420,44 @@ def test_a_fold_count_in_the_hundreds_is_warned_about() -> None:
     said = session.prepare(space, threads=1).dataset.warnings
     assert any(w.startswith("validation.k = 119: every trial trains 119 models on splits of about 1 validation")
                for w in said), said
+
+
+def test_a_time_series_gap_leaves_times_out_and_the_plan_names_each_splits_dates(tmp_path: Path) -> None:
+    """A target that looks ahead (a 3-day return) leaks across a split that validates on the next day; and
+    the plan said only how many rows each split had, not which days."""
+    from search import space as spaces
+    from search.errors import ValidationSchemeError
+    from search.runner import session
+
+    n = 120
+    rng = np.random.default_rng(1)
+    days = (pd.Timestamp("2024-03-01") + pd.to_timedelta(np.arange(n) // 2, unit="D")).strftime("%Y-%m-%d")
+    pd.DataFrame({"a": rng.normal(size=n), "day": np.asarray(days)[rng.permutation(n)],
+                  "y": rng.normal(size=n)}).to_csv(tmp_path / "days.csv", index=False)
+    path = tmp_path / "gap.yaml"
+    raw = {"study": {"name": "gap"}, "validation": {"scheme": "time_series", "k": 3, "gap": 4},
+           "data": {"source": f"csv:{tmp_path / 'days.csv'}", "target": "y", "order": "day", "test_size": 0.2}}
+    path.write_text(yaml.safe_dump(raw))
+    prepared = session.prepare(spaces.load(path))
+    periods = prepared.dataset.periods
+    for split in prepared.splits:  # four whole days between the last training day and the first validated
+        assert periods[split.val].min() - periods[split.train].max() == 5
+    lines = prepared.summary.text()
+    assert "split 0: train 2024-03-01 to 2024-03-" in lines and "after a gap of 4" not in lines
+    first = prepared.splits[0]
+    assert (f"split 0: train 2024-03-01 to {prepared.dataset.times[periods[first.train].max()]}, validation "
+            f"{prepared.dataset.times[periods[first.val].min()]} to") in lines
+    assert prepared.summary.to_dict()["split_times"][2].startswith("split 2: train 2024-03-01 to ")
+    # A gap the days cannot hold is refused by name, before anything trains.
+    raw["validation"]["gap"] = 40
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValidationSchemeError, match="k=3 and validation.gap=40 needs at least 155 distinct") as err:
+        session.prepare(spaces.load(path))
+    assert "validation.gap <= 11" in str(err.value)
+    # Another scheme does not read it, and says so.
+    raw["validation"] = {"scheme": "kfold", "k": 3, "gap": 2}
+    raw["data"].pop("order")
+    raw["data"]["drop"] = ["day"]
+    path.write_text(yaml.safe_dump(raw))
+    warnings = session.prepare(spaces.load(path)).summary.warnings
+    assert any("validation.gap = 2 is not used by scheme kfold" in w for w in warnings)

@@ -34,6 +34,7 @@ class Dataset:
     # With data.order: per row, the rank of its time among the development source's distinct times (equal
     # times, equal rank; rows sorted by it). Cuts in time fall between ranks, never inside a tie.
     periods: np.ndarray | None = None
+    times: list[str] = field(default_factory=list)  # each rank's time as text, for the plan of the splits
     feature_names: list[str] | None = None
     duplicates_dropped: int = 0
     fingerprint: str = ""
@@ -174,12 +175,13 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
         digest.update(str(array.shape).encode() + str(array.dtype).encode())
         digest.update(np.ascontiguousarray(array).tobytes() if array.dtype != object else repr(array.tolist()).encode())
     skipped = [str(f) for p, _ in parts for f in p.skipped]
-    periods = None
+    periods, times = None, []
     if raw.order is not None:
-        ranks = np.unique(raw.order, return_inverse=True)[1].ravel()
+        distinct, ranks = np.unique(raw.order, return_inverse=True)
+        ranks, times = ranks.ravel(), _time_labels(distinct)
         periods = ranks if test is None else np.concatenate([ranks, np.full(len(test.X), ranks.max() + 1)])
     return Dataset(X=X, y=y, task=task, classes=classes, groups=groups, has_order=raw.order is not None,
-                   periods=periods,
+                   periods=periods, times=times,
                    feature_names=raw.feature_names,
                    duplicates_dropped=sum(v for k, v in dropped.items() if k != "unreadable images"),
                    fingerprint=digest.hexdigest()[:16], source=section.source, images_skipped=skipped,
@@ -188,6 +190,17 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
                    test_source=(f"data.test {section.test}" if section.test else
                                 f"data.split_column '{section.split_column}'" if section.split_column else ""),
                    files=files, one_hot=vocabulary)
+
+
+def _time_labels(distinct: np.ndarray) -> list[str]:
+    """data.order's distinct times as a reader writes them: dates without a time of day where none has one."""
+    if distinct.dtype.kind == "M":
+        import pandas as pd
+
+        stamps = pd.DatetimeIndex(distinct)
+        days = bool((stamps == stamps.normalize()).all())
+        return [s.strftime("%Y-%m-%d") if days else s.isoformat(sep=" ") for s in stamps]
+    return [f"{v:g}" if isinstance(v, (int, float, np.number)) else str(v) for v in distinct.tolist()]
 
 
 def _encode_categories(part: Raw, vocabulary: dict[str, list[str]], where: str) -> None:

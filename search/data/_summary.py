@@ -29,6 +29,7 @@ class DataSummary:
     notes: list[str] = field(default_factory=list)
     feature_names: list[str] = field(default_factory=list)  # a table's columns, in the model's order
     set_apart: list[str] = field(default_factory=list)      # columns read but not features (data.order, data.group)
+    split_times: list[str] = field(default_factory=list)    # with data.order: each split's times
 
     @classmethod
     def of(cls, prepared: Any) -> "DataSummary":
@@ -48,7 +49,8 @@ class DataSummary:
                    split_plan=_split_plan(space, prepared.splits), classes=classes, target=target,
                    warnings=list(ds.warnings), notes=list(ds.notes), feature_names=list(ds.feature_names or []),
                    set_apart=[f"'{column}' (data.{key})" for key, column in
-                              (("order", space.data.order), ("group", space.data.group)) if column])
+                              (("order", space.data.order), ("group", space.data.group)) if column],
+                   split_times=_split_times(ds, prepared.splits, test))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +75,7 @@ class DataSummary:
                        f"mean {self.target['mean']:.4g}")
         out += [f"  test rows: {self.test_rows} ({self.test_plan}); development rows: {self.dev_rows}",
                 f"  splits: {self.split_plan}"]
+        out += [f"    {line}" for line in self.split_times]
         out += [f"  note: {n}" for n in self.notes]
         return out
 
@@ -97,6 +100,28 @@ def _split_plan(space: Any, plan: list[Any]) -> str:
     rows = (f"{train[0]}" if train[0] == train[-1] else f"{train[0]}–{train[-1]}") + " train / " + \
            (f"{val[0]}" if val[0] == val[-1] else f"{val[0]}–{val[-1]}") + " validation rows each"
     return f"{v.scheme}, {len(plan)} split(s), {rows}"
+
+
+# A plan of 50 time-series splits would fill a screen; the first and the last say how the blocks move.
+_SPLIT_TIMES_SHOWN = 6
+
+
+def _split_times(ds: Any, plan: list[Any], test: Any) -> list[str]:
+    """With data.order, each split's training and validation times, first to last, and the test rows':
+    that validation comes after training, and how far after, is then seen rather than trusted."""
+    if ds.periods is None or not ds.times:
+        return []
+
+    def span(rows: Any) -> str:
+        ranks = ds.periods[rows]
+        first, last = (ds.times[r] if r < len(ds.times) else "data.test" for r in (ranks.min(), ranks.max()))
+        return first if first == last else f"{first} to {last}"
+
+    shown = plan if len(plan) <= _SPLIT_TIMES_SHOWN else [*plan[:_SPLIT_TIMES_SHOWN - 1], plan[-1]]
+    out = [f"split {s.index}: train {span(s.train)}, validation {span(s.val)}" for s in shown]
+    if len(plan) > len(shown):
+        out.insert(-1, f"... {len(plan) - len(shown)} more")
+    return out + ([f"test rows: {span(test)}"] if len(test) else [])
 
 
 def _names(names: list[str], shown: int = 8) -> str:

@@ -122,7 +122,8 @@ def describe(space: Any, attrs: Mapping[str, Any]) -> list[tuple[str, str]]:
               "iterated_kfold": f"iterated {v.k}-fold cross-validation, {v.repeats} "
                                 f"repeat{'s' if v.repeats != 1 else ''} reshuffled",
               "group_kfold": f"group {v.k}-fold cross-validation (groups from '{d.group}' never split)",
-              "time_series": f"time-series {v.k}-fold (train on the past, validate on the next block)"}[v.scheme]
+              "time_series": f"time-series {v.k}-fold (train on the past, validate on the next block"
+                             + (f" after a gap of {v.gap}" if v.gap else "") + ")"}[v.scheme]
     # A regression target has no classes: stratify is ignored there (and warned about), whatever it says.
     # As splits.should_stratify decides: an unshuffled hold-out takes the last rows, with nothing to stratify.
     unshuffled_holdout = v.scheme == "holdout" and v.shuffle is False

@@ -241,6 +241,7 @@ class ValidationSection(_Strict):
     fraction: float = Field(0.2, gt=0.0, lt=1.0)
     stratify: bool | None = None  # None: stratify when the task is classification
     shuffle: bool | None = None   # None: shuffle unless the scheme is time_series
+    gap: int = Field(0, ge=0)     # time_series: times (rows without data.order) left out before each validation block
 
     # Field validators (not one model validator), so that a message names validation.shuffle itself.
     @field_validator("shuffle")
