@@ -49,6 +49,9 @@ def test_the_documented_notebook_session_runs_as_written(tmp_path, capsys):
     expected = final.model.predict(rows, verbose=0)
     for dtype in (np.int64, np.float32, np.float64):
         np.testing.assert_allclose(np.asarray(served.predict(rows.astype(dtype))), expected, rtol=1e-5)
+    rows[1, 2] = np.nan  # no data.missing fill in the model: named, not predicted as NaN
+    with pytest.raises(ValueError, match=re.escape("missing values in 'column 2' (first in row 1, counting from 0)")):
+        served.predict(rows)
 
 
 def test_public_names_and_a_cheap_import():

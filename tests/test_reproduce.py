@@ -135,6 +135,11 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     assert capsys.readouterr().out == ""
     with pytest.raises(ValueError, match=re.escape(f"column(s) '{frame.columns[1]}' are not numbers")):
         served.predict(frame.assign(**{frame.columns[1]: "a"}))
+    # Trained with data.missing: refuse, it has no fill: a missing value is named, not predicted as NaN.
+    holes = frame.copy()
+    holes.iloc[2, 1] = np.nan
+    with pytest.raises(ValueError, match=re.escape(f"missing values in '{frame.columns[1]}' (first in row 2")):
+        served.predict(holes)
     # Columns are taken by name: a frame in another order scores the same, one missing a column is refused.
     np.testing.assert_allclose(np.asarray(served.predict(frame[frame.columns[::-1]])),
                                model.predict(X_test, verbose=0), rtol=1e-5)

@@ -148,7 +148,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
                     float(np.mean(scoring.row_losses(task, y_test, ensemble))),
                     scoring.metric(task, y_test, ensemble), study.user_attrs.get("metric", "accuracy"), alarm,
                     split_models, checks, changes)
-    report.model_io = served.model_io(prepared.dataset, space.data.target)
+    report.model_io = served.model_io(prepared.dataset, space.data.target, space.data.missing)
     report.model = final
     report.test_scores = scoring.more_scores(task, y_test, pred)
     member_configs: list[str] = []
@@ -379,7 +379,7 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
         texts={"config/resolved.yaml": target.space.to_yaml(),
                "reproduce.json": json.dumps(summary, indent=2, default=float)}, model=final,
         columns=report.model_io.get("inputs", {}).get("features"), outputs=served.output_names(report.model_io),
-        one_hot=report.model_io.get("inputs", {}).get("one_hot"))
+        one_hot=report.model_io.get("inputs", {}).get("one_hot"), fills=target.space.data.missing != "refuse")
 
 
 def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:

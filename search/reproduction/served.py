@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def model_io(ds: Any, target_name: str | None) -> dict[str, Any]:
+def model_io(ds: Any, target_name: str | None, missing: str = "refuse") -> dict[str, Any]:
     """What the saved final model takes (raw feature rows, in this column order) and what each output means,
     so that a prediction can be read without this package: which class a sigmoid is the probability of,
     the order of a softmax's classes."""
@@ -26,6 +26,10 @@ def model_io(ds: Any, target_name: str | None) -> dict[str, Any]:
         inputs = {"shape": list(ds.input_shape), "as": _images_taken(ds)}
     else:
         inputs = {"shape": list(ds.input_shape), "as": "raw rows, columns in the source's order"}
+    if "features" in inputs or "shape" in inputs and len(ds.input_shape) == 1:
+        inputs["missing"] = (f"filled with the training rows' {missing} (inside the model)" if missing != "refuse"
+                             else "none: trained with data.missing: refuse, it has no fill for them, and its pyfunc "
+                                  "form refuses a row with one")
     classes = [c.item() if hasattr(c, "item") else c for c in ds.classes]
     if ds.task == "binary":
         output = {"task": "binary", "classes": classes,

@@ -41,6 +41,16 @@ def _encode(data: Any, encoding: dict[str, Any]) -> Any:
     return pd.DataFrame({c: columns[c] for c in encoding["features"]}, index=data.index)
 
 
+def _no_missing(missing: dict[str, Any]) -> None:
+    """A model trained with data.missing: refuse has no fill: a missing value gave a NaN prediction, silently."""
+    holes = {name: int(rows.nonzero()[0][0]) for name, rows in missing.items() if rows.any()}
+    if holes:
+        named = ", ".join(f"{name!r} (first in row {row}, counting from 0)" for name, row in list(holes.items())[:5])
+        raise ValueError(f"missing values in {named}: this model was trained with data.missing: refuse, so it has "
+                         f"no fill for them and would predict NaN; fill them first, or search again with "
+                         f"data.missing: median (or mean), which puts the fill inside the model")
+
+
 def _import_layers() -> None:
     # Importing registers the layers with Keras; the installed package's first, so that one process never
     # holds two classes under one registered name where it also trains.
@@ -58,10 +68,12 @@ class _NamedOutputs:
     object"), names a column that is not numbers, and answers an empty frame with an empty one (Keras'
     predict failed on no rows)."""
 
-    def __init__(self, inner: Any, columns: list[str] | None, encoding: dict[str, Any] | None = None) -> None:
+    def __init__(self, inner: Any, columns: list[str] | None, encoding: dict[str, Any] | None = None,
+                 refuses_missing: bool = False) -> None:
         self._inner = inner
         self._columns = columns
         self._encoding = encoding
+        self._refuses_missing = refuses_missing
 
     def get_raw_model(self) -> Any:
         return self._inner.get_raw_model()
@@ -81,6 +93,8 @@ class _NamedOutputs:
                 raise ValueError(f"column(s) {', '.join(map(repr, text))} are not numbers: the model takes numbers "
                                  f"in them (only the category columns that reproduce.json's 'model' lists under "
                                  f"'one_hot' are text)")
+            if self._refuses_missing:
+                _no_missing({str(c): numbers[c].isna().to_numpy() for c in data.columns})
             width = int(model.output_shape[-1])
             rows = np.column_stack([numbers[c].to_numpy(dtype="float64") for c in data.columns]) if len(data.columns) \
                 else np.zeros((len(data), 0))
@@ -89,6 +103,8 @@ class _NamedOutputs:
             columns = self._columns if self._columns and len(self._columns) == width else None
             return pd.DataFrame(np.asarray(out).reshape(len(data), width), index=data.index, columns=columns)
         if isinstance(data, np.ndarray):
+            if self._refuses_missing and data.ndim == 2 and np.issubdtype(data.dtype, np.floating):
+                _no_missing({f"column {j}": np.isnan(data[:, j]) for j in range(data.shape[1])})
             return np.asarray(model.predict(data, verbose=0)) if len(data) else \
                 np.zeros((0, *model.output_shape[1:]), dtype="float32")
         return self._inner.predict(data)
@@ -105,4 +121,7 @@ def _load_pyfunc(path: str) -> Any:
         with open(outputs_file, encoding="utf-8") as f:
             saved = json.load(f)
         columns, encoding = [str(c) for c in saved["columns"]] or None, saved.get("encoding")
-    return _NamedOutputs(inner, columns, encoding)
+        refuses = bool(saved.get("refuses_missing"))
+    else:
+        refuses = False
+    return _NamedOutputs(inner, columns, encoding, refuses)

@@ -16,7 +16,8 @@ from search.tracking import _pyfunc_loader, param_text, quiet_mlflow, experiment
 def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name: str, parent_run_id: str | None,
                      tags: dict[str, Any], params: dict[str, Any], metrics: dict[str, float],
                      texts: dict[str, str], model: Any, columns: list[str] | None = None,
-                     outputs: list[str] | None = None, one_hot: dict[str, list[str]] | None = None) -> str:
+                     outputs: list[str] | None = None, one_hot: dict[str, list[str]] | None = None,
+                     fills: bool = True) -> str:
     """One finished ``reproduce`` run in the study's experiment, nested under the study's run when it exists.
 
     Holds the test metrics, the final model as an MLflow Keras model (``model/``, loadable with
@@ -27,6 +28,7 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
     ``outputs`` names the columns of the frame it gives (the classes, or the target): _with_own_loader.
     With ``one_hot`` (each category column's values, as data.categorical: one_hot encoded them) the pyfunc
     form takes the category columns raw and encodes them itself; the Keras form takes them encoded.
+    ``fills``: the model fills missing values (data.missing); without, its pyfunc form refuses them by name.
     """
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
@@ -46,7 +48,7 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
                          metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)])
         for name, text in texts.items():
             client.log_text(run_id, redact(text), name)
-        _log_keras_model(client, run_id, model, columns, outputs, one_hot or {})
+        _log_keras_model(client, run_id, model, columns, outputs, one_hot or {}, fills)
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise
@@ -96,7 +98,7 @@ def _run_is_active(client: Any, run_id: str) -> bool:
 
 
 def _log_keras_model(client: Any, run_id: str, model: Any, columns: list[str] | None,
-                     outputs: list[str] | None, one_hot: dict[str, list[str]]) -> None:
+                     outputs: list[str] | None, one_hot: dict[str, list[str]], fills: bool) -> None:
     """Saved locally with the Keras flavour, then uploaded with the client: no global MLflow state, and
     explicit requirements, so MLflow never loads the model again to infer them."""
     import tempfile
@@ -126,7 +128,8 @@ def _log_keras_model(client: Any, run_id: str, model: Any, columns: list[str] | 
                                 pip_requirements=requirements)
         named = _pyfunc_inputs(Path(tmp) / "model", signature, columns, model.input_shape, one_hot)
         _with_own_loader(Path(tmp) / "model", outputs if outputs and len(outputs) == model.output_shape[-1] else None,
-                         {"features": columns, "one_hot": one_hot} if named and one_hot else None)
+                         {"features": columns, "one_hot": one_hot} if named and one_hot else None,
+                         refuses_missing=not fills and len(model.input_shape) == 2)
         client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
 
 
@@ -163,7 +166,8 @@ def _pyfunc_inputs(folder: Path, signature: Any, columns: list[str] | None, inpu
     return named
 
 
-def _with_own_loader(folder: Path, outputs: list[str] | None, encoding: dict[str, Any] | None = None) -> None:
+def _with_own_loader(folder: Path, outputs: list[str] | None, encoding: dict[str, Any] | None = None,
+                     refuses_missing: bool = False) -> None:
     """Make the saved model's pyfunc form load through search/tracking/_pyfunc_loader.py, shipped in ``code/``
     with a copy of this package's layers.
 
@@ -172,6 +176,7 @@ def _with_own_loader(folder: Path, outputs: list[str] | None, encoding: dict[str
     columns 0..n-1, the classes' names only in reproduce.json. The Keras flavour is untouched:
     ``mlflow.keras.load_model`` loads the same file. ``encoding``: the features in the model's order and the
     one-hot values of each category column, with which the loader encodes raw category columns.
+    ``refuses_missing``: the model has no fill, so a missing value is refused by name (it gave NaN).
     """
     import json
     import shutil
@@ -184,10 +189,10 @@ def _with_own_loader(folder: Path, outputs: list[str] | None, encoding: dict[str
     code.mkdir()
     shutil.copyfile(_pyfunc_loader.__file__, code / "search_pyfunc_loader.py")
     shutil.copyfile(layers.__file__, code / "search_model_layers.py")
-    if outputs or encoding:
+    if outputs or encoding or refuses_missing:
         (folder / _pyfunc_loader.OUTPUTS_FILE).write_text(json.dumps(
-            {"columns": [str(c) for c in outputs or []], **({"encoding": encoding} if encoding else {})}),
-            encoding="utf-8")
+            {"columns": [str(c) for c in outputs or []], **({"encoding": encoding} if encoding else {}),
+             "refuses_missing": refuses_missing}), encoding="utf-8")
     saved = Model.load(str(folder))
     saved.flavors["python_function"].update(loader_module="search_pyfunc_loader", code="code")
     saved.save(str(folder / "MLmodel"))
