@@ -278,3 +278,44 @@ def test_more_trials_asked_for_than_the_budget_leaves_is_said_and_the_classes_ar
     assert "3 trials asked for now, but study.n_trials (1) leaves 1 to run" in said
     assert len(result.study.trials) == 1
     assert result.best is not None and result.best.classes == ["setosa", "versicolor", "virginica"]
+
+
+CELL = '''
+import keras
+
+def build(settings, input_shape, n_outputs):{comment}
+    x = inputs = keras.Input(input_shape)
+    x = keras.layers.Dense(int(settings["units"]), activation="{activation}")(x)
+    return keras.Model(inputs, keras.layers.Dense(n_outputs, activation="softmax")(x))
+'''
+
+
+def _cell(comment="", activation="relu"):
+    """A notebook cell's builder, run (again) as the kernel runs a cell: a new function from its text."""
+    namespace = {"__name__": "__main__"}
+    exec(compile(CELL.format(comment=comment, activation=activation), "<cell>", "exec"), namespace)
+    return namespace["build"]
+
+
+def test_a_cell_run_again_with_a_comment_is_the_same_builder_and_changed_code_is_warned_about(tmp_path, capsys):
+    """Python compares code with its line numbers: a cell run again with a comment added was a new builder
+    (~2), and its study was refused as another model; in a new process, a builder that does something else
+    continued the study without a word."""
+    home = tmp_path / "h"
+    search.run(_space("cell"), x=X, y=Y, builder=_cell(), home=home, out=io.StringIO())
+    assert models.register_builder(_cell("\n    # wider later")) == models.register_builder(_cell())
+    search.run(_space("cell", n_trials=2), x=X, y=Y, builder=_cell("\n    # wider later"), home=home,
+               out=io.StringIO())
+    assert "does something else" not in capsys.readouterr().err
+    script = textwrap.dedent(f"""
+        import io, numpy as np, search
+        from sklearn.datasets import load_iris
+        namespace = {{"__name__": "__main__"}}
+        exec({CELL.format(comment="", activation="tanh")!r}, namespace)
+        X, Y = load_iris(return_X_y=True)
+        space = {_space("cell", n_trials=3)!r}
+        search.run(space, x=X, y=Y, builder=namespace["build"], home={str(home)!r}, out=io.StringIO())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "model.family's code: the builder function does something else now" in done.stderr

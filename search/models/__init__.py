@@ -60,10 +60,14 @@ def _a_builder(builder: Any) -> None:
 
 
 def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    """The same code with the same captured values. Where the code sits does not count: a notebook cell run
+    again with a comment or a blank line added is the same builder (Python's own comparison of code
+    objects counts line numbers, so it was named a new one and its study refused)."""
     if a is b:
         return True
     code = getattr(a, "__code__", None)
-    if code is None or code != getattr(b, "__code__", None):
+    other = getattr(b, "__code__", None)
+    if code is None or other is None or code_shape(code) != code_shape(other):
         return False
     try:
         cells = [tuple(c.cell_contents for c in (f.__closure__ or ())) for f in (a, b)]
@@ -71,6 +75,38 @@ def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
                     and a.__kwdefaults__ == b.__kwdefaults__)
     except Exception:  # captured values that cannot be compared (arrays): taken as different
         return False
+
+
+def code_shape(code: Any) -> tuple[Any, ...]:
+    """What a function's code does, without where it sits: its bytecode, names and constants, nested
+    functions' alike, but no line numbers or positions (comments and blank lines leave them unchanged)."""
+    return (code.co_code, code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars,
+            tuple(_constant(c) for c in code.co_consts),
+            code.co_argcount, code.co_kwonlyargcount, code.co_flags)
+
+
+def _constant(value: Any) -> Any:
+    """A constant as text that is the same in every process (a frozenset's order follows string hashing,
+    which differs between processes)."""
+    if hasattr(value, "co_code"):
+        return code_shape(value)
+    if isinstance(value, (tuple, frozenset)):
+        items = [_constant(v) for v in value]
+        return (type(value).__name__, tuple(sorted(items, key=repr) if isinstance(value, frozenset) else items))
+    return (type(value).__name__, repr(value))
+
+
+def builder_fingerprint(builder: Any) -> str | None:
+    """A short digest of a builder's code (:func:`code_shape`) and defaults; None for a callable without code."""
+    import hashlib
+    import re
+
+    code = getattr(builder, "__code__", None)
+    if code is None:
+        return None
+    defaults = repr((getattr(builder, "__defaults__", None), getattr(builder, "__kwdefaults__", None)))
+    text = repr(code_shape(code)) + re.sub(r" at 0x[0-9a-f]+", "", defaults)  # an object's address is per process
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def only_in_this_process(family: str) -> str | None:

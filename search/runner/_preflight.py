@@ -24,6 +24,21 @@ def weights_fingerprint(space: Space) -> str | None:
     return None
 
 
+def builder_code(space: Space) -> str | None:
+    """A digest of a custom builder's code (``model.family: python:...`` or a function handed over), without
+    its line numbers: a continued study whose builder now does something else is warned about."""
+    from search import models
+
+    family = str(space.model.get("family", ""))
+    if not family.startswith(models.CUSTOM_PREFIX):
+        return None
+    try:
+        builder = models.load_custom_builder(family, space.path.parent if space.path else None)
+    except Exception:  # the family's own check says what is wrong with it
+        return None
+    return models.builder_fingerprint(builder)
+
+
 @functools.lru_cache(maxsize=8)
 def _content_digest(path: Path, size: int, mtime_ns: int) -> str:
     """A file's content, read once per version of it: a study's attributes are asked for several times."""

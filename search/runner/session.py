@@ -48,6 +48,7 @@ class Prepared:
                 **({"test_source": ds.test_source} if ds.test_source else {}),
                 **({"data_files": ds.files} if ds.files else {}),
                 **({"weights_fingerprint": weights} if (weights := _preflight.weights_fingerprint(self.space)) else {}),
+                **({"builder_code": code} if (code := _preflight.builder_code(self.space)) else {}),
                 "data_summary": self.summary.to_dict()}
 
 
@@ -195,6 +196,11 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
                   f"to run again.", file=out)
         changed = (changed_settings(study.user_attrs.get("space_yaml"), space)
                    if options.warn_changed_settings and studies.finished_count(study) else [])
+        code = _preflight.builder_code(space)
+        if code and study.user_attrs.get("builder_code") != code:  # said once, then the new code is the study's
+            if study.user_attrs.get("builder_code") and options.warn_changed_settings and studies.finished_count(study):
+                changed.insert(0, "model.family's code: the builder function does something else now")
+            study.set_user_attr("builder_code", code)
         if changed and options.worker_index <= 1:  # one of several workers says it
             print(f"warning: study '{space.study.name}' continues with settings changed since its "
                   f"earlier trials ({'; '.join(changed[:6])}{'; ...' if len(changed) > 6 else ''}); those trials "
