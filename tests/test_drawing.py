@@ -102,3 +102,19 @@ def test_the_drawing_helper_leaves_quietly_when_its_run_was_killed():
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_every_run_of_a_process_draws_through_one_helper(tmp_path):
+    """Each run started a helper of its own, which paid its start and matplotlib's first figure again
+    (about 2 s of CPU per run of a notebook or a script)."""
+    import yaml
+
+    from conftest import TINY, merge, run_cli
+    from search.review import _drawing
+
+    helper = _drawing.shared().call(os.getpid)
+    for name in ("one", "two"):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(merge(TINY, {"study": {"name": name, "n_trials": 1, "baseline": False}})))
+        assert run_cli("run", path, "--home", tmp_path / "h", "--quiet") == 0
+        assert _drawing.shared().call(os.getpid) == helper != os.getpid()

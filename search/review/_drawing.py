@@ -10,6 +10,9 @@ The helper is a plain ``python <this file>`` child, not ``multiprocessing``: a s
 the parent's main script, which runs a search again when that script calls ``search.run`` without a
 ``__main__`` guard. It is started on first use, ignores Ctrl-C (the run decides when to stop) and ends
 when its pipe closes. Where it cannot start or dies, the work is done in this process, as before.
+
+One helper serves every run of a process (:func:`shared`): starting one, with matplotlib's first figure,
+costs some 2 s of CPU, which a notebook's or a script's second and later runs need not pay again.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ if __name__ == "__main__":
     # Run as a script, this file's folder is first on sys.path: its modules must not shadow libraries.
     del sys.path[0]
 
+import atexit
 import importlib
 import logging
 import os
@@ -96,6 +100,22 @@ class Drawer:
         self._proc = proc
         weakref.finalize(self, _stop, proc)  # a tracker that is never finished still ends its helper
         return proc
+
+
+_SHARED: Drawer | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def shared() -> Drawer:
+    """The process's drawing helper, for every run in it; ended when the process ends (its pipe closes).
+    One that failed in an earlier run is tried again."""
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            _SHARED = Drawer()
+            atexit.register(_SHARED.close)
+        _SHARED._in_process = False
+        return _SHARED
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from search import review
 from search._redact import redact
-from search.review._drawing import Drawer
+from search.review import _drawing as drawing
 from search.runner.results import TrialOutcome
 from search.space import Space
 from search.tracking._later import Later
@@ -53,7 +53,7 @@ class ReviewLogging:
         # Figures on a thread of their own, so a study refresh (seconds) never holds up a trial's MLflow
         # writes, and drawn in another process, off the training thread's Python lock.
         self._drawing = Later("search-drawing")
-        self._drawer = Drawer()
+        self._drawer = drawing.shared()  # one helper per process, for its every run
         self._latest_trials: Any = None  # the newest trials a study refresh may draw
         self._refresh_queued = False  # a refresh is waiting on the drawing thread
         self._refresh_lock = threading.Lock()  # the writes thread asks, the drawing thread takes

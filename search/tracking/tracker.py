@@ -168,13 +168,10 @@ class MlflowTracker(ReviewLogging, TrialListener):
 
     def finish(self, status: str = "FINISHED") -> None:
         self.flush()
-        try:
-            if self.parent_run_id:
-                if self._study is not None:
-                    self.refresh_study(self._study.get_trials(deepcopy=False))
-                self.client.set_terminated(self.parent_run_id, status=status)
-        finally:
-            self._drawer.close()
+        if self.parent_run_id:  # the drawing helper stays for the process's next run (_drawing.shared)
+            if self._study is not None:
+                self.refresh_study(self._study.get_trials(deepcopy=False))
+            self.client.set_terminated(self.parent_run_id, status=status)
 
     def _experiment(self, name: str) -> str:
         return experiment_id(self.client, self.uri, self.home, name)
