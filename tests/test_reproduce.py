@@ -358,7 +358,7 @@ def test_a_one_hot_model_is_served_rows_as_read_with_their_categories_as_text(wr
 
     rng = np.random.default_rng(0)
     n = 160
-    city = rng.choice(["Berlin", "Paris", "Rome"], n)
+    city = rng.choice(["Berlin", "Paris", "Rome", "NA"], n)  # NA is a city code here, as the file writes it
     frame = pd.DataFrame({"size": rng.normal(size=n), "city": city, "floor": rng.integers(0, 5, n)})
     frame["label"] = np.where((frame["city"] == "Paris") ^ (frame["size"] > 0), "yes", "no")
     frame.to_csv(tmp_path / "homes.csv", index=False)
@@ -370,7 +370,7 @@ def test_a_one_hot_model_is_served_rows_as_read_with_their_categories_as_text(wr
     capsys.readouterr()
     assert run_cli("reproduce", "homes", "--home", home, "--epochs", "2") == 0
     said = capsys.readouterr().out
-    assert "takes 3 raw columns in its pyfunc form (1 of categories, as text), 5 with the categories one-hot" in said
+    assert "takes 3 raw columns in its pyfunc form (1 of categories, as text), 6 with the categories one-hot" in said
     run_id = re.search(r"MLflow run (\w+): model at", said).group(1)
     mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
     try:
@@ -379,14 +379,21 @@ def test_a_one_hot_model_is_served_rows_as_read_with_their_categories_as_text(wr
         io = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/reproduce.json"))["model"]
     finally:
         mlflow.set_tracking_uri(None)
-    assert io["inputs"]["features"] == ["size", "floor", "city=Berlin", "city=Paris", "city=Rome"]
-    rows = pd.read_csv(tmp_path / "homes.csv").drop(columns=["label"]).head(6)
-    rows.loc[rows.index[4], "city"], rows.loc[rows.index[5], "city"] = "Oslo", None  # never seen; missing
-    cities = [(rows["city"] == c) for c in ("Berlin", "Paris", "Rome")]
-    encoded = np.column_stack([rows["size"], rows["floor"], *cities])
+    assert io["inputs"]["features"] == ["size", "floor", "city=Berlin", "city=NA", "city=Paris", "city=Rome"]
+    assert served.metadata.get_output_schema().input_names() == ["yes"]  # the frame's column, not a bare tensor
+    # Read with pandas' defaults: the file's NA is NaN here, and stands for the city NA, as training read it.
+    rows = pd.read_csv(tmp_path / "homes.csv").drop(columns=["label"]).head(8)
+    assert rows["city"].isna().any() and (frame["city"].head(8) == "NA").equals(rows["city"].isna())
+    rows.loc[rows.index[5], "city"], rows.loc[rows.index[6], "city"] = "Oslo", " Rome "  # never seen; spaced
+    city = rows["city"].fillna("NA").str.strip()
+    encoded = np.column_stack([rows["size"], rows["floor"], *[(city == c) for c in ("Berlin", "NA", "Paris", "Rome")]])
     expected = keras_model.predict(encoded.astype(np.float64), verbose=0)
-    # By name, in any column order, the category as text; an unseen or missing value is 0 in every column.
-    np.testing.assert_allclose(np.asarray(served.predict(rows[["city", "floor", "size"]])), expected, rtol=1e-5)
-    assert list(served.predict(rows).columns) == ["yes"]
+    # By name, in any column order, the category as text; an unseen value is 0 in every column, and said.
+    with pytest.warns(UserWarning, match=re.escape("column 'city': value(s) 'Oslo' (1 row) never occurred")):
+        np.testing.assert_allclose(np.asarray(served.predict(rows[["city", "floor", "size"]])), expected, rtol=1e-5)
+    assert list(served.predict(rows.head(5)).columns) == ["yes"]
     with pytest.raises(mlflow.exceptions.MlflowException, match=re.escape("missing inputs ['city']")):
         served.predict(rows.drop(columns=["city"]))
+    # An infinite value, or one beyond float32, gave NaN: named instead.
+    with pytest.raises(ValueError, match=re.escape("beyond float32's range (3.4e38), in 'size' (first in row 1")):
+        served.predict(rows.head(5).assign(size=[0.0, 1e40, 0.0, 0.0, 0.0]))

@@ -224,10 +224,12 @@ def _encode_categories(part: Raw, vocabulary: dict[str, list[str]], where: str) 
                         f"(a column=value name of data.categorical: one_hot is already a column of the file); "
                         f"rename that column, so each feature of the final model has one name", source=where,
                         field="data.categorical", expected="feature names that differ", found=twice[0])
-    part.notes.append(f"{part.label}: " + ", ".join(f"'{n}' ({len(vocabulary.get(n, []))} values)"
-                                                     for n in part.categories)
+    empty = {n: int((values == "").sum()) for n, values in part.categories.items()}
+    part.notes.append(f"{part.label}: " + ", ".join(
+        f"'{n}' ({len(vocabulary.get(n, []))} values" + (f", {empty[n]} empty cell(s) as the value (empty)"
+                                                         if empty[n] else "") + ")" for n in part.categories)
                       + " one-hot encoded as 0/1 columns named column=value (data.categorical: one_hot); the final "
-                      "model takes them so encoded")
+                      "model's Keras form takes them so encoded, its pyfunc form as text")
     part.X, part.feature_names, part.categories = np.concatenate(blocks, axis=1), names, {}
 
 

@@ -25,19 +25,43 @@ def encoded_names(one_hot: dict[str, list[str]]) -> list[str]:
     return [f"{name}={value if value else '(empty)'}" for name, values in one_hot.items() for value in values]
 
 
+# What pandas' read_csv reads as missing by default. search reads a category column as written, so a city
+# written "NA" is the value NA there; a frame read with pandas' defaults has NaN in its place.
+_PANDAS_MISSING = ("NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "None", "<NA>", "#N/A",
+                   "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN")
+
+
+def _missing_as(values: list[str]) -> str:
+    """The value a missing cell of a category stands for: the empty value where training saw one, else the
+    spelling of missing that training read as a value (``NA``), so that a frame read by pandas, whose NaN
+    stands where the file wrote NA, is encoded as training encoded the file."""
+    if "" in values:
+        return ""
+    return next((v for v in _PANDAS_MISSING if v in values), "")
+
+
 def _encode(data: Any, encoding: dict[str, Any]) -> Any:
     """A frame of raw rows with its category columns one-hot encoded, in the model's column order. A value
-    training never saw is 0 in every column of its category, as it was for test rows; a missing one is the
-    empty value, as the CSV reader read it."""
+    training never saw is 0 in every column of its category, as it was for test rows, and is warned
+    about; a missing one is the value :func:`_missing_as` names."""
     import numpy as np
     import pandas as pd
 
     one_hot: dict[str, list[str]] = encoding["one_hot"]
     columns = {str(c): data[c] for c in data.columns if str(c) not in one_hot}
     for name, values in one_hot.items():
-        text = data[name].astype(object).where(data[name].notna(), "").astype(str).str.strip()
+        text = data[name].astype(object).where(data[name].notna(), _missing_as(values)).astype(str).str.strip()
         for value, column in zip(values, encoded_names({name: values})):
             columns[column] = (text == value).astype(np.float64)
+        unseen = text[~text.isin(values)]
+        if len(unseen):
+            import warnings
+
+            counts = unseen.value_counts()
+            shown = ", ".join(f"{v!r} ({n} row{'s' if n != 1 else ''})" for v, n in counts.head(5).items())
+            warnings.warn(f"column {name!r}: value(s) {shown}{' and more' if len(counts) > 5 else ''} never occurred "
+                          f"in training, so such a row is 0 in every {name}= column (training's values: "
+                          f"{', '.join(map(repr, values[:10]))}{', ...' if len(values) > 10 else ''})", stacklevel=3)
     return pd.DataFrame({c: columns[c] for c in encoding["features"]}, index=data.index)
 
 
@@ -49,6 +73,19 @@ def _no_missing(missing: dict[str, Any]) -> None:
         raise ValueError(f"missing values in {named}: this model was trained with data.missing: refuse, so it has "
                          f"no fill for them and would predict NaN; fill them first, or search again with "
                          f"data.missing: median (or mean), which puts the fill inside the model")
+
+
+def _finite(columns: dict[str, Any]) -> None:
+    """An infinite value, or one beyond float32 (which the model computes in), gave NaN without a word."""
+    import numpy as np
+
+    limit = float(np.finfo(np.float32).max)
+    bad = {name: int(rows.nonzero()[0][0]) for name, values in columns.items()
+           if (rows := np.isinf(values) | (np.abs(np.nan_to_num(values)) > limit)).any()}
+    if bad:
+        named = ", ".join(f"{name!r} (first in row {row}, counting from 0)" for name, row in list(bad.items())[:5])
+        raise ValueError(f"infinite values, or values beyond float32's range (3.4e38), in {named}: the model "
+                         f"computes in float32 and would predict NaN for them")
 
 
 def _import_layers() -> None:
@@ -95,6 +132,7 @@ class _NamedOutputs:
                                  f"'one_hot' are text)")
             if self._refuses_missing:
                 _no_missing({str(c): numbers[c].isna().to_numpy() for c in data.columns})
+            _finite({str(c): numbers[c].to_numpy(dtype="float64") for c in data.columns})
             width = int(model.output_shape[-1])
             rows = np.column_stack([numbers[c].to_numpy(dtype="float64") for c in data.columns]) if len(data.columns) \
                 else np.zeros((len(data), 0))
@@ -105,6 +143,8 @@ class _NamedOutputs:
         if isinstance(data, np.ndarray):
             if self._refuses_missing and data.ndim == 2 and np.issubdtype(data.dtype, np.floating):
                 _no_missing({f"column {j}": np.isnan(data[:, j]) for j in range(data.shape[1])})
+            if data.ndim == 2 and np.issubdtype(data.dtype, np.number):
+                _finite({f"column {j}": data[:, j].astype("float64") for j in range(data.shape[1])})
             return np.asarray(model.predict(data, verbose=0)) if len(data) else \
                 np.zeros((0, *model.output_shape[1:]), dtype="float32")
         return self._inner.predict(data)

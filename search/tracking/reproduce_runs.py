@@ -126,17 +126,19 @@ def _log_keras_model(client: Any, run_id: str, model: Any, columns: list[str] | 
         client.log_artifact(run_id, str(keras_file))
         mlflow.keras.save_model(model, str(Path(tmp) / "model"), signature=signature,
                                 pip_requirements=requirements)
-        named = _pyfunc_inputs(Path(tmp) / "model", signature, columns, model.input_shape, one_hot)
-        _with_own_loader(Path(tmp) / "model", outputs if outputs and len(outputs) == model.output_shape[-1] else None,
+        outputs = outputs if outputs and len(outputs) == model.output_shape[-1] else None
+        named = _pyfunc_inputs(Path(tmp) / "model", signature, columns, model.input_shape, one_hot, outputs)
+        _with_own_loader(Path(tmp) / "model", outputs,
                          {"features": columns, "one_hot": one_hot} if named and one_hot else None,
                          refuses_missing=not fills and len(model.input_shape) == 2)
         client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
 
 
 def _pyfunc_inputs(folder: Path, signature: Any, columns: list[str] | None, input_shape: tuple,
-                   one_hot: dict[str, list[str]]) -> bool:
+                   one_hot: dict[str, list[str]], outputs: list[str] | None = None) -> bool:
     """Give the saved model's generic (pyfunc) form a signature of named columns, or none for rows of numbers;
-    True where it names them. A one-hot model's pyfunc form names its category columns, not their encoding.
+    True where it names them. A one-hot model's pyfunc form names its category columns, not their encoding,
+    and a named one its output columns (``outputs``), as the frame it gives has them.
 
     MLflow's Keras flavour accepts tensor signatures only, and a tensor signature hands a DataFrame to the
     model by position: a frame whose columns came in another order was silently scored on the wrong
@@ -161,7 +163,7 @@ def _pyfunc_inputs(folder: Path, signature: Any, columns: list[str] | None, inpu
     saved = Model.load(str(folder))
     saved.signature = ModelSignature(
         inputs=Schema([ColSpec(AnyType(), str(c)) for c in columns or []]) if named else None,
-        outputs=signature.outputs)
+        outputs=Schema([ColSpec("float", str(c)) for c in outputs]) if named and outputs else signature.outputs)
     saved.save(str(folder / "MLmodel"))
     return named
 
