@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -234,3 +235,27 @@ def test_figures_are_large_with_integer_epochs_a_legend_outside_and_a_log_axis_f
         Figure.savefig = original
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (width, height) == (1000, 600) and io.BytesIO(png).read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_rare_class_and_a_study_of_underfit_trials_are_said(tmp_path, capsys):
+    """At 5 % positives every trial predicted the majority class, with an accuracy of 95 %, and the run called
+    its small gains over the baseline improvements: nothing said accuracy meant little, or that no trial
+    learned beyond the base rate."""
+    import numpy as np
+    import yaml
+
+    from conftest import TINY, merge, run_cli
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(600) < 0.05).astype(int)
+    np.savez(tmp_path / "rare.npz", X=rng.normal(size=(600, 4)), y=y)  # no signal: nothing beyond the base rate
+    path = tmp_path / "rare.yaml"
+    path.write_text(yaml.safe_dump(merge(TINY, {"study": {"name": "rare", "n_trials": 2},
+                                                "data": {"source": f"npz:{tmp_path / 'rare.npz'}"},
+                                                "train": {"epochs": 2}})))
+    assert run_cli("run", path, "--home", tmp_path / "h", "--quiet") == 0
+    said = capsys.readouterr()
+    assert re.search(r"class 1 is [3-7]\.\d% of the development rows \(\d+ rows; \d+(-\d+)? in each validation "
+                     r"split\): a model that never predicts it has an accuracy of 9\d\.\d%, so accuracy says little",
+                     said.err), said.err
+    assert "every complete trial (2) is underfit" in said.out

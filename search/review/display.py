@@ -266,6 +266,14 @@ def why_ended(study: Any) -> list[str]:
         reason = _first_line(t.user_attrs.get("reason", "no reason recorded"))
         lines.append(f"the baseline (trial {t.number}, every regularizer off) {ended}: {reason}; the table has no "
                      f"unregularized trial to compare with")
+    complete = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get("fit")]
+    if complete and all(t.user_attrs["fit"] == "underfit" for t in complete):
+        # The table's gains over the baseline would otherwise read as progress: both sit near chance.
+        lines.append(f"warning: every complete trial ({len(complete)}) is underfit: its validation loss stays near "
+                     f"the loss of predicting the class shares (or the mean), so no trial learned much beyond "
+                     f"the base rate, and the gains over the baseline above are small steps near chance. Train "
+                     f"longer (train.epochs), search a higher learning rate or more capacity, and check that the "
+                     f"features carry the signal (study.workflow: phased compares with a linear model)")
     return lines
 
 

@@ -102,10 +102,40 @@ def plan_warnings(space: Space, split_plan: list[Any], gpus: int | None, dataset
                "set validation.shuffle: true and validation.stratify: true")
         out.append(f"{unseen}: its validation loss does not measure the classes as the task holds them (splits of "
                    f"rows in the file's order, sorted by class?); {fix}")
+    rare = _rare_class(split_plan, dataset)
+    if rare:
+        out.append(rare)
     if gpus == 0 and True in values("mixed_precision"):
         out.append("train.mixed_precision computes in float16, which is fast on GPUs with tensor cores but slower "
                    "than float32 on a CPU, and TensorFlow sees no GPU here: set it to false on this machine")
     return out
+
+
+# Below this share of the development rows, a class makes accuracy uninformative: a model that never
+# predicts it scores 1 - share, which reads as a good accuracy.
+RARE_CLASS_SHARE = 0.10
+
+
+def _rare_class(split_plan: list[Any], dataset: Any) -> str | None:
+    """A class so rare that accuracy says nothing (a model that never predicts it scores well), named with the
+    rows each validation split holds of it, and what the search and the test look measure instead."""
+    import numpy as np
+
+    if dataset is None or not dataset.is_classification or not split_plan:
+        return None
+    dev = np.unique(np.concatenate([np.concatenate([s.train, s.val]) for s in split_plan]))
+    counts = np.bincount(dataset.y[dev], minlength=len(dataset.classes))
+    share = counts / max(1, counts.sum())
+    k = int(np.argmin(share))
+    if share[k] >= RARE_CLASS_SHARE:
+        return None
+    per_split = sorted(int(np.sum(dataset.y[s.val] == k)) for s in split_plan)
+    held = f"{per_split[0]}" if per_split[0] == per_split[-1] else f"{per_split[0]}-{per_split[-1]}"
+    return (f"class {dataset.classes[k]!r} is {share[k]:.1%} of the development rows ({int(counts[k])} rows; {held} in "
+            f"each validation split): a model that never predicts it has an accuracy of {1 - share[k]:.1%}, so "
+            f"accuracy says little here. The search ranks trials by the validation loss (cross-entropy), which "
+            f"does reward learning the rare class; compare the best trial's loss with the prior's (the "
+            f"study.workflow: phased baselines), and read the balanced accuracy and ROC AUC of the test look")
 
 
 # The optimizers that read train.momentum (search/runner/training.py).
