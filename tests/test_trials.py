@@ -61,6 +61,7 @@ def test_a_regression_test_look_reports_rmse_and_r2(write_space, home, capsys):
     assert metrics["test_rmse"] == pytest.approx(np.sqrt(metrics["test_loss"]), rel=1e-6)
     assert metrics["test_r2"] == pytest.approx(1 - metrics["test_loss"] / np.var(y_test), rel=1e-6)
     assert f"RMSE {metrics['test_rmse']:.4g}, R² {metrics['test_r2']:.4g}" in line
+    assert metrics["ensemble_test_rmse"] > 0 and "ensemble_test_r2" in metrics  # the split models' average too
 
 
 def test_binary_task_uses_a_sigmoid_output(write_space, home):

@@ -72,6 +72,7 @@ class Report:
     top_ensemble_metric: float = math.nan
     model_io: dict[str, Any] = field(default_factory=dict)  # what the final model takes and gives (model_io)
     test_scores: dict[str, float] = field(default_factory=dict)  # RMSE and R², or balanced accuracy and ROC AUC
+    ensemble_scores: dict[str, float] = field(default_factory=dict)  # the same, of the split models' average
     model: Any = field(default=None, repr=False, compare=False)  # the final keras.Model, as logged
 
     @property
@@ -151,6 +152,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
     report.model_io = served.model_io(prepared.dataset, space.data.target, space.data.missing)
     report.model = final
     report.test_scores = scoring.more_scores(task, y_test, pred)
+    report.ensemble_scores = scoring.more_scores(task, y_test, ensemble)
     member_configs: list[str] = []
     if options.ensemble > 1:
         members, preds, member_configs = _top_ensemble(target, prepared, options, out)
@@ -355,7 +357,8 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
     metrics = {"test_loss": report.test_loss, f"test_{metric}": report.test_metric,
                "ensemble_test_loss": report.ensemble_loss, f"ensemble_test_{metric}": report.ensemble_metric,
                "final_epochs": float(report.epochs), **report.alarm.metrics(),
-               **{f"test_{name}": value for name, value in report.test_scores.items()}}
+               **{f"test_{name}": value for name, value in report.test_scores.items()},
+               **{f"ensemble_test_{name}": value for name, value in report.ensemble_scores.items()}}
     if history.get("loss"):
         metrics["final_train_loss"] = history["loss"][-1]
     if history.get("penalty"):
@@ -389,7 +392,8 @@ def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:
              f"  test set ({look}): loss {report.test_loss:.4g}, {m} {report.test_metric:.4g}"
              + (f" ({scoring.scores_text(report.test_scores)})" if report.test_scores else ""),
              f"  ensemble of the split models (averaged predictions): loss {report.ensemble_loss:.4g}, "
-             f"{m} {report.ensemble_metric:.4g}",
+             f"{m} {report.ensemble_metric:.4g}"
+             + (f" ({scoring.scores_text(report.ensemble_scores)})" if report.ensemble_scores else ""),
              "  " + report.alarm.summary()]
     if report.ensemble_trials:
         lines.insert(3, f"  ensemble of the final models of trials {', '.join(map(str, report.ensemble_trials))} "
