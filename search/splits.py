@@ -33,15 +33,21 @@ def should_stratify(validation: Any, dataset: Dataset) -> bool:
 
 
 class _LastRows:
-    """A hold-out that keeps the rows' order: the last ``fraction`` of them validate (``shuffle: false``)."""
+    """A hold-out that keeps the rows' order: the last ``fraction`` of them validate (``shuffle: false``).
+    With ``periods`` (data.order's time of each row, rows in time order) the cut falls between two times,
+    never inside one: a day's rows were split between training and validation."""
 
-    def __init__(self, fraction: float) -> None:
-        self.fraction = fraction
+    def __init__(self, fraction: float, periods: np.ndarray | None = None) -> None:
+        self.fraction, self.periods = fraction, periods
 
     def split(self, X: Any, y: Any = None, groups: Any = None) -> Any:
         n = len(X)
-        n_val = int(np.ceil(n * self.fraction))
-        yield np.arange(n - n_val), np.arange(n - n_val, n)
+        cut = n - int(np.ceil(n * self.fraction))
+        p = self.periods
+        if p is not None and 0 < cut < n and p[cut - 1] == p[cut]:
+            start = int(np.searchsorted(p, p[cut], "left"))
+            cut = start if start > 0 else int(np.searchsorted(p, p[cut], "right"))
+        yield np.arange(cut), np.arange(cut, n)
 
 
 def _holdout(validation: Any, stratified: bool, shuffle: bool, seed: int) -> Any:
@@ -78,6 +84,21 @@ def ignored_settings(validation: Any, dataset: Dataset) -> list[str]:
                    f"only with the square root of the repeats (3 to 10 are usual), so a few repeats and more "
                    f"trials usually buy more")
     return out
+
+
+def _gap_in_times(validation: Any, dataset: Dataset) -> list[str]:
+    """A gap counts distinct times of data.order: where a day holds several (times of day), it is shorter
+    in days than a reader of "gap: 7" for a 7-day target would take it to be."""
+    labels = getattr(dataset, "times", []) or []
+    if validation.scheme != "time_series" or not validation.gap or not any(" " in t for t in labels):
+        return []
+    per_day = len(labels) / max(1, len({t.split(" ")[0] for t in labels}))
+    if per_day < 1.5:
+        return []
+    return [f"validation.gap = {validation.gap} counts distinct times of data.order, and its days hold {per_day:.1f} "
+            f"of them on average (times of day): the gap is about {validation.gap / per_day:.1f} days, not "
+            f"{validation.gap}; to leave out {validation.gap} days, set it to about {round(validation.gap * per_day)} "
+            f"or give data.order dates without a time of day"]
 
 
 # An iterated k-fold past this many splits per trial is named in a warning: most likely a typo or a
@@ -146,10 +167,13 @@ def plan(validation: Any, dataset: Dataset, dev_idx: np.ndarray, seed: int,
          where: str = "<space>") -> list[Split]:
     """All (train, val) splits of the development rows; impossible schemes fail here, before training."""
     _check_feasible(validation, dataset, dev_idx, where)
-    dataset.warnings.extend(w for w in ignored_settings(validation, dataset) if w not in dataset.warnings)
+    dataset.warnings.extend(w for w in ignored_settings(validation, dataset) + _gap_in_times(validation, dataset)
+                            if w not in dataset.warnings)
     splitter = make_splitter(validation, dataset, seed)
     if validation.scheme == "time_series" and dataset.periods is not None:
         splitter = _ByTime(validation.k, dataset.periods[dev_idx], validation.gap)
+    elif isinstance(splitter, _LastRows) and dataset.periods is not None:
+        splitter = _LastRows(validation.fraction, dataset.periods[dev_idx])
     y = dataset.y[dev_idx]
     groups = dataset.groups[dev_idx] if dataset.groups is not None else None
     stratify_on = y if should_stratify(validation, dataset) else None
@@ -171,6 +195,30 @@ def plan(validation: Any, dataset: Dataset, dev_idx: np.ndarray, seed: int,
     return [Split(index=i, train=dev_idx[tr], val=dev_idx[va], repeat=i // k) for i, (tr, va) in enumerate(pairs)]
 
 
+def purge_before_test(validation: Any, dataset: Dataset, dev_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
+    """The development rows without the last ``validation.gap`` times before the test rows (``time_series``):
+    the final model, trained on the development rows, is then a gap before the rows it is tested on, as each
+    split's model is before its validation rows (a target that looks ahead would otherwise carry the test
+    period into its last training rows). Said in a note."""
+    gap = validation.gap if validation.scheme == "time_series" else 0
+    if not gap or not len(test_idx) or not len(dev_idx):
+        return dev_idx
+    times = dataset.periods if dataset.periods is not None else np.arange(len(dataset.X))
+    first_test = times[test_idx].min()
+    before = np.unique(times[dev_idx][times[dev_idx] < first_test])
+    if not len(before):
+        return dev_idx
+    purged = np.isin(times[dev_idx], before[-gap:])
+    kept = dev_idx[~purged]
+    if len(kept) < 2:
+        return dev_idx  # the plan's own check says that the gap leaves too few rows
+    unit = "time(s) of data.order" if dataset.periods is not None else "row(s)"
+    dataset.notes.append(f"validation.gap: the last {min(gap, len(before))} {unit} of the development rows before "
+                         f"the test rows ({int(purged.sum())} rows) are left out, so the final model, as each "
+                         f"split's, trains a gap before the rows it is tested on")
+    return kept
+
+
 def fingerprint(splits: list[Split]) -> str:
     return fingerprint_indices(np.concatenate([np.concatenate([s.train, [-1], s.val, [-2]]) for s in splits]))
 
@@ -186,6 +234,13 @@ def _times_needed(k: int, gap: int) -> int:
     while not _time_series_fits(n, k, gap):
         n += 1
     return n
+
+
+def _blamed(n: int, k: int, gap: int) -> dict[str, Any]:
+    """The setting a refused time-series plan names: the gap where k alone would fit, else k."""
+    if gap and _time_series_fits(n, k, 0):
+        return {"field": "validation.gap", "found": gap}
+    return {"field": "validation.k", "found": k}
 
 
 def _fewer(n: int, k: int, gap: int) -> str:
@@ -242,11 +297,11 @@ def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, wher
         if times < needed:
             fail(f"time_series with k={k}{with_gap} needs at least {needed} distinct times of data.order in the "
                  f"development rows; there are {times} (rows sharing a time stay together)",
-                 expected=_fewer(times, k, gap), found=k)
+                 expected=_fewer(times, k, gap), **_blamed(times, k, gap))
     if n < needed:
         fail(f"{k} folds{with_gap} need at least {needed} development rows; there are {n}{held}",
              expected=_fewer(n, k, gap) if scheme == "time_series" else f"k <= {n}" if n >= 2 else
-             "more rows, or a smaller data.test_size", found=k)
+             "more rows, or a smaller data.test_size", **_blamed(n, k, gap))
     if scheme == "group_kfold":
         if dataset.groups is None:
             fail("group_kfold needs a group column", "data.group", expected="data.group: <column name>")

@@ -397,3 +397,19 @@ def test_a_one_hot_model_is_served_rows_as_read_with_their_categories_as_text(wr
     # An infinite value, or one beyond float32, gave NaN: named instead.
     with pytest.raises(ValueError, match=re.escape("beyond float32's range (3.4e38), in 'size' (first in row 1")):
         served.predict(rows.head(5).assign(size=[0.0, 1e40, 0.0, 0.0, 0.0]))
+
+
+def test_a_time_series_alarm_judges_the_last_split_which_was_validated_just_before_the_test_rows(write_space, home,
+                                                                                                 capsys):
+    """Split 0 of a time-series plan trains on the first quarter of the past and is scored on test rows far
+    beyond its validation block: averaged in, it fired the alarm on a model that tested as it validated."""
+    path = write_space({"study": {"name": "ts-alarm", "n_trials": 1, "baseline": False},
+                        "data": {"source": "sklearn:diabetes"}, "validation": {"scheme": "time_series", "k": 3},
+                        "model": {"dropout": 0.0}})
+    assert run_cli("run", path, "--home", home, "--quiet") == 0
+    capsys.readouterr()
+    assert run_cli("reproduce", "ts-alarm", "--home", home, "--epochs", "1") == 0
+    out = capsys.readouterr().out
+    study = optuna.load_study(study_name="ts-alarm", storage=f"sqlite:///{home / 'optuna.db'}")
+    last = max(study.trials[0].user_attrs["splits"], key=lambda s: s["split"])
+    assert f"vs cross-validation {last['best_val_loss']:.4g} ± 0 over 1 split(s)" in out, out

@@ -442,6 +442,11 @@ def test_a_time_series_gap_leaves_times_out_and_the_plan_names_each_splits_dates
     periods = prepared.dataset.periods
     for split in prepared.splits:  # four whole days between the last training day and the first validated
         assert periods[split.val].min() - periods[split.train].max() == 5
+    # And before the test rows: the final model trains on the development rows, which stop a gap earlier.
+    assert periods[prepared.test_idx].min() - periods[prepared.dev_idx].max() == 5
+    assert not set(prepared.dev_idx) & set(prepared.test_idx) and len(prepared.dev_idx) == 96 - 8
+    assert "the last 4 time(s) of data.order of the development rows before the test rows (8 rows)" in \
+        prepared.summary.text().replace("\n", " ")
     lines = prepared.summary.text()
     assert "split 0: train 2024-03-01 to 2024-03-" in lines and "after a gap of 4" not in lines
     first = prepared.splits[0]
@@ -453,7 +458,8 @@ def test_a_time_series_gap_leaves_times_out_and_the_plan_names_each_splits_dates
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ValidationSchemeError, match="k=3 and validation.gap=40 needs at least 155 distinct") as err:
         session.prepare(spaces.load(path))
-    assert "validation.gap <= 11" in str(err.value)
+    assert "validation.gap <= " in str(err.value) and "found 40" in str(err.value)
+    assert err.value.field == "validation.gap"  # k=3 alone fits: the gap is what to change
     # Another scheme does not read it, and says so.
     raw["validation"] = {"scheme": "kfold", "k": 3, "gap": 2}
     raw["data"].pop("order")
@@ -461,3 +467,26 @@ def test_a_time_series_gap_leaves_times_out_and_the_plan_names_each_splits_dates
     path.write_text(yaml.safe_dump(raw))
     warnings = session.prepare(spaces.load(path)).summary.warnings
     assert any("validation.gap = 2 is not used by scheme kfold" in w for w in warnings)
+
+
+
+def test_an_ordered_hold_out_never_cuts_inside_a_time_and_whole_number_times_print_in_full(tmp_path: Path) -> None:
+    """A hold-out with shuffle: false put one store's day in training and another's in validation; and
+    times written 20230401 were printed as 2.02304e+07, so that two of them read alike."""
+    from search import space as spaces
+    from search.runner import session
+
+    n = 90  # three stores a day, 30 days written as whole numbers
+    rng = np.random.default_rng(2)
+    days = 20230401 + np.arange(n) // 3
+    pd.DataFrame({"a": rng.normal(size=n), "day": days, "y": rng.normal(size=n)}).to_csv(tmp_path / "d.csv",
+                                                                                      index=False)
+    path = tmp_path / "hold.yaml"
+    path.write_text(yaml.safe_dump({"study": {"name": "hold"}, "data": {"source": f"csv:{tmp_path / 'd.csv'}",
+                                    "target": "y", "order": "day", "test_size": 0.2},
+                                    "validation": {"scheme": "holdout", "fraction": 0.23, "shuffle": False}}))
+    prepared = session.prepare(spaces.load(path))
+    (split,) = prepared.splits
+    periods = prepared.dataset.periods
+    assert periods[split.train].max() < periods[split.val].min()  # 0.23 of 72 rows cut inside a day before
+    assert "split 0: train 20230401 to 20230418, validation 20230419 to 20230424" in prepared.summary.text()

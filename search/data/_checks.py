@@ -305,8 +305,10 @@ def time_order(values: np.ndarray, column: str, what: str, where: str, notes: li
                             f"as {fmt} and as {other} (no day past the 12th tells which), and the two put the "
                             f"rows in different orders; write them year first (2024-03-04)", source=where,
                             field="data.order", expected=expected, found=text.iloc[0])
-    notes.append(f"order column '{column}' of {what} read as dates ({fmt})")
-    if parsed.dt.tz is not None:
+    zoned = parsed.dt.tz is not None
+    notes.append(f"order column '{column}' of {what} read as dates ({fmt})"
+                 + ("; times with a zone are put in order, and shown, in UTC" if zoned else ""))
+    if zoned:
         parsed = parsed.dt.tz_convert(None)  # UTC instants as plain timestamps
     return parsed.to_numpy()
 

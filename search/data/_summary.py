@@ -87,10 +87,11 @@ def _test_plan(space: Any, ds: Any) -> str:
     d = space.data
     if ds.test_mask is not None:
         return f"provided by {ds.test_source}; test_size does not apply"
-    how = ("the last rows in time order" if space.validation.scheme == "time_series" or ds.has_order
+    in_time = space.validation.scheme == "time_series" or ds.has_order
+    how = ("the last rows in time order" if in_time
            else "whole groups" if ds.groups is not None
            else "stratified by class" if ds.is_classification else "random")
-    return f"held out: test_size {d.test_fraction:g}, {how}, seed {space.study.seed}"
+    return f"held out: test_size {d.test_fraction:g}, {how}" + ("" if in_time else f", seed {space.study.seed}")
 
 
 def _split_plan(space: Any, plan: list[Any]) -> str:

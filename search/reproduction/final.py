@@ -129,13 +129,18 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
     from search.review import curves_of
 
     curves = {k: h.get("val_loss", []) for k, h in curves_of(trial).items()} if not target.changed else {}
-    alarm = overfit.check([float(s["best_val_loss"]) for s in stored], [scores[s["split"]].val_rows for s in stored],
-                          [scores[s["split"]].test_loss for s in stored],
-                          [scores[s["split"]].test_rows for s in stored],
-                          val_row_index=[prepared.splits[s["split"]].val for s in stored],
+    # Time-series splits train on ever more of the past: the first ones, scored on test rows far after their
+    # validation block, would be judged on a horizon they were never validated at. The last split's model,
+    # validated on the block just before the test rows, is the one that comparison is fair to.
+    judged = sorted(stored, key=lambda s: int(s["split"]))[-1:] if space.validation.scheme == "time_series" \
+        else stored
+    alarm = overfit.check([float(s["best_val_loss"]) for s in judged], [scores[s["split"]].val_rows for s in judged],
+                          [scores[s["split"]].test_loss for s in judged],
+                          [scores[s["split"]].test_rows for s in judged],
+                          val_row_index=[prepared.splits[s["split"]].val for s in judged],
                           repeats=space.validation.repeats if space.validation.scheme == "iterated_kfold" else 1,
                           optimism=overfit.epoch_selection_optimism(
-                              curves, {int(s["split"]): int(s["best_epoch"]) for s in stored}))
+                              curves, {int(s["split"]): int(s["best_epoch"]) for s in judged}))
     # What else can explain a gap: no choice among trials, or test rows later in time than any validation row.
     alarm.trials = sum(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False))
     alarm.time_ordered = space.validation.scheme == "time_series" or prepared.dataset.has_order

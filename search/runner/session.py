@@ -115,6 +115,7 @@ def prepare_rows(space: Space) -> Prepared:
 def _planned(space: Space, dataset: Any, where: str) -> Prepared:
     time_ordered = space.validation.scheme == "time_series" or dataset.has_order
     dev_idx, test_idx = data.split_test(dataset, space.data.test_fraction, space.study.seed, time_ordered, where)
+    dev_idx = splits.purge_before_test(space.validation, dataset, dev_idx, test_idx)
     plan = splits.plan(space.validation, dataset, dev_idx, space.study.seed, where)
     return Prepared(space, dataset, dev_idx, test_idx, plan)
 
