@@ -259,3 +259,22 @@ def test_a_rare_class_and_a_study_of_underfit_trials_are_said(tmp_path, capsys):
                      r"split\): a model that never predicts it has an accuracy of 9\d\.\d%, so accuracy says little",
                      said.err), said.err
     assert "every complete trial (2) is underfit" in said.out
+
+
+def test_a_best_trial_still_improving_at_its_last_epoch_is_said(tmp_path, capsys):
+    """Its splits peaked at the last epoch trained, and it was called a good fit without a hint that more
+    epochs would have helped (KerasTuner users look for that)."""
+    import yaml
+
+    from conftest import run_cli
+
+    path = tmp_path / "short.yaml"
+    path.write_text(yaml.safe_dump({"study": {"name": "short", "n_trials": 1, "baseline": False, "ablation": False},
+                                    "data": {"source": "sklearn:breast_cancer"},
+                                    "validation": {"scheme": "kfold", "k": 3},
+                                    "model": {"family": "mlp", "layers": 1, "units": 8},
+                                    "train": {"epochs": 6, "learning_rate": 0.01, "early_stopping": 0}}))
+    assert run_cli("run", path, "--home", tmp_path / "h", "--quiet", "--threads", "1") == 0
+    out = capsys.readouterr().out
+    assert re.search(r"note: the best trial \(0\) peaked at its last epoch in [23] of its 3 split\(s\): it was still "
+                     r"improving when training ended; raise train.epochs", out), out

@@ -271,10 +271,30 @@ def why_ended(study: Any) -> list[str]:
         # The table's gains over the baseline would otherwise read as progress: both sit near chance.
         lines.append(f"warning: every complete trial ({len(complete)}) is underfit: its validation loss stays near "
                      f"the loss of predicting the class shares (or the mean), so no trial learned much beyond "
-                     f"the base rate, and the gains over the baseline above are small steps near chance. Train "
+                     f"the base rate, and gains over the baseline are small steps near chance. Train "
                      f"longer (train.epochs), search a higher learning rate or more capacity, and check that the "
                      f"features carry the signal (study.workflow: phased compares with a linear model)")
+    elif (still := _still_improving(study)) is not None:
+        lines.append(still)
     return lines
+
+
+def _still_improving(study: Any) -> str | None:
+    """The best trial peaked at the last epoch it trained in most of its splits, neither stopped early nor
+    pruned: it was still improving, and more epochs would likely have made it better."""
+    if len(study.directions) != 1:
+        return None
+    try:
+        best = study.best_trial
+    except ValueError:
+        return None
+    records = best.user_attrs.get("splits") or []
+    at_end = [r for r in records if not r.get("stop_reason") and r.get("best_epoch") == r.get("epochs_run")]
+    if not records or len(at_end) * 2 <= len(records):
+        return None
+    return (f"note: the best trial ({best.number}) peaked at its last epoch in {len(at_end)} of its {len(records)} "
+            f"split(s): it was still improving when training ended; raise train.epochs (early stopping then ends "
+            f"each split where it peaks)")
 
 
 # Failures that are not the settings' own, in words: the trial is closed or queued again, not wrong.
