@@ -654,3 +654,21 @@ def test_pruning_settings_the_chosen_pruner_does_not_read_are_warned_about() -> 
     assert said({"pruner": "median", "prune_startup": 1}) == []
     assert said({"pruner": "hyperband"}) == []
 
+
+
+def test_kept_copies_that_land_on_both_sides_of_the_drawn_test_rows_are_warned_about(tmp_path: Path) -> None:
+    """An oversampled class (its rows written ten times) with data.duplicates: keep passed every check, with
+    the same rows in training and in the test rows."""
+    from search import space as spaces
+    from search.runner import session
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, 3)), (rng.random(200) < 0.1).astype(int)
+    rare = np.nonzero(y)[0]
+    X, y = np.concatenate([X, np.repeat(X[rare], 9, axis=0)]), np.concatenate([y, np.repeat(y[rare], 9)])
+    np.savez(tmp_path / "over.npz", X=X, y=y)
+    path = tmp_path / "over.yaml"
+    path.write_text(yaml.safe_dump({"study": {"name": "over"}, "data": {"source": f"npz:{tmp_path / 'over.npz'}",
+                                                                         "duplicates": "keep"}}))
+    warnings = session.prepare(spaces.load(path)).summary.warnings
+    assert any("have the same features as a held-out test row (data.duplicates: keep" in w for w in warnings), warnings

@@ -116,8 +116,24 @@ def _planned(space: Space, dataset: Any, where: str) -> Prepared:
     time_ordered = space.validation.scheme == "time_series" or dataset.has_order
     dev_idx, test_idx = data.split_test(dataset, space.data.test_fraction, space.study.seed, time_ordered, where)
     dev_idx = splits.purge_before_test(space.validation, dataset, dev_idx, test_idx)
+    if space.data.duplicates == "keep" and dataset.test_mask is None and not time_ordered:
+        _say_kept_repeats(dataset, dev_idx, test_idx)
     plan = splits.plan(space.validation, dataset, dev_idx, space.study.seed, where)
     return Prepared(space, dataset, dev_idx, test_idx, plan)
+
+
+def _say_kept_repeats(dataset: Any, dev_idx: np.ndarray, test_idx: np.ndarray) -> None:
+    """data.duplicates: keep, test rows drawn from the same rows: copies of a row (an oversampled class) land
+    on both sides, so training sees test rows. Provided test rows are checked as they are read."""
+    from search.data._checks import repeats_of
+
+    n = int(repeats_of(dataset.X[dev_idx], dataset.X[test_idx]).sum())
+    if n:
+        dataset.warnings.append(f"{n} development row(s) have the same features as a held-out test row "
+                                f"(data.duplicates: keep, so copies of a row, such as an oversampled class, land "
+                                f"on both sides): training sees those test rows and the test score may be "
+                                f"optimistic; drop the copies (data.duplicates: drop, the default), and "
+                                f"oversample, if at all, inside training rather than in the file")
 
 
 def changed_settings(before: str | None, space: Space) -> list[str]:
