@@ -176,14 +176,17 @@ def test_a_fused_trial_pruned_mid_training_says_so_in_the_summary():
     from search.review import prune_where
     from search.review.display import pruned_summary
 
-    reason = "pruned at epoch 7 of 3 splits trained together"
+    reason = ("pruned at epoch 7 (all 3 splits, trained together): its mean validation loss was worse than "
+              "study.pruner median lets through at that epoch")
     assert prune_where(reason) == ("fused", 3, 7, "e7")
+    assert prune_where("pruned at epoch 7 of 3 splits trained together") == ("fused", 3, 7, "e7")  # older studies
     study = optuna.create_study()
     study.add_trial(optuna.trial.create_trial(value=0.5))
     for epoch in (6, 9):
         study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED,
                                                   user_attrs={"reason": reason.replace("7", str(epoch))}))
-    assert pruned_summary(study) == "2 pruned: 2 within all splits trained together at epochs 6-9"
+    assert pruned_summary(study) == ("2 pruned: 2 at epochs 6-9 (all splits trained together, worse than the pruner "
+                                     "lets through)")
 
 
 def test_splits_too_large_to_hold_together_are_trained_one_after_another(monkeypatch):

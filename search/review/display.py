@@ -242,8 +242,8 @@ def pruned_summary(study: Any) -> str:
                      f"{lo if lo == hi else f'{lo}-{hi}'}")
     if fused:
         lo, hi = min(fused), max(fused)
-        parts.append(f"{len(fused)} within all splits trained together at epoch{'s' if lo != hi else ''} "
-                     f"{lo if lo == hi else f'{lo}-{hi}'}")
+        parts.append(f"{len(fused)} at epoch{'s' if lo != hi else ''} {lo if lo == hi else f'{lo}-{hi}'} (all "
+                     f"splits trained together, worse than the pruner lets through)")
     if across:
         parts.append(f"{len(across)} across splits (after {'/'.join(str(n) for n in sorted(set(across)))} "
                      f"finished split{'s' if max(across) > 1 else ''}, worse than the best trial on each)")

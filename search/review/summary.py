@@ -63,7 +63,8 @@ def outcome_label(number: int, params: Mapping[str, Any], baseline: bool, state:
 
 
 _PRUNE_PATTERNS = (("within", re.compile(r"pruned in split (\d+) at epoch (\d+)")),
-                   ("fused", re.compile(r"pruned at epoch (\d+) of (\d+) splits trained together")),
+                   # "of 3 splits trained together": the words of studies run before the reason said more
+                   ("fused", re.compile(r"pruned at epoch (\d+) (?:of|\(all) (\d+) splits,? trained together")),
                    ("across", re.compile(r"pruned after (?:split )?(\d+) of (\d+)")),
                    ("diverged", re.compile(r"non-finite loss in split (\d+) at epoch (\d+)")))
 

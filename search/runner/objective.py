@@ -171,8 +171,9 @@ class Objective:
         # A split that diverged stopped the others: its reason comes first, then a stop request, then pruning.
         for result in sorted(results, key=lambda r: not r.diverged):
             if result.stop_reason == "stopped" and not (self.stop and self.stop.requested):
-                raise optuna.TrialPruned(f"pruned at epoch {result.epochs_run} of {len(results)} splits trained "
-                                         f"together")
+                raise optuna.TrialPruned(f"pruned at epoch {result.epochs_run} (all {len(results)} splits, "
+                                         f"trained together): its mean validation loss was worse than "
+                                         f"study.pruner {self.space.study.pruner} lets through at that epoch")
             self._check(result)
         if not multi_objective:
             for result in results:
