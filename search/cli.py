@@ -340,7 +340,8 @@ def _study_to_run(prepared: "Prepared", args: argparse.Namespace) -> str:
 
 
 def _continue_command(args: argparse.Namespace) -> str:
-    """The command that continues this study: the same one, without per-invocation limits."""
+    """The command that continues this study: the same one, without per-invocation limits (--n-trials,
+    --timeout); how it runs (--workers, --threads, --recycle-after) is kept."""
     from search._redact import redact
 
     parts = ["search", "run", str(args.space)]
@@ -352,6 +353,9 @@ def _continue_command(args: argparse.Namespace) -> str:
         parts += ["--home", str(args.home)]
     if args.workers > 1:
         parts += ["--workers", str(args.workers)]
+    for flag, value in (("--threads", args.threads), ("--recycle-after", args.recycle_after)):
+        if value is not None:
+            parts += [flag, str(value)]
     return shlex.join(parts)  # pasted into a shell as printed: a home with spaces
 
 

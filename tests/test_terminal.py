@@ -88,8 +88,11 @@ def test_printed_commands_paste_into_a_shell_with_a_home_holding_spaces():
     assert shlex.split(display.command("reproduce", "q", options)) == ["search", "reproduce", "q", "--home",
                                                                         "/data/my runs"]
     args = SimpleNamespace(space=Path("spaces/my space.yaml"), study_name=None, storage=None, tracking_uri=None,
-                           home="/data/my runs", workers=1)
+                           home="/data/my runs", workers=1, threads=None, recycle_after=None)
     assert shlex.split(_continue_command(args)) == ["search", "run", "spaces/my space.yaml", "--home", "/data/my runs"]
+    # How it ran is kept (the --threads 1 a user chose was dropped); the limits of this invocation are not.
+    args.threads = 1
+    assert shlex.split(_continue_command(args))[-2:] == ["--threads", "1"]
 
 
 def test_a_split_line_says_how_many_epochs_were_trained_and_whether_a_stop_cut_it() -> None:
