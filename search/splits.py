@@ -47,6 +47,9 @@ class _LastRows:
         if p is not None and 0 < cut < n and p[cut - 1] == p[cut]:
             start = int(np.searchsorted(p, p[cut], "left"))
             cut = start if start > 0 else int(np.searchsorted(p, p[cut], "right"))
+            if cut >= n:
+                raise ValueError("every development row shares one time of data.order, so no later rows can "
+                                 "validate; a hold-out of time-ordered rows needs rows at two or more times")
         yield np.arange(cut), np.arange(cut, n)
 
 
@@ -164,9 +167,10 @@ def make_splitter(validation: Any, dataset: Dataset, seed: int) -> Any:
 
 
 def plan(validation: Any, dataset: Dataset, dev_idx: np.ndarray, seed: int,
-         where: str = "<space>") -> list[Split]:
-    """All (train, val) splits of the development rows; impossible schemes fail here, before training."""
-    _check_feasible(validation, dataset, dev_idx, where)
+         where: str = "<space>", purged: int = 0) -> list[Split]:
+    """All (train, val) splits of the development rows; impossible schemes fail here, before training.
+    ``purged``: the times (rows, without data.order) :func:`purge_before_test` left out of them."""
+    _check_feasible(validation, dataset, dev_idx, where, purged)
     dataset.warnings.extend(w for w in ignored_settings(validation, dataset) + _gap_in_times(validation, dataset)
                             if w not in dataset.warnings)
     splitter = make_splitter(validation, dataset, seed)
@@ -195,28 +199,27 @@ def plan(validation: Any, dataset: Dataset, dev_idx: np.ndarray, seed: int,
     return [Split(index=i, train=dev_idx[tr], val=dev_idx[va], repeat=i // k) for i, (tr, va) in enumerate(pairs)]
 
 
-def purge_before_test(validation: Any, dataset: Dataset, dev_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
+def purge_before_test(validation: Any, dataset: Dataset, dev_idx: np.ndarray,
+                      test_idx: np.ndarray) -> tuple[np.ndarray, int]:
     """The development rows without the last ``validation.gap`` times before the test rows (``time_series``):
     the final model, trained on the development rows, is then a gap before the rows it is tested on, as each
     split's model is before its validation rows (a target that looks ahead would otherwise carry the test
-    period into its last training rows). Said in a note."""
+    period into its last training rows). Said in a note. Also returns how many times it left out."""
     gap = validation.gap if validation.scheme == "time_series" else 0
     if not gap or not len(test_idx) or not len(dev_idx):
-        return dev_idx
+        return dev_idx, 0
     times = dataset.periods if dataset.periods is not None else np.arange(len(dataset.X))
     first_test = times[test_idx].min()
     before = np.unique(times[dev_idx][times[dev_idx] < first_test])
     if not len(before):
-        return dev_idx
+        return dev_idx, 0
     purged = np.isin(times[dev_idx], before[-gap:])
     kept = dev_idx[~purged]
-    if len(kept) < 2:
-        return dev_idx  # the plan's own check says that the gap leaves too few rows
     unit = "time(s) of data.order" if dataset.periods is not None else "row(s)"
     dataset.notes.append(f"validation.gap: the last {min(gap, len(before))} {unit} of the development rows before "
                          f"the test rows ({int(purged.sum())} rows) are left out, so the final model, as each "
                          f"split's, trains a gap before the rows it is tested on")
-    return kept
+    return kept, min(gap, len(before))
 
 
 def fingerprint(splits: list[Split]) -> str:
@@ -225,34 +228,34 @@ def fingerprint(splits: list[Split]) -> str:
 
 def _time_series_fits(n: int, k: int, gap: int) -> bool:
     """Whether TimeSeriesSplit makes k splits of n rows (or times) with ``gap`` left out before each
-    validation block: blocks of n // (k + 1), and a first training part that the gap does not swallow."""
+    validation block: blocks of n // (k + 1), and a first training part that the gap does not swallow.
+    Not monotonic in n: the blocks grow by one at each multiple of k + 1."""
     return n >= k + 1 and n - gap - (n // (k + 1)) * k > 0
 
 
-def _times_needed(k: int, gap: int) -> int:
-    n = k + 1
-    while not _time_series_fits(n, k, gap):
-        n += 1
-    return n
+def _fits_before_test(total: int, k: int, gap: int, purged: bool) -> bool:
+    """Whether ``total`` times make the plan once the gap before the test rows (when there is one) is out."""
+    return _time_series_fits(total - (gap if purged else 0), k, gap)
 
 
-def _blamed(n: int, k: int, gap: int) -> dict[str, Any]:
+def _blamed(total: int, k: int, gap: int, purged: bool = False) -> dict[str, Any]:
     """The setting a refused time-series plan names: the gap where k alone would fit, else k."""
-    if gap and _time_series_fits(n, k, 0):
+    if gap and _fits_before_test(total, k, 0, purged):
         return {"field": "validation.gap", "found": gap}
     return {"field": "validation.k", "found": k}
 
 
-def _fewer(n: int, k: int, gap: int) -> str:
-    """What a time-series plan of ``n`` rows or times can be given instead."""
-    ks = [j for j in range(2, k) if _time_series_fits(n, j, gap)]
-    largest_gap = max((g for g in range(gap) if _time_series_fits(n, k, g)), default=None)
+def _fewer(total: int, k: int, gap: int, purged: bool = False) -> str:
+    """What a time-series plan of ``total`` rows or times can be given instead (a gap before the test rows,
+    when there is one, takes as many times as the gap)."""
+    ks = [j for j in range(2, k) if _fits_before_test(total, j, gap, purged)]
+    largest_gap = max((g for g in range(gap) if _fits_before_test(total, k, g, purged)), default=None)
     options = ([f"k <= {ks[-1]}"] if ks else []) + \
         ([f"validation.gap <= {largest_gap}"] if gap and largest_gap is not None else [])
     return " or ".join(options) or "more rows at more distinct times"
 
 
-def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, where: str) -> None:
+def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, where: str, purged: int = 0) -> None:
     n, scheme, k = len(dev_idx), validation.scheme, validation.k
 
     def fail(message: str, field: str = "validation.k", **kw: Any) -> NoReturn:
@@ -289,19 +292,24 @@ def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, wher
                      f"smallest class and {n_val} validation rows{held}", "validation.fraction",
                      expected="a larger fraction, or stratify: false")
         return
-    gap = validation.gap if scheme == "time_series" else 0
-    needed = _times_needed(k, gap) if scheme == "time_series" else k
-    with_gap = f" and validation.gap={gap}" if gap else ""
-    if scheme == "time_series" and dataset.periods is not None:
-        times = len(np.unique(dataset.periods[dev_idx]))
-        if times < needed:
-            fail(f"time_series with k={k}{with_gap} needs at least {needed} distinct times of data.order in the "
-                 f"development rows; there are {times} (rows sharing a time stay together)",
-                 expected=_fewer(times, k, gap), **_blamed(times, k, gap))
-    if n < needed:
-        fail(f"{k} folds{with_gap} need at least {needed} development rows; there are {n}{held}",
-             expected=_fewer(n, k, gap) if scheme == "time_series" else f"k <= {n}" if n >= 2 else
-             "more rows, or a smaller data.test_size", **_blamed(n, k, gap))
+    if scheme == "time_series":
+        gap = validation.gap
+        times = len(np.unique(dataset.periods[dev_idx])) if dataset.periods is not None else n
+        if not _time_series_fits(times, k, gap):
+            unit = "distinct times of data.order" if dataset.periods is not None else "development rows"
+            total = times + purged  # as the user counts them: before the gap before the test rows
+            block = times // (k + 1)
+            first = times - gap - block * k
+            why = (f"{k} folds need at least {k + 1} of them" if times < k + 1 else
+                   f"each of the {k} validation blocks is {block} of them and the gap {gap}, which leaves "
+                   f"{max(first, 0)} for the first split's training rows")
+            left = f", {purged} of them left out by the gap before the test rows" if purged else ""
+            fail(f"time_series with k={k}{f' and validation.gap={gap}' if gap else ''} cannot split {total} {unit}"
+                 f"{left}: {why}{held}", expected=_fewer(total, k, gap, bool(purged)), **_blamed(total, k, gap,
+                                                                                              bool(purged)))
+    elif n < k:
+        fail(f"{k} folds need at least {k} development rows; there are {n}{held}",
+             expected=f"k <= {n}" if n >= 2 else "more rows, or a smaller data.test_size", found=k)
     if scheme == "group_kfold":
         if dataset.groups is None:
             fail("group_kfold needs a group column", "data.group", expected="data.group: <column name>")

@@ -104,7 +104,7 @@ def test_the_drawing_helper_leaves_quietly_when_its_run_was_killed():
     assert "Traceback" not in err and "BrokenPipe" not in err, err
 
 
-def test_every_run_of_a_process_draws_through_one_helper(tmp_path):
+def test_every_run_of_a_process_draws_through_one_helper(tmp_path, monkeypatch):
     """Each run started a helper of its own, which paid its start and matplotlib's first figure again
     (about 2 s of CPU per run of a notebook or a script)."""
     import yaml
@@ -113,8 +113,12 @@ def test_every_run_of_a_process_draws_through_one_helper(tmp_path):
     from search.review import _drawing
 
     helper = _drawing.shared().call(os.getpid)
+    starts = []
+    start = _drawing.Drawer._start
+    monkeypatch.setattr(_drawing.Drawer, "_start", lambda self: starts.append(self) or start(self))
     for name in ("one", "two"):
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(merge(TINY, {"study": {"name": name, "n_trials": 1, "baseline": False}})))
         assert run_cli("run", path, "--home", tmp_path / "h", "--quiet") == 0
-        assert _drawing.shared().call(os.getpid) == helper != os.getpid()
+    assert starts == []  # both runs drew (their trials' and the study's figures) through the running helper
+    assert _drawing.shared().call(os.getpid) == helper != os.getpid()

@@ -2,6 +2,7 @@
 and scalers fitted on training rows only (directly, and spied on inside a real short study)."""
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -448,7 +449,7 @@ def test_a_time_series_gap_leaves_times_out_and_the_plan_names_each_splits_dates
     assert "the last 4 time(s) of data.order of the development rows before the test rows (8 rows)" in \
         prepared.summary.text().replace("\n", " ")
     lines = prepared.summary.text()
-    assert "split 0: train 2024-03-01 to 2024-03-" in lines and "after a gap of 4" not in lines
+    assert "split 0: train 2024-03-01 to 2024-03-" in lines
     first = prepared.splits[0]
     assert (f"split 0: train 2024-03-01 to {prepared.dataset.times[periods[first.train].max()]}, validation "
             f"{prepared.dataset.times[periods[first.val].min()]} to") in lines
@@ -456,10 +457,16 @@ def test_a_time_series_gap_leaves_times_out_and_the_plan_names_each_splits_dates
     # A gap the days cannot hold is refused by name, before anything trains.
     raw["validation"]["gap"] = 40
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ValidationSchemeError, match="k=3 and validation.gap=40 needs at least 155 distinct") as err:
+    with pytest.raises(ValidationSchemeError, match=re.escape(
+            "time_series with k=3 and validation.gap=40 cannot split 48 distinct times of data.order, 40 of them "
+            "left out by the gap before the test rows")) as err:
         session.prepare(spaces.load(path))
-    assert "validation.gap <= " in str(err.value) and "found 40" in str(err.value)
+    # The largest gap that fits counts the times that same gap leaves out before the test rows too.
+    assert "expected validation.gap <= 10, found 40" in str(err.value)
     assert err.value.field == "validation.gap"  # k=3 alone fits: the gap is what to change
+    raw["validation"]["gap"] = 10
+    path.write_text(yaml.safe_dump(raw))
+    assert len(session.prepare(spaces.load(path)).splits) == 3
     # Another scheme does not read it, and says so.
     raw["validation"] = {"scheme": "kfold", "k": 3, "gap": 2}
     raw["data"].pop("order")
@@ -490,3 +497,25 @@ def test_an_ordered_hold_out_never_cuts_inside_a_time_and_whole_number_times_pri
     periods = prepared.dataset.periods
     assert periods[split.train].max() < periods[split.val].min()  # 0.23 of 72 rows cut inside a day before
     assert "split 0: train 20230401 to 20230418, validation 20230419 to 20230424" in prepared.summary.text()
+
+
+def test_a_time_series_plan_that_cannot_be_made_is_refused_in_its_own_words_where_more_rows_did_not_help() -> None:
+    """TimeSeriesSplit's blocks grow at each multiple of k + 1, so 8 rows fail with k=3 and a gap of 2 where 6
+    rows fit: a check of "at least so many rows" let them through to scikit-learn's own message."""
+    from search.errors import ValidationSchemeError
+    from search.space import ValidationSection
+
+    n = 8
+    dataset = Dataset(X=np.arange(n, dtype=float).reshape(-1, 1), y=np.arange(n, dtype=float), task="regression")
+    validation = ValidationSection(scheme="time_series", k=3, gap=2)
+    with pytest.raises(ValidationSchemeError, match=re.escape(
+            "cannot split 8 development rows: each of the 3 validation blocks is 2 of them and the gap 2, which "
+            "leaves 0 for the first split's training rows")) as err:
+        plan(validation, dataset, np.arange(n), 0)
+    assert err.value.field == "validation.gap"
+    assert len(plan(validation, dataset, np.arange(6), 0)) == 3
+    # An ordered hold-out whose rows share one time has no later rows to validate on: said, not an empty side.
+    one_time = Dataset(X=np.zeros((6, 1)), y=np.arange(6, dtype=float), task="regression", has_order=True,
+                       periods=np.zeros(6, dtype=int), times=["2024-01-01"])
+    with pytest.raises(ValidationSchemeError, match="every development row shares one time of data.order"):
+        plan(ValidationSection(scheme="holdout", fraction=0.3, shuffle=False), one_time, np.arange(6), 0)

@@ -201,7 +201,7 @@ def _time_labels(distinct: np.ndarray) -> list[str]:
         days = bool((stamps == stamps.normalize()).all())
         return [s.strftime("%Y-%m-%d") if days else s.isoformat(sep=" ") for s in stamps]
     return [str(int(v)) if isinstance(v, (int, float)) and float(v).is_integer() else  # 20230401 in full
-            f"{v:.10g}" if isinstance(v, float) else str(v) for v in distinct.tolist()]
+            repr(v) if isinstance(v, float) else str(v) for v in distinct.tolist()]
 
 
 def _encode_categories(part: Raw, vocabulary: dict[str, list[str]], where: str) -> None:

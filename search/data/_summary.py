@@ -114,6 +114,8 @@ def _split_times(ds: Any, plan: list[Any], test: Any) -> list[str]:
         return []
 
     def span(rows: Any) -> str:
+        if not len(rows):
+            return "none"
         ranks = ds.periods[rows]
         first, last = (ds.times[r] if r < len(ds.times) else "data.test" for r in (ranks.min(), ranks.max()))
         return first if first == last else f"{first} to {last}"

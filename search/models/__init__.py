@@ -96,6 +96,18 @@ def _constant(value: Any) -> Any:
     return (type(value).__name__, repr(value))
 
 
+def _stable(value: Any) -> Any:
+    """A value as text that is the same in every process: sets and dicts in sorted order (a set of strings
+    is ordered by string hashing, which differs between processes)."""
+    if isinstance(value, (set, frozenset)):
+        return ("set", tuple(sorted(repr(_stable(v)) for v in value)))
+    if isinstance(value, dict):
+        return ("dict", tuple(sorted((repr(_stable(k)), repr(_stable(v))) for k, v in value.items())))
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_stable(v) for v in value))
+    return value
+
+
 def builder_fingerprint(builder: Any) -> str | None:
     """A short digest of a builder's code (:func:`code_shape`) and defaults; None for a callable without code."""
     import hashlib
@@ -104,7 +116,7 @@ def builder_fingerprint(builder: Any) -> str | None:
     code = getattr(builder, "__code__", None)
     if code is None:
         return None
-    defaults = repr((getattr(builder, "__defaults__", None), getattr(builder, "__kwdefaults__", None)))
+    defaults = repr(_stable((getattr(builder, "__defaults__", None), getattr(builder, "__kwdefaults__", None))))
     text = repr(code_shape(code)) + re.sub(r" at 0x[0-9a-f]+", "", defaults)  # an object's address is per process
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

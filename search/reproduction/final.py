@@ -140,7 +140,8 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
                           val_row_index=[prepared.splits[s["split"]].val for s in judged],
                           repeats=space.validation.repeats if space.validation.scheme == "iterated_kfold" else 1,
                           optimism=overfit.epoch_selection_optimism(
-                              curves, {int(s["split"]): int(s["best_epoch"]) for s in judged}))
+                              {int(s["split"]): curves[int(s["split"])] for s in judged if int(s["split"]) in curves},
+                              {int(s["split"]): int(s["best_epoch"]) for s in stored}))  # the final model's rule
     # What else can explain a gap: no choice among trials, or test rows later in time than any validation row.
     alarm.trials = sum(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False))
     alarm.time_ordered = space.validation.scheme == "time_series" or prepared.dataset.has_order

@@ -102,7 +102,7 @@ class Drawer:
         return proc
 
 
-_SHARED: Drawer | None = None
+_SHARED: tuple[int, Drawer] | None = None  # with the process it belongs to: a forked child starts its own
 _SHARED_LOCK = threading.Lock()
 
 
@@ -111,11 +111,12 @@ def shared() -> Drawer:
     One that failed in an earlier run is tried again."""
     global _SHARED
     with _SHARED_LOCK:
-        if _SHARED is None:
-            _SHARED = Drawer()
-            atexit.register(_SHARED.close)
-        _SHARED._in_process = False
-        return _SHARED
+        if _SHARED is None or _SHARED[0] != os.getpid():
+            _SHARED = (os.getpid(), Drawer())
+            atexit.register(_SHARED[1].close)
+        drawer = _SHARED[1]
+        drawer._in_process = False
+        return drawer
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

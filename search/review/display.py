@@ -293,8 +293,8 @@ def _still_improving(study: Any) -> str | None:
     if not records or len(at_end) * 2 <= len(records):
         return None
     return (f"note: the best trial ({best.number}) peaked at its last epoch in {len(at_end)} of its {len(records)} "
-            f"split(s): it was still improving when training ended; raise train.epochs (early stopping then ends "
-            f"each split where it peaks)")
+            f"split(s): it was still improving when training ended; raise train.epochs (with "
+            f"train.early_stopping, each split then stops where it peaks)")
 
 
 # Failures that are not the settings' own, in words: the trial is closed or queued again, not wrong.

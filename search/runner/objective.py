@@ -172,8 +172,8 @@ class Objective:
         for result in sorted(results, key=lambda r: not r.diverged):
             if result.stop_reason == "stopped" and not (self.stop and self.stop.requested):
                 raise optuna.TrialPruned(f"pruned at epoch {result.epochs_run} (all {len(results)} splits, "
-                                         f"trained together): its mean validation loss was worse than "
-                                         f"study.pruner {self.space.study.pruner} lets through at that epoch")
+                                         f"trained together): the split curve study.pruner "
+                                         f"{self.space.study.pruner} judges was worse than it lets through")
             self._check(result)
         if not multi_objective:
             for result in results:

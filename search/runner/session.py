@@ -58,7 +58,7 @@ def say_budget_cap(study: Any, budget: int, n_trials: int | None) -> None:
     from search.studies.lifecycle import finished_count
 
     left = budget - finished_count(study)
-    if n_trials is not None and n_trials > left:
+    if n_trials is not None and 0 < left < n_trials:  # a finished study says so itself
         print(f"note: {n_trials} trials asked for now, but study.n_trials ({budget}) leaves {left} to run, so at "
               f"most {left} run; raise study.n_trials in the space to run more", file=sys.stderr)
 
@@ -115,10 +115,10 @@ def prepare_rows(space: Space) -> Prepared:
 def _planned(space: Space, dataset: Any, where: str) -> Prepared:
     time_ordered = space.validation.scheme == "time_series" or dataset.has_order
     dev_idx, test_idx = data.split_test(dataset, space.data.test_fraction, space.study.seed, time_ordered, where)
-    dev_idx = splits.purge_before_test(space.validation, dataset, dev_idx, test_idx)
+    dev_idx, purged = splits.purge_before_test(space.validation, dataset, dev_idx, test_idx)
     if space.data.duplicates == "keep" and dataset.test_mask is None and not time_ordered:
         _say_kept_repeats(dataset, dev_idx, test_idx)
-    plan = splits.plan(space.validation, dataset, dev_idx, space.study.seed, where)
+    plan = splits.plan(space.validation, dataset, dev_idx, space.study.seed, where, purged)
     return Prepared(space, dataset, dev_idx, test_idx, plan)
 
 
@@ -213,7 +213,8 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
                   f"to run again.", file=out)
         changed = (changed_settings(study.user_attrs.get("space_yaml"), space)
                    if options.warn_changed_settings and studies.finished_count(study) else [])
-        code = _preflight.builder_code(space)
+        # One of several workers compares and stores it, so the one that says it is the one that saw it change.
+        code = _preflight.builder_code(space) if options.worker_index <= 1 else None
         if code and study.user_attrs.get("builder_code") != code:  # said once, then the new code is the study's
             if study.user_attrs.get("builder_code") and options.warn_changed_settings and studies.finished_count(study):
                 changed.insert(0, "model.family's code: the builder function does something else now")
