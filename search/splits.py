@@ -65,14 +65,15 @@ def _holdout(validation: Any, stratified: bool, shuffle: bool, seed: int) -> Any
 # Settings each scheme reads; another one set to other than its default is ignored, and says so.
 _READS = {"holdout": {"fraction", "stratify", "shuffle"}, "kfold": {"k", "stratify", "shuffle"},
           "iterated_kfold": {"k", "repeats", "stratify", "shuffle"}, "group_kfold": {"k", "stratify", "shuffle"},
-          "time_series": {"k", "gap", "stratify", "shuffle"}}
+          "time_series": {"k", "gap", "max_train_size", "val_size", "stratify", "shuffle"}}
 
 
 def ignored_settings(validation: Any, dataset: Dataset) -> list[str]:
     """Warnings for validation settings that this scheme (or this task) does not use."""
     defaults = type(validation)()
     out = [f"validation.{name} = {getattr(validation, name)} is not used by scheme {validation.scheme}: ignored"
-           for name in ("k", "repeats", "fraction", "gap") if name not in _READS[validation.scheme]
+           for name in ("k", "repeats", "fraction", "gap", "max_train_size", "val_size")
+           if name not in _READS[validation.scheme]
            and getattr(validation, name) != getattr(defaults, name)]
     if validation.stratify and not dataset.is_classification:
         out.append("validation.stratify is true, but a regression target has no classes to stratify on: ignored")
@@ -133,7 +134,8 @@ def _group_kfold(validation: Any, stratified: bool, shuffle: bool, seed: int) ->
 def _time_series(validation: Any, stratified: bool, shuffle: bool, seed: int) -> Any:
     from sklearn import model_selection as ms
 
-    return ms.TimeSeriesSplit(n_splits=validation.k, gap=validation.gap)
+    return ms.TimeSeriesSplit(n_splits=validation.k, gap=validation.gap, max_train_size=validation.max_train_size,
+                              test_size=validation.val_size)
 
 
 class _ByTime:
@@ -141,14 +143,17 @@ class _ByTime:
     are never split between training and validation, and ``gap`` counts times. Without ties it is
     TimeSeriesSplit over the rows."""
 
-    def __init__(self, k: int, periods: np.ndarray, gap: int = 0) -> None:
+    def __init__(self, k: int, periods: np.ndarray, gap: int = 0, max_train_size: int | None = None,
+                 val_size: int | None = None) -> None:
         self.k, self.periods, self.gap = k, periods, gap
+        self.max_train_size, self.val_size = max_train_size, val_size
 
     def split(self, X: Any, y: Any = None, groups: Any = None) -> Any:
         from sklearn.model_selection import TimeSeriesSplit
 
         times = np.unique(self.periods)
-        for train, val in TimeSeriesSplit(n_splits=self.k, gap=self.gap).split(times):
+        for train, val in TimeSeriesSplit(n_splits=self.k, gap=self.gap, max_train_size=self.max_train_size,
+                                          test_size=self.val_size).split(times):
             yield np.nonzero(np.isin(self.periods, times[train]))[0], np.nonzero(np.isin(self.periods, times[val]))[0]
 
 
@@ -175,7 +180,8 @@ def plan(validation: Any, dataset: Dataset, dev_idx: np.ndarray, seed: int,
                             if w not in dataset.warnings)
     splitter = make_splitter(validation, dataset, seed)
     if validation.scheme == "time_series" and dataset.periods is not None:
-        splitter = _ByTime(validation.k, dataset.periods[dev_idx], validation.gap)
+        splitter = _ByTime(validation.k, dataset.periods[dev_idx], validation.gap, validation.max_train_size,
+                           validation.val_size)
     elif isinstance(splitter, _LastRows) and dataset.periods is not None:
         splitter = _LastRows(validation.fraction, dataset.periods[dev_idx])
     y = dataset.y[dev_idx]
@@ -226,32 +232,38 @@ def fingerprint(splits: list[Split]) -> str:
     return fingerprint_indices(np.concatenate([np.concatenate([s.train, [-1], s.val, [-2]]) for s in splits]))
 
 
-def _time_series_fits(n: int, k: int, gap: int) -> bool:
+def _time_series_fits(n: int, k: int, gap: int, val_size: int | None = None) -> bool:
     """Whether TimeSeriesSplit makes k splits of n rows (or times) with ``gap`` left out before each
-    validation block: blocks of n // (k + 1), and a first training part that the gap does not swallow.
-    Not monotonic in n: the blocks grow by one at each multiple of k + 1."""
-    return n >= k + 1 and n - gap - (n // (k + 1)) * k > 0
+    validation block: blocks of ``val_size`` or n // (k + 1), and a first training part that the gap does not
+    swallow. Not monotonic in n: the blocks grow by one at each multiple of k + 1."""
+    block = val_size or n // (k + 1)
+    return n >= k + 1 and block >= 1 and n - gap - block * k > 0
 
 
-def _fits_before_test(total: int, k: int, gap: int, purged: bool) -> bool:
+def _fits_before_test(total: int, k: int, gap: int, purged: bool, val_size: int | None = None) -> bool:
     """Whether ``total`` times make the plan once the gap before the test rows (when there is one) is out."""
-    return _time_series_fits(total - (gap if purged else 0), k, gap)
+    return _time_series_fits(total - (gap if purged else 0), k, gap, val_size)
 
 
-def _blamed(total: int, k: int, gap: int, purged: bool = False) -> dict[str, Any]:
-    """The setting a refused time-series plan names: the gap where k alone would fit, else k."""
-    if gap and _fits_before_test(total, k, 0, purged):
+def _blamed(total: int, k: int, gap: int, purged: bool = False, val_size: int | None = None) -> dict[str, Any]:
+    """The setting a refused time-series plan names: the gap where k alone would fit, the validation block
+    where the default one would, else k."""
+    if gap and _fits_before_test(total, k, 0, purged, val_size):
         return {"field": "validation.gap", "found": gap}
+    if val_size and _fits_before_test(total, k, gap, purged):
+        return {"field": "validation.val_size", "found": val_size}
     return {"field": "validation.k", "found": k}
 
 
-def _fewer(total: int, k: int, gap: int, purged: bool = False) -> str:
+def _fewer(total: int, k: int, gap: int, purged: bool = False, val_size: int | None = None) -> str:
     """What a time-series plan of ``total`` rows or times can be given instead (a gap before the test rows,
     when there is one, takes as many times as the gap)."""
-    ks = [j for j in range(2, k) if _fits_before_test(total, j, gap, purged)]
-    largest_gap = max((g for g in range(gap) if _fits_before_test(total, k, g, purged)), default=None)
+    ks = [j for j in range(2, k) if _fits_before_test(total, j, gap, purged, val_size)]
+    largest_gap = max((g for g in range(gap) if _fits_before_test(total, k, g, purged, val_size)), default=None)
+    sizes = [v for v in range(1, val_size) if _fits_before_test(total, k, gap, purged, v)] if val_size else []
     options = ([f"k <= {ks[-1]}"] if ks else []) + \
-        ([f"validation.gap <= {largest_gap}"] if gap and largest_gap is not None else [])
+        ([f"validation.gap <= {largest_gap}"] if gap and largest_gap is not None else []) + \
+        ([f"validation.val_size <= {sizes[-1]}"] if sizes else [])
     return " or ".join(options) or "more rows at more distinct times"
 
 
@@ -295,18 +307,19 @@ def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, wher
     if scheme == "time_series":
         gap = validation.gap
         times = len(np.unique(dataset.periods[dev_idx])) if dataset.periods is not None else n
-        if not _time_series_fits(times, k, gap):
+        size = validation.val_size
+        if not _time_series_fits(times, k, gap, size):
             unit = "distinct times of data.order" if dataset.periods is not None else "development rows"
             total = times + purged  # as the user counts them: before the gap before the test rows
-            block = times // (k + 1)
+            block = size or times // (k + 1)
             first = times - gap - block * k
             why = (f"{k} folds need at least {k + 1} of them" if times < k + 1 else
                    f"each of the {k} validation blocks is {block} of them and the gap {gap}, which leaves "
                    f"{max(first, 0)} for the first split's training rows")
             left = f", {purged} of them left out by the gap before the test rows" if purged else ""
             fail(f"time_series with k={k}{f' and validation.gap={gap}' if gap else ''} cannot split {total} {unit}"
-                 f"{left}: {why}{held}", expected=_fewer(total, k, gap, bool(purged)), **_blamed(total, k, gap,
-                                                                                              bool(purged)))
+                 f"{left}: {why}{held}", expected=_fewer(total, k, gap, bool(purged), size),
+                 **_blamed(total, k, gap, bool(purged), size))
     elif n < k:
         fail(f"{k} folds need at least {k} development rows; there are {n}{held}",
              expected=f"k <= {n}" if n >= 2 else "more rows, or a smaller data.test_size", found=k)

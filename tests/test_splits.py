@@ -519,3 +519,32 @@ def test_a_time_series_plan_that_cannot_be_made_is_refused_in_its_own_words_wher
                        periods=np.zeros(6, dtype=int), times=["2024-01-01"])
     with pytest.raises(ValidationSchemeError, match="every development row shares one time of data.order"):
         plan(ValidationSection(scheme="holdout", fraction=0.3, shuffle=False), one_time, np.arange(6), 0)
+
+
+def test_a_rolling_window_and_a_forecast_horizon_are_counted_in_times(tmp_path: Path) -> None:
+    """scikit-learn's TimeSeriesSplit takes max_train_size and test_size; a forecaster's space could not."""
+    from search import space as spaces
+    from search.errors import ValidationSchemeError
+    from search.runner import session
+
+    n = 120
+    rng = np.random.default_rng(3)
+    days = (pd.Timestamp("2024-03-01") + pd.to_timedelta(np.arange(n) // 2, unit="D")).strftime("%Y-%m-%d")
+    pd.DataFrame({"a": rng.normal(size=n), "day": np.asarray(days), "y": rng.normal(size=n)}).to_csv(
+        tmp_path / "days.csv", index=False)
+    raw = {"study": {"name": "roll"}, "data": {"source": f"csv:{tmp_path / 'days.csv'}", "target": "y",
+                                               "order": "day", "test_size": 0.2},
+           "validation": {"scheme": "time_series", "k": 4, "max_train_size": 10, "val_size": 3, "gap": 1}}
+    path = tmp_path / "roll.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    prepared = session.prepare(spaces.load(path))
+    periods = prepared.dataset.periods
+    for split in prepared.splits:  # two rows a day: a window of 10 days, a block of 3, a day between
+        assert len(np.unique(periods[split.train])) == 10 and len(np.unique(periods[split.val])) == 3
+        assert periods[split.val].min() - periods[split.train].max() == 2
+    assert prepared.splits[-1].val.max() == prepared.dev_idx.max()  # the last block ends at the development rows' end
+    raw["validation"]["val_size"] = 40
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValidationSchemeError, match="each of the 4 validation blocks is 40 of them") as err:
+        session.prepare(spaces.load(path))
+    assert err.value.field == "validation.val_size" and "validation.val_size <= 11" in str(err.value)

@@ -123,7 +123,9 @@ def describe(space: Any, attrs: Mapping[str, Any]) -> list[tuple[str, str]]:
               "iterated_kfold": f"iterated {v.k}-fold cross-validation, {v.repeats} "
                                 f"repeat{'s' if v.repeats != 1 else ''} reshuffled",
               "group_kfold": f"group {v.k}-fold cross-validation (groups from '{d.group}' never split)",
-              "time_series": f"time-series {v.k}-fold (train on the past, validate on the next block"
+              "time_series": f"time-series {v.k}-fold (train on the past"
+                             + (f", at most {v.max_train_size} times of it" if v.max_train_size else "")
+                             + ", validate on the next block" + (f" of {v.val_size}" if v.val_size else "")
                              + (f" after a gap of {v.gap}" if v.gap else "") + ")"}[v.scheme]
     # A regression target has no classes: stratify is ignored there (and warned about), whatever it says.
     # As splits.should_stratify decides: an unshuffled hold-out takes the last rows, with nothing to stratify.

@@ -242,6 +242,8 @@ class ValidationSection(_Strict):
     stratify: bool | None = None  # None: stratify when the task is classification
     shuffle: bool | None = None   # None: shuffle unless the scheme is time_series
     gap: int = Field(0, ge=0)     # time_series: times (rows without data.order) left out before each validation block
+    max_train_size: int | None = Field(None, ge=1)  # time_series: a rolling window of at most this many times
+    val_size: int | None = Field(None, ge=1)        # time_series: each validation block's times (the horizon)
 
     # Field validators (not one model validator), so that a message names validation.shuffle itself.
     @field_validator("shuffle")

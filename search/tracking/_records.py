@@ -21,7 +21,7 @@ def validation_settings(space: Space, attrs: dict[str, Any]) -> dict[str, Any]:
     """The validation settings that apply to the study's scheme, with stratify/shuffle as decided."""
     v = space.validation
     keep = {"holdout": ("fraction",), "iterated_kfold": ("k", "repeats"),
-            "time_series": ("k", "gap")}.get(v.scheme, ("k",))
+            "time_series": ("k", "gap", "max_train_size", "val_size")}.get(v.scheme, ("k",))
     task = attrs.get("task", space.data.task)
     classification = task in ("binary", "multiclass", "classification")
     return {"scheme": v.scheme, **{name: getattr(v, name) for name in keep},
