@@ -336,7 +336,8 @@ def test_rows_sharing_a_time_are_never_split_between_sides(tmp_path: Path) -> No
     more_folds = yaml.safe_load(path.read_text())
     more_folds["validation"]["k"] = 8
     path.write_text(yaml.safe_dump(more_folds))
-    with pytest.raises(ValidationSchemeError, match="needs at least 9 distinct times"):
+    with pytest.raises(ValidationSchemeError,
+                       match="cannot split 7 distinct times of data.order: 8 folds need at least 9 of them"):
         session.prepare(spaces.load(path))
 
 
