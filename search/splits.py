@@ -316,9 +316,10 @@ def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, wher
             why = (f"{k} folds need at least {k + 1} of them" if times < k + 1 else
                    f"each of the {k} validation blocks is {block} of them and the gap {gap}, which leaves "
                    f"{max(first, 0)} for the first split's training rows")
-            left = f", {purged} of them left out by the gap before the test rows" if purged else ""
+            # The rows the gap left out are no test rows: the hint about data.test_size would count them so.
+            left = f", {purged} of them left out by the gap before the test rows" if purged else held
             fail(f"time_series with k={k}{f' and validation.gap={gap}' if gap else ''} cannot split {total} {unit}"
-                 f"{left}: {why}{held}", expected=_fewer(total, k, gap, bool(purged), size),
+                 f"{left}: {why}", expected=_fewer(total, k, gap, bool(purged), size),
                  **_blamed(total, k, gap, bool(purged), size))
     elif n < k:
         fail(f"{k} folds need at least {k} development rows; there are {n}{held}",
