@@ -549,3 +549,21 @@ def test_a_rolling_window_and_a_forecast_horizon_are_counted_in_times(tmp_path: 
     with pytest.raises(ValidationSchemeError, match="each of the 4 validation blocks is 40 of them") as err:
         session.prepare(spaces.load(path))
     assert err.value.field == "validation.val_size" and "validation.val_size <= 11" in str(err.value)
+
+
+
+def test_days_missing_from_a_daily_order_are_named(tmp_path: Path) -> None:
+    """A week without rows passed in silence, while the gap and the blocks count the days present."""
+    from search import space as spaces
+    from search.runner import session
+
+    days = pd.date_range("2024-01-01", periods=60, freq="D").delete(range(20, 27))  # a week gone
+    rng = np.random.default_rng(4)
+    pd.DataFrame({"a": rng.normal(size=len(days)), "day": days.strftime("%Y-%m-%d"),
+                  "y": rng.normal(size=len(days))}).to_csv(tmp_path / "d.csv", index=False)
+    path = tmp_path / "d.yaml"
+    path.write_text(yaml.safe_dump({"study": {"name": "d"}, "validation": {"scheme": "time_series", "k": 3},
+                                    "data": {"source": f"csv:{tmp_path / 'd.csv'}", "target": "y", "order": "day"}}))
+    notes = session.prepare(spaces.load(path)).summary.notes
+    assert "data.order 'day': 7 of the 60 days from 2024-01-01 to 2024-02-29 have no row (2024-01-21, 2024-01-22, " \
+           "2024-01-23, ...)" in " ".join(notes), notes

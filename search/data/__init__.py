@@ -179,6 +179,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
     if raw.order is not None:
         distinct, ranks = np.unique(raw.order, return_inverse=True)
         ranks, times = ranks.ravel(), _time_labels(distinct)
+        raw.notes.extend(_absent_days(distinct, section.order or "order"))
         periods = ranks if test is None else np.concatenate([ranks, np.full(len(test.X), ranks.max() + 1)])
     return Dataset(X=X, y=y, task=task, classes=classes, groups=groups, has_order=raw.order is not None,
                    periods=periods, times=times,
@@ -190,6 +191,27 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
                    test_source=(f"data.test {section.test}" if section.test else
                                 f"data.split_column '{section.split_column}'" if section.split_column else ""),
                    files=files, one_hot=vocabulary)
+
+
+def _absent_days(distinct: np.ndarray, column: str) -> list[str]:
+    """A daily series with days missing: its folds, gap and test rows count the days present, which a reader
+    of the plan would take for calendar days."""
+    if distinct.dtype.kind != "M" or len(distinct) < 3:
+        return []
+    import pandas as pd
+
+    days = pd.DatetimeIndex(distinct)
+    seconds = np.diff(days.values.astype("datetime64[s]").astype(np.int64))
+    if not bool((days == days.normalize()).all()) or np.median(seconds) != 86_400:
+        return []
+    every = pd.date_range(days[0], days[-1], freq="D")
+    absent = every.difference(days)
+    if not len(absent):
+        return []
+    shown = ", ".join(d.strftime("%Y-%m-%d") for d in absent[:3]) + (", ..." if len(absent) > 3 else "")
+    return [f"data.order '{column}': {len(absent)} of the {len(every)} days from {every[0]:%Y-%m-%d} to "
+            f"{every[-1]:%Y-%m-%d} have no row ({shown}); the splits' blocks and validation.gap count the days "
+            f"present, not calendar days"]
 
 
 def _time_labels(distinct: np.ndarray) -> list[str]:
