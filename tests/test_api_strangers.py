@@ -3,6 +3,7 @@ a new process, shapes of arrays, and the words of every refusal."""
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import textwrap
@@ -319,3 +320,16 @@ def test_a_cell_run_again_with_a_comment_is_the_same_builder_and_changed_code_is
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "model.family's code: the builder function does something else now" in done.stderr
+
+
+def test_a_builders_digest_is_the_same_in_every_process():
+    """A set among the defaults or constants is ordered by string hashing, which differs between processes:
+    the digest differed, and every new process warned that the builder had changed."""
+    code = ("from search import models\n"
+            "def build(s, shape, n, opts={'a', 'b', 'c', 'd'}):\n"
+            "    return s in {'p', 'q', 'r', 's'}\n"
+            "print(models.builder_fingerprint(build))")
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip()
+               for seed in ("1", "2", "3")}
+    assert len(digests) == 1 and len(next(iter(digests))) == 16, digests

@@ -81,31 +81,23 @@ def code_shape(code: Any) -> tuple[Any, ...]:
     """What a function's code does, without where it sits: its bytecode, names and constants, nested
     functions' alike, but no line numbers or positions (comments and blank lines leave them unchanged)."""
     return (code.co_code, code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars,
-            tuple(_constant(c) for c in code.co_consts),
+            tuple(_stable(c) for c in code.co_consts),
             code.co_argcount, code.co_kwonlyargcount, code.co_flags)
 
 
-def _constant(value: Any) -> Any:
-    """A constant as text that is the same in every process (a frozenset's order follows string hashing,
-    which differs between processes)."""
+def _stable(value: Any) -> Any:
+    """A value (a constant, a default) as a key that is the same in every process and tells 1, 1.0 and True
+    apart: sets and dicts in sorted order (a set of strings is ordered by string hashing, which differs
+    between processes), code by its shape, anything else by its type and text."""
     if hasattr(value, "co_code"):
         return code_shape(value)
-    if isinstance(value, (tuple, frozenset)):
-        items = [_constant(v) for v in value]
-        return (type(value).__name__, tuple(sorted(items, key=repr) if isinstance(value, frozenset) else items))
-    return (type(value).__name__, repr(value))
-
-
-def _stable(value: Any) -> Any:
-    """A value as text that is the same in every process: sets and dicts in sorted order (a set of strings
-    is ordered by string hashing, which differs between processes)."""
     if isinstance(value, (set, frozenset)):
-        return ("set", tuple(sorted(repr(_stable(v)) for v in value)))
+        return (type(value).__name__, tuple(sorted((_stable(v) for v in value), key=repr)))
     if isinstance(value, dict):
-        return ("dict", tuple(sorted((repr(_stable(k)), repr(_stable(v))) for k, v in value.items())))
+        return ("dict", tuple(sorted(((_stable(k), _stable(v)) for k, v in value.items()), key=repr)))
     if isinstance(value, (list, tuple)):
         return (type(value).__name__, tuple(_stable(v) for v in value))
-    return value
+    return (type(value).__name__, repr(value))
 
 
 def builder_fingerprint(builder: Any) -> str | None:
