@@ -500,6 +500,30 @@ def test_an_ordered_hold_out_never_cuts_inside_a_time_and_whole_number_times_pri
     assert "split 0: train 20230401 to 20230418, validation 20230419 to 20230424" in prepared.summary.text()
 
 
+def test_the_plan_names_the_dates_of_a_provided_test_file(tmp_path: Path) -> None:
+    """The plan named each split's dates and, for rows of data.test, only the words "data.test": whether
+    the test file comes after the development rows, and how far, is read there."""
+    from search import space as spaces
+    from search.runner import session
+
+    rng = np.random.default_rng(3)
+
+    def frame(first: str, n: int) -> pd.DataFrame:
+        days = (pd.Timestamp(first) + pd.to_timedelta(np.arange(n) // 2, unit="D")).strftime("%Y-%m-%d")
+        return pd.DataFrame({"a": rng.normal(size=n), "day": days, "y": rng.normal(size=n)})
+
+    frame("2024-01-01", 60).to_csv(tmp_path / "dev.csv", index=False)
+    frame("2024-03-10", 20).to_csv(tmp_path / "later.csv", index=False)
+    path = tmp_path / "provided.yaml"
+    path.write_text(yaml.safe_dump({"study": {"name": "provided"}, "validation": {"scheme": "time_series", "k": 3},
+                                    "data": {"source": f"csv:{tmp_path / 'dev.csv'}", "test": "csv:later.csv",
+                                             "target": "y", "order": "day"}}))
+    prepared = session.prepare(spaces.load(path))
+    lines = prepared.summary.text()
+    assert "test rows: 2024-03-10 to 2024-03-19" in lines, lines
+    assert "validation 2024-01-" in lines and "data.test" not in lines.split("test rows: 2024")[1].splitlines()[0]
+
+
 def test_a_time_series_plan_that_cannot_be_made_is_refused_in_its_own_words_where_more_rows_did_not_help() -> None:
     """TimeSeriesSplit's blocks grow at each multiple of k + 1, so 8 rows fail with k=3 and a gap of 2 where 6
     rows fit: a check of "at least so many rows" let them through to scikit-learn's own message."""

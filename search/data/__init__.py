@@ -35,6 +35,7 @@ class Dataset:
     # times, equal rank; rows sorted by it). Cuts in time fall between ranks, never inside a tie.
     periods: np.ndarray | None = None
     times: list[str] = field(default_factory=list)  # each rank's time as text, for the plan of the splits
+    test_times: list[str] = field(default_factory=list)  # data.test's first and last time as text (one rank above)
     feature_names: list[str] | None = None
     duplicates_dropped: int = 0
     fingerprint: str = ""
@@ -175,14 +176,16 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
         digest.update(str(array.shape).encode() + str(array.dtype).encode())
         digest.update(np.ascontiguousarray(array).tobytes() if array.dtype != object else repr(array.tolist()).encode())
     skipped = [str(f) for p, _ in parts for f in p.skipped]
-    periods, times = None, []
+    periods, times, test_times = None, [], []
     if raw.order is not None:
         distinct, ranks = np.unique(raw.order, return_inverse=True)
         ranks, times = ranks.ravel(), _time_labels(distinct)
+        if test is not None and test.order is not None and len(test.order):
+            test_times = _time_labels(np.unique(test.order)[[0, -1]])
         raw.notes.extend(_absent_days(distinct, section.order or "order"))
         periods = ranks if test is None else np.concatenate([ranks, np.full(len(test.X), ranks.max() + 1)])
     return Dataset(X=X, y=y, task=task, classes=classes, groups=groups, has_order=raw.order is not None,
-                   periods=periods, times=times,
+                   periods=periods, times=times, test_times=test_times,
                    feature_names=raw.feature_names,
                    duplicates_dropped=sum(v for k, v in dropped.items() if k != "unreadable images"),
                    fingerprint=digest.hexdigest()[:16], source=section.source, images_skipped=skipped,

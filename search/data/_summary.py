@@ -117,7 +117,10 @@ def _split_times(ds: Any, plan: list[Any], test: Any) -> list[str]:
         if not len(rows):
             return "none"
         ranks = ds.periods[rows]
-        first, last = (ds.times[r] if r < len(ds.times) else "data.test" for r in (ranks.min(), ranks.max()))
+        # data.test's rows share one rank above the source's times; their own first and last times stand there.
+        test_times = ds.test_times or ["data.test", "data.test"]
+        first, last = (ds.times[r] if r < len(ds.times) else test_times[end] for end, r in
+                       enumerate((ranks.min(), ranks.max())))
         return first if first == last else f"{first} to {last}"
 
     shown = plan if len(plan) <= _SPLIT_TIMES_SHOWN else [*plan[:_SPLIT_TIMES_SHOWN - 1], plan[-1]]
