@@ -673,3 +673,21 @@ def test_kept_copies_that_land_on_both_sides_of_the_drawn_test_rows_are_warned_a
                                                                          "duplicates": "keep"}}))
     warnings = session.prepare(spaces.load(path)).summary.warnings
     assert any("have the same features as a held-out test row (data.duplicates: keep" in w for w in warnings), warnings
+
+
+def test_a_store_made_by_an_older_optuna_is_refused_with_optunas_upgrade_command(tmp_path: Path) -> None:
+    """The schema check reads Optuna's latest revision once per process, not at each opening; a store of an
+    older schema still meets Optuna's own check and its words, opened first or after a current one."""
+    import sqlite3
+
+    from search.errors import StudyError
+    from search.studies import lifecycle as studies
+
+    current, old = (f"sqlite:///{tmp_path / name}" for name in ("current.db", "old.db"))
+    studies.make_storage(current)
+    studies.make_storage(old)
+    with sqlite3.connect(tmp_path / "old.db") as con:
+        con.execute("UPDATE alembic_version SET version_num = 'v3.0.0.d'")
+    with pytest.raises(StudyError, match="optuna storage upgrade"):
+        studies.make_storage(old)
+    assert studies.make_storage(current) is not None  # the current one opens on

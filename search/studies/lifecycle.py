@@ -46,9 +46,11 @@ def make_storage(url: str, heartbeat: int = 30) -> Any:
     try:
         for attempt in range(3):
             try:
-                storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
-                                     grace_period=3 * heartbeat,
-                                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+                options = dict(engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                               heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+                storage = RDBStorage(url, skip_compatibility_check=True, **options)
+                if not _schema_is_current(storage):  # Optuna's own check, which says what to do
+                    storage = RDBStorage(url, **options)
                 if serialize:
                     _sqlite.serialize_transactions(storage.engine)
                 return storage
@@ -68,6 +70,22 @@ def make_storage(url: str, heartbeat: int = 30) -> Any:
         # Failed trials are reported by our progress lines, in one line, not as Optuna's tracebacks.
         optuna.logging.set_verbosity(optuna.logging.ERROR)
 
+
+
+_SCHEMA_HEAD: list[str] = []
+
+
+def _schema_is_current(storage: Any) -> bool:
+    """Optuna's check that the tables are of this Optuna's schema, with the schema's latest revision read once
+    per process: Optuna reads it again at each opening by loading all its migration scripts (0.1 s a time,
+    most of opening a study for ``search status``). False where they are not, or cannot be told apart here."""
+    try:
+        manager = storage._version_manager
+        if not _SCHEMA_HEAD:
+            _SCHEMA_HEAD.append(manager.get_head_version())
+        return bool(manager.get_current_version() == _SCHEMA_HEAD[0])
+    except AttributeError:  # an Optuna whose storage is made otherwise
+        return False
 
 
 def open_study(space: Space, storage: Any, attrs: dict[str, Any],
