@@ -46,9 +46,9 @@ def make_storage(url: str, heartbeat: int = 30) -> Any:
     try:
         for attempt in range(3):
             try:
-                options: dict[str, Any] = dict(engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
-                                               grace_period=3 * heartbeat,
-                               heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+                options: dict[str, Any] = dict(
+                    engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
                 storage = RDBStorage(url, skip_compatibility_check=True, **options)
                 if not _schema_is_current(storage):  # Optuna's own check, which says what to do
                     storage = RDBStorage(url, **options)
