@@ -297,3 +297,77 @@ def test_ten_balanced_classes_are_not_called_rare():
     eleven = Dataset(X=np.zeros((len(rare), 1)), y=rare, task="multiclass", classes=list(range(11)))
     said = _rare_class([Split(0, np.arange(0, len(rare), 2), np.arange(1, len(rare), 2))], eleven)
     assert said is not None and said.startswith("class 10 is 0.2% of the development rows (3 rows;")
+
+
+def test_each_split_is_judged_against_its_own_rows_chance_loss():
+    """A skewed target: the fold that drew the outliers has several times the variance of the others. A model
+    no better than the mean scored under 70 % of the whole data's variance on the quiet fold, and on the
+    training rows of the fold that held the outliers out, so it was called good (a stranger's hospital stays:
+    best validation MSE 29.2 against a chance-level 29.7)."""
+    rng = np.random.default_rng(0)
+    y = rng.exponential(3.0, 300)
+    y[:6] *= 30  # the outliers, all in the first fold
+    folds = [np.arange(0, 100), np.arange(100, 200), np.arange(200, 300)]
+    splits = [type("Split", (), {"index": k, "val": val, "train": np.setdiff1d(np.arange(300), val)})()
+              for k, val in enumerate(folds)]
+    own = dx.split_chance_losses(y, "regression", splits)
+    overall = dx.chance_loss(y, "regression")
+    # The fold that held the outliers out trains on quiet rows and validates on them.
+    quiet_train, outlier_val = own[0]
+    assert quiet_train < 0.3 * overall and outlier_val > 2 * overall
+    assert own[1][1] == pytest.approx(np.mean((y[100:200] - y[np.r_[0:100, 200:300]].mean()) ** 2))
+
+    def predicting_the_mean(k: int) -> dict[str, list[float]]:  # a network that learned nothing
+        train_chance, val_chance = own[k]
+        return {"loss": [train_chance * 1.02] * 10, "val_loss": [val_chance * 0.99] * 10}
+
+    histories = {k: predicting_the_mean(k) for k in range(3)}
+    assert dx.diagnose_trial(histories, reference=overall).fit == "good"  # the old rule
+    judged = dx.diagnose_trial(histories, reference=overall, own=own)
+    assert judged.fit == "underfit" and {s.fit for s in judged.splits} == {"underfit"}
+    # A model that learned stays good against its own rows too.
+    learned = {k: {"loss": [own[k][0] * 0.3] * 10, "val_loss": [own[k][1] * 0.4] * 10} for k in range(3)}
+    assert dx.diagnose_trial(learned, reference=overall, own=own).fit == "good"
+
+
+def test_a_class_the_training_rows_lack_costs_a_finite_chance_loss():
+    y = np.array([0, 0, 1, 1, 2, 3, 1])  # class 3 only in the validation rows
+    split = type("Split", (), {"index": 0, "train": np.arange(5), "val": np.arange(5, 7)})()
+    train, val = dx.split_chance_losses(y, "multiclass", [split])[0]
+    assert train == pytest.approx(dx.chance_loss(y[:5], "multiclass"))
+    assert val == pytest.approx(-np.mean(np.log([1 / 6, 0.4]))) and math.isfinite(val)
+    assert dx.split_references_from_attr({"0": [1.0, 2.0], "x": "bad"}) == {0: (1.0, 2.0)}
+    assert dx.split_references_from_attr(None) == {}
+
+
+def test_a_study_of_models_no_better_than_the_mean_on_a_skewed_target_is_underfit(tmp_path, capsys):
+    """Hospital stays with a few stays thirty times the usual: the fold that drew them set the development
+    rows' variance, and trials no better than the mean were called good on the other folds. Each split is
+    now judged against its own rows, and the study keeps those chance-level losses for its later review."""
+    import numpy as np
+    import optuna
+    import yaml
+
+    from conftest import TINY, merge, run_cli
+    from search.studies import lifecycle as studies
+
+    rng = np.random.default_rng(0)
+    y = rng.exponential(3.0, 300)
+    y[rng.choice(300, 6, replace=False)] *= 30
+    np.savez(tmp_path / "stays.npz", X=rng.normal(size=(300, 4)), y=y)  # no signal in the features
+    path = tmp_path / "stays.yaml"
+    path.write_text(yaml.safe_dump(merge(TINY, {"study": {"name": "stays", "n_trials": 2},
+                                                "data": {"source": f"npz:{tmp_path / 'stays.npz'}",
+                                                         "task": "regression"},
+                                                "train": {"epochs": 20, "early_stopping": 3}})))
+    assert run_cli("run", path, "--home", tmp_path / "h", "--quiet") == 0
+    said = capsys.readouterr()
+    study = optuna.load_study(study_name="stays", storage=studies.make_storage(studies.default_storage(tmp_path / "h")))
+    own = dx.split_references_from_attr(study.user_attrs[review.REFERENCES_ATTR])
+    assert sorted(own) == [0, 1, 2] and all(min(pair) > 0 for pair in own.values())
+    # Against the development rows' one chance-level loss, both were good.
+    from search.review import curves_of
+    assert {dx.diagnose_trial(curves_of(t), study.user_attrs[review.REFERENCE_ATTR]).fit for t in study.trials} == \
+        {"good"}
+    assert [t.user_attrs["fit"] for t in study.trials] == ["underfit", "underfit"], said.out
+    assert "every complete trial (2) is underfit" in said.out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -90,11 +90,15 @@ def overfit_onset(loss: Sequence[float], val_loss: Sequence[float], patience: in
 
 
 def diagnose_split(loss: Sequence[float], val_loss: Sequence[float], reference: float | None = None,
-                   patience: int = DEFAULT_PATIENCE, split: int = 0) -> SplitDiagnosis:
+                   patience: int = DEFAULT_PATIENCE, split: int = 0,
+                   own: tuple[float, float] | None = None) -> SplitDiagnosis:
     """Best epoch, gap and onset of one split's curves, and its fit (see README for the rule).
 
     ``reference`` is the chance-level loss (see :func:`chance_loss`); without it a split is never
     called underfit, and the overfitting margin is a share of the best validation loss instead.
+    ``own`` is the split's own pair (see :func:`split_chance_losses`), which the rule uses where given:
+    splits of one data set differ (a fold holding the outliers of a skewed target has ten times the
+    variance of another), and a model no better than the mean was called good on the quiet folds.
     ``patience`` is kept for callers; the rule no longer counts rising epochs (early stopping's own
     patience window would always count as an onset).
     """
@@ -107,33 +111,38 @@ def diagnose_split(loss: Sequence[float], val_loss: Sequence[float], reference: 
     gap = val_loss[best] - train
     after = [v for v in val_loss[best + 1:] if math.isfinite(v)]
     rise = float(np.mean(after[-RISE_TAIL:])) - val_loss[best] if after else 0.0
-    scale = reference if reference is not None and reference > 0 else abs(val_loss[best])
+    train_reference, val_reference = own if own is not None and min(own) > 0 else (reference, reference)
+    scale = val_reference if val_reference is not None and val_reference > 0 else abs(val_loss[best])
     margin = max(OVERFIT_GAP_SHARE * gap if math.isfinite(gap) else 0.0, OVERFIT_CHANCE_SHARE * scale)
     onset = None
     if after and rise >= margin:
         fit, onset = "overfit", best + 1
-    elif reference is not None and reference > 0 and _learned_too_little(train, val_loss[best], reference):
+    elif train_reference is not None and val_reference is not None and train_reference > 0 and \
+            val_reference > 0 and _learned_too_little(train, val_loss[best], train_reference, val_reference):
         fit = "underfit"
     else:
         fit = "good"
     return SplitDiagnosis(split, best + 1, val_loss[best], train, gap, onset, fit, rise)
 
 
-def _learned_too_little(train: float, val: float, reference: float) -> bool:
+def _learned_too_little(train: float, val: float, train_reference: float, val_reference: float) -> bool:
     # The better of the two: dropout inflates the training loss Keras reports, so a high training loss
-    # alone does not mean the network cannot fit its rows.
-    candidates = [v for v in (train, val) if math.isfinite(v)]
-    return not candidates or min(candidates) >= UNDERFIT_RATIO * reference
+    # alone does not mean the network cannot fit its rows. Each is measured against its own rows' chance.
+    shares = [v / r for v, r in ((train, train_reference), (val, val_reference)) if math.isfinite(v)]
+    return not shares or min(shares) >= UNDERFIT_RATIO
 
 
 def diagnose_trial(histories: Mapping[int, Mapping[str, Sequence[float]]], reference: float | None = None,
-                   patience: int = DEFAULT_PATIENCE) -> TrialDiagnosis:
-    """Every split's diagnosis (``histories``: split → {"loss": [...], "val_loss": [...]}) and the trial's.
+                   patience: int = DEFAULT_PATIENCE,
+                   own: Mapping[int, tuple[float, float]] | None = None) -> TrialDiagnosis:
+    """Every split's diagnosis (``histories``: split → {"loss": [...], "val_loss": [...]}) and the trial's;
+    ``own``: each split's chance-level losses (:func:`split_chance_losses`), where known.
 
     The trial's fit is the most common split fit, ties going to overfit, then underfit.
     """
-    splits = tuple(diagnose_split(h.get("loss", []), h.get("val_loss", []), reference, patience, split=k)
-                   for k, h in sorted(histories.items()))
+    own = own or {}
+    splits = tuple(diagnose_split(h.get("loss", []), h.get("val_loss", []), reference, patience, split=k,
+                                  own=own.get(k)) for k, h in sorted(histories.items()))
     if not splits:
         return TrialDiagnosis((), "good", math.nan, None, 0)
     counts = Counter(s.fit for s in splits)
@@ -172,4 +181,42 @@ def mean_curve(histories: Mapping[int, Mapping[str, Sequence[float]]], key: str)
     for e in range(last):
         values = [s[e] for s in series if e < len(s) and s[e] is not None and math.isfinite(s[e])]
         out.append(float(np.mean(values)) if values else math.nan)
+    return out
+
+
+def split_chance_losses(y: np.ndarray, task: str, splits: Sequence[Any]) -> dict[int, tuple[float, float]]:
+    """Each split's chance-level losses (training rows, validation rows): what predicting the training rows'
+    prior scores on each. On the validation rows that is the prior of the *training* rows (their mean, their
+    class shares), as a network that learned nothing predicts it."""
+    y = np.asarray(y)
+    out: dict[int, tuple[float, float]] = {}
+    for split in splits:
+        train, val = y[split.train], y[split.val]
+        if not len(train) or not len(val):
+            continue
+        if task == "regression":
+            mean = float(np.mean(train.astype(float)))
+            out[int(split.index)] = (float(np.var(train.astype(float))),
+                                     float(np.mean((val.astype(float) - mean) ** 2)))
+            continue
+        classes, counts = np.unique(train, return_counts=True)
+        shares = dict(zip(classes.tolist(), (counts / counts.sum()).tolist()))
+        # A class the training rows lack gets the smallest share a row could have had, not log(0).
+        floor = 1.0 / (len(train) + 1)
+        val_shares = np.array([shares.get(c, floor) for c in val.tolist()])
+        out[int(split.index)] = (chance_loss(train, task), float(-np.mean(np.log(val_shares))))
+    return out
+
+
+def split_references_from_attr(value: Any) -> dict[int, tuple[float, float]]:
+    """The study attribute's form ({"0": [train, val], ...}) read back; {} for a study from before it."""
+    if not isinstance(value, Mapping):
+        return {}
+    out: dict[int, tuple[float, float]] = {}
+    for key, pair in value.items():
+        try:
+            train, val = (float(v) for v in pair)
+            out[int(key)] = (train, val)
+        except (TypeError, ValueError):
+            continue
     return out

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from search import review
+from search.review import diagnostics
 from search._redact import redact
 from search.errors import StudyError
 from search.review import figures
@@ -59,7 +60,8 @@ def write(study: Any, out: Path, top: int = 10, extra: str = "", flag: str = "--
     result = review.build(study.get_trials(deepcopy=False), study.study_name,
                           description, seed=int(attrs.get("seed", 0)),
                           reference=attrs.get(review.REFERENCE_ATTR), top=top,
-                          trial_figures=TRIAL_FIGURES)
+                          trial_figures=TRIAL_FIGURES, split_references=diagnostics.split_references_from_attr(
+                              attrs.get(review.REFERENCES_ATTR)))
     out = Path(out)
     if out.is_file() and not _a_report(out):  # `--out space.yaml` must not cost the user their file
         raise StudyError(f"{out} exists and is not a report this tool wrote; it is left as it is: choose another "

@@ -20,6 +20,7 @@ CURVES_ATTR = "curves"                 # trial: {"0": {"loss": [...], "val_loss"
 PATIENCE_ATTR = "fit_patience"         # trial: the patience its overfit onset was found with
 DESCRIPTION_ATTR = "description"       # study: [[label, text], ...]
 REFERENCE_ATTR = "reference_loss"      # study: chance-level loss of the development rows
+REFERENCES_ATTR = "reference_losses"   # study: each split's, {"0": [training rows, validation rows]}
 _CURVE_KEYS = ("loss", "val_loss")
 _NAME_LIMIT = 200
 
@@ -280,7 +281,8 @@ def _loss_only(trial: Any) -> Any:
 
 
 def build(trials: Sequence[Any], title: str, description: Sequence[Sequence[str]] = (), seed: int = 0,
-          reference: float | None = None, top: int = 10, trial_figures: int = 0) -> Review:
+          reference: float | None = None, top: int = 10, trial_figures: int = 0,
+          split_references: dict[int, tuple[float, float]] | None = None) -> Review:
     """The review of a study whose trials (Optuna ``FrozenTrial``s) are given.
 
     ``trial_figures``: also draw the learning curves of this many top trials (and the baseline).
@@ -298,8 +300,8 @@ def build(trials: Sequence[Any], title: str, description: Sequence[Sequence[str]
     if curved:
         base = next((t for t in curved if is_baseline(t)), None)
         review.figures["before_after"] = figures.before_after(
-            _curves_and_diagnosis(curved[0], reference),
-            _curves_and_diagnosis(base, reference) if base is not None else None)
+            _curves_and_diagnosis(curved[0], reference, split_references),
+            _curves_and_diagnosis(base, reference, split_references) if base is not None else None)
     review.figures.update(figures.optuna_pngs(study, seed))
     if len(complete) < figures.MIN_TRIALS_FOR_IMPORTANCES:
         review.notes.append(f"No parameter importances yet: {len(complete)} complete trial(s), and fANOVA on "
@@ -316,15 +318,16 @@ def build(trials: Sequence[Any], title: str, description: Sequence[Sequence[str]
     chosen = curved[:trial_figures]
     chosen += [t for t in curved if is_baseline(t) and t not in chosen] if trial_figures else []
     for t in chosen:
-        name, curves, diagnosis = _curves_and_diagnosis(t, reference)
+        name, curves, diagnosis = _curves_and_diagnosis(t, reference, split_references)
         review.trial_figures[name] = figures.learning_curves(curves, diagnosis, name)
     return review
 
 
-def _curves_and_diagnosis(trial: Any, reference: float | None) -> tuple[str, Any, Any]:
+def _curves_and_diagnosis(trial: Any, reference: float | None,
+                          split_references: dict[int, tuple[float, float]] | None = None) -> tuple[str, Any, Any]:
     curves = curves_of(trial)
     patience = int(trial.user_attrs.get(PATIENCE_ATTR, diagnostics.DEFAULT_PATIENCE))
-    return label_of(trial), curves, diagnostics.diagnose_trial(curves, reference, patience)
+    return label_of(trial), curves, diagnostics.diagnose_trial(curves, reference, patience, split_references)
 
 
 def _row(study: Any, row: dict[str, Any]) -> dict[str, Any]:

@@ -44,6 +44,7 @@ class ReviewLogging:
     study_tags: dict[str, Any]
     parent_run_id: str
     reference_loss: float | None
+    split_references: dict[int, tuple[float, float]]
     _study: Any
 
     def _start_review(self) -> None:
@@ -81,6 +82,8 @@ class ReviewLogging:
         study.set_user_attr(review.DESCRIPTION_ATTR, [list(x) for x in lines])
         if self.reference_loss is not None:
             study.set_user_attr(review.REFERENCE_ATTR, self.reference_loss)
+        if self.split_references:
+            study.set_user_attr(review.REFERENCES_ATTR, {str(k): list(v) for k, v in self.split_references.items()})
         self.client.set_tag(self.parent_run_id, "mlflow.note.content",
                             redact(review.description_markdown(study.study_name, lines))[:50000])
 
@@ -92,7 +95,7 @@ class ReviewLogging:
             return None
         early = int(outcome.settings.get("train", {}).get("early_stopping") or 0)
         patience = min(diagnostics.DEFAULT_PATIENCE, early) if early else diagnostics.DEFAULT_PATIENCE
-        diagnosis = diagnostics.diagnose_trial(histories, self.reference_loss, patience)
+        diagnosis = diagnostics.diagnose_trial(histories, self.reference_loss, patience, self.split_references)
         kept = {**diagnosis.attrs(), "fit": trial_fit(outcome, diagnosis), review.PATIENCE_ATTR: patience,
                 review.CURVES_ATTR: review.compact_curves(histories)}
         for key, value in kept.items():
@@ -139,7 +142,8 @@ class ReviewLogging:
             study_name = self._study.study_name if self._study is not None else self.space.study.name
             attrs = self._study.user_attrs if self._study is not None else {}
             result = self._drawer.call(review.build, trials, study_name, attrs.get(review.DESCRIPTION_ATTR, ()),
-                                       seed=self.space.study.seed, reference=self.reference_loss)
+                                       seed=self.space.study.seed, reference=self.reference_loss,
+                                       split_references=self.split_references)
             with tempfile.TemporaryDirectory(prefix="search-review-") as tmp:
                 folder = Path(tmp) / "study"
                 folder.mkdir()

@@ -38,7 +38,7 @@ BATCH_METRICS = 900
 def make_tracker(prepared: Any, options: Any, space_text: str) -> "MlflowTracker":
     """The study's tracker, for a ``search.runner.session.Prepared`` and its ``RunOptions``."""
     from search._redact import redact as hide
-    from search.review.diagnostics import chance_loss
+    from search.review.diagnostics import chance_loss, split_chance_losses
     from search.runner import provenance
     from search.studies.lifecycle import default_storage
 
@@ -54,7 +54,8 @@ def make_tracker(prepared: Any, options: Any, space_text: str) -> "MlflowTracker
         texts["skipped_images.txt"] = "\n".join(ds.images_skipped) + "\n"
     tracker = MlflowTracker(options.tracking_uri or default_tracking_uri(Path(options.home)), Path(options.home),
                             space, space_text, tags, keep_checkpoints=space.study.keep_checkpoints,
-                            reference_loss=chance_loss(ds.y[prepared.dev_idx], ds.task), texts=texts)
+                            reference_loss=chance_loss(ds.y[prepared.dev_idx], ds.task), texts=texts,
+                            split_references=split_chance_losses(ds.y, ds.task, prepared.splits))
     # Workers on one machine share its cores, and each redraws the same study figures: together they
     # spend the review's share of the machine, not each of them.
     tracker.review_share /= max(1, options.local_workers)
@@ -64,7 +65,8 @@ def make_tracker(prepared: Any, options: Any, space_text: str) -> "MlflowTracker
 class MlflowTracker(ReviewLogging, TrialListener):
     def __init__(self, tracking_uri: str, home: Path, space: Space, space_text: str,
                  study_tags: dict[str, Any], keep_checkpoints: int = 5,
-                 reference_loss: float | None = None, texts: dict[str, str] | None = None) -> None:
+                 reference_loss: float | None = None, texts: dict[str, str] | None = None,
+                 split_references: dict[int, tuple[float, float]] | None = None) -> None:
         from mlflow.tracking import MlflowClient
 
         from search.studies import _sqlite
@@ -86,6 +88,7 @@ class MlflowTracker(ReviewLogging, TrialListener):
         self._split_metrics: dict[int, list[Any]] = {}
         self._orphans_swept = time.monotonic()
         self.reference_loss = reference_loss  # chance-level loss, for the underfit rule
+        self.split_references = split_references or {}  # each split's, which the rule uses where known
         self._study: Any = None
         self._later = Later()  # MLflow writes, off the training thread
         self._start_review()

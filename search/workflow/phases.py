@@ -174,13 +174,14 @@ class Phased(TrialListener):
     """
 
     def __init__(self, prepared: Any, out: TextIO | None = None, announce: bool = True) -> None:
-        from search.review.diagnostics import chance_loss
+        from search.review.diagnostics import chance_loss, split_chance_losses
 
         self.prepared, self.space, self.out = prepared, prepared.space, out or sys.stdout
         self.announce = announce  # worker processes leave the opening lines to their parent
         self._started = False
         ds = prepared.dataset
         self.reference = chance_loss(ds.y[prepared.dev_idx], ds.task)
+        self.split_references = split_chance_losses(ds.y, ds.task, prepared.splits)
 
     def on_study_open(self, study: Any) -> None:
         if not self._started:  # told twice by the study's creator; phase 0 and its lines once
@@ -245,7 +246,8 @@ class Phased(TrialListener):
             return
         early = int(outcome.settings.get("train", {}).get("early_stopping") or 0)
         patience = min(diagnostics.DEFAULT_PATIENCE, early) if early else diagnostics.DEFAULT_PATIENCE
-        for key, value in diagnostics.diagnose_trial(histories, self.reference, patience).attrs().items():
+        for key, value in diagnostics.diagnose_trial(histories, self.reference, patience,
+                                                     self.split_references).attrs().items():
             trial.set_user_attr(key, value)
 
     def _say(self, text: str) -> None:
