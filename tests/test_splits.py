@@ -299,7 +299,22 @@ def test_settings_a_scheme_does_not_read_are_named_and_an_ordered_holdout_takes_
     extra = validate({**base, "validation": {"scheme": "holdout", "k": 10, "repeats": 4}})
     plan(extra.validation, dataset, np.arange(n), seed=0)
     assert dataset.warnings == ["validation.k = 10 is not used by scheme holdout: ignored",
-                                "validation.repeats = 4 is not used by scheme holdout: ignored"]
+                                "validation.repeats = 4 is not used by scheme holdout: ignored (repeats is read "
+                                "by scheme iterated_kfold)"]
+    # Given at its default, meant for iterated_kfold: said too. A resolved config leaves it out, so a replay
+    # does not warn of what its writer never wrote.
+    meant = validate({**base, "validation": {"scheme": "kfold", "k": 2, "repeats": 3}})
+    dataset.warnings.clear()
+    assert len(plan(meant.validation, dataset, np.arange(n), seed=0)) == 2
+    assert dataset.warnings == ["validation.repeats = 3 is not used by scheme kfold: ignored (repeats is read by "
+                                "scheme iterated_kfold)"]
+    plain = validate({**base, "validation": {"scheme": "kfold", "k": 2}})
+    assert "repeats" not in yaml.safe_load(plain.to_yaml())["validation"]
+    assert yaml.safe_load(meant.to_yaml())["validation"]["repeats"] == 3
+    replayed = validate(yaml.safe_load(plain.to_yaml()))
+    dataset.warnings.clear()
+    plan(replayed.validation, dataset, np.arange(n), seed=0)
+    assert dataset.warnings == []
     many = validate({**base, "validation": {"scheme": "iterated_kfold", "k": 5, "repeats": 200}})
     dataset.warnings.clear()
     assert len(plan(many.validation, dataset, np.arange(n), seed=0)) == 1000

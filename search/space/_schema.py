@@ -234,6 +234,13 @@ class DataSection(_Strict):
         return self.as_images or self.source.startswith("images:")
 
 
+# The validation settings each scheme reads; another one given is ignored, and a warning says so.
+_SCHEME_READS = {"holdout": {"fraction", "stratify", "shuffle"}, "kfold": {"k", "stratify", "shuffle"},
+                 "iterated_kfold": {"k", "repeats", "stratify", "shuffle"},
+                 "group_kfold": {"k", "stratify", "shuffle"},
+                 "time_series": {"k", "gap", "max_train_size", "val_size", "stratify", "shuffle"}}
+
+
 class ValidationSection(_Strict):
     scheme: Literal["holdout", "kfold", "iterated_kfold", "group_kfold", "time_series"] = "kfold"
     k: int = Field(5, ge=2)
@@ -244,6 +251,11 @@ class ValidationSection(_Strict):
     gap: int = Field(0, ge=0)     # time_series: times (rows without data.order) left out before each validation block
     max_train_size: int | None = Field(None, ge=1)  # time_series: a rolling window of at most this many times
     val_size: int | None = Field(None, ge=1)        # time_series: each validation block's times (the horizon)
+
+    def unread(self) -> list[str]:
+        """The settings with a value that this scheme does not read (``repeats`` for plain k-fold ...)."""
+        reads = _SCHEME_READS[self.scheme]
+        return [name for name in ("k", "repeats", "fraction", "gap", "max_train_size", "val_size") if name not in reads]
 
     # Field validators (not one model validator), so that a message names validation.shuffle itself.
     @field_validator("shuffle")
@@ -428,7 +440,13 @@ class Space(_Strict):
         return resolved
 
     def to_yaml(self) -> str:
-        return dump_yaml(self.model_dump(mode="json", exclude_none=True))
+        data = self.model_dump(mode="json", exclude_none=True)
+        # Settings the scheme does not read are left out, so that a replayed config warns only about those
+        # its writer gave (a `repeats: 3` written under kfold, meant for iterated_kfold, is said).
+        for name in self.validation.unread():
+            if name not in self.validation.model_fields_set:
+                data["validation"].pop(name, None)
+        return dump_yaml(data)
 
     def grid(self) -> dict[str, list[Any]]:
         """The search space for Optuna's GridSampler; every distribution must be finite."""
