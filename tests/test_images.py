@@ -264,6 +264,16 @@ def test_a_reproduced_image_model_is_served_images_of_any_number_type(cnn_study,
     expected = np.asarray(served.predict(pixels.astype(np.float32)))
     assert expected.shape == (4, 10)
     np.testing.assert_allclose(np.asarray(served.predict(pixels)), expected, rtol=1e-5)
+    # Pixels as stored (0-16 here, 0-255 in a PNG) gave one class with full confidence; other shapes met
+    # TensorFlow's own errors. Both are refused in words.
+    with pytest.raises(ValueError, match=r"pixel values up to 16, but the model was trained on pixel values in "
+                                         r"\[0, 1\]"):
+        served.predict(pixels * 16)
+    with pytest.raises(ValueError, match=r"images of shape \(8, 8, 1\): the model takes a batch of shape "
+                                         r"\(n, 8, 8, 1\).*leading axis of a batch"):
+        served.predict(pixels[0])
+    with pytest.raises(ValueError, match="grey images need their channel axis"):
+        served.predict(pixels[..., 0])
     # Where this package is not installed: the layers come from the model's own code folder.
     code = ("import sys, json, numpy as np; sys.modules['search'] = None; import mlflow.pyfunc; "
             f"m = mlflow.pyfunc.load_model({local!r}); "

@@ -388,7 +388,8 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
         texts={"config/resolved.yaml": target.space.to_yaml(),
                "reproduce.json": json.dumps(summary, indent=2, default=float)}, model=final,
         columns=report.model_io.get("inputs", {}).get("features"), outputs=served.output_names(report.model_io),
-        one_hot=report.model_io.get("inputs", {}).get("one_hot"), fills=target.space.data.missing != "refuse")
+        one_hot=report.model_io.get("inputs", {}).get("one_hot"), fills=target.space.data.missing != "refuse",
+        pixel_max=float(np.max(prepared.dataset.X[prepared.dev_idx])) if prepared.dataset.X.ndim > 2 else None)
 
 
 def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:

@@ -88,6 +88,31 @@ def _finite(columns: dict[str, Any]) -> None:
                          f"computes in float32 and would predict NaN for them")
 
 
+def _images_as_trained(data: Any, shape: tuple[Any, ...], pixel_max: float | None) -> None:
+    """Images of another shape met TensorFlow's own errors (a matrix size, a filter depth, an unknown
+    TensorShape); pixels of 0-255 given to a model trained on 0-1 gave every image one class with full
+    confidence, without a word."""
+    import numpy as np
+
+    wanted = "(n, " + ", ".join(str(d) for d in shape) + ")"
+    if data.ndim != len(shape) + 1 or any(d is not None and d != got for d, got in zip(shape, data.shape[1:])):
+        hint = ""
+        if data.shape == tuple(shape):
+            hint = "; one image needs the leading axis of a batch: images[None]"
+        elif data.ndim == len(shape) and tuple(data.shape[1:]) == tuple(shape[:-1]) and shape[-1] == 1:
+            hint = "; grey images need their channel axis: images[..., None]"
+        elif data.ndim == len(shape) + 1 and data.shape[-1] != shape[-1]:
+            hint = f"; the model takes {shape[-1]} channel(s), these have {data.shape[-1]}"
+        raise ValueError(f"images of shape {tuple(data.shape)}: the model takes a batch of shape {wanted}, "
+                         f"as reproduce.json's 'model' entry says{hint}")
+    if pixel_max is not None and pixel_max <= 1.0 and data.size:
+        top = float(np.nanmax(data))
+        if top > 1.0 + 1e-3:
+            raise ValueError(f"pixel values up to {top:g}, but the model was trained on pixel values in [0, 1] "
+                             f"(8-bit values / 255): divide by the type's maximum first (images / 255.0); "
+                             f"as they are, the model would give every image one class with full confidence")
+
+
 def _import_layers() -> None:
     # Importing registers the layers with Keras; the installed package's first, so that one process never
     # holds two classes under one registered name where it also trains.
@@ -106,11 +131,12 @@ class _NamedOutputs:
     predict failed on no rows)."""
 
     def __init__(self, inner: Any, columns: list[str] | None, encoding: dict[str, Any] | None = None,
-                 refuses_missing: bool = False) -> None:
+                 refuses_missing: bool = False, pixel_max: float | None = None) -> None:
         self._inner = inner
         self._columns = columns
         self._encoding = encoding
         self._refuses_missing = refuses_missing
+        self._pixel_max = pixel_max
 
     def get_raw_model(self) -> Any:
         return self._inner.get_raw_model()
@@ -141,6 +167,8 @@ class _NamedOutputs:
             columns = self._columns if self._columns and len(self._columns) == width else None
             return pd.DataFrame(np.asarray(out).reshape(len(data), width), index=data.index, columns=columns)
         if isinstance(data, np.ndarray):
+            if len(model.input_shape) > 2:
+                _images_as_trained(data, tuple(model.input_shape[1:]), self._pixel_max)
             if self._refuses_missing and data.ndim == 2 and np.issubdtype(data.dtype, np.floating):
                 _no_missing({f"column {j}": np.isnan(data[:, j]) for j in range(data.shape[1])})
             if data.ndim == 2 and np.issubdtype(data.dtype, np.number):
@@ -161,7 +189,7 @@ def _load_pyfunc(path: str) -> Any:
         with open(outputs_file, encoding="utf-8") as f:
             saved = json.load(f)
         columns, encoding = [str(c) for c in saved["columns"]] or None, saved.get("encoding")
-        refuses = bool(saved.get("refuses_missing"))
+        refuses, pixel_max = bool(saved.get("refuses_missing")), saved.get("pixel_max")
     else:
-        refuses = False
-    return _NamedOutputs(inner, columns, encoding, refuses)
+        refuses, pixel_max = False, None
+    return _NamedOutputs(inner, columns, encoding, refuses, pixel_max)

@@ -17,7 +17,7 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
                      tags: dict[str, Any], params: dict[str, Any], metrics: dict[str, float],
                      texts: dict[str, str], model: Any, columns: list[str] | None = None,
                      outputs: list[str] | None = None, one_hot: dict[str, list[str]] | None = None,
-                     fills: bool = True) -> str:
+                     fills: bool = True, pixel_max: float | None = None) -> str:
     """One finished ``reproduce`` run in the study's experiment, nested under the study's run when it exists.
 
     Holds the test metrics, the final model as an MLflow Keras model (``model/``, loadable with
@@ -29,6 +29,7 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
     With ``one_hot`` (each category column's values, as data.categorical: one_hot encoded them) the pyfunc
     form takes the category columns raw and encodes them itself; the Keras form takes them encoded.
     ``fills``: the model fills missing values (data.missing); without, its pyfunc form refuses them by name.
+    ``pixel_max``: an image model's largest training pixel value, which its pyfunc form holds images to.
     """
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
@@ -48,7 +49,7 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
                          metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)])
         for name, text in texts.items():
             client.log_text(run_id, redact(text), name)
-        _log_keras_model(client, run_id, model, columns, outputs, one_hot or {}, fills)
+        _log_keras_model(client, run_id, model, columns, outputs, one_hot or {}, fills, pixel_max)
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise
@@ -98,7 +99,8 @@ def _run_is_active(client: Any, run_id: str) -> bool:
 
 
 def _log_keras_model(client: Any, run_id: str, model: Any, columns: list[str] | None,
-                     outputs: list[str] | None, one_hot: dict[str, list[str]], fills: bool) -> None:
+                     outputs: list[str] | None, one_hot: dict[str, list[str]], fills: bool,
+                     pixel_max: float | None = None) -> None:
     """Saved locally with the Keras flavour, then uploaded with the client: no global MLflow state, and
     explicit requirements, so MLflow never loads the model again to infer them."""
     import tempfile
@@ -130,7 +132,8 @@ def _log_keras_model(client: Any, run_id: str, model: Any, columns: list[str] | 
         named = _pyfunc_inputs(Path(tmp) / "model", signature, columns, model.input_shape, one_hot, outputs)
         _with_own_loader(Path(tmp) / "model", outputs,
                          {"features": columns, "one_hot": one_hot} if named and one_hot else None,
-                         refuses_missing=not fills and len(model.input_shape) == 2)
+                         refuses_missing=not fills and len(model.input_shape) == 2,
+                         pixel_max=pixel_max if len(model.input_shape) > 2 else None)
         client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
 
 
@@ -169,7 +172,7 @@ def _pyfunc_inputs(folder: Path, signature: Any, columns: list[str] | None, inpu
 
 
 def _with_own_loader(folder: Path, outputs: list[str] | None, encoding: dict[str, Any] | None = None,
-                     refuses_missing: bool = False) -> None:
+                     refuses_missing: bool = False, pixel_max: float | None = None) -> None:
     """Make the saved model's pyfunc form load through search/tracking/_pyfunc_loader.py, shipped in ``code/``
     with a copy of this package's layers.
 
@@ -179,6 +182,7 @@ def _with_own_loader(folder: Path, outputs: list[str] | None, encoding: dict[str
     ``mlflow.keras.load_model`` loads the same file. ``encoding``: the features in the model's order and the
     one-hot values of each category column, with which the loader encodes raw category columns.
     ``refuses_missing``: the model has no fill, so a missing value is refused by name (it gave NaN).
+    ``pixel_max``: the training images' largest pixel value; images far beyond it are refused.
     """
     import json
     import shutil
@@ -191,10 +195,11 @@ def _with_own_loader(folder: Path, outputs: list[str] | None, encoding: dict[str
     code.mkdir()
     shutil.copyfile(_pyfunc_loader.__file__, code / "search_pyfunc_loader.py")
     shutil.copyfile(layers.__file__, code / "search_model_layers.py")
-    if outputs or encoding or refuses_missing:
+    if outputs or encoding or refuses_missing or pixel_max is not None:
         (folder / _pyfunc_loader.OUTPUTS_FILE).write_text(json.dumps(
             {"columns": [str(c) for c in outputs or []], **({"encoding": encoding} if encoding else {}),
-             "refuses_missing": refuses_missing}), encoding="utf-8")
+             "refuses_missing": refuses_missing, **({"pixel_max": pixel_max} if pixel_max is not None else {})}),
+            encoding="utf-8")
     saved = Model.load(str(folder))
     saved.flavors["python_function"].update(loader_module="search_pyfunc_loader", code="code")
     saved.save(str(folder / "MLmodel"))
