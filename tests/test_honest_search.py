@@ -392,3 +392,36 @@ def test_the_data_loss_of_a_penalized_binary_or_regression_model_is_its_predicti
     pred = np.asarray(model(X[300:], training=False))
     assert result.best_val_loss == pytest.approx(float(np.mean(scoring.row_losses(task, y[300:], pred))), rel=1e-4)
     assert result.best_penalty > 0
+
+
+def test_a_picked_trial_that_does_better_with_its_regularizers_off_is_said():
+    """The run said "33.6 % lower than the unregularized baseline" while the ablation just below it found the
+    same config better with every regularizer off: the gain came from the learning rate, and the headline
+    is what a reader quotes. A note now says so, after the ablation's table and in status and best."""
+    import math
+
+    import optuna
+
+    from search.reproduction.ablation import AblationRow, format_table
+    from search.review.display import regularizers_hurt, why_ended
+
+    picked = optuna.create_study()
+    picked.enqueue_trial({})
+    picked.optimize(lambda t: 0.1673, n_trials=1)
+    hurt = [AblationRow("all regularizers", 0.1027, -0.06457, 0.0044, 2, 0),
+            AblationRow("dropout", 0.15, -0.017, 0.01, 2, 1)]
+    table = format_table(picked.best_trial, hurt)
+    assert table.endswith("note: the regularizers did not help trial 0: with all of them off its config scores "
+                          "val_loss 0.1027, 0.06457 lower than with them on (the ablation's table); its gain over "
+                          "the baseline came from its other settings (learning rate, capacity, epochs), not from "
+                          "regularization"), table
+    # Within twice its paired standard error, or bought, nothing is said.
+    assert regularizers_hurt(0, [AblationRow("all regularizers", 0.16, -0.007, 0.005, 3, 0)]) == ""
+    assert regularizers_hurt(0, [AblationRow("all regularizers", 0.2, 0.03, 0.01, 3, 0)]) == ""
+    assert regularizers_hurt(0, [AblationRow("all regularizers", 0.16, -0.007, math.nan, 1, 0)]).startswith("note:")
+    # Stored with the study, it is among the lines status and best print.
+    picked.set_user_attr("ablation", {"trial": 0, "rows": [vars(r) for r in hurt]})
+    assert any(line.startswith("note: the regularizers did not help trial 0") for line in why_ended(picked))
+    picked.set_user_attr("ablation", {"trial": 0, "rows": [vars(AblationRow("all regularizers", 0.2, 0.03, 0.01,
+                                                                            3, 0))]})
+    assert not any("did not help" in line for line in why_ended(picked))

@@ -24,10 +24,11 @@ import numpy as np
 
 from search.space import Space, nest
 from search._redact import redact
+from search.review import display
 
 SUFFIX = ".ablation"
 ATTR = "ablation"         # the table, on the main study
-ALL_OFF = "all regularizers"
+ALL_OFF = display.ALL_OFF  # "all regularizers": the row the review reads
 
 
 @dataclass
@@ -125,7 +126,8 @@ def format_table(picked: Any, rows: list[AblationRow]) -> str:
     head = (f"what regularization bought (trial {picked.number}, val_loss {picked.values[0]:.4g}; the same config "
             f"with regularizers switched off, same splits and seeds; bought = val_loss off - val_loss on, "
             f"mean over splits ± its paired standard error):")
-    return "\n".join([head] + [r.line() for r in rows])
+    hurt = display.regularizers_hurt(picked.number, rows)
+    return "\n".join([head] + [r.line() for r in rows] + ([hurt] if hurt else []))
 
 
 def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | None = None) -> list[AblationRow]:

@@ -276,7 +276,32 @@ def why_ended(study: Any) -> list[str]:
                      f"features carry the signal (study.workflow: phased compares with a linear model)")
     elif (still := _still_improving(study)) is not None:
         lines.append(still)
+    stored = study.user_attrs.get("ablation") or {}
+    if stored.get("trial") is not None:
+        from types import SimpleNamespace
+
+        hurt = regularizers_hurt(int(stored["trial"]), [SimpleNamespace(**r) for r in stored.get("rows", [])])
+        if hurt:
+            lines.append(hurt)
     return lines
+
+
+# The ablation's row of every regularizer switched off (search/reproduction/ablation.py names it so).
+ALL_OFF = "all regularizers"
+
+
+def regularizers_hurt(picked: int, rows: list[Any]) -> str:
+    """A note where the picked trial's config scores better with all its regularizers off, beyond the noise
+    of its splits: its gain over the unregularized baseline came from its other settings, and the headline
+    "x % lower than the baseline" was read as what regularization bought."""
+    off = next((r for r in rows if r.label == ALL_OFF), None)
+    if off is None or not off.bought < 0:
+        return ""
+    if math.isfinite(off.bought_se) and -off.bought < 2 * off.bought_se:
+        return ""
+    return (f"note: the regularizers did not help trial {picked}: with all of them off its config scores val_loss "
+            f"{off.val_loss:.4g}, {-off.bought:.4g} lower than with them on (the ablation's table); its gain over "
+            f"the baseline came from its other settings (learning rate, capacity, epochs), not from regularization")
 
 
 def _still_improving(study: Any) -> str | None:
