@@ -89,6 +89,9 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     out = capsys.readouterr().out
     assert "verify: every split matches" in out and re.search(r"test set \((one look|look \d+)\)", out)
     assert "the model takes 4 feature columns (raw) and gives 3 probabilities, one per class" in out
+    # Four epochs of iris: splits that peaked at their last epoch make the rule's count a lower bound.
+    at_end = sum(s["best_epoch"] == s["epochs_run"] for s in best.user_attrs["splits"])
+    assert (f"note: {at_end} of 3 split(s) peaked at the last epoch they trained" in out) == (at_end >= 2), out
     assert run_cli("reproduce", NAME, "--run-id", best.user_attrs["mlflow_run_id"], "--home", home) == 0
     assert run_cli("reproduce", NAME, "--config", path, "--home", home, "--register", "iris-final") == 0
     assert "registered as iris-final version 1 in MLflow's model registry (models:/iris-final/1)" in \
@@ -413,3 +416,16 @@ def test_a_time_series_alarm_judges_the_last_split_which_was_validated_just_befo
     study = optuna.load_study(study_name="ts-alarm", storage=f"sqlite:///{home / 'optuna.db'}")
     last = max(study.trials[0].user_attrs["splits"], key=lambda s: s["split"])
     assert f"vs cross-validation {last['best_val_loss']:.4g} ± 0 over 1 split(s)" in out, out
+
+
+def test_the_epoch_rule_says_when_its_count_is_a_lower_bound():
+    """Every split peaked at the epoch cap, and reproduce trained the final model for half as many epochs
+    without a word: a small class was never predicted."""
+    from search.reproduction.final import censored_epochs
+
+    capped = [{"split": k, "best_epoch": 6, "epochs_run": 6} for k in range(2)]
+    assert censored_epochs(capped, 3).startswith("note: 2 of 2 split(s) peaked at the last epoch they trained, "
+                                                 "still improving, so the rule's 3 epoch(s) are a lower bound")
+    stopped = [{"split": k, "best_epoch": 6, "epochs_run": 6, "stop_reason": "early stopping"} for k in range(2)]
+    turned = [{"split": 0, "best_epoch": 4, "epochs_run": 6}, {"split": 1, "best_epoch": 6, "epochs_run": 6}]
+    assert censored_epochs(stopped, 3) == censored_epochs(turned, 3) == censored_epochs([], 3) == ""
