@@ -333,3 +333,26 @@ def test_a_builders_digest_is_the_same_in_every_process():
                               env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip()
                for seed in ("1", "2", "3")}
     assert len(digests) == 1 and len(next(iter(digests))) == 16, digests
+
+
+def test_a_y_of_numbers_with_a_few_text_cells_is_refused_by_its_cells(tmp_path):
+    """Stay lengths read from a CSV whose cells say "3 days" and ">30" came in as text: each length became a
+    class, and the run failed on "classes seen only in the test rows", never naming the cells."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)})
+    for y in (pd.Series([f"{v:.1f}" for v in rng.exponential(3, 60)], name="stay_days"),
+              pd.Series(list(rng.exponential(3, 60)), name="stay_days", dtype=object)):
+        y[7], y[20] = "3 days", ">30"
+        with pytest.raises(search.DataError, match=r"target 'stay_days' of the y passed holds numbers, but it is "
+                                                   r"read as text for its cells such as '3 days', '>30' \(2 in all, "
+                                                   r"first at row 7"):
+            search.run({"study": {"name": "stays"}, "data": {"source": "arrays"}}, x=x, y=y, home=tmp_path / "h")
+    assert not (tmp_path / "h").exists()
+    # Labels that are words stay labels, and data.task: classification keeps number-like texts as classes.
+    from search.api._arrays import _numbers_held_as_text
+
+    _numbers_held_as_text(pd.Series(rng.choice(["short", "long"], 60)), "y", "auto")
+    _numbers_held_as_text(y, "y", "classification")
+    _numbers_held_as_text(np.asarray(["1.5", "2.5"] * 30), "y", "auto")  # every cell a number: not refused here

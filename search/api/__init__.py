@@ -102,12 +102,13 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         roles = {f"data.{key}": raw["data"][key] for key in ("group", "order") if raw["data"].get(key)}
         ignored = raw["data"].get("source") if x is not None else None  # a space file's own data, set aside
         if x is not None and y is not None:
-            source, row_shape = _save_arrays(home, raw["study"]["name"], x, y, ("x", "y"), made, fills, roles=roles)
+            source, row_shape = _save_arrays(home, raw["study"]["name"], x, y, ("x", "y"), made, fills, roles=roles,
+                                             task=loaded.data.task)
             raw["data"]["source"], raw["data"]["target"] = f"npz:{source}", None
             named[str(source)] = ("x", "y")
         if x_test is not None and y_test is not None:
             test, _ = _save_arrays(home, raw["study"]["name"] + "-test", x_test, y_test, ("x_test", "y_test"), made,
-                                   fills, row_shape, roles=roles)
+                                   fills, row_shape, roles=roles, task=loaded.data.task)
             raw["data"]["test"] = f"npz:{test}"
             named[str(test)] = ("x_test", "y_test")
             raw["data"]["test_size"] = None  # the rows given are the test rows: nothing is drawn

@@ -116,12 +116,13 @@ def _no_missing_labels(gaps: np.ndarray, name: str) -> None:
 
 def _save_arrays(home: Path, name: str, x: Any, y: Any, names: tuple[str, str],
                  made: list[Path], fills: bool = False, row_shape: tuple[int, ...] | None = None,
-                 roles: dict[str, str] | None = None) -> tuple[Path, tuple[int, ...]]:
+                 roles: dict[str, str] | None = None, task: str = "auto") -> tuple[Path, tuple[int, ...]]:
     """In-memory rows as an npz under ``<home>/data``, named by their content: the same arrays, the same file.
     Returns the file and the shape of one row of ``x``; ``row_shape``: the shape the development rows have
     (for test rows), checked here so that the message names the arguments, not the files they went to.
     ``roles``: ``data.group`` / ``data.order`` by the columns of ``x`` they name, which are taken out of the
-    features and saved as the arrays of those names, as the npz reader takes them."""
+    features and saved as the arrays of those names, as the npz reader takes them. ``task``: data.task, with
+    which a ``y`` of numbers held as text is refused by its cells unless it says classification."""
     extras: dict[str, Any] = {}
     for field, column in (roles or {}).items():
         if not hasattr(x, "columns"):
@@ -137,6 +138,7 @@ def _save_arrays(home: Path, name: str, x: Any, y: Any, names: tuple[str, str],
     columns = getattr(x, "columns", None)  # a pandas frame's column names, kept for the summary and the model
     given = x
     _same_rows(x, y, names)
+    _numbers_held_as_text(y, names[1], task)
     x, y = _plain(x, names[0]), _plain(y, names[1], labels=True)
     if x.dtype == object or y.dtype == object:
         raise SpaceError("in-memory data must be numeric or string arrays, not Python objects",
@@ -173,6 +175,25 @@ def _save_arrays(home: Path, name: str, x: Any, y: Any, names: tuple[str, str],
         tmp.replace(path)
         made.append(path)
     return path, tuple(x.shape[1:])
+
+
+def _numbers_held_as_text(y: Any, name: str, task: str) -> None:
+    """A ``y`` of stay lengths read from a CSV whose few cells say ``3 days`` or ``>30`` is text: as labels each
+    length was a class, and the study failed later on classes seen only in the test rows, never naming the
+    cells. The CSV reader's check, in the words of the argument."""
+    import pandas as pd
+
+    from search.data import _csv_target
+
+    if isinstance(y, pd.DataFrame) and y.shape[1] == 1:
+        y = y.iloc[:, 0]
+    values = y if isinstance(y, pd.Series) else pd.Series(np.asarray(y).ravel()) if np.ndim(y) == 1 else None
+    if values is None or not _csv_target.holds_text(values):
+        return
+    if pd.to_numeric(values.dropna().astype(str).str.strip(), errors="coerce").notna().all():
+        return  # every cell a number written as text: _plain's and the data checks' to read
+    column = str(values.name) if values.name is not None else name
+    _csv_target.number_target_as_text(values.reset_index(drop=True), column, task, Path(f"the {name} passed"), name)
 
 
 def _same_rows(x: Any, y: Any, names: tuple[str, str]) -> None:
