@@ -356,3 +356,38 @@ def test_a_y_of_numbers_with_a_few_text_cells_is_refused_by_its_cells(tmp_path):
     _numbers_held_as_text(pd.Series(rng.choice(["short", "long"], 60)), "y", "auto")
     _numbers_held_as_text(y, "y", "classification")
     _numbers_held_as_text(np.asarray(["1.5", "2.5"] * 30), "y", "auto")  # every cell a number: not refused here
+
+
+def test_a_frame_with_text_categories_is_one_hot_encoded_as_a_csv_is(tmp_path):
+    """A notebook frame with text columns was refused ("encode them first") while the docs said text columns
+    were taken and data.categorical: one_hot was not even read: a CSV's categories were encoded, a frame's
+    could not be. The frame now goes in as a CSV would, group column and test rows included."""
+    import io
+
+    import optuna
+    import pandas as pd
+
+    from search.studies import lifecycle as studies
+
+    rng = np.random.default_rng(0)
+
+    def frame(n):
+        x = pd.DataFrame({"age": rng.normal(50, 10, n), "sex": rng.choice(["M", "F"], n),
+                          "ward": pd.Categorical(rng.choice(["icu", "gen"], n)), "pid": rng.integers(0, 40, n)})
+        return x, pd.Series(x["age"] / 10 + (x["ward"] == "icu") * 3 + rng.normal(size=n), name="stay")
+
+    (x, y), (x_test, y_test) = frame(120), frame(30)
+    x.loc[3, "age"] = np.nan
+    space = {"study": {"name": "wards", "n_trials": 1, "ablation": False},
+             "data": {"source": "arrays", "categorical": "one_hot", "missing": "median", "group": "pid"},
+             "validation": {"scheme": "group_kfold", "k": 2}, "train": {"epochs": 2}}
+    with pytest.raises(search.SpaceError, match=r"x's column\(s\) 'sex', 'ward' are not numeric; set "
+                                                r"data.categorical: one_hot"):
+        search.run({**space, "data": {"source": "arrays"}}, x=x, y=y, home=tmp_path / "refused")
+    search.run(space, x=x, y=y, x_test=x_test, y_test=y_test, home=tmp_path / "h", out=io.StringIO())
+    study = optuna.load_study(study_name="wards",
+                              storage=studies.make_storage(studies.default_storage(tmp_path / "h")))
+    summary = study.user_attrs["data_summary"]
+    assert summary["feature_names"] == ["age", "sex=F", "sex=M", "ward=gen", "ward=icu"], summary
+    assert summary["test_rows"] == 30 and study.trials[0].state.name == "COMPLETE"
+    assert sorted(p.suffix for p in (tmp_path / "h" / "data").iterdir()) == [".csv", ".csv"]

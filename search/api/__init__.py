@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Callable, TextIO
 
 import numpy as np
 
+from search.api import _arrays
 from search.api._arrays import _save_arrays
 from search.api._errors import (_arguments, _builder_not_here, _folder, _hides_credentials, _named_by_arguments,
                                _space_argument, as_command as as_command)
@@ -101,15 +102,27 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         row_shape = None
         roles = {f"data.{key}": raw["data"][key] for key in ("group", "order") if raw["data"].get(key)}
         ignored = raw["data"].get("source") if x is not None else None  # a space file's own data, set aside
+        # Text columns to encode: the frames go to a CSV, read as a CSV source is (categories, drop, roles).
+        as_csv = loaded.data.categorical == "one_hot" and x is not None and _arrays.has_text_columns(x)
+        target = str(getattr(y, "name", None) or "y")
         if x is not None and y is not None:
-            source, row_shape = _save_arrays(home, raw["study"]["name"], x, y, ("x", "y"), made, fills, roles=roles,
-                                             task=loaded.data.task)
-            raw["data"]["source"], raw["data"]["target"] = f"npz:{source}", None
+            if as_csv:
+                source = _arrays.save_frame(home, raw["study"]["name"], x, y, ("x", "y"), made, target,
+                                            loaded.data.task)
+                raw["data"]["source"], raw["data"]["target"] = f"csv:{source}", target
+            else:
+                source, row_shape = _save_arrays(home, raw["study"]["name"], x, y, ("x", "y"), made, fills,
+                                                 roles=roles, task=loaded.data.task)
+                raw["data"]["source"], raw["data"]["target"] = f"npz:{source}", None
             named[str(source)] = ("x", "y")
         if x_test is not None and y_test is not None:
-            test, _ = _save_arrays(home, raw["study"]["name"] + "-test", x_test, y_test, ("x_test", "y_test"), made,
-                                   fills, row_shape, roles=roles, task=loaded.data.task)
-            raw["data"]["test"] = f"npz:{test}"
+            if as_csv:
+                test = _arrays.save_frame(home, raw["study"]["name"] + "-test", x_test, y_test,
+                                          ("x_test", "y_test"), made, target, loaded.data.task)
+            else:
+                test, _ = _save_arrays(home, raw["study"]["name"] + "-test", x_test, y_test, ("x_test", "y_test"),
+                                       made, fills, row_shape, roles=roles, task=loaded.data.task)
+            raw["data"]["test"] = f"{'csv' if as_csv else 'npz'}:{test}"
             named[str(test)] = ("x_test", "y_test")
             raw["data"]["test_size"] = None  # the rows given are the test rows: nothing is drawn
         if builder is not None:

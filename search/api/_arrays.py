@@ -53,8 +53,10 @@ def _plain(values: Any, name: str, labels: bool = False) -> np.ndarray:
             single = columns[0]
             return single.astype(str) if text and all(isinstance(v, str) for v in single) else single
         if text:
-            raise SpaceError(f"{name}'s column(s) {', '.join(map(repr, text[:5]))} are not numeric; encode them as "
-                             f"numbers first (a category as one 0/1 column per value: pandas.get_dummies)",
+            raise SpaceError(f"{name}'s column(s) {', '.join(map(repr, text[:5]))} are not numeric; set "
+                             f"data.categorical: one_hot, which encodes a category as one 0/1 column per value (and "
+                             f"the final model's pyfunc form then takes it as text), or encode them first "
+                             f"(pandas.get_dummies)",
                              field=name, expected="numeric, boolean or categorical-number columns")
         return np.column_stack(columns) if columns else np.zeros((len(frame), 0))
     array = np.asarray(values)
@@ -175,6 +177,54 @@ def _save_arrays(home: Path, name: str, x: Any, y: Any, names: tuple[str, str],
         tmp.replace(path)
         made.append(path)
     return path, tuple(x.shape[1:])
+
+
+def has_text_columns(x: Any) -> bool:
+    """A pandas frame with a column of text (or of text categories): data.categorical: one_hot's to encode."""
+    pd = sys.modules.get("pandas")
+    if pd is None or not isinstance(x, pd.DataFrame):
+        return False
+    for i in range(x.shape[1]):
+        data = x.iloc[:, i]
+        if isinstance(data.dtype, pd.CategoricalDtype):
+            data = data.astype(data.cat.categories.dtype)
+        if not (pd.api.types.is_bool_dtype(data) or pd.api.types.is_numeric_dtype(data)
+                or pd.api.types.is_datetime64_any_dtype(data) or _numbers_with_gaps(pd, data)):
+            return True
+    return False
+
+
+def save_frame(home: Path, name: str, x: Any, y: Any, names: tuple[str, str], made: list[Path], target: str,
+               task: str = "auto") -> Path:
+    """A frame with text columns and its targets as a CSV under ``<home>/data``, named by its content, so that
+    ``data.categorical: one_hot`` encodes its categories as it does a CSV's, and the final model's pyfunc
+    form takes them as text (an npz holds numbers only: the text columns were refused)."""
+    import pandas as pd
+
+    _same_rows(x, y, names)
+    _numbers_held_as_text(y, names[1], task)
+    if target in x.columns:
+        raise DataError(f"{names[0]} has a column named {target!r}, the name of {names[1]}; rename one of them",
+                        field=names[1], expected=f"a name that is not a column of {names[0]}", found=target)
+    labels = y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else np.asarray(y)
+    if labels.ndim != 1 and not (labels.ndim == 2 and labels.shape[1] == 1):
+        raise DataError(f"{names[1]} must hold one label or value per row", field=names[1],
+                        expected=f"shape ({len(x)},)", found=f"shape {labels.shape}")
+    if len(labels) != len(x):
+        raise DataError(f"{names[0]} has {len(x)} rows but {names[1]} has {len(labels)}", field=names[1],
+                        expected=f"one {names[1]} value per row of {names[0]}", found=f"{len(labels)} values")
+    frame = x.reset_index(drop=True).copy()
+    frame[target] = labels.ravel()
+    text = frame.to_csv(index=False).encode("utf-8")
+    digest = hashlib.sha256(text).hexdigest()[:12]
+    path = (home / "data" / f"{name}-{digest}.csv").resolve()
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(text)
+        tmp.replace(path)
+        made.append(path)
+    return path
 
 
 def _numbers_held_as_text(y: Any, name: str, task: str) -> None:
