@@ -436,6 +436,10 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     # A text feature column: what to do with it depends on what it holds.
     ("text-feature-thousands-separators", csv(_frame().assign(a=[f"{1000 + i:,}" for i in range(30)])), "data.source",
      ["column 'a'", "not numeric", "thousands separators", "found '1,000'"]),
+    # A file of decimal commas: 769,0 has only its decimal mark; 1.317,0 shows the separator the message names.
+    ("text-feature-european-thousands",
+     csv("a;b;label\n" + "".join(f"{'1.317,0' if i == 5 else f'{700 + i},0'};{i},5;{i % 2}\n" for i in range(30))),
+     "data.source", ["column 'a'", "thousands separators", "such as '1.317,0'"]),
     ("text-feature-dates", csv(_frame().assign(a=[f"2024-01-{i + 1:02d}" for i in range(30)])), "data.source",
      ["column 'a'", "it holds dates", "data.order"]),
     ("text-feature-free-text", csv(_frame().assign(a=[f"customer {i}" for i in range(30)])), "data.source",

@@ -242,7 +242,10 @@ def _text_column_hint(values: Any, column: Any) -> str:
     if (numeric.str.fullmatch(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?") | (numeric == "")).mean() > 0.9:
         stray = next((v for v, n in zip(text, numeric) if not re.fullmatch(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", n)),
                      None)
-        signed = next((v for v, n in zip(text, numeric) if v != n), None)  # a cell that had separators or signs
+        # A cell that had separators or signs; the one with the most, since in a file of decimal commas a cell
+        # such as 769,0 has only its decimal mark and 1.317,0 shows the separator.
+        marked = [v for v, n in zip(text, numeric) if v != n]
+        signed = max(marked, key=lambda v: len(re.findall(r"[.,\s$€£%]", v))) if marked else None
         how = ("cells of spaces only" if stray == "" else f"cells such as {stray!r}" if stray is not None else
                f"thousands separators, currency or percent signs, such as {signed!r}" if signed is not None else
                "thousands separators, currency or percent signs")
