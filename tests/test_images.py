@@ -374,3 +374,21 @@ def test_images_past_pillows_bomb_guard_are_named_and_a_folder_too_large_for_mem
     assert "24×24×3 each" in str(err.value) and "e.g. [16, 16]" in str(err.value)
     # Shrunk as they are read, they fit.
     assert data.load(_section(tmp_path, tmp_path / "shapes", image_size=[16, 16])).X.shape == (9, 16, 16, 3)
+
+
+def test_the_printed_line_says_how_images_were_prepared_as_they_were():
+    """It said "resized to data.image_size" for a folder read without one, and "as data.as_images read the
+    npz" of floats the API was given as they were."""
+    from types import SimpleNamespace
+
+    from search.reproduction import served
+
+    def io(source: str, image_size=None) -> str:
+        ds = SimpleNamespace(feature_names=None, input_shape=(32, 32, 3), source=source, task="binary",
+                             classes=np.array(["a", "b"]))
+        return served.model_io(ds, None, image_size=image_size)["inputs"]["as"]
+
+    assert "each file as read (the folder's were all 32x32; data.image_size was not set) and converted to RGB" \
+        in io("images:pics")
+    assert "each file resized to 32x32 (data.image_size)" in io("images:pics", image_size=(32, 32))
+    assert "unsigned integers divided by their type's maximum (uint8 / 255) and floats as given" in io("npz:x.npz")

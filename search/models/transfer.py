@@ -113,7 +113,9 @@ def load_backbone(settings: dict[str, Any], image_hw: tuple[int, int], search_di
         if skipped:  # a partial load would train on random features without a word
             raise ValueError(f"{len(skipped)} parts of the model found no weights in the file: {skipped[0]}")
     except Exception as exc:  # wrong architecture, alpha or format: Keras raises several types
-        raise SpaceError(f"cannot load {path} into {name} ({type(exc).__name__}: {redact(str(exc))[:300]})",
+        said = redact(str(exc))
+        said = said if len(said) <= 300 else said[:300].rsplit(" ", 1)[0] + " ..."  # not cut inside a word
+        raise SpaceError(f"cannot load {path} into {name} ({type(exc).__name__}: {said})",
                          source=source, field="model.weights",
                          expected=f"weights saved from keras.applications.{name}(include_top=False"
                          f"{', alpha=' + str(settings['alpha']) if name in WITH_ALPHA else ''})") from None

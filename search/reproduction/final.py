@@ -156,7 +156,8 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
                     float(np.mean(scoring.row_losses(task, y_test, ensemble))),
                     scoring.metric(task, y_test, ensemble), study.user_attrs.get("metric", "accuracy"), alarm,
                     split_models, checks, changes)
-    report.model_io = served.model_io(prepared.dataset, space.data.target, space.data.missing)
+    report.model_io = served.model_io(prepared.dataset, space.data.target, space.data.missing,
+                                      getattr(space.data, "image_size", None))
     report.epoch_note = "" if options.epochs else censored_epochs(stored, epochs)
     report.model = final
     report.test_scores = scoring.more_scores(task, y_test, pred)

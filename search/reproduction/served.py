@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def model_io(ds: Any, target_name: str | None, missing: str = "refuse") -> dict[str, Any]:
+def model_io(ds: Any, target_name: str | None, missing: str = "refuse", image_size: Any = None) -> dict[str, Any]:
     """What the saved final model takes (raw feature rows, in this column order) and what each output means,
     so that a prediction can be read without this package: which class a sigmoid is the probability of,
     the order of a softmax's classes."""
@@ -23,7 +23,7 @@ def model_io(ds: Any, target_name: str | None, missing: str = "refuse") -> dict[
         inputs = {"features": list(ds.feature_names), "as": "raw rows (the scaler and any fill of "
                   "missing values are in the model), columns in this order"}
     elif len(ds.input_shape) > 1:
-        inputs = {"shape": list(ds.input_shape), "as": _images_taken(ds)}
+        inputs = {"shape": list(ds.input_shape), "as": _images_taken(ds, image_size)}
     else:
         inputs = {"shape": list(ds.input_shape), "as": "raw rows, columns in the source's order"}
     if "features" in inputs or "shape" in inputs and len(ds.input_shape) == 1:
@@ -43,19 +43,22 @@ def model_io(ds: Any, target_name: str | None, missing: str = "refuse") -> dict[
     return {"inputs": inputs, **output}
 
 
-def _images_taken(ds: Any) -> str:
+def _images_taken(ds: Any, image_size: Any = None) -> str:
     """How the final model's images must be prepared: as the data loader prepared the training images, which
     the model does not do itself (a uint8 image given as it is was classified with full confidence, wrongly)."""
     height, width, channels = (list(ds.input_shape) + [1])[:3]
     mode = {1: "one grey channel", 3: "RGB", 4: "RGBA"}.get(channels, f"{channels} channels")
     kind = str(ds.source).partition(":")[0]
     if kind == "images":
+        sized = (f"each file resized to {height}x{width} (data.image_size)" if image_size else
+                 f"each file as read (the folder's were all {height}x{width}; data.image_size was not set)")
         return (f"float32 images of {height}x{width} pixels, {mode}, pixel values in [0, 1] (8-bit values / 255): "
-                f"each file resized to data.image_size and converted to its colour mode, as the folder was read")
+                f"{sized} and converted to {mode}, as the folder was read")
     if kind == "sklearn":
         return "float32 8x8 digit images with one channel: sklearn.datasets.load_digits().images / 16"
-    return (f"float32 images of {height}x{width} pixels, {mode}, pixel values in [0, 1]: unsigned integers "
-            f"divided by their type's maximum (uint8 / 255), as data.as_images read the npz")
+    return (f"float32 images of {height}x{width} pixels, {mode}, pixel values as the training images had them: "
+            f"the npz (or the API's x) read with unsigned integers divided by their type's maximum (uint8 / 255) "
+            f"and floats as given")
 
 
 def output_names(io: dict[str, Any]) -> list[str]:
