@@ -325,6 +325,11 @@ def test_image_files_as_cameras_and_archives_leave_them(tmp_path):
     dataset = data.load(_folder_space(tmp_path, f"images:{root}", color_mode="grayscale").data)
     assert sorted(dataset.classes) == ["café", "cat"]  # one name, however the file system spelt it
     assert dataset.X.shape == (8, 6, 4, 1)  # the .jfif and the upright phone photo are read
+    # Each row names its file (rows.csv of a reproduce run lists them), in the order of the rows.
+    assert {unicodedata.normalize("NFC", str(r)) for r in dataset.rows} == \
+        {"cat/3.jfif", "cat/phone.jpg", *(f"{c}/{i}.png" for c in ("cat", "café") for i in range(3))}
+    phone_row = dataset.X[list(dataset.rows).index("cat/phone.jpg")]
+    assert float(phone_row.min()) == float(phone_row.max()) == pytest.approx(90 / 255, abs=2e-3)
     greys = sorted({round(float(v), 4) for v in dataset.X[:, 0, 0, 0]})
     for value in (1000, 3000, 21000, 23000):  # every 16-bit grey at its depth, none clipped to white
         assert any(abs(g - value / 65535) < 1e-4 for g in greys), (value, greys)

@@ -123,6 +123,25 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     finally:
         mlflow.set_tracking_uri(None)
     accuracy = float(np.mean(np.argmax(model.predict(X_test, verbose=0), axis=1) == y_test))
+    # rows.csv: which rows were tested and where each split put each row, by the source's row numbers, and
+    # the test rows' predictions, which give the reported accuracy.
+    local = MlflowClient(tracking_uri=study_run["uri"]).download_artifacts(run.info.run_id, "rows.csv",
+                                                                            str(tmp_path))
+    rows = pd.read_csv(local, keep_default_na=False)
+    ds = prepared.dataset
+    assert len(rows) == len(ds.X) == 149 and list(rows["row"]) == list(ds.rows)  # iris's one duplicate is out
+    assert rows["row"].max() == 149 and set(rows["source"]) == {"data.source"}
+    tested = rows[rows["role"] == "test"]
+    assert list(tested.index) == sorted(prepared.test_idx)
+    for split in prepared.splits:
+        column = rows[f"split_{split.index}"]
+        assert sorted(column.index[column == "validation"]) == sorted(split.val)
+        assert set(column[rows["role"] == "development"]) == {"train", "validation"}
+        assert set(column[rows["role"] == "test"]) == {""}
+    probabilities = tested[[f"p({c})" for c in ds.classes]].to_numpy(dtype=float)
+    assert list(tested["predicted"]) == [str(ds.classes[k]) for k in probabilities.argmax(axis=1)]
+    assert float(np.mean(tested["predicted"] == tested["target"].astype(str))) == \
+        pytest.approx(run.data.metrics["test_accuracy"])
     # A frame of raw rows as pandas reads them (float64) is what the generic flavour takes.
     frame = pd.DataFrame(X_test.astype(np.float64), columns=prepared.dataset.feature_names)
     np.testing.assert_allclose(np.asarray(served.predict(frame)), model.predict(X_test, verbose=0), rtol=1e-5)

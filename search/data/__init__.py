@@ -36,6 +36,9 @@ class Dataset:
     periods: np.ndarray | None = None
     times: list[str] = field(default_factory=list)  # each rank's time as text, for the plan of the splits
     test_times: list[str] = field(default_factory=list)  # data.test's first and last time as text (one rank above)
+    # Each row's place in the file it came from (data.source's, or data.test's where test_mask says so): a
+    # CSV's or an array's row counting from 0, an image's file relative to its folder.
+    rows: np.ndarray | None = None
     feature_names: list[str] | None = None
     duplicates_dropped: int = 0
     fingerprint: str = ""
@@ -78,6 +81,8 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
     where = str(space_path) if space_path else "<space>"
     bases = [Path.cwd()] + ([space_path.parent] if space_path else [])
     raw = read(section.source, section, bases, where, "data.source", section.split_column)
+    if raw.rows is None:
+        raw.rows = np.arange(len(raw.X))
     vocabulary = {name: sorted(set(values.tolist())) for name, values in raw.categories.items()}
     _encode_categories(raw, vocabulary, where)
     label = raw.label or section.source
@@ -98,6 +103,8 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
                         expected="sklearn:<name>" if source_kind == "sklearn" else f"{source_kind}:<path>")
     if section.test is not None:
         test = read(section.test, section, bases, where, "data.test")
+        if test.rows is None:
+            test.rows = np.arange(len(test.X))
         _encode_categories(test, vocabulary, where)
         test_label = test.label or section.test
         _conform(test, raw, test_label, label, where)
@@ -163,6 +170,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
     X = np.concatenate([p.X for p, _ in parts]).astype(np.float32)
     y = y_dev if y_test is None else np.concatenate([y_dev, y_test])
     groups = None if raw.groups is None else np.concatenate([p.groups for p, _ in parts])
+    rows = np.concatenate([p.rows for p, _ in parts]) if all(p.rows is not None for p, _ in parts) else None
     mask = None if test is None else np.arange(len(X)) >= len(raw.X)
     shared: set[Any] = set()
     if groups is not None and mask is not None:
@@ -185,7 +193,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
         raw.notes.extend(_absent_days(distinct, section.order or "order"))
         periods = ranks if test is None else np.concatenate([ranks, np.full(len(test.X), ranks.max() + 1)])
     return Dataset(X=X, y=y, task=task, classes=classes, groups=groups, has_order=raw.order is not None,
-                   periods=periods, times=times, test_times=test_times,
+                   periods=periods, times=times, test_times=test_times, rows=rows,
                    feature_names=raw.feature_names,
                    duplicates_dropped=sum(v for k, v in dropped.items() if k != "unreadable images"),
                    fingerprint=digest.hexdigest()[:16], source=section.source, images_skipped=skipped,
@@ -264,7 +272,7 @@ def _take(part: Raw, idx: np.ndarray, y: bool = True) -> None:
     part.X = part.X[idx]
     if y:
         part.y = part.y[idx]
-    for name in ("groups", "order", "test_mask"):
+    for name in ("groups", "order", "test_mask", "rows"):
         if getattr(part, name) is not None:
             setattr(part, name, getattr(part, name)[idx])
 
@@ -274,7 +282,8 @@ def _divide(raw: Raw, mask: np.ndarray, label: str, column: str, where: str) -> 
         raise DataError(f"split column '{column}' of {label} marks {'every' if mask.all() else 'no'} row as test",
                         source=where, field="data.split_column",
                         expected="some rows marked test and some train")
-    test = Raw(raw.X, raw.y, raw.groups, raw.order, raw.feature_names, raw.declared_task, label=raw.label)
+    test = Raw(raw.X, raw.y, raw.groups, raw.order, raw.feature_names, raw.declared_task, label=raw.label,
+               rows=raw.rows)
     _take(test, np.nonzero(mask)[0])
     _take(raw, np.nonzero(~mask)[0])
     raw.test_mask = test.test_mask = None

@@ -25,8 +25,9 @@ _DEEP = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, 
 
 
 def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
-                field: str = "data.source") -> tuple[np.ndarray, np.ndarray, list[Path], list[str]]:
-    """Return ``(X, class names, skipped files, notes)``; a bad image is an error unless ``skip_bad_images``."""
+                field: str = "data.source") -> tuple[np.ndarray, np.ndarray, list[Path], list[str], list[str]]:
+    """Return ``(X, class names, skipped files, notes, each row's file relative to the folder)``; a bad image
+    is an error unless ``skip_bad_images``."""
     from PIL import Image
 
     classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
@@ -48,6 +49,7 @@ def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
     X: np.ndarray | None = None  # filled in place: the pixels are held once, never as a list and a stack
     count = 0
     labels: list[str] = []
+    names: list[str] = []
     skipped: list[Path] = []
     large: list[tuple[int, Path]] = []
     first: tuple[Path, tuple[int, ...]] | None = None
@@ -73,6 +75,7 @@ def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
             X[count] = array
             count += 1
             labels.append(unicodedata.normalize("NFC", folder.name))  # macOS writes names decomposed
+            names.append(file.relative_to(root).as_posix())
             decoded += 1
         if decoded == 0:
             what = "readable images" if files else "images (" + ", ".join(sorted(SUFFIXES)) + ")"
@@ -85,7 +88,7 @@ def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
         notes.append(f"{len(large)} image(s) of {root} have more pixels than Pillow's guard against decompression "
                      f"bombs ({Image.MAX_IMAGE_PIXELS:,}); the largest is {biggest} ({pixels:,} pixels). Each is "
                      f"decoded whole{' before it is resized to data.image_size' if size else ''}")
-    return (X if count == len(X) else X[:count].copy()), np.asarray(labels), skipped, notes
+    return (X if count == len(X) else X[:count].copy()), np.asarray(labels), skipped, notes, names
 
 
 # Files a camera, a file manager or an OS leaves among photos that are never images.

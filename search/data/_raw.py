@@ -23,3 +23,6 @@ class Raw:
     # development rows' values (so that data.test gets the same columns); emptied once encoded.
     categories: dict[str, np.ndarray] = _field(default_factory=dict)
     label: str = ""                                       # the file or folder, for messages
+    # Each row's place in its source: the row of a CSV or an array counting from 0, an image's file relative
+    # to its folder; set by search.data where a reader leaves it out. Carried through every drop and sort.
+    rows: np.ndarray | None = None

@@ -183,8 +183,10 @@ def _images(name: str, section: Any, base_dirs: list[Path], where: str, field: s
     for base in base_dirs:
         candidate = (base / Path(name).expanduser()).resolve()
         if candidate.is_dir():
-            X, y, skipped, notes = read_folder(candidate, section, where, 1 if field == "data.test" else 2, field)
-            return Raw(X, y, declared_task="classification", skipped=skipped, label=str(candidate), notes=notes)
+            X, y, skipped, notes, names = read_folder(candidate, section, where, 1 if field == "data.test" else 2,
+                                                      field)
+            return Raw(X, y, declared_task="classification", skipped=skipped, label=str(candidate), notes=notes,
+                       rows=np.asarray(names))
         tried.append(str(candidate))
     files = [t for t in dict.fromkeys(tried) if Path(t).is_file()]
     if files:

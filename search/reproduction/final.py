@@ -30,6 +30,7 @@ from search.runner import session
 from search.errors import DataError, StudyError
 from search.space import flatten, nest
 from search.reproduction import looks as looks_module
+from search.reproduction import rows as rows_module
 from search.reproduction import served
 from search.reproduction.targets import Target
 
@@ -75,6 +76,7 @@ class Report:
     ensemble_scores: dict[str, float] = field(default_factory=dict)  # the same, of the split models' average
     model: Any = field(default=None, repr=False, compare=False)  # the final keras.Model, as logged
     epoch_note: str = ""                     # the epoch rule's count is a lower bound (censored_epochs)
+    rows_csv: str = field(default="", repr=False)  # rows.csv: each row's place and the test predictions
 
     @property
     def verified(self) -> bool | None:
@@ -159,6 +161,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
     report.model_io = served.model_io(prepared.dataset, space.data.target, space.data.missing,
                                       getattr(space.data, "image_size", None))
     report.epoch_note = "" if options.epochs else censored_epochs(stored, epochs)
+    report.rows_csv = rows_module.table(prepared, pred)
     report.model = final
     report.test_scores = scoring.more_scores(task, y_test, pred)
     report.ensemble_scores = scoring.more_scores(task, y_test, ensemble)
@@ -403,7 +406,8 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
         run_name=f"reproduce t{trial.number:03d}" + (" (edited config)" if target.changed else ""),
         parent_run_id=study.user_attrs.get(tracking.PARENT_RUN_ATTR), tags=tags, params=params, metrics=metrics,
         texts={"config/resolved.yaml": target.space.to_yaml(),
-               "reproduce.json": json.dumps(summary, indent=2, default=float)}, model=final,
+               "reproduce.json": json.dumps(summary, indent=2, default=float), "rows.csv": report.rows_csv},
+        model=final,
         columns=report.model_io.get("inputs", {}).get("features"), outputs=served.output_names(report.model_io),
         one_hot=report.model_io.get("inputs", {}).get("one_hot"), fills=target.space.data.missing != "refuse",
         pixel_max=float(np.max(prepared.dataset.X[prepared.dev_idx])) if prepared.dataset.X.ndim > 2 else None)
@@ -427,7 +431,9 @@ def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:
     lines += looks_module.looks_text(looks)
     if report.alarm.fired:
         lines.append("warning: " + report.alarm.warning())
-    lines.append(f"  MLflow run {report.run_id}: model at runs:/{report.run_id}/model, file final_model.keras")
+    lines.append(f"  MLflow run {report.run_id}: model at runs:/{report.run_id}/model, file final_model.keras; "
+                 f"rows.csv has each row's place (test, each split's training or validation rows) and the test "
+                 f"rows' predictions")
     if report.model_io:
         lines.append(served.line(report.model_io))
     if report.registered:
