@@ -348,8 +348,6 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
      ["test.csv", "'label' (2 times)"]),
     ("test-overflow", csv(_frame(), test=_with(_frame(9, seed=2), a_0=3e38 * 10)), "data.test",
      ["column 'a'", "test.csv", "float32"]),
-    ("test-rows-all-conflicting", csv(_frame(), test=_conflicts(_frame(6, seed=2))), "data.duplicates",
-     ["test.csv", "no rows left after de-duplication", "test rows: conflicting duplicates"]),
     ("dev-rows-all-in-test", csv(_frame(), test=_frame(30)), "data.duplicates",
      ["lose every row", "repeat test rows"]),
     ("split-column-on-sklearn", lambda f: _space(f, {"source": "sklearn:iris", "split_column": "part"}),

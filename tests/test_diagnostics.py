@@ -260,6 +260,7 @@ def test_a_rare_class_and_a_study_of_underfit_trials_are_said(tmp_path, capsys):
                      r"says little",
                      said.err), said.err
     assert "every complete trial (2) is underfit" in said.out
+    assert "of the chance-level loss, that of always predicting the training rows' class shares" in said.out
 
 
 def test_a_best_trial_still_improving_at_its_last_epoch_is_said(tmp_path, capsys):
@@ -371,3 +372,10 @@ def test_a_study_of_models_no_better_than_the_mean_on_a_skewed_target_is_underfi
         {"good"}
     assert [t.user_attrs["fit"] for t in study.trials] == ["underfit", "underfit"], said.out
     assert "every complete trial (2) is underfit" in said.out
+    # The best loss against chance, as the R² a scikit-learn user reads first: at or below zero here.
+    best = study.best_trial.user_attrs["splits"]
+    share = np.mean([float(s["best_val_loss"]) / own[int(s["split"])][1] for s in best])
+    assert f"the best trial's validation loss is {share:.0%} of the chance-level loss, that of always predicting the " \
+           f"training rows' mean (mean over its splits, each on its own rows) (a cross-validated R² of " \
+           f"{1 - share:.3g})" in said.out, said.out
+    assert share > 0.9

@@ -109,3 +109,28 @@ def test_without_provided_rows_the_summary_reports_the_held_out_plan(tmp_path):
     assert summary.test_plan == "held out: test_size 0.2, random, seed 0"
     assert summary.dev_rows + summary.test_rows == summary.rows == 442
     assert prepared.dataset.summary()["rows"] == 442  # the older dict keeps its keys
+
+
+def test_copies_among_provided_test_rows_are_kept_as_given(tmp_path):
+    """A user's own group split gave 294 test rows, 3 of them copies of others, and the tool tested on 291:
+    its test loss differed from the user's own count on the rows they gave, said only in the summary."""
+    dev, test = _rows(60, 0), _rows(15, 1)
+    test = pd.concat([test, test.iloc[:3]], ignore_index=True)  # three copies among the test rows
+    dev.to_csv(tmp_path / "dev.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(merge(TINY, {"data": {"source": "csv:dev.csv", "target": "label",
+                                                          "test": "csv:test.csv", "test_size": None}})))
+    prepared = session.prepare(spaces.load(space))
+    assert len(prepared.test_idx) == 18 and len(prepared.dev_idx) == 60
+    text = prepared.summary.text()
+    assert "3 row(s) repeat another test row (exact duplicates); kept as given, so the test score counts each" \
+        in text, text
+    # Copies with another label too: the test rows are what the user gave.
+    conflicting = test.iloc[:3].assign(label=(test.iloc[:3]["label"] + 1) % 3)
+    pd.concat([test.iloc[:15], conflicting], ignore_index=True).to_csv(tmp_path / "test.csv", index=False)
+    assert len(session.prepare(spaces.load(space)).test_idx) == 18
+    # Copies within the development rows are still dropped, one copy kept.
+    pd.concat([dev, dev.iloc[:2]], ignore_index=True).to_csv(tmp_path / "dev.csv", index=False)
+    again = session.prepare(spaces.load(space))
+    assert len(again.dev_idx) == 60 and again.dataset.dropped.get("exact duplicates") == 2, again.dataset.dropped

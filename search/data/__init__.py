@@ -152,6 +152,14 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
         before = part.y
         keep, part.y, removed, warned = _checks.duplicates(part.X, part.y, section.duplicates,
                                                            kind == "regression", what, where, order=part.order)
+        if part is test and section.duplicates == "drop":
+            # Test rows given by the user are the test set as given: copies among them leak nothing (none is
+            # trained on), and dropping them moved the test loss away from the user's own count of it.
+            if removed:
+                part.notes.append(f"{what}: {sum(removed.values())} row(s) repeat another test row "
+                                  f"({', '.join(removed)}); kept as given, so the test score counts each")
+            part.y, removed, warned = before, {}, []
+            keep = np.arange(len(part.X))
         _take(part, keep, y=False)
         if part is raw and kind != "regression":
             _checks.vanished_classes(before, part.y, "de-duplication", what, where, part.warnings,

@@ -276,6 +276,8 @@ def why_ended(study: Any) -> list[str]:
                      f"features carry the signal (study.workflow: phased compares with a linear model)")
     elif (still := _still_improving(study)) is not None:
         lines.append(still)
+    if (chance := against_chance(study)) is not None:
+        lines.append(chance)
     stored = study.user_attrs.get("ablation") or {}
     if stored.get("trial") is not None:
         from types import SimpleNamespace
@@ -284,6 +286,37 @@ def why_ended(study: Any) -> list[str]:
         if hurt:
             lines.append(hurt)
     return lines
+
+
+def against_chance(study: Any) -> str | None:
+    """The best trial's validation loss against what predicting the training rows' prior scores on the same
+    rows: a loss means little alone (29.2 days² of a skewed target looked like progress at 1.6 % under
+    chance), and for regression it gives the cross-validated R² a scikit-learn user reads first."""
+    from search.review import diagnostics
+    from search.review.summary import REFERENCE_ATTR, REFERENCES_ATTR
+
+    if len(study.directions) != 1:
+        return None
+    try:
+        best = study.best_trial
+    except ValueError:
+        return None
+    attrs = study.user_attrs
+    own = diagnostics.split_references_from_attr(attrs.get(REFERENCES_ATTR))
+    splits = {int(s["split"]): float(s["best_val_loss"]) for s in best.user_attrs.get("splits") or []
+              if math.isfinite(float(s.get("best_val_loss", math.nan)))}
+    shares = [loss / own[k][1] for k, loss in splits.items() if k in own and own[k][1] > 0]
+    if shares and len(shares) == len(splits):
+        share = sum(shares) / len(shares)
+    elif isinstance(attrs.get(REFERENCE_ATTR), (int, float)) and attrs[REFERENCE_ATTR] > 0 and best.value is not None:
+        share = float(best.value) / float(attrs[REFERENCE_ATTR])
+    else:
+        return None
+    regression = attrs.get("task") == "regression"
+    prior = "the training rows' mean" if regression else "the training rows' class shares"
+    r2 = f" (a cross-validated R² of {1 - share:.3g})" if regression else ""
+    return (f"the best trial's validation loss is {share:.0%} of the chance-level loss, that of always predicting "
+            f"{prior} (mean over its splits, each on its own rows){r2}")
 
 
 # The ablation's row of every regularizer switched off (search/reproduction/ablation.py names it so).
