@@ -288,6 +288,16 @@ def why_ended(study: Any) -> list[str]:
     return lines
 
 
+def _single_best(study: Any) -> Any:
+    """The best trial of a one-objective study; None for two objectives or no complete trial."""
+    if len(study.directions) != 1:
+        return None
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
 def against_chance(study: Any) -> str | None:
     """The best trial's validation loss against what predicting the training rows' prior scores on the same
     rows: a loss means little alone (29.2 days² of a skewed target looked like progress at 1.6 % under
@@ -295,11 +305,7 @@ def against_chance(study: Any) -> str | None:
     from search.review import diagnostics
     from search.review.summary import REFERENCE_ATTR, REFERENCES_ATTR
 
-    if len(study.directions) != 1:
-        return None
-    try:
-        best = study.best_trial
-    except ValueError:
+    if (best := _single_best(study)) is None:
         return None
     attrs = study.user_attrs
     own = diagnostics.split_references_from_attr(attrs.get(REFERENCES_ATTR))
@@ -340,11 +346,7 @@ def regularizers_hurt(picked: int, rows: list[Any]) -> str:
 def _still_improving(study: Any) -> str | None:
     """The best trial peaked at the last epoch it trained in most of its splits, neither stopped early nor
     pruned: it was still improving, and more epochs would likely have made it better."""
-    if len(study.directions) != 1:
-        return None
-    try:
-        best = study.best_trial
-    except ValueError:
+    if (best := _single_best(study)) is None:
         return None
     records = best.user_attrs.get("splits") or []
     at_end = [r for r in records if not r.get("stop_reason") and r.get("best_epoch") == r.get("epochs_run")]
