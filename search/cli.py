@@ -406,7 +406,8 @@ def _ablate(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from search.review.display import format_counts, summary_table, why_ended
+    from search.review.display import format_counts, summary_table
+    from search.review.verdicts import why_ended
     from search.studies import lifecycle as studies
 
     study = _load_study(args)
@@ -458,7 +459,8 @@ def _storage_flag(args: argparse.Namespace) -> str:
 
 def _best(args: argparse.Namespace) -> int:
     from search.reproduction import targets
-    from search.review.display import format_counts, summary_table, why_ended
+    from search.review.display import format_counts, summary_table
+    from search.review.verdicts import why_ended
     from search.studies import lifecycle as studies
 
     if args.trial is not None and not args.export:

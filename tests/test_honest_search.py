@@ -403,7 +403,7 @@ def test_a_picked_trial_that_does_better_with_its_regularizers_off_is_said():
     import optuna
 
     from search.reproduction.ablation import AblationRow, format_table
-    from search.review.display import regularizers_hurt, why_ended
+    from search.review.verdicts import regularizers_hurt, why_ended
 
     picked = optuna.create_study()
     picked.enqueue_trial({})

@@ -178,7 +178,8 @@ def test_pruned_trials_are_summed_up_by_where_they_were_pruned():
 
 
 def test_failed_trials_are_summed_up_by_their_reasons_and_a_failed_baseline_is_named():
-    from search.review.display import failed_summary, why_ended
+    from search.review.display import failed_summary
+    from search.review.verdicts import why_ended
 
     study = optuna.create_study()
     fail = optuna.trial.TrialState.FAIL

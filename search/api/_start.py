@@ -40,7 +40,8 @@ def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", sp
         StudyError: the run stopped on a full disk or on consecutive failures (after the summary).
     """
     from search import models, tracking
-    from search.review.display import Progress, format_counts, header_lines, next_steps, summary_table, why_ended
+    from search.review.display import Progress, format_counts, header_lines, next_steps, summary_table
+    from search.review.verdicts import why_ended
     from search.runner import session, workers as processes
     from search.studies.lifecycle import budget_of, default_storage, finished_count, trials_by_state
 

@@ -24,11 +24,11 @@ import numpy as np
 
 from search.space import Space, nest
 from search._redact import redact
-from search.review import display
+from search.review import verdicts
 
 SUFFIX = ".ablation"
 ATTR = "ablation"         # the table, on the main study
-ALL_OFF = display.ALL_OFF  # "all regularizers": the row the review reads
+ALL_OFF = verdicts.ALL_OFF  # "all regularizers": the row the review reads
 
 
 @dataclass
@@ -126,7 +126,7 @@ def format_table(picked: Any, rows: list[AblationRow]) -> str:
     head = (f"what regularization bought (trial {picked.number}, val_loss {picked.values[0]:.4g}; the same config "
             f"with regularizers switched off, same splits and seeds; bought = val_loss off - val_loss on, "
             f"mean over splits ± its paired standard error):")
-    hurt = display.regularizers_hurt(picked.number, rows)
+    hurt = verdicts.regularizers_hurt(picked.number, rows)
     return "\n".join([head] + [r.line() for r in rows] + ([hurt] if hurt else []))
 
 

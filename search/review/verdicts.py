@@ -1,0 +1,115 @@
+"""What the end of a run says beyond its table, also in `search status` and `search best`: why trials did
+not complete, a study that learned nothing, a best trial still improving, the best loss against chance, and
+regularizers the ablation found did not help."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from search.review.display import first_line, failed_summary, pruned_summary
+
+
+def why_ended(study: Any) -> list[str]:
+    """The lines that say why trials did not complete: pruned, failed (with their reasons), the baseline."""
+    lines = [line for line in (pruned_summary(study), failed_summary(study)) if line]
+    trials = study.get_trials(deepcopy=False)
+    baselines = [t for t in trials if t.user_attrs.get("baseline")]
+    if baselines and not any(t.state.name == "COMPLETE" for t in baselines) and \
+            all(t.state.name in ("FAIL", "PRUNED") for t in baselines):
+        t = baselines[-1]
+        ended = "failed" if t.state.name == "FAIL" else "was pruned"
+        reason = first_line(t.user_attrs.get("reason", "no reason recorded"))
+        lines.append(f"the baseline (trial {t.number}, every regularizer off) {ended}: {reason}; the table has no "
+                     f"unregularized trial to compare with")
+    complete = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get("fit")]
+    if complete and all(t.user_attrs["fit"] == "underfit" for t in complete):
+        # The table's gains over the baseline would otherwise read as progress: both sit near chance.
+        lines.append(f"warning: every complete trial ({len(complete)}) is underfit: its validation loss stays near "
+                     f"the loss of predicting the class shares (or the mean), so no trial learned much beyond "
+                     f"the base rate, and gains over the baseline are small steps near chance. Train "
+                     f"longer (train.epochs), search a higher learning rate or more capacity, and check that the "
+                     f"features carry the signal (study.workflow: phased compares with a linear model)")
+    elif (still := _still_improving(study)) is not None:
+        lines.append(still)
+    if (chance := against_chance(study)) is not None:
+        lines.append(chance)
+    stored = study.user_attrs.get("ablation") or {}
+    if stored.get("trial") is not None:
+        from types import SimpleNamespace
+
+        hurt = regularizers_hurt(int(stored["trial"]), [SimpleNamespace(**r) for r in stored.get("rows", [])])
+        if hurt:
+            lines.append(hurt)
+    return lines
+
+
+def _single_best(study: Any) -> Any:
+    """The best trial of a one-objective study; None for two objectives or no complete trial."""
+    if len(study.directions) != 1:
+        return None
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+def against_chance(study: Any) -> str | None:
+    """The best trial's validation loss against what predicting the training rows' prior scores on the same
+    rows: a loss means little alone (29.2 days² of a skewed target looked like progress at 1.6 % under
+    chance), and for regression it gives the cross-validated R² a scikit-learn user reads first."""
+    from search.review import diagnostics
+    from search.review.summary import REFERENCE_ATTR, REFERENCES_ATTR
+
+    if (best := _single_best(study)) is None:
+        return None
+    attrs = study.user_attrs
+    own = diagnostics.split_references_from_attr(attrs.get(REFERENCES_ATTR))
+    splits = {int(s["split"]): float(s["best_val_loss"]) for s in best.user_attrs.get("splits") or []
+              if math.isfinite(float(s.get("best_val_loss", math.nan)))}
+    shares = [loss / own[k][1] for k, loss in splits.items() if k in own and own[k][1] > 0]
+    if shares and len(shares) == len(splits):
+        share = sum(shares) / len(shares)
+    elif isinstance(attrs.get(REFERENCE_ATTR), (int, float)) and attrs[REFERENCE_ATTR] > 0 and best.value is not None:
+        share = float(best.value) / float(attrs[REFERENCE_ATTR])
+    else:
+        return None
+    regression = attrs.get("task") == "regression"
+    prior = "the training rows' mean" if regression else "the training rows' class shares"
+    r2 = f" (a cross-validated R² of {1 - share:.3g})" if regression else ""
+    return (f"the best trial's validation loss is {share:.0%} of the chance-level loss, that of always predicting "
+            f"{prior} (mean over its splits, each on its own rows){r2}")
+
+
+# The ablation's row of every regularizer switched off (search/reproduction/ablation.py names it so).
+ALL_OFF = "all regularizers"
+
+
+def regularizers_hurt(picked: int, rows: list[Any]) -> str:
+    """A note where the picked trial's config scores better with all its regularizers off, beyond the noise
+    of its splits: its gain over the unregularized baseline came from its other settings, and the headline
+    "x % lower than the baseline" was read as what regularization bought."""
+    off = next((r for r in rows if r.label == ALL_OFF), None)
+    if off is None or not off.bought < 0:
+        return ""
+    if math.isfinite(off.bought_se) and -off.bought < 2 * off.bought_se:
+        return ""
+    return (f"note: the regularizers did not help trial {picked}: with all of them off its config scores val_loss "
+            f"{off.val_loss:.4g}, {-off.bought:.4g} lower than with them on (the ablation's table); its gain over "
+            f"the baseline came from its other settings (learning rate, capacity, epochs), not from regularization")
+
+
+def _still_improving(study: Any) -> str | None:
+    """The best trial peaked at the last epoch it trained in most of its splits, neither stopped early nor
+    pruned: it was still improving, and more epochs would likely have made it better."""
+    if (best := _single_best(study)) is None:
+        return None
+    records = best.user_attrs.get("splits") or []
+    at_end = [r for r in records if not r.get("stop_reason") and r.get("best_epoch") == r.get("epochs_run")]
+    if not records or len(at_end) * 2 <= len(records):
+        return None
+    return (f"note: the best trial ({best.number}) peaked at its last epoch in {len(at_end)} of its {len(records)} "
+            f"split(s): it was still improving when training ended; raise train.epochs (with "
+            f"train.early_stopping, each split then stops where it peaks)")
+
+
+# Failures that are not the settings' own, in words: the trial is closed or queued again, not wrong.
