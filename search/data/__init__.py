@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from search.data import _checks
+from search.data import _checks, _times
 from search.data._sources import SKLEARN_SETS, Raw, read
 from search.data._test_rows import split_test as split_test
 from search.errors import DataError
@@ -133,7 +133,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
                      if w]
     warnings += [w for part, _ in parts for w in part.warnings]
     if test is not None and raw.order is not None and test.order is not None:
-        warnings += _test_not_later(raw, test, section.order or "order", label, test_label, where)
+        warnings += _times.test_not_later(raw, test, section.order or "order", label, test_label, where)
     kind = _kind(raw.y, section.task, raw.declared_task, where)
     if section.task == "auto" and raw.declared_task is None and kind == "regression":
         warnings += _many_whole_numbers(raw.y, section.target or "y")
@@ -195,10 +195,10 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
     periods, times, test_times = None, [], []
     if raw.order is not None:
         distinct, ranks = np.unique(raw.order, return_inverse=True)
-        ranks, times = ranks.ravel(), _time_labels(distinct)
+        ranks, times = ranks.ravel(), _times.time_labels(distinct)
         if test is not None and test.order is not None and len(test.order):
-            test_times = _time_labels(np.unique(test.order)[[0, -1]])
-        raw.notes.extend(_absent_days(distinct, section.order or "order"))
+            test_times = _times.time_labels(np.unique(test.order)[[0, -1]])
+        raw.notes.extend(_times.absent_days(distinct, section.order or "order"))
         periods = ranks if test is None else np.concatenate([ranks, np.full(len(test.X), ranks.max() + 1)])
     return Dataset(X=X, y=y, task=task, classes=classes, groups=groups, has_order=raw.order is not None,
                    periods=periods, times=times, test_times=test_times, rows=rows,
@@ -210,39 +210,6 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
                    test_source=(f"data.test {section.test}" if section.test else
                                 f"data.split_column '{section.split_column}'" if section.split_column else ""),
                    files=files, one_hot=vocabulary)
-
-
-def _absent_days(distinct: np.ndarray, column: str) -> list[str]:
-    """A daily series with days missing: its folds, gap and test rows count the days present, which a reader
-    of the plan would take for calendar days."""
-    if distinct.dtype.kind != "M" or len(distinct) < 3:
-        return []
-    import pandas as pd
-
-    days = pd.DatetimeIndex(distinct)
-    seconds = np.diff(days.values.astype("datetime64[s]").astype(np.int64))
-    if not bool((days == days.normalize()).all()) or np.median(seconds) != 86_400:
-        return []
-    every = pd.date_range(days[0], days[-1], freq="D")
-    absent = every.difference(days)
-    if not len(absent):
-        return []
-    shown = ", ".join(d.strftime("%Y-%m-%d") for d in absent[:3]) + (", ..." if len(absent) > 3 else "")
-    return [f"data.order '{column}': {len(absent)} of the {len(every)} days from {every[0]:%Y-%m-%d} to "
-            f"{every[-1]:%Y-%m-%d} have no row ({shown}); the splits' blocks and validation.gap count the days "
-            f"present, not calendar days"]
-
-
-def _time_labels(distinct: np.ndarray) -> list[str]:
-    """data.order's distinct times as a reader writes them: dates without a time of day where none has one."""
-    if distinct.dtype.kind == "M":
-        import pandas as pd
-
-        stamps = pd.DatetimeIndex(distinct)
-        days = bool((stamps == stamps.normalize()).all())
-        return [s.strftime("%Y-%m-%d") if days else s.isoformat(sep=" ") for s in stamps]
-    return [str(int(v)) if isinstance(v, (int, float)) and float(v).is_integer() else  # 20230401 in full
-            repr(v) if isinstance(v, float) else str(v) for v in distinct.tolist()]
 
 
 def _encode_categories(part: Raw, vocabulary: dict[str, list[str]], where: str) -> None:
@@ -318,28 +285,6 @@ def _conform(test: Raw, dev: Raw, test_label: str, label: str, where: str) -> No
         if (getattr(dev, name) is None) != (getattr(test, name) is None):
             raise DataError(f"{test_label} and {label} differ in having a {name} column", source=where,
                             field="data.test")
-
-
-def _test_not_later(dev: Raw, test: Raw, column: str, label: str, test_label: str, where: str) -> list[str]:
-    """Time-ordered test rows that do not come after every development row: the model would be tested on
-    a past it may have learned the future of."""
-    assert dev.order is not None and test.order is not None
-    dates = [order.dtype.kind == "M" for order in (dev.order, test.order)]
-    if dates[0] != dates[1]:
-        kinds = ["dates" if d else "numbers" for d in dates]
-        raise DataError(f"the order column '{column}' of {test_label} holds {kinds[1]} but that of {label} "
-                        f"{kinds[0]}; their rows cannot be put in one time order", source=where, field="data.order",
-                        expected=f"{kinds[0]} in both")
-    latest = dev.order.max()
-    early = int((test.order <= latest).sum())
-    if not early:
-        return []
-    import pandas as pd
-
-    shown = str(pd.Timestamp(latest)) if dates[0] else f"{latest:g}"
-    return [f"{early} of the {len(test.order)} test rows of {test_label} are not later in time than the latest "
-            f"development row ({column} {shown}); a model tested on times it trained after learns the 'future' "
-            f"of its test rows, so the test score may be optimistic"]
 
 
 def _keep_test_out(dev: Raw, test: Raw, mode: str, kind: str, label: str, test_label: str,
