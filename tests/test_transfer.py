@@ -1,6 +1,8 @@
 """The transfer family on a generated shapes folder and a backbone's seeded initial weights in a local file."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import optuna
 import pytest
@@ -88,6 +90,29 @@ def test_an_unknown_cut_layer_is_refused_before_training(files, tmp_path, home, 
         from search.models import transfer
 
         transfer.load_backbone(_settings(files, alpha=0.5), (32, 32))
+
+
+def test_untrained_backbone_weights_are_warned_about_before_any_trial(files, tmp_path, home, capsys):
+    """Weights saved from weights=None passed every check; every image got the same features (spread 1e-5),
+    every trial the same predictions, and the only word was "every trial is underfit: train longer"."""
+    from search.demo_data import write_backbone_weights
+
+    untrained = write_backbone_weights(tmp_path / "random.weights.h5", "MobileNetV2", alpha=0.35, seed=0)
+    for weights, cut in ((untrained, "block_6_expand_relu"), (files["weights"], "block_6_expand_relu")):
+        path = tmp_path / "t.yaml"
+        path.write_text(yaml.safe_dump({"study": {"name": "flat"}, "data": {"source": f"images:{files['shapes']}"},
+                                        "validation": {"scheme": "holdout"},
+                                        "model": {"family": "transfer", "backbone": "MobileNetV2", "alpha": 0.35,
+                                                  "weights": str(weights), "cut_at": cut}}))
+        assert run_cli("check", path, "--home", home) == 0
+        err = capsys.readouterr().err
+        said = "the backbone's features hardly vary across" in err
+        assert said == (weights == untrained), err
+    path.write_text(path.read_text().replace(str(files["weights"]), str(untrained)))
+    assert run_cli("check", path, "--home", home) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"their largest spread at block_6_expand_relu \([0-9.e-]+\) is under 0.001", err), err
+    assert "weights='imagenet', alpha=0.35)" in err
 
 
 def test_unfreezing_more_layers_than_the_cut_backbone_holds_trains_it_whole_and_is_warned_about(files, tmp_path,

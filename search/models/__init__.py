@@ -266,9 +266,9 @@ def build(model_settings: dict[str, Any], input_shape: tuple[int, ...], head: He
 
 
 def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: str,
-              search_dir: Path | None = None, source: str | None = None) -> list[str]:
+              search_dir: Path | None = None, source: str | None = None, sample: Any = None) -> list[str]:
     """Checks that need the data's shape (or files the family reads), run once before any trial; returns
-    warnings."""
+    warnings. ``sample``: a few development rows, for checks that look at what the model makes of them."""
     family = model.get("family", "mlp")
     if family.startswith(CUSTOM_PREFIX):
         return []
@@ -282,7 +282,7 @@ def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: s
                          "(n, h, w) or (n, h, w, c) or sklearn:digits with data.as_images: true",
                          found=f"rows of shape {tuple(input_shape)}")
     if hasattr(module, "preflight"):
-        return list(module.preflight(model, tuple(input_shape), preprocess, search_dir, source))
+        return list(module.preflight(model, tuple(input_shape), preprocess, search_dir, source, sample))
     return []
 
 

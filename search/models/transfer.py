@@ -189,9 +189,9 @@ def weights_path(settings: dict[str, Any], search_dir: Path | None, source: str 
 
 
 def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: str, search_dir: Path | None,
-              source: str | None) -> list[str]:
+              source: str | None, sample: Any = None) -> list[str]:
     """Check the weights file, the cut layer and the input size once, before any trial trains; returns
-    warnings."""
+    warnings. With ``sample`` (a few development images), also what the backbone makes of them."""
     from search.models._params import is_distribution
 
     if preprocess != "none":
@@ -209,9 +209,44 @@ def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: s
         return []  # searched over; each trial's build checks its own combination
     size = int(fixed["resize"])
     image_hw = (size, size) if size else (int(input_shape[0]), int(input_shape[1]))
-    counts = {cut: len(_unfreezable(load_backbone({**fixed, "cut_at": cut}, image_hw, search_dir, source)))
-              for cut in cuts or [fixed["cut_at"]]}
-    return _unfreeze_warnings(fixed["unfreeze"], counts, fixed["backbone"])
+    counts, flat = {}, []
+    for cut in cuts or [fixed["cut_at"]]:
+        backbone = load_backbone({**fixed, "cut_at": cut}, image_hw, search_dir, source)
+        counts[cut] = len(_unfreezable(backbone))
+        if sample is not None and len(sample):
+            spread = _feature_spread(backbone, fixed["backbone"], sample, size)
+            if spread < FLAT_FEATURES:
+                flat.append(f"{cut or 'its last layer'} ({spread:.2g})")
+    warnings = _unfreeze_warnings(fixed["unfreeze"], counts, fixed["backbone"])
+    if flat:
+        warnings.append(f"the backbone's features hardly vary across {len(sample)} development images: their "
+                        f"largest spread at {', '.join(flat)} is under {FLAT_FEATURES:g}, where weights trained "
+                        f"on images spread 0.1 to 1 there. The weights look untrained (saved from weights=None) "
+                        f"or their BatchNormalization statistics unset, and every image then gets nearly the "
+                        f"same features, so the head predicts one class; save them from "
+                        f"keras.applications.{fixed['backbone']}(include_top=False, weights='imagenet'"
+                        f"{', alpha=' + str(fixed['alpha']) if fixed['backbone'] in WITH_ALPHA else ''})")
+    return warnings
+
+
+# A backbone's features spread across images by 0.1 to 1 with trained (or BatchNorm-calibrated) weights, and
+# by 1e-4 down to 1e-11 with the untrained ones a stranger saved (MobileNetV2 at alpha 0.35, measured on the
+# demo shapes at block_2_add, block_6_expand_relu and the last layer): a line two decades below the first.
+FLAT_FEATURES = 1e-3
+
+
+def _feature_spread(backbone: Any, name: str, sample: Any, size: int) -> float:
+    """The largest standard deviation across the sample of any one of the backbone's features."""
+    import numpy as np
+    from keras import layers
+
+    from search.models.layers import BackbonePreprocess
+
+    x = np.asarray(sample, dtype="float32")
+    if size:
+        x = layers.Resizing(size, size)(x)
+    features = np.asarray(backbone(BackbonePreprocess(BACKBONES[name])(x), training=False))
+    return float(features.reshape(len(features), -1).std(axis=0).max())
 
 
 def _unfreeze_warnings(unfreeze: Any, counts: dict[str, int], backbone: str) -> list[str]:

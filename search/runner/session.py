@@ -95,12 +95,14 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
         from search.runner import _runtime
 
         _runtime.configure(threads)
-    dataset.warnings += models.preflight(space.model, dataset.input_shape, space.data.preprocess,
-                                         space.path.parent if space.path else None, where)
     if space.is_custom:
         _preflight.check_builder(space, dataset, threads, where)
-    dataset.warnings += space_warnings(space, dataset)
     prepared = _planned(space, dataset, where)
+    # After the plan, so that the few images a family's checks look at are development rows.
+    dataset.warnings += models.preflight(space.model, dataset.input_shape, space.data.preprocess,
+                                         space.path.parent if space.path else None, where,
+                                         sample=dataset.X[np.sort(prepared.dev_idx)[:32]])
+    dataset.warnings += space_warnings(space, dataset)
     dataset.warnings += plan_warnings(space, prepared.splits, _preflight.gpus(space, threads), dataset)
     return prepared
 
