@@ -1,8 +1,10 @@
 """`search best` and `search reproduce` on real stores: export, final retrain, test look, ensemble, alarm, verify."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -142,6 +144,15 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     assert list(tested["predicted"]) == [str(ds.classes[k]) for k in probabilities.argmax(axis=1)]
     assert float(np.mean(tested["predicted"] == tested["target"].astype(str))) == \
         pytest.approx(run.data.metrics["test_accuracy"])
+    # Recall by class, in reproduce.json and printed: from the same predictions.
+    summary = json.loads(Path(MlflowClient(tracking_uri=study_run["uri"]).download_artifacts(
+        run.info.run_id, "reproduce.json", str(tmp_path / "json"))).read_text())
+    recalls = summary["recall_by_class"]
+    assert sorted(recalls) == sorted(str(c) for c in ds.classes)
+    for name, (recall, n) in recalls.items():
+        mine = tested[tested["target"].astype(str) == name]
+        assert n == len(mine) and recall == pytest.approx(float(np.mean(mine["predicted"] == name)))
+    assert "recall by class (test rows of each class predicted as it), lowest first: " in out
     # A frame of raw rows as pandas reads them (float64) is what the generic flavour takes.
     frame = pd.DataFrame(X_test.astype(np.float64), columns=prepared.dataset.feature_names)
     np.testing.assert_allclose(np.asarray(served.predict(frame)), model.predict(X_test, verbose=0), rtol=1e-5)

@@ -77,6 +77,7 @@ class Report:
     model: Any = field(default=None, repr=False, compare=False)  # the final keras.Model, as logged
     epoch_note: str = ""                     # the epoch rule's count is a lower bound (censored_epochs)
     rows_csv: str = field(default="", repr=False)  # rows.csv: each row's place and the test predictions
+    recalls: dict[str, list[float]] = field(default_factory=dict)  # the final model's, by class: [recall, rows]
 
     @property
     def verified(self) -> bool | None:
@@ -162,6 +163,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
                                       getattr(space.data, "image_size", None))
     report.epoch_note = "" if options.epochs else censored_epochs(stored, epochs)
     report.rows_csv = rows_module.table(prepared, pred)
+    report.recalls = scoring.recall_by_class(task, y_test, pred, list(prepared.dataset.classes))
     report.model = final
     report.test_scores = scoring.more_scores(task, y_test, pred)
     report.ensemble_scores = scoring.more_scores(task, y_test, ensemble)
@@ -396,6 +398,7 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
         metrics["verify_max_abs_diff"] = max(abs(c.loss - c.stored_loss) for c in report.checks)
     summary = {"trial": trial.number, "epochs": report.epochs, "epoch_rule": report.epoch_rule,
                **({"epoch_note": report.epoch_note} if report.epoch_note else {}),
+               **({"recall_by_class": report.recalls} if report.recalls else {}),
                "metrics": metrics, "split_models": report.split_models, "data_changes": report.data_changes,
                "verify": None if report.checks is None else [vars(c) for c in report.checks],
                "model": report.model_io}
@@ -420,6 +423,8 @@ def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:
              *([f"  {report.epoch_note}"] if report.epoch_note else []),
              f"  test set ({look}): loss {report.test_loss:.4g}, {m} {report.test_metric:.4g}"
              + (f" ({scoring.scores_text(report.test_scores)})" if report.test_scores else ""),
+             *([f"  recall by class (test rows of each class predicted as it), lowest first: "
+                f"{scoring.recall_text(report.recalls)}"] if report.recalls else []),
              f"  ensemble of the split models (averaged predictions): loss {report.ensemble_loss:.4g}, "
              f"{m} {report.ensemble_metric:.4g}"
              + (f" ({scoring.scores_text(report.ensemble_scores)})" if report.ensemble_scores else ""),
