@@ -86,6 +86,10 @@ def test_an_unknown_cut_layer_is_refused_before_training(files, tmp_path, home, 
     assert run_cli("run", path, "--home", home) == 2
     err = capsys.readouterr().err
     assert "model.cut_at" in err and "mixed7" in err and not home.exists()
+    with pytest.raises(SpaceError, match="has no layer named 'block_2_ad'; did you mean 'block_2_add'"):
+        from search.models import transfer
+
+        transfer.load_backbone(_settings(files, cut_at="block_2_ad"), (32, 32))
     with pytest.raises(SpaceError, match="alpha"):  # weights of another width do not load silently
         from search.models import transfer
 

@@ -123,7 +123,11 @@ def load_backbone(settings: dict[str, Any], image_hw: tuple[int, int], search_di
     if cut:
         names = [layer.name for layer in base.layers]
         if cut not in names:
-            raise SpaceError(f"{name} has no layer named '{cut}'", source=source, field="model.cut_at",
+            import difflib
+
+            close = difflib.get_close_matches(str(cut), names, n=1)
+            raise SpaceError(f"{name} has no layer named '{cut}'" + (f"; did you mean '{close[0]}'?" if close else ""),
+                             source=source, field="model.cut_at",
                              expected=f"a layer name such as {', '.join(names[-6:])} "
                                       f"(list them with keras.applications.{name}(include_top=False, "
                                       "weights=None).summary())", found=cut)
