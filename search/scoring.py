@@ -58,11 +58,17 @@ def _more_scores(task: str, y: np.ndarray, pred: np.ndarray) -> dict[str, float]
         if len(t) > 1 and np.var(t) > 0:
             out["r2"] = float(sk.r2_score(t, p))
         return out
-    labels = np.argmax(pred, axis=1) if task == "multiclass" else (pred.reshape(-1) > 0.5).astype(np.int64)
+    labels = predicted_codes(task, pred)
     out = {"balanced_accuracy": float(sk.balanced_accuracy_score(np.asarray(y).reshape(-1), labels))}
     if task == "binary" and len(np.unique(y)) == 2:
         out["roc_auc"] = float(sk.roc_auc_score(np.asarray(y).reshape(-1), pred.reshape(-1)))
     return out
+
+
+def predicted_codes(task: str, pred: np.ndarray) -> np.ndarray:
+    """The class each row is predicted as: the largest probability, or a sigmoid's above one half."""
+    pred = np.asarray(pred)
+    return np.argmax(pred, axis=1) if task == "multiclass" else (pred.reshape(-1) > 0.5).astype(np.int64)
 
 
 def recall_by_class(task: str, y: np.ndarray, pred: np.ndarray, classes: list[Any]) -> dict[str, list[float]]:
@@ -70,8 +76,7 @@ def recall_by_class(task: str, y: np.ndarray, pred: np.ndarray, classes: list[An
     predicted (0 of 30 files) hid behind an accuracy of 0.89. ``{class: [recall, rows]}``; {} for regression."""
     if task == "regression" or not len(y):
         return {}
-    pred = np.asarray(pred, dtype=np.float64)
-    labels = np.argmax(pred, axis=1) if task == "multiclass" else (pred.reshape(-1) > 0.5).astype(np.int64)
+    labels = predicted_codes(task, np.asarray(pred, dtype=np.float64))
     truth = np.asarray(y).reshape(-1)
     out: dict[str, list[float]] = {}
     for code, name in enumerate(classes):

@@ -168,15 +168,21 @@ def _save_arrays(home: Path, name: str, x: Any, y: Any, names: tuple[str, str],
     if columns is not None and x.ndim == 2 and len(columns) == x.shape[1]:
         arrays["feature_names"] = np.asarray([str(c) for c in columns])
     np.savez(buffer, **arrays, **extras)
-    digest = hashlib.sha256(buffer.getvalue()).hexdigest()[:12]
-    path = (home / "data" / f"{name}-{digest}.npz").resolve()
+    return _write_once(home, name, ".npz", buffer.getvalue(), made), tuple(x.shape[1:])
+
+
+def _write_once(home: Path, name: str, suffix: str, content: bytes, made: list[Path]) -> Path:
+    """``content`` under ``<home>/data``, named by its digest: the same rows, the same file, written once (and
+    listed in ``made``, for removal should the data be refused)."""
+    digest = hashlib.sha256(content).hexdigest()[:12]
+    path = (home / "data" / f"{name}-{digest}{suffix}").resolve()
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(buffer.getvalue())
+        tmp.write_bytes(content)
         tmp.replace(path)
         made.append(path)
-    return path, tuple(x.shape[1:])
+    return path
 
 
 def has_text_columns(x: Any) -> bool:
@@ -215,16 +221,7 @@ def save_frame(home: Path, name: str, x: Any, y: Any, names: tuple[str, str], ma
                         expected=f"one {names[1]} value per row of {names[0]}", found=f"{len(labels)} values")
     frame = x.reset_index(drop=True).copy()
     frame[target] = labels.ravel()
-    text = frame.to_csv(index=False).encode("utf-8")
-    digest = hashlib.sha256(text).hexdigest()[:12]
-    path = (home / "data" / f"{name}-{digest}.csv").resolve()
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(text)
-        tmp.replace(path)
-        made.append(path)
-    return path
+    return _write_once(home, name, ".csv", frame.to_csv(index=False).encode("utf-8"), made)
 
 
 def _numbers_held_as_text(y: Any, name: str, task: str) -> None:

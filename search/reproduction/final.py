@@ -160,7 +160,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
                     scoring.metric(task, y_test, ensemble), study.user_attrs.get("metric", "accuracy"), alarm,
                     split_models, checks, changes)
     report.model_io = served.model_io(prepared.dataset, space.data.target, space.data.missing,
-                                      getattr(space.data, "image_size", None))
+                                      space.data.image_size)
     report.epoch_note = "" if options.epochs else censored_epochs(stored, epochs)
     report.rows_csv = rows_module.table(prepared, pred)
     report.recalls = scoring.recall_by_class(task, y_test, pred, list(prepared.dataset.classes))
@@ -237,8 +237,10 @@ def censored_epochs(stored: list[dict[str, Any]], epochs: int) -> str:
     """A note where most splits peaked at the last epoch they trained, neither stopped early nor pruned: their
     best epoch is where training ended, not where the loss turned, so the rule's count is a lower bound
     (a final model of 3 epochs left a small class never predicted; 8 predicted it)."""
-    at_end = [s for s in stored if not s.get("stop_reason") and s.get("best_epoch") == s.get("epochs_run")]
-    if not stored or len(at_end) * 2 <= len(stored):
+    from search.review.verdicts import peaked_at_end
+
+    at_end = peaked_at_end(stored)
+    if not at_end:
         return ""
     return (f"note: {len(at_end)} of {len(stored)} split(s) peaked at the last epoch they trained, still improving, "
             f"so the rule's {epochs} epoch(s) are a lower bound. Searching again with more train.epochs (and "

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from search import scoring
+
 
 def table(prepared: Any, test_pred: np.ndarray) -> str:
     """The CSV text: a line per row of the data as read and kept (de-duplicated rows are not in it), in the
@@ -49,7 +51,7 @@ def table(prepared: Any, test_pred: np.ndarray) -> str:
             column[test] = probabilities[:, k]
             frame[f"p({name})"] = column
         predicted = np.full(n, "", dtype=object)
-        predicted[test] = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
+        predicted[test] = np.asarray(classes, dtype=object)[scoring.predicted_codes(ds.task, pred)]
     else:
         predicted = np.full(n, np.nan)
         predicted[test] = pred[:, 0]

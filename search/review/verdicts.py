@@ -9,6 +9,13 @@ from typing import Any
 from search.review.display import first_line, failed_summary, pruned_summary
 
 
+def peaked_at_end(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The split records that peaked at the last epoch they trained, neither stopped early nor pruned, where
+    they are most of the trial's splits (else none): the best epoch is then where training ended."""
+    at_end = [r for r in records if not r.get("stop_reason") and r.get("best_epoch") == r.get("epochs_run")]
+    return at_end if len(at_end) * 2 > len(records) else []
+
+
 def why_ended(study: Any) -> list[str]:
     """The lines that say why trials did not complete: pruned, failed (with their reasons), the baseline."""
     lines = [line for line in (pruned_summary(study), failed_summary(study)) if line]
@@ -104,8 +111,8 @@ def _still_improving(study: Any) -> str | None:
     if (best := _single_best(study)) is None:
         return None
     records = best.user_attrs.get("splits") or []
-    at_end = [r for r in records if not r.get("stop_reason") and r.get("best_epoch") == r.get("epochs_run")]
-    if not records or len(at_end) * 2 <= len(records):
+    at_end = peaked_at_end(records)
+    if not at_end:
         return None
     return (f"note: the best trial ({best.number}) peaked at its last epoch in {len(at_end)} of its {len(records)} "
             f"split(s): it was still improving when training ended; raise train.epochs (with "
