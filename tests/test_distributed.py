@@ -118,7 +118,7 @@ def _command_lines_while(procs: list[subprocess.Popen]) -> dict[int, str]:
 def _space(tmp_path: Path, name: str, **study) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump({
-        "study": {"name": name, "seed": 0, **study},
+        "study": {"name": name, "seed": 0, "ablation": False, **study},
         "data": {"source": "sklearn:iris"},
         "validation": {"scheme": "holdout", "fraction": 0.3},
         "model": {"family": "mlp", "layers": 1, "units": {"int": [4, 32]}, "dropout": {"float": [0.0, 0.5]}},
@@ -243,7 +243,7 @@ def test_a_worker_with_different_data_is_refused(databases, mlflow_server, tmp_p
     (tmp_path / "rows.csv").write_text(rows)
     space = tmp_path / "drift.yaml"
     space.write_text(yaml.safe_dump({
-        "study": {"name": "drift", "n_trials": 1}, "data": {"source": f"csv:{tmp_path / 'rows.csv'}",
+        "study": {"name": "drift", "n_trials": 1, "ablation": False}, "data": {"source": f"csv:{tmp_path / 'rows.csv'}",
                                                             "target": "label"},
         "validation": {"scheme": "holdout"}, "model": {"family": "mlp", "units": 4},
         "train": {"epochs": 1}}))
