@@ -357,15 +357,16 @@ def test_mlflow_server_lists_the_nested_trial_runs_and_their_figures(mlflow_serv
 def test_workers_on_one_machine_split_the_time_for_study_figures(tmp_path):
     """Each of N local workers redraws the same study figures: each gets 1/N of the review's share."""
     from search import cli
+    from search.cli import _commands
 
     path = tmp_path / "share.yaml"
     path.write_text(yaml.safe_dump(SPACE, sort_keys=False))
     prepared = session.prepare(spaces.load(path))
     parser = cli.build_parser()
     parent = parser.parse_args(["run", str(path), "--home", str(tmp_path / "mlruns"), "--workers", "4"])
-    worker = parser.parse_args([*cli._worker_argv(parent), "--worker-index", "1"])  # as `--workers 4` starts it
+    worker = parser.parse_args([*_commands._worker_argv(parent), "--worker-index", "1"])  # as `--workers 4` starts it
     alone = tracking.make_tracker(prepared, session.RunOptions(home=tmp_path / "mlruns"), "")
-    four = tracking.make_tracker(prepared, cli._run_options(worker), "")
+    four = tracking.make_tracker(prepared, _commands._run_options(worker), "")
     assert alone.review_share > 0
     assert four.review_share == pytest.approx(alone.review_share / 4)
 

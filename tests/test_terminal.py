@@ -81,7 +81,7 @@ def test_printed_commands_paste_into_a_shell_with_a_home_holding_spaces():
     from pathlib import Path
     from types import SimpleNamespace
 
-    from search.cli import _continue_command
+    from search.cli._commands import _continue_command
     from search.review import display
 
     options = SimpleNamespace(home=Path("/data/my runs"), storage=None, tracking_uri=None)
