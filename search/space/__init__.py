@@ -20,8 +20,9 @@ from search.errors import SpaceError
 from search.space._yaml import dump_yaml, parse_yaml
 from search.space._checks import check_leaves
 from search.space._enqueue import enqueued_params
-from search.space._schema import (CAPACITY_KEYS, DIST_KEYS, NAME, SECTIONS_WITH_DISTRIBUTIONS, SEED_TRIAL_ATTR,
-                                  DataSection, Space, StudySection, ValidationSection, flatten, is_distribution, nest)
+from search.space._schema import (CAPACITY_KEYS, DIST_KEYS, SECTIONS_WITH_DISTRIBUTIONS, Space, flatten,
+                                  is_distribution, nest)
+from search.space._sections import NAME, SEED_TRIAL_ATTR, DataSection, StudySection, ValidationSection
 
 __all__ = ["CAPACITY_KEYS", "DIST_KEYS", "SECTIONS_WITH_DISTRIBUTIONS", "SEED_TRIAL_ATTR", "DataSection", "Space",
            "StudySection", "ValidationSection", "dump_yaml", "enqueued_params", "flatten", "is_distribution", "load",
