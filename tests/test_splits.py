@@ -417,14 +417,14 @@ def test_scalers_in_a_real_study_fit_only_training_rows(tmp_path: Path, home: Pa
 
 
 def test_order_values_with_offsets_numbers_as_text_or_booleans_sort_as_they_mean() -> None:
-    from search.data import _checks
+    from search.data import _times
 
     notes: list[str] = []
-    stamps = _checks.time_order(np.array(["2024-01-01T00:00:00+01:00", "2024-01-01T00:00:00+02:00",
+    stamps = _times.time_order(np.array(["2024-01-01T00:00:00+01:00", "2024-01-01T00:00:00+02:00",
                                           "2024-01-01T00:00:00Z"]), "t", "rows", "x.yaml", notes)
     assert list(np.argsort(stamps, kind="stable")) == [1, 0, 2]  # compared as instants, in UTC
-    assert list(_checks.time_order(np.array(["1", "10", "2"]), "t", "rows", "x.yaml", [])) == [1, 10, 2]
-    assert _checks.time_order(np.array([True, False]), "t", "rows", "x.yaml", []).dtype == bool
+    assert list(_times.time_order(np.array(["1", "10", "2"]), "t", "rows", "x.yaml", [])) == [1, 10, 2]
+    assert _times.time_order(np.array([True, False]), "t", "rows", "x.yaml", []).dtype == bool
 
 
 def test_a_fold_count_in_the_hundreds_is_warned_about() -> None:

@@ -233,7 +233,7 @@ def _text_column_hint(values: Any, column: Any) -> str:
     """What to do with a text feature column, by what its cells look like."""
     import re
 
-    from search.data._checks import _date_formats
+    from search.data._times import date_formats
 
     text = values.dropna().astype(str).str.strip()
     if text.empty:
@@ -251,7 +251,7 @@ def _text_column_hint(values: Any, column: Any) -> str:
                "thousands separators, currency or percent signs")
         return (f"its numbers are written with {how}: remove them (or make them empty cells and set data.missing) "
                 f"so the column reads as numbers")
-    if _date_formats(text.iloc[0]):
+    if date_formats(text.iloc[0]):
         return ("it holds dates: turn them into numbers first (days since a start, day of week, month), or name "
                 "the column in data.order if it orders the rows in time")
     distinct = text.nunique()

@@ -2,10 +2,96 @@
 provided test rows that are not later than the development rows."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from search.data._raw import Raw
 from search.errors import DataError
+
+
+def time_order(values: np.ndarray, column: str, what: str, where: str, notes: list[str]) -> np.ndarray:
+    """Values that sort in time: numbers and timestamps as they are, dates written as text parsed.
+
+    Text sorts by its characters, so ``12/31/2022`` would come after ``01/05/2024``: held-out rows and
+    validation folds would no longer be the later ones. Text that is not dates in one format is refused.
+    """
+    import pandas as pd
+
+    values = np.asarray(values)
+    if values.dtype.kind in "biufmM":
+        return values
+    text = pd.Series(values).astype(str).str.strip()
+    numbers = pd.to_numeric(text, errors="coerce")
+    if len(text) and numbers.notna().all():  # numbers written as text (an npz of strings): their order
+        return numbers.to_numpy()
+    expected = "numbers, or dates written in one format in every row (such as 2024-01-31)"
+    formats = date_formats(text.iloc[0]) if len(text) else []
+    if not formats:
+        raise DataError(f"the order column '{column}' of {what} holds text that is not a date, so its rows "
+                        "cannot be put in time order", source=where, field="data.order", expected=expected,
+                        found=text.iloc[0])
+    readings = {fmt: _parsed(text, fmt) for fmt in formats}
+    fits = {fmt: parsed for fmt, parsed in readings.items() if not parsed.isna().any()}
+    if not fits:
+        parsed = readings[formats[0]]
+        raise DataError(f"the order column '{column}' of {what} mixes '{text.iloc[0]}' with values in another form, "
+                        "so its rows cannot be put in time order", source=where, field="data.order",
+                        expected=expected, found=text[parsed.isna()].iloc[0])
+    (fmt, parsed), *others = fits.items()
+    for other, again in others:
+        # 03/04/2024 is March 4th month-first and April 3rd day-first: where every day is 12 or less, both
+        # read every row, and only the writer knows which is meant. Refused when the two orders differ.
+        if not np.array_equal(np.argsort(parsed.to_numpy(), kind="stable"),
+                              np.argsort(again.to_numpy(), kind="stable")):
+            raise DataError(f"the order column '{column}' of {what} holds dates such as '{text.iloc[0]}' that read "
+                            f"as {fmt} and as {other} (no day past the 12th tells which), and the two put the "
+                            f"rows in different orders; write them year first (2024-03-04)", source=where,
+                            field="data.order", expected=expected, found=text.iloc[0])
+    zoned = parsed.dt.tz is not None
+    notes.append(f"order column '{column}' of {what} read as dates ({fmt})"
+                 + ("; times with a zone are put in order, and shown, in UTC" if zoned else ""))
+    if zoned:
+        parsed = parsed.dt.tz_convert(None)  # UTC instants as plain timestamps
+    return parsed.to_numpy()
+
+
+def _parsed(text: Any, fmt: str) -> Any:
+    import warnings
+
+    import pandas as pd
+
+    with warnings.catch_warnings():  # pandas' guesses about day-first formats: the format is said in a note
+        warnings.simplefilter("ignore")
+        # Offsets (+01:00, Z) may differ between rows: compared in UTC, the instants keep their order.
+        utc = "%z" in fmt or "Z" in fmt
+        if fmt == "ISO8601":
+            aware = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$")
+            if aware.any() and not aware.all():  # a time without its offset is no one instant: not guessed
+                return pd.to_datetime(text.where(aware), format=fmt, errors="coerce", utc=True)
+            utc = bool(aware.any())
+        try:
+            return pd.to_datetime(text, format=fmt, errors="coerce", utc=utc)
+        except ValueError:  # times with and without offsets
+            return pd.Series(pd.NaT, index=text.index)
+
+
+def date_formats(text: str) -> list[str]:
+    """The formats the first value can be written in: month-first, then day-first where they differ,
+    and ISO 8601 in any precision (a second with or without its fraction) for year-first timestamps."""
+    import warnings
+
+    try:
+        from pandas.tseries.api import guess_datetime_format  # public from pandas 2.2
+    except ImportError:
+        from pandas._libs.tslibs.parsing import guess_datetime_format
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        guesses = [guess_datetime_format(text), guess_datetime_format(text, dayfirst=True)]
+    formats = list(dict.fromkeys(g for g in guesses if g))
+    if formats and formats[0].startswith("%Y-%m-%d"):
+        formats.append("ISO8601")
+    return formats
 
 
 def absent_days(distinct: np.ndarray, column: str) -> list[str]:
