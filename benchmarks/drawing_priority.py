@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     from search import space as spaces, tracking
     from search.review._drawing import Drawer
-    from search.runner import _runtime, session
+    from search.runner import _runtime, checkpoints, session
     from search.runner.objective import Objective
     from search.runner.stopping import StopRequest
     from search.studies import lifecycle as studies
@@ -47,7 +47,7 @@ def main() -> None:
     tracker.start(study)
     stop = StopRequest(announce=False)
     objective = Objective(space, prepared.dataset, prepared.splits, home,
-                          [tracker, session.CheckpointRetention(home, space.study.keep_checkpoints)], stop=stop,
+                          [tracker, checkpoints.CheckpointRetention(home, space.study.keep_checkpoints)], stop=stop,
                           budget=studies.budget_of(space))
     loop = session._Loop(study, objective, studies.budget_of(space), space.study.max_consecutive_failures,
                          session.RunOptions(home=home, n_trials=1, quiet=True), stop)

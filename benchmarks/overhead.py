@@ -94,7 +94,7 @@ def space_dict(epochs: int) -> dict:
 
 def measure(epochs: int, rounds: int, block: int, home: Path, with_keras: bool) -> None:
     from search import space as spaces, tracking
-    from search.runner import _runtime, session
+    from search.runner import _runtime, checkpoints, session
     from search.runner.objective import Objective
     from search.runner.stopping import StopRequest
     from search.studies import lifecycle as studies
@@ -105,7 +105,7 @@ def measure(epochs: int, rounds: int, block: int, home: Path, with_keras: bool) 
     tracker = tracking.MlflowTracker(tracking.default_tracking_uri(home), home, space, "", {})
     tracker.start(study)
     stop = StopRequest(announce=False)
-    listeners = [tracker, session.CheckpointRetention(home, space.study.keep_checkpoints)]
+    listeners = [tracker, checkpoints.CheckpointRetention(home, space.study.keep_checkpoints)]
     objective = Objective(space, prepared.dataset, prepared.splits, home, listeners, stop=stop,
                           budget=studies.budget_of(space))
     loop = session._Loop(study, objective, studies.budget_of(space), space.study.max_consecutive_failures,

@@ -6,6 +6,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from search.runner.results import TrialListener
+
 
 def trial_dir(home: Path, study: str, trial: int) -> Path:
     return Path(home) / "checkpoints" / study / f"trial_{trial:05d}"
@@ -80,3 +82,31 @@ def load_model(path: Path) -> Any:
 
     # The harness's own files: a user's builder may hold a Lambda layer, which safe mode refuses to load.
     return keras.models.load_model(path, safe_mode=False)
+
+
+class CheckpointRetention(TrialListener):
+    """Keeps the split checkpoints of the best ``keep`` finished trials only; others go as they fall out.
+
+    The current best trial's model is also in MLflow, so disk holds at most ``keep`` trials' splits.
+    """
+
+    def __init__(self, home: Path, keep: int) -> None:
+        self.home, self.keep = Path(home), keep
+
+    def on_trial_end(self, trial: Any, outcome: Any) -> None:
+        pending = (trial.number, outcome.value) if outcome.state == "complete" else None
+        self._sweep(outcome.stored_trials(trial.study), trial.study.study_name, pending, also=trial.number)
+
+    def on_run_end(self, study: Any) -> None:
+        # Two workers finishing together each see the other's trial as running and keep it: K + 1.
+        # Once told, every trial is finished, so a sweep now settles on exactly K.
+        self._sweep(study.get_trials(deepcopy=False), study.study_name, None)
+
+    def _sweep(self, trials: list[Any], study_name: str, pending: tuple[int, float] | None,
+               also: int | None = None) -> None:
+        from search.studies import lifecycle as studies
+
+        keep = studies.top_trials(trials, self.keep, pending)
+        removable = {t.number for t in trials
+                     if t.state.name in ("COMPLETE", "PRUNED", "FAIL")} | ({also} if also is not None else set())
+        keep_only(self.home, study_name, keep, removable)

@@ -18,7 +18,7 @@ from search.errors import FailureKind
 from search.data import Dataset
 from search.data._summary import DataSummary
 from search.runner.results import TrialListener
-from search.runner import _preflight
+from search.runner import _preflight, checkpoints
 from search.runner._space_warnings import plan_warnings, space_warnings
 from search.space import Space
 from search.splits import Split
@@ -244,7 +244,7 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
     except BaseException:
         stop.uninstall()
         raise
-    retention = CheckpointRetention(home, space.study.keep_checkpoints)
+    retention = checkpoints.CheckpointRetention(home, space.study.keep_checkpoints)
     objective = Objective(space, prepared.dataset, prepared.splits, home,
                           [*listeners, retention, *options.extra_listeners], stop=stop, budget=budget,
                           space_for=space_for)
@@ -432,32 +432,3 @@ def tolerate(action: Any, *args: Any) -> None:
         owner = getattr(action, "__self__", None)
         name = f"{type(owner).__name__}.{action.__name__}" if owner is not None else getattr(action, "__name__", "?")
         print(f"warning: {name} failed ({type(exc).__name__}: {redact(str(exc))[:300]})", file=sys.stderr)
-
-
-class CheckpointRetention(TrialListener):
-    """Keeps the split checkpoints of the best ``keep`` finished trials only; others go as they fall out.
-
-    The current best trial's model is also in MLflow, so disk holds at most ``keep`` trials' splits.
-    """
-
-    def __init__(self, home: Path, keep: int) -> None:
-        self.home, self.keep = Path(home), keep
-
-    def on_trial_end(self, trial: Any, outcome: Any) -> None:
-        pending = (trial.number, outcome.value) if outcome.state == "complete" else None
-        self._sweep(outcome.stored_trials(trial.study), trial.study.study_name, pending, also=trial.number)
-
-    def on_run_end(self, study: Any) -> None:
-        # Two workers finishing together each see the other's trial as running and keep it: K + 1.
-        # Once told, every trial is finished, so a sweep now settles on exactly K.
-        self._sweep(study.get_trials(deepcopy=False), study.study_name, None)
-
-    def _sweep(self, trials: list[Any], study_name: str, pending: tuple[int, float] | None,
-               also: int | None = None) -> None:
-        from search.runner import checkpoints
-        from search.studies import lifecycle as studies
-
-        keep = studies.top_trials(trials, self.keep, pending)
-        removable = {t.number for t in trials
-                     if t.state.name in ("COMPLETE", "PRUNED", "FAIL")} | ({also} if also is not None else set())
-        checkpoints.keep_only(self.home, study_name, keep, removable)

@@ -357,7 +357,7 @@ class MlflowTracker(ReviewLogging, TrialListener):
 
     def on_run_end(self, study: Any) -> None:
         self.flush()
-        if self.remote:  # see CheckpointRetention.on_run_end: concurrent finishes can leave K + 1
+        if self.remote:  # see checkpoints.CheckpointRetention.on_run_end: concurrent finishes can leave K + 1
             from search.studies import lifecycle as studies
 
             trials = study.get_trials(deepcopy=False)
