@@ -451,7 +451,7 @@ def test_a_time_series_alarm_judges_the_last_split_which_was_validated_just_befo
 def test_the_epoch_rule_says_when_its_count_is_a_lower_bound():
     """Every split peaked at the epoch cap, and reproduce trained the final model for half as many epochs
     without a word: a small class was never predicted."""
-    from search.reproduction.final import censored_epochs
+    from search.reproduction.epochs import censored_epochs
 
     capped = [{"split": k, "best_epoch": 6, "epochs_run": 6} for k in range(2)]
     assert censored_epochs(capped, 3).startswith("note: 2 of 2 split(s) peaked at the last epoch they trained, "
