@@ -22,6 +22,10 @@ def test_the_documented_notebook_session_runs_as_written(tmp_path, capsys):
         block = block.replace('home = Path("mlruns")', f'home = Path({str(tmp_path / "mlruns")!r})')
         exec(compile(block, str(DOC), "exec"), namespace)
     result, final = namespace["result"], namespace["final"]
+    said = capsys.readouterr()
+    # The API's copy of the space, and the trials' resolved configs, hold no setting the example did not give.
+    assert "is not used by scheme" not in said.out + said.err
+    assert "repeats" not in result.best.config.to_yaml()
     assert isinstance(result, search.RunResult) and isinstance(result.best, search.TrialResult)
     assert result.study.study_name == "notebook" and len(result.study.trials) == 3
     assert result.best.config.study.seed_trial == result.best.number

@@ -311,6 +311,8 @@ def test_settings_a_scheme_does_not_read_are_named_and_an_ordered_holdout_takes_
     plain = validate({**base, "validation": {"scheme": "kfold", "k": 2}})
     assert "repeats" not in yaml.safe_load(plain.to_yaml())["validation"]
     assert yaml.safe_load(meant.to_yaml())["validation"]["repeats"] == 3
+    resolved = plain.resolve({"model": dict(plain.model), "train": dict(plain.train)})
+    assert "repeats" not in resolved.validation.model_fields_set and "repeats" not in resolved.to_yaml()
     replayed = validate(yaml.safe_load(plain.to_yaml()))
     dataset.warnings.clear()
     plan(replayed.validation, dataset, np.arange(n), seed=0)

@@ -87,7 +87,7 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         raise UserError("timeout is a number of seconds above 0", field="timeout", found=timeout)
     home = _folder(home)
     loaded = _space_argument(space, study_name)
-    raw = loaded.model_dump(mode="json")
+    raw = loaded.as_data()
     if study_name:
         raw["study"]["name"] = study_name
     if (x is None) != (y is None):

@@ -158,7 +158,7 @@ def with_full_paths(space: Space, read: dict[str, str] | None = None) -> dict[st
     this process's working folder, where a file of the same name may be another one."""
     from search import models
 
-    raw = space.model_dump(mode="json", exclude_none=True)
+    raw = space.as_data(exclude_none=True)
     bases = [Path.cwd()] + ([space.path.parent] if space.path else [])
     for key in ("source", "test"):
         kind, sep, rest = str(raw["data"].get(key) or "").partition(":")

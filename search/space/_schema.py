@@ -164,7 +164,7 @@ class Space(_Strict):
 
     def resolve(self, settings: dict[str, dict[str, Any]], **study_overrides: Any) -> "Space":
         """A copy with every distribution replaced by the given value: runnable as is."""
-        data = self.model_dump(mode="json")
+        data = self.as_data()
         for section in SECTIONS_WITH_DISTRIBUTIONS:
             data[section] = copy.deepcopy(settings[section])
         for key in (DECLARATIONS if self.is_custom else ()):  # declarations, kept with the config
@@ -178,14 +178,20 @@ class Space(_Strict):
         resolved._path = self._path
         return resolved
 
-    def to_yaml(self) -> str:
-        data = self.model_dump(mode="json", exclude_none=True)
-        # Settings the scheme does not read are left out, so that a replayed config warns only about those
-        # its writer gave (a `repeats: 3` written under kfold, meant for iterated_kfold, is said).
+    def as_data(self, exclude_none: bool = False) -> dict[str, Any]:
+        """The space as the mapping a file would hold, for a copy to be derived and validated again.
+
+        Validation settings the scheme does not read are left out unless given, so that a derived space (a
+        trial's resolved config, an export, a phase's space, the API's) warns only about those its writer
+        gave: a `repeats: 3` written under kfold, meant for iterated_kfold, is said; the default is not."""
+        data = self.model_dump(mode="json", exclude_none=exclude_none)
         for name in self.validation.unread():
             if name not in self.validation.model_fields_set:
                 data["validation"].pop(name, None)
-        return dump_yaml(data)
+        return data
+
+    def to_yaml(self) -> str:
+        return dump_yaml(self.as_data(exclude_none=True))
 
     def grid(self) -> dict[str, list[Any]]:
         """The search space for Optuna's GridSampler; every distribution must be finite."""

@@ -126,7 +126,7 @@ def phase_space(space: Space, decision: Decision) -> Space:
     changes = {**decision.fixed, **decision.narrowed}
     if not changes:
         return space
-    data = space.model_dump(mode="json")
+    data = space.as_data()
     for name, value in changes.items():
         section, _, key = name.partition(".")
         data[section][key] = value
