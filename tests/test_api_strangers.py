@@ -391,3 +391,48 @@ def test_a_frame_with_text_categories_is_one_hot_encoded_as_a_csv_is(tmp_path):
     assert summary["feature_names"] == ["age", "sex=F", "sex=M", "ward=gen", "ward=icu"], summary
     assert summary["test_rows"] == 30 and study.trials[0].state.name == "COMPLETE"
     assert sorted(p.suffix for p in (tmp_path / "h" / "data").iterdir()) == [".csv", ".csv"]
+
+
+def test_keras_objects_and_a_model_or_a_keras_tuner_build_are_refused_with_what_to_write(tmp_path):
+    """A KerasTuner user's habits: an optimizer or callback object in the space, a compiled model or build(hp)
+    as the builder. Each was a pydantic serialization traceback, or Keras' words about positional tensors."""
+    import keras
+
+    for key, value, words in [("optimizer", keras.optimizers.Adam(1e-3), "train.optimizer: adam"),
+                              ("early_stopping", keras.callbacks.EarlyStopping(patience=2),
+                               "train.early_stopping: <patience"),
+                              ("callbacks", [keras.callbacks.ReduceLROnPlateau()], "Keras callbacks are not taken")]:
+        space = _space("objects")
+        space["train"][key] = value
+        with pytest.raises(search.SpaceError) as caught:
+            search.run(space, x=X, y=Y, home=tmp_path / "h")
+        assert caught.value.field.startswith(f"train.{key}") and words in str(caught.value)
+        assert f"{type(value if key != 'callbacks' else value[0]).__qualname__} object" in str(caught.value)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    with pytest.raises(search.SpaceError, match="builder is a model, not a function that builds one"):
+        search.run(_space("model"), x=X, y=Y, builder=model, home=tmp_path / "h")
+
+    def build(hp):
+        return model
+
+    with pytest.raises(search.SpaceError, match=r"takes \(hp\), .*KerasTuner's build\(hp\)"):
+        search.run(_space("hp"), x=X, y=Y, builder=build, home=tmp_path / "h")
+    assert not (tmp_path / "h").exists(), "nothing is stored for a refused call"
+    # A path and NumPy numbers are what a file would hold: taken as its text and numbers.
+    space = search.load_space({**_space("plain"), "study": {"name": "plain", "n_trials": np.int64(2)},
+                               "data": {"source": "csv:" + str(tmp_path / "rows.csv")}})
+    assert space.study.n_trials == 2 and type(space.study.n_trials) is int
+
+
+def test_a_list_for_a_custom_builder_is_said_to_be_one_value_not_a_search(tmp_path, capsys):
+    from search.runner._space_warnings import space_warnings
+
+    def build(settings, input_shape, n_outputs):
+        raise AssertionError("not built")
+
+    space = search.load_space({**_space("grid"), "model": {"family": models.register_builder(build),
+                                                           "units_0": [16, 32, 64], "sizes": [[1, 2]]}})
+    warnings = space_warnings(space, None)
+    assert any("model.units_0 = [16, 32, 64] is a list, handed to the builder as one value, not searched; to try "
+               "each value write {choice: [16, 32, 64]}" in w for w in warnings), warnings
+    assert not any("sizes" in w for w in warnings)

@@ -53,10 +53,33 @@ def register_builder(builder: Callable[..., Any]) -> str:
     return name
 
 
-def _a_builder(builder: Any) -> None:
+def _a_builder(builder: Any, field: str = "builder", source: str | None = None) -> None:
+    import inspect
+
+    expected = "a function build(settings, input_shape, n_outputs) that returns a new keras.Model"
+    kind = type(builder)
+    if any(b.__name__ in ("Model", "Layer") and b.__module__.startswith("keras") for b in kind.__mro__):
+        # Callable, so it would be called as a builder, and fail in Keras' words.
+        raise SpaceError("builder is a model, not a function that builds one: every split of every trial needs a "
+                         "fresh model built with that trial's settings; wrap the code that made it in a function",
+                         field=field, source=source, expected=expected, found=f"a {kind.__qualname__} object")
     if not callable(builder):
         raise SpaceError("a builder must be a function (settings, input_shape, n_outputs) -> keras.Model",
-                         field="builder", found=type(builder).__name__)
+                         field=field, source=source, expected=expected, found=kind.__name__)
+    try:
+        signature = inspect.signature(builder)
+    except (TypeError, ValueError):  # a builtin or an extension: called and judged as it is
+        return
+    try:
+        signature.bind({}, (1,), 1)
+    except TypeError:
+        params = ", ".join(signature.parameters)
+        habit = (" (KerasTuner's build(hp) reads hp.Int(...) and hp.Choice(...); here the space file's model "
+                 "section holds the searched settings, and build reads them from the dict settings)"
+                 if len(signature.parameters) == 1 else "")
+        raise SpaceError(f"the builder takes ({params}), which cannot be called with the three arguments a builder "
+                         f"gets{habit}", field=field, source=source, expected=expected,
+                         found=f"{getattr(builder, '__qualname__', kind.__name__)}({params})") from None
 
 
 def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
@@ -164,6 +187,7 @@ def load_custom_builder(family: str, search_dir: Path | None = None,
     if not callable(func):
         raise SpaceError(f"module '{module_name}' has no function '{func_name}'{hint}", source=source,
                          field="model.family", found=family) from None
+    _a_builder(func, "model.family", source)
     return func
 
 

@@ -34,6 +34,12 @@ def space_warnings(space: Space, dataset: Any) -> list[str]:
         out.append("the baseline (trial 0) switches off the searched regularizers only, and the file fixes "
                    + ", ".join(f"{k} = {v}" for k, v in kept.items()) + " on: it is no unregularized baseline; "
                    "search them with or_off (or a range from 0) to measure what they buy")
+    if space.is_custom:
+        # GridSearchCV's and KerasTuner's habit; a builder may mean a list, so it is said, not refused.
+        out += [f"model.{key} = {value} is a list, handed to the builder as one value, not searched; to try each "
+                f"value write {{choice: {value}}}" for key, value in space.model.items()
+                if isinstance(value, list) and key not in ("regularizers", "capacity") and len(value) > 1
+                and all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value)]
     return out + unused_train_settings(space.train) + repeated_choices(space) + unused_head_settings(space.model)
 
 

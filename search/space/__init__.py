@@ -102,10 +102,44 @@ def parse(raw: Mapping[str, Any], source: str = "<space>") -> Space:
     """The sections and their types checked, as :func:`validate` does first, with the same errors; the checks
     that need the model family (its settings, a builder) are left to :func:`validate`, for a space whose
     builder is handed over later (``search.run(..., builder=f)``)."""
+    plain = _plain_values(raw, source) if isinstance(raw, Mapping) else dict(raw)
     try:
-        return Space.model_validate(dict(raw))
+        return Space.model_validate(plain)
     except ValidationError as exc:
         raise _from_pydantic(exc, source) from None
+
+
+# What to write instead of the Keras objects a KerasTuner or Keras user hands over in a space's dict.
+_INSTEAD = {"Optimizer": "a name, train.optimizer: adam, with train.learning_rate: 0.001",
+            "EarlyStopping": "train.early_stopping: <patience in epochs> (0 for none)",
+            "Callback": "a train setting instead (train.early_stopping: <patience> for early stopping); Keras "
+                        "callbacks are not taken",
+            "Regularizer": "model.l2: 0.001 (or model.l1)", "Loss": "nothing: the loss follows the task",
+            "Layer": "a builder, build(settings, input_shape, n_outputs), handed over as builder=",
+            "Model": "a builder, build(settings, input_shape, n_outputs), handed over as builder="}
+
+
+def _plain_values(raw: Any, source: str, field: str = "") -> Any:
+    """A copy of ``raw`` as a YAML file would hold it: names, numbers, true/false, null, lists and mappings of
+    them (a path is its text, a NumPy number a number). A Keras object in a dict space (an optimizer, a
+    callback) has no file form to store, compare or replay, and is refused by its field."""
+    if isinstance(raw, Mapping):
+        return {key: _plain_values(value, source, f"{field}.{key}" if field else str(key))
+                for key, value in raw.items()}
+    if isinstance(raw, (list, tuple)):
+        return [_plain_values(value, source, f"{field}[{i}]") for i, value in enumerate(raw)]
+    if raw is None or isinstance(raw, (str, bool, int, float)):
+        return raw
+    if isinstance(raw, os.PathLike):
+        return os.fspath(raw)
+    if type(raw).__module__ == "numpy" and getattr(raw, "ndim", None) == 0:
+        return raw.item()
+    kind = type(raw)
+    instead = next((_INSTEAD[b.__name__] for b in kind.__mro__ if b.__name__ in _INSTEAD), None)
+    raise SpaceError("a space holds plain values, as its file would: names, numbers, true/false, lists"
+                     + (f"; write {instead}" if instead else ""), source=source, field=field or None,
+                     expected="a name, a number, true/false, a list or a distribution such as {choice: [...]}",
+                     found=f"a {kind.__module__}.{kind.__qualname__} object")
 
 
 def validate(raw: dict[str, Any], source: str = "<space>", path: Path | None = None) -> Space:
