@@ -445,7 +445,7 @@ def test_a_time_series_alarm_judges_the_last_split_which_was_validated_just_befo
     out = capsys.readouterr().out
     study = optuna.load_study(study_name="ts-alarm", storage=f"sqlite:///{home / 'optuna.db'}")
     last = max(study.trials[0].user_attrs["splits"], key=lambda s: s["split"])
-    assert f"vs cross-validation {last['best_val_loss']:.4g} ± 0 over 1 split(s)" in out, out
+    assert f"vs cross-validation {last['best_val_loss']:.4g} on 1 split (standard error" in out, out
 
 
 def test_the_epoch_rule_says_when_its_count_is_a_lower_bound():
@@ -459,3 +459,51 @@ def test_the_epoch_rule_says_when_its_count_is_a_lower_bound():
     stopped = [{"split": k, "best_epoch": 6, "epochs_run": 6, "stop_reason": "early stopping"} for k in range(2)]
     turned = [{"split": 0, "best_epoch": 4, "epochs_run": 6}, {"split": 1, "best_epoch": 6, "epochs_run": 6}]
     assert censored_epochs(stopped, 3) == censored_epochs(turned, 3) == censored_epochs([], 3) == ""
+
+
+def test_the_alarm_compares_at_the_test_rows_class_shares_and_not_without_rows_of_a_class():
+    """A time-series validation block with no failure (loss near 0) against test rows with 8 failures in 220
+    (their losses high): alarmed as a search that overfit, where only the class mix differed."""
+    common, rare = 0.01, 2.5  # a classifier's row losses on each class, the same on both sets
+    test_labels = np.array(["no"] * 212 + ["yes"] * 8, dtype=object)
+    test_rows = np.where(test_labels == "yes", rare, common) + np.linspace(-0.005, 0.005, 220)
+    val_none = np.array(["no"] * 40, dtype=object)
+    plain = overfit.check([common], [np.full(40, common)], [float(test_rows.mean())], [test_rows])
+    assert plain.fired, "without the classes, the class mix reads as overfitting"
+    blind = overfit.check([common], [np.full(40, common)], [float(test_rows.mean())], [test_rows],
+                          val_labels=[val_none], test_labels=test_labels)
+    assert not blind.fired and "overfit_z" not in blind.metrics()
+    assert "0 validation row(s) of class 'yes' against 8 of the 220 test rows" in blind.summary()
+    # With rows of each class to judge by, the estimate at the test rows' shares explains the gap ...
+    val_labels = np.array(["no"] * 36 + ["yes"] * 4, dtype=object)
+    val_rows = np.where(val_labels == "yes", rare, common) + np.linspace(-0.005, 0.005, 40)
+    mixed = overfit.check([float(val_rows.mean())], [val_rows], [float(test_rows.mean())], [test_rows],
+                          val_labels=[val_labels], test_labels=test_labels)
+    assert mixed.class_shift < 0 and abs(mixed.z) < 1 and not mixed.fired
+    assert "at the test rows' class shares" in mixed.summary()
+    # ... and a model worse on the test rows' own classes is still alarmed.
+    worse = overfit.check([float(val_rows.mean())], [val_rows], [float(test_rows.mean()) + 0.5], [test_rows + 0.5],
+                          val_labels=[val_labels], test_labels=test_labels)
+    assert worse.fired
+    # The same shares on both sides move nothing.
+    same = overfit.check([0.5, 0.7], [np.array([0.5, 0.5]), np.array([0.7, 0.7])], [0.9, 0.9],
+                         [np.full(100, 0.9)] * 2, val_labels=[np.array([0, 1]), np.array([0, 1])],
+                         test_labels=np.array([0, 1] * 50))
+    assert same.class_shift == pytest.approx(0.0) and same.fired
+
+
+def test_the_epoch_rule_counts_the_splits_that_trained_on_most_of_the_rows():
+    """Twelve growing time-series windows: the small early ones' few updates gave the final model 1 epoch."""
+    from types import SimpleNamespace
+
+    from search.reproduction.epochs import final_epochs
+
+    splits = [SimpleNamespace(train=np.arange(70 * (k + 1))) for k in range(12)]
+    stored = [{"split": k, "best_epoch": b} for k, b in enumerate([1, 1, 1, 1, 2, 2, 3, 3, 5, 6, 9, 10])]
+    epochs, rule = final_epochs(stored, splits, 880, 64)
+    # Splits 5-11 (at least 420 of the largest's 840 rows) count: a median of 50 updates, 14 an epoch.
+    assert "the 7 of 12 split(s) that trained on at least half the rows of the largest" in rule
+    assert "median 50 updates" in rule and epochs == 4  # over all twelve: 20.5 updates, 1 epoch
+    equal = [SimpleNamespace(train=np.arange(100)) for _ in range(3)]
+    assert "over 3 split(s) (best epochs 2, 4, 6)" in final_epochs(
+        [{"split": k, "best_epoch": b} for k, b in enumerate([2, 4, 6])], equal, 150, 10)[1]

@@ -144,6 +144,10 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
                           [scores[s["split"]].test_rows for s in judged],
                           val_row_index=[prepared.splits[s["split"]].val for s in judged],
                           repeats=space.validation.repeats if space.validation.scheme == "iterated_kfold" else 1,
+                          val_labels=[_classes_of(prepared, prepared.splits[s["split"]].val) for s in judged]
+                          if prepared.dataset.is_classification else None,
+                          test_labels=_classes_of(prepared, prepared.test_idx)
+                          if prepared.dataset.is_classification else None,
                           optimism=overfit.epoch_selection_optimism(
                               {int(s["split"]): curves[int(s["split"])] for s in judged if int(s["split"]) in curves},
                               {int(s["split"]): int(s["best_epoch"]) for s in stored}))  # the final model's rule
@@ -236,6 +240,13 @@ def score_split(model: Any, prepared: session.Prepared, k: int) -> SplitScore:
     test_rows = scoring.row_losses(ds.task, y_test, test_pred)
     return SplitScore(float(np.mean(test_rows)), test_pred, test_rows,
                       scoring.row_losses(ds.task, ds.y[split.val], val_pred))
+
+
+def _classes_of(prepared: session.Prepared, rows: np.ndarray) -> np.ndarray:
+    """The rows' classes by name (their codes index the dataset's classes)."""
+    names = np.empty(len(prepared.dataset.classes), dtype=object)
+    names[:] = list(prepared.dataset.classes)
+    return names[prepared.dataset.y[rows].astype(int)]
 
 
 def _predict(model: Any, X: np.ndarray) -> np.ndarray:

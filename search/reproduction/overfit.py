@@ -25,6 +25,15 @@ what epoch selection cannot explain.
 
 The alarm fires when the test loss exceeds the estimate by more than ``Z_ALARM`` times their combined
 error (one-sided, about a 2% false-alarm rate when nothing is wrong).
+
+For a classifier, a class's rows have losses of their own size (a rare class's rows cost many times a
+common one's), so validation rows and test rows that hold the classes in different shares differ in loss
+for that reason alone: a time-series validation block with no failure in it against test rows with eight
+was alarmed as a search that overfit. The estimate is therefore taken at the test rows' class shares
+(each class's mean validation row loss, weighted by its share of the test rows, added as a shift to the
+stored estimate), with the matching row-sampling error. Where a class of the test rows has fewer than
+``MIN_CLASS_ROWS`` validation rows to judge it by, there is nothing to compare with: no alarm, and the
+summary says why.
 """
 from __future__ import annotations
 
@@ -35,6 +44,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 Z_ALARM = 2.0
+MIN_CLASS_ROWS = 2  # validation rows of a test class needed to estimate its loss (and that estimate's error)
 
 REMEDY = ("the search has overfit its validation data: its best trials were chosen partly for suiting the "
           "validation rows, so the cross-validation score of the picked trial is biased low. Quote the test "
@@ -56,15 +66,22 @@ class OverfitCheck:
     optimism: float = 0.0  # epoch-selection optimism: loss at the epoch rule's epoch minus the minimum
     trials: int = 0        # completed trials the pick was chosen among (0: not known)
     time_ordered: bool = False  # the test rows are the latest rows, after every validation block
+    class_shift: float = 0.0   # the estimate at the test rows' class shares minus the estimate as validated
+    unlike: str = ""           # why the validation rows cannot judge the test rows (a class they lack): no alarm
 
     @property
     def fired(self) -> bool:
-        return self.z > Z_ALARM
+        return not self.unlike and self.z > Z_ALARM
 
     def summary(self) -> str:
-        return (f"split models: test loss {self.test_loss:.4g} vs cross-validation {self.cv_mean:.4g} "
-                f"± {self.cv_std:.2g} over {self.n_splits} split(s), of which {self.optimism:.2g} is epoch-selection "
-                f"optimism; gap {self.test_loss - self.cv_mean - self.optimism:+.3g} "
+        spread = (f"± {self.cv_std:.2g} over {self.n_splits} split(s)" if self.n_splits > 1 else
+                  f"on 1 split (standard error {self.cv_error:.2g} from its rows)")
+        mix = (f", {self.cv_mean + self.class_shift:.4g} at the test rows' class shares" if self.class_shift else "")
+        head = f"split models: test loss {self.test_loss:.4g} vs cross-validation {self.cv_mean:.4g} {spread}{mix}"
+        if self.unlike:
+            return f"{head}; not compared: {self.unlike}"
+        return (f"{head}, of which {self.optimism:.2g} is epoch-selection optimism; gap "
+                f"{self.test_loss - self.cv_mean - self.class_shift - self.optimism:+.3g} "
                 f"= {round(self.z, 1) + 0.0:+.1f} standard errors (alarm above {Z_ALARM:g})")
 
     def warning(self) -> str:
@@ -81,49 +98,90 @@ class OverfitCheck:
                 + (f". Here {drift}, which no selection explains" if self.time_ordered else ""))
 
     def metrics(self) -> dict[str, float]:
-        return {"overfit_z": self.z, "cv_val_loss_mean": self.cv_mean, "cv_val_loss_std": self.cv_std,
+        return {**({} if self.unlike else {"overfit_z": self.z}), "cv_val_loss_class_shift": self.class_shift,
+                "cv_val_loss_mean": self.cv_mean, "cv_val_loss_std": self.cv_std,
                 "cv_val_loss_error": self.cv_error, "split_models_test_loss_mean": self.test_loss,
                 "split_models_test_loss_error": self.test_error, "epoch_selection_optimism": self.optimism}
 
 
 def check(val_losses: Sequence[float], val_row_losses: Sequence[np.ndarray], test_losses: Sequence[float],
           test_row_losses: Sequence[np.ndarray], val_row_index: Sequence[np.ndarray] | None = None,
-          repeats: int = 1, optimism: float = 0.0) -> OverfitCheck:
+          repeats: int = 1, optimism: float = 0.0, val_labels: Sequence[np.ndarray] | None = None,
+          test_labels: np.ndarray | None = None) -> OverfitCheck:
     """Compare split models on test rows with their validation losses.
 
     ``val_losses[k]`` is split k's stored best validation loss, ``val_row_losses[k]`` its model's per-row
     losses on its validation rows (``val_row_index[k]`` their row numbers, so that a row validated in
     several repeats counts once), ``test_losses[k]`` the same model's test loss and ``test_row_losses[k]``
     its per-row test losses, all data losses without weight penalties. ``repeats`` is the number of
-    reshuffled repeats of the plan, ``optimism`` the measured epoch-selection optimism.
+    reshuffled repeats of the plan, ``optimism`` the measured epoch-selection optimism. A classifier's
+    ``val_labels[k]`` (split k's validation rows' classes) and ``test_labels`` put the estimate at the test
+    rows' class shares.
     """
     k = len(val_losses)
     cv_mean = float(np.mean(val_losses))
     cv_std = float(np.std(val_losses, ddof=1)) if k > 1 else 0.0
-    rows = _row_means(val_row_losses, val_row_index)
+    rows, labels = _row_means(val_row_losses, val_row_index, val_labels)
     row_error = float(np.std(rows, ddof=1) / math.sqrt(len(rows))) if len(rows) > 1 else 0.0
+    shift, unlike = 0.0, ""
+    if labels is not None and test_labels is not None and len(rows):
+        shift, mixed_error, unlike = _at_test_shares(rows, labels, np.asarray(test_labels))
+        row_error = row_error if unlike else mixed_error
     independent = max(1, k // max(1, repeats))  # the folds of one repeat share no validation rows
     cv_error = max(cv_std / math.sqrt(independent), row_error)
     test_rows = np.mean(np.stack(test_row_losses), axis=0)
     test_error = float(np.std(test_rows, ddof=1) / math.sqrt(len(test_rows))) if len(test_rows) > 1 else 0.0
     test_loss = float(np.mean(test_losses))
     scale = math.hypot(cv_error, test_error)
-    gap = test_loss - cv_mean - max(0.0, optimism)
+    gap = test_loss - cv_mean - shift - max(0.0, optimism)
     z = gap / scale if scale > 0 else (math.inf if gap > 0 else 0.0)
-    return OverfitCheck(cv_mean, cv_std, k, cv_error, test_loss, test_error, float(z), max(0.0, optimism))
+    return OverfitCheck(cv_mean, cv_std, k, cv_error, test_loss, test_error, float(z), max(0.0, optimism),
+                        class_shift=shift, unlike=unlike)
 
 
-def _row_means(losses: Sequence[np.ndarray], index: Sequence[np.ndarray] | None) -> np.ndarray:
-    """Each validation row's loss, averaged over the splits (repeats) that validated it."""
+def _at_test_shares(rows: np.ndarray, labels: np.ndarray, test_labels: np.ndarray) -> tuple[float, float, str]:
+    """(the validation rows' mean loss at the test rows' class shares minus their plain mean, its row-sampling
+    error, why it cannot be taken: a test class with too few validation rows)."""
+    classes, counts = np.unique(test_labels, return_counts=True)
+    mean, variance, lacking = 0.0, 0.0, []
+    for c, n_test in zip(classes, counts):
+        own = rows[labels == c]
+        if len(own) < MIN_CLASS_ROWS:
+            lacking.append(f"{len(own)} validation row(s) of class {_shown(c)} against {n_test} of the "
+                           f"{len(test_labels)} test rows")
+            continue
+        share = n_test / len(test_labels)
+        mean += share * float(np.mean(own))
+        variance += share ** 2 * float(np.var(own, ddof=1)) / len(own)
+    if lacking:
+        return 0.0, 0.0, ("the validation rows judged hold " + "; ".join(lacking) + ", and a class's rows have "
+                          "losses of their own size, so the two losses differ by their class mix alone. More rows "
+                          "per validation block (fewer splits, or validation.val_size for time series) give each "
+                          "class rows to judge by")
+    return mean - float(np.mean(rows)), math.sqrt(variance), ""
+
+
+def _shown(label: object) -> str:
+    return repr(label.item() if isinstance(label, np.generic) else label)
+
+
+def _row_means(losses: Sequence[np.ndarray], index: Sequence[np.ndarray] | None,
+               labels: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each validation row's loss, averaged over the splits (repeats) that validated it, and its class."""
     if index is None:
-        return np.concatenate([np.asarray(r, dtype=np.float64) for r in losses]) if losses else np.zeros(0)
+        rows = np.concatenate([np.asarray(r, dtype=np.float64) for r in losses]) if losses else np.zeros(0)
+        return rows, (np.concatenate([np.asarray(c) for c in labels]) if labels is not None and losses else None)
     total: dict[int, float] = {}
     count: dict[int, int] = {}
-    for rows, values in zip(index, losses):
-        for i, v in zip(np.asarray(rows).tolist(), np.asarray(values, dtype=np.float64).tolist()):
+    label: dict[int, object] = {}
+    for k, (rows, values) in enumerate(zip(index, losses)):
+        for j, (i, v) in enumerate(zip(np.asarray(rows).tolist(), np.asarray(values, dtype=np.float64).tolist())):
             total[i] = total.get(i, 0.0) + v
             count[i] = count.get(i, 0) + 1
-    return np.array([total[i] / count[i] for i in total])
+            if labels is not None:
+                label[i] = labels[k][j]
+    means = np.array([total[i] / count[i] for i in total])
+    return means, (np.array([label[i] for i in total]) if labels is not None else None)
 
 
 def epoch_selection_optimism(curves: Mapping[int, Sequence[float]], best_epochs: Mapping[int, int]) -> float:
