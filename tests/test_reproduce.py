@@ -90,6 +90,10 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     assert run_cli("reproduce", NAME, "--trial", best.number, "--home", home, "--threads", "1", "--verify") == 0
     out = capsys.readouterr().out
     assert "verify: every split matches" in out and re.search(r"test set \((one look|look \d+)\)", out)
+    # The test loss against what predicting the development rows' class shares scores on the test rows.
+    chance = re.search(r"test set \([^)]*\): loss ([\d.]+) \((\d+)% of the chance-level ([\d.]+), always "
+                       r"predicting the development rows' class shares\)", out)
+    assert chance and round(100 * float(chance[1]) / float(chance[3])) == pytest.approx(int(chance[2]), abs=1), out
     assert "the model takes 4 feature columns (raw) and gives 3 probabilities, one per class" in out
     # Four epochs of iris: splits that peaked at their last epoch make the rule's count a lower bound.
     at_end = sum(s["best_epoch"] == s["epochs_run"] for s in best.user_attrs["splits"])
@@ -118,6 +122,9 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     run = runs[-1]
     prepared = session.prepare(spaces.load(path))
     X_test, y_test = prepared.dataset.X[prepared.test_idx], prepared.dataset.y[prepared.test_idx]
+    shares = np.bincount(prepared.dataset.y[prepared.dev_idx]) / len(prepared.dev_idx)
+    assert run.data.metrics["test_chance_loss"] == pytest.approx(-np.mean(np.log(shares[y_test])), rel=1e-9)
+    assert float(chance[3]) == pytest.approx(run.data.metrics["test_chance_loss"], rel=1e-3)
     mlflow.set_tracking_uri(study_run["uri"])
     try:
         model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
@@ -507,3 +514,26 @@ def test_the_epoch_rule_counts_the_splits_that_trained_on_most_of_the_rows():
     equal = [SimpleNamespace(train=np.arange(100)) for _ in range(3)]
     assert "over 3 split(s) (best epochs 2, 4, 6)" in final_epochs(
         [{"split": k, "best_epoch": b} for k, b in enumerate([2, 4, 6])], equal, 150, 10)[1]
+
+
+def test_a_test_loss_no_better_than_chance_is_said():
+    """A final model at 113% of the chance-level loss on the test rows (a rare class never predicted) was
+    reported with its accuracy of 0.96 and no word."""
+    import io
+
+    from search.reproduction.final import Report
+    from search.reproduction.printed import print_report
+
+    alarm = overfit.check([0.1, 0.1], [np.full(5, 0.1)] * 2, [0.1, 0.1], [np.full(5, 0.1)] * 2)
+    said = {}
+    for loss in (0.176, 0.05):
+        report = Report(0, 4, "rule", loss, 0.9636, 0.16, 0.96, "accuracy", alarm, "checkpoints",
+                        test_chance_loss=0.1562, task="binary")
+        out = io.StringIO()
+        print_report(report, [], out)
+        said[loss] = out.getvalue()
+    assert "loss 0.176 (113% of the chance-level 0.1562, always predicting the development rows' class shares)" \
+        in said[0.176]
+    assert "warning: the final model's test loss 0.176 is no better than the 0.1562 of always predicting the " \
+           "development rows' class shares" in said[0.176]
+    assert "(32% of the chance-level" in said[0.05] and "no better than" not in said[0.05]

@@ -31,7 +31,7 @@ from search.errors import DataError, StudyError
 from search.space import flatten, nest
 from search.reproduction import looks as looks_module
 from search.reproduction import rows as rows_module
-from search.reproduction import served
+from search.reproduction import printed, served
 from search.reproduction.epochs import censored_epochs, final_epochs
 from search.reproduction.targets import Target
 
@@ -79,6 +79,8 @@ class Report:
     epoch_note: str = ""                     # the epoch rule's count is a lower bound (censored_epochs)
     rows_csv: str = field(default="", repr=False)  # rows.csv: each row's place and the test predictions
     recalls: dict[str, list[float]] = field(default_factory=dict)  # the final model's, by class: [recall, rows]
+    test_chance_loss: float = math.nan       # always predicting the development rows' class shares (or mean)
+    task: str = ""
 
     @property
     def verified(self) -> bool | None:
@@ -169,6 +171,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
     report.epoch_note = "" if options.epochs else censored_epochs(stored, epochs)
     report.rows_csv = rows_module.table(prepared, pred)
     report.recalls = scoring.recall_by_class(task, y_test, pred, list(prepared.dataset.classes))
+    report.task, report.test_chance_loss = task, _test_chance_loss(prepared)
     report.model = final
     report.test_scores = scoring.more_scores(task, y_test, pred)
     report.ensemble_scores = scoring.more_scores(task, y_test, ensemble)
@@ -190,7 +193,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
         report.registered = reproduce_runs.register(
             options.tracking_uri or tracking.default_tracking_uri(options.home), report.run_id, options.register,
             f"study '{study.study_name}', trial {trial.number}, test loss {report.test_loss:.4g}")
-    _print(report, looks, out)
+    printed.print_report(report, looks, out)
     return report
 
 
@@ -240,6 +243,18 @@ def score_split(model: Any, prepared: session.Prepared, k: int) -> SplitScore:
     test_rows = scoring.row_losses(ds.task, y_test, test_pred)
     return SplitScore(float(np.mean(test_rows)), test_pred, test_rows,
                       scoring.row_losses(ds.task, ds.y[split.val], val_pred))
+
+
+def _test_chance_loss(prepared: session.Prepared) -> float:
+    """The test rows' loss of always predicting the development rows' class shares (their mean): what a model
+    that learned nothing scores there, for the test loss to be read against."""
+    from types import SimpleNamespace
+
+    from search.review.diagnostics import split_chance_losses
+
+    whole = SimpleNamespace(index=0, train=prepared.dev_idx, val=prepared.test_idx)
+    losses = split_chance_losses(prepared.dataset.y, prepared.dataset.task, [whole])
+    return losses[0][1] if 0 in losses else math.nan
 
 
 def _classes_of(prepared: session.Prepared, rows: np.ndarray) -> np.ndarray:
@@ -365,6 +380,7 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
     if report.alarm.fired:
         tags["overfit_warning"] = report.alarm.warning()
     metrics = {"test_loss": report.test_loss, f"test_{metric}": report.test_metric,
+               **({"test_chance_loss": report.test_chance_loss} if math.isfinite(report.test_chance_loss) else {}),
                "ensemble_test_loss": report.ensemble_loss, f"ensemble_test_{metric}": report.ensemble_metric,
                "final_epochs": float(report.epochs), **report.alarm.metrics(),
                **{f"test_{name}": value for name, value in report.test_scores.items()},
@@ -397,37 +413,3 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
         columns=report.model_io.get("inputs", {}).get("features"), outputs=served.output_names(report.model_io),
         one_hot=report.model_io.get("inputs", {}).get("one_hot"), fills=target.space.data.missing != "refuse",
         pixel_max=float(np.max(prepared.dataset.X[prepared.dev_idx])) if prepared.dataset.X.ndim > 2 else None)
-
-
-def _print(report: Report, looks: list[dict[str, Any]], out: TextIO) -> None:
-    m = report.metric_name
-    look = "one look" if len(looks) <= 1 else f"look {len(looks)}"
-    lines = [f"  final model: all development rows, {report.epochs} epoch(s) ({report.epoch_rule})",
-             *([f"  {report.epoch_note}"] if report.epoch_note else []),
-             f"  test set ({look}): loss {report.test_loss:.4g}, {m} {report.test_metric:.4g}"
-             + (f" ({scoring.scores_text(report.test_scores)})" if report.test_scores else ""),
-             *([f"  recall by class (test rows of each class predicted as it), lowest first: "
-                f"{scoring.recall_text(report.recalls)}"] if report.recalls else []),
-             f"  ensemble of the split models (averaged predictions): loss {report.ensemble_loss:.4g}, "
-             f"{m} {report.ensemble_metric:.4g}"
-             + (f" ({scoring.scores_text(report.ensemble_scores)})" if report.ensemble_scores else ""),
-             "  " + report.alarm.summary()]
-    if report.ensemble_trials:
-        lines.insert(3, f"  ensemble of the final models of trials {', '.join(map(str, report.ensemble_trials))} "
-                        f"(averaged predictions, the same look): loss {report.top_ensemble_loss:.4g}, "
-                        f"{m} {report.top_ensemble_metric:.4g}")
-    lines += looks_module.looks_text(looks)
-    if report.alarm.fired:
-        lines.append("warning: " + report.alarm.warning())
-    lines.append(f"  MLflow run {report.run_id}: model at runs:/{report.run_id}/model, file final_model.keras; "
-                 f"rows.csv has each row's place (test, each split's training or validation rows) and the test "
-                 f"rows' predictions")
-    if report.model_io:
-        lines.append(served.line(report.model_io))
-    if report.registered:
-        lines.append(f"  registered as {report.registered} in MLflow's model registry "
-                     f"(models:/{report.registered.replace(' version ', '/')})"
-                     + (f": the final model of trial {report.trial} alone, not the ensemble of "
-                        f"{len(report.ensemble_trials)} (a version is one model)"
-                        if len(report.ensemble_trials) > 1 else ""))
-    print("\n".join(lines), file=out)

@@ -1,0 +1,65 @@
+"""What ``search reproduce`` prints of its report."""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, TextIO
+
+from search import scoring
+from search.reproduction import looks as looks_module
+from search.reproduction import served
+
+if TYPE_CHECKING:
+    from search.reproduction.final import Report
+
+
+def _prior(report: "Report") -> str:
+    return "the development rows' " + ("mean" if report.task == "regression" else "class shares")
+
+
+def _against_chance(report: "Report") -> str:
+    if not report.test_chance_loss > 0 or not math.isfinite(report.test_loss):
+        return ""
+    return (f" ({report.test_loss / report.test_chance_loss:.0%} of the chance-level {report.test_chance_loss:.4g}, "
+            f"always predicting {_prior(report)})")
+
+
+def print_report(report: "Report", looks: list[dict[str, Any]], out: TextIO) -> None:
+    """What reproduce prints: the final model, its one look at the test rows, the split models' alarm, where
+    the model went and what it takes."""
+    m = report.metric_name
+    look = "one look" if len(looks) <= 1 else f"look {len(looks)}"
+    lines = [f"  final model: all development rows, {report.epochs} epoch(s) ({report.epoch_rule})",
+             *([f"  {report.epoch_note}"] if report.epoch_note else []),
+             f"  test set ({look}): loss {report.test_loss:.4g}{_against_chance(report)}, {m} "
+             f"{report.test_metric:.4g}" + (f" ({scoring.scores_text(report.test_scores)})" if report.test_scores
+                                            else ""),
+             *([f"  recall by class (test rows of each class predicted as it), lowest first: "
+                f"{scoring.recall_text(report.recalls)}"] if report.recalls else []),
+             f"  ensemble of the split models (averaged predictions): loss {report.ensemble_loss:.4g}, "
+             f"{m} {report.ensemble_metric:.4g}"
+             + (f" ({scoring.scores_text(report.ensemble_scores)})" if report.ensemble_scores else ""),
+             "  " + report.alarm.summary()]
+    if report.ensemble_trials:
+        lines.insert(3, f"  ensemble of the final models of trials {', '.join(map(str, report.ensemble_trials))} "
+                        f"(averaged predictions, the same look): loss {report.top_ensemble_loss:.4g}, "
+                        f"{m} {report.top_ensemble_metric:.4g}")
+    lines += looks_module.looks_text(looks)
+    if report.test_loss >= report.test_chance_loss > 0:
+        lines.append(f"warning: the final model's test loss {report.test_loss:.4g} is no better than the "
+                     f"{report.test_chance_loss:.4g} of always predicting {_prior(report)}: on the test rows it "
+                     f"has learned nothing that holds (compare the recall by class, and the validation loss "
+                     f"against chance in `search best`)")
+    if report.alarm.fired:
+        lines.append("warning: " + report.alarm.warning())
+    lines.append(f"  MLflow run {report.run_id}: model at runs:/{report.run_id}/model, file final_model.keras; "
+                 f"rows.csv has each row's place (test, each split's training or validation rows) and the test "
+                 f"rows' predictions")
+    if report.model_io:
+        lines.append(served.line(report.model_io))
+    if report.registered:
+        lines.append(f"  registered as {report.registered} in MLflow's model registry "
+                     f"(models:/{report.registered.replace(' version ', '/')})"
+                     + (f": the final model of trial {report.trial} alone, not the ensemble of "
+                        f"{len(report.ensemble_trials)} (a version is one model)"
+                        if len(report.ensemble_trials) > 1 else ""))
+    print("\n".join(lines), file=out)
