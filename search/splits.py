@@ -11,6 +11,7 @@ from typing import Any, Callable, NoReturn
 import numpy as np
 
 from search.data import Dataset, fingerprint_indices
+from search.data._test_rows import spelled_like
 from search.errors import ValidationSchemeError
 
 
@@ -333,6 +334,8 @@ def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, wher
         smallest = int(counts.min())
         if smallest < k:
             label = dataset.classes[int(counts.argmin())]
+            typo = spelled_like(dataset, label)
             fail(f"stratified {k}-fold needs at least {k} rows of every class; class {label!r} has {smallest} "
-                 f"in the development rows{held}", expected=f"k <= {smallest}, or stratify: false" if smallest >= 2
+                 f"in the development rows{held}{typo}",
+                 expected=f"k <= {smallest}, or stratify: false" if smallest >= 2
                  else "stratify: false, or more rows of that class", found=k)

@@ -6,6 +6,7 @@ such as two label spellings) are returned as text for the data summary to print.
 """
 from __future__ import annotations
 
+import re
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -253,18 +254,47 @@ def label_spellings(y: np.ndarray, what: str, role: str = "labels") -> str | Non
     for label in counts:
         families.setdefault(label.strip().casefold(), []).append(label)
     clashes = [sorted(group) for group in families.values() if len(group) > 1]
+    typos = rare_near_spellings(counts) if role in ("labels",) or role.startswith("values of column") else []
+    said = ""
+    if typos:
+        noun = "class" if role == "labels" else "value"
+        said = ("; ".join(f"{noun} {rare!r} ({_rows(counts[rare])}) is spelled like {common!r} "
+                          f"({_rows(counts[common])})" for rare, common in typos)
+                + f": a typo? Each is kept as a {noun} of its own; if it means the other, fix it in the data")
     if not clashes:
-        return None
+        return f"{role} of {what}: {said}" if said else None
+    said = f". Also {said}" if said else ""
     text = "; ".join(", ".join(f"{label!r} ({_rows(counts[label])})" for label in group) for group in clashes)
     if role.startswith("values of column"):  # a one-hot category: two 0/1 columns for one value
-        return (f"{role} of {what} differ only by surrounding spaces or case: {text}. Each is one-hot encoded as a "
-                f"column of its own; if they mean the same value, fix their spelling in the data")
+        return (f"{role} of {what} differ only by case: {text}. Each is one-hot encoded as a column of its own "
+                f"(surrounding spaces are taken off first); if they mean the same value, fix their spelling in "
+                f"the data{said}")
     if role != "labels":  # a group split in two is the leak data.group is there to prevent
         return (f"{role} of {what} differ only by surrounding spaces or case: {text}. They are kept as separate "
                 f"groups, so rows of one may sit on both sides of a split; if they name the same group, fix their "
                 f"spelling in the data")
     return (f"labels of {what} differ only by surrounding spaces or case: {text}. They are kept as "
-            f"separate classes; if they mean the same class, fix their spelling in the data")
+            f"separate classes; if they mean the same class, fix their spelling in the data{said}")
+
+
+def rare_near_spellings(counts: Counter[str]) -> list[tuple[str, str]]:
+    """(rare, common) pairs of text values where the rare one (a few rows) is spelled nearly as the common one
+    (four times as many rows or more): 'yse' beside 'yes' became a class of its own without a word."""
+    from difflib import SequenceMatcher
+
+    total = sum(counts.values())
+    pairs = []
+    for rare, n in counts.items():
+        if n > max(3, total // 100) or not rare.strip():
+            continue
+        near = [(SequenceMatcher(None, rare.casefold(), common.casefold()).ratio(), common)
+                for common, m in counts.items() if m >= 4 * n and common.casefold() != rare.casefold()]
+        # Numbered names (type_1 ... type_9) differ by their digits on purpose.
+        near = [(score, common) for score, common in near if score >= 0.6 and len(common) >= 2
+                and re.sub(r"\d", "", common) != re.sub(r"\d", "", rare)]
+        if near:
+            pairs.append((rare, max(near)[1]))
+    return pairs[:5]
 
 
 def split_marks(values: np.ndarray, column: str, path: Path, where: str) -> np.ndarray:

@@ -81,7 +81,12 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
     for c in one_hot:
         raw_text = spelled(c)  # NA or None are values of a category, not missing ones
         values = raw_text if raw_text is not None and len(raw_text) == len(features) else features[c]
-        categories[str(c)] = values.fillna("").astype(str).str.strip().to_numpy()
+        as_read = values.fillna("").astype(str)
+        categories[str(c)] = as_read.str.strip().to_numpy()
+        if (padded := int((as_read.to_numpy() != categories[str(c)]).sum())):
+            example = as_read[as_read.to_numpy() != categories[str(c)]].iloc[0]
+            notes.append(f"column '{c}' of {path}: {padded} value(s) with surrounding spaces (such as {example!r}) "
+                         f"taken without them")
         said = _checks.label_spellings(categories[str(c)], str(path), f"values of column '{c}'")
         spellings.extend([said] if said else [])
     texts = [c for c in texts if c not in one_hot]

@@ -3,7 +3,7 @@ time-ordered data, whole groups of grouped data, else a stratified draw; each wa
 cannot measure a class."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -58,6 +58,8 @@ def split_test(dataset: Dataset, test_size: float, seed: int, time_ordered: bool
                                                        for c in dataset.classes)
             hint = (f" (the target's {len(dataset.classes)} whole numbers are read as classes: set data.task: "
                     f"regression if it is a quantity)" if numbers else "")
+            if not numbers:
+                hint = spelled_like(dataset, dataset.classes[int(counts.argmin())])
             raise DataError(f"class {dataset.classes[int(counts.argmin())]!r} has only {counts.min()} row(s); a "
                             f"stratified test split needs at least 2 per class{hint}", source=where,
                             field="data.target")
@@ -148,3 +150,14 @@ def _classes_in_development(dataset: Dataset, dev: np.ndarray, test: np.ndarray,
                         f"cannot learn a class it never sees", source=where, field="data.test_size",
                         expected="every class among the development rows (more data, another test_size, or "
                                  "without those rows)")
+
+
+def spelled_like(dataset: Any, label: Any) -> str:
+    """" (it is spelled like class 'yes': a typo?)" where a rare class's label is nearly a common one's."""
+    from collections import Counter
+
+    from search.data._checks import rare_near_spellings
+
+    counts = np.bincount(dataset.y, minlength=len(dataset.classes))
+    near = dict(rare_near_spellings(Counter({str(c): int(n) for c, n in zip(dataset.classes, counts)})))
+    return f" (it is spelled like class {near[str(label)]!r}: a typo?)" if str(label) in near else ""
