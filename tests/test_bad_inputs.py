@@ -7,6 +7,7 @@ SQLite files are byte-identical and that no file under home appeared or disappea
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -691,3 +692,29 @@ def test_a_store_made_by_an_older_optuna_is_refused_with_optunas_upgrade_command
     with pytest.raises(StudyError, match="optuna storage upgrade"):
         studies.make_storage(old)
     assert studies.make_storage(current) is not None  # the current one opens on
+
+
+def test_time_series_blocks_without_a_rare_class_are_all_named_with_the_remedy(tmp_path) -> None:
+    """Twelve blocks of 3.8 % failures: the warning named split 5 alone, and blamed rows sorted by class."""
+    import pandas as pd
+
+    from search import space as spaces
+    from search.runner import session
+
+    rng = np.random.default_rng(0)
+    days = pd.date_range("2022-01-01", periods=600, freq="D")
+    failure = np.zeros(600, dtype=int)
+    failure[[30, 95, 150, 160, 222, 290, 300, 410, 415, 470, 520, 580]] = 1
+    pd.DataFrame({"day": days.strftime("%Y-%m-%d"), "a": rng.normal(size=600), "failure": failure}).to_csv(
+        tmp_path / "m.csv", index=False)
+    space = spaces.validate({"study": {"name": "x"}, "data": {"source": f"csv:{tmp_path / 'm.csv'}",
+                                                               "target": "failure", "order": "day"},
+                             "validation": {"scheme": "time_series", "k": 12}})
+    warnings = [w for w in session.prepare(space, threads=1).dataset.warnings if "validate" in w]
+    assert len(warnings) == 1, warnings
+    (warning,) = warnings
+    assert re.search(r"^splits \d+(, \d+)+ \(\d+ of 12\) validate on rows of class\(es\) 0 only, with no row of the "
+                     r"rare class\(es\) 1 \(2\.0% of the rows\)", warning), warning
+    assert "fewer splits (validation.k) or longer blocks (validation.val_size)" in warning
+    assert "sorted by class" not in warning
+

@@ -101,8 +101,13 @@ def plan_warnings(space: Space, split_plan: list[Any], gpus: int | None, dataset
         out.append(f"train.batch_size {', '.join(map(str, big))} is more than the {rows} training rows of the "
                    f"smallest split: each epoch is then one step on all of them, so the searched batch sizes "
                    f"above {rows} all train alike; search batch sizes up to {rows}")
-    unseen = _classes_only_validated(split_plan, dataset)
-    if unseen:
+    unseen, rare_only = _classes_only_validated(split_plan, dataset)
+    if rare_only:
+        fix = ("fewer splits (validation.k) or longer blocks (validation.val_size)"
+               if space.validation.scheme == "time_series" else "fewer splits, or validation.stratify: true")
+        out.append(f"{unseen}; such a split's validation loss does not measure that class, "
+                   f"and its best epoch is picked without it: {fix} give every block rows of it")
+    elif unseen:
         fix = ("time-series splits keep the rows' order, so check that it is the time order (data.order names "
                "the time column)" if space.validation.scheme == "time_series" else
                "set validation.shuffle: true and validation.stratify: true")
@@ -173,12 +178,13 @@ def unused_train_settings(train: dict[str, Any]) -> list[str]:
     return out
 
 
-def _classes_only_validated(split_plan: list[Any], dataset: Any) -> str:
-    """The first split whose validation rows hold a class its training rows lack, said as such; "" if none."""
+def _classes_only_validated(split_plan: list[Any], dataset: Any) -> tuple[str, bool]:
+    """The first split whose validation rows hold a class its training rows lack, said as such, or the splits
+    that validate on a few classes only; "" if none. True where those lack only rare classes."""
     import numpy as np
 
     if dataset is None or not dataset.is_classification:
-        return ""
+        return "", False
     short = [(split, np.setdiff1d(np.unique(dataset.y[split.val]), np.unique(dataset.y[split.train])))
              for split in split_plan]
     short = [(split, missing) for split, missing in short if len(missing)]
@@ -186,11 +192,27 @@ def _classes_only_validated(split_plan: list[Any], dataset: Any) -> str:
         split, missing = short[0]
         names = ", ".join(repr(dataset.classes[int(c)]) for c in missing[:5])
         return (f"split {split.index} trains on no row of class(es) {names}, which its validation rows hold"
-                + (f" ({len(short)} of {len(split_plan)} splits are so)" if len(split_plan) > 1 else ""))
-    # The other way round: validation rows of a few classes only (the last rows of a file sorted by class).
+                + (f" ({len(short)} of {len(split_plan)} splits are so)" if len(split_plan) > 1 else "")), False
+    # The other way round: validation rows of a few classes only (the last rows of a file sorted by class, or
+    # blocks too small to hold a rare class). Every such split is named, not the first alone.
+    narrow = []
     for split in split_plan:
         held = np.unique(dataset.y[split.val])
         if len(dataset.classes) > 2 and 2 * len(held) <= len(dataset.classes) or len(held) == 1 < len(dataset.classes):
-            names = ", ".join(repr(dataset.classes[int(c)]) for c in held[:5])
-            return f"split {split.index} validates on rows of class(es) {names} only"
-    return ""
+            narrow.append((split, held))
+    if not narrow:
+        return "", False
+    (split, held), others = narrow[0], [s.index for s, _ in narrow[1:]]
+    names = ", ".join(repr(dataset.classes[int(c)]) for c in held[:5])
+    which = (f"split {split.index}" if not others else
+             f"splits {', '.join(map(str, [split.index, *others[:9]]))}{', ...' if len(others) > 9 else ''} "
+             f"({len(narrow)} of {len(split_plan)})")
+    shares = np.bincount(dataset.y, minlength=len(dataset.classes)) / len(dataset.y)
+    lacking = [int(c) for c in range(len(dataset.classes)) if c not in set(held.tolist())]
+    rare = [c for c in lacking if shares[c] < 0.1]
+    if rare and len(rare) == len(lacking):  # blocks too small for a rare class, not rows sorted by class
+        rare_names = ", ".join(f"{dataset.classes[c]!r} ({shares[c]:.1%} of the rows)" for c in rare[:5])
+        return (f"{which} validate{'s' if not others else ''} on rows of class(es) {names} only, with no row of the "
+                f"rare class(es) {rare_names}: their validation blocks of about {len(split.val)} rows are too small "
+                f"to hold it"), True
+    return f"{which} validate{'s' if not others else ''} on rows of class(es) {names} only", False
