@@ -582,6 +582,13 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
      ["values of column 'site'", "differ only by case: 'Plant A' (25 rows), 'plant a' (4 rows)",
       "value 'Plnat B' (1 row) is spelled like 'Plant B' (10 rows)"],
      ["column 'site' of", "5 value(s) with surrounding spaces (such as 'Plant A ') taken without them"]),
+    ("a-column-that-gives-the-class-away",
+     csv(_frame(60, classes=2).assign(ticket=lambda f: f["label"] * 3 + np.arange(60) % 2)),
+     ["warning: column 'ticket' ranks the two classes apart alone (ROC AUC 1.000) on the development rows",
+      "leave it out (data.drop)"], []),
+    ("a-column-that-is-the-target-in-other-units",
+     csv(_regression().assign(y_days=lambda f: f["y"] * 7 + 1), {"target": "y"}),
+     ["warning: column 'y_days' follows the target alone (correlation +1.000)"], []),
     ("labels-01-and-1", csv(_frame(30, classes=2).assign(label=["01", "1", "2"] * 10)), [],
      ["classes (2", "labels written differently are read as the same number", "'01' and '1'"]),
     ("labels-read-as-missing-in-a-semicolon-file",
@@ -735,3 +742,19 @@ def test_a_summary_of_many_classes_shows_the_first_ones_and_counts_the_rest() ->
     line = next(line for line in summary.lines() if "classes (500" in line)
     assert line.endswith("c29 2/1, ... and 470 more") and len(line) < 400
 
+
+
+def test_honest_data_has_no_column_that_gives_the_target_away() -> None:
+    """The giveaway threshold sits above what real features reach alone (breast_cancer's best AUC 0.975,
+    diabetes' best correlation 0.59), so the bundled sets, and a noisy copy of a leak, draw no warning."""
+    from sklearn.datasets import load_breast_cancer, load_diabetes
+
+    from search.data._leaks import giveaways
+
+    X, y = load_breast_cancer(return_X_y=True)
+    assert giveaways(X, y, "binary", None) == []
+    X, y = load_diabetes(return_X_y=True)
+    assert giveaways(X, y, "regression", None) == []
+    noisy = np.random.default_rng(0).normal(size=len(y))
+    assert giveaways(np.column_stack([X, y + 20 * noisy]), y, "regression", None) == []
+    assert giveaways(np.column_stack([X, y]), y, "regression", None)[0].startswith("feature 10 follows the target")

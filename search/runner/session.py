@@ -104,6 +104,7 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
                                          sample=dataset.X[np.sort(prepared.dev_idx)[:32]])
     dataset.warnings += space_warnings(space, dataset)
     dataset.warnings += plan_warnings(space, prepared.splits, _preflight.gpus(space, threads), dataset)
+    dataset.warnings += data.giveaways(dataset, prepared.dev_idx)
     return prepared
 
 

@@ -1,0 +1,61 @@
+"""A feature that alone gives the target away: a column known only after the outcome (a ticket opened
+the day after the failure, the amount refunded), or the target itself under another name. A search then
+reports a near-perfect score that no model will reach in use, without a word."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+# One column alone ranking the two classes apart this well (AUC), or matching a regression target this
+# closely (|Pearson r|), is rarer in honest data than in leaked columns: breast_cancer's best single feature
+# reaches an AUC of 0.975, diabetes' a correlation of 0.59.
+SEPARATES = 0.995
+ROWS, COLUMNS = 20_000, 2_000  # enough to see a leak; what it costs stays small on wide or long data
+
+
+def giveaways(X: np.ndarray, y: np.ndarray, task: str, names: Sequence[str] | None, seed: int = 0) -> list[str]:
+    """Warnings for the feature columns that alone separate a binary target's classes (AUC ≥ SEPARATES either
+    way) or track a regression target (|r| ≥ SEPARATES), on the rows given (the development rows)."""
+    if X.ndim != 2 or task == "multiclass" or len(y) < 20:
+        return []
+    rows = np.random.default_rng(seed).choice(len(y), ROWS, replace=False) if len(y) > ROWS else np.arange(len(y))
+    X, y = np.asarray(X[rows][:, :COLUMNS], dtype=np.float64), np.asarray(y[rows])
+    usable = np.isfinite(X).all(axis=0) & (np.ptp(X, axis=0) > 0)
+    if not usable.any():
+        return []
+    found: list[tuple[int, str]] = []
+    if task == "binary":
+        positive = y == 1
+        n1, n0 = int(positive.sum()), int((~positive).sum())
+        if min(n1, n0) < 10:
+            return []
+        from scipy.stats import rankdata
+
+        ranks = rankdata(X[:, usable], axis=0)
+        auc = (ranks[positive].sum(axis=0) - n1 * (n1 + 1) / 2) / (n1 * n0)
+        for j, a in zip(np.flatnonzero(usable), auc):
+            if max(a, 1 - a) >= SEPARATES:
+                found.append((int(j), f"ranks the two classes apart alone (ROC AUC {max(a, 1 - a):.3f})"))
+    else:
+        target = y.astype(np.float64)
+        if not np.ptp(target) > 0:
+            return []
+        centred = X[:, usable] - X[:, usable].mean(axis=0)
+        t = target - target.mean()
+        r = centred.T @ t / (np.sqrt((centred ** 2).sum(axis=0)) * np.sqrt((t ** 2).sum()))
+        for j, c in zip(np.flatnonzero(usable), r):
+            if abs(c) >= SEPARATES:
+                found.append((int(j), f"follows the target alone (correlation {c:+.3f})"))
+    return [_said(j, what, names) for j, what in found[:5]]
+
+
+def _said(j: int, what: str, names: Sequence[str] | None) -> str:
+    column = f"column {names[j]!r}" if names is not None and j < len(names) else f"feature {j}"
+    return (f"{column} {what} on the development rows: if it is known only after the outcome, or is the "
+            f"target under another name, the search's scores are a leak no model will reach in use; leave it out "
+            f"(data.drop) unless it is truly known when predicting")
+
+
+def of_dataset(dataset: Any, dev_idx: np.ndarray) -> list[str]:
+    return giveaways(dataset.X[dev_idx], dataset.y[dev_idx], dataset.task, dataset.feature_names)
