@@ -279,6 +279,11 @@ def test_more_trials_asked_for_than_the_budget_leaves_is_said_and_the_classes_ar
     assert "3 trials asked for now, but study.n_trials (1) leaves 1 to run" in said
     assert len(result.study.trials) == 1
     assert result.best is not None and result.best.classes == ["setosa", "versicolor", "virginica"]
+    # Optuna's optimize(n_trials=2) runs two more; here the budget is spent, which is said where it is seen.
+    again = search.run(_space("cap"), x=X, y=names[Y], n_trials=2, home=tmp_path / "h", out=io.StringIO())
+    assert len(again.study.trials) == 1
+    assert "2 trials asked for now, but study.n_trials (1) is the study's whole budget, and it is spent: none " \
+           "run; for 2 more, set study.n_trials to 3 in the space" in capsys.readouterr().err
 
 
 CELL = '''

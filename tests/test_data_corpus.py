@@ -397,6 +397,10 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     ("dates-that-read-both-ways", csv(_frame(12, classes=2).assign(
         t=[f"{d:02d}/{m:02d}/2024" for m, d in zip([1, 2, 3] * 4, range(1, 13))]), {"order": "t"}, other=TIME_SERIES),
      "data.order", ["read as %m/%d/%Y and as %d/%m/%Y", "different orders", "year first"]),
+    ("an-impossible-date", csv(_dated(30, "%Y-%m-%d").assign(t=lambda f: f["t"].where(f.index != 7, "2024-02-30")),
+                               {"order": "t"}, other=TIME_SERIES),
+     "data.order", ["mixes '2024-01-01' with values in another form or not a date at all (1 row(s), first at row 7, "
+                    "counting from 0)", "found '2024-02-30'"]),
     ("test-order-numbers-against-dates", csv(_dated(), {"order": "t"}, test=_dated(9, seed=2).assign(t=range(9)),
                                              other=TIME_SERIES),
      "data.order", ["holds numbers but that of", "dates"]),

@@ -35,9 +35,11 @@ def time_order(values: np.ndarray, column: str, what: str, where: str, notes: li
     fits = {fmt: parsed for fmt, parsed in readings.items() if not parsed.isna().any()}
     if not fits:
         parsed = readings[formats[0]]
-        raise DataError(f"the order column '{column}' of {what} mixes '{text.iloc[0]}' with values in another form, "
-                        "so its rows cannot be put in time order", source=where, field="data.order",
-                        expected=expected, found=text[parsed.isna()].iloc[0])
+        bad = np.flatnonzero(parsed.isna().to_numpy())
+        raise DataError(f"the order column '{column}' of {what} mixes '{text.iloc[0]}' with values in another form "
+                        f"or not a date at all ({len(bad)} row(s), first at row {int(bad[0])}, counting from 0), so "
+                        f"its rows cannot be put in time order", source=where, field="data.order",
+                        expected=expected, found=text.iloc[int(bad[0])])
     (fmt, parsed), *others = fits.items()
     for other, again in others:
         # 03/04/2024 is March 4th month-first and April 3rd day-first: where every day is 12 or less, both

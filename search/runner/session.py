@@ -233,6 +233,10 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
         if studies.finished_count(study) >= budget:
             print(f"study '{space.study.name}' already has its {budget} finished trials; raise study.n_trials "
                   f"to continue it.", file=out)
+            if options.n_trials and options.worker_index <= 1:  # Optuna's optimize(n_trials=N) means N more
+                print(f"note: {options.n_trials} trials asked for now, but study.n_trials ({budget}) is the study's "
+                      f"whole budget, and it is spent: none run; for {options.n_trials} more, set study.n_trials "
+                      f"to {budget + options.n_trials} in the space", file=sys.stderr)
             emit(listeners, "on_study_repair", study)  # a process killed after its last trial left MLflow behind
             stop.uninstall()
             if stop.requested:  # heard while the study opened: a stop all the same, and nothing after it runs
