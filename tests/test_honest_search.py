@@ -425,3 +425,25 @@ def test_a_picked_trial_that_does_better_with_its_regularizers_off_is_said():
     picked.set_user_attr("ablation", {"trial": 0, "rows": [vars(AblationRow("all regularizers", 0.2, 0.03, 0.01,
                                                                             3, 0))]})
     assert not any("did not help" in line for line in why_ended(picked))
+
+
+def test_the_headline_against_the_baseline_names_the_other_settings_it_differs_in():
+    """'74.5% lower than the unregularized baseline' was read as what regularization bought, where the best
+    trial also had other layers, units and learning rate (and its own ablation found the regularizers hurt)."""
+    from search.review.display import format_table
+
+    def row(trial, value, baseline, **params):
+        return {"rank": 1, "trial": trial, "value": value, "std": 0.01, "metric": "accuracy", "metric_value": 0.9,
+                "baseline": baseline, "params": params, "unregularized": True, "kept_on": None}
+
+    base = row(0, 0.04384, True, **{"model.units": 32, "train.learning_rate": 0.003, "model.dropout": 0.0,
+                                    "model.l2.on": False})
+    best = row(3, 0.01119, False, **{"model.units": 61, "train.learning_rate": 0.02, "model.dropout": 0.3,
+                                     "model.l2.on": True, "model.l2": 0.001})
+    table = format_table([best, base])
+    assert "best trial 3 vs the unregularized baseline (trial 0): val_loss 0.01119 vs 0.04384 (74.5% lower)" in table
+    assert "(the two also differ in units, learning_rate: the gap is all of it together; the ablation measures " \
+           "what the regularizers alone buy)" in table
+    same = row(5, 0.02, False, **{"model.units": 32, "train.learning_rate": 0.003, "model.dropout": 0.3,
+                                  "model.l2.on": False})
+    assert "also differ" not in format_table([same, base])

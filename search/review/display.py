@@ -200,6 +200,14 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         out.append(f"\nbest trial {best['trial']} vs {what} (trial {base['trial']}): "
                    f"val_loss {best['value']:.4g} vs {base['value']:.4g} ({gain:.1f}% lower), "
                    f"{metric} {best['metric_value']:.4g} vs {base['metric_value']:.4g}")
+        # The gap was read as what regularization bought, where the two also differ in capacity or learning rate.
+        # A regularizer is off in the baseline (0, false, none, or switched off with or_off): not counted here.
+        others = [_short(p) for p in param_names if f"{p}.on" not in base["params"]
+                  and base["params"].get(p) not in (0, 0.0, False, None, "none", "off", "")
+                  and best["params"].get(p) != base["params"].get(p)]
+        if others:
+            out.append(f"  (the two also differ in {', '.join(others[:6])}{', ...' if len(others) > 6 else ''}: "
+                       f"the gap is all of it together; the ablation measures what the regularizers alone buy)")
     return "\n".join(out)
 
 
