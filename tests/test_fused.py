@@ -243,3 +243,44 @@ def test_a_checkpoint_saved_with_the_skip_sets_set_aside_is_the_one_keras_writes
     assert checkpoints._skipsets, "the skip sets were set aside"
     loaded = checkpoints.load_model(tmp_path / "again.keras")
     assert loaded.evaluate(np.ones((4, 4)), np.arange(4) % 3, verbose=0)
+
+
+def test_class_weights_lift_a_rare_class_on_both_paths_and_leave_the_reported_losses_plain(tmp_path):
+    """train.class_weight: balanced, as Keras' class_weight and scikit-learn's 'balanced': training minimizes
+    each row's loss weighted by its class, the losses said (training and validation) stay the plain ones."""
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    keep = np.concatenate([np.flatnonzero(y == 1), np.flatnonzero(y == 0)[:24]])  # 24 malignant of 381
+    np.savez(tmp_path / "rare.npz", X=X[keep], y=y[keep])
+    base = {"data": {"source": f"npz:{tmp_path / 'rare.npz'}"},
+            "train": {"epochs": 15, "learning_rate": 0.01}, "model": {"dropout": 0.0}}
+    recalls, losses = {}, {}
+    for weighting in ("none", "balanced"):
+        space, prepared, settings = _prepared(merge(base, {"train": {"class_weight": weighting}}))
+        pairs = fused.train(space, settings, prepared.dataset, prepared.splits, _seeds(prepared))
+        hits = rare = 0
+        for (model, result), split in zip(pairs, prepared.splits):
+            ds = prepared.dataset
+            _, X_val = preprocess.fit_transform(space.data.preprocess, ds.X[split.train], ds.X[split.val])
+            pred = np.asarray(model(X_val, training=False)).reshape(-1) > 0.5
+            minority = ds.y[split.val] == 0
+            hits, rare = hits + int((~pred[minority]).sum()), rare + int(minority.sum())
+            assert "penalty" in result.history  # the l2 penalty is still said beside the plain loss
+        recalls[weighting], losses[weighting] = hits / rare, [r for _, r in pairs]
+    assert recalls["balanced"] > recalls["none"], recalls
+    # The plain training loss is what is said: a weighted one would be near the validation loss of a model
+    # at chance on the rare class, several times the plain one.
+    for result in losses["balanced"]:
+        assert result.history["loss"][-1] < 0.5 and result.best_val_loss < 0.5
+    # One split after another: within the noise of the shuffles of the fused branches, and no penalty said
+    # (Keras' total then holds the weighting as well).
+    space, prepared, settings = _prepared(merge(base, {"train": {"class_weight": "balanced"}}))
+    split, seed = prepared.splits[0], _seeds(prepared)[0]
+    _, alone = training.train_on_split(space, settings, prepared.dataset, split, seed)
+    assert "penalty" not in alone.history
+    assert abs(alone.best_val_loss - losses["balanced"][0].best_val_loss) < 0.5 * alone.best_val_loss + 0.03
+    from search.errors import SpaceError
+
+    with pytest.raises(SpaceError, match="regression target has no classes"):
+        _prepared({"data": {"source": "sklearn:diabetes"}, "train": {"class_weight": "balanced"}})

@@ -87,6 +87,9 @@ TRAIN_PARAMS: dict[str, Param] = {
                                            "(docs/performance.md); false trains them one after another"),
     "mixed_precision": Param("bool", False, doc="float16 compute with float32 weights (fast on GPUs with "
                                                 "tensor cores, slow on CPUs)"),
+    "class_weight": Param("str", "none", choices=("none", "balanced"),
+                          doc="balanced: each training row's loss weighted by n / (classes x its class's rows), "
+                              "as scikit-learn's class_weight='balanced'; the validation loss stays unweighted"),
 }
 
 FILL_MODES = ("nearest", "reflect", "constant", "wrap")

@@ -245,7 +245,9 @@ class DataLoss(keras.metrics.Mean):
         self.task = task
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
-        return super().update_state(row_data_loss(self.task, y_true, y_pred), sample_weight=sample_weight)
+        # Unweighted on purpose: with train.class_weight, Keras hands the class weights over as sample weights,
+        # and this metric is what reports the plain data loss beside the weighted one training minimizes.
+        return super().update_state(row_data_loss(self.task, y_true, y_pred))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "task": self.task}

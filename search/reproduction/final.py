@@ -331,7 +331,8 @@ def _final_model(target: Target, prepared: session.Prepared, settings: dict[str,
     head = Head.for_rows(ds.task, ds.n_outputs, ds.y[dev])
     seed = training.derive_seed(target.space.study.seed, target.seed_trial, FINAL_SEED_SPLIT)
     core = training.fresh_model(target.space, settings, ds.input_shape, head, seed)
-    history = training.fit_epochs(core, preprocess.apply(scaler, ds.X[dev]), ds.y[dev], settings["train"], epochs)
+    history = training.fit_epochs(core, preprocess.apply(scaler, ds.X[dev]), ds.y[dev], settings["train"], epochs,
+                                  head)
     final = preprocess.taking_raw_rows(core, scaler, ds.input_shape, "final_model")
     training.compile_model(final, settings["train"], head)
     # Its optimizer's slots made now, so that loading the saved file finds the variables it makes itself

@@ -76,7 +76,8 @@ class OverfitCheck:
     def summary(self) -> str:
         spread = (f"± {self.cv_std:.2g} over {self.n_splits} split(s)" if self.n_splits > 1 else
                   f"on 1 split (standard error {self.cv_error:.2g} from its rows)")
-        mix = (f", {self.cv_mean + self.class_shift:.4g} at the test rows' class shares" if self.class_shift else "")
+        shown = abs(self.class_shift) >= 0.01 * abs(self.cv_mean)  # the same mix on both sides moves it by noise
+        mix = f", {self.cv_mean + self.class_shift:.4g} at the test rows' class shares" if shown else ""
         head = f"split models: test loss {self.test_loss:.4g} vs cross-validation {self.cv_mean:.4g} {spread}{mix}"
         if self.unlike:
             return f"{head}; not compared: {self.unlike}"

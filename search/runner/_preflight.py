@@ -76,3 +76,16 @@ def check_builder(space: Space, dataset: Any, threads: int | None, where: str) -
                                                         target=dataset.y if dataset.task == "regression" else None)
     finally:
         _runtime.reset_keras()
+
+
+def class_weights_need_classes(space: Space, dataset: Any, where: str) -> None:
+    """``train.class_weight: balanced`` on a regression target: there are no classes to weigh."""
+    value = space.train.get("class_weight", "none")
+    asked = value.get("choice", []) if isinstance(value, dict) else [value]
+    if "balanced" in asked and not dataset.is_classification:
+        from search.errors import SpaceError
+
+        raise SpaceError("class weights weigh each class's rows, and a regression target has no classes",
+                         source=where, field="train.class_weight", expected="none (or leave it out)",
+                         found="balanced")
+

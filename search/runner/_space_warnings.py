@@ -148,7 +148,7 @@ def _rare_class(split_plan: list[Any], dataset: Any) -> str | None:
             f"{1 - share[k]:.1%}, so accuracy says little about it. The search ranks trials by the validation "
             f"loss (cross-entropy), which does reward learning the rare class; compare the best trial's loss "
             f"with the prior's (the study.workflow: phased baselines), and read the balanced accuracy and ROC "
-            f"AUC of the test look")
+            f"AUC of the test look; train.class_weight: balanced weighs its rows up in training")
 
 
 # The optimizers that read train.momentum (search/runner/training.py).

@@ -78,6 +78,7 @@ class _Branch:
     n_val: int
     penalized: bool
     rng: np.random.Generator
+    class_weights: Any = None            # train.class_weight: balanced, one weight per class (a tensor)
     best: float = math.inf
     best_epoch: int = -1
     best_weights: list[Any] | None = None
@@ -179,8 +180,10 @@ def _branch(space: "Space", settings: dict[str, dict[str, Any]], dataset: "Datas
     y_dtype = tf.int32 if dataset.task == "multiclass" else tf.float32
     data = (tf.constant(X_train, tf.float32), tf.constant(y_train, y_dtype), tf.constant(X_val, tf.float32),
             tf.constant(y_val, y_dtype))
+    weights = training.class_weights(settings["train"], dataset.task, y_train, head.n_outputs)
     return _Branch(split.index, seed, model, head, data, len(y_train), len(y_val), training.is_penalized(model),
-                   np.random.default_rng(seed))
+                   np.random.default_rng(seed),
+                   None if weights is None else tf.constant([weights[c] for c in sorted(weights)], tf.float32))
 
 
 class _Loop:
@@ -277,7 +280,10 @@ def _train_step(b: _Branch, x: Any, y: Any) -> Any:
         per_row = row_data_loss(b.head.task, y, pred)
         data = tf.reduce_mean(per_row)
         penalty = tf.add_n([tf.cast(v, tf.float32) for v in model.losses]) if b.penalized else tf.constant(0.0)
-        scaled = optimizer.scale_loss(data + penalty)
+        # Class weights change what is minimized, as Keras' class_weight does; the loss reported stays the plain one.
+        minimized = data if b.class_weights is None else tf.reduce_mean(
+            per_row * tf.gather(b.class_weights, tf.cast(tf.reshape(y, [-1]), tf.int32)))
+        scaled = optimizer.scale_loss(minimized + penalty)
     weights = model.trainable_variables
     optimizer.apply_gradients(zip(tape.gradient(scaled, weights), weights))
     n = tf.cast(tf.shape(x)[0], tf.float32)

@@ -88,6 +88,7 @@ class RunOptions:
 def prepare(space: Space, threads: int | None = None) -> Prepared:
     where = str(space.path) if space.path else "<space>"
     dataset = data.load(space.data, space.path)
+    _preflight.class_weights_need_classes(space, dataset, where)
     from search import models
 
     if getattr(models.FAMILIES.get(space.family), "USES_FILES", False):

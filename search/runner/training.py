@@ -51,9 +51,19 @@ DATA_LOSS = "data_loss"
 PENALTY = "penalty"
 
 
+def class_weights(train: dict[str, Any], task: str, y: np.ndarray, n_classes: int) -> dict[int, float] | None:
+    """``train.class_weight: balanced``: each class's weight n / (classes x its rows) over the training rows
+    given (scikit-learn's 'balanced'), so every class weighs as much in the loss; None when not asked."""
+    if train.get("class_weight", "none") != "balanced" or task == "regression" or not len(y):
+        return None
+    k = max(2, n_classes)
+    counts = np.bincount(np.asarray(y).astype(np.int64).reshape(-1), minlength=k)
+    return {c: (len(y) / (k * int(n)) if n else 1.0) for c, n in enumerate(counts.tolist())}
+
+
 def compile_model(model: Any, train: dict[str, Any], head: Head) -> None:
     metrics: list[Any] = [head.metric]
-    if is_penalized(model):
+    if is_penalized(model) or train.get("class_weight", "none") == "balanced":
         metrics.append(_data_loss_metric(head))
     model.compile(optimizer=make_optimizer(train), loss=head.loss, metrics=metrics)
     if len(metrics) > 1:
@@ -78,17 +88,20 @@ def _data_loss_metric(head: Head) -> Any:
     return _custom_layers.DataLoss(head.task, name=DATA_LOSS)
 
 
-def data_logs(logs: dict[str, Any]) -> dict[str, float]:
+def data_logs(logs: dict[str, Any], weighted: bool = False) -> dict[str, float]:
     """Keras logs with ``loss``/``val_loss`` as the unpenalized data loss and the penalty as ``penalty``.
 
-    Logs of an unpenalized model are returned as they are (their losses hold no penalty).
+    Logs of an unpenalized model are returned as they are (their losses hold no penalty). Where training was
+    class-weighted (``weighted``), Keras' loss is the weighted one: the plain data loss replaces it, and no
+    penalty is said, since the difference would hold the weighting too.
     """
     out = {k: float(v) for k, v in logs.items()}
     if DATA_LOSS not in out:
         return out
     total = out.pop("loss", math.nan)
     out["loss"] = out.pop(DATA_LOSS)
-    out[PENALTY] = total - out["loss"]
+    if not weighted:
+        out[PENALTY] = total - out["loss"]
     if f"val_{DATA_LOSS}" in out:
         out.pop("val_loss", None)
         out["val_loss"] = out.pop(f"val_{DATA_LOSS}")
@@ -99,9 +112,11 @@ def fit_split(model: Any, X_train: np.ndarray, y_train: np.ndarray, X_val: np.nd
               train: dict[str, Any], head: Head, split: int = 0, on_epoch: EpochHook | None = None,
               on_batch: BatchHook | None = None) -> SplitResult:
     """Train a compiled model; on return it holds the weights of its best validation-loss epoch."""
-    keeper = _BestEpoch(patience=int(train["early_stopping"]), on_epoch=on_epoch, on_batch=on_batch)
+    weights = class_weights(train, head.task, y_train, head.n_outputs)
+    keeper = _BestEpoch(patience=int(train["early_stopping"]), on_epoch=on_epoch, on_batch=on_batch,
+                        weighted=weights is not None)
     model.fit(X_train, y_train, validation_data=(X_val, y_val), batch_size=int(train["batch_size"]),
-              epochs=int(train["epochs"]), shuffle=True, verbose=0, callbacks=[keeper])
+              epochs=int(train["epochs"]), shuffle=True, verbose=0, callbacks=[keeper], class_weight=weights)
     history = {k: [float(v) for v in vals] for k, vals in keeper.history.items()}
     metric = head.metric
     if keeper.best_weights is None:  # not one finite validation loss
@@ -190,11 +205,15 @@ def set_precision(train: dict[str, Any]) -> None:
     keras.mixed_precision.set_global_policy("mixed_float16" if train.get("mixed_precision") else "float32")
 
 
-def fit_epochs(model: Any, X: np.ndarray, y: np.ndarray, train: dict[str, Any], epochs: int) -> dict[str, list[float]]:
+def fit_epochs(model: Any, X: np.ndarray, y: np.ndarray, train: dict[str, Any], epochs: int,
+               head: Head | None = None) -> dict[str, list[float]]:
     """Train a compiled model for exactly ``epochs`` epochs, no validation rows, no early stopping."""
-    history = model.fit(X, y, batch_size=int(train["batch_size"]), epochs=int(epochs), shuffle=True, verbose=0)
+    weights = class_weights(train, head.task, y, head.n_outputs) if head is not None else None
+    history = model.fit(X, y, batch_size=int(train["batch_size"]), epochs=int(epochs), shuffle=True, verbose=0,
+                        class_weight=weights)
     raw = history.history
-    per_epoch = [data_logs({k: vals[e] for k, vals in raw.items()}) for e in range(len(raw.get("loss", [])))]
+    per_epoch = [data_logs({k: vals[e] for k, vals in raw.items()}, weighted=weights is not None)
+                 for e in range(len(raw.get("loss", [])))]
     return {k: [logs[k] for logs in per_epoch] for k in (per_epoch[0] if per_epoch else {})}
 
 
@@ -214,9 +233,10 @@ class _BestEpoch(keras.callbacks.Callback):
     training runs to the last epoch), record why it stopped, and let the caller stop it.
     """
 
-    def __init__(self, patience: int, on_epoch: EpochHook | None, on_batch: BatchHook | None = None) -> None:
+    def __init__(self, patience: int, on_epoch: EpochHook | None, on_batch: BatchHook | None = None,
+                 weighted: bool = False) -> None:
         super().__init__()
-        self.patience, self.on_epoch, self.on_batch = patience, on_epoch, on_batch
+        self.patience, self.on_epoch, self.on_batch, self.weighted = patience, on_epoch, on_batch, weighted
         self.best, self.best_epoch, self.best_weights = math.inf, -1, None
         self.history: dict[str, list[float]] = {}
         self.stop_reason = ""
@@ -230,7 +250,7 @@ class _BestEpoch(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def _should_stop(self, epoch: int, logs: dict[str, float]) -> bool:
-        logs = data_logs(logs)
+        logs = data_logs(logs, self.weighted)
         for key, value in logs.items():
             self.history.setdefault(key, []).append(float(value))
         loss, val_loss = float(logs.get("loss", math.nan)), float(logs.get("val_loss", math.nan))
