@@ -26,6 +26,9 @@ def test_the_documented_notebook_session_runs_as_written(tmp_path, capsys):
     # The API's copy of the space, and the trials' resolved configs, hold no setting the example did not give.
     assert "is not used by scheme" not in said.out + said.err
     assert "repeats" not in result.best.config.to_yaml()
+    # The settings as the builder got them, by section, beside Optuna's dotted names.
+    assert result.best.settings["model"]["units"] == result.best.params["model.units"]
+    assert set(result.best.settings) == {"model", "train"} and "learning_rate" in result.best.settings["train"]
     assert isinstance(result, search.RunResult) and isinstance(result.best, search.TrialResult)
     assert result.study.study_name == "notebook" and len(result.study.trials) == 3
     assert result.best.config.study.seed_trial == result.best.number

@@ -40,6 +40,16 @@ class TrialResult:
                 and not isinstance(value, bool) and is_summary_metric(key)}
 
     @property
+    def settings(self) -> dict[str, dict[str, Any]]:
+        """The settings the builder and training got, by section: ``{"model": {"units": 44, "l2": 0.0, ...},
+        "train": {"learning_rate": ..., ...}}``. Where ``params`` holds Optuna's names (``model.units``, and
+        ``model.l2.on`` for a setting searched with ``or_off``), these are the values as used, an off
+        setting at its off value."""
+        from search.space import nest
+
+        return nest(self.config.leaves())
+
+    @property
     def classes(self) -> list[str]:
         """The class labels in the order of the split models' outputs (a binary model's one output is the
         probability of the second), as text; empty for regression."""
