@@ -441,3 +441,24 @@ def test_a_list_for_a_custom_builder_is_said_to_be_one_value_not_a_search(tmp_pa
     assert any("model.units_0 = [16, 32, 64] is a list, handed to the builder as one value, not searched; to try "
                "each value write {choice: [16, 32, 64]}" in w for w in warnings), warnings
     assert not any("sizes" in w for w in warnings)
+
+
+def test_a_space_declaring_regularizers_without_its_builder_names_the_builder_as_missing(tmp_path):
+    """The documented notebook space declares model.regularizers; without builder= it was refused for
+    declaring regularizers of a built-in family, which the user never chose."""
+    space = {**_space("undeclared"), "model": {"units": {"int": [4, 8]}, "dropout": {"float": [0.0, 0.5]},
+                                               "regularizers": ["dropout"]}}
+    with pytest.raises(search.SpaceError, match=r"no builder is named \(model.family\) or handed over \(builder=\)"):
+        search.run(space, x=X, y=Y, home=tmp_path / "h")
+    with pytest.raises(search.SpaceError, match="a built-in family knows its own"):
+        search.run({**space, "model": {**space["model"], "family": "mlp"}}, x=X, y=Y, home=tmp_path / "h")
+
+
+def test_the_plan_says_how_many_trials_run_now_where_the_budget_leaves_fewer(write_space, home, capsys):
+    from conftest import run_cli
+
+    path = write_space({"study": {"name": "header", "n_trials": 2, "baseline": False}, "train": {"epochs": 1}})
+    assert run_cli("run", path, "--home", home, "--n-trials", "5") == 0
+    said = capsys.readouterr()
+    assert "budget      2 trials in all, 0 finished, 2 now (of the 5 asked for: the budget leaves 2)" in \
+        said.out + said.err

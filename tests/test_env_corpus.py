@@ -83,6 +83,12 @@ def shared(tmp_path_factory: pytest.TempPathFactory):
         yield Shared(folder, home, one, ro)
 
 
+def _garbage_home(folder: Path) -> Path:
+    (folder / "damaged").mkdir(exist_ok=True)
+    (folder / "damaged" / "optuna.db").write_text("not a database, as a disk error or a copy gone wrong leaves it")
+    return folder / "damaged"
+
+
 @dataclass
 class Case:
     name: str
@@ -113,6 +119,9 @@ CASES = [
          ("no study store",), lambda s, t: [t / "typo", t / "r.html"]),
     Case("reproduce with a mistyped home", lambda s, t: ["reproduce", "one", "--home", t / "typo"], 2,
          ("no study store",), lambda s, t: [t / "typo"]),
+    Case("status on a home whose optuna.db is not a database",
+         lambda s, t: ["status", "one", "--home", _garbage_home(t)], 2,
+         ("the SQLite store", "is damaged or not a database", "restore it from a copy", "--home")),
     Case("status on an empty home folder", lambda s, t: ["status", "one", "--home", t], 2,
          ("holds no optuna.db", "Nothing was created"), lambda s, t: [t / "optuna.db", t / "mlflow.db"]),
     Case("status with a sqlite storage file that does not exist",

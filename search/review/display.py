@@ -326,7 +326,9 @@ def header_lines(prepared: Any, options: Any, storage_url: str, tracking_uri: st
     validation = dict(review.describe(space, attrs))["Validation"]
     limits = [f"{budget} trials in all, {finished} finished"]
     if options.n_trials:
-        limits.append(f"at most {options.n_trials} now")
+        left = max(0, budget - finished)
+        limits.append(f"at most {options.n_trials} now" if options.n_trials <= left else
+                      f"{left} now (of the {options.n_trials} asked for: the budget leaves {left})")
     if options.timeout:
         limits.append(f"no new trial after {_duration(options.timeout)}")
     if space.study.enqueue:

@@ -155,6 +155,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
             proc.send_signal(stopped[-1])
 
     codes: list[int] = []
+    deaths = [0] * n  # workers of each slot ended by a signal nobody here sent (the OOM killer, kill -9)
     progress: _FinishedTrials | None = None
     try:
         for i in range(n):  # one at a time: once a stop has come, no more start
@@ -174,20 +175,35 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
             for i in sorted(running):
                 p = procs[i]
                 assert p is not None
-                code = p.wait() if len(running) == 1 else p.poll()
+                # Polled, never waited on: the progress lines go on while the last worker runs.
+                code = p.poll()
                 if code is None:
                     continue
-                again = (code == 0 and recycle_after and not stopped and left[i] != 0
-                         and (deadline is None or time.monotonic() < deadline)
-                         and studies.finished_count(study) < studies.budget_of(space))
-                if again:
+                budget_left = (not stopped and left[i] != 0 and (deadline is None or time.monotonic() < deadline)
+                               and studies.finished_count(study) < studies.budget_of(space))
+                died = code < 0 and not stopped
+                if died:
+                    deaths[i] += 1
+                    why_not = ("" if budget_left and deaths[i] <= MAX_DEATHS else
+                               f"its slot's workers died {deaths[i]} times, a fault to look into" if budget_left
+                               else "nothing is left for one to do")
+                    print(_death_note(i, p.pid, -code, why_not), file=sys.stderr, flush=True)
+                if (code == 0 and recycle_after and budget_left) or (died and budget_left and deaths[i] <= MAX_DEATHS):
                     launch(i)
                 else:
-                    codes.append(code)
+                    # A death after which nothing was left to do is said above, and not a failure of the run.
+                    codes.append(0 if died and not budget_left else code)
                     running.discard(i)
             if running:
                 time.sleep(0.5)
     finally:
+        if any(deaths):  # a dead worker's last trial: failed and queued again now, not by the next run
+            from search.runner import recovery
+
+            try:
+                recovery.recover_orphans(study)
+            except Exception:  # the next run recovers it
+                pass
         if progress is not None:
             progress.say_new()
         for sig, handler in previous.items():
@@ -198,7 +214,25 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     from search.runner.stopping import STOPPED_EXIT_CODE
 
     bad = [c for c in codes if c not in (0, STOPPED_EXIT_CODE)]
-    return RunOutcome(study, status, stopped_by=stopped[0].name if stopped else "", exit_code=bad[0] if bad else 0)
+    # A worker ended by a signal has a negative code, which a shell would read as 256 - signal (247): 1.
+    return RunOutcome(study, status, stopped_by=stopped[0].name if stopped else "",
+                      exit_code=(bad[0] if bad[0] > 0 else 1) if bad else 0)
+
+
+# Deaths of one worker slot that are replaced: a worker killed once (the OOM killer at 2 am) is replaced;
+# one that dies every time is a fault the run should not hide all night.
+MAX_DEATHS = 3
+
+
+def _death_note(i: int, pid: int, signum: int, why_not: str) -> str:
+    """A worker ended by a signal this run did not send, said as it happens: the parent's other lines go on."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    return (f"warning: worker {i + 1} (pid {pid}) was ended by {name}, which this run did not send (out of "
+            f"memory? killed by hand?); its trial is failed and queued again; "
+            + (f"no new worker: {why_not}" if why_not else "a new worker takes its place"))
 
 
 class _FinishedTrials:

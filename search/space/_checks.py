@@ -62,9 +62,16 @@ def _check_declared_regularizers(space: Space, source: str) -> None:
     if declared is None:
         return
     if not space.is_custom:
-        raise SpaceError("model.regularizers declares a custom builder's regularizers; a built-in family "
-                         "knows its own", source=source, field="model.regularizers",
-                         expected="no model.regularizers with family " + space.family, found=declared)
+        # No family named: the space was meant for a builder that was not handed over (search.run without
+        # builder=, continuing a notebook's study), which is the mistake to name.
+        unnamed = "family" not in space.model
+        raise SpaceError("model.regularizers declares a custom builder's regularizers; "
+                         + ("no builder is named (model.family) or handed over (builder=), so the space is "
+                            "read as the built-in mlp family's; pass the builder again (search.run(..., "
+                            "builder=build)), or name it in model.family" if unnamed else
+                            "a built-in family knows its own"), source=source, field="model.regularizers",
+                         expected="a builder with it" if unnamed else "no model.regularizers with family "
+                         + space.family, found=declared)
     if not isinstance(declared, (list, dict)) or not all(isinstance(k, str) for k in declared):
         raise SpaceError("model.regularizers is a list of the builder's settings, or a mapping of each to the "
                          "value that switches it off", source=source, field="model.regularizers",

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from pathlib import Path
+
+from search.errors import StudyError
 
 
 def prepare(url: str) -> None:
@@ -11,7 +14,6 @@ def prepare(url: str) -> None:
     WAL lets readers (``search status``, the MLflow UI, other workers) work while one process writes,
     which the default rollback journal does not; the mode is stored in the file, so once is enough.
     """
-    from search.errors import StudyError
     from search.stores import is_read_only, sqlite_path
 
     path = sqlite_path(url)
@@ -21,9 +23,18 @@ def prepare(url: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.closing(sqlite3.connect(path, timeout=60)) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc) or "malformed" in str(exc):
+            raise StudyError(f"the SQLite store {path} is damaged or not a database ({exc}): restore it from a "
+                             f"copy, or give another --home (or --storage)", field="--home") from None
+        raise _unwritable(path, exc) from None
     except (OSError, sqlite3.Error) as exc:
-        raise StudyError(f"cannot open or create the SQLite store {path} ({exc}); the folder must be writable "
-                         f"for a command that writes (search run, search reproduce)", field="--home") from None
+        raise _unwritable(path, exc) from None
+
+
+def _unwritable(path: Path, exc: BaseException) -> StudyError:
+    return StudyError(f"cannot open or create the SQLite store {path} ({exc}); the folder must be writable "
+                      f"for a command that writes (search run, search reproduce)", field="--home")
 
 
 def serialize_transactions(engine: "object") -> None:
