@@ -174,6 +174,7 @@ def test_two_workers_finish_exactly_the_budget_without_duplicates(write_space, h
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "database is locked" not in out + err
+    assert "asked for now" not in err, "a worker's share of the budget is not something the user asked for"
     # The workers run quiet; the parent says every finished trial, so several workers show progress too.
     said = re.findall(r"trial (\d)/6 \(#(\d+)\) (complete|pruned)", err)
     assert sorted(int(done) for done, _, _ in said) == [1, 2, 3, 4, 5, 6], err

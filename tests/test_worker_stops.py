@@ -163,6 +163,7 @@ def test_a_worker_killed_outright_is_said_replaced_and_its_trial_run_again(write
     assert proc.returncode == 0, err
     assert f"(pid {victim.user_attrs['worker']['pid']}) was ended by SIGKILL, which this run did not send" in err
     assert "Traceback" not in err
+    assert "asked for now" not in err, "a worker's share of the budget is not something the user asked for"
     study = _study(home, "oom")
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 4

@@ -234,7 +234,9 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
         if studies.finished_count(study) >= budget:
             print(f"study '{space.study.name}' already has its {budget} finished trials; raise study.n_trials "
                   f"to continue it.", file=out)
-            if options.n_trials and options.worker_index <= 1:  # Optuna's optimize(n_trials=N) means N more
+            # Optuna's optimize(n_trials=N) means N more. Said by a run the user started, not by a worker,
+            # whose --n-trials is its share or its recycling quota.
+            if options.n_trials and options.worker_index == 0:
                 print(f"note: {options.n_trials} trials asked for now, but study.n_trials ({budget}) is the study's "
                       f"whole budget, and it is spent: none run; for {options.n_trials} more, set study.n_trials "
                       f"to {budget + options.n_trials} in the space", file=sys.stderr)
