@@ -74,3 +74,22 @@ def test_columns_named_for_a_bundled_data_set_and_a_search_of_nothing_are_said(w
     assert run_cli("check", path, "--home", home) == 0
     err = capsys.readouterr().err
     assert "nothing is searched" in err and "time_series without data.order" in err
+
+
+def test_a_trial_is_rebuilt_from_the_space_it_ran_with_after_an_edit(study, write_space, home):
+    """Without the trial's MLflow record, its config came from the latest file: an edited fixed learning rate
+    and preprocessing were exported (and reproduced, and a test look spent) as the trial's own."""
+    import optuna
+
+    from search.reproduction import targets
+
+    write_space({"study": {"name": "kept", "n_trials": 2}, "data": {"preprocess": "minmax"},
+                 "train": {"epochs": 1, "learning_rate": 0.005, "optimizer": {"choice": ["adam", "sgd"]}}})
+    assert run_cli("run", study, "--home", home, "--quiet") == 0
+    stored = optuna.load_study(study_name="kept", storage=f"sqlite:///{home / 'optuna.db'}")
+    first, second = stored.trials[0], stored.trials[1]
+    config, origin = targets.trial_config(stored, first, None)  # no tracking store: rebuilt from the study
+    assert "as trial 0 ran with it" in origin
+    assert config.data.preprocess == "standardize" and config.train["learning_rate"] == 0.01
+    config, _ = targets.trial_config(stored, second, None)
+    assert config.data.preprocess == "minmax" and config.train["learning_rate"] == 0.005

@@ -122,7 +122,10 @@ def trial_config(study: Any, trial: Any, tracking_uri: str | None) -> tuple[Spac
             if replays is not None:
                 recorded.study.seed_trial = replays
             return recorded, f"MLflow run {run_id}"
-    stored = study.user_attrs.get("space_yaml")
+    from search.studies import space_versions
+
+    own = space_versions.of_trial(study, trial)
+    stored = own if own is not None else study.user_attrs.get("space_yaml")
     if stored is None:
         raise StudyError(f"cannot rebuild trial {trial.number}'s config: its MLflow run is not in this tracking "
                          f"store and the study holds no space (it predates `search best`)", field="--tracking-uri")
@@ -135,7 +138,11 @@ def trial_config(study: Any, trial: Any, tracking_uri: str | None) -> tuple[Spac
     settings = space_of_trial(space, trial).sample(optuna.trial.FixedTrial(trial.params, trial.number))
     resolved = space.resolve(settings, name=f"{space.study.name}-t{trial.number:03d}", n_trials=1,
                              baseline=False, seed_trial=space.study.seeds_of(trial.number, trial.user_attrs))
-    return resolved, f"the study's space and trial {trial.number}'s parameters"
+    if own is not None:
+        return resolved, f"the study's space as trial {trial.number} ran with it, and the trial's parameters"
+    # A trial from before the versions were kept: the latest file's fixed values may not be the ones it ran with.
+    return resolved, (f"the study's latest space and trial {trial.number}'s parameters; settings the file fixed "
+                      f"and changed since this trial ran are the latest file's, not the trial's")
 
 
 def replayed_trial(study: Any) -> int | None:

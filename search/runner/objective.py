@@ -21,6 +21,7 @@ from search import models
 from search._redact import redact
 from search.errors import FAILURE_ATTR, FailureKind
 from search.runner import checkpoints
+from search.studies import space_versions
 from search.studies import pruning, writes
 from search.studies._identity import worker_identity
 from search.data import Dataset
@@ -57,6 +58,13 @@ class Objective:
     _muted: set[int] = field(default_factory=set, init=False, repr=False)       # for the rest of this trial
     _off: set[int] = field(default_factory=set, init=False, repr=False)         # for the rest of the run
     _failing: dict[int, int] = field(default_factory=dict, init=False, repr=False)  # trials in a row
+    _space_digest: str = field(default="", init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from search._redact import redact
+
+        # The version of the space file the study stores for this run (session.run), named by each trial.
+        self._space_digest = space_versions.digest(redact(self.space.to_yaml()))
 
     def __call__(self, trial: Any) -> float | tuple[float, float]:
         trial = writes.TrialWithBatchedWrites(trial)
@@ -76,6 +84,7 @@ class Objective:
 
         # Lets a restarted run on this host tell a trial whose process died from one still running.
         trial.set_user_attr("worker", worker_identity())
+        trial.set_user_attr(space_versions.DIGEST_ATTR, self._space_digest)
         if self.budget is not None and _over_budget(trial, self.budget):
             trial.set_user_attr("reason", "over budget: other workers hold the remaining trials")
             trial.set_user_attr(FAILURE_ATTR, FailureKind.OVER_BUDGET.value)

@@ -19,6 +19,7 @@ from search.data import Dataset
 from search.data._summary import DataSummary
 from search.runner.results import TrialListener
 from search.runner import _preflight, checkpoints
+from search.studies import space_versions
 from search.runner._space_warnings import plan_warnings, space_warnings
 from search.space import Space
 from search.splits import Split
@@ -229,7 +230,12 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
                   f"keep their old settings and are ranked with the new ones (--study-name starts a separate "
                   f"study)", file=sys.stderr)
         # What `search best --export` and `search reproduce` rebuild a trial's config from, without MLflow.
-        study.set_user_attr("space_yaml", redact(space.to_yaml()))
+        stored_space = redact(space.to_yaml())
+        study.set_user_attr("space_yaml", stored_space)
+        # Each version of the space under its own key, which each trial names (SPACE_DIGEST_ATTR): a trial's
+        # config is rebuilt from the space it ran with, not from a later edit, where its MLflow record is gone.
+        if study.user_attrs.get(space_versions.key(stored_space)) is None:
+            study.set_user_attr(space_versions.key(stored_space), stored_space)
         study.set_user_attr("space_path", str(space.path.resolve()) if space.path else "")
         if studies.finished_count(study) >= budget:
             print(f"study '{space.study.name}' already has its {budget} finished trials; raise study.n_trials "
