@@ -93,3 +93,16 @@ def test_a_trial_is_rebuilt_from_the_space_it_ran_with_after_an_edit(study, writ
     assert config.data.preprocess == "standardize" and config.train["learning_rate"] == 0.01
     config, _ = targets.trial_config(stored, second, None)
     assert config.data.preprocess == "minmax" and config.train["learning_rate"] == 0.005
+
+
+def test_a_tracking_store_without_the_studys_runs_is_said_when_the_study_goes_on(study, write_space, home, capsys):
+    """The MLflow store was removed (or another one given): the next run made a new one and a new parent run
+    without a word, and the UI showed one trial of eleven."""
+    write_space({"study": {"name": "kept", "n_trials": 2},
+                 "train": {"epochs": 1, "optimizer": {"choice": ["adam", "sgd"]}}})
+    capsys.readouterr()
+    # Another store than the one the study's runs are in: what a deleted mlflow.db gives the next run.
+    assert run_cli("run", study, "--home", home, "--tracking-uri", f"sqlite:///{home / 'fresh.db'}") == 0
+    said = capsys.readouterr()
+    assert "warning: study 'kept' recorded its MLflow runs under parent run" in said.err
+    assert "a new parent run is made there, and the 1 earlier trial(s) are not in it" in said.err

@@ -107,6 +107,8 @@ class MlflowTracker(ReviewLogging, TrialListener):
             self.client.update_run(parent, status="RUNNING")
         else:
             self._warn_of_earlier_runs(study)
+            if parent:
+                self._warn_of_a_lost_store(study, parent)
             run = self.client.create_run(self.experiment_id, run_name=study.study_name,
                                          tags={"search.kind": "study", "optuna.study_name": study.study_name})
             parent = run.info.run_id
@@ -129,6 +131,18 @@ class MlflowTracker(ReviewLogging, TrialListener):
                   f"Optuna store does not know (its database was deleted or replaced, or another one is used): the "
                   f"new runs are added beside them, and test-set looks recorded there are not counted. Use "
                   f"--study-name for a separate study", file=sys.stderr)
+
+    def _warn_of_a_lost_store(self, study: Any, parent: str) -> None:
+        """The study had a parent run, which this tracking store does not hold: the store was deleted or
+        replaced, or another one is given. A new parent run was made without a word, and the UI then showed
+        one trial of eleven."""
+        import sys
+
+        done = sum(t.state.name in ("COMPLETE", "PRUNED", "FAIL") for t in study.get_trials(deepcopy=False))
+        print(f"warning: study '{study.study_name}' recorded its MLflow runs under parent run {parent}, which "
+              f"the tracking store {redact(self.uri)} does not hold (deleted or replaced, or another "
+              f"--tracking-uri): a new parent run is made there, and the {done} earlier trial(s) are not in it "
+              f"(the Optuna store still holds them all; `search best` and `search status` read it)", file=sys.stderr)
 
     def close_orphans(self, study: Any) -> list[int]:
         """End the runs of trials that Optuna no longer counts as running (their process died), from
