@@ -204,3 +204,24 @@ def tracking_readable(uri: str | None) -> bool:
     except StudyError:
         return False
     return True
+
+
+def trouble_of(exc: BaseException) -> str | None:
+    """A store on a damaged file or a full disk, found anywhere in the exception's chain (Optuna and SQLAlchemy
+    wrap SQLite's words): said as what it is, where the net said "unexpected failure, please report it"."""
+    import errno
+
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 10:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    text = " ".join(str(e) for e in seen)
+    if "database disk image is malformed" in text or "file is not a database" in text:
+        return ("a store's SQLite file is damaged (\"database disk image is malformed\"): restore optuna.db or "
+                "mlflow.db from a copy, or give another --home; SQLite's own `.recover` command can save what "
+                "is left of it. Nothing was changed")
+    if "database or disk is full" in text or any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in seen):
+        return ("the disk holding the stores is full (\"database or disk is full\"): free some space, or give "
+                "another --home on a disk that has room")
+    return None

@@ -89,6 +89,16 @@ def _garbage_home(folder: Path) -> Path:
     return folder / "damaged"
 
 
+def _damaged_pages(home: Path, folder: Path) -> Path:
+    """A copy of a real store with some of its pages overwritten, as a failing disk leaves it."""
+    copy = folder / "malformed"
+    copy.mkdir(exist_ok=True)
+    data = bytearray((home / "optuna.db").read_bytes())
+    data[8192:min(len(data), 8192 + 40960)] = b"Z" * len(data[8192:min(len(data), 8192 + 40960)])
+    (copy / "optuna.db").write_bytes(bytes(data))
+    return copy
+
+
 @dataclass
 class Case:
     name: str
@@ -122,6 +132,10 @@ CASES = [
     Case("status on a home whose optuna.db is not a database",
          lambda s, t: ["status", "one", "--home", _garbage_home(t)], 2,
          ("the SQLite store", "is damaged or not a database", "restore it from a copy", "--home")),
+    Case("status on a home whose optuna.db has damaged pages",
+         lambda s, t: ["status", "one", "--home", _damaged_pages(s.home, t)], 2,
+         ("cannot open the Optuna storage", "is damaged (\"database disk image is malformed\")",
+          "restore optuna.db or mlflow.db from a copy")),
     Case("status on an empty home folder", lambda s, t: ["status", "one", "--home", t], 2,
          ("holds no optuna.db", "Nothing was created"), lambda s, t: [t / "optuna.db", t / "mlflow.db"]),
     Case("status with a sqlite storage file that does not exist",

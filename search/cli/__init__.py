@@ -61,6 +61,12 @@ def _dispatch(args: argparse.Namespace, debug: bool) -> int:
         except Exception as exc:  # the net under every command: a short paragraph, never a raw traceback
             if debug:
                 print(_redact.format_exception(exc), file=sys.stderr)
+            from search.stores import trouble_of
+
+            trouble = trouble_of(exc)
+            if trouble:  # the machine's, not the user's input, and not a bug to report either
+                print(f"error: {_redact.redact(trouble)}", file=sys.stderr)
+                return 1
             print(f"error: {UNEXPECTED} in `search {args.command}`: {type(exc).__name__}: "
                   f"{_redact.redact(_one_paragraph(exc))}. "
                   + ("The traceback is above. " if debug else "Run the same command with --debug for the "

@@ -65,6 +65,9 @@ def make_storage(url: str, heartbeat: int = 30) -> Any:
     except Exception as exc:  # SQLAlchemy: unreachable server, bad URL, refused login
         from search._redact import redact
 
+        if (trouble := stores.trouble_of(exc)) is not None:
+            raise StudyError(f"cannot open the Optuna storage {redact(url)}: {trouble}", field="--storage") from None
+
         raise StudyError(f"cannot open the Optuna storage {redact(url)} ({type(exc).__name__}: "
                          f"{redact(str(exc).splitlines()[0] if str(exc) else '')})", field="--storage") from None
     finally:
