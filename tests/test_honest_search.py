@@ -447,3 +447,21 @@ def test_the_headline_against_the_baseline_names_the_other_settings_it_differs_i
     same = row(5, 0.02, False, **{"model.units": 32, "train.learning_rate": 0.003, "model.dropout": 0.3,
                                   "model.l2.on": False})
     assert "also differ" not in format_table([same, base])
+
+
+def test_an_ablation_held_by_another_process_is_not_said_to_have_nothing_to_ablate():
+    """A second terminal on the same study found the variants taken by the first and printed 'nothing to
+    ablate (it uses no regularizer)' for a trial with dropout, storing an empty table."""
+    import io
+
+    import optuna
+
+    from search.reproduction import ablation
+
+    study = optuna.create_study(study_name="shared")
+    study.add_trial(optuna.trial.create_trial(value=0.3, user_attrs={"splits": [{"split": 0, "best_val_loss": 0.3}]}))
+    others = optuna.create_study(study_name="shared-ablation")  # its variants still running elsewhere
+    out = io.StringIO()
+    assert ablation._stored(study, study.trials[0], others, None, out, expected=2) == []
+    assert "its 2 variant(s) are trained by another process" in out.getvalue()
+    assert "nothing to ablate" not in out.getvalue() and ablation.ATTR not in study.user_attrs

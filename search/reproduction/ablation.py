@@ -156,7 +156,7 @@ def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | No
     done = _finished(study, space.study.name)
     if done is not None and {v.label for v in variants} <= {t.user_attrs.get("ablation") for t in done.trials
                                                            if t.state.name == "COMPLETE"}:
-        return _stored(study, picked, done, options, out)  # asked again: nothing to train
+        return _stored(study, picked, done, options, out, len(variants))  # asked again: nothing to train
     queue = [(v.params, {"ablation": v.label}) for v in variants]
     run_options = session.RunOptions(home=options.home, storage=options.storage, tracking_uri=options.tracking_uri,
                                      threads=options.threads, quiet=True, heartbeat=options.heartbeat,
@@ -170,15 +170,22 @@ def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | No
         print(f"ablation of trial {picked.number}: stopped by {outcome.stopped_by} before its variants finished; "
               f"`search ablate {study.study_name}` (or the same `search run`) continues it", file=out)
         raise AblationStopped(outcome.stopped_by)
-    return _stored(study, picked, outcome.study, options, out)
+    return _stored(study, picked, outcome.study, options, out, len(variants))
 
 
 class AblationStopped(Exception):
     """A stop signal ended the ablation before its variants finished; nothing was stored as its table."""
 
 
-def _stored(study: Any, picked: Any, ablation_study: Any, options: Any, out: TextIO) -> list[AblationRow]:
+def _stored(study: Any, picked: Any, ablation_study: Any, options: Any, out: TextIO,
+            expected: int) -> list[AblationRow]:
     rows = table(picked, ablation_study)
+    if not rows and expected:
+        # Another process (a second terminal, another host) holds the variants: its table is the answer, and an
+        # empty one stored here would read as "no regularizer" and could replace it.
+        print(f"ablation of trial {picked.number}: its {expected} variant(s) are trained by another process; "
+              f"`search ablate {study.study_name}` prints the table once they finish", file=out)
+        return []
     study.set_user_attr(ATTR, {"trial": picked.number, "study": ablation_study.study_name,
                                "rows": [asdict(r) for r in rows]})
     print(format_table(picked, rows), file=out)
