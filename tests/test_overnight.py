@@ -239,12 +239,16 @@ def test_a_trial_outside_the_best_k_writes_no_checkpoint(write_space, home):
 
 
 @pytest.mark.parametrize("argv", [["--timeout", "1s"]])
-def test_timeout_ends_the_run_between_trials(write_space, home, argv):
+def test_timeout_ends_the_run_between_trials(write_space, home, argv, capsys):
     space = write_space({"study": {"name": "timed", "n_trials": 50}, "validation": {"scheme": "holdout"}})
     assert run_cli("run", space, "--home", home, "--quiet", *argv) == 0
     study = _study(home, "timed")
     assert 1 <= len(study.trials) < 50
     assert all(t.state.name != "RUNNING" for t in study.trials)
+    # The end says why the budget is not spent, and how to go on (it said nothing of either).
+    done = sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
+    assert f"{done}/50 trials finished: this run ended at its --timeout. Continue the study with:\n  search run " \
+        in capsys.readouterr().out
 
 
 def _live_graphs() -> int:

@@ -86,6 +86,14 @@ def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", sp
                   "settings that fail (or a range that diverges) and run a new study (--study-name), or raise "
                   "study.n_trials to try more of this one", file=out)
         elif outcome.error is None and outcome.exit_code == 0:
+            done = finished_count(outcome.study)
+            if done < budget and (options.timeout or options.n_trials):
+                # A timeout or --n-trials is a normal end, which left the budget (and the ablation) for later.
+                limit = " and ".join(name for name, given in (("--timeout", options.timeout),
+                                                              ("--n-trials", options.n_trials)) if given)
+                waits = "; the study's ablation waits for the whole budget" if prepared.space.study.ablation else ""
+                print(f"\n{done}/{budget} trials finished: this run ended at its {limit}{waits}. Continue the "
+                      f"study with:\n  {options.continue_command}", file=out)
             here = models.only_in_this_process(str(prepared.space.model.get("family", "")))
             print("\n" + next_steps(prepared.space.study.name, options, builder_here=here), file=out)
     if outcome.error is not None:
