@@ -112,6 +112,7 @@ def run_cli(*args: str) -> int:
 # pytest-xdist's --dist loadfile hands files out in collection order, so a long file left for last kept
 # one core busy alone for half a minute; started first, the short files fill in beside them.
 _LONGEST_FIRST = ["test_distributed.py", "test_overnight.py", "test_worker_stops.py", "test_interruptions.py",
+                  "test_worker_deaths.py",
                   "test_reproduce.py", "test_honest_search.py", "test_environment.py", "test_api_strangers.py",
                   "test_fused.py", "test_review.py", "test_transfer.py", "test_continuing.py", "test_trials.py",
                   "test_end_to_end.py", "test_api.py", "test_pruning.py"]

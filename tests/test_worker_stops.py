@@ -145,29 +145,3 @@ def test_recycled_workers_still_stop_a_space_that_always_fails(write_space, home
     states = [t.state.name for t in _study(home, "broken").trials]
     assert states == ["FAIL"] * 2, states
 
-
-def test_a_worker_killed_outright_is_said_replaced_and_its_trial_run_again(write_space, home):
-    """kill -9 of one of two workers: the terminal fell silent until the other ended, nothing said it died, the
-    run exited 247 (256 - SIGKILL) with its MLflow run FAILED and no ablation, though the budget was met."""
-    from test_overnight import SLOW
-
-    space = write_space({**SLOW, "study": {"name": "oom", "n_trials": 4, "baseline": False}})
-    proc = _start_in_own_group(space, home, "--workers", "2")
-    try:
-        victim = _wait_for_running_trials(home, "oom", proc, 1)[0]
-        os.kill(victim.user_attrs["worker"]["pid"], signal.SIGKILL)
-        out, err = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 0, err
-    assert f"(pid {victim.user_attrs['worker']['pid']}) was ended by SIGKILL, which this run did not send" in err
-    assert "Traceback" not in err
-    assert "asked for now" not in err, "a worker's share of the budget is not something the user asked for"
-    study = _study(home, "oom")
-    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
-    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 4
-    killed = study.trials[victim.number]
-    if killed.state.name == "FAIL":  # killed mid-trial (not between two): its settings ran again
-        again = [t for t in study.trials if t.user_attrs.get("retry_of") == victim.number]
-        assert len(again) == 1 and again[0].state.name in ("COMPLETE", "PRUNED"), [t.user_attrs for t in again]
