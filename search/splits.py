@@ -10,8 +10,7 @@ from typing import Any, Callable, NoReturn
 
 import numpy as np
 
-from search.data import Dataset, fingerprint_indices
-from search.data._test_rows import spelled_like
+from search.data import Dataset, fingerprint_indices, spelled_like
 from search.errors import ValidationSchemeError
 
 

@@ -217,10 +217,11 @@ def trouble_of(exc: BaseException) -> str | None:
         seen.append(current)
         current = current.__cause__ or current.__context__
     text = " ".join(str(e) for e in seen)
-    if "database disk image is malformed" in text or "file is not a database" in text:
-        return ("a store's SQLite file is damaged (\"database disk image is malformed\"): restore optuna.db or "
-                "mlflow.db from a copy, or give another --home; SQLite's own `.recover` command can save what "
-                "is left of it. Nothing was changed")
+    for words in ("database disk image is malformed", "file is not a database"):
+        if words in text:
+            return (f"a store's SQLite file is damaged (\"{words}\"): restore optuna.db or mlflow.db from a copy, "
+                    f"or give another --home; SQLite's own `.recover` command can save what is left of it. "
+                    f"Nothing was changed")
     if "database or disk is full" in text or any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in seen):
         return ("the disk holding the stores is full (\"database or disk is full\"): free some space, or give "
                 "another --home on a disk that has room")

@@ -131,7 +131,8 @@ CASES = [
          ("no study store",), lambda s, t: [t / "typo"]),
     Case("status on a home whose optuna.db is not a database",
          lambda s, t: ["status", "one", "--home", _garbage_home(t)], 2,
-         ("the SQLite store", "is damaged or not a database", "restore it from a copy", "--home")),
+         ("cannot open the SQLite store", "is damaged (\"file is not a database\")", "restore optuna.db or "
+          "mlflow.db from a copy", "--home")),
     Case("status on a home whose optuna.db has damaged pages",
          lambda s, t: ["status", "one", "--home", _damaged_pages(s.home, t)], 2,
          ("cannot open the Optuna storage", "is damaged (\"database disk image is malformed\")",

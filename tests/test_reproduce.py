@@ -528,7 +528,9 @@ def test_a_test_loss_no_better_than_chance_is_said():
     said = {}
     for loss in (0.176, 0.05):
         report = Report(0, 4, "rule", loss, 0.9636, 0.16, 0.96, "accuracy", alarm, "checkpoints",
-                        test_chance_loss=0.1562, task="binary")
+                        test_chance_loss=0.1562,
+                        model_io={"inputs": {"features": ["a"], "as": "raw rows"}, "task": "binary",
+                                  "classes": ["no", "yes"], "output": "one value: the probability of class 'yes'"})
         out = io.StringIO()
         print_report(report, [], out)
         said[loss] = out.getvalue()

@@ -16,10 +16,10 @@ import numpy as np
 from search.data import _checks, _times
 from search.data._sources import SKLEARN_SETS, Raw, read
 from search.data._leaks import of_dataset as giveaways
-from search.data._test_rows import split_test as split_test
+from search.data._test_rows import spelled_like as spelled_like, split_test as split_test
 from search.errors import DataError
 
-__all__ = ["Dataset", "SKLEARN_SETS", "fingerprint_indices", "giveaways", "load", "split_test"]
+__all__ = ["Dataset", "SKLEARN_SETS", "fingerprint_indices", "giveaways", "load", "spelled_like", "split_test"]
 
 MAX_CLASSES_DETECTED = 20
 

@@ -80,7 +80,6 @@ class Report:
     rows_csv: str = field(default="", repr=False)  # rows.csv: each row's place and the test predictions
     recalls: dict[str, list[float]] = field(default_factory=dict)  # the final model's, by class: [recall, rows]
     test_chance_loss: float = math.nan       # always predicting the development rows' class shares (or mean)
-    task: str = ""
 
     @property
     def verified(self) -> bool | None:
@@ -171,7 +170,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
     report.epoch_note = "" if options.epochs else censored_epochs(stored, epochs)
     report.rows_csv = rows_module.table(prepared, pred)
     report.recalls = scoring.recall_by_class(task, y_test, pred, list(prepared.dataset.classes))
-    report.task, report.test_chance_loss = task, _test_chance_loss(prepared)
+    report.test_chance_loss = _test_chance_loss(prepared)
     report.model = final
     report.test_scores = scoring.more_scores(task, y_test, pred)
     report.ensemble_scores = scoring.more_scores(task, y_test, ensemble)

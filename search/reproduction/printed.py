@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def _prior(report: "Report") -> str:
-    return "the development rows' " + ("mean" if report.task == "regression" else "class shares")
+    return "the development rows' " + ("mean" if report.model_io.get("task") == "regression" else "class shares")
 
 
 def _against_chance(report: "Report") -> str:

@@ -206,9 +206,9 @@ def set_precision(train: dict[str, Any]) -> None:
 
 
 def fit_epochs(model: Any, X: np.ndarray, y: np.ndarray, train: dict[str, Any], epochs: int,
-               head: Head | None = None) -> dict[str, list[float]]:
+               head: Head) -> dict[str, list[float]]:
     """Train a compiled model for exactly ``epochs`` epochs, no validation rows, no early stopping."""
-    weights = class_weights(train, head.task, y, head.n_outputs) if head is not None else None
+    weights = class_weights(train, head.task, y, head.n_outputs)
     history = model.fit(X, y, batch_size=int(train["batch_size"]), epochs=int(epochs), shuffle=True, verbose=0,
                         class_weight=weights)
     raw = history.history

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from pathlib import Path
 
 from search.errors import StudyError
 
@@ -14,7 +13,7 @@ def prepare(url: str) -> None:
     WAL lets readers (``search status``, the MLflow UI, other workers) work while one process writes,
     which the default rollback journal does not; the mode is stored in the file, so once is enough.
     """
-    from search.stores import is_read_only, sqlite_path
+    from search.stores import is_read_only, sqlite_path, trouble_of
 
     path = sqlite_path(url)
     if path is None or is_read_only(url):  # a reader neither creates the file nor changes its mode
@@ -23,18 +22,11 @@ def prepare(url: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.closing(sqlite3.connect(path, timeout=60)) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
-    except sqlite3.DatabaseError as exc:
-        if "not a database" in str(exc) or "malformed" in str(exc):
-            raise StudyError(f"the SQLite store {path} is damaged or not a database ({exc}): restore it from a "
-                             f"copy, or give another --home (or --storage)", field="--home") from None
-        raise _unwritable(path, exc) from None
     except (OSError, sqlite3.Error) as exc:
-        raise _unwritable(path, exc) from None
-
-
-def _unwritable(path: Path, exc: BaseException) -> StudyError:
-    return StudyError(f"cannot open or create the SQLite store {path} ({exc}); the folder must be writable "
-                      f"for a command that writes (search run, search reproduce)", field="--home")
+        if (trouble := trouble_of(exc)) is not None:  # a damaged file or a full disk, not the folder's rights
+            raise StudyError(f"cannot open the SQLite store {path}: {trouble}", field="--home") from None
+        raise StudyError(f"cannot open or create the SQLite store {path} ({exc}); the folder must be writable "
+                         f"for a command that writes (search run, search reproduce)", field="--home") from None
 
 
 def serialize_transactions(engine: "object") -> None:
