@@ -81,6 +81,11 @@ def test_api_errors_are_user_errors_and_store_nothing(tmp_path, capsys):
     # Named as the call's keyword arguments, not as the command's options.
     assert "argument 'storage'" in str(caught.value) and "check home= (or storage=)" in str(caught.value)
     assert "--" not in str(caught.value) and caught.value.field == "storage"
+    # Raised from the call: a notebook showed 4 to 10 of this package's frames above the message.
+    assert [Path(str(entry.path)).name for entry in caught.traceback] == ["test_api.py", "_errors.py"]
+    with pytest.raises(search.SpaceError, match=r"field 'data.source': unknown scikit-learn data set; expected "
+                                                r"sklearn:digits \| .*found 'sklearn:irs'"):
+        search.load_space({**space.as_data(), "data": {"source": "sklearn:irs"}})  # said before any run
     # The command keeps its own words for the same mistake, also where it goes through this API (ablate).
     from conftest import run_cli
 

@@ -305,26 +305,27 @@ def _cell(comment="", activation="relu"):
 
 def test_a_cell_run_again_with_a_comment_is_the_same_builder_and_changed_code_is_warned_about(tmp_path, capsys):
     """Python compares code with its line numbers: a cell run again with a comment added was a new builder
-    (~2), and its study was refused as another model; in a new process, a builder that does something else
-    continued the study without a word."""
+    (~2), and its study was refused as another model. An edited cell run again in the same process was
+    refused too, with advice to pass builder=build, which had been done; in a new process the same edit was
+    warned about. And search.reproduce(..., builder=edited) judged the edited model as the trial's, silently."""
     home = tmp_path / "h"
     search.run(_space("cell"), x=X, y=Y, builder=_cell(), home=home, out=io.StringIO())
     assert models.register_builder(_cell("\n    # wider later")) == models.register_builder(_cell())
     search.run(_space("cell", n_trials=2), x=X, y=Y, builder=_cell("\n    # wider later"), home=home,
                out=io.StringIO())
     assert "does something else" not in capsys.readouterr().err
-    script = textwrap.dedent(f"""
-        import io, numpy as np, search
-        from sklearn.datasets import load_iris
-        namespace = {{"__name__": "__main__"}}
-        exec({CELL.format(comment="", activation="tanh")!r}, namespace)
-        X, Y = load_iris(return_X_y=True)
-        space = {_space("cell", n_trials=3)!r}
-        search.run(space, x=X, y=Y, builder=namespace["build"], home={str(home)!r}, out=io.StringIO())
-    """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "model.family's code: the builder function does something else now" in done.stderr
+    edited = _cell(activation="tanh")  # the cell edited and run again: the name goes to the new function
+    assert models.register_builder(edited) == models.register_builder(_cell())
+    search.run(_space("cell", n_trials=3), x=X, y=Y, builder=edited, home=home, out=io.StringIO())
+    err = capsys.readouterr().err
+    assert "model.family's code: the builder function does something else now" in err
+    assert "(study_name= starts a separate study)" in err  # the call's words, not the command's
+    out = io.StringIO()
+    search.reproduce("cell", trial=0, home=home, builder=edited, out=out)
+    err = capsys.readouterr().err
+    assert "does something else now than when trial 0 ran" in err and "judges another model than trial 0's" in err
+    report = search.reproduce("cell", trial=2, home=home, builder=edited, out=io.StringIO())
+    assert "does something else now" not in capsys.readouterr().err and not report.builder_changed
 
 
 def test_a_builders_digest_is_the_same_in_every_process():

@@ -137,7 +137,7 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         _remove_saved(made, home if fresh_home else None)
         raise
     options = session.RunOptions(home=home, storage=storage, tracking_uri=tracking_uri, n_trials=n_trials,
-                                 timeout=timeout, threads=threads, quiet=quiet)
+                                 timeout=timeout, threads=threads, quiet=quiet, new_study="study_name=")
     if builder is not None and (name := models.only_in_this_process(resolved.model["family"])):
         # The command cannot import a notebook's function: the study continues from Python.
         where = repr(str(loaded.path)) if loaded.path else "space"

@@ -22,7 +22,8 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 def _hides_credentials(fn: _F) -> _F:
     """The URLs' passwords are hidden in whatever the call prints or logs later, also where they appear alone,
-    and in the message of an exception it raises (a notebook shows it whole, with its chain)."""
+    and in the message of an exception it raises (a notebook shows it whole, with its chain); a user's
+    mistake is raised from the call itself, without the package's frames."""
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
         from search import _redact
@@ -35,6 +36,9 @@ def _hides_credentials(fn: _F) -> _F:
             _redact_exception(exc)
             if isinstance(exc, UserError) and not _AS_COMMAND.get():
                 _in_python_terms(exc)
+                # A mistake in the call is the caller's to see, not the frames of this package it passed
+                # through on the way (a notebook printed 4 to 10 of them above the one-paragraph message).
+                raise exc.with_traceback(None)
             raise
 
     return cast(_F, call)

@@ -16,7 +16,7 @@ def taking_raw_rows(study: "optuna.Study", config: Space, splits: list[int],
     training rows (the same rows, so the same scaler, as long as the data is the study's)."""
     from search import preprocess
     from search.errors import DataError
-    from search.reproduction.final import data_changes
+    from search.reproduction.changes import data_changes
     from search.runner import session
 
     prepared = session.prepare_rows(config)

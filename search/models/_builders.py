@@ -21,15 +21,28 @@ def register_builder(builder: Callable[..., Any]) -> str:
     _a_builder(builder)
     base = f"{CUSTOM_PREFIX}{getattr(builder, '__module__', None) or 'builder'}:" \
            f"{getattr(builder, '__qualname__', None) or 'build'}"
-    # Functions made by one factory (make_builder(3), make_builder(0)), lambdas and a notebook cell run
-    # again share a name; a study's family must go on naming the function it ran with, so a different one
-    # gets a name of its own, and the same code with the same captured values keeps the name.
+    # Functions made by one factory (make_builder(3), make_builder(0)) and lambdas share a name; a study's
+    # family must go on naming the function it ran with, so a different one gets a name of its own, and the
+    # same code with the same captured values keeps the name. A module's function defined again (a notebook
+    # cell run again, edited) takes the name over, as a new process importing it would: its study goes on,
+    # warned that the code changed (it was refused as another family, with advice to do what was done).
     name, n = base, 1
+    if _defined_again(name, builder):
+        _REGISTERED.pop(name)
     while name in _REGISTERED and not _same_function(_REGISTERED[name], builder):
         n += 1
         name = f"{base}~{n}"
     _REGISTERED[name] = builder
     return name
+
+
+def _defined_again(name: str, builder: Callable[..., Any]) -> bool:
+    """``builder`` is a new definition of the module-level function registered as ``name``."""
+    before = _REGISTERED.get(name)
+    qualname = str(getattr(builder, "__qualname__", ""))
+    return (before is not None and before is not builder and "<" not in qualname
+            and getattr(before, "__qualname__", None) == qualname
+            and getattr(before, "__module__", None) == getattr(builder, "__module__", None))
 
 
 def _a_builder(builder: Any, field: str = "builder", source: str | None = None) -> None:
@@ -134,11 +147,11 @@ def load_custom_builder(family: str, search_dir: Path | None = None,
     is ever put on ``sys.path``, so a ``pandas.py`` or ``numpy.py`` beside the space file is never
     imported in place of the library. Anything else is imported as an installed module.
     """
+    stand_in = _HANDED_OVER.get()
+    if stand_in is not None and named_only_there(family):  # given for this call: it wins over an earlier one
+        return stand_in
     if family in _REGISTERED:
         return _REGISTERED[family]
-    stand_in = _HANDED_OVER.get()
-    if stand_in is not None and named_only_there(family):
-        return stand_in
     spec = family[len(CUSTOM_PREFIX):]
     module_name, _, func_name = spec.rpartition(":")
     if not module_name or not func_name:

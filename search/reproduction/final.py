@@ -32,12 +32,12 @@ from search.space import flatten, nest
 from search.reproduction import looks as looks_module
 from search.reproduction import rows as rows_module
 from search.reproduction import printed, served
+from search.reproduction.changes import builder_changed, data_changes
 from search.reproduction.epochs import censored_epochs, final_epochs
 from search.reproduction.targets import Target
 
 # The final model's seed is derive_seed(study seed, trial, FINAL_SEED_SPLIT): a split index no plan reaches.
 FINAL_SEED_SPLIT = 1_000_000
-_FINGERPRINTS = ("data_fingerprint", "test_fingerprint", "splits_fingerprint", "weights_fingerprint")
 
 
 @dataclass
@@ -76,6 +76,7 @@ class Report:
     test_scores: dict[str, float] = field(default_factory=dict)  # RMSE and R², or balanced accuracy and ROC AUC
     ensemble_scores: dict[str, float] = field(default_factory=dict)  # the same, of the split models' average
     model: Any = field(default=None, repr=False, compare=False)  # the final keras.Model, as logged
+    builder_changed: bool = False            # the builder's code is not the code the trial ran with
     epoch_note: str = ""                     # the epoch rule's count is a lower bound (censored_epochs)
     rows_csv: str = field(default="", repr=False)  # rows.csv: each row's place and the test predictions
     recalls: dict[str, list[float]] = field(default_factory=dict)  # the final model's, by class: [recall, rows]
@@ -114,6 +115,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
                          f"{len(prepared.splits)}", field="validation")
     what = f"an edited config of trial {trial.number}" if target.changed else f"trial {trial.number}"
     print(f"reproducing {what} of study '{study.study_name}' (config from {target.origin})", file=out)
+    builder_now = builder_changed(target)
     if changes:
         print("  the data changed (" + "; ".join(changes) + "); going on as --allow-data-change asks", file=out)
     _runtime.configure(options.threads)
@@ -181,7 +183,8 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
         report.ensemble_trials = [trial.number, *members]
         report.top_ensemble_loss = float(np.mean(scoring.row_losses(task, y_test, averaged)))
         report.top_ensemble_metric = scoring.metric(task, y_test, averaged)
-    looks = looks_module.record(study, trial.number, _by_full_paths(target, settings), epochs,
+    report.builder_changed = builder_now is not None
+    looks = looks_module.record(study, trial.number, _by_full_paths(target, settings, builder_now), epochs,
                               ensemble=len(report.ensemble_trials) or 1, test_loss=report.test_loss,
                               members=member_configs)
     report.run_id = _log(target, options, report, prepared, settings, final, history, looks)
@@ -343,20 +346,16 @@ def _final_model(target: Target, prepared: session.Prepared, settings: dict[str,
     return final, loss, scoring.metric(ds.task, ds.y[test], pred), history, pred
 
 
-def data_changes(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    names = {"data_fingerprint": "data", "test_fingerprint": "test rows", "splits_fingerprint": "split plan",
-             "weights_fingerprint": "model.weights file"}
-    return [f"{names[k]} fingerprint {stored[k]} → {now[k]}" for k in _FINGERPRINTS
-            if k in stored and k in now and stored[k] != now[k]]
-
-
-def _by_full_paths(target: Target, settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _by_full_paths(target: Target, settings: dict[str, dict[str, Any]],
+                   builder_code: str | None = None) -> dict[str, dict[str, Any]]:
     """The settings with the builder and the weights file named by their full paths, as an exported config
-    names them: the same config judged again by its exported file counts as the same config."""
+    names them: the same config judged again by its exported file counts as the same config. A builder
+    whose code changed since the trial makes it another config."""
     from search.reproduction.targets import model_files
 
     files = {key: value for key, value in model_files(target.space).items() if key in settings["model"]}
-    return {**settings, "model": {**settings["model"], **files}}
+    code = {"builder_code": builder_code} if builder_code else {}
+    return {**settings, "model": {**settings["model"], **files, **code}}
 
 
 def _log(target: Target, options: Options, report: Report, prepared: session.Prepared,
@@ -374,6 +373,7 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
             "optuna.trial_number": trial.number, "search.config_from": target.origin,
             "search.edited": ", ".join(target.changed) if target.changed else "false",
             "data_changed": str(bool(report.data_changes)).lower(), "split_models": report.split_models,
+            "builder_changed": str(report.builder_changed).lower(),
             "epoch_rule": report.epoch_rule, "overfit_alarm": str(report.alarm.fired).lower(),
             "test_looks": len(looks), "config_hash": looks[-1]["config"],
             "verify": "passed" if report.verified else "not run"}  # a mismatch stopped before anything was logged

@@ -22,6 +22,7 @@ from search._redact import redact
 from search.errors import FAILURE_ATTR, FailureKind
 from search.runner import checkpoints
 from search.studies import space_versions
+from search.studies.space_versions import BUILDER_CODE_ATTR
 from search.studies import pruning, writes
 from search.studies._identity import worker_identity
 from search.data import Dataset
@@ -59,12 +60,16 @@ class Objective:
     _off: set[int] = field(default_factory=set, init=False, repr=False)         # for the rest of the run
     _failing: dict[int, int] = field(default_factory=dict, init=False, repr=False)  # trials in a row
     _space_digest: str = field(default="", init=False, repr=False)
+    _builder_code: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         from search._redact import redact
+        from search.runner import _preflight
 
         # The version of the space file the study stores for this run (session.run), named by each trial.
         self._space_digest = space_versions.digest(redact(self.space.to_yaml()))
+        # And the builder's code: reproduce says where the function it is given does something else.
+        self._builder_code = _preflight.builder_code(self.space)
 
     def __call__(self, trial: Any) -> float | tuple[float, float]:
         trial = writes.TrialWithBatchedWrites(trial)
@@ -85,6 +90,8 @@ class Objective:
         # Lets a restarted run on this host tell a trial whose process died from one still running.
         trial.set_user_attr("worker", worker_identity())
         trial.set_user_attr(space_versions.DIGEST_ATTR, self._space_digest)
+        if self._builder_code:
+            trial.set_user_attr(BUILDER_CODE_ATTR, self._builder_code)
         if self.budget is not None and _over_budget(trial, self.budget):
             trial.set_user_attr("reason", "over budget: other workers hold the remaining trials")
             trial.set_user_attr(FAILURE_ATTR, FailureKind.OVER_BUDGET.value)

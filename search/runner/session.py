@@ -77,6 +77,7 @@ class RunOptions:
     local_workers: int = 1           # worker processes of this run on this machine (they share its cores)
     heartbeat: int = 30              # seconds between a running trial's heartbeats
     continue_command: str = "search run <space file>"
+    new_study: str = "--study-name"  # how the caller starts a separate study (the API: study_name=)
     run_started: float = field(default_factory=time.time)  # workers get their parent's, so recycling keeps it
     extra_listeners: list[Any] = field(default_factory=list)
     # Say when a continued study's model/train settings changed (off where the caller changes them on purpose,
@@ -227,7 +228,7 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
         if changed and options.worker_index <= 1:  # one of several workers says it
             print(f"warning: study '{space.study.name}' continues with settings changed since its "
                   f"earlier trials ({'; '.join(changed[:6])}{'; ...' if len(changed) > 6 else ''}); those trials "
-                  f"keep their old settings and are ranked with the new ones (--study-name starts a separate "
+                  f"keep their old settings and are ranked with the new ones ({options.new_study} starts a separate "
                   f"study)", file=sys.stderr)
         # What `search best --export` and `search reproduce` rebuild a trial's config from, without MLflow.
         stored_space = redact(space.to_yaml())
@@ -320,10 +321,16 @@ def open_storage(options: RunOptions, also: Any = None) -> Any:
     home = Path(options.home)
     storage_url = options.storage or studies.default_storage(home)
     stores.check_url(storage_url, "--storage", stores.STORAGE)
+    fresh = not home.exists()
     stores.prepare_home(home)
-    with stores.home_lock(home):
-        storage = studies.make_storage(storage_url, options.heartbeat)
-        return storage if also is None else (storage, also())
+    try:
+        with stores.home_lock(home):
+            storage = studies.make_storage(storage_url, options.heartbeat)
+            return storage if also is None else (storage, also())
+    except Exception:
+        if fresh:  # a database that does not exist on a server: the folder made for the run goes too
+            stores.remove_if_only_lock(home)
+        raise
 
 
 class _Loop:

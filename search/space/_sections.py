@@ -157,6 +157,17 @@ class DataSection(_Strict):
             data = {**data, "preprocess": "none"}
         return data
 
+    @field_validator("source")
+    @classmethod
+    def _a_bundled_set_by_its_name(cls, value: str) -> str:
+        # Known without reading anything: said by load_space and `search check`, not first by the run.
+        from search.data import SKLEARN_SETS
+
+        name = value.partition(":")[2]
+        if value.startswith("sklearn:") and name not in SKLEARN_SETS:
+            raise ValueError(f"unknown scikit-learn data set; expected sklearn:{' | sklearn:'.join(SKLEARN_SETS)}")
+        return value
+
     @field_validator("target", "group", "order", "split_column")
     @classmethod
     def _columns_of_a_file(cls, value: str | None, info: ValidationInfo) -> str | None:

@@ -10,6 +10,7 @@ import hashlib
 from typing import Any
 
 DIGEST_ATTR = "space_digest"  # a trial's attribute: the digest of the space version it ran with
+BUILDER_CODE_ATTR = "builder_code"  # a trial's (and the study's) attribute: a custom builder's code digest
 
 
 def digest(text: str) -> str:
@@ -26,3 +27,9 @@ def of_trial(study: Any, trial: Any) -> str | None:
     version is missing."""
     named = trial.user_attrs.get(DIGEST_ATTR)
     return study.user_attrs.get(f"space_yaml:{named}") if named else None
+
+
+def builder_code_of(study: Any, trial: Any) -> str | None:
+    """The digest of the builder code a trial ran with: its own record, else (a trial from before trials
+    kept one) the study's, which is the code of the study's latest run."""
+    return trial.user_attrs.get(BUILDER_CODE_ATTR) or study.user_attrs.get(BUILDER_CODE_ATTR)
