@@ -10,7 +10,7 @@ from typing import Any, Callable, NoReturn
 
 import numpy as np
 
-from search.data import Dataset, fingerprint_indices, spelled_like
+from search.data import Dataset, fingerprint_indices, rare_class_hint
 from search.errors import ValidationSchemeError
 
 
@@ -333,7 +333,7 @@ def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, wher
         smallest = int(counts.min())
         if smallest < k:
             label = dataset.classes[int(counts.argmin())]
-            typo = spelled_like(dataset, label)
+            typo = rare_class_hint(dataset, label)
             fail(f"stratified {k}-fold needs at least {k} rows of every class; class {label!r} has {smallest} "
                  f"in the development rows{held}{typo}",
                  expected=f"k <= {smallest}, or stratify: false" if smallest >= 2

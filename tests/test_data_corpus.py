@@ -240,6 +240,17 @@ def _decomposed_header(folder: Path) -> Path:
     return _space(folder, {"source": "csv:bad.csv", "target": unicodedata.normalize("NFC", "Ergebnis_ä")})
 
 
+def _decomposed_values(folder: Path) -> Path:
+    import unicodedata
+
+    def some_decomposed(values: list[str]) -> list[str]:
+        return [unicodedata.normalize("NFD", c) if i % 3 == 0 else c for i, c in enumerate(values)]
+
+    _frame(30, classes=2).assign(city=some_decomposed(["Zürich", "Köln", "Köln"] * 10),
+                                 label=some_decomposed(["Zürich", "Köln"] * 15)).to_csv(folder / "bad.csv", index=False)
+    return _space(folder, {"source": "csv:bad.csv", "target": "label", "categorical": "one_hot"})
+
+
 def _joined_index(folder: Path) -> Path:
     frame = _frame()
     pd.concat([frame.iloc[:20], frame.iloc[20:]]).set_axis(list(range(20)) + list(range(10))).to_csv(
@@ -332,6 +343,18 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     ("csv-numeric-target-with-na-words",
      csv(_frame().to_csv(index=False).replace(",2\n", ",NA\n", 2).replace(",1\n", ",\n", 1)), "data.target",
      ["column 'label'", "3 missing value(s) (as written: 'NA' (2), empty cells (1))"]),
+    # A text target's empty cells were counted with its 'NA' cells as missing; with the empty rows gone, 'NA'
+    # was then a class: the first message had asked to drop rows the second kept.
+    ("csv-text-target-with-empty-and-na-cells",
+     csv(_frame(30, classes=2).assign(label=["yes", "no"] * 15).to_csv(index=False)
+         .replace(",yes\n", ",NA\n", 2).replace(",no\n", ",\n", 3)), "data.target",
+     ["column 'label'", "3 missing value(s) (as written: empty cells (3))", "the cells 'NA' (2) are read as a "
+      "class of their own, not as missing"]),
+    # A temperature of -6 to 10 read as 17 classes: the advice was a smaller k, for a 17-class classifier.
+    ("csv-whole-number-quantity-too-rare-for-its-folds",
+     csv(_frame(40).assign(label=[-6 + i % 17 for i in range(40)]), {"test": "csv:test.csv", "test_size": None},
+         test=_frame(9, seed=2).assign(label=[0, 1, 2] * 3)), "validation.k",
+     ["the target's 17 whole numbers are read as classes: set data.task: regression if it is a quantity"]),
     ("test-size-with-test", csv(_frame(), {"test_size": 0.3}, test=_frame(9, seed=2)), "data.test_size",
      ["no effect when the test rows are provided"]),
     ("test-and-split-column", csv(_SPLIT, {"split_column": "part"}, test=_frame(9, seed=2)),
@@ -643,6 +666,21 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
     ("separators-tied-in-the-header", _tied_separators, [],
      ["features: 2", "read as separated by semicolons, not commas", "column(s) 'label'"]),
     ("header-in-decomposed-unicode", _decomposed_header, [], ["features: 3", "classes (3"]),
+    # macOS writes 'ü' as 'u' and a combining mark: printed alike, they were two classes and two columns.
+    ("values-in-decomposed-unicode", _decomposed_values, [],
+     ["features: 5 (a, b, c, city=Köln, city=Zürich)", "classes (2, development/test rows): Köln ",
+      "column 'city' of", "10 value(s) written in decomposed Unicode (such as '", "7 characters) read in composed form",
+      "column 'label' of", "Zürich 12/3"]),
+    # Visits 0 to 7 read as 8 classes, then scored as underfit with no word of the guess.
+    ("a-count-read-as-classes",
+     csv(_frame(48).assign(label=[i % 8 for i in range(48)]), other={"validation": {"k": 2}}),
+     [], ["classes (8", "note: the target 'label' holds 8 consecutive whole numbers (0 to 7), read as 8 classes by "
+          "task: auto; if it counts or measures something, set data.task: regression"]),
+    ("true-false-labels-spelled-three-ways", csv(_frame(30, classes=2).assign(
+        label=["TRUE", "False", "true", "FALSE", "True", "false"] * 5)), [],
+     ["classes (2", "labels written differently are read as the same true/false value, so as one class"]),
+    ("labels-with-surrounding-spaces-are-quoted", csv(_frame(30, classes=2).assign(label=[" yes", "no"] * 15)),
+     [], ["classes (2, development/test rows): ' yes' 12/3, no 12/3"]),
     ("an-id-named-column", csv(_frame().assign(customer_no=np.sort(np.random.default_rng(2).choice(
         np.arange(100000, 999999), 30, replace=False)))), [],
      ["features: 4", "column 'customer_no' of", "named as an identifier and holds a different whole number"]),
@@ -668,6 +706,8 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
                                                           "sales": np.arange(30) * 1.5 + 0.25}), {"target": "sales"},
                                             other={"validation": {"scheme": "holdout"}}),
      ["20 of 30 rows are dropped as duplicates", "data.duplicates: keep"], ["10 kept"]),
+    ("a-constant-column-is-named", csv(_frame().assign(version=1.0)), [],
+     ["features: 4", "column(s) 'version' of", "hold one value in every row: nothing to learn from"]),
     ("a-dropped-column-is-named", csv(_frame().assign(note="x"), {"drop": ["note"]}), [],
      ["features: 3", "column(s) 'note' of", "left out (data.drop)"]),
     ("one-hot-values-differ-by-case", csv(_frame().assign(city=["Berlin", "berlin", "Köln"] * 10),

@@ -173,13 +173,18 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     np.testing.assert_allclose(np.asarray(served.predict(flags)),
                                model.predict(flags.to_numpy(np.float64), verbose=0), rtol=1e-5)
     assert capsys.readouterr().out == ""
-    with pytest.raises(ValueError, match=re.escape(f"column(s) '{frame.columns[1]}' are not numbers")):
+    with pytest.raises(ValueError, match=re.escape(f"column(s) '{frame.columns[1]}' are not numbers (row 0 of")):
         served.predict(frame.assign(**{frame.columns[1]: "a"}))
-    # Trained with data.missing: refuse, it has no fill: a missing value is named, not predicted as NaN.
+    # Trained with data.missing: refuse, it has no fill: a missing value is named, not predicted as NaN; an
+    # empty text is a missing value, as an empty cell of a CSV is (it was "not numbers").
     holes = frame.copy()
     holes.iloc[2, 1] = np.nan
     with pytest.raises(ValueError, match=re.escape(f"missing values in '{frame.columns[1]}' (first in row 2")):
         served.predict(holes)
+    blank = frame.astype(object)
+    blank.iloc[2, 1] = " "
+    with pytest.raises(ValueError, match=re.escape(f"missing values in '{frame.columns[1]}' (first in row 2")):
+        served.predict(blank)
     # Columns are taken by name: a frame in another order scores the same, one missing a column is refused.
     np.testing.assert_allclose(np.asarray(served.predict(frame[frame.columns[::-1]])),
                                model.predict(X_test, verbose=0), rtol=1e-5)

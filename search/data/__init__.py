@@ -16,10 +16,12 @@ import numpy as np
 from search.data import _checks, _times
 from search.data._sources import SKLEARN_SETS, Raw, read
 from search.data._leaks import of_dataset as giveaways
-from search.data._test_rows import spelled_like as spelled_like, split_test as split_test
+from search.data._test_rows import rare_class_hint as rare_class_hint, spelled_like as spelled_like, \
+    split_test as split_test
 from search.errors import DataError
 
-__all__ = ["Dataset", "SKLEARN_SETS", "fingerprint_indices", "giveaways", "load", "spelled_like", "split_test"]
+__all__ = ["Dataset", "SKLEARN_SETS", "fingerprint_indices", "giveaways", "load", "rare_class_hint", "spelled_like",
+           "split_test"]
 
 MAX_CLASSES_DETECTED = 20
 
@@ -142,6 +144,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
         warnings += _offset_target(raw.y, section.target or "y")
     if section.task == "auto" and raw.declared_task is None and kind == "classification":
         warnings += _spaced_whole_numbers(raw.y, section.target or "y")  # the task itself may be wrong
+        raw.notes += _counted_classes(raw.y, section.target or "y")
     dropped: dict[str, int] = {}
     if raw.skipped or (test is not None and test.skipped):
         dropped["unreadable images"] = sum(len(p.skipped) for p, _ in parts)
@@ -381,6 +384,19 @@ def _spaced_whole_numbers(y: np.ndarray, name: str) -> list[str]:
         return []  # two values, or consecutive codes such as 0..K-1 or 1..K
     return [f"the target '{name}' holds {len(distinct)} different whole numbers ({distinct[0]:g} to "
             f"{distinct[-1]:g}), read as classes by task: auto; if they are a quantity, set data.task: regression"]
+
+
+def _counted_classes(y: np.ndarray, name: str, fewest: int = 6) -> list[str]:
+    """Said where ``task: auto`` read consecutive whole numbers as classes (visits 0 to 12): codes 0..K-1 look
+    the same, so a note, not a warning; a count read as 13 classes then scored as underfit, unexplained."""
+    if not (np.issubdtype(y.dtype, np.number) and not np.issubdtype(y.dtype, np.bool_)):
+        return []
+    distinct = np.unique(y.astype(np.float64))
+    if len(distinct) < fewest or distinct[-1] - distinct[0] != len(distinct) - 1:
+        return []
+    return [f"the target '{name}' holds {len(distinct)} consecutive whole numbers ({distinct[0]:g} to "
+            f"{distinct[-1]:g}), read as {len(distinct)} classes by task: auto; if it counts or measures "
+            f"something, set data.task: regression"]
 
 
 def _offset_target(y: np.ndarray, name: str) -> list[str]:

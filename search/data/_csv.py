@@ -2,13 +2,12 @@
 labels pandas would read as missing, text columns (hints, ``data.drop``, ``data.categorical``)."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from search.data import _checks, _csv_layout, _csv_target
+from search.data import _checks, _column_notes, _csv_layout, _csv_target
 from search.data._raw import Raw
 from search.errors import DataError
 
@@ -81,7 +80,8 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
     for c in one_hot:
         raw_text = spelled(c)  # NA or None are values of a category, not missing ones
         values = raw_text if raw_text is not None and len(raw_text) == len(features) else features[c]
-        as_read = values.fillna("").astype(str)
+        as_read, decomposed = _csv_target.composed(values.fillna("").astype(str), str(c), path)
+        notes += decomposed
         categories[str(c)] = as_read.str.strip().to_numpy()
         if (padded := int((as_read.to_numpy() != categories[str(c)]).sum())):
             example = as_read[as_read.to_numpy() != categories[str(c)]].iloc[0]
@@ -101,20 +101,23 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
                        + "; ".join(f"'{c}': {_text_column_hint(features[c], c)}" for c in texts))
         where_found = f" (first at row {row} of '{column}', counting from 0)" if row is not None else ""
         raise DataError(message + where_found, source=where, field=field, expected="numbers", found=sample)
-    notes += _row_counters(features, path)
+    notes += _column_notes.row_counters(features, path) + _column_notes.constant_columns(features, path)
     warnings = spellings + _checks.float32_merges([(str(c), features[c].to_numpy()) for c in features.columns
                                                  if not pd.api.types.is_bool_dtype(features[c])], str(path))
     _csv_target.number_target_as_text(frame[section.target], section.target, section.task, path, where)
     target_text = _as_written(spelled, section.target, frame[section.target])
+    kept_words = ""
     if target_text is not None:
-        unread = frame[section.target].isna()
+        unread = frame[section.target].isna() & target_text.notna()
         words = ", ".join(map(repr, sorted(set(target_text[unread]))))
+        kept_words = f"; the cells {words} ({int(unread.sum())}) are read as a class of their own, not as missing"
         frame[section.target] = target_text
         # NA is North America, None a class, or R's missing label: the rows say which only to a person.
         warnings.append(f"target '{section.target}' of {path}: the label(s) {words} ({int(unread.sum())} rows: "
                       f"{_rows(unread)}) are kept as classes of their own; pandas and R write them for a missing "
                       f"label, so if these rows have no label, delete them from the file")
-    notes += _merged_spellings(spelled, section.target, frame[section.target])
+    frame[section.target], decomposed = _csv_target.composed(frame[section.target], section.target, path)
+    notes += decomposed + _merged_spellings(spelled, section.target, frame[section.target])
     warnings += _csv_target.mixed_codings(frame[section.target], section.target, path)
     if _csv_target.holds_text(frame[section.target]):  # a cell of spaces is no label: refused as an empty one
         frame[section.target] = frame[section.target].mask(frame[section.target].astype(str).str.strip() == "")
@@ -128,6 +131,8 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
                 if column in features.columns else "; data.missing fills feature columns only" if fills else "")
         if column in features.columns and frame[column].isna().all():
             hint = f"; it has no value in any row, so leave it out (data.drop: [{column}])"
+        if column == section.target:
+            hint += kept_words  # said with the empty cells: the file's other gaps are then not read as missing
         written = _missing_as_written(spelled, column, frame[column])
         also = ("; other columns with missing values: " + ", ".join(f"'{c}' ({int(frame[c].isna().sum())})"
                                                                      for c in gaps[1:6])
@@ -199,33 +204,6 @@ def _no_header_rows(frame: Any, path: Path, where: str, field: str) -> None:
         raise DataError(f"{path} repeats its header line as a data row ({len(rows)} time(s), at line(s) {lines}), "
                         f"as files joined end to end do; delete those lines", source=where, field=field,
                         expected="one header line", found=",".join(names))
-
-
-# customer_no, CustomerID, order_nr, patient-id, record number, uuid: names of columns that name the rows.
-_ID_NAME = re.compile(r"(?i:(?:^|[\W_])(?:id|no|nr|num|number|key|uuid)$|^(?:id|uuid|key)(?:[\W_]|$))"
-                      r"|[a-z](?:ID|Id|No|Nr)$")
-
-
-def _row_counters(features: Any, path: Path) -> list[str]:
-    """Feature columns that count the rows (1, 2, 3, ... in file order), or that are named and valued as an
-    identifier: most likely names of the rows, not measurements."""
-    out = []
-    for column in features.columns:
-        values = features[column].to_numpy()
-        if len(values) < 10 or values.dtype.kind not in "iu":
-            continue
-        if bool(np.all(np.diff(values) == 1)):
-            how = f"counts the rows ({values[0]}, {values[1]}, {values[2]}, ...)"
-        elif values.max() - values.min() == len(values) - 1 and len(np.unique(values)) == len(values):
-            how = f"numbers the rows in another order (each of {values.min()} to {values.max()} once)"
-        elif _ID_NAME.search(str(column)) and len(np.unique(values)) == len(values):
-            how = "is named as an identifier and holds a different whole number in every row"
-        else:
-            continue
-        out.append(f"column '{column}' of {path} {how} and is used as a feature; if it only names the rows, "
-                   f"drop it (data.drop: [{column}]; it carries no signal, or a leak where the rows were sorted "
-                   f"by the target or by time)")
-    return out
 
 
 def _is_category(values: Any) -> bool:
@@ -309,9 +287,10 @@ def _as_written(spelled: _AsSpelled, column: str, values: Any) -> Any:
     if not values.isna().any() or (len(present) and pd.api.types.is_numeric_dtype(present.infer_objects())):
         return None  # nothing missing, or a numeric target, where NA does mean a missing value
     text = spelled(column)
-    if text is None or len(text) != len(values) or (text[values.isna()].str.strip() == "").any():
-        return None  # a truly empty cell is missing, and is refused as such
-    return text.str.strip().where(values.isna(), values)
+    if text is None or len(text) != len(values):
+        return None
+    words = values.isna() & (text.str.strip() != "")  # a truly empty cell stays missing, and is refused as such
+    return text.str.strip().where(words, values) if words.any() else None
 
 
 def _merged_spellings(spelled: _AsSpelled, column: str, values: Any, most: int = 50) -> list[str]:
@@ -332,6 +311,9 @@ def _merged_spellings(spelled: _AsSpelled, column: str, values: Any, most: int =
         return []
     shown = "; ".join(" and ".join(repr(t) for t in w[:3]) for w in merged[:3])
     more = "; ..." if len(merged) > 3 else ""
+    if pd.api.types.is_bool_dtype(values):  # TRUE, True and true: one truth value, and nothing to recode
+        return [f"target '{column}' of {path}: labels written differently are read as the same true/false "
+                f"value, so as one class ({shown}{more})"]
     return [f"target '{column}' of {path}: labels written differently are read as the same number, so as one "
             f"class ({shown}{more}); if they are codes that differ, write them with a letter (c01, c1)"]
 

@@ -63,3 +63,23 @@ def mixed_codings(values: Any, column: str, path: Path) -> list[str]:
     return [f"target '{column}' of {path} writes its labels as numbers ({', '.join(map(repr, numbers[:5]))}) and "
             f"as words ({', '.join(map(repr, words[:5]))}): they are {len(labels)} classes; if a number and a word "
             f"mean the same class (1 and 'yes'), write them one way in the file"]
+
+
+def composed(values: Any, column: str, path: Path) -> tuple[Any, list[str]]:
+    """Text values in Unicode's composed form (NFC), with a note where any was not: macOS and some tools write
+    'ü' as 'u' and a combining mark, which prints the same and was another class or category."""
+    import unicodedata
+
+    def nfc(value: Any) -> Any:
+        return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
+
+    if not holds_text(values):
+        return values, []
+    out = values.map(nfc)
+    changed = (out != values) & values.notna()
+    if not changed.any():
+        return values, []
+    example = str(values[changed].iloc[0])
+    return out, [f"column '{column}' of {path}: {int(changed.sum())} value(s) written in decomposed Unicode (such "
+                 f"as {example!r}, {len(example)} characters) read in composed form, as the same text written "
+                 f"the other way"]

@@ -68,7 +68,7 @@ class DataSummary:
             shown = list(self.classes.items())[:_CLASSES_SHOWN]
             more = len(self.classes) - len(shown)
             out.append(f"  classes ({len(self.classes)}, development/test rows): "
-                       + ", ".join(f"{c} {a}/{b}" for c, a, b in ((c, *n) for c, n in shown))
+                       + ", ".join(f"{_label(c)} {a}/{b}" for c, a, b in ((c, *n) for c, n in shown))
                        + (f", ... and {more} more" if more else ""))
         else:
             out.append(f"  target: min {self.target['min']:.4g}, max {self.target['max']:.4g}, "
@@ -135,3 +135,9 @@ def _names(names: list[str], shown: int = 8) -> str:
     if not names:
         return ""
     return " (" + ", ".join(names[:shown]) + (f", ... {len(names) - shown} more" if len(names) > shown else "") + ")"
+
+
+def _label(name: Any) -> str:
+    """A class as printed: quoted where plain text would hide what tells it apart (' yes' beside 'yes')."""
+    text = str(name)
+    return repr(text) if not text or text != text.strip() or not text.isprintable() or "," in text else text

@@ -54,12 +54,7 @@ def split_test(dataset: Dataset, test_size: float, seed: int, time_ordered: bool
     if stratify is not None:
         counts = np.bincount(dataset.y)
         if counts.min() < 2:
-            numbers = len(dataset.classes) > 2 and all(isinstance(c, (int, float)) and not isinstance(c, bool)
-                                                       for c in dataset.classes)
-            hint = (f" (the target's {len(dataset.classes)} whole numbers are read as classes: set data.task: "
-                    f"regression if it is a quantity)" if numbers else "")
-            if not numbers:
-                hint = spelled_like(dataset, dataset.classes[int(counts.argmin())])
+            hint = rare_class_hint(dataset, dataset.classes[int(counts.argmin())])
             raise DataError(f"class {dataset.classes[int(counts.argmin())]!r} has only {counts.min()} row(s); a "
                             f"stratified test split needs at least 2 per class{hint}", source=where,
                             field="data.target")
@@ -161,3 +156,13 @@ def spelled_like(dataset: Any, label: Any) -> str:
     counts = np.bincount(dataset.y, minlength=len(dataset.classes))
     near = dict(rare_near_spellings(Counter({str(c): int(n) for c, n in zip(dataset.classes, counts)})))
     return f" (it is spelled like class {near[str(label)]!r}: a typo?)" if str(label) in near else ""
+
+
+def rare_class_hint(dataset: Any, label: Any) -> str:
+    """Why a class may be too small to split: the target's numbers read as classes (a count or a temperature
+    of few values, by task: auto), or a label spelled nearly as a common one's."""
+    if len(dataset.classes) > 2 and all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                                        for c in dataset.classes):
+        return (f" (the target's {len(dataset.classes)} whole numbers are read as classes: set data.task: "
+                f"regression if it is a quantity)")
+    return spelled_like(dataset, label)

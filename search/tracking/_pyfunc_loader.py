@@ -44,6 +44,8 @@ def _encode(data: Any, encoding: dict[str, Any]) -> Any:
     """A frame of raw rows with its category columns one-hot encoded, in the model's column order. A value
     training never saw is 0 in every column of its category, as it was for test rows, and is warned
     about; a missing one is the value :func:`_missing_as` names."""
+    import unicodedata
+
     import numpy as np
     import pandas as pd
 
@@ -51,6 +53,7 @@ def _encode(data: Any, encoding: dict[str, Any]) -> Any:
     columns = {str(c): data[c] for c in data.columns if str(c) not in one_hot}
     for name, values in one_hot.items():
         text = data[name].astype(object).where(data[name].notna(), _missing_as(values)).astype(str).str.strip()
+        text = text.map(lambda v: unicodedata.normalize("NFC", v))  # as training read them
         for value, column in zip(values, encoded_names({name: values})):
             columns[column] = (text == value).astype(np.float64)
         unseen = text[~text.isin(values)]
@@ -149,13 +152,17 @@ class _NamedOutputs:
         if isinstance(data, pd.DataFrame) and self._encoding:
             data = _encode(data, self._encoding)
         if isinstance(data, pd.DataFrame):
-            # MLflow's schema check hands over columns of any type as objects: each read as numbers here.
-            numbers = {c: pd.to_numeric(data[c], errors="coerce") for c in data.columns}
-            text = [str(c) for c in data.columns if (numbers[c].isna() & data[c].notna()).any()]
+            # MLflow's schema check hands over columns of any type as objects: each read as numbers here, an
+            # empty text as missing (as an empty cell of the training CSV was).
+            given = {c: _blank_as_missing(data[c]) for c in data.columns}
+            numbers = {c: pd.to_numeric(given[c], errors="coerce") for c in data.columns}
+            text = [c for c in data.columns if (numbers[c].isna() & given[c].notna()).any()]
             if text:
-                raise ValueError(f"column(s) {', '.join(map(repr, text))} are not numbers: the model takes numbers "
-                                 f"in them (only the category columns that reproduce.json's 'model' lists under "
-                                 f"'one_hot' are text)")
+                bad = given[text[0]][numbers[text[0]].isna() & given[text[0]].notna()]
+                raise ValueError(f"column(s) {', '.join(repr(str(c)) for c in text)} are not numbers (row "
+                                 f"{bad.index[0]!r} of column {str(text[0])!r} holds {str(bad.iloc[0])[:40]!r}): the "
+                                 f"model takes numbers in them (only the category columns that reproduce.json's "
+                                 f"'model' lists under 'one_hot' are text)")
             if self._refuses_missing:
                 _no_missing({str(c): numbers[c].isna().to_numpy() for c in data.columns})
             _finite({str(c): numbers[c].to_numpy(dtype="float64") for c in data.columns})
@@ -176,6 +183,12 @@ class _NamedOutputs:
             return np.asarray(model.predict(data, verbose=0)) if len(data) else \
                 np.zeros((0, *model.output_shape[1:]), dtype="float32")
         return self._inner.predict(data)
+
+
+def _blank_as_missing(column: Any) -> Any:
+    if column.dtype != object:
+        return column
+    return column.mask(column.map(lambda v: isinstance(v, str) and not v.strip()))
 
 
 def _load_pyfunc(path: str) -> Any:

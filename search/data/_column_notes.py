@@ -1,0 +1,44 @@
+"""Notes on feature columns that are most likely not measurements: a column that names or counts the rows,
+and one that holds one value in every row."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# customer_no, CustomerID, order_nr, patient-id, record number, uuid: names of columns that name the rows.
+_ID_NAME = re.compile(r"(?i:(?:^|[\W_])(?:id|no|nr|num|number|key|uuid)$|^(?:id|uuid|key)(?:[\W_]|$))"
+                      r"|[a-z](?:ID|Id|No|Nr)$")
+
+
+def constant_columns(features: Any, path: Path) -> list[str]:
+    """Feature columns that hold one value in every row (a missing value apart): they carry nothing to learn."""
+    same = [str(c) for c in features.columns if features[c].nunique(dropna=True) == 1]
+    if not same or len(features) < 2:
+        return []
+    return [f"column(s) {', '.join(map(repr, same[:5]))}{', ...' if len(same) > 5 else ''} of {path} hold one value "
+            f"in every row: nothing to learn from (data.drop leaves them out)"]
+
+
+def row_counters(features: Any, path: Path) -> list[str]:
+    """Feature columns that count the rows (1, 2, 3, ... in file order), or that are named and valued as an
+    identifier: most likely names of the rows, not measurements."""
+    out = []
+    for column in features.columns:
+        values = features[column].to_numpy()
+        if len(values) < 10 or values.dtype.kind not in "iu":
+            continue
+        if bool(np.all(np.diff(values) == 1)):
+            how = f"counts the rows ({values[0]}, {values[1]}, {values[2]}, ...)"
+        elif values.max() - values.min() == len(values) - 1 and len(np.unique(values)) == len(values):
+            how = f"numbers the rows in another order (each of {values.min()} to {values.max()} once)"
+        elif _ID_NAME.search(str(column)) and len(np.unique(values)) == len(values):
+            how = "is named as an identifier and holds a different whole number in every row"
+        else:
+            continue
+        out.append(f"column '{column}' of {path} {how} and is used as a feature; if it only names the rows, "
+                   f"drop it (data.drop: [{column}]; it carries no signal, or a leak where the rows were sorted "
+                   f"by the target or by time)")
+    return out
