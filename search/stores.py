@@ -122,6 +122,16 @@ def prepare_home(home: Path) -> None:
                          f"(status, best and report can still read a read-only copy)", field="--home") from None
 
 
+def remove_if_only_lock(home: Path) -> None:
+    """Take back a home folder that holds nothing but the lock file :func:`prepare_home` made."""
+    try:
+        if {p.name for p in home.iterdir()} <= {LOCK_NAME}:
+            (home / LOCK_NAME).unlink(missing_ok=True)
+            home.rmdir()
+    except OSError:  # another process is using it now: it stays
+        pass
+
+
 @contextlib.contextmanager
 def home_lock(home: Path) -> Iterator[None]:
     """Hold ``<home>/.lock`` while the stores' schemas are created.

@@ -2,6 +2,8 @@
 user's files would suffer, named by the setting that changed."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conftest import run_cli
@@ -76,7 +78,7 @@ def test_columns_named_for_a_bundled_data_set_and_a_search_of_nothing_are_said(w
     assert "nothing is searched" in err and "time_series without data.order" in err
 
 
-def test_a_trial_is_rebuilt_from_the_space_it_ran_with_after_an_edit(study, write_space, home):
+def test_a_trial_is_rebuilt_from_the_space_it_ran_with_after_an_edit(study, write_space, home, tmp_path):
     """Without the trial's MLflow record, its config came from the latest file: an edited fixed learning rate
     and preprocessing were exported (and reproduced, and a test look spent) as the trial's own."""
     import optuna
@@ -93,6 +95,23 @@ def test_a_trial_is_rebuilt_from_the_space_it_ran_with_after_an_edit(study, writ
     assert config.data.preprocess == "standardize" and config.train["learning_rate"] == 0.01
     config, _ = targets.trial_config(stored, second, None)
     assert config.data.preprocess == "minmax" and config.train["learning_rate"] == 0.005
+    # MLflow's parent run keeps its first params: it says so, and keeps each version by the digest that
+    # each trial's run names (it held the first version's params and space.yaml beside the latest note).
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    parent = client.get_run(stored.user_attrs["mlflow_parent_run_id"])
+    digests = [t.user_attrs["space_digest"] for t in (first, second)]
+    assert digests[0] != digests[1] and parent.data.tags["search.space_versions"] == ",".join(digests)
+    assert parent.data.tags["search.space_digest"] == digests[0] and parent.data.params["data.preprocess"] == \
+        "standardize"
+    assert "edited between runs (2 versions)" in parent.data.tags["search.space_edited"]
+    kept = {a.path for a in client.list_artifacts(parent.info.run_id, "space_versions")}
+    assert kept == {f"space_versions/{d}.yaml" for d in digests}
+    latest = client.download_artifacts(parent.info.run_id, f"space_versions/{digests[1]}.yaml", str(tmp_path))
+    assert "minmax" in Path(latest).read_text() and parent.data.tags["version.search"]
+    for trial, digest in zip((first, second), digests):
+        assert client.get_run(trial.user_attrs["mlflow_run_id"]).data.tags["search.space_digest"] == digest
 
 
 def test_a_tracking_store_without_the_studys_runs_is_said_when_the_study_goes_on(study, write_space, home, capsys):

@@ -95,7 +95,7 @@ def test_mlflow_runs_match_trials(study_run):
     assert parent.data.tags["data_fingerprint"] == study.user_attrs["data_fingerprint"]
     assert "version.optuna" in parent.data.tags and "python" in parent.data.tags
     assert [a.path for a in client.list_artifacts(parent.info.run_id)] == [
-        "data_summary.json", "data_summary.txt", "space.yaml", "study"]
+        "data_summary.json", "data_summary.txt", "space.yaml", "space_versions", "study"]
 
     runs = _trial_runs(client, "iris-e2e")
     assert sorted(runs) == [t.number for t in study.trials]

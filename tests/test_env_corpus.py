@@ -227,6 +227,19 @@ CASES = [
          ("wrote",), read_only=True),
 ]
 
+# A server that answers, without the database named: the home folder made for the run was left holding its
+# lock file. Where CI's PostgreSQL is given (SEARCH_TEST_POSTGRES_URL).
+if _SERVER := os.environ.get("SEARCH_TEST_POSTGRES_URL"):
+    from urllib.parse import urlsplit
+
+    _AT = urlsplit(_SERVER)
+    CASES.append(Case(
+        "run with a PostgreSQL database that does not exist",
+        lambda s, t: ["run", s.space, "--home", t / "h", "--storage",
+                      f"postgresql://{_AT.username or 'postgres'}:{SECRET}@{_AT.hostname}:{_AT.port or 5432}"
+                      f"/no_such_db"],
+        2, ("cannot open the Optuna storage", ":***@", '"no_such_db" does not exist'), lambda s, t: [t / "h"]))
+
 
 def _file(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,10 @@ def test_the_header_never_shows_a_database_password(write_space, home):
     text = "\n".join(display.header_lines(prepared, options, options.storage, options.tracking_uri, 4, 20))
     assert "hunter2" not in text and "postgresql://search:" in text
     assert "budget      20 trials in all, 4 finished, at most 3 now, no new trial after 1h30m" in text
-    assert "hunter2" not in display.next_steps("tiny", options)
+    steps = display.next_steps("tiny", options)
+    assert "hunter2" not in steps  # and the hidden password is said, with where to put the URLs instead
+    assert "put the full URL in $SEARCH_STORAGE and $MLFLOW_TRACKING_URI and leave --storage and --tracking-uri" \
+        in steps
     # The watch line is pasted into a shell as printed: a home holding a space is quoted, the storage
     # (which `search ui` does not read) left out.
     options.home = home / "my runs"

@@ -359,10 +359,16 @@ def next_steps(study: str, options: Any, builder_here: str | None = None) -> str
         again = (f"search.reproduce({study!r}{', ' + stores if stores else ''}{handed})   in Python where "
                  f"{builder_here} is defined: retrain the best config, test it once (the command cannot "
                  f"import a builder defined in a notebook, a script or a function)")
+    urls = ((options.storage, "--storage", "SEARCH_STORAGE"),
+            (options.tracking_uri, "--tracking-uri", "MLFLOW_TRACKING_URI"))
+    hidden = [(flag, variable) for url, flag, variable in urls if url and _hidden(url) != url]
+    pasted = ("\n  (a password is shown as ***, so these do not run as printed: put the full URL in $"
+              + " and $".join(v for _, v in hidden) + " and leave " + " and ".join(f for f, _ in hidden)
+              + " out)") if hidden else ""
     return ("next steps:\n"
             f"  {command('ui', study, options)}          the MLflow UI on the study's runs\n"
             f"  {command('report', study, options)}      the review as one HTML file\n"
-            f"  {again}")
+            f"  {again}{pasted}")
 
 
 def _hidden(url: str | None) -> str | None:

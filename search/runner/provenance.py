@@ -7,7 +7,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "optuna", "mlflow", "mlflow-skinny",
+# This package's own version first: its seed derivation and training loop are part of what was run.
+PACKAGES = ("search", "tensorflow", "tensorflow-cpu", "keras", "optuna", "mlflow", "mlflow-skinny",
             "scikit-learn", "numpy", "pandas", "pydantic")
 
 

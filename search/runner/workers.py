@@ -17,6 +17,7 @@ import sys
 import time
 from typing import Any
 
+from search.errors import FailureKind
 from search.runner.results import TrialListener
 from search.runner.session import Prepared, RunOptions, RunOutcome, emit, open_storage, say_budget_cap
 from search.runner.stopping import announce
@@ -264,6 +265,8 @@ class _FinishedTrials:
             return
         for t in sorted((t for t in finished if t.number not in self.seen), key=lambda t: t.number):
             self.seen.add(t.number)
+            if FailureKind.of(t) is FailureKind.OVER_BUDGET:  # asked for after the budget was met: never ran
+                continue
             attrs, mark = t.user_attrs, ""
             if t.state.name == "COMPLETE" and t.values:
                 self.done += 1

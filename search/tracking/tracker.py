@@ -13,7 +13,8 @@ from search import review
 from search._redact import redact
 from search.runner.results import SplitResult, TrialListener, TrialOutcome
 from search.space import Space, flatten
-from search.tracking import _repair
+from search.studies.space_versions import DIGEST_ATTR
+from search.tracking import _repair, _space_versions
 from search.tracking._later import DeferredFailure, Later
 from search.tracking._review import ReviewLogging
 from search.tracking._records import param_text, trial_fit, validation_settings, with_outcome
@@ -105,6 +106,7 @@ class MlflowTracker(ReviewLogging, TrialListener):
         parent = study.user_attrs.get(PARENT_RUN_ATTR)
         if parent and self._exists(parent):
             self.client.update_run(parent, status="RUNNING")
+            _space_versions.record(self.client, parent, self.space, self.space_text, created=False)
         else:
             self._warn_of_earlier_runs(study)
             if parent:
@@ -211,6 +213,7 @@ class MlflowTracker(ReviewLogging, TrialListener):
         self.client.log_batch(run_id, params=[Param(k, param_text(v)) for k, v in params.items() if v is not None],
                               tags=[RunTag(k, redact(str(v))[:5000]) for k, v in self.study_tags.items()])
         self.client.log_text(run_id, redact(self.space_text), "space.yaml")
+        _space_versions.record(self.client, run_id, self.space, self.space_text, created=True)
         for name, text in self.texts.items():
             self.client.log_text(run_id, redact(text), name)
 
@@ -224,6 +227,7 @@ class MlflowTracker(ReviewLogging, TrialListener):
                 **({"search.ablation": str(variant)} if (variant := trial.user_attrs.get("ablation")) else {}),
                 "optuna.trial_number": str(trial.number), "optuna.study_name": trial.study.study_name,
                 "search.baseline": str(is_baseline).lower(),
+                **({_space_versions.DIGEST_TAG: str(digest)} if (digest := trial.user_attrs.get(DIGEST_ATTR)) else {}),
                 **({"search.phase": str(phase)} if (phase := trial.user_attrs.get("phase")) else {})}
         params = [Param(k, param_text(v)) for k, v in flatten(settings).items()]
         # Creating the run is a round trip to the store (10 ms on SQLite, more to a server): the side
