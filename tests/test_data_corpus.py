@@ -306,7 +306,10 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
      ["column 'b'", "2 missing value(s)", "in rows 4, 9, counting from 0",
       "other columns with missing values: 'c' (1)"]),
     ("csv-excel-error-cell", csv(_with(_frame(), b_7="#DIV/0!")), "data.source",
-     ["column 'b'", "cells such as '#DIV/0!'", "first at row 7 of 'b'", "found '#DIV/0!'"]),
+     ["column 'b'", "cells '#DIV/0!' (1)", "first at row 7 of 'b'", "found '#DIV/0!'"]),
+    # Gaps marked two ways: both named with their counts (it named the first, and one more run found the next).
+    ("csv-gap-markers-named-together", csv(_with(_with(_with(_frame(60), b_3="-"), b_5="?"), b_8="-")), "data.source",
+     ["column 'b'", "cells '-' (2), '?' (1)", "first at row 3 of 'b'"]),
     # A spreadsheet writes a small negative rounded to zero as -0.0: equal to 0.0, so the row is a copy.
     ("csv-negative-zero-copy-refused", csv(pd.concat([_with(_frame(), a_0=-0.0), _with(_frame(), a_0=0.0).iloc[:1]]),
                                            {"duplicates": "refuse"}), "data.duplicates", ["1 repeated copy"]),

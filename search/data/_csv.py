@@ -223,13 +223,13 @@ def _text_column_hint(values: Any, column: Any) -> str:
         return "encode it as numbers first"
     numeric = text.str.replace(r"[,\s$€£%]", "", regex=True)
     if (numeric.str.fullmatch(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?") | (numeric == "")).mean() > 0.9:
-        stray = next((v for v, n in zip(text, numeric) if not re.fullmatch(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", n)),
-                     None)
+        strays = [v for v, n in zip(text, numeric) if not re.fullmatch(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", n)]
+        stray = strays[0] if strays else None
         # A cell that had separators or signs; the one with the most, since in a file of decimal commas a cell
         # such as 769,0 has only its decimal mark and 1.317,0 shows the separator.
         marked = [v for v, n in zip(text, numeric) if v != n]
         signed = max(marked, key=lambda v: len(re.findall(r"[.,\s$€£%]", v))) if marked else None
-        how = ("cells of spaces only" if stray == "" else f"cells such as {stray!r}" if stray is not None else
+        how = ("cells of spaces only" if stray == "" else f"cells {_counted(strays)}" if stray is not None else
                f"thousands separators, currency or percent signs, such as {signed!r}" if signed is not None else
                "thousands separators, currency or percent signs")
         return (f"its numbers are written with {how}: remove them (or make them empty cells and set data.missing) "
@@ -244,6 +244,15 @@ def _text_column_hint(values: Any, column: Any) -> str:
                 f"first")
     return (f"encode it as numbers first: a category ({distinct} values) as one 0/1 column per value, "
             f"pandas.get_dummies(frame, columns=['{column}']), or set data.categorical: one_hot")
+
+
+def _counted(cells: list[str], most: int = 5) -> str:
+    """The distinct texts among ``cells``, most common first, with their counts: every marker to replace at once."""
+    from collections import Counter
+
+    counts = Counter(cells).most_common()
+    shown = ", ".join(f"{'(spaces)' if not v else repr(v)} ({n})" for v, n in counts[:most])
+    return shown + (f" and {len(counts) - most} other text(s)" if len(counts) > most else "")
 
 
 def _is_number(name: Any) -> bool:
