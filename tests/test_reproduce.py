@@ -385,6 +385,7 @@ def test_best_writes_every_trial_as_a_csv_table_and_exports_a_chosen_trial(study
     assert float(rows[1]["val_loss_mean"]) == pytest.approx(first.user_attrs["val_loss_mean"])
     assert float(rows[1]["split_2_val_loss"]) == pytest.approx(first.user_attrs["splits"][2]["best_val_loss"])
     assert float(rows[1]["train.learning_rate"]) == pytest.approx(first.params["train.learning_rate"])
+    assert rows[1]["space_digest"] == first.user_attrs["space_digest"] and len(rows[1]["space_digest"]) == 12
     assert run_cli("best", NAME, "--home", home, "--csv", study_run["path"]) == 2  # never the user's file
     assert "dropout" in study_run["path"].read_text()
     exported = tmp_path / "t0.yaml"

@@ -7,6 +7,7 @@ import io
 from typing import Any
 
 from search.runner.results import settings_of
+from search.studies.space_versions import DIGEST_ATTR
 
 # Summary attributes of a trial, in the order a reader compares them.
 _SUMMARY = ("val_loss_mean", "val_loss_std", "best_epoch_mean", "penalty_mean", "gap_mean", "fit", "n_params")
@@ -22,14 +23,16 @@ def trials_csv(study: Any) -> str:
                       if k.startswith("val_") and k not in _SUMMARY and k.endswith(("_mean", "_std"))})
     n_splits = max((len(t.user_attrs.get("splits", [])) for t in trials), default=0)
     splits = [f"split_{k}_{what}" for k in range(n_splits) for what in ("val_loss", "best_epoch")]
-    columns = ["trial", "state", "duration_s", *params, *_SUMMARY, *metrics, *splits, "reason"]
+    # The version of the space file each trial ran with (edited between runs, a study holds several).
+    columns = ["trial", "state", "duration_s", "space_digest", *params, *_SUMMARY, *metrics, *splits, "reason"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for t in trials:
         row: dict[str, Any] = {"trial": t.number, "state": t.state.name, **settings_of(t, set(params), raw=True),
                                "duration_s": round(t.duration.total_seconds(), 3) if t.duration else "",
-                               "reason": t.user_attrs.get("reason", "")}
+                               "reason": t.user_attrs.get("reason", ""),
+                               "space_digest": t.user_attrs.get(DIGEST_ATTR, "")}
         row.update({k: t.user_attrs[k] for k in (*_SUMMARY, *metrics) if k in t.user_attrs})
         for record in t.user_attrs.get("splits", []):
             row[f"split_{record['split']}_val_loss"] = record.get("best_val_loss", "")
