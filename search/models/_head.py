@@ -34,6 +34,15 @@ class Head:
                 "regression": "mse"}[self.task]
 
     @property
+    def loss_weight(self) -> float:
+        """What the data loss is multiplied by where it is minimized: for regression, one over the training
+        rows' target variance, so that the loss minimized is the squared error in units of the target's
+        spread. The losses reported stay in the target's units. A squared error in the target's own units
+        made every gradient variance-times larger: plain SGD diverged on a target of spread 77 at any usual
+        learning rate, and a weight penalty weighed 6,000 times less against the data than on unit scale."""
+        return 1.0 / self.target_std ** 2 if self.task == "regression" else 1.0
+
+    @property
     def metric(self) -> str:
         return "mae" if self.task == "regression" else "accuracy"
 

@@ -281,7 +281,8 @@ def _train_step(b: _Branch, x: Any, y: Any) -> Any:
         data = tf.reduce_mean(per_row)
         penalty = tf.add_n([tf.cast(v, tf.float32) for v in model.losses]) if b.penalized else tf.constant(0.0)
         # Class weights change what is minimized, as Keras' class_weight does; the loss reported stays the plain one.
-        minimized = data if b.class_weights is None else tf.reduce_mean(
+        # A regression's squared error is minimized in units of its target's spread (Head.loss_weight).
+        minimized = data * b.head.loss_weight if b.class_weights is None else tf.reduce_mean(
             per_row * tf.gather(b.class_weights, tf.cast(tf.reshape(y, [-1]), tf.int32)))
         scaled = optimizer.scale_loss(minimized + penalty)
     weights = model.trainable_variables

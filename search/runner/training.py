@@ -63,9 +63,11 @@ def class_weights(train: dict[str, Any], task: str, y: np.ndarray, n_classes: in
 
 def compile_model(model: Any, train: dict[str, Any], head: Head) -> None:
     metrics: list[Any] = [head.metric]
-    if is_penalized(model) or train.get("class_weight", "none") == "balanced":
+    scaled = head.loss_weight != 1.0
+    if is_penalized(model) or train.get("class_weight", "none") == "balanced" or scaled:
         metrics.append(_data_loss_metric(head))
-    model.compile(optimizer=make_optimizer(train), loss=head.loss, metrics=metrics)
+    model.compile(optimizer=make_optimizer(train), loss=head.loss, metrics=metrics,
+                  loss_weights=head.loss_weight if scaled else None)
     if len(metrics) > 1:
         # What a saved file says to compile with: Keras' own metric only. The data-loss metric serves the
         # training logs; in a checkpoint or final model it made plain `keras.models.load_model` (and MLflow's
@@ -88,12 +90,13 @@ def _data_loss_metric(head: Head) -> Any:
     return _custom_layers.DataLoss(head.task, name=DATA_LOSS)
 
 
-def data_logs(logs: dict[str, Any], weighted: bool = False) -> dict[str, float]:
+def data_logs(logs: dict[str, Any], weighted: bool = False, loss_weight: float = 1.0) -> dict[str, float]:
     """Keras logs with ``loss``/``val_loss`` as the unpenalized data loss and the penalty as ``penalty``.
 
     Logs of an unpenalized model are returned as they are (their losses hold no penalty). Where training was
     class-weighted (``weighted``), Keras' loss is the weighted one: the plain data loss replaces it, and no
-    penalty is said, since the difference would hold the weighting too.
+    penalty is said, since the difference would hold the weighting too. Keras' loss holds the data loss
+    times ``loss_weight`` (``Head.loss_weight``), which is taken out of the penalty.
     """
     out = {k: float(v) for k, v in logs.items()}
     if DATA_LOSS not in out:
@@ -101,7 +104,7 @@ def data_logs(logs: dict[str, Any], weighted: bool = False) -> dict[str, float]:
     total = out.pop("loss", math.nan)
     out["loss"] = out.pop(DATA_LOSS)
     if not weighted:
-        out[PENALTY] = total - out["loss"]
+        out[PENALTY] = total - loss_weight * out["loss"]
     if f"val_{DATA_LOSS}" in out:
         out.pop("val_loss", None)
         out["val_loss"] = out.pop(f"val_{DATA_LOSS}")
@@ -114,7 +117,7 @@ def fit_split(model: Any, X_train: np.ndarray, y_train: np.ndarray, X_val: np.nd
     """Train a compiled model; on return it holds the weights of its best validation-loss epoch."""
     weights = class_weights(train, head.task, y_train, head.n_outputs)
     keeper = _BestEpoch(patience=int(train["early_stopping"]), on_epoch=on_epoch, on_batch=on_batch,
-                        weighted=weights is not None)
+                        weighted=weights is not None, loss_weight=head.loss_weight)
     model.fit(X_train, y_train, validation_data=(X_val, y_val), batch_size=int(train["batch_size"]),
               epochs=int(train["epochs"]), shuffle=True, verbose=0, callbacks=[keeper], class_weight=weights)
     history = {k: [float(v) for v in vals] for k, vals in keeper.history.items()}
@@ -212,7 +215,8 @@ def fit_epochs(model: Any, X: np.ndarray, y: np.ndarray, train: dict[str, Any], 
     history = model.fit(X, y, batch_size=int(train["batch_size"]), epochs=int(epochs), shuffle=True, verbose=0,
                         class_weight=weights)
     raw = history.history
-    per_epoch = [data_logs({k: vals[e] for k, vals in raw.items()}, weighted=weights is not None)
+    per_epoch = [data_logs({k: vals[e] for k, vals in raw.items()}, weighted=weights is not None,
+                           loss_weight=head.loss_weight)
                  for e in range(len(raw.get("loss", [])))]
     return {k: [logs[k] for logs in per_epoch] for k in (per_epoch[0] if per_epoch else {})}
 
@@ -234,9 +238,10 @@ class _BestEpoch(keras.callbacks.Callback):
     """
 
     def __init__(self, patience: int, on_epoch: EpochHook | None, on_batch: BatchHook | None = None,
-                 weighted: bool = False) -> None:
+                 weighted: bool = False, loss_weight: float = 1.0) -> None:
         super().__init__()
         self.patience, self.on_epoch, self.on_batch, self.weighted = patience, on_epoch, on_batch, weighted
+        self.loss_weight = loss_weight
         self.best, self.best_epoch, self.best_weights = math.inf, -1, None
         self.history: dict[str, list[float]] = {}
         self.stop_reason = ""
@@ -250,7 +255,7 @@ class _BestEpoch(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def _should_stop(self, epoch: int, logs: dict[str, float]) -> bool:
-        logs = data_logs(logs, self.weighted)
+        logs = data_logs(logs, self.weighted, self.loss_weight)
         for key, value in logs.items():
             self.history.setdefault(key, []).append(float(value))
         loss, val_loss = float(logs.get("loss", math.nan)), float(logs.get("val_loss", math.nan))
