@@ -222,6 +222,10 @@ CASES: list[tuple[str, Builder, str | None, list[str]]] = [
      ["unknown setting (did you mean 'dropout'?)"]),
     ("grid-float-without-step", _space({"study": {"sampler": "grid"}}), "model.dropout",
      ["grid sampler needs a finite grid", "'step'"]),
+    # A step was the advice, and Optuna refuses a step with log: the points are listed instead.
+    ("grid-log-float", _space({"study": {"sampler": "grid"}, "model": {"dropout": 0.1, "l2": {
+        "float": [1e-4, 1e-2], "log": True, "or_off": True}}}), "model.l2",
+     ["a log-scaled range takes no 'step'", "{choice: [0.0, 0.0001, 0.00046, 0.0022, 0.01]}"]),
     # What a stranger's space file says that would otherwise mean something else once trials run.
     ("or-off-on-a-setting-that-cannot-be-0",
      _space({"train": {"batch_size": {"int": [16, 64], "or_off": True}}}), "train.batch_size.or_off",
@@ -406,6 +410,16 @@ def test_a_regression_study_is_not_described_as_stratified() -> None:
     assert described["Validation"].startswith("3-fold cross-validation (shuffled) on 353 development rows")
     classified = dict(review.describe(space, {"task": "multiclass", "rows": 150, "test_rows": 30, "n_splits": 3}))
     assert "(stratified, shuffled)" in classified["Validation"]
+    # A time-series gap before the test rows leaves development rows out: the count is the splits' (it said
+    # 353 where the data summary said 351).
+    timed = spaces.validate({"study": {"name": "x"}, "data": {"source": "sklearn:diabetes"},
+                             "validation": {"scheme": "time_series", "k": 3, "gap": 2}})
+    from search.runner import session
+
+    prepared = session.prepare(timed)
+    assert f"after a gap of 2) on {len(prepared.dev_idx)} development rows" in \
+        dict(review.describe(timed, prepared.attrs()))["Validation"]
+    assert len(prepared.dev_idx) == 442 - len(prepared.test_idx) - 2
 
 
 def test_a_repeated_choice_a_batch_above_the_rows_and_float16_on_a_cpu_are_warned() -> None:
@@ -645,9 +659,9 @@ def test_pruning_settings_the_chosen_pruner_does_not_read_are_warned_about() -> 
     from search import space as spaces
     from search.runner import _space_warnings
 
-    def said(study: dict) -> list[str]:
+    def said(study: dict, train: dict | None = None) -> list[str]:
         space = spaces.validate({"study": {"name": "x", **study}, "data": {"source": "sklearn:iris"},
-                                 "model": {"dropout": {"float": [0.0, 0.5]}}})
+                                 "model": {"dropout": {"float": [0.0, 0.5]}}, "train": train or {}})
         return [w for w in _space_warnings.space_warnings(space, None) if "prune" in w]
 
     assert said({"pruner": "successive_halving", "prune_startup": 1, "prune_warmup": 0}) == [
@@ -655,6 +669,15 @@ def test_pruning_settings_the_chosen_pruner_does_not_read_are_warned_about() -> 
         "study.pruner is successive_halving: ignored"]
     assert said({"pruner": "median", "prune_startup": 1}) == []
     assert said({"pruner": "hyperband"}) == []
+    # A pruner that can never act, asked for: too few epochs to judge, or splits that finish together.
+    assert said({"pruner": "median"}, {"epochs": {"int": [2, 5]}}) == [
+        "study.pruner: median can prune no trial: no split is judged before epoch 5 or at its last epoch, and "
+        "train.epochs is 5; train more epochs to let it act"]
+    assert said({"pruner": "median"}, {"epochs": 6}) == [] and said({}, {"epochs": 3}) == []
+    assert said({"split_pruner": "wilcoxon"}) == [
+        "study.split_pruner: wilcoxon judges a trial between its splits, which are trained together "
+        "(train.fuse_splits: true) and finish together: it acts only with train.fuse_splits: false"]
+    assert said({"split_pruner": "wilcoxon"}, {"fuse_splits": False}) == []
 
 
 

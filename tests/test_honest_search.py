@@ -412,9 +412,9 @@ def test_a_picked_trial_that_does_better_with_its_regularizers_off_is_said():
             AblationRow("dropout", 0.15, -0.017, 0.01, 2, 1)]
     table = format_table(picked.best_trial, hurt)
     assert table.endswith("note: the regularizers did not help trial 0: with all of them off its config scores "
-                          "val_loss 0.1027, 0.06457 lower than with them on (the ablation's table); its gain over "
-                          "the baseline came from its other settings (learning rate, capacity, epochs), not from "
-                          "regularization"), table
+                          "val_loss 0.1027, 0.06457 lower than with them on (the ablation's table); what it gains "
+                          "over other trials comes from its other settings (learning rate, capacity, epochs), not "
+                          "from regularization"), table
     # Within twice its paired standard error, or bought, nothing is said.
     assert regularizers_hurt(0, [AblationRow("all regularizers", 0.16, -0.007, 0.005, 3, 0)]) == ""
     assert regularizers_hurt(0, [AblationRow("all regularizers", 0.2, 0.03, 0.01, 3, 0)]) == ""

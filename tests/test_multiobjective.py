@@ -54,6 +54,11 @@ def _best_output(home, capsys):
     assert run_cli("best", "mo", "--home", home, "--export", home / "picked.yaml") == 0
     out = capsys.readouterr().out
     assert f"wrote trial {picked_number(out)}'s config (the one_se pick)" in out
+    # A trial asked for by number is that trial, not the pick (it was labelled the one_se pick all the same).
+    other = next(t.number for t in optuna.load_study(study_name="mo", storage=f"sqlite:///{home / 'optuna.db'}")
+                 .trials if t.state.name == "COMPLETE" and t.number != int(picked_number(out)))
+    assert run_cli("best", "mo", "--home", home, "--trial", other, "--export", home / "other.yaml") == 0
+    assert f"wrote trial {other}'s config (from" in capsys.readouterr().out
     return out
 
 

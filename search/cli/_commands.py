@@ -238,7 +238,7 @@ def _best(args: argparse.Namespace) -> int:
         print(f"\nwrote {len(study.trials)} trial(s) to {args.csv}")
     if target is not None:
         targets.export(target, args.export)
-        which = " (the one_se pick)" if len(study.directions) > 1 else ""
+        which = " (the one_se pick)" if len(study.directions) > 1 and args.trial is None else ""
         print(f"\nwrote trial {target.trial.number}'s config{which} (from {target.origin}) to {args.export}")
     return 0
 

@@ -137,7 +137,9 @@ def describe(space: Any, attrs: Mapping[str, Any]) -> list[tuple[str, str]]:
     how = ", ".join(x for x in ("stratified" if stratify else "", "shuffled" if shuffle else "") if x)
     rows = attrs.get("rows")
     test = attrs.get("test_rows")
-    dev = f" on {int(rows) - int(test)} development rows" if rows is not None and test is not None else ""
+    # The development rows as the splits have them: a time-series gap before the test rows leaves some out.
+    kept = attrs.get("dev_rows", int(rows) - int(test) if rows is not None and test is not None else None)
+    dev = f" on {int(kept)} development rows" if kept is not None else ""
     lines = [
         ("Searched", "; ".join(searched) or "nothing (every setting fixed)"),
         ("Fixed", ", ".join(fixed)),

@@ -101,8 +101,9 @@ def regularizers_hurt(picked: int, rows: list[Any]) -> str:
     if math.isfinite(off.bought_se) and -off.bought < 2 * off.bought_se:
         return ""
     return (f"note: the regularizers did not help trial {picked}: with all of them off its config scores val_loss "
-            f"{off.val_loss:.4g}, {-off.bought:.4g} lower than with them on (the ablation's table); its gain over "
-            f"the baseline came from its other settings (learning rate, capacity, epochs), not from regularization")
+            f"{off.val_loss:.4g}, {-off.bought:.4g} lower than with them on (the ablation's table); what it gains "
+            f"over other trials comes from its other settings (learning rate, capacity, epochs), not from "
+            f"regularization")
 
 
 def _still_improving(study: Any) -> str | None:

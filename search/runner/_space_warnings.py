@@ -29,6 +29,7 @@ def space_warnings(space: Space, dataset: Any) -> list[str]:
     if moot and space.study.pruner not in ("median", "percentile") and not space.study.multi_objective:
         out.append(f"{', '.join(moot)} {'is' if len(moot) == 1 else 'are'} read by the median and percentile pruners "
                    f"only, and study.pruner is {space.study.pruner}: ignored")
+    out += _inert_pruners(space)
     kept = space.fixed_regularizers() if space.study.baseline and space.declares_regularizers else {}
     if kept:
         out.append("the baseline (trial 0) switches off the searched regularizers only, and the file fixes "
@@ -41,6 +42,27 @@ def space_warnings(space: Space, dataset: Any) -> list[str]:
                 if isinstance(value, list) and key not in ("regularizers", "capacity") and len(value) > 1
                 and all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value)]
     return out + unused_train_settings(space.train) + repeated_choices(space) + unused_head_settings(space.model)
+
+
+def _inert_pruners(space: Space) -> list[str]:
+    """A pruner asked for that can never act: epochs too few to judge, or splits that finish together."""
+    from search.studies.pruning import PRUNE_WARMUP_EPOCHS
+
+    out = []
+    epochs = space.train.get("epochs")
+    most = max((v for v in (epochs.get("choice") or epochs.get("int") or [])), default=0) \
+        if isinstance(epochs, dict) else epochs
+    asked = "pruner" in space.study.model_fields_set and space.study.pruner != "none"
+    if asked and not space.study.multi_objective and isinstance(most, int) and most <= PRUNE_WARMUP_EPOCHS:
+        out.append(f"study.pruner: {space.study.pruner} can prune no trial: no split is judged before epoch "
+                   f"{PRUNE_WARMUP_EPOCHS} or at its last epoch, and train.epochs is {most}; train more epochs "
+                   f"to let it act")
+    if "split_pruner" in space.study.model_fields_set and space.study.split_pruner != "none" \
+            and space.train.get("fuse_splits", True) is True:
+        out.append(f"study.split_pruner: {space.study.split_pruner} judges a trial between its splits, which are "
+                   f"trained together (train.fuse_splits: true) and finish together: it acts only with "
+                   f"train.fuse_splits: false")
+    return out
 
 
 def unused_head_settings(model: dict[str, Any]) -> list[str]:

@@ -42,7 +42,8 @@ class Prepared:
         ds = self.dataset
         return {"data_fingerprint": ds.fingerprint, "test_fingerprint": data.fingerprint_indices(self.test_idx),
                 "splits_fingerprint": splits.fingerprint(self.splits), "task": ds.task,
-                "rows": int(len(ds.X)), "test_rows": int(len(self.test_idx)), "n_splits": len(self.splits),
+                "rows": int(len(ds.X)), "test_rows": int(len(self.test_idx)), "dev_rows": int(len(self.dev_idx)),
+                "n_splits": len(self.splits),
                 "duplicates_dropped": ds.duplicates_dropped, "seed": self.space.study.seed,
                 "metric": "mae" if ds.task == "regression" else "accuracy",
                 **({"images_skipped": len(ds.images_skipped)} if ds.images_skipped else {}),

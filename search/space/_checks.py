@@ -178,6 +178,11 @@ def _check_distribution(dist: dict[str, Any], spec: Param | None, source: str, f
         raise SpaceError("a log-scaled range needs low > 0" + ("" if dist.get("or_off") else
                          " (add 'or_off: true' to also allow 0)"), source=source, field=field, found=bounds)
     _check_step(dist, kind, lo, hi, source, field)
+    if sampler == "grid" and kind == "float" and dist.get("step") is None and dist.get("log"):
+        # A log range takes no step (Optuna refuses both): 'add a step' was advice to a second refusal.
+        points = [0.0] * bool(dist.get("or_off")) + [float(f"{lo * (hi / lo) ** (i / 3):.2g}") for i in range(4)]
+        raise SpaceError("the grid sampler needs a finite grid, and a log-scaled range takes no 'step': list its "
+                         f"points with 'choice', e.g. {{choice: {points}}}", source=source, field=field, found=dist)
     if sampler == "grid" and kind == "float" and dist.get("step") is None:
         raise SpaceError("the grid sampler needs a finite grid: give this float range a 'step' or use "
                          "'choice'", source=source, field=field, found=dist)
