@@ -422,6 +422,9 @@ def test_a_picked_trial_that_does_better_with_its_regularizers_off_is_said():
     # Stored with the study, it is among the lines status and best print.
     picked.set_user_attr("ablation", {"trial": 0, "rows": [vars(r) for r in hurt]})
     assert any(line.startswith("note: the regularizers did not help trial 0") for line in why_ended(picked))
+    from search.review.report import _ablation_section  # and in the report's ablation section (it was not)
+
+    assert "<p class='note'>the regularizers did not help trial 0" in _ablation_section(picked)
     picked.set_user_attr("ablation", {"trial": 0, "rows": [vars(AblationRow("all regularizers", 0.2, 0.03, 0.01,
                                                                             3, 0))]})
     assert not any("did not help" in line for line in why_ended(picked))

@@ -52,6 +52,8 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
                 hint = " (its first line holds numbers: the file needs a header line of column names)"
             elif not other and str(frame.columns[0]).startswith("#"):
                 hint = " (its first line is a comment: the first line must be the column names)"
+            elif not other and (near := _near_name(str(column), [str(c) for c in frame.columns])):
+                hint = f" (did you mean '{near}'?)"
             raise DataError(f"no such column in {path}{hint}", source=where, field=role,
                             expected="one of " + ", ".join(map(str, frame.columns)), found=column)
     roles = [(role, column) for role, column in named.items() if column is not None]
@@ -253,6 +255,15 @@ def _counted(cells: list[str], most: int = 5) -> str:
     counts = Counter(cells).most_common()
     shown = ", ".join(f"{'(spaces)' if not v else repr(v)} ({n})" for v, n in counts[:most])
     return shown + (f" and {len(counts) - most} other text(s)" if len(counts) > most else "")
+
+
+def _near_name(name: str, columns: list[str]) -> str | None:
+    """The column a name was most likely meant as: the same but for case, or a close spelling."""
+    import difflib
+
+    same = [c for c in columns if c.casefold() == name.casefold()]
+    close = difflib.get_close_matches(name.casefold(), [c.casefold() for c in columns], n=1, cutoff=0.8)
+    return same[0] if same else next((c for c in columns if close and c.casefold() == close[0]), None)
 
 
 def _is_number(name: Any) -> bool:
