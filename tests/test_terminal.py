@@ -133,3 +133,15 @@ def test_a_ctrl_c_after_the_command_has_finished_is_ignored(write_space, tmp_pat
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     assert "KeyboardInterrupt" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_trial_of_one_split_shows_no_spread_in_the_table():
+    """A hold-out's std over its one split is 0, which the table printed as a certain score: '± std 0'."""
+    import optuna
+
+    study = optuna.create_study()
+    for number, splits in ((0, [{"split": 0}]), (1, [{"split": 0}, {"split": 1}])):
+        study.add_trial(optuna.trial.create_trial(value=0.5 + number, user_attrs={
+            "val_loss_std": 0.0 if len(splits) == 1 else 0.03, "splits": splits, "val_accuracy_mean": 0.9}))
+    lines = display.format_table(display.trial_rows(study)).splitlines()
+    assert lines[2].split()[:4] == ["1", "0", "0.5", "-"] and lines[3].split()[:4] == ["2", "1", "1.5", "0.03"]

@@ -165,7 +165,9 @@ def trial_rows(study: Any, top: int = 10) -> list[dict[str, Any]]:
         metric_key = next((k for k in t.user_attrs if k.startswith("val_") and k.endswith("_mean")
                            and k != "val_loss_mean"), None)
         rows.append({"rank": trials.index(t) + 1, "trial": t.number, "value": t.values[0],
-                     "std": t.user_attrs.get("val_loss_std", math.nan),
+                     # One split has no spread: its std of 0 read as a certain score.
+                     "std": t.user_attrs.get("val_loss_std", math.nan) if len(t.user_attrs.get("splits", [])) != 1
+                     else math.nan,
                      "metric": (metric_key[4:-5] if metric_key else "metric"),
                      "metric_value": t.user_attrs.get(metric_key, math.nan) if metric_key else math.nan,
                      "baseline": bool(t.user_attrs.get("baseline")), "params": settings_of(t, sampled),
@@ -184,7 +186,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         label = f"{r['trial']}" + (" (baseline)" if r["baseline"] else "")
         params = [_fmt(r["params"].get(p, "off" if f"{p}.on" in r["params"] else "")) for p in param_names]
-        lines.append([str(r["rank"]), label, f"{r['value']:.4g}", f"{r['std']:.2g}",
+        lines.append([str(r["rank"]), label, f"{r['value']:.4g}", "-" if math.isnan(r["std"]) else f"{r['std']:.2g}",
                       f"{r['metric_value']:.4g}"] + params)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
