@@ -63,11 +63,10 @@ class Objective:
     _builder_code: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        from search._redact import redact
         from search.runner import _preflight
 
         # The version of the space file the study stores for this run (session.run), named by each trial.
-        self._space_digest = space_versions.digest(redact(self.space.to_yaml()))
+        self._space_digest = space_versions.digest_of(self.space)
         # And the builder's code: reproduce says where the function it is given does something else.
         self._builder_code = _preflight.builder_code(self.space)
 

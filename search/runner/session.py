@@ -20,6 +20,7 @@ from search.data._summary import DataSummary
 from search.runner.results import TrialListener
 from search.runner import _preflight, checkpoints
 from search.studies import space_versions
+from search.studies.space_versions import BUILDER_CODE_ATTR
 from search.runner._space_warnings import plan_warnings, space_warnings
 from search.space import Space
 from search.splits import Split
@@ -50,7 +51,7 @@ class Prepared:
                 **({"test_source": ds.test_source} if ds.test_source else {}),
                 **({"data_files": ds.files} if ds.files else {}),
                 **({"weights_fingerprint": weights} if (weights := _preflight.weights_fingerprint(self.space)) else {}),
-                **({"builder_code": code} if (code := _preflight.builder_code(self.space)) else {}),
+                **({BUILDER_CODE_ATTR: code} if (code := _preflight.builder_code(self.space)) else {}),
                 "data_summary": self.summary.to_dict()}
 
 
@@ -222,10 +223,11 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
                    if options.warn_changed_settings and studies.finished_count(study) else [])
         # One of several workers compares and stores it, so the one that says it is the one that saw it change.
         code = _preflight.builder_code(space) if options.worker_index <= 1 else None
-        if code and study.user_attrs.get("builder_code") != code:  # said once, then the new code is the study's
-            if study.user_attrs.get("builder_code") and options.warn_changed_settings and studies.finished_count(study):
+        before = study.user_attrs.get(BUILDER_CODE_ATTR)
+        if code and before != code:  # said once, then the new code is the study's
+            if before and options.warn_changed_settings and studies.finished_count(study):
                 changed.insert(0, "model.family's code: the builder function does something else now")
-            study.set_user_attr("builder_code", code)
+            study.set_user_attr(BUILDER_CODE_ATTR, code)
         if changed and options.worker_index <= 1:  # one of several workers says it
             print(f"warning: study '{space.study.name}' continues with settings changed since its "
                   f"earlier trials ({'; '.join(changed[:6])}{'; ...' if len(changed) > 6 else ''}); those trials "

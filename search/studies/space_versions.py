@@ -17,6 +17,13 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def digest_of(space: Any) -> str:
+    """The digest a space is stored under (:func:`key`), as stored: its YAML with passwords redacted."""
+    from search._redact import redact
+
+    return digest(redact(space.to_yaml()))
+
+
 def key(text: str) -> str:
     """The study attribute holding this version of the space file (as stored, passwords redacted)."""
     return f"space_yaml:{digest(text)}"

@@ -18,15 +18,10 @@ VERSIONS_TAG = "search.space_versions"
 EDITED_TAG = "search.space_edited"
 
 
-def digest_of(space: Space) -> str:
-    """The digest the Optuna study stores the space under (``space_versions.key``)."""
-    return space_versions.digest(redact(space.to_yaml()))
-
-
 def record(client: Any, run_id: str, space: Space, space_text: str, created: bool) -> None:
     """Keep this run's version of the space with the parent run: at its creation, or, continuing a study, where
     the file was edited since."""
-    digest = digest_of(space)
+    digest = space_versions.digest_of(space)
     if created:
         known, first = [], digest
     else:
