@@ -8,6 +8,7 @@ from typing import Sequence
 
 from search.cli._commands import (_ablate, _best, _check, _report, _reproduce, _run, _status, _storage_proxy,
                                   _ui)
+from search.cli import _exit
 from search.cli._parser import DEFAULT_HOME, build_parser, parse_duration, positive_duration
 from search.errors import UserError
 
@@ -20,6 +21,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     from search import _redact
 
+    if argv is None:
+        _exit.watch_engines()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:  # bare `search`: what it can do, not an error
@@ -29,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The URLs' credentials are hidden wherever they appear, also without their URL (a driver's error).
     _redact.remember(getattr(args, "storage", None), getattr(args, "tracking_uri", None))
     try:
-        return _dispatch(args, debug)
+        code = _dispatch(args, debug)
     finally:
         if argv is None:  # the program itself, not a caller in Python: its work is done
             import signal
@@ -37,6 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             # A Ctrl-C while the interpreter shuts down (TensorFlow's and MLflow's clean-up) printed a
             # traceback and left the exit status at 0; the command has finished, so there is nothing to stop.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if argv is None:
+        _exit.leave(code)
+    return code
+
 
 
 def _dispatch(args: argparse.Namespace, debug: bool) -> int:
