@@ -133,3 +133,27 @@ def test_a_joining_worker_waits_until_the_creator_has_made_what_must_exist_once(
     joiner.join(timeout=30)
     assert events == ["hook done", "joined"]
     assert joined["study"].user_attrs["parent"] == "made-once"
+
+
+def test_cmaes_is_said_to_draw_choices_and_or_off_settings_at_random(tmp_path):
+    """CMA-ES searches the numeric ranges every trial has; the rest Optuna draws at random, without a word
+    from a study whose every setting is a choice: a random search the user believed was CMA-ES."""
+    from search.runner import _space_warnings
+
+    def said(model: dict) -> list[str]:
+        space = spaces.validate({**SPACE, "study": {"name": "c", "sampler": "cmaes"}, "model": model,
+                                 "train": {}})
+        return [w for w in _space_warnings.space_warnings(space, None) if "cmaes" in w]
+
+    (mixed,) = said(SPACE["model"])
+    assert "model.l2 (or_off) is drawn at random in every trial" in mixed and "write the setting as a range" in mixed
+    (choices,) = said({"family": "mlp", "units": {"choice": [8, 16]}, "activation": {"choice": ["relu", "elu"]}})
+    assert "model.units (choice), model.activation (choice) are drawn" in choices
+    assert "nothing else is searched: this study is a random search; use tpe" in choices
+    assert said({"family": "mlp", "units": {"int": [4, 64]}, "dropout": {"float": [0.0, 0.5]}}) == []
+    # What the warning says of Optuna holds: after its first trial, CMA-ES's own space leaves both out.
+    space = spaces.validate({**SPACE, "study": {"name": "c", "sampler": "cmaes", "seed": 0}})
+    study = optuna.create_study(sampler=optuna.samplers.CmaEsSampler(seed=0))
+    study.optimize(_objective(space), n_trials=4)
+    searched = study.sampler.infer_relative_search_space(study, study.trials[-1])
+    assert "model.units" in searched and not {"model.l2", "model.l2.on"} & set(searched), searched

@@ -29,7 +29,7 @@ def space_warnings(space: Space, dataset: Any) -> list[str]:
     if moot and space.study.pruner not in ("median", "percentile") and not space.study.multi_objective:
         out.append(f"{', '.join(moot)} {'is' if len(moot) == 1 else 'are'} read by the median and percentile pruners "
                    f"only, and study.pruner is {space.study.pruner}: ignored")
-    out += _inert_pruners(space)
+    out += _inert_pruners(space) + _cmaes_at_random(space)
     kept = space.fixed_regularizers() if space.study.baseline and space.declares_regularizers else {}
     if kept:
         out.append("the baseline (trial 0) switches off the searched regularizers only, and the file fixes "
@@ -63,6 +63,23 @@ def _inert_pruners(space: Space) -> list[str]:
                    f"trained together (train.fuse_splits: true) and finish together: it acts only with "
                    f"train.fuse_splits: false")
     return out
+
+
+def _cmaes_at_random(space: Space) -> list[str]:
+    """Settings CMA-ES cannot search: Optuna draws a choice, and a setting that or_off may leave out, at random."""
+    if space.study.sampler != "cmaes":
+        return []
+    drawn = [f"{name} ({'or_off' if dist.get('or_off') else 'choice'})"
+             for name, dist in space.distributions().items()
+             if dist.get("or_off") or ("choice" in dist and len(dist["choice"]) > 1)]
+    if not drawn:
+        return []
+    searched = len(space.distributions()) - len(drawn)
+    return [f"study.sampler: cmaes searches numeric ranges that every trial has; {', '.join(drawn)} "
+            f"{'is' if len(drawn) == 1 else 'are'} drawn at random in every trial (Optuna's independent sampler), "
+            + ("and nothing else is searched: this study is a random search; use tpe, which learns choices too"
+               if not searched else "so what works there is never learned; use tpe, which learns choices too, "
+               "or write the setting as a range")]
 
 
 def unused_head_settings(model: dict[str, Any]) -> list[str]:
