@@ -450,6 +450,10 @@ def test_the_headline_against_the_baseline_names_the_other_settings_it_differs_i
     same = row(5, 0.02, False, **{"model.units": 32, "train.learning_rate": 0.003, "model.dropout": 0.3,
                                   "model.l2.on": False})
     assert "also differ" not in format_table([same, base])
+    # A switch reads off/on in every row: a phase that held batchnorm off showed 'off', a sampled one 'False'.
+    held, sampled = row(1, 0.02, False, **{"model.batchnorm": "off"}), row(2, 0.03, False, **{"model.batchnorm": False})
+    lines = format_table([held, sampled, row(4, 0.05, False, **{"model.batchnorm": True})]).splitlines()
+    assert [line.split()[-1] for line in lines[2:5]] == ["off", "off", "on"], lines
 
 
 def test_an_ablation_held_by_another_process_is_not_said_to_have_nothing_to_ablate():

@@ -185,7 +185,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     lines = [header]
     for r in rows:
         label = f"{r['trial']}" + (" (baseline)" if r["baseline"] else "")
-        params = [_fmt(r["params"].get(p, "off" if f"{p}.on" in r["params"] else "")) for p in param_names]
+        params = [_cell(r["params"].get(p, "off" if f"{p}.on" in r["params"] else "")) for p in param_names]
         lines.append([str(r["rank"]), label, f"{r['value']:.4g}", "-" if math.isnan(r["std"]) else f"{r['std']:.2g}",
                       f"{r['metric_value']:.4g}"] + params)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -308,6 +308,12 @@ def _duration(seconds: float) -> str:
 
 def _short(name: str) -> str:
     return name.split(".", 1)[1] if "." in name else name
+
+
+def _cell(value: Any) -> str:
+    """A setting in the ranked table: a switch reads off/on, as a regularizer a phase held off already does
+    (batchnorm showed 'off' in phase 1's rows and 'False' in phase 2's, one column apart from itself)."""
+    return ("on" if value else "off") if isinstance(value, bool) else _fmt(value)
 
 
 def _fmt(value: Any) -> str:
