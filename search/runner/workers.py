@@ -211,6 +211,12 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
             signal.signal(sig, handler)
         status = "KILLED" if stopped else "FAILED" if any(codes) else "FINISHED"
         emit(listeners, "on_run_finish", study, status)
+    if stopped.count(signal.SIGINT) >= 2:
+        # A second Ctrl-C means "now", as in one process: the workers stopped at once (their trials queued
+        # again), and the run ends as an interrupted one (exit status 130), not as a graceful stop (3).
+        print(f"\ninterrupted; the running trials are queued again. Continue the study with:\n  "
+              f"{options.continue_command}")
+        raise KeyboardInterrupt
     study = studies.open_study(space, storage, prepared.attrs())
     from search.runner.stopping import STOPPED_EXIT_CODE
 
