@@ -108,14 +108,20 @@ def run_cli(*args: str) -> int:
     return main([str(a) for a in args])
 
 
-# The longest test files (their summed durations on commit a89b6e6, 2 cores: 131 s down to 33 s), run first.
-# pytest-xdist's --dist loadfile hands files out in collection order, so a long file left for last kept
-# one core busy alone for half a minute; started first, the short files fill in beside them.
-_LONGEST_FIRST = ["test_distributed.py", "test_overnight.py", "test_worker_stops.py", "test_interruptions.py",
-                  "test_worker_deaths.py",
-                  "test_reproduce.py", "test_honest_search.py", "test_environment.py", "test_api_strangers.py",
-                  "test_fused.py", "test_review.py", "test_transfer.py", "test_continuing.py", "test_trials.py",
-                  "test_end_to_end.py", "test_api.py", "test_pruning.py"]
+# The longest test files (their summed durations on commit 0f82d1b, 2 cores: 167 s down to 24 s), run first.
+# pytest-xdist's --dist loadfile hands files out in collection order once its own reordering (most tests
+# first, which put these multi-process files last) is off: a long file left for last kept one core busy
+# alone for half a minute; started first, the short files fill in beside them.
+_LONGEST_FIRST = ["test_distributed.py", "test_worker_stops.py", "test_overnight.py", "test_interruptions.py",
+                  "test_reproduce.py", "test_environment.py", "test_fused.py", "test_transfer.py",
+                  "test_honest_search.py", "test_api_strangers.py", "test_review.py", "test_continuing.py",
+                  "test_worker_deaths.py", "test_end_to_end.py", "test_ui.py", "test_trials.py", "test_images.py",
+                  "test_pruning.py", "test_api.py", "test_workflow.py", "test_code_quality.py"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist 3.6 and later
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
