@@ -267,6 +267,9 @@ def test_group_and_order_columns_of_a_frame_are_taken_out_of_the_features(tmp_pa
     shuffled = frame.drop(columns=["patient"]).sample(frac=1, random_state=0)
     result = search.run(timed, x=shuffled, y=Y[shuffled.index], home=tmp_path / "h", out=io.StringIO())
     assert result.study.user_attrs["data_summary"]["features"] == 4
+    # The labels as the data holds them, as the final model's model_io keeps them: 2, not '2'.
+    assert result.best is not None and result.best.classes == [0, 1, 2]
+    assert all(type(c) is int for c in result.best.classes)
     with pytest.raises(search.SpaceError, match="x has no named columns; pass x as a pandas DataFrame"):
         search.run(grouped, x=X, y=Y, home=tmp_path / "h2")
 

@@ -50,10 +50,12 @@ class TrialResult:
         return nest(self.config.leaves())
 
     @property
-    def classes(self) -> list[str]:
+    def classes(self) -> list[Any]:
         """The class labels in the order of the split models' outputs (a binary model's one output is the
-        probability of the second), as text; empty for regression."""
-        return list(self.study.user_attrs.get("data_summary", {}).get("classes", {}))
+        probability of the second), as the data holds them (``0``, ``'yes'``), as the final model's
+        ``model_io`` keeps them (as text for a study that an earlier version ran); empty for regression."""
+        summary = self.study.user_attrs.get("data_summary", {})
+        return list(summary.get("labels") or summary.get("classes", {}))
 
     def split_models(self, scaled_input: bool = False) -> list["keras.Model"]:
         """The trial's split models (best-epoch weights), loaded from their checkpoints, in split order.

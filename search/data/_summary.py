@@ -24,6 +24,7 @@ class DataSummary:
     test_plan: str                         # how the test rows were chosen
     split_plan: str                        # the validation splits of the development rows
     classes: dict[str, list[int]] = field(default_factory=dict)   # class → [development, test] rows
+    labels: list[Any] = field(default_factory=list)  # the class labels as read (0, 'yes', 2.5), in output order
     target: dict[str, float] = field(default_factory=dict)        # regression: min, max, mean
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -36,17 +37,19 @@ class DataSummary:
         space, ds = prepared.space, prepared.dataset
         dev, test = prepared.dev_idx, prepared.test_idx
         classes: dict[str, list[int]] = {}
+        labels: list[Any] = []
         target: dict[str, float] = {}
         if ds.is_classification:
             n_dev = np.bincount(ds.y[dev], minlength=len(ds.classes))
             n_test = np.bincount(ds.y[test], minlength=len(ds.classes))
             classes = {str(c): [int(a), int(b)] for c, a, b in zip(ds.classes, n_dev, n_test)}
+            labels = [c.item() if hasattr(c, "item") else c for c in ds.classes]
         else:
             target = {"min": float(ds.y.min()), "max": float(ds.y.max()), "mean": float(ds.y.mean())}
         return cls(source=ds.source, rows_read=ds.rows_read or len(ds.X), dropped=dict(ds.dropped), rows=len(ds.X),
                    features=int(np.prod(ds.input_shape)), input_shape=list(ds.input_shape), task=ds.task,
                    dev_rows=len(dev), test_rows=len(test), test_plan=_test_plan(space, ds),
-                   split_plan=_split_plan(space, prepared.splits), classes=classes, target=target,
+                   split_plan=_split_plan(space, prepared.splits), classes=classes, labels=labels, target=target,
                    warnings=list(ds.warnings), notes=list(ds.notes), feature_names=list(ds.feature_names or []),
                    set_apart=[f"'{column}' (data.{key})" for key, column in
                               (("order", space.data.order), ("group", space.data.group)) if column],
