@@ -194,6 +194,22 @@ def test_two_workers_finish_exactly_the_budget_without_duplicates(write_space, h
     assert {int(p.name.removeprefix("trial_")) for p in (home / "checkpoints" / "pair").iterdir()} == best_two
 
 
+def test_the_parent_says_the_trials_that_finish_in_its_last_two_seconds(capsys):
+    """Progress is read from the study at most every 2 s; the look at the run's end skipped the last
+    trials when the workers ended within 2 s of the one before (it missed trials 5 and 6 of 6)."""
+    from search.runner.workers import _FinishedTrials
+
+    study = optuna.create_study()
+    progress = _FinishedTrials(study, budget=2)
+    study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"worker": {"pid": 11}}))
+    progress.say_new()
+    study.add_trial(optuna.trial.create_trial(value=0.4, user_attrs={"worker": {"pid": 12}}))
+    progress.say_new()  # within 2 s: not read yet
+    assert "trial 2/2" not in capsys.readouterr().err
+    progress.say_new(last=True)
+    assert "trial 2/2 (#1) complete: val_loss 0.4" in capsys.readouterr().err
+
+
 def test_only_the_best_k_trials_keep_checkpoints(write_space, home):
     space = write_space({"study": {"name": "disk", "n_trials": 5, "keep_checkpoints": 2},
                          "validation": {"scheme": "holdout"}})

@@ -206,7 +206,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
             except Exception:  # the next run recovers it
                 pass
         if progress is not None:
-            progress.say_new()
+            progress.say_new(last=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         status = "KILLED" if stopped else "FAILED" if any(codes) else "FINISHED"
@@ -259,10 +259,11 @@ class _FinishedTrials:
         return self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
                                                              TrialState.FAIL))
 
-    def say_new(self) -> None:
+    def say_new(self, last: bool = False) -> None:
+        """Say the trials finished since the last look; looks come at most every 2 s, except the ``last``."""
         from search._redact import redact
 
-        if time.monotonic() - self._last < 2.0:
+        if time.monotonic() - self._last < 2.0 and not last:  # the last look always comes: the run's end
             return
         self._last = time.monotonic()
         try:
