@@ -199,3 +199,16 @@ def test_mlflow_usage_reporting_is_off_in_a_script_that_uses_the_api(order: str)
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "reporter: None" in done.stdout, done.stdout
+
+
+def test_the_program_leaves_at_once_yet_a_profiler_still_gets_its_numbers(write_space, tmp_path):
+    """The command skips the interpreter's teardown (search/cli/_exit.py); `python -m cProfile -o` writes its
+    file after the program returns, which that early exit would lose, so under a profiler it exits as usual."""
+    space, stats = write_space(), tmp_path / "check.prof"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(stats), "-m", "search", "check", str(space)],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert done.returncode == 0 and "pass every check" in done.stdout, done.stderr
+    import pstats
+
+    assert any("search/cli" in key[0] for key in pstats.Stats(str(stats)).stats), "the profile has no search calls"

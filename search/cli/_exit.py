@@ -29,12 +29,15 @@ def watch_engines() -> None:
 
 
 def leave(code: int) -> None:
-    """Exit with ``code`` at once, or return (and exit as usual) while a thread that is not a daemon works."""
+    """Exit with ``code`` at once; or return, and exit as usual, while a thread that is not a daemon works
+    or a profiler or tracer watches."""
     import atexit
     import threading
 
     if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         return
+    if sys.getprofile() is not None or sys.gettrace() is not None:  # `python -m cProfile`, a debugger, coverage:
+        return  # they write what they gathered after the program returns
     atexit._run_exitfuncs()
     for engine in list(_engines):
         try:
