@@ -45,7 +45,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-
 def _dispatch(args: argparse.Namespace, debug: bool) -> int:
     from search import _redact
 

@@ -68,6 +68,11 @@ class Dataset:
         return self.task != "regression"
 
     @property
+    def labels(self) -> list[Any]:
+        """The class labels as plain Python values (``0``, ``'yes'``, ``2.5``), in the order of the outputs."""
+        return [c.item() if hasattr(c, "item") else c for c in self.classes]
+
+    @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.X.shape[1:])
 

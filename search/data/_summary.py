@@ -43,7 +43,7 @@ class DataSummary:
             n_dev = np.bincount(ds.y[dev], minlength=len(ds.classes))
             n_test = np.bincount(ds.y[test], minlength=len(ds.classes))
             classes = {str(c): [int(a), int(b)] for c, a, b in zip(ds.classes, n_dev, n_test)}
-            labels = [c.item() if hasattr(c, "item") else c for c in ds.classes]
+            labels = ds.labels
         else:
             target = {"min": float(ds.y.min()), "max": float(ds.y.max()), "mean": float(ds.y.mean())}
         return cls(source=ds.source, rows_read=ds.rows_read or len(ds.X), dropped=dict(ds.dropped), rows=len(ds.X),

@@ -38,7 +38,7 @@ def table(prepared: Any, test_pred: np.ndarray) -> str:
         place = np.full(n, "", dtype=object)
         place[split.train], place[split.val] = "train", "validation"
         frame[f"split_{split.index}"] = place
-    classes = [c.item() if hasattr(c, "item") else c for c in ds.classes]
+    classes = ds.labels
     labels = np.asarray(ds.y).reshape(n, -1)
     codes = labels.argmax(axis=1) if labels.shape[1] > 1 else labels[:, 0]
     frame["target"] = np.asarray(classes, dtype=object)[codes.astype(int)] if ds.is_classification else codes

@@ -30,7 +30,7 @@ def model_io(ds: Any, target_name: str | None, missing: str = "refuse", image_si
         inputs["missing"] = (f"filled with the training rows' {missing} (inside the model)" if missing != "refuse"
                              else "none: trained with data.missing: refuse, it has no fill for them, and its pyfunc "
                                   "form refuses a row with one")
-    classes = [c.item() if hasattr(c, "item") else c for c in ds.classes]
+    classes = ds.labels
     if ds.task == "binary":
         output = {"task": "binary", "classes": classes,
                   "output": f"one value: the probability of class {classes[1]!r} (1 - it is that of {classes[0]!r})"}
