@@ -21,13 +21,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     from search import _redact
 
-    if argv is None:
-        _exit.watch_engines()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:  # bare `search`: what it can do, not an error
         parser.print_help()
         return 0
+    if argv is None:  # after --help, which opens no database and need not import SQLAlchemy for it
+        _exit.watch_engines()
     debug = bool(getattr(args, "debug", False)) or os.environ.get("SEARCH_DEBUG", "") not in ("", "0")
     # The URLs' credentials are hidden wherever they appear, also without their URL (a driver's error).
     _redact.remember(getattr(args, "storage", None), getattr(args, "tracking_uri", None))
