@@ -390,7 +390,7 @@ def test_the_printed_line_says_how_images_were_prepared_as_they_were():
 
     def io(source: str, image_size=None) -> str:
         ds = SimpleNamespace(feature_names=None, input_shape=(32, 32, 3), source=source, task="binary",
-                             classes=np.array(["a", "b"]))
+                             classes=np.array(["a", "b"]), labels=["a", "b"])
         return served.model_io(ds, None, image_size=image_size)["inputs"]["as"]
 
     assert "each file as read (the folder's were all 32x32; data.image_size was not set) and converted to RGB" \
