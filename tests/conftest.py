@@ -1,8 +1,11 @@
 """Shared fixtures: tiny space files, a private store folder per test, TensorFlow kept to one thread."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import sqlite3
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -62,44 +65,63 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "mlruns"
 
 
+# The empty store the first new MLflow SQLite store of this test process became, copied (set by the patch below).
+_MLFLOW_TEMPLATE: list[str] = []
+
+
 def _new_mlflow_stores_from_a_template() -> None:
     """Give each new MLflow SQLite store of this test process a copy of one store MLflow made here.
 
     MLflow makes a new store by running its schema migrations one by one: 1.2-1.5 s per store on 2 cores,
     paid by hundreds of tests that each start in a fresh folder. The first new store of the process is made
     by MLflow itself; later ones get a byte-level copy of it (SQLite's backup), which is the store those
-    migrations give. Stores made by subprocesses (``search run`` as a command) still run them.
+    migrations give. Stores made by subprocesses (``search run`` as a command) still run them, unless the
+    test hands them one first (:func:`mlflow_store_in`).
     """
-    import contextlib
-    import sqlite3
-    import tempfile
-
     import mlflow.store.db.utils as db_utils
 
     made_by_mlflow = db_utils._initialize_tables
-    template: list[str] = []
 
     def initialize(engine: Any) -> None:
         database = engine.url.database
         if engine.url.get_backend_name() != "sqlite" or not database or database.startswith(("file:", ":memory:")):
             made_by_mlflow(engine)
             return
-        if not template:
+        if not _MLFLOW_TEMPLATE:
             made_by_mlflow(engine)
             engine.dispose()
             copy = Path(tempfile.mkdtemp(prefix="search-tests-mlflow-")) / "mlflow.db"
-            with contextlib.closing(sqlite3.connect(database)) as src, contextlib.closing(sqlite3.connect(copy)) as dst:
-                src.backup(dst)
-            template.append(str(copy))
+            _sqlite_copy(database, copy)
+            _MLFLOW_TEMPLATE.append(str(copy))
             return
-        with contextlib.closing(sqlite3.connect(template[0])) as src, \
-                contextlib.closing(sqlite3.connect(database)) as dst:
-            src.backup(dst)
+        _sqlite_copy(_MLFLOW_TEMPLATE[0], database)
 
     db_utils._initialize_tables = initialize
 
 
+def _sqlite_copy(source: str | Path, target: str | Path) -> None:
+    with contextlib.closing(sqlite3.connect(source)) as src, contextlib.closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
+
+
 _new_mlflow_stores_from_a_template()
+
+
+def mlflow_store_in(home: Path) -> Path:
+    """Put an empty MLflow store, as MLflow's migrations make it, at ``<home>/mlflow.db`` and return ``home``.
+
+    For a ``search run`` started as a command on a new home, whose own migrations would cost it 1.3 s of CPU
+    beside the test's; tests about a home's first run (test_environment.py) leave the home empty.
+    """
+    if not _MLFLOW_TEMPLATE:
+        from mlflow.tracking import MlflowClient
+
+        made = Path(tempfile.mkdtemp(prefix="search-tests-mlflow-")) / "first.db"
+        MlflowClient(tracking_uri=f"sqlite:///{made}").search_experiments()  # made by MLflow, copied above
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "mlflow.db").exists():
+        _sqlite_copy(_MLFLOW_TEMPLATE[0], home / "mlflow.db")
+    return home
 
 
 def run_cli(*args: str) -> int:

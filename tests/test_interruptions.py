@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import run_cli
+from conftest import mlflow_store_in, run_cli
 from test_overnight import ROOT, SLOW, _env, _running_trials, _study
 from search import api, space as spaces
 from search.runner import session
@@ -29,6 +29,7 @@ LONG = {**SLOW, "train": {"epochs": 2000, "batch_size": 8}}
 
 def _start_in_own_group(space: Path, home: Path, *extra: str) -> subprocess.Popen:
     """As a shell starts a foreground job: the command leads a process group a terminal signals as one."""
+    mlflow_store_in(home)
     return subprocess.Popen([sys.executable, "-m", "search", "run", str(space), "--home", str(home), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
                             cwd=ROOT, start_new_session=True)
@@ -272,6 +273,7 @@ def test_a_process_killed_after_its_last_trial_is_set_straight_by_the_next_run(w
     space = write_space({"study": {"name": "gap", "n_trials": 2, "baseline": False,
                                    "enqueue": [{"learning_rate": 1e-5}, {"learning_rate": 0.05}]},
                          "train": {"epochs": 12, "learning_rate": {"float": [1e-5, 0.1], "log": True}}})
+    mlflow_store_in(home)
     proc = subprocess.run([sys.executable, "-c", _KILLED_AFTER_THE_LAST_TELL, str(space), str(home)],
                           capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]

@@ -15,7 +15,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import run_cli
+from conftest import mlflow_store_in, run_cli
 from search import stores
 from search.runner.results import TrialListener
 
@@ -37,6 +37,7 @@ def _env() -> dict[str, str]:
 
 
 def _start(space: Path, home: Path, *extra: str) -> subprocess.Popen:
+    mlflow_store_in(home)
     return subprocess.Popen([sys.executable, "-m", "search", "run", str(space), "--home", str(home), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
 
