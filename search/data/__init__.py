@@ -230,6 +230,12 @@ def _encode_categories(part: Raw, vocabulary: dict[str, list[str]], where: str) 
     blocks, names = [part.X], list(part.feature_names or [])
     for name, values in part.categories.items():
         known = vocabulary.get(name, [])
+        if "" in known and "(empty)" in known:
+            raise DataError(f"column '{name}' of {part.label} holds both empty cells and the text '(empty)', "
+                            f"which data.categorical: one_hot would both encode as the column '{name}=(empty)'; "
+                            f"write one of them otherwise (fill the empty cells, or rename the text)",
+                            source=where, field=f"data.categorical ('{name}')",
+                            expected="empty cells or the text '(empty)', not both", found="both")
         blocks.append((values[:, None] == np.asarray(known, dtype=str)[None, :]).astype(np.float64))
         names += [f"{name}={value if value else '(empty)'}" for value in known]
         unseen = sorted(set(values.tolist()) - set(known))

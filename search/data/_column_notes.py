@@ -1,5 +1,5 @@
 """Notes on feature columns that are most likely not measurements: a column that names or counts the rows,
-and one that holds one value in every row."""
+one named as a code (a zip code, a phone number), and one that holds one value in every row."""
 from __future__ import annotations
 
 import re
@@ -11,6 +11,9 @@ import numpy as np
 # customer_no, CustomerID, order_nr, patient-id, record number, uuid: names of columns that name the rows.
 _ID_NAME = re.compile(r"(?i:(?:^|[\W_])(?:id|no|nr|num|number|key|uuid)$|^(?:id|uuid|key)(?:[\W_]|$))"
                       r"|[a-z](?:ID|Id|No|Nr)$")
+
+# zip, ZipCode, postal_code, PLZ, fips, area_code, phone, product_code: numbers that name, not amounts.
+_CODE_NAME = re.compile(r"(?:zip|zipcode|postcode|postalcode|plz|fips|phone|phonenumber|telephone|code)$")
 
 
 def constant_columns(features: Any, path: Path) -> list[str]:
@@ -41,4 +44,21 @@ def row_counters(features: Any, path: Path) -> list[str]:
         out.append(f"column '{column}' of {path} {how} and is used as a feature; if it only names the rows, "
                    f"drop it (data.drop: [{column}]; it carries no signal, or a leak where the rows were sorted "
                    f"by the target or by time)")
+    return out
+
+
+def code_columns(features: Any, path: Path, said: list[str]) -> list[str]:
+    """Whole-number feature columns named as codes (a zip code, a phone number, any ``*_code``): the model
+    reads them as amounts, so 90210 counts as more than 10001. Columns already in ``said`` are left out."""
+    out = []
+    for column in features.columns:
+        values = features[column].to_numpy()
+        compact = re.sub(r"[\W_]", "", str(column).lower())
+        if (values.dtype.kind not in "iu" or not _CODE_NAME.search(compact) or len(np.unique(values)) < 3
+                or any(f"column '{column}' of" in line for line in said)):
+            continue
+        out.append(f"column '{column}' of {path} is named as a code and holds whole numbers, which the model "
+                   f"reads as amounts ({values.min()} less than {values.max()}, near numbers alike); if they "
+                   f"name places or kinds, drop it (data.drop: [{column}]), or, where its values are few, write "
+                   f"them as text (a letter in front) and set data.categorical: one_hot")
     return out

@@ -104,6 +104,7 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
         where_found = f" (first at row {row} of '{column}', counting from 0)" if row is not None else ""
         raise DataError(message + where_found, source=where, field=field, expected="numbers", found=sample)
     notes += _column_notes.row_counters(features, path) + _column_notes.constant_columns(features, path)
+    notes += _column_notes.code_columns(features, path, notes)
     warnings = spellings + _checks.float32_merges([(str(c), features[c].to_numpy()) for c in features.columns
                                                  if not pd.api.types.is_bool_dtype(features[c])], str(path))
     _csv_target.number_target_as_text(frame[section.target], section.target, section.task, path, where)
