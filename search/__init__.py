@@ -33,11 +33,10 @@ _EXPORTS = {
     "run": "search.api", "best": "search.api", "reproduce": "search.api", "ablate": "search.api",
     "report": "search.api", "RunResult": "search.api", "TrialResult": "search.api",
     "AblationRow": "search.reproduction.ablation", "Report": "search.reproduction.final",
-    "Space": "search.space", "load_space": "search.space",
+    "Space": "search.space", "load_space": "search.api",
     "UserError": "search.errors", "SpaceError": "search.errors", "DataError": "search.errors",
     "StudyError": "search.errors", "ValidationSchemeError": "search.errors", "VerifyMismatch": "search.errors",
 }
-_RENAMED = {"load_space": "load"}
 
 __all__ = ["AblationRow", "DataError", "Report", "RunResult", "Space", "SpaceError", "StudyError", "TrialResult",
            "UserError", "ValidationSchemeError", "VerifyMismatch", "__version__", "ablate", "best", "load_space",
@@ -45,16 +44,16 @@ __all__ = ["AblationRow", "DataError", "Report", "RunResult", "Space", "SpaceErr
 
 if TYPE_CHECKING:
     from search.reproduction.ablation import AblationRow
-    from search.api import RunResult, TrialResult, ablate, best, report, reproduce, run
+    from search.api import RunResult, TrialResult, ablate, best, load_space, report, reproduce, run
     from search.errors import DataError, SpaceError, StudyError, UserError, ValidationSchemeError, VerifyMismatch
     from search.reproduction.final import Report
-    from search.space import Space, load as load_space
+    from search.space import Space
 
 
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'search' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), _RENAMED.get(name, name))
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
     globals()[name] = value
     return value
 

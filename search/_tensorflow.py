@@ -9,7 +9,8 @@ def import_quietly() -> Any:
     """Import TensorFlow with the process's stderr closed: its C++ start-up notices bypass Python logging."""
     import sys
 
-    if "tensorflow" in sys.modules:
+    if "tensorflow" in sys.modules:  # imported by the user first: their logging settings stay theirs
+        _hide_our_retracing()
         return sys.modules["tensorflow"]
     sys.stderr.flush()
     saved = os.dup(2)
@@ -32,6 +33,7 @@ def import_quietly() -> Any:
     import logging
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    _hide_our_retracing()
     try:
         from absl import logging as absl_logging
 
@@ -39,3 +41,20 @@ def import_quietly() -> Any:
     except ImportError:
         pass
     return tf
+
+
+class _OurRetracing:
+    """Drops TensorFlow's "triggered tf.function retracing" warning about the functions a trial's fused splits
+    are traced into (search/runner/fused.py): each trial traces its own on purpose, for its own models."""
+
+    def filter(self, record: Any) -> bool:
+        message = record.getMessage()
+        return not ("retracing" in message and ("_trace_train" in message or "_trace_eval" in message))
+
+
+def _hide_our_retracing() -> None:
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _OurRetracing) for f in logger.filters):
+        logger.addFilter(_OurRetracing())

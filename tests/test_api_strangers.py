@@ -466,3 +466,69 @@ def test_the_plan_says_how_many_trials_run_now_where_the_budget_leaves_fewer(wri
     said = capsys.readouterr()
     assert "budget      2 trials in all, 0 finished, 2 now (of the 5 asked for: the budget leaves 2)" in \
         said.out + said.err
+
+
+def _depth_builder(settings, input_shape, n_outputs):
+    import keras
+
+    x = inputs = keras.Input(input_shape)
+    for _ in range(int(settings["depth"])):
+        x = keras.layers.Dense(4, activation="relu")(x)
+    x = keras.layers.Dropout(settings["dropout"])(x)
+    return keras.Model(inputs, keras.layers.Dense(n_outputs, activation="softmax")(x))
+
+
+def test_a_space_file_of_a_builders_own_settings_runs_and_loads_with_its_builder(tmp_path, capsys):
+    """A space file whose model settings are a notebook builder's (depth, regularizers) was refused by
+    search.run(path, builder=build) and search.load_space(path), as if its settings were the mlp family's;
+    and every API run warned about the pruners the space never named (the defaults looked asked for)."""
+    import yaml
+
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump({**_space("mine"), "data": {"source": "sklearn:iris"},
+                                    "model": {"depth": {"int": [1, 2]}, "dropout": {"float": [0.0, 0.3]},
+                                              "regularizers": ["dropout"]}}))
+    with pytest.raises(search.SpaceError, match=r"no builder is named \(model.family\) or handed over \(builder=\)"):
+        search.load_space(path)
+    loaded = search.load_space(path, builder=_depth_builder)
+    assert loaded.model["depth"] == {"int": [1, 2]} and loaded.path == path
+    capsys.readouterr()
+    result = search.run(path, builder=_depth_builder, home=tmp_path / "h", out=io.StringIO())
+    assert result.best is not None and result.best.params.keys() == {"model.depth", "model.dropout"}
+    err = capsys.readouterr().err
+    assert "study.pruner" not in err and "study.split_pruner" not in err, err
+    again = search.run(loaded, home=tmp_path / "h2", out=io.StringIO())  # the loaded Space, builder and all
+    assert again.best.value == pytest.approx(result.best.value)
+    assert "study.split_pruner" not in capsys.readouterr().err
+    asked = {**_space("asked", split_pruner="paired"), "model": {"units": 4}}
+    search.run(asked, x=X, y=Y, home=tmp_path / "h3", out=io.StringIO())
+    assert "study.split_pruner: paired judges a trial between its splits" in capsys.readouterr().err
+
+
+def test_a_home_that_is_a_file_is_refused_before_anything_is_written(tmp_path):
+    """home= naming a file ended in NotADirectoryError from pathlib, as the arrays were saved under it."""
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine")
+    with pytest.raises(search.StudyError, match=r"notes.txt is a file, not a folder; .*choose another home="):
+        search.run(_space("onfile"), x=X, y=Y, home=afile)
+    assert afile.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_tensorflow_retracing_warnings_about_the_trials_own_functions_are_dropped_even_after_the_users_import():
+    """A notebook that imported Keras first kept TensorFlow's logging as it was, and from the third run on
+    every trial warned "triggered tf.function retracing" about search's own per-trial functions."""
+    import logging
+
+    from search._tensorflow import import_quietly
+
+    import_quietly()  # TensorFlow is imported already here, as in a notebook that imported Keras first
+    logger = logging.getLogger("tensorflow")
+
+    def passes(message):
+        record = logger.makeRecord("tensorflow", logging.WARNING, __file__, 1, message, (), None)
+        return all(f.filter(record) for f in logger.filters)
+
+    ours = ("5 out of the last 9 calls to <function _trace_train.<locals>.run at 0x7f> triggered tf.function "
+            "retracing. Tracing is expensive")
+    assert not passes(ours) and not passes(ours.replace("_trace_train", "_trace_eval"))
+    assert passes(ours.replace("_trace_train.<locals>.run", "my_step"))  # the user's own functions still warn

@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, TextIO
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from search.api._errors import (_arguments, _builder_not_here, _folder, _hides_c
                                _space_argument, as_command as as_command)
 from search.api._results import RunResult, TrialResult, best_or_none, trial_result
 from search.api._start import ablate_when_done, announce, run_prepared, workflow_answer
-from search.errors import ContinuationRefused, SpaceError, UserError
+from search.errors import ContinuationRefused, SpaceError, StudyError, UserError
 from search.space import Space
 
 if TYPE_CHECKING:
@@ -36,8 +37,8 @@ if TYPE_CHECKING:
     from search.reproduction.ablation import AblationRow
     from search.reproduction.final import Report
 
-__all__ = ["RunResult", "TrialResult", "ablate", "ablate_when_done", "announce", "best", "reproduce", "report",
-           "run", "run_prepared", "workflow_answer"]
+__all__ = ["RunResult", "TrialResult", "ablate", "ablate_when_done", "announce", "best", "load_space", "reproduce",
+           "report", "run", "run_prepared", "workflow_answer"]
 
 PathLike = str | os.PathLike
 
@@ -86,8 +87,11 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
         raise UserError("timeout is a number of seconds above 0", field="timeout", found=timeout)
     home = _folder(home)
+    if home.exists() and not home.is_dir():  # before the arrays are saved under it
+        raise StudyError(f"{home} is a file, not a folder; search.run stores its study, runs, checkpoints and "
+                         f"in-memory data in a folder. Nothing was created; choose another home=", field="home")
     loaded = _space_argument(space, study_name)
-    raw = loaded.as_data()
+    raw = _as_given(loaded)
     if study_name:
         raw["study"]["name"] = study_name
     if (x is None) != (y is None):
@@ -155,6 +159,37 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         rows = None
     study = outcome.study
     return RunResult(study, best_or_none(study, options), rows or (ablation.stored_rows(study)[1]))
+
+
+def load_space(space: PathLike | Mapping[str, Any], study_name: str | None = None, *,
+               builder: Callable[..., "keras.Model"] | None = None) -> Space:
+    """A space file's path (or a dict of its sections) read and checked as :func:`run` checks it.
+
+    Args:
+        space: the file's path, or a dict of its sections as the file would read.
+        study_name: overrides ``study.name``.
+        builder: the function :func:`run` is handed, for a space whose model settings are the builder's own;
+            without it, the model settings are checked as the built-in family's.
+
+    Raises:
+        SpaceError: a mistake in the space, naming the file and the field.
+    """
+    from search import models, space as spaces
+
+    if builder is None:
+        return spaces.load(space, study_name)
+    loaded = _space_argument(space, study_name)
+    raw = _as_given(loaded)
+    raw["model"]["family"] = models.register_builder(builder)
+    return spaces.validate(raw, source=str(loaded.path) if loaded.path else "<space>", path=loaded.path)
+
+
+def _as_given(space: Space) -> dict[str, Any]:
+    """The space as a mapping to validate again, its study settings left to their defaults unset, as in a
+    file: warnings about a pruner that cannot act are for one the user asked for."""
+    raw = space.as_data()
+    raw["study"] = {k: v for k, v in raw["study"].items() if k in space.study.model_fields_set}
+    return raw
 
 
 def _remove_saved(made: list[Path], fresh_home: Path | None) -> None:

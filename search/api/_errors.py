@@ -149,7 +149,7 @@ def _space_argument(space: Any, study_name: str | None) -> "Space":
             raw["study"] = {**(raw.get("study") or {}), "name": study_name}
         return spaces.parse(raw)
     if isinstance(space, (str, os.PathLike)):
-        return spaces.load(Path(space), study_name=study_name)
+        return spaces.read(Path(space), study_name=study_name)  # as a mapping: the builder may come with the call
     raise SpaceError("space is a space file's path, a dict of its sections (study, data, validation, model, "
                      "train), or a search.Space", field="space", expected="a str, pathlib.Path, dict or Space",
                      found=type(space).__name__)

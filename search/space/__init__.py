@@ -26,7 +26,7 @@ from search.space._sections import NAME, SEED_TRIAL_ATTR, DataSection, StudySect
 
 __all__ = ["CAPACITY_KEYS", "DIST_KEYS", "SECTIONS_WITH_DISTRIBUTIONS", "SEED_TRIAL_ATTR", "DataSection", "Space",
            "StudySection", "ValidationSection", "dump_yaml", "enqueued_params", "flatten", "is_distribution", "load",
-           "nest", "parse", "parse_yaml", "validate"]
+           "nest", "parse", "parse_yaml", "read", "validate"]
 
 
 def load(path: str | Path | Mapping[str, Any], study_name: str | None = None) -> Space:
@@ -37,6 +37,21 @@ def load(path: str | Path | Mapping[str, Any], study_name: str | None = None) ->
         if study_name is not None:
             _rename(raw, study_name)
         return validate(raw)
+    raw, source, file = _read(path, study_name)
+    return validate(raw, source=source, path=file)
+
+
+def read(path: str | Path, study_name: str | None = None) -> Space:
+    """A space file with its sections and types checked, as :func:`parse` checks a mapping: for a file whose
+    builder is handed over later (``search.run(path, builder=f)``), whose model settings only it knows."""
+    raw, source, file = _read(path, study_name)
+    space = parse(raw, source)
+    space._path = file
+    return space
+
+
+def _read(path: str | Path, study_name: str | None) -> tuple[dict[str, Any], str, Path]:
+    """The mapping a space file holds, its name for messages, and its path."""
     if not isinstance(path, (str, os.PathLike)):
         raise SpaceError("a space is a space file's path or a mapping of its sections", field="space",
                          expected="a str or pathlib.Path, or a dict", found=type(path).__name__)
@@ -78,7 +93,7 @@ def load(path: str | Path | Mapping[str, Any], study_name: str | None = None) ->
                          "model, train", source=source, found=type(raw).__name__)
     if study_name is not None:
         _rename(raw, study_name)
-    return validate(raw, source=source, path=path)
+    return raw, source, path
 
 
 def _text_of(data: bytes) -> str:
