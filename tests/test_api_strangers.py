@@ -532,3 +532,17 @@ def test_tensorflow_retracing_warnings_about_the_trials_own_functions_are_droppe
             "retracing. Tracing is expensive")
     assert not passes(ours) and not passes(ours.replace("_trace_train", "_trace_eval"))
     assert passes(ours.replace("_trace_train.<locals>.run", "my_step"))  # the user's own functions still warn
+
+
+def test_test_rows_paired_by_position_with_named_columns_on_one_side_only_are_warned(tmp_path, capsys):
+    """A numpy x with a frame x_test (columns in another order) was scored on the wrong features without a
+    word: only two frames are matched by name."""
+    frame = _named(["a", "b", "c", "d"])
+    search.run(_space("pos"), x=X[::2], y=Y[::2], x_test=frame.iloc[1::2, ::-1], y_test=Y[1::2],
+               home=tmp_path / "h", out=io.StringIO())
+    err = capsys.readouterr().err
+    assert "x_test is a frame with column names and x an array without: their columns are paired by position" \
+        in err, err
+    search.run(_space("names"), x=frame.iloc[::2], y=Y[::2], x_test=frame.iloc[1::2, ::-1], y_test=Y[1::2],
+               home=tmp_path / "h", out=io.StringIO())
+    assert "paired by position" not in capsys.readouterr().err

@@ -133,6 +133,12 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
             raw["model"]["family"] = models.register_builder(builder)
         resolved = spaces.validate(raw, source=str(loaded.path) if loaded.path else "<space>", path=loaded.path)
         prepared = session.prepare(resolved, threads=threads)
+        if x is not None and x_test is not None and hasattr(x, "columns") != hasattr(x_test, "columns"):
+            named_one, other = ("x", "x_test") if hasattr(x, "columns") else ("x_test", "x")
+            prepared.dataset.warnings.append(
+                f"{named_one} is a frame with column names and {other} an array without: their columns are paired "
+                f"by position, not by name, so the test rows must hold the features in the order x has them; pass "
+                f"both as frames to have them matched by name")
         if ignored and ignored != "arrays" and not str(ignored).startswith("npz:"):
             prepared.dataset.warnings.append(f"the space's data.source {ignored!r} is not read: x and y are the data "
                                              f"(data.source: arrays says so)")
