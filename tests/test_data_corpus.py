@@ -77,6 +77,12 @@ def _regression(n: int = 30) -> pd.DataFrame:
     return _frame(n, target="y").assign(y=np.linspace(0.0, 1.0, n))
 
 
+def _sales(n: int = 30) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    staff, sqm = rng.integers(3, 30, n), rng.integers(100, 2000, n)
+    return pd.DataFrame({"staff": staff, "sqm": sqm, "label": staff * 3000.0 + sqm * 50 + rng.integers(0, 900, n)})
+
+
 def csv(text_or_frame: Any, data: dict[str, Any] | None = None, name: str = "bad.csv",
         test: Any = None, other: dict[str, Any] | None = None) -> Build:
     """A CSV source (a frame or raw text), optionally a second CSV as data.test."""
@@ -500,6 +506,15 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
      ["column 'label'", "2 missing value(s)", "rows 7, 8"]),
     ("a-stray-quote-swallows-rows", _stray_quote, "data.source",
      ["row 4 of", "column 'note'", "a quote (\") opened in that cell is closed only lines later"]),
+    ("a-total-row-below-the-rows", csv(pd.concat([_sales(), _sales().sum().to_frame().T])), "data.source",
+     ["the last row of", "(row 30, counting data rows from 0) holds the sums of the other rows in column(s) 'staff', "
+      "'sqm', 'label'", "a spreadsheet's Total row", "Delete it"]),
+    ("a-total-row-of-a-dropped-name-column", csv(
+        pd.concat([_sales().assign(shop=[f"s{i}" for i in range(30)]), _sales().sum().to_frame().T.assign(
+            shop="Total")]), {"drop": ["shop"]}), "data.source", ["holds the sums of the other rows in column(s)"]),
+    ("npz-total-row-on-top", npz(X=np.vstack([_sales().to_numpy()[:, :2].sum(axis=0), _sales().to_numpy()[:, :2]]),
+                                 y=np.concatenate([[_sales()["label"].sum()], _sales()["label"]])),
+     "data.source", ["the first row of", "(row 0, counting data rows from 0) holds the sums"]),
     ("one-hot-names-collide", csv(_frame().assign(**{"Stadt=Berlin": 1.0, "Stadt": ["Berlin", "Köln"] * 15}),
                                   {"categorical": "one_hot"}), "data.categorical",
      ["more than one column 'Stadt=Berlin'", "rename that column"]),

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from search.data import _checks, _column_notes, _csv_layout, _csv_target
+from search.data import _checks, _column_notes, _csv_layout, _csv_target, _total_rows
 from search.data._raw import Raw
 from search.errors import DataError
 
@@ -149,6 +149,8 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
         if missing:
             raise DataError(f"split column '{split_column}' of {path} has {missing} empty value(s)", source=where,
                             field="data.split_column", expected="test/train, 1/0 or true/false in every row")
+    _total_rows.refuse_total_row({**{str(c): features[c].to_numpy() for c in features.columns},
+                                  str(section.target): frame[section.target].to_numpy()}, path, where, field)
     return Raw(features.to_numpy(dtype=np.float64), frame[section.target].to_numpy(),
                groups=frame[section.group].to_numpy() if section.group else None,
                order=frame[section.order].to_numpy() if section.order else None,

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from search.data import _checks
+from search.data import _checks, _total_rows
 from search.data._csv import read_csv
 from search.data._raw import Raw
 from search.errors import DataError
@@ -135,6 +135,9 @@ def _npz(path: Path, section: Any, where: str, split_column: str | None = None,
         [(names[j] if names else f"{x_key}[:, {j}]", X[:, j]) for j in range(X.shape[1])], str(path))
     if getattr(section, "as_images", False):
         X = _npz_images(X, path, where)
+    if X.ndim == 2 and np.asarray(y).ndim == 1:  # a frame saved by search.run goes this way too
+        _total_rows.refuse_total_row({**{names[j] if names else f"{x_key}[:, {j}]": X[:, j]
+                                         for j in range(X.shape[1])}, y_key: y}, path, where, field)
     mask = _checks.split_marks(more["split_column"], split_column, path, where) if split_column else None
     return Raw(np.asarray(X, dtype=np.float64), y, groups=more.get("group"), order=more.get("order"),
                feature_names=names, test_mask=mask, notes=notes, warnings=merges, label=str(path))

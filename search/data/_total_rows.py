@@ -1,0 +1,37 @@
+"""A row that is no observation: a spreadsheet's Total row, holding the sums of the rows above it."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search.errors import DataError
+
+
+def refuse_total_row(columns: dict[str, Any], path: Path, where: str, field: str) -> None:
+    """Refuse a first or last row whose every number is the sum of the column's other rows (two columns at
+    least): trained on, one such row outweighs all the others; drawn for the test rows, it decides the test
+    score, and its size inflates the noise the overfit alarm is measured against."""
+    numeric = {name: np.asarray(values, dtype=np.float64) for name, values in columns.items()
+               if np.asarray(values).dtype.kind in "iuf"}
+    if len(numeric) < 2 or len(next(iter(numeric.values()))) < 4:
+        return
+    for row, which in ((-1, "last"), (0, "first")):
+        matched = []
+        for name, values in numeric.items():
+            value, rest = values[row], np.delete(values, row)
+            if not np.isfinite(value) or not np.all(np.isfinite(rest)):
+                continue
+            total = float(rest.sum())
+            if not (abs(total) > float(np.abs(rest).max()) and np.isclose(value, total, rtol=1e-6, atol=0.0)):
+                matched = []
+                break
+            matched.append(name)
+        if len(matched) >= 2:
+            index = len(next(iter(numeric.values()))) - 1 if row == -1 else 0
+            raise DataError(f"the {which} row of {path} (row {index}, counting data rows from 0) holds the sums of "
+                            f"the other rows in column(s) {', '.join(map(repr, matched[:5]))}: a spreadsheet's "
+                            f"Total row, not an observation; trained on or tested on, it would outweigh every "
+                            f"other row. Delete it from the file", source=where, field=field,
+                            expected="one observation per row", found=f"the sums in row {index}")
