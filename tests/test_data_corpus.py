@@ -735,6 +735,10 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
     ("a-zip-code-is-named-as-a-code", csv(_frame().assign(zip_code=[90210, 10001, 60614] * 10)), [],
      ["features: 4", "column 'zip_code' of", "named as a code and holds whole numbers", "10001 less than 90210",
       "data.drop: [zip_code]"]),
+    ("thousands-dots-in-a-semicolon-file", csv("Einwohner;Alter;label\n" + "".join(
+        f"{['2.762', '758', '19.999', '1.204.331'][i % 4]};{20 + i};{i % 2}\n" for i in range(30))), [],
+     ["column 'Einwohner' of", "writes its numbers with a dot every three digits ('2.762' beside '758'): read as "
+      "thousands separators, so 2.762 is 2762", "features: 2"]),
     ("a-constant-column-is-named", csv(_frame().assign(version=1.0)), [],
      ["features: 4", "column(s) 'version' of", "hold one value in every row: nothing to learn from"]),
     ("a-dropped-column-is-named", csv(_frame().assign(note="x"), {"drop": ["note"]}), [],
@@ -831,3 +835,18 @@ def test_honest_data_has_no_column_that_gives_the_target_away() -> None:
     noisy = np.random.default_rng(0).normal(size=len(y))
     assert giveaways(np.column_stack([X, y + 20 * noisy]), y, "regression", None) == []
     assert giveaways(np.column_stack([X, y]), y, "regression", None)[0].startswith("feature 10 follows the target")
+
+
+def test_dotted_numbers_of_three_places_only_stay_decimals(tmp_path: Path) -> None:
+    """A column of 1.250, 2.500, ... alone may be weights of three decimal places: only a column that also
+    writes plain numbers of up to three digits (758), or several dots in one number, is read as thousands."""
+    from search.data import _csv_layout
+
+    path = tmp_path / "w.csv"
+    path.write_text("Gewicht;Menge;label\n" + "".join(f"{1 + i % 5}.{(i * 37) % 1000:03d};{['1.250', '75'][i % 2]};"
+                                                      f"{i % 2}\n" for i in range(20)))
+    shape = _csv_layout.layout(path, "w.yaml")
+    notes: list[str] = []
+    frame = _csv_layout.thousands_dots(shape.read(path), path, shape, notes)
+    assert frame["Gewicht"].tolist()[:2] == [1.0, 2.037] and frame["Menge"].tolist()[:2] == [1250, 75]
+    assert len(notes) == 1 and "column 'Menge'" in notes[0]

@@ -28,7 +28,7 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
                         field=field) from None
     notes: list[str] = list(shape.notes)
     if sep != ",":
-        frame = _with_decimal_commas(frame, path, shape, notes)
+        frame = _csv_layout.thousands_dots(_with_decimal_commas(frame, path, shape, notes), path, shape, notes)
     # `a, b, label`: the names are a, b and label (pandas would keep the spaces: ' b', ' label').
     frame.columns = [c.strip() if isinstance(c, str) else c for c in frame.columns]
     frame = _without_unnamed(frame, path, notes)

@@ -8,11 +8,14 @@ import csv
 import gzip
 import io
 import lzma
+import re
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+import numpy as np
 
 from search.errors import DataError
 
@@ -227,3 +230,49 @@ def no_rows_in_one_cell(frame: Any, path: Path, sep: str, where: str, field: str
                                 f"inside a quoted cell", source=where, field=field,
                                 expected="one row per line, or quoted cells that close on their line",
                                 found=cell.splitlines()[0][:40])
+
+
+# 2.762 and 12.345.678 as written where the comma is the decimal mark: dots between groups of three digits.
+_GROUPED = re.compile(r"[-+]?[1-9]\d{0,2}(?:\.\d{3})+")
+_PLAIN = re.compile(r"[-+]?(?:0|[1-9]\d{0,2})")
+
+
+def thousands_dots(frame: Any, path: Path, shape: Layout, notes: list[str]) -> Any:
+    """Columns of a file not separated by commas whose numbers are written with a dot every three digits
+    (``2.762`` beside ``758``): read as thousands, with a note. pandas read ``2.762`` as two and three
+    quarters, below ``758``; ``12.345.678`` as text. A column of dotted numbers only (``1.250``, ``2.500``)
+    may be decimals of three places, and is left as read."""
+    import pandas as pd
+
+    def could_be(values: Any) -> bool:
+        if pd.api.types.is_float_dtype(values):
+            kept = values.dropna().to_numpy()
+            thousandths = kept * 1000
+            return bool(len(kept) and np.all(np.abs(thousandths - np.round(thousandths)) < 1e-6)
+                        and np.any(kept != np.round(kept)) and np.any(kept == np.round(kept)))
+        return not pd.api.types.is_numeric_dtype(values)
+
+    suspects = [c for c in frame.columns if could_be(frame[c])]
+    if not suspects:
+        return frame
+    texts = shape.read(path, dtype=str, keep_default_na=False)
+    for column in suspects:
+        if column not in texts.columns or len(texts) != len(frame):
+            continue
+        cells = texts[column].str.strip()
+        written = cells[cells != ""]
+        grouped = written.str.fullmatch(_GROUPED.pattern)
+        plain = written.str.fullmatch(_PLAIN.pattern)
+        multi = written.str.count(r"\.") > 1
+        if not len(written) or not (grouped | plain).all() or not grouped.any():
+            continue
+        if not (plain.any() or multi.any()):
+            continue  # 1.250 and 2.500 only: three decimal places, as read
+        frame[column] = pd.to_numeric(cells.str.replace(".", "", regex=False).replace("", None), errors="coerce")
+        example = written[grouped].iloc[0]
+        notes.append(f"column '{column}' of {path} writes its numbers with a dot every three digits "
+                     f"({example!r} beside {written[~grouped].iloc[0]!r}): read as thousands separators, so "
+                     f"{example} is {example.replace('.', '')}" if plain.any() else
+                     f"column '{column}' of {path} writes its numbers with a dot every three digits "
+                     f"({example!r}): read as thousands separators, so {example} is {example.replace('.', '')}")
+    return frame
