@@ -607,6 +607,8 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
      ["classes (2", "NA ", "None "]),
     ("dates-written-day-first", csv(_dated(30, "%d/%m/%Y", "2024-01-05"), {"order": "t"}, other=TIME_SERIES), [],
      ["read as dates (%d/%m/%Y)"]),
+    ("dotted-dates-read-day-first", csv(_dated(12, "%d.%m.%Y", "2024-03-01"), {"order": "t"}, other=TIME_SERIES), [],
+     ["read as dates (%d.%m.%Y); no day past the 12th tells it from %m.%d.%Y", "validation 2024-03-04 to 2024-03-05"]),
     ("iso-times-with-and-without-fractions",
      csv(_frame(12, classes=2).assign(t=[f"2024-01-01T10:00:{s:02d}" + (".5" if s % 2 else "") for s in range(12)]),
          {"order": "t"}, other=TIME_SERIES), [], ["read as dates (ISO8601)"]),

@@ -2,6 +2,7 @@
 provided test rows that are not later than the development rows."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,7 @@ def time_order(values: np.ndarray, column: str, what: str, where: str, notes: li
                         f"its rows cannot be put in time order", source=where, field="data.order",
                         expected=expected, found=text.iloc[int(bad[0])])
     (fmt, parsed), *others = fits.items()
+    both = ""
     for other, again in others:
         # 03/04/2024 is March 4th month-first and April 3rd day-first: where every day is 12 or less, both
         # read every row, and only the writer knows which is meant. Refused when the two orders differ.
@@ -50,8 +52,10 @@ def time_order(values: np.ndarray, column: str, what: str, where: str, notes: li
                             f"as {fmt} and as {other} (no day past the 12th tells which), and the two put the "
                             f"rows in different orders; write them year first (2024-03-04)", source=where,
                             field="data.order", expected=expected, found=text.iloc[0])
+        both = (f"; no day past the 12th tells it from {other}, which orders the rows alike but would show "
+                f"other dates in the plan: write them year first (2024-03-04) if {fmt} is not meant")
     zoned = parsed.dt.tz is not None
-    notes.append(f"order column '{column}' of {what} read as dates ({fmt})"
+    notes.append(f"order column '{column}' of {what} read as dates ({fmt}){both}"
                  + ("; times with a zone are put in order, and shown, in UTC" if zoned else ""))
     if zoned:
         parsed = parsed.dt.tz_convert(None)  # UTC instants as plain timestamps
@@ -91,6 +95,8 @@ def date_formats(text: str) -> list[str]:
         warnings.simplefilter("ignore")
         guesses = [guess_datetime_format(text), guess_datetime_format(text, dayfirst=True)]
     formats = list(dict.fromkeys(g for g in guesses if g))
+    if len(formats) == 2 and re.match(r"\s*\d{1,2}\.\d{1,2}\.\d", text):
+        formats.reverse()  # 03.04.2024 is written day first where dots separate a date (de, ru, pl, tr, ...)
     if formats and formats[0].startswith("%Y-%m-%d"):
         formats.append("ISO8601")
     return formats
