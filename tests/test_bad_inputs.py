@@ -331,6 +331,21 @@ def test_numbers_written_without_a_dot_are_numbers(tmp_path: Path) -> None:
         spaces.parse_yaml("? [a, b]\n: 1\n")
 
 
+def test_column_names_written_as_numbers_or_one_name_to_drop_are_taken(tmp_path: Path) -> None:
+    """A header of years (2019,2020,2021): `target: 2021` was refused as "Input should be a valid string", and
+    `drop: id` as "Input should be a valid list"."""
+    from search import space as spaces
+
+    path = tmp_path / "years.yaml"
+    path.write_text("study: {name: years}\ndata: {source: 'csv:y.csv', target: 2021, drop: id, group: 7}\n")
+    space = spaces.load(path)
+    assert (space.data.target, space.data.drop, space.data.group) == ("2021", ["id"], "7")
+    assert spaces.load({"study": {"name": "y"}, "data": {"source": "csv:y.csv", "target": "t",
+                                                         "drop": [2019, "id"]}}).data.drop == ["2019", "id"]
+    with pytest.raises(SpaceError, match="data.target"):
+        spaces.load({"study": {"name": "y"}, "data": {"source": "csv:y.csv", "target": True}})
+
+
 def test_a_builder_whose_one_output_has_no_last_axis_is_accepted() -> None:
     """(batch,) for a regression or two-class model is scored as (batch, 1), as it was trained before."""
     import keras

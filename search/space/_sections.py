@@ -168,6 +168,19 @@ class DataSection(_Strict):
             raise ValueError(f"unknown scikit-learn data set; expected sklearn:{' | sklearn:'.join(SKLEARN_SETS)}")
         return value
 
+    @field_validator("target", "group", "order", "split_column", "drop", mode="before")
+    @classmethod
+    def _column_names_as_written(cls, value: Any, info: ValidationInfo) -> Any:
+        # A header of years or codes (2019,2020,2021): YAML reads `target: 2021` as a number, and
+        # `drop: id` names one column where a list was meant.
+        def name(v: Any) -> Any:
+            return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+        if info.field_name == "drop":
+            return [name(v) for v in value] if isinstance(value, list) else [name(value)] \
+                if isinstance(value, (str, int)) and not isinstance(value, bool) else value
+        return name(value)
+
     @field_validator("target", "group", "order", "split_column")
     @classmethod
     def _columns_of_a_file(cls, value: str | None, info: ValidationInfo) -> str | None:
