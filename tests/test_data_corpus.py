@@ -741,6 +741,9 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
         f"{['2.762', '758', '19.999', '1.204.331'][i % 4]};{20 + i};{i % 2}\n" for i in range(30))), [],
      ["column 'Einwohner' of", "writes its numbers with a dot every three digits ('2.762' beside '758'): read as "
       "thousands separators, so 2.762 is 2762", "features: 2"]),
+    ("a-column-dropped-by-its-name-as-the-header-spaces-it", csv(_frame().rename(columns={"a": " a "}),
+                                                                {"drop": [" a "]}), [],
+     ["features: 2 (b, c)", "column(s) ' a ' of"]),
     ("a-constant-column-is-named", csv(_frame().assign(version=1.0)), [],
      ["features: 4", "column(s) 'version' of", "hold one value in every row: nothing to learn from"]),
     ("a-dropped-column-is-named", csv(_frame().assign(note="x"), {"drop": ["note"]}), [],

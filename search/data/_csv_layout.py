@@ -200,11 +200,12 @@ def separator_naming(shape: Layout, path: Path, names: list[str | None]) -> None
 
 def as_named(frame: Any, names: list[str | None]) -> Any:
     """Header names that are the space's names in another Unicode form (macOS writes ``ä`` as ``a`` and a
-    combining mark): they look the same, so they are the same column."""
+    combining mark), or with the spaces around them that the header's names lose when read (`` Feature A ``
+    copied from the file): they look the same, so they are the same column."""
     import unicodedata
 
     def nfc(name: Any) -> Any:
-        return unicodedata.normalize("NFC", name) if isinstance(name, str) else name
+        return unicodedata.normalize("NFC", name).strip() if isinstance(name, str) else name
 
     wanted = {nfc(n): n for n in names if n}
     renamed = {c: wanted[nfc(c)] for c in frame.columns if nfc(c) in wanted and c != wanted[nfc(c)]}
