@@ -141,7 +141,13 @@ def plan_warnings(space: Space, split_plan: list[Any], gpus: int | None, dataset
                    f"smallest split: each epoch is then one step on all of them, so the searched batch sizes "
                    f"above {rows} all train alike; search batch sizes up to {rows}")
     unseen, rare_only = _classes_only_validated(split_plan, dataset)
-    if rare_only:
+    grouped = space.validation.scheme == "group_kfold"
+    if grouped and unseen:
+        # Whole groups go to one side: too few groups holding a class, not row order, leave a split without it.
+        out.append(f"{unseen}: group_kfold puts each group of data.group wholly on one side, and too few groups "
+                   f"hold that class to give every split some of it; fewer splits (validation.k), or more groups "
+                   f"with rows of every class, let each split train and validate on every class")
+    elif rare_only:
         fix = ("fewer splits (validation.k) or longer blocks (validation.val_size)"
                if space.validation.scheme == "time_series" else "fewer splits, or validation.stratify: true")
         out.append(f"{unseen}; such a split's validation loss does not measure that class, "
