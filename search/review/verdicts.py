@@ -31,9 +31,13 @@ def why_ended(study: Any) -> list[str]:
     complete = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get("fit")]
     if complete and all(t.user_attrs["fit"] == "underfit" for t in complete):
         # The table's gains over the baseline would otherwise read as progress: both sit near chance.
-        lines.append(f"warning: every complete trial ({len(complete)}) is underfit: its validation loss stays near "
-                     f"the loss of predicting the class shares (or the mean), so no trial learned much beyond "
-                     f"the base rate, and gains over the baseline are small steps near chance. Train "
+        share = _chance_share(study)
+        where = (f"above the loss of predicting the class shares (or the mean): the best trial's is {share:.0%} of "
+                 f"it, worse than that base rate, so no trial learned it" if share is not None and share > 1.05 else
+                 "near the loss of predicting the class shares (or the mean), so no trial learned much beyond the "
+                 "base rate")
+        lines.append(f"warning: every complete trial ({len(complete)}) is underfit: its validation loss stays "
+                     f"{where}, and gains over the baseline are small steps near chance. Train "
                      f"longer (train.epochs), search a higher learning rate or more capacity, and check that the "
                      f"features carry the signal (study.workflow: phased compares with a linear model)")
     elif (still := _still_improving(study)) is not None:
@@ -64,6 +68,17 @@ def against_chance(study: Any) -> str | None:
     """The best trial's validation loss against what predicting the training rows' prior scores on the same
     rows: a loss means little alone (29.2 days² of a skewed target looked like progress at 1.6 % under
     chance), and for regression it gives the cross-validated R² a scikit-learn user reads first."""
+    if (share := _chance_share(study)) is None:
+        return None
+    regression = study.user_attrs.get("task") == "regression"
+    prior = "the training rows' mean" if regression else "the training rows' class shares"
+    r2 = f" (a cross-validated R² of {1 - share:.3g})" if regression else ""
+    return (f"the best trial's validation loss is {share:.0%} of the chance-level loss, that of always predicting "
+            f"{prior} (mean over its splits, each on its own rows){r2}")
+
+
+def _chance_share(study: Any) -> float | None:
+    """The best trial's validation loss as a share of the chance-level loss on the same rows."""
     from search.review import diagnostics
     from search.review.summary import REFERENCE_ATTR, REFERENCES_ATTR
 
@@ -75,16 +90,10 @@ def against_chance(study: Any) -> str | None:
               if math.isfinite(float(s.get("best_val_loss", math.nan)))}
     shares = [loss / own[k][1] for k, loss in splits.items() if k in own and own[k][1] > 0]
     if shares and len(shares) == len(splits):
-        share = sum(shares) / len(shares)
-    elif isinstance(attrs.get(REFERENCE_ATTR), (int, float)) and attrs[REFERENCE_ATTR] > 0 and best.value is not None:
-        share = float(best.value) / float(attrs[REFERENCE_ATTR])
-    else:
-        return None
-    regression = attrs.get("task") == "regression"
-    prior = "the training rows' mean" if regression else "the training rows' class shares"
-    r2 = f" (a cross-validated R² of {1 - share:.3g})" if regression else ""
-    return (f"the best trial's validation loss is {share:.0%} of the chance-level loss, that of always predicting "
-            f"{prior} (mean over its splits, each on its own rows){r2}")
+        return sum(shares) / len(shares)
+    if isinstance(attrs.get(REFERENCE_ATTR), (int, float)) and attrs[REFERENCE_ATTR] > 0 and best.value is not None:
+        return float(best.value) / float(attrs[REFERENCE_ATTR])
+    return None
 
 
 # The ablation's row of every regularizer switched off (search/reproduction/ablation.py names it so).
