@@ -515,6 +515,12 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     ("npz-total-row-on-top", npz(X=np.vstack([_sales().to_numpy()[:, :2].sum(axis=0), _sales().to_numpy()[:, :2]]),
                                  y=np.concatenate([[_sales()["label"].sum()], _sales()["label"]])),
      "data.source", ["the first row of", "(row 0, counting data rows from 0) holds the sums"]),
+    ("title-lines-above-the-header", csv("Report: customer export\nGenerated 2024-05-01\n\n"
+                                         + _frame().to_csv(index=False)), "data.source",
+     ["the 3 line(s) above line 4 hold fewer fields than the rows from there on (1 against 4)",
+      "delete the line(s) above line 4"]),
+    ("a-row-with-a-field-too-many", csv(_frame().to_csv(index=False).replace("\n", ",7\n", 6).replace(",7\n", "\n", 5)),
+     "data.source", ["holds 5 fields where the header names 4 columns", "without quotes around it"]),
     ("one-hot-names-collide", csv(_frame().assign(**{"Stadt=Berlin": 1.0, "Stadt": ["Berlin", "Köln"] * 15}),
                                   {"categorical": "one_hot"}), "data.categorical",
      ["more than one column 'Stadt=Berlin'", "rename that column"]),

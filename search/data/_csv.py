@@ -24,8 +24,9 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
         if len(frame) and frame.isna().all(axis=1).any() and shape.skip_empty_lines(path):
             frame = shape.read(path)  # rows of empty cells had made every column floats with gaps
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot parse CSV file {path} ({str(exc).strip()})", source=where,
-                        field=field) from None
+        said = _csv_layout.field_count_trouble(str(exc), path, shape)
+        raise DataError(f"cannot parse CSV file {path}: {said}" if said else
+                        f"cannot parse CSV file {path} ({str(exc).strip()})", source=where, field=field) from None
     notes: list[str] = list(shape.notes)
     if sep != ",":
         frame = _csv_layout.thousands_dots(_with_decimal_commas(frame, path, shape, notes), path, shape, notes)

@@ -277,3 +277,24 @@ def thousands_dots(frame: Any, path: Path, shape: Layout, notes: list[str]) -> A
                      f"column '{column}' of {path} writes its numbers with a dot every three digits "
                      f"({example!r}): read as thousands separators, so {example} is {example.replace('.', '')}")
     return frame
+
+
+def field_count_trouble(message: str, path: Path, shape: Layout) -> str | None:
+    """pandas' "Expected 1 fields in line 4, saw 3" in words: title lines above the header, or a row with
+    more fields than the header names."""
+    found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
+    if not found:
+        return None
+    expected, line, saw = map(int, found.groups())
+    lines = first_lines(path, shape.encoding, shape.skip + 50)[shape.skip:]
+    widths = [len(next(csv.reader([text], delimiter=shape.sep), [])) if text.strip() else 0 for text in lines]
+    filled = [w for w in widths if w]
+    if filled and filled[0] < saw and filled.count(saw) * 2 > len(filled):
+        header = shape.skip + widths.index(saw) + 1
+        return (f"the {header - 1} line(s) above line {header} hold fewer fields than the rows from there on "
+                f"({filled[0]} against {saw}): a title above the header? The first line must be the column "
+                f"names; delete the line(s) above line {header}")
+    name = {",": "a comma", ";": "a semicolon", "\t": "a tab", "|": "a bar"}.get(shape.sep, repr(shape.sep))
+    return (f"line {line} of the file holds {saw} fields where the header names {expected} columns: a value "
+            f"holding the separator ({name}) without quotes around it, or a separator too many; quote that "
+            f"value or remove the extra separator")
