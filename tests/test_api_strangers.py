@@ -546,3 +546,12 @@ def test_test_rows_paired_by_position_with_named_columns_on_one_side_only_are_wa
     search.run(_space("names"), x=frame.iloc[::2], y=Y[::2], x_test=frame.iloc[1::2, ::-1], y_test=Y[1::2],
                home=tmp_path / "h", out=io.StringIO())
     assert "paired by position" not in capsys.readouterr().err
+
+
+def test_the_plan_and_the_trial_lines_go_where_out_says(tmp_path, capsys):
+    """With quiet=False and out=StringIO(), the plan and every trial line still went to standard error."""
+    out = io.StringIO()
+    search.run(_space("loud"), x=X, y=Y, home=tmp_path / "h", quiet=False, out=out)
+    said, err = out.getvalue(), capsys.readouterr().err
+    assert "budget      1 trials" in said and "trial 1/1 (#0) complete" in said and "rows: 150 read" in said, said
+    assert "trial 1/1" not in err and "budget" not in err, err

@@ -69,7 +69,9 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         threads: TensorFlow threads.
         quiet: no per-trial progress lines and no data summary; the final table and the next steps still go
             to ``out``.
-        out: where the summary goes (default: standard output; ``io.StringIO()`` keeps it out of sight).
+        out: where the summary, the final table and, unless ``quiet``, the plan and the trial lines go
+            (default: standard output, and the plan and trial lines on standard error, as the command
+            prints them; ``io.StringIO()`` keeps it all out of sight). Warnings go to standard error.
 
     Returns:
         A :class:`RunResult`.
@@ -155,7 +157,7 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     sink = out or sys.stdout
     announce(prepared, quiet, out=sink)
     try:
-        outcome = run_prepared(prepared, options, resolved.to_yaml(), out=sink)
+        outcome = run_prepared(prepared, options, resolved.to_yaml(), out=sink, progress=out)
     except ContinuationRefused:  # no trial ran on the arrays saved for it
         _remove_saved(made, None)
         raise

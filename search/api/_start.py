@@ -32,7 +32,7 @@ def announce(prepared: "session.Prepared", quiet: bool = False, out: TextIO | No
 
 def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", space_text: str, *,
                  workers: int = 1, worker_argv: list[str] | None = None, recycle_after: int = 0,
-                 out: TextIO | None = None) -> "session.RunOutcome":
+                 out: TextIO | None = None, progress: TextIO | None = None) -> "session.RunOutcome":
     """The one start-up path of a run, in one process or with worker processes: its listeners (MLflow and
     the terminal), the run, then the summary, the stop message and any error the run ended with.
 
@@ -58,7 +58,7 @@ def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", sp
     if options.worker_index == 0 and not options.quiet:
         def plan(study: Any) -> list[str]:
             return header_lines(prepared, options, storage_url, tracker.uri, finished_count(study), budget)
-    listeners: list[Any] = [tracker, Progress(budget, quiet=options.quiet, header=plan)]
+    listeners: list[Any] = [tracker, Progress(budget, stream=progress, quiet=options.quiet, header=plan)]
     phased = None
     if prepared.space.study.workflow == "phased":  # phase 0 once, then each trial's phase as it starts
         from search.workflow.phases import Phased
