@@ -121,6 +121,9 @@ def test_ablation_of_the_best_trial_is_stored_resumable_and_in_the_report(write_
     ablation = _study(home, f"abl.ablation.t{study.best_trial.number:05d}")
     used = 2 + (1 if study.best_trial.params.get("model.l2.on") else 0)  # dropout and batchnorm fixed on
     assert len(ablation.trials) <= used + 1, "at most (regularizers + 1) trials"
+    capsys.readouterr()
+    assert run_cli("best", "ab", "--home", home) == 2  # the studies named are the user's, not their ablations
+    assert "expected one of abl." in capsys.readouterr().err.replace("abl.ablation", "ABL")
     labels = {row["label"] for row in stored["rows"]}
     assert "all regularizers" in labels and {"dropout", "batchnorm"} <= labels
     for row in stored["rows"]:
