@@ -348,3 +348,41 @@ def test_a_trial_queued_again_trains_with_the_seeds_of_the_trial_it_repeats(writ
     assert spaces.load(exported).study.seed_trial == 1
     found = targets.locate(study, f"sqlite:///{home / 'mlflow.db'}", config=exported)
     assert found.trial.number == 2 and found.seed_trial == 1 and not found.changed
+
+
+@pytest.mark.parametrize("when, sig", [("closing", signal.SIGINT), ("summary", signal.SIGTERM)])
+def test_a_stop_after_the_last_trial_is_graceful_and_leaves_the_ablation_for_the_next_run(
+        write_space, home, capsys, monkeypatch, when, sig):
+    """Ctrl-C while the last trial's writes were closing ended in "interrupted." (exit 130), the MLflow parent
+    run left RUNNING; SIGTERM while the summary printed killed the process outright, printing nothing."""
+    from mlflow.tracking import MlflowClient
+
+    from search.review import verdicts
+
+    space = write_space({"study": {"name": "late", "n_trials": 2, "ablation": True},
+                         "model": {"dropout": {"float": [0.0, 0.5]}}})
+    sent = []
+
+    def signal_once(real):
+        def call(*args, **kwargs):
+            if not sent:
+                sent.append(sig)
+                os.kill(os.getpid(), sig)
+            return real(*args, **kwargs)
+        return call
+
+    if when == "closing":
+        monkeypatch.setattr(session, "_run_end", signal_once(session._run_end))
+    else:
+        monkeypatch.setattr(verdicts, "why_ended", signal_once(verdicts.why_ended))
+    assert run_cli("run", space, "--home", home, "--quiet") == 3
+    out = capsys.readouterr().out
+    assert sent and f"stopped by {sig.name}" in out and "search run" in out, out
+    assert "ablation of trial" not in out and "what regularization bought" not in out  # left for the next run
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("late").experiment_id])
+    assert not [r for r in runs if r.info.status == "RUNNING"], [(r.info.run_name, r.info.status) for r in runs]
+    monkeypatch.undo()
+    assert run_cli("run", space, "--home", home, "--quiet") == 0
+    again = capsys.readouterr().out
+    assert "ablation of trial" in again or "what regularization bought" in again, again

@@ -156,15 +156,21 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         options.continue_command = f"search.run({where}, builder={name}, home={str(home)!r}, ...) in Python"
     sink = out or sys.stdout
     announce(prepared, quiet, out=sink)
+    from search.runner.stopping import StopRequest
+
+    held = StopRequest(announce=True).install()  # a stop between the trials and the ablation skips the ablation
     try:
-        outcome = run_prepared(prepared, options, resolved.to_yaml(), out=sink, progress=out)
-    except ContinuationRefused:  # no trial ran on the arrays saved for it
-        _remove_saved(made, None)
-        raise
-    try:
-        rows = None if outcome.stopped_by else ablate_when_done(resolved, options, out=sink)
-    except ablation.AblationStopped:  # said on the output; the next run continues it
-        rows = None
+        try:
+            outcome = run_prepared(prepared, options, resolved.to_yaml(), out=sink, progress=out)
+        except ContinuationRefused:  # no trial ran on the arrays saved for it
+            _remove_saved(made, None)
+            raise
+        try:
+            rows = None if outcome.stopped_by or held.requested else ablate_when_done(resolved, options, out=sink)
+        except ablation.AblationStopped:  # said on the output; the next run continues it
+            rows = None
+    finally:
+        held.uninstall()
     study = outcome.study
     return RunResult(study, best_or_none(study, options), rows or (ablation.stored_rows(study)[1]))
 

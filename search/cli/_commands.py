@@ -29,21 +29,34 @@ def _run(args: argparse.Namespace) -> int:
         api.announce(prepared, quiet=args.quiet)
     options = _run_options(args)
     recycle = args.recycle_after if args.recycle_after is not None else (50 if args.workers > 1 else 0)
-    outcome = api.run_prepared(prepared, options, args.space.read_text(), workers=args.workers,
-                               worker_argv=_worker_argv(args), recycle_after=recycle)
-    from search.runner.stopping import STOPPED_EXIT_CODE
+    from search.runner.stopping import STOPPED_EXIT_CODE, StopRequest
 
-    if outcome.stopped_by:
-        return STOPPED_EXIT_CODE  # a wrapper can tell a stopped run from a finished one
-    if outcome.exit_code == 0 and not args.worker_index:
-        from search.reproduction.ablation import AblationStopped
+    # Held from here to the end: a Ctrl-C or SIGTERM between the last trial and the ablation (the closing
+    # writes, the summary) is a graceful stop too, not a traceback or a kill mid-write.
+    held = StopRequest(announce=True) if not args.worker_index else StopRequest()  # workers: their parent's
+    if not args.worker_index:
+        held.install()
+    try:
+        outcome = api.run_prepared(prepared, options, args.space.read_text(), workers=args.workers,
+                                   worker_argv=_worker_argv(args), recycle_after=recycle)
+        if outcome.stopped_by:
+            return STOPPED_EXIT_CODE  # a wrapper can tell a stopped run from a finished one
+        if outcome.exit_code == 0 and not args.worker_index:
+            from search.reproduction.ablation import AblationStopped
 
-        try:
-            api.ablate_when_done(space, options)
-        except AblationStopped:
-            return STOPPED_EXIT_CODE
-        api.workflow_answer(space, options)
-    return outcome.exit_code
+            if not held.requested:
+                try:
+                    api.ablate_when_done(space, options)
+                except AblationStopped:
+                    return STOPPED_EXIT_CODE
+                api.workflow_answer(space, options)
+            if held.requested:
+                print(f"\nstopped by {held.reason} after the trials; what is left of the study (its ablation) "
+                      f"runs when you continue it with:\n  {options.continue_command}")
+                return STOPPED_EXIT_CODE
+        return outcome.exit_code
+    finally:
+        held.uninstall()
 
 
 def _check(args: argparse.Namespace) -> int:

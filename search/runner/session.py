@@ -278,14 +278,16 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
             print(f"\ninterrupted{queued}. Continue the study with:\n  {options.continue_command}", file=out)
         raise
     finally:
-        stop.uninstall()
-        _run_end(objective.listeners, study)
-        if stop.requested:
-            outcome.status, outcome.stopped_by = "KILLED", stop.reason or "a stop signal"
-        elif loop.gave_up or loop.disk_full:
-            outcome.status = "FAILED"
-        if options.worker_index == 0:  # the process that started the workers closes the run
-            emit(listeners, "on_run_finish", study, outcome.status)
+        try:  # still heard while the side threads finish their writes and the MLflow run closes: a stop
+            _run_end(objective.listeners, study)
+            if stop.requested:
+                outcome.status, outcome.stopped_by = "KILLED", stop.reason or "a stop signal"
+            elif loop.gave_up or loop.disk_full:
+                outcome.status = "FAILED"
+            if options.worker_index == 0:  # the process that started the workers closes the run
+                emit(listeners, "on_run_finish", study, outcome.status)
+        finally:
+            stop.uninstall()
     where = str(space.path) if space.path else None
     if loop.disk_full:
         outcome.error = StudyError(f"stopped: {loop.disk_full}. The trial is queued again. Free some space (or "

@@ -29,8 +29,18 @@ def announce(signum: int) -> None:
         pass
 
 
+# The stop requests installed in this process, the latest last (only the main thread installs one).
+_installed: list["StopRequest"] = []
+
+
 class StopRequest:
-    """``announce``: say so on stderr when the first signal comes (the process the user talks to does)."""
+    """``announce``: say so on stderr when the first signal comes (the process the user talks to does).
+
+    Requests nest: a command holds one from its start to its end (the closing writes, the summary, the
+    ablation after the last trial), and the run inside it holds its own. A signal is heard by every one
+    installed, and one installed after a signal starts out requested, so a stop heard between two runs of
+    one command (a trial loop, then its ablation) is not lost.
+    """
 
     def __init__(self, announce: bool = False) -> None:
         self.reason: str | None = None
@@ -57,6 +67,8 @@ class StopRequest:
             raise KeyboardInterrupt
 
     def install(self) -> "StopRequest":
+        if _installed and _installed[-1].reason is not None:
+            self.request(_installed[-1].reason)
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -64,12 +76,15 @@ class StopRequest:
                 pass
         if self._previous:
             self._unraisable_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
+            _installed.append(self)
         return self
 
     def uninstall(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        if self in _installed:
+            _installed.remove(self)
         if self._unraisable_hook is not None:
             sys.unraisablehook, self._unraisable_hook = self._unraisable_hook, None
 
@@ -87,7 +102,8 @@ class StopRequest:
         first = not self.requested
         # Recorded before it is announced: a second Ctrl-C sent on seeing the announcement can land while this
         # handler still runs, and must find the first one already there.
-        self.request(signal.Signals(signum).name)
+        for held in [self, *_installed]:
+            held.request(signal.Signals(signum).name)
         if self.announce and first:
             announce(signum)
 
