@@ -66,6 +66,7 @@ def test_best_exports_a_fixed_config_that_repeats_the_trial(study_run, tmp_path,
     assert exported.train["learning_rate"] == pytest.approx(best.params["train.learning_rate"])
     replay_home = tmp_path / "replay"
     assert run_cli("run", path, "--home", replay_home, "--quiet", "--threads", "1") == 0
+    assert "study.split_pruner" not in capsys.readouterr().err  # the export writes the defaults it ran with
     replay = optuna.load_study(study_name=exported.study.name, storage=f"sqlite:///{replay_home / 'optuna.db'}")
     assert replay.trials[0].value == pytest.approx(best.value, rel=1e-5)
 

@@ -29,7 +29,9 @@ def space_warnings(space: Space, dataset: Any) -> list[str]:
     if moot and space.study.pruner not in ("median", "percentile") and not space.study.multi_objective:
         out.append(f"{', '.join(moot)} {'is' if len(moot) == 1 else 'are'} read by the median and percentile pruners "
                    f"only, and study.pruner is {space.study.pruner}: ignored")
-    out += _inert_pruners(space) + _cmaes_at_random(space)
+    if space.study.seed_trial is None:  # an exported config writes every setting, the pruners' defaults too
+        out += _inert_pruners(space)
+    out += _cmaes_at_random(space)
     kept = space.fixed_regularizers() if space.study.baseline and space.declares_regularizers else {}
     if kept:
         out.append("the baseline (trial 0) switches off the searched regularizers only, and the file fixes "
