@@ -52,6 +52,13 @@ def test_a_changed_preprocess_is_warned_and_a_range_may_change(study, write_spac
     assert run_cli("run", path, "--home", home, "--quiet") == 0
     err = capsys.readouterr().err
     assert "data.preprocess: standardize -> minmax" in err and "model.dropout" in err
+    # A budget lowered below the finished trials: "already has its 1 finished trials" was said of 2.
+    lowered = write_space({"study": {"name": "kept", "n_trials": 1}, "data": {"preprocess": "minmax"},
+                           "model": {"dropout": {"float": [0.0, 0.6]}},
+                           "train": {"epochs": 1, "optimizer": {"choice": ["adam", "sgd"]}}}, name="lowered.yaml")
+    assert run_cli("run", lowered, "--home", home, "--quiet") == 0
+    assert "already has 2 finished trials, more than study.n_trials (1) asks for; raise study.n_trials above 2" \
+        in capsys.readouterr().out
 
 
 def test_export_and_report_never_replace_a_file_they_did_not_write(study, home, tmp_path, capsys):

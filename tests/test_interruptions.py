@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -102,7 +103,8 @@ def test_sigterm_during_the_ablation_is_a_stop_and_the_next_run_finishes_it(writ
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 3, out + err
     assert "Traceback" not in err and "nothing to ablate" not in out
-    assert "stopped by SIGTERM before its variants finished" in out and "search ablate ablated" in out
+    assert "stopped by SIGTERM before its variants finished" in out and "search ablate ablated --home" in out
+    assert re.search(r"search ablate ablated --home \S+ --trial \d+` continues it", out), out
     assert "ablation" not in _study(home, "ablated").user_attrs
     done = subprocess.run([sys.executable, "-m", "search", "run", str(space), "--home", str(home)],
                           capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300)

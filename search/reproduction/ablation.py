@@ -158,17 +158,19 @@ def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | No
                                                            if t.state.name == "COMPLETE"}:
         return _stored(study, picked, done, options, out, len(variants))  # asked again: nothing to train
     queue = [(v.params, {"ablation": v.label}) for v in variants]
+    from search.review.display import command
+
+    again = f"{command('ablate', study.study_name, options)} --trial {picked.number}"
     run_options = session.RunOptions(home=options.home, storage=options.storage, tracking_uri=options.tracking_uri,
                                      threads=options.threads, quiet=True, heartbeat=options.heartbeat,
-                                     continue_command=f"search ablate {study.study_name}", queue=queue,
-                                     warn_changed_settings=False)
+                                     continue_command=again, queue=queue, warn_changed_settings=False)
     outcome = session.run(prepared, run_options, [tracking.make_tracker(prepared, run_options, space.to_yaml())],
                           out=out)
     if outcome.error is not None:
         raise outcome.error
     if outcome.stopped_by:  # a table of the variants that happened to finish would read as the answer
         print(f"ablation of trial {picked.number}: stopped by {outcome.stopped_by} before its variants finished; "
-              f"`search ablate {study.study_name}` (or the same `search run`) continues it", file=out)
+              f"`{again}` continues it", file=out)
         raise AblationStopped(outcome.stopped_by)
     return _stored(study, picked, outcome.study, options, out, len(variants))
 

@@ -241,9 +241,11 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
         if study.user_attrs.get(space_versions.key(stored_space)) is None:
             study.set_user_attr(space_versions.key(stored_space), stored_space)
         study.set_user_attr("space_path", str(space.path.resolve()) if space.path else "")
-        if studies.finished_count(study) >= budget:
+        if (done := studies.finished_count(study)) >= budget:
             print(f"study '{space.study.name}' already has its {budget} finished trials; raise study.n_trials "
-                  f"to continue it.", file=out)
+                  f"to continue it." if done == budget else
+                  f"study '{space.study.name}' already has {done} finished trials, more than study.n_trials "
+                  f"({budget}) asks for; raise study.n_trials above {done} to continue it.", file=out)
             # Optuna's optimize(n_trials=N) means N more. Said by a run the user started, not by a worker,
             # whose --n-trials is its share or its recycling quota.
             if options.n_trials and options.worker_index == 0:
