@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -153,6 +154,20 @@ def test_ablation_of_the_best_trial_is_stored_resumable_and_in_the_report(write_
     report = tmp_path / "r.html"
     assert run_cli("report", "abl", "--home", home, "--out", report) == 0
     assert "What regularization bought" in report.read_text() and "all regularizers" in report.read_text()
+    # Another trial's ablation is kept beside the study's and logged to that trial's run: it replaced the
+    # best trial's table, figure and metrics on the parent run, which then mixed the two trials.
+    other = next(t for t in study.trials if t.number != study.best_trial.number and t.state.name == "COMPLETE")
+    assert run_cli("ablate", "abl", "--home", home, "--trial", str(other.number), "--threads", "1") == 0
+    study = _study(home, "abl")
+    assert study.user_attrs["ablation"]["trial"] == study.best_trial.number
+    assert study.user_attrs[f"ablation.t{other.number:05d}"]["trial"] == other.number
+    from search import tracking
+
+    parent = study.user_attrs[tracking.PARENT_RUN_ATTR]
+    text = Path(client.download_artifacts(parent, "study/ablation.txt", str(tmp_path / "p"))).read_text()
+    assert f"trial {study.best_trial.number}" in text and f"trial {other.number}" not in text
+    own = other.user_attrs[tracking.RUN_ID_ATTR]
+    assert "ablation.txt" in [Path(a.path).name for a in client.list_artifacts(own, "ablation")]
 
 
 # -- 5. ensembles, and 7. test looks and new configs -------------------------------------------------------------

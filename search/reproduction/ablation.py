@@ -142,7 +142,8 @@ def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | No
     space, variants = plan(resolved, picked.number, study.study_name)
     if not variants:
         print(format_table(picked, []), file=out)
-        study.set_user_attr(ATTR, {"trial": picked.number, "rows": []})
+        own = picked.number == _study_pick(study)
+        study.set_user_attr(ATTR if own else f"{ATTR}.t{picked.number:05d}", {"trial": picked.number, "rows": []})
         return []
     prepared = session.prepare(space, threads=options.threads)
     for key in ("data_fingerprint", "test_fingerprint", "splits_fingerprint"):
@@ -188,11 +189,25 @@ def _stored(study: Any, picked: Any, ablation_study: Any, options: Any, out: Tex
         print(f"ablation of trial {picked.number}: its {expected} variant(s) are trained by another process; "
               f"`search ablate {study.study_name}` prints the table once they finish", file=out)
         return []
-    study.set_user_attr(ATTR, {"trial": picked.number, "study": ablation_study.study_name,
-                               "rows": [asdict(r) for r in rows]})
+    # The study's own table is its pick's, which the review shows; another trial's (search ablate --trial)
+    # is kept beside it and logged to that trial's MLflow run, so it never takes the pick's place.
+    own = picked.number == _study_pick(study)
+    study.set_user_attr(ATTR if own else f"{ATTR}.t{picked.number:05d}",
+                        {"trial": picked.number, "study": ablation_study.study_name, "rows": [asdict(r) for r in rows]})
     print(format_table(picked, rows), file=out)
-    _log(study, picked, rows, options)
+    _log(study, picked, rows, options, own)
     return rows
+
+
+def _study_pick(study: Any) -> int | None:
+    """The trial the study's review and its own ablation are about (the best, or a two-objective one_se pick)."""
+    from search.errors import StudyError
+    from search.studies import lifecycle as studies
+
+    try:
+        return int(studies.pick_trial(study, "auto").number)
+    except StudyError:
+        return None
 
 
 def _finished(study: Any, name: str) -> Any:
@@ -205,12 +220,13 @@ def _finished(study: Any, name: str) -> Any:
         return None
 
 
-def _log(study: Any, picked: Any, rows: list[AblationRow], options: Any) -> None:
-    """The table, its metrics and a figure on the study's MLflow parent run; a side channel, never fatal."""
+def _log(study: Any, picked: Any, rows: list[AblationRow], options: Any, own: bool = True) -> None:
+    """The table, its metrics and a figure on the study's MLflow parent run (``own``: the study's pick), else
+    on the picked trial's own run; a side channel, never fatal."""
     from search import tracking
     from search.review import figures
 
-    parent = study.user_attrs.get(tracking.PARENT_RUN_ATTR)
+    parent = study.user_attrs.get(tracking.PARENT_RUN_ATTR) if own else picked.user_attrs.get(tracking.RUN_ID_ATTR)
     if not parent or not rows:
         return
     try:
@@ -234,7 +250,7 @@ def _log(study: Any, picked: Any, rows: list[AblationRow], options: Any) -> None
         with tempfile.TemporaryDirectory(prefix="search-ablation-") as tmp:
             (Path(tmp) / "ablation.png").write_bytes(png)
             (Path(tmp) / "ablation.txt").write_text(format_table(picked, rows) + "\n", encoding="utf-8")
-            client.log_artifacts(parent, tmp, "study")
+            client.log_artifacts(parent, tmp, "study" if own else "ablation")
     except Exception as exc:  # the table is in the Optuna storage already
         print(f"warning: could not log the ablation to MLflow ({type(exc).__name__}: {redact(str(exc))[:200]})",
               file=sys.stderr)
