@@ -197,6 +197,14 @@ def test_reproduce_with_an_ensemble_of_the_top_trials_in_the_same_look(small_stu
     assert looks[-1]["ensemble"] == 2 and looks[-1]["config"]
     # The other member was judged on the test rows too: counted among the configs judged there.
     assert len(looks[-1]["members"]) == 1 and looks[-1]["members"][0] != looks[-1]["config"]
+    # The morning review shows the test score and the looks taken (status and report said nothing of them).
+    assert run_cli("status", "ens", "--home", home) == 0
+    said = capsys.readouterr().out
+    assert f"test rows: looked at {len(looks)} time(s); the last, {looks[-1]['time']}, of trial " \
+           f"{looks[-1]['trial']} (an ensemble of 2): test loss {looks[-1]['test_loss']:.4g}" in said, said
+    report = small_study["tmp"] / "ens.html"
+    assert run_cli("report", "ens", "--home", home, "--out", report) == 0
+    assert "<h2>The test rows</h2><p>test rows: looked at" in report.read_text()
 
 
 def test_every_look_at_the_test_rows_is_recorded_and_a_repeat_is_counted(small_study, capsys):

@@ -177,7 +177,7 @@ def _ablate(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from search.review.display import format_counts, summary_table
-    from search.review.verdicts import why_ended
+    from search.review.verdicts import test_looks, why_ended
     from search.studies import lifecycle as studies
 
     study = _load_study(args)
@@ -187,6 +187,7 @@ def _status(args: argparse.Namespace) -> int:
     for line in why_ended(study):
         print(line)
     print(summary_table(study, args.top))
+    print(test_looks(study))
     return 0
 
 

@@ -68,8 +68,8 @@ def write(study: Any, out: Path, top: int = 10, extra: str = "", flag: str = "--
                          f"name with {flag}, or delete it first", field=flag, found=str(out))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(redact(render(result, _pareto_section(study, top) + _ablation_section(study) + extra)),
-                       encoding="utf-8")
+        sections = _pareto_section(study, top) + _ablation_section(study) + _test_section(study) + extra
+        out.write_text(redact(render(result, sections)), encoding="utf-8")
     except OSError as exc:  # a read-only working folder, say: the store itself was only read
         raise StudyError(f"cannot write the report {out} ({exc.strerror or exc}); choose another place with "
                          f"{flag}", field=flag) from None
@@ -122,6 +122,21 @@ def _ablation_section(study: Any) -> str:
     return (head + "<div class='scroll'><table><tr><th>switched off</th><th>val loss</th><th>bought</th>"
             "<th>± se</th><th>splits</th></tr>" + body + "</table></div>"
             + (f"<p class='note'>{e(hurt.removeprefix('note: '))}</p>" if hurt else "") + figure)
+
+
+def _test_section(study: Any) -> str:
+    """The looks at the test rows, each with its test loss (search/reproduction/looks.py records them)."""
+    from search.review.verdicts import test_looks
+
+    e = html.escape
+    looks = [look for look in study.user_attrs.get("test_looks", []) if isinstance(look, dict)]
+    rows = "".join(f"<tr><td>{e(str(look.get('time', '')))}</td><td>{e(str(look.get('trial')))}</td>"
+                   f"<td>{e(str(look.get('ensemble', 1)))}</td><td>{e(str(look.get('epochs', '')))}</td>"
+                   f"<td>{_number(look['test_loss']) if isinstance(look.get('test_loss'), (int, float)) else '-'}"
+                   f"</td></tr>" for look in looks)
+    table = ("<table><tr><th>when (UTC)</th><th>trial</th><th>ensemble</th><th>epochs</th><th>test loss</th></tr>"
+             + rows + "</table>") if looks else ""
+    return f"<h2>The test rows</h2><p>{e(test_looks(study))}</p>{table}"
 
 
 def render(result: review.Review, extra: str = "") -> str:

@@ -130,3 +130,20 @@ def _still_improving(study: Any) -> str | None:
 
 
 # Failures that are not the settings' own, in words: the trial is closed or queued again, not wrong.
+
+
+def test_looks(study: Any) -> str:
+    """What the study's record of looks at its test rows says (search/reproduction/looks.py writes it): the
+    morning review shows the test score `search reproduce` measured, and how often the rows were looked at."""
+    looks = [look for look in study.user_attrs.get("test_looks", []) if isinstance(look, dict)]
+    if not looks:
+        return (f"test rows: not looked at yet; `search reproduce {study.study_name}` retrains the picked config "
+                f"on every development row and tests it once")
+    last = looks[-1]
+    loss = last.get("test_loss")
+    score = f"test loss {loss:.4g}" if isinstance(loss, (int, float)) else "its test loss was not recorded"
+    ensemble = f" (an ensemble of {last['ensemble']})" if int(last.get("ensemble", 1) or 1) > 1 else ""
+    again = ("; every look after the first makes the test score less of a test, as a choice made on it "
+             "is fitted to these rows") if len(looks) > 1 else ""
+    return (f"test rows: looked at {len(looks)} time(s); the last, {last.get('time', '')}, of trial "
+            f"{last.get('trial')}{ensemble}: {score}{again}")
