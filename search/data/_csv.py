@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from search.data import _checks, _column_notes, _csv_layout, _csv_target, _total_rows
+from search.data import _checks, _column_notes, _csv_layout, _csv_target, _csv_text, _total_rows
 from search.data._raw import Raw
 from search.errors import DataError
 
@@ -73,10 +73,12 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
         raise DataError(f"{path} has no feature columns besides target/group/order", source=where,
                         field=field)
     _no_header_rows(frame, path, where, field)
+    if getattr(section, "missing", "refuse") != "refuse":
+        features = _csv_text.blank_cells_as_missing(features, path, notes)
     texts = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
              and not pd.api.types.is_bool_dtype(features[c])]
     categories: dict[str, np.ndarray] = {}
-    one_hot = [c for c in texts if _is_category(features[c])] \
+    one_hot = [c for c in texts if _csv_text.is_category(features[c])] \
         if getattr(section, "categorical", "refuse") == "one_hot" else []
     spelled = _AsSpelled(path, shape, [section.target, *one_hot])
     spellings: list[str] = []
@@ -98,10 +100,11 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
         column = texts[0]
         sample, row = _first_non_number(features[column])
         if len(texts) == 1:
-            message = f"column '{column}' of {path} is not numeric; {_text_column_hint(features[column], column)}"
+            hint = _csv_text.text_column_hint(features[column], column)
+            message = f"column '{column}' of {path} is not numeric; {hint}"
         else:  # all of them at once: one edit of the file, not one run per column
             message = (f"{len(texts)} columns of {path} are not numeric: "
-                       + "; ".join(f"'{c}': {_text_column_hint(features[c], c)}" for c in texts))
+                       + "; ".join(f"'{c}': {_csv_text.text_column_hint(features[c], c)}" for c in texts))
         where_found = f" (first at row {row} of '{column}', counting from 0)" if row is not None else ""
         raise DataError(message + where_found, source=where, field=field, expected="numbers", found=sample)
     notes += _column_notes.row_counters(features, path) + _column_notes.constant_columns(features, path)
@@ -210,55 +213,6 @@ def _no_header_rows(frame: Any, path: Path, where: str, field: str) -> None:
         raise DataError(f"{path} repeats its header line as a data row ({len(rows)} time(s), at line(s) {lines}), "
                         f"as files joined end to end do; delete those lines", source=where, field=field,
                         expected="one header line", found=",".join(names))
-
-
-def _is_category(values: Any) -> bool:
-    """A text column of few distinct values that are neither numbers with separators nor dates."""
-    hint = _text_column_hint(values, "")
-    return hint.startswith("encode it as numbers first: a category")
-
-
-def _text_column_hint(values: Any, column: Any) -> str:
-    """What to do with a text feature column, by what its cells look like."""
-    import re
-
-    from search.data._times import date_formats
-
-    text = values.dropna().astype(str).str.strip()
-    if text.empty:
-        return "encode it as numbers first"
-    numeric = text.str.replace(r"[,\s$€£%]", "", regex=True)
-    if (numeric.str.fullmatch(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?") | (numeric == "")).mean() > 0.9:
-        strays = [v for v, n in zip(text, numeric) if not re.fullmatch(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", n)]
-        stray = strays[0] if strays else None
-        # A cell that had separators or signs; the one with the most, since in a file of decimal commas a cell
-        # such as 769,0 has only its decimal mark and 1.317,0 shows the separator.
-        marked = [v for v, n in zip(text, numeric) if v != n]
-        signed = max(marked, key=lambda v: len(re.findall(r"[.,\s$€£%]", v))) if marked else None
-        how = ("cells of spaces only" if stray == "" else f"cells {_counted(strays)}" if stray is not None else
-               f"thousands separators, currency or percent signs, such as {signed!r}" if signed is not None else
-               "thousands separators, currency or percent signs")
-        return (f"its numbers are written with {how}: remove them (or make them empty cells and set data.missing) "
-                f"so the column reads as numbers")
-    if date_formats(text.iloc[0]):
-        return ("it holds dates: turn them into numbers first (days since a start, day of week, month), or name "
-                "the column in data.order if it orders the rows in time")
-    distinct = text.nunique()
-    if distinct > max(20, len(text) // 2):
-        return (f"it holds {distinct} different texts in {len(text)} rows (names, identifiers or free text), which "
-                f"a network cannot use as they are: leave it out (data.drop: [{column}]), or encode it as numbers "
-                f"first")
-    return (f"encode it as numbers first: a category ({distinct} values) as one 0/1 column per value, "
-            f"pandas.get_dummies(frame, columns=['{column}']), or set data.categorical: one_hot")
-
-
-def _counted(cells: list[str], most: int = 5) -> str:
-    """The distinct texts among ``cells``, most common first, with their counts: every marker to replace at once."""
-    from collections import Counter
-
-    counts = Counter(cells).most_common()
-    shown = ", ".join(f"{'(spaces)' if not v else repr(v)} ({n})" for v, n in counts[:most])
-    return shown + (f" and {len(counts) - most} other text(s)" if len(counts) > most else "")
 
 
 def _near_name(name: str, columns: list[str]) -> str | None:
