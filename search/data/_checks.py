@@ -159,6 +159,14 @@ def _note_missing(flat: np.ndarray, names: Sequence[str] | None, what: str, wher
             f" and {len(columns) - 8} more" if len(columns) > 8 else "")
         notes.append(f"{int(counts.sum())} missing value(s) in {what}, in {listed}: each split fills them with "
                      f"the {missing} of its training rows (data.missing: {missing})")
+        mostly = [c for c in columns if counts[c] * 2 > len(flat)]
+        if mostly:
+            verb = "is" if len(mostly) == 1 else "are"
+            shares = ", ".join(f"{counts[c] / len(flat):.0%}" for c in mostly[:5])
+            notes.append(f"{', '.join(name(int(c)) for c in mostly[:5])} of {what} {verb} mostly gaps ({shares} of "
+                         f"the rows): filled, such a column holds the {missing} in most rows, and whether a value was "
+                         f"there at all, which may be what matters, is lost; drop it (data.drop), or add a 0/1 column "
+                         f"that says which rows have a value")
 
 
 def _bad_feature(flat: np.ndarray, hits: np.ndarray, problem: str, names: Sequence[str] | None, what: str,
