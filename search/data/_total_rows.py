@@ -18,7 +18,7 @@ def refuse_total_row(columns: dict[str, Any], path: Path, where: str, field: str
     if len(numeric) < 2 or len(next(iter(numeric.values()))) < 4:
         return
     for row, which in ((-1, "last"), (0, "first")):
-        matched = []
+        matched: list[str] = []
         for name, values in numeric.items():
             value, rest = values[row], np.delete(values, row)
             if not np.isfinite(value) or not np.all(np.isfinite(rest)):

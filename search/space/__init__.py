@@ -29,7 +29,7 @@ __all__ = ["CAPACITY_KEYS", "DIST_KEYS", "SECTIONS_WITH_DISTRIBUTIONS", "SEED_TR
            "nest", "parse", "parse_yaml", "read", "validate"]
 
 
-def load(path: str | Path | Mapping[str, Any], study_name: str | None = None) -> Space:
+def load(path: str | os.PathLike[str] | Mapping[str, Any], study_name: str | None = None) -> Space:
     """Read and validate a space file (or a mapping of its sections, as the file would read). Every problem
     is a :class:`SpaceError` naming file and field."""
     if isinstance(path, Mapping):
@@ -41,7 +41,7 @@ def load(path: str | Path | Mapping[str, Any], study_name: str | None = None) ->
     return validate(raw, source=source, path=file)
 
 
-def read(path: str | Path, study_name: str | None = None) -> Space:
+def read(path: str | os.PathLike[str], study_name: str | None = None) -> Space:
     """A space file with its sections and types checked, as :func:`parse` checks a mapping: for a file whose
     builder is handed over later (``search.run(path, builder=f)``), whose model settings only it knows."""
     raw, source, file = _read(path, study_name)
@@ -50,7 +50,7 @@ def read(path: str | Path, study_name: str | None = None) -> Space:
     return space
 
 
-def _read(path: str | Path, study_name: str | None) -> tuple[dict[str, Any], str, Path]:
+def _read(path: str | os.PathLike[str], study_name: str | None) -> tuple[dict[str, Any], str, Path]:
     """The mapping a space file holds, its name for messages, and its path."""
     if not isinstance(path, (str, os.PathLike)):
         raise SpaceError("a space is a space file's path or a mapping of its sections", field="space",
