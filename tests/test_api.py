@@ -78,9 +78,9 @@ def test_api_errors_are_user_errors_and_store_nothing(tmp_path, capsys):
         search.run(space, x=np.zeros((10, 2)), home=tmp_path / "h")
     with pytest.raises(search.StudyError, match="no study store") as caught:
         search.best("nope", home=tmp_path / "h2")
-    # Named as the call's keyword arguments, not as the command's options.
-    assert "argument 'storage'" in str(caught.value) and "check home= (or storage=)" in str(caught.value)
-    assert "--" not in str(caught.value) and caught.value.field == "storage"
+    # Named as the call's keyword arguments, not as the command's options: the home given, not storage=.
+    assert "argument 'home'" in str(caught.value) and "check home= (or storage=)" in str(caught.value)
+    assert "--" not in str(caught.value) and caught.value.field == "home"
     # Raised from the call: a notebook showed 4 to 10 of this package's frames above the message.
     assert [Path(str(entry.path)).name for entry in caught.traceback] == ["test_api.py", "_errors.py"]
     with pytest.raises(search.SpaceError, match=r"field 'data.source': unknown scikit-learn data set; expected "

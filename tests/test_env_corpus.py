@@ -129,6 +129,9 @@ CASES = [
          ("no study store",), lambda s, t: [t / "typo", t / "r.html"]),
     Case("reproduce with a mistyped home", lambda s, t: ["reproduce", "one", "--home", t / "typo"], 2,
          ("no study store",), lambda s, t: [t / "typo"]),
+    # The field named was '--storage', which the user never gave.
+    Case("ablate with a mistyped home", lambda s, t: ["ablate", "one", "--home", t / "typo"], 2,
+         ("no study store", "field '--home'"), lambda s, t: [t / "typo"]),
     Case("status on a home whose optuna.db is not a database",
          lambda s, t: ["status", "one", "--home", _garbage_home(t)], 2,
          ("cannot open the SQLite store", "is damaged (\"file is not a database\")", "restore optuna.db or "

@@ -232,7 +232,7 @@ def best(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns"
     (trial,) = _arguments(trial=(trial, 0))
     home = _folder(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
-    study = targets.load_study(storage_url, study_name)
+    study = targets.load_study(storage_url, study_name, flag=_flag(storage))
     with models.handed_over(builder or _builder_not_here):
         target = targets.locate(study, uri, trial=trial)
     return trial_result(study, target.trial, target.space, home)
@@ -273,7 +273,8 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
                         f"config={str(config)!r}")
     home = _folder(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
-    study = targets.load_study(storage_url, study_name, writes="records its look at the test set in the study")
+    study = targets.load_study(storage_url, study_name, flag=_flag(storage),
+                               writes="records its look at the test set in the study")
     with models.handed_over(builder):
         target = targets.locate(study, uri, trial=trial, config=Path(config) if config is not None else None)
         options = reproducing.Options(home=home, tracking_uri=uri, verify=verify, allow_data_change=allow_data_change,
@@ -299,7 +300,8 @@ def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlrun
     trial, threads = _arguments(trial=(trial, 0), threads=(threads, 1))
     home = _folder(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
-    study = targets.load_study(storage_url, study_name, writes="stores the ablation with the study")
+    study = targets.load_study(storage_url, study_name, flag=_flag(storage),
+                               writes="stores the ablation with the study")
     with models.handed_over(builder):
         target = targets.locate(study, uri, trial=trial)
         options = session.RunOptions(home=home, storage=storage_url, tracking_uri=uri, threads=threads)
@@ -321,12 +323,17 @@ def report(study_name: str, out: PathLike | None = None, *, home: PathLike = "ml
 
     (top,) = _arguments(top=(top, 1))
     storage_url, _ = _stores(_folder(home), storage, tracking_uri)
-    study = targets.load_study(storage_url, study_name)
+    study = targets.load_study(storage_url, study_name, flag=_flag(storage))
     return reporting.write(study, Path(out) if out is not None else Path(f"{study_name}-report.html"), top=top,
                            extra=html_section(study), flag="out")
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
+def _flag(storage: str | None) -> str:
+    """The option a store error names: the home's own store unless a storage URL was given."""
+    return "--storage" if storage else "--home"
+
+
 def _stores(home: Path, storage: str | None, tracking_uri: str | None) -> tuple[str, str]:
     from search.studies import lifecycle as studies
     from search.tracking import default_tracking_uri

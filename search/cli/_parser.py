@@ -117,13 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="trial counts and the top trials of a study, from storage")
     status.add_argument("study", help="study name")
-    status.add_argument("--top", type=positive_int, default=10)
+    status.add_argument("--top", type=positive_int, default=10, help="rows of the top-trials table")
     _store_args(status)
 
     best = sub.add_parser("best", help="the best trials of a study (of a two-objective study, its Pareto front); "
                           "--export writes the picked trial's fixed config")
     best.add_argument("study", help="study name")
-    best.add_argument("--top", type=positive_int, default=10)
+    best.add_argument("--top", type=positive_int, default=10, help="rows of the top-trials table")
     best.add_argument("--export", type=Path, metavar="FILE", help="write the picked trial's config (the lowest "
                       "loss; of two objectives, the one_se pick), every value fixed, which `search run` accepts "
                       "and which repeats the trial")
