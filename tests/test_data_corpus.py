@@ -759,6 +759,8 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
      ["column 'a' of", "1 cell(s) of spaces only read as missing values, which data.missing fills", "features: 3"]),
     ("a-column-of-mostly-gaps-to-fill", csv(_frame().assign(d=[1.5] + [None] * 28 + [2.5]), {"missing": "median"}),
      [], ["'d' of", "is mostly gaps (93% of the rows)", "add a 0/1 column that says which rows have a value"]),
+    ("npz-arrays-by-other-names", npz(features=_X, labels=_Y), [],
+     ["array 'features' read as the features and 'labels' as the target (data.target names another array)"]),
     ("a-constant-column-is-named", csv(_frame().assign(version=1.0)), [],
      ["features: 4", "column(s) 'version' of", "hold one value in every row: nothing to learn from"]),
     ("a-dropped-column-is-named", csv(_frame().assign(note="x"), {"drop": ["note"]}), [],

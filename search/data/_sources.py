@@ -130,6 +130,9 @@ def _npz(path: Path, section: Any, where: str, split_column: str | None = None,
                                 expected="one of " + ", ".join(sorted(keys)), found=key)
             extra[role] = (key, _checks.npz_member(archive, key, path, where, f"data.{role}"))
     X, y, more, notes = _checks.npz_arrays(X, y, extra, path, where, (x_key, y_key), field)
+    if (x_key, y_key) != ("X", "y") and section.target is None:  # read by another name: said, not guessed quietly
+        notes.append(f"{path}: array '{x_key}' read as the features and '{y_key}' as the target (data.target "
+                     f"names another array)")
     names = _npz_feature_names(archive, keys, X, path, where, field)
     merges = [] if getattr(section, "as_images", False) or X.ndim != 2 else _checks.float32_merges(
         [(names[j] if names else f"{x_key}[:, {j}]", X[:, j]) for j in range(X.shape[1])], str(path))
