@@ -515,3 +515,16 @@ def test_a_trials_end_waits_for_a_drawing_process_that_fell_behind_but_not_for_o
     assert 0.4 < time.monotonic() - started < 10
     stuck.set()
     tracker.finish()
+
+
+def test_the_reports_ablation_section_says_why_there_is_none():
+    """A study with no completed trial was told "No ablation yet: search ablate X runs it", which then fails."""
+    import optuna
+
+    from search.review import report
+
+    study = optuna.create_study(study_name="none-done")
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    assert "No ablation: no trial completed." in report._ablation_section(study)
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    assert "No ablation yet: <code>search ablate none-done</code>" in report._ablation_section(study)

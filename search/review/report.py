@@ -103,8 +103,10 @@ def _ablation_section(study: Any) -> str:
     stored = study.user_attrs.get("ablation") or {}
     picked, rows = stored.get("trial"), [SimpleNamespace(**r) for r in stored.get("rows", [])]
     if picked is None:
+        if not any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
+            return "<h2>What regularization bought</h2><p>No ablation: no trial completed.</p>"
         return ("<h2>What regularization bought</h2><p>No ablation yet: <code>search ablate "
-                f"{html.escape(study.study_name)}</code> runs it.</p>")
+                f"{html.escape(study.study_name)}</code> (with the study's <code>--home</code>) runs it.</p>")
     e = html.escape
     head = ("<h2>What regularization bought</h2><p>Trial " + str(picked) + "'s config with its regularizers "
             "switched off (all, then each alone), trained on the same splits with the same seeds. "
