@@ -484,6 +484,8 @@ def test_the_alarm_compares_at_the_test_rows_class_shares_and_not_without_rows_o
     val_none = np.array(["no"] * 40, dtype=object)
     plain = overfit.check([common], [np.full(40, common)], [float(test_rows.mean())], [test_rows])
     assert plain.fired, "without the classes, the class mix reads as overfitting"
+    # No class shares (a regression target): no class shift is logged, where 0.0 was.
+    assert "cv_val_loss_class_shift" not in plain.metrics() and "class shares" not in plain.summary()
     blind = overfit.check([common], [np.full(40, common)], [float(test_rows.mean())], [test_rows],
                           val_labels=[val_none], test_labels=test_labels)
     assert not blind.fired and "overfit_z" not in blind.metrics()
@@ -503,7 +505,7 @@ def test_the_alarm_compares_at_the_test_rows_class_shares_and_not_without_rows_o
     same = overfit.check([0.5, 0.7], [np.array([0.5, 0.5]), np.array([0.7, 0.7])], [0.9, 0.9],
                          [np.full(100, 0.9)] * 2, val_labels=[np.array([0, 1]), np.array([0, 1])],
                          test_labels=np.array([0, 1] * 50))
-    assert same.class_shift == pytest.approx(0.0) and same.fired
+    assert same.class_shift == pytest.approx(0.0) and same.fired and "cv_val_loss_class_shift" in same.metrics()
 
 
 def test_the_epoch_rule_counts_the_splits_that_trained_on_most_of_the_rows():

@@ -66,7 +66,8 @@ class OverfitCheck:
     optimism: float = 0.0  # epoch-selection optimism: loss at the epoch rule's epoch minus the minimum
     trials: int = 0        # completed trials the pick was chosen among (0: not known)
     time_ordered: bool = False  # the test rows are the latest rows, after every validation block
-    class_shift: float = 0.0   # the estimate at the test rows' class shares minus the estimate as validated
+    class_shift: float = math.nan  # the estimate at the test rows' class shares minus the estimate as validated
+    # (nan where there are no class shares: a regression target)
     unlike: str = ""           # why the validation rows cannot judge the test rows (a class they lack): no alarm
 
     @property
@@ -76,13 +77,14 @@ class OverfitCheck:
     def summary(self) -> str:
         spread = (f"± {self.cv_std:.2g} over {self.n_splits} split(s)" if self.n_splits > 1 else
                   f"on 1 split (standard error {self.cv_error:.2g} from its rows)")
-        shown = abs(self.class_shift) >= 0.01 * abs(self.cv_mean)  # the same mix on both sides moves it by noise
-        mix = f", {self.cv_mean + self.class_shift:.4g} at the test rows' class shares" if shown else ""
+        shift = 0.0 if math.isnan(self.class_shift) else self.class_shift
+        shown = abs(shift) >= 0.01 * abs(self.cv_mean)  # the same mix on both sides moves it by noise
+        mix = f", {self.cv_mean + shift:.4g} at the test rows' class shares" if shown else ""
         head = f"split models: test loss {self.test_loss:.4g} vs cross-validation {self.cv_mean:.4g} {spread}{mix}"
         if self.unlike:
             return f"{head}; not compared: {self.unlike}"
         return (f"{head}, of which {self.optimism:.2g} is epoch-selection optimism; gap "
-                f"{self.test_loss - self.cv_mean - self.class_shift - self.optimism:+.3g} "
+                f"{self.test_loss - self.cv_mean - shift - self.optimism:+.3g} "
                 f"= {round(self.z, 1) + 0.0:+.1f} standard errors (alarm above {Z_ALARM:g})")
 
     def warning(self) -> str:
@@ -99,7 +101,8 @@ class OverfitCheck:
                 + (f". Here {drift}, which no selection explains" if self.time_ordered else ""))
 
     def metrics(self) -> dict[str, float]:
-        return {**({} if self.unlike else {"overfit_z": self.z}), "cv_val_loss_class_shift": self.class_shift,
+        return {**({} if self.unlike else {"overfit_z": self.z}),
+                **({} if math.isnan(self.class_shift) else {"cv_val_loss_class_shift": self.class_shift}),
                 "cv_val_loss_mean": self.cv_mean, "cv_val_loss_std": self.cv_std,
                 "cv_val_loss_error": self.cv_error, "split_models_test_loss_mean": self.test_loss,
                 "split_models_test_loss_error": self.test_error, "epoch_selection_optimism": self.optimism}
@@ -124,7 +127,7 @@ def check(val_losses: Sequence[float], val_row_losses: Sequence[np.ndarray], tes
     cv_std = float(np.std(val_losses, ddof=1)) if k > 1 else 0.0
     rows, labels = _row_means(val_row_losses, val_row_index, val_labels)
     row_error = float(np.std(rows, ddof=1) / math.sqrt(len(rows))) if len(rows) > 1 else 0.0
-    shift, unlike = 0.0, ""
+    shift, unlike = math.nan, ""  # nan: no class shares (regression), nothing to shift by
     if labels is not None and test_labels is not None and len(rows):
         shift, mixed_error, unlike = _at_test_shares(rows, labels, np.asarray(test_labels))
         row_error = row_error if unlike else mixed_error
@@ -134,7 +137,7 @@ def check(val_losses: Sequence[float], val_row_losses: Sequence[np.ndarray], tes
     test_error = float(np.std(test_rows, ddof=1) / math.sqrt(len(test_rows))) if len(test_rows) > 1 else 0.0
     test_loss = float(np.mean(test_losses))
     scale = math.hypot(cv_error, test_error)
-    gap = test_loss - cv_mean - shift - max(0.0, optimism)
+    gap = test_loss - cv_mean - (0.0 if math.isnan(shift) else shift) - max(0.0, optimism)
     z = gap / scale if scale > 0 else (math.inf if gap > 0 else 0.0)
     return OverfitCheck(cv_mean, cv_std, k, cv_error, test_loss, test_error, float(z), max(0.0, optimism),
                         class_shift=shift, unlike=unlike)
