@@ -555,3 +555,14 @@ def test_the_plan_and_the_trial_lines_go_where_out_says(tmp_path, capsys):
     said, err = out.getvalue(), capsys.readouterr().err
     assert "budget      1 trials" in said and "trial 1/1 (#0) complete" in said and "rows: 150 read" in said, said
     assert "trial 1/1" not in err and "budget" not in err, err
+
+
+def test_a_frames_free_text_column_is_named_as_a_column_of_x(tmp_path):
+    """With data.categorical: one_hot a frame goes to a CSV: a free-text column's refusal named field
+    'data.source' and "the arrays x and y", not the argument the column came in."""
+    frame = _named(["a", "b", "c", "d"]).assign(note=[f"visit {i}" for i in range(len(X))])
+    space = {**_space("notes"), "data": {"source": "arrays", "categorical": "one_hot"}}
+    with pytest.raises(search.DataError) as caught:
+        search.run(space, x=frame, y=Y, home=tmp_path / "h")
+    assert "field 'x'" in str(caught.value) and "column 'note' of x is not numeric" in str(caught.value), caught.value
+    assert caught.value.field == "x"

@@ -160,9 +160,11 @@ def _named_by_arguments(exc: UserError, named: dict[str, tuple[str, str]]) -> No
     text = str(exc)
     for path, (x, y) in named.items():
         text = text.replace(f"array 'X' of {path}", x).replace(f"array 'y' of {path}", y)
+        text = text.replace(f"' of {path}", f"' of {x}")  # a column of a frame saved as a CSV: a column of x
         text = text.replace(path, f"the arrays {x} and {y}")
     # The fields the arrays stand in for, named as the call named them.
-    stands_for = {"data.target": (("x", "y"), "y"), "data.test": (("x_test", "y_test"), "x_test, y_test")}
+    stands_for = {"data.target": (("x", "y"), "y"), "data.test": (("x_test", "y_test"), "x_test, y_test"),
+                  "data.source": (("x", "y"), "x")}
     arrays, argument = stands_for.get(exc.field or "", ((), ""))
     if arrays in named.values():
         text = text.replace(f"field '{exc.field}'", f"field '{argument}'", 1)
