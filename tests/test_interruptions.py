@@ -301,6 +301,14 @@ def test_a_process_killed_after_its_last_trial_is_set_straight_by_the_next_run(w
     assert runs["study"].data.tags["best_trial"] == "1"
     assert runs["study"].data.metrics["best_value"] == pytest.approx(study.trials[1].value)
     assert [a.path for a in client.list_artifacts(last.info.run_id, "best_model")]
+    # Its per-split curves too, from Optuna's record (the run closed here had summary metrics only).
+    from search.review import curves_of
+
+    curves = curves_of(study.trials[1])
+    assert curves and all(
+        [m.value for m in client.get_metric_history(last.info.run_id, f"split_{k}/val_loss")] ==
+        pytest.approx(history["val_loss"]) for k, history in curves.items())
+    assert "split_0/best_epoch" in last.data.metrics
     # Once set straight, another run finds nothing to do and changes nothing.
     assert run_cli("run", space, "--home", home) == 0
     again = client.get_run(runs["study"].info.run_id)

@@ -43,18 +43,39 @@ def close_orphan_runs(tracker: Any, trials: list[Any]) -> list[int]:
         metrics = [Metric(k, float(v), now, 0) for k, v in trial.user_attrs.items()
                    if is_summary_metric(k) and isinstance(v, (int, float)) and not isinstance(v, bool)
                    and math.isfinite(v)]
+        metrics += _split_metrics(trial, now)
         tags = [RunTag("optuna.state", trial.state.name), RunTag("pruned", str(state == "pruned").lower())]
         if reason:
             tags.append(RunTag("reason", redact(str(reason))[:5000]))
         if "best" not in run.data.tags:
             tags.append(RunTag("best", "false"))  # rerank() gives the ★ to the trial Optuna ranks first
-        tracker.client.log_batch(run.info.run_id, metrics=metrics, tags=tags)
+        for start in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics per batch
+            tracker.client.log_batch(run.info.run_id, metrics=metrics[start:start + 1000],
+                                     tags=tags if start == 0 else [])
         value = trial.values[0] if state == "complete" and trial.values else math.nan
         name = review.outcome_label(number, trial.params, bool(trial.user_attrs.get("baseline")), state, value,
                                     str(reason), best=run.data.tags.get("best") == "true")
         end_run(tracker.client, run.info.run_id, "FINISHED" if state in ("complete", "pruned") else "FAILED", name)
         closed.append(number)
     return closed
+
+
+def _split_metrics(trial: Any, now: int) -> list[Any]:
+    """The per-split curves and bests a live run logs (``split_K/val_loss`` per epoch, ...), from what Optuna
+    holds of the trial: a run closed here had summary metrics only."""
+    from mlflow.entities import Metric
+
+    out = [Metric(f"split_{k}/{name}", value, now, epoch)
+           for k, history in review.curves_of(trial).items() for name, values in history.items()
+           for epoch, value in enumerate(values, start=1) if math.isfinite(value)]
+    for split in trial.user_attrs.get("splits") or []:
+        if not isinstance(split, dict):
+            continue
+        for name in ("best_val_loss", "best_epoch", "best_val_metric"):
+            value = split.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                out.append(Metric(f"split_{split.get('split')}/{name}", float(value), now, 0))
+    return out
 
 
 def rerank(tracker: Any, trials: list[Any]) -> int | None:
