@@ -252,3 +252,19 @@ def test_a_trial_is_never_pruned_at_its_last_epoch(write_space, home, fused):
         study.optimize(Objective(space, prepared.dataset, prepared.splits, home), n_trials=1)
         states.append(study.trials[0].state.name)
     assert states == ["COMPLETE", "PRUNED"]
+
+
+def test_a_diverged_split_has_no_best_epoch_in_the_trials_table():
+    """A diverged split recorded best epoch 0 (no epoch is 0) beside its infinite loss in `search best --csv`."""
+    import csv
+    import io
+    import math
+
+    from search.review._table import trials_csv
+
+    study = optuna.create_study()
+    splits = [{"split": 0, "best_val_loss": math.inf, "best_epoch": 0},
+              {"split": 1, "best_val_loss": 0.5, "best_epoch": 3}]
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, user_attrs={"splits": splits}))
+    (row,) = csv.DictReader(io.StringIO(trials_csv(study)))
+    assert (row["split_0_best_epoch"], row["split_1_best_epoch"]) == ("", "3")

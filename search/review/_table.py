@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from typing import Any
 
 from search.runner.results import settings_of
@@ -36,7 +37,9 @@ def trials_csv(study: Any) -> str:
         row.update({k: t.user_attrs[k] for k in (*_SUMMARY, *metrics) if k in t.user_attrs})
         for record in t.user_attrs.get("splits", []):
             row[f"split_{record['split']}_val_loss"] = record.get("best_val_loss", "")
-            row[f"split_{record['split']}_best_epoch"] = record.get("best_epoch", "")
+            scored = isinstance(record.get("best_val_loss"), (int, float)) and math.isfinite(record["best_val_loss"])
+            # A split that diverged has no best epoch (its record says 0, which no epoch is).
+            row[f"split_{record['split']}_best_epoch"] = record.get("best_epoch", "") if scored else ""
         writer.writerow(row)
     return buffer.getvalue()
 

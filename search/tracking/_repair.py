@@ -71,6 +71,9 @@ def _split_metrics(trial: Any, now: int) -> list[Any]:
     for split in trial.user_attrs.get("splits") or []:
         if not isinstance(split, dict):
             continue
+        loss = split.get("best_val_loss")
+        if not isinstance(loss, (int, float)) or not math.isfinite(loss):
+            continue  # diverged: no best epoch
         for name in ("best_val_loss", "best_epoch", "best_val_metric"):
             value = split.get(name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):

@@ -260,9 +260,10 @@ class MlflowTracker(ReviewLogging, TrialListener):
         metrics = [Metric(f"split_{k}/{name}", value, now, epoch)
                    for name, values in result.history.items()
                    for epoch, value in enumerate(values, start=1) if math.isfinite(value)]
+        scored = math.isfinite(result.best_val_loss)  # a split that diverged has no best epoch (0 in its record)
         for name, value in (("best_val_loss", result.best_val_loss), ("best_epoch", result.best_epoch),
                             ("best_val_metric", result.best_val_metric)):
-            if math.isfinite(value):
+            if math.isfinite(value) and scored:
                 metrics.append(Metric(f"split_{k}/{name}", float(value), now, 0))
         self._split_metrics.setdefault(trial.number, []).extend(metrics)
 
