@@ -761,6 +761,9 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
      [], ["'d' of", "is mostly gaps (93% of the rows)", "add a 0/1 column that says which rows have a value"]),
     ("npz-arrays-by-other-names", npz(features=_X, labels=_Y), [],
      ["array 'features' read as the features and 'labels' as the target (data.target names another array)"]),
+    ("account-numbers-with-leading-zeros", csv(_frame().assign(acct=[f"{(i * 7919) % 100000:06d}" for i in range(30)])
+                                               .astype({"acct": str})), [],
+     ["column 'acct' of", "writes its numbers with leading zeros ('000000')", "data.drop: [acct]"]),
     ("a-constant-column-is-named", csv(_frame().assign(version=1.0)), [],
      ["features: 4", "column(s) 'version' of", "hold one value in every row: nothing to learn from"]),
     ("a-dropped-column-is-named", csv(_frame().assign(note="x"), {"drop": ["note"]}), [],

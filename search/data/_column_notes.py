@@ -1,5 +1,6 @@
 """Notes on feature columns that are most likely not measurements: a column that names or counts the rows,
-one named as a code (a zip code, a phone number), and one that holds one value in every row."""
+one named or written as a code (a zip code, a phone number, 000123), and one that holds one value in every
+row."""
 from __future__ import annotations
 
 import re
@@ -62,3 +63,31 @@ def code_columns(features: Any, path: Path, said: list[str]) -> list[str]:
                    f"name places or kinds, drop it (data.drop: [{column}]), or, where its values are few, write "
                    f"them as text (a letter in front) and set data.categorical: one_hot")
     return out
+
+
+def zero_padded(frame: Any, path: Path, shape: Any) -> dict[str, str]:
+    """Whole-number columns whose cells are written with leading zeros (``000123``, ``02139``), by the column
+    name pandas read, with one such cell: pandas reads them as numbers and the zeros are gone."""
+    whole = [i for i, c in enumerate(frame.columns) if frame[c].dtype.kind in "iu"]
+    if not whole:
+        return {}
+    try:
+        texts = shape.read(path, dtype=str, keep_default_na=False, usecols=whole)
+    except Exception:  # read as it was once already: nothing here is worth a second error
+        return {}
+    out = {}
+    for i, column in zip(whole, texts.columns):
+        cells = texts[column].str.strip()
+        zeros = cells[cells.str.fullmatch(r"0\d+")]
+        if len(zeros):
+            out[str(frame.columns[i]).strip()] = str(zeros.iloc[0])
+    return out
+
+
+def padded_codes(features: Any, padded: dict[str, str], path: Path, said: list[str]) -> list[str]:
+    """Feature columns written with leading zeros: codes (account numbers, zip codes), read as amounts."""
+    return [f"column '{column}' of {path} writes its numbers with leading zeros ({padded[column]!r}): a code "
+            f"(an account or zip code), which the model reads as an amount; if it names rows, places or kinds, drop "
+            f"it (data.drop: [{column}])"
+            for column in map(str, features.columns)
+            if column in padded and not any(f"column '{column}' of" in line for line in said)]

@@ -28,6 +28,7 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
         raise DataError(f"cannot parse CSV file {path}: {said}" if said else
                         f"cannot parse CSV file {path} ({str(exc).strip()})", source=where, field=field) from None
     notes: list[str] = list(shape.notes)
+    leading_zeros = _column_notes.zero_padded(frame, path, shape)  # read before columns are renamed or dropped
     if sep != ",":
         frame = _csv_layout.thousands_dots(_with_decimal_commas(frame, path, shape, notes), path, shape, notes)
     # `a, b, label`: the names are a, b and label (pandas would keep the spaces: ' b', ' label').
@@ -109,6 +110,7 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
         raise DataError(message + where_found, source=where, field=field, expected="numbers", found=sample)
     notes += _column_notes.row_counters(features, path) + _column_notes.constant_columns(features, path)
     notes += _column_notes.code_columns(features, path, notes)
+    notes += _column_notes.padded_codes(features, leading_zeros, path, notes)
     warnings = spellings + _checks.float32_merges([(str(c), features[c].to_numpy()) for c in features.columns
                                                  if not pd.api.types.is_bool_dtype(features[c])], str(path))
     _csv_target.number_target_as_text(frame[section.target], section.target, section.task, path, where)
