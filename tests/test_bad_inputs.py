@@ -617,6 +617,20 @@ def test_a_regression_builder_that_cannot_reach_the_target_is_warned_about() -> 
     assert models.check_custom_builder({"family": models.register_builder(linear)}, (4,), head,
                                        target=y / 150.0) == []
 
+    # A sigmoid cannot reach a target a little above 1 either (it was let through below 1.5), and a softmax
+    # over one unit gives 1 for every row (it was said to be "a sigmoid?").
+    def softmax(settings, input_shape, n_outputs):
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, keras.layers.Dense(1, activation="softmax")(inputs))
+
+    near_one = np.linspace(0.5, 1.4, 50)
+    assert "outputs values in [0, 1] only (a sigmoid?), and the regression target runs from 0.5 to 1.4" in \
+        models.check_custom_builder({"family": models.register_builder(sigmoid)}, (4,), head, target=near_one)[0]
+    assert models.check_custom_builder({"family": models.register_builder(sigmoid)}, (4,), head,
+                                       target=np.linspace(0.0, 1.0, 50)) == []
+    assert "gives the same output, 1, for every row (a softmax over one unit is always 1)" in \
+        models.check_custom_builder({"family": models.register_builder(softmax)}, (4,), head, target=near_one)[0]
+
 
 def test_a_builder_that_compiles_its_model_is_told_its_compile_is_replaced() -> None:
     import keras

@@ -136,7 +136,12 @@ def _reaches_the_target(model: Any, input_shape: tuple[int, ...], family: str, t
     rows = np.random.default_rng(0).normal(0.0, 3.0, size=(64, *input_shape)).astype("float32")
     out = np.asarray(model(rows, training=False), dtype=np.float64).ravel()
     out = out[np.isfinite(out)]
-    if len(out) and out.min() >= -1e-6 and out.max() <= 1 + 1e-6 and (low < -0.5 or high > 1.5):
+    # Exactly 1 for every row is a softmax over one unit (a constant 0 may be a zero initializer, which learns).
+    if len(out) > 1 and float(np.abs(out - 1.0).max()) <= 1e-6:
+        return [f"the model of the builder {family} gives the same output, 1, for every row (a "
+                f"softmax over one unit is always 1): it cannot learn the regression target; end the model with a "
+                f"linear unit (activation=None)"]
+    if len(out) and out.min() >= -1e-6 and out.max() <= 1 + 1e-6 and (low < -1e-6 or high > 1 + 1e-6):
         return [f"the model of the builder {family} outputs values in [0, 1] only (a sigmoid?), and the regression "
                 f"target runs from {low:.4g} to {high:.4g}: end the model with a linear unit "
                 f"(activation=None)"]
