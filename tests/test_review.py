@@ -528,3 +528,18 @@ def test_the_reports_ablation_section_says_why_there_is_none():
     assert "No ablation: no trial completed." in report._ablation_section(study)
     study.add_trial(optuna.trial.create_trial(value=0.5))
     assert "No ablation yet: <code>search ablate none-done</code>" in report._ablation_section(study)
+
+
+def test_a_command_an_error_suggests_is_given_on_the_stores_of_the_command_that_failed(tmp_path, capsys):
+    """"`search status X` shows why its trials ended" was said to a user of --home elsewhere, where it fails."""
+    import optuna
+
+    from conftest import run_cli
+
+    home = tmp_path / "elsewhere"
+    home.mkdir()
+    study = optuna.create_study(study_name="allfail", storage=f"sqlite:///{home / 'optuna.db'}")
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    capsys.readouterr()
+    assert run_cli("reproduce", "allfail", "--home", home) == 2
+    assert f"`search status allfail --home {home}` shows why its trials ended" in capsys.readouterr().err

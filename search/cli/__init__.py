@@ -45,6 +45,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def _on_these_stores(text: str, args: argparse.Namespace) -> str:
+    """A command an error suggests (`search status STUDY`), on the stores this one was given (--home ...):
+    the code that says it does not know them."""
+    if not hasattr(args, "home"):
+        return text
+    import re
+
+    from search.review.display import command
+
+    options = argparse.Namespace(home=args.home, storage=getattr(args, "storage", None),
+                                 tracking_uri=getattr(args, "tracking_uri", None))
+    return re.sub(r"`search (status|best|report|reproduce|ablate) ([^`\s]+)`",
+                  lambda m: f"`{command(m.group(1), m.group(2), options)}`", text)
+
+
 def _dispatch(args: argparse.Namespace, debug: bool) -> int:
     from search import _redact
 
@@ -55,7 +70,7 @@ def _dispatch(args: argparse.Namespace, debug: bool) -> int:
         except UserError as exc:
             if debug:
                 print(_redact.format_exception(exc), file=sys.stderr)
-            print(f"error: {_redact.redact(str(exc))}", file=sys.stderr)
+            print(f"error: {_redact.redact(_on_these_stores(str(exc), args))}", file=sys.stderr)
             return exc.exit_code
         except KeyboardInterrupt:
             print("\ninterrupted.", file=sys.stderr)
