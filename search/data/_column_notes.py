@@ -56,7 +56,7 @@ def code_columns(features: Any, path: Path, said: list[str]) -> list[str]:
         values = features[column].to_numpy()
         compact = re.sub(r"[\W_]", "", str(column).lower())
         if (values.dtype.kind not in "iu" or not _CODE_NAME.search(compact) or len(np.unique(values)) < 3
-                or any(f"column '{column}' of" in line for line in said)):
+                or _said(column, said)):
             continue
         out.append(f"column '{column}' of {path} is named as a code and holds whole numbers, which the model "
                    f"reads as amounts ({values.min()} less than {values.max()}, near numbers alike); if they "
@@ -72,12 +72,14 @@ def zero_padded(frame: Any, path: Path, shape: Any) -> dict[str, str]:
     if not whole:
         return {}
     try:
-        texts = shape.read(path, dtype=str, keep_default_na=False, usecols=whole)
+        texts = shape.texts(path)
     except Exception:  # read as it was once already: nothing here is worth a second error
         return {}
     out = {}
-    for i, column in zip(whole, texts.columns):
-        cells = texts[column].str.strip()
+    for i in whole:
+        if i >= texts.shape[1]:
+            continue
+        cells = texts.iloc[:, i].str.strip()
         zeros = cells[cells.str.fullmatch(r"0\d+")]
         if len(zeros):
             out[str(frame.columns[i]).strip()] = str(zeros.iloc[0])
@@ -90,4 +92,9 @@ def padded_codes(features: Any, padded: dict[str, str], path: Path, said: list[s
             f"(an account or zip code), which the model reads as an amount; if it names rows, places or kinds, drop "
             f"it (data.drop: [{column}])"
             for column in map(str, features.columns)
-            if column in padded and not any(f"column '{column}' of" in line for line in said)]
+            if column in padded and not _said(column, said)]
+
+
+def _said(column: Any, notes: list[str]) -> bool:
+    """Whether a note about ``column`` is among ``notes`` already: one note per column."""
+    return any(f"column '{column}' of" in line for line in notes)

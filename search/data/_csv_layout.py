@@ -38,6 +38,7 @@ class Layout:
     skip: int = 0  # Excel's "sep=;" first line
     empty: list[int] = field(default_factory=list)  # lines of separators only, counted from 0
     notes: list[str] = field(default_factory=list)
+    _texts: Any = field(default=None, repr=False)  # texts(): the cells as written, once read
 
     def skip_empty_lines(self, path: Path) -> bool:
         """Find lines such as ``,,,,`` after the header, rows without a single value, to skip when read:
@@ -58,6 +59,13 @@ class Layout:
 
         skip = [*range(self.skip), *self.empty]
         return pd.read_csv(path, encoding=self.encoding, sep=self.sep, skiprows=skip or None, **options)
+
+    def texts(self, path: Path) -> Any:
+        """The file's cells as written (text, nothing read as missing), read once for every check that needs
+        what pandas' numbers lose: leading zeros, dots between thousands."""
+        if self._texts is None:
+            self._texts = self.read(path, dtype=str, keep_default_na=False)
+        return self._texts
 
 
 def layout(path: Path, where: str, field: str = "data.source") -> Layout:
@@ -256,7 +264,7 @@ def thousands_dots(frame: Any, path: Path, shape: Layout, notes: list[str]) -> A
     suspects = [c for c in frame.columns if could_be(frame[c])]
     if not suspects:
         return frame
-    texts = shape.read(path, dtype=str, keep_default_na=False)
+    texts = shape.texts(path)
     for column in suspects:
         if column not in texts.columns or len(texts) != len(frame):
             continue
