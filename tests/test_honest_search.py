@@ -192,6 +192,10 @@ def test_reproduce_with_an_ensemble_of_the_top_trials_in_the_same_look(small_stu
     assert run_cli("reproduce", "ens", "--home", home, "--ensemble", "2", "--epochs", "2", "--register", "ens") == 0
     out = capsys.readouterr().out
     assert "ensemble of the final models of trials" in out
+    # Right below the split models' ensemble: an epoch note or recall line above moved it before them.
+    printed = out.splitlines()
+    at = next(i for i, line in enumerate(printed) if "ensemble of the split models" in line)
+    assert "ensemble of the final models of trials" in printed[at + 1], printed
     assert "registered as ens version 1" in out and "alone, not the ensemble of 2 (a version is one model)" in out
     looks = _study(home, "ens").user_attrs["test_looks"]
     assert looks[-1]["ensemble"] == 2 and looks[-1]["config"]
@@ -498,3 +502,14 @@ def test_an_ablation_held_by_another_process_is_not_said_to_have_nothing_to_abla
     assert ablation._stored(study, study.trials[0], others, None, out, expected=2) == []
     assert "its 2 variant(s) are trained by another process" in out.getvalue()
     assert "nothing to ablate" not in out.getvalue() and ablation.ATTR not in study.user_attrs
+
+
+def test_a_spread_is_written_in_the_notation_of_the_loss_beside_it():
+    """A regression table read 'val_loss 3013 ± 2.4e+02': the spread in another notation than its loss."""
+    from search._numbers import sig
+    from search.review.display import format_table
+
+    row = {"rank": 1, "trial": 0, "value": 3013.4, "std": 243.0, "metric": "mae", "metric_value": 44.1,
+           "baseline": False, "params": {}, "unregularized": False, "kept_on": None}
+    assert format_table([row]).splitlines()[2].split()[2:4] == ["3013", "240"]
+    assert [sig(x) for x in (0.0123, 2.0, 1.5e-5, 0.0, float("nan"))] == ["0.012", "2", "1.5e-05", "0", "nan"]

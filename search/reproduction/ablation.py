@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from search._numbers import sig
 from search.space import Space, nest
 from search._redact import redact
 from search.review import verdicts
@@ -47,7 +48,7 @@ class AblationRow:
     trial: int                 # the ablation study's trial
 
     def line(self) -> str:
-        spread = f" ± {self.bought_se:.2g}" if math.isfinite(self.bought_se) else " (one split: no spread)"
+        spread = f" ± {sig(self.bought_se)}" if math.isfinite(self.bought_se) else " (one split: no spread)"
         return f"  {self.label:<24} off: val_loss {self.val_loss:.4g}, bought {self.bought:+.4g}{spread}"
 
 

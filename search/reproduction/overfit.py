@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from search._numbers import sig
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -75,15 +77,15 @@ class OverfitCheck:
         return not self.unlike and self.z > Z_ALARM
 
     def summary(self) -> str:
-        spread = (f"± {self.cv_std:.2g} over {self.n_splits} split(s)" if self.n_splits > 1 else
-                  f"on 1 split (standard error {self.cv_error:.2g} from its rows)")
+        spread = (f"± {sig(self.cv_std)} over {self.n_splits} split(s)" if self.n_splits > 1 else
+                  f"on 1 split (standard error {sig(self.cv_error)} from its rows)")
         shift = 0.0 if math.isnan(self.class_shift) else self.class_shift
         shown = abs(shift) >= 0.01 * abs(self.cv_mean)  # the same mix on both sides moves it by noise
         mix = f", {self.cv_mean + shift:.4g} at the test rows' class shares" if shown else ""
         head = f"split models: test loss {self.test_loss:.4g} vs cross-validation {self.cv_mean:.4g} {spread}{mix}"
         if self.unlike:
             return f"{head}; not compared: {self.unlike}"
-        return (f"{head}, of which {self.optimism:.2g} is epoch-selection optimism; gap "
+        return (f"{head}, of which {sig(self.optimism)} is epoch-selection optimism; gap "
                 f"{self.test_loss - self.cv_mean - shift - self.optimism:+.3g} "
                 f"= {round(self.z, 1) + 0.0:+.1f} standard errors (alarm above {Z_ALARM:g})")
 

@@ -38,11 +38,11 @@ def print_report(report: "Report", looks: list[dict[str, Any]], out: TextIO) -> 
              f"  ensemble of the split models (averaged predictions): loss {report.ensemble_loss:.4g}, "
              f"{m} {report.ensemble_metric:.4g}"
              + (f" ({scoring.scores_text(report.ensemble_scores)})" if report.ensemble_scores else ""),
+             # Always right below the split models' ensemble, whichever optional lines come above.
+             *([f"  ensemble of the final models of trials {', '.join(map(str, report.ensemble_trials))} "
+                f"(averaged predictions, the same look): loss {report.top_ensemble_loss:.4g}, "
+                f"{m} {report.top_ensemble_metric:.4g}"] if report.ensemble_trials else []),
              "  " + report.alarm.summary()]
-    if report.ensemble_trials:
-        lines.insert(3, f"  ensemble of the final models of trials {', '.join(map(str, report.ensemble_trials))} "
-                        f"(averaged predictions, the same look): loss {report.top_ensemble_loss:.4g}, "
-                        f"{m} {report.top_ensemble_metric:.4g}")
     lines += looks_module.looks_text(looks)
     if report.test_loss >= report.test_chance_loss > 0:
         lines.append(f"warning: the final model's test loss {report.test_loss:.4g} is no better than the "

@@ -46,6 +46,12 @@ def load_study(storage_url: str, name: str, writes: str | None = None, flag: str
     if not isinstance(name, str) or not name.strip():  # from Python: None, a number, an empty name
         raise StudyError("a study is named by its name as text (`search status` lists them)", field="study_name",
                          found=f"{type(name).__name__} {name!r}")
+    owner, dot, variant = name.partition(".ablation.")
+    if dot:  # its table and figure are read through the study it belongs to
+        raise StudyError(f"'{name}' is the ablation of study '{owner}' (its variants as trials), not a study of "
+                         f"its own", field="STUDY", expected=f"'{owner}': `search status {owner}` and `search report "
+                         f"{owner}` show its ablation, `search ablate {owner} --trial {variant.lstrip('t0') or 0}` "
+                         f"runs or continues it")
     storage = studies.make_storage(stores.reading_url(storage_url, flag, writes=writes))
     try:
         return optuna.load_study(study_name=name, storage=storage)

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from search._numbers import sig
 from search.workflow import common_sense
 from search.workflow.phases import PHASE0_ATTR, PHASE_ATTR, PICK_ATTR, settings_text
 from search._redact import redact
@@ -121,7 +122,7 @@ def _bought(answer: Answer) -> str:
         return f"trial {answer.ablation_trial} uses no regularizer: nothing to ablate"
     parts = []
     for r in answer.ablation_rows:
-        spread = f" ± {r.bought_se:.2g}" if math.isfinite(r.bought_se) else ""
+        spread = f" ± {sig(r.bought_se)}" if math.isfinite(r.bought_se) else ""
         parts.append(f"{r.label} {r.bought:+.4g}{spread}")
     where = ""
     if answer.pick is not None and answer.best is not None and answer.best.number == answer.ablation_trial:

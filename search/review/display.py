@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Any, Callable, TextIO
 
+from search._numbers import sig
 from search.runner.results import SplitResult, TrialListener, TrialOutcome, settings_of
 
 
@@ -78,7 +79,7 @@ class Progress(TrialListener):
             self.done += 1
             if self.best is None or outcome.value < self.best[0]:
                 self.best, mark = (outcome.value, trial.number), "  ← best so far"
-            text = f"val_loss {outcome.value:.4g} ± {outcome.value_std:.2g}, {outcome.metric_name} " \
+            text = f"val_loss {outcome.value:.4g} ± {sig(outcome.value_std)}, {outcome.metric_name} " \
                    f"{outcome.metric_mean:.4g}"
         elif outcome.state == "pruned":
             self.done += 1
@@ -136,7 +137,7 @@ def format_pareto(study: Any, top: int | None = None) -> str:
     for t in shown:
         label = f"{t.number}" + (" (baseline)" if t.user_attrs.get("baseline") else "") + \
             ("  ← one_se pick" if t.number == picked else "")
-        lines.append([label, f"{t.values[0]:.4g}", f"{t.user_attrs.get('val_loss_std', math.nan):.2g}",
+        lines.append([label, f"{t.values[0]:.4g}", sig(t.user_attrs.get('val_loss_std', math.nan)),
                       _fmt(int(t.values[1]) if second == "params" else float(t.values[1])),
                       f"{int(t.user_attrs.get('splits_done', 0))}"])
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
@@ -186,7 +187,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         label = f"{r['trial']}" + (" (baseline)" if r["baseline"] else "")
         params = [_cell(r["params"].get(p, "off" if f"{p}.on" in r["params"] else "")) for p in param_names]
-        lines.append([str(r["rank"]), label, f"{r['value']:.4g}", "-" if math.isnan(r["std"]) else f"{r['std']:.2g}",
+        lines.append([str(r["rank"]), label, f"{r['value']:.4g}", "-" if math.isnan(r["std"]) else sig(r['std']),
                       f"{r['metric_value']:.4g}"] + params)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]

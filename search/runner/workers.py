@@ -17,6 +17,7 @@ import sys
 import time
 from typing import Any
 
+from search._numbers import sig
 from search.errors import FailureKind
 from search.runner.results import TrialListener
 from search.runner.session import Prepared, RunOptions, RunOutcome, emit, open_storage, say_budget_cap
@@ -281,7 +282,7 @@ class _FinishedTrials:
                     self.best, mark = t.values[0], "  ← best so far"
                 metric = next((k for k in attrs if k.startswith("val_") and k.endswith("_mean")
                                and k != "val_loss_mean"), None)
-                text = (f"val_loss {t.values[0]:.4g} ± {float(attrs.get('val_loss_std', math.nan)):.2g}"
+                text = (f"val_loss {t.values[0]:.4g} ± {sig(float(attrs.get('val_loss_std', math.nan)))}"
                         + (f", {metric[4:-5]} {float(attrs[metric]):.4g}" if metric else ""))
             else:
                 self.done += t.state.name == "PRUNED"
