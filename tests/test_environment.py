@@ -50,6 +50,9 @@ def test_two_runs_started_at_once_on_a_fresh_home_both_finish(tmp_path: Path) ->
     runs = MlflowClient(f"sqlite:///{home / 'mlflow.db'}").search_runs(
         [MlflowClient(f"sqlite:///{home / 'mlflow.db'}").get_experiment_by_name("race").experiment_id])
     assert sorted(r.data.tags.get("search.kind") for r in runs) == ["study", "trial", "trial"]
+    # MLflow's own Default experiment pointed at <working folder>/mlruns/0, outside this home.
+    default = MlflowClient(f"sqlite:///{home / 'mlflow.db'}").get_experiment("0")
+    assert default.artifact_location == (home / "artifacts" / "0").resolve().as_uri(), default.artifact_location
 
 
 POISON = "raise RuntimeError('POISONED {name}: this file was imported in place of the library')\n"

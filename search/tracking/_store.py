@@ -30,6 +30,18 @@ def default_tracking_uri(home: Path) -> str:
     return f"sqlite:///{(Path(home) / 'mlflow.db').resolve()}"
 
 
+def new_local_store(uri: str, home: Path) -> None:
+    """Create a new SQLite tracking store whose ``Default`` experiment keeps its artifacts in the home.
+
+    MLflow gives the ``Default`` experiment of a store it creates the working directory's ``mlruns/0``:
+    a run logged without an experiment (a notebook's own ``mlflow.start_run`` on this store) would write
+    into whatever folder the command was started from, beside or inside another home.
+    """
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    SqlAlchemyStore(uri, (Path(home) / "artifacts").resolve().as_uri())
+
+
 def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from search import review
 from search._redact import redact
+from search.stores import sqlite_path
 from search.runner.results import SplitResult, TrialListener, TrialOutcome
 from search.space import Space, flatten
 from search.studies.space_versions import DIGEST_ATTR
@@ -20,7 +21,7 @@ from search.tracking._review import ReviewLogging
 from search.tracking._records import param_text, trial_fit, validation_settings, with_outcome
 from search.tracking._store import (CHECKPOINT_ARTIFACTS, PARENT_RUN_ATTR,
                                     RUN_ID_ATTR, VIEW_TAG, default_tracking_uri, end_run, experiment_id,
-                                    forget_artifact_repo, is_server, quiet_mlflow, review_view)
+                                    forget_artifact_repo, is_server, new_local_store, quiet_mlflow, review_view)
 
 # A pruned trial did what the pruner asked: it ends FINISHED (with a `pruned` tag), not with the red
 # cross MLflow draws for KILLED and FAILED, which is kept for crashes and stops.
@@ -73,7 +74,10 @@ class MlflowTracker(ReviewLogging, TrialListener):
         from search.studies import _sqlite
 
         quiet_mlflow()
+        fresh = (path := sqlite_path(tracking_uri)) is not None and not path.exists()
         _sqlite.prepare(tracking_uri)
+        if fresh:
+            new_local_store(tracking_uri, Path(home))
         self.uri, self.home, self.space = tracking_uri, Path(home), space
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.space_text, self.study_tags = space_text, study_tags
