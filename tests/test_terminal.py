@@ -145,3 +145,22 @@ def test_a_trial_of_one_split_shows_no_spread_in_the_table():
             "val_loss_std": 0.0 if len(splits) == 1 else 0.03, "splits": splits, "val_accuracy_mean": 0.9}))
     lines = display.format_table(display.trial_rows(study)).splitlines()
     assert lines[2].split()[:4] == ["1", "0", "0.5", "-"] and lines[3].split()[:4] == ["2", "1", "1.5", "0.03"]
+
+
+def test_a_trial_the_budget_does_not_count_is_not_numbered_as_the_last_one_it_did() -> None:
+    """An interrupted trial's line read 'trial 3/4 (#3) interrupted' right below 'trial 3/4 (#2) pruned'."""
+    import io
+
+    import optuna
+
+    from search.runner.results import TrialOutcome
+
+    stream = io.StringIO()
+    progress = display.Progress(4, stream=stream)
+    progress.on_trial_end(optuna.trial.FixedTrial({}, number=2), TrialOutcome(2, "pruned", {}, reason="cut"))
+    progress.on_trial_end(optuna.trial.FixedTrial({}, number=3), TrialOutcome(3, "interrupted", {}, reason="stop"))
+    progress.on_trial_end(optuna.trial.FixedTrial({}, number=4), TrialOutcome(4, "failed", {}, reason="oom"))
+    lines = [line.split("] ", 1)[1] for line in stream.getvalue().splitlines()]
+    assert lines[0].startswith("trial 1/4 (#2) pruned: cut"), lines
+    assert lines[1].startswith("trial #3 (not counted: 1/4 done) interrupted: stop"), lines
+    assert lines[2].startswith("trial #4 (not counted: 1/4 done) failed: oom"), lines

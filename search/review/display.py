@@ -74,7 +74,7 @@ class Progress(TrialListener):
                         f"{result.best_epoch} of the {result.epochs_run} trained{cut}")
 
     def on_trial_end(self, trial: Any, outcome: TrialOutcome) -> None:
-        mark = ""
+        mark, counted = "", outcome.state in ("complete", "pruned")
         if outcome.state == "complete":
             self.done += 1
             if self.best is None or outcome.value < self.best[0]:
@@ -89,8 +89,12 @@ class Progress(TrialListener):
         if not self.quiet:
             from search._redact import redact
 
-            self._print(redact(f"[{time.strftime('%H:%M:%S')}] trial {self.done}/{self.budget} (#{trial.number}) "
-                               f"{outcome.state}: {text}{mark}  ({self._clock()})"))
+            # A failed or interrupted trial is not one of the budget's: numbered as the last counted one, it
+            # repeated that number.
+            which = (f"trial {self.done}/{self.budget} (#{trial.number})" if counted else
+                     f"trial #{trial.number} (not counted: {self.done}/{self.budget} done)")
+            self._print(redact(f"[{time.strftime('%H:%M:%S')}] {which} {outcome.state}: {text}{mark}  "
+                               f"({self._clock()})"))
 
     def _clock(self) -> str:
         """Elapsed in this run, and the time left at this run's pace (this process's trials only)."""
