@@ -572,12 +572,12 @@ def test_an_ablation_is_read_through_its_study_and_no_study_may_be_named_like_on
     """`search.best('digits.ablation.t00003')` ranked the ablation's variants as if they were the search."""
     from search.errors import SpaceError, StudyError
     from search.reproduction import targets
-    from search.space import validate
+    from search.space import load
 
     with pytest.raises(StudyError) as err:
         targets.load_study(f"sqlite:///{tmp_path / 'optuna.db'}", "digits.ablation.t00003")
     assert "the ablation of study 'digits'" in str(err.value)
     assert "`search ablate digits --trial 3`" in str(err.value)
     with pytest.raises(SpaceError, match="how a study's ablation is named"):
-        validate({"study": {"name": "a.ablation.b"}, "data": {"source": "sklearn:iris"}})
+        load({"study": {"name": "a.ablation.b"}, "data": {"source": "sklearn:iris"}})
     assert not (tmp_path / "optuna.db").exists()

@@ -433,7 +433,7 @@ def test_a_picked_trial_that_does_better_with_its_regularizers_off_is_said():
     import optuna
 
     from search.reproduction.ablation import AblationRow, format_table
-    from search.review.verdicts import regularizers_hurt, why_ended
+    from search.review.verdicts import ablation_note, why_ended
 
     picked = optuna.create_study()
     picked.enqueue_trial({})
@@ -445,10 +445,14 @@ def test_a_picked_trial_that_does_better_with_its_regularizers_off_is_said():
                           "val_loss 0.1027, 0.06457 lower than with them on (the ablation's table); what it gains "
                           "over other trials comes from its other settings (learning rate, capacity, epochs), not "
                           "from regularization"), table
-    # Within twice its paired standard error, or bought, nothing is said.
-    assert regularizers_hurt(0, [AblationRow("all regularizers", 0.16, -0.007, 0.005, 3, 0)]) == ""
-    assert regularizers_hurt(0, [AblationRow("all regularizers", 0.2, 0.03, 0.01, 3, 0)]) == ""
-    assert regularizers_hurt(0, [AblationRow("all regularizers", 0.16, -0.007, math.nan, 1, 0)]).startswith("note:")
+    # Within twice its paired standard error, either way, it is said to be no measurable change; bought, nothing.
+    assert ablation_note(0, [AblationRow("all regularizers", 0.16, -0.007, 0.005, 3, 0)]) == (
+        "note: with all its regularizers off, trial 0's config scores val_loss 0.16, -0.007 against it with them "
+        "on: within two standard errors (0.01) of no change, so over these splits the regularizers bought nothing "
+        "measurable, neither gain nor harm")
+    assert "nothing measurable" in ablation_note(0, [AblationRow("all regularizers", 0.2, 0.015, 0.01, 3, 0)])
+    assert ablation_note(0, [AblationRow("all regularizers", 0.2, 0.03, 0.01, 3, 0)]) == ""
+    assert ablation_note(0, [AblationRow("all regularizers", 0.16, -0.007, math.nan, 1, 0)]).startswith("note:")
     # Stored with the study, it is among the lines status and best print.
     picked.set_user_attr("ablation", {"trial": 0, "rows": [vars(r) for r in hurt]})
     assert any(line.startswith("note: the regularizers did not help trial 0") for line in why_ended(picked))

@@ -127,7 +127,7 @@ def format_table(picked: Any, rows: list[AblationRow]) -> str:
     head = (f"what regularization bought (trial {picked.number}, val_loss {picked.values[0]:.4g}; the same config "
             f"with regularizers switched off, same splits and seeds; bought = val_loss off - val_loss on, "
             f"mean over splits ± its paired standard error):")
-    hurt = verdicts.regularizers_hurt(picked.number, rows)
+    hurt = verdicts.ablation_note(picked.number, rows)
     return "\n".join([head] + [r.line() for r in rows] + ([hurt] if hurt else []))
 
 

@@ -120,7 +120,7 @@ def _ablation_section(study: Any) -> str:
     figure = _figure("ablation", figures.ablation_bars([r.label for r in rows], [r.bought for r in rows],
                                                        [r.bought_se for r in rows], f"trial {picked}"),
                      "Validation loss bought by each regularizer (switched off − on), ± paired standard error.")
-    hurt = verdicts.regularizers_hurt(int(picked), rows)  # as `search status` and `search best` say it
+    hurt = verdicts.ablation_note(int(picked), rows)  # as `search status` and `search best` say it
     return (head + "<div class='scroll'><table><tr><th>switched off</th><th>val loss</th><th>bought</th>"
             "<th>± se</th><th>splits</th></tr>" + body + "</table></div>"
             + (f"<p class='note'>{e(hurt.removeprefix('note: '))}</p>" if hurt else "") + figure)

@@ -48,7 +48,7 @@ def why_ended(study: Any) -> list[str]:
     if stored.get("trial") is not None:
         from types import SimpleNamespace
 
-        hurt = regularizers_hurt(int(stored["trial"]), [SimpleNamespace(**r) for r in stored.get("rows", [])])
+        hurt = ablation_note(int(stored["trial"]), [SimpleNamespace(**r) for r in stored.get("rows", [])])
         if hurt:
             lines.append(hurt)
     return lines
@@ -100,14 +100,20 @@ def _chance_share(study: Any) -> float | None:
 ALL_OFF = "all regularizers"
 
 
-def regularizers_hurt(picked: int, rows: list[Any]) -> str:
+def ablation_note(picked: int, rows: list[Any]) -> str:
     """A note where the picked trial's config scores better with all its regularizers off, beyond the noise
     of its splits: its gain over the unregularized baseline came from its other settings, and the headline
     "x % lower than the baseline" was read as what regularization bought."""
     off = next((r for r in rows if r.label == ALL_OFF), None)
-    if off is None or not off.bought < 0:
+    if off is None or not math.isfinite(off.bought):
         return ""
-    if math.isfinite(off.bought_se) and -off.bought < 2 * off.bought_se:
+    if math.isfinite(off.bought_se) and abs(off.bought) < 2 * off.bought_se:
+        # A small negative 'bought' read as harm and a small positive one as a gain: neither is told apart.
+        return (f"note: with all its regularizers off, trial {picked}'s config scores val_loss {off.val_loss:.4g}, "
+                f"{off.bought:+.4g} against it with them on: within two standard errors ({2 * off.bought_se:.2g}) "
+                f"of no change, so over these splits the regularizers bought nothing measurable, neither gain "
+                f"nor harm")
+    if not off.bought < 0:
         return ""
     return (f"note: the regularizers did not help trial {picked}: with all of them off its config scores val_loss "
             f"{off.val_loss:.4g}, {-off.bought:.4g} lower than with them on (the ablation's table); what it gains "

@@ -36,8 +36,10 @@ def load(path: str | os.PathLike[str] | Mapping[str, Any], study_name: str | Non
         raw = copy.deepcopy(dict(path))
         if study_name is not None:
             _rename(raw, study_name)
+        _not_an_ablation_name(raw, "<space>")
         return validate(raw)
     raw, source, file = _read(path, study_name)
+    _not_an_ablation_name(raw, source)
     return validate(raw, source=source, path=file)
 
 
@@ -45,6 +47,7 @@ def read(path: str | os.PathLike[str], study_name: str | None = None) -> Space:
     """A space file with its sections and types checked, as :func:`parse` checks a mapping: for a file whose
     builder is handed over later (``search.run(path, builder=f)``), whose model settings only it knows."""
     raw, source, file = _read(path, study_name)
+    _not_an_ablation_name(raw, source)
     space = parse(raw, source)
     space._path = file
     return space
@@ -101,6 +104,15 @@ def _text_of(data: bytes) -> str:
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return data.decode("utf-16")
     return data.decode("utf-8-sig")
+
+
+def _not_an_ablation_name(raw: dict[str, Any], source: str) -> None:
+    """A user's study may not be named as a study's ablation is (the ablation's own space is made, not read)."""
+    name = raw.get("study", {}).get("name") if isinstance(raw.get("study"), dict) else None
+    if isinstance(name, str) and ".ablation." in name:
+        raise SpaceError("'.ablation.' is how a study's ablation is named (<study>.ablation.t<trial>); a study of "
+                         "that name would be taken for one and hidden from the lists", source=source,
+                         field="study.name", expected="a name without '.ablation.'", found=name)
 
 
 def _rename(raw: dict[str, Any], study_name: str) -> None:

@@ -81,9 +81,6 @@ class StudySection(_Strict):
         if isinstance(value, str) and not NAME.fullmatch(value):
             raise ValueError("a study name is ASCII letters (a-z, A-Z), digits, '_', '.' and '-', starting with a "
                              "letter or digit: it names folders under --home and is typed on command lines")
-        if isinstance(value, str) and ".ablation." in value:
-            raise ValueError("'.ablation.' is how a study's ablation is named (<study>.ablation.t<trial>); "
-                             "a study of that name would be taken for one and hidden from the lists")
         return value
 
     @field_validator("enqueue", mode="before")
