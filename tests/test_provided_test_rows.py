@@ -1,6 +1,7 @@
 """Provided test rows (data.test, data.split_column) end to end, and the data summary a run stores."""
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -61,6 +62,11 @@ def test_a_run_on_provided_test_rows_stores_its_summary_and_reproduce_uses_those
     assert np.array_equal(prepared.dataset.X[prepared.test_idx], test[["a", "b"]].to_numpy(np.float32))
     assert np.array_equal(prepared.dataset.y[prepared.test_idx], test["label"].to_numpy())
     assert not np.isin(prepared.dev_idx, prepared.test_idx).any()
+    # rows.csv (of a reproduce run) names each row's file as the space does, not the words 'data.test'.
+    from search.reproduction import rows
+
+    table = pd.read_csv(io.StringIO(rows.table(prepared, np.zeros((15, 3)))))
+    assert list(table["source"]) == ["csv:dev.csv"] * 60 + ["csv:test.csv"] * 15
 
     client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
     exp = client.get_experiment_by_name(NAME)

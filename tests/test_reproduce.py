@@ -140,7 +140,7 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     rows = pd.read_csv(local, keep_default_na=False)
     ds = prepared.dataset
     assert len(rows) == len(ds.X) == 149 and list(rows["row"]) == list(ds.rows)  # iris's one duplicate is out
-    assert rows["row"].max() == 149 and set(rows["source"]) == {"data.source"}
+    assert rows["row"].max() == 149 and set(rows["source"]) == {"sklearn:iris"}  # as the space names it
     tested = rows[rows["role"] == "test"]
     assert list(tested.index) == sorted(prepared.test_idx)
     for split in prepared.splits:

@@ -15,7 +15,8 @@ def table(prepared: Any, test_pred: np.ndarray) -> str:
     """The CSV text: a line per row of the data as read and kept (de-duplicated rows are not in it), in the
     order the study holds them.
 
-    ``source`` and ``row`` (``file`` for an image folder) say where the row came from: the row of the CSV
+    ``source`` (``data.source`` or ``data.test`` as the space names it) and ``row`` (``file`` for an image
+    folder) say where the row came from: the row of the CSV
     or array counting from 0 (a CSV's header is not counted), or the image's file in its folder. ``role`` is
     ``test``, ``development`` or ``left out`` (the gap before time-ordered test rows); ``split_<k>`` is
     ``train``, ``validation`` or empty; ``target`` the label or value; the test rows also have the final
@@ -27,9 +28,11 @@ def table(prepared: Any, test_pred: np.ndarray) -> str:
     ds = prepared.dataset
     n = len(ds.X)
     ids = ds.rows if ds.rows is not None and len(ds.rows) == n else np.arange(n)
+    data = prepared.space.data
+    # The file (or bundled set) as the space names it: the field's name alone ('data.source') said nothing.
+    source, test_source = str(data.source), str(getattr(data, "test", None) or "data.test")
     frame: dict[str, Any] = {
-        "source": np.where(ds.test_mask, "data.test", "data.source") if ds.test_mask is not None
-        else np.full(n, "data.source"),
+        "source": np.where(ds.test_mask, test_source, source) if ds.test_mask is not None else np.full(n, source),
         "file" if ids.dtype.kind in "UO" else "row": ids}
     role = np.full(n, "left out", dtype=object)
     role[prepared.dev_idx], role[prepared.test_idx] = "development", "test"
