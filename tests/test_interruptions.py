@@ -309,6 +309,9 @@ def test_a_process_killed_after_its_last_trial_is_set_straight_by_the_next_run(w
         [m.value for m in client.get_metric_history(last.info.run_id, f"split_{k}/val_loss")] ==
         pytest.approx(history["val_loss"]) for k, history in curves.items())
     assert "split_0/best_epoch" in last.data.metrics
+    from search.tracking._review import TRIAL_FIGURE  # and its learning-curve figure, drawn from them
+
+    assert TRIAL_FIGURE in [a.path for a in client.list_artifacts(last.info.run_id, str(Path(TRIAL_FIGURE).parent))]
     # Once set straight, another run finds nothing to do and changes nothing.
     assert run_cli("run", space, "--home", home) == 0
     again = client.get_run(runs["study"].info.run_id)

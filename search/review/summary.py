@@ -302,8 +302,8 @@ def build(trials: Sequence[Any], title: str, description: Sequence[Sequence[str]
     if curved:
         base = next((t for t in curved if is_baseline(t)), None)
         review.figures["before_after"] = figures.before_after(
-            _curves_and_diagnosis(curved[0], reference, split_references),
-            _curves_and_diagnosis(base, reference, split_references) if base is not None else None)
+            curves_and_diagnosis(curved[0], reference, split_references),
+            curves_and_diagnosis(base, reference, split_references) if base is not None else None)
     review.figures.update(figures.optuna_pngs(study, seed))
     if len(complete) < figures.MIN_TRIALS_FOR_IMPORTANCES:
         review.notes.append(f"No parameter importances yet: {len(complete)} complete trial(s), and fANOVA on "
@@ -320,12 +320,12 @@ def build(trials: Sequence[Any], title: str, description: Sequence[Sequence[str]
     chosen = curved[:trial_figures]
     chosen += [t for t in curved if is_baseline(t) and t not in chosen] if trial_figures else []
     for t in chosen:
-        name, curves, diagnosis = _curves_and_diagnosis(t, reference, split_references)
+        name, curves, diagnosis = curves_and_diagnosis(t, reference, split_references)
         review.trial_figures[name] = figures.learning_curves(curves, diagnosis, name)
     return review
 
 
-def _curves_and_diagnosis(trial: Any, reference: float | None,
+def curves_and_diagnosis(trial: Any, reference: float | None,
                           split_references: dict[int, tuple[float, float]] | None = None) -> tuple[str, Any, Any]:
     curves = curves_of(trial)
     patience = int(trial.user_attrs.get(PATIENCE_ATTR, diagnostics.DEFAULT_PATIENCE))

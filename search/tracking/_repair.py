@@ -56,8 +56,18 @@ def close_orphan_runs(tracker: Any, trials: list[Any]) -> list[int]:
         name = review.outcome_label(number, trial.params, bool(trial.user_attrs.get("baseline")), state, value,
                                     str(reason), best=run.data.tags.get("best") == "true")
         end_run(tracker.client, run.info.run_id, "FINISHED" if state in ("complete", "pruned") else "FAILED", name)
+        _learning_curves(tracker, trial, run.info.run_id)
         closed.append(number)
     return closed
+
+
+def _learning_curves(tracker: Any, trial: Any, run_id: str) -> None:
+    """The trial's learning-curve figure, drawn from the curves Optuna holds, as its live run would have had."""
+    if not review.curves_of(trial):
+        return
+    name, curves, diagnosis = review.curves_and_diagnosis(trial, tracker.reference_loss, tracker.split_references)
+    fit = str(trial.user_attrs.get("fit") or diagnosis.fit)
+    tracker._drawing.submit(tracker._draw_trial_figure, trial.number, run_id, name, curves, diagnosis, fit)
 
 
 def _split_metrics(trial: Any, now: int) -> list[Any]:
