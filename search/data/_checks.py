@@ -206,6 +206,8 @@ def float32_merges(columns: Sequence[tuple[str, np.ndarray]], what: str) -> list
             merged = len(np.unique(kept.astype(np.float32)))
         if merged == distinct:
             continue
+        if values.dtype.kind == "f" and len({float(f"{v:.10g}") for v in np.unique(kept)}) <= merged:
+            continue  # copies apart by the noise of arithmetic (-1.8940000000000001, -1.894): one value, no loss
         scale = float(np.median(np.abs(kept.astype(np.float64))))
         step = float(np.spacing(np.float32(scale)))
         kind = "subtract a constant first (such as its smallest value, or count days from a start date)"
@@ -422,9 +424,12 @@ def _row_keys(rows: np.ndarray) -> np.ndarray:
 
     Rows are compared by their bytes, and -0.0 (which a spreadsheet writes for a small negative rounded
     to zero) has other bytes than 0.0; NaNs may differ in payload bits. Both are made one value first,
-    so that copies a model cannot tell apart are one row.
+    so that copies a model cannot tell apart are one row. The model reads float32: rows that differ only
+    below its precision (a CSV written after arithmetic holds -1.8940000000000001 beside -1.894) are one
+    row to it, and compared at that precision.
     """
     if rows.dtype.kind == "f":
+        rows = rows.astype(np.float32)
         rows = rows + rows.dtype.type(0.0)  # -0.0 + 0.0 is 0.0
         rows[np.isnan(rows)] = np.nan
     flat = np.ascontiguousarray(rows)
