@@ -266,8 +266,8 @@ def test_changed_data_is_refused_unless_allowed(write_space, home, tmp_path, cap
                         "data": {"source": f"csv:{csv}", "target": "target"},
                         "validation": {"k": 2}, "train": {"epochs": 2}})
     assert run_cli("run", path, "--home", home, "--quiet", "--threads", "1") == 0
-    frame.iloc[0, 0] += 0.5
-    frame.to_csv(csv, index=False)
+    frame = pd.concat([frame.iloc[:10].assign(**{frame.columns[0]: frame.iloc[:10, 0] + 0.05}), frame])
+    frame.to_csv(csv, index=False)  # ten rows more, at the top: the same seed draws other test rows
     capsys.readouterr()
     assert run_cli("reproduce", "csv-iris", "--home", home) == 2
     err = capsys.readouterr().err
@@ -275,7 +275,14 @@ def test_changed_data_is_refused_unless_allowed(write_space, home, tmp_path, cap
     client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
     assert _reproduce_runs(client, "csv-iris") == [], "a refused reproduce must not log a run"
     assert run_cli("reproduce", "csv-iris", "--home", home, "--allow-data-change", "--epochs", "1") == 0
-    assert _reproduce_runs(client, "csv-iris")[-1].data.tags["data_changed"] == "true"
+    run = _reproduce_runs(client, "csv-iris")[-1]
+    assert run.data.tags["data_changed"] == "true"
+    # The checkpoints were trained on the old data's splits, whose rows the new test rows may be: they are
+    # trained again, and the look is recorded at the rows it looked at (the old ones were counted).
+    assert "the data changed: trained the 2 split model(s) again on the new data's splits" in capsys.readouterr().out
+    assert run.data.tags["split_models"] == "retrained"
+    study = optuna.load_study(study_name="csv-iris", storage=f"sqlite:///{home / 'optuna.db'}")
+    assert study.user_attrs["test_looks"][-1]["rows"] != study.user_attrs["test_fingerprint"]
 
 
 def test_alarm_fires_on_a_constructed_validation_overfit(tmp_path):

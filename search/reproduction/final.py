@@ -133,10 +133,11 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
         verify.say(checks, relative, trial.number, out)
         # Scored on the test rows only once every split matched: a failed check looks at nothing.
         scores.update({k: score_split(m, prepared, k) for k, m in retrained.items()})
-    split_models = _split_models(target, prepared, settings, stored, scores, options, out)
+    split_models = _split_models(target, prepared, settings, stored, scores, options, out, bool(changes))
     from search.review import curves_of
 
-    curves = {k: h.get("val_loss", []) for k, h in curves_of(trial).items()} if not target.changed else {}
+    curves = {k: h.get("val_loss", []) for k, h in curves_of(trial).items()} \
+        if not (target.changed or changes) else {}
     # Time-series splits train on ever more of the past: the first ones, scored on test rows far after their
     # validation block, would be judged on a horizon they were never validated at. The last split's model,
     # validated on the block just before the test rows, is the one that comparison is fair to.
@@ -186,7 +187,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
     report.builder_changed = builder_now is not None
     looks = looks_module.record(study, trial.number, _by_full_paths(target, settings, builder_now), epochs,
                               ensemble=len(report.ensemble_trials) or 1, test_loss=report.test_loss,
-                              members=member_configs)
+                              members=member_configs, rows=prepared.attrs().get("test_fingerprint"))
     report.run_id = _log(target, options, report, prepared, settings, final, history, looks)
     if options.register:
         from search import tracking
@@ -273,9 +274,14 @@ def _predict(model: Any, X: np.ndarray) -> np.ndarray:
 
 
 def _split_models(target: Target, prepared: session.Prepared, settings: dict[str, dict[str, Any]],
-                  stored: list[dict[str, Any]], scores: dict[int, SplitScore], options: Options, out: TextIO) -> str:
+                  stored: list[dict[str, Any]], scores: dict[int, SplitScore], options: Options, out: TextIO,
+                  data_changed: bool = False) -> str:
     """Score every split model: already re-trained by --verify, loaded from its checkpoint (on this disk or
-    in the tracking server's artifact store), or re-trained."""
+    in the tracking server's artifact store), or re-trained.
+
+    On data that changed (--allow-data-change) the checkpoints were trained on the old data's splits, whose
+    rows the new test rows may be: they are trained again on the new splits, as a new configuration is.
+    """
     from search import tracking
     from search.runner import training
 
@@ -287,7 +293,7 @@ def _split_models(target: Target, prepared: session.Prepared, settings: dict[str
         k = record["split"]
         if k in scores:
             continue
-        if target.changed:  # a new configuration: trial N's checkpoints are not its models
+        if target.changed or data_changed:  # trial N's checkpoints are not this config's or this data's models
             to_train.append(record)
             continue
         path = checkpoints.split_path(home, target.study.study_name, target.trial.number, k)
@@ -304,13 +310,17 @@ def _split_models(target: Target, prepared: session.Prepared, settings: dict[str
         for record, (model, result) in zip(to_train, training.train_splits(target.space, settings,
                                                                            prepared.dataset, chosen, seeds)):
             k = record["split"]
-            if target.changed:
+            if target.changed or data_changed:
                 record.update(best_val_loss=result.best_val_loss, best_epoch=result.best_epoch)
             scores[k] = score_split(model, prepared, k)
             retrained.append(k)
     if target.changed:
         print(f"  a new configuration: trained its {len(retrained)} split model(s) from trial "
               f"{target.trial.number}'s seeds", file=out)
+    elif data_changed and retrained:
+        print(f"  the data changed: trained the {len(retrained)} split model(s) again on the new data's splits, "
+              f"from trial {target.trial.number}'s seeds (its checkpoints were trained on rows that may now be "
+              f"test rows)", file=out)
     elif retrained:
         print(f"  no checkpoint of split(s) {', '.join(map(str, retrained))} is on disk (study.keep_checkpoints "
               f"keeps those of the best {target.space.study.keep_checkpoints} trials, or they were deleted); "

@@ -17,23 +17,30 @@ def config_hash(settings: dict[str, dict[str, Any]]) -> str:
 
 def record(study: Any, trial: int, settings: dict[str, dict[str, Any]], epochs: int,
                       ensemble: int = 1, test_loss: float | None = None,
-                      members: list[str] | None = None) -> list[dict[str, Any]]:
-    """Record this look at the test rows (trial, config hash, epochs); return every look so far.
+                      members: list[str] | None = None, rows: str | None = None) -> list[dict[str, Any]]:
+    """Record this look at the test rows (trial, config hash, epochs); return every look so far at the
+    same rows.
 
     Every look after the first, and every extra config judged there, makes the test set less of a test:
-    the records let the report count them.
+    the records let the report count them. ``rows`` is the fingerprint of the test rows looked at where they
+    are not the study's own (``--allow-data-change`` on data that changed): that look is at other rows, and
+    the looks at the study's rows are not its count.
     """
     import time
 
+    own = study.user_attrs.get("test_fingerprint")
     looks = [look if isinstance(look, dict) else {"trial": look, "config": "", "epochs": 0}
              for look in study.user_attrs.get("test_looks", [])]
     looks.append({"trial": trial, "config": config_hash(settings), "epochs": int(epochs), "ensemble": ensemble,
                   "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   **({"members": list(members)} if members else {}),
+                  **({"rows": rows} if rows and rows != own else {}),
                   **({"test_loss": float(test_loss)} if test_loss is not None and np.isfinite(test_loss) else {})})
     study.set_user_attr("test_looks", looks)
-    elsewhere = _looks_from_other_studies(study)
-    return sorted(elsewhere + looks[:-1], key=lambda look: str(look.get("time", ""))) + looks[-1:]
+    at = looks[-1].get("rows")
+    earlier = [look for look in looks[:-1] if look.get("rows") == at]
+    elsewhere = _looks_from_other_studies(study) if at is None else []
+    return sorted(elsewhere + earlier, key=lambda look: str(look.get("time", ""))) + looks[-1:]
 
 
 def _looks_from_other_studies(study: Any) -> list[dict[str, Any]]:
@@ -51,7 +58,7 @@ def _looks_from_other_studies(study: Any) -> list[dict[str, Any]]:
         if other.study_name != study.study_name and attrs.get("data_fingerprint") == data \
                 and attrs.get("test_fingerprint") == test:
             out += [{**look, "study": other.study_name} for look in attrs.get("test_looks", [])
-                    if isinstance(look, dict)]
+                    if isinstance(look, dict) and not look.get("rows")]
     return out
 
 

@@ -141,15 +141,18 @@ def _still_improving(study: Any) -> str | None:
 def test_looks(study: Any) -> str:
     """What the study's record of looks at its test rows says (search/reproduction/looks.py writes it): the
     morning review shows the test score `search reproduce` measured, and how often the rows were looked at."""
-    looks = [look for look in study.user_attrs.get("test_looks", []) if isinstance(look, dict)]
+    every = [look for look in study.user_attrs.get("test_looks", []) if isinstance(look, dict)]
+    looks = [look for look in every if not look.get("rows")]  # others were at the rows of data that changed
+    elsewhere = (f" (and {len(every) - len(looks)} at the test rows of data changed since, "
+                 f"--allow-data-change)") if len(every) > len(looks) else ""
     if not looks:
-        return (f"test rows: not looked at yet; `search reproduce {study.study_name}` retrains the picked config "
-                f"on every development row and tests it once")
+        return (f"test rows: not looked at yet{elsewhere}; `search reproduce {study.study_name}` retrains the "
+                f"picked config on every development row and tests it once")
     last = looks[-1]
     loss = last.get("test_loss")
     score = f"test loss {loss:.4g}" if isinstance(loss, (int, float)) else "its test loss was not recorded"
     ensemble = f" (an ensemble of {last['ensemble']})" if int(last.get("ensemble", 1) or 1) > 1 else ""
     again = ("; every look after the first makes the test score less of a test, as a choice made on it "
              "is fitted to these rows") if len(looks) > 1 else ""
-    return (f"test rows: looked at {len(looks)} time(s); the last, {last.get('time', '')}, of trial "
+    return (f"test rows: looked at {len(looks)} time(s){elsewhere}; the last, {last.get('time', '')}, of trial "
             f"{last.get('trial')}{ensemble}: {score}{again}")
