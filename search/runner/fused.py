@@ -219,7 +219,7 @@ class _Loop:
             self.rows_seen[b.split] = int(rows)  # every training row once an epoch (tests read it)
             out = {"loss": loss_sum / b.n_train, b.head.metric: metric_sum / b.n_train}
             if b.penalized:
-                out["penalty"] = penalty_sum / b.n_train
+                out["penalty"] = penalty_sum / b.n_train / b.head.loss_weight  # in the data loss's units
             out["val_loss"], out[f"val_{b.head.metric}"] = val[b.split]
             logs[b.split] = out
         return logs

@@ -95,8 +95,10 @@ def data_logs(logs: dict[str, Any], weighted: bool = False, loss_weight: float =
 
     Logs of an unpenalized model are returned as they are (their losses hold no penalty). Where training was
     class-weighted (``weighted``), Keras' loss is the weighted one: the plain data loss replaces it, and no
-    penalty is said, since the difference would hold the weighting too. Keras' loss holds the data loss
-    times ``loss_weight`` (``Head.loss_weight``), which is taken out of the penalty.
+    penalty is said here, since the difference would hold the weighting too (the caller reads it from the
+    model). Keras' loss holds the data loss times ``loss_weight`` (``Head.loss_weight``); the penalty is
+    said in the data loss's units, divided by the same weight, so that the two can be compared: a
+    regression's squared error of 5,800 is minimized as 1 beside a penalty of 0.4, which is 2,300 of it.
     """
     out = {k: float(v) for k, v in logs.items()}
     if DATA_LOSS not in out:
@@ -104,7 +106,7 @@ def data_logs(logs: dict[str, Any], weighted: bool = False, loss_weight: float =
     total = out.pop("loss", math.nan)
     out["loss"] = out.pop(DATA_LOSS)
     if not weighted:
-        out[PENALTY] = total - loss_weight * out["loss"]
+        out[PENALTY] = (total - loss_weight * out["loss"]) / loss_weight
     if f"val_{DATA_LOSS}" in out:
         out.pop("val_loss", None)
         out["val_loss"] = out.pop(f"val_{DATA_LOSS}")
@@ -256,6 +258,9 @@ class _BestEpoch(keras.callbacks.Callback):
 
     def _should_stop(self, epoch: int, logs: dict[str, float]) -> bool:
         logs = data_logs(logs, self.weighted, self.loss_weight)
+        if self.weighted and self.model.losses:
+            # Class-weighted: the penalty of the epoch's last weights, as the loss cannot tell it.
+            logs[PENALTY] = float(sum(float(v) for v in self.model.losses)) / self.loss_weight
         for key, value in logs.items():
             self.history.setdefault(key, []).append(float(value))
         loss, val_loss = float(logs.get("loss", math.nan)), float(logs.get("val_loss", math.nan))
