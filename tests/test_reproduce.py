@@ -13,7 +13,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import run_cli
+from conftest import merge, run_cli
 from search import space as spaces
 from search.runner import checkpoints
 from search.reproduction import overfit
@@ -283,6 +283,20 @@ def test_changed_data_is_refused_unless_allowed(write_space, home, tmp_path, cap
     assert run.data.tags["split_models"] == "retrained"
     study = optuna.load_study(study_name="csv-iris", storage=f"sqlite:///{home / 'optuna.db'}")
     assert study.user_attrs["test_looks"][-1]["rows"] != study.user_attrs["test_fingerprint"]
+
+
+def test_a_search_continued_after_a_look_at_the_test_rows_says_so(write_space, home, capsys):
+    """Raising study.n_trials after `search reproduce` went on without a word: what is searched then is chosen
+    by someone who has seen the test score."""
+    fast = {"study": {"name": "looked", "n_trials": 1, "baseline": False, "ablation": False},
+            "validation": {"k": 2}, "train": {"epochs": 1}}
+    assert run_cli("run", write_space(fast), "--home", home, "--quiet", "--threads", "1") == 0
+    assert run_cli("reproduce", "looked", "--home", home, "--epochs", "1") == 0
+    capsys.readouterr()
+    more = write_space(merge(fast, {"study": {"n_trials": 2}}))
+    assert run_cli("run", more, "--home", home, "--quiet", "--threads", "1") == 0
+    assert "warning: study 'looked' continues after `search reproduce` looked at its test rows 1 time(s)" in \
+        capsys.readouterr().err
 
 
 def test_alarm_fires_on_a_constructed_validation_overfit(tmp_path):

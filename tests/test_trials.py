@@ -145,7 +145,7 @@ def test_repeated_failures_stop_the_run_with_a_clear_error(write_space, home, tm
     assert "this architecture is broken" in runs[0].data.tags["reason"]
 
 
-def test_continuing_a_study_with_changed_settings_says_so(write_space, home, capsys):
+def test_continuing_a_study_with_changed_settings_says_so(write_space, home, tmp_path, capsys):
     """Its earlier trials keep the settings they trained with; the new ones are ranked beside them."""
     fast = {"study": {"name": "moved", "n_trials": 1, "baseline": False}, "validation": {"k": 2},
             "train": {"epochs": 1}}
@@ -169,13 +169,14 @@ def test_continuing_a_study_with_changed_settings_says_so(write_space, home, cap
     assert run_cli("check", write_space(merge(changed, {"data": {"test_size": 0.3}})), "--home", home) == 2
     assert "field 'data.test_size'" in capsys.readouterr().err
     assert run_cli("check", write_space(fast), "--home", home) == 0  # its budget of 1 is spent
-    assert "study 'moved' already has its 1 finished trials: `search run` would train nothing" in \
+    assert "study 'moved' already has 1 finished trials, of study.n_trials 1: `search run` would train nothing" in \
         capsys.readouterr().out
     assert run_cli("check", write_space(fast), "--storage", "postgresql://u@127.0.0.1:9/x") == 0
     assert "which `search check` does not open" in capsys.readouterr().out
-    assert run_cli("run", write_space(changed), "--home", home, "--quiet") == 0
+    assert run_cli("run", write_space(changed, name="other.yaml"), "--home", home, "--quiet") == 0
     err = capsys.readouterr().err
-    assert "warning: study 'moved' continues with settings changed" in err
+    assert "warning: study 'moved' continues with settings changed since its earlier trials, and from another " \
+           f"space file than {(tmp_path / 'space.yaml').resolve()}, which started it" in err
     assert "model.units: 8 -> 16; train.batch_size: 32 -> 8" in err
     assert "already holds runs of a study named" not in err
     # The Optuna store lost (deleted) while MLflow's remains: the two records would disagree, so it is said.

@@ -101,8 +101,8 @@ def _study_to_run(prepared: "Prepared", args: argparse.Namespace) -> str:
     studies.check_continuable(study, prepared.space, prepared.attrs())
     finished, budget = studies.finished_count(study), studies.budget_of(prepared.space)
     if finished >= budget:
-        return (f"study '{name}' already has its {budget} finished trials: `search run` would train nothing "
-                f"(raise study.n_trials to continue it)")
+        return (f"study '{name}' already has {finished} finished trials, of study.n_trials {budget}: `search run` "
+                f"would train nothing (raise study.n_trials above {finished} to continue it)")
     for change in session.changed_settings(study.user_attrs.get("space_yaml"), prepared.space):
         print(f"warning: study '{name}' would continue with a setting changed since its earlier trials: {change}",
               file=sys.stderr)

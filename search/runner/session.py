@@ -229,10 +229,21 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
                 changed.insert(0, "model.family's code: the builder function does something else now")
             study.set_user_attr(BUILDER_CODE_ATTR, code)
         if changed and options.worker_index <= 1:  # one of several workers says it
+            before_path = str(study.user_attrs.get("space_path") or "")
+            # Another file of the same study name joined it with the same words as an edit of the file.
+            other = (f", and from another space file than {before_path}, which started it"
+                     if space.path and before_path and before_path != str(space.path.resolve()) else "")
             print(f"warning: study '{space.study.name}' continues with settings changed since its "
-                  f"earlier trials ({'; '.join(changed[:6])}{'; ...' if len(changed) > 6 else ''}); those trials "
-                  f"keep their old settings and are ranked with the new ones ({options.new_study} starts a separate "
-                  f"study)", file=sys.stderr)
+                  f"earlier trials{other} ({'; '.join(changed[:6])}{'; ...' if len(changed) > 6 else ''}); those "
+                  f"trials keep their old settings and are ranked with the new ones ({options.new_study} starts a "
+                  f"separate study)", file=sys.stderr)
+        looked = [look for look in study.user_attrs.get("test_looks", []) if isinstance(look, dict)
+                  and not look.get("rows")]
+        if looked and options.worker_index <= 1 and studies.finished_count(study) < budget:
+            print(f"warning: study '{space.study.name}' continues after `search reproduce` looked at its test rows "
+                  f"{len(looked)} time(s): what is searched from here on is chosen by someone who has seen the test "
+                  f"score, so the next look is look {len(looked) + 1} and no longer an unbiased test",
+                  file=sys.stderr)
         # What `search best --export` and `search reproduce` rebuild a trial's config from, without MLflow.
         stored_space = redact(space.to_yaml())
         study.set_user_attr("space_yaml", stored_space)
