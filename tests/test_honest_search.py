@@ -517,3 +517,29 @@ def test_a_spread_is_written_in_the_notation_of_the_loss_beside_it():
            "baseline": False, "params": {}, "unregularized": False, "kept_on": None}
     assert format_table([row]).splitlines()[2].split()[2:4] == ["3013", "240"]
     assert [sig(x) for x in (0.0123, 2.0, 1.5e-5, 0.0, float("nan"))] == ["0.012", "2", "1.5e-05", "0", "nan"]
+
+
+def test_the_headline_names_fixed_settings_an_edit_of_the_space_changed_between_best_and_baseline():
+    """The baseline ran with l2 0.001 and 2 epochs, the best trial after an edit with 0.1 and 3: the headline
+    compared them as if only the sampled settings differed."""
+    import optuna
+
+    from conftest import TINY, merge
+    from search import space as spaces
+    from search.review.display import format_table, trial_rows
+    from search.studies import space_versions
+
+    study = optuna.create_study()
+    texts = [spaces.load(merge(TINY, {"model": {"l2": l2, "dropout": {"float": [0.0, 0.5]}},
+                                      "train": {"epochs": epochs}})).to_yaml() for l2, epochs in ((0.001, 2), (0.1, 3))]
+    for text in texts:
+        study.set_user_attr(space_versions.key(text), text)
+    dropout = optuna.distributions.FloatDistribution(0.0, 0.5)
+    for number, (value, text, baseline) in enumerate(((0.5, texts[0], True), (0.3, texts[1], False))):
+        study.add_trial(optuna.trial.create_trial(
+            value=value, params={"model.dropout": 0.0 if baseline else 0.2}, distributions={"model.dropout": dropout},
+            user_attrs={"baseline": baseline, space_versions.DIGEST_ATTR: space_versions.digest(text),
+                        "val_loss_std": 0.01}))
+    table = format_table(trial_rows(study))
+    assert "(the space file was edited between them: trial 1 ran with model.l2: 0.001 -> 0.1; train.epochs: 2 -> 3" \
+        in table, table

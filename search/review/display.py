@@ -178,7 +178,27 @@ def trial_rows(study: Any, top: int = 10) -> list[dict[str, Any]]:
                      "baseline": bool(t.user_attrs.get("baseline")), "params": settings_of(t, sampled),
                      "unregularized": bool(t.user_attrs.get("unregularized", True)),
                      "kept_on": t.user_attrs.get("kept_on")})
+    if baseline is not None and chosen and chosen[0] is not baseline:
+        rows[0]["fixed_differ"] = _fixed_differences(study, baseline, chosen[0], sampled)
     return rows
+
+
+def _fixed_differences(study: Any, before: Any, after: Any, sampled: set[str]) -> list[str]:
+    """The settings the space file fixes that differ between two trials run under different versions of it
+    (edited between runs): the table shows sampled values only, and the headline compared such trials as if
+    only those differed."""
+    from search import space as spaces
+    from search.runner.session import changed_settings
+    from search.studies import space_versions
+
+    old, new = space_versions.of_trial(study, before), space_versions.of_trial(study, after)
+    if not old or not new or old == new:
+        return []
+    try:
+        later = spaces.validate(spaces.parse_yaml(new))
+    except Exception:  # a version that no longer validates (its builder gone): nothing to compare
+        return []
+    return [line for line in changed_settings(old, later) if line.split(":", 1)[0] not in sampled]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -215,6 +235,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         if others:
             out.append(f"  (the two also differ in {', '.join(others[:6])}{', ...' if len(others) > 6 else ''}: "
                        f"the gap is all of it together; the ablation measures what the regularizers alone buy)")
+        if fixed := best.get("fixed_differ"):
+            out.append(f"  (the space file was edited between them: trial {best['trial']} ran with "
+                       f"{'; '.join(fixed[:6])}{'; ...' if len(fixed) > 6 else ''}, from the baseline's value to "
+                       f"its own)")
     return "\n".join(out)
 
 
