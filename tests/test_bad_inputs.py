@@ -226,6 +226,9 @@ CASES: list[tuple[str, Builder, str | None, list[str]]] = [
     ("grid-log-float", _space({"study": {"sampler": "grid"}, "model": {"dropout": 0.1, "l2": {
         "float": [1e-4, 1e-2], "log": True, "or_off": True}}}), "model.l2",
      ["a log-scaled range takes no 'step'", "{choice: [0.0, 0.0001, 0.00046, 0.0022, 0.01]}"]),
+    # Optuna trimmed it to [8, 56] and said so in its own words at every trial; `search check` passed it.
+    ("a-step-that-does-not-divide-the-range", _space({"model": {"units": {"int": [8, 60], "step": 8}}}),
+     "model.units", ["the step 8 does not divide the range [8, 60]", "56 or 64"]),
     # What a stranger's space file says that would otherwise mean something else once trials run.
     ("or-off-on-a-setting-that-cannot-be-0",
      _space({"train": {"batch_size": {"int": [16, 64], "or_off": True}}}), "train.batch_size.or_off",

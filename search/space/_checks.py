@@ -217,6 +217,14 @@ def _check_step(dist: dict[str, Any], kind: str, lo: float, hi: float, source: s
     if hi > lo and step > hi - lo:
         raise SpaceError(f"the step is wider than the range [{lo:g}, {hi:g}], so only {lo:g} could ever be tried",
                          source=source, field=f"{field}.step", expected=f"at most {hi - lo:g}", found=step)
+    steps = (hi - lo) / step
+    if hi > lo and abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
+        # Optuna would trim the range to its last step and say so in its own words at every trial.
+        below, above = lo + math.floor(steps) * step, lo + math.ceil(steps) * step
+        raise SpaceError(f"the step {step:g} does not divide the range [{lo:g}, {hi:g}]: {hi:g} is never reached",
+                         source=source, field=field,
+                         expected=f"an upper end the steps reach from {lo:g}: {below:.10g} or {above:.10g}",
+                         found=f"[{lo:g}, {hi:g}] with step {step:g}")
 
 
 def _check_default(default: Any, kind: str, lo: float, hi: float, spec: Param | None, source: str,
