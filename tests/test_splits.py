@@ -608,3 +608,17 @@ def test_days_missing_from_a_daily_order_are_named(tmp_path: Path) -> None:
     notes = session.prepare(spaces.load(path)).summary.notes
     assert "data.order 'day': 7 of the 60 days from 2024-01-01 to 2024-02-29 have no row (2024-01-21, 2024-01-22, " \
            "2024-01-23, ...)" in " ".join(notes), notes
+
+
+def test_iso_dates_get_no_note_about_a_day_past_the_12th():
+    """ISO dates up to the 31st were told 'no day past the 12th tells it from ISO8601': two names of one
+    reading, not two readings."""
+    import pandas as pd
+
+    from search.data import _times
+
+    for days in (pd.date_range("2024-01-01", periods=40).strftime("%Y-%m-%d"),
+                 pd.date_range("2024-01-01", periods=40, tz="UTC").strftime("%Y-%m-%dT%H:%M:%S%z")):
+        notes: list[str] = []
+        _times.time_order(np.asarray(days, dtype=object), "t", "f.csv", "f.csv", notes)
+        assert len(notes) == 1 and "12th" not in notes[0], notes

@@ -44,6 +44,8 @@ def time_order(values: np.ndarray, column: str, what: str, where: str, notes: li
     (fmt, parsed), *others = fits.items()
     both = ""
     for other, again in others:
+        if parsed.equals(again):  # two names of one reading (ISO8601 and %Y-%m-%d): nothing to tell apart
+            continue
         # 03/04/2024 is March 4th month-first and April 3rd day-first: where every day is 12 or less, both
         # read every row, and only the writer knows which is meant. Refused when the two orders differ.
         if not np.array_equal(np.argsort(parsed.to_numpy(), kind="stable"),
