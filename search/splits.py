@@ -271,6 +271,12 @@ def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, wher
 
     # A column the scheme cannot honour would be accepted and ignored: rows of one group on both sides of a
     # split, or validation rows from before the training rows. Refused, with the scheme that honours it.
+    if dataset.groups is not None and dataset.has_order:
+        # Each scheme's refusal named the other: group_kfold ignores time, time_series ignores groups.
+        fail("data.group and data.order together ask for folds that keep each group whole and in time order, "
+             "which no scheme here gives (group_kfold ignores time, time_series ignores groups)",
+             "data.group", expected="one of the two: data.group with scheme group_kfold, or data.order with "
+             "scheme time_series", found=f"data.group and data.order, scheme {scheme}")
     if dataset.groups is not None and scheme != "group_kfold":
         fail(f"data.group names groups, but validation.scheme {scheme} splits rows, not groups, so rows of one "
              f"group would land in both the training and the validation part", "validation.scheme",

@@ -283,6 +283,10 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     ("csv-duplicated-feature", csv("f1,f1,label\n1,2,0\n3,4,1\n"), "data.source", ["'f1' (2 times)"]),
     ("csv-target-is-also-the-group", csv(_frame(), {"group": "label"}, other={"validation": {"scheme": "group_kfold"}}),
      "data.group", ["column 'label'", "named as data.target and as data.group", "one column has one role"]),
+    # Each scheme's refusal named the other: time_series asked for group_kfold, group_kfold for time_series.
+    ("csv-group-and-order-together", csv(_dated().assign(pid=np.arange(30) % 5), {"group": "pid", "order": "t"},
+                                         other={"validation": {"scheme": "group_kfold"}}), "data.group",
+     ["keep each group whole and in time order, which no scheme here gives"]),
     ("csv-names-repeated-once-spaces-go", csv("a,a ,label\n1,2,0\n3,4,1\n"), "data.source", ["'a' (2 times)"]),
     ("csv-without-a-header-line", csv("0.5,1.2,0\n0.3,0.1,1\n0.7,0.4,0\n"), "data.target",
      ["no such column", "first line holds numbers: the file needs a header line"]),
@@ -740,7 +744,7 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
                                                           "sales": np.arange(30) * 1.5 + 0.25}), {"target": "sales"},
                                             other={"validation": {"scheme": "holdout"}}),
      ["20 of 30 rows are dropped as duplicates", "data.duplicates: keep"], ["10 kept"]),
-    ("a-zip-code-is-named-as-a-code", csv(_frame().assign(zip_code=[90210, 10001, 60614] * 10)), [],
+    ("a-zip-code-is-named-as-a-code", csv(_frame().assign(zip_code=[90210, 10001, 60614, 30301, 73301] * 6)), [],
      ["features: 4", "column 'zip_code' of", "named as a code and holds whole numbers", "10001 less than 90210",
       "data.drop: [zip_code]"]),
     ("thousands-dots-in-a-semicolon-file", csv("Einwohner;Alter;label\n" + "".join(
@@ -782,6 +786,9 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
     ("images-link-to-nothing", images(lambda f: (_image_folder(f / "pics", {"a": 6, "b": 6}),
                                                  os.symlink(f / "nowhere.png", f / "pics" / "a" / "gone.png"))),
      ["warning: nothing is searched"], ["1 image link(s) in the class folders of", "a/gone.png", "git annex get"]),
+    # A code of a three-class target (0, 1, 2 for its labels) went without a word: binary targets only.
+    ("a-code-of-a-multiclass-target", csv(_frame(30).assign(outcome_code=lambda f: f["label"] * 2.0 + 1)),
+     ["column 'outcome_code' sorts the rows into all 3 classes alone"], ["features: 4"]),
     # Copies that differ below float32 (what the model reads) were kept, and sat on both sides of splits.
     ("copies-that-differ-below-float32-are-duplicates", csv(pd.concat(
         [_frame(30), _frame(30).iloc[:10].assign(a=lambda f: np.nextafter(f["a"], 9))], ignore_index=True)), [],

@@ -14,10 +14,12 @@ SEPARATES = 0.995
 ROWS, COLUMNS = 20_000, 2_000  # enough to see a leak; what it costs stays small on wide or long data
 
 
-def giveaways(X: np.ndarray, y: np.ndarray, task: str, names: Sequence[str] | None, seed: int = 0) -> list[str]:
+def giveaways(X: np.ndarray, y: np.ndarray, task: str, names: Sequence[str] | None, seed: int = 0,
+              named_columns: bool = True) -> list[str]:
     """Warnings for the feature columns that alone separate a binary target's classes (AUC ≥ SEPARATES either
-    way) or track a regression target (|r| ≥ SEPARATES), on the rows given (the development rows)."""
-    if X.ndim != 2 or task == "multiclass" or len(y) < 20:
+    way), sort a multiclass target's rows into all its classes, or track a regression target
+    (|r| ≥ SEPARATES), on the rows given (the development rows)."""
+    if X.ndim != 2 or len(y) < 20:
         return []
     rows = np.random.default_rng(seed).choice(len(y), ROWS, replace=False) if len(y) > ROWS else np.arange(len(y))
     X, y = np.asarray(X[rows][:, :COLUMNS], dtype=np.float64), np.asarray(y[rows])
@@ -25,7 +27,11 @@ def giveaways(X: np.ndarray, y: np.ndarray, task: str, names: Sequence[str] | No
     if not usable.any():
         return []
     found: list[tuple[int, str]] = []
-    if task == "binary":
+    if task == "multiclass":
+        found = [(int(j), f"sorts the rows into all {len(np.unique(y))} classes alone, each class a range of its "
+                          f"values that no other class's row falls in") for j in np.flatnonzero(usable)
+                 if _sorts_into_classes(X[:, j], y)]
+    elif task == "binary":
         positive = y == 1
         n1, n0 = int(positive.sum()), int((~positive).sum())
         if min(n1, n0) < 10:
@@ -47,15 +53,33 @@ def giveaways(X: np.ndarray, y: np.ndarray, task: str, names: Sequence[str] | No
         for j, c in zip(np.flatnonzero(usable), r):
             if abs(c) >= SEPARATES:
                 found.append((int(j), f"follows the target alone (correlation {c:+.3f})"))
-    return [_said(j, what, names) for j, what in found[:5]]
+    return [_said(j, what, names, named_columns) for j, what in found[:5]]
 
 
-def _said(j: int, what: str, names: Sequence[str] | None) -> str:
+def _sorts_into_classes(column: np.ndarray, y: np.ndarray) -> bool:
+    """Whether the column's values, in order, hold each class in one run of its own: a code of the class
+    (0, 1, 2 for cat, dog, fox) does; an honest feature that sets one class apart (iris' petal length, which
+    parts setosa from the rest) does not part all of them."""
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 3 or counts.min() < 5:
+        return False
+    values, at = np.unique(column, return_inverse=True)
+    pairs = np.unique(np.stack([at.ravel(), np.searchsorted(classes, y).ravel()], axis=1), axis=0)
+    if len(pairs) != len(values):  # a value shared by two classes
+        return False
+    runs = 1 + int(np.count_nonzero(np.diff(pairs[:, 1])))
+    return runs == len(classes)
+
+
+def _said(j: int, what: str, names: Sequence[str] | None, named_columns: bool = True) -> str:
     column = f"column {names[j]!r}" if names is not None and j < len(names) else f"feature {j}"
+    # data.drop names a CSV's columns; arrays (an npz, the API's x) leave a column out where they are made.
+    how = "data.drop" if named_columns else "from the arrays"
     return (f"{column} {what} on the development rows: if it is known only after the outcome, or is the "
             f"target under another name, the search's scores are a leak no model will reach in use; leave it out "
-            f"(data.drop) unless it is truly known when predicting")
+            f"({how}) unless it is truly known when predicting")
 
 
 def of_dataset(dataset: Any, dev_idx: np.ndarray) -> list[str]:
-    return giveaways(dataset.X[dev_idx], dataset.y[dev_idx], dataset.task, dataset.feature_names)
+    return giveaways(dataset.X[dev_idx], dataset.y[dev_idx], dataset.task, dataset.feature_names,
+                     named_columns=not str(dataset.source).startswith(("npz:", "sklearn:")))
