@@ -182,7 +182,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
     if test is not None:
         _keep_test_out(raw, test, section.duplicates, kind, label, test_label, dropped, warnings, where,
                        images=section.is_images)
-    y_dev, classes, task = _code(raw.y, kind, where)
+    y_dev, classes, task = _code(raw.y, kind, where, f"the target '{section.target or 'y'}' of {label}")
     y_test = _code_test(test.y, classes, kind, test_label, label, where) if test is not None else None
     X = np.concatenate([p.X for p, _ in parts]).astype(np.float32)
     y = y_dev if y_test is None else np.concatenate([y_dev, y_test])
@@ -335,16 +335,18 @@ def _kind(y: np.ndarray, declared: str, known: str | None, where: str) -> str:
     return declared
 
 
-def _code(y: np.ndarray, kind: str, where: str) -> tuple[np.ndarray, list[Any], str]:
+def _code(y: np.ndarray, kind: str, where: str, what: str = "the target") -> tuple[np.ndarray, list[Any], str]:
     if kind == "regression":
         if len(y) > 1 and np.all(y == y[0]):
-            raise DataError(f"the regression target is {y[0].item()!r} in every row: there is nothing to learn",
+            raise DataError(f"{what} is {y[0].item()!r} in every row: there is nothing to learn",
                             source=where, field="data.target", expected="a target that varies")
         return y.astype(np.float32), [], "regression"
     classes, codes = np.unique(y, return_inverse=True)
     if len(classes) < 2:
-        raise DataError("a classification target needs at least two classes", source=where,
-                        field="data.target", found=classes.tolist())
+        raise DataError(f"{what} holds one class in all its {len(y)} rows: a classification target needs at "
+                        f"least two classes", source=where,
+                        field="data.target", expected="a column with two or more classes",
+                        found=classes.tolist())
     if classes.dtype.kind == "f" and len(classes) > MAX_CLASSES_DETECTED and \
             not np.all(classes == np.round(classes)):
         raise DataError(f"the task is classification, but the target holds {len(classes)} different numbers, not "
