@@ -118,6 +118,8 @@ CASES = [
     # -- a study or home that does not exist: a clear error, nothing created ---------------------------
     Case("status of a study not in the store", lambda s, t: ["status", "nope", "--home", s.home], 2,
          ("no study named 'nope'", "one, two")),
+    Case("status of a study named with a typo", lambda s, t: ["status", "twoo", "--home", s.home], 2,
+         ("no study named 'twoo' in this storage (did you mean 'two'?)",)),
     Case("status with a mistyped home", lambda s, t: ["status", "one", "--home", t / "typo"], 2,
          ("no study store", "does not exist", "Nothing was created", "--home"), lambda s, t: [t / "typo"]),
     Case("best with a mistyped home", lambda s, t: ["best", "one", "--home", t / "typo"], 2,

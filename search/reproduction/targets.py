@@ -58,7 +58,7 @@ def load_study(storage_url: str, name: str, writes: str | None = None, flag: str
     except KeyError:
         every = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         names = [n for n in every if ".ablation." not in n]  # a study's own ablation variants are not the user's
-        raise StudyError(f"no study named '{name}' in this storage", field="STUDY",
+        raise StudyError(f"no study named '{name}' in this storage{spaces.did_you_mean(name, names)}", field="STUDY",
                          expected="one of " + (", ".join(names) or "(none yet)")) from None
 
 
