@@ -788,6 +788,11 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
     ("images-link-to-nothing", images(lambda f: (_image_folder(f / "pics", {"a": 6, "b": 6}),
                                                  os.symlink(f / "nowhere.png", f / "pics" / "a" / "gone.png"))),
      ["warning: nothing is searched"], ["1 image link(s) in the class folders of", "a/gone.png", "git annex get"]),
+    # A category only test rows hold was a feature of every model: the test rows decided the inputs.
+    ("a-category-only-in-the-test-rows", csv(_SPLIT.assign(city=["Oslo" if i == 5 else ["Rome", "Bonn"][i % 2]
+                                                                  for i in range(30)]),
+                                             {"split_column": "part", "categorical": "one_hot"}), [],
+     ["features: 5 (a, b, c, city=Bonn, city=Rome)", "value(s) 'Oslo' occur only in the held-out test rows"]),
     # A code of a three-class target (0, 1, 2 for its labels) went without a word: binary targets only.
     ("a-code-of-a-multiclass-target", csv(_frame(30).assign(outcome_code=lambda f: f["label"] * 2.0 + 1)),
      ["column 'outcome_code' sorts the rows into all 3 classes alone"], ["features: 4"]),

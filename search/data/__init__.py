@@ -16,12 +16,13 @@ import numpy as np
 from search.data import _checks, _times
 from search.data._sources import SKLEARN_SETS, Raw, read
 from search.data._leaks import of_dataset as giveaways
+from search.data._test_rows import development_vocabulary as development_vocabulary
 from search.data._test_rows import rare_class_hint as rare_class_hint, spelled_like as spelled_like, \
     split_test as split_test
 from search.errors import DataError
 
-__all__ = ["Dataset", "SKLEARN_SETS", "fingerprint_indices", "giveaways", "load", "rare_class_hint", "spelled_like",
-           "split_test"]
+__all__ = ["Dataset", "SKLEARN_SETS", "development_vocabulary", "fingerprint_indices", "giveaways", "load",
+           "rare_class_hint", "spelled_like", "split_test"]
 
 MAX_CLASSES_DETECTED = 20
 
@@ -224,7 +225,8 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
 def _encode_categories(part: Raw, vocabulary: dict[str, list[str]], where: str) -> None:
     """``data.categorical: one_hot``: each category column as one 0/1 column per value of the source's rows,
     named ``column=value`` and put after the numeric columns. A value the source never shows (in data.test)
-    is all zeros. The values are a vocabulary, not a statistic of the rows, so the whole source gives them."""
+    is all zeros. The whole source gives them here; values only its test rows hold leave the features once the
+    test rows are drawn (_test_rows.development_vocabulary)."""
     if not part.categories:
         return
     blocks, names = [part.X], list(part.feature_names or [])

@@ -166,3 +166,33 @@ def rare_class_hint(dataset: Any, label: Any) -> str:
         return (f" (the target's {len(dataset.classes)} whole numbers are read as classes: set data.task: "
                 f"regression if it is a quantity)")
     return spelled_like(dataset, label)
+
+
+def development_vocabulary(dataset: Dataset, dev: np.ndarray) -> None:
+    """data.categorical: one_hot on drawn test rows: the values that occur only among the test rows leave the
+    features, so their rows have 0 in every column of that category, as a provided test file's unseen values do.
+
+    Their columns were learned from nothing (0 in every training row) yet were inputs of every model: the
+    test rows decided the features. A data.split_column's test rows are rows of the source, and count as drawn.
+    """
+    if not dataset.one_hot or dataset.feature_names is None:
+        return
+    seen = dataset.X[dev].any(axis=0)
+    gone: dict[str, list[str]] = {}
+    keep = np.ones(len(dataset.feature_names), dtype=bool)
+    for name, values in dataset.one_hot.items():
+        for value in values:
+            column = f"{name}={value if value else '(empty)'}"
+            j = dataset.feature_names.index(column)
+            if not seen[j]:
+                keep[j] = False
+                gone.setdefault(name, []).append(value)
+    if not gone:
+        return
+    dataset.X = dataset.X[:, keep]
+    dataset.feature_names = [n for n, k in zip(dataset.feature_names, keep) if k]
+    dataset.one_hot = {name: [v for v in values if v not in gone.get(name, [])]
+                       for name, values in dataset.one_hot.items()}
+    dataset.notes += [f"column '{name}': value(s) {', '.join(map(repr, values[:5]))} occur only in the held-out test "
+                      f"rows, so they are no feature (their rows have 0 in every {name}= column): the test rows "
+                      f"decide nothing the models take" for name, values in gone.items()]

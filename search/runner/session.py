@@ -123,6 +123,7 @@ def prepare_rows(space: Space) -> Prepared:
 def _planned(space: Space, dataset: Any, where: str) -> Prepared:
     time_ordered = space.validation.scheme == "time_series" or dataset.has_order
     dev_idx, test_idx = data.split_test(dataset, space.data.test_fraction, space.study.seed, time_ordered, where)
+    data.development_vocabulary(dataset, dev_idx)
     dev_idx, purged = splits.purge_before_test(space.validation, dataset, dev_idx, test_idx)
     if space.data.duplicates == "keep" and dataset.test_mask is None and not time_ordered:
         _say_kept_repeats(dataset, dev_idx, test_idx)
