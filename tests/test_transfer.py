@@ -96,6 +96,25 @@ def test_an_unknown_cut_layer_is_refused_before_training(files, tmp_path, home, 
         transfer.load_backbone(_settings(files, alpha=0.5), (32, 32))
 
 
+def test_every_combination_a_trial_may_draw_is_built_before_any_trial(files):
+    """A searched cut_at, backbone or weights file was checked at its first value only: a bad choice passed
+    `search check` and failed trial after trial once the run had started."""
+    from search.models import transfer
+
+    shape = (32, 32, 3)
+    searched = _settings(files, cut_at={"choice": ["block_2_add", "block_99_nope"]}, resize={"choice": [0, 48]})
+    with pytest.raises(SpaceError) as err:
+        transfer.preflight(searched, shape, "none", None, "t.yaml")
+    said = str(err.value)
+    assert said.startswith("t.yaml: field 'model.cut_at': a trial may draw resize 0, cut_at 'block_99_nope', which "
+                           "cannot be built: MobileNetV2 has no layer named 'block_99_nope'"), said
+    assert "every combination must work" in said
+    alpha = _settings(files, backbone={"choice": ["MobileNetV2", "MobileNet"]})
+    with pytest.raises(SpaceError, match="a trial may draw backbone 'MobileNet'"):
+        transfer.preflight(alpha, shape, "none", None, "t.yaml")
+    assert transfer.preflight(_settings(files, resize={"int": [32, 48]}), shape, "none", None, "t.yaml") == []
+
+
 def test_untrained_backbone_weights_are_warned_about_before_any_trial(files, tmp_path, home, capsys):
     """Weights saved from weights=None passed every check; every image got the same features (spread 1e-5),
     every trial the same predictions, and the only word was "every trial is underfit: train longer"."""

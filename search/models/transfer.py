@@ -210,7 +210,8 @@ def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: s
     cuts = fixed["cut_at"]["choice"] if is_distribution(fixed["cut_at"]) and "choice" in fixed["cut_at"] else None
     if any(is_distribution(fixed[k]) for k in ("backbone", "weights", "alpha", "resize")) or (
             is_distribution(fixed["cut_at"]) and cuts is None):
-        return []  # searched over; each trial's build checks its own combination
+        _every_combination_builds(fixed, input_shape, search_dir, source)
+        return []
     size = int(fixed["resize"])
     image_hw = (size, size) if size else (int(input_shape[0]), int(input_shape[1]))
     counts, flat = {}, []
@@ -231,6 +232,47 @@ def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: s
                         f"keras.applications.{fixed['backbone']}(include_top=False, weights='imagenet'"
                         f"{', alpha=' + str(fixed['alpha']) if fixed['backbone'] in WITH_ALPHA else ''})")
     return warnings
+
+
+# Each combination a trial may draw is built once before any trial: a few seconds each, so up to this many.
+MAX_COMBINATIONS = 12
+
+
+def _every_combination_builds(fixed: dict[str, Any], input_shape: tuple[int, ...], search_dir: Path | None,
+                              source: str | None) -> None:
+    """A searched backbone, weights file, alpha, cut or size: every combination of them a trial may draw
+    must build, since the sampler draws each on its own. Checked only at the first value before, a bad
+    choice failed trial after trial once the run had started."""
+    import itertools
+
+    from search.models._params import is_distribution
+
+    def values(value: Any) -> list[Any]:
+        if not is_distribution(value):
+            return [value]
+        if "choice" in value:
+            return list(value["choice"])
+        low, high = (value.get("int") or value.get("float"))[:2]
+        return sorted({low, high})  # a size range: its two ends, the smallest image and the largest
+
+    keys = ("backbone", "weights", "alpha", "resize", "cut_at")
+    combinations = list(itertools.product(*(values(fixed[k]) for k in keys)))
+    if len(combinations) > MAX_COMBINATIONS:
+        return  # each trial's build checks its own; too many to build here
+    for combination in combinations:
+        settings = {**fixed, **dict(zip(keys, combination))}
+        size = int(settings["resize"] or 0)
+        image_hw = (size, size) if size else (int(input_shape[0]), int(input_shape[1]))
+        try:
+            load_backbone(settings, image_hw, search_dir, source)
+        except SpaceError as exc:
+            drawn = ", ".join(f"{k} {combination[i]!r}" for i, k in enumerate(keys) if is_distribution(fixed[k]))
+            said = str(exc).removeprefix(f"{exc.source}: " if exc.source else "")
+            said = said.removeprefix(f"field '{exc.field}': " if exc.field else "").rstrip(".")
+            raise SpaceError(f"a trial may draw {drawn}, which cannot be built: {said}. The "
+                             f"searched settings are drawn each on its own, so every combination must work: "
+                             f"drop the choice that fails, or search one backbone (with its weights file) per "
+                             f"study", source=source, field=exc.field or "model.backbone") from None
 
 
 # A backbone's features spread across images by 0.1 to 1 with trained (or BatchNorm-calibrated) weights, and
