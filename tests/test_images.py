@@ -195,6 +195,14 @@ def test_a_cnn_on_flat_rows_is_refused_before_training(write_space, home, capsys
     assert run_cli("run", path, "--home", home) == 2
     err = capsys.readouterr().err
     assert "model.family" in err and "as_images" in err and not home.exists()
+    # Four axes, channels first: read as 3 px high with 16 channels and trained without a word.
+    np.savez(home.parent / "chw.npz", X=np.random.default_rng(0).random((30, 3, 16, 16)), y=np.arange(30) % 2)
+    path = write_space({"data": {"source": f"npz:{home.parent / 'chw.npz'}"},
+                        "model": {"family": "cnn", "dropout": None, "layers": None, "units": None}})
+    assert run_cli("check", path) == 2
+    err = capsys.readouterr().err
+    assert "field 'data.as_images': the cnn family takes images, and these rows of shape (3, 16, 16) are not " \
+           "marked as images" in err and not home.exists()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -55,9 +55,11 @@ def build(model_settings: dict[str, Any], input_shape: tuple[int, ...], head: He
 
 
 def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: str,
-              search_dir: Path | None = None, source: str | None = None, sample: Any = None) -> list[str]:
+              search_dir: Path | None = None, source: str | None = None, sample: Any = None,
+              images: bool = True) -> list[str]:
     """Checks that need the data's shape (or files the family reads), run once before any trial; returns
-    warnings. ``sample``: a few development rows, for checks that look at what the model makes of them."""
+    warnings. ``sample``: a few development rows, for checks that look at what the model makes of them;
+    ``images``: whether the data says its rows are images (an image folder, or data.as_images)."""
     family = model.get("family", "mlp")
     if family.startswith(CUSTOM_PREFIX):
         return []
@@ -70,6 +72,14 @@ def preflight(model: dict[str, Any], input_shape: tuple[int, ...], preprocess: s
                          field="model.family", expected="data from images:<dir>, or an npz X of shape "
                          "(n, h, w) or (n, h, w, c) or sklearn:digits with data.as_images: true",
                          found=f"rows of shape {tuple(input_shape)}")
+    if getattr(module, "IMAGE_INPUT", False) and not images:
+        # Trained as they were: a channels-first (n, 3, 16, 16) array read as 3 px high with 16 channels, and
+        # 0-255 pixels never checked, where data.as_images checks both.
+        raise SpaceError(f"the {family} family takes images, and these rows of shape {tuple(input_shape)} are "
+                         f"not marked as images, so nothing checks that their last axis is the colour channels "
+                         f"or that their pixels lie in [0, 1]", source=source, field="data.as_images",
+                         expected="data.as_images: true (npz or arrays of shape (n, height, width, channels))",
+                         found="as_images not set")
     if hasattr(module, "preflight"):
         return list(module.preflight(model, tuple(input_shape), preprocess, search_dir, source, sample))
     return []

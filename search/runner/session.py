@@ -106,7 +106,7 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
     # After the plan, so that the few images a family's checks look at are development rows.
     dataset.warnings += models.preflight(space.model, dataset.input_shape, space.data.preprocess,
                                          space.path.parent if space.path else None, where,
-                                         sample=dataset.X[np.sort(prepared.dev_idx)[:32]])
+                                         sample=dataset.X[np.sort(prepared.dev_idx)[:32]], images=space.data.is_images)
     dataset.warnings += space_warnings(space, dataset)
     dataset.warnings += plan_warnings(space, prepared.splits, _preflight.gpus(space, threads), dataset)
     dataset.warnings += data.giveaways(dataset, prepared.dev_idx)
