@@ -188,6 +188,17 @@ def test_npz_images_and_digits_as_images(tmp_path):
     assert ds.X.shape == (20, 6, 5, 1) and np.allclose(ds.X[..., 0], pixels / 255.0)
     digits = spaces.validate({"study": {"name": "x"}, "data": {"source": "sklearn:digits", "as_images": True}})
     assert data.load(digits.data, None).X.shape[1:] == (8, 8, 1)
+    # digits' 0-16 stored as uint8 reach the model at 0-0.063 of white: said, with the white level to divide by.
+    from sklearn.datasets import load_digits
+
+    np.savez(tmp_path / "dim.npz", X=load_digits().images[:40].astype(np.uint8), y=np.arange(40) % 2)
+    dim = spaces.validate({"study": {"name": "x"}, "data": {"source": f"npz:{tmp_path / 'dim.npz'}",
+                                                            "as_images": True}})
+    assert any("the brightest pixel of X is 0.0627 of white" in w for w in data.load(dim.data).warnings)
+    np.savez(tmp_path / "f16.npz", X=load_digits().images[:40], y=np.arange(40) % 2)
+    with pytest.raises(DataError, match="X / 16 if 16 is white"):
+        data.load(spaces.validate({"study": {"name": "x"}, "data": {"source": f"npz:{tmp_path / 'f16.npz'}",
+                                                                    "as_images": True}}).data)
 
 
 def test_a_cnn_on_flat_rows_is_refused_before_training(write_space, home, capsys):

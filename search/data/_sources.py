@@ -138,6 +138,7 @@ def _npz(path: Path, section: Any, where: str, split_column: str | None = None,
         [(names[j] if names else f"{x_key}[:, {j}]", X[:, j]) for j in range(X.shape[1])], str(path))
     if getattr(section, "as_images", False):
         X = _npz_images(X, path, where)
+        merges += _dim_pixels(X, path)
     if X.ndim == 2 and np.asarray(y).ndim == 1:  # a frame saved by search.run goes this way too
         _total_rows.refuse_total_row({**{names[j] if names else f"{x_key}[:, {j}]": X[:, j]
                                          for j in range(X.shape[1])}, y_key: y}, path, where, field)
@@ -177,9 +178,26 @@ def _npz_images(X: np.ndarray, path: Path, where: str) -> np.ndarray:
     if low < 0.0 or high > 1.0:
         raise DataError(f"{path}: with as_images, pixels must lie in [0, 1] (or be unsigned integers, scaled by "
                         f"their type's maximum); X ({dtype_name}) runs from {low:g} to {high:g}", source=where,
-                        field="data.as_images", expected="X / 255.0 for 8-bit values stored as floats",
+                        field="data.as_images", expected="X divided by its white level: X / 255.0 for 8-bit "
+                        "values stored as floats" + (f", X / {high:g} if {high:g} is white" if high < 255 else ""),
                         found=f"{low:g}..{high:g}")
     return X[..., None] if X.ndim == 3 else X
+
+
+# Photographs and scans reach past half of white; sklearn's digits stored as uint8 (0-16) reach 0.063.
+DIM_PIXELS = 0.25
+
+
+def _dim_pixels(X: np.ndarray, path: Path) -> list[str]:
+    """Pixels in [0, 1] that use a small part of it: integers whose white is below their type's maximum
+    (digits' 0-16 stored as uint8, divided by 255), or floats divided by the wrong white level."""
+    high = float(X.max()) if X.size else 0.0
+    if not 0.0 < high < DIM_PIXELS:
+        return []
+    return [f"{path}: the brightest pixel of X is {high:.3g} of white, after the scaling data.as_images gives it "
+            f"(unsigned integers divided by their type's maximum): if the images were written with another white "
+            f"level (digits' 16), divide X by it and save floats in [0, 1], or the models see every image near "
+            f"black"]
 
 
 def _images(name: str, section: Any, base_dirs: list[Path], where: str, field: str) -> Raw:
