@@ -416,3 +416,19 @@ def test_the_printed_line_says_how_images_were_prepared_as_they_were():
         in io("images:pics")
     assert "each file resized to 32x32 (data.image_size)" in io("images:pics", image_size=(32, 32))
     assert "unsigned integers divided by their type's maximum (uint8 / 255) and floats as given" in io("npz:x.npz")
+
+
+def test_augment_settings_of_a_builder_are_said_to_be_the_builders_to_apply(tmp_path):
+    """A builder ignoring augment_rotation was shown searching rotations: no Augment layer in any checkpoint."""
+    from search.runner._space_warnings import space_warnings
+
+    (tmp_path / "mynet.py").write_text(
+        "import keras\n\ndef build(settings, input_shape, n_outputs):\n"
+        "    inputs = keras.Input(shape=input_shape)\n"
+        "    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))\n"
+        "    return keras.Model(inputs, keras.layers.Dense(n_outputs, activation='softmax')(x))\n")
+    space = spaces.load({"study": {"name": "aug"}, "data": {"source": "sklearn:digits", "as_images": True},
+                         "model": {"family": f"python:{tmp_path / 'mynet.py'}:build",
+                                   "augment_rotation": {"float": [0.0, 20.0]}}})
+    said = [w for w in space_warnings(space, data.load(space.data)) if "augment_rotation" in w]
+    assert said and "nothing else augments its model" in said[0], said

@@ -43,6 +43,13 @@ def space_warnings(space: Space, dataset: Any) -> list[str]:
                 f"value write {{choice: {value}}}" for key, value in space.model.items()
                 if isinstance(value, list) and key not in ("regularizers", "capacity") and len(value) > 1
                 and all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value)]
+        # The cnn family's names: a builder's model was shown searching rotations it never applied.
+        augments = sorted(key for key in space.model if key.startswith("augment_"))
+        if augments:
+            out.append(f"{', '.join('model.' + k for k in augments)} {'is' if len(augments) == 1 else 'are'} handed "
+                       f"to the builder {space.family} as settings, and nothing else augments its model: its code "
+                       f"must apply them (search.models.layers.Augment(rotation=..., ...) does, as in the cnn "
+                       f"family), or each value is a trial of the same model")
     return out + unused_train_settings(space.train) + repeated_choices(space) + unused_head_settings(space.model)
 
 
