@@ -249,3 +249,28 @@ def test_a_weights_file_replaced_under_its_name_is_not_taken_for_the_same_backbo
         files["weights"].write_bytes(original)
     assert len(optuna.load_study(study_name="shapes-transfer",
                                  storage=f"sqlite:///{transfer_study['home'] / 'optuna.db'}").trials) == 2
+
+
+def test_small_slips_about_weights_and_rotation_are_said_in_words(files, tmp_path, monkeypatch):
+    """~ in model.weights was taken as a folder named ~; a folder was 'does not exist'; an empty weights: was
+    told to fall back on a default of nothing; augment_rotation: 0.5 (a RandomRotation fraction) ran as half
+    a degree without a word."""
+    import shutil
+
+    from search import space as spaces
+    from search.models import transfer
+    from search.runner._space_warnings import space_warnings
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copy(files["weights"], tmp_path / "w.weights.h5")
+    assert transfer.weights_path(_settings(files, weights="~/w.weights.h5"), None) == tmp_path / "w.weights.h5"
+    with pytest.raises(SpaceError, match="is a folder; model.weights names the weights file itself"):
+        transfer.weights_path(_settings(files, weights=str(tmp_path)), None)
+    with pytest.raises(SpaceError) as err:
+        spaces.load({"study": {"name": "w"}, "data": {"source": "sklearn:digits", "as_images": True},
+                     "model": {"family": "transfer", "weights": None}})
+    assert "give one" in str(err.value) and "remove the line" not in str(err.value)
+    space = spaces.load({"study": {"name": "r"}, "data": {"source": "sklearn:digits", "as_images": True},
+                         "model": {"family": "cnn", "augment_rotation": {"float": [0.0, 0.5]}}})
+    said = [w for w in space_warnings(space, None) if "augment_rotation" in w]
+    assert said and "would turn them by up to ±180" in said[0], said

@@ -184,10 +184,15 @@ def weights_path(settings: dict[str, Any], search_dir: Path | None, source: str 
                          field="model.weights", expected="a path to a local weights file")
     tried = []
     for base in [Path.cwd(), *([search_dir] if search_dir else [])]:
-        candidate = (base / given).resolve()
+        candidate = (base / Path(str(given)).expanduser()).resolve()  # ~ as data.source reads it
         if candidate.is_file():
             return candidate
         tried.append(str(candidate))
+    folders = [t for t in dict.fromkeys(tried) if Path(t).is_dir()]
+    if folders:
+        raise SpaceError(f"{folders[0]} is a folder; model.weights names the weights file itself (such as "
+                         f"{folders[0]}/{BACKBONES[name]}.weights.h5)", source=source, field="model.weights",
+                         found=given)
     raise SpaceError("the backbone weights file does not exist (looked at " + " and ".join(dict.fromkeys(tried))
                      + "). " + how, source=source, field="model.weights", found=given)
 

@@ -50,7 +50,23 @@ def space_warnings(space: Space, dataset: Any) -> list[str]:
                        f"to the builder {space.family} as settings, and nothing else augments its model: its code "
                        f"must apply them (search.models.layers.Augment(rotation=..., ...) does, as in the cnn "
                        f"family), or each value is a trial of the same model")
-    return out + unused_train_settings(space.train) + repeated_choices(space) + unused_head_settings(space.model)
+    return out + _rotation_as_a_fraction(space.model) + unused_train_settings(space.train) + \
+        repeated_choices(space) + unused_head_settings(space.model)
+
+
+def _rotation_as_a_fraction(model: dict[str, Any]) -> list[str]:
+    """augment_rotation is in degrees (as ImageDataGenerator's rotation_range); a value up to 1 is Keras'
+    RandomRotation habit, a fraction of a full turn, and here rotates by at most a degree."""
+    value = model.get("augment_rotation")
+    values = ([float(v) for v in value.get("choice") or [] if isinstance(v, (int, float))]
+              or [float(v) for v in (value.get("float") or value.get("int") or [])[:2]]) if isinstance(value, dict) \
+        else [float(value)] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+    top = max(values, default=0.0)
+    if not 0.0 < top <= 1.0:
+        return []
+    return [f"model.augment_rotation is in degrees, and at most {top:g} rotates the images by at most {top:g} "
+            f"degree(s); Keras' RandomRotation({top:g}) would turn them by up to ±{top * 360:g}: for that, write "
+            f"{top * 360:g}"]
 
 
 def _inert_pruners(space: Space) -> list[str]:

@@ -39,8 +39,10 @@ def check_leaves(space: Space, source: str) -> None:
                 raise SpaceError("unknown setting" + where_it_is + ("" if elsewhere else did_you_mean(key, names)),
                                  source=source, field=field, expected="one of " + ", ".join(names), found=key)
             if value is None:
-                raise SpaceError("the value is empty (YAML's null); give one, or remove the line to use the "
-                                 f"default{f' ({spec.default!r})' if spec is not None else ''}", source=source,
+                # A default of nothing (transfer's weights file) is no default to fall back on.
+                default = (f"; or remove the line to use the default ({spec.default!r})"
+                           if spec is not None and spec.default not in ("", None) else "")
+                raise SpaceError(f"the value is empty (YAML's null); give one{default}", source=source,
                                  field=field, expected=spec.check(None) if spec is not None else "a value")
             if is_distribution(value):
                 _check_distribution(value, spec, source, field, space.study.sampler)
