@@ -184,9 +184,10 @@ CASES: list[tuple[str, Builder, str | None, list[str]]] = [
     ("builder-reads-a-misspelt-setting", _builder("return settings['unts']"), "model.family",
      ["the builder python:mynet:build failed", "'units': 6", "KeyError: 'unts'"]),
     ("builder-returns-none", _builder("return None"), "model.family", ["returned NoneType, not a keras.Model"]),
-    ("test-size-1.5", _space({"data": {"test_size": 1.5}}), "data.test_size", ["less than 1", "found 1.5"]),
+    ("test-size-1.5", _space({"data": {"test_size": 1.5}}), "data.test_size",
+     ["expected a number below 1", "found 1.5"]),
     ("holdout-fraction-0", _space({"validation": {"scheme": "holdout", "fraction": 0}}), "validation.fraction",
-     ["greater than 0", "found 0"]),
+     ["out of range; expected a number above 0", "found 0"]),
     ("time-series-shuffle", _space({"validation": {"scheme": "time_series", "shuffle": True}}),
      "validation.shuffle", ["keeps time order", "found True"]),
     ("stratified-k-above-smallest-class",
@@ -249,7 +250,7 @@ CASES: list[tuple[str, Builder, str | None, list[str]]] = [
      ["wider than the range", "at most 0.5"]),
     ("log-as-text", _space({"train": {"learning_rate": {"float": [1e-4, 1e-2], "log": "false"}}}),
      "train.learning_rate.log", ["expected true or false", "found 'false'"]),
-    ("negative-seed", _space({"study": {"seed": -1}}), "study.seed", ["greater than or equal to 0", "found -1"]),
+    ("negative-seed", _space({"study": {"seed": -1}}), "study.seed", ["expected a number at least 0", "found -1"]),
     ("yes-as-a-count", _text("study: {name: x, n_trials: yes}\ndata: {source: 'sklearn:iris'}\n"),
      "study.n_trials", ["yes, no, on and off", "found True"]),
     ("octal-looking-batch-size-is-decimal-and-base-60-is-text",
@@ -773,3 +774,19 @@ def test_time_series_blocks_without_a_rare_class_are_all_named_with_the_remedy(t
     assert "fewer splits (validation.k) or longer blocks (validation.val_size)" in warning
     assert "sorted by class" not in warning
 
+
+
+def test_every_problem_the_schema_finds_is_said_at_once(write_space, capsys):
+    """A file of several mistakes was refused one per run ('2 more problem(s) after this one', never named)."""
+    path = write_space({"study": {"n_trials": 0, "seed": -1}, "validation": {"k": 1}})
+    assert run_cli("check", path) == 2
+    err = capsys.readouterr().err
+    assert "more problem(s): " in err and "field 'study.n_trials': the value must be at least 1" in err
+    assert "field 'validation.k': the value must be at least 2" in err and "Traceback" not in err
+
+
+def test_a_tab_in_the_space_file_is_named_as_one(tmp_path, capsys):
+    path = tmp_path / "t.yaml"
+    path.write_text("study:\n\tname: x\ndata: {source: 'sklearn:iris'}\n")
+    assert run_cli("check", path) == 2
+    assert "at line 2, column 1" in (err := capsys.readouterr().err) and "YAML indents with spaces only" in err

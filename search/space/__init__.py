@@ -85,6 +85,8 @@ def _read(path: str | os.PathLike[str], study_name: str | None) -> tuple[dict[st
             raise SpaceError(f"has a key given twice{where}: {problem}", source=source) from None
         if "<block" in problem:  # PyYAML's words for a layout slip
             problem += " (a key indented less or more than the keys beside it: check that line and the one above)"
+        elif "'\\t'" in problem:
+            problem += " (a tab: YAML indents with spaces only; replace the tabs with spaces)"
         elif "another document" in problem:
             problem += " (a second '---' document: a space file is one document)"
         raise SpaceError(f"is not valid YAML{where}: {problem}", source=source) from None
@@ -193,14 +195,37 @@ def _from_pydantic(exc: ValidationError, source: str) -> SpaceError:
         allowed = _fields_at(err["loc"][:-1])
         return SpaceError("unknown field (check its spelling and section)" + did_you_mean(err["loc"][-1], allowed),
                           source=source, field=field, expected="one of " + ", ".join(allowed) if allowed else None)
-    msg = err["msg"].removeprefix("Value error, ")
+    msg, expected = _pydantic_words(err)
     if err["type"] == "literal_error":
         msg += did_you_mean(err.get("input"), [str(v) for v in (err.get("ctx") or {}).get("expected", "").replace(
             "'", "").replace(" or ", ", ").split(", ") if v])
     if "input" in err and err["input"] is None:
         msg += " (found an empty value, YAML's null)"
-    more = f" ({len(exc.errors()) - 1} more problem(s) after this one)" if len(exc.errors()) > 1 else ""
-    return SpaceError(msg + more, source=source, field=field, found=err.get("input"))
+    # Every problem the schema found, said at once: one per run made a file of six mistakes six runs.
+    others = [f"field '{'.'.join(str(p) for p in e['loc'])}': {_pydantic_words(e)[0]}" for e in exc.errors()[1:]]
+    if not others:
+        return SpaceError("the value is out of range" if expected else msg, source=source, field=field,
+                          expected=expected, found=err.get("input"))
+    found = f" (found {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+    return SpaceError(f"{msg}{found}; {len(others)} more problem(s): " + "; ".join(others[:5])
+                      + ("; ..." if len(others) > 5 else ""), source=source, field=field)
+
+
+_BOUNDS = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "above"),
+           "less_than_equal": ("le", "at most"), "less_than": ("lt", "below")}
+
+
+def _pydantic_words(err: Any) -> tuple[str, str | None]:
+    """A schema error in our words: a bound says what it expects ('at least 1'), not pydantic's sentence."""
+    if err["type"] in _BOUNDS and (err.get("ctx") or {}).get(_BOUNDS[err["type"]][0]) is not None:
+        key, word = _BOUNDS[err["type"]]
+        bound = f"{err['ctx'][key]:g}" if isinstance(err["ctx"][key], (int, float)) else str(err["ctx"][key])
+        return f"the value must be {word} {bound}", f"a number {word} {bound}"
+    if err["type"] == "extra_forbidden":
+        return "unknown field (check its spelling and section)", None
+    if err["type"] == "missing":
+        return "this required field is missing", None
+    return err["msg"].removeprefix("Value error, "), None
 
 
 # What other libraries call our validation schemes (scikit-learn's splitter names, spelled several ways).
