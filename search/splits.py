@@ -327,6 +327,10 @@ def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, wher
         fail(f"{k} folds need at least {k} development rows; there are {n}{held}",
              expected=f"k <= {n}" if n >= 2 else "more rows, or a smaller data.test_size", found=k)
     if scheme == "group_kfold":
+        if dataset.groups is None and str(dataset.source).startswith("sklearn:"):
+            fail(f"group_kfold needs a group column, and the bundled set {dataset.source} has none (data.group "
+                 f"names a column of a CSV or an array of an npz)", "validation.scheme",
+                 expected="kfold or iterated_kfold for a bundled set", found=scheme)
         if dataset.groups is None:
             fail("group_kfold needs a group column", "data.group", expected="data.group: <column name>")
         n_groups = len(np.unique(dataset.groups[dev_idx]))
