@@ -24,6 +24,9 @@ def study(write_space, home):
     ({"model": {"dropout": {"choice": [0.0, 0.3]}}}, "model.dropout", "Optuna cannot continue a setting whose kind"),
     ({"validation": {"k": 2}}, "validation.k", "other split rows: validation.k was 3, now 2"),
     ({"study": {"seed": 7}}, "study.seed", "other test rows: study.seed was 0, now 7"),
+    # k of the k-fold it was is no setting of the hold-out it is now: "validation.k was 3, now 5" was said too.
+    ({"validation": {"scheme": "holdout", "k": 5}}, "validation.scheme",
+     "other split rows: validation.scheme was kfold, now holdout; its trials"),
     # A key the first file did not write: it had been blamed on the data ("restore the original data").
     ({"validation": {"stratify": False}}, "validation.stratify",
      "other split rows: validation.stratify was unset (its default), now False"),
@@ -41,6 +44,7 @@ def test_an_edit_optuna_or_the_splits_cannot_continue_is_refused_before_any_tria
         assert run_cli(command, path, "--home", home) == 2
         err = capsys.readouterr().err
         assert f"field '{field}'" in err and words in err and "Traceback" not in err
+        assert "validation.k was" not in err or edit.get("validation", {}).get("scheme") != "holdout"
     trials = optuna.load_study(study_name="kept", storage=f"sqlite:///{home / 'optuna.db'}").trials
     assert [t.state.name for t in trials] == ["COMPLETE"]  # no failed trial left behind
 

@@ -22,11 +22,11 @@ from search.space._checks import check_leaves
 from search.space._enqueue import enqueued_params
 from search.space._schema import (CAPACITY_KEYS, DIST_KEYS, SECTIONS_WITH_DISTRIBUTIONS, Space, flatten,
                                   is_distribution, nest)
-from search.space._sections import NAME, SEED_TRIAL_ATTR, DataSection, StudySection, ValidationSection
+from search.space._sections import NAME, SCHEME_READS, SEED_TRIAL_ATTR, DataSection, StudySection, ValidationSection
 
-__all__ = ["CAPACITY_KEYS", "DIST_KEYS", "SECTIONS_WITH_DISTRIBUTIONS", "SEED_TRIAL_ATTR", "DataSection", "Space",
-           "StudySection", "ValidationSection", "dump_yaml", "enqueued_params", "flatten", "is_distribution", "load",
-           "nest", "parse", "parse_yaml", "read", "validate"]
+__all__ = ["CAPACITY_KEYS", "DIST_KEYS", "SCHEME_READS", "SECTIONS_WITH_DISTRIBUTIONS", "SEED_TRIAL_ATTR",
+           "DataSection", "Space", "StudySection", "ValidationSection", "dump_yaml", "enqueued_params", "flatten",
+           "is_distribution", "load", "nest", "parse", "parse_yaml", "read", "validate"]
 
 
 def load(path: str | os.PathLike[str] | Mapping[str, Any], study_name: str | None = None) -> Space:

@@ -246,7 +246,7 @@ class DataSection(_Strict):
 
 
 # The validation settings each scheme reads; another one given is ignored, and a warning says so.
-_SCHEME_READS = {"holdout": {"fraction", "stratify", "shuffle"}, "kfold": {"k", "stratify", "shuffle"},
+SCHEME_READS = {"holdout": {"fraction", "stratify", "shuffle"}, "kfold": {"k", "stratify", "shuffle"},
                  "iterated_kfold": {"k", "repeats", "stratify", "shuffle"},
                  "group_kfold": {"k", "stratify", "shuffle"},
                  "time_series": {"k", "gap", "max_train_size", "val_size", "stratify", "shuffle"}}
@@ -265,7 +265,7 @@ class ValidationSection(_Strict):
 
     def unread(self) -> list[str]:
         """The settings with a value that this scheme does not read (``repeats`` for plain k-fold ...)."""
-        reads = _SCHEME_READS[self.scheme]
+        reads = SCHEME_READS[self.scheme]
         return [name for name in ("k", "repeats", "fraction", "gap", "max_train_size", "val_size") if name not in reads]
 
     # Field validators (not one model validator), so that a message names validation.shuffle itself.

@@ -57,8 +57,13 @@ def _changed_plan(before: str | None, space: Space) -> list[str]:
     # A key the stored file did not write had its default then (stratify: unset, not this file's false).
     defaults = ValidationSection().model_dump(mode="json")
     out = []
+    from search.space import SCHEME_READS
+
+    # A setting the new scheme does not read changes none of its splits (k of a hold-out): not said.
+    read = {"scheme"} | SCHEME_READS.get(now["validation"]["scheme"], set(now["validation"]))
     for section, key in (("study", "seed"), ("data", "test_size"), ("data", "test"), ("data", "split_column"),
-                         ("data", "group"), ("data", "order"), *(("validation", k) for k in now["validation"])):
+                         ("data", "group"), ("data", "order"),
+                         *(("validation", k) for k in now["validation"] if k in read)):
         default = defaults.get(key) if section == "validation" else None
         was, is_now = (old.get(section) or {}).get(key, default), now[section].get(key)
         if was != is_now:
