@@ -156,6 +156,8 @@ def test_continuing_a_study_with_changed_settings_says_so(write_space, home, tmp
     stored = _study(home, "moved").user_attrs["space_yaml"]
     raised = spaces.load(write_space(merge(fast, {"study": {"n_trials": 2}}), name="raised.yaml"))
     assert changed_settings(stored, raised) == []  # a raised budget changes no trial's settings
+    pruned = spaces.load(write_space(merge(fast, {"study": {"n_trials": 2, "pruner": "none"}}), name="p.yaml"))
+    assert changed_settings(stored, pruned) == ["study.pruner: median -> none"]  # later trials judged otherwise
     capsys.readouterr()
     changed = merge(fast, {"study": {"n_trials": 2}, "model": {"units": 16}, "train": {"batch_size": 8}})
     # `search check` with the run's stores says what the run will do, creating nothing.

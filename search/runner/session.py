@@ -146,7 +146,8 @@ def _say_kept_repeats(dataset: Any, dev_idx: np.ndarray, test_idx: np.ndarray) -
 
 
 def changed_settings(before: str | None, space: Space) -> list[str]:
-    """The model and train settings (fixed values and ranges) that differ from the study's stored space."""
+    """The model and train settings (fixed values and ranges), the rows' scaling and filling, and the sampler and
+    pruners, where they differ from the study's stored space."""
     from search import space as spaces
 
     if not before:
@@ -159,8 +160,11 @@ def changed_settings(before: str | None, space: Space) -> list[str]:
     # How the rows are scaled and filled changes what every later trial trains on, as a train setting does.
     for key in ("preprocess", "missing"):
         old[f"data.{key}"], new[f"data.{key}"] = getattr(old_space.data, key), getattr(space.data, key)
+    # Which settings later trials are drawn by and cut by: the earlier ones were chosen and judged otherwise.
+    for key in ("sampler", "pruner", "split_pruner"):
+        old[f"study.{key}"], new[f"study.{key}"] = getattr(old_space.study, key), getattr(space.study, key)
     keys = sorted(k for k in set(old) | set(new)
-                  if k.split(".")[0] in ("model", "train", "data") and old.get(k) != new.get(k))
+                  if k.split(".")[0] in ("model", "train", "data", "study") and old.get(k) != new.get(k))
     return [f"{k}: {_shown(old.get(k))} -> {_shown(new.get(k))}" for k in keys]
 
 
