@@ -177,7 +177,7 @@ def trial_rows(study: Any, top: int = 10) -> list[dict[str, Any]]:
                      "metric_value": t.user_attrs.get(metric_key, math.nan) if metric_key else math.nan,
                      "baseline": bool(t.user_attrs.get("baseline")), "params": settings_of(t, sampled),
                      "unregularized": bool(t.user_attrs.get("unregularized", True)),
-                     "kept_on": t.user_attrs.get("kept_on")})
+                     "kept_on": t.user_attrs.get("kept_on"), "n_splits": len(t.user_attrs.get("splits", []))})
     if baseline is not None and chosen and chosen[0] is not baseline:
         rows[0]["fixed_differ"] = _fixed_differences(study, baseline, chosen[0], sampled)
     return rows
@@ -227,6 +227,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         out.append(f"\nbest trial {best['trial']} vs {what} (trial {base['trial']}): "
                    f"val_loss {best['value']:.4g} vs {base['value']:.4g} ({gain:.1f}% lower), "
                    f"{metric} {best['metric_value']:.4g} vs {base['metric_value']:.4g}")
+        if noise := _within_noise(best, base):
+            out.append(noise)
         # The gap was read as what regularization bought, where the two also differ in capacity or learning rate.
         # A regularizer is off in the baseline (0, false, none, or switched off with or_off): not counted here.
         others = [_short(p) for p in param_names if f"{p}.on" not in base["params"]
@@ -240,6 +242,20 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                        f"{'; '.join(fixed[:6])}{'; ...' if len(fixed) > 6 else ''}, from the baseline's value to "
                        f"its own)")
     return "\n".join(out)
+
+
+def _within_noise(best: dict[str, Any], base: dict[str, Any]) -> str:
+    """The headline's gap, where two standard errors of the two means over their splits cover it: a gain of
+    seed and split noise was quoted as what the best trial's settings bought."""
+    errors = [r["std"] / math.sqrt(r["n_splits"]) for r in (best, base)
+              if r.get("n_splits", 0) > 1 and math.isfinite(r["std"])]
+    if len(errors) < 2:
+        return ""
+    band = 2 * math.sqrt(errors[0] ** 2 + errors[1] ** 2)
+    if not base["value"] - best["value"] < band:
+        return ""
+    return (f"  (within the noise of the splits: the gap {base['value'] - best['value']:.3g} is less than two "
+            f"standard errors of the two means, {sig(band)}; not told apart from chance)")
 
 
 def format_counts(counts: dict[str, int], budget: int | None = None) -> str:
