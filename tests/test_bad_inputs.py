@@ -733,6 +733,9 @@ def test_kept_copies_that_land_on_both_sides_of_the_drawn_test_rows_are_warned_a
                                                                          "duplicates": "keep"}}))
     warnings = session.prepare(spaces.load(path)).summary.warnings
     assert any("have the same features as a held-out test row (data.duplicates: keep" in w for w in warnings), warnings
+    # And across each split's training and validation rows, which chose the settings that memorize.
+    assert any("validation row(s) of the splits have the same features as a training row of their split" in w
+               for w in warnings), warnings
 
 
 def test_a_store_made_by_an_older_optuna_is_refused_with_optunas_upgrade_command(tmp_path: Path) -> None:

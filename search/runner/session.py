@@ -125,18 +125,27 @@ def _planned(space: Space, dataset: Any, where: str) -> Prepared:
     dev_idx, test_idx = data.split_test(dataset, space.data.test_fraction, space.study.seed, time_ordered, where)
     data.development_vocabulary(dataset, dev_idx)
     dev_idx, purged = splits.purge_before_test(space.validation, dataset, dev_idx, test_idx)
-    if space.data.duplicates == "keep" and dataset.test_mask is None and not time_ordered:
-        _say_kept_repeats(dataset, dev_idx, test_idx)
     plan = splits.plan(space.validation, dataset, dev_idx, space.study.seed, where, purged)
+    if space.data.duplicates == "keep" and not time_ordered:
+        _say_kept_repeats(dataset, dev_idx, test_idx, plan)
     return Prepared(space, dataset, dev_idx, test_idx, plan)
 
 
-def _say_kept_repeats(dataset: Any, dev_idx: np.ndarray, test_idx: np.ndarray) -> None:
-    """data.duplicates: keep, test rows drawn from the same rows: copies of a row (an oversampled class) land
-    on both sides, so training sees test rows. Provided test rows are checked as they are read."""
+def _say_kept_repeats(dataset: Any, dev_idx: np.ndarray, test_idx: np.ndarray, plan: list[Any]) -> None:
+    """data.duplicates: keep: copies of a row (an oversampled class) land on both sides of the drawn test rows,
+    so training sees test rows, and on both sides of the splits, so a validation score is partly a training
+    score and picks the settings that memorize best. Provided test rows are checked as they are read."""
     from search.data._checks import repeats_of
 
-    n = int(repeats_of(dataset.X[dev_idx], dataset.X[test_idx]).sum())
+    validated = set()
+    for split in plan:
+        validated.update(np.asarray(split.val)[repeats_of(dataset.X[split.val], dataset.X[split.train])].tolist())
+    if validated:
+        dataset.warnings.append(f"{len(validated)} validation row(s) of the splits have the same features as a "
+                                f"training row of their split (data.duplicates: keep): those validation losses "
+                                f"are partly training losses, which favours the settings that memorize most; "
+                                f"drop the copies (data.duplicates: drop, the default)")
+    n = int(repeats_of(dataset.X[dev_idx], dataset.X[test_idx]).sum()) if dataset.test_mask is None else 0
     if n:
         dataset.warnings.append(f"{n} development row(s) have the same features as a held-out test row "
                                 f"(data.duplicates: keep, so copies of a row, such as an oversampled class, land "
