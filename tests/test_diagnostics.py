@@ -380,5 +380,5 @@ def test_a_study_of_models_no_better_than_the_mean_on_a_skewed_target_is_underfi
            f"{1 - share:.3g})" in said.out, said.out
     assert share > 0.9
     # Worse than chance is not "near" it (a rare class's study read "stays near" at 427 % of chance).
-    assert (f"stays above the loss of predicting the class shares (or the mean): the best trial's is {share:.0%} of it"
+    assert (f"stays above the loss of predicting the training rows' mean: the best trial's is {share:.0%} of it"
             if share > 1.05 else "stays near the loss of predicting") in said.out, said.out

@@ -479,7 +479,7 @@ def test_the_headline_against_the_baseline_names_the_other_settings_it_differs_i
                                      "model.l2.on": True, "model.l2": 0.001})
     table = format_table([best, base])
     assert "best trial 3 vs the unregularized baseline (trial 0): val_loss 0.01119 vs 0.04384 (74.5% lower)" in table
-    assert "(the two also differ in units, learning_rate: the gap is all of it together; the ablation measures " \
+    assert "(the two also differ in units, learning_rate: the gap is all of it together; `search ablate` measures " \
            "what the regularizers alone buy)" in table
     same = row(5, 0.02, False, **{"model.units": 32, "train.learning_rate": 0.003, "model.dropout": 0.3,
                                   "model.l2.on": False})

@@ -238,6 +238,9 @@ def test_removed_checkpoints_are_retrained_to_the_same_models(study_run, capsys)
 
 
 def test_verify_reports_a_mismatch_when_a_setting_changed(study_run, tmp_path, capsys):
+    # A config that is not there is named by the option (it read as a missing space file).
+    assert run_cli("reproduce", NAME, "--config", tmp_path / "nope.yaml", "--home", study_run["home"]) == 2
+    assert "field '--config': the config file does not exist" in capsys.readouterr().err
     path = _export(study_run, tmp_path / "best.yaml")
     config = yaml.safe_load(path.read_text())
     config["train"]["learning_rate"] *= 3

@@ -60,7 +60,9 @@ def test_a_regression_test_look_reports_rmse_and_r2(write_space, home, capsys):
     y_test = prepared.dataset.y[prepared.test_idx].astype(np.float64)
     assert metrics["test_rmse"] == pytest.approx(np.sqrt(metrics["test_loss"]), rel=1e-6)
     assert metrics["test_r2"] == pytest.approx(1 - metrics["test_loss"] / np.var(y_test), rel=1e-6)
-    assert f"RMSE {metrics['test_rmse']:.4g}, R² {metrics['test_r2']:.4g}" in line
+    # R² is against the test rows' own mean, said so beside the share of the development rows' mean's loss.
+    assert f"RMSE {metrics['test_rmse']:.4g}, R² {metrics['test_r2']:.4g} against the test rows' own mean" in line
+    assert "of the chance-level" in line and "recall by class" not in capsys.readouterr().out
     assert metrics["ensemble_test_rmse"] > 0 and "ensemble_test_r2" in metrics  # the split models' average too
 
 

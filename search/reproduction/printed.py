@@ -23,6 +23,16 @@ def _against_chance(report: "Report") -> str:
             f"always predicting {_prior(report)})")
 
 
+def _scores(scores: dict[str, float]) -> str:
+    """The more scores, R² named as against the test rows' own mean: beside a chance share against the
+    development rows' mean, 'R² -0.34' and '80% of chance' read as opposite verdicts."""
+    text = scoring.scores_text(scores)
+    if "r2" not in scores:
+        return text
+    said = f"R² {scores['r2']:.4g}"
+    return text.replace(said, f"{said} against the test rows' own mean")
+
+
 def print_report(report: "Report", looks: list[dict[str, Any]], out: TextIO) -> None:
     """What reproduce prints: the final model, its one look at the test rows, the split models' alarm, where
     the model went and what it takes."""
@@ -31,13 +41,12 @@ def print_report(report: "Report", looks: list[dict[str, Any]], out: TextIO) -> 
     lines = [f"  final model: all development rows, {report.epochs} epoch(s) ({report.epoch_rule})",
              *([f"  {report.epoch_note}"] if report.epoch_note else []),
              f"  test set ({look}): loss {report.test_loss:.4g}{_against_chance(report)}, {m} "
-             f"{report.test_metric:.4g}" + (f" ({scoring.scores_text(report.test_scores)})" if report.test_scores
-                                            else ""),
+             f"{report.test_metric:.4g}" + (f" ({_scores(report.test_scores)})" if report.test_scores else ""),
              *([f"  recall by class (test rows of each class predicted as it), lowest first: "
                 f"{scoring.recall_text(report.recalls)}"] if report.recalls else []),
              f"  ensemble of the split models (averaged predictions): loss {report.ensemble_loss:.4g}, "
              f"{m} {report.ensemble_metric:.4g}"
-             + (f" ({scoring.scores_text(report.ensemble_scores)})" if report.ensemble_scores else ""),
+             + (f" ({_scores(report.ensemble_scores)})" if report.ensemble_scores else ""),
              # Always right below the split models' ensemble, whichever optional lines come above.
              *([f"  ensemble of the final models of trials {', '.join(map(str, report.ensemble_trials))} "
                 f"(averaged predictions, the same look): loss {report.top_ensemble_loss:.4g}, "
@@ -47,8 +56,9 @@ def print_report(report: "Report", looks: list[dict[str, Any]], out: TextIO) -> 
     if report.test_loss >= report.test_chance_loss > 0:
         lines.append(f"warning: the final model's test loss {report.test_loss:.4g} is no better than the "
                      f"{report.test_chance_loss:.4g} of always predicting {_prior(report)}: on the test rows it "
-                     f"has learned nothing that holds (compare the recall by class, and the validation loss "
-                     f"against chance in `search best`)")
+                     f"has learned nothing that holds (compare "
+                     + ("the recall by class, and " if report.recalls else "")
+                     + "the validation loss against chance in `search best`)")
     if report.alarm.fired:
         lines.append("warning: " + report.alarm.warning())
     lines.append(f"  MLflow run {report.run_id}: model at runs:/{report.run_id}/model, file final_model.keras; "

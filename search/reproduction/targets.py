@@ -66,6 +66,9 @@ def locate(study: Any, tracking_uri: str, trial: int | None = None, run_id: str 
            config: Path | None = None) -> Target:
     """The trial to reproduce: by number, by its MLflow run id, from a fixed config file, or the best one."""
     if config is not None:
+        if not Path(config).is_file():  # said as the space file's absence, the option went unnamed
+            raise SpaceError("the config file does not exist", source=str(config), field="--config",
+                             expected="a file `search best STUDY --export FILE` wrote")
         space = spaces.load(config)
         if space.distributions():
             raise SpaceError("a config to reproduce must fix every value; `search best --export FILE` writes "

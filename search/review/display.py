@@ -236,7 +236,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                   and best["params"].get(p) != base["params"].get(p)]
         if others:
             out.append(f"  (the two also differ in {', '.join(others[:6])}{', ...' if len(others) > 6 else ''}: "
-                       f"the gap is all of it together; the ablation measures what the regularizers alone buy)")
+                       f"the gap is all of it together; `search ablate` measures what the regularizers alone buy)")
         if fixed := best.get("fixed_differ"):
             out.append(f"  (the space file was edited between them: trial {best['trial']} ran with "
                        f"{'; '.join(fixed[:6])}{'; ...' if len(fixed) > 6 else ''}, from the baseline's value to "

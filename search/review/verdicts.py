@@ -32,10 +32,12 @@ def why_ended(study: Any) -> list[str]:
     if complete and all(t.user_attrs["fit"] == "underfit" for t in complete):
         # The table's gains over the baseline would otherwise read as progress: both sit near chance.
         share = _chance_share(study)
-        where = (f"above the loss of predicting the class shares (or the mean): the best trial's is {share:.0%} of "
-                 f"it, worse than that base rate, so no trial learned it" if share is not None and share > 1.05 else
-                 "near the loss of predicting the class shares (or the mean), so no trial learned much beyond the "
-                 "base rate")
+        base = ("predicting the training rows' mean" if study.user_attrs.get("task") == "regression" else
+                "predicting the class shares" if study.user_attrs.get("task") else
+                "predicting the class shares (or the mean)")
+        where = (f"above the loss of {base}: the best trial's is {share:.0%} of it, worse than that base rate, so "
+                 f"no trial learned it" if share is not None and share > 1.05 else
+                 f"near the loss of {base}, so no trial learned much beyond the base rate")
         lines.append(f"warning: every complete trial ({len(complete)}) is underfit: its validation loss stays "
                      f"{where}, and gains over the baseline are small steps near chance. Train "
                      f"longer (train.epochs), search a higher learning rate or more capacity, and check that the "
