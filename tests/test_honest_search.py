@@ -209,6 +209,9 @@ def test_reproduce_with_an_ensemble_of_the_top_trials_in_the_same_look(small_stu
     report = small_study["tmp"] / "ens.html"
     assert run_cli("report", "ens", "--home", home, "--out", report) == 0
     assert "<h2>The test rows</h2><p>test rows: looked at" in report.read_text()
+    # With the scores the terminal printed beside the loss (the report showed the loss alone).
+    assert f"accuracy {looks[-1]['scores']['test_accuracy']:.4g}, balanced accuracy " in report.read_text()
+    assert "loss / chance " in report.read_text()
 
 
 def test_every_look_at_the_test_rows_is_recorded_and_a_repeat_is_counted(small_study, capsys):

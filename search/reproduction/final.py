@@ -187,7 +187,10 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
     report.builder_changed = builder_now is not None
     looks = looks_module.record(study, trial.number, _by_full_paths(target, settings, builder_now), epochs,
                               ensemble=len(report.ensemble_trials) or 1, test_loss=report.test_loss,
-                              members=member_configs, rows=prepared.attrs().get("test_fingerprint"))
+                              members=member_configs, rows=prepared.attrs().get("test_fingerprint"),
+                              scores={f"test_{report.metric_name}": report.test_metric, **report.test_scores,
+                                      **({"chance_share": report.test_loss / report.test_chance_loss}
+                                         if report.test_chance_loss > 0 else {})})
     report.run_id = _log(target, options, report, prepared, settings, final, history, looks)
     if options.register:
         from search import tracking

@@ -17,7 +17,8 @@ def config_hash(settings: dict[str, dict[str, Any]]) -> str:
 
 def record(study: Any, trial: int, settings: dict[str, dict[str, Any]], epochs: int,
                       ensemble: int = 1, test_loss: float | None = None,
-                      members: list[str] | None = None, rows: str | None = None) -> list[dict[str, Any]]:
+                      members: list[str] | None = None, rows: str | None = None,
+                      scores: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """Record this look at the test rows (trial, config hash, epochs); return every look so far at the
     same rows.
 
@@ -35,6 +36,8 @@ def record(study: Any, trial: int, settings: dict[str, dict[str, Any]], epochs: 
                   "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   **({"members": list(members)} if members else {}),
                   **({"rows": rows} if rows and rows != own else {}),
+                  # The scores a reader compares (RMSE, R², the share of chance), for the report as printed.
+                  **({"scores": {k: float(v) for k, v in scores.items() if np.isfinite(v)}} if scores else {}),
                   **({"test_loss": float(test_loss)} if test_loss is not None and np.isfinite(test_loss) else {})})
     study.set_user_attr("test_looks", looks)
     at = looks[-1].get("rows")

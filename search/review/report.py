@@ -135,10 +135,20 @@ def _test_section(study: Any) -> str:
     rows = "".join(f"<tr><td>{e(str(look.get('time', '')))}</td><td>{e(str(look.get('trial')))}</td>"
                    f"<td>{e(str(look.get('ensemble', 1)))}</td><td>{e(str(look.get('epochs', '')))}</td>"
                    f"<td>{_number(look['test_loss']) if isinstance(look.get('test_loss'), (int, float)) else '-'}"
-                   f"</td></tr>" for look in looks)
-    table = ("<table><tr><th>when (UTC)</th><th>trial</th><th>ensemble</th><th>epochs</th><th>test loss</th></tr>"
-             + rows + "</table>") if looks else ""
+                   f"</td><td>{e(_look_scores(look))}</td></tr>" for look in looks)
+    table = ("<table><tr><th>when (UTC)</th><th>trial</th><th>ensemble</th><th>epochs</th><th>test loss</th>"
+             "<th>scores</th></tr>" + rows + "</table>") if looks else ""
     return f"<h2>The test rows</h2><p>{e(test_looks(study))}</p>{table}"
+
+
+def _look_scores(look: dict[str, Any]) -> str:
+    """The scores the terminal printed with a look: its metric, RMSE and R² (against the test rows' own mean)
+    or balanced accuracy, and its loss as a share of always predicting the development rows' prior."""
+    scores = look.get("scores") or {}
+    names = {"rmse": "RMSE", "r2": "R² (vs the test rows' mean)", "balanced_accuracy": "balanced accuracy",
+             "roc_auc": "ROC AUC", "chance_share": "loss / chance"}
+    return ", ".join(f"{names.get(k, k.removeprefix('test_'))} "
+                     + (f"{v:.0%}" if k == "chance_share" else f"{v:.4g}") for k, v in scores.items()) or "-"
 
 
 def render(result: review.Review, extra: str = "") -> str:
