@@ -8,6 +8,7 @@ import time
 from typing import Any, Callable, TextIO
 
 from search._numbers import sig
+from search.review._baseline_gap import fixed_differences, within_noise
 from search.runner.results import SplitResult, TrialListener, TrialOutcome, settings_of
 
 
@@ -179,26 +180,8 @@ def trial_rows(study: Any, top: int = 10) -> list[dict[str, Any]]:
                      "unregularized": bool(t.user_attrs.get("unregularized", True)),
                      "kept_on": t.user_attrs.get("kept_on"), "n_splits": len(t.user_attrs.get("splits", []))})
     if baseline is not None and chosen and chosen[0] is not baseline:
-        rows[0]["fixed_differ"] = _fixed_differences(study, baseline, chosen[0], sampled)
+        rows[0]["fixed_differ"] = fixed_differences(study, baseline, chosen[0], sampled)
     return rows
-
-
-def _fixed_differences(study: Any, before: Any, after: Any, sampled: set[str]) -> list[str]:
-    """The settings the space file fixes that differ between two trials run under different versions of it
-    (edited between runs): the table shows sampled values only, and the headline compared such trials as if
-    only those differed."""
-    from search import space as spaces
-    from search.runner.session import changed_settings
-    from search.studies import space_versions
-
-    old, new = space_versions.of_trial(study, before), space_versions.of_trial(study, after)
-    if not old or not new or old == new:
-        return []
-    try:
-        later = spaces.validate(spaces.parse_yaml(new))
-    except Exception:  # a version that no longer validates (its builder gone): nothing to compare
-        return []
-    return [line for line in changed_settings(old, later) if line.split(":", 1)[0] not in sampled]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -227,7 +210,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         out.append(f"\nbest trial {best['trial']} vs {what} (trial {base['trial']}): "
                    f"val_loss {best['value']:.4g} vs {base['value']:.4g} ({gain:.1f}% lower), "
                    f"{metric} {best['metric_value']:.4g} vs {base['metric_value']:.4g}")
-        if noise := _within_noise(best, base):
+        if noise := within_noise(best, base):
             out.append(noise)
         # The gap was read as what regularization bought, where the two also differ in capacity or learning rate.
         # A regularizer is off in the baseline (0, false, none, or switched off with or_off): not counted here.
@@ -242,20 +225,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                        f"{'; '.join(fixed[:6])}{'; ...' if len(fixed) > 6 else ''}, from the baseline's value to "
                        f"its own)")
     return "\n".join(out)
-
-
-def _within_noise(best: dict[str, Any], base: dict[str, Any]) -> str:
-    """The headline's gap, where two standard errors of the two means over their splits cover it: a gain of
-    seed and split noise was quoted as what the best trial's settings bought."""
-    errors = [r["std"] / math.sqrt(r["n_splits"]) for r in (best, base)
-              if r.get("n_splits", 0) > 1 and math.isfinite(r["std"])]
-    if len(errors) < 2:
-        return ""
-    band = 2 * math.sqrt(errors[0] ** 2 + errors[1] ** 2)
-    if not base["value"] - best["value"] < band:
-        return ""
-    return (f"  (within the noise of the splits: the gap {base['value'] - best['value']:.3g} is less than two "
-            f"standard errors of the two means, {sig(band)}; not told apart from chance)")
 
 
 def format_counts(counts: dict[str, int], budget: int | None = None) -> str:
