@@ -58,10 +58,11 @@ def _rotation_as_a_fraction(model: dict[str, Any]) -> list[str]:
     """augment_rotation is in degrees (as ImageDataGenerator's rotation_range); a value up to 1 is Keras'
     RandomRotation habit, a fraction of a full turn, and here rotates by at most a degree."""
     value = model.get("augment_rotation")
-    values = ([float(v) for v in value.get("choice") or [] if isinstance(v, (int, float))]
-              or [float(v) for v in (value.get("float") or value.get("int") or [])[:2]]) if isinstance(value, dict) \
-        else [float(value)] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
-    top = max(values, default=0.0)
+    if isinstance(value, dict):  # a distribution: its choices, or its range's two ends
+        values = value.get("choice") or (value.get("float") or value.get("int") or [])[:2]
+    else:
+        values = [value]
+    top = max((float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)), default=0.0)
     if not 0.0 < top <= 1.0:
         return []
     return [f"model.augment_rotation is in degrees, and at most {top:g} rotates the images by at most {top:g} "

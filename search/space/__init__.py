@@ -206,7 +206,9 @@ def _from_pydantic(exc: ValidationError, source: str) -> SpaceError:
     if not others:
         return SpaceError("the value is out of range" if expected else msg, source=source, field=field,
                           expected=expected, found=err.get("input"))
-    found = f" (found {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+    # An empty value says so above already; a mapping is the section itself, too long to show.
+    found = f" (found {err['input']!r})" if err.get("input") is not None and not isinstance(err["input"], dict) \
+        else ""
     return SpaceError(f"{msg}{found}; {len(others)} more problem(s): " + "; ".join(others[:5])
                       + ("; ..." if len(others) > 5 else ""), source=source, field=field)
 
