@@ -179,6 +179,7 @@ def test_two_workers_finish_exactly_the_budget_without_duplicates(write_space, h
     # The workers run quiet; the parent says every finished trial, so several workers show progress too.
     said = re.findall(r"trial (\d)/6 \(#(\d+)\) (complete|pruned)", err)
     assert sorted(int(done) for done, _, _ in said) == [1, 2, 3, 4, 5, 6], err
+    assert not re.search(r"val_loss [0-9.]+ ±", err), "one split (a hold-out) has no spread to show"
     study = _study(home, "pair")
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(finished) == 6
@@ -193,6 +194,24 @@ def test_two_workers_finish_exactly_the_budget_without_duplicates(write_space, h
     best_two = {t.number for t in sorted(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)),
                                          key=lambda t: t.value)[:2]}
     assert {int(p.name.removeprefix("trial_")) for p in (home / "checkpoints" / "pair").iterdir()} == best_two
+
+
+def test_a_run_whose_budget_is_held_by_another_workers_running_trial_starts_none(write_space, home, capsys):
+    """A worker with nothing left to do asked for one more trial and closed it as over the budget: every run
+    of several workers ended with a failed trial in its table (and the parent started a new worker for it)."""
+    from search.studies._identity import worker_identity
+
+    space = write_space({"study": {"name": "held", "n_trials": 2}})
+    assert run_cli("run", space, "--home", home) == 0
+    held = _study(home, "held").ask()  # another worker's trial, alive (its pid is this test's)
+    held.set_user_attr("worker", worker_identity())
+    space.write_text(space.read_text().replace("n_trials: 2", "n_trials: 3"))
+    capsys.readouterr()
+    assert run_cli("run", space, "--home", home) == 0
+    out = capsys.readouterr().out
+    states = sorted(t.state.name for t in _study(home, "held").trials)
+    assert states == ["COMPLETE", "COMPLETE", "RUNNING"], (states, out)
+    assert "fail" not in out, out
 
 
 def test_the_parent_says_the_trials_that_finish_in_its_last_two_seconds(capsys):

@@ -80,8 +80,9 @@ class Progress(TrialListener):
             self.done += 1
             if self.best is None or outcome.value < self.best[0]:
                 self.best, mark = (outcome.value, trial.number), "  ← best so far"
-            text = f"val_loss {outcome.value:.4g} ± {sig(outcome.value_std)}, {outcome.metric_name} " \
-                   f"{outcome.metric_mean:.4g}"
+            # One split has no spread to show: "± 0" would read as a measured one.
+            spread = f" ± {sig(outcome.value_std)}" if len(outcome.splits) > 1 else ""
+            text = f"val_loss {outcome.value:.4g}{spread}, {outcome.metric_name} {outcome.metric_mean:.4g}"
         elif outcome.state == "pruned":
             self.done += 1
             text = outcome.reason

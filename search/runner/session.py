@@ -422,6 +422,10 @@ class _Loop:
                 trials = self.study.get_trials(deepcopy=False)  # they were failed and queued again
             if studies.count_finished(trials) >= self.budget:
                 return
+            # Other workers' running trials fill what is left: a trial asked for now would only be closed
+            # over budget (a failed trial in the run's table), and its worker replaced for nothing.
+            if studies.count_taken(trials) >= self.budget:
+                return
             if grid and not any(t.state.name == "WAITING" for t in trials):
                 return  # every grid point is taken; the workers running the last ones finish them
             # No collection after the trial: the next model's reset_keras makes one, and each costs.

@@ -181,9 +181,13 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
                 code = p.poll()
                 if code is None:
                     continue
-                budget_left = (not stopped and left[i] != 0 and (deadline is None or time.monotonic() < deadline)
-                               and studies.finished_count(study) < studies.budget_of(space))
                 died = code < 0 and not stopped
+                # A worker that ended by its own choice left because the budget is met or held by the running
+                # trials; a dead one's trial is still marked running, and is the work left to do.
+                trials = study.get_trials(deepcopy=False)
+                done = studies.count_finished(trials) if died else studies.count_taken(trials)
+                budget_left = (not stopped and left[i] != 0 and (deadline is None or time.monotonic() < deadline)
+                               and done < studies.budget_of(space))
                 if died:
                     deaths[i] += 1
                     why_not = ("" if budget_left and deaths[i] <= MAX_DEATHS else
@@ -282,7 +286,9 @@ class _FinishedTrials:
                     self.best, mark = t.values[0], "  ← best so far"
                 metric = next((k for k in attrs if k.startswith("val_") and k.endswith("_mean")
                                and k != "val_loss_mean"), None)
-                text = (f"val_loss {t.values[0]:.4g} ± {sig(float(attrs.get('val_loss_std', math.nan)))}"
+                spread = (f" ± {sig(float(attrs.get('val_loss_std', math.nan)))}"
+                          if len(attrs.get("splits", [])) != 1 else "")
+                text = (f"val_loss {t.values[0]:.4g}{spread}"
                         + (f", {metric[4:-5]} {float(attrs[metric]):.4g}" if metric else ""))
             else:
                 self.done += t.state.name == "PRUNED"

@@ -218,6 +218,11 @@ def count_finished(trials: Sequence[Any]) -> int:
     return sum(1 for t in trials if t.state.name in FINISHED_STATES)
 
 
+def count_taken(trials: Sequence[Any]) -> int:
+    """Finished trials and running ones: a worker that would start one more past this finds it over budget."""
+    return sum(1 for t in trials if t.state.name in FINISHED_STATES or t.state.name == "RUNNING")
+
+
 def top_trials(trials: Sequence[Any], k: int, pending: tuple[int, float] | None = None) -> set[int]:
     """Numbers of the ``k`` best completed ``trials``, counting ``pending`` (number, value) as completed.
 
