@@ -2,7 +2,7 @@
 validation rows leaks in."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -43,6 +43,31 @@ class Filled:
         return self.scaler.transform(self._filled(X))
 
 
+class UnseenZeroed:
+    """One-hot columns (``data.categorical: one_hot``) that no training row sets read 0, then ``scaler``.
+
+    The encoding's vocabulary is the development rows': a value that only a split's validation rows hold
+    is a column its model never saw set, whose weights stay as initialized. A row with that value is read
+    as one whose value is unknown, all zeros, as a ``data.test`` file's unseen values are, rather than
+    scored through untrained weights.
+    """
+
+    def __init__(self, columns: Sequence[int], scaler: Any) -> None:
+        self.columns, self.scaler = list(columns), scaler
+        self.keep_: np.ndarray | None = None
+
+    def fit(self, X: np.ndarray) -> "UnseenZeroed":
+        keep = np.ones(X.shape[1], dtype=np.float32)
+        keep[[c for c in self.columns if not np.any(X[:, c])]] = 0.0
+        self.keep_ = keep
+        self.scaler.fit(X)
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        assert self.keep_ is not None, "fit first"
+        return self.scaler.transform(X) * self.keep_
+
+
 def make(kind: str, missing: str = "refuse") -> Any:
     """A fresh, unfitted scaler: ``standardize``, ``minmax`` or ``none``; with ``missing`` ``mean`` or
     ``median``, missing values are filled first."""
@@ -52,19 +77,23 @@ def make(kind: str, missing: str = "refuse") -> Any:
     return scaler if missing == "refuse" else Filled(missing, scaler)
 
 
-def fit(kind: str, X_train: np.ndarray, missing: str = "refuse") -> Any:
-    """A scaler of ``kind`` fit on ``X_train`` (flattened per row, as every array it later transforms)."""
-    return make(kind, missing).fit(X_train.reshape(len(X_train), -1))
+def fit(kind: str, X_train: np.ndarray, missing: str = "refuse", categories: Sequence[int] = ()) -> Any:
+    """A scaler of ``kind`` fit on ``X_train`` (flattened per row, as every array it later transforms);
+    ``categories``: the one-hot columns, each read 0 where no training row sets it (:class:`UnseenZeroed`)."""
+    scaler = make(kind, missing)
+    if categories and any(not np.any(X_train[:, c]) for c in categories):
+        scaler = UnseenZeroed(categories, scaler)
+    return scaler.fit(X_train.reshape(len(X_train), -1))
 
 
 def apply(scaler: Any, X: np.ndarray) -> np.ndarray:
     return scaler.transform(X.reshape(len(X), -1)).reshape(X.shape).astype(np.float32)
 
 
-def fit_transform(kind: str, X_train: np.ndarray, *others: np.ndarray,
-                  missing: str = "refuse") -> tuple[np.ndarray, ...]:
+def fit_transform(kind: str, X_train: np.ndarray, *others: np.ndarray, missing: str = "refuse",
+                  categories: Sequence[int] = ()) -> tuple[np.ndarray, ...]:
     """Fit on ``X_train`` and transform it and every array in ``others`` with the same statistics."""
-    scaler = fit(kind, X_train, missing)
+    scaler = fit(kind, X_train, missing, categories)
     return tuple(apply(scaler, a) for a in (X_train, *others))
 
 
@@ -77,6 +106,16 @@ def _fill_missing(values: np.ndarray) -> Any:
         return ops.where(ops.isnan(x), ops.convert_to_tensor(values), x)
 
     return fill
+
+
+def _times(factors: np.ndarray) -> Any:
+    """Each feature times its factor, as a Keras operation (loads without this package, as ``_fill_missing``)."""
+    from keras import ops
+
+    def times(x: Any) -> Any:
+        return ops.multiply(x, ops.convert_to_tensor(factors))
+
+    return times
 
 
 def taking_raw_rows(model: Any, scaler: Any, input_shape: tuple[int, ...], name: str) -> Any:
@@ -99,6 +138,9 @@ def as_layers(scaler: Any, input_shape: tuple[int, ...]) -> list[Any]:
     """
     from keras import layers
 
+    if isinstance(scaler, UnseenZeroed):
+        assert scaler.keep_ is not None, "fit first"
+        return [*as_layers(scaler.scaler, input_shape), _times(scaler.keep_)]
     if isinstance(scaler, Filled):
         assert scaler.fill_ is not None, "fit first"
         fill = _fill_missing(scaler.fill_.astype(np.float32))

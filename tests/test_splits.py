@@ -622,3 +622,44 @@ def test_iso_dates_get_no_note_about_a_day_past_the_12th():
         notes: list[str] = []
         _times.time_order(np.asarray(days, dtype=object), "t", "f.csv", "f.csv", notes)
         assert len(notes) == 1 and "12th" not in notes[0], notes
+
+
+def test_a_category_value_no_training_row_of_a_split_holds_reads_zero_in_its_validation_rows(tmp_path: Path) -> None:
+    """The one-hot vocabulary is the development rows': a value only one fold's validation rows hold was a
+    column that fold's model never saw set, and its rows were scored through the column's untrained weights.
+    Such a row now reads 0 in that column, as a data.test file's unseen value does, in training and in the
+    split model that takes raw rows."""
+    import keras
+    import optuna
+
+    from search import preprocess
+    from search.runner import fused
+
+    frame = _frame((20, 20, 20)).drop(columns=["g", "t"])
+    frame["city"] = np.where(np.arange(len(frame)) % 2, "Berlin", "Paris")
+    frame.loc[frame.index[7], "city"] = "Rome"  # one row: in one fold's validation rows, or in the test rows
+    dataset, dev, test, splits = _prepare(tmp_path, frame, {"categorical": "one_hot"}, {"scheme": "kfold", "k": 3})
+    assert dataset.feature_names is not None
+    rome = dataset.feature_names.index("city=Rome")
+    assert dataset.one_hot_columns == [dataset.feature_names.index(f"city={c}") for c in ("Berlin", "Paris", "Rome")]
+    held = [s for s in splits if dataset.X[s.val, rome].any()]
+    assert len(held) == 1, "the Rome row is a development row, in one fold's validation rows"
+    split, columns = held[0], dataset.one_hot_columns
+    X_train, X_val = preprocess.fit_transform("standardize", dataset.X[split.train], dataset.X[split.val],
+                                              categories=columns)
+    assert not X_train[:, rome].any() and not X_val[:, rome].any()
+    berlin = dataset.feature_names.index("city=Berlin")
+    assert len(set(np.round(X_val[:, berlin], 5))) == 2, "a value the training rows hold is scaled as before"
+    # Without the one-hot columns named, the Rome row reads 1 in a column every training row has 0 in.
+    assert preprocess.fit_transform("standardize", dataset.X[split.train], dataset.X[split.val])[1][:, rome].any()
+    # The split model on raw rows does the same.
+    scaler = preprocess.fit("standardize", dataset.X[split.train], categories=columns)
+    identity = keras.Sequential([keras.Input((dataset.X.shape[1],)), keras.layers.Identity()])
+    raw = preprocess.taking_raw_rows(identity, scaler, dataset.input_shape, "split")
+    np.testing.assert_allclose(raw.predict(dataset.X[split.val], verbose=0), X_val, rtol=1e-5, atol=1e-6)
+    # And the rows a trial's fused branch trains and validates on.
+    space = validate(merge(TINY, {"data": {"source": f"csv:{tmp_path / 'data.csv'}", "target": "label",
+                                           "categorical": "one_hot"}}))
+    settings = space.sample(optuna.trial.FixedTrial({"model.dropout": 0.0}))
+    branch = fused._branch(space, settings, dataset, split, seed=0)
+    assert not np.asarray(branch.data[2])[:, rome].any()

@@ -26,6 +26,7 @@ def taking_raw_rows(study: "optuna.Study", config: Space, splits: list[int],
                         + "; ".join(changes) + "), so its split scalers cannot be fitted again: restore the data, "
                         "or pass scaled_input=True for the models as trained", field="data.source")
     ds, data = prepared.dataset, config.data
-    return [preprocess.taking_raw_rows(model, preprocess.fit(data.preprocess, ds.X[prepared.splits[k].train],
-                                                              data.missing), ds.input_shape, f"split_{k}")
-            for k, model in zip(splits, models)]
+    scalers = [preprocess.fit(data.preprocess, ds.X[prepared.splits[k].train], data.missing, ds.one_hot_columns)
+               for k in splits]
+    return [preprocess.taking_raw_rows(model, scaler, ds.input_shape, f"split_{k}")
+            for k, model, scaler in zip(splits, models, scalers)]

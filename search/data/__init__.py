@@ -61,6 +61,14 @@ class Dataset:
     one_hot: dict[str, list[str]] = field(default_factory=dict)
 
     @property
+    def one_hot_columns(self) -> list[int]:
+        """The features ``data.categorical: one_hot`` made, by position (a scaler zeroes those no split sets)."""
+        if not self.one_hot or self.feature_names is None:
+            return []
+        made = {f"{name}={value if value else '(empty)'}" for name, values in self.one_hot.items() for value in values}
+        return [i for i, feature in enumerate(self.feature_names) if feature in made]
+
+    @property
     def n_outputs(self) -> int:
         return len(self.classes) if self.task == "multiclass" else 1
 

@@ -242,7 +242,8 @@ class SplitScore:
 def score_split(model: Any, prepared: session.Prepared, k: int) -> SplitScore:
     """A split model sees rows scaled with its own split's scaler, as in training."""
     ds, split = prepared.dataset, prepared.splits[k]
-    scaler = preprocess.fit(prepared.space.data.preprocess, ds.X[split.train], prepared.space.data.missing)
+    scaler = preprocess.fit(prepared.space.data.preprocess, ds.X[split.train], prepared.space.data.missing,
+                            ds.one_hot_columns)
     X_val, X_test = preprocess.apply(scaler, ds.X[split.val]), preprocess.apply(scaler, ds.X[prepared.test_idx])
     y_test = ds.y[prepared.test_idx]
     test_pred, val_pred = _predict(model, X_test), _predict(model, X_val)
