@@ -483,10 +483,17 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     # A text feature column: what to do with it depends on what it holds.
     ("text-feature-thousands-separators", csv(_frame().assign(a=[f"{1000 + i:,}" for i in range(30)])), "data.source",
      ["column 'a'", "not numeric", "thousands separators", "found '1,000'"]),
-    # A file of decimal commas: 769,0 has only its decimal mark; 1.317,0 shows the separator the message names.
-    ("text-feature-european-thousands",
-     csv("a;b;label\n" + "".join(f"{'1.317,0' if i == 5 else f'{700 + i},0'};{i},5;{i % 2}\n" for i in range(30))),
-     "data.source", ["column 'a'", "thousands separators", "such as '1.317,0'"]),
+    # Every data line one field longer than the header (salaries over 1,000, unquoted): pandas took the thousands
+    # as the rows' index and read every column one to the left, silently (salary 756.68 for 63,756.68).
+    ("csv-every-line-longer-than-the-header",
+     csv("salary,age,label\n" + "".join(f"{20 + i},{100 + i}.5,{30 + i},{i % 2}\n" for i in range(30))),
+     "data.source", ["30 of its 30 data lines hold more fields than the header", "line 2, 4 fields where the header "
+                     "names 3: '20,100.5,30,0'", "thousands separator"]),
+    # Most lines so, the first not: it was taken for a title above the header.
+    ("csv-most-lines-longer-than-the-header",
+     csv("a,b,label\n" + "".join(f"{i},{100 + i}.5,0.3,{i % 2}\n" if i % 4 else f"{100 + i}.5,0.3,{i % 2}\n"
+                                   for i in range(30))),
+     "data.source", ["line 3 of the file holds 4 fields where the header names 3 columns"]),
     ("text-feature-dates", csv(_frame().assign(a=[f"2024-01-{i + 1:02d}" for i in range(30)])), "data.source",
      ["column 'a'", "it holds dates", "data.order"]),
     ("text-feature-free-text", csv(_frame().assign(a=[f"customer {i}" for i in range(30)])), "data.source",
@@ -505,8 +512,6 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
      csv(_with(_with(_frame().assign(label=np.arange(30) % 6 + 0.5), label_5="?"), label_6="?")), "data.target",
      ["target 'label'", "holds numbers, but it is read as text", "cells such as '?' (2 in all, first at row 5",
       "data.task: classification"]),
-    ("target-amounts-with-thousands-dots", _amounts, "data.target",
-     ["target 'Miete'", "separators or signs such as '1.000,00'", "plain numbers (1600.00)"]),
     ("target-cells-of-spaces", csv(_with(_with(_frame().assign(label=["x", "y", "z"] * 10), label_7=" "),
                                         label_8=" ")), "data.target",
      ["column 'label'", "2 missing value(s)", "rows 7, 8"]),
@@ -602,6 +607,25 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
      ["features: 3", "is separated by semicolons, not commas: read that way"]),
     ("csv-semicolons-and-decimal-commas", csv(_frame().to_csv(index=False, sep=";", decimal=",")), [],
      ["features: 3", "separated by semicolons, not commas, with decimal commas"]),
+    # Excel's amounts where the comma is the decimal mark: thousands grouped by dots (German) or spaces (French).
+    ("target-amounts-with-thousands-dots", _amounts, [],
+     ["column 'Miete' of", "groups its thousands ('1.000,00'): read as 1000.00", "task: regression"]),
+    ("csv-decimal-commas-and-thousands-dots",
+     csv("a;b;label\n" + "".join(f"{'1.317,0' if i == 5 else f'{700 + i},0'};{i},5;{i % 2}\n" for i in range(30))),
+     [], ["column 'a' of", "groups its thousands ('1.317,0'): read as 1317.0", "features: 2"]),
+    ("csv-decimal-commas-and-thousands-no-break-spaces",
+     csv("a;b;label\n" + "".join(f"{i + 1}\u00a0{100 + i},5;{i},5;{i % 2}\n" for i in range(30))),
+     [], ["groups its thousands ('1 100,5'): read as 1100.5"]),
+    # Only dotted numbers, in a file of decimal commas: the dot cannot be the decimal mark there.
+    ("csv-decimal-commas-and-dotted-whole-numbers",
+     csv("a;b;label\n" + "".join(f"{i + 1}.{100 + i};{i},5;{i % 2}\n" for i in range(30))),
+     [], ["groups its thousands ('1.100'): read as 1100"]),
+    ("csv-decimal-commas-beside-a-column-of-decimal-points",
+     csv("a;b;label\n" + "".join(f"{1000 + i}.25;{i},5;{i % 2}\n" for i in range(30))),
+     [], ["column 'a' of", "writes decimal points ('1000.25') where the file's other numbers have decimal commas"]),
+    ("csv-data-lines-end-with-a-separator-the-header-lacks",
+     csv("a,b,label\n" + "".join(f"{i}.5,{i % 7}.25,{i % 2},\n" for i in range(30))),
+     [], ["30 data line(s) end with a separator the header line does not", "features: 2 (a, b)"]),
     ("csv-semicolons-decimal-commas-and-whole-numbers",
      csv("a;b;c;label\n" + "".join(f"{i};-0,{i + 1}32;0,64;{i % 3}\n" for i in range(30))), [],
      ["features: 3", "with decimal commas"]),
@@ -883,13 +907,13 @@ def test_honest_data_has_no_column_that_gives_the_target_away() -> None:
 def test_dotted_numbers_of_three_places_only_stay_decimals(tmp_path: Path) -> None:
     """A column of 1.250, 2.500, ... alone may be weights of three decimal places: only a column that also
     writes plain numbers of up to three digits (758), or several dots in one number, is read as thousands."""
-    from search.data import _csv_layout
+    from search.data import _csv_layout, _csv_numbers
 
     path = tmp_path / "w.csv"
     path.write_text("Gewicht;Menge;label\n" + "".join(f"{1 + i % 5}.{(i * 37) % 1000:03d};{['1.250', '75'][i % 2]};"
                                                       f"{i % 2}\n" for i in range(20)))
     shape = _csv_layout.layout(path, "w.yaml")
     notes: list[str] = []
-    frame = _csv_layout.thousands_dots(shape.read(path), path, shape, notes)
+    frame = _csv_numbers.thousands_dots(shape.read(path), path, shape, notes)
     assert frame["Gewicht"].tolist()[:2] == [1.0, 2.037] and frame["Menge"].tolist()[:2] == [1250, 75]
     assert len(notes) == 1 and "column 'Menge'" in notes[0]

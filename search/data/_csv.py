@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from search.data import _checks, _column_notes, _csv_layout, _csv_target, _csv_text, _total_rows
+from search.data import _checks, _column_notes, _csv_layout, _csv_numbers, _csv_target, _csv_text, _total_rows
 from search.data._raw import Raw
 from search.errors import DataError
 
@@ -21,6 +21,9 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
     sep = shape.sep
     try:
         frame = shape.read(path)
+        if not frame.index.equals(pd.RangeIndex(len(frame))):  # pandas took first fields as the rows' index
+            _csv_layout.one_field_too_many(path, shape, where, field, frame.index)
+            frame = shape.read(path) if shape.trailing else frame
         if len(frame) and frame.isna().all(axis=1).any() and shape.skip_empty_lines(path):
             frame = shape.read(path)  # rows of empty cells had made every column floats with gaps
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -30,7 +33,8 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
     notes: list[str] = list(shape.notes)
     leading_zeros = _column_notes.zero_padded(frame, path, shape)  # read before columns are renamed or dropped
     if sep != ",":
-        frame = _csv_layout.thousands_dots(_with_decimal_commas(frame, path, shape, notes), path, shape, notes)
+        frame = _csv_numbers.thousands_dots(_with_decimal_commas(frame, path, shape, notes, section.target), path,
+                                           shape, notes)
     # `a, b, label`: the names are a, b and label (pandas would keep the spaces: ' b', ' label').
     frame.columns = [c.strip() if isinstance(c, str) else c for c in frame.columns]
     frame = _without_unnamed(frame, path, notes)
@@ -166,7 +170,8 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
                categories=categories)
 
 
-def _with_decimal_commas(frame: Any, path: Path, shape: _csv_layout.Layout, notes: list[str]) -> Any:
+def _with_decimal_commas(frame: Any, path: Path, shape: _csv_layout.Layout, notes: list[str],
+                         target: str | None = None) -> Any:
     """A CSV separated by semicolons (Excel where the comma is the decimal mark), tabs or bars: said in a
     note, and read again with the decimal comma where a column holds numbers written ``1,5``."""
     import pandas as pd
@@ -174,12 +179,14 @@ def _with_decimal_commas(frame: Any, path: Path, shape: _csv_layout.Layout, note
     words = ""
     texts = [frame[c].dropna().astype(str).str.strip() for c in frame.columns
              if not pd.api.types.is_numeric_dtype(frame[c]) and frame[c].notna().any()]
-    if any(v.str.fullmatch(r"[-+]?\d+(?:,\d+)?").all() and v.str.contains(",").any() for v in texts):
+    if any(v.str.fullmatch(_csv_numbers.COMMA_DECIMAL).all() and v.str.contains(",").any() for v in texts):
         try:
             frame = shape.read(path, decimal=",")
             words = ", with decimal commas (1,5 is one and a half)"
         except (pd.errors.ParserError, ValueError):
             pass  # as first read: its columns' errors say what is wrong
+        else:
+            frame = _csv_numbers.marks_of_a_comma_file(frame, path, notes, target)
     if not shape.skip:  # else the sep= line's note says it
         notes.append(f"{path} is separated by {_csv_layout.SEPARATORS[shape.sep]}, not commas{words}: read that way")
     elif words:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 
 from search.errors import DataError
 
@@ -38,6 +37,7 @@ class Layout:
     skip: int = 0  # Excel's "sep=;" first line
     empty: list[int] = field(default_factory=list)  # lines of separators only, counted from 0
     notes: list[str] = field(default_factory=list)
+    trailing: bool = False  # every data line ends with a separator the header does not (one_field_too_many)
     _texts: Any = field(default=None, repr=False)  # texts(): the cells as written, once read
 
     def skip_empty_lines(self, path: Path) -> bool:
@@ -58,7 +58,14 @@ class Layout:
         import pandas as pd
 
         skip = [*range(self.skip), *self.empty]
-        return pd.read_csv(path, encoding=self.encoding, sep=self.sep, skiprows=skip or None, **options)
+        if not self.trailing:
+            return pd.read_csv(path, encoding=self.encoding, sep=self.sep, skiprows=skip or None, **options)
+        import warnings
+
+        with warnings.catch_warnings():  # "a loss of data": the empty field after each line's last separator
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            return pd.read_csv(path, encoding=self.encoding, sep=self.sep, skiprows=skip or None, index_col=False,
+                               **options)
 
     def texts(self, path: Path) -> Any:
         """The file's cells as written (text, nothing read as missing), read once for every check that needs
@@ -242,51 +249,6 @@ def no_rows_in_one_cell(frame: Any, path: Path, sep: str, where: str, field: str
 
 
 # 2.762 and 12.345.678 as written where the comma is the decimal mark: dots between groups of three digits.
-_GROUPED = re.compile(r"[-+]?[1-9]\d{0,2}(?:\.\d{3})+")
-_PLAIN = re.compile(r"[-+]?(?:0|[1-9]\d{0,2})")
-
-
-def thousands_dots(frame: Any, path: Path, shape: Layout, notes: list[str]) -> Any:
-    """Columns of a file not separated by commas whose numbers are written with a dot every three digits
-    (``2.762`` beside ``758``): read as thousands, with a note. pandas read ``2.762`` as two and three
-    quarters, below ``758``; ``12.345.678`` as text. A column of dotted numbers only (``1.250``, ``2.500``)
-    may be decimals of three places, and is left as read."""
-    import pandas as pd
-
-    def could_be(values: Any) -> bool:
-        if pd.api.types.is_float_dtype(values):
-            kept = values.dropna().to_numpy()
-            thousandths = kept * 1000
-            return bool(len(kept) and np.all(np.abs(thousandths - np.round(thousandths)) < 1e-6)
-                        and np.any(kept != np.round(kept)) and np.any(kept == np.round(kept)))
-        return not pd.api.types.is_numeric_dtype(values)
-
-    suspects = [c for c in frame.columns if could_be(frame[c])]
-    if not suspects:
-        return frame
-    texts = shape.texts(path)
-    for column in suspects:
-        if column not in texts.columns or len(texts) != len(frame):
-            continue
-        cells = texts[column].str.strip()
-        written = cells[cells != ""]
-        grouped = written.str.fullmatch(_GROUPED.pattern)
-        plain = written.str.fullmatch(_PLAIN.pattern)
-        multi = written.str.count(r"\.") > 1
-        if not len(written) or not (grouped | plain).all() or not grouped.any():
-            continue
-        if not (plain.any() or multi.any()):
-            continue  # 1.250 and 2.500 only: three decimal places, as read
-        frame[column] = pd.to_numeric(cells.str.replace(".", "", regex=False).replace("", None), errors="coerce")
-        example = written[grouped].iloc[0]
-        notes.append(f"column '{column}' of {path} writes its numbers with a dot every three digits "
-                     f"({example!r} beside {written[~grouped].iloc[0]!r}): read as thousands separators, so "
-                     f"{example} is {example.replace('.', '')}" if plain.any() else
-                     f"column '{column}' of {path} writes its numbers with a dot every three digits "
-                     f"({example!r}): read as thousands separators, so {example} is {example.replace('.', '')}")
-    return frame
-
-
 def field_count_trouble(message: str, path: Path, shape: Layout) -> str | None:
     """pandas' "Expected 1 fields in line 4, saw 3" in words: title lines above the header, or a row with
     more fields than the header names."""
@@ -297,8 +259,12 @@ def field_count_trouble(message: str, path: Path, shape: Layout) -> str | None:
     lines = first_lines(path, shape.encoding, shape.skip + 50)[shape.skip:]
     widths = [len(next(csv.reader([text], delimiter=shape.sep), [])) if text.strip() else 0 for text in lines]
     filled = [w for w in widths if w]
-    if filled and filled[0] < saw and filled.count(saw) * 2 > len(filled):
-        header = shape.skip + widths.index(saw) + 1
+    start = widths.index(saw) if saw in widths else len(widths)
+    # A title: the lines above are narrower, and every line from the header on is as wide (not a file of
+    # rows of two widths, whose first lines happen to be the narrower).
+    if filled and filled[0] < saw and filled.count(saw) * 2 > len(filled) and \
+            all(w in (0, saw) for w in widths[start:]):
+        header = shape.skip + start + 1
         return (f"the {header - 1} line(s) above line {header} hold fewer fields than the rows from there on "
                 f"({filled[0]} against {saw}): a title above the header? The first line must be the column "
                 f"names; delete the line(s) above line {header}")
@@ -306,3 +272,52 @@ def field_count_trouble(message: str, path: Path, shape: Layout) -> str | None:
     return (f"line {line} of the file holds {saw} fields where the header names {expected} columns: a value "
             f"holding the separator ({name}) without quotes around it, or a separator too many; quote that "
             f"value or remove the extra separator")
+
+
+def one_field_too_many(path: Path, shape: Layout, where: str, field: str, index: Any) -> None:
+    """Data lines with more fields than the header: pandas reads their first field as the row's index, and
+    the rest one column to the left (``63,756.68,48,1`` under ``salary,age,y`` became salary 756.68, age
+    48), silently. Where each longer line only ends with a separator the header lacks, the empty last
+    field is left out (``shape.trailing``, with a note); where the first fields are row names (R's
+    ``write.table`` leaves their column unnamed: 1, 2, 3, ... or names that differ), they are left out, as
+    pandas read them, with a note; otherwise it is refused, naming the first line."""
+    with io.TextIOWrapper(open_bytes(path), encoding=shape.encoding, errors="replace", newline="") as text:
+        rows = [(number + 1, row) for number, row in enumerate(csv.reader(text, delimiter=shape.sep))
+                if number >= shape.skip and row and any(cell.strip() for cell in row)]
+    # A comment or title line above the header, one field wide: said as such where the columns are looked up.
+    if not rows or len(rows[0][1]) == 1 or rows[0][1][0].lstrip().startswith("#"):
+        return
+    width = len(rows[0][1])
+    longer = [(number, row) for number, row in rows[1:] if len(row) > width]
+    if not longer:
+        return
+    if all(len(row) == width + 1 and not row[-1].strip() for _, row in longer):
+        shape.trailing = True
+        shape.notes.append(f"{path}: {len(longer)} data line(s) end with a separator the header line does not "
+                           f"(line {longer[0][0]}, ...); the empty field after it is left out")
+        return
+    if len(longer) == len(rows) - 1 and _row_names(index):
+        shape.notes.append(f"{path}: every data line starts with a field the header does not name (row names, "
+                           f"{', '.join(map(str, index[:3]))}, ...); left out")
+        return
+    number, row = next((n, r) for n, r in longer if not (len(r) == width + 1 and not r[-1].strip()))
+    name = {",": "a comma", ";": "a semicolon", "\t": "a tab", "|": "a bar"}.get(shape.sep, repr(shape.sep))
+    line = shape.sep.join(row)
+    raise DataError(f"cannot parse CSV file {path}: {len(longer)} of its {len(rows) - 1} data lines hold more fields "
+                    f"than the header names columns (the first is line {number}, {len(row)} fields where the header "
+                    f"names {width}: {line[:60]!r}): a value holding the separator ({name}) without quotes around "
+                    f"it, such as a thousands separator ('1,234.5') or a decimal comma, or a separator too many; "
+                    f"quote such values, or write them without the separator", source=where, field=field,
+                    expected=f"{width} fields on every line, as the header", found=f"{len(row)} on line {number}")
+
+
+def _row_names(index: Any) -> bool:
+    """Row names, not values cut at a separator: one level, each different, counting up from 0 or 1 by one,
+    or none of them a number."""
+    import pandas as pd
+
+    if index.nlevels != 1 or not index.is_unique or not len(index):
+        return False
+    if pd.api.types.is_integer_dtype(index):
+        return int(index[0]) in (0, 1) and index.equals(pd.RangeIndex(int(index[0]), int(index[0]) + len(index)))
+    return not pd.to_numeric(pd.Series(index.astype(str)), errors="coerce").notna().any()

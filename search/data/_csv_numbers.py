@@ -1,0 +1,93 @@
+"""How a CSV file writes its numbers, where pandas reads them otherwise: thousands grouped by dots or
+spaces, decimal commas beside decimal points."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search.data._csv_layout import Layout
+
+_GROUPED = re.compile(r"[-+]?[1-9]\d{0,2}(?:\.\d{3})+")
+_PLAIN = re.compile(r"[-+]?(?:0|[1-9]\d{0,2})")
+
+
+# A number as Excel writes it where the comma is the decimal mark: its thousands grouped by a dot or a
+# space (plain, no-break or narrow no-break: French), its decimals after a comma (5.159,35; 3 800,93).
+_GROUP = "[.\u00a0\u202f ]"
+COMMA_DECIMAL = rf"[-+]?(?:[1-9]\d{{0,2}}(?:{_GROUP}\d{{3}})+|\d+)(?:,\d+)?"
+_DOT_DECIMAL = re.compile(r"[-+]?\d*\.\d+")
+
+
+def marks_of_a_comma_file(frame: Any, path: Path, notes: list[str], target: str | None = None) -> Any:
+    """A file read with decimal commas: columns pandas left as text whose every value is a number with its
+    thousands grouped (``5.159,35``, ``3 800,93``, ``6.159``: a dot there is no decimal mark) are read as
+    numbers; a column written with decimal points instead (``5159.35``, exported apart) is read as decimals.
+    Each with a note. The ``target`` is read so only where a decimal comma shows the dots are no decimal
+    points (``1.000,00``): ``300.007`` alone is refused there, as the one a wrong guess would cost most."""
+    import pandas as pd
+
+    for column in frame.columns:
+        if pd.api.types.is_numeric_dtype(frame[column]) or not frame[column].notna().any():
+            continue
+        cells = frame[column].astype("string").str.strip()
+        written = cells[cells.notna() & (cells != "")]
+        if not len(written):
+            continue
+        ambiguous = column == target and not written.str.contains(",").any()
+        if written.str.fullmatch(COMMA_DECIMAL).all() and written.str.contains(_GROUP).any() and not ambiguous:
+            plain = cells.str.replace(_GROUP, "", regex=True).str.replace(",", ".", regex=False)
+            frame[column] = pd.to_numeric(plain.replace("", None), errors="coerce")
+            example = written[written.str.contains(_GROUP)].iloc[0]
+            shown = re.sub("[\u00a0\u202f]", " ", example)  # a no-break space, shown as the space it looks like
+            notes.append(f"column '{column}' of {path} groups its thousands ('{shown}'): read as "
+                         f"{plain[written.index[written == example][0]]}")
+        elif not ambiguous and written.str.fullmatch(_DOT_DECIMAL.pattern).all() and not written.str.fullmatch(
+                r"[-+]?[1-9]\d{0,2}(?:\.\d{3})+").all():
+            frame[column] = pd.to_numeric(cells.replace("", None), errors="coerce")
+            notes.append(f"column '{column}' of {path} writes decimal points ({written.iloc[0]!r}) where the file's "
+                         f"other numbers have decimal commas: read as decimals")
+    return frame
+
+
+def thousands_dots(frame: Any, path: Path, shape: Layout, notes: list[str]) -> Any:
+    """Columns of a file not separated by commas whose numbers are written with a dot every three digits
+    (``2.762`` beside ``758``): read as thousands, with a note. pandas read ``2.762`` as two and three
+    quarters, below ``758``; ``12.345.678`` as text. A column of dotted numbers only (``1.250``, ``2.500``)
+    may be decimals of three places, and is left as read."""
+    import pandas as pd
+
+    def could_be(values: Any) -> bool:
+        if pd.api.types.is_float_dtype(values):
+            kept = values.dropna().to_numpy()
+            thousandths = kept * 1000
+            return bool(len(kept) and np.all(np.abs(thousandths - np.round(thousandths)) < 1e-6)
+                        and np.any(kept != np.round(kept)) and np.any(kept == np.round(kept)))
+        return not pd.api.types.is_numeric_dtype(values)
+
+    suspects = [c for c in frame.columns if could_be(frame[c])]
+    if not suspects:
+        return frame
+    texts = shape.texts(path)
+    for column in suspects:
+        if column not in texts.columns or len(texts) != len(frame):
+            continue
+        cells = texts[column].str.strip()
+        written = cells[cells != ""]
+        grouped = written.str.fullmatch(_GROUPED.pattern)
+        plain = written.str.fullmatch(_PLAIN.pattern)
+        multi = written.str.count(r"\.") > 1
+        if not len(written) or not (grouped | plain).all() or not grouped.any():
+            continue
+        if not (plain.any() or multi.any()):
+            continue  # 1.250 and 2.500 only: three decimal places, as read
+        frame[column] = pd.to_numeric(cells.str.replace(".", "", regex=False).replace("", None), errors="coerce")
+        example = written[grouped].iloc[0]
+        notes.append(f"column '{column}' of {path} writes its numbers with a dot every three digits "
+                     f"({example!r} beside {written[~grouped].iloc[0]!r}): read as thousands separators, so "
+                     f"{example} is {example.replace('.', '')}" if plain.any() else
+                     f"column '{column}' of {path} writes its numbers with a dot every three digits "
+                     f"({example!r}): read as thousands separators, so {example} is {example.replace('.', '')}")
+    return frame
