@@ -73,6 +73,11 @@ def serve(tracking_uri: str, host: str, port: int, study: str | None = None, out
     if study is not None and experiment is None:
         raise StudyError(f"no tracking store at {tracking_uri} yet", field="--home",
                          expected="the folder `search run` wrote to (or --tracking-uri)")
+    taken = _port_taken(host, port)
+    if taken:
+        raise StudyError(f"port {port} on {host} is taken ({taken}): another MLflow UI, or another server, answers "
+                         f"there, and a link to it would show its store, not this study's", field="--port",
+                         expected="a free port", found=str(port))
     cmd = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port), "--workers", "1"]
     # The store's URL goes by the environment: on the command line any user of the machine reads its password.
     env = {**_OFFLINE, **os.environ, "MLFLOW_BACKEND_STORE_URI": tracking_uri}
@@ -99,6 +104,25 @@ def serve(tracking_uri: str, host: str, port: int, study: str | None = None, out
             _stop(child, signal.SIGTERM)
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _port_taken(host: str, port: int) -> str:
+    """Why ``port`` cannot be listened on, or "" where it can: the server started there would exit, and the
+    probe would find the server already there ready, a study's link leading to another store."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return ""  # an unknown host: the server says so itself
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: a closed one's port is free
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return ""
 
 
 def _store_exists(uri: str) -> bool:

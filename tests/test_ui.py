@@ -150,6 +150,14 @@ def test_ui_without_a_study_opens_the_most_recent_and_an_unknown_study_is_a_user
     assert run_cli("ui", "nope", "--home", finished, "--port", str(_free_port())) == 2
     err = capsys.readouterr().err
     assert "no MLflow experiment named 'nope'" in err and "viewed" in err and "Traceback" not in err
+    # A port another server listens on: its "ready" answer, and a link to its store, were taken for this study's.
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        assert run_cli("ui", "viewed", "--home", finished, "--port", str(port)) == 2
+    err = capsys.readouterr().err
+    assert f"field '--port': port {port} on 127.0.0.1 is taken" in err and "MLflow UI ready" not in err, err
 
 
 # -- in a real browser ----------------------------------------------------------------------------------
