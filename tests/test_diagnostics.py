@@ -109,9 +109,17 @@ def test_chance_loss_is_the_prior_cross_entropy_or_the_target_variance():
     assert dx.chance_loss(np.array([1.0, 3.0]), "regression") == pytest.approx(1.0)
 
 
-def test_mean_curve_stops_where_fewer_than_half_the_splits_ran():
-    curves = {0: {"loss": [3.0, 2.0, 1.0, 0.5]}, 1: {"loss": [1.0, 1.0]}, 2: {"loss": [2.0, 0.0, 1.0]}}
-    assert dx.mean_curve(curves, "loss") == pytest.approx([2.0, 1.0, 1.0])
+def test_a_split_that_stopped_counts_in_the_mean_curve_with_its_best_epoch():
+    """The mean of the splits still training dropped once the harder ones stopped early: the best trial's
+    dot in the before/after figure sat at half its score. A stopped split keeps its best epoch's weights."""
+    curves = {0: {"val_loss": [0.9, 0.5, 0.4, 0.3], "loss": [1.0, 0.6, 0.4, 0.2]},
+              1: {"val_loss": [1.0, 0.8, 0.9], "loss": [1.2, 0.9, 0.7]},  # stopped after epoch 3, best at 2
+              2: {"val_loss": [0.9, 0.7, 0.6, 0.5], "loss": [1.1, 0.8, 0.6, 0.5]}}
+    val = dx.mean_curve(curves, "val_loss")
+    assert val == pytest.approx([0.9333333, 0.6666667, 0.6333333, 0.5333333])
+    assert min(val) >= np.mean([0.3, 0.8, 0.5]) - 1e-9, "no point below the mean of the splits' best losses"
+    assert dx.mean_curve(curves, "loss")[3] == pytest.approx((0.2 + 0.9 + 0.5) / 3)
+    assert dx.mean_curve({0: {"loss": [3.0, 2.0]}, 1: {"loss": [1.0]}}, "loss") == pytest.approx([2.0, 1.5])
 
 
 @pytest.mark.parametrize("params, baseline, name", [

@@ -168,19 +168,28 @@ def chance_loss(y: np.ndarray, task: str) -> float:
 
 
 def mean_curve(histories: Mapping[int, Mapping[str, Sequence[float]]], key: str) -> list[float]:
-    """Per-epoch mean over splits, up to the last epoch at least half of the splits reached.
+    """Per-epoch mean over splits, to the last epoch any split trained.
 
-    Early stopping ends splits at different epochs; beyond that point a mean of few splits would jump.
+    A split that stopped early keeps the weights of its best epoch (lowest validation loss), so from its stop
+    on it counts with that epoch's value. A mean of the splits still training alone dropped when the harder
+    ones stopped: its lowest point was half the trial's score in one study, drawn as the trial's best.
     """
-    series = [list(h.get(key, [])) for h in histories.values() if h.get(key)]
+    series: list[tuple[list[float], int]] = []
+    for history in histories.values():
+        values = list(history.get(key, []))
+        if not values:
+            continue
+        val = [v if v is not None and math.isfinite(v) else math.inf for v in history.get("val_loss", [])]
+        best = int(np.argmin(val)) if len(val) == len(values) and min(val, default=math.inf) < math.inf \
+            else len(values) - 1
+        series.append((values, best))
     if not series:
         return []
-    lengths = sorted((len(s) for s in series), reverse=True)
-    last = lengths[(len(lengths) - 1) // 2]
     out = []
-    for e in range(last):
-        values = [s[e] for s in series if e < len(s) and s[e] is not None and math.isfinite(s[e])]
-        out.append(float(np.mean(values)) if values else math.nan)
+    for e in range(max(len(values) for values, _ in series)):
+        at = [values[e] if e < len(values) else values[best] for values, best in series]
+        finite = [v for v in at if v is not None and math.isfinite(v)]
+        out.append(float(np.mean(finite)) if finite else math.nan)
     return out
 
 
