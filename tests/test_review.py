@@ -203,6 +203,23 @@ def test_parent_run_describes_the_study_and_carries_study_metrics(reviewed):
     assert m["baseline_value"] == pytest.approx(study.trials[0].value)
     assert m["improvement_vs_baseline_pct"] == pytest.approx(
         (study.trials[0].value - study.best_value) / study.trials[0].value * 100)
+    # The gain over the baseline with what the terminal says of it (noise, other settings): the run showed the
+    # bare percentage, where the terminal called the same gap noise.
+    from search.review.verdicts import verdict
+
+    found = verdict(study)
+    assert any(line.startswith("best trial") for line in found), found
+    assert "**What the search found**" in note and all(line.strip() in note for line in found), note
+
+
+def test_the_report_says_what_the_terminal_says_below_its_table(report, reviewed):
+    import html
+
+    from search.review.verdicts import verdict
+
+    text, found = report.read_text(), verdict(reviewed["study"])
+    assert "<h2>What the search found</h2>" in text
+    assert all(html.escape(line.strip()) in text for line in found if not line.startswith(("pruned", "failed"))), found
 
 
 @pytest.fixture(scope="module")

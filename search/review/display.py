@@ -200,6 +200,17 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
+    headline = headline_lines(rows)
+    return "\n".join(out + (["", *headline] if headline else []))
+
+
+def headline_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The best trial against the baseline, with what the gap may not be read as (noise, other settings, an
+    edit of the space); the first line, then each caveat in parentheses, indented."""
+    if not rows:
+        return []
+    metric, out = rows[0]["metric"], []
+    param_names = sorted({k for r in rows for k in r["params"] if not k.endswith(".on")})
     best, base = rows[0], next((r for r in rows if r["baseline"]), None)
     if base is not None and best is not base:
         gain = (base["value"] - best["value"]) / base["value"] * 100 if base["value"] else math.nan
@@ -208,7 +219,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                 "the baseline (searched regularizers off; fixed on as the file says: "
                 + ", ".join(f"{k.removeprefix('model.')}={_fmt(v)}" for k, v in kept.items()) + ")" if kept else
                 "the baseline (middle values: this custom family declares no regularizers in model.regularizers)")
-        out.append(f"\nbest trial {best['trial']} vs {what} (trial {base['trial']}): "
+        out.append(f"best trial {best['trial']} vs {what} (trial {base['trial']}): "
                    f"val_loss {best['value']:.4g} vs {base['value']:.4g} ({gain:.1f}% lower), "
                    f"{metric} {best['metric_value']:.4g} vs {base['metric_value']:.4g}")
         if noise := within_noise(best, base):
@@ -225,7 +236,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             out.append(f"  (the space file was edited between them: trial {best['trial']} ran with "
                        f"{'; '.join(fixed[:6])}{'; ...' if len(fixed) > 6 else ''}, from the baseline's value to "
                        f"its own)")
-    return "\n".join(out)
+    return out
 
 
 def format_counts(counts: dict[str, int], budget: int | None = None) -> str:

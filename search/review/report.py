@@ -40,6 +40,7 @@ td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left}th{background:#f4
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color:#555}
 dl{display:grid;grid-template-columns:max-content auto;gap:.3em 1em}dt{font-weight:bold}dd{margin:0}
 .scroll{overflow-x:auto;max-width:100%}.fit-overfit{color:#b00}.fit-underfit{color:#a60}.fit-good{color:#070}
+p.caveat{margin:-.6em 0 .6em 1.5em;color:#555}
 """
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -54,9 +55,10 @@ def write(study: Any, out: Path, top: int = 10, extra: str = "", flag: str = "--
     attrs = study.user_attrs
     description = list(attrs.get(review.DESCRIPTION_ATTR, ()))
     # Pruned and failed trials are not in the top-trials table: say why here.
-    for label, line in (("Pruned", pruned_summary(study)), ("Failed", failed_summary(study))):
-        if line:
-            description.append([label, line])
+    ended = [("Pruned", pruned_summary(study)), ("Failed", failed_summary(study))]
+    description += [[label, line] for label, line in ended if line]
+    # As the terminal says it below its table: the gap's caveats (noise, other settings) were left out here.
+    found = [line.strip() for line in verdicts.verdict(study) if line not in {line for _, line in ended}]
     result = review.build(study.get_trials(deepcopy=False), study.study_name,
                           description, seed=int(attrs.get("seed", 0)),
                           reference=attrs.get(review.REFERENCE_ATTR), top=top,
@@ -69,7 +71,7 @@ def write(study: Any, out: Path, top: int = 10, extra: str = "", flag: str = "--
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         sections = _pareto_section(study, top) + _ablation_section(study) + _test_section(study) + extra
-        out.write_text(redact(render(result, sections)), encoding="utf-8")
+        out.write_text(redact(render(result, sections, found)), encoding="utf-8")
     except OSError as exc:  # a read-only working folder, say: the store itself was only read
         raise StudyError(f"cannot write the report {out} ({exc.strerror or exc}); choose another place with "
                          f"{flag}", field=flag) from None
@@ -151,7 +153,7 @@ def _look_scores(look: dict[str, Any]) -> str:
                      + (f"{v:.0%}" if k == "chance_share" else f"{v:.4g}") for k, v in scores.items()) or "-"
 
 
-def render(result: review.Review, extra: str = "") -> str:
+def render(result: review.Review, extra: str = "", found: list[str] | None = None) -> str:
     e = html.escape
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
              f"<meta http-equiv='Content-Security-Policy' content=\"{_CSP}\">"
@@ -163,6 +165,9 @@ def render(result: review.Review, extra: str = "") -> str:
         parts.append("<h2>What was searched, and how it was validated</h2><dl>" +
                      "".join(f"<dt>{e(label)}</dt><dd>{e(text)}</dd>" for label, text in result.description)
                      + "</dl>")
+    if found:
+        parts.append("<h2>What the search found</h2>" + "".join(
+            f"<p class='{'caveat' if line.startswith('(') else 'found'}'>{e(line)}</p>" for line in found))
     parts.append("<h2>Study</h2>" + _metrics_table(result.metrics))
     if result.figures:
         parts.append("<h2>Figures</h2>")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from search.review.display import first_line, failed_summary, pruned_summary
+from search.review.display import first_line, failed_summary, headline_lines, pruned_summary, trial_rows
 
 
 def peaked_at_end(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -54,6 +54,12 @@ def why_ended(study: Any) -> list[str]:
         if hurt:
             lines.append(hurt)
     return lines
+
+
+def verdict(study: Any) -> list[str]:
+    """What the terminal says below its table, for the report and the MLflow study run: why trials ended,
+    the best against chance and the baseline, and what that gap may not be read as."""
+    return why_ended(study) + headline_lines(trial_rows(study))
 
 
 def _single_best(study: Any) -> Any:

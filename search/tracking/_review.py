@@ -87,6 +87,19 @@ class ReviewLogging:
         self.client.set_tag(self.parent_run_id, "mlflow.note.content",
                             redact(review.description_markdown(study.study_name, lines))[:50000])
 
+    def note_verdict(self, study: Any) -> None:
+        """The study run's description, followed by what the terminal says below its table at the end: a
+        reader of the run in MLflow saw the gain over the baseline without its caveats (noise, other settings)."""
+        from search.review.verdicts import verdict
+
+        lines = [list(x) for x in study.user_attrs.get(review.DESCRIPTION_ATTR, ())]
+        found = verdict(study)
+        if not found:
+            return
+        text = review.description_markdown(study.study_name, lines) + "\n\n**What the search found**\n\n" + \
+            "\n".join(f"- {line.strip()}" if not line.startswith("  (") else f"  - {line.strip()}" for line in found)
+        self.client.set_tag(self.parent_run_id, "mlflow.note.content", redact(text)[:50000])
+
     def _diagnose(self, trial: Any, outcome: TrialOutcome) -> Any:
         from search.review import diagnostics
 

@@ -17,7 +17,7 @@ from search.space import Space, flatten
 from search.studies.space_versions import DIGEST_ATTR
 from search.tracking import _repair, _space_versions
 from search.tracking._later import DeferredFailure, Later
-from search.tracking._review import ReviewLogging
+from search.tracking._review import ReviewLogging, _log
 from search.tracking._records import param_text, trial_fit, validation_settings, with_outcome
 from search.tracking._store import (CHECKPOINT_ARTIFACTS, PARENT_RUN_ATTR,
                                     RUN_ID_ATTR, VIEW_TAG, default_tracking_uri, end_run, experiment_id,
@@ -194,6 +194,11 @@ class MlflowTracker(ReviewLogging, TrialListener):
         if self.parent_run_id:  # the drawing helper stays for the process's next run (_drawing.shared)
             if self._study is not None:
                 self.refresh_study(self._study.get_trials(deepcopy=False))
+                try:
+                    self.note_verdict(self._study)
+                except Exception as exc:  # the run's end is not held up by its description
+                    _log.warning("could not write the study's verdict to MLflow: %s: %s", type(exc).__name__,
+                                 redact(exc))
             self.client.set_terminated(self.parent_run_id, status=status)
 
     def _experiment(self, name: str) -> str:
