@@ -323,6 +323,10 @@ def test_a_cell_run_again_with_a_comment_is_the_same_builder_and_changed_code_is
     err = capsys.readouterr().err
     assert "model.family's code: the builder function does something else now" in err
     assert "(study_name= starts a separate study)" in err  # the call's words, not the command's
+    # Not passed: the session's function of that name is found, and it is not trial 0's: no test look with it.
+    with pytest.raises(search.StudyError, match=r"the function build this session holds is not the code trial 0 ran "
+                                                r"with .*, and no builder= names it"):
+        search.reproduce("cell", trial=0, home=home, out=io.StringIO())
     out = io.StringIO()
     search.reproduce("cell", trial=0, home=home, builder=edited, out=out)
     err = capsys.readouterr().err
@@ -581,3 +585,51 @@ def test_an_ablation_is_read_through_its_study_and_no_study_may_be_named_like_on
     with pytest.raises(SpaceError, match="how a study's ablation is named"):
         load({"study": {"name": "a.ablation.b"}, "data": {"source": "sklearn:iris"}})
     assert not (tmp_path / "optuna.db").exists()
+
+
+class _CtrlCAfterTheFirstTrial(io.StringIO):
+    """The run's output, which sends the process a Ctrl-C (SIGINT) as the first trial is said: a notebook's
+    "interrupt the kernel" in the middle of a run, when the run is listening for it."""
+
+    def write(self, text: str) -> int:
+        if "(#0)" in text and "sent" not in self.__dict__:
+            self.sent = True
+            os.kill(os.getpid(), __import__("signal").SIGINT)
+        return super().write(text)
+
+
+def test_ctrl_c_in_a_notebook_stops_the_run_and_then_the_cell(tmp_path):
+    """search.run stopped gracefully on Ctrl-C and returned as if done: a loop of searches in a notebook cell
+    went on to its next one, and nothing told a stopped result from a finished one."""
+    space = {**_space("halted", n_trials=3), "validation": {"scheme": "kfold", "k": 2}}
+    out = _CtrlCAfterTheFirstTrial()
+    with pytest.raises(KeyboardInterrupt, match="stopped by Ctrl-C at the end of an epoch; what finished is stored, "
+                                                "and search.run\\(space, home="):
+        search.run(space, x=X, y=Y, home=tmp_path / "h", out=out, quiet=False)
+    assert out.sent
+    import optuna
+
+    stored = optuna.load_study(study_name="halted", storage=f"sqlite:///{tmp_path / 'h' / 'optuna.db'}")
+    assert len([t for t in stored.trials if t.state.name in ("COMPLETE", "PRUNED")]) < 3
+    result = search.run(space, x=X, y=Y, home=tmp_path / "h", out=io.StringIO())  # the same call goes on
+    assert result.stopped_by == "" and len(result.study.trials) >= 3
+    # A notebook shows what it holds in a line, not the whole space and an Optuna object's address.
+    assert repr(result).startswith("RunResult(study='halted' (complete ") and len(repr(result)) < 300, repr(result)
+    assert repr(result.best).startswith(f"TrialResult(study='halted', number={result.best.number}, value=")
+
+
+def test_an_empty_study_name_is_refused_not_ignored(tmp_path):
+    with pytest.raises(search.SpaceError, match="field 'study.name'.*found ''"):
+        search.run(_space("kept"), x=X, y=Y, study_name="", home=tmp_path / "h", out=io.StringIO())
+
+
+def test_a_numeric_frame_that_still_holds_its_target_is_refused(tmp_path):
+    """x=df, y=df['target']: a frame with a text column was refused for it; one of numbers trained on the
+    target among its features, with a leak warning among the output."""
+    import pandas as pd
+
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"]).assign(target=Y)
+    with pytest.raises(search.DataError, match=r"field 'y': x has a column named 'target', the name of y: the "
+                                               r"target among the features; pass x=frame.drop\(columns=\['target'\]\)"):
+        search.run(_space("inside"), x=frame, y=frame["target"], home=tmp_path / "h", out=io.StringIO())
+    assert not (tmp_path / "h" / "optuna.db").exists()

@@ -94,7 +94,7 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
                          f"in-memory data in a folder. Nothing was created; choose another home=", field="home")
     loaded = _space_argument(space, study_name)
     raw = _as_given(loaded)
-    if study_name:
+    if study_name is not None:
         raw["study"]["name"] = study_name
     if (x is None) != (y is None):
         raise SpaceError("in-memory data needs both x and y", field="x, y")
@@ -150,10 +150,13 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
         raise
     options = session.RunOptions(home=home, storage=storage, tracking_uri=tracking_uri, n_trials=n_trials,
                                  timeout=timeout, threads=threads, quiet=quiet, new_study="study_name=")
-    if builder is not None and (name := models.only_in_this_process(resolved.model["family"])):
-        # The command cannot import a notebook's function: the study continues from Python.
+    local = models.only_in_this_process(resolved.model["family"]) if builder is not None else None
+    if local or not loaded.path:
+        # The command cannot import a notebook's function, nor read a space given as a dict: the study
+        # continues from Python.
         where = repr(str(loaded.path)) if loaded.path else "space"
-        options.continue_command = f"search.run({where}, builder={name}, home={str(home)!r}, ...) in Python"
+        with_builder = f", builder={local or getattr(builder, '__name__', 'build')}" if builder is not None else ""
+        options.continue_command = f"search.run({where}{with_builder}, home={str(home)!r}, ...) in Python"
     sink = out or sys.stdout
     announce(prepared, quiet, out=sink)
     from search.runner.stopping import StopRequest
@@ -172,7 +175,14 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     finally:
         held.uninstall()
     study = outcome.study
-    return RunResult(study, best_or_none(study, options), rows or (ablation.stored_rows(study)[1]))
+    stopped = outcome.stopped_by or (held.reason or "" if held.requested else "")
+    if stopped == "SIGINT":
+        # Ctrl-C (a notebook's "interrupt the kernel") ends the caller's cell too, as it does around Optuna's
+        # optimize: returned as a result, a loop of searches went on to its next one.
+        raise KeyboardInterrupt(f"study '{study.study_name}' stopped by Ctrl-C at the end of an epoch; what "
+                                f"finished is stored, and {options.continue_command} continues it")
+    return RunResult(study, best_or_none(study, options), rows or (ablation.stored_rows(study)[1]),
+                     stopped_by=stopped)
 
 
 def load_space(space: PathLike | Mapping[str, Any], study_name: str | None = None, *,
@@ -256,7 +266,8 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
             raises :class:`search.VerifyMismatch` before the test rows are looked at.
         register: also register the final model in MLflow's model registry as the next version of this name.
         builder: the builder function of a study that a notebook or script ran with ``builder=`` (its name
-            cannot be imported in another process).
+            cannot be imported in another process). Without it, a function of that name in this session
+            whose code is not the code the trial ran with is refused, before the test rows are looked at.
 
     Returns:
         The :class:`search.reproduce.Report` (test loss and metric, the alarm, the ensembles, the MLflow run).
@@ -277,9 +288,28 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
                                writes="records its look at the test set in the study")
     with models.handed_over(builder):
         target = targets.locate(study, uri, trial=trial, config=Path(config) if config is not None else None)
+        _same_builder_unless_given(target, builder)
         options = reproducing.Options(home=home, tracking_uri=uri, verify=verify, allow_data_change=allow_data_change,
                                       epochs=epochs, threads=threads, ensemble=ensemble, register=register)
         return reproducing.reproduce(target, options, out=out)
+
+
+def _same_builder_unless_given(target: Any, builder: Callable[..., Any] | None) -> None:
+    """A trial's builder found by its name in this session (``__main__``), as no ``builder=`` was passed, whose
+    code is not the code the trial ran with: ``build`` is every notebook's name, and a look at the test rows
+    would judge another function's model."""
+    from search.models import named_only_there
+    from search.reproduction.changes import builder_codes
+
+    family = target.space.family
+    if builder is not None or not named_only_there(family) or (codes := builder_codes(target)) is None:
+        return
+    name, number = family.rpartition(":")[2], target.trial.number
+    raise StudyError(f"the function {name} this session holds is not the code trial {number} ran with (code "
+                     f"{codes[0]} then, {codes[1]} now), and no builder= names it: the test rows would be looked at "
+                     f"with another function's model. Pass the function trial {number} ran with as builder=, or pass "
+                     f"builder={name} to judge this code's model knowingly", field="builder",
+                     expected=f"the builder trial {number} ran with", found=f"{name} (code {codes[1]})")
 
 
 @_hides_credentials

@@ -139,6 +139,13 @@ def _save_arrays(home: Path, name: str, x: Any, y: Any, names: tuple[str, str],
         x = x.drop(columns=[column])
     columns = getattr(x, "columns", None)  # a pandas frame's column names, kept for the summary and the model
     given = x
+    target = getattr(y, "name", None) if not hasattr(y, "columns") else (list(y.columns) or [None])[0]
+    if columns is not None and target is not None and target in columns:
+        # df[...] passed whole with y=df["target"]: the target among the features. A frame of text columns
+        # was refused for it, one of numbers trained on it with a leak warning.
+        raise DataError(f"{names[0]} has a column named {target!r}, the name of {names[1]}: the target among the "
+                        f"features; pass {names[0]}=frame.drop(columns=[{target!r}])", field=names[1],
+                        expected=f"a name that is not a column of {names[0]}", found=target)
     _same_rows(x, y, names)
     _numbers_held_as_text(y, names[1], task)
     x, y = _plain(x, names[0]), _plain(y, names[1], labels=True)

@@ -145,7 +145,7 @@ def _space_argument(space: Any, study_name: str | None) -> "Space":
         return space
     if isinstance(space, Mapping):  # the builder, x and y may still be missing: the full checks come after
         raw = dict(space)
-        if study_name:
+        if study_name is not None:
             raw["study"] = {**(raw.get("study") or {}), "name": study_name}
         return spaces.parse(raw)
     if isinstance(space, (str, os.PathLike)):

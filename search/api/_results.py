@@ -28,6 +28,10 @@ class TrialResult:
     config: Space                # the trial's config, every value fixed, as `search best --export` writes
     home: Path
 
+    def __repr__(self) -> str:  # the dataclass's own printed the whole space and the Study object
+        return (f"TrialResult(study={self.study.study_name!r}, number={self.number}, value={self.value:.4g} "
+                f"± {self.value_std:.2g}, params={self.params!r})")
+
     @property
     def metrics(self) -> dict[str, float]:
         """Its summary over the splits, by name: ``val_loss_mean``/``_std``, the task metric's
@@ -93,6 +97,18 @@ class RunResult:
     study: "optuna.Study"
     best: TrialResult | None
     ablation: list["AblationRow"] = field(default_factory=list)
+    # The signal that stopped the run before its budget ("SIGTERM"), "" where it ran to its end; Ctrl-C
+    # (SIGINT) raises KeyboardInterrupt instead, once the run has stopped and stored what finished.
+    stopped_by: str = ""
+
+    def __repr__(self) -> str:
+        states: dict[str, int] = {}
+        for t in self.study.get_trials(deepcopy=False):
+            states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+        counted = ", ".join(f"{state} {n}" for state, n in sorted(states.items()))
+        return (f"RunResult(study={self.study.study_name!r} ({counted or 'no trials'}), best={self.best!r}, "
+                f"ablation={len(self.ablation)} row(s)" + (f", stopped_by={self.stopped_by!r}" if self.stopped_by
+                                                           else "") + ")")
 
 
 def trial_result(study: Any, trial: Any, config: Space, home: Path) -> TrialResult:

@@ -15,15 +15,22 @@ def data_changes(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
             if k in stored and k in now and stored[k] != now[k]]
 
 
-def builder_changed(target: Any) -> str | None:
-    """The digest of the builder's code now, where it differs from the code the trial ran with (said here,
-    before training: the split checkpoints are the old code's models, the final model the new code's)."""
+def builder_codes(target: Any) -> tuple[str, str] | None:
+    """The digests of the builder's code when the trial ran and now, where they differ."""
     from search.runner import _preflight
     from search.studies import space_versions
 
     ran_with, now = space_versions.builder_code_of(target.study, target.trial), _preflight.builder_code(target.space)
-    if not ran_with or not now or ran_with == now:
+    return None if not ran_with or not now or ran_with == now else (ran_with, now)
+
+
+def builder_changed(target: Any) -> str | None:
+    """The digest of the builder's code now, where it differs from the code the trial ran with (said here,
+    before training: the split checkpoints are the old code's models, the final model the new code's)."""
+    codes = builder_codes(target)
+    if codes is None:
         return None
+    ran_with, now = codes
     number = target.trial.number
     print(f"warning: model.family's code: the builder function {target.space.family} does something else now "
           f"than when trial {number} ran (code {ran_with} then, {now} now): its split checkpoints are the old "
