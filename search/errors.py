@@ -55,6 +55,13 @@ class VerifyMismatch(StudyError):
     exit_code = 1
 
 
+class StoreTrouble(StudyError):
+    """A store that cannot be used for a reason that is no mistake in the input (a damaged file, a full disk):
+    exit status 1, as the README gives for failures not of the input."""
+
+    exit_code = 1
+
+
 class ContinuationRefused(StudyError):
     """The stored study cannot go on as the space asks (other data, objectives, family or distributions),
     said before any trial of this run starts."""

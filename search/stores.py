@@ -123,8 +123,12 @@ def prepare_home(home: Path) -> None:
 
 
 def remove_if_only_lock(home: Path) -> None:
-    """Take back a home folder that holds nothing but the lock file :func:`prepare_home` made."""
+    """Take back a home folder that holds nothing but the lock file :func:`prepare_home` made (and empty
+    SQLite files a store began on a full disk)."""
     try:
+        for empty in ("optuna.db", "mlflow.db"):
+            if (home / empty).is_file() and (home / empty).stat().st_size == 0:
+                (home / empty).unlink()
         if {p.name for p in home.iterdir()} <= {LOCK_NAME}:
             (home / LOCK_NAME).unlink(missing_ok=True)
             home.rmdir()

@@ -230,8 +230,10 @@ def test_a_killed_worker_is_failed_by_heartbeat_and_its_trial_retried(databases,
 
     study = optuna.load_study(study_name="heartbeat", storage=storage)
     assert study.trials[victim.number].state.name == "FAIL"
-    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
+    retried = [t for t in study.trials if t.user_attrs.get("retry_of") == victim.number]
     assert len(retried) == 1 and retried[0].params == study.trials[victim.number].params != {}
+    # With the seeds it trained with, as a retry after a dead process on this host (Optuna's own retry kept none).
+    assert retried[0].user_attrs["seed_trial"] == victim.number
     assert retried[0].state.name == "COMPLETE" and retried[0].user_attrs["worker"]["host"] == "host-b"
     _, runs = _runs(tracking, "heartbeat")
     victim_run = [r for r in runs if r.data.tags.get("optuna.trial_number") == str(victim.number)]

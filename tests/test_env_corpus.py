@@ -134,12 +134,13 @@ CASES = [
     # The field named was '--storage', which the user never gave.
     Case("ablate with a mistyped home", lambda s, t: ["ablate", "one", "--home", t / "typo"], 2,
          ("no study store", "field '--home'"), lambda s, t: [t / "typo"]),
+    # A damaged store is no mistake in the input: status 1, as the README says (it was 2).
     Case("status on a home whose optuna.db is not a database",
-         lambda s, t: ["status", "one", "--home", _garbage_home(t)], 2,
+         lambda s, t: ["status", "one", "--home", _garbage_home(t)], 1,
          ("cannot open the SQLite store", "is damaged (\"file is not a database\")", "restore optuna.db or "
           "mlflow.db from a copy", "--home")),
     Case("status on a home whose optuna.db has damaged pages",
-         lambda s, t: ["status", "one", "--home", _damaged_pages(s.home, t)], 2,
+         lambda s, t: ["status", "one", "--home", _damaged_pages(s.home, t)], 1,
          ("cannot open the Optuna storage", "is damaged (\"database disk image is malformed\")",
           "restore optuna.db or mlflow.db from a copy")),
     Case("status on an empty home folder", lambda s, t: ["status", "one", "--home", t], 2,

@@ -196,22 +196,56 @@ def test_two_workers_finish_exactly_the_budget_without_duplicates(write_space, h
     assert {int(p.name.removeprefix("trial_")) for p in (home / "checkpoints" / "pair").iterdir()} == best_two
 
 
-def test_a_run_whose_budget_is_held_by_another_workers_running_trial_starts_none(write_space, home, capsys):
+def test_a_run_whose_budget_is_held_by_another_workers_running_trial_waits_for_it(write_space, home, capsys):
     """A worker with nothing left to do asked for one more trial and closed it as over the budget: every run
-    of several workers ended with a failed trial in its table (and the parent started a new worker for it)."""
+    of several workers ended with a failed trial in its table (and the parent started a new worker for it).
+    It now waits for the trial that holds the budget, and starts none while that one runs."""
+    import threading
+
     from search.studies._identity import worker_identity
 
     space = write_space({"study": {"name": "held", "n_trials": 2}})
     assert run_cli("run", space, "--home", home) == 0
-    held = _study(home, "held").ask()  # another worker's trial, alive (its pid is this test's)
+    study = _study(home, "held")
+    held = study.ask()  # another worker's trial, alive (its pid is this test's)
     held.set_user_attr("worker", worker_identity())
     space.write_text(space.read_text().replace("n_trials: 2", "n_trials: 3"))
     capsys.readouterr()
-    assert run_cli("run", space, "--home", home) == 0
-    out = capsys.readouterr().out
+    timer = threading.Timer(4.0, lambda: study.tell(held, 0.5))  # the other worker finishes it
+    timer.start()
+    try:
+        assert run_cli("run", space, "--home", home) == 0
+    finally:
+        timer.cancel()
+    out, err = capsys.readouterr()
     states = sorted(t.state.name for t in _study(home, "held").trials)
-    assert states == ["COMPLETE", "COMPLETE", "RUNNING"], (states, out)
-    assert "fail" not in out, out
+    assert states == ["COMPLETE"] * 3, (states, out)
+    assert f"waiting for trial(s) {held.number}, running in other processes" in err and "fail" not in out, out
+
+
+def test_a_trial_whose_worker_on_another_host_went_silent_is_run_again_with_its_seeds(write_space, home, capsys):
+    """A worker on another host died holding the last of the budget: the other workers left, each run after
+    ended 'finished' short of its budget, and the silent trial was never failed. Its retry (Optuna's) kept
+    none of the seeds it trained with."""
+    from search.studies import lifecycle
+
+    space = write_space({"study": {"name": "silent", "n_trials": 2}})
+    assert run_cli("run", space, "--home", home, "--heartbeat", "1") == 0
+    storage = lifecycle.make_storage(f"sqlite:///{home / 'optuna.db'}", heartbeat=1)
+    study = optuna.load_study(study_name="silent", storage=storage)
+    silent = study.ask()
+    silent.suggest_float("model.dropout", 0.0, 0.5)  # drawn, then its host went down mid-trial
+    silent.set_user_attr("worker", {"host": "other-host", "pid": 1})  # a pid check here cannot see it
+    storage.record_heartbeat(silent._trial_id)  # one beat, then the host went down
+    space.write_text(space.read_text().replace("n_trials: 2", "n_trials: 3"))
+    capsys.readouterr()
+    assert run_cli("run", space, "--home", home, "--heartbeat", "1") == 0
+    trials = _study(home, "silent").trials
+    assert trials[silent.number].state.name == "FAIL"
+    retry = [t for t in trials if t.number > silent.number]
+    assert len(retry) == 1 and retry[0].state.name == "COMPLETE", [(t.number, t.state.name) for t in trials]
+    assert retry[0].user_attrs["seed_trial"] == silent.number
+    assert retry[0].params == silent.params and retry[0].params["model.dropout"] > 0
 
 
 def test_the_parent_says_the_trials_that_finish_in_its_last_two_seconds(capsys):

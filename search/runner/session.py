@@ -357,12 +357,18 @@ def open_storage(options: RunOptions, also: Any = None) -> Any:
     stores.prepare_home(home)
     try:
         with stores.home_lock(home):
-            storage = studies.make_storage(storage_url, options.heartbeat)
+            from search.runner.recovery import requeue
+
+            storage = studies.make_storage(storage_url, options.heartbeat, on_stale=requeue)
             return storage if also is None else (storage, also())
     except Exception:
         if fresh:  # a database that does not exist on a server: the folder made for the run goes too
             stores.remove_if_only_lock(home)
         raise
+
+
+# How often a worker with nothing to start looks again at the trials other processes hold.
+HELD_POLL_SECONDS = 2.0
 
 
 class _Loop:
@@ -390,6 +396,33 @@ class _Loop:
         except KeyboardInterrupt:  # a second Ctrl-C, wherever in the loop it lands
             self.requeued = self._requeue_interrupted()
             raise
+
+    def _wait_for_held_trials(self, deadline: float | None) -> bool:
+        """Wait while the rest of the budget is held by trials running in other processes. True: one of them
+        ended without finishing (failed by its heartbeats or its process gone) and another trial may start;
+        False: they finished the budget, or the run must stop."""
+        import optuna
+
+        from search.runner import recovery
+        from search.studies import lifecycle as studies
+
+        said = False
+        while not self.stop.requested and (deadline is None or time.monotonic() < deadline):
+            trials = self.study.get_trials(deepcopy=False)
+            if studies.count_finished(trials) >= self.budget:
+                return False
+            if studies.count_taken(trials) < self.budget:
+                return True
+            if not said and self.options.worker_index == 0:
+                running = [t.number for t in trials if t.state.name == "RUNNING"]
+                print(f"waiting for trial(s) {', '.join(map(str, running))}, running in other processes, which "
+                      f"hold the rest of the budget (a silent one is queued again here once its heartbeats stop)",
+                      file=sys.stderr, flush=True)
+                said = True
+            time.sleep(HELD_POLL_SECONDS)
+            optuna.storages.fail_stale_trials(self.study)  # with heartbeats on: fails and queues the silent
+            recovery.recover_orphans(self.study)
+        return False
 
     def _requeue_interrupted(self) -> bool:
         """Queue this process's last trial again if the interrupt cut it short, unless that is done."""
@@ -423,9 +456,12 @@ class _Loop:
             if studies.count_finished(trials) >= self.budget:
                 return
             # Other workers' running trials fill what is left: a trial asked for now would only be closed
-            # over budget (a failed trial in the run's table), and its worker replaced for nothing.
+            # over budget (a failed trial in the run's table). Wait for them instead: one whose worker died
+            # on another host is found by its heartbeats and queued again, to be run here.
             if studies.count_taken(trials) >= self.budget:
-                return
+                if not self._wait_for_held_trials(deadline):
+                    return
+                continue
             if grid and not any(t.state.name == "WAITING" for t in trials):
                 return  # every grid point is taken; the workers running the last ones finish them
             # No collection after the trial: the next model's reset_keras makes one, and each costs.

@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 
-from search.errors import StudyError
+from search.errors import StoreTrouble, StudyError
 
 
 def prepare(url: str) -> None:
@@ -24,7 +24,7 @@ def prepare(url: str) -> None:
             conn.execute("PRAGMA journal_mode=WAL")
     except (OSError, sqlite3.Error) as exc:
         if (trouble := trouble_of(exc)) is not None:  # a damaged file or a full disk, not the folder's rights
-            raise StudyError(f"cannot open the SQLite store {path}: {trouble}", field="--home") from None
+            raise StoreTrouble(f"cannot open the SQLite store {path}: {trouble}", field="--home") from None
         raise StudyError(f"cannot open or create the SQLite store {path} ({exc}); the folder must be writable "
                          f"for a command that writes (search run, search reproduce)", field="--home") from None
 

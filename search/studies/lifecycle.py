@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from search.errors import StudyError
+from search.errors import StoreTrouble, StudyError
 from search.space import Space
 from search.studies._continuing import check_continuable as check_continuable
 from search.studies.pruners import make_pruner
@@ -19,8 +19,10 @@ def default_storage(home: Path) -> str:
     return f"sqlite:///{(Path(home) / 'optuna.db').resolve()}"
 
 
-def make_storage(url: str, heartbeat: int = 30) -> Any:
-    """An RDB storage with heartbeats, so a killed worker's trial is marked failed and retried once."""
+def make_storage(url: str, heartbeat: int = 30, on_stale: Callable[[Any, Any], Any] | None = None) -> Any:
+    """An RDB storage with heartbeats, so a killed worker's trial is marked failed and retried once;
+    ``on_stale(study, trial)`` queues it again (Optuna's callback where not given, whose retry keeps none of
+    the seeds the trial trained with)."""
     import warnings
 
     import optuna
@@ -48,7 +50,7 @@ def make_storage(url: str, heartbeat: int = 30) -> Any:
             try:
                 options: dict[str, Any] = dict(
                     engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+                    heartbeat_stale_trial_callback=on_stale or RetryHeartbeatStaleTrialCallback(max_retry=1))
                 storage = RDBStorage(url, skip_compatibility_check=True, **options)
                 if not _schema_is_current(storage):  # Optuna's own check, which says what to do
                     storage = RDBStorage(url, **options)
@@ -66,7 +68,7 @@ def make_storage(url: str, heartbeat: int = 30) -> Any:
         from search._redact import redact
 
         if (trouble := stores.trouble_of(exc)) is not None:
-            raise StudyError(f"cannot open the Optuna storage {redact(url)}: {trouble}", field="--storage") from None
+            raise StoreTrouble(f"cannot open the Optuna storage {redact(url)}: {trouble}", field="--storage") from None
 
         raise StudyError(f"cannot open the Optuna storage {redact(url)} ({type(exc).__name__}: "
                          f"{redact(str(exc).splitlines()[0] if str(exc) else '')})", field="--storage") from None
