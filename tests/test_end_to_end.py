@@ -56,6 +56,9 @@ def test_trials_splits_and_checkpoints_agree(study_run):
         assert math.isclose(t.value, np.mean([s["best_val_loss"] for s in recorded]), rel_tol=1e-9)
         assert math.isclose(t.user_attrs["val_loss_std"], np.std([s["best_val_loss"] for s in recorded], ddof=1),
                             rel_tol=1e-6)
+        # The task metric's spread the same way (it was divided by n where the loss's was by n - 1).
+        assert math.isclose(t.user_attrs["val_accuracy_std"],
+                            np.std([s["best_val_metric"] for s in recorded], ddof=1), rel_tol=1e-6, abs_tol=1e-12)
         for s in recorded:
             assert 1 <= s["best_epoch"] <= EPOCHS
             ckpt = home / "checkpoints" / "iris-e2e" / f"trial_{t.number:05d}" / f"split_{s['split']:02d}.keras"

@@ -268,3 +268,21 @@ def test_a_diverged_split_has_no_best_epoch_in_the_trials_table():
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, user_attrs={"splits": splits}))
     (row,) = csv.DictReader(io.StringIO(trials_csv(study)))
     assert (row["split_0_best_epoch"], row["split_1_best_epoch"]) == ("", "3")
+
+
+def test_a_pruned_curve_is_said_with_its_loss_and_the_bar_it_missed():
+    """'pruned at epoch 5: worse than the pruner lets through' gave neither the split's loss nor the median it
+    had to beat, as Optuna's users read 'pruned at step N with value X'."""
+    from search.studies.pruning import LateMedianRule, SplitPruner, epoch_step
+
+    study = optuna.create_study()
+    for i, value in enumerate([0.30, 0.32, 0.34, 0.36, 0.38]):
+        study.add_trial(optuna.trial.create_trial(
+            value=value, intermediate_values={epoch_step(0, e): value + 0.1 for e in range(1, 7)},
+            user_attrs={"best_epoch_mean": 6.0}))
+    pruner = SplitPruner(LateMedianRule(startup=5))
+    trial = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                      intermediate_values={epoch_step(0, e): 0.9 - 0.01 * e for e in range(1, 7)})
+    assert pruner.prune(study, trial)
+    assert pruner.verdict == ("its best validation loss on split 0 by epoch 6, 0.84, was above the median of the 5 "
+                              "compared complete trials at that epoch, 0.44")

@@ -141,7 +141,7 @@ class Objective:
             self._emit("on_split_start", trial, split.index, len(self.splits))
             result = self._fit(trial, settings, split)
             self._split_done(trial, outcome, result)
-            self._check(result)
+            self._check(result, trial)
             self._judge_split(trial, result, len(outcome.splits))
 
     def _fit_fused(self, trial: Any, settings: dict[str, dict[str, Any]], outcome: TrialOutcome) -> bool:
@@ -186,10 +186,12 @@ class Objective:
         # A split that diverged stopped the others: its reason comes first, then a stop request, then pruning.
         for result in sorted(results, key=lambda r: not r.diverged):
             if result.stop_reason == "stopped" and not (self.stop and self.stop.requested):
+                judged = getattr(trial.study.pruner, "verdict", "")
                 raise optuna.TrialPruned(f"pruned at epoch {result.epochs_run} (all {len(results)} splits, "
                                          f"trained together): the split curve study.pruner "
-                                         f"{self.space.study.pruner} judges was worse than it lets through")
-            self._check(result)
+                                         f"{self.space.study.pruner} judges was worse than it lets through"
+                                         + (f" ({judged})" if judged else ""))
+            self._check(result, trial)
         if not multi_objective:
             for result in results:
                 trial.report(result.best_val_loss, pruning.split_step(result.split))
@@ -215,7 +217,7 @@ class Objective:
         trial.set_user_attr("splits", [s.summary() for s in outcome.splits])
         self._emit("on_split_end", trial, result)
 
-    def _check(self, result: SplitResult) -> None:
+    def _check(self, result: SplitResult, trial: Any) -> None:
         """End the trial after a split that diverged, was stopped by a request, or was pruned."""
         import optuna
 
@@ -227,7 +229,9 @@ class Objective:
             raise TrialInterrupted(f"stopped by {self.stop.reason} in split {result.split} at epoch "
                                    f"{result.epochs_run}; queued to run again")
         if result.stop_reason == "stopped":
-            raise optuna.TrialPruned(f"pruned in split {result.split} at epoch {result.epochs_run}")
+            judged = getattr(trial.study.pruner, "verdict", "")
+            raise optuna.TrialPruned(f"pruned in split {result.split} at epoch {result.epochs_run}"
+                                     + (f": {judged}" if judged else ""))
 
     def _judge_split(self, trial: Any, result: SplitResult, n_done: int) -> None:
         """Report a finished split's score; before the last split, let the across-split rule stop the trial."""

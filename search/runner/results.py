@@ -138,7 +138,9 @@ class TrialOutcome:
             return out
         return {"val_loss_mean": self.value, "val_loss_std": self.value_std,
                 f"val_{self.metric_name}_mean": self.metric_mean,
-                f"val_{self.metric_name}_std": float(np.std([s.best_val_metric for s in done])),
+                # The sample standard deviation (n - 1), as val_loss_std: the two spreads of one run differed.
+                f"val_{self.metric_name}_std": float(np.std([s.best_val_metric for s in done], ddof=1))
+                if len(done) > 1 else 0.0,
                 "best_epoch_mean": float(np.mean([s.best_epoch for s in done])),
                 "penalty_mean": float(np.mean([s.best_penalty for s in done])), **out}
 

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 from optuna.pruners import BasePruner
 
+from search._numbers import sig
+
 STEP_STRIDE = 10_000
 # The first epochs of every split are never judged: all curves start high and cross.
 PRUNE_WARMUP_EPOCHS = 5
@@ -132,6 +134,7 @@ class LateMedianRule:
     def __init__(self, startup: int = PRUNE_STARTUP_TRIALS, warmup_fraction: float = PRUNE_WARMUP_FRACTION,
                  percentile: float = 50.0, profile: RegularizationProfile | None = None) -> None:
         self.startup, self.warmup_fraction, self.percentile = startup, warmup_fraction, percentile
+        self.verdict = ""  # the numbers behind the last curve this rule stopped
         self.profile = profile  # when set, a curve is judged only against alike-regularized complete trials
         # ((study id, trial number), when read, (warm-up epoch, complete trials compared with))
         self._read: tuple[tuple[int, int], float, tuple[int, list[Any]]] | None = None
@@ -179,7 +182,15 @@ class LateMedianRule:
         mine = [v for v in trial.intermediate_values.values() if np.isfinite(v)]
         if not others or not mine:
             return False
-        return bool(min(mine) > np.percentile(others, self.percentile))
+        bar = float(np.percentile(others, self.percentile))
+        if min(mine) <= bar:
+            return False
+        # Said with the pruned trial, in numbers, as Optuna's users read "pruned at step N with value X".
+        which = "median" if self.percentile == 50 else f"{self.percentile:g}th percentile"
+        self.verdict = (f"its best validation loss on split {step // STEP_STRIDE} by epoch {step % STEP_STRIDE}, "
+                        f"{sig(min(mine))}, was above the {which} of the {len(others)} compared complete trials "
+                        f"at that epoch, {sig(bar)}")
+        return True
 
 
 class PairedSplitRule:
@@ -260,6 +271,7 @@ class SplitPruner(BasePruner):
     def __init__(self, within: Any = None, across: Any = None, first_split_only: bool = False,
                  n_splits: int | None = None) -> None:
         self.within, self.across = within, across
+        self.verdict = ""
         self.first_split_only, self.n_splits = first_split_only, n_splits
 
     def prune(self, study: Any, trial: Any) -> bool:
@@ -281,7 +293,10 @@ class SplitPruner(BasePruner):
                 return False
             split = 0
         curve = {s: v for s, v in trial.intermediate_values.items() if s // STEP_STRIDE == split}
-        return bool(self.within.prune(study, _view(trial, curve)))
+        pruned = bool(self.within.prune(study, _view(trial, curve)))
+        if pruned:  # kept until the next pruning: the trial's reason reads it once its splits stop
+            self.verdict = str(getattr(self.within, "verdict", ""))
+        return pruned
 
 
 def _best_complete(study: Any) -> Any:
