@@ -494,6 +494,10 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
      csv("a,b,label\n" + "".join(f"{i},{100 + i}.5,0.3,{i % 2}\n" if i % 4 else f"{100 + i}.5,0.3,{i % 2}\n"
                                    for i in range(30))),
      "data.source", ["line 3 of the file holds 4 fields where the header names 3 columns"]),
+    # Accounting's negatives: said to be free text, with advice to leave the column out.
+    ("text-feature-negatives-in-parentheses",
+     csv(_frame().assign(a=[f"({100 + i}.5)" if i % 3 == 0 else f"{100 + i}.5" for i in range(30)])), "data.source",
+     ["column 'a'", "negative numbers are written in parentheses", "such as '(100.5)'", "-100.5 for (100.5)"]),
     ("text-feature-dates", csv(_frame().assign(a=[f"2024-01-{i + 1:02d}" for i in range(30)])), "data.source",
      ["column 'a'", "it holds dates", "data.order"]),
     ("text-feature-free-text", csv(_frame().assign(a=[f"customer {i}" for i in range(30)])), "data.source",

@@ -41,6 +41,13 @@ def text_column_hint(values: Any, column: Any) -> str:
     if text.empty:
         return "encode it as numbers first"
     numeric = text.str.replace(r"[,\s$€£%]", "", regex=True)
+    # Accounting's negatives, (310.02): said to be free text, with advice to leave the column out.
+    bracketed = numeric.str.fullmatch(r"\([-+]?\d*\.?\d+\)")
+    if bracketed.any() and (bracketed | numeric.str.fullmatch(r"[-+]?\d*\.?\d+") | (numeric == "")).mean() > 0.9:
+        example = text[bracketed].iloc[0]
+        return (f"its negative numbers are written in parentheses, as accounting does, such as {example!r}: write "
+                f"them with a minus sign ({'-' + example.strip('() ')} for {example}) so the column reads as "
+                f"numbers")
     if (numeric.str.fullmatch(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?") | (numeric == "")).mean() > 0.9:
         strays = [v for v, n in zip(text, numeric) if not re.fullmatch(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", n)]
         stray = strays[0] if strays else None
