@@ -614,6 +614,10 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
     # Excel's amounts where the comma is the decimal mark: thousands grouped by dots (German) or spaces (French).
     ("target-amounts-with-thousands-dots", _amounts, [],
      ["column 'Miete' of", "groups its thousands ('1.000,00'): read as 1000.00", "task: regression"]),
+    # An export's code for "missing" read as a value: scaled, the column became a flag of the coded rows.
+    ("a-missing-value-code-among-measurements", csv(_frame().assign(b=lambda f: f["b"].where(f.index % 10 != 3, -999))),
+     ["column 'b' of", "holds -999 in 3 rows, far outside its other values", "a code for a missing value?",
+      "set data.missing"], ["features: 3"]),
     ("csv-decimal-commas-and-thousands-dots",
      csv("a;b;label\n" + "".join(f"{'1.317,0' if i == 5 else f'{700 + i},0'};{i},5;{i % 2}\n" for i in range(30))),
      [], ["column 'a' of", "groups its thousands ('1.317,0'): read as 1317.0", "features: 2"]),

@@ -26,6 +26,37 @@ def constant_columns(features: Any, path: Path) -> list[str]:
             f"in every row: nothing to learn from (data.drop leaves them out)"]
 
 
+# Values exports write for "missing" in a numeric column (SPSS, SAS, old lab systems).
+_SENTINELS = (-99999.0, -9999.0, -999.0, -99.0, 999.0, 9999.0, 99999.0)
+
+
+def missing_codes(features: Any, path: Path) -> list[str]:
+    """Numeric columns where -999 (or 9999, -99, ...) stands apart from every other value, repeated: a code for
+    "missing" read as a measurement (a standardized N(0, 1) column became a 0/1 flag of the coded rows)."""
+    import pandas as pd
+
+    said = []
+    for column in features.columns:
+        values = features[column]
+        if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+            continue
+        kept = values.dropna().to_numpy(dtype=float)
+        for code in _SENTINELS:
+            coded = kept == code
+            rest = kept[~coded]
+            if coded.sum() < 2 or len(rest) < 10:
+                continue
+            low, high = np.percentile(rest, [1, 99])
+            spread = max(high - low, 1e-12)
+            if code < low - 10 * spread or code > high + 10 * spread:
+                said.append(f"column '{column}' of {path} holds {code:g} in {int(coded.sum())} rows, far outside its "
+                            f"other values ({rest.min():.3g} to {rest.max():.3g}): a code for a missing value? Read as "
+                            f"a number, it outweighs the rest once scaled; make those cells empty and set data.missing "
+                            f"(median or mean) to have each split fill them")
+                break
+    return said
+
+
 def row_counters(features: Any, path: Path) -> list[str]:
     """Feature columns that count the rows (1, 2, 3, ... in file order), or that are named and valued as an
     identifier: most likely names of the rows, not measurements."""

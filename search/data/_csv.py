@@ -115,8 +115,9 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
     notes += _column_notes.row_counters(features, path) + _column_notes.constant_columns(features, path)
     notes += _column_notes.code_columns(features, path, notes)
     notes += _column_notes.padded_codes(features, leading_zeros, path, notes)
-    warnings = spellings + _checks.float32_merges([(str(c), features[c].to_numpy()) for c in features.columns
-                                                 if not pd.api.types.is_bool_dtype(features[c])], str(path))
+    warnings = spellings + _column_notes.missing_codes(features, path) + _checks.float32_merges(
+        [(str(c), features[c].to_numpy()) for c in features.columns if not pd.api.types.is_bool_dtype(features[c])],
+        str(path))
     _csv_target.number_target_as_text(frame[section.target], section.target, section.task, path, where)
     target_text = _as_written(spelled, section.target, frame[section.target])
     kept_words = ""
