@@ -256,3 +256,25 @@ def test_a_worker_with_different_data_is_refused(databases, mlflow_server, tmp_p
     out, err = second.communicate(timeout=120)
     assert second.returncode == 2
     assert "data_fingerprint" in err and "different data" in err and "Traceback" not in err
+
+
+def test_two_hosts_starting_on_a_new_mlflow_database_both_get_its_schema(tmp_path):
+    """Both ran MLflow's migrations on a new PostgreSQL tracking store, and the loser ended with 'duplicate key
+    value violates unique constraint' (the home folder's lock holds on one machine only)."""
+    import psycopg
+
+    name = f"search_race_{uuid.uuid4().hex[:8]}"
+    admin = psycopg.connect(PG_URL, autocommit=True)
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        code = ("import sys\nfrom search.tracking.tracker import _client_once_its_schema_is_made\n"
+                "print(len(_client_once_its_schema_is_made(sys.argv[1]).search_experiments()))")
+        hosts = [subprocess.Popen([sys.executable, "-c", code, _database_url(name)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=_env(host)) for host in ("host-a", "host-b")]
+        done = [p.communicate(timeout=300) for p in hosts]
+        assert [p.returncode for p in hosts] == [0, 0], [err[-800:] for _, err in done]
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

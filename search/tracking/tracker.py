@@ -64,13 +64,32 @@ def make_tracker(prepared: Any, options: Any, space_text: str) -> "MlflowTracker
     return tracker
 
 
+def _client_once_its_schema_is_made(uri: str) -> Any:
+    """An MLflow client; a new database store's schema is made by MLflow's migrations as the client is: two
+    hosts starting on one at once both ran them, and the loser ended with "duplicate key value violates
+    unique constraint" (the home folder's lock holds on one machine only). The loser waits and uses the
+    winner's schema."""
+    from mlflow.tracking import MlflowClient
+
+    if "://" not in uri or uri.split(":", 1)[0].split("+")[0] not in ("postgresql", "mysql", "mssql"):
+        return MlflowClient(tracking_uri=uri)
+    for attempt in range(5):
+        try:
+            return MlflowClient(tracking_uri=uri)
+        except Exception as exc:
+            text = f"{type(exc).__name__} {exc}"
+            if attempt == 4 or not any(w in text for w in ("already exists", "duplicate key", "UniqueViolation",
+                                                          "Duplicate entry")):
+                raise
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
+
+
 class MlflowTracker(ReviewLogging, TrialListener):
     def __init__(self, tracking_uri: str, home: Path, space: Space, space_text: str,
                  study_tags: dict[str, Any], keep_checkpoints: int = 5,
                  reference_loss: float | None = None, texts: dict[str, str] | None = None,
                  split_references: dict[int, tuple[float, float]] | None = None) -> None:
-        from mlflow.tracking import MlflowClient
-
         from search.studies import _sqlite
 
         quiet_mlflow()
@@ -79,7 +98,7 @@ class MlflowTracker(ReviewLogging, TrialListener):
         if fresh:
             new_local_store(tracking_uri, Path(home))
         self.uri, self.home, self.space = tracking_uri, Path(home), space
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.client = _client_once_its_schema_is_made(tracking_uri)
         self.space_text, self.study_tags = space_text, study_tags
         self.texts = dict(texts or {})  # more files for the parent run (the data summary)
         self.experiment_id = ""
