@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -118,6 +119,10 @@ def test_mlflow_runs_match_trials(study_run):
             assert client.get_metric_history(run.info.run_id, f"split_{s['split']}/accuracy")
     best_run = runs[study.best_trial.number]
     assert [a.path for a in client.list_artifacts(best_run.info.run_id, "best_model")]
+    # Said beside it: a Keras file of scaled rows, not an MLflow model; where the raw-row models are.
+    note = Path(client.download_artifacts(best_run.info.run_id, "best_model/README.md",
+                                          str(study_run["home"].parent))).read_text()
+    assert "not an MLflow model" in note and "already scaled" in note and "split_models()" in note
     assert parent.data.tags["best_trial"] == str(study.best_trial.number)
 
 

@@ -55,3 +55,17 @@ def with_outcome(trial: Any, outcome: TrialOutcome, stored: list[Any]) -> list[A
             t.datetime_complete = datetime.now()
         out.append(t)
     return out
+
+
+def best_model_note(study: str, number: int, checkpoint: str, scaler: str) -> str:
+    """What ``best_model/`` on the best trial's run holds, and what takes raw rows: a reader loaded it as an
+    MLflow model (it is none), or fed it raw rows (it predicted one class for every row)."""
+    takes = (f"It takes rows **already scaled** by that split's scaler (`data.preprocess: {scaler}`, fit on the "
+             f"split's training rows only); raw rows give wrong predictions." if scaler != "none" else
+             "It takes rows as the data holds them (`data.preprocess: none`), missing values already filled.")
+    return (f"# {checkpoint}\n\nTrial {number}'s model of that split, at its best epoch, as trained: a Keras file "
+            f"(`keras.models.load_model`), not an MLflow model. {takes}\n\n"
+            f"Models that take raw rows:\n\n"
+            f"- every split's, scaler included: `search.best({study!r}, trial={number}).split_models()` in Python;\n"
+            f"- the final model, trained on all development rows and tested once: `search reproduce {study} "
+            f"--trial {number}`, logged as an MLflow model (Keras and pyfunc forms) on a run of its own.\n")

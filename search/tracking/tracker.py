@@ -18,7 +18,7 @@ from search.studies.space_versions import DIGEST_ATTR
 from search.tracking import _repair, _space_versions
 from search.tracking._later import DeferredFailure, Later
 from search.tracking._review import ReviewLogging, _log
-from search.tracking._records import param_text, trial_fit, validation_settings, with_outcome
+from search.tracking._records import best_model_note, param_text, trial_fit, validation_settings, with_outcome
 from search.tracking._store import (CHECKPOINT_ARTIFACTS, PARENT_RUN_ATTR,
                                     RUN_ID_ATTR, VIEW_TAG, default_tracking_uri, end_run, experiment_id,
                                     forget_artifact_repo, is_server, new_local_store, quiet_mlflow, review_view)
@@ -462,6 +462,8 @@ class MlflowTracker(ReviewLogging, TrialListener):
 
         if path is not None and path.exists():
             self.client.log_artifact(run_id, str(path), "best_model")
+            self.client.log_text(run_id, best_model_note(self.space.study.name, number, path.name,
+                                                         self.space.data.preprocess), "best_model/README.md")
         self.client.log_batch(self.parent_run_id, metrics=[
             Metric("best_value", value, int(time.time() * 1000), number)], tags=[
             RunTag("best_trial", str(number)), RunTag("best_run_id", run_id)])
