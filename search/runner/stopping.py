@@ -31,6 +31,16 @@ def announce(signum: int) -> None:
 
 # The stop requests installed in this process, the latest last (only the main thread installs one).
 _installed: list["StopRequest"] = []
+# Why this process sent itself a signal (the stop's reason in place of the signal's name), by signal.
+_WHY_SENT: dict[int, str] = {}
+
+
+def stop_self(why: str) -> None:
+    """Stop gracefully as SIGTERM does, with ``why`` as the reason the trials and the output give."""
+    import os
+
+    _WHY_SENT[signal.SIGTERM] = why
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 class StopRequest:
@@ -101,9 +111,11 @@ class StopRequest:
             raise KeyboardInterrupt
         first = not self.requested
         # Recorded before it is announced: a second Ctrl-C sent on seeing the announcement can land while this
-        # handler still runs, and must find the first one already there.
+        # handler still runs, and must find the first one already there. A worker whose parent died sends
+        # itself SIGTERM, which no one sent it: its trials were said to be "stopped by SIGTERM".
+        why = _WHY_SENT.pop(signum, None) or signal.Signals(signum).name
         for held in [self, *_installed]:
-            held.request(signal.Signals(signum).name)
+            held.request(why)
         if self.announce and first:
             announce(signum)
 

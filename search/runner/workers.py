@@ -40,9 +40,11 @@ def follow_parent() -> None:
         return
 
     def watch() -> None:
+        from search.runner.stopping import stop_self
+
         while os.getppid() == int(parent):
             time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGTERM)
+        stop_self(f"the end of its parent process {parent}")
 
     threading.Thread(target=watch, name="follow-parent", daemon=True).start()
 
