@@ -14,11 +14,11 @@ from typing import Any, Callable, Sequence, TextIO
 import numpy as np
 
 from search import data, splits
-from search.errors import FailureKind
 from search.data import Dataset
 from search.data._summary import DataSummary
 from search.runner.results import TrialListener
 from search.runner import _preflight, checkpoints
+from search.runner._loop import TrialLoop
 from search.studies import space_versions
 from search.studies.space_versions import BUILDER_CODE_ATTR
 from search.runner._space_warnings import plan_warnings, space_warnings
@@ -293,7 +293,7 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
     objective = Objective(space, prepared.dataset, prepared.splits, home,
                           [*listeners, retention, *options.extra_listeners], stop=stop, budget=budget,
                           space_for=space_for)
-    loop = _Loop(study, objective, budget, space.study.max_consecutive_failures, options, stop)
+    loop = TrialLoop(study, objective, budget, space.study.max_consecutive_failures, options, stop)
     outcome = RunOutcome(study)
     try:
         with _runtime.live_objects_frozen():
@@ -365,142 +365,6 @@ def open_storage(options: RunOptions, also: Any = None) -> Any:
         if fresh:  # a database that does not exist on a server: the folder made for the run goes too
             stores.remove_if_only_lock(home)
         raise
-
-
-# How often a worker with nothing to start looks again at the trials other processes hold.
-HELD_POLL_SECONDS = 2.0
-
-
-class _Loop:
-    """Runs trials one at a time, so every limit is checked between trials.
-
-    Each ``study.optimize(n_trials=1)`` call keeps what Optuna does per trial (heartbeats, failing
-    stale trials, catching exceptions); the loop adds the study-wide budget, the run's limits, the stop
-    request and the consecutive-failure rule.
-    """
-
-    def __init__(self, study: Any, objective: Any, budget: int, max_failures: int, options: "RunOptions",
-                 stop: Any) -> None:
-        self.study, self.objective, self.budget, self.max_failures = study, objective, budget, max_failures
-        self.options, self.stop = options, stop
-        self.consecutive_failures, self.gave_up, self.last_failure = 0, False, ""
-        self.disk_full, self.requeued = "", False
-
-    def run(self) -> None:
-        from search._stack import call_with_room
-
-        try:
-            # Optuna's and MLflow's calls between trials run deep too (search/_stack.py).
-            call_with_room(self._run)
-            self.stop.raise_if_urgent()
-        except KeyboardInterrupt:  # a second Ctrl-C, wherever in the loop it lands
-            self.requeued = self._requeue_interrupted()
-            raise
-
-    def _wait_for_held_trials(self, deadline: float | None) -> bool:
-        """Wait while the rest of the budget is held by trials running in other processes. True: one of them
-        ended without finishing (failed by its heartbeats or its process gone) and another trial may start;
-        False: they finished the budget, or the run must stop."""
-        import optuna
-
-        from search.runner import recovery
-        from search.studies import lifecycle as studies
-
-        said = False
-        while not self.stop.requested and (deadline is None or time.monotonic() < deadline):
-            trials = self.study.get_trials(deepcopy=False)
-            if studies.count_finished(trials) >= self.budget:
-                return False
-            if studies.count_taken(trials) < self.budget:
-                return True
-            if not said and self.options.worker_index == 0:
-                running = [t.number for t in trials if t.state.name == "RUNNING"]
-                print(f"waiting for trial(s) {', '.join(map(str, running))}, running in other processes, which "
-                      f"hold the rest of the budget (a silent one is queued again here once its heartbeats stop)",
-                      file=sys.stderr, flush=True)
-                said = True
-            time.sleep(HELD_POLL_SECONDS)
-            optuna.storages.fail_stale_trials(self.study)  # with heartbeats on: fails and queues the silent
-            recovery.recover_orphans(self.study)
-        return False
-
-    def _requeue_interrupted(self) -> bool:
-        """Queue this process's last trial again if the interrupt cut it short, unless that is done."""
-        from search.runner import recovery
-
-        last = _own_last_trial(self.study)
-        if last is None or last.state.name != "FAIL":
-            return False
-        # SILENT (no reason recorded): the interrupt landed before the trial could record one.
-        if FailureKind.of(last) not in (FailureKind.INTERRUPTED, FailureKind.DISK_FULL, FailureKind.SILENT):
-            return False
-        recovery.requeue(self.study, last, max_retries=None, counts_as_retry=False)
-        return True
-
-    def _run(self) -> None:
-        from search.runner import recovery
-        from search.studies import lifecycle as studies
-
-        deadline = time.monotonic() + self.options.timeout if self.options.timeout else None
-        started = 0
-        grid = self.objective.space.study.sampler == "grid"
-        while not self.stop.requested:
-            # The run's own limits first: they need no read of the study.
-            if self.options.n_trials is not None and started >= self.options.n_trials:
-                return
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            trials = self.study.get_trials(deepcopy=False)
-            if recovery.recover_orphans(self.study, trials):
-                trials = self.study.get_trials(deepcopy=False)  # they were failed and queued again
-            if studies.count_finished(trials) >= self.budget:
-                return
-            # Other workers' running trials fill what is left: a trial asked for now would only be closed
-            # over budget (a failed trial in the run's table). Wait for them instead: one whose worker died
-            # on another host is found by its heartbeats and queued again, to be run here.
-            if studies.count_taken(trials) >= self.budget:
-                if not self._wait_for_held_trials(deadline):
-                    return
-                continue
-            if grid and not any(t.state.name == "WAITING" for t in trials):
-                return  # every grid point is taken; the workers running the last ones finish them
-            # No collection after the trial: the next model's reset_keras makes one, and each costs.
-            # Optuna hands the finished trial to a callback from its cache: no read of the whole study.
-            finished: list[Any] = []
-            self.study.optimize(self.objective, n_trials=1, catch=(Exception,),
-                                callbacks=[lambda _study, trial: finished.append(trial)])
-            started += 1
-            last = finished[-1] if finished else None  # none: no trial ran
-            if last is None or last.state.name != "FAIL":
-                self.consecutive_failures = 0
-                continue
-            reason, kind = last.user_attrs.get("reason", ""), FailureKind.of(last)
-            if kind is FailureKind.OVER_BUDGET:
-                return
-            if kind is FailureKind.DISK_FULL:  # not these settings' fault: they run again once there is room
-                recovery.requeue(self.study, last, max_retries=None, counts_as_retry=False)
-                self.disk_full = reason.partition(": ")[2] or reason
-                return
-            if self.stop.requested or kind is FailureKind.INTERRUPTED:
-                recovery.requeue(self.study, last, max_retries=None, counts_as_retry=False)
-                return
-            self.consecutive_failures = max(self.consecutive_failures + 1,
-                                            recovery.failure_streak(self.study, self.options.run_started))
-            self.last_failure = reason or "unknown"
-            if self.consecutive_failures >= self.max_failures:
-                self.gave_up = True
-                return
-
-
-def _own_last_trial(study: Any) -> Any:
-    """The most recent trial this process ran (other workers may have added trials since)."""
-    from search.studies._identity import worker_identity
-
-    me = worker_identity()
-    for t in reversed(study.get_trials(deepcopy=False)):
-        if t.user_attrs.get("worker") == me:
-            return t
-    return None
 
 
 def _run_end(listeners: Any, study: Any) -> None:
