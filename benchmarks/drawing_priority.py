@@ -34,6 +34,7 @@ def main() -> None:
     from search import space as spaces, tracking
     from search.review._drawing import Drawer
     from search.runner import _runtime, checkpoints, session
+    from search.runner._loop import TrialLoop
     from search.runner.objective import Objective
     from search.runner.stopping import StopRequest
     from search.studies import lifecycle as studies
@@ -49,7 +50,7 @@ def main() -> None:
     objective = Objective(space, prepared.dataset, prepared.splits, home,
                           [tracker, checkpoints.CheckpointRetention(home, space.study.keep_checkpoints)], stop=stop,
                           budget=studies.budget_of(space))
-    loop = session._Loop(study, objective, studies.budget_of(space), space.study.max_consecutive_failures,
+    loop = TrialLoop(study, objective, studies.budget_of(space), space.study.max_consecutive_failures,
                          session.RunOptions(home=home, n_trials=1, quiet=True), stop)
     drawers = {0: Drawer(niceness=0), args.niceness: Drawer(niceness=args.niceness)}
     times: dict[int, list[float]] = {n: [] for n in drawers}

@@ -95,6 +95,7 @@ def space_dict(epochs: int) -> dict:
 def measure(epochs: int, rounds: int, block: int, home: Path, with_keras: bool) -> None:
     from search import space as spaces, tracking
     from search.runner import _runtime, checkpoints, session
+    from search.runner._loop import TrialLoop
     from search.runner.objective import Objective
     from search.runner.stopping import StopRequest
     from search.studies import lifecycle as studies
@@ -108,7 +109,7 @@ def measure(epochs: int, rounds: int, block: int, home: Path, with_keras: bool) 
     listeners = [tracker, checkpoints.CheckpointRetention(home, space.study.keep_checkpoints)]
     objective = Objective(space, prepared.dataset, prepared.splits, home, listeners, stop=stop,
                           budget=studies.budget_of(space))
-    loop = session._Loop(study, objective, studies.budget_of(space), space.study.max_consecutive_failures,
+    loop = TrialLoop(study, objective, studies.budget_of(space), space.study.max_consecutive_failures,
                          session.RunOptions(home=home, n_trials=1, quiet=True), stop)
     print(f"-- {epochs} epochs, {len(prepared.splits)} splits, {block} trials per arm and round", flush=True)
     with _runtime.live_objects_frozen():  # where `search run` sets its objects aside: right before the trials
