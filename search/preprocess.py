@@ -52,13 +52,13 @@ class UnseenZeroed:
     scored through untrained weights.
     """
 
-    def __init__(self, columns: Sequence[int], scaler: Any) -> None:
-        self.columns, self.scaler = list(columns), scaler
+    def __init__(self, unseen: Sequence[int], scaler: Any) -> None:
+        self.unseen, self.scaler = list(unseen), scaler
         self.keep_: np.ndarray | None = None
 
     def fit(self, X: np.ndarray) -> "UnseenZeroed":
         keep = np.ones(X.shape[1], dtype=np.float32)
-        keep[[c for c in self.columns if not np.any(X[:, c])]] = 0.0
+        keep[self.unseen] = 0.0
         self.keep_ = keep
         self.scaler.fit(X)
         return self
@@ -81,9 +81,8 @@ def fit(kind: str, X_train: np.ndarray, missing: str = "refuse", categories: Seq
     """A scaler of ``kind`` fit on ``X_train`` (flattened per row, as every array it later transforms);
     ``categories``: the one-hot columns, each read 0 where no training row sets it (:class:`UnseenZeroed`)."""
     scaler = make(kind, missing)
-    if categories and any(not np.any(X_train[:, c]) for c in categories):
-        scaler = UnseenZeroed(categories, scaler)
-    return scaler.fit(X_train.reshape(len(X_train), -1))
+    unseen = [c for c in categories if not np.any(X_train[:, c])]
+    return (UnseenZeroed(unseen, scaler) if unseen else scaler).fit(X_train.reshape(len(X_train), -1))
 
 
 def apply(scaler: Any, X: np.ndarray) -> np.ndarray:

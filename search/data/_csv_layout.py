@@ -268,7 +268,7 @@ def field_count_trouble(message: str, path: Path, shape: Layout) -> str | None:
         return (f"the {header - 1} line(s) above line {header} hold fewer fields than the rows from there on "
                 f"({filled[0]} against {saw}): a title above the header? The first line must be the column "
                 f"names; delete the line(s) above line {header}")
-    name = {",": "a comma", ";": "a semicolon", "\t": "a tab", "|": "a bar"}.get(shape.sep, repr(shape.sep))
+    name = _separator_name(shape.sep)
     return (f"line {line} of the file holds {saw} fields where the header names {expected} columns: a value "
             f"holding the separator ({name}) without quotes around it, or a separator too many; quote that "
             f"value or remove the extra separator")
@@ -301,7 +301,7 @@ def one_field_too_many(path: Path, shape: Layout, where: str, field: str, index:
                            f"{', '.join(map(str, index[:3]))}, ...); left out")
         return
     number, row = next((n, r) for n, r in longer if not (len(r) == width + 1 and not r[-1].strip()))
-    name = {",": "a comma", ";": "a semicolon", "\t": "a tab", "|": "a bar"}.get(shape.sep, repr(shape.sep))
+    name = _separator_name(shape.sep)
     line = shape.sep.join(row)
     raise DataError(f"cannot parse CSV file {path}: {len(longer)} of its {len(rows) - 1} data lines hold more fields "
                     f"than the header names columns (the first is line {number}, {len(row)} fields where the header "
@@ -321,3 +321,7 @@ def _row_names(index: Any) -> bool:
     if pd.api.types.is_integer_dtype(index):
         return int(index[0]) in (0, 1) and index.equals(pd.RangeIndex(int(index[0]), int(index[0]) + len(index)))
     return not pd.to_numeric(pd.Series(index.astype(str)), errors="coerce").notna().any()
+
+
+def _separator_name(sep: str) -> str:
+    return {",": "a comma", ";": "a semicolon", "\t": "a tab", "|": "a bar"}.get(sep, repr(sep))

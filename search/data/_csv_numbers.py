@@ -45,7 +45,7 @@ def marks_of_a_comma_file(frame: Any, path: Path, notes: list[str], target: str 
             notes.append(f"column '{column}' of {path} groups its thousands ('{shown}'): read as "
                          f"{plain[written.index[written == example][0]]}")
         elif not ambiguous and written.str.fullmatch(_DOT_DECIMAL.pattern).all() and not written.str.fullmatch(
-                r"[-+]?[1-9]\d{0,2}(?:\.\d{3})+").all():
+                _GROUPED.pattern).all():
             frame[column] = pd.to_numeric(cells.replace("", None), errors="coerce")
             notes.append(f"column '{column}' of {path} writes decimal points ({written.iloc[0]!r}) where the file's "
                          f"other numbers have decimal commas: read as decimals")

@@ -348,6 +348,7 @@ def open_storage(options: RunOptions, also: Any = None) -> Any:
     the caller's tracking store). Returns the storage, or ``(storage, also())`` when ``also`` is given.
     """
     from search import stores
+    from search.runner.recovery import requeue
     from search.studies import lifecycle as studies
 
     home = Path(options.home)
@@ -357,8 +358,6 @@ def open_storage(options: RunOptions, also: Any = None) -> Any:
     stores.prepare_home(home)
     try:
         with stores.home_lock(home):
-            from search.runner.recovery import requeue
-
             storage = studies.make_storage(storage_url, options.heartbeat, on_stale=requeue)
             return storage if also is None else (storage, also())
     except Exception:
