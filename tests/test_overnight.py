@@ -308,9 +308,11 @@ def test_a_trial_outside_the_best_k_writes_no_checkpoint(write_space, home):
         assert seen.saved[number] == [kept, kept], (number, seen.saved)
 
 
-@pytest.mark.parametrize("argv", [["--timeout", "1s"]])
+@pytest.mark.parametrize("argv", [["--timeout", "15s"]])
 def test_timeout_ends_the_run_between_trials(write_space, home, argv, capsys):
-    space = write_space({"study": {"name": "timed", "n_trials": 50}, "validation": {"scheme": "holdout"}})
+    # Counted from the command's start: long enough for the start-up of a loaded machine, short of 50 trials.
+    space = write_space({"study": {"name": "timed", "n_trials": 50}, "validation": {"scheme": "holdout"},
+                         "train": {"epochs": 20}})
     assert run_cli("run", space, "--home", home, "--quiet", *argv) == 0
     study = _study(home, "timed")
     assert 1 <= len(study.trials) < 50
@@ -319,6 +321,17 @@ def test_timeout_ends_the_run_between_trials(write_space, home, argv, capsys):
     done = sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
     assert f"{done}/50 trials finished: this run ended at its --timeout. Continue the study with:\n  search run " \
         in capsys.readouterr().out
+
+
+def test_timeout_counts_from_the_command_start_not_from_a_workers_first_trial(write_space, home, capsys):
+    """A worker (or a recycled one) is told when its run started: the parent's --timeout, not its own."""
+    import time
+
+    space = write_space({"study": {"name": "late", "n_trials": 5}, "validation": {"scheme": "holdout"}})
+    assert run_cli("run", space, "--home", home, "--quiet", "--timeout", "5s",
+                   "--run-started", repr(time.time() - 10)) == 0
+    assert [t.state.name for t in _study(home, "late").trials if t.state.name != "WAITING"] == []
+    assert "0/5 trials finished: this run ended at its --timeout" in capsys.readouterr().out
 
 
 def _live_graphs() -> int:

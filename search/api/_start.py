@@ -81,21 +81,30 @@ def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", sp
         if outcome.stopped_by:
             print(f"\nstopped by {outcome.stopped_by}; interrupted trials are queued again. Continue the study "
                   f"with:\n  {options.continue_command}", file=out)
-        elif outcome.error is None and outcome.exit_code == 0 and not complete:
-            print("\nno trial completed, so there is nothing to reproduce: the lines above say why. Change the "
-                  "settings that fail (or a range that diverges) and run a new study (--study-name), or raise "
-                  "study.n_trials to try more of this one", file=out)
         elif outcome.error is None and outcome.exit_code == 0:
             done = finished_count(outcome.study)
-            if done < budget and (options.timeout or options.n_trials):
+            limited = done < budget and bool(options.timeout or options.n_trials)
+            # A run whose --timeout came before any trial ended (a short one, long start-up) failed at nothing.
+            ran = any(t.state.name not in ("WAITING", "RUNNING") for t in outcome.study.get_trials(deepcopy=False))
+            if not complete and (ran or not limited):
+                print("\nno trial completed, so there is nothing to reproduce: the lines above say why. Change the "
+                      "settings that fail (or a range that diverges) and run a new study (--study-name), or raise "
+                      "study.n_trials to try more of this one", file=out)
+                return _raised(outcome)
+            if limited:
                 # A timeout or --n-trials is a normal end, which left the budget (and the ablation) for later.
                 limit = " and ".join(name for name, given in (("--timeout", options.timeout),
                                                               ("--n-trials", options.n_trials)) if given)
                 waits = "; the study's ablation waits for the whole budget" if prepared.space.study.ablation else ""
                 print(f"\n{done}/{budget} trials finished: this run ended at its {limit}{waits}. Continue the "
                       f"study with:\n  {options.continue_command}", file=out)
-            here = models.only_in_this_process(str(prepared.space.model.get("family", "")))
-            print("\n" + next_steps(prepared.space.study.name, options, builder_here=here), file=out)
+            if complete:
+                here = models.only_in_this_process(str(prepared.space.model.get("family", "")))
+                print("\n" + next_steps(prepared.space.study.name, options, builder_here=here), file=out)
+    return _raised(outcome)
+
+
+def _raised(outcome: "session.RunOutcome") -> "session.RunOutcome":
     if outcome.error is not None:
         raise outcome.error
     return outcome

@@ -85,7 +85,7 @@ class TrialLoop:
         from search.runner import recovery
         from search.studies import lifecycle as studies
 
-        deadline = time.monotonic() + self.options.timeout if self.options.timeout else None
+        deadline = self.options.deadline()
         started = 0
         grid = self.objective.space.study.sampler == "grid"
         while not self.stop.requested:

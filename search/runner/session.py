@@ -88,6 +88,14 @@ class RunOptions:
     # Trials queued when the study is created: (params, user attributes), e.g. the ablation's variants.
     queue: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
 
+    def deadline(self) -> float | None:
+        """``timeout`` as a ``time.monotonic()`` instant, counted from the command's start (``run_started``),
+        not from when this process got to its first trial: a worker spends seconds importing TensorFlow and
+        reading the data, and a recycled one starts long after the run did."""
+        if not self.timeout:
+            return None
+        return time.monotonic() + self.timeout - max(0.0, time.time() - self.run_started)
+
 
 def prepare(space: Space, threads: int | None = None) -> Prepared:
     where = str(space.path) if space.path else "<space>"

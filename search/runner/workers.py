@@ -131,7 +131,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     left = [None if options.n_trials is None else math.ceil(options.n_trials / n) for _ in range(n)]
     gpus = visible_gpus()  # asked once: nvidia-smi is not free, and recycled workers keep their slot's GPU
 
-    deadline = time.monotonic() + options.timeout if options.timeout else None
+    deadline = options.deadline()
     # By the environment, which the worker's --storage and --tracking-uri default to: on a command line any
     # user of the machine reads a password (ps, /proc/<pid>/cmdline).
     urls = {name: str(value) for name, value in (("SEARCH_STORAGE", options.storage),
@@ -140,8 +140,8 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
     def start(i: int) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "search", *argv, "--worker-index", str(i + 1), "--threads", str(threads),
                "--run-started", repr(options.run_started)]
-        if deadline is not None:  # a recycled worker gets what is left of the run's time, not all of it
-            cmd += ["--timeout", f"{max(1.0, deadline - time.monotonic()):.0f}"]
+        if options.timeout:  # counted from --run-started, so a recycled worker gets what is left of it
+            cmd += ["--timeout", repr(options.timeout)]
         quota = [q for q in (left[i], recycle_after or None) if q is not None]
         if quota:
             cmd += ["--n-trials", str(min(quota))]
