@@ -164,3 +164,28 @@ def test_a_trial_the_budget_does_not_count_is_not_numbered_as_the_last_one_it_di
     assert lines[0].startswith("trial 1/4 (#2) pruned: cut"), lines
     assert lines[1].startswith("trial #3 (not counted: 1/4 done) interrupted: stop"), lines
     assert lines[2].startswith("trial #4 (not counted: 1/4 done) failed: oom"), lines
+
+
+def test_progress_counts_the_trials_other_runs_on_the_study_finished() -> None:
+    """Two terminals on one study: each numbered trials and judged 'best so far' by its own trials only, so a
+    failure line read 'not counted: 0/8 done' when the other run had finished three."""
+    import io
+
+    import optuna
+
+    from search.runner.results import TrialOutcome
+
+    study = optuna.create_study()
+    stream = io.StringIO()
+    progress = display.Progress(6, stream=stream)
+    progress.seed_from(study)
+    for value in (0.5, 0.3):  # finished meanwhile by the other run
+        study.add_trial(optuna.trial.create_trial(value=value))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED))
+    mine = study.ask()
+    progress.on_trial_end(mine, TrialOutcome(mine.number, "failed", {}, reason="oom"))
+    progress.on_trial_end(mine, TrialOutcome(mine.number, "pruned", {}, reason="cut"))
+    lines = [line.split("] ", 1)[1] for line in stream.getvalue().splitlines()]
+    assert lines[0].startswith("trial #3 (not counted: 3/6 done) failed: oom"), lines
+    assert lines[1].startswith("trial 4/6 (#3) pruned: cut"), lines
+    assert progress.best == (0.3, 1)

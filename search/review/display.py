@@ -76,6 +76,7 @@ class Progress(TrialListener):
 
     def on_trial_end(self, trial: Any, outcome: TrialOutcome) -> None:
         mark, counted = "", outcome.state in ("complete", "pruned")
+        self._catch_up(trial)
         if outcome.state == "complete":
             self.done += 1
             if self.best is None or outcome.value < self.best[0]:
@@ -97,6 +98,21 @@ class Progress(TrialListener):
                      f"trial #{trial.number} (not counted: {self.done}/{self.budget} done)")
             self._print(redact(f"[{time.strftime('%H:%M:%S')}] {which} {outcome.state}: {text}{mark}  "
                                f"({self._clock()})"))
+
+    def _catch_up(self, trial: Any) -> None:
+        """Count what other runs on the study finished since (another terminal, another host): a second
+        ``search run`` numbered its trials and judged "best so far" by its own trials only."""
+        study = getattr(trial, "study", None)
+        if study is None:
+            return
+        from optuna.trial import TrialState
+
+        others = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+                  if t.number != trial.number]
+        self.done = max(self.done, len(others))
+        for t in others:
+            if t.state == TrialState.COMPLETE and t.values and (self.best is None or t.values[0] < self.best[0]):
+                self.best = (t.values[0], t.number)
 
     def _clock(self) -> str:
         """Elapsed in this run, and the time left at this run's pace (this process's trials only)."""
