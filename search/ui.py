@@ -133,8 +133,11 @@ def _store_exists(uri: str) -> bool:
 
 def _forward(child: subprocess.Popen) -> Any:
     def handler(signum: int, frame: Any) -> None:
+        # A Ctrl-C reaches the server as SIGTERM, its orderly stop: on SIGINT its workers each print some forty
+        # lines of KeyboardInterrupt and CancelledError traceback.
+        sent = signal.SIGTERM if signum == signal.SIGINT else signum
         try:
-            os.killpg(child.pid, signum)  # the server and its workers: its own group, nothing else
+            os.killpg(child.pid, sent)  # the server and its workers: its own group, nothing else
         except ProcessLookupError:
             pass
 

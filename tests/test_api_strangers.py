@@ -152,6 +152,9 @@ def test_whole_numbers_given_as_digit_text_are_taken_as_numbers() -> None:
     (lambda h: search.run(_space("a"), x=X, y=Y, home=h, study_name=5), "study_name", "a study name is text"),
     (lambda h: search.run(_space("a"), x="rows.csv", y=Y, home=h), "x", "data.source: csv:rows.csv"),
     (lambda h: search.run(_space("a"), x=X[:, 0], y=Y, home=h), "x", "reshape(-1, 1)"),
+    # No data section at all: x and y are the data, so data.source is not asked for (it was).
+    (lambda h: search.run({k: v for k, v in _space("a").items() if k != "data"}, x=X[:, 0], y=Y, home=h), "x",
+     "reshape(-1, 1)"),
     (lambda h: search.run(_space("a"), x=X[:0], y=Y[:0], home=h), "x", "has no rows"),
     (lambda h: search.run(_space("a"), x=X, y=np.c_[Y, Y], home=h), "y", "not one-hot"),
     (lambda h: search.load_space({"study": {"name": "a", "n_trial": 3}, "data": {"source": "sklearn:iris"}}),
@@ -168,6 +171,12 @@ def test_whole_numbers_given_as_digit_text_are_taken_as_numbers() -> None:
     # pandas and object arrays as strangers hand them over (each once a traceback or a silent wrong pairing).
     (lambda h: search.run(_space("a"), x=_frame()[["a", "b"]], y=_frame().label.sample(frac=1, random_state=1),
                           home=h), "y", "indexes differ (the same labels in another order"),
+    (lambda h: search.run(_space("a"), x=_frame()[["a", "b"]].drop(index=[3]).reset_index(drop=True),
+                          y=_frame().label.drop(index=[3]), home=h), "y",
+     "indexes differ (other labels: at position 3, x has label 3 and y 4)"),
+    (lambda h: search.run(_space("a"), x=_frame()[["a", "b"]].iloc[30:], y=_frame().label.iloc[30:],
+                          x_test=_frame()[["a"]].iloc[:30], y_test=_frame().label.iloc[:30], home=h), "x_test, y_test",
+     "differ from those of the arrays x and y: missing ['b']"),
     (lambda h: search.run(_space("a"), x=_named(["a", "a", "b", "c"]), y=Y, home=h), "x",
      "duplicated column name(s) 'a'"),
     (lambda h: search.run(_space("a"), x=_frame()[["a"]].assign(when=_dates()), y=Y, home=h), "x",

@@ -8,6 +8,7 @@ A few cases also run as real subprocesses, so the ``python -m search`` entry poi
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import unicodedata
@@ -346,7 +347,7 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     ("constant-regression-target", csv(_regression().assign(y=3.5), {"target": "y"}), "data.target",
      ["the target 'y' of", "bad.csv is 3.5 in every row", "nothing to learn"]),
     ("one-class-target", csv(_frame(30).assign(label=1)), "data.target",
-     ["the target 'label' of", "bad.csv holds one class in all its 30 rows", "at least two classes"]),
+     ["the target 'label' of", "bad.csv is 1 in all its 30 rows: there is nothing to learn", "at least two classes"]),
     ("classification-forced-on-a-measurement", csv(_frame(30).assign(label=np.linspace(0.05, 9.95, 30)),
                                                    {"task": "classification"}), "data.task",
      ["target holds 30 different numbers, not all whole", "task: regression"]),
@@ -504,6 +505,15 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
      ["column 'a'", "30 different texts in 30 rows", "leave it out (data.drop: [a])"]),
     ("text-feature-category", csv(_frame().assign(a=["red", "green", "blue"] * 10)), "data.source",
      ["column 'a'", "a category (3 values)", "pandas.get_dummies(frame, columns=['a'])"]),
+    # A folder named without its kind was told to remove image_size, its own setting (a source of arrays).
+    ("images-folder-without-its-kind", images(lambda f: _image_folder(f / "pics", {"cat": 4, "dog": 4}),
+                                              {"source": "pics", "image_size": [8, 8]}), "data.source",
+     ["unknown data source: 'pics' is a folder", "write 'images:pics'"]),
+    ("images-kind-misspelt", images(lambda f: _image_folder(f / "pics", {"cat": 4, "dog": 4}),
+                                    {"source": "image:pics"}), "data.source",
+     ["found 'image:pics'", "write 'images:pics'"]),
+    ("images-class-of-one-image", images(lambda f: _image_folder(f / "pics", {"cat": 4, "dog": 1})), "data.source",
+     ["class folder 'dog' of pics holds only 1 image(s)", "add images to it, or remove the folder"]),
     ("images-symlinked-class", images(_symlinked_class), "data.source",
      ["class folders", "cat", "tiger", "same images under two class names", "symlink"]),
     ("images-copied-class", images(_copied_class), "data.duplicates",
@@ -527,6 +537,12 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     ("a-total-row-of-a-dropped-name-column", csv(
         pd.concat([_sales().assign(shop=[f"s{i}" for i in range(30)]), _sales().sum().to_frame().T.assign(
             shop="Total")]), {"drop": ["shop"]}), "data.source", ["holds the sums of the other rows in column(s)"]),
+    # A column centred on zero sums to a value inside its own range; an average column holds no sum at all.
+    ("a-total-row-beside-a-zero-centred-and-an-average-column", csv(pd.concat([
+        _sales().assign(margin=np.random.default_rng(2).normal(0.0, 1.0, 30), rate=np.linspace(1, 2, 30)),
+        _sales().sum().to_frame().T.assign(margin=0.0, rate=1.5)]).pipe(
+            lambda f: f.assign(margin=[*f["margin"].iloc[:30], f["margin"].iloc[:30].sum()]))), "data.source",
+     ["the last row of", "holds the sums of the other rows in column(s) 'staff', 'sqm', 'label'"]),
     ("npz-total-row-on-top", npz(X=np.vstack([_sales().to_numpy()[:, :2].sum(axis=0), _sales().to_numpy()[:, :2]]),
                                  y=np.concatenate([[_sales()["label"].sum()], _sales()["label"]])),
      "data.source", ["the first row of", "(row 0, counting data rows from 0) holds the sums"]),
@@ -688,6 +704,11 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
     ("a-column-that-is-the-target-in-other-units",
      csv(_regression().assign(y_days=lambda f: f["y"] * 7 + 1), {"target": "y"}),
      ["warning: column 'y_days' follows the target alone (correlation +1.000)"], []),
+    ("a-column-that-is-the-log-of-a-heavy-tailed-target", csv(pd.DataFrame(
+        {"rooms": np.arange(60) % 5, "price": np.random.default_rng(3).lognormal(6.0, 1.5, 60)}).assign(
+            log_price=lambda f: np.log(f["price"]) + np.random.default_rng(4).normal(0.0, 0.01, 60)),
+        {"target": "price"}),
+     ["warning: column 'log_price' follows the target's order alone (rank correlation +"], []),
     ("labels-01-and-1", csv(_frame(30, classes=2).assign(label=["01", "1", "2"] * 10)), [],
      ["classes (2", "labels written differently are read as the same number", "'01' and '1'"]),
     ("labels-read-as-missing-in-a-semicolon-file",
@@ -817,6 +838,13 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
                        _image_folder(f / "test", {"a": 2, "b": 2}, seed=5)),
             {"test": "images:test", "test_size": None}),
      ["warning: nothing is searched", "warning: class(es) 'c' have no row among the provided test rows"], []),
+    # Dropped copies were a count only (or "rows 12, 13" when refused): the files are what the user must find.
+    ("images-copied-across-and-within-classes", images(lambda f: (
+        _image_folder(f / "pics", {"a": 6, "b": 6}),
+        shutil.copy(f / "pics" / "a" / "0.png", f / "pics" / "b" / "x.png"),
+        shutil.copy(f / "pics" / "a" / "1.png", f / "pics" / "a" / "y.png"))),
+     ["appear with different labels (2 rows in all, e.g. a/0.png, b/x.png)",
+      "1 file(s) repeat another file of the same class and are left out, one copy kept (a/1.png, a/y.png)"], []),
     ("images-link-to-nothing", images(lambda f: (_image_folder(f / "pics", {"a": 6, "b": 6}),
                                                  os.symlink(f / "nowhere.png", f / "pics" / "a" / "gone.png"))),
      ["warning: nothing is searched"], ["1 image link(s) in the class folders of", "a/gone.png", "git annex get"]),

@@ -272,8 +272,12 @@ def test_a_study_run_from_an_exported_config_counts_the_looks_at_the_same_test_r
     assert run_cli("reproduce", name, "--home", home, "--epochs", "2") == 0
     out = capsys.readouterr().out
     assert f"test set (look {parent + 1})" in out
-    assert f"{parent} of them from study 'ens', which holds out the same rows" in out
+    assert f"{parent} of the looks by study 'ens', which holds out the same rows" in out
     assert len(_study(home, name).user_attrs["test_looks"]) == 1  # each study keeps its own record
+    # status counts them as reproduce did: "looked at 1 time(s)" read as a test set still fresh.
+    assert run_cli("status", name, "--home", home) == 0
+    assert f"test rows: looked at {parent + 1} time(s) ({parent} of them by study 'ens', which holds out the same " \
+           f"rows)" in capsys.readouterr().out
     # A trial that cannot be exported is said at once, without the table before it.
     capsys.readouterr()
     assert run_cli("best", name, "--home", home, "--export", tmp / "none.yaml", "--trial", "99") == 2

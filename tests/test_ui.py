@@ -99,10 +99,12 @@ class _UI:
                 return match.group(1)
         pytest.fail("search ui printed no URL in time:\n" + "".join(self.lines))
 
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(signum)
         try:
-            return self.proc.wait(timeout=60)
+            code = self.proc.wait(timeout=60)
+            self.lines += self.proc.stdout.readlines()
+            return code
         finally:
             self.proc.stdout.close()
 
@@ -214,13 +216,16 @@ def test_the_mlflow_ui_lands_on_the_ranked_trials_in_model_training_mode(finishe
     assert "\nRuns\nModels\n" in state["text"]
 
 
-def test_a_signal_to_search_ui_leaves_no_server_or_worker_behind(served):
-    """Last in the module: it stops the shared `search ui`."""
+def test_a_ctrl_c_to_search_ui_leaves_no_server_or_worker_behind_and_no_traceback(served):
+    """Last in the module: it stops the shared `search ui`, as Ctrl-C does (it printed the server's forty lines
+    of KeyboardInterrupt and CancelledError traceback)."""
     ui = served
     server = _descendants(ui.proc.pid)
     assert server, "search ui started no server process"
     groups = {_processes()[p][1] for p in server if p in _processes()}
-    assert ui.stop() == 0
+    assert ui.stop(signal.SIGINT) == 0
+    said = "".join(ui.lines)
+    assert "Traceback" not in said and "CancelledError" not in said, said[-2000:]
     # Give the init process a moment to reap what the server's group left; then none may be alive.
     deadline = time.monotonic() + 10
     while True:

@@ -92,7 +92,7 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     if home.exists() and not home.is_dir():  # before the arrays are saved under it
         raise StudyError(f"{home} is a file, not a folder; search.run stores its study, runs, checkpoints and "
                          f"in-memory data in a folder. Nothing was created; choose another home=", field="home")
-    loaded = _space_argument(space, study_name)
+    loaded = _space_argument(space, study_name, in_memory=x is not None)
     raw = _as_given(loaded)
     if study_name is not None:
         raw["study"]["name"] = study_name
@@ -126,8 +126,11 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
                 test = _arrays.save_frame(home, raw["study"]["name"] + "-test", x_test, y_test,
                                           ("x_test", "y_test"), made, target, loaded.data.task)
             else:
+                # Two frames are matched by column name when read, which names a missing column; a shape does not.
+                by_name = hasattr(x, "columns") and hasattr(x_test, "columns")
                 test, _ = _save_arrays(home, raw["study"]["name"] + "-test", x_test, y_test, ("x_test", "y_test"),
-                                       made, fills, row_shape, roles=roles, task=loaded.data.task)
+                                       made, fills, None if by_name else row_shape, roles=roles,
+                                       task=loaded.data.task)
             raw["data"]["test"] = f"{'csv' if as_csv else 'npz'}:{test}"
             named[str(test)] = ("x_test", "y_test")
             raw["data"]["test_size"] = None  # the rows given are the test rows: nothing is drawn

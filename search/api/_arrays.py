@@ -262,11 +262,17 @@ def _same_rows(x: Any, y: Any, names: tuple[str, str]) -> None:
     except TypeError:  # labels of types that do not sort together
         reordered = False
     how = "the same labels in another order" if reordered else "other labels"
-    raise DataError(f"{names[0]} and {names[1]} are pandas objects whose indexes differ ({how}: {names[0]} starts "
-                    f"{list(x.index[:3])}, {names[1]} {list(y.index[:3])}); rows are paired by position, so this "
+    at = next((i for i, (a, b) in enumerate(zip(x.index, y.index)) if a != b), 0)  # where they part
+    pair = f"{names[0]} has label {_plain_label(x.index[at])!r} and {names[1]} {_plain_label(y.index[at])!r}"
+    raise DataError(f"{names[0]} and {names[1]} are pandas objects whose indexes differ ({how}: at position {at}, "
+                    f"{pair}); rows are paired by position, so this "
                     f"would pair rows with other rows' labels. Pass {names[1]}.loc[{names[0]}.index] to pair them by "
                     f"label, or {names[1]}.to_numpy() to pair them by position", field=names[1],
                     expected=f"the index of {names[0]}", found=how)
+
+
+def _plain_label(label: Any) -> Any:
+    return label.item() if isinstance(label, np.generic) else label  # 4, not np.int64(4)
 
 
 def _shaped_as_rows(x: np.ndarray, y: np.ndarray, names: tuple[str, str], given: Any) -> None:

@@ -131,8 +131,9 @@ def _arguments(**given: tuple[Any, int]) -> list[Any]:
     return taken
 
 
-def _space_argument(space: Any, study_name: str | None) -> "Space":
-    """``space`` as :func:`run` takes it: a Space, a file's path, or a mapping of the file's sections."""
+def _space_argument(space: Any, study_name: str | None, in_memory: bool = False) -> "Space":
+    """``space`` as :func:`run` takes it: a Space, a file's path, or a mapping of the file's sections.
+    ``in_memory``: x and y are given, so a mapping needs no ``data.source`` (it is theirs)."""
     from collections.abc import Mapping
 
     from search import space as spaces
@@ -147,6 +148,8 @@ def _space_argument(space: Any, study_name: str | None) -> "Space":
         raw = dict(space)
         if study_name is not None:
             raw["study"] = {**(raw.get("study") or {}), "name": study_name}
+        if in_memory and isinstance(raw.get("data", {}), Mapping):
+            raw["data"] = {"source": "arrays", **(raw.get("data") or {})}
         return spaces.parse(raw)
     if isinstance(space, (str, os.PathLike)):
         return spaces.read(Path(space), study_name=study_name)  # as a mapping: the builder may come with the call

@@ -169,7 +169,8 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
             raise DataError(f"the target of {what} has NaN or infinite values", source=where, field="data.target")
         before = part.y
         keep, part.y, removed, warned = _checks.duplicates(part.X, part.y, section.duplicates,
-                                                           kind == "regression", what, where, order=part.order)
+                                                           kind == "regression", what, where, order=part.order,
+                                                           names=part.rows)
         if part is test and section.duplicates == "drop":
             # Test rows given by the user are the test set as given: copies among them leak nothing (none is
             # trained on), and dropping them moved the test loss away from the user's own count of it.
@@ -353,8 +354,11 @@ def _code(y: np.ndarray, kind: str, where: str, what: str = "the target") -> tup
         return y.astype(np.float32), [], "regression"
     classes, codes = np.unique(y, return_inverse=True)
     if len(classes) < 2:
-        raise DataError(f"{what} holds one class in all its {len(y)} rows: a classification target needs at "
-                        f"least two classes", source=where,
+        # Said as the regression case says it: a constant whole number is taken for one class by the task's
+        # detection, and "one class" read as if the numbers had been misread as labels.
+        raise DataError(f"{what} is {classes[0].item() if hasattr(classes[0], 'item') else classes[0]!r} in all "
+                        f"its {len(y)} rows: there is nothing to learn; a classification target needs at least "
+                        f"two classes", source=where,
                         field="data.target", expected="a column with two or more classes",
                         found=classes.tolist())
     if classes.dtype.kind == "f" and len(classes) > MAX_CLASSES_DETECTED and \

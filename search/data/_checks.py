@@ -336,14 +336,16 @@ def split_marks(values: np.ndarray, column: str, path: Path, where: str) -> np.n
 
 # -- cleaning -----------------------------------------------------------------------------------------
 def duplicates(X: np.ndarray, y: np.ndarray, mode: str, regression: bool, what: str,
-               where: str, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, int], list[str]]:
+               where: str, order: np.ndarray | None = None,
+               names: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, int], list[str]]:
     """Return ``(kept row indices, y for those rows, dropped counts by reason, warnings)``.
 
     Identical features with one label: one copy kept. With different labels (classification) no copy
     can be trusted, so all are dropped; a regression target is averaged over the copies instead, which
     is what a model trained on all of them would aim for under squared error. Rows of time-ordered data
     (``order``, data.order's values) are copies only at the same time: averaging days that share their
-    features put later targets into earlier rows, and the test rows' into the training rows.
+    features put later targets into earlier rows, and the test rows' into the training rows. ``names``: each
+    row's place in its source (a file's row, an image's path), by which the copies are named.
     """
     import pandas as pd
 
@@ -364,12 +366,12 @@ def duplicates(X: np.ndarray, y: np.ndarray, mode: str, regression: bool, what: 
     n_exact = int((counts[~conflicting] - 1).sum())
     if mode == "refuse" and (n_exact or n_conflict_rows):
         example = int(np.argmax(counts > 1))
-        rows = np.nonzero(inverse == example)[0][:3].tolist()
         found = [f"{n_exact} repeated cop{'y' if n_exact == 1 else 'ies'} with the same label" if n_exact else "",
                  f"{n_conflict_rows} rows in {int(conflicting.sum())} group(s) whose copies disagree on the label"
                  if n_conflict_rows else ""]
         raise DataError(f"{what} has rows with identical features: {' and '.join(x for x in found if x)} (e.g. "
-                        f"rows {', '.join(map(str, rows))}); data.duplicates: refuse asks to stop here", source=where,
+                        f"{_copies(np.nonzero(inverse == example)[0], names)}); data.duplicates: refuse asks to "
+                        f"stop here", source=where,
                         field="data.duplicates", expected="no duplicated rows, or duplicates: drop")
     dropped: dict[str, int] = {}
     warnings: list[str] = []
@@ -391,10 +393,29 @@ def duplicates(X: np.ndarray, y: np.ndarray, mode: str, regression: bool, what: 
     keep = np.sort(first[~conflicting])
     if n_conflict_rows:
         dropped["conflicting duplicates"] = n_conflict_rows
+        shown = _copies(np.nonzero(inverse == int(np.argmax(conflicting)))[0], names)
         warnings.append(f"{what} has {int(conflicting.sum())} feature row(s) that appear with different labels "
-                        f"({n_conflict_rows} rows in all); they are ambiguous, so every copy is dropped "
-                        f"(data.duplicates: refuse stops instead)")
+                        f"({n_conflict_rows} rows in all, e.g. {shown}); they are ambiguous, so every copy is "
+                        f"dropped (data.duplicates: refuse stops instead)")
+    if n_exact and _are_files(names):  # an image left out is looked for by its file, which a count does not give
+        repeated = np.flatnonzero((counts > 1) & ~conflicting)
+        examples = "; ".join(_copies(np.nonzero(inverse == g)[0], names) for g in repeated[:3])
+        warnings.append(f"{what}: {n_exact} file(s) repeat another file of the same class and are left out, one "
+                        f"copy kept ({examples}{'; …' if len(repeated) > 3 else ''})")
     return keep, y[keep], dropped, warnings
+
+
+def _are_files(names: np.ndarray | None) -> bool:
+    return names is not None and np.asarray(names).dtype.kind in "UO"
+
+
+def _copies(rows: np.ndarray, names: np.ndarray | None) -> str:
+    """Up to three copies of one row, by file where they are files, else by row of the source."""
+    shown = rows[:3]
+    if _are_files(names):
+        assert names is not None
+        return ", ".join(str(names[i]) for i in shown)
+    return "rows " + ", ".join(str(names[i] if names is not None else i) for i in shown)
 
 
 def vanished_classes(before: np.ndarray, after: np.ndarray, why: str, what: str, where: str,

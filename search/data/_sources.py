@@ -22,12 +22,31 @@ __all__ = ["SKLEARN_SETS", "Raw", "read"]
 SKLEARN_SETS = ("digits", "breast_cancer", "wine", "iris", "diabetes")
 
 
+def _meant(source: str, base_dirs: list[Path]) -> str:
+    """The source the user likely meant: a folder or file given without its kind, or the kind misspelt."""
+    import difflib
+
+    kind, sep, rest = source.partition(":")
+    path_text = rest if sep and len(kind) > 1 else source  # C:\data is a path, not a kind
+    close = difflib.get_close_matches(kind, ["sklearn", "csv", "npz", "images"], n=1) if sep else []
+    path = Path(path_text).expanduser()
+    found = next((base / path for base in [Path.cwd(), *base_dirs] if (base / path).exists()), None)
+    if found is not None and found.is_dir():
+        return f": {path_text!r} is a folder; for a folder of images in class subfolders, write 'images:{path_text}'"
+    for suffix, named in ((".csv", "csv"), (".tsv", "csv"), (".txt", "csv"), (".npz", "npz")):
+        if path_text.lower().endswith(suffix):
+            return f": did you mean '{named}:{path_text}'?"
+    if close:
+        return f": did you mean '{close[0]}:{rest}'?"
+    return ""
+
+
 def read(source: str, section: Any, base_dirs: list[Path], where: str, field: str = "data.source",
          split_column: str | None = None) -> Raw:
     """Read one source; ``field`` is the space field that named it (``data.source`` or ``data.test``)."""
     kind, sep, rest = source.partition(":")
     if not sep or kind not in ("sklearn", "csv", "npz", "images"):
-        raise DataError("unknown data source", source=where, field=field,
+        raise DataError(f"unknown data source{_meant(source, base_dirs)}", source=where, field=field,
                         expected="'sklearn:<name>', 'csv:<path>', 'npz:<path>' or 'images:<dir>'", found=source)
     if split_column is not None and kind not in ("csv", "npz"):
         raise DataError(f"a split column needs a csv or npz source, not {kind}", source=where,

@@ -54,10 +54,13 @@ def split_test(dataset: Dataset, test_size: float, seed: int, time_ordered: bool
     if stratify is not None:
         counts = np.bincount(dataset.y)
         if counts.min() < 2:
-            hint = rare_class_hint(dataset, dataset.classes[int(counts.argmin())])
-            raise DataError(f"class {dataset.classes[int(counts.argmin())]!r} has only {counts.min()} row(s); a "
-                            f"stratified test split needs at least 2 per class{hint}", source=where,
-                            field="data.target")
+            rare = dataset.classes[int(counts.argmin())]
+            if dataset.source.startswith("images:"):  # a folder has no target column: its class folders are it
+                raise DataError(f"class folder {rare!r} of {dataset.source.partition(':')[2]} holds only "
+                                f"{counts.min()} image(s); a stratified test split needs at least 2 per class: add "
+                                f"images to it, or remove the folder", source=where, field="data.source")
+            raise DataError(f"class {rare!r} has only {counts.min()} row(s); a stratified test split needs at "
+                            f"least 2 per class{rare_class_hint(dataset, rare)}", source=where, field="data.target")
     k = len(dataset.classes) if stratify is not None else 0
     if stratify is not None and (n_test < k or n - n_test < k):
         short = "test" if n_test < k else "development"

@@ -42,11 +42,11 @@ def record(study: Any, trial: int, settings: dict[str, dict[str, Any]], epochs: 
     study.set_user_attr("test_looks", looks)
     at = looks[-1].get("rows")
     earlier = [look for look in looks[:-1] if look.get("rows") == at]
-    elsewhere = _looks_from_other_studies(study) if at is None else []
+    elsewhere = looks_from_other_studies(study) if at is None else []
     return sorted(elsewhere + earlier, key=lambda look: str(look.get("time", ""))) + looks[-1:]
 
 
-def _looks_from_other_studies(study: Any) -> list[dict[str, Any]]:
+def looks_from_other_studies(study: Any) -> list[dict[str, Any]]:
     """Looks that other studies of the store took at the same test rows (the same data and test-row
     fingerprints): an ablation study, or a study run from an exported config, holds out the rows its parent
     does, and a look from there is a look at them all the same."""
@@ -76,7 +76,8 @@ def looks_text(looks: list[dict[str, Any]]) -> list[str]:
                   | {m for look in looks for m in look.get("members", [])})
     judged = "the same config each time" if configs == 1 else f"{configs} different configs judged there"
     others = sorted({look["study"] for look in looks if look.get("study")})
-    also = (f", {sum(1 for look in looks if look.get('study'))} of them from study "
+    # Counted in looks, not configs: "2 different configs, 2 of them from study 'a'" read as two of a's configs.
+    also = (f"; {sum(1 for look in looks if look.get('study'))} of the looks by study "
             + ", ".join(f"'{name}'" for name in others) + ", which holds out the same rows") if others else ""
     out = [f"  note: this is look {len(looks)} at this study's test rows ({judged}{also}); only the first look is "
            f"an unbiased test, and choosing among looks by test score makes the test set a second validation set"]

@@ -149,10 +149,19 @@ def _still_improving(study: Any) -> str | None:
 def test_looks(study: Any) -> str:
     """What the study's record of looks at its test rows says (search/reproduction/looks.py writes it): the
     morning review shows the test score `search reproduce` measured, and how often the rows were looked at."""
+    from search.reproduction.looks import looks_from_other_studies
+
     every = [look for look in study.user_attrs.get("test_looks", []) if isinstance(look, dict)]
     looks = [look for look in every if not look.get("rows")]  # others were at the rows of data that changed
     elsewhere = (f" (and {len(every) - len(looks)} at the test rows of data changed since, "
                  f"--allow-data-change)") if len(every) > len(looks) else ""
+    # Another study holding out the same rows (same data and seed, an ablation, an exported config) looked at
+    # them too: a new study's "looked at 1 time" read as a fresh test set.
+    others = looks_from_other_studies(study) if hasattr(study, "_storage") else []
+    if others:
+        names = ", ".join(f"'{name}'" for name in sorted({look["study"] for look in others}))
+        elsewhere += f" ({len(others)} of them by study {names}, which holds out the same rows)"
+        looks = sorted(looks + others, key=lambda look: str(look.get("time", "")))
     if not looks:
         return (f"test rows: not looked at yet{elsewhere}; `search reproduce {study.study_name}` retrains the "
                 f"picked config on every development row and tests it once")
@@ -162,5 +171,6 @@ def test_looks(study: Any) -> str:
     ensemble = f" (an ensemble of {last['ensemble']})" if int(last.get("ensemble", 1) or 1) > 1 else ""
     again = ("; every look after the first makes the test score less of a test, as a choice made on it "
              "is fitted to these rows") if len(looks) > 1 else ""
+    of = f" of study '{last['study']}'" if last.get("study") else ""
     return (f"test rows: looked at {len(looks)} time(s){elsewhere}; the last, {last.get('time', '')}, of trial "
-            f"{last.get('trial')}{ensemble}: {score}{again}")
+            f"{last.get('trial')}{of}{ensemble}: {score}{again}")

@@ -230,7 +230,7 @@ class DataSection(_Strict):
         if value is None:
             return None
         source = str(info.data.get("source", ""))
-        if source and not source.startswith("images:"):
+        if source.partition(":")[0] in ("sklearn", "csv", "npz"):  # an unknown kind is data.source's to name
             raise ValueError(f"image_size resizes the files of an images: folder as they are read; the arrays of "
                              f"{source} keep their size (it would be ignored): remove it")
         if isinstance(value, (list, tuple)) and len(value) == 2 and all(
