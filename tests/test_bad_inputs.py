@@ -224,6 +224,8 @@ CASES: list[tuple[str, Builder, str | None, list[str]]] = [
      ["unknown field", "(did you mean 'test_size'?)"]),
     ("misspelt-setting", _space({"model": {"droput": 0.3}}), "model.droput",
      ["unknown setting (did you mean 'dropout'?)"]),
+    ("train-setting-under-model", _space({"model": {"learning_rate": 0.01}}), "model.learning_rate",
+     ["unknown setting of model; learning_rate is a train setting: move it under train"]),
     ("grid-float-without-step", _space({"study": {"sampler": "grid"}}), "model.dropout",
      ["grid sampler needs a finite grid", "'step'"]),
     # A step was the advice, and Optuna refuses a step with log: the points are listed instead.

@@ -36,6 +36,11 @@ def check_leaves(space: Space, source: str) -> None:
                 elsewhere = _families_with(key) if section == "model" else []
                 where_it_is = (f" of family {space.family}; it is a setting of the {' and '.join(elsewhere)} "
                                f"famil{'ies' if len(elsewhere) > 1 else 'y'}" if elsewhere else "")
+                other = next((o for o in SECTIONS_WITH_DISTRIBUTIONS if o != section
+                              and key in (space.params_of(o) or {})), None)
+                if other is not None and not elsewhere:  # learning_rate under model, dropout under train
+                    where_it_is = f" of {section}; {key} is a {other} setting: move it under {other}"
+                    elsewhere = [other]
                 raise SpaceError("unknown setting" + where_it_is + ("" if elsewhere else did_you_mean(key, names)),
                                  source=source, field=field, expected="one of " + ", ".join(names), found=key)
             if value is None:
