@@ -7,6 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from search.studies.looks import looks_from_other_studies
+
+
 def config_hash(settings: dict[str, dict[str, Any]]) -> str:
     """A short fingerprint of a fixed config's model and training settings."""
     import hashlib
@@ -44,25 +47,6 @@ def record(study: Any, trial: int, settings: dict[str, dict[str, Any]], epochs: 
     earlier = [look for look in looks[:-1] if look.get("rows") == at]
     elsewhere = looks_from_other_studies(study) if at is None else []
     return sorted(elsewhere + earlier, key=lambda look: str(look.get("time", ""))) + looks[-1:]
-
-
-def looks_from_other_studies(study: Any) -> list[dict[str, Any]]:
-    """Looks that other studies of the store took at the same test rows (the same data and test-row
-    fingerprints): an ablation study, or a study run from an exported config, holds out the rows its parent
-    does, and a look from there is a look at them all the same."""
-    import optuna
-
-    data, test = study.user_attrs.get("data_fingerprint"), study.user_attrs.get("test_fingerprint")
-    if not data or not test:
-        return []
-    out = []
-    for other in optuna.get_all_study_summaries(study._storage, include_best_trial=False):
-        attrs = other.user_attrs
-        if other.study_name != study.study_name and attrs.get("data_fingerprint") == data \
-                and attrs.get("test_fingerprint") == test:
-            out += [{**look, "study": other.study_name} for look in attrs.get("test_looks", [])
-                    if isinstance(look, dict) and not look.get("rows")]
-    return out
 
 
 def looks_text(looks: list[dict[str, Any]]) -> list[str]:

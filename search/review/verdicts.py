@@ -149,7 +149,7 @@ def _still_improving(study: Any) -> str | None:
 def test_looks(study: Any) -> str:
     """What the study's record of looks at its test rows says (search/reproduction/looks.py writes it): the
     morning review shows the test score `search reproduce` measured, and how often the rows were looked at."""
-    from search.reproduction.looks import looks_from_other_studies
+    from search.studies.looks import looks_from_other_studies
 
     every = [look for look in study.user_attrs.get("test_looks", []) if isinstance(look, dict)]
     looks = [look for look in every if not look.get("rows")]  # others were at the rows of data that changed
