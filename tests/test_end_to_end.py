@@ -117,6 +117,12 @@ def test_mlflow_runs_match_trials(study_run):
             assert [m.step for m in history] == list(range(1, s["epochs_run"] + 1))
             assert min(m.value for m in history) == pytest.approx(s["best_val_loss"], rel=1e-6)
             assert client.get_metric_history(run.info.run_id, f"split_{s['split']}/accuracy")
+        # One curve a trial for MLflow's chart view: the mean over splits, whose lowest point is not below the
+        # trial's score (each split counts with its best epoch once it stopped; mean of minima <= min of mean).
+        if t.state.name == "COMPLETE":
+            mean = client.get_metric_history(run.info.run_id, "mean_over_splits/val_loss")
+            assert [m.step for m in mean] == list(range(1, max(s["epochs_run"] for s in t.user_attrs["splits"]) + 1))
+            assert min(m.value for m in mean) >= t.value - 1e-6
     best_run = runs[study.best_trial.number]
     assert [a.path for a in client.list_artifacts(best_run.info.run_id, "best_model")]
     # Said beside it: a Keras file of scaled rows, not an MLflow model; where the raw-row models are.

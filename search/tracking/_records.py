@@ -69,3 +69,23 @@ def best_model_note(study: str, number: int, checkpoint: str, scaler: str) -> st
             f"- every split's, scaler included: `search.best({study!r}, trial={number}).split_models()` in Python;\n"
             f"- the final model, trained on all development rows and tested once: `search reproduce {study} "
             f"--trial {number}`, logged as an MLflow model (Keras and pyfunc forms) on a run of its own.\n")
+
+
+MEAN_CURVE_PREFIX = "mean_over_splits/"
+
+
+def mean_curve_metrics(outcome: TrialOutcome, now: int) -> list[Any]:
+    """The trial's per-epoch curves averaged over its splits (``mean_over_splits/val_loss`` per epoch), a
+    stopped split counting with its best epoch's values: MLflow's chart view compares trials by one curve
+    each, where the per-split ones gave k curves a trial and none that matched its score."""
+    from mlflow.entities import Metric
+
+    from search.review.diagnostics import mean_curve
+
+    histories = {s.split: s.history for s in outcome.splits if s.history}
+    if outcome.state != "complete" or len(histories) < 2:
+        return []
+    keys = set.intersection(*(set(h) for h in histories.values()))
+    return [Metric(MEAN_CURVE_PREFIX + key, value, now, epoch)
+            for key in sorted(keys) for epoch, value in enumerate(mean_curve(histories, key), start=1)
+            if value == value and abs(value) != float("inf")]

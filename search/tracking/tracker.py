@@ -18,7 +18,8 @@ from search.studies.space_versions import DIGEST_ATTR
 from search.tracking import _repair, _space_versions
 from search.tracking._later import DeferredFailure, Later
 from search.tracking._review import ReviewLogging, _log
-from search.tracking._records import best_model_note, param_text, trial_fit, validation_settings, with_outcome
+from search.tracking._records import (best_model_note, mean_curve_metrics, param_text, trial_fit, validation_settings,
+                                      with_outcome)
 from search.tracking._store import (CHECKPOINT_ARTIFACTS, PARENT_RUN_ATTR,
                                     RUN_ID_ATTR, VIEW_TAG, default_tracking_uri, end_run, experiment_id,
                                     forget_artifact_repo, is_server, new_local_store, quiet_mlflow, review_view)
@@ -341,6 +342,7 @@ class MlflowTracker(ReviewLogging, TrialListener):
         if diagnosis is not None or outcome.state == "pruned":
             tags.append(RunTag("fit", trial_fit(outcome, diagnosis)))
         metrics = [Metric(k, v, now, 0) for k, v in summary.items() if math.isfinite(v)]
+        curves = curves + mean_curve_metrics(outcome, now)
         if outcome.reason:
             tags.append(RunTag("reason", redact(outcome.reason)[:5000]))
         if diagnosis is not None:
