@@ -24,9 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # Trials long enough (several seconds even with the splits fused) to be caught mid-way by a signal. A trial
 # shows it has started only when its reports reach the store, at most once a second: at 80 epochs (1.5 s) a
 # loaded CI machine saw some trials only as they ended, or not at all.
+# Long enough for a signal to land inside a trial (up to 240 epochs a split); early stopping ends the splits
+# of the run that finishes the study once they have learned iris (the rerun took up to three minutes).
 SLOW = {"study": {"name": "slow", "n_trials": 2, "baseline": False},
         "model": {"units": 16, "dropout": {"float": [0.0, 0.5]}},
-        "train": {"epochs": 240, "batch_size": 8}}
+        "train": {"epochs": 240, "batch_size": 8, "learning_rate": 0.02, "early_stopping": 8}}
 
 
 def _env() -> dict[str, str]:
