@@ -387,3 +387,31 @@ def test_status_time_left_counts_the_workers_running_now(tmp_path):
     assert re.match(r"elapsed 2m[0-3]\ds", text), text  # up to now, not to the last finished trial (1m05s)
     # 4 not started plus 2 half done, at 60 s each, on 2 workers: 150 s; one worker's view would say 360 s.
     assert "2 running" in text and "about 2m30s left at 1m00s per trial with 2 workers" in text, text
+
+
+class _SignalAtTheLastEpoch(TrialListener):
+    """Sends this process SIGTERM once the trial's last epoch of its last split is trained."""
+
+    def __init__(self, epochs: int, last_split: int) -> None:
+        self.epochs, self.last_split = epochs, last_split
+
+    def on_epoch(self, trial, split, epoch, logs):
+        if epoch == self.epochs and split == self.last_split and trial.number == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_stop_during_the_last_epoch_keeps_the_finished_trial(write_space, home, fused):
+    """A SIGTERM in a trial's last epoch threw the finished trial away: failed, queued, trained again."""
+    from search import api, space as spaces
+    from search.runner import session
+
+    space_file = write_space({"study": {"name": "last", "n_trials": 3, "baseline": False},
+                              "validation": {"scheme": "kfold", "k": 2}, "train": {"fuse_splits": fused}})
+    options = session.RunOptions(home=home, quiet=True, threads=1, extra_listeners=[_SignalAtTheLastEpoch(3, 1)])
+    outcome = api.run_prepared(session.prepare(spaces.load(space_file)), options, space_file.read_text(),
+                               out=io.StringIO())
+    assert outcome.stopped_by == "SIGTERM"
+    study = _study(home, "last")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]
+    assert [s["epochs_run"] for s in study.trials[0].user_attrs["splits"]] == [3, 3]

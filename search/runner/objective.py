@@ -141,7 +141,7 @@ class Objective:
             self._emit("on_split_start", trial, split.index, len(self.splits))
             result = self._fit(trial, settings, split)
             self._split_done(trial, outcome, result)
-            self._check(result, trial)
+            self._check(result, trial, last=split.index == self.splits[-1].index)
             self._judge_split(trial, result, len(outcome.splits))
 
     def _fit_fused(self, trial: Any, settings: dict[str, dict[str, Any]], outcome: TrialOutcome) -> bool:
@@ -191,7 +191,7 @@ class Objective:
                                          f"trained together): the split curve study.pruner "
                                          f"{self.space.study.pruner} judges was worse than it lets through"
                                          + (f" ({judged})" if judged else ""))
-            self._check(result, trial)
+            self._check(result, trial, last=True)  # trained together: each split is at its end
         if not multi_objective:
             for result in results:
                 trial.report(result.best_val_loss, pruning.split_step(result.split))
@@ -217,14 +217,15 @@ class Objective:
         trial.set_user_attr("splits", [s.summary() for s in outcome.splits])
         self._emit("on_split_end", trial, result)
 
-    def _check(self, result: SplitResult, trial: Any) -> None:
-        """End the trial after a split that diverged, was stopped by a request, or was pruned."""
+    def _check(self, result: SplitResult, trial: Any, last: bool = False) -> None:
+        """End the trial after a split that diverged, was stopped by a request, or was pruned. ``last``: no
+        split is left to train after this one, so a stop request that let it finish cuts nothing."""
         import optuna
 
         if result.diverged:
             raise optuna.TrialPruned(f"non-finite loss in split {result.split} at epoch {result.epochs_run}: "
                                      f"these settings diverge")
-        if self.stop is not None and self.stop.requested:
+        if self.stop is not None and self.stop.requested and not (last and result.stop_reason != "stopped"):
             self.stop.raise_if_urgent()
             raise TrialInterrupted(f"stopped by {self.stop.reason} in split {result.split} at epoch "
                                    f"{result.epochs_run}; queued to run again")
@@ -283,7 +284,9 @@ class Objective:
             self._emit("on_epoch", trial, k, epoch, logs)
         if self.stop is not None and self.stop.requested:
             self.stop.raise_if_urgent()
-            return True
+            # The trial's last epoch is trained: stopping here would throw a finished trial away and run it
+            # again from the start. It ends complete, and the run stops before the next one.
+            return not final
         if self.space.study.multi_objective:  # Optuna has no intermediate values for several objectives
             return False
         reported = False
