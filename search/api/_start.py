@@ -43,7 +43,7 @@ def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", sp
     from search.review.display import Progress, format_counts, header_lines, next_steps, summary_table
     from search.review.verdicts import why_ended
     from search.runner import session, workers as processes
-    from search.studies.lifecycle import budget_of, default_storage, finished_count, trials_by_state
+    from search.studies.lifecycle import budget_of, count_finished, default_storage, finished_count, trials_by_state
 
     from search import stores
 
@@ -77,15 +77,16 @@ def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", sp
             for line in why_ended(outcome.study):
                 print(line, file=out)
         print(summary_table(outcome.study), file=out)
-        complete = any(t.state.name == "COMPLETE" for t in outcome.study.get_trials(deepcopy=False))
+        trials = outcome.study.get_trials(deepcopy=False)
+        complete = any(t.state.name == "COMPLETE" for t in trials)
         if outcome.stopped_by:
             print(f"\nstopped by {outcome.stopped_by}; interrupted trials are queued again. Continue the study "
                   f"with:\n  {options.continue_command}", file=out)
         elif outcome.error is None and outcome.exit_code == 0:
-            done = finished_count(outcome.study)
+            done = count_finished(trials)
             limited = done < budget and bool(options.timeout or options.n_trials)
             # A run whose --timeout came before any trial ended (a short one, long start-up) failed at nothing.
-            ran = any(t.state.name not in ("WAITING", "RUNNING") for t in outcome.study.get_trials(deepcopy=False))
+            ran = any(t.state.name not in ("WAITING", "RUNNING") for t in trials)
             if not complete and (ran or not limited):
                 print("\nno trial completed, so there is nothing to reproduce: the lines above say why. Change the "
                       "settings that fail (or a range that diverges) and run a new study (--study-name), or raise "

@@ -5,7 +5,7 @@ import math
 import shlex
 import sys
 import time
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 from search._numbers import sig
 from search.review._baseline_gap import fixed_differences, within_noise
@@ -37,15 +37,9 @@ class Progress(TrialListener):
             self.header(lines)
 
     def seed_from(self, study: Any) -> None:
-        from search.studies.lifecycle import finished_count
-
-        self.done = self._done_at_start = finished_count(study)
+        self.done, self.best = _finished_and_best(study.get_trials(deepcopy=False))
+        self._done_at_start = self.done
         self._started = time.monotonic()
-        from optuna.trial import TrialState
-
-        complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
-        best = min(complete, key=lambda t: t.values[0], default=None)
-        self.best = None if best is None else (best.values[0], best.number)
 
     def on_trial_start(self, trial: Any, settings: dict[str, dict[str, Any]]) -> None:
         self.trial = trial.number
@@ -76,7 +70,7 @@ class Progress(TrialListener):
 
     def on_trial_end(self, trial: Any, outcome: TrialOutcome) -> None:
         mark, counted = "", outcome.state in ("complete", "pruned")
-        self._catch_up(trial)
+        self._catch_up(trial, outcome)
         if outcome.state == "complete":
             self.done += 1
             if self.best is None or outcome.value < self.best[0]:
@@ -99,20 +93,17 @@ class Progress(TrialListener):
             self._print(redact(f"[{time.strftime('%H:%M:%S')}] {which} {outcome.state}: {text}{mark}  "
                                f"({self._clock()})"))
 
-    def _catch_up(self, trial: Any) -> None:
+    def _catch_up(self, trial: Any, outcome: TrialOutcome) -> None:
         """Count what other runs on the study finished since (another terminal, another host): a second
         ``search run`` numbered its trials and judged "best so far" by its own trials only."""
         study = getattr(trial, "study", None)
         if study is None:
             return
-        from optuna.trial import TrialState
-
-        others = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-                  if t.number != trial.number]
-        self.done = max(self.done, len(others))
-        for t in others:
-            if t.state == TrialState.COMPLETE and t.values and (self.best is None or t.values[0] < self.best[0]):
-                self.best = (t.values[0], t.number)
+        others = [t for t in outcome.stored_trials(study) if t.number != trial.number]  # the listeners' one read
+        done, best = _finished_and_best(others)
+        self.done = max(self.done, done)
+        if best is not None and (self.best is None or best[0] < self.best[0]):
+            self.best = best
 
     def _clock(self) -> str:
         """Elapsed in this run, and the time left at this run's pace (this process's trials only)."""
@@ -131,6 +122,15 @@ class Progress(TrialListener):
             self.stream.write("\r\033[K")
         self.stream.write(line + "\n")
         self.stream.flush()
+
+
+def _finished_and_best(trials: Sequence[Any]) -> tuple[int, tuple[float, int] | None]:
+    """How many trials count toward the budget, and the lowest complete loss with its trial's number."""
+    from search.studies.lifecycle import count_finished
+
+    complete = [t for t in trials if t.state.name == "COMPLETE" and t.values]
+    best = min(complete, key=lambda t: t.values[0], default=None)
+    return count_finished(trials), None if best is None else (best.values[0], best.number)
 
 
 def summary_table(study: Any, top: int = 10) -> str:

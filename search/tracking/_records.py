@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from datetime import datetime
 from typing import Any
 
@@ -88,4 +89,4 @@ def mean_curve_metrics(outcome: TrialOutcome, now: int) -> list[Any]:
     keys = set.intersection(*(set(h) for h in histories.values()))
     return [Metric(MEAN_CURVE_PREFIX + key, value, now, epoch)
             for key in sorted(keys) for epoch, value in enumerate(mean_curve(histories, key), start=1)
-            if value == value and abs(value) != float("inf")]
+            if math.isfinite(value)]
