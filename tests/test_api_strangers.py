@@ -92,9 +92,12 @@ def test_a_logits_builder_is_refused_and_a_sequential_without_input_trains(tmp_p
     # A space that names data of its own, run on x and y: said (the named data set was silently not read).
     space = _space("seq")
     space["data"]["source"] = "sklearn:wine"
+    space["model"]["family"] = "mlp"  # and a family of its own, which builder= replaced without a word
     capsys.readouterr()
     result = search.run(space, x=X, y=Y, builder=sequential, home=tmp_path / "h", out=io.StringIO())
-    assert "the space's data.source 'sklearn:wine' is not read: x and y are the data" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the space's data.source 'sklearn:wine' is not read: x and y are the data" in err
+    assert "the space's model.family 'mlp' is not used: builder= builds the model (python:" in err
     assert result.best is not None and np.isfinite(result.best.value)
     metrics = result.best.metrics  # the table's columns, as numbers
     assert metrics["val_loss_mean"] == pytest.approx(result.best.value) and 0 <= metrics["val_accuracy_mean"] <= 1
@@ -134,6 +137,29 @@ def test_a_notebook_study_is_read_and_reproduced_in_a_new_process_and_not_contin
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "test loss True" in done.stdout
+
+
+def test_a_split_model_of_a_layer_class_this_process_lacks_is_said_to_need_it(tmp_path) -> None:
+    """A notebook's registered layer, loaded in a restarted kernel: Keras' TypeError dumped the model's config."""
+    import keras
+
+    from search.runner import checkpoints
+
+    @keras.saving.register_keras_serializable(package="nb")
+    class Twice(keras.layers.Layer):
+        def call(self, x):
+            return 2 * x
+
+    inputs = keras.Input((3,))
+    path = tmp_path / "split_00.keras"
+    keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(Twice()(inputs))).save(path)
+    assert checkpoints.load_model(path) is not None
+    keras.saving.get_custom_objects().pop("nb>Twice")  # as in a new process that never ran the cell
+    with pytest.raises(search.StudyError) as refused:
+        checkpoints.load_model(path)
+    said = str(refused.value)
+    assert "holds the class 'Twice' (registered as 'nb>Twice'), which is not defined in this process" in said, said
+    assert "register_keras_serializable" in said and "config" not in said and len(said) < 500
 
 
 def test_whole_numbers_given_as_digit_text_are_taken_as_numbers() -> None:

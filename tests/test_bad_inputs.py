@@ -641,6 +641,36 @@ def test_a_regression_builder_that_cannot_reach_the_target_is_warned_about() -> 
         models.check_custom_builder({"family": models.register_builder(softmax)}, (4,), head, target=near_one)[0]
 
 
+def test_a_binary_softmax_over_one_unit_and_a_builder_that_returns_its_model_again_are_refused() -> None:
+    """Two KerasTuner habits: ``Dense(n_outputs, activation="softmax")`` on two classes (Keras scored it from the
+    logits under the softmax, so the trials ranked on losses the saved models, 1 for every row, do not give), and
+    a builder that keeps its model and returns it on every call (each trial, and each split, went on from the
+    weights the last one trained: a split from weights trained on its own validation rows)."""
+    import keras
+
+    from search import models
+
+    def softmax(settings, input_shape, n_outputs):
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, keras.layers.Dense(n_outputs, activation="softmax")(inputs))
+
+    with pytest.raises(SpaceError, match=r"gives the same output, 1, for every row .*Dense\(1, activation='sigmoid'\)"):
+        models.check_custom_builder({"family": models.register_builder(softmax)}, (4,), models.Head("binary", 1))
+    assert models.check_custom_builder({"family": models.register_builder(softmax)}, (4,),
+                                       models.Head("multiclass", 3)) == []
+
+    kept: list[object] = []
+
+    def cached(settings, input_shape, n_outputs):
+        if not kept:
+            kept.append(softmax(settings, input_shape, n_outputs))
+        return kept[0]
+
+    with pytest.raises(SpaceError, match="returned a model it had returned before") as refused:
+        models.check_custom_builder({"family": models.register_builder(cached)}, (4,), models.Head("multiclass", 3))
+    assert refused.value.field == "model.family"
+
+
 def test_a_builder_that_compiles_its_model_is_told_its_compile_is_replaced() -> None:
     import keras
 
@@ -791,6 +821,21 @@ def test_every_problem_the_schema_finds_is_said_at_once(write_space, capsys):
     err = capsys.readouterr().err
     assert "more problem(s): " in err and "field 'study.n_trials': the value must be at least 1" in err
     assert "field 'validation.k': the value must be at least 2" in err and "Traceback" not in err
+
+
+def test_every_unknown_field_and_setting_is_said_at_once(write_space, capsys):
+    """A KerasTuner user's study section took four runs, one unknown name each; settings too."""
+    path = write_space({"study": {"max_trials": 3, "objective": "val_accuracy", "executions_per_trial": 2}})
+    assert run_cli("check", path) == 2
+    err = capsys.readouterr().err
+    assert "field 'study.max_trials': unknown field" in err and "(did you mean 'n_trials'?)" in err
+    assert "2 more problem(s): field 'study.objective': unknown field" in err and "(did you mean 'objectives'?)" in err
+    assert "field 'study.executions_per_trial': unknown field" in err
+    path = write_space({"model": {"dropuot": 0.2}, "train": {"lr": 0.1}})
+    assert run_cli("check", path) == 2
+    err = capsys.readouterr().err
+    assert "field 'model.dropuot': unknown setting (did you mean 'dropout'?); 1 more problem(s): field 'train.lr': " \
+        "unknown setting (did you mean 'learning_rate'?)" in err and "Traceback" not in err
 
 
 def test_a_tab_in_the_space_file_is_named_as_one(tmp_path, capsys):

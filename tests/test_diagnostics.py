@@ -307,6 +307,14 @@ def test_ten_balanced_classes_are_not_called_rare():
     said = _rare_class([Split(0, np.arange(0, len(rare), 2), np.arange(1, len(rare), 2))], eleven)
     assert said is not None and said.startswith("class 10 is 0.2% of the development rows (3 rows;")
 
+    # Four classes of which two are under 10 %: both are named (only the rarer one was), the rarer first.
+    four = np.repeat(np.arange(4), [100, 90, 9, 5])
+    shares = Dataset(X=np.zeros((len(four), 1)), y=four, task="multiclass", classes=["a", "b", "c", "d"])
+    said = _rare_class([Split(0, np.arange(0, len(four), 2), np.arange(1, len(four), 2))], shares)
+    assert said is not None and said.startswith("class 'd' is 2.5% of the development rows (5 rows;"), said
+    assert "class 'c' is 4.4% of the development rows (9 rows;" in said and "never predicts them" in said
+    assert "accuracy of 93.1%" in said
+
 
 def test_each_split_is_judged_against_its_own_rows_chance_loss():
     """A skewed target: the fold that drew the outliers has several times the variance of the others. A model

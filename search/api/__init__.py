@@ -134,8 +134,10 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
             raw["data"]["test"] = f"{'csv' if as_csv else 'npz'}:{test}"
             named[str(test)] = ("x_test", "y_test")
             raw["data"]["test_size"] = None  # the rows given are the test rows: nothing is drawn
+        replaced = None
         if builder is not None:
-            raw["model"]["family"] = models.register_builder(builder)
+            written, raw["model"]["family"] = raw["model"].get("family"), models.register_builder(builder)
+            replaced = written if written and written != raw["model"]["family"] else None
         resolved = spaces.validate(raw, source=str(loaded.path) if loaded.path else "<space>", path=loaded.path)
         prepared = session.prepare(resolved, threads=threads)
         if x is not None and x_test is not None and hasattr(x, "columns") != hasattr(x_test, "columns"):
@@ -144,6 +146,10 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
                 f"{named_one} is a frame with column names and {other} an array without: their columns are paired "
                 f"by position, not by name, so the test rows must hold the features in the order x has them; pass "
                 f"both as frames to have them matched by name")
+        if replaced is not None:
+            prepared.dataset.warnings.append(
+                f"the space's model.family {replaced!r} is not used: builder= builds the model "
+                f"({raw['model']['family']}), and the model section's other settings are handed to it")
         if ignored and ignored != "arrays" and not str(ignored).startswith("npz:"):
             prepared.dataset.warnings.append(f"the space's data.source {ignored!r} is not read: x and y are the data "
                                              f"(data.source: arrays says so)")

@@ -12,6 +12,8 @@ from search.data._csv_layout import Layout
 
 _GROUPED = re.compile(r"[-+]?[1-9]\d{0,2}(?:\.\d{3})+")
 _PLAIN = re.compile(r"[-+]?(?:0|[1-9]\d{0,2})")
+_COMMA_GROUPED = re.compile(r"[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
+_WHOLE = re.compile(r"[-+]?\d+(?:\.\d+)?")
 
 
 # A number as Excel writes it where the comma is the decimal mark: its thousands grouped by a dot or a
@@ -50,6 +52,38 @@ def marks_of_a_comma_file(frame: Any, path: Path, notes: list[str], target: str 
             notes.append(f"column '{column}' of {path} writes decimal points ({written.iloc[0]!r}) where the file's "
                          f"other numbers have decimal commas: read as decimals")
     return frame
+
+
+def thousands_commas(frame: Any, path: Path, notes: list[str]) -> tuple[Any, list[str]]:
+    """Columns of a file not separated by commas that group thousands with commas (``3,625`` beside ``962``,
+    ``1,204,331``, ``2,500.75``): read as thousands, with a note, and named so that a second reading with decimal
+    commas leaves them be (it would make 3,625 three and a half). A column of such numbers only (``1,250``,
+    ``2,500``) is read so where another column writes decimal points (``0.94``), the file's decimal mark;
+    otherwise it stays for the decimal-comma reading."""
+    import pandas as pd
+
+    dots = any(pd.api.types.is_float_dtype(frame[c]) and bool(np.any(frame[c].dropna() % 1 != 0))
+               for c in frame.columns)
+    done: list[str] = []
+    for column in frame.columns:
+        if pd.api.types.is_numeric_dtype(frame[column]) or not frame[column].notna().any():
+            continue
+        cells = frame[column].astype("string").str.strip()
+        written = cells[cells.notna() & (cells != "")]
+        grouped = written.str.fullmatch(_COMMA_GROUPED.pattern)
+        whole = written.str.fullmatch(_WHOLE.pattern)
+        if not len(written) or not grouped.any() or not (grouped | whole).all():
+            continue
+        if not (whole.any() or (written.str.count(",") > 1).any() or written.str.contains(".", regex=False).any()
+                or dots):
+            continue
+        frame[column] = pd.to_numeric(cells.str.replace(",", "", regex=False).replace("", None), errors="coerce")
+        example = written[grouped].iloc[0]
+        beside = f" beside {written[whole].iloc[0]!r}" if whole.any() else ""
+        notes.append(f"column '{column}' of {path} groups its thousands with commas ({example!r}{beside}): read "
+                     f"as thousands separators, so {example} is {example.replace(',', '')}")
+        done.append(str(column))
+    return frame, done
 
 
 def thousands_dots(frame: Any, path: Path, shape: Layout, notes: list[str]) -> Any:

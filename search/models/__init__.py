@@ -6,6 +6,7 @@ builder, called as ``function(settings, input_shape, n_outputs)``.
 """
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,9 @@ def family_params(family: str) -> dict[str, Param] | None:
     return FAMILIES[family].PARAMS
 
 
-# Builder functions handed over in this process (``search.run(..., builder=f)``), by their family name.
+# Every model a user's builder returned in this process: one returned again (a builder that caches its
+# model) would start a trial or a split from weights another one trained, some on its validation rows.
+_RETURNED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def build(model_settings: dict[str, Any], input_shape: tuple[int, ...], head: Head,
@@ -45,6 +48,14 @@ def build(model_settings: dict[str, Any], input_shape: tuple[int, ...], head: He
         if not isinstance(model, keras.Model):
             raise SpaceError(f"the builder {family} returned {type(model).__name__}, not a keras.Model",
                              source=source, field="model.family")
+        if model in _RETURNED:
+            raise SpaceError(f"the builder {family} returned a model it had returned before (the same object): "
+                             f"each trial and each split must start from new weights, or one starts from "
+                             f"weights another trained, some of them on its validation rows; build a new model "
+                             f"in every call (keras.models.clone_model gives a fresh copy of a kept one)",
+                             source=source, field="model.family", expected="a new keras.Model on every call",
+                             found="the same model object again")
+        _RETURNED.add(model)
         if not model.built:  # a Sequential without keras.Input: its weights exist only once it is built
             model.build((None, *input_shape))
         return model
@@ -97,6 +108,7 @@ def check_custom_builder(model_settings: dict[str, Any], input_shape: tuple[int,
     shown = {k: v for k, v in model_settings.items() if k != "family"}
     try:
         model = build(model_settings, input_shape, head, search_dir, source)
+        build(model_settings, input_shape, head, search_dir, source)  # a second call: refused if the same model
         out = model(np.zeros((2, *input_shape), dtype="float32"), training=False)
     except SpaceError:  # already names the space file and the field
         raise
@@ -207,6 +219,13 @@ def _outputs_probabilities(model: Any, input_shape: tuple[int, ...], head: Head,
     out = out[np.isfinite(out).all(axis=1)]  # a model that diverges is the trials' to find, as such
     if not len(out):
         return
+    if head.task == "binary" and len(out) > 1 and float(np.abs(out - 1.0).max()) <= 1e-6:
+        # Keras scores a softmax output from the logits under it, so the trials' losses would not be those of
+        # the saved models, which say 1 for every row.
+        raise SpaceError(f"the model of the builder {family} gives the same output, 1, for every row (a softmax "
+                         f"over one unit is always 1): it cannot tell the two classes apart; end the model with "
+                         f"Dense(1, activation='sigmoid')", source=source, field="model.family",
+                         expected="1 output in [0, 1] (a sigmoid)", found="1 for every row")
     in_range = bool(np.all((out >= -1e-6) & (out <= 1 + 1e-6)))
     sums_to_one = head.task == "binary" or bool(np.allclose(out.sum(axis=1), 1.0, atol=1e-3))
     if not (in_range and sums_to_one):

@@ -208,18 +208,24 @@ def _rare_class(split_plan: list[Any], dataset: Any) -> str | None:
     dev = np.unique(np.concatenate([np.concatenate([s.train, s.val]) for s in split_plan]))
     counts = np.bincount(dataset.y[dev], minlength=len(dataset.classes))
     share = counts / max(1, counts.sum())
-    k = int(np.argmin(share))
     # Ten balanced classes hold 10 % each: rare is rare against what the class count makes usual.
-    if share[k] >= min(RARE_CLASS_SHARE, 0.5 / len(share)):
+    rare = [int(k) for k in np.argsort(share, kind="stable") if share[k] < min(RARE_CLASS_SHARE, 0.5 / len(share))]
+    if not rare:
         return None
-    per_split = sorted(int(np.sum(dataset.y[s.val] == k)) for s in split_plan)
-    held = f"{per_split[0]}" if per_split[0] == per_split[-1] else f"{per_split[0]}-{per_split[-1]}"
-    return (f"class {dataset.classes[k]!r} is {share[k]:.1%} of the development rows ({int(counts[k])} rows; {held} in "
-            f"each validation split): a model that never predicts it can still reach an accuracy of "
-            f"{1 - share[k]:.1%}, so accuracy says little about it. The search ranks trials by the validation "
-            f"loss (cross-entropy), which does reward learning the rare class; compare the best trial's loss "
-            f"with the prior's (the study.workflow: phased baselines), and read the balanced accuracy and ROC "
-            f"AUC of the test look; train.class_weight: balanced weighs its rows up in training")
+
+    def held(k: int) -> str:
+        per_split = sorted(int(np.sum(dataset.y[s.val] == k)) for s in split_plan)
+        return f"{per_split[0]}" if per_split[0] == per_split[-1] else f"{per_split[0]}-{per_split[-1]}"
+
+    named = ", ".join(f"class {dataset.classes[k]!r} is {share[k]:.1%} of the development rows ({int(counts[k])} "
+                      f"rows; {held(k)} in each validation split)" for k in rare)
+    them = "it" if len(rare) == 1 else "them"
+    return (f"{named}: a model that never predicts {them} can still reach an accuracy of "
+            f"{1 - float(share[rare].sum()):.1%}, so accuracy says little about {them}. The search ranks trials by "
+            f"the validation loss (cross-entropy), which does reward learning a rare class; compare the best "
+            f"trial's loss with the prior's (the study.workflow: phased baselines), and read the balanced accuracy "
+            f"and ROC AUC of the test look; train.class_weight: balanced weighs {'its' if len(rare) == 1 else 'their'} "
+            f"rows up in training")
 
 
 # The optimizers that read train.momentum (search/runner/training.py).

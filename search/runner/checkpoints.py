@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+from search.errors import StudyError
 from search.runner.results import TrialListener
 
 
@@ -81,7 +83,22 @@ def load_model(path: Path) -> Any:
     from search.models import layers  # noqa: F401  (registration happens at import)
 
     # The harness's own files: a user's builder may hold a Lambda layer, which safe mode refuses to load.
-    return keras.models.load_model(path, safe_mode=False)
+    try:
+        return keras.models.load_model(path, safe_mode=False)
+    except (TypeError, ValueError) as exc:
+        # A layer class the user's notebook or module registered, not defined in this process: Keras' own
+        # words are a dump of the whole model's config.
+        located = re.search(r"Could not locate (?:class|function) '([^']+)'", str(exc))
+        if located is None:
+            raise
+        name = located.group(1)
+        registered = re.search(r"'registered_name': '([^']*\b" + re.escape(name) + r")'", str(exc))
+        shown = f"{name!r}" + (f" (registered as {registered.group(1)!r})" if registered and
+                               registered.group(1) != name else "")
+        raise StudyError(f"the model {path} holds the class {shown}, which is not defined in this process: "
+                         f"import the module that defines it, or run the cell that does (with its "
+                         f"@keras.saving.register_keras_serializable line), then load again",
+                         field="model.family") from None
 
 
 class CheckpointRetention(TrialListener):

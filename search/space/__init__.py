@@ -191,18 +191,22 @@ def _from_pydantic(exc: ValidationError, source: str) -> SpaceError:
         hint = (f"; the file has '{near}' there instead (a misspelling of '{name}'?)" if near else
                 f"; the file has unknown field(s) {', '.join(map(repr, strays[:5]))} there" if strays else "")
         return SpaceError("this required field is missing" + hint, source=source, field=field)
+    # Every problem the schema found, said at once: one per run made a file of six mistakes six runs.
+    others = [f"field '{'.'.join(str(p) for p in e['loc'])}': {_pydantic_words(e)[0]}"
+              + (did_you_mean(e["loc"][-1], _fields_at(e["loc"][:-1])) if e["type"] == "extra_forbidden" else "")
+              for e in exc.errors()[1:]]
     if err["type"] == "extra_forbidden":
         allowed = _fields_at(err["loc"][:-1])
-        return SpaceError("unknown field (check its spelling and section)" + did_you_mean(err["loc"][-1], allowed),
-                          source=source, field=field, expected="one of " + ", ".join(allowed) if allowed else None)
+        more = f"; {len(others)} more problem(s): " + "; ".join(others[:5]) + ("; ..." if len(others) > 5 else "")
+        return SpaceError("unknown field (check its spelling and section)" + did_you_mean(err["loc"][-1], allowed)
+                          + (more if others else ""), source=source, field=field,
+                          expected="one of " + ", ".join(allowed) if allowed else None)
     msg, expected = _pydantic_words(err)
     if err["type"] == "literal_error":
         msg += did_you_mean(err.get("input"), [str(v) for v in (err.get("ctx") or {}).get("expected", "").replace(
             "'", "").replace(" or ", ", ").split(", ") if v])
     if "input" in err and err["input"] is None:
         msg += " (found an empty value, YAML's null)"
-    # Every problem the schema found, said at once: one per run made a file of six mistakes six runs.
-    others = [f"field '{'.'.join(str(p) for p in e['loc'])}': {_pydantic_words(e)[0]}" for e in exc.errors()[1:]]
     if not others:
         return SpaceError("the value is out of range" if expected else msg, source=source, field=field,
                           expected=expected, found=err.get("input"))
@@ -233,7 +237,11 @@ def _pydantic_words(err: Any) -> tuple[str, str | None]:
 # What other libraries call our validation schemes (scikit-learn's splitter names, spelled several ways).
 _ALIASES = {"stratifiedkfold": "kfold", "repeatedkfold": "iterated_kfold", "repeatedstratifiedkfold": "iterated_kfold",
             "groupkfold": "group_kfold", "stratifiedgroupkfold": "group_kfold", "timeseriessplit": "time_series",
-            "timeseries": "time_series", "traintestsplit": "holdout", "holdout": "holdout"}
+            "timeseries": "time_series", "traintestsplit": "holdout", "holdout": "holdout",
+            # KerasTuner's and Keras' own names for settings
+            "lr": "learning_rate", "maxtrials": "n_trials", "ntrials": "n_trials", "objective": "objectives",
+            "batchsize": "batch_size", "numlayers": "layers", "nlayers": "layers", "patience": "early_stopping",
+            "dropoutrate": "dropout", "l2reg": "l2", "l1reg": "l1"}
 
 
 def did_you_mean(found: Any, options: list[str]) -> str:

@@ -22,6 +22,7 @@ def check_leaves(space: Space, source: str) -> None:
         load_custom_builder(family, space.path.parent if space.path else None, source)
     _check_declared_regularizers(space, source)
     _check_declared_capacity(space, source)
+    _unknown_settings(space, source)
     for section in SECTIONS_WITH_DISTRIBUTIONS:
         specs = space.params_of(section)
         for key, value in getattr(space, section).items():
@@ -29,20 +30,6 @@ def check_leaves(space: Space, source: str) -> None:
                 continue
             field = f"{section}.{key}"
             spec = None if specs is None else specs.get(key)
-            if specs is not None and spec is None:
-                from search.space import did_you_mean
-
-                names = [*(["family"] if section == "model" else []), *specs]
-                elsewhere = _families_with(key) if section == "model" else []
-                where_it_is = (f" of family {space.family}; it is a setting of the {' and '.join(elsewhere)} "
-                               f"famil{'ies' if len(elsewhere) > 1 else 'y'}" if elsewhere else "")
-                other = next((o for o in SECTIONS_WITH_DISTRIBUTIONS if o != section
-                              and key in (space.params_of(o) or {})), None)
-                if other is not None and not elsewhere:  # learning_rate under model, dropout under train
-                    where_it_is = f" of {section}; {key} is a {other} setting: move it under {other}"
-                    elsewhere = [other]
-                raise SpaceError("unknown setting" + where_it_is + ("" if elsewhere else did_you_mean(key, names)),
-                                 source=source, field=field, expected="one of " + ", ".join(names), found=key)
             if value is None:
                 # A default of nothing (transfer's weights file) is no default to fall back on.
                 default = (f"; or remove the line to use the default ({spec.default!r})"
@@ -61,6 +48,37 @@ def check_leaves(space: Space, source: str) -> None:
                             + (f", to search a range {{{spec.kind}: [low, high]}}" if spec.kind in ("int", "float")
                                else "") + ")")
                 raise SpaceError("bad value" + hint, source=source, field=field, expected=problem, found=value)
+
+
+def _unknown_settings(space: Space, source: str) -> None:
+    """Settings no family or section knows, all of them in one error (one a run made a KerasTuner file of
+    four such names four runs), the first as the field."""
+    from search.space import did_you_mean
+
+    found: list[tuple[str, str, str, list[str]]] = []
+    for section in SECTIONS_WITH_DISTRIBUTIONS:
+        specs = space.params_of(section)
+        if specs is None:
+            continue
+        for key in getattr(space, section):
+            if key == "family" or key in specs or (key in DECLARATIONS and section == "model" and space.is_custom):
+                continue
+            names = [*(["family"] if section == "model" else []), *specs]
+            elsewhere = _families_with(key) if section == "model" else []
+            where_it_is = (f" of family {space.family}; it is a setting of the {' and '.join(elsewhere)} "
+                           f"famil{'ies' if len(elsewhere) > 1 else 'y'}" if elsewhere else "")
+            other = next((o for o in SECTIONS_WITH_DISTRIBUTIONS if o != section
+                          and key in (space.params_of(o) or {})), None)
+            if other is not None and not elsewhere:  # learning_rate under model, dropout under train
+                where_it_is = f" of {section}; {key} is a {other} setting: move it under {other}"
+                elsewhere = [other]
+            found.append((f"{section}.{key}", key, "unknown setting" + where_it_is
+                          + ("" if elsewhere else did_you_mean(key, names)), names))
+    if found:
+        field, key, said, names = found[0]
+        more = "; ".join(f"field '{f}': {s}" for f, _, s, _ in found[1:])
+        raise SpaceError(said + (f"; {len(found) - 1} more problem(s): {more}" if more else ""), source=source,
+                         field=field, expected="one of " + ", ".join(names), found=key)
 
 
 def _check_declared_regularizers(space: Space, source: str) -> None:
