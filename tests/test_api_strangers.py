@@ -194,6 +194,8 @@ def test_whole_numbers_given_as_digit_text_are_taken_as_numbers() -> None:
      "y has 2 columns ('label', 'label2')"),
     (lambda h: search.run(_space("a"), x=_frame()[["a", "b"]].astype(object).where(_frame().a > 4.5, None),
                           y=Y, home=h), "x", "missing (NaN) or infinite value(s)"),
+    (lambda h: search.run(_space("a"), x=_frame()[["a", "b"]].assign(z=np.inf), y=Y, home=h), "x",
+     "the first at index (0, 2) (row 0, column 'z')"),
     # pandas and object arrays as strangers hand them over (each once a traceback or a silent wrong pairing).
     (lambda h: search.run(_space("a"), x=_frame()[["a", "b"]], y=_frame().label.sample(frac=1, random_state=1),
                           home=h), "y", "indexes differ (the same labels in another order"),

@@ -645,7 +645,8 @@ def test_a_binary_softmax_over_one_unit_and_a_builder_that_returns_its_model_aga
     """Two KerasTuner habits: ``Dense(n_outputs, activation="softmax")`` on two classes (Keras scored it from the
     logits under the softmax, so the trials ranked on losses the saved models, 1 for every row, do not give), and
     a builder that keeps its model and returns it on every call (each trial, and each split, went on from the
-    weights the last one trained: a split from weights trained on its own validation rows)."""
+    weights the last one trained: a split from weights trained on its own validation rows; now each such trial
+    fails with the reason, and the run stops after study.max_consecutive_failures)."""
     import keras
 
     from search import models
@@ -666,8 +667,11 @@ def test_a_binary_softmax_over_one_unit_and_a_builder_that_returns_its_model_aga
             kept.append(softmax(settings, input_shape, n_outputs))
         return kept[0]
 
+    # The check builds once (a builder may count its calls); the next build, the first trial's, is refused.
+    family = {"family": models.register_builder(cached)}
+    assert models.check_custom_builder(family, (4,), models.Head("multiclass", 3)) == []
     with pytest.raises(SpaceError, match="returned a model it had returned before") as refused:
-        models.check_custom_builder({"family": models.register_builder(cached)}, (4,), models.Head("multiclass", 3))
+        models.build(family, (4,), models.Head("multiclass", 3))
     assert refused.value.field == "model.family"
 
 

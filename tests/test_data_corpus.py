@@ -276,6 +276,14 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     ("a-dotted-target-in-a-decimal-comma-file", csv("x;y;price\n" + "".join(
         f"{i},5;{i % 3},25;{300 + i}.{(7 * i) % 1000:03d}\n" for i in range(30)), {"target": "price"}),
      "data.target", ["dots ('300.000')", "decimal comma", "300,000 if the dot is a decimal point"]),
+    # A spreadsheet's TRUE/FALSE with gaps: pandas gave text of True and False, refused as "found 'False'".
+    ("true-and-false-with-gaps", csv("a,flag,label\n" + "".join(
+        f"{i}.5,{['TRUE', 'FALSE', ''][i % 3]},{i % 2}\n" for i in range(30))), "data.source",
+     ["column 'flag' of", "has 10 missing value(s)", "set data.missing: median"]),
+    # A quote opened near the end and never closed: pandas' "EOF inside string starting at row 10", no column.
+    ("csv-quote-open-to-the-end", csv("a,b,label\n" + "".join(f"{i},{i}.5,{i % 2}\n" for i in range(9))
+                                      + '1,"6,0\n2,3,1\n'), "data.source",
+     ["line 11 of the file (data row 9, counting from 0), column 'b' opens a quote", "remove the stray quote"]),
     ("csv-empty-file", csv(""), "data.source", ["bad.csv", "is empty (0 bytes)"]),
     ("csv-blank-lines", csv("\n\n"), "data.source", ["bad.csv", "has no header line"]),
     ("csv-header-only", csv("a,b,label\n"), "data.source", ["bad.csv", "has a header but no data rows"]),
@@ -655,6 +663,10 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
     ("csv-semicolons-thousands-commas-only-beside-decimal-points",
      csv("a;b;label\n" + "".join(f"{i + 1},{100 + i};{i}.25;{i % 2}\n" for i in range(30))),
      [], ["groups its thousands with commas ('1,100')", "so 1,100 is 1100"]),
+    ("true-and-false-with-gaps-filled", csv("a,flag,label\n" + "".join(
+        f"{i}.5,{['TRUE', 'FALSE', ''][i % 3]},{i % 2}\n" for i in range(30)), {"missing": "median"}), [],
+     ["column 'flag' of", "holds TRUE and FALSE with 10 empty cell(s): read as 1 and 0 with missing values",
+      "features: 2"]),
     ("csv-data-lines-end-with-a-separator-the-header-lacks",
      csv("a,b,label\n" + "".join(f"{i}.5,{i % 7}.25,{i % 2},\n" for i in range(30))),
      [], ["30 data line(s) end with a separator the header line does not", "features: 2 (a, b)"]),
@@ -695,6 +707,10 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
                                test=_frame(9, seed=2).assign(port=["S", "Q", "C"] * 3, name="x")), [],
      ["features: 6", "'port' (3 values) one-hot encoded as 0/1 columns named column=value",
       "value(s) 'Q' never occur in the development source"]),
+    ("labels-that-join-other-labels", csv(_frame(60, classes=2).assign(
+        label=["news", "sports"] * 24 + ["sports,news"] * 8 + ["news;sports"] * 4)),
+     ["warning: labels of", "'sports,news' (8 rows), 'news;sports' (4 rows) join other labels with a separator",
+      "multi-label task"], ["classes (4"]),
     ("a-label-misspelled-three-times",
      csv(_frame(60, classes=2).assign(label=["no"] * 45 + ["yes"] * 12 + ["yse"] * 3), {"test_size": 0.1},
          other={"validation": {"scheme": "kfold", "k": 2}}),

@@ -316,6 +316,23 @@ def test_ten_balanced_classes_are_not_called_rare():
     assert "accuracy of 93.1%" in said
 
 
+def test_a_class_too_rare_for_every_split_is_not_told_to_stratify():
+    """A class of 2 rows in 3 folds: stratifying was refused ("stratify: false"), and with it off the warning
+    said to set stratify: true, round and round."""
+    from search.data import Dataset
+    from search.runner._space_warnings import _classes_only_validated
+    from search.splits import Split
+
+    y = np.array([0, 1] * 30 + [2, 2])
+    data = Dataset(X=np.zeros((len(y), 1)), y=y, task="multiclass", classes=["a", "b", "rare"])
+    folds = [np.r_[np.arange(0, 20), 60, 61], np.arange(20, 40), np.arange(40, 60)]
+    plan = [Split(k, np.setdiff1d(np.arange(len(y)), val), val) for k, val in enumerate(folds)]
+    said, rare_only = _classes_only_validated(plan, data)
+    assert rare_only is None and said.startswith("split 0 trains on no row of class(es) 'rare'"), said
+    assert "class 'rare' has 2 development row(s), too few for every split to train on: fewer splits" in said
+    assert "stratify" not in said
+
+
 def test_each_split_is_judged_against_its_own_rows_chance_loss():
     """A skewed target: the fold that drew the outliers has several times the variance of the others. A model
     no better than the mean scored under 70 % of the whole data's variance on the quiet fold, and on the

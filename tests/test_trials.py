@@ -203,7 +203,8 @@ def test_an_exported_config_runs_from_any_folder(tmp_path, home, capsys, monkeyp
 
         def build(settings, input_shape, n_outputs):
             inputs = keras.Input(input_shape)
-            return keras.Model(inputs, keras.layers.Dense(n_outputs, activation="softmax")(inputs))
+            last = "softmax" if n_outputs > 1 else "sigmoid"  # a softmax over one unit is 1 for every row
+            return keras.Model(inputs, keras.layers.Dense(n_outputs, activation=last)(inputs))
     """))
     rng = np.random.default_rng(0)
     pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40), "label": np.arange(40) % 2}).to_csv(

@@ -167,8 +167,11 @@ def _save_arrays(home: Path, name: str, x: Any, y: Any, names: tuple[str, str],
         if bad_cells.any():
             bad = np.argwhere(bad_cells)
             hint = "; or set data.missing: median (or mean)" if label == names[0] and np.isnan(array).any() else ""
+            first = tuple(int(i) for i in bad[0])
+            column = (f" (row {first[0]}, column {columns[first[1]]!r})" if label == names[0] and columns is not None
+                      and len(first) == 2 and first[1] < len(columns) else "")
             raise DataError(f"{label} has {len(bad)} missing (NaN) or infinite value(s), the first at index "
-                            f"{tuple(int(i) for i in bad[0])}; fill or drop those rows first{hint}", field=label,
+                            f"{first}{column}; fill or drop those rows first{hint}", field=label,
                             expected="finite numbers", found=array[tuple(bad[0])].item())
     buffer = io.BytesIO()
     arrays: dict[str, Any] = {"X": x, "y": y}

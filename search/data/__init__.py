@@ -141,8 +141,9 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
             part.order = _times.time_order(part.order, section.order or "order", what, where, part.notes)
             _take(part, np.argsort(part.order, kind="stable"))
     rows_read = sum(len(p.X) + len(p.skipped) for p, _ in parts)
-    warnings = [w for w in [_checks.label_spellings(np.concatenate([p.y for p, _ in parts]),
-                                                    label if test is None else f"{label} and {test_label}")] if w]
+    every_label = np.concatenate([p.y for p, _ in parts])
+    both = label if test is None else f"{label} and {test_label}"
+    warnings = [w for w in [_checks.label_spellings(every_label, both), _checks.joined_labels(every_label, both)] if w]
     if raw.groups is not None:
         group_ids = np.concatenate([p.groups for p, _ in parts if p.groups is not None])
         warnings += [w for w in [_checks.label_spellings(group_ids, label if test is None else f"{label} and "

@@ -287,6 +287,26 @@ def label_spellings(y: np.ndarray, what: str, role: str = "labels") -> str | Non
             f"separate classes; if they mean the same class, fix their spelling in the data{said}")
 
 
+def joined_labels(y: np.ndarray, what: str) -> str | None:
+    """Text labels that are other labels joined by a separator (``sports,news`` beside ``news`` and ``sports``):
+    rows of several labels at once, which a one-label-per-row model learns as classes of their own."""
+    import re
+
+    if y.dtype.kind not in "UO":
+        return None
+    counts = Counter(str(v) for v in y)
+    single = {label.strip() for label in counts if not re.search(r"[,;|+/&]", label)}
+    joined = [label for label in counts if len(parts := [p.strip() for p in re.split(r"[,;|+/&]", label)]) > 1
+              and all(p in single for p in parts)]
+    if not joined:
+        return None
+    shown = ", ".join(f"{label!r} ({_rows(counts[label])})" for label in sorted(joined, key=lambda v: -counts[v])[:5])
+    return (f"labels of {what}: {shown} join other labels with a separator: rows of several labels at once? Each is "
+            f"kept as a class of its own (a model here predicts one label per row, and 'a,b' and 'b,a' are two "
+            f"classes); if a row has several labels, this is a multi-label task, which the built-in losses do not "
+            f"train: give each row one label, or search one binary target per label")
+
+
 def rare_near_spellings(counts: Counter[str]) -> list[tuple[str, str]]:
     """(rare, common) pairs of text values where the rare one (a few rows) is spelled nearly as the common one
     (four times as many rows or more): 'yse' beside 'yes' became a class of its own without a word."""

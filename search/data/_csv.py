@@ -27,7 +27,8 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
         if len(frame) and frame.isna().all(axis=1).any() and shape.skip_empty_lines(path):
             frame = shape.read(path)  # rows of empty cells had made every column floats with gaps
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        said = _csv_layout.field_count_trouble(str(exc), path, shape)
+        said = (_csv_layout.field_count_trouble(str(exc), path, shape)
+                or _csv_layout.open_quote_trouble(str(exc), path, shape))
         raise DataError(f"cannot parse CSV file {path}: {said}" if said else
                         f"cannot parse CSV file {path} ({str(exc).strip()})", source=where, field=field) from None
     notes: list[str] = list(shape.notes)
@@ -101,6 +102,12 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
         spellings.extend([said] if said else [])
     texts = [c for c in texts if c not in one_hot]
     features = features.drop(columns=one_hot)
+    for c in [c for c in texts if _true_false_with_gaps(features[c])]:
+        # pandas reads TRUE/FALSE as truth values only where no cell is empty; with gaps, as text of True and False.
+        features[c] = features[c].map(lambda v: float(v) if isinstance(v, (bool, np.bool_)) else np.nan)
+        texts.remove(c)
+        notes.append(f"column '{c}' of {path} holds TRUE and FALSE with {int(features[c].isna().sum())} empty "
+                     f"cell(s): read as 1 and 0 with missing values")
     if texts:
         column = texts[0]
         sample, row = _first_non_number(features[column])
@@ -235,6 +242,13 @@ def _near_name(name: str, columns: list[str]) -> str | None:
     same = [c for c in columns if c.casefold() == name.casefold()]
     close = difflib.get_close_matches(name.casefold(), [c.casefold() for c in columns], n=1, cutoff=0.8)
     return same[0] if same else next((c for c in columns if close and c.casefold() == close[0]), None)
+
+
+def _true_false_with_gaps(values: Any) -> bool:
+    import numpy as np
+
+    kept = values.dropna()
+    return bool(len(kept)) and len(kept) < len(values) and all(isinstance(v, (bool, np.bool_)) for v in kept)
 
 
 def _is_number(name: Any) -> bool:

@@ -248,6 +248,31 @@ def no_rows_in_one_cell(frame: Any, path: Path, sep: str, where: str, field: str
                                 found=cell.splitlines()[0][:40])
 
 
+def open_quote_trouble(message: str, path: Path, shape: Layout) -> str | None:
+    """pandas' "EOF inside string starting at row 10" in words: the line (as an editor numbers it), the data
+    row and the column where a quote opens that no later quote closes."""
+    found = re.search(r"EOF inside string starting at row (\d+)", message)
+    if not found:
+        return None
+    number = int(found.group(1)) + 1
+    lines = first_lines(path, shape.encoding, number)
+    if len(lines) < number:
+        return None
+    line, opened, quoted, fields = lines[number - 1].rstrip("\r\n"), None, False, 0
+    for ch in line:
+        if ch == '"':
+            quoted = not quoted
+            opened = fields if quoted else opened
+        elif ch == shape.sep and not quoted:
+            fields += 1
+    header = next(csv.reader([lines[shape.skip]], delimiter=shape.sep), []) if len(lines) > shape.skip else []
+    column = (f", column '{header[opened].strip()}'" if opened is not None and opened < len(header) else "")
+    row = number - shape.skip - 2
+    return (f"line {number} of the file (data row {row}, counting from 0){column} opens a quote (\") that no "
+            f"later quote closes, so the rest of the file would be one cell: {line[:60]!r}; remove the stray "
+            f"quote, or close it")
+
+
 # 2.762 and 12.345.678 as written where the comma is the decimal mark: dots between groups of three digits.
 def field_count_trouble(message: str, path: Path, shape: Layout) -> str | None:
     """pandas' "Expected 1 fields in line 4, saw 3" in words: title lines above the header, or a row with

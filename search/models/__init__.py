@@ -108,7 +108,6 @@ def check_custom_builder(model_settings: dict[str, Any], input_shape: tuple[int,
     shown = {k: v for k, v in model_settings.items() if k != "family"}
     try:
         model = build(model_settings, input_shape, head, search_dir, source)
-        build(model_settings, input_shape, head, search_dir, source)  # a second call: refused if the same model
         out = model(np.zeros((2, *input_shape), dtype="float32"), training=False)
     except SpaceError:  # already names the space file and the field
         raise

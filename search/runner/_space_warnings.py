@@ -178,6 +178,8 @@ def plan_warnings(space: Space, split_plan: list[Any], gpus: int | None, dataset
                if space.validation.scheme == "time_series" else "fewer splits, or validation.stratify: true")
         out.append(f"{unseen}; such a split's validation loss does not measure that class, "
                    f"and its best epoch is picked without it: {fix} give every block rows of it")
+    elif unseen and rare_only is None:
+        out.append(unseen)
     elif unseen:
         fix = ("time-series splits keep the rows' order, so check that it is the time order (data.order names "
                "the time column)" if space.validation.scheme == "time_series" else
@@ -255,9 +257,10 @@ def unused_train_settings(train: dict[str, Any]) -> list[str]:
     return out
 
 
-def _classes_only_validated(split_plan: list[Any], dataset: Any) -> tuple[str, bool]:
+def _classes_only_validated(split_plan: list[Any], dataset: Any) -> tuple[str, bool | None]:
     """The first split whose validation rows hold a class its training rows lack, said as such, or the splits
-    that validate on a few classes only; "" if none. True where those lack only rare classes."""
+    that validate on a few classes only; "" if none. True where those lack only rare classes; None where a
+    class has too few rows for every split, said with what to do."""
     import numpy as np
 
     if dataset is None or not dataset.is_classification:
@@ -268,8 +271,17 @@ def _classes_only_validated(split_plan: list[Any], dataset: Any) -> tuple[str, b
     if short:
         split, missing = short[0]
         names = ", ".join(repr(dataset.classes[int(c)]) for c in missing[:5])
-        return (f"split {split.index} trains on no row of class(es) {names}, which its validation rows hold"
-                + (f" ({len(short)} of {len(split_plan)} splits are so)" if len(split_plan) > 1 else "")), False
+        said = (f"split {split.index} trains on no row of class(es) {names}, which its validation rows hold"
+                + (f" ({len(short)} of {len(split_plan)} splits are so)" if len(split_plan) > 1 else ""))
+        dev = np.unique(np.concatenate([np.concatenate([s.train, s.val]) for s in split_plan]))
+        few = {repr(dataset.classes[int(c)]): int(np.sum(dataset.y[dev] == c)) for c in missing[:5]}
+        few = {name: n for name, n in few.items() if n < max(2, len(split_plan))}
+        if few:  # stratifying is no way out: it needs as many rows of a class as there are splits
+            said += (f"; {', '.join(f'class {name} has {n}' for name, n in few.items())} development row(s), too "
+                     f"few for every split to train on: fewer splits (validation.k), more rows of that class, or "
+                     f"its rows merged into another class or dropped give every split rows of it")
+            return said, None
+        return said, False
     # The other way round: validation rows of a few classes only (the last rows of a file sorted by class, or
     # blocks too small to hold a rare class). Every such split is named, not the first alone.
     narrow = []

@@ -40,6 +40,16 @@ def _missing_as(values: list[str]) -> str:
     return next((v for v in _PANDAS_MISSING if v in values), "")
 
 
+def _as_written(column: Any, values: list[str]) -> Any:
+    """pandas reads a column of TRUE/FALSE (any case) as Python's True and False: each is given the spelling
+    training read from the file, so that it is not a value training never saw."""
+    import numpy as np
+
+    spelled = {flag: next((v for v in values if v.strip().casefold() == str(flag).casefold()), str(flag))
+               for flag in (True, False)}
+    return column.map(lambda v: spelled[bool(v)] if isinstance(v, (bool, np.bool_)) else v)
+
+
 def _encode(data: Any, encoding: dict[str, Any]) -> Any:
     """A frame of raw rows with its category columns one-hot encoded, in the model's column order. A value
     training never saw is 0 in every column of its category, as it was for test rows, and is warned
@@ -52,7 +62,8 @@ def _encode(data: Any, encoding: dict[str, Any]) -> Any:
     one_hot: dict[str, list[str]] = encoding["one_hot"]
     columns = {str(c): data[c] for c in data.columns if str(c) not in one_hot}
     for name, values in one_hot.items():
-        text = data[name].astype(object).where(data[name].notna(), _missing_as(values)).astype(str).str.strip()
+        text = _as_written(data[name].astype(object), values)
+        text = text.where(data[name].notna(), _missing_as(values)).astype(str).str.strip()
         text = text.map(lambda v: unicodedata.normalize("NFC", v))  # as training read them
         for value, column in zip(values, encoded_names({name: values})):
             columns[column] = (text == value).astype(np.float64)
