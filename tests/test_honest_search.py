@@ -460,6 +460,12 @@ def test_a_picked_trial_that_does_better_with_its_regularizers_off_is_said():
     assert "nothing measurable" in ablation_note(0, [AblationRow("all regularizers", 0.2, 0.015, 0.01, 3, 0)])
     assert ablation_note(0, [AblationRow("all regularizers", 0.2, 0.03, 0.01, 3, 0)]) == ""
     assert ablation_note(0, [AblationRow("all regularizers", 0.16, -0.007, math.nan, 1, 0)]).startswith("note:")
+    # A builder that never reads a declared regularizer: switching it off changed nothing, to the last digit.
+    idle = ablation_note(0, [AblationRow("all regularizers", 0.2, 0.03, 0.01, 3, 0),
+                             AblationRow("model.dropout", 0.17, 0.0, 0.0, 3, 1)])
+    assert idle == ("note: switching model.dropout off left every split's validation loss of trial 0 exactly as it "
+                    "was: the model does not use that setting? (A builder of your own must apply each regularizer "
+                    "it declares under model.regularizers)"), idle
     # Stored with the study, it is among the lines status and best print.
     picked.set_user_attr("ablation", {"trial": 0, "rows": [vars(r) for r in hurt]})
     assert any(line.startswith("note: the regularizers did not help trial 0") for line in why_ended(picked))

@@ -112,6 +112,16 @@ def ablation_note(picked: int, rows: list[Any]) -> str:
     """A note where the picked trial's config scores better with all its regularizers off, beyond the noise
     of its splits: its gain over the unregularized baseline came from its other settings, and the headline
     "x % lower than the baseline" was read as what regularization bought."""
+    # The same loss to the last digit on every split, with the same seeds: the switch changed nothing trained.
+    idle = [r.label for r in rows if r.bought == 0 and (not math.isfinite(r.bought_se) or r.bought_se == 0)]
+    said = (f"note: switching {', '.join(idle)} off left every split's validation loss of trial {picked} exactly "
+            f"as it was: the model does not use {'that setting' if len(idle) == 1 else 'those settings'}? (A "
+            f"builder of your own must apply each regularizer it declares under model.regularizers)" if idle else "")
+    rest = _all_off_note(picked, [r for r in rows if r.label not in idle])
+    return "\n".join(s for s in (said, rest) if s)
+
+
+def _all_off_note(picked: int, rows: list[Any]) -> str:
     off = next((r for r in rows if r.label == ALL_OFF), None)
     if off is None or not math.isfinite(off.bought):
         return ""
