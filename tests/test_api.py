@@ -189,3 +189,22 @@ def test_pandas_frames_and_series_are_taken_as_a_notebook_holds_them(tmp_path):
     assert prepared.dataset.feature_names == list(x.columns)
     with pytest.raises(search.SpaceError, match=r"x's column\(s\) 'colour' are not numeric.*get_dummies"):
         api._save_arrays(tmp_path, "text", raw[["size", "colour"]], raw["label"], ("x", "y"), [])
+
+
+def test_the_public_functions_annotations_resolve():
+    """typing.get_type_hints (IDEs, sphinx, pydantic's validate_call) raised NameError: keras, AblationRow and
+    Report were imported for the type checker only."""
+    import typing
+
+    import keras
+    import optuna
+
+    from search.reproduction.ablation import AblationRow
+    from search.reproduction.final import Report
+
+    hints = {f.__name__: typing.get_type_hints(f) for f in (search.run, search.best, search.reproduce, search.ablate,
+                                                             search.report, search.load_space)}
+    assert hints["reproduce"]["return"] is Report and hints["ablate"]["return"] == list[AblationRow]
+    assert typing.get_args(hints["run"]["builder"])[0] == typing.Callable[..., keras.Model]
+    assert typing.get_type_hints(search.TrialResult.split_models)["return"] == list[keras.Model]
+    assert typing.get_type_hints(search.RunResult)["study"] is optuna.Study

@@ -31,11 +31,13 @@ from search.api._start import ablate_when_done, announce, run_prepared, workflow
 from search.errors import ContinuationRefused, SpaceError, StudyError, UserError
 from search.space import Space
 
+import search
+from search._deferred import DeferredModule
+
 if TYPE_CHECKING:
     import keras
-
-    from search.reproduction.ablation import AblationRow
-    from search.reproduction.final import Report
+else:  # what the annotations name, imported when typing.get_type_hints evaluates them
+    keras = DeferredModule("keras")
 
 __all__ = ["RunResult", "TrialResult", "ablate", "ablate_when_done", "announce", "best", "load_space", "reproduce",
            "report", "run", "run_prepared", "workflow_answer"]
@@ -262,7 +264,7 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
               home: PathLike = "mlruns", storage: str | None = None, tracking_uri: str | None = None,
               epochs: int | None = None, ensemble: int = 1, verify: bool = False, threads: int | None = None,
               allow_data_change: bool = False, register: str | None = None, out: TextIO | None = None,
-              builder: Callable[..., "keras.Model"] | None = None) -> "Report":
+              builder: Callable[..., "keras.Model"] | None = None) -> "search.Report":
     """Retrain the picked trial on all development rows and look at the test rows once.
 
     Args:
@@ -279,7 +281,7 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
             whose code is not the code the trial ran with is refused, before the test rows are looked at.
 
     Returns:
-        The :class:`search.reproduce.Report` (test loss and metric, the alarm, the ensembles, the MLflow run).
+        The :class:`search.Report` (test loss and metric, the alarm, the ensembles, the MLflow run).
     """
     from search import models
     from search.reproduction import final as reproducing
@@ -324,12 +326,12 @@ def _same_builder_unless_given(target: Any, builder: Callable[..., Any] | None) 
 @_hides_credentials
 def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns", storage: str | None = None,
            tracking_uri: str | None = None, threads: int | None = None, out: TextIO | None = None,
-           builder: Callable[..., "keras.Model"] | None = None) -> list["AblationRow"]:
+           builder: Callable[..., "keras.Model"] | None = None) -> list["search.AblationRow"]:
     """What the regularizers of the picked trial (or ``trial``) bought: its config with them switched off
     (``builder``: as for :func:`reproduce`).
 
     Returns:
-        One :class:`search.ablation.AblationRow` per variant (all off, then each off alone).
+        One :class:`search.AblationRow` per variant (all off, then each off alone).
     """
     from search import models
     from search.reproduction import ablation
