@@ -31,13 +31,15 @@ from search.api._start import ablate_when_done, announce, run_prepared, workflow
 from search.errors import ContinuationRefused, SpaceError, StudyError, UserError
 from search.space import Space
 
-import search
 from search._deferred import DeferredModule
 
 if TYPE_CHECKING:
     import keras
+
+    from search.reproduction import ablation as _ablation, final as _final
 else:  # what the annotations name, imported when typing.get_type_hints evaluates them
     keras = DeferredModule("keras")
+    _ablation, _final = DeferredModule("search.reproduction.ablation"), DeferredModule("search.reproduction.final")
 
 __all__ = ["RunResult", "TrialResult", "ablate", "ablate_when_done", "announce", "best", "load_space", "reproduce",
            "report", "run", "run_prepared", "workflow_answer"]
@@ -264,7 +266,7 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
               home: PathLike = "mlruns", storage: str | None = None, tracking_uri: str | None = None,
               epochs: int | None = None, ensemble: int = 1, verify: bool = False, threads: int | None = None,
               allow_data_change: bool = False, register: str | None = None, out: TextIO | None = None,
-              builder: Callable[..., "keras.Model"] | None = None) -> "search.Report":
+              builder: Callable[..., "keras.Model"] | None = None) -> "_final.Report":
     """Retrain the picked trial on all development rows and look at the test rows once.
 
     Args:
@@ -326,7 +328,7 @@ def _same_builder_unless_given(target: Any, builder: Callable[..., Any] | None) 
 @_hides_credentials
 def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns", storage: str | None = None,
            tracking_uri: str | None = None, threads: int | None = None, out: TextIO | None = None,
-           builder: Callable[..., "keras.Model"] | None = None) -> list["search.AblationRow"]:
+           builder: Callable[..., "keras.Model"] | None = None) -> list["_ablation.AblationRow"]:
     """What the regularizers of the picked trial (or ``trial``) bought: its config with them switched off
     (``builder``: as for :func:`reproduce`).
 

@@ -9,14 +9,16 @@ from search.api._split_models import taking_raw_rows
 from search.errors import StudyError
 from search.space import Space
 
-import search
 from search._deferred import DeferredModule
 
 if TYPE_CHECKING:
     import keras
     import optuna
+
+    from search.reproduction import ablation as _ablation
 else:  # what the annotations name, imported when typing.get_type_hints evaluates them
     keras, optuna = DeferredModule("keras"), DeferredModule("optuna")
+    _ablation = DeferredModule("search.reproduction.ablation")
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ class RunResult:
 
     study: "optuna.Study"
     best: TrialResult | None
-    ablation: list["search.AblationRow"] = field(default_factory=list)
+    ablation: list["_ablation.AblationRow"] = field(default_factory=list)
     # The signal that stopped the run before its budget ("SIGTERM"), "" where it ran to its end; Ctrl-C
     # (SIGINT) raises KeyboardInterrupt instead, once the run has stopped and stored what finished.
     stopped_by: str = ""
