@@ -186,6 +186,9 @@ def test_whole_numbers_given_as_digit_text_are_taken_as_numbers() -> None:
     (lambda h: search.load_space({"study": {"name": "a", "n_trial": 3}, "data": {"source": "sklearn:iris"}}),
      "study.n_trial", "did you mean 'n_trials'"),
     (lambda h: search.report("a", home=h, top=0), "top", "at least 1"),
+    # Python's own TypeError named no near miss, nor that the arguments after the first go by name.
+    (lambda h: search.run(_space("a"), x=X, y=Y, home=h, n_trial=2), "n_trial", "(did you mean 'n_trials'?)"),
+    (lambda h: search.run(_space("a"), X, Y, home=h), None, "only space is given by position, the rest by name"),
     (lambda h: search.report("a", home=h, top="x"), "top", "at least 1"),
     # pandas as notebooks hold it: text labels with gaps, two label columns, numbers with None for a gap.
     (lambda h: search.run(_space("a"), x=_frame()[["a", "b"]], y=_frame().label.where(_frame().a > 4.5), home=h), "y",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import inspect
 import os
 import re
 from pathlib import Path
@@ -24,6 +25,8 @@ def _hides_credentials(fn: _F) -> _F:
     """The URLs' passwords are hidden in whatever the call prints or logs later, also where they appear alone,
     and in the message of an exception it raises (a notebook shows it whole, with its chain); a user's
     mistake is raised from the call itself, without the package's frames."""
+    signature = inspect.signature(fn)
+
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
         from search import _redact
@@ -31,6 +34,7 @@ def _hides_credentials(fn: _F) -> _F:
         _redact.remember(kwargs.get("storage"), kwargs.get("tracking_uri"), os.environ.get("SEARCH_STORAGE"),
                          os.environ.get("MLFLOW_TRACKING_URI"))
         try:
+            _arguments_fit(fn.__name__, signature, args, kwargs)
             return fn(*args, **kwargs)
         except Exception as exc:
             _redact_exception(exc)
@@ -45,6 +49,25 @@ def _hides_credentials(fn: _F) -> _F:
 
 
 _AS_COMMAND: contextvars.ContextVar[bool] = contextvars.ContextVar("search_as_command", default=False)
+
+
+def _arguments_fit(name: str, signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """A misspelt or extra argument, said with the names the function takes (Python's TypeError named
+    neither the near miss, ``n_trial`` for ``n_trials``, nor that everything after the first is by keyword)."""
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        from search.space import did_you_mean
+
+        names = [p for p in signature.parameters]
+        unknown = next((k for k in kwargs if k not in signature.parameters), None)
+        hint = did_you_mean(unknown, names) if unknown else ""
+        first = next(iter(signature.parameters), "")
+        keywords = [p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        positional = (f"; only {first} is given by position, the rest by name ({name}({first}, n_trials=5))"
+                      if len(args) > 1 and keywords else "")
+        raise UserError(f"search.{name}(): {exc}{hint}{positional}", field=unknown,
+                        expected="one of " + ", ".join(names)) from None
 
 
 @contextlib.contextmanager
