@@ -667,6 +667,10 @@ def test_a_binary_softmax_over_one_unit_and_a_builder_that_returns_its_model_aga
             kept.append(softmax(settings, input_shape, n_outputs))
         return kept[0]
 
+    # Rows of shape (2, 2) through Dense layers: the output keeps the extra axis, said as such.
+    with pytest.raises(SpaceError, match=r"built for rows of shape \(2, 2\), and its output keeps their extra axes"):
+        models.check_custom_builder({"family": models.register_builder(softmax)}, (2, 2), models.Head("multiclass", 3))
+
     # The check builds once (a builder may count its calls); the next build, the first trial's, is refused.
     family = {"family": models.register_builder(cached)}
     assert models.check_custom_builder(family, (4,), models.Head("multiclass", 3)) == []

@@ -122,7 +122,10 @@ def check_custom_builder(model_settings: dict[str, Any], input_shape: tuple[int,
         what = {"binary": "1 output (a sigmoid, for two classes)", "regression": "1 output (linear, for a "
                 "regression target)"}.get(head.task, f"{head.n_outputs} outputs (a softmax over the classes)")
         found = f"{len(outputs)} outputs" if shape is None else f"output shape {shape[1:]}"
-        raise SpaceError(f"the model of the builder {family} does not fit this {head.task} task", source=source,
+        rows = (f"; it was built for rows of shape {tuple(input_shape)}, and its output keeps their extra axes: "
+                f"flatten them in the model (keras.layers.Flatten()), or reshape x to one row of numbers per "
+                f"sample" if shape is not None and len(shape) > 2 and len(input_shape) > 1 else "")
+        raise SpaceError(f"the model of the builder {family} does not fit this {head.task} task{rows}", source=source,
                          field="model.family", expected=f"one output layer of {what}, shape (batch, "
                          f"{head.n_outputs})", found=found)
     if head.task != "regression":
