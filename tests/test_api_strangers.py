@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
 
@@ -186,6 +187,17 @@ def test_whole_numbers_given_as_digit_text_are_taken_as_numbers() -> None:
     (lambda h: search.load_space({"study": {"name": "a", "n_trial": 3}, "data": {"source": "sklearn:iris"}}),
      "study.n_trial", "did you mean 'n_trials'"),
     (lambda h: search.report("a", home=h, top=0), "top", "at least 1"),
+    # Group ids with gaps in a text column: the gaps became one group, 'nan' (a CSV's were refused).
+    (lambda h: search.run({**_space("a"), "data": {"group": "g", "test_size": 0.2},
+                           "validation": {"scheme": "group_kfold", "k": 2}},
+                          x=_frame()[["a", "b"]].assign(g=[f"p{i % 9}" if i % 11 else None for i in range(len(Y))]),
+                          y=Y, home=h), "data.group", "has 14 missing group id(s), at position(s) 0, 11, 22"),
+    # A NaT among a frame's timestamps: "mixes '2024-01-01 00:00:00' with values in another form", found 'NaT'.
+    (lambda h: search.run({**_space("a"), "data": {"order": "t", "test_size": 0.2},
+                           "validation": {"scheme": "time_series", "k": 3}},
+                          x=_frame()[["a", "b"]].assign(t=pd.Series(pd.date_range("2024-01-01", periods=len(Y)))
+                                                        .where(lambda t: t.index != 5).astype(object)),
+                          y=Y, home=h), "data.order", "has 1 missing value(s), in row(s) 5 (counting from 0)"),
     # Python's own TypeError named no near miss, nor that the arguments after the first go by name.
     (lambda h: search.run(_space("a"), x=X, y=Y, home=h, n_trial=2), "n_trial", "(did you mean 'n_trials'?)"),
     (lambda h: search.run(_space("a"), X, Y, home=h), None, "only space is given by position, the rest by name"),

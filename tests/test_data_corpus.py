@@ -707,6 +707,26 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
                                test=_frame(9, seed=2).assign(port=["S", "Q", "C"] * 3, name="x")), [],
      ["features: 6", "'port' (3 values) one-hot encoded as 0/1 columns named column=value",
       "value(s) 'Q' never occur in the development source"]),
+    # A time-series stranger's patients: 60 patients' visits under plain k-fold gave R² 0.93, by group 0.
+    ("rows-of-one-patient-under-plain-k-fold", csv(_frame(60).assign(patient=[f"P{i % 12}" for i in range(60)]),
+                                                   {"drop": ["patient"]}),
+     ["warning: column 'patient' of", "names 12 different values over 60 rows (5.0 rows each on average)",
+      "set data.group: patient with validation.scheme: group_kfold"], ["features: 3"]),
+    # A group holding most rows: its split validates on 46 rows, another on 2; each counted alike.
+    ("one-group-holds-most-rows", csv(_frame(72).assign(g=["big"] * 50 + [f"s{i % 11}" for i in range(22)]),
+                                      {"group": "g", "test_size": 0.1}, other={"validation": {"scheme": "group_kfold",
+                                                                                              "k": 3}}),
+     ["warning: group_kfold's validation splits hold", "group 'big' alone holds 50 of the"], []),
+    # Whole groups drawn for the test rows, with the class tied to the group: other shares than the development's.
+    ("test-groups-of-another-class-mix", csv(_frame(80, classes=2).assign(
+        g=[f"g{i // 4}" for i in range(80)], label=[int(i // 4 < 8) for i in range(80)]), {"group": "g"},
+        other={"validation": {"scheme": "group_kfold", "k": 3}}),
+     ["test rows (whole groups) hold the classes in other shares than the development rows"], []),
+    # A date typed 2203 for 2023: the latest rows are the test rows, so the typo picked them.
+    ("a-date-far-beyond-the-others", csv(_dated(60, "%Y-%m-%d").assign(
+        t=lambda f: f["t"].where(f.index != 7, "2203-01-15")), {"order": "t"}, other=TIME_SERIES),
+     ["the order column 't' of", "1 row(s) (2203-01-15) lie far after all the others (2024-01-01 to 2024-02-29)",
+      "a typo?"], []),
     ("labels-that-join-other-labels", csv(_frame(60, classes=2).assign(
         label=["news", "sports"] * 24 + ["sports,news"] * 8 + ["news;sports"] * 4)),
      ["warning: labels of", "'sports,news' (8 rows), 'news;sports' (4 rows) join other labels with a separator",

@@ -133,6 +133,14 @@ def _save_arrays(home: Path, name: str, x: Any, y: Any, names: tuple[str, str],
         if column not in x.columns:
             raise SpaceError(f"{field} names a column that {names[0]} does not have", field=field,
                              expected="one of " + ", ".join(map(str, x.columns)), found=column)
+        missing = np.asarray(x[column].isna())
+        if field == "data.group" and missing.any():
+            # As text, a gap became the group 'nan', one group of every row whose id is missing.
+            rows = np.flatnonzero(missing)
+            raise DataError(f"column {column!r} of {names[0]} (data.group) has {len(rows)} missing group id(s), at "
+                            f"position(s) {', '.join(map(str, rows[:5]))}{', ...' if len(rows) > 5 else ''}: every "
+                            f"row needs its group, or the rows without one would be pooled as one group; fill or "
+                            f"drop them first", field=field, expected="a group id in every row", found="NaN/None")
         values = x[column].to_numpy()
         # Text (ids, dates written out) as fixed-width strings: an object array would need pickling.
         extras[column] = values.astype(str) if values.dtype == object else values

@@ -139,6 +139,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
         _checks.features_finite(part.X, part.feature_names, what, where, section.missing, part.notes, field)
         if part.order is not None:  # stable, so rows with equal timestamps keep file order
             part.order = _times.time_order(part.order, section.order or "order", what, where, part.notes)
+            part.warnings += _times.far_times(part.order, section.order or "order", what)
             _take(part, np.argsort(part.order, kind="stable"))
     rows_read = sum(len(p.X) + len(p.skipped) for p, _ in parts)
     every_label = np.concatenate([p.y for p, _ in parts])

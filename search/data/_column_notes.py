@@ -129,3 +129,34 @@ def padded_codes(features: Any, padded: dict[str, str], path: Path, said: list[s
 def _said(column: Any, notes: list[str]) -> bool:
     """Whether a note about ``column`` is among ``notes`` already: one note per column."""
     return any(f"column '{column}' of" in line for line in notes)
+
+
+# patient, subject_id, customer, store, user: columns that name who or what a row was measured on.
+_ENTITY_NAME = re.compile(r"(?i)(?:^|[\W_])(?:patient|subject|participant|person|customer|client|user|member|store|"
+                          r"shop|household|account|device|sensor|machine|site|hospital|school|company|animal|mouse|"
+                          r"plant|farm|player|team)s?(?:[\W_]?(?:id|no|nr|code|key|name))?$")
+
+
+def repeated_ids(frame: Any, path: Path, skip: list[Any]) -> list[str]:
+    """A column named as an identifier or as who a row was measured on (``patient``, ``customer_id``) whose values
+    repeat over the rows: rows of one patient are alike, and plain k-fold puts some of them on both sides of
+    every split, so the validation score is one no new patient will see. Said where no data.group is set."""
+    import pandas as pd
+
+    out = []
+    for column in frame.columns:
+        name = str(column)
+        if column in skip or not (_ID_NAME.search(name) or _ENTITY_NAME.search(name)):
+            continue
+        values = frame[column].dropna()
+        if pd.api.types.is_float_dtype(values) and not np.all(values == np.round(values)):
+            continue  # measurements, not names
+        counts = values.astype(str).value_counts()
+        if len(counts) < 2 or len(counts) * 2 > len(values) or (counts > 1).sum() * 2 < len(counts):
+            continue
+        out.append(f"column '{name}' of {path} names {len(counts)} different values over {len(values)} rows "
+                   f"({len(values) / len(counts):.1f} rows each on average): if they are the same {name}'s rows, "
+                   f"they are alike, and plain k-fold puts some of them on both sides of every split, so the "
+                   f"validation score is one that no new {name} will see; set data.group: {name} with "
+                   f"validation.scheme: group_kfold to keep each one's rows on one side")
+    return out

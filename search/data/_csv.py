@@ -72,6 +72,10 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
                                 found=column)
     _csv_layout.no_rows_in_one_cell(frame, path, shape.sep, where, field)
     special = [c for c in named.values() if c is not None]
+    if section.group is None and section.order is None:  # read before data.drop takes the column out
+        grouped_rows = _column_notes.repeated_ids(frame, path, special)
+    else:
+        grouped_rows = []
     if getattr(section, "drop", None):
         notes.append(f"column(s) {', '.join(map(repr, section.drop))} of {path} left out (data.drop)")
     features = frame.drop(columns=special + _dropped(section, frame, path, where, named))
@@ -122,7 +126,7 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
     notes += _column_notes.row_counters(features, path) + _column_notes.constant_columns(features, path)
     notes += _column_notes.code_columns(features, path, notes)
     notes += _column_notes.padded_codes(features, leading_zeros, path, notes)
-    warnings = spellings + _column_notes.missing_codes(features, path) + _checks.float32_merges(
+    warnings = spellings + grouped_rows + _column_notes.missing_codes(features, path) + _checks.float32_merges(
         [(str(c), features[c].to_numpy()) for c in features.columns if not pd.api.types.is_bool_dtype(features[c])],
         str(path))
     _csv_target.number_target_as_text(frame[section.target], section.target, section.task, path, where)

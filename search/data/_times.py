@@ -22,6 +22,15 @@ def time_order(values: np.ndarray, column: str, what: str, where: str, notes: li
     values = np.asarray(values)
     if values.dtype.kind in "biufmM":
         return values
+    # A NaT among a frame's timestamps, or NaN among its texts, saved as the text 'NaT' or 'nan'.
+    held = pd.Series(values, dtype=object)
+    gaps = np.flatnonzero((held.isna() | held.astype(str).str.strip().isin(["NaT", "nan", "NaN", "None", ""]))
+                          .to_numpy())
+    if len(gaps):
+        raise DataError(f"the order column '{column}' of {what} has {len(gaps)} missing value(s), in row(s) "
+                        f"{', '.join(map(str, gaps[:5]))}{', ...' if len(gaps) > 5 else ''} (counting from 0): every "
+                        f"row needs its time to be put in order; fill or drop them first", source=where,
+                        field="data.order", expected="a time in every row", found="NaT/NaN")
     text = pd.Series(values).astype(str).str.strip()
     numbers = pd.to_numeric(text, errors="coerce")
     if len(text) and numbers.notna().all():  # numbers written as text (an npz of strings): their order
@@ -157,3 +166,49 @@ def test_not_later(dev: Raw, test: Raw, column: str, label: str, test_label: str
     return [f"{early} of the {len(test.order)} test rows of {test_label} are not later in time than the latest "
             f"development row ({column} {shown}); a model tested on times it trained after learns the 'future' "
             f"of its test rows, so the test score may be optimistic"]
+
+
+def far_times(order: np.ndarray, column: str, what: str) -> list[str]:
+    """A few order values far beyond all the others (a date typed 2203 for 2023): the latest rows in time
+    order are the test rows and the last validation blocks, so a typo decides which rows those are. Far: past
+    a jump between neighbouring values that is larger than the span of everything on the other side (and
+    twenty times the usual step), holding at most 2 % of the rows."""
+    values = np.asarray(order)
+    if values.dtype.kind == "M":
+        numbers = values.astype("datetime64[ns]").astype(np.int64).astype(np.float64)
+    elif values.dtype.kind in "biuf":
+        numbers = values.astype(np.float64)
+    else:
+        return []
+    distinct = np.unique(numbers[np.isfinite(numbers)])
+    if len(distinct) < 10:
+        return []
+    steps = np.diff(distinct)
+    out = []
+    for end in ("latest", "earliest"):
+        jump = int(np.argmax(steps)) if end == "latest" else int(np.argmax(steps[::-1]))
+        if end == "latest":
+            near, far = distinct[: jump + 1], distinct[jump + 1:]
+            gap = steps[jump]
+        else:
+            far, near = distinct[: len(steps) - jump], distinct[len(steps) - jump:]
+            gap = steps[len(steps) - 1 - jump]
+        rows = np.isin(numbers, far)
+        if not (gap > near[-1] - near[0] > 0 and gap > 20 * np.median(steps) and rows.sum() <= 0.02 * len(numbers)):
+            continue
+        shown = [_shown(v) for v in values[rows][:3]]
+        lo, hi = _shown(values[numbers == near[0]][0]), _shown(values[numbers == near[-1]][0])
+        role = ("are among the test rows and the last validation block" if end == "latest" else
+                "start the first training block")
+        out.append(f"the order column '{column}' of {what}: {int(rows.sum())} row(s) ({', '.join(shown)}) lie far "
+                   f"{'after' if end == 'latest' else 'before'} all the others ({lo} to {hi}): a typo? As the "
+                   f"{end} rows, they {role}; correct or drop them")
+    return out
+
+
+def _shown(value: Any) -> str:
+    """A time as a person writes it: 2203-01-15, not 2203-01-15T00:00:00.000000."""
+    if isinstance(value, np.datetime64):
+        text = np.datetime_as_string(value, unit="s")
+        return text.removesuffix("T00:00:00").replace("T", " ")
+    return str(value)

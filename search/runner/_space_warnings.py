@@ -168,6 +168,7 @@ def plan_warnings(space: Space, split_plan: list[Any], gpus: int | None, dataset
                    f"above {rows} all train alike; search batch sizes up to {rows}")
     unseen, rare_only = _classes_only_validated(split_plan, dataset)
     grouped = space.validation.scheme == "group_kfold"
+    out += _uneven_splits(split_plan, dataset) if grouped else []
     if grouped and unseen:
         # Whole groups go to one side: too few groups holding a class, not row order, leave a split without it.
         out.append(f"{unseen}: group_kfold puts each group of data.group wholly on one side, and too few groups "
@@ -305,3 +306,46 @@ def _classes_only_validated(split_plan: list[Any], dataset: Any) -> tuple[str, b
                 f"rare class(es) {rare_names}: their validation blocks of about {len(split.val)} rows are too small "
                 f"to hold it"), True
     return f"{which} validate{'s' if not others else ''} on rows of class(es) {names} only", False
+
+
+def _uneven_splits(split_plan: list[Any], dataset: Any) -> list[str]:
+    """Group k-fold's validation splits of very different sizes (a group holding most rows): the trial's score is
+    the plain mean over splits, so a split of a few rows counts as much as one of hundreds."""
+    import numpy as np
+
+    sizes = [len(s.val) for s in split_plan]
+    if len(sizes) < 2 or min(sizes) * 4 > max(sizes):
+        return []
+    largest = ""
+    if dataset is not None and dataset.groups is not None:
+        dev = np.concatenate([np.concatenate([s.train, s.val]) for s in split_plan])
+        ids, counts = np.unique(dataset.groups[np.unique(dev)], return_counts=True)
+        top = int(np.argmax(counts))
+        if counts[top] * 4 > counts.sum():
+            largest = f"; group {ids[top]!r} alone holds {int(counts[top])} of the {int(counts.sum())} development rows"
+    return [f"group_kfold's validation splits hold {min(sizes)} to {max(sizes)} rows{largest}: a trial's score is "
+            f"the mean over its splits, each counting alike, so the {min(sizes)}-row split weighs as much as the "
+            f"{max(sizes)}-row one, and its loss is the noisier; fewer splits (validation.k), or groups of more "
+            f"even sizes, give splits that weigh alike"]
+
+
+def test_class_shift(dataset: Any, dev_idx: Any, test_idx: Any, how: str) -> list[str]:
+    """Test rows whose class shares are far from the development rows' (whole groups, the latest rows or a
+    provided file are not drawn stratified): the test look then weighs the classes otherwise than the
+    validation scores it is compared with. Far: by 10 points and three standard errors of the test share."""
+    import numpy as np
+
+    if dataset is None or not dataset.is_classification or not len(test_idx) or not len(dev_idx):
+        return []
+    k = len(dataset.classes)
+    dev = np.bincount(dataset.y[dev_idx], minlength=k) / len(dev_idx)
+    test = np.bincount(dataset.y[test_idx], minlength=k) / len(test_idx)
+    far = [c for c in range(k) if abs(test[c] - dev[c]) > max(0.1, 3 * np.sqrt(dev[c] * (1 - dev[c]) / len(test_idx)))]
+    if not far:
+        return []
+    shown = "; ".join(f"class {dataset.classes[c]!r} is {test[c]:.1%} of them against {dev[c]:.1%} of the development "
+                      f"rows" for c in far[:3])
+    return [f"the {len(test_idx)} test rows ({how}) hold the classes in other shares than the development rows: "
+            f"{shown}. The test look then weighs the classes otherwise than the validation scores it is compared "
+            f"with, and the two differ for that reason alone; read the test look's balanced accuracy beside its "
+            f"loss"]

@@ -21,7 +21,7 @@ from search.runner import _preflight, checkpoints
 from search.runner._loop import TrialLoop
 from search.studies import space_versions
 from search.studies.space_versions import BUILDER_CODE_ATTR
-from search.runner._space_warnings import plan_warnings, space_warnings
+from search.runner._space_warnings import plan_warnings, space_warnings, test_class_shift
 from search.space import Space
 from search.splits import Split
 
@@ -117,6 +117,10 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
                                          sample=dataset.X[np.sort(prepared.dev_idx)[:32]], images=space.data.is_images)
     dataset.warnings += space_warnings(space, dataset)
     dataset.warnings += plan_warnings(space, prepared.splits, _preflight.gpus(space, threads), dataset)
+    if dataset.test_mask is not None or dataset.groups is not None or dataset.has_order:  # else drawn stratified
+        how = ("provided" if dataset.test_mask is not None else "whole groups" if dataset.groups is not None
+               and not dataset.has_order else "the latest in time")
+        dataset.warnings += test_class_shift(dataset, prepared.dev_idx, prepared.test_idx, how)
     dataset.warnings += data.giveaways(dataset, prepared.dev_idx)
     return prepared
 
