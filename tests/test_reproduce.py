@@ -161,6 +161,19 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
         mine = tested[tested["target"].astype(str) == name]
         assert n == len(mine) and recall == pytest.approx(float(np.mean(mine["predicted"] == name)))
     assert "recall by class (test rows of each class predicted as it), lowest first: " in out
+    # Precision, recall and F1 by class and the confusion matrix, as scikit-learn gives them from rows.csv.
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    client = MlflowClient(tracking_uri=study_run["uri"])
+    names = [str(c) for c in ds.classes]
+    truth, guess = tested["target"].astype(str), tested["predicted"].astype(str)
+    report = Path(client.download_artifacts(run.info.run_id, "classification_report.txt", str(tmp_path / "r")))
+    assert report.read_text() == classification_report(truth, guess, labels=names, digits=4, zero_division=0)
+    matrix = pd.read_csv(client.download_artifacts(run.info.run_id, "confusion_matrix.csv", str(tmp_path / "m")),
+                         index_col=0)
+    assert list(matrix.columns) == names and matrix.to_numpy().tolist() == \
+        confusion_matrix(truth, guess, labels=names).tolist()
+    assert "precision and F1 by class in the run's classification_report.txt" in out
     # A frame of raw rows as pandas reads them (float64) is what the generic flavour takes.
     frame = pd.DataFrame(X_test.astype(np.float64), columns=prepared.dataset.feature_names)
     np.testing.assert_allclose(np.asarray(served.predict(frame)), model.predict(X_test, verbose=0), rtol=1e-5)

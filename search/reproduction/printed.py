@@ -43,7 +43,8 @@ def print_report(report: "Report", looks: list[dict[str, Any]], out: TextIO) -> 
              f"  test set ({look}): loss {report.test_loss:.4g}{_against_chance(report)}, {m} "
              f"{report.test_metric:.4g}" + (f" ({_scores(report.test_scores)})" if report.test_scores else ""),
              *([f"  recall by class (test rows of each class predicted as it), lowest first: "
-                f"{scoring.recall_text(report.recalls)}"] if report.recalls else []),
+                f"{scoring.recall_text(report.recalls)}; precision and F1 by class in the run's "
+                f"classification_report.txt, the confusion matrix in confusion_matrix.csv"] if report.recalls else []),
              f"  ensemble of the split models (averaged predictions): loss {report.ensemble_loss:.4g}, "
              f"{m} {report.ensemble_metric:.4g}"
              + (f" ({_scores(report.ensemble_scores)})" if report.ensemble_scores else ""),
