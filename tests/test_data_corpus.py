@@ -667,6 +667,12 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
         f"{i}.5,{['TRUE', 'FALSE', ''][i % 3]},{i % 2}\n" for i in range(30)), {"missing": "median"}), [],
      ["column 'flag' of", "holds TRUE and FALSE with 10 empty cell(s): read as 1 and 0 with missing values",
       "features: 2"]),
+    # Where another column writes decimal commas (0,25), the comma is the file's decimal mark: 3,625 is 3.625,
+    # said beside the whole numbers it sits with.
+    ("csv-decimal-commas-and-three-decimals-beside-whole-numbers",
+     csv("a;b;label\n" + "".join(f"{'3,625' if i == 4 else 900 + i};{i},25;{i % 2}\n" for i in range(30))),
+     [], ["column 'a' of", "writes numbers such as '3,625' beside '900'; read with the file's decimal comma, 3,625 "
+          "is 3.625", "with decimal commas"]),
     ("csv-data-lines-end-with-a-separator-the-header-lacks",
      csv("a,b,label\n" + "".join(f"{i}.5,{i % 7}.25,{i % 2},\n" for i in range(30))),
      [], ["30 data line(s) end with a separator the header line does not", "features: 2 (a, b)"]),

@@ -64,18 +64,26 @@ def thousands_commas(frame: Any, path: Path, notes: list[str]) -> tuple[Any, lis
 
     dots = any(pd.api.types.is_float_dtype(frame[c]) and bool(np.any(frame[c].dropna() % 1 != 0))
                for c in frame.columns)
+    texts = {c: frame[c].astype("string").str.strip() for c in frame.columns
+             if not pd.api.types.is_numeric_dtype(frame[c]) and frame[c].notna().any()}
+    written_of = {c: cells[cells.notna() & (cells != "")] for c, cells in texts.items()}
+    # A column of decimal commas that cannot be thousands (1,5 or 0,94): the file's decimal mark is the comma.
+    commas = {c for c, w in written_of.items() if len(w) and w.str.fullmatch(COMMA_DECIMAL).all()
+              and (w.str.contains(",") & ~w.str.fullmatch(_COMMA_GROUPED.pattern)).any()}
     done: list[str] = []
-    for column in frame.columns:
-        if pd.api.types.is_numeric_dtype(frame[column]) or not frame[column].notna().any():
-            continue
-        cells = frame[column].astype("string").str.strip()
-        written = cells[cells.notna() & (cells != "")]
+    for column, cells in texts.items():
+        written = written_of[column]
         grouped = written.str.fullmatch(_COMMA_GROUPED.pattern)
         whole = written.str.fullmatch(_WHOLE.pattern)
         if not len(written) or not grouped.any() or not (grouped | whole).all():
             continue
-        if not (whole.any() or (written.str.count(",") > 1).any() or written.str.contains(".", regex=False).any()
-                or dots):
+        several = (written.str.count(",") > 1).any() or written.str.contains(".", regex=False).any()
+        if not (several or dots or (whole.any() and not commas - {column})):
+            if whole.any():  # decimals by the file's other columns, yet beside whole numbers: said
+                example = written[grouped].iloc[0]
+                notes.append(f"column '{column}' of {path} writes numbers such as {example!r} beside "
+                             f"{written[whole].iloc[0]!r}; read with the file's decimal comma, {example} is "
+                             f"{example.replace(',', '.')}: if its commas group thousands, write them without")
             continue
         frame[column] = pd.to_numeric(cells.str.replace(",", "", regex=False).replace("", None), errors="coerce")
         example = written[grouped].iloc[0]
