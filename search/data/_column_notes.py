@@ -152,7 +152,9 @@ def repeated_ids(frame: Any, path: Path, skip: list[Any]) -> list[str]:
         if pd.api.types.is_float_dtype(values) and not np.all(values == np.round(values)):
             continue  # measurements, not names
         counts = values.astype(str).value_counts()
-        if len(counts) < 2 or len(counts) * 2 > len(values) or (counts > 1).sum() * 2 < len(counts):
+        # A few sites or stores are a category of the rows; ten or more named ones, the units measured.
+        fewest = 3 if _ID_NAME.search(name) else 10
+        if len(counts) < fewest or len(counts) * 2 > len(values) or (counts > 1).sum() * 2 < len(counts):
             continue
         out.append(f"column '{name}' of {path} names {len(counts)} different values over {len(values)} rows "
                    f"({len(values) / len(counts):.1f} rows each on average): if they are the same {name}'s rows, "
