@@ -43,6 +43,8 @@ def check_url(url: str, flag: str, what: str) -> None:
     if scheme in ("http", "https", "grpc"):
         parts = _split(url, flag, what)
         _reach(parts.hostname, parts.port or _DEFAULT_PORTS[scheme], url, flag, what)
+        if what == TRACKING and scheme in ("http", "https"):
+            _answers_as_mlflow(url, flag)
         return
     from sqlalchemy.engine import make_url
 
@@ -98,6 +100,30 @@ def _reach(host: str | None, port: int | None, url: str, flag: str, what: str) -
         reason = exc.strerror or type(exc).__name__
     raise StudyError(f"cannot reach the {what} at {redact(url)} ({reason}); start it, or check the host, the "
                      f"port and the network, then run the command again. Nothing was created", field=flag)
+
+
+def _answers_as_mlflow(url: str, flag: str) -> None:
+    """A server on the port that is not MLflow's (optuna-dashboard, a static page) failed later, with a page of
+    HTML in an 'unexpected failure', and after the study was stored. MLflow answers its REST API with JSON, or
+    401/403 where it asks for a login."""
+    import urllib.error
+    import urllib.request
+
+    probe = url.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
+    try:
+        with urllib.request.urlopen(probe, timeout=CONNECT_TIMEOUT) as answer:  # noqa: S310 (the user's URL)
+            kind = answer.headers.get("Content-Type", "")
+            status = answer.status
+    except urllib.error.HTTPError as exc:
+        kind, status = exc.headers.get("Content-Type", "") if exc.headers else "", exc.code
+    except (OSError, ValueError):  # no answer in time: left to MLflow's own client to say
+        return
+    if status in (401, 403) or (status < 400 and "json" in kind) or status >= 500:
+        return
+    raise StudyError(f"the server at {redact(url)} answers, but not as an MLflow tracking server (its REST API "
+                     f"gave HTTP {status}{', ' + kind.split(';')[0] if kind else ''}): another program on that port? "
+                     f"Give the URL of an `mlflow server`, or leave the option out for the local store. Nothing "
+                     f"was created", field=flag, expected="an MLflow tracking server's URL")
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -215,3 +215,24 @@ def test_the_program_leaves_at_once_yet_a_profiler_still_gets_its_numbers(write_
     import pstats
 
     assert any("search/cli" in key[0] for key in pstats.Stats(str(stats)).stats), "the profile has no search calls"
+
+
+def test_a_tracking_uri_of_a_server_that_is_not_mlflow_is_refused_before_anything_is_stored(tmp_path):
+    """optuna-dashboard's port given as --tracking-uri: an 'unexpected failure' with a page of HTML in it, after
+    the study was stored."""
+    import http.server
+    import threading
+
+    from search import stores
+    from search.errors import StudyError
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(StudyError, match=r"answers, but not as an MLflow tracking server \(its REST API gave "
+                                             r"HTTP 404, text/html\)") as refused:
+            stores.check_url(url, "--tracking-uri", stores.TRACKING)
+        assert refused.value.field == "--tracking-uri"
+    finally:
+        server.shutdown()
