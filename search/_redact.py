@@ -219,3 +219,11 @@ def guarded() -> Iterator[None]:
 def format_exception(exc: BaseException) -> str:
     """The traceback of ``exc``, redacted (for --debug)."""
     return redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+
+
+def flag_words(flag: str, value: Any, variable: str) -> list[str]:
+    """``[flag, value]`` (its password hidden) for a printed command line, or nothing where the value is the
+    environment variable's: the same shell runs the command with it, password and all, as printed."""
+    if not value or str(value) == os.environ.get(variable):
+        return []
+    return [flag, redact(str(value))]

@@ -36,7 +36,7 @@ def test_a_run_says_what_it_does_where_results_go_and_what_to_do_next(write_spac
         assert f"search {verb} told --home {home}" in steps
 
 
-def test_the_header_never_shows_a_database_password(write_space, home):
+def test_the_header_never_shows_a_database_password(write_space, home, monkeypatch):
     space = spaces.load(write_space())
     prepared = session.prepare(space)
     options = session.RunOptions(home=home, storage="postgresql://search:hunter2@db.example/optuna",
@@ -48,6 +48,12 @@ def test_the_header_never_shows_a_database_password(write_space, home):
     assert "hunter2" not in steps  # and the hidden password is said, with where to put the URLs instead
     assert "put the full URL in $SEARCH_STORAGE and $MLFLOW_TRACKING_URI and leave --storage and --tracking-uri" \
         in steps
+    # URLs the shell holds in $SEARCH_STORAGE and $MLFLOW_TRACKING_URI run as printed without the options,
+    # which were printed hidden, with the advice to do what had been done.
+    monkeypatch.setenv("SEARCH_STORAGE", options.storage)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", options.tracking_uri)
+    steps = display.next_steps("tiny", options)
+    assert "--storage" not in steps and "--tracking-uri" not in steps and "do not run as printed" not in steps
     # The watch line is pasted into a shell as printed: a home holding a space is quoted, the storage
     # (which `search ui` does not read) left out.
     options.home = home / "my runs"

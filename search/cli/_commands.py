@@ -112,13 +112,13 @@ def _study_to_run(prepared: "Prepared", args: argparse.Namespace) -> str:
 def _continue_command(args: argparse.Namespace) -> str:
     """The command that continues this study: the same one, without per-invocation limits (--n-trials,
     --timeout); how it runs (--workers, --threads, --recycle-after) is kept."""
-    from search._redact import redact
+    from search._redact import flag_words, redact
 
     parts = ["search", "run", str(args.space)]
-    for flag, value in (("--study-name", args.study_name), ("--storage", args.storage),
-                        ("--tracking-uri", args.tracking_uri)):
-        if value:
-            parts += [flag, redact(value)]
+    if args.study_name:
+        parts += ["--study-name", redact(args.study_name)]
+    parts += flag_words("--storage", args.storage, "SEARCH_STORAGE")
+    parts += flag_words("--tracking-uri", args.tracking_uri, "MLFLOW_TRACKING_URI")
     if args.home != DEFAULT_HOME:
         parts += ["--home", str(args.home)]
     if args.workers > 1:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import shlex
 import sys
 import time
@@ -411,7 +412,8 @@ def next_steps(study: str, options: Any, builder_here: str | None = None) -> str
                  f"import a builder defined in a notebook, a script or a function)")
     urls = ((options.storage, "--storage", "SEARCH_STORAGE"),
             (options.tracking_uri, "--tracking-uri", "MLFLOW_TRACKING_URI"))
-    hidden = [(flag, variable) for url, flag, variable in urls if url and _hidden(url) != url]
+    hidden = [(flag, variable) for url, flag, variable in urls
+              if url and _hidden(url) != url and url != os.environ.get(variable)]
     pasted = ("\n  (a password is shown as ***, so these do not run as printed: put the full URL in $"
               + " and $".join(v for _, v in hidden) + " and leave " + " and ".join(f for f, _ in hidden)
               + " out)") if hidden else ""
@@ -428,14 +430,14 @@ def _hidden(url: str | None) -> str | None:
 
 
 def command(verb: str, study: str, options: Any) -> str:
-    """The ``search`` command line for a verb on this study's stores (credentials hidden)."""
-    from search._redact import redact
+    """The ``search`` command line for a verb on this study's stores (credentials hidden; a URL taken from
+    its environment variable is left to it)."""
+    from search._redact import flag_words
 
     parts = ["search", verb, study]
     if str(options.home) != "mlruns":
         parts += ["--home", str(options.home)]
-    if options.storage and verb != "ui":
-        parts += ["--storage", redact(options.storage)]
-    if options.tracking_uri:
-        parts += ["--tracking-uri", redact(options.tracking_uri)]
+    if verb != "ui":
+        parts += flag_words("--storage", options.storage, "SEARCH_STORAGE")
+    parts += flag_words("--tracking-uri", options.tracking_uri, "MLFLOW_TRACKING_URI")
     return shlex.join(parts)  # pasted into a shell as printed: a home with spaces
