@@ -85,6 +85,29 @@ def test_ctrl_c_as_soon_as_the_plan_is_printed_is_a_graceful_stop(write_space, h
     assert study.user_attrs["ready"] and not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
 
 
+def test_a_sigterm_while_the_data_is_read_is_a_graceful_stop(write_space, home):
+    """A scheduler's SIGTERM in the command's first seconds killed it with status 143 and no word."""
+    space = write_space({**LONG, "study": {"name": "sooner", "n_trials": 2, "baseline": False},
+                         "data": {"source": "sklearn:digits"}})
+    proc = _start_in_own_group(space, home)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until the command catches SIGTERM (bit 15 of SigCgt): its start
+            with open(f"/proc/{proc.pid}/status") as fh:
+                caught = int(next(line for line in fh if line.startswith("SigCgt:")).split()[1], 16)
+            if caught & (1 << (signal.SIGTERM - 1)):
+                break
+            time.sleep(0.01)
+        assert not (home / "optuna.db").exists() or not _study(home, "sooner").trials, "too late to test"
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 3, err
+    assert "Traceback" not in err and "stopped by SIGTERM" in out
+
+
 def test_sigterm_during_the_ablation_is_a_stop_and_the_next_run_finishes_it(write_space, home):
     """The ablation after the budget is part of the run: a stop there exits 3 and stores no half table."""
     space = write_space({**SLOW, "study": {"name": "ablated", "n_trials": 1, "baseline": False, "ablation": True},

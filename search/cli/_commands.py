@@ -16,27 +16,28 @@ if TYPE_CHECKING:
     from search.runner.session import Prepared, RunOptions
 
 def _run(args: argparse.Namespace) -> int:
-    from search import api, space as spaces
-    from search.runner import session
+    from search.runner.stopping import STOPPED_EXIT_CODE, StopRequest
 
     if args.worker_index:
         from search.runner.workers import follow_parent
 
         follow_parent()
-    space = spaces.load(args.space, study_name=args.study_name)
-    prepared = session.prepare(space, threads=args.threads)
-    if not args.worker_index:  # workers share their parent's data; it speaks for them
-        api.announce(prepared, quiet=args.quiet)
-    options = _run_options(args)
-    recycle = args.recycle_after if args.recycle_after is not None else (50 if args.workers > 1 else 0)
-    from search.runner.stopping import STOPPED_EXIT_CODE, StopRequest
-
-    # Held from here to the end: a Ctrl-C or SIGTERM between the last trial and the ablation (the closing
-    # writes, the summary) is a graceful stop too, not a traceback or a kill mid-write.
+    # Held from the start to the end: a Ctrl-C or SIGTERM while the data is read (it killed the command with
+    # status 143 and no word), or between the last trial and the ablation (the closing writes, the summary),
+    # is a graceful stop too, not a traceback or a kill mid-write.
     held = StopRequest(announce=True) if not args.worker_index else StopRequest()  # workers: their parent's
     if not args.worker_index:
         held.install()
     try:
+        from search import api, space as spaces
+        from search.runner import session
+
+        space = spaces.load(args.space, study_name=args.study_name)
+        prepared = session.prepare(space, threads=args.threads)
+        if not args.worker_index:  # workers share their parent's data; it speaks for them
+            api.announce(prepared, quiet=args.quiet)
+        options = _run_options(args)
+        recycle = args.recycle_after if args.recycle_after is not None else (50 if args.workers > 1 else 0)
         outcome = api.run_prepared(prepared, options, args.space.read_text(), workers=args.workers,
                                    worker_argv=_worker_argv(args), recycle_after=recycle)
         if outcome.stopped_by:

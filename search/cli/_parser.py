@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Start or continue the study a space file describes. Exit status: 0 when "
                          "the run ended normally (budget spent, --n-trials or --timeout reached), 2 for a "
                          "mistake in the input, 3 when SIGINT/SIGTERM stopped it gracefully (continue it with "
-                         "the same command), 130 after a second Ctrl-C.")
+                         "the same command; also while the data is still being read), 130 after a second "
+                         "Ctrl-C, 1 where every trial failed or on an unexpected failure.")
     run.add_argument("space", type=Path, help="the space file (YAML)")
     run.add_argument("--study-name", help="override study.name from the file")
     _store_args(run)
