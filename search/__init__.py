@@ -27,6 +27,13 @@ __version__ = "0.2.0"
 # the network. Set before any of our modules imports MLflow, in the CLI and in a script that uses the API;
 # a user who sets the variable themselves is obeyed.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# MLflow's client retries a request 7 times with a doubling wait (made for hosted services that rate-limit):
+# with a tracking server gone down mid-run, each request took minutes, each trial many of them, and a stop
+# waited for them. Four tries a second, two, four and eight apart give a restarting server its chance; the
+# tracker turns itself off after three trials' writes fail. A user's own settings are obeyed.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 # name -> module that defines it
 _EXPORTS = {

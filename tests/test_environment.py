@@ -236,3 +236,16 @@ def test_a_tracking_uri_of_a_server_that_is_not_mlflow_is_refused_before_anythin
         assert refused.value.field == "--tracking-uri"
     finally:
         server.shutdown()
+
+
+def test_mlflows_http_retries_are_bounded_unless_the_user_set_them():
+    """A tracking server gone down mid-run cost minutes a request (7 tries, waits doubling from 2 s)."""
+    code = ("import os, search, mlflow.environment_variables as e; "
+            "print(e.MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(), e.MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get(), "
+            "e.MLFLOW_HTTP_REQUEST_TIMEOUT.get())")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_REQUEST")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.stdout.split() == ["4", "1", "30"], done.stderr[-500:]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**env, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "9"})
+    assert done.stdout.split() == ["9", "1", "30"], done.stderr[-500:]
