@@ -21,7 +21,7 @@ from search._numbers import sig
 from search.errors import FailureKind
 from search.runner.results import TrialListener
 from search.runner.session import Prepared, RunOptions, RunOutcome, emit, open_storage, say_budget_cap
-from search.runner.stopping import announce
+from search.runner.stopping import STOPPED_EXIT_CODE, announce
 
 
 PARENT_ENV = "SEARCH_PARENT_PID"
@@ -183,7 +183,9 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
                 code = p.poll()
                 if code is None:
                     continue
-                died = code < 0 and not stopped
+                # A worker stopped gracefully by a signal sent to it alone (a scheduler, kill <pid>): its trial
+                # is queued again as at a death, and the slot is filled again as after one.
+                died = (code < 0 or code == STOPPED_EXIT_CODE) and not stopped
                 # A worker that ended by its own choice left because the budget is met or held by the running
                 # trials; a dead one's trial is still marked running, and is the work left to do.
                 trials = study.get_trials(deepcopy=False)
@@ -195,7 +197,8 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
                     why_not = ("" if budget_left and deaths[i] <= MAX_DEATHS else
                                f"its slot's workers died {deaths[i]} times, a fault to look into" if budget_left
                                else "nothing is left for one to do")
-                    print(_death_note(i, p.pid, -code, why_not), file=sys.stderr, flush=True)
+                    print(_death_note(i, p.pid, -code, why_not) if code < 0 else _stop_note(i, p.pid, why_not),
+                          file=sys.stderr, flush=True)
                 if (code == 0 and recycle_after and budget_left) or (died and budget_left and deaths[i] <= MAX_DEATHS):
                     launch(i)
                 else:
@@ -216,7 +219,8 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
             progress.say_new(last=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        status = "KILLED" if stopped else "FAILED" if any(codes) else "FINISHED"
+        status = "KILLED" if stopped else "FAILED" if any(c not in (0, STOPPED_EXIT_CODE) for c in codes) \
+            else "FINISHED"
         emit(listeners, "on_run_finish", study, status)
     if stopped.count(signal.SIGINT) >= 2:
         # A second Ctrl-C means "now", as in one process: the workers stopped at once (their trials queued
@@ -225,8 +229,6 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
               f"{options.continue_command}")
         raise KeyboardInterrupt
     study = studies.open_study(space, storage, prepared.attrs())
-    from search.runner.stopping import STOPPED_EXIT_CODE
-
     bad = [c for c in codes if c not in (0, STOPPED_EXIT_CODE)]
     # A worker ended by a signal has a negative code, which a shell would read as 256 - signal (247): 1.
     return RunOutcome(study, status, stopped_by=stopped[0].name if stopped else "",
@@ -246,6 +248,13 @@ def _death_note(i: int, pid: int, signum: int, why_not: str) -> str:
         name = f"signal {signum}"
     return (f"warning: worker {i + 1} (pid {pid}) was ended by {name}, which this run did not send (out of "
             f"memory? killed by hand?); its trial is failed and queued again; "
+            + (f"no new worker: {why_not}" if why_not else "a new worker takes its place"))
+
+
+def _stop_note(i: int, pid: int, why_not: str) -> str:
+    """A worker that stopped gracefully on a signal sent to it alone, not by this run."""
+    return (f"warning: worker {i + 1} (pid {pid}) was stopped by a signal sent to it alone, not by this run (a "
+            f"scheduler? kill <pid>?); its trial is queued again; "
             + (f"no new worker: {why_not}" if why_not else "a new worker takes its place"))
 
 
