@@ -256,3 +256,29 @@ def test_ui_without_a_study_opens_the_study_run_last_never_an_ablation(tmp_path)
     time.sleep(0.05)
     client.create_run(studied)  # continued this morning
     assert ui.find_experiment(uri, None) == studied
+
+
+def test_the_server_ends_with_search_ui_however_it_dies(tmp_path):
+    """`search ui` killed with -9 left the MLflow server running, holding the port."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import subprocess, sys, time; from search.ui import _ends_with_parent; "
+            "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], start_new_session=True, "
+            "preexec_fn=_ends_with_parent()); print(c.pid, flush=True); time.sleep(120)")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the server outlived `search ui`")
