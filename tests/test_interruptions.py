@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -49,6 +50,17 @@ def _wait_for_running_trials(home: Path, name: str, proc: subprocess.Popen, n: i
     raise AssertionError(f"never saw {n} running trials")
 
 
+def _stopped_once(proc: subprocess.Popen, ready: Any, sig: int) -> tuple[str, str]:
+    """``sig`` to the command's group once ``ready()`` returns; its output. Nothing of it is left running."""
+    try:
+        ready()
+        os.killpg(proc.pid, sig)
+        return proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def _alive(pid: int) -> bool:
     return process_alive(pid)
 
@@ -69,16 +81,14 @@ def test_ctrl_c_as_soon_as_the_plan_is_printed_is_a_graceful_stop(write_space, h
     """Between the printed plan and the first trial the study is being made: a Ctrl-C there waits for it."""
     space = write_space({**LONG, "study": {"name": "early", "n_trials": 2, "baseline": False}})
     proc = _start_in_own_group(space, home)
-    try:
+
+    def plan_printed() -> None:
         line = ""
         while not line.startswith("study       early"):  # the plan's first line, on stderr with the progress
             line = proc.stderr.readline()
             assert line, proc.communicate()
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+
+    out, err = _stopped_once(proc, plan_printed, signal.SIGINT)
     assert proc.returncode == 3, err
     assert "Traceback" not in err and "stopped by SIGINT" in out
     study = _study(home, "early")  # made whole: it continues with the same command
@@ -90,20 +100,18 @@ def test_a_sigterm_while_the_data_is_read_is_a_graceful_stop(write_space, home):
     space = write_space({**LONG, "study": {"name": "sooner", "n_trials": 2, "baseline": False},
                          "data": {"source": "sklearn:digits"}})
     proc = _start_in_own_group(space, home)
-    try:
+
+    def catching_sigterm() -> None:  # bit 15 of SigCgt: the command's start, before it reads the data
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # until the command catches SIGTERM (bit 15 of SigCgt): its start
+        while time.monotonic() < deadline:
             with open(f"/proc/{proc.pid}/status") as fh:
                 caught = int(next(line for line in fh if line.startswith("SigCgt:")).split()[1], 16)
             if caught & (1 << (signal.SIGTERM - 1)):
                 break
             time.sleep(0.01)
         assert not (home / "optuna.db").exists() or not _study(home, "sooner").trials, "too late to test"
-        os.kill(proc.pid, signal.SIGTERM)
-        out, err = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+
+    out, err = _stopped_once(proc, catching_sigterm, signal.SIGTERM)
     assert proc.returncode == 3, err
     assert "Traceback" not in err and "stopped by SIGTERM" in out
 
