@@ -851,3 +851,13 @@ def test_a_tab_in_the_space_file_is_named_as_one(tmp_path, capsys):
     path.write_text("study:\n\tname: x\ndata: {source: 'sklearn:iris'}\n")
     assert run_cli("check", path) == 2
     assert "at line 2, column 1" in (err := capsys.readouterr().err) and "YAML indents with spaces only" in err
+
+
+def test_a_keras_message_is_cut_at_a_sentence_not_mid_word() -> None:
+    """A subclassed model's error ended '...Example: class CustomLayer(keras.layers.); build a functional...'."""
+    from search.models import _sentences
+
+    text = ("Layer sub does not implement get_config. Example: class CustomLayer(keras.layers.Layer): def "
+            "get_config(self): return {}")
+    assert _sentences(text, 60) == "Layer sub does not implement get_config."
+    assert _sentences("x" * 90, 40) == "x" * 40 + " …" and _sentences("short.", 40) == "short."

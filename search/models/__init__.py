@@ -114,7 +114,7 @@ def check_custom_builder(model_settings: dict[str, Any], input_shape: tuple[int,
     except Exception as exc:  # noqa: BLE001  (the user's code: whatever it raises is a mistake in it)
         raise SpaceError(f"the builder {family} failed when called with the settings {shown}, input shape "
                          f"{tuple(input_shape)} and {head.n_outputs} output(s): {type(exc).__name__}: "
-                         f"{_one_line(exc)[:300]}", source=source, field="model.family") from None
+                         f"{_sentences(_one_line(exc), 300)}", source=source, field="model.family") from None
     outputs = out if isinstance(out, (list, tuple)) else list(out.values()) if isinstance(out, dict) else [out]
     shape = tuple(outputs[0].shape) if len(outputs) == 1 else None
     one_unit = shape is not None and head.n_outputs == 1 and len(shape) == 1  # (batch,): scored as (batch, 1)
@@ -188,6 +188,15 @@ def _one_line(exc: BaseException) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", " ".join(str(exc).split()))
 
 
+def _sentences(text: str, limit: int) -> str:
+    """``text`` cut to whole sentences within ``limit`` characters (a cut mid-word read as the message's own
+    words: "class CustomLayer(keras.layers.)"), or to the limit with an ellipsis where no sentence fits."""
+    if len(text) <= limit:
+        return text
+    end = text.rfind(". ", 0, limit)
+    return text[:end + 1] if end > limit // 3 else text[:limit].rstrip() + " …"
+
+
 def _saves_and_loads(model: Any, family: str, source: str | None) -> None:
     """Every split model is saved as a checkpoint and loaded again (reproduce, split models, fused copies): a
     model Keras cannot rebuild from its config (an unregistered custom layer, a subclassed ``keras.Model``
@@ -203,7 +212,7 @@ def _saves_and_loads(model: Any, family: str, source: str | None) -> None:
         located = re.search(r"Could not locate (?:class|function) '([^']+)'", reason)
         cause = (f"Keras cannot find its class {located.group(1)!r} when loading: register it with "
                  f"@keras.saving.register_keras_serializable() above the class" if located else
-                 f"{type(exc).__name__}: {reason[:240]}")
+                 f"{type(exc).__name__}: {_sentences(reason, 240)}")
         raise SpaceError(f"the model of the builder {family} cannot be saved and loaded again, as every checkpoint "
                          f"is ({cause}); build a functional or Sequential model of registered layers (a subclassed "
                          f"keras.Model needs get_config and from_config)", source=source,
