@@ -59,13 +59,12 @@ def _arguments_fit(name: str, signature: inspect.Signature, args: tuple[Any, ...
     except TypeError as exc:
         from search.space import did_you_mean
 
-        names = [p for p in signature.parameters]
+        names = list(signature.parameters)
         unknown = next((k for k in kwargs if k not in signature.parameters), None)
         hint = did_you_mean(unknown, names) if unknown else ""
-        first = next(iter(signature.parameters), "")
         keywords = [p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
-        positional = (f"; only {first} is given by position, the rest by name ({name}({first}, n_trials=5))"
-                      if len(args) > 1 and keywords else "")
+        positional = (f"; only {names[0]} is given by position, the rest by name ({name}({names[0]}, "
+                      f"{keywords[0]}=...))" if len(args) > 1 and keywords else "")
         raise UserError(f"search.{name}(): {exc}{hint}{positional}", field=unknown,
                         expected="one of " + ", ".join(names)) from None
 

@@ -249,8 +249,6 @@ def _near_name(name: str, columns: list[str]) -> str | None:
 
 
 def _true_false_with_gaps(values: Any) -> bool:
-    import numpy as np
-
     kept = values.dropna()
     return bool(len(kept)) and len(kept) < len(values) and all(isinstance(v, (bool, np.bool_)) for v in kept)
 

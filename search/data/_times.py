@@ -184,17 +184,15 @@ def far_times(order: np.ndarray, column: str, what: str) -> list[str]:
     if len(distinct) < 10:
         return []
     steps = np.diff(distinct)
+    jump = int(np.argmax(steps))
+    if not steps[jump] > 20 * np.median(steps):
+        return []
     out = []
-    for end in ("latest", "earliest"):
-        jump = int(np.argmax(steps)) if end == "latest" else int(np.argmax(steps[::-1]))
-        if end == "latest":
-            near, far = distinct[: jump + 1], distinct[jump + 1:]
-            gap = steps[jump]
-        else:
-            far, near = distinct[: len(steps) - jump], distinct[len(steps) - jump:]
-            gap = steps[len(steps) - 1 - jump]
+    # The few values on one side of the largest jump, which is wider than the span of the rest.
+    for end, far, near in (("latest", distinct[jump + 1:], distinct[:jump + 1]),
+                           ("earliest", distinct[:jump + 1], distinct[jump + 1:])):
         rows = np.isin(numbers, far)
-        if not (gap > near[-1] - near[0] > 0 and gap > 20 * np.median(steps) and rows.sum() <= 0.02 * len(numbers)):
+        if not (steps[jump] > near[-1] - near[0] > 0 and rows.sum() <= 0.02 * len(numbers)):
             continue
         shown = [_shown(v) for v in values[rows][:3]]
         lo, hi = _shown(values[numbers == near[0]][0]), _shown(values[numbers == near[-1]][0])

@@ -79,7 +79,7 @@ class Report:
     builder_changed: bool = False            # the builder's code is not the code the trial ran with
     epoch_note: str = ""                     # the epoch rule's count is a lower bound (censored_epochs)
     rows_csv: str = field(default="", repr=False)  # rows.csv: each row's place and the test predictions
-    test_pred: Any = field(default=None, repr=False)  # the final model's outputs on the test rows
+    class_files: dict[str, str] = field(default_factory=dict, repr=False)  # report and confusion matrix
     recalls: dict[str, list[float]] = field(default_factory=dict)  # the final model's, by class: [recall, rows]
     test_chance_loss: float = math.nan       # always predicting the development rows' class shares (or mean)
 
@@ -174,7 +174,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
     report.epoch_note = "" if options.epochs else censored_epochs(stored, epochs)
     report.rows_csv = rows_module.table(prepared, pred)
     report.recalls = scoring.recall_by_class(task, y_test, pred, list(prepared.dataset.classes))
-    report.test_pred = pred
+    report.class_files = scoring.class_report(task, y_test, pred, list(prepared.dataset.classes))
     report.test_chance_loss = _test_chance_loss(prepared)
     report.model = final
     report.test_scores = scoring.more_scores(task, y_test, pred)
@@ -425,8 +425,7 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
         parent_run_id=study.user_attrs.get(tracking.PARENT_RUN_ATTR), tags=tags, params=params, metrics=metrics,
         texts={"config/resolved.yaml": target.space.to_yaml(),
                "reproduce.json": json.dumps(summary, indent=2, default=float), "rows.csv": report.rows_csv,
-               **scoring.class_report(prepared.dataset.task, prepared.dataset.y[prepared.test_idx], report.test_pred,
-                                      list(prepared.dataset.classes))},
+               **report.class_files},
         model=final,
         columns=report.model_io.get("inputs", {}).get("features"), outputs=served.output_names(report.model_io),
         one_hot=report.model_io.get("inputs", {}).get("one_hot"), fills=target.space.data.missing != "refuse",
