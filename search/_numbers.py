@@ -15,3 +15,20 @@ def sig(x: float, digits: int = 2) -> str:
     if not 1e-4 <= abs(x) < 1e6:
         return f"{x:.{digits}g}"
     return f"{round(x, digits - 1 - math.floor(math.log10(abs(x)))):g}"
+
+
+_day_said: list[str] = []  # the day last written by stamp(), in this process
+
+
+def stamp() -> str:
+    """The time of a progress line, ``[HH:MM:SS]``, with the date on this process's first and on the first
+    of each new day: an overnight log read in the morning went from 23:58 to 00:12 without saying which
+    night, nor whether the run had been left for a day."""
+    import time
+
+    now = time.localtime()
+    day, clock = time.strftime("%Y-%m-%d", now), time.strftime("%H:%M:%S", now)
+    if _day_said == [day]:
+        return f"[{clock}]"
+    _day_said[:] = [day]
+    return f"[{day} {clock}]"

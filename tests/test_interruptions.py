@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import os
+import pty
 import re
+import select
 import signal
 import sqlite3
 import subprocess
@@ -114,6 +116,56 @@ def test_a_sigterm_while_the_data_is_read_is_a_graceful_stop(write_space, home):
     out, err = _stopped_once(proc, catching_sigterm, signal.SIGTERM)
     assert proc.returncode == 3, err
     assert "Traceback" not in err and "stopped by SIGTERM" in out
+
+
+def _exit_status(pid: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError("still running long after its terminal closed")
+
+
+def test_a_closed_terminal_stops_the_run_gracefully(write_space, home):
+    """An ssh session that drops hangs up the run's terminal: SIGHUP killed the run mid-epoch, leaving its
+    trial and MLflow run RUNNING until the next run noticed; a write to the hung-up terminal then fails."""
+    space = write_space({**LONG, "study": {"name": "hungup", "n_trials": 2, "baseline": False}})
+    mlflow_store_in(home)
+    pid, terminal = pty.fork()  # the child leads a session whose controlling terminal is the pty
+    if pid == 0:  # pragma: no cover (the child)
+        os.chdir(ROOT)
+        os.execve(sys.executable, [sys.executable, "-m", "search", "run", str(space), "--home", str(home)], _env())
+    seen = b""
+    try:
+        deadline = time.monotonic() + 180
+        while not [t for t in _running_trials(home, "hungup") if t.intermediate_values or t.user_attrs.get("splits")]:
+            assert time.monotonic() < deadline, seen.decode(errors="replace")
+            if select.select([terminal], [], [], 0.3)[0]:
+                seen += os.read(terminal, 65536)  # drained, as a terminal is: a full one blocks the writer
+    finally:
+        os.close(terminal)  # the terminal hangs up: the kernel sends its session SIGHUP
+    assert _exit_status(pid, 180) == 3  # stopped gracefully, not killed by the signal (-1)
+    study = _study(home, "hungup")
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    stopped = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
+    assert len(stopped) == 1 and "stopped by SIGHUP" in stopped[0].user_attrs["reason"]
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [stopped[0].params]
+
+
+def test_a_run_started_with_nohup_outlives_its_terminal(tmp_path):
+    """``nohup`` ignores SIGHUP before the command starts: the graceful stop must not take that back."""
+    probe = ("import signal\n"
+             "from search.runner.stopping import StopRequest\n"
+             "held = StopRequest().install()\n"
+             "print(signal.getsignal(signal.SIGHUP) is signal.SIG_IGN, signal.SIGHUP in held._previous)\n")
+    for command, expected in ((["nohup"], "True False"), ([], "False True")):
+        out = subprocess.run([*command, sys.executable, "-c", probe], capture_output=True, text=True, env=_env(),
+                             cwd=tmp_path, timeout=120)
+        assert out.stdout.strip() == expected, out.stderr  # a pipe, not a terminal: nohup leaves it be
 
 
 def test_sigterm_during_the_ablation_is_a_stop_and_the_next_run_finishes_it(write_space, home):

@@ -28,8 +28,8 @@ def test_a_run_says_what_it_does_where_results_go_and_what_to_do_next(write_spac
         assert text in head, (text, head)
     lines = [line for line in err.splitlines() if re.search(r"trial \d/2 \(#\d\) complete", line)]
     assert len(lines) == 2, err
-    assert re.match(r"\[\d\d:\d\d:\d\d\] trial 1/2 \(#0\) complete: .*\(elapsed \d+s, ~\d+s left for 1 trial\)$",
-                    lines[0]), lines[0]
+    assert re.match(r"\[(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d\] trial 1/2 \(#0\) complete: "
+                    r".*\(elapsed \d+s, ~\d+s left for 1 trial\)$", lines[0]), lines[0]
     assert re.search(r"\(elapsed \d+s\)$", lines[1]), lines[1]  # nothing left
     steps = out[out.index("next steps:"):]
     for verb in ("ui", "report", "reproduce"):
@@ -195,3 +195,15 @@ def test_progress_counts_the_trials_other_runs_on_the_study_finished() -> None:
     assert lines[0].startswith("trial #3 (not counted: 3/6 done) failed: oom"), lines
     assert lines[1].startswith("trial 4/6 (#3) pruned: cut"), lines
     assert progress.best == (0.3, 1)
+
+
+def test_progress_lines_say_the_date_once_a_day(monkeypatch):
+    """An overnight log went from [23:58:10] to [00:12:03] without saying which night."""
+    from search import _numbers
+
+    monkeypatch.setattr(_numbers, "_day_said", [])
+    first, second = _numbers.stamp(), _numbers.stamp()
+    assert re.fullmatch(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]", first), first
+    assert re.fullmatch(r"\[\d\d:\d\d:\d\d\]", second), second
+    monkeypatch.setattr(_numbers, "_day_said", ["2026-01-01"])  # the last line was written on an earlier day
+    assert re.fullmatch(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]", _numbers.stamp())

@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start or continue the study a space file describes",
                          description="Start or continue the study a space file describes. Exit status: 0 when "
                          "the run ended normally (budget spent, --n-trials or --timeout reached), 2 for a "
-                         "mistake in the input, 3 when SIGINT/SIGTERM stopped it gracefully (continue it with "
+                         "mistake in the input, 3 when SIGINT/SIGTERM/SIGHUP stopped it gracefully (continue it with "
                          "the same command; also while the data is still being read), 130 after a second "
                          "Ctrl-C, 1 where every trial failed or on an unexpected failure.")
     run.add_argument("space", type=Path, help="the space file (YAML)")

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any, Callable, Sequence, TextIO
 
-from search._numbers import sig
+from search._numbers import sig, stamp
 from search.review._baseline_gap import fixed_differences, within_noise
 from search.runner.results import SplitResult, TrialListener, TrialOutcome, settings_of
 
@@ -91,7 +91,7 @@ class Progress(TrialListener):
             # repeated that number.
             which = (f"trial {self.done}/{self.budget} (#{trial.number})" if counted else
                      f"trial #{trial.number} (not counted: {self.done}/{self.budget} done)")
-            self._print(redact(f"[{time.strftime('%H:%M:%S')}] {which} {outcome.state}: {text}{mark}  "
+            self._print(redact(f"{stamp()} {which} {outcome.state}: {text}{mark}  "
                                f"({self._clock()})"))
 
     def _catch_up(self, trial: Any, outcome: TrialOutcome) -> None:

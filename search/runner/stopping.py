@@ -1,4 +1,4 @@
-"""Stopping a run gracefully: SIGINT/SIGTERM end the current epoch, then the run.
+"""Stopping a run gracefully: SIGINT/SIGTERM/SIGHUP end the current epoch, then the run.
 
 The first signal only sets a flag that the training loop reads after each epoch; a second SIGINT
 interrupts at once (KeyboardInterrupt), for the user who really means it.
@@ -7,12 +7,53 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import sys
 from typing import Any
 
 # `search run`'s exit status after a graceful stop (SIGINT/SIGTERM): the study is intact and can be
 # continued, but it did not finish what was asked. A --timeout or --n-trials limit is a normal end (0).
 STOPPED_EXIT_CODE = 3
+
+
+def graceful_signals() -> list[int]:
+    """The signals that stop a run gracefully in this process.
+
+    SIGHUP is the terminal closing (an ssh session dropped): by default it killed the run mid-epoch and
+    left the trial and its MLflow run RUNNING. Where it is ignored (``nohup search run``), it stays ignored:
+    the user asked the run to outlive the terminal.
+    """
+    found: list[int] = [signal.SIGINT, signal.SIGTERM]
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
+        found.append(hup)
+    return found
+
+
+def leave_terminal() -> None:
+    """After a hang-up, what this process still writes to its terminal goes nowhere.
+
+    A terminal that has hung up fails every write (EIO): the table and the command to continue, printed
+    as the run stops, would turn the graceful stop into a traceback. Output sent to a file or a pipe
+    stays where it was.
+    """
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        nowhere = os.fstat(null).st_rdev
+        for fd in (1, 2):
+            try:
+                # Not os.isatty: a terminal that has hung up answers it False. Files and pipes are not
+                # character devices; a terminal is one.
+                found = os.fstat(fd)
+                if stat.S_ISCHR(found.st_mode) and found.st_rdev != nowhere:
+                    os.dup2(null, fd)
+            except OSError:
+                pass
+    finally:
+        os.close(null)
 
 
 def announce(signum: int) -> None:
@@ -79,7 +120,7 @@ class StopRequest:
     def install(self) -> "StopRequest":
         if _installed and _installed[-1].reason is not None:
             self.request(_installed[-1].reason)
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in graceful_signals():
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread: signals stay with the caller
@@ -109,6 +150,8 @@ class StopRequest:
         if self.requested and signum == signal.SIGINT:
             self.urgent = True
             raise KeyboardInterrupt
+        if signum == getattr(signal, "SIGHUP", None):
+            leave_terminal()
         first = not self.requested
         # Recorded before it is announced: a second Ctrl-C sent on seeing the announcement can land while this
         # handler still runs, and must find the first one already there. A worker whose parent died sends

@@ -17,11 +17,11 @@ import sys
 import time
 from typing import Any
 
-from search._numbers import sig
+from search._numbers import sig, stamp
 from search.errors import FailureKind
 from search.runner.results import TrialListener
 from search.runner.session import Prepared, RunOptions, RunOutcome, emit, open_storage, say_budget_cap
-from search.runner.stopping import STOPPED_EXIT_CODE, announce
+from search.runner.stopping import STOPPED_EXIT_CODE, announce, graceful_signals, leave_terminal
 
 
 PARENT_ENV = "SEARCH_PARENT_PID"
@@ -98,6 +98,8 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
         return [p for p in procs if p is not None and p.poll() is None]
 
     def forward(signum: int, frame: Any) -> None:
+        if signum == getattr(signal, "SIGHUP", None):
+            leave_terminal()  # the workers leave theirs when it reaches them
         if not stopped:
             announce(signum)
         stopped.append(signal.Signals(signum))
@@ -116,7 +118,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
 
     # Heard from before the study opens (the plan is printed then): a stop that comes while the study is
     # made lets it be made whole, and then no worker starts.
-    handlers = {signal.SIGINT: forward, signal.SIGTERM: forward, signal.SIGTSTP: suspend, signal.SIGCONT: resume}
+    handlers = {**{sig: forward for sig in graceful_signals()}, signal.SIGTSTP: suspend, signal.SIGCONT: resume}
     previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:
         study = studies.open_study(space, storage, prepared.attrs(),
@@ -305,5 +307,5 @@ class _FinishedTrials:
                 self.done += t.state.name == "PRUNED"
                 text = str(attrs.get("reason", ""))
             worker = attrs.get("worker", {}).get("pid", "?") if isinstance(attrs.get("worker"), dict) else "?"
-            print(redact(f"[{time.strftime('%H:%M:%S')}] trial {self.done}/{self.budget} (#{t.number}) "
+            print(redact(f"{stamp()} trial {self.done}/{self.budget} (#{t.number}) "
                          f"{t.state.name.lower()}: {text}{mark}  (worker pid {worker})"), file=sys.stderr, flush=True)
