@@ -312,6 +312,12 @@ def test_iterated_kfold_row_error_counts_each_row_once_and_optimism_is_shown():
     assert "nested cross-validation" in shifted.warning() and "fresh hold-out" in shifted.warning()
     assert overfit.epoch_selection_optimism({0: [1.0, 0.5, 0.7], 1: [1.0, 0.6, 0.6]}, {0: 3, 1: 3}) == \
         pytest.approx(((0.7 - 0.5) + (0.6 - 0.6)) / 2)
+    # A split stopped before the median best epoch has no loss there: its climb through the patience window
+    # (a stranger's fold holding the outliers, 1.05e9 to 3.9e9) was most of the "optimism".
+    curves = {0: [1.6, 1.05, 1.62, 2.87, 3.9], 1: [1.3, 0.8, 0.5, 0.45, 0.40, 0.42, 0.38],
+              2: [2.4, 2.1, 2.0, 1.96, 1.94, 1.94]}
+    assert overfit.epoch_selection_optimism(curves, {0: 2, 1: 7, 2: 6}) == pytest.approx(((0.42 - 0.38) + 0) / 2)
+    assert overfit.epoch_selection_optimism({0: [1.0, 0.5, 0.9]}, {0: 5}) == 0.0  # none reached it: nothing known
 
 
 # -- 7. guard rails --------------------------------------------------------------------------------------------

@@ -195,16 +195,19 @@ def epoch_selection_optimism(curves: Mapping[int, Sequence[float]], best_epochs:
 
     The final model trains for the epoch rule's epochs (the median best epoch, in updates), not for each
     split's lucky minimum; the difference is how much picking the minimum flattered the estimate.
+    A split that early stopping ended before that epoch has no loss there and is left out: its last
+    epoch stood in for it, and a curve that climbed through its patience window (a fold holding a skewed
+    target's outliers) was counted as "optimism" of most of the cross-validation loss, hiding the alarm.
     """
     if not curves or not best_epochs:
         return 0.0
-    rule = int(round(float(np.median(list(best_epochs.values())))))
+    rule = max(int(round(float(np.median(list(best_epochs.values()))))), 1)
     gaps = []
     for k, curve in curves.items():
         values = [v for v in curve if v is not None and math.isfinite(v)]
-        if not values:
+        if not values or len(curve) < rule:
             continue
-        at = curve[min(max(rule, 1), len(curve)) - 1]
+        at = curve[rule - 1]
         if at is not None and math.isfinite(at):
             gaps.append(float(at) - min(values))
     return float(np.mean(gaps)) if gaps else 0.0
