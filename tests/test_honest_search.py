@@ -44,6 +44,33 @@ def test_an_l2_heavy_trial_is_scored_by_its_data_loss_not_its_penalty(write_spac
     assert trial.user_attrs["penalty_mean"] > 0
 
 
+def test_a_model_with_no_penalty_says_none_on_a_target_in_the_hundreds_of_thousands():
+    """A stranger's house prices: the regression loss is weighted by one over the target's variance (1e-10),
+    and the float32 rounding of Keras' total, divided by that weight, read as a penalty of -115."""
+    import keras
+
+    from search import models
+    from search.runner import training
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4)).astype("float32")
+    y = (120_000 + 60_000 * X[:, 0] + 20_000 * rng.normal(size=200)).astype("float32")
+    head = models.Head.for_rows("regression", 1, y)
+    for l2, penalized in ((0.0, False), (1e-3, True)):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4,))
+        hidden = keras.layers.Dense(8, activation="relu",
+                                    kernel_regularizer=keras.regularizers.L2(l2) if l2 else None)(inputs)
+        model = keras.Model(inputs, head.layer(hidden))
+        train = {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 32}
+        training.compile_model(model, train, head)
+        history = training.fit_epochs(model, X, y, train, 3, head)
+        if penalized:
+            assert all(p > 0 for p in history["penalty"]), history["penalty"]
+        else:
+            assert history["penalty"] == [0.0, 0.0, 0.0], history["penalty"]
+
+
 # -- 2. pruning that is fair to slow starters ------------------------------------------------------------
 def _frozen(number, curve, state=optuna.trial.TrialState.COMPLETE, baseline=False, best_epoch=None):
     attrs = {"baseline": True} if baseline else {}

@@ -90,7 +90,8 @@ def _data_loss_metric(head: Head) -> Any:
     return _custom_layers.DataLoss(head.task, name=DATA_LOSS)
 
 
-def data_logs(logs: dict[str, Any], weighted: bool = False, loss_weight: float = 1.0) -> dict[str, float]:
+def data_logs(logs: dict[str, Any], weighted: bool = False, loss_weight: float = 1.0,
+              penalized: bool = True) -> dict[str, float]:
     """Keras logs with ``loss``/``val_loss`` as the unpenalized data loss and the penalty as ``penalty``.
 
     Logs of an unpenalized model are returned as they are (their losses hold no penalty). Where training was
@@ -99,6 +100,8 @@ def data_logs(logs: dict[str, Any], weighted: bool = False, loss_weight: float =
     model). Keras' loss holds the data loss times ``loss_weight`` (``Head.loss_weight``); the penalty is
     said in the data loss's units, divided by the same weight, so that the two can be compared: a
     regression's squared error of 5,800 is minimized as 1 beside a penalty of 0.4, which is 2,300 of it.
+    A model with no penalty (``penalized`` false) says 0: the difference is then float32 rounding alone,
+    and divided by a regression's small weight it read as a penalty of -115.
     """
     out = {k: float(v) for k, v in logs.items()}
     if DATA_LOSS not in out:
@@ -106,7 +109,10 @@ def data_logs(logs: dict[str, Any], weighted: bool = False, loss_weight: float =
     total = out.pop("loss", math.nan)
     out["loss"] = out.pop(DATA_LOSS)
     if not weighted:
-        out[PENALTY] = (total - loss_weight * out["loss"]) / loss_weight
+        penalty = (total - loss_weight * out["loss"]) / loss_weight
+        # Within float32's rounding of the total, the penalty is not told apart from none.
+        noise = 1e-6 * abs(total) / loss_weight
+        out[PENALTY] = penalty if penalized and abs(penalty) > noise else 0.0
     if f"val_{DATA_LOSS}" in out:
         out.pop("val_loss", None)
         out["val_loss"] = out.pop(f"val_{DATA_LOSS}")
@@ -217,8 +223,9 @@ def fit_epochs(model: Any, X: np.ndarray, y: np.ndarray, train: dict[str, Any], 
     history = model.fit(X, y, batch_size=int(train["batch_size"]), epochs=int(epochs), shuffle=True, verbose=0,
                         class_weight=weights)
     raw = history.history
+    penalized = is_penalized(model)
     per_epoch = [data_logs({k: vals[e] for k, vals in raw.items()}, weighted=weights is not None,
-                           loss_weight=head.loss_weight)
+                           loss_weight=head.loss_weight, penalized=penalized)
                  for e in range(len(raw.get("loss", [])))]
     return {k: [logs[k] for logs in per_epoch] for k in (per_epoch[0] if per_epoch else {})}
 
@@ -244,6 +251,7 @@ class _BestEpoch(keras.callbacks.Callback):
         super().__init__()
         self.patience, self.on_epoch, self.on_batch, self.weighted = patience, on_epoch, on_batch, weighted
         self.loss_weight = loss_weight
+        self.penalized: bool | None = None  # known once the model is
         self.best, self.best_epoch, self.best_weights = math.inf, -1, None
         self.history: dict[str, list[float]] = {}
         self.stop_reason = ""
@@ -257,7 +265,9 @@ class _BestEpoch(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def _should_stop(self, epoch: int, logs: dict[str, float]) -> bool:
-        logs = data_logs(logs, self.weighted, self.loss_weight)
+        if self.penalized is None:
+            self.penalized = is_penalized(self.model)
+        logs = data_logs(logs, self.weighted, self.loss_weight, self.penalized)
         if self.weighted and self.model.losses:
             # Class-weighted: the penalty of the epoch's last weights, as the loss cannot tell it.
             logs[PENALTY] = float(sum(float(v) for v in self.model.losses)) / self.loss_weight
