@@ -46,7 +46,9 @@ def test_a_run_on_provided_test_rows_stores_its_summary_and_reproduce_uses_those
     home, space, test = provided["home"], provided["space"], provided["test"]
     assert run_cli("run", space, "--home", home, "--threads", "1") == 0
     out = capsys.readouterr().out
-    assert "rows: 77 read, 2 dropped (2 development rows repeating a test row), 75 kept" in out
+    # Read from two files, counted by file: 77 beside "data: csv:dev.csv" alone read as one file of 77 rows.
+    assert ("rows: 77 read (62 from csv:dev.csv, 15 from data.test), 2 dropped (2 development rows repeating a "
+            "test row), 75 kept") in out
     assert "test rows: 15 (provided by data.test csv:test.csv; test_size does not apply); development rows: 60" in out
     study = optuna.load_study(study_name=NAME, storage=f"sqlite:///{home / 'optuna.db'}")
     assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 2

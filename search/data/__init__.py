@@ -49,6 +49,7 @@ class Dataset:
     source: str = ""
     images_skipped: list[str] = field(default_factory=list)  # unreadable files left out (skip_bad_images)
     rows_read: int = 0                                       # before any cleaning, test rows included
+    test_rows_read: int = 0                                  # of them, read from data.test's file
     dropped: dict[str, int] = field(default_factory=dict)    # rows left out, by reason
     warnings: list[str] = field(default_factory=list)        # things that may be meant, printed at start
     notes: list[str] = field(default_factory=list)           # how the data was read
@@ -226,7 +227,8 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
                    feature_names=raw.feature_names,
                    duplicates_dropped=sum(v for k, v in dropped.items() if k != "unreadable images"),
                    fingerprint=digest.hexdigest()[:16], source=section.source, images_skipped=skipped,
-                   rows_read=rows_read, dropped=dropped, warnings=warnings,
+                   rows_read=rows_read, test_rows_read=len(test.X) + len(test.skipped) if test is not None else 0,
+                   dropped=dropped, warnings=warnings,
                    notes=[n for p, _ in parts for n in p.notes], test_mask=mask,
                    test_source=(f"data.test {section.test}" if section.test else
                                 f"data.split_column '{section.split_column}'" if section.split_column else ""),

@@ -31,6 +31,7 @@ class DataSummary:
     feature_names: list[str] = field(default_factory=list)  # a table's columns, in the model's order
     set_apart: list[str] = field(default_factory=list)      # columns read but not features (data.order, data.group)
     split_times: list[str] = field(default_factory=list)    # with data.order: each split's times
+    test_read: int = 0                     # of rows_read, those of data.test's file
 
     @classmethod
     def of(cls, prepared: Any) -> "DataSummary":
@@ -53,16 +54,23 @@ class DataSummary:
                    warnings=list(ds.warnings), notes=list(ds.notes), feature_names=list(ds.feature_names or []),
                    set_apart=[f"'{column}' (data.{key})" for key, column in
                               (("order", space.data.order), ("group", space.data.group)) if column],
-                   split_times=_split_times(ds, prepared.splits, test))
+                   split_times=_split_times(ds, prepared.splits, test), test_read=ds.test_rows_read)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def _read_from(self) -> str:
+        # With data.test the count is of both files: 700 read beside "data: csv:train.csv" of 560 rows.
+        if not self.test_read:
+            return ""
+        return f" ({self.rows_read - self.test_read} from {self.source}, {self.test_read} from data.test)"
 
     def lines(self) -> list[str]:
         dropped = ", ".join(f"{n} {why}" for why, n in self.dropped.items()) or "none"
         shape = "×".join(map(str, self.input_shape))
         out = [f"data: {self.source}",
-               f"  rows: {self.rows_read} read, {self.rows_read - self.rows} dropped ({dropped}), {self.rows} kept",
+               f"  rows: {self.rows_read} read{self._read_from()}, {self.rows_read - self.rows} dropped ({dropped}), "
+               f"{self.rows} kept",
                f"  features: {self.features}" + (f" (shape {shape})" if len(self.input_shape) > 1 else "")
                + _names(self.feature_names) + (f"; read but not features: {', '.join(self.set_apart)}"
                                                if self.set_apart else ""),
