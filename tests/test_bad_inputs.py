@@ -195,6 +195,8 @@ CASES: list[tuple[str, Builder, str | None, list[str]]] = [
     ("stratified-k-above-smallest-class",
      _csv_space(_frame((20, 20, 2)), {"target": "label"}, {"validation": {"scheme": "kfold", "k": 3}}),
      "validation.k", ["stratified 3-fold", "class 2", "expected stratify: false, or more rows of that", "found 3"]),
+    ("two-targets", _csv_space(_regression_rows(30), {"target": ["y", "a"]}), "data.target",
+     ["multi-output regression) are not searched", "one study per target", "found ['y', 'a']"]),
     ("fewer-rows-than-folds", _csv_space(_regression_rows(10), {"target": "y"}, {"validation": {"k": 20}}),
      "validation.k", ["20 folds need at least 20 development rows; there are 8", "expected k <= 8", "found 20"]),
     ("time-series-fewer-rows-than-folds",

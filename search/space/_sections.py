@@ -179,6 +179,12 @@ class DataSection(_Strict):
         if info.field_name == "drop":
             return [name(v) for v in value] if isinstance(value, list) else [name(value)] \
                 if isinstance(value, (str, int)) and not isinstance(value, bool) else value
+        if info.field_name == "target" and isinstance(value, (list, tuple)) and len(value) > 1:
+            raise ValueError("several targets at once (multi-output regression) are not searched: run one study "
+                             "per target, leaving the others out with data.drop; expected one column, the one to "
+                             "predict")
+        if info.field_name == "target" and isinstance(value, (list, tuple)) and len(value) == 1:
+            return name(value[0])
         return name(value)
 
     @field_validator("target", "group", "order", "split_column")
