@@ -603,3 +603,16 @@ def test_a_test_loss_no_better_than_chance_is_said():
     assert "warning: the final model's test loss 0.176 is no better than the 0.1562 of always predicting the " \
            "development rows' class shares" in said[0.176]
     assert "(32% of the chance-level" in said[0.05] and "no better than" not in said[0.05]
+
+
+def test_a_missing_category_at_predict_time_is_said_as_missing_not_as_an_empty_string():
+    """A stranger's NaN neighbourhood was warned about as the value '' that "never occurred in training"."""
+    from search.tracking import _pyfunc_loader
+
+    rows = pd.DataFrame({"city": ["Paris", np.nan, "Oslo"], "size": [1.0, 2.0, 3.0]})
+    encoding = {"one_hot": {"city": ["Paris", "Rome"]}, "features": ["size", "city=Paris", "city=Rome"]}
+    with pytest.warns(UserWarning) as said:
+        encoded = _pyfunc_loader._encode(rows, encoding)
+    text = str(said[0].message)
+    assert "a missing value (1 row)" in text and "'Oslo' (1 row)" in text and "''" not in text, text
+    assert encoded[["city=Paris", "city=Rome"]].to_numpy().tolist() == [[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]

@@ -72,7 +72,9 @@ def _encode(data: Any, encoding: dict[str, Any]) -> Any:
             import warnings
 
             counts = unseen.value_counts()
-            shown = ", ".join(f"{v!r} ({n} row{'s' if n != 1 else ''})" for v, n in counts.head(5).items())
+            # A missing value (NaN, None, blank) reads as '' here: said as what the user gave.
+            shown = ", ".join(f"{'a missing value' if v == '' else repr(v)} ({n} row{'s' if n != 1 else ''})"
+                              for v, n in counts.head(5).items())
             warnings.warn(f"column {name!r}: value(s) {shown}{' and more' if len(counts) > 5 else ''} never occurred "
                           f"in training, so such a row is 0 in every {name}= column (training's values: "
                           f"{', '.join(map(repr, values[:10]))}{', ...' if len(values) > 10 else ''})", stacklevel=3)
