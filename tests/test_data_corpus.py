@@ -490,8 +490,10 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
                                   X=np.random.default_rng(0).random((30, 8, 8)), y=np.arange(30) % 2),
      "model.family", ["set data.as_images: true to read them as pixels"]),
     # A text feature column: what to do with it depends on what it holds.
-    ("text-feature-thousands-separators", csv(_frame().assign(a=[f"{1000 + i:,}" for i in range(30)])), "data.source",
-     ["column 'a'", "not numeric", "thousands separators", "found '1,000'"]),
+    # Nothing else in the file says which mark the comma is: 1,000 may be one (a decimal comma, quoted).
+    ("text-feature-thousands-separators",
+     csv(pd.DataFrame({"a": [f"{1000 + i:,}" for i in range(30)], "b": range(30), "label": np.arange(30) % 3})),
+     "data.source", ["column 'a'", "not numeric", "thousands separators", "found '1,000'"]),
     # Every data line one field longer than the header (salaries over 1,000, unquoted): pandas took the thousands
     # as the rows' index and read every column one to the left, silently (salary 756.68 for 63,756.68).
     ("csv-every-line-longer-than-the-header",
@@ -631,6 +633,9 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
      ["warning:", "6 feature row(s) that appear with different labels", "12 rows in all", "every copy is dropped"],
      ["36 read", "12 conflicting duplicates", "24 kept"]),
     ("y-with-one-column", _y_column, [], ["note: array 'y'", "shape (30, 1)", "one value per row"]),
+    # "1,095" quoted in a comma-separated file whose other numbers write decimal points: a US export's thousands.
+    ("csv-quoted-thousands-beside-decimal-points", csv(_frame().assign(a=[f"{1000 + 7 * i:,}" for i in range(30)])),
+     [], ["column 'a' of", "groups its thousands with commas ('1,000'): read as thousands separators", "features: 3"]),
     ("csv-separated-by-semicolons", csv(_frame().to_csv(index=False, sep=";")), [],
      ["features: 3", "is separated by semicolons, not commas: read that way"]),
     ("csv-semicolons-and-decimal-commas", csv(_frame().to_csv(index=False, sep=";", decimal=",")), [],

@@ -33,7 +33,10 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
                         f"cannot parse CSV file {path} ({str(exc).strip()})", source=where, field=field) from None
     notes: list[str] = list(shape.notes)
     leading_zeros = _column_notes.zero_padded(frame, path, shape)  # read before columns are renamed or dropped
-    if sep != ",":
+    if sep == ",":
+        # "1,095" quoted, as Excel and US exports write a number of thousands in a comma-separated file.
+        frame, _ = _csv_numbers.thousands_commas(frame, path, notes)
+    else:
         frame = _csv_numbers.thousands_dots(_with_decimal_commas(frame, path, shape, notes, section.target), path,
                                            shape, notes)
     # `a, b, label`: the names are a, b and label (pandas would keep the spaces: ' b', ' label').
