@@ -195,6 +195,13 @@ def test_ablation_of_the_best_trial_is_stored_resumable_and_in_the_report(write_
     assert f"trial {study.best_trial.number}" in text and f"trial {other.number}" not in text
     own = other.user_attrs[tracking.RUN_ID_ATTR]
     assert "ablation.txt" in [Path(a.path).name for a in client.list_artifacts(own, "ablation")]
+    # The study run's description is written again once its best trial's ablation is stored: it is the verdict of
+    # the study as it now stands, and said the ablation note of an earlier best (a continued study) until then.
+    from search.review import verdicts
+
+    assert client.get_run(parent).data.tags["mlflow.note.content"] == tracking.verdict_note(study)
+    assert verdicts.verdict(study) and all(line.strip() in tracking.verdict_note(study)
+                                           for line in verdicts.verdict(study))
 
 
 # -- 5. ensembles, and 7. test looks and new configs -------------------------------------------------------------
@@ -527,6 +534,9 @@ def test_the_headline_against_the_baseline_names_the_other_settings_it_differs_i
     assert "best trial 3 vs the unregularized baseline (trial 0): val_loss 0.01119 vs 0.04384 (74.5% lower)" in table
     assert "(the two also differ in units, learning_rate: the gap is all of it together; `search ablate` measures " \
            "what the regularizers alone buy)" in table
+    # Once the best trial's ablation has run (after `search run`, by default), it is not sent to run it.
+    assert "its ablation's table says what the regularizers alone bought trial 3)" in \
+        format_table([{**best, "ablated": True}, base])
     same = row(5, 0.02, False, **{"model.units": 32, "train.learning_rate": 0.003, "model.dropout": 0.3,
                                   "model.l2.on": False})
     assert "also differ" not in format_table([same, base])

@@ -547,6 +547,23 @@ def test_the_reports_ablation_section_says_why_there_is_none():
     assert "No ablation yet: <code>search ablate none-done</code>" in report._ablation_section(study)
 
 
+def test_the_verdict_holds_the_ablation_note_of_the_current_best_only():
+    """A continued study's new best (trial 1) was described in MLflow under the note of an earlier best's
+    ablation (trial 0's), until its own ablation ran; the description was never written again after it."""
+    import optuna
+
+    from search.review import verdicts
+
+    study = optuna.create_study(study_name="continued")
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    row = {"label": verdicts.ALL_OFF, "val_loss": 0.5001, "bought": 0.0001, "bought_se": 0.01, "n_splits": 3,
+           "trial": 0}
+    study.set_user_attr("ablation", {"trial": 0, "rows": [row]})
+    assert any("trial 0's config scores val_loss 0.5001" in line for line in verdicts.verdict(study))
+    study.add_trial(optuna.trial.create_trial(value=0.4))  # the study continued; trial 1 is the best now
+    assert not any("ablation" in line or "regularizers off" in line for line in verdicts.verdict(study))
+
+
 def test_a_command_an_error_suggests_is_given_on_the_stores_of_the_command_that_failed(tmp_path, capsys):
     """"`search status X` shows why its trials ended" was said to a user of --home elsewhere, where it fails."""
     import optuna

@@ -252,6 +252,8 @@ def _log(study: Any, picked: Any, rows: list[AblationRow], options: Any, own: bo
             (Path(tmp) / "ablation.png").write_bytes(png)
             (Path(tmp) / "ablation.txt").write_text(format_table(picked, rows) + "\n", encoding="utf-8")
             client.log_artifacts(parent, tmp, "study" if own else "ablation")
+        if own and (note := tracking.verdict_note(study)) is not None:
+            client.set_tag(parent, "mlflow.note.content", note)  # now with this table's note, not an earlier best's
     except Exception as exc:  # the table is in the Optuna storage already
         print(f"warning: could not log the ablation to MLflow ({type(exc).__name__}: {redact(str(exc))[:200]})",
               file=sys.stderr)

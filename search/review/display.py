@@ -199,6 +199,8 @@ def trial_rows(study: Any, top: int = 10) -> list[dict[str, Any]]:
                      "kept_on": t.user_attrs.get("kept_on"), "n_splits": len(t.user_attrs.get("splits", []))})
     if baseline is not None and chosen and chosen[0] is not baseline:
         rows[0]["fixed_differ"] = fixed_differences(study, baseline, chosen[0], sampled)
+    if rows:
+        rows[0]["ablated"] = (study.user_attrs.get("ablation") or {}).get("trial") == rows[0]["trial"]
     return rows
 
 
@@ -247,8 +249,11 @@ def headline_lines(rows: list[dict[str, Any]]) -> list[str]:
                   and base["params"].get(p) not in (0, 0.0, False, None, "none", "off", "")
                   and best["params"].get(p) != base["params"].get(p)]
         if others:
+            # Once its ablation has run, sending the reader to run it reads as if it had not.
+            alone = (f"its ablation's table says what the regularizers alone bought trial {best['trial']}"
+                     if best.get("ablated") else "`search ablate` measures what the regularizers alone buy")
             out.append(f"  (the two also differ in {', '.join(others[:6])}{', ...' if len(others) > 6 else ''}: "
-                       f"the gap is all of it together; `search ablate` measures what the regularizers alone buy)")
+                       f"the gap is all of it together; {alone})")
         if fixed := best.get("fixed_differ"):
             out.append(f"  (the space file was edited between them: trial {best['trial']} ran with "
                        f"{'; '.join(fixed[:6])}{'; ...' if len(fixed) > 6 else ''}, from the baseline's value to "

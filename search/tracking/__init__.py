@@ -8,8 +8,9 @@ from search.tracking._later import DeferredFailure
 from search.tracking._store import (CHECKPOINT_ARTIFACTS, PARENT_RUN_ATTR, RUN_ID_ATTR, VIEW_KEY, default_tracking_uri,
                                     experiment_id, fetch_checkpoint, is_server, quiet_mlflow, review_view)
 from search.tracking._records import param_text, trial_fit
+from search.tracking._review import verdict_note
 from search.tracking.tracker import MlflowTracker, make_tracker
 
 __all__ = ["CHECKPOINT_ARTIFACTS", "PARENT_RUN_ATTR", "RUN_ID_ATTR", "VIEW_KEY", "DeferredFailure", "MlflowTracker",
            "default_tracking_uri", "experiment_id", "fetch_checkpoint", "is_server", "make_tracker", "param_text",
-           "quiet_mlflow", "review_view", "trial_fit"]
+           "quiet_mlflow", "review_view", "trial_fit", "verdict_note"]

@@ -90,15 +90,8 @@ class ReviewLogging:
     def note_verdict(self, study: Any) -> None:
         """The study run's description, followed by what the terminal says below its table at the end: a
         reader of the run in MLflow saw the gain over the baseline without its caveats (noise, other settings)."""
-        from search.review.verdicts import verdict
-
-        lines = [list(x) for x in study.user_attrs.get(review.DESCRIPTION_ATTR, ())]
-        found = verdict(study)
-        if not found:
-            return
-        text = review.description_markdown(study.study_name, lines) + "\n\n**What the search found**\n\n" + \
-            "\n".join(f"- {line.strip()}" if not line.startswith("  (") else f"  - {line.strip()}" for line in found)
-        self.client.set_tag(self.parent_run_id, "mlflow.note.content", redact(text)[:50000])
+        if (text := verdict_note(study)) is not None:
+            self.client.set_tag(self.parent_run_id, "mlflow.note.content", text)
 
     def _diagnose(self, trial: Any, outcome: TrialOutcome) -> Any:
         from search.review import diagnostics
@@ -183,3 +176,17 @@ class ReviewLogging:
         finally:
             self._review_cost = time.perf_counter() - started
             self._review_spent += self._review_cost
+
+
+def verdict_note(study: Any) -> str | None:
+    """The study run's description with what the search found below it; None where it found nothing to say.
+    Written again once the best trial's ablation is stored, whose note it then holds."""
+    from search.review.verdicts import verdict
+
+    lines = [list(x) for x in study.user_attrs.get(review.DESCRIPTION_ATTR, ())]
+    found = verdict(study)
+    if not found:
+        return None
+    text = review.description_markdown(study.study_name, lines) + "\n\n**What the search found**\n\n" + \
+        "\n".join(f"- {line.strip()}" if not line.startswith("  (") else f"  - {line.strip()}" for line in found)
+    return redact(text)[:50000]
