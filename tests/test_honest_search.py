@@ -498,6 +498,14 @@ def test_a_picked_trial_that_does_better_with_its_regularizers_off_is_said():
         "on: within two standard errors (0.01) of no change, so over these splits the regularizers bought nothing "
         "measurable, neither gain nor harm")
     assert "nothing measurable" in ablation_note(0, [AblationRow("all regularizers", 0.2, 0.015, 0.01, 3, 0)])
+    # Together within the noise, one at a time beyond it (a stranger's dropout +0.0042 ± 0.00065, 6.5 errors):
+    # "nothing measurable" alone hid what one regularizer bought and another cost.
+    apart = ablation_note(0, [AblationRow("all regularizers", 0.2, 0.002, 0.003, 3, 0),
+                              AblationRow("dropout", 0.21, 0.004225, 0.00065, 3, 1),
+                              AblationRow("batchnorm", 0.19, -0.0069, 0.0019, 3, 2),
+                              AblationRow("l2", 0.2, 0.001, 0.001, 3, 3)])
+    assert "nothing measurable" not in apart and "within two standard errors (0.006) of no change together" in apart
+    assert "dropout bought 0.004225 (± 0.00065), batchnorm cost 0.0069 (± 0.0019)" in apart and "l2" not in apart
     assert ablation_note(0, [AblationRow("all regularizers", 0.2, 0.03, 0.01, 3, 0)]) == ""
     assert ablation_note(0, [AblationRow("all regularizers", 0.16, -0.007, math.nan, 1, 0)]).startswith("note:")
     # A builder that never reads a declared regularizer: switching it off changed nothing, to the last digit.

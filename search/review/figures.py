@@ -278,16 +278,17 @@ def _optuna_calls(study: Any, seed: int) -> list[tuple[str, dict[str, Any]]]:
 
 
 def ablation_bars(labels: Sequence[str], bought: Sequence[float], errors: Sequence[float], title: str) -> bytes:
-    """What each regularizer bought: the rise of the validation loss when it is switched off, ± its error."""
+    """What each regularizer bought: the rise of the validation loss when it is switched off, ± two standard
+    errors, the margin the notes judge by: ± one drew a bar clear of zero that the note called no change."""
     fig = _figure(7.0, 0.6 * len(labels) + 1.6)
     ax = fig.add_subplot()
     y = list(range(len(labels)))
-    errs = [e if math.isfinite(e) else 0.0 for e in errors]
+    errs = [2 * e if math.isfinite(e) else 0.0 for e in errors]
     ax.barh(y, bought, xerr=errs, color=[_BEST_COLOR if b > 0 else _BASELINE_COLOR for b in bought], capsize=4)
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.axvline(0.0, color="black", lw=0.8)
-    ax.set_xlabel("validation loss bought (switched off − on), mean over splits")
+    ax.set_xlabel("validation loss bought (switched off − on), mean over splits ± 2 standard errors")
     ax.set_title(title, fontsize=10)
     fig.subplots_adjust(left=0.3, right=0.97, bottom=0.6 / (0.6 * len(labels) + 1.6) + 0.15, top=0.85)
     return _png(fig)
