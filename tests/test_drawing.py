@@ -122,3 +122,23 @@ def test_every_run_of_a_process_draws_through_one_helper(tmp_path, monkeypatch):
         assert run_cli("run", path, "--home", tmp_path / "h", "--quiet") == 0
     assert starts == []  # both runs drew (their trials' and the study's figures) through the running helper
     assert _drawing.shared().call(os.getpid) == helper != os.getpid()
+
+
+def test_a_long_run_name_as_a_figure_title_keeps_its_trial_number_inside_the_figure():
+    """A run's name centred over the axes ran past both edges of the figure: "03 layers=1 units=124 ..." for
+    t003, the part that says which trial it is cut off."""
+    from search.review import figures
+
+    fig = figures._figure()
+    ax = fig.add_subplot()
+    fig.subplots_adjust(left=0.08, right=0.74, top=0.91, bottom=0.1)
+    name = ("t003 ★ 0.1152 layers=1 units=124 dropout=0.2134 l2=0.000123 batchnorm=on learning_rate=0.00312 "
+            "batch_size=64 optimizer=adam momentum=0.9 weight_decay=0.0001 augment=flip,rotate  [fit: good]")
+    figures._title(ax, name)
+    fig.canvas.draw()
+    from matplotlib.text import Text
+
+    title = next(t for t in ax.get_children() if isinstance(t, Text) and t.get_text().startswith("t003 ★"))
+    box = title.get_window_extent(fig.canvas.get_renderer())
+    width, height = fig.canvas.get_width_height()
+    assert 0 <= box.x0 and box.x1 <= width and box.y1 <= height, (box, width, height)

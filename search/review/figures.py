@@ -22,6 +22,8 @@ Histories = Mapping[int, Mapping[str, Sequence[float]]]
 DPI = 100
 WIDTH, HEIGHT = 10.0, 6.0
 FONT = 11
+# Characters of a title line at FONT + 1 across a figure WIDTH wide, from the axes' left edge.
+TITLE_CHARACTERS = 95
 # Complete trials needed before parameter importances mean anything (fANOVA on fewer is noise).
 MIN_TRIALS_FOR_IMPORTANCES = 5
 OBJECTIVE_NAME = "validation loss (mean over splits)"
@@ -50,7 +52,7 @@ def _loss_axes(fig: Any, title: str) -> Any:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch", fontsize=FONT)
     ax.set_ylabel("loss", fontsize=FONT)
-    ax.set_title(title, fontsize=FONT + 2)
+    _title(ax, title)
     ax.tick_params(labelsize=FONT - 1)
     ax.grid(alpha=0.3)
     return ax
@@ -134,8 +136,17 @@ def _curves_axes(title: str) -> tuple[Any, Any]:
         ax.get_legend().remove()
     ax.set_yscale("linear")
     ax.relim()  # the previous trial's data limits must not widen this one's axes
-    ax.set_title(title, fontsize=FONT + 2)
+    _title(ax, title)
     return fig, ax
+
+
+def _title(ax: Any, title: str) -> None:
+    """A title from the axes' left edge, wrapped to the figure's width: a run's name centred over the axes ran
+    past both edges of the figure and lost its start, the trial's number ("03 layers=1 ..." for t003)."""
+    import textwrap
+
+    lines = textwrap.wrap(title, width=TITLE_CHARACTERS, break_on_hyphens=False) or [""]
+    ax.set_title("\n".join(lines[:2]) + (" ..." if len(lines) > 2 else ""), fontsize=FONT + 1, loc="left")
 
 
 def before_after(best: tuple[str, Histories, diagnostics.TrialDiagnosis],
