@@ -28,6 +28,17 @@ _VIEW = f"viewStateShareKey={VIEW_KEY}"
 # Nothing a search does may reach the network; a user who set one of these themselves is obeyed.
 _OFFLINE = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_MODEL_CATALOG_URI": "", "MLFLOW_ENABLE_AI_GATEWAY": "false",
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+# MLflow's UI keeps the mode under this key of the browser's local storage, and reads it on every page that
+# has no workflowType parameter: a run's page, reached by a click in the runs table, opened in GenAI mode.
+_MODE_KEY = "mlflow.workflowType_v1"
+# A page of our own on the server (`search ui` runs MLflow's app with it added, where this package is
+# installed as MLflow's app "search-ui"): it stores model-training mode in the browser, then opens the URL
+# after its '#', MLflow's own page.
+START_PATH = "/search/model-training"
+_START_PAGE = ("<!doctype html><html><head><meta charset=\"utf-8\"><title>MLflow UI</title></head><body><script>"
+               f"try {{ localStorage.setItem({_MODE_KEY!r}, JSON.stringify('machine_learning')); }} catch (e) {{}}"
+               "location.replace('/' + location.hash);</script></body></html>")
+APP_NAME = "search-ui"  # the entry point in pyproject.toml's [project.entry-points."mlflow.app"]
 START_TIMEOUT = 180.0   # seconds; a cold `mlflow server` imports a lot before it listens
 STOP_TIMEOUT = 15.0     # then SIGKILL for the group
 
@@ -78,7 +89,9 @@ def serve(tracking_uri: str, host: str, port: int, study: str | None = None, out
         raise StudyError(f"port {port} on {host} is taken ({taken}): another MLflow UI, or another server, answers "
                          f"there, and a link to it would show its store, not this study's", field="--port",
                          expected="a free port", found=str(port))
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port), "--workers", "1"]
+    ours = _app_installed()
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port), "--workers", "1",
+           *(["--app-name", APP_NAME] if ours else [])]
     # The store's URL goes by the environment: on the command line any user of the machine reads its password.
     env = {**_OFFLINE, **os.environ, "MLFLOW_BACKEND_STORE_URI": tracking_uri}
     probe = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
@@ -96,7 +109,8 @@ def serve(tracking_uri: str, host: str, port: int, study: str | None = None, out
                   f"(is port {port} taken? try --port)", file=err, flush=True)
             return 1
         base = f"http://{host}:{port}" if host not in ("0.0.0.0", "::") else probe
-        print(f"MLflow UI ready: {experiment_url(base, experiment)}", file=out, flush=True)
+        url = experiment_url(base, experiment)
+        print(f"MLflow UI ready: {url.replace('/#/', START_PATH + '#/', 1) if ours else url}", file=out, flush=True)
         print("Ctrl-C stops it.", file=err, flush=True)
         return _wait(child)
     finally:
@@ -104,6 +118,26 @@ def serve(tracking_uri: str, host: str, port: int, study: str | None = None, out
             _stop(child, signal.SIGTERM)
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def mlflow_app() -> Any:
+    """MLflow's server app with the page at START_PATH added (MLflow's ``--app-name search-ui`` calls this)."""
+    from flask import Response
+    from mlflow.server import app as flask_app
+    from mlflow.server.fastapi_app import create_fastapi_app
+
+    if "search_model_training" not in flask_app.view_functions:
+        flask_app.add_url_rule(START_PATH, "search_model_training",
+                               lambda: Response(_START_PAGE, mimetype="text/html"))
+    return create_fastapi_app(flask_app)
+
+
+def _app_installed() -> bool:
+    """Whether MLflow finds this package's app: an entry point, there once the package is installed with pip
+    (a checkout on PYTHONPATH alone has none, and gets MLflow's plain app and a URL that asks for the mode)."""
+    from importlib.metadata import entry_points
+
+    return any(e.name == APP_NAME and e.value.startswith(f"{__name__}:") for e in entry_points(group="mlflow.app"))
 
 
 def _port_taken(host: str, port: int) -> str:

@@ -216,6 +216,49 @@ def test_the_mlflow_ui_lands_on_the_ranked_trials_in_model_training_mode(finishe
     assert "\nRuns\nModels\n" in state["text"]
 
 
+def _menu_when_shown(page: Page, url: str, expect: str, timeout: float = 60) -> str:
+    # No wait for a load event: from one MLflow page to another only the part after '#' changes, and none fires.
+    page.call("Page.navigate", url=url)
+    deadline = time.monotonic() + timeout
+    while True:
+        text = page.evaluate("document.body ? document.body.innerText : ''")
+        if expect in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.5)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="the chromium binary is not installed (Debian: apt-get install "
+                    "chromium)")
+def test_a_run_opened_from_the_table_stays_in_model_training_mode(finished, served, tmp_path):
+    """MLflow 3.17's UI keeps its mode in the browser: the printed URL's parameter held for that page alone, and a
+    click into a trial's run (a link without it) opened the run in GenAI mode, MLflow's default."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{finished / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("viewed").experiment_id
+    run = client.search_runs([experiment], "tags.`search.kind` = 'trial'")[0]
+    url = served.url_seen
+    assert "/search/model-training#/experiments/" in url, url  # the page that stores the mode first
+    run_page = f"{url.split('/search/')[0]}/#/experiments/{experiment}/runs/{run.info.run_id}"
+    genai_menu = ("Observability", "Sessions", "Prompts")
+    fresh = Page(CHROMIUM, tmp_path / "fresh")
+    try:  # the same link in a browser that never opened the printed URL: GenAI, so the check can tell them apart
+        text = _menu_when_shown(fresh, run_page, "Observability", timeout=30)
+        assert any(f"\n{item}\n" in text for item in genai_menu), text[:500]
+    finally:
+        fresh.close()
+    page = Page(CHROMIUM, tmp_path / "profile")
+    try:
+        _menu_when_shown(page, url, run.info.run_name)
+        assert page.evaluate("location.pathname") == "/" and "/runs?workflowType=machine_learning" in \
+            page.evaluate("location.hash")
+        assert page.evaluate("localStorage.getItem('mlflow.workflowType_v1')") == '"machine_learning"'
+        text = _menu_when_shown(page, run_page, "Overview")
+        assert not any(f"\n{item}\n" in text for item in genai_menu), text[:500]
+    finally:
+        page.close()
+
+
 def test_a_ctrl_c_to_search_ui_leaves_no_server_or_worker_behind_and_no_traceback(served):
     """Last in the module: it stops the shared `search ui`, as Ctrl-C does (it printed the server's forty lines
     of KeyboardInterrupt and CancelledError traceback)."""
