@@ -19,11 +19,11 @@ def _section(tmp_path, folder, **extra):
                            source=str(tmp_path / "space.yaml")).data
 
 
-def _classes(root, per_class=4, size=16, classes=("dot", "bar")):
+def _classes(root, per_class=4, size=16, classes=("dot", "bar"), seed=0):
     """Opaque RGB images: class ``dot`` a bright square, ``bar`` a bright bar, on noise of their own."""
     from PIL import Image
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for k, label in enumerate(classes):
         (root / label).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
@@ -199,3 +199,25 @@ def test_files_that_are_not_images_are_left_out_with_advice_that_fits_them(tmp_p
     assert "2 file(s) in the class folders of" in others and "are not images (1 .csv, 1 .txt): left out" in others
     assert "convert" not in others
     assert not [n for n in ds.notes if "README" in n or "Thumbs" in n or "directly in" in n]
+
+
+def test_uneven_and_rare_class_folders_are_warned_about_as_csv_classes_are(tmp_path):
+    """Folders of 71 %, 15 % and 14 % got no word: only classes under 10 % were named."""
+    from search.runner import session
+
+    def warned(counts: dict[str, int]) -> list[str]:
+        root = tmp_path / "-".join(map(str, counts.values()))
+        for seed, (label, n) in enumerate(counts.items()):
+            _classes(root, per_class=n, size=8, classes=(label,), seed=seed)
+        space = tmp_path / "s.yaml"
+        space.write_text(yaml.safe_dump({"study": {"name": "uneven"}, "data": {"source": f"images:{root}"},
+                                         "validation": {"scheme": "kfold", "k": 2}, "model": {"family": "cnn"}}))
+        return [w for w in session.prepare(spaces.load(space)).dataset.warnings if "development rows (" in w]
+
+    (said,) = warned({"circle": 42, "left": 9, "right": 9})
+    assert said.startswith("class 'left' is 14.6% of the development rows (7 rows), class 'right' is 14.6%"), said
+    assert "under half the 33.3% each of the 3 classes would hold were they even" in said
+    assert "class 'circle' holds 4.9 times the rows of 'left'" in said and "class_weight: balanced" in said
+    (said,) = warned({"circle": 42, "left": 3, "right": 12})  # under 10 %: the rare-class warning, as for a CSV
+    assert "class 'left' is 4.4% of the development rows" in said and "accuracy says little" in said
+    assert warned({"circle": 20, "left": 12, "right": 12}) == []
