@@ -412,9 +412,9 @@ def test_the_printed_line_says_how_images_were_prepared_as_they_were():
                              classes=np.array(["a", "b"]), labels=["a", "b"])
         return served.model_io(ds, None, image_size=image_size)["inputs"]["as"]
 
-    assert "each file as read (the folder's were all 32x32; data.image_size was not set) and converted to RGB" \
-        in io("images:pics")
-    assert "each file resized to 32x32 (data.image_size)" in io("images:pics", image_size=(32, 32))
+    assert "not resized: the folder's were all 32x32 (data.image_size was not set)" in io("images:pics")
+    assert "resized to 32x32 (data.image_size): `image = image.resize((32, 32), Image.Resampling.BILINEAR)`" \
+        in io("images:pics", image_size=(32, 32))
     assert "unsigned integers divided by their type's maximum (uint8 / 255) and floats as given" in io("npz:x.npz")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from search.data import _checks, _times
+from search.data._image_pixels import preparation as image_preparation
 from search.data._sources import SKLEARN_SETS, Raw, read
 from search.data._leaks import of_dataset as giveaways
 from search.data._test_rows import development_vocabulary as development_vocabulary
@@ -21,8 +22,8 @@ from search.data._test_rows import rare_class_hint as rare_class_hint, spelled_l
     split_test as split_test
 from search.errors import DataError
 
-__all__ = ["Dataset", "SKLEARN_SETS", "development_vocabulary", "fingerprint_indices", "giveaways", "load",
-           "rare_class_hint", "spelled_like", "split_test"]
+__all__ = ["Dataset", "SKLEARN_SETS", "development_vocabulary", "fingerprint_indices", "giveaways",
+           "image_preparation", "load", "rare_class_hint", "spelled_like", "split_test"]
 
 MAX_CLASSES_DETECTED = 20
 

@@ -8,20 +8,17 @@ from __future__ import annotations
 import math
 import os
 import unicodedata
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from search.data._image_pixels import BACKGROUND_NAME, MODES, decode
 from search.errors import DataError
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-MODES = {"rgb": "RGB", "grayscale": "L", "rgba": "RGBA"}
 # Folders a zip or a file manager leaves beside the classes: never a class.
 NOT_CLASSES = {"__MACOSX", "@eaDir", "$RECYCLE.BIN", "System Volume Information"}
-# Pillow's modes of more than 8 bits per pixel, and the value that is full white in each.
-_DEEP = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
 
 
 def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
@@ -50,37 +47,35 @@ def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
     count = 0
     labels: list[str] = []
     names: list[str] = []
-    skipped: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
     large: list[tuple[int, Path]] = []
+    transparent: list[Path] = []
+    # Every bad file and folder is gathered and said at once: refused one at a time, a folder with an unreadable
+    # file, mixed sizes and an empty class took four runs to clear.
+    bad = _Problems()
     first: tuple[Path, tuple[int, ...]] | None = None
     for folder, files in listing:
         decoded = 0
         for file in files:
             try:
-                array = _decode(Image, file, MODES[section.color_mode], size, large)
+                array = decode(Image, file, MODES[section.color_mode], size, large, transparent)
             except (OSError, ValueError, Image.DecompressionBombError) as exc:
-                if section.skip_bad_images:
-                    skipped.append(file)
-                    continue
-                raise DataError(f"cannot read the image {file} ({exc}); fix or remove it, or set "
-                                f"data.skip_bad_images: true to skip unreadable files", source=where,
-                                field="data.source") from None
+                (skipped if section.skip_bad_images else bad.unreadable).append((file, str(exc)))
+                continue
+            decoded += 1
             if first is None or X is None:
                 first = (file, array.shape)
                 X = np.empty((sum(len(f) for _, f in listing), *array.shape), np.float32)
             elif array.shape != first[1]:
-                raise DataError(f"images differ in size: {first[0]} is {_hw(first[1])} but {file} is "
-                                f"{_hw(array.shape)}", source=where, field="data.image_size",
-                                expected="[height, width] to resize every image to")
+                bad.sizes.append((file, array.shape))
+                continue
             X[count] = array
             count += 1
             labels.append(unicodedata.normalize("NFC", folder.name))  # macOS writes names decomposed
             names.append(file.relative_to(root).as_posix())
-            decoded += 1
-        if decoded == 0:
-            what = "readable images" if files else "images (" + ", ".join(sorted(SUFFIXES)) + ")"
-            raise DataError(f"the class folder {folder} holds no {what}; remove the folder or add images",
-                            source=where, field="data.source")
+        if decoded == 0 and (not files or section.skip_bad_images):  # else its unreadable files are named
+            bad.empty.append((folder, "readable images" if files else "images (" + ", ".join(sorted(SUFFIXES)) + ")"))
+    bad.refuse(first, where)
     assert X is not None  # every class decoded at least one image
     notes = _left_out(root, classes)
     if large:
@@ -88,31 +83,98 @@ def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
         notes.append(f"{len(large)} image(s) of {root} have more pixels than Pillow's guard against decompression "
                      f"bombs ({Image.MAX_IMAGE_PIXELS:,}); the largest is {biggest} ({pixels:,} pixels). Each is "
                      f"decoded whole{' before it is resized to data.image_size' if size else ''}")
-    return (X if count == len(X) else X[:count].copy()), np.asarray(labels), skipped, notes, names
+    if transparent:
+        notes.append(f"{len(transparent)} image(s) have transparency: flattened onto {BACKGROUND_NAME} ("
+                     + ", ".join(f.relative_to(root).as_posix() for f in transparent[:3])
+                     + (", ..." if len(transparent) > 3 else "") + "), as the final model's images must be "
+                     "(reproduce.json's model.inputs)")
+    return (X if count == len(X) else X[:count].copy()), np.asarray(labels), [f for f, _ in skipped], notes, names
+
+
+class _Problems:
+    """What is wrong with the files of an image folder, said together in one error (the first few of each kind,
+    with counts), in the words each was said in alone."""
+
+    SHOWN = 3
+
+    def __init__(self) -> None:
+        self.unreadable: list[tuple[Path, str]] = []
+        self.sizes: list[tuple[Path, tuple[int, ...]]] = []
+        self.empty: list[tuple[Path, str]] = []
+
+    def refuse(self, first: tuple[Path, tuple[int, ...]] | None, where: str) -> None:
+        parts: list[str] = []
+        fields: list[str] = []
+        if self.unreadable:
+            if len(self.unreadable) == 1:
+                parts.append(f"cannot read the image {self.unreadable[0][0]} ({self.unreadable[0][1]}); fix or "
+                             f"remove it")
+            else:
+                parts.append(f"cannot read {len(self.unreadable)} images: " + "; ".join(
+                    f"{f} ({why})" for f, why in self.unreadable[:self.SHOWN]) + self._more(self.unreadable)
+                    + "; fix or remove them")
+            parts[-1] += ", or set data.skip_bad_images: true to skip unreadable files"
+            fields.append("data.source")
+        if self.sizes and first is not None:
+            file, shape = self.sizes[0]
+            others = ""
+            if len(self.sizes) > 1:
+                others = (f" ({len(self.sizes)} images are not {_hw(first[1])}: " + ", ".join(
+                    f"{f.name} {_hw(s)}" for f, s in self.sizes[:self.SHOWN]) + self._more(self.sizes) + ")")
+            parts.append(f"images differ in size: {first[0]} is {_hw(first[1])} but {file} is {_hw(shape)}{others}; "
+                         f"set data.image_size: [height, width] to resize every image to")
+            fields.append("data.image_size")
+        if self.empty:
+            parts.append("; ".join(f"the class folder {folder} holds no {what}" for folder, what in
+                                   self.empty[:self.SHOWN]) + self._more(self.empty)
+                         + f"; remove the folder{'s' if len(self.empty) > 1 else ''} or add images")
+            fields.append("data.source")
+        if not parts:
+            return
+        said = parts[0] if len(parts) == 1 else f"{len(parts)} problems with the image files: " + \
+            " ".join(f"({k}) {p};" for k, p in enumerate(parts, 1)).rstrip(";")
+        raise DataError(said, source=where, field=fields[0] if len(set(fields)) == 1 else "data.source")
+
+    def _more(self, items: list[Any]) -> str:
+        return f", and {len(items) - self.SHOWN} more" if len(items) > self.SHOWN else ""
 
 
 # Files a camera, a file manager or an OS leaves among photos that are never images.
 _HOUSEKEEPING = {"thumbs.db", "desktop.ini", ".ds_store", "icon\r"}
 
 
+# Photos of kinds Pillow does not decode (phones' HEIC, AVIF, JPEG XL, cameras' raw files, vector drawings):
+# images the user meant to train on, so the note says how to get them read.
+_PHOTOS = {".heic", ".heif", ".avif", ".jxl", ".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".orf", ".rw2",
+           ".raf", ".srw", ".pef", ".svg", ".psd", ".jp2"}
+
+
 def _left_out(root: Path, classes: list[Path]) -> list[str]:
-    """Notes on files that are not read: images beside the class folders (no class), and files inside them
-    whose kind cannot be decoded (an iPhone's .heic, say), which would otherwise vanish without a word."""
+    """Notes on files that are not read: images beside the class folders (no class), photos inside them of a kind
+    that cannot be decoded (an iPhone's .heic, say), which would otherwise vanish without a word, and files that
+    are no images at all (notes.txt). Files directly in ``root`` that are no images (README.txt, a labels.csv)
+    describe the data set and are passed over silently, as housekeeping files (Thumbs.db) are everywhere."""
     notes = []
-    loose = [f.name for f in root.iterdir() if f.is_file() and f.suffix.lower() in SUFFIXES]
+    loose = [f.name for f in root.iterdir() if f.is_file() and f.suffix.lower() in SUFFIXES | _PHOTOS]
     if loose:
         notes.append(f"{len(loose)} image file(s) directly in {root} ({', '.join(sorted(loose)[:3])}"
                      f"{', ...' if len(loose) > 3 else ''}) belong to no class folder: left out")
-    unread: dict[str, int] = {}
+    photos: dict[str, int] = {}
+    others: dict[str, int] = {}
     for folder in classes:
         for f in folder.rglob("*"):
             if (f.is_file() and f.suffix.lower() not in SUFFIXES and f.name.lower() not in _HOUSEKEEPING
                     and not any(part.startswith(".") for part in f.relative_to(folder).parts)):
-                unread[f.suffix.lower() or "(no suffix)"] = unread.get(f.suffix.lower() or "(no suffix)", 0) + 1
-    if unread:
-        kinds = ", ".join(f"{n} {suffix}" for suffix, n in sorted(unread.items()))
+                kind = photos if f.suffix.lower() in _PHOTOS else others
+                kind[f.suffix.lower() or "(no suffix)"] = kind.get(f.suffix.lower() or "(no suffix)", 0) + 1
+    if photos:
+        kinds = ", ".join(f"{n} {suffix}" for suffix, n in sorted(photos.items()))
         notes.append(f"files in the class folders of {root} that are not images this reads were left out ({kinds}); "
-                     f"convert photos to PNG or JPEG to use them")
+                     f"convert them to PNG or JPEG to use them")
+    if others:
+        kinds = ", ".join(f"{n} {suffix}" for suffix, n in sorted(others.items()))
+        notes.append(f"{sum(others.values())} file(s) in the class folders of {root} are not images ({kinds}): "
+                     f"left out")
     # A link to nothing (an image git-annex or DataLad has not fetched, a moved target) is no file at all.
     broken = sorted(f for folder in classes for f in folder.rglob("*") if f.is_symlink() and not f.exists())
     if broken:
@@ -227,43 +289,6 @@ def _not_a_split_folder(root: Path, classes: list[Path], where: str, field: str)
 # Names a data set's split folders go by (train/, val/, test/ each holding every class folder).
 _SPLIT_NAMES = {"train", "training", "test", "testing", "val", "valid", "validation", "dev", "holdout", "eval",
                 "evaluation", "trainval"}
-
-
-def _decode(image_module: Any, file: Path, mode: str, size: tuple[int, ...] | None,
-            large: list[tuple[int, Path]]) -> np.ndarray:
-    """One image as float32 in [0, 1], (height, width, channels); upright as its EXIF tag says (phones store
-    photos sideways and tag them), 16-bit and float images scaled by their own range, not clipped at 255.
-    An image past Pillow's decompression-bomb warning is added to ``large`` (its warning names no file)."""
-    from PIL import ImageOps
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", image_module.DecompressionBombWarning)
-        opened = image_module.open(file)
-    if any(issubclass(w.category, image_module.DecompressionBombWarning) for w in caught):
-        large.append((opened.size[0] * opened.size[1], file))
-    with opened as image:
-        image.load()  # decodes now, so a truncated file fails here and is named
-        image = ImageOps.exif_transpose(image)
-        depth = image.mode
-        full = _DEEP.get(depth)
-        if full is None:
-            image = image.convert(mode)
-        else:
-            image = image.convert("F")  # one channel of 32-bit floats: resized without losing depth
-        if size is not None and image.size != (size[1], size[0]):
-            image = image.resize((size[1], size[0]), image_module.Resampling.BILINEAR)
-        array = np.asarray(image, dtype=np.float32) / (255.0 if full is None else full)
-    if full is not None:
-        if float(array.min(initial=0.0)) < 0.0 or float(array.max(initial=0.0)) > 1.0:
-            raise ValueError(f"its {depth} pixels run from {array.min():g} to {array.max():g}, "
-                             f"outside the range of {'[0, 1]' if full == 1.0 else '16-bit images'}")
-        array = array[..., None]
-        if mode != "L":  # a deep grey image, in the colour mode asked for
-            array = np.repeat(array, 3, axis=-1)
-            if mode == "RGBA":
-                array = np.concatenate([array, np.ones_like(array[..., :1])], axis=-1)
-        return array
-    return array[..., None] if array.ndim == 2 else array
 
 
 def _hw(shape: tuple[int, ...]) -> str:

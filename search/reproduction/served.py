@@ -50,10 +50,11 @@ def _images_taken(ds: Any, image_size: Any = None) -> str:
     mode = {1: "one grey channel", 3: "RGB", 4: "RGBA"}.get(channels, f"{channels} channels")
     kind = str(ds.source).partition(":")[0]
     if kind == "images":
-        sized = (f"each file resized to {height}x{width} (data.image_size)" if image_size else
-                 f"each file as read (the folder's were all {height}x{width}; data.image_size was not set)")
+        from search.data import image_preparation
+
+        color_mode = {1: "grayscale", 3: "rgb", 4: "rgba"}[channels]
         return (f"float32 images of {height}x{width} pixels, {mode}, pixel values in [0, 1] (8-bit values / 255): "
-                f"{sized} and converted to {mode}, as the folder was read")
+                + image_preparation(height, width, color_mode, bool(image_size)))
     if kind == "sklearn":
         return "float32 8x8 digit images with one channel: sklearn.datasets.load_digits().images / 16"
     return (f"float32 images of {height}x{width} pixels, {mode}, pixel values as the training images had them: "
