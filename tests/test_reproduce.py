@@ -616,3 +616,24 @@ def test_a_missing_category_at_predict_time_is_said_as_missing_not_as_an_empty_s
     text = str(said[0].message)
     assert "a missing value (1 row)" in text and "'Oslo' (1 row)" in text and "''" not in text, text
     assert encoded[["city=Paris", "city=Rome"]].to_numpy().tolist() == [[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]
+
+
+def test_configs_that_differ_in_how_rows_become_inputs_are_different_configs_on_the_test_rows():
+    """A stranger's two image studies, pixels kept in [0, 1] and standardized, were said to be one config judged
+    twice on the same test rows: the hash held the model and training settings only."""
+    import hashlib
+    import json
+
+    from search import space as spaces
+    from search.reproduction import looks
+
+    base = {"study": {"name": "x"}, "data": {"source": "sklearn:digits", "as_images": True},
+            "model": {"family": "cnn"}}
+    kept = spaces.Space.model_validate(base)
+    scaled = spaces.Space.model_validate({**base, "data": {**base["data"], "preprocess": "standardize"}})
+    settings = {"model": {"units": 8}, "train": {"epochs": 3}}
+    assert looks.inputs_of(kept) == {}  # the defaults: the hash of a space that leaves them be is as before
+    assert looks.inputs_of(scaled) == {"inputs": {"preprocess": "standardize"}}
+    old = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    assert looks.config_hash({**settings, **looks.inputs_of(kept)}) == old
+    assert looks.config_hash({**settings, **looks.inputs_of(scaled)}) != old

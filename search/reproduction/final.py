@@ -371,7 +371,7 @@ def _by_full_paths(target: Target, settings: dict[str, dict[str, Any]],
 
     files = {key: value for key, value in model_files(target.space).items() if key in settings["model"]}
     code = {"builder_code": builder_code} if builder_code else {}
-    return {**settings, "model": {**settings["model"], **files, **code}}
+    return {**settings, "model": {**settings["model"], **files, **code}, **looks_module.inputs_of(target.space)}
 
 
 def _log(target: Target, options: Options, report: Report, prepared: session.Prepared,

@@ -10,11 +10,28 @@ import numpy as np
 from search.studies.looks import looks_from_other_studies
 
 
+# How the rows are made into the model's inputs: two studies of the same rows that differ here (pixels scaled to
+# [0, 1] or standardized) judged two configs on the test rows, said to be one config judged twice.
+_INPUT_SETTINGS = ("preprocess", "missing", "categorical", "drop", "duplicates", "image_size", "color_mode")
+
+
+def inputs_of(space: Any) -> dict[str, dict[str, Any]]:
+    """The data settings that shape a model's inputs, where they differ from the defaults (so a config's hash,
+    and the looks an earlier version recorded, stay as they were for a space that leaves them be)."""
+    section = type(space.data)
+    given = {key: getattr(space.data, key) for key in _INPUT_SETTINGS}
+    defaults = section.model_validate({"source": space.data.source, "as_images": space.data.as_images}).model_dump()
+    changed = {k: v for k, v in given.items() if v != defaults.get(k) and v not in (None, [])}
+    return {"inputs": changed} if changed else {}
+
+
 def config_hash(settings: dict[str, dict[str, Any]]) -> str:
-    """A short fingerprint of a fixed config's model and training settings."""
+    """A short fingerprint of a fixed config's model and training settings, and of the data settings that shape
+    its inputs where they are not the defaults."""
     import hashlib
 
-    text = json.dumps({k: settings[k] for k in ("model", "train")}, sort_keys=True, default=str)
+    text = json.dumps({k: settings[k] for k in ("model", "train", "inputs") if k in settings}, sort_keys=True,
+                      default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
