@@ -1,6 +1,7 @@
 """The search finds regularization instead of punishing it: data-loss scores, fair pruning, ablation, guard rails."""
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -281,6 +282,8 @@ def test_a_config_with_edited_values_is_reported_as_a_new_configuration(small_st
     (run,) = client.search_runs([client.get_experiment_by_name("ens").experiment_id],
                                 "tags.`search.edited` = 'model.units'")
     assert run.info.run_name.endswith(" (edited config)")
+    assert re.match(r"reproduce t\d{3} test [0-9.e+-]+ \(look \d+\) \(edited config\)$", run.info.run_name), \
+        run.info.run_name  # its test score leads, as a trial's outcome leads its name
     assert "trained its 2 split model(s)" in out
     # Another study's config (another seed: other test rows and splits) is named as such, not as changed data.
     config["study"]["seed"] = 7

@@ -421,7 +421,10 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
     # An edited config is not the trial: its run says so by name, and by tag for a search of the runs.
     return reproduce_runs.log_reproduction(
         uri, options.home, study.study_name,
-        run_name=f"reproduce t{trial.number:03d}" + (" (edited config)" if target.changed else ""),
+        # The test score leads, as the outcome leads a trial's name: the runs table showed "-" in every column
+        # of a reproduce run, whose score is a test score, not one of the validation columns.
+        run_name=f"reproduce t{trial.number:03d} test {report.test_loss:.4g} (look {len(looks)})"
+                 + (" (edited config)" if target.changed else ""),
         parent_run_id=study.user_attrs.get(tracking.PARENT_RUN_ATTR), tags=tags, params=params, metrics=metrics,
         texts={"config/resolved.yaml": target.space.to_yaml(),
                "reproduce.json": json.dumps(summary, indent=2, default=float), "rows.csv": report.rows_csv,
