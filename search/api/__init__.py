@@ -70,7 +70,8 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
             ``--tracking-uri``.
         n_trials: run at most this many trials now (``study.n_trials`` stays the study's budget).
         timeout: stop starting trials after this many seconds.
-        threads: TensorFlow threads.
+        threads: TensorFlow threads; applied only before TensorFlow has started in this process (a warning says
+            so where it has).
         quiet: no per-trial progress lines and no data summary; the final table and the next steps still go
             to ``out``.
         out: where the summary, the final table and, unless ``quiet``, the plan and the trial lines go

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar, cast
 
 import numpy as np
 
+from search.api._state import process_state_kept
 from search.errors import SpaceError, UserError
 
 if TYPE_CHECKING:
@@ -24,7 +25,8 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 def _hides_credentials(fn: _F) -> _F:
     """The URLs' passwords are hidden in whatever the call prints or logs later, also where they appear alone,
     and in the message of an exception it raises (a notebook shows it whole, with its chain); a user's
-    mistake is raised from the call itself, without the package's frames."""
+    mistake is raised from the call itself, without the package's frames. The process-wide Python state the
+    call changes on its way (global random states, Optuna's verbosity, warnings filters) is given back."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
@@ -35,7 +37,8 @@ def _hides_credentials(fn: _F) -> _F:
                          os.environ.get("MLFLOW_TRACKING_URI"))
         try:
             _arguments_fit(fn.__name__, signature, args, kwargs)
-            return fn(*args, **kwargs)
+            with process_state_kept():
+                return fn(*args, **kwargs)
         except Exception as exc:
             _redact_exception(exc)
             if isinstance(exc, UserError) and not _AS_COMMAND.get():

@@ -99,7 +99,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
         from search.tracking import reproduce_runs
 
         reproduce_runs.check_register_name(options.register)
-    prepared = session.prepare(space)
+    prepared = session.prepare(space, threads=options.threads)  # a builder's check starts TensorFlow
     changes = data_changes(study.user_attrs, prepared.attrs())
     if changes and not options.allow_data_change:
         weights = all(c.startswith("model.weights") for c in changes)

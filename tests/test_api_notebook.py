@@ -1,0 +1,80 @@
+"""The Python API as one long notebook session uses it: what a call leaves behind in the process, what it
+hands back to load, and frames that still hold their target."""
+from __future__ import annotations
+
+import io
+import random
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+import search
+
+
+def _frame(n: int = 240) -> pd.DataFrame:
+    frame = load_breast_cancer(as_frame=True).frame.sample(n, random_state=0).reset_index(drop=True)
+    return frame[["mean radius", "mean texture", "mean smoothness", "worst area", "target"]]
+
+
+def build(settings, input_shape, n_outputs):
+    import keras
+
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Dense(int(settings["units"]), activation="relu")(inputs)
+    x = keras.layers.Dropout(settings.get("dropout", 0.0))(x)
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+
+
+def _space(name: str, **data):
+    return {"study": {"name": name, "seed": 0, "n_trials": 1, "baseline": False, "ablation": False},
+            "data": {"test_size": 0.2, **data}, "validation": {"scheme": "holdout", "fraction": 0.3},
+            "model": {"units": {"int": [4, 8]}}, "train": {"epochs": 2, "batch_size": 64, "early_stopping": 0}}
+
+
+def test_a_run_gives_back_the_random_states_the_log_level_and_the_warnings_filters(tmp_path):
+    import optuna
+
+    frame = _frame()
+    random.seed(7)
+    np.random.seed(7)
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    filters = list(warnings.filters)
+    expected = (random.Random(), np.random.RandomState())
+    expected[0].seed(7)
+    expected[1].seed(7)
+    search.run(_space("kept"), x=frame.drop(columns="target"), y=frame["target"], builder=build, home=tmp_path,
+               out=io.StringIO())
+    assert random.random() == expected[0].random()
+    assert np.random.random() == expected[1].random_sample()
+    assert optuna.logging.get_verbosity() == optuna.logging.INFO
+    assert warnings.filters == filters
+
+
+def test_the_state_is_given_back_when_the_call_is_interrupted():
+    import optuna
+
+    from search.api._state import process_state_kept
+
+    random.seed(3)
+    before = random.getstate(), optuna.logging.get_verbosity(), list(warnings.filters)
+    with pytest.raises(KeyboardInterrupt), process_state_kept():
+        random.seed(99)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        raise KeyboardInterrupt
+    assert (random.getstate(), optuna.logging.get_verbosity(), list(warnings.filters)) == before
+
+
+def test_threads_that_tensorflow_cannot_take_any_more_are_warned_about(tmp_path):
+    from search._tensorflow import import_quietly
+
+    tf = import_quietly()
+    _ = (tf.constant([1.0]) * 2).numpy()  # TensorFlow started, as by a notebook's own model
+    frame = _frame()
+    with pytest.warns(RuntimeWarning, match=r"threads=3 cannot be applied: TensorFlow has already started.*"
+                                            r"fresh process.*TF_NUM_INTRAOP_THREADS"):
+        search.run(_space("threads"), x=frame.drop(columns="target"), y=frame["target"], builder=build,
+                   home=tmp_path, threads=3, out=io.StringIO())
