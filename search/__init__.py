@@ -39,7 +39,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 _EXPORTS = {
     "run": "search.api", "best": "search.api", "reproduce": "search.api", "ablate": "search.api",
     "report": "search.api", "RunResult": "search.api", "TrialResult": "search.api",
-    "AblationRow": "search.reproduction.ablation", "Report": "search.reproduction.final",
+    "AblationRow": "search.reproduction.ablation", "Report": "search.reproduction.outcome",
     "Space": "search.space", "load_space": "search.api",
     "UserError": "search.errors", "SpaceError": "search.errors", "DataError": "search.errors",
     "StudyError": "search.errors", "ValidationSchemeError": "search.errors", "VerifyMismatch": "search.errors",
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from search.reproduction.ablation import AblationRow
     from search.api import RunResult, TrialResult, ablate, best, load_space, report, reproduce, run
     from search.errors import DataError, SpaceError, StudyError, UserError, ValidationSchemeError, VerifyMismatch
-    from search.reproduction.final import Report
+    from search.reproduction.outcome import Report
     from search.space import Space
 
 

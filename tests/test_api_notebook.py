@@ -2,6 +2,7 @@
 hands back to load, and frames that still hold their target."""
 from __future__ import annotations
 
+import collections.abc
 import io
 import random
 import warnings
@@ -78,3 +79,49 @@ def test_threads_that_tensorflow_cannot_take_any_more_are_warned_about(tmp_path)
                                             r"fresh process.*TF_NUM_INTRAOP_THREADS"):
         search.run(_space("threads"), x=frame.drop(columns="target"), y=frame["target"], builder=build,
                    home=tmp_path, threads=3, out=io.StringIO())
+
+
+def test_the_final_model_loads_from_the_studys_own_store_and_the_report_prints_short(tmp_path):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    frame = _frame(300)
+    new = frame.iloc[240:].drop(columns="target")
+    frame = frame.iloc[:240]
+    search.run(_space("served"), x=frame.drop(columns="target"), y=frame["target"], builder=build, home=tmp_path,
+               out=io.StringIO())
+    uri_before = mlflow.get_tracking_uri()
+    rep = search.reproduce("served", home=tmp_path, builder=build, verify=True, register="served-model",
+                           out=io.StringIO())
+    assert rep.tracking_uri.startswith("sqlite:///") and rep.tracking_uri.endswith(f"{tmp_path.name}/mlflow.db")
+    assert rep.model_uri == f"runs:/{rep.run_id}/model" and rep.registered_uri == "models:/served-model/1"
+    assert MlflowClient(rep.tracking_uri).get_model_version("served-model", "1").run_id == rep.run_id
+    predicted = np.asarray(rep.load_model().predict(new)).ravel()
+    assert predicted.shape == (len(new),) and np.all((predicted >= 0) & (predicted <= 1))
+    np.testing.assert_allclose(predicted, rep.model.predict(new.to_numpy(), verbose=0).ravel(), rtol=1e-5)
+    assert mlflow.get_tracking_uri() == uri_before
+    shown = repr(rep)
+    assert len(shown) < 300 and "np.float64" not in shown and f"run_id={rep.run_id!r}" in shown, shown
+    assert rep.checks and all(type(c.loss) is float and type(c.stored_loss) is float for c in rep.checks)
+    assert type(rep.test_loss) is float and type(rep.alarm.z) is float
+    assert all(type(v) is float for v in [*rep.test_scores.values(), *rep.ensemble_scores.values()])
+
+
+def test_the_api_annotations_say_what_it_takes_and_its_dataclasses_describe_their_fields():
+    import typing
+
+    import keras
+
+    from search.reproduction.overfit import OverfitCheck
+
+    hints = typing.get_type_hints(search.run)
+    assert pd.DataFrame in typing.get_args(hints["x"]) and pd.Series in typing.get_args(hints["y"])
+    assert str in typing.get_args(hints["y"])  # the name of a column of x
+    assert any(typing.get_origin(a) is collections.abc.Mapping for a in typing.get_args(hints["space"]))
+    report = typing.get_type_hints(search.Report)
+    assert report["alarm"] is OverfitCheck and typing.get_args(report["model"])[0] is keras.Model
+    for cls, fields in ((search.Report, ("test_loss", "alarm", "tracking_uri", "model_uri", "registered")),
+                        (search.AblationRow, ("label", "val_loss", "bought", "bought_se")),
+                        (search.RunResult, ("best", "ablation", "stopped_by")),
+                        (search.TrialResult, ("value", "params", "config"))):
+        assert all(f"{name}" in (cls.__doc__ or "") for name in fields), cls

@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO, Union
 
 import numpy as np
 
@@ -35,21 +35,26 @@ from search._deferred import DeferredModule
 
 if TYPE_CHECKING:
     import keras
+    import pandas as pd
 
     from search.reproduction import ablation as _ablation, final as _final
 else:  # what the annotations name, imported when typing.get_type_hints evaluates them
-    keras = DeferredModule("keras")
+    keras, pd = DeferredModule("keras"), DeferredModule("pandas")
     _ablation, _final = DeferredModule("search.reproduction.ablation"), DeferredModule("search.reproduction.final")
 
 __all__ = ["RunResult", "TrialResult", "ablate", "ablate_when_done", "announce", "best", "load_space", "reproduce",
            "report", "run", "run_prepared", "workflow_answer"]
 
 PathLike = str | os.PathLike
+# What x and x_test may be: rows of features as a notebook holds them (a list of rows is made an array).
+Rows = Union[np.ndarray, "pd.DataFrame", Sequence[Any]]
+# What y and y_test may be: one label or value per row, or the name of a column of x that holds them.
+Targets = Union[np.ndarray, "pd.Series", "pd.DataFrame", Sequence[Any], str]
 
 
 @_hides_credentials
-def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray | None = None,
-        x_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
+def run(space: Space | PathLike | Mapping[str, Any], *, x: Rows | None = None, y: Targets | None = None,
+        x_test: Rows | None = None, y_test: Targets | None = None,
         builder: Callable[..., "keras.Model"] | None = None, study_name: str | None = None,
         home: PathLike = "mlruns", storage: str | None = None, tracking_uri: str | None = None,
         n_trials: int | None = None, timeout: float | None = None, threads: int | None = None,
