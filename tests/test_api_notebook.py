@@ -125,3 +125,33 @@ def test_the_api_annotations_say_what_it_takes_and_its_dataclasses_describe_thei
                         (search.RunResult, ("best", "ablation", "stopped_by")),
                         (search.TrialResult, ("value", "params", "config"))):
         assert all(f"{name}" in (cls.__doc__ or "") for name in fields), cls
+
+
+def test_a_frame_that_still_holds_its_target_gives_it_by_data_target_or_by_y_naming_the_column(tmp_path):
+    frame = _frame()
+    result = search.run(_space("by-target", target="target"), x=frame, builder=build, home=tmp_path,
+                        out=io.StringIO())
+    assert result.best is not None and result.study.user_attrs["data_summary"]["features"] == 4
+    result = search.run(_space("by-y"), x=frame, y="target", builder=build, home=tmp_path, out=io.StringIO())
+    assert result.best is not None and result.study.user_attrs["data_summary"]["features"] == 4
+    with pytest.raises(search.SpaceError, match=r"field 'data.target': data.target names a column that x does not "
+                                                r"have; expected one of 'mean radius'.*found 'no_such_column'"):
+        search.run(_space("nope", target="no_such_column"), x=frame, builder=build, home=tmp_path)
+    with pytest.raises(search.SpaceError, match=r"field 'y': y names a column that x does not have"):
+        search.run(_space("nope"), x=frame, y="label", builder=build, home=tmp_path)
+    with pytest.raises(search.SpaceError, match=r"field 'data.target'.*x has no named columns"):
+        search.run(_space("nope", target="target"), x=frame.to_numpy(), builder=build, home=tmp_path)
+    assert not (tmp_path / "data" / "nope").exists() and not list((tmp_path / "data").glob("nope*"))
+
+
+def test_data_drop_leaves_out_columns_of_a_numeric_frame_and_an_unread_target_is_warned_about(tmp_path, capsys):
+    frame = _frame()
+    space = _space("dropped", target="no_such_column", drop=["mean radius"])
+    result = search.run(space, x=frame.drop(columns="target"), y=frame["target"].rename("label"), builder=build,
+                        home=tmp_path, out=io.StringIO())
+    assert result.study.user_attrs["data_summary"]["features"] == 3
+    assert "data.target 'no_such_column' is not read: y is the target" in capsys.readouterr().err
+    space["data"]["drop"] = ["mean radius", "no such"]
+    with pytest.raises(search.DataError, match=r"field 'data.drop': data.drop names a column that x does not have; "
+                                               r"expected one of 'mean radius'.*found 'no such'"):
+        search.run(space, x=frame.drop(columns="target"), y=frame["target"], builder=build, home=tmp_path)

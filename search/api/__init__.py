@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO, Union
 
 import numpy as np
 
-from search.api import _arrays
+from search.api import _arrays, _frames
 from search.api._arrays import _save_arrays
 from search.api._errors import (_arguments, _builder_not_here, _folder, _hides_credentials, _named_by_arguments,
                                _space_argument, as_command as as_command)
@@ -106,10 +106,14 @@ def run(space: Space | PathLike | Mapping[str, Any], *, x: Rows | None = None, y
     raw = _as_given(loaded)
     if study_name is not None:
         raw["study"]["name"] = study_name
-    if (x is None) != (y is None):
+    if x is None and y is not None:
         raise SpaceError("in-memory data needs both x and y", field="x, y")
-    if (x_test is None) != (y_test is None):
+    if x_test is None and y_test is not None:
         raise SpaceError("provided test rows need both x_test and y_test", field="x_test, y_test")
+    # A frame that still holds its target: y="<column>", or data.target naming the column where y is left out.
+    x, y, unread_target = _frames.take_target(x, y, loaded.data.target if x is not None else None, ("x", "y"))
+    x_test, y_test, _ = _frames.take_target(x_test, y_test, None if y_test is not None else
+                                            (getattr(y, "name", None) or loaded.data.target), ("x_test", "y_test"))
     made: list[Path] = []  # array files this call wrote: removed again if the data is refused
     named: dict[str, tuple[str, str]] = {}  # the files the arrays went to, by the arguments they came from
     fresh_home = not home.exists()
@@ -117,6 +121,9 @@ def run(space: Space | PathLike | Mapping[str, Any], *, x: Rows | None = None, y
     try:
         row_shape = None
         roles = {f"data.{key}": raw["data"][key] for key in ("group", "order") if raw["data"].get(key)}
+        if x is not None and raw["data"].get("drop"):  # a frame's columns, whatever their types: left out here
+            x, x_test = _frames.drop_columns(x, x_test, list(raw["data"]["drop"]), roles)
+            raw["data"]["drop"] = []
         ignored = raw["data"].get("source") if x is not None else None  # a space file's own data, set aside
         # Text columns to encode: the frames go to a CSV, read as a CSV source is (categories, drop, roles).
         as_csv = loaded.data.categorical == "one_hot" and x is not None and _arrays.has_text_columns(x)
@@ -160,6 +167,8 @@ def run(space: Space | PathLike | Mapping[str, Any], *, x: Rows | None = None, y
             prepared.dataset.warnings.append(
                 f"the space's model.family {replaced!r} is not used: builder= builds the model "
                 f"({raw['model']['family']}), and the model section's other settings are handed to it")
+        if unread_target:
+            prepared.dataset.warnings.append(unread_target)
         if ignored and ignored != "arrays" and not str(ignored).startswith("npz:"):
             prepared.dataset.warnings.append(f"the space's data.source {ignored!r} is not read: x and y are the data "
                                              f"(data.source: arrays says so)")
