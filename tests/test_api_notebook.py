@@ -155,3 +155,12 @@ def test_data_drop_leaves_out_columns_of_a_numeric_frame_and_an_unread_target_is
     with pytest.raises(search.DataError, match=r"field 'data.drop': data.drop names a column that x does not have; "
                                                r"expected one of 'mean radius'.*found 'no such'"):
         search.run(space, x=frame.drop(columns="target"), y=frame["target"], builder=build, home=tmp_path)
+
+
+def test_a_notebooks_space_without_a_data_source_is_checked_before_it_runs():
+    space = _space("checked")
+    space["model"]["regularizers"] = ["dropout"]
+    space["model"]["dropout"] = {"float": [0.0, 0.5]}
+    loaded = search.load_space(space, builder=build)
+    assert loaded.data.source == "arrays" and "source" not in space["data"]
+    assert search.load_space(_space("plain")).data.source == "arrays"

@@ -218,7 +218,9 @@ def load_space(space: PathLike | Mapping[str, Any], study_name: str | None = Non
     """A space file's path (or a dict of its sections) read and checked as :func:`run` checks it.
 
     Args:
-        space: the file's path, or a dict of its sections as the file would read.
+        space: the file's path, or a dict of its sections as the file would read; a dict whose ``data`` has no
+            ``source`` is taken as ``source: arrays`` (the rows are :func:`run`'s ``x`` and ``y``), so a notebook's
+            space is checked before it runs.
         study_name: overrides ``study.name``.
         builder: the function :func:`run` is handed, for a space whose model settings are the builder's own;
             without it, the model settings are checked as the built-in family's.
@@ -228,6 +230,9 @@ def load_space(space: PathLike | Mapping[str, Any], study_name: str | None = Non
     """
     from search import models, space as spaces
 
+    if isinstance(space, Mapping) and isinstance(space.get("data", {}), Mapping):
+        # A notebook's space for run(x=, y=) has no file to name: its rows are the call's, as run takes it.
+        space = {**space, "data": {"source": "arrays", **(space.get("data") or {})}}
     if builder is None:
         return spaces.load(space, study_name)
     loaded = _space_argument(space, study_name)
