@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections.abc
 import io
 import random
+import re
 import warnings
 
 import numpy as np
@@ -164,3 +165,20 @@ def test_a_notebooks_space_without_a_data_source_is_checked_before_it_runs():
     loaded = search.load_space(space, builder=build)
     assert loaded.data.source == "arrays" and "source" not in space["data"]
     assert search.load_space(_space("plain")).data.source == "arrays"
+
+
+@pytest.mark.parametrize("setting, value, words", [
+    ("dropout", {"float": [0.0, 1.5]}, "a float in [0, 1)"),
+    ("dropout", "0.0-0.5", "a number (float)"),
+    ("l2", -0.01, "a float in [0, inf]"),
+    ("learning_rate", {"float": [0.0, 0.1]}, "a float in [1e-07, 10]"),
+])
+def test_a_builders_settings_named_as_the_families_are_checked_against_their_ranges(tmp_path, setting, value, words):
+    space = _space("ranges")
+    space["model"][setting] = value
+    if setting != "learning_rate":
+        space["model"]["regularizers"] = [setting]
+    frame = _frame()
+    with pytest.raises(search.SpaceError, match=rf"field 'model.{setting}'.*{re.escape(words)}"):
+        search.run(space, x=frame.drop(columns="target"), y=frame["target"], builder=build, home=tmp_path)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
