@@ -182,3 +182,19 @@ def test_a_builders_settings_named_as_the_families_are_checked_against_their_ran
     with pytest.raises(search.SpaceError, match=rf"field 'model.{setting}'.*{re.escape(words)}"):
         search.run(space, x=frame.drop(columns="target"), y=frame["target"], builder=build, home=tmp_path)
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_a_wrong_argument_is_an_argument_error_and_a_timeout_as_text_is_read_as_seconds(tmp_path):
+    with pytest.raises(search.ArgumentError, match=r"n_trial.*n_trials"):
+        search.run(_space("args"), n_trial=1)
+    with pytest.raises(search.ArgumentError, match=r"only space is given by position"):
+        search.run(_space("args"), _frame())
+    with pytest.raises(search.ArgumentError, match=r"field 'timeout': timeout is a number of seconds above 0.*'1h'"):
+        search.run(_space("args"), timeout="1h", home=tmp_path)
+    with pytest.raises(search.ArgumentError, match=r"field 'threads'"):
+        search.run(_space("args"), threads="two", home=tmp_path)
+    assert issubclass(search.ArgumentError, search.UserError)
+    frame = _frame()
+    result = search.run(_space("timed"), x=frame, y="target", builder=build, home=tmp_path, timeout="600",
+                        out=io.StringIO())
+    assert result.best is not None

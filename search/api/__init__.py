@@ -14,6 +14,7 @@ and raises a :class:`search.UserError` subclass for a user's mistake, before any
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ from search.api._errors import (_arguments, _builder_not_here, _folder, _hides_c
                                _space_argument, as_command as as_command)
 from search.api._results import RunResult, TrialResult, best_or_none, trial_result
 from search.api._start import ablate_when_done, announce, run_prepared, workflow_answer
-from search.errors import ContinuationRefused, SpaceError, StudyError, UserError
+from search.errors import ArgumentError, ContinuationRefused, SpaceError, StudyError, UserError
 from search.space import Space
 
 from search._deferred import DeferredModule
@@ -96,8 +97,12 @@ def run(space: Space | PathLike | Mapping[str, Any], *, x: Rows | None = None, y
     from search.runner import session
 
     n_trials, threads = _arguments(n_trials=(n_trials, 1), threads=(threads, 1))
+    if isinstance(timeout, str):  # as threads= and n_trials= take digit text (a widget's value)
+        with contextlib.suppress(ValueError):
+            timeout = float(timeout.strip())
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
-        raise UserError("timeout is a number of seconds above 0", field="timeout", found=timeout)
+        raise ArgumentError("timeout is a number of seconds above 0 (an hour is 3600)", field="timeout",
+                            found=timeout)
     home = _folder(home)
     if home.exists() and not home.is_dir():  # before the arrays are saved under it
         raise StudyError(f"{home} is a file, not a folder; search.run stores its study, runs, checkpoints and "
@@ -312,7 +317,7 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
     trial, epochs, ensemble, threads = _arguments(trial=(trial, 0), epochs=(epochs, 1), ensemble=(ensemble, 1),
                                                 threads=(threads, 1))
     if trial is not None and config is not None:  # the command's --trial and --config exclude each other too
-        raise UserError("trial and config both name what to reproduce; pass one of them (the config file names "
+        raise ArgumentError("trial and config both name what to reproduce; pass one of them (the config file names "
                         "its trial in study.seed_trial)", field="trial, config", found=f"trial={trial!r}, "
                         f"config={str(config)!r}")
     home = _folder(home)
