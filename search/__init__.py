@@ -39,21 +39,24 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 _EXPORTS = {
     "run": "search.api", "best": "search.api", "reproduce": "search.api", "ablate": "search.api",
     "report": "search.api", "RunResult": "search.api", "TrialResult": "search.api",
-    "AblationRow": "search.reproduction.ablation", "Report": "search.reproduction.final",
+    "AblationRow": "search.reproduction.ablation", "Report": "search.reproduction.outcome",
     "Space": "search.space", "load_space": "search.api",
-    "UserError": "search.errors", "SpaceError": "search.errors", "DataError": "search.errors",
+    "UserError": "search.errors", "ArgumentError": "search.errors", "SpaceError": "search.errors",
+    "DataError": "search.errors",
     "StudyError": "search.errors", "ValidationSchemeError": "search.errors", "VerifyMismatch": "search.errors",
 }
 
-__all__ = ["AblationRow", "DataError", "Report", "RunResult", "Space", "SpaceError", "StudyError", "TrialResult",
+__all__ = ["AblationRow", "ArgumentError", "DataError", "Report", "RunResult", "Space", "SpaceError", "StudyError",
+           "TrialResult",
            "UserError", "ValidationSchemeError", "VerifyMismatch", "__version__", "ablate", "best", "load_space",
            "report", "reproduce", "run"]
 
 if TYPE_CHECKING:
     from search.reproduction.ablation import AblationRow
     from search.api import RunResult, TrialResult, ablate, best, load_space, report, reproduce, run
-    from search.errors import DataError, SpaceError, StudyError, UserError, ValidationSchemeError, VerifyMismatch
-    from search.reproduction.final import Report
+    from search.errors import (ArgumentError, DataError, SpaceError, StudyError, UserError, ValidationSchemeError,
+                               VerifyMismatch)
+    from search.reproduction.outcome import Report
     from search.space import Space
 
 

@@ -44,6 +44,10 @@ class ValidationSchemeError(UserError):
     """The validation scheme cannot be carried out on this data."""
 
 
+class ArgumentError(UserError):
+    """An argument of a Python API call that is misspelt, extra, given by position, or of the wrong kind."""
+
+
 class StudyError(UserError):
     """The study cannot be opened or continued as asked."""
 

@@ -14,42 +14,48 @@ and raises a :class:`search.UserError` subclass for a user's mistake, before any
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO, Union
 
 import numpy as np
 
-from search.api import _arrays
+from search.api import _arrays, _frames
 from search.api._arrays import _save_arrays
 from search.api._errors import (_arguments, _builder_not_here, _folder, _hides_credentials, _named_by_arguments,
                                _space_argument, as_command as as_command)
 from search.api._results import RunResult, TrialResult, best_or_none, trial_result
 from search.api._start import ablate_when_done, announce, run_prepared, workflow_answer
-from search.errors import ContinuationRefused, SpaceError, StudyError, UserError
+from search.errors import ArgumentError, ContinuationRefused, SpaceError, StudyError, UserError
 from search.space import Space
 
 from search._deferred import DeferredModule
 
 if TYPE_CHECKING:
     import keras
+    import pandas as pd
 
     from search.reproduction import ablation as _ablation, final as _final
 else:  # what the annotations name, imported when typing.get_type_hints evaluates them
-    keras = DeferredModule("keras")
+    keras, pd = DeferredModule("keras"), DeferredModule("pandas")
     _ablation, _final = DeferredModule("search.reproduction.ablation"), DeferredModule("search.reproduction.final")
 
 __all__ = ["RunResult", "TrialResult", "ablate", "ablate_when_done", "announce", "best", "load_space", "reproduce",
            "report", "run", "run_prepared", "workflow_answer"]
 
 PathLike = str | os.PathLike
+# What x and x_test may be: rows of features as a notebook holds them (a list of rows is made an array).
+Rows = Union[np.ndarray, "pd.DataFrame", Sequence[Any]]
+# What y and y_test may be: one label or value per row, or the name of a column of x that holds them.
+Targets = Union[np.ndarray, "pd.Series", "pd.DataFrame", Sequence[Any], str]
 
 
 @_hides_credentials
-def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray | None = None,
-        x_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
+def run(space: Space | PathLike | Mapping[str, Any], *, x: Rows | None = None, y: Targets | None = None,
+        x_test: Rows | None = None, y_test: Targets | None = None,
         builder: Callable[..., "keras.Model"] | None = None, study_name: str | None = None,
         home: PathLike = "mlruns", storage: str | None = None, tracking_uri: str | None = None,
         n_trials: int | None = None, timeout: float | None = None, threads: int | None = None,
@@ -70,7 +76,8 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
             ``--tracking-uri``.
         n_trials: run at most this many trials now (``study.n_trials`` stays the study's budget).
         timeout: stop starting trials after this many seconds.
-        threads: TensorFlow threads.
+        threads: TensorFlow threads; applied only before TensorFlow has started in this process (a warning says
+            so where it has).
         quiet: no per-trial progress lines and no data summary; the final table and the next steps still go
             to ``out``.
         out: where the summary, the final table and, unless ``quiet``, the plan and the trial lines go
@@ -90,8 +97,12 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     from search.runner import session
 
     n_trials, threads = _arguments(n_trials=(n_trials, 1), threads=(threads, 1))
+    if isinstance(timeout, str):  # as threads= and n_trials= take digit text (a widget's value)
+        with contextlib.suppress(ValueError):
+            timeout = float(timeout.strip())
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
-        raise UserError("timeout is a number of seconds above 0", field="timeout", found=timeout)
+        raise ArgumentError("timeout is a number of seconds above 0 (an hour is 3600)", field="timeout",
+                            found=timeout)
     home = _folder(home)
     if home.exists() and not home.is_dir():  # before the arrays are saved under it
         raise StudyError(f"{home} is a file, not a folder; search.run stores its study, runs, checkpoints and "
@@ -100,10 +111,14 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     raw = _as_given(loaded)
     if study_name is not None:
         raw["study"]["name"] = study_name
-    if (x is None) != (y is None):
+    if x is None and y is not None:
         raise SpaceError("in-memory data needs both x and y", field="x, y")
-    if (x_test is None) != (y_test is None):
+    if x_test is None and y_test is not None:
         raise SpaceError("provided test rows need both x_test and y_test", field="x_test, y_test")
+    # A frame that still holds its target: y="<column>", or data.target naming the column where y is left out.
+    x, y, unread_target = _frames.take_target(x, y, loaded.data.target if x is not None else None, ("x", "y"))
+    x_test, y_test, _ = _frames.take_target(x_test, y_test, None if y_test is not None else
+                                            (getattr(y, "name", None) or loaded.data.target), ("x_test", "y_test"))
     made: list[Path] = []  # array files this call wrote: removed again if the data is refused
     named: dict[str, tuple[str, str]] = {}  # the files the arrays went to, by the arguments they came from
     fresh_home = not home.exists()
@@ -111,6 +126,9 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
     try:
         row_shape = None
         roles = {f"data.{key}": raw["data"][key] for key in ("group", "order") if raw["data"].get(key)}
+        if x is not None and raw["data"].get("drop"):  # a frame's columns, whatever their types: left out here
+            x, x_test = _frames.drop_columns(x, x_test, list(raw["data"]["drop"]), roles)
+            raw["data"]["drop"] = []
         ignored = raw["data"].get("source") if x is not None else None  # a space file's own data, set aside
         # Text columns to encode: the frames go to a CSV, read as a CSV source is (categories, drop, roles).
         as_csv = loaded.data.categorical == "one_hot" and x is not None and _arrays.has_text_columns(x)
@@ -154,6 +172,8 @@ def run(space: Space | PathLike, *, x: np.ndarray | None = None, y: np.ndarray |
             prepared.dataset.warnings.append(
                 f"the space's model.family {replaced!r} is not used: builder= builds the model "
                 f"({raw['model']['family']}), and the model section's other settings are handed to it")
+        if unread_target:
+            prepared.dataset.warnings.append(unread_target)
         if ignored and ignored != "arrays" and not str(ignored).startswith("npz:"):
             prepared.dataset.warnings.append(f"the space's data.source {ignored!r} is not read: x and y are the data "
                                              f"(data.source: arrays says so)")
@@ -203,7 +223,9 @@ def load_space(space: PathLike | Mapping[str, Any], study_name: str | None = Non
     """A space file's path (or a dict of its sections) read and checked as :func:`run` checks it.
 
     Args:
-        space: the file's path, or a dict of its sections as the file would read.
+        space: the file's path, or a dict of its sections as the file would read; a dict whose ``data`` has no
+            ``source`` is taken as ``source: arrays`` (the rows are :func:`run`'s ``x`` and ``y``), so a notebook's
+            space is checked before it runs.
         study_name: overrides ``study.name``.
         builder: the function :func:`run` is handed, for a space whose model settings are the builder's own;
             without it, the model settings are checked as the built-in family's.
@@ -213,6 +235,9 @@ def load_space(space: PathLike | Mapping[str, Any], study_name: str | None = Non
     """
     from search import models, space as spaces
 
+    if isinstance(space, Mapping) and isinstance(space.get("data", {}), Mapping):
+        # A notebook's space for run(x=, y=) has no file to name: its rows are the call's, as run takes it.
+        space = {**space, "data": {"source": "arrays", **(space.get("data") or {})}}
     if builder is None:
         return spaces.load(space, study_name)
     loaded = _space_argument(space, study_name)
@@ -292,7 +317,7 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
     trial, epochs, ensemble, threads = _arguments(trial=(trial, 0), epochs=(epochs, 1), ensemble=(ensemble, 1),
                                                 threads=(threads, 1))
     if trial is not None and config is not None:  # the command's --trial and --config exclude each other too
-        raise UserError("trial and config both name what to reproduce; pass one of them (the config file names "
+        raise ArgumentError("trial and config both name what to reproduce; pass one of them (the config file names "
                         "its trial in study.seed_trial)", field="trial, config", found=f"trial={trial!r}, "
                         f"config={str(config)!r}")
     home = _folder(home)

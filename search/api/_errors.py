@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar, cast
 
 import numpy as np
 
-from search.errors import SpaceError, UserError
+from search.api._state import process_state_kept
+from search.errors import ArgumentError, SpaceError, UserError
 
 if TYPE_CHECKING:
     from search.space import Space
@@ -24,7 +25,8 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 def _hides_credentials(fn: _F) -> _F:
     """The URLs' passwords are hidden in whatever the call prints or logs later, also where they appear alone,
     and in the message of an exception it raises (a notebook shows it whole, with its chain); a user's
-    mistake is raised from the call itself, without the package's frames."""
+    mistake is raised from the call itself, without the package's frames. The process-wide Python state the
+    call changes on its way (global random states, Optuna's verbosity, warnings filters) is given back."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
@@ -35,7 +37,8 @@ def _hides_credentials(fn: _F) -> _F:
                          os.environ.get("MLFLOW_TRACKING_URI"))
         try:
             _arguments_fit(fn.__name__, signature, args, kwargs)
-            return fn(*args, **kwargs)
+            with process_state_kept():
+                return fn(*args, **kwargs)
         except Exception as exc:
             _redact_exception(exc)
             if isinstance(exc, UserError) and not _AS_COMMAND.get():
@@ -65,7 +68,7 @@ def _arguments_fit(name: str, signature: inspect.Signature, args: tuple[Any, ...
         keywords = [p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
         positional = (f"; only {names[0]} is given by position, the rest by name ({name}({names[0]}, "
                       f"{keywords[0]}=...))" if len(args) > 1 and keywords else "")
-        raise UserError(f"search.{name}(): {exc}{hint}{positional}", field=unknown,
+        raise ArgumentError(f"search.{name}(): {exc}{hint}{positional}", field=unknown,
                         expected="one of " + ", ".join(names)) from None
 
 
@@ -148,7 +151,7 @@ def _arguments(**given: tuple[Any, int]) -> list[Any]:
             value = int(value)
         whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
         if not whole or value < lowest:
-            raise UserError(f"{name} is a whole number, at least {lowest}", field=name, found=value)
+            raise ArgumentError(f"{name} is a whole number, at least {lowest}", field=name, found=value)
         taken.append(int(value))
     return taken
 
@@ -205,6 +208,6 @@ def _builder_not_here(settings: Any, input_shape: Any, n_outputs: Any) -> Any:
 
 def _folder(home: Any) -> Path:
     if isinstance(home, bool) or not isinstance(home, (str, os.PathLike)):
-        raise UserError("home is the folder of the stores", field="home", expected="a str or pathlib.Path",
+        raise ArgumentError("home is the folder of the stores", field="home", expected="a str or pathlib.Path",
                         found=f"{type(home).__name__} {home!r}"[:80])
     return Path(home).expanduser()

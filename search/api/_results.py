@@ -23,7 +23,16 @@ else:  # what the annotations name, imported when typing.get_type_hints evaluate
 
 @dataclass(frozen=True)
 class TrialResult:
-    """A completed trial: its score, its config with every value fixed, and where its models are."""
+    """A completed trial: its score, its config with every value fixed, and where its models are.
+
+    Attributes:
+        study: the Optuna study it belongs to.
+        number: the trial's number.
+        value: the mean over splits of its best validation (data) loss; ``value_std`` their spread.
+        params: the searched values, by Optuna's names (``model.units``).
+        config: the trial's config, every value fixed, as ``search best --export`` writes it.
+        home: the folder of the stores (its split checkpoints are under it).
+    """
 
     study: "optuna.Study"
     number: int
@@ -97,7 +106,16 @@ class TrialResult:
 
 @dataclass(frozen=True)
 class RunResult:
-    """What :func:`run` leaves: the Optuna study, its picked trial, and the ablation table when it ran."""
+    """What :func:`run` leaves: the Optuna study, its picked trial, and the ablation table when it ran.
+
+    Attributes:
+        study: the Optuna study (all its trials, also those of earlier runs).
+        best: the picked trial (the one-standard-error pick of a two-objective study); None before any
+            trial completed.
+        ablation: one :class:`search.AblationRow` per variant, once the budget is spent and
+            ``study.ablation`` is on.
+        stopped_by: the signal that stopped the run before its budget ("SIGTERM"), "" where it ran to its end.
+    """
 
     study: "optuna.Study"
     best: TrialResult | None

@@ -92,6 +92,18 @@ TRAIN_PARAMS: dict[str, Param] = {
                               "as scikit-learn's class_weight='balanced'; the validation loss stays unweighted"),
 }
 
+# A custom builder's settings named as the built-in families' are checked against the same ranges before
+# training: dropout 1.5 otherwise ran the whole budget, half its trials failing in Keras ("rate=1.158"). No
+# defaults: a builder's setting left out of the space is the builder's to default.
+WELL_KNOWN: dict[str, Param] = {
+    "dropout": Param("float", None, low=0.0, high=1.0, high_open=True, off=0.0),
+    "dropconnect": Param("float", None, low=0.0, high=1.0, high_open=True, off=0.0),
+    "recurrent_dropout": Param("float", None, low=0.0, high=1.0, high_open=True, off=0.0),
+    "l1": Param("float", None, low=0.0, off=0.0),
+    "l2": Param("float", None, low=0.0, off=0.0),
+    "learning_rate": TRAIN_PARAMS["learning_rate"],
+}
+
 FILL_MODES = ("nearest", "reflect", "constant", "wrap")
 
 # Training-time augmentation, shared by the image families. Every one is a regularizer whose off value

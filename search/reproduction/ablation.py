@@ -40,6 +40,18 @@ class Variant:
 
 @dataclass
 class AblationRow:
+    """One variant of the picked trial's config with regularizers switched off, against the picked config.
+
+    Attributes:
+        label: which regularizers are off ("all", or one setting's name: "dropout", "l2", "augmentation").
+        val_loss: the variant's validation loss, the mean over splits.
+        bought: the mean over splits of (variant - picked): the validation loss the switched-off regularizers
+            bought (above 0: they helped).
+        bought_se: the standard error of that paired mean (nan with one split).
+        n_splits: the splits the variant ran.
+        trial: the variant's trial number in the ablation's own study.
+    """
+
     label: str
     val_loss: float            # the variant's mean over splits
     bought: float              # mean over splits of (variant - picked): the validation loss it bought

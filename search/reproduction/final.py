@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -34,6 +34,7 @@ from search.reproduction import rows as rows_module
 from search.reproduction import printed, served
 from search.reproduction.changes import builder_changed, data_changes
 from search.reproduction.epochs import censored_epochs, final_epochs
+from search.reproduction.outcome import Report as Report, plain_numbers
 from search.reproduction.targets import Target
 
 # The final model's seed is derive_seed(study seed, trial, FINAL_SEED_SPLIT): a split index no plan reaches.
@@ -53,41 +54,6 @@ class Options:
     register: str | None = None        # a name in MLflow's model registry: the final model becomes its next version
 
 
-@dataclass
-class Report:
-    trial: int
-    epochs: int
-    epoch_rule: str
-    test_loss: float
-    test_metric: float
-    ensemble_loss: float
-    ensemble_metric: float
-    metric_name: str
-    alarm: Any                               # search.overfit.OverfitCheck
-    split_models: str                        # "checkpoints", "retrained", "partly retrained", "retrained by --verify"
-    checks: list[Any] | None = None          # search.verify.SplitCheck, when verified
-    data_changes: list[str] = field(default_factory=list)
-    run_id: str = ""
-    registered: str = ""                     # "<name> version <n>" with --register
-    ensemble_trials: list[int] = field(default_factory=list)   # --ensemble N: the members, this trial first
-    top_ensemble_loss: float = math.nan
-    top_ensemble_metric: float = math.nan
-    model_io: dict[str, Any] = field(default_factory=dict)  # what the final model takes and gives (model_io)
-    test_scores: dict[str, float] = field(default_factory=dict)  # RMSE and R², or balanced accuracy and ROC AUC
-    ensemble_scores: dict[str, float] = field(default_factory=dict)  # the same, of the split models' average
-    model: Any = field(default=None, repr=False, compare=False)  # the final keras.Model, as logged
-    builder_changed: bool = False            # the builder's code is not the code the trial ran with
-    epoch_note: str = ""                     # the epoch rule's count is a lower bound (censored_epochs)
-    rows_csv: str = field(default="", repr=False)  # rows.csv: each row's place and the test predictions
-    class_files: dict[str, str] = field(default_factory=dict, repr=False)  # report and confusion matrix
-    recalls: dict[str, list[float]] = field(default_factory=dict)  # the final model's, by class: [recall, rows]
-    test_chance_loss: float = math.nan       # always predicting the development rows' class shares (or mean)
-
-    @property
-    def verified(self) -> bool | None:
-        return None if self.checks is None else all(c.matches for c in self.checks)
-
-
 # -- reproducing ------------------------------------------------------------------------------------
 def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Report:
     from search.runner import _runtime
@@ -99,7 +65,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
         from search.tracking import reproduce_runs
 
         reproduce_runs.check_register_name(options.register)
-    prepared = session.prepare(space)
+    prepared = session.prepare(space, threads=options.threads)  # a builder's check starts TensorFlow
     changes = data_changes(study.user_attrs, prepared.attrs())
     if changes and not options.allow_data_change:
         weights = all(c.startswith("model.weights") for c in changes)
@@ -194,13 +160,16 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
                                       **({"chance_share": report.test_loss / report.test_chance_loss}
                                          if report.test_chance_loss > 0 else {})})
     report.run_id = _log(target, options, report, prepared, settings, final, history, looks)
+    from search import tracking
+
+    report.tracking_uri = options.tracking_uri or tracking.default_tracking_uri(options.home)
     if options.register:
-        from search import tracking
         from search.tracking import reproduce_runs
 
         report.registered = reproduce_runs.register(
-            options.tracking_uri or tracking.default_tracking_uri(options.home), report.run_id, options.register,
+            report.tracking_uri, report.run_id, options.register,
             f"study '{study.study_name}', trial {trial.number}, test loss {report.test_loss:.4g}")
+    plain_numbers(report)
     printed.print_report(report, looks, out)
     return report
 

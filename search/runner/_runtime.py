@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+import warnings
+from typing import Any, Iterator
 
 from search._tensorflow import import_quietly
 
@@ -11,28 +12,42 @@ _configured = False
 
 
 def configure(threads: int | None = None) -> None:
-    """Quiet TensorFlow's start-up logs and cap its thread pools (default: all cores)."""
+    """Quiet TensorFlow's start-up logs and cap its thread pools (default: all cores).
+
+    Threads asked for where TensorFlow has already started with other ones (a notebook that used it first,
+    an earlier call with another number) cannot be applied: that is warned about, not passed over.
+    """
     global _configured
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    if _configured:
-        return
     tf = import_quietly()
-
-    # GPU memory grows on demand: TensorFlow would otherwise take a whole card for an 8 x 8 digit model,
-    # and a second worker on the same card could not start.
-    try:
-        for gpu in tf.config.list_physical_devices("GPU"):
-            tf.config.experimental.set_memory_growth(gpu, True)
-    except (RuntimeError, ValueError, AttributeError):  # already initialized, or no GPU support built in
-        pass
-    if threads:
+    if not _configured:
+        # GPU memory grows on demand: TensorFlow would otherwise take a whole card for an 8 x 8 digit model,
+        # and a second worker on the same card could not start.
         try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
-        except RuntimeError:  # already initialized by the caller; their settings stand
+            for gpu in tf.config.list_physical_devices("GPU"):
+                tf.config.experimental.set_memory_growth(gpu, True)
+        except (RuntimeError, ValueError, AttributeError):  # already initialized, or no GPU support built in
             pass
-    _configured = True
+        _configured = True
+    if threads:
+        _set_threads(tf, threads)
+
+
+def _set_threads(tf: Any, threads: int) -> None:
+    """TensorFlow's setters return quietly for the number they already hold and refuse another once it has
+    started: the refusal is the caller's to hear, as their threads= is not what the trials run with."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+    except RuntimeError:
+        kept = tf.config.threading.get_intra_op_parallelism_threads()
+        if kept == threads or (not kept and os.environ.get("TF_NUM_INTRAOP_THREADS", "").strip() == str(threads)):
+            return  # started with the number asked for (the environment's)
+        keeps = f"its {kept} thread(s)" if kept else "its own number (one per core, or TF_NUM_INTRAOP_THREADS)"
+        warnings.warn(f"threads={threads} cannot be applied: TensorFlow has already started in this process and keeps "
+                      f"{keeps}; set threads in a fresh process before anything uses TensorFlow, or set "
+                      f"TF_NUM_INTRAOP_THREADS before it starts", RuntimeWarning, stacklevel=3)
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ from typing import Any
 
 from search.errors import SpaceError
 from search.models import CUSTOM_PREFIX, FAMILIES, Param
-from search.models._params import article
+from search.models._params import WELL_KNOWN, article
 from search.space._schema import DECLARATIONS, DIST_KEYS, SECTIONS_WITH_DISTRIBUTIONS, Space, is_distribution
 
 
@@ -29,7 +29,7 @@ def check_leaves(space: Space, source: str) -> None:
             if key == "family" or (key in DECLARATIONS and section == "model" and space.is_custom):
                 continue
             field = f"{section}.{key}"
-            spec = None if specs is None else specs.get(key)
+            spec = specs.get(key) if specs is not None else WELL_KNOWN.get(key) if section == "model" else None
             if value is None:
                 # A default of nothing (transfer's weights file) is no default to fall back on.
                 default = (f"; or remove the line to use the default ({spec.default!r})"
