@@ -16,6 +16,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import yaml
@@ -203,6 +204,10 @@ def test_parent_run_describes_the_study_and_carries_study_metrics(reviewed):
     assert m["baseline_value"] == pytest.approx(study.trials[0].value)
     assert m["improvement_vs_baseline_pct"] == pytest.approx(
         (study.trials[0].value - study.best_value) / study.trials[0].value * 100)
+    # Its noise beside it: two standard errors of the two means over their 2 splits, as a share of the baseline's.
+    best, base = study.best_trial, study.trials[0]
+    band = 2 * np.hypot(best.user_attrs["val_loss_std"] / np.sqrt(2), base.user_attrs["val_loss_std"] / np.sqrt(2))
+    assert m["improvement_vs_baseline_noise_pct"] == pytest.approx(band / base.value * 100)
     # The gain over the baseline with what the terminal says of it (noise, other settings): the run showed the
     # bare percentage, where the terminal called the same gap noise.
     from search.review.verdicts import verdict

@@ -354,6 +354,14 @@ def _metrics(trials: Sequence[Any], study: Any) -> dict[str, float]:
             out["baseline_value"] = float(base.value)
             if base.value:
                 out["improvement_vs_baseline_pct"] = (base.value - best.value) / base.value * 100
+                # Its noise beside it, for a reader of the metrics alone (a table scripted from search_runs): two
+                # standard errors of the two means over their splits, the band within which the gain is not
+                # told apart from chance (the terminal's and the description's "within the noise").
+                errors = [t.user_attrs.get("val_loss_std", math.nan) / math.sqrt(n) for t in (best, base)
+                          if (n := len(t.user_attrs.get("splits") or [])) > 1]
+                if len(errors) == 2 and all(math.isfinite(e) for e in errors):
+                    band = 2 * math.sqrt(errors[0] ** 2 + errors[1] ** 2)
+                    out["improvement_vs_baseline_noise_pct"] = band / base.value * 100
         fits = [t.user_attrs.get("fit") for t in complete]
         for fit in ("underfit", "good", "overfit"):
             out[f"fit_{fit}"] = float(fits.count(fit))
