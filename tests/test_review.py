@@ -102,6 +102,9 @@ def test_every_finished_trial_has_learning_curves_diagnostics_and_a_readable_nam
                                           str(reviewed["tmp"] / f"curves{t.number}"))
         assert Path(local).read_bytes()[:8] == PNG
         assert run.data.tags["fit"] == t.user_attrs["fit"] in ("underfit", "good", "overfit")
+        # Whether most splits peaked at their last epoch, the cap: a trial cut off by train.epochs, beside its fit.
+        at_end = [s["best_epoch"] == s["epochs_run"] == EPOCHS for s in t.user_attrs["splits"]]
+        assert run.data.tags["still_improving"] == str(sum(at_end) * 2 > len(at_end)).lower()
         for name in ("gap_mean", "split_0/gap", "split_1/gap", "split_0/best_epoch", "overfit_splits"):
             assert name in run.data.metrics, name
         curves = t.user_attrs[review.CURVES_ATTR]

@@ -47,6 +47,12 @@ def close_orphan_runs(tracker: Any, trials: list[Any]) -> list[int]:
         tags = [RunTag("optuna.state", trial.state.name), RunTag("pruned", str(state == "pruned").lower())]
         if reason:
             tags.append(RunTag("reason", redact(str(reason))[:5000]))
+        if trial.user_attrs.get("fit"):  # the review's columns, as a live run has them
+            tags.append(RunTag("fit", str(trial.user_attrs["fit"])))
+        if state == "complete" and trial.user_attrs.get("splits"):
+            from search.review.verdicts import peaked_at_end
+
+            tags.append(RunTag("still_improving", str(bool(peaked_at_end(trial.user_attrs["splits"]))).lower()))
         if "best" not in run.data.tags:
             tags.append(RunTag("best", "false"))  # rerank() gives the ★ to the trial Optuna ranks first
         for start in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics per batch

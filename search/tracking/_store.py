@@ -22,8 +22,8 @@ def review_view(metric: str) -> str:
     last, apart from the validation ones, filled on the reproduce runs only."""
     columns = [f"metrics.`{m}`" for m in ("val_loss_mean", "val_loss_std", f"val_{metric}_mean", "penalty_mean",
                                           "gap_mean")]
-    columns += ["tags.`fit`", "tags.`pruned`", "metrics.`test_loss`", f"metrics.`test_{metric}`",
-                "tags.`test_looks`", "attributes.`Duration`"]
+    columns += ["tags.`fit`", "tags.`still_improving`", "tags.`pruned`", "metrics.`test_loss`",
+                f"metrics.`test_{metric}`", "tags.`test_looks`", "attributes.`Duration`"]
     return json.dumps({"orderByKey": "metrics.`val_loss_mean`", "orderByAsc": True, "selectedColumns": columns,
                        "columnOrder": columns})
 

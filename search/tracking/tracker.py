@@ -341,6 +341,14 @@ class MlflowTracker(ReviewLogging, TrialListener):
             summary.update(diagnosis.metrics())
         if diagnosis is not None or outcome.state == "pruned":
             tags.append(RunTag("fit", trial_fit(outcome, diagnosis)))
+        if outcome.state == "complete" and outcome.splits:
+            # Beside `fit`, which calls a trial still improving `good`: a reviewer comparing the ranks was not
+            # told that one of them was cut off by train.epochs (its best epoch was its last in most splits).
+            from search.review.verdicts import peaked_at_end
+
+            tags.append(RunTag("still_improving", str(bool(peaked_at_end(
+                [{"stop_reason": s.stop_reason, "best_epoch": s.best_epoch, "epochs_run": s.epochs_run}
+                 for s in outcome.splits]))).lower()))
         metrics = [Metric(k, v, now, 0) for k, v in summary.items() if math.isfinite(v)]
         curves = curves + mean_curve_metrics(outcome, now)
         if outcome.reason:
