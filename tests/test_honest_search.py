@@ -173,7 +173,8 @@ def test_ablation_of_the_best_trial_is_stored_resumable_and_in_the_report(write_
     assert sorted(r.data.tags["search.ablation"] for r in runs) == sorted(t.user_attrs["ablation"]
                                                                          for t in ablation.trials)
     for run in runs:
-        assert f"[{run.data.tags['search.ablation']} off]" in run.info.run_name
+        # Named by the trial it ablates (t003 [dropout off] ...), not by its own number in the ablation's study.
+        assert run.info.run_name.startswith(f"t{study.best_trial.number:03d} [{run.data.tags['search.ablation']} off]")
         assert "★" not in run.info.run_name and run.data.tags["best"] == "false"
     # Resumable: asked again, nothing is trained twice.
     n = len(ablation.trials)
@@ -509,6 +510,12 @@ def test_a_picked_trial_that_does_better_with_its_regularizers_off_is_said():
                               AblationRow("l2", 0.2, 0.001, 0.001, 3, 3)])
     assert "nothing measurable" not in apart and "within two standard errors (0.006) of no change together" in apart
     assert "dropout bought 0.004225 (± 0.00065), batchnorm cost 0.0069 (± 0.0019)" in apart and "l2" not in apart
+    # All off bought clearly, one alone cost clearly: said too (a dropout-off variant at 0.1066 beat 0.1153, unsaid).
+    alone = ablation_note(1, [AblationRow("all regularizers", 0.13, 0.02, 0.004, 3, 0),
+                              AblationRow("dropout", 0.1066, -0.0087, 0.002, 3, 1),
+                              AblationRow("l2", 0.12, 0.005, 0.001, 3, 2)])
+    assert alone == ("note: switched off alone, dropout scores val_loss 0.1066 (0.0087 lower, ± 0.002) against trial 1 "
+                     "with it on: beyond two standard errors, so here that regularizer cost more than it bought")
     assert ablation_note(0, [AblationRow("all regularizers", 0.2, 0.03, 0.01, 3, 0)]) == ""
     assert ablation_note(0, [AblationRow("all regularizers", 0.16, -0.007, math.nan, 1, 0)]).startswith("note:")
     # A builder that never reads a declared regularizer: switching it off changed nothing, to the last digit.

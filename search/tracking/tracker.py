@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -480,10 +481,13 @@ class MlflowTracker(ReviewLogging, TrialListener):
 
 
 def _with_variant(name: str, trial: Any) -> str:
-    """An ablation variant's run name says which regularizers it switched off, after its number:
-    ``t001 [dropout off] 0.1127 dropout=0 l2=0.0022``."""
+    """An ablation variant's run name says which trial it ablates and what it switched off:
+    ``t012 [dropout off] 0.1127 dropout=0 l2=0.0022`` (trial 12's config with dropout off). Its own number in
+    the ablation's study (t000, t001) read as the main study's trials of those numbers."""
     variant = trial.user_attrs.get("ablation")
     if not variant:
         return name
     head, _, rest = name.partition(" ")
+    ablated = re.search(r"\.ablation\.t(\d+)$", getattr(getattr(trial, "study", None), "study_name", "") or "")
+    head = f"t{int(ablated.group(1)):03d}" if ablated else head
     return " ".join(x for x in (head, f"[{variant} off]", rest) if x)
