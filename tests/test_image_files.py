@@ -221,3 +221,36 @@ def test_uneven_and_rare_class_folders_are_warned_about_as_csv_classes_are(tmp_p
     (said,) = warned({"circle": 42, "left": 3, "right": 12})  # under 10 %: the rare-class warning, as for a CSV
     assert "class 'left' is 4.4% of the development rows" in said and "accuracy says little" in said
     assert warned({"circle": 20, "left": 12, "right": 12}) == []
+
+
+def test_a_test_image_that_is_a_near_copy_of_a_development_image_is_warned_about(tmp_path):
+    """A picture saved again a grey level brighter is not an exact copy, so it was kept on both sides of the test
+    split without a word: the test look scored pictures the trials had trained on."""
+    from PIL import Image
+
+    from search.data import _near_copies
+    from search.runner import session
+
+    root = tmp_path / "pics"
+    _classes(root, per_class=12, size=16)
+    for i in range(12):  # every dot again, one pixel one grey level brighter: whichever side, a pair is split
+        pixels = np.asarray(Image.open(root / "dot" / f"{i:02d}.png")).copy()
+        pixels[0, 0, 0] = min(255, int(pixels[0, 0, 0]) + 1)
+        Image.fromarray(pixels).save(root / "dot" / f"again_{i:02d}.png")
+    space = tmp_path / "s.yaml"
+    space.write_text(yaml.safe_dump({"study": {"name": "near"}, "data": {"source": f"images:{root}", "test_size": 0.3},
+                                     "validation": {"scheme": "kfold", "k": 2}, "model": {"family": "cnn"}}))
+    prepared = session.prepare(spaces.load(space))
+    rows = [str(r) for r in prepared.dataset.rows]
+    test = {rows[i] for i in prepared.test_idx}
+    split = sum(1 for i in range(12) if (f"dot/{i:02d}.png" in test) != (f"dot/again_{i:02d}.png" in test))
+    assert split > 0, "the draw split no pair: the check below could not fail"
+    (said,) = [w for w in prepared.dataset.warnings if "near copies" in w]
+    assert said.startswith(f"{split} of the {len(test)} test image(s) are near copies of development images"), said
+    assert "'dot/" in said and "remove one of each pair" in said
+    # Distinct pictures are not near copies: none among scikit-learn's digits (the closest pair is 0.026 apart).
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    X = (digits.images / 16.0)[..., None]
+    assert _near_copies.near_copies(X, np.arange(360, len(X)), np.arange(360)) == []

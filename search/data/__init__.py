@@ -17,12 +17,13 @@ from search.data import _checks, _times
 from search.data._image_pixels import preparation as image_preparation
 from search.data._sources import SKLEARN_SETS, Raw, read
 from search.data._leaks import of_dataset as giveaways
+from search.data._near_copies import warning as near_copies
 from search.data._test_rows import development_vocabulary as development_vocabulary
 from search.data._test_rows import rare_class_hint as rare_class_hint, spelled_like as spelled_like, \
     split_test as split_test
 from search.errors import DataError
 
-__all__ = ["Dataset", "SKLEARN_SETS", "development_vocabulary", "fingerprint_indices", "giveaways",
+__all__ = ["Dataset", "SKLEARN_SETS", "development_vocabulary", "fingerprint_indices", "giveaways", "near_copies",
            "image_preparation", "load", "rare_class_hint", "spelled_like", "split_test"]
 
 MAX_CLASSES_DETECTED = 20

@@ -122,6 +122,7 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
                and not dataset.has_order else "the latest in time")
         dataset.warnings += test_class_shift(dataset, prepared.dev_idx, prepared.test_idx, how)
     dataset.warnings += data.giveaways(dataset, prepared.dev_idx)
+    dataset.warnings += data.near_copies(dataset, prepared.dev_idx, prepared.test_idx)
     return prepared
 
 
