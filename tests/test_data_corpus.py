@@ -633,6 +633,12 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
      ["warning:", "6 feature row(s) that appear with different labels", "12 rows in all", "every copy is dropped"],
      ["36 read", "12 conflicting duplicates", "24 kept"]),
     ("y-with-one-column", _y_column, [], ["note: array 'y'", "shape (30, 1)", "one value per row"]),
+    # Prices of which a few (typos of x8, or real mansions) hold most of the variance: the squared error is theirs.
+    ("skewed-regression-target",
+     csv(_frame(200, target="label").assign(label=np.r_[np.random.default_rng(3).lognormal(11.7, 0.3, 197),
+                                                        [1.0e6, 9.6e5, 1.1e6]])),
+     ["warning: the target 'label' is skewed: its 2 row(s) farthest from its mean (1% of the rows) hold",
+      "predicting its logarithm is the usual remedy (add a column log(label)"], ["task: regression"]),
     # "1,095" quoted in a comma-separated file whose other numbers write decimal points: a US export's thousands.
     ("csv-quoted-thousands-beside-decimal-points", csv(_frame().assign(a=[f"{1000 + 7 * i:,}" for i in range(30)])),
      [], ["column 'a' of", "groups its thousands with commas ('1,000'): read as thousands separators", "features: 3"]),

@@ -161,6 +161,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
         warnings += _many_whole_numbers(raw.y, section.target or "y")
     if kind == "regression":
         warnings += _offset_target(raw.y, section.target or "y")
+        warnings += _checks.skewed_target(raw.y, section.target or "y")
     if section.task == "auto" and raw.declared_task is None and kind == "classification":
         warnings += _spaced_whole_numbers(raw.y, section.target or "y")  # the task itself may be wrong
         raw.notes += _counted_classes(raw.y, section.target or "y")

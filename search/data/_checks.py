@@ -475,3 +475,33 @@ def _row_keys(rows: np.ndarray) -> np.ndarray:
         rows[np.isnan(rows)] = np.nan
     flat = np.ascontiguousarray(rows)
     return flat.view(np.dtype((np.void, flat.dtype.itemsize * flat.shape[1]))).ravel()
+
+
+# The share of a regression target's variance its largest 1 % of deviations may hold before it is warned about.
+# Measured on 1,000 rows: a normal target 0.10, an exponential one 0.17, a log-normal of sigma 0.5 0.16 and of
+# sigma 1 0.38; scikit-learn's diabetes 0.06; a stranger's house prices with a few typos of x8 0.74.
+SKEWED_SHARE = 0.3
+# Below this many rows the top 1 % is one row, and a normal target of 30 rows already holds 0.16 in it.
+_SKEW_MIN_ROWS = 50
+
+
+def skewed_target(y: np.ndarray, name: str) -> list[str]:
+    """A regression target whose few largest deviations from its mean hold most of its variance: the squared
+    error that ranks trials and makes the test score is then the error on those rows (a stranger's 2 of 240
+    test prices gave an RMSE of 85k beside an MAE of 21k), and nothing said so."""
+    values = np.asarray(y, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) < _SKEW_MIN_ROWS or not values.std():
+        return []
+    squared = (values - values.mean()) ** 2
+    top = max(1, int(np.ceil(0.01 * len(values))))
+    share = float(np.sort(squared)[-top:].sum() / squared.sum())
+    if share < SKEWED_SHARE:
+        return []
+    remedy = (f"predicting its logarithm is the usual remedy (add a column log({name}) to the file and set "
+              f"data.target to it; the scores are then in log units)" if values.min() > 0 else
+              "a transform that tames its tails (in the file, before the search) is the usual remedy")
+    return [f"the target '{name}' is skewed: its {top} row(s) farthest from its mean ({top / len(values):.0%} of "
+            f"the rows) hold {share:.0%} of its variance, so the squared error that ranks the trials, and the test "
+            f"score, are mostly the error on those rows; check that they are not typos, and where they are real, "
+            f"{remedy}"]
