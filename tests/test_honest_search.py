@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -273,7 +274,9 @@ def test_a_config_with_edited_values_is_reported_as_a_new_configuration(small_st
     config["model"]["units"] = 12
     exported.write_text(yaml.safe_dump(config))
     capsys.readouterr()
+    began = time.time()
     assert run_cli("reproduce", "ens", "--home", home, "--config", exported, "--epochs", "2") == 0
+    ended = time.time()
     out = capsys.readouterr().out
     assert "NEW configuration" in out and "model.units" in out
     assert out.startswith(f"reproducing an edited config of trial {_study(home, 'ens').best_trial.number} of study")
@@ -283,6 +286,8 @@ def test_a_config_with_edited_values_is_reported_as_a_new_configuration(small_st
     (run,) = client.search_runs([client.get_experiment_by_name("ens").experiment_id],
                                 "tags.`search.edited` = 'model.units'")
     assert run.info.run_name.endswith(" (edited config)")
+    # Its duration is the command's: made once there is something to hold, it said the last second's logging.
+    assert began - 1 <= run.info.start_time / 1000 <= began + 0.25 * (ended - began), (began, ended, run.info)
     assert re.match(r"reproduce t\d{3} test [0-9.e+-]+ \(look \d+\) \(edited config\)$", run.info.run_name), \
         run.info.run_name  # its test score leads, as a trial's outcome leads its name
     assert "trained its 2 split model(s)" in out

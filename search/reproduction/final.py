@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -59,6 +60,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
     from search.runner import _runtime
 
     out = out or sys.stdout
+    started = time.time()  # the MLflow run is made at the end, when there is something to hold: it began here
 
     space, trial, study = target.space, target.trial, target.study
     if options.register is not None:  # a name MLflow refuses after training would have cost a test look
@@ -159,7 +161,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
                               scores={f"test_{report.metric_name}": report.test_metric, **report.test_scores,
                                       **({"chance_share": report.test_loss / report.test_chance_loss}
                                          if report.test_chance_loss > 0 else {})})
-    report.run_id = _log(target, options, report, prepared, settings, final, history, looks)
+    report.run_id = _log(target, options, report, prepared, settings, final, history, looks, started)
     from search import tracking
 
     report.tracking_uri = options.tracking_uri or tracking.default_tracking_uri(options.home)
@@ -345,7 +347,7 @@ def _by_full_paths(target: Target, settings: dict[str, dict[str, Any]],
 
 def _log(target: Target, options: Options, report: Report, prepared: session.Prepared,
          settings: dict[str, dict[str, Any]], final: Any, history: dict[str, list[float]],
-         looks: list[dict[str, Any]]) -> str:
+         looks: list[dict[str, Any]], started: float | None = None) -> str:
     from search import tracking
     from search.runner import provenance
     from search.tracking import reproduce_runs
@@ -398,7 +400,7 @@ def _log(target: Target, options: Options, report: Report, prepared: session.Pre
         texts={"config/resolved.yaml": target.space.to_yaml(),
                "reproduce.json": json.dumps(summary, indent=2, default=float), "rows.csv": report.rows_csv,
                **report.class_files},
-        model=final,
+        model=final, started=started,
         columns=report.model_io.get("inputs", {}).get("features"), outputs=served.output_names(report.model_io),
         one_hot=report.model_io.get("inputs", {}).get("one_hot"), fills=target.space.data.missing != "refuse",
         pixel_max=float(np.max(prepared.dataset.X[prepared.dev_idx])) if prepared.dataset.X.ndim > 2 else None)

@@ -17,7 +17,7 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
                      tags: dict[str, Any], params: dict[str, Any], metrics: dict[str, float],
                      texts: dict[str, str], model: Any, columns: list[str] | None = None,
                      outputs: list[str] | None = None, one_hot: dict[str, list[str]] | None = None,
-                     fills: bool = True, pixel_max: float | None = None) -> str:
+                     fills: bool = True, pixel_max: float | None = None, started: float | None = None) -> str:
     """One finished ``reproduce`` run in the study's experiment, nested under the study's run when it exists.
 
     Holds the test metrics, the final model as an MLflow Keras model (``model/``, loadable with
@@ -30,6 +30,8 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
     form takes the category columns raw and encodes them itself; the Keras form takes them encoded.
     ``fills``: the model fills missing values (data.missing); without, its pyfunc form refuses them by name.
     ``pixel_max``: an image model's largest training pixel value, which its pyfunc form holds images to.
+    ``started``: when the reproduction began (seconds since the epoch), the run's start: made at the end, its
+    duration in the UI was the logging's, 0.9 s of a 15 s command.
     """
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
@@ -40,7 +42,7 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
     run_tags = {"search.kind": "reproduce", "optuna.study_name": study_name, **tags}
     if parent_run_id and _run_is_active(client, parent_run_id):
         run_tags["mlflow.parentRunId"] = parent_run_id
-    run = client.create_run(experiment, run_name=run_name,
+    run = client.create_run(experiment, run_name=run_name, start_time=int(started * 1000) if started else None,
                             tags={k: redact(str(v))[:5000] for k, v in run_tags.items()})
     run_id = run.info.run_id
     try:
