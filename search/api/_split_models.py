@@ -26,7 +26,8 @@ def taking_raw_rows(study: "optuna.Study", config: Space, splits: list[int],
                         + "; ".join(changes) + "), so its split scalers cannot be fitted again: restore the data, "
                         "or pass scaled_input=True for the models as trained", field="data.source")
     ds, data = prepared.dataset, config.data
-    scalers = [preprocess.fit(data.preprocess, ds.X[prepared.splits[k].train], data.missing, ds.one_hot_columns)
-               for k in splits]
+    ds.follow_study(study.user_attrs)
+    scalers = [preprocess.fit(data.preprocess, ds.X[prepared.splits[k].train], data.missing, ds.one_hot_columns,
+                              ds.as_is_columns) for k in splits]
     return [preprocess.taking_raw_rows(model, scaler, ds.input_shape, f"split_{k}")
             for k, model, scaler in zip(splits, models, scalers)]

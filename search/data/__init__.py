@@ -29,6 +29,10 @@ __all__ = ["Dataset", "SKLEARN_SETS", "development_vocabulary", "fingerprint_ind
 MAX_CLASSES_DETECTED = 20
 
 
+# Stored with a study whose one-hot columns pass the scaler unchanged (every study made since they do).
+ONE_HOT_AS_IS = "one_hot_as_is"
+
+
 @dataclass
 class Dataset:
     X: np.ndarray              # float32 features, rows in time order when an order column is given
@@ -62,6 +66,18 @@ class Dataset:
     files: dict[str, str] = field(default_factory=dict)
     # data.categorical: one_hot: each category column and its values, encoded as the features column=value.
     one_hot: dict[str, list[str]] = field(default_factory=dict)
+    # A study made before one-hot columns passed the scaler as their 0 and 1: its checkpoints took them scaled,
+    # and its scalers keep doing so (follow_study), so its trials, split models and --verify stay as they were.
+    one_hot_scaled: bool = False
+
+    @property
+    def as_is_columns(self) -> list[int]:
+        """The one-hot features a scaler leaves as their 0 and 1 (none for a study made before it did)."""
+        return [] if self.one_hot_scaled else self.one_hot_columns
+
+    def follow_study(self, stored: dict[str, Any]) -> None:
+        """Take the scaling of one-hot columns the study (its ``user_attrs``) was made with."""
+        self.one_hot_scaled = bool(self.one_hot) and ONE_HOT_AS_IS not in stored
 
     @property
     def one_hot_columns(self) -> list[int]:

@@ -68,6 +68,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
 
         reproduce_runs.check_register_name(options.register)
     prepared = session.prepare(space, threads=options.threads)  # a builder's check starts TensorFlow
+    prepared.dataset.follow_study(study.user_attrs)
     changes = data_changes(study.user_attrs, prepared.attrs())
     if changes and not options.allow_data_change:
         weights = all(c.startswith("model.weights") for c in changes)
@@ -216,7 +217,7 @@ def score_split(model: Any, prepared: session.Prepared, k: int) -> SplitScore:
     """A split model sees rows scaled with its own split's scaler, as in training."""
     ds, split = prepared.dataset, prepared.splits[k]
     scaler = preprocess.fit(prepared.space.data.preprocess, ds.X[split.train], prepared.space.data.missing,
-                            ds.one_hot_columns)
+                            ds.one_hot_columns, ds.as_is_columns)
     X_val, X_test = preprocess.apply(scaler, ds.X[split.val]), preprocess.apply(scaler, ds.X[prepared.test_idx])
     y_test = ds.y[prepared.test_idx]
     test_pred, val_pred = _predict(model, X_test), _predict(model, X_val)
@@ -316,7 +317,8 @@ def _final_model(target: Target, prepared: session.Prepared, settings: dict[str,
     from search.models import Head
 
     ds, dev, test = prepared.dataset, prepared.dev_idx, prepared.test_idx
-    scaler = preprocess.fit(target.space.data.preprocess, ds.X[dev], target.space.data.missing)
+    scaler = preprocess.fit(target.space.data.preprocess, ds.X[dev], target.space.data.missing, ds.one_hot_columns,
+                            ds.as_is_columns)
     head = Head.for_rows(ds.task, ds.n_outputs, ds.y[dev])
     seed = training.derive_seed(target.space.study.seed, target.seed_trial, FINAL_SEED_SPLIT)
     core = training.fresh_model(target.space, settings, ds.input_shape, head, seed)

@@ -170,7 +170,8 @@ def _branch(space: "Space", settings: dict[str, dict[str, Any]], dataset: "Datas
     from search.runner import training
 
     X_train, X_val = preprocess.fit_transform(space.data.preprocess, dataset.X[split.train], dataset.X[split.val],
-                                             missing=space.data.missing, categories=dataset.one_hot_columns)
+                                             missing=space.data.missing, categories=dataset.one_hot_columns,
+                                             as_is=dataset.as_is_columns)
     y_train, y_val = dataset.y[split.train], dataset.y[split.val]
     head = Head.for_rows(dataset.task, dataset.n_outputs, y_train)
     training.set_seed(seed)

@@ -51,6 +51,7 @@ class Prepared:
                 **({"test_source": ds.test_source} if ds.test_source else {}),
                 **({"data_files": ds.files} if ds.files else {}),
                 **({"weights_fingerprint": weights} if (weights := _preflight.weights_fingerprint(self.space)) else {}),
+                **({data.ONE_HOT_AS_IS: True} if ds.one_hot else {}),
                 **({BUILDER_CODE_ATTR: code} if (code := _preflight.builder_code(self.space)) else {}),
                 "data_summary": self.summary.to_dict()}
 
@@ -241,6 +242,7 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
     stop = StopRequest(announce=options.worker_index == 0).install()
     try:
         study = studies.open_study(space, storage, prepared.attrs(), on_create=on_create)
+        prepared.dataset.follow_study(study.user_attrs)
         budget = studies.budget_of(space)
         recovered = recovery.recover_orphans(study)
         if recovered:

@@ -165,7 +165,8 @@ def train_on_split(space: "Space", settings: dict[str, dict[str, Any]], dataset:
 def _train_on_split(space: "Space", settings: dict[str, dict[str, Any]], dataset: "Dataset", split: "Split",
                     seed: int, on_epoch: EpochHook | None, on_batch: BatchHook | None) -> tuple[Any, SplitResult]:
     X_train, X_val = preprocess.fit_transform(space.data.preprocess, dataset.X[split.train], dataset.X[split.val],
-                                             missing=space.data.missing, categories=dataset.one_hot_columns)
+                                             missing=space.data.missing, categories=dataset.one_hot_columns,
+                                             as_is=dataset.as_is_columns)
     y_train, y_val = dataset.y[split.train], dataset.y[split.val]
     head = Head.for_rows(dataset.task, dataset.n_outputs, y_train)
     model = fresh_model(space, settings, dataset.input_shape, head, seed)

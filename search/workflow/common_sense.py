@@ -35,7 +35,8 @@ def losses(prepared: Any) -> dict[str, Any]:
     per_split: dict[str, list[float]] = {"prior": [], "linear": []}
     note = ""
     for split in prepared.splits:
-        scaler = preprocess.fit(kind, ds.X[split.train], prepared.space.data.missing, ds.one_hot_columns)
+        scaler = preprocess.fit(kind, ds.X[split.train], prepared.space.data.missing, ds.one_hot_columns,
+                                ds.as_is_columns)
         X_train = preprocess.apply(scaler, ds.X[split.train]).reshape(len(split.train), -1)
         X_val = preprocess.apply(scaler, ds.X[split.val]).reshape(len(split.val), -1)
         y_train, y_val = ds.y[split.train], ds.y[split.val]
