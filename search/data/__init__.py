@@ -51,6 +51,7 @@ class Dataset:
     rows: np.ndarray | None = None
     feature_names: list[str] | None = None
     duplicates_dropped: int = 0
+    duplicates_kept: bool = False  # data.duplicates: keep, or auto on coarse features (no copy dropped)
     fingerprint: str = ""
     source: str = ""
     images_skipped: list[str] = field(default_factory=list)  # unreadable files left out (skip_bad_images)
@@ -181,6 +182,12 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
     if section.task == "auto" and raw.declared_task is None and kind == "classification":
         warnings += _spaced_whole_numbers(raw.y, section.target or "y")  # the task itself may be wrong
         raw.notes += _counted_classes(raw.y, section.target or "y")
+    duplicates = section.duplicates
+    if duplicates == "auto":
+        coarse = None if kind == "regression" or section.is_images else _checks.coarse(raw.X, raw.y, label)
+        duplicates = "drop" if coarse is None else "keep"
+        if coarse is not None:
+            raw.notes.append(coarse)
     dropped: dict[str, int] = {}
     if raw.skipped or (test is not None and test.skipped):
         dropped["unreadable images"] = sum(len(p.skipped) for p, _ in parts)
@@ -190,10 +197,10 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
         elif part.y.dtype.kind == "f" and not np.isfinite(part.y).all():
             raise DataError(f"the target of {what} has NaN or infinite values", source=where, field="data.target")
         before = part.y
-        keep, part.y, removed, warned = _checks.duplicates(part.X, part.y, section.duplicates,
+        keep, part.y, removed, warned = _checks.duplicates(part.X, part.y, duplicates,
                                                            kind == "regression", what, where, order=part.order,
                                                            names=part.rows)
-        if part is test and section.duplicates == "drop":
+        if part is test and duplicates == "drop":
             # Test rows given by the user are the test set as given: copies among them leak nothing (none is
             # trained on), and dropping them moved the test loss away from the user's own count of it.
             if removed:
@@ -212,7 +219,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
         raise DataError(f"{test_label} has no rows left after de-duplication ({', '.join(dropped)})",
                         source=where, field="data.duplicates")
     if test is not None:
-        _keep_test_out(raw, test, section.duplicates, kind, label, test_label, dropped, warnings, where,
+        _keep_test_out(raw, test, duplicates, kind, label, test_label, dropped, warnings, where,
                        images=section.is_images)
     y_dev, classes, task = _code(raw.y, kind, where, f"the target '{section.target or 'y'}' of {label}")
     y_test = _code_test(test.y, classes, kind, test_label, label, where) if test is not None else None
@@ -245,6 +252,7 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
                    periods=periods, times=times, test_times=test_times, rows=rows,
                    feature_names=raw.feature_names,
                    duplicates_dropped=sum(v for k, v in dropped.items() if k != "unreadable images"),
+                   duplicates_kept=duplicates == "keep",
                    fingerprint=digest.hexdigest()[:16], source=section.source, images_skipped=skipped,
                    rows_read=rows_read, test_rows_read=len(test.X) + len(test.skipped) if test is not None else 0,
                    dropped=dropped, warnings=warnings,
@@ -348,8 +356,8 @@ def _keep_test_out(dev: Raw, test: Raw, mode: str, kind: str, label: str, test_l
                         f"data.duplicates: refuse asks to stop here", source=where, field="data.duplicates",
                         expected="no row in both the development and the test data")
     if mode == "keep":
-        warnings.append(f"{n} development row(s) repeat a test row (data.duplicates: keep); the test score "
-                        f"may be optimistic")
+        warnings.append(f"{n} development row(s) have the same features as a test row and are kept (data.duplicates "
+                        f"keeps copies here); where one is a record entered twice, the test score is optimistic")
         return
     before = dev.y
     _take(dev, np.nonzero(~repeats)[0])

@@ -505,3 +505,31 @@ def skewed_target(y: np.ndarray, name: str) -> list[str]:
             f"the rows) hold {share:.0%} of its variance, so the squared error that ranks the trials, and the test "
             f"score, are mostly the error on those rows; check that they are not typos, and where they are real, "
             f"{remedy}"]
+
+
+# data.duplicates: auto keeps every row where rows whose copies disagree on the label are at least this share:
+# the features then take few values (a table of a few categories), copies are the data's nature, not a record
+# entered twice, and dropping the conflicting ones drops the hardest rows. A stranger's 800 customers of five
+# coarse columns: 310 rows in conflicting groups (39 %); the final model scored log loss 0.592 on its own test
+# rows against 0.678 on the dropped rows. Copies of one record entered twice rarely disagree on the label.
+COARSE_SHARE = 0.05
+
+
+def coarse(X: np.ndarray, y: np.ndarray, what: str) -> str | None:
+    """The note that keeps every row (data.duplicates: auto), or None where the copies are to be dropped."""
+    n = len(X)
+    if n == 0:
+        return None
+    keys = _row_keys(X.reshape(n, -1))
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    _, y_codes = np.unique(y, return_inverse=True)
+    pairs = np.unique(np.stack([inverse, y_codes.ravel()], axis=1), axis=0)
+    conflicting = np.bincount(pairs[:, 0], minlength=len(counts)) > 1
+    rows = int(counts[conflicting].sum())
+    if rows < COARSE_SHARE * n or len(counts) < 2:  # one feature row for all: nothing to learn, said as such
+        return None
+    return (f"{what}: {rows} of its {n} rows ({rows / n:.0%}) share their features with rows of another label; "
+            f"they hold {len(counts)} distinct feature rows in all, so copies are the nature of these rows, "
+            f"not records entered twice: every row is kept (data.duplicates: auto), since dropping them dropped "
+            f"the hardest rows and flattered the scores; data.duplicates: drop drops them anyway")

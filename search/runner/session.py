@@ -140,7 +140,7 @@ def _planned(space: Space, dataset: Any, where: str) -> Prepared:
     data.development_vocabulary(dataset, dev_idx)
     dev_idx, purged = splits.purge_before_test(space.validation, dataset, dev_idx, test_idx)
     plan = splits.plan(space.validation, dataset, dev_idx, space.study.seed, where, purged)
-    if space.data.duplicates == "keep" and not time_ordered:
+    if space.data.duplicates == "keep" and not time_ordered:  # auto keeps them where that is the data's nature
         _say_kept_repeats(dataset, dev_idx, test_idx, plan)
     return Prepared(space, dataset, dev_idx, test_idx, plan)
 
@@ -158,13 +158,13 @@ def _say_kept_repeats(dataset: Any, dev_idx: np.ndarray, test_idx: np.ndarray, p
         dataset.warnings.append(f"{len(validated)} validation row(s) of the splits have the same features as a "
                                 f"training row of their split (data.duplicates: keep): those validation losses "
                                 f"are partly training losses, which favours the settings that memorize most; "
-                                f"drop the copies (data.duplicates: drop, the default)")
+                                f"drop the copies (data.duplicates: drop or auto)")
     n = int(repeats_of(dataset.X[dev_idx], dataset.X[test_idx]).sum()) if dataset.test_mask is None else 0
     if n:
         dataset.warnings.append(f"{n} development row(s) have the same features as a held-out test row "
                                 f"(data.duplicates: keep, so copies of a row, such as an oversampled class, land "
                                 f"on both sides): training sees those test rows and the test score may be "
-                                f"optimistic; drop the copies (data.duplicates: drop, the default), and "
+                                f"optimistic; drop the copies (data.duplicates: drop or auto), and "
                                 f"oversample, if at all, inside training rather than in the file")
 
 

@@ -138,9 +138,9 @@ class DataSection(_Strict):
     missing: Literal["refuse", "mean", "median"] = "refuse"
     # Text columns of a CSV that hold a category (few distinct values): refused, or one 0/1 column per value.
     categorical: Literal["refuse", "one_hot"] = "refuse"
-    # Rows with identical features: drop (one copy kept; all copies when their labels disagree),
-    # keep, or refuse the data.
-    duplicates: Literal["drop", "keep", "refuse"] = "drop"
+    # Rows with identical features: drop (one copy kept; all copies when their labels disagree), keep, or
+    # refuse the data; auto drops them, except where the features are coarse (search/data/_checks.py, coarse).
+    duplicates: Literal["auto", "drop", "keep", "refuse"] = "auto"
     # Image data (pixels arrive in [0, 1]): sklearn:digits / npz:<path> as (n, h, w, c) arrays, and the
     # decoding of images:<dir> folders.
     as_images: bool = False
