@@ -337,6 +337,10 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     # A spreadsheet writes a small negative rounded to zero as -0.0: equal to 0.0, so the row is a copy.
     ("csv-negative-zero-copy-refused", csv(pd.concat([_with(_frame(), a_0=-0.0), _with(_frame(), a_0=0.0).iloc[:1]]),
                                            {"duplicates": "refuse"}), "data.duplicates", ["1 repeated copy"]),
+    # 'YES' once beside 'Yes': the error told a stranger to lower validation.k, making it a class of its own.
+    ("csv-label-differing-only-by-case", csv(_frame(30, classes=2).assign(
+        label=["Yes", "No"] * 14 + ["Yes", "YES"])), "data.target",
+     ["class 'YES' has only 1 row(s)", "it differs from class 'Yes' only by case or surrounding spaces"]),
     ("csv-class-lost-to-dedup", csv(_class_only_in_conflicts(), {"duplicates": "drop"}), "data.duplicates",
      ["class(es) '0' (10 rows), 'ghost' (10 rows)", "lose every row", "de-duplication"]),
     ("csv-split-column-bad-values", csv(_SPLIT.assign(part=["maybe"] + ["train"] * 29), {"split_column": "part"}),

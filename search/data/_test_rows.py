@@ -157,6 +157,14 @@ def spelled_like(dataset: Any, label: Any) -> str:
     from search.data._checks import rare_near_spellings
 
     counts = np.bincount(dataset.y, minlength=len(dataset.classes))
+    # 'YES' and 'Yes ' beside 'Yes': the first error told a stranger to lower validation.k, which made them
+    # classes of their own; the warning that they differ only by case came once the error was out of the way.
+    folded = str(label).strip().casefold()
+    alike = [c for c, n in sorted(zip(dataset.classes, counts), key=lambda x: -int(x[1]))
+             if str(c) != str(label) and str(c).strip().casefold() == folded]
+    if alike:
+        return (f" (it differs from class {alike[0]!r} only by case or surrounding spaces: the same label? Write "
+                f"them alike in the data)")
     near = dict(rare_near_spellings(Counter({str(c): int(n) for c, n in zip(dataset.classes, counts)})))
     return f" (it is spelled like class {near[str(label)]!r}: a typo?)" if str(label) in near else ""
 
