@@ -572,6 +572,24 @@ def test_the_verdict_holds_the_ablation_note_of_the_current_best_only():
     assert not any("ablation" in line or "regularizers off" in line for line in verdicts.verdict(study))
 
 
+def test_a_best_trial_worse_than_predicting_the_prior_is_warned_about():
+    """A stranger's best trial, marked "best so far", was 114 % of the chance-level loss, and that was said as a
+    neutral share: no trial had learned anything that held on its validation rows."""
+    import optuna
+
+    from search.review import summary, verdicts
+
+    study = optuna.create_study(study_name="worse")
+    study.set_user_attr(summary.REFERENCE_ATTR, 0.349)
+    study.add_trial(optuna.trial.create_trial(value=0.398, user_attrs={"fit": "overfit"}))
+    (line,) = [x for x in verdicts.verdict(study) if "chance-level loss" in x]
+    assert line.startswith("warning: the best trial's validation loss is 114% of the chance-level loss") and \
+        "worse than that prediction, so no trial learned anything" in line, line
+    study.add_trial(optuna.trial.create_trial(value=0.30, user_attrs={"fit": "good"}))
+    (line,) = [x for x in verdicts.verdict(study) if "chance-level loss" in x]
+    assert line.startswith("the best trial's validation loss is 86% of the chance-level loss"), line
+
+
 def test_a_command_an_error_suggests_is_given_on_the_stores_of_the_command_that_failed(tmp_path, capsys):
     """"`search status X` shows why its trials ended" was said to a user of --home elsewhere, where it fails."""
     import optuna

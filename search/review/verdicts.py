@@ -30,7 +30,8 @@ def why_ended(study: Any) -> list[str]:
         lines.append(f"the baseline (trial {t.number}, every regularizer off) {ended}: {reason}; the table has no "
                      f"unregularized trial to compare with")
     complete = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get("fit")]
-    if complete and all(t.user_attrs["fit"] == "underfit" for t in complete):
+    all_underfit = bool(complete) and all(t.user_attrs["fit"] == "underfit" for t in complete)
+    if all_underfit:
         # The table's gains over the baseline would otherwise read as progress: both sit near chance.
         share = _chance_share(study)
         base = ("predicting the training rows' mean" if study.user_attrs.get("task") == "regression" else
@@ -45,7 +46,7 @@ def why_ended(study: Any) -> list[str]:
                      f"features carry the signal (study.workflow: phased compares with a linear model)")
     elif (still := _still_improving(study)) is not None:
         lines.append(still)
-    if (chance := against_chance(study)) is not None:
+    if (chance := against_chance(study, warn=not all_underfit)) is not None:  # that warning says it already
         lines.append(chance)
     stored = study.user_attrs.get("ablation") or {}
     if stored.get("trial") is not None and int(stored["trial"]) == _pick(study):
@@ -86,7 +87,7 @@ def _single_best(study: Any) -> Any:
         return None
 
 
-def against_chance(study: Any) -> str | None:
+def against_chance(study: Any, warn: bool = True) -> str | None:
     """The best trial's validation loss against what predicting the training rows' prior scores on the same
     rows: a loss means little alone (29.2 days² of a skewed target looked like progress at 1.6 % under
     chance), and for regression it gives the cross-validated R² a scikit-learn user reads first."""
@@ -95,8 +96,15 @@ def against_chance(study: Any) -> str | None:
     regression = study.user_attrs.get("task") == "regression"
     prior = "the training rows' mean" if regression else "the training rows' class shares"
     r2 = f" (a cross-validated R² of {1 - share:.3g})" if regression else ""
-    return (f"the best trial's validation loss is {share:.0%} of the chance-level loss, that of always predicting "
+    said = (f"the best trial's validation loss is {share:.0%} of the chance-level loss, that of always predicting "
             f"{prior} (mean over its splits, each on its own rows){r2}")
+    if share <= 1 or not warn:
+        return said
+    # Above chance the best trial is worse than predicting the prior, and "← best so far" and the neutral
+    # share read as progress (a stranger's 114 %).
+    return (f"warning: {said}: worse than that prediction, so no trial learned anything that holds on its "
+            f"validation rows; check the features carry the signal and the scaling of the inputs "
+            f"(data.preprocess), and compare with study.workflow: phased, which starts from a linear model")
 
 
 def _chance_share(study: Any) -> float | None:
