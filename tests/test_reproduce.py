@@ -199,6 +199,13 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     blank.iloc[2, 1] = " "
     with pytest.raises(ValueError, match=re.escape(f"missing values in '{frame.columns[1]}' (first in row 2")):
         served.predict(blank)
+    # As pandas 3 reads a CSV's text column (its own str dtype, not objects): a cell of spaces is missing there
+    # too, as training read it (a stranger's model refused its own training file for its " " cells).
+    as_read = frame.astype(str)
+    as_read.iloc[2, 1] = " "
+    assert str(as_read.dtypes.iloc[1]) != "object"
+    with pytest.raises(ValueError, match=re.escape(f"missing values in '{frame.columns[1]}' (first in row 2")):
+        served.predict(as_read)
     # Columns are taken by name: a frame in another order scores the same, one missing a column is refused.
     np.testing.assert_allclose(np.asarray(served.predict(frame[frame.columns[::-1]])),
                                model.predict(X_test, verbose=0), rtol=1e-5)

@@ -173,7 +173,7 @@ class _NamedOutputs:
             if text:
                 bad = given[text[0]][numbers[text[0]].isna() & given[text[0]].notna()]
                 raise ValueError(f"column(s) {', '.join(repr(str(c)) for c in text)} are not numbers (row "
-                                 f"{bad.index[0]!r} of column {str(text[0])!r} holds {str(bad.iloc[0])[:40]!r}): the "
+                                 f"{bad.index[0]} of column {str(text[0])!r} holds {str(bad.iloc[0])[:40]!r}): the "
                                  f"model takes numbers in them (only the category columns that reproduce.json's "
                                  f"'model' lists under 'one_hot' are text)")
             if self._refuses_missing:
@@ -199,9 +199,14 @@ class _NamedOutputs:
 
 
 def _blank_as_missing(column: Any) -> Any:
-    if column.dtype != object:
+    """Cells of spaces read as missing, as training read them. pandas 3 reads text as its own ``str`` dtype, not
+    as objects: a stranger's training CSV, given back to its model, was refused for its cells of " "."""
+    import pandas as pd
+
+    if not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)):
         return column
-    return column.mask(column.map(lambda v: isinstance(v, str) and not v.strip()))
+    return column.mask(column.map(lambda v: isinstance(v, str) and not v.strip(), na_action="ignore").fillna(False)
+                       .astype(bool))
 
 
 def _load_pyfunc(path: str) -> Any:
