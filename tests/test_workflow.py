@@ -216,3 +216,19 @@ def test_the_shipped_phased_space_searches_capacity_then_regularizers():
     assert space.study.workflow == "phased"
     assert workflow.searched_capacity(space) == ["model.layers", "model.units"]
     assert set(workflow.regularizers_off(space)) == {"model.dropout", "model.l2", "model.batchnorm"}
+
+
+def test_the_workflows_answer_judges_what_regularization_bought_by_the_ablations_margin():
+    """"regularization helped: +0.001242 ± 0.0032" sat right below the ablation's note that it bought nothing
+    measurable: the answer took any positive difference as help."""
+    from search.reproduction import workflow_answer as wa
+    from search.reproduction.ablation import ALL_OFF, AblationRow
+
+    def said(bought: float, se: float) -> str:
+        answer = wa.Answer("s", None, [wa.PhaseRow(1), wa.PhaseRow(2)], None, None, 3,
+                           [AblationRow(ALL_OFF, 0.2, bought, se, 3, 0)], None, 0)
+        return wa._bought(answer)
+
+    assert said(0.001242, 0.0032).startswith("regularization made no measurable difference")
+    assert said(0.02, 0.004).startswith("regularization helped")
+    assert said(-0.02, 0.004).startswith("regularization did not help")
