@@ -642,6 +642,11 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
      ["36 read, 0 dropped", "12 of its 36 rows (33%) share their features with rows of another label",
       "every row is kept (data.duplicates: auto)", "data.duplicates: drop drops them anyway"]),
     ("y-with-one-column", _y_column, [], ["note: array 'y'", "shape (30, 1)", "one value per row"]),
+    # Agent codes, most held by a row or two: one-hot encoded into a column each, said with a note only.
+    ("category-of-many-rare-values", csv(_frame(120, classes=2).assign(agent=[f"A{i // 2:03d}" for i in range(120)]),
+                                         {"categorical": "one_hot"}),
+     ["warning: column 'agent' of", "holds 60 distinct values, 60 of them in 2 rows or fewer",
+      "leave the column out (data.drop) or group its rare values"], ["one-hot encoded as 0/1 columns"]),
     # Prices of which a few (typos of x8, or real mansions) hold most of the variance: the squared error is theirs.
     ("skewed-regression-target",
      csv(_frame(200, target="label").assign(label=np.r_[np.random.default_rng(3).lognormal(11.7, 0.3, 197),

@@ -290,6 +290,8 @@ def _encode_categories(part: Raw, vocabulary: dict[str, list[str]], where: str) 
                         f"(a column=value name of data.categorical: one_hot is already a column of the file); "
                         f"rename that column, so each feature of the final model has one name", source=where,
                         field="data.categorical", expected="feature names that differ", found=twice[0])
+    part.warnings += [w for name, values in part.categories.items() if (w := _checks.many_rare_values(
+        values, name, part.label))]
     empty = {n: int((values == "").sum()) for n, values in part.categories.items()}
     part.notes.append(f"{part.label}: " + ", ".join(
         f"'{n}' ({len(vocabulary.get(n, []))} values" + (f", {empty[n]} empty cell(s) as the value (empty)"
