@@ -610,6 +610,20 @@ def test_a_test_loss_no_better_than_chance_is_said():
     assert "warning: the final model's test loss 0.176 is no better than the 0.1562 of always predicting the " \
            "development rows' class shares" in said[0.176]
     assert "(32% of the chance-level" in said[0.05] and "no better than" not in said[0.05]
+    # Trained with class_weight: balanced (the rare-class warning's advice), the probabilities leave the class
+    # shares on purpose: read against equal shares (log 2 = 0.6931), not called "learned nothing" outright.
+    for loss in (0.623, 0.75):
+        report = Report(0, 4, "rule", loss, 0.7, 0.62, 0.7, "accuracy", alarm, "checkpoints", test_chance_loss=0.58,
+                        class_weighted=True, model_io={"inputs": {"features": ["a"], "as": "raw rows"},
+                                                       "task": "binary", "classes": ["no", "yes"],
+                                                       "output": "one value: the probability of class 'yes'"})
+        out = io.StringIO()
+        print_report(report, [], out)
+        said[loss] = out.getvalue()
+    assert "warning: the final model's test loss" not in said[0.623] + said[0.75]
+    assert "note: trained with class_weight: balanced" in said[0.623] and "against the 0.6931 of predicting equal " \
+        "shares, what such a model predicts when it has learned nothing, it has learned something" in said[0.623]
+    assert "it is also no better than the 0.6931 of predicting equal shares: it has learned nothing" in said[0.75]
 
 
 def test_a_missing_category_at_predict_time_is_said_as_missing_not_as_an_empty_string():

@@ -145,6 +145,7 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
     report.recalls = scoring.recall_by_class(task, y_test, pred, list(prepared.dataset.classes))
     report.class_files = scoring.class_report(task, y_test, pred, list(prepared.dataset.classes))
     report.test_chance_loss = _test_chance_loss(prepared)
+    report.class_weighted = prepared.dataset.is_classification and settings["train"].get("class_weight") == "balanced"
     report.model = final
     report.test_scores = scoring.more_scores(task, y_test, pred)
     report.ensemble_scores = scoring.more_scores(task, y_test, ensemble)

@@ -79,6 +79,9 @@ class Report:
     class_files: dict[str, str] = field(default_factory=dict, repr=False)  # report and confusion matrix
     recalls: dict[str, list[float]] = field(default_factory=dict)
     test_chance_loss: float = math.nan
+    # Trained with train.class_weight: balanced: a model that learned nothing then predicts equal shares, not
+    # the class shares, and its plain loss is theirs (log of the number of classes).
+    class_weighted: bool = False
     tracking_uri: str = ""
 
     @property

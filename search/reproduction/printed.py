@@ -54,7 +54,21 @@ def print_report(report: "Report", looks: list[dict[str, Any]], out: TextIO) -> 
                 f"{m} {report.top_ensemble_metric:.4g}"] if report.ensemble_trials else []),
              "  " + report.alarm.summary()]
     lines += looks_module.looks_text(looks)
-    if report.test_loss >= report.test_chance_loss > 0:
+    classes = len(report.model_io.get("classes") or report.recalls) or 2
+    if report.class_weighted and report.test_loss >= report.test_chance_loss > 0:
+        # The tool's own advice for rare classes (class_weight: balanced) moves the probabilities off the class
+        # shares on purpose: its plain loss is then read against equal shares, what such a model aims at
+        # when it has learned nothing (a stranger's was called "learned nothing" at a balanced accuracy of 0.69).
+        equal = math.log(classes)
+        lines.append(f"note: trained with class_weight: balanced, the final model's probabilities lean toward the "
+                     f"rare classes on purpose, so its test loss {report.test_loss:.4g} is above the "
+                     f"{report.test_chance_loss:.4g} of always predicting {_prior(report)}; "
+                     + (f"it is also no better than the {equal:.4g} of predicting equal shares: it has learned "
+                        f"nothing that holds" if report.test_loss >= equal else
+                        f"against the {equal:.4g} of predicting equal shares, what such a model predicts when it "
+                        f"has learned nothing, it has learned something")
+                     + "; read the balanced accuracy and the recall by class")
+    elif report.test_loss >= report.test_chance_loss > 0:
         lines.append(f"warning: the final model's test loss {report.test_loss:.4g} is no better than the "
                      f"{report.test_chance_loss:.4g} of always predicting {_prior(report)}: on the test rows it "
                      f"has learned nothing that holds (compare "
