@@ -427,7 +427,10 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
      "data.source", ["2 columns of", "are not numeric: 'name':", "(data.drop: [name])", "'sex':", "get_dummies",
                      "or set data.categorical: one_hot"]),
     ("drop-a-column-that-is-not-there", csv(_frame(), {"drop": ["nope"]}), "data.drop",
-     ["data.drop names a column that", "does not have", "found 'nope'"]),
+     ["data.drop names 1 column(s) that", "does not have: 'nope'", "found 'nope'"]),
+    # Every wrong name at once, and the one meant where it differs by case.
+    ("drop-columns-in-another-case", csv(_frame(), {"drop": ["A", "nope"]}), "data.drop",
+     ["data.drop names 2 column(s) that", "'A' (did you mean 'a'?), 'nope'", "found ['A', 'nope']"]),
     ("drop-the-target", csv(_frame(), {"drop": ["label"]}), "data.drop",
      ["column 'label'", "is data.target, so it cannot also be dropped"]),
     ("drop-on-an-npz", npz({"drop": ["a"]}, X=_X, y=_Y), "data.drop", ["a npz: source has no named columns"]),

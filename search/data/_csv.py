@@ -215,10 +215,17 @@ def _with_decimal_commas(frame: Any, path: Path, shape: _csv_layout.Layout, note
 def _dropped(section: Any, frame: Any, path: Path, where: str, named: dict[str, Any]) -> list[str]:
     """The columns ``data.drop`` names, each checked to exist and to have no other role."""
     drop = list(getattr(section, "drop", None) or [])
+    absent = [column for column in drop if column not in frame.columns]
+    if absent:
+        # Every name at once, each with the column it was likely meant as: a name in another case ('customerid'
+        # for 'CustomerID') was refused without a hint, and only the first of several.
+        columns = [str(c) for c in frame.columns]
+        hints = [f"'{name}'" + (f" (did you mean '{near}'?)" if (near := _near_name(str(name), columns)) else "")
+                 for name in absent]
+        raise DataError(f"data.drop names {len(absent)} column(s) that {path} does not have: {', '.join(hints)}",
+                        source=where, field="data.drop", expected="one of " + ", ".join(columns),
+                        found=absent[0] if len(absent) == 1 else absent)
     for column in drop:
-        if column not in frame.columns:
-            raise DataError(f"data.drop names a column that {path} does not have", source=where, field="data.drop",
-                            expected="one of " + ", ".join(map(str, frame.columns)), found=column)
         role = next((r for r, c in named.items() if c == column), None)
         if role is not None:
             raise DataError(f"column '{column}' of {path} is {role}, so it cannot also be dropped", source=where,
