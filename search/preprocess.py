@@ -94,15 +94,19 @@ def _one_hot_as_is(scaler: Any, categories: Sequence[int]) -> None:
     an input of 25 where it was set (variance 0.0016): a stranger's model said 0.012 for a passenger whose port
     was missing against 0.219 for one from the usual port, as a logistic regression on scaled one-hot columns
     does too (0.001), and the search's best loss on a table of 80 cities was 0.400 standardized against 0.342
-    scaled to [0, 1]. A min-max scaler leaves 0/1 columns as they are already."""
+    scaled to [0, 1]. A min-max scaler left most 0/1 columns as they were, but one set in every training row of a
+    split became 0 there and -1 where unset."""
     while isinstance(scaler, (UnseenZeroed, Filled)):
         scaler = scaler.scaler
     columns = list(categories)
-    if not columns or not hasattr(scaler, "mean_"):
+    if not columns:
         return
-    scaler.mean_[columns], scaler.scale_[columns] = 0.0, 1.0
-    if getattr(scaler, "var_", None) is not None:
-        scaler.var_[columns] = 1.0
+    if hasattr(scaler, "mean_"):  # StandardScaler
+        scaler.mean_[columns], scaler.scale_[columns] = 0.0, 1.0
+        if getattr(scaler, "var_", None) is not None:
+            scaler.var_[columns] = 1.0
+    elif hasattr(scaler, "min_"):  # MinMaxScaler: a column set in every training row would map 1 to 0, 0 to -1
+        scaler.min_[columns], scaler.scale_[columns] = 0.0, 1.0
 
 
 def apply(scaler: Any, X: np.ndarray) -> np.ndarray:

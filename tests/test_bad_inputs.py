@@ -863,3 +863,22 @@ def test_a_keras_message_is_cut_at_a_sentence_not_mid_word() -> None:
             "get_config(self): return {}")
     assert _sentences(text, 60) == "Layer sub does not implement get_config."
     assert _sentences("x" * 90, 40) == "x" * 40 + " …" and _sentences("short.", 40) == "short."
+
+
+@pytest.mark.parametrize("setting", [{"dropout": [0.1, 0.2]}, {"learning_rate": "cosine"},
+                                     {"l2": {"float": [1e-6, 1e-2], "log": True}}])
+def test_a_builders_own_settings_named_as_the_families_are_its_own_to_read(setting, tmp_path: Path) -> None:
+    """Checking a builder's settings against the families' ranges refused its per-layer dropout list, its
+    schedule name and a penalty range it never declared as a regularizer to switch off."""
+    from search import space as spaces
+
+    (tmp_path / "mynet.py").write_text("def build(settings, input_shape, n_outputs):\n    raise NotImplementedError\n")
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(merge(TINY, {"model": {"family": "python:mynet:build", "dropout": None,
+                                                          "units": None, **setting}})))
+    assert spaces.load(path).model[next(iter(setting))] == next(iter(setting.values()))
+    declared = merge(TINY, {"model": {"family": "python:mynet:build", "units": None, "regularizers": ["dropout"],
+                                      "dropout": 1.5}})
+    path.write_text(yaml.safe_dump(declared))
+    with pytest.raises(SpaceError, match="model.dropout"):  # a declared regularizer is checked as the families' is
+        spaces.load(path)

@@ -136,3 +136,35 @@ def test_a_tracking_store_without_the_studys_runs_is_said_when_the_study_goes_on
     said = capsys.readouterr()
     assert "warning: study 'kept' recorded its MLflow runs under parent run" in said.err
     assert "a new parent run is made there, and the 1 earlier trial(s) are not in it" in said.err
+
+
+def test_a_study_read_with_the_old_duplicates_default_is_told_to_set_it_to_continue(tmp_path):
+    """Made when data.duplicates defaulted to drop, a study of coarse features was refused as "different data"
+    once the default became auto, which keeps those copies: the same file, read another way."""
+    import numpy as np
+    import optuna
+    import pandas as pd
+
+    from search import space as spaces
+    from search.runner import session
+    from search.studies._continuing import ContinuationRefused, check_continuable
+
+    rng = np.random.default_rng(0)  # 150 distinct rows, and 30 feature rows each twice with both labels
+    rows = pd.DataFrame({"a": rng.normal(size=180), "b": rng.normal(size=180), "label": np.arange(180) % 2})
+    pairs = rows.iloc[150:].assign(label=lambda f: 1 - f["label"])
+    pd.concat([rows, pairs]).to_csv(tmp_path / "coarse.csv", index=False)
+
+    def space(**data):
+        return spaces.validate({"study": {"name": "coarse"}, "data": {"source": f"csv:{tmp_path / 'coarse.csv'}",
+                                                                     "target": "label", **data}},
+                               source=str(tmp_path / "space.yaml"))
+
+    made = session.prepare_rows(space(duplicates="drop"))  # what the default did then
+    study = optuna.create_study()
+    for key, value in made.attrs().items():
+        study.set_user_attr(key, value)
+    now = space()
+    with pytest.raises(ContinuationRefused) as refused:
+        check_continuable(study, now, session.prepare_rows(now).attrs())
+    assert refused.value.field == "data.duplicates" and "set data.duplicates: drop to continue" in str(refused.value)
+    check_continuable(study, space(duplicates="drop"), made.attrs())  # as it says: continued

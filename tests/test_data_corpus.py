@@ -641,6 +641,9 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
      ["36 read", "12 conflicting duplicates", "24 kept"]),
     # The same rows under the default: a third of them share features with another label, the nature of coarse
     # features, not a record entered twice; dropping them dropped the hardest rows and flattered the scores.
+    # Continuous features, a few rows entered again with another label: records entered twice, dropped by auto.
+    ("conflicting-copies-of-distinct-rows-dropped-by-auto", csv(_conflicts(_frame(120))), ["every copy is dropped"],
+     ["126 read, 12 dropped (12 conflicting duplicates)"]),
     ("conflicting-duplicates-kept-where-they-are-common", csv(_conflicts(_frame())), [],
      ["36 read, 0 dropped", "12 of its 36 rows (33%) share their features with rows of another label",
       "every row is kept (data.duplicates: auto)", "data.duplicates: drop drops them anyway"]),

@@ -670,6 +670,11 @@ def test_a_category_value_no_training_row_of_a_split_holds_reads_zero_in_its_val
     assert set(np.unique(kept[:, columns])) <= {0.0, 1.0} and kept[:, berlin].any()
     np.testing.assert_array_equal(np.asarray(branch.data[2])[:, columns], kept[:, columns])
     assert not np.allclose(kept[:, 0], dataset.X[split.val, 0]), "other columns are standardized as before"
+    # Min-max too, for a column set in every training row (it mapped 1 to 0 there and 0 to -1 elsewhere).
+    every = np.zeros((6, 2), dtype=np.float32)
+    every[:, 0], every[1:, 1] = 1.0, 1.0
+    scaler = preprocess.fit("minmax", every[:3], categories=[0, 1], as_is=[0, 1])
+    np.testing.assert_array_equal(preprocess.apply(scaler, every), every)
     # A study made before keeps its scaled one-hot columns: its checkpoints were trained on them.
     dataset.follow_study({})
     assert dataset.as_is_columns == [] and dataset.one_hot_scaled

@@ -184,7 +184,9 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
         raw.notes += _counted_classes(raw.y, section.target or "y")
     duplicates = section.duplicates
     if duplicates == "auto":
-        coarse = None if kind == "regression" or section.is_images else _checks.coarse(raw.X, raw.y, label)
+        # drop keeps time-ordered copies at other times already (data.order), and images' copies are files.
+        coarse = None if kind == "regression" or section.is_images or raw.order is not None else \
+            _checks.coarse(raw.X, raw.y, label)
         duplicates = "drop" if coarse is None else "keep"
         if coarse is not None:
             raw.notes.append(coarse)

@@ -66,7 +66,9 @@ def warning(dataset: Any, dev_idx: np.ndarray, test_idx: np.ndarray) -> list[str
     rows = dataset.rows
 
     def name(i: int) -> str:
-        return repr(str(rows[i])) if rows is not None and len(rows) > i else f"row {i}"
+        if rows is None or len(rows) <= i:
+            return f"row {i}"
+        return repr(str(rows[i])) if isinstance(rows[i], str) else f"row {rows[i]}"  # a file, or an array's row
 
     shown = "; ".join(f"test {name(t)} and development {name(d)}" for t, d, _ in pairs[:_SHOWN])
     more = f"; and {len(pairs) - _SHOWN} more" if len(pairs) > _SHOWN else ""

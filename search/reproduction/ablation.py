@@ -159,6 +159,9 @@ def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | No
         study.set_user_attr(ATTR if own else f"{ATTR}.t{picked.number:05d}", {"trial": picked.number, "rows": []})
         return []
     prepared = session.prepare(space, threads=options.threads)
+    # Scaled as the ablated trial was: a study made before one-hot columns passed the scaler keeps them scaled,
+    # and the ablation's own study is made with that (no marker), so its variants compare with the trial.
+    prepared.dataset.follow_study(study.user_attrs)
     for key in ("data_fingerprint", "test_fingerprint", "splits_fingerprint"):
         if study.user_attrs.get(key) not in (None, prepared.attrs()[key]):
             from search.errors import StudyError

@@ -12,7 +12,7 @@ from search.studies.looks import looks_from_other_studies
 
 # How the rows are made into the model's inputs: two studies of the same rows that differ here (pixels scaled to
 # [0, 1] or standardized) judged two configs on the test rows, said to be one config judged twice.
-_INPUT_SETTINGS = ("preprocess", "missing", "categorical", "drop", "duplicates", "image_size", "color_mode")
+_INPUT_SETTINGS = ("preprocess", "missing", "categorical", "drop", "image_size", "color_mode")
 
 
 def inputs_of(space: Any) -> dict[str, dict[str, Any]]:

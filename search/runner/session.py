@@ -51,7 +51,9 @@ class Prepared:
                 **({"test_source": ds.test_source} if ds.test_source else {}),
                 **({"data_files": ds.files} if ds.files else {}),
                 **({"weights_fingerprint": weights} if (weights := _preflight.weights_fingerprint(self.space)) else {}),
-                **({data.ONE_HOT_AS_IS: True} if ds.one_hot else {}),
+                **({data.ONE_HOT_AS_IS: True} if ds.one_hot and not ds.one_hot_scaled else {}),
+                **({"duplicates_kept_by_auto": True} if ds.duplicates_kept and self.space.data.duplicates == "auto"
+                   else {}),
                 **({BUILDER_CODE_ATTR: code} if (code := _preflight.builder_code(self.space)) else {}),
                 "data_summary": self.summary.to_dict()}
 
@@ -123,7 +125,8 @@ def prepare(space: Space, threads: int | None = None) -> Prepared:
                and not dataset.has_order else "the latest in time")
         dataset.warnings += test_class_shift(dataset, prepared.dev_idx, prepared.test_idx, how)
     dataset.warnings += data.giveaways(dataset, prepared.dev_idx)
-    dataset.warnings += data.near_copies(dataset, prepared.dev_idx, prepared.test_idx)
+    if space.data.is_images:  # an absolute gap of 2 grey levels means nothing for other arrays
+        dataset.warnings += data.near_copies(dataset, prepared.dev_idx, prepared.test_idx)
     return prepared
 
 
@@ -158,13 +161,13 @@ def _say_kept_repeats(dataset: Any, dev_idx: np.ndarray, test_idx: np.ndarray, p
         dataset.warnings.append(f"{len(validated)} validation row(s) of the splits have the same features as a "
                                 f"training row of their split (data.duplicates: keep): those validation losses "
                                 f"are partly training losses, which favours the settings that memorize most; "
-                                f"drop the copies (data.duplicates: drop or auto)")
+                                f"drop the copies (data.duplicates: drop)")
     n = int(repeats_of(dataset.X[dev_idx], dataset.X[test_idx]).sum()) if dataset.test_mask is None else 0
     if n:
         dataset.warnings.append(f"{n} development row(s) have the same features as a held-out test row "
                                 f"(data.duplicates: keep, so copies of a row, such as an oversampled class, land "
                                 f"on both sides): training sees those test rows and the test score may be "
-                                f"optimistic; drop the copies (data.duplicates: drop or auto), and "
+                                f"optimistic; drop the copies (data.duplicates: drop), and "
                                 f"oversample, if at all, inside training rather than in the file")
 
 

@@ -29,7 +29,8 @@ def check_leaves(space: Space, source: str) -> None:
             if key == "family" or (key in DECLARATIONS and section == "model" and space.is_custom):
                 continue
             field = f"{section}.{key}"
-            spec = specs.get(key) if specs is not None else WELL_KNOWN.get(key) if section == "model" else None
+            spec = specs.get(key) if specs is not None else _well_known(space, key, value) if section == "model" \
+                else None
             if value is None:
                 # A default of nothing (transfer's weights file) is no default to fall back on.
                 default = (f"; or remove the line to use the default ({spec.default!r})"
@@ -48,6 +49,23 @@ def check_leaves(space: Space, source: str) -> None:
                             + (f", to search a range {{{spec.kind}: [low, high]}}" if spec.kind in ("int", "float")
                                else "") + ")")
                 raise SpaceError("bad value" + hint, source=source, field=field, expected=problem, found=value)
+
+
+def _well_known(space: Space, key: str, value: Any) -> Param | None:
+    """A builder's setting named as a built-in family's, checked against the same range. One the builder
+    declares under model.regularizers is that regularizer, checked as the families' is (a value, and a search
+    that can switch it off); any other only where it is one number or a numeric range: a builder's own
+    per-layer list (``dropout: [0.1, 0.2]``) or schedule name (``learning_rate: cosine``) is its own to read."""
+    import dataclasses
+
+    spec = WELL_KNOWN.get(key)
+    if spec is None or key in (space.model.get("regularizers") or []):
+        return spec
+    numeric = (isinstance(value, (int, float)) and not isinstance(value, bool)) or (
+        is_distribution(value) and any(k in value for k in ("float", "int")))
+    if not numeric:
+        return None
+    return dataclasses.replace(spec, off=None) if spec.is_regularizer else spec
 
 
 def _unknown_settings(space: Space, source: str) -> None:

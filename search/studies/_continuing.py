@@ -38,6 +38,15 @@ def check_continuable(study: Any, space: Space, attrs: dict[str, Any]) -> None:
                                  f"{'; '.join(changed)}; its trials are only comparable on the same rows: restore "
                                  f"the setting, or start a new study with --study-name", source=_where(space),
                                  field=changed[0].split(" ")[0])
+            if key == "data_fingerprint" and attrs.get("duplicates_kept_by_auto") and \
+                    "duplicates_kept_by_auto" not in stored:
+                # Made when data.duplicates defaulted to drop: the same file, read with today's default (auto,
+                # which keeps the copies of coarse features), is other rows; said as that, not as other data.
+                raise ContinuationRefused(f"study '{space.study.name}' was made when data.duplicates defaulted to "
+                                          f"drop, and its rows were read so; data.duplicates: auto, the default now, "
+                                          f"keeps this file's copies (its features are coarse): set "
+                                          f"data.duplicates: drop to continue the study, or start a new one with "
+                                          f"--study-name", source=_where(space), field="data.duplicates")
             raise ContinuationRefused(f"study '{space.study.name}' was started with different data or splits "
                              f"({key} is {stored[key]}, now {value}); start a new study with --study-name, "
                              f"or restore the original data", source=_where(space), field="data.source")
