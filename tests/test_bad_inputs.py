@@ -882,3 +882,17 @@ def test_a_builders_own_settings_named_as_the_families_are_its_own_to_read(setti
     path.write_text(yaml.safe_dump(declared))
     with pytest.raises(SpaceError, match="model.dropout"):  # a declared regularizer is checked as the families' is
         spaces.load(path)
+
+
+def test_searching_class_weight_none_against_balanced_is_warned_about() -> None:
+    """Ranked by the plain validation loss, which weighting raises on purpose, a balanced trial came last at the
+    same ROC AUC as the others: the search of the choice could not be won on its merits."""
+    from search import space as spaces
+    from search.runner import session
+
+    searched = spaces.validate(merge(TINY, {"train": {"class_weight": {"choice": ["none", "balanced"]}}}))
+    fixed = spaces.validate(merge(TINY, {"train": {"class_weight": "balanced"}}))
+    said = session.prepare(searched).dataset.warnings
+    assert any("train.class_weight searches none and balanced" in w and "balanced accuracy and ROC AUC" in w
+               for w in said), said
+    assert not any("class_weight searches" in w for w in session.prepare(fixed).dataset.warnings)

@@ -415,3 +415,37 @@ def test_a_study_of_models_no_better_than_the_mean_on_a_skewed_target_is_underfi
     # Worse than chance is not "near" it (a rare class's study read "stays near" at 427 % of chance).
     assert (f"stays above the loss of predicting the training rows' mean: the best trial's is {share:.0%} of it"
             if share > 1.05 else "stays near the loss of predicting") in said.out, said.out
+
+
+def test_a_class_weighted_trial_is_judged_against_equal_shares(tmp_path, capsys):
+    """Trained with class_weight: balanced (the rare-class warning's advice), a model leaves the class shares on
+    purpose: against them a stranger's trials of validation ROC AUC 0.92 were called underfit and "worse than
+    chance, learned nothing". A model that learned nothing, weighted alike, predicts equal shares."""
+    import optuna
+    import yaml
+
+    from conftest import TINY, merge, run_cli
+    from search.review import verdicts
+    from search.studies import lifecycle as studies
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 4))
+    y = (X[:, 0] + 0.5 * rng.normal(size=400) > 1.6).astype(int)  # about 7 % positives, learnable
+    np.savez(tmp_path / "rare.npz", X=X, y=y)
+    path = tmp_path / "rare.yaml"
+    path.write_text(yaml.safe_dump(merge(TINY, {"study": {"name": "rare", "n_trials": 1, "baseline": False},
+                                                "data": {"source": f"npz:{tmp_path / 'rare.npz'}"},
+                                                "train": {"epochs": 30, "class_weight": "balanced",
+                                                          "learning_rate": 0.02}})))
+    assert run_cli("run", path, "--home", tmp_path / "h", "--quiet") == 0
+    said = capsys.readouterr().out
+    study = optuna.load_study(study_name="rare", storage=studies.make_storage(studies.default_storage(tmp_path / "h")))
+    best = study.best_trial
+    assert best.user_attrs[dx.CLASS_WEIGHTED_ATTR] is True
+    equal = math.log(2)
+    line = verdicts.against_chance(study)
+    assert line is not None and f"{best.value / equal:.0%} of the chance-level loss" in line, line
+    assert "equal shares of the classes (the best trial is class-weighted" in line and line in said
+    # It learned (its weighted loss is below equal shares'), so no "worse than chance" and no underfit tag, though
+    # its plain loss is above the class shares' (0.25 here) as weighting makes it.
+    assert best.value < 0.7 * equal and not line.startswith("warning") and best.user_attrs["fit"] != "underfit"

@@ -193,6 +193,17 @@ def mean_curve(histories: Mapping[int, Mapping[str, Sequence[float]]], key: str)
     return out
 
 
+# A trial trained with train.class_weight: balanced (its chance-level loss is that of equal shares).
+CLASS_WEIGHTED_ATTR = "class_weighted"
+
+
+def equal_shares_loss(study: Any) -> float | None:
+    """The cross-entropy of predicting every class alike, log(classes): what a class-weighted model that learned
+    nothing aims at. None where the study says no number of classes."""
+    classes = (study.user_attrs.get("data_summary") or {}).get("classes") or {}
+    return math.log(len(classes)) if len(classes) >= 2 else None
+
+
 def split_chance_losses(y: np.ndarray, task: str, splits: Sequence[Any]) -> dict[int, tuple[float, float]]:
     """Each split's chance-level losses (training rows, validation rows): what predicting the training rows'
     prior scores on each. On the validation rows that is the prior of the *training* rows (their mean, their

@@ -94,7 +94,10 @@ def against_chance(study: Any, warn: bool = True) -> str | None:
     if (share := _chance_share(study)) is None:
         return None
     regression = study.user_attrs.get("task") == "regression"
-    prior = "the training rows' mean" if regression else "the training rows' class shares"
+    weighted = _weighted_equal(study) is not None
+    prior = ("equal shares of the classes (the best trial is class-weighted: what such a model predicts when it "
+             "has learned nothing)" if weighted else
+             "the training rows' mean" if regression else "the training rows' class shares")
     r2 = f" (a cross-validated R² of {1 - share:.3g})" if regression else ""
     said = (f"the best trial's validation loss is {share:.0%} of the chance-level loss, that of always predicting "
             f"{prior} (mean over its splits, each on its own rows){r2}")
@@ -114,6 +117,8 @@ def _chance_share(study: Any) -> float | None:
 
     if (best := _single_best(study)) is None:
         return None
+    if (equal := _weighted_equal(study)) is not None and best.value is not None:
+        return float(best.value) / equal
     attrs = study.user_attrs
     own = diagnostics.split_references_from_attr(attrs.get(REFERENCES_ATTR))
     splits = {int(s["split"]): float(s["best_val_loss"]) for s in best.user_attrs.get("splits") or []
@@ -124,6 +129,18 @@ def _chance_share(study: Any) -> float | None:
     if isinstance(attrs.get(REFERENCE_ATTR), (int, float)) and attrs[REFERENCE_ATTR] > 0 and best.value is not None:
         return float(best.value) / float(attrs[REFERENCE_ATTR])
     return None
+
+
+def _weighted_equal(study: Any) -> float | None:
+    """The loss of equal shares where the best trial trained class-weighted (train.class_weight: balanced): it
+    leaves the class shares on purpose, and against them a stranger's best trial of validation ROC AUC 0.93 was
+    said to have learned nothing."""
+    from search.review import diagnostics
+
+    best = _single_best(study)
+    if best is None or not best.user_attrs.get(diagnostics.CLASS_WEIGHTED_ATTR):
+        return None
+    return diagnostics.equal_shares_loss(study)
 
 
 # The ablation's row of every regularizer switched off (search/reproduction/ablation.py names it so).

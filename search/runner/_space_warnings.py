@@ -50,6 +50,13 @@ def space_warnings(space: Space, dataset: Any) -> list[str]:
                        f"to the builder {space.family} as settings, and nothing else augments its model: its code "
                        f"must apply them (search.models.layers.Augment(rotation=..., ...) does, as in the cnn "
                        f"family), or each value is a trial of the same model")
+    weighting = space.train.get("class_weight")
+    if isinstance(weighting, dict) and {"none", "balanced"} <= set(map(str, weighting.get("choice") or [])):
+        # A stranger's balanced trial ranked last (0.317 against 0.137) at the same ROC AUC as the others.
+        out.append("train.class_weight searches none and balanced, but trials are ranked by the plain validation "
+                   "loss, which weighting the classes raises on purpose (its probabilities lean toward the rare "
+                   "classes): a balanced trial cannot win it on its merits; fix class_weight to one value per study "
+                   "and compare the two studies' balanced accuracy and ROC AUC at the test look")
     return out + _rotation_as_a_fraction(space.model) + unused_train_settings(space.train) + \
         repeated_choices(space) + unused_head_settings(space.model)
 

@@ -101,9 +101,16 @@ class ReviewLogging:
             return None
         early = int(outcome.settings.get("train", {}).get("early_stopping") or 0)
         patience = min(diagnostics.DEFAULT_PATIENCE, early) if early else diagnostics.DEFAULT_PATIENCE
-        diagnosis = diagnostics.diagnose_trial(histories, self.reference_loss, patience, self.split_references)
+        reference, own = self.reference_loss, self.split_references
+        weighted = outcome.settings.get("train", {}).get("class_weight") == "balanced" and bool(own)
+        if weighted and (equal := diagnostics.equal_shares_loss(trial.study)) is not None:
+            # Weighted alike, a model that learned nothing predicts equal shares, not the class shares: against
+            # the class shares a stranger's model of validation ROC AUC 0.92 was called underfit.
+            reference, own = equal, {k: (equal, equal) for k in own}
+        diagnosis = diagnostics.diagnose_trial(histories, reference, patience, own)
         kept = {**diagnosis.attrs(), "fit": trial_fit(outcome, diagnosis), review.PATIENCE_ATTR: patience,
-                review.CURVES_ATTR: review.compact_curves(histories)}
+                review.CURVES_ATTR: review.compact_curves(histories),
+                **({diagnostics.CLASS_WEIGHTED_ATTR: True} if weighted else {})}
         for key, value in kept.items():
             trial.set_user_attr(key, value)
         return diagnosis
