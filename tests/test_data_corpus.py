@@ -648,6 +648,13 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
      ["36 read, 0 dropped", "12 of its 36 rows (33%) share their features with rows of another label",
       "every row is kept (data.duplicates: auto)", "data.duplicates: drop drops them anyway"]),
     ("y-with-one-column", _y_column, [], ["note: array 'y'", "shape (30, 1)", "one value per row"]),
+    # Transactions sorted by their stamp and split at random: the future sits among the training rows.
+    ("rows-in-time-order-split-at-random", csv(_frame(40).assign(ts=np.arange(40) * 3600 + 1.7e9)), [
+        "warning: column 'ts' of", "rises with the rows: the rows are in time order", "set data.order: ts"],
+     ["features: 4"]),
+    ("dates-as-text-in-order-left-out", csv(_frame(40).assign(day=pd.date_range("2024-01-01", periods=40)
+                                                            .strftime("%Y-%m-%d")), {"drop": ["day"]}),
+     ["column 'day' of", "rises with the rows"], ["features: 3"]),
     # Agent codes, most held by a row or two: one-hot encoded into a column each, said with a note only.
     ("category-of-many-rare-values", csv(_frame(120, classes=2).assign(agent=[f"A{i // 2:03d}" for i in range(120)]),
                                          {"categorical": "one_hot"}),

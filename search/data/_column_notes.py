@@ -162,3 +162,45 @@ def repeated_ids(frame: Any, path: Path, skip: list[Any]) -> list[str]:
                    f"validation score is one that no new {name} will see; set data.group: {name} with "
                    f"validation.scheme: group_kfold to keep each one's rows on one side")
     return out
+
+
+# A column named as a time: a stamp, a date as a number, a day count.
+_TIME_NAME = re.compile(r"(?i)(?:^|[\W_])(?:ts|time|times|timestamp|datetime|date|day|days|epoch|unix|unixtime|"
+                        r"seconds|hour|hours|week|month|year)(?:[\W_]?(?:stamp|s|ms|ns|utc|id|no|index))?$")
+
+
+def time_ordered(frame: Any, path: Path, skip: list[Any]) -> list[str]:
+    """A numeric column named as a time that rises with the rows: the file is in time order, and drawn at random
+    the test and validation rows sit among the training rows' times, so a model that leans on what came later
+    scores better than it will on the future (a stranger's transactions sorted by their stamp, split at random,
+    got no word; a stamp written as text is refused with the advice to set data.order). Said where no data.order
+    or data.group is set."""
+    import pandas as pd
+
+    import warnings
+
+    out = []
+    for column in frame.columns:
+        name = str(column)
+        if column in skip or not _TIME_NAME.search(name):
+            continue
+        if pd.api.types.is_numeric_dtype(frame[column]):
+            values = frame[column].dropna().to_numpy(dtype=np.float64)
+        else:  # stamps as text, left out with data.drop: the rows are in their order all the same
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                stamps = pd.to_datetime(frame[column], errors="coerce", format="mixed")
+            if stamps.notna().mean() < 0.95:
+                continue
+            values = stamps.dropna().astype("int64").to_numpy(dtype=np.float64)
+        if len(np.unique(values)) < 10 or len(values) < 20:
+            continue
+        steps = np.diff(values)
+        if np.mean(steps >= 0) < 0.99 or not np.any(steps > 0):
+            continue
+        out.append(f"column '{name}' of {path} rises with the rows: the rows are in time order, and drawn at random "
+                   f"the test rows and each split's validation rows sit among the training rows' times, so a model "
+                   f"that leans on what came later scores better than it will on the future; set data.order: {name} "
+                   f"(the test rows are then the latest) with validation.scheme: time_series, or say why not by "
+                   f"shuffling the file")
+    return out

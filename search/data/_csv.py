@@ -76,7 +76,8 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
     _csv_layout.no_rows_in_one_cell(frame, path, shape.sep, where, field)
     special = [c for c in named.values() if c is not None]
     if section.group is None and section.order is None:  # read before data.drop takes the column out
-        grouped_rows = _column_notes.repeated_ids(frame, path, special)
+        grouped_rows = _column_notes.repeated_ids(frame, path, special) + _column_notes.time_ordered(frame, path,
+                                                                                                      special)
     else:
         grouped_rows = []
     if getattr(section, "drop", None):
