@@ -614,9 +614,9 @@ def test_a_test_loss_no_better_than_chance_is_said():
     # shares on purpose: read against equal shares (log 2 = 0.6931), not called "learned nothing" outright.
     for loss in (0.623, 0.75):
         report = Report(0, 4, "rule", loss, 0.7, 0.62, 0.7, "accuracy", alarm, "checkpoints", test_chance_loss=0.58,
-                        class_weighted=True, model_io={"inputs": {"features": ["a"], "as": "raw rows"},
-                                                       "task": "binary", "classes": ["no", "yes"],
-                                                       "output": "one value: the probability of class 'yes'"})
+                        class_weighted=True, recalls={"yes": [0.05, 22], "no": [0.99, 378]},
+                        model_io={"inputs": {"features": ["a"], "as": "raw rows"}, "task": "binary",
+                                  "classes": ["no", "yes"], "output": "one value: the probability of class 'yes'"})
         out = io.StringIO()
         print_report(report, [], out)
         said[loss] = out.getvalue()
@@ -624,6 +624,9 @@ def test_a_test_loss_no_better_than_chance_is_said():
     assert "note: trained with class_weight: balanced" in said[0.623] and "against the 0.6931 of predicting equal " \
         "shares, what such a model predicts when it has learned nothing, it has learned something" in said[0.623]
     assert "it is also no better than the 0.6931 of predicting equal shares: it has learned nothing" in said[0.75]
+    # A binary model's recall is at a threshold, which is said (a fraud class's 0.05 read as the model's best).
+    assert "recall by class (test rows of each class predicted as it; class 'yes' where its probability is 0.5 or " \
+        "more), lowest first: " in said[0.75]
 
 
 def test_a_missing_category_at_predict_time_is_said_as_missing_not_as_an_empty_string():

@@ -42,7 +42,12 @@ def print_report(report: "Report", looks: list[dict[str, Any]], out: TextIO) -> 
              *([f"  {report.epoch_note}"] if report.epoch_note else []),
              f"  test set ({look}): loss {report.test_loss:.4g}{_against_chance(report)}, {m} "
              f"{report.test_metric:.4g}" + (f" ({_scores(report.test_scores)})" if report.test_scores else ""),
-             *([f"  recall by class (test rows of each class predicted as it), lowest first: "
+             # A binary model's class is its probability at 0.5 or above: a rare class's recall of 0.05 is at that
+             # threshold, which nothing said.
+             *(["  recall by class (test rows of each class predicted as it"
+                + (f"; class {report.model_io['classes'][1]!r} where its probability is 0.5 or more"
+                   if report.model_io.get("task") == "binary" and len(report.model_io.get("classes") or []) == 2
+                   else "") + "), lowest first: "
                 f"{scoring.recall_text(report.recalls)}; precision and F1 by class in the run's "
                 f"classification_report.txt, the confusion matrix in confusion_matrix.csv"] if report.recalls else []),
              f"  ensemble of the split models (averaged predictions): loss {report.ensemble_loss:.4g}, "
