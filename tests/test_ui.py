@@ -221,7 +221,10 @@ def _menu_when_shown(page: Page, url: str, expect: str, timeout: float = 60) -> 
     page.call("Page.navigate", url=url)
     deadline = time.monotonic() + timeout
     while True:
-        text = page.evaluate("document.body ? document.body.innerText : ''")
+        try:
+            text = page.evaluate("document.body ? document.body.innerText : ''")
+        except RuntimeError:  # asked while the page navigates (our page's redirect): asked again
+            text = ""
         if expect in text or time.monotonic() > deadline:
             return text
         time.sleep(0.5)
