@@ -431,6 +431,11 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     # Every wrong name at once, and the one meant where it differs by case.
     ("drop-columns-in-another-case", csv(_frame(), {"drop": ["A", "nope"]}), "data.drop",
      ["data.drop names 2 column(s) that", "'A' (did you mean 'a'?), 'nope'", "found ['A', 'nope']"]),
+    ("drop-written-as-one-string", csv(_frame(), {"drop": "a, b"}), "data.drop",
+     ["'a, b' (one name with commas: a list is written [a, b])"]),
+    # A text column and gaps elsewhere: both said at once, not the gaps on the next run.
+    ("text-column-and-gaps-elsewhere", csv(_with(_frame(), b_4=np.nan).assign(c=["x1"] * 30)), "data.source",
+     ["column 'c' of", "is not numeric", "the file also has empty cells in 'b' (1): set data.missing: median"]),
     ("drop-the-target", csv(_frame(), {"drop": ["label"]}), "data.drop",
      ["column 'label'", "is data.target, so it cannot also be dropped"]),
     ("drop-on-an-npz", npz({"drop": ["a"]}, X=_X, y=_Y), "data.drop", ["a npz: source has no named columns"]),

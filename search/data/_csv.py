@@ -126,7 +126,13 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
             message = (f"{len(texts)} columns of {path} are not numeric: "
                        + "; ".join(f"'{c}': {_csv_text.text_column_hint(features[c], c)}" for c in texts))
         where_found = f" (first at row {row} of '{column}', counting from 0)" if row is not None else ""
-        raise DataError(message + where_found, source=where, field=field, expected="numbers", found=sample)
+        # What the next check would stop on, said now: a stranger fixed the text columns, then met the gaps.
+        holes = {str(c): int(features[c].isna().sum()) for c in features.columns if c not in texts
+                 and features[c].isna().any()} if getattr(section, "missing", "refuse") == "refuse" else {}
+        also = ("; the file also has empty cells in " + ", ".join(f"'{c}' ({n})" for c, n in list(holes.items())[:5])
+                + (", ..." if len(holes) > 5 else "") + ": set data.missing: median (or mean) to fill them per split"
+                ) if holes else ""
+        raise DataError(message + where_found + also, source=where, field=field, expected="numbers", found=sample)
     notes += _column_notes.row_counters(features, path) + _column_notes.constant_columns(features, path)
     notes += _column_notes.code_columns(features, path, notes)
     notes += _column_notes.padded_codes(features, leading_zeros, path, notes)
@@ -221,8 +227,14 @@ def _dropped(section: Any, frame: Any, path: Path, where: str, named: dict[str, 
         # Every name at once, each with the column it was likely meant as: a name in another case ('customerid'
         # for 'CustomerID') was refused without a hint, and only the first of several.
         columns = [str(c) for c in frame.columns]
-        hints = [f"'{name}'" + (f" (did you mean '{near}'?)" if (near := _near_name(str(name), columns)) else "")
-                 for name in absent]
+        def hint(name: str) -> str:
+            parts = [p.strip() for p in str(name).split(",")]
+            if len(parts) > 1 and all(p in columns for p in parts):  # one YAML string where a list was meant
+                return f" (one name with commas: a list is written [{', '.join(parts)}])"
+            near = _near_name(str(name), columns)
+            return f" (did you mean '{near}'?)" if near else ""
+
+        hints = [f"'{name}'{hint(name)}" for name in absent]
         raise DataError(f"data.drop names {len(absent)} column(s) that {path} does not have: {', '.join(hints)}",
                         source=where, field="data.drop", expected="one of " + ", ".join(columns),
                         found=absent[0] if len(absent) == 1 else absent)
