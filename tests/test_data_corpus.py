@@ -642,7 +642,8 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
      ["warning: labels of", "'yes' (", "'yes ' (4 rows)", "'Yes' (4 rows)", "separate classes"],
      ["classes (4"]),
     ("conflicting-duplicates-dropped", csv(_conflicts(_frame()), {"duplicates": "drop"}),
-     ["warning:", "6 feature row(s) that appear with different labels", "12 rows in all", "every copy is dropped"],
+     ["warning:", "6 feature row(s) that appear with different labels", "12 rows in all: 4 of the 12 of class",
+      "every copy is dropped"],
      ["36 read", "12 conflicting duplicates", "24 kept"]),
     # The same rows under the default: a third of them share features with another label, the nature of coarse
     # features, not a record entered twice; dropping them dropped the hardest rows and flattered the scores.
@@ -936,7 +937,8 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
         _image_folder(f / "pics", {"a": 6, "b": 6}),
         shutil.copy(f / "pics" / "a" / "0.png", f / "pics" / "b" / "x.png"),
         shutil.copy(f / "pics" / "a" / "1.png", f / "pics" / "a" / "y.png"))),
-     ["appear with different labels (2 rows in all, e.g. a/0.png, b/x.png)",
+     ["appear with different labels (2 rows in all: 1 of the 7 of class 'a', 1 of the 7 of class 'b'; e.g. "
+      "a/0.png, b/x.png)",
       "1 file(s) repeat another file of the same class and are left out, one copy kept (a/1.png, a/y.png)"], []),
     ("images-link-to-nothing", images(lambda f: (_image_folder(f / "pics", {"a": 6, "b": 6}),
                                                  os.symlink(f / "nowhere.png", f / "pics" / "a" / "gone.png"))),

@@ -414,9 +414,16 @@ def duplicates(X: np.ndarray, y: np.ndarray, mode: str, regression: bool, what: 
     if n_conflict_rows:
         dropped["conflicting duplicates"] = n_conflict_rows
         shown = _copies(np.nonzero(inverse == int(np.argmax(conflicting)))[0], names)
+        # By class: a fraud analyst's 40 dropped rows held 10 of the 111 frauds, 9 % of the rare class, unsaid.
+        lost = conflicting[inverse]
+        labels, per = np.unique(y[lost], return_counts=True)
+        totals = dict(zip(*np.unique(y, return_counts=True)))
+        by_class = ", ".join(f"{int(n)} of the {int(totals[label])} of class {label!r}"
+                             for label, n in sorted(zip(labels.tolist(), per.tolist()), key=lambda x: -x[1] /
+                                                    totals[x[0]]))
         warnings.append(f"{what} has {int(conflicting.sum())} feature row(s) that appear with different labels "
-                        f"({n_conflict_rows} rows in all, e.g. {shown}); they are ambiguous, so every copy is "
-                        f"dropped (data.duplicates: refuse stops instead)")
+                        f"({n_conflict_rows} rows in all: {by_class}; e.g. {shown}); they are ambiguous, so every "
+                        f"copy is dropped (data.duplicates: refuse stops instead)")
     if n_exact and _are_files(names):  # an image left out is looked for by its file, which a count does not give
         repeated = np.flatnonzero((counts > 1) & ~conflicting)
         examples = "; ".join(_copies(np.nonzero(inverse == g)[0], names) for g in repeated[:3])
