@@ -415,8 +415,8 @@ def duplicates(X: np.ndarray, y: np.ndarray, mode: str, regression: bool, what: 
         dropped["conflicting duplicates"] = n_conflict_rows
         shown = _copies(np.nonzero(inverse == int(np.argmax(conflicting)))[0], names)
         # By class: a fraud analyst's 40 dropped rows held 10 of the 111 frauds, 9 % of the rare class, unsaid.
-        lost = conflicting[inverse]
-        labels, per = np.unique(y[lost], return_counts=True)
+        ambiguous = conflicting[inverse]
+        labels, per = np.unique(y[ambiguous], return_counts=True)
         totals = dict(zip(*np.unique(y, return_counts=True)))
         by_class = ", ".join(f"{int(n)} of the {int(totals[label])} of class {label!r}"
                              for label, n in sorted(zip(labels.tolist(), per.tolist()), key=lambda x: -x[1] /
