@@ -271,3 +271,18 @@ def test_bad_duration_is_refused():
 
     with pytest.raises(argparse.ArgumentTypeError):
         parse_duration("8 hours")
+
+
+def test_an_edit_is_said_by_the_run_that_trains_with_it(write_space, home, capsys):
+    """A run that found the budget spent said the edit and stored the edited space; the run that then trained
+    the edited trials, with a raised budget, said nothing."""
+    fast = {"study": {"name": "noop", "n_trials": 1, "baseline": False}, "validation": {"k": 2},
+            "train": {"epochs": 1}}
+    assert run_cli("run", write_space(fast), "--home", home, "--quiet") == 0
+    edited = merge(fast, {"model": {"units": 16}})
+    capsys.readouterr()
+    assert run_cli("run", write_space(edited), "--home", home, "--quiet") == 0
+    out, err = capsys.readouterr()
+    assert "already has its 1 finished trials" in out and "settings changed" not in err
+    assert run_cli("run", write_space(merge(edited, {"study": {"n_trials": 2}})), "--home", home, "--quiet") == 0
+    assert "continues with settings changed since its earlier trials" in capsys.readouterr().err

@@ -260,8 +260,9 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
             if before and options.warn_changed_settings and studies.finished_count(study):
                 changed.insert(0, "model.family's code: the builder function does something else now")
             study.set_user_attr(BUILDER_CODE_ATTR, code)
-        if changed and options.worker_index <= 1:  # one of several workers says it
-            before_path = str(study.user_attrs.get("space_path") or "")
+        # One of several workers says it, and only a run that trains: the edit is said where it takes effect.
+        if changed and options.worker_index <= 1 and studies.finished_count(study) < budget:
+            before_path = str(study.user_attrs.get("space_started_by") or study.user_attrs.get("space_path") or "")
             # Another file of the same study name joined it with the same words as an edit of the file.
             other = (f", and from another space file than {before_path}, which started it"
                      if space.path and before_path and before_path != str(space.path.resolve()) else "")
@@ -276,13 +277,19 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
                   f"{len(looked)} time(s): what is searched from here on is chosen by someone who has seen the test "
                   f"score, so the next look is look {len(looked) + 1} and no longer an unbiased test",
                   file=sys.stderr)
-        # What `search best --export` and `search reproduce` rebuild a trial's config from, without MLflow.
+        # What `search best --export` and `search reproduce` rebuild a trial's config from, without MLflow. Stored
+        # only by a run that trains: one that found the budget spent took the warning of the edit with it, and the
+        # run that then trained the edited trials said nothing.
         stored_space = redact(space.to_yaml())
-        study.set_user_attr("space_yaml", stored_space)
+        if studies.finished_count(study) < budget:
+            study.set_user_attr("space_yaml", stored_space)
         # Each version of the space under its own key, which each trial names (SPACE_DIGEST_ATTR): a trial's
         # config is rebuilt from the space it ran with, not from a later edit, where its MLflow record is gone.
         if study.user_attrs.get(space_versions.key(stored_space)) is None:
             study.set_user_attr(space_versions.key(stored_space), stored_space)
+        if "space_started_by" not in study.user_attrs:  # "which started it": the first file, kept
+            study.set_user_attr("space_started_by", str(study.user_attrs.get("space_path") or
+                                                        (space.path.resolve() if space.path else "")))
         study.set_user_attr("space_path", str(space.path.resolve()) if space.path else "")
         if (done := studies.finished_count(study)) >= budget:
             print(f"study '{space.study.name}' already has its {budget} finished trials; raise study.n_trials "
