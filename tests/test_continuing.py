@@ -168,3 +168,27 @@ def test_a_study_read_with_the_old_duplicates_default_is_told_to_set_it_to_conti
         check_continuable(study, now, session.prepare_rows(now).attrs())
     assert refused.value.field == "data.duplicates" and "set data.duplicates: drop to continue" in str(refused.value)
     check_continuable(study, space(duplicates="drop"), made.attrs())  # as it says: continued
+
+
+def test_the_same_file_read_otherwise_is_refused_naming_the_setting(tmp_path):
+    """data.duplicates: keep, or a column added to data.drop, between runs: refused as "different data" under
+    data.source, though the file was the same."""
+    import optuna
+
+    from search import space as spaces
+    from search.runner import session
+    from search.studies._continuing import ContinuationRefused, check_continuable
+
+    def space(**data):
+        return spaces.validate({"study": {"name": "read"}, "data": {"source": "sklearn:iris", **data}},
+                               source=str(tmp_path / "space.yaml"))
+
+    made = space(duplicates="keep")
+    study = optuna.create_study()
+    for key, value in session.prepare_rows(made).attrs().items():
+        study.set_user_attr(key, value)
+    study.set_user_attr("space_yaml", made.to_yaml())
+    now = space()
+    with pytest.raises(ContinuationRefused) as refused:
+        check_continuable(study, now, session.prepare_rows(now).attrs())
+    assert refused.value.field == "data.duplicates" and "data.duplicates was keep, now auto" in str(refused.value)

@@ -47,9 +47,34 @@ def check_continuable(study: Any, space: Space, attrs: dict[str, Any]) -> None:
                                           f"keeps this file's copies (its features are coarse): set "
                                           f"data.duplicates: drop to continue the study, or start a new one with "
                                           f"--study-name", source=_where(space), field="data.duplicates")
+            read = _changed_reading(stored.get("space_yaml"), space) if key == "data_fingerprint" else []
+            if read:  # the file is the same, read another way: blamed on data.source it read as other data
+                raise ContinuationRefused(f"study '{space.study.name}' was started with the data read otherwise: "
+                                          f"{'; '.join(read)}; its trials are only comparable on the same rows: "
+                                          f"restore the setting, or start a new study with --study-name",
+                                          source=_where(space), field=read[0].split(" ")[0])
             raise ContinuationRefused(f"study '{space.study.name}' was started with different data or splits "
                              f"({key} is {stored[key]}, now {value}); start a new study with --study-name, "
                              f"or restore the original data", source=_where(space), field="data.source")
+
+
+# The data settings that change which rows are read, or their values (the file left as it was).
+_READING = ("target", "task", "drop", "duplicates", "missing", "categorical", "as_images", "image_size",
+            "color_mode", "skip_bad_images")
+
+
+def _changed_reading(before: str | None, space: Space) -> list[str]:
+    """The data settings that read the same file otherwise and differ from the study's stored space."""
+    from search.space import parse_yaml
+
+    try:
+        old = (parse_yaml(before or "") or {}).get("data") or {}
+    except Exception:  # a space stored by an older version: nothing to compare
+        return []
+    now = space.model_dump(mode="json")["data"]
+    defaults = type(space.data).model_validate({"source": space.data.source}).model_dump(mode="json")
+    return [f"data.{key} was {_value(old.get(key, defaults.get(key)))}, now {_value(now.get(key))}"
+            for key in _READING if old.get(key, defaults.get(key)) != now.get(key)]
 
 
 def _changed_plan(before: str | None, space: Space) -> list[str]:
