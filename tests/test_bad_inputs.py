@@ -896,3 +896,15 @@ def test_searching_class_weight_none_against_balanced_is_warned_about() -> None:
     assert any("train.class_weight searches none and balanced" in w and "balanced accuracy and ROC AUC" in w
                for w in said), said
     assert not any("class_weight searches" in w for w in session.prepare(fixed).dataset.warnings)
+
+
+def test_an_exported_config_run_more_than_once_is_said_to_repeat_one_result() -> None:
+    """An exported config (seed_trial set, nothing searched) with n_trials raised trained the same trial again and
+    again without a word."""
+    from search import space as spaces
+    from search.runner import session
+
+    fixed = {"study": {"n_trials": 3, "seed_trial": 4}, "model": {"dropout": 0.1},
+             "train": {"learning_rate": 0.01}}
+    said = session.prepare(spaces.validate(merge(TINY, fixed))).dataset.warnings
+    assert any("study.seed_trial (4) fixes every trial's seeds" in w and "repeat one result" in w for w in said), said

@@ -16,6 +16,11 @@ def space_warnings(space: Space, dataset: Any) -> list[str]:
                    f"train the same config and differ only by their seeds, so the best trial and its gain over "
                    f"the baseline are seed noise; search a setting ({{float: [low, high]}}, {{choice: [...]}}), or "
                    f"set study.n_trials: 1")
+    if not space.distributions() and space.study.n_trials > 1 and space.study.seed_trial is not None:
+        # An exported config with its budget raised: every trial repeated the same result, without a word.
+        out.append(f"study.seed_trial ({space.study.seed_trial}) fixes every trial's seeds and nothing is searched: "
+                   f"the {space.study.n_trials} trials train the same config with the same seeds and repeat one "
+                   f"result; remove seed_trial to see the spread that seeds alone give, or set study.n_trials: 1")
     if space.validation.scheme == "time_series" and not dataset.has_order:
         out.append(f"validation.scheme: time_series without data.order takes the rows of {space.data.source} in "
                    f"the order they are stored as time order (the test rows are the last ones); name the time "
