@@ -344,7 +344,12 @@ def _check_feasible(validation: Any, dataset: Dataset, dev_idx: np.ndarray, wher
         if smallest < k:
             label = dataset.classes[int(counts.argmin())]
             typo = rare_class_hint(dataset, label)
+            # 291 of 300 rows dropped as copies left 9: lowering k, as said, ran a study on them.
+            dropped = int(getattr(dataset, "duplicates_dropped", 0) or 0)
+            copies = (f" (data.duplicates dropped {dropped} of the {dropped + len(dataset.X)} rows as copies: "
+                      f"if the rows are separate observations, set data.duplicates: keep)"
+                      if dropped > len(dataset.X) else "")
             fail(f"stratified {k}-fold needs at least {k} rows of every class; class {label!r} has {smallest} "
-                 f"in the development rows{held}{typo}",
+                 f"in the development rows{held}{typo}{copies}",
                  expected=f"k <= {smallest}, or stratify: false" if smallest >= 2
                  else "stratify: false, or more rows of that class", found=k)

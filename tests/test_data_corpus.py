@@ -337,6 +337,10 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     # A spreadsheet writes a small negative rounded to zero as -0.0: equal to 0.0, so the row is a copy.
     ("csv-negative-zero-copy-refused", csv(pd.concat([_with(_frame(), a_0=-0.0), _with(_frame(), a_0=0.0).iloc[:1]]),
                                            {"duplicates": "refuse"}), "data.duplicates", ["1 repeated copy"]),
+    # Nearly every row a copy, dropped: the k error said to lower k, which ran a study on the 9 rows left.
+    ("copies-leave-too-few-rows-for-k", csv(pd.concat([_frame(30, classes=3)] * 9, ignore_index=True),
+                                            {"duplicates": "drop"}, other={"validation": {"k": 10}}), "validation.k",
+     ["stratified 10-fold", "data.duplicates dropped 240 of the 270 rows as copies", "set data.duplicates: keep"]),
     # 'YES' once beside 'Yes': the error told a stranger to lower validation.k, making it a class of its own.
     ("csv-label-differing-only-by-case", csv(_frame(30, classes=2).assign(
         label=["Yes", "No"] * 14 + ["Yes", "YES"])), "data.target",
