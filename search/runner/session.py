@@ -273,6 +273,11 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
         looked = [look for look in study.user_attrs.get("test_looks", []) if isinstance(look, dict)
                   and not look.get("rows")]
         if looked and options.worker_index <= 1 and studies.finished_count(study) < budget:
+            # Counted as reproduce counts them, with other studies' looks at the same test rows (a replay of an
+            # exported config): "the next look is look 5" was followed by "test set (look 6)".
+            from search.studies.looks import looks_from_other_studies
+
+            looked += looks_from_other_studies(study)
             print(f"warning: study '{space.study.name}' continues after `search reproduce` looked at its test rows "
                   f"{len(looked)} time(s): what is searched from here on is chosen by someone who has seen the test "
                   f"score, so the next look is look {len(looked) + 1} and no longer an unbiased test",
