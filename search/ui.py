@@ -95,11 +95,28 @@ def serve(tracking_uri: str, host: str, port: int, study: str | None = None, out
     # The store's URL goes by the environment: on the command line any user of the machine reads its password.
     env = {**_OFFLINE, **os.environ, "MLFLOW_BACKEND_STORE_URI": tracking_uri}
     probe = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
-    print(f"starting the MLflow UI on {host}:{port} (store: {redact(tracking_uri)})…", file=err, flush=True)
-    child = subprocess.Popen(cmd, start_new_session=True, env=env, preexec_fn=_ends_with_parent())
-    previous = {s: signal.signal(s, _forward(child)) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    # Heard from before the first word: a Ctrl-C on seeing "starting" is a stop of the server about to start.
+    heard: list[int] = []  # a stop asked for while the server starts is no failure of it
+    started: list[subprocess.Popen] = []
+    previous = {s: signal.signal(s, _forward(started, heard)) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
+        print(f"starting the MLflow UI on {host}:{port} (store: {redact(tracking_uri)})…", file=err, flush=True)
+        child = subprocess.Popen(cmd, start_new_session=True, env=env, preexec_fn=_ends_with_parent())
+        started.append(child)
+    except BaseException:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        raise
+    try:
+        if heard and child.poll() is None:  # asked before the server could be told
+            os.killpg(child.pid, signal.SIGTERM)
         if not _wait_until_ready(probe, child, start_timeout):
+            if heard:  # Ctrl-C while it started: said as what it was, not as a port taken (exit status 1)
+                if child.poll() is None:
+                    _stop(child, signal.SIGTERM)
+                print(f"stopped by {signal.Signals(heard[0]).name} before the MLflow UI answered", file=err,
+                      flush=True)
+                return 0
             if child.poll() is None:
                 print(f"error: the MLflow UI did not answer within {start_timeout:.0f} s; stopping it.",
                       file=err, flush=True)
@@ -182,15 +199,17 @@ def _ends_with_parent() -> Any:
     return ask
 
 
-def _forward(child: subprocess.Popen) -> Any:
+def _forward(started: list[subprocess.Popen], heard: list[int]) -> Any:
     def handler(signum: int, frame: Any) -> None:
+        heard.append(signum)
         # A Ctrl-C reaches the server as SIGTERM, its orderly stop: on SIGINT its workers each print some forty
         # lines of KeyboardInterrupt and CancelledError traceback.
         sent = signal.SIGTERM if signum == signal.SIGINT else signum
-        try:
-            os.killpg(child.pid, sent)  # the server and its workers: its own group, nothing else
-        except ProcessLookupError:
-            pass
+        for child in started:
+            try:
+                os.killpg(child.pid, sent)  # the server and its workers: its own group, nothing else
+            except ProcessLookupError:
+                pass
 
     return handler
 

@@ -328,3 +328,25 @@ def test_the_server_ends_with_search_ui_however_it_dies(tmp_path):
     else:
         os.kill(child, signal.SIGKILL)
         raise AssertionError("the server outlived `search ui`")
+
+
+def test_a_ctrl_c_while_the_server_starts_is_a_stop_not_a_taken_port(finished):
+    """Ctrl-C before the server answered was said as "the MLflow UI exited with status 0 before answering (is
+    port 5140 taken? try --port)", with exit status 1."""
+    ui = _UI(finished, "viewed")
+    try:
+        line = ""
+        while "starting the MLflow UI" not in line:
+            line = ui.proc.stdout.readline()
+            assert line, "search ui ended before starting the server"
+        ui.proc.send_signal(signal.SIGINT)
+        code = ui.proc.wait(timeout=60)
+        said = ui.proc.stdout.read()
+    finally:
+        if ui.proc.poll() is None:
+            ui.proc.kill()
+        ui.proc.stdout.close()
+    if "MLflow UI ready" in said:
+        pytest.skip("the server answered before the signal landed: nothing to judge")
+    assert code == 0 and "stopped by SIGINT before the MLflow UI answered" in said, said
+    assert "is port" not in said and "Traceback" not in said
