@@ -207,3 +207,18 @@ def test_progress_lines_say_the_date_once_a_day(monkeypatch):
     assert re.fullmatch(r"\[\d\d:\d\d:\d\d\]", second), second
     monkeypatch.setattr(_numbers, "_day_said", ["2026-01-01"])  # the last line was written on an earlier day
     assert re.fullmatch(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]", _numbers.stamp())
+
+
+def test_the_plan_says_enqueued_configs_are_tried_first_only_where_they_will_be():
+    """A continued study whose study.enqueue entry had run was told "1 config(s) from study.enqueue tried first",
+    and the next trial was sampled."""
+    from conftest import TINY, merge
+    from search.review.display import header_lines
+
+    space = spaces.validate(merge(TINY, {"study": {"enqueue": [{"model.dropout": 0.3}]}}))
+    prepared = session.prepare(space)
+    options = session.RunOptions(home=Path("mlruns"))
+    first = "\n".join(header_lines(prepared, options, "sqlite:///x", "sqlite:///y", 0, 4))
+    later = "\n".join(header_lines(prepared, options, "sqlite:///x", "sqlite:///y", 3, 4))
+    assert "1 config(s) from study.enqueue tried first, after the baseline" in first
+    assert "tried first," not in later and "study.enqueue's entries each queued once" in later

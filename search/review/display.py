@@ -387,9 +387,11 @@ def header_lines(prepared: Any, options: Any, storage_url: str, tracking_uri: st
                       f"{left} now (of the {options.n_trials} asked for: the budget leaves {left})")
     if options.timeout:
         limits.append(f"no new trial after {_duration(options.timeout)}")
-    if space.study.enqueue:
+    if space.study.enqueue and not finished:
         limits.append(f"{len(space.study.enqueue)} config(s) from study.enqueue tried first"
                       + (", after the baseline" if space.study.baseline else ""))
+    elif space.study.enqueue:  # a continued study ran its entries already; only those added since are queued
+        limits.append("study.enqueue's entries each queued once (those added since the last run first)")
     pruner = "none: two objectives" if space.study.multi_objective else space.study.pruner
     return [f"study       {space.study.name}  (sampler {space.study.sampler}, pruner {pruner}, "
             f"seed {space.study.seed})",
