@@ -375,13 +375,7 @@ def duplicates(X: np.ndarray, y: np.ndarray, mode: str, regression: bool, what: 
     flat = X.reshape(n, -1)
     if order is not None:
         flat = np.column_stack([flat, pd.factorize(pd.Series(order))[0].astype(flat.dtype)])
-    keys = _row_keys(flat)
-    _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
-    inverse = inverse.ravel()
-    _, y_codes = np.unique(y, return_inverse=True)
-    pairs = np.unique(np.stack([inverse, y_codes.ravel()], axis=1), axis=0)
-    labels_per_group = np.bincount(pairs[:, 0], minlength=len(first))
-    conflicting = labels_per_group > 1
+    first, inverse, counts, conflicting = _copies_of(flat, y)
     n_conflict_rows = int(counts[conflicting].sum())
     n_exact = int((counts[~conflicting] - 1).sum())
     if mode == "refuse" and (n_exact or n_conflict_rows):
@@ -430,6 +424,17 @@ def duplicates(X: np.ndarray, y: np.ndarray, mode: str, regression: bool, what: 
         warnings.append(f"{what}: {n_exact} file(s) repeat another file of the same class and are left out, one "
                         f"copy kept ({examples}{'; …' if len(repeated) > 3 else ''})")
     return keep, y[keep], dropped, warnings
+
+
+def _copies_of(flat: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows grouped by identical features: each group's first row, each row's group, the groups' sizes, and
+    whether a group's rows disagree on the label."""
+    _, first, inverse, counts = np.unique(_row_keys(flat), return_index=True, return_inverse=True,
+                                          return_counts=True)
+    inverse = inverse.ravel()
+    _, y_codes = np.unique(y, return_inverse=True)
+    pairs = np.unique(np.stack([inverse, y_codes.ravel()], axis=1), axis=0)
+    return first, inverse, counts, np.bincount(pairs[:, 0], minlength=len(first)) > 1
 
 
 def _are_files(names: np.ndarray | None) -> bool:
@@ -530,12 +535,7 @@ def coarse(X: np.ndarray, y: np.ndarray, what: str) -> str | None:
     n = len(X)
     if n == 0:
         return None
-    keys = _row_keys(X.reshape(n, -1))
-    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    inverse = inverse.ravel()
-    _, y_codes = np.unique(y, return_inverse=True)
-    pairs = np.unique(np.stack([inverse, y_codes.ravel()], axis=1), axis=0)
-    conflicting = np.bincount(pairs[:, 0], minlength=len(counts)) > 1
+    _, _, counts, conflicting = _copies_of(X.reshape(n, -1), y)
     rows = int(counts[conflicting].sum())
     if rows < COARSE_SHARE * n or len(counts) > DISTINCT_SHARE * n or len(counts) < 2:  # one for all: refused
         return None

@@ -155,7 +155,7 @@ def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | No
     space, variants = plan(resolved, picked.number, study.study_name)
     if not variants:
         print(format_table(picked, []), file=out)
-        own = picked.number == _study_pick(study)
+        own = picked.number == _picked(study)
         study.set_user_attr(ATTR if own else f"{ATTR}.t{picked.number:05d}", {"trial": picked.number, "rows": []})
         return []
     prepared = session.prepare(space, threads=options.threads)
@@ -207,7 +207,7 @@ def _stored(study: Any, picked: Any, ablation_study: Any, options: Any, out: Tex
         return []
     # The study's own table is its pick's, which the review shows; another trial's (search ablate --trial)
     # is kept beside it and logged to that trial's MLflow run, so it never takes the pick's place.
-    own = picked.number == _study_pick(study)
+    own = picked.number == _picked(study)
     study.set_user_attr(ATTR if own else f"{ATTR}.t{picked.number:05d}",
                         {"trial": picked.number, "study": ablation_study.study_name, "rows": [asdict(r) for r in rows]})
     print(format_table(picked, rows), file=out)
@@ -215,15 +215,10 @@ def _stored(study: Any, picked: Any, ablation_study: Any, options: Any, out: Tex
     return rows
 
 
-def _study_pick(study: Any) -> int | None:
-    """The trial the study's review and its own ablation are about (the best, or a two-objective one_se pick)."""
-    from search.errors import StudyError
-    from search.studies import lifecycle as studies
+def _picked(study: Any) -> int | None:
+    from search.studies.lifecycle import picked_number  # Optuna, imported when a study is at hand
 
-    try:
-        return int(studies.pick_trial(study, "auto").number)
-    except StudyError:
-        return None
+    return picked_number(study)
 
 
 def _finished(study: Any, name: str) -> Any:

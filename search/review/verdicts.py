@@ -48,8 +48,10 @@ def why_ended(study: Any) -> list[str]:
         lines.append(still)
     if (chance := against_chance(study, warn=not all_underfit)) is not None:  # that warning says it already
         lines.append(chance)
+    from search.studies.lifecycle import picked_number
+
     stored = study.user_attrs.get("ablation") or {}
-    if stored.get("trial") is not None and int(stored["trial"]) == _pick(study):
+    if stored.get("trial") is not None and int(stored["trial"]) == picked_number(study):
         # An earlier best's table, from before the study was continued, is not the current best's: its note sat
         # above a table whose best was another trial until that one's ablation ran.
         from types import SimpleNamespace
@@ -58,17 +60,6 @@ def why_ended(study: Any) -> list[str]:
         if hurt:
             lines.append(hurt)
     return lines
-
-
-def _pick(study: Any) -> int | None:
-    """The trial the study's review is about: the best, or a two-objective study's pick."""
-    from search.errors import StudyError
-    from search.studies.lifecycle import pick_trial
-
-    try:
-        return int(pick_trial(study, "auto").number)
-    except StudyError:
-        return None
 
 
 def verdict(study: Any) -> list[str]:

@@ -316,6 +316,15 @@ def _hms(seconds: float) -> str:
 PICK_RULES = ("auto", "best", "one_se")
 
 
+def picked_number(study: Any) -> int | None:
+    """The number of the trial the study's review and its own ablation are about (``pick_trial``'s "auto"),
+    None while no trial is complete."""
+    try:
+        return int(pick_trial(study, "auto").number)
+    except StudyError:
+        return None
+
+
 def pick_trial(study: Any, rule: str | int = "auto") -> Any:
     """The one complete trial to report, reproduce or deploy, chosen by a documented rule.
 
