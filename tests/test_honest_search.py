@@ -624,6 +624,55 @@ def test_the_headline_names_fixed_settings_an_edit_of_the_space_changed_between_
         in table, table
 
 
+def test_tables_show_each_trial_with_the_values_its_own_version_of_the_space_fixed(tmp_path, capsys):
+    """Day two: dropout searched, then fixed at 0.2, and the learning rate moved from 0.01 to 0.003. The table
+    showed the later trials' dropout as a blank cell and had no learning-rate column; `search status` took a
+    study name only, so the space file the user had run was 'no study named b.yaml'."""
+    import optuna
+
+    from conftest import TINY, merge, run_cli
+    from search import space as spaces
+    from search.review._table import trials_csv
+    from search.review.display import format_table, trial_rows
+    from search.studies import space_versions
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="edited", storage=storage)
+    first = merge(TINY, {"study": {"name": "edited"}})
+    second = merge(first, {"model": {"dropout": 0.2}, "train": {"learning_rate": 0.003}})
+    texts = [spaces.load(raw).to_yaml() for raw in (first, second)]
+    for text in texts:
+        study.set_user_attr(space_versions.key(text), text)
+    dropout = optuna.distributions.FloatDistribution(0.0, 0.5)
+    units = optuna.distributions.IntDistribution(8, 32)
+    for number, (value, text, params) in enumerate(((0.5, texts[0], {"model.dropout": 0.0, "model.units": 8}),
+                                                    (0.3, texts[1], {"model.units": 16}))):
+        study.add_trial(optuna.trial.create_trial(
+            value=value, params=params, distributions={"model.dropout": dropout, "model.units": units}
+            if "model.dropout" in params else {"model.units": units},
+            user_attrs={"baseline": number == 0, space_versions.DIGEST_ATTR: space_versions.digest(text),
+                        "val_loss_std": 0.01}))
+    table = format_table(trial_rows(study)).splitlines()
+    assert table[0].split()[-3:] == ["dropout", "units", "learning_rate"], table
+    assert table[2].split()[-3:] == ["0.2", "16", "0.003"] and table[3].split()[-3:] == ["0", "8", "0.01"], table
+    # The learning rate is said as the edit it was, not as a setting the search tried.
+    assert "also differ in units:" in "\n".join(table) and "model.learning_rate" not in "\n".join(table)
+    assert "train.learning_rate: 0.01 -> 0.003" in "\n".join(table), table
+    rows = trials_csv(study).splitlines()
+    assert rows[0].split(",")[4:7] == ["model.dropout", "model.units", "train.learning_rate"], rows[0]
+    assert rows[2].split(",")[4:7] == ["0.2", "16", "0.003"], rows
+
+    space_file = tmp_path / "b.yaml"
+    space_file.write_text(spaces.dump_yaml(second))
+    assert run_cli("status", space_file, "--storage", storage) == 0
+    assert capsys.readouterr().out.startswith("study edited: 2 finished")
+    (tmp_path / "c.yaml").write_text("study: {name: other}\n")
+    assert run_cli("status", tmp_path / "c.yaml", "--storage", storage) == 2
+    assert "no study named 'other' (the name" in capsys.readouterr().err
+    assert run_cli("status", tmp_path / "gone.yaml", "--storage", storage) == 2
+    assert "is neither a study in this storage nor a space file here" in capsys.readouterr().err
+
+
 def test_a_headline_gap_inside_the_noise_of_the_splits_is_said_to_be():
     """'17.5% lower than the baseline' where the ablation of the same config found -0.043 ± 0.081: the gap was
     seed and split noise, quoted as a gain."""

@@ -392,7 +392,7 @@ def report(study_name: str, out: PathLike | None = None, *, home: PathLike = "ml
     (top,) = _arguments(top=(top, 1))
     storage_url, _ = _stores(_folder(home), storage, tracking_uri)
     study = targets.load_study(storage_url, study_name, flag=_flag(storage))
-    return reporting.write(study, Path(out) if out is not None else Path(f"{study_name}-report.html"), top=top,
+    return reporting.write(study, Path(out) if out is not None else Path(f"{study.study_name}-report.html"), top=top,
                            extra=html_section(study), flag="out")
 
 

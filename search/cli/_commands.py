@@ -183,7 +183,7 @@ def _status(args: argparse.Namespace) -> int:
 
     study = _load_study(args)
     budget = study.user_attrs.get("budget")
-    print(f"study {args.study}: " + format_counts(studies.trials_by_state(study), budget))
+    print(f"study {study.study_name}: " + format_counts(studies.trials_by_state(study), budget))
     print(studies.timing_text(study, budget))
     for line in why_ended(study):
         print(line)
@@ -197,7 +197,8 @@ def _report(args: argparse.Namespace) -> int:
     from search.review import report
 
     study = _load_study(args)
-    out = report.write(study, args.out or Path(f"{args.study}-report.html"), top=args.top, extra=html_section(study))
+    out = report.write(study, args.out or Path(f"{study.study_name}-report.html"), top=args.top,
+                       extra=html_section(study))
     print(f"wrote {out}")
     return 0
 
@@ -213,7 +214,9 @@ def _ui(args: argparse.Namespace) -> int:
         raise StudyError(f"no MLflow store at {path}; check --home (or --tracking-uri), or run a study first",
                          field="--tracking-uri" if args.tracking_uri else "--home")
     stores.check_url(uri, "--tracking-uri", stores.TRACKING)
-    return ui.serve(uri, args.host, args.port, args.study)
+    from search.reproduction.targets import study_named_by
+
+    return ui.serve(uri, args.host, args.port, study_named_by(args.study) if args.study else None)
 
 
 def _stores(args: argparse.Namespace) -> tuple[str, str]:

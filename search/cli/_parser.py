@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     abl = sub.add_parser("ablate", help="what the regularizers of the best (or a given) trial bought: the same "
                          "config with them switched off, on the same splits and seeds")
-    abl.add_argument("study", help="study name")
+    abl.add_argument("study", help="study name, or the space file that names it")
     abl.add_argument("--trial", type=int, help="trial number (default: the best trial)")
     abl.add_argument("--threads", type=positive_int, help="TensorFlow threads (default: all cores)")
     _store_args(abl)
@@ -117,13 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(check)
 
     status = sub.add_parser("status", help="trial counts and the top trials of a study, from storage")
-    status.add_argument("study", help="study name")
+    status.add_argument("study", help="study name, or the space file that names it")
     status.add_argument("--top", type=positive_int, default=10, help="rows of the top-trials table")
     _store_args(status)
 
     best = sub.add_parser("best", help="the best trials of a study (of a two-objective study, its Pareto front); "
                           "--export writes the picked trial's fixed config")
-    best.add_argument("study", help="study name")
+    best.add_argument("study", help="study name, or the space file that names it")
     best.add_argument("--top", type=positive_int, default=10, help="rows of the top-trials table")
     best.add_argument("--export", type=Path, metavar="FILE", help="write the picked trial's config (the lowest "
                       "loss; of two objectives, the one_se pick), every value fixed, which `search run` accepts "
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("reproduce", help="retrain a trial's config on all non-test data, test it once, "
                          "ensemble its split models, log a reproduce run")
-    rep.add_argument("study", help="study name")
+    rep.add_argument("study", help="study name, or the space file that names it")
     which = rep.add_mutually_exclusive_group()
     which.add_argument("--trial", type=int, help="trial number (default: the best trial)")
     which.add_argument("--run-id", help="the MLflow run id of a trial")
@@ -165,14 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="write the study's review (figures, diagnostics, top trials) as "
                             "one self-contained HTML file")
-    report.add_argument("study", help="study name")
+    report.add_argument("study", help="study name, or the space file that names it")
     report.add_argument("--out", type=Path, help="the HTML file to write (default: <study>-report.html)")
     report.add_argument("--top", type=positive_int, default=10, help="rows of the top-trials table")
     _store_args(report)
 
     ui = sub.add_parser("ui", help="start the MLflow UI on this project's tracking store and print the URL of "
                         "a study's runs once it answers")
-    ui.add_argument("study", nargs="?", help="study whose runs to open (default: the most recent)")
+    ui.add_argument("study", nargs="?", help="study whose runs to open, or its space file (default: the most recent)")
     _store_args(ui)
     ui.add_argument("--port", type=port_number, default=5000)
     ui.add_argument("--host", default="127.0.0.1")

@@ -35,6 +35,25 @@ class Target:
 
 
 
+def study_named_by(name: str) -> str:
+    """The study a STUDY argument names: itself, or, for a space file (``spaces/x.yaml``, as `search run` took),
+    the name in its ``study.name``; a user who typed the file they ran was told no study had that name."""
+    if not isinstance(name, str) or not name.lower().endswith((".yaml", ".yml")):
+        return name
+    path = Path(name)
+    if not path.is_file():
+        raise StudyError(f"'{name}' is neither a study in this storage nor a space file here", field="STUDY",
+                         expected="a study's name (study.name of the space file) or the path of its space file")
+    try:  # only its name is needed: a space file whose data is gone, or half-written, still names its study
+        raw = spaces.parse_yaml(path.read_text(encoding="utf-8", errors="replace"))
+    except Exception:
+        raw = None
+    study = raw.get("study") if isinstance(raw, dict) else None
+    if isinstance(study, dict) and isinstance(study.get("name"), str) and study["name"].strip():
+        return study["name"]
+    return spaces.load(path).study.name  # its error names what is wrong with the file
+
+
 def load_study(storage_url: str, name: str, writes: str | None = None, flag: str = "--storage") -> Any:
     """Open study ``name`` of an existing store, creating nothing; ``writes`` says what the caller writes
     (then a read-only store is refused), None when it only reads."""
@@ -46,6 +65,7 @@ def load_study(storage_url: str, name: str, writes: str | None = None, flag: str
     if not isinstance(name, str) or not name.strip():  # from Python: None, a number, an empty name
         raise StudyError("a study is named by its name as text (`search status` lists them)", field="study_name",
                          found=f"{type(name).__name__} {name!r}")
+    name, given = study_named_by(name), name
     owner, dot, variant = name.partition(".ablation.")
     if dot:  # its table and figure are read through the study it belongs to
         raise StudyError(f"'{name}' is the ablation of study '{owner}' (its variants as trials), not a study of "
@@ -58,7 +78,9 @@ def load_study(storage_url: str, name: str, writes: str | None = None, flag: str
     except KeyError:
         every = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         names = [n for n in every if ".ablation." not in n]  # a study's own ablation variants are not the user's
-        raise StudyError(f"no study named '{name}' in this storage{spaces.did_you_mean(name, names)}", field="STUDY",
+        named = f" (the name {given} gives)" if given != name else ""
+        raise StudyError(f"no study named '{name}'{named} in this storage{spaces.did_you_mean(name, names)}",
+                         field="STUDY",
                          expected="one of " + (", ".join(names) or "(none yet)")) from None
 
 

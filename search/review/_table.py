@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 from search.runner.results import settings_of
-from search.studies.space_versions import DIGEST_ATTR
+from search.studies.space_versions import DIGEST_ATTR, held_by_version
 
 # Summary attributes of a trial, in the order a reader compares them.
 _SUMMARY = ("val_loss_mean", "val_loss_std", "best_epoch_mean", "penalty_mean", "gap_mean", "fit", "n_params")
@@ -19,7 +19,8 @@ def trials_csv(study: Any) -> str:
     """One row per trial (pruned and failed ones too): state, settings, summary, and per split its best
     validation loss and epoch. Settings are named as in the space file (``model.dropout``)."""
     trials = study.trials
-    params = sorted({name for t in trials for name in t.params})
+    held = held_by_version(study)  # a space file edited between runs: the values each trial's version fixed
+    params = sorted({name for t in trials for name in t.params} | {name for v in held.values() for name in v})
     metrics = sorted({k for t in trials for k in t.user_attrs
                       if k.startswith("val_") and k not in _SUMMARY and k.endswith(("_mean", "_std"))})
     n_splits = max((len(t.user_attrs.get("splits", [])) for t in trials), default=0)
@@ -30,7 +31,8 @@ def trials_csv(study: Any) -> str:
     writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for t in trials:
-        row: dict[str, Any] = {"trial": t.number, "state": t.state.name, **settings_of(t, set(params), raw=True),
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.name, **held.get(t.number, {}),
+                               **settings_of(t, set(params), raw=True),
                                "duration_s": round(t.duration.total_seconds(), 3) if t.duration else "",
                                "reason": t.user_attrs.get("reason", ""),
                                "space_digest": t.user_attrs.get(DIGEST_ATTR, "")}

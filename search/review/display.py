@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence, TextIO
 from search._numbers import sig, stamp
 from search.review._baseline_gap import fixed_differences, within_noise
 from search.runner.results import SplitResult, TrialListener, TrialOutcome, settings_of
+from search.studies import space_versions
 
 
 class Progress(TrialListener):
@@ -184,6 +185,8 @@ def trial_rows(study: Any, top: int = 10) -> list[dict[str, Any]]:
     if baseline is not None and baseline not in chosen:
         chosen.append(baseline)
     sampled = {name for t in trials for name in t.params}
+    held = space_versions.held_by_version(study)  # a space file edited between runs: each trial's own values
+    columns = sampled | {name for values in held.values() for name in values}
     rows = []
     for rank, t in enumerate(chosen, start=1):
         metric_key = next((k for k in t.user_attrs if k.startswith("val_") and k.endswith("_mean")
@@ -194,11 +197,13 @@ def trial_rows(study: Any, top: int = 10) -> list[dict[str, Any]]:
                      else math.nan,
                      "metric": (metric_key[4:-5] if metric_key else "metric"),
                      "metric_value": t.user_attrs.get(metric_key, math.nan) if metric_key else math.nan,
-                     "baseline": bool(t.user_attrs.get("baseline")), "params": settings_of(t, sampled),
+                     "baseline": bool(t.user_attrs.get("baseline")),
+                     "params": {**held.get(t.number, {}), **settings_of(t, columns)},
                      "unregularized": bool(t.user_attrs.get("unregularized", True)),
                      "kept_on": t.user_attrs.get("kept_on"), "n_splits": len(t.user_attrs.get("splits", []))})
     if baseline is not None and chosen and chosen[0] is not baseline:
         rows[0]["fixed_differ"] = fixed_differences(study, baseline, chosen[0], sampled)
+        rows[0]["held_only"] = columns - sampled  # said by fixed_differ, as an edit, not as a searched difference
     if rows:
         rows[0]["ablated"] = (study.user_attrs.get("ablation") or {}).get("trial") == rows[0]["trial"]
     return rows
@@ -246,6 +251,7 @@ def headline_lines(rows: list[dict[str, Any]]) -> list[str]:
         # The gap was read as what regularization bought, where the two also differ in capacity or learning rate.
         # A regularizer is off in the baseline (0, false, none, or switched off with or_off): not counted here.
         others = [_short(p) for p in param_names if f"{p}.on" not in base["params"]
+                  and p not in best.get("held_only", ())
                   and base["params"].get(p) not in (0, 0.0, False, None, "none", "off", "")
                   and best["params"].get(p) != base["params"].get(p)]
         if others:

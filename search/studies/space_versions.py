@@ -40,3 +40,37 @@ def builder_code_of(study: Any, trial: Any) -> str | None:
     """The digest of the builder code a trial ran with: its own record, else (a trial from before trials
     kept one) the study's, which is the code of the study's latest run."""
     return trial.user_attrs.get(BUILDER_CODE_ATTR) or study.user_attrs.get(BUILDER_CODE_ATTR)
+
+
+def held_by_version(study: Any) -> dict[int, dict[str, Any]]:
+    """Per trial number, the values its own version of the space file fixed for the model and train settings
+    that differ between the study's versions (searched in one, fixed in another, or fixed at two values).
+
+    A study whose file was edited between runs showed its tables with the latest file's searched settings
+    only: a trial run with ``dropout: 0.2`` fixed had a blank cell, and a learning rate changed from 0.01 to
+    0.003 no column at all. Empty for a study of one version (or of versions that no longer validate)."""
+    named = {t.number: t.user_attrs.get(DIGEST_ATTR) for t in study.get_trials(deepcopy=False)}
+    digests = {d for d in named.values() if d}
+    if len(digests) < 2:  # most studies: nothing to read
+        return {}
+    leaves = {d: _leaves(study.user_attrs.get(f"space_yaml:{d}")) for d in digests}
+    leaves = {d: v for d, v in leaves.items() if v is not None}
+    if len(leaves) < 2:
+        return {}
+    keys = {k for v in leaves.values() for k in v}
+    varying = {k for k in keys if len({repr(v.get(k)) for v in leaves.values()}) > 1}
+    fixed = {d: {k: v[k] for k in varying if k in v and not isinstance(v[k], dict)} for d, v in leaves.items()}
+    return {n: fixed[d] for n, d in named.items() if d in fixed and fixed[d]}
+
+
+def _leaves(text: str | None) -> dict[str, Any] | None:
+    """The model and train settings of a stored version, or None where it no longer reads (its builder gone)."""
+    from search import space as spaces
+
+    if not text:
+        return None
+    try:
+        space = spaces.validate(spaces.parse_yaml(text))
+    except Exception:  # a version an older release stored, or whose builder file moved: nothing to show
+        return None
+    return {k: v for k, v in space.leaves().items() if k.split(".")[0] in ("model", "train")}
