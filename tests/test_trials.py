@@ -273,16 +273,21 @@ def test_bad_duration_is_refused():
         parse_duration("8 hours")
 
 
-def test_an_edit_is_said_by_the_run_that_trains_with_it(write_space, home, capsys):
+def test_an_edit_is_said_by_the_run_that_trains_with_it(write_space, home, capfd):
     """A run that found the budget spent said the edit and stored the edited space; the run that then trained
-    the edited trials, with a raised budget, said nothing."""
+    the edited trials, with a raised budget, said nothing. With --workers 2, worker 1 said it, unless worker 2
+    had stored the edited file first: then no one did. The parent says it once, before they start."""
     fast = {"study": {"name": "noop", "n_trials": 1, "baseline": False}, "validation": {"k": 2},
             "train": {"epochs": 1}}
     assert run_cli("run", write_space(fast), "--home", home, "--quiet") == 0
     edited = merge(fast, {"model": {"units": 16}})
-    capsys.readouterr()
+    capfd.readouterr()
     assert run_cli("run", write_space(edited), "--home", home, "--quiet") == 0
-    out, err = capsys.readouterr()
+    out, err = capfd.readouterr()
     assert "already has its 1 finished trials" in out and "settings changed" not in err
     assert run_cli("run", write_space(merge(edited, {"study": {"n_trials": 2}})), "--home", home, "--quiet") == 0
-    assert "continues with settings changed since its earlier trials" in capsys.readouterr().err
+    assert "continues with settings changed since its earlier trials" in capfd.readouterr().err
+    again = merge(edited, {"model": {"units": 12}, "study": {"n_trials": 4}})
+    assert run_cli("run", write_space(again), "--home", home, "--quiet", "--workers", "2") == 0
+    out, err = capfd.readouterr()
+    assert (out + err).count("continues with settings changed") == 1 and "model.units: 16 -> 12" in err, out + err

@@ -194,6 +194,61 @@ def changed_settings(before: str | None, space: Space) -> list[str]:
     return [f"{k}: {_shown(old.get(k))} -> {_shown(new.get(k))}" for k in keys]
 
 
+def note_space(study: Any, space: Space, options: RunOptions) -> None:
+    """Say what an edit of the space file changed, and that the test rows were looked at, then store this
+    version of the file with the study. With ``--workers N`` the parent does it before the workers start:
+    worker 1 said it, unless another worker had stored the new file first, and then no one did."""
+    from search._redact import redact
+    from search.studies import lifecycle as studies
+
+    budget = studies.budget_of(space)
+    changed = (changed_settings(study.user_attrs.get("space_yaml"), space)
+               if options.warn_changed_settings and studies.finished_count(study) else [])
+    # The process the user started compares and stores it, so the one that says it is the one that saw it change.
+    code = _preflight.builder_code(space) if options.worker_index == 0 else None
+    before = study.user_attrs.get(BUILDER_CODE_ATTR)
+    if code and before != code:  # said once, then the new code is the study's
+        if before and options.warn_changed_settings and studies.finished_count(study):
+            changed.insert(0, "model.family's code: the builder function does something else now")
+        study.set_user_attr(BUILDER_CODE_ATTR, code)
+    # Said only by a run that trains: the edit is said where it takes effect.
+    if changed and options.worker_index == 0 and studies.finished_count(study) < budget:
+        before_path = str(study.user_attrs.get("space_started_by") or study.user_attrs.get("space_path") or "")
+        # Another file of the same study name joined it with the same words as an edit of the file.
+        other = (f", and from another space file than {before_path}, which started it"
+                 if space.path and before_path and before_path != str(space.path.resolve()) else "")
+        print(f"warning: study '{space.study.name}' continues with settings changed since its "
+              f"earlier trials{other} ({'; '.join(changed[:6])}{'; ...' if len(changed) > 6 else ''}); those "
+              f"trials keep their old settings and are ranked with the new ones ({options.new_study} starts a "
+              f"separate study)", file=sys.stderr)
+    looked = [look for look in study.user_attrs.get("test_looks", []) if isinstance(look, dict)
+              and not look.get("rows")]
+    if looked and options.worker_index == 0 and studies.finished_count(study) < budget:
+        # Counted as reproduce counts them, with other studies' looks at the same test rows (a replay of an
+        # exported config): "the next look is look 5" was followed by "test set (look 6)".
+        from search.studies.looks import looks_from_other_studies
+
+        looked += looks_from_other_studies(study)
+        print(f"warning: study '{space.study.name}' continues after `search reproduce` looked at its test rows "
+              f"{len(looked)} time(s): what is searched from here on is chosen by someone who has seen the test "
+              f"score, so the next look is look {len(looked) + 1} and no longer an unbiased test",
+              file=sys.stderr)
+    # What `search best --export` and `search reproduce` rebuild a trial's config from, without MLflow. Stored
+    # only by a run that trains: one that found the budget spent took the warning of the edit with it, and the
+    # run that then trained the edited trials said nothing.
+    stored_space = redact(space.to_yaml())
+    if studies.finished_count(study) < budget:
+        study.set_user_attr("space_yaml", stored_space)
+    # Each version of the space under its own key, which each trial names (SPACE_DIGEST_ATTR): a trial's
+    # config is rebuilt from the space it ran with, not from a later edit, where its MLflow record is gone.
+    if study.user_attrs.get(space_versions.key(stored_space)) is None:
+        study.set_user_attr(space_versions.key(stored_space), stored_space)
+    if "space_started_by" not in study.user_attrs:  # "which started it": the first file, kept
+        study.set_user_attr("space_started_by", str(study.user_attrs.get("space_path") or
+                                                    (space.path.resolve() if space.path else "")))
+    study.set_user_attr("space_path", str(space.path.resolve()) if space.path else "")
+
+
 def _shown(value: Any) -> str:
     return "(unset)" if value is None else str(value)
 
@@ -221,7 +276,6 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
     when it changes between trials (the phased workflow).
     """
     out = out or sys.stdout  # looked up per call: a default bound at import misses redirected output
-    from search._redact import redact
     from search.errors import StudyError
     from search.runner import _runtime, recovery
     from search.runner.objective import Objective
@@ -251,51 +305,7 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
         if recovered:
             print(f"trial(s) {', '.join(map(str, recovered))} lost their process; marked failed and queued "
                   f"to run again.", file=out)
-        changed = (changed_settings(study.user_attrs.get("space_yaml"), space)
-                   if options.warn_changed_settings and studies.finished_count(study) else [])
-        # One of several workers compares and stores it, so the one that says it is the one that saw it change.
-        code = _preflight.builder_code(space) if options.worker_index <= 1 else None
-        before = study.user_attrs.get(BUILDER_CODE_ATTR)
-        if code and before != code:  # said once, then the new code is the study's
-            if before and options.warn_changed_settings and studies.finished_count(study):
-                changed.insert(0, "model.family's code: the builder function does something else now")
-            study.set_user_attr(BUILDER_CODE_ATTR, code)
-        # One of several workers says it, and only a run that trains: the edit is said where it takes effect.
-        if changed and options.worker_index <= 1 and studies.finished_count(study) < budget:
-            before_path = str(study.user_attrs.get("space_started_by") or study.user_attrs.get("space_path") or "")
-            # Another file of the same study name joined it with the same words as an edit of the file.
-            other = (f", and from another space file than {before_path}, which started it"
-                     if space.path and before_path and before_path != str(space.path.resolve()) else "")
-            print(f"warning: study '{space.study.name}' continues with settings changed since its "
-                  f"earlier trials{other} ({'; '.join(changed[:6])}{'; ...' if len(changed) > 6 else ''}); those "
-                  f"trials keep their old settings and are ranked with the new ones ({options.new_study} starts a "
-                  f"separate study)", file=sys.stderr)
-        looked = [look for look in study.user_attrs.get("test_looks", []) if isinstance(look, dict)
-                  and not look.get("rows")]
-        if looked and options.worker_index <= 1 and studies.finished_count(study) < budget:
-            # Counted as reproduce counts them, with other studies' looks at the same test rows (a replay of an
-            # exported config): "the next look is look 5" was followed by "test set (look 6)".
-            from search.studies.looks import looks_from_other_studies
-
-            looked += looks_from_other_studies(study)
-            print(f"warning: study '{space.study.name}' continues after `search reproduce` looked at its test rows "
-                  f"{len(looked)} time(s): what is searched from here on is chosen by someone who has seen the test "
-                  f"score, so the next look is look {len(looked) + 1} and no longer an unbiased test",
-                  file=sys.stderr)
-        # What `search best --export` and `search reproduce` rebuild a trial's config from, without MLflow. Stored
-        # only by a run that trains: one that found the budget spent took the warning of the edit with it, and the
-        # run that then trained the edited trials said nothing.
-        stored_space = redact(space.to_yaml())
-        if studies.finished_count(study) < budget:
-            study.set_user_attr("space_yaml", stored_space)
-        # Each version of the space under its own key, which each trial names (SPACE_DIGEST_ATTR): a trial's
-        # config is rebuilt from the space it ran with, not from a later edit, where its MLflow record is gone.
-        if study.user_attrs.get(space_versions.key(stored_space)) is None:
-            study.set_user_attr(space_versions.key(stored_space), stored_space)
-        if "space_started_by" not in study.user_attrs:  # "which started it": the first file, kept
-            study.set_user_attr("space_started_by", str(study.user_attrs.get("space_path") or
-                                                        (space.path.resolve() if space.path else "")))
-        study.set_user_attr("space_path", str(space.path.resolve()) if space.path else "")
+        note_space(study, space, options)
         if (done := studies.finished_count(study)) >= budget:
             print(f"study '{space.study.name}' already has its {budget} finished trials; raise study.n_trials "
                   f"to continue it." if done == budget else

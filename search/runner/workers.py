@@ -20,7 +20,7 @@ from typing import Any
 from search._numbers import sig, stamp
 from search.errors import FailureKind
 from search.runner.results import TrialListener
-from search.runner.session import Prepared, RunOptions, RunOutcome, emit, open_storage, say_budget_cap
+from search.runner.session import Prepared, RunOptions, RunOutcome, emit, note_space, open_storage, say_budget_cap
 from search.runner.stopping import STOPPED_EXIT_CODE, announce, graceful_signals, leave_terminal
 
 
@@ -124,6 +124,7 @@ def run_workers(prepared: Prepared, options: RunOptions, n: int, argv: list[str]
         study = studies.open_study(space, storage, prepared.attrs(),
                                    on_create=lambda created: emit(listeners, "on_study_open", created, strict=True))
         emit(listeners, "on_study_open", study, strict=True)
+        note_space(study, space, options)  # before the workers: one of them said it, or none did (a race)
         say_budget_cap(study, studies.budget_of(space), options.n_trials)
     except BaseException:
         for sig, handler in previous.items():
