@@ -149,6 +149,11 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
         assert set(column[rows["role"] == "development"]) == {"train", "validation"}
         assert set(column[rows["role"] == "test"]) == {""}
     probabilities = tested[[f"p({c})" for c in ds.classes]].to_numpy(dtype=float)
+    # In the float32 the model predicts in, written in the fewest digits that read back as it (not 0.1 as
+    # 0.10000000149011612): the cells are the model's own numbers, exactly.
+    order = np.argsort(prepared.test_idx)
+    assert np.array_equal(probabilities.astype(np.float32), model.predict(X_test, verbose=0)[order]), probabilities
+    assert max(len(str(c)) for c in tested[f"p({ds.classes[0]})"]) <= 12
     assert list(tested["predicted"]) == [str(ds.classes[k]) for k in probabilities.argmax(axis=1)]
     assert float(np.mean(tested["predicted"] == tested["target"].astype(str))) == \
         pytest.approx(run.data.metrics["test_accuracy"])
