@@ -285,9 +285,28 @@ def test_an_edit_is_said_by_the_run_that_trains_with_it(write_space, home, capfd
     assert run_cli("run", write_space(edited), "--home", home, "--quiet") == 0
     out, err = capfd.readouterr()
     assert "already has its 1 finished trials" in out and "settings changed" not in err
+    assert "note: this file differs from the settings study 'noop' ran with (model.units: 8 -> 16), and its " \
+           "budget is spent, so nothing trains with them" in err, err
     assert run_cli("run", write_space(merge(edited, {"study": {"n_trials": 2}})), "--home", home, "--quiet") == 0
     assert "continues with settings changed since its earlier trials" in capfd.readouterr().err
     again = merge(edited, {"model": {"units": 12}, "study": {"n_trials": 4}})
     assert run_cli("run", write_space(again), "--home", home, "--quiet", "--workers", "2") == 0
     out, err = capfd.readouterr()
     assert (out + err).count("continues with settings changed") == 1 and "model.units: 16 -> 12" in err, out + err
+
+
+def test_a_timeout_shorter_than_the_start_up_still_trains_one_trial(write_space, home, capsys):
+    """`--timeout 12s` with 17 s of start-up ended the run with no trial and exit 0; Optuna's timeout runs
+    the first trial always. In Python, RunResult.budget_spent tells the timed-out run from a finished one."""
+    import optuna
+
+    import search
+
+    space = write_space({"study": {"name": "hasty", "n_trials": 3, "baseline": False, "ablation": False},
+                         "validation": {"k": 2}, "train": {"epochs": 1}})
+    assert run_cli("run", space, "--home", home, "--quiet", "--timeout", "1s") == 0
+    study = optuna.load_study(study_name="hasty", storage=f"sqlite:///{home / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"], capsys.readouterr()
+    result = search.run(space, home=home, quiet=True, timeout=0.001)
+    assert len(result.study.trials) == 2 and not result.budget_spent and result.stopped_by == ""
+    assert search.run(space, home=home, quiet=True).budget_spent

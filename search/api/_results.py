@@ -114,7 +114,9 @@ class RunResult:
             trial completed.
         ablation: one :class:`search.AblationRow` per variant, once the budget is spent and
             ``study.ablation`` is on.
-        stopped_by: the signal that stopped the run before its budget ("SIGTERM"), "" where it ran to its end.
+        stopped_by: the signal that stopped the run before its budget ("SIGTERM"), "" where none did.
+        budget_spent: whether the study has its ``study.n_trials`` finished trials; False after a ``timeout``,
+            an ``n_trials`` limit or a stop, where a later run continues the study.
     """
 
     study: "optuna.Study"
@@ -123,6 +125,14 @@ class RunResult:
     # The signal that stopped the run before its budget ("SIGTERM"), "" where it ran to its end; Ctrl-C
     # (SIGINT) raises KeyboardInterrupt instead, once the run has stopped and stored what finished.
     stopped_by: str = ""
+
+    @property
+    def budget_spent(self) -> bool:
+        # A timeout left stopped_by "", which read as "ran to its end" with 1 of 6 trials done.
+        from search.studies.lifecycle import finished_count
+
+        budget = self.study.user_attrs.get("budget")
+        return isinstance(budget, int) and finished_count(self.study) >= budget
 
     def __repr__(self) -> str:
         states: dict[str, int] = {}

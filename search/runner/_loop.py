@@ -92,9 +92,15 @@ class TrialLoop:
             # The run's own limits first: they need no read of the study.
             if self.options.n_trials is not None and started >= self.options.n_trials:
                 return
+            trials = None
             if deadline is not None and time.monotonic() >= deadline:
-                return
-            trials = self.study.get_trials(deepcopy=False)
+                # As Optuna's timeout, the command trains at least one trial: a --timeout shorter than the
+                # start-up (imports, the data, the study) ended the run with none, and exit 0.
+                trials = self.study.get_trials(deepcopy=False)
+                if started or any(t.datetime_start is not None and t.datetime_start.timestamp()
+                                  >= self.options.run_started for t in trials):
+                    return
+            trials = trials if trials is not None else self.study.get_trials(deepcopy=False)
             if recovery.recover_orphans(self.study, trials):
                 trials = self.study.get_trials(deepcopy=False)  # they were failed and queued again
             if studies.count_finished(trials) >= self.budget:

@@ -221,6 +221,13 @@ def note_space(study: Any, space: Space, options: RunOptions) -> None:
               f"earlier trials{other} ({'; '.join(changed[:6])}{'; ...' if len(changed) > 6 else ''}); those "
               f"trials keep their old settings and are ranked with the new ones ({options.new_study} starts a "
               f"separate study)", file=sys.stderr)
+    elif changed and options.worker_index == 0:
+        # Nothing trains: a notebook cell run again after an edit printed the old table, and no word that the
+        # edit did nothing. Said, not stored: the run that trains with it says it again.
+        print(f"note: this file differs from the settings study '{space.study.name}' ran with "
+              f"({'; '.join(changed[:6])}{'; ...' if len(changed) > 6 else ''}), and its budget is spent, so "
+              f"nothing trains with them: raise study.n_trials to continue it with them ({options.new_study} "
+              f"starts a separate study)", file=sys.stderr)
     looked = [look for look in study.user_attrs.get("test_looks", []) if isinstance(look, dict)
               and not look.get("rows")]
     if looked and options.worker_index == 0 and studies.finished_count(study) < budget:
