@@ -192,3 +192,16 @@ def test_the_same_file_read_otherwise_is_refused_naming_the_setting(tmp_path):
     with pytest.raises(ContinuationRefused) as refused:
         check_continuable(study, now, session.prepare_rows(now).attrs())
     assert refused.value.field == "data.duplicates" and "data.duplicates was keep, now auto" in str(refused.value)
+
+
+def test_a_changed_scheme_does_not_name_a_setting_the_old_scheme_never_read():
+    """k-fold to iterated k-fold was refused with 'validation.repeats was 3', a value no one had set."""
+    from conftest import TINY, merge
+    from search import space as spaces
+    from search.studies._continuing import _changed_plan
+
+    before = spaces.load(TINY).to_yaml()
+    after = spaces.load(merge(TINY, {"validation": {"scheme": "iterated_kfold", "repeats": 2}}))
+    assert _changed_plan(before, after) == ["validation.scheme was kfold, now iterated_kfold"]
+    assert _changed_plan(after.to_yaml(), spaces.load(merge(TINY, {"validation": {
+        "scheme": "iterated_kfold", "repeats": 4}}))) == ["validation.repeats was 2, now 4"]

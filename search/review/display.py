@@ -242,7 +242,8 @@ def headline_lines(rows: list[dict[str, Any]]) -> list[str]:
         what = ("the unregularized baseline" if base.get("unregularized", True) else
                 "the baseline (searched regularizers off; fixed on as the file says: "
                 + ", ".join(f"{k.removeprefix('model.')}={_fmt(v)}" for k, v in kept.items()) + ")" if kept else
-                "the baseline (middle values: this custom family declares no regularizers in model.regularizers)")
+                "the baseline (each range at its default, else its middle: this custom family declares no "
+                "regularizers in model.regularizers)")
         out.append(f"best trial {best['trial']} vs {what} (trial {base['trial']}): "
                    f"val_loss {best['value']:.4g} vs {base['value']:.4g} ({gain:.1f}% lower), "
                    f"{metric} {best['metric_value']:.4g} vs {base['metric_value']:.4g}")

@@ -370,7 +370,8 @@ def _metrics(trials: Sequence[Any], study: Any) -> dict[str, float]:
 
 def _baseline_text(space: Any) -> str:
     if not space.declares_regularizers:
-        return "; trial 0 is the baseline at the middle values (the custom family declares no regularizers)"
+        return ("; trial 0 is the baseline at each range's default, else its middle (the custom family declares no "
+                "regularizers)")
     kept = space.fixed_regularizers()
     if kept:
         return ("; trial 0 is the baseline with the searched regularizers off ("
