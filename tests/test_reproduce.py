@@ -434,6 +434,11 @@ def test_best_writes_every_trial_as_a_csv_table_and_exports_a_chosen_trial(study
     first = study.trials[1]
     assert float(rows[1]["val_loss_mean"]) == pytest.approx(first.user_attrs["val_loss_mean"])
     assert float(rows[1]["split_2_val_loss"]) == pytest.approx(first.user_attrs["splits"][2]["best_val_loss"])
+    assert float(rows[1]["split_2_val_accuracy"]) == first.user_attrs["splits"][2]["best_val_metric"]
+    complete = sorted((t.value, t.number) for t in study.trials if t.state.name == "COMPLETE")
+    assert [r["rank"] for r in rows if r["state"] == "COMPLETE"] == \
+        [str(1 + [n for _, n in complete].index(int(r["trial"]))) for r in rows if r["state"] == "COMPLETE"]
+    assert all(r["rank"] == "" for r in rows if r["state"] != "COMPLETE")
     assert float(rows[1]["train.learning_rate"]) == pytest.approx(first.params["train.learning_rate"])
     assert rows[1]["space_digest"] == first.user_attrs["space_digest"] and len(rows[1]["space_digest"]) == 12
     assert run_cli("best", NAME, "--home", home, "--csv", study_run["path"]) == 2  # never the user's file

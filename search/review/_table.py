@@ -26,7 +26,14 @@ def trials_csv(study: Any) -> str:
     n_splits = max((len(t.user_attrs.get("splits", [])) for t in trials), default=0)
     splits = [f"split_{k}_{what}" for k in range(n_splits) for what in ("val_loss", "best_epoch")]
     # The version of the space file each trial ran with (edited between runs, a study holds several).
-    columns = ["trial", "state", "duration_s", "space_digest", *params, *_SUMMARY, *metrics, *splits, "reason"]
+    metric = next((k[4:-5] for k in metrics if k.endswith("_mean")), None)
+    if metric:  # each split's task metric at its best epoch, beside its loss, as cv_results_ has split<k>_test_score
+        splits = [f"split_{k}_{what}" for k in range(n_splits) for what in ("val_loss", f"val_{metric}", "best_epoch")]
+    # As cv_results_'s rank_test_score: 1 for the lowest mean validation loss among complete trials.
+    complete = sorted((t.values[0], t.number) for t in trials if t.state.name == "COMPLETE" and t.values)
+    ranks = {number: place for place, (_, number) in enumerate(complete, start=1)}
+    columns = ["trial", "state", "duration_s", "space_digest", *params, *_SUMMARY, "rank", *metrics, *splits,
+               "reason"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -35,10 +42,12 @@ def trials_csv(study: Any) -> str:
                                **settings_of(t, set(params), raw=True),
                                "duration_s": round(t.duration.total_seconds(), 3) if t.duration else "",
                                "reason": t.user_attrs.get("reason", ""),
-                               "space_digest": t.user_attrs.get(DIGEST_ATTR, "")}
+                               "space_digest": t.user_attrs.get(DIGEST_ATTR, ""), "rank": ranks.get(t.number, "")}
         row.update({k: t.user_attrs[k] for k in (*_SUMMARY, *metrics) if k in t.user_attrs})
         for record in t.user_attrs.get("splits", []):
             row[f"split_{record['split']}_val_loss"] = record.get("best_val_loss", "")
+            if metric:
+                row[f"split_{record['split']}_val_{metric}"] = record.get("best_val_metric", "")
             scored = isinstance(record.get("best_val_loss"), (int, float)) and math.isfinite(record["best_val_loss"])
             # A split that diverged has no best epoch (its record says 0, which no epoch is).
             row[f"split_{record['split']}_best_epoch"] = record.get("best_epoch", "") if scored else ""
