@@ -310,3 +310,35 @@ def test_a_timeout_shorter_than_the_start_up_still_trains_one_trial(write_space,
     result = search.run(space, home=home, quiet=True, timeout=0.001)
     assert len(result.study.trials) == 2 and not result.budget_spent and result.stopped_by == ""
     assert search.run(space, home=home, quiet=True).budget_spent
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_each_split_scores_its_best_epoch_by_roc_auc_as_scikit_learn_would(tmp_path, fuse):
+    """Trials were ranked and shown by loss and accuracy only: a fraud analyst's ROC AUC (scikit-learn's
+    scoring='roc_auc') came at the one test look. Each split now scores its best epoch's predictions on its
+    validation rows, the same number scikit-learn gives from the saved split model."""
+    from sklearn.metrics import roc_auc_score
+
+    import search
+    from search import space as spaces
+    from search.runner import session
+
+    raw = {"study": {"name": "auc", "seed": 1, "n_trials": 1, "baseline": False, "ablation": False},
+           "data": {"source": "sklearn:breast_cancer", "test_size": 0.2},
+           "validation": {"scheme": "kfold", "k": 2},
+           "model": {"family": "mlp", "layers": 1, "units": 8},
+           "train": {"epochs": 2, "batch_size": 64, "learning_rate": 0.01, "fuse_splits": fuse}}
+    result = search.run(raw, home=tmp_path, quiet=True)
+    trial = result.study.trials[0]
+    prepared = session.prepare(spaces.load(raw))
+    ds, aucs = prepared.dataset, []
+    for model, split, record in zip(result.best.split_models(), prepared.splits, trial.user_attrs["splits"]):
+        pred = model.predict(ds.X[split.val], verbose=0).reshape(-1)
+        aucs.append(roc_auc_score(ds.y[split.val], pred))
+        assert record["scores"]["roc_auc"] == pytest.approx(aucs[-1], abs=1e-6)
+        assert set(record["scores"]) == {"roc_auc", "balanced_accuracy"}
+    assert trial.user_attrs["val_roc_auc_mean"] == pytest.approx(sum(aucs) / 2, abs=1e-6)
+    from search.review.display import summary_table
+
+    assert summary_table(result.study).splitlines()[0].split()[:6] == \
+        ["rank", "trial", "val_loss", "±", "std", "accuracy"] and "roc_auc" in summary_table(result.study)

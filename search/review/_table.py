@@ -26,9 +26,13 @@ def trials_csv(study: Any) -> str:
     n_splits = max((len(t.user_attrs.get("splits", [])) for t in trials), default=0)
     splits = [f"split_{k}_{what}" for k in range(n_splits) for what in ("val_loss", "best_epoch")]
     # The version of the space file each trial ran with (edited between runs, a study holds several).
-    metric = next((k[4:-5] for k in metrics if k.endswith("_mean")), None)
-    if metric:  # each split's task metric at its best epoch, beside its loss, as cv_results_ has split<k>_test_score
-        splits = [f"split_{k}_{what}" for k in range(n_splits) for what in ("val_loss", f"val_{metric}", "best_epoch")]
+    task = study.user_attrs.get("task")
+    metric = ("mae" if task == "regression" else "accuracy") if task else \
+        next((k[4:-5] for k in metrics if k.endswith("_mean")), None)
+    scores = sorted({name for t in trials for r in t.user_attrs.get("splits", []) for name in r.get("scores", {})})
+    # Each split's task metric and scores at its best epoch beside its loss, as cv_results_'s split<k>_test_<score>.
+    per_split = ["val_loss", *([f"val_{metric}"] if metric else []), *(f"val_{n}" for n in scores), "best_epoch"]
+    splits = [f"split_{k}_{what}" for k in range(n_splits) for what in per_split]
     # As cv_results_'s rank_test_score: 1 for the lowest mean validation loss among complete trials.
     complete = sorted((t.values[0], t.number) for t in trials if t.state.name == "COMPLETE" and t.values)
     ranks = {number: place for place, (_, number) in enumerate(complete, start=1)}
@@ -48,6 +52,8 @@ def trials_csv(study: Any) -> str:
             row[f"split_{record['split']}_val_loss"] = record.get("best_val_loss", "")
             if metric:
                 row[f"split_{record['split']}_val_{metric}"] = record.get("best_val_metric", "")
+            for name, value in record.get("scores", {}).items():
+                row[f"split_{record['split']}_val_{name}"] = value
             scored = isinstance(record.get("best_val_loss"), (int, float)) and math.isfinite(record["best_val_loss"])
             # A split that diverged has no best epoch (its record says 0, which no epoch is).
             row[f"split_{record['split']}_best_epoch"] = record.get("best_epoch", "") if scored else ""

@@ -198,6 +198,8 @@ def trial_rows(study: Any, top: int = 10) -> list[dict[str, Any]]:
                      "metric": (metric_key[4:-5] if metric_key else "metric"),
                      "metric_value": t.user_attrs.get(metric_key, math.nan) if metric_key else math.nan,
                      "baseline": bool(t.user_attrs.get("baseline")),
+                     # A binary task's ranking beside its loss (fraud, churn): read per trial, not at the test only.
+                     "roc_auc": t.user_attrs.get("val_roc_auc_mean", math.nan),
                      "params": {**held.get(t.number, {}), **settings_of(t, columns)},
                      "unregularized": bool(t.user_attrs.get("unregularized", True)),
                      "kept_on": t.user_attrs.get("kept_on"), "n_splits": len(t.user_attrs.get("splits", []))})
@@ -214,13 +216,15 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         return "no completed trials yet"
     metric = rows[0]["metric"]
     param_names = sorted({k for r in rows for k in r["params"] if not k.endswith(".on")})
-    header = ["rank", "trial", "val_loss", "± std", metric] + [_short(p) for p in param_names]
+    auc = any(math.isfinite(r.get("roc_auc", math.nan)) for r in rows)
+    header = ["rank", "trial", "val_loss", "± std", metric] + (["roc_auc"] if auc else []) + \
+        [_short(p) for p in param_names]
     lines = [header]
     for r in rows:
         label = f"{r['trial']}" + (" (baseline)" if r["baseline"] else "")
         params = [_cell(r["params"].get(p, "off" if f"{p}.on" in r["params"] else "")) for p in param_names]
         lines.append([str(r["rank"]), label, f"{r['value']:.4g}", "-" if math.isnan(r["std"]) else sig(r['std']),
-                      f"{r['metric_value']:.4g}"] + params)
+                      f"{r['metric_value']:.4g}"] + ([f"{r.get('roc_auc', math.nan):.4g}"] if auc else []) + params)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))

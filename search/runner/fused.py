@@ -98,10 +98,13 @@ class _Branch:
         if self.best_weights is None:  # not one finite validation loss
             return SplitResult(self.split, 0, math.inf, math.nan, epochs, self.history,
                                self.stop_reason or "non_finite_loss", seed=self.seed)
+        from search.runner.training import validation_scores
+
         self.model.set_weights(self.best_weights)
         metric = self.history[f"val_{self.head.metric}"][self.best_epoch]
         return SplitResult(self.split, self.best_epoch + 1, self.best, metric, epochs, self.history,
-                           self.stop_reason, seed=self.seed)
+                           self.stop_reason, seed=self.seed,
+                           scores=validation_scores(self.model, self.data[2], self.data[3].numpy(), self.head.task))
 
 
 def train(space: "Space", settings: dict[str, dict[str, Any]], dataset: "Dataset", splits: Sequence["Split"],

@@ -50,6 +50,9 @@ class SplitResult:
     checkpoint: Path | None = None
     n_params: int = 0                 # the model's parameter count (trainable and not)
     latency_ms: float = math.nan      # measured only when it is an objective
+    # Scores of the best epoch's predictions on the split's validation rows that are no mean over rows (ROC
+    # AUC, balanced accuracy; RMSE and R² for regression): what scikit-learn's scoring= would rank by.
+    scores: dict[str, float] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -73,7 +76,7 @@ class SplitResult:
         return {"split": self.split, "best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss,
                 "best_val_metric": self.best_val_metric, "epochs_run": self.epochs_run,
                 "stop_reason": self.stop_reason, "seed": self.seed, "n_params": self.n_params,
-                "penalty": self.best_penalty}
+                "penalty": self.best_penalty, **({"scores": self.scores} if self.scores else {})}
 
 
 @dataclass
@@ -136,6 +139,12 @@ class TrialOutcome:
             out["latency_ms"] = self.latency_ms
         if not done:
             return out
+        # A score every finished split has (ROC AUC needs both classes among a split's validation rows).
+        names = [n for n in done[0].scores if all(n in s.scores for s in done)]
+        for name in names:
+            values = [s.scores[name] for s in done]
+            out[f"val_{name}_mean"] = float(np.mean(values))
+            out[f"val_{name}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
         return {"val_loss_mean": self.value, "val_loss_std": self.value_std,
                 f"val_{self.metric_name}_mean": self.metric_mean,
                 # The sample standard deviation (n - 1), as val_loss_std: the two spreads of one run differed.

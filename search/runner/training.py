@@ -136,7 +136,22 @@ def fit_split(model: Any, X_train: np.ndarray, y_train: np.ndarray, X_val: np.nd
     model.set_weights(keeper.best_weights)
     best = keeper.best_epoch
     return SplitResult(split, best + 1, keeper.best, history[f"val_{metric}"][best],
-                       len(history["loss"]), history, keeper.stop_reason)
+                       len(history["loss"]), history, keeper.stop_reason,
+                       scores=validation_scores(model, X_val, y_val, head.task))
+
+
+def validation_scores(model: Any, X_val: Any, y_val: Any, task: str, chunk: int = 4096) -> dict[str, float]:
+    """The scores beside the loss that are no mean over rows (scoring.more_scores), from the best epoch's
+    predictions on the split's validation rows. Called eagerly, a chunk at a time: ``model.predict`` traces
+    a function per new model, which cost more than the scores on small splits."""
+    from search import scoring
+
+    n = len(y_val)
+    if not n:
+        return {}
+    pred = np.concatenate([np.asarray(model(X_val[i:i + chunk], training=False), dtype=np.float64)
+                           for i in range(0, n, chunk)])
+    return scoring.more_scores(task, np.asarray(y_val), pred)
 
 
 def fresh_model(space: "Space", settings: dict[str, dict[str, Any]], input_shape: tuple[int, ...], head: Head,

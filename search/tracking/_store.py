@@ -17,11 +17,12 @@ VIEW_KEY = "search"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 
 
-def review_view(metric: str) -> str:
-    """The runs-table view: sorted by ``val_loss_mean``, the columns a reviewer reads first; the test columns
-    last, apart from the validation ones, filled on the reproduce runs only."""
-    columns = [f"metrics.`{m}`" for m in ("val_loss_mean", "val_loss_std", f"val_{metric}_mean", "penalty_mean",
-                                          "gap_mean")]
+def review_view(metric: str, task: str = "") -> str:
+    """The runs-table view: sorted by ``val_loss_mean``, the columns a reviewer reads first (a binary task's
+    ROC AUC too); the test columns last, apart from the validation ones, filled on the reproduce runs only."""
+    auc = ("val_roc_auc_mean",) if task == "binary" else ()
+    columns = [f"metrics.`{m}`" for m in ("val_loss_mean", "val_loss_std", f"val_{metric}_mean", *auc,
+                                          "penalty_mean", "gap_mean")]
     columns += ["tags.`fit`", "tags.`still_improving`", "tags.`pruned`", "metrics.`test_loss`",
                 f"metrics.`test_{metric}`", "tags.`test_looks`", "attributes.`Duration`"]
     return json.dumps({"orderByKey": "metrics.`val_loss_mean`", "orderByAsc": True, "selectedColumns": columns,

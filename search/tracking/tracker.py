@@ -127,7 +127,8 @@ class MlflowTracker(ReviewLogging, TrialListener):
             return self.parent_run_id
         self.experiment_id = self._experiment(study.study_name)
         self.client.set_experiment_tag(self.experiment_id, VIEW_TAG,
-                                       review_view(str(self.study_tags.get("metric", "accuracy"))))
+                                       review_view(str(self.study_tags.get("metric", "accuracy")),
+                                                   str(self.study_tags.get("task", ""))))
         parent = study.user_attrs.get(PARENT_RUN_ATTR)
         if parent and self._exists(parent):
             self.client.update_run(parent, status="RUNNING")
@@ -292,7 +293,8 @@ class MlflowTracker(ReviewLogging, TrialListener):
                    for epoch, value in enumerate(values, start=1) if math.isfinite(value)]
         scored = math.isfinite(result.best_val_loss)  # a split that diverged has no best epoch (0 in its record)
         for name, value in (("best_val_loss", result.best_val_loss), ("best_epoch", result.best_epoch),
-                            ("best_val_metric", result.best_val_metric)):
+                            ("best_val_metric", result.best_val_metric),
+                            *((f"best_val_{name}", value) for name, value in result.scores.items())):
             if math.isfinite(value) and scored:
                 metrics.append(Metric(f"split_{k}/{name}", float(value), now, 0))
         self._split_metrics.setdefault(trial.number, []).extend(metrics)
