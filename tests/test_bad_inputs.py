@@ -122,13 +122,14 @@ def _changed_data(tmp: Path, store: Store) -> Path:
     return path
 
 
-def _builder(body: str) -> Builder:
+def _builder(body: str, source: str | None = None) -> Builder:
     """A space whose model is ``python:mynet:build``, the function below (iris: 3 classes, 4 features)."""
     def build(tmp: Path, store: Store) -> Path:
         (tmp / "mynet.py").write_text("import keras\n\n\ndef build(settings, input_shape, n_outputs):\n"
                                       + "".join(f"    {line}\n" for line in body.splitlines()))
         return _write_space(tmp, {"model": {"family": "python:mynet:build", "dropout": None,
-                                            "units": {"int": [4, 8]}}})
+                                            "units": {"int": [4, 8]}}, **({"data": {"source": source}}
+                                                                           if source else {})})
 
     return build
 
@@ -181,6 +182,11 @@ CASES: list[tuple[str, Builder, str | None, list[str]]] = [
     ("builder-output-misfits-task",
      _builder("i = keras.Input(input_shape)\nreturn keras.Model(i, keras.layers.Dense(1)(i))"),
      "model.family", ["does not fit this multiclass task", "3 outputs (a softmax", "found 'output shape (1,)'"]),
+    ("builder-two-unit-softmax-for-two-classes",
+     _builder("i = keras.Input(input_shape)\nreturn keras.Model(i, keras.layers.Dense(2, activation='softmax')(i))",
+              "sklearn:breast_cancer"),
+     "model.family", ["does not fit this binary task", "a two-unit softmax is the same model",
+                      "Dense(n_outputs, activation='sigmoid' if n_outputs == 1 else 'softmax')"]),
     ("builder-reads-a-misspelt-setting", _builder("return settings['unts']"), "model.family",
      ["the builder python:mynet:build failed", "'units': 6", "KeyError: 'unts'"]),
     ("builder-returns-none", _builder("return None"), "model.family", ["returned NoneType, not a keras.Model"]),

@@ -125,6 +125,11 @@ def check_custom_builder(model_settings: dict[str, Any], input_shape: tuple[int,
         rows = (f"; it was built for rows of shape {tuple(input_shape)}, and its output keeps their extra axes: "
                 f"flatten them in the model (keras.layers.Flatten()), or reshape x to one row of numbers per "
                 f"sample" if shape is not None and len(shape) > 2 and len(input_shape) > 1 else "")
+        if head.task == "binary" and shape is not None and len(shape) == 2 and shape[-1] == 2:
+            # The two-unit softmax of Keras' examples: one sigmoid unit is the same model, scored by log loss.
+            rows = ("; a binary task's builder gets n_outputs=1 and ends in one sigmoid unit, where a two-unit "
+                    "softmax is the same model: Dense(n_outputs, activation='sigmoid' if n_outputs == 1 else "
+                    "'softmax') serves every classification task")
         raise SpaceError(f"the model of the builder {family} does not fit this {head.task} task{rows}", source=source,
                          field="model.family", expected=f"one output layer of {what}, shape (batch, "
                          f"{head.n_outputs})", found=found)
@@ -235,7 +240,9 @@ def _outputs_probabilities(model: Any, input_shape: tuple[int, ...], head: Head,
         # the saved models, which say 1 for every row.
         raise SpaceError(f"the model of the builder {family} gives the same output, 1, for every row (a softmax "
                          f"over one unit is always 1): it cannot tell the two classes apart; end the model with "
-                         f"Dense(1, activation='sigmoid')", source=source, field="model.family",
+                         f"Dense(1, activation='sigmoid') (for every classification task: Dense(n_outputs, "
+                         f"activation='sigmoid' if n_outputs == 1 else 'softmax'))", source=source,
+                         field="model.family",
                          expected="1 output in [0, 1] (a sigmoid)", found="1 for every row")
     in_range = bool(np.all((out >= -1e-6) & (out <= 1 + 1e-6)))
     sums_to_one = head.task == "binary" or bool(np.allclose(out.sum(axis=1), 1.0, atol=1e-3))
