@@ -194,6 +194,8 @@ CASES: list[tuple[str, Builder, str | None, list[str]]] = [
      ["the bundled set sklearn:", "has none", "expected kfold or iterated_kfold"]),
     ("test-size-1.5", _space({"data": {"test_size": 1.5}}), "data.test_size",
      ["expected a number below 1", "found 1.5"]),
+    ("test-size-0", _space({"data": {"test_size": 0}}), "data.test_size",
+     ["every study holds test rows out", "name the test rows' file as data.test", "found 0"]),
     ("holdout-fraction-0", _space({"validation": {"scheme": "holdout", "fraction": 0}}), "validation.fraction",
      ["out of range; expected a number above 0", "found 0"]),
     ("time-series-shuffle", _space({"validation": {"scheme": "time_series", "shuffle": True}}),

@@ -211,6 +211,16 @@ class DataSection(_Strict):
             raise ValueError("give the test rows one way: data.test (a source) or data.split_column, not both")
         return value
 
+    @field_validator("test_size", mode="before")
+    @classmethod
+    def _no_test_rows(cls, value: Any) -> Any:
+        # "expected a number above 0" left a user whose data was already split without the way to say so.
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+            raise ValueError("every study holds test rows out for the one final look (search reproduce); where "
+                             "the data is already split, name the test rows' file as data.test (or a column "
+                             "that marks them as data.split_column) and leave test_size out")
+        return value
+
     @field_validator("test_size")
     @classmethod
     def _test_size_or_provided_rows(cls, value: float | None, info: ValidationInfo) -> float | None:
