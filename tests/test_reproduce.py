@@ -589,12 +589,15 @@ def test_the_epoch_rule_counts_the_splits_that_trained_on_most_of_the_rows():
     splits = [SimpleNamespace(train=np.arange(70 * (k + 1))) for k in range(12)]
     stored = [{"split": k, "best_epoch": b} for k, b in enumerate([1, 1, 1, 1, 2, 2, 3, 3, 5, 6, 9, 10])]
     epochs, rule = final_epochs(stored, splits, 880, 64)
-    # Splits 5-11 (at least 420 of the largest's 840 rows) count: a median of 50 updates, 14 an epoch.
+    # Splits 5-11 (at least 420 of the largest's 840 rows) count: best epochs 2, 3, 3, 5, 6, 9, 10.
     assert "the 7 of 12 split(s) that trained on at least half the rows of the largest" in rule
-    assert "median 50 updates" in rule and epochs == 4  # over all twelve: 20.5 updates, 1 epoch
-    equal = [SimpleNamespace(train=np.arange(100)) for _ in range(3)]
-    assert "over 3 split(s) (best epochs 2, 4, 6)" in final_epochs(
-        [{"split": k, "best_epoch": b} for k, b in enumerate([2, 4, 6])], equal, 150, 10)[1]
+    assert "(best epochs 2, 3, 3, 5, 6, 9, 10)" in rule and epochs == 5  # over all twelve: 2.5, then 3
+    equal = [SimpleNamespace(train=np.arange(100)) for _ in range(4)]
+    # The median split's best epoch, a half rounded up (not to the even one): 3 and 4 give 4, not Python's 4.
+    epochs, rule = final_epochs([{"split": k, "best_epoch": b} for k, b in enumerate([2, 3, 4, 8])], equal, 150, 10)
+    assert epochs == 4 and "the median best epoch over 4 split(s) (best epochs 2, 3, 4, 8), 15 updates per epoch " \
+        "on 150 rows" in rule
+    assert final_epochs([{"split": k, "best_epoch": b} for k, b in enumerate([1, 2, 3, 8])], equal, 150, 10)[0] == 3
 
 
 def test_a_test_loss_no_better_than_chance_is_said():
