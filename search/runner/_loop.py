@@ -59,9 +59,12 @@ class TrialLoop:
                 return True
             if not said and self.options.worker_index == 0:
                 running = [t.number for t in trials if t.state.name == "RUNNING"]
+                # The gRPC proxy carries no heartbeats: promising a recovery there left the run waiting all night.
+                silent = ("a trial whose worker died on another host stays RUNNING behind the gRPC storage proxy, "
+                          "which carries no heartbeats; --timeout bounds this wait" if str(self.options.storage or "")
+                          .startswith("grpc://") else "a silent one is queued again here once its heartbeats stop")
                 print(f"waiting for trial(s) {', '.join(map(str, running))}, running in other processes, which "
-                      f"hold the rest of the budget (a silent one is queued again here once its heartbeats stop)",
-                      file=sys.stderr, flush=True)
+                      f"hold the rest of the budget ({silent})", file=sys.stderr, flush=True)
                 said = True
             time.sleep(HELD_POLL_SECONDS)
             optuna.storages.fail_stale_trials(self.study)  # with heartbeats on: fails and queues the silent
