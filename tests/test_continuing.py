@@ -205,3 +205,26 @@ def test_a_changed_scheme_does_not_name_a_setting_the_old_scheme_never_read():
     assert _changed_plan(before, after) == ["validation.scheme was kfold, now iterated_kfold"]
     assert _changed_plan(after.to_yaml(), spaces.load(merge(TINY, {"validation": {
         "scheme": "iterated_kfold", "repeats": 4}}))) == ["validation.repeats was 2, now 4"]
+
+
+def test_a_second_file_opening_a_study_before_any_trial_finished_is_warned_about(capsys):
+    """Two workers started together with two files (adam and 8 epochs, sgd and 4) said nothing: the change
+    was compared only once a trial had finished, and the baseline trained with either file's settings."""
+    import optuna
+
+    from conftest import TINY, merge
+    from search import space as spaces
+    from search.runner.session import RunOptions, note_space
+
+    study = optuna.create_study()
+    capsys.readouterr()  # Optuna's own line about the study
+    first = spaces.load(merge(TINY, {"train": {"optimizer": "adam", "epochs": 8}}))
+    second = spaces.load(merge(TINY, {"train": {"optimizer": "sgd", "epochs": 4}}))
+    note_space(study, first, RunOptions())
+    assert capsys.readouterr().err == ""
+    note_space(study, second, RunOptions())
+    err = capsys.readouterr().err
+    assert "warning: study 'tiny' was opened with other settings, by a worker started with another space file" \
+        in err and "train.epochs: 8 -> 4; train.optimizer: adam -> sgd" in err, err
+    note_space(study, second, RunOptions(worker_index=2))  # a worker of a parent that said it already
+    assert capsys.readouterr().err == ""

@@ -201,9 +201,10 @@ def note_space(study: Any, space: Space, options: RunOptions) -> None:
     from search._redact import redact
     from search.studies import lifecycle as studies
 
-    budget = studies.budget_of(space)
-    changed = (changed_settings(study.user_attrs.get("space_yaml"), space)
-               if options.warn_changed_settings and studies.finished_count(study) else [])
+    budget, finished = studies.budget_of(space), studies.finished_count(study)
+    # Compared with any stored file, trials or none: two workers started together with two files said nothing.
+    stored = study.user_attrs.get("space_yaml")
+    changed = changed_settings(stored, space) if options.warn_changed_settings and stored else []
     # The process the user started compares and stores it, so the one that says it is the one that saw it change.
     code = _preflight.builder_code(space) if options.worker_index == 0 else None
     before = study.user_attrs.get(BUILDER_CODE_ATTR)
@@ -212,7 +213,13 @@ def note_space(study: Any, space: Space, options: RunOptions) -> None:
             changed.insert(0, "model.family's code: the builder function does something else now")
         study.set_user_attr(BUILDER_CODE_ATTR, code)
     # Said only by a run that trains: the edit is said where it takes effect.
-    if changed and options.worker_index == 0 and studies.finished_count(study) < budget:
+    if changed and options.worker_index == 0 and not finished:
+        print(f"warning: study '{space.study.name}' was opened with other settings, by a worker started with "
+              f"another space file or by an earlier run ({'; '.join(changed[:6])}"
+              f"{'; ...' if len(changed) > 6 else ''}); the trials of both go into this one study and are ranked "
+              f"together: give each file its own study.name ({options.new_study} starts a separate study)",
+              file=sys.stderr)
+    elif changed and options.worker_index == 0 and finished < budget:
         before_path = str(study.user_attrs.get("space_started_by") or study.user_attrs.get("space_path") or "")
         # Another file of the same study name joined it with the same words as an edit of the file.
         other = (f", and from another space file than {before_path}, which started it"
