@@ -17,6 +17,7 @@ mean and median change from the update rule's. Test losses of a benchmark, never
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import math
 import os
@@ -61,7 +62,8 @@ def main() -> None:
                          "train": {"epochs": caps[name], "batch_size": 32, "learning_rate": 0.003,
                                    "early_stopping": 6 if regime == "stopped" else 0}}
                 home = os.path.join(root, study)
-                result = search.run(space, home=home, quiet=True, threads=1)
+                with contextlib.redirect_stdout(io.StringIO()):  # the run's table: not this benchmark's output
+                    result = search.run(space, home=home, quiet=True, threads=1)
                 prepared = session.prepare(spaces.load(space))
                 updates = _update_rule(result.study.trials[0], prepared.splits, len(prepared.dev_idx), 32)
                 shipped = search.reproduce(study, home=home, out=io.StringIO())
