@@ -16,7 +16,7 @@ from typing import Iterator
 from urllib.parse import quote, urlsplit
 
 from search._redact import redact
-from search.errors import StudyError
+from search.errors import StoreTrouble, StudyError
 
 CONNECT_TIMEOUT = 5.0  # seconds: a server on a LAN answers in milliseconds; a dead host never does
 LOCK_NAME = ".lock"
@@ -94,12 +94,18 @@ def _reach(host: str | None, port: int | None, url: str, flag: str, what: str) -
     try:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT):
             return
+    except socket.gaierror as exc:  # a host name that resolves to nothing: a typo, more likely than an outage
+        raise StudyError(f"cannot reach the {what} at {redact(url)}: its host name is not known "
+                         f"({exc.strerror or exc}); check the host in the URL. Nothing was created",
+                         field=flag) from None
     except socket.timeout:
         reason = f"no answer within {CONNECT_TIMEOUT:g} s"
-    except OSError as exc:  # refused, unknown host, no route
+    except OSError as exc:  # refused, no route
         reason = exc.strerror or type(exc).__name__
-    raise StudyError(f"cannot reach the {what} at {redact(url)} ({reason}); start it, or check the host, the "
-                     f"port and the network, then run the command again. Nothing was created", field=flag)
+    # Exit status 1, not 2 (a mistake in the input): a supervisor retries a server that is down, and a
+    # restart loop that took 2 for "fix the config" stopped a fleet for a database restart.
+    raise StoreTrouble(f"cannot reach the {what} at {redact(url)} ({reason}); start it, or check the host, the "
+                       f"port and the network, then run the command again. Nothing was created", field=flag)
 
 
 def _answers_as_mlflow(url: str, flag: str) -> None:
