@@ -12,6 +12,7 @@ from typing import Any
 
 from search import review
 from search._redact import redact
+from search.review.trial_fit import trial_fit
 from search.stores import sqlite_path
 from search.runner.results import SplitResult, TrialListener, TrialOutcome
 from search.space import Space, flatten
@@ -19,7 +20,7 @@ from search.studies.space_versions import DIGEST_ATTR
 from search.tracking import _repair, _space_versions
 from search.tracking._later import DeferredFailure, Later
 from search.tracking._review import ReviewLogging, _log
-from search.tracking._records import (best_model_note, mean_curve_metrics, param_text, trial_fit, validation_settings,
+from search.tracking._records import (best_model_note, mean_curve_metrics, param_text, validation_settings,
                                       with_outcome)
 from search.tracking._store import (CHECKPOINT_ARTIFACTS, PARENT_RUN_ATTR,
                                     RUN_ID_ATTR, VIEW_TAG, default_tracking_uri, end_run, experiment_id,
