@@ -81,6 +81,64 @@ def _starred(home: Path, name: str) -> list[int]:
     return sorted(n for n, r in _trial_runs(home, name).items() if r.data.tags.get("best") == "true")
 
 
+def test_a_stale_mlflow_view_is_brought_in_line_with_optuna_by_the_next_run(tmp_path, capsys):
+    """After an outage: the ★, best_trial and best_value on a trial Optuna no longer ranks first, and a complete
+    trial with no run. A run with the budget spent repairs both, from Optuna's record."""
+    home = mlflow_store_in(tmp_path / "home")
+    space = _space(tmp_path, "stale", 4)
+    assert run_cli("run", space, "--home", home, "--quiet") == 0
+    study = _study(home, "stale")
+    ranked = sorted((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.values[0])
+    best, other = ranked[0], ranked[-1]
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    runs = _trial_runs(home, "stale")
+    # What the outage left, written with MLflow's own client: the ★ on the worst trial, the best trial's run gone.
+    client.set_tag(runs[other.number].info.run_id, "best", "true")
+    client.update_run(runs[other.number].info.run_id, name=f"t{other.number:03d} ★ stale")
+    parent = _parent(home, "stale").info.run_id
+    client.set_tag(parent, "best_trial", str(other.number))
+    client.log_metric(parent, "best_value", other.values[0], step=other.number)
+    client.delete_run(runs[best.number].info.run_id)
+    missing = best.number
+
+    assert run_cli("run", space, "--home", home, "--quiet") == 0
+    capsys.readouterr()
+    runs = _trial_runs(home, "stale")
+    assert sorted(runs) == [t.number for t in study.trials]
+    rebuilt = runs[missing]
+    assert rebuilt.data.tags["search.rebuilt"] == "optuna" and rebuilt.info.status == "FINISHED"
+    assert rebuilt.data.tags["optuna.state"] == "COMPLETE" and rebuilt.data.tags["fit"] == best.user_attrs["fit"]
+    assert rebuilt.data.metrics["val_loss_mean"] == pytest.approx(best.values[0])
+    assert any(key.startswith("split_0/") for key in rebuilt.data.metrics)
+    assert rebuilt.data.params["model.dropout"] is not None and "train.epochs" in rebuilt.data.params
+    assert _starred(home, "stale") == [best.number]
+    assert "★" in rebuilt.info.run_name and "★" not in runs[other.number].info.run_name
+    parent_run = _parent(home, "stale")
+    assert parent_run.data.tags["best_trial"] == str(best.number)
+    assert parent_run.data.metrics["best_value"] == pytest.approx(best.values[0])
+    assert parent_run.info.status == "FINISHED"
+
+
+def test_closing_a_run_left_open_adds_no_second_copy_of_its_curves(tmp_path, capsys):
+    """A run left RUNNING after an outage, whose split curves MLflow already holds at full precision (logged
+    before the outage, or by the catch-up after it): its repair closes it from Optuna's record without the
+    rounded copies Optuna keeps beside them."""
+    home = mlflow_store_in(tmp_path / "home")
+    space = _space(tmp_path, "open", 2)
+    assert run_cli("run", space, "--home", home, "--quiet") == 0
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    run_id = _trial_runs(home, "open")[1].info.run_id
+    client.update_run(run_id, status="RUNNING")
+    before = {key: len(client.get_metric_history(run_id, key)) for key in client.get_run(run_id).data.metrics}
+
+    assert run_cli("run", space, "--home", home, "--quiet") == 0
+    capsys.readouterr()
+    assert client.get_run(run_id).info.status == "FINISHED"
+    after = {key: len(client.get_metric_history(run_id, key)) for key in client.get_run(run_id).data.metrics}
+    assert after == before
+    assert before["split_0/val_loss"] == 2, "one point per epoch"
+
+
 def test_the_diagnosis_is_stored_without_any_tracker(tmp_path):
     """The trial's fit, curves, gap and overfit onset are the run's own: a run with no MLflow at all has them."""
     from search.review.trial_fit import TrialDiagnosis

@@ -184,7 +184,8 @@ class MlflowTracker(ReviewLogging, TrialListener):
 
     def on_study_repair(self, study: Any) -> None:
         """A run that has nothing to train: bring MLflow in line with Optuna after a process that died
-        between the two (the last trial's run and the parent left RUNNING, the ★ on an older trial)."""
+        between the two (the last trial's run and the parent left RUNNING, the ★ on an older trial) or a
+        store that failed for a while (trials with no run at all)."""
         parent = study.user_attrs.get(PARENT_RUN_ATTR)
         if not parent or not self._exists(parent):
             return
@@ -192,18 +193,24 @@ class MlflowTracker(ReviewLogging, TrialListener):
         self.parent_run_id, self._study = parent, study
         trials = study.get_trials(deepcopy=False)
         closed = _repair.close_orphan_runs(self, trials)
+        made = _repair.add_missing_runs(self, trials)
         moved = _repair.rerank(self, trials)
         if any(t.state.name == "RUNNING" for t in trials):
             return  # another worker still runs: it closes the parent run
-        if closed or moved is not None or self.client.get_run(parent).info.status == "RUNNING":
+        if closed or made or moved is not None or self.client.get_run(parent).info.status == "RUNNING":
             self.finish("FINISHED")
 
     def on_study_open(self, study: Any) -> None:
         self.start(study)
 
     def on_run_finish(self, study: Any, status: str) -> None:
+        """Close the run; first bring MLflow in line with Optuna where the store failed during it (runs left
+        open, trials with no run, the ★ on a trial that is no longer the best)."""
         try:
-            self.close_orphans(study)
+            trials = study.get_trials(deepcopy=False)
+            _repair.close_orphan_runs(self, trials)
+            _repair.add_missing_runs(self, trials)
+            _repair.rerank(self, trials)
         finally:
             self.finish(status)
 
@@ -471,13 +478,20 @@ class MlflowTracker(ReviewLogging, TrialListener):
         best = min(outcome.splits, key=lambda s: s.best_val_loss)
         return Path(best.checkpoint) if best.checkpoint is not None and Path(best.checkpoint).exists() else None
 
-    def _log_best_model(self, number: int, run_id: str, value: float, path: Path | None) -> None:
-        from mlflow.entities import Metric, RunTag
-
+    def _log_best_model(self, number: int, run_id: str, value: float, path: Path | None,
+                        noted: bool = False) -> None:
+        """The best trial's split model on its run, then (unless ``noted``) its number and loss on the parent."""
         if path is not None and path.exists():
             self.client.log_artifact(run_id, str(path), "best_model")
             self.client.log_text(run_id, best_model_note(self.space.study.name, number, path.name,
                                                          self.space.data.preprocess), "best_model/README.md")
+        if not noted:
+            self._note_best(number, run_id, value)
+
+    def _note_best(self, number: int, run_id: str, value: float) -> None:
+        """The parent run's ``best_value``, ``best_trial`` and ``best_run_id``."""
+        from mlflow.entities import Metric, RunTag
+
         self.client.log_batch(self.parent_run_id, metrics=[
             Metric("best_value", value, int(time.time() * 1000), number)], tags=[
             RunTag("best_trial", str(number)), RunTag("best_run_id", run_id)])
