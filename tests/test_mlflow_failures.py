@@ -109,6 +109,7 @@ def test_a_stale_mlflow_view_is_brought_in_line_with_optuna_by_the_next_run(tmp_
     assert rebuilt.data.tags["search.rebuilt"] == "optuna" and rebuilt.info.status == "FINISHED"
     assert rebuilt.data.tags["optuna.state"] == "COMPLETE" and rebuilt.data.tags["fit"] == best.user_attrs["fit"]
     assert rebuilt.data.metrics["val_loss_mean"] == pytest.approx(best.values[0])
+    assert rebuilt.data.metrics["gap_mean"] == pytest.approx(best.user_attrs["gap_mean"])
     assert any(key.startswith("split_0/") for key in rebuilt.data.metrics)
     assert rebuilt.data.params["model.dropout"] is not None and "train.epochs" in rebuilt.data.params
     assert _starred(home, "stale") == [best.number]

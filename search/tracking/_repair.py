@@ -119,9 +119,10 @@ def _record(trial: Any) -> tuple[list[Any], list[Any]]:
 
     state = _STATES.get(trial.state.name, "failed")
     now = int(time.time() * 1000)
+    # The diagnosis's trial-level numbers too: Optuna keeps them (search/review/trial_fit.py), not the per-split ones.
     metrics = [Metric(k, float(v), now, 0) for k, v in trial.user_attrs.items()
-               if is_summary_metric(k) and isinstance(v, (int, float)) and not isinstance(v, bool)
-               and math.isfinite(v)]
+               if (is_summary_metric(k) or k in ("gap_mean", "overfit_onset")) and isinstance(v, (int, float))
+               and not isinstance(v, bool) and math.isfinite(v)]
     metrics += _split_metrics(trial, now)
     tags = [RunTag("optuna.state", trial.state.name), RunTag("pruned", str(state == "pruned").lower())]
     if reason := _reason(trial):
