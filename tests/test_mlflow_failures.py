@@ -81,6 +81,57 @@ def _starred(home: Path, name: str) -> list[int]:
     return sorted(n for n, r in _trial_runs(home, name).items() if r.data.tags.get("best") == "true")
 
 
+def test_artifacts_read_only_mid_run_costs_neither_the_ablation_nor_the_record(tmp_path, monkeypatch, capsys):
+    """The reporter's night: the artifacts folder went read-only after trial 0. The trials went on, but the
+    ablation then failed the command (rc 1) and left its MLflow parent run RUNNING, the trials after the
+    failure lost their diagnosis (it was made by the tracker), and MLflow kept the ★ on an older trial."""
+    from search.cli import _commands
+
+    home = mlflow_store_in(tmp_path / "home")
+    aside = tmp_path / "artifacts-aside"
+    space = _space(tmp_path, "night", 5, ablation=True)
+    made = _commands._run_options
+
+    def with_the_remount(args: Any) -> Any:
+        options = made(args)
+        options.extra_listeners.append(_ArtifactsGoReadOnly(home, aside))
+        return options
+
+    monkeypatch.setattr(_commands, "_run_options", with_the_remount)
+    assert run_cli("run", space, "--home", home, "--quiet") == 0
+    err = capsys.readouterr().err
+    assert "unexpected failure" not in err
+    assert "MlflowTracker failed in 3 trials in a row and is off" in err
+    assert "the ablation is not logged to MLflow" in err and str(home / "artifacts") in err
+
+    study = _study(home, "night")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 5
+    for trial in study.trials:  # the diagnosis is the run's, not MLflow's
+        assert all(key in trial.user_attrs for key in DIAGNOSIS), (trial.number, sorted(trial.user_attrs))
+    picked, rows = study.user_attrs["ablation"]["trial"], study.user_attrs["ablation"]["rows"]
+    assert picked == study.best_trial.number and rows, "the ablation's table is in Optuna's storage"
+
+    # Nothing is left RUNNING; no half-made parent run of the ablation, whose store could not take its files.
+    every = [r for exp in MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}").search_experiments()
+             for r in _runs(home, exp.name)]
+    assert every and all(r.info.status != "RUNNING" for r in every), [(r.info.run_name, r.info.status) for r in every]
+    # The run's end made what the store's database could hold: a run for every trial, the ★ on Optuna's best.
+    best = study.best_trial.number
+    assert sorted(_trial_runs(home, "night")) == [0, 1, 2, 3, 4]
+    assert _starred(home, "night") == [best]
+    parent = _parent(home, "night")
+    assert parent.data.tags["best_trial"] == str(best)
+    assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
+
+    # Writable again, and run again with the budget spent: the best trial's model, which could not be written
+    # when it took the ★, is written now.
+    _writable_again(home / "artifacts", aside)
+    assert run_cli("run", space, "--home", home, "--quiet") == 0
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    assert client.list_artifacts(_trial_runs(home, "night")[best].info.run_id, "best_model")
+    assert "search.best_model_missing" not in _parent(home, "night").data.tags
+
+
 def test_a_stale_mlflow_view_is_brought_in_line_with_optuna_by_the_next_run(tmp_path, capsys):
     """After an outage: the ★, best_trial and best_value on a trial Optuna no longer ranks first, and a complete
     trial with no run. A run with the budget spent repairs both, from Optuna's record."""
@@ -138,6 +189,22 @@ def test_closing_a_run_left_open_adds_no_second_copy_of_its_curves(tmp_path, cap
     after = {key: len(client.get_metric_history(run_id, key)) for key in client.get_run(run_id).data.metrics}
     assert after == before
     assert before["split_0/val_loss"] == 2, "one point per epoch"
+
+
+@pytest.mark.parametrize("how", ["home", "tracking-uri"])
+def test_an_unwritable_artifacts_folder_from_the_start_is_a_clear_error_before_training(tmp_path, capsys, how):
+    home = mlflow_store_in(tmp_path / "home")
+    _unwritable(home / "artifacts", tmp_path / "aside")
+    space = _space(tmp_path, "nowhere", 2)
+    extra = ["--tracking-uri", f"sqlite:///{home / 'mlflow.db'}"] if how == "tracking-uri" else []
+    assert run_cli("run", space, "--home", home, "--quiet", *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err, err
+    assert "unexpected failure" not in err and "Traceback" not in err
+    assert str(home / "artifacts") in err and f"--{how}" in err and "a file, not a folder" in err
+    assert "writable" in err
+    with sqlite3.connect(home / "optuna.db") as con:  # nothing trained, and no study was made
+        assert con.execute("SELECT count(*) FROM trials").fetchone() == (0,)
 
 
 def test_the_diagnosis_is_stored_without_any_tracker(tmp_path):

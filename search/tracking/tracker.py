@@ -64,6 +64,7 @@ def make_tracker(prepared: Any, options: Any, space_text: str) -> "MlflowTracker
     # Workers on one machine share its cores, and each redraws the same study figures: together they
     # spend the review's share of the machine, not each of them.
     tracker.review_share /= max(1, options.local_workers)
+    tracker.check_artifacts(space.study.name, "--tracking-uri" if options.tracking_uri else "--home")
     return tracker
 
 
@@ -141,13 +142,63 @@ class MlflowTracker(ReviewLogging, TrialListener):
             run = self.client.create_run(self.experiment_id, run_name=study.study_name,
                                          tags={"search.kind": "study", "optuna.study_name": study.study_name})
             parent = run.info.run_id
+            try:
+                self._log_study(parent)
+            except Exception:
+                # A parent left without its files stayed RUNNING for good, and the next run took it up as made.
+                try:
+                    self.client.delete_run(parent)
+                except Exception:  # the store is failing as a whole: its first error is the one to say
+                    pass
+                raise
             study.set_user_attr(PARENT_RUN_ATTR, parent)
-            self._log_study(parent)
         self.parent_run_id = parent
         self._study = study
         self._describe(study)
         self.close_orphans(study)
         return parent
+
+    def check_artifacts(self, study_name: str, flag: str) -> None:
+        """Before anything trains, that the folder the study's runs keep their files in can be written: with it
+        read-only, the run failed at its first file with an 'unexpected failure'.
+
+        Raises:
+            StudyError: the folder cannot be written (exit status 2, as for an unwritable --home).
+        """
+        import tempfile
+
+        from search.errors import StudyError
+
+        folder = self._artifact_folder(study_name)
+        if folder is None:  # a server's or a cloud store's: reached through MLflow, not a folder of ours
+            return
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".search-write-check-"):
+                pass
+        except OSError as exc:
+            found = "a file, not a folder, is there" if folder.exists() and not folder.is_dir() else \
+                (exc.strerror or type(exc).__name__)
+            store = "the tracking store given by --tracking-uri" if flag == "--tracking-uri" else \
+                f"the MLflow store of --home {self.home}"
+            raise StudyError(f"cannot write the MLflow run files of study '{study_name}' (its space.yaml, figures "
+                             f"and best models) to {folder} ({found}), where {store} keeps them; expected a "
+                             f"writable folder. Make {folder} writable (remount it read-write, or replace the file "
+                             f"by a folder), or choose another {flag}", field=flag) from None
+
+    def _artifact_folder(self, study_name: str) -> Path | None:
+        """The local folder of the study's experiment (``<home>/artifacts`` for a new one), or None where its
+        runs' files are kept by a server or a cloud store."""
+        from urllib.parse import unquote, urlparse
+
+        if self.remote or self.uri.startswith("databricks"):
+            return None
+        exp = self.client.get_experiment_by_name(study_name)
+        location = exp.artifact_location if exp is not None else (self.home / "artifacts").resolve().as_uri()
+        parsed = urlparse(location)
+        if parsed.scheme == "file":
+            return Path(unquote(parsed.path))
+        return Path(location) if not parsed.scheme else None
 
     def _warn_of_earlier_runs(self, study: Any) -> None:
         """A study this Optuna store has no parent run for, in an experiment that holds one: the store was
