@@ -41,6 +41,7 @@ def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", sp
     """
     from search import models, tracking
     from search.review.display import Progress, format_counts, header_lines, next_steps, summary_table
+    from search.review.trial_fit import TrialDiagnosis
     from search.review.verdicts import why_ended
     from search.runner import session, workers as processes
     from search.studies.lifecycle import budget_of, count_finished, default_storage, finished_count, trials_by_state
@@ -58,7 +59,9 @@ def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", sp
     if options.worker_index == 0 and not options.quiet:
         def plan(study: Any) -> list[str]:
             return header_lines(prepared, options, storage_url, tracker.uri, finished_count(study), budget)
-    listeners: list[Any] = [tracker, Progress(budget, stream=progress, quiet=options.quiet, header=plan)]
+    # The diagnosis first: the trial's fit is its Optuna record's, whatever becomes of MLflow, which reads it too.
+    listeners: list[Any] = [TrialDiagnosis.of(prepared), tracker,
+                            Progress(budget, stream=progress, quiet=options.quiet, header=plan)]
     phased = None
     if prepared.space.study.workflow == "phased":  # phase 0 once, then each trial's phase as it starts
         from search.workflow.phases import Phased

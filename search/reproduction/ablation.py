@@ -148,7 +148,6 @@ def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | No
 
     ``options`` is a :class:`search.runner.session.RunOptions` for the same stores as the study.
     """
-    from search import tracking
     from search.runner import session
 
     out = out or sys.stdout
@@ -180,9 +179,9 @@ def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | No
     again = f"{command('ablate', study.study_name, options)} --trial {picked.number}"
     run_options = session.RunOptions(home=options.home, storage=options.storage, tracking_uri=options.tracking_uri,
                                      threads=options.threads, quiet=True, heartbeat=options.heartbeat,
-                                     continue_command=again, queue=queue, warn_changed_settings=False)
-    outcome = session.run(prepared, run_options, [tracking.make_tracker(prepared, run_options, space.to_yaml())],
-                          out=out)
+                                     continue_command=again, queue=queue, warn_changed_settings=False,
+                                     listeners_optional=True)
+    outcome = session.run(prepared, run_options, _listeners(prepared, run_options, space), out=out)
     if outcome.error is not None:
         raise outcome.error
     if outcome.stopped_by:  # a table of the variants that happened to finish would read as the answer
@@ -190,6 +189,23 @@ def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | No
               f"`{again}` continues it", file=out)
         raise AblationStopped(outcome.stopped_by)
     return _stored(study, picked, outcome.study, options, out, len(variants))
+
+
+def _listeners(prepared: Any, options: Any, space: Space) -> list[Any]:
+    """The variants' diagnosis and, where MLflow can be opened, its tracker. MLflow is a side channel here as in
+    the run: a store that fails (its artifacts folder read-only) is a warning, and the variants still train,
+    their results and the table kept in the Optuna storage."""
+    from search import tracking
+    from search.review.trial_fit import TrialDiagnosis
+
+    listeners: list[Any] = [TrialDiagnosis.of(prepared)]
+    try:
+        listeners.append(tracking.make_tracker(prepared, options, space.to_yaml()))
+    except Exception as exc:
+        print(f"warning: the ablation is not logged to MLflow ({type(exc).__name__}: {redact(str(exc))[:600]}); "
+              f"its variants train all the same, and their results and the table are kept in the Optuna storage",
+              file=sys.stderr)
+    return listeners
 
 
 class AblationStopped(Exception):

@@ -87,6 +87,9 @@ class TrialOutcome:
     splits: list[SplitResult] = field(default_factory=list)
     reason: str = ""
     metric_name: str = "accuracy"
+    # The fit judged from its curves (search/review/trial_fit.py), made once and read by every listener after it.
+    diagnosis: Any = field(default=None, compare=False, repr=False)
+    diagnosed: bool = False
     _stored: list[Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def stored_trials(self, study: Any) -> list[Any]:

@@ -90,6 +90,10 @@ class RunOptions:
     warn_changed_settings: bool = True
     # Trials queued when the study is created: (params, user attributes), e.g. the ablation's variants.
     queue: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    # A listener that fails as the study opens is warned about and left out of the run, rather than ending it:
+    # for a run whose results need no side channel at all (the ablation's variants, kept in Optuna's storage).
+    # Off for `search run`, whose creator must not let workers in on a half-made experiment.
+    listeners_optional: bool = False
 
     def deadline(self) -> float | None:
         """``timeout`` as a ``time.monotonic()`` instant, counted from the command's start (``run_started``),
@@ -301,12 +305,31 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
     if storage is None:
         storage = open_storage(options)
 
+    listeners = list(listeners)
+
+    def open_listeners(study: Any) -> None:
+        if not options.listeners_optional:
+            emit(listeners, "on_study_open", study, strict=True)
+            return
+        for listener in list(listeners):
+            if (hook := getattr(listener, "on_study_open", None)) is None:
+                continue
+            try:
+                hook(study)
+            except Exception as exc:
+                from search._redact import redact
+
+                listeners.remove(listener)
+                print(f"warning: {type(listener).__name__}.on_study_open failed ({type(exc).__name__}: "
+                      f"{redact(str(exc))[:600]}); it is left out of this run, whose trials go on and are kept "
+                      f"in the Optuna storage", file=sys.stderr)
+
     # The process that creates the study also tells the listeners (the MLflow experiment and parent run)
     # before workers on other hosts are let in: otherwise two of them could each make one.
     def on_create(study: Any) -> None:
         for params, user_attrs in options.queue:
             study.enqueue_trial(params, user_attrs=user_attrs)
-        emit(listeners, "on_study_open", study, strict=True)
+        open_listeners(study)
 
     # Heard from before the study opens: a Ctrl-C once the plan is printed stops the run gracefully (exit 3),
     # never halfway through making the study.
@@ -339,7 +362,7 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
         if options.worker_index == 0:
             say_budget_cap(study, budget, options.n_trials)
         _runtime.configure(options.threads)
-        emit(listeners, "on_study_open", study, strict=True)
+        open_listeners(study)
     except BaseException:
         stop.uninstall()
         raise

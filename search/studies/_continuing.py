@@ -96,7 +96,7 @@ def _changed_plan(before: str | None, space: Space) -> list[str]:
     # A setting the new scheme does not read changes none of its splits (k of a hold-out): not said.
     read = {"scheme"} | SCHEME_READS.get(now["validation"]["scheme"], set(now["validation"]))
     # Nor one the old scheme did not read: "validation.repeats was 3" after k-fold, where no one had set it.
-    old_scheme = (old.get("validation") or {}).get("scheme", defaults.get("scheme"))
+    old_scheme = str((old.get("validation") or {}).get("scheme", defaults.get("scheme")))
     read &= {"scheme"} | SCHEME_READS.get(old_scheme, set(now["validation"]))
     for section, key in (("study", "seed"), ("data", "test_size"), ("data", "test"), ("data", "split_column"),
                          ("data", "group"), ("data", "order"),

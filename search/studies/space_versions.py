@@ -53,8 +53,8 @@ def held_by_version(study: Any) -> dict[int, dict[str, Any]]:
     digests = {d for d in named.values() if d}
     if len(digests) < 2:  # most studies: nothing to read
         return {}
-    leaves = {d: _leaves(study.user_attrs.get(f"space_yaml:{d}")) for d in digests}
-    leaves = {d: v for d, v in leaves.items() if v is not None}
+    read = {d: _leaves(study.user_attrs.get(f"space_yaml:{d}")) for d in digests}
+    leaves = {d: v for d, v in read.items() if v is not None}
     if len(leaves) < 2:
         return {}
     keys = {k for v in leaves.values() for k in v}

@@ -7,7 +7,8 @@ into a user's own code.
 from search.tracking._later import DeferredFailure
 from search.tracking._store import (CHECKPOINT_ARTIFACTS, PARENT_RUN_ATTR, RUN_ID_ATTR, VIEW_KEY, default_tracking_uri,
                                     experiment_id, fetch_checkpoint, is_server, quiet_mlflow, review_view)
-from search.tracking._records import param_text, trial_fit
+from search.review.trial_fit import trial_fit
+from search.tracking._records import param_text
 from search.tracking._review import verdict_note
 from search.tracking.tracker import MlflowTracker, make_tracker
 

@@ -1,4 +1,4 @@
-"""What a trial's records say: its fit label, the validation settings logged, parameter text, the trial
+"""What a trial's records say: the validation settings logged, parameter text, the trial
 as Optuna will store it."""
 from __future__ import annotations
 
@@ -11,11 +11,6 @@ from typing import Any
 from search._redact import redact
 from search.runner.results import TrialOutcome
 from search.space import Space
-
-
-def trial_fit(outcome: TrialOutcome, diagnosis: Any) -> str:
-    """The ``fit`` label of a finished trial: a pruned (or failed) trial's cut curves are not judged."""
-    return diagnosis.fit if outcome.state == "complete" and diagnosis is not None else "n/a"
 
 
 def validation_settings(space: Space, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from search.review import _drawing as drawing
 from search.runner.results import TrialOutcome
 from search.space import Space
 from search.tracking._later import Later
-from search.tracking._records import trial_fit
+from search.review.trial_fit import trial_fit
 from search.tracking._store import forget_artifact_repo
 
 TRIAL_FIGURE = "figures/learning_curves.png"
@@ -94,26 +94,13 @@ class ReviewLogging:
             self.client.set_tag(self.parent_run_id, "mlflow.note.content", text)
 
     def _diagnose(self, trial: Any, outcome: TrialOutcome) -> Any:
-        from search.review import diagnostics
+        """The diagnosis the run's own listener made (search/review/trial_fit.py); judged here only where the
+        tracker is used without it."""
+        from search.review.trial_fit import diagnose
 
-        histories = {s.split: s.history for s in outcome.splits if s.history}
-        if not histories:
-            return None
-        early = int(outcome.settings.get("train", {}).get("early_stopping") or 0)
-        patience = min(diagnostics.DEFAULT_PATIENCE, early) if early else diagnostics.DEFAULT_PATIENCE
-        reference, own = self.reference_loss, self.split_references
-        weighted = outcome.settings.get("train", {}).get("class_weight") == "balanced" and bool(own)
-        if weighted and (equal := diagnostics.equal_shares_loss(trial.study)) is not None:
-            # Weighted alike, a model that learned nothing predicts equal shares, not the class shares: against
-            # the class shares a stranger's model of validation ROC AUC 0.92 was called underfit.
-            reference, own = equal, {k: (equal, equal) for k in own}
-        diagnosis = diagnostics.diagnose_trial(histories, reference, patience, own)
-        kept = {**diagnosis.attrs(), "fit": trial_fit(outcome, diagnosis), review.PATIENCE_ATTR: patience,
-                review.CURVES_ATTR: review.compact_curves(histories),
-                **({diagnostics.CLASS_WEIGHTED_ATTR: True} if weighted else {})}
-        for key, value in kept.items():
-            trial.set_user_attr(key, value)
-        return diagnosis
+        if outcome.diagnosed:
+            return outcome.diagnosis
+        return diagnose(trial, outcome, self.reference_loss, self.split_references)
 
     def _log_trial_figure(self, trial: Any, run_id: str, outcome: TrialOutcome, diagnosis: Any) -> None:
         """Hand the trial's learning-curve figure to the drawing thread: the next trial need not wait for it,

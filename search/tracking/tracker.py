@@ -12,6 +12,7 @@ from typing import Any
 
 from search import review
 from search._redact import redact
+from search.review.trial_fit import trial_fit
 from search.stores import sqlite_path
 from search.runner.results import SplitResult, TrialListener, TrialOutcome
 from search.space import Space, flatten
@@ -19,7 +20,7 @@ from search.studies.space_versions import DIGEST_ATTR
 from search.tracking import _repair, _space_versions
 from search.tracking._later import DeferredFailure, Later
 from search.tracking._review import ReviewLogging, _log
-from search.tracking._records import (best_model_note, mean_curve_metrics, param_text, trial_fit, validation_settings,
+from search.tracking._records import (best_model_note, mean_curve_metrics, param_text, validation_settings,
                                       with_outcome)
 from search.tracking._store import (CHECKPOINT_ARTIFACTS, PARENT_RUN_ATTR,
                                     RUN_ID_ATTR, VIEW_TAG, default_tracking_uri, end_run, experiment_id,
@@ -63,6 +64,7 @@ def make_tracker(prepared: Any, options: Any, space_text: str) -> "MlflowTracker
     # Workers on one machine share its cores, and each redraws the same study figures: together they
     # spend the review's share of the machine, not each of them.
     tracker.review_share /= max(1, options.local_workers)
+    tracker.check_artifacts(space.study.name, "--tracking-uri" if options.tracking_uri else "--home")
     return tracker
 
 
@@ -140,13 +142,63 @@ class MlflowTracker(ReviewLogging, TrialListener):
             run = self.client.create_run(self.experiment_id, run_name=study.study_name,
                                          tags={"search.kind": "study", "optuna.study_name": study.study_name})
             parent = run.info.run_id
+            try:
+                self._log_study(parent)
+            except Exception:
+                # A parent left without its files stayed RUNNING for good, and the next run took it up as made.
+                try:
+                    self.client.delete_run(parent)
+                except Exception:  # the store is failing as a whole: its first error is the one to say
+                    pass
+                raise
             study.set_user_attr(PARENT_RUN_ATTR, parent)
-            self._log_study(parent)
         self.parent_run_id = parent
         self._study = study
         self._describe(study)
         self.close_orphans(study)
         return parent
+
+    def check_artifacts(self, study_name: str, flag: str) -> None:
+        """Before anything trains, that the folder the study's runs keep their files in can be written: with it
+        read-only, the run failed at its first file with an 'unexpected failure'.
+
+        Raises:
+            StudyError: the folder cannot be written (exit status 2, as for an unwritable --home).
+        """
+        import tempfile
+
+        from search.errors import StudyError
+
+        folder = self._artifact_folder(study_name)
+        if folder is None:  # a server's or a cloud store's: reached through MLflow, not a folder of ours
+            return
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".search-write-check-"):
+                pass
+        except OSError as exc:
+            found = "a file, not a folder, is there" if folder.exists() and not folder.is_dir() else \
+                (exc.strerror or type(exc).__name__)
+            store = "the tracking store given by --tracking-uri" if flag == "--tracking-uri" else \
+                f"the MLflow store of --home {self.home}"
+            raise StudyError(f"cannot write the MLflow run files of study '{study_name}' (its space.yaml, figures "
+                             f"and best models) to {folder} ({found}), where {store} keeps them; expected a "
+                             f"writable folder. Make {folder} writable (remount it read-write, or replace the file "
+                             f"by a folder), or choose another {flag}", field=flag) from None
+
+    def _artifact_folder(self, study_name: str) -> Path | None:
+        """The local folder of the study's experiment (``<home>/artifacts`` for a new one), or None where its
+        runs' files are kept by a server or a cloud store."""
+        from urllib.parse import unquote, urlparse
+
+        if self.remote or self.uri.startswith("databricks"):
+            return None
+        exp = self.client.get_experiment_by_name(study_name)
+        location = exp.artifact_location if exp is not None else (self.home / "artifacts").resolve().as_uri()
+        parsed = urlparse(location)
+        if parsed.scheme == "file":
+            return Path(unquote(parsed.path))
+        return Path(location) if not parsed.scheme else None
 
     def _warn_of_earlier_runs(self, study: Any) -> None:
         """A study this Optuna store has no parent run for, in an experiment that holds one: the store was
@@ -183,7 +235,8 @@ class MlflowTracker(ReviewLogging, TrialListener):
 
     def on_study_repair(self, study: Any) -> None:
         """A run that has nothing to train: bring MLflow in line with Optuna after a process that died
-        between the two (the last trial's run and the parent left RUNNING, the ★ on an older trial)."""
+        between the two (the last trial's run and the parent left RUNNING, the ★ on an older trial) or a
+        store that failed for a while (trials with no run at all)."""
         parent = study.user_attrs.get(PARENT_RUN_ATTR)
         if not parent or not self._exists(parent):
             return
@@ -191,18 +244,24 @@ class MlflowTracker(ReviewLogging, TrialListener):
         self.parent_run_id, self._study = parent, study
         trials = study.get_trials(deepcopy=False)
         closed = _repair.close_orphan_runs(self, trials)
+        made = _repair.add_missing_runs(self, trials)
         moved = _repair.rerank(self, trials)
         if any(t.state.name == "RUNNING" for t in trials):
             return  # another worker still runs: it closes the parent run
-        if closed or moved is not None or self.client.get_run(parent).info.status == "RUNNING":
+        if closed or made or moved is not None or self.client.get_run(parent).info.status == "RUNNING":
             self.finish("FINISHED")
 
     def on_study_open(self, study: Any) -> None:
         self.start(study)
 
     def on_run_finish(self, study: Any, status: str) -> None:
+        """Close the run; first bring MLflow in line with Optuna where the store failed during it (runs left
+        open, trials with no run, the ★ on a trial that is no longer the best)."""
         try:
-            self.close_orphans(study)
+            trials = study.get_trials(deepcopy=False)
+            _repair.close_orphan_runs(self, trials)
+            _repair.add_missing_runs(self, trials)
+            _repair.rerank(self, trials)
         finally:
             self.finish(status)
 
@@ -470,13 +529,20 @@ class MlflowTracker(ReviewLogging, TrialListener):
         best = min(outcome.splits, key=lambda s: s.best_val_loss)
         return Path(best.checkpoint) if best.checkpoint is not None and Path(best.checkpoint).exists() else None
 
-    def _log_best_model(self, number: int, run_id: str, value: float, path: Path | None) -> None:
-        from mlflow.entities import Metric, RunTag
-
+    def _log_best_model(self, number: int, run_id: str, value: float, path: Path | None,
+                        noted: bool = False) -> None:
+        """The best trial's split model on its run, then (unless ``noted``) its number and loss on the parent."""
         if path is not None and path.exists():
             self.client.log_artifact(run_id, str(path), "best_model")
             self.client.log_text(run_id, best_model_note(self.space.study.name, number, path.name,
                                                          self.space.data.preprocess), "best_model/README.md")
+        if not noted:
+            self._note_best(number, run_id, value)
+
+    def _note_best(self, number: int, run_id: str, value: float) -> None:
+        """The parent run's ``best_value``, ``best_trial`` and ``best_run_id``."""
+        from mlflow.entities import Metric, RunTag
+
         self.client.log_batch(self.parent_run_id, metrics=[
             Metric("best_value", value, int(time.time() * 1000), number)], tags=[
             RunTag("best_trial", str(number)), RunTag("best_run_id", run_id)])
