@@ -97,11 +97,18 @@ def test_printed_commands_paste_into_a_shell_with_a_home_holding_spaces():
     assert shlex.split(display.command("reproduce", "q", options)) == ["search", "reproduce", "q", "--home",
                                                                         "/data/my runs"]
     args = SimpleNamespace(space=Path("spaces/my space.yaml"), study_name=None, storage=None, tracking_uri=None,
-                           home="/data/my runs", workers=1, threads=None, recycle_after=None)
+                           home="/data/my runs", workers=1, threads=None, recycle_after=None, heartbeat=30)
     assert shlex.split(_continue_command(args)) == ["search", "run", "spaces/my space.yaml", "--home", "/data/my runs"]
-    # How it ran is kept (the --threads 1 a user chose was dropped); the limits of this invocation are not.
-    args.threads = 1
-    assert shlex.split(_continue_command(args))[-2:] == ["--threads", "1"]
+    # How it ran is kept (the --threads 1 a user chose was dropped, and a fleet's --heartbeat 5); the limits of
+    # this invocation are not.
+    args.threads, args.heartbeat = 1, 5
+    assert shlex.split(_continue_command(args))[-4:] == ["--threads", "1", "--heartbeat", "5"]
+    # A hidden password is said not to run as printed, as the end of a run's next steps say it.
+    args.storage = "postgresql://ops:s3cret@db/optuna"
+    first, note = _continue_command(args).split("\n")
+    assert "postgresql://ops:***@db/optuna" in first and "s3cret" not in first + note
+    assert note == "  (a password is shown as ***, so this does not run as printed: put the full URL in " \
+                   "$SEARCH_STORAGE and leave --storage out)"
 
 
 def test_a_split_line_says_how_many_epochs_were_trained_and_whether_a_stop_cut_it() -> None:

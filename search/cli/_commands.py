@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -127,7 +128,16 @@ def _continue_command(args: argparse.Namespace) -> str:
     for flag, value in (("--threads", args.threads), ("--recycle-after", args.recycle_after)):
         if value is not None:
             parts += [flag, str(value)]
-    return shlex.join(parts)  # pasted into a shell as printed: a home with spaces
+    if args.heartbeat != 30:  # a fleet's heartbeat, as the run had it
+        parts += ["--heartbeat", str(args.heartbeat)]
+    # As the end of a run's next steps say it: a hidden password does not run as printed.
+    hidden = [(flag, variable) for flag, variable, url in (("--storage", "SEARCH_STORAGE", args.storage),
+                                                           ("--tracking-uri", "MLFLOW_TRACKING_URI", args.tracking_uri))
+              if url and url != os.environ.get(variable) and redact(str(url)) != str(url)]
+    note = ("\n  (a password is shown as ***, so this does not run as printed: put the full URL in $"
+            + " and $".join(v for _, v in hidden) + " and leave " + " and ".join(f for f, _ in hidden)
+            + " out)") if hidden else ""
+    return shlex.join(parts) + note  # pasted into a shell as printed: a home with spaces
 
 
 def _run_options(args: argparse.Namespace) -> "RunOptions":
