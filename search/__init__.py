@@ -7,6 +7,7 @@ The ``search`` command is a thin layer over this API::
     result = search.run("spaces/digits_mlp.yaml", n_trials=5)   # or x=..., y=..., builder=...
     picked = search.best("digits-mlp")                           # TrialResult: value, config, split_models()
     test = search.reproduce("digits-mlp")                        # one look at the test rows
+    frame = search.predict("digits-mlp", "new_rows.csv")         # the final model's predictions
     rows = search.ablate("digits-mlp")                           # what each regularizer bought
     search.report("digits-mlp", "digits.html")
 
@@ -38,7 +39,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 # name -> module that defines it
 _EXPORTS = {
     "run": "search.api", "best": "search.api", "reproduce": "search.api", "ablate": "search.api",
-    "report": "search.api", "RunResult": "search.api", "TrialResult": "search.api",
+    "report": "search.api", "predict": "search.api", "RunResult": "search.api", "TrialResult": "search.api",
     "AblationRow": "search.reproduction.ablation", "Report": "search.reproduction.outcome",
     "Space": "search.space", "load_space": "search.api",
     "UserError": "search.errors", "ArgumentError": "search.errors", "SpaceError": "search.errors",
@@ -49,11 +50,11 @@ _EXPORTS = {
 __all__ = ["AblationRow", "ArgumentError", "DataError", "Report", "RunResult", "Space", "SpaceError", "StudyError",
            "TrialResult",
            "UserError", "ValidationSchemeError", "VerifyMismatch", "__version__", "ablate", "best", "load_space",
-           "report", "reproduce", "run"]
+           "predict", "report", "reproduce", "run"]
 
 if TYPE_CHECKING:
     from search.reproduction.ablation import AblationRow
-    from search.api import RunResult, TrialResult, ablate, best, load_space, report, reproduce, run
+    from search.api import RunResult, TrialResult, ablate, best, load_space, predict, report, reproduce, run
     from search.errors import (ArgumentError, DataError, SpaceError, StudyError, UserError, ValidationSchemeError,
                                VerifyMismatch)
     from search.reproduction.outcome import Report

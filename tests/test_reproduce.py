@@ -154,6 +154,21 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     order = np.argsort(prepared.test_idx)
     assert np.array_equal(probabilities.astype(np.float32), model.predict(X_test, verbose=0)[order]), probabilities
     assert max(len(str(c)) for c in tested[f"p({ds.classes[0]})"]) <= 12
+    # `search predict` with the latest final model gives the test rows the probabilities rows.csv has, digit for
+    # digit; the caller's other columns stay beside them.
+    new = pd.DataFrame(ds.X[tested.index], columns=ds.feature_names).assign(note="kept")
+    new.to_csv(tmp_path / "new.csv", index=False)
+    assert run_cli("predict", NAME, tmp_path / "new.csv", "--home", home) == 0
+    predicted = pd.read_csv(tmp_path / "new-predictions.csv", keep_default_na=False)
+    names = [f"p({c})" for c in ds.classes]
+    assert predicted[names].astype(str).to_numpy().tolist() == tested[names].astype(str).to_numpy().tolist()
+    assert list(predicted["predicted"].astype(str)) == list(tested["predicted"].astype(str))
+    assert set(predicted["note"]) == {"kept"}
+    assert run_cli("predict", NAME, tmp_path / "new.csv", "--home", home, "--out", tmp_path / "new.csv") == 2
+    new.drop(columns=[ds.feature_names[0]]).to_csv(tmp_path / "short.csv", index=False)
+    assert run_cli("predict", NAME, tmp_path / "short.csv", "--home", home) == 2
+    assert f"lack column(s) the final model of study '{NAME}' takes; expected '{ds.feature_names[0]}'" in \
+        capsys.readouterr().err
     assert list(tested["predicted"]) == [str(ds.classes[k]) for k in probabilities.argmax(axis=1)]
     assert float(np.mean(tested["predicted"] == tested["target"].astype(str))) == \
         pytest.approx(run.data.metrics["test_accuracy"])

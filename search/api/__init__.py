@@ -43,8 +43,8 @@ else:  # what the annotations name, imported when typing.get_type_hints evaluate
     keras, pd = DeferredModule("keras"), DeferredModule("pandas")
     _ablation, _final = DeferredModule("search.reproduction.ablation"), DeferredModule("search.reproduction.final")
 
-__all__ = ["RunResult", "TrialResult", "ablate", "ablate_when_done", "announce", "best", "load_space", "reproduce",
-           "report", "run", "run_prepared", "workflow_answer"]
+__all__ = ["RunResult", "TrialResult", "ablate", "ablate_when_done", "announce", "best", "load_space", "predict",
+           "reproduce", "report", "run", "run_prepared", "workflow_answer"]
 
 PathLike = str | os.PathLike
 # What x and x_test may be: rows of features as a notebook holds them (a list of rows is made an array).
@@ -375,6 +375,29 @@ def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlrun
         options = session.RunOptions(home=home, storage=storage_url, tracking_uri=uri, threads=threads)
         resolved, _ = targets.trial_config(study, target.trial, uri)
         return ablation.run(study, target.trial, resolved, options, out=out)
+
+
+@_hides_credentials
+def predict(study_name: str, rows: "pd.DataFrame | PathLike", *, run_id: str | None = None,
+            home: PathLike = "mlruns", tracking_uri: str | None = None) -> "pd.DataFrame":
+    """The study's final model's predictions for new rows, as ``best_estimator_.predict`` gives a search CV's.
+
+    Args:
+        study_name: the study (or its space file).
+        rows: a DataFrame, or a CSV file's path, with the training file's feature columns (others are kept
+            beside the predictions and not used).
+        run_id: the reproduce run whose model predicts (default: the study's latest).
+
+    Returns:
+        The rows with ``p(<class>)`` per class and ``predicted`` (the class), or ``predicted`` (the value).
+
+    Raises:
+        StudyError: no `search reproduce` has logged a final model yet. DataError: a column is missing.
+    """
+    from search.api._predict import predict_rows
+
+    home = _folder(home)
+    return predict_rows(study_name, rows, _stores(home, None, tracking_uri)[1], run_id=run_id)
 
 
 @_hides_credentials

@@ -6,8 +6,8 @@ import os
 import sys
 from typing import Sequence
 
-from search.cli._commands import (_ablate, _best, _check, _report, _reproduce, _run, _status, _storage_proxy,
-                                  _ui)
+from search.cli._commands import (_ablate, _best, _check, _predict, _report, _reproduce, _run, _status,
+                                  _storage_proxy, _ui)
 from search.cli import _exit
 from search.cli._parser import DEFAULT_HOME, build_parser, parse_duration, positive_duration
 from search.errors import UserError
@@ -66,7 +66,8 @@ def _dispatch(args: argparse.Namespace, debug: bool) -> int:
     with _redact.guarded():
         try:
             return {"run": _run, "check": _check, "ablate": _ablate, "status": _status, "report": _report, "ui": _ui,
-                    "best": _best, "reproduce": _reproduce, "storage-proxy": _storage_proxy}[args.command](args)
+                    "best": _best, "reproduce": _reproduce, "storage-proxy": _storage_proxy,
+                    "predict": _predict}[args.command](args)
         except UserError as exc:
             if debug:
                 print(_redact.format_exception(exc), file=sys.stderr)

@@ -213,6 +213,26 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from search import api
+
+    out = args.out or args.input.with_name(f"{args.input.stem}-predictions.csv")
+    if out.resolve() == args.input.resolve():
+        raise UserError("--out names the input file; the predictions are written beside the rows, in another file",
+                        field="--out", found=str(out))
+    with api.as_command():
+        frame = api.predict(args.study, args.input, run_id=args.run_id, home=args.home,
+                            tracking_uri=args.tracking_uri)
+    from search.reproduction.rows import shortest_text
+
+    for column in frame.columns[len(frame.columns) - len(frame.attrs.get("predicted", ())):]:
+        if frame[column].dtype.kind == "f":  # the model's float32, in the digits that read back as it (rows.csv's)
+            frame[column] = shortest_text(frame[column].to_numpy())
+    frame.to_csv(out, index=False)
+    print(f"wrote {len(frame)} row(s) with their predictions to {out}")
+    return 0
+
+
 def _ui(args: argparse.Namespace) -> int:
     from search import stores, ui
     from search.errors import StudyError

@@ -44,7 +44,8 @@ def table(prepared: Any, test_pred: np.ndarray) -> str:
     classes = ds.labels
     labels = np.asarray(ds.y).reshape(n, -1)
     codes = labels.argmax(axis=1) if labels.shape[1] > 1 else labels[:, 0]
-    frame["target"] = np.asarray(classes, dtype=object)[codes.astype(int)] if ds.is_classification else _short(codes)
+    frame["target"] = (np.asarray(classes, dtype=object)[codes.astype(int)] if ds.is_classification
+                       else shortest_text(codes))
     test = np.asarray(prepared.test_idx)
     pred = np.asarray(test_pred, dtype=float).reshape(len(test), -1)
     if ds.is_classification:
@@ -52,17 +53,17 @@ def table(prepared: Any, test_pred: np.ndarray) -> str:
         for k, name in enumerate(classes):
             column = np.full(n, np.nan)
             column[test] = probabilities[:, k]
-            frame[f"p({name})"] = _short(column)
+            frame[f"p({name})"] = shortest_text(column)
         predicted = np.full(n, "", dtype=object)
         predicted[test] = np.asarray(classes, dtype=object)[scoring.predicted_codes(ds.task, pred)]
     else:
         predicted = np.full(n, np.nan)
         predicted[test] = pred[:, 0]
-    frame["predicted"] = predicted if ds.is_classification else _short(predicted)
+    frame["predicted"] = predicted if ds.is_classification else shortest_text(predicted)
     return str(pd.DataFrame(frame).to_csv(index=False))
 
 
-def _short(values: np.ndarray) -> np.ndarray:
+def shortest_text(values: np.ndarray) -> np.ndarray:
     """Numbers as the float32 they were trained and predicted in, in the fewest digits that read back as it:
     a price of 1234567.89 was written 1234567.875 and a probability 0.1 as 0.10000000149011612."""
     return np.array([_shortest(np.float32(v)) if np.isfinite(v) else "" for v in np.asarray(values, dtype=float)],
