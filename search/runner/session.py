@@ -147,20 +147,34 @@ def _planned(space: Space, dataset: Any, where: str) -> Prepared:
     data.development_vocabulary(dataset, dev_idx)
     dev_idx, purged = splits.purge_before_test(space.validation, dataset, dev_idx, test_idx)
     plan = splits.plan(space.validation, dataset, dev_idx, space.study.seed, where, purged)
-    if space.data.duplicates == "keep" and not time_ordered:  # auto keeps them where that is the data's nature
-        _say_kept_repeats(dataset, dev_idx, test_idx, plan)
+    if dataset.duplicates_kept and not time_ordered:
+        _say_kept_repeats(dataset, dev_idx, test_idx, plan, auto=space.data.duplicates == "auto")
     return Prepared(space, dataset, dev_idx, test_idx, plan)
 
 
-def _say_kept_repeats(dataset: Any, dev_idx: np.ndarray, test_idx: np.ndarray, plan: list[Any]) -> None:
+def _say_kept_repeats(dataset: Any, dev_idx: np.ndarray, test_idx: np.ndarray, plan: list[Any],
+                      auto: bool = False) -> None:
     """data.duplicates: keep: copies of a row (an oversampled class) land on both sides of the drawn test rows,
     so training sees test rows, and on both sides of the splits, so a validation score is partly a training
-    score and picks the settings that memorize best. Provided test rows are checked as they are read."""
+    score and picks the settings that memorize best. Provided test rows are checked as they are read.
+
+    ``auto`` (every row kept, since copies are the data's nature) said nothing: 32 of 56 test rows had an
+    exact copy in training, most of them copies with the same label, which no coarse feature explains."""
     from search.data._checks import repeats_of
 
     validated = set()
     for split in plan:
         validated.update(np.asarray(split.val)[repeats_of(dataset.X[split.val], dataset.X[split.train])].tolist())
+    tested = int(repeats_of(dataset.X[test_idx], dataset.X[dev_idx]).sum()) if dataset.test_mask is None else 0
+    if auto:
+        if tested or validated:
+            dataset.warnings.append(
+                f"{tested} of the {len(test_idx)} test rows have an exact copy among the development rows, and "
+                f"{len(validated)} validation row(s) one among their split's training rows: data.duplicates: auto "
+                f"kept every row, as copies of coarse features are, so those scores include rows seen in "
+                f"training; where the copies are records entered twice (or an oversampled class), set "
+                f"data.duplicates: drop")
+        return
     if validated:
         dataset.warnings.append(f"{len(validated)} validation row(s) of the splits have the same features as a "
                                 f"training row of their split (data.duplicates: keep): those validation losses "
