@@ -24,7 +24,7 @@ from search.runner import checkpoints
 from search.studies import space_versions
 from search.studies.space_versions import BUILDER_CODE_ATTR
 from search.studies import pruning, writes
-from search.studies._identity import worker_identity
+from search.studies._identity import INTERVAL_ATTR, interval_of, worker_identity
 from search.data import Dataset
 from search.runner.results import SplitResult, TrialListener, TrialOutcome
 from search.space import Space
@@ -91,6 +91,10 @@ class Objective:
         trial.set_user_attr(space_versions.DIGEST_ATTR, self._space_digest)
         if self._builder_code:
             trial.set_user_attr(BUILDER_CODE_ATTR, self._builder_code)
+        if (interval := interval_of(getattr(getattr(trial, "study", None), "_storage", None))) is not None:
+            # Other workers judge this trial silent by this worker's heartbeats, not by their own: written now.
+            trial.set_user_attr(INTERVAL_ATTR, interval)
+            trial.flush()
         if self.budget is not None and _over_budget(trial, self.budget):
             trial.set_user_attr("reason", "over budget: other workers hold the remaining trials")
             trial.set_user_attr(FAILURE_ATTR, FailureKind.OVER_BUDGET.value)
