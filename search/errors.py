@@ -84,6 +84,7 @@ class FailureKind(str, Enum):
     INTERRUPTED = "interrupted"      # a stop signal cut it short; queued to run again
     LOST_PROCESS = "lost_process"    # its process died; queued to run again
     SILENT = "silent"                # failed by Optuna's heartbeat check: its worker went silent
+    LOST_STORAGE = "lost_storage"    # its worker lost the storage mid-trial; queued to run again
 
     @property
     def counts(self) -> bool:

@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run trials in a child process replaced every N trials, so memory that a custom "
                      "builder or library keeps is returned (default: 50 with --workers, off otherwise)")
     run.add_argument("--heartbeat", type=positive_int, default=30, help="seconds between a running trial's heartbeats; "
-                     "a trial silent for 3 heartbeats is failed and retried by another worker (default 30)")
+                     "a trial silent for 3 of its own worker's heartbeats is failed and retried by another worker "
+                     "(default 30)")
 
     abl = sub.add_parser("ablate", help="what the regularizers of the best (or a given) trial bought: the same "
                          "config with them switched off, on the same splits and seeds")

@@ -325,7 +325,8 @@ def pruned_summary(study: Any) -> str:
 
 _NOT_THE_SETTINGS = {"over_budget": "over the budget (closed before training)", "disk_full": "disk full (queued again)",
                      "interrupted": "stopped (queued again)", "lost_process": "lost their process (queued again)",
-                     "silent": "went silent (heartbeat; queued again)"}
+                     "silent": "went silent (heartbeat; queued again)",
+                     "lost_storage": "cut short by a storage outage (queued again)"}
 
 
 def failed_summary(study: Any) -> str:

@@ -29,6 +29,7 @@ class TrialLoop:
         self.options, self.stop = options, stop
         self.consecutive_failures, self.gave_up, self.last_failure = 0, False, ""
         self.disk_full, self.requeued = "", False
+        self.started = 0  # trials this run asked for
 
     def run(self) -> None:
         from search._stack import call_with_room
@@ -85,64 +86,127 @@ class TrialLoop:
         return True
 
     def _run(self) -> None:
+        from search.runner import _outage
+
+        deadline = self.options.deadline()
+        self.started = 0
+        grid = self.objective.space.study.sampler == "grid"
+        while not self.stop.requested:
+            self.objective.running = None
+            try:
+                if not self._next(deadline, grid):
+                    return
+            except _outage.TrialAbandoned as exc:
+                self._settle(exc, exc.__cause__ or exc)
+                self.objective.end_untold()
+            except Exception as exc:
+                if _outage.storage_error(exc) is None and not self._taken_over():
+                    raise
+                self._settle(None, exc)
+
+    def _settle(self, abandoned: Any, exc: BaseException) -> None:
+        """After a trial this worker could not tell, or a storage that did not answer: wait for the storage,
+        fail and queue again a trial of ours it left running, and say so; the loop then goes on."""
+        from search.errors import FailureKind
+        from search.runner import _outage, recovery
+
+        trial = self.objective.running
+        if abandoned is None or abandoned.state != "failed":  # not taken over: the storage went away
+            doing = f"running trial {trial.number}" if trial is not None else "asking for the next trial"
+            error = _outage.storage_error(exc)
+            if error is not None and not _outage.wait_for_storage(
+                    lambda: _outage.probe(self.study._storage), error, doing,
+                    stopped=lambda: self.stop.requested):
+                return
+            if error is not None:
+                print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} the storage answers again", file=sys.stderr, flush=True)
+        if trial is None:
+            return
+        try:
+            stored = self.study._storage.get_trial(trial._trial_id)
+            if stored.state.name == "RUNNING":
+                why = abandoned.reason if abandoned is not None else (
+                    f"the Optuna storage became unreachable as it was told ({_outage.describe(exc)}); queued to run "
+                    f"again")
+                if recovery.fail_and_requeue(self.study, stored, why, FailureKind.LOST_STORAGE):
+                    print(f"trial {trial.number} was cut short by the storage outage: marked failed and queued again",
+                          file=sys.stderr, flush=True)
+        except Exception as again:  # the storage went away once more before the trial was settled
+            if _outage.storage_error(again) is None:
+                raise
+            self._settle(abandoned, again)
+            return
+        if stored.state.name == "FAIL" and FailureKind.of(stored) is FailureKind.SILENT:
+            reason = str(stored.user_attrs.get("reason", "its heartbeats went silent")).removesuffix("; queued again")
+            print(f"trial {trial.number} was taken over by another worker ({reason}; queued again there): this "
+                  f"worker's result for it is discarded, and it goes on with the next trial",
+                  file=sys.stderr, flush=True)
+
+    def _taken_over(self) -> bool:
+        """Whether the trial this worker just ran was failed as silent by another (Optuna refuses the tell)."""
+        from search.errors import FailureKind
+
+        trial = self.objective.running
+        if trial is None:
+            return False
+        stored = self.study._storage.get_trial(trial._trial_id)
+        return bool(stored.state.name == "FAIL" and FailureKind.of(stored) is FailureKind.SILENT)
+
+    def _next(self, deadline: float | None, grid: bool) -> bool:
+        """Run the next trial, or wait for those held elsewhere; False: the run is over."""
         from search.runner import recovery
         from search.studies import lifecycle as studies
 
-        deadline = self.options.deadline()
-        started = 0
-        grid = self.objective.space.study.sampler == "grid"
-        while not self.stop.requested:
-            # The run's own limits first: they need no read of the study.
-            if self.options.n_trials is not None and started >= self.options.n_trials:
-                return
-            trials = None
-            if deadline is not None and time.monotonic() >= deadline:
-                # As Optuna's timeout, the command trains at least one trial: a --timeout shorter than the
-                # start-up (imports, the data, the study) ended the run with none, and exit 0.
-                trials = self.study.get_trials(deepcopy=False)
-                if started or any(t.datetime_start is not None and t.datetime_start.timestamp()
-                                  >= self.options.run_started for t in trials):
-                    return
-            trials = trials if trials is not None else self.study.get_trials(deepcopy=False)
-            if recovery.recover_orphans(self.study, trials):
-                trials = self.study.get_trials(deepcopy=False)  # they were failed and queued again
-            if studies.count_finished(trials) >= self.budget:
-                return
-            # Other workers' running trials fill what is left: a trial asked for now would only be closed
-            # over budget (a failed trial in the run's table). Wait for them instead: one whose worker died
-            # on another host is found by its heartbeats and queued again, to be run here.
-            if studies.count_taken(trials) >= self.budget:
-                if not self._wait_for_held_trials(deadline):
-                    return
-                continue
-            if grid and not any(t.state.name == "WAITING" for t in trials):
-                return  # every grid point is taken; the workers running the last ones finish them
-            # No collection after the trial: the next model's reset_keras makes one, and each costs.
-            # Optuna hands the finished trial to a callback from its cache: no read of the whole study.
-            finished: list[Any] = []
-            self.study.optimize(self.objective, n_trials=1, catch=(Exception,),
-                                callbacks=[lambda _study, trial: finished.append(trial)])
-            started += 1
-            last = finished[-1] if finished else None  # none: no trial ran
-            if last is None or last.state.name != "FAIL":
-                self.consecutive_failures = 0
-                continue
-            reason, kind = last.user_attrs.get("reason", ""), FailureKind.of(last)
-            if kind is FailureKind.OVER_BUDGET:
-                return
-            if kind is FailureKind.DISK_FULL:  # not these settings' fault: they run again once there is room
-                recovery.requeue(self.study, last, max_retries=None, counts_as_retry=False)
-                self.disk_full = reason.partition(": ")[2] or reason
-                return
-            if self.stop.requested or kind is FailureKind.INTERRUPTED:
-                recovery.requeue(self.study, last, max_retries=None, counts_as_retry=False)
-                return
-            self.consecutive_failures = max(self.consecutive_failures + 1,
-                                            recovery.failure_streak(self.study, self.options.run_started))
-            self.last_failure = reason or "unknown"
-            if self.consecutive_failures >= self.max_failures:
-                self.gave_up = True
-                return
+        # The run's own limits first: they need no read of the study.
+        if self.options.n_trials is not None and self.started >= self.options.n_trials:
+            return False
+        trials = None
+        if deadline is not None and time.monotonic() >= deadline:
+            # As Optuna's timeout, the command trains at least one trial: a --timeout shorter than the
+            # start-up (imports, the data, the study) ended the run with none, and exit 0.
+            trials = self.study.get_trials(deepcopy=False)
+            if self.started or any(t.datetime_start is not None and t.datetime_start.timestamp()
+                                   >= self.options.run_started for t in trials):
+                return False
+        trials = trials if trials is not None else self.study.get_trials(deepcopy=False)
+        if recovery.recover_orphans(self.study, trials):
+            trials = self.study.get_trials(deepcopy=False)  # they were failed and queued again
+        if studies.count_finished(trials) >= self.budget:
+            return False
+        # Other workers' running trials fill what is left: a trial asked for now would only be closed
+        # over budget (a failed trial in the run's table). Wait for them instead: one whose worker died
+        # on another host is found by its heartbeats and queued again, to be run here.
+        if studies.count_taken(trials) >= self.budget:
+            return self._wait_for_held_trials(deadline)
+        if grid and not any(t.state.name == "WAITING" for t in trials):
+            return False  # every grid point is taken; the workers running the last ones finish them
+        # No collection after the trial: the next model's reset_keras makes one, and each costs.
+        # Optuna hands the finished trial to a callback from its cache: no read of the whole study.
+        finished: list[Any] = []
+        self.started += 1  # before: a trial that ends untold (search/runner/_outage.py) was started all the same
+        self.study.optimize(self.objective, n_trials=1, catch=(Exception,),
+                            callbacks=[lambda _study, trial: finished.append(trial)])
+        last = finished[-1] if finished else None  # none: no trial ran
+        if last is None or last.state.name != "FAIL":
+            self.consecutive_failures = 0
+            return True
+        reason, kind = last.user_attrs.get("reason", ""), FailureKind.of(last)
+        if kind is FailureKind.OVER_BUDGET:
+            return False
+        if kind is FailureKind.DISK_FULL:  # not these settings' fault: they run again once there is room
+            recovery.requeue(self.study, last, max_retries=None, counts_as_retry=False)
+            self.disk_full = reason.partition(": ")[2] or reason
+            return False
+        if self.stop.requested or kind is FailureKind.INTERRUPTED:
+            recovery.requeue(self.study, last, max_retries=None, counts_as_retry=False)
+            return False
+        self.consecutive_failures = max(self.consecutive_failures + 1,
+                                        recovery.failure_streak(self.study, self.options.run_started))
+        self.last_failure = reason or "unknown"
+        if self.consecutive_failures >= self.max_failures:
+            self.gave_up = True
+            return False
+        return True
 
 
 def _own_last_trial(study: Any) -> Any:

@@ -20,11 +20,11 @@ import numpy as np
 from search import models
 from search._redact import redact
 from search.errors import FAILURE_ATTR, FailureKind
-from search.runner import checkpoints
+from search.runner import _outage, checkpoints
 from search.studies import space_versions
 from search.studies.space_versions import BUILDER_CODE_ATTR
 from search.studies import pruning, writes
-from search.studies._identity import worker_identity
+from search.studies._identity import INTERVAL_ATTR, interval_of, worker_identity
 from search.data import Dataset
 from search.runner.results import SplitResult, TrialListener, TrialOutcome
 from search.space import Space
@@ -61,6 +61,8 @@ class Objective:
     _failing: dict[int, int] = field(default_factory=dict, init=False, repr=False)  # trials in a row
     _space_digest: str = field(default="", init=False, repr=False)
     _builder_code: str | None = field(default=None, init=False, repr=False)
+    running: Any = field(default=None, init=False, repr=False)  # the trial last started
+    untold: tuple[Any, TrialOutcome] | None = field(default=None, init=False, repr=False)  # its end, not yet heard
 
     def __post_init__(self) -> None:
         from search.runner import _preflight
@@ -71,16 +73,21 @@ class Objective:
         self._builder_code = _preflight.builder_code(self.space)
 
     def __call__(self, trial: Any) -> float | tuple[float, float]:
+        self.running = trial  # the run loop's to settle when the trial ends untold (search/runner/_outage.py)
         trial = writes.TrialWithBatchedWrites(trial)
         try:
             values = self._run(trial)
-        except BaseException:
+            trial.flush()  # Optuna refuses writes to a finished trial: all are made before it is told
+        except BaseException as exc:
+            if isinstance(exc, Exception) and (abandoned := _outage.abandonment(exc, trial.number)) is not None:
+                raise abandoned from exc
+            if isinstance(exc, _outage.TrialAbandoned):
+                raise
             try:
                 trial.flush()
             except Exception:  # the trial already failed for its own reason, which is the one to keep
                 pass
             raise
-        trial.flush()  # Optuna refuses writes to a finished trial: all are made before it is told
         return values
 
     def _run(self, trial: Any) -> float | tuple[float, float]:
@@ -91,6 +98,10 @@ class Objective:
         trial.set_user_attr(space_versions.DIGEST_ATTR, self._space_digest)
         if self._builder_code:
             trial.set_user_attr(BUILDER_CODE_ATTR, self._builder_code)
+        if (interval := interval_of(getattr(getattr(trial, "study", None), "_storage", None))) is not None:
+            # Other workers judge this trial silent by this worker's heartbeats, not by their own: written now.
+            trial.set_user_attr(INTERVAL_ATTR, interval)
+            trial.flush()
         if self.budget is not None and _over_budget(trial, self.budget):
             trial.set_user_attr("reason", "over budget: other workers hold the remaining trials")
             trial.set_user_attr(FAILURE_ATTR, FailureKind.OVER_BUDGET.value)
@@ -125,6 +136,13 @@ class Objective:
             self._emit("on_trial_end", trial, outcome)
             raise
         except Exception as exc:
+            if (abandoned := _outage.abandonment(exc, trial.number)) is not None:
+                # Listeners hear of it once the run loop has settled it: they read the storage (the tracker ranks
+                # the trial), which may be away now.
+                outcome.state, outcome.reason = abandoned.state, abandoned.reason
+                trial.drop_writes()
+                self.untold = (trial, outcome)
+                raise abandoned from exc
             outcome.state, outcome.reason = "failed", f"{type(exc).__name__}: {exc}"
             trial.set_user_attr("reason", redact(outcome.reason)[:2000])
             kind = FailureKind.DISK_FULL if isinstance(exc, DiskFull) else FailureKind.BAD_SETTINGS
@@ -134,6 +152,12 @@ class Objective:
         # Outside the try: a Ctrl-C while listeners hear of a finished trial must not fail it too.
         self._emit("on_trial_end", trial, outcome)
         return self._values(outcome)
+
+    def end_untold(self) -> None:
+        """Tell the listeners how a trial that ended untold (search/runner/_outage.py) ended."""
+        if self.untold is not None:
+            (trial, outcome), self.untold = self.untold, None
+            self._emit("on_trial_end", trial, outcome)
 
     def _fit_one_by_one(self, trial: Any, settings: dict[str, dict[str, Any]], outcome: TrialOutcome) -> None:
         """The sequential path: split after split, each judged by both pruning levels as it goes."""

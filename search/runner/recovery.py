@@ -68,21 +68,45 @@ def recover_orphans(study: Any, trials: Sequence[Any] | None = None) -> list[int
     the same machine knows at once, from the process id each trial records. ``trials``: the study's
     trials as the caller just read them (read here when not given).
     """
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
-
     recovered = []
     for t in orphans(study, trials):
         worker = t.user_attrs.get("worker") or {}
-        storage = study._storage  # Optuna has no public call to fail another process's trial
-        try:
-            storage.set_trial_user_attr(t._trial_id, "reason", f"its process {worker.get('pid')} died")
-            storage.set_trial_user_attr(t._trial_id, FAILURE_ATTR, FailureKind.LOST_PROCESS.value)
-            changed = storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        except UpdateFinishedTrialError:
-            # Another worker (or Optuna's heartbeat check) finished it first, and queued the retry.
-            continue
-        if changed:
-            requeue(study, t)
+        if fail_and_requeue(study, t, f"its process {worker.get('pid')} died", FailureKind.LOST_PROCESS):
             recovered.append(t.number)
     return recovered
+
+
+def fail_and_requeue(study: Any, trial: Any, reason: str, kind: FailureKind) -> bool:
+    """Fail a RUNNING trial (this process's or another's) with ``reason`` and queue its settings again.
+
+    False where it was finished already: its worker told it, or another worker (or Optuna's heartbeat
+    check) failed it first and queued the retry.
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    storage = study._storage  # Optuna has no public call to fail another process's trial
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "reason", reason)
+        storage.set_trial_user_attr(trial._trial_id, FAILURE_ATTR, kind.value)
+        changed = storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        return False
+    if changed:
+        requeue(study, trial)
+    return bool(changed)
+
+
+def requeue_silent(study: Any, trial: Any) -> None:
+    """Optuna's call for a trial it just failed for want of heartbeats: queue it again, and say so here.
+
+    Without the line, the worker that took the trial over was silent, and only the owner's crash told
+    anyone a trial had changed hands.
+    """
+    import sys
+
+    requeue(study, trial)
+    reason = trial.user_attrs.get("reason") or "went silent: no heartbeat within its grace period"
+    host = (trial.user_attrs.get("worker") or {}).get("host")
+    print(f"trial {trial.number}{f' (of host {host})' if host else ''} {reason.removesuffix('; queued again')}; "
+          f"marked failed and queued again here", file=sys.stderr, flush=True)

@@ -439,7 +439,7 @@ def open_storage(options: RunOptions, also: Any = None) -> Any:
     the caller's tracking store). Returns the storage, or ``(storage, also())`` when ``also`` is given.
     """
     from search import stores
-    from search.runner.recovery import requeue
+    from search.runner.recovery import requeue_silent
     from search.studies import lifecycle as studies
 
     home = Path(options.home)
@@ -449,7 +449,7 @@ def open_storage(options: RunOptions, also: Any = None) -> Any:
     stores.prepare_home(home)
     try:
         with stores.home_lock(home):
-            storage = studies.make_storage(storage_url, options.heartbeat, on_stale=requeue)
+            storage = studies.make_storage(storage_url, options.heartbeat, on_stale=requeue_silent)
             return storage if also is None else (storage, also())
     except Exception:
         if fresh:  # a database that does not exist on a server: the folder made for the run goes too

@@ -5,6 +5,10 @@ import os
 import socket
 from typing import Any, Sequence
 
+# The trial's user attribute holding its worker's heartbeat interval, in seconds: other workers judge the
+# trial silent by it (search/studies/_heartbeats.py).
+INTERVAL_ATTR = "heartbeat_interval"
+
 
 def worker_identity() -> dict[str, object]:
     # SEARCH_HOSTNAME names the host where containers share one hostname (and lets tests act as one).
@@ -38,3 +42,9 @@ def process_alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def interval_of(storage: Any) -> int | None:
+    """The heartbeat interval a storage (or Optuna's cache in front of it) beats at; None without beats."""
+    get = getattr(storage, "get_heartbeat_interval", None)
+    return get() if get is not None else None

@@ -20,17 +20,19 @@ def default_storage(home: Path) -> str:
 
 
 def make_storage(url: str, heartbeat: int = 30, on_stale: Callable[[Any, Any], Any] | None = None) -> Any:
-    """An RDB storage with heartbeats, so a killed worker's trial is marked failed and retried once;
-    ``on_stale(study, trial)`` queues it again (Optuna's callback where not given, whose retry keeps none of
+    """An RDB storage with heartbeats, so a killed worker's trial is marked failed and retried once (judged by
+    the heartbeat interval of the worker that runs it: search/studies/_heartbeats.py); ``on_stale(study, trial)``
+    queues it again (Optuna's callback where not given, whose retry keeps none of
     the seeds the trial trained with)."""
     import warnings
 
     import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
     from search.studies import _sqlite
+    from search.studies._heartbeats import OwnerJudgedStorage
 
     if url.startswith("grpc://"):  # Optuna's storage proxy, for hundreds of workers
         from urllib.parse import urlsplit
@@ -51,9 +53,9 @@ def make_storage(url: str, heartbeat: int = 30, on_stale: Callable[[Any, Any], A
                 options: dict[str, Any] = dict(
                     engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
                     heartbeat_stale_trial_callback=on_stale or RetryHeartbeatStaleTrialCallback(max_retry=1))
-                storage = RDBStorage(url, skip_compatibility_check=True, **options)
+                storage = OwnerJudgedStorage(url, skip_compatibility_check=True, **options)
                 if not _schema_is_current(storage):  # Optuna's own check, which says what to do
-                    storage = RDBStorage(url, **options)
+                    storage = OwnerJudgedStorage(url, **options)
                 if serialize:
                     _sqlite.serialize_transactions(storage.engine)
                 return storage

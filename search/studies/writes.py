@@ -37,6 +37,7 @@ class TrialWithBatchedWrites:
         self._trial, self._every = trial, every
         self._pending: list[_Write] = []
         self._last_flush = -math.inf
+        self._dropped = False
         view = getattr(trial, "_cached_frozen_trial", None)
         self._view = view if hasattr(view, "intermediate_values") and hasattr(trial, "_trial_id") else None
 
@@ -73,7 +74,14 @@ class TrialWithBatchedWrites:
         if pending:
             _make(pending)
 
+    def drop_writes(self) -> None:
+        """Keep every later write in the trial's view only: the trial was finished elsewhere (another worker
+        failed it, or this one will once the storage answers), and the storage refuses writes to it."""
+        self._pending, self._dropped = [], True
+
     def _add(self, write: _Write) -> None:
+        if self._dropped:
+            return
         self._pending.append(write)
         if time.monotonic() - self._last_flush >= self._every:
             self.flush()
