@@ -228,3 +228,29 @@ def test_a_second_file_opening_a_study_before_any_trial_finished_is_warned_about
         in err and "train.epochs: 8 -> 4; train.optimizer: adam -> sgd" in err, err
     note_space(study, second, RunOptions(worker_index=2))  # a worker of a parent that said it already
     assert capsys.readouterr().err == ""
+
+
+def test_looks_at_the_same_data_by_other_studies_are_said_by_run_and_reproduce(write_space, home, capfd):
+    """After four looks at a file's test rows, a new study.seed drew other test rows and its reproduce said
+    "one look" with no note; a new study name over the same test rows ran without a word."""
+    from conftest import merge
+
+    fast = {"study": {"name": "first", "n_trials": 1, "baseline": False, "ablation": False},
+            "validation": {"k": 2}, "train": {"epochs": 1}}
+    assert run_cli("run", write_space(fast), "--home", home, "--quiet") == 0
+    assert run_cli("reproduce", "first", "--home", home) == 0
+    capfd.readouterr()
+    again = merge(fast, {"study": {"name": "again"}})
+    assert run_cli("run", write_space(again, "again.yaml"), "--home", home, "--quiet") == 0
+    err = capfd.readouterr().err
+    assert "warning: the test rows of study 'again' were looked at by `search reproduce` of other studies of the " \
+           "same data and test rows 1 time(s)" in err and "the next look is look 2" in err, err
+    redrawn = merge(fast, {"study": {"name": "redrawn", "seed": 7}})
+    assert run_cli("run", write_space(redrawn, "redrawn.yaml"), "--home", home, "--quiet") == 0
+    err = capfd.readouterr().err
+    assert "warning: the same data was looked at 1 time(s) by `search reproduce` of study 'first', with other " \
+           "test rows (another study.seed" in err, err
+    assert run_cli("reproduce", "redrawn", "--home", home) == 0
+    out = capfd.readouterr().out
+    assert "test set (one look)" in out and "note: the same data had 1 earlier look(s) at other test rows, by " \
+           "study 'first'" in out, out

@@ -175,6 +175,13 @@ def reproduce(target: Target, options: Options, out: TextIO | None = None) -> Re
             f"study '{study.study_name}', trial {trial.number}, test loss {report.test_loss:.4g}")
     plain_numbers(report)
     printed.print_report(report, looks, out)
+    from search.studies.looks import looks_at_other_draws
+
+    if elsewhere := looks_at_other_draws(study):  # a new seed's test rows: "one look" after four at the file
+        names = ", ".join(sorted({f"'{look['study']}'" for look in elsewhere}))
+        print(f"  note: the same data had {len(elsewhere)} earlier look(s) at other test rows, by study {names} "
+              f"(another draw of the test rows): rows seen at those looks may be among this study's development "
+              f"rows, so this is no first look at unseen rows", file=out)
     return report
 
 

@@ -162,19 +162,25 @@ def _say_kept_repeats(dataset: Any, dev_idx: np.ndarray, test_idx: np.ndarray, p
     exact copy in training, most of them copies with the same label, which no coarse feature explains."""
     from search.data._checks import repeats_of
 
-    validated = set()
-    for split in plan:
-        validated.update(np.asarray(split.val)[repeats_of(dataset.X[split.val], dataset.X[split.train])].tolist())
-    tested = int(repeats_of(dataset.X[test_idx], dataset.X[dev_idx]).sum()) if dataset.test_mask is None else 0
     if auto:
-        if tested or validated:
+        # Copies with the label too: a copy with another label teaches the test row nothing it should not know.
+        n_rows = len(dataset.X)
+        rows = np.column_stack([dataset.X.reshape(n_rows, -1), np.asarray(dataset.y).reshape(n_rows, -1)])
+        same = set()
+        for split in plan:
+            same.update(np.asarray(split.val)[repeats_of(rows[split.val], rows[split.train])].tolist())
+        tested = int(repeats_of(rows[test_idx], rows[dev_idx]).sum()) if dataset.test_mask is None else 0
+        if tested or same:
             dataset.warnings.append(
-                f"{tested} of the {len(test_idx)} test rows have an exact copy among the development rows, and "
-                f"{len(validated)} validation row(s) one among their split's training rows: data.duplicates: auto "
-                f"kept every row, as copies of coarse features are, so those scores include rows seen in "
+                f"{tested} of the {len(test_idx)} test rows have an exact copy, label and all, among the development "
+                f"rows, and {len(same)} validation row(s) one among their split's training rows: data.duplicates: "
+                f"auto kept every row, as copies of coarse features are, so those scores include rows seen in "
                 f"training; where the copies are records entered twice (or an oversampled class), set "
                 f"data.duplicates: drop")
         return
+    validated = set()
+    for split in plan:
+        validated.update(np.asarray(split.val)[repeats_of(dataset.X[split.val], dataset.X[split.train])].tolist())
     if validated:
         dataset.warnings.append(f"{len(validated)} validation row(s) of the splits have the same features as a "
                                 f"training row of their split (data.duplicates: keep): those validation losses "
@@ -253,18 +259,9 @@ def note_space(study: Any, space: Space, options: RunOptions) -> None:
               f"({'; '.join(changed[:6])}{'; ...' if len(changed) > 6 else ''}), and its budget is spent, so "
               f"nothing trains with them: raise study.n_trials to continue it with them ({options.new_study} "
               f"starts a separate study)", file=sys.stderr)
-    looked = [look for look in study.user_attrs.get("test_looks", []) if isinstance(look, dict)
-              and not look.get("rows")]
-    if looked and options.worker_index == 0 and studies.finished_count(study) < budget:
-        # Counted as reproduce counts them, with other studies' looks at the same test rows (a replay of an
-        # exported config): "the next look is look 5" was followed by "test set (look 6)".
-        from search.studies.looks import looks_from_other_studies
-
-        looked += looks_from_other_studies(study)
-        print(f"warning: study '{space.study.name}' continues after `search reproduce` looked at its test rows "
-              f"{len(looked)} time(s): what is searched from here on is chosen by someone who has seen the test "
-              f"score, so the next look is look {len(looked) + 1} and no longer an unbiased test",
-              file=sys.stderr)
+    # An ablation's variants are the parent's trial again: its run said the looks already.
+    if options.worker_index == 0 and studies.finished_count(study) < budget and ".ablation." not in study.study_name:
+        _say_earlier_looks(study, space)
     # What `search best --export` and `search reproduce` rebuild a trial's config from, without MLflow. Stored
     # only by a run that trains: one that found the budget spent took the warning of the edit with it, and the
     # run that then trained the edited trials said nothing.
@@ -279,6 +276,31 @@ def note_space(study: Any, space: Space, options: RunOptions) -> None:
         study.set_user_attr("space_started_by", str(study.user_attrs.get("space_path") or
                                                     (space.path.resolve() if space.path else "")))
     study.set_user_attr("space_path", str(space.path.resolve()) if space.path else "")
+
+
+def _say_earlier_looks(study: Any, space: Space) -> None:
+    """Counted as reproduce counts them, with other studies' looks at the same test rows (a replay of an
+    exported config): "the next look is look 5" was followed by "test set (look 6)". A new study of the same
+    rows, or of the same data with another draw of its test rows (a new seed), was told nothing."""
+    from search.studies.looks import looks_at_other_draws, looks_from_other_studies
+
+    own = [look for look in study.user_attrs.get("test_looks", []) if isinstance(look, dict) and not look.get("rows")]
+    looked = own + looks_from_other_studies(study)
+    if looked:
+        whose = (f"study '{space.study.name}' continues after `search reproduce` looked at its test rows" if own else
+                 f"the test rows of study '{space.study.name}' were looked at by `search reproduce` of other "
+                 f"studies of the same data and test rows")
+        print(f"warning: {whose} {len(looked)} time(s): what is searched from here on is chosen by someone who "
+              f"has seen the test score, so the next look is look {len(looked) + 1} and no longer an unbiased test",
+              file=sys.stderr)
+    elsewhere = looks_at_other_draws(study)
+    if elsewhere:
+        names = ", ".join(sorted({f"'{look['study']}'" for look in elsewhere}))
+        print(f"warning: the same data was looked at {len(elsewhere)} time(s) by `search reproduce` of study "
+              f"{names}, with other test rows (another study.seed, test_size or split_column): rows seen at those "
+              f"looks may be among this study's development rows, and a choice made after seeing those scores "
+              f"is no first look at unseen rows; drawing the test rows anew does not make the test set new",
+              file=sys.stderr)
 
 
 def _shown(value: Any) -> str:

@@ -22,3 +22,23 @@ def looks_from_other_studies(study: Any) -> list[dict[str, Any]]:
             out += [{**look, "study": other.study_name} for look in attrs.get("test_looks", [])
                     if isinstance(look, dict) and not look.get("rows")]
     return out
+
+
+def looks_at_other_draws(study: Any) -> list[dict[str, Any]]:
+    """Looks that other studies of the store took at other test rows of the same data (another study.seed,
+    test_size or split_column draws them): rows seen at those looks may sit among this study's development
+    rows, and a study started after seeing their scores is not a first look at unseen rows. A new seed gave
+    a look counted as "one look" after four looks at the same file."""
+    import optuna
+
+    data, test = study.user_attrs.get("data_fingerprint"), study.user_attrs.get("test_fingerprint")
+    if not data or not test:
+        return []
+    out = []
+    for other in optuna.get_all_study_summaries(study._storage, include_best_trial=False):
+        attrs = other.user_attrs
+        if other.study_name != study.study_name and ".ablation." not in other.study_name \
+                and attrs.get("data_fingerprint") == data and attrs.get("test_fingerprint") not in (None, test):
+            out += [{**look, "study": other.study_name} for look in attrs.get("test_looks", [])
+                    if isinstance(look, dict) and not look.get("rows")]
+    return out
