@@ -242,9 +242,10 @@ def test_looks_at_the_same_data_by_other_studies_are_said_by_run_and_reproduce(w
     capfd.readouterr()
     again = merge(fast, {"study": {"name": "again"}})
     assert run_cli("run", write_space(again, "again.yaml"), "--home", home, "--quiet") == 0
-    err = capfd.readouterr().err
+    out, err = capfd.readouterr()
     assert "warning: the test rows of study 'again' were looked at by `search reproduce` of other studies of the " \
            "same data and test rows 1 time(s)" in err and "the next look is look 2" in err, err
+    assert "retrain the best config, look at the test rows again (look 2, no unbiased test)" in out, out
     redrawn = merge(fast, {"study": {"name": "redrawn", "seed": 7}})
     assert run_cli("run", write_space(redrawn, "redrawn.yaml"), "--home", home, "--quiet") == 0
     err = capfd.readouterr().err

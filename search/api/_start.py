@@ -104,7 +104,12 @@ def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", sp
                       f"study with:\n  {options.continue_command}", file=out)
             if complete:
                 here = models.only_in_this_process(str(prepared.space.model.get("family", "")))
-                print("\n" + next_steps(prepared.space.study.name, options, builder_here=here), file=out)
+                from search.studies.looks import looks_from_other_studies
+
+                looks = len([look for look in outcome.study.user_attrs.get("test_looks", [])
+                             if isinstance(look, dict) and not look.get("rows")]
+                            + looks_from_other_studies(outcome.study))
+                print("\n" + next_steps(prepared.space.study.name, options, builder_here=here, looks=looks), file=out)
     return _raised(outcome)
 
 

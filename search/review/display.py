@@ -416,10 +416,12 @@ def header_lines(prepared: Any, options: Any, storage_url: str, tracking_uri: st
             f"watch       {command('ui', space.study.name, options)}"]
 
 
-def next_steps(study: str, options: Any, builder_here: str | None = None) -> str:
+def next_steps(study: str, options: Any, builder_here: str | None = None, looks: int = 0) -> str:
     """What to do after a run. ``builder_here``: the model is a function only this process has (a notebook's),
-    which the command cannot import, so the Python call reproduces it."""
-    again = f"{command('reproduce', study, options)}   retrain the best config, test it once"
+    which the command cannot import, so the Python call reproduces it. ``looks``: the test rows were looked at
+    so often already ("test it once" read as a first look after three)."""
+    once = "test it once" if not looks else f"look at the test rows again (look {looks + 1}, no unbiased test)"
+    again = f"{command('reproduce', study, options)}   retrain the best config, {once}"
     if builder_here:
         stores = ", ".join(f"{key}={str(value)!r}" for key, value in (
             ("home", options.home if str(options.home) != "mlruns" else None),
@@ -427,7 +429,7 @@ def next_steps(study: str, options: Any, builder_here: str | None = None) -> str
         # Passed again: another process (a new notebook kernel) has no builder registered under that name.
         handed = f", builder={builder_here}" if builder_here.isidentifier() else ""
         again = (f"search.reproduce({study!r}{', ' + stores if stores else ''}{handed})   in Python where "
-                 f"{builder_here} is defined: retrain the best config, test it once (the command cannot "
+                 f"{builder_here} is defined: retrain the best config, {once} (the command cannot "
                  f"import a builder defined in a notebook, a script or a function)")
     urls = ((options.storage, "--storage", "SEARCH_STORAGE"),
             (options.tracking_uri, "--tracking-uri", "MLFLOW_TRACKING_URI"))
