@@ -957,7 +957,8 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
     ("a-category-only-in-the-test-rows", csv(_SPLIT.assign(city=["Oslo" if i == 5 else ["Rome", "Bonn"][i % 2]
                                                                   for i in range(30)]),
                                              {"split_column": "part", "categorical": "one_hot"}), [],
-     ["features: 5 (a, b, c, city=Bonn, city=Rome)", "value(s) 'Oslo' occur only in the held-out test rows"]),
+     ["features: 5 (a, b, c, city=Bonn, city=Rome)", "value(s) 'Oslo' occur only in the held-out test rows",
+      "'city' (2 values) one-hot encoded"]),  # it said 3 values, Oslo's among them, beside 2 columns
     # A code of a three-class target (0, 1, 2 for its labels) went without a word: binary targets only.
     ("a-code-of-a-multiclass-target", csv(_frame(30).assign(outcome_code=lambda f: f["label"] * 2.0 + 1)),
      ["column 'outcome_code' sorts the rows into all 3 classes alone"], ["features: 4"]),

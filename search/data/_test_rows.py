@@ -204,6 +204,13 @@ def development_vocabulary(dataset: Dataset, dev: np.ndarray) -> None:
     dataset.feature_names = [n for n, k in zip(dataset.feature_names, keep) if k]
     dataset.one_hot = {name: [v for v in values if v not in gone.get(name, [])]
                        for name, values in dataset.one_hot.items()}
+    # The encoding's note counted the values as read, test rows' included: "'cat' (3 values)" beside 2 columns.
+    for i, note in enumerate(dataset.notes):
+        if "one-hot encoded as 0/1 columns" in note:
+            for name, values in gone.items():
+                before = len(dataset.one_hot[name]) + len(values)
+                note = note.replace(f"'{name}' ({before} values", f"'{name}' ({before - len(values)} values")
+            dataset.notes[i] = note
     dataset.notes += [f"column '{name}': value(s) {', '.join(map(repr, values[:5]))} occur only in the held-out test "
                       f"rows, so they are no feature (their rows have 0 in every {name}= column): the test rows "
                       f"decide nothing the models take" for name, values in gone.items()]
