@@ -51,7 +51,7 @@ def close_orphan_runs(tracker: Any, trials: list[Any]) -> list[int]:
             tags.append(RunTag("best", "false"))  # rerank() gives the ★ to the trial Optuna ranks first
         _log(tracker, run.info.run_id, metrics, tags)
         end_run(tracker.client, run.info.run_id, _status(trial),
-                _name(trial, best=run.data.tags.get("best") == "true"))
+                _name(trial, best=run.data.tags.get("best") == "true", tracker=tracker))
         _learning_curves(tracker, trial, run.info.run_id)
         closed.append(number)
     return closed
@@ -75,13 +75,13 @@ def add_missing_runs(tracker: Any, trials: list[Any]) -> list[int]:
         metrics, tags = _record(trial)
         tags += [RunTag(k, v) for k, v in _opening_tags(tracker, trial).items()]
         tags += [RunTag("best", "false"), RunTag("search.rebuilt", "optuna")]
-        run_id = tracker.client.create_run(tracker.experiment_id, run_name=_name(trial, best=False),
+        run_id = tracker.client.create_run(tracker.experiment_id, run_name=_name(trial, best=False, tracker=tracker),
                                            tags={"mlflow.parentRunId": tracker.parent_run_id,
                                                  "search.kind": "trial",
                                                  "optuna.trial_number": str(trial.number)}).info.run_id
         tracker.client.log_batch(run_id, params=[Param(k, param_text(v)) for k, v in _params(tracker, trial).items()])
         _log(tracker, run_id, metrics, tags)
-        end_run(tracker.client, run_id, _status(trial), _name(trial, best=False))
+        end_run(tracker.client, run_id, _status(trial), _name(trial, best=False, tracker=tracker))
         _learning_curves(tracker, trial, run_id)
         made.append(trial.number)
     return made
@@ -146,11 +146,19 @@ def _status(trial: Any) -> str:
     return "FINISHED" if trial.state.name in ("COMPLETE", "PRUNED") else "FAILED"
 
 
-def _name(trial: Any, best: bool) -> str:
+def _name(trial: Any, best: bool, tracker: Any = None) -> str:
     state = _STATES.get(trial.state.name, "failed")
     value = trial.values[0] if state == "complete" and trial.values else math.nan
-    return review.outcome_label(trial.number, trial.params, bool(trial.user_attrs.get("baseline")), state, value,
+    name = review.outcome_label(trial.number, trial.params, bool(trial.user_attrs.get("baseline")), state, value,
                                 _reason(trial), best=best)
+    study = getattr(tracker, "_study", None)
+    if trial.user_attrs.get("ablation") and study is not None:  # named as the tracker names a variant
+        from types import SimpleNamespace
+
+        from search.tracking.tracker import _with_variant
+
+        return _with_variant(name, SimpleNamespace(user_attrs=trial.user_attrs, study=study))
+    return name
 
 
 def _log(tracker: Any, run_id: str, metrics: list[Any], tags: list[Any]) -> None:
@@ -220,7 +228,10 @@ def _split_metrics(trial: Any, now: int) -> list[Any]:
 def rerank(tracker: Any, trials: list[Any]) -> int | None:
     """Give the ★, the ``best`` tag, the best model and the parent's ``best_trial`` to the complete trial
     with the lowest validation loss, where the parent run names another. Returns the trial moved to."""
-    complete = [t for t in trials if t.state.name == "COMPLETE" and t.values and math.isfinite(t.values[0])]
+    # An ablation's variants are measurements of the picked trial, not candidates: none takes the ★ (as the
+    # tracker gives none), and its name keeps the trial it ablates.
+    complete = [t for t in trials if t.state.name == "COMPLETE" and t.values and math.isfinite(t.values[0])
+                and not t.user_attrs.get("ablation")]
     if not complete or not tracker.parent_run_id:
         return None
     best = min(complete, key=lambda t: (t.values[0], t.number))
