@@ -75,7 +75,7 @@ def test_a_worker_whose_trial_was_taken_over_says_so_and_goes_on(write_space, ho
     A fails its trial and queues it again. B, woken, crashed with "Cannot tell a FAIL trial" (exit 1)."""
     space = write_space({"study": {"name": "handover", "n_trials": 2, "baseline": False},
                          "validation": {"scheme": "holdout", "fraction": 0.3},
-                         "train": {"epochs": 150, "batch_size": 16, "early_stopping": 0}})
+                         "train": {"epochs": 60, "batch_size": 16, "early_stopping": 0}})
     mlflow_store_in(home)
     b = _worker(space, home, "host-b", "--heartbeat", "1")
     a = None
