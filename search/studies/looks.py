@@ -9,19 +9,7 @@ def looks_from_other_studies(study: Any) -> list[dict[str, Any]]:
     """Looks that other studies of the store took at the same test rows (the same data and test-row
     fingerprints): an ablation study, or a study run from an exported config, holds out the rows its parent
     does, and a look from there is a look at them all the same."""
-    import optuna
-
-    data, test = study.user_attrs.get("data_fingerprint"), study.user_attrs.get("test_fingerprint")
-    if not data or not test:
-        return []
-    out = []
-    for other in optuna.get_all_study_summaries(study._storage, include_best_trial=False):
-        attrs = other.user_attrs
-        if other.study_name != study.study_name and attrs.get("data_fingerprint") == data \
-                and attrs.get("test_fingerprint") == test:
-            out += [{**look, "study": other.study_name} for look in attrs.get("test_looks", [])
-                    if isinstance(look, dict) and not look.get("rows")]
-    return out
+    return _looks_of_others(study, same_rows=True)
 
 
 def looks_at_other_draws(study: Any) -> list[dict[str, Any]]:
@@ -29,6 +17,10 @@ def looks_at_other_draws(study: Any) -> list[dict[str, Any]]:
     test_size or split_column draws them): rows seen at those looks may sit among this study's development
     rows, and a study started after seeing their scores is not a first look at unseen rows. A new seed gave
     a look counted as "one look" after four looks at the same file."""
+    return _looks_of_others(study, same_rows=False)
+
+
+def _looks_of_others(study: Any, same_rows: bool) -> list[dict[str, Any]]:
     import optuna
 
     data, test = study.user_attrs.get("data_fingerprint"), study.user_attrs.get("test_fingerprint")
@@ -36,9 +28,11 @@ def looks_at_other_draws(study: Any) -> list[dict[str, Any]]:
         return []
     out = []
     for other in optuna.get_all_study_summaries(study._storage, include_best_trial=False):
-        attrs = other.user_attrs
-        if other.study_name != study.study_name and ".ablation." not in other.study_name \
-                and attrs.get("data_fingerprint") == data and attrs.get("test_fingerprint") not in (None, test):
-            out += [{**look, "study": other.study_name} for look in attrs.get("test_looks", [])
-                    if isinstance(look, dict) and not look.get("rows")]
+        attrs, name = other.user_attrs, other.study_name
+        rows = attrs.get("test_fingerprint")
+        if name == study.study_name or attrs.get("data_fingerprint") != data or \
+                (rows != test if same_rows else rows in (None, test) or ".ablation." in name):
+            continue
+        out += [{**look, "study": name} for look in attrs.get("test_looks", [])
+                if isinstance(look, dict) and not look.get("rows")]
     return out
