@@ -225,7 +225,7 @@ def _predict(args: argparse.Namespace) -> int:
                             tracking_uri=args.tracking_uri)
     from search.reproduction.rows import shortest_text
 
-    for column in frame.columns[len(frame.columns) - len(frame.attrs.get("predicted", ())):]:
+    for column in frame.attrs.get("predicted", ()):
         if frame[column].dtype.kind == "f":  # the model's float32, in the digits that read back as it (rows.csv's)
             frame[column] = shortest_text(frame[column].to_numpy())
     frame.to_csv(out, index=False)
