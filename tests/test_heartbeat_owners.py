@@ -70,6 +70,19 @@ def _worker(space: Path, home: Path, host: str, *extra: str) -> subprocess.Popen
                             env={**_env(), "SEARCH_HOSTNAME": host}, start_new_session=True)
 
 
+def _beating_trial(db: Path) -> int | None:
+    """The number of a running trial with a heartbeat and its worker's interval on record, if there is one."""
+    try:
+        with sqlite3.connect(db, timeout=1) as con:
+            row = con.execute(
+                "SELECT t.number FROM trials t JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
+                "JOIN trial_user_attributes a ON a.trial_id = t.trial_id AND a.key = 'heartbeat_interval' "
+                "WHERE t.state = 'RUNNING'").fetchone()
+    except sqlite3.OperationalError:  # the file or its tables not made yet, or locked for a moment
+        return None
+    return None if row is None else int(row[0])
+
+
 def test_a_worker_whose_trial_was_taken_over_says_so_and_goes_on(write_space, home, tmp_path):
     """Worker B falls silent (stopped, as a machine that swaps or a VM that pauses) past three of its heartbeats;
     A fails its trial and queues it again. B, woken, crashed with "Cannot tell a FAIL trial" (exit 1)."""
@@ -82,22 +95,17 @@ def test_a_worker_whose_trial_was_taken_over_says_so_and_goes_on(write_space, ho
     try:
         storage = f"sqlite:///{home / 'optuna.db'}"
         deadline = time.monotonic() + 180
-        while True:
+        victim = None
+        while victim is None:  # a running trial that beats and has its interval: read straight from the file,
+            # since a trial of B's lasts about 2 s and loading the study under load can take longer than that
             assert b.poll() is None and time.monotonic() < deadline, b.communicate()
-            try:
-                running = optuna.load_study(study_name="handover", storage=storage).get_trials(
-                    states=(optuna.trial.TrialState.RUNNING,))
-            except (KeyError, sqlalchemy.exc.OperationalError):  # the study (or its tables) not made yet
-                running = []
-            if any(t.intermediate_values for t in running):
-                victim = running[0]
-                break
-            time.sleep(0.2)
+            victim = _beating_trial(home / "optuna.db")
+            time.sleep(0.05)
         os.kill(b.pid, signal.SIGSTOP)
         a = _worker(space, home, "host-a", "--heartbeat", "1")
         while True:  # until A has failed B's trial as silent
             assert a.poll() is None and time.monotonic() < deadline + 120, a.communicate()
-            if optuna.load_study(study_name="handover", storage=storage).trials[victim.number].state.name == "FAIL":
+            if optuna.load_study(study_name="handover", storage=storage).trials[victim].state.name == "FAIL":
                 break
             time.sleep(0.3)
         os.kill(b.pid, signal.SIGCONT)
@@ -109,18 +117,18 @@ def test_a_worker_whose_trial_was_taken_over_says_so_and_goes_on(write_space, ho
                 os.killpg(proc.pid, signal.SIGKILL)
     assert b.returncode == 0, err_b
     assert a.returncode == 0, err_a
-    assert f"trial {victim.number} was taken over by another worker" in err_b, err_b
+    assert f"trial {victim} was taken over by another worker" in err_b, err_b
     assert "Traceback" not in err_b + err_a and "Cannot tell" not in err_b
-    assert f"trial {victim.number} (of host host-b) went silent: no heartbeat for" in err_a, err_a
+    assert f"trial {victim} (of host host-b) went silent: no heartbeat for" in err_a, err_a
     assert "(its worker's interval 1 s); marked failed and queued again here" in err_a, err_a
 
     study = optuna.load_study(study_name="handover", storage=storage)
-    failed = study.trials[victim.number]
+    failed = study.trials[victim]
     assert failed.state.name == "FAIL" and failed.user_attrs["failure"] == "silent"
     assert failed.user_attrs["reason"].startswith("went silent: no heartbeat for")
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 2
-    again = [t for t in study.trials if t.user_attrs.get("retry_of") == victim.number]
+    again = [t for t in study.trials if t.user_attrs.get("retry_of") == victim]
     assert len(again) == 1 and again[0].params == failed.params
     with sqlite3.connect(home / "mlflow.db") as con:  # B closed its run of the trial it lost
         assert con.execute("SELECT count(*) FROM runs WHERE status = 'RUNNING'").fetchone() == (0,)
