@@ -22,7 +22,7 @@ def test_a_worker_killed_outright_is_said_replaced_and_its_trial_run_again(write
     from test_overnight import SLOW
 
     space = write_space({**SLOW, "study": {"name": "oom", "n_trials": 3, "baseline": False},
-                         "train": {**SLOW["train"], "epochs": 120}})
+                         "train": {**SLOW["train"], "epochs": 40}})
     proc = _start_in_own_group(space, home, "--workers", "2")
     try:
         victim = _wait_for_running_trials(home, "oom", proc, 1)[0]
