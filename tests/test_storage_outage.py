@@ -107,10 +107,26 @@ def database():
     admin.close()
 
 
+def _training_trial(con, study: str) -> int | None:
+    """The number of a running trial of ``study`` that has reported an epoch, if there is one."""
+    try:
+        row = con.execute(
+            "SELECT t.number FROM trials t JOIN studies s ON s.study_id = t.study_id "
+            "JOIN trial_intermediate_values v ON v.trial_id = t.trial_id "
+            "WHERE s.study_name = %s AND t.state = 'RUNNING' LIMIT 1", (study,)).fetchone()
+    except Exception:  # the tables are not made yet
+        return None
+    return None if row is None else int(row[0])
+
+
 def test_a_storage_outage_mid_trial_is_waited_out_and_the_trial_run_again(write_space, home, database):
     """The report: with the connection cut for a minute, the worker ended at once (UnboundLocalError from
     Optuna's tell, exit 1) and left its trial RUNNING until someone ran the command again."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
     direct, proxied, proxy = database
+    direct_dsn = make_url(direct).set(drivername="postgresql").render_as_string(hide_password=False)
     space = write_space({"study": {"name": "outage", "n_trials": 3, "baseline": False},
                          "validation": {"scheme": "holdout", "fraction": 0.3},
                          "train": {"epochs": 120, "batch_size": 16, "early_stopping": 0}})
@@ -120,17 +136,13 @@ def test_a_storage_outage_mid_trial_is_waited_out_and_the_trial_run_again(write_
                             cwd=ROOT, env=_env(), start_new_session=True)
     try:
         deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            try:
-                running = optuna.load_study(study_name="outage", storage=direct).get_trials(
-                    states=(optuna.trial.TrialState.RUNNING,))
-            except KeyError:  # the study is not made yet
-                running = []
-            if any(t.intermediate_values for t in running):
-                cut = running[0]
-                break
-            time.sleep(0.2)
+        with psycopg.connect(direct_dsn, autocommit=True) as con:
+            cut = None
+            while cut is None:  # a trial mid-training, read with one connection every 50 ms: a trial of
+                # about a second was over before a load_study under load (a new engine each time) saw it
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                cut = _training_trial(con, "outage")
+                time.sleep(0.05)
         proxy.stop()
         time.sleep(4)
         proxy.start()
@@ -140,15 +152,15 @@ def test_a_storage_outage_mid_trial_is_waited_out_and_the_trial_run_again(write_
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, err
     assert "storage unreachable while running trial" in err and "retrying for up to 10 min" in err, err
-    assert f"trial {cut.number} was cut short by the storage outage: marked failed and queued again" in err, err
+    assert f"trial {cut} was cut short by the storage outage: marked failed and queued again" in err, err
     assert "Traceback" not in err and "UnboundLocalError" not in err, err
 
     study = optuna.load_study(study_name="outage", storage=direct)
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 3
-    lost = study.trials[cut.number]
+    lost = study.trials[cut]
     assert lost.state.name == "FAIL" and lost.user_attrs["failure"] == "lost_storage", lost.user_attrs
-    again = [t for t in study.trials if t.user_attrs.get("retry_of") == cut.number]
+    again = [t for t in study.trials if t.user_attrs.get("retry_of") == cut]
     assert len(again) == 1 and again[0].params == lost.params and again[0].state.name in ("COMPLETE", "PRUNED")
     with sqlite3.connect(home / "mlflow.db") as con:  # the cut-short trial's run is closed, not left running
         statuses = dict(con.execute("SELECT name, status FROM runs").fetchall())
