@@ -82,7 +82,7 @@ def mlflow_server(databases, tmp_path_factory):
 def _env(host: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(PYTHONPATH=str(ROOT), SEARCH_HOSTNAME=host, TF_NUM_INTRAOP_THREADS="1",
-               TF_NUM_INTEROP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
+               TF_NUM_INTEROP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3", SEARCH_FIGURES="off")  # test_review draws
     env.pop("MLFLOW_TRACKING_URI", None)
     return env
 

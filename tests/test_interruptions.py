@@ -31,11 +31,11 @@ from search.runner.results import TrialListener
 LONG = {**SLOW, "train": {"epochs": 2000, "batch_size": 8}}
 
 
-def _start_in_own_group(space: Path, home: Path, *extra: str) -> subprocess.Popen:
+def _start_in_own_group(space: Path, home: Path, *extra: str, figures: bool = False) -> subprocess.Popen:
     """As a shell starts a foreground job: the command leads a process group a terminal signals as one."""
     mlflow_store_in(home)
     return subprocess.Popen([sys.executable, "-m", "search", "run", str(space), "--home", str(home), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(figures),
                             cwd=ROOT, start_new_session=True)
 
 

@@ -31,10 +31,13 @@ SLOW = {"study": {"name": "slow", "n_trials": 2, "baseline": False},
         "train": {"epochs": 240, "batch_size": 8, "learning_rate": 0.02, "early_stopping": 8}}
 
 
-def _env() -> dict[str, str]:
+def _env(figures: bool = False) -> dict[str, str]:
+    """A child's environment: one TensorFlow thread, and no figures unless asked for (they cost each child
+    about 2 s of CPU; the tests of figures, and one of signals with drawing processes alive, keep them)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    env.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3",
+               SEARCH_FIGURES="on" if figures else "off")
     return env
 
 

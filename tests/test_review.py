@@ -603,3 +603,54 @@ def test_a_command_an_error_suggests_is_given_on_the_stores_of_the_command_that_
     capsys.readouterr()
     assert run_cli("reproduce", "allfail", "--home", home) == 2
     assert f"`search status allfail --home {home}` shows why its trials ended" in capsys.readouterr().err
+
+
+def test_a_run_with_figures_off_draws_nothing_and_still_writes_the_tables_and_notes(write_space, home, tmp_path,
+                                                                                     capsys, monkeypatch):
+    """`--figures off` ($SEARCH_FIGURES=off): no PNG in any run (each process saved its drawing's ~2 s of CPU),
+    while the study's table, notes and metrics are written as always, the ablation's table too, and the
+    printed continue command keeps the choice. A value that is neither on nor off is refused, by either way."""
+    from mlflow.tracking import MlflowClient
+
+    from search.cli import _commands
+    from search.cli._parser import build_parser
+
+    space = write_space({"study": {"name": "plain", "n_trials": 3, "ablation": True}})  # dropout is searched
+    assert run_cli("run", space, "--home", home, "--figures", "off") == 0
+    assert "ablation of trial" in capsys.readouterr().out
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("plain").experiment_id])
+    assert len([r for r in runs if r.data.tags.get("search.kind") == "trial"]) == 3
+
+    def files(run_id: str, path: str = "") -> list[str]:
+        found = []
+        for a in client.list_artifacts(run_id, path or None):
+            found += files(run_id, a.path) if a.is_dir else [a.path]
+        return found
+
+    every = [f for r in runs for f in files(r.info.run_id)]
+    assert every and not [f for f in every if f.endswith(".png")], every
+    parent = next(r for r in runs if r.data.tags.get("search.kind") == "study")
+    names = set(files(parent.info.run_id))
+    assert {"study/notes.md", "study/top_trials.csv", "study/ablation.txt"} <= names, names
+    notes = Path(client.download_artifacts(parent.info.run_id, "study/notes.md", str(tmp_path / "n"))).read_text()
+    assert notes.startswith(review.summary.FIGURES_OFF_NOTE), notes
+    assert parent.data.metrics["trials_complete"] + parent.data.metrics.get("trials_pruned", 0) == 3
+
+    # The workers of --workers are told it on their command line; a worker of a run with figures is told "on".
+    args = build_parser().parse_args(["run", str(space), "--workers", "2", "--figures", "off"])
+    assert _commands._worker_argv(args)[-2:] == ["--figures", "off"]
+    assert _commands._continue_command(args).endswith(" --figures off")  # as a stopped run prints it
+    monkeypatch.setenv("SEARCH_FIGURES", "OFF")
+    assert build_parser().parse_args(["run", str(space)]).figures is False
+    monkeypatch.setenv("SEARCH_FIGURES", "of")
+    with pytest.raises(SystemExit) as refused:
+        build_parser().parse_args(["run", str(space)])
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --figures: expected on or off (from --figures, or $SEARCH_FIGURES where the option is not " \
+           "given); found 'of'" in err, err
+    import search
+
+    with pytest.raises(search.ArgumentError, match="figures is True or False"):
+        search.run(space, home=tmp_path / "other", figures="off")

@@ -23,7 +23,8 @@ def test_a_worker_killed_outright_is_said_replaced_and_its_trial_run_again(write
 
     space = write_space({**SLOW, "study": {"name": "oom", "n_trials": 3, "baseline": False},
                          "train": {**SLOW["train"], "epochs": 40}})
-    proc = _start_in_own_group(space, home, "--workers", "2")
+    # With figures on for kill -9: the worker dies with its drawing process alive beside it.
+    proc = _start_in_own_group(space, home, "--workers", "2", figures=sent == signal.SIGKILL)
     try:
         victim = _wait_for_running_trials(home, "oom", proc, 1)[0]
         os.kill(victim.user_attrs["worker"]["pid"], sent)

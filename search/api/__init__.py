@@ -26,7 +26,7 @@ import numpy as np
 from search.api import _arrays, _frames
 from search.api._arrays import _save_arrays
 from search.api._errors import (_arguments, _builder_not_here, _folder, _hides_credentials, _named_by_arguments,
-                               _space_argument, as_command as as_command)
+                               _on_or_off, _space_argument, as_command as as_command)
 from search.api._results import RunResult, TrialResult, best_or_none, trial_result
 from search.api._start import ablate_when_done, announce, run_prepared, workflow_answer
 from search.errors import ArgumentError, ContinuationRefused, SpaceError, StudyError, UserError
@@ -59,7 +59,7 @@ def run(space: Space | PathLike | Mapping[str, Any], *, x: Rows | None = None, y
         builder: Callable[..., "keras.Model"] | None = None, study_name: str | None = None,
         home: PathLike = "mlruns", storage: str | None = None, tracking_uri: str | None = None,
         n_trials: int | None = None, timeout: float | None = None, threads: int | None = None,
-        quiet: bool = True, out: TextIO | None = None) -> RunResult:
+        quiet: bool = True, figures: bool = True, out: TextIO | None = None) -> RunResult:
     """Start or continue the study a space describes, and ablate its picked trial when the budget is spent.
 
     Args:
@@ -80,6 +80,8 @@ def run(space: Space | PathLike | Mapping[str, Any], *, x: Rows | None = None, y
             so where it has).
         quiet: no per-trial progress lines and no data summary; the final table and the next steps still go
             to ``out``.
+        figures: False draws no PNG figures into MLflow (the command's ``--figures off``); tables, notes and
+            metrics are written all the same.
         out: where the summary, the final table and, unless ``quiet``, the plan and the trial lines go
             (default: standard output, and the plan and trial lines on standard error, as the command
             prints them; ``io.StringIO()`` keeps it all out of sight). Warnings go to standard error.
@@ -97,6 +99,7 @@ def run(space: Space | PathLike | Mapping[str, Any], *, x: Rows | None = None, y
     from search.runner import session
 
     n_trials, threads = _arguments(n_trials=(n_trials, 1), threads=(threads, 1))
+    _on_or_off(figures)
     if isinstance(timeout, str):  # as threads= and n_trials= take digit text (a widget's value)
         with contextlib.suppress(ValueError):
             timeout = float(timeout.strip())
@@ -182,7 +185,8 @@ def run(space: Space | PathLike | Mapping[str, Any], *, x: Rows | None = None, y
         _remove_saved(made, home if fresh_home else None)
         raise
     options = session.RunOptions(home=home, storage=storage, tracking_uri=tracking_uri, n_trials=n_trials,
-                                 timeout=timeout, threads=threads, quiet=quiet, new_study="study_name=")
+                                 timeout=timeout, threads=threads, quiet=quiet, new_study="study_name=",
+                                 figures=figures)
     local = models.only_in_this_process(resolved.model["family"]) if builder is not None else None
     if local or not loaded.path:
         # The command cannot import a notebook's function, nor read a space given as a dict: the study
@@ -353,9 +357,9 @@ def _same_builder_unless_given(target: Any, builder: Callable[..., Any] | None) 
 @_hides_credentials
 def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns", storage: str | None = None,
            tracking_uri: str | None = None, threads: int | None = None, out: TextIO | None = None,
-           builder: Callable[..., "keras.Model"] | None = None) -> list["_ablation.AblationRow"]:
+           builder: Callable[..., "keras.Model"] | None = None, figures: bool = True) -> list["_ablation.AblationRow"]:
     """What the regularizers of the picked trial (or ``trial``) bought: its config with them switched off
-    (``builder``: as for :func:`reproduce`).
+    (``builder``: as for :func:`reproduce`; ``figures``: as for :func:`run`).
 
     Returns:
         One :class:`search.AblationRow` per variant (all off, then each off alone).
@@ -366,13 +370,15 @@ def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlrun
     from search.reproduction import targets
 
     trial, threads = _arguments(trial=(trial, 0), threads=(threads, 1))
+    _on_or_off(figures)
     home = _folder(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
     study = targets.load_study(storage_url, study_name, flag=_flag(storage),
                                writes="stores the ablation with the study")
     with models.handed_over(builder):
         target = targets.locate(study, uri, trial=trial)
-        options = session.RunOptions(home=home, storage=storage_url, tracking_uri=uri, threads=threads)
+        options = session.RunOptions(home=home, storage=storage_url, tracking_uri=uri, threads=threads,
+                                     figures=figures)
         resolved, _ = targets.trial_config(study, target.trial, uri)
         return ablation.run(study, target.trial, resolved, options, out=out)
 

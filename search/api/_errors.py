@@ -85,7 +85,7 @@ def as_command() -> Iterator[None]:
 # The command's options that name a keyword argument of these functions: an error raised by the code both
 # share says ``home=`` to a notebook, not ``--home``. Commands quoted in backticks are left as they are.
 _FLAG = re.compile(r"--(home|storage|tracking-uri|study-name|trial|config|epochs|ensemble|verify|threads|"
-                   r"allow-data-change|register|n-trials|timeout)\b")
+                   r"allow-data-change|register|n-trials|timeout|figures)\b")
 
 
 def _in_python_terms(exc: UserError) -> None:
@@ -135,6 +135,13 @@ def _show_instead(exc: BaseException, text: str) -> None:
                                                    "__qualname__": cls.__qualname__})
     except TypeError:  # a class whose layout forbids it: keep its name, drop the message
         exc.args = (text,)
+
+
+def _on_or_off(figures: Any) -> None:
+    """``figures=`` is True or False: a string ("off") would read as True."""
+    if not isinstance(figures, bool):
+        raise ArgumentError("figures is True or False (the command's --figures on|off)", field="figures",
+                            found=figures)
 
 
 def _arguments(**given: tuple[Any, int]) -> list[Any]:

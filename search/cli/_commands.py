@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from search.cli._parser import DEFAULT_HOME
+from search.cli._parser import DEFAULT_HOME, FIGURES_ENV
 from search.errors import StudyError, UserError
 
 if TYPE_CHECKING:
@@ -130,6 +130,8 @@ def _continue_command(args: argparse.Namespace) -> str:
             parts += [flag, str(value)]
     if args.heartbeat != 30:  # a fleet's heartbeat, as the run had it
         parts += ["--heartbeat", str(args.heartbeat)]
+    if not args.figures and os.environ.get(FIGURES_ENV, "").strip().lower() != "off":
+        parts += ["--figures", "off"]
     # As the end of a run's next steps say it: a hidden password does not run as printed.
     hidden = [(flag, variable) for flag, variable, url in (("--storage", "SEARCH_STORAGE", args.storage),
                                                            ("--tracking-uri", "MLFLOW_TRACKING_URI", args.tracking_uri))
@@ -146,6 +148,7 @@ def _run_options(args: argparse.Namespace) -> "RunOptions":
     options = session.RunOptions(home=Path(args.home), storage=args.storage, tracking_uri=args.tracking_uri,
                                  n_trials=args.n_trials, timeout=args.timeout, threads=args.threads,
                                  quiet=args.quiet, worker_index=args.worker_index, heartbeat=args.heartbeat,
+                                 figures=args.figures,
                                  local_workers=args.local_workers, continue_command=_continue_command(args))
     if args.run_started is not None:
         options.run_started = args.run_started
@@ -155,7 +158,8 @@ def _run_options(args: argparse.Namespace) -> "RunOptions":
 def _worker_argv(args: argparse.Namespace) -> list[str]:
     """Arguments every worker process shares (each adds its own --worker-index and --threads)."""
     argv = ["run", str(args.space), "--home", str(args.home), "--quiet", "--heartbeat", str(args.heartbeat),
-            "--local-workers", str(args.workers)]  # they share this machine's cores (and its review time)
+            "--local-workers", str(args.workers),  # they share this machine's cores (and its review time)
+            "--figures", "on" if args.figures else "off"]
     if getattr(args, "debug", False):
         argv.append("--debug")
     if args.study_name is not None:
@@ -180,7 +184,7 @@ def _ablate(args: argparse.Namespace) -> int:
     with api.as_command():  # its errors name the command's options, not the function's arguments
         try:
             api.ablate(args.study, trial=args.trial, home=args.home, storage=args.storage,
-                       tracking_uri=args.tracking_uri, threads=args.threads)
+                       tracking_uri=args.tracking_uri, threads=args.threads, figures=args.figures)
         except AblationStopped:
             return STOPPED_EXIT_CODE
     return 0

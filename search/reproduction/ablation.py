@@ -179,6 +179,7 @@ def run(study: Any, picked: Any, resolved: Space, options: Any, out: TextIO | No
     again = f"{command('ablate', study.study_name, options)} --trial {picked.number}"
     run_options = session.RunOptions(home=options.home, storage=options.storage, tracking_uri=options.tracking_uri,
                                      threads=options.threads, quiet=True, heartbeat=options.heartbeat,
+                                     figures=options.figures,
                                      continue_command=again, queue=queue, warn_changed_settings=False,
                                      listeners_optional=True)
     outcome = session.run(prepared, run_options, _listeners(prepared, run_options, space), out=out)
@@ -272,10 +273,11 @@ def _log(study: Any, picked: Any, rows: list[AblationRow], options: Any, own: bo
             if math.isfinite(r.bought_se):
                 metrics.append(Metric(f"{key}_bought_se", r.bought_se, now, picked.number))
         client.log_batch(parent, metrics=metrics)
-        png = figures.ablation_bars([r.label for r in rows], [r.bought for r in rows], [r.bought_se for r in rows],
-                                    f"what regularization bought (trial {picked.number})")
         with tempfile.TemporaryDirectory(prefix="search-ablation-") as tmp:
-            (Path(tmp) / "ablation.png").write_bytes(png)
+            if options.figures:
+                (Path(tmp) / "ablation.png").write_bytes(figures.ablation_bars(
+                    [r.label for r in rows], [r.bought for r in rows], [r.bought_se for r in rows],
+                    f"what regularization bought (trial {picked.number})"))
             (Path(tmp) / "ablation.txt").write_text(format_table(picked, rows) + "\n", encoding="utf-8")
             client.log_artifacts(parent, tmp, "study" if own else "ablation")
         if own and (note := tracking.verdict_note(study)) is not None:

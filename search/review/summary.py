@@ -200,6 +200,11 @@ def label_of(trial: Any) -> str:
 
 
 # -- the study review -----------------------------------------------------------------------------------
+# The study run's notes where its figures were not drawn.
+FIGURES_OFF_NOTE = ("No figures: this run was started with `--figures off` (or $SEARCH_FIGURES=off). "
+                    "`search report` draws them from the study; the table beside this note is current.")
+
+
 @dataclass
 class Review:
     title: str
@@ -286,10 +291,11 @@ def _loss_only(trial: Any) -> Any:
 
 def build(trials: Sequence[Any], title: str, description: Sequence[Sequence[str]] = (), seed: int = 0,
           reference: float | None = None, top: int = 10, trial_figures: int = 0,
-          split_references: dict[int, tuple[float, float]] | None = None) -> Review:
+          split_references: dict[int, tuple[float, float]] | None = None, draw: bool = True) -> Review:
     """The review of a study whose trials (Optuna ``FrozenTrial``s) are given.
 
     ``trial_figures``: also draw the learning curves of this many top trials (and the baseline).
+    ``draw``: False leaves every figure out (a run with ``--figures off``): the table, metrics and notes only.
     """
     from search.review import figures
     from search.review.display import trial_rows
@@ -297,6 +303,9 @@ def build(trials: Sequence[Any], title: str, description: Sequence[Sequence[str]
     study = snapshot(trials)
     rows = [_row(study, r) for r in trial_rows(study, top)]
     review = Review(title, [(str(x[0]), str(x[1])) for x in description], rows, _metrics(trials, study))
+    if not draw:
+        review.notes.append(FIGURES_OFF_NOTE)
+        return review
     complete = sorted((t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"),
                       key=lambda t: t.value)
     # Trials from before curves were kept have none: they are left out of the curve figures.

@@ -49,6 +49,7 @@ class ReviewLogging:
 
     def _start_review(self) -> None:
         self.review_share, self.refresh_every = REVIEW_SHARE, REFRESH_EVERY
+        self.figures = True  # False: no PNGs (`search run --figures off`), the study's tables and notes still
         self._clock_start, self._review_spent, self._review_cost = time.monotonic(), 0.0, 1.0
         self._best_pending, self._since_refresh = False, 0
         # Figures on a thread of their own, so a study refresh (seconds) never holds up a trial's MLflow
@@ -141,9 +142,12 @@ class ReviewLogging:
         try:
             study_name = self._study.study_name if self._study is not None else self.space.study.name
             attrs = self._study.user_attrs if self._study is not None else {}
-            result = self._drawer.call(review.build, trials, study_name, attrs.get(review.DESCRIPTION_ATTR, ()),
-                                       seed=self.space.study.seed, reference=self.reference_loss,
-                                       split_references=self.split_references)
+            args = (trials, study_name, attrs.get(review.DESCRIPTION_ATTR, ()))
+            kwargs: dict[str, Any] = dict(seed=self.space.study.seed, reference=self.reference_loss,
+                                          split_references=self.split_references)
+            # Without figures nothing needs matplotlib, nor the helper process that would start for it.
+            result = self._drawer.call(review.build, *args, **kwargs) if self.figures else \
+                review.build(*args, **kwargs, draw=False)
             with tempfile.TemporaryDirectory(prefix="search-review-") as tmp:
                 folder = Path(tmp) / "study"
                 folder.mkdir()

@@ -64,6 +64,7 @@ def make_tracker(prepared: Any, options: Any, space_text: str) -> "MlflowTracker
     # Workers on one machine share its cores, and each redraws the same study figures: together they
     # spend the review's share of the machine, not each of them.
     tracker.review_share /= max(1, options.local_workers)
+    tracker.figures = options.figures
     tracker.check_artifacts(space.study.name, "--tracking-uri" if options.tracking_uri else "--home")
     return tracker
 
@@ -415,7 +416,7 @@ class MlflowTracker(ReviewLogging, TrialListener):
         curves = curves + mean_curve_metrics(outcome, now)
         if outcome.reason:
             tags.append(RunTag("reason", redact(outcome.reason)[:5000]))
-        if diagnosis is not None:
+        if diagnosis is not None and self.figures:
             self._log_trial_figure(trial, run_id, outcome, diagnosis)
         if self.remote:  # before the retention listener may delete the files
             self._store_checkpoints(trial, run_id, outcome)
