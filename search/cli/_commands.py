@@ -130,7 +130,7 @@ def _continue_command(args: argparse.Namespace) -> str:
             parts += [flag, str(value)]
     if args.heartbeat != 30:  # a fleet's heartbeat, as the run had it
         parts += ["--heartbeat", str(args.heartbeat)]
-    if not args.figures and os.environ.get(FIGURES_ENV, "").strip().lower() != "off":
+    if not getattr(args, "figures", True) and os.environ.get(FIGURES_ENV, "").strip().lower() != "off":
         parts += ["--figures", "off"]
     # As the end of a run's next steps say it: a hidden password does not run as printed.
     hidden = [(flag, variable) for flag, variable, url in (("--storage", "SEARCH_STORAGE", args.storage),
