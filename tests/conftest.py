@@ -19,6 +19,10 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("SEARCH_STORAGE", None)
+# No PNG figures in the tests' runs, in this process and its children (a drawing process and the study figures
+# cost each process about 2 s of CPU, each trial 50 ms): the tests of figures ask for them (--figures on,
+# figures=True), and test_review.py's runs draw them all.
+os.environ["SEARCH_FIGURES"] = "off"
 
 # A study on iris that finishes in seconds: 3 folds, 3 epochs, 8 units.
 TINY: dict[str, Any] = {

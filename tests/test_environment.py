@@ -29,7 +29,8 @@ def _space(folder: Path, overrides: dict, name: str = "space.yaml") -> Path:
 
 
 def _search(*args: object, cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": ""}  # as a user runs it: the package from the venv, not ../tests
+    env = {**os.environ, "PYTHONPATH": ""}  # as a user runs it: the package from the venv, not ../tests,
+    env.pop("SEARCH_FIGURES", None)  # and the figures drawn (conftest.py turns them off for the others)
     return subprocess.Popen([sys.executable, "-m", "search", *map(str, args)], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 

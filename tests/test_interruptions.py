@@ -374,7 +374,7 @@ def test_a_process_killed_after_its_last_trial_is_set_straight_by_the_next_run(w
     assert runs["study"].info.status == runs["trial1"].info.status == "RUNNING"  # the gap, as a kill leaves it
     assert runs["study"].data.tags["best_trial"] == "0"
 
-    assert run_cli("run", space, "--home", home) == 0
+    assert run_cli("run", space, "--home", home, "--figures", "on") == 0  # the repair draws the figure too
     assert "already has its 2 finished trials" in capsys.readouterr().out
     runs = {r.data.tags.get("search.kind") + r.data.tags.get("optuna.trial_number", ""): r
             for r in client.search_runs([client.get_experiment_by_name("gap").experiment_id])}

@@ -68,7 +68,8 @@ def reviewed(tmp_path_factory):
     prepared = session.prepare(space)
     storage_url = studies.default_storage(home)
     study = studies.open_study(space, studies.make_storage(storage_url), prepared.attrs())
-    tracker = tracking.make_tracker(prepared, session.RunOptions(home=home, storage=storage_url), path.read_text())
+    tracker = tracking.make_tracker(prepared, session.RunOptions(home=home, storage=storage_url, figures=True),
+                                    path.read_text())
     # Redraw on every better trial whatever it costs, and never merely because N trials went by.
     tracker.review_share, tracker.refresh_every = 1.0, 1000
     parent = tracker.start(study)
@@ -353,7 +354,8 @@ def _rest(url: str, endpoint: str, body: dict | None = None, **query: str) -> di
 
 def test_mlflow_server_lists_the_nested_trial_runs_and_their_figures(mlflow_server, write_space, home):
     path = write_space({"study": {"name": "served", "n_trials": 2}, "validation": {"k": 2}})
-    assert run_cli("run", path, "--home", home, "--tracking-uri", mlflow_server, "--quiet") == 0
+    assert run_cli("run", path, "--home", home, "--tracking-uri", mlflow_server, "--quiet",
+                   "--figures", "on") == 0
     exp = _rest(mlflow_server, "/api/2.0/mlflow/experiments/get-by-name", experiment_name="served")["experiment"]
     search = "/api/2.0/mlflow/runs/search"
     parents = _rest(mlflow_server, search, {"experiment_ids": [exp["experiment_id"]],
@@ -637,20 +639,25 @@ def test_a_run_with_figures_off_draws_nothing_and_still_writes_the_tables_and_no
     assert notes.startswith(review.summary.FIGURES_OFF_NOTE), notes
     assert parent.data.metrics["trials_complete"] + parent.data.metrics.get("trials_pruned", 0) == 3
 
-    # The workers of --workers are told it on their command line; a worker of a run with figures is told "on".
+    # The workers of --workers are told it on their command line, or left to the environment they inherit.
     args = build_parser().parse_args(["run", str(space), "--workers", "2", "--figures", "off"])
     assert _commands._worker_argv(args)[-2:] == ["--figures", "off"]
     assert _commands._continue_command(args).endswith(" --figures off")  # as a stopped run prints it
+    args = build_parser().parse_args(["run", str(space), "--workers", "2"])
+    assert "--figures" not in _commands._worker_argv(args) + _commands._continue_command(args).split()
     monkeypatch.setenv("SEARCH_FIGURES", "OFF")
-    assert build_parser().parse_args(["run", str(space)]).figures is False
-    monkeypatch.setenv("SEARCH_FIGURES", "of")
-    with pytest.raises(SystemExit) as refused:
-        build_parser().parse_args(["run", str(space)])
-    assert refused.value.code == 2
-    err = capsys.readouterr().err
-    assert "argument --figures: expected on or off (from --figures, or $SEARCH_FIGURES where the option is not " \
-           "given); found 'of'" in err, err
+    assert tracking.figures_wanted(None) is False and tracking.figures_wanted(True) is True
+    monkeypatch.setenv("SEARCH_FIGURES", "of")  # refused before the data is read, and nothing is made
+    assert run_cli("run", space, "--home", tmp_path / "other") == 2
+    assert "field 'SEARCH_FIGURES': " in capsys.readouterr().err and not (tmp_path / "other").exists()
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", str(space), "--figures", "no"])
+    assert "argument --figures: expected on or off; found 'no'" in capsys.readouterr().err
     import search
 
-    with pytest.raises(search.ArgumentError, match="figures is True or False"):
+    with pytest.raises(search.ArgumentError, match="expected on or off, found 'of'"):
+        search.run(space, home=tmp_path / "other")
+    monkeypatch.delenv("SEARCH_FIGURES")
+    with pytest.raises(search.ArgumentError, match="figures is True, False or None"):
         search.run(space, home=tmp_path / "other", figures="off")
+    assert not (tmp_path / "other").exists()

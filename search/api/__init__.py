@@ -59,7 +59,7 @@ def run(space: Space | PathLike | Mapping[str, Any], *, x: Rows | None = None, y
         builder: Callable[..., "keras.Model"] | None = None, study_name: str | None = None,
         home: PathLike = "mlruns", storage: str | None = None, tracking_uri: str | None = None,
         n_trials: int | None = None, timeout: float | None = None, threads: int | None = None,
-        quiet: bool = True, figures: bool = True, out: TextIO | None = None) -> RunResult:
+        quiet: bool = True, figures: bool | None = None, out: TextIO | None = None) -> RunResult:
     """Start or continue the study a space describes, and ablate its picked trial when the budget is spent.
 
     Args:
@@ -81,7 +81,7 @@ def run(space: Space | PathLike | Mapping[str, Any], *, x: Rows | None = None, y
         quiet: no per-trial progress lines and no data summary; the final table and the next steps still go
             to ``out``.
         figures: False draws no PNG figures into MLflow (the command's ``--figures off``); tables, notes and
-            metrics are written all the same.
+            metrics are written all the same. None: ``$SEARCH_FIGURES`` (on or off), else on.
         out: where the summary, the final table and, unless ``quiet``, the plan and the trial lines go
             (default: standard output, and the plan and trial lines on standard error, as the command
             prints them; ``io.StringIO()`` keeps it all out of sight). Warnings go to standard error.
@@ -357,7 +357,8 @@ def _same_builder_unless_given(target: Any, builder: Callable[..., Any] | None) 
 @_hides_credentials
 def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlruns", storage: str | None = None,
            tracking_uri: str | None = None, threads: int | None = None, out: TextIO | None = None,
-           builder: Callable[..., "keras.Model"] | None = None, figures: bool = True) -> list["_ablation.AblationRow"]:
+           builder: Callable[..., "keras.Model"] | None = None,
+           figures: bool | None = None) -> list["_ablation.AblationRow"]:
     """What the regularizers of the picked trial (or ``trial``) bought: its config with them switched off
     (``builder``: as for :func:`reproduce`; ``figures``: as for :func:`run`).
 

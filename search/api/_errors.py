@@ -138,10 +138,14 @@ def _show_instead(exc: BaseException, text: str) -> None:
 
 
 def _on_or_off(figures: Any) -> None:
-    """``figures=`` is True or False: a string ("off") would read as True."""
-    if not isinstance(figures, bool):
-        raise ArgumentError("figures is True or False (the command's --figures on|off)", field="figures",
-                            found=figures)
+    """``figures=`` is True, False or None (``$SEARCH_FIGURES``, checked here too): a string ("off") would
+    read as True."""
+    from search.tracking import figures_wanted
+
+    if figures is not None and not isinstance(figures, bool):
+        raise ArgumentError("figures is True, False or None (the command's --figures on|off; None: "
+                            "$SEARCH_FIGURES, else on)", field="figures", found=figures)
+    figures_wanted(figures)
 
 
 def _arguments(**given: tuple[Any, int]) -> list[Any]:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from search.cli._parser import DEFAULT_HOME, FIGURES_ENV
+from search.cli._parser import DEFAULT_HOME
 from search.errors import StudyError, UserError
 
 if TYPE_CHECKING:
@@ -32,7 +32,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         from search import api, space as spaces
         from search.runner import session
+        from search.tracking import figures_wanted
 
+        figures_wanted(args.figures)  # $SEARCH_FIGURES checked before the data is read
         space = spaces.load(args.space, study_name=args.study_name)
         prepared = session.prepare(space, threads=args.threads)
         if not args.worker_index:  # workers share their parent's data; it speaks for them
@@ -130,7 +132,7 @@ def _continue_command(args: argparse.Namespace) -> str:
             parts += [flag, str(value)]
     if args.heartbeat != 30:  # a fleet's heartbeat, as the run had it
         parts += ["--heartbeat", str(args.heartbeat)]
-    if not getattr(args, "figures", True) and os.environ.get(FIGURES_ENV, "").strip().lower() != "off":
+    if getattr(args, "figures", None) is False:  # given on the command line ($SEARCH_FIGURES stays set)
         parts += ["--figures", "off"]
     # As the end of a run's next steps say it: a hidden password does not run as printed.
     hidden = [(flag, variable) for flag, variable, url in (("--storage", "SEARCH_STORAGE", args.storage),
@@ -158,8 +160,9 @@ def _run_options(args: argparse.Namespace) -> "RunOptions":
 def _worker_argv(args: argparse.Namespace) -> list[str]:
     """Arguments every worker process shares (each adds its own --worker-index and --threads)."""
     argv = ["run", str(args.space), "--home", str(args.home), "--quiet", "--heartbeat", str(args.heartbeat),
-            "--local-workers", str(args.workers),  # they share this machine's cores (and its review time)
-            "--figures", "on" if args.figures else "off"]
+            "--local-workers", str(args.workers)]  # they share this machine's cores (and its review time)
+    if args.figures is not None:  # else $SEARCH_FIGURES, which they inherit, or on
+        argv += ["--figures", "on" if args.figures else "off"]
     if getattr(args, "debug", False):
         argv.append("--debug")
     if args.study_name is not None:

@@ -58,15 +58,13 @@ def _positive_float(text: str) -> float:
 
 _positive_float.__name__ = "number"
 positive_int, non_negative_int, port_number = _counting(1), _counting(0), _counting(1, 65535)
-FIGURES_ENV = "SEARCH_FIGURES"
 
 
 def on_off(text: str) -> bool:
-    """``on`` or ``off`` (any case); the default comes from $SEARCH_FIGURES, which this reads as well."""
+    """``on`` or ``off``, in any case."""
     word = text.strip().lower()
     if word not in ("on", "off"):
-        raise argparse.ArgumentTypeError(f"expected on or off (from --figures, or ${FIGURES_ENV} where the option "
-                                         f"is not given); found {text!r}")
+        raise argparse.ArgumentTypeError(f"expected on or off; found {text!r}")
     return word == "on"
 
 
@@ -74,10 +72,10 @@ on_off.__name__ = "on/off"
 
 
 def _figures_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--figures", type=on_off, default=os.environ.get(FIGURES_ENV, "on"), metavar="on|off",
+    p.add_argument("--figures", type=on_off, default=None, metavar="on|off",
                    help="draw PNG figures into MLflow: each trial's learning curves and the study's figures "
-                   f"(default on, or ${FIGURES_ENV}); off saves their CPU time (about 2 s a process and 50 ms a "
-                   "trial); the tables, notes and metrics are written either way, and `search report` still draws")
+                   "(default: $SEARCH_FIGURES, else on); off saves their CPU time (about 2 s a process and 50 ms "
+                   "a trial); the tables, notes and metrics are written either way, and `search report` still draws")
 
 
 def _store_args(p: argparse.ArgumentParser) -> None:

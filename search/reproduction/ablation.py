@@ -274,7 +274,7 @@ def _log(study: Any, picked: Any, rows: list[AblationRow], options: Any, own: bo
                 metrics.append(Metric(f"{key}_bought_se", r.bought_se, now, picked.number))
         client.log_batch(parent, metrics=metrics)
         with tempfile.TemporaryDirectory(prefix="search-ablation-") as tmp:
-            if options.figures:
+            if tracking.figures_wanted(options.figures):
                 (Path(tmp) / "ablation.png").write_bytes(figures.ablation_bars(
                     [r.label for r in rows], [r.bought for r in rows], [r.bought_se for r in rows],
                     f"what regularization bought (trial {picked.number})"))

@@ -81,7 +81,8 @@ class RunOptions:
     worker_index: int = 0
     local_workers: int = 1           # worker processes of this run on this machine (they share its cores)
     heartbeat: int = 30              # seconds between a running trial's heartbeats
-    figures: bool = True             # PNG figures in MLflow (trials' learning curves, the study's figures)
+    figures: bool | None = None      # PNG figures in MLflow (trials' learning curves, the study's figures);
+    # None: $SEARCH_FIGURES, else on (search/tracking/tracker.py)
     continue_command: str = "search run <space file>"
     new_study: str = "--study-name"  # how the caller starts a separate study (the API: study_name=)
     run_started: float = field(default_factory=time.time)  # workers get their parent's, so recycling keeps it

@@ -10,8 +10,8 @@ from search.tracking._store import (CHECKPOINT_ARTIFACTS, PARENT_RUN_ATTR, RUN_I
 from search.review.trial_fit import trial_fit
 from search.tracking._records import param_text
 from search.tracking._review import verdict_note
-from search.tracking.tracker import MlflowTracker, make_tracker
+from search.tracking.tracker import FIGURES_ENV, MlflowTracker, figures_wanted, make_tracker
 
-__all__ = ["CHECKPOINT_ARTIFACTS", "PARENT_RUN_ATTR", "RUN_ID_ATTR", "VIEW_KEY", "DeferredFailure", "MlflowTracker",
-           "default_tracking_uri", "experiment_id", "fetch_checkpoint", "is_server", "make_tracker", "param_text",
-           "quiet_mlflow", "review_view", "trial_fit", "verdict_note"]
+__all__ = ["CHECKPOINT_ARTIFACTS", "FIGURES_ENV", "PARENT_RUN_ATTR", "RUN_ID_ATTR", "VIEW_KEY", "DeferredFailure",
+           "MlflowTracker", "default_tracking_uri", "figures_wanted", "experiment_id", "fetch_checkpoint", "is_server",
+           "make_tracker", "param_text", "quiet_mlflow", "review_view", "trial_fit", "verdict_note"]

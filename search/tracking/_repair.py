@@ -197,7 +197,7 @@ def _params(tracker: Any, trial: Any) -> dict[str, Any]:
 
 def _learning_curves(tracker: Any, trial: Any, run_id: str) -> None:
     """The trial's learning-curve figure, drawn from the curves Optuna holds, as its live run would have had."""
-    if not review.curves_of(trial):
+    if not tracker.figures or not review.curves_of(trial):
         return
     name, curves, diagnosis = review.curves_and_diagnosis(trial, tracker.reference_loss, tracker.split_references)
     fit = str(trial.user_attrs.get("fit") or diagnosis.fit)

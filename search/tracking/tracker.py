@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 from search import review
 from search._redact import redact
+from search.errors import ArgumentError
 from search.review.trial_fit import trial_fit
 from search.stores import sqlite_path
 from search.runner.results import SplitResult, TrialListener, TrialOutcome
@@ -38,6 +40,19 @@ BEST_TAG = "best"
 ORPHAN_SWEEP_SECONDS = 60.0
 # Metrics per `log_batch`: MLflow refuses more than 1000 in one call.
 BATCH_METRICS = 900
+# Whether a run draws its figures where --figures (figures=) is not given: on or off.
+FIGURES_ENV = "SEARCH_FIGURES"
+
+
+def figures_wanted(given: bool | None) -> bool:
+    """``--figures`` / ``figures=`` where given, else ``$SEARCH_FIGURES`` (on or off), else on."""
+    if given is not None:
+        return given
+    value = os.environ.get(FIGURES_ENV, "on")
+    if value.strip().lower() not in ("on", "off"):
+        raise ArgumentError(f"${FIGURES_ENV} says whether a run draws its figures (where --figures or figures= is "
+                            f"not given)", field=FIGURES_ENV, expected="on or off", found=value)
+    return value.strip().lower() == "on"
 
 
 def make_tracker(prepared: Any, options: Any, space_text: str) -> "MlflowTracker":
@@ -64,7 +79,7 @@ def make_tracker(prepared: Any, options: Any, space_text: str) -> "MlflowTracker
     # Workers on one machine share its cores, and each redraws the same study figures: together they
     # spend the review's share of the machine, not each of them.
     tracker.review_share /= max(1, options.local_workers)
-    tracker.figures = options.figures
+    tracker.figures = figures_wanted(options.figures)
     tracker.check_artifacts(space.study.name, "--tracking-uri" if options.tracking_uri else "--home")
     return tracker
 
