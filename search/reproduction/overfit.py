@@ -99,8 +99,12 @@ class OverfitCheck:
             return (f"test rows unlike the validation rows: {gap}. With one trial there was no selection to "
                     f"overfit: " + (f"{drift}" if self.time_ordered else "the test rows differ from the "
                                     "development rows (an unrepresentative test set, or data that changed)"))
-        return (f"validation overfit: {gap}; " + REMEDY
-                + (f". Here {drift}, which no selection explains" if self.time_ordered else ""))
+        if self.time_ordered:  # drift is as likely a cause as the selection, and this check cannot tell which
+            return (f"test rows later than the validation rows score worse: {gap}. Two causes give this and "
+                    f"this check cannot tell them apart: {drift}, which no selection explains (then it is the "
+                    f"data that changed: retrain on the latest rows, and judge the model on later data as it "
+                    f"arrives); or " + REMEDY)
+        return f"validation overfit: {gap}; " + REMEDY
 
     def metrics(self) -> dict[str, float]:
         return {**({} if self.unlike else {"overfit_z": self.z}),
