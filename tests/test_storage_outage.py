@@ -135,8 +135,8 @@ def test_a_storage_outage_mid_trial_is_waited_out_and_the_trial_run_again(write_
                          "train": {"epochs": 600, "batch_size": 16, "early_stopping": 0}})
     mlflow_store_in(home)
     proc = subprocess.Popen([sys.executable, "-m", "search", "run", str(space), "--home", str(home),
-                             "--storage", proxied], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT, env=_env(), start_new_session=True)
+                             "--storage", proxied, "--storage-patience", "5m"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_env(), start_new_session=True)
     try:
         deadline = time.monotonic() + 180
         with psycopg.connect(direct_dsn, autocommit=True) as con:
@@ -154,7 +154,7 @@ def test_a_storage_outage_mid_trial_is_waited_out_and_the_trial_run_again(write_
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, err
-    assert "storage unreachable while running trial" in err and "retrying for up to 10 min" in err, err
+    assert "storage unreachable while running trial" in err and "retrying for up to 5 min" in err, err
     assert f"trial {cut} was cut short by the storage outage: marked failed and queued again" in err, err
     assert "Traceback" not in err and "UnboundLocalError" not in err, err
 

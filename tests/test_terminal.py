@@ -6,6 +6,8 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
+
 from conftest import run_cli
 from search import space as spaces
 from search.review import display
@@ -229,3 +231,20 @@ def test_the_plan_says_enqueued_configs_are_tried_first_only_where_they_will_be(
     later = "\n".join(header_lines(prepared, options, "sqlite:///x", "sqlite:///y", 3, 4))
     assert "1 config(s) from study.enqueue tried first, after the baseline" in first
     assert "tried first," not in later and "study.enqueue's entries each queued once" in later
+
+
+def test_the_storage_patience_goes_to_the_workers_and_into_the_printed_continue_command(tmp_path, capsys):
+    """A fleet waiting out an hour's database maintenance: each worker of --workers waits as long as its parent
+    was told to, and the command printed to continue the study keeps the choice."""
+    from search.cli import _commands
+    from search.cli._parser import build_parser
+
+    args = build_parser().parse_args(["run", str(tmp_path / "x.yaml"), "--workers", "2", "--storage-patience", "1h"])
+    argv = _commands._worker_argv(args)
+    assert argv[argv.index("--storage-patience") + 1] == "3600"
+    assert "--storage-patience 3600" in _commands._continue_command(args)
+    plain = build_parser().parse_args(["run", str(tmp_path / "x.yaml")])
+    assert plain.storage_patience == 600 and "--storage-patience" not in _commands._continue_command(plain)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", str(tmp_path / "x.yaml"), "--storage-patience", "0"])
+    assert "argument --storage-patience: expected a duration above zero" in capsys.readouterr().err

@@ -132,6 +132,8 @@ def _continue_command(args: argparse.Namespace) -> str:
             parts += [flag, str(value)]
     if args.heartbeat != 30:  # a fleet's heartbeat, as the run had it
         parts += ["--heartbeat", str(args.heartbeat)]
+    if getattr(args, "storage_patience", 600.0) != 600.0:
+        parts += ["--storage-patience", f"{args.storage_patience:g}"]
     if getattr(args, "figures", None) is False:  # given on the command line ($SEARCH_FIGURES stays set)
         parts += ["--figures", "off"]
     # As the end of a run's next steps say it: a hidden password does not run as printed.
@@ -150,7 +152,7 @@ def _run_options(args: argparse.Namespace) -> "RunOptions":
     options = session.RunOptions(home=Path(args.home), storage=args.storage, tracking_uri=args.tracking_uri,
                                  n_trials=args.n_trials, timeout=args.timeout, threads=args.threads,
                                  quiet=args.quiet, worker_index=args.worker_index, heartbeat=args.heartbeat,
-                                 figures=args.figures,
+                                 figures=args.figures, storage_patience=args.storage_patience,
                                  local_workers=args.local_workers, continue_command=_continue_command(args))
     if args.run_started is not None:
         options.run_started = args.run_started
@@ -160,6 +162,7 @@ def _run_options(args: argparse.Namespace) -> "RunOptions":
 def _worker_argv(args: argparse.Namespace) -> list[str]:
     """Arguments every worker process shares (each adds its own --worker-index and --threads)."""
     argv = ["run", str(args.space), "--home", str(args.home), "--quiet", "--heartbeat", str(args.heartbeat),
+            "--storage-patience", f"{args.storage_patience:g}",
             "--local-workers", str(args.workers)]  # they share this machine's cores (and its review time)
     if args.figures is not None:  # else $SEARCH_FIGURES, which they inherit, or on
         argv += ["--figures", "on" if args.figures else "off"]

@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--heartbeat", type=positive_int, default=30, help="seconds between a running trial's heartbeats; "
                      "a trial silent for 3 of its own worker's heartbeats is failed and retried by another worker "
                      "(default 30)")
+    run.add_argument("--storage-patience", type=positive_duration, default=600.0, metavar="DURATION",
+                     help="how long a worker waits for an Optuna storage that stopped answering mid-run (retrying "
+                     "with backoff) before it exits with status 1 (default 10m; 1h for a database's maintenance "
+                     "window)")
     _figures_arg(run)
 
     abl = sub.add_parser("ablate", help="what the regularizers of the best (or a given) trial bought: the same "

@@ -116,7 +116,7 @@ class TrialLoop:
             error = _outage.storage_error(exc)
             if error is not None and not _outage.wait_for_storage(
                     lambda: _outage.probe(self.study._storage), error, doing,
-                    stopped=lambda: self.stop.requested):
+                    stopped=lambda: self.stop.requested, patience=self.options.storage_patience):
                 return
             if error is not None:
                 print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} the storage answers again", file=sys.stderr, flush=True)

@@ -120,7 +120,8 @@ def wait_for_storage(probe: Callable[[], Any], error: BaseException, what: str, 
             raise StoreTrouble(
                 f"the Optuna storage did not answer for {_span(patience)} (last: {describe(error)}), so this worker "
                 f"stopped; any trial it held is still marked running there. Once the database answers again, run the "
-                f"same command: the trial is then failed and queued again, and the study goes on", field="--storage")
+                f"same command: the trial is then failed and queued again, and the study goes on (--storage-patience "
+                f"waits longer)", field="--storage")
         if stopped():
             return False
         time.sleep(min(wait, left))

@@ -81,6 +81,7 @@ class RunOptions:
     worker_index: int = 0
     local_workers: int = 1           # worker processes of this run on this machine (they share its cores)
     heartbeat: int = 30              # seconds between a running trial's heartbeats
+    storage_patience: float = 600.0  # seconds a worker waits for a storage that stopped answering, then exits 1
     figures: bool | None = None      # PNG figures in MLflow (trials' learning curves, the study's figures);
     # None: $SEARCH_FIGURES, else on (search/tracking/tracker.py)
     continue_command: str = "search run <space file>"
