@@ -142,3 +142,19 @@ def test_copies_among_provided_test_rows_are_kept_as_given(tmp_path):
     pd.concat([dev, dev.iloc[:2]], ignore_index=True).to_csv(tmp_path / "dev.csv", index=False)
     again = session.prepare(spaces.load(space))
     assert len(again.dev_idx) == 60 and again.dataset.dropped.get("exact duplicates") == 2, again.dataset.dropped
+
+
+def test_test_rows_marked_by_a_split_column_are_said_and_listed_as_rows_of_the_one_file(tmp_path):
+    """The summary said "58 from data.test" and rows.csv's source column gave data.test for rows of the one file
+    whose split_column marks them, where no data.test was set."""
+    from search.reproduction import rows
+
+    frame = _rows(45, 2).assign(part=["test" if i % 5 == 0 else "train" for i in range(45)])
+    frame.to_csv(tmp_path / "one.csv", index=False)
+    space = spaces.validate(merge(TINY, {"data": {"source": "csv:one.csv", "target": "label", "split_column": "part",
+                                                  "test_size": None}}), path=tmp_path / "space.yaml")
+    prepared = session.prepare(space)
+    assert " (36 development, 9 test by data.split_column 'part')" in prepared.summary.text()
+    table = pd.read_csv(io.StringIO(rows.table(prepared, np.zeros((9, 3)))))
+    assert set(table["source"]) == {"csv:one.csv"}
+    assert sorted(table.loc[table["role"] == "test", "row"]) == list(range(0, 45, 5))

@@ -158,7 +158,11 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     # digit; the caller's other columns stay beside them.
     new = pd.DataFrame(ds.X[tested.index], columns=ds.feature_names).assign(note="kept")
     new.to_csv(tmp_path / "new.csv", index=False)
+    capsys.readouterr()
     assert run_cli("predict", NAME, tmp_path / "new.csv", "--home", home) == 0
+    # Which model predicted is said: the best trial's latest final model (not merely the latest run).
+    assert f"predicted by the final model of trial {best.number}, reproduce run {run.info.run_id} (the best " \
+           f"trial's latest)" in capsys.readouterr().out
     predicted = pd.read_csv(tmp_path / "new-predictions.csv", keep_default_na=False)
     names = [f"p({c})" for c in ds.classes]
     assert predicted[names].astype(str).to_numpy().tolist() == tested[names].astype(str).to_numpy().tolist()
@@ -169,6 +173,18 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     assert run_cli("predict", NAME, tmp_path / "short.csv", "--home", home) == 2
     assert f"lack column(s) the final model of study '{NAME}' takes; expected '{ds.feature_names[0]}'" in \
         capsys.readouterr().err
+    # A value the model refuses is the input's mistake (exit 2), not "an unexpected failure" (exit 1).
+    new.assign(**{ds.feature_names[1]: [np.nan] + [1.0] * (len(new) - 1)}).to_csv(tmp_path / "gap.csv", index=False)
+    assert run_cli("predict", NAME, tmp_path / "gap.csv", "--home", home) == 2
+    err = capsys.readouterr().err
+    assert f"gap.csv: field 'rows': missing values in '{ds.feature_names[1]}'" in err and "unexpected" not in err, err
+    # A runner-up reproduced to look at it does not become the model that predicts (it did, without a word).
+    other = next(t for t in study_run["study"].trials if t.state.name == "COMPLETE" and t.number != best.number)
+    assert run_cli("reproduce", NAME, "--trial", other.number, "--home", home, "--threads", "1") == 0
+    capsys.readouterr()
+    assert run_cli("predict", NAME, tmp_path / "new.csv", "--home", home, "--out", tmp_path / "again.csv") == 0
+    assert f"predicted by the final model of trial {best.number}, " in capsys.readouterr().out
+    assert pd.read_csv(tmp_path / "again.csv").equals(pd.read_csv(tmp_path / "new-predictions.csv"))
     assert list(tested["predicted"]) == [str(ds.classes[k]) for k in probabilities.argmax(axis=1)]
     assert float(np.mean(tested["predicted"] == tested["target"].astype(str))) == \
         pytest.approx(run.data.metrics["test_accuracy"])
@@ -257,7 +273,8 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
 def test_removed_checkpoints_are_retrained_to_the_same_models(study_run, capsys):
     client, best, home = study_run["client"], study_run["study"].best_trial, study_run["home"]
     # The test above leaves runs from checkpoints (default epochs); make one only when run alone.
-    from_checkpoints = [r for r in _reproduce_runs(client) if r.data.tags["split_models"] == "checkpoints"]
+    from_checkpoints = [r for r in _reproduce_runs(client) if r.data.tags["split_models"] == "checkpoints"
+                        and r.data.tags["optuna.trial_number"] == str(best.number)]  # not a runner-up's
     if not from_checkpoints:
         assert run_cli("reproduce", NAME, "--trial", best.number, "--home", home) == 0
         from_checkpoints = _reproduce_runs(client)[-1:]

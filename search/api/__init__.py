@@ -393,13 +393,16 @@ def predict(study_name: str, rows: "pd.DataFrame | PathLike", *, run_id: str | N
         study_name: the study (or its space file).
         rows: a DataFrame, or a CSV file's path, with the training file's feature columns (others are kept
             beside the predictions and not used).
-        run_id: the reproduce run whose model predicts (default: the study's latest).
+        run_id: the reproduce run whose model predicts (default: the latest of the best trial, else the
+            latest of any, said in ``attrs["model"]``).
 
     Returns:
-        The rows with ``p(<class>)`` per class and ``predicted`` (the class), or ``predicted`` (the value).
+        The rows with ``p(<class>)`` per class and ``predicted`` (the class), or ``predicted`` (the value);
+        ``attrs``: ``run_id`` and ``trial`` of the model, ``model`` a line saying which model it is.
 
     Raises:
-        StudyError: no `search reproduce` has logged a final model yet. DataError: a column is missing.
+        StudyError: no `search reproduce` has logged a final model yet. DataError: a column is missing, or
+        a value the model refuses (a missing value where it was trained with ``data.missing: refuse``).
     """
     from search.api._predict import predict_rows
 

@@ -1,7 +1,8 @@
 """Predictions of a study's final model for new rows: what ``best_estimator_.predict`` is to a search CV.
 
-The final model is the one `search reproduce` logged to MLflow (the study's latest reproduce run, or the
-one named): its pyfunc form takes raw rows by column name, text categories as text and missing values as
+The final model is the one `search reproduce` logged to MLflow: the latest reproduce run of the study's best
+trial (a runner-up reproduced since to look at it is not the model to ship), else the latest of any trial, said,
+or the run named. Its pyfunc form takes raw rows by column name, text categories as text and missing values as
 the training rows had them, so the rows given here are read as the training file was.
 """
 from __future__ import annotations
@@ -23,7 +24,11 @@ if TYPE_CHECKING:
 def predict_rows(study_name: str, rows: "pd.DataFrame | str | os.PathLike[str]", tracking_uri: str,
                  run_id: str | None = None) -> "pd.DataFrame":
     """The rows with the final model's predictions beside them: ``p(<class>)`` per class and ``predicted``
-    (the class, as rows.csv gives it), or ``predicted`` (the value) for regression."""
+    (the class, as rows.csv gives it), or ``predicted`` (the value) for regression. ``attrs``: ``predicted``
+    (those columns), ``run_id`` and ``trial`` (the model's), ``model`` (a line that says which model it is)."""
+    import sys
+    import warnings
+
     import pandas as pd
 
     from search import scoring
@@ -31,7 +36,7 @@ def predict_rows(study_name: str, rows: "pd.DataFrame | str | os.PathLike[str]",
 
     name = study_named_by(study_name)
     frame = _read(rows) if not isinstance(rows, pd.DataFrame) else rows
-    run_id = run_id or _latest_reproduce_run(name, tracking_uri)
+    run_id, trial, said = _final_run(name, tracking_uri, run_id)
     model, io = _load(run_id, tracking_uri)
     if "features" not in io.get("inputs", {}):
         raise StudyError(f"the final model of study '{name}' takes images, not a table's rows: load it in Python "
@@ -46,7 +51,16 @@ def predict_rows(study_name: str, rows: "pd.DataFrame | str | os.PathLike[str]",
                         source=str(rows) if not isinstance(rows, pd.DataFrame) else None, field="columns",
                         expected=", ".join(map(repr, missing[:8])) + (", ..." if len(missing) > 8 else ""),
                         found=", ".join(map(repr, list(frame.columns)[:8])))
-    out = np.asarray(model.predict(frame[raw]), dtype=np.float64)  # the other columns are the caller's, kept
+    with warnings.catch_warnings(record=True) as heard:  # said as the run says its warnings, not as file:line
+        warnings.simplefilter("always")
+        try:
+            out = np.asarray(model.predict(frame[raw]), dtype=np.float64)  # the other columns are the caller's
+        except ValueError as exc:  # the model's loader refusing the rows (missing or unreadable values)
+            raise DataError(str(exc), source=str(rows) if not isinstance(rows, pd.DataFrame) else None,
+                            field="rows") from None
+    for warning in heard:
+        if issubclass(warning.category, UserWarning):
+            print(f"warning: {warning.message}", file=sys.stderr)
     result = frame.copy()
     task = io.get("task")
     if task in ("binary", "multiclass"):
@@ -58,6 +72,7 @@ def predict_rows(study_name: str, rows: "pd.DataFrame | str | os.PathLike[str]",
     else:
         result["predicted"] = out.reshape(-1)
     result.attrs["predicted"] = [c for c in result.columns if c not in frame.columns]
+    result.attrs.update(run_id=run_id, trial=trial, model=said)
     return result
 
 
@@ -74,19 +89,57 @@ def _read(path: "str | os.PathLike[str]") -> "pd.DataFrame":
         raise DataError(f"cannot read the rows to predict as CSV ({exc})", source=str(file), field="INPUT") from None
 
 
-def _latest_reproduce_run(name: str, tracking_uri: str) -> str:
+def _final_run(name: str, tracking_uri: str, run_id: str | None) -> tuple[str, int | None, str]:
+    """The reproduce run whose model predicts, its trial, and a line that says which it is and why.
+
+    Not simply the latest: after `search reproduce STUDY --trial 3` to look at a runner-up, the latest is that
+    runner-up's, and predictions from it went out without a word. The best trial is the study run's ★ tag.
+    """
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
+    if run_id is not None:
+        try:
+            tags = client.get_run(run_id).data.tags
+        except Exception:  # not in this store: _load says so
+            tags = {}
+        trial = _trial_of(tags)
+        return run_id, trial, f"the final model of {_which(trial)}, reproduce run {run_id} (--run-id)"
     experiment = client.get_experiment_by_name(name)
     runs = [] if experiment is None else client.search_runs(
         [experiment.experiment_id], filter_string="tags.`search.kind` = 'reproduce' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"], max_results=1)
+        order_by=["attributes.start_time DESC"], max_results=200)
     if not runs:
         raise StudyError(f"study '{name}' has no final model in this tracking store yet: `search reproduce {name}` "
                          f"trains it on every development row, looks at the test rows once and logs it",
                          field="STUDY")
-    return str(runs[0].info.run_id)
+    study_runs = client.search_runs([experiment.experiment_id], "tags.`search.kind` = 'study'", max_results=1)
+    best = _int(study_runs[0].data.tags.get("best_trial")) if study_runs else None
+    own = [r for r in runs if _trial_of(r.data.tags) == best and r.data.tags.get("search.edited", "false") == "false"]
+    chosen = own[0] if own else runs[0]
+    trial = _trial_of(chosen.data.tags)
+    said = f"the final model of {_which(trial)}, reproduce run {chosen.info.run_id}"
+    if own:
+        return chosen.info.run_id, trial, said + " (the best trial's latest)"
+    if best is not None:
+        said += (f": the best trial, {best}, has no final model yet (`search reproduce {name}` trains it), so the "
+                 f"latest reproduce run is used")
+    return chosen.info.run_id, trial, said
+
+
+def _trial_of(tags: dict[str, str]) -> int | None:
+    return _int(tags.get("optuna.trial_number"))
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _which(trial: int | None) -> str:
+    return f"trial {trial}" if trial is not None else "an unknown trial"
 
 
 def _load(run_id: str, tracking_uri: str) -> tuple[Any, dict[str, Any]]:

@@ -239,6 +239,7 @@ def _predict(args: argparse.Namespace) -> int:
         if frame[column].dtype.kind == "f":  # the model's float32, in the digits that read back as it (rows.csv's)
             frame[column] = shortest_text(frame[column].to_numpy())
     frame.to_csv(out, index=False)
+    print(f"predicted by {frame.attrs.get('model')}")
     print(f"wrote {len(frame)} row(s) with their predictions to {out}")
     return 0
 

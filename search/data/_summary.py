@@ -31,7 +31,8 @@ class DataSummary:
     feature_names: list[str] = field(default_factory=list)  # a table's columns, in the model's order
     set_apart: list[str] = field(default_factory=list)      # columns read but not features (data.order, data.group)
     split_times: list[str] = field(default_factory=list)    # with data.order: each split's times
-    test_read: int = 0                     # of rows_read, those of data.test's file
+    test_read: int = 0                     # of rows_read, those of data.test's file (or split_column's test rows)
+    split_column: str = ""                 # the column that marks the test rows of the one file, if any
 
     @classmethod
     def of(cls, prepared: Any) -> "DataSummary":
@@ -54,7 +55,8 @@ class DataSummary:
                    warnings=list(ds.warnings), notes=list(ds.notes), feature_names=list(ds.feature_names or []),
                    set_apart=[f"'{column}' (data.{key})" for key, column in
                               (("order", space.data.order), ("group", space.data.group)) if column],
-                   split_times=_split_times(ds, prepared.splits, test), test_read=ds.test_rows_read)
+                   split_times=_split_times(ds, prepared.splits, test), test_read=ds.test_rows_read,
+                   split_column=space.data.split_column or "")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +65,9 @@ class DataSummary:
         # With data.test the count is of both files: 700 read beside "data: csv:train.csv" of 560 rows.
         if not self.test_read:
             return ""
+        if self.split_column:  # one file, its test rows marked: no data.test was read
+            return (f" ({self.rows_read - self.test_read} development, {self.test_read} test by data.split_column "
+                    f"'{self.split_column}')")
         return f" ({self.rows_read - self.test_read} from {self.source}, {self.test_read} from data.test)"
 
     def lines(self) -> list[str]:

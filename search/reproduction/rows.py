@@ -30,7 +30,8 @@ def table(prepared: Any, test_pred: np.ndarray) -> str:
     ids = ds.rows if ds.rows is not None and len(ds.rows) == n else np.arange(n)
     data = prepared.space.data
     # The file (or bundled set) as the space names it: the field's name alone ('data.source') said nothing.
-    source, test_source = str(data.source), str(getattr(data, "test", None) or "data.test")
+    source = str(data.source)  # with data.split_column the test rows are of the same file
+    test_source = source if getattr(data, "split_column", None) else str(getattr(data, "test", None) or "data.test")
     frame: dict[str, Any] = {
         "source": np.where(ds.test_mask, test_source, source) if ds.test_mask is not None else np.full(n, source),
         "file" if ids.dtype.kind in "UO" else "row": ids}
