@@ -549,6 +549,24 @@ def test_a_one_hot_model_is_served_rows_as_read_with_their_categories_as_text(wr
     # An infinite value, or one beyond float32, gave NaN: named instead.
     with pytest.raises(ValueError, match=re.escape("beyond float32's range (3.4e38), in 'size' (first in row 1")):
         served.predict(rows.head(5).assign(size=[0.0, 1e40, 0.0, 0.0, 0.0]))
+    # `search predict` on labelled rows scores them, as scikit-learn's score(X, y): on the test rows, the test look.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    listed = pd.read_csv(client.download_artifacts(run_id, "rows.csv", str(tmp_path)), keep_default_na=False)
+    tested = frame.iloc[listed.loc[listed["role"] == "test", "row"].to_numpy()]
+    tested.assign(label=[None] + list(tested["label"])[1:]).to_csv(tmp_path / "labelled.csv", index=False)
+    tested.to_csv(tmp_path / "all-labelled.csv", index=False)
+    capsys.readouterr()
+    assert run_cli("predict", "homes", tmp_path / "all-labelled.csv", "--home", home) == 0
+    score = re.search(r"the rows hold the target 'label': scored on (\d+) row\(s\), loss ([\d.]+), accuracy "
+                      r"([\d.]+), balanced accuracy [\d.]+, ROC AUC [\d.]+\n", capsys.readouterr().out)
+    metrics = client.get_run(run_id).data.metrics
+    assert score and int(score[1]) == len(tested), score
+    assert float(score[2]) == pytest.approx(metrics["test_loss"], rel=1e-3)
+    assert float(score[3]) == pytest.approx(metrics["test_accuracy"], rel=1e-3)
+    assert run_cli("predict", "homes", tmp_path / "labelled.csv", "--home", home) == 0
+    assert f"scored on {len(tested) - 1} row(s)" in capsys.readouterr().out.replace("\n", " ")
 
 
 def test_a_time_series_alarm_judges_the_last_split_which_was_validated_just_before_the_test_rows(write_space, home,

@@ -72,8 +72,45 @@ def predict_rows(study_name: str, rows: "pd.DataFrame | str | os.PathLike[str]",
     else:
         result["predicted"] = out.reshape(-1)
     result.attrs["predicted"] = [c for c in result.columns if c not in frame.columns]
-    result.attrs.update(run_id=run_id, trial=trial, model=said)
+    result.attrs.update(run_id=run_id, trial=trial, model=said, score=_score(frame, io, out))
     return result
+
+
+def _score(frame: "pd.DataFrame", io: dict[str, Any], out: np.ndarray) -> str:
+    """Where the rows hold the target (a labelled hold-out, scikit-learn's ``score(X, y)``), the scores of the
+    predictions against it, as the test look prints them; "" where they do not."""
+    import pandas as pd
+
+    from search import scoring
+
+    target, task = io.get("target"), io.get("task")
+    if not target or target not in frame.columns or task not in ("binary", "multiclass", "regression"):
+        return ""
+    if task == "regression":
+        y = pd.to_numeric(frame[target], errors="coerce").to_numpy(dtype=np.float64)
+        known = np.isfinite(y)
+    else:
+        index = {str(c): k for k, c in enumerate(io["classes"])}
+        codes = np.array([index.get(_label_text(v), -1) for v in frame[target]])
+        known, y = codes >= 0, codes
+    rows = int(known.sum())
+    if not rows:
+        return f"the rows' column {target!r} (the target) holds no value the model knows: nothing scored"
+    y, pred = y[known], out[known]
+    loss = float(np.mean(scoring.row_losses(task, y, pred)))
+    metric = scoring.metric(task, y, pred)
+    named = "accuracy" if task != "regression" else "mean absolute error"
+    more = scoring.scores_text(scoring.more_scores(task, y, pred))
+    left = f"; {len(frame) - rows} row(s) without a known target left out" if rows < len(frame) else ""
+    return (f"the rows hold the target {target!r}: scored on {rows} row(s), loss {loss:.4g}, {named} {metric:.4g}"
+            + (f", {more}" if more else "") + left)
+
+
+def _label_text(value: Any) -> str:
+    """A target cell as the classes are written (a label 1 read as 1.0 where the column has a gap is "1")."""
+    if isinstance(value, float):
+        return "" if value != value else (str(int(value)) if value.is_integer() else str(value))
+    return str(value)
 
 
 def _read(path: "str | os.PathLike[str]") -> "pd.DataFrame":

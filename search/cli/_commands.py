@@ -240,6 +240,8 @@ def _predict(args: argparse.Namespace) -> int:
             frame[column] = shortest_text(frame[column].to_numpy())
     frame.to_csv(out, index=False)
     print(f"predicted by {frame.attrs.get('model')}")
+    if frame.attrs.get("score"):
+        print(frame.attrs["score"])
     print(f"wrote {len(frame)} row(s) with their predictions to {out}")
     return 0
 

@@ -31,14 +31,15 @@ def model_io(ds: Any, target_name: str | None, missing: str = "refuse", image_si
                              else "none: trained with data.missing: refuse, it has no fill for them, and its pyfunc "
                                   "form refuses a row with one")
     classes = ds.labels
+    named = {"target": target_name} if target_name else {}  # a file of rows holding it is scored by `search predict`
     if ds.task == "binary":
-        output = {"task": "binary", "classes": classes,
+        output = {"task": "binary", **named, "classes": classes,
                   "output": f"one value: the probability of class {classes[1]!r} (1 - it is that of {classes[0]!r})"}
     elif ds.task == "multiclass":
-        output = {"task": "multiclass", "classes": classes,
+        output = {"task": "multiclass", **named, "classes": classes,
                   "output": f"{len(classes)} probabilities, one per class in the order of 'classes'"}
     else:
-        output = {"task": "regression", **({"target": target_name} if target_name else {}),
+        output = {"task": "regression", **named,
                   "output": f"one value: the target{f' {target_name!r}' if target_name else ''} in its own units"}
     return {"inputs": inputs, **output}
 
