@@ -398,7 +398,8 @@ def predict(study_name: str, rows: "pd.DataFrame | PathLike", *, run_id: str | N
 
     Returns:
         The rows with ``p(<class>)`` per class and ``predicted`` (the class), or ``predicted`` (the value);
-        ``attrs``: ``run_id`` and ``trial`` of the model, ``model`` a line saying which model it is.
+        ``attrs``: ``run_id`` and ``trial`` of the model, ``model`` a line saying which model it is, ``score``
+        the scores against the rows' target column where they hold it (else "").
 
     Raises:
         StudyError: no `search reproduce` has logged a final model yet. DataError: a column is missing, or
