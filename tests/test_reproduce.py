@@ -178,6 +178,22 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     assert run_cli("predict", NAME, tmp_path / "gap.csv", "--home", home) == 2
     err = capsys.readouterr().err
     assert f"gap.csv: field 'rows': missing values in '{ds.feature_names[1]}'" in err and "unexpected" not in err, err
+    # Read as the training file is: Excel's "CSV UTF-8" of a decimal-comma locale (BOM, semicolons, CRLF) gives
+    # the same predictions; it was refused ('\ufeffsepal length (cm)'). A line of one field more than the header
+    # shifted every value under the next column's name, silently; an empty file was "an unexpected failure".
+    excel = new.to_csv(sep=";", decimal=",", index=False, lineterminator="\r\n")
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbf" + excel.encode())
+    assert run_cli("predict", NAME, tmp_path / "excel.csv", "--home", home, "--out", tmp_path / "excel-out.csv") == 0
+    assert pd.read_csv(tmp_path / "excel-out.csv")[names].equals(pd.read_csv(tmp_path / "new-predictions.csv")[names])
+    lines = (tmp_path / "new.csv").read_text().splitlines()
+    (tmp_path / "shifted.csv").write_text("\n".join([lines[0], "9," + lines[1], *lines[2:]]) + "\n")
+    (tmp_path / "empty.csv").write_text("")
+    capsys.readouterr()
+    assert run_cli("predict", NAME, tmp_path / "shifted.csv", "--home", home) == 2
+    assert run_cli("predict", NAME, tmp_path / "empty.csv", "--home", home) == 2
+    err = capsys.readouterr().err
+    assert "shifted.csv" in err and "empty.csv" in err and "unexpected" not in err and \
+        not (tmp_path / "shifted-predictions.csv").exists(), err
     # A runner-up reproduced to look at it does not become the model that predicts (it did, without a word).
     other = next(t for t in study_run["study"].trials if t.state.name == "COMPLETE" and t.number != best.number)
     assert run_cli("reproduce", NAME, "--trial", other.number, "--home", home, "--threads", "1") == 0

@@ -35,7 +35,6 @@ def predict_rows(study_name: str, rows: "pd.DataFrame | str | os.PathLike[str]",
     from search.reproduction.targets import study_named_by
 
     name = study_named_by(study_name)
-    frame = _read(rows) if not isinstance(rows, pd.DataFrame) else rows
     run_id, trial, said = _final_run(name, tracking_uri, run_id)
     model, io = _load(run_id, tracking_uri)
     if "features" not in io.get("inputs", {}):
@@ -45,6 +44,14 @@ def predict_rows(study_name: str, rows: "pd.DataFrame | str | os.PathLike[str]",
     one_hot = io["inputs"].get("one_hot") or {}
     encoded = {f"{column}={value}" for column, values in one_hot.items() for value in values}
     raw = [c for c in io["inputs"]["features"] if c not in encoded] + list(one_hot)  # as the pyfunc form takes them
+    if isinstance(rows, pd.DataFrame):
+        frame = rows
+    else:  # read as the training file was: a BOM, semicolons and decimal commas, Excel's sep= line
+        from search.data import read_rows
+
+        frame, notes = read_rows(Path(rows), raw, io.get("target"))
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
     missing = [c for c in raw if c not in frame.columns]
     if missing:
         raise DataError(f"the rows lack column(s) the final model of study '{name}' takes",
@@ -113,19 +120,6 @@ def _label_text(value: Any) -> str:
     return str(value)
 
 
-def _read(path: "str | os.PathLike[str]") -> "pd.DataFrame":
-    import pandas as pd
-
-    file = Path(path)
-    if not file.is_file():
-        raise DataError("the file of rows to predict does not exist", source=str(file), field="INPUT",
-                        expected="a CSV file with a header row, the columns of the training file")
-    try:
-        return pd.read_csv(file, sep=None, engine="python")  # the separator as the file has it (, ; tab)
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise DataError(f"cannot read the rows to predict as CSV ({exc})", source=str(file), field="INPUT") from None
-
-
 def _final_run(name: str, tracking_uri: str, run_id: str | None) -> tuple[str, int | None, str]:
     """The reproduce run whose model predicts, its trial, and a line that says which it is and why.
 
@@ -181,6 +175,9 @@ def _which(trial: int | None) -> str:
 
 def _load(run_id: str, tracking_uri: str) -> tuple[Any, dict[str, Any]]:
     """The run's pyfunc model and what it takes and gives (reproduce.json's ``model``)."""
+    from search._tensorflow import import_quietly
+
+    import_quietly()  # before MLflow imports it for the model: TensorFlow's start-up lines on the terminal
     import mlflow.artifacts
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException

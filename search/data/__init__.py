@@ -24,7 +24,7 @@ from search.data._test_rows import rare_class_hint as rare_class_hint, spelled_l
 from search.errors import DataError
 
 __all__ = ["Dataset", "SKLEARN_SETS", "development_vocabulary", "fingerprint_indices", "giveaways", "near_copies",
-           "image_preparation", "load", "rare_class_hint", "spelled_like", "split_test"]
+           "image_preparation", "load", "rare_class_hint", "read_rows", "spelled_like", "split_test"]
 
 MAX_CLASSES_DETECTED = 20
 
@@ -110,6 +110,24 @@ class Dataset:
                 "task": self.task, "classes": len(self.classes), "duplicates_dropped": self.duplicates_dropped,
                 "fingerprint": self.fingerprint, "input_shape": list(self.input_shape),
                 "images_skipped": len(self.images_skipped)}
+
+
+def read_rows(path: Path, columns: list[str], target: str | None = None) -> tuple[Any, list[str]]:
+    """A CSV file of rows for a final model, read as its training file was read (encoding, separator, Excel's
+    lines, decimal commas, thousands separators): (frame, notes). ``columns``: the model's, ``target`` the
+    training target's name (kept as written where the file holds it). Refused as the training file would be."""
+    from search.data import _csv, _csv_layout
+
+    where = str(path)
+    if not Path(path).is_file():
+        raise DataError("the file of rows does not exist", source=where, field="INPUT",
+                        expected="a CSV file with a header row, the columns of the training file")
+    frame, _, notes, _ = _csv.read_frame(Path(path), where, "INPUT", [*columns, target], target)
+    frame = _csv_layout.as_named(frame, [*columns, target])
+    if len(frame) == 0:
+        raise DataError(f"the CSV file {path} has a header but no data rows", source=where, field="INPUT",
+                        expected="at least one row below the header")
+    return frame, notes
 
 
 def load(section: Any, space_path: Path | None = None) -> Dataset:

@@ -12,12 +12,15 @@ from search.data._raw import Raw
 from search.errors import DataError
 
 
-def read_csv(path: Path, section: Any, where: str, split_column: str | None = None,
-             field: str = "data.source") -> Raw:
+def read_frame(path: Path, where: str, field: str, named: list[str | None],
+               target: str | None) -> tuple[Any, Any, list[str], Any]:
+    """A CSV file's table as the training reader reads it (encoding, separator, Excel's lines, decimal commas,
+    thousands separators, unnamed columns), its columns by name: (frame, layout, notes, zero-padded codes).
+    ``named``: the columns the space names, ``target``'s kept as written. Also what `search predict` reads."""
     import pandas as pd
 
     shape = _csv_layout.layout(path, where, field)
-    _csv_layout.separator_naming(shape, path, [section.target, section.group, section.order, split_column])
+    _csv_layout.separator_naming(shape, path, named)
     sep = shape.sep
     try:
         frame = shape.read(path)
@@ -37,11 +40,19 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
         # "1,095" quoted, as Excel and US exports write a number of thousands in a comma-separated file.
         frame, _ = _csv_numbers.thousands_commas(frame, path, notes)
     else:
-        frame = _csv_numbers.thousands_dots(_with_decimal_commas(frame, path, shape, notes, section.target), path,
+        frame = _csv_numbers.thousands_dots(_with_decimal_commas(frame, path, shape, notes, target), path,
                                            shape, notes)
     # `a, b, label`: the names are a, b and label (pandas would keep the spaces: ' b', ' label').
     frame.columns = [c.strip() if isinstance(c, str) else c for c in frame.columns]
-    frame = _without_unnamed(frame, path, notes)
+    return _without_unnamed(frame, path, notes), shape, notes, leading_zeros
+
+
+def read_csv(path: Path, section: Any, where: str, split_column: str | None = None,
+             field: str = "data.source") -> Raw:
+    import pandas as pd
+
+    frame, shape, notes, leading_zeros = read_frame(
+        path, where, field, [section.target, section.group, section.order, split_column], section.target)
     frame = _csv_layout.as_named(frame, [section.target, section.group, section.order, split_column,
                               *(getattr(section, "drop", None) or [])])
     if section.target is None:
