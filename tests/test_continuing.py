@@ -194,6 +194,34 @@ def test_the_same_file_read_otherwise_is_refused_naming_the_setting(tmp_path):
     assert refused.value.field == "data.duplicates" and "data.duplicates was keep, now auto" in str(refused.value)
 
 
+def test_a_header_renamed_under_the_same_values_is_refused_naming_the_columns(tmp_path):
+    """Two column names swapped in the file (the values left where they were): the study went on without a
+    word, its models now reading each column as the other by name."""
+    import numpy as np
+    import optuna
+    import pandas as pd
+
+    from search import space as spaces
+    from search.runner import session
+    from search.studies._continuing import ContinuationRefused, check_continuable
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40), "label": np.arange(40) % 2})
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    made = spaces.validate({"study": {"name": "names"}, "data": {"source": "csv:rows.csv", "target": "label"}},
+                           path=tmp_path / "space.yaml")
+    study = optuna.create_study()
+    for key, value in session.prepare_rows(made).attrs().items():
+        study.set_user_attr(key, value)
+    study.set_user_attr("space_yaml", made.to_yaml())
+    check_continuable(study, made, session.prepare_rows(made).attrs())  # the same file goes on
+    frame.rename(columns={"a": "b", "b": "a"}).to_csv(tmp_path / "rows.csv", index=False)
+    with pytest.raises(ContinuationRefused) as refused:
+        check_continuable(study, made, session.prepare_rows(made).attrs())
+    assert refused.value.field == "data.source" and "'a' is now 'b', 'b' is now 'a' (their values are the same)" \
+        in str(refused.value), str(refused.value)
+
+
 def test_a_changed_scheme_does_not_name_a_setting_the_old_scheme_never_read():
     """k-fold to iterated k-fold was refused with 'validation.repeats was 3', a value no one had set."""
     from conftest import TINY, merge

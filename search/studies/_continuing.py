@@ -56,6 +56,22 @@ def check_continuable(study: Any, space: Space, attrs: dict[str, Any]) -> None:
             raise ContinuationRefused(f"study '{space.study.name}' was started with different data or splits "
                              f"({key} is {stored[key]}, now {value}); start a new study with --study-name, "
                              f"or restore the original data", source=_where(space), field="data.source")
+    _same_column_names(study, space, attrs)
+
+
+def _same_column_names(study: Any, space: Space, attrs: dict[str, Any]) -> None:
+    """Refuse a header renamed under the same values (the fingerprint is of the values): two names swapped
+    continued without a word, and a final model, which takes its columns by name, would have mixed them up."""
+    before = (study.user_attrs.get("data_summary") or {}).get("feature_names") or []
+    now = (attrs.get("data_summary") or {}).get("feature_names") or []
+    if not before or not now or len(before) != len(now) or before == now:
+        return
+    changed = [f"'{a}' is now '{b}'" for a, b in zip(before, now) if a != b]
+    raise ContinuationRefused(f"study '{space.study.name}' was started with the columns named otherwise: "
+                              f"{', '.join(changed[:6])}{', ...' if len(changed) > 6 else ''} (their values are the "
+                              f"same); the study's models take their columns by name, so a renamed column would "
+                              f"be read as another: restore the header, or start a new study with --study-name",
+                              source=_where(space), field="data.source")
 
 
 # The data settings that change which rows are read, or their values (the file left as it was).
