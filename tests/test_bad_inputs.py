@@ -273,6 +273,14 @@ CASES: list[tuple[str, Builder, str | None, list[str]]] = [
      "train.batch_size", ["found '1:04'"]),
     ("number-as-study-name", _text("study: {name: 2024}\ndata: {source: 'sklearn:iris'}\n"), "study.name",
      ["quote it (name: '2024')"]),
+    # YAML's unquoted no and on where text belongs (a column named no, a pruner switched off), and a column named
+    # 1.0: pydantic's "Input should be a valid string, found False" said neither why nor what to write.
+    ("no-as-a-column-name", _text("study: {name: x}\ndata: {source: 'sklearn:iris', drop: [no]}\n"), "data.drop.0",
+     ["YAML reads an unquoted yes, no, on, off, true or false as false: quote the text", "found False"]),
+    ("off-as-a-pruner", _text("study: {name: x, pruner: off}\ndata: {source: 'sklearn:iris'}\n"), "study.pruner",
+     ["'successive_halving' or 'none' (YAML reads an unquoted yes, no, on, off"]),
+    ("a-number-as-a-column-name", _text("study: {name: x}\ndata: {source: 'sklearn:iris', drop: [1.0]}\n"),
+     "data.drop.0", ["YAML read 1.0 as a number: quote it as the file writes it (e.g. '1.0')"]),
     ("study-name-with-a-space", _space({"study": {"name": "my study"}}), "study.name",
      ["ASCII letters (a-z, A-Z), digits", "found 'my study'"]),
     ("empty-file", _text("# nothing here yet\n"), None, ["the space file is empty"]),

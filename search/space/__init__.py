@@ -231,6 +231,14 @@ def _pydantic_words(err: Any) -> tuple[str, str | None]:
         return "unknown field (check its spelling and section)", None
     if err["type"] == "missing":
         return "this required field is missing", None
+    given = err.get("input")
+    if err["type"] in ("string_type", "literal_error") and isinstance(given, bool):
+        # `target: no`, `pruner: off`: YAML 1.1 reads these words unquoted as true and false.
+        return (err["msg"].removeprefix("Value error, ") + f" (YAML reads an unquoted yes, no, on, off, true or "
+                f"false as {str(given).lower()}: quote the text, e.g. 'no')"), None
+    if err["type"] == "string_type" and isinstance(given, (int, float)):
+        return (f"this is text, but YAML read {given!r} as a number: quote it as the file writes it "
+                f"(e.g. '{given}')"), None
     return err["msg"].removeprefix("Value error, "), None
 
 
