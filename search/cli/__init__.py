@@ -19,15 +19,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Set before anything imports TensorFlow: its C++ start-up chatter is not for our users.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    from search import _redact
+    try:
+        from search import _redact
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:  # bare `search`: what it can do, not an error
-        parser.print_help()
-        return 0
-    if argv is None:  # after --help, which opens no database and need not import SQLAlchemy for it
-        _exit.watch_engines()
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:  # bare `search`: what it can do, not an error
+            parser.print_help()
+            return 0
+        if argv is None:  # after --help, which opens no database and need not import SQLAlchemy for it
+            _exit.watch_engines()
+    except KeyboardInterrupt:  # a Ctrl-C in the first tenths of a second, before any command began (a traceback)
+        print("\ninterrupted before the command started; nothing was done.", file=sys.stderr)
+        return 130
     debug = bool(getattr(args, "debug", False)) or os.environ.get("SEARCH_DEBUG", "") not in ("", "0")
     # The URLs' credentials are hidden wherever they appear, also without their URL (a driver's error).
     _redact.remember(getattr(args, "storage", None), getattr(args, "tracking_uri", None))
