@@ -25,7 +25,8 @@ def predict_rows(study_name: str, rows: "pd.DataFrame | str | os.PathLike[str]",
                  run_id: str | None = None) -> "pd.DataFrame":
     """The rows with the final model's predictions beside them: ``p(<class>)`` per class and ``predicted``
     (the class, as rows.csv gives it), or ``predicted`` (the value) for regression. ``attrs``: ``predicted``
-    (those columns), ``run_id`` and ``trial`` (the model's), ``model`` (a line that says which model it is)."""
+    (those columns), ``run_id`` and ``trial`` (the model's), ``model`` (a line that says which model it is),
+    ``score`` (the scores against the rows' target column, where they hold it; else "")."""
     import sys
     import warnings
 
@@ -35,6 +36,10 @@ def predict_rows(study_name: str, rows: "pd.DataFrame | str | os.PathLike[str]",
     from search.reproduction.targets import study_named_by
 
     name = study_named_by(study_name)
+    if not isinstance(rows, pd.DataFrame) and not Path(rows).is_file():  # said before the model is loaded
+        from search.data import read_rows
+
+        read_rows(Path(rows), [])
     run_id, trial, said = _final_run(name, tracking_uri, run_id)
     model, io = _load(run_id, tracking_uri)
     if "features" not in io.get("inputs", {}):
