@@ -7,6 +7,7 @@ A few cases also run as real subprocesses, so the ``python -m search`` entry poi
 """
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import subprocess
@@ -505,6 +506,16 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
     ("npz-2d-rows-for-a-cnn", npz(other={"model": {"family": "cnn", "dropout": None, "layers": None, "units": None}},
                                   X=np.random.default_rng(0).random((30, 8, 8)), y=np.arange(30) % 2),
      "model.family", ["set data.as_images: true to read them as pixels"]),
+    # Compressed or binary bytes under a .csv name: pandas unpacks by the name's ending only, and read garbage.
+    ("csv-gzip-under-a-plain-name", _written("bad.csv", gzip.compress(_frame().to_csv(index=False).encode())),
+     "data.source", ["bad.csv is gzip-compressed data, not CSV text", "name it .csv.gz"]),
+    ("csv-binary-bytes", _written("bad.csv", np.random.default_rng(0).integers(0, 256, 3000, np.uint8).tobytes()),
+     "data.source", ["bad.csv is binary data (", "control bytes in its first", "not CSV text"]),
+    # A line cut short: its last cells are no empty cells, and the error says which line holds fewer fields.
+    ("csv-a-line-cut-short", csv("a,b,c,label\n" + "".join(f"{i}.5,{i % 4},{i % 7},{i % 3}\n" if i != 5 else
+                                                             "5.5,1\n" for i in range(30))),
+     "data.source", ["column 'c' of", "1 missing value(s) (as written: none, 1 of them on line(s) with fewer fields "
+                     "than the header, such as line 7, 2 fields where the header has 4: a line cut short"]),
     # A text feature column: what to do with it depends on what it holds.
     # Nothing else in the file says which mark the comma is: 1,000 may be one (a decimal comma, quoted).
     ("text-feature-thousands-separators",
@@ -685,6 +696,20 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
     # "1,095" quoted in a comma-separated file whose other numbers write decimal points: a US export's thousands.
     ("csv-quoted-thousands-beside-decimal-points", csv(_frame().assign(a=[f"{1000 + 7 * i:,}" for i in range(30)])),
      [], ["column 'a' of", "groups its thousands with commas ('1,000'): read as thousands separators", "features: 3"]),
+    ("csv-a-line-cut-short-filled-by-data-missing",
+     csv("a,b,label,c\n" + "".join(f"{i}.5,{i % 4},{i % 3},{i % 7}\n" if i != 5 else "5.5,1,2\n" for i in range(30)),
+         {"missing": "median"}),
+     [], ["1 data line(s) of", "hold fewer fields than its header (line 7: 3 of 4 fields): the cells they lack are "
+          "read as missing", "in 'c' (1): each split fills them"]),
+    # A spreadsheet of a decimal-comma locale saved with commas between fields: its decimals quoted ("0,126").
+    ("csv-quoted-decimal-commas", csv(_frame().assign(a=lambda f: f["a"].map(lambda v: f"{v:.3f}".replace(".", ",")))),
+     [], ["column 'a' of", "writes decimal commas inside quotes (", "read as decimals", "features: 3"]),
+    # Copied from a document: a typographic minus, a no-break space after the number, an invisible header mark.
+    ("csv-typeset-numbers-and-an-invisible-header-mark",
+     csv("a\u200b,b,c,label\n" + "".join(f"\u2212{i}.5,{i}\u00a0,{i % 7},{i % 3}\n" for i in range(30))),
+     [], ["column 'a' of", "with minus sign U+2212 ('\\u22120.5', 30 cell(s)): read as numbers, so that one is -0.5",
+          "column 'b' of", "no-break space", "column name 'a\\u200b' of", "holds invisible characters: read as 'a'",
+          "features: 3"]),
     ("csv-separated-by-semicolons", csv(_frame().to_csv(index=False, sep=";")), [],
      ["features: 3", "is separated by semicolons, not commas: read that way"]),
     ("csv-semicolons-and-decimal-commas", csv(_frame().to_csv(index=False, sep=";", decimal=",")), [],

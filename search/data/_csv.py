@@ -35,10 +35,18 @@ def read_frame(path: Path, where: str, field: str, named: list[str | None],
         raise DataError(f"cannot parse CSV file {path}: {said}" if said else
                         f"cannot parse CSV file {path} ({str(exc).strip()})", source=where, field=field) from None
     notes: list[str] = list(shape.notes)
+    if len(frame) and len(frame.columns) > 1 and frame.iloc[:, -1].isna().any():  # a short line's last cell is
+        shape.short = shape.short_lines(path, len(frame.columns))
+        if shape.short:
+            line, fields, _ = next(iter(shape.short.values()))
+            notes.append(f"{len(shape.short)} data line(s) of {path} hold fewer fields than its header (line "
+                         f"{line}: {fields} of {len(frame.columns)} fields): the cells they lack are read as missing")
     leading_zeros = _column_notes.zero_padded(frame, path, shape)  # read before columns are renamed or dropped
+    frame.columns = _csv_numbers.without_invisible(list(frame.columns), path, notes)
     if sep == ",":
         # "1,095" quoted, as Excel and US exports write a number of thousands in a comma-separated file.
-        frame, _ = _csv_numbers.thousands_commas(frame, path, notes)
+        frame, _ = _csv_numbers.thousands_commas(_csv_numbers.typeset_numbers(frame, path, notes), path, notes)
+        frame = _csv_numbers.quoted_decimal_commas(frame, path, notes)
     else:
         frame = _csv_numbers.thousands_dots(_with_decimal_commas(frame, path, shape, notes, target), path,
                                            shape, notes)
@@ -179,7 +187,7 @@ def read_csv(path: Path, section: Any, where: str, split_column: str | None = No
             hint = f"; it has no value in any row, so leave it out (data.drop: [{column}])"
         if column == section.target:
             hint += kept_words  # said with the empty cells: the file's other gaps are then not read as missing
-        written = _missing_as_written(spelled, column, frame[column])
+        written = _missing_as_written(spelled, column, frame[column], shape.short)
         also = ("; other columns with missing values: " + ", ".join(f"'{c}' ({int(frame[c].isna().sum())})"
                                                                      for c in gaps[1:6])
                 + (", ..." if len(gaps) > 6 else "")) if len(gaps) > 1 else ""
@@ -359,9 +367,17 @@ def _merged_spellings(spelled: _AsSpelled, column: str, values: Any, most: int =
             f"class ({shown}{more}); if they are codes that differ, write them with a letter (c01, c1)"]
 
 
-def _missing_as_written(spelled: _AsSpelled, column: Any, values: Any) -> str:
+def _missing_as_written(spelled: _AsSpelled, column: Any, values: Any,
+                        short: dict[int, tuple[int, int, int]] | None = None) -> str:
     from collections import Counter
 
+    missing = [int(r) for r in np.flatnonzero(values.isna().to_numpy())]
+    cut = [r for r in missing if r in (short or {})]
+    if cut:  # not empty cells: no cell at all, the line ends first
+        line, fields, header = (short or {})[cut[0]]
+        return (f" (as written: none, {len(cut)} of them on line(s) with fewer fields than the header, such as "
+                f"line {line}, {fields} fields where the header has {header}: a line cut short, or a separator "
+                f"missing)")
     text = spelled(column)
     if text is None or len(text) != len(values):
         return ""

@@ -25,7 +25,12 @@ _NOT_TEXT = [(b"PAR1", "a Parquet file", "pandas.read_parquet(path).to_csv(csv_p
              (b"\xd0\xcf\x11\xe0", "an Excel workbook (.xls)", "save the sheet as 'CSV UTF-8' in Excel"),
              (b"\x89HDF", "an HDF5 file", "write the table with DataFrame.to_csv"),
              *((b"\x80" + bytes([v]), "a Python pickle", "write the table with DataFrame.to_csv") for v in range(2, 6)),
-             (b"\x93NUMPY", "a NumPy .npy array", "save X and y together with np.savez and use npz:<path>")]
+             (b"\x93NUMPY", "a NumPy .npy array", "save X and y together with np.savez and use npz:<path>"),
+             # Compressed under a plain name: pandas unpacks by the name's ending only, and read the bytes as text.
+             (b"\x1f\x8b", "gzip-compressed data", "name it .csv.gz (it is then unpacked as it is read), or gunzip it"),
+             (b"\xfd7zXZ\x00", "xz-compressed data", "name it .csv.xz (it is then unpacked as it is read)"),
+             (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive", "unpack it and name the CSV file inside"),
+             (b"%PDF", "a PDF document", "export the table as CSV from the program that made it")]
 
 
 @dataclass
@@ -38,6 +43,7 @@ class Layout:
     empty: list[int] = field(default_factory=list)  # lines of separators only, counted from 0
     notes: list[str] = field(default_factory=list)
     trailing: bool = False  # every data line ends with a separator the header does not (one_field_too_many)
+    short: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # short_lines(), once read
     _texts: Any = field(default=None, repr=False)  # texts(): the cells as written, once read
 
     def skip_empty_lines(self, path: Path) -> bool:
@@ -53,6 +59,25 @@ class Layout:
                               f"({'line' if len(self.empty) == 1 else 'lines'} {shown}; a spreadsheet leaves them "
                               f"below its table) left out")
         return bool(self.empty)
+
+    def short_lines(self, path: Path, fields: int) -> dict[int, tuple[int, int, int]]:
+        """The data rows whose line holds fewer fields than the header (pandas reads the missing ones as
+        empty): row (counted from 0) → (line, fields). A line cut short, or Excel's export of a sheet whose last
+        columns are empty in some rows; pandas' own rows, so blank lines and :meth:`skip_empty_lines` are left out."""
+        import csv
+
+        short: dict[int, tuple[int, int, int]] = {}
+        with io.TextIOWrapper(open_bytes(path), encoding=self.encoding, errors="replace", newline="") as text:
+            reader = csv.reader(text, delimiter=self.sep)
+            row, line = -1, 0  # -1: the header is next
+            for record in reader:
+                first, line = line, reader.line_num
+                if first < self.skip or not record or first in self.empty:
+                    continue
+                if row >= 0 and len(record) < fields:
+                    short[row] = (first + 1, len(record), fields)
+                row += 1
+        return short
 
     def read(self, path: Path, **options: Any) -> Any:
         import pandas as pd
@@ -151,6 +176,11 @@ def _is_text(path: Path, where: str, field: str) -> None:
         kind = ("UTF-16 text without a byte-order mark" if start[1::2].count(b"\0") * 2 > len(start) // 2
                 or start[0::2].count(b"\0") * 2 > len(start) // 2 else "binary data (NUL bytes)",
                 "save it as UTF-8 ('CSV UTF-8' in Excel)")
+    utf16 = start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))  # its letters' bytes may be anything
+    controls = sum(0 < byte < 32 and byte not in b"\t\n\r\f" or byte == 127 for byte in start)
+    if kind is None and not utf16 and controls * 20 > len(start):  # text has none; cp1252 would decode them
+        kind = (f"binary data ({controls} control bytes in its first {len(start)})",
+                "give the table as comma-separated text with a header line")
     if kind is not None:
         raise DataError(f"{path} is {kind[0]}, not CSV text; csv:<path> reads comma-separated text with a header "
                         f"line: {kind[1]}", source=where, field=field, expected="CSV text", found=kind[0])

@@ -133,3 +133,81 @@ def thousands_dots(frame: Any, path: Path, shape: Layout, notes: list[str]) -> A
                      f"column '{column}' of {path} writes its numbers with a dot every three digits "
                      f"({example!r}): read as thousands separators, so {example} is {example.replace('.', '')}")
     return frame
+
+
+# Characters a number picks up from a word processor or a web page: invisible ones, and dashes for minus.
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
+_MINUS_SIGNS = "\u2212\u2013\ufe63\uff0d"
+_NAMES = {"\u200b": "zero-width space", "\u200c": "zero-width non-joiner", "\u200d": "zero-width joiner",
+          "\u2060": "word joiner", "\ufeff": "zero-width no-break space", "\u00ad": "soft hyphen",
+          "\u2212": "minus sign U+2212", "\u2013": "en dash", "\ufe63": "small hyphen-minus",
+          "\uff0d": "fullwidth hyphen-minus", "\u00a0": "no-break space", "\u202f": "narrow no-break space"}
+
+
+def typeset_numbers(frame: Any, path: Path, notes: list[str]) -> Any:
+    """Text columns that are numbers but for a typographic minus (``−3.2``), an invisible character or a no-break
+    space around them (copied from a document or a web page): read as numbers, with a note that names the
+    characters. pandas reads them as text, and the column would be refused as free text."""
+    import pandas as pd
+
+    for column in frame.columns:
+        if pd.api.types.is_numeric_dtype(frame[column]) or not frame[column].notna().any():
+            continue
+        cells = frame[column].astype("string")
+        odd = cells.str.contains(f"[{_INVISIBLE}{_MINUS_SIGNS}\u00a0\u202f]", regex=True).fillna(False)
+        if not odd.any():
+            continue
+        plain = (cells.str.replace(f"[{_INVISIBLE}]", "", regex=True)
+                 .str.replace(f"[{_MINUS_SIGNS}]", "-", regex=True).str.strip())
+        written = plain[plain.notna() & (plain != "")]
+        if not len(written) or not written.str.fullmatch(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?").all():
+            continue
+        frame[column] = pd.to_numeric(plain.replace("", None), errors="coerce")
+        first = cells[odd].index[0]
+        found = sorted({_NAMES[ch] for ch in str(cells[first]) if ch in _NAMES})
+        notes.append(f"column '{column}' of {path} writes its numbers with {' and '.join(found)} "
+                     f"('{visible(str(cells[first]))}', {int(odd.sum())} cell(s)): read as numbers, so that one "
+                     f"is {plain[first]}")
+    return frame
+
+
+def quoted_decimal_commas(frame: Any, path: Path, notes: list[str]) -> Any:
+    """Columns of a comma-separated file whose numbers are quoted with a decimal comma (``"0,126"``, ``"12,5"``:
+    a comma that cannot group thousands), as spreadsheets of a decimal-comma locale export them: read as decimals,
+    with a note. Columns of thousands (``"1,095"``) were read before by :func:`thousands_commas`."""
+    import pandas as pd
+
+    for column in frame.columns:
+        if pd.api.types.is_numeric_dtype(frame[column]) or not frame[column].notna().any():
+            continue
+        cells = frame[column].astype("string").str.strip()
+        written = cells[cells.notna() & (cells != "")]
+        if not len(written) or not written.str.fullmatch(COMMA_DECIMAL).all():
+            continue
+        decimal = written.str.contains(",") & ~written.str.fullmatch(_COMMA_GROUPED.pattern)
+        if not decimal.any():
+            continue
+        plain = cells.str.replace(_GROUP, "", regex=True).str.replace(",", ".", regex=False)
+        frame[column] = pd.to_numeric(plain.replace("", None), errors="coerce")
+        example = written[decimal].iloc[0]
+        notes.append(f"column '{column}' of {path} writes decimal commas inside quotes ({example!r}) in a "
+                     f"comma-separated file: read as decimals, so {example} is {example.replace(',', '.')}")
+    return frame
+
+
+def visible(text: str) -> str:
+    """``text`` with its invisible and look-alike characters written as escapes (``\\u200b``, ``\\u2212``)."""
+    return "".join(ch.encode("unicode_escape").decode() if ch in _NAMES else ch for ch in text)
+
+
+def without_invisible(names: list[Any], path: Path, notes: list[str]) -> list[Any]:
+    """Header names without the invisible characters a copy from a document leaves in them (``price\\u200b``
+    would print as ``price`` in every message, and never match the space file's ``price``)."""
+    out = []
+    for name in names:
+        if isinstance(name, str) and any(ch in _INVISIBLE for ch in name):
+            kept = "".join(ch for ch in name if ch not in _INVISIBLE)
+            notes.append(f"column name '{visible(name)}' of {path} holds invisible characters: read as {kept!r}")
+            name = kept
+        out.append(name)
+    return out
