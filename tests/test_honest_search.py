@@ -540,6 +540,32 @@ def test_a_picked_trial_that_does_better_with_its_regularizers_off_is_said():
     assert not any("did not help" in line for line in why_ended(picked))
 
 
+def test_the_table_shows_balanced_accuracy_where_the_classes_are_imbalanced():
+    """A stranger's churn target (70 % stayed) showed accuracy only, which a model that predicts "stayed"
+    always scores 0.7 on: beside it, balanced accuracy (each class's recall, averaged), where one class has half
+    as many rows again as another; an even target keeps its table as it was."""
+    import optuna
+
+    from search.review.display import format_table, imbalanced
+
+    study = optuna.create_study()
+    study.set_user_attr("data_summary", {"classes": {"stayed": [140, 35], "left": [60, 15]}})
+    assert imbalanced(study)
+    study.set_user_attr("data_summary", {"classes": {"a": [40, 10], "b": [40, 10], "c": [35, 9]}})
+    assert not imbalanced(study)
+
+    def row(trial, value, baseline, accuracy, balanced):
+        return {"rank": 1, "trial": trial, "value": value, "std": 0.01, "metric": "accuracy",
+                "metric_value": accuracy, "balanced_accuracy": balanced, "baseline": baseline,
+                "params": {"model.dropout": 0.2}, "unregularized": True, "kept_on": None}
+
+    rows = [row(2, 0.41, False, 0.8, 0.7312), row(0, 0.52, True, 0.7, 0.5)]
+    header = format_table([{**rows[0], "imbalanced": True}, rows[1]]).splitlines()[0].split()
+    assert header[:6] == ["rank", "trial", "val_loss", "±", "std", "accuracy"] and header[6] == "bal_acc", header
+    assert "0.7312" in format_table([{**rows[0], "imbalanced": True}, rows[1]])
+    assert "bal_acc" not in format_table(rows)
+
+
 def test_the_headline_against_the_baseline_names_the_other_settings_it_differs_in():
     """'74.5% lower than the unregularized baseline' was read as what regularization bought, where the best
     trial also had other layers, units and learning rate (and its own ablation found the regularizers hurt)."""

@@ -200,6 +200,7 @@ def trial_rows(study: Any, top: int = 10) -> list[dict[str, Any]]:
                      "baseline": bool(t.user_attrs.get("baseline")),
                      # A binary task's ranking beside its loss (fraud, churn): read per trial, not at the test only.
                      "roc_auc": t.user_attrs.get("val_roc_auc_mean", math.nan),
+                     "balanced_accuracy": t.user_attrs.get("val_balanced_accuracy_mean", math.nan),
                      "params": {**held.get(t.number, {}), **settings_of(t, columns)},
                      "unregularized": bool(t.user_attrs.get("unregularized", True)),
                      "kept_on": t.user_attrs.get("kept_on"), "n_splits": len(t.user_attrs.get("splits", []))})
@@ -208,7 +209,16 @@ def trial_rows(study: Any, top: int = 10) -> list[dict[str, Any]]:
         rows[0]["held_only"] = columns - sampled  # said by fixed_differ, as an edit, not as a searched difference
     if rows:
         rows[0]["ablated"] = (study.user_attrs.get("ablation") or {}).get("trial") == rows[0]["trial"]
+        rows[0]["imbalanced"] = imbalanced(study)
     return rows
+
+
+def imbalanced(study: Any, ratio: float = 1.5) -> bool:
+    """Whether the development rows' largest class has ``ratio`` times the rows of its smallest: there accuracy
+    rewards the large class, and the table shows balanced accuracy beside it (the mean of each class's recall)."""
+    classes = (study.user_attrs.get("data_summary") or {}).get("classes") or {}
+    counts = [int(rows[0]) for rows in classes.values() if rows and rows[0]]
+    return len(counts) > 1 and max(counts) >= ratio * min(counts)
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -217,14 +227,18 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     metric = rows[0]["metric"]
     param_names = sorted({k for r in rows for k in r["params"] if not k.endswith(".on")})
     auc = any(math.isfinite(r.get("roc_auc", math.nan)) for r in rows)
-    header = ["rank", "trial", "val_loss", "± std", metric] + (["roc_auc"] if auc else []) + \
-        [_short(p) for p in param_names]
+    balanced = bool(rows[0].get("imbalanced")) and any(math.isfinite(r.get("balanced_accuracy", math.nan))
+                                                       for r in rows)
+    header = ["rank", "trial", "val_loss", "± std", metric] + (["bal_acc"] if balanced else []) + \
+        (["roc_auc"] if auc else []) + [_short(p) for p in param_names]
     lines = [header]
     for r in rows:
         label = f"{r['trial']}" + (" (baseline)" if r["baseline"] else "")
         params = [_cell(r["params"].get(p, "off" if f"{p}.on" in r["params"] else "")) for p in param_names]
+        extra = [f"{r.get(name, math.nan):.4g}" for name, shown in (("balanced_accuracy", balanced),
+                                                                       ("roc_auc", auc)) if shown]
         lines.append([str(r["rank"]), label, f"{r['value']:.4g}", "-" if math.isnan(r["std"]) else sig(r['std']),
-                      f"{r['metric_value']:.4g}"] + ([f"{r.get('roc_auc', math.nan):.4g}"] if auc else []) + params)
+                      f"{r['metric_value']:.4g}"] + extra + params)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
