@@ -43,13 +43,38 @@ def databases():
     names = {"optuna": f"search_optuna_{uuid.uuid4().hex[:8]}", "mlflow": f"search_mlflow_{uuid.uuid4().hex[:8]}"}
     admin = psycopg.connect(PG_URL, autocommit=True)
     with admin.cursor() as cur:
-        for name in names.values():
-            cur.execute(f'CREATE DATABASE "{name}"')
+        cur.execute(f'CREATE DATABASE "{names["optuna"]}"')
+        cur.execute(f'CREATE DATABASE "{names["mlflow"]}" TEMPLATE "{_migrated_mlflow_template(admin)}"')
     yield {k: _database_url(v) for k, v in names.items()} | {"optuna_pw": _database_url(names["optuna"], PASSWORD)}
     with admin.cursor() as cur:
         for name in names.values():
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
+
+
+def _migrated_mlflow_template(admin) -> str:
+    """A PostgreSQL database holding MLflow's schema, made once per MLflow version on this server and copied
+    (CREATE DATABASE ... TEMPLATE) for each module: its migrations took the server 12 s of the fixture each
+    time. A new database's own migrations are tested by test_two_hosts_starting_on_a_new_mlflow_database."""
+    import mlflow
+
+    template = "search_tests_mlflow_" + mlflow.__version__.replace(".", "_")
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(7316)")  # one xdist worker makes it, any other waits
+        try:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (template,))
+            if cur.fetchone() is None:
+                making = template + "_making"
+                cur.execute(f'DROP DATABASE IF EXISTS "{making}" WITH (FORCE)')  # left by a run cut short
+                cur.execute(f'CREATE DATABASE "{making}"')
+                code = ("import sys\nfrom mlflow.tracking import MlflowClient\n"
+                        "MlflowClient(tracking_uri=sys.argv[1]).search_experiments()")
+                subprocess.run([sys.executable, "-c", code, _database_url(making)], check=True, capture_output=True,
+                               timeout=300)
+                cur.execute(f'ALTER DATABASE "{making}" RENAME TO "{template}"')
+        finally:
+            cur.execute("SELECT pg_advisory_unlock(7316)")
+    return template
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +86,11 @@ def mlflow_server(databases, tmp_path_factory):
     log = open(tmp_path_factory.mktemp("server-log") / "mlflow.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", databases["mlflow"],
                              "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1"], stdout=log, stderr=subprocess.STDOUT)
+                             "--workers", "1"], stdout=log, stderr=subprocess.STDOUT,
+                            # No job runner (GenAI jobs no worker starts): its 7 huey consumer processes cost
+                            # 25 s of CPU beside the workers, and the server answered later.
+                            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                                 "MLFLOW_DISABLE_TELEMETRY": "true"})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:

@@ -400,7 +400,8 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
             return RunOutcome(study, already_done=True)
         if options.worker_index == 0:
             say_budget_cap(study, budget, options.n_trials)
-        _runtime.configure(options.threads)
+        if not stop.requested:  # TensorFlow's import is seconds a run stopped before its first trial never uses
+            _runtime.configure(options.threads)
         open_listeners(study)
     except BaseException:
         stop.uninstall()
