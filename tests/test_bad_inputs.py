@@ -110,9 +110,12 @@ def _npz_without_y(tmp: Path, store: Store) -> Path:
     return _write_space(tmp, {"data": {"source": f"npz:{npz}"}})
 
 
-def _changed_data(tmp: Path, store: Store) -> Path:
+def _changed_data(tmp: Path, store: Store, change: Any = None) -> Path:
     frame = pd.read_csv(store.csv)
-    frame.loc[0, "a"] += 1.0  # one value in one row: a different data set
+    if change is None:
+        frame.loc[0, "a"] += 1.0  # one value in one row: a different data set
+    else:
+        frame = change(frame)
     csv = tmp / "data.csv"
     frame.to_csv(csv, index=False)
     text = store.space.read_text().replace(str(store.csv), str(csv))
@@ -300,7 +303,14 @@ CASES: list[tuple[str, Builder, str | None, list[str]]] = [
      _text("study:\n  name: x\ndata:\n  source: 'sklearn:iris'\nmodel:\n  units: 8\n dropout: 0.1\n"), None,
      ["not valid YAML at line 7", "a key indented less or more than the keys beside it"]),
     ("continued-on-changed-data", _changed_data, "data.source",
-     [f"study '{STUDY}' was started with different data", "data_fingerprint"]),
+     [f"study '{STUDY}' was started with different data (the same number of rows and the same columns: some "
+      "values differ, or the rows' order", "data_fingerprint"]),
+    # What differs, where the stored summary tells: rows appended (an export of a later day), a column more.
+    ("continued-on-more-rows-and-a-new-column",
+     lambda tmp, store: _changed_data(tmp, store, lambda f: pd.concat([f, f.iloc[:5].assign(a=lambda g: g["a"] + 9)],
+                                                                      ignore_index=True).assign(extra=1.5)),
+     "data.source", ["was started with different data (", " rows then, ", " now; column(s) 'extra' new; "
+                     "data_fingerprint"]),
 ]
 
 

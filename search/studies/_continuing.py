@@ -53,10 +53,35 @@ def check_continuable(study: Any, space: Space, attrs: dict[str, Any]) -> None:
                                           f"{'; '.join(read)}; its trials are only comparable on the same rows: "
                                           f"restore the setting, or start a new study with --study-name",
                                           source=_where(space), field=read[0].split(" ")[0])
-            raise ContinuationRefused(f"study '{space.study.name}' was started with different data or splits "
-                             f"({key} is {stored[key]}, now {value}); start a new study with --study-name, "
-                             f"or restore the original data", source=_where(space), field="data.source")
+            what = f"different data ({_data_difference(stored, attrs)}; " if key == "data_fingerprint" else \
+                "different data or splits ("
+            raise ContinuationRefused(f"study '{space.study.name}' was started with {what}{key} is {stored[key]}, "
+                                      f"now {value}); start a new study with --study-name, or restore the original "
+                                      f"data", source=_where(space), field="data.source")
     _same_column_names(study, space, attrs)
+
+
+def _data_difference(stored: dict[str, Any], attrs: dict[str, Any]) -> str:
+    """What differs between the data a study was made with and the data read now, as far as the stored summary
+    tells: the rows, the columns, the classes; else only values (or the rows' order) can differ."""
+    def listed(names: list[Any]) -> str:
+        return ", ".join(map(repr, names[:5])) + (", ..." if len(names) > 5 else "")
+
+    parts = []
+    if stored.get("rows") is not None and stored.get("rows") != attrs.get("rows"):
+        parts.append(f"{stored['rows']} rows then, {attrs.get('rows')} now")
+    before, now = stored.get("data_summary") or {}, attrs.get("data_summary") or {}
+    old_columns, new_columns = before.get("feature_names") or [], now.get("feature_names") or []
+    if old_columns and new_columns and old_columns != new_columns:
+        gone, added = [c for c in old_columns if c not in new_columns], [c for c in new_columns if c not in old_columns]
+        parts += ([f"column(s) {listed(gone)} gone"] if gone else []) + ([f"column(s) {listed(added)} new"]
+                                                                          if added else [])
+        if not gone and not added:
+            parts.append("the same columns in another order")
+    old_classes, new_classes = list(before.get("classes") or {}), list(now.get("classes") or {})
+    if old_classes and new_classes and set(old_classes) != set(new_classes):
+        parts.append(f"classes {listed(old_classes)} then, {listed(new_classes)} now")
+    return "; ".join(parts) or "the same number of rows and the same columns: some values differ, or the rows' order"
 
 
 def _same_column_names(study: Any, space: Space, attrs: dict[str, Any]) -> None:
