@@ -195,12 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--top", type=positive_int, default=10, help="rows of the top-trials table")
     _store_args(report)
 
-    predict = sub.add_parser("predict", help="the final model's predictions (of the study's latest reproduce "
-                             "run) for the rows of a CSV file, written beside them")
+    predict = sub.add_parser("predict", help="the final model's predictions (of the best trial's latest "
+                             "reproduce run) for the rows of a CSV file, written beside them")
     predict.add_argument("study", help="study name, or the space file that names it")
     predict.add_argument("input", type=Path, help="a CSV file of rows with the training file's feature columns")
     predict.add_argument("--out", type=Path, help="the CSV file to write (default: <input>-predictions.csv)")
-    predict.add_argument("--run-id", help="the reproduce run whose final model predicts (default: the latest)")
+    predict.add_argument("--run-id", help="the reproduce run whose final model predicts (default: the best trial's "
+                         "latest, else the latest)")
     _store_args(predict)
 
     ui = sub.add_parser("ui", help="start the MLflow UI on this project's tracking store and print the URL of "
