@@ -710,6 +710,11 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
      [], ["column 'a' of", "with minus sign U+2212 ('\\u22120.5', 30 cell(s)): read as numbers, so that one is -0.5",
           "column 'b' of", "no-break space", "column name 'a\\u200b' of", "holds invisible characters: read as 'a'",
           "features: 3"]),
+    # The same in a file of semicolons and decimal commas, where the minus column is the only decimal one.
+    ("csv-semicolons-typographic-minus-and-decimal-commas",
+     csv("a;b;c;label\n" + "".join(f"\u2212{i},5;{i % 4};{i % 7};{i % 3}\n" for i in range(30))),
+     [], ["with decimal commas", "column 'a' of", "minus sign U+2212 ('\\u22120,5', 30 cell(s)): read as numbers, "
+                                                  "so that one is -0.5", "features: 3"]),
     ("csv-separated-by-semicolons", csv(_frame().to_csv(index=False, sep=";")), [],
      ["features: 3", "is separated by semicolons, not commas: read that way"]),
     ("csv-semicolons-and-decimal-commas", csv(_frame().to_csv(index=False, sep=";", decimal=",")), [],

@@ -219,7 +219,7 @@ def _with_decimal_commas(frame: Any, path: Path, shape: _csv_layout.Layout, note
 
     words = ""
     frame, thousands = _csv_numbers.thousands_commas(frame, path, notes)
-    texts = [frame[c].dropna().astype(str).str.strip() for c in frame.columns
+    texts = [_csv_numbers.plain_text(frame[c].dropna().astype(str)) for c in frame.columns
              if not pd.api.types.is_numeric_dtype(frame[c]) and frame[c].notna().any()]
     if any(v.str.fullmatch(_csv_numbers.COMMA_DECIMAL).all() and v.str.contains(",").any() for v in texts):
         try:
@@ -231,6 +231,7 @@ def _with_decimal_commas(frame: Any, path: Path, shape: _csv_layout.Layout, note
             for column in thousands:  # read as thousands above, which a decimal comma would undo
                 again[column] = frame[column]
             frame = _csv_numbers.marks_of_a_comma_file(again, path, notes, target)
+    frame = _csv_numbers.typeset_numbers(frame, path, notes, decimal="," if words else ".")
     if not shape.skip:  # else the sep= line's note says it
         notes.append(f"{path} is separated by {_csv_layout.SEPARATORS[shape.sep]}, not commas{words}: read that way")
     elif words:

@@ -144,10 +144,17 @@ _NAMES = {"\u200b": "zero-width space", "\u200c": "zero-width non-joiner", "\u20
           "\uff0d": "fullwidth hyphen-minus", "\u00a0": "no-break space", "\u202f": "narrow no-break space"}
 
 
-def typeset_numbers(frame: Any, path: Path, notes: list[str]) -> Any:
+def plain_text(cells: Any) -> Any:
+    """Text cells without invisible characters and surrounding spaces, their dashes for minus made ``-``."""
+    return (cells.str.replace(f"[{_INVISIBLE}]", "", regex=True)
+            .str.replace(f"[{_MINUS_SIGNS}]", "-", regex=True).str.strip())
+
+
+def typeset_numbers(frame: Any, path: Path, notes: list[str], decimal: str = ".") -> Any:
     """Text columns that are numbers but for a typographic minus (``−3.2``), an invisible character or a no-break
     space around them (copied from a document or a web page): read as numbers, with a note that names the
-    characters. pandas reads them as text, and the column would be refused as free text."""
+    characters. pandas reads them as text, and the column would be refused as free text. ``decimal``: the
+    file's decimal mark (``−1,5`` in a file of decimal commas)."""
     import pandas as pd
 
     for column in frame.columns:
@@ -157,8 +164,9 @@ def typeset_numbers(frame: Any, path: Path, notes: list[str]) -> Any:
         odd = cells.str.contains(f"[{_INVISIBLE}{_MINUS_SIGNS}\u00a0\u202f]", regex=True).fillna(False)
         if not odd.any():
             continue
-        plain = (cells.str.replace(f"[{_INVISIBLE}]", "", regex=True)
-                 .str.replace(f"[{_MINUS_SIGNS}]", "-", regex=True).str.strip())
+        plain = plain_text(cells)
+        if decimal != ".":
+            plain = plain.str.replace(decimal, ".", regex=False)
         written = plain[plain.notna() & (plain != "")]
         if not len(written) or not written.str.fullmatch(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?").all():
             continue
