@@ -26,7 +26,7 @@ _NOT_TEXT = [(b"PAR1", "a Parquet file", "pandas.read_parquet(path).to_csv(csv_p
              (b"\x89HDF", "an HDF5 file", "write the table with DataFrame.to_csv"),
              *((b"\x80" + bytes([v]), "a Python pickle", "write the table with DataFrame.to_csv") for v in range(2, 6)),
              (b"\x93NUMPY", "a NumPy .npy array", "save X and y together with np.savez and use npz:<path>"),
-             # Compressed under a plain name: pandas unpacks by the name's ending only, and read the bytes as text.
+             # Compressed under a plain name: pandas unpacks by the name's ending only, else reads the bytes as text.
              (b"\x1f\x8b", "gzip-compressed data", "name it .csv.gz (it is then unpacked as it is read), or gunzip it"),
              (b"\xfd7zXZ\x00", "xz-compressed data", "name it .csv.xz (it is then unpacked as it is read)"),
              (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive", "unpack it and name the CSV file inside"),
@@ -62,8 +62,9 @@ class Layout:
 
     def short_lines(self, path: Path, fields: int) -> dict[int, tuple[int, int, int]]:
         """The data rows whose line holds fewer fields than the header (pandas reads the missing ones as
-        empty): row (counted from 0) → (line, fields). A line cut short, or Excel's export of a sheet whose last
-        columns are empty in some rows; pandas' own rows, so blank lines and :meth:`skip_empty_lines` are left out."""
+        empty): row (counted from 0) → (line, its fields, the header's). A line cut short, or Excel's export of
+        a sheet whose last columns are empty in some rows; pandas' own rows, so blank lines and
+        :meth:`skip_empty_lines` are left out."""
         import csv
 
         short: dict[int, tuple[int, int, int]] = {}
