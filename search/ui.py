@@ -3,6 +3,9 @@
 The server runs as a child in its own process group, so that a signal to ``search ui`` reaches the
 server and every worker it started, and nothing is left serving once ``search ui`` has returned.
 The direct URL is printed only once the server answers: a URL that does not load yet looks broken.
+The server's output is relayed through ``search ui``'s standard error, and what it says after it was told to
+stop is held back: a Ctrl-C while the browser's requests are in flight made uvicorn print the tracebacks of the
+requests it cancelled. Held-back lines are shown only where the server then ends abnormally.
 """
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 import urllib.request
 from typing import Any, TextIO
 
@@ -101,8 +106,10 @@ def serve(tracking_uri: str, host: str, port: int, study: str | None = None, out
     previous = {s: signal.signal(s, _forward(started, heard)) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         print(f"starting the MLflow UI on {host}:{port} (store: {redact(tracking_uri)})…", file=err, flush=True)
-        child = subprocess.Popen(cmd, start_new_session=True, env=env, preexec_fn=_ends_with_parent())
+        child = subprocess.Popen(cmd, start_new_session=True, env=env, preexec_fn=_ends_with_parent(),
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         started.append(child)
+        relay = _Relay(child, err, heard)
     except BaseException:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -114,14 +121,18 @@ def serve(tracking_uri: str, host: str, port: int, study: str | None = None, out
             if heard:  # Ctrl-C while it started: said as what it was, not as a port taken (exit status 1)
                 if child.poll() is None:
                     _stop(child, signal.SIGTERM)
+                relay.finish(abnormal=False)
                 print(f"stopped by {signal.Signals(heard[0]).name} before the MLflow UI answered", file=err,
                       flush=True)
                 return 0
             if child.poll() is None:
                 print(f"error: the MLflow UI did not answer within {start_timeout:.0f} s; stopping it.",
                       file=err, flush=True)
+                heard.append(0)  # its last words after this are of the stop, not of why it did not answer
                 _stop(child, signal.SIGTERM)
+                relay.finish(abnormal=False)
                 return 1
+            relay.finish(abnormal=True)
             print(f"error: the MLflow UI exited with status {child.returncode} before answering "
                   f"(is port {port} taken? try --port)", file=err, flush=True)
             return 1
@@ -129,10 +140,14 @@ def serve(tracking_uri: str, host: str, port: int, study: str | None = None, out
         url = experiment_url(base, experiment)
         print(f"MLflow UI ready: {url.replace('/#/', START_PATH + '#/', 1) if ours else url}", file=out, flush=True)
         print("Ctrl-C stops it.", file=err, flush=True)
-        return _wait(child)
+        code = _wait(child)
+        relay.finish(abnormal=code != 0)
+        return code
     finally:
         if child.poll() is None:  # an exception on our side: never leave the server behind
+            heard.append(0)
             _stop(child, signal.SIGTERM)
+        relay.finish(abnormal=False)
         for s, handler in previous.items():
             signal.signal(s, handler)
 
@@ -212,6 +227,44 @@ def _forward(started: list[subprocess.Popen], heard: list[int]) -> Any:
                 pass
 
     return handler
+
+
+class _Relay:
+    """Copies the server's output to ``err`` line by line until a stop was heard; after that, keeps the last
+    lines back, to be shown only where the server's end was not the stop's."""
+
+    KEPT = 40  # lines: enough for one traceback's cause
+
+    def __init__(self, child: subprocess.Popen, err: TextIO, heard: list[int]) -> None:
+        self._child, self._err, self._heard = child, err, heard
+        self._held: deque[str] = deque(maxlen=self.KEPT)
+        self._done = False
+        self._thread = threading.Thread(target=self._copy, name="search-ui-relay", daemon=True)
+        self._thread.start()
+
+    def _copy(self) -> None:
+        stream = self._child.stdout
+        assert stream is not None
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace")
+            if self._heard:
+                self._held.append(line)
+                continue
+            try:
+                self._err.write(redact(line))
+                self._err.flush()
+            except (OSError, ValueError):  # our own stderr closed: the server's words have nowhere to go
+                self._held.append(line)
+
+    def finish(self, abnormal: bool) -> None:
+        """After the server ended: the rest of its output read, and shown where it ended ``abnormal``."""
+        if self._done:
+            return
+        self._done = True
+        self._thread.join(timeout=5)
+        if abnormal and self._held:
+            self._err.write("".join(redact(line) for line in self._held))
+            self._err.flush()
 
 
 def _wait_until_ready(url: str, child: subprocess.Popen, timeout: float) -> bool:

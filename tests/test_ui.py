@@ -350,3 +350,49 @@ def test_a_ctrl_c_while_the_server_starts_is_a_stop_not_a_taken_port(finished):
         pytest.skip("the server answered before the signal landed: nothing to judge")
     assert code == 0 and "stopped by SIGINT before the MLflow UI answered" in said, said
     assert "is port" not in said and "Traceback" not in said
+
+
+_NOISY_SERVER = """
+import signal, sys, time
+def on_term(signum, frame):
+    print("Traceback (most recent call last):\\n  asyncio.exceptions.CancelledError", flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+print("listening", flush=True)
+if sys.argv[1] == "crash":
+    print("Traceback (most recent call last):\\nOSError: the server's own failure", flush=True)
+    sys.exit(3)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("how", ["stopped", "crash"])
+def test_the_servers_words_after_a_stop_are_held_back_but_a_crashs_are_shown(how):
+    """A Ctrl-C while page requests were in flight printed uvicorn's traceback of the requests it cancelled:
+    what the server says once it was told to stop is held back, and shown only where it ended abnormally."""
+    import io
+
+    from search import ui
+
+    child = subprocess.Popen([sys.executable, "-c", _NOISY_SERVER, how], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    err, heard = io.StringIO(), []
+    relay = ui._Relay(child, err, heard)
+    try:
+        deadline = time.monotonic() + 30
+        while "listening" not in err.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "listening" in err.getvalue()  # relayed as it came, before any stop
+        if how == "stopped":
+            heard.append(signal.SIGINT)
+            os.killpg(child.pid, signal.SIGTERM)
+        code = child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    relay.finish(abnormal=code != 0)
+    said = err.getvalue()
+    if how == "stopped":
+        assert code == 0 and "Traceback" not in said and "CancelledError" not in said, said
+    else:
+        assert code == 3 and "OSError: the server's own failure" in said, said
