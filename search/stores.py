@@ -268,6 +268,13 @@ def trouble_of(exc: BaseException) -> str | None:
             return (f"a store's SQLite file is damaged (\"{words}\"): restore optuna.db or mlflow.db from a copy, "
                     f"or give another --home; SQLite's own `.recover` command can save what is left of it. "
                     f"Nothing was changed")
+    if "database is locked" in text:  # after the wait each connection has (60 s for Optuna, 5 s for MLflow)
+        return ("a store's SQLite file (optuna.db or mlflow.db) stayed locked by another process past the time a "
+                "worker waits for it: most likely another worker on the same --home that was stopped in the middle "
+                "of a write (Ctrl-Z, a paused virtual machine, a laptop asleep), or another program holding it open "
+                "in a transaction. "
+                "Resume or end that process and run again: what the stores hold is kept. Workers that may pause "
+                "are safer on PostgreSQL (--storage postgresql://…)")
     if "database or disk is full" in text or any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in seen):
         return ("the disk holding the stores is full (\"database or disk is full\"): free some space, or give "
                 "another --home on a disk that has room")

@@ -83,6 +83,42 @@ def _beating_trial(db: Path) -> int | None:
     return None if row is None else int(row[0])
 
 
+def _write_locked(db: Path) -> bool:
+    """Whether another connection holds the file's write lock (every transaction of a worker takes it)."""
+    con = sqlite3.connect(db, timeout=0.5)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.rollback()
+        return False
+    except sqlite3.OperationalError as exc:
+        assert "locked" in str(exc), exc
+        return True
+    finally:
+        con.close()
+
+
+def test_a_store_locked_by_a_stopped_worker_is_said_as_such(tmp_path):
+    """A worker stopped in the middle of a write holds the SQLite file's lock: another worker waited its minute and
+    ended with "unexpected failure … StorageInternalError: An exception is raised during the commit … please
+    report it". Here the lock is held by this test, and the storage waits a tenth of a second, not a minute."""
+    from search.stores import trouble_of
+
+    db = tmp_path / "optuna.db"
+    optuna.create_study(study_name="held", storage=f"sqlite:///{db}")
+    holder = sqlite3.connect(db)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{db}", engine_kwargs={"connect_args": {"timeout": 0.1}})
+        with pytest.raises(Exception) as raised:
+            storage.create_new_study(directions=[optuna.study.StudyDirection.MINIMIZE], study_name="second")
+    finally:
+        holder.rollback()
+        holder.close()
+    said = trouble_of(raised.value)
+    assert said is not None and "stayed locked by another process" in said, raised.value
+    assert "stopped in the middle of a write (Ctrl-Z" in said and "PostgreSQL" in said
+
+
 def test_a_worker_whose_trial_was_taken_over_says_so_and_goes_on(write_space, home, tmp_path):
     """Worker B falls silent (stopped, as a machine that swaps or a VM that pauses) past three of its heartbeats;
     A fails its trial and queues it again. B, woken, crashed with "Cannot tell a FAIL trial" (exit 1)."""
@@ -102,6 +138,11 @@ def test_a_worker_whose_trial_was_taken_over_says_so_and_goes_on(write_space, ho
             victim = _beating_trial(home / "optuna.db")
             time.sleep(0.05)
         os.kill(b.pid, signal.SIGSTOP)
+        while _write_locked(home / "optuna.db"):  # stopped mid-write, B would lock A out of the file: the case
+            # of test_a_store_locked_by_a_stopped_worker_is_said_as_such, not this one's; let it finish the write
+            os.kill(b.pid, signal.SIGCONT)
+            time.sleep(0.02)
+            os.kill(b.pid, signal.SIGSTOP)
         a = _worker(space, home, "host-a", "--heartbeat", "1")
         while True:  # until A has failed B's trial as silent
             assert a.poll() is None and time.monotonic() < deadline + 120, a.communicate()
