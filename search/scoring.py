@@ -38,7 +38,7 @@ def metric(task: str, y: np.ndarray, pred: np.ndarray) -> float:
 def more_scores(task: str, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """The scores a reader of the test look expects beside the loss and the task metric: RMSE and R² for
     regression (R² against the test rows' own mean), balanced accuracy for classification, and ROC AUC for
-    a binary task whose test rows hold both classes."""
+    a binary task whose test rows hold both classes, with its precision-recall area (average precision)."""
     import warnings
 
     pred = np.asarray(pred, dtype=np.float64)
@@ -61,7 +61,11 @@ def _more_scores(task: str, y: np.ndarray, pred: np.ndarray) -> dict[str, float]
     labels = predicted_codes(task, pred)
     out = {"balanced_accuracy": float(sk.balanced_accuracy_score(np.asarray(y).reshape(-1), labels))}
     if task == "binary" and len(np.unique(y)) == 2:
-        out["roc_auc"] = float(sk.roc_auc_score(np.asarray(y).reshape(-1), pred.reshape(-1)))
+        t, p = np.asarray(y).reshape(-1), pred.reshape(-1)
+        out["roc_auc"] = float(sk.roc_auc_score(t, p))
+        # The area under precision-recall: where positives are rare, ROC AUC stays high while most of what
+        # the model flags is wrong; this one falls with it (scikit-learn's scoring='average_precision').
+        out["average_precision"] = float(sk.average_precision_score(t, p))
     return out
 
 
@@ -116,5 +120,6 @@ def recall_text(recalls: dict[str, list[float]], shown: int = 12) -> str:
 
 def scores_text(scores: dict[str, float]) -> str:
     """``rmse 0.55, R² 0.81``: the scores of :func:`more_scores` for a line of text."""
-    names = {"rmse": "RMSE", "r2": "R²", "balanced_accuracy": "balanced accuracy", "roc_auc": "ROC AUC"}
+    names = {"rmse": "RMSE", "r2": "R²", "balanced_accuracy": "balanced accuracy", "roc_auc": "ROC AUC",
+             "average_precision": "PR AUC"}
     return ", ".join(f"{names.get(k, k)} {v:.4g}" for k, v in scores.items())

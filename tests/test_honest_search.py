@@ -564,6 +564,10 @@ def test_the_table_shows_balanced_accuracy_where_the_classes_are_imbalanced():
     assert header[:6] == ["rank", "trial", "val_loss", "±", "std", "accuracy"] and header[6] == "bal_acc", header
     assert "0.7312" in format_table([{**rows[0], "imbalanced": True}, rows[1]])
     assert "bal_acc" not in format_table(rows)
+    scored = [{**r, "roc_auc": 0.9, "average_precision": 0.4321} for r in rows]  # a binary task's
+    assert format_table([{**scored[0], "imbalanced": True}, scored[1]]).splitlines()[0].split()[6:9] == \
+        ["bal_acc", "roc_auc", "pr_auc"] and "0.4321" in format_table([{**scored[0], "imbalanced": True}, scored[1]])
+    assert "pr_auc" not in format_table(scored) and "roc_auc" in format_table(scored)
 
 
 def test_the_headline_against_the_baseline_names_the_other_settings_it_differs_in():

@@ -576,7 +576,7 @@ def test_a_one_hot_model_is_served_rows_as_read_with_their_categories_as_text(wr
     capsys.readouterr()
     assert run_cli("predict", "homes", tmp_path / "all-labelled.csv", "--home", home) == 0
     score = re.search(r"the rows hold the target 'label': scored on (\d+) row\(s\), loss ([\d.]+), accuracy "
-                      r"([\d.]+), balanced accuracy [\d.]+, ROC AUC [\d.]+\n", capsys.readouterr().out)
+                      r"([\d.]+), balanced accuracy [\d.]+, ROC AUC [\d.]+, PR AUC [\d.]+\n", capsys.readouterr().out)
     metrics = client.get_run(run_id).data.metrics
     assert score and int(score[1]) == len(tested), score
     assert float(score[2]) == pytest.approx(metrics["test_loss"], rel=1e-3)

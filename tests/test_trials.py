@@ -317,7 +317,7 @@ def test_each_split_scores_its_best_epoch_by_roc_auc_as_scikit_learn_would(tmp_p
     """Trials were ranked and shown by loss and accuracy only: a fraud analyst's ROC AUC (scikit-learn's
     scoring='roc_auc') came at the one test look. Each split now scores its best epoch's predictions on its
     validation rows, the same number scikit-learn gives from the saved split model."""
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import average_precision_score, roc_auc_score
 
     import search
     from search import space as spaces
@@ -336,9 +336,15 @@ def test_each_split_scores_its_best_epoch_by_roc_auc_as_scikit_learn_would(tmp_p
         pred = model.predict(ds.X[split.val], verbose=0).reshape(-1)
         aucs.append(roc_auc_score(ds.y[split.val], pred))
         assert record["scores"]["roc_auc"] == pytest.approx(aucs[-1], abs=1e-6)
-        assert set(record["scores"]) == {"roc_auc", "balanced_accuracy"}
+        assert record["scores"]["average_precision"] == \
+            pytest.approx(average_precision_score(ds.y[split.val], pred), abs=1e-6)
+        assert set(record["scores"]) == {"roc_auc", "average_precision", "balanced_accuracy"}
     assert trial.user_attrs["val_roc_auc_mean"] == pytest.approx(sum(aucs) / 2, abs=1e-6)
+    assert trial.user_attrs["val_average_precision_mean"] == \
+        pytest.approx(sum(r["scores"]["average_precision"] for r in trial.user_attrs["splits"]) / 2, abs=1e-9)
     from search.review.display import summary_table
 
     assert summary_table(result.study).splitlines()[0].split()[:6] == \
         ["rank", "trial", "val_loss", "±", "std", "accuracy"] and "roc_auc" in summary_table(result.study)
+    # breast_cancer's classes are 212 and 357 rows: uneven, so the precision-recall area is shown beside ROC AUC
+    assert summary_table(result.study).splitlines()[0].split()[6:9] == ["bal_acc", "roc_auc", "pr_auc"]

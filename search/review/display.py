@@ -200,6 +200,7 @@ def trial_rows(study: Any, top: int = 10) -> list[dict[str, Any]]:
                      "baseline": bool(t.user_attrs.get("baseline")),
                      # A binary task's ranking beside its loss (fraud, churn): read per trial, not at the test only.
                      "roc_auc": t.user_attrs.get("val_roc_auc_mean", math.nan),
+                     "average_precision": t.user_attrs.get("val_average_precision_mean", math.nan),
                      "balanced_accuracy": t.user_attrs.get("val_balanced_accuracy_mean", math.nan),
                      "params": {**held.get(t.number, {}), **settings_of(t, columns)},
                      "unregularized": bool(t.user_attrs.get("unregularized", True)),
@@ -229,14 +230,17 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     auc = any(math.isfinite(r.get("roc_auc", math.nan)) for r in rows)
     balanced = bool(rows[0].get("imbalanced")) and any(math.isfinite(r.get("balanced_accuracy", math.nan))
                                                        for r in rows)
+    # Where the positives are few, ROC AUC stays high while most of what is flagged is wrong: PR AUC beside it.
+    pr_auc = auc and balanced and any(math.isfinite(r.get("average_precision", math.nan)) for r in rows)
     header = ["rank", "trial", "val_loss", "± std", metric] + (["bal_acc"] if balanced else []) + \
-        (["roc_auc"] if auc else []) + [_short(p) for p in param_names]
+        (["roc_auc"] if auc else []) + (["pr_auc"] if pr_auc else []) + [_short(p) for p in param_names]
     lines = [header]
     for r in rows:
         label = f"{r['trial']}" + (" (baseline)" if r["baseline"] else "")
         params = [_cell(r["params"].get(p, "off" if f"{p}.on" in r["params"] else "")) for p in param_names]
         extra = [f"{r.get(name, math.nan):.4g}" for name, shown in (("balanced_accuracy", balanced),
-                                                                       ("roc_auc", auc)) if shown]
+                                                                       ("roc_auc", auc),
+                                                                       ("average_precision", pr_auc)) if shown]
         lines.append([str(r["rank"]), label, f"{r['value']:.4g}", "-" if math.isnan(r["std"]) else sig(r['std']),
                       f"{r['metric_value']:.4g}"] + extra + params)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

@@ -148,7 +148,7 @@ def _look_scores(look: dict[str, Any]) -> str:
     or balanced accuracy, and its loss as a share of always predicting the development rows' prior."""
     scores = look.get("scores") or {}
     names = {"rmse": "RMSE", "r2": "R² (vs the test rows' mean)", "balanced_accuracy": "balanced accuracy",
-             "roc_auc": "ROC AUC", "chance_share": "loss / chance"}
+             "roc_auc": "ROC AUC", "average_precision": "PR AUC (average precision)", "chance_share": "loss / chance"}
     return ", ".join(f"{names.get(k, k.removeprefix('test_'))} "
                      + (f"{v:.0%}" if k == "chance_share" else f"{v:.4g}") for k, v in scores.items()) or "-"
 
