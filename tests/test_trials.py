@@ -348,3 +348,7 @@ def test_each_split_scores_its_best_epoch_by_roc_auc_as_scikit_learn_would(tmp_p
         ["rank", "trial", "val_loss", "±", "std", "accuracy"] and "roc_auc" in summary_table(result.study)
     # breast_cancer's classes are 212 and 357 rows: uneven, so the precision-recall area is shown beside ROC AUC
     assert summary_table(result.study).splitlines()[0].split()[6:9] == ["bal_acc", "roc_auc", "pr_auc"]
+    from search.review import summary  # the review stored with the study (its table, its CSV) too
+
+    header = summary.build(result.study.trials, "auc", draw=False).table()[0]
+    assert header[6:8] == ["val_roc_auc", "val_average_precision"], header

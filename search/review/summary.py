@@ -243,7 +243,7 @@ def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     metric = f"val_{rows[0]['metric_name']}" if rows else "metric"
     auc = any(math.isfinite(r.get("val_roc_auc", math.nan)) for r in rows)  # a binary task's
     columns = [metric if c == "metric" else c for c in _FIXED_COLUMNS]
-    return columns[:6] + (["val_roc_auc"] if auc else []) + columns[6:] + params
+    return columns[:6] + (["val_roc_auc", "val_average_precision"] if auc else []) + columns[6:] + params
 
 
 def _cell(row: Mapping[str, Any], column: str, raw: bool = False) -> str:
@@ -349,6 +349,7 @@ def _row(study: Any, row: dict[str, Any]) -> dict[str, Any]:
     return {"rank": row["rank"], "trial": t.number, "name": label_of(t), "val_loss": row["value"],
             "val_loss_std": row["std"], "metric": row["metric_value"], "metric_name": row["metric"],
             "val_roc_auc": row.get("roc_auc", math.nan),
+            "val_average_precision": row.get("average_precision", math.nan),
             "fit": attrs.get("fit", ""), "gap": attrs.get("gap_mean"), "overfit_onset": attrs.get("overfit_onset"),
             "best_epoch": attrs.get("best_epoch_mean"), "baseline": row["baseline"], "params": row["params"]}
 
