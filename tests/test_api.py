@@ -208,3 +208,47 @@ def test_the_public_functions_annotations_resolve():
     assert typing.get_args(hints["run"]["builder"])[0] == typing.Callable[..., keras.Model]
     assert typing.get_type_hints(search.TrialResult.split_models)["return"] == list[keras.Model]
     assert typing.get_type_hints(search.RunResult)["study"] is optuna.Study
+
+
+def test_callbacks_hear_each_trial_as_optunas_do_and_can_stop_the_run(tmp_path):
+    """search.run took no callbacks=: a notebook could not watch trials end, stop on a good enough score, or send
+    a message, as Optuna's optimize(callbacks=) lets it."""
+    import sqlite3
+
+    import optuna
+
+    from conftest import TINY, merge
+
+    raw = merge(TINY, {"study": {"name": "heard", "n_trials": 3, "baseline": False}, "train": {"epochs": 2}})
+    with pytest.raises(search.UserError, match=r"field 'callbacks\[1\]'.*found 3"):
+        search.run(raw, home=tmp_path, callbacks=[print, 3])
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())  # refused before anything was stored
+
+    heard: list[tuple[str, int, str, float]] = []
+
+    def note(study, trial):
+        heard.append((study.study_name, trial.number, trial.state.name, trial.value))
+
+    def enough(study, trial):
+        if trial.number == 1:
+            study.stop()
+
+    result = search.run(raw, home=tmp_path, callbacks=[note, enough])
+    assert [(n, s) for _, n, s, _ in heard] == [(0, "COMPLETE"), (1, "COMPLETE")]
+    stored = optuna.load_study(study_name="heard", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert [t.value for t in stored.trials] == [v for *_, v in heard]  # told before the callback heard it
+    assert result.stopped_by == "study.stop() in a callback" and not result.budget_spent
+    assert not result.ablation  # a stop leaves the ablation for the run that spends the budget
+
+    class Broken(RuntimeError):
+        pass
+
+    def broken(study, trial):
+        raise Broken(f"a message service is down (trial {trial.number})")
+
+    with pytest.raises(Broken, match=r"trial 2\)"):  # as Optuna's optimize raises it, after the trial is told
+        search.run(raw, home=tmp_path, callbacks=broken)
+    stored = optuna.load_study(study_name="heard", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert [t.state.name for t in stored.trials] == ["COMPLETE"] * 3
+    with sqlite3.connect(tmp_path / "mlflow.db") as con:  # the stores were closed all the same
+        assert con.execute("SELECT count(*) FROM runs WHERE status = 'RUNNING'").fetchone() == (0,)

@@ -25,8 +25,8 @@ import numpy as np
 
 from search.api import _arrays, _frames
 from search.api._arrays import _save_arrays
-from search.api._errors import (_arguments, _builder_not_here, _folder, _hides_credentials, _named_by_arguments,
-                               _on_or_off, _space_argument, as_command as as_command)
+from search.api._errors import (_arguments, _builder_not_here, _callables, _folder, _hides_credentials,
+                               _named_by_arguments, _on_or_off, _space_argument, as_command as as_command)
 from search.api._results import RunResult, TrialResult, best_or_none, trial_result
 from search.api._start import ablate_when_done, announce, run_prepared, workflow_answer
 from search.errors import ArgumentError, ContinuationRefused, SpaceError, StudyError, UserError
@@ -36,11 +36,12 @@ from search._deferred import DeferredModule
 
 if TYPE_CHECKING:
     import keras
+    import optuna
     import pandas as pd
 
     from search.reproduction import ablation as _ablation, final as _final
 else:  # what the annotations name, imported when typing.get_type_hints evaluates them
-    keras, pd = DeferredModule("keras"), DeferredModule("pandas")
+    keras, optuna, pd = DeferredModule("keras"), DeferredModule("optuna"), DeferredModule("pandas")
     _ablation, _final = DeferredModule("search.reproduction.ablation"), DeferredModule("search.reproduction.final")
 
 __all__ = ["RunResult", "TrialResult", "ablate", "ablate_when_done", "announce", "best", "load_space", "predict",
@@ -59,7 +60,8 @@ def run(space: Space | PathLike | Mapping[str, Any], *, x: Rows | None = None, y
         builder: Callable[..., "keras.Model"] | None = None, study_name: str | None = None,
         home: PathLike = "mlruns", storage: str | None = None, tracking_uri: str | None = None,
         n_trials: int | None = None, timeout: float | None = None, threads: int | None = None,
-        quiet: bool = True, figures: bool | None = None, out: TextIO | None = None) -> RunResult:
+        quiet: bool = True, figures: bool | None = None, out: TextIO | None = None,
+        callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = ()) -> RunResult:
     """Start or continue the study a space describes, and ablate its picked trial when the budget is spent.
 
     Args:
@@ -85,6 +87,11 @@ def run(space: Space | PathLike | Mapping[str, Any], *, x: Rows | None = None, y
         out: where the summary, the final table and, unless ``quiet``, the plan and the trial lines go
             (default: standard output, and the plan and trial lines on standard error, as the command
             prints them; ``io.StringIO()`` keeps it all out of sight). Warnings go to standard error.
+        callbacks: functions called ``callback(study, trial)`` after each trial of this call is told, with the
+            Optuna study and the trial's ``FrozenTrial`` (its state, value and user attributes: ``splits``,
+            ``fit``, ...), as Optuna's ``optimize(callbacks=)`` calls them. ``study.stop()`` in one ends the run
+            after that trial, as a stop (the study can be continued); an exception one raises ends the run after
+            that trial and is raised by ``search.run`` once the stores are closed.
 
     Returns:
         A :class:`RunResult`.
@@ -100,6 +107,7 @@ def run(space: Space | PathLike | Mapping[str, Any], *, x: Rows | None = None, y
 
     n_trials, threads = _arguments(n_trials=(n_trials, 1), threads=(threads, 1))
     _on_or_off(figures)
+    callbacks = _callables(callbacks)
     if isinstance(timeout, str):  # as threads= and n_trials= take digit text (a widget's value)
         with contextlib.suppress(ValueError):
             timeout = float(timeout.strip())
@@ -186,7 +194,7 @@ def run(space: Space | PathLike | Mapping[str, Any], *, x: Rows | None = None, y
         raise
     options = session.RunOptions(home=home, storage=storage, tracking_uri=tracking_uri, n_trials=n_trials,
                                  timeout=timeout, threads=threads, quiet=quiet, new_study="study_name=",
-                                 figures=figures)
+                                 figures=figures, callbacks=callbacks)
     local = models.only_in_this_process(resolved.model["family"]) if builder is not None else None
     if local or not loaded.path:
         # The command cannot import a notebook's function, nor read a space given as a dict: the study

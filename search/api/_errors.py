@@ -148,6 +148,23 @@ def _on_or_off(figures: Any) -> None:
     figures_wanted(figures)
 
 
+def _callables(callbacks: Any) -> list[Any]:
+    """``callbacks=`` as a list of functions: one function alone is taken as a list of one, as a notebook
+    writes it; anything else is named before anything is stored, not found at the first trial's end."""
+    if callbacks is None:
+        return []
+    listed = [callbacks] if callable(callbacks) else callbacks
+    if isinstance(listed, (str, bytes)) or not hasattr(listed, "__iter__"):
+        raise ArgumentError("callbacks is a list of functions, each called as callback(study, trial) after a trial",
+                            field="callbacks", found=callbacks)
+    listed = list(listed)
+    for i, callback in enumerate(listed):
+        if not callable(callback):
+            raise ArgumentError("callbacks is a list of functions, each called as callback(study, trial) after a "
+                                "trial", field=f"callbacks[{i}]", found=callback)
+    return listed
+
+
 def _arguments(**given: tuple[Any, int]) -> list[Any]:
     """Whole-number arguments (None: not given) at least their lowest value, checked before anything runs:
     the command's parser refuses the same values (``--epochs 0``), and a reproduce spends a test-set look.

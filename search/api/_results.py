@@ -114,7 +114,8 @@ class RunResult:
             trial completed.
         ablation: one :class:`search.AblationRow` per variant, once the budget is spent and
             ``study.ablation`` is on.
-        stopped_by: the signal that stopped the run before its budget ("SIGTERM"), "" where none did.
+        stopped_by: the signal that stopped the run before its budget ("SIGTERM"), "study.stop() in a callback"
+            where one of ``callbacks=`` stopped it, "" where nothing did.
         budget_spent: whether the study has its ``study.n_trials`` finished trials; False after a ``timeout``,
             an ``n_trials`` limit or a stop, where a later run continues the study.
     """

@@ -83,8 +83,9 @@ def run_prepared(prepared: "session.Prepared", options: "session.RunOptions", sp
         trials = outcome.study.get_trials(deepcopy=False)
         complete = any(t.state.name == "COMPLETE" for t in trials)
         if outcome.stopped_by:
-            print(f"\nstopped by {outcome.stopped_by}; interrupted trials are queued again. Continue the study "
-                  f"with:\n  {options.continue_command}", file=out)
+            queued = "; interrupted trials are queued again" if outcome.status == "KILLED" else ""
+            print(f"\nstopped by {outcome.stopped_by}{queued}. Continue the study with:\n  {options.continue_command}",
+                  file=out)
         elif outcome.error is None and outcome.exit_code == 0:
             done = count_finished(trials)
             limited = done < budget and bool(options.timeout or options.n_trials)

@@ -30,6 +30,10 @@ class TrialLoop:
         self.consecutive_failures, self.gave_up, self.last_failure = 0, False, ""
         self.disk_full, self.requeued = "", False
         self.started = 0  # trials this run asked for
+        # The caller's own callbacks (search.run(callbacks=)): an exception one raised, to be raised once the run
+        # has closed its stores, and whether one called study.stop().
+        self.callback_error: Exception | None = None
+        self.stopped_by_callback = False
 
     def run(self) -> None:
         from search._stack import call_with_room
@@ -185,7 +189,12 @@ class TrialLoop:
         finished: list[Any] = []
         self.started += 1  # before: a trial that ends untold (search/runner/_outage.py) was started all the same
         self.study.optimize(self.objective, n_trials=1, catch=(Exception,),
-                            callbacks=[lambda _study, trial: finished.append(trial)])
+                            callbacks=[lambda _study, trial: finished.append(trial), *self._callbacks()])
+        if self.callback_error is not None:
+            return False
+        if getattr(self.study, "_stop_flag", False):  # study.stop() in a callback: Optuna keeps the flag set
+            self.stopped_by_callback = True
+            return False
         last = finished[-1] if finished else None  # none: no trial ran
         if last is None or last.state.name != "FAIL":
             self.consecutive_failures = 0
@@ -207,6 +216,22 @@ class TrialLoop:
             self.gave_up = True
             return False
         return True
+
+
+    def _callbacks(self) -> list[Any]:
+        """The caller's callbacks, each called as Optuna calls them, (study, frozen trial) once the trial is told;
+        the first exception one raises ends the run after this trial, as it ends Optuna's optimize."""
+        def guarded(callback: Any) -> Any:
+            def call(study: Any, trial: Any) -> None:
+                if self.callback_error is not None:
+                    return
+                try:
+                    callback(study, trial)
+                except Exception as exc:
+                    self.callback_error = exc
+            return call
+
+        return [guarded(c) for c in self.options.callbacks]
 
 
 def _own_last_trial(study: Any) -> Any:

@@ -97,6 +97,8 @@ class RunOptions:
     # for a run whose results need no side channel at all (the ablation's variants, kept in Optuna's storage).
     # Off for `search run`, whose creator must not let workers in on a half-made experiment.
     listeners_optional: bool = False
+    # Called after each trial this process runs is told, as Optuna's optimize(callbacks=) calls them.
+    callbacks: list[Callable[[Any, Any], None]] = field(default_factory=list)
 
     def deadline(self) -> float | None:
         """``timeout`` as a ``time.monotonic()`` instant, counted from the command's start (``run_started``),
@@ -441,6 +443,10 @@ def run(prepared: Prepared, options: RunOptions, listeners: Sequence[TrialListen
         outcome.error = StudyError(f"stopped after {loop.consecutive_failures} consecutive failed trials; this is a "
                                    f"configuration problem, not bad luck. Last failure: {loop.last_failure}",
                                    source=where)
+    elif loop.callback_error is not None:  # the caller's own exception, raised as Optuna's optimize raises it
+        outcome.error = loop.callback_error
+    elif loop.stopped_by_callback and not outcome.stopped_by:
+        outcome.stopped_by = "study.stop() in a callback"
     return outcome
 
 
