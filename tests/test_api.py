@@ -252,3 +252,78 @@ def test_callbacks_hear_each_trial_as_optunas_do_and_can_stop_the_run(tmp_path):
     assert [t.state.name for t in stored.trials] == ["COMPLETE"] * 3
     with sqlite3.connect(tmp_path / "mlflow.db") as con:  # the stores were closed all the same
         assert con.execute("SELECT count(*) FROM runs WHERE status = 'RUNNING'").fetchone() == (0,)
+
+
+def test_a_strangers_wrong_calls_are_refused_before_anything_is_stored(tmp_path):
+    """A stranger's notebook: each of these trained a trial (or wrote the arrays) before failing with a raw
+    AttributeError, TypeError or IndexError, or failed with words about something else."""
+    import scipy.sparse
+
+    from conftest import TINY, merge
+
+    raw = merge(TINY, {"study": {"name": "wrong", "n_trials": 1}, "data": None})
+    x, y = np.random.default_rng(0).normal(size=(60, 3)), np.arange(60) % 2
+    home = tmp_path / "h"
+    refused = [
+        ({"out": "log.txt"}, search.ArgumentError, r"field 'out': .*out=open\('log.txt', 'w'\)"),
+        ({"quiet": "False"}, search.ArgumentError, r"field 'quiet': quiet is True or False, found 'False'"),
+        ({"callbacks": [lambda trial: None]}, search.ArgumentError,
+         r"field 'callbacks\[0\]': each callback is called as callback\(study, trial\)"),
+        ({"storage": "notaurl://x"}, search.StudyError, r"argument 'storage'.*'notaurl'"),
+        ({"x": scipy.sparse.csr_matrix(x)}, search.DataError, r"x is a scipy sparse matrix .*pass x.toarray\(\)"),
+    ]
+    for kwargs, kind, words in refused:
+        with pytest.raises(kind, match=words):
+            search.run(raw, **{"x": x, "y": y, **kwargs}, home=home)
+        assert not home.exists(), kwargs  # not the arrays, not a study
+    with pytest.raises(search.SpaceError, match=r"field 'x, y': in-memory data needs both x and y; y was given"):
+        search.run(raw, y=y, home=home)
+    with pytest.raises(search.SpaceError, match=r"field 'data': the space has no data section, and no rows were "
+                                                r"passed: .*or pass the rows as x= and y="):
+        search.run(raw, home=home)
+    import pandas as pd
+
+    frame = pd.DataFrame(x, columns=["a", "b", "c"]).assign(c=lambda f: f["c"].map(lambda v: f"{v:.3f}"))
+    with pytest.raises(search.SpaceError, match=r"column\(s\) 'c' hold numbers written as text \(such as '0\.\d+'\); "
+                                                r"make them numbers first: .*pd.to_numeric"):
+        search.run(raw, x=frame, y=y, home=home)
+    assert not home.exists()
+
+
+def test_predict_takes_the_rows_a_model_trained_on_arrays_or_unnamed_frame_columns_takes(tmp_path):
+    """search.predict refused every study trained on arrays ("takes images, not a table's rows"), and the very
+    frame a study was trained on where its column names were numbers ("lack column(s) '0', ..., found 0, ...")."""
+    import pandas as pd
+
+    from conftest import TINY, merge
+
+    raw = merge(TINY, {"study": {"n_trials": 1, "baseline": False}, "data": None, "train": {"epochs": 1},
+                       "validation": {"k": 2}})
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 3)).astype("float32")
+    y = (x[:, 0] > 0).astype(int)
+    for name, given in (("arrays", x), ("numbered", pd.DataFrame(x))):
+        search.run(merge(raw, {"study": {"name": name}}), x=given, y=y, home=tmp_path)
+        report = search.reproduce(name, home=tmp_path, epochs=1, out=__import__("io").StringIO())
+        # MLflow's pyfunc form takes names as text: pd.DataFrame(x)'s 0, 1, 2 it refuses (its own schema check)
+        named = pd.DataFrame(x[:5], columns=["0", "1", "2"])
+        expected = np.asarray(report.load_model().predict(named), dtype=float).reshape(-1)
+        framed = search.predict(name, pd.DataFrame(x[:5]), home=tmp_path)
+        np.testing.assert_allclose(framed["p(1)"], expected, rtol=1e-5)
+        assert framed.attrs["predicted"] == ["p(0)", "p(1)", "predicted"]
+        with pytest.raises(search.ArgumentError, match=r"argument .rows.: .*one row of a Series is rows.to_frame"):
+            search.predict(name, pd.Series(x[0]), home=tmp_path)
+        if name == "arrays":  # columns by position: an array, a frame, a CSV file of that many columns
+            np.testing.assert_allclose(search.predict(name, x[:5], home=tmp_path)["p(1)"], expected, rtol=1e-5)
+            pd.DataFrame(x[:5], columns=["u", "v", "w"]).to_csv(tmp_path / "rows.csv", index=False)
+            np.testing.assert_allclose(search.predict(name, tmp_path / "rows.csv", home=tmp_path)["p(1)"], expected,
+                                       rtol=1e-4)
+            with pytest.raises(search.DataError, match=r"argument 'rows': .*trained on arrays of 3 columns, taken "
+                                                       r"by position .*and the rows have 2"):
+                search.predict(name, x[:5, :2], home=tmp_path)
+        else:  # columns by name: an array has none
+            with pytest.raises(search.DataError, match=r"argument 'rows': the rows are an array, whose columns have "
+                                                       r"no names.*pd.DataFrame\(rows, columns=\[...\]\)"):
+                search.predict(name, x[:5], home=tmp_path)
+    with pytest.raises(search.StudyError, match=r"argument 'run_id': cannot read a final model from run abc"):
+        search.predict("arrays", x[:5], home=tmp_path, run_id="abc")

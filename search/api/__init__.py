@@ -26,7 +26,8 @@ import numpy as np
 from search.api import _arrays, _frames
 from search.api._arrays import _save_arrays
 from search.api._errors import (_arguments, _builder_not_here, _callables, _folder, _hides_credentials,
-                               _named_by_arguments, _on_or_off, _space_argument, as_command as as_command)
+                               _named_by_arguments, _on_off, _on_or_off, _output, _space_argument,
+                               as_command as as_command)
 from search.api._results import RunResult, TrialResult, best_or_none, trial_result
 from search.api._start import ablate_when_done, announce, run_prepared, workflow_answer
 from search.errors import ArgumentError, ContinuationRefused, SpaceError, StudyError, UserError
@@ -107,6 +108,8 @@ def run(space: Space | PathLike | Mapping[str, Any], *, x: Rows | None = None, y
 
     n_trials, threads = _arguments(n_trials=(n_trials, 1), threads=(threads, 1))
     _on_or_off(figures)
+    _on_off(quiet, "quiet")
+    _output(out)
     callbacks = _callables(callbacks)
     if isinstance(timeout, str):  # as threads= and n_trials= take digit text (a widget's value)
         with contextlib.suppress(ValueError):
@@ -118,12 +121,19 @@ def run(space: Space | PathLike | Mapping[str, Any], *, x: Rows | None = None, y
     if home.exists() and not home.is_dir():  # before the arrays are saved under it
         raise StudyError(f"{home} is a file, not a folder; search.run stores its study, runs, checkpoints and "
                          f"in-memory data in a folder. Nothing was created; choose another home=", field="home")
+    if x is None and y is not None:  # before the space: its missing data section is not the mistake here
+        raise SpaceError("in-memory data needs both x and y; y was given without x", field="x, y")
     loaded = _space_argument(space, study_name, in_memory=x is not None)
     raw = _as_given(loaded)
     if study_name is not None:
         raw["study"]["name"] = study_name
     if x is None and y is not None:
         raise SpaceError("in-memory data needs both x and y", field="x, y")
+    from search import stores  # a URL that cannot work, refused before the arrays are saved under home
+
+    for url, flag, what in ((storage, "--storage", stores.STORAGE), (tracking_uri, "--tracking-uri", stores.TRACKING)):
+        if url:
+            stores.check_url(url, flag, what)
     if x_test is None and y_test is not None:
         raise SpaceError("provided test rows need both x_test and y_test", field="x_test, y_test")
     # A frame that still holds its target: y="<column>", or data.target naming the column where y is left out.
@@ -328,6 +338,9 @@ def reproduce(study_name: str, *, trial: int | None = None, config: PathLike | N
 
     trial, epochs, ensemble, threads = _arguments(trial=(trial, 0), epochs=(epochs, 1), ensemble=(ensemble, 1),
                                                 threads=(threads, 1))
+    _on_off(verify, "verify")
+    _on_off(allow_data_change, "allow_data_change")
+    _output(out)
     if trial is not None and config is not None:  # the command's --trial and --config exclude each other too
         raise ArgumentError("trial and config both name what to reproduce; pass one of them (the config file names "
                         "its trial in study.seed_trial)", field="trial, config", found=f"trial={trial!r}, "
@@ -380,6 +393,7 @@ def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlrun
 
     trial, threads = _arguments(trial=(trial, 0), threads=(threads, 1))
     _on_or_off(figures)
+    _output(out)
     home = _folder(home)
     storage_url, uri = _stores(home, storage, tracking_uri)
     study = targets.load_study(storage_url, study_name, flag=_flag(storage),

@@ -19,6 +19,10 @@ def _plain(values: Any, name: str, labels: bool = False) -> np.ndarray:
     a single column of booleans or integers without gaps keeps its type, so a pandas ``y`` names its classes
     as the same NumPy array would (``True``, not ``1.0``)."""
     pd = sys.modules.get("pandas")  # a pandas object exists only where pandas was imported
+    if hasattr(values, "tocsr") and hasattr(values, "nnz"):  # scipy.sparse: np.asarray makes a 0-d object of it
+        raise DataError(f"{name} is a scipy sparse matrix ({type(values).__name__}, shape {values.shape}), which the "
+                        f"Keras models here take dense; pass {name}.toarray()", field=name,
+                        expected="a NumPy array or a pandas frame", found=type(values).__name__)
     if pd is not None and isinstance(values, (pd.DataFrame, pd.Series)):
         frame = values.to_frame() if isinstance(values, pd.Series) else values
         twice = frame.columns[frame.columns.duplicated()]
@@ -52,6 +56,13 @@ def _plain(values: Any, name: str, labels: bool = False) -> np.ndarray:
         if isinstance(values, pd.Series) or (labels and frame.shape[1] == 1):  # y['label'] or y[['label']]
             single = columns[0]
             return single.astype(str) if text and all(isinstance(v, str) for v in single) else single
+        numeric = [(str(c), frame.iloc[:, i].dropna().iloc[0]) for i, c in enumerate(frame.columns)
+                   if str(c) in text and _numbers_as_text(pd, frame.iloc[:, i])]
+        if numeric:  # a frame read with dtype=str: one-hot encoding 100 distinct numbers made 100 columns
+            raise SpaceError(f"{name}'s column(s) {', '.join(repr(c) for c, _ in numeric[:5])} hold numbers written "
+                             f"as text (such as {numeric[0][1]!r}); make them numbers first: "
+                             f"{name}[cols] = {name}[cols].apply(pd.to_numeric)", field=name,
+                             expected="numeric columns", found="text")
         if text:
             raise SpaceError(f"{name}'s column(s) {', '.join(map(repr, text[:5]))} are not numeric; set "
                              f"data.categorical: one_hot, which encodes a category as one 0/1 column per value (and "
@@ -91,6 +102,13 @@ def _objects(array: np.ndarray, name: str, labels: bool) -> None:
             raise SpaceError(f"{name} holds {type(value).__name__} {shown}; {rule} (a category as one 0/1 column "
                              f"per value: pandas.get_dummies)", field=name,
                              expected="numbers" + (" or text" if labels else ""), found=shown)
+
+
+def _numbers_as_text(pd: Any, data: Any) -> bool:
+    """Whether every present cell of a column is text that reads as a number ("0.126", " 3")."""
+    present = data.dropna()
+    return bool(len(present)) and all(isinstance(v, str) for v in present) and \
+        bool(pd.to_numeric(present.str.strip(), errors="coerce").notna().all())
 
 
 def _numbers_with_gaps(pd: Any, data: Any) -> bool:

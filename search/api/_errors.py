@@ -85,7 +85,9 @@ def as_command() -> Iterator[None]:
 # The command's options that name a keyword argument of these functions: an error raised by the code both
 # share says ``home=`` to a notebook, not ``--home``. Commands quoted in backticks are left as they are.
 _FLAG = re.compile(r"--(home|storage|tracking-uri|study-name|trial|config|epochs|ensemble|verify|threads|"
-                   r"allow-data-change|register|n-trials|timeout|figures)\b")
+                   r"allow-data-change|register|n-trials|timeout|figures|run-id)\b")
+# The command's positional arguments, by the keyword argument that is them in these functions.
+_POSITIONAL = {"STUDY": "study_name", "INPUT": "rows"}
 
 
 def _in_python_terms(exc: UserError) -> None:
@@ -96,7 +98,7 @@ def _in_python_terms(exc: UserError) -> None:
 
     field = exc.field
     named = _FLAG.fullmatch(field or "")
-    argument = "study_name" if field == "STUDY" else named.group(1).replace("-", "_") if named else None
+    argument = _POSITIONAL.get(field or "") or (named.group(1).replace("-", "_") if named else None)
 
     def rewrite(text: str) -> str:
         if argument is not None:
@@ -162,7 +164,32 @@ def _callables(callbacks: Any) -> list[Any]:
         if not callable(callback):
             raise ArgumentError("callbacks is a list of functions, each called as callback(study, trial) after a "
                                 "trial", field=f"callbacks[{i}]", found=callback)
+        try:
+            signature = inspect.signature(callback)
+        except (TypeError, ValueError):  # a builtin without one: found out at the first trial's end
+            continue
+        try:
+            signature.bind(None, None)
+        except TypeError:  # found before the first trial trains, not after it
+            raise ArgumentError(f"each callback is called as callback(study, trial), with two arguments, and "
+                                f"{getattr(callback, '__name__', 'this one')}{signature} cannot take them",
+                                field=f"callbacks[{i}]", found=callback) from None
     return listed
+
+
+def _output(out: Any, name: str = "out") -> None:
+    """``out=`` is a stream that text is written to (``sys.stdout``, ``io.StringIO()``) or None: a file's name
+    failed only after the whole search had run, at the first line of its summary."""
+    if out is not None and not callable(getattr(out, "write", None)):
+        hint = f"; for a file, open it: out=open({out!r}, 'w')" if isinstance(out, (str, os.PathLike)) else ""
+        raise ArgumentError(f"{name} is where the text goes: a stream with a write method (sys.stdout, "
+                            f"io.StringIO()) or None{hint}", field=name, found=out)
+
+
+def _on_off(value: Any, name: str) -> None:
+    """An on/off argument is True or False: the text "False" is true to Python, and read as on."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentError(f"{name} is True or False", field=name, found=value)
 
 
 def _arguments(**given: tuple[Any, int]) -> list[Any]:
@@ -203,6 +230,11 @@ def _space_argument(space: Any, study_name: str | None, in_memory: bool = False)
             raw["study"] = {**(raw.get("study") or {}), "name": study_name}
         if in_memory and isinstance(raw.get("data", {}), Mapping):
             raw["data"] = {"source": "arrays", **(raw.get("data") or {})}
+        elif not raw.get("data"):
+            raise SpaceError("the space has no data section, and no rows were passed: name the data in it "
+                             "({'data': {'source': 'rows.csv', 'target': 'label'}}, or 'sklearn:iris'), or pass "
+                             "the rows as x= and y=", field="data", expected="data.source, or x= and y=",
+                             found="neither")
         return spaces.parse(raw)
     if isinstance(space, (str, os.PathLike)):
         return spaces.read(Path(space), study_name=study_name)  # as a mapping: the builder may come with the call

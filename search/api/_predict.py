@@ -32,20 +32,28 @@ def predict_rows(study_name: str, rows: "pd.DataFrame | str | os.PathLike[str]",
 
     import pandas as pd
 
-    from search import scoring
     from search.reproduction.targets import study_named_by
 
     name = study_named_by(study_name)
+    rows, positional = _taken(rows)
     if not isinstance(rows, pd.DataFrame) and not Path(rows).is_file():  # said before the model is loaded
         from search.data import read_rows
 
         read_rows(Path(rows), [])
     run_id, trial, said = _final_run(name, tracking_uri, run_id)
     model, io = _load(run_id, tracking_uri)
-    if "features" not in io.get("inputs", {}):
+    shape = io.get("inputs", {}).get("shape") or []
+    if "features" not in io.get("inputs", {}) and len(shape) != 1:
         raise StudyError(f"the final model of study '{name}' takes images, not a table's rows: load it in Python "
                          f"(search.reproduce(...).load_model(), or mlflow.pyfunc.load_model('runs:/{run_id}/model'))",
                          field="INPUT")
+    if "features" not in io["inputs"]:  # trained on arrays (search.run's x): its columns have no names
+        return _by_position(name, rows, int(shape[0]), model, io, run_id, trial, said)
+    if positional:
+        raise DataError(f"the rows are an array, whose columns have no names, and the final model of study "
+                        f"'{name}' takes columns by name; pass a DataFrame: pd.DataFrame(rows, columns=[...])",
+                        field="INPUT", expected=", ".join(map(repr, io["inputs"]["features"][:8]))
+                        + (", ..." if len(io["inputs"]["features"]) > 8 else ""), found="an array")
     one_hot = io["inputs"].get("one_hot") or {}
     encoded = {f"{column}={value}" for column, values in one_hot.items() for value in values}
     raw = [c for c in io["inputs"]["features"] if c not in encoded] + list(one_hot)  # as the pyfunc form takes them
@@ -69,10 +77,74 @@ def predict_rows(study_name: str, rows: "pd.DataFrame | str | os.PathLike[str]",
             out = np.asarray(model.predict(frame[raw]), dtype=np.float64)  # the other columns are the caller's
         except ValueError as exc:  # the model's loader refusing the rows (missing or unreadable values)
             raise DataError(str(exc), source=str(rows) if not isinstance(rows, pd.DataFrame) else None,
-                            field="rows") from None
+                            field="INPUT") from None
     for warning in heard:
         if issubclass(warning.category, UserWarning):
             print(f"warning: {warning.message}", file=sys.stderr)
+    result = _with_predictions(frame, io, out)
+    result.attrs.update(run_id=run_id, trial=trial, model=said, score=_score(frame, io, out))
+    return result
+
+
+def _taken(rows: Any) -> tuple[Any, bool]:
+    """The rows as a frame or a path, and whether they came as an array (columns by position). A frame's column
+    names are read as text, as search.run read them for training (a frame of pd.DataFrame(array) has 0, 1, ...)."""
+    import pandas as pd
+
+    from search.errors import ArgumentError
+
+    if isinstance(rows, pd.DataFrame):
+        if any(not isinstance(c, str) for c in rows.columns):
+            rows = rows.copy()
+            rows.columns = [str(c) for c in rows.columns]
+        return rows, False
+    if isinstance(rows, (str, os.PathLike)):
+        return rows, False
+    if isinstance(rows, (np.ndarray, list, tuple)) and not isinstance(rows, pd.Series):
+        array = np.asarray(rows, dtype=object)
+        if array.ndim == 2:
+            return pd.DataFrame(array.tolist(), columns=[str(k) for k in range(array.shape[1])]), True
+        raise ArgumentError(f"rows is a table: a DataFrame, a 2-D array (one row per line) or a CSV file's path; "
+                            f"this array has {array.ndim} dimension(s)" + ("; one row is rows.reshape(1, -1)"
+                                                                             if array.ndim == 1 else ""),
+                            field="INPUT", found=f"shape {array.shape}")
+    hint = "; one row of a Series is rows.to_frame().T" if isinstance(rows, pd.Series) else ""
+    raise ArgumentError(f"rows is a DataFrame, a 2-D array or a CSV file's path{hint}", field="INPUT",
+                        found=type(rows).__name__)
+
+
+def _by_position(name: str, rows: Any, width: int, model: Any, io: dict[str, Any], run_id: str, trial: int | None,
+                 said: str) -> "pd.DataFrame":
+    """Predictions of a model trained on arrays: its columns have no names, so the rows' columns are taken in
+    their order, all of them."""
+    import pandas as pd
+
+    if isinstance(rows, pd.DataFrame):
+        frame = rows
+    else:
+        from search.data import read_rows
+
+        frame, _ = read_rows(Path(rows), [])
+    if frame.shape[1] != width:
+        raise DataError(f"the final model of study '{name}' was trained on arrays of {width} columns, taken by "
+                        f"position (they have no names), and the rows have {frame.shape[1]}",
+                        source=None if isinstance(rows, pd.DataFrame) else str(rows), field="INPUT",
+                        expected=f"{width} columns", found=f"{frame.shape[1]}")
+    try:
+        values = frame.to_numpy(dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"the rows hold a value that is not a number ({exc}); the final model of study '{name}' "
+                        f"takes numbers", field="INPUT") from None
+    result = _with_predictions(frame, io, np.asarray(model.predict(values), dtype=np.float64))
+    result.attrs.update(run_id=run_id, trial=trial, model=said, score="")
+    return result
+
+
+def _with_predictions(frame: "pd.DataFrame", io: dict[str, Any], out: np.ndarray) -> "pd.DataFrame":
+    """The rows with ``p(<class>)`` per class and ``predicted`` beside them (``predicted`` alone for regression);
+    ``attrs["predicted"]`` names those columns."""
+    from search import scoring
+
     result = frame.copy()
     task = io.get("task")
     if task in ("binary", "multiclass"):
@@ -84,7 +156,6 @@ def predict_rows(study_name: str, rows: "pd.DataFrame | str | os.PathLike[str]",
     else:
         result["predicted"] = out.reshape(-1)
     result.attrs["predicted"] = [c for c in result.columns if c not in frame.columns]
-    result.attrs.update(run_id=run_id, trial=trial, model=said, score=_score(frame, io, out))
     return result
 
 

@@ -111,6 +111,9 @@ class Report:
             from search.errors import StudyError
 
             raise StudyError("this report has no MLflow run: its final model was not logged", field="run_id")
+        import os
+
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per file, in a notebook too
         with tempfile.TemporaryDirectory() as folder:  # the model is read into memory; the files are not kept
             local = mlflow.artifacts.download_artifacts(artifact_uri=self.model_uri, dst_path=folder,
                                                         tracking_uri=self.tracking_uri or None)

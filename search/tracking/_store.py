@@ -112,6 +112,8 @@ def end_run(client: Any, run_id: str, status: str, name: str) -> None:
 
 
 def quiet_mlflow() -> None:
+    import mlflow  # noqa: F401  first: its import configures its loggers at INFO again (a new home's schema lines)
+
     for name in ("mlflow", "alembic", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(logging.WARNING)
     _no_telemetry()
