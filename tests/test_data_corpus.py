@@ -315,6 +315,10 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
      ["target 'y'", "bad.csv", "squared errors overflow float32"]),
     ("csv-regression-target-too-large-to-square", csv(_with(_regression(), y_2=2e19), {"target": "y"}),
      "data.target", ["target 'y'", "beyond ±1e+18", "rescale the target", "row 2"]),
+    # 1e-25 of a unit: squared errors below float32's smallest normal number, R² of -1.7e49, no error at all
+    ("csv-regression-target-too-small-to-square", csv(_regression().assign(y=lambda f: f["y"] * 1e-25),
+                                                      {"target": "y"}),
+     "data.target", ["target 'y'", "standard deviation of only 2.98e-26", "multiply it by 1e26"]),
     ("csv-regression-target-inf", csv(_with(_regression(), y_1=-np.inf), {"target": "y"}), "data.target",
      ["target 'y'", "NaN or infinite"]),
     ("csv-conflicts-refused", csv(_conflicts(_frame()), {"duplicates": "refuse"}), "data.duplicates",
@@ -1038,6 +1042,19 @@ def test_refusals_through_the_real_entry_point(case: str, tmp_path: Path) -> Non
 def test_the_corpus_has_at_least_forty_bad_inputs() -> None:
     names = [c[0] for c in REFUSED] + [c[0] for c in WARNED]
     assert len(set(names)) == len(names) and len(REFUSED) >= 40
+
+
+def test_spellings_of_one_number_are_said_as_one_class_only_for_a_class_target(tmp_path: Path, capsys) -> None:
+    """A regression target written -0.0 and 0.0 was told "labels written differently are read as the same number,
+    so as one class": a class target's note, where there are no classes."""
+    frame = _regression(60).assign(y=[round(v) for v in np.linspace(-2, 2, 60)])
+    (tmp_path / "rows.csv").write_text(frame.to_csv(index=False).replace(",0\n", ",-0.0\n", 1), encoding="utf-8")
+    assert "-0.0" in (tmp_path / "rows.csv").read_text()
+    for task, said in (("regression", False), ("classification", True)):
+        space = _space(tmp_path, {"source": "csv:rows.csv", "target": "y", "task": task})
+        assert run_cli("check", space) == 0
+        out, err = capsys.readouterr()
+        assert ("labels written differently are read as the same number" in out + err) is said, (task, out + err)
 
 
 def test_a_path_under_the_home_folder_is_read_as_a_shell_reads_it(tmp_path: Path, monkeypatch, capsys) -> None:

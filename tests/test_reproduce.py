@@ -574,7 +574,9 @@ def test_a_one_hot_model_is_served_rows_as_read_with_their_categories_as_text(wr
     tested.assign(label=[None] + list(tested["label"])[1:]).to_csv(tmp_path / "labelled.csv", index=False)
     tested.to_csv(tmp_path / "all-labelled.csv", index=False)
     capsys.readouterr()
-    assert run_cli("predict", "homes", tmp_path / "all-labelled.csv", "--home", home) == 0
+    assert run_cli("predict", "homes", tmp_path / "all-labelled.csv", "--home", home, "--out",
+                   tmp_path / "new" / "scored.csv") == 0  # a folder not there yet is made ("unexpected failure")
+    assert (tmp_path / "new" / "scored.csv").is_file()
     score = re.search(r"the rows hold the target 'label': scored on (\d+) row\(s\), loss ([\d.]+), accuracy "
                       r"([\d.]+), balanced accuracy [\d.]+, ROC AUC [\d.]+, PR AUC [\d.]+\n", capsys.readouterr().out)
     metrics = client.get_run(run_id).data.metrics

@@ -238,7 +238,12 @@ def _predict(args: argparse.Namespace) -> int:
     for column in frame.attrs.get("predicted", ()):
         if frame[column].dtype.kind == "f":  # the model's float32, in the digits that read back as it (rows.csv's)
             frame[column] = shortest_text(frame[column].to_numpy())
-    frame.to_csv(out, index=False)
+    try:  # a folder that is not there yet is made, as `search best --export` and `search report --out` make theirs
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out, index=False)
+    except OSError as exc:
+        raise UserError(f"cannot write the predictions to {out} ({exc.strerror or exc})", field="--out",
+                        expected="a file in a folder this user may write to", found=str(out)) from None
     print(f"predicted by {frame.attrs.get('model')}")
     if frame.attrs.get("score"):
         print(frame.attrs["score"])

@@ -194,7 +194,10 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
     kind = _kind(raw.y, section.task, raw.declared_task, where)
     if section.task == "auto" and raw.declared_task is None and kind == "regression":
         warnings += _many_whole_numbers(raw.y, section.target or "y")
-    if kind == "regression":
+    if kind == "regression":  # a number's spellings (-0.0 and 0.0) are one value, as a value, not a class
+        from search.data._csv import MERGED_NUMBERS
+
+        raw.notes = [n for n in raw.notes if MERGED_NUMBERS not in n]
         warnings += _offset_target(raw.y, section.target or "y")
         warnings += _checks.skewed_target(raw.y, section.target or "y")
     if section.task == "auto" and raw.declared_task is None and kind == "classification":
@@ -487,8 +490,9 @@ def _offset_target(y: np.ndarray, name: str) -> list[str]:
     values = values[np.isfinite(values)]
     if len(values) < 2 or not values.std():
         return []
-    mean, std = float(values.mean()), float(values.std())
-    step = float(np.spacing(np.float32(abs(mean))))
+    with np.errstate(over="ignore"):  # a target past float32's range is refused by name (target_finite)
+        mean, std = float(values.mean()), float(values.std())
+        step = float(np.spacing(np.float32(abs(mean))))
     if step < 0.01 * std:
         return []
     return [f"the target '{name}' is about {mean:.6g} and varies by a standard deviation of only {std:.3g}: as "

@@ -17,6 +17,7 @@ import numpy as np
 from search.errors import DataError
 
 SQUARED_MAX = 1e18  # a margin under sqrt(3.4e38) = 1.8e19 for mean and spread
+SQUARED_MIN = 1e-18  # squares of 1e-36, a margin over float32's smallest normal number, 1.2e-38
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Values of a split column that mark a test row, and those that mark a development row.
 TEST_MARKS = {"test", "1", "true", "yes"}
@@ -209,7 +210,8 @@ def float32_merges(columns: Sequence[tuple[str, np.ndarray]], what: str) -> list
         if values.dtype.kind == "f" and len({float(f"{v:.10g}") for v in np.unique(kept)}) <= merged:
             continue  # copies apart by the noise of arithmetic (-1.8940000000000001, -1.894): one value, no loss
         scale = float(np.median(np.abs(kept.astype(np.float64))))
-        step = float(np.spacing(np.float32(scale)))
+        with np.errstate(over="ignore"):  # past float32's range: refused by name by features_finite
+            step = float(np.spacing(np.float32(scale)))
         kind = "subtract a constant first (such as its smallest value, or count days from a start date)"
         if distinct == len(kept):
             kind = f"if it identifies the rows, drop it; otherwise {kind}"
@@ -240,6 +242,15 @@ def target_finite(y: np.ndarray, column: str, what: str, where: str) -> np.ndarr
                             f"data row {int(np.argmax(bad))}, counting from 0); a regression target must be finite "
                             f"in float32",
                             source=where, field="data.target", found=values[np.argmax(bad)].item())
+    spread = float(np.std(values)) if len(values) > 1 else 0.0
+    if 0 < spread < SQUARED_MIN:  # 1e-25 of a unit: "R² of -1.72e+49", predictions 24 orders of magnitude off
+        power = int(np.ceil(-np.log10(spread)))
+        raise DataError(f"the target '{column}' of {what} varies by a standard deviation of only {spread:.3g}: its "
+                        f"squared errors, which the loss sums, fall below float32's smallest normal number "
+                        f"({float(np.finfo(np.float32).tiny):.3g}), the precision the model trains in, so no trial "
+                        f"can learn it; rescale the target first (multiply it by 1e{power}, a change of its units)",
+                        source=where, field="data.target", expected=f"a standard deviation of at least {SQUARED_MIN:g}",
+                        found=f"{spread:.3g}")
     with np.errstate(over="ignore"):
         single = values.astype(np.float32)
     if len(values) > 1 and np.all(single == single[0]) and not np.all(values == values[0]):

@@ -364,8 +364,12 @@ def _merged_spellings(spelled: _AsSpelled, column: str, values: Any, most: int =
     if pd.api.types.is_bool_dtype(values):  # TRUE, True and true: one truth value, and nothing to recode
         return [f"target '{column}' of {path}: labels written differently are read as the same true/false "
                 f"value, so as one class ({shown}{more})"]
-    return [f"target '{column}' of {path}: labels written differently are read as the same number, so as one "
-            f"class ({shown}{more}); if they are codes that differ, write them with a letter (c01, c1)"]
+    return [f"target '{column}' of {path}: {MERGED_NUMBERS} ({shown}{more}); if they are codes that differ, write "
+            f"them with a letter (c01, c1)"]
+
+
+# That note's words: a note for a class target, dropped where the target turns out to be a regression one.
+MERGED_NUMBERS = "labels written differently are read as the same number, so as one class"
 
 
 def _missing_as_written(spelled: _AsSpelled, column: Any, values: Any,
