@@ -77,7 +77,7 @@ def predict_rows(study_name: str, rows: "pd.DataFrame | str | os.PathLike[str]",
             out = np.asarray(model.predict(frame[raw]), dtype=np.float64)  # the other columns are the caller's
         except ValueError as exc:  # the model's loader refusing the rows (missing or unreadable values)
             raise DataError(str(exc), source=str(rows) if not isinstance(rows, pd.DataFrame) else None,
-                            field="INPUT") from None
+                            field="rows") from None
     for warning in heard:
         if issubclass(warning.category, UserWarning):
             print(f"warning: {warning.message}", file=sys.stderr)
