@@ -138,7 +138,8 @@ def test_a_worker_whose_trial_was_taken_over_says_so_and_goes_on(write_space, ho
             victim = _beating_trial(home / "optuna.db")
             time.sleep(0.05)
         os.kill(b.pid, signal.SIGSTOP)
-        while _write_locked(home / "optuna.db"):  # stopped mid-write, B would lock A out of the file: the case
+        while any(_write_locked(home / db) for db in ("optuna.db", "mlflow.db")):  # stopped mid-write, B would
+            # lock A out of the file (MLflow waits 5 s for it, Optuna 60 s): the case
             # of test_a_store_locked_by_a_stopped_worker_is_said_as_such, not this one's; let it finish the write
             os.kill(b.pid, signal.SIGCONT)
             time.sleep(0.02)
