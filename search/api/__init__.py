@@ -127,8 +127,6 @@ def run(space: Space | PathLike | Mapping[str, Any], *, x: Rows | None = None, y
     raw = _as_given(loaded)
     if study_name is not None:
         raw["study"]["name"] = study_name
-    if x is None and y is not None:
-        raise SpaceError("in-memory data needs both x and y", field="x, y")
     from search import stores  # a URL that cannot work, refused before the arrays are saved under home
 
     for url, flag, what in ((storage, "--storage", stores.STORAGE), (tracking_uri, "--tracking-uri", stores.TRACKING)):

@@ -100,7 +100,7 @@ def _taken(rows: Any) -> tuple[Any, bool]:
         return rows, False
     if isinstance(rows, (str, os.PathLike)):
         return rows, False
-    if isinstance(rows, (np.ndarray, list, tuple)) and not isinstance(rows, pd.Series):
+    if isinstance(rows, (np.ndarray, list, tuple)):
         array = np.asarray(rows, dtype=object)
         if array.ndim == 2:
             return pd.DataFrame(array.tolist(), columns=[str(k) for k in range(array.shape[1])]), True
