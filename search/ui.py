@@ -158,10 +158,24 @@ def mlflow_app() -> Any:
     from mlflow.server import app as flask_app
     from mlflow.server.fastapi_app import create_fastapi_app
 
+    _settle_auth_module()
     if "search_model_training" not in flask_app.view_functions:
         flask_app.add_url_rule(START_PATH, "search_model_training",
                                lambda: Response(_START_PAGE, mimetype="text/html"))
     return create_fastapi_app(flask_app)
+
+
+def _settle_auth_module() -> None:
+    """MLflow's server imports its optional auth module inside a runs search, and without Flask-WTF fails to, on
+    every search. A request beside one finds it half made in ``sys.modules`` (AttributeError: a 500 and 200 lines
+    of traceback on a page's first load). Settled once, before the first request: imported where it can be,
+    else marked absent, where each failed import ended anyway."""
+    import importlib
+
+    try:
+        importlib.import_module("mlflow.server.auth")
+    except ImportError:
+        sys.modules["mlflow.server.auth"] = None  # type: ignore[assignment]  # "absent": import raises at once
 
 
 def _app_installed() -> bool:

@@ -10,7 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -160,6 +162,46 @@ def test_ui_without_a_study_opens_the_most_recent_and_an_unknown_study_is_a_user
         assert run_cli("ui", "viewed", "--home", finished, "--port", str(port)) == 2
     err = capsys.readouterr().err
     assert f"field '--port': port {port} on 127.0.0.1 is taken" in err and "MLflow UI ready" not in err, err
+
+
+def test_a_page_loads_requests_in_parallel_get_no_server_error(served):
+    """MLflow's server imported its optional auth module inside a runs search (and, without Flask-WTF, failed to,
+    on every search); a request beside it found the module half made: a 500 and 200 lines of traceback in the
+    terminal on a page's first load (CI, 98d1716)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ui = served
+    base = ui.url_seen.split("/search/")[0]
+    experiment = re.search(r"#/experiments/(\d+)/", ui.url_seen).group(1)
+    search_body = f'{{"experiment_ids": ["{experiment}"], "max_results": 5}}'.encode()
+
+    def call(path: str) -> int:
+        data = search_body if path.endswith("runs/search") else None
+        request = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    # The assistant asked without pause while runs are searched, as a page's first load does (the first search
+    # is the one that imported the module, slowly).
+    searched = threading.Event()
+
+    def ask() -> list[int]:
+        codes = []
+        while not searched.is_set():
+            codes += [call("/ajax-api/3.0/mlflow/assistant/config"), call("/ajax-api/3.0/mlflow/assistant/providers")]
+        return codes
+
+    with ThreadPoolExecutor(4) as pool:
+        asking = [pool.submit(ask) for _ in range(3)]
+        try:
+            searches = [call("/ajax-api/2.0/mlflow/runs/search") for _ in range(3)]
+        finally:
+            searched.set()
+        asked = [code for future in asking for code in future.result()]
+    assert searches == [200] * 3 and asked and set(asked) == {200}, (searches, sorted(set(asked)))
 
 
 # -- in a real browser ----------------------------------------------------------------------------------
