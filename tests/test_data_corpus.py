@@ -399,6 +399,9 @@ REFUSED: list[tuple[str, Build, str | None, list[str]]] = [
      ["the target's 17 whole numbers are read as classes: set data.task: regression if it is a quantity"]),
     ("test-size-with-test", csv(_frame(), {"test_size": 0.3}, test=_frame(9, seed=2)), "data.test_size",
      ["no effect when the test rows are provided"]),
+    # 20 for 20 %: "expected a number below 1" did not say that it is 0.2.
+    ("test-size-as-a-percentage", csv(_frame(), {"test_size": 20}), "data.test_size",
+     ["the share of the rows held out for the test, below 1: 0.2 (or '20%') holds out 20 % of them"]),
     ("test-and-split-column", csv(_SPLIT, {"split_column": "part"}, test=_frame(9, seed=2)),
      "data.split_column", ["one way"]),
     ("test-file-missing", csv(_frame(), {"test": "csv:nowhere.csv"}), "data.test",
@@ -1000,10 +1003,24 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
     ("copies-that-differ-below-float32-are-duplicates", csv(pd.concat(
         [_frame(30), _frame(30).iloc[:10].assign(a=lambda f: np.nextafter(f["a"], 9))], ignore_index=True)), [],
      ["rows: 40 read, 10 dropped (10 exact duplicates)"]),
+    # A 0/1 label with one 0.5 typed by hand: read as a quantity, unsaid.
+    ("class-labels-with-a-stray-value", csv(_frame(120, classes=2).assign(label=[0.5] + [i % 2 for i in range(119)])),
+     ["warning: the target 'label' holds the whole numbers 0, 1 in 119 of its 120 rows, and 0.5 (1 row) in the "
+      "other 1", "read it as a quantity (regression) because of those"], ["task: regression"]),
+    # A file named without its kind, as a stranger writes it, and a share written as a percentage.
+    ("csv-source-without-its-kind", lambda folder: _space_as_written(csv(_frame(40, classes=2))(folder)), [],
+     ["data: csv:bad.csv", "test rows: 10 (held out: test_size 0.25"]),
     ("split-column-marks", csv(_SPLIT.assign(part=[" Test" if i % 5 == 0 else "TRAIN" for i in range(30)]),
                                {"split_column": "part"}), [],
      ["test rows: 6 (provided by data.split_column 'part'; test_size does not apply)", "development rows: 24"]),
 ]
+
+
+def _space_as_written(space: Path) -> Path:
+    written = yaml.safe_load(space.read_text())
+    written["data"].update(source="bad.csv", test_size="25%")
+    space.write_text(yaml.safe_dump(written, sort_keys=False))
+    return space
 
 
 @pytest.mark.parametrize("build, err_words, out_words", [c[1:] for c in WARNED], ids=[c[0] for c in WARNED])

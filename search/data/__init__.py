@@ -193,7 +193,8 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
         warnings += _times.test_not_later(raw, test, section.order or "order", label, test_label, where)
     kind = _kind(raw.y, section.task, raw.declared_task, where)
     if section.task == "auto" and raw.declared_task is None and kind == "regression":
-        warnings += _many_whole_numbers(raw.y, section.target or "y")
+        warnings += _many_whole_numbers(raw.y, section.target or "y") + _strays_among_labels(raw.y,
+                                                                                            section.target or "y")
     if kind == "regression":  # a number's spellings (-0.0 and 0.0) are one value, as a value, not a class
         from search.data._csv import MERGED_NUMBERS
 
@@ -455,6 +456,23 @@ def _many_whole_numbers(y: np.ndarray, name: str) -> list[str]:
     return [f"the target '{name}' holds {len(distinct)} different whole numbers, more than the "
             f"{MAX_CLASSES_DETECTED} that task: auto reads as classes, so it is read as a quantity (regression); "
             f"if they are class labels, set data.task: classification"]
+
+
+def _strays_among_labels(y: np.ndarray, name: str) -> list[str]:
+    """Said where ``task: auto`` read a target as a quantity because of a few values off its class labels (0/1
+    and one 0.5 typed by hand): the rest of its rows hold at most 20 whole numbers, and would have been classes."""
+    values = np.asarray(y, dtype=np.float64)
+    whole = np.isfinite(values) & (values == np.round(values))
+    strays = values[~whole]
+    labels = np.unique(values[whole])
+    if not 0 < len(strays) <= max(1, len(values) // 100) or not 2 <= len(labels) <= MAX_CLASSES_DETECTED:
+        return []
+    counted = Counter(strays.tolist())
+    shown = ", ".join(f"{v:g} ({n} row{'s' if n != 1 else ''})" for v, n in sorted(counted.items())[:5])
+    return [f"the target '{name}' holds the whole numbers {', '.join(f'{v:g}' for v in labels[:6])}"
+            f"{', …' if len(labels) > 6 else ''} in {int(whole.sum())} of its {len(values)} rows, and {shown} in the "
+            f"other {len(strays)}: task: auto read it as a quantity (regression) because of those; if the whole "
+            f"numbers are class labels, correct or remove those rows"]
 
 
 def _spaced_whole_numbers(y: np.ndarray, name: str) -> list[str]:

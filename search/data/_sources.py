@@ -33,9 +33,6 @@ def _meant(source: str, base_dirs: list[Path]) -> str:
     found = next((base / path for base in [Path.cwd(), *base_dirs] if (base / path).exists()), None)
     if found is not None and found.is_dir():
         return f": {path_text!r} is a folder; for a folder of images in class subfolders, write 'images:{path_text}'"
-    for suffix, named in ((".csv", "csv"), (".tsv", "csv"), (".txt", "csv"), (".npz", "npz")):
-        if path_text.lower().endswith(suffix):
-            return f": did you mean '{named}:{path_text}'?"
     if close:
         return f": did you mean '{close[0]}:{rest}'?"
     return ""

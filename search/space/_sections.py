@@ -157,6 +157,19 @@ class DataSection(_Strict):
             data = {**data, "preprocess": "none"}
         return data
 
+    @field_validator("source", "test", mode="before")
+    @classmethod
+    def _kind_from_the_files_suffix(cls, value: Any) -> Any:
+        # `source: data.csv` is what a stranger writes first; a kind given but misspelt (`cvs:data.csv`) is still
+        # said by name, and C:\\data.csv is a path, not a kind.
+        if isinstance(value, str):
+            kind, sep, _ = value.partition(":")
+            if not sep or len(kind) == 1:
+                for suffix, named in ((".csv", "csv"), (".tsv", "csv"), (".txt", "csv"), (".npz", "npz")):
+                    if value.lower().endswith(suffix):
+                        return f"{named}:{value}"
+        return value
+
     @field_validator("source")
     @classmethod
     def _a_bundled_set_by_its_name(cls, value: str) -> str:
@@ -214,6 +227,17 @@ class DataSection(_Strict):
     @field_validator("test_size", mode="before")
     @classmethod
     def _no_test_rows(cls, value: Any) -> Any:
+        # "20%" is how people say a share; pydantic's "unable to parse string as a number" did not say how else.
+        if isinstance(value, str) and value.strip().endswith("%"):
+            try:
+                value = float(value.strip()[:-1]) / 100
+            except ValueError:
+                raise ValueError("test_size is the share of the rows held out for the test: a number such as 0.2 "
+                                 "(or '20%')") from None
+        # "expected a number below 1" for test_size: 20 did not say that 20 % is 0.2.
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 1 <= value < 100:
+            raise ValueError(f"test_size is the share of the rows held out for the test, below 1: "
+                             f"{value / 100:g} (or '{value:g}%') holds out {value:g} % of them")
         # "expected a number above 0" left a user whose data was already split without the way to say so.
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
             raise ValueError("every study holds test rows out for the one final look (search reproduce); where "
