@@ -163,7 +163,7 @@ def test_a_split_model_of_a_layer_class_this_process_lacks_is_said_to_need_it(tm
     assert "register_keras_serializable" in said and "config" not in said and len(said) < 500
 
 
-def test_whole_numbers_given_as_digit_text_are_taken_as_numbers() -> None:
+def test_whole_numbers_given_as_digit_text_or_whole_floats_are_taken_as_numbers() -> None:
     """n_trials="2" passed the check and then met a number further in: a raw TypeError after the study was stored
     (ensemble="2", top="5" the same; epochs="2" reached the report as text)."""
     from search.api._errors import _arguments
@@ -171,6 +171,11 @@ def test_whole_numbers_given_as_digit_text_are_taken_as_numbers() -> None:
     assert _arguments(n_trials=("2", 1), threads=(None, 1), top=(np.int64(3), 1), epochs=(" 4 ", 1)) == [2, None, 3, 4]
     with pytest.raises(search.UserError, match="ensemble is a whole number, at least 1"):
         _arguments(ensemble=("2.5", 1))
+    # A thousand as a notebook writes it, and a float that holds a whole number.
+    assert _arguments(n_trials=(1e3, 1), epochs=(np.float64(5.0), 1)) == [1000, 5]
+    for value in (2.5, float("nan"), 0.0):
+        with pytest.raises(search.UserError, match="n_trials is a whole number, at least 1"):
+            _arguments(n_trials=(value, 1))
 
 
 @pytest.mark.parametrize(("call", "field", "words"), [

@@ -204,6 +204,9 @@ def _arguments(**given: tuple[Any, int]) -> list[Any]:
             continue
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
+        # 1e3 and 100.0 are whole numbers too (n_trials=1e3 is how a notebook writes a thousand); 2.5 is not.
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)
         whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
         if not whole or value < lowest:
             raise ArgumentError(f"{name} is a whole number, at least {lowest}", field=name, found=value)
