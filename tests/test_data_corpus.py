@@ -1007,6 +1007,10 @@ WARNED: list[tuple[str, Build, list[str], list[str]]] = [
     ("class-labels-with-a-stray-value", csv(_frame(120, classes=2).assign(label=[0.5] + [i % 2 for i in range(119)])),
      ["warning: the target 'label' holds the whole numbers 0, 1 in 119 of its 120 rows, and 0.5 (1 row) in the "
       "other 1", "read it as a quantity (regression) because of those"], ["task: regression"]),
+    # 40 features for 40 rows (a gene panel): fitted exactly by any network, unsaid.
+    ("more-features-than-rows", csv(pd.DataFrame(np.random.default_rng(5).normal(size=(40, 40)),
+                                                 columns=[f"g{i}" for i in range(40)]).assign(label=[0, 1] * 20)),
+     [], ["note: 40 features for 40 rows: a network can fit a split's training rows exactly"]),
     # A file named without its kind, as a stranger writes it, and a share written as a percentage.
     ("csv-source-without-its-kind", lambda folder: _space_as_written(csv(_frame(40, classes=2))(folder)), [],
      ["data: csv:bad.csv", "test rows: 10 (held out: test_size 0.25"]),

@@ -272,6 +272,12 @@ def load(section: Any, space_path: Path | None = None) -> Dataset:
             test_times = _times.time_labels(np.unique(test.order)[[0, -1]])
         raw.notes.extend(_times.absent_days(distinct, section.order or "order"))
         periods = ranks if test is None else np.concatenate([ranks, np.full(len(test.X), ranks.max() + 1)])
+    if X.ndim == 2 and 2 * X.shape[1] >= len(raw.X) >= 2:
+        # A table about as wide as a split's training rows are many is fitted exactly by any network.
+        raw.notes.append(f"{X.shape[1]} features for {len(raw.X)} rows: a network can fit a split's training "
+                         f"rows exactly whatever their targets, so its validation scores are all the search has "
+                         f"to go by; weight penalties, dropout and a small network matter most here, and fewer "
+                         f"features (data.drop) may do better")
     return Dataset(X=X, y=y, task=task, classes=classes, groups=groups, has_order=raw.order is not None,
                    periods=periods, times=times, test_times=test_times, rows=rows,
                    feature_names=raw.feature_names,
