@@ -690,3 +690,19 @@ def test_a_numeric_frame_that_still_holds_its_target_is_refused(tmp_path):
                                                r"target among the features; pass x=frame.drop\(columns=\['target'\]\)"):
         search.run(_space("inside"), x=frame, y=frame["target"], home=tmp_path / "h", out=io.StringIO())
     assert not (tmp_path / "h" / "optuna.db").exists()
+
+
+def test_missing_values_a_model_fills_at_predict_time_are_said_by_column() -> None:
+    """A model trained with data.missing: median predicted on empty cells without a word (a column left empty gave
+    every row the training median's prediction); one trained with refuse refuses them by name instead."""
+    from search.api._predict import _said_filled
+
+    rows = pd.DataFrame({"age": [50.0, np.nan, 61.0], "ward": ["icu", " ", "gen"], "bed": [1, 2, 3]})
+    filled, refused = io.StringIO(), io.StringIO()
+    _said_filled(rows, {"inputs": {"missing": "filled with the training rows' median (inside the model)"}}, filled)
+    _said_filled(rows, {"inputs": {"missing": "none: trained with data.missing: refuse"}}, refused)
+    _said_filled(rows.fillna(1.0).assign(ward="gen"), {"inputs": {"missing": "filled with the training rows' median "
+                                                                              "(inside the model)"}}, refused)
+    assert filled.getvalue() == ("note: 1 of the 3 rows have missing values ('age' 1, 'ward' 1), filled with the "
+                                 "training rows' median (inside the model), as in training\n"), filled.getvalue()
+    assert refused.getvalue() == ""

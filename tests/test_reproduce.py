@@ -188,12 +188,18 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
     lines = (tmp_path / "new.csv").read_text().splitlines()
     (tmp_path / "shifted.csv").write_text("\n".join([lines[0], "9," + lines[1], *lines[2:]]) + "\n")
     (tmp_path / "empty.csv").write_text("")
+    # A spreadsheet's Total row below the rows: refused as training refuses it (it was predicted and scored).
+    pd.concat([new, new[ds.feature_names].sum().to_frame().T.assign(note="Total")]).to_csv(tmp_path / "total.csv",
+                                                                                         index=False)
     capsys.readouterr()
     assert run_cli("predict", NAME, tmp_path / "shifted.csv", "--home", home) == 2
     assert run_cli("predict", NAME, tmp_path / "empty.csv", "--home", home) == 2
+    assert run_cli("predict", NAME, tmp_path / "total.csv", "--home", home) == 2
     err = capsys.readouterr().err
     assert "shifted.csv" in err and "empty.csv" in err and "unexpected" not in err and \
         not (tmp_path / "shifted-predictions.csv").exists(), err
+    assert f"the last row of {tmp_path / 'total.csv'} (row {len(new)}, counting data rows from 0) holds the sums" \
+        in err and not (tmp_path / "total-predictions.csv").exists(), err
     # A runner-up reproduced to look at it does not become the model that predicts (it did, without a word).
     other = next(t for t in study_run["study"].trials if t.state.name == "COMPLETE" and t.number != best.number)
     assert run_cli("reproduce", NAME, "--trial", other.number, "--home", home, "--threads", "1") == 0

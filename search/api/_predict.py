@@ -71,6 +71,7 @@ def predict_rows(study_name: str, rows: "pd.DataFrame | str | os.PathLike[str]",
                         source=str(rows) if not isinstance(rows, pd.DataFrame) else None, field="columns",
                         expected=", ".join(map(repr, missing[:8])) + (", ..." if len(missing) > 8 else ""),
                         found=", ".join(map(repr, list(frame.columns)[:8])))
+    _said_filled(frame[raw], io, sys.stderr)
     with warnings.catch_warnings(record=True) as heard:  # said as the run says its warnings, not as file:line
         warnings.simplefilter("always")
         try:
@@ -84,6 +85,21 @@ def predict_rows(study_name: str, rows: "pd.DataFrame | str | os.PathLike[str]",
     result = _with_predictions(frame, io, out)
     result.attrs.update(run_id=run_id, trial=trial, model=said, score=_score(frame, io, out))
     return result
+
+
+def _said_filled(frame: "pd.DataFrame", io: dict[str, Any], err: Any) -> None:
+    """Missing values a model trained with data.missing: mean (or median) fills: said, with their columns, where
+    they were predicted on without a word (a whole column left empty gave every row the same prediction)."""
+    fill = str(io.get("inputs", {}).get("missing", ""))
+    if not fill.startswith("filled"):
+        return
+    blank = frame.isna() | frame.apply(lambda c: c.map(lambda v: isinstance(v, str) and not v.strip()))
+    counts = {str(c): int(n) for c, n in blank.sum().items() if n}
+    if counts:
+        rows = int(blank.any(axis=1).sum())
+        print(f"note: {rows} of the {len(frame)} rows have missing values ("
+              + ", ".join(f"'{c}' {n}" for c, n in list(counts.items())[:6]) + (", ..." if len(counts) > 6 else "")
+              + f"), {fill}, as in training", file=err)
 
 
 def _taken(rows: Any) -> tuple[Any, bool]:

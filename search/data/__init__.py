@@ -127,6 +127,11 @@ def read_rows(path: Path, columns: list[str], target: str | None = None) -> tupl
     if len(frame) == 0:
         raise DataError(f"the CSV file {path} has a header but no data rows", source=where, field="INPUT",
                         expected="at least one row below the header")
+    # A spreadsheet's Total row is refused here as in training: predicted, it was scored with the rows it sums.
+    from search.data import _total_rows
+
+    _total_rows.refuse_total_row({str(c): frame[c].to_numpy() for c in [*columns, target] if c in frame.columns},
+                                 Path(path), where, "INPUT")
     return frame, notes
 
 
