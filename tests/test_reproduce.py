@@ -533,7 +533,9 @@ def test_a_one_hot_model_is_served_rows_as_read_with_their_categories_as_text(wr
     rng = np.random.default_rng(0)
     n = 160
     city = rng.choice(["Berlin", "Paris", "Rome", "NA"], n)  # NA is a city code here, as the file writes it
-    frame = pd.DataFrame({"size": rng.normal(size=n), "city": city, "floor": rng.integers(0, 5, n)})
+    # A view left empty in some rows: the category '(empty)', whose 0/1 column `search predict` asked the rows for.
+    frame = pd.DataFrame({"size": rng.normal(size=n), "city": city, "floor": rng.integers(0, 5, n),
+                          "view": rng.choice(["sea", "park", ""], n)})
     frame["label"] = np.where((frame["city"] == "Paris") ^ (frame["size"] > 0), "yes", "no")
     frame.to_csv(tmp_path / "homes.csv", index=False)
     path = write_space({"study": {"name": "homes", "n_trials": 1, "baseline": False},
@@ -544,7 +546,7 @@ def test_a_one_hot_model_is_served_rows_as_read_with_their_categories_as_text(wr
     capsys.readouterr()
     assert run_cli("reproduce", "homes", "--home", home, "--epochs", "2") == 0
     said = capsys.readouterr().out
-    assert "takes 3 raw columns in its pyfunc form (1 of categories, as text), 6 with the categories one-hot" in said
+    assert "takes 4 raw columns in its pyfunc form (2 of categories, as text), 9 with the categories one-hot" in said
     run_id = re.search(r"MLflow run (\w+): model at", said).group(1)
     mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
     try:
@@ -553,18 +555,22 @@ def test_a_one_hot_model_is_served_rows_as_read_with_their_categories_as_text(wr
         io = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/reproduce.json"))["model"]
     finally:
         mlflow.set_tracking_uri(None)
-    assert io["inputs"]["features"] == ["size", "floor", "city=Berlin", "city=NA", "city=Paris", "city=Rome"]
+    assert io["inputs"]["features"] == ["size", "floor", "city=Berlin", "city=NA", "city=Paris", "city=Rome",
+                                        "view=(empty)", "view=park", "view=sea"]
     assert served.metadata.get_output_schema().input_names() == ["yes"]  # the frame's column, not a bare tensor
     # Read with pandas' defaults: the file's NA is NaN here, and stands for the city NA, as training read it.
     rows = pd.read_csv(tmp_path / "homes.csv").drop(columns=["label"]).head(8)
     assert rows["city"].isna().any() and (frame["city"].head(8) == "NA").equals(rows["city"].isna())
     rows.loc[rows.index[5], "city"], rows.loc[rows.index[6], "city"] = "Oslo", " Rome "  # never seen; spaced
     city = rows["city"].fillna("NA").str.strip()
-    encoded = np.column_stack([rows["size"], rows["floor"], *[(city == c) for c in ("Berlin", "NA", "Paris", "Rome")]])
+    view = rows["view"].fillna("")
+    encoded = np.column_stack([rows["size"], rows["floor"], *[(city == c) for c in ("Berlin", "NA", "Paris", "Rome")],
+                               *[(view == v) for v in ("", "park", "sea")]])
     expected = keras_model.predict(encoded.astype(np.float64), verbose=0)
     # By name, in any column order, the category as text; an unseen value is 0 in every column, and said.
     with pytest.warns(UserWarning, match=re.escape("column 'city': value(s) 'Oslo' (1 row) never occurred")):
-        np.testing.assert_allclose(np.asarray(served.predict(rows[["city", "floor", "size"]])), expected, rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(served.predict(rows[["city", "floor", "view", "size"]])), expected,
+                                   rtol=1e-5)
     assert list(served.predict(rows.head(5)).columns) == ["yes"]
     with pytest.raises(mlflow.exceptions.MlflowException, match=re.escape("missing inputs ['city']")):
         served.predict(rows.drop(columns=["city"]))
@@ -591,6 +597,11 @@ def test_a_one_hot_model_is_served_rows_as_read_with_their_categories_as_text(wr
     assert float(score[3]) == pytest.approx(metrics["test_accuracy"], rel=1e-3)
     assert run_cli("predict", "homes", tmp_path / "labelled.csv", "--home", home) == 0
     assert f"scored on {len(tested) - 1} row(s)" in capsys.readouterr().out.replace("\n", " ")
+    # A label spelt otherwise is named, not only counted ("3 row(s) without a known target left out").
+    tested.assign(label=["Yes", "yes "] + list(tested["label"])[2:]).to_csv(tmp_path / "misspelt.csv", index=False)
+    assert run_cli("predict", "homes", tmp_path / "misspelt.csv", "--home", home) == 0
+    assert "2 row(s) without a known target left out (labels the model has no class of: 'Yes' (1 row), 'yes ' (1 " \
+           "row); its classes: 'no', 'yes')" in capsys.readouterr().out.replace("\n", " ")
 
 
 def test_a_time_series_alarm_judges_the_last_split_which_was_validated_just_before_the_test_rows(write_space, home,
@@ -749,3 +760,23 @@ def test_configs_that_differ_in_how_rows_become_inputs_are_different_configs_on_
     old = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
     assert looks.config_hash({**settings, **looks.inputs_of(kept)}) == old
     assert looks.config_hash({**settings, **looks.inputs_of(scaled)}) != old
+
+
+def test_predict_without_a_model_says_what_is_missing_a_study_or_a_finished_trial(tmp_path, capsys):
+    """`search predict` advised `search reproduce` for a misspelt study and for one with no finished trial; that
+    step then failed in turn ("no study named", "no completed trial")."""
+    from mlflow.tracking import MlflowClient
+
+    home = tmp_path / "mlruns"
+    home.mkdir()
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    stopped = client.create_experiment("stopped")
+    client.set_terminated(client.create_run(stopped, tags={"search.kind": "trial", "optuna.state": "FAIL"}).info.run_id)
+    (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
+    assert run_cli("predict", "stoped", tmp_path / "rows.csv", "--home", home) == 2
+    err = capsys.readouterr().err
+    assert "field 'STUDY': no study named 'stoped' in this tracking store; expected one of 'stopped'" in err, err
+    assert run_cli("predict", "stopped", tmp_path / "rows.csv", "--home", home) == 2
+    err = capsys.readouterr().err
+    assert "study 'stopped' has no finished trial yet, so no final model: `search run` its space file again" in err
+    assert "Traceback" not in err

@@ -55,7 +55,9 @@ def predict_rows(study_name: str, rows: "pd.DataFrame | str | os.PathLike[str]",
                         field="INPUT", expected=", ".join(map(repr, io["inputs"]["features"][:8]))
                         + (", ..." if len(io["inputs"]["features"]) > 8 else ""), found="an array")
     one_hot = io["inputs"].get("one_hot") or {}
-    encoded = {f"{column}={value}" for column, values in one_hot.items() for value in values}
+    from search.tracking._pyfunc_loader import encoded_names
+
+    encoded = set(encoded_names(one_hot))  # an empty cell's column is 'region=(empty)', no column of the rows
     raw = [c for c in io["inputs"]["features"] if c not in encoded] + list(one_hot)  # as the pyfunc form takes them
     if isinstance(rows, pd.DataFrame):
         frame = rows
@@ -70,8 +72,9 @@ def predict_rows(study_name: str, rows: "pd.DataFrame | str | os.PathLike[str]",
         raise DataError(f"the rows lack column(s) the final model of study '{name}' takes",
                         source=str(rows) if not isinstance(rows, pd.DataFrame) else None, field="columns",
                         expected=", ".join(map(repr, missing[:8])) + (", ..." if len(missing) > 8 else ""),
-                        found=", ".join(map(repr, list(frame.columns)[:8])))
-    _said_filled(frame[raw], io, sys.stderr)
+                        found=", ".join(map(repr, list(frame.columns)[:8]))
+                        + (f", ... ({len(frame.columns)} columns)" if len(frame.columns) > 8 else ""))
+    _said_filled(frame[[c for c in raw if c not in one_hot]], io, sys.stderr)  # a category's gap is its own
     with warnings.catch_warnings(record=True) as heard:  # said as the run says its warnings, not as file:line
         warnings.simplefilter("always")
         try:
@@ -178,6 +181,8 @@ def _with_predictions(frame: "pd.DataFrame", io: dict[str, Any], out: np.ndarray
 def _score(frame: "pd.DataFrame", io: dict[str, Any], out: np.ndarray) -> str:
     """Where the rows hold the target (a labelled hold-out, scikit-learn's ``score(X, y)``), the scores of the
     predictions against it, as the test look prints them; "" where they do not."""
+    from collections import Counter
+
     import pandas as pd
 
     from search import scoring
@@ -185,13 +190,17 @@ def _score(frame: "pd.DataFrame", io: dict[str, Any], out: np.ndarray) -> str:
     target, task = io.get("target"), io.get("task")
     if not target or target not in frame.columns or task not in ("binary", "multiclass", "regression"):
         return ""
+    unknown: Counter[str] = Counter()
     if task == "regression":
         y = pd.to_numeric(frame[target], errors="coerce").to_numpy(dtype=np.float64)
         known = np.isfinite(y)
     else:
         index = {str(c): k for k, c in enumerate(io["classes"])}
-        codes = np.array([index.get(_label_text(v), -1) for v in frame[target]])
+        labels = [_label_text(v) for v in frame[target]]
+        codes = np.array([index.get(label, -1) for label in labels])
         known, y = codes >= 0, codes
+        # Named, as training names labels spelt two ways: 'Churned' or 'stayed ' are left out, not scored as wrong.
+        unknown = Counter(label for label, code in zip(labels, codes) if code < 0 and label.strip())
     rows = int(known.sum())
     if not rows:
         return f"the rows' column {target!r} (the target) holds no value the model knows: nothing scored"
@@ -201,6 +210,10 @@ def _score(frame: "pd.DataFrame", io: dict[str, Any], out: np.ndarray) -> str:
     named = "accuracy" if task != "regression" else "mean absolute error"
     more = scoring.scores_text(scoring.more_scores(task, y, pred))
     left = f"; {len(frame) - rows} row(s) without a known target left out" if rows < len(frame) else ""
+    if unknown:
+        shown = ", ".join(f"{v!r} ({n} row{'s' if n != 1 else ''})" for v, n in unknown.most_common(5))
+        left += (f" (labels the model has no class of: {shown}{', ...' if len(unknown) > 5 else ''}; its classes: "
+                 f"{', '.join(repr(str(c)) for c in io['classes'][:10])})")
     return (f"the rows hold the target {target!r}: scored on {rows} row(s), loss {loss:.4g}, {named} {metric:.4g}"
             + (f", {more}" if more else "") + left)
 
@@ -233,9 +246,7 @@ def _final_run(name: str, tracking_uri: str, run_id: str | None) -> tuple[str, i
         [experiment.experiment_id], filter_string="tags.`search.kind` = 'reproduce' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"], max_results=200)
     if not runs:
-        raise StudyError(f"study '{name}' has no final model in this tracking store yet: `search reproduce {name}` "
-                         f"trains it on every development row, looks at the test rows once and logs it",
-                         field="STUDY")
+        raise _no_final_model(client, name, experiment)
     study_runs = client.search_runs([experiment.experiment_id], "tags.`search.kind` = 'study'", max_results=1)
     best = _int(study_runs[0].data.tags.get("best_trial")) if study_runs else None
     own = [r for r in runs if _trial_of(r.data.tags) == best and r.data.tags.get("search.edited", "false") == "false"]
@@ -248,6 +259,25 @@ def _final_run(name: str, tracking_uri: str, run_id: str | None) -> tuple[str, i
         said += (f": the best trial, {best}, has no final model yet (`search reproduce {name}` trains it), so the "
                  f"latest reproduce run is used")
     return chosen.info.run_id, trial, said
+
+
+def _no_final_model(client: Any, name: str, experiment: Any) -> StudyError:
+    """Why there is no model to predict with, and the step that gets one: `search reproduce` was advised for a
+    study name misspelt and for a study with no finished trial, where it then failed in turn."""
+    if experiment is None or experiment.lifecycle_stage != "active":
+        names = [e.name for e in client.search_experiments(max_results=50)
+                 if e.name != "Default" and ".ablation." not in e.name]
+        return StudyError(f"no study named '{name}' in this tracking store", field="STUDY",
+                          expected="one of " + (", ".join(map(repr, names[:10])) + (", ..." if len(names) > 10 else "")
+                                                if names else "(none yet: `search run` a space file first)"))
+    finished = client.search_runs([experiment.experiment_id], "tags.`search.kind` = 'trial' and "
+                                  "tags.`optuna.state` = 'COMPLETE'", max_results=1)
+    if not finished:
+        return StudyError(f"study '{name}' has no finished trial yet, so no final model: `search run` its space file "
+                          f"again continues it; then `search reproduce {name}` trains the best trial's config on "
+                          f"every development row and logs the model", field="STUDY")
+    return StudyError(f"study '{name}' has no final model in this tracking store yet: `search reproduce {name}` "
+                      f"trains it on every development row, looks at the test rows once and logs it", field="STUDY")
 
 
 def _trial_of(tags: dict[str, str]) -> int | None:
