@@ -583,7 +583,9 @@ def test_a_one_hot_model_is_served_rows_as_read_with_their_categories_as_text(wr
     client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
     listed = pd.read_csv(client.download_artifacts(run_id, "rows.csv", str(tmp_path)), keep_default_na=False)
     tested = frame.iloc[listed.loc[listed["role"] == "test", "row"].to_numpy()]
-    tested.assign(label=[None] + list(tested["label"])[1:]).to_csv(tmp_path / "labelled.csv", index=False)
+    rooms = [None] + list(range(2, len(tested) + 1))  # a column of the user's, with a gap: passed through
+    tested.assign(label=[None] + list(tested["label"])[1:], rooms=rooms).to_csv(tmp_path / "labelled.csv",
+                                                                                index=False)
     tested.to_csv(tmp_path / "all-labelled.csv", index=False)
     capsys.readouterr()
     assert run_cli("predict", "homes", tmp_path / "all-labelled.csv", "--home", home, "--out",
@@ -597,6 +599,10 @@ def test_a_one_hot_model_is_served_rows_as_read_with_their_categories_as_text(wr
     assert float(score[3]) == pytest.approx(metrics["test_accuracy"], rel=1e-3)
     assert run_cli("predict", "homes", tmp_path / "labelled.csv", "--home", home) == 0
     assert f"scored on {len(tested) - 1} row(s)" in capsys.readouterr().out.replace("\n", " ")
+    # The rows' whole numbers with a gap are written back as the file wrote them (2, not 2.0).
+    written = (tmp_path / "labelled-predictions.csv").read_text().splitlines()
+    assert written[0].startswith("size,city,floor,view,label,rooms,"), written[0]
+    assert [line.split(",")[5] for line in written[1:]] == [""] + [str(v) for v in rooms[1:]], written[:3]
     # A label spelt otherwise is named, not only counted ("3 row(s) without a known target left out").
     tested.assign(label=["Yes", "yes "] + list(tested["label"])[2:]).to_csv(tmp_path / "misspelt.csv", index=False)
     assert run_cli("predict", "homes", tmp_path / "misspelt.csv", "--home", home) == 0

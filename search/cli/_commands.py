@@ -224,6 +224,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from search import api
 
     out = args.out or args.input.with_name(f"{args.input.stem}-predictions.csv")
@@ -235,9 +237,17 @@ def _predict(args: argparse.Namespace) -> int:
                             tracking_uri=args.tracking_uri)
     from search.reproduction.rows import shortest_text
 
-    for column in frame.attrs.get("predicted", ()):
-        if frame[column].dtype.kind == "f":  # the model's float32, in the digits that read back as it (rows.csv's)
+    predicted = set(frame.attrs.get("predicted", ()))
+    for column in frame.columns:
+        if column in predicted and frame[column].dtype.kind == "f":
+            # the model's float32, in the digits that read back as it (rows.csv's)
             frame[column] = shortest_text(frame[column].to_numpy())
+        elif column not in predicted and frame[column].dtype.kind == "f":
+            # The user's whole numbers with a gap (pandas' floats) written back as the file wrote them: 35, not 35.0.
+            values = frame[column].to_numpy()
+            present = values[~np.isnan(values)]
+            if len(present) < len(values) and np.all(present == np.round(present)) and np.all(abs(present) < 2**53):
+                frame[column] = frame[column].astype("Int64")
     try:  # a folder that is not there yet is made, as `search best --export` and `search report --out` make theirs
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out, index=False)
