@@ -299,6 +299,10 @@ CASES: list[tuple[str, Builder, str | None, list[str]]] = [
     ("utf16-without-a-mark-is-not-utf8", lambda tmp, store: _bytes(tmp, "study: {name: x}\n".encode("utf-16-le")),
      None, ["is not UTF-8 text", "save it as UTF-8"]),
     ("a-folder-as-the-space-file", lambda tmp, store: tmp, None, ["is a folder, not a space file"]),
+    # The study's name where its space file was asked for (`search run churn`): the file beside it is named.
+    ("a-study-name-for-its-space-file", lambda tmp, store: _text("study: {name: x}\n")(tmp, store).with_suffix(""),
+     None, ["space: the space file does not exist; did you mean", "space.yaml'? (a study is continued by running its "
+            "space file again)"]),
     ("indentation-slip",
      _text("study:\n  name: x\ndata:\n  source: 'sklearn:iris'\nmodel:\n  units: 8\n dropout: 0.1\n"), None,
      ["not valid YAML at line 7", "a key indented less or more than the keys beside it"]),

@@ -248,3 +248,25 @@ def test_the_storage_patience_goes_to_the_workers_and_into_the_printed_continue_
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", str(tmp_path / "x.yaml"), "--storage-patience", "0"])
     assert "argument --storage-patience: expected a duration above zero" in capsys.readouterr().err
+
+
+def test_a_study_whose_trials_were_only_stopped_is_sent_to_run_again_not_to_status(tmp_path):
+    """After a Ctrl-C in the first trial, reproduce said "no completed trial (1 fail, 1 waiting); `search status`
+    shows why": status said "stopped", and neither said that running the space file again goes on."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from search.errors import StudyError
+    from search.studies.lifecycle import pick_trial
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="slow", storage=storage)
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"failure": "interrupted"}))
+    study.enqueue_trial({})
+    with pytest.raises(StudyError) as caught:
+        pick_trial(optuna.load_study(study_name="slow", storage=storage), "best")
+    assert "study 'slow' has no finished trial yet (1 fail, 1 waiting; none failed by its settings: stopped or " \
+           "cut short, and queued again): `search run` its space file again continues the study" in str(caught.value)
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"failure": "bad_settings"}))
+    with pytest.raises(StudyError, match=r"has no completed trial \(2 fail, 1 waiting\); `search status slow`"):
+        pick_trial(optuna.load_study(study_name="slow", storage=storage), "best")

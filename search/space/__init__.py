@@ -53,6 +53,22 @@ def read(path: str | os.PathLike[str], study_name: str | None = None) -> Space:
     return space
 
 
+def _near_space_files(path: Path) -> str:
+    """The file likely meant: ``churn`` for ``churn.yaml`` (a study's name where its space file was asked for),
+    else the space files beside where it was looked for."""
+    for suffix in (".yaml", ".yml"):
+        for folder in (path.parent, path.parent / "spaces"):
+            if path.suffix not in (".yaml", ".yml") and (folder / (path.name + suffix)).is_file():
+                return (f"; did you mean {str(folder / (path.name + suffix))!r}? (a study is continued by "
+                        f"running its space file again)")
+    try:
+        near = sorted(p.name for p in path.parent.glob("*.y*ml"))
+    except OSError:
+        return ""
+    return f" (space files in {str(path.parent)!r}: {', '.join(near[:5])}{', ...' if len(near) > 5 else ''})" \
+        if near else ""
+
+
 def _read(path: str | os.PathLike[str], study_name: str | None) -> tuple[dict[str, Any], str, Path]:
     """The mapping a space file holds, its name for messages, and its path."""
     if not isinstance(path, (str, os.PathLike)):
@@ -66,7 +82,7 @@ def _read(path: str | os.PathLike[str], study_name: str | None) -> tuple[dict[st
     try:
         text = _text_of(path.read_bytes())
     except FileNotFoundError:
-        raise SpaceError("the space file does not exist", source=source) from None
+        raise SpaceError("the space file does not exist" + _near_space_files(path), source=source) from None
     except UnicodeDecodeError as exc:
         raise SpaceError(f"is not UTF-8 text (byte {exc.object[exc.start]:#04x} at position {exc.start}); save it as "
                          f"UTF-8 (in most editors: Save As, encoding UTF-8)", source=source) from None

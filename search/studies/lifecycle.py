@@ -347,8 +347,18 @@ def pick_trial(study: Any, rule: str | int = "auto") -> Any:
     complete = sorted((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values),
                       key=lambda t: (t.values[0], t.number))
     if not complete:
-        ended = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
+        from search.errors import FailureKind
+
+        trials = study.get_trials(deepcopy=False)
+        ended = Counter(t.state.name.lower() for t in trials)
         counts = ", ".join(f"{n} {state}" for state, n in sorted(ended.items())) or "no trials yet"
+        # Stopped or cut short, not failed by their settings: the study goes on where it is run again.
+        pending = all(t.state.name in ("WAITING", "RUNNING") or t.state.name == "FAIL" and not FailureKind.of(t).counts
+                      for t in trials)
+        if pending:
+            raise StudyError(f"study '{study.study_name}' has no finished trial yet ({counts}; none failed by its "
+                             f"settings: stopped or cut short, and queued again): `search run` its space file again "
+                             f"continues the study")
         raise StudyError(f"study '{study.study_name}' has no completed trial ({counts}); `search status "
                          f"{study.study_name}` shows why its trials ended")
     if isinstance(rule, int) or (isinstance(rule, str) and rule.isdigit()):
