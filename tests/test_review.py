@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -661,3 +662,24 @@ def test_a_run_with_figures_off_draws_nothing_and_still_writes_the_tables_and_no
     with pytest.raises(search.ArgumentError, match="figures is True, False or None"):
         search.run(space, home=tmp_path / "other", figures="off")
     assert not (tmp_path / "other").exists()
+
+
+def test_the_optimization_history_counts_trials_in_whole_numbers():
+    """Three trials were ticked 0.5, 1.5, 2.5 on the report's trial axis."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import optuna
+    from optuna.visualization import matplotlib as ovm
+
+    from search.review.figures import _styled
+
+    study = optuna.create_study()
+    for value in (0.9, 0.7, 0.8):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning
+        fig = _styled(ovm.plot_optimization_history(study).figure, "optimization_history")
+    fig.canvas.draw()
+    shown = [t.get_text() for t in fig.axes[0].get_xticklabels() if t.get_text()]
+    assert shown and all(text.lstrip("−-").isdigit() for text in shown), shown

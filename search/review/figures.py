@@ -237,13 +237,7 @@ def _optuna_pngs(study: Any, seed: int) -> dict[str, bytes]:
                 axes = getattr(ovm, f"plot_{name}")(study, **args)
             except (ValueError, RuntimeError, ZeroDivisionError):
                 continue  # e.g. too few trials for importances
-            fig = np.atleast_1d(axes).flat[0].figure
-            fig.set_size_inches(WIDTH, HEIGHT)
-            for ax in fig.axes:
-                ax.title.set_fontsize(FONT + 2)
-                ax.xaxis.label.set_fontsize(FONT)
-                ax.yaxis.label.set_fontsize(FONT)
-                ax.tick_params(labelsize=FONT - 1)
+            fig = _styled(np.atleast_1d(axes).flat[0].figure, name)
             try:
                 if fig.axes and any(ax.has_data() for ax in fig.axes):
                     fig.tight_layout()  # within the full size: a tight bounding box would crop it smaller
@@ -251,6 +245,21 @@ def _optuna_pngs(study: Any, seed: int) -> dict[str, bytes]:
             finally:
                 plt.close(fig)
     return out
+
+
+def _styled(fig: Any, name: str) -> Any:
+    """An Optuna figure at the report's size and fonts."""
+    fig.set_size_inches(WIDTH, HEIGHT)
+    if name == "optimization_history":  # trial numbers: 0.5 and 2.5 were ticks on a few trials' axis
+        from matplotlib.ticker import MaxNLocator
+
+        fig.axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in fig.axes:
+        ax.title.set_fontsize(FONT + 2)
+        ax.xaxis.label.set_fontsize(FONT)
+        ax.yaxis.label.set_fontsize(FONT)
+        ax.tick_params(labelsize=FONT - 1)
+    return fig
 
 
 def _forget_fanova_caches() -> None:
