@@ -268,6 +268,10 @@ def test_a_rare_class_and_a_study_of_underfit_trials_are_said(tmp_path, capsys):
                      r"says little",
                      said.err), said.err
     assert "every complete trial (2) is underfit" in said.out
+    # No signal to find: more capacity is the last advice, after the features (a noisy table's linear model is
+    # no better), and more epochs come first only where the best trial was still improving.
+    assert "that the features carry the signal (study.workflow: phased compares with a linear model, which noisy " \
+           "data does not beat either) before searching more capacity" in said.out.replace("\n", " ")
     assert "of the chance-level loss, that of always predicting the training rows' class shares" in said.out
 
 

@@ -40,10 +40,18 @@ def why_ended(study: Any) -> list[str]:
         where = (f"above the loss of {base}: the best trial's is {share:.0%} of it, worse than that base rate, so "
                  f"no trial learned it" if share is not None and share > 1.05 else
                  f"near the loss of {base}, so no trial learned much beyond the base rate")
+        best = _single_best(study)
+        records = (best.user_attrs.get("splits") or []) if best is not None else []
+        # Still improving at its last epoch: more epochs first. A network that stopped improving near chance is
+        # more often noisy data than too small a network (a stranger's churn table: a linear model did no better).
+        advice = (f"The best trial ({best.number}) was still improving at its last epoch: train longer "
+                  f"(train.epochs) or search a higher learning rate; then" if best is not None and
+                  peaked_at_end(records) else "Check")
         lines.append(f"warning: every complete trial ({len(complete)}) is underfit: its validation loss stays "
-                     f"{where}, and gains over the baseline are small steps near chance. Train "
-                     f"longer (train.epochs), search a higher learning rate or more capacity, and check that the "
-                     f"features carry the signal (study.workflow: phased compares with a linear model)")
+                     f"{where}, and gains over the baseline are small steps near chance. {advice} "
+                     f"{'check ' if advice != 'Check' else ''}that the features carry the signal (study.workflow: "
+                     f"phased compares with a linear model, which noisy data does not beat either) before searching "
+                     f"more capacity")
     elif (still := _still_improving(study)) is not None:
         lines.append(still)
     if (chance := against_chance(study, warn=not all_underfit)) is not None:  # that warning says it already
