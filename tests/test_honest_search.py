@@ -177,6 +177,15 @@ def test_ablation_of_the_best_trial_is_stored_resumable_and_in_the_report(write_
         # Named by the trial it ablates (t003 [dropout off] ...), not by its own number in the ablation's study.
         assert run.info.run_name.startswith(f"t{study.best_trial.number:03d} [{run.data.tags['search.ablation']} off]")
         assert "★" not in run.info.run_name and run.data.tags["best"] == "false"
+    # The ablation's own parent run holds its table, not a study review of the variants ranked as trials
+    # (top_trials.md named them t003, beside runs named t004 [l2 off]; a "best trial" and importances over them).
+    from search import tracking
+
+    variants_run = ablation.user_attrs[tracking.PARENT_RUN_ATTR]
+    shown = sorted(Path(a.path).name for a in client.list_artifacts(variants_run, "study"))
+    assert "ablation.txt" in shown and not {"top_trials.md", "top_trials.csv", "before_after.png",
+                                            "param_importances.png"} & set(shown), shown
+    assert "review.best_trial" not in client.get_run(variants_run).data.tags
     # Resumable: asked again, nothing is trained twice.
     n = len(ablation.trials)
     assert run_cli("ablate", "abl", "--home", home, "--threads", "1") == 0
@@ -191,8 +200,6 @@ def test_ablation_of_the_best_trial_is_stored_resumable_and_in_the_report(write_
     study = _study(home, "abl")
     assert study.user_attrs["ablation"]["trial"] == study.best_trial.number
     assert study.user_attrs[f"ablation.t{other.number:05d}"]["trial"] == other.number
-    from search import tracking
-
     parent = study.user_attrs[tracking.PARENT_RUN_ATTR]
     text = Path(client.download_artifacts(parent, "study/ablation.txt", str(tmp_path / "p"))).read_text()
     assert f"trial {study.best_trial.number}" in text and f"trial {other.number}" not in text

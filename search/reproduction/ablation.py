@@ -228,7 +228,7 @@ def _stored(study: Any, picked: Any, ablation_study: Any, options: Any, out: Tex
     study.set_user_attr(ATTR if own else f"{ATTR}.t{picked.number:05d}",
                         {"trial": picked.number, "study": ablation_study.study_name, "rows": [asdict(r) for r in rows]})
     print(format_table(picked, rows), file=out)
-    _log(study, picked, rows, options, own)
+    _log(study, picked, rows, options, own, ablation_study)
     return rows
 
 
@@ -248,9 +248,11 @@ def _finished(study: Any, name: str) -> Any:
         return None
 
 
-def _log(study: Any, picked: Any, rows: list[AblationRow], options: Any, own: bool = True) -> None:
+def _log(study: Any, picked: Any, rows: list[AblationRow], options: Any, own: bool = True,
+         ablation_study: Any = None) -> None:
     """The table, its metrics and a figure on the study's MLflow parent run (``own``: the study's pick), else
-    on the picked trial's own run; a side channel, never fatal."""
+    on the picked trial's own run, and the table on the ablation's own parent run; a side channel, never
+    fatal."""
     from search import tracking
     from search.review import figures
 
@@ -280,6 +282,9 @@ def _log(study: Any, picked: Any, rows: list[AblationRow], options: Any, own: bo
                     f"what regularization bought (trial {picked.number})"))
             (Path(tmp) / "ablation.txt").write_text(format_table(picked, rows) + "\n", encoding="utf-8")
             client.log_artifacts(parent, tmp, "study" if own else "ablation")
+            variants_run = ablation_study.user_attrs.get(tracking.PARENT_RUN_ATTR) if ablation_study else None
+            if variants_run:  # the ablation's own experiment reads as what it is: this table, not a search
+                client.log_artifacts(variants_run, tmp, "study")
         if own and (note := tracking.verdict_note(study)) is not None:
             client.set_tag(parent, "mlflow.note.content", note)  # now with this table's note, not an earlier best's
     except Exception as exc:  # the table is in the Optuna storage already

@@ -138,9 +138,14 @@ class ReviewLogging:
         """Redraw the study figures and tables on the parent run, and log the study metrics."""
         from mlflow.entities import Metric, RunTag
 
+        study_name = self._study.study_name if self._study is not None else self.space.study.name
+        if ".ablation." in study_name:
+            # The variants measure one trial; they are no search: a ranking of them as trials (t003 beside runs
+            # named t004 [l2 off]), a "best" and importances over them contradicted the ablation's table, which
+            # search/reproduction/ablation.py logs on this run instead.
+            return
         started = time.perf_counter()
         try:
-            study_name = self._study.study_name if self._study is not None else self.space.study.name
             attrs = self._study.user_attrs if self._study is not None else {}
             args = (trials, study_name, attrs.get(review.DESCRIPTION_ATTR, ()))
             kwargs: dict[str, Any] = dict(seed=self.space.study.seed, reference=self.reference_loss,
