@@ -602,7 +602,8 @@ def test_a_command_an_error_suggests_is_given_on_the_stores_of_the_command_that_
     home = tmp_path / "elsewhere"
     home.mkdir()
     study = optuna.create_study(study_name="allfail", storage=f"sqlite:///{home / 'optuna.db'}")
-    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
+                                              user_attrs={"failure": "bad_settings"}))
     capsys.readouterr()
     assert run_cli("reproduce", "allfail", "--home", home) == 2
     assert f"`search status allfail --home {home}` shows why its trials ended" in capsys.readouterr().err

@@ -250,7 +250,7 @@ def test_the_storage_patience_goes_to_the_workers_and_into_the_printed_continue_
     assert "argument --storage-patience: expected a duration above zero" in capsys.readouterr().err
 
 
-def test_a_study_whose_trials_were_only_stopped_is_sent_to_run_again_not_to_status(tmp_path):
+def test_a_study_whose_trials_were_only_stopped_is_sent_to_run_again_not_to_status(tmp_path, capsys):
     """After a Ctrl-C in the first trial, reproduce said "no completed trial (1 fail, 1 waiting); `search status`
     shows why": status said "stopped", and neither said that running the space file again goes on."""
     import optuna
@@ -266,7 +266,11 @@ def test_a_study_whose_trials_were_only_stopped_is_sent_to_run_again_not_to_stat
     with pytest.raises(StudyError) as caught:
         pick_trial(optuna.load_study(study_name="slow", storage=storage), "best")
     assert "study 'slow' has no finished trial yet (1 fail, 1 waiting; none failed by its settings: stopped or " \
-           "cut short, and queued again): `search run` its space file again continues the study" in str(caught.value)
+           "cut short, and queued again): `search run` its space file again continues it" in str(caught.value)
+    # Where the study knows its space file, the command is written out, on the stores of the command that failed.
+    study.set_user_attr("space_path", str(tmp_path / "my space.yaml"))
+    assert run_cli("reproduce", "slow", "--home", tmp_path) == 2
+    assert f"`search run '{tmp_path / 'my space.yaml'}' --home {tmp_path}` continues it" in capsys.readouterr().err
     study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"failure": "bad_settings"}))
     with pytest.raises(StudyError, match=r"has no completed trial \(2 fail, 1 waiting\); `search status slow`"):
         pick_trial(optuna.load_study(study_name="slow", storage=storage), "best")

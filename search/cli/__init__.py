@@ -60,8 +60,11 @@ def _on_these_stores(text: str, args: argparse.Namespace) -> str:
 
     options = argparse.Namespace(home=args.home, storage=getattr(args, "storage", None),
                                  tracking_uri=getattr(args, "tracking_uri", None))
-    return re.sub(r"`search (status|best|report|reproduce|ablate) ([^`\s]+)`",
-                  lambda m: f"`{command(m.group(1), m.group(2), options)}`", text)
+    import shlex
+
+    # A space file's path may be quoted (a folder with spaces): taken unquoted, quoted again by command().
+    return re.sub(r"`search (status|best|report|reproduce|ablate|run) ('[^'`]*'|[^`\s]+)`",
+                  lambda m: f"`{command(m.group(1), shlex.split(m.group(2))[0], options)}`", text)
 
 
 def _dispatch(args: argparse.Namespace, debug: bool) -> int:

@@ -235,7 +235,7 @@ class Review:
 
 
 _FIXED_COLUMNS = ("rank", "trial", "name", "val_loss", "val_loss_std", "metric", "fit", "gap", "overfit_onset",
-                  "best_epoch")
+                  "best_epoch_mean")
 
 
 def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -351,7 +351,7 @@ def _row(study: Any, row: dict[str, Any]) -> dict[str, Any]:
             "val_roc_auc": row.get("roc_auc", math.nan),
             "val_average_precision": row.get("average_precision", math.nan),
             "fit": attrs.get("fit", ""), "gap": attrs.get("gap_mean"), "overfit_onset": attrs.get("overfit_onset"),
-            "best_epoch": attrs.get("best_epoch_mean"), "baseline": row["baseline"], "params": row["params"]}
+            "best_epoch_mean": attrs.get("best_epoch_mean"), "baseline": row["baseline"], "params": row["params"]}
 
 
 def _metrics(trials: Sequence[Any], study: Any) -> dict[str, float]:
