@@ -59,6 +59,8 @@ def test_absurd_learning_rate_is_pruned_and_keeps_what_it_measured(write_space, 
     assert run.info.status == "FINISHED" and run.data.tags["optuna.state"] == "PRUNED"
     assert run.data.tags["pruned"] == "true" and run.data.tags["best"] == "false"
     assert run.info.run_name.startswith("t001 pruned after 2/3 splits")
+    # Not judged (fit n/a): no gap_mean or overfit_splits of 0 that read as a judgement.
+    assert run.data.tags["fit"] == "n/a" and not {"gap_mean", "overfit_splits"} & set(run.data.metrics)
     assert runs[0].info.run_name.startswith("t000 ★ ") and runs[0].data.tags["best"] == "true"
     # search status and search best account for it, and say why.
     capsys.readouterr()

@@ -415,7 +415,9 @@ class MlflowTracker(ReviewLogging, TrialListener):
                 *([RunTag("failure", outcome.state)] if outcome.state == "interrupted" else []),
                 RunTag("pruned", str(outcome.state == "pruned").lower()), RunTag(BEST_TAG, str(new_best).lower())]
         diagnosis = self._diagnose(trial, outcome)  # Optuna attributes: before the trial is finished
-        if diagnosis is not None:
+        if diagnosis is not None and outcome.state != "pruned":
+            # A pruned trial is not judged (its fit is n/a): a gap_mean and overfit_splits of 0 beside that read as
+            # a judgement the review does not make.
             summary.update(diagnosis.metrics())
         if diagnosis is not None or outcome.state == "pruned":
             tags.append(RunTag("fit", trial_fit(outcome, diagnosis)))
