@@ -118,6 +118,15 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
         values = [r.data.metrics[key] for r in runs]
         assert values == pytest.approx([values[0]] * 3, rel=1e-5), key
     assert runs[0].data.tags["verify"] == "passed"
+    # Each final model is an MLflow 3 LoggedModel of the experiment too (its Models tab), with the run's test
+    # metrics on it and the same files as the run's model/ (which runs:/<id>/model keeps loading).
+    exp = client.get_experiment_by_name(NAME).experiment_id
+    logged = {m.source_run_id: m for m in client.search_logged_models([exp])}
+    for run in runs:
+        model = logged[run.info.run_id]
+        assert str(model.status) == "READY" and model.name == "final_model"
+        assert {m.key: m.value for m in model.metrics}["test_loss"] == pytest.approx(run.data.metrics["test_loss"])
+        assert model.params == run.data.params
 
     # The logged model is the evaluated one: it takes raw feature rows (the scaler is inside).
     run = runs[-1]

@@ -4,6 +4,7 @@ Kept apart from the study tracker: a reproduce run is written once, at the end, 
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 
 from search._redact import redact
 from search.tracking import _pyfunc_loader, param_text, quiet_mlflow, experiment_id
+
+_log = logging.getLogger("search")
 
 
 def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name: str, parent_run_id: str | None,
@@ -46,12 +49,15 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
                             tags={k: redact(str(v))[:5000] for k, v in run_tags.items()})
     run_id = run.info.run_id
     try:
-        now = int(time.time() * 1000)
-        client.log_batch(run_id, params=[Param(k, param_text(v)) for k, v in params.items()],
-                         metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)])
+        client.log_batch(run_id, params=[Param(k, param_text(v)) for k, v in params.items()])
         for name, text in texts.items():
             client.log_text(run_id, redact(text), name)
-        _log_keras_model(client, run_id, model, columns, outputs, one_hot or {}, fills, pixel_max)
+        model_id = _log_keras_model(client, run_id, model, columns, outputs, one_hot or {}, fills, pixel_max,
+                                    experiment=experiment, params=params)
+        # With the model's id, the test metrics show on its page and in the experiment's Models tab too.
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0, model_id=model_id)
+                                          for k, v in metrics.items() if math.isfinite(v)])
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise
@@ -102,9 +108,11 @@ def _run_is_active(client: Any, run_id: str) -> bool:
 
 def _log_keras_model(client: Any, run_id: str, model: Any, columns: list[str] | None,
                      outputs: list[str] | None, one_hot: dict[str, list[str]], fills: bool,
-                     pixel_max: float | None = None) -> None:
+                     pixel_max: float | None = None, experiment: str | None = None,
+                     params: dict[str, Any] | None = None) -> str | None:
     """Saved locally with the Keras flavour, then uploaded with the client: no global MLflow state, and
-    explicit requirements, so MLflow never loads the model again to infer them."""
+    explicit requirements, so MLflow never loads the model again to infer them. Returns the id of the
+    LoggedModel made of it (None where the store made none)."""
     import tempfile
 
     import mlflow.keras
@@ -137,6 +145,36 @@ def _log_keras_model(client: Any, run_id: str, model: Any, columns: list[str] | 
                          refuses_missing=not fills and len(model.input_shape) == 2,
                          pixel_max=pixel_max if len(model.input_shape) > 2 else None)
         client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
+        return _as_logged_model(client, experiment, run_id, Path(tmp) / "model", params or {}) \
+            if experiment is not None else None
+
+
+def _as_logged_model(client: Any, experiment: str, run_id: str, folder: Path, params: dict[str, Any]) -> str | None:
+    """The final model as an MLflow 3 LoggedModel too: the experiment's Models tab, where MLflow 3's UI lists
+    models with their metrics and source run, was empty (the model was the run's ``model/`` artifacts only,
+    which ``runs:/<id>/model`` keeps loading). A store that makes none (an older server) is no failure."""
+    from mlflow.entities import LoggedModelOutput
+    from mlflow.models import Model
+
+    try:
+        logged = client.create_logged_model(experiment, name="final_model", source_run_id=run_id,
+                                            params={k: param_text(v) for k, v in params.items()},
+                                            tags={"search.kind": "reproduce"})
+    except Exception as exc:  # MlflowException, or a server without the LoggedModel API
+        _log.warning("the final model is the run's model/ artifacts only (no LoggedModel: %s)", redact(exc))
+        return None
+    try:
+        saved = Model.load(str(folder))
+        saved.model_id = logged.model_id
+        saved.save(str(folder / "MLmodel"))
+        client.log_model_artifacts(logged.model_id, str(folder))
+        client.finalize_logged_model(logged.model_id, "READY")
+        client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, 0)])
+    except Exception as exc:
+        client.finalize_logged_model(logged.model_id, "FAILED")
+        _log.warning("could not log the final model as a LoggedModel: %s", redact(exc))
+        return None
+    return str(logged.model_id)
 
 
 def _pyfunc_inputs(folder: Path, signature: Any, columns: list[str] | None, input_shape: tuple,
