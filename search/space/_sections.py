@@ -235,7 +235,8 @@ class DataSection(_Strict):
                 raise ValueError("test_size is the share of the rows held out for the test: a number such as 0.2 "
                                  "(or '20%')") from None
         # "expected a number below 1" for test_size: 20 did not say that 20 % is 0.2.
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and 1 <= value < 100:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 1 <= value < 100 and \
+                float(value).is_integer():
             raise ValueError(f"test_size is the share of the rows held out for the test, below 1: "
                              f"{value / 100:g} (or '{value:g}%') holds out {value:g} % of them")
         # "expected a number above 0" left a user whose data was already split without the way to say so.
