@@ -186,6 +186,9 @@ def test_ablation_of_the_best_trial_is_stored_resumable_and_in_the_report(write_
     assert "ablation.txt" in shown and not {"top_trials.md", "top_trials.csv", "before_after.png",
                                             "param_importances.png"} & set(shown), shown
     assert "review.best_trial" not in client.get_run(variants_run).data.tags
+    # The study's run names the ablation's experiment.
+    assert client.get_run(study.user_attrs[tracking.PARENT_RUN_ATTR]).data.tags["search.ablation_study"] == \
+        ablation.study_name
     # Resumable: asked again, nothing is trained twice.
     n = len(ablation.trials)
     assert run_cli("ablate", "abl", "--home", home, "--threads", "1") == 0

@@ -118,6 +118,10 @@ def test_reproduce_by_trial_run_id_and_file_agree_and_the_model_loads(study_run,
         values = [r.data.metrics[key] for r in runs]
         assert values == pytest.approx([values[0]] * 3, rel=1e-5), key
     assert runs[0].data.tags["verify"] == "passed"
+    # The study's own run says its test rows were looked at, and by which reproduce run last.
+    parent = client.get_run(study_run["study"].user_attrs["mlflow_parent_run_id"]).data.tags
+    assert parent["search.latest_reproduce_run"] == runs[-1].info.run_id
+    assert parent["test_looks"] == runs[-1].data.tags["test_looks"] != "0"
     # Each final model is an MLflow 3 LoggedModel of the experiment too (its Models tab), with the run's test
     # metrics on it and the same files as the run's model/ (which runs:/<id>/model keeps loading).
     exp = client.get_experiment_by_name(NAME).experiment_id

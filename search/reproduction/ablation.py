@@ -262,7 +262,7 @@ def _log(study: Any, picked: Any, rows: list[AblationRow], options: Any, own: bo
     try:
         import tempfile
 
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric, RunTag
         from mlflow.tracking import MlflowClient
 
         tracking.quiet_mlflow()
@@ -274,7 +274,9 @@ def _log(study: Any, picked: Any, rows: list[AblationRow], options: Any, own: bo
             metrics.append(Metric(f"{key}_bought", r.bought, now, picked.number))
             if math.isfinite(r.bought_se):
                 metrics.append(Metric(f"{key}_bought_se", r.bought_se, now, picked.number))
-        client.log_batch(parent, metrics=metrics)
+        # The study's run names its ablation's experiment, which held the variants' runs unreferenced.
+        pointer = [RunTag("search.ablation_study", ablation_study.study_name)] if own and ablation_study else []
+        client.log_batch(parent, metrics=metrics, tags=pointer)
         with tempfile.TemporaryDirectory(prefix="search-ablation-") as tmp:
             if tracking.figures_wanted(options.figures):
                 (Path(tmp) / "ablation.png").write_bytes(figures.ablation_bars(

@@ -62,6 +62,16 @@ def log_reproduction(tracking_uri: str, home: Path, study_name: str, *, run_name
         client.set_terminated(run_id, status="FAILED")
         raise
     client.set_terminated(run_id, status="FINISHED")
+    if "mlflow.parentRunId" in run_tags and "test_looks" in tags:
+        # The study's own run says its test rows were looked at, and by which run: its reviewer read only the
+        # child's tag, and could take the study for one whose test rows are untouched.
+        from mlflow.entities import RunTag
+
+        try:
+            client.log_batch(str(parent_run_id), tags=[RunTag("test_looks", str(tags["test_looks"])),
+                                                       RunTag("search.latest_reproduce_run", run_id)])
+        except Exception as exc:  # the reproduce run holds it all the same
+            _log.warning("could not mark the study's run as looked at: %s", redact(exc))
     return run_id
 
 
