@@ -148,7 +148,13 @@ def test_study_figures_are_drawn_and_refreshed_when_a_better_trial_arrives(revie
     folder = reviewed["tmp"] / "table"
     folder.mkdir()
     table = Path(client.download_artifacts(parent, "study/top_trials.csv", str(folder))).read_text().splitlines()
-    assert table[0].startswith("rank,trial,name,val_loss,val_loss_std,val_accuracy,fit,gap,overfit_onset")
+    assert table[0].startswith("rank,trial,name,val_loss,val_loss_std,val_accuracy,fit,gap,overfit_onset,"
+                               "best_epoch_mean,still_improving")
+    # A trial cut off by train.epochs is marked in the table, not only by its run's tag.
+    column = table[0].split(",").index("still_improving")
+    tagged = {str(n): run.data.tags["still_improving"] for n, run in _trial_runs(client, parent).items()}
+    assert {row.split(",")[1]: row.split(",")[column] == "yes" for row in table[1:]} == \
+        {n: v == "true" for n, v in tagged.items()}
     ranked = [row.split(",")[1] for row in table[1:]]
     assert ranked[0] == "1" and sorted(ranked) == ["0", "1", "2"]
     notes = Path(client.download_artifacts(parent, "study/notes.md", str(folder))).read_text()

@@ -235,7 +235,7 @@ class Review:
 
 
 _FIXED_COLUMNS = ("rank", "trial", "name", "val_loss", "val_loss_std", "metric", "fit", "gap", "overfit_onset",
-                  "best_epoch_mean")
+                  "best_epoch_mean", "still_improving")
 
 
 def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -344,6 +344,8 @@ def curves_and_diagnosis(trial: Any, reference: float | None,
 
 
 def _row(study: Any, row: dict[str, Any]) -> dict[str, Any]:
+    from search.review.verdicts import peaked_at_end
+
     t = next(t for t in study.get_trials(deepcopy=False) if t.number == row["trial"])
     attrs = t.user_attrs
     return {"rank": row["rank"], "trial": t.number, "name": label_of(t), "val_loss": row["value"],
@@ -351,7 +353,11 @@ def _row(study: Any, row: dict[str, Any]) -> dict[str, Any]:
             "val_roc_auc": row.get("roc_auc", math.nan),
             "val_average_precision": row.get("average_precision", math.nan),
             "fit": attrs.get("fit", ""), "gap": attrs.get("gap_mean"), "overfit_onset": attrs.get("overfit_onset"),
-            "best_epoch_mean": attrs.get("best_epoch_mean"), "baseline": row["baseline"], "params": row["params"]}
+            "best_epoch_mean": attrs.get("best_epoch_mean"),
+            # Beside the fit, which calls a trial cut off by train.epochs good: a runner-up that would likely pass
+            # the best with more epochs was a tag in MLflow only (the `still_improving` of its run).
+            "still_improving": "yes" if peaked_at_end(attrs.get("splits") or []) else "",
+            "baseline": row["baseline"], "params": row["params"]}
 
 
 def _metrics(trials: Sequence[Any], study: Any) -> dict[str, float]:
