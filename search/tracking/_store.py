@@ -15,6 +15,7 @@ EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_de
 # so trials come ranked by validation loss with the reviewer's columns shown, without configuration.
 VIEW_KEY = "search"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+_log = logging.getLogger("search")
 
 
 def review_view(metric: str, task: str = "") -> str:
@@ -39,10 +40,76 @@ def new_local_store(uri: str, home: Path) -> None:
     MLflow gives the ``Default`` experiment of a store it creates the working directory's ``mlruns/0``:
     a run logged without an experiment (a notebook's own ``mlflow.start_run`` on this store) would write
     into whatever folder the command was started from, beside or inside another home.
+
+    MLflow makes a store by running its every schema migration, about 1.3 s of CPU; a process that makes
+    several (a notebook's studies in new homes, the test suite) makes the first that way, in a folder of its
+    own, and the others from that one's schema (:func:`_from_template`), in a few milliseconds.
     """
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    SqlAlchemyStore(uri, (Path(home) / "artifacts").resolve().as_uri())
+    from search.stores import sqlite_path
+
+    artifacts = (Path(home) / "artifacts").resolve().as_uri()
+    path = sqlite_path(uri)
+    if path is not None:
+        try:
+            if _from_template(path, artifacts):
+                return
+        except Exception as exc:  # sqlite3.Error, OSError, or an MLflow that made the template otherwise
+            _log.debug("the tracking store is made by MLflow's migrations: %s", exc)
+    SqlAlchemyStore(uri, artifacts)
+
+
+_TEMPLATE: dict[str, list[str]] = {}  # MLflow's version -> a new store's SQL, made once per process
+
+
+def _template() -> list[str]:
+    import sqlite3
+    import tempfile
+    from contextlib import closing
+
+    import mlflow
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    if mlflow.__version__ not in _TEMPLATE:
+        with tempfile.TemporaryDirectory(prefix="search-store-") as tmp:
+            made = SqlAlchemyStore(f"sqlite:///{Path(tmp) / 'mlflow.db'}", Path(tmp).as_uri())
+            made.engine.dispose()
+            with closing(sqlite3.connect(Path(tmp) / "mlflow.db")) as conn:
+                _TEMPLATE[mlflow.__version__] = [s for s in conn.iterdump()
+                                                 if s not in ("BEGIN TRANSACTION;", "COMMIT;")]
+    return _TEMPLATE[mlflow.__version__]
+
+
+def _from_template(path: Path, artifacts: str) -> bool:
+    """Write a new store's schema and rows into the SQLite file ``path`` (made, empty, a moment ago), with its
+    ``Default`` experiment's artifacts in ``artifacts``; in one transaction, and only where the file is still
+    empty: another process that made the store first keeps it. True where the store is there now."""
+    import contextlib
+    import sqlite3
+    import time
+    from contextlib import closing
+
+    statements = _template()
+    with closing(sqlite3.connect(path, timeout=60, isolation_level=None)) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]:
+                conn.execute("ROLLBACK")
+                return True
+            for statement in statements:
+                conn.execute(statement)
+            now = int(time.time() * 1000)
+            updated = conn.execute("UPDATE experiments SET artifact_location = ?, creation_time = ?, "
+                                   "last_update_time = ? WHERE experiment_id = 0", (f"{artifacts}/0", now, now))
+            if updated.rowcount != 1:
+                raise sqlite3.DatabaseError("the template has no Default experiment")
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):  # not begun, or already undone by SQLite
+                conn.execute("ROLLBACK")
+            raise
+    return True
 
 
 def is_server(uri: str) -> bool:
