@@ -684,9 +684,14 @@ def test_the_optimization_history_counts_trials_in_whole_numbers():
     study = optuna.create_study()
     for value in (0.9, 0.7, 0.8):
         study.add_trial(optuna.trial.create_trial(value=value))
-    with warnings.catch_warnings():
+    import matplotlib.pyplot as plt
+
+    # rc_context, as the report draws it: Optuna switches matplotlib to its ggplot style, which changed the
+    # figures later tests of this process drew (test_drawing's PNG of another size).
+    with warnings.catch_warnings(), matplotlib.rc_context():
         warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning
         fig = _styled(ovm.plot_optimization_history(study).figure, "optimization_history")
-    fig.canvas.draw()
-    shown = [t.get_text() for t in fig.axes[0].get_xticklabels() if t.get_text()]
+        fig.canvas.draw()
+        shown = [t.get_text() for t in fig.axes[0].get_xticklabels() if t.get_text()]
+        plt.close(fig)
     assert shown and all(text.lstrip("−-").isdigit() for text in shown), shown
