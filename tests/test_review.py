@@ -695,3 +695,29 @@ def test_the_optimization_history_counts_trials_in_whole_numbers():
         shown = [t.get_text() for t in fig.axes[0].get_xticklabels() if t.get_text()]
         plt.close(fig)
     assert shown and all(text.lstrip("−-").isdigit() for text in shown), shown
+
+
+def test_a_run_of_a_finished_study_redraws_the_study_figures_its_last_refresh_failed_to_draw(write_space, home,
+                                                                                             capsys):
+    """A drawing process that failed at a run's end left the parent run without its figures and tables; running
+    the finished study again, which trains nothing, did not draw them (the docs say every run's end does)."""
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    from conftest import run_cli
+
+    path = write_space({"study": {"name": "redrawn", "n_trials": 1, "baseline": False, "ablation": False},
+                        "train": {"epochs": 1}})
+    assert run_cli("run", path, "--home", home, "--quiet") == 0
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    parent = client.search_runs([client.get_experiment_by_name("redrawn").experiment_id],
+                                "tags.`search.kind` = 'study'")[0]
+    drawn = {a.path for a in client.list_artifacts(parent.info.run_id, "study")}
+    assert "study/top_trials.csv" in drawn
+    shutil.rmtree(Path(parent.info.artifact_uri.removeprefix("file://")) / "study")  # as a failed refresh leaves it
+    assert not client.list_artifacts(parent.info.run_id, "study")
+    capsys.readouterr()
+    assert run_cli("run", path, "--home", home, "--quiet") == 0
+    assert "already has its 1 finished trials" in capsys.readouterr().out
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "study")} == drawn

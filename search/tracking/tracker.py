@@ -266,6 +266,11 @@ class MlflowTracker(ReviewLogging, TrialListener):
             return  # another worker still runs: it closes the parent run
         if closed or made or moved is not None or self.client.get_run(parent).info.status == "RUNNING":
             self.finish("FINISHED")
+        elif any(t.state.name == "COMPLETE" for t in trials) and \
+                "study/top_trials.csv" not in {a.path for a in self.client.list_artifacts(parent, "study")}:
+            # The study's figures and tables, which the last refresh failed to draw (its drawing process died):
+            # redrawn by the next run, as every run's end redraws them.
+            self.refresh_study(trials)
 
     def on_study_open(self, study: Any) -> None:
         self.start(study)
