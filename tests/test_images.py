@@ -293,6 +293,20 @@ def test_a_reproduced_image_model_is_served_images_of_any_number_type(cnn_study,
         served.predict(pixels[0])
     with pytest.raises(ValueError, match="grey images need their channel axis"):
         served.predict(pixels[..., 0])
+    # search.predict takes the images too (it refused a 4-D array as "no table", and a flat one as "images");
+    # a folder given to `search predict` was "the file of rows does not exist".
+    import search
+
+    predicted = search.predict("digits-cnn", pixels, run_id=run_id, home=home)
+    np.testing.assert_allclose(predicted[[f"p({c})" for c in range(10)]].to_numpy(), expected, rtol=1e-5)
+    assert list(predicted["predicted"]) == [str(c) for c in expected.argmax(axis=1)]
+    with pytest.raises(search.DataError, match=r"pixel values up to 16"):
+        search.predict("digits-cnn", pixels * 16, run_id=run_id, home=home)
+    with pytest.raises(search.StudyError, match=r"takes images, not a table's rows: in Python, search.predict"):
+        search.predict("digits-cnn", pixels.reshape(4, -1), run_id=run_id, home=home)
+    capsys.readouterr()
+    assert run_cli("predict", "digits-cnn", tmp_path, "--home", home) == 2
+    assert f"{tmp_path}: field 'INPUT': is a folder; search predict reads a CSV file of rows" in capsys.readouterr().err
     # Where this package is not installed: the layers come from the model's own code folder.
     code = ("import sys, json, numpy as np; sys.modules['search'] = None; import mlflow.pyfunc; "
             f"m = mlflow.pyfunc.load_model({local!r}); "

@@ -405,14 +405,16 @@ def ablate(study_name: str, *, trial: int | None = None, home: PathLike = "mlrun
 
 
 @_hides_credentials
-def predict(study_name: str, rows: "pd.DataFrame | PathLike", *, run_id: str | None = None,
+def predict(study_name: str, rows: "pd.DataFrame | np.ndarray | PathLike", *, run_id: str | None = None,
             home: PathLike = "mlruns", tracking_uri: str | None = None) -> "pd.DataFrame":
     """The study's final model's predictions for new rows, as ``best_estimator_.predict`` gives a search CV's.
 
     Args:
         study_name: the study (or its space file).
         rows: a DataFrame, or a CSV file's path, with the training file's feature columns (others are kept
-            beside the predictions and not used).
+            beside the predictions and not used); for a study trained on arrays, a 2-D array too (columns by
+            position); for one trained on images, an array of images (n, height, width, channels) prepared
+            as the final model's reproduce.json says under ``model``.
         run_id: the reproduce run whose model predicts (default: the latest of the best trial, else the
             latest of any, said in ``attrs["model"]``).
 

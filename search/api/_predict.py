@@ -36,7 +36,11 @@ def predict_rows(study_name: str, rows: "pd.DataFrame | str | os.PathLike[str]",
 
     name = study_named_by(study_name)
     rows, positional = _taken(rows)
-    if not isinstance(rows, pd.DataFrame) and not Path(rows).is_file():  # said before the model is loaded
+    if isinstance(rows, (str, os.PathLike)) and Path(rows).is_dir():
+        raise DataError("is a folder; search predict reads a CSV file of rows, and a study trained on images "
+                        "predicts from Python: search.predict(study, images) with an array of images prepared as "
+                        "the final model's reproduce.json says under 'model'", source=str(rows), field="INPUT")
+    if not isinstance(rows, (pd.DataFrame, np.ndarray)) and not Path(rows).is_file():  # before the model loads
         from search.data import read_rows
 
         read_rows(Path(rows), [])
@@ -44,9 +48,24 @@ def predict_rows(study_name: str, rows: "pd.DataFrame | str | os.PathLike[str]",
     model, io = _load(run_id, tracking_uri)
     shape = io.get("inputs", {}).get("shape") or []
     if "features" not in io.get("inputs", {}) and len(shape) != 1:
-        raise StudyError(f"the final model of study '{name}' takes images, not a table's rows: load it in Python "
-                         f"(search.reproduce(...).load_model(), or mlflow.pyfunc.load_model('runs:/{run_id}/model'))",
-                         field="INPUT")
+        if isinstance(rows, np.ndarray) and rows.ndim >= 3:  # images, prepared as reproduce.json says
+            try:
+                out = np.asarray(model.predict(rows), dtype=np.float64)
+            except ValueError as exc:  # the loader's refusal: pixels out of range, the wrong size
+                raise DataError(str(exc), field="INPUT") from None
+            result = _with_predictions(pd.DataFrame(index=pd.RangeIndex(len(rows))), io, out)
+            result.attrs.update(run_id=run_id, trial=trial, model=said, score="")
+            return result
+        raise StudyError(f"the final model of study '{name}' takes images, not a table's rows: in Python, "
+                         f"search.predict('{name}', images) with an array of images (n, height, width, channels) "
+                         f"prepared as reproduce.json says under 'model' ({io.get('inputs', {}).get('as', '')}), "
+                         f"or mlflow.pyfunc.load_model('runs:/{run_id}/model')", field="INPUT")
+    if isinstance(rows, np.ndarray) and rows.ndim >= 3:
+        from search.errors import ArgumentError
+
+        raise ArgumentError(f"the final model of study '{name}' takes a table's rows (a DataFrame, a 2-D array or a "
+                            f"CSV file's path), and this array has {rows.ndim} dimensions", field="INPUT",
+                            found=f"shape {rows.shape}")
     if "features" not in io["inputs"]:  # trained on arrays (search.run's x): its columns have no names
         return _by_position(name, rows, int(shape[0]), model, io, run_id, trial, said)
     if positional:
@@ -119,6 +138,8 @@ def _taken(rows: Any) -> tuple[Any, bool]:
         return rows, False
     if isinstance(rows, (str, os.PathLike)):
         return rows, False
+    if isinstance(rows, np.ndarray) and rows.ndim >= 3 and rows.dtype.kind in "uif":
+        return rows, True  # images, for a model trained on them (checked once the model is known)
     if isinstance(rows, (np.ndarray, list, tuple)):
         array = np.asarray(rows, dtype=object)
         if array.ndim == 2:
