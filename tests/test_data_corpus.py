@@ -1142,3 +1142,16 @@ def test_dotted_numbers_of_three_places_only_stay_decimals(tmp_path: Path) -> No
     frame = _csv_numbers.thousands_dots(shape.read(path), path, shape, notes)
     assert frame["Gewicht"].tolist()[:2] == [1.0, 2.037] and frame["Menge"].tolist()[:2] == [1250, 75]
     assert len(notes) == 1 and "column 'Menge'" in notes[0]
+
+
+def test_a_rare_label_is_called_a_typo_only_a_key_or_two_off_a_common_one() -> None:
+    """A class folder 'star' of two images beside 'square' was asked "spelled like class 'square': a typo?"
+    (their similarity ratio is 0.6); 'yse', 'Sqaure' and 'Plnat B' are a key or two off theirs."""
+    from collections import Counter
+
+    from search.data._checks import rare_near_spellings
+
+    counts = Counter({"square": 45, "circle": 41, "star": 2, "Sqaure": 1, "yes": 12, "yse": 3, "Plant B": 10,
+                      "Plnat B": 1, "categroy": 1, "category": 30})
+    assert sorted(rare_near_spellings(counts)) == [("Plnat B", "Plant B"), ("Sqaure", "square"),
+                                                   ("categroy", "category"), ("yse", "yes")]

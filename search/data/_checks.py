@@ -318,6 +318,21 @@ def joined_labels(y: np.ndarray, what: str) -> str | None:
             f"train: give each row one label, or search one binary target per label")
 
 
+def _edits(a: str, b: str) -> int:
+    """Edits from ``a`` to ``b``: a letter inserted, deleted, replaced, or two neighbours swapped (Damerau)."""
+    if abs(len(a) - len(b)) > 2:
+        return 3
+    previous: list[int] = []
+    row = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        before, previous, row = previous, row, [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], before[j - 2] + 1)
+    return row[len(b)]
+
+
 def rare_near_spellings(counts: Counter[str]) -> list[tuple[str, str]]:
     """(rare, common) pairs of text values where the rare one (a few rows) is spelled nearly as the common one
     (four times as many rows or more): 'yse' beside 'yes' became a class of its own without a word."""
@@ -344,7 +359,9 @@ def rare_near_spellings(counts: Counter[str]) -> list[tuple[str, str]]:
             if matcher.real_quick_ratio() < 0.6 or matcher.quick_ratio() < 0.6:
                 continue
             score = matcher.ratio()
-            if score >= 0.6 and (best is None or (score, common) > best):
+            # A typo is a key or two off (yse, Plnat, Sqaure); 'star' beside 'square' (ratio 0.6) is another word.
+            if score >= 0.6 and _edits(rare.casefold(), folded) <= (1 if min(len(rare), len(common)) < 8 else 2) \
+                    and (best is None or (score, common) > best):
                 best = (score, common)
         if best is not None:
             pairs.append((rare, best[1]))
