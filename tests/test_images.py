@@ -131,6 +131,10 @@ def test_an_image_folder_loads_as_pixels_in_unit_range(tmp_path):
     assert ds.classes == ["circle", "square", "triangle"] and np.bincount(ds.y).tolist() == [4, 4, 4]
     grey = data.load(_section(tmp_path, tmp_path / "shapes", color_mode="grayscale"))
     assert grey.X.shape == (12, 12, 12, 1)
+    # Colour made grey as the files were read is said, with a count and the first files; nothing else was.
+    assert any(n.startswith("12 image(s) of ") and "were made grey (data.color_mode: grayscale)" in n
+               for n in grey.notes), grey.notes
+    assert not any("were made" in n or "were resized" in n for n in ds.notes), ds.notes
 
 
 def test_mixed_sizes_are_refused_unless_an_image_size_is_given(tmp_path):
@@ -140,6 +144,9 @@ def test_mixed_sizes_are_refused_unless_an_image_size_is_given(tmp_path):
     assert err.value.field == "data.image_size" and "_001.png" in str(err.value)
     ds = data.load(_section(tmp_path, tmp_path / "mixed", image_size=[10, 14]))
     assert ds.X.shape == (9, 10, 14, 3)
+    # Stretched to the size asked for: said with the count and the sizes they came in (it was done unsaid).
+    assert "9 of the 9 images were resized to data.image_size 10x14 (height x width), stretched where their " \
+           "shape differs, from 16-20 x 16-20 pixels" in ds.notes, ds.notes
 
 
 def test_a_corrupt_image_is_named_or_skipped_with_a_count(tmp_path, capsys):

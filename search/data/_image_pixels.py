@@ -16,6 +16,9 @@ import numpy as np
 MODES = {"rgb": "RGB", "grayscale": "L", "rgba": "RGBA"}
 # Pillow's modes of more than 8 bits per pixel, and the value that is full white in each.
 _DEEP = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
+# Whether a Pillow mode is grey (True) or colour (False); palette images are either, and are left out.
+_GREY = {"1": True, "L": True, "LA": True, "I": True, "F": True, "I;16": True, "RGB": False, "RGBA": False,
+         "CMYK": False, "YCbCr": False, "LAB": False, "HSV": False}
 # Where an image is transparent, its colour channels hold whatever the program that saved it left there (black
 # in one file, white in another that looks the same): dropping the alpha channel made the two differ by 239/255
 # on average. Flattened onto one fixed colour, they are one image. White, because that is what such an image
@@ -29,12 +32,14 @@ _ALPHA = {"RGBA", "LA", "PA", "RGBa", "La"}
 
 
 def decode(image_module: Any, file: Path, mode: str, size: tuple[int, ...] | None,
-           large: list[tuple[int, Path]], transparent: list[Path]) -> np.ndarray:
+           large: list[tuple[int, Path]], transparent: list[Path],
+           changed: dict[str, list[Any]] | None = None) -> np.ndarray:
     """One image as float32 in [0, 1], (height, width, channels); upright as its EXIF tag says (phones store
     photos sideways and tag them), transparency flattened onto :data:`BACKGROUND` unless ``mode`` keeps alpha
     (the file is then added to ``transparent``), 16-bit and float images scaled by their own range, not
     clipped at 255. An image past Pillow's decompression-bomb warning is added to ``large`` (its warning
-    names no file)."""
+    names no file). ``changed`` gathers, for the data summary, the sizes of images resized ("resized") and
+    the files of grey images made colour or colour images made grey ("recoloured")."""
     from PIL import ImageOps
 
     with warnings.catch_warnings(record=True) as caught:
@@ -51,6 +56,11 @@ def decode(image_module: Any, file: Path, mode: str, size: tuple[int, ...] | Non
                 transparent.append(file)
         depth = image.mode
         full = _DEEP.get(depth)
+        grey = _GREY.get(depth.split(";")[0])
+        if changed is not None and grey is not None and grey != (mode in ("L", "LA")):
+            changed.setdefault("recoloured", []).append(file)
+        if changed is not None and size is not None and image.size != (size[1], size[0]):
+            changed.setdefault("resized", []).append(image.size)
         if full is None:
             image = image.convert(mode)
         else:

@@ -50,6 +50,7 @@ def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
     skipped: list[tuple[Path, str]] = []
     large: list[tuple[int, Path]] = []
     transparent: list[Path] = []
+    changed: dict[str, list[Any]] = {}  # resized sizes, recoloured files: said in the summary
     # Every bad file and folder is gathered and said at once: refused one at a time, a folder with an unreadable
     # file, mixed sizes and an empty class took four runs to clear.
     bad = _Problems()
@@ -58,7 +59,7 @@ def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
         decoded = 0
         for file in files:
             try:
-                array = decode(Image, file, MODES[section.color_mode], size, large, transparent)
+                array = decode(Image, file, MODES[section.color_mode], size, large, transparent, changed)
             except (OSError, ValueError, Image.DecompressionBombError) as exc:
                 (skipped if section.skip_bad_images else bad.unreadable).append((file, str(exc)))
                 continue
@@ -88,7 +89,29 @@ def read_folder(root: Path, section: Any, where: str, min_classes: int = 2,
                      + ", ".join(f.relative_to(root).as_posix() for f in transparent[:3])
                      + (", ..." if len(transparent) > 3 else "") + "), as the final model's images must be "
                      "(reproduce.json's model.inputs)")
+    notes += _changed_notes(root, changed, size, section.color_mode, count)
     return (X if count == len(X) else X[:count].copy()), np.asarray(labels), [f for f, _ in skipped], notes, names
+
+
+def _changed_notes(root: Path, changed: dict[str, list[Any]], size: tuple[int, ...] | None, color_mode: str,
+                   count: int) -> list[str]:
+    """What was done to images as they were read, counted: stretched to data.image_size (from which sizes), and
+    grey images made colour (or colour made grey) by data.color_mode; both were done without a word."""
+    notes = []
+    if changed.get("resized") and size is not None:
+        sizes = changed["resized"]
+        widths, heights = [w for w, _ in sizes], [h for _, h in sizes]
+        notes.append(f"{len(sizes)} of the {count} images were resized to data.image_size {size[0]}x{size[1]} "
+                     f"(height x width), stretched where their shape differs, from {min(heights)}-{max(heights)} x "
+                     f"{min(widths)}-{max(widths)} pixels")
+    if changed.get("recoloured"):
+        files = changed["recoloured"]
+        into = "grey (data.color_mode: grayscale)" if color_mode == "grayscale" else \
+            f"colour (data.color_mode: {color_mode})"
+        notes.append(f"{len(files)} image(s) of {root} were made {into} as they were read ("
+                     + ", ".join(f.relative_to(root).as_posix() for f in files[:3])
+                     + (", ..." if len(files) > 3 else "") + ")")
+    return notes
 
 
 class _Problems:
