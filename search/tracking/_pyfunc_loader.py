@@ -63,7 +63,15 @@ def _encode(data: Any, encoding: dict[str, Any]) -> Any:
     columns = {str(c): data[c] for c in data.columns if str(c) not in one_hot}
     for name, values in one_hot.items():
         text = _as_written(data[name].astype(object), values)
-        text = text.where(data[name].notna(), _missing_as(values)).astype(str).str.strip()
+        text = text.where(data[name].notna(), _missing_as(values)).astype(str)
+        spaced = text[(text != text.str.strip()) & text.str.strip().isin(values)]
+        if len(spaced):
+            import warnings
+
+            # Read as training read them (with a note there): said here too, where they were taken unsaid.
+            warnings.warn(f"column {name!r}: {len(spaced)} value(s) with spaces around them (such as "
+                          f"{spaced.iloc[0]!r}) were read without them, as training read its values", stacklevel=3)
+        text = text.str.strip()
         text = text.map(lambda v: unicodedata.normalize("NFC", v))  # as training read them
         for value, column in zip(values, encoded_names({name: values})):
             columns[column] = (text == value).astype(np.float64)
