@@ -242,8 +242,11 @@ def test_a_new_store_made_from_the_first_ones_schema_is_mlflows_own_with_its_hom
     for name in ("a", "b"):
         uri = f"sqlite:///{tmp_path / name / 'mlflow.db'}"
         _sqlite.prepare(uri)  # as the tracker does: the folder, and an empty file in WAL mode
-        _store.new_local_store(uri, tmp_path / name)
-        assert _store._TEMPLATE, "the schema was not kept for the next store"
+        if name == "a":
+            _store.new_local_store(uri, tmp_path / name)
+            assert _store._TEMPLATE, "the schema was not kept for the next store"
+        else:  # the template's own path, not MLflow's migrations behind a fallback
+            assert _store._from_template(tmp_path / name / "mlflow.db", (tmp_path / name / "artifacts").as_uri())
         assert schema(tmp_path / name / "mlflow.db") == schema(tmp_path / "mlflows" / "mlflow.db")
         client = MlflowClient(tracking_uri=uri)
         assert client.get_experiment("0").artifact_location == f"{(tmp_path / name / 'artifacts').as_uri()}/0"

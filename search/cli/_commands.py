@@ -244,7 +244,7 @@ def _predict(args: argparse.Namespace) -> int:
             frame[column] = shortest_text(frame[column].to_numpy())
         elif column not in predicted and frame[column].dtype.kind == "f":
             # The user's whole numbers with a gap (pandas' floats) written back as the file wrote them: 35, not 35.0.
-            values = frame[column].to_numpy()
+            values = frame[column].to_numpy(dtype="float64", na_value=np.nan)  # pandas' nullable Float64 too
             present = values[~np.isnan(values)]
             if len(present) < len(values) and np.all(present == np.round(present)) and np.all(abs(present) < 2**53):
                 frame[column] = frame[column].astype("Int64")

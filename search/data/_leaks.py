@@ -78,6 +78,8 @@ def _agreement(column: np.ndarray, y: np.ndarray) -> tuple[float, int]:
     """The share of rows whose class is their value's commonest one, for a column of at most FEW_VALUES values,
     where that guess errs at most a tenth as often as the commonest class overall (else 0.0); and the count of
     values."""
+    if len(np.unique(column[:256])) > FEW_VALUES:  # a measurement, not a code: its first rows tell, cheaply
+        return 0.0, FEW_VALUES + 1
     values, at = np.unique(column, return_inverse=True)
     if len(values) > FEW_VALUES:
         return 0.0, len(values)

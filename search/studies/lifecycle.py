@@ -355,16 +355,17 @@ def pick_trial(study: Any, rule: str | int = "auto") -> Any:
         # Stopped or cut short, not failed by their settings: the study goes on where it is run again.
         again = (FailureKind.INTERRUPTED, FailureKind.LOST_PROCESS, FailureKind.SILENT, FailureKind.LOST_STORAGE,
                  FailureKind.DISK_FULL)
-        pending = all(t.state.name in ("WAITING", "RUNNING") or t.state.name == "FAIL" and FailureKind.of(t) in again
-                      for t in trials)
+        pending = any(t.state.name == "FAIL" for t in trials) and all(
+            t.state.name in ("WAITING", "RUNNING") or t.state.name == "FAIL" and FailureKind.of(t) in again
+            for t in trials)
         if pending:
             import shlex
 
             path = str(study.user_attrs.get("space_path") or "")
-            again_ = f"`search run {shlex.quote(path)}` continues it" if path else \
+            how = f"`search run {shlex.quote(path)}` continues it" if path else \
                 "`search run` its space file again continues it"
             raise StudyError(f"study '{study.study_name}' has no finished trial yet ({counts}; none failed by its "
-                             f"settings: stopped or cut short, and queued again): {again_}")
+                             f"settings: stopped or cut short, and queued again): {how}")
         raise StudyError(f"study '{study.study_name}' has no completed trial ({counts}); `search status "
                          f"{study.study_name}` shows why its trials ended")
     if isinstance(rule, int) or (isinstance(rule, str) and rule.isdigit()):

@@ -4,6 +4,7 @@ Kept apart from the study tracker: a reproduce run is written once, at the end, 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -181,7 +182,8 @@ def _as_logged_model(client: Any, experiment: str, run_id: str, folder: Path, pa
         client.finalize_logged_model(logged.model_id, "READY")
         client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, 0)])
     except Exception as exc:
-        client.finalize_logged_model(logged.model_id, "FAILED")
+        with contextlib.suppress(Exception):  # the run's model/ is logged: this copy's failure fails nothing
+            client.finalize_logged_model(logged.model_id, "FAILED")
         _log.warning("could not log the final model as a LoggedModel: %s", redact(exc))
         return None
     return str(logged.model_id)
